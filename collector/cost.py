@@ -1,0 +1,599 @@
+"""The cost engine: miner telemetry + site economics + network state in, cost figures out.
+
+Pure: no clock reads and no I/O; time is an argument, so the same inputs always give the same
+outputs. Definitions, formulas and the reference checks are in docs/cost.md.
+
+Two views:
+- rates now (`miner_cost`, `site_cost`, `fleet_cost`): what a day would cost and mine at this
+  instant's telemetry, tariff and network state;
+- what really happened (`advance`): energy, money and BTC integrated over time since local
+  midnight and the 1st of the month, split at every local hour so time-of-use bands, midnight and
+  month starts are each charged at their own price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from models.economics import (
+    Capex,
+    CostSample,
+    CostScope,
+    FlatTariff,
+    LivePowerPrice,
+    LiveTariff,
+    NetworkState,
+    SiteEconomics,
+    TouTariff,
+)
+from models.sample import MinerSample, MinerState
+
+SECONDS_PER_DAY = 86_400
+TWO_POW_32 = 2**32
+# Monthly figures become a daily rate with the average month, so rates do not jump on the 1st.
+DAYS_PER_MONTH = 365.25 / 12
+HALVING_INTERVAL_BLOCKS = 210_000
+INITIAL_SUBSIDY_SAT = 50 * 100_000_000
+UNALLOCATED = ""  # running-totals key for a site's fixed costs while it has no miners to carry them
+
+UTC = timezone.utc
+
+
+# --- network revenue ---------------------------------------------------------------------------
+
+
+def subsidy_btc(height: int) -> float:
+    """Block subsidy at `height`: 50 BTC halved every 210,000 blocks (3.125 BTC from 840,000)."""
+    if height < 0:
+        raise ValueError(f"height must be >= 0, got {height}")
+    halvings = height // HALVING_INTERVAL_BLOCKS
+    # Consensus halves satoshis with a right shift, so the subsidy reaches exactly 0.
+    return (INITIAL_SUBSIDY_SAT >> halvings) / 1e8 if halvings < 64 else 0.0
+
+
+def network_subsidy_btc(network: NetworkState) -> float:
+    if network.subsidy_btc is not None:
+        return network.subsidy_btc
+    assert network.height is not None  # NetworkState requires one of the two
+    return subsidy_btc(network.height)
+
+
+def btc_per_day(hashrate_ths: float, difficulty: float, subsidy_btc: float, fees_btc: float) -> float:
+    """Expected BTC a day: H/s x 86,400 x (subsidy + mean fees per block) / (difficulty x 2^32)."""
+    return hashrate_ths * 1e12 * SECONDS_PER_DAY * (subsidy_btc + fees_btc) / (difficulty * TWO_POW_32)
+
+
+def hashprice_usd_ph_day(difficulty: float, subsidy_btc: float, fees_btc: float, btc_price_usd: float) -> float:
+    """Gross revenue of 1 PH/s for a day, in USD."""
+    return btc_per_day(1000.0, difficulty, subsidy_btc, fees_btc) * btc_price_usd
+
+
+def hashcost_usd_ph_day(efficiency_j_th: float, usd_per_kwh: float, pue: float = 1.0) -> float:
+    """Power cost of 1 PH/s for a day: J/TH x $/kWh x 24 (x PUE for the facility)."""
+    return efficiency_j_th * usd_per_kwh * 24 * pue
+
+
+def network_hashprice(network: NetworkState) -> float:
+    return hashprice_usd_ph_day(
+        network.difficulty, network_subsidy_btc(network), network.fees_btc_per_block, network.btc_price_usd
+    )
+
+
+# --- power price -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PowerPrice:
+    usd_per_kwh: float
+    stale: bool = False  # live tariff without a fresh price: the fallback was used
+
+
+def power_price_at(economics: SiteEconomics, at: datetime, live: LivePowerPrice | None = None) -> PowerPrice:
+    """The tariff in force at instant `at`; time-of-use bands are read in the site's time zone."""
+    tariff = economics.tariff
+    if isinstance(tariff, FlatTariff):
+        return PowerPrice(tariff.usd_per_kwh)
+    if isinstance(tariff, TouTariff):
+        local = at.astimezone(ZoneInfo(economics.timezone))
+        return PowerPrice(tariff.usd_per_kwh_at(local.weekday(), local.hour))
+    assert isinstance(tariff, LiveTariff)
+    if live is not None and (at - live.as_of).total_seconds() <= tariff.max_age_s:
+        return PowerPrice(live.usd_per_kwh)
+    return PowerPrice(tariff.fallback_usd_per_kwh, stale=True)
+
+
+# --- capex -------------------------------------------------------------------------------------
+
+
+def _add_months(day: date, months: int) -> date:
+    y, m = divmod(day.month - 1 + months, 12)
+    year, month = day.year + y, m + 1
+    next_first = date(year + month // 12, month % 12 + 1, 1)
+    return date(year, month, min(day.day, (next_first - timedelta(days=1)).day))
+
+
+def depreciation_usd_month(capex: Capex | None, on: date) -> float:
+    """Straight line: (price - salvage) / life a month while in service, 0 before purchase and after life."""
+    if capex is None:
+        return 0.0
+    if capex.purchase_date is not None:
+        if not capex.purchase_date <= on < _add_months(capex.purchase_date, capex.life_months):
+            return 0.0
+    return (capex.price_usd - capex.salvage_usd) / capex.life_months
+
+
+def capex_for(sample: MinerSample, economics: SiteEconomics) -> Capex | None:
+    """The miner's own capex entry, else its model's."""
+    if sample.miner in economics.capex_by_miner:
+        return economics.capex_by_miner[sample.miner]
+    return economics.capex_by_model.get(sample.model) if sample.model else None
+
+
+# --- one miner's physical flows ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MinerFlows:
+    """What one miner draws and mines now. fixed_share is its part of the site's fixed costs."""
+
+    mining: bool
+    hashrate_ths: float
+    power_w: float
+    facility_w: float
+    curtailed_w: float  # facility watts a soft-off miner is not drawing (earns curtailment credits)
+    btc_per_day: float
+    btc_per_day_net: float
+    depreciation_usd_month: float
+    fixed_share: float
+    missing: tuple[str, ...]
+
+
+_HASHING_STATES = (MinerState.MINING, MinerState.ERROR)  # error: answered with a fault, may still hash
+
+
+def miner_flows(
+    sample: MinerSample, economics: SiteEconomics, network: NetworkState, at: datetime, fixed_share: float = 1.0
+) -> MinerFlows:
+    """Hashrate, power and expected BTC of one miner. Off, idle and offline miners mine nothing,
+    but what power they report still costs; unknown power counts as 0 and is flagged unless offline."""
+    missing: list[str] = []
+    hashrate = 0.0
+    if sample.state in _HASHING_STATES:
+        if sample.hashrate_ths is None:
+            missing.append("hashrate_ths")
+        else:
+            hashrate = sample.hashrate_ths
+    power = sample.power_w
+    if power is None:
+        if sample.state is not MinerState.OFFLINE:
+            missing.append("power_w")
+        power = 0.0
+    pue = economics.pue or 1.0
+    if economics.overhead_w is not None:
+        facility = power + economics.overhead_w * fixed_share
+    else:
+        facility = power * pue
+    curtailed = 0.0
+    if sample.state is MinerState.SOFT_OFF and sample.power_limit_w is not None:
+        curtailed = max(0.0, sample.power_limit_w - power) * pue
+    gross = btc_per_day(hashrate, network.difficulty, network_subsidy_btc(network), network.fees_btc_per_block)
+    local_day = at.astimezone(ZoneInfo(economics.timezone)).date()
+    return MinerFlows(
+        mining=sample.state is MinerState.MINING,
+        hashrate_ths=hashrate,
+        power_w=power,
+        facility_w=facility,
+        curtailed_w=curtailed,
+        btc_per_day=gross,
+        btc_per_day_net=gross * (1 - economics.pool_fee_pct / 100),
+        depreciation_usd_month=depreciation_usd_month(capex_for(sample, economics), local_day),
+        fixed_share=fixed_share,
+        missing=tuple(missing),
+    )
+
+
+# --- rates now: miner, site, fleet -------------------------------------------------------------
+
+# Fields that add up across miners, sites and the fleet; every other number is derived from them.
+_ADDITIVE_RATES = (
+    "miners", "miners_mining", "hashrate_ths", "power_w", "facility_power_w", "btc_per_day", "btc_per_day_net",
+    "energy_kwh_day", "energy_usd_day", "demand_usd_day", "curtailment_credit_usd_day", "opex_usd_day",
+    "depreciation_usd_day", "revenue_usd_day",
+)
+_ADDITIVE_TOTALS = (
+    "energy_kwh_today", "power_usd_today", "cash_usd_today", "all_in_usd_today", "btc_today", "revenue_usd_today",
+    "energy_kwh_month", "power_usd_month", "cash_usd_month", "all_in_usd_month", "btc_month", "revenue_usd_month",
+)
+
+
+def _per(numerator: float, denominator: float) -> float | None:
+    # Cost per BTC with nothing mined is undefined, not infinite.
+    return numerator / denominator if denominator > 0 else None
+
+
+def _derive(
+    scope: CostScope,
+    site: str | None,
+    miner: str | None,
+    ts: datetime,
+    hashprice: float,
+    power_price: float | None,
+    sums: Mapping[str, float],
+    totals: Mapping[str, float | None],
+    stale: Sequence[str],
+    missing: Sequence[str],
+) -> CostSample:
+    power_usd = sums["energy_usd_day"] + sums["demand_usd_day"] - sums["curtailment_credit_usd_day"]
+    cash_usd = power_usd + sums["opex_usd_day"]
+    all_in_usd = cash_usd + sums["depreciation_usd_day"]
+    net = sums["btc_per_day_net"]
+    hashrate = sums["hashrate_ths"]
+    revenue = sums["revenue_usd_day"]
+    profit = revenue - all_in_usd
+    margin = _per(profit, revenue)
+    return CostSample(
+        scope=scope,
+        site=site,
+        miner=miner,
+        ts=ts,
+        **{name: sums[name] for name in _ADDITIVE_RATES},
+        efficiency_j_th=_per(sums["power_w"], hashrate),
+        hashprice_usd_ph_day=hashprice,
+        hashcost_usd_ph_day=_per(power_usd, hashrate / 1000),
+        power_price_usd_kwh=power_price,
+        energy_cost_per_btc=_per(power_usd, net),
+        cash_cost_per_btc=_per(cash_usd, net),
+        all_in_cost_per_btc=_per(all_in_usd, net),
+        breakeven_power_price=_per(revenue, sums["energy_kwh_day"]),
+        profit_usd_day=profit,
+        margin_pct=None if margin is None else margin * 100,
+        **totals,
+        **_month_cost_per_btc(totals),
+        stale_inputs=sorted(set(stale)),
+        missing_inputs=sorted(set(missing)),
+    )
+
+
+def _month_cost_per_btc(totals: Mapping[str, float | None]) -> dict[str, float | None]:
+    btc, cash, all_in = totals.get("btc_month"), totals.get("cash_usd_month"), totals.get("all_in_usd_month")
+    if btc is None or cash is None or all_in is None:
+        return {}
+    return {"cash_cost_per_btc_month": _per(cash, btc), "all_in_cost_per_btc_month": _per(all_in, btc)}
+
+
+def _stale_inputs(network: NetworkState, price: PowerPrice) -> list[str]:
+    return [*network.stale, *(["power_price"] if price.stale else [])]
+
+
+def _rate_sums(
+    flows: MinerFlows | None, economics: SiteEconomics, network: NetworkState, price: PowerPrice
+) -> dict[str, float]:
+    """Daily rates of one miner, or (flows None) of an empty site's fixed costs alone."""
+    if flows is None:
+        facility_w, fixed_share = economics.overhead_w or 0.0, 1.0
+        flows = MinerFlows(False, 0.0, 0.0, facility_w, 0.0, 0.0, 0.0, 0.0, fixed_share, ())
+        miners = 0
+    else:
+        miners = 1
+    energy_kwh_day = flows.facility_w * 24 / 1000
+    return {
+        "miners": miners,
+        "miners_mining": int(flows.mining),
+        "hashrate_ths": flows.hashrate_ths,
+        "power_w": flows.power_w,
+        "facility_power_w": flows.facility_w,
+        "btc_per_day": flows.btc_per_day,
+        "btc_per_day_net": flows.btc_per_day_net,
+        "energy_kwh_day": energy_kwh_day,
+        "energy_usd_day": energy_kwh_day * price.usd_per_kwh,
+        "demand_usd_day": flows.facility_w / 1000 * economics.demand_charge_usd_kw_month / DAYS_PER_MONTH,
+        "curtailment_credit_usd_day": flows.curtailed_w * 24 / 1e6 * economics.curtailment_credit_usd_mwh,
+        "opex_usd_day": economics.opex_usd_month * flows.fixed_share / DAYS_PER_MONTH,
+        "depreciation_usd_day": flows.depreciation_usd_month / DAYS_PER_MONTH,
+        "revenue_usd_day": flows.btc_per_day_net * network.btc_price_usd,
+    }
+
+
+def miner_cost(
+    sample: MinerSample,
+    economics: SiteEconomics,
+    network: NetworkState,
+    now: datetime,
+    *,
+    fixed_share: float = 1.0,
+    live_price: LivePowerPrice | None = None,
+) -> CostSample:
+    """Cost figures of one miner now. fixed_share: its part of the site's opex and overhead watts
+    (1.0 when it is the whole site, as in the what-if calculator; site_cost passes 1/n)."""
+    price = power_price_at(economics, now, live_price)
+    flows = miner_flows(sample, economics, network, now, fixed_share)
+    return _derive(
+        CostScope.MINER, sample.site, sample.miner, now, network_hashprice(network), price.usd_per_kwh,
+        _rate_sums(flows, economics, network, price), {}, _stale_inputs(network, price), flows.missing,
+    )
+
+
+def rollup(children: Sequence[CostSample], scope: CostScope, site: str | None, ts: datetime) -> CostSample:
+    """Sum children's additive figures and recompute every ratio from the sums (never average ratios)."""
+    if not children:
+        raise ValueError("rollup needs at least one child")
+    sums = {name: sum(getattr(c, name) for c in children) for name in _ADDITIVE_RATES}
+    totals: dict[str, float | None] = {}
+    if all(c.btc_month is not None for c in children):
+        totals = {name: sum(getattr(c, name) or 0.0 for c in children) for name in _ADDITIVE_TOTALS}
+    prices = {c.power_price_usd_kwh for c in children}
+    if sums["energy_kwh_day"] > 0:
+        power_price: float | None = sums["energy_usd_day"] / sums["energy_kwh_day"]  # kWh-weighted
+    else:
+        power_price = prices.pop() if len(prices) == 1 else None
+    return _derive(
+        scope, site, None, ts, children[0].hashprice_usd_ph_day, power_price, sums, totals,
+        [s for c in children for s in c.stale_inputs], [m for c in children for m in c.missing_inputs],
+    )
+
+
+@dataclass(frozen=True)
+class SiteCost:
+    site: CostSample
+    miners: list[CostSample]
+
+
+def site_cost(
+    site: str,
+    samples: Sequence[MinerSample],
+    economics: SiteEconomics,
+    network: NetworkState,
+    now: datetime,
+    *,
+    live_price: LivePowerPrice | None = None,
+) -> SiteCost:
+    """Every miner of a site and their roll-up. Opex and fixed overhead watts are split evenly
+    across the miners polled, so an offline miner keeps carrying its share; an empty site still
+    shows its fixed costs."""
+    strangers = sorted({s.site for s in samples if s.site != site})
+    if strangers:
+        raise ValueError(f"samples from site(s) {strangers} passed to site_cost for site {site!r}")
+    share = 1 / len(samples) if samples else 1.0
+    miners = [miner_cost(s, economics, network, now, fixed_share=share, live_price=live_price) for s in samples]
+    if miners:
+        return SiteCost(rollup(miners, CostScope.SITE, site, now), miners)
+    price = power_price_at(economics, now, live_price)
+    alone = _derive(
+        CostScope.SITE, site, None, now, network_hashprice(network), price.usd_per_kwh,
+        _rate_sums(None, economics, network, price), {}, _stale_inputs(network, price), (),
+    )
+    return SiteCost(alone, [])
+
+
+def fleet_cost(sites: Sequence[CostSample], now: datetime) -> CostSample:
+    """The fleet: site figures summed; today/month totals are each site's own local day and month."""
+    return rollup(sites, CostScope.FLEET, None, now)
+
+
+# --- what really happened: running totals since local midnight and the 1st ---------------------
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Integrated amounts over a period. power_usd = energy at the tariff + demand charge - credits."""
+
+    energy_kwh: float = 0.0
+    power_usd: float = 0.0
+    opex_usd: float = 0.0
+    depreciation_usd: float = 0.0
+    btc: float = 0.0  # net of pool fee
+    revenue_usd: float = 0.0
+
+    @property
+    def cash_usd(self) -> float:
+        return self.power_usd + self.opex_usd
+
+    @property
+    def all_in_usd(self) -> float:
+        return self.cash_usd + self.depreciation_usd
+
+    def __add__(self, other: Totals) -> Totals:
+        # Spelled out: this runs per miner per interval, and reflection is several times slower.
+        return Totals(
+            self.energy_kwh + other.energy_kwh,
+            self.power_usd + other.power_usd,
+            self.opex_usd + other.opex_usd,
+            self.depreciation_usd + other.depreciation_usd,
+            self.btc + other.btc,
+            self.revenue_usd + other.revenue_usd,
+        )
+
+
+def _sum_totals(values: Iterable[Totals]) -> Totals:
+    out = Totals()
+    for v in values:
+        out = out + v
+    return out
+
+
+@dataclass(frozen=True)
+class RunningTotals:
+    """Accumulator state for one site. Never mutated: `advance` returns a new one.
+
+    today / month_to_date are keyed by miner id (UNALLOCATED for fixed costs of a site with no
+    miners). The month's demand charge is peak_kw x rate, accrued pro rata over the month from
+    demand_from and trued up when the peak rises.
+    """
+
+    as_of: datetime  # end of the last interval integrated
+    day: date  # local date of `today`
+    month: date  # first day of the local month of `month_to_date`
+    today: Mapping[str, Totals] = field(default_factory=dict)
+    month_to_date: Mapping[str, Totals] = field(default_factory=dict)
+    peak_kw: float = 0.0
+    demand_usd: float = 0.0
+    demand_from: datetime | None = None
+
+    def site_today(self) -> Totals:
+        return _sum_totals(self.today.values())
+
+    def site_month(self) -> Totals:
+        return _sum_totals(self.month_to_date.values())
+
+
+def _next_local_hour(t: datetime, tz: ZoneInfo) -> datetime:
+    """The next instant after t where the local wall clock shows a whole hour (DST-safe)."""
+    wall = t.astimezone(tz).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    while True:
+        wall += timedelta(hours=1)
+        boundary = wall.replace(tzinfo=tz).astimezone(UTC)
+        if boundary > t:
+            return boundary
+
+
+def _month_seconds(local: datetime, tz: ZoneInfo) -> float:
+    first = datetime(local.year, local.month, 1, tzinfo=tz)
+    following = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=tz)
+    return (following.astimezone(UTC) - first.astimezone(UTC)).total_seconds()
+
+
+def _roll_calendar(state: RunningTotals, start: datetime, tz: ZoneInfo) -> RunningTotals:
+    local_day = start.astimezone(tz).date()
+    if local_day.replace(day=1) != state.month:
+        return RunningTotals(as_of=state.as_of, day=local_day, month=local_day.replace(day=1), demand_from=start)
+    if local_day != state.day:
+        return replace(state, day=local_day, today={})
+    return state
+
+
+def _add(book: Mapping[str, Totals], amounts: Mapping[str, Totals]) -> dict[str, Totals]:
+    out = dict(book)
+    for key, amount in amounts.items():
+        out[key] = out.get(key, Totals()) + amount
+    return out
+
+
+def _integrate(
+    state: RunningTotals,
+    samples: Sequence[MinerSample],
+    economics: SiteEconomics,
+    network: NetworkState,
+    start: datetime,
+    end: datetime,
+    live_price: LivePowerPrice | None,
+    tz: ZoneInfo,
+) -> RunningTotals:
+    """Add one piece [start, end) that lies within one local hour: one price, one day, one month."""
+    seconds = (end - start).total_seconds()
+    hours = seconds / 3600
+    month_s = _month_seconds(start.astimezone(tz), tz)
+    price = power_price_at(economics, start, live_price).usd_per_kwh
+    credit_usd_kwh = economics.curtailment_credit_usd_mwh / 1000
+    share = 1 / len(samples) if samples else 1.0
+
+    amounts: dict[str, Totals] = {}
+    site_w = 0.0
+    for sample in samples:
+        f = miner_flows(sample, economics, network, start, share)
+        kwh = f.facility_w * hours / 1000
+        btc = f.btc_per_day_net * seconds / SECONDS_PER_DAY
+        amount = Totals(
+            energy_kwh=kwh,
+            power_usd=kwh * price - f.curtailed_w * hours / 1000 * credit_usd_kwh,
+            opex_usd=economics.opex_usd_month * share * seconds / month_s,
+            depreciation_usd=f.depreciation_usd_month * seconds / month_s,
+            btc=btc,
+            revenue_usd=btc * network.btc_price_usd,
+        )
+        amounts[sample.miner] = amounts[sample.miner] + amount if sample.miner in amounts else amount
+        site_w += f.facility_w
+    if not samples:
+        site_w = economics.overhead_w or 0.0
+        kwh = site_w * hours / 1000
+        amounts[UNALLOCATED] = Totals(
+            energy_kwh=kwh, power_usd=kwh * price, opex_usd=economics.opex_usd_month * seconds / month_s
+        )
+
+    # Demand charge: the month's peak sets the bill, so accrue peak x rate pro rata and true it
+    # up when a higher peak appears; the increment is shared by this piece's kWh.
+    peak_kw = max(state.peak_kw, site_w / 1000)
+    demand_from = state.demand_from or start
+    target = peak_kw * economics.demand_charge_usd_kw_month * (end - demand_from).total_seconds() / month_s
+    extra = target - state.demand_usd
+    if extra:
+        total_kwh = sum(a.energy_kwh for a in amounts.values())
+        for key, a in amounts.items():
+            weight = a.energy_kwh / total_kwh if total_kwh > 0 else 1 / len(amounts)
+            amounts[key] = replace(a, power_usd=a.power_usd + extra * weight)
+
+    return replace(
+        state,
+        today=_add(state.today, amounts),
+        month_to_date=_add(state.month_to_date, amounts),
+        peak_kw=peak_kw,
+        demand_usd=target,
+        demand_from=demand_from,
+    )
+
+
+def advance(
+    prev: RunningTotals | None,
+    samples: Sequence[MinerSample],
+    economics: SiteEconomics,
+    network: NetworkState,
+    t0: datetime,
+    t1: datetime,
+    *,
+    live_price: LivePowerPrice | None = None,
+) -> RunningTotals:
+    """Integrate one site over [t0, t1), holding `samples`, `network` and the live price constant.
+
+    Pass t0 = the previous t1: a gap is not integrated (nothing is known about it) and an overlap
+    is refused (it would count twice). Totals reset at local midnight and on the local 1st.
+    """
+    if t0.tzinfo is None or t1.tzinfo is None:
+        raise ValueError("t0 and t1 must carry a time zone")
+    if t1 < t0:
+        raise ValueError(f"interval ends ({t1.isoformat()}) before it starts ({t0.isoformat()})")
+    tz = ZoneInfo(economics.timezone)
+    t0, t1 = t0.astimezone(UTC), t1.astimezone(UTC)
+    if prev is None:
+        local = t0.astimezone(tz).date()
+        prev = RunningTotals(as_of=t0, day=local, month=local.replace(day=1), demand_from=t0)
+    elif t0 < prev.as_of:
+        raise ValueError(f"interval starts at {t0.isoformat()}, before the totals' end {prev.as_of.isoformat()}")
+    state, start = prev, t0
+    while start < t1:
+        end = min(t1, _next_local_hour(start, tz))
+        state = _roll_calendar(state, start, tz)
+        state = _integrate(state, samples, economics, network, start, end, live_price, tz)
+        start = end
+    return replace(_roll_calendar(state, t1, tz), as_of=t1)
+
+
+def _totals_fields(today: Totals, month: Totals) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for suffix, t in (("today", today), ("month", month)):
+        out |= {
+            f"energy_kwh_{suffix}": t.energy_kwh,
+            f"power_usd_{suffix}": t.power_usd,
+            f"cash_usd_{suffix}": t.cash_usd,
+            f"all_in_usd_{suffix}": t.all_in_usd,
+            f"btc_{suffix}": t.btc,
+            f"revenue_usd_{suffix}": t.revenue_usd,
+        }
+    return out
+
+
+def with_totals(cost: CostSample, today: Totals, month: Totals) -> CostSample:
+    """The cost sample with what was really used, spent and mined today and this month."""
+    update = _totals_fields(today, month)
+    update |= _month_cost_per_btc(update)
+    return cost.model_copy(update=update)
+
+
+def attach_totals(costs: SiteCost, totals: RunningTotals) -> SiteCost:
+    """Fill every miner's and the site's today/month figures from the running totals."""
+    miners = [
+        with_totals(m, totals.today.get(m.miner or "", Totals()), totals.month_to_date.get(m.miner or "", Totals()))
+        for m in costs.miners
+    ]
+    return SiteCost(with_totals(costs.site, totals.site_today(), totals.site_month()), miners)

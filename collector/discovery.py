@@ -1,0 +1,76 @@
+"""Find out what answers at an address: a native-driver Avalon, another make
+that pyasic reads, or nothing.
+
+Avalons are recognised by their CGMiner `version` reply (one cheap request);
+everything else goes through pyasic's detection, which probes the web UI and
+port 4028 itself. Scans bound their concurrency: pyasic's own limit does not
+(DESIGN.md section 5: an unbounded gather over 1,000 addresses found none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from collector.sources import cgminer, pyasic_source
+from collector.targets import CGMINER_PORT, Target
+
+AVALON = "avalon"
+PYASIC = "pyasic"
+
+
+@dataclass
+class Identity:
+    target: Target
+    driver: str  # AVALON | PYASIC
+    make: str | None = None
+    model: str | None = None
+    pyasic_miner: Any = None
+
+
+async def identify(target: Target, timeout_s: float = 5.0) -> Identity | None:
+    """What answers at `target`, or None when nothing recognisable does."""
+    try:
+        raw = await cgminer.request(target.host, target.port, "version", timeout_s=timeout_s)
+    except cgminer.MinerUnreachable:
+        raw = b""
+    if b"AVALON" in raw.upper():
+        try:
+            version = cgminer.section(cgminer.decode(raw, target.address), "version", target.address)
+            prod = (version.get("VERSION") or [{}])[0].get("PROD")
+        except cgminer.MinerReplyError:
+            prod = None  # still an Avalon; polls will report what is wrong with it
+        return Identity(target, AVALON, make="Canaan", model=prod)
+    if target.port != CGMINER_PORT:
+        return None  # pyasic's detection only knows the standard ports
+    miner = await pyasic_source.detect(target.host, timeout_s=max(timeout_s, 5.0))
+    if miner is None:
+        return None
+    return Identity(target, PYASIC, make=str(getattr(miner, "make", None) or "") or None,
+                    model=str(getattr(miner, "model", None) or "") or None, pyasic_miner=miner)
+
+
+async def scan(
+    targets: list[Target], *, concurrency: int = 256, timeout_s: float = 3.0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[Identity]:
+    """Identify many addresses at once, at most `concurrency` in flight."""
+    semaphore = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(target: Target) -> Identity | None:
+        nonlocal done
+        async with semaphore:
+            try:
+                return await asyncio.wait_for(identify(target, timeout_s), timeout_s * 3)
+            except TimeoutError:
+                return None
+            finally:
+                done += 1
+                if on_progress:
+                    on_progress(done, len(targets))
+
+    found = await asyncio.gather(*(one(t) for t in targets))
+    return [identity for identity in found if identity is not None]

@@ -1,0 +1,71 @@
+"""Terminal output: fleet tables and progress bars (rich), on stderr for progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from collector.poller import CycleResult
+from models import MinerSample
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def fleet_table(samples: list[MinerSample]) -> Table:
+    table = Table(show_footer=True)
+    table.add_column("miner", footer="fleet")
+    table.add_column("address")
+    table.add_column("model")
+    table.add_column("state", footer=f"{sum(s.state == 'mining' for s in samples)}/{len(samples)} mining")
+    hashrate = sum(s.hashrate_ths or 0 for s in samples)
+    power = sum(s.power_w or 0 for s in samples)
+    table.add_column("TH/s", justify="right", footer=_fmt(hashrate))
+    table.add_column("TH/s avg", justify="right")
+    table.add_column("W", justify="right", footer=_fmt(power, 0))
+    table.add_column("J/TH", justify="right", footer=_fmt(power / hashrate if hashrate else None))
+    table.add_column("chip °C", justify="right",
+                     footer=_fmt(max((s.temp_chip_max_c for s in samples if s.temp_chip_max_c is not None), default=None), 0))
+    table.add_column("note")
+    for s in samples:
+        table.add_row(s.miner, f"{s.host}:{s.port}", s.model or "-", s.state.value, _fmt(s.hashrate_ths),
+                      _fmt(s.hashrate_avg_ths), _fmt(s.power_w, 0), _fmt(s.efficiency_j_th),
+                      _fmt(s.temp_chip_max_c, 0), "; ".join(s.errors)[:60])
+    return table
+
+
+def print_table(samples: list[MinerSample]) -> None:
+    Console().print(fleet_table(samples))
+
+
+@contextmanager
+def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields `advance(done)`. Silent when stderr is not a terminal."""
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=console, transient=True, disable=not console.is_terminal)
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+class LiveView:
+    """A sink that redraws the fleet table in the terminal after every cycle."""
+
+    def __init__(self) -> None:
+        self._live = Live(console=Console(), auto_refresh=False)
+        self._live.start()
+
+    async def write(self, result: CycleResult) -> None:
+        caption = (f"site {result.site} · {result.ts:%Y-%m-%d %H:%M:%S} UTC · "
+                   f"cycle {result.duration_s:.2f} s · {result.failed} failed")
+        self._live.update(Group(fleet_table(result.samples), caption), refresh=True)
+
+    def close(self) -> None:
+        self._live.stop()

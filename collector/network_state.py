@@ -1,0 +1,200 @@
+"""Network state for the cost engine: static config values, or HTTP polling of a mempool.space-style API.
+
+This is the I/O side; collector/cost.py stays pure. Each value (difficulty, height, fees, BTC price)
+is kept with the time it was fetched. A failed fetch keeps the last value and logs the URL and
+reason; a value older than `max_age_s`, or a static stand-in for one never fetched, is listed in
+NetworkState.stale so cost figures built on it are flagged, never passed off as fresh.
+
+Endpoints (defaults are mempool.space's, any server with the same reply format will do):
+- difficulty: /api/v1/mining/hashrate/3d -> {"currentDifficulty": float, ...}
+- height:     /api/blocks/tip/height     -> plain-text integer
+- fees:       /api/v1/mining/blocks/fees/24h -> [{"avgHeight", "timestamp", "avgFees" (sat), "USD"}, ...];
+              the last day's blocks, so the mean of avgFees is the mean fee per block
+- price:      /api/v1/prices -> {"time": ..., "USD": float, ...}; `price_field` picks the number
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import httpx
+
+from collector.cost import network_hashprice, network_subsidy_btc
+from models.economics import NetworkFeedConfig, NetworkInput, NetworkState
+
+log = logging.getLogger(__name__)
+
+UTC = timezone.utc
+SAT_PER_BTC = 100_000_000
+
+
+class NetworkStateUnavailable(RuntimeError):
+    """A value was never fetched and the config has no static stand-in for it."""
+
+
+# --- reply parsers: bytes in, one number out; ValueError names what was wrong -------------------
+
+
+def parse_difficulty(body: bytes) -> float:
+    reply = json.loads(body)
+    difficulty = float(reply["currentDifficulty"]) if isinstance(reply, dict) and "currentDifficulty" in reply else 0.0
+    if difficulty <= 0:
+        # mempool answers 0 when its Bitcoin Core is unreachable: that is no reading.
+        raise ValueError("reply has no positive currentDifficulty")
+    return difficulty
+
+
+def parse_height(body: bytes) -> float:
+    text = body.decode("ascii", errors="replace").strip()
+    if not text.isdigit():
+        raise ValueError(f"expected a block height, got {text[:40]!r}")
+    return float(int(text))
+
+
+def parse_fees_btc_per_block(body: bytes) -> float:
+    reply = json.loads(body)
+    if not isinstance(reply, list) or not reply:
+        raise ValueError("expected a non-empty list of blocks with avgFees")
+    try:
+        sats = [float(block["avgFees"]) for block in reply]
+    except (KeyError, TypeError):
+        raise ValueError("a block in the reply has no avgFees") from None
+    return sum(sats) / len(sats) / SAT_PER_BTC
+
+
+def parse_price_usd(body: bytes, field: str = "USD") -> float:
+    value: object = json.loads(body)
+    for key in field.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise ValueError(f"reply has no {field!r}")
+        value = value[key]
+    price = float(value)  # type: ignore[arg-type]  # some APIs send the price as a string
+    if price <= 0:
+        raise ValueError(f"{field!r} is {price}, not a price")
+    return price
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+
+class StaticNetworkSource:
+    """Values from config: never fetched, never stale."""
+
+    def __init__(self, state: NetworkState) -> None:
+        self._state = state
+
+    async def refresh(self, now: datetime | None = None) -> None:
+        return None
+
+    def snapshot(self, now: datetime | None = None) -> NetworkState:
+        return self._state
+
+
+@dataclass(frozen=True)
+class Reading:
+    value: float
+    as_of: datetime
+
+
+class HttpNetworkSource:
+    """Polls the configured URLs; keeps the last good value of each with its age."""
+
+    def __init__(self, config: NetworkFeedConfig) -> None:
+        self.config = config
+        self.readings: dict[NetworkInput, Reading] = {}
+        self._endpoints: dict[NetworkInput, tuple[str, Callable[[bytes], float]]] = {
+            "difficulty": (config.difficulty_url, parse_difficulty),
+            "height": (config.height_url, parse_height),
+            "fees": (config.fees_url, parse_fees_btc_per_block),
+            "btc_price": (config.price_url, lambda body: parse_price_usd(body, config.price_field)),
+        }
+
+    async def refresh(self, now: datetime | None = None) -> None:
+        """Fetch every value at once; each failure is logged and leaves that value as it was."""
+        fetched_at = now or datetime.now(UTC)
+        async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
+            await asyncio.gather(*(self._fetch(client, name, fetched_at) for name in self._endpoints))
+
+    async def _fetch(self, client: httpx.AsyncClient, name: NetworkInput, fetched_at: datetime) -> None:
+        url, parse = self._endpoints[name]
+        try:
+            response = await client.get(url)
+            response.raise_for_status()
+            value = parse(response.content)
+        except (httpx.HTTPError, ValueError) as e:
+            last = self.readings.get(name)
+            kept = (
+                f"keeping {last.value:g} fetched at {last.as_of.isoformat()}"
+                if last
+                else "no earlier value; the static config value, if any, stands in (flagged stale)"
+            )
+            log.warning("network %s: fetch from %s failed (%s: %s); %s", name, url, type(e).__name__, e, kept)
+            return
+        self.readings[name] = Reading(value, fetched_at)
+
+    def snapshot(self, now: datetime | None = None) -> NetworkState:
+        """The last known values; those older than max_age_s or never fetched are listed as stale."""
+        now = now or datetime.now(UTC)
+        static = self.config.static
+        values: dict[str, object] = {}
+        stale: list[NetworkInput] = []
+        for name, key in _STATE_KEYS:
+            reading = self.readings.get(name)
+            if reading is not None:
+                values[key] = int(reading.value) if name == "height" else reading.value
+                values[f"{name}_as_of"] = reading.as_of
+                if (now - reading.as_of).total_seconds() > self.config.max_age_s:
+                    stale.append(name)
+            elif static is not None:
+                values[key] = getattr(static, key)
+                if name == "height":
+                    values["subsidy_btc"] = static.subsidy_btc
+                stale.append(name)
+            else:
+                raise NetworkStateUnavailable(
+                    f"no {name} yet: {self._endpoints[name][0]} has not answered "
+                    "and the config's network.static gives no stand-in value"
+                )
+        return NetworkState.model_validate({**values, "stale": stale})
+
+
+_STATE_KEYS: tuple[tuple[NetworkInput, str], ...] = (
+    ("difficulty", "difficulty"),
+    ("height", "height"),
+    ("fees", "fees_btc_per_block"),
+    ("btc_price", "btc_price_usd"),
+)
+
+
+NetworkSource = StaticNetworkSource | HttpNetworkSource
+
+
+def network_source(config: NetworkFeedConfig) -> NetworkSource:
+    if config.source == "static":
+        assert config.static is not None  # the config model requires it
+        return StaticNetworkSource(config.static)
+    return HttpNetworkSource(config)
+
+
+def network_fields(network: NetworkState, now: datetime) -> dict[str, float]:
+    """InfluxDB fields for measurement `network`: the values, derived subsidy and hashprice, ages, stale."""
+    out: dict[str, float] = {
+        "difficulty": network.difficulty,
+        "subsidy_btc": network_subsidy_btc(network),
+        "fees_btc_per_block": network.fees_btc_per_block,
+        "btc_price_usd": network.btc_price_usd,
+        "hashprice_usd_ph_day": network_hashprice(network),
+        "stale": 1.0 if network.stale else 0.0,
+    }
+    if network.height is not None:
+        out["height"] = float(network.height)
+    for name in ("difficulty", "height", "fees", "btc_price"):
+        as_of: datetime | None = getattr(network, f"{name}_as_of")
+        if as_of is not None:
+            out[f"{name}_age_s"] = (now - as_of).total_seconds()
+    return out

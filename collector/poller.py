@@ -1,0 +1,117 @@
+"""One poll cycle over the whole fleet: every known miner, bounded concurrency,
+a hard per-miner deadline, one timestamp for the cycle.
+
+A hung or slow miner costs at most its own deadline and never delays the
+others; a miner that stops answering yields offline samples, not silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from collector import discovery
+from collector.sources import avalon, pyasic_source
+from collector.targets import Spec, Target, parse_specs, range_targets, resolve_name
+from models import CollectorConfig, MinerSample, MinerState, SampleSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Known:
+    driver: str | None = None
+    pyasic_miner: Any = None
+    miner_id: str | None = None  # kept so an offline miner keeps its MAC-based id
+
+
+@dataclass
+class CycleResult:
+    site: str
+    ts: datetime
+    samples: list[MinerSample]
+    duration_s: float
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.samples if s.state in (MinerState.OFFLINE, MinerState.ERROR))
+
+
+@dataclass
+class Poller:
+    config: CollectorConfig
+    specs: list[Spec] = field(init=False)
+    targets: set[Target] = field(init=False)
+    _known: dict[Target, _Known] = field(init=False, default_factory=dict)
+    _last_refresh: float = field(init=False, default=float("-inf"))
+
+    def __post_init__(self) -> None:
+        self.specs = parse_specs(self.config.miners)
+        self.targets = {Target(s.text, s.port) for s in self.specs if s.kind == "address"}
+
+    @property
+    def needs_refresh(self) -> bool:
+        dynamic = any(s.kind != "address" for s in self.specs)
+        return dynamic and time.monotonic() - self._last_refresh >= self.config.rescan_interval_s
+
+    async def refresh(self, on_progress=None) -> None:
+        """Re-resolve DNS names and re-scan CIDR ranges; new miners join, known ones stay."""
+        self._last_refresh = time.monotonic()
+        for spec in self.specs:
+            if spec.kind == "name":
+                found = await resolve_name(spec)
+                if not found:
+                    log.warning("%s: DNS name resolves to no address", spec.text)
+                self.targets.update(found)
+            elif spec.kind == "range":
+                fresh = [t for t in range_targets(spec) if t not in self.targets]
+                identities = await discovery.scan(fresh, concurrency=self.config.concurrency,
+                                                  timeout_s=min(self.config.timeout_s, 3.0), on_progress=on_progress)
+                for identity in identities:
+                    self.targets.add(identity.target)
+                    self._known[identity.target] = _Known(identity.driver, identity.pyasic_miner)
+                log.info("%s: %d miner(s) found", spec.text, len(identities))
+
+    async def cycle(self, ts: datetime) -> CycleResult:
+        started = time.monotonic()
+        semaphore = asyncio.Semaphore(self.config.concurrency)
+
+        async def bounded(target: Target) -> MinerSample:
+            async with semaphore:
+                return await self.poll_one(target, ts)
+
+        samples = await asyncio.gather(*(bounded(t) for t in sorted(self.targets)))
+        return CycleResult(self.config.site, ts, list(samples), time.monotonic() - started)
+
+    async def poll_one(self, target: Target, ts: datetime) -> MinerSample:
+        known = self._known.setdefault(target, _Known())
+        deadline = self.config.timeout_s
+        try:
+            sample = await asyncio.wait_for(self._poll(target, known, ts, deadline), deadline + 1.0)
+        except TimeoutError:
+            sample = self._offline(target, known, ts, f"{target.address}: no answer within {deadline:g} s")
+        if sample.mac:
+            known.miner_id = sample.miner
+        return sample
+
+    async def _poll(self, target: Target, known: _Known, ts: datetime, timeout_s: float) -> MinerSample:
+        if known.driver is None:
+            identity = await discovery.identify(target, timeout_s)
+            if identity is None:
+                return self._offline(target, known, ts, f"{target.address}: no miner answers")
+            known.driver, known.pyasic_miner = identity.driver, identity.pyasic_miner
+        site = self.config.site
+        if known.driver == discovery.AVALON:
+            return await avalon.poll(target.host, target.port, site=site, ts=ts, timeout_s=timeout_s,
+                                     known_id=known.miner_id)
+        return await pyasic_source.poll(known.pyasic_miner, host=target.host, port=target.port, site=site, ts=ts,
+                                        timeout_s=timeout_s, known_id=known.miner_id)
+
+    def _offline(self, target: Target, known: _Known, ts: datetime, reason: str) -> MinerSample:
+        source = SampleSource.PYASIC if known.driver == discovery.PYASIC else SampleSource.AVALON
+        return MinerSample.offline(miner=known.miner_id or target.address, host=target.host, port=target.port,
+                                   site=self.config.site, ts=ts, source=source, reason=reason)

@@ -1,0 +1,93 @@
+"""What to poll: explicit addresses, CIDR ranges and DNS names.
+
+  "10.0.0.5"            one miner on the CGMiner port 4028
+  "127.0.0.1:14028"     one miner on another port (simulators, port forwards)
+  "10.0.1.0/24"         a range: scanned, and only the addresses that answer are polled
+  "miners.site.local"   a DNS name: every address it resolves to (docker compose replicas)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+CGMINER_PORT = 4028
+MAX_SCAN_ADDRESSES = 1 << 16  # a /16; larger ranges are almost certainly a typo
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    host: str
+    port: int = CGMINER_PORT
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One entry of the `miners` list, classified."""
+
+    text: str
+    kind: str  # "address" | "range" | "name"
+    port: int = CGMINER_PORT
+
+
+class TargetError(ValueError):
+    pass
+
+
+def parse_spec(text: str) -> Spec:
+    text = text.strip()
+    if not text:
+        raise TargetError("empty miner address")
+    if "/" in text:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError as e:
+            raise TargetError(f"{text!r}: not a CIDR range ({e})") from None
+        if net.num_addresses > MAX_SCAN_ADDRESSES:
+            raise TargetError(f"{text!r}: {net.num_addresses} addresses is more than a /16; split the range")
+        return Spec(str(net), "range")
+    host, port = _split_port(text)
+    try:
+        ipaddress.ip_address(host)
+        return Spec(host, "address", port)
+    except ValueError:
+        return Spec(host, "name", port)
+
+
+def parse_specs(texts: list[str]) -> list[Spec]:
+    return [parse_spec(part) for text in texts for part in text.split(",") if part.strip()]
+
+
+def range_targets(spec: Spec) -> list[Target]:
+    net = ipaddress.ip_network(spec.text)
+    hosts = list(net.hosts()) if net.num_addresses > 2 else list(net)
+    return [Target(str(ip), spec.port) for ip in hosts]
+
+
+async def resolve_name(spec: Spec, timeout_s: float = 5.0) -> list[Target]:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(spec.text, spec.port, family=socket.AF_INET, type=socket.SOCK_STREAM), timeout_s)
+    except (OSError, TimeoutError):
+        return []
+    return sorted({Target(info[4][0], spec.port) for info in infos})
+
+
+def _split_port(text: str) -> tuple[str, int]:
+    if text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise TargetError(f"{text!r}: port {port_text!r} is not a number") from None
+        if not 0 < port < 65536:
+            raise TargetError(f"{text!r}: port {port} out of range")
+        return host, port
+    return text, CGMINER_PORT

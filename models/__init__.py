@@ -1,0 +1,50 @@
+"""The shared vocabulary of hashfleet: pydantic models every part speaks.
+
+Only pydantic is imported here; sources, sinks, simulators, dashboards and
+the cost engine all depend on these names, never on each other.
+"""
+
+from models.config import CollectorConfig, InfluxConfig
+from models.sample import (
+    BoardSample,
+    MinerSample,
+    MinerState,
+    PoolInfo,
+    SampleSource,
+)
+from models.economics import (
+    Capex,
+    CostSample,
+    CostScope,
+    FlatTariff,
+    LivePowerPrice,
+    LiveTariff,
+    NetworkFeedConfig,
+    NetworkState,
+    SiteEconomics,
+    TouBand,
+    TouTariff,
+    Weekday,
+)
+
+__all__ = [
+    "CollectorConfig",
+    "InfluxConfig",
+    "BoardSample",
+    "MinerSample",
+    "MinerState",
+    "PoolInfo",
+    "SampleSource",
+    "Capex",
+    "CostSample",
+    "CostScope",
+    "FlatTariff",
+    "LivePowerPrice",
+    "LiveTariff",
+    "NetworkFeedConfig",
+    "NetworkState",
+    "SiteEconomics",
+    "TouBand",
+    "TouTariff",
+    "Weekday",
+]

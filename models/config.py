@@ -1,0 +1,52 @@
+"""The collector's configuration, as read from YAML and overridden by flags/env.
+
+See `hashfleet.example.yaml` at the top of the repo for an annotated example.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InfluxConfig(_Config):
+    url: str = Field(description="e.g. http://influxdb:8086")
+    org: str = "hashfleet"
+    bucket: str = "hashfleet"
+    token: SecretStr | None = None
+    token_file: Path | None = Field(default=None, description="file holding the token (docker secrets)")
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/")
+
+    def resolved_token(self) -> str:
+        """The token itself: `token`, else the contents of `token_file`, else empty (no auth)."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text().strip()
+            except OSError as e:
+                raise ValueError(f"influx.token_file {self.token_file}: {e.strerror}") from None
+        return ""
+
+
+class CollectorConfig(_Config):
+    site: str = Field(default="default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    miners: list[str] = Field(default_factory=list, description="host, host:port, CIDR range or DNS name")
+    interval_s: float = Field(default=10.0, ge=1, le=3600, description="one timestamp per cycle, in whole seconds")
+    timeout_s: float = Field(default=5.0, gt=0, le=120, description="per miner, per poll")
+    concurrency: int = Field(default=512, ge=1, le=20_000, description="miners polled at once")
+    rescan_interval_s: float = Field(default=300.0, gt=0, description="how often CIDR ranges and DNS names are re-resolved")
+    influx: InfluxConfig | None = None

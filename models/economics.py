@@ -1,0 +1,350 @@
+"""Site economics, network state and the cost figures the engine derives from them.
+
+Units live in the names: _usd, _kwh, _w, _ths, _btc, _pct, _s. Cost per BTC
+fields are US dollars per net BTC mined; `breakeven_power_price` is $/kWh.
+Formulas and definitions: docs/cost.md.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from enum import StrEnum
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    # Unknown keys are an error, so a typo in a site's config names the field.
+    model_config = ConfigDict(extra="forbid")
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone (UTC expected)")
+    return ts.astimezone(timezone.utc)
+
+
+# --- power tariffs -----------------------------------------------------------------------------
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+    @property
+    def index(self) -> int:
+        """Monday 0 .. Sunday 6, as datetime.weekday() counts."""
+        return _WEEKDAY_INDEX[self]
+
+
+_WEEKDAY_INDEX = {day: i for i, day in enumerate(Weekday)}
+
+
+class FlatTariff(_Strict):
+    kind: Literal["flat"] = "flat"
+    usd_per_kwh: float = Field(ge=0)
+
+
+class TouBand(_Strict):
+    """One price for the local hours [start_hour, end_hour) on the listed days."""
+
+    start_hour: int = Field(ge=0, le=23)
+    end_hour: int = Field(ge=1, le=24, description="exclusive; 24 means midnight at the end of the day")
+    days: list[Weekday] = Field(default_factory=lambda: list(Weekday), min_length=1)
+    usd_per_kwh: float = Field(ge=0)
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _lower_days(cls, days: object) -> object:
+        if isinstance(days, list):
+            return [d.lower() if isinstance(d, str) else d for d in days]
+        return days
+
+    @model_validator(mode="after")
+    def _hours_in_order(self) -> TouBand:
+        if self.end_hour <= self.start_hour:
+            raise ValueError(
+                f"end_hour ({self.end_hour}) must be after start_hour ({self.start_hour}); "
+                f"split a band that runs past midnight in two, e.g. {self.start_hour}-24 and 0-{self.end_hour}"
+            )
+        return self
+
+    def label(self) -> str:
+        return f"{','.join(d.value for d in self.days)} {self.start_hour:02d}-{self.end_hour:02d}h"
+
+
+class TouTariff(_Strict):
+    """Time-of-use: every hour of every weekday, in the site's time zone, has exactly one band."""
+
+    kind: Literal["tou"] = "tou"
+    bands: list[TouBand] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cover_week_once(self) -> TouTariff:
+        owner: dict[tuple[int, int], int] = {}
+        for i, band in enumerate(self.bands):
+            for day in band.days:
+                for hour in range(band.start_hour, band.end_hour):
+                    j = owner.setdefault((day.index, hour), i)
+                    if j != i:
+                        raise ValueError(
+                            f"bands[{i}] ({band.label()}) overlaps bands[{j}] ({self.bands[j].label()}) "
+                            f"on {day.value} at {hour:02d}:00; each hour must have one price"
+                        )
+        gaps = [(d, h) for d in Weekday for h in range(24) if (d.index, h) not in owner]
+        if gaps:
+            day, hour = gaps[0]
+            more = f" and {len(gaps) - 1} more hour(s)" if len(gaps) > 1 else ""
+            raise ValueError(f"no band covers {day.value} {hour:02d}:00-{hour + 1:02d}:00{more}; add a band for it")
+        return self
+
+    def usd_per_kwh_at(self, weekday: int, hour: int) -> float:
+        """The price for a local weekday (Monday 0) and hour (0-23)."""
+        for band in self.bands:
+            if band.start_hour <= hour < band.end_hour and any(d.index == weekday for d in band.days):
+                return band.usd_per_kwh
+        raise LookupError(f"no band for weekday {weekday} hour {hour}")  # unreachable after validation
+
+
+class LiveTariff(_Strict):
+    """A price fed at run time (MQTT, later); the fallback is used, and flagged, when the feed is old or absent."""
+
+    kind: Literal["live"] = "live"
+    fallback_usd_per_kwh: float = Field(ge=0)
+    max_age_s: float = Field(default=900, gt=0)
+
+
+Tariff = Annotated[FlatTariff | TouTariff | LiveTariff, Field(discriminator="kind")]
+
+
+class LivePowerPrice(_Strict):
+    """The latest live power price. Real-time markets do go negative, so no lower bound here."""
+
+    usd_per_kwh: float
+    as_of: datetime
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_utc(cls, ts: datetime) -> datetime | None:
+        return _utc(ts)
+
+
+# --- site economics ----------------------------------------------------------------------------
+
+
+class Capex(_Strict):
+    """Hardware cost, depreciated straight-line from purchase_date over life_months down to salvage."""
+
+    price_usd: float = Field(ge=0)
+    life_months: int = Field(gt=0)
+    salvage_usd: float = Field(default=0, ge=0)
+    purchase_date: date | None = Field(default=None, description="None: in service, depreciating, at any date")
+
+    @model_validator(mode="after")
+    def _salvage_below_price(self) -> Capex:
+        if self.salvage_usd > self.price_usd:
+            raise ValueError(f"salvage_usd ({self.salvage_usd}) must not exceed price_usd ({self.price_usd})")
+        return self
+
+
+class SiteEconomics(_Strict):
+    timezone: str = Field(default="UTC", description="IANA name; time-of-use bands, days and months are local to it")
+    tariff: Tariff
+    demand_charge_usd_kw_month: float = Field(default=0, ge=0, description="on the month's peak facility kW")
+    pue: float | None = Field(default=None, ge=1, description="facility power / miner power; set this or overhead_w")
+    overhead_w: float | None = Field(default=None, ge=0, description="fixed cooling and transformer watts for the site")
+    pool_fee_pct: float = Field(default=0, ge=0, lt=100)
+    opex_usd_month: float = Field(default=0, ge=0, description="hosting, staff, maintenance, SG&A share")
+    capex_by_model: dict[str, Capex] = Field(default_factory=dict, description="keyed by MinerSample.model")
+    capex_by_miner: dict[str, Capex] = Field(default_factory=dict, description="keyed by MinerSample.miner; wins over model")
+    curtailment_credit_usd_mwh: float = Field(default=0, ge=0, description="paid per MWh not drawn by soft-off miners")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}: use an IANA name such as 'America/Chicago' or 'UTC'") from None
+        return name
+
+    @model_validator(mode="after")
+    def _one_overhead_model(self) -> SiteEconomics:
+        if self.pue is not None and self.overhead_w is not None:
+            raise ValueError("set pue or overhead_w, not both: overhead is either proportional or fixed")
+        return self
+
+
+# --- network state -----------------------------------------------------------------------------
+
+NetworkInput = Literal["difficulty", "height", "fees", "btc_price"]
+
+
+class NetworkState(_Strict):
+    """Bitcoin network and market values. `*_as_of` is when each was fetched (None: a static config value)."""
+
+    difficulty: float = Field(gt=0)
+    height: int | None = Field(default=None, ge=0)
+    subsidy_btc: float | None = Field(default=None, ge=0, le=50, description="overrides the subsidy derived from height")
+    fees_btc_per_block: float = Field(default=0, ge=0, description="mean transaction fees per block")
+    btc_price_usd: float = Field(gt=0)
+
+    difficulty_as_of: datetime | None = None
+    height_as_of: datetime | None = None
+    fees_as_of: datetime | None = None
+    btc_price_as_of: datetime | None = None
+    stale: list[NetworkInput] = Field(default_factory=list, description="inputs older than the source's max age")
+
+    @field_validator("difficulty_as_of", "height_as_of", "fees_as_of", "btc_price_as_of")
+    @classmethod
+    def _as_of_utc(cls, ts: datetime | None) -> datetime | None:
+        return _utc(ts)
+
+    @model_validator(mode="after")
+    def _subsidy_known(self) -> NetworkState:
+        if self.height is None and self.subsidy_btc is None:
+            raise ValueError("give height (the subsidy follows from it) or subsidy_btc")
+        return self
+
+
+class NetworkFeedConfig(_Strict):
+    """Where network state comes from: static config values (the default, works offline) or HTTP polling.
+
+    In http mode `static`, when given, stands in (flagged stale) for a value never fetched yet.
+    The default URLs are mempool.space's; any server answering in the same format will do.
+    """
+
+    source: Literal["static", "http"] = "static"
+    static: NetworkState | None = None
+    difficulty_url: str = "https://mempool.space/api/v1/mining/hashrate/3d"
+    height_url: str = "https://mempool.space/api/blocks/tip/height"
+    fees_url: str = "https://mempool.space/api/v1/mining/blocks/fees/24h"
+    price_url: str = "https://mempool.space/api/v1/prices"
+    price_field: str = Field(default="USD", description="dotted path to the USD price in the price reply, e.g. data.amount")
+    timeout_s: float = Field(default=10, gt=0)
+    max_age_s: float = Field(default=900, gt=0, description="older values are flagged stale")
+
+    @field_validator("difficulty_url", "height_url", "fees_url", "price_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url
+
+    @model_validator(mode="after")
+    def _static_has_values(self) -> NetworkFeedConfig:
+        if self.source == "static" and self.static is None:
+            raise ValueError("source 'static' needs the values under 'static' (difficulty, height, btc_price_usd, ...)")
+        return self
+
+
+# --- cost figures ------------------------------------------------------------------------------
+
+
+class CostScope(StrEnum):
+    MINER = "miner"
+    SITE = "site"
+    FLEET = "fleet"
+
+
+class CostSample(_Strict):
+    """Cost figures for one miner, one site or the fleet at one instant.
+
+    `*_day` fields are rates now (what a day at this instant would be); `*_today` and `*_month`
+    are what was really used, spent and mined since local midnight / the 1st (None until the
+    accumulator has run). Additive fields sum across miners; ratios are recomputed from sums.
+    """
+
+    scope: CostScope
+    site: str | None
+    miner: str | None = None
+    ts: datetime
+
+    miners: int = Field(ge=0)
+    miners_mining: int = Field(ge=0)
+    hashrate_ths: float
+    power_w: float = Field(description="reported miner draw")
+    facility_power_w: float = Field(description="miner draw with PUE or its share of overhead")
+    efficiency_j_th: float | None
+
+    btc_per_day: float
+    btc_per_day_net: float = Field(description="after pool fee")
+    hashprice_usd_ph_day: float = Field(description="gross network hashprice")
+    hashcost_usd_ph_day: float | None = Field(description="power cost per PH/s per day")
+    power_price_usd_kwh: float | None = Field(description="tariff in force now")
+
+    energy_kwh_day: float
+    energy_usd_day: float = Field(description="energy_kwh_day at the tariff in force now")
+    demand_usd_day: float = Field(description="demand charge if the present draw were the month's peak")
+    curtailment_credit_usd_day: float
+    opex_usd_day: float
+    depreciation_usd_day: float
+
+    energy_cost_per_btc: float | None = Field(description="(energy + demand - credits) / net BTC, USD")
+    cash_cost_per_btc: float | None = Field(description="energy cost + opex per net BTC, USD")
+    all_in_cost_per_btc: float | None = Field(description="cash cost + depreciation per net BTC, USD")
+    breakeven_power_price: float | None = Field(description="$/kWh at which energy equals revenue")
+    revenue_usd_day: float
+    profit_usd_day: float = Field(description="revenue - all-in cost")
+    margin_pct: float | None = Field(description="profit / revenue x 100")
+
+    energy_kwh_today: float | None = None
+    power_usd_today: float | None = Field(default=None, description="energy + demand - credits")
+    cash_usd_today: float | None = None
+    all_in_usd_today: float | None = None
+    btc_today: float | None = None
+    revenue_usd_today: float | None = None
+    energy_kwh_month: float | None = None
+    power_usd_month: float | None = None
+    cash_usd_month: float | None = None
+    all_in_usd_month: float | None = None
+    btc_month: float | None = None
+    revenue_usd_month: float | None = None
+    cash_cost_per_btc_month: float | None = None
+    all_in_cost_per_btc_month: float | None = None
+
+    stale_inputs: list[str] = Field(default_factory=list, description="inputs used although older than their max age")
+    missing_inputs: list[str] = Field(default_factory=list, description="telemetry that was absent and counted as 0")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_utc(cls, ts: datetime) -> datetime | None:
+        return _utc(ts)
+
+    @model_validator(mode="after")
+    def _miner_scope_names_miner(self) -> CostSample:
+        if (self.scope is CostScope.MINER) != (self.miner is not None):
+            raise ValueError("miner is required for scope 'miner' and must be None otherwise")
+        return self
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.stale_inputs)
+
+    def tags(self) -> dict[str, str]:
+        """InfluxDB tags for measurement `cost`."""
+        tags = {"scope": self.scope.value}
+        if self.site is not None:
+            tags["site"] = self.site
+        if self.miner is not None:
+            tags["miner"] = self.miner
+        return tags
+
+    def fields(self) -> dict[str, float]:
+        """InfluxDB fields: every known number as a float, plus stale and incomplete as 0/1."""
+        out: dict[str, float] = {}
+        for name, value in self:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[name] = float(value)
+        out["stale"] = 1.0 if self.stale_inputs else 0.0
+        out["incomplete"] = 1.0 if self.missing_inputs else 0.0
+        return out

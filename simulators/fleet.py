@@ -1,0 +1,275 @@
+"""Fleets of simulated miners: parse `a1246:2,q:1`, hand out addresses, serve them all.
+
+Two ways in:
+- async (the CLI, async tests): `async with Fleet.build("a1246:2", base="127.10.0.1") as fleet: ...`
+- sync (plain pytest): `with run_fleet("a1246:2,q:1", base="127.20.0.1", seed=7) as fleet: ...`
+  runs the event loop in a background thread and returns once every miner is listening.
+
+Addresses: a bare host (`127.10.0.1`) gives each miner the next host at port 4028 (hosts ending
+in .0 or .255 are skipped: scanners and people read them as network/broadcast addresses);
+`host:port` gives consecutive ports on that host; `host:0` lets the OS pick free ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import resource
+import threading
+from collections.abc import Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from simulators.clock import Clock, wall_clock
+from simulators.miner import SimulatedMiner
+from simulators.server import BindError, MinerServer
+from simulators.specs import ModelSpec, known_models, resolve_model
+
+log = logging.getLogger(__name__)
+
+CGMINER_PORT = 4028
+T = TypeVar("T")
+
+__all__ = ["BindError", "Fleet", "FleetSpecError", "allocate_addresses", "parse_fleet", "run_fleet"]
+
+
+class FleetSpecError(ValueError):
+    """A --fleet or --base value that cannot be used; the message says what to write instead."""
+
+
+def parse_fleet(text: str) -> list[tuple[ModelSpec, int]]:
+    """`a1246:2,q:1` -> [(a1246 spec, 2), (q spec, 1)]; a bare model means one miner."""
+    groups: list[tuple[ModelSpec, int]] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, count_text = item.partition(":")
+        try:
+            spec = resolve_model(name)
+        except KeyError:
+            raise FleetSpecError(
+                f"unknown model {name.strip()!r} in fleet {text!r}; known models: {known_models()} "
+                "(write MODEL:COUNT,..., e.g. a1246:2,q:1)"
+            ) from None
+        count_text = count_text.strip()
+        if sep and not count_text.isdigit():
+            raise FleetSpecError(f"bad count {count_text!r} for {name.strip()!r} in fleet {text!r}: "
+                                 f"write a whole number of miners, e.g. a1246:2; known models: {known_models()}")
+        count = int(count_text) if sep else 1
+        if count < 1:
+            raise FleetSpecError(f"count for {name.strip()!r} in fleet {text!r} must be at least 1, got {count}; "
+                                 f"known models: {known_models()}")
+        groups.append((spec, count))
+    if not groups:
+        raise FleetSpecError(f"empty fleet {text!r}: write MODEL:COUNT,..., e.g. a1246:2,q:1; "
+                             f"known models: {known_models()}")
+    return groups
+
+
+def allocate_addresses(base: str, n: int) -> list[tuple[str, int]]:
+    """`n` (host, port) pairs starting at `base` (see the module docstring for the forms)."""
+    host_text, sep, port_text = base.strip().rpartition(":")
+    if not sep:
+        host_text, port_text = port_text, ""
+    try:
+        first = ipaddress.IPv4Address(host_text)
+    except ValueError:
+        raise FleetSpecError(f"bad base address {base!r}: write an IPv4 address such as 127.10.0.1, "
+                             "or HOST:PORT such as 127.0.0.1:14028") from None
+    if port_text:
+        if not port_text.isdigit() or int(port_text) > 65535:
+            raise FleetSpecError(f"bad port in base {base!r}: write 0-65535")
+        port = int(port_text)
+        if port == 0:
+            return [(str(first), 0)] * n
+        if port + n - 1 > 65535:
+            raise FleetSpecError(f"{n} miners from {base} run past port 65535; start lower")
+        return [(str(first), port + i) for i in range(n)]
+    out: list[tuple[str, int]] = []
+    addr = int(first)
+    while len(out) < n:
+        if addr > 0xFFFFFFFF:
+            raise FleetSpecError(f"{n} miners from {base} run past 255.255.255.255; start lower")
+        if addr & 0xFF not in (0, 255):
+            out.append((str(ipaddress.IPv4Address(addr)), CGMINER_PORT))
+        addr += 1
+    return out
+
+
+def build_miners(
+    fleet: str | Sequence[tuple[str | ModelSpec, int]],
+    *,
+    base: str = "127.10.0.1",
+    seed: int = 0,
+    clock: Clock = wall_clock,
+    ambient_c: float = 25.0,
+    uptime_s: float | None = None,
+) -> list[SimulatedMiner]:
+    """Miners (not yet listening) for a fleet spec; index i is the i-th miner across all groups."""
+    if isinstance(fleet, str):
+        groups = parse_fleet(fleet)
+    else:
+        groups = [(g if isinstance(g, ModelSpec) else resolve_model(g), int(c)) for g, c in fleet]
+    specs = [spec for spec, count in groups for _ in range(count)]
+    addrs = allocate_addresses(base, len(specs))
+    return [
+        SimulatedMiner(spec, i, seed=seed, host=host, port=port, clock=clock, ambient_c=ambient_c,
+                       uptime_s=uptime_s)
+        for i, (spec, (host, port)) in enumerate(zip(specs, addrs))
+    ]
+
+
+def _raise_fd_limit(listeners: int) -> None:
+    # Each miner holds a listening socket; leave room for a collector's connections too.
+    want = listeners + 4096
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if new > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
+class Fleet:
+    """Simulated miners served from one event loop."""
+
+    def __init__(self, miners: Sequence[SimulatedMiner]) -> None:
+        self.miners: list[SimulatedMiner] = list(miners)
+        self._by_address: dict[str, SimulatedMiner] = {}
+        self._servers: dict[int, MinerServer] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+    @classmethod
+    def build(
+        cls,
+        fleet: str | Sequence[tuple[str | ModelSpec, int]],
+        *,
+        base: str = "127.10.0.1",
+        seed: int = 0,
+        clock: Clock = wall_clock,
+        ambient_c: float = 25.0,
+        uptime_s: float | None = None,
+    ) -> Fleet:
+        return cls(build_miners(fleet, base=base, seed=seed, clock=clock, ambient_c=ambient_c, uptime_s=uptime_s))
+
+    def __len__(self) -> int:
+        return len(self.miners)
+
+    def __iter__(self) -> Iterator[SimulatedMiner]:
+        return iter(self.miners)
+
+    def __getitem__(self, key: int | str) -> SimulatedMiner:
+        """By position, or by "host:port" address."""
+        if isinstance(key, int):
+            return self.miners[key]
+        try:
+            return self._by_address[key]
+        except KeyError:
+            raise KeyError(f"no simulated miner at {key}") from None
+
+    @property
+    def addresses(self) -> list[str]:
+        return [m.address for m in self.miners]
+
+    async def start(self) -> None:
+        """Bind every miner (BindError names the first address that failed), then serve."""
+        loop = asyncio.get_running_loop()
+        self._loop, self._loop_thread = loop, threading.get_ident()
+        _raise_fd_limit(len(self.miners))
+        try:
+            for miner in self.miners:
+                server = MinerServer(miner, loop)
+                self._servers[id(miner)] = server
+                await server.start()
+                miner.on_network_change = self._network_changed
+        except BaseException:
+            await self.stop()
+            raise
+        self._by_address = {m.address: m for m in self.miners}
+
+    async def stop(self) -> None:
+        servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            server.miner.on_network_change = None
+        await asyncio.gather(*(s.stop() for s in servers), return_exceptions=True)
+
+    async def __aenter__(self) -> Fleet:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def sync_network(self, miner: SimulatedMiner) -> None:
+        """Await until `miner`'s listener matches its `no_answer` fault (for loop-thread callers)."""
+        server = self._servers.get(id(miner))
+        if server is not None:
+            await server.sync_listener()
+
+    def _network_changed(self, miner: SimulatedMiner) -> None:
+        server, loop = self._servers.get(id(miner)), self._loop
+        if server is None or loop is None or loop.is_closed():
+            return
+        if threading.get_ident() != self._loop_thread:
+            # A test thread: wait, so the very next connection sees the change.
+            asyncio.run_coroutine_threadsafe(server.sync_listener(), loop).result(timeout=30)
+        elif miner.faults.no_answer:
+            server.close_listener()  # closing is synchronous: refused from now on
+        else:
+            loop.create_task(server.sync_listener())
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread, for synchronous callers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="hashfleet-simulators", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+@contextmanager
+def run_fleet(
+    fleet: str | Sequence[tuple[str | ModelSpec, int]],
+    *,
+    base: str = "127.10.0.1",
+    seed: int = 0,
+    clock: Clock = wall_clock,
+    ambient_c: float = 25.0,
+    uptime_s: float | None = None,
+    start_timeout_s: float = 120.0,
+) -> Iterator[Fleet]:
+    """Serve a fleet from a background thread; every miner is listening when this yields."""
+    sim = Fleet.build(fleet, base=base, seed=seed, clock=clock, ambient_c=ambient_c, uptime_s=uptime_s)
+    runner = _LoopThread()
+    runner.start()
+    try:
+        runner.call(sim.start(), start_timeout_s)
+    except BaseException:
+        runner.close()
+        raise
+    try:
+        yield sim
+    finally:
+        try:
+            runner.call(sim.stop(), 60.0)
+        finally:
+            runner.close()

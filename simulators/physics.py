@@ -1,0 +1,489 @@
+"""A simulated miner's body: hashrate, power, heat, fans and shares, evolving with a clock.
+
+Determinism: everything a miner reports is a function of (seed, index, the clock readings at
+which it was observed or changed, and the changes themselves). Static traits (MAC, chip
+temperature offsets, per-unit bias) come from a `random.Random` seeded from (seed, index);
+time-varying noise is a hash of (trait seed, channel, time), never a draw from a shared
+stream, so how often a miner is polled does not change what it says.
+
+Averages since boot are integrated exactly: rates are piecewise constant between changes
+except for the start-up ramp, which has a closed-form integral, so integrating lazily at
+each observation gives the same numbers however often it happens.
+
+Not thread-safe on its own; `SimulatedMiner` serialises access with a lock.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from models.sample import MinerState
+from simulators.faults import ECHU_BOARD_LOST, ECMM_OVERHEAT, HEALTHY, Faults
+from simulators.specs import ModelSpec
+
+INIT_S = 5.0  # after boot or soft-on: controller up, chips not hashing yet ("In Init")
+RAMP_S = 60.0  # then live hashrate ramps linearly to full over this long
+LIVE_NOISE = 0.015  # live hashrate wobble (fraction), smooth over ~12 s
+THROTTLE_FACTOR = 0.6  # overheat throttle: share of normal hashrate kept
+SHUTDOWN_COOL_S = 180.0  # overheat shutdown: chips cool toward ambient with this time constant
+SOFT_OFF_CODE = 4  # SoftOFF[4] as real units show when asleep
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    """splitmix64 finaliser: a cheap, well-spread 64-bit hash."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _knot(seed: int, channel: int, k: int) -> float:
+    """A pseudo-random value in [-1, 1) for one knot of one noise channel."""
+    h = _mix64(seed ^ _mix64((channel << 40) ^ (k & 0xFFFFFFFFFF)))
+    return (h >> 11) * (2.0 / (1 << 53)) - 1.0
+
+
+def noise(seed: int, channel: int, t: float, period: float) -> float:
+    """Smooth value noise in [-1, 1]: knots every `period` seconds, smoothstep in between."""
+    x = t / period
+    k = math.floor(x)
+    f = x - k
+    f = f * f * (3.0 - 2.0 * f)
+    a = _knot(seed, channel, k)
+    return a + (_knot(seed, channel, k + 1) - a) * f
+
+
+def ramp(e: float) -> float:
+    """Share of full hashrate `e` seconds after hashing (re)started."""
+    if e <= INIT_S:
+        return 0.0
+    if e < INIT_S + RAMP_S:
+        return (e - INIT_S) / RAMP_S
+    return 1.0
+
+
+def ramp_integral(e: float) -> float:
+    """Integral of `ramp` from 0 to e (seconds at full rate)."""
+    if e <= INIT_S:
+        return 0.0
+    if e < INIT_S + RAMP_S:
+        d = e - INIT_S
+        return d * d / (2.0 * RAMP_S)
+    return RAMP_S / 2.0 + (e - INIT_S - RAMP_S)
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """What makes one unit differ from its siblings; fixed at manufacture (seed, index)."""
+
+    index: int
+    mac: str  # 12 lowercase hex digits, no colons
+    dna: str
+    noise_seed: int
+    unit_bias: float  # this unit's hashrate vs nameplate
+    power_bias: float
+    board_shares: tuple[float, ...]  # mean 1.0
+    board_temp_bias: tuple[float, ...]
+    chip_offsets: tuple[tuple[int, ...], ...]  # per board, per chip, around the board average
+    fan_bias: tuple[float, ...]
+    ambient_offset_c: float
+    dh_pct: float
+    reject_ratio: float
+    stale_ratio: float
+    uptime_s: float  # uptime when the simulation starts
+
+
+def make_traits(spec: ModelSpec, seed: int, index: int, uptime_s: float | None = None) -> Traits:
+    rng = random.Random(f"hashfleet:{seed}:{index}")
+    # MAC: a per-seed locally administered prefix plus a bijection of the index, so every miner
+    # of a fleet has a distinct MAC (random draws would collide among thousands of miners).
+    prefix = (_mix64(seed & _MASK64) >> 40) & 0xFCFFFF | 0x020000
+    suffix = (index * 0x9E3779 + (_mix64(seed + 1) & 0xFFFFFF)) & 0xFFFFFF
+    mac = f"{prefix:06x}{suffix:06x}"
+    shares = [rng.uniform(0.97, 1.03) for _ in range(spec.boards)]
+    mean_share = sum(shares) / len(shares)
+    offsets: list[tuple[int, ...]] = []
+    for _ in range(spec.boards):
+        raw = [rng.gauss(0.0, spec.chip_spread_c) for _ in range(spec.chips_per_board)]
+        centre = sum(raw) / len(raw)
+        lim = 2.6 * spec.chip_spread_c
+        offsets.append(tuple(int(round(max(-lim, min(lim, v - centre)))) for v in raw))
+    return Traits(
+        index=index,
+        mac=mac,
+        dna="0201" + f"{rng.getrandbits(48):012x}",
+        noise_seed=rng.getrandbits(63),
+        unit_bias=rng.uniform(-0.015, 0.03),
+        power_bias=rng.uniform(-0.01, 0.015),
+        board_shares=tuple(s / mean_share for s in shares),
+        board_temp_bias=tuple(rng.uniform(-1.5, 1.5) for _ in range(spec.boards)),
+        chip_offsets=tuple(offsets),
+        fan_bias=tuple(rng.uniform(-0.02, 0.02) for _ in range(spec.fans)),
+        ambient_offset_c=rng.uniform(-1.5, 4.5),
+        dh_pct=spec.hw_error_pct * rng.uniform(0.7, 1.3),
+        reject_ratio=rng.uniform(0.001, 0.005),
+        stale_ratio=rng.uniform(0.0001, 0.001),
+        uptime_s=uptime_s if uptime_s is not None else rng.uniform(2 * 3600.0, 20 * 86400.0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BoardSnapshot:
+    index: int
+    alive: bool
+    hashrate_avg_ths: float  # MGHS[b] as served: since-boot average
+    hashrate_ths: float  # live share of GHSspd (not on the wire: Avalon reports no live per board)
+    temp_chip_max_c: int | None  # MTmax[b] (None when the board is lost)
+    temp_chip_avg_c: int | None  # MTavg[b]
+    temp_in_c: int | None  # HBITemp (Avalon Q; computed but not shown on the Nano)
+    temp_out_c: int | None  # HBOTemp (Avalon Q) / OTemp (Nano 3S)
+    chips_ok: int  # chips reporting a temperature
+    chips_expected: int
+    error_code: int  # ECHU[b]
+    chip_base_c: int  # board average; PVT_T = chip_base_c + per-chip offsets (0 when lost)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The truth one answer was built from. Field names follow models.MinerSample.
+
+    Numbers are rounded the way the wire shows them, so a collector that parsed the reply
+    exactly should hold these values.
+    """
+
+    at: float  # clock reading
+    model: str  # fleet key
+    mac: str
+    firmware: str
+    state: MinerState  # mining | idle | soft_off | error
+    hashrate_ths: float  # GHSspd (live)
+    hashrate_avg_ths: float  # GHSavg (since boot) == sum of boards' hashrate_avg_ths
+    hashrate_30s_ths: float  # devs/summary MHS 30s
+    hashrate_1m_ths: float  # devs/summary MHS 1m
+    hashrate_5m_ths: float
+    hashrate_15m_ths: float
+    expected_hashrate_ths: float  # GHSmm
+    power_w: int  # last PS slot (and WALLPOWER where the firmware has it)
+    power_limit_w: int  # MPO
+    temp_env_c: int | None  # Temp / ITemp (None where the sensor reads -273)
+    temp_chip_max_c: int | None  # TMax (None when the firmware reports 0: asleep)
+    temp_chip_avg_c: int | None  # TAvg
+    temp_board_max_c: int | None  # HBOTemp (Avalon Q) / OTemp (Nano 3S), else None
+    fans_rpm: tuple[int, ...]
+    fan_pct: int
+    boards: tuple[BoardSnapshot, ...]
+    uptime_s: int  # Elapsed
+    accepted: int
+    rejected: int
+    stale: int
+    hw_errors: int
+    hw_error_pct: float  # DH
+    work_mode: str  # name of WORKMODE
+    work_mode_index: int
+    work_level: int
+    soft_off: bool
+    led: bool
+    echu: tuple[int, ...]
+    ecmm: int
+    errors: tuple[str, ...]
+    # Wire-only details.
+    system_status: str  # e.g. "In Work"
+    env_raw_c: int  # what the ambient key shows (may be -273)
+    ps: tuple[int, ...]
+    total_th_s: float  # TH·s hashed since boot (drives shares and Total MH)
+    soft_off_time: int
+    soft_on_time: int
+
+
+class MinerPhysics:
+    """State and time evolution of one miner. Call `advance(now)` before any change."""
+
+    def __init__(self, spec: ModelSpec, traits: Traits, now: float, site_ambient_c: float = 25.0) -> None:
+        self.spec = spec
+        self.traits = traits
+        self.site_ambient_c = site_ambient_c
+        self.faults: Faults = HEALTHY
+        self.work_mode = spec.default_mode
+        self.work_level = 0
+        self.led = False
+        self.soft_off_time = 0
+        self.soft_on_time = 0
+        self.overheat_since = now
+        self._pvt_cache: dict[tuple[int, int], str] = {}
+        # Pretend the unit has been up for a while, hashing since boot.
+        up = traits.uptime_s
+        self.boot_at = now - up
+        self.run_start = self.boot_at  # when hashing last (re)started: boot or soft-on
+        self.last_t = now
+        self.work_s = up
+        full = ramp_integral(up)
+        self.acc_th_s = [r * full for r in self._board_rates()]
+
+    # -- rates -------------------------------------------------------------------------------
+
+    def _hashing(self) -> bool:
+        f = self.faults
+        return not f.soft_off and f.overheat != "shutdown"
+
+    def _board_rates(self) -> list[float]:
+        """Per-board TH/s at full ramp under the current mode and faults (no noise)."""
+        if not self._hashing():
+            return [0.0] * self.spec.boards
+        spec, tr, f = self.spec, self.traits, self.faults
+        per_board = spec.modes[self.work_mode].hashrate_ths * (1.0 - 0.05 * self.work_level) * (1.0 + tr.unit_bias)
+        per_board /= spec.boards
+        if f.overheat == "throttle":
+            per_board *= THROTTLE_FACTOR
+        dead = f.dead_boards
+        return [0.0 if b in dead else per_board * tr.board_shares[b] for b in range(spec.boards)]
+
+    # -- changes -------------------------------------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        """Integrate hashes from the last change or observation up to `now`."""
+        if now <= self.last_t:
+            return  # a clock that steps back (tests) freezes the integrals instead of undoing them
+        if self._hashing():
+            e0 = max(0.0, self.last_t - self.run_start)
+            e1 = now - self.run_start
+            gained = ramp_integral(e1) - ramp_integral(e0)
+            for b, r in enumerate(self._board_rates()):
+                self.acc_th_s[b] += r * gained
+            self.work_s += now - self.last_t
+        self.last_t = now
+
+    def set_faults(self, faults: Faults, now: float) -> None:
+        self.advance(now)
+        old = self.faults
+        was_hashing = self._hashing()
+        self.faults = faults
+        for b in faults.dead_boards - old.dead_boards:
+            if b < self.spec.boards:
+                self.acc_th_s[b] = 0.0  # the firmware lost the board: its MGHS reads 0
+        if faults.overheat != old.overheat:
+            self.overheat_since = now
+        if faults.soft_off and not old.soft_off:
+            self.soft_off_time = int(now)
+        if old.soft_off and not faults.soft_off:
+            self.soft_on_time = int(now)
+        if self._hashing() and not was_hashing:
+            self.run_start = now  # waking up re-inits the chips: live ramps again
+
+    def set_work_mode(self, mode: int, now: float) -> None:
+        if not 0 <= mode < len(self.spec.modes):
+            raise ValueError(f"work mode {mode} out of range 0-{len(self.spec.modes) - 1}")
+        self.advance(now)
+        self.work_mode = mode
+
+    def set_work_level(self, level: int, now: float) -> None:
+        if not 0 <= level <= 2:
+            raise ValueError(f"work level {level} out of range 0-2")
+        self.advance(now)
+        self.work_level = level
+
+    def reboot(self, now: float) -> None:
+        """Power-cycle: Elapsed, averages and shares restart from zero; soft-off is forgotten."""
+        self.advance(now)
+        self.boot_at = self.run_start = self.last_t = now
+        self.work_s = 0.0
+        self.acc_th_s = [0.0] * self.spec.boards
+        self.led = False
+        if self.faults.soft_off:
+            self.faults = self.faults.with_changes(soft_off=False)
+            self.soft_on_time = int(now)
+
+    # -- observation ----------------------------------------------------------------------------
+
+    def pvt_text(self, board: int, base_c: int) -> str:
+        """PVT_T list for one board ("t1 t2 ..."), cached: chip offsets never change."""
+        key = (board, base_c)
+        text = self._pvt_cache.get(key)
+        if text is None:
+            if base_c == 0:
+                text = " ".join(["0"] * self.spec.chips_per_board)
+            else:
+                text = " ".join([str(base_c + o) for o in self.traits.chip_offsets[board]])
+            if len(self._pvt_cache) > 256:
+                self._pvt_cache.clear()
+            self._pvt_cache[key] = text
+        return text
+
+    def snapshot(self, now: float) -> Snapshot:
+        self.advance(now)
+        spec, tr, f = self.spec, self.traits, self.faults
+        seed = tr.noise_seed
+        mode = spec.modes[self.work_mode]
+        hashing = self._hashing()
+        rates = self._board_rates()
+        full = sum(rates)
+        e = max(0.0, now - self.run_start)
+        elapsed = max(0, int(now - self.boot_at))
+
+        live = full * ramp(e) * (1.0 + LIVE_NOISE * noise(seed, 1, now, 12.0))
+        windows = []
+        for ch, w in ((2, 30.0), (3, 60.0), (4, 300.0), (5, 900.0)):
+            avg = full * (ramp_integral(e) - ramp_integral(max(0.0, e - w))) / w
+            windows.append(round(avg * (1.0 + LIVE_NOISE * math.sqrt(12.0 / w) * noise(seed, ch, now, w)), 5))
+
+        ghs_live = round(live * 1000.0, 2)
+        work_s = self.work_s
+        board_avg_ghs = [round(a / work_s * 1000.0, 2) if work_s > 0 else 0.0 for a in self.acc_th_s]
+        ghs_avg = round(sum(board_avg_ghs), 2)  # sum of MGHS equals GHSavg, as on real captures
+
+        # Power follows live hashrate; asleep or tripped the controller still draws a little.
+        idle = spec.idle_power_w
+        if hashing:
+            ratio = live / mode.hashrate_ths
+            power = idle + (mode.power_w - idle) * ratio * (1.0 + tr.power_bias)
+        elif f.overheat == "shutdown":
+            power = idle * 1.6  # fans at full
+        else:
+            power = idle
+        power *= 1.0 + 0.003 * noise(seed, 6, now, 7.0)
+        power_w = int(round(power))
+
+        # Heat: chips sit above ambient by load over cooling; fans push harder with load and heat.
+        amb = (f.ambient_c if f.ambient_c is not None else self.site_ambient_c + tr.ambient_offset_c)
+        amb += 0.4 * noise(seed, 10, now, 120.0)
+        d_ref = spec.typical_fan_pct / 100.0
+        rise = (spec.typical_chip_avg_c - 25.0) * (0.3 + 0.7 * d_ref)
+        if f.soft_off:
+            duty = 0.0
+            chip_avg = amb + 3.0
+        elif f.overheat == "shutdown":
+            duty = 1.0
+            cool = math.exp(-max(0.0, now - self.overheat_since) / SHUTDOWN_COOL_S)
+            chip_avg = amb + (spec.overheat_c + 2.0 - amb) * cool
+        elif f.overheat == "throttle":
+            duty = 1.0
+            chip_avg = spec.overheat_c - 6.0 + 0.8 * noise(seed, 11, now, 20.0)
+        else:
+            load = power / spec.nameplate.power_w
+            duty = min(1.0, max(0.1, d_ref * load * (1.0 + 0.04 * (amb - 25.0))))
+            chip_avg = amb + load * rise / (0.3 + 0.7 * duty) + 0.6 * noise(seed, 11, now, 20.0)
+
+        fans = tuple(
+            int(round(spec.fan_max_rpm * duty * (1.0 + tr.fan_bias[i]) + 20.0 * noise(seed, 20 + i, now, 9.0)))
+            if duty > 0 else 0
+            for i in range(spec.fans)
+        )
+
+        boards: list[BoardSnapshot] = []
+        n_alive = 0
+        # Intake/outlet board sensors exist on the home units: HBITemp/HBOTemp (Q), OTemp (Nano).
+        hbi = hbo = None
+        if spec.env_key == "ITemp":
+            hbi = int(round(amb + (0.85 * (chip_avg - amb) if not f.soft_off else 8.0)))
+            share = 0.93 if spec.layout == "q" else 0.6
+            hbo = int(round(amb + (share * (chip_avg - amb) if not f.soft_off else 8.0)))
+        for b in range(spec.boards):
+            alive = b not in f.dead_boards
+            if alive:
+                n_alive += 1
+                base = int(round(chip_avg + tr.board_temp_bias[b]))
+                offs = tr.chip_offsets[b]
+                boards.append(BoardSnapshot(
+                    index=b, alive=True, hashrate_avg_ths=round(board_avg_ghs[b] / 1000.0, 5),
+                    hashrate_ths=round(live * (rates[b] / full) if full else 0.0, 5),
+                    temp_chip_max_c=base + max(offs), temp_chip_avg_c=base,
+                    temp_in_c=hbi if spec.layout == "q" else None, temp_out_c=hbo,
+                    chips_ok=spec.chips_per_board, chips_expected=spec.chips_per_board,
+                    error_code=0, chip_base_c=base,
+                ))
+            else:
+                boards.append(BoardSnapshot(
+                    index=b, alive=False, hashrate_avg_ths=0.0, hashrate_ths=0.0,
+                    temp_chip_max_c=None, temp_chip_avg_c=None, temp_in_c=None, temp_out_c=None,
+                    chips_ok=0, chips_expected=spec.chips_per_board, error_code=ECHU_BOARD_LOST, chip_base_c=0,
+                ))
+
+        alive_boards = [bd for bd in boards if bd.alive]
+        if f.soft_off or not alive_boards:
+            tmax = tavg = None  # asleep, the firmware zeroes TMax/TAvg
+        else:
+            tmax = max(bd.temp_chip_max_c for bd in alive_boards)  # type: ignore[type-var]
+            tavg = int(round(sum(bd.chip_base_c for bd in alive_boards) / len(alive_boards)))
+
+        errors: list[str] = []
+        for bd in boards:
+            if not bd.alive:
+                errors.append(f"hash board {bd.index} lost (ECHU {bd.error_code})")
+        ecmm = 0
+        if f.overheat == "shutdown":
+            ecmm = ECMM_OVERHEAT
+            errors.append(f"overheat shutdown (ECMM {ecmm})")
+        elif f.overheat == "throttle":
+            errors.append("overheat throttle")
+
+        if f.soft_off:
+            state, status = MinerState.SOFT_OFF, "In Idle"
+        elif f.overheat == "shutdown" or n_alive == 0:
+            state, status = MinerState.ERROR, "In Fault"
+        elif ghs_live <= 0.0:
+            state, status = MinerState.IDLE, "In Init"
+        else:
+            state, status = MinerState.MINING, "In Work"
+
+        total_th_s = sum(self.acc_th_s)
+        shares = total_th_s * 1e12 / (spec.pool_diff * 4294967296.0)
+        rejected = int(shares * tr.reject_ratio)
+        stale = int(shares * tr.stale_ratio)
+        accepted = int(shares) - rejected - stale
+        dh = round(max(0.0, tr.dh_pct + 0.15 * noise(seed, 30, now, 60.0)), 3)
+        env_raw = int(round(amb)) if spec.ambient_sensor else -273
+
+        # PS[err vin vout amps dc_watts vout2 wall_watts], as the A-series and Q print it.
+        if hashing:
+            dc = int(power_w * 0.945)
+            vout = spec.ps_vout + int(4 * noise(seed, 40, now, 30.0))
+            amps = int(round(dc / (vout / 100.0))) if vout else 0
+        else:
+            dc, vout, amps = 0, 1, 0
+        ps = (0, spec.ps_vin, vout, amps, dc, spec.ps_vout + 1, power_w)
+
+        return Snapshot(
+            at=now,
+            model=spec.key,
+            mac=tr.mac,
+            firmware=spec.firmware,
+            state=state,
+            hashrate_ths=round(ghs_live / 1000.0, 5),
+            hashrate_avg_ths=round(ghs_avg / 1000.0, 5),
+            hashrate_30s_ths=windows[0],
+            hashrate_1m_ths=windows[1],
+            hashrate_5m_ths=windows[2],
+            hashrate_15m_ths=windows[3],
+            expected_hashrate_ths=round(mode.hashrate_ths * (1.0 - 0.05 * self.work_level), 5),
+            power_w=power_w,
+            power_limit_w=int(round(mode.power_w * 1.03 / 10.0) * 10),
+            temp_env_c=env_raw if spec.ambient_sensor else None,
+            temp_chip_max_c=tmax,
+            temp_chip_avg_c=tavg,
+            temp_board_max_c=hbo,
+            fans_rpm=fans,
+            fan_pct=int(round(duty * 100)),
+            boards=tuple(boards),
+            uptime_s=elapsed,
+            accepted=max(0, accepted),
+            rejected=rejected,
+            stale=stale,
+            hw_errors=int(shares * tr.dh_pct / 100.0),
+            hw_error_pct=dh,
+            work_mode=mode.name,
+            work_mode_index=self.work_mode,
+            work_level=self.work_level,
+            soft_off=f.soft_off,
+            led=self.led,
+            echu=tuple(bd.error_code for bd in boards),
+            ecmm=ecmm,
+            errors=tuple(errors),
+            system_status=status,
+            env_raw_c=env_raw,
+            ps=ps,
+            total_th_s=total_th_s,
+            soft_off_time=self.soft_off_time,
+            soft_on_time=self.soft_on_time,
+        )

@@ -1,0 +1,265 @@
+"""What each simulated Avalon model is: nameplate, layout and firmware identity, as data.
+
+Adding a model is one more `ModelSpec(...)` entry in `MODELS`. Numbers are nameplate values
+(DESIGN.md section 4) plus a few calibration points taken from real captures, e.g. an
+A15-194 reading 197 TH/s, 3731 W, 49 % fans at 31 °C ambient with chips between 60 and 78 °C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Layout = Literal["mm", "q"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkMode:
+    """One firmware work mode (`WORKMODE[n]` is its index in `ModelSpec.modes`)."""
+
+    name: str
+    hashrate_ths: float
+    power_w: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    key: str  # fleet key on the CLI, e.g. "a1246"
+    # Identity as the firmware reports it (`version`, device string `Ver`, `Core`).
+    prod: str
+    model: str
+    hwtype: str
+    swtype: str
+    firmware: str
+    ver: str
+    core: str
+    stats_id: str  # STATS[0].ID
+    dev_name: str  # devs/devdetails Name
+    driver: str  # devdetails Driver
+    # Firmware behaviour.
+    layout: Layout  # "mm": one `MM ID0` string; "q": `MM ID0:Summary` + `HBinfo`
+    has_wallpower: bool
+    has_litestats: bool
+    env_key: Literal["Temp", "ITemp"]  # ambient sensor key in the device string
+    ambient_sensor: bool  # False: the key reads -273 (no intake sensor fitted)
+    devs_temp_sentinel: bool  # devs "Temperature" is -273 instead of the intake temperature
+    # Hardware.
+    boards: int
+    chips_per_board: int
+    fans: int
+    fan_max_rpm: int
+    modes: tuple[WorkMode, ...]
+    default_mode: int
+    idle_power_w: float  # soft-off draw (controller, PSU standby)
+    # Thermal calibration at 25 °C ambient and nameplate load.
+    typical_chip_avg_c: float
+    typical_fan_pct: float
+    target_temp_c: int  # TarT
+    overheat_c: int  # chip temperature at which the firmware protects itself
+    chip_spread_c: float  # standard deviation of chip temperatures around the board average
+    # Electrical and pool details that only shape the wire.
+    ps_vin: int  # PS[1], centivolts
+    ps_vout: int  # PS[2], centivolts
+    pool_diff: int
+    hw_error_pct: float  # typical DH
+
+    @property
+    def nameplate(self) -> WorkMode:
+        return self.modes[self.default_mode]
+
+    @property
+    def chips_total(self) -> int:
+        return self.boards * self.chips_per_board
+
+
+_A_SERIES = dict(
+    stats_id="AVA100",
+    dev_name="AVA10",
+    driver="avalon10",
+    layout="mm",
+    env_key="Temp",
+    ambient_sensor=True,
+    devs_temp_sentinel=False,
+    ps_vin=1209,
+    ps_vout=1187,
+    pool_diff=65536,
+)
+
+MODELS: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in (
+        ModelSpec(
+            key="a1246",
+            prod="AvalonMiner 1246-83",
+            model="1246-83",
+            hwtype="MM4v2_X3",
+            swtype="MM314",
+            firmware="21061101_6f2ba4a_9f7e3c2",
+            ver="1246-83-21061101_6f2ba4a_9f7e3c2",
+            core="A3206",
+            has_wallpower=False,  # 2021 firmware: power only in the last PS slot
+            has_litestats=False,
+            boards=3,
+            chips_per_board=120,
+            fans=4,
+            fan_max_rpm=6800,
+            modes=(WorkMode("Normal", 90.0, 3420.0), WorkMode("Performance", 96.0, 3800.0)),
+            default_mode=0,
+            idle_power_w=62.0,
+            typical_chip_avg_c=69.0,
+            typical_fan_pct=55.0,
+            target_temp_c=80,
+            overheat_c=95,
+            chip_spread_c=3.5,
+            hw_error_pct=1.6,
+            **_A_SERIES,
+        ),
+        ModelSpec(
+            key="a1566",
+            prod="AvalonMiner 15-194",
+            model="15-194",  # pyasic maps "AvalonMiner 15" through MODEL
+            hwtype="MM4v3_X3",
+            swtype="MM319",
+            firmware="24092601_8a3b1c2_7d5e9f0",
+            ver="15-194-24092601_8a3b1c2_7d5e9f0",
+            core="A3208",
+            has_wallpower=True,
+            has_litestats=True,
+            boards=3,
+            chips_per_board=160,
+            fans=2,
+            fan_max_rpm=8700,
+            modes=(WorkMode("Normal", 194.0, 3650.0), WorkMode("Eco", 170.0, 2950.0)),
+            default_mode=0,
+            idle_power_w=70.0,
+            typical_chip_avg_c=68.5,
+            typical_fan_pct=40.0,
+            target_temp_c=80,
+            overheat_c=95,
+            chip_spread_c=4.0,
+            hw_error_pct=1.2,
+            **_A_SERIES,
+        ),
+        ModelSpec(
+            key="a1466",
+            prod="AvalonMiner 1466-150",
+            model="1466-150",
+            hwtype="MM4v3_X3",
+            swtype="MM317",
+            firmware="24060501_3c9d2e1_5b8a7f4",
+            ver="1466-150-24060501_3c9d2e1_5b8a7f4",
+            core="A3207",
+            has_wallpower=True,
+            has_litestats=True,
+            boards=3,
+            chips_per_board=176,
+            fans=2,
+            fan_max_rpm=8200,
+            modes=(WorkMode("Normal", 150.0, 3230.0), WorkMode("Eco", 130.0, 2650.0)),
+            default_mode=0,
+            idle_power_w=68.0,
+            typical_chip_avg_c=67.0,
+            typical_fan_pct=45.0,
+            target_temp_c=80,
+            overheat_c=95,
+            chip_spread_c=3.8,
+            hw_error_pct=1.4,
+            **_A_SERIES,
+        ),
+        ModelSpec(
+            key="q",
+            prod="Avalon Q",
+            model="Q",
+            hwtype="Q_MM1v1_X1",
+            swtype="MM319",
+            firmware="25052801_14a19a2",
+            ver="Q-25052801_14a19a2",
+            core="A3197S",
+            stats_id="AVA100",
+            dev_name="AVA10",
+            driver="avalon10",
+            layout="q",
+            has_wallpower=False,
+            has_litestats=True,
+            env_key="ITemp",
+            ambient_sensor=True,
+            devs_temp_sentinel=True,
+            boards=1,
+            chips_per_board=160,
+            fans=4,
+            fan_max_rpm=3200,
+            modes=(
+                WorkMode("Eco", 56.0, 850.0),
+                WorkMode("Standard", 75.0, 1300.0),
+                WorkMode("Super", 90.0, 1674.0),
+            ),
+            default_mode=2,
+            idle_power_w=146.0,
+            typical_chip_avg_c=66.0,
+            typical_fan_pct=60.0,
+            target_temp_c=65,
+            overheat_c=90,
+            chip_spread_c=3.0,
+            ps_vin=1217,
+            ps_vout=2250,
+            pool_diff=32768,
+            hw_error_pct=2.3,
+        ),
+        ModelSpec(
+            key="nano3s",
+            prod="Avalon Nano3s",
+            model="Nano3s",
+            hwtype="N_MM1v1_X1",
+            swtype="MM319",
+            firmware="25021401_56abae7",
+            ver="Nano3s-25021401_56abae7",
+            core="A3197S",
+            stats_id="AVANANO0",
+            dev_name="AVANANO",
+            driver="avalonnano",
+            layout="mm",
+            has_wallpower=False,
+            has_litestats=True,
+            env_key="ITemp",
+            ambient_sensor=False,  # reads ITemp[-273] on real units
+            devs_temp_sentinel=True,
+            boards=1,
+            chips_per_board=12,
+            fans=1,
+            fan_max_rpm=4600,
+            modes=(WorkMode("Low", 3.8, 75.0), WorkMode("Mid", 5.0, 105.0), WorkMode("High", 6.0, 140.0)),
+            default_mode=2,
+            idle_power_w=6.0,
+            typical_chip_avg_c=88.0,
+            typical_fan_pct=33.0,
+            target_temp_c=90,
+            overheat_c=105,
+            chip_spread_c=2.5,
+            ps_vin=0,
+            ps_vout=2754,
+            pool_diff=4096,
+            hw_error_pct=2.4,
+        ),
+    )
+}
+
+# Other spellings operators use for the same hardware.
+ALIASES: dict[str, str] = {
+    "a15-194": "a1566",
+    "a15194": "a1566",
+}
+
+
+def known_models() -> str:
+    """The fleet keys, for error messages."""
+    return ", ".join(MODELS)
+
+
+def resolve_model(key: str) -> ModelSpec:
+    """The spec for a fleet key (case-insensitive, aliases allowed); KeyError names the known ones."""
+    k = key.strip().lower()
+    k = ALIASES.get(k, k)
+    try:
+        return MODELS[k]
+    except KeyError:
+        raise KeyError(f"unknown model {key!r}; known models: {known_models()}") from None

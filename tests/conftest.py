@@ -1,0 +1,16 @@
+"""Shared fixtures. The real-server fixtures live in ``tests/servers/``:
+
+- ``influxdb`` (session): real InfluxDB 1.6.7 + v2 write shim (``servers/influxdb.py``)
+- ``influx_bucket`` (function): a fresh database/bucket name per test
+- ``mosquitto`` (session): real Mosquitto, anonymous + password/ACL listeners
+  (``servers/mosquitto.py``)
+"""
+
+try:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from servers.fixtures import influx_bucket, influxdb, mosquitto, restart_servers_left_stopped
+except ModuleNotFoundError as exc:  # tests/ became a package (tests/__init__.py)
+    if exc.name != "servers":
+        raise
+    from .servers.fixtures import influx_bucket, influxdb, mosquitto, restart_servers_left_stopped
+
+__all__ = ["influxdb", "influx_bucket", "mosquitto", "restart_servers_left_stopped"]

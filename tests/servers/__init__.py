@@ -1,0 +1,35 @@
+"""Real servers for tests: InfluxDB 1.6.7 (+ v2 write shim) and Mosquitto.
+
+Debian packages, no Docker (see DESIGN.md section 7). One module per job:
+
+- ``servers.influxdb``        -- :class:`InfluxDB`: influxd process + shim, InfluxQL helpers
+- ``servers.influx_v2_shim``  -- :class:`InfluxV2Shim`: /api/v2/write -> /write, /health -> /ping
+- ``servers.mosquitto``       -- :class:`MosquittoBroker`: anonymous + password/ACL listeners
+- ``servers.ports``           -- :func:`free_port`: free loopback ports
+- ``servers.process``         -- process control; :class:`MissingBinaryError`,
+  :class:`ServerStartError`
+- ``servers.fixtures``        -- the pytest fixtures ``influxdb``, ``influx_bucket``,
+  ``mosquitto`` (re-exported by ``tests/conftest.py``)
+
+Tests normally use the fixtures only. ``tests/`` has no ``__init__.py``, so
+pytest puts ``tests/`` on ``sys.path`` and this package imports as ``servers``
+(``from servers import InfluxV2Shim``) when a test needs a class directly,
+e.g. a second shim with a different ``require_token``.
+"""
+
+from .influx_v2_shim import InfluxV2Shim
+from .influxdb import InfluxDB, InfluxQueryError
+from .mosquitto import MosquittoBroker
+from .ports import free_port, free_ports
+from .process import MissingBinaryError, ServerStartError
+
+__all__ = [
+    "InfluxDB",
+    "InfluxQueryError",
+    "InfluxV2Shim",
+    "MosquittoBroker",
+    "MissingBinaryError",
+    "ServerStartError",
+    "free_port",
+    "free_ports",
+]

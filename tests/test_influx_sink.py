@@ -1,0 +1,80 @@
+"""The InfluxDB sink writes the README schema into a real InfluxDB."""
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+from collector.poller import CycleResult
+from collector.sinks.influx import InfluxSink, InfluxWriteError
+from models import BoardSample, InfluxConfig, MinerSample, MinerState, PoolInfo, SampleSource
+
+TS = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def sample(miner: str, state: MinerState, hashrate: float | None, power: float | None, **kw) -> MinerSample:
+    return MinerSample(miner=miner, host="10.0.0.1", port=4028, site="s1", ts=TS, state=state,
+                       source=SampleSource.AVALON, make="Canaan", model="AvalonMiner 1246-83",
+                       hashrate_ths=hashrate, power_w=power, **kw)
+
+
+def sink_for(influxdb, bucket, **kw) -> InfluxSink:
+    return InfluxSink(InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=bucket, token=influxdb.token, **kw),
+                      retries=0)
+
+
+def test_cycle_lands_as_miner_board_and_collector_points(influxdb, influx_bucket):
+    samples = [
+        sample("AA:00:00:00:00:01", MinerState.MINING, 90, 3400, uptime_s=100,
+               boards=[BoardSample(index=0, hashrate_avg_ths=30, temp_chip_max_c=80, chips_ok=120, chips_expected=120)],
+               pool=PoolInfo(accepted=5, rejected=1)),
+        # an integer-valued reading and an offline miner: field types must not change between points
+        sample("AA:00:00:00:00:02", MinerState.MINING, 0, 3000),
+        MinerSample.offline(miner="10.0.0.3:4028", host="10.0.0.3", port=4028, site="s1", ts=TS,
+                            source=SampleSource.AVALON, reason="no answer"),
+    ]
+    sink = sink_for(influxdb, influx_bucket, batch_size=2)  # forces several batches
+    try:
+        asyncio.run(sink.write(CycleResult("s1", TS, samples, 0.25)))
+    finally:
+        sink.close()
+
+    rows = influxdb.query("SELECT * FROM miner GROUP BY miner", influx_bucket, epoch="s")
+    by_miner = {r["miner"]: r for r in rows}
+    assert set(by_miner) == {"AA:00:00:00:00:01", "AA:00:00:00:00:02", "10.0.0.3:4028"}
+    first = by_miner["AA:00:00:00:00:01"]
+    assert first["time"] == int(TS.timestamp())
+    assert first["hashrate_ths"] == 90 and first["power_w"] == 3400 and first["up"] == 1
+    assert first["efficiency_j_th"] == pytest.approx(3400 / 90) and first["state"] == "mining"
+    assert by_miner["10.0.0.3:4028"]["up"] == 0 and by_miner["10.0.0.3:4028"]["state"] == "offline"
+    assert by_miner["10.0.0.3:4028"]["error"] == "no answer"
+
+    types = {r["fieldKey"]: r["fieldType"] for r in influxdb.query("SHOW FIELD KEYS FROM miner", influx_bucket)}
+    assert types["hashrate_ths"] == "float" and types["up"] == "integer" and types["state"] == "string"
+
+    boards = influxdb.query("SELECT * FROM miner_board", influx_bucket)
+    assert [(b["miner"], b["board"], b["chips_ok"]) for b in boards] == [("AA:00:00:00:00:01", "0", 120)]
+    health = influxdb.query("SELECT * FROM collector", influx_bucket)
+    assert health[0]["miners_polled"] == 3 and health[0]["miners_failed"] == 1
+    assert health[0]["points_written"] == 5  # 3 miners + 1 board + this health point
+
+
+def test_refused_write_names_the_server_but_never_the_token(influxdb, influx_bucket):
+    secret = "s3cret-token-value"
+    sink = InfluxSink(InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=influx_bucket, token=secret), retries=0)
+    try:
+        with pytest.raises(InfluxWriteError) as err:
+            sink.write_lines(["miner,site=s1,miner=x up=1i 1700000000"])
+    finally:
+        sink.close()
+    assert influxdb.url in str(err.value) and "401" in str(err.value)
+    assert secret not in str(err.value)
+
+
+def test_unreachable_server_is_a_clear_error():
+    sink = InfluxSink(InfluxConfig(url="http://127.0.0.1:9", bucket="b", token="t", timeout_s=2), retries=0)
+    try:
+        with pytest.raises(InfluxWriteError, match="127.0.0.1:9 unreachable"):
+            sink.write_lines(["miner,site=s1,miner=x up=1i 1700000000"])
+    finally:
+        sink.close()
