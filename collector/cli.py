@@ -104,7 +104,12 @@ async def _collect(cfg, sinks, cycles: int | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    done = await service.run(Poller(cfg), sinks, cycles=cycles, stop=stop)
+    cost_stage = None
+    if cfg.economics is not None and cfg.network is not None:
+        from collector.costing import CostStage
+
+        cost_stage = CostStage(cfg.site, cfg.economics, cfg.network)
+    done = await service.run(Poller(cfg), sinks, cycles=cycles, stop=stop, cost_stage=cost_stage)
     log.info("stopped after %d cycle(s)", done)
 
 

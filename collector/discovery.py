@@ -21,6 +21,10 @@ AVALON = "avalon"
 PYASIC = "pyasic"
 
 
+class NoMinerFound(Exception):
+    """Nothing recognisable answers at an address; the message says what happened."""
+
+
 @dataclass
 class Identity:
     target: Target
@@ -30,12 +34,13 @@ class Identity:
     pyasic_miner: Any = None
 
 
-async def identify(target: Target, timeout_s: float = 5.0) -> Identity | None:
-    """What answers at `target`, or None when nothing recognisable does."""
+async def identify(target: Target, timeout_s: float = 5.0) -> Identity:
+    """What answers at `target`; raises NoMinerFound when nothing recognisable does."""
     try:
         raw = await cgminer.request(target.host, target.port, "version", timeout_s=timeout_s)
-    except cgminer.MinerUnreachable:
-        raw = b""
+        why = f"{target.address}: answers, but neither as an Avalon nor as a make pyasic knows"
+    except cgminer.MinerUnreachable as e:
+        raw, why = b"", str(e)
     if b"AVALON" in raw.upper():
         try:
             version = cgminer.section(cgminer.decode(raw, target.address), "version", target.address)
@@ -44,10 +49,10 @@ async def identify(target: Target, timeout_s: float = 5.0) -> Identity | None:
             prod = None  # still an Avalon; polls will report what is wrong with it
         return Identity(target, AVALON, make="Canaan", model=prod)
     if target.port != CGMINER_PORT:
-        return None  # pyasic's detection only knows the standard ports
+        raise NoMinerFound(why)  # pyasic's detection only knows the standard ports
     miner = await pyasic_source.detect(target.host, timeout_s=max(timeout_s, 5.0))
     if miner is None:
-        return None
+        raise NoMinerFound(why)
     return Identity(target, PYASIC, make=str(getattr(miner, "make", None) or "") or None,
                     model=str(getattr(miner, "model", None) or "") or None, pyasic_miner=miner)
 
@@ -65,7 +70,7 @@ async def scan(
         async with semaphore:
             try:
                 return await asyncio.wait_for(identify(target, timeout_s), timeout_s * 3)
-            except TimeoutError:
+            except (TimeoutError, NoMinerFound):
                 return None
             finally:
                 done += 1

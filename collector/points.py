@@ -4,6 +4,8 @@ Measurements written here:
   miner        tags site, miner, make, model; one point per miner per cycle
   miner_board  tags site, miner, board; one point per hashboard per cycle
   collector    tags site; the service's own health per cycle
+  cost         tags site, scope (miner|site|fleet), miner; CostSample.fields()
+  network      tags site; difficulty, subsidy, fees, BTC price, hashprice, ages
 
 Field types never change between points (InfluxDB rejects a field whose type
 differs from what the shard already holds): measures are always floats, `up`
@@ -15,9 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from typing import TYPE_CHECKING
+
 from influxdb_client import Point, WritePrecision
 
-from models import MinerSample
+from models import CostSample, MinerSample
+
+if TYPE_CHECKING:
+    from collector.costing import CycleCost
 
 PRECISION = WritePrecision.S  # one timestamp per cycle; seconds keep points small and idempotent
 
@@ -98,3 +105,27 @@ def collector_point(
         .time(_time(ts), PRECISION)
         .to_line_protocol()
     )
+
+
+def _cost_point(cost: CostSample, ts: datetime, extra: dict[str, float] | None = None) -> str:
+    point = Point("cost")
+    for key, value in cost.tags().items():
+        point.tag(key, value)
+    for key, value in {**cost.fields(), **(extra or {})}.items():
+        point.field(key, float(value))
+    return point.time(_time(ts), PRECISION).to_line_protocol()
+
+
+def cost_lines(cycle_cost: CycleCost, site: str, ts: datetime, network_fields: dict[str, float]) -> list[str]:
+    lines = [
+        _cost_point(c, ts, {"power_meter_gap_w": cycle_cost.metered_gap_w[c.miner]}
+                    if c.miner in cycle_cost.metered_gap_w else None)
+        for c in cycle_cost.miners
+    ]
+    lines.append(_cost_point(cycle_cost.site, ts))
+    lines.append(_cost_point(cycle_cost.fleet, ts))
+    network = Point("network").tag("site", site)
+    for key, value in network_fields.items():
+        network.field(key, float(value))
+    lines.append(network.time(_time(ts), PRECISION).to_line_protocol())
+    return lines

@@ -12,12 +12,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector import discovery
 from collector.sources import avalon, pyasic_source
 from collector.targets import Spec, Target, parse_specs, range_targets, resolve_name
 from models import CollectorConfig, MinerSample, MinerState, SampleSource
+
+if TYPE_CHECKING:
+    from collector.costing import CycleCost
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ class CycleResult:
     ts: datetime
     samples: list[MinerSample]
     duration_s: float
+    cost: CycleCost | None = None  # filled by the cost stage when economics are configured
 
     @property
     def failed(self) -> int:
@@ -100,9 +104,10 @@ class Poller:
 
     async def _poll(self, target: Target, known: _Known, ts: datetime, timeout_s: float) -> MinerSample:
         if known.driver is None:
-            identity = await discovery.identify(target, timeout_s)
-            if identity is None:
-                return self._offline(target, known, ts, f"{target.address}: no miner answers")
+            try:
+                identity = await discovery.identify(target, timeout_s)
+            except discovery.NoMinerFound as e:
+                return self._offline(target, known, ts, str(e))
             known.driver, known.pyasic_miner = identity.driver, identity.pyasic_miner
         site = self.config.site
         if known.driver == discovery.AVALON:

@@ -12,6 +12,7 @@ import logging
 import time
 from datetime import datetime, timezone
 
+from collector.costing import CostStage
 from collector.poller import CycleResult, Poller
 from collector.sinks import Sink
 
@@ -24,7 +25,7 @@ def cycle_timestamp() -> datetime:
 
 
 async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
-              stop: asyncio.Event | None = None) -> int:
+              stop: asyncio.Event | None = None, cost_stage: CostStage | None = None) -> int:
     """Run until `cycles` are done or `stop` is set; return the number of cycles run."""
     stop = stop or asyncio.Event()
     interval = poller.config.interval_s
@@ -33,7 +34,11 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
     while not stop.is_set() and (cycles is None or done < cycles):
         if poller.needs_refresh:
             await poller.refresh()
-        result = await poller.cycle(cycle_timestamp())
+        ts = cycle_timestamp()
+        result = await poller.cycle(ts)
+        if cost_stage is not None:
+            await cost_stage.refresh_network(ts)
+            result.cost = cost_stage.apply(result.samples, ts)
         await _deliver(result, sinks)
         done += 1
         log.info("cycle %d: %d miners, %d failed, %.2f s", done, len(result.samples), result.failed,

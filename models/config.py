@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from models.economics import NetworkFeedConfig, SiteEconomics
 
 
 class _Config(BaseModel):
@@ -50,3 +52,12 @@ class CollectorConfig(_Config):
     concurrency: int = Field(default=512, ge=1, le=20_000, description="miners polled at once")
     rescan_interval_s: float = Field(default=300.0, gt=0, description="how often CIDR ranges and DNS names are re-resolved")
     influx: InfluxConfig | None = None
+    economics: SiteEconomics | None = Field(default=None, description="power tariff, opex, capex: enables cost figures")
+    network: NetworkFeedConfig | None = Field(default=None, description="difficulty, fees, BTC price (static or polled)")
+
+    @model_validator(mode="after")
+    def _cost_needs_both(self) -> CollectorConfig:
+        if (self.economics is None) != (self.network is None):
+            missing = "network" if self.network is None else "economics"
+            raise ValueError(f"cost figures need both `economics` and `network`; `{missing}` is missing")
+        return self

@@ -357,7 +357,7 @@ def _mm_string(ctx: _Ctx, with_chips: bool) -> str:
     p += [f"Fan{i + 1}[{rpm}]" for i, rpm in enumerate(s.fans_rpm)]
     p.append(f"FanR[{s.fan_pct}%]")
     if not home:
-        p.append(f"Vo[{s.ps[2] // 4 if s.ps[2] > 1 else 0}]")
+        p.append(f"Vo[{300 if s.ps[4] else 0}]")  # chip core voltage (cV): fixed while hashing
     p.append(f"PS[{_ints(s.ps)}]")
     if spec.has_wallpower:
         p.append(f"WALLPOWER[{s.power_w}]")

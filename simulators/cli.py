@@ -57,7 +57,10 @@ def simulate(
     ambient: float = typer.Option(25.0, "--ambient", help="Site ambient temperature, °C."),
 ) -> None:
     """Serve simulated Avalon miners on the CGMiner API; prints `ADDRESS MODEL` per miner."""
-    sim = Fleet.build(fleet, base=base, seed=seed, ambient_c=ambient)
+    try:
+        sim = Fleet.build(fleet, base=base, seed=seed, ambient_c=ambient)
+    except FleetSpecError as exc:  # e.g. the fleet runs past the last port or address
+        raise typer.BadParameter(str(exc), param_hint="--base") from None
     try:
         asyncio.run(_serve(sim))
     except BindError as exc:

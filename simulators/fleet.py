@@ -135,8 +135,9 @@ def _raise_fd_limit(listeners: int) -> None:
 class Fleet:
     """Simulated miners served from one event loop."""
 
-    def __init__(self, miners: Sequence[SimulatedMiner]) -> None:
+    def __init__(self, miners: Sequence[SimulatedMiner], clock: Clock = wall_clock) -> None:
         self.miners: list[SimulatedMiner] = list(miners)
+        self.clock = clock  # the clock the miners were built with (a ManualClock in tests)
         self._by_address: dict[str, SimulatedMiner] = {}
         self._servers: dict[int, MinerServer] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -153,7 +154,8 @@ class Fleet:
         ambient_c: float = 25.0,
         uptime_s: float | None = None,
     ) -> Fleet:
-        return cls(build_miners(fleet, base=base, seed=seed, clock=clock, ambient_c=ambient_c, uptime_s=uptime_s))
+        miners = build_miners(fleet, base=base, seed=seed, clock=clock, ambient_c=ambient_c, uptime_s=uptime_s)
+        return cls(miners, clock)
 
     def __len__(self) -> int:
         return len(self.miners)
@@ -165,6 +167,8 @@ class Fleet:
         """By position, or by "host:port" address."""
         if isinstance(key, int):
             return self.miners[key]
+        if key not in self._by_address:  # ports bound as 0 are known only after start()
+            self._by_address = {m.address: m for m in self.miners}
         try:
             return self._by_address[key]
         except KeyError:
@@ -188,7 +192,6 @@ class Fleet:
         except BaseException:
             await self.stop()
             raise
-        self._by_address = {m.address: m for m in self.miners}
 
     async def stop(self) -> None:
         servers, self._servers = list(self._servers.values()), {}

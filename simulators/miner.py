@@ -69,6 +69,9 @@ class SimulatedMiner:
     def faults(self, value: Faults) -> None:
         if not isinstance(value, Faults):
             raise TypeError(f"faults must be a Faults, got {type(value).__name__}")
+        if any(b >= self.spec.boards for b in value.dead_boards):
+            raise ValueError(f"{self.spec.key} has {self.spec.boards} hash board(s), indexes 0-{self.spec.boards - 1}; "
+                             f"got dead_boards={sorted(value.dead_boards)}")
         with self._lock:
             old = self._physics.faults
             self._physics.set_faults(value, self._clock())

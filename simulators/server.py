@@ -77,9 +77,12 @@ class _ApiConnection(asyncio.Protocol):
             self._rearm(GRACE_S)
 
     def eof_received(self) -> bool:
-        if not self.submitted and self.buf.strip():
+        # A client may half-close after its request (`nc -N`): the answer still goes out.
+        if self.submitted:
+            return True
+        if self.buf.strip():
             self._submit()
-            return True  # keep the write side open for the answer
+            return True
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -115,7 +118,7 @@ class MinerServer:
     def __init__(self, miner: SimulatedMiner, loop: asyncio.AbstractEventLoop) -> None:
         self.miner = miner
         self.loop = loop
-        self.listener: asyncio.base_events.Server | None = None
+        self.listener: asyncio.AbstractServer | None = None
         self.conns: set[_ApiConnection] = set()
         self._queue: deque[_ApiConnection] = deque()
         self._busy: asyncio.TimerHandle | None = None  # a slow answer in progress

@@ -68,6 +68,15 @@ class ModelSpec:
         return self.modes[self.default_mode]
 
     @property
+    def nominal_ths(self) -> float:
+        """Nameplate hashrate (the default work mode)."""
+        return self.nameplate.hashrate_ths
+
+    @property
+    def nominal_power_w(self) -> float:
+        return self.nameplate.power_w
+
+    @property
     def chips_total(self) -> int:
         return self.boards * self.chips_per_board
 

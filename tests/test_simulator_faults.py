@@ -34,7 +34,6 @@ def dev_of(reply: dict) -> dict[str, str]:
 def sim():
     clock = ManualClock()
     with run_fleet("a1246:1,a1566:1,q:1", base="127.0.0.1:0", seed=21, clock=clock) as fleet:
-        fleet.clock = clock
         yield fleet
 
 
@@ -234,3 +233,16 @@ def test_unknown_fault_name_is_refused(a1246):
         a1246.set_faults(on_fire=True)
     with pytest.raises(ValueError):
         Faults(overheat="melting")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="indexes 0-2"):
+        a1246.set_faults(dead_boards={3})
+
+
+def test_slow_answer_reaches_a_client_that_half_closed(a1246):
+    a1246.set_faults(slow_s=0.3)
+    with connect(a1246, timeout=10) as sock:
+        sock.sendall(b'{"command":"version"}')
+        sock.shutdown(socket.SHUT_WR)  # like `nc -N`: request sent, nothing more to say
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert json.loads(data.rstrip(b"\x00"))["VERSION"][0]["PROD"] == "AvalonMiner 1246-83"

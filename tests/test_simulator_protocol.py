@@ -293,3 +293,19 @@ def test_ascset_cannot_be_joined(fresh):
     reply = query_json(sim.miners[0].address, "summary+ascset", "0,softoff,1")
     assert reply["ascset"][0]["STATUS"][0]["STATUS"] == "E"
     assert not sim.miners[0].faults.soft_off
+
+
+def test_plain_text_joined_request(fleet):
+    raw = query(fleet.miners[0].address, b"version+summary")
+    text = raw[:-1].decode()
+    assert raw.endswith(b"\x00")
+    assert text.startswith("CMD=version|STATUS=S,") and "|CMD=summary|STATUS=S," in text
+    assert "PROD=AvalonMiner 1246-83" in text and "SUMMARY,Elapsed=" in text
+
+
+def test_restart_reboots(fresh):
+    sim, clock = fresh
+    miner = by_model(sim, "q")
+    assert query_json(miner.address, "restart")["STATUS"] == "RESTART"
+    clock.advance(5)
+    assert query_json(miner.address, "summary")["SUMMARY"][0]["Elapsed"] == 5

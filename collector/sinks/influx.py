@@ -17,6 +17,7 @@ from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from collector import points
+from collector.network_state import network_fields
 from collector.poller import CycleResult
 from models import InfluxConfig
 
@@ -57,6 +58,8 @@ class InfluxSink:
 
     async def write(self, result: CycleResult) -> None:
         lines = points.fleet_lines(result.samples)
+        if result.cost is not None:
+            lines += points.cost_lines(result.cost, result.site, result.ts, network_fields(result.cost.network, result.ts))
         lines.append(points.collector_point(
             site=result.site, ts=result.ts, poll_duration_s=result.duration_s,
             miners_polled=len(result.samples), miners_failed=result.failed, points_written=len(lines) + 1,

@@ -135,8 +135,11 @@ def _boards(dev: dict[str, str]) -> list[BoardSample]:
     count = max(len(mghs), len(tmax), sum(1 for k in dev if k.startswith("PVT_T")))
     if count == 0:
         return []
+    # Chips per board: the longest per-chip temperature list (a dead board's list is empty or
+    # zeros, and TA counts only the chips that answer); TA / boards when there are no lists.
+    pvt_len = max((len(_nums(dev, f"PVT_T{i}")) for i in range(count)), default=0)
     total_chips = _num(dev, "TA")
-    per_board = int(total_chips // count) if total_chips else None
+    per_board = pvt_len or (int(total_chips // count) if total_chips else None)
     boards = []
     for i in range(count):
         chips = _nums(dev, f"PVT_T{i}")

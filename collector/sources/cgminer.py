@@ -50,6 +50,8 @@ async def request(host: str, port: int, command: str, parameter: str | None = No
         return await asyncio.wait_for(_exchange(host, port, json.dumps(payload).encode()), timeout_s)
     except TimeoutError:
         raise MinerUnreachable(f"{host}:{port}: no complete answer within {timeout_s:g} s") from None
+    except ConnectionRefusedError:
+        raise MinerUnreachable(f"{host}:{port}: connection refused (nothing listens on the API port)") from None
     except OSError as e:
         raise MinerUnreachable(f"{host}:{port}: {e.strerror or e}") from None
 

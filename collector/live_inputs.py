@@ -1,0 +1,34 @@
+"""Values that arrive while the service runs (MQTT meters and price topics) and
+feed the cost stage: the seam between ingest and costing.
+
+Metered power is the truth for cost where it exists (miners misreport); the
+gap between reported and metered watts is kept so it can be recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from models import LivePowerPrice
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    watts: float
+    as_of: datetime
+
+
+@dataclass
+class LiveInputs:
+    power_price: LivePowerPrice | None = None
+    btc_price_usd: float | None = None
+    btc_price_as_of: datetime | None = None
+    metered_w: dict[str, MeterReading] = field(default_factory=dict)  # by miner id
+    meter_max_age_s: float = 120.0
+
+    def metered_power(self, miner: str, now: datetime) -> float | None:
+        reading = self.metered_w.get(miner)
+        if reading is None or (now - reading.as_of).total_seconds() > self.meter_max_age_s:
+            return None
+        return reading.watts

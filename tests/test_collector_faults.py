@@ -1,0 +1,130 @@
+"""Every simulator fault yields the right MinerSample state, and a bad miner never holds up the cycle."""
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+from collector.poller import Poller
+from models import CollectorConfig, MinerState
+from simulators.clock import ManualClock
+from simulators.fleet import run_fleet
+
+TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+@pytest.fixture
+def fleet(clock):
+    # One fleet per test: faults such as an overheat shutdown leave physical after-effects.
+    with run_fleet("a1246:1,a1566:1,q:1", base="127.40.0.1:0", seed=3, clock=clock) as sim:
+        yield sim
+
+
+def poll(miner, timeout_s: float = 2.0):
+    poller = Poller(CollectorConfig(miners=[miner.address], timeout_s=timeout_s))
+    return asyncio.run(poller.cycle(TS)).samples[0]
+
+
+def test_healthy_miner_matches_what_the_simulator_served(fleet):
+    miner = fleet[1]  # A15-194, WALLPOWER firmware
+    sample = poll(miner)
+    truth = miner.last_served
+    assert sample.state is MinerState.MINING
+    assert sample.hashrate_ths == pytest.approx(truth.hashrate_ths, abs=0.01)
+    assert sample.hashrate_avg_ths == pytest.approx(truth.hashrate_avg_ths, abs=0.01)
+    assert sample.power_w == truth.power_w and sample.temp_chip_max_c == truth.temp_chip_max_c
+    assert sample.fans_rpm == list(truth.fans_rpm) and sample.uptime_s == truth.uptime_s
+    assert sample.mac.replace(":", "") == truth.mac.upper().replace(":", "")
+
+
+def test_dead_board_is_visible_per_board(fleet):
+    miner = fleet[0]
+    miner.set_faults(dead_boards={1})
+    sample = poll(miner)
+    assert sample.state is MinerState.MINING
+    assert sample.boards[1].chips_ok == 0 and sample.boards[0].chips_ok == sample.boards[0].chips_expected
+    assert any("hashboard error" in e for e in sample.errors)
+    assert sample.hashrate_ths < miner.spec.nominal_ths * 0.75
+
+
+def test_overheat_throttle_keeps_mining_slower_and_shutdown_is_an_error(fleet):
+    miner = fleet[0]
+    miner.set_faults(overheat="throttle")
+    throttled = poll(miner)
+    assert throttled.state is MinerState.MINING and throttled.hashrate_ths < miner.spec.nominal_ths * 0.9
+    miner.set_faults(overheat="shutdown")
+    down = poll(miner)
+    assert down.state is MinerState.ERROR and down.hashrate_ths == 0 and down.errors
+
+
+@pytest.mark.parametrize("index", [0, 2], ids=["a1246", "q"])
+def test_soft_off_reports_soft_off_with_zero_live_hashrate_and_idle_watts(fleet, index):
+    miner = fleet[index]
+    miner.set_faults(soft_off=True)
+    sample = poll(miner)
+    assert sample.state is MinerState.SOFT_OFF and sample.hashrate_ths == 0
+    assert sample.power_w == miner.last_served.power_w and 0 < sample.power_w < 400
+
+
+@pytest.mark.parametrize(("fault", "state", "reason"), [
+    ({"no_answer": True}, MinerState.OFFLINE, "connection refused"),
+    ({"hold_open": True}, MinerState.OFFLINE, "no complete answer within 1 s"),
+    ({"slow_s": 3.0}, MinerState.OFFLINE, "no complete answer within 1 s"),
+    ({"drop": True}, MinerState.ERROR, "empty reply"),
+    ({"malformed": True}, MinerState.ERROR, "malformed or truncated JSON"),
+    ({"truncated": True}, MinerState.ERROR, "malformed or truncated JSON"),
+])
+def test_network_and_wire_faults_give_a_state_and_a_reason(fleet, fault, state, reason):
+    miner = fleet[1]
+    poller = Poller(CollectorConfig(miners=[miner.address], timeout_s=1.0))
+
+    async def healthy_then_faulty():
+        healthy = (await poller.cycle(TS)).samples[0]
+        miner.set_faults(**fault)
+        return healthy, (await poller.cycle(TS)).samples[0]
+
+    healthy, sample = asyncio.run(healthy_then_faulty())
+    assert sample.state is state
+    assert reason in " ".join(sample.errors)
+    assert sample.miner == healthy.miner  # a silent miner keeps its MAC-based id
+
+
+def test_bare_nan_is_tolerated(fleet):
+    miner = fleet[0]
+    miner.set_faults(bare_nan=True)
+    sample = poll(miner)
+    assert sample.state is MinerState.MINING and sample.power_w == miner.last_served.power_w
+
+
+def test_slow_but_in_time_answer_is_read(fleet):
+    miner = fleet[2]
+    miner.set_faults(slow_s=0.5)
+    assert poll(miner, timeout_s=3).state is MinerState.MINING
+
+
+def test_reboot_shows_live_and_since_boot_hashrate_apart(fleet, clock):
+    miner = fleet[1]
+    miner.reboot()
+    clock.advance(45)  # past initialisation, while the since-boot average still lags
+    sample = poll(miner)
+    truth = miner.last_served
+    assert sample.uptime_s == truth.uptime_s and sample.uptime_s <= 45
+    assert sample.hashrate_ths == pytest.approx(truth.hashrate_ths, abs=0.01)
+    assert sample.hashrate_avg_ths == pytest.approx(truth.hashrate_avg_ths, abs=0.01)
+    assert truth.hashrate_ths != truth.hashrate_avg_ths
+
+
+def test_hung_and_slow_miners_do_not_delay_the_others(fleet):
+    fleet[0].set_faults(hold_open=True)
+    fleet[2].set_faults(slow_s=30)
+    poller = Poller(CollectorConfig(miners=[m.address for m in fleet], timeout_s=1.0))
+    result = asyncio.run(poller.cycle(TS))
+    states = {s.port: s.state for s in result.samples}
+    assert states[fleet[1].port] is MinerState.MINING
+    assert states[fleet[0].port] is MinerState.OFFLINE and states[fleet[2].port] is MinerState.OFFLINE
+    assert result.duration_s < 2.5  # bounded by the 1 s per-miner deadline, not by the 30 s miner
