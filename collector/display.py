@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from collector.poller import CycleResult
-from models import MinerSample
+from models import CostSample, MinerSample, NetworkState
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -40,6 +40,25 @@ def fleet_table(samples: list[MinerSample]) -> Table:
     return table
 
 
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.0f}"
+
+
+def cost_summary(site: CostSample, network: NetworkState) -> Table:
+    """The site's cost per BTC, the number the product exists for, next to what a BTC sells for."""
+    table = Table(title=f"cost per BTC · BTC ${network.btc_price_usd:,.0f}"
+                        f"{' (stale: ' + ', '.join(network.stale) + ')' if network.stale else ''}")
+    for name in ("energy", "cash", "all-in", "BTC/day (net)", "revenue/day", "profit/day", "margin",
+                 "break-even $/kWh", "hashprice $/PH/day"):
+        table.add_column(name, justify="right")
+    table.add_row(_usd(site.energy_cost_per_btc), _usd(site.cash_cost_per_btc), _usd(site.all_in_cost_per_btc),
+                  f"{site.btc_per_day_net:.6f}", _usd(site.revenue_usd_day), _usd(site.profit_usd_day),
+                  "-" if site.margin_pct is None else f"{site.margin_pct:.1f}%",
+                  "-" if site.breakeven_power_price is None else f"{site.breakeven_power_price:.4f}",
+                  f"{site.hashprice_usd_ph_day:.2f}")
+    return table
+
+
 def print_table(samples: list[MinerSample]) -> None:
     Console().print(fleet_table(samples))
 
@@ -65,7 +84,10 @@ class LiveView:
     async def write(self, result: CycleResult) -> None:
         caption = (f"site {result.site} · {result.ts:%Y-%m-%d %H:%M:%S} UTC · "
                    f"cycle {result.duration_s:.2f} s · {result.failed} failed")
-        self._live.update(Group(fleet_table(result.samples), caption), refresh=True)
+        parts = [fleet_table(result.samples), caption]
+        if result.cost is not None:
+            parts.append(cost_summary(result.cost.site, result.cost.network))
+        self._live.update(Group(*parts), refresh=True)
 
     def close(self) -> None:
         self._live.stop()

@@ -119,7 +119,9 @@ def _status(severity: str, code: int, msg: str, when: int) -> dict[str, Any]:
     return {"STATUS": severity, "When": when, "Code": code, "Msg": msg, "Description": DESCRIPTION}
 
 
-def _reply(status: dict[str, Any], section: str | None = None, items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _reply(
+    status: dict[str, Any], section: str | None = None, items: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"STATUS": [status]}
     if section is not None:
         body[section] = items
@@ -325,7 +327,7 @@ def _work_utility(s: Snapshot) -> float:
 
 def _mm_string(ctx: _Ctx, with_chips: bool) -> str:
     """The `MM ID0` device string of the A-series and the Nano 3S."""
-    s, spec, phys = ctx.snap, ctx.dev.spec, ctx.dev
+    s, spec = ctx.snap, ctx.dev.spec
     home = spec.env_key == "ITemp"
     n = spec.boards
     alive = sum(1 for b in s.boards if b.alive)
@@ -519,8 +521,8 @@ def _ascset(ctx: _Ctx) -> dict[str, Any]:
             return _asc_ok(ctx)
         if not args or args[0] == "get":
             snap = ctx.snap
-            value = snap.work_mode_index if opt == "workmode" else snap.work_level
-            return _asc_info(ctx, f"{opt.upper()}[{value}]")
+            level = snap.work_mode_index if opt == "workmode" else snap.work_level
+            return _asc_info(ctx, f"{opt.upper()}[{level}]")
         return _asc_failed(ctx, f"usage: 0,{opt},set,<n>")
     if opt == "reboot":
         dev.reboot()

@@ -117,7 +117,7 @@ def build_miners(
     return [
         SimulatedMiner(spec, i, seed=seed, host=host, port=port, clock=clock, ambient_c=ambient_c,
                        uptime_s=uptime_s)
-        for i, (spec, (host, port)) in enumerate(zip(specs, addrs))
+        for i, (spec, (host, port)) in enumerate(zip(specs, addrs, strict=True))
     ]
 
 

@@ -97,7 +97,7 @@ class Traits:
     uptime_s: float  # uptime when the simulation starts
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _chip_offset_table(spread_c: float) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """A discretised normal distribution (clipped at 2.6 sigma) of whole-degree chip offsets.
 

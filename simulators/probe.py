@@ -29,7 +29,7 @@ def query(address: str, request: bytes | str | dict[str, Any], timeout: float = 
     host, port = split_address(address)
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(payload)
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = sock.recv(65536)
             if not chunk:

@@ -8,7 +8,7 @@ A15-194 reading 197 TH/s, 3731 W, 49 % fans at 31 °C ambient with chips between
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Layout = Literal["mm", "q"]
 
@@ -81,23 +81,27 @@ class ModelSpec:
         return self.boards * self.chips_per_board
 
 
-_A_SERIES = dict(
-    stats_id="AVA100",
-    dev_name="AVA10",
-    driver="avalon10",
-    layout="mm",
-    env_key="Temp",
-    ambient_sensor=True,
-    devs_temp_sentinel=False,
-    ps_vin=1209,
-    ps_vout=1187,
-    pool_diff=65536,
-)
+def _a_series(**fields: Any) -> ModelSpec:
+    """The A-series share one firmware family: driver IDs, one `MM ID0` string, 12 V PSU, pool."""
+    return ModelSpec(
+        stats_id="AVA100",
+        dev_name="AVA10",
+        driver="avalon10",
+        layout="mm",
+        env_key="Temp",
+        ambient_sensor=True,
+        devs_temp_sentinel=False,
+        ps_vin=1209,
+        ps_vout=1187,
+        pool_diff=65536,
+        **fields,
+    )
+
 
 MODELS: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in (
-        ModelSpec(
+        _a_series(
             key="a1246",
             prod="AvalonMiner 1246-83",
             model="1246-83",
@@ -121,9 +125,8 @@ MODELS: dict[str, ModelSpec] = {
             overheat_c=95,
             chip_spread_c=3.5,
             hw_error_pct=1.6,
-            **_A_SERIES,
         ),
-        ModelSpec(
+        _a_series(
             key="a1566",
             prod="AvalonMiner 15-194",
             model="15-194",  # pyasic maps "AvalonMiner 15" through MODEL
@@ -147,9 +150,8 @@ MODELS: dict[str, ModelSpec] = {
             overheat_c=95,
             chip_spread_c=4.0,
             hw_error_pct=1.2,
-            **_A_SERIES,
         ),
-        ModelSpec(
+        _a_series(
             key="a1466",
             prod="AvalonMiner 1466-150",
             model="1466-150",
@@ -173,7 +175,6 @@ MODELS: dict[str, ModelSpec] = {
             overheat_c=95,
             chip_spread_c=3.8,
             hw_error_pct=1.4,
-            **_A_SERIES,
         ),
         ModelSpec(
             key="q",
