@@ -65,12 +65,17 @@ def poll(
 ) -> None:
     """Poll miners once and print what they report."""
     cfg = _load_config(None, miners=addresses, timeout_s=timeout, site=site)
-    result = asyncio.run(Poller(cfg).cycle(service.cycle_timestamp()))
+    result = asyncio.run(_poll_once(Poller(cfg)))
     if as_json:
         for sample in result.samples:
             sys.stdout.write(sample.model_dump_json() + "\n")
     else:
         display.print_table(result.samples)
+
+
+async def _poll_once(poller: Poller):
+    await poller.refresh()  # resolve DNS names, scan ranges
+    return await poller.cycle(service.cycle_timestamp())
 
 
 @app.command()
