@@ -1,0 +1,119 @@
+"""A durable on-disk queue of line-protocol batches: nothing is lost to an
+InfluxDB outage, a crash or `kill -9`.
+
+One batch is one file, `<seq>.lp.gz`, written to a temporary name, fsynced and
+renamed, so a file that exists is complete. Sequence numbers give the order
+batches are delivered in. A batch leaves the spool only when acknowledged
+(delivered), or when the disk budget or the retention period forces out the
+oldest; those are counted, never dropped silently.
+
+Without InfluxDB the spool is the embedded store: batches are kept for the
+retention period and `hashfleet report` reads them back.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_BATCH = re.compile(r"^(\d{16})\.lp\.gz$")
+
+
+@dataclass(frozen=True)
+class Batch:
+    seq: int
+    path: Path
+
+    def read(self) -> list[str]:
+        with gzip.open(self.path, "rt", encoding="utf-8") as f:
+            return f.read().splitlines()
+
+    @property
+    def mtime(self) -> float:
+        return self.path.stat().st_mtime
+
+
+class Spool:
+    def __init__(self, directory: Path, *, max_bytes: int = 1 << 30, retention_s: float | None = None):
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.retention_s = retention_s
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # appends run in worker threads; delivery in another
+        for stray in self.directory.glob("*.tmp"):  # a crash mid-append leaves only a temp file
+            stray.unlink(missing_ok=True)
+        batches = self.batches()
+        self._next_seq = batches[-1].seq + 1 if batches else 1
+        self._dropped_file = self.directory / "dropped"
+        self.dropped_batches = int(self._dropped_file.read_text() or 0) if self._dropped_file.exists() else 0
+
+    def batches(self) -> list[Batch]:
+        found = []
+        for entry in os.scandir(self.directory):
+            match = _BATCH.match(entry.name)
+            if match:
+                found.append(Batch(int(match.group(1)), Path(entry.path)))
+        return sorted(found, key=lambda b: b.seq)
+
+    @property
+    def depth(self) -> int:
+        return len(self.batches())
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(b.path.stat().st_size for b in self.batches())
+
+    def append(self, lines: list[str]) -> Batch:
+        """Store a batch durably; returns once it is on disk."""
+        data = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=1)
+        with self._lock:
+            seq = self._next_seq
+            self._next_seq += 1
+            final = self.directory / f"{seq:016d}.lp.gz"
+            temp = final.with_suffix(".tmp")
+            with open(temp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, final)
+            self._fsync_directory()
+            self._enforce_limits()
+        return Batch(seq, final)
+
+    def ack(self, batch: Batch) -> None:
+        """The batch is delivered: remove it."""
+        batch.path.unlink(missing_ok=True)
+
+    def _enforce_limits(self) -> None:
+        batches = self.batches()
+        now = time.time()
+        total = sum(b.path.stat().st_size for b in batches)
+        dropped = 0
+        while batches and (total > self.max_bytes or (
+                self.retention_s is not None and now - batches[0].mtime > self.retention_s)):
+            oldest = batches.pop(0)
+            over_budget = total > self.max_bytes
+            total -= oldest.path.stat().st_size
+            oldest.path.unlink(missing_ok=True)
+            if over_budget:
+                dropped += 1
+        if dropped:
+            self.dropped_batches += dropped
+            self._dropped_file.write_text(str(self.dropped_batches))
+            log.error("spool %s over its %d-byte budget: dropped the %d oldest undelivered batch(es) "
+                      "(%d in all)", self.directory, self.max_bytes, dropped, self.dropped_batches)
+
+    def _fsync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
