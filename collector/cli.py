@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import datetime, timezone
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import typer
 from collector import config as config_loader
 from collector import display, service
 from collector.cost_cli import cost as _cost_command
+from collector.grafana_push import grafana_app
 from collector.poller import Poller
 from collector.targets import TargetError, parse_specs
 
@@ -88,34 +90,73 @@ def collect(
 ) -> None:
     """Poll the fleet every interval and write it to InfluxDB (INFLUX_URL, INFLUX_TOKEN, ...)."""
     cfg = _load_config(config, miners=miners.split(",") if miners else None, interval_s=interval, site=site)
-    if not cfg.miners:
+    mqtt_miners = cfg.mqtt is not None and any(s.kind == "miner_telemetry" for s in cfg.mqtt.ingest)
+    if not cfg.miners and not mqtt_miners:
         _fail_usage("no miners configured: pass --miners or set `miners:` in the config file")
-    sinks = []
-    if cfg.influx is not None:
-        from collector.sinks.influx import InfluxSink
-
-        sinks.append(InfluxSink(cfg.influx))
-    else:
-        log.warning("no InfluxDB configured (INFLUX_URL or influx: in the config): samples are not stored")
+    sinks = [_storage_sink(cfg)]
     try:
-        asyncio.run(_collect(cfg, sinks, cycles))
+        asyncio.run(_collect(cfg, sinks, cycles, with_mqtt=True))
     finally:
         for sink in sinks:
             sink.close()
 
 
-async def _collect(cfg, sinks, cycles: int | None) -> None:
+def _storage_sink(cfg):
+    """InfluxDB through the spool; without InfluxDB, the spool itself keeps the local history."""
+    from collector.spool import Spool
+
+    directory = config_loader.spool_directory(cfg)
+    max_bytes = int(cfg.spool.max_mb * 1024 * 1024)
+    try:
+        if cfg.influx is not None:
+            from collector.sinks.influx import InfluxSink
+
+            return InfluxSink(cfg.influx, Spool(directory, max_bytes=max_bytes))
+        from collector.sinks.local import LocalHistorySink
+
+        log.warning("no InfluxDB configured (INFLUX_URL or influx: in the config): "
+                    "keeping %.0f h of local history in %s (hashfleet report reads it)", cfg.spool.retention_h, directory)
+        return LocalHistorySink(Spool(directory, max_bytes=max_bytes, retention_s=cfg.spool.retention_h * 3600))
+    except OSError as e:
+        _fail_usage(f"spool directory {directory}: {e.strerror or e}")
+
+
+async def _collect(cfg, sinks, cycles: int | None, *, with_mqtt: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    bridge = await _start_mqtt(cfg) if with_mqtt and cfg.mqtt is not None else None
+    if bridge is not None:
+        sinks = [*sinks, bridge.sink]
     cost_stage = None
     if cfg.economics is not None and cfg.network is not None:
         from collector.costing import CostStage
 
-        cost_stage = CostStage(cfg.site, cfg.economics, cfg.network)
-    done = await service.run(Poller(cfg), sinks, cycles=cycles, stop=stop, cost_stage=cost_stage)
+        cost_stage = CostStage(cfg.site, cfg.economics, cfg.network, live=bridge.live if bridge else None)
+    # Start after the newest undelivered batch: a quick restart never overwrites a spooled cycle.
+    spooled = [s.spool.newest_timestamp() for s in sinks if hasattr(s, "spool")]
+    after = max((datetime.fromtimestamp(t, timezone.utc) for t in spooled if t is not None), default=None)
+    try:
+        done = await service.run(Poller(cfg), sinks, cycles=cycles, stop=stop, cost_stage=cost_stage,
+                                 extra_samples=bridge.ingest.cycle_samples if bridge else None, after=after)
+    finally:
+        if bridge is not None:
+            bridge.close()  # status offline, then disconnect
     log.info("stopped after %d cycle(s)", done)
+
+
+async def _start_mqtt(cfg):
+    """MQTT publishing and ingest (docs/mqtt.md); a broker refusing the first connection ends the command."""
+    from collector.mqtt import MqttBridge, MqttConnectError
+
+    try:
+        bridge = MqttBridge(cfg.mqtt, cfg.site)
+        await bridge.start()
+    except MqttConnectError as e:
+        typer.echo(f"hashfleet: {e}", err=True)
+        raise typer.Exit(1) from None
+    return bridge
 
 
 @app.command()
@@ -160,6 +201,7 @@ def watch(
 
 
 app.command(name="cost")(_cost_command)
+app.add_typer(grafana_app, name="grafana")
 
 
 def _register_plugins() -> None:

@@ -28,6 +28,27 @@ INFLUX_ENV = {
     "INFLUX_TOKEN_FILE": "token_file",
 }
 
+# Environment variables that fill the `mqtt` section; a password from the environment replaces
+# one from the file (either form).
+MQTT_ENV = {
+    "MQTT_HOST": "host",
+    "MQTT_PORT": "port",
+    "MQTT_USERNAME": "username",
+    "MQTT_PASSWORD": "password",
+    "MQTT_PASSWORD_FILE": "password_file",
+}
+
+
+def spool_directory(config: CollectorConfig, environ: dict[str, str] | None = None) -> Path:
+    """Where the spool lives: the config's directory, else $HASHFLEET_SPOOL_DIR, else the XDG state dir."""
+    env = os.environ if environ is None else environ
+    if config.spool.directory is not None:
+        return config.spool.directory
+    if env.get("HASHFLEET_SPOOL_DIR"):
+        return Path(env["HASHFLEET_SPOOL_DIR"]) / config.site
+    state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "hashfleet" / "spool" / config.site
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says where and why."""
@@ -44,6 +65,12 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
         raw["influx"] = {**(raw.get("influx") or {}), **influx_env}
         if "token_file" in influx_env:
             raw["influx"].pop("token", None)
+    mqtt_env = {field: env[var] for var, field in MQTT_ENV.items() if env.get(var)}
+    if mqtt_env:
+        raw["mqtt"] = {**(raw.get("mqtt") or {}), **mqtt_env}
+        for given, other in (("password", "password_file"), ("password_file", "password")):
+            if given in mqtt_env and other not in mqtt_env:
+                raw["mqtt"].pop(other, None)
     for key, value in (overrides or {}).items():
         if value is not None:
             raw[key] = value
@@ -51,6 +78,8 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
         config = CollectorConfig.model_validate(raw)
         if config.influx is not None:
             config.influx.resolved_token()  # a missing token file is a config error, found now
+        if config.mqtt is not None:
+            config.mqtt.resolved_password()  # likewise a missing MQTT password file
     except ValidationError as e:
         raise ConfigError(_describe(source, e)) from None
     except ValueError as e:

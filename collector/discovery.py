@@ -17,6 +17,8 @@ from typing import Any
 from collector.sources import cgminer, pyasic_source
 from collector.targets import CGMINER_PORT, Target
 
+WEB_PORT = 80
+
 AVALON = "avalon"
 PYASIC = "pyasic"
 
@@ -36,6 +38,8 @@ class Identity:
 
 async def identify(target: Target, timeout_s: float = 5.0) -> Identity:
     """What answers at `target`; raises NoMinerFound when nothing recognisable does."""
+    if target.port == WEB_PORT:  # a web-only device (Bitaxe): no CGMiner API to ask
+        return await _pyasic_identity(target, timeout_s, f"{target.address}: no make pyasic knows answers")
     try:
         raw = await cgminer.request(target.host, target.port, "version", timeout_s=timeout_s)
         why = f"{target.address}: answers, but neither as an Avalon nor as a make pyasic knows"
@@ -50,6 +54,10 @@ async def identify(target: Target, timeout_s: float = 5.0) -> Identity:
         return Identity(target, AVALON, make="Canaan", model=prod)
     if target.port != CGMINER_PORT:
         raise NoMinerFound(why)  # pyasic's detection only knows the standard ports
+    return await _pyasic_identity(target, timeout_s, why)
+
+
+async def _pyasic_identity(target: Target, timeout_s: float, why: str) -> Identity:
     miner = await pyasic_source.detect(target.host, timeout_s=max(timeout_s, 5.0))
     if miner is None:
         raise NoMinerFound(why)

@@ -25,6 +25,7 @@ from models import CostSample, MinerSample
 
 if TYPE_CHECKING:
     from collector.costing import CycleCost
+    from collector.poller import CycleResult
 
 PRECISION = WritePrecision.S  # one timestamp per cycle; seconds keep points small and idempotent
 
@@ -93,7 +94,7 @@ def fleet_lines(samples: Iterable[MinerSample]) -> list[str]:
 
 def collector_point(
     *, site: str, ts: datetime, poll_duration_s: float, miners_polled: int, miners_failed: int,
-    points_written: int, spool_depth: int = 0,
+    points_written: int, spool_depth: int = 0, spool_dropped: int = 0,
 ) -> str:
     return (
         Point("collector").tag("site", site)
@@ -102,6 +103,7 @@ def collector_point(
         .field("miners_failed", int(miners_failed))
         .field("points_written", int(points_written))
         .field("spool_depth", int(spool_depth))
+        .field("spool_dropped", int(spool_dropped))
         .time(_time(ts), PRECISION)
         .to_line_protocol()
     )
@@ -128,4 +130,19 @@ def cost_lines(cycle_cost: CycleCost, site: str, ts: datetime, network_fields: d
     for key, value in network_fields.items():
         network.field(key, float(value))
     lines.append(network.time(_time(ts), PRECISION).to_line_protocol())
+    return lines
+
+
+def cycle_lines(result: CycleResult, spool_depth: int = 0, spool_dropped: int = 0) -> list[str]:
+    """Everything one cycle writes: miners, boards, cost, network and the collector's own health."""
+    from collector.network_state import network_fields
+
+    lines = fleet_lines(result.samples)
+    if result.cost is not None:
+        lines += cost_lines(result.cost, result.site, result.ts, network_fields(result.cost.network, result.ts))
+    lines.append(collector_point(
+        site=result.site, ts=result.ts, poll_duration_s=result.duration_s, miners_polled=len(result.samples),
+        miners_failed=result.failed, points_written=len(lines) + 1, spool_depth=spool_depth,
+        spool_dropped=spool_dropped,
+    ))
     return lines

@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 from collector.costing import CostStage
 from collector.poller import CycleResult, Poller
 from collector.sinks import Sink
+from models import MinerSample
 
 log = logging.getLogger(__name__)
+
+# Samples that arrive outside the poll (MQTT telemetry): called with the cycle's timestamp and polled samples.
+ExtraSamples = Callable[[datetime, list[MinerSample]], list[MinerSample]]
 
 
 def cycle_timestamp() -> datetime:
@@ -25,17 +30,30 @@ def cycle_timestamp() -> datetime:
 
 
 async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
-              stop: asyncio.Event | None = None, cost_stage: CostStage | None = None) -> int:
-    """Run until `cycles` are done or `stop` is set; return the number of cycles run."""
+              stop: asyncio.Event | None = None, cost_stage: CostStage | None = None,
+              extra_samples: ExtraSamples | None = None, after: datetime | None = None) -> int:
+    """Run until `cycles` are done or `stop` is set; return the number of cycles run.
+    Cycle timestamps are strictly increasing and later than `after`.
+
+    `extra_samples(ts, polled)`, when given, is called after each poll with the cycle's timestamp
+    and polled samples and returns samples from elsewhere (MQTT devices) that join the cycle before
+    costing and the sinks."""
     stop = stop or asyncio.Event()
     interval = poller.config.interval_s
     start = time.monotonic()
     done = 0
+    last_ts = after
     while not stop.is_set() and (cycles is None or done < cycles):
         if poller.needs_refresh:
             await poller.refresh()
         ts = cycle_timestamp()
+        if last_ts is not None and ts <= last_ts:
+            # Timers may fire a hair early; two cycles must never share a timestamp (one would overwrite the other).
+            ts = last_ts + timedelta(seconds=1)
+        last_ts = ts
         result = await poller.cycle(ts)
+        if extra_samples is not None:
+            result.samples.extend(extra_samples(ts, result.samples))
         if cost_stage is not None:
             await cost_stage.refresh_network(ts)
             result.cost = cost_stage.apply(result.samples, ts)

@@ -63,6 +63,17 @@ class Spool:
                 found.append(Batch(int(match.group(1)), Path(entry.path)))
         return sorted(found, key=lambda b: b.seq)
 
+    def newest_timestamp(self) -> int | None:
+        """Timestamp (line protocol, seconds) of the newest spooled batch's last line, if any: a
+        restarted collector starts after it, so a quick restart never overwrites an undelivered cycle."""
+        for batch in reversed(self.batches()):
+            try:
+                last = batch.read()[-1]
+                return int(last.rsplit(" ", 1)[1])
+            except (OSError, EOFError, IndexError, ValueError):
+                continue
+        return None
+
     @property
     def depth(self) -> int:
         return len(self.batches())

@@ -4,7 +4,7 @@ Only pydantic is imported here; sources, sinks, simulators, dashboards and
 the cost engine all depend on these names, never on each other.
 """
 
-from models.config import CollectorConfig, InfluxConfig
+from models.config import CollectorConfig, InfluxConfig, SpoolConfig
 from models.sample import (
     BoardSample,
     MinerSample,
@@ -26,10 +26,20 @@ from models.economics import (
     TouTariff,
     Weekday,
 )
+from models.mqtt import (
+    BtcPricePayload,
+    IngestKind,
+    MeterPayload,
+    MqttConfig,
+    MqttSubscription,
+    MqttTls,
+    PowerPricePayload,
+)
 
 __all__ = [
     "CollectorConfig",
     "InfluxConfig",
+    "SpoolConfig",
     "BoardSample",
     "MinerSample",
     "MinerState",
@@ -47,4 +57,11 @@ __all__ = [
     "TouBand",
     "TouTariff",
     "Weekday",
+    "BtcPricePayload",
+    "IngestKind",
+    "MeterPayload",
+    "MqttConfig",
+    "MqttSubscription",
+    "MqttTls",
+    "PowerPricePayload",
 ]

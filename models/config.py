@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from models.economics import NetworkFeedConfig, SiteEconomics
+from models.mqtt import MqttConfig
 
 
 class _Config(BaseModel):
@@ -44,6 +45,14 @@ class InfluxConfig(_Config):
         return ""
 
 
+class SpoolConfig(_Config):
+    """The on-disk spool: every batch for InfluxDB passes through it; without InfluxDB it is the local history."""
+
+    directory: Path | None = Field(default=None, description="default: $HASHFLEET_SPOOL_DIR, else ~/.local/state/hashfleet/spool/<site>")
+    max_mb: float = Field(default=1024, gt=0, description="disk budget; past it the oldest batches are dropped and counted")
+    retention_h: float = Field(default=168, gt=0, description="local history kept when no InfluxDB is configured")
+
+
 class CollectorConfig(_Config):
     site: str = Field(default="default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     miners: list[str] = Field(default_factory=list, description="host, host:port, CIDR range or DNS name")
@@ -52,8 +61,10 @@ class CollectorConfig(_Config):
     concurrency: int = Field(default=512, ge=1, le=20_000, description="miners polled at once")
     rescan_interval_s: float = Field(default=300.0, gt=0, description="how often CIDR ranges and DNS names are re-resolved")
     influx: InfluxConfig | None = None
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
     economics: SiteEconomics | None = Field(default=None, description="power tariff, opex, capex: enables cost figures")
     network: NetworkFeedConfig | None = Field(default=None, description="difficulty, fees, BTC price (static or polled)")
+    mqtt: MqttConfig | None = Field(default=None, description="MQTT broker: publish state, cost, HA discovery; ingest devices, meters, prices")
 
     @model_validator(mode="after")
     def _cost_needs_both(self) -> CollectorConfig:

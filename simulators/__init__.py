@@ -1,4 +1,6 @@
-"""Simulated Canaan Avalon miners speaking the CGMiner API, for tests, demos and benchmarks.
+"""Simulated miners on their real APIs, for tests, demos and benchmarks: Canaan Avalons (CGMiner
+API on 4028), Antminer S19j Pro / S21 on stock firmware (BMMiner RPC on 4028 + digest-auth web UI
+on 80) and a Bitaxe Gamma (AxeOS HTTP on 80).
 
 Public surface (collector code never imports this package; they meet on the wire):
 
@@ -6,6 +8,7 @@ Public surface (collector code never imports this package; they meet on the wire
         miner = fleet.miners[0]          # .host .port .address .spec .mac
         miner.set_faults(soft_off=True)  # or miner.faults = Faults(...)
         miner.last_served, miner.truth() # Snapshot: what was / would be reported
+        fleet.requests(miner)            # Counter of what clients asked: "version", "GET /", ...
 """
 
 from simulators.clock import ManualClock, wall_clock
@@ -13,8 +16,9 @@ from simulators.faults import ECHU_BOARD_LOST, ECMM_OVERHEAT, FAULT_NAMES, Fault
 from simulators.fleet import Fleet, FleetSpecError, allocate_addresses, build_miners, parse_fleet, run_fleet
 from simulators.miner import SimulatedMiner
 from simulators.physics import BoardSnapshot, Snapshot
+from simulators.http import WEB_PORT
 from simulators.server import BindError
-from simulators.specs import MODELS, ModelSpec, WorkMode, resolve_model
+from simulators.specs import MODELS, Family, ModelSpec, WorkMode, resolve_model
 
 __all__ = [
     "BindError",
@@ -22,6 +26,7 @@ __all__ = [
     "ECHU_BOARD_LOST",
     "ECMM_OVERHEAT",
     "FAULT_NAMES",
+    "Family",
     "Faults",
     "Fleet",
     "FleetSpecError",
@@ -30,6 +35,7 @@ __all__ = [
     "ModelSpec",
     "SimulatedMiner",
     "Snapshot",
+    "WEB_PORT",
     "WorkMode",
     "allocate_addresses",
     "build_miners",

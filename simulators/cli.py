@@ -1,4 +1,4 @@
-"""`hashfleet simulate`: serve a fleet of simulated Avalon miners until Ctrl-C or SIGTERM.
+"""`hashfleet simulate`: serve a fleet of simulated miners (Avalon, Antminer, Bitaxe) until Ctrl-C or SIGTERM.
 
 Registered through the `hashfleet.commands` entry point, so collector/ never imports it.
 """
@@ -6,13 +6,16 @@ Registered through the `hashfleet.commands` entry point, so collector/ never imp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
+from pathlib import Path
 
 import typer
 
 from simulators.fleet import Fleet, FleetSpecError, allocate_addresses, parse_fleet
 from simulators.server import BindError
+from simulators.mqtt_meter import MqttDeviceError
 from simulators.specs import known_models
 
 
@@ -47,22 +50,53 @@ async def _serve(fleet: Fleet) -> None:
 def simulate(
     fleet: str = typer.Option(
         ..., "--fleet", callback=_check_fleet,
-        help=f"MODEL:COUNT,... e.g. a1246:2,a1566:2,q:1. Models: {known_models()}.",
+        help=f"MODEL:COUNT,... e.g. a1246:2,s21:1,bitaxe:1. Models: {known_models()}.",
     ),
     base: str = typer.Option(
         "127.10.0.1", "--base", callback=_check_base,
-        help="First address. HOST: consecutive hosts on port 4028; HOST:PORT: consecutive ports; HOST:0: free ports.",
+        help="First address. HOST: consecutive hosts on port 4028 (Antminers also on 80, Bitaxes on 80 only); "
+             "HOST:PORT: consecutive ports; HOST:0: free ports (Avalons only).",
     ),
     seed: int = typer.Option(0, "--seed", help="Same seed, same miners (MACs, quirks, noise)."),
     ambient: float = typer.Option(25.0, "--ambient", help="Site ambient temperature, °C."),
+    mqtt_host: str | None = typer.Option(
+        None, "--mqtt-host", help="MQTT broker: also run a power meter over every simulated miner, publishing there."),
+    mqtt_port: int = typer.Option(1883, "--mqtt-port", min=1, max=65535),
+    mqtt_username: str | None = typer.Option(None, "--mqtt-username"),
+    mqtt_password_file: Path | None = typer.Option(None, "--mqtt-password-file", help="File holding the MQTT password."),
+    mqtt_prefix: str = typer.Option("sim", "--mqtt-prefix", help="Topic root of the simulated MQTT devices."),
+    mqtt_fleet: str | None = typer.Option(
+        None, "--mqtt-fleet", callback=lambda v: _check_fleet(v) if v else v,
+        help="MODEL:COUNT,... more miners that only publish their own telemetry over MQTT (no CGMiner port)."),
+    mqtt_interval: float = typer.Option(5.0, "--mqtt-interval", min=0.1, help="Seconds between MQTT publishes."),
+    meter_rack_size: int = typer.Option(10, "--meter-rack-size", min=1, help="Miners per rack (one PDU each)."),
+    meter_overhead_w: float = typer.Option(150.0, "--meter-overhead-w", min=0, help="Watts a rack draws besides its miners."),
+    meter_wall_factor: float = typer.Option(
+        1.0, "--meter-wall-factor", min=0.5, max=2.0, help="Metered / reported watts (1.04: miners under-report by 4%)."),
 ) -> None:
-    """Serve simulated Avalon miners on the CGMiner API; prints `ADDRESS MODEL` per miner."""
+    """Serve simulated miners on their real APIs; prints `ADDRESS MODEL` per miner."""
     try:
         sim = Fleet.build(fleet, base=base, seed=seed, ambient_c=ambient)
     except FleetSpecError as exc:  # e.g. the fleet runs past the last port or address
         raise typer.BadParameter(str(exc), param_hint="--base") from None
+    devices: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if mqtt_host:  # simulators/mqtt_meter.py, simulators/mqtt_miner.py
+        from simulators.mqtt_miner import mqtt_devices
+
+        try:
+            password = mqtt_password_file.read_text().strip() if mqtt_password_file else None
+        except OSError as exc:
+            raise typer.BadParameter(f"{mqtt_password_file}: {exc.strerror}", param_hint="--mqtt-password-file") from None
+        devices = mqtt_devices(sim.miners, host=mqtt_host, port=mqtt_port, username=mqtt_username, password=password,
+                               prefix=mqtt_prefix, mqtt_fleet=mqtt_fleet, seed=seed, ambient_c=ambient,
+                               interval_s=mqtt_interval, rack_size=meter_rack_size, overhead_w=meter_overhead_w,
+                               wall_factor=meter_wall_factor, log=lambda line: typer.echo(line, err=True))
     try:
-        asyncio.run(_serve(sim))
+        with devices:
+            asyncio.run(_serve(sim))
     except BindError as exc:
         typer.echo(f"error: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+    except MqttDeviceError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

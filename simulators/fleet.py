@@ -1,4 +1,4 @@
-"""Fleets of simulated miners: parse `a1246:2,q:1`, hand out addresses, serve them all.
+"""Fleets of simulated miners: parse `a1246:2,s21:1,bitaxe:1`, hand out addresses, serve them all.
 
 Two ways in:
 - async (the CLI, async tests): `async with Fleet.build("a1246:2", base="127.10.0.1") as fleet: ...`
@@ -8,6 +8,11 @@ Two ways in:
 Addresses: a bare host (`127.10.0.1`) gives each miner the next host at port 4028 (hosts ending
 in .0 or .255 are skipped: scanners and people read them as network/broadcast addresses);
 `host:port` gives consecutive ports on that host; `host:0` lets the OS pick free ports.
+
+Servers per make (`ModelSpec.family`): an Avalon listens on its CGMiner port; an Antminer on
+4028 (BMMiner RPC) and 80 (web UI) of its address; a Bitaxe on 80 only (its `port` is 80).
+Those ports are fixed by pyasic and by the real firmware, so Antminers and Bitaxes need a bare
+host base (one address each); a `host:port` base is refused for them with a message saying so.
 """
 
 from __future__ import annotations
@@ -17,11 +22,16 @@ import ipaddress
 import logging
 import resource
 import threading
+from collections import Counter
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from simulators.antminer import SERVER_HEADER as ANTMINER_SERVER_HEADER
+from simulators.antminer import Antminer
+from simulators.bitaxe import Bitaxe
 from simulators.clock import Clock, wall_clock
+from simulators.http import WEB_PORT, HttpServer
 from simulators.miner import SimulatedMiner
 from simulators.server import BindError, MinerServer
 from simulators.specs import ModelSpec, known_models, resolve_model
@@ -113,7 +123,15 @@ def build_miners(
     else:
         groups = [(g if isinstance(g, ModelSpec) else resolve_model(g), int(c)) for g, c in fleet]
     specs = [spec for spec, count in groups for _ in range(count)]
+    fixed = list(dict.fromkeys(spec.key for spec in specs if spec.family != "avalon"))
+    if fixed and ":" in base.strip():
+        raise FleetSpecError(
+            f"{', '.join(fixed)} cannot share an address on other ports (base {base!r}): like the real units they "
+            f"answer on fixed ports ({CGMINER_PORT} RPC, {WEB_PORT} web), which pyasic also assumes, so each needs "
+            "its own address. Give a bare host base such as 127.10.0.1 (one loopback address per miner).")
     addrs = allocate_addresses(base, len(specs))
+    addrs = [(host, WEB_PORT) if spec.family == "bitaxe" else (host, port)
+             for spec, (host, port) in zip(specs, addrs, strict=True)]
     return [
         SimulatedMiner(spec, i, seed=seed, host=host, port=port, clock=clock, ambient_c=ambient_c,
                        uptime_s=uptime_s)
@@ -139,7 +157,8 @@ class Fleet:
         self.miners: list[SimulatedMiner] = list(miners)
         self.clock = clock  # the clock the miners were built with (a ManualClock in tests)
         self._by_address: dict[str, SimulatedMiner] = {}
-        self._servers: dict[int, MinerServer] = {}
+        self._servers: dict[int, list[MinerServer | HttpServer]] = {}
+        self._requests: dict[int, Counter[str]] = {id(m): Counter() for m in self.miners}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
@@ -178,23 +197,45 @@ class Fleet:
     def addresses(self) -> list[str]:
         return [m.address for m in self.miners]
 
+    def requests(self, miner: SimulatedMiner) -> Counter[str]:
+        """What clients asked `miner` for, counted as received (faults or not).
+
+        RPC requests by command as sent (`version`, `pools+stats+summary+version`); HTTP
+        requests by method and path (`GET /`, `GET /cgi-bin/stats.cgi`; a digest-auth exchange
+        counts twice: the refused attempt and the authorised one). Live: read it any time.
+        """
+        return self._requests[id(miner)]
+
+    def _make_servers(self, miner: SimulatedMiner, loop: asyncio.AbstractEventLoop) -> list[MinerServer | HttpServer]:
+        counter = self._requests.setdefault(id(miner), Counter())
+        family = miner.spec.family
+        if family == "antminer":
+            firmware = Antminer(miner)
+            return [MinerServer(miner, loop, firmware.rpc, counter),
+                    HttpServer(miner, loop, firmware.web, port=WEB_PORT, requests=counter,
+                               server_header=ANTMINER_SERVER_HEADER)]
+        if family == "bitaxe":
+            return [HttpServer(miner, loop, Bitaxe(miner).web, port=miner.port, requests=counter)]
+        return [MinerServer(miner, loop, requests=counter)]
+
     async def start(self) -> None:
         """Bind every miner (BindError names the first address that failed), then serve."""
         loop = asyncio.get_running_loop()
         self._loop, self._loop_thread = loop, threading.get_ident()
-        _raise_fd_limit(len(self.miners))
+        _raise_fd_limit(2 * len(self.miners))
         try:
             for miner in self.miners:
-                server = MinerServer(miner, loop)
-                self._servers[id(miner)] = server
-                await server.start()
+                servers = self._make_servers(miner, loop)
+                self._servers[id(miner)] = servers
+                for server in servers:
+                    await server.start()
                 miner.on_network_change = self._network_changed
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
-        servers, self._servers = list(self._servers.values()), {}
+        servers, self._servers = [s for group in self._servers.values() for s in group], {}
         for server in servers:
             server.miner.on_network_change = None
         await asyncio.gather(*(s.stop() for s in servers), return_exceptions=True)
@@ -208,21 +249,21 @@ class Fleet:
 
     async def sync_network(self, miner: SimulatedMiner) -> None:
         """Await until `miner`'s listener matches its `no_answer` fault (for loop-thread callers)."""
-        server = self._servers.get(id(miner))
-        if server is not None:
+        for server in self._servers.get(id(miner), []):
             await server.sync_listener()
 
     def _network_changed(self, miner: SimulatedMiner) -> None:
-        server, loop = self._servers.get(id(miner)), self._loop
-        if server is None or loop is None or loop.is_closed():
+        servers, loop = self._servers.get(id(miner)), self._loop
+        if not servers or loop is None or loop.is_closed():
             return
         if threading.get_ident() != self._loop_thread:
             # A test thread: wait, so the very next connection sees the change.
-            asyncio.run_coroutine_threadsafe(server.sync_listener(), loop).result(timeout=30)
+            asyncio.run_coroutine_threadsafe(self.sync_network(miner), loop).result(timeout=30)
         elif miner.faults.no_answer:
-            server.close_listener()  # closing is synchronous: refused from now on
+            for server in servers:
+                server.close_listener()  # closing is synchronous: refused from now on
         else:
-            loop.create_task(server.sync_listener())
+            loop.create_task(self.sync_network(miner))
 
 
 class _LoopThread:

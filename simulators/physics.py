@@ -184,7 +184,7 @@ class Snapshot:
     hashrate_5m_ths: float
     hashrate_15m_ths: float
     expected_hashrate_ths: float  # GHSmm
-    power_w: int  # last PS slot (and WALLPOWER where the firmware has it)
+    power_w: float  # last PS slot (and WALLPOWER where the firmware has it)
     power_limit_w: int  # MPO
     temp_env_c: int | None  # Temp / ITemp (None where the sensor reads -273)
     temp_chip_max_c: int | None  # TMax (None when the firmware reports 0: asleep)
@@ -361,7 +361,8 @@ class MinerPhysics:
         else:
             power = idle
         power *= 1.0 + 0.003 * noise(seed, 6, now, 7.0)
-        power_w = int(round(power))
+        step = spec.power_step_w
+        power_w = int(round(power)) if step >= 1 else round(round(power / step) * step, 2)
 
         # Heat: chips sit above ambient by load over cooling; fans push harder with load and heat.
         amb = (f.ambient_c if f.ambient_c is not None else self.site_ambient_c + tr.ambient_offset_c)

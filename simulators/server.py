@@ -1,4 +1,4 @@
-"""TCP serving of one simulated miner's CGMiner API, with the network faults applied.
+"""TCP serving of one simulated miner's CGMiner-style API (port 4028), with the network faults applied.
 
 Like the firmware: one request per connection, the answer, then close; requests are answered
 one at a time per miner (the firmware's API is single-threaded), so a slow answer delays the
@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable
 
 from simulators import cgminer
 from simulators.miner import SimulatedMiner
@@ -27,13 +28,17 @@ BACKLOG = 128
 class BindError(OSError):
     """A simulated miner could not listen on its address."""
 
-    def __init__(self, miner: SimulatedMiner, cause: OSError) -> None:
+    def __init__(self, miner: SimulatedMiner, cause: OSError, address: str | None = None) -> None:
+        address = address or miner.address
+        hint = "Pick another --base, or free the address."
+        if isinstance(cause, PermissionError) and int(address.rpartition(":")[2]) < 1024:
+            hint = "Ports below 1024 need root (or CAP_NET_BIND_SERVICE); " + hint
         super().__init__(
             cause.errno,
-            f"cannot listen for simulated miner #{miner.index} ({miner.spec.key}) on {miner.address}: "
-            f"{cause.strerror or cause}. Pick another --base, or free the address.",
+            f"cannot listen for simulated miner #{miner.index} ({miner.spec.key}) on {address}: "
+            f"{cause.strerror or cause}. {hint}",
         )
-        self.address = miner.address
+        self.address = address
 
 
 def open_listening_socket(host: str, port: int) -> socket.socket:
@@ -112,12 +117,28 @@ class _ApiConnection(asyncio.Protocol):
         self.node.submit(self)
 
 
-class MinerServer:
-    """Listens for one miner and answers its requests, network faults included."""
+# (request bytes, bare_nan) -> the reply bytes, NUL included; the firmware's API behind the socket.
+Answer = Callable[[bytes, bool], bytes]
 
-    def __init__(self, miner: SimulatedMiner, loop: asyncio.AbstractEventLoop) -> None:
+
+class MinerServer:
+    """Listens for one miner and answers its requests, network faults included.
+
+    `answer` speaks the firmware's API (default: Canaan's CGMiner, `simulators.cgminer`);
+    `requests`, when given, counts what clients asked for by command (`version`, `summary+stats`).
+    """
+
+    def __init__(
+        self,
+        miner: SimulatedMiner,
+        loop: asyncio.AbstractEventLoop,
+        answer: Answer | None = None,
+        requests: Counter[str] | None = None,
+    ) -> None:
         self.miner = miner
         self.loop = loop
+        self.answer: Answer = answer or (lambda data, bare_nan: cgminer.answer(data, miner, bare_nan))
+        self.requests = requests
         self.listener: asyncio.AbstractServer | None = None
         self.conns: set[_ApiConnection] = set()
         self._queue: deque[_ApiConnection] = deque()
@@ -182,6 +203,8 @@ class MinerServer:
     # -- answering --------------------------------------------------------------------------
 
     def submit(self, conn: _ApiConnection) -> None:
+        if self.requests is not None:
+            self.requests["+".join(cgminer.parse_request(conn.buf).commands) or "?"] += 1
         faults = self.miner.faults
         if faults.hold_open:
             return  # read, never answered, never closed (until the client or stop() gives up)
@@ -215,7 +238,7 @@ class MinerServer:
         miner = self.miner
         try:
             faults = miner.faults
-            reply = cgminer.damage(cgminer.answer(conn.buf, miner, faults.bare_nan), faults)
+            reply = cgminer.damage(self.answer(conn.buf, faults.bare_nan), faults)
         except Exception:  # a bug must cost one answer, not the whole fleet
             log.exception("simulated miner %s failed to answer %r", miner.address, conn.buf[:200])
             transport.abort()

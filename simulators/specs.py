@@ -1,4 +1,4 @@
-"""What each simulated Avalon model is: nameplate, layout and firmware identity, as data.
+"""What each simulated model is: nameplate, layout and firmware identity, as data.
 
 Adding a model is one more `ModelSpec(...)` entry in `MODELS`. Numbers are nameplate values
 (DESIGN.md section 4) plus a few calibration points taken from real captures, e.g. an
@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Layout = Literal["mm", "q"]
+# Which firmware family a model speaks, and so which servers a simulated unit gets:
+# "avalon": CGMiner API on 4028 (simulators.cgminer); "antminer": Bitmain stock BMMiner RPC on 4028
+# plus the digest-auth web UI on 80 (simulators.antminer); "bitaxe": AxeOS HTTP on 80 (simulators.bitaxe).
+Family = Literal["avalon", "antminer", "bitaxe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,12 @@ class ModelSpec:
     ps_vout: int  # PS[2], centivolts
     pool_diff: int
     hw_error_pct: float  # typical DH
+    # Makes other than Avalon (defaults keep the Avalon entries as they were).
+    family: Family = "avalon"
+    freq_mhz: int = 0  # chip clock the firmware reports (Antminer chain freq_avg, Bitaxe frequency)
+    small_cores: int = 0  # Bitaxe smallCoreCount: expected MH/s = small_cores x chips x freq_mhz
+    core_mv: int = 0  # Bitaxe coreVoltage
+    power_step_w: float = 1.0  # resolution of the power reading (a Bitaxe's INA260 reads centiwatts)
 
     @property
     def nameplate(self) -> WorkMode:
@@ -94,6 +104,40 @@ def _a_series(**fields: Any) -> ModelSpec:
         ps_vin=1209,
         ps_vout=1187,
         pool_diff=65536,
+        **fields,
+    )
+
+
+def _antminer(**fields: Any) -> ModelSpec:
+    """Bitmain stock firmware (BMMiner RPC + the digest-auth web UI).
+
+    Field meanings for this family: `prod` is the `Type` the firmware reports ("Antminer S19j Pro"),
+    `firmware` its CompileTime (what the web UI shows as the firmware version), `swtype` the
+    `Miner` build, `ver` the BMMiner version, `hwtype` the hash board id, `core` the ASIC.
+    """
+    return ModelSpec(
+        family="antminer",
+        swtype="uart_trans.1.3",
+        ver="1.0.0",
+        stats_id="BTM_SOC0",
+        dev_name="BTM_SOC",
+        driver="bitmain-soc",
+        layout="mm",
+        has_wallpower=False,  # stock firmware reports no power at all
+        has_litestats=False,
+        env_key="Temp",
+        ambient_sensor=False,  # no intake sensor on the API
+        devs_temp_sentinel=False,
+        ps_vin=1500,
+        ps_vout=1500,
+        pool_diff=65536,
+        fans=4,
+        boards=3,
+        default_mode=0,
+        target_temp_c=75,
+        overheat_c=95,
+        chip_spread_c=3.5,
+        hw_error_pct=0.02,
         **fields,
     )
 
@@ -250,6 +294,78 @@ MODELS: dict[str, ModelSpec] = {
             pool_diff=4096,
             hw_error_pct=2.4,
         ),
+        _antminer(
+            key="s19jpro",
+            prod="Antminer S19j Pro",
+            model="S19j Pro",
+            hwtype="BHB42601",
+            firmware="Fri Sep 15 14:39:20 CST 2023",
+            core="BM1362",
+            chips_per_board=126,
+            fan_max_rpm=6000,
+            modes=(WorkMode("Normal", 104.0, 3068.0),),
+            idle_power_w=18.0,
+            typical_chip_avg_c=66.0,
+            typical_fan_pct=80.0,
+            freq_mhz=525,
+        ),
+        _antminer(
+            key="s21",
+            prod="Antminer S21",
+            model="S21",
+            hwtype="BHB68601",
+            firmware="Wed Jan 10 10:27:46 CST 2024",
+            core="BM1368",
+            chips_per_board=108,
+            fan_max_rpm=6600,
+            modes=(WorkMode("Normal", 200.0, 3500.0),),
+            idle_power_w=20.0,
+            typical_chip_avg_c=64.0,
+            typical_fan_pct=70.0,
+            freq_mhz=490,
+        ),
+        ModelSpec(
+            key="bitaxe",
+            family="bitaxe",
+            power_step_w=0.01,
+            # AxeOS identity: deviceModel, version (= axeOSVersion), boardVersion, ASICModel.
+            prod="Bitaxe Gamma",
+            model="Gamma",
+            hwtype="601",
+            swtype="esp-miner",
+            firmware="v2.6.1",
+            ver="v2.6.1",
+            core="BM1370",
+            stats_id="",
+            dev_name="",
+            driver="",
+            layout="mm",
+            has_wallpower=True,  # the INA260 on the board measures input power
+            has_litestats=False,
+            env_key="Temp",
+            ambient_sensor=False,
+            devs_temp_sentinel=False,
+            boards=1,
+            chips_per_board=1,
+            fans=1,
+            fan_max_rpm=7000,
+            # 2040 small cores x 600 MHz = 1.224 TH/s expected, as AxeOS and pyasic compute it.
+            modes=(WorkMode("Default", 1.224, 18.0),),
+            default_mode=0,
+            idle_power_w=3.0,
+            typical_chip_avg_c=58.0,
+            typical_fan_pct=55.0,
+            target_temp_c=60,
+            overheat_c=75,
+            chip_spread_c=0.5,
+            ps_vin=500,
+            ps_vout=500,
+            pool_diff=1000,
+            hw_error_pct=0.2,
+            freq_mhz=600,
+            small_cores=2040,
+            core_mv=1150,
+        ),
     )
 }
 
@@ -257,6 +373,10 @@ MODELS: dict[str, ModelSpec] = {
 ALIASES: dict[str, str] = {
     "a15-194": "a1566",
     "a15194": "a1566",
+    "s19j-pro": "s19jpro",
+    "s19jp": "s19jpro",
+    "gamma": "bitaxe",
+    "bitaxe-gamma": "bitaxe",
 }
 
 

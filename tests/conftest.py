@@ -6,6 +6,8 @@
   (``servers/mosquitto.py``)
 """
 
+import pytest
+
 try:  # tests/ is not a package: pytest puts tests/ itself on sys.path
     from servers.fixtures import influx_bucket, influxdb, mosquitto, restart_servers_left_stopped
 except ModuleNotFoundError as exc:  # tests/ became a package (tests/__init__.py)
@@ -14,3 +16,10 @@ except ModuleNotFoundError as exc:  # tests/ became a package (tests/__init__.py
     from .servers.fixtures import influx_bucket, influxdb, mosquitto, restart_servers_left_stopped
 
 __all__ = ["influxdb", "influx_bucket", "mosquitto", "restart_servers_left_stopped"]
+
+
+@pytest.fixture(autouse=True)
+def _spool_in_test_dir(tmp_path_factory, monkeypatch):
+    """Every test (and the hashfleet processes it starts) spools into its own temporary directory,
+    never into the user's home, and never into another test's spool."""
+    monkeypatch.setenv("HASHFLEET_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 import pytest
 
 from collector.poller import CycleResult
-from collector.sinks.influx import InfluxSink, InfluxWriteError
+from collector.sinks.influx import InfluxSink, InfluxWriteError, InfluxWriter
+from collector.spool import Spool
 from models import BoardSample, InfluxConfig, MinerSample, MinerState, PoolInfo, SampleSource
 
 TS = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
@@ -18,12 +19,12 @@ def sample(miner: str, state: MinerState, hashrate: float | None, power: float |
                        hashrate_ths=hashrate, power_w=power, **kw)
 
 
-def sink_for(influxdb, bucket, **kw) -> InfluxSink:
-    return InfluxSink(InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=bucket, token=influxdb.token, **kw),
-                      retries=0)
+def sink_for(influxdb, bucket, spool_dir, **kw) -> InfluxSink:
+    config = InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=bucket, token=influxdb.token, **kw)
+    return InfluxSink(config, Spool(spool_dir))
 
 
-def test_cycle_lands_as_miner_board_and_collector_points(influxdb, influx_bucket):
+def test_cycle_lands_as_miner_board_and_collector_points(influxdb, influx_bucket, tmp_path):
     samples = [
         sample("AA:00:00:00:00:01", MinerState.MINING, 90, 3400, uptime_s=100,
                boards=[BoardSample(index=0, hashrate_avg_ths=30, temp_chip_max_c=80, chips_ok=120, chips_expected=120)],
@@ -33,11 +34,17 @@ def test_cycle_lands_as_miner_board_and_collector_points(influxdb, influx_bucket
         MinerSample.offline(miner="10.0.0.3:4028", host="10.0.0.3", port=4028, site="s1", ts=TS,
                             source=SampleSource.AVALON, reason="no answer"),
     ]
-    sink = sink_for(influxdb, influx_bucket, batch_size=2)  # forces several batches
+    sink = sink_for(influxdb, influx_bucket, tmp_path, batch_size=2)  # forces several write requests
+
+    async def write_and_deliver():
+        await sink.write(CycleResult("s1", TS, samples, 0.25))
+        await sink._delivery  # noqa: SLF001 - wait for the background delivery of this batch
+
     try:
-        asyncio.run(sink.write(CycleResult("s1", TS, samples, 0.25)))
+        asyncio.run(write_and_deliver())
     finally:
         sink.close()
+    assert sink.spool.depth == 0 and sink.delivered_batches == 1
 
     rows = influxdb.query("SELECT * FROM miner GROUP BY miner", influx_bucket, epoch="s")
     by_miner = {r["miner"]: r for r in rows}
@@ -61,7 +68,7 @@ def test_cycle_lands_as_miner_board_and_collector_points(influxdb, influx_bucket
 
 def test_refused_write_names_the_server_but_never_the_token(influxdb, influx_bucket):
     secret = "s3cret-token-value"
-    sink = InfluxSink(InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=influx_bucket, token=secret), retries=0)
+    sink = InfluxWriter(InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=influx_bucket, token=secret))
     try:
         with pytest.raises(InfluxWriteError) as err:
             sink.write_lines(["miner,site=s1,miner=x up=1i 1700000000"])
@@ -72,7 +79,7 @@ def test_refused_write_names_the_server_but_never_the_token(influxdb, influx_buc
 
 
 def test_unreachable_server_is_a_clear_error():
-    sink = InfluxSink(InfluxConfig(url="http://127.0.0.1:9", bucket="b", token="t", timeout_s=2), retries=0)
+    sink = InfluxWriter(InfluxConfig(url="http://127.0.0.1:9", bucket="b", token="t", timeout_s=2))
     try:
         with pytest.raises(InfluxWriteError, match="127.0.0.1:9 unreachable"):
             sink.write_lines(["miner,site=s1,miner=x up=1i 1700000000"])

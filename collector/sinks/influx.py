@@ -1,70 +1,138 @@
-"""InfluxDB sink: line protocol over the v2 write API with influxdb-client.
+"""InfluxDB sink: every cycle goes through the durable spool, then to InfluxDB.
 
-gzip on, batches of `batch_size` lines, and retry with exponential backoff
-(influxdb-client's WritesRetry, which honours Retry-After). Works against
-InfluxDB 2.x, 3.x and 1.8+ (which accept /api/v2/write).
+A cycle counts as done once its batch is on disk (collector.spool). A
+background task delivers spooled batches oldest first over the v2 write API
+(influxdb-client: gzip, batches of `batch_size` lines); while InfluxDB is down
+batches accumulate and the task retries with exponential backoff; batches left
+at exit (or after a crash) are delivered on the next start. Writes are
+idempotent (same series, same whole-second timestamp), so at-least-once
+delivery is safe. Works against InfluxDB 2.x, 3.x and 1.8+.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from influxdb_client import InfluxDBClient
-from influxdb_client.client.write.retry import WritesRetry
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from collector import points
-from collector.network_state import network_fields
 from collector.poller import CycleResult
+from collector.spool import Batch, Spool
 from models import InfluxConfig
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 30.0
 
 
 class InfluxWriteError(Exception):
     """A batch could not be written; the message names the server, never the token."""
 
 
-class InfluxSink:
-    def __init__(self, config: InfluxConfig, *, retries: int = 3):
+class InfluxWriter:
+    """The transport: line protocol to one bucket."""
+
+    def __init__(self, config: InfluxConfig):
         self.config = config
-        self._client = InfluxDBClient(
-            url=config.url, token=config.resolved_token(), org=config.org, enable_gzip=True,
-            timeout=int(config.timeout_s * 1000),
-            retries=WritesRetry(total=retries, retry_interval=1, exponential_base=2, max_retry_delay=30,
-                                max_retry_time=0),
-        )
+        # Retries are the spool's job (it survives restarts); the client itself tries once.
+        self._client = InfluxDBClient(url=config.url, token=config.resolved_token(), org=config.org,
+                                      enable_gzip=True, timeout=int(config.timeout_s * 1000), retries=False)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        self.points_written = 0
 
     def write_lines(self, lines: list[str]) -> int:
         size = self.config.batch_size
         for start in range(0, len(lines), size):
-            batch = lines[start:start + size]
             try:
-                self._write_api.write(bucket=self.config.bucket, org=self.config.org, record=batch,
-                                      write_precision=points.PRECISION)
+                self._write_api.write(bucket=self.config.bucket, org=self.config.org,
+                                      record=lines[start:start + size], write_precision=points.PRECISION)
             except ApiException as e:
                 raise InfluxWriteError(
                     f"InfluxDB at {self.config.url} refused a write to bucket {self.config.bucket!r}: "
                     f"HTTP {e.status} {e.reason}: {(e.body or '')[:300]!s}") from None
             except (HTTPError, OSError) as e:
                 raise InfluxWriteError(f"InfluxDB at {self.config.url} unreachable: {type(e).__name__}") from None
-            self.points_written += len(batch)
         return len(lines)
-
-    async def write(self, result: CycleResult) -> None:
-        lines = points.fleet_lines(result.samples)
-        if result.cost is not None:
-            lines += points.cost_lines(result.cost, result.site, result.ts, network_fields(result.cost.network, result.ts))
-        lines.append(points.collector_point(
-            site=result.site, ts=result.ts, poll_duration_s=result.duration_s,
-            miners_polled=len(result.samples), miners_failed=result.failed, points_written=len(lines) + 1,
-        ))
-        await asyncio.to_thread(self.write_lines, lines)
 
     def close(self) -> None:
         self._client.close()
+
+
+class InfluxSink:
+    def __init__(self, config: InfluxConfig, spool: Spool, *, flush_timeout_s: float = 10.0):
+        self.config = config
+        self.spool = spool
+        self.writer = InfluxWriter(config)
+        self.flush_timeout_s = flush_timeout_s
+        self.delivered_batches = 0
+        self._delivery: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None  # a new batch cuts a retry backoff short
+        self._failing_since: float | None = None
+
+    async def write(self, result: CycleResult) -> None:
+        lines = points.cycle_lines(result, self.spool.depth, self.spool.dropped_batches)
+        await asyncio.to_thread(self.spool.append, lines)
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        self._wake.set()
+        if self._delivery is None or self._delivery.done():
+            self._delivery = asyncio.create_task(self._deliver_all())
+
+    async def _deliver_all(self) -> None:
+        backoff = 1.0
+        while batches := self.spool.batches():
+            try:
+                await asyncio.to_thread(self._deliver, batches[0])
+            except InfluxWriteError as e:
+                self._note_failure(e)
+                self._wake.clear()
+                try:  # retry after the backoff, or sooner when the next cycle brings a batch
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+                    # races the event, and this task would then outlive the loop's shutdown.
+                    async with asyncio.timeout(backoff):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = 1.0
+            self._note_recovery()
+
+    def _deliver(self, batch: Batch) -> None:
+        try:
+            lines = batch.read()
+        except (OSError, EOFError) as e:  # unreadable file: keep delivering the rest, say so
+            log.error("spool batch %s unreadable (%s): moved aside", batch.path, e)
+            batch.path.rename(batch.path.with_suffix(".bad"))
+            return
+        self.writer.write_lines(lines)
+        self.spool.ack(batch)
+        self.delivered_batches += 1
+
+    def _note_failure(self, error: InfluxWriteError) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.error("%s; batches are kept in the spool (%s) and retried", error, self.spool.directory)
+
+    def _note_recovery(self) -> None:
+        if self._failing_since is not None and not self.spool.batches():
+            log.info("InfluxDB at %s is back: spool drained after %.0f s", self.config.url,
+                     time.monotonic() - self._failing_since)
+            self._failing_since = None
+
+    def close(self) -> None:
+        """Last chance to deliver before exit, bounded in time; what remains waits on disk for the next start."""
+        deadline = time.monotonic() + self.flush_timeout_s
+        try:
+            for batch in self.spool.batches():
+                if time.monotonic() > deadline:
+                    break
+                self._deliver(batch)
+        except InfluxWriteError as e:
+            log.warning("%s; %d batch(es) stay in the spool for the next start", e, self.spool.depth)
+        finally:
+            self.writer.close()

@@ -42,12 +42,39 @@ async def poll(
     try:
         data = await asyncio.wait_for(miner.get_data(), timeout_s)
     except TimeoutError:
-        return MinerSample.offline(miner=miner_id, host=host, port=port, site=site, ts=ts,
-                                   source=SampleSource.PYASIC, reason=f"{host}: no data within {timeout_s:g} s")
+        return _offline(miner_id, host, port, site, ts, f"{host}: no data within {timeout_s:g} s")
     except Exception as e:
+        if _caused_by_network(e):
+            return _offline(miner_id, host, port, site, ts, f"{host}: not answering ({type(e).__name__})")
         return MinerSample(miner=miner_id, host=host, port=port, site=site, ts=ts, state=MinerState.ERROR,
                            source=SampleSource.PYASIC, errors=[f"{host}: pyasic failed: {e!r}"])
-    return from_miner_data(data, host=host, port=port, site=site, ts=ts)
+    # pyasic 0.79 hides connection errors: an unreachable Antminer comes back as empty data with
+    # is_mining=True. No hashrate, no uptime and no MAC means nothing answered.
+    if data.hashrate is None and data.uptime is None and not data.mac:
+        return _offline(miner_id, host, port, site, ts, f"{host}: no answer on pyasic's ports (RPC 4028, web 80)")
+    sample = from_miner_data(data, host=host, port=port, site=site, ts=ts)
+    if known_id and not sample.mac:
+        sample = sample.model_copy(update={"miner": known_id})
+    return sample
+
+
+def _offline(miner_id: str, host: str, port: int, site: str, ts: datetime, reason: str) -> MinerSample:
+    return MinerSample.offline(miner=miner_id, host=host, port=port, site=site, ts=ts, source=SampleSource.PYASIC,
+                               reason=reason)
+
+
+def _caused_by_network(error: BaseException) -> bool:
+    """True when a transport failure (refused, reset, unreachable) is anywhere in the exception chain."""
+    import httpx
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (OSError, httpx.TransportError)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def from_miner_data(data: Any, *, host: str, port: int, site: str, ts: datetime) -> MinerSample:

@@ -1,0 +1,239 @@
+"""One connection to the MQTT broker (paho-mqtt 2.x), shared by publishing and ingest.
+
+- username/password, TLS (CA, client certificate), client id, MQTT v5 or 3.1.1;
+- last will: `<prefix>/<site>/status` = `offline`, retained; `online` is published (retained) on
+  every connect, and `offline` on a clean close;
+- paho's network thread (`loop_start`) reconnects with exponential backoff from 1 s up to
+  `reconnect_max_s`; on every connect the subscriptions are made again and every retained message
+  sent so far is published again (a broker restarted without persistence has forgotten them);
+- while disconnected nothing is queued: retained messages are remembered (the latest per topic)
+  and go out on reconnect, the rest is skipped and counted;
+- paho callbacks run in paho's thread; `on_message` is called there and must hand data on safely.
+
+Exceptions:
+    MqttConnectError   the broker refused the first connection (bad credentials, banned, bad
+                       client id) or TLS could not be set up; the message names host:port and the
+                       broker's reason, never the password. Later refusals are logged and retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from collector.mqtt.bounded_log import BoundedLog
+from collector.mqtt.topics import OFFLINE, ONLINE
+from models.mqtt import MqttConfig, MqttTls
+
+log = logging.getLogger(__name__)
+
+_CREDENTIAL_REASONS = {"Not authorized", "Bad user name or password", "Bad authentication method", "Banned"}
+MAX_INFLIGHT = 100
+
+
+class MqttConnectError(Exception):
+    """The broker refused the connection or TLS failed; the message says where, why and what to check."""
+
+
+def describe_refusal(address: str, reason: ReasonCode | str) -> str:
+    text = f"MQTT broker {address} refused the connection: {reason}"
+    if str(reason) in _CREDENTIAL_REASONS:
+        text += (". Check mqtt.username and the password (mqtt.password_file, MQTT_PASSWORD or MQTT_PASSWORD_FILE)"
+                 " and that the broker knows this user")
+    elif "identifier" in str(reason).lower():
+        text += ". Check mqtt.client_id"
+    return text
+
+
+class MqttConnection:
+    """A paho client that connects, stays connected, and says clearly when it cannot."""
+
+    def __init__(self, config: MqttConfig, *, status_topic: str, client_id: str,
+                 subscriptions: Sequence[tuple[str, int]] = (),
+                 on_message: Callable[[str, bytes], None] | None = None) -> None:
+        self.config = config
+        self.address = config.address
+        self.status_topic = status_topic
+        self.client_id = client_id
+        self._subscriptions = list(subscriptions)
+        self._on_message = on_message
+        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._lock = threading.Lock()  # the retained cache, and the order of publishes against it
+        self._state = threading.Condition()
+        self._first_answer: ReasonCode | None = None
+        self._waiting = False  # start() is waiting for the first answer (it reports a refusal itself)
+        self._closing = False
+        self._log = BoundedLog(log)
+        self.connects = 0  # successful connects, reconnects included
+        self.published = 0  # handed to paho
+        self.skipped = 0  # not sent: disconnected (retained ones go out on reconnect)
+        self.refused = 0  # publishes the broker answered with a failure (MQTT v5)
+
+        protocol = mqtt.MQTTv5 if config.protocol == "5" else mqtt.MQTTv311
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+        client.suppress_exceptions = True  # a bug in a callback must not end the network thread
+        if config.username:
+            client.username_pw_set(config.username, config.resolved_password())
+        if config.tls is not None:
+            self._set_tls(client, config.tls)
+        client.will_set(status_topic, OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=int(config.reconnect_max_s))
+        client.max_inflight_messages_set(MAX_INFLIGHT)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message_cb
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        self._client = client
+
+    def _set_tls(self, client: mqtt.Client, tls: MqttTls) -> None:
+        try:
+            client.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                           certfile=str(tls.cert_file) if tls.cert_file else None,
+                           keyfile=str(tls.key_file) if tls.key_file else None,
+                           cert_reqs=ssl.CERT_REQUIRED)
+        except (ssl.SSLError, OSError, ValueError) as e:
+            raise MqttConnectError(f"TLS settings for MQTT broker {self.address} cannot be used: {e}; "
+                                   "check mqtt.tls (ca_file, cert_file, key_file)") from None
+        if tls.insecure:
+            client.tls_insecure_set(True)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect and start the network thread; wait up to `connect_timeout_s` for the first answer.
+
+        Raises MqttConnectError when the broker refuses or TLS fails. An unreachable broker is
+        only logged: the network thread keeps trying with backoff.
+        """
+        client = self._client
+        try:
+            client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+        except ssl.SSLError as e:
+            raise MqttConnectError(f"TLS with MQTT broker {self.address} failed: {e.reason or e}; "
+                                   "check mqtt.tls (ca_file, cert_file, key_file, insecure)") from None
+        except OSError as e:
+            log.warning("MQTT broker %s not reachable (%s); retrying in the background",
+                        self.address, e.strerror or e)
+        with self._state:
+            self._waiting = True
+        client.loop_start()
+        with self._state:
+            answered = self._state.wait_for(lambda: self._first_answer is not None, self.config.connect_timeout_s)
+            reason = self._first_answer
+            self._waiting = False
+        if not answered:
+            log.warning("no answer from MQTT broker %s within %g s; retrying in the background",
+                        self.address, self.config.connect_timeout_s)
+            return
+        if reason is not None and reason.is_failure:
+            self._stop()
+            raise MqttConnectError(describe_refusal(self.address, reason))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish `offline` (a clean disconnect sends no last will), disconnect, stop the thread."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._client.is_connected():
+            info = self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass  # lost the connection meanwhile: the broker sends the last will instead
+        self._stop()
+
+    def _stop(self) -> None:
+        self._closing = True
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
+    def wait_connects(self, count: int, timeout: float) -> bool:
+        """Wait until `count` successful connects have happened (tests, reconnect checks)."""
+        with self._state:
+            return self._state.wait_for(lambda: self.connects >= count, timeout)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes | str, *, qos: int, retain: bool) -> bool:
+        """Hand a message to paho; False when it was not sent now (disconnected or refused)."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        with self._lock:
+            if retain:
+                self._retained[topic] = (data, qos)
+            if not self._client.is_connected():
+                self.skipped += 1
+                return False
+            info = self._client.publish(topic, data, qos=qos, retain=retain)
+            self.published += 1
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._log.warning("publish", "MQTT publish to %s not sent: %s", topic, mqtt.error_string(info.rc))
+            return False
+        return True
+
+    def _republish_retained(self) -> int:
+        with self._lock:
+            for topic, (data, qos) in self._retained.items():
+                self._client.publish(topic, data, qos=qos, retain=True)
+            return len(self._retained)
+
+    # -- paho callbacks (paho's network thread) -----------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
+        if reason_code.is_failure:
+            with self._state:
+                reported_by_start = self._waiting and self._first_answer is None
+            if reported_by_start:
+                self._closing = True  # quiet: no "lost the connection" for a refusal start() reports
+                client.disconnect()  # start() raises MqttConnectError; no retries meanwhile
+            else:
+                self._log.error("refused", "%s; retrying with backoff", describe_refusal(self.address, reason_code))
+        else:
+            client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+            if self._subscriptions:
+                client.subscribe(self._subscriptions)
+            again = self._republish_retained()
+            log.info("%s MQTT broker %s as %s%s", "reconnected to" if self.connects else "connected to",
+                     self.address, self.client_id, f"; {again} retained message(s) published again" if again else "")
+        with self._state:
+            if self._first_answer is None:
+                self._first_answer = reason_code
+            if not reason_code.is_failure:
+                self.connects += 1
+            self._state.notify_all()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self._closing:
+            self._log.warning("disconnect", "lost the connection to MQTT broker %s (%s); reconnecting with backoff "
+                              "(up to %g s between tries)", self.address, reason_code, self.config.reconnect_max_s)
+
+    def _on_message_cb(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if self._on_message is None:
+            return
+        try:
+            self._on_message(message.topic, message.payload)
+        except Exception as e:  # never let one message end the network thread
+            self._log.error("on_message", "MQTT message could not be handled: %s: %s", type(e).__name__, e)
+
+    def _on_publish(self, client, userdata, mid, reason_code: ReasonCode, properties) -> None:
+        if reason_code.is_failure:  # MQTT v5 only: 3.1.1 brokers drop refused publishes silently
+            self.refused += 1
+            self._log.error("publish-refused", "MQTT broker %s refused a publish: %s (does the ACL let user %r "
+                            "write %s/# and the discovery prefix?)", self.address, reason_code,
+                            self.config.username, self.config.topic_prefix)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes: list[ReasonCode], properties) -> None:
+        for (topic, _), code in zip(self._subscriptions, reason_codes):
+            if code.is_failure:
+                self._log.error(f"subscribe:{topic}", "MQTT broker %s refused the subscription to %s: %s",
+                                self.address, topic, code)

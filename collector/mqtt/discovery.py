@@ -1,0 +1,145 @@
+"""Home Assistant MQTT discovery: the config messages that make every miner, and the site, a device.
+
+Pure: samples and topics in, `(topic, payload)` pairs out; the sink publishes them retained. One
+sensor per config message, on `<discovery_prefix>/sensor/<node_id>/<object_id>/config`, with
+`node_id` = `hashfleet_<site>_<miner>` (a miner) or `hashfleet_<site>` (the site), slugged to
+[a-z0-9_-]. Every sensor carries what Home Assistant needs: `name`, `unique_id`, `state_topic`,
+`value_template`, `device` (with `identifiers`), `availability` (the collector's status topic, so
+every entity shows unavailable when the collector dies: its last will), and `unit_of_measurement`,
+`device_class` and `state_class` where they apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from collector.mqtt.topics import OFFLINE, ONLINE, Topics, slug
+from models import MinerSample, MinerState
+
+try:
+    _VERSION = version("hashfleet")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    _VERSION = "0"
+
+ORIGIN = {"name": "hashfleet", "sw_version": _VERSION}
+COMPONENT = "sensor"
+
+
+@dataclass(frozen=True)
+class Sensor:
+    object_id: str
+    name: str
+    field: str  # key in the state topic's JSON
+    unit: str | None = None
+    device_class: str | None = None
+    state_class: str | None = "measurement"
+    icon: str | None = None
+    precision: int | None = None
+    options: tuple[str, ...] = ()
+
+
+MINER_SENSORS = (
+    Sensor("hashrate", "Hashrate", "hashrate_ths", "TH/s", icon="mdi:pickaxe", precision=2),
+    Sensor("power", "Power", "power_w", "W", "power", precision=0),
+    Sensor("efficiency", "Efficiency", "efficiency_j_th", "J/TH", icon="mdi:flash", precision=1),
+    Sensor("temp_chip_max", "Hottest chip", "temp_chip_max_c", "°C", "temperature", precision=0),
+    Sensor("state", "State", "state", device_class="enum", state_class=None, icon="mdi:state-machine",
+           options=tuple(s.value for s in MinerState)),
+)
+SITE_SENSORS = (  # from <prefix>/<site>/state
+    Sensor("hashrate", "Hashrate", "hashrate_ths", "TH/s", icon="mdi:pickaxe", precision=1),
+    Sensor("power", "Power", "power_w", "W", "power", precision=0),
+    Sensor("miners_mining", "Miners mining", "miners_mining", icon="mdi:server", precision=0),
+)
+SITE_COST_SENSORS = (  # from <prefix>/<site>/cost
+    Sensor("all_in_cost_per_btc", "Cost per BTC", "all_in_cost_per_btc", "USD/BTC", icon="mdi:bitcoin", precision=0),
+    Sensor("cash_cost_per_btc", "Cash cost per BTC", "cash_cost_per_btc", "USD/BTC", icon="mdi:bitcoin", precision=0),
+    Sensor("energy_cost_per_btc", "Energy cost per BTC", "energy_cost_per_btc", "USD/BTC", icon="mdi:bitcoin",
+           precision=0),
+    Sensor("power_price", "Power price", "power_price_usd_kwh", "USD/kWh", icon="mdi:cash", precision=4),
+)
+
+
+def site_node_id(site: str) -> str:
+    return f"hashfleet_{slug(site)}"
+
+
+def miner_node_id(site: str, miner: str) -> str:
+    return f"hashfleet_{slug(site)}_{slug(miner)}"
+
+
+def config_topic(discovery_prefix: str, node_id: str, object_id: str) -> str:
+    return f"{discovery_prefix}/{COMPONENT}/{node_id}/{object_id}/config"
+
+
+def device_signature(sample: MinerSample) -> tuple[str | None, ...]:
+    """What the miner's device card shows; discovery is published again when it changes."""
+    return (sample.make, sample.model, sample.firmware, sample.mac)
+
+
+def _availability(topics: Topics) -> list[dict[str, str]]:
+    return [{"topic": topics.status, "payload_available": ONLINE, "payload_not_available": OFFLINE}]
+
+
+def sensor_config(sensor: Sensor, *, node_id: str, state_topic: str, device: dict[str, Any],
+                  topics: Topics) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": sensor.name,
+        "unique_id": f"{node_id}_{sensor.object_id}",
+        "state_topic": state_topic,
+        "value_template": "{{ value_json.%s }}" % sensor.field,
+        "availability": _availability(topics),
+        "device": device,
+        "origin": ORIGIN,
+    }
+    optional = {"unit_of_measurement": sensor.unit, "device_class": sensor.device_class,
+                "state_class": sensor.state_class, "icon": sensor.icon,
+                "suggested_display_precision": sensor.precision, "options": list(sensor.options) or None}
+    config.update({key: value for key, value in optional.items() if value is not None})
+    return config
+
+
+def site_device(site: str) -> dict[str, Any]:
+    return {"identifiers": [site_node_id(site)], "name": f"Mining site {site}", "manufacturer": "hashfleet",
+            "model": "mining site", "sw_version": _VERSION}
+
+
+def miner_device(sample: MinerSample, site: str) -> dict[str, Any]:
+    device: dict[str, Any] = {
+        "identifiers": [miner_node_id(site, sample.miner)],
+        "name": f"{sample.model or 'Miner'} {sample.miner}",
+        "via_device": site_node_id(site),
+    }
+    if sample.make:
+        device["manufacturer"] = sample.make
+    if sample.model:
+        device["model"] = sample.model
+    if sample.firmware:
+        device["sw_version"] = sample.firmware
+    if sample.mac:
+        device["connections"] = [["mac", sample.mac.lower()]]
+    return device
+
+
+def miner_configs(sample: MinerSample, topics: Topics, discovery_prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    """One config per miner sensor: hashrate, power, efficiency, hottest chip, state."""
+    node_id = miner_node_id(topics.site, sample.miner)
+    device = miner_device(sample, topics.site)
+    state_topic = topics.miner_state(sample.miner)
+    return [(config_topic(discovery_prefix, node_id, s.object_id),
+             sensor_config(s, node_id=node_id, state_topic=state_topic, device=device, topics=topics))
+            for s in MINER_SENSORS]
+
+
+def site_configs(topics: Topics, discovery_prefix: str, *, cost: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The site's sensors: hashrate, power and miners mining; cost per BTC and power price when `cost`."""
+    node_id = site_node_id(topics.site)
+    device = site_device(topics.site)
+    pairs = [(s, topics.site_state) for s in SITE_SENSORS]
+    if cost:
+        pairs += [(s, topics.site_cost) for s in SITE_COST_SENSORS]
+    return [(config_topic(discovery_prefix, node_id, s.object_id),
+             sensor_config(s, node_id=node_id, state_topic=state_topic, device=device, topics=topics))
+            for s, state_topic in pairs]

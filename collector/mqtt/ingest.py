@@ -1,0 +1,337 @@
+"""MQTT ingest: subscribed topics -> validated payloads -> MinerSamples and live cost inputs.
+
+Four kinds of topic (models.mqtt.IngestKind):
+
+- miner_telemetry: a device's own MinerSample JSON. `miner` defaults to the topic level the
+  filter's first `+` matched (else the whole topic), `ts` to the arrival time, `host` to "mqtt",
+  `state` to mining when hashrate_ths > 0 else idle; `site` and `source` (mqtt) are always set
+  here. The latest sample per miner joins every poll cycle (`cycle_samples`); a miner silent for
+  longer than `telemetry_max_age_s` yields an offline sample, like a polled miner that does not
+  answer. A miner that is also polled keeps its polled sample.
+- meter: watts per outlet or per rack (MeterPayload), mapped to miners by the subscription's
+  `outlets` and `racks`. Outlet watts are that miner's metered power; a rack's watts (less the
+  outlet-metered miners on it) are shared by its other miners in proportion to the power they
+  report (equally until they have reported). Metered power replaces reported power in the cost
+  figures (collector.costing) and the gap is recorded there.
+- power_price / btc_price: live prices for the cost engine (a bare JSON number is accepted too).
+
+Malformed, oversized or unknown payloads are counted by reason (`stats()`), logged at most once
+per reason per 10 s with a count of those held back, and dropped; nothing here raises into paho.
+
+Threads: `handle` runs in paho's network thread. It parses and validates there, then hands the
+update to the asyncio loop (`bind(loop)`) with call_soon_threadsafe, so LiveInputs and the
+samples change only on the loop's thread, between cycles' reads. Unbound (tests, scripts), updates
+are applied at once under a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import ValidationError
+
+from collector.live_inputs import LiveInputs, MeterReading
+from collector.mqtt.bounded_log import BoundedLog
+from models import LivePowerPrice, MinerSample, MinerState, SampleSource
+from models.mqtt import BtcPricePayload, IngestKind, MeterPayload, MqttConfig, MqttSubscription, PowerPricePayload
+
+log = logging.getLogger(__name__)
+
+MAX_MQTT_MINERS = 50_000  # distinct telemetry miner ids kept; more are dropped (a flood of made-up ids)
+
+OVERSIZED = "oversized"
+NOT_JSON = "not_json"
+INVALID = "invalid"
+UNKNOWN_TOPIC = "unknown_topic"
+UNMAPPED = "unmapped"
+TOO_MANY_MINERS = "too_many_miners"
+ERROR = "error"
+
+
+class _Dropped(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _bare_number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _first_errors(error: ValidationError, limit: int = 2) -> str:
+    parts = []
+    for item in error.errors()[:limit]:
+        where = ".".join(str(p) for p in item["loc"]) or "payload"
+        parts.append(f"{where}: {item['msg']}")
+    more = error.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def match_filter(topic_filter: str, topic: str) -> list[str] | None:
+    """The levels `+` matched, in order, or None when `topic` does not match `topic_filter`."""
+    wanted, levels = topic_filter.split("/"), topic.split("/")
+    captured: list[str] = []
+    for i, level in enumerate(wanted):
+        if level == "#":
+            return captured
+        if i >= len(levels):
+            return None
+        if level == "+":
+            captured.append(levels[i])
+        elif level != levels[i]:
+            return None
+    return captured if len(wanted) == len(levels) else None
+
+
+@dataclass
+class _Telemetry:
+    sample: MinerSample
+    received: datetime
+
+
+@dataclass
+class _Rack:
+    reading: MeterReading
+    miners: tuple[str, ...]
+
+
+class MqttIngest:
+    def __init__(self, config: MqttConfig, site: str, live: LiveInputs, *,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
+        self.config = config
+        self.site = site
+        self.live = live
+        self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._counts_lock = threading.Lock()
+        self._accepted: Counter[str] = Counter()
+        self._dropped: Counter[str] = Counter()
+        self._log = BoundedLog(log)
+        self._lock = threading.Lock()  # the state below
+        self._telemetry: dict[str, _Telemetry] = {}
+        self._outlets: dict[str, MeterReading] = {}  # by miner
+        self._racks: dict[tuple[int, str], _Rack] = {}  # by (subscription index, rack key)
+        self._racks_of: dict[str, set[tuple[int, str]]] = {}  # miner -> racks it is on
+        self._reported_w: dict[str, float] = {}  # latest reported power by miner (rack shares)
+        self._parsers: dict[IngestKind, Callable[..., Callable[[], None]]] = {
+            IngestKind.MINER_TELEMETRY: self._telemetry_update,
+            IngestKind.METER: self._meter_update,
+            IngestKind.POWER_PRICE: self._power_price_update,
+            IngestKind.BTC_PRICE: self._btc_price_update,
+        }
+
+    @property
+    def subscriptions(self) -> list[tuple[str, int]]:
+        return [(s.topic, s.qos) for s in self.config.ingest]
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Apply updates on `loop`'s thread from now on."""
+        self._loop = loop
+
+    def stats(self) -> dict[str, Any]:
+        with self._counts_lock:
+            accepted, dropped = dict(self._accepted), dict(self._dropped)
+        return {"accepted": accepted, "dropped": dropped, "accepted_total": sum(accepted.values()),
+                "dropped_total": sum(dropped.values())}
+
+    # -- paho's thread ------------------------------------------------------------------------
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """One message: validate, count, hand on or drop. Never raises."""
+        try:
+            kind, update = self._parse(topic, payload)
+        except _Dropped as e:
+            self._drop(e.reason, topic, str(e))
+            return
+        except Exception as e:  # a bug must cost one message, not the ingest
+            self._drop(ERROR, topic, f"{type(e).__name__}: {e}")
+            return
+        with self._counts_lock:
+            self._accepted[kind.value] += 1
+        self._apply(update)
+
+    def _parse(self, topic: str, payload: bytes) -> tuple[IngestKind, Callable[[], None]]:
+        for index, sub in enumerate(self.config.ingest):
+            captured = match_filter(sub.topic, topic)
+            if captured is not None:
+                break
+        else:
+            raise _Dropped(UNKNOWN_TOPIC, "no ingest subscription matches this topic")
+        if len(payload) > self.config.max_payload_bytes:
+            raise _Dropped(OVERSIZED, f"{len(payload)} bytes, more than max_payload_bytes "
+                                      f"({self.config.max_payload_bytes})")
+        try:
+            data = json.loads(payload, parse_constant=_no_constants)
+        except ValueError as e:  # UnicodeDecodeError is one too
+            raise _Dropped(NOT_JSON, f"not JSON: {e}") from None
+        key = captured[0] if captured else topic
+        try:
+            return sub.kind, self._parsers[sub.kind](sub, index, key, data, self._clock())
+        except ValidationError as e:
+            raise _Dropped(INVALID, _first_errors(e)) from None
+
+    def _drop(self, reason: str, topic: str, detail: str) -> None:
+        with self._counts_lock:
+            self._dropped[reason] += 1
+        self._log.warning(reason, "MQTT payload on %s dropped (%s): %s", topic[:200], reason, detail[:300])
+
+    def _apply(self, update: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._locked, update)
+                return
+            except RuntimeError:  # the loop is closed: the service is stopping
+                return
+        self._locked(update)
+
+    def _locked(self, update: Callable[[], None]) -> None:
+        with self._lock:
+            update()
+
+    # -- payload kinds: parse now, return the update to apply ---------------------------------
+
+    def _telemetry_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
+                          now: datetime) -> Callable[[], None]:
+        if not isinstance(data, dict):
+            raise _Dropped(INVALID, f"miner telemetry must be a JSON object (a MinerSample), not {type(data).__name__}")
+        raw = dict(data)
+        raw.setdefault("miner", key)
+        raw.setdefault("host", "mqtt")
+        raw.setdefault("port", self.config.port)
+        raw.setdefault("ts", now)
+        if "state" not in raw:
+            hashrate = raw.get("hashrate_ths")
+            hashing = isinstance(hashrate, (int, float)) and not isinstance(hashrate, bool) and hashrate > 0
+            raw["state"] = MinerState.MINING if hashing else MinerState.IDLE
+        raw["site"] = self.site
+        raw["source"] = SampleSource.MQTT
+        sample = MinerSample.model_validate(raw)
+        if sample.miner not in self._telemetry and len(self._telemetry) >= MAX_MQTT_MINERS:  # a racy read is enough
+            raise _Dropped(TOO_MANY_MINERS, f"already {MAX_MQTT_MINERS} MQTT miners; {sample.miner!r} is one too many")
+
+        def update() -> None:
+            self._telemetry[sample.miner] = _Telemetry(sample, now)
+            if sample.power_w is not None:
+                self._reported_w[sample.miner] = sample.power_w
+        return update
+
+    def _meter_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
+                      now: datetime) -> Callable[[], None]:
+        reading = MeterPayload.model_validate(data)
+        key = reading.key or key
+        value = MeterReading(reading.watts, reading.ts or now)
+        if reading.rack is None and key in sub.outlets:
+            miner = sub.outlets[key]
+            return lambda: self._outlet_reading(miner, value)
+        if reading.outlet is None and key in sub.racks:
+            rack = (index, key)
+            miners = tuple(sub.racks[key])
+            return lambda: self._rack_reading(rack, miners, value)
+        where = "outlets" if reading.outlet is not None else "racks" if reading.rack is not None else "outlets or racks"
+        raise _Dropped(UNMAPPED, f"meter key {key!r} is not in the {where} of ingest topic {sub.topic!r}")
+
+    def _power_price_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
+                            now: datetime) -> Callable[[], None]:
+        number = _bare_number(data)
+        price = PowerPricePayload.model_validate({"usd_per_kwh": number} if number is not None else data)
+        live = LivePowerPrice(usd_per_kwh=price.price_usd_per_kwh, as_of=price.ts or now)
+
+        def update() -> None:
+            current = self.live.power_price
+            if current is None or live.as_of >= current.as_of:
+                self.live.power_price = live
+        return update
+
+    def _btc_price_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
+                          now: datetime) -> Callable[[], None]:
+        number = _bare_number(data)
+        price = BtcPricePayload.model_validate({"usd": number} if number is not None else data)
+        as_of = price.ts or now
+
+        def update() -> None:
+            current = self.live.btc_price_as_of
+            if current is None or as_of >= current:
+                self.live.btc_price_as_of = as_of
+                self.live.btc_price_usd = price.usd
+        return update
+
+    # -- meters (applied under self._lock) ----------------------------------------------------
+
+    def _outlet_reading(self, miner: str, reading: MeterReading) -> None:
+        current = self._outlets.get(miner)
+        if current is not None and reading.as_of < current.as_of:
+            return  # an older reading arriving late
+        self._outlets[miner] = reading
+        self.live.metered_w[miner] = reading
+        for rack in self._racks_of.get(miner, ()):
+            self._share_rack(rack, reading.as_of)
+
+    def _rack_reading(self, rack: tuple[int, str], miners: tuple[str, ...], reading: MeterReading) -> None:
+        current = self._racks.get(rack)
+        if current is not None and reading.as_of < current.reading.as_of:
+            return
+        self._racks[rack] = _Rack(reading, miners)
+        for miner in miners:
+            self._racks_of.setdefault(miner, set()).add(rack)
+        self._share_rack(rack, reading.as_of)
+
+    def _fresh(self, reading: MeterReading, now: datetime) -> bool:
+        return (now - reading.as_of).total_seconds() <= self.config.meter_max_age_s
+
+    def _share_rack(self, key: tuple[int, str], now: datetime) -> None:
+        rack = self._racks[key]
+        own = {m: self._outlets[m] for m in rack.miners if m in self._outlets and self._fresh(self._outlets[m], now)}
+        rest = [m for m in rack.miners if m not in own]
+        if not rest:
+            return
+        remaining = max(0.0, rack.reading.watts - sum(r.watts for r in own.values()))
+        weights = [max(self._reported_w.get(m) or 0.0, 0.0) for m in rest]
+        total = sum(weights)
+        for miner, weight in zip(rest, weights):
+            share = remaining * weight / total if total > 0 else remaining / len(rest)
+            self.live.metered_w[miner] = MeterReading(share, rack.reading.as_of)
+
+    # -- the poll cycle (the loop's thread) ---------------------------------------------------
+
+    def cycle_samples(self, ts: datetime, polled: list[MinerSample]) -> list[MinerSample]:
+        """The MQTT miners' samples for the cycle at `ts` (stamped `ts`); also refreshes rack shares
+        with this cycle's reported power. Pass as `extra_samples` to collector.service.run."""
+        with self._lock:
+            polled_ids = set()
+            for sample in polled:
+                polled_ids.add(sample.miner)
+                if sample.power_w is not None:
+                    self._reported_w[sample.miner] = sample.power_w
+            out = []
+            for miner, seen in self._telemetry.items():
+                if miner in polled_ids:
+                    continue
+                age = (ts - seen.received).total_seconds()
+                if age <= self.config.telemetry_max_age_s:
+                    out.append(seen.sample.model_copy(update={"ts": ts}))
+                else:
+                    out.append(MinerSample.offline(miner=miner, host=seen.sample.host, port=seen.sample.port,
+                                                   site=self.site, ts=ts, source=SampleSource.MQTT,
+                                                   reason=f"no telemetry over MQTT for {age:.0f} s"))
+            for rack in self._racks:
+                self._share_rack(rack, ts)
+        return out

@@ -1,0 +1,163 @@
+"""The MQTT sink: each cycle's fleet state and cost as JSON under `<prefix>/<site>/...`.
+
+Per cycle: every miner's MinerSample (`.../miner/<miner>/state`), its cost (`.../miner/<miner>/cost`),
+a site summary (`.../state`), the site CostSample (`.../cost`) and the collector's health with the
+ingest counters (`.../collector`). State and cost are published with the configured QoS and retain
+flag. Home Assistant discovery configs go out (retained) the first time a miner is seen and when its
+make, model, firmware or MAC change; the connection publishes every retained message again after a
+reconnect. Topic tree: collector/mqtt/topics.py and docs/mqtt.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from collector.mqtt import discovery
+from collector.mqtt.client import MqttConnection
+from collector.mqtt.topics import Topics
+from collector.poller import CycleResult
+from models import CostSample, MinerState
+from models.mqtt import MqttConfig
+
+DISCOVERY_QOS = 1
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    """Strict JSON: a non-finite number (a division by zero hashrate upstream) becomes null."""
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(_finite(data), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _iso(ts: datetime) -> str:
+    """UTC as pydantic writes it in MinerSample and CostSample JSON: 2025-06-01T12:00:00Z."""
+    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def cost_payload(cost: CostSample, meter_gap_w: float | None = None) -> dict[str, Any]:
+    """A CostSample as JSON, plus `power_meter_gap_w` (reported - metered watts) where a meter reads."""
+    data = cost.model_dump(mode="json")
+    if meter_gap_w is not None:
+        data["power_meter_gap_w"] = meter_gap_w
+    return data
+
+
+def site_summary(result: CycleResult) -> dict[str, Any]:
+    """The site at this cycle. `power_w` is metered where a meter reads (the cost figures' power),
+    else reported; `power_reported_w` is what the miners themselves said."""
+    samples = result.samples
+    hashrate = sum(s.hashrate_ths or 0.0 for s in samples)
+    reported = sum(s.power_w or 0.0 for s in samples)
+    power = result.cost.site.power_w if result.cost is not None else reported
+    summary: dict[str, Any] = {
+        "site": result.site,
+        "ts": _iso(result.ts),
+        "miners": len(samples),
+        "miners_mining": sum(1 for s in samples if s.state is MinerState.MINING),
+        "miners_failed": result.failed,
+        "hashrate_ths": round(hashrate, 4),
+        "power_w": round(power, 1),
+        "power_reported_w": round(reported, 1),
+        "efficiency_j_th": round(power / hashrate, 3) if hashrate else None,
+    }
+    if result.cost is not None:
+        summary["facility_power_w"] = round(result.cost.site.facility_power_w, 1)
+        if result.cost.metered_gap_w:
+            summary["power_meter_gap_w"] = round(sum(result.cost.metered_gap_w.values()), 1)
+    return summary
+
+
+class MqttSink:
+    def __init__(self, connection: MqttConnection, topics: Topics, config: MqttConfig, *,
+                 stats: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.connection = connection
+        self.topics = topics
+        self.config = config
+        self._stats = stats
+        self._discovered: dict[str, tuple[str | None, ...]] = {}  # miner -> device signature published
+        self._site_discovered: bool | None = None  # None: not yet; else whether cost sensors were included
+
+    async def write(self, result: CycleResult) -> None:
+        messages = self.messages(result)
+        await asyncio.to_thread(self._send, messages)
+
+    def close(self) -> None:
+        """Nothing to do: the connection belongs to MqttBridge, which closes it (status `offline`)."""
+
+    def _send(self, messages: list[Message]) -> None:
+        for m in messages:
+            self.connection.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+
+    def messages(self, result: CycleResult) -> list[Message]:
+        qos, retain = self.config.qos, self.config.retain
+        out = self._discovery(result)
+        for sample in result.samples:
+            out.append(Message(self.topics.miner_state(sample.miner), sample.model_dump_json().encode(), qos, retain))
+        out.append(Message(self.topics.site_state, _json(site_summary(result)), qos, retain))
+        if result.cost is not None:
+            gaps = result.cost.metered_gap_w
+            for cost in result.cost.miners:
+                assert cost.miner is not None  # miner scope
+                out.append(Message(self.topics.miner_cost(cost.miner),
+                                   _json(cost_payload(cost, gaps.get(cost.miner))), qos, retain))
+            site_gap = round(sum(gaps.values()), 1) if gaps else None
+            out.append(Message(self.topics.site_cost, _json(cost_payload(result.cost.site, site_gap)), qos, retain))
+        out.append(Message(self.topics.collector, _json(self._health(result)), qos, retain))
+        return out
+
+    def _discovery(self, result: CycleResult) -> list[Message]:
+        if not self.config.discovery:
+            return []
+        prefix = self.config.discovery_prefix
+        configs: list[tuple[str, dict[str, Any]]] = []
+        with_cost = result.cost is not None
+        if self._site_discovered is None or (with_cost and not self._site_discovered):
+            configs += discovery.site_configs(self.topics, prefix, cost=with_cost)
+            self._site_discovered = with_cost
+        for sample in result.samples:
+            signature = discovery.device_signature(sample)
+            known = self._discovered.get(sample.miner)
+            # An offline sample knows nothing about the device: keep what was published before.
+            if known is None or (signature != known and sample.state is not MinerState.OFFLINE):
+                configs += discovery.miner_configs(sample, self.topics, prefix)
+                self._discovered[sample.miner] = signature
+        return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
+
+    def _health(self, result: CycleResult) -> dict[str, Any]:
+        conn = self.connection
+        health: dict[str, Any] = {
+            "ts": _iso(result.ts),
+            "poll_duration_s": round(result.duration_s, 3),
+            "miners_polled": len(result.samples),
+            "miners_failed": result.failed,
+            "mqtt": {"connects": conn.connects, "published": conn.published, "skipped": conn.skipped,
+                     "refused": conn.refused},
+        }
+        if self._stats is not None:
+            health["ingest"] = self._stats()
+        return health

@@ -1,0 +1,84 @@
+"""Collector health: is the collector keeping up, failing to reach miners, or unable to write?"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.models import dashboard as model
+
+from dashboards.common import (
+    BUCKET, SITE, finish, new_dashboard, query, site_variable, stat_panel, thresholds, timeseries_panel,
+)
+
+UID = "hashfleet-collector"
+TITLE = "Collector health"
+
+WHERE = f"{SITE} AND $timeFilter"
+SPOOL_STEPS = thresholds((None, "green"), (1, "yellow"), (10_000, "red"))
+FAILED_STEPS = thresholds((None, "green"), (1, "orange"))
+AGE_STEPS = thresholds((None, "green"), (900, "orange"))
+
+
+def _collector(fields: dict[str, str], aggregate: str = "mean") -> str:
+    selected = ", ".join(f'{aggregate}("{field}") AS "{name}"' for name, field in fields.items())
+    return f'SELECT {selected} FROM "collector" WHERE {WHERE} {BUCKET}, "site" fill(none)'
+
+
+NETWORK_AGES = (
+    'SELECT max("difficulty_age_s") AS "difficulty", max("height_age_s") AS "height", max("fees_age_s") AS "fees", '
+    f'max("btc_price_age_s") AS "BTC price" FROM "network" WHERE {WHERE} {BUCKET}, "site" fill(none)'
+)
+
+
+def build() -> model.Dashboard:
+    board = (
+        new_dashboard(UID, TITLE, "Poll duration, failures, points written, spool depth, network-data freshness.",
+                      time_from="now-3h")
+        .with_variable(site_variable())
+        .with_row(dash.Row("Last cycle"))
+        .with_panel(stat_panel("Poll duration", [query(_collector({"poll": "poll_duration_s"}), alias="$tag_site")],
+                               "s", decimals=2, description="Wall time of one poll cycle over the whole fleet."))
+        .with_panel(stat_panel("Miners polled", [query(_collector({"polled": "miners_polled"}), alias="$tag_site")],
+                               "none"))
+        .with_panel(stat_panel("Miners failed", [query(_collector({"failed": "miners_failed"}), alias="$tag_site")],
+                               "none", steps=FAILED_STEPS,
+                               description="Miners that did not answer or answered garbage."))
+        .with_panel(stat_panel("Points written", [query(_collector({"points": "points_written"}),
+                                                        alias="$tag_site")], "none",
+                               description="Lines sent to InfluxDB per cycle."))
+        .with_panel(stat_panel("Spool depth", [query(_collector({"spool": "spool_depth"}), alias="$tag_site")],
+                               "none", steps=SPOOL_STEPS,
+                               description="Points waiting on disk because InfluxDB did not take them yet."))
+        .with_panel(stat_panel(
+            "Network data stale",
+            [query(f'SELECT max("stale") AS "stale" FROM "network" WHERE {WHERE} {BUCKET}, "site" fill(none)',
+                   alias="$tag_site")],
+            "bool_yes_no", steps=thresholds((None, "green"), (1, "orange")),
+            description="Yes: difficulty, fees or BTC price is older than its max age (or a static stand-in)."))
+        .with_row(dash.Row("Over time"))
+        .with_panel(timeseries_panel(
+            "Poll duration",
+            [query(_collector({"mean": "poll_duration_s"}), alias="$tag_site mean"),
+             query(_collector({"max": "poll_duration_s"}, "max"), "B", alias="$tag_site max")],
+            "s", fill=0, description="Near the collect interval means the collector cannot keep up."))
+        .with_panel(timeseries_panel(
+            "Miners polled and failed",
+            [query(_collector({"polled": "miners_polled", "failed": "miners_failed"}, "max"),
+                   alias="$tag_site $col")],
+            "none", fill=0, minimum=0))
+        .with_panel(timeseries_panel(
+            "Points written per cycle", [query(_collector({"points": "points_written"}), alias="$tag_site")],
+            "none", fill=10, minimum=0))
+        .with_panel(timeseries_panel(
+            "Spool depth", [query(_collector({"spool": "spool_depth"}, "max"), alias="$tag_site")],
+            "none", fill=20, minimum=0).thresholds(SPOOL_STEPS))
+        .with_panel(timeseries_panel(
+            "Cycles per interval",
+            [query(f'SELECT count("poll_duration_s") AS "cycles" FROM "collector" WHERE {WHERE} {BUCKET}, "site" '
+                   'fill(0)', alias="$tag_site")],
+            "none", fill=0, minimum=0, description="A dip means cycles were skipped (overrun or collector down)."))
+        .with_panel(timeseries_panel(
+            "Network data age", [query(NETWORK_AGES, alias="$tag_site $col")], "s", fill=0,
+            description="Seconds since difficulty, height, fees and BTC price were last fetched (HTTP feed).")
+            .thresholds(AGE_STEPS))
+    )
+    return finish(board)

@@ -1,0 +1,160 @@
+"""Economics: what a bitcoin costs this site now (all-in, cash, energy) against what it sells for.
+
+Figures are the cost engine's (measurement `cost`, scope `site` unless said otherwise; definitions
+in docs/cost.md): `*_day` are rates at this instant, `*_today`/`*_month` what was really spent and
+mined since local midnight / the 1st.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.models import common, dashboard as model
+
+from dashboards.common import (
+    BUCKET, MINER_COST, SITE, SITE_COST, finish, new_dashboard, query, site_variable, stat_panel, table_panel,
+    thresholds, timeseries_panel, transform,
+)
+
+UID = "hashfleet-economics"
+TITLE = "Economics"
+
+MARGIN_STEPS = thresholds((None, "red"), (0, "yellow"), (20, "green"))
+
+
+def _site_series(fields: dict[str, str], *, by_site: bool = True) -> str:
+    selected = ", ".join(f'mean("{field}") AS "{name}"' for name, field in fields.items())
+    split = ', "site"' if by_site else ""
+    return f'SELECT {selected} FROM "cost" WHERE {SITE_COST} AND $timeFilter {BUCKET}{split} fill(none)'
+
+
+def _latest(fields: dict[str, str]) -> str:
+    selected = ", ".join(f'last("{field}") AS "{name}"' for name, field in fields.items())
+    return f'SELECT {selected} FROM "cost" WHERE {SITE_COST} AND $timeFilter GROUP BY "site"'
+
+
+BTC_PRICE = (f'SELECT mean("btc_price_usd") AS "BTC price" FROM "network" WHERE {SITE} AND $timeFilter '
+             f'{BUCKET} fill(none)')
+
+# Cost per BTC by model: per-miner $/day and BTC/day from `cost` (scope miner), joined on `miner` with
+# the model from measurement `miner`, summed per model, then divided: a ratio of sums, not a mean of ratios.
+# An outer join keeps miners never identified (offline since the collector started) as a blank model.
+BY_MODEL_COST = (
+    'SELECT last("energy_usd_day") + last("demand_usd_day") - last("curtailment_credit_usd_day") AS "energy", '
+    'last("opex_usd_day") AS "opex", last("depreciation_usd_day") AS "depreciation", '
+    f'last("btc_per_day_net") AS "btc" FROM "cost" WHERE {MINER_COST} AND $timeFilter GROUP BY "miner"'
+)
+# A miner's model from any of its points that carry one (offline points carry none).
+BY_MODEL_MINER = (f'SELECT last("up") AS "up" FROM "miner" WHERE {SITE} AND "model" != \'\' AND $timeFilter '
+                  'GROUP BY "miner", "model"')
+
+
+def _binary(left: str, operator: str, right: str, alias: str) -> model.DataTransformerConfig:
+    """A field computed from two fields, by name (Grafana 11's calculateField binary mode)."""
+    def by_name(field: str) -> dict[str, object]:
+        return {"matcher": {"id": "byName", "options": field}}
+
+    return transform("calculateField", {"mode": "binary", "alias": alias, "replaceFields": False,
+                                        "binary": {"left": by_name(left), "operator": operator,
+                                                   "right": by_name(right)}})
+
+
+def _by_model_transformations() -> list[model.DataTransformerConfig]:
+    summed = {name: {"operation": "aggregate", "aggregations": ["sum"]}
+              for name in ("energy", "opex", "depreciation", "btc")}
+    return [
+        transform("joinByField", {"byField": "miner", "mode": "outer"}),
+        transform("groupBy", {"fields": {"model": {"operation": "groupby", "aggregations": []},
+                                         **summed}}),
+        _binary("energy (sum)", "+", "opex (sum)", "cash $/day"),
+        _binary("cash $/day", "+", "depreciation (sum)", "all-in $/day"),
+        _binary("all-in $/day", "/", "btc (sum)", "all-in $/BTC"),
+        _binary("cash $/day", "/", "btc (sum)", "cash $/BTC"),
+        _binary("energy (sum)", "/", "btc (sum)", "energy $/BTC"),
+        transform("organize", {
+            "includeByName": {"model": True, "all-in $/BTC": True, "cash $/BTC": True, "energy $/BTC": True},
+            "indexByName": {"model": 0, "all-in $/BTC": 1, "cash $/BTC": 2, "energy $/BTC": 3},
+        }),
+        transform("sortBy", {"sort": [{"field": "all-in $/BTC", "desc": True}]}),
+    ]
+
+
+def build() -> model.Dashboard:
+    usd = "currencyUSD"
+    board = (
+        new_dashboard(UID, TITLE, "All-in, cash and energy cost per BTC against the BTC price; hashprice, "
+                                  "break-even power price, margin; money spent vs BTC mined today and this month.")
+        .with_variable(site_variable())
+        .with_row(dash.Row("Cost per BTC now"))
+        .with_panel(stat_panel("All-in cost per BTC", [query(_site_series({"all-in": "all_in_cost_per_btc"}),
+                                                             alias="$tag_site")], usd, decimals=0,
+                               description="Cash cost + hardware depreciation, per net BTC."))
+        .with_panel(stat_panel("Cash cost per BTC", [query(_site_series({"cash": "cash_cost_per_btc"}),
+                                                           alias="$tag_site")], usd, decimals=0,
+                               description="Energy + hosting, staff, maintenance, SG&A, per net BTC."))
+        .with_panel(stat_panel("Energy cost per BTC", [query(_site_series({"energy": "energy_cost_per_btc"}),
+                                                             alias="$tag_site")], usd, decimals=0,
+                               description="Power (with PUE, demand charges, less curtailment credits) per net BTC."))
+        .with_panel(stat_panel("BTC price", [query(BTC_PRICE)], usd, decimals=0))
+        .with_panel(stat_panel("Hashprice", [query(_site_series({"hashprice": "hashprice_usd_ph_day"},
+                                                                by_site=False))],
+                               "suffix: $/PH/day", decimals=2, description="Gross network revenue per PH/s per day."))
+        .with_panel(stat_panel("Break-even power price",
+                               [query(_site_series({"break-even": "breakeven_power_price"}), alias="$tag_site")],
+                               "suffix: $/kWh", decimals=3,
+                               description="The power price at which energy cost equals revenue."))
+        .with_panel(timeseries_panel(
+            "Cost per BTC vs BTC price",
+            [query(_site_series({"all-in": "all_in_cost_per_btc", "cash": "cash_cost_per_btc",
+                                 "energy": "energy_cost_per_btc"}), alias="$tag_site $col"),
+             query(BTC_PRICE, "B", alias="$col")],
+            usd, width=24, fill=0, description="Above the BTC price line, a coin costs more than it sells for."))
+        .with_panel(timeseries_panel(
+            "Hashprice vs hashcost",
+            [query(_site_series({"hashprice": "hashprice_usd_ph_day", "hashcost": "hashcost_usd_ph_day"}),
+                   alias="$tag_site $col")],
+            "suffix: $/PH/day", fill=0, description="Revenue and power cost per PH/s per day."))
+        .with_panel(timeseries_panel(
+            "Break-even vs actual power price",
+            [query(_site_series({"break-even": "breakeven_power_price", "tariff now": "power_price_usd_kwh"}),
+                   alias="$tag_site $col")],
+            "suffix: $/kWh", fill=0))
+        .with_panel(timeseries_panel(
+            "Margin", [query(_site_series({"margin": "margin_pct"}), alias="$tag_site")], "percent",
+            fill=20, description="(revenue - all-in cost) / revenue, at this instant.")
+            .thresholds(MARGIN_STEPS))
+        .with_panel(timeseries_panel(
+            "Revenue vs cost per day",
+            [query(_site_series({"revenue": "revenue_usd_day", "profit": "profit_usd_day",
+                                 "energy": "energy_usd_day", "opex": "opex_usd_day",
+                                 "depreciation": "depreciation_usd_day"}), alias="$tag_site $col")],
+            usd, fill=0, description="Rates now: what a day at this instant would bring in and cost."))
+        .with_row(dash.Row("Spent vs mined"))
+        .with_panel(stat_panel(
+            "Today",
+            [query(_latest({"all-in spent": "all_in_usd_today", "cash spent": "cash_usd_today",
+                            "power spent": "power_usd_today", "revenue": "revenue_usd_today"}),
+                   alias="$tag_site $col")],
+            usd, width=8, height=5, decimals=0,
+            description="Since local midnight: power integrated over time, at the tariff in force each moment.")
+            .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE))
+        .with_panel(stat_panel(
+            "BTC mined today", [query(_latest({"BTC": "btc_today"}), alias="$tag_site")], "currencyBTC",
+            width=4, height=5, decimals=5).graph_mode(common.BigValueGraphMode.NONE))
+        .with_panel(stat_panel(
+            "This month",
+            [query(_latest({"all-in spent": "all_in_usd_month", "cash spent": "cash_usd_month",
+                            "power spent": "power_usd_month", "revenue": "revenue_usd_month",
+                            "all-in per BTC": "all_in_cost_per_btc_month"}), alias="$tag_site $col")],
+            usd, width=8, height=5, decimals=0, description="Since the 1st of the month, local time.")
+            .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE))
+        .with_panel(stat_panel(
+            "BTC mined this month", [query(_latest({"BTC": "btc_month"}), alias="$tag_site")], "currencyBTC",
+            width=4, height=5, decimals=5).graph_mode(common.BigValueGraphMode.NONE))
+        .with_row(dash.Row("By model"))
+        .with_panel(table_panel(
+            "Cost per BTC by model",
+            [query(BY_MODEL_COST, table_format=True), query(BY_MODEL_MINER, "B", table_format=True)],
+            width=24, height=8, unit=usd, transformations=_by_model_transformations(),
+            description="Per-miner cost and BTC/day summed per model, then divided (a ratio of sums)."))
+    )
+    return finish(board)

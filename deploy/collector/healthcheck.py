@@ -1,0 +1,59 @@
+"""Container healthcheck of the collector: healthy while this site's `collector` points keep arriving.
+
+Asks InfluxDB (InfluxQL over /query, which 1.x, 2.x and 3.x answer) for the last `collector` point
+of HASHFLEET_SITE newer than HEALTH_MAX_AGE_S (default 120 s). Exit 0: it exists; exit 1: it does
+not, or InfluxDB cannot be asked (the reason is printed, never the token). Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+
+def token() -> str:
+    if os.environ.get("INFLUX_TOKEN"):
+        return os.environ["INFLUX_TOKEN"]
+    path = os.environ.get("INFLUX_TOKEN_FILE")
+    if path:
+        with open(path) as f:
+            return f.read().strip()
+    return ""
+
+
+def main() -> int:
+    url = os.environ.get("INFLUX_URL", "http://influxdb:8086").rstrip("/")
+    bucket = os.environ.get("INFLUX_BUCKET", "hashfleet")
+    site = os.environ.get("HASHFLEET_SITE", "default").replace("\\", "\\\\").replace("'", "\\'")
+    max_age = int(float(os.environ.get("HEALTH_MAX_AGE_S", "120")))
+    query = (f'SELECT last("poll_duration_s") FROM "collector" WHERE "site" = \'{site}\' '
+             f"AND time > now() - {max_age}s")
+    body = urllib.parse.urlencode({"db": bucket, "q": query}).encode()
+    request = urllib.request.Request(f"{url}/query", data=body, method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    secret = token()
+    if secret:
+        request.add_header("Authorization", f"Token {secret}")
+    try:
+        with urllib.request.urlopen(request, timeout=8) as response:
+            reply = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        print(f"unhealthy: cannot query InfluxDB at {url}: {e}")
+        return 1
+    results = reply.get("results") or [{}]
+    if "error" in results[0]:
+        print(f"unhealthy: InfluxDB refused the query: {results[0]['error']}")
+        return 1
+    if not results[0].get("series"):
+        print(f"unhealthy: no collector point for site {site!r} in bucket {bucket!r} in the last {max_age} s")
+        return 1
+    print("healthy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
