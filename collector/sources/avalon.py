@@ -29,6 +29,7 @@ POLL_COMMAND = "version+summary+estats+pools"
 MAKE = "Canaan"
 _DEVICE_KEY = re.compile(r"(\w+)\[([^\]]*)\]")
 _NO_READING = -273.0  # firmware's "sensor absent" temperature
+_MAX_BOARDS = 16
 
 
 async def poll(
@@ -132,29 +133,47 @@ def _boards(dev: dict[str, str]) -> list[BoardSample]:
     mghs = _nums(dev, "MGHS")
     tmax = _nums(dev, "MTmax")
     tavg = _nums(dev, "MTavg")
-    count = max(len(mghs), len(tmax), sum(1 for k in dev if k.startswith("PVT_T")))
+    # Per-chip temperature lists: only their length and zeros matter here (a chip reading 0 is not
+    # answering), so they are split, never converted: they are most of an estats reply.
+    pvt = [(dev.get(f"PVT_T{i}") or "").split() for i in range(_MAX_BOARDS) if f"PVT_T{i}" in dev]
+    count = max(len(mghs), len(tmax), len(pvt))
     if count == 0:
         return []
-    # Chips per board: the longest per-chip temperature list (a dead board's list is empty or
-    # zeros, and TA counts only the chips that answer); TA / boards when there are no lists.
-    pvt_len = max((len(_nums(dev, f"PVT_T{i}")) for i in range(count)), default=0)
+    # Chips per board: the longest per-chip list (a dead board's list is empty or zeros, and TA
+    # counts only the chips that answer); TA / boards when there are no lists.
+    pvt_len = max((len(chips) for chips in pvt), default=0)
     total_chips = _num(dev, "TA")
     per_board = pvt_len or (int(total_chips // count) if total_chips else None)
     boards = []
     for i in range(count):
-        chips = _nums(dev, f"PVT_T{i}")
-        live_chips = [t for t in chips if t > 0]
-        boards.append(BoardSample(
+        chips = pvt[i] if i < len(pvt) else None
+        chips_ok = None if chips is None else len(chips) - chips.count("0")
+        hottest = tmax[i] if i < len(tmax) else _hottest(chips)
+        boards.append(BoardSample.model_construct(
             index=i,
+            hashrate_ths=None,
             hashrate_avg_ths=_ths(mghs[i]) if i < len(mghs) else None,
-            temp_chip_max_c=_valid_temp(tmax[i] if i < len(tmax) else (max(live_chips) if live_chips else None)),
+            temp_chip_max_c=_valid_temp(hottest),
             temp_chip_avg_c=_valid_temp(tavg[i] if i < len(tavg) else None),
             temp_in_c=_temp(dev, "HBITemp") if count == 1 else None,
             temp_out_c=_temp(dev, "HBOTemp") if count == 1 else None,
-            chips_ok=len(live_chips) if f"PVT_T{i}" in dev else None,
+            chips_ok=chips_ok,
             chips_expected=per_board,
         ))
     return boards
+
+
+def _hottest(chips: list[str] | None) -> float | None:
+    values = [float(t) for t in chips or () if _is_number(t)]
+    return max(values) if values else None
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
 
 
 def _error_codes(dev: dict[str, str]) -> list[str]:
@@ -212,13 +231,11 @@ def _nums(dev: dict[str, str], key: str) -> list[float]:
     text = dev.get(key)
     if not text:
         return []
-    out = []
-    for token in text.replace("%", " ").split():
-        try:
-            out.append(float(token))
-        except ValueError:
-            pass
-    return [v for v in out if v == v]  # drop NaN
+    try:  # the common case: all numbers
+        values = [float(token) for token in text.replace("%", " ").split()]
+    except ValueError:
+        values = [float(token) for token in text.replace("%", " ").split() if _is_number(token)]
+    return [v for v in values if v == v]  # drop NaN
 
 
 def _temp(dev: dict[str, str], key: str) -> float | None:

@@ -46,31 +46,60 @@ async def request(host: str, port: int, command: str, parameter: str | None = No
     payload: dict[str, str] = {"command": command}
     if parameter is not None:
         payload["parameter"] = parameter
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes] = loop.create_future()
+    transport = None
     try:
-        return await asyncio.wait_for(_exchange(host, port, json.dumps(payload).encode()), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            transport, _ = await loop.create_connection(
+                lambda: _OneShot(json.dumps(payload).encode(), done, f"{host}:{port}"), host, port)
+            return await done
     except TimeoutError:
         raise MinerUnreachable(f"{host}:{port}: no complete answer within {timeout_s:g} s") from None
     except ConnectionRefusedError:
         raise MinerUnreachable(f"{host}:{port}: connection refused (nothing listens on the API port)") from None
     except OSError as e:
         raise MinerUnreachable(f"{host}:{port}: {e.strerror or e}") from None
-
-
-async def _exchange(host: str, port: int, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await reader.read(65536):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_REPLY_BYTES:
-                raise MinerReplyError(f"{host}:{port}: reply larger than {MAX_REPLY_BYTES} bytes")
-        return b"".join(chunks)
     finally:
-        writer.close()
+        if transport is not None:
+            transport.close()
+
+
+class _OneShot(asyncio.Protocol):
+    """Write one request, collect the reply until the miner closes the connection.
+
+    A bare Protocol rather than asyncio streams: at 10,000 miners a cycle the streams'
+    reader/writer machinery was a measurable share of the collector's CPU.
+    """
+
+    def __init__(self, request: bytes, done: asyncio.Future[bytes], where: str):
+        self.request = request
+        self.done = done
+        self.where = where
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        if self.size > MAX_REPLY_BYTES and not self.done.done():
+            self.done.set_exception(MinerReplyError(f"{self.where}: reply larger than {MAX_REPLY_BYTES} bytes"))
+            self.transport.close()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done.done():
+            return
+        if exc is not None and not self.chunks:
+            self.done.set_exception(exc)
+        else:  # a reset after data still leaves the reply to judge
+            self.done.set_result(b"".join(self.chunks))
 
 
 def decode(raw: bytes, where: str) -> dict[str, Any]:
@@ -78,7 +107,9 @@ def decode(raw: bytes, where: str) -> dict[str, Any]:
     body = raw.rstrip(b"\x00 \r\n\t")
     if not body:
         raise MinerReplyError(f"{where}: empty reply")
-    body = _BARE_NON_FINITE.sub(b"null", body)
+    lowered = body.lower()
+    if b"nan" in lowered or b"inf" in lowered:  # the regex costs ~100 us on a 20 KB reply: only when needed
+        body = _BARE_NON_FINITE.sub(b"null", body)
     try:
         data = json.loads(body)
     except json.JSONDecodeError as e:
