@@ -204,6 +204,58 @@ app.command(name="cost")(_cost_command)
 app.add_typer(grafana_app, name="grafana")
 
 
+@app.command()
+def report(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (site and spool settings)."),
+    site: str | None = typer.Option(None, "--site"),
+    since: str = typer.Option("24h", "--since", help="Period to summarise: e.g. 90m, 24h, 7d."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of tables."),
+) -> None:
+    """Fleet and cost summary over a period, from the local history kept without InfluxDB."""
+    import json
+    import time as _time
+
+    from collector import report as reporting
+    from collector.lineprotocol import LineProtocolError, parse_line
+    from collector.spool import Spool
+
+    cfg = _load_config(config, site=site)
+    seconds = _parse_period(since)
+    directory = config_loader.spool_directory(cfg)
+    if not directory.is_dir():
+        _fail_usage(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet collect` without "
+                    "InfluxDB first, or pass --config/--site)")
+    end = int(_time.time())
+    start = end - seconds
+    lines, bad = [], 0
+    for batch in Spool(directory).batches():
+        if batch.mtime < start:
+            continue
+        for text in batch.read():
+            try:
+                lines.append(parse_line(text))
+            except LineProtocolError:
+                bad += 1
+    if bad:
+        log.warning("%d unreadable line(s) in %s skipped", bad, directory)
+    result = reporting.build(cfg.site, lines, start, end)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+    else:
+        display.print_report(result)
+
+
+def _parse_period(text: str) -> int:
+    units = {"m": 60, "h": 3600, "d": 86400}
+    try:
+        value = float(text[:-1])
+        if text[-1] not in units or value <= 0:
+            raise ValueError
+    except (ValueError, IndexError):
+        _fail_usage(f"--since {text!r}: write a number and a unit, e.g. 90m, 24h or 7d")
+    return int(value * units[text[-1]])
+
+
 def _register_plugins() -> None:
     for ep in entry_points(group="hashfleet.commands"):
         try:

@@ -91,3 +91,29 @@ class LiveView:
 
     def close(self) -> None:
         self._live.stop()
+
+
+def print_report(report) -> None:
+    """The `hashfleet report` tables: per miner, then the site's totals."""
+    from datetime import datetime, timezone
+
+    console = Console()
+    start = datetime.fromtimestamp(report.start, timezone.utc)
+    end = datetime.fromtimestamp(report.end, timezone.utc)
+    table = Table(title=f"site {report.site} · {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC · "
+                        f"{report.cycles} cycles")
+    for name in ("miner", "model", "up %", "mining %", "TH/s avg", "W avg", "J/TH", "chip °C max"):
+        table.add_column(name, justify="left" if name in ("miner", "model") else "right")
+    for m in report.miners:
+        table.add_row(m.miner, m.model or "-", _fmt(m.up_pct, 1), _fmt(m.mining_pct, 1), _fmt(m.hashrate_avg_ths),
+                      _fmt(m.power_avg_w, 0), _fmt(m.efficiency_j_th), _fmt(m.temp_chip_max_c, 0))
+    console.print(table)
+    totals = Table(title="site totals")
+    for name in ("TH/s avg", "W avg", "energy kWh", "cash $", "all-in $", "BTC", "revenue $", "cash $/BTC",
+                 "all-in $/BTC"):
+        totals.add_column(name, justify="right")
+    totals.add_row(_fmt(report.hashrate_avg_ths), _fmt(report.power_avg_w, 0), _fmt(report.energy_kwh, 2),
+                   _usd(report.cash_usd), _usd(report.all_in_usd),
+                   "-" if report.btc is None else f"{report.btc:.8f}", _usd(report.revenue_usd),
+                   _usd(report.cash_cost_per_btc), _usd(report.all_in_cost_per_btc))
+    console.print(totals)

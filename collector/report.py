@@ -1,0 +1,111 @@
+"""Fleet and cost summary over a period, from the local history (the spool without InfluxDB).
+
+Pure: parsed line-protocol points in, a Report out. Energy and money are
+integrated over the time between cycles (a gap longer than three typical
+intervals — the collector was down — is not counted).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from statistics import median
+
+from collector.lineprotocol import Line
+
+
+@dataclass
+class MinerSummary:
+    miner: str
+    model: str | None = None
+    cycles: int = 0
+    up_pct: float = 0.0
+    mining_pct: float = 0.0
+    hashrate_avg_ths: float | None = None
+    power_avg_w: float | None = None
+    efficiency_j_th: float | None = None
+    temp_chip_max_c: float | None = None
+
+
+@dataclass
+class Report:
+    site: str
+    start: int  # unix seconds
+    end: int
+    cycles: int
+    miners: list[MinerSummary] = field(default_factory=list)
+    hashrate_avg_ths: float | None = None
+    power_avg_w: float | None = None
+    energy_kwh: float | None = None
+    cash_usd: float | None = None
+    all_in_usd: float | None = None
+    btc: float | None = None
+    revenue_usd: float | None = None
+    cash_cost_per_btc: float | None = None
+    all_in_cost_per_btc: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _intervals(times: list[int]) -> dict[int, float]:
+    """Seconds each cycle stands for: the time to the next one, gaps capped out."""
+    if len(times) < 2:
+        return {t: 0.0 for t in times}
+    steps = [b - a for a, b in zip(times, times[1:])]
+    typical = median(steps)
+    out = {t: (s if s <= 3 * typical else 0.0) for t, s in zip(times, steps)}
+    out[times[-1]] = typical  # the last cycle stands for one typical interval
+    return out
+
+
+def build(site: str, lines: list[Line], start: int, end: int) -> Report:
+    miner_points = [p for p in lines if p.measurement == "miner" and p.tags.get("site") == site
+                    and start <= p.time <= end]
+    cost_points = [p for p in lines if p.measurement == "cost" and p.tags.get("scope") == "site"
+                   and p.tags.get("site") == site and start <= p.time <= end]
+    times = sorted({p.time for p in miner_points})
+    weight = _intervals(times)
+    report = Report(site=site, start=start, end=end, cycles=len(times))
+
+    per_miner: dict[str, list[Line]] = defaultdict(list)
+    for point in miner_points:
+        per_miner[point.tags.get("miner", "?")].append(point)
+    for miner, points in sorted(per_miner.items()):
+        hashrates = [float(p.fields["hashrate_ths"]) for p in points if "hashrate_ths" in p.fields]
+        powers = [float(p.fields["power_w"]) for p in points if "power_w" in p.fields]
+        temps = [float(p.fields["temp_chip_max_c"]) for p in points if "temp_chip_max_c" in p.fields]
+        hashrate = sum(hashrates) / len(points) if hashrates else None  # offline cycles count as 0
+        power = sum(powers) / len(points) if powers else None
+        report.miners.append(MinerSummary(
+            miner=miner, model=points[-1].tags.get("model"), cycles=len(points),
+            up_pct=100 * sum(int(p.fields.get("up", 0)) for p in points) / len(points),
+            mining_pct=100 * sum(p.fields.get("state") == "mining" for p in points) / len(points),
+            hashrate_avg_ths=hashrate, power_avg_w=power,
+            efficiency_j_th=power / hashrate if power is not None and hashrate else None,
+            temp_chip_max_c=max(temps) if temps else None,
+        ))
+
+    if times:
+        totals = defaultdict(float)
+        for p in miner_points:
+            totals[p.time] += float(p.fields.get("power_w", 0.0))
+        report.power_avg_w = sum(totals.values()) / len(times)
+        report.hashrate_avg_ths = sum(float(p.fields.get("hashrate_ths", 0.0)) for p in miner_points) / len(times)
+        report.energy_kwh = sum(totals[t] * weight[t] for t in times) / 3.6e6
+    if cost_points:
+        cost_times = sorted(p.time for p in cost_points)
+        cost_weight = _intervals(cost_times)
+
+        def integrate(name: str) -> float:
+            return sum(float(p.fields.get(name, 0.0)) * cost_weight[p.time] for p in cost_points) / 86400
+
+        report.cash_usd = integrate("energy_usd_day") + integrate("demand_usd_day") + integrate("opex_usd_day") \
+            - integrate("curtailment_credit_usd_day")
+        report.all_in_usd = report.cash_usd + integrate("depreciation_usd_day")
+        report.btc = integrate("btc_per_day_net")
+        report.revenue_usd = integrate("revenue_usd_day")
+        if report.btc:
+            report.cash_cost_per_btc = report.cash_usd / report.btc
+            report.all_in_cost_per_btc = report.all_in_usd / report.btc
+    return report
