@@ -39,6 +39,7 @@ class CycleResult:
     samples: list[MinerSample]
     duration_s: float
     cost: CycleCost | None = None  # filled by the cost stage when economics are configured
+    latencies_s: list[float] = field(default_factory=list)  # per miner, in poll order (for benchmarks)
 
     @property
     def failed(self) -> int:
@@ -83,19 +84,24 @@ class Poller:
     async def cycle(self, ts: datetime) -> CycleResult:
         started = time.monotonic()
         semaphore = asyncio.Semaphore(self.config.concurrency)
+        latencies: list[float] = []
 
         async def bounded(target: Target) -> MinerSample:
             async with semaphore:
-                return await self.poll_one(target, ts)
+                begun = time.monotonic()
+                sample = await self.poll_one(target, ts)
+                latencies.append(time.monotonic() - begun)
+                return sample
 
         samples = await asyncio.gather(*(bounded(t) for t in sorted(self.targets)))
-        return CycleResult(self.config.site, ts, list(samples), time.monotonic() - started)
+        return CycleResult(self.config.site, ts, list(samples), time.monotonic() - started, latencies_s=latencies)
 
     async def poll_one(self, target: Target, ts: datetime) -> MinerSample:
         known = self._known.setdefault(target, _Known())
         deadline = self.config.timeout_s
         try:
-            sample = await asyncio.wait_for(self._poll(target, known, ts, deadline), deadline + 1.0)
+            async with asyncio.timeout(deadline + 1.0):  # a hard stop whatever the driver does
+                sample = await self._poll(target, known, ts, deadline)
         except TimeoutError:
             sample = self._offline(target, known, ts, f"{target.address}: no answer within {deadline:g} s")
         if sample.mac:
