@@ -68,8 +68,10 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
         if result.duration_s > interval:
             log.warning("cycle took %.1f s, longer than the %.1f s interval; skipping missed ticks",
                         result.duration_s, interval)
+        del result  # at 10,000 miners a cycle's samples are ~100 MB: never hold two cycles at once
         try:
-            await asyncio.wait_for(stop.wait(), max(0.0, next_tick - time.monotonic()))
+            async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
+                await stop.wait()
         except TimeoutError:
             pass
     return done

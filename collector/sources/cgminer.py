@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+
+import orjson
 from typing import Any
 
 MAX_REPLY_BYTES = 4 * 1024 * 1024  # a full estats of a large unit is ~20 KB; anything huge is garbage
@@ -111,11 +113,9 @@ def decode(raw: bytes, where: str) -> dict[str, Any]:
     if b"nan" in lowered or b"inf" in lowered:  # the regex costs ~100 us on a 20 KB reply: only when needed
         body = _BARE_NON_FINITE.sub(b"null", body)
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError as e:
+        data = orjson.loads(body)  # ~3x faster than json on a 20 KB estats reply
+    except orjson.JSONDecodeError as e:
         raise MinerReplyError(f"{where}: malformed or truncated JSON ({len(raw)} bytes): {e.msg} at byte {e.pos}") from None
-    except UnicodeDecodeError:
-        raise MinerReplyError(f"{where}: reply is not UTF-8 text ({len(raw)} bytes)") from None
     if not isinstance(data, dict):
         raise MinerReplyError(f"{where}: reply is JSON but not an object")
     return data

@@ -1,0 +1,263 @@
+"""The collector as `hashfleet collect` runs it, timed per cycle and per stage.
+
+`run_collector` builds the real objects (Poller, CostStage with a flat tariff and a static network,
+InfluxSink over a Spool) and hands them to the real loop, `collector.service.run`. Timing is added
+from outside, by wrapping instance methods, so the code measured is the code that ships:
+
+    poll    Poller.cycle                       (connect, request, parse into MinerSample)
+    cost    CostStage.refresh_network + apply  (miner, site and fleet cost figures)
+    write   InfluxSink.write + delivery        (line protocol, gzip + fsync into the spool, then
+                                                the delivery task's HTTP writes to InfluxDB, awaited
+                                                here so that a cycle ends when its points are in)
+
+CPU is `time.process_time()` (every thread of this process: the spool's and the delivery's worker
+threads included). The simulator's and InfluxDB's CPU are read from /proc and reported apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.procs import InfluxInfo, cpu_seconds
+from bench.stats import percentile
+
+log = logging.getLogger("bench")
+
+# Site economics for the cost stage: the example config's numbers (hashfleet.example.yaml).
+ECONOMICS = {
+    "timezone": "America/Chicago",
+    "tariff": {"kind": "flat", "usd_per_kwh": 0.045},
+    "pue": 1.08,
+    "pool_fee_pct": 2,
+    "opex_usd_month": 150,
+    "capex_by_model": {"AvalonMiner 15-194": {"price_usd": 3100, "life_months": 36, "salvage_usd": 200},
+                       "AvalonMiner 1246-83": {"price_usd": 1200, "life_months": 36, "salvage_usd": 100}},
+}
+NETWORK = {"source": "static",
+           "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02, "btc_price_usd": 95000}}
+
+
+@dataclass
+class CycleStats:
+    index: int
+    warmup: bool  # the first cycle also identifies every miner (one extra `version` request each)
+    miners: int = 0
+    failed: int = 0
+    poll_s: float = 0.0
+    cost_s: float = 0.0
+    append_s: float = 0.0  # InfluxSink.write: line protocol + spool append (gzip, fsync)
+    deliver_s: float = 0.0  # until the spool is empty: every point acknowledged by InfluxDB
+    delivered: bool = True
+    points: int = 0
+    cpu_poll_s: float = 0.0
+    cpu_cost_s: float = 0.0
+    cpu_write_s: float = 0.0
+    sim_cpu_s: float = 0.0
+    influx_cpu_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def write_s(self) -> float:
+        return self.append_s + self.deliver_s
+
+    @property
+    def total_s(self) -> float:
+        return self.poll_s + self.cost_s + self.write_s
+
+    @property
+    def cpu_s(self) -> float:
+        return self.cpu_poll_s + self.cpu_cost_s + self.cpu_write_s
+
+    @property
+    def miners_per_s(self) -> float | None:
+        """Poll throughput: miners / poll seconds (comparable with the pyasic and bare-client rounds)."""
+        return self.miners / self.poll_s if self.poll_s else None
+
+    @property
+    def miners_per_s_total(self) -> float | None:
+        """End to end: miners / (poll + cost + write) seconds."""
+        return self.miners / self.total_s if self.total_s else None
+
+    @property
+    def points_per_s(self) -> float | None:
+        """Points / write seconds (spool append + delivery)."""
+        return self.points / self.write_s if self.write_s else None
+
+    @property
+    def cpu_per_1k(self) -> float | None:
+        return self.cpu_s / self.miners * 1000 if self.miners else None
+
+    @property
+    def p50_ms(self) -> float | None:
+        p = percentile(self.latencies_s, 50)
+        return p * 1000 if p is not None else None
+
+    @property
+    def p99_ms(self) -> float | None:
+        p = percentile(self.latencies_s, 99)
+        return p * 1000 if p is not None else None
+
+    def as_dict(self) -> dict[str, object]:
+        out = {k: v for k, v in asdict(self).items() if k != "latencies_s"}
+        for name in ("write_s", "total_s", "cpu_s", "miners_per_s", "miners_per_s_total", "points_per_s",
+                     "cpu_per_1k", "p50_ms", "p99_ms"):
+            out[name] = getattr(self, name)
+        return out
+
+
+class _Clock:
+    """Wall, own-CPU, simulator-CPU and InfluxDB-CPU readings at stage boundaries."""
+
+    def __init__(self, sim_pid: int | None, influx_cpu: Callable[[], float]):
+        self.sim_pid = sim_pid
+        self.influx_cpu = influx_cpu
+        self.wall = self.cpu = 0.0
+
+    def lap(self) -> tuple[float, float]:
+        """(wall, cpu) seconds since the previous lap."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        delta = wall - self.wall, cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
+        return delta
+
+
+async def _drain(sink, timeout_s: float) -> bool:
+    """Wait until the sink's spool is empty (its delivery task wrote everything); False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while sink.spool.batches():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        task = getattr(sink, "_delivery", None)
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=min(remaining, 0.5))
+        else:
+            await asyncio.sleep(0.01)
+    return True
+
+
+class _TimedSink:
+    """Hands the cycle to the real InfluxSink, then waits for delivery; records the cycle's numbers."""
+
+    def __init__(self, sink, recorder: Recorder):
+        self.sink = sink
+        self.recorder = recorder
+
+    async def write(self, result) -> None:
+        rec = self.recorder
+        stats = rec.current
+        stats.cost_s, stats.cpu_cost_s = rec.clock.lap()
+        try:
+            await self.sink.write(result)
+            stats.append_s, cpu_append = rec.clock.lap()
+            stats.delivered = await _drain(self.sink, rec.delivery_timeout_s)
+            stats.deliver_s, cpu_deliver = rec.clock.lap()
+            stats.cpu_write_s = cpu_append + cpu_deliver
+        except BaseException:
+            stats.delivered = False
+            raise
+        finally:
+            rec.finish()
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+class Recorder:
+    def __init__(self, *, warmup: int, sim_pid: int | None, influx_cpu: Callable[[], float],
+                 delivery_timeout_s: float, on_cycle: Callable[[int, CycleStats | None], None] | None = None):
+        self.warmup = warmup
+        self.clock = _Clock(sim_pid, influx_cpu)
+        self.delivery_timeout_s = delivery_timeout_s
+        self.on_cycle = on_cycle  # (index about to start, the cycle just finished or None)
+        self.cycles: list[CycleStats] = []
+        self.current: CycleStats | None = None
+        self._sim0 = self._influx0 = 0.0
+
+    def begin(self) -> None:
+        index = len(self.cycles)
+        if self.on_cycle:
+            self.on_cycle(index, self.cycles[-1] if self.cycles else None)
+        self.current = CycleStats(index=index, warmup=index < self.warmup)
+        self._sim0, self._influx0 = cpu_seconds(self.clock.sim_pid), self.clock.influx_cpu()
+        self.clock.lap()
+
+    def polled(self, result) -> None:
+        stats = self.current
+        stats.poll_s, stats.cpu_poll_s = self.clock.lap()
+        stats.miners = len(result.samples)
+        stats.failed = result.failed
+        stats.latencies_s = list(getattr(result, "latencies_s", None) or [])
+
+    def appended(self, lines: int) -> None:
+        if self.current is not None:
+            self.current.points += lines
+
+    def finish(self) -> None:
+        stats = self.current
+        stats.sim_cpu_s = cpu_seconds(self.clock.sim_pid) - self._sim0
+        stats.influx_cpu_s = self.clock.influx_cpu() - self._influx0
+        self.cycles.append(stats)
+        self.current = None
+
+
+def collector_config(addresses: list[str], influx: InfluxInfo, *, concurrency: int, timeout_s: float,
+                     site: str = "bench"):
+    from models import CollectorConfig
+
+    return CollectorConfig.model_validate({
+        "site": site, "miners": addresses, "interval_s": 1, "timeout_s": timeout_s, "concurrency": concurrency,
+        "influx": {"url": influx.url, "org": influx.org, "bucket": influx.database, "token": influx.token},
+        "economics": ECONOMICS, "network": NETWORK,
+    })
+
+
+async def run_collector(addresses: list[str], influx: InfluxInfo, spool_dir: Path, *, cycles: int, warmup: int = 1,
+                        concurrency: int = 512, timeout_s: float = 5.0, sim_pid: int | None = None,
+                        influx_cpu: Callable[[], float] = lambda: 0.0, delivery_timeout_s: float = 120.0,
+                        on_cycle: Callable[[int, CycleStats | None], None] | None = None) -> list[CycleStats]:
+    """`warmup + cycles` cycles of the real collect loop; one CycleStats per cycle."""
+    from collector import service
+    from collector.costing import CostStage
+    from collector.poller import Poller
+    from collector.sinks.influx import InfluxSink
+    from collector.spool import Spool
+
+    cfg = collector_config(addresses, influx, concurrency=concurrency, timeout_s=timeout_s)
+    recorder = Recorder(warmup=warmup, sim_pid=sim_pid, influx_cpu=influx_cpu,
+                        delivery_timeout_s=delivery_timeout_s, on_cycle=on_cycle)
+    poller = Poller(cfg)
+    cost_stage = CostStage(cfg.site, cfg.economics, cfg.network)
+    sink = InfluxSink(cfg.influx, Spool(spool_dir))
+
+    real_cycle = poller.cycle
+
+    async def timed_cycle(ts):
+        recorder.begin()
+        result = await real_cycle(ts)
+        recorder.polled(result)
+        return result
+
+    real_append = sink.spool.append
+
+    def counted_append(lines):
+        recorder.appended(len(lines))
+        return real_append(lines)
+
+    poller.cycle = timed_cycle  # instance attributes: service.run calls these, the classes are untouched
+    sink.spool.append = counted_append
+    timed = _TimedSink(sink, recorder)
+    # "cycle took longer than the interval" would be logged every cycle: the bench runs cycles back to back.
+    logging.getLogger("collector.service").setLevel(logging.ERROR)
+    try:
+        await service.run(poller, [timed], cycles=warmup + cycles, cost_stage=cost_stage)
+    finally:
+        if recorder.on_cycle:
+            recorder.on_cycle(len(recorder.cycles), recorder.cycles[-1] if recorder.cycles else None)
+        timed.close()
+    return recorder.cycles
