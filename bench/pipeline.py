@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.procs import InfluxInfo, cpu_seconds
-from bench.stats import percentile
+from bench.procs import InfluxInfo, box_cpu_seconds
+from bench.stats import peak_rss_mb, percentile
 
 log = logging.getLogger("bench")
 
@@ -57,8 +57,9 @@ class CycleStats:
     cpu_poll_s: float = 0.0
     cpu_cost_s: float = 0.0
     cpu_write_s: float = 0.0
-    sim_cpu_s: float = 0.0
-    influx_cpu_s: float = 0.0
+    others_cpu_s: dict[str, float] = field(default_factory=dict)  # simulator, influxd, shim: CPU s this cycle
+    box_busy_cores: float | None = None  # the whole machine's busy CPU over the cycle, in cores
+    peak_rss_mb: float = 0.0  # this process's peak RSS so far, read at the end of the cycle
     latencies_s: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -111,11 +112,9 @@ class CycleStats:
 
 
 class _Clock:
-    """Wall, own-CPU, simulator-CPU and InfluxDB-CPU readings at stage boundaries."""
+    """Wall and own-CPU readings at stage boundaries."""
 
-    def __init__(self, sim_pid: int | None, influx_cpu: Callable[[], float]):
-        self.sim_pid = sim_pid
-        self.influx_cpu = influx_cpu
+    def __init__(self):
         self.wall = self.cpu = 0.0
 
     def lap(self) -> tuple[float, float]:
@@ -169,22 +168,25 @@ class _TimedSink:
 
 
 class Recorder:
-    def __init__(self, *, warmup: int, sim_pid: int | None, influx_cpu: Callable[[], float],
-                 delivery_timeout_s: float, on_cycle: Callable[[int, CycleStats | None], None] | None = None):
+    def __init__(self, *, warmup: int, others: dict[str, Callable[[], float]], delivery_timeout_s: float,
+                 on_cycle: Callable[[int, CycleStats | None], None] | None = None):
         self.warmup = warmup
-        self.clock = _Clock(sim_pid, influx_cpu)
+        self.clock = _Clock()
+        self.others = others
         self.delivery_timeout_s = delivery_timeout_s
         self.on_cycle = on_cycle  # (index about to start, the cycle just finished or None)
         self.cycles: list[CycleStats] = []
         self.current: CycleStats | None = None
-        self._sim0 = self._influx0 = 0.0
+        self._others0: dict[str, float] = {}
+        self._box0 = self._wall0 = 0.0
 
     def begin(self) -> None:
         index = len(self.cycles)
         if self.on_cycle:
             self.on_cycle(index, self.cycles[-1] if self.cycles else None)
         self.current = CycleStats(index=index, warmup=index < self.warmup)
-        self._sim0, self._influx0 = cpu_seconds(self.clock.sim_pid), self.clock.influx_cpu()
+        self._others0 = {name: read() for name, read in self.others.items()}
+        self._box0, self._wall0 = box_cpu_seconds(), time.perf_counter()
         self.clock.lap()
 
     def polled(self, result) -> None:
@@ -200,8 +202,10 @@ class Recorder:
 
     def finish(self) -> None:
         stats = self.current
-        stats.sim_cpu_s = cpu_seconds(self.clock.sim_pid) - self._sim0
-        stats.influx_cpu_s = self.clock.influx_cpu() - self._influx0
+        wall = time.perf_counter() - self._wall0
+        stats.box_busy_cores = (box_cpu_seconds() - self._box0) / wall if wall > 0 else None
+        stats.others_cpu_s = {name: read() - self._others0[name] for name, read in self.others.items()}
+        stats.peak_rss_mb = peak_rss_mb()
         self.cycles.append(stats)
         self.current = None
 
@@ -218,8 +222,8 @@ def collector_config(addresses: list[str], influx: InfluxInfo, *, concurrency: i
 
 
 async def run_collector(addresses: list[str], influx: InfluxInfo, spool_dir: Path, *, cycles: int, warmup: int = 1,
-                        concurrency: int = 512, timeout_s: float = 5.0, sim_pid: int | None = None,
-                        influx_cpu: Callable[[], float] = lambda: 0.0, delivery_timeout_s: float = 120.0,
+                        concurrency: int = 512, timeout_s: float = 5.0,
+                        others: dict[str, Callable[[], float]] | None = None, delivery_timeout_s: float = 120.0,
                         on_cycle: Callable[[int, CycleStats | None], None] | None = None) -> list[CycleStats]:
     """`warmup + cycles` cycles of the real collect loop; one CycleStats per cycle."""
     from collector import service
@@ -229,8 +233,8 @@ async def run_collector(addresses: list[str], influx: InfluxInfo, spool_dir: Pat
     from collector.spool import Spool
 
     cfg = collector_config(addresses, influx, concurrency=concurrency, timeout_s=timeout_s)
-    recorder = Recorder(warmup=warmup, sim_pid=sim_pid, influx_cpu=influx_cpu,
-                        delivery_timeout_s=delivery_timeout_s, on_cycle=on_cycle)
+    recorder = Recorder(warmup=warmup, others=others or {}, delivery_timeout_s=delivery_timeout_s,
+                        on_cycle=on_cycle)
     poller = Poller(cfg)
     cost_stage = CostStage(cfg.site, cfg.economics, cfg.network)
     sink = InfluxSink(cfg.influx, Spool(spool_dir))

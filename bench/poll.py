@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -93,8 +94,9 @@ def collector_summary(cycles: list, rss_mb: float, rss_before_mb: float, verifie
         "cpu_poll_per_1k": median([c.cpu_poll_s / c.miners * 1000 for c in timed if c.miners]),
         "cpu_cost_per_1k": median([c.cpu_cost_s / c.miners * 1000 for c in timed if c.miners]),
         "cpu_write_per_1k": median([c.cpu_write_s / c.miners * 1000 for c in timed if c.miners]),
-        "sim_cpu_s": median([c.sim_cpu_s for c in timed]),
-        "influx_cpu_s": median([c.influx_cpu_s for c in timed]),
+        "others_cpu_s": {name: median([c.others_cpu_s.get(name) for c in timed])
+                         for name in (timed[0].others_cpu_s if timed else {})},
+        "box_busy_cores": median([c.box_busy_cores for c in timed]),
         "all_delivered": all(c.delivered for c in cycles),
         "peak_rss_mb": rss_mb,
         "rss_before_collector_mb": rss_before_mb,
@@ -119,8 +121,8 @@ def summary_rows(s: dict[str, object]) -> list[tuple[str, str]]:
         ("points", f"{n(s['points'], 0)} per cycle, {n(s['points_per_s'], 0)} points/s written"),
         ("CPU s per 1,000 miners", f"{n(s['cpu_per_1k'], 3)} (poll {n(s['cpu_poll_per_1k'], 3)}, cost "
                                    f"{n(s['cpu_cost_per_1k'], 3)}, write {n(s['cpu_write_per_1k'], 3)})"),
-        ("other processes' CPU per cycle", f"simulator {n(s['sim_cpu_s'])} s, influxd + shim {n(s['influx_cpu_s'])} s "
-                                           "(not counted above)"),
+        ("other processes' CPU per cycle", ", ".join(f"{k} {n(v)} s" for k, v in s["others_cpu_s"].items())
+         + f" (not counted above); whole machine busy {n(s['box_busy_cores'])} of {os.cpu_count()} cores"),
         ("peak RSS", f"{n(s['peak_rss_mb'], 1)} MB (this process, after the collector cycles; "
                      f"{n(s['rss_before_collector_mb'], 1)} MB before; the simulator's is not counted)"),
         ("delivered", ("every cycle" if s["all_delivered"] else "NOT every cycle: see the log") + f"; {check}"),
@@ -202,8 +204,9 @@ def _run(args, out, info, concurrency: int, workdir: Path, results: dict[str, ob
         rss_before = peak_rss_mb()
         cycles = asyncio.run(run_collector(
             sim.addresses, influx_info, workdir / "spool", cycles=args.cycles, warmup=args.warmup,
-            concurrency=concurrency, timeout_s=args.timeout, sim_pid=sim.pid,
-            influx_cpu=influx_proc.cpu_seconds, on_cycle=on_cycle))
+            concurrency=concurrency, timeout_s=args.timeout,
+            others={"simulator": lambda: cpu_seconds(sim.pid), "influxd": influx_proc.influxd_cpu_seconds,
+                    "shim": influx_proc.shim_cpu_seconds}, on_cycle=on_cycle))
         rss = peak_rss_mb()
         try:
             verified = influx_proc.count('SELECT count("up") FROM "miner"')

@@ -44,6 +44,16 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15 of stat)
 
 
+def box_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy (every core; idle and iowait left out) since boot."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _TICKS  # user nice system idle iowait irq softirq steal
+
+
 def rss_mb(pid: int | None) -> float | None:
     """Current resident set of a live process, MB."""
     if pid is None:
@@ -212,11 +222,12 @@ class InfluxProcess:
                 return int(series["values"][0][1])
         return 0
 
-    def cpu_seconds(self) -> float:
-        """influxd's and the shim's (the helper process's) CPU seconds."""
-        if self.info is None:
-            return 0.0
-        return cpu_seconds(self.info.influxd_pid) + cpu_seconds(self.info.helper_pid)
+    def influxd_cpu_seconds(self) -> float:
+        return cpu_seconds(self.info.influxd_pid) if self.info else 0.0
+
+    def shim_cpu_seconds(self) -> float:
+        """The v2-write shim (a test-side Python HTTP proxy in the helper process): not part of a real site."""
+        return cpu_seconds(self.info.helper_pid) if self.info else 0.0
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -33,15 +33,17 @@ def machine_header(out: Console, machine: dict[str, object], title: str) -> None
 
 def cycles_table(cycles: Iterable) -> Table:
     table = Table(title="collector: poll -> cost -> InfluxDB, per cycle", title_justify="left")
-    for name in ("cycle", "miners", "failed", "poll s", "cost s", "write s", "total s", "miners/s", "miners/s e2e",
-                 "p50 ms", "p99 ms", "points", "points/s", "CPU s/1k", "sim CPU s", "influx CPU s"):
-        table.add_column(name, justify="left" if name == "cycle" else "right")
+    for name in ("cycle", "failed", "poll s", "cost s", "write s", "total s", "miners/s", "e2e/s", "p50 ms", "p99 ms",
+                 "points", "points/s", "CPU s/1k", "RSS MB", "sim CPU", "influxd CPU", "shim CPU", "box busy"):
+        table.add_column(name, justify="left" if name == "cycle" else "right", no_wrap=True)
     for c in cycles:
         label = f"{c.index + 1}" + (" (detect)" if c.warmup else "")
-        table.add_row(label, num(c.miners, 0), num(c.failed, 0), num(c.poll_s), num(c.cost_s), num(c.write_s)
+        others = c.others_cpu_s
+        table.add_row(label, num(c.failed, 0), num(c.poll_s), num(c.cost_s), num(c.write_s)
                       + ("" if c.delivered else " !"), num(c.total_s), num(c.miners_per_s, 0),
                       num(c.miners_per_s_total, 0), num(c.p50_ms, 1), num(c.p99_ms, 1), num(c.points, 0),
-                      num(c.points_per_s, 0), num(c.cpu_per_1k, 3), num(c.sim_cpu_s), num(c.influx_cpu_s),
+                      num(c.points_per_s, 0), num(c.cpu_per_1k, 3), num(c.peak_rss_mb, 0), num(others.get("simulator")),
+                      num(others.get("influxd")), num(others.get("shim")), num(c.box_busy_cores),
                       style="dim" if c.warmup else None)
     return table
 

@@ -112,7 +112,7 @@ def collect(
 
 def _storage_sink(cfg):
     """InfluxDB through the spool; without InfluxDB, the spool itself keeps the local history."""
-    from collector.spool import Spool
+    from collector.spool import Spool, SpoolInUse
 
     directory = config_loader.spool_directory(cfg)
     max_bytes = int(cfg.spool.max_mb * 1024 * 1024)
@@ -126,6 +126,8 @@ def _storage_sink(cfg):
         log.warning("no InfluxDB configured (INFLUX_URL or influx: in the config): "
                     "keeping %.0f h of local history in %s (hashfleet report reads it)", cfg.spool.retention_h, directory)
         return LocalHistorySink(Spool(directory, max_bytes=max_bytes, retention_s=cfg.spool.retention_h * 3600))
+    except SpoolInUse as e:
+        _fail_usage(str(e))
     except OSError as e:
         _fail_usage(f"spool directory {directory}: {e.strerror or e}")
 
@@ -226,7 +228,7 @@ def report(
 
     from collector import report as reporting
     from collector.lineprotocol import LineProtocolError, parse_line
-    from collector.spool import Spool
+    from collector.spool import list_batches
 
     cfg = _load_config(config, site=site)
     seconds = _parse_period(since)
@@ -237,7 +239,7 @@ def report(
     end = int(_time.time())
     start = end - seconds
     lines, bad = [], 0
-    for batch in Spool(directory).batches():
+    for batch in list_batches(directory):
         if batch.mtime < start:
             continue
         for text in batch.read():

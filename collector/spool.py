@@ -13,6 +13,7 @@ retention period and `hashfleet report` reads them back.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import logging
 import os
@@ -41,12 +42,27 @@ class Batch:
         return self.path.stat().st_mtime
 
 
+def list_batches(directory: Path) -> list[Batch]:
+    """The batches in a spool directory, oldest first. Reading needs no ownership (hashfleet report)."""
+    found = []
+    for entry in os.scandir(directory):
+        match = _BATCH.match(entry.name)
+        if match:
+            found.append(Batch(int(match.group(1)), Path(entry.path)))
+    return sorted(found, key=lambda b: b.seq)
+
+
+class SpoolInUse(OSError):
+    """Another process owns this spool; two writers would deliver each other's batches twice."""
+
+
 class Spool:
     def __init__(self, directory: Path, *, max_bytes: int = 1 << 30, retention_s: float | None = None):
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.retention_s = retention_s
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._owner = self._take_ownership()
         self._lock = threading.Lock()  # appends run in worker threads; delivery in another
         for stray in self.directory.glob("*.tmp"):  # a crash mid-append leaves only a temp file
             stray.unlink(missing_ok=True)
@@ -55,13 +71,27 @@ class Spool:
         self._dropped_file = self.directory / "dropped"
         self.dropped_batches = int(self._dropped_file.read_text() or 0) if self._dropped_file.exists() else 0
 
+    def _take_ownership(self):
+        """One writer per spool directory, held for the life of the process (released on exit or crash)."""
+        handle = open(self.directory / "lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise SpoolInUse(f"spool {self.directory} is in use by {holder}: one collector per site and spool "
+                             "(give this one another site name or spool.directory)") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def close(self) -> None:
+        self._owner.close()
+
     def batches(self) -> list[Batch]:
-        found = []
-        for entry in os.scandir(self.directory):
-            match = _BATCH.match(entry.name)
-            if match:
-                found.append(Batch(int(match.group(1)), Path(entry.path)))
-        return sorted(found, key=lambda b: b.seq)
+        return list_batches(self.directory)
 
     def newest_timestamp(self) -> int | None:
         """Timestamp (line protocol, seconds) of the newest spooled batch's last line, if any: a

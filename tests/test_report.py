@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,26 @@ def test_line_protocol_round_trips_what_influxdb_client_writes():
     assert parsed.measurement == "miner" and parsed.time == 1700000000
     assert parsed.tags == {"site": "a b", "model": "AvalonMiner 15-194,x=y"}
     assert parsed.fields == {"state": 'mi"ning, x=1', "up": 1, "h": 1.5}
+
+
+def test_two_collectors_cannot_share_one_spool_but_report_reads_it_meanwhile(tmp_path):
+    spool = tmp_path / "spool"
+    with run_fleet("nano3s:1", base="127.45.1.1:0", seed=2) as fleet:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+        env["HASHFLEET_SPOOL_DIR"] = str(spool)
+        first = subprocess.Popen([HASHFLEET, "collect", "--miners", fleet.addresses[0], "--site", "one",
+                                  "--interval", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not list((spool / "one").glob("*.lp.gz")):
+                assert time.monotonic() < deadline, "no batch written"
+                time.sleep(0.05)
+            second = hashfleet("collect", "--miners", fleet.addresses[0], "--site", "one", "--cycles", "1",
+                               spool=spool)
+            assert second.returncode == 2 and "is in use by pid" in second.stderr
+            report = hashfleet("report", "--site", "one", "--json", spool=spool)
+            assert report.returncode == 0 and json.loads(report.stdout)["cycles"] >= 1
+        finally:
+            first.terminate()
+            first.wait(timeout=30)
