@@ -165,6 +165,9 @@ class _TimedSink:
 
     def close(self) -> None:
         self.sink.close()
+        close_spool = getattr(self.sink.spool, "close", None)
+        if close_spool is not None:
+            close_spool()
 
 
 class Recorder:
@@ -210,6 +213,21 @@ class Recorder:
         self.current = None
 
 
+def loop_runner():
+    """The event-loop runner `hashfleet collect` uses (collector.cli._run: uvloop where installed), so the
+    benchmark measures the loop the service really runs on; plain asyncio.run if the CLI has none."""
+    try:
+        from collector.cli import _run
+    except ImportError:
+        return asyncio.run
+    return _run
+
+
+def running_loop_name() -> str:
+    loop = asyncio.get_running_loop()
+    return type(loop).__module__.split(".")[0]  # "uvloop" or "asyncio"
+
+
 def collector_config(addresses: list[str], influx: InfluxInfo, *, concurrency: int, timeout_s: float,
                      site: str = "bench"):
     from models import CollectorConfig
@@ -224,8 +242,9 @@ def collector_config(addresses: list[str], influx: InfluxInfo, *, concurrency: i
 async def run_collector(addresses: list[str], influx: InfluxInfo, spool_dir: Path, *, cycles: int, warmup: int = 1,
                         concurrency: int = 512, timeout_s: float = 5.0,
                         others: dict[str, Callable[[], float]] | None = None, delivery_timeout_s: float = 120.0,
-                        on_cycle: Callable[[int, CycleStats | None], None] | None = None) -> list[CycleStats]:
-    """`warmup + cycles` cycles of the real collect loop; one CycleStats per cycle."""
+                        on_cycle: Callable[[int, CycleStats | None], None] | None = None,
+                        ) -> tuple[list[CycleStats], str]:
+    """`warmup + cycles` cycles of the real collect loop: one CycleStats per cycle, and the loop's name."""
     from collector import service
     from collector.costing import CostStage
     from collector.poller import Poller
@@ -264,4 +283,4 @@ async def run_collector(addresses: list[str], influx: InfluxInfo, spool_dir: Pat
         if recorder.on_cycle:
             recorder.on_cycle(len(recorder.cycles), recorder.cycles[-1] if recorder.cycles else None)
         timed.close()
-    return recorder.cycles
+    return recorder.cycles, running_loop_name()

@@ -14,7 +14,7 @@ from bench.machine import one_line
 
 def console() -> Console:
     # Captured output (a file, a pipe, the smoke test) still gets the whole table, not 80 columns of it.
-    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size((180, 40)).columns, 180)
+    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size((200, 40)).columns, 200)
     return Console(width=width, highlight=False)
 
 

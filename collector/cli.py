@@ -198,13 +198,15 @@ def watch(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (see hashfleet.example.yaml)."),
     miners: str | None = typer.Option(None, "--miners", help="Comma-separated addresses, CIDR ranges or DNS names."),
     interval: float | None = typer.Option(None, "--interval", help="Seconds between refreshes (default 10)."),
+    site: str | None = typer.Option(None, "--site", help="Site name (whose local history to show, if any)."),
     cycles: int | None = typer.Option(None, "--cycles", min=1, help="Exit after N refreshes."),
 ) -> None:
     """Live terminal view of the fleet; needs no server at all."""
-    cfg = _load_config(config, miners=miners.split(",") if miners else None, interval_s=interval)
+    cfg = _load_config(config, miners=miners.split(",") if miners else None, interval_s=interval, site=site)
     if not cfg.miners:
         _fail_usage("no miners to watch: pass --miners or set `miners:` in the config file")
-    view = display.LiveView()
+    history = config_loader.spool_directory(cfg)
+    view = display.LiveView(history_dir=history if history.is_dir() else None)
     try:
         _run(_collect(cfg, [view], cycles))
     finally:
@@ -227,8 +229,6 @@ def report(
     import time as _time
 
     from collector import report as reporting
-    from collector.lineprotocol import LineProtocolError, parse_line
-    from collector.spool import list_batches
 
     cfg = _load_config(config, site=site)
     seconds = _parse_period(since)
@@ -237,19 +237,7 @@ def report(
         _fail_usage(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet collect` without "
                     "InfluxDB first, or pass --config/--site)")
     end = int(_time.time())
-    start = end - seconds
-    lines, bad = [], 0
-    for batch in list_batches(directory):
-        if batch.mtime < start:
-            continue
-        for text in batch.read():
-            try:
-                lines.append(parse_line(text))
-            except LineProtocolError:
-                bad += 1
-    if bad:
-        log.warning("%d unreadable line(s) in %s skipped", bad, directory)
-    result = reporting.build(cfg.site, lines, start, end)
+    result = reporting.from_spool(directory, cfg.site, end - seconds, end)
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
     else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -11,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from collector.poller import CycleResult
+from collector.report import Report, from_spool
 from models import CostSample, MinerSample, NetworkState
 
 
@@ -75,11 +79,21 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
 
 
 class LiveView:
-    """A sink that redraws the fleet table in the terminal after every cycle."""
+    """A sink that redraws the fleet table in the terminal after every cycle.
 
-    def __init__(self) -> None:
+    With a local history (a collector running without InfluxDB for this site), it also shows the
+    last hour from it, re-read every few minutes in a worker thread.
+    """
+
+    HISTORY_S = 3600
+    HISTORY_REFRESH_S = 300
+
+    def __init__(self, history_dir: Path | None = None) -> None:
         self._live = Live(console=Console(), auto_refresh=False)
         self._live.start()
+        self.history_dir = history_dir
+        self._history: Report | None = None
+        self._history_read_at = float("-inf")
 
     async def write(self, result: CycleResult) -> None:
         caption = (f"site {result.site} · {result.ts:%Y-%m-%d %H:%M:%S} UTC · "
@@ -87,10 +101,29 @@ class LiveView:
         parts = [fleet_table(result.samples), caption]
         if result.cost is not None:
             parts.append(cost_summary(result.cost.site, result.cost.network))
+        if self.history_dir is not None:
+            await self._refresh_history(result.site)
+            if self._history is not None and self._history.cycles:
+                parts.append(history_line(self._history))
         self._live.update(Group(*parts), refresh=True)
+
+    async def _refresh_history(self, site: str) -> None:
+        now = time.time()
+        if now - self._history_read_at < self.HISTORY_REFRESH_S:
+            return
+        self._history_read_at = now
+        self._history = await asyncio.to_thread(from_spool, self.history_dir, site, int(now - self.HISTORY_S),
+                                                int(now))
 
     def close(self) -> None:
         self._live.stop()
+
+
+def history_line(report: Report) -> str:
+    up = [m.up_pct for m in report.miners]
+    return (f"last hour (local history, {report.cycles} cycles): up {sum(up) / len(up) if up else 0:.1f}% · "
+            f"{_fmt(report.energy_kwh, 2)} kWh · cash {_usd(report.cash_usd)} · "
+            f"{'-' if report.btc is None else f'{report.btc:.8f}'} BTC · cash {_usd(report.cash_cost_per_btc)}/BTC")
 
 
 def print_report(report) -> None:

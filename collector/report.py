@@ -7,11 +7,16 @@ intervals — the collector was down — is not counted).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from statistics import median
 
-from collector.lineprotocol import Line
+from collector.lineprotocol import Line, LineProtocolError, parse_line
+from collector.spool import list_batches
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,3 +114,23 @@ def build(site: str, lines: list[Line], start: int, end: int) -> Report:
             report.cash_cost_per_btc = report.cash_usd / report.btc
             report.all_in_cost_per_btc = report.all_in_usd / report.btc
     return report
+
+
+def from_spool(directory: Path, site: str, start: int, end: int) -> Report:
+    """Read the local history in `directory` (batches written since `start`) and summarise it."""
+    lines, bad = [], 0
+    for batch in list_batches(directory):
+        try:
+            if batch.mtime < start:
+                continue
+            texts = batch.read()
+        except (OSError, EOFError):  # delivered or trimmed while we read: skip it
+            continue
+        for text in texts:
+            try:
+                lines.append(parse_line(text))
+            except LineProtocolError:
+                bad += 1
+    if bad:
+        log.warning("%d unreadable line(s) in %s skipped", bad, directory)
+    return build(site, lines, start, end)

@@ -128,3 +128,27 @@ def test_hung_and_slow_miners_do_not_delay_the_others(fleet):
     assert states[fleet[1].port] is MinerState.MINING
     assert states[fleet[0].port] is MinerState.OFFLINE and states[fleet[2].port] is MinerState.OFFLINE
     assert result.duration_s < 2.5  # bounded by the 1 s per-miner deadline, not by the 30 s miner
+
+
+def test_a_rescan_adds_a_miner_that_appeared_in_a_range_and_keeps_the_known_ones():
+    import time
+
+    with run_fleet("a1246:2", base="127.47.0.1", seed=4) as sim:
+        newcomer = sim[1]
+        newcomer.set_faults(no_answer=True)  # not there yet
+        poller = Poller(CollectorConfig(miners=["127.47.0.0/30"], timeout_s=1.0, rescan_interval_s=0.2))
+
+        async def scan_and_poll():
+            await poller.refresh()
+            return await poller.cycle(TS)
+
+        first = asyncio.run(scan_and_poll())
+        assert [s.host for s in first.samples] == ["127.47.0.1"]
+        newcomer.clear_faults()
+        deadline = time.monotonic() + 10
+        while not poller.needs_refresh:  # the rescan interval elapses
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        second = asyncio.run(scan_and_poll())
+    assert sorted(s.host for s in second.samples) == ["127.47.0.1", "127.47.0.2"]
+    assert all(s.state is MinerState.MINING for s in second.samples)

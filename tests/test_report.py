@@ -97,3 +97,17 @@ def test_two_collectors_cannot_share_one_spool_but_report_reads_it_meanwhile(tmp
         finally:
             first.terminate()
             first.wait(timeout=30)
+
+
+def test_watch_shows_the_last_hour_from_the_local_history(tmp_path):
+    spool = tmp_path / "spool"
+    with run_fleet("a1566:1", base="127.45.2.1:0", seed=3) as fleet:
+        collected = hashfleet("collect", "--miners", fleet.addresses[0], "--site", "h", "--cycles", "2",
+                              "--interval", "1", spool=spool)
+        assert collected.returncode == 0, collected.stderr
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+        env.update(HASHFLEET_SPOOL_DIR=str(spool), COLUMNS="160")
+        watched = subprocess.run([HASHFLEET, "watch", "--miners", fleet.addresses[0], "--site", "h", "--cycles", "1"],
+                                 capture_output=True, text=True, timeout=60, env=env)
+    assert watched.returncode == 0, watched.stderr
+    assert "last hour (local history, 2 cycles): up 100.0%" in watched.stdout
