@@ -96,9 +96,12 @@ def collect(
     interval: float | None = typer.Option(None, "--interval", help="Seconds between cycles (default 10)."),
     site: str | None = typer.Option(None, "--site"),
     cycles: int | None = typer.Option(None, "--cycles", min=1, help="Exit after N cycles."),
+    shard: str | None = typer.Option(None, "--shard", metavar="K/N",
+                                     help="Split one fleet over N collectors: this one polls shard K."),
 ) -> None:
     """Poll the fleet every interval and write it to InfluxDB (INFLUX_URL, INFLUX_TOKEN, ...)."""
-    cfg = _load_config(config, miners=miners.split(",") if miners else None, interval_s=interval, site=site)
+    cfg = _load_config(config, miners=miners.split(",") if miners else None, interval_s=interval, site=site,
+                       shard=shard)
     mqtt_miners = cfg.mqtt is not None and any(s.kind == "miner_telemetry" for s in cfg.mqtt.ingest)
     if not cfg.miners and not mqtt_miners:
         _fail_usage("no miners configured: pass --miners or set `miners:` in the config file")

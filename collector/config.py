@@ -44,10 +44,12 @@ def spool_directory(config: CollectorConfig, environ: dict[str, str] | None = No
     env = os.environ if environ is None else environ
     if config.spool.directory is not None:
         return config.spool.directory
+    # One spool per site and shard: shards of one site may run side by side on one host.
+    name = config.site if config.shard is None else f"{config.site}.shard-{config.shard.replace('/', '-of-')}"
     if env.get("HASHFLEET_SPOOL_DIR"):
-        return Path(env["HASHFLEET_SPOOL_DIR"]) / config.site
+        return Path(env["HASHFLEET_SPOOL_DIR"]) / name
     state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return state / "hashfleet" / "spool" / config.site
+    return state / "hashfleet" / "spool" / name
 
 
 class ConfigError(Exception):

@@ -144,28 +144,32 @@ def fleet_lines(samples: Iterable[MinerSample]) -> list[str]:
 
 def collector_point(
     *, site: str, ts: datetime, poll_duration_s: float, miners_polled: int, miners_failed: int,
-    points_written: int, spool_depth: int = 0, spool_dropped: int = 0,
+    points_written: int, spool_depth: int = 0, spool_dropped: int = 0, shard: str | None = None,
 ) -> str:
-    return encode("collector", {"site": site}, {
+    return encode("collector", {"site": site, "collector_shard": shard}, {
         "poll_duration_s": float(poll_duration_s), "miners_polled": int(miners_polled),
         "miners_failed": int(miners_failed), "points_written": int(points_written),
         "spool_depth": int(spool_depth), "spool_dropped": int(spool_dropped),
     }, _time(ts))
 
 
-def _cost_point(cost: CostSample, ts: datetime, extra: dict[str, float] | None = None) -> str:
+def _cost_point(cost: CostSample, ts: datetime, extra: dict[str, float] | None = None,
+                shard: str | None = None) -> str:
     fields: dict[str, Field] = {k: float(v) for k, v in {**cost.fields(), **(extra or {})}.items()}
-    return encode("cost", cost.tags(), fields, _time(ts))
+    return encode("cost", {**cost.tags(), "collector_shard": shard}, fields, _time(ts))
 
 
-def cost_lines(cycle_cost: CycleCost, site: str, ts: datetime, network_fields: dict[str, float]) -> list[str]:
+def cost_lines(cycle_cost: CycleCost, site: str, ts: datetime, network_fields: dict[str, float],
+               shard: str | None = None) -> list[str]:
+    """Miner, site and fleet cost points and the network point. Shards of one site tag their roll-ups
+    with `collector_shard` (not `shard`: an InfluxQL keyword) so they do not overwrite each other."""
     lines = [
         _cost_point(c, ts, {"power_meter_gap_w": cycle_cost.metered_gap_w[c.miner]}
                     if c.miner in cycle_cost.metered_gap_w else None)
         for c in cycle_cost.miners
     ]
-    lines.append(_cost_point(cycle_cost.site, ts))
-    lines.append(_cost_point(cycle_cost.fleet, ts))
+    lines.append(_cost_point(cycle_cost.site, ts, shard=shard))
+    lines.append(_cost_point(cycle_cost.fleet, ts, shard=shard))
     lines.append(encode("network", {"site": site}, {k: float(v) for k, v in network_fields.items()}, _time(ts)))
     return lines
 
@@ -176,10 +180,11 @@ def cycle_lines(result: CycleResult, spool_depth: int = 0, spool_dropped: int = 
 
     lines = fleet_lines(result.samples)
     if result.cost is not None:
-        lines += cost_lines(result.cost, result.site, result.ts, network_fields(result.cost.network, result.ts))
+        lines += cost_lines(result.cost, result.site, result.ts, network_fields(result.cost.network, result.ts),
+                            shard=result.shard)
     lines.append(collector_point(
         site=result.site, ts=result.ts, poll_duration_s=result.duration_s, miners_polled=len(result.samples),
         miners_failed=result.failed, points_written=len(lines) + 1, spool_depth=spool_depth,
-        spool_dropped=spool_dropped,
+        spool_dropped=spool_dropped, shard=result.shard,
     ))
     return lines

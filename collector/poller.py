@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from collector import discovery
 from collector.sources import avalon, pyasic_source
-from collector.targets import Spec, Target, parse_specs, range_targets, resolve_name
+from collector.targets import Spec, Target, in_shard, parse_specs, range_targets, resolve_name
 from models import CollectorConfig, MinerSample, MinerState, SampleSource
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class CycleResult:
     duration_s: float
     cost: CycleCost | None = None  # filled by the cost stage when economics are configured
     latencies_s: list[float] = field(default_factory=list)  # per miner, in poll order (for benchmarks)
+    shard: str | None = None  # "K/N" when this collector polls one shard of the site
 
     @property
     def failed(self) -> int:
@@ -56,7 +57,9 @@ class Poller:
 
     def __post_init__(self) -> None:
         self.specs = parse_specs(self.config.miners)
-        self.targets = {Target(s.text, s.port) for s in self.specs if s.kind == "address"}
+        self.shard = self.config.shard_k_n
+        self.targets = {t for t in (Target(s.text, s.port) for s in self.specs if s.kind == "address")
+                        if in_shard(t, self.shard)}
 
     @property
     def needs_refresh(self) -> bool:
@@ -71,9 +74,9 @@ class Poller:
                 found = await resolve_name(spec)
                 if not found:
                     log.warning("%s: DNS name resolves to no address", spec.text)
-                self.targets.update(found)
+                self.targets.update(t for t in found if in_shard(t, self.shard))
             elif spec.kind == "range":
-                fresh = [t for t in range_targets(spec) if t not in self.targets]
+                fresh = [t for t in range_targets(spec) if t not in self.targets and in_shard(t, self.shard)]
                 identities = await discovery.scan(fresh, concurrency=self.config.concurrency,
                                                   timeout_s=min(self.config.timeout_s, 3.0), on_progress=on_progress)
                 for identity in identities:
@@ -94,7 +97,8 @@ class Poller:
                 return sample
 
         samples = await asyncio.gather(*(bounded(t) for t in sorted(self.targets)))
-        return CycleResult(self.config.site, ts, list(samples), time.monotonic() - started, latencies_s=latencies)
+        return CycleResult(self.config.site, ts, list(samples), time.monotonic() - started, latencies_s=latencies,
+                           shard=self.config.shard)
 
     async def poll_one(self, target: Target, ts: datetime) -> MinerSample:
         known = self._known.setdefault(target, _Known())

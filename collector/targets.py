@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import zlib
 from dataclasses import dataclass
 
 CGMINER_PORT = 4028
@@ -34,6 +35,15 @@ class Spec:
     text: str
     kind: str  # "address" | "range" | "name"
     port: int = CGMINER_PORT
+
+
+def in_shard(target: Target, shard: tuple[int, int] | None) -> bool:
+    """Does shard K of N own this address? A stable hash of host:port (the miner's MAC is not known
+    before the first poll, and a scan must know what to probe): every address has exactly one owner."""
+    if shard is None:
+        return True
+    k, n = shard
+    return zlib.crc32(target.address.encode()) % n == k - 1
 
 
 class TargetError(ValueError):

@@ -60,11 +60,26 @@ class CollectorConfig(_Config):
     timeout_s: float = Field(default=5.0, gt=0, le=120, description="per miner, per poll")
     concurrency: int = Field(default=512, ge=1, le=20_000, description="miners polled at once")
     rescan_interval_s: float = Field(default=300.0, gt=0, description="how often CIDR ranges and DNS names are re-resolved")
+    shard: str | None = Field(default=None, pattern=r"^[1-9][0-9]*/[1-9][0-9]*$",
+                              description="K/N: poll only the addresses whose stable hash falls in shard K of N")
     influx: InfluxConfig | None = None
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     economics: SiteEconomics | None = Field(default=None, description="power tariff, opex, capex: enables cost figures")
     network: NetworkFeedConfig | None = Field(default=None, description="difficulty, fees, BTC price (static or polled)")
     mqtt: MqttConfig | None = Field(default=None, description="MQTT broker: publish state, cost, HA discovery; ingest devices, meters, prices")
+
+    @property
+    def shard_k_n(self) -> tuple[int, int] | None:
+        if self.shard is None:
+            return None
+        k, n = (int(x) for x in self.shard.split("/"))
+        return k, n
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> CollectorConfig:
+        if self.shard_k_n is not None and not 1 <= self.shard_k_n[0] <= self.shard_k_n[1]:
+            raise ValueError(f"shard {self.shard!r}: K must be between 1 and N")
+        return self
 
     @model_validator(mode="after")
     def _cost_needs_both(self) -> CollectorConfig:
