@@ -105,12 +105,14 @@ def collect(
     mqtt_miners = cfg.mqtt is not None and any(s.kind == "miner_telemetry" for s in cfg.mqtt.ingest)
     if not cfg.miners and not mqtt_miners:
         _fail_usage("no miners configured: pass --miners or set `miners:` in the config file")
-    sinks = [_storage_sink(cfg)]
+    storage = _storage_sink(cfg)
+    # Start after the newest undelivered batch: a quick restart never overwrites a spooled cycle.
+    newest = storage.spool.newest_timestamp()
+    after = datetime.fromtimestamp(newest, timezone.utc) if newest is not None else None
     try:
-        _run(_collect(cfg, sinks, cycles, with_mqtt=True))
+        _run(_collect(cfg, [storage], cycles, with_mqtt=True, after=after))
     finally:
-        for sink in sinks:
-            sink.close()
+        storage.close()
 
 
 def _storage_sink(cfg):
@@ -135,7 +137,7 @@ def _storage_sink(cfg):
         _fail_usage(f"spool directory {directory}: {e.strerror or e}")
 
 
-async def _collect(cfg, sinks, cycles: int | None, *, with_mqtt: bool = False) -> None:
+async def _collect(cfg, sinks, cycles: int | None, *, with_mqtt: bool = False, after: datetime | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -148,9 +150,6 @@ async def _collect(cfg, sinks, cycles: int | None, *, with_mqtt: bool = False) -
         from collector.costing import CostStage
 
         cost_stage = CostStage(cfg.site, cfg.economics, cfg.network, live=bridge.live if bridge else None)
-    # Start after the newest undelivered batch: a quick restart never overwrites a spooled cycle.
-    spooled = [s.spool.newest_timestamp() for s in sinks if hasattr(s, "spool")]
-    after = max((datetime.fromtimestamp(t, timezone.utc) for t in spooled if t is not None), default=None)
     try:
         done = await service.run(Poller(cfg), sinks, cycles=cycles, stop=stop, cost_stage=cost_stage,
                                  extra_samples=bridge.ingest.cycle_samples if bridge else None, after=after)

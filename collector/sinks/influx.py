@@ -136,3 +136,4 @@ class InfluxSink:
             log.warning("%s; %d batch(es) stay in the spool for the next start", e, self.spool.depth)
         finally:
             self.writer.close()
+            self.spool.close()

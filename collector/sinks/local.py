@@ -21,4 +21,4 @@ class LocalHistorySink:
         await asyncio.to_thread(self.spool.append, points.cycle_lines(result, self.spool.depth, self.spool.dropped_batches))
 
     def close(self) -> None:
-        pass
+        self.spool.close()
