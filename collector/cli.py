@@ -110,7 +110,7 @@ def collect(
     newest = storage.spool.newest_timestamp()
     after = datetime.fromtimestamp(newest, timezone.utc) if newest is not None else None
     try:
-        _run(_collect(cfg, [storage], cycles, with_mqtt=True, after=after))
+        _run(_collect(cfg, [storage], cycles, service_mode=True, after=after))
     finally:
         storage.close()
 
@@ -137,19 +137,24 @@ def _storage_sink(cfg):
         _fail_usage(f"spool directory {directory}: {e.strerror or e}")
 
 
-async def _collect(cfg, sinks, cycles: int | None, *, with_mqtt: bool = False, after: datetime | None = None) -> None:
+async def _collect(cfg, sinks, cycles: int | None, *, service_mode: bool = False,
+                   after: datetime | None = None) -> None:
+    """The poll loop. service_mode (collect, not watch): MQTT in/out and cost totals kept across restarts;
+    a watch must never mark the collector offline on MQTT nor race it for the totals file."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    bridge = await _start_mqtt(cfg) if with_mqtt and cfg.mqtt is not None else None
+    bridge = await _start_mqtt(cfg) if service_mode and cfg.mqtt is not None else None
     if bridge is not None:
         sinks = [*sinks, bridge.sink]
     cost_stage = None
     if cfg.economics is not None and cfg.network is not None:
         from collector.costing import CostStage
 
-        cost_stage = CostStage(cfg.site, cfg.economics, cfg.network, live=bridge.live if bridge else None)
+        totals_path = config_loader.spool_directory(cfg) / "cost-totals.json"
+        cost_stage = CostStage(cfg.site, cfg.economics, cfg.network, live=bridge.live if bridge else None,
+                               totals_path=totals_path if service_mode else None)
     try:
         done = await service.run(Poller(cfg), sinks, cycles=cycles, stop=stop, cost_stage=cost_stage,
                                  extra_samples=bridge.ingest.cycle_samples if bridge else None, after=after)

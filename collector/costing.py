@@ -12,7 +12,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from collector import cost
+from pathlib import Path
+
+from collector import cost, totals_store
 from collector.live_inputs import LiveInputs
 from collector.network_state import NetworkSource, NetworkStateUnavailable, network_source
 from models import CostSample, MinerSample, NetworkFeedConfig, NetworkState, SiteEconomics
@@ -33,13 +35,15 @@ class CycleCost:
 
 class CostStage:
     def __init__(self, site: str, economics: SiteEconomics, network: NetworkFeedConfig,
-                 live: LiveInputs | None = None, network_refresh_s: float = 300.0):
+                 live: LiveInputs | None = None, network_refresh_s: float = 300.0,
+                 totals_path: Path | None = None):
         self.site = site
         self.economics = economics
         self.source: NetworkSource = network_source(network)
         self.live = live or LiveInputs()
         self.network_refresh_s = network_refresh_s
-        self._totals: cost.RunningTotals | None = None
+        self.totals_path = totals_path  # where today's and this month's totals survive restarts
+        self._totals: cost.RunningTotals | None = totals_store.load(totals_path) if totals_path else None
         self._last_ts: datetime | None = None
         self._last_refresh: datetime | None = None
         self._refreshing: asyncio.Task | None = None
@@ -66,17 +70,25 @@ class CostStage:
         samples, gaps = self._metered(samples, now)
         live_price = self.live.power_price
         costs = cost.site_cost(self.site, samples, self.economics, network, now, live_price=live_price)
-        if self._last_ts is not None and 0 < (now - self._last_ts).total_seconds() <= MAX_INTEGRATION_GAP_S:
+        gap_s = None if self._last_ts is None else (now - self._last_ts).total_seconds()
+        if gap_s is not None and 0 < gap_s <= MAX_INTEGRATION_GAP_S:
             self._totals = cost.advance(self._totals, samples, self.economics, network, self._last_ts, now,
                                         live_price=live_price)
-        elif self._last_ts is not None:
-            log.warning("%.0f s since the last cycle: that gap is not counted in today's totals",
-                        (now - self._last_ts).total_seconds())
+        elif self._totals is not None and now >= self._totals.as_of:
+            # After a long gap or a restart (totals loaded from disk): nothing is known about the
+            # time in between, so it is not counted; the totals carry on from here.
+            if gap_s is not None:
+                log.warning("%.0f s since the last cycle: that gap is not counted in today's totals", gap_s)
             self._totals = cost.advance(self._totals, samples, self.economics, network, now, now,
                                         live_price=live_price)
         self._last_ts = now
         if self._totals is not None:
             costs = cost.attach_totals(costs, self._totals)
+            if self.totals_path is not None:
+                try:
+                    totals_store.save(self.totals_path, self._totals)
+                except OSError as e:
+                    log.error("cannot save running totals to %s: %s", self.totals_path, e)
         return CycleCost(costs.miners, costs.site, cost.fleet_cost([costs.site], now), network, gaps)
 
     def _with_live_btc_price(self, network: NetworkState) -> NetworkState:

@@ -3,16 +3,13 @@
 import json
 import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from support import HASHFLEET, wait_for
 
 from collector.lineprotocol import parse_line
 from simulators.fleet import run_fleet
-
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 
 
 def hashfleet(*args: str, spool: Path) -> subprocess.CompletedProcess:
@@ -85,10 +82,7 @@ def test_two_collectors_cannot_share_one_spool_but_report_reads_it_meanwhile(tmp
                                   "--interval", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                  text=True)
         try:
-            deadline = time.monotonic() + 30
-            while not list((spool / "one").glob("*.lp.gz")):
-                assert time.monotonic() < deadline, "no batch written"
-                time.sleep(0.05)
+            wait_for(lambda: list((spool / "one").glob("*.lp.gz")), what="a batch to be written", interval=0.05)
             second = hashfleet("collect", "--miners", fleet.addresses[0], "--site", "one", "--cycles", "1",
                                spool=spool)
             assert second.returncode == 2 and "is in use by pid" in second.stderr
@@ -111,3 +105,32 @@ def test_watch_shows_the_last_hour_from_the_local_history(tmp_path):
                                  capture_output=True, text=True, timeout=60, env=env)
     assert watched.returncode == 0, watched.stderr
     assert "last hour (local history, 2 cycles): up 100.0%" in watched.stdout
+
+
+def test_todays_cost_totals_survive_a_collector_restart(tmp_path):
+    spool = tmp_path / "spool"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "site: keep\n"
+        "economics: {tariff: {kind: flat, usd_per_kwh: 0.06}}\n"
+        "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n")
+
+    def last_energy_today() -> float:
+        from collector.lineprotocol import parse_line
+        from collector.spool import list_batches
+
+        newest = list_batches(spool / "keep")[-1]
+        site = [p for p in map(parse_line, newest.read()) if p.measurement == "cost" and p.tags["scope"] == "site"]
+        return site[0].fields["energy_kwh_today"]
+
+    with run_fleet("a1566:1", base="127.45.3.1:0", seed=5) as fleet:
+        for _ in range(2):  # two runs of the service, three cycles each
+            run = hashfleet("collect", "--config", str(config), "--miners", fleet.addresses[0], "--cycles", "3",
+                            "--interval", "1", spool=spool)
+            assert run.returncode == 0, run.stderr
+            if _ == 0:
+                after_first = last_energy_today()
+    assert (spool / "keep" / "cost-totals.json").exists()
+    after_second = last_energy_today()
+    assert after_first > 0
+    assert after_second > after_first * 1.5  # carried on from the first run, not started over
