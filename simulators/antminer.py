@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from simulators.cgminer import NUL, POOL_URLS, parse_request
+from simulators.device import SwitchableDevice
 from simulators.http import DigestAuth, HttpRequest, HttpResponse, html_page, json_response
 from simulators.physics import BoardSnapshot, Snapshot, Traits
 from simulators.specs import ModelSpec
@@ -54,26 +55,6 @@ CODE_INVALID_COMMAND = 14
 CODE_INVALID_JSON = 23
 CODE_MISSING_COMMAND = 24
 CODE_ACCESS_DENIED = 45
-
-
-class Device(Protocol):
-    """What the firmware needs from a simulated miner (a `SimulatedMiner` is one)."""
-
-    @property
-    def spec(self) -> ModelSpec: ...
-
-    @property
-    def traits(self) -> Traits: ...
-
-    def now(self) -> float: ...
-
-    def observe(self) -> Snapshot: ...
-
-    def set_soft_off(self, on: bool) -> None: ...
-
-    def set_led(self, on: bool) -> None: ...
-
-    def reboot(self) -> None: ...
 
 
 # -- facts derived from a snapshot (public: tests compare pyasic's numbers with these) -----------
@@ -117,7 +98,7 @@ class Antminer:
     config file: set through `set_miner_conf.cgi`, they show in `pools` over RPC too.
     """
 
-    def __init__(self, dev: Device) -> None:
+    def __init__(self, dev: SwitchableDevice) -> None:
         self.dev = dev
         self.auth = DigestAuth(REALM, {WEB_USER: WEB_PASSWORD})
         user = f"hashfleet.{dev.traits.mac[-6:]}"

@@ -19,9 +19,10 @@ Wire facts kept here (ESP-Miner 2.x, as pyasic 0.79 reads it):
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from simulators.cgminer import POOL_URLS
+from simulators.device import Device
 from simulators.http import HttpRequest, HttpResponse, json_response, text_response
 from simulators.physics import Snapshot, Traits, noise
 from simulators.specs import ModelSpec
@@ -44,18 +45,6 @@ SETTINGS: dict[str, type] = {
     "fallbackStratumPassword": str, "hostname": str, "autofanspeed": int, "fanspeed": int, "temptarget": int,
     "overheat_mode": int, "rotation": int, "invertscreen": int, "displayTimeout": int, "statsFrequency": int,
 }  # not `frequency`/`coreVoltage`: the physics does not model overclocking, so they stay as shipped
-
-
-class Device(Protocol):
-    @property
-    def spec(self) -> ModelSpec: ...
-
-    @property
-    def traits(self) -> Traits: ...
-
-    def observe(self) -> Snapshot: ...
-
-    def reboot(self) -> None: ...
 
 
 def mac_text(traits: Traits) -> str:

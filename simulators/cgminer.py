@@ -1,7 +1,7 @@
 """The CGMiner API as Canaan Avalon firmware speaks it: request parsing and reply building.
 
-Pure bytes in, bytes out (plus calls on a `Device` for `ascset`); no sockets here. Plain dicts
-and string joins only, because a 10,000-miner benchmark builds every reply on one core.
+Pure bytes in, bytes out (plus calls on an `AvalonDevice` for `ascset`); no sockets here. Plain
+dicts and string joins only, because a 10,000-miner benchmark builds every reply on one core.
 
 Wire facts kept here (DESIGN.md section 4):
 - a request is JSON `{"command":"a+b","parameter":"..."}` or plain text `a+b|parameter`;
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from simulators.device import SwitchableDevice
 from simulators.faults import Faults
 from simulators.physics import SOFT_OFF_CODE, Snapshot, Traits
 from simulators.specs import ModelSpec
@@ -49,28 +50,13 @@ _NAN = "__hashfleet_bare_nan__"  # replaced by a bare `nan` token after JSON enc
 _NAN_JSON = json.dumps(_NAN).encode()
 
 
-class Device(Protocol):
-    """What the API needs from a simulated miner."""
-
-    @property
-    def spec(self) -> ModelSpec: ...
-
-    @property
-    def traits(self) -> Traits: ...
-
-    def now(self) -> float: ...
-
-    def observe(self) -> Snapshot: ...
-
-    def set_soft_off(self, on: bool) -> None: ...
+class AvalonDevice(SwitchableDevice, Protocol):
+    """What the API needs from a simulated miner: Canaan's adds work modes and levels (`ascset`)
+    and per-chip PVT readings (`estats`) to what the other firmwares need."""
 
     def set_work_mode(self, mode: int) -> None: ...
 
     def set_work_level(self, level: int) -> None: ...
-
-    def set_led(self, on: bool) -> None: ...
-
-    def reboot(self) -> None: ...
 
     def pvt_text(self, board: int, base_c: int) -> str: ...
 
@@ -134,7 +120,7 @@ class _Ctx:
 
     __slots__ = ("dev", "param", "bare_nan", "_snap")
 
-    def __init__(self, dev: Device, param: str, bare_nan: bool) -> None:
+    def __init__(self, dev: AvalonDevice, param: str, bare_nan: bool) -> None:
         self.dev = dev
         self.param = param
         self.bare_nan = bare_nan
@@ -593,7 +579,7 @@ def _text(obj: dict[str, Any]) -> bytes:
     return ("|".join(out) + "|").encode()
 
 
-def answer(data: bytes, dev: Device, bare_nan: bool = False) -> bytes:
+def answer(data: bytes, dev: AvalonDevice, bare_nan: bool = False) -> bytes:
     """The reply to one request, NUL-terminated, exactly as the firmware would send it."""
     req = parse_request(data)
     ctx = _Ctx(dev, req.parameter, bare_nan)

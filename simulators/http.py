@@ -21,7 +21,6 @@ import json
 import logging
 import re
 import secrets
-import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from simulators.cgminer import damage as _damage_json
 from simulators.miner import SimulatedMiner
-from simulators.server import BindError, open_listening_socket
+from simulators.server import Listener
 
 log = logging.getLogger(__name__)
 
@@ -304,8 +303,10 @@ class _HttpConnection(asyncio.Protocol):
             self._next()
 
 
-class HttpServer:
+class HttpServer(Listener):
     """Listens on one miner's web port and answers through `handler`, network faults included."""
+
+    conns: set[_HttpConnection]
 
     def __init__(
         self,
@@ -317,75 +318,28 @@ class HttpServer:
         requests: Counter[str] | None = None,
         server_header: str | None = None,
     ) -> None:
-        self.miner = miner
-        self.loop = loop
+        super().__init__(miner, loop)
         self.handler = handler
         self.port = port
         self.requests = requests  # "GET /path" -> how many were received
         self.server_header = server_header
-        self.listener: asyncio.AbstractServer | None = None
-        self.conns: set[_HttpConnection] = set()
         self._pending: set[asyncio.TimerHandle] = set()
-        self._stopped = False
-
-    @property
-    def address(self) -> str:
-        return f"{self.miner.host}:{self.port}"
 
     # -- listener ---------------------------------------------------------------------------
 
-    def bind(self) -> socket.socket:
-        try:
-            sock = open_listening_socket(self.miner.host, self.port)
-        except OSError as exc:
-            raise BindError(self.miner, exc, address=self.address) from exc
-        self.port = sock.getsockname()[1]
-        return sock
-
-    async def serve(self, sock: socket.socket) -> None:
-        listener = await self.loop.create_server(lambda: _HttpConnection(self), sock=sock)
-        if self._stopped or self.miner.faults.no_answer or self.listener is not None:
-            listener.close()
-            return
-        self.listener = listener
-
-    async def start(self) -> None:
-        sock = self.bind()
-        if self.miner.faults.no_answer:
-            sock.close()
-            return
-        await self.serve(sock)
+    def connection(self) -> _HttpConnection:
+        return _HttpConnection(self)
 
     def close_listener(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
+        super().close_listener()
         for conn in list(self.conns):  # a unit that drops off the network drops its keep-alive clients too
             if conn.transport is not None:
                 conn.transport.abort()
 
-    async def sync_listener(self) -> None:
-        if self._stopped:
-            return
-        if self.miner.faults.no_answer:
-            self.close_listener()
-        elif self.listener is None:
-            await self.serve(self.bind())
-
-    async def stop(self) -> None:
-        self._stopped = True
-        listener, self.listener = self.listener, None
-        if listener is not None:
-            listener.close()
+    def cancel_pending(self) -> None:
         for handle in self._pending:
             handle.cancel()
         self._pending.clear()
-        for conn in list(self.conns):
-            if conn.transport is not None:
-                conn.transport.abort()
-        self.conns.clear()
-        if listener is not None:
-            await listener.wait_closed()
 
     # -- answering --------------------------------------------------------------------------
 

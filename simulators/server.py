@@ -13,6 +13,7 @@ import logging
 import socket
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Any
 
 from simulators import cgminer
 from simulators.miner import SimulatedMiner
@@ -121,43 +122,46 @@ class _ApiConnection(asyncio.Protocol):
 Answer = Callable[[bytes, bool], bytes]
 
 
-class MinerServer:
-    """Listens for one miner and answers its requests, network faults included.
+class Listener:
+    """One listening port of a simulated miner, open or closed as its `no_answer` fault says.
 
-    `answer` speaks the firmware's API (default: Canaan's CGMiner, `simulators.cgminer`);
-    `requests`, when given, counts what clients asked for by command (`version`, `summary+stats`).
+    The lifecycle both ports share: bind (errors name the address), serve, follow the fault
+    (closed means connections are refused), stop. A subclass says where it listens (`port`),
+    what speaks on each accepted connection (`connection`) and what else `stop()` must cancel
+    (`cancel_pending`). Used by `MinerServer` (CGMiner port) and `simulators.http.HttpServer`.
     """
 
-    def __init__(
-        self,
-        miner: SimulatedMiner,
-        loop: asyncio.AbstractEventLoop,
-        answer: Answer | None = None,
-        requests: Counter[str] | None = None,
-    ) -> None:
+    port: int  # the port to bind; replaced by the bound one when asked for port 0
+
+    def __init__(self, miner: SimulatedMiner, loop: asyncio.AbstractEventLoop) -> None:
         self.miner = miner
         self.loop = loop
-        self.answer: Answer = answer or (lambda data, bare_nan: cgminer.answer(data, miner, bare_nan))
-        self.requests = requests
         self.listener: asyncio.AbstractServer | None = None
-        self.conns: set[_ApiConnection] = set()
-        self._queue: deque[_ApiConnection] = deque()
-        self._busy: asyncio.TimerHandle | None = None  # a slow answer in progress
+        self.conns: set[Any] = set()  # open connections, each with a `.transport`
         self._stopped = False
 
-    # -- listener ---------------------------------------------------------------------------
+    @property
+    def address(self) -> str:
+        return f"{self.miner.host}:{self.port}"
+
+    def connection(self) -> asyncio.Protocol:
+        """A new protocol instance for one accepted connection."""
+        raise NotImplementedError
+
+    def cancel_pending(self) -> None:
+        """Forget answers still due (called by `stop()`)."""
 
     def bind(self) -> socket.socket:
-        """Bind the miner's address now (raises BindError); port 0 picks a free port for good."""
+        """Bind the address now (raises BindError); port 0 picks a free port for good."""
         try:
-            sock = open_listening_socket(self.miner.host, self.miner.port)
+            sock = open_listening_socket(self.miner.host, self.port)
         except OSError as exc:
-            raise BindError(self.miner, exc) from exc
-        self.miner.port = sock.getsockname()[1]
+            raise BindError(self.miner, exc, address=self.address) from exc
+        self.port = sock.getsockname()[1]
         return sock
 
     async def serve(self, sock: socket.socket) -> None:
-        listener = await self.loop.create_server(lambda: _ApiConnection(self), sock=sock)
+        listener = await self.loop.create_server(self.connection, sock=sock)
         if self._stopped or self.miner.faults.no_answer or self.listener is not None:
             listener.close()  # the world changed while we awaited: stay as faults say
             return
@@ -189,16 +193,55 @@ class MinerServer:
         listener, self.listener = self.listener, None
         if listener is not None:
             listener.close()
-        if self._busy is not None:
-            self._busy.cancel()
-            self._busy = None
-        self._queue.clear()
+        self.cancel_pending()
         for conn in list(self.conns):
             if conn.transport is not None:
                 conn.transport.abort()
         self.conns.clear()
         if listener is not None:
             await listener.wait_closed()
+
+
+class MinerServer(Listener):
+    """Listens for one miner and answers its requests, network faults included.
+
+    `answer` speaks the firmware's API (default: Canaan's CGMiner, `simulators.cgminer`);
+    `requests`, when given, counts what clients asked for by command (`version`, `summary+stats`).
+    """
+
+    conns: set[_ApiConnection]
+
+    def __init__(
+        self,
+        miner: SimulatedMiner,
+        loop: asyncio.AbstractEventLoop,
+        answer: Answer | None = None,
+        requests: Counter[str] | None = None,
+    ) -> None:
+        super().__init__(miner, loop)
+        self.answer: Answer = answer or (lambda data, bare_nan: cgminer.answer(data, miner, bare_nan))
+        self.requests = requests
+        self._queue: deque[_ApiConnection] = deque()
+        self._busy: asyncio.TimerHandle | None = None  # a slow answer in progress
+
+    # -- listener ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self.miner.port  # the miner's own port: binding port 0 updates `miner.address` too
+
+    @port.setter
+    def port(self, value: int) -> None:
+        self.miner.port = value
+
+    def connection(self) -> _ApiConnection:
+        return _ApiConnection(self)
+
+    def cancel_pending(self) -> None:
+        if self._busy is not None:
+            self._busy.cancel()
+            self._busy = None
+        self._queue.clear()
 
     # -- answering --------------------------------------------------------------------------
 

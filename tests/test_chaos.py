@@ -5,27 +5,15 @@ loses nothing it should keep (real InfluxDB, real Mosquitto, simulated miners, `
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import yaml
+from support import HASHFLEET, wait_for
 from test_mqtt_support import Publisher, Subscriber, unique
 
 from simulators.fleet import run_fleet
 
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 TIMEOUT_S = 1.5
-
-
-def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_everything_at_once(influxdb, influx_bucket, mosquitto, tmp_path):
@@ -58,7 +46,7 @@ def test_everything_at_once(influxdb, influx_bucket, mosquitto, tmp_path):
         flapper = threading.Thread(target=flap)
         flapper.start()
         try:
-            wait_for(lambda: "cycle 2:" in log.read_text(), what="two cycles")
+            wait_for(lambda: "cycle 2:" in log.read_text(), timeout=60, what="two cycles")
             flood = Publisher(mosquitto.host, mosquitto.port)
             flood.publish_many([(f"{site}/prices/btc", b"{not json" if i % 2 else b'{"usd": -5}')
                                 for i in range(3000)])
@@ -68,7 +56,8 @@ def test_everything_at_once(influxdb, influx_bucket, mosquitto, tmp_path):
             watcher.wait_for(lambda m: True, timeout=60)  # publishing resumed after the restart
             watcher.close()
             before = log.read_text().count(" cycle ")
-            wait_for(lambda: log.read_text().count(" cycle ") >= before + 3, what="cycles after the restart")
+            wait_for(lambda: log.read_text().count(" cycle ") >= before + 3, timeout=60,
+                     what="cycles after the restart")
         finally:
             stop_flapping.set()
             flapper.join()

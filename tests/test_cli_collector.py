@@ -4,28 +4,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
+
+from support import HASHFLEET, wait_for
 
 from models import MinerSample, MinerState
 from simulators.fleet import run_fleet
 
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
-
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([HASHFLEET, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_poll_json_prints_one_valid_minersample_per_line():
@@ -68,7 +55,7 @@ def test_collect_polls_a_range_and_keeps_polling_a_miner_that_goes_silent(tmp_pa
         proc = subprocess.Popen([HASHFLEET, "--log-level", "INFO", "watch", "--miners", "127.43.3.0/30",
                                  "--interval", "1", "--cycles", "3"], stdout=subprocess.DEVNULL,
                                 stderr=log.open("w"))
-        wait_for(lambda: "cycle 1:" in log.read_text(), what="first cycle")
+        wait_for(lambda: "cycle 1:" in log.read_text(), timeout=20, what="first cycle")
         fleet[1].set_faults(no_answer=True)
         assert proc.wait(timeout=30) == 0
     text = log.read_text()
@@ -84,7 +71,8 @@ def test_sigterm_lets_the_running_cycle_finish_and_exits_cleanly(tmp_path):
         log = tmp_path / "log"
         proc = subprocess.Popen([HASHFLEET, "watch", "--miners", f"{fast.address},{slow.address}",
                                  "--interval", "60"], stdout=subprocess.DEVNULL, stderr=log.open("w"))
-        wait_for(lambda: fast.answers >= 2, what="the fast miner to answer in the first cycle")  # version + poll
+        # version + poll
+        wait_for(lambda: fast.answers >= 2, timeout=20, what="the fast miner to answer in the first cycle")
         assert slow.last_served is None  # the slow one is still being waited for
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -2,14 +2,13 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import HASHFLEET
 
 from simulators.fleet import run_fleet
 
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 FLEET = "a1246:2,a1566:1,a1466:1,q:1,nano3s:1"
 
 

@@ -4,6 +4,7 @@ import asyncio
 from datetime import datetime, timezone
 
 import pytest
+from support import wait_for
 
 from collector.poller import Poller
 from models import CollectorConfig, MinerState
@@ -14,14 +15,9 @@ TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def clock():
-    return ManualClock()
-
-
-@pytest.fixture
-def fleet(clock):
+def fleet():
     # One fleet per test: faults such as an overheat shutdown leave physical after-effects.
-    with run_fleet("a1246:1,a1566:1,q:1", base="127.40.0.1:0", seed=3, clock=clock) as sim:
+    with run_fleet("a1246:1,a1566:1,q:1", base="127.40.0.1:0", seed=3, clock=ManualClock()) as sim:
         yield sim
 
 
@@ -107,10 +103,10 @@ def test_slow_but_in_time_answer_is_read(fleet):
     assert poll(miner, timeout_s=3).state is MinerState.MINING
 
 
-def test_reboot_shows_live_and_since_boot_hashrate_apart(fleet, clock):
+def test_reboot_shows_live_and_since_boot_hashrate_apart(fleet):
     miner = fleet[1]
     miner.reboot()
-    clock.advance(45)  # past initialisation, while the since-boot average still lags
+    fleet.clock.advance(45)  # past initialisation, while the since-boot average still lags
     sample = poll(miner)
     truth = miner.last_served
     assert sample.uptime_s == truth.uptime_s and sample.uptime_s <= 45
@@ -131,8 +127,6 @@ def test_hung_and_slow_miners_do_not_delay_the_others(fleet):
 
 
 def test_a_rescan_adds_a_miner_that_appeared_in_a_range_and_keeps_the_known_ones():
-    import time
-
     with run_fleet("a1246:2", base="127.47.0.1", seed=4) as sim:
         newcomer = sim[1]
         newcomer.set_faults(no_answer=True)  # not there yet
@@ -145,10 +139,7 @@ def test_a_rescan_adds_a_miner_that_appeared_in_a_range_and_keeps_the_known_ones
         first = asyncio.run(scan_and_poll())
         assert [s.host for s in first.samples] == ["127.47.0.1"]
         newcomer.clear_faults()
-        deadline = time.monotonic() + 10
-        while not poller.needs_refresh:  # the rescan interval elapses
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_for(lambda: poller.needs_refresh, timeout=10, what="the rescan interval to elapse", interval=0.02)
         second = asyncio.run(scan_and_poll())
     assert sorted(s.host for s in second.samples) == ["127.47.0.1", "127.47.0.2"]
     assert all(s.state is MinerState.MINING for s in second.samples)

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import HASHFLEET
 
 from simulators.fleet import run_fleet
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 SECRETS = "/run/hashfleet-secrets"
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, $VAR; $$ is a literal dollar.
 _VARIABLE = re.compile(r"(?<!\$)\$(?:\{(?P<braced>\w+)(?P<op>:?[-?])?(?P<arg>[^}]*)\}|(?P<bare>[A-Za-z_]\w*))")

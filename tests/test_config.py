@@ -1,14 +1,13 @@
 """A broken config names the file and the field, exits 2, starts nothing, and never echoes secrets."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import HASHFLEET
 
 from collector import config
 
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 REPO = Path(__file__).resolve().parent.parent
 
 

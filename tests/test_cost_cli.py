@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
+from support import HASHFLEET
 
 from collector.cost import miner_cost
 from models import Capex, FlatTariff, MinerSample, MinerState, NetworkState, SampleSource, SiteEconomics
 
-HASHFLEET = Path(sys.executable).with_name("hashfleet")
 # An Antminer S21 (200 TH/s, 3,500 W) in early 2025.
 S21 = ["--hashrate-ths", "200", "--power-w", "3500", "--difficulty", "1.1e14", "--btc-price", "95000",
        "--fees-btc", "0.03", "--pool-fee", "2", "--power-price", "0.05"]
@@ -25,7 +23,7 @@ REQUIRED_KEYS = {"btc_per_day", "btc_per_day_net", "hashprice_usd_ph_day", "effi
 
 def hashfleet(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}  # keep rich from wrapping option names in error boxes
-    return subprocess.run([str(HASHFLEET), "cost", *args], capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run([HASHFLEET, "cost", *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_json_is_one_object_computed_by_the_engine() -> None:

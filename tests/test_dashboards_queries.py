@@ -12,7 +12,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,15 +26,16 @@ from dashboards import alerts
 from simulators.fleet import run_fleet
 
 try:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from support import HASHFLEET
     from test_grafana_macros import ALL, Variable, expand
 except ModuleNotFoundError as exc:  # tests/ became a package
-    if exc.name != "test_grafana_macros":
+    if exc.name not in ("support", "test_grafana_macros"):
         raise
+    from .support import HASHFLEET
     from .test_grafana_macros import ALL, Variable, expand
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "dashboards" / "json").glob("*.json"))
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 NETWORK_DATA = Path(__file__).parent / "data" / "network"
 NETWORK_ROUTES = {
     "/api/v1/mining/hashrate/3d": "mempool-space_api-v1-mining-hashrate-3d.json",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import HASHFLEET
 
 ROOT = Path(__file__).resolve().parent.parent
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 TOKEN = "glsa_test-service-account-token"
 INFLUX_TOKEN = "influx-secret-token"
 DASHBOARD_UIDS = {json.loads(p.read_text())["uid"] for p in (ROOT / "dashboards" / "json").glob("*.json")}

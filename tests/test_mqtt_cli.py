@@ -7,11 +7,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from support import HASHFLEET
 from test_mqtt_support import ECONOMICS, NETWORK, Subscriber, unique
 
 from collector.mqtt import discovery
@@ -19,7 +19,6 @@ from collector.mqtt.topics import Topics
 from models import MinerSample, SampleSource
 from simulators.fleet import run_fleet
 
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 BAD_PASSWORD = "wrong-horse-battery-51"
 HA_REQUIRED = {"name", "unique_id", "state_topic", "value_template", "device", "availability"}
 

@@ -19,13 +19,8 @@ TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def clock():
-    return ManualClock()
-
-
-@pytest.fixture
-def fleet(clock):
-    with run_fleet("a1246:1,a1566:1,q:1", base="127.41.0.1", seed=11, clock=clock) as sim:
+def fleet():
+    with run_fleet("a1246:1,a1566:1,q:1", base="127.41.0.1", seed=11, clock=ManualClock()) as sim:
         yield sim
 
 
@@ -63,10 +58,10 @@ def test_power_without_wallpower_only_the_native_driver_reads(fleet):
     assert native.power_w == truth.power_w > 3000
 
 
-def test_live_hashrate_after_reboot_native_reads_live_pyasic_reads_the_average(fleet, clock):
+def test_live_hashrate_after_reboot_native_reads_live_pyasic_reads_the_average(fleet):
     miner = fleet[1]
     miner.reboot()
-    clock.advance(45)
+    fleet.clock.advance(45)
     native, truth, data = read_both(miner)
     assert truth.hashrate_ths > truth.hashrate_avg_ths * 1.1  # live has ramped up, the average lags
     assert native.hashrate_ths == pytest.approx(truth.hashrate_ths, abs=0.01)

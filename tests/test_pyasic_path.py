@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
+from support import HASHFLEET
 
 from collector.poller import Poller
 from models import CollectorConfig, MinerState, SampleSource
 from simulators import ManualClock, run_fleet
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
-HASHFLEET = Path(sys.executable).with_name("hashfleet")
 MAKES = {"s19jpro": ("AntMiner", "S19j Pro"), "s21": ("AntMiner", "S21"), "bitaxe": ("BitAxe", "Gamma")}
 DETECTION = ("GET /", "version", "devdetails")  # what only detection asks for (RPC `version` alone, the page at /)
 
@@ -133,9 +131,8 @@ def test_a_hung_miner_costs_its_own_deadline_and_delays_no_other(sim):
     assert sample.miner == mac_id(hung) and "1 s" in sample.errors[0]
 
 
-@pytest.mark.skipif(not HASHFLEET.exists(), reason="hashfleet entry point not installed")
 def test_scan_lists_antminers_and_the_bitaxe_with_make_and_model(sim):
-    done = subprocess.run([str(HASHFLEET), "scan", "127.50.0.0/29"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([HASHFLEET, "scan", "127.50.0.0/29"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     rows = {host_port.rsplit(":", 1)[0]: (make, model, driver)
             for host_port, make, model, driver in (line.split("\t") for line in done.stdout.splitlines())}

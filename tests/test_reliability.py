@@ -5,26 +5,15 @@ import gzip
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from support import HASHFLEET, wait_for
 
 from simulators.fleet import run_fleet
 
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 OUTAGE_S = float(os.environ.get("HASHFLEET_TEST_OUTAGE_S", "60"))  # the "stopped for a minute"
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Collector:

@@ -2,16 +2,13 @@
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from support import HASHFLEET
 
 from collector.targets import Target, in_shard
 from models import CollectorConfig
 from simulators.fleet import run_fleet
-
-HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 
 
 def test_every_address_has_exactly_one_shard():

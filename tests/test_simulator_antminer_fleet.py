@@ -9,16 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
+from support import HASHFLEET
 
 from simulators import FleetSpecError, build_miners, run_fleet
 from simulators.probe import query_json
-
-HASHFLEET = Path(sys.executable).with_name("hashfleet")
 
 
 def test_each_make_gets_its_ports_on_its_own_address():
@@ -48,10 +45,9 @@ def test_run_fleet_serves_every_make_and_counts_requests():
         assert sim[axe.address] is axe
 
 
-@pytest.mark.skipif(not HASHFLEET.exists(), reason="hashfleet entry point not installed")
 def test_simulate_cli_serves_a_mixed_fleet_until_sigterm():
     proc = subprocess.Popen(
-        [str(HASHFLEET), "simulate", "--fleet", "a1246:1,s21:1,bitaxe:1", "--base", "127.54.0.1"],
+        [HASHFLEET, "simulate", "--fleet", "a1246:1,s21:1,bitaxe:1", "--base", "127.54.0.1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -69,9 +65,8 @@ def test_simulate_cli_serves_a_mixed_fleet_until_sigterm():
             proc.wait()
 
 
-@pytest.mark.skipif(not HASHFLEET.exists(), reason="hashfleet entry point not installed")
 def test_simulate_cli_explains_why_a_host_port_base_cannot_serve_an_antminer():
-    done = subprocess.run([str(HASHFLEET), "simulate", "--fleet", "s21:1", "--base", "127.0.0.1:14028"],
+    done = subprocess.run([HASHFLEET, "simulate", "--fleet", "s21:1", "--base", "127.0.0.1:14028"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 2
     message = " ".join(done.stderr.split()).replace("│ ", "")

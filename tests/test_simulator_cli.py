@@ -5,20 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from support import HASHFLEET
 
 from simulators.probe import query_json
 
-HASHFLEET = Path(sys.executable).with_name("hashfleet")
-pytestmark = pytest.mark.skipif(not HASHFLEET.exists(), reason="hashfleet entry point not installed")
 
 
 def test_simulate_prints_addresses_serves_and_stops_on_sigterm():
     proc = subprocess.Popen(
-        [str(HASHFLEET), "simulate", "--fleet", "a1246:1,q:1", "--base", "127.21.0.1", "--seed", "7"],
+        [HASHFLEET, "simulate", "--fleet", "a1246:1,q:1", "--base", "127.21.0.1", "--seed", "7"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -41,7 +38,7 @@ def test_simulate_prints_addresses_serves_and_stops_on_sigterm():
 )
 def test_bad_fleet_is_a_usage_error_listing_known_models(fleet, hint):
     env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run([str(HASHFLEET), "simulate", "--fleet", fleet], capture_output=True, text=True,
+    done = subprocess.run([HASHFLEET, "simulate", "--fleet", fleet], capture_output=True, text=True,
                           timeout=60, env=env)
     assert done.returncode == 2
     message = " ".join(done.stderr.split()).replace("│ ", "")  # typer boxes and wraps the text

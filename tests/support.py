@@ -1,0 +1,32 @@
+"""Small helpers shared by test modules: `from support import HASHFLEET, wait_for`.
+
+tests/ is not a package: pytest puts tests/ itself on sys.path (as for `test_mqtt_support`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# The `hashfleet` entry point installed next to this interpreter (the venv's bin/).
+HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
+
+# A fixed poll time for tests that build samples without a collector process.
+TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.1) -> T:
+    """Poll `condition` until it returns something truthy and return that; AssertionError naming
+    `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
