@@ -17,7 +17,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def test_example_config_is_valid():
     cfg = config.load(REPO / "hashfleet.example.yaml", environ={})
-    assert cfg.site == "demo" and cfg.interval_s == 10 and cfg.miners == ["127.10.0.1/29"]
+    assert cfg.site == "demo" and cfg.interval_s == 10 and cfg.miners == ["127.10.0.0/28"]
     assert cfg.economics is not None and cfg.network is not None and cfg.influx is None
 
 
