@@ -91,3 +91,13 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("simulate", "poll", "collect", "scan", "watch", "cost"):
         assert command in result.stdout
+
+
+def test_the_service_log_survives_pyasic_being_imported(tmp_path):
+    # An empty address in a scanned range goes to pyasic's detection, whose import used to set the
+    # root logger to WARNING and silence every INFO line after it.
+    with run_fleet("a1246:1", base="127.43.5.1", seed=5):
+        result = run("collect", "--miners", "127.43.5.0/30", "--cycles", "1")
+    assert result.returncode == 0, result.stderr
+    assert "127.43.5.0/30: 1 miner(s) found" in result.stderr
+    assert "cycle 1: 1 miners, 0 failed" in result.stderr

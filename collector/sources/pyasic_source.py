@@ -21,10 +21,20 @@ log = logging.getLogger(__name__)
 _HASH_PER_TH = 1e12
 
 
+def _import_pyasic():
+    """Import pyasic on first use (~1 s and ~30 MB; Avalon-only sites never need it), undoing what its
+    import does to logging: it sets the root logger to WARNING, which silenced the service's own log."""
+    root = logging.getLogger()
+    level = root.level
+    import pyasic
+
+    root.setLevel(level)
+    return pyasic
+
+
 async def detect(host: str, timeout_s: float = 10.0) -> Any | None:
     """pyasic's miner object for `host` (port 4028/80 are pyasic's own), or None."""
-    import pyasic  # deferred: importing pyasic costs ~1 s and Avalon-only sites never need it
-
+    pyasic = _import_pyasic()
     try:
         return await asyncio.wait_for(pyasic.get_miner(host), timeout_s)
     except TimeoutError:
