@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 _HASH_PER_TH = 1e12
 
+# What MinerSample has no use for. Each is one more RPC or web request per miner per cycle
+# (an Antminer's config and LED state are two digest-auth web calls).
+_NOT_NEEDED = ["serial_number", "psu_serial_number", "api_ver", "hostname", "fan_psu", "fault_light", "config"]
+
 
 def _import_pyasic():
     """Import pyasic on first use (~1 s and ~30 MB; Avalon-only sites never need it), undoing what its
@@ -50,7 +54,7 @@ async def poll(
     """Read one detected miner; never raises for a misbehaving miner."""
     miner_id = known_id or f"{host}:{port}"
     try:
-        data = await asyncio.wait_for(miner.get_data(), timeout_s)
+        data = await asyncio.wait_for(miner.get_data(exclude=_NOT_NEEDED), timeout_s)
     except TimeoutError:
         return _offline(miner_id, host, port, site, ts, f"{host}: no data within {timeout_s:g} s")
     except Exception as e:
