@@ -13,7 +13,12 @@ COPY collector ./collector
 COPY simulators ./simulators
 COPY dashboards ./dashboards
 RUN pip install . \
-    && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent hashfleet
+    && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent hashfleet \
+    && mkdir -p /var/lib/hashfleet/spool && chown -R 10001:10001 /var/lib/hashfleet
+
+# The durable spool (and the cost totals kept across restarts); compose mounts a named volume here,
+# which takes this directory's owner on first use.
+ENV HASHFLEET_SPOOL_DIR=/var/lib/hashfleet/spool
 
 # The compose healthcheck of the collector (standard library only).
 COPY deploy/collector/healthcheck.py /usr/local/lib/hashfleet/healthcheck.py

@@ -367,3 +367,14 @@ def test_collector_healthcheck_follows_the_points_the_collector_writes(influxdb,
 
     down = _healthcheck(influxdb, influx_bucket, "hc", token_file, url=f"http://127.0.0.1:{free_port()}")
     assert down.returncode == 1 and "cannot query" in down.stdout
+
+
+def test_the_collector_spool_lives_on_a_named_volume(compose):
+    # The image's user has no home: without HASHFLEET_SPOOL_DIR on a volume the collector could not
+    # start, and undelivered batches would vanish with the container.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    spool_dir = next(line.split("=", 1)[1].strip() for line in dockerfile.splitlines()
+                     if line.startswith("ENV HASHFLEET_SPOOL_DIR="))
+    mounts = compose["services"]["collector"]["volumes"]
+    named = [m for m in mounts if m.split(":")[1] == spool_dir]
+    assert named and named[0].split(":")[0] in compose["volumes"]
