@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from collector.sources import cgminer, pyasic_source
+from collector.sources import avalon, cgminer, pyasic_source
 from collector.targets import CGMINER_PORT, Target
 
 WEB_PORT = 80
@@ -51,7 +51,7 @@ async def identify(target: Target, timeout_s: float = 5.0) -> Identity:
             prod = (version.get("VERSION") or [{}])[0].get("PROD")
         except cgminer.MinerReplyError:
             prod = None  # still an Avalon; polls will report what is wrong with it
-        return Identity(target, AVALON, make="Canaan", model=prod)
+        return Identity(target, AVALON, make=avalon.MAKE, model=prod)
     if target.port != CGMINER_PORT:
         raise NoMinerFound(why)  # pyasic's detection only knows the standard ports
     return await _pyasic_identity(target, timeout_s, why)
