@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.table import Table
 
 from bench import machine, report
-from bench.procs import BenchSetupError, SimulatorProcess, box_cpu_seconds, cpu_seconds
+from bench.procs import BenchSetupError, SimulatorFleet, box_cpu_seconds
 from bench.stats import median, peak_rss_mb, percentile
 
 
@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=None, help="collector concurrency (default: CollectorConfig's)")
     p.add_argument("--timeout", type=float, default=5.0, help="collector's per-miner timeout, s")
     p.add_argument("--interval", type=float, default=10.0, help="the collect interval each cycle must fit in, s")
+    p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the timed cycles: DIR/antminer.raw")
     p.add_argument("--json", type=Path, metavar="FILE")
     args = p.parse_args(argv)
     if args.miners < 1 or args.cycles < 1:
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def _cycles(addresses: list[str], *, cycles: int, concurrency: int | None, timeout_s: float, interval_s: float,
-                  sim_pid: int | None) -> list[dict[str, object]]:
+                  sim_cpu, profiler=None) -> list[dict[str, object]]:
     from collector.poller import Poller
     from models import CollectorConfig, MinerState
 
@@ -56,8 +57,10 @@ async def _cycles(addresses: list[str], *, cycles: int, concurrency: int | None,
     out = []
     ts = datetime.now(timezone.utc).replace(microsecond=0)
     for index in range(cycles + 1):
+        if index == 1 and profiler is not None:
+            profiler.start()
         ts += timedelta(seconds=1)
-        sim0, box0, cpu0, wall0 = cpu_seconds(sim_pid), box_cpu_seconds(), time.process_time(), time.perf_counter()
+        sim0, box0, cpu0, wall0 = sim_cpu(), box_cpu_seconds(), time.process_time(), time.perf_counter()
         result = await poller.cycle(ts)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         latencies = list(getattr(result, "latencies_s", None) or [])
@@ -69,10 +72,12 @@ async def _cycles(addresses: list[str], *, cycles: int, concurrency: int | None,
             "with_hashrate": sum(1 for s in result.samples if s.hashrate_ths), "failed": result.failed,
             "p50_ms": p50 * 1000 if p50 is not None else None, "p99_ms": p99 * 1000 if p99 is not None else None,
             "cpu_s": cpu, "cpu_per_1k": cpu / len(result.samples) * 1000 if result.samples else None,
-            "sim_cpu_s": cpu_seconds(sim_pid) - sim0, "box_busy_cores": (box_cpu_seconds() - box0) / wall,
+            "sim_cpu_s": sim_cpu() - sim0, "box_busy_cores": (box_cpu_seconds() - box0) / wall,
             "peak_rss_mb": peak_rss_mb(), "within_interval": wall <= interval_s,
             "errors": sorted({e for s in result.samples for e in s.errors})[:3],
         })
+    if profiler is not None:
+        profiler.stop()
     return out
 
 
@@ -84,13 +89,16 @@ def main(argv: list[str] | None = None) -> int:
                                      f"pyasic path, 1 detection + {args.cycles} timed cycles, interval {args.interval:g} s")
     workdir = Path(tempfile.mkdtemp(prefix="hashfleet-bench-"))
     try:
-        with SimulatorProcess(f"{args.model}:{args.miners}", args.base, workdir, sockets_per_miner=2) as sim:
+        with SimulatorFleet(args.model, args.miners, args.base, workdir, sockets_per_miner=2) as sim:
             out.print(f"fleet: {len(sim.addresses):,} miners {sim.addresses[0]} .. {sim.addresses[-1]} ready in "
                       f"{sim.start_seconds:.1f} s (RPC 4028 + web 80 each)")
             from bench.pipeline import loop_runner
+            from bench.profile import PySpy
 
+            profiler = PySpy(args.profile / "antminer.raw") if args.profile else None
             cycles = loop_runner()(_cycles(sim.addresses, cycles=args.cycles, concurrency=args.concurrency,
-                                           timeout_s=args.timeout, interval_s=args.interval, sim_pid=sim.pid))
+                                           timeout_s=args.timeout, interval_s=args.interval, sim_cpu=sim.cpu_seconds,
+                                           profiler=profiler))
     except BenchSetupError as e:
         out.print(f"[red]setup failed:[/red] {e}")
         return 1
@@ -127,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         "measured": f"{summary['seconds_median']:.2f} s median, {slowest:.2f} s slowest; detection cycle "
                     f"{summary['detect_seconds']:.1f} s; every miner read: {'yes' if all_read else 'no'}",
         "met": met}]))
+    if profiler is not None:
+        from bench.profile import print_top
+
+        summary["profile"] = print_top(out, profiler)
     out.print(f"machine: {machine.one_line(info)}; {os.cpu_count()} cores shared with the simulator")
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) if isinstance(v, Path) else v

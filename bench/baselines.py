@@ -15,6 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from bench.procs import box_cpu_seconds
 from bench.stats import percentile
 
 BARE_COMMAND = "summary+estats+pools"
@@ -30,6 +31,7 @@ class RoundStats:
     sim_cpu_s: float = 0.0
     concurrency: int = 0
     latencies_s: list[float] = field(default_factory=list, repr=False)
+    box_busy_cores: float | None = None  # the whole machine's busy CPU over the round, in cores
     detect_s: float | None = None  # pyasic only: get_miner over the sample
     detected: int | None = None
     error: str | None = None
@@ -54,7 +56,7 @@ class RoundStats:
 
     def as_dict(self) -> dict[str, object]:
         out = {k: getattr(self, k) for k in ("name", "miners", "ok", "seconds", "cpu_s", "sim_cpu_s", "concurrency",
-                                             "detect_s", "detected", "error", "miners_per_s", "cpu_per_1k",
+                                             "box_busy_cores", "detect_s", "detected", "error", "miners_per_s", "cpu_per_1k",
                                              "p50_ms", "p99_ms")}
         return out
 
@@ -102,11 +104,11 @@ async def pyasic_round(addresses: list[str], *, concurrency: int = 50, detect_ti
                 latencies.append(time.monotonic() - begun)
             return got.hashrate is not None
 
-    sim0, cpu0, wall0 = sim_cpu(), time.process_time(), time.perf_counter()
+    sim0, box0, cpu0, wall0 = sim_cpu(), box_cpu_seconds(), time.process_time(), time.perf_counter()
     ok = sum(await asyncio.gather(*(data(m) for m in miners)))
     seconds, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return RoundStats("pyasic get_data", len(miners), ok, seconds, cpu, sim_cpu() - sim0, concurrency, latencies,
-                      detect_s=detect_s, detected=len(miners))
+                      (box_cpu_seconds() - box0) / seconds, detect_s=detect_s, detected=len(miners))
 
 
 class _Bare(asyncio.Protocol):
@@ -160,7 +162,7 @@ async def bare_round(addresses: list[str], *, concurrency: int, command: str = B
             finally:
                 latencies.append(time.monotonic() - begun)
 
-    sim0, cpu0, wall0 = sim_cpu(), time.process_time(), time.perf_counter()
+    sim0, box0, cpu0, wall0 = sim_cpu(), box_cpu_seconds(), time.process_time(), time.perf_counter()
     error = None
     try:
         async with asyncio.timeout(timeout_s):
@@ -169,4 +171,4 @@ async def bare_round(addresses: list[str], *, concurrency: int, command: str = B
         ok, error = 0, f"not finished within {timeout_s:g} s"
     seconds, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return RoundStats(f"bare {command}", len(targets), ok, seconds, cpu, sim_cpu() - sim0, concurrency, latencies,
-                      error=error)
+                      (box_cpu_seconds() - box0) / seconds, error=error)

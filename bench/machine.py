@@ -39,11 +39,13 @@ def _package(name: str) -> str:
 
 
 def git_commit() -> str:
-    """Short HEAD, with `+dirty` when tracked files differ from it (numbers then belong to the working tree)."""
+    """Short HEAD, with `+dirty` when the measured code (collector/, models/, simulators/) differs from it:
+    the numbers then belong to the working tree, not to the commit."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "collector", "models", "simulators"], cwd=REPO,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -62,7 +64,15 @@ def describe() -> dict[str, object]:
         "pyasic": _package("pyasic"),
         "influxdb_client": _package("influxdb-client"),
         "commit": git_commit(),
+        "load_avg_1m_at_start": _load(),  # other work on the box when the run began (2 cores: 1.0 is half of it)
     }
+
+
+def _load() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _os_name() -> str:
@@ -78,4 +88,4 @@ def _os_name() -> str:
 def one_line(machine: dict[str, object]) -> str:
     return (f"{machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, {machine['os']} "
             f"(kernel {machine['kernel']}), Python {machine['python']}, pyasic {machine['pyasic']}, "
-            f"commit {machine['commit']}")
+            f"commit {machine['commit']}, load {machine.get('load_avg_1m_at_start')} at start")

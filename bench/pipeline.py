@@ -60,6 +60,8 @@ class CycleStats:
     others_cpu_s: dict[str, float] = field(default_factory=dict)  # simulator, influxd, shim: CPU s this cycle
     box_busy_cores: float | None = None  # the whole machine's busy CPU over the cycle, in cores
     peak_rss_mb: float = 0.0  # this process's peak RSS so far, read at the end of the cycle
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)  # --tracemalloc: MB live / peak per stage
+    memory_top: dict[str, list[tuple[str, float, int]]] = field(default_factory=dict)  # stage -> (site, MB, blocks)
     latencies_s: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -104,7 +106,7 @@ class CycleStats:
         return p * 1000 if p is not None else None
 
     def as_dict(self) -> dict[str, object]:
-        out = {k: v for k, v in asdict(self).items() if k != "latencies_s"}
+        out = {k: v for k, v in asdict(self).items() if k != "latencies_s" and (v or k not in ("memory", "memory_top"))}
         for name in ("write_s", "total_s", "cpu_s", "miners_per_s", "miners_per_s_total", "points_per_s",
                      "cpu_per_1k", "p50_ms", "p99_ms"):
             out[name] = getattr(self, name)
@@ -140,22 +142,69 @@ async def _drain(sink, timeout_s: float) -> bool:
     return True
 
 
+class _Memory:
+    """--tracemalloc: Python memory per stage (live at its end, and its peak), and the biggest allocation
+    sites still live after the poll and after the spool append of the last cycle. tracemalloc slows
+    everything down several times: the timings of such a run mean nothing, the megabytes do."""
+
+    def __init__(self, enabled: bool, last_cycle: int):
+        self.enabled = enabled
+        self.last_cycle = last_cycle
+
+    def start(self) -> None:
+        if self.enabled:
+            import tracemalloc
+
+            tracemalloc.start(1)
+
+    def stop(self) -> None:
+        if self.enabled:
+            import tracemalloc
+
+            tracemalloc.stop()
+
+    def stage(self, stats: CycleStats, name: str, *, top: bool = False) -> None:
+        if not self.enabled:
+            return
+        import tracemalloc
+
+        current, peak = tracemalloc.get_traced_memory()
+        stats.memory[name] = {"live_mb": current / 2**20, "peak_mb": peak / 2**20}
+        if top and stats.index == self.last_cycle:
+            snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+            stats.memory_top[name] = [(_short(stat.traceback[0].filename) + f":{stat.traceback[0].lineno}",
+                                       stat.size / 2**20, stat.count) for stat in snapshot.statistics("lineno")[:10]]
+        tracemalloc.reset_peak()
+
+
+def _short(filename: str) -> str:
+    for marker in ("/site-packages/", "/work/main/", "/lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
 class _TimedSink:
     """Hands the cycle to the real InfluxSink, then waits for delivery; records the cycle's numbers."""
 
-    def __init__(self, sink, recorder: Recorder):
+    def __init__(self, sink, recorder: Recorder, *, deliver: bool = True):
         self.sink = sink
         self.recorder = recorder
+        self.deliver = deliver  # False: a spool-only sink, nothing to wait for
 
     async def write(self, result) -> None:
         rec = self.recorder
         stats = rec.current
         stats.cost_s, stats.cpu_cost_s = rec.clock.lap()
+        rec.memory.stage(stats, "cost")
         try:
             await self.sink.write(result)
             stats.append_s, cpu_append = rec.clock.lap()
-            stats.delivered = await _drain(self.sink, rec.delivery_timeout_s)
+            rec.memory.stage(stats, "append", top=True)
+            if self.deliver:
+                stats.delivered = await _drain(self.sink, rec.delivery_timeout_s)
             stats.deliver_s, cpu_deliver = rec.clock.lap()
+            rec.memory.stage(stats, "deliver")
             stats.cpu_write_s = cpu_append + cpu_deliver
         except BaseException:
             stats.delivered = False
@@ -164,16 +213,14 @@ class _TimedSink:
             rec.finish()
 
     def close(self) -> None:
-        self.sink.close()
-        close_spool = getattr(self.sink.spool, "close", None)
-        if close_spool is not None:
-            close_spool()
+        self.sink.close()  # and its spool
 
 
 class Recorder:
     def __init__(self, *, warmup: int, others: dict[str, Callable[[], float]], delivery_timeout_s: float,
-                 on_cycle: Callable[[int, CycleStats | None], None] | None = None):
+                 on_cycle: Callable[[int, CycleStats | None], None] | None = None, memory: _Memory | None = None):
         self.warmup = warmup
+        self.memory = memory or _Memory(False, -1)
         self.clock = _Clock()
         self.others = others
         self.delivery_timeout_s = delivery_timeout_s
@@ -190,11 +237,13 @@ class Recorder:
         self.current = CycleStats(index=index, warmup=index < self.warmup)
         self._others0 = {name: read() for name, read in self.others.items()}
         self._box0, self._wall0 = box_cpu_seconds(), time.perf_counter()
+        self.memory.stage(self.current, "before")
         self.clock.lap()
 
     def polled(self, result) -> None:
         stats = self.current
         stats.poll_s, stats.cpu_poll_s = self.clock.lap()
+        self.memory.stage(stats, "poll", top=True)
         stats.miners = len(result.samples)
         stats.failed = result.failed
         stats.latencies_s = list(getattr(result, "latencies_s", None) or [])
@@ -228,35 +277,43 @@ def running_loop_name() -> str:
     return type(loop).__module__.split(".")[0]  # "uvloop" or "asyncio"
 
 
-def collector_config(addresses: list[str], influx: InfluxInfo, *, concurrency: int, timeout_s: float,
+def collector_config(addresses: list[str], influx: InfluxInfo | None, *, concurrency: int, timeout_s: float,
                      site: str = "bench"):
     from models import CollectorConfig
 
-    return CollectorConfig.model_validate({
-        "site": site, "miners": addresses, "interval_s": 1, "timeout_s": timeout_s, "concurrency": concurrency,
-        "influx": {"url": influx.url, "org": influx.org, "bucket": influx.database, "token": influx.token},
-        "economics": ECONOMICS, "network": NETWORK,
-    })
+    settings = {"site": site, "miners": addresses, "interval_s": 1, "timeout_s": timeout_s,
+                "concurrency": concurrency, "economics": ECONOMICS, "network": NETWORK}
+    if influx is not None:
+        settings["influx"] = {"url": influx.url, "org": influx.org, "bucket": influx.database, "token": influx.token}
+    return CollectorConfig.model_validate(settings)
 
 
-async def run_collector(addresses: list[str], influx: InfluxInfo, spool_dir: Path, *, cycles: int, warmup: int = 1,
+async def run_collector(addresses: list[str], influx: InfluxInfo | None, spool_dir: Path, *, cycles: int, warmup: int = 1,
                         concurrency: int = 512, timeout_s: float = 5.0,
                         others: dict[str, Callable[[], float]] | None = None, delivery_timeout_s: float = 120.0,
                         on_cycle: Callable[[int, CycleStats | None], None] | None = None,
-                        ) -> tuple[list[CycleStats], str]:
-    """`warmup + cycles` cycles of the real collect loop: one CycleStats per cycle, and the loop's name."""
+                        trace_memory: bool = False) -> tuple[list[CycleStats], str]:
+    """`warmup + cycles` cycles of the real collect loop: one CycleStats per cycle, and the loop's name.
+
+    Without `influx`, the sink is the one `hashfleet collect` uses when no InfluxDB is configured (the
+    spool as local history): a diagnostic that takes the database's CPU out of the picture."""
     from collector import service
     from collector.costing import CostStage
     from collector.poller import Poller
     from collector.sinks.influx import InfluxSink
+    from collector.sinks.local import LocalHistorySink
     from collector.spool import Spool
 
     cfg = collector_config(addresses, influx, concurrency=concurrency, timeout_s=timeout_s)
+    memory = _Memory(trace_memory, last_cycle=warmup + cycles - 1)
     recorder = Recorder(warmup=warmup, others=others or {}, delivery_timeout_s=delivery_timeout_s,
-                        on_cycle=on_cycle)
+                        on_cycle=on_cycle, memory=memory)
     poller = Poller(cfg)
     cost_stage = CostStage(cfg.site, cfg.economics, cfg.network)
-    sink = InfluxSink(cfg.influx, Spool(spool_dir))
+    if cfg.influx is not None:
+        sink = InfluxSink(cfg.influx, Spool(spool_dir))
+    else:
+        sink = LocalHistorySink(Spool(spool_dir, retention_s=24 * 3600))
 
     real_cycle = poller.cycle
 
@@ -269,17 +326,21 @@ async def run_collector(addresses: list[str], influx: InfluxInfo, spool_dir: Pat
     real_append = sink.spool.append
 
     def counted_append(lines):
-        recorder.appended(len(lines))
+        # a list of lines today; a blob of line protocol would be counted by its newlines
+        recorder.appended(len(lines) if isinstance(lines, list) else max(1, lines.count(
+            b"\n" if isinstance(lines, bytes) else "\n")))
         return real_append(lines)
 
     poller.cycle = timed_cycle  # instance attributes: service.run calls these, the classes are untouched
     sink.spool.append = counted_append
-    timed = _TimedSink(sink, recorder)
+    timed = _TimedSink(sink, recorder, deliver=cfg.influx is not None)
     # "cycle took longer than the interval" would be logged every cycle: the bench runs cycles back to back.
     logging.getLogger("collector.service").setLevel(logging.ERROR)
+    memory.start()
     try:
         await service.run(poller, [timed], cycles=warmup + cycles, cost_stage=cost_stage)
     finally:
+        memory.stop()
         if recorder.on_cycle:
             recorder.on_cycle(len(recorder.cycles), recorder.cycles[-1] if recorder.cycles else None)
         timed.close()

@@ -15,6 +15,7 @@ Numbers: docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 from bench import baselines, machine, report
-from bench.procs import BenchSetupError, InfluxProcess, SimulatorProcess, cpu_seconds
+from bench.procs import BenchSetupError, InfluxProcess, SimulatorFleet
 from bench.stats import median, peak_rss_mb, percentile, ratio
 
 TARGET_CYCLE_S = 6.0  # 10,000 Avalons polled, costed and written per cycle
@@ -51,8 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pyasic-concurrency", type=int, default=50)
     p.add_argument("--bare-rounds", type=int, default=3, help="bare-client rounds over the whole fleet (median kept)")
     p.add_argument("--bare-command", default=baselines.BARE_COMMAND)
+    p.add_argument("--no-influx", action="store_true",
+                   help="diagnostic: no InfluxDB; the spool keeps the batches (the collector without a database)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="py-spy the timed collector cycles: DIR/collector.raw and a top-functions table")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="diagnostic: Python memory per stage and the biggest allocation sites (timings then mean nothing)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write every number as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (spool, logs, InfluxDB data)")
     args = p.parse_args(argv)
@@ -96,6 +101,8 @@ def collector_summary(cycles: list, rss_mb: float, rss_before_mb: float, verifie
         "others_cpu_s": {name: median([c.others_cpu_s.get(name) for c in timed])
                          for name in (timed[0].others_cpu_s if timed else {})},
         "box_busy_cores": median([c.box_busy_cores for c in timed]),
+        # every process of the benchmark (collector, simulator, influxd, shim): what a cycle costs the box
+        "cpu_all_s": median([c.cpu_s + sum(c.others_cpu_s.values()) for c in timed]),
         "all_delivered": all(c.delivered for c in cycles),
         "peak_rss_mb": rss_mb,
         "rss_before_collector_mb": rss_before_mb,
@@ -123,9 +130,13 @@ def summary_rows(s: dict[str, object]) -> list[tuple[str, str]]:
                                    f"{n(s['cpu_cost_per_1k'], 3)}, write {n(s['cpu_write_per_1k'], 3)})"),
         ("other processes' CPU per cycle", ", ".join(f"{k} {n(v)} s" for k, v in s["others_cpu_s"].items())
          + f" (not counted above); whole machine busy {n(s['box_busy_cores'])} of {os.cpu_count()} cores"),
+        ("CPU budget per cycle", f"{n(s['cpu_all_s'])} CPU s in all (collector + the rest): no cycle can be shorter "
+                                 f"than {n(s['cpu_all_s'] / (os.cpu_count() or 1))} s on {os.cpu_count()} cores"
+                                 if s["cpu_all_s"] else "–"),
         ("peak RSS", f"{n(s['peak_rss_mb'], 1)} MB (this process, after the collector cycles; "
                      f"{n(s['rss_before_collector_mb'], 1)} MB before; the simulator's is not counted)"),
-        ("delivered", ("every cycle" if s["all_delivered"] else "NOT every cycle: see the log") + f"; {check}"),
+        ("delivered", "nothing: --no-influx, the batches stay in the spool" if s.get("sink") == "spool" else
+         ("every cycle" if s["all_delivered"] else "NOT every cycle: see the log") + f"; {check}"),
     ]
 
 
@@ -133,11 +144,13 @@ def evaluate_targets(s: dict[str, object], pyasic_ratio: float | None, bare_rati
     n = report.num
     at_target = s["miners"] == TARGET_MINERS
     note = None if at_target else f"the target is set at {TARGET_MINERS:,} miners; this run has {s['miners']:,}"
+    written = s.get("sink") != "spool"
     total = s["total_s"]
     return [
         {"target": f"{TARGET_MINERS:,} Avalons polled, costed, written per cycle <= {TARGET_CYCLE_S:g} s",
          "measured": f"{n(total)} s median, {n(s['total_s_max'])} s slowest at {s['miners']:,}",
-         "met": (s["total_s_max"] <= TARGET_CYCLE_S) if at_target and total is not None else None, "note": note},
+         "met": (s["total_s_max"] <= TARGET_CYCLE_S) if at_target and written and total is not None else None,
+         "note": note if written else "--no-influx: nothing was written to InfluxDB"},
         {"target": f">= {TARGET_VS_PYASIC:g}x plain pyasic's miners/s",
          "measured": f"{n(pyasic_ratio)}x" if pyasic_ratio else "not measured",
          "met": (pyasic_ratio >= TARGET_VS_PYASIC) if pyasic_ratio else None},
@@ -179,17 +192,20 @@ def _run(args, out, info, concurrency: int, workdir: Path, results: dict[str, ob
     from bench.pipeline import loop_runner, run_collector
 
     started = time.monotonic()
-    with SimulatorProcess(f"{args.model}:{args.miners}", args.base, workdir) as sim, \
-            InfluxProcess(workdir) as influx_proc:
-        influx_info = influx_proc.info
+    with contextlib.ExitStack() as stack:
+        sim = stack.enter_context(SimulatorFleet(args.model, args.miners, args.base, workdir))
+        influx_proc = None if args.no_influx else stack.enter_context(InfluxProcess(workdir))
+        influx_info = influx_proc.info if influx_proc else None
+        where = (f"InfluxDB {influx_info.url} (influxd pid {influx_info.influxd_pid})" if influx_info else
+                 "no InfluxDB (--no-influx: the spool keeps the batches, as `hashfleet collect` does without one)")
         out.print(f"fleet: {len(sim.addresses):,} miners {sim.addresses[0]} .. {sim.addresses[-1]} ready in "
-                  f"{sim.start_seconds:.1f} s (simulator pid {sim.pid}); InfluxDB {influx_info.url} "
-                  f"(influxd pid {influx_info.influxd_pid})")
+                  f"{sim.start_seconds:.1f} s (simulator pid(s) {', '.join(map(str, sim.pids))}); {where}")
         results["fleet"] = {"model": args.model, "miners": len(sim.addresses), "first": sim.addresses[0],
-                            "last": sim.addresses[-1], "start_s": sim.start_seconds}
+                            "last": sim.addresses[-1], "start_s": sim.start_seconds,
+                            "simulator_processes": len(sim.pids)}
         profiler = None
         if args.profile:
-            from bench.profile import PySpy
+            from bench.profile import PySpy, print_top
 
             profiler = PySpy(args.profile / "collector.raw")
 
@@ -206,28 +222,40 @@ def _run(args, out, info, concurrency: int, workdir: Path, results: dict[str, ob
         cycles, loop_name = run(run_collector(
             sim.addresses, influx_info, workdir / "spool", cycles=args.cycles, warmup=args.warmup,
             concurrency=concurrency, timeout_s=args.timeout,
-            others={"simulator": lambda: cpu_seconds(sim.pid), "influxd": influx_proc.influxd_cpu_seconds,
-                    "shim": influx_proc.shim_cpu_seconds}, on_cycle=on_cycle))
+            others={"simulator": sim.cpu_seconds, **({"influxd": influx_proc.influxd_cpu_seconds,
+                                                       "shim": influx_proc.shim_cpu_seconds} if influx_proc else {})},
+            on_cycle=on_cycle, trace_memory=args.tracemalloc))
         rss = peak_rss_mb()
-        try:
-            verified = influx_proc.count('SELECT count("up") FROM "miner"')
-        except OSError as e:
-            out.print(f"[yellow]could not count the points in InfluxDB: {e}[/yellow]")
-            verified = None
+        verified = None
+        if influx_proc is not None:
+            try:
+                verified = influx_proc.count('SELECT count("up") FROM "miner"')
+            except OSError as e:
+                out.print(f"[yellow]could not count the points in InfluxDB: {e}[/yellow]")
         summary = collector_summary(cycles, rss, rss_before, verified, len(sim.addresses) * len(cycles))
         summary["event_loop"] = loop_name
+        summary["sink"] = "spool" if influx_proc is None else "influx"
         results["collector"] = {"cycles": [c.as_dict() for c in cycles], "summary": summary}
-        out.print(report.cycles_table(cycles))
+        out.print(report.cycles_table(cycles, "InfluxDB" if influx_proc else "spool (--no-influx)"))
         out.print(report.key_value_table("collector summary", summary_rows(summary)))
         if profiler is not None:
-            _print_profile(out, profiler, results)
+            results["profile"] = print_top(out, profiler)
+        if args.tracemalloc:
+            out.print("[yellow]--tracemalloc: timings and CPU above are inflated by tracing; the megabytes below "
+                      "are Python allocations (RSS also holds the interpreter, libraries and freed-but-kept pages)[/yellow]")
+            for table in report.memory_tables(cycles[-1]):
+                out.print(table)
 
-        sim_cpu = lambda: cpu_seconds(sim.pid)  # noqa: E731
+        sim_cpu = sim.cpu_seconds
         rows = [{"path": "hashfleet collector (poll stage)", "miners": summary["miners"], "concurrency": concurrency,
                  "seconds": summary["poll_s"], "miners_per_s": summary["miners_per_s"], "p50_ms": summary["p50_ms"],
                  "p99_ms": summary["p99_ms"], "cpu_per_1k": summary["cpu_poll_per_1k"],
-                 "sim_cpu_s": None, "ratio": "1.00"}]
+                 "sim_cpu_s": median([c.others_cpu_s.get("simulator") for c in cycles if not c.warmup]),
+                 "box_busy_cores": None, "ratio": "1.00"}]
         pyasic_ratio = bare_ratio = None
+        if influx_proc is not None and (not args.skip_pyasic or not args.skip_bare):
+            waited = settle(influx_proc.influxd_cpu_seconds)
+            results["influxd_settle_s"] = waited
         if not args.skip_pyasic:
             addresses = baselines.sample(sim.addresses, args.pyasic_sample)
             out.print(f"plain pyasic: detecting {len(addresses):,} miners (semaphore {args.pyasic_concurrency}) ...")
@@ -275,24 +303,23 @@ def _run(args, out, info, concurrency: int, workdir: Path, results: dict[str, ob
     return 0
 
 
+def settle(read_cpu, *, quiet_cores: float = 0.05, max_s: float = 30.0) -> float:
+    """Wait until a process (influxd compacting what the collector wrote) is nearly idle, so its
+    background work does not slow the next measurement; returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < max_s:
+        before = read_cpu()
+        time.sleep(1.0)
+        if read_cpu() - before <= quiet_cores:
+            break
+    return time.monotonic() - started
+
+
 def _row(path: str, got: baselines.RoundStats, collector_ratio: float | None) -> dict[str, object]:
     return {"path": path, "miners": got.miners, "concurrency": got.concurrency, "seconds": got.seconds,
             "miners_per_s": got.miners_per_s, "p50_ms": got.p50_ms, "p99_ms": got.p99_ms,
-            "cpu_per_1k": got.cpu_per_1k, "sim_cpu_s": got.sim_cpu_s,
+            "cpu_per_1k": got.cpu_per_1k, "sim_cpu_s": got.sim_cpu_s, "box_busy_cores": got.box_busy_cores,
             "ratio": f"{collector_ratio:.2f}" if collector_ratio else "–"}
-
-
-def _print_profile(out, profiler, results: dict[str, object]) -> None:
-    from bench.profile import top
-
-    if profiler.error or not profiler.output.exists():
-        out.print(f"[yellow]py-spy: {profiler.error or 'no output'}[/yellow]")
-        return
-    summary = top(profiler.output)
-    results["profile"] = summary
-    rows = [(f"{pct:5.1f}% self", name) for name, pct in summary["self"]]
-    out.print(report.key_value_table(f"py-spy, timed cycles ({summary['samples']:,} busy samples; "
-                                     f"collapsed stacks in {profiler.output})", rows))
 
 
 if __name__ == "__main__":

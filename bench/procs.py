@@ -5,12 +5,15 @@ seconds, peak RSS) is the collector's alone; their CPU is read from /proc and re
 
 - `SimulatorProcess`: `hashfleet simulate --fleet MODEL:N --base ADDR`; ready once it has printed
   its N `ADDRESS MODEL` lines (the CLI's contract: it prints them once every miner listens).
+- `SimulatorFleet`: N miners over as many SimulatorProcesses as the open-file limit needs (one
+  process up to 10,000 miners; 20,000 miners are two processes of 10,000).
 - `InfluxProcess`: `python -m bench.influx_server`, which runs tests/servers' InfluxDB (influxd
   1.6.7 plus the v2-write shim) and prints one JSON line with its URLs once ready.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import queue
@@ -164,6 +167,77 @@ class SimulatorProcess:
                 proc.wait(10)
 
     def __enter__(self) -> SimulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _next_address(address: str) -> str:
+    host = address.rpartition(":")[0] or address
+    return str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(host)) + 1))
+
+
+def miners_per_process(sockets_per_miner: int, cap: int = 10_000) -> int:
+    """How many simulated miners one simulator process may serve under this box's open-file hard limit
+    (20,000 here, and not raisable without CAP_SYS_RESOURCE): each listener is a file, and so is every
+    connection being answered."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return cap
+    return max(1, min(cap, (hard - 4096) // sockets_per_miner))
+
+
+class SimulatorFleet:
+    """`count` simulated miners of one model from consecutive addresses, served by as few `hashfleet
+    simulate` processes as the open-file limit allows (one up to 10,000 miners). Process i gets seed
+    `seed + i`, so MACs (the miners' ids) never repeat across processes."""
+
+    def __init__(self, model: str, count: int, base: str, workdir: Path, *, seed: int = 0, sockets_per_miner: int = 1,
+                 per_process: int | None = None):
+        self.model = model
+        self.count = count
+        self.base = base
+        self.workdir = Path(workdir)
+        self.seed = seed
+        self.sockets_per_miner = sockets_per_miner
+        self.per_process = per_process or miners_per_process(sockets_per_miner)
+        self.processes: list[SimulatorProcess] = []
+        self.addresses: list[str] = []
+        self.start_seconds: float | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def start(self) -> SimulatorFleet:
+        started = time.monotonic()
+        base, left, index = self.base, self.count, 0
+        try:
+            while left > 0:
+                n = min(left, self.per_process)
+                workdir = self.workdir / f"simulator-{index}"
+                workdir.mkdir(parents=True, exist_ok=True)
+                process = SimulatorProcess(f"{self.model}:{n}", base, workdir, seed=self.seed + index,
+                                           sockets_per_miner=self.sockets_per_miner)
+                self.processes.append(process)
+                process.start()
+                self.addresses += process.addresses
+                base, left, index = _next_address(process.addresses[-1]), left - n, index + 1
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+        return self
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+    def __enter__(self) -> SimulatorFleet:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

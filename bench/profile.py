@@ -19,6 +19,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench.report import key_value_table
+
 _LINE = re.compile(r":\d+\)$")
 
 
@@ -68,8 +70,15 @@ def _frame(text: str) -> str:
     return _LINE.sub(")", text)
 
 
+# Whose functions get a total-time ranking of their own (collector/cli.py only runs the loop: in every stack).
+OURS = ("collector/", "models/", "pyasic/")
+
+
 def top(raw: Path, n: int = 15) -> dict[str, object]:
-    """{"samples": N, "self": [(function, pct)], "total": [(function, pct)]} from a py-spy raw file."""
+    """{"samples": N, "self": [(function, pct)], "total": [...], "ours": [...]} from a py-spy raw file.
+
+    self: the leaf frame (where the CPU was); total: anywhere on the stack; ours: total time of the
+    functions in collector/, models/ and pyasic/ only (the event loop's frames are in every stack)."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     samples = 0
@@ -89,4 +98,19 @@ def top(raw: Path, n: int = 15) -> dict[str, object]:
     def share(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, 100 * c / samples) for name, c in counter.most_common(n)] if samples else []
 
-    return {"samples": samples, "self": share(own), "total": share(inclusive)}
+    ours = Counter({name: c for name, c in inclusive.items()
+                    if name.rpartition("(")[2].startswith(OURS) and "collector/cli.py" not in name})
+    return {"samples": samples, "self": share(own), "total": share(inclusive), "ours": share(ours)[:n]}
+
+
+def print_top(out, profiler: PySpy) -> dict[str, object] | None:
+    """The top functions of a finished py-spy recording, printed; the numbers returned for --json."""
+    if profiler.error or not profiler.output.exists():
+        out.print(f"[yellow]py-spy: {profiler.error or 'no output'}[/yellow]")
+        return None
+    summary = top(profiler.output)
+    rows = [(f"{pct:5.1f}% self", name) for name, pct in summary["self"]]
+    rows += [(f"{pct:5.1f}% total", name) for name, pct in summary["ours"]]
+    out.print(key_value_table(f"py-spy, timed cycles: {summary['samples']:,} busy samples; top functions by self "
+                              f"time, then the project's and pyasic's by total time (stacks: {profiler.output})", rows))
+    return summary

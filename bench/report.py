@@ -31,8 +31,8 @@ def machine_header(out: Console, machine: dict[str, object], title: str) -> None
     out.print(f"machine: {one_line(machine)}")
 
 
-def cycles_table(cycles: Iterable) -> Table:
-    table = Table(title="collector: poll -> cost -> InfluxDB, per cycle", title_justify="left")
+def cycles_table(cycles: Iterable, sink: str = "InfluxDB") -> Table:
+    table = Table(title=f"collector: poll -> cost -> {sink}, per cycle", title_justify="left")
     for name in ("cycle", "failed", "poll s", "cost s", "write s", "total s", "miners/s", "e2e/s", "p50 ms", "p99 ms",
                  "points", "points/s", "CPU s/1k", "RSS MB", "sim CPU", "influxd CPU", "shim CPU", "box busy"):
         table.add_column(name, justify="left" if name == "cycle" else "right", no_wrap=True)
@@ -60,12 +60,12 @@ def key_value_table(title: str, rows: Iterable[tuple[str, str]]) -> Table:
 def comparison_table(rows: list[dict[str, object]]) -> Table:
     table = Table(title="same fleet, same run: miners/s while polling", title_justify="left")
     for name in ("path", "miners", "concurrency", "seconds", "miners/s", "p50 ms", "p99 ms", "CPU s/1k", "sim CPU s",
-                 "collector ÷ this"):
+                 "box busy", "collector ÷ this"):
         table.add_column(name, justify="left" if name == "path" else "right")
     for row in rows:
         table.add_row(str(row["path"]), num(row["miners"], 0), num(row["concurrency"], 0), num(row["seconds"]),
                       num(row["miners_per_s"], 0), num(row["p50_ms"], 1), num(row["p99_ms"], 1),
-                      num(row["cpu_per_1k"], 3), num(row["sim_cpu_s"]), row["ratio"])
+                      num(row["cpu_per_1k"], 3), num(row["sim_cpu_s"]), num(row.get("box_busy_cores")), row["ratio"])
     return table
 
 
@@ -77,3 +77,21 @@ def targets_table(targets: list[dict[str, object]]) -> Table:
     for t in targets:
         table.add_row(str(t["target"]), str(t["measured"]), marks[t["met"]] + (f" ({t['note']})" if t.get("note") else ""))
     return table
+
+
+def memory_tables(cycle) -> list[Table]:
+    """--tracemalloc: Python memory per stage of one cycle, and the biggest live allocation sites."""
+    stages = Table(title=f"Python memory by stage, cycle {cycle.index + 1} (tracemalloc)", title_justify="left")
+    for name in ("stage", "live at its end MB", "peak within it MB"):
+        stages.add_column(name, justify="left" if name == "stage" else "right")
+    for name, mb in cycle.memory.items():
+        stages.add_row(name, num(mb["live_mb"], 1), num(mb["peak_mb"], 1))
+    tables = [stages]
+    for stage, rows in cycle.memory_top.items():
+        table = Table(title=f"biggest live allocation sites after {stage}", title_justify="left")
+        for name in ("site", "MB", "blocks"):
+            table.add_column(name, justify="left" if name == "site" else "right")
+        for site, mb, count in rows:
+            table.add_row(site, num(mb, 1), num(count, 0))
+        tables.append(table)
+    return tables

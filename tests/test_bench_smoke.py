@@ -1,0 +1,32 @@
+"""The benchmark harness still runs end to end (bench/, docs/benchmarks.md): a tiny fleet, two cycles.
+
+Not a performance test: it checks that `python -m bench.poll` starts its simulator and InfluxDB,
+drives the real collect loop and prints its tables, so the harness does not rot between benchmark runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_bench_poll_prints_its_tables(tmp_path):
+    out_json = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.poll", "--miners", "50", "--cycles", "2", "--skip-pyasic",
+         "--base", "127.62.0.1", "--bare-rounds", "1", "--json", str(out_json)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for heading in ("machine:", "collector: poll -> cost -> InfluxDB, per cycle", "collector summary",
+                    "same fleet, same run", "targets"):
+        assert heading in done.stdout, f"{heading!r} missing from:\n{done.stdout[-3000:]}"
+    result = json.loads(out_json.read_text())
+    summary = result["collector"]["summary"]
+    assert summary["miners"] == 50 and summary["failed_max"] == 0
+    assert summary["influx_miner_points"] == summary["influx_miner_points_expected"] == 50 * 3
+    assert len(result["collector"]["cycles"]) == 3  # one detection cycle + two timed
