@@ -59,6 +59,8 @@ class CollectorConfig(_Config):
     interval_s: float = Field(default=10.0, ge=1, le=3600, description="one timestamp per cycle, in whole seconds")
     timeout_s: float = Field(default=5.0, gt=0, le=120, description="per miner, per poll")
     concurrency: int = Field(default=512, ge=1, le=20_000, description="miners polled at once")
+    pyasic_concurrency: int = Field(default=50, ge=1, le=5_000,
+                                    description="of those, at most this many through pyasic (~13 ms CPU each)")
     rescan_interval_s: float = Field(default=300.0, gt=0, description="how often CIDR ranges and DNS names are re-resolved")
     shard: str | None = Field(default=None, pattern=r"^[1-9][0-9]*/[1-9][0-9]*$",
                               description="K/N: poll only the addresses whose stable hash falls in shard K of N")

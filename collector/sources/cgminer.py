@@ -14,6 +14,7 @@ Exceptions (all subclasses of CGMinerError):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 
@@ -45,16 +46,14 @@ async def request(host: str, port: int, command: str, parameter: str | None = No
     The timeout covers connect, send and the whole read: a miner that holds the
     connection open without answering costs at most `timeout_s`.
     """
-    payload: dict[str, str] = {"command": command}
-    if parameter is not None:
-        payload["parameter"] = parameter
+    payload = _encode_request(command, parameter)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
     transport = None
     try:
         async with asyncio.timeout(timeout_s):
             transport, _ = await loop.create_connection(
-                lambda: _OneShot(json.dumps(payload).encode(), done, f"{host}:{port}"), host, port)
+                lambda: _OneShot(payload, done, f"{host}:{port}"), host, port)
             return await done
     except TimeoutError:
         raise MinerUnreachable(f"{host}:{port}: no complete answer within {timeout_s:g} s") from None
@@ -65,6 +64,13 @@ async def request(host: str, port: int, command: str, parameter: str | None = No
     finally:
         if transport is not None:
             transport.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _encode_request(command: str, parameter: str | None) -> bytes:
+    # The poll sends the same request to every miner every cycle: encode it once.
+    payload = {"command": command} if parameter is None else {"command": command, "parameter": parameter}
+    return json.dumps(payload).encode()
 
 
 class _OneShot(asyncio.Protocol):
