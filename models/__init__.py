@@ -5,13 +5,6 @@ the cost engine all depend on these names, never on each other.
 """
 
 from models.config import CollectorConfig, InfluxConfig, SpoolConfig
-from models.sample import (
-    BoardSample,
-    MinerSample,
-    MinerState,
-    PoolInfo,
-    SampleSource,
-)
 from models.economics import (
     Capex,
     CostSample,
@@ -34,6 +27,13 @@ from models.mqtt import (
     MqttSubscription,
     MqttTls,
     PowerPricePayload,
+)
+from models.sample import (
+    BoardSample,
+    MinerSample,
+    MinerState,
+    PoolInfo,
+    SampleSource,
 )
 
 __all__ = [

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from models.base import Strict
 from models.economics import NetworkFeedConfig, SiteEconomics
 from models.mqtt import MqttConfig
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class InfluxConfig(_Config):
+class InfluxConfig(Strict):
     url: str = Field(description="e.g. http://influxdb:8086")
     org: str = "hashfleet"
     bucket: str = "hashfleet"
@@ -45,7 +42,7 @@ class InfluxConfig(_Config):
         return ""
 
 
-class SpoolConfig(_Config):
+class SpoolConfig(Strict):
     """The on-disk spool: every batch for InfluxDB passes through it; without InfluxDB it is the local history."""
 
     directory: Path | None = Field(default=None, description="default: $HASHFLEET_SPOOL_DIR, else ~/.local/state/hashfleet/spool/<site>")
@@ -53,7 +50,7 @@ class SpoolConfig(_Config):
     retention_h: float = Field(default=168, gt=0, description="local history kept when no InfluxDB is configured")
 
 
-class CollectorConfig(_Config):
+class CollectorConfig(Strict):
     site: str = Field(default="default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     miners: list[str] = Field(default_factory=list, description="host, host:port, CIDR range or DNS name")
     interval_s: float = Field(default=10.0, ge=1, le=3600, description="one timestamp per cycle, in whole seconds")

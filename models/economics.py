@@ -7,26 +7,15 @@ Formulas and definitions: docs/cost.md.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-
-class _Strict(BaseModel):
-    # Unknown keys are an error, so a typo in a site's config names the field.
-    model_config = ConfigDict(extra="forbid")
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        raise ValueError("timestamp must carry a time zone (UTC expected)")
-    return ts.astimezone(timezone.utc)
-
+from models.base import Strict as _Strict
+from models.base import as_utc as _utc
 
 # --- power tariffs -----------------------------------------------------------------------------
 

@@ -12,24 +12,15 @@ instead of being silently ignored. Miner telemetry payloads are MinerSample JSON
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        raise ValueError("timestamp must carry a time zone (UTC expected), e.g. 2025-06-01T12:00:00Z")
-    return ts.astimezone(timezone.utc)
+from models.base import Strict as _Strict
+from models.base import as_utc as _utc
 
 
 def _check_filter(topic: str) -> str:

@@ -6,10 +6,13 @@ numbers None), so dashboards see silence as data, not as a gap.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from models.base import Strict as _Strict
+from models.base import as_utc
 
 
 class MinerState(StrEnum):
@@ -26,10 +29,6 @@ class SampleSource(StrEnum):
     MQTT = "mqtt"  # devices that publish their own telemetry
 
 
-class _Strict(BaseModel):
-    # Unknown keys are an error, so a typo in an MQTT payload or a config
-    # names the field instead of silently dropping it.
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
 
 class BoardSample(_Strict):
@@ -87,9 +86,7 @@ class MinerSample(_Strict):
     @field_validator("ts")
     @classmethod
     def _ts_is_utc(cls, ts: datetime) -> datetime:
-        if ts.tzinfo is None:
-            raise ValueError("timestamp must carry a time zone (UTC expected)")
-        return ts.astimezone(timezone.utc)
+        return as_utc(ts)
 
     @model_validator(mode="after")
     def _derive_efficiency(self) -> MinerSample:
