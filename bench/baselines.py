@@ -16,13 +16,13 @@ import time
 from dataclasses import dataclass, field
 
 from bench.procs import box_cpu_seconds
-from bench.stats import percentile
+from bench.stats import LatencyStats
 
 BARE_COMMAND = "summary+estats+pools"
 
 
 @dataclass
-class RoundStats:
+class RoundStats(LatencyStats):
     name: str
     miners: int  # attempted
     ok: int  # answered with data
@@ -39,20 +39,6 @@ class RoundStats:
     @property
     def miners_per_s(self) -> float | None:
         return self.ok / self.seconds if self.seconds and self.ok else None
-
-    @property
-    def cpu_per_1k(self) -> float | None:
-        return self.cpu_s / self.miners * 1000 if self.miners else None
-
-    @property
-    def p50_ms(self) -> float | None:
-        p = percentile(self.latencies_s, 50)
-        return p * 1000 if p is not None else None
-
-    @property
-    def p99_ms(self) -> float | None:
-        p = percentile(self.latencies_s, 99)
-        return p * 1000 if p is not None else None
 
     def as_dict(self) -> dict[str, object]:
         out = {k: getattr(self, k) for k in ("name", "miners", "ok", "seconds", "cpu_s", "sim_cpu_s", "concurrency",

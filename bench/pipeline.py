@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.procs import InfluxInfo, box_cpu_seconds
-from bench.stats import peak_rss_mb, percentile
+from bench.stats import LatencyStats, peak_rss_mb
 
 log = logging.getLogger("bench")
 
@@ -43,7 +43,7 @@ NETWORK = {"source": "static",
 
 
 @dataclass
-class CycleStats:
+class CycleStats(LatencyStats):
     index: int
     warmup: bool  # the first cycle also identifies every miner (one extra `version` request each)
     miners: int = 0
@@ -90,20 +90,6 @@ class CycleStats:
     def points_per_s(self) -> float | None:
         """Points / write seconds (spool append + delivery)."""
         return self.points / self.write_s if self.write_s else None
-
-    @property
-    def cpu_per_1k(self) -> float | None:
-        return self.cpu_s / self.miners * 1000 if self.miners else None
-
-    @property
-    def p50_ms(self) -> float | None:
-        p = percentile(self.latencies_s, 50)
-        return p * 1000 if p is not None else None
-
-    @property
-    def p99_ms(self) -> float | None:
-        p = percentile(self.latencies_s, 99)
-        return p * 1000 if p is not None else None
 
     def as_dict(self) -> dict[str, object]:
         out = {k: v for k, v in asdict(self).items() if k != "latencies_s" and (v or k not in ("memory", "memory_top"))}

@@ -29,3 +29,26 @@ def peak_rss_mb() -> float:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
+
+
+class LatencyStats:
+    """Mixin for the stats dataclasses: CPU per 1,000 miners and p50/p99 latency in milliseconds.
+    Needs `cpu_s`, `miners` and `latencies_s` on the class."""
+
+    cpu_s: float
+    miners: int
+    latencies_s: list[float]
+
+    @property
+    def cpu_per_1k(self) -> float | None:
+        return self.cpu_s / self.miners * 1000 if self.miners else None
+
+    @property
+    def p50_ms(self) -> float | None:
+        p = percentile(self.latencies_s, 50)
+        return p * 1000 if p is not None else None
+
+    @property
+    def p99_ms(self) -> float | None:
+        p = percentile(self.latencies_s, 99)
+        return p * 1000 if p is not None else None

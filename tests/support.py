@@ -5,8 +5,10 @@ tests/ is not a package: pytest puts tests/ itself on sys.path (as for `test_mqt
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,3 +32,16 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "con
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def pyasic_data(host: str):
+    """pyasic 0.79, unchanged: detect the miner at `host` and read it (its warnings silenced)."""
+    import pyasic
+
+    async def go():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = await pyasic.get_miner(host)
+            return found, await found.get_data()
+
+    return asyncio.run(go())

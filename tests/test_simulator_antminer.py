@@ -8,17 +8,15 @@ with explicit client timeouts, delays are checked only from below.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import socket
 import statistics
 import time
-import warnings
 
 import httpx
-import pyasic
 import pytest
+from support import pyasic_data
 
 from simulators import ManualClock, run_fleet
 from simulators.antminer import board_sensors
@@ -64,16 +62,6 @@ def web(miner, path: str, *, auth=ROOT, timeout: float = 5.0, **kw) -> httpx.Res
 
 def mac_colons(miner) -> str:
     return ":".join(miner.mac[i:i + 2] for i in range(0, 12, 2)).upper()
-
-
-def pyasic_data(host: str):
-    async def go():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            found = await pyasic.get_miner(host)
-            return found, await found.get_data()
-
-    return asyncio.run(go())
 
 
 # -- RPC on 4028 --------------------------------------------------------------------------------

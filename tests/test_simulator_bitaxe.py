@@ -6,15 +6,13 @@ one pyasic `get_data` on the same snapshot, so pyasic's numbers compare with the
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import time
-import warnings
 
 import httpx
-import pyasic
 import pytest
+from support import pyasic_data
 
 from simulators import ManualClock, run_fleet
 from simulators.bitaxe import vr_temp_c
@@ -48,16 +46,6 @@ def get(miner, path: str, timeout: float = 5.0) -> httpx.Response:
 
 def info(miner) -> dict:
     return get(miner, "/api/system/info").json()
-
-
-def pyasic_data(host: str):
-    async def go():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            found = await pyasic.get_miner(host)
-            return found, await found.get_data()
-
-    return asyncio.run(go())
 
 
 def refused(host: str, port: int) -> bool:
