@@ -4,14 +4,16 @@
 InfluxSink over a Spool) and hands them to the real loop, `collector.service.run`. Timing is added
 from outside, by wrapping instance methods, so the code measured is the code that ships:
 
-    poll    Poller.cycle                       (connect, request, parse into MinerSample)
-    cost    CostStage.refresh_network + apply  (miner, site and fleet cost figures)
-    write   InfluxSink.write + delivery        (line protocol, gzip + fsync into the spool, then
-                                                the delivery task's HTTP writes to InfluxDB, awaited
-                                                here so that a cycle ends when its points are in)
+    poll    Poller.cycle                         (connect, request, parse into MinerSample)
+    cost    CostStage.begin + CycleCosting calls (miner figures part by part, site and fleet roll-ups)
+    write   append: the rest until the cycle's     (line protocol, gzip + fsync into the spool, part
+            last batch is on disk;                  by part; delivery starts with the first part)
+            deliver: until InfluxDB has it all     (the delivery task's HTTP writes, awaited here so
+                                                    that a cycle ends when its points are in)
 
 CPU is `time.process_time()` (every thread of this process: the spool's and the delivery's worker
-threads included). The simulator's and InfluxDB's CPU are read from /proc and reported apart.
+threads included), except cost: the main thread's own (`time.thread_time()`), since delivery runs
+in a worker thread meanwhile. The simulator's and InfluxDB's CPU are read from /proc and reported apart.
 """
 
 from __future__ import annotations
@@ -171,22 +173,27 @@ def _short(filename: str) -> str:
 
 
 class _TimedSink:
-    """Hands the cycle to the real InfluxSink, then waits for delivery; records the cycle's numbers."""
+    """Hands the cycle's parts and end to the real InfluxSink, then waits for delivery; records the
+    cycle's numbers. Costing and encoding interleave part by part (collector.service): cost time is
+    summed from the CycleCosting calls (see `_timed_costing`), the rest from poll end to the cycle's
+    last batch on disk is `append`, and `deliver` is the wait until InfluxDB has every point."""
 
     def __init__(self, sink, recorder: Recorder, *, deliver: bool = True):
         self.sink = sink
         self.recorder = recorder
         self.deliver = deliver  # False: a spool-only sink, nothing to wait for
 
+    async def write_miners(self, part) -> None:
+        await self.sink.write_miners(part)
+
     async def write(self, result) -> None:
         rec = self.recorder
         stats = rec.current
-        stats.cost_s, stats.cpu_cost_s = rec.clock.lap()
-        rec.memory.stage(stats, "cost")
         try:
             await self.sink.write(result)
-            stats.append_s, cpu_append = rec.clock.lap()
-            rec.memory.stage(stats, "append", top=True)
+            wall, cpu = rec.clock.lap()  # since the poll ended: costing + encoding + spool appends
+            stats.append_s, cpu_append = wall - stats.cost_s, cpu - stats.cpu_cost_s
+            rec.memory.stage(stats, "cost + append", top=True)
             if self.deliver:
                 stats.delivered = await _drain(self.sink, rec.delivery_timeout_s)
             stats.deliver_s, cpu_deliver = rec.clock.lap()
@@ -246,6 +253,28 @@ class Recorder:
         stats.peak_rss_mb = peak_rss_mb()
         self.cycles.append(stats)
         self.current = None
+
+
+def _timed_costing(begin, recorder: Recorder, samples, now):
+    """CostStage.begin, and the CycleCosting it returns with `miners` and `finish` timed: wall and this
+    thread's CPU (the delivery thread runs meanwhile; its CPU is the write stage's)."""
+    stats = recorder.current
+
+    def timed(fn):
+        def call(*args):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args)
+            finally:
+                stats.cost_s += time.perf_counter() - wall
+                stats.cpu_cost_s += time.thread_time() - cpu
+        return call
+
+    costing = timed(begin)(samples, now)
+    if costing is not None:
+        costing.miners = timed(costing.miners)
+        costing.finish = timed(costing.finish)
+    return costing
 
 
 def loop_runner():
@@ -317,7 +346,13 @@ async def run_collector(addresses: list[str], influx: InfluxInfo | None, spool_d
             b"\n" if isinstance(lines, bytes) else "\n")))
         return real_append(lines)
 
+    real_begin = cost_stage.begin
+
+    def timed_begin(samples, now):
+        return _timed_costing(real_begin, recorder, samples, now)
+
     poller.cycle = timed_cycle  # instance attributes: service.run calls these, the classes are untouched
+    cost_stage.begin = timed_begin
     sink.spool.append = counted_append
     timed = _TimedSink(sink, recorder, deliver=cfg.influx is not None)
     # "cycle took longer than the interval" would be logged every cycle: the bench runs cycles back to back.

@@ -316,23 +316,55 @@ def miner_cost(
     )
 
 
+class Rollup:
+    """Children's figures summed as they arrive, so a site's roll-up needs no list of its miners
+    (the collect loop costs 10,000 miners a chunk at a time). `rollup` is this over a list."""
+
+    def __init__(self) -> None:
+        self.children = 0
+        self._sums: dict[str, float] = dict.fromkeys(_ADDITIVE_RATES, 0)  # int 0: `miners` stays an int
+        self._totals: dict[str, float] = dict.fromkeys(_ADDITIVE_TOTALS, 0.0)
+        self._all_have_totals = True
+        self._prices: set[float | None] = set()
+        self._hashprice = 0.0
+        self._stale: set[str] = set()
+        self._missing: set[str] = set()
+
+    def add(self, child: CostSample) -> None:
+        if not self.children:
+            self._hashprice = child.hashprice_usd_ph_day
+        self.children += 1
+        sums = self._sums
+        for name in _ADDITIVE_RATES:
+            sums[name] += getattr(child, name)
+        if child.btc_month is None:
+            self._all_have_totals = False
+        elif self._all_have_totals:
+            for name in _ADDITIVE_TOTALS:
+                self._totals[name] += getattr(child, name) or 0.0
+        self._prices.add(child.power_price_usd_kwh)
+        self._stale.update(child.stale_inputs)
+        self._missing.update(child.missing_inputs)
+
+    def result(self, scope: CostScope, site: str | None, ts: datetime) -> CostSample:
+        """Every ratio recomputed from the sums (never an average of ratios)."""
+        if not self.children:
+            raise ValueError("a roll-up needs at least one child")
+        sums = self._sums
+        if sums["energy_kwh_day"] > 0:
+            power_price: float | None = sums["energy_usd_day"] / sums["energy_kwh_day"]  # kWh-weighted
+        else:
+            power_price = next(iter(self._prices)) if len(self._prices) == 1 else None
+        totals = self._totals if self._all_have_totals else {}
+        return _derive(scope, site, None, ts, self._hashprice, power_price, sums, totals, self._stale, self._missing)
+
+
 def rollup(children: Sequence[CostSample], scope: CostScope, site: str | None, ts: datetime) -> CostSample:
     """Sum children's additive figures and recompute every ratio from the sums (never average ratios)."""
-    if not children:
-        raise ValueError("rollup needs at least one child")
-    sums = {name: sum(getattr(c, name) for c in children) for name in _ADDITIVE_RATES}
-    totals: dict[str, float | None] = {}
-    if all(c.btc_month is not None for c in children):
-        totals = {name: sum(getattr(c, name) or 0.0 for c in children) for name in _ADDITIVE_TOTALS}
-    prices = {c.power_price_usd_kwh for c in children}
-    if sums["energy_kwh_day"] > 0:
-        power_price: float | None = sums["energy_usd_day"] / sums["energy_kwh_day"]  # kWh-weighted
-    else:
-        power_price = prices.pop() if len(prices) == 1 else None
-    return _derive(
-        scope, site, None, ts, children[0].hashprice_usd_ph_day, power_price, sums, totals,
-        [s for c in children for s in c.stale_inputs], [m for c in children for m in c.missing_inputs],
-    )
+    acc = Rollup()
+    for child in children:
+        acc.add(child)
+    return acc.result(scope, site, ts)
 
 
 @dataclass(frozen=True)
@@ -353,19 +385,28 @@ def site_cost(
     """Every miner of a site and their roll-up. Opex and fixed overhead watts are split evenly
     across the miners polled, so an offline miner keeps carrying its share; an empty site still
     shows its fixed costs."""
-    strangers = sorted({s.site for s in samples if s.site != site})
-    if strangers:
-        raise ValueError(f"samples from site(s) {strangers} passed to site_cost for site {site!r}")
+    check_site(site, samples)
     share = 1 / len(samples) if samples else 1.0
     miners = [miner_cost(s, economics, network, now, fixed_share=share, live_price=live_price) for s in samples]
     if miners:
         return SiteCost(rollup(miners, CostScope.SITE, site, now), miners)
+    return SiteCost(empty_site_cost(site, economics, network, now, live_price=live_price), [])
+
+
+def check_site(site: str, samples: Iterable[MinerSample]) -> None:
+    strangers = sorted({s.site for s in samples if s.site != site})
+    if strangers:
+        raise ValueError(f"samples from site(s) {strangers} passed to the cost of site {site!r}")
+
+
+def empty_site_cost(site: str, economics: SiteEconomics, network: NetworkState, now: datetime, *,
+                    live_price: LivePowerPrice | None = None) -> CostSample:
+    """A site with no miners still carries its fixed costs (opex, overhead watts)."""
     price = power_price_at(economics, now, live_price)
-    alone = _derive(
+    return _derive(
         CostScope.SITE, site, None, now, network_hashprice(network), price.usd_per_kwh,
         _rate_sums(None, economics, network, price), {}, _stale_inputs(network, price), (),
     )
-    return SiteCost(alone, [])
 
 
 def fleet_cost(sites: Sequence[CostSample], now: datetime) -> CostSample:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
 from pathlib import Path
 
 from collector import cost, totals_store
 from collector.live_inputs import LiveInputs
 from collector.network_state import NetworkSource, NetworkStateUnavailable, network_source
-from models import CostSample, MinerSample, NetworkFeedConfig, NetworkState, SiteEconomics
+from models import CostSample, CostScope, MinerSample, NetworkFeedConfig, NetworkState, SiteEconomics
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,61 @@ MAX_INTEGRATION_GAP_S = 600  # longer gaps (collector down) are not integrated: 
 
 @dataclass
 class CycleCost:
-    miners: list[CostSample]
+    """A cycle's roll-ups. Per-miner figures go to the sinks chunk by chunk (CycleCosting.miners)."""
     site: CostSample
     fleet: CostSample
     network: NetworkState
     metered_gap_w: dict[str, float]  # reported - metered, by miner, where a meter reads
+
+
+class CycleCosting:
+    """One cycle's cost work. The service asks for the miners' figures a chunk at a time and hands
+    each chunk to the sinks before asking for the next, so 10,000 miners' CostSamples (~5 KB each)
+    never sit in memory at once; `finish` then gives the site and fleet roll-ups."""
+
+    def __init__(self, stage: CostStage, now: datetime, network: NetworkState, fixed_share: float,
+                 metered_w: dict[str, float], gaps: dict[str, float], totals: cost.RunningTotals | None):
+        self._stage = stage
+        self.now = now
+        self.network = network
+        self.fixed_share = fixed_share
+        self.metered_w = metered_w
+        self.metered_gap_w = gaps
+        self._totals = totals
+        self._rollup = cost.Rollup()
+        self._live_price = stage.live.power_price
+
+    def miners(self, samples: Sequence[MinerSample]) -> list[CostSample]:
+        stage, out = self._stage, []
+        for sample in samples:
+            figures = cost.miner_cost(_with_metered(sample, self.metered_w), stage.economics, self.network, self.now,
+                                      fixed_share=self.fixed_share, live_price=self._live_price)
+            if self._totals is not None:
+                figures = cost.with_totals(figures, self._totals.today.get(sample.miner, cost.Totals()),
+                                           self._totals.month_to_date.get(sample.miner, cost.Totals()))
+            self._rollup.add(figures)
+            out.append(figures)
+        return out
+
+    def finish(self) -> CycleCost:
+        stage = self._stage
+        if self._rollup.children:
+            site = self._rollup.result(CostScope.SITE, stage.site, self.now)
+        else:
+            site = cost.empty_site_cost(stage.site, stage.economics, self.network, self.now,
+                                        live_price=self._live_price)
+        if self._totals is not None:
+            site = cost.with_totals(site, self._totals.site_today(), self._totals.site_month())
+        return CycleCost(site, cost.fleet_cost([site], self.now), self.network, self.metered_gap_w)
+
+
+def _with_metered(sample: MinerSample, metered_w: dict[str, float]) -> MinerSample:
+    """The sample with metered watts in place of reported ones, where a meter reads."""
+    metered = metered_w.get(sample.miner)
+    if metered is None:
+        return sample
+    efficiency = metered / sample.hashrate_ths if sample.hashrate_ths else None
+    return sample.model_copy(update={"power_w": metered, "efficiency_j_th": efficiency})
 
 
 class CostStage:
@@ -60,36 +110,38 @@ class CostStage:
         if first:
             await self._refreshing
 
-    def apply(self, samples: list[MinerSample], now: datetime) -> CycleCost | None:
+    def begin(self, samples: Sequence[MinerSample], now: datetime) -> CycleCosting | None:
+        """Start the cycle at `now` over all its samples: metered power, running totals. None (and a
+        warning) when there is no network state to cost against."""
         try:
             network = self.source.snapshot(now)
         except NetworkStateUnavailable as e:
             log.warning("no cost figures this cycle: %s", e)
             return None
+        cost.check_site(self.site, samples)
         network = self._with_live_btc_price(network)
-        samples, gaps = self._metered(samples, now)
+        metered_w, gaps = self._metered(samples, now)
+        costed = [_with_metered(s, metered_w) for s in samples] if metered_w else samples
         live_price = self.live.power_price
-        costs = cost.site_cost(self.site, samples, self.economics, network, now, live_price=live_price)
         gap_s = None if self._last_ts is None else (now - self._last_ts).total_seconds()
         if gap_s is not None and 0 < gap_s <= MAX_INTEGRATION_GAP_S:
-            self._totals = cost.advance(self._totals, samples, self.economics, network, self._last_ts, now,
+            self._totals = cost.advance(self._totals, costed, self.economics, network, self._last_ts, now,
                                         live_price=live_price)
         elif self._totals is not None and now >= self._totals.as_of:
             # After a long gap or a restart (totals loaded from disk): nothing is known about the
             # time in between, so it is not counted; the totals carry on from here.
             if gap_s is not None:
                 log.warning("%.0f s since the last cycle: that gap is not counted in today's totals", gap_s)
-            self._totals = cost.advance(self._totals, samples, self.economics, network, now, now,
+            self._totals = cost.advance(self._totals, costed, self.economics, network, now, now,
                                         live_price=live_price)
         self._last_ts = now
-        if self._totals is not None:
-            costs = cost.attach_totals(costs, self._totals)
-            if self.totals_path is not None:
-                try:
-                    totals_store.save(self.totals_path, self._totals)
-                except OSError as e:
-                    log.error("cannot save running totals to %s: %s", self.totals_path, e)
-        return CycleCost(costs.miners, costs.site, cost.fleet_cost([costs.site], now), network, gaps)
+        if self._totals is not None and self.totals_path is not None:
+            try:
+                totals_store.save(self.totals_path, self._totals)
+            except OSError as e:
+                log.error("cannot save running totals to %s: %s", self.totals_path, e)
+        share = 1 / len(samples) if samples else 1.0
+        return CycleCosting(self, now, network, share, metered_w, gaps, self._totals)
 
     def _with_live_btc_price(self, network: NetworkState) -> NetworkState:
         if self.live.btc_price_usd is None:
@@ -99,18 +151,16 @@ class CostStage:
                                           "btc_price_as_of": self.live.btc_price_as_of,
                                           "stale": [s for s in network.stale if s != "btc_price"]})
 
-    def _metered(self, samples: list[MinerSample], now: datetime) -> tuple[list[MinerSample], dict[str, float]]:
-        """Samples with metered watts in place of reported ones, and the reported-minus-metered gaps."""
+    def _metered(self, samples: Sequence[MinerSample], now: datetime) -> tuple[dict[str, float], dict[str, float]]:
+        """Metered watts by miner where a meter reads, and the reported-minus-metered gaps."""
         if not self.live.metered_w:
-            return samples, {}
-        out, gaps = [], {}
+            return {}, {}
+        metered_w, gaps = {}, {}
         for sample in samples:
             metered = self.live.metered_power(sample.miner, now)
             if metered is None:
-                out.append(sample)
                 continue
+            metered_w[sample.miner] = metered
             if sample.power_w is not None:
                 gaps[sample.miner] = sample.power_w - metered
-            efficiency = metered / sample.hashrate_ths if sample.hashrate_ths else None
-            out.append(sample.model_copy(update={"power_w": metered, "efficiency_j_th": efficiency}))
-        return out, gaps
+        return metered_w, gaps

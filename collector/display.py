@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from collector.poller import CycleResult
+from collector.poller import CycleResult, MinersPart
 from collector.report import Report, from_spool
 from models import CostSample, MinerSample, NetworkState
 
@@ -94,6 +94,9 @@ class LiveView:
         self.history_dir = history_dir
         self._history: Report | None = None
         self._history_read_at = float("-inf")
+
+    async def write_miners(self, part: MinersPart) -> None:
+        """Nothing: the view is redrawn once per cycle, from the whole cycle's samples."""
 
     async def write(self, result: CycleResult) -> None:
         caption = (f"site {result.site} · {result.ts:%Y-%m-%d %H:%M:%S} UTC · "

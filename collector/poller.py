@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from models import CollectorConfig, MinerSample, MinerState, SampleSource
 
 if TYPE_CHECKING:
     from collector.costing import CycleCost
+    from models import CostSample
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +41,27 @@ class CycleResult:
     ts: datetime
     samples: list[MinerSample]
     duration_s: float
-    cost: CycleCost | None = None  # filled by the cost stage when economics are configured
+    cost: CycleCost | None = None  # the roll-ups, filled by the cost stage when economics are configured
     latencies_s: list[float] = field(default_factory=list)  # per miner, in poll order (for benchmarks)
     shard: str | None = None  # "K/N" when this collector polls one shard of the site
 
     @property
     def failed(self) -> int:
         return sum(1 for s in self.samples if s.state in (MinerState.OFFLINE, MinerState.ERROR))
+
+
+@dataclass
+class MinersPart:
+    """A slice of a cycle's miners and their cost figures, handed to the sinks while the cycle is
+    still being worked through: at 10,000 miners the per-miner figures and lines of a whole cycle
+    would be ~100 MB, a slice of 1,000 is a tenth of that. The cycle's roll-ups follow in its
+    CycleResult."""
+
+    site: str
+    ts: datetime
+    samples: Sequence[MinerSample]
+    costs: list[CostSample] | None = None  # same order as samples; None without economics
+    metered_gap_w: Mapping[str, float] = field(default_factory=dict)  # reported - metered, by miner
 
 
 @dataclass

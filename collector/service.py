@@ -10,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from collector.costing import CostStage
-from collector.poller import CycleResult, Poller
+from collector.poller import CycleResult, MinersPart, Poller
 from collector.sinks import Sink
 from models import MinerSample
 
 log = logging.getLogger(__name__)
+
+# Miners per part handed to the sinks (collector.sinks): bounds the cycle's per-miner cost figures and
+# lines in memory, and each part is one spool batch that delivery can send while the next is worked on.
+PART_MINERS = 1000
 
 # Samples that arrive outside the poll (MQTT telemetry): called with the cycle's timestamp and polled samples.
 ExtraSamples = Callable[[datetime, list[MinerSample]], list[MinerSample]]
@@ -56,8 +60,7 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
             result.samples.extend(extra_samples(ts, result.samples))
         if cost_stage is not None:
             await cost_stage.refresh_network(ts)
-            result.cost = cost_stage.apply(result.samples, ts)
-        await _deliver(result, sinks)
+        await deliver(result, sinks, cost_stage)
         done += 1
         log.info("cycle %d: %d miners, %d failed, %.2f s", done, len(result.samples), result.failed,
                  result.duration_s)
@@ -77,9 +80,23 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
     return done
 
 
-async def _deliver(result: CycleResult, sinks: list[Sink]) -> None:
+async def deliver(result: CycleResult, sinks: list[Sink], cost_stage: CostStage | None = None) -> None:
+    """Cost the cycle and hand it to the sinks a slice of miners at a time, then its roll-ups."""
+    costing = cost_stage.begin(result.samples, result.ts) if cost_stage is not None else None
+    for start in range(0, len(result.samples), PART_MINERS):
+        chunk = result.samples[start:start + PART_MINERS]
+        part = MinersPart(result.site, result.ts, chunk, costing.miners(chunk) if costing is not None else None,
+                          costing.metered_gap_w if costing is not None else {})
+        for sink in sinks:
+            await _guarded(sink, sink.write_miners(part))
+    if costing is not None:
+        result.cost = costing.finish()
     for sink in sinks:
-        try:
-            await sink.write(result)
-        except Exception as e:  # one failing sink must not stop polling or the other sinks
-            log.error("%s: %s", type(sink).__name__, e)
+        await _guarded(sink, sink.write(result))
+
+
+async def _guarded(sink: Sink, write: Awaitable[None]) -> None:
+    try:
+        await write
+    except Exception as e:  # one failing sink must not stop polling or the other sinks
+        log.error("%s: %s", type(sink).__name__, e)

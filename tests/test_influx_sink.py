@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from collector import service
 from collector.poller import CycleResult
 from collector.sinks.influx import InfluxSink, InfluxWriteError, InfluxWriter
 from collector.spool import Spool
@@ -37,7 +38,7 @@ def test_cycle_lands_as_miner_board_and_collector_points(influxdb, influx_bucket
     sink = sink_for(influxdb, influx_bucket, tmp_path, batch_size=2)  # forces several write requests
 
     async def write_and_deliver():
-        await sink.write(CycleResult("s1", TS, samples, 0.25))
+        await service.deliver(CycleResult("s1", TS, samples, 0.25), [sink])
         await sink._delivery  # noqa: SLF001 - wait for the background delivery of this batch
 
     try:

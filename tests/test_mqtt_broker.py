@@ -176,14 +176,14 @@ def test_metered_power_replaces_reported_power_in_the_cost_and_the_gap_is_record
                        m3: meter.last[f"{prefix}/meter/r2/total"]["watts"]}  # outlet x 1.05 + 200 W overhead
 
             result = collector.next_result(
-                lambda r: r.cost is not None and {c.miner: c.power_w for c in r.cost.miners} == metered,
+                lambda r: r.cost is not None and {c.miner: c.power_w for c in r.miner_costs} == metered,
                 what="cost figures on metered power")
 
             reported = {s.miner: s.power_w for s in result.samples}
             assert all(metered[m] > reported[m] for m in metered)  # the miners under-report
             assert result.cost.metered_gap_w == pytest.approx({m: reported[m] - metered[m] for m in metered})
             assert result.cost.site.power_w == pytest.approx(sum(metered.values()))
-            for c in result.cost.miners:
+            for c in result.miner_costs:
                 assert c.efficiency_j_th == pytest.approx(metered[c.miner] / c.hashrate_ths)
             def this_cycle(data) -> bool:
                 return datetime.fromisoformat(data["ts"]) == result.ts

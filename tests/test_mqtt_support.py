@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -21,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector import service
 from collector.costing import CostStage
 from collector.mqtt import MqttBridge
-from collector.poller import CycleResult, Poller
-from models import CollectorConfig
+from collector.poller import CycleResult, MinersPart, Poller
+from models import CollectorConfig, CostSample
 
 WAIT = 10.0
 
@@ -110,12 +111,27 @@ class Publisher:
         self.client.loop_stop()
 
 
+@dataclass
+class CapturedCycle:
+    """A cycle as a sink saw it: its end (the CycleResult) and its miners' cost figures from the parts."""
+    result: CycleResult
+    miner_costs: list[CostSample]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.result, name)
+
+
 class CaptureSink:
     def __init__(self) -> None:
-        self.results: queue.Queue[CycleResult] = queue.Queue()
+        self.results: queue.Queue[CapturedCycle] = queue.Queue()
+        self._costs: list[CostSample] = []
+
+    async def write_miners(self, part: MinersPart) -> None:
+        self._costs += part.costs or []
 
     async def write(self, result: CycleResult) -> None:
-        self.results.put(result)
+        self.results.put(CapturedCycle(result, self._costs))
+        self._costs = []
 
     def close(self) -> None:
         pass
@@ -163,8 +179,8 @@ class RunningCollector:
         finally:
             self.bridge.close()
 
-    def next_result(self, predicate: Callable[[CycleResult], bool] = lambda r: True, timeout: float = WAIT,
-                    what: str = "a cycle") -> CycleResult:
+    def next_result(self, predicate: Callable[[CapturedCycle], bool] = lambda r: True, timeout: float = WAIT,
+                    what: str = "a cycle") -> CapturedCycle:
         deadline = time.monotonic() + timeout
         while True:
             try:

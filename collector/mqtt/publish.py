@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -21,8 +21,8 @@ from typing import Any
 from collector.mqtt import discovery
 from collector.mqtt.client import MqttConnection
 from collector.mqtt.topics import Topics
-from collector.poller import CycleResult
-from models import CostSample, MinerState
+from collector.poller import CycleResult, MinersPart
+from models import CostSample, MinerSample, MinerState
 from models.mqtt import MqttConfig
 
 DISCOVERY_QOS = 1
@@ -102,9 +102,11 @@ class MqttSink:
         self._discovered: dict[str, tuple[str | None, ...]] = {}  # miner -> device signature published
         self._site_discovered: bool | None = None  # None: not yet; else whether cost sensors were included
 
+    async def write_miners(self, part: MinersPart) -> None:
+        await asyncio.to_thread(self._send, self.miner_messages(part))
+
     async def write(self, result: CycleResult) -> None:
-        messages = self.messages(result)
-        await asyncio.to_thread(self._send, messages)
+        await asyncio.to_thread(self._send, self.cycle_messages(result))
 
     def close(self) -> None:
         """Nothing to do: the connection belongs to MqttBridge, which closes it (status `offline`)."""
@@ -113,38 +115,50 @@ class MqttSink:
         for m in messages:
             self.connection.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
 
-    def messages(self, result: CycleResult) -> list[Message]:
+    def miner_messages(self, part: MinersPart) -> list[Message]:
+        """Discovery (new or changed devices), state and cost of a slice of the cycle's miners."""
         qos, retain = self.config.qos, self.config.retain
-        out = self._discovery(result)
-        for sample in result.samples:
+        out = self._miner_discovery(part.samples)
+        for sample in part.samples:
             out.append(Message(self.topics.miner_state(sample.miner), sample.model_dump_json().encode(), qos, retain))
+        for cost in part.costs or ():
+            assert cost.miner is not None  # miner scope
+            out.append(Message(self.topics.miner_cost(cost.miner),
+                               _json(cost_payload(cost, part.metered_gap_w.get(cost.miner))), qos, retain))
+        return out
+
+    def cycle_messages(self, result: CycleResult) -> list[Message]:
+        """The site's discovery, state and cost, and the collector's health, at the end of a cycle."""
+        qos, retain = self.config.qos, self.config.retain
+        out = self._site_discovery(result)
         out.append(Message(self.topics.site_state, _json(site_summary(result)), qos, retain))
         if result.cost is not None:
             gaps = result.cost.metered_gap_w
-            for cost in result.cost.miners:
-                assert cost.miner is not None  # miner scope
-                out.append(Message(self.topics.miner_cost(cost.miner),
-                                   _json(cost_payload(cost, gaps.get(cost.miner))), qos, retain))
             site_gap = round(sum(gaps.values()), 1) if gaps else None
             out.append(Message(self.topics.site_cost, _json(cost_payload(result.cost.site, site_gap)), qos, retain))
         out.append(Message(self.topics.collector, _json(self._health(result)), qos, retain))
         return out
 
-    def _discovery(self, result: CycleResult) -> list[Message]:
+    def _site_discovery(self, result: CycleResult) -> list[Message]:
         if not self.config.discovery:
             return []
-        prefix = self.config.discovery_prefix
-        configs: list[tuple[str, dict[str, Any]]] = []
         with_cost = result.cost is not None
-        if self._site_discovered is None or (with_cost and not self._site_discovered):
-            configs += discovery.site_configs(self.topics, prefix, cost=with_cost)
-            self._site_discovered = with_cost
-        for sample in result.samples:
+        if self._site_discovered is not None and (self._site_discovered or not with_cost):
+            return []
+        self._site_discovered = with_cost
+        configs = discovery.site_configs(self.topics, self.config.discovery_prefix, cost=with_cost)
+        return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
+
+    def _miner_discovery(self, samples: Sequence[MinerSample]) -> list[Message]:
+        if not self.config.discovery:
+            return []
+        configs: list[tuple[str, dict[str, Any]]] = []
+        for sample in samples:
             signature = discovery.device_signature(sample)
             known = self._discovered.get(sample.miner)
             # An offline sample knows nothing about the device: keep what was published before.
             if known is None or (signature != known and sample.state is not MinerState.OFFLINE):
-                configs += discovery.miner_configs(sample, self.topics, prefix)
+                configs += discovery.miner_configs(sample, self.topics, self.config.discovery_prefix)
                 self._discovered[sample.miner] = signature
         return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
 

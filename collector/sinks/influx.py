@@ -1,6 +1,6 @@
 """InfluxDB sink: every cycle goes through the durable spool, then to InfluxDB.
 
-A cycle counts as done once its batch is on disk (collector.spool). A
+A cycle counts as done once its batches are on disk (collector.spool). A
 background task delivers spooled batches oldest first over the v2 write API
 (influxdb-client: gzip, batches of `batch_size` lines); while InfluxDB is down
 batches accumulate and the task retries with exponential backoff; batches left
@@ -21,7 +21,7 @@ from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from collector import points
-from collector.poller import CycleResult
+from collector.sinks.spooled import SpooledLines
 from collector.spool import Batch, Spool
 from models import InfluxConfig
 
@@ -62,10 +62,10 @@ class InfluxWriter:
         self._client.close()
 
 
-class InfluxSink:
+class InfluxSink(SpooledLines):
     def __init__(self, config: InfluxConfig, spool: Spool, *, flush_timeout_s: float = 10.0):
+        super().__init__(spool)
         self.config = config
-        self.spool = spool
         self.writer = InfluxWriter(config)
         self.flush_timeout_s = flush_timeout_s
         self.delivered_batches = 0
@@ -73,12 +73,14 @@ class InfluxSink:
         self._wake: asyncio.Event | None = None  # a new batch cuts a retry backoff short
         self._failing_since: float | None = None
 
-    async def write(self, result: CycleResult) -> None:
-        lines = points.cycle_lines(result, self.spool.depth, self.spool.dropped_batches)
-        await asyncio.to_thread(self.spool.append, lines)
+    def appended(self, cycle_end: bool) -> None:
+        """A batch is on disk: deliver it now, while the rest of the cycle is still being encoded.
+        While InfluxDB is failing, only a cycle's end cuts the retry backoff short (once a cycle,
+        not once per part)."""
         if self._wake is None:
             self._wake = asyncio.Event()
-        self._wake.set()
+        if cycle_end or self._failing_since is None:
+            self._wake.set()
         if self._delivery is None or self._delivery.done():
             self._delivery = asyncio.create_task(self._deliver_all())
 

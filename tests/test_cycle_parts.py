@@ -1,0 +1,170 @@
+"""A cycle reaches the sinks a slice of miners at a time (collector.service.deliver), then its end.
+
+What must hold whatever the slicing: every miner's figures arrive once and in order, the roll-ups
+equal the engine's whole-list `site_cost`, and the spool's batches hold exactly the lines of the
+whole cycle with the collector's own point last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from collector import cost, points, service
+from collector.costing import CostStage
+from collector.poller import CycleResult, MinersPart
+from collector.sinks import spooled
+from collector.sinks.local import LocalHistorySink
+from collector.spool import Spool
+from models import (
+    FlatTariff,
+    MinerSample,
+    MinerState,
+    NetworkFeedConfig,
+    SampleSource,
+    SiteEconomics,
+)
+
+TS = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+ECONOMICS = SiteEconomics(tariff=FlatTariff(usd_per_kwh=0.05), opex_usd_month=900, pue=1.1)
+NETWORK = NetworkFeedConfig.model_validate({"source": "static", "static": {
+    "difficulty": 1.2e14, "height": 900_000, "fees_btc_per_block": 0.03, "btc_price_usd": 90_000}})
+
+
+def samples(n: int, ts: datetime = TS) -> list[MinerSample]:
+    out = []
+    for i in range(n):
+        if i % 5 == 4:  # every fifth miner is offline: it still carries its share of the fixed costs
+            out.append(MinerSample.offline(miner=f"10.0.0.{i}:4028", host=f"10.0.0.{i}", port=4028, site="s1", ts=ts,
+                                           source=SampleSource.AVALON, reason="no answer"))
+        else:
+            ths = 100 + i
+            out.append(MinerSample(miner=f"m{i:03d}", host=f"10.0.0.{i}", site="s1", ts=ts, state=MinerState.MINING,
+                                   source=SampleSource.AVALON, hashrate_ths=ths, power_w=ths * 18.5))
+    return out
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.parts: list[MinersPart] = []
+        self.ends: list[CycleResult] = []
+
+    async def write_miners(self, part: MinersPart) -> None:
+        self.parts.append(part)
+
+    async def write(self, result: CycleResult) -> None:
+        self.ends.append(result)
+
+    def close(self) -> None:
+        pass
+
+
+async def _stage() -> CostStage:
+    stage = CostStage("s1", ECONOMICS, NETWORK)
+    await stage.refresh_network(TS)
+    return stage
+
+
+@pytest.mark.parametrize("part_miners", [1, 7, 25, 1000])
+def test_parts_carry_every_miner_once_in_order_and_the_rollup_matches_the_whole_list(monkeypatch, part_miners):
+    monkeypatch.setattr(service, "PART_MINERS", part_miners)
+    fleet = samples(25)
+    sink = Recording()
+
+    async def run():
+        await service.deliver(CycleResult("s1", TS, fleet, 1.0), [sink], await _stage())
+
+    asyncio.run(run())
+    assert [len(p.samples) for p in sink.parts] == [min(part_miners, 25 - i) for i in range(0, 25, part_miners)]
+    assert [s for p in sink.parts for s in p.samples] == fleet
+    whole = cost.site_cost("s1", fleet, ECONOMICS, network_snapshot(), TS)
+    assert [c for p in sink.parts for c in p.costs] == whole.miners
+    [end] = sink.ends
+    assert end.cost.site == whole.site  # same sums in the same order: equal, not just close
+    assert end.cost.fleet == cost.fleet_cost([whole.site], TS)
+
+
+def network_snapshot():
+    stage = CostStage("s1", ECONOMICS, NETWORK)
+    asyncio.run(stage.refresh_network(TS))
+    return stage.source.snapshot(TS)
+
+
+def test_no_economics_means_parts_without_costs_and_an_end_without_rollups():
+    sink = Recording()
+    asyncio.run(service.deliver(CycleResult("s1", TS, samples(3), 1.0), [sink]))
+    assert [p.costs for p in sink.parts] == [None] and sink.ends[0].cost is None
+
+
+def test_an_empty_cycle_still_reaches_the_sinks_with_the_sites_fixed_costs():
+    sink = Recording()
+
+    async def run():
+        await service.deliver(CycleResult("s1", TS, [], 1.0), [sink], await _stage())
+
+    asyncio.run(run())
+    assert sink.parts == []
+    assert sink.ends[0].cost.site.opex_usd_day == pytest.approx(900 / (365.25 / 12))
+
+
+def test_a_failing_sink_does_not_stop_the_others(caplog):
+    class Broken(Recording):
+        async def write_miners(self, part: MinersPart) -> None:
+            raise OSError("disk full")
+
+    broken, fine = Broken(), Recording()
+    asyncio.run(service.deliver(CycleResult("s1", TS, samples(4), 1.0), [broken, fine]))
+    assert len(fine.parts) == 1 and len(fine.ends) == 1
+    assert "Broken: disk full" in caplog.text
+
+
+@pytest.mark.parametrize("part_miners, batch_lines, batches", [(1000, 2000, 1), (4, 10, 3), (4, 1, 5)])
+def test_spool_batches_hold_the_whole_cycle_and_end_with_the_collector_point(
+        tmp_path, monkeypatch, part_miners, batch_lines, batches):
+    monkeypatch.setattr(service, "PART_MINERS", part_miners)
+    monkeypatch.setattr(spooled, "BATCH_LINES", batch_lines)
+    fleet = samples(16)
+    sink = LocalHistorySink(Spool(tmp_path / "spool"))
+
+    async def run():
+        await service.deliver(CycleResult("s1", TS, fleet, 1.0), [sink], await _stage())
+
+    try:
+        asyncio.run(run())
+        files = sink.spool.batches()
+    finally:
+        sink.close()
+    assert len(files) == batches
+    lines = [line for f in files for line in gzip.decompress(f.path.read_bytes()).decode().splitlines()]
+    assert lines[-1].startswith("collector,")
+    assert f"points_written={len(lines)}i" in lines[-1]
+    assert sum(line.startswith("miner,") for line in lines) == 16
+    miner_costs = [line for line in lines if line.startswith("cost,") and "scope=miner" in line]
+    assert len(miner_costs) == 16
+    assert sum(line.startswith("cost,") and "scope=site" in line for line in lines) == 1
+
+
+def test_a_miner_cost_point_carries_the_per_miner_fields_only():
+    stage = asyncio.run(_stage())
+    costing = stage.begin(samples(1), TS)
+    [figures] = costing.miners(samples(1))
+    line = points.miner_cost_point(figures, int(TS.timestamp()), meter_gap_w=12.5)
+    written = {kv.split("=")[0] for kv in line.split(" ")[1].split(",")}
+    expected = set(points.MINER_COST_FIELDS) | {"stale", "incomplete", "power_meter_gap_w"}
+    # today's totals start with the running totals (the second cycle): absent here, never other fields
+    assert written <= expected and expected - written <= {"btc_today", "all_in_usd_today"}
+    assert "hashprice_usd_ph_day" not in written and "hashrate_ths" not in written
+
+
+def test_per_miner_totals_reach_the_miner_points_from_the_second_cycle(tmp_path):
+    stage = asyncio.run(_stage())
+    first, second = samples(3), samples(3, TS + timedelta(seconds=60))
+    stage.begin(first, TS).miners(first)
+    costing = stage.begin(second, TS + timedelta(seconds=60))
+    figures = costing.miners(second)
+    assert all(c.btc_today is not None and c.all_in_usd_today > 0 for c in figures)
+    site = costing.finish().site
+    assert site.all_in_usd_today == pytest.approx(sum(c.all_in_usd_today for c in figures))
