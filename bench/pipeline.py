@@ -332,9 +332,9 @@ async def run_collector(addresses: list[str], influx: InfluxInfo | None, spool_d
 
     real_cycle = poller.cycle
 
-    async def timed_cycle(ts):
+    async def timed_cycle(ts, on_sample=None):
         recorder.begin()
-        result = await real_cycle(ts)
+        result = await real_cycle(ts, on_sample)
         recorder.polled(result)
         return result
 

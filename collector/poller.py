@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -52,15 +52,15 @@ class CycleResult:
 
 @dataclass
 class MinersPart:
-    """A slice of a cycle's miners and their cost figures, handed to the sinks while the cycle is
-    still being worked through: at 10,000 miners the per-miner figures and lines of a whole cycle
-    would be ~100 MB, a slice of 1,000 is a tenth of that. The cycle's roll-ups follow in its
-    CycleResult."""
+    """A slice of a cycle's miners (samples, cost figures, or both), handed to the sinks while the
+    cycle is still being worked through: samples as the poll brings them in, cost figures once the
+    poll is over. At 10,000 miners the per-miner figures and lines of a whole cycle would be ~100 MB;
+    a slice of 1,000 is a tenth of that. The cycle's roll-ups follow in its CycleResult."""
 
     site: str
     ts: datetime
-    samples: Sequence[MinerSample]
-    costs: list[CostSample] | None = None  # same order as samples; None without economics
+    samples: Sequence[MinerSample] = ()
+    costs: list[CostSample] | None = None  # None: no figures in this part (or no economics)
     metered_gap_w: Mapping[str, float] = field(default_factory=dict)  # reported - metered, by miner
 
 
@@ -102,7 +102,9 @@ class Poller:
                     self._known[identity.target] = _Known(identity.driver, identity.pyasic_miner)
                 log.info("%s: %d miner(s) found", spec.text, len(identities))
 
-    async def cycle(self, ts: datetime) -> CycleResult:
+    async def cycle(self, ts: datetime, on_sample: Callable[[MinerSample], None] | None = None) -> CycleResult:
+        """Poll every target once. `on_sample` is called with each sample as it arrives (the service
+        hands them to the sinks while the rest of the fleet is still being polled)."""
         started = time.monotonic()
         semaphore = asyncio.Semaphore(self.config.concurrency)
         latencies: list[float] = []
@@ -112,7 +114,9 @@ class Poller:
                 begun = time.monotonic()
                 sample = await self.poll_one(target, ts)
                 latencies.append(time.monotonic() - begun)
-                return sample
+            if on_sample is not None:
+                on_sample(sample)
+            return sample
 
         samples = await asyncio.gather(*(bounded(t) for t in sorted(self.targets)))
         return CycleResult(self.config.site, ts, list(samples), time.monotonic() - started, latencies_s=latencies,

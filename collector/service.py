@@ -55,12 +55,19 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
             # Timers may fire a hair early; two cycles must never share a timestamp (one would overwrite the other).
             ts = last_ts + timedelta(seconds=1)
         last_ts = ts
-        result = await poller.cycle(ts)
-        if extra_samples is not None:
-            result.samples.extend(extra_samples(ts, result.samples))
+        parts = _SampleParts(poller.config.site, ts, sinks)
+        try:
+            result = await poller.cycle(ts, on_sample=parts.add)
+            if extra_samples is not None:
+                extra = extra_samples(ts, result.samples)
+                result.samples.extend(extra)
+                for sample in extra:
+                    parts.add(sample)
+        finally:
+            await parts.close()
         if cost_stage is not None:
             await cost_stage.refresh_network(ts)
-        await deliver(result, sinks, cost_stage)
+        await deliver(result, sinks, cost_stage, samples_written=True)
         done += 1
         log.info("cycle %d: %d miners, %d failed, %.2f s", done, len(result.samples), result.failed,
                  result.duration_s)
@@ -80,15 +87,54 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
     return done
 
 
-async def deliver(result: CycleResult, sinks: list[Sink], cost_stage: CostStage | None = None) -> None:
-    """Cost the cycle and hand it to the sinks a slice of miners at a time, then its roll-ups."""
+class _SampleParts:
+    """Hands samples to the sinks PART_MINERS at a time while the poll is still running, so their
+    lines are encoded, spooled and delivered in the poll's idle time (it mostly waits on miners)."""
+
+    def __init__(self, site: str, ts: datetime, sinks: list[Sink]):
+        self.site, self.ts, self.sinks = site, ts, sinks
+        self._buffer: list[MinerSample] = []
+        self._queue: asyncio.Queue[list[MinerSample] | None] = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_parts())
+
+    def add(self, sample: MinerSample) -> None:
+        self._buffer.append(sample)
+        if len(self._buffer) >= PART_MINERS:
+            self._queue.put_nowait(self._buffer)
+            self._buffer = []
+
+    async def close(self) -> None:
+        """Hand over what is left and wait until the sinks have every part (in order, one at a time)."""
+        if self._buffer:
+            self._queue.put_nowait(self._buffer)
+            self._buffer = []
+        self._queue.put_nowait(None)
+        try:
+            await asyncio.shield(self._writer)
+        except asyncio.CancelledError:
+            self._writer.cancel()
+            raise
+
+    async def _write_parts(self) -> None:
+        while (chunk := await self._queue.get()) is not None:
+            part = MinersPart(self.site, self.ts, chunk)
+            for sink in self.sinks:
+                await _guarded(sink, sink.write_miners(part))
+
+
+async def deliver(result: CycleResult, sinks: list[Sink], cost_stage: CostStage | None = None, *,
+                  samples_written: bool = False) -> None:
+    """Cost the cycle and hand it to the sinks a slice of miners at a time, then its roll-ups.
+    `samples_written`: the sinks already have the samples (from the poll); send only cost figures."""
     costing = cost_stage.begin(result.samples, result.ts) if cost_stage is not None else None
     for start in range(0, len(result.samples), PART_MINERS):
         chunk = result.samples[start:start + PART_MINERS]
-        part = MinersPart(result.site, result.ts, chunk, costing.miners(chunk) if costing is not None else None,
+        part = MinersPart(result.site, result.ts, () if samples_written else chunk,
+                          costing.miners(chunk) if costing is not None else None,
                           costing.metered_gap_w if costing is not None else {})
-        for sink in sinks:
-            await _guarded(sink, sink.write_miners(part))
+        if part.samples or part.costs:
+            for sink in sinks:
+                await _guarded(sink, sink.write_miners(part))
     if costing is not None:
         result.cost = costing.finish()
     for sink in sinks:

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from collector import cost, points, service
 from collector.costing import CostStage
-from collector.poller import CycleResult, MinersPart
+from collector.poller import CycleResult, MinersPart, Poller
 from collector.sinks import spooled
 from collector.sinks.local import LocalHistorySink
 from collector.spool import Spool
 from models import (
+    CollectorConfig,
     FlatTariff,
     MinerSample,
     MinerState,
@@ -27,6 +29,7 @@ from models import (
     SampleSource,
     SiteEconomics,
 )
+from simulators.fleet import run_fleet
 
 TS = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 ECONOMICS = SiteEconomics(tariff=FlatTariff(usd_per_kwh=0.05), opex_usd_month=900, pue=1.1)
@@ -168,3 +171,53 @@ def test_per_miner_totals_reach_the_miner_points_from_the_second_cycle(tmp_path)
     assert all(c.btc_today is not None and c.all_in_usd_today > 0 for c in figures)
     site = costing.finish().site
     assert site.all_in_usd_today == pytest.approx(sum(c.all_in_usd_today for c in figures))
+
+
+def test_the_collect_loop_hands_samples_over_while_the_poll_still_waits_on_a_slow_miner(monkeypatch):
+    """Against simulated miners over TCP: parts of 2 samples reach the sink as they arrive, before a
+    miner that answers only after 2 s is in; cost figures follow the poll; every miner once."""
+    monkeypatch.setattr(service, "PART_MINERS", 2)
+    sink = Timeline()
+    with run_fleet("a1566:5", base="127.56.0.1", seed=3) as fleet:
+        fleet[4].set_faults(slow_s=2.0)
+        config = CollectorConfig.model_validate({
+            "site": "s1", "miners": fleet.addresses, "interval_s": 1, "timeout_s": 5, "economics": {"tariff": {
+                "kind": "flat", "usd_per_kwh": 0.05}}, "network": NETWORK.model_dump()})
+
+        async def run():
+            stage = CostStage(config.site, config.economics, config.network)
+            return await service.run(Poller(config), [sink], cycles=2, cost_stage=stage)
+
+        assert asyncio.run(run()) == 2
+    for cycle in range(2):
+        events = sink.cycles[cycle]
+        sample_parts = [e for e in events if e[0] == "samples"]
+        ends = [e for e in events if e[0] == "end"]
+        assert sorted(m for e in sample_parts for m in e[2]) == sorted(
+            m for e in events if e[0] == "costs" for m in e[2])
+        assert len({m for e in sample_parts for m in e[2]}) == 5
+        assert [e[0] for e in events][-1] == "end" and len(ends) == 1
+        assert events.index(sample_parts[-1]) < min(i for i, e in enumerate(events) if e[0] == "costs")
+        first_part_at, end_at = sample_parts[0][1], ends[0][1]
+        assert end_at - first_part_at > 1.5, "the first samples waited for the slow miner"
+
+
+class Timeline:
+    """What reached the sink, when, per cycle: ("samples" | "costs" | "end", monotonic s, miner ids)."""
+
+    def __init__(self) -> None:
+        self.cycles: list[list[tuple[str, float, list[str]]]] = [[]]
+
+    async def write_miners(self, part: MinersPart) -> None:
+        now = time.monotonic()
+        if part.samples:
+            self.cycles[-1].append(("samples", now, [s.miner for s in part.samples]))
+        if part.costs:
+            self.cycles[-1].append(("costs", now, [c.miner for c in part.costs]))
+
+    async def write(self, result: CycleResult) -> None:
+        self.cycles[-1].append(("end", time.monotonic(), []))
+        self.cycles.append([])
+
+    def close(self) -> None:
+        pass
