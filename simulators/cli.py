@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from pathlib import Path
 
 import typer
 
-from simulators.fleet import Fleet, FleetSpecError, allocate_addresses, parse_fleet
+from simulators.fleet import Fleet, FleetSpecError, allocate_addresses, new_event_loop, parse_fleet
 from simulators.server import BindError
 from simulators.mqtt_meter import MqttDeviceError
 from simulators.specs import known_models
@@ -41,6 +42,9 @@ async def _serve(fleet: Fleet) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with fleet:
+        # Thousands of miners' long-lived objects: keep them out of every later full collection
+        # (measured: GC took ~6% of answering a 3,000-miner fleet, a quarter of that frozen).
+        gc.freeze()
         for miner in fleet:
             print(f"{miner.address} {miner.spec.key}")
         sys.stdout.flush()  # the lines are the contract: whoever reads them must see them now
@@ -92,8 +96,8 @@ def simulate(
                                interval_s=mqtt_interval, rack_size=meter_rack_size, overhead_w=meter_overhead_w,
                                wall_factor=meter_wall_factor, log=lambda line: typer.echo(line, err=True))
     try:
-        with devices:
-            asyncio.run(_serve(sim))
+        with devices, asyncio.Runner(loop_factory=new_event_loop) as runner:  # uvloop where installed
+            runner.run(_serve(sim))
     except BindError as exc:
         typer.echo(f"error: {exc.strerror}", err=True)
         raise typer.Exit(1) from None
