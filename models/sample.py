@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import Field, field_validator, model_validator
 
-from models.base import Strict as _Strict
+from models.base import Reading
 from models.base import as_utc
 
 
@@ -31,7 +31,7 @@ class SampleSource(StrEnum):
 
 
 
-class BoardSample(_Strict):
+class BoardSample(Reading):
     index: int = Field(ge=0)
     hashrate_ths: float | None = Field(default=None, ge=0, description="live, when the firmware reports it per board")
     hashrate_avg_ths: float | None = Field(default=None, ge=0, description="since boot (Avalon MGHS)")
@@ -43,7 +43,7 @@ class BoardSample(_Strict):
     chips_expected: int | None = Field(default=None, ge=0)
 
 
-class PoolInfo(_Strict):
+class PoolInfo(Reading):
     url: str | None = None
     user: str | None = None
     accepted: int | None = Field(default=None, ge=0)
@@ -52,7 +52,7 @@ class PoolInfo(_Strict):
     active: bool | None = None
 
 
-class MinerSample(_Strict):
+class MinerSample(Reading):
     miner: str = Field(min_length=1, description="stable id: MAC when known, else host:port")
     host: str
     port: int = Field(default=4028, ge=1, le=65535)
@@ -93,7 +93,8 @@ class MinerSample(_Strict):
         # A stored field, not a computed one, so JSON round-trips through the
         # strict model (MQTT ingest reads what `poll --json` prints).
         if self.efficiency_j_th is None and self.power_w is not None and self.hashrate_ths:
-            self.efficiency_j_th = self.power_w / self.hashrate_ths
+            # frozen: set once here, while the sample is still being made
+            object.__setattr__(self, "efficiency_j_th", self.power_w / self.hashrate_ths)
         return self
 
     @property
