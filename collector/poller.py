@@ -8,7 +8,6 @@ others; a miner that stops answering yields offline samples, not silence.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -128,13 +127,18 @@ class Poller:
         # pyasic costs ~13 ms of CPU per Antminer: 512 of them at once would each take longer than the
         # deadline and none would be read. They (and unidentified addresses, which may need pyasic's
         # detection) go through a narrower gate; the deadline starts once through it.
-        gate = self._pyasic_gate if known.driver != discovery.AVALON else contextlib.nullcontext()
-        async with gate:
-            try:
-                async with asyncio.timeout(deadline + 1.0):  # a hard stop whatever the driver does
-                    sample = await self._poll(target, known, ts, deadline)
-            except TimeoutError:
-                sample = self._offline(target, known, ts, f"{target.address}: no answer within {deadline:g} s")
+        if known.driver == discovery.AVALON:
+            # The native driver's request timeout covers connect and the whole read, and parsing cannot
+            # block: no second timer (at 10,000 miners the pair was ~3 % of the collector's CPU).
+            sample = await avalon.poll(target.host, target.port, site=self.config.site, ts=ts, timeout_s=deadline,
+                                       known_id=known.miner_id)
+        else:
+            async with self._pyasic_gate:
+                try:
+                    async with asyncio.timeout(deadline + 1.0):  # a hard stop whatever pyasic does
+                        sample = await self._poll(target, known, ts, deadline)
+                except TimeoutError:
+                    sample = self._offline(target, known, ts, f"{target.address}: no answer within {deadline:g} s")
         if sample.mac:
             known.miner_id = sample.miner
         return sample
