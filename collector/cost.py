@@ -305,14 +305,17 @@ def miner_cost(
     *,
     fixed_share: float = 1.0,
     live_price: LivePowerPrice | None = None,
+    totals: tuple[Totals, Totals] | None = None,
 ) -> CostSample:
     """Cost figures of one miner now. fixed_share: its part of the site's opex and overhead watts
-    (1.0 when it is the whole site, as in the what-if calculator; site_cost passes 1/n)."""
+    (1.0 when it is the whole site, as in the what-if calculator; site_cost passes 1/n).
+    totals: what it really used, spent and mined (today, this month), as `with_totals` adds them."""
     price = power_price_at(economics, now, live_price)
     flows = miner_flows(sample, economics, network, now, fixed_share)
     return _derive(
         CostScope.MINER, sample.site, sample.miner, now, network_hashprice(network), price.usd_per_kwh,
-        _rate_sums(flows, economics, network, price), {}, _stale_inputs(network, price), flows.missing,
+        _rate_sums(flows, economics, network, price), _totals_fields(*totals) if totals else {},
+        _stale_inputs(network, price), flows.missing,
     )
 
 

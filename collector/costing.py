@@ -52,12 +52,12 @@ class CycleCosting:
 
     def miners(self, samples: Sequence[MinerSample]) -> list[CostSample]:
         stage, out = self._stage, []
+        book, nothing = self._totals, cost.Totals()
         for sample in samples:
+            totals = None if book is None else (book.today.get(sample.miner, nothing),
+                                                book.month_to_date.get(sample.miner, nothing))
             figures = cost.miner_cost(_with_metered(sample, self.metered_w), stage.economics, self.network, self.now,
-                                      fixed_share=self.fixed_share, live_price=self._live_price)
-            if self._totals is not None:
-                figures = cost.with_totals(figures, self._totals.today.get(sample.miner, cost.Totals()),
-                                           self._totals.month_to_date.get(sample.miner, cost.Totals()))
+                                      fixed_share=self.fixed_share, live_price=self._live_price, totals=totals)
             self._rollup.add(figures)
             out.append(figures)
         return out
