@@ -30,3 +30,19 @@ def test_bench_poll_prints_its_tables(tmp_path):
     assert summary["miners"] == 50 and summary["failed_max"] == 0
     assert summary["influx_miner_points"] == summary["influx_miner_points_expected"] == 50 * 3
     assert len(result["collector"]["cycles"]) == 3  # one detection cycle + two timed
+
+
+def test_bench_antminer_runs_sharded_collectors_on_one_schedule(tmp_path):
+    """`bench.antminer --shards 2`: two collector processes, each its shard, every miner read once a cycle."""
+    out_json = tmp_path / "antminer.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.antminer", "--miners", "20", "--cycles", "1", "--shards", "2",
+         "--interval", "2", "--base", "127.63.0.1", "--json", str(out_json)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out_json.read_text())
+    assert result["summary"]["shards"] == 2 and result["summary"]["all_read"]
+    for cycle in result["cycles"]:
+        assert cycle["miners"] == cycle["mining"] == 20 and len(cycle["shard_seconds"]) == 2
+        assert abs(cycle["seconds"] - max(cycle["shard_seconds"])) < 0.01  # the fleet waits for its slowest shard
