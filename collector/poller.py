@@ -32,6 +32,7 @@ class _Known:
     driver: str | None = None
     pyasic_miner: Any = None
     miner_id: str | None = None  # kept so an offline miner keeps its MAC-based id
+    error_logged: bool = False  # an unexpected driver error's traceback was logged for this miner
 
 
 @dataclass
@@ -127,18 +128,24 @@ class Poller:
         # pyasic costs ~13 ms of CPU per Antminer: 512 of them at once would each take longer than the
         # deadline and none would be read. They (and unidentified addresses, which may need pyasic's
         # detection) go through a narrower gate; the deadline starts once through it.
-        if known.driver == discovery.AVALON:
-            # The native driver's request timeout covers connect and the whole read, and parsing cannot
-            # block: no second timer (at 10,000 miners the pair was ~3 % of the collector's CPU).
-            sample = await avalon.poll(target.host, target.port, site=self.config.site, ts=ts, timeout_s=deadline,
-                                       known_id=known.miner_id)
-        else:
-            async with self._pyasic_gate:
-                try:
-                    async with asyncio.timeout(deadline + 1.0):  # a hard stop whatever pyasic does
-                        sample = await self._poll(target, known, ts, deadline)
-                except TimeoutError:
-                    sample = self._offline(target, known, ts, f"{target.address}: no answer within {deadline:g} s")
+        try:
+            if known.driver == discovery.AVALON:
+                # The native driver's request timeout covers connect and the whole read, and parsing cannot
+                # block: no second timer (at 10,000 miners the pair was ~3 % of the collector's CPU).
+                sample = await avalon.poll(target.host, target.port, site=self.config.site, ts=ts,
+                                           timeout_s=deadline, known_id=known.miner_id)
+            else:
+                async with self._pyasic_gate:
+                    try:
+                        async with asyncio.timeout(deadline + 1.0):  # a hard stop whatever pyasic does
+                            sample = await self._poll(target, known, ts, deadline)
+                    except TimeoutError:
+                        sample = self._offline(target, known, ts, f"{target.address}: no answer within {deadline:g} s")
+        except Exception as e:  # a driver bug must cost one miner's sample, never the cycle
+            if not known.error_logged:  # the traceback once per miner, not every cycle
+                known.error_logged = True
+                log.exception("%s: unexpected error while polling", target.address)
+            sample = self._error(target, known, ts, f"{target.address}: internal error: {type(e).__name__}: {e}")
         if sample.mac:
             known.miner_id = sample.miner
         return sample
@@ -156,6 +163,11 @@ class Poller:
                                      known_id=known.miner_id)
         return await pyasic_source.poll(known.pyasic_miner, host=target.host, port=target.port, site=site, ts=ts,
                                         timeout_s=timeout_s, known_id=known.miner_id)
+
+    def _error(self, target: Target, known: _Known, ts: datetime, reason: str) -> MinerSample:
+        source = SampleSource.PYASIC if known.driver == discovery.PYASIC else SampleSource.AVALON
+        return MinerSample(miner=known.miner_id or target.address, host=target.host, port=target.port,
+                           site=self.config.site, ts=ts, state=MinerState.ERROR, source=source, errors=[reason[:500]])
 
     def _offline(self, target: Target, known: _Known, ts: datetime, reason: str) -> MinerSample:
         source = SampleSource.PYASIC if known.driver == discovery.PYASIC else SampleSource.AVALON

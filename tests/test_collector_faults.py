@@ -143,3 +143,37 @@ def test_a_rescan_adds_a_miner_that_appeared_in_a_range_and_keeps_the_known_ones
         second = asyncio.run(scan_and_poll())
     assert sorted(s.host for s in second.samples) == ["127.47.0.1", "127.47.0.2"]
     assert all(s.state is MinerState.MINING for s in second.samples)
+
+
+@pytest.mark.parametrize("key", ["WALLPOWER", "Elapsed", "DH", "MPO"])
+def test_an_out_of_range_reading_is_an_error_sample_and_the_cycle_goes_on(fleet, key):
+    """Firmware that reports a negative watt or uptime (a wrapped counter): served over TCP as the
+    simulator's own reply with that one value negated. The miner is in error with the field named;
+    the healthy miner polled in the same cycle is unaffected."""
+    from collector.sources import avalon, cgminer
+
+    healthy = fleet[1]
+    host, port = healthy.address.rsplit(":", 1)
+    reply = asyncio.run(cgminer.request(host, int(port), avalon.POLL_COMMAND))
+    assert f"{key}[".encode() in reply
+    damaged = reply.replace(f"{key}[".encode(), f"{key}[-".encode())
+
+    async def run():
+        async def answer(reader, writer):
+            await reader.read(4096)
+            writer.write(damaged)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.40.9.1", 0)
+        bad = f"127.40.9.1:{server.sockets[0].getsockname()[1]}"
+        async with server:
+            result = await Poller(CollectorConfig(miners=[bad, healthy.address], timeout_s=2.0)).cycle(TS)
+        return {s.host: s for s in result.samples}
+
+    samples = asyncio.run(run())
+    damaged_sample = samples["127.40.9.1"]
+    assert damaged_sample.state is MinerState.ERROR
+    [error] = damaged_sample.errors
+    assert "reply value out of range" in error and "greater than or equal to 0" in error
+    assert samples[host].state is MinerState.MINING

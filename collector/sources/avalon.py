@@ -20,6 +20,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from collector.sources import cgminer
 from models import BoardSample, MinerSample, MinerState, PoolInfo, SampleSource
 
@@ -45,8 +47,15 @@ async def poll(
         return MinerSample.offline(miner=miner_id, host=host, port=port, site=site, ts=ts,
                                    source=SampleSource.AVALON, reason=str(e))
     except cgminer.MinerReplyError as e:
-        return MinerSample(miner=miner_id, host=host, port=port, site=site, ts=ts, state=MinerState.ERROR,
-                           source=SampleSource.AVALON, make=MAKE, errors=[str(e)])
+        return _error(miner_id, host, port, site, ts, str(e))
+    except ValidationError as e:  # e.g. a negative WALLPOWER or Elapsed: firmware garbage, not a sample
+        bad = "; ".join(f"{'.'.join(map(str, err['loc']))}={err.get('input')!r} ({err['msg']})" for err in e.errors()[:3])
+        return _error(miner_id, host, port, site, ts, f"{where}: reply value out of range: {bad}")
+
+
+def _error(miner_id: str, host: str, port: int, site: str, ts: datetime, reason: str) -> MinerSample:
+    return MinerSample(miner=miner_id, host=host, port=port, site=site, ts=ts, state=MinerState.ERROR,
+                       source=SampleSource.AVALON, make=MAKE, errors=[reason])
 
 
 def parse_device_string(text: str) -> dict[str, str]:
@@ -149,7 +158,7 @@ def _boards(dev: dict[str, str]) -> list[BoardSample]:
         chips = pvt[i] if i < len(pvt) else None
         chips_ok = None if chips is None else len(chips) - chips.count("0")
         hottest = tmax[i] if i < len(tmax) else _hottest(chips)
-        boards.append(BoardSample.model_construct(
+        boards.append(BoardSample(
             index=i,
             hashrate_ths=None,
             hashrate_avg_ths=_ths(mghs[i]) if i < len(mghs) else None,
