@@ -3,6 +3,10 @@
 - plain pyasic: `pyasic.get_miner` then `get_data()` per miner, each bounded by a semaphore (50 by
   default: pyasic's own `limit` does not bound concurrency, DESIGN.md section 5). Detection is timed
   apart; miners/s is for `get_data()` only.
+- the collector's poll alone: `Poller.cycle` over the whole fleet (connect, the joined request,
+  parse into MinerSample) with no cost stage and no sinks, as the two rounds below only poll. In the
+  collect loop the poll stage also encodes and spools the samples as they arrive (collector.service),
+  which neither pyasic nor the bare client does.
 - the bare client (the ceiling): one `{"command": "summary+estats+pools"}` per miner over a bare
   asyncio Protocol, read until the miner closes, `json.loads` and nothing else (no parsing into
   samples, no timeouts, no cost, no writes), as many in flight as the collector's concurrency.
@@ -95,6 +99,25 @@ async def pyasic_round(addresses: list[str], *, concurrency: int = 50, detect_ti
     seconds, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return RoundStats("pyasic get_data", len(miners), ok, seconds, cpu, sim_cpu() - sim0, concurrency, latencies,
                       (box_cpu_seconds() - box0) / seconds, detect_s=detect_s, detected=len(miners))
+
+
+async def poller_round(addresses: list[str], *, concurrency: int, timeout_s: float = 5.0,
+                       sim_cpu=lambda: 0.0) -> RoundStats:
+    """The collector's Poller alone, one timed cycle after an untimed one that identifies every miner."""
+    from datetime import datetime, timedelta, timezone
+
+    from collector.poller import Poller
+    from models import CollectorConfig
+
+    poller = Poller(CollectorConfig(site="bench", miners=addresses, concurrency=concurrency, timeout_s=timeout_s))
+    ts = datetime.now(timezone.utc).replace(microsecond=0)
+    await poller.cycle(ts)
+    sim0, box0, cpu0, wall0 = sim_cpu(), box_cpu_seconds(), time.process_time(), time.perf_counter()
+    result = await poller.cycle(ts + timedelta(seconds=1))
+    seconds, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    ok = sum(1 for s in result.samples if s.hashrate_ths)
+    return RoundStats("collector poll only", len(addresses), ok, seconds, cpu, sim_cpu() - sim0, concurrency,
+                      result.latencies_s, (box_cpu_seconds() - box0) / seconds)
 
 
 class _Bare(asyncio.Protocol):
