@@ -73,7 +73,11 @@ def device_fields(estats: dict[str, Any]) -> dict[str, str]:
     first = _first(estats.get("STATS"))
     for key, value in first.items():
         if isinstance(value, str) and key.startswith("MM ID"):
-            for k, v in parse_device_string(value).items():
+            parsed = parse_device_string(value)
+            if not fields:  # the usual single device string: no merge
+                fields = parsed
+                continue
+            for k, v in parsed.items():
                 fields.setdefault(k, v)
     if fields and isinstance(first.get("HBinfo"), str):  # per-board chip data only complements a device string
         for k, v in parse_device_string(first["HBinfo"]).items():
@@ -232,8 +236,15 @@ def _first(items: Any) -> dict[str, Any]:
 
 
 def _num(dev: dict[str, str], key: str) -> float | None:
-    values = _nums(dev, key)
-    return values[0] if values else None
+    text = dev.get(key)
+    if not text:
+        return None
+    try:  # most keys hold one plain number: skip the split (parse runs ~20 of these per miner)
+        value = float(text)
+    except ValueError:
+        values = _nums(dev, key)
+        return values[0] if values else None
+    return value if value == value else None  # NaN is no reading
 
 
 def _nums(dev: dict[str, str], key: str) -> list[float]:
