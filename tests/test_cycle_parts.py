@@ -17,7 +17,6 @@ import pytest
 from collector import cost, points, service
 from collector.costing import CostStage
 from collector.poller import CycleResult, MinersPart, Poller
-from collector.sinks import spooled
 from collector.sinks.local import LocalHistorySink
 from collector.spool import Spool
 from models import (
@@ -124,13 +123,13 @@ def test_a_failing_sink_does_not_stop_the_others(caplog):
     assert "Broken: disk full" in caplog.text
 
 
-@pytest.mark.parametrize("part_miners, batch_lines, batches", [(1000, 2000, 1), (4, 10, 3), (4, 1, 5)])
-def test_spool_batches_hold_the_whole_cycle_and_end_with_the_collector_point(
-        tmp_path, monkeypatch, part_miners, batch_lines, batches):
+@pytest.mark.parametrize("part_miners, batch_lines", [(1000, 5000), (4, 10), (4, 7), (3, 1)])
+def test_spool_batches_hold_the_whole_cycle_at_most_batch_lines_each_and_end_with_the_collector_point(
+        tmp_path, monkeypatch, part_miners, batch_lines):
     monkeypatch.setattr(service, "PART_MINERS", part_miners)
-    monkeypatch.setattr(spooled, "BATCH_LINES", batch_lines)
     fleet = samples(16)
     sink = LocalHistorySink(Spool(tmp_path / "spool"))
+    sink.batch_lines = batch_lines
 
     async def run():
         await service.deliver(CycleResult("s1", TS, fleet, 1.0), [sink], await _stage())
@@ -140,8 +139,10 @@ def test_spool_batches_hold_the_whole_cycle_and_end_with_the_collector_point(
         files = sink.spool.batches()
     finally:
         sink.close()
-    assert len(files) == batches
-    lines = [line for f in files for line in gzip.decompress(f.path.read_bytes()).decode().splitlines()]
+    batches = [gzip.decompress(f.path.read_bytes()).decode().splitlines() for f in files]
+    lines = [line for batch in batches for line in batch]
+    assert all(len(batch) <= batch_lines for batch in batches)
+    assert len(batches) == -(-len(lines) // batch_lines)  # full batches but the last
     assert lines[-1].startswith("collector,")
     assert f"points_written={len(lines)}i" in lines[-1]
     assert sum(line.startswith("miner,") for line in lines) == 16

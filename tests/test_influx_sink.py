@@ -45,7 +45,7 @@ def test_cycle_lands_as_miner_board_and_collector_points(influxdb, influx_bucket
         asyncio.run(write_and_deliver())
     finally:
         sink.close()
-    assert sink.spool.depth == 0 and sink.delivered_batches == 1
+    assert sink.spool.depth == 0 and sink.delivered_batches == 3  # 5 lines, batch_size 2: three requests
 
     rows = influxdb.query("SELECT * FROM miner GROUP BY miner", influx_bucket, epoch="s")
     by_miner = {r["miner"]: r for r in rows}
@@ -86,3 +86,37 @@ def test_unreachable_server_is_a_clear_error():
             sink.write_lines(["miner,site=s1,miner=x up=1i 1700000000"])
     finally:
         sink.close()
+
+
+def test_a_batch_influxdb_refuses_as_malformed_is_moved_aside_and_the_rest_still_delivered(
+        influxdb, influx_bucket, tmp_path, caplog):
+    """A spooled batch the real InfluxDB answers 400 (here: a field whose type conflicts with what the
+    shard holds) can never be written: it must not block the batches behind it."""
+    sink = sink_for(influxdb, influx_bucket, tmp_path / "spool")
+    ts = int(TS.timestamp())
+    sink.spool.append([f"miner,site=s1,miner=a up=1i {ts}"])
+    sink.spool.append([f'miner,site=s1,miner=a up="yes" {ts + 10}'])  # `up` is an integer field
+    sink.spool.append([f"miner,site=s1,miner=a up=0i {ts + 20}"])
+    try:
+        for batch in sink.spool.batches():
+            sink._deliver(batch)  # noqa: SLF001 - the delivery task's one step, without the loop
+    finally:
+        sink.close()
+    assert sink.delivered_batches == 2 and sink.rejected_batches == 1
+    assert [p.name for p in (tmp_path / "spool").glob("*.rejected")] == ["0000000000000002.lp.rejected"]
+    rows = influxdb.query("SELECT up FROM miner", influx_bucket, epoch="s")
+    assert [(r["time"], r["up"]) for r in rows] == [(ts, 1), (ts + 20, 0)]
+    assert "HTTP 400" in caplog.text and "moved aside (.rejected)" in caplog.text
+
+
+def test_an_unreachable_server_keeps_the_batch_for_a_retry(tmp_path):
+    sink = InfluxSink(InfluxConfig(url="http://127.0.0.1:9", bucket="b", token="t", timeout_s=2),
+                      Spool(tmp_path / "spool"))
+    sink.spool.append(["miner,site=s1,miner=a up=1i 1700000000"])
+    try:
+        with pytest.raises(InfluxWriteError) as err:
+            sink._deliver(sink.spool.batches()[0])  # noqa: SLF001
+    finally:
+        sink.writer.close()
+    assert err.value.retryable and sink.spool.depth == 1 and sink.rejected_batches == 0
+    sink.spool.close()
