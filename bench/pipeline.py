@@ -4,8 +4,10 @@
 InfluxSink over a Spool) and hands them to the real loop, `collector.service.run`. Timing is added
 from outside, by wrapping instance methods, so the code measured is the code that ships:
 
-    poll    Poller.cycle                         (connect, request, parse into MinerSample)
-    cost    CostStage.begin + CycleCosting calls (miner figures part by part, site and fleet roll-ups)
+    poll    Poller.cycle                         (connect, request, parse into MinerSample; meanwhile the
+                                                  samples go to the sink in parts with their cost
+                                                  figures: costed, encoded, spooled, sent)
+    cost    CycleCosting.finish after the poll   (running totals over the cycle, site and fleet roll-ups)
     write   append: the rest until the cycle's     (line protocol, gzip + fsync into the spool, part
             last batch is on disk;                  by part; delivery starts with the first part)
             deliver: until InfluxDB has it all     (the delivery task's HTTP writes, awaited here so
@@ -51,7 +53,8 @@ class CycleStats(LatencyStats):
     miners: int = 0
     failed: int = 0
     poll_s: float = 0.0
-    cost_s: float = 0.0
+    cost_s: float = 0.0  # costing after the poll (the roll-ups; per-miner figures too when MQTT miners join)
+    cost_in_poll_s: float = 0.0  # costing the collect loop did while polling (inside poll_s)
     append_s: float = 0.0  # InfluxSink.write: line protocol + spool append (gzip, fsync)
     deliver_s: float = 0.0  # until the spool is empty: every point acknowledged by InfluxDB
     delivered: bool = True
@@ -220,6 +223,7 @@ class Recorder:
         self.on_cycle = on_cycle  # (index about to start, the cycle just finished or None)
         self.cycles: list[CycleStats] = []
         self.current: CycleStats | None = None
+        self.polling = False  # between begin() and polled()
         self._others0: dict[str, float] = {}
         self._box0 = self._wall0 = 0.0
 
@@ -231,10 +235,12 @@ class Recorder:
         self._others0 = {name: read() for name, read in self.others.items()}
         self._box0, self._wall0 = box_cpu_seconds(), time.perf_counter()
         self.memory.stage(self.current, "before")
+        self.polling = True
         self.clock.lap()
 
     def polled(self, result) -> None:
         stats = self.current
+        self.polling = False
         stats.poll_s, stats.cpu_poll_s = self.clock.lap()
         self.memory.stage(stats, "poll", top=True)
         stats.miners = len(result.samples)
@@ -255,22 +261,27 @@ class Recorder:
         self.current = None
 
 
-def _timed_costing(begin, recorder: Recorder, samples, now):
+def _timed_costing(begin, recorder: Recorder, now, miners):
     """CostStage.begin, and the CycleCosting it returns with `miners` and `finish` timed: wall and this
-    thread's CPU (the delivery thread runs meanwhile; its CPU is the write stage's)."""
-    stats = recorder.current
+    thread's CPU (the delivery thread runs meanwhile; its CPU is the write stage's). Costing the
+    collect loop does while the poll runs is part of the poll stage (`cost_in_poll_s` says how much);
+    the cost stage is what is left after it."""
 
     def timed(fn):
         def call(*args):
+            stats = recorder.current
             wall, cpu = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args)
             finally:
-                stats.cost_s += time.perf_counter() - wall
-                stats.cpu_cost_s += time.thread_time() - cpu
+                if stats is not None and recorder.polling:
+                    stats.cost_in_poll_s += time.perf_counter() - wall
+                elif stats is not None:
+                    stats.cost_s += time.perf_counter() - wall
+                    stats.cpu_cost_s += time.thread_time() - cpu
         return call
 
-    costing = timed(begin)(samples, now)
+    costing = begin(now, miners)
     if costing is not None:
         costing.miners = timed(costing.miners)
         costing.finish = timed(costing.finish)
@@ -348,8 +359,8 @@ async def run_collector(addresses: list[str], influx: InfluxInfo | None, spool_d
 
     real_begin = cost_stage.begin
 
-    def timed_begin(samples, now):
-        return _timed_costing(real_begin, recorder, samples, now)
+    def timed_begin(now, miners):
+        return _timed_costing(real_begin, recorder, now, miners)
 
     poller.cycle = timed_cycle  # instance attributes: service.run calls these, the classes are untouched
     cost_stage.begin = timed_begin

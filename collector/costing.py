@@ -34,44 +34,65 @@ class CycleCost:
 
 
 class CycleCosting:
-    """One cycle's cost work. The service asks for the miners' figures a chunk at a time and hands
-    each chunk to the sinks before asking for the next, so 10,000 miners' CostSamples (~5 KB each)
-    never sit in memory at once; `finish` then gives the site and fleet roll-ups."""
+    """One cycle's cost work, a chunk of miners at a time. The service asks for each chunk's figures
+    as the poll brings the samples in and hands them to the sinks at once, so 10,000 miners'
+    CostSamples (~5 KB each) never sit in memory together and the costing overlaps the poll;
+    `finish` then advances the running totals over the whole cycle and gives the roll-ups.
 
-    def __init__(self, stage: CostStage, now: datetime, network: NetworkState, fixed_share: float,
-                 metered_w: dict[str, float], gaps: dict[str, float], totals: cost.RunningTotals | None):
+    A miner's today/month figures are its running totals up to the previous cycle (this cycle's
+    interval is integrated in `finish`, over every miner: the demand charge is shared by energy);
+    the site's and fleet's include this cycle."""
+
+    def __init__(self, stage: CostStage, now: datetime, network: NetworkState, fixed_share: float):
         self._stage = stage
         self.now = now
         self.network = network
         self.fixed_share = fixed_share
-        self.metered_w = metered_w
-        self.metered_gap_w = gaps
-        self._totals = totals
+        self.metered_w: dict[str, float] = {}  # by miner, where a meter reads
+        self.metered_gap_w: dict[str, float] = {}  # reported - metered, by miner
+        self._totals_before = stage.totals  # as of the previous cycle
         self._rollup = cost.Rollup()
         self._live_price = stage.live.power_price
 
     def miners(self, samples: Sequence[MinerSample]) -> list[CostSample]:
         stage, out = self._stage, []
-        book, nothing = self._totals, cost.Totals()
+        cost.check_site(stage.site, samples)
+        book, nothing = self._totals_before, cost.Totals()
         for sample in samples:
             totals = None if book is None else (book.today.get(sample.miner, nothing),
                                                 book.month_to_date.get(sample.miner, nothing))
-            figures = cost.miner_cost(_with_metered(sample, self.metered_w), stage.economics, self.network, self.now,
+            figures = cost.miner_cost(self._metered(sample), stage.economics, self.network, self.now,
                                       fixed_share=self.fixed_share, live_price=self._live_price, totals=totals)
             self._rollup.add(figures)
             out.append(figures)
         return out
 
-    def finish(self) -> CycleCost:
+    def finish(self, samples: Sequence[MinerSample]) -> CycleCost:
+        """`samples`: every sample of the cycle (each already through `miners`)."""
         stage = self._stage
+        stage.advance([_with_metered(s, self.metered_w) for s in samples] if self.metered_w else samples,
+                      self.network, self.now)
         if self._rollup.children:
             site = self._rollup.result(CostScope.SITE, stage.site, self.now)
         else:
             site = cost.empty_site_cost(stage.site, stage.economics, self.network, self.now,
                                         live_price=self._live_price)
-        if self._totals is not None:
-            site = cost.with_totals(site, self._totals.site_today(), self._totals.site_month())
+        if stage.totals is not None:
+            site = cost.with_totals(site, stage.totals.site_today(), stage.totals.site_month())
         return CycleCost(site, cost.fleet_cost([site], self.now), self.network, self.metered_gap_w)
+
+    def _metered(self, sample: MinerSample) -> MinerSample:
+        """Metered watts in place of reported ones where a meter reads; the gap is recorded."""
+        live = self._stage.live
+        if not live.metered_w:
+            return sample
+        metered = live.metered_power(sample.miner, self.now)
+        if metered is None:
+            return sample
+        self.metered_w[sample.miner] = metered
+        if sample.power_w is not None:
+            self.metered_gap_w[sample.miner] = sample.power_w - metered
+        return _with_metered(sample, self.metered_w)
 
 
 def _with_metered(sample: MinerSample, metered_w: dict[str, float]) -> MinerSample:
@@ -110,29 +131,33 @@ class CostStage:
         if first:
             await self._refreshing
 
-    def begin(self, samples: Sequence[MinerSample], now: datetime) -> CycleCosting | None:
-        """Start the cycle at `now` over all its samples: metered power, running totals. None (and a
-        warning) when there is no network state to cost against."""
+    @property
+    def totals(self) -> cost.RunningTotals | None:
+        return self._totals
+
+    def begin(self, now: datetime, miners: int) -> CycleCosting | None:
+        """Start costing the cycle at `now` of `miners` miners (each carries 1/miners of the fixed
+        costs). None (and a warning) when there is no network state to cost against."""
         try:
             network = self.source.snapshot(now)
         except NetworkStateUnavailable as e:
             log.warning("no cost figures this cycle: %s", e)
             return None
-        cost.check_site(self.site, samples)
-        network = self._with_live_btc_price(network)
-        metered_w, gaps = self._metered(samples, now)
-        costed = [_with_metered(s, metered_w) for s in samples] if metered_w else samples
+        return CycleCosting(self, now, self._with_live_btc_price(network), 1 / miners if miners else 1.0)
+
+    def advance(self, samples: Sequence[MinerSample], network: NetworkState, now: datetime) -> None:
+        """Integrate the running totals from the previous cycle to `now` over these samples, and save them."""
         live_price = self.live.power_price
         gap_s = None if self._last_ts is None else (now - self._last_ts).total_seconds()
         if gap_s is not None and 0 < gap_s <= MAX_INTEGRATION_GAP_S:
-            self._totals = cost.advance(self._totals, costed, self.economics, network, self._last_ts, now,
+            self._totals = cost.advance(self._totals, samples, self.economics, network, self._last_ts, now,
                                         live_price=live_price)
         elif self._totals is not None and now >= self._totals.as_of:
             # After a long gap or a restart (totals loaded from disk): nothing is known about the
             # time in between, so it is not counted; the totals carry on from here.
             if gap_s is not None:
                 log.warning("%.0f s since the last cycle: that gap is not counted in today's totals", gap_s)
-            self._totals = cost.advance(self._totals, costed, self.economics, network, now, now,
+            self._totals = cost.advance(self._totals, samples, self.economics, network, now, now,
                                         live_price=live_price)
         self._last_ts = now
         if self._totals is not None and self.totals_path is not None:
@@ -140,8 +165,6 @@ class CostStage:
                 totals_store.save(self.totals_path, self._totals)
             except OSError as e:
                 log.error("cannot save running totals to %s: %s", self.totals_path, e)
-        share = 1 / len(samples) if samples else 1.0
-        return CycleCosting(self, now, network, share, metered_w, gaps, self._totals)
 
     def _with_live_btc_price(self, network: NetworkState) -> NetworkState:
         if self.live.btc_price_usd is None:
@@ -150,17 +173,3 @@ class CostStage:
         return network.model_copy(update={"btc_price_usd": self.live.btc_price_usd,
                                           "btc_price_as_of": self.live.btc_price_as_of,
                                           "stale": [s for s in network.stale if s != "btc_price"]})
-
-    def _metered(self, samples: Sequence[MinerSample], now: datetime) -> tuple[dict[str, float], dict[str, float]]:
-        """Metered watts by miner where a meter reads, and the reported-minus-metered gaps."""
-        if not self.live.metered_w:
-            return {}, {}
-        metered_w, gaps = {}, {}
-        for sample in samples:
-            metered = self.live.metered_power(sample.miner, now)
-            if metered is None:
-                continue
-            metered_w[sample.miner] = metered
-            if sample.power_w is not None:
-                gaps[sample.miner] = sample.power_w - metered
-        return metered_w, gaps

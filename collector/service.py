@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
-from collector.costing import CostStage
+from collector.costing import CostStage, CycleCosting
 from collector.poller import CycleResult, MinersPart, Poller
 from collector.sinks import Sink
 from models import MinerSample
@@ -55,7 +55,12 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
             # Timers may fire a hair early; two cycles must never share a timestamp (one would overwrite the other).
             ts = last_ts + timedelta(seconds=1)
         last_ts = ts
-        parts = _SampleParts(poller.config.site, ts, sinks)
+        costing = None
+        if cost_stage is not None:
+            await cost_stage.refresh_network(ts)
+            if extra_samples is None:  # the cycle's miners are the poller's targets: cost them as they come
+                costing = cost_stage.begin(ts, len(poller.targets))
+        parts = _SampleParts(poller.config.site, ts, sinks, costing)
         try:
             result = await poller.cycle(ts, on_sample=parts.add)
             if extra_samples is not None:
@@ -65,9 +70,10 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
                     parts.add(sample)
         finally:
             await parts.close()
-        if cost_stage is not None:
-            await cost_stage.refresh_network(ts)
-        await deliver(result, sinks, cost_stage, samples_written=True)
+        if costing is not None:
+            await deliver(result, sinks, costing=costing)
+        else:  # MQTT miners join after the poll: the fixed-cost share needs their count first
+            await deliver(result, sinks, cost_stage, samples_written=True)
         done += 1
         log.info("cycle %d: %d miners, %d failed, %.2f s", done, len(result.samples), result.failed,
                  result.duration_s)
@@ -88,11 +94,12 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
 
 
 class _SampleParts:
-    """Hands samples to the sinks PART_MINERS at a time while the poll is still running, so their
-    lines are encoded, spooled and delivered in the poll's idle time (it mostly waits on miners)."""
+    """Hands samples to the sinks PART_MINERS at a time while the poll is still running, with their
+    cost figures when the cycle is costed as it goes, so their lines are encoded, spooled and
+    delivered in the poll's idle time (it mostly waits on miners)."""
 
-    def __init__(self, site: str, ts: datetime, sinks: list[Sink]):
-        self.site, self.ts, self.sinks = site, ts, sinks
+    def __init__(self, site: str, ts: datetime, sinks: list[Sink], costing: CycleCosting | None = None):
+        self.site, self.ts, self.sinks, self.costing = site, ts, sinks, costing
         self._buffer: list[MinerSample] = []
         self._queue: asyncio.Queue[list[MinerSample] | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_parts())
@@ -116,27 +123,32 @@ class _SampleParts:
             raise
 
     async def _write_parts(self) -> None:
+        costing = self.costing
         while (chunk := await self._queue.get()) is not None:
-            part = MinersPart(self.site, self.ts, chunk)
+            costs = costing.miners(chunk) if costing is not None else None
+            part = MinersPart(self.site, self.ts, chunk, costs, costing.metered_gap_w if costing is not None else {})
             for sink in self.sinks:
                 await _guarded(sink, sink.write_miners(part))
 
 
 async def deliver(result: CycleResult, sinks: list[Sink], cost_stage: CostStage | None = None, *,
-                  samples_written: bool = False) -> None:
-    """Cost the cycle and hand it to the sinks a slice of miners at a time, then its roll-ups.
-    `samples_written`: the sinks already have the samples (from the poll); send only cost figures."""
-    costing = cost_stage.begin(result.samples, result.ts) if cost_stage is not None else None
-    for start in range(0, len(result.samples), PART_MINERS):
-        chunk = result.samples[start:start + PART_MINERS]
-        part = MinersPart(result.site, result.ts, () if samples_written else chunk,
-                          costing.miners(chunk) if costing is not None else None,
-                          costing.metered_gap_w if costing is not None else {})
-        if part.samples or part.costs:
-            for sink in sinks:
-                await _guarded(sink, sink.write_miners(part))
+                  costing: CycleCosting | None = None, samples_written: bool = False) -> None:
+    """Hand the cycle to the sinks: its miners a slice at a time with their cost figures, then its
+    roll-ups. `costing`: the miners' figures already went out with the samples (the collect loop
+    costs them as the poll brings them in); only the roll-ups are left. `samples_written`: the
+    sinks already have the samples; send only cost figures."""
+    if costing is None:
+        costing = cost_stage.begin(result.ts, len(result.samples)) if cost_stage is not None else None
+        for start in range(0, len(result.samples), PART_MINERS):
+            chunk = result.samples[start:start + PART_MINERS]
+            part = MinersPart(result.site, result.ts, () if samples_written else chunk,
+                              costing.miners(chunk) if costing is not None else None,
+                              costing.metered_gap_w if costing is not None else {})
+            if part.samples or part.costs:
+                for sink in sinks:
+                    await _guarded(sink, sink.write_miners(part))
     if costing is not None:
-        result.cost = costing.finish()
+        result.cost = costing.finish(result.samples)
     for sink in sinks:
         await _guarded(sink, sink.write(result))
 

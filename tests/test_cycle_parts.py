@@ -21,6 +21,7 @@ from collector.sinks.local import LocalHistorySink
 from collector.spool import Spool
 from models import (
     CollectorConfig,
+    CostSample,
     FlatTariff,
     MinerSample,
     MinerState,
@@ -153,7 +154,7 @@ def test_spool_batches_hold_the_whole_cycle_at_most_batch_lines_each_and_end_wit
 
 def test_a_miner_cost_point_carries_the_per_miner_fields_only():
     stage = asyncio.run(_stage())
-    costing = stage.begin(samples(1), TS)
+    costing = stage.begin(TS, 1)
     [figures] = costing.miners(samples(1))
     line = points.miner_cost_point(figures, int(TS.timestamp()), meter_gap_w=12.5)
     written = {kv.split("=")[0] for kv in line.split(" ")[1].split(",")}
@@ -163,20 +164,28 @@ def test_a_miner_cost_point_carries_the_per_miner_fields_only():
     assert "hashprice_usd_ph_day" not in written and "hashrate_ths" not in written
 
 
-def test_per_miner_totals_reach_the_miner_points_from_the_second_cycle(tmp_path):
+def test_a_miners_today_is_its_total_up_to_the_previous_cycle_and_the_sites_includes_this_one():
+    """Per-miner figures go out while the poll runs, before the cycle's interval can be integrated
+    (that needs every miner: the demand charge is shared by energy), so a miner's today/month lag one
+    cycle; the site's, made at the end, do not."""
     stage = asyncio.run(_stage())
-    first, second = samples(3), samples(3, TS + timedelta(seconds=60))
-    stage.begin(first, TS).miners(first)
-    costing = stage.begin(second, TS + timedelta(seconds=60))
-    figures = costing.miners(second)
-    assert all(c.btc_today is not None and c.all_in_usd_today > 0 for c in figures)
-    site = costing.finish().site
-    assert site.all_in_usd_today == pytest.approx(sum(c.all_in_usd_today for c in figures))
+    sites, miner_figures = [], []
+    for k in range(3):
+        fleet = samples(3, TS + timedelta(seconds=60 * k))
+        costing = stage.begin(fleet[0].ts, len(fleet))
+        miner_figures.append(costing.miners(fleet))
+        sites.append(costing.finish(fleet).site)
+    # cycle 1 starts the clock, cycle 2 integrates the first interval, cycle 3 the second
+    assert sites[0].all_in_usd_today is None and all(c.btc_today is None for c in miner_figures[1])
+    assert sites[1].all_in_usd_today > 0 and sites[2].all_in_usd_today > sites[1].all_in_usd_today
+    assert sum(c.all_in_usd_today for c in miner_figures[2]) == pytest.approx(sites[1].all_in_usd_today)
+    assert sum(c.btc_today for c in miner_figures[2]) == pytest.approx(sites[1].btc_today)
 
 
 def test_the_collect_loop_hands_samples_over_while_the_poll_still_waits_on_a_slow_miner(monkeypatch):
-    """Against simulated miners over TCP: parts of 2 samples reach the sink as they arrive, before a
-    miner that answers only after 2 s is in; cost figures follow the poll; every miner once."""
+    """Against simulated miners over TCP: parts of 2 samples, with their cost figures, reach the sink
+    as they arrive, before a miner that answers only after 2 s is in; every miner once; the site's
+    roll-up is the sum of what went out."""
     monkeypatch.setattr(service, "PART_MINERS", 2)
     sink = Timeline()
     with run_fleet("a1566:5", base="127.56.0.1", seed=3) as fleet:
@@ -193,21 +202,25 @@ def test_the_collect_loop_hands_samples_over_while_the_poll_still_waits_on_a_slo
     for cycle in range(2):
         events = sink.cycles[cycle]
         sample_parts = [e for e in events if e[0] == "samples"]
-        ends = [e for e in events if e[0] == "end"]
-        assert sorted(m for e in sample_parts for m in e[2]) == sorted(
-            m for e in events if e[0] == "costs" for m in e[2])
+        cost_parts = [e for e in events if e[0] == "costs"]
+        [end] = [e for e in events if e[0] == "end"]
+        assert events[-1] is end
+        assert sorted(m for e in sample_parts for m in e[2]) == sorted(m for e in cost_parts for m in e[2])
         assert len({m for e in sample_parts for m in e[2]}) == 5
-        assert [e[0] for e in events][-1] == "end" and len(ends) == 1
-        assert events.index(sample_parts[-1]) < min(i for i, e in enumerate(events) if e[0] == "costs")
-        first_part_at, end_at = sample_parts[0][1], ends[0][1]
-        assert end_at - first_part_at > 1.5, "the first samples waited for the slow miner"
+        # samples and their cost figures went out together, before the slow miner had answered
+        assert [e[2] for e in sample_parts] == [e[2] for e in cost_parts]
+        assert end[1] - sample_parts[0][1] > 1.5 and end[1] - cost_parts[0][1] > 1.5
+        assert sink.sites[cycle].power_w == pytest.approx(sink.power[cycle])
 
 
 class Timeline:
-    """What reached the sink, when, per cycle: ("samples" | "costs" | "end", monotonic s, miner ids)."""
+    """What reached the sink, when, per cycle: ("samples" | "costs" | "end", monotonic s, miner ids);
+    and per cycle the site's roll-up and the sum of its miners' (metered or reported) power."""
 
     def __init__(self) -> None:
         self.cycles: list[list[tuple[str, float, list[str]]]] = [[]]
+        self.sites: list[CostSample] = []
+        self.power: list[float] = [0.0]
 
     async def write_miners(self, part: MinersPart) -> None:
         now = time.monotonic()
@@ -215,10 +228,13 @@ class Timeline:
             self.cycles[-1].append(("samples", now, [s.miner for s in part.samples]))
         if part.costs:
             self.cycles[-1].append(("costs", now, [c.miner for c in part.costs]))
+            self.power[-1] += sum(c.power_w for c in part.costs)
 
     async def write(self, result: CycleResult) -> None:
         self.cycles[-1].append(("end", time.monotonic(), []))
         self.cycles.append([])
+        self.sites.append(result.cost.site)
+        self.power.append(0.0)
 
     def close(self) -> None:
         pass
