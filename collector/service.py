@@ -56,10 +56,12 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
             ts = last_ts + timedelta(seconds=1)
         last_ts = ts
         costing = None
+        # Without MQTT miners the cycle's miners are the poller's targets: cost them as they come.
+        cost_as_polled = cost_stage is not None and extra_samples is None
         if cost_stage is not None:
             await cost_stage.refresh_network(ts)
-            if extra_samples is None:  # the cycle's miners are the poller's targets: cost them as they come
-                costing = cost_stage.begin(ts, len(poller.targets))
+            if cost_as_polled:
+                costing = cost_stage.begin(ts, len(poller.targets))  # None: no network state, no figures
         parts = _SampleParts(poller.config.site, ts, sinks, costing)
         try:
             result = await poller.cycle(ts, on_sample=parts.add)
@@ -70,8 +72,8 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
                     parts.add(sample)
         finally:
             await parts.close()
-        if costing is not None:
-            await deliver(result, sinks, costing=costing)
+        if cost_as_polled:
+            await deliver(result, sinks, costing=costing, samples_written=True)
         else:  # MQTT miners join after the poll: the fixed-cost share needs their count first
             await deliver(result, sinks, cost_stage, samples_written=True)
         done += 1

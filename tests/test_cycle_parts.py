@@ -221,6 +221,7 @@ class Timeline:
         self.cycles: list[list[tuple[str, float, list[str]]]] = [[]]
         self.sites: list[CostSample] = []
         self.power: list[float] = [0.0]
+        self.results: list[CycleResult] = []
 
     async def write_miners(self, part: MinersPart) -> None:
         now = time.monotonic()
@@ -233,8 +234,35 @@ class Timeline:
     async def write(self, result: CycleResult) -> None:
         self.cycles[-1].append(("end", time.monotonic(), []))
         self.cycles.append([])
-        self.sites.append(result.cost.site)
+        self.results.append(result)
+        if result.cost is not None:
+            self.sites.append(result.cost.site)
         self.power.append(0.0)
 
     def close(self) -> None:
         pass
+
+
+def test_without_network_state_the_cycle_still_reaches_the_sinks_with_no_cost_figures(caplog):
+    """The network feed is down (nothing listens on its port) and there is no static fallback: every
+    sample is still written, no cost figures are made up, and the log says why once per cycle."""
+    dead = "http://127.0.0.1:9/x"
+    network = {"source": "http", "difficulty_url": dead, "height_url": dead, "fees_url": dead, "price_url": dead,
+               "timeout_s": 1}
+    sink = Timeline()
+    with run_fleet("a1566:3", base="127.56.1.1", seed=4) as fleet:
+        config = CollectorConfig.model_validate({
+            "site": "s1", "miners": fleet.addresses, "interval_s": 1, "timeout_s": 5,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}}, "network": network})
+
+        async def run():
+            stage = CostStage(config.site, config.economics, config.network)
+            return await service.run(Poller(config), [sink], cycles=2, cost_stage=stage)
+
+        assert asyncio.run(run()) == 2
+    for cycle in range(2):
+        events = sink.cycles[cycle]
+        assert sorted(m for e in events if e[0] == "samples" for m in e[2]) == sorted(
+            s.miner for s in sink.results[cycle].samples)
+        assert not [e for e in events if e[0] == "costs"] and sink.results[cycle].cost is None
+    assert caplog.text.count("no cost figures this cycle") == 2
