@@ -109,6 +109,11 @@ class Spool:
         return len(self.batches())
 
     @property
+    def rejected_batches(self) -> int:
+        """Batches InfluxDB refused as malformed, kept aside as `<seq>.lp.rejected` for inspection."""
+        return sum(1 for _ in self.directory.glob("*.lp.rejected"))
+
+    @property
     def size_bytes(self) -> int:
         return sum(b.path.stat().st_size for b in self.batches())
 

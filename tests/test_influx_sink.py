@@ -97,14 +97,20 @@ def test_a_batch_influxdb_refuses_as_malformed_is_moved_aside_and_the_rest_still
     sink.spool.append([f"miner,site=s1,miner=a up=1i {ts}"])
     sink.spool.append([f'miner,site=s1,miner=a up="yes" {ts + 10}'])  # `up` is an integer field
     sink.spool.append([f"miner,site=s1,miner=a up=0i {ts + 20}"])
+    async def next_cycle():  # the collector's own point counts what was set aside
+        await service.deliver(CycleResult("s1", TS, [sample("b", MinerState.MINING, 90, 3400)], 0.1), [sink])
+        await sink._delivery  # noqa: SLF001
+
     try:
         for batch in sink.spool.batches():
             sink._deliver(batch)  # noqa: SLF001 - the delivery task's one step, without the loop
+        asyncio.run(next_cycle())
     finally:
         sink.close()
-    assert sink.delivered_batches == 2 and sink.rejected_batches == 1
+    assert sink.delivered_batches == 3 and sink.spool.rejected_batches == 1
+    assert influxdb.query("SELECT last(spool_rejected) FROM collector", influx_bucket)[0]["last"] == 1
     assert [p.name for p in (tmp_path / "spool").glob("*.rejected")] == ["0000000000000002.lp.rejected"]
-    rows = influxdb.query("SELECT up FROM miner", influx_bucket, epoch="s")
+    rows = influxdb.query("SELECT up FROM miner WHERE \"miner\" = 'a'", influx_bucket, epoch="s")
     assert [(r["time"], r["up"]) for r in rows] == [(ts, 1), (ts + 20, 0)]
     assert "HTTP 400" in caplog.text and "moved aside (.rejected)" in caplog.text
 
@@ -118,5 +124,5 @@ def test_an_unreachable_server_keeps_the_batch_for_a_retry(tmp_path):
             sink._deliver(sink.spool.batches()[0])  # noqa: SLF001
     finally:
         sink.writer.close()
-    assert err.value.retryable and sink.spool.depth == 1 and sink.rejected_batches == 0
+    assert err.value.retryable and sink.spool.depth == 1 and sink.spool.rejected_batches == 0
     sink.spool.close()

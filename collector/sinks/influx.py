@@ -88,7 +88,6 @@ class InfluxSink(SpooledLines):
         self.writer = InfluxWriter(config)
         self.flush_timeout_s = flush_timeout_s
         self.delivered_batches = 0
-        self.rejected_batches = 0
         self._delivery: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None  # a new batch cuts a retry backoff short
         self._failing_since: float | None = None
@@ -137,8 +136,8 @@ class InfluxSink(SpooledLines):
         except InfluxWriteError as e:
             if e.retryable:
                 raise
-            # Malformed for InfluxDB: it will never be accepted. Keep it for inspection, go on.
-            self.rejected_batches += 1
+            # Malformed for InfluxDB: it will never be accepted. Keep it for inspection (counted in the
+            # collector point's spool_rejected), go on.
             log.error("%s; batch %s moved aside (.rejected), the spool goes on", e, batch.path.name)
             batch.path.rename(batch.path.with_suffix(".rejected"))
             return

@@ -35,7 +35,7 @@ class SpooledLines:
 
     async def write(self, result: CycleResult) -> None:
         lines = self._pending + points.cycle_lines(result, self._cycle_points, self.spool.depth,
-                                                   self.spool.dropped_batches)
+                                                   self.spool.dropped_batches, self.spool.rejected_batches)
         self._pending, self._cycle_points = [], 0
         size = self.batch_lines
         for start in range(0, len(lines), size):
