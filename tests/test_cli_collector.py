@@ -1,6 +1,5 @@
 """The collector's commands as a user runs them: poll, scan, watch, collect and its shutdown."""
 
-import json
 import os
 import signal
 import subprocess
