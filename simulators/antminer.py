@@ -29,7 +29,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from simulators.cgminer import NUL, POOL_URLS, parse_request
+from simulators.cgminer import NAN, NUL, POOL_URLS, encode_answer, encode_json, parse_request
 from simulators.device import SwitchableDevice
 from simulators.http import DigestAuth, HttpRequest, HttpResponse, html_page, json_response
 from simulators.physics import BoardSnapshot, Snapshot, Traits
@@ -48,8 +48,6 @@ RATE_UNIT = "GH"
 # sit above the PCB ones. The spread shrinks as a chain cools (asleep: all close together).
 MAX_SPREAD_C = 15
 
-_NAN = "__hashfleet_bare_nan__"
-_NAN_JSON = json.dumps(_NAN).encode()
 
 CODE_INVALID_COMMAND = 14
 CODE_INVALID_JSON = 23
@@ -168,9 +166,9 @@ class Antminer:
                 new_api = False
         ctx = _Rpc(self, bare_nan)
         if req.error is not None:
-            return _encode(ctx.error(*req.error), False) + NUL
+            return encode_json(ctx.error(*req.error), False) + NUL
         if new_api:
-            return _encode(self._new_api(req.commands[0], ctx.snap), False) + NUL
+            return encode_json(self._new_api(req.commands[0], ctx.snap), False) + NUL
         parts = []
         joined = len(req.commands) > 1
         for name in req.commands:
@@ -182,10 +180,7 @@ class Antminer:
             else:
                 body = handler(ctx)
             parts.append((name, body))
-        if not joined:
-            return _encode(parts[0][1], bare_nan) + NUL
-        inner = b",".join(json.dumps(n).encode() + b":[" + _encode(b, bare_nan) + b"]" for n, b in parts)
-        return b"{" + inner + b',"id":1}' + NUL
+        return encode_answer(parts, joined, bare_nan)
 
     def _new_api(self, command: str, s: Snapshot) -> dict[str, Any]:
         builders: dict[str, Callable[[Snapshot], dict[str, Any]]] = {
@@ -404,7 +399,7 @@ def _rpc_summary(ctx: _Rpc) -> dict[str, Any]:
         "Work Utility": round(diff1 / minutes, 2), "Difficulty Accepted": s.accepted * diff,
         "Difficulty Rejected": s.rejected * diff, "Difficulty Stale": s.stale * diff,
         "Best Share": int(diff * 1000 + (s.accepted * 7919) % 1000003),
-        "Device Hardware%": _NAN if ctx.bare_nan else round(s.hw_error_pct / 100.0, 4),
+        "Device Hardware%": NAN if ctx.bare_nan else round(s.hw_error_pct / 100.0, 4),
         "Device Rejected%": round(100.0 * s.rejected / max(1, s.accepted + s.rejected), 4),
         "Pool Rejected%": round(100.0 * s.rejected / max(1, s.accepted + s.rejected), 4),
         "Pool Stale%": round(100.0 * s.stale / max(1, s.accepted + s.stale), 4), "Last getwork": int(s.at),
@@ -487,7 +482,3 @@ _RPC_COMMANDS: dict[str, Callable[[_Rpc], dict[str, Any]]] = {
     "restart": _rpc_restart,
 }
 
-
-def _encode(obj: dict[str, Any], bare_nan: bool) -> bytes:
-    raw = json.dumps(obj, separators=(",", ":")).encode()
-    return raw.replace(_NAN_JSON, b"nan") if bare_nan else raw

@@ -49,8 +49,8 @@ CODE_ASC_FAILED = 120
 # Commands that cannot be part of a joined request (they act rather than report).
 NOT_JOINABLE = frozenset({"ascset", "restart"})
 
-_NAN = "__hashfleet_bare_nan__"  # replaced by a bare `nan` token after JSON encoding
-_NAN_JSON = json.dumps(_NAN).encode()
+NAN = "__hashfleet_bare_nan__"  # replaced by a bare `nan` token after JSON encoding
+_NAN_JSON = json.dumps(NAN).encode()
 
 
 class AvalonDevice(SwitchableDevice, Protocol):
@@ -211,7 +211,7 @@ def _summary(ctx: _Ctx) -> dict[str, Any]:
         "Work Utility": round(diff1 / minutes, 2),
         **_share_numbers(s, spec),
         "Best Share": int(spec.pool_diff * 1000 + (s.accepted * 7919) % 1000003),
-        "Device Hardware%": _NAN if ctx.bare_nan else round(s.hw_error_pct / 100.0, 4),
+        "Device Hardware%": NAN if ctx.bare_nan else round(s.hw_error_pct / 100.0, 4),
         "Device Rejected%": round(100.0 * s.rejected / max(1, s.accepted + s.rejected), 4),
         "Pool Rejected%": round(100.0 * s.rejected / max(1, s.accepted + s.rejected), 4),
         "Pool Stale%": round(100.0 * s.stale / max(1, s.accepted + s.stale), 4),
@@ -230,7 +230,7 @@ def _devs(ctx: _Ctx) -> dict[str, Any]:
         "ID": 0,
         "Enabled": "Y",
         "Status": "Alive",
-        "Temperature": _NAN if ctx.bare_nan else temperature,
+        "Temperature": NAN if ctx.bare_nan else temperature,
         "MHS av": _mhs(s.hashrate_avg_ths),
         "MHS 30s": _mhs(s.hashrate_30s_ths),
         "MHS 1m": _mhs(s.hashrate_1m_ths),
@@ -569,7 +569,9 @@ COMMANDS: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
 # -- encoding -----------------------------------------------------------------------------------
 
 
-def _json(obj: dict[str, Any], bare_nan: bool) -> bytes:
+def encode_json(obj: dict[str, Any], bare_nan: bool = False) -> bytes:
+    """A reply as CGMiner-derived firmware writes it (Avalon and Antminer alike): compact JSON, with
+    every NAN placeholder turned into the bare `nan` token some firmware emits when `bare_nan`."""
     # orjson: the same compact JSON as json.dumps(separators=(",", ":")) (non-ASCII as UTF-8, not
     # \u escapes; floats below 1e-4 as 0.00001, not 1e-05), 5-10x faster on these replies.
     raw = orjson.dumps(obj)
@@ -581,7 +583,7 @@ def _text_value(v: Any) -> str:
         return "true"
     if v is False:
         return "false"
-    if v == _NAN:
+    if v == NAN:
         return "nan"
     return str(v)
 
@@ -610,7 +612,7 @@ def answer(data: bytes, dev: AvalonDevice, bare_nan: bool = False) -> bytes:
     ctx = _Ctx(dev, req.parameter, bare_nan)
     if req.error is not None:
         code, msg = req.error
-        return _json(_reply(_status("E", code, msg, ctx.when())), False) + NUL
+        return encode_json(_reply(_status("E", code, msg, ctx.when())), False) + NUL
     joined = len(req.commands) > 1
     parts: list[tuple[str, dict[str, Any]]] = []
     for name in req.commands:
@@ -626,10 +628,16 @@ def answer(data: bytes, dev: AvalonDevice, bare_nan: bool = False) -> bytes:
         if not joined:
             return _text(parts[0][1]) + NUL
         return b"".join(f"CMD={name}|".encode() + _text(body) for name, body in parts) + NUL
+    return encode_answer(parts, joined, bare_nan)
+
+
+def encode_answer(parts: list[tuple[str, dict[str, Any]]], joined: bool, bare_nan: bool = False) -> bytes:
+    """The bytes answering a JSON request, NUL-terminated: one command's reply as it is; a joined
+    `a+b` request's as {"a":[reply],"b":[reply],"id":1}, built by hand so repeated names (a+a)
+    survive, as they do on the firmware."""
     if not joined:
-        return _json(parts[0][1], bare_nan) + NUL
-    # Built by hand so repeated names (a+a) survive, as they do on the firmware.
-    inner = b",".join(json.dumps(name).encode() + b":[" + _json(body, bare_nan) + b"]" for name, body in parts)
+        return encode_json(parts[0][1], bare_nan) + NUL
+    inner = b",".join(json.dumps(name).encode() + b":[" + encode_json(body, bare_nan) + b"]" for name, body in parts)
     return b"{" + inner + b',"id":1}' + NUL
 
 

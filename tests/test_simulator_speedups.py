@@ -8,6 +8,7 @@ import json
 import pytest
 
 from simulators import cgminer, physics
+from simulators.antminer import Antminer
 from simulators.clock import ManualClock
 from simulators.fleet import build_miners
 
@@ -33,7 +34,17 @@ def test_every_reply_encodes_as_stdlib_json_would(key):
     ctx = cgminer._Ctx(miner, "", False)
     for name in ("version", "devdetails", "summary", "devs", "pools", "stats", "estats", "litestats"):
         body = cgminer.COMMANDS[name](ctx)
-        assert cgminer._json(body, False) == json.dumps(body, separators=(",", ":")).encode()
+        assert cgminer.encode_json(body) == json.dumps(body, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("key", ["s19jpro", "s21"])
+def test_antminer_replies_encode_as_stdlib_json_would(key):
+    """The Antminer firmware shares the Avalon's encoder (orjson) since it stopped using json.dumps:
+    a joined answer re-encoded by the stdlib must come out byte for byte the same."""
+    miner = build_miners(f"{key}:1", base="127.0.0.9", seed=5, clock=ManualClock())[0]
+    raw = Antminer(miner).rpc(b'{"command":"version+devdetails+summary+stats+pools+devs"}')
+    assert raw.endswith(b"\x00")
+    assert raw[:-1] == json.dumps(json.loads(raw[:-1]), separators=(",", ":")).encode()
 
 
 def test_bare_nan_still_reaches_the_wire():
