@@ -6,6 +6,7 @@ tests/ is not a package: pytest puts tests/ itself on sys.path (as for `test_mqt
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
 import warnings
@@ -45,3 +46,12 @@ def pyasic_data(host: str):
             return found, await found.get_data()
 
     return asyncio.run(go())
+
+
+def refused(host: str, port: int) -> bool:
+    """Nothing listens there: a connection is refused (not merely slow or dropped)."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False

@@ -187,18 +187,9 @@ def test_the_collect_loop_hands_samples_over_while_the_poll_still_waits_on_a_slo
     as they arrive, before a miner that answers only after 2 s is in; every miner once; the site's
     roll-up is the sum of what went out."""
     monkeypatch.setattr(service, "PART_MINERS", 2)
-    sink = Timeline()
     with run_fleet("a1566:5", base="127.56.0.1", seed=3) as fleet:
         fleet[4].set_faults(slow_s=2.0)
-        config = CollectorConfig.model_validate({
-            "site": "s1", "miners": fleet.addresses, "interval_s": 1, "timeout_s": 5, "economics": {"tariff": {
-                "kind": "flat", "usd_per_kwh": 0.05}}, "network": NETWORK.model_dump()})
-
-        async def run():
-            stage = CostStage(config.site, config.economics, config.network)
-            return await service.run(Poller(config), [sink], cycles=2, cost_stage=stage)
-
-        assert asyncio.run(run()) == 2
+        sink = collect_two_cycles(fleet.addresses, NETWORK.model_dump())
     for cycle in range(2):
         events = sink.cycles[cycle]
         sample_parts = [e for e in events if e[0] == "samples"]
@@ -211,6 +202,21 @@ def test_the_collect_loop_hands_samples_over_while_the_poll_still_waits_on_a_slo
         assert [e[2] for e in sample_parts] == [e[2] for e in cost_parts]
         assert end[1] - sample_parts[0][1] > 1.5 and end[1] - cost_parts[0][1] > 1.5
         assert sink.sites[cycle].power_w == pytest.approx(sink.power[cycle])
+
+
+def collect_two_cycles(addresses: list[str], network: dict) -> Timeline:
+    """The collect loop as `hashfleet collect` runs it (no MQTT), two cycles, into a Timeline."""
+    sink = Timeline()
+    config = CollectorConfig.model_validate({
+        "site": "s1", "miners": addresses, "interval_s": 1, "timeout_s": 5,
+        "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}}, "network": network})
+
+    async def run():
+        stage = CostStage(config.site, config.economics, config.network)
+        return await service.run(Poller(config), [sink], cycles=2, cost_stage=stage)
+
+    assert asyncio.run(run()) == 2
+    return sink
 
 
 class Timeline:
@@ -249,17 +255,8 @@ def test_without_network_state_the_cycle_still_reaches_the_sinks_with_no_cost_fi
     dead = "http://127.0.0.1:9/x"
     network = {"source": "http", "difficulty_url": dead, "height_url": dead, "fees_url": dead, "price_url": dead,
                "timeout_s": 1}
-    sink = Timeline()
     with run_fleet("a1566:3", base="127.56.1.1", seed=4) as fleet:
-        config = CollectorConfig.model_validate({
-            "site": "s1", "miners": fleet.addresses, "interval_s": 1, "timeout_s": 5,
-            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}}, "network": network})
-
-        async def run():
-            stage = CostStage(config.site, config.economics, config.network)
-            return await service.run(Poller(config), [sink], cycles=2, cost_stage=stage)
-
-        assert asyncio.run(run()) == 2
+        sink = collect_two_cycles(fleet.addresses, network)
     for cycle in range(2):
         events = sink.cycles[cycle]
         assert sorted(m for e in events if e[0] == "samples" for m in e[2]) == sorted(

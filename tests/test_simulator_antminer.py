@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import statistics
 import time
 
 import httpx
 import pytest
-from support import pyasic_data
+from support import pyasic_data, refused
 
 from simulators import ManualClock, run_fleet
 from simulators.antminer import board_sensors
@@ -224,14 +223,6 @@ def test_a_lost_board_leaves_the_chain_list_and_raises_an_error(s19):
 
 
 # -- faults ----------------------------------------------------------------------------------------
-
-
-def refused(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 def test_no_answer_refuses_both_ports_then_recovers(s19):

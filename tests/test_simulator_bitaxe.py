@@ -7,12 +7,11 @@ one pyasic `get_data` on the same snapshot, so pyasic's numbers compare with the
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import httpx
 import pytest
-from support import pyasic_data
+from support import pyasic_data, refused
 
 from simulators import ManualClock, run_fleet
 from simulators.bitaxe import vr_temp_c
@@ -46,14 +45,6 @@ def get(miner, path: str, timeout: float = 5.0) -> httpx.Response:
 
 def info(miner) -> dict:
     return get(miner, "/api/system/info").json()
-
-
-def refused(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 def test_a_bitaxe_lives_on_port_80_only(sim, axe):
