@@ -145,7 +145,8 @@ class Poller:
             if not known.error_logged:  # the traceback once per miner, not every cycle
                 known.error_logged = True
                 log.exception("%s: unexpected error while polling", target.address)
-            sample = self._error(target, known, ts, f"{target.address}: internal error: {type(e).__name__}: {e}")
+            sample = self._offline(target, known, ts, f"{target.address}: internal error: {type(e).__name__}: {e}",
+                                   MinerState.ERROR)
         if sample.mac:
             known.miner_id = sample.miner
         return sample
@@ -164,12 +165,8 @@ class Poller:
         return await pyasic_source.poll(known.pyasic_miner, host=target.host, port=target.port, site=site, ts=ts,
                                         timeout_s=timeout_s, known_id=known.miner_id)
 
-    def _error(self, target: Target, known: _Known, ts: datetime, reason: str) -> MinerSample:
-        source = SampleSource.PYASIC if known.driver == discovery.PYASIC else SampleSource.AVALON
-        return MinerSample(miner=known.miner_id or target.address, host=target.host, port=target.port,
-                           site=self.config.site, ts=ts, state=MinerState.ERROR, source=source, errors=[reason[:500]])
-
-    def _offline(self, target: Target, known: _Known, ts: datetime, reason: str) -> MinerSample:
+    def _offline(self, target: Target, known: _Known, ts: datetime, reason: str,
+                 state: MinerState = MinerState.OFFLINE) -> MinerSample:
         source = SampleSource.PYASIC if known.driver == discovery.PYASIC else SampleSource.AVALON
         return MinerSample.offline(miner=known.miner_id or target.address, host=target.host, port=target.port,
-                                   site=self.config.site, ts=ts, source=source, reason=reason)
+                                   site=self.config.site, ts=ts, source=source, reason=reason, state=state)

@@ -26,11 +26,12 @@ class Reading(Strict):
 
     def model_post_init(self, context: object, /) -> None:
         given = self.__pydantic_fields_set__
-        shared = _FIELD_SETS.get(frozenset(given))
+        key = frozenset(given)
+        shared = _FIELD_SETS.get(key)
         if shared is None:
             if len(_FIELD_SETS) >= _MAX_FIELD_SETS:  # combinations are few; never grow without bound
                 return
-            shared = _FIELD_SETS[frozenset(given)] = given
+            shared = _FIELD_SETS[key] = given
         object.__setattr__(self, "__pydantic_fields_set__", shared)
 
 

@@ -107,8 +107,10 @@ class MinerSample(Reading):
 
     @classmethod
     def offline(
-        cls, *, miner: str, host: str, port: int, site: str, ts: datetime, source: SampleSource, reason: str
+        cls, *, miner: str, host: str, port: int, site: str, ts: datetime, source: SampleSource, reason: str,
+        state: MinerState = MinerState.OFFLINE, make: str | None = None,
     ) -> MinerSample:
-        """The sample for a miner that did not answer: state offline, numbers empty, the reason kept."""
-        return cls(miner=miner, host=host, port=port, site=site, ts=ts, state=MinerState.OFFLINE,
-                   source=source, errors=[reason])
+        """The sample for a miner that gave no reading: offline (it did not answer) or, with `state`
+        ERROR, one whose answer was unusable. Numbers empty, the reason kept (at most 500 characters)."""
+        return cls(miner=miner, host=host, port=port, site=site, ts=ts, state=state, source=source, make=make,
+                   errors=[reason[:500]])

@@ -44,18 +44,18 @@ async def poll(
         raw = await cgminer.request(host, port, POLL_COMMAND, timeout_s=timeout_s)
         return parse(cgminer.decode(raw, where), host=host, port=port, site=site, ts=ts)
     except cgminer.MinerUnreachable as e:
-        return MinerSample.offline(miner=miner_id, host=host, port=port, site=site, ts=ts,
-                                   source=SampleSource.AVALON, reason=str(e))
+        return _unread(miner_id, host, port, site, ts, str(e), MinerState.OFFLINE)
     except cgminer.MinerReplyError as e:
-        return _error(miner_id, host, port, site, ts, str(e))
+        return _unread(miner_id, host, port, site, ts, str(e), MinerState.ERROR)
     except ValidationError as e:  # e.g. a negative WALLPOWER or Elapsed: firmware garbage, not a sample
         bad = "; ".join(f"{'.'.join(map(str, err['loc']))}={err.get('input')!r} ({err['msg']})" for err in e.errors()[:3])
-        return _error(miner_id, host, port, site, ts, f"{where}: reply value out of range: {bad}")
+        return _unread(miner_id, host, port, site, ts, f"{where}: reply value out of range: {bad}", MinerState.ERROR)
 
 
-def _error(miner_id: str, host: str, port: int, site: str, ts: datetime, reason: str) -> MinerSample:
-    return MinerSample(miner=miner_id, host=host, port=port, site=site, ts=ts, state=MinerState.ERROR,
-                       source=SampleSource.AVALON, make=MAKE, errors=[reason])
+def _unread(miner_id: str, host: str, port: int, site: str, ts: datetime, reason: str, state: MinerState) -> MinerSample:
+    # An unusable answer still came from an Avalon (make known); silence says nothing about the make.
+    return MinerSample.offline(miner=miner_id, host=host, port=port, site=site, ts=ts, source=SampleSource.AVALON,
+                               reason=reason, state=state, make=MAKE if state is MinerState.ERROR else None)
 
 
 def parse_device_string(text: str) -> dict[str, str]:
