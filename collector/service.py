@@ -128,9 +128,8 @@ class _SampleParts:
         costing = self.costing
         while (chunk := await self._queue.get()) is not None:
             costs = costing.miners(chunk) if costing is not None else None
-            part = MinersPart(self.site, self.ts, chunk, costs, costing.metered_gap_w if costing is not None else {})
-            for sink in self.sinks:
-                await _guarded(sink, sink.write_miners(part))
+            await _write_miners(self.sinks, MinersPart(self.site, self.ts, chunk, costs,
+                                                       costing.metered_gap_w if costing is not None else {}))
 
 
 async def deliver(result: CycleResult, sinks: list[Sink], cost_stage: CostStage | None = None, *,
@@ -147,12 +146,16 @@ async def deliver(result: CycleResult, sinks: list[Sink], cost_stage: CostStage 
                               costing.miners(chunk) if costing is not None else None,
                               costing.metered_gap_w if costing is not None else {})
             if part.samples or part.costs:
-                for sink in sinks:
-                    await _guarded(sink, sink.write_miners(part))
+                await _write_miners(sinks, part)
     if costing is not None:
         result.cost = costing.finish(result.samples)
     for sink in sinks:
         await _guarded(sink, sink.write(result))
+
+
+async def _write_miners(sinks: list[Sink], part: MinersPart) -> None:
+    for sink in sinks:
+        await _guarded(sink, sink.write_miners(part))
 
 
 async def _guarded(sink: Sink, write: Awaitable[None]) -> None:
