@@ -52,6 +52,18 @@ def list_batches(directory: Path) -> list[Batch]:
     return sorted(found, key=lambda b: b.seq)
 
 
+def _with_stats(batches: list[Batch]) -> list[tuple[Batch, os.stat_result]]:
+    """Each batch with its file's stat, leaving out any that is gone since it was listed (delivered,
+    or read by another process's report)."""
+    found = []
+    for batch in batches:
+        try:
+            found.append((batch, batch.path.stat()))
+        except FileNotFoundError:
+            continue
+    return found
+
+
 class SpoolInUse(OSError):
     """Another process owns this spool; two writers would deliver each other's batches twice."""
 
@@ -63,7 +75,9 @@ class Spool:
         self.retention_s = retention_s
         self.directory.mkdir(parents=True, exist_ok=True)
         self._owner = self._take_ownership()
-        self._lock = threading.Lock()  # appends run in worker threads; delivery in another
+        # Appends run in worker threads, delivery in another: every change to the directory holds this
+        # lock, so the budget's scan never meets a batch acknowledged half-way through it.
+        self._lock = threading.Lock()
         for stray in self.directory.glob("*.tmp"):  # a crash mid-append leaves only a temp file
             stray.unlink(missing_ok=True)
         batches = self.batches()
@@ -115,7 +129,7 @@ class Spool:
 
     @property
     def size_bytes(self) -> int:
-        return sum(b.path.stat().st_size for b in self.batches())
+        return sum(st.st_size for _, st in _with_stats(self.batches()))
 
     def append(self, lines: list[str]) -> Batch:
         """Store a batch durably; returns once it is on disk."""
@@ -136,18 +150,30 @@ class Spool:
 
     def ack(self, batch: Batch) -> None:
         """The batch is delivered: remove it."""
-        batch.path.unlink(missing_ok=True)
+        with self._lock:
+            batch.path.unlink(missing_ok=True)
+
+    def set_aside(self, batch: Batch, suffix: str) -> Path | None:
+        """Move a batch out of the queue as `<seq>.lp.<suffix>` (kept for inspection); None if the
+        budget already dropped it."""
+        with self._lock:
+            target = batch.path.with_suffix(f".{suffix}")
+            try:
+                batch.path.rename(target)
+            except FileNotFoundError:
+                return None
+            return target
 
     def _enforce_limits(self) -> None:
-        batches = self.batches()
+        batches = _with_stats(self.batches())
         now = time.time()
-        total = sum(b.path.stat().st_size for b in batches)
+        total = sum(st.st_size for _, st in batches)
         dropped = 0
         while batches and (total > self.max_bytes or (
-                self.retention_s is not None and now - batches[0].mtime > self.retention_s)):
-            oldest = batches.pop(0)
+                self.retention_s is not None and now - batches[0][1].st_mtime > self.retention_s)):
+            oldest, st = batches.pop(0)
             over_budget = total > self.max_bytes
-            total -= oldest.path.stat().st_size
+            total -= st.st_size
             oldest.path.unlink(missing_ok=True)
             if over_budget:
                 dropped += 1

@@ -127,9 +127,11 @@ class InfluxSink(SpooledLines):
         try:
             body = batch.path.read_bytes()
             zlib.decompressobj(wbits=31).decompress(body)  # a damaged file must not reach InfluxDB
+        except FileNotFoundError:  # the disk budget dropped it meanwhile (counted there)
+            return
         except (OSError, zlib.error) as e:  # unreadable file: keep delivering the rest, say so
             log.error("spool batch %s unreadable (%s): moved aside", batch.path, e)
-            batch.path.rename(batch.path.with_suffix(".bad"))
+            self.spool.set_aside(batch, "bad")
             return
         try:
             self.writer.write_gzip(body)
@@ -139,7 +141,7 @@ class InfluxSink(SpooledLines):
             # Malformed for InfluxDB: it will never be accepted. Keep it for inspection (counted in the
             # collector point's spool_rejected), go on.
             log.error("%s; batch %s moved aside (.rejected), the spool goes on", e, batch.path.name)
-            batch.path.rename(batch.path.with_suffix(".rejected"))
+            self.spool.set_aside(batch, "rejected")
             return
         self.spool.ack(batch)
         self.delivered_batches += 1
