@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -47,10 +48,7 @@ def encode(measurement: str, tags: Mapping[str, str | None], fields: Mapping[str
     for key in sorted(tags):
         value = tags[key]
         if value:
-            escaped = str(value).translate(_ESCAPE_KEY)
-            if escaped.endswith("\\"):
-                escaped += " "
-            parts.append(_key_prefix(key) + escaped)
+            parts.append(_key_prefix(key) + _tag_value(value))
     encoded = []
     for key in sorted(fields):
         value = fields[key]
@@ -95,6 +93,72 @@ def _encode_other(key: str, value: object) -> str | None:
     raise TypeError(f"field {key!r}: unsupported type {type(value).__name__}")
 
 
+class Shape:
+    """A point whose tag and field keys are known up front: the per-miner points, written ~50,000
+    times a cycle at 10,000 miners. Keys are sorted and escaped once, each field has a fixed type
+    (a float field given an int still writes a float: InfluxDB refuses a field that changes type),
+    and the measurement-and-tags text of each tag combination is kept, since miners, boards and
+    sites repeat every cycle. Writes exactly what `encode` writes for the same values (tested);
+    about twice as fast (profiled: sorting, the dicts and tag escaping were half of `encode`)."""
+
+    _MAX_HEADS = 1 << 17  # tag combinations remembered per shape: 10,000 miners x 3 boards fit
+
+    def __init__(self, measurement: str, tags: Sequence[str], fields: Mapping[str, type]):
+        self.tags = tuple(tags)
+        self.fields = tuple(fields)
+        bad = {kind for kind in fields.values()} - {float, int, str}
+        if bad:
+            raise TypeError(f"{measurement}: field types must be float, int or str, not {bad}")
+        self._measurement = _escaped_measurement(measurement)
+        self._tag_order = sorted(range(len(self.tags)), key=self.tags.__getitem__)
+        self._field_order = [(i, _key_prefix(self.fields[i]), fields[self.fields[i]])
+                             for i in sorted(range(len(self.fields)), key=self.fields.__getitem__)]
+        self._heads: dict[tuple[str | None, ...], str] = {}
+
+    def line(self, tags: Sequence[str | None], values: Sequence[Field], ts: int) -> str:
+        """`tags` and `values` in the order the shape names them; '' when no field has a value."""
+        head = self._heads.get(tags := tuple(tags))
+        if head is None:
+            head = self._head(tags)
+        encoded = []
+        for i, prefix, kind in self._field_order:
+            value = values[i]
+            if value is None:
+                continue
+            if kind is float:
+                if type(value) is not float:
+                    value = float(value)
+                if not _isfinite(value):
+                    continue
+                text = repr(value)
+                if text.endswith(".0"):
+                    text = text[:-2]
+                encoded.append(prefix + text)
+            elif kind is int:
+                encoded.append(f"{prefix}{int(value)}i")
+            else:
+                encoded.append(f'{prefix}"{str(value).translate(_ESCAPE_STRING)}"')
+        if not encoded:
+            return ""
+        return f"{head} {','.join(encoded)} {ts}"
+
+    def _head(self, tags: tuple[str | None, ...]) -> str:
+        parts = [self._measurement]
+        for i in self._tag_order:
+            if tags[i]:
+                parts.append(_key_prefix(self.tags[i]) + _tag_value(tags[i]))
+        head = ",".join(parts)
+        if len(self._heads) >= self._MAX_HEADS:  # a fleet that changed: start over rather than grow
+            self._heads.clear()
+        self._heads[tags] = head
+        return head
+
+
+def _tag_value(value: object) -> str:
+    escaped = str(value).translate(_ESCAPE_KEY)
+    return escaped + " " if escaped.endswith("\\") else escaped
+
+
 _isfinite = math.isfinite
 _KEY_PREFIXES: dict[str, str] = {}  # "key=" with the key escaped, for every key seen (keys are few and fixed)
 
@@ -117,49 +181,34 @@ def _time(ts: datetime) -> int:
     return int(ts.timestamp())
 
 
-def _float(value: float | int | None) -> float | None:
-    return None if value is None else float(value)
+MINER = Shape("miner", ("site", "miner", "make", "model"), {
+    "hashrate_ths": float, "hashrate_avg_ths": float, "expected_hashrate_ths": float, "power_w": float,
+    "power_limit_w": float, "efficiency_j_th": float, "temp_chip_max_c": float, "temp_board_max_c": float,
+    "temp_env_c": float, "hw_error_pct": float, "uptime_s": int,  # read straight off the sample, in this order
+    "fan_rpm_max": float, "pool_accepted": float, "pool_rejected": float, "state": str, "up": int, "error": str,
+})
+_MINER_READINGS = operator.attrgetter(*MINER.fields[:11])
+MINER_BOARD = Shape("miner_board", ("site", "miner", "board"), {
+    "hashrate_ths": float, "hashrate_avg_ths": float, "temp_in_c": float, "temp_out_c": float,
+    "temp_chip_max_c": float, "temp_chip_avg_c": float, "chips_ok": float, "chips_expected": float,
+})
+_BOARD_READINGS = operator.attrgetter(*MINER_BOARD.fields)
+_BOARD_NAMES = tuple(str(i) for i in range(64))  # board index -> tag text, without str() per board
 
 
 def miner_points(sample: MinerSample) -> list[str]:
     ts = _time(sample.ts)
-    tags = {"site": sample.site, "miner": sample.miner, "make": sample.make, "model": sample.model}
     pool = sample.pool
-    fields: dict[str, Field] = {
-        "hashrate_ths": _float(sample.hashrate_ths),
-        "hashrate_avg_ths": _float(sample.hashrate_avg_ths),
-        "expected_hashrate_ths": _float(sample.expected_hashrate_ths),
-        "power_w": _float(sample.power_w),
-        "power_limit_w": _float(sample.power_limit_w),
-        "efficiency_j_th": _float(sample.efficiency_j_th),
-        "temp_chip_max_c": _float(sample.temp_chip_max_c),
-        "temp_board_max_c": _float(sample.temp_board_max_c),
-        "temp_env_c": _float(sample.temp_env_c),
-        "fan_rpm_max": _float(sample.fan_rpm_max),
-        "hw_error_pct": _float(sample.hw_error_pct),
-        "uptime_s": None if sample.uptime_s is None else int(sample.uptime_s),
-        "pool_accepted": _float(pool.accepted) if pool else None,
-        "pool_rejected": _float(pool.rejected) if pool else None,
-        "state": sample.state.value,
-        "up": int(sample.up),
-        "error": "; ".join(sample.errors)[:512] if sample.errors else None,
-    }
-    lines = [encode("miner", tags, fields, ts)]
+    errors = sample.errors
+    lines = [MINER.line((sample.site, sample.miner, sample.make, sample.model), (
+        *_MINER_READINGS(sample), sample.fan_rpm_max,
+        pool.accepted if pool else None, pool.rejected if pool else None,
+        sample.state.value, int(sample.up), "; ".join(errors)[:512] if errors else None,
+    ), ts)]
     for board in sample.boards:
-        line = encode(
-            "miner_board", {"site": sample.site, "miner": sample.miner, "board": str(board.index)},
-            {
-                "hashrate_ths": _float(board.hashrate_ths),
-                "hashrate_avg_ths": _float(board.hashrate_avg_ths),
-                "temp_in_c": _float(board.temp_in_c),
-                "temp_out_c": _float(board.temp_out_c),
-                "temp_chip_max_c": _float(board.temp_chip_max_c),
-                "temp_chip_avg_c": _float(board.temp_chip_avg_c),
-                "chips_ok": _float(board.chips_ok),
-                "chips_expected": _float(board.chips_expected),
-            },
-            ts,
-        )
+        index = board.index
+        name = _BOARD_NAMES[index] if index < len(_BOARD_NAMES) else str(index)
+        line = MINER_BOARD.line((sample.site, sample.miner, name), _BOARD_READINGS(board), ts)
         if line:  # a board with no readings at all has no fields and no line
             lines.append(line)
     return lines
@@ -192,12 +241,15 @@ MINER_COST_FIELDS = (
 )
 
 
+MINER_COST = Shape("cost", ("site", "scope", "miner"), {
+    **dict.fromkeys(MINER_COST_FIELDS, float), "stale": float, "incomplete": float, "power_meter_gap_w": float})
+_MINER_COST_READINGS = operator.attrgetter(*MINER_COST_FIELDS)
+
+
 def miner_cost_point(cost: CostSample, ts: int, meter_gap_w: float | None = None) -> str:
-    fields: dict[str, Field] = {name: _float(getattr(cost, name)) for name in MINER_COST_FIELDS}
-    fields["stale"] = 1.0 if cost.stale_inputs else 0.0
-    fields["incomplete"] = 1.0 if cost.missing_inputs else 0.0
-    fields["power_meter_gap_w"] = meter_gap_w
-    return encode("cost", cost.tags(), fields, ts)
+    return MINER_COST.line((cost.site, cost.scope.value, cost.miner), (
+        *_MINER_COST_READINGS(cost), 1.0 if cost.stale_inputs else 0.0, 1.0 if cost.missing_inputs else 0.0,
+        meter_gap_w), ts)
 
 
 def rollup_cost_point(cost: CostSample, ts: datetime, shard: str | None = None) -> str:
