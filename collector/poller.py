@@ -106,20 +106,24 @@ class Poller:
         """Poll every target once. `on_sample` is called with each sample as it arrives (the service
         hands them to the sinks while the rest of the fleet is still being polled)."""
         started = time.monotonic()
-        semaphore = asyncio.Semaphore(self.config.concurrency)
+        targets = sorted(self.targets)
+        samples: list[MinerSample] = [None] * len(targets)  # type: ignore[list-item]  # all filled below
         latencies: list[float] = []
+        queue = iter(enumerate(targets))
 
-        async def bounded(target: Target) -> MinerSample:
-            async with semaphore:
+        # `concurrency` workers taking the next miner as they finish one: the same bound as a task
+        # per miner behind a semaphore, without 10,000 tasks and semaphore round trips a cycle
+        # (~5 % of the collector's CPU, profiled).
+        async def worker() -> None:
+            for i, target in queue:
                 begun = time.monotonic()
-                sample = await self.poll_one(target, ts)
+                sample = samples[i] = await self.poll_one(target, ts)
                 latencies.append(time.monotonic() - begun)
-            if on_sample is not None:
-                on_sample(sample)
-            return sample
+                if on_sample is not None:
+                    on_sample(sample)
 
-        samples = await asyncio.gather(*(bounded(t) for t in sorted(self.targets)))
-        return CycleResult(self.config.site, ts, list(samples), time.monotonic() - started, latencies_s=latencies,
+        await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(targets)))))
+        return CycleResult(self.config.site, ts, samples, time.monotonic() - started, latencies_s=latencies,
                            shard=self.config.shard)
 
     async def poll_one(self, target: Target, ts: datetime) -> MinerSample:

@@ -177,3 +177,44 @@ def test_an_out_of_range_reading_is_an_error_sample_and_the_cycle_goes_on(fleet,
     [error] = damaged_sample.errors
     assert "reply value out of range" in error and "greater than or equal to 0" in error
     assert samples[host].state is MinerState.MINING
+
+
+def test_a_request_cancelled_from_outside_stays_cancelled_and_leaves_no_timer(fleet):
+    """The request's deadline is a timer that cancels the task: a shutdown's cancellation must still
+    propagate as one (not turn into an offline sample), and a finished request must not be cancelled
+    later by its timer."""
+    from collector.sources import cgminer
+
+    miner = fleet[1]
+    host, port = miner.address.rsplit(":", 1)
+
+    async def scenario():
+        miner.set_faults(hold_open=True)
+        task = asyncio.create_task(cgminer.request(host, int(port), "summary", timeout_s=0.5))
+        await asyncio.sleep(0.1)  # connected, waiting for an answer that never comes
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        miner.set_faults(hold_open=False)
+        raw = await cgminer.request(host, int(port), "summary", timeout_s=0.3)
+        await asyncio.sleep(0.5)  # past that request's deadline: its timer must be gone
+        return raw, asyncio.current_task().cancelling()
+
+    raw, cancelling = asyncio.run(scenario())
+    assert b"SUMMARY" in raw and cancelling == 0
+
+
+def test_a_timeout_inside_an_outer_timeout_is_the_requests_own(fleet):
+    from collector.sources import cgminer
+
+    miner = fleet[1]
+    host, port = miner.address.rsplit(":", 1)
+    miner.set_faults(hold_open=True)
+
+    async def scenario():
+        async with asyncio.timeout(5):  # as the pyasic path's hard stop wraps a poll
+            with pytest.raises(cgminer.MinerUnreachable, match="within 0.3 s"):
+                await cgminer.request(host, int(port), "summary", timeout_s=0.3)
+        return asyncio.current_task().cancelling()
+
+    assert asyncio.run(scenario()) == 0

@@ -32,6 +32,8 @@ MAKE = "Canaan"
 _DEVICE_KEY = re.compile(r"(\w+)\[([^\]]*)\]")
 _NO_READING = -273.0  # firmware's "sensor absent" temperature
 _MAX_BOARDS = 16
+_PVT_KEYS = tuple(f"PVT_T{i}" for i in range(_MAX_BOARDS))  # per-chip temperatures, one key per board
+_MAC_HEX = re.compile(r"[0-9A-F]{12}")
 
 
 async def poll(
@@ -148,7 +150,7 @@ def _boards(dev: dict[str, str]) -> list[BoardSample]:
     tavg = _nums(dev, "MTavg")
     # Per-chip temperature lists: only their length and zeros matter here (a chip reading 0 is not
     # answering), so they are split, never converted: they are most of an estats reply.
-    pvt = [(dev.get(f"PVT_T{i}") or "").split() for i in range(_MAX_BOARDS) if f"PVT_T{i}" in dev]
+    pvt = [dev[key].split() for key in _PVT_KEYS if key in dev]
     count = max(len(mghs), len(tmax), len(pvt))
     if count == 0:
         return []
@@ -157,20 +159,19 @@ def _boards(dev: dict[str, str]) -> list[BoardSample]:
     pvt_len = max((len(chips) for chips in pvt), default=0)
     total_chips = _num(dev, "TA")
     per_board = pvt_len or (int(total_chips // count) if total_chips else None)
+    # Inlet/outlet temperatures are the unit's, so they belong to a board only on single-board units.
+    temp_in, temp_out = (_temp(dev, "HBITemp"), _temp(dev, "HBOTemp")) if count == 1 else (None, None)
     boards = []
     for i in range(count):
         chips = pvt[i] if i < len(pvt) else None
-        chips_ok = None if chips is None else len(chips) - chips.count("0")
-        hottest = tmax[i] if i < len(tmax) else _hottest(chips)
         boards.append(BoardSample(
             index=i,
-            hashrate_ths=None,
             hashrate_avg_ths=_ths(mghs[i]) if i < len(mghs) else None,
-            temp_chip_max_c=_valid_temp(hottest),
+            temp_chip_max_c=_valid_temp(tmax[i] if i < len(tmax) else _hottest(chips)),
             temp_chip_avg_c=_valid_temp(tavg[i] if i < len(tavg) else None),
-            temp_in_c=_temp(dev, "HBITemp") if count == 1 else None,
-            temp_out_c=_temp(dev, "HBOTemp") if count == 1 else None,
-            chips_ok=chips_ok,
+            temp_in_c=temp_in,
+            temp_out_c=temp_out,
+            chips_ok=None if chips is None else len(chips) - chips.count("0"),
             chips_expected=per_board,
         ))
     return boards
@@ -219,7 +220,7 @@ def _pool(pools: list[dict[str, Any]]) -> PoolInfo | None:
 
 def _mac(raw: Any) -> str | None:
     text = str(raw or "").replace(":", "").upper()
-    if len(text) != 12 or not all(c in "0123456789ABCDEF" for c in text):
+    if _MAC_HEX.fullmatch(text) is None:
         return None
     return ":".join(text[i:i + 2] for i in range(0, 12, 2))
 

@@ -49,21 +49,45 @@ async def request(host: str, port: int, command: str, parameter: str | None = No
     payload = _encode_request(command, parameter)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
+    deadline = _Deadline(loop, timeout_s)
     transport = None
     try:
-        async with asyncio.timeout(timeout_s):
-            transport, _ = await loop.create_connection(
-                lambda: _OneShot(payload, done, f"{host}:{port}"), host, port)
-            return await done
-    except TimeoutError:
-        raise MinerUnreachable(f"{host}:{port}: no complete answer within {timeout_s:g} s") from None
+        transport, _ = await loop.create_connection(lambda: _OneShot(payload, done, f"{host}:{port}"), host, port)
+        return await done
+    except asyncio.CancelledError:
+        if deadline.timed_out():
+            raise MinerUnreachable(f"{host}:{port}: no complete answer within {timeout_s:g} s") from None
+        raise
     except ConnectionRefusedError:
         raise MinerUnreachable(f"{host}:{port}: connection refused (nothing listens on the API port)") from None
     except OSError as e:
         raise MinerUnreachable(f"{host}:{port}: {e.strerror or e}") from None
     finally:
+        deadline.handle.cancel()
         if transport is not None:
             transport.close()
+
+
+class _Deadline:
+    """What `asyncio.timeout` does for one request, without its Python state machine (at 10,000
+    miners a cycle that was ~4 % of the collector's CPU): one timer that cancels the task. The
+    CancelledError it causes is a timeout; a cancellation from outside (shutdown) stays one, even
+    when both happen at once (the same uncancel() count asyncio.timeout checks)."""
+
+    __slots__ = ("task", "expired", "handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float):
+        self.task = asyncio.current_task()
+        self.expired = False
+        self.handle = loop.call_later(timeout_s, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+    def timed_out(self) -> bool:
+        """In an `except CancelledError`: was it this deadline, and only it?"""
+        return self.expired and self.task.uncancel() == 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -115,13 +139,18 @@ def decode(raw: bytes, where: str) -> dict[str, Any]:
     body = raw.rstrip(b"\x00 \r\n\t")
     if not body:
         raise MinerReplyError(f"{where}: empty reply")
-    lowered = body.lower()
-    if b"nan" in lowered or b"inf" in lowered:  # the regex costs ~100 us on a 20 KB reply: only when needed
-        body = _BARE_NON_FINITE.sub(b"null", body)
     try:
         data = orjson.loads(body)  # ~3x faster than json on a 20 KB estats reply
     except orjson.JSONDecodeError as e:
-        raise MinerReplyError(f"{where}: malformed or truncated JSON ({len(raw)} bytes): {e.msg} at byte {e.pos}") from None
+        # Strict JSON has no nan/inf, so only a reply that fails needs the (slow: ~100 us on 20 KB)
+        # repair; looking for the tokens first cost as much as the decoding itself.
+        repaired = _BARE_NON_FINITE.sub(b"null", body)
+        try:
+            data = orjson.loads(repaired) if repaired != body else None
+        except orjson.JSONDecodeError:
+            data = None
+        if data is None:
+            raise MinerReplyError(f"{where}: malformed or truncated JSON ({len(raw)} bytes): {e.msg} at byte {e.pos}") from None
     if not isinstance(data, dict):
         raise MinerReplyError(f"{where}: reply is JSON but not an object")
     return data
