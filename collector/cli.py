@@ -9,6 +9,7 @@ Exit codes: 0 done, 1 runtime failure, 2 bad usage or bad configuration.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -43,8 +44,18 @@ def _root(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+# A cycle's samples (~12 containers each) live until the cycle ends. With Python's default
+# generation-0 threshold (700 allocations) the collector scanned them again and again on their way
+# to the oldest generation: ~0.5 s of garbage collection per 10,000-miner cycle, a sixth of the poll's
+# CPU (measured with gc.callbacks; ~0.05 s at this threshold). What a cycle drops is freed by
+# reference counting; the rare reference cycles only wait a little longer.
+GC_GEN0_THRESHOLD = 50_000
+
+
 def _run(coro):
     """Run the service's event loop: uvloop where installed (measured: a fifth less CPU per miner)."""
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
     try:
         import uvloop
     except ImportError:
