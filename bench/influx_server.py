@@ -11,23 +11,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+COMPOSE_SNAPSHOT = "INFLUXD_STORAGE_CACHE_SNAPSHOT_MEMORY_SIZE"
+
+
+def compose_cache_snapshot_bytes(compose_file: Path = ROOT / "docker-compose.yml") -> int:
+    """The cache snapshot size the site stack gives InfluxDB (its `${VAR:-default}` default), so the
+    benchmark's influxd is tuned as a site's is."""
+    import yaml
+
+    environment = yaml.safe_load(compose_file.read_text())["services"]["influxdb"]["environment"]
+    value = str(environment[COMPOSE_SNAPSHOT])
+    match = re.fullmatch(r"\$\{\w+:-(\d+)\}|(\d+)", value)
+    if match is None:
+        raise ValueError(f"{compose_file}: {COMPOSE_SNAPSHOT} is {value!r}, expected bytes or ${{VAR:-bytes}}")
+    return int(match.group(1) or match.group(2))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--database", default="hashfleet_bench")
+    parser.add_argument("--cache-snapshot-bytes", type=int, default=None,
+                        help="influxd's cache snapshot size (default: docker-compose.yml's; 0: influxd's own 25 MiB)")
     args = parser.parse_args()
+    snapshot = compose_cache_snapshot_bytes() if args.cache_snapshot_bytes is None else args.cache_snapshot_bytes
 
     sys.path.insert(0, str(TESTS))  # tests/ is not a package: its server classes import as `servers`
     from servers import InfluxDB
 
-    server = InfluxDB(args.workdir, token="hashfleet-bench-token")
+    # influxd 1.6's name for InfluxDB 2's storage-cache-snapshot-memory-size (the same TSM engine)
+    settings = {"INFLUXDB_DATA_CACHE_SNAPSHOT_MEMORY_SIZE": str(snapshot)} if snapshot else {}
+    server = InfluxDB(args.workdir, token="hashfleet-bench-token", settings=settings)
 
     def stop(*_: object) -> None:
         server.close()
@@ -40,7 +61,8 @@ def main() -> None:
         process = getattr(server, "_process", None)
         influxd = getattr(getattr(process, "proc", None), "pid", None)
         print(json.dumps({"url": server.url, "raw_url": server.raw_url, "token": server.token, "org": server.org,
-                          "database": args.database, "influxd_pid": influxd, "helper_pid": os.getpid()}), flush=True)
+                          "database": args.database, "influxd_pid": influxd, "helper_pid": os.getpid(),
+                          "cache_snapshot_bytes": snapshot or None}), flush=True)
         sys.stdin.read()  # until the benchmark closes our stdin (or exits)
     finally:
         server.close()

@@ -21,6 +21,7 @@ in a worker thread meanwhile. The simulator's and InfluxDB's CPU are read from /
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -65,6 +66,8 @@ class CycleStats(LatencyStats):
     others_cpu_s: dict[str, float] = field(default_factory=dict)  # simulator, influxd, shim: CPU s this cycle
     box_busy_cores: float | None = None  # the whole machine's busy CPU over the cycle, in cores
     peak_rss_mb: float = 0.0  # this process's peak RSS so far, read at the end of the cycle
+    gc_s: float = 0.0  # wall time in Python's garbage collector during the cycle (all generations)
+    gc_collections: int = 0
     memory: dict[str, dict[str, float]] = field(default_factory=dict)  # --tracemalloc: MB live / peak per stage
     memory_top: dict[str, list[tuple[str, float, int]]] = field(default_factory=dict)  # stage -> (site, MB, blocks)
     latencies_s: list[float] = field(default_factory=list, repr=False)
@@ -212,9 +215,30 @@ class _TimedSink:
         self.sink.close()  # and its spool
 
 
+class _GcTimer:
+    """Time spent in Python's garbage collector (gc.callbacks), for the cycle being recorded."""
+
+    def __init__(self) -> None:
+        self.seconds, self.collections, self._started = 0.0, 0, 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+
+    def take(self) -> tuple[float, int]:
+        """Seconds and collections since the last take."""
+        taken, self.seconds, self.collections = (self.seconds, self.collections), 0.0, 0
+        return taken
+
+
 class Recorder:
     def __init__(self, *, warmup: int, others: dict[str, Callable[[], float]], delivery_timeout_s: float,
                  on_cycle: Callable[[int, CycleStats | None], None] | None = None, memory: _Memory | None = None):
+        self.gc = _GcTimer()
         self.warmup = warmup
         self.memory = memory or _Memory(False, -1)
         self.clock = _Clock()
@@ -234,6 +258,7 @@ class Recorder:
         self.current = CycleStats(index=index, warmup=index < self.warmup)
         self._others0 = {name: read() for name, read in self.others.items()}
         self._box0, self._wall0 = box_cpu_seconds(), time.perf_counter()
+        self.gc.take()
         self.memory.stage(self.current, "before")
         self.polling = True
         self.clock.lap()
@@ -257,6 +282,7 @@ class Recorder:
         stats.box_busy_cores = (box_cpu_seconds() - self._box0) / wall if wall > 0 else None
         stats.others_cpu_s = {name: read() - self._others0[name] for name, read in self.others.items()}
         stats.peak_rss_mb = peak_rss_mb()
+        stats.gc_s, stats.gc_collections = self.gc.take()
         self.cycles.append(stats)
         self.current = None
 

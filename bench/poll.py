@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -54,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bare-command", default=baselines.BARE_COMMAND)
     p.add_argument("--no-influx", action="store_true",
                    help="diagnostic: no InfluxDB; the spool keeps the batches (the collector without a database)")
+    p.add_argument("--influx-cache-snapshot", type=int, metavar="BYTES", default=None,
+                   help="influxd's cache snapshot size (default: docker-compose.yml's, as a site runs it; "
+                        "0: influxd's own 25 MiB)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="py-spy the timed collector cycles: DIR/collector.raw and a top-functions table")
     p.add_argument("--tracemalloc", action="store_true",
@@ -101,6 +105,8 @@ def collector_summary(cycles: list, rss_mb: float, rss_before_mb: float, verifie
         "others_cpu_s": {name: median([c.others_cpu_s.get(name) for c in timed])
                          for name in (timed[0].others_cpu_s if timed else {})},
         "box_busy_cores": median([c.box_busy_cores for c in timed]),
+        "gc_s": median([c.gc_s for c in timed]),
+        "gc_collections": median([c.gc_collections for c in timed]),
         # every process of the benchmark (collector, simulator, influxd, shim): what a cycle costs the box
         "cpu_all_s": median([c.cpu_s + sum(c.others_cpu_s.values()) for c in timed]),
         "all_delivered": all(c.delivered for c in cycles),
@@ -128,6 +134,8 @@ def summary_rows(s: dict[str, object]) -> list[tuple[str, str]]:
         ("points", f"{n(s['points'], 0)} per cycle, {n(s['points_per_s'], 0)} points/s written"),
         ("CPU s per 1,000 miners", f"{n(s['cpu_per_1k'], 3)} (poll {n(s['cpu_poll_per_1k'], 3)}, cost "
                                    f"{n(s['cpu_cost_per_1k'], 3)}, write {n(s['cpu_write_per_1k'], 3)})"),
+        ("garbage collection", f"{n(s['gc_s'], 3)} s per cycle in {n(s['gc_collections'], 0)} collections "
+                               f"(generation-0 threshold {gc.get_threshold()[0]:,})"),
         ("other processes' CPU per cycle", ", ".join(f"{k} {n(v)} s" for k, v in s["others_cpu_s"].items())
          + f" (not counted above); whole machine busy {n(s['box_busy_cores'])} of {os.cpu_count()} cores"),
         ("CPU budget per cycle", f"{n(s['cpu_all_s'])} CPU s in all (collector + the rest): no cycle can be shorter "
@@ -194,12 +202,15 @@ def _run(args, out, info, concurrency: int, workdir: Path, results: dict[str, ob
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         sim = stack.enter_context(SimulatorFleet(args.model, args.miners, args.base, workdir))
-        influx_proc = None if args.no_influx else stack.enter_context(InfluxProcess(workdir))
+        influx_proc = None if args.no_influx else stack.enter_context(
+            InfluxProcess(workdir, cache_snapshot_bytes=args.influx_cache_snapshot))
         influx_info = influx_proc.info if influx_proc else None
-        where = (f"InfluxDB {influx_info.url} (influxd pid {influx_info.influxd_pid})" if influx_info else
+        where = (f"InfluxDB {influx_info.url} (influxd pid {influx_info.influxd_pid}, "
+                 f"{_snapshot_setting(influx_info.cache_snapshot_bytes, args.influx_cache_snapshot is not None)})" if influx_info else
                  "no InfluxDB (--no-influx: the spool keeps the batches, as `hashfleet collect` does without one)")
         out.print(f"fleet: {len(sim.addresses):,} miners {sim.addresses[0]} .. {sim.addresses[-1]} ready in "
                   f"{sim.start_seconds:.1f} s (simulator pid(s) {', '.join(map(str, sim.pids))}); {where}")
+        results["influx_cache_snapshot_bytes"] = influx_info.cache_snapshot_bytes if influx_info else None
         results["fleet"] = {"model": args.model, "miners": len(sim.addresses), "first": sim.addresses[0],
                             "last": sim.addresses[-1], "start_s": sim.start_seconds,
                             "simulator_processes": len(sim.pids)}
@@ -332,6 +343,12 @@ def _row(path: str, got: baselines.RoundStats, collector_ratio: float | None) ->
             "miners_per_s": got.miners_per_s, "p50_ms": got.p50_ms, "p99_ms": got.p99_ms,
             "cpu_per_1k": got.cpu_per_1k, "sim_cpu_s": got.sim_cpu_s, "box_busy_cores": got.box_busy_cores,
             "ratio": f"{collector_ratio:.2f}" if collector_ratio else "–"}
+
+
+def _snapshot_setting(size: int | None, chosen: bool) -> str:
+    if size is None:
+        return "cache snapshot at influxd's default 25 MiB"
+    return f"cache snapshot at {size / 2**20:g} MiB" + ("" if chosen else " as docker-compose.yml sets it")
 
 
 if __name__ == "__main__":

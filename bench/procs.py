@@ -253,14 +253,17 @@ class InfluxInfo:
     database: str
     influxd_pid: int | None
     helper_pid: int | None
+    cache_snapshot_bytes: int | None = None  # None: influxd's own default (25 MiB)
 
 
 class InfluxProcess:
     """A real influxd 1.6.7 + v2 shim (tests/servers) run by `python -m bench.influx_server`."""
 
-    def __init__(self, workdir: Path, database: str = "hashfleet_bench", start_timeout_s: float = 60.0):
+    def __init__(self, workdir: Path, database: str = "hashfleet_bench", start_timeout_s: float = 60.0,
+                 cache_snapshot_bytes: int | None = None):
         self.workdir = Path(workdir)
         self.database = database
+        self.cache_snapshot_bytes = cache_snapshot_bytes  # None: docker-compose.yml's
         self.start_timeout_s = start_timeout_s
         self.log_path = self.workdir / "influx_server.log"
         self.proc: subprocess.Popen[str] | None = None
@@ -269,6 +272,8 @@ class InfluxProcess:
     def start(self) -> InfluxInfo:
         argv = [sys.executable, "-m", "bench.influx_server", "--workdir", str(self.workdir / "influxdb"),
                 "--database", self.database]
+        if self.cache_snapshot_bytes is not None:
+            argv += ["--cache-snapshot-bytes", str(self.cache_snapshot_bytes)]
         log = open(self.log_path, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                                      cwd=Path(__file__).resolve().parent.parent, start_new_session=True)

@@ -25,7 +25,11 @@ def test_bench_poll_prints_its_tables(tmp_path):
     for heading in ("machine:", "collector: poll -> cost -> InfluxDB, per cycle", "collector summary",
                     "same fleet, same run", "targets"):
         assert heading in done.stdout, f"{heading!r} missing from:\n{done.stdout[-3000:]}"
+    words = " ".join(done.stdout.split())  # rich wraps long lines
+    assert "cache snapshot at 128 MiB as docker-compose.yml sets it" in words  # influxd tuned as a site's
+    assert "garbage collection" in done.stdout
     result = json.loads(out_json.read_text())
+    assert result["influx_cache_snapshot_bytes"] == 128 * 2**20
     summary = result["collector"]["summary"]
     assert summary["miners"] == 50 and summary["failed_max"] == 0
     assert summary["influx_miner_points"] == summary["influx_miner_points_expected"] == 50 * 3

@@ -106,8 +106,10 @@ class InfluxDB:
         token: str = "hashfleet-test-token",
         org: str = "hashfleet",
         host: str = "127.0.0.1",
+        settings: dict[str, str] | None = None,
     ) -> None:
         self._binary = require_binary("influxd", "influxdb")
+        self.settings = dict(settings or {})  # extra INFLUXDB_* environment (the benchmark's tuning)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.token = token
@@ -147,6 +149,7 @@ class InfluxDB:
             INFLUXDB_REPORTING_DISABLED="true",
             INFLUXDB_MONITOR_STORE_ENABLED="false",
         )
+        env.update(self.settings)
         return ManagedProcess(
             "influxd",
             [self._binary, "run", "-config", "/dev/null"],
