@@ -99,14 +99,15 @@ class Shape:
     (a float field given an int still writes a float: InfluxDB refuses a field that changes type),
     and the measurement-and-tags text of each tag combination is kept, since miners, boards and
     sites repeat every cycle. Writes exactly what `encode` writes for the same values (tested);
-    about twice as fast (profiled: sorting, the dicts and tag escaping were half of `encode`)."""
+    ~1.5x as fast (measured: 50 -> 33 us for a miner's five points; sorting, the dicts and tag
+    escaping were a third of `encode`'s time)."""
 
-    _MAX_HEADS = 1 << 17  # tag combinations remembered per shape: 10,000 miners x 3 boards fit
+    _MAX_HEADS = 1 << 17  # tag combinations remembered per shape: ~40,000 miners of 3 boards fit
 
     def __init__(self, measurement: str, tags: Sequence[str], fields: Mapping[str, type]):
         self.tags = tuple(tags)
         self.fields = tuple(fields)
-        bad = {kind for kind in fields.values()} - {float, int, str}
+        bad = set(fields.values()) - {float, int, str}
         if bad:
             raise TypeError(f"{measurement}: field types must be float, int or str, not {bad}")
         self._measurement = _escaped_measurement(measurement)
