@@ -12,7 +12,9 @@ Used through the session fixture ``influxdb`` (``tests/servers/fixtures.py``)::
 :class:`InfluxDB` runs ``influxd run -config /dev/null`` configured only by
 environment variables (HTTP and RPC bound to free loopback ports, meta/data/wal
 under ``workdir``, usage reporting and the ``_internal`` monitor store off) and
-an :class:`~servers.influx_v2_shim.InfluxV2Shim` in front of it.
+an :class:`~servers.influx_v2_shim.InfluxV2Shim` in front of it. ``settings``
+adds ``INFLUXDB_*`` variables (the benchmark sets the cache snapshot size the
+site stack uses).
 
 Attributes
     ``url``       the shim, for ``InfluxDBClient(url=...)`` (v2 API: /api/v2/write,
