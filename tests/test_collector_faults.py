@@ -191,13 +191,13 @@ def test_a_request_cancelled_from_outside_stays_cancelled_and_leaves_no_timer(fl
     async def scenario():
         miner.set_faults(hold_open=True)
         task = asyncio.create_task(cgminer.request(host, int(port), "summary", timeout_s=0.5))
-        await asyncio.sleep(0.1)  # connected, waiting for an answer that never comes
+        await asyncio.sleep(0.1)  # likely connected and waiting; cancelled while connecting must propagate too
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         miner.set_faults(hold_open=False)
         raw = await cgminer.request(host, int(port), "summary", timeout_s=0.3)
-        await asyncio.sleep(0.5)  # past that request's deadline: its timer must be gone
+        await asyncio.sleep(0.5)  # time itself is under test: past that request's 0.3 s deadline, its timer must be gone
         return raw, asyncio.current_task().cancelling()
 
     raw, cancelling = asyncio.run(scenario())
