@@ -15,7 +15,6 @@ Works against InfluxDB 2.x, 3.x and 1.8+.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 import time
 import zlib
@@ -70,12 +69,6 @@ class InfluxWriter:
                 retryable=e.status not in NOT_RETRYABLE) from None
         except (HTTPError, OSError) as e:
             raise InfluxWriteError(f"InfluxDB at {self.config.url} unreachable: {type(e).__name__}") from None
-
-    def write_lines(self, lines: list[str]) -> int:
-        size = self.config.batch_size
-        for start in range(0, len(lines), size):
-            self.write_gzip(gzip.compress("\n".join(lines[start:start + size]).encode(), compresslevel=1))
-        return len(lines)
 
     def close(self) -> None:
         self._client.close()
