@@ -1,6 +1,7 @@
 """The InfluxDB sink writes the README schema into a real InfluxDB."""
 
 import asyncio
+import gzip
 from datetime import datetime, timezone
 
 import pytest
@@ -67,12 +68,15 @@ def test_cycle_lands_as_miner_board_and_collector_points(influxdb, influx_bucket
     assert health[0]["points_written"] == 5  # 3 miners + 1 board + this health point
 
 
+ONE_LINE = gzip.compress(b"miner,site=s1,miner=x up=1i 1700000000\n")
+
+
 def test_refused_write_names_the_server_but_never_the_token(influxdb, influx_bucket):
     secret = "s3cret-token-value"
     sink = InfluxWriter(InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=influx_bucket, token=secret))
     try:
         with pytest.raises(InfluxWriteError) as err:
-            sink.write_lines(["miner,site=s1,miner=x up=1i 1700000000"])
+            sink.write_gzip(ONE_LINE)
     finally:
         sink.close()
     assert influxdb.url in str(err.value) and "401" in str(err.value)
@@ -83,7 +87,7 @@ def test_unreachable_server_is_a_clear_error():
     sink = InfluxWriter(InfluxConfig(url="http://127.0.0.1:9", bucket="b", token="t", timeout_s=2))
     try:
         with pytest.raises(InfluxWriteError, match="127.0.0.1:9 unreachable"):
-            sink.write_lines(["miner,site=s1,miner=x up=1i 1700000000"])
+            sink.write_gzip(ONE_LINE)
     finally:
         sink.close()
 
