@@ -119,7 +119,7 @@ def passwords_on_command_lines(services: dict[str, dict]) -> list[str]:
 
 
 def _secret_argument(text: str) -> bool:
-    return bool(re.search(r"(^|\s)(-P|--pw|--password|-t|--token)(\s|=|$)|\$\$?\(cat |" + re.escape(SECRETS), text))
+    return bool(re.search(r"(^|\s)(-P|--pw|--password|--token)(\s|=|$)|\$\$?\(cat |" + re.escape(SECRETS), text))
 
 
 def scripts_with_secret_arguments() -> list[str]:

@@ -369,6 +369,9 @@ def test_scoped_tokens_can_do_what_their_service_needs_and_nothing_more(stack: S
     drop = _http(f"{stack.shim.url}/query", stack.secret("influx_read_token"), f"q=DROP+DATABASE+{stack.bucket}".encode(),
                  {"Content-Type": "application/x-www-form-urlencoded"})
     assert drop[0] == 403
+    elsewhere = _http(f"{stack.shim.url}/api/v2/write?org=hashfleet&bucket=_internal&precision=s",
+                      stack.secret("influx_write_token"), b"x value=1")
+    assert elsewhere[0] == 403, "the collector's token writes its bucket only"
 
 
 # --- the collector -------------------------------------------------------------------------------------
