@@ -395,6 +395,7 @@ def test_start_order(resolved):
     services = resolved["services"]
     assert services["collector"]["depends_on"]["influxdb"]["condition"] == "service_healthy"
     assert services["grafana"]["depends_on"]["influxdb"]["condition"] == "service_healthy"
+    assert services["collector"]["depends_on"]["mosquitto"]["condition"] == "service_healthy"
     for name in ("influxdb", "grafana", "mosquitto", "collector"):
         assert services[name]["depends_on"]["secrets"]["condition"] == "service_completed_successfully", name
 
