@@ -127,7 +127,15 @@ def _start_mosquitto(root: Path, secrets: Path) -> tuple[subprocess.Popen, int, 
     conf = conf.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
     conf = conf.replace("listener 1880 127.0.0.1\n", f"listener {health} 127.0.0.1\n")
     conf = conf.replace(f"{SECRETS}/", f"{secrets}/")
-    conf = conf.replace("/mosquitto/config/health.acl", str(ROOT / "deploy/mosquitto/health.acl"))
+    # The ACL file as the image has it: owner and mode from the Dockerfile's COPY.
+    copy = re.search(r"^COPY --chown=(\d+):(\d+) --chmod=(0\d+) deploy/mosquitto/health.acl /mosquitto/config/health.acl$",
+                     (ROOT / "deploy/mosquitto/Dockerfile").read_text(), re.M)
+    assert copy, "deploy/mosquitto/Dockerfile copies health.acl with an owner and a mode"
+    acl = root / "health.acl"
+    shutil.copyfile(ROOT / "deploy/mosquitto/health.acl", acl)
+    os.chown(acl, int(copy.group(1)), int(copy.group(2)))
+    acl.chmod(int(copy.group(3), 8))
+    conf = conf.replace("/mosquitto/config/health.acl", str(acl))
     data = root / "mosquitto-data"
     data.mkdir()
     os.chown(data, UIDS["mosquitto"], UIDS["mosquitto"])
