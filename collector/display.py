@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,9 +87,10 @@ class LiveView:
     With a local history (a collector running without InfluxDB for this site), it also shows the
     last hour from it, re-read every few minutes in a worker thread.
 
-    While the view is up, log records go through the view's own console, so they print above the
-    live region instead of writing into it (which scrolled the table and left a copy of it, header
-    and all, on screen at every refresh); close() gives logging its handlers back.
+    While the view is up on a terminal that is also where the log goes, log records go through the
+    view's own console, so they print above the live region instead of writing into it (which
+    scrolled the table and left a copy of it, header and all, on screen at every refresh); close()
+    gives logging its handlers back.
     """
 
     HISTORY_S = 3600
@@ -98,7 +100,8 @@ class LiveView:
         console = Console()
         self._live = Live(console=console, auto_refresh=False)
         self._live.start()
-        self._log_handlers = _log_through(console)
+        # Only when both would reach the same screen: `watch 2>log` keeps its log in the file.
+        self._log_handlers = _log_through(console) if console.is_terminal and sys.stderr.isatty() else None
         self.history_dir = history_dir
         self._history: Report | None = None
         self._history_read_at = float("-inf")
@@ -127,11 +130,12 @@ class LiveView:
                                                 int(now))
 
     def close(self) -> None:
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in self._log_handlers:
-            root.addHandler(handler)
+        if self._log_handlers is not None:
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            for handler in self._log_handlers:
+                root.addHandler(handler)
         self._live.stop()
 
 
