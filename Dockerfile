@@ -1,5 +1,6 @@
 # One image for the collector and the simulators: `hashfleet collect` / `hashfleet simulate`.
-FROM python:3.11-slim-bookworm
+# Built by the compose `collector` service only (the `simulators` service reuses the tag).
+FROM python:3.11.16-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -12,7 +13,9 @@ COPY models ./models
 COPY collector ./collector
 COPY simulators ./simulators
 COPY dashboards ./dashboards
+# chmod: files checked out under a strict umask (0600) must still be readable by the image's user.
 RUN pip install . \
+    && chmod -R a+rX /app \
     && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent hashfleet \
     && mkdir -p /var/lib/hashfleet/spool && chown -R 10001:10001 /var/lib/hashfleet
 
@@ -21,7 +24,10 @@ RUN pip install . \
 ENV HASHFLEET_SPOOL_DIR=/var/lib/hashfleet/spool
 
 # The compose healthcheck of the collector (standard library only).
-COPY deploy/collector/healthcheck.py /usr/local/lib/hashfleet/healthcheck.py
+COPY --chmod=0644 deploy/collector/healthcheck.py /usr/local/lib/hashfleet/healthcheck.py
+# The compose stack's collector config, baked in (no bind mount: host umask and SELinux labels do not
+# matter). After editing it: docker compose up -d --build collector.
+COPY --chmod=0644 deploy/collector/hashfleet.yaml /etc/hashfleet/hashfleet.yaml
 # `hashfleet grafana push` uploads these when run from the image.
 ENV HASHFLEET_DASHBOARDS_DIR=/app/dashboards/json
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -83,14 +86,22 @@ class LiveView:
 
     With a local history (a collector running without InfluxDB for this site), it also shows the
     last hour from it, re-read every few minutes in a worker thread.
+
+    While the view is up on a terminal that is also where the log goes, log records go through the
+    view's own console, so they print above the live region instead of writing into it (which
+    scrolled the table and left a copy of it, header and all, on screen at every refresh); close()
+    gives logging its handlers back.
     """
 
     HISTORY_S = 3600
     HISTORY_REFRESH_S = 300
 
     def __init__(self, history_dir: Path | None = None) -> None:
-        self._live = Live(console=Console(), auto_refresh=False)
+        console = Console()
+        self._live = Live(console=console, auto_refresh=False)
         self._live.start()
+        # Only when both would reach the same screen: `watch 2>log` keeps its log in the file.
+        self._log_handlers = _log_through(console) if console.is_terminal and sys.stderr.isatty() else None
         self.history_dir = history_dir
         self._history: Report | None = None
         self._history_read_at = float("-inf")
@@ -119,7 +130,26 @@ class LiveView:
                                                 int(now))
 
     def close(self) -> None:
+        if self._log_handlers is not None:
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            for handler in self._log_handlers:
+                root.addHandler(handler)
         self._live.stop()
+
+
+def _log_through(console: Console) -> list[logging.Handler]:
+    """Send the root logger's records to `console` (above its live region); return the handlers it had."""
+    root = logging.getLogger()
+    previous = list(root.handlers)
+    for handler in previous:
+        root.removeHandler(handler)
+    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False,
+                          log_time_format="%H:%M:%S")
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root.addHandler(handler)
+    return previous
 
 
 def history_line(report: Report) -> str:

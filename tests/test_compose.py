@@ -6,7 +6,11 @@
 - only Grafana is published beyond localhost, no admin/admin, anonymous access off, secrets in files;
 - healthchecks, restart policies, named volumes, pinned images, start order;
 - the secrets init script, the Mosquitto config (with a real mosquitto) and the collector's
-  healthcheck (with the real InfluxDB and collector) do what the stack relies on.
+  healthcheck (with the real InfluxDB and collector) do what the stack relies on;
+- each of issue 16's problems stays fixed: an image tag built twice, documented commands that cannot
+  work as written, the license table, unpinned or retired image tags, the operator token handed to
+  services, plain HTTP with no way to TLS or to the site LAN, secrets on command lines, bind mounts of
+  repository files (host umask, SELinux). tests/test_stack_rehearsal.py runs the pieces.
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from compose_checks import (
+    command_problems,
+    dockerfile_of,
+    documented_commands,
+    passwords_on_command_lines,
+    scripts_with_secret_arguments,
+    shared_build_tags,
+)
 from support import HASHFLEET
 
 from simulators.fleet import run_fleet
@@ -111,10 +123,15 @@ def test_compose_spec_schema_accepts_the_file():
 # --- files and variables ---------------------------------------------------------------------------
 
 
+def _default(text: str) -> str:
+    """`${VAR:-default}` -> default: what a fresh host without .env uses."""
+    return _VARIABLE.sub(lambda m: m.group("arg") if m.group("op") in (":-", "-") else m.group(0), text)
+
+
 def test_every_mounted_or_built_file_exists(compose):
     for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
-            source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
+            source = _default(volume).split(":")[0] if isinstance(volume, str) else volume.get("source", "")
             if source.startswith((".", "/")):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
             else:
@@ -125,16 +142,36 @@ def test_every_mounted_or_built_file_exists(compose):
             assert (context / build.get("dockerfile", "Dockerfile")).is_file(), f"{name}: no Dockerfile"
 
 
-def test_the_image_copies_only_what_exists_and_is_not_ignored():
+def _dockerfiles(compose) -> dict[str, Path]:
+    return {name: dockerfile_of(service) for name, service in compose["services"].items() if "build" in service}
+
+
+def _copies(dockerfile: Path) -> list[tuple[list[str], list[str], str]]:
+    """(flags, sources, destination) of each COPY from the build context."""
+    out = []
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY "):
+            words = line.split()[1:]
+            flags = [w for w in words if w.startswith("--")]
+            paths = [w for w in words if not w.startswith("--")]
+            if not any(f.startswith("--from") for f in flags):
+                out.append((flags, paths[:-1], paths[-1]))
+    return out
+
+
+def test_the_images_copy_only_what_exists_and_is_not_ignored(compose):
     ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith(("#", "!"))]
-    for line in (ROOT / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY ") and "--from" not in line:
-            for source in line.split()[1:-1]:
-                assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
-                top = source.split("/")[0]
-                assert top not in ignored, f"Dockerfile copies {source} but .dockerignore drops it"
+    dockerfiles = _dockerfiles(compose)
+    assert set(dockerfiles) == {"secrets", "influxdb", "grafana", "collector"}
+    for name, dockerfile in dockerfiles.items():
+        for _, sources, _ in _copies(dockerfile):
+            for source in sources:
+                assert list(ROOT.glob(source)), f"{dockerfile.relative_to(ROOT)} copies missing {source}"
+                assert not any(source == i or source.startswith(i.rstrip("/") + "/") for i in ignored), (
+                    f"{dockerfile.relative_to(ROOT)} copies {source} but .dockerignore drops it")
     assert ".env" in ignored, "a local .env (secrets) must stay out of the build context"
+    assert "deploy/grafana/tls" in ignored, "Grafana's TLS key must stay out of every image"
 
 
 def test_every_variable_is_documented_in_env_example_and_has_a_default(compose):
@@ -176,6 +213,25 @@ def test_only_grafana_is_published_beyond_localhost(resolved):
     assert all(ips == {"127.0.0.1"} for ips in published.values()), published
 
 
+def test_grafana_binds_where_the_site_says_and_can_serve_tls(tmp_path):
+    site = tmp_path / "site.env"
+    site.write_text("GRAFANA_BIND=10.0.1.2\nGRAFANA_PROTOCOL=https\nGRAFANA_TLS_DIR=/etc/hashfleet/tls\n"
+                    "GRAFANA_COOKIE_SECURE=true\n")
+    result = _compose("config", env_file=site)
+    assert result.returncode == 0, result.stderr
+    grafana = yaml.safe_load(result.stdout)["services"]["grafana"]
+    assert [str(p).split(":")[0] for p in grafana["ports"]] == ["10.0.1.2"]
+    env = grafana["environment"]
+    assert (env["GF_SERVER_PROTOCOL"], env["GF_SECURITY_COOKIE_SECURE"]) == ("https", "true")
+    tls = next(v for v in grafana["volumes"] if str(v).startswith("/etc/hashfleet/tls:"))
+    assert tls == "/etc/hashfleet/tls:/etc/grafana/tls:ro,Z"  # read-only; SELinux: private to Grafana
+    assert (env["GF_SERVER_CERT_FILE"], env["GF_SERVER_CERT_KEY"]) == ("/etc/grafana/tls/cert.pem",
+                                                                         "/etc/grafana/tls/key.pem")
+    assert "GF_SERVER_PROTOCOL" in " ".join(grafana["healthcheck"]["test"]), "the healthcheck must follow the protocol"
+    for name in ("GRAFANA_BIND", "GRAFANA_PROTOCOL", "GRAFANA_TLS_DIR"):
+        assert name in (ROOT / "docs/deployment.md").read_text()
+
+
 def test_grafana_has_no_default_password_and_no_anonymous_access(resolved, compose):
     env = resolved["services"]["grafana"]["environment"]
     assert "GF_SECURITY_ADMIN_PASSWORD" not in env
@@ -190,19 +246,131 @@ def test_services_read_secrets_from_files_never_from_literal_values(resolved):
     assert influx["DOCKER_INFLUXDB_INIT_PASSWORD_FILE"] == f"{SECRETS}/influx_admin_password"
     assert "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN" not in influx and "DOCKER_INFLUXDB_INIT_PASSWORD" not in influx
     collector = resolved["services"]["collector"]["environment"]
-    assert collector["INFLUX_TOKEN_FILE"] == f"{SECRETS}/influx_token" and "INFLUX_TOKEN" not in collector
+    assert collector["INFLUX_TOKEN_FILE"] == f"{SECRETS}/influx_write_token" and "INFLUX_TOKEN" not in collector
+    assert collector["HEALTHCHECK_INFLUX_TOKEN_FILE"] == f"{SECRETS}/influx_health_token"
     datasource = (ROOT / "deploy/grafana/provisioning/datasources/hashfleet.yaml").read_text()
-    assert f"$__file{{{SECRETS}/influx_token}}" in datasource
+    assert f"$__file{{{SECRETS}/influx_read_token}}" in datasource
     for name, service in resolved["services"].items():
         for key, value in (service.get("environment") or {}).items():
             if re.search(r"TOKEN|PASSWORD", key) and not key.endswith("_FILE"):
                 assert name == "secrets" and value == "", f"{name}: {key} carries a secret value"
 
 
+def test_only_influxdb_is_given_the_operator_token():
+    # The collector and Grafana get bucket-scoped tokens minted by InfluxDB's first-setup hook.
+    users = [p.relative_to(ROOT) for p in [COMPOSE_FILE, *(ROOT / "deploy").rglob("*")] if p.is_file()
+             and re.search(rf"{SECRETS}/influx_token\b", p.read_text())]
+    assert users == [Path("docker-compose.yml")]
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert [n for n, s in compose["services"].items() if f"{SECRETS}/influx_token" in str(s.get("environment"))] == [
+        "influxdb"]
+    hook = (ROOT / "deploy/influxdb/hashfleet-tokens.sh").read_text()
+    assert "--write-bucket" in hook and "--read-bucket" in hook and "--all-access" not in hook
+    assert re.search(r"^COPY --chmod=0755 deploy/influxdb/hashfleet-tokens.sh /docker-entrypoint-initdb.d/\S+\.sh$",
+                     (ROOT / "deploy/influxdb/Dockerfile").read_text(), re.M), "the image runs *.sh hooks only"
+
+
 def test_mosquitto_requires_a_password():
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
-    assert re.search(r"^allow_anonymous false$", conf, re.M)
-    assert re.search(rf"^password_file {SECRETS}/mosquitto_passwd$", conf, re.M)
+    site = conf.split("listener 1883\n", 1)[1].split("listener ", 1)[0]
+    assert re.search(r"^allow_anonymous false$", site, re.M)
+    assert re.search(rf"^password_file {SECRETS}/mosquitto_passwd$", site, re.M)
+    assert re.search(r"^per_listener_settings true$", conf, re.M), "else allow_anonymous is global"
+    health = conf.split("listener 1880 127.0.0.1\n", 1)[1]
+    assert re.search(r"^acl_file /mosquitto/config/health.acl$", health, re.M)
+
+
+# --- issue 16: each problem found in the audit stays fixed ---------------------------------------------
+
+
+def test_each_image_is_built_by_one_service_and_reused_without_pulling(compose):
+    assert shared_build_tags(compose["services"]) == []
+
+
+def test_a_tag_built_by_two_services_is_caught(compose):
+    broken = {name: dict(service) for name, service in compose["services"].items()}
+    broken["simulators"]["build"] = "."  # as before: collector and simulators both `build: .`, one tag
+    assert any("hashfleet:local is built by collector, simulators" in p for p in shared_build_tags(broken))
+    pulled = {name: dict(service) for name, service in compose["services"].items()}
+    del pulled["simulators"]["pull_policy"]
+    assert any("simulators uses hashfleet:local" in p for p in shared_build_tags(pulled))
+
+
+def test_documented_commands_are_checked_against_the_service_definitions(resolved):
+    commands = documented_commands()
+    assert any("secrets show grafana_admin_password" in line for _, line in commands)
+    problems = [p for _, line in commands for p in command_problems(line, resolved["services"])]
+    assert problems == []
+    # What the documents said before: arguments to `run` replace the command, not the entrypoint.
+    before = "docker compose run --rm secrets cat /run/hashfleet-secrets/grafana_admin_password"
+    assert "not its entrypoint" in command_problems(before, resolved["services"])[0]
+    rotation = 'docker compose exec influxdb influx auth create -t "$(docker compose run --rm secrets show influx_token)"'
+    assert any("command line" in p for p in command_problems(rotation, resolved["services"]))
+    assert command_problems(f"docker compose run --rm --entrypoint cat secrets {SECRETS}/x", resolved["services"]) == []
+    assert "not put into" in command_problems("docker compose exec influxdb /nowhere.sh", resolved["services"])[0]
+
+
+def test_no_secret_on_a_command_line(resolved, compose):
+    assert passwords_on_command_lines(resolved["services"]) == []
+    assert scripts_with_secret_arguments() == []
+    broken = {**compose["services"], "mosquitto": {**compose["services"]["mosquitto"], "healthcheck": {"test": [
+        "CMD-SHELL", 'mosquitto_sub -u u -P "$$(cat /run/hashfleet-secrets/mqtt_password)" -t x']}}}
+    assert passwords_on_command_lines(broken)
+
+
+def test_the_license_is_an_spdx_expression_built_by_a_setuptools_that_reads_it():
+    import tomllib
+    from importlib.metadata import metadata
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "Apache-2.0"  # PEP 639; the {text = …} table is deprecated
+    requires = pyproject["build-system"]["requires"]
+    assert any(re.fullmatch(r"setuptools>=(\d+)", r) and int(r.split(">=")[1]) >= 77 for r in requires), requires
+    assert metadata("hashfleet")["License-Expression"] == "Apache-2.0"  # what `pip install -e .` recorded
+
+
+def _upstream_images(compose) -> dict[str, str]:
+    images = {}
+    for name, dockerfile in _dockerfiles(compose).items():
+        images[name] = re.search(r"^FROM (\S+)$", dockerfile.read_text(), re.M).group(1)
+    return images
+
+
+def test_upstream_images_are_pinned_to_exact_maintained_versions(compose):
+    images = _upstream_images(compose)
+    for name, image in images.items():
+        assert re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+(-[\w.-]+)?", image), f"{name}: pin {image} to an exact version"
+    repository = {name: image.rsplit(":", 1)[0] for name, image in images.items()}
+    version = {name: tuple(int(v) for v in re.match(r"\d+\.\d+\.\d+", image.rsplit(":", 1)[1]).group(0).split("."))
+               for name, image in images.items()}
+    assert repository["influxdb"] == "influxdb" and version["influxdb"][:1] == (2,) and version["influxdb"] >= (2, 8, 0), (
+        "the 2.7 tags were removed from the official images in 2026: use the maintained 2.x line")
+    assert repository["grafana"] == "grafana/grafana", "grafana/grafana-oss is no longer updated"
+    assert repository["secrets"] == "eclipse-mosquitto" and (2, 0, 22) <= version["secrets"] < (2, 1, 0)
+    assert repository["collector"] == "python" and images["collector"].endswith("-slim-bookworm")
+    docs = (ROOT / "docs/deployment.md").read_text()
+    for image in images.values():
+        assert image in docs, f"docs/deployment.md must name {image} and how to upgrade it"
+    for name, service in compose["services"].items():  # the stack's own images: built here, never pulled
+        assert service["image"].endswith(":local"), name
+
+
+def test_no_repository_file_is_bind_mounted_and_baked_files_get_explicit_modes(compose):
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = _default(volume).split(":")[0]
+            if source.startswith((".", "/")):  # host path: only Grafana's TLS directory, read-only, SELinux-labelled
+                assert (name, source, volume.rsplit(":", 1)[1]) == ("grafana", "./deploy/grafana/tls", "ro,Z"), volume
+    for name, dockerfile in _dockerfiles(compose).items():
+        text = dockerfile.read_text()
+        for flags, sources, destination in _copies(dockerfile):
+            if destination.startswith("./") and "WORKDIR /app" in text and "chmod -R a+rX /app" in text:
+                continue  # into the work directory, which the image makes readable to all after installing
+            assert any(f.startswith("--chmod=") for f in flags), (
+                f"{dockerfile.relative_to(ROOT)}: COPY {' '.join(sources)} keeps the host's mode (umask 077: 0600)")
+
+
+
 
 
 # --- running the stack -----------------------------------------------------------------------------
@@ -227,16 +395,9 @@ def test_start_order(resolved):
     services = resolved["services"]
     assert services["collector"]["depends_on"]["influxdb"]["condition"] == "service_healthy"
     assert services["grafana"]["depends_on"]["influxdb"]["condition"] == "service_healthy"
+    assert services["collector"]["depends_on"]["mosquitto"]["condition"] == "service_healthy"
     for name in ("influxdb", "grafana", "mosquitto", "collector"):
         assert services[name]["depends_on"]["secrets"]["condition"] == "service_completed_successfully", name
-
-
-def test_images_are_pinned(compose):
-    for name, service in compose["services"].items():
-        image = service["image"]
-        tag = image.rsplit(":", 1)[1] if ":" in image else "latest"
-        assert tag == "local" or re.fullmatch(r"\d+\.\d+\.\d+", tag), f"{name}: pin {image} to a version"
-    assert compose["services"]["influxdb"]["image"].startswith("influxdb:2.7.")
 
 
 def test_simulators_are_on_by_default_and_one_setting_turns_them_off(tmp_path):
@@ -309,7 +470,9 @@ def test_mosquitto_with_the_stack_config_refuses_anonymous_clients_and_accepts_t
     port = free_port()
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
     conf = conf.replace(f"{SECRETS}/mosquitto_passwd", str(passwd))
-    conf = conf.replace("listener 1883", f"listener {port} 127.0.0.1")
+    conf = conf.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
+    conf = conf.replace("listener 1880 127.0.0.1\n", f"listener {free_port()} 127.0.0.1\n")
+    conf = conf.replace("/mosquitto/config/health.acl", str(ROOT / "deploy/mosquitto/health.acl"))
     conf = re.sub(r"^persistence.*$", "", conf, flags=re.M) + "\npersistence false\n"
     (tmp_path / "mosquitto.conf").write_text(conf)
     (tmp_path / "mosquitto.conf").chmod(0o644)

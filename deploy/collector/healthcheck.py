@@ -1,7 +1,8 @@
 """Container healthcheck of the collector: healthy while this site's `collector` points keep arriving.
 
 Asks InfluxDB (InfluxQL over /query, which 1.x, 2.x and 3.x answer) for the last `collector` point
-of HASHFLEET_SITE newer than HEALTH_MAX_AGE_S (default 120 s). Exit 0: it exists; exit 1: it does
+of HASHFLEET_SITE newer than HEALTH_MAX_AGE_S (default 120 s), with the token in
+HEALTHCHECK_INFLUX_TOKEN_FILE (else INFLUX_TOKEN or INFLUX_TOKEN_FILE). Exit 0: it exists; exit 1: it does
 not, or InfluxDB cannot be asked (the reason is printed, never the token). Standard library only.
 """
 
@@ -16,6 +17,10 @@ import urllib.request
 
 
 def token() -> str:
+    # The compose stack gives the healthcheck its own read-only token: the collector's is write-only.
+    if os.environ.get("HEALTHCHECK_INFLUX_TOKEN_FILE"):
+        with open(os.environ["HEALTHCHECK_INFLUX_TOKEN_FILE"]) as f:
+            return f.read().strip()
     if os.environ.get("INFLUX_TOKEN"):
         return os.environ["INFLUX_TOKEN"]
     path = os.environ.get("INFLUX_TOKEN_FILE")

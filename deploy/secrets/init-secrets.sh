@@ -1,31 +1,55 @@
 #!/bin/sh
-# Create the stack's secrets in the `secrets` volume on first start; keep them on later starts.
+# The stack's secrets, in the `secrets` volume. Baked into the `secrets` image (deploy/mosquitto/Dockerfile,
+# for mosquitto_passwd) as /usr/local/bin/hashfleet-secrets, its entrypoint:
 #
-# For each secret: a value set in the environment (.env) wins; else the file already in the
-# volume is kept; else a random one is generated. Values are never printed. Runs as root in the
-# eclipse-mosquitto image (for mosquitto_passwd) and gives each file to the user that reads it.
+#   hashfleet-secrets [init]     create missing secrets, keep the others (what `docker compose up` runs)
+#   hashfleet-secrets show NAME  print one, e.g. docker compose run --rm secrets show grafana_admin_password
 #
-#   influx_token            InfluxDB operator token: influxdb (setup), grafana, collector
-#   influx_admin_password   InfluxDB admin user's password: influxdb (setup)
-#   grafana_admin_password  Grafana admin password: grafana (first start)
-#   mqtt_password           MQTT password of MQTT_USERNAME: collector, site devices
-#   mosquitto_passwd        Mosquitto's hashed password file, rebuilt from mqtt_password every start
+# init: for each secret a value set in the environment (.env) wins; else the file already in the volume is
+# kept; else a random one is generated. Values are never printed. Runs as root and gives each file to the
+# one user that reads it, mode 0400 (users: influxdb 1000 in its image, grafana 472 in its image,
+# mosquitto 1883 (compose `user:`), hashfleet 10001 (Dockerfile)):
+#
+#   influx_token            InfluxDB operator token (all access)   influxdb: first setup only  1000
+#   influx_admin_password   InfluxDB admin user's password         influxdb: first setup only  1000
+#   grafana_admin_password  Grafana admin password                 grafana: first start        472
+#   mqtt_password           MQTT password of MQTT_USERNAME         collector, site devices     10001
+#   mosquitto_passwd        Mosquitto's hashed password file       mosquitto (rebuilt every start) 1883
+#
+# The collector and Grafana never see the operator token: the influxdb image's init hook
+# (deploy/influxdb/hashfleet-tokens.sh) mints their bucket-scoped tokens into the same volume.
 set -eu
 
 DIR="${SECRETS_DIR:-/run/hashfleet-secrets}"
 MQTT_USERNAME="${MQTT_USERNAME:-hashfleet}"
 umask 077
-mkdir -p "$DIR"
-chmod 0755 "$DIR"
+
+usage() {
+    echo "usage: hashfleet-secrets [init] | show NAME   (NAME: one of the files in $DIR)" >&2
+    exit 2
+}
+
+# show NAME: print one secret (the operator asked for it, e.g. the Grafana password for the first login).
+show() {
+    case "$1" in
+        ""|*[!a-z_]*) echo "hashfleet-secrets: no secret named '$1'" >&2; usage ;;
+    esac
+    if [ ! -s "$DIR/$1" ]; then
+        echo "hashfleet-secrets: $DIR/$1 does not exist yet: run 'docker compose up -d' first" >&2
+        ls "$DIR" >&2 2>/dev/null || true
+        exit 1
+    fi
+    cat "$DIR/$1"
+}
 
 random_secret() {
     head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'
 }
 
-# own FILE UID MODE: hand a file to the (numeric) user of the container that reads it.
+# own FILE UID: hand a file to the (numeric) user of the container that reads it, readable by it alone.
 own() {
-    chown "$2:$2" "$1" 2>/dev/null || echo "init-secrets: cannot chown $1 to $2 (not root?); leaving owner" >&2
-    chmod "$3" "$1"
+    chown "$2:$2" "$1" 2>/dev/null || echo "hashfleet-secrets: cannot chown $1 to $2 (not root?); leaving owner" >&2
+    chmod 0400 "$1"
 }
 
 # put NAME VALUE: write VALUE (if not empty), else keep the file, else generate one.
@@ -33,32 +57,46 @@ put() {
     name="$1" value="$2" file="$DIR/$1"
     if [ -n "$value" ]; then
         printf '%s\n' "$value" > "$file.new" && mv "$file.new" "$file"
-        echo "init-secrets: $name set from the environment"
+        echo "hashfleet-secrets: $name set from the environment"
     elif [ -s "$file" ]; then
-        echo "init-secrets: $name kept"
+        echo "hashfleet-secrets: $name kept"
     else
         random_secret > "$file.new" && printf '\n' >> "$file.new" && mv "$file.new" "$file"
-        echo "init-secrets: $name generated"
+        echo "hashfleet-secrets: $name generated"
     fi
 }
 
-if [ -n "${INFLUX_ADMIN_PASSWORD:-}" ] && [ "${#INFLUX_ADMIN_PASSWORD}" -lt 8 ]; then
-    echo "init-secrets: INFLUX_ADMIN_PASSWORD in .env is shorter than 8 characters; InfluxDB would refuse it" >&2
-    exit 1
-fi
+init() {
+    if [ -n "${INFLUX_ADMIN_PASSWORD:-}" ] && [ "${#INFLUX_ADMIN_PASSWORD}" -lt 8 ]; then
+        echo "hashfleet-secrets: INFLUX_ADMIN_PASSWORD in .env is shorter than 8 characters; InfluxDB would refuse it" >&2
+        exit 1
+    fi
+    mkdir -p "$DIR"
+    chmod 0755 "$DIR"  # every service's user must reach its own file
 
-put influx_token "${INFLUX_TOKEN:-}"
-put influx_admin_password "${INFLUX_ADMIN_PASSWORD:-}"
-put grafana_admin_password "${GRAFANA_ADMIN_PASSWORD:-}"
-put mqtt_password "${MQTT_PASSWORD:-}"
+    put influx_token "${INFLUX_TOKEN:-}"
+    put influx_admin_password "${INFLUX_ADMIN_PASSWORD:-}"
+    put grafana_admin_password "${GRAFANA_ADMIN_PASSWORD:-}"
+    put mqtt_password "${MQTT_PASSWORD:-}"
 
-mosquitto_passwd -c -b "$DIR/mosquitto_passwd.new" "$MQTT_USERNAME" "$(cat "$DIR/mqtt_password")"
-mv "$DIR/mosquitto_passwd.new" "$DIR/mosquitto_passwd"
+    # The password goes through a pipe from the shell's builtin printf, never on a command line
+    # (`mosquitto_passwd -b` would show it to every `ps` on the host).
+    rm -f "$DIR/mosquitto_passwd.new"
+    password=$(cat "$DIR/mqtt_password")
+    printf '%s\n%s\n' "$password" "$password" |
+        mosquitto_passwd -c "$DIR/mosquitto_passwd.new" "$MQTT_USERNAME" >/dev/null
+    mv "$DIR/mosquitto_passwd.new" "$DIR/mosquitto_passwd"
 
-# Users: influxdb 1000 (influxdb image), grafana 472, mosquitto 1883, hashfleet 10001 (Dockerfile).
-own "$DIR/influx_token" 0 0444
-own "$DIR/influx_admin_password" 1000 0400
-own "$DIR/grafana_admin_password" 472 0400
-own "$DIR/mqtt_password" 10001 0400
-own "$DIR/mosquitto_passwd" 1883 0600
-echo "init-secrets: done; read one with: docker compose run --rm secrets cat /run/hashfleet-secrets/NAME"
+    own "$DIR/influx_token" 1000
+    own "$DIR/influx_admin_password" 1000
+    own "$DIR/grafana_admin_password" 472
+    own "$DIR/mqtt_password" 10001
+    own "$DIR/mosquitto_passwd" 1883
+    echo "hashfleet-secrets: done; read one with: docker compose run --rm secrets show NAME"
+}
+
+case "${1:-init}" in
+    init) init ;;
+    show) [ $# -eq 2 ] || usage; show "$2" ;;
+    *) usage ;;
+esac

@@ -3,7 +3,10 @@
 Debian packages, no Docker (see DESIGN.md section 7). One module per job:
 
 - ``servers.influxdb``        -- :class:`InfluxDB`: influxd process + shim, InfluxQL helpers
-- ``servers.influx_v2_shim``  -- :class:`InfluxV2Shim`: /api/v2/write -> /write, /health -> /ping
+- ``servers.influx_v2_shim``  -- :class:`InfluxV2Shim`: /api/v2/write -> /write, /health -> /ping;
+  the operator token and bucket-scoped read/write tokens, enforced as 2.x does
+- ``servers.influx_cli``      -- a stand-in for the two influx 2.x CLI commands the compose stack's
+  InfluxDB init hook runs (a script, put on PATH as ``influx`` by the stack rehearsal)
 - ``servers.mosquitto``       -- :class:`MosquittoBroker`: anonymous + password/ACL listeners
 - ``servers.ports``           -- :func:`free_port`: free loopback ports
 - ``servers.process``         -- process control; :class:`MissingBinaryError`,

@@ -36,8 +36,24 @@ Authentication: an ``Authorization: Token ...`` header is never forwarded
 (other schemes, e.g. Basic, are). With ``require_token`` set, every route
 except ``/ping`` and ``/health`` (unauthenticated in v2 as well) answers
 ``401 {"code": "unauthorized", "message": "unauthorized access"}`` unless the
-request carries exactly ``Authorization: Token <require_token>``.
+request carries ``Authorization: Token <require_token>`` -- the operator
+(all-access) token -- or one of the bucket-scoped tokens in ``shim.tokens``.
 ``require_token`` may be changed on a running shim.
+
+Scoped tokens, as InfluxDB 2.x enforces its authorizations (``influx auth create
+--write-bucket ID`` / ``--read-bucket ID``): ``shim.tokens`` maps a token to its
+permissions, ``{("write" | "read", bucket name), ...}``. A write (``/api/v2/write``,
+``/write``) needs ``write`` on its bucket (database); an InfluxQL ``/query`` made
+only of ``SELECT`` (without ``INTO``) and ``SHOW`` statements needs ``read`` on
+its ``db``; everything else (``CREATE``/``DROP``, ``SELECT ... INTO``, other
+routes) needs the operator token. A known token without the permission gets
+``403 {"code": "forbidden", "message": "insufficient permissions for ..."}``.
+Two routes of the v2 API let the influx CLI's ``auth create`` work through the
+shim, operator token only: ``GET /api/v2/buckets?name=N`` (a bucket's ID is
+:func:`bucket_id` of its name) and ``POST /api/v2/authorizations`` with
+``{"orgID", "description", "permissions": [{"action", "resource": {"type":
+"buckets", "id"}}]}``, which mints a token into ``shim.tokens`` and answers
+``201`` with ``{"id", "token", "description", "status", "permissions"}``.
 
 :meth:`InfluxV2Shim.stop` closes the listening socket *and* every open
 keep-alive connection, so clients see a real outage (connection refused /
@@ -51,6 +67,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import secrets
 import socket
 import socketserver
 import threading
@@ -59,7 +77,16 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-__all__ = ["InfluxV2Shim", "ShimRequest", "PRECISION_V2_TO_V1"]
+__all__ = ["InfluxV2Shim", "ShimRequest", "PRECISION_V2_TO_V1", "bucket_id", "READ", "WRITE"]
+
+READ, WRITE = "read", "write"
+# InfluxQL statements a read permission covers (SELECT ... INTO writes: operator only).
+_READ_ONLY_STATEMENT = re.compile(r"^\s*(SHOW\b|SELECT\b(?!.*\bINTO\b))", re.I | re.S)
+
+
+def bucket_id(name: str) -> str:
+    """The ID the shim gives the bucket (1.x database) `name`: opaque to clients, as in 2.x."""
+    return name.encode().hex()
 
 PRECISION_V2_TO_V1 = {"ns": "n", "us": "u", "ms": "ms", "s": "s"}
 
@@ -141,10 +168,22 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         body = self._read_body()
         if shim.require_token is not None and split.path not in _UNAUTHENTICATED_PATHS:
-            if self.headers.get("Authorization", "") != f"Token {shim.require_token}":
+            header = self.headers.get("Authorization", "")
+            token = header[len("Token "):] if header.startswith("Token ") else None
+            if token != shim.require_token and token not in shim.tokens:
                 self._reply_json(401, {"code": "unauthorized", "message": "unauthorized access"})
                 return
-        if split.path == "/api/v2/write":
+            if token != shim.require_token:
+                missing = _missing_permission(shim.tokens[token], self.command, split, body,
+                                              self.headers.get("Content-Type", ""))
+                if missing is not None:
+                    self._reply_json(403, {"code": "forbidden", "message": f"insufficient permissions for {missing}"})
+                    return
+        if split.path == "/api/v2/buckets" and self.command == "GET":
+            self._buckets(split.query)
+        elif split.path == "/api/v2/authorizations" and self.command == "POST":
+            self._create_authorization(body)
+        elif split.path == "/api/v2/write":
             self._write_v2(split.query, body)
         elif split.path == "/health":
             self._health()
@@ -154,6 +193,30 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
     # -- routes ----------------------------------------------------------
+
+    def _buckets(self, query: str) -> None:
+        name = parse_qs(query).get("name", [""])[0]
+        if not name:
+            self._reply_json(400, {"code": "invalid", "message": "this shim lists buckets by name only"})
+            return
+        self._reply_json(200, {"buckets": [{"id": bucket_id(name), "name": name}]})
+
+    def _create_authorization(self, body: bytes) -> None:
+        try:
+            request = json.loads(body)
+            wanted = {(p["action"], bytes.fromhex(p["resource"]["id"]).decode())
+                      for p in request["permissions"] if p["resource"]["type"] == "buckets"}
+            if not wanted or any(action not in (READ, WRITE) for action, _ in wanted):
+                raise ValueError("only read/write permissions on buckets")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._reply_json(400, {"code": "invalid", "message": f"authorization not understood: {exc}"})
+            return
+        token = secrets.token_urlsafe(64) + "=="
+        self.server.shim.tokens[token] = frozenset(wanted)
+        self._reply_json(201, {
+            "id": secrets.token_hex(8), "token": token, "status": "active",
+            "description": request.get("description", ""), "orgID": request.get("orgID", ""),
+            "permissions": request["permissions"]})
 
     def _write_v2(self, query: str, body: bytes) -> None:
         if self.command != "POST":
@@ -267,12 +330,32 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
+def _missing_permission(granted: frozenset[tuple[str, str]], method: str, split, body: bytes,
+                        content_type: str) -> str | None:
+    """What a scoped token lacks for this request ("write", "read", "this request"), or None."""
+    params = parse_qs(split.query, keep_blank_values=True)
+    if split.path in ("/api/v2/write", "/write"):
+        database = (params.get("bucket") or params.get("db") or [""])[0].partition("/")[0]
+        return None if (WRITE, database) in granted else "write"
+    if split.path == "/query":
+        if method == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
+            params = {**params, **parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)}
+        text = params.get("q", [""])[0]
+        statements = [part for part in text.split(";") if part.strip()]
+        if not statements or not all(_READ_ONLY_STATEMENT.match(part) for part in statements):
+            return "this request"
+        return None if (READ, params.get("db", [""])[0]) in granted else "read"
+    return "this request"
+
+
 class InfluxV2Shim:
     """v2-write-API shim in front of an InfluxDB 1.x server (see module doc).
 
     :param upstream: influxd base URL, e.g. ``http://127.0.0.1:8086``.
     :param port: port to listen on; 0 picks one (kept across stop/start).
-    :param require_token: if set, requests must carry ``Authorization: Token <it>``.
+    :param require_token: if set, requests must carry ``Authorization: Token <it>`` (the operator
+        token) or one of ``tokens``.
+    :param tokens: bucket-scoped tokens: token -> {("read" | "write", bucket name), ...}.
     :param upstream_timeout: seconds for each request to influxd.
     """
 
@@ -283,6 +366,7 @@ class InfluxV2Shim:
         host: str = "127.0.0.1",
         port: int = 0,
         require_token: str | None = None,
+        tokens: dict[str, frozenset[tuple[str, str]]] | None = None,
         upstream_timeout: float = 30.0,
     ) -> None:
         split = urlsplit(upstream)
@@ -293,6 +377,7 @@ class InfluxV2Shim:
         self.host = host
         self.port = port
         self.require_token = require_token
+        self.tokens: dict[str, frozenset[tuple[str, str]]] = dict(tokens or {})
         self.upstream_timeout = upstream_timeout
         self.requests: deque[ShimRequest] = deque(maxlen=200)
         self._server: _Server | None = None
