@@ -65,6 +65,7 @@ class Identity:
     make: str | None = None
     model: str | None = None
     pyasic_miner: Any = None
+    miner_id: str | None = None  # the MAC-based id its samples carry, when identification learnt the MAC
 
 
 def may_need_pyasic(targets: list[Target]) -> bool:
@@ -92,11 +93,12 @@ async def identify(target: Target, timeout_s: float = 5.0, gates: Gates | None =
         raw, why = b"", str(e)
     if b"AVALON" in raw.upper():
         try:
-            version = cgminer.section(cgminer.decode(raw, target.address), "version", target.address)
-            prod = (version.get("VERSION") or [{}])[0].get("PROD")
-        except cgminer.MinerReplyError:
-            prod = None  # still an Avalon; polls will report what is wrong with it
-        return Identity(target, AVALON, make=avalon.MAKE, model=prod)
+            version = (cgminer.section(cgminer.decode(raw, target.address), "version", target.address)
+                       .get("VERSION") or [{}])[0]
+            prod, mac = version.get("PROD"), avalon._mac(version.get("MAC"))
+        except (cgminer.MinerReplyError, AttributeError, IndexError, KeyError, TypeError):
+            prod = mac = None  # still an Avalon; polls will report what is wrong with it
+        return Identity(target, AVALON, make=avalon.MAKE, model=prod, miner_id=mac)
     if target.port != CGMINER_PORT:
         raise NoMinerFound(why)  # pyasic's detection only knows the standard ports
     return await _pyasic_identity(target, timeout_s, why, gates)

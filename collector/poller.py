@@ -222,6 +222,8 @@ class Poller:
 
     def _identified(self, known: _Known, identity: discovery.Identity) -> None:
         known.driver, known.pyasic_miner = identity.driver, identity.pyasic_miner
+        if identity.miner_id:  # offline before its first poll, it still carries its MAC-based id
+            known.miner_id = identity.miner_id
         known.source = SampleSource.PYASIC if identity.driver == discovery.PYASIC else SampleSource.AVALON
         known.failed_identifications = known.offline_polls = 0
         known.reason = ""
@@ -247,9 +249,9 @@ class Poller:
         self._schedule(target, known, time.monotonic() + self._backoff_s(known.failed_identifications))
 
     def _backoff_s(self, failures: int) -> float:
-        """Wait before the next try after `failures` in a row: doubling from identify_backoff_s up to
+        """Wait before the next try after `failures` in a row: doubling from identify_backoff up to
         identify_backoff_max_s, times a random 0.5-1 so that addresses that failed together spread out."""
-        base, cap = self.config.identify_backoff_s, self.config.identify_backoff_max_s
+        base, cap = self.config.identify_backoff, self.config.identify_backoff_max_s
         return min(cap, base * 2.0 ** min(failures - 1, 64)) * random.uniform(0.5, 1.0)
 
     async def discover(self, ready: asyncio.Event | None = None) -> None:
@@ -259,6 +261,7 @@ class Poller:
         self._wake = wake = asyncio.Event()
         running: set[asyncio.Task[None]] = set()
         rescan: asyncio.Task[None] | None = None
+        first_round = True
 
         def finished(task: asyncio.Task[None]) -> None:
             running.discard(task)
@@ -281,11 +284,13 @@ class Poller:
                         task = asyncio.create_task(self._identify(target, known))
                         running.add(task)
                         task.add_done_callback(finished)
-                if ready is not None and not running and rescan is None:
-                    ready.set()
-                    ready = None
+                if first_round and not running and rescan is None:
+                    first_round = False
+                    if ready is not None:
+                        ready.set()
                 wakes = [self._due[0][0] if self._due else None,
-                         self._summary.flush(now, self.config.identify_backoff_max_s),
+                         # the first round in one line, then at most a line a minute
+                         None if first_round else self._summary.flush(now, self.config.identify_backoff_max_s),
                          self._last_refresh + self.config.rescan_interval_s if rescan is None and any(
                              s.kind != "address" for s in self.specs) else None]
                 wake.clear()

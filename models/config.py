@@ -65,9 +65,10 @@ class CollectorConfig(Strict):
                     "cycle goes to the sinks (default: 0.8 x interval_s, so cycles keep the interval)")
     identify_concurrency: int = Field(default=512, ge=1, le=20_000,
                                       description="addresses identified at once, in the background")
-    identify_backoff_s: float = Field(default=10.0, gt=0, le=3600,
-                                      description="wait before identifying a failed address again; doubles "
-                                                  "after each failure (with jitter) up to identify_backoff_max_s")
+    identify_backoff_s: float | None = Field(default=None, gt=0, le=3600,
+                                             description="wait before identifying a failed address again (default: "
+                                                         "interval_s); doubles after each failure (with jitter) up "
+                                                         "to identify_backoff_max_s")
     identify_backoff_max_s: float = Field(default=600.0, gt=0, le=86_400,
                                           description="the longest wait between identifications of an address")
     shard: str | None = Field(default=None, pattern=r"^[1-9][0-9]*/[1-9][0-9]*$",
@@ -91,11 +92,16 @@ class CollectorConfig(Strict):
         for costing and handing the cycle over before the next one starts)."""
         return self.cycle_deadline_s if self.cycle_deadline_s is not None else 0.8 * self.interval_s
 
+    @property
+    def identify_backoff(self) -> float:
+        """Seconds before the first retry of a failed identification: `identify_backoff_s`, else one interval."""
+        return self.identify_backoff_s if self.identify_backoff_s is not None else self.interval_s
+
     @model_validator(mode="after")
     def _backoff_in_order(self) -> CollectorConfig:
-        if self.identify_backoff_max_s < self.identify_backoff_s:
-            raise ValueError(f"identify_backoff_max_s ({self.identify_backoff_max_s:g}) is shorter than "
-                             f"identify_backoff_s ({self.identify_backoff_s:g}): raise it or lower the other")
+        if self.identify_backoff_max_s < self.identify_backoff:
+            raise ValueError(f"identify_backoff_max_s ({self.identify_backoff_max_s:g}) is shorter than the first "
+                             f"wait ({self.identify_backoff:g} s, identify_backoff_s or else interval_s): raise it")
         return self
 
     @model_validator(mode="after")

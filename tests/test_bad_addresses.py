@@ -154,7 +154,6 @@ def test_the_cycle_deadline_cuts_a_miner_whose_timeout_is_longer_and_every_sampl
     with run_fleet("a1566:3", base="127.65.0.1", seed=5) as fleet:
         poller = Poller(CollectorConfig(miners=fleet.addresses, timeout_s=30, cycle_deadline_s=1))
         asyncio.run(poller.refresh())
-        asyncio.run(poller.cycle(TS))  # read once: its MAC is its id from now on
         fleet[1].set_faults(hold_open=True)
         handed: list[str] = []
         result = asyncio.run(poller.cycle(TS, on_sample=lambda s: handed.append(s.host)))
@@ -163,7 +162,7 @@ def test_the_cycle_deadline_cuts_a_miner_whose_timeout_is_longer_and_every_sampl
     assert states[fleet[0].host].state is states[fleet[2].host].state is MinerState.MINING
     cut = states[fleet[1].host]
     assert cut.state is MinerState.OFFLINE and "no answer before the cycle deadline (1 s)" in cut.errors[0]
-    assert cut.miner == mac_id(fleet[1].mac)  # it keeps its id
+    assert cut.miner == mac_id(fleet[1].mac)  # its id from identification: it was never read
     assert sorted(handed) == sorted(m.host for m in fleet) and result.past_deadline == 1
     assert result.duration_s < 30  # ended by the deadline, not by the miner's own timeout
 
@@ -267,6 +266,7 @@ class Capture:
     ({"cycle_deadline_s": float("nan")}, "cycle_deadline_s"),
     ({"cycle_deadline_s": 7200}, "less than or equal to 3600"),
     ({"identify_backoff_s": 60, "identify_backoff_max_s": 30}, "identify_backoff_max_s (30) is shorter"),
+    ({"interval_s": 60, "identify_backoff_max_s": 30}, "first wait (60 s, identify_backoff_s or else interval_s)"),
     ({"identify_concurrency": 0}, "greater than or equal to 1"),
 ])
 def test_bad_deadline_and_backoff_settings_are_config_errors(settings, message):
