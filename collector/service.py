@@ -12,7 +12,6 @@ the service exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -57,8 +56,7 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
                              extra_samples=extra_samples, after=after)
     finally:
         discovering.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await discovering
+        await asyncio.gather(discovering, return_exceptions=True)  # a failure was logged when it happened
 
 
 async def _cycles(poller: Poller, sinks: list[Sink], ready: asyncio.Event, *, cycles: int | None,
