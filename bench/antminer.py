@@ -68,7 +68,7 @@ async def _cycles(addresses: list[str], *, cycles: int, concurrency: int | None,
     from models import CollectorConfig, MinerState
 
     settings: dict[str, object] = {"site": "bench", "miners": addresses, "timeout_s": timeout_s,
-                                   "interval_s": interval_s}
+                                   "interval_s": interval_s, "cycle_deadline_s": 3600}  # timed whole, never cut
     if concurrency:
         settings["concurrency"] = concurrency
     if shard:
@@ -85,6 +85,8 @@ async def _cycles(addresses: list[str], *, cycles: int, concurrency: int | None,
             await asyncio.sleep(max(0.0, begin - time.time()))
         ts += timedelta(seconds=1)
         sim0, box0, cpu0, wall0 = sim_cpu(), box_cpu_seconds(), time.process_time(), time.perf_counter()
+        if index == 0:  # the detection cycle: identify every miner (the service does it in the background), then read
+            await poller.refresh()
         result = await poller.cycle(ts)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         latencies = list(getattr(result, "latencies_s", None) or [])

@@ -109,8 +109,10 @@ async def poller_round(addresses: list[str], *, concurrency: int, timeout_s: flo
     from collector.poller import Poller
     from models import CollectorConfig
 
-    poller = Poller(CollectorConfig(site="bench", miners=addresses, concurrency=concurrency, timeout_s=timeout_s))
+    poller = Poller(CollectorConfig(site="bench", miners=addresses, concurrency=concurrency, timeout_s=timeout_s,
+                                    cycle_deadline_s=3600))  # timed whole, never cut short
     ts = datetime.now(timezone.utc).replace(microsecond=0)
+    await poller.refresh()  # identify every miner (the service does it in the background)
     await poller.cycle(ts)
     sim0, box0, cpu0, wall0 = sim_cpu(), box_cpu_seconds(), time.process_time(), time.perf_counter()
     result = await poller.cycle(ts + timedelta(seconds=1))

@@ -333,7 +333,8 @@ def collector_config(addresses: list[str], influx: InfluxInfo | None, *, concurr
                      site: str = "bench"):
     from models import CollectorConfig
 
-    settings = {"site": site, "miners": addresses, "interval_s": 1, "timeout_s": timeout_s,
+    # Cycles back to back (interval 1 s), each timed whole: no deadline may cut one short.
+    settings = {"site": site, "miners": addresses, "interval_s": 1, "cycle_deadline_s": 3600, "timeout_s": timeout_s,
                 "concurrency": concurrency, "economics": ECONOMICS, "network": NETWORK}
     if influx is not None:
         settings["influx"] = {"url": influx.url, "org": influx.org, "bucket": influx.database, "token": influx.token}

@@ -3,13 +3,16 @@ that pyasic reads, or nothing.
 
 Avalons are recognised by their CGMiner `version` reply (one cheap request);
 everything else goes through pyasic's detection, which probes the web UI and
-port 4028 itself. Scans bound their concurrency: pyasic's own limit does not
-(DESIGN.md section 5: an unbounded gather over 1,000 addresses found none).
+port 4028 itself. Both steps have explicit timeouts, and callers bound how many
+of each run at once (`Gates`): pyasic's own limit does not (DESIGN.md section 5:
+an unbounded gather over 1,000 addresses found none).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +26,36 @@ AVALON = "avalon"
 PYASIC = "pyasic"
 
 
+# pyasic's detection logs a warning per probe per address ("Socket ping timeout") on the root
+# logger; callers report failed identifications themselves, counted and summed up.
+PYASIC_DETECTION_LOG = "pyasic/miners/factory.py"
+
+PYASIC_DETECT_S = 5.0  # pyasic probes with its own 3 s cap; this bounds the whole detection
+
+
 class NoMinerFound(Exception):
     """Nothing recognisable answers at an address; the message says what happened."""
+
+
+class _QuietDetection(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.WARNING and record.pathname.replace("\\", "/").endswith(PYASIC_DETECTION_LOG))
+
+
+logging.getLogger().addFilter(_QuietDetection())
+
+
+@dataclass(frozen=True)
+class Gates:
+    """How many identifications may be at each step at once: the CGMiner probe is one cheap
+    connection; pyasic's detection costs CPU (several probes and an HTTP client) and up to its cap."""
+
+    probe: asyncio.Semaphore
+    detect: asyncio.Semaphore
+
+    @classmethod
+    def of(cls, probes: int, detections: int) -> Gates:
+        return cls(asyncio.Semaphore(probes), asyncio.Semaphore(detections))
 
 
 @dataclass
@@ -34,56 +65,87 @@ class Identity:
     make: str | None = None
     model: str | None = None
     pyasic_miner: Any = None
+    miner_id: str | None = None  # the MAC-based id its samples carry, when identification learnt the MAC
 
 
-async def identify(target: Target, timeout_s: float = 5.0) -> Identity:
-    """What answers at `target`; raises NoMinerFound when nothing recognisable does."""
+def may_need_pyasic(targets: list[Target]) -> bool:
+    """Could identifying one of these take pyasic's detection? Only addresses on its fixed ports can."""
+    return any(t.port in (CGMINER_PORT, WEB_PORT) for t in targets)
+
+
+def load_pyasic() -> None:
+    """Import pyasic now: its import takes ~1 s and blocks the event loop, so a service does it
+    before its first cycle rather than in the middle of one."""
+    pyasic_source._import_pyasic()
+
+
+async def identify(target: Target, timeout_s: float = 5.0, gates: Gates | None = None) -> Identity:
+    """What answers at `target`; raises NoMinerFound when nothing recognisable does. Takes at most
+    `timeout_s` for the CGMiner probe plus max(timeout_s, PYASIC_DETECT_S) for pyasic's detection,
+    besides any wait at the `gates`."""
     if target.port == WEB_PORT:  # a web-only device (Bitaxe): no CGMiner API to ask
-        return await _pyasic_identity(target, timeout_s, f"{target.address}: no make pyasic knows answers")
+        return await _pyasic_identity(target, timeout_s, f"{target.address}: no make pyasic knows answers", gates)
     try:
-        raw = await cgminer.request(target.host, target.port, "version", timeout_s=timeout_s)
+        async with gates.probe if gates is not None else contextlib.nullcontext():
+            raw = await cgminer.request(target.host, target.port, "version", timeout_s=timeout_s)
         why = f"{target.address}: answers, but neither as an Avalon nor as a make pyasic knows"
     except cgminer.MinerUnreachable as e:
         raw, why = b"", str(e)
     if b"AVALON" in raw.upper():
         try:
-            version = cgminer.section(cgminer.decode(raw, target.address), "version", target.address)
-            prod = (version.get("VERSION") or [{}])[0].get("PROD")
-        except cgminer.MinerReplyError:
-            prod = None  # still an Avalon; polls will report what is wrong with it
-        return Identity(target, AVALON, make=avalon.MAKE, model=prod)
+            version = (cgminer.section(cgminer.decode(raw, target.address), "version", target.address)
+                       .get("VERSION") or [{}])[0]
+            prod, mac = version.get("PROD"), avalon._mac(version.get("MAC"))
+        except (cgminer.MinerReplyError, AttributeError, IndexError, KeyError, TypeError):
+            prod = mac = None  # still an Avalon; polls will report what is wrong with it
+        return Identity(target, AVALON, make=avalon.MAKE, model=prod, miner_id=mac)
     if target.port != CGMINER_PORT:
         raise NoMinerFound(why)  # pyasic's detection only knows the standard ports
-    return await _pyasic_identity(target, timeout_s, why)
+    return await _pyasic_identity(target, timeout_s, why, gates)
 
 
-async def _pyasic_identity(target: Target, timeout_s: float, why: str) -> Identity:
-    miner = await pyasic_source.detect(target.host, timeout_s=max(timeout_s, 5.0))
+async def _pyasic_identity(target: Target, timeout_s: float, why: str, gates: Gates | None) -> Identity:
+    async with gates.detect if gates is not None else contextlib.nullcontext():
+        miner = await pyasic_source.detect(target.host, timeout_s=max(timeout_s, PYASIC_DETECT_S))
     if miner is None:
         raise NoMinerFound(why)
     return Identity(target, PYASIC, make=str(getattr(miner, "make", None) or "") or None,
                     model=str(getattr(miner, "model", None) or "") or None, pyasic_miner=miner)
 
 
+async def attempt(target: Target, timeout_s: float, gates: Gates | None = None) -> Identity | str:
+    """`identify`, never raising: the Identity, or why nothing was identified (a message that
+    names the address)."""
+    try:
+        return await identify(target, timeout_s, gates)
+    except NoMinerFound as e:
+        return str(e)
+    except Exception as e:  # pyasic raises many kinds; one odd address must not stop the others
+        return f"{target.address}: identification failed: {type(e).__name__}: {e}"
+
+
 async def scan(
-    targets: list[Target], *, concurrency: int = 256, timeout_s: float = 3.0,
-    on_progress: Callable[[int, int], None] | None = None,
+    targets: list[Target], *, concurrency: int = 256, timeout_s: float = 3.0, detect_concurrency: int = 50,
+    on_progress: Callable[[int, int], None] | None = None, on_found: Callable[[Identity], None] | None = None,
 ) -> list[Identity]:
-    """Identify many addresses at once, at most `concurrency` in flight."""
-    semaphore = asyncio.Semaphore(concurrency)
+    """Identify many addresses at once: at most `concurrency` probes and `detect_concurrency` pyasic
+    detections in flight. `on_found` is called with each miner as it is found."""
+    gates = Gates.of(concurrency, min(concurrency, detect_concurrency))
     done = 0
 
     async def one(target: Target) -> Identity | None:
         nonlocal done
-        async with semaphore:
-            try:
-                return await asyncio.wait_for(identify(target, timeout_s), timeout_s * 3)
-            except (TimeoutError, NoMinerFound):
-                return None
-            finally:
-                done += 1
-                if on_progress:
-                    on_progress(done, len(targets))
+        try:
+            outcome = await attempt(target, timeout_s, gates)
+        finally:
+            done += 1
+            if on_progress:
+                on_progress(done, len(targets))
+        if isinstance(outcome, str):
+            return None
+        if on_found:
+            on_found(outcome)
+        return outcome
 
     found = await asyncio.gather(*(one(t) for t in targets))
     return [identity for identity in found if identity is not None]

@@ -1,18 +1,29 @@
 """One poll cycle over the whole fleet: every known miner, bounded concurrency,
-a hard per-miner deadline, one timestamp for the cycle.
+a hard per-miner timeout, a deadline for the cycle, one timestamp for the cycle.
 
-A hung or slow miner costs at most its own deadline and never delays the
+A hung or slow miner costs at most its own timeout and never delays the
 others; a miner that stops answering yields offline samples, not silence.
+
+What answers at an address is found out beside the cycle, never inside it
+(`discover`, run by the service in the background): an address joins the
+polled set once identified, and until then yields a cheap offline sample
+("not identified yet") each cycle. Addresses that keep failing identification
+are retried with exponential backoff; a known miner that stops answering is
+polled a few more times, then handed back to identification.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import random
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from collector import discovery
@@ -26,13 +37,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Offline polls in a row before a known miner leaves the polled set for background identification: a
+# blip or a reboot's first minute costs nothing, a miner that stays away stops costing a timeout a cycle.
+OFFLINE_POLLS_BEFORE_REIDENTIFY = 3
+
+# Identification outcomes are summed up in at most one log line of each kind per this many seconds:
+# a thousand failing addresses cost a line a minute, not a line each per attempt.
+LOG_SUMMARY_EVERY_S = 60.0
+LOG_EXAMPLES = 3
+
+_UNDER_WAY = "identification under way"
+
 
 @dataclass
 class _Known:
-    driver: str | None = None
+    driver: str | None = None  # AVALON | PYASIC once identified; None: not polled, identification's turn
     pyasic_miner: Any = None
     miner_id: str | None = None  # kept so an offline miner keeps its MAC-based id
     error_logged: bool = False  # an unexpected driver error's traceback was logged for this miner
+    source: SampleSource = SampleSource.AVALON  # of its offline samples: the driver that last read it
+    offline_polls: int = 0  # in a row, while polled
+    failed_identifications: int = 0  # in a row: the backoff's exponent
+    retry_at: float = 0.0  # monotonic time its next identification is due (the heap entry that counts)
+    identifying: bool = False
+    reason: str = ""  # why it is not polled, for its offline samples
 
 
 @dataclass
@@ -44,6 +72,7 @@ class CycleResult:
     cost: CycleCost | None = None  # the roll-ups, filled by the cost stage when economics are configured
     latencies_s: list[float] = field(default_factory=list)  # per miner, in poll order (for benchmarks)
     shard: str | None = None  # "K/N" when this collector polls one shard of the site
+    past_deadline: int = 0  # miners that had not answered when the cycle's deadline passed
 
     @property
     def failed(self) -> int:
@@ -64,6 +93,43 @@ class MinersPart:
     metered_gap_w: Mapping[str, float] = field(default_factory=dict)  # reported - metered, by miner
 
 
+class _Summary:
+    """Outcomes of identification, logged as counts with a few examples: the first as they come, then
+    at most one line of each kind (found, failed) per LOG_SUMMARY_EVERY_S."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, str] = {}  # address -> what it is
+        self.failed: dict[str, str] = {}  # address -> why not
+        self._logged = {"found": float("-inf"), "failed": float("-inf")}
+
+    def flush(self, now: float, backoff_max_s: float, *, final: bool = False) -> float | None:
+        """Log what piled up where it is time (all of it if `final`); return when to call again
+        (None: nothing waits)."""
+        wake: float | None = None
+        for kind, items in (("found", self.found), ("failed", self.failed)):
+            if not items:
+                continue
+            due = self._logged[kind] + LOG_SUMMARY_EVERY_S
+            if now < due and not final:
+                wake = due if wake is None else min(wake, due)
+                continue
+            self._logged[kind] = now
+            if kind == "found":
+                log.info("identified %d address(es): %s", len(items),
+                         _examples([f"{address} ({what})" for address, what in items.items()]))
+            else:
+                log.warning("%d address(es) did not identify as a miner; each is tried again with backoff (at most "
+                            "every %g s) and reported offline meanwhile: %s", len(items), backoff_max_s,
+                            _examples(list(items.values())))
+            items.clear()
+        return wake
+
+
+def _examples(items: list[str]) -> str:
+    shown = "; ".join(items[:LOG_EXAMPLES])
+    return shown if len(items) <= LOG_EXAMPLES else f"{shown}; and {len(items) - LOG_EXAMPLES} more"
+
+
 @dataclass
 class Poller:
     config: CollectorConfig
@@ -74,42 +140,187 @@ class Poller:
 
     def __post_init__(self) -> None:
         self._pyasic_gate = asyncio.Semaphore(self.config.pyasic_concurrency)
+        # Identification has its own gates: its pyasic detections must not take the poll's slots.
+        self._identify_gates = discovery.Gates.of(self.config.identify_concurrency, self.config.pyasic_concurrency)
+        self._due: list[tuple[float, Target]] = []  # (retry_at, target): identification's queue, soonest first
+        self._wake: asyncio.Event | None = None  # set while `discover` runs: wakes it for new work
+        self._summary = _Summary()
+        self._resume_at: Target | None = None  # where a cycle cut short by its deadline stopped
+        self._stragglers: set[asyncio.Task[None]] = set()
+        self._handed_back: list[str] = []  # addresses handed back to identification this cycle, for one log line
         self.specs = parse_specs(self.config.miners)
         self.shard = self.config.shard_k_n
-        self.targets = {t for t in (Target(s.text, s.port) for s in self.specs if s.kind == "address")
-                        if in_shard(t, self.shard)}
+        self.targets = set()
+        for spec in self.specs:
+            if spec.kind == "address":
+                self._add(Target(spec.text, spec.port))
+
+    def prepare(self) -> None:
+        """What must happen before the first cycle: import pyasic if any address may need its
+        detection (its import blocks the event loop ~1 s; inside a cycle that would cost its deadline)."""
+        if any(s.kind != "address" for s in self.specs) or discovery.may_need_pyasic(list(self.targets)):
+            discovery.load_pyasic()
 
     @property
     def needs_refresh(self) -> bool:
         dynamic = any(s.kind != "address" for s in self.specs)
         return dynamic and time.monotonic() - self._last_refresh >= self.config.rescan_interval_s
 
+    @property
+    def unidentified(self) -> list[Target]:
+        """Targets not in the polled set (never identified, or handed back after failing polls)."""
+        return sorted(t for t in self.targets if self._known[t].driver is None)
+
+    def _add(self, target: Target) -> None:
+        """A new address to poll: it joins the polled set once identified."""
+        if target in self.targets or not in_shard(target, self.shard):
+            return
+        self.targets.add(target)
+        known = self._known.setdefault(target, _Known())
+        if known.driver is None:
+            known.reason = f"{target.address}: {_UNDER_WAY}"
+            self._schedule(target, known, time.monotonic())
+
+    def _schedule(self, target: Target, known: _Known, when: float) -> None:
+        known.retry_at = when
+        heapq.heappush(self._due, (when, target))
+        if self._wake is not None:
+            self._wake.set()
+
     async def refresh(self, on_progress=None) -> None:
-        """Re-resolve DNS names and re-scan CIDR ranges; new miners join, known ones stay."""
+        """Resolve DNS names, scan ranges, and identify every address not identified yet, now: what
+        a one-shot poll (`hashfleet poll`) does before its cycle. The service does the same work in
+        the background instead (`discover`), so that it never holds up a cycle."""
+        await self._rescan(on_progress)
+        pending = [(t, k) for t in sorted(self.targets) if (k := self._known[t]).driver is None and not k.identifying]
+        await asyncio.gather(*(self._identify(t, k) for t, k in pending))
+
+    async def _rescan(self, on_progress=None) -> None:
+        """Re-resolve DNS names and re-scan CIDR ranges; new miners join as they are found, known ones stay."""
         self._last_refresh = time.monotonic()
         for spec in self.specs:
             if spec.kind == "name":
                 found = await resolve_name(spec)
                 if not found:
                     log.warning("%s: DNS name resolves to no address", spec.text)
-                self.targets.update(t for t in found if in_shard(t, self.shard))
+                for target in found:
+                    self._add(target)
             elif spec.kind == "range":
                 fresh = [t for t in range_targets(spec) if t not in self.targets and in_shard(t, self.shard)]
-                identities = await discovery.scan(fresh, concurrency=self.config.concurrency,
-                                                  timeout_s=min(self.config.timeout_s, 3.0), on_progress=on_progress)
-                for identity in identities:
-                    self.targets.add(identity.target)
-                    self._known[identity.target] = _Known(identity.driver, identity.pyasic_miner)
+                identities = await discovery.scan(
+                    fresh, concurrency=self.config.concurrency, timeout_s=min(self.config.timeout_s, 3.0),
+                    detect_concurrency=self.config.pyasic_concurrency, on_progress=on_progress, on_found=self._found)
                 log.info("%s: %d miner(s) found", spec.text, len(identities))
 
+    def _found(self, identity: discovery.Identity) -> None:
+        """A range scan found a miner: polled from the next cycle on."""
+        target = identity.target
+        self.targets.add(target)
+        known = self._known.setdefault(target, _Known())
+        if known.driver is None:
+            self._identified(known, identity)
+
+    def _identified(self, known: _Known, identity: discovery.Identity) -> None:
+        known.driver, known.pyasic_miner = identity.driver, identity.pyasic_miner
+        if identity.miner_id:  # offline before its first poll, it still carries its MAC-based id
+            known.miner_id = identity.miner_id
+        known.source = SampleSource.PYASIC if identity.driver == discovery.PYASIC else SampleSource.AVALON
+        known.failed_identifications = known.offline_polls = 0
+        known.reason = ""
+
+    async def _identify(self, target: Target, known: _Known) -> None:
+        """Identify one address (never raises): it joins the polled set, or its next try is scheduled."""
+        known.identifying = True
+        try:
+            outcome = await discovery.attempt(target, self.config.timeout_s, self._identify_gates)
+        finally:
+            known.identifying = False
+        if known.driver is not None:  # a range scan found it meanwhile
+            return
+        if isinstance(outcome, discovery.Identity):
+            self._identified(known, outcome)
+            label = " ".join(x for x in (outcome.make, outcome.model) if x) or outcome.driver
+            self._summary.found[target.address] = label
+            self._summary.failed.pop(target.address, None)
+            return
+        known.failed_identifications += 1
+        known.reason = outcome
+        self._summary.failed[target.address] = outcome
+        self._schedule(target, known, time.monotonic() + self._backoff_s(known.failed_identifications))
+
+    def _backoff_s(self, failures: int) -> float:
+        """Wait before the next try after `failures` in a row: doubling from identify_backoff up to
+        identify_backoff_max_s, times a random 0.5-1 so that addresses that failed together spread out."""
+        base, cap = self.config.identify_backoff, self.config.identify_backoff_max_s
+        return min(cap, base * 2.0 ** min(failures - 1, 64)) * random.uniform(0.5, 1.0)
+
+    async def discover(self, ready: asyncio.Event | None = None) -> None:
+        """The service's background work, until cancelled: re-scan ranges and re-resolve names every
+        rescan_interval_s, identify each address when its turn comes. `ready` is set once the first
+        round is over (every address tried once, ranges scanned once)."""
+        self._wake = wake = asyncio.Event()
+        running: set[asyncio.Task[None]] = set()
+        rescan: asyncio.Task[None] | None = None
+        first_round = True
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            wake.set()
+
+        try:
+            while True:
+                now = time.monotonic()
+                if rescan is not None and rescan.done():
+                    if not rescan.cancelled() and (error := rescan.exception()) is not None:
+                        log.error("re-scanning ranges and names failed: %s: %s", type(error).__name__, error)
+                    rescan = None
+                if rescan is None and self.needs_refresh:
+                    rescan = asyncio.create_task(self._rescan())
+                    rescan.add_done_callback(lambda _: wake.set())
+                while self._due and self._due[0][0] <= now:
+                    when, target = heapq.heappop(self._due)
+                    known = self._known[target]
+                    if known.driver is None and not known.identifying and known.retry_at == when:
+                        task = asyncio.create_task(self._identify(target, known))
+                        running.add(task)
+                        task.add_done_callback(finished)
+                if first_round and not running and rescan is None:
+                    first_round = False
+                    if ready is not None:
+                        ready.set()
+                wakes = [self._due[0][0] if self._due else None,
+                         # the first round in one line, then at most a line a minute
+                         None if first_round else self._summary.flush(now, self.config.identify_backoff_max_s),
+                         self._last_refresh + self.config.rescan_interval_s if rescan is None and any(
+                             s.kind != "address" for s in self.specs) else None]
+                wake.clear()
+                wake_at = min((w for w in wakes if w is not None), default=None)
+                try:
+                    async with asyncio.timeout(None if wake_at is None else max(0.0, wake_at - now)):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            self._wake = None
+            self._summary.flush(time.monotonic(), self.config.identify_backoff_max_s, final=True)
+            pending = [*running, *([rescan] if rescan is not None else [])]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
     async def cycle(self, ts: datetime, on_sample: Callable[[MinerSample], None] | None = None) -> CycleResult:
-        """Poll every target once. `on_sample` is called with each sample as it arrives (the service
-        hands them to the sinks while the rest of the fleet is still being polled)."""
+        """Poll every target once, within the cycle's deadline. `on_sample` is called with each
+        sample as it arrives (the service hands them to the sinks while the rest of the fleet is
+        still being polled); when the deadline passes, every miner that has not answered yet gets an
+        offline sample saying so, and the cycle ends."""
         started = time.monotonic()
         targets = sorted(self.targets)
         samples: list[MinerSample] = [None] * len(targets)  # type: ignore[list-item]  # all filled below
         latencies: list[float] = []
-        queue = iter(enumerate(targets))
+        # A cycle that was cut short resumes where it stopped, so an overloaded collector spreads its
+        # misses over the fleet instead of missing the same miners every cycle.
+        start = bisect_left(targets, self._resume_at) % len(targets) if self._resume_at and targets else 0
+        queue = chain(enumerate(targets[start:], start), enumerate(targets[:start]))
 
         # `concurrency` workers taking the next miner as they finish one: the same bound as a task
         # per miner behind a semaphore, without 10,000 tasks and semaphore round trips a cycle
@@ -117,32 +328,82 @@ class Poller:
         async def worker() -> None:
             for i, target in queue:
                 begun = time.monotonic()
-                sample = samples[i] = await self.poll_one(target, ts)
+                sample = await self.poll_one(target, ts)
+                if samples[i] is not None:  # the deadline passed meanwhile and gave it its sample
+                    return
+                samples[i] = sample
                 latencies.append(time.monotonic() - begun)
                 if on_sample is not None:
                     on_sample(sample)
 
-        await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(targets)))))
+        workers = [asyncio.create_task(worker()) for _ in range(min(self.config.concurrency, len(targets)))]
+        late = 0
+        if workers:
+            try:
+                done, pending = await asyncio.wait(workers, timeout=self.config.cycle_deadline)
+            except BaseException:  # cancelled from outside (shutdown): the workers go with it
+                for task in workers:
+                    task.cancel()
+                raise
+            for task in done:
+                task.result()  # a bug in a worker (on_sample) surfaces here, as it did through gather
+            if pending:
+                late = self._cut(queue, pending, targets, samples, ts, on_sample)
+            else:
+                self._resume_at = None
+        self._log_handed_back()
         return CycleResult(self.config.site, ts, samples, time.monotonic() - started, latencies_s=latencies,
-                           shard=self.config.shard)
+                           shard=self.config.shard, past_deadline=late)
+
+    def _cut(self, queue, pending: set[asyncio.Task[None]], targets: list[Target], samples: list[MinerSample],
+             ts: datetime, on_sample: Callable[[MinerSample], None] | None) -> int:
+        """The deadline passed: miners not polled yet are not started, those in flight are cancelled,
+        and each gets an offline sample saying so. Returns how many."""
+        not_started = next(queue, None)
+        self._resume_at = not_started[1] if not_started is not None else None
+        for _ in queue:  # a worker that ignores its cancellation must find nothing left to take
+            pass
+        for task in pending:
+            task.cancel()
+            # Cancellation normally ends them within a loop iteration; the cycle does not wait for it.
+            self._stragglers.add(task)
+            task.add_done_callback(self._straggler_done)
+        reason = f"no answer before the cycle deadline ({self.config.cycle_deadline:g} s)"
+        late = 0
+        for i, target in enumerate(targets):
+            if samples[i] is None:
+                late += 1
+                known = self._known[target]
+                sample = samples[i] = self._offline(target, known, ts, f"{target.address}: {reason}")
+                if on_sample is not None:
+                    on_sample(sample)
+        return late
+
+    def _straggler_done(self, task: asyncio.Task[None]) -> None:
+        self._stragglers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a poll cut off by the cycle deadline failed: %r", task.exception())
 
     async def poll_one(self, target: Target, ts: datetime) -> MinerSample:
         known = self._known.setdefault(target, _Known())
         deadline = self.config.timeout_s
         # pyasic costs ~13 ms of CPU per Antminer: 512 of them at once would each take longer than the
-        # deadline and none would be read. They (and unidentified addresses, which may need pyasic's
-        # detection) go through a narrower gate; the deadline starts once through it.
+        # deadline and none would be read. They go through a narrower gate; the deadline starts once through it.
         try:
             if known.driver == discovery.AVALON:
                 # The native driver's request timeout covers connect and the whole read, and parsing cannot
                 # block: no second timer (at 10,000 miners the pair was ~3 % of the collector's CPU).
                 sample = await avalon.poll(target.host, target.port, site=self.config.site, ts=ts,
                                            timeout_s=deadline, known_id=known.miner_id)
+            elif known.driver is None:  # identification's turn (in the background): not polled, no wait
+                return self._offline(target, known, ts, f"not identified yet: {known.reason or _UNDER_WAY}")
             else:
                 async with self._pyasic_gate:
                     try:
                         async with asyncio.timeout(deadline + 1.0):  # a hard stop whatever pyasic does
-                            sample = await self._poll(target, known, ts, deadline)
+                            sample = await pyasic_source.poll(
+                                known.pyasic_miner, host=target.host, port=target.port, site=self.config.site,
+                                ts=ts, timeout_s=deadline, known_id=known.miner_id)
                     except TimeoutError:
                         sample = self._offline(target, known, ts, f"{target.address}: no answer within {deadline:g} s")
         except Exception as e:  # a driver bug must cost one miner's sample, never the cycle
@@ -153,24 +414,33 @@ class Poller:
                                    MinerState.ERROR)
         if sample.mac:
             known.miner_id = sample.miner
+        if sample.state is MinerState.OFFLINE:
+            known.offline_polls += 1
+            if known.offline_polls >= OFFLINE_POLLS_BEFORE_REIDENTIFY:
+                self._hand_back(target, known, sample)
+        elif known.offline_polls:
+            known.offline_polls = 0
         return sample
 
-    async def _poll(self, target: Target, known: _Known, ts: datetime, timeout_s: float) -> MinerSample:
-        if known.driver is None:
-            try:
-                identity = await discovery.identify(target, timeout_s)
-            except discovery.NoMinerFound as e:
-                return self._offline(target, known, ts, str(e))
-            known.driver, known.pyasic_miner = identity.driver, identity.pyasic_miner
-        site = self.config.site
-        if known.driver == discovery.AVALON:
-            return await avalon.poll(target.host, target.port, site=site, ts=ts, timeout_s=timeout_s,
-                                     known_id=known.miner_id)
-        return await pyasic_source.poll(known.pyasic_miner, host=target.host, port=target.port, site=site, ts=ts,
-                                        timeout_s=timeout_s, known_id=known.miner_id)
+    def _hand_back(self, target: Target, known: _Known, last: MinerSample) -> None:
+        """A known miner that stopped answering leaves the polled set: identification (with backoff)
+        finds it again when it is back, instead of its timeout being spent every cycle."""
+        known.driver = None
+        known.offline_polls = known.failed_identifications = 0
+        why = last.errors[0] if last.errors else "no answer"
+        known.reason = f"no answer to {OFFLINE_POLLS_BEFORE_REIDENTIFY} polls in a row (last: {why}); {_UNDER_WAY}"
+        self._handed_back.append(target.address)
+        self._schedule(target, known, time.monotonic())
+
+    def _log_handed_back(self) -> None:
+        # One line per cycle at most, and only in a cycle where miners were handed back.
+        if self._handed_back:
+            log.warning("%d miner(s) did not answer %d polls in a row; identifying them again in the background "
+                        "(offline meanwhile): %s", len(self._handed_back), OFFLINE_POLLS_BEFORE_REIDENTIFY,
+                        _examples(self._handed_back))
+            self._handed_back = []
 
     def _offline(self, target: Target, known: _Known, ts: datetime, reason: str,
                  state: MinerState = MinerState.OFFLINE) -> MinerSample:
-        source = SampleSource.PYASIC if known.driver == discovery.PYASIC else SampleSource.AVALON
         return MinerSample.offline(miner=known.miner_id or target.address, host=target.host, port=target.port,
-                                   site=self.config.site, ts=ts, source=source, reason=reason, state=state)
+                                   site=self.config.site, ts=ts, source=known.source, reason=reason, state=state)

@@ -1,8 +1,12 @@
 """The collect service: a poll cycle every interval, each cycle handed to the sinks.
 
 Cycles start on a fixed grid (start + k * interval); a cycle that overruns
-skips the ticks it missed rather than bunching up. Stopping (SIGTERM, Ctrl-C)
-lets the running cycle finish and be written before the service exits.
+skips the ticks it missed rather than bunching up. A cycle's poll ends by its
+deadline (the poller's), whatever the miners do. Finding out what answers at
+an address (identification, range scans, DNS) runs beside the cycles, never in
+them; the first cycle waits for the first round of it, at most one deadline.
+Stopping (SIGTERM, Ctrl-C) lets the running cycle finish and be written before
+the service exits.
 """
 
 from __future__ import annotations
@@ -43,13 +47,34 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
     and polled samples and returns samples from elsewhere (MQTT devices) that join the cycle before
     costing and the sinks."""
     stop = stop or asyncio.Event()
+    poller.prepare()
+    ready = asyncio.Event()
+    discovering = asyncio.create_task(poller.discover(ready))
+    discovering.add_done_callback(_discovery_ended)
+    try:
+        return await _cycles(poller, sinks, ready, cycles=cycles, stop=stop, cost_stage=cost_stage,
+                             extra_samples=extra_samples, after=after)
+    finally:
+        discovering.cancel()
+        await asyncio.gather(discovering, return_exceptions=True)  # a failure was logged when it happened
+
+
+async def _cycles(poller: Poller, sinks: list[Sink], ready: asyncio.Event, *, cycles: int | None,
+                  stop: asyncio.Event, cost_stage: CostStage | None, extra_samples: ExtraSamples | None,
+                  after: datetime | None) -> int:
+    # Miners are polled once identified: give the first round a cycle's deadline, so that a (re)start
+    # does not report the whole fleet offline for a cycle, and never longer.
+    waits = [asyncio.ensure_future(ready.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waits, timeout=poller.config.cycle_deadline, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
     interval = poller.config.interval_s
     start = time.monotonic()
     done = 0
     last_ts = after
     while not stop.is_set() and (cycles is None or done < cycles):
-        if poller.needs_refresh:
-            await poller.refresh()
         ts = cycle_timestamp()
         if last_ts is not None and ts <= last_ts:
             # Timers may fire a hair early; two cycles must never share a timestamp (one would overwrite the other).
@@ -79,6 +104,9 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
         done += 1
         log.info("cycle %d: %d miners, %d failed, %.2f s", done, len(result.samples), result.failed,
                  result.duration_s)
+        if result.past_deadline:
+            log.warning("cycle %d: %d miner(s) had not answered by the cycle deadline (%g s) and are offline "
+                        "this cycle", done, result.past_deadline, poller.config.cycle_deadline)
         if cycles is not None and done >= cycles:
             break
         elapsed = time.monotonic() - start
@@ -93,6 +121,12 @@ async def run(poller: Poller, sinks: list[Sink], *, cycles: int | None = None,
         except TimeoutError:
             pass
     return done
+
+
+def _discovery_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        # Identified miners are still polled; new and failing addresses are not identified any more.
+        log.error("background identification stopped: %s: %s", type(error).__name__, error, exc_info=error)
 
 
 class _SampleParts:

@@ -59,6 +59,18 @@ class CollectorConfig(Strict):
     pyasic_concurrency: int = Field(default=50, ge=1, le=5_000,
                                     description="of those, at most this many through pyasic (~13 ms CPU each)")
     rescan_interval_s: float = Field(default=300.0, gt=0, description="how often CIDR ranges and DNS names are re-resolved")
+    cycle_deadline_s: float | None = Field(
+        default=None, gt=0, le=3600,
+        description="a cycle's poll ends by then: miners that have not answered get an offline sample and the "
+                    "cycle goes to the sinks (default: 0.8 x interval_s, so cycles keep the interval)")
+    identify_concurrency: int = Field(default=512, ge=1, le=20_000,
+                                      description="addresses identified at once, in the background")
+    identify_backoff_s: float | None = Field(default=None, gt=0, le=3600,
+                                             description="wait before identifying a failed address again (default: "
+                                                         "interval_s); doubles after each failure (with jitter) up "
+                                                         "to identify_backoff_max_s")
+    identify_backoff_max_s: float = Field(default=600.0, gt=0, le=86_400,
+                                          description="the longest wait between identifications of an address")
     shard: str | None = Field(default=None, pattern=r"^[1-9][0-9]*/[1-9][0-9]*$",
                               description="K/N: poll only the addresses whose stable hash falls in shard K of N")
     influx: InfluxConfig | None = None
@@ -73,6 +85,24 @@ class CollectorConfig(Strict):
             return None
         k, n = (int(x) for x in self.shard.split("/"))
         return k, n
+
+    @property
+    def cycle_deadline(self) -> float:
+        """Seconds a cycle's poll may take: `cycle_deadline_s`, else 0.8 x the interval (the rest is
+        for costing and handing the cycle over before the next one starts)."""
+        return self.cycle_deadline_s if self.cycle_deadline_s is not None else 0.8 * self.interval_s
+
+    @property
+    def identify_backoff(self) -> float:
+        """Seconds before the first retry of a failed identification: `identify_backoff_s`, else one interval."""
+        return self.identify_backoff_s if self.identify_backoff_s is not None else self.interval_s
+
+    @model_validator(mode="after")
+    def _backoff_in_order(self) -> CollectorConfig:
+        if self.identify_backoff_max_s < self.identify_backoff:
+            raise ValueError(f"identify_backoff_max_s ({self.identify_backoff_max_s:g}) is shorter than the first "
+                             f"wait ({self.identify_backoff:g} s, identify_backoff_s or else interval_s): raise it")
+        return self
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> CollectorConfig:

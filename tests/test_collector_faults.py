@@ -21,9 +21,15 @@ def fleet():
         yield sim
 
 
+async def identify_then_poll(poller: Poller):
+    """As `hashfleet poll` does: identify the addresses (the service does it in the background), then poll."""
+    await poller.refresh()
+    return await poller.cycle(TS)
+
+
 def poll(miner, timeout_s: float = 2.0):
     poller = Poller(CollectorConfig(miners=[miner.address], timeout_s=timeout_s))
-    return asyncio.run(poller.cycle(TS)).samples[0]
+    return asyncio.run(identify_then_poll(poller)).samples[0]
 
 
 def test_healthy_miner_matches_what_the_simulator_served(fleet):
@@ -80,7 +86,7 @@ def test_network_and_wire_faults_give_a_state_and_a_reason(fleet, fault, state, 
     poller = Poller(CollectorConfig(miners=[miner.address], timeout_s=1.0))
 
     async def healthy_then_faulty():
-        healthy = (await poller.cycle(TS)).samples[0]
+        healthy = (await identify_then_poll(poller)).samples[0]
         miner.set_faults(**fault)
         return healthy, (await poller.cycle(TS)).samples[0]
 
@@ -116,9 +122,10 @@ def test_reboot_shows_live_and_since_boot_hashrate_apart(fleet):
 
 
 def test_hung_and_slow_miners_do_not_delay_the_others(fleet):
+    poller = Poller(CollectorConfig(miners=[m.address for m in fleet], timeout_s=1.0))
+    asyncio.run(poller.refresh())  # identified while healthy: then they hang
     fleet[0].set_faults(hold_open=True)
     fleet[2].set_faults(slow_s=30)
-    poller = Poller(CollectorConfig(miners=[m.address for m in fleet], timeout_s=1.0))
     result = asyncio.run(poller.cycle(TS))
     states = {s.port: s.state for s in result.samples}
     assert states[fleet[1].port] is MinerState.MINING
@@ -168,7 +175,7 @@ def test_an_out_of_range_reading_is_an_error_sample_and_the_cycle_goes_on(fleet,
         server = await asyncio.start_server(answer, "127.40.9.1", 0)
         bad = f"127.40.9.1:{server.sockets[0].getsockname()[1]}"
         async with server:
-            result = await Poller(CollectorConfig(miners=[bad, healthy.address], timeout_s=2.0)).cycle(TS)
+            result = await identify_then_poll(Poller(CollectorConfig(miners=[bad, healthy.address], timeout_s=2.0)))
         return {s.host: s for s in result.samples}
 
     samples = asyncio.run(run())

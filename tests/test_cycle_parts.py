@@ -208,7 +208,8 @@ def collect_two_cycles(addresses: list[str], network: dict) -> Timeline:
     """The collect loop as `hashfleet collect` runs it (no MQTT), two cycles, into a Timeline."""
     sink = Timeline()
     config = CollectorConfig.model_validate({
-        "site": "s1", "miners": addresses, "interval_s": 1, "timeout_s": 5,
+        # The deadline lets the 2 s miner answer: what is under test is the poll handing parts over meanwhile.
+        "site": "s1", "miners": addresses, "interval_s": 1, "timeout_s": 5, "cycle_deadline_s": 5,
         "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}}, "network": network})
 
     async def run():

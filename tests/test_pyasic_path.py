@@ -47,7 +47,12 @@ def poller(*hosts: str, timeout_s: float = 5.0) -> Poller:
 
 
 def cycle(p: Poller):
-    return asyncio.run(p.cycle(TS))
+    """As `hashfleet poll` does: identify what is not identified yet (nothing, after the first), then poll."""
+    async def identify_then_poll():
+        await p.refresh()
+        return await p.cycle(TS)
+
+    return asyncio.run(identify_then_poll())
 
 
 def mac_id(miner) -> str:
