@@ -1,6 +1,9 @@
 """Simulated miners on their real APIs, for tests, demos and benchmarks: Canaan Avalons (CGMiner
 API on 4028), Antminer S19j Pro / S21 on stock firmware (BMMiner RPC on 4028 + digest-auth web UI
-on 80) and a Bitaxe Gamma (AxeOS HTTP on 80).
+on 80), Whatsminer M30S+ / M50S / M60S (btminer API v2 on 4028, with the token-authenticated,
+AES-encrypted writes: `m30splus`, `m50s`, `m60s`), Antminer S19j Pro / S21 on Braiins OS+
+(bosminer RPC on 4028 + gRPC on 50051: `bos-s19jpro`, `bos-s21`) and a Bitaxe Gamma (AxeOS HTTP
+on 80).
 
 Public surface (collector code never imports this package; they meet on the wire):
 
@@ -9,6 +12,7 @@ Public surface (collector code never imports this package; they meet on the wire
         miner.set_faults(soft_off=True)  # or miner.faults = Faults(...)
         miner.last_served, miner.truth() # Snapshot: what was / would be reported
         fleet.requests(miner)            # Counter of what clients asked: "version", "GET /", ...
+        fleet.firmware(miner).writes     # Whatsminer: privileged commands; Braiins: .actions
 """
 
 from simulators.clock import ManualClock, wall_clock

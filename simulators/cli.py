@@ -1,4 +1,5 @@
-"""`hashfleet simulate`: serve a fleet of simulated miners (Avalon, Antminer, Bitaxe) until Ctrl-C or SIGTERM.
+"""`hashfleet simulate`: serve a fleet of simulated miners (Avalon, Antminer, Whatsminer, Braiins OS+, Bitaxe)
+until Ctrl-C or SIGTERM.
 
 Registered through the `hashfleet.commands` entry point, so collector/ never imports it.
 """
@@ -54,11 +55,12 @@ async def _serve(fleet: Fleet) -> None:
 def simulate(
     fleet: str = typer.Option(
         ..., "--fleet", callback=_check_fleet,
-        help=f"MODEL:COUNT,... e.g. a1246:2,s21:1,bitaxe:1. Models: {known_models()}.",
+        help=f"MODEL:COUNT,... e.g. a1246:2,s21:1,m50s:2,bos-s19jpro:1,bitaxe:1. Models: {known_models()}.",
     ),
     base: str = typer.Option(
         "127.10.0.1", "--base", callback=_check_base,
-        help="First address. HOST: consecutive hosts on port 4028 (Antminers also on 80, Bitaxes on 80 only); "
+        help="First address. HOST: consecutive hosts on port 4028 (Antminers also on 80, Braiins OS+ also on "
+             "50051 gRPC, Bitaxes on 80 only); "
              "HOST:PORT: consecutive ports; HOST:0: free ports (Avalons only).",
     ),
     seed: int = typer.Option(0, "--seed", help="Same seed, same miners (MACs, quirks, noise)."),

@@ -10,8 +10,9 @@ in .0 or .255 are skipped: scanners and people read them as network/broadcast ad
 `host:port` gives consecutive ports on that host; `host:0` lets the OS pick free ports.
 
 Servers per make (`ModelSpec.family`): an Avalon listens on its CGMiner port; an Antminer on
-4028 (BMMiner RPC) and 80 (web UI) of its address; a Bitaxe on 80 only (its `port` is 80).
-Those ports are fixed by pyasic and by the real firmware, so Antminers and Bitaxes need a bare
+4028 (BMMiner RPC) and 80 (web UI) of its address; a Bitaxe on 80 only (its `port` is 80); a
+Whatsminer on 4028 (btminer API v2); a Braiins OS+ unit on 4028 (bosminer RPC) and 50051 (gRPC).
+Those ports are fixed by pyasic and by the real firmware, so every make but Avalon needs a bare
 host base (one address each); a `host:port` base is refused for them with a message saying so.
 """
 
@@ -30,11 +31,13 @@ from typing import Any, TypeVar
 from simulators.antminer import SERVER_HEADER as ANTMINER_SERVER_HEADER
 from simulators.antminer import Antminer
 from simulators.bitaxe import Bitaxe
+from simulators.braiins import Braiins, GrpcServer
 from simulators.clock import Clock, wall_clock
 from simulators.http import WEB_PORT, HttpServer
 from simulators.miner import SimulatedMiner
 from simulators.server import BindError, MinerServer
 from simulators.specs import ModelSpec, known_models, resolve_model
+from simulators.whatsminer import Whatsminer
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +160,9 @@ class Fleet:
         self.miners: list[SimulatedMiner] = list(miners)
         self.clock = clock  # the clock the miners were built with (a ManualClock in tests)
         self._by_address: dict[str, SimulatedMiner] = {}
-        self._servers: dict[int, list[MinerServer | HttpServer]] = {}
+        self._servers: dict[int, list[MinerServer | HttpServer | GrpcServer]] = {}
         self._requests: dict[int, Counter[str]] = {id(m): Counter() for m in self.miners}
+        self.firmwares: dict[int, Any] = {}  # id(miner) -> its firmware object where it keeps state
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
@@ -206,7 +210,12 @@ class Fleet:
         """
         return self._requests[id(miner)]
 
-    def _make_servers(self, miner: SimulatedMiner, loop: asyncio.AbstractEventLoop) -> list[MinerServer | HttpServer]:
+    def firmware(self, miner: SimulatedMiner) -> Any:
+        """The firmware object serving `miner` where it keeps state of its own (Whatsminer: the
+        log of privileged writes `.writes`, the power limit; Braiins: `.actions`); KeyError otherwise."""
+        return self.firmwares[id(miner)]
+
+    def _make_servers(self, miner: SimulatedMiner, loop: asyncio.AbstractEventLoop) -> list[MinerServer | HttpServer | GrpcServer]:
         counter = self._requests.setdefault(id(miner), Counter())
         family = miner.spec.family
         if family == "antminer":
@@ -216,6 +225,14 @@ class Fleet:
                                server_header=ANTMINER_SERVER_HEADER)]
         if family == "bitaxe":
             return [HttpServer(miner, loop, Bitaxe(miner).web, port=miner.port, requests=counter)]
+        if family == "whatsminer":
+            btminer = Whatsminer(miner, counter)
+            self.firmwares[id(miner)] = btminer
+            return [MinerServer(miner, loop, btminer.rpc, counter, label=btminer.label)]
+        if family == "braiins":
+            bos = Braiins(miner, counter)
+            self.firmwares[id(miner)] = bos
+            return [MinerServer(miner, loop, bos.rpc, counter), GrpcServer(miner, loop, bos)]
         return [MinerServer(miner, loop, requests=counter)]
 
     async def start(self) -> None:

@@ -206,7 +206,8 @@ class MinerServer(Listener):
     """Listens for one miner and answers its requests, network faults included.
 
     `answer` speaks the firmware's API (default: Canaan's CGMiner, `simulators.cgminer`);
-    `requests`, when given, counts what clients asked for by command (`version`, `summary+stats`).
+    `requests`, when given, counts what clients asked for by command (`version`, `summary+stats`),
+    named by `label` (default: the CGMiner command; btminer names its encrypted writes).
     """
 
     conns: set[_ApiConnection]
@@ -217,10 +218,12 @@ class MinerServer(Listener):
         loop: asyncio.AbstractEventLoop,
         answer: Answer | None = None,
         requests: Counter[str] | None = None,
+        label: Callable[[bytes], str] | None = None,
     ) -> None:
         super().__init__(miner, loop)
         self.answer: Answer = answer or (lambda data, bare_nan: cgminer.answer(data, miner, bare_nan))
         self.requests = requests
+        self.label = label or (lambda data: "+".join(cgminer.parse_request(data).commands) or "?")
         self._queue: deque[_ApiConnection] = deque()
         self._busy: asyncio.TimerHandle | None = None  # a slow answer in progress
 
@@ -247,7 +250,7 @@ class MinerServer(Listener):
 
     def submit(self, conn: _ApiConnection) -> None:
         if self.requests is not None:
-            self.requests["+".join(cgminer.parse_request(conn.buf).commands) or "?"] += 1
+            self.requests[self.label(conn.buf)] += 1
         faults = self.miner.faults
         if faults.hold_open:
             return  # read, never answered, never closed (until the client or stop() gives up)

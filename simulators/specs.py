@@ -13,8 +13,10 @@ from typing import Any, Literal
 Layout = Literal["mm", "q"]
 # Which firmware family a model speaks, and so which servers a simulated unit gets:
 # "avalon": CGMiner API on 4028 (simulators.cgminer); "antminer": Bitmain stock BMMiner RPC on 4028
-# plus the digest-auth web UI on 80 (simulators.antminer); "bitaxe": AxeOS HTTP on 80 (simulators.bitaxe).
-Family = Literal["avalon", "antminer", "bitaxe"]
+# plus the digest-auth web UI on 80 (simulators.antminer); "bitaxe": AxeOS HTTP on 80 (simulators.bitaxe);
+# "whatsminer": MicroBT btminer API v2 on 4028, token-authenticated writes (simulators.whatsminer);
+# "braiins": Braiins OS+ bosminer RPC on 4028 plus the gRPC API on 50051 (simulators.braiins).
+Family = Literal["avalon", "antminer", "bitaxe", "whatsminer", "braiins"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,74 @@ def _antminer(**fields: Any) -> ModelSpec:
         has_litestats=False,
         env_key="Temp",
         ambient_sensor=False,  # no intake sensor on the API
+        devs_temp_sentinel=False,
+        ps_vin=1500,
+        ps_vout=1500,
+        pool_diff=65536,
+        fans=4,
+        boards=3,
+        default_mode=0,
+        target_temp_c=75,
+        overheat_c=95,
+        chip_spread_c=3.5,
+        hw_error_pct=0.02,
+        **fields,
+    )
+
+
+def _whatsminer(**fields: Any) -> ModelSpec:
+    """MicroBT Whatsminer on stock btminer (API v2.0.x, firmware before 2024-11).
+
+    Field meanings for this family: `model` is devdetails `Model` ("M30S+_VE40": pyasic picks the
+    class from it), `prod` the marketing name, `firmware` get_version `fw_ver` (pyasic switches to
+    its API v3 client for firmware dated after 2024-11, so these stay before), `ver` the API version,
+    `swtype` the control board platform, `hwtype` the PSU model.
+    """
+    return ModelSpec(
+        family="whatsminer",
+        ver="2.0.5",
+        stats_id="",
+        dev_name="SM",
+        driver="bitmicro",
+        layout="mm",
+        has_wallpower=True,  # summary `Power` is the PSU's input power
+        has_litestats=False,
+        env_key="Temp",
+        ambient_sensor=True,  # summary `Env Temp`
+        devs_temp_sentinel=False,
+        ps_vin=22400,
+        ps_vout=1250,
+        pool_diff=65536,
+        fans=2,  # `Fan Speed In` / `Fan Speed Out`
+        boards=3,
+        default_mode=0,
+        target_temp_c=80,
+        overheat_c=105,
+        chip_spread_c=4.0,
+        hw_error_pct=0.01,
+        **fields,
+    )
+
+
+def _braiins(**fields: Any) -> ModelSpec:
+    """An Antminer running Braiins OS+ (bosminer RPC on 4028, gRPC on 50051).
+
+    Field meanings for this family: `model` is devdetails `Model` ("Bitmain Antminer S19j Pro":
+    pyasic strips "Bitmain " and picks the class), `prod` the gRPC `miner_identity.name`,
+    `firmware` the gRPC `bos_version.current` (pyasic reports its sixth dash-field, "25.07"),
+    `ver` the BOSer build in `version`, `hwtype` the hash board name, `core` the chip.
+    """
+    return ModelSpec(
+        family="braiins",
+        swtype="boser-buildroot",
+        stats_id="",
+        dev_name="",
+        driver="",
+        layout="mm",
+        has_wallpower=True,  # the tuner's approximated consumption
+        has_litestats=False,
+        env_key="Temp",
+        ambient_sensor=False,
         devs_temp_sentinel=False,
         ps_vin=1500,
         ps_vout=1500,
@@ -324,6 +394,86 @@ MODELS: dict[str, ModelSpec] = {
             typical_fan_pct=70.0,
             freq_mhz=490,
         ),
+        _whatsminer(
+            key="m30splus",
+            prod="WhatsMiner M30S+",
+            model="M30S+_VE40",
+            hwtype="P221B",
+            swtype="H616",
+            firmware="20230803.11.REL",
+            core="K88Z347",
+            chips_per_board=156,
+            fan_max_rpm=6800,
+            modes=(WorkMode("Normal", 100.0, 3400.0), WorkMode("Low", 88.0, 2900.0)),
+            idle_power_w=25.0,
+            typical_chip_avg_c=82.0,
+            typical_fan_pct=70.0,
+            freq_mhz=590,
+        ),
+        _whatsminer(
+            key="m50s",
+            prod="WhatsMiner M50S",
+            model="M50S_VH50",
+            hwtype="P222B",
+            swtype="H616",
+            firmware="20230911.12.Rel",
+            core="BM1398",
+            chips_per_board=135,
+            fan_max_rpm=6600,
+            modes=(WorkMode("Normal", 126.0, 3276.0), WorkMode("Low", 110.0, 2800.0)),
+            idle_power_w=25.0,
+            typical_chip_avg_c=74.0,
+            typical_fan_pct=65.0,
+            freq_mhz=600,
+        ),
+        _whatsminer(
+            key="m60s",
+            prod="WhatsMiner M60S",
+            model="M60S_VK30",
+            hwtype="P521B",
+            swtype="H616",
+            firmware="20240322.11.REL",
+            core="BM1370",
+            chips_per_board=245,
+            fan_max_rpm=6600,
+            modes=(WorkMode("Normal", 186.0, 3441.0), WorkMode("Low", 160.0, 2900.0)),
+            idle_power_w=25.0,
+            typical_chip_avg_c=70.0,
+            typical_fan_pct=55.0,
+            freq_mhz=560,
+        ),
+        _braiins(
+            key="bos-s19jpro",
+            prod="Antminer S19j Pro",
+            model="Bitmain Antminer S19j Pro",
+            hwtype="BHB42601",
+            firmware="2025-08-06-0-3881c51d-25.07-plus",
+            ver="boser-buildroot 0.1.0-3881c51d",
+            core="BM1362",
+            chips_per_board=126,
+            fan_max_rpm=6000,
+            modes=(WorkMode("Power target", 104.0, 3068.0),),
+            idle_power_w=18.0,
+            typical_chip_avg_c=64.0,
+            typical_fan_pct=60.0,
+            freq_mhz=525,
+        ),
+        _braiins(
+            key="bos-s21",
+            prod="Antminer S21",
+            model="Bitmain Antminer S21",
+            hwtype="BHB68601",
+            firmware="2025-08-06-0-3881c51d-25.07-plus",
+            ver="boser-buildroot 0.1.0-3881c51d",
+            core="BM1368",
+            chips_per_board=108,
+            fan_max_rpm=6600,
+            modes=(WorkMode("Power target", 200.0, 3500.0),),
+            idle_power_w=20.0,
+            typical_chip_avg_c=62.0,
+            typical_fan_pct=55.0,
+            freq_mhz=490,
+        ),
         ModelSpec(
             key="bitaxe",
             family="bitaxe",
@@ -377,6 +527,9 @@ ALIASES: dict[str, str] = {
     "s19jp": "s19jpro",
     "gamma": "bitaxe",
     "bitaxe-gamma": "bitaxe",
+    "m30s+": "m30splus",
+    "m30s-plus": "m30splus",
+    "bos-s19j-pro": "bos-s19jpro",
 }
 
 
