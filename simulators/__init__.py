@@ -13,6 +13,9 @@ Public surface (collector code never imports this package; they meet on the wire
         miner.last_served, miner.truth() # Snapshot: what was / would be reported
         fleet.requests(miner)            # Counter of what clients asked: "version", "GET /", ...
         fleet.firmware(miner).writes     # Whatsminer: privileged commands; Braiins: .actions
+
+Simulated pools (Braiins Pool, OCEAN, F2Pool, public-pool, ckpool) fed by a fleet's hashrate:
+`simulators.pools` (`run_pools(fleet, "braiins,ocean")`; docs/pools.md).
 """
 
 from simulators.clock import ManualClock, wall_clock

@@ -1,5 +1,5 @@
-"""`hashfleet simulate`: serve a fleet of simulated miners (Avalon, Antminer, Whatsminer, Braiins OS+, Bitaxe)
-until Ctrl-C or SIGTERM.
+"""`hashfleet simulate`: serve a fleet of simulated miners (Avalon, Antminer, Whatsminer, Braiins OS+, Bitaxe),
+and optionally simulated pool APIs fed by it (`--pools`), until Ctrl-C or SIGTERM.
 
 Registered through the `hashfleet.commands` entry point, so collector/ never imports it.
 """
@@ -18,6 +18,7 @@ import typer
 from simulators.fleet import Fleet, FleetSpecError, allocate_addresses, new_event_loop, parse_fleet
 from simulators.server import BindError
 from simulators.mqtt_meter import MqttDeviceError
+from simulators.pools.run import Pools, PoolSpecError, parse_pools, pool_addresses
 from simulators.specs import known_models
 
 
@@ -37,19 +38,34 @@ def _check_base(value: str) -> str:
     return value
 
 
-async def _serve(fleet: Fleet) -> None:
+def _check_pools(value: str | None) -> str | None:
+    try:
+        return ",".join(parse_pools(value)) if value else value
+    except PoolSpecError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+async def _serve(fleet: Fleet, pools: Pools | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with fleet:
-        # Thousands of miners' long-lived objects: keep them out of every later full collection
-        # (measured: GC took ~6% of answering a 3,000-miner fleet, a quarter of that frozen).
-        gc.freeze()
-        for miner in fleet:
-            print(f"{miner.address} {miner.spec.key}")
-        sys.stdout.flush()  # the lines are the contract: whoever reads them must see them now
-        await stop.wait()
+        if pools is not None:  # simulators/pools: fed in-process by the fleet's hashrate
+            await pools.start()
+        try:
+            # Thousands of miners' long-lived objects: keep them out of every later full collection
+            # (measured: GC took ~6% of answering a 3,000-miner fleet, a quarter of that frozen).
+            gc.freeze()
+            for miner in fleet:
+                print(f"{miner.address} {miner.spec.key}")
+            for pool in pools or ():
+                print(pool.describe())
+            sys.stdout.flush()  # the lines are the contract: whoever reads them must see them now
+            await stop.wait()
+        finally:
+            if pools is not None:
+                await pools.stop()
 
 
 def simulate(
@@ -79,12 +95,25 @@ def simulate(
     meter_overhead_w: float = typer.Option(150.0, "--meter-overhead-w", min=0, help="Watts a rack draws besides its miners."),
     meter_wall_factor: float = typer.Option(
         1.0, "--meter-wall-factor", min=0.5, max=2.0, help="Metered / reported watts (1.04: miners under-report by 4%)."),
+    pools: str | None = typer.Option(
+        None, "--pools", callback=_check_pools,
+        help="Also serve simulated pool APIs fed by this fleet's hashrate: braiins,ocean,f2pool,publicpool,ckpool "
+             "(miner i mines on pool i mod N). Prints `pool KIND URL account=... [token=...]` per pool."),
+    pool_base: str = typer.Option(
+        "127.30.0.1:8000", "--pool-base", help="HOST:PORT of the first pool API; the next pools take the next ports."),
 ) -> None:
     """Serve simulated miners on their real APIs; prints `ADDRESS MODEL` per miner."""
     try:
         sim = Fleet.build(fleet, base=base, seed=seed, ambient_c=ambient)
     except FleetSpecError as exc:  # e.g. the fleet runs past the last port or address
         raise typer.BadParameter(str(exc), param_hint="--base") from None
+    pool_sims: Pools | None = None
+    if pools:
+        try:
+            pool_addresses(pool_base, len(pools.split(",")))
+            pool_sims = Pools.build(sim.miners, pools, base=pool_base, clock=sim.clock, seed=seed)
+        except PoolSpecError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--pool-base") from None
     devices: contextlib.AbstractContextManager = contextlib.nullcontext()
     if mqtt_host:  # simulators/mqtt_meter.py, simulators/mqtt_miner.py
         from simulators.mqtt_miner import mqtt_devices
@@ -99,9 +128,13 @@ def simulate(
                                wall_factor=meter_wall_factor, log=lambda line: typer.echo(line, err=True))
     try:
         with devices, asyncio.Runner(loop_factory=new_event_loop) as runner:  # uvloop where installed
-            runner.run(_serve(sim))
+            runner.run(_serve(sim, pool_sims))
     except BindError as exc:
         typer.echo(f"error: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:  # a pool API's address (the miners' own errors are BindError)
+        typer.echo(f"error: cannot listen for a simulated pool from {pool_base}: {exc.strerror or exc}. "
+                   "Pick another --pool-base, or free the address.", err=True)
         raise typer.Exit(1) from None
     except MqttDeviceError as exc:
         typer.echo(f"error: {exc}", err=True)
