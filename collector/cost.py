@@ -84,6 +84,18 @@ def network_hashprice(network: NetworkState) -> float:
 
 # --- power price -------------------------------------------------------------------------------
 
+# A live value (price, meter reading) may be dated up to this long after the instant it is used at:
+# cycle timestamps are whole seconds, floored, and readings arrive while a cycle runs (ingest never
+# dates one after its arrival). Further ahead it is not fresh, so a value dated in the future can
+# never stay fresh for good.
+AHEAD_TOLERANCE_S = 60.0
+
+
+def is_fresh(as_of: datetime, at: datetime, max_age_s: float) -> bool:
+    """Whether a value dated `as_of` may be used at `at`: not older than max_age_s, not from the future."""
+    return -AHEAD_TOLERANCE_S <= (at - as_of).total_seconds() <= max_age_s
+
+
 
 @dataclass(frozen=True)
 class PowerPrice:
@@ -100,7 +112,7 @@ def power_price_at(economics: SiteEconomics, at: datetime, live: LivePowerPrice 
         local = at.astimezone(ZoneInfo(economics.timezone))
         return PowerPrice(tariff.usd_per_kwh_at(local.weekday(), local.hour))
     assert isinstance(tariff, LiveTariff)
-    if live is not None and 0 <= (at - live.as_of).total_seconds() <= tariff.max_age_s:  # not from the future
+    if live is not None and is_fresh(live.as_of, at, tariff.max_age_s):
         return PowerPrice(live.usd_per_kwh)
     return PowerPrice(tariff.fallback_usd_per_kwh, stale=True)
 

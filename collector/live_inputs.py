@@ -3,8 +3,9 @@ feed the cost stage: the seam between ingest and costing.
 
 Metered power is the truth for cost where it exists (miners misreport); the
 gap between reported and metered watts is kept so it can be recorded. A value
-is fresh from its timestamp up to its max age: one dated ahead of the clock
-is not fresh (ingest refuses those; this holds if the clock steps back).
+is fresh up to its max age and never when dated ahead of the instant it is
+used at (beyond the small tolerance of collector.cost.is_fresh): ingest
+refuses those, and this holds if the clock steps back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from collector.cost import is_fresh
 from models import LivePowerPrice
 
 
@@ -34,6 +36,6 @@ class LiveInputs:
 
     def metered_power(self, miner: str, now: datetime) -> float | None:
         reading = self.metered_w.get(miner)
-        if reading is None or not 0 <= (now - reading.as_of).total_seconds() <= self.meter_max_age_s:
+        if reading is None or not is_fresh(reading.as_of, now, self.meter_max_age_s):
             return None
         return reading.watts

@@ -20,7 +20,9 @@ _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^\s?#'\"<>]*@")
 
 
 def redact(text: str) -> str:
-    """`text` with the userinfo of every URL in it replaced by ***."""
+    """`text` with the userinfo of every URL in it (scheme://...) replaced by ***. A bare
+    `user:pass@host` is not recognisable in free text: pass a value known to be a URL or host
+    through `redact_url`."""
     if "@" not in text:  # the common case costs one scan
         return text
     return _USERINFO.sub(lambda m: f"{m.group('scheme')}{HIDDEN}@", text)

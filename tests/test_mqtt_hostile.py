@@ -137,15 +137,20 @@ def test_telemetry_from_the_future_is_refused():
 
 def test_a_meter_reading_with_a_negative_age_is_not_fresh():
     live = LiveInputs(meter_max_age_s=120)
-    live.metered_w["m1"] = MeterReading(3000.0, T0 + timedelta(seconds=30))
+    live.metered_w["m1"] = MeterReading(3000.0, T0 + timedelta(days=365))
+    assert live.metered_power("m1", T0) is None  # before the fix: fresh for a year and 120 s
+    live.metered_w["m1"] = MeterReading(3000.0, T0 + timedelta(seconds=cost.AHEAD_TOLERANCE_S + 1))
     assert live.metered_power("m1", T0) is None
-    assert live.metered_power("m1", T0 + timedelta(seconds=30)) == 3000.0
-    assert live.metered_power("m1", T0 + timedelta(seconds=151)) is None
+    # Within the tolerance (a reading that arrived during the cycle, after its whole-second timestamp):
+    live.metered_w["m1"] = MeterReading(3000.0, T0 + timedelta(seconds=0.7))
+    assert live.metered_power("m1", T0) == 3000.0
+    assert live.metered_power("m1", T0 + timedelta(seconds=120.7)) == 3000.0
+    assert live.metered_power("m1", T0 + timedelta(seconds=120.8)) is None
 
 
 def test_a_live_price_with_a_negative_age_is_not_used():
     economics = SiteEconomics.model_validate(LIVE_ECONOMICS)
-    ahead = LivePowerPrice(usd_per_kwh=-10.0, as_of=T0 + timedelta(days=1))
+    ahead = LivePowerPrice(usd_per_kwh=-0.5, as_of=T0 + timedelta(days=1))
     price = cost.power_price_at(economics, T0, ahead)
     assert price.stale and price.usd_per_kwh == 0.05  # the fallback
 

@@ -48,6 +48,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from collector.cost import is_fresh
 from collector.live_inputs import LiveInputs, MeterReading
 from collector.mqtt.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
@@ -142,6 +143,7 @@ class MqttIngest:
         self._lock = threading.Lock()  # the state below
         self._telemetry: dict[str, _Telemetry] = {}
         self._evicted: list[str] = []  # for the sink to clear (take_evicted)
+        self._evicted_total = 0
         self._outlets: dict[str, MeterReading] = {}  # by miner
         self._racks: dict[tuple[int, str], _Rack] = {}  # by (subscription index, rack key)
         self._racks_of: dict[str, set[tuple[int, str]]] = {}  # miner -> racks it is on
@@ -171,7 +173,7 @@ class MqttIngest:
         with self._counts_lock:
             accepted, dropped = dict(self._accepted), dict(self._dropped)
         return {"accepted": accepted, "dropped": dropped, "accepted_total": sum(accepted.values()),
-                "dropped_total": sum(dropped.values())}
+                "dropped_total": sum(dropped.values()), "miners": len(self._ids), "evicted_total": self._evicted_total}
 
     # -- paho's thread ------------------------------------------------------------------------
 
@@ -353,7 +355,7 @@ class MqttIngest:
         self._share_rack(rack, reading.as_of)
 
     def _fresh(self, reading: MeterReading, now: datetime) -> bool:
-        return 0 <= (now - reading.as_of).total_seconds() <= self.config.meter_max_age_s
+        return is_fresh(reading.as_of, now, self.config.meter_max_age_s)
 
     def _share_rack(self, key: tuple[int, str], now: datetime) -> None:
         rack = self._racks[key]
@@ -409,6 +411,7 @@ class MqttIngest:
             self.live.verified_mqtt_miners.discard(miner)
         with self._ids_lock:
             self._ids.difference_update(miners)
+        self._evicted_total += len(miners)
         if len(self._evicted) < 10 * self.config.telemetry_max_miners:  # no sink draining them: stop collecting
             self._evicted += miners
         log.info("forgot %d MQTT miner(s) silent for more than %g s (mqtt.telemetry_evict_after_s), e.g. %s",
