@@ -30,9 +30,9 @@ _SECRET_FIELDS = {"token", "password"}
 _URL_FIELDS = ("url", "host")  # their values are shown without credentials
 
 MAX_CONFIG_BYTES = 1024 * 1024  # a real config is a few KB; 10,000 miners listed one by one is ~200 KB
-# Nodes of the document with every alias expanded. Without aliases a 1 MiB file has fewer than
-# ~600,000 (two bytes a node at the least), so only alias expansion can reach this.
-MAX_CONFIG_NODES = 1_000_000
+# Values (YAML nodes) in the document, each alias counted as a copy of what it names. 10,000 miners
+# listed one by one are 10,000; a 1 MiB file of one-letter values is 520,000 and an alias bomb billions.
+MAX_CONFIG_NODES = 250_000
 MAX_SHOWN_CHARS = 120  # of one value quoted in an error
 
 _short = reprlib.Repr()
@@ -138,7 +138,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = str(getattr(e, "problem", None) or e)
         raise ConfigError(_clip(f"{path}:{where} not valid YAML: {problem}", 300)) from None
-    except _AliasBomb as e:
+    except _TooManyValues as e:
         raise ConfigError(f"{path}: refused: {e}") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a hashfleet config") from None
@@ -149,7 +149,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-class _AliasBomb(Exception):
+class _TooManyValues(Exception):
     pass
 
 
@@ -158,45 +158,33 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
 
 
 def _safe_load(text: str) -> Any:
-    """yaml.safe_load that refuses a document whose aliases would expand it past MAX_CONFIG_NODES,
-    before anything is expanded (a 1 KB alias bomb stands for billions of nodes)."""
+    """yaml.safe_load that refuses a document of more than MAX_CONFIG_NODES values, aliases counted
+    as copies, before anything is expanded (a 1 KB alias bomb stands for billions of values)."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        expanded = _expanded_nodes(node)
-        if expanded > MAX_CONFIG_NODES:
-            raise _AliasBomb(f"its aliases (*name) expand to more than {MAX_CONFIG_NODES:,} values (a YAML "
-                             "alias bomb, or an alias inside what it names): write the values out instead")
+        if _more_nodes_than(node, MAX_CONFIG_NODES):
+            raise _TooManyValues(f"more than {MAX_CONFIG_NODES:,} values, each alias (*name) counted as a copy of "
+                                 "what it names: not a hashfleet config (a YAML alias bomb?)")
         return loader.construct_document(node)
     finally:
         loader.dispose()
 
 
-def _expanded_nodes(root: yaml.Node) -> int:
-    """How many nodes the document has with every alias copied out. An alias is the same node object
-    again, so each distinct node is sized once and counted along every path that reaches it (memoized
-    and iterative: linear in the distinct nodes, no recursion limit). An alias inside the node it
-    names (a recursive structure) counts as too many: no setting needs one."""
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()  # on the current path
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+def _more_nodes_than(root: yaml.Node, limit: int) -> bool:
+    """Whether the document, each alias copied out, has more than `limit` nodes. An alias is the same
+    node object again, so walking the graph as a tree visits what expansion would build; the walk
+    stops at `limit` (an alias inside the node it names is an endless tree: stopped too)."""
+    count = 0
+    stack = [root]
     while stack:
-        node, children_done = stack.pop()
-        key = id(node)
-        if children_done:
-            open_nodes.discard(key)
-            sizes[key] = min(1 + sum(sizes[id(c)] for c in _children(node)), MAX_CONFIG_NODES + 1)
-            continue
-        if key in sizes:
-            continue
-        if key in open_nodes:
-            return MAX_CONFIG_NODES + 1
-        open_nodes.add(key)
-        stack.append((node, True))
-        stack.extend((c, False) for c in _children(node))
-    return sizes[id(root)]
+        count += 1
+        if count > limit:
+            return True
+        stack.extend(_children(stack.pop()))
+    return False
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

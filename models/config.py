@@ -50,7 +50,8 @@ class SpoolConfig(Settings):
 class CollectorConfig(Settings):
     site: str = Field(default="default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="names the spool directory too: letters, digits, _ . -; not . or ..")
-    miners: list[str] = Field(default_factory=list, description="host, host:port, CIDR range or DNS name")
+    miners: list[str] = Field(default_factory=list, max_length=100_000,
+                              description="host, host:port, CIDR range or DNS name")
     interval_s: float = Field(default=10.0, ge=1, le=3600, description="one timestamp per cycle, in whole seconds")
     timeout_s: float = Field(default=5.0, gt=0, le=120, description="per miner, per poll")
     concurrency: int = Field(default=512, ge=1, le=20_000, description="miners polled at once")

@@ -49,7 +49,7 @@ class TouBand(Settings):
 
     start_hour: int = Field(ge=0, le=23)
     end_hour: int = Field(ge=1, le=24, description="exclusive; 24 means midnight at the end of the day")
-    days: list[Weekday] = Field(default_factory=lambda: list(Weekday), min_length=1)
+    days: list[Weekday] = Field(default_factory=lambda: list(Weekday), min_length=1, max_length=7)
     usd_per_kwh: float = Field(ge=0)
 
     @field_validator("days", mode="before")
@@ -76,7 +76,7 @@ class TouTariff(Settings):
     """Time-of-use: every hour of every weekday, in the site's time zone, has exactly one band."""
 
     kind: Literal["tou"] = "tou"
-    bands: list[TouBand] = Field(min_length=1)
+    bands: list[TouBand] = Field(min_length=1, max_length=7 * 24)
 
     @model_validator(mode="after")
     def _cover_week_once(self) -> TouTariff:
@@ -161,8 +161,9 @@ class SiteEconomics(Settings):
     overhead_w: float | None = Field(default=None, ge=0, description="fixed cooling and transformer watts for the site")
     pool_fee_pct: float = Field(default=0, ge=0, lt=100)
     opex_usd_month: float = Field(default=0, ge=0, description="hosting, staff, maintenance, SG&A share")
-    capex_by_model: dict[str, Capex] = Field(default_factory=dict, description="keyed by MinerSample.model")
-    capex_by_miner: dict[str, Capex] = Field(default_factory=dict, description="keyed by MinerSample.miner; wins over model")
+    capex_by_model: dict[str, Capex] = Field(default_factory=dict, max_length=10_000, description="keyed by MinerSample.model")
+    capex_by_miner: dict[str, Capex] = Field(default_factory=dict, max_length=100_000,
+                                             description="keyed by MinerSample.miner; wins over model")
     curtailment_credit_usd_mwh: float = Field(default=0, ge=0, description="paid per MWh not drawn by soft-off miners")
 
     @field_validator("timezone")

@@ -83,8 +83,10 @@ class MqttSubscription(Settings):
     topic: str = Field(description="topic filter, wildcards allowed: e.g. pdu/+/outlet/+")
     kind: IngestKind
     qos: int = Field(default=1, ge=0, le=2)
-    outlets: dict[str, str] = Field(default_factory=dict, description="meter: outlet (or topic) key -> miner id")
-    racks: dict[str, list[str]] = Field(default_factory=dict, description="meter: rack (or topic) key -> miner ids")
+    outlets: dict[str, str] = Field(default_factory=dict, max_length=100_000,
+                                    description="meter: outlet (or topic) key -> miner id")
+    racks: dict[str, list[str]] = Field(default_factory=dict, max_length=100_000,
+                                        description="meter: rack (or topic) key -> miner ids")
 
     @field_validator("topic")
     @classmethod
@@ -124,7 +126,7 @@ class MqttConfig(Settings):
     discovery: bool = Field(default=True, description="publish Home Assistant MQTT discovery configs")
     discovery_prefix: str = Field(default="homeassistant", description="Home Assistant's discovery prefix")
 
-    ingest: list[MqttSubscription] = Field(default_factory=list, description="topics to subscribe to")
+    ingest: list[MqttSubscription] = Field(default_factory=list, max_length=1000, description="topics to subscribe to")
     max_payload_bytes: int = Field(default=65536, ge=64, le=16 * 1024 * 1024, description="larger payloads are dropped unread")
     telemetry_max_age_s: float = Field(default=60.0, gt=0, description="older MQTT telemetry makes the miner offline")
     meter_max_age_s: float = Field(default=120.0, gt=0, description="older meter readings are not used for cost")

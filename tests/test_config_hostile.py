@@ -62,7 +62,7 @@ def test_a_yaml_alias_bomb_is_refused_before_it_is_expanded(tmp_path):
     path = write(tmp_path, billion_laughs())
     started = time.monotonic()
     result = collect("--config", str(path), "--cycles", "1")
-    assert_refused(result, str(path), "aliases", "alias bomb")
+    assert_refused(result, str(path), "more than 250,000 values", "alias bomb")
     assert time.monotonic() - started < 30
 
 
@@ -76,6 +76,17 @@ def test_aliases_that_expand_to_little_still_work(tmp_path):
                            "network: {source: static, static: {difficulty: 1.0e14, height: 900000, btc_price_usd: 9.0e4}}\n")
     cfg = config.load(path, environ={})
     assert cfg.economics.capex_by_model["A"] == cfg.economics.capex_by_model["B"]
+
+
+def test_a_megabyte_of_tiny_values_is_refused(tmp_path):
+    path = write(tmp_path, "miners: [" + ",".join(["a"] * 520_000) + "]\n")
+    assert_refused(collect("--config", str(path), "--cycles", "1"), str(path), "more than 250,000 values")
+
+
+def test_a_list_longer_than_any_site_needs_is_refused(tmp_path):
+    path = write(tmp_path, "miners: [" + ",".join(["a"] * 100_001) + "]\n")
+    with pytest.raises(config.ConfigError, match="miners: List should have at most 100000 items"):
+        config.load(path, environ={})
 
 
 def test_a_100_mb_config_is_refused_unread(tmp_path):
