@@ -129,6 +129,12 @@ def test_meter_readings_from_the_future_are_refused():
     assert ingest.stats()["dropped"] == {"future_ts": 1}
 
 
+def test_deeply_nested_json_is_dropped_as_not_json():
+    ingest, _, _ = make_ingest()
+    feed(ingest, "dev/x/telemetry", b"[" * 60_000)
+    assert ingest.stats()["dropped"] == {"not_json": 1}
+
+
 def test_telemetry_from_the_future_is_refused():
     ingest, _, _ = make_ingest()
     feed(ingest, "dev/x/telemetry", {"hashrate_ths": 1.0, "ts": FUTURE})

@@ -205,6 +205,8 @@ class MqttIngest:
             data = json.loads(payload, parse_constant=_no_constants)
         except ValueError as e:  # UnicodeDecodeError is one too
             raise _Dropped(NOT_JSON, f"not JSON: {e}") from None
+        except RecursionError:  # within max_payload_bytes: [[[[... a few thousand deep
+            raise _Dropped(NOT_JSON, "nested too deeply") from None
         key = captured[0] if captured else topic
         try:
             return sub.kind, self._parsers[sub.kind](sub, index, key, data, self._clock())
