@@ -152,18 +152,21 @@ class CostStage:
 
     def begin_samples(self, now: datetime, samples: Sequence[MinerSample]) -> CycleCosting | None:
         """`begin` for a cycle whose samples are all known (MQTT miners joined after the poll): the
-        fixed costs are shared by the miners that carry them (`carries_fixed_costs`), by every miner
+        fixed costs are shared by the miners that carry them (`fixed_cost_carriers`), by every miner
         only when none does."""
-        carriers = sum(1 for s in samples if self.carries_fixed_costs(s))
+        carries = self.fixed_cost_carriers()
+        carriers = sum(1 for s in samples if carries(s))
         if not carriers:
             return self.begin(now, len(samples))
-        return self.begin(now, carriers, self.carries_fixed_costs)
+        return self.begin(now, carriers, carries)
 
-    def carries_fixed_costs(self, sample: MinerSample) -> bool:
-        """Polled miners and allow-listed MQTT miners share the site's fixed costs (opex, fixed overhead
-        watts). Anyone who can publish can invent MQTT miner ids: those get no share, so a flood of
-        them cannot dilute the real miners' share."""
-        return sample.source is not SampleSource.MQTT or sample.miner in self.live.verified_mqtt_miners
+    def fixed_cost_carriers(self) -> Callable[[MinerSample], bool]:
+        """Which miners share the site's fixed costs (opex, fixed overhead watts): polled ones and
+        allow-listed MQTT ones. Anyone who can publish can invent MQTT miner ids: those get no share,
+        so a flood of them cannot dilute the real miners' share. A snapshot: MQTT updates land
+        between a cycle's awaits, and one cycle must split its costs one way."""
+        verified = frozenset(self.live.verified_mqtt_miners)
+        return lambda sample: sample.source is not SampleSource.MQTT or sample.miner in verified
 
     def advance(self, samples: Sequence[MinerSample], network: NetworkState, now: datetime) -> None:
         """Integrate the running totals from the previous cycle to `now` over these samples, and save them."""
@@ -171,14 +174,14 @@ class CostStage:
         gap_s = None if self._last_ts is None else (now - self._last_ts).total_seconds()
         if gap_s is not None and 0 < gap_s <= MAX_INTEGRATION_GAP_S:
             self._totals = cost.advance(self._totals, samples, self.economics, network, self._last_ts, now,
-                                        live_price=live_price, carries=self.carries_fixed_costs)
+                                        live_price=live_price, carries=self.fixed_cost_carriers())
         elif self._totals is not None and now >= self._totals.as_of:
             # After a long gap or a restart (totals loaded from disk): nothing is known about the
             # time in between, so it is not counted; the totals carry on from here.
             if gap_s is not None:
                 log.warning("%.0f s since the last cycle: that gap is not counted in today's totals", gap_s)
             self._totals = cost.advance(self._totals, samples, self.economics, network, now, now,
-                                        live_price=live_price, carries=self.carries_fixed_costs)
+                                        live_price=live_price, carries=self.fixed_cost_carriers())
         self._last_ts = now
         if self._totals is not None and self.totals_path is not None:
             try:

@@ -239,7 +239,7 @@ def test_running_totals_give_unverified_miners_no_share_of_opex():
     economics = stage.economics
     network = stage.source.snapshot(T0)
     totals = cost.advance(None, [polled, invented], economics, network, T0, T0 + timedelta(hours=1),
-                          carries=stage.carries_fixed_costs)
+                          carries=stage.fixed_cost_carriers())
     assert totals.today["x0"].opex_usd == 0 and totals.today["p0"].opex_usd > 0
 
 
