@@ -416,5 +416,5 @@ class MqttIngest:
         self._evicted_total += len(miners)
         if len(self._evicted) < 10 * self.config.telemetry_max_miners:  # no sink draining them: stop collecting
             self._evicted += miners
-        log.info("forgot %d MQTT miner(s) silent for more than %g s (mqtt.telemetry_evict_after_s), e.g. %s",
+        log.info("forgot %d MQTT miner(s) silent for more than %g s (mqtt.telemetry_evict_after_s), e.g. %r",
                  len(miners), self.config.telemetry_evict_after_s, miners[0][:80])
