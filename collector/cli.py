@@ -24,6 +24,7 @@ from collector import display, service
 from collector.cost_cli import cost as _cost_command
 from collector.grafana_push import grafana_app
 from collector.poller import Poller
+from collector.redact import RedactingFilter
 from collector.targets import TargetError, parse_specs
 
 app = typer.Typer(
@@ -42,6 +43,8 @@ def _root(
 ) -> None:
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # whatever a library logs, URL credentials stay hidden
+        handler.addFilter(RedactingFilter())
 
 
 # A cycle's samples (~12 containers each) live until the cycle ends. With Python's default

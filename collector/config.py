@@ -3,21 +3,43 @@
 A broken config is an error a user can act on: it names the file, the field
 and the problem, and nothing starts (the CLI exits with code 2).
 Secrets are never echoed back: pydantic's SecretStr hides the token, and
-errors quote field names, not values, for secret fields.
+errors quote field names, not values, for secret fields; credentials in URLs
+are hidden (collector.redact).
+
+The file is hostile until read: at most MAX_CONFIG_BYTES are read, a YAML
+alias bomb is refused before it is expanded (MAX_CONFIG_NODES counts every
+node as if each alias were copied out), and errors quote at most a short
+piece of a value.
 """
 
 from __future__ import annotations
 
 import os
+import reprlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from collector.redact import redact, redact_url
 from models import CollectorConfig
+from models.base import FileTooLarge, read_capped
 
 _SECRET_FIELDS = {"token", "password"}
+_URL_FIELDS = ("url", "host")  # their values are shown without credentials
+
+MAX_CONFIG_BYTES = 1024 * 1024  # a real config is a few KB; 10,000 miners listed one by one is ~200 KB
+# Values (YAML nodes) in the document, each alias counted as a copy of what it names. 10,000 miners
+# listed one by one are 10,000; a 1 MiB file of one-letter values is 520,000 and an alias bomb billions.
+MAX_CONFIG_NODES = 250_000
+MAX_SHOWN_CHARS = 120  # of one value quoted in an error
+
+_short = reprlib.Repr()
+_short.maxstring = MAX_SHOWN_CHARS
+_short.maxother = MAX_SHOWN_CHARS
+_short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = 6
+_short.maxlevel = 3
 
 # Environment variables that fill the `influx` section (the names docker compose passes).
 INFLUX_ENV = {
@@ -64,12 +86,12 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
 
     influx_env = {field: env[var] for var, field in INFLUX_ENV.items() if env.get(var)}
     if influx_env:
-        raw["influx"] = {**(raw.get("influx") or {}), **influx_env}
+        raw["influx"] = {**_section(raw, "influx", source), **influx_env}
         if "token_file" in influx_env:
             raw["influx"].pop("token", None)
     mqtt_env = {field: env[var] for var, field in MQTT_ENV.items() if env.get(var)}
     if mqtt_env:
-        raw["mqtt"] = {**(raw.get("mqtt") or {}), **mqtt_env}
+        raw["mqtt"] = {**_section(raw, "mqtt", source), **mqtt_env}
         for given, other in (("password", "password_file"), ("password_file", "password")):
             if given in mqtt_env and other not in mqtt_env:
                 raw["mqtt"].pop(other, None)
@@ -85,33 +107,111 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
     except ValidationError as e:
         raise ConfigError(_describe(source, e)) from None
     except ValueError as e:
-        raise ConfigError(f"{source}: {e}") from None
+        raise ConfigError(_clip(redact(f"{source}: {e}"), 1000)) from None
     return config
+
+
+def _section(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    """A section the environment adds to: it must be a mapping (or absent)."""
+    section = raw.get(name) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: `{name}` must be a mapping of settings, not {type(section).__name__}")
+    return section
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        data = read_capped(path, MAX_CONFIG_BYTES)
+    except FileTooLarge:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a hashfleet config "
+                          "(a real one is a few KB)") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}): save the config as UTF-8") from None
+    try:
+        loaded = _safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML: {getattr(e, 'problem', e)}") from None
-    if data is None:
+        problem = str(getattr(e, "problem", None) or e)
+        raise ConfigError(_clip(f"{path}:{where} not valid YAML: {problem}", 300)) from None
+    except _TooManyValues as e:
+        raise ConfigError(f"{path}: refused: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a hashfleet config") from None
+    if loaded is None:
         return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of settings, not {type(data).__name__}")
-    return data
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings, not {type(loaded).__name__}")
+    return loaded
+
+
+class _TooManyValues(Exception):
+    pass
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """yaml.safe_load's loader (libyaml's where installed)."""
+
+
+def _safe_load(text: str) -> Any:
+    """yaml.safe_load that refuses a document of more than MAX_CONFIG_NODES values, aliases counted
+    as copies, before anything is expanded (a 1 KB alias bomb stands for billions of values)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _more_nodes_than(node, MAX_CONFIG_NODES):
+            raise _TooManyValues(f"more than {MAX_CONFIG_NODES:,} values, each alias (*name) counted as a copy of "
+                                 "what it names: not a hashfleet config (a YAML alias bomb?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _more_nodes_than(root: yaml.Node, limit: int) -> bool:
+    """Whether the document, each alias copied out, has more than `limit` nodes. An alias is the same
+    node object again, so walking the graph as a tree visits what expansion would build; the walk
+    stops at `limit` (an alias inside the node it names is an endless tree: stopped too)."""
+    count = 0
+    stack = [root]
+    while stack:
+        count += 1
+        if count > limit:
+            return True
+        stack.extend(_children(stack.pop()))
+    return False
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 def _describe(source: str, error: ValidationError) -> str:
     lines = [f"{source}: invalid configuration ({error.error_count()} problem(s))"]
-    for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        shown = "" if _SECRET_FIELDS & {str(p) for p in item["loc"]} or item["type"] == "missing" else (
-            f" (got {item['input']!r})" if not isinstance(item["input"], dict) else "")
-        lines.append(f"  {field}: {item['msg']}{shown}")
+    for item in error.errors()[:20]:
+        loc = [str(p) for p in item["loc"]]
+        field = ".".join(loc) or "(top level)"
+        value = item.get("input")
+        if _SECRET_FIELDS & set(loc) or item["type"] == "missing" or isinstance(value, dict):
+            shown = ""
+        elif isinstance(value, str) and loc and loc[-1].endswith(_URL_FIELDS):
+            shown = f" (got {_short.repr(redact_url(value))})"
+        else:
+            shown = f" (got {_short.repr(value)})"
+        lines.append(_clip(redact(f"  {field}: {item['msg']}{shown}"), 400))
+    if error.error_count() > 20:
+        lines.append(f"  ... and {error.error_count() - 20} more")
     return "\n".join(lines)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"

@@ -13,7 +13,7 @@ Two views:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -84,6 +84,18 @@ def network_hashprice(network: NetworkState) -> float:
 
 # --- power price -------------------------------------------------------------------------------
 
+# A live value (price, meter reading) may be dated up to this long after the instant it is used at:
+# cycle timestamps are whole seconds, floored, and readings arrive while a cycle runs (ingest never
+# dates one after its arrival). Further ahead it is not fresh, so a value dated in the future can
+# never stay fresh for good.
+AHEAD_TOLERANCE_S = 60.0
+
+
+def is_fresh(as_of: datetime, at: datetime, max_age_s: float) -> bool:
+    """Whether a value dated `as_of` may be used at `at`: not older than max_age_s, not from the future."""
+    return -AHEAD_TOLERANCE_S <= (at - as_of).total_seconds() <= max_age_s
+
+
 
 @dataclass(frozen=True)
 class PowerPrice:
@@ -100,9 +112,25 @@ def power_price_at(economics: SiteEconomics, at: datetime, live: LivePowerPrice 
         local = at.astimezone(ZoneInfo(economics.timezone))
         return PowerPrice(tariff.usd_per_kwh_at(local.weekday(), local.hour))
     assert isinstance(tariff, LiveTariff)
-    if live is not None and (at - live.as_of).total_seconds() <= tariff.max_age_s:
+    if live is not None and is_fresh(live.as_of, at, tariff.max_age_s):
         return PowerPrice(live.usd_per_kwh)
     return PowerPrice(tariff.fallback_usd_per_kwh, stale=True)
+
+
+# --- fixed costs -------------------------------------------------------------------------------
+
+
+def fixed_shares(samples: Sequence[MinerSample],
+                 carries: Callable[[MinerSample], bool] | None = None) -> Callable[[MinerSample], float]:
+    """Each miner's part of the site's fixed costs (opex, fixed overhead watts): an even split over
+    the miners that `carries` picks, 0 for the others; over every miner when `carries` is None or
+    picks none (the costs must land somewhere)."""
+    if carries is not None:
+        carriers = sum(1 for s in samples if carries(s))
+        if carriers:
+            return lambda s: 1 / carriers if carries(s) else 0.0
+    share = 1 / len(samples) if samples else 1.0
+    return lambda s: share
 
 
 # --- capex -------------------------------------------------------------------------------------
@@ -524,6 +552,7 @@ def _integrate(
     end: datetime,
     live_price: LivePowerPrice | None,
     tz: ZoneInfo,
+    carries: Callable[[MinerSample], bool] | None = None,
 ) -> RunningTotals:
     """Add one piece [start, end) that lies within one local hour: one price, one day, one month."""
     seconds = (end - start).total_seconds()
@@ -531,11 +560,12 @@ def _integrate(
     month_s = _month_seconds(start.astimezone(tz), tz)
     price = power_price_at(economics, start, live_price).usd_per_kwh
     credit_usd_kwh = economics.curtailment_credit_usd_mwh / 1000
-    share = 1 / len(samples) if samples else 1.0
+    share_of = fixed_shares(samples, carries)
 
     amounts: dict[str, Totals] = {}
     site_w = 0.0
     for sample in samples:
+        share = share_of(sample)
         f = miner_flows(sample, economics, network, start, share)
         kwh = f.facility_w * hours / 1000
         btc = f.btc_per_day_net * seconds / SECONDS_PER_DAY
@@ -587,8 +617,10 @@ def advance(
     t1: datetime,
     *,
     live_price: LivePowerPrice | None = None,
+    carries: Callable[[MinerSample], bool] | None = None,
 ) -> RunningTotals:
     """Integrate one site over [t0, t1), holding `samples`, `network` and the live price constant.
+    `carries`: the miners that share the fixed costs (`fixed_shares`); default every one.
 
     Pass t0 = the previous t1: a gap is not integrated (nothing is known about it) and an overlap
     is refused (it would count twice). Totals reset at local midnight and on the local 1st.
@@ -608,7 +640,7 @@ def advance(
     while start < t1:
         end = min(t1, _next_local_hour(start, tz))
         state = _roll_calendar(state, start, tz)
-        state = _integrate(state, samples, economics, network, start, end, live_price, tz)
+        state = _integrate(state, samples, economics, network, start, end, live_price, tz, carries)
         start = end
     return replace(_roll_calendar(state, t1, tz), as_of=t1)
 

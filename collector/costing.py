@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from pathlib import Path
 from collector import cost, totals_store
 from collector.live_inputs import LiveInputs
 from collector.network_state import NetworkSource, NetworkStateUnavailable, network_source
-from models import CostSample, CostScope, MinerSample, NetworkFeedConfig, NetworkState, SiteEconomics
+from models import CostSample, CostScope, MinerSample, NetworkFeedConfig, NetworkState, SampleSource, SiteEconomics
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,13 @@ class CycleCosting:
     interval is integrated in `finish`, over every miner: the demand charge is shared by energy);
     the site's and fleet's include this cycle."""
 
-    def __init__(self, stage: CostStage, now: datetime, network: NetworkState, fixed_share: float):
+    def __init__(self, stage: CostStage, now: datetime, network: NetworkState, fixed_share: float,
+                 carries: Callable[[MinerSample], bool] | None = None):
         self._stage = stage
         self.now = now
         self.network = network
-        self.fixed_share = fixed_share
+        self.fixed_share = fixed_share  # of each miner that carries fixed costs (every one unless `carries`)
+        self._carries = carries
         self.metered_w: dict[str, float] = {}  # by miner, where a meter reads
         self.metered_gap_w: dict[str, float] = {}  # reported - metered, by miner
         self._totals_before = stage.totals  # as of the previous cycle
@@ -61,8 +63,9 @@ class CycleCosting:
         for sample in samples:
             totals = None if book is None else (book.today.get(sample.miner, nothing),
                                                 book.month_to_date.get(sample.miner, nothing))
+            share = self.fixed_share if self._carries is None or self._carries(sample) else 0.0
             figures = cost.miner_cost(self._metered(sample), stage.economics, self.network, self.now,
-                                      fixed_share=self.fixed_share, live_price=self._live_price, totals=totals)
+                                      fixed_share=share, live_price=self._live_price, totals=totals)
             self._rollup.add(figures)
             out.append(figures)
         return out
@@ -135,15 +138,35 @@ class CostStage:
     def totals(self) -> cost.RunningTotals | None:
         return self._totals
 
-    def begin(self, now: datetime, miners: int) -> CycleCosting | None:
+    def begin(self, now: datetime, miners: int, carries: Callable[[MinerSample], bool] | None = None
+              ) -> CycleCosting | None:
         """Start costing the cycle at `now` of `miners` miners (each carries 1/miners of the fixed
-        costs). None (and a warning) when there is no network state to cost against."""
+        costs; with `carries`, only those it picks, `miners` being their number). None (and a
+        warning) when there is no network state to cost against."""
         try:
             network = self.source.snapshot(now)
         except NetworkStateUnavailable as e:
             log.warning("no cost figures this cycle: %s", e)
             return None
-        return CycleCosting(self, now, self._with_live_btc_price(network), 1 / miners if miners else 1.0)
+        return CycleCosting(self, now, self._with_live_btc_price(network), 1 / miners if miners else 1.0, carries)
+
+    def begin_samples(self, now: datetime, samples: Sequence[MinerSample]) -> CycleCosting | None:
+        """`begin` for a cycle whose samples are all known (MQTT miners joined after the poll): the
+        fixed costs are shared by the miners that carry them (`fixed_cost_carriers`), by every miner
+        only when none does."""
+        carries = self.fixed_cost_carriers()
+        carriers = sum(1 for s in samples if carries(s))
+        if not carriers:
+            return self.begin(now, len(samples))
+        return self.begin(now, carriers, carries)
+
+    def fixed_cost_carriers(self) -> Callable[[MinerSample], bool]:
+        """Which miners share the site's fixed costs (opex, fixed overhead watts): polled ones and
+        allow-listed MQTT ones. Anyone who can publish can invent MQTT miner ids: those get no share,
+        so a flood of them cannot dilute the real miners' share. A snapshot: MQTT updates land
+        between a cycle's awaits, and one cycle must split its costs one way."""
+        verified = frozenset(self.live.verified_mqtt_miners)
+        return lambda sample: sample.source is not SampleSource.MQTT or sample.miner in verified
 
     def advance(self, samples: Sequence[MinerSample], network: NetworkState, now: datetime) -> None:
         """Integrate the running totals from the previous cycle to `now` over these samples, and save them."""
@@ -151,14 +174,14 @@ class CostStage:
         gap_s = None if self._last_ts is None else (now - self._last_ts).total_seconds()
         if gap_s is not None and 0 < gap_s <= MAX_INTEGRATION_GAP_S:
             self._totals = cost.advance(self._totals, samples, self.economics, network, self._last_ts, now,
-                                        live_price=live_price)
+                                        live_price=live_price, carries=self.fixed_cost_carriers())
         elif self._totals is not None and now >= self._totals.as_of:
             # After a long gap or a restart (totals loaded from disk): nothing is known about the
             # time in between, so it is not counted; the totals carry on from here.
             if gap_s is not None:
                 log.warning("%.0f s since the last cycle: that gap is not counted in today's totals", gap_s)
             self._totals = cost.advance(self._totals, samples, self.economics, network, now, now,
-                                        live_price=live_price)
+                                        live_price=live_price, carries=self.fixed_cost_carriers())
         self._last_ts = now
         if self._totals is not None and self.totals_path is not None:
             try:

@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from collector.redact import redact, redact_url
+from models.base import SECRET_FILE_MAX_BYTES, FileTooLarge, read_capped
+
 if TYPE_CHECKING:  # grafana-client (and requests) load only when the command runs: every CLI start stays fast
     from grafana_client import GrafanaApi
 
@@ -36,12 +39,13 @@ DATASOURCE_NAME = "hashfleet InfluxDB"
 FOLDER_UID = "hashfleet"
 FOLDER_TITLE = "hashfleet"
 MIN_INTERVAL = "10s"
+MAX_DASHBOARD_BYTES = 8 * 1024 * 1024  # the largest generated dashboard is ~100 KB
 
 grafana_app = typer.Typer(help="Grafana the site already runs: data source and dashboards.", no_args_is_help=True)
 
 
 class PushError(Exception):
-    """Grafana refused or could not be reached; the message says which step, never the token."""
+    """Grafana refused or could not be reached; the message says which step, never the token or URL credentials."""
 
 
 def _secret(value: str | None, file: str | None, what: str) -> str:
@@ -49,7 +53,12 @@ def _secret(value: str | None, file: str | None, what: str) -> str:
         return value.strip()
     if file:
         try:
-            return Path(file).read_text().strip()
+            return read_capped(Path(file), SECRET_FILE_MAX_BYTES).decode("utf-8").strip()
+        except FileTooLarge:
+            raise typer.BadParameter(f"the {what} file {file} is larger than {SECRET_FILE_MAX_BYTES // 1024} KiB: "
+                                     "not a token file") from None
+        except UnicodeDecodeError:
+            raise typer.BadParameter(f"the {what} file {file} is not UTF-8 text") from None
         except OSError as e:
             raise typer.BadParameter(f"cannot read the {what} file {file}: {e.strerror}") from None
     return ""
@@ -72,9 +81,9 @@ def load_dashboards(directory: Path) -> list[dict[str, Any]]:
     boards = []
     for path in files:
         try:
-            board = json.loads(path.read_text())
+            board = json.loads(read_capped(path, MAX_DASHBOARD_BYTES))
         except (OSError, ValueError) as e:
-            raise typer.BadParameter(f"{path}: not a dashboard JSON file ({e})") from None
+            raise typer.BadParameter(f"{path}: not a dashboard JSON file ({str(e)[:200]})") from None
         if not isinstance(board, dict) or not board.get("uid"):
             raise typer.BadParameter(f"{path}: a dashboard needs a uid")
         boards.append(board)
@@ -111,9 +120,9 @@ class Pusher:
         except GrafanaException as e:
             if missing_ok and e.status_code == 404:
                 return None
-            raise PushError(f"{step}: Grafana answered {e.status_code}: {e.message}") from None
+            raise PushError(redact(f"{step}: Grafana answered {e.status_code}: {str(e.message)[:300]}")) from None
         except requests.RequestException as e:
-            raise PushError(f"{step}: Grafana at {self.api.url} unreachable ({type(e).__name__})") from None
+            raise PushError(f"{step}: Grafana at {redact_url(self.api.url)} unreachable ({type(e).__name__})") from None
 
     def _exists(self, step: str, call, *args) -> bool:
         return self._call(step, call, *args, missing_ok=True) is not None
@@ -163,7 +172,7 @@ def push(
         raise typer.BadParameter("give a service-account token: --token, GRAFANA_TOKEN or GRAFANA_TOKEN_FILE",
                                  param_hint="'--token'")
     if not url.startswith(("http://", "https://")):
-        raise typer.BadParameter(f"{url!r} is not an http(s) URL", param_hint="'--url'")
+        raise typer.BadParameter(f"{redact_url(url)!r} is not an http(s) URL", param_hint="'--url'")
     directory = dashboards or default_dashboards_dir()
     if directory is None:
         raise typer.BadParameter("cannot find dashboards/json: pass --dashboards DIR", param_hint="'--dashboards'")
@@ -173,7 +182,11 @@ def push(
     from grafana_client import GrafanaApi
 
     # A trailing slash keeps a sub-path (https://host/grafana/) in front of /api.
-    pusher = Pusher(GrafanaApi.from_url(url.rstrip("/") + "/", credential=grafana_token, timeout=timeout))
+    try:
+        api = GrafanaApi.from_url(url.rstrip("/") + "/", credential=grafana_token, timeout=timeout)
+    except ValueError as e:  # e.g. a port that is not a number
+        raise typer.BadParameter(redact(f"{redact_url(url)!r}: {e}"), param_hint="'--url'") from None
+    pusher = Pusher(api)
     try:
         outcome = pusher.datasource(datasource_body(influx_url, bucket, influx_token))
         typer.echo(f"data source {DATASOURCE_UID}: {outcome}")

@@ -2,7 +2,10 @@
 feed the cost stage: the seam between ingest and costing.
 
 Metered power is the truth for cost where it exists (miners misreport); the
-gap between reported and metered watts is kept so it can be recorded.
+gap between reported and metered watts is kept so it can be recorded. A value
+is fresh up to its max age and never when dated ahead of the instant it is
+used at (beyond the small tolerance of collector.cost.is_fresh): ingest
+refuses those, and this holds if the clock steps back.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from collector.cost import is_fresh
 from models import LivePowerPrice
 
 
@@ -26,9 +30,12 @@ class LiveInputs:
     btc_price_as_of: datetime | None = None
     metered_w: dict[str, MeterReading] = field(default_factory=dict)  # by miner id
     meter_max_age_s: float = 120.0
+    # MQTT miners whose id is allow-listed (mqtt.allowed_miners): with the polled miners, the only
+    # ones that share the site's fixed costs. Anyone who can publish can invent an id.
+    verified_mqtt_miners: set[str] = field(default_factory=set)
 
     def metered_power(self, miner: str, now: datetime) -> float | None:
         reading = self.metered_w.get(miner)
-        if reading is None or (now - reading.as_of).total_seconds() > self.meter_max_age_s:
+        if reading is None or not is_fresh(reading.as_of, now, self.meter_max_age_s):
             return None
         return reading.watts

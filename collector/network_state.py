@@ -1,8 +1,9 @@
 """Network state for the cost engine: static config values, or HTTP polling of a mempool.space-style API.
 
 This is the I/O side; collector/cost.py stays pure. Each value (difficulty, height, fees, BTC price)
-is kept with the time it was fetched. A failed fetch keeps the last value and logs the URL and
-reason; a value older than `max_age_s`, or a static stand-in for one never fetched, is listed in
+is kept with the time it was fetched. A failed fetch keeps the last value and logs the URL (without
+credentials: collector.redact) and reason; a reply is read up to MAX_REPLY_BYTES and a number in it
+must be finite; a value older than `max_age_s`, or a static stand-in for one never fetched, is listed in
 NetworkState.stale so cost figures built on it are flagged, never passed off as fresh.
 
 Endpoints (defaults are mempool.space's, any server with the same reply format will do):
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,12 +27,14 @@ from datetime import datetime, timezone
 import httpx
 
 from collector.cost import network_hashprice, network_subsidy_btc
+from collector.redact import redact, redact_url
 from models.economics import NetworkFeedConfig, NetworkInput, NetworkState
 
 log = logging.getLogger(__name__)
 
 UTC = timezone.utc
 SAT_PER_BTC = 100_000_000
+MAX_REPLY_BYTES = 1024 * 1024  # the largest reply (fees over a day, ~144 blocks) is ~20 KB
 
 
 class NetworkStateUnavailable(RuntimeError):
@@ -40,10 +44,24 @@ class NetworkStateUnavailable(RuntimeError):
 # --- reply parsers: bytes in, one number out; ValueError names what was wrong -------------------
 
 
+def _no_constants(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _json(body: bytes) -> object:
+    return json.loads(body, parse_constant=_no_constants)  # NaN and Infinity are not numbers
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is {value}, not a finite number")
+    return value
+
+
 def parse_difficulty(body: bytes) -> float:
-    reply = json.loads(body)
+    reply = _json(body)
     difficulty = float(reply["currentDifficulty"]) if isinstance(reply, dict) and "currentDifficulty" in reply else 0.0
-    if difficulty <= 0:
+    if _finite(difficulty, "currentDifficulty") <= 0:
         # mempool answers 0 when its Bitcoin Core is unreachable: that is no reading.
         raise ValueError("reply has no positive currentDifficulty")
     return difficulty
@@ -57,23 +75,23 @@ def parse_height(body: bytes) -> float:
 
 
 def parse_fees_btc_per_block(body: bytes) -> float:
-    reply = json.loads(body)
+    reply = _json(body)
     if not isinstance(reply, list) or not reply:
         raise ValueError("expected a non-empty list of blocks with avgFees")
     try:
         sats = [float(block["avgFees"]) for block in reply]
     except (KeyError, TypeError):
         raise ValueError("a block in the reply has no avgFees") from None
-    return sum(sats) / len(sats) / SAT_PER_BTC
+    return _finite(sum(sats) / len(sats) / SAT_PER_BTC, "mean avgFees")
 
 
 def parse_price_usd(body: bytes, field: str = "USD") -> float:
-    value: object = json.loads(body)
+    value: object = _json(body)
     for key in field.split("."):
         if not isinstance(value, dict) or key not in value:
             raise ValueError(f"reply has no {field!r}")
         value = value[key]
-    price = float(value)  # type: ignore[arg-type]  # some APIs send the price as a string
+    price = _finite(float(value), field)  # type: ignore[arg-type]  # some APIs send the price as a string
     if price <= 0:
         raise ValueError(f"{field!r} is {price}, not a price")
     return price
@@ -123,9 +141,9 @@ class HttpNetworkSource:
     async def _fetch(self, client: httpx.AsyncClient, name: NetworkInput, fetched_at: datetime) -> None:
         url, parse = self._endpoints[name]
         try:
-            response = await client.get(url)
-            response.raise_for_status()
-            value = parse(response.content)
+            async with client.stream("GET", url) as response:
+                response.raise_for_status()
+                value = parse(await _read_capped(response))
         except (httpx.HTTPError, ValueError) as e:
             last = self.readings.get(name)
             kept = (
@@ -133,7 +151,8 @@ class HttpNetworkSource:
                 if last
                 else "no earlier value; the static config value, if any, stands in (flagged stale)"
             )
-            log.warning("network %s: fetch from %s failed (%s: %s); %s", name, url, type(e).__name__, e, kept)
+            log.warning("network %s: fetch from %s failed (%s: %s); %s", name, redact_url(url), type(e).__name__,
+                        redact(str(e))[:300], kept)
             return
         self.readings[name] = Reading(value, fetched_at)
 
@@ -157,10 +176,19 @@ class HttpNetworkSource:
                 stale.append(name)
             else:
                 raise NetworkStateUnavailable(
-                    f"no {name} yet: {self._endpoints[name][0]} has not answered "
+                    f"no {name} yet: {redact_url(self._endpoints[name][0])} has not answered "
                     "and the config's network.static gives no stand-in value"
                 )
         return NetworkState.model_validate({**values, "stale": stale})
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_REPLY_BYTES:
+            raise ValueError(f"reply larger than {MAX_REPLY_BYTES // 1024} KiB")
+    return bytes(body)
 
 
 _STATE_KEYS: tuple[tuple[NetworkInput, str], ...] = (

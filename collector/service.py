@@ -173,7 +173,7 @@ async def deliver(result: CycleResult, sinks: list[Sink], cost_stage: CostStage 
     costs them as the poll brings them in); only the roll-ups are left. `samples_written`: the
     sinks already have the samples; send only cost figures."""
     if costing is None:
-        costing = cost_stage.begin(result.ts, len(result.samples)) if cost_stage is not None else None
+        costing = cost_stage.begin_samples(result.ts, result.samples) if cost_stage is not None else None
         for start in range(0, len(result.samples), PART_MINERS):
             chunk = result.samples[start:start + PART_MINERS]
             part = MinersPart(result.site, result.ts, () if samples_written else chunk,

@@ -16,9 +16,11 @@ from pathlib import Path
 import orjson
 
 from collector.cost import RunningTotals, Totals
+from models.base import read_capped
 
 log = logging.getLogger(__name__)
 VERSION = 1
+MAX_TOTALS_BYTES = 256 * 1024 * 1024  # ~200 bytes a miner and day: far beyond any real site
 
 
 def save(path: Path, totals: RunningTotals) -> None:
@@ -43,7 +45,7 @@ def load(path: Path) -> RunningTotals | None:
     if not path.exists():
         return None
     try:
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(read_capped(path, MAX_TOTALS_BYTES))
         if data.get("version") != VERSION:
             raise ValueError(f"version {data.get('version')!r}")
         return RunningTotals(

@@ -1,8 +1,9 @@
-"""What every model of the vocabulary shares: strictness and UTC timestamps."""
+"""What every model of the vocabulary shares: strictness, UTC timestamps, small files read safely."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
@@ -11,6 +12,42 @@ class Strict(BaseModel):
     # Unknown keys are an error, so a typo in a config or an MQTT payload names the field
     # instead of being dropped silently.
     model_config = ConfigDict(extra="forbid")
+
+
+class Settings(Strict):
+    """A part of the configuration: strict, and every float finite (`.inf` or `.nan` in YAML is an
+    error naming the field, not an overflow deep inside the service)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+SECRET_FILE_MAX_BYTES = 64 * 1024  # a token, a password: a few hundred bytes at most
+
+
+class FileTooLarge(ValueError):
+    pass
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """The file's bytes; FileTooLarge past `limit` (read no further: it may be huge, or endless like
+    a FIFO or /dev/zero). OSError as open/read raise it."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(f"{path}: larger than {limit:,} bytes")
+    return data
+
+
+def read_secret_file(path: Path, field: str) -> str:
+    """A token or password from a file (docker secrets), stripped; ValueError names `field`, never the contents."""
+    try:
+        return read_capped(path, SECRET_FILE_MAX_BYTES).decode("utf-8").strip()
+    except FileTooLarge:
+        raise ValueError(f"{field} {path}: larger than {SECRET_FILE_MAX_BYTES // 1024} KiB, not a secret file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{field} {path}: not UTF-8 text") from None
+    except OSError as e:
+        raise ValueError(f"{field} {path}: {e.strerror}") from None
 
 
 class Reading(Strict):

@@ -9,19 +9,19 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from models.base import Strict
+from models.base import Settings, read_secret_file
 from models.economics import NetworkFeedConfig, SiteEconomics
 from models.mqtt import MqttConfig
 
 
-class InfluxConfig(Strict):
+class InfluxConfig(Settings):
     url: str = Field(description="e.g. http://influxdb:8086")
     org: str = "hashfleet"
     bucket: str = "hashfleet"
     token: SecretStr | None = None
     token_file: Path | None = Field(default=None, description="file holding the token (docker secrets)")
     batch_size: int = Field(default=5000, ge=1, le=100_000)
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
 
     @field_validator("url")
     @classmethod
@@ -35,30 +35,29 @@ class InfluxConfig(Strict):
         if self.token is not None:
             return self.token.get_secret_value()
         if self.token_file is not None:
-            try:
-                return self.token_file.read_text().strip()
-            except OSError as e:
-                raise ValueError(f"influx.token_file {self.token_file}: {e.strerror}") from None
+            return read_secret_file(self.token_file, "influx.token_file")
         return ""
 
 
-class SpoolConfig(Strict):
+class SpoolConfig(Settings):
     """The on-disk spool: every batch for InfluxDB passes through it; without InfluxDB it is the local history."""
 
     directory: Path | None = Field(default=None, description="default: $HASHFLEET_SPOOL_DIR, else ~/.local/state/hashfleet/spool/<site>")
-    max_mb: float = Field(default=1024, gt=0, description="disk budget; past it the oldest batches are dropped and counted")
-    retention_h: float = Field(default=168, gt=0, description="local history kept when no InfluxDB is configured")
+    max_mb: float = Field(default=1024, gt=0, le=10_000_000, description="disk budget; past it the oldest batches are dropped and counted")
+    retention_h: float = Field(default=168, gt=0, le=100_000, description="local history kept when no InfluxDB is configured")
 
 
-class CollectorConfig(Strict):
-    site: str = Field(default="default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    miners: list[str] = Field(default_factory=list, description="host, host:port, CIDR range or DNS name")
+class CollectorConfig(Settings):
+    site: str = Field(default="default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="names the spool directory too: letters, digits, _ . -; not . or ..")
+    miners: list[str] = Field(default_factory=list, max_length=100_000,
+                              description="host, host:port, CIDR range or DNS name")
     interval_s: float = Field(default=10.0, ge=1, le=3600, description="one timestamp per cycle, in whole seconds")
     timeout_s: float = Field(default=5.0, gt=0, le=120, description="per miner, per poll")
     concurrency: int = Field(default=512, ge=1, le=20_000, description="miners polled at once")
     pyasic_concurrency: int = Field(default=50, ge=1, le=5_000,
                                     description="of those, at most this many through pyasic (~13 ms CPU each)")
-    rescan_interval_s: float = Field(default=300.0, gt=0, description="how often CIDR ranges and DNS names are re-resolved")
+    rescan_interval_s: float = Field(default=300.0, gt=0, le=86_400, description="how often CIDR ranges and DNS names are re-resolved")
     cycle_deadline_s: float | None = Field(
         default=None, gt=0, le=3600,
         description="a cycle's poll ends by then: miners that have not answered get an offline sample and the "
@@ -78,6 +77,13 @@ class CollectorConfig(Strict):
     economics: SiteEconomics | None = Field(default=None, description="power tariff, opex, capex: enables cost figures")
     network: NetworkFeedConfig | None = Field(default=None, description="difficulty, fees, BTC price (static or polled)")
     mqtt: MqttConfig | None = Field(default=None, description="MQTT broker: publish state, cost, HA discovery; ingest devices, meters, prices")
+
+    @field_validator("site")
+    @classmethod
+    def _not_a_path(cls, site: str) -> str:
+        if site in (".", ".."):
+            raise ValueError(f"{site!r} is a path, not a site name (it names the spool directory): use letters or digits")
+        return site
 
     @property
     def shard_k_n(self) -> tuple[int, int] | None:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from models.base import Settings
 from models.base import Strict as _Strict
 from models.base import as_utc as _utc
 
@@ -38,17 +39,17 @@ class Weekday(StrEnum):
 _WEEKDAY_INDEX = {day: i for i, day in enumerate(Weekday)}
 
 
-class FlatTariff(_Strict):
+class FlatTariff(Settings):
     kind: Literal["flat"] = "flat"
     usd_per_kwh: float = Field(ge=0)
 
 
-class TouBand(_Strict):
+class TouBand(Settings):
     """One price for the local hours [start_hour, end_hour) on the listed days."""
 
     start_hour: int = Field(ge=0, le=23)
     end_hour: int = Field(ge=1, le=24, description="exclusive; 24 means midnight at the end of the day")
-    days: list[Weekday] = Field(default_factory=lambda: list(Weekday), min_length=1)
+    days: list[Weekday] = Field(default_factory=lambda: list(Weekday), min_length=1, max_length=7)
     usd_per_kwh: float = Field(ge=0)
 
     @field_validator("days", mode="before")
@@ -71,11 +72,11 @@ class TouBand(_Strict):
         return f"{','.join(d.value for d in self.days)} {self.start_hour:02d}-{self.end_hour:02d}h"
 
 
-class TouTariff(_Strict):
+class TouTariff(Settings):
     """Time-of-use: every hour of every weekday, in the site's time zone, has exactly one band."""
 
     kind: Literal["tou"] = "tou"
-    bands: list[TouBand] = Field(min_length=1)
+    bands: list[TouBand] = Field(min_length=1, max_length=7 * 24)
 
     @model_validator(mode="after")
     def _cover_week_once(self) -> TouTariff:
@@ -104,7 +105,7 @@ class TouTariff(_Strict):
         raise LookupError(f"no band for weekday {weekday} hour {hour}")  # unreachable after validation
 
 
-class LiveTariff(_Strict):
+class LiveTariff(Settings):
     """A price fed at run time (MQTT, later); the fallback is used, and flagged, when the feed is old or absent."""
 
     kind: Literal["live"] = "live"
@@ -115,7 +116,7 @@ class LiveTariff(_Strict):
 Tariff = Annotated[FlatTariff | TouTariff | LiveTariff, Field(discriminator="kind")]
 
 
-class LivePowerPrice(_Strict):
+class LivePowerPrice(Settings):
     """The latest live power price. Real-time markets do go negative, so no lower bound here."""
 
     usd_per_kwh: float
@@ -130,13 +131,20 @@ class LivePowerPrice(_Strict):
 # --- site economics ----------------------------------------------------------------------------
 
 
-class Capex(_Strict):
+class Capex(Settings):
     """Hardware cost, depreciated straight-line from purchase_date over life_months down to salvage."""
 
     price_usd: float = Field(ge=0)
-    life_months: int = Field(gt=0)
+    life_months: int = Field(gt=0, le=1200)
     salvage_usd: float = Field(default=0, ge=0)
     purchase_date: date | None = Field(default=None, description="None: in service, depreciating, at any date")
+
+    @field_validator("purchase_date")
+    @classmethod
+    def _plausible_date(cls, day: date | None) -> date | None:
+        if day is not None and not 1970 <= day.year <= 2200:
+            raise ValueError(f"{day.isoformat()} is not a plausible purchase date")
+        return day
 
     @model_validator(mode="after")
     def _salvage_below_price(self) -> Capex:
@@ -145,7 +153,7 @@ class Capex(_Strict):
         return self
 
 
-class SiteEconomics(_Strict):
+class SiteEconomics(Settings):
     timezone: str = Field(default="UTC", description="IANA name; time-of-use bands, days and months are local to it")
     tariff: Tariff
     demand_charge_usd_kw_month: float = Field(default=0, ge=0, description="on the month's peak facility kW")
@@ -153,8 +161,9 @@ class SiteEconomics(_Strict):
     overhead_w: float | None = Field(default=None, ge=0, description="fixed cooling and transformer watts for the site")
     pool_fee_pct: float = Field(default=0, ge=0, lt=100)
     opex_usd_month: float = Field(default=0, ge=0, description="hosting, staff, maintenance, SG&A share")
-    capex_by_model: dict[str, Capex] = Field(default_factory=dict, description="keyed by MinerSample.model")
-    capex_by_miner: dict[str, Capex] = Field(default_factory=dict, description="keyed by MinerSample.miner; wins over model")
+    capex_by_model: dict[str, Capex] = Field(default_factory=dict, max_length=10_000, description="keyed by MinerSample.model")
+    capex_by_miner: dict[str, Capex] = Field(default_factory=dict, max_length=100_000,
+                                             description="keyed by MinerSample.miner; wins over model")
     curtailment_credit_usd_mwh: float = Field(default=0, ge=0, description="paid per MWh not drawn by soft-off miners")
 
     @field_validator("timezone")
@@ -178,7 +187,7 @@ class SiteEconomics(_Strict):
 NetworkInput = Literal["difficulty", "height", "fees", "btc_price"]
 
 
-class NetworkState(_Strict):
+class NetworkState(Settings):
     """Bitcoin network and market values. `*_as_of` is when each was fetched (None: a static config value)."""
 
     difficulty: float = Field(gt=0)
@@ -205,7 +214,7 @@ class NetworkState(_Strict):
         return self
 
 
-class NetworkFeedConfig(_Strict):
+class NetworkFeedConfig(Settings):
     """Where network state comes from: static config values (the default, works offline) or HTTP polling.
 
     In http mode `static`, when given, stands in (flagged stale) for a value never fetched yet.
@@ -219,14 +228,14 @@ class NetworkFeedConfig(_Strict):
     fees_url: str = "https://mempool.space/api/v1/mining/blocks/fees/24h"
     price_url: str = "https://mempool.space/api/v1/prices"
     price_field: str = Field(default="USD", description="dotted path to the USD price in the price reply, e.g. data.amount")
-    timeout_s: float = Field(default=10, gt=0)
+    timeout_s: float = Field(default=10, gt=0, le=600)
     max_age_s: float = Field(default=900, gt=0, description="older values are flagged stale")
 
     @field_validator("difficulty_url", "height_url", "fees_url", "price_url")
     @classmethod
     def _http_url(cls, url: str) -> str:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
+            raise ValueError("must be an http(s) URL")  # the value is not echoed: it may hold credentials
         return url
 
     @model_validator(mode="after")

@@ -19,8 +19,10 @@ from typing import Literal
 
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 
+from models.base import Settings
 from models.base import Strict as _Strict
 from models.base import as_utc as _utc
+from models.base import read_secret_file
 
 
 def _check_filter(topic: str) -> str:
@@ -47,7 +49,7 @@ def _check_prefix(prefix: str) -> str:
 # --- connection --------------------------------------------------------------------------------
 
 
-class MqttTls(_Strict):
+class MqttTls(Settings):
     """TLS to the broker. `tls: {}` means TLS with the system's CA certificates."""
 
     ca_file: FilePath | None = Field(default=None, description="CA certificate(s), PEM; default: the system's")
@@ -69,7 +71,7 @@ class IngestKind(StrEnum):
     BTC_PRICE = "btc_price"  # live BTC price, USD
 
 
-class MqttSubscription(_Strict):
+class MqttSubscription(Settings):
     """One topic filter hashfleet subscribes to, and what its payloads are.
 
     Meters: a reading is matched to miners by its key: the payload's `outlet` or `rack`, else
@@ -81,8 +83,10 @@ class MqttSubscription(_Strict):
     topic: str = Field(description="topic filter, wildcards allowed: e.g. pdu/+/outlet/+")
     kind: IngestKind
     qos: int = Field(default=1, ge=0, le=2)
-    outlets: dict[str, str] = Field(default_factory=dict, description="meter: outlet (or topic) key -> miner id")
-    racks: dict[str, list[str]] = Field(default_factory=dict, description="meter: rack (or topic) key -> miner ids")
+    outlets: dict[str, str] = Field(default_factory=dict, max_length=100_000,
+                                    description="meter: outlet (or topic) key -> miner id")
+    racks: dict[str, list[str]] = Field(default_factory=dict, max_length=100_000,
+                                        description="meter: rack (or topic) key -> miner ids")
 
     @field_validator("topic")
     @classmethod
@@ -103,7 +107,7 @@ class MqttSubscription(_Strict):
         return self
 
 
-class MqttConfig(_Strict):
+class MqttConfig(Settings):
     host: str = Field(min_length=1, description="broker host name or address")
     port: int = Field(default=1883, ge=1, le=65535, description="1883 plain, 8883 usually TLS")
     username: str | None = None
@@ -122,15 +126,55 @@ class MqttConfig(_Strict):
     discovery: bool = Field(default=True, description="publish Home Assistant MQTT discovery configs")
     discovery_prefix: str = Field(default="homeassistant", description="Home Assistant's discovery prefix")
 
-    ingest: list[MqttSubscription] = Field(default_factory=list, description="topics to subscribe to")
+    ingest: list[MqttSubscription] = Field(default_factory=list, max_length=1000, description="topics to subscribe to")
     max_payload_bytes: int = Field(default=65536, ge=64, le=16 * 1024 * 1024, description="larger payloads are dropped unread")
     telemetry_max_age_s: float = Field(default=60.0, gt=0, description="older MQTT telemetry makes the miner offline")
     meter_max_age_s: float = Field(default=120.0, gt=0, description="older meter readings are not used for cost")
+
+    # What a publisher may make the collector believe. Anyone who can publish on an ingest topic
+    # reaches these; the broker's ACL decides who can, these bound the damage.
+    max_clock_skew_s: float = Field(default=60.0, ge=0, le=3600,
+                                    description="ingest timestamps further ahead of this host's clock are refused")
+    # Real-time markets go negative and spike: ERCOT runs from about -$0.25 to $5/kWh, Australia's
+    # NEM from about -$0.65 to $11.5/kWh (in USD): the defaults leave room for both.
+    power_price_min_usd_kwh: float = Field(default=-1.0, description="live power prices below are refused")
+    power_price_max_usd_kwh: float = Field(default=20.0, description="live power prices above are refused")
+    btc_price_min_usd: float = Field(default=1_000.0, gt=0, description="live BTC prices below are refused")
+    btc_price_max_usd: float = Field(default=10_000_000.0, gt=0, description="live BTC prices above are refused")
+    telemetry_max_miners: int = Field(default=1000, ge=1, le=50_000,
+                                      description="distinct MQTT miner ids held; more are dropped (too_many_miners)")
+    allowed_miners: list[str] = Field(default_factory=list, max_length=50_000,
+                                      description="when set, only these miner ids or topic keys are accepted on "
+                                                  "miner_telemetry topics; only they share the site's fixed costs")
+    telemetry_evict_after_s: float = Field(default=3600.0, gt=0, le=30 * 86_400,
+                                           description="an MQTT miner silent this long is forgotten, its Home "
+                                                       "Assistant discovery and retained topics cleared")
+
+    @field_validator("host")
+    @classmethod
+    def _bare_host(cls, host: str) -> str:
+        # The value is not echoed: it may hold credentials.
+        if any(c in host for c in "/@ \t\n") or len(host) > 253:
+            raise ValueError("a host name or address only, without scheme, credentials or path: the user goes in "
+                             "mqtt.username, the password in MQTT_PASSWORD or mqtt.password_file")
+        return host
 
     @field_validator("topic_prefix", "discovery_prefix")
     @classmethod
     def _prefix(cls, prefix: str) -> str:
         return _check_prefix(prefix)
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> MqttConfig:
+        for low, high in (("power_price_min_usd_kwh", "power_price_max_usd_kwh"),
+                          ("btc_price_min_usd", "btc_price_max_usd")):
+            if getattr(self, low) >= getattr(self, high):
+                raise ValueError(f"mqtt.{low} ({getattr(self, low)}) must be below mqtt.{high} ({getattr(self, high)})")
+        if self.telemetry_evict_after_s < self.telemetry_max_age_s:
+            raise ValueError(f"mqtt.telemetry_evict_after_s ({self.telemetry_evict_after_s:g}) must be at least "
+                             f"mqtt.telemetry_max_age_s ({self.telemetry_max_age_s:g}): a miner goes offline before "
+                             "it is forgotten")
+        return self
 
     @model_validator(mode="after")
     def _password_needs_username(self) -> MqttConfig:
@@ -145,10 +189,7 @@ class MqttConfig(_Strict):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is not None:
-            try:
-                return self.password_file.read_text().strip()
-            except OSError as e:
-                raise ValueError(f"mqtt.password_file {self.password_file}: {e.strerror}") from None
+            return read_secret_file(self.password_file, "mqtt.password_file")
         return None
 
     @property

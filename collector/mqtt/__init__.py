@@ -42,7 +42,8 @@ class MqttBridge:
         client_id = config.client_id or f"hashfleet-{slug(site)}-{secrets.token_hex(3)}"
         self.connection = MqttConnection(config, status_topic=self.topics.status, client_id=client_id,
                                          subscriptions=self.ingest.subscriptions, on_message=self.ingest.handle)
-        self.sink = MqttSink(self.connection, self.topics, config, stats=self.ingest.stats)
+        self.sink = MqttSink(self.connection, self.topics, config, stats=self.ingest.stats,
+                             evicted=self.ingest.take_evicted)
 
     async def start(self) -> None:
         """Bind the ingest to the running loop and connect (waits for the first CONNACK, bounded)."""

@@ -7,7 +7,8 @@
   `reconnect_max_s`; on every connect the subscriptions are made again and every retained message
   sent so far is published again (a broker restarted without persistence has forgotten them);
 - while disconnected nothing is queued: retained messages are remembered (the latest per topic)
-  and go out on reconnect, the rest is skipped and counted;
+  and go out on reconnect, the rest is skipped and counted; an empty retained message (it clears
+  the topic on the broker) is remembered only until it has gone out once;
 - paho callbacks run in paho's thread; `on_message` is called there and must hand data on safely.
 
 Exceptions:
@@ -176,6 +177,8 @@ class MqttConnection:
                 return False
             info = self._client.publish(topic, data, qos=qos, retain=retain)
             self.published += 1
+            if retain and not data:
+                del self._retained[topic]  # cleared on the broker: nothing to publish again
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._log.warning("publish", "MQTT publish to %s not sent: %s", topic, mqtt.error_string(info.rc))
             return False
@@ -183,9 +186,11 @@ class MqttConnection:
 
     def _republish_retained(self) -> int:
         with self._lock:
+            count = len(self._retained)
             for topic, (data, qos) in self._retained.items():
                 self._client.publish(topic, data, qos=qos, retain=True)
-            return len(self._retained)
+            self._retained = {topic: kept for topic, kept in self._retained.items() if kept[0]}  # clears went out
+            return count
 
     # -- paho callbacks (paho's network thread) -----------------------------------------------
 

@@ -133,6 +133,13 @@ def miner_configs(sample: MinerSample, topics: Topics, discovery_prefix: str) ->
             for s in MINER_SENSORS]
 
 
+def miner_config_topics(site: str, miner: str, discovery_prefix: str) -> list[str]:
+    """The topics of a miner's configs: an empty retained message on each removes the device from
+    Home Assistant and the broker."""
+    node_id = miner_node_id(site, miner)
+    return [config_topic(discovery_prefix, node_id, s.object_id) for s in MINER_SENSORS]
+
+
 def site_configs(topics: Topics, discovery_prefix: str, *, cost: bool) -> list[tuple[str, dict[str, Any]]]:
     """The site's sensors: hashrate, power and miners mining; cost per BTC and power price when `cost`."""
     node_id = site_node_id(topics.site)

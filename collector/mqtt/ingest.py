@@ -13,7 +13,17 @@ Four kinds of topic (models.mqtt.IngestKind):
   outlet-metered miners on it) are shared by its other miners in proportion to the power they
   report (equally until they have reported). Metered power replaces reported power in the cost
   figures (collector.costing) and the gap is recorded there.
-- power_price / btc_price: live prices for the cost engine (a bare JSON number is accepted too).
+- power_price / btc_price: live prices for the cost engine (a bare JSON number is accepted too),
+  refused outside the configured bounds.
+
+Every publisher is hostile until checked. A timestamp more than `max_clock_skew_s` ahead of this
+host's clock is refused (a price dated 2099 would otherwise hold forever, later prices being
+"older"); one within the skew is taken as the arrival time, so nothing held is ever in the future.
+MQTT miner ids are capped (`telemetry_max_miners`) or allow-listed (`allowed_miners`), and an id
+silent for `telemetry_evict_after_s` is forgotten; `take_evicted` hands those ids to the sink,
+which clears their retained Home Assistant discovery and topics. Only allow-listed MQTT miners
+count as verified (`LiveInputs.verified_mqtt_miners`): anyone can invent an id, so only verified
+ones share the site's fixed costs (collector.costing).
 
 Malformed, oversized or unknown payloads are counted by reason (`stats()`), logged at most once
 per reason per 10 s with a count of those held back, and dropped; nothing here raises into paho.
@@ -38,6 +48,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from collector.cost import is_fresh
 from collector.live_inputs import LiveInputs, MeterReading
 from collector.mqtt.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
@@ -45,14 +56,15 @@ from models.mqtt import BtcPricePayload, IngestKind, MeterPayload, MqttConfig, M
 
 log = logging.getLogger(__name__)
 
-MAX_MQTT_MINERS = 50_000  # distinct telemetry miner ids kept; more are dropped (a flood of made-up ids)
-
 OVERSIZED = "oversized"
 NOT_JSON = "not_json"
 INVALID = "invalid"
 UNKNOWN_TOPIC = "unknown_topic"
 UNMAPPED = "unmapped"
+FUTURE_TS = "future_ts"
+OUT_OF_BOUNDS = "out_of_bounds"
 TOO_MANY_MINERS = "too_many_miners"
+NOT_ALLOWED = "not_allowed"
 ERROR = "error"
 
 
@@ -125,8 +137,13 @@ class MqttIngest:
         self._accepted: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._log = BoundedLog(log)
+        self._allowed = frozenset(config.allowed_miners)
+        self._ids_lock = threading.Lock()
+        self._ids: set[str] = set()  # MQTT miner ids holding a slot (taken in paho's thread, freed on eviction)
         self._lock = threading.Lock()  # the state below
         self._telemetry: dict[str, _Telemetry] = {}
+        self._evicted: list[str] = []  # for the sink to clear (take_evicted)
+        self._evicted_total = 0
         self._outlets: dict[str, MeterReading] = {}  # by miner
         self._racks: dict[tuple[int, str], _Rack] = {}  # by (subscription index, rack key)
         self._racks_of: dict[str, set[tuple[int, str]]] = {}  # miner -> racks it is on
@@ -146,11 +163,17 @@ class MqttIngest:
         """Apply updates on `loop`'s thread from now on."""
         self._loop = loop
 
+    def take_evicted(self) -> list[str]:
+        """MQTT miner ids forgotten since the last call (the sink clears their retained topics)."""
+        with self._lock:
+            evicted, self._evicted = self._evicted, []
+        return evicted
+
     def stats(self) -> dict[str, Any]:
         with self._counts_lock:
             accepted, dropped = dict(self._accepted), dict(self._dropped)
         return {"accepted": accepted, "dropped": dropped, "accepted_total": sum(accepted.values()),
-                "dropped_total": sum(dropped.values())}
+                "dropped_total": sum(dropped.values()), "miners": len(self._ids), "evicted_total": self._evicted_total}
 
     # -- paho's thread ------------------------------------------------------------------------
 
@@ -182,6 +205,8 @@ class MqttIngest:
             data = json.loads(payload, parse_constant=_no_constants)
         except ValueError as e:  # UnicodeDecodeError is one too
             raise _Dropped(NOT_JSON, f"not JSON: {e}") from None
+        except RecursionError:  # within max_payload_bytes: [[[[... a few thousand deep
+            raise _Dropped(NOT_JSON, "nested too deeply") from None
         key = captured[0] if captured else topic
         try:
             return sub.kind, self._parsers[sub.kind](sub, index, key, data, self._clock())
@@ -207,6 +232,35 @@ class MqttIngest:
         with self._lock:
             update()
 
+    def _checked_ts(self, ts: datetime | None, now: datetime) -> datetime:
+        """A payload's timestamp, or the arrival time. One ahead of the clock by more than the allowed
+        skew is refused; one within it is taken as the arrival time: a reading is never from the future."""
+        if ts is None:
+            return now
+        ahead = (ts - now).total_seconds()
+        if ahead > self.config.max_clock_skew_s:
+            raise _Dropped(FUTURE_TS, f"ts {ts.isoformat()} is {ahead:.0f} s ahead of this host's clock "
+                                      f"(max_clock_skew_s {self.config.max_clock_skew_s:g}); check the publisher's clock")
+        return min(ts, now)
+
+    def _in_bounds(self, what: str, value: float, low: float, high: float, fields: str) -> None:
+        if not low <= value <= high:
+            raise _Dropped(OUT_OF_BOUNDS, f"{what} {value:g} outside [{low:g}, {high:g}] (mqtt.{fields})")
+
+    def _take_slot(self, miner: str, key: str) -> bool:
+        """Whether `miner` may be held (allow-list, then the cap); returns whether it is verified."""
+        verified = miner in self._allowed or key in self._allowed
+        if self._allowed and not verified:
+            raise _Dropped(NOT_ALLOWED, f"miner {miner[:80]!r} is not in mqtt.allowed_miners")
+        cap = self.config.telemetry_max_miners
+        with self._ids_lock:
+            if miner not in self._ids:
+                if len(self._ids) >= cap:
+                    raise _Dropped(TOO_MANY_MINERS, f"already {cap} MQTT miners (mqtt.telemetry_max_miners); "
+                                                    f"{miner[:80]!r} is one too many")
+                self._ids.add(miner)
+        return verified
+
     # -- payload kinds: parse now, return the update to apply ---------------------------------
 
     def _telemetry_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
@@ -225,11 +279,13 @@ class MqttIngest:
         raw["site"] = self.site
         raw["source"] = SampleSource.MQTT
         sample = MinerSample.model_validate(raw)
-        if sample.miner not in self._telemetry and len(self._telemetry) >= MAX_MQTT_MINERS:  # a racy read is enough
-            raise _Dropped(TOO_MANY_MINERS, f"already {MAX_MQTT_MINERS} MQTT miners; {sample.miner!r} is one too many")
+        self._checked_ts(sample.ts, now)
+        verified = self._take_slot(sample.miner, key)
 
         def update() -> None:
             self._telemetry[sample.miner] = _Telemetry(sample, now)
+            if verified:
+                self.live.verified_mqtt_miners.add(sample.miner)
             if sample.power_w is not None:
                 self._reported_w[sample.miner] = sample.power_w
         return update
@@ -238,7 +294,7 @@ class MqttIngest:
                       now: datetime) -> Callable[[], None]:
         reading = MeterPayload.model_validate(data)
         key = reading.key or key
-        value = MeterReading(reading.watts, reading.ts or now)
+        value = MeterReading(reading.watts, self._checked_ts(reading.ts, now))
         if reading.rack is None and key in sub.outlets:
             miner = sub.outlets[key]
             return lambda: self._outlet_reading(miner, value)
@@ -253,11 +309,15 @@ class MqttIngest:
                             now: datetime) -> Callable[[], None]:
         number = _bare_number(data)
         price = PowerPricePayload.model_validate({"usd_per_kwh": number} if number is not None else data)
-        live = LivePowerPrice(usd_per_kwh=price.price_usd_per_kwh, as_of=price.ts or now)
+        config = self.config
+        self._in_bounds("power price $/kWh", price.price_usd_per_kwh, config.power_price_min_usd_kwh,
+                        config.power_price_max_usd_kwh, "power_price_min_usd_kwh/power_price_max_usd_kwh")
+        live = LivePowerPrice(usd_per_kwh=price.price_usd_per_kwh, as_of=self._checked_ts(price.ts, now))
 
         def update() -> None:
             current = self.live.power_price
-            if current is None or live.as_of >= current.as_of:
+            # A held price from the future (this host's clock went back) must not block every later one.
+            if current is None or live.as_of >= current.as_of or current.as_of > now:
                 self.live.power_price = live
         return update
 
@@ -265,11 +325,13 @@ class MqttIngest:
                           now: datetime) -> Callable[[], None]:
         number = _bare_number(data)
         price = BtcPricePayload.model_validate({"usd": number} if number is not None else data)
-        as_of = price.ts or now
+        self._in_bounds("BTC price $", price.usd, self.config.btc_price_min_usd, self.config.btc_price_max_usd,
+                        "btc_price_min_usd/btc_price_max_usd")
+        as_of = self._checked_ts(price.ts, now)
 
         def update() -> None:
             current = self.live.btc_price_as_of
-            if current is None or as_of >= current:
+            if current is None or as_of >= current or current > now:
                 self.live.btc_price_as_of = as_of
                 self.live.btc_price_usd = price.usd
         return update
@@ -295,7 +357,7 @@ class MqttIngest:
         self._share_rack(rack, reading.as_of)
 
     def _fresh(self, reading: MeterReading, now: datetime) -> bool:
-        return (now - reading.as_of).total_seconds() <= self.config.meter_max_age_s
+        return is_fresh(reading.as_of, now, self.config.meter_max_age_s)
 
     def _share_rack(self, key: tuple[int, str], now: datetime) -> None:
         rack = self._racks[key]
@@ -322,16 +384,37 @@ class MqttIngest:
                 if sample.power_w is not None:
                     self._reported_w[sample.miner] = sample.power_w
             out = []
+            evicted = []
             for miner, seen in self._telemetry.items():
                 if miner in polled_ids:
                     continue
                 age = (ts - seen.received).total_seconds()
-                if age <= self.config.telemetry_max_age_s:
+                if age > self.config.telemetry_evict_after_s:
+                    evicted.append(miner)
+                elif age <= self.config.telemetry_max_age_s:
                     out.append(seen.sample.model_copy(update={"ts": ts}))
                 else:
                     out.append(MinerSample.offline(miner=miner, host=seen.sample.host, port=seen.sample.port,
                                                    site=self.site, ts=ts, source=SampleSource.MQTT,
                                                    reason=f"no telemetry over MQTT for {age:.0f} s"))
+            self._evict(evicted)
             for rack in self._racks:
                 self._share_rack(rack, ts)
         return out
+
+    def _evict(self, miners: list[str]) -> None:
+        """Forget MQTT miners silent for telemetry_evict_after_s (under self._lock): their slots are
+        free again and the sink clears what it published for them."""
+        if not miners:
+            return
+        for miner in miners:
+            del self._telemetry[miner]
+            self._reported_w.pop(miner, None)
+            self.live.verified_mqtt_miners.discard(miner)
+        with self._ids_lock:
+            self._ids.difference_update(miners)
+        self._evicted_total += len(miners)
+        if len(self._evicted) < 10 * self.config.telemetry_max_miners:  # no sink draining them: stop collecting
+            self._evicted += miners
+        log.info("forgot %d MQTT miner(s) silent for more than %g s (mqtt.telemetry_evict_after_s), e.g. %r",
+                 len(miners), self.config.telemetry_evict_after_s, miners[0][:80])

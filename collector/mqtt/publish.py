@@ -5,7 +5,10 @@ a site summary (`.../state`), the site CostSample (`.../cost`) and the collector
 ingest counters (`.../collector`). State and cost are published with the configured QoS and retain
 flag. Home Assistant discovery configs go out (retained) the first time a miner is seen and when its
 make, model, firmware or MAC change; the connection publishes every retained message again after a
-reconnect. Topic tree: collector/mqtt/topics.py and docs/mqtt.md.
+reconnect. An MQTT miner the ingest forgets (silent for `telemetry_evict_after_s`) has its discovery
+configs and retained state and cost cleared (an empty retained message on each topic), so invented
+ids leave nothing behind on the broker or in Home Assistant. Topic tree: collector/mqtt/topics.py
+and docs/mqtt.md.
 """
 
 from __future__ import annotations
@@ -94,11 +97,13 @@ def site_summary(result: CycleResult) -> dict[str, Any]:
 
 class MqttSink:
     def __init__(self, connection: MqttConnection, topics: Topics, config: MqttConfig, *,
-                 stats: Callable[[], dict[str, Any]] | None = None) -> None:
+                 stats: Callable[[], dict[str, Any]] | None = None,
+                 evicted: Callable[[], list[str]] | None = None) -> None:
         self.connection = connection
         self.topics = topics
         self.config = config
         self._stats = stats
+        self._evicted = evicted
         self._discovered: dict[str, tuple[str | None, ...]] = {}  # miner -> device signature published
         self._site_discovered: bool | None = None  # None: not yet; else whether cost sensors were included
 
@@ -130,7 +135,7 @@ class MqttSink:
     def cycle_messages(self, result: CycleResult) -> list[Message]:
         """The site's discovery, state and cost, and the collector's health, at the end of a cycle."""
         qos, retain = self.config.qos, self.config.retain
-        out = self._site_discovery(result)
+        out = self._site_discovery(result) + self._clear_evicted()
         out.append(Message(self.topics.site_state, _json(site_summary(result)), qos, retain))
         if result.cost is not None:
             gaps = result.cost.metered_gap_w
@@ -161,6 +166,20 @@ class MqttSink:
                 configs += discovery.miner_configs(sample, self.topics, self.config.discovery_prefix)
                 self._discovered[sample.miner] = signature
         return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
+
+    def _clear_evicted(self) -> list[Message]:
+        """Empty retained messages on the discovery, state and cost topics of miners the ingest forgot."""
+        if self._evicted is None:
+            return []
+        out = []
+        for miner in self._evicted():
+            topics = []
+            if self._discovered.pop(miner, None) is not None:
+                topics += discovery.miner_config_topics(self.topics.site, miner, self.config.discovery_prefix)
+            if self.config.retain:
+                topics += [self.topics.miner_state(miner), self.topics.miner_cost(miner)]
+            out += [Message(topic, b"", DISCOVERY_QOS, True) for topic in topics]
+        return out
 
     def _health(self, result: CycleResult) -> dict[str, Any]:
         conn = self.connection

@@ -25,6 +25,7 @@ from influxdb_client.service.write_service import WriteService
 from urllib3.exceptions import HTTPError
 
 from collector import points
+from collector.redact import redact, redact_url
 from collector.sinks.spooled import SpooledLines
 from collector.spool import Batch, Spool
 from models import InfluxConfig
@@ -36,7 +37,7 @@ NOT_RETRYABLE = {400, 413, 422}  # the request itself is wrong: sending it again
 
 
 class InfluxWriteError(Exception):
-    """A batch could not be written; the message names the server, never the token."""
+    """A batch could not be written; the message names the server, never the token or URL credentials."""
 
     def __init__(self, message: str, *, retryable: bool = True):
         super().__init__(message)
@@ -63,12 +64,12 @@ class InfluxWriter:
                                      precision=points.PRECISION, content_encoding="gzip",
                                      content_type="text/plain; charset=utf-8")
         except ApiException as e:
-            raise InfluxWriteError(
-                f"InfluxDB at {self.config.url} refused a write to bucket {self.config.bucket!r}: "
-                f"HTTP {e.status} {e.reason}: {(e.body or '')[:300]!s}",
+            raise InfluxWriteError(redact(
+                f"InfluxDB at {redact_url(self.config.url)} refused a write to bucket {self.config.bucket!r}: "
+                f"HTTP {e.status} {e.reason}: {(e.body or '')[:300]!s}"),
                 retryable=e.status not in NOT_RETRYABLE) from None
         except (HTTPError, OSError) as e:
-            raise InfluxWriteError(f"InfluxDB at {self.config.url} unreachable: {type(e).__name__}") from None
+            raise InfluxWriteError(f"InfluxDB at {redact_url(self.config.url)} unreachable: {type(e).__name__}") from None
 
     def close(self) -> None:
         self._client.close()
@@ -146,7 +147,7 @@ class InfluxSink(SpooledLines):
 
     def _note_recovery(self) -> None:
         if self._failing_since is not None and not self.spool.batches():
-            log.info("InfluxDB at %s is back: spool drained after %.0f s", self.config.url,
+            log.info("InfluxDB at %s is back: spool drained after %.0f s", redact_url(self.config.url),
                      time.monotonic() - self._failing_since)
             self._failing_since = None
 
