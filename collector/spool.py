@@ -34,8 +34,10 @@ class Batch:
     path: Path
 
     def read(self) -> list[str]:
-        with gzip.open(self.path, "rt", encoding="utf-8") as f:
-            return f.read().splitlines()
+        """The batch's lines. Split on newlines only, as InfluxDB does (str.splitlines also breaks at
+        U+2028, U+0085 and other characters a string field may hold)."""
+        with gzip.open(self.path, "rb") as f:
+            return [line for line in f.read().decode("utf-8", "replace").split("\n") if line]
 
     @property
     def mtime(self) -> float:
