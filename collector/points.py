@@ -268,12 +268,15 @@ def fleet_lines(samples: Iterable[MinerSample]) -> list[str]:
 def collector_point(
     *, site: str, ts: datetime, poll_duration_s: float, miners_polled: int, miners_failed: int,
     points_written: int, spool_depth: int = 0, spool_dropped: int = 0, spool_rejected: int = 0,
-    shard: str | None = None,
+    spool_lost: int = 0, shard: str | None = None,
 ) -> str:
+    """`spool_rejected`: lines InfluxDB refused (kept as .lp.rejected); `spool_lost`: lines neither stored
+    nor delivered (a full disk); `spool_dropped`: batches dropped for the disk budget or for room."""
     return encode("collector", {"site": site, "collector_shard": shard}, {
         "poll_duration_s": float(poll_duration_s), "miners_polled": int(miners_polled),
         "miners_failed": int(miners_failed), "points_written": int(points_written),
         "spool_depth": int(spool_depth), "spool_dropped": int(spool_dropped), "spool_rejected": int(spool_rejected),
+        "spool_lost_lines": int(spool_lost),
     }, _time(ts))
 
 
@@ -315,7 +318,7 @@ def part_lines(part: MinersPart) -> list[str]:
 
 
 def cycle_lines(result: CycleResult, points_before: int = 0, spool_depth: int = 0,
-                spool_dropped: int = 0, spool_rejected: int = 0) -> list[str]:
+                spool_dropped: int = 0, spool_rejected: int = 0, spool_lost: int = 0) -> list[str]:
     """The end of a cycle: site and fleet cost, network, and the collector's own health.
     `points_before`: the points its parts wrote (collector.points_written counts the whole cycle)."""
     from collector.network_state import network_fields
@@ -330,6 +333,6 @@ def cycle_lines(result: CycleResult, points_before: int = 0, spool_depth: int = 
     lines.append(collector_point(
         site=result.site, ts=result.ts, poll_duration_s=result.duration_s, miners_polled=len(result.samples),
         miners_failed=result.failed, points_written=points_before + len(lines) + 1, spool_depth=spool_depth,
-        spool_dropped=spool_dropped, spool_rejected=spool_rejected, shard=result.shard,
+        spool_dropped=spool_dropped, spool_rejected=spool_rejected, spool_lost=spool_lost, shard=result.shard,
     ))
     return lines
