@@ -167,3 +167,56 @@ def test_a_batch_with_bad_lines_among_good_ones_sets_aside_only_the_bad_lines(in
     assert sink.spool.depth == 0 and sink.spool.rejected_lines == 3
     assert influxdb.query("SELECT last(spool_rejected) FROM collector", influx_bucket)[0]["last"] == 3
     assert "refused 3 of the 24 line(s) of batch 0000000000000001.lp.gz" in caplog.text
+
+
+def test_the_delivery_task_lives_through_an_unexpected_error_and_delivers_after_it(influxdb, influx_bucket,
+                                                                                 tmp_path, caplog):
+    """The spool's folder vanishes under the running collector (an unmounted disk, an operator's rm):
+    delivery logs and counts the error, keeps retrying, and delivers once batches can be read again."""
+    sink = sink_for(influxdb, influx_bucket, tmp_path / "spool")
+    moved = tmp_path / "elsewhere"
+
+    async def scenario():
+        (tmp_path / "spool").rename(moved)
+        sink.appended(cycle_end=True)
+        for _ in range(500):
+            if sink.delivery_errors:
+                break
+            await asyncio.sleep(0.01)
+        assert sink.delivery_errors >= 1 and not sink._delivery.done()  # noqa: SLF001
+        moved.rename(tmp_path / "spool")
+        sink.spool.append([f"miner,site=s1,miner=a up=1i {int(TS.timestamp())}"])
+        sink.appended(cycle_end=True)
+        for _ in range(3000):
+            if sink.spool.depth == 0:
+                break
+            await asyncio.sleep(0.01)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sink.close()
+    assert sink.delivered_batches == 1 and influxdb.query("SELECT up FROM miner", influx_bucket)[0]["up"] == 1
+    assert "delivery failed unexpectedly (FileNotFoundError" in caplog.text
+
+
+def test_a_delivery_task_that_ended_abnormally_is_logged_and_started_again(influxdb, influx_bucket, tmp_path,
+                                                                            caplog):
+    sink = sink_for(influxdb, influx_bucket, tmp_path / "spool")
+
+    async def dead() -> None:
+        raise RuntimeError("simulated: the task ended")
+
+    async def scenario():
+        sink._delivery = asyncio.create_task(dead())  # noqa: SLF001 - a task that ended with an exception
+        await asyncio.sleep(0)
+        sink.spool.append([f"miner,site=s1,miner=a up=1i {int(TS.timestamp())}"])
+        sink.appended(cycle_end=True)
+        await sink._delivery  # noqa: SLF001
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sink.close()
+    assert sink.delivered_batches == 1 and sink.delivery_errors == 1
+    assert "InfluxDB delivery stopped (RuntimeError: simulated: the task ended); started again" in caplog.text

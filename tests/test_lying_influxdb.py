@@ -73,3 +73,19 @@ async def until(condition, what: str = "condition", timeout: float = 30.0, wake:
         if wake is not None:
             wake.appended(cycle_end=True)
         await asyncio.sleep(0.1)
+
+
+def test_a_batch_too_large_for_the_server_is_split_and_delivered_whole(influxdb, influx_bucket, tmp_path):
+    """413 (over the server's max-body-size): the halves fit, every line is delivered, none set aside."""
+    with LyingInflux() as liar:
+        liar.forward_to, liar.max_body = influxdb.url, 300  # bytes of gzip'd body: a few lines at most
+        config = InfluxConfig(url=liar.url, org=influxdb.org, bucket=influx_bucket, token=influxdb.token)
+        sink = InfluxSink(config, Spool(tmp_path / "spool"))
+        try:
+            lines = [f"miner,site=s1,miner=m{n} up=1i,hashrate_ths={n}.{n * 7919 % 1000} {TS}" for n in range(60)]
+            sink._deliver(sink.spool.append(lines))  # noqa: SLF001 - the delivery task's one step
+        finally:
+            sink.close()
+    assert sink.delivered_batches == 1 and sink.spool.depth == 0 and sink.spool.rejected_lines == 0
+    assert liar.requests > 3  # it was split
+    assert len(influxdb.query("SELECT up FROM miner", influx_bucket)) == 60

@@ -135,10 +135,10 @@ class InfluxSink(SpooledLines):
         backoff = 1.0
         while True:
             try:
+                self._wake.clear()  # a cycle ending while this write is under way cuts the next backoff short
                 batches = self.spool.batches()
                 if not batches:
                     return
-                self._wake.clear()  # a cycle ending while this write is under way cuts the next backoff short
                 await asyncio.to_thread(self._deliver, batches[0])
             except Exception as e:  # noqa: BLE001 - this task must outlive anything InfluxDB or the disk does
                 self._note_failure(e)
@@ -171,6 +171,10 @@ class InfluxSink(SpooledLines):
                 raise
             lines = [line for line in text.decode("utf-8", "replace").split("\n") if line]
             refused = self._refused_lines(lines, e)
+            if not refused:  # too large as a whole (413), every half taken
+                self.spool.ack(batch)
+                self.delivered_batches += 1
+                return
             kept = self.spool.set_aside_lines(batch, [line for line, _ in refused])
             log.error("InfluxDB refused %d of the %d line(s) of batch %s (%s); they are moved aside (.rejected) "
                       "%s, the other lines are delivered", len(refused), len(lines), batch.path.name, refused[0][1],
@@ -208,6 +212,8 @@ class InfluxSink(SpooledLines):
             if e.retryable:
                 return False
             refused = self._refused_lines(lines, e)
+            if not refused:
+                return True
             self.spool.count_rejected(len(refused))  # the disk is full: counted and logged, not kept
             log.error("InfluxDB refused %d of %d line(s) sent directly (%s); the first: %.300s", len(refused),
                       len(lines), refused[0][1], refused[0][0])

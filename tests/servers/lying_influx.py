@@ -18,7 +18,9 @@ Modes (``LyingInflux.MODES``):
 ``garbage``        not HTTP at all, then the connection closes
 ``hang``           reads the request and never answers (until the server stops)
 
-``requests`` counts the requests received (forwarded ones included).
+``requests`` counts the requests received (forwarded ones included). With ``max_body`` set, a
+request whose body is larger is answered ``413 Request Entity Too Large`` whatever the mode, as
+InfluxDB does past its ``max-body-size``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requests += 1
             mode, target = self.server.mode, self.server.forward_to
+        if self.server.max_body is not None and len(body) > self.server.max_body:
+            payload = b'{"error":"Request Entity Too Large"}'
+            self.send_response(413)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
         if target is not None:
             self._forward(target, body)
             return
@@ -110,6 +119,7 @@ class LyingInflux(ThreadingHTTPServer):
             raise ValueError(f"mode {mode!r} not one of {self.MODES}")
         self.mode = mode
         self.forward_to: str | None = None
+        self.max_body: int | None = None
         self.requests = 0
         self.lock = threading.Lock()
         self.stopping = threading.Event()
