@@ -97,8 +97,8 @@ sample_numbers = st.one_of(st.none(), st.floats(0, 1e300), st.integers(0, 2**62)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                 HealthCheck.too_slow])
 @given(miner=sample_text.filter(bool), make=st.one_of(st.none(), sample_text),
-       model=st.one_of(st.none(), sample_text), errors=st.lists(sample_text, max_size=3), hashrate=sample_numbers, power=sample_numbers,
-       uptime=st.one_of(st.none(), st.integers(0, 2**62)))
+       model=st.one_of(st.none(), sample_text), errors=st.lists(sample_text, max_size=3), hashrate=sample_numbers,
+       power=sample_numbers, uptime=st.one_of(st.none(), st.integers(0, 2**62)))
 def test_a_sample_with_any_strings_lands_in_influxd_as_documented(influxdb, influx_bucket, miner, make, model,
                                                                    errors, hashrate, power, uptime):
     site = f"s{next(_points)}"
@@ -115,9 +115,8 @@ def test_a_sample_with_any_strings_lands_in_influxd_as_documented(influxdb, infl
     as_float = lambda v: None if v is None else float(v)  # noqa: E731 - JSON prints 3.4e16 as an integer
     assert as_float(row.get("hashrate_ths")) == as_float(hashrate) and as_float(row.get("power_w")) == as_float(power)
     assert row.get("uptime_s") == uptime and row["state"] == "error" and row["up"] == int(sample.up)
-    assert parse_line(lines[0]).tags == {k: v for k, v in {"site": site, "miner": stored_tag(miner),
-                                                            "make": stored_tag(make), "model": stored_tag(model)}.items()
-                                         if v is not None}
+    tags = {"site": site, "miner": stored_tag(miner), "make": stored_tag(make), "model": stored_tag(model)}
+    assert parse_line(lines[0]).tags == {k: v for k, v in tags.items() if v is not None}
 
 
 # --- the rules, position by position (line protocol reference, "Special characters") ----------------

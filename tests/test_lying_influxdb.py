@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from servers.lying_influx import LyingInflux
+from servers import LyingInflux
 
 from collector.sinks.influx import InfluxSink, InfluxWriteError, InfluxWriter
 from collector.spool import Spool

@@ -65,7 +65,6 @@ def test_a_full_disk_loses_only_what_it_must_counts_it_and_recovers(influxdb, in
                           timeout_s=2)
     sink = InfluxSink(config, Spool(spool_dir))
     written: list[int] = []  # cycles whose points must reach InfluxDB
-    lost: list[int] = []
 
     async def run(n: int, *, drain: bool = True) -> None:
         await service.deliver(cycle(n), [sink])

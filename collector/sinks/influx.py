@@ -125,10 +125,11 @@ class InfluxSink(SpooledLines):
         if cycle_end or self._failing_since is None:
             self._wake.set()
         if self._delivery is None or self._delivery.done():
-            if self._delivery is not None and not self._delivery.cancelled() and self._delivery.exception():
+            ended = self._delivery
+            if ended is not None and not ended.cancelled() and ended.exception() is not None:
                 self.delivery_errors += 1
-                log.error("InfluxDB delivery stopped (%s: %s); started again", type(self._delivery.exception()).__name__,
-                          self._delivery.exception())
+                log.error("InfluxDB delivery stopped (%s: %s); started again", type(ended.exception()).__name__,
+                          ended.exception())
             self._delivery = asyncio.create_task(self._deliver_all())
 
     async def _deliver_all(self) -> None:
