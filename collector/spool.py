@@ -119,9 +119,11 @@ class Spool:
             handle.close()
             raise SpoolInUse(f"spool {self.directory} is in use by {holder}: one collector per site and spool "
                              "(give this one another site name or spool.directory)") from None
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
+        try:  # who holds it, for the message above; a full disk must not stop the collector here
+            os.ftruncate(handle.fileno(), 0)
+            os.write(handle.fileno(), f"pid {os.getpid()}\n".encode())  # unbuffered: close() has nothing to retry
+        except OSError as e:
+            log.warning("spool %s: lock file not written (%s)", self.directory, e.strerror or e)
         return handle
 
     def close(self) -> None:
