@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -31,19 +32,44 @@ if TYPE_CHECKING:
 
 PRECISION = WritePrecision.S  # one timestamp per cycle; seconds keep points small and idempotent
 
-# Line-protocol encoding. influxdb-client's Point produces exactly this (tests/test_points.py checks
-# the two agree), but at ~30 us a point it was a tenth of the collector's CPU at 10,000 miners
-# (4-5 points each); this encoder does the same in a fraction of that.
-_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
-_ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
-_ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
+# Line-protocol encoding: hashfleet writes line protocol itself (influxdb-client's `Point` took ~30 us a
+# point, a tenth of the collector's CPU at 10,000 miners), and it must never let one value reshape a line.
+# Position by position (InfluxDB's line protocol reference, "Special characters"; every rule checked
+# against influxd's own parser in tests/test_lineprotocol_influxd.py; the table is in README "InfluxDB schema"):
+#
+#   position                 escaped with \      replaced                                 refused (ValueError)
+#   measurement              , space             \ -> /, control characters -> space      empty, leading '#'
+#   tag key, field key       , = space           the same                                 empty, 'time'
+#   tag value                , = space           the same; cut to MAX_TAG_CHARS           (empty: tag left out)
+#   string field value       " \                 control characters -> space; cut to MAX_STRING_CHARS
+#   any text                                     lone surrogates (not UTF-8) -> U+FFFD
+#   float / integer field                        NaN, +-inf, integers outside int64: the field is left out
+#
+# Why backslashes are replaced outside strings: InfluxDB 1.x/2.x take any backslash before a separator as
+# escaping it (a tag value ending in one swallows the separator after it, and with it the lines that
+# follow), while 3.x reads `\\` as one backslash; no text with a backslash beside a separator means the
+# same to both, text without one does. Why control characters are replaced: a newline ends the line (what
+# follows would be a point of its own) and InfluxDB's reference supports none in tags or field values.
+MAX_TAG_CHARS = 256  # InfluxDB 1.x refuses a series key over 64 KB; 256 is far beyond any real model or id
+MAX_STRING_CHARS = 4096  # InfluxDB caps string fields at 64 KB; hashfleet's longest is a 512-char error
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+_CONTROL = {c: " " for c in (*range(0x20), 0x7F)}
+_SURROGATES = dict.fromkeys(range(0xD800, 0xE000), "\ufffd")
+_ESCAPE_MEASUREMENT = str.maketrans({**_SURROGATES, **{c: r"\ " for c in _CONTROL},
+                                     "\\": "/", ",": r"\,", " ": r"\ "})
+_ESCAPE_KEY = str.maketrans({**_SURROGATES, **{c: r"\ " for c in _CONTROL},
+                             "\\": "/", ",": r"\,", "=": r"\=", " ": r"\ "})
+_ESCAPE_STRING = str.maketrans({**_SURROGATES, **_CONTROL, '"': r'\"', "\\": "\\\\"})
+_STRING_NEEDS_WORK = re.compile(r'["\\\x00-\x1f\x7f\ud800-\udfff]').search  # most strings need none: one C scan
 
 Field = float | int | str | None
 
 
 def encode(measurement: str, tags: Mapping[str, str | None], fields: Mapping[str, Field], ts: int) -> str:
-    """One line: tags and fields sorted by key; None, empty and non-finite values left out;
-    floats without a trailing '.0', integers with 'i', strings quoted. '' when no field remains."""
+    """One line: tags and fields sorted by key; None, empty and non-finite values (and integers outside
+    int64) left out; floats without a trailing '.0', integers with 'i', strings quoted. '' when no field
+    remains. Text is escaped or replaced as the table above says."""
     parts = [_escaped_measurement(measurement)]
     for key in sorted(tags):
         value = tags[key]
@@ -64,9 +90,11 @@ def encode(measurement: str, tags: Mapping[str, str | None], fields: Mapping[str
             if text.endswith(".0"):
                 text = text[:-2]
         elif kind is int:
+            if not _I64_MIN <= value <= _I64_MAX:
+                continue
             text = f"{value}i"
         elif kind is str:
-            text = f'"{value.translate(_ESCAPE_STRING)}"'
+            text = _string(value)
         else:
             text = _encode_other(key, value)
             if text is None:
@@ -87,10 +115,19 @@ def _encode_other(key: str, value: object) -> str | None:
         text = repr(float(value))
         return text[:-2] if text.endswith(".0") else text
     if isinstance(value, int):
-        return f"{int(value)}i"
+        return f"{int(value)}i" if _I64_MIN <= value <= _I64_MAX else None
     if isinstance(value, str):
-        return f'"{str(value).translate(_ESCAPE_STRING)}"'
+        return _string(str(value))
     raise TypeError(f"field {key!r}: unsupported type {type(value).__name__}")
+
+
+def _string(value: str) -> str:
+    """A string field value, quoted."""
+    if len(value) > MAX_STRING_CHARS:
+        value = value[:MAX_STRING_CHARS]
+    if _STRING_NEEDS_WORK(value) is None:
+        return f'"{value}"'
+    return f'"{value.translate(_ESCAPE_STRING)}"'
 
 
 class Shape:
@@ -128,7 +165,10 @@ class Shape:
                 continue
             if kind is float:
                 if type(value) is not float:
-                    value = float(value)
+                    try:
+                        value = float(value)
+                    except OverflowError:  # an integer beyond any float: no reading
+                        continue
                 if not _isfinite(value):
                     continue
                 text = repr(value)
@@ -136,9 +176,11 @@ class Shape:
                     text = text[:-2]
                 encoded.append(prefix + text)
             elif kind is int:
-                encoded.append(f"{prefix}{int(value)}i")
+                value = int(value)
+                if _I64_MIN <= value <= _I64_MAX:
+                    encoded.append(f"{prefix}{value}i")
             else:
-                encoded.append(f'{prefix}"{str(value).translate(_ESCAPE_STRING)}"')
+                encoded.append(prefix + _string(value if type(value) is str else str(value)))
         if not encoded:
             return ""
         return f"{head} {','.join(encoded)} {ts}"
@@ -156,8 +198,8 @@ class Shape:
 
 
 def _tag_value(value: object) -> str:
-    escaped = str(value).translate(_ESCAPE_KEY)
-    return escaped + " " if escaped.endswith("\\") else escaped
+    text = value if type(value) is str else str(value)
+    return text[:MAX_TAG_CHARS].translate(_ESCAPE_KEY)
 
 
 _isfinite = math.isfinite
@@ -167,6 +209,8 @@ _KEY_PREFIXES: dict[str, str] = {}  # "key=" with the key escaped, for every key
 def _key_prefix(key: str) -> str:
     prefix = _KEY_PREFIXES.get(key)
     if prefix is None:
+        if not key or key == "time":  # InfluxDB refuses the whole point (keys are hashfleet's own names)
+            raise ValueError(f"{key!r} cannot be a tag or field key")
         prefix = key.translate(_ESCAPE_KEY) + "="
         if len(_KEY_PREFIXES) < 4096:
             _KEY_PREFIXES[key] = prefix
@@ -175,6 +219,8 @@ def _key_prefix(key: str) -> str:
 
 @functools.cache
 def _escaped_measurement(name: str) -> str:
+    if not name or name.startswith("#"):  # '#' starts a comment: InfluxDB would skip the line
+        raise ValueError(f"{name!r} cannot be a measurement name")
     return name.translate(_ESCAPE_MEASUREMENT)
 
 
@@ -222,12 +268,15 @@ def fleet_lines(samples: Iterable[MinerSample]) -> list[str]:
 def collector_point(
     *, site: str, ts: datetime, poll_duration_s: float, miners_polled: int, miners_failed: int,
     points_written: int, spool_depth: int = 0, spool_dropped: int = 0, spool_rejected: int = 0,
-    shard: str | None = None,
+    spool_lost: int = 0, shard: str | None = None,
 ) -> str:
+    """`spool_rejected`: lines InfluxDB refused (kept as .lp.rejected); `spool_lost`: lines neither stored
+    nor delivered (a full disk); `spool_dropped`: batches dropped for the disk budget or for room."""
     return encode("collector", {"site": site, "collector_shard": shard}, {
         "poll_duration_s": float(poll_duration_s), "miners_polled": int(miners_polled),
         "miners_failed": int(miners_failed), "points_written": int(points_written),
         "spool_depth": int(spool_depth), "spool_dropped": int(spool_dropped), "spool_rejected": int(spool_rejected),
+        "spool_lost_lines": int(spool_lost),
     }, _time(ts))
 
 
@@ -269,7 +318,7 @@ def part_lines(part: MinersPart) -> list[str]:
 
 
 def cycle_lines(result: CycleResult, points_before: int = 0, spool_depth: int = 0,
-                spool_dropped: int = 0, spool_rejected: int = 0) -> list[str]:
+                spool_dropped: int = 0, spool_rejected: int = 0, spool_lost: int = 0) -> list[str]:
     """The end of a cycle: site and fleet cost, network, and the collector's own health.
     `points_before`: the points its parts wrote (collector.points_written counts the whole cycle)."""
     from collector.network_state import network_fields
@@ -284,6 +333,6 @@ def cycle_lines(result: CycleResult, points_before: int = 0, spool_depth: int = 
     lines.append(collector_point(
         site=result.site, ts=result.ts, poll_duration_s=result.duration_s, miners_polled=len(result.samples),
         miners_failed=result.failed, points_written=points_before + len(lines) + 1, spool_depth=spool_depth,
-        spool_dropped=spool_dropped, spool_rejected=spool_rejected, shard=result.shard,
+        spool_dropped=spool_dropped, spool_rejected=spool_rejected, spool_lost=spool_lost, shard=result.shard,
     ))
     return lines

@@ -1,11 +1,13 @@
 """A durable on-disk queue of line-protocol batches: nothing is lost to an
 InfluxDB outage, a crash or `kill -9`.
 
-One batch is one file, `<seq>.lp.gz`, written to a temporary name, fsynced and
-renamed, so a file that exists is complete. Sequence numbers give the order
-batches are delivered in. A batch leaves the spool only when acknowledged
-(delivered), or when the disk budget or the retention period forces out the
-oldest; those are counted, never dropped silently.
+One batch is one file, `<seq>.lp.gz`, written to a temporary name (`<seq>.lp.tmp`),
+fsynced and renamed, so a file that exists is complete. Sequence numbers give the
+order batches are delivered in. A batch leaves the spool only when acknowledged
+(delivered), or when the disk budget, the retention period or a full disk forces
+out the oldest; those are counted, never dropped silently. Lines InfluxDB refuses
+are kept as `<seq>.lp.rejected`. The spool touches no file in its directory but
+these names (and `lock`, `dropped`, `rejected`, `lost`): it may share a folder.
 
 Without InfluxDB the spool is the embedded store: batches are kept for the
 retention period and `hashfleet report` reads them back.
@@ -13,6 +15,7 @@ retention period and `hashfleet report` reads them back.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gzip
 import logging
@@ -26,6 +29,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _BATCH = re.compile(r"^(\d{16})\.lp\.gz$")
+_OWN_TEMP = re.compile(r"^(\d{16}\.lp|dropped|rejected|lost)\.tmp$")  # what a crash mid-write leaves
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,10 @@ class Batch:
     path: Path
 
     def read(self) -> list[str]:
-        with gzip.open(self.path, "rt", encoding="utf-8") as f:
-            return f.read().splitlines()
+        """The batch's lines. Split on newlines only, as InfluxDB does (str.splitlines also breaks at
+        U+2028, U+0085 and other characters a string field may hold)."""
+        with gzip.open(self.path, "rb") as f:
+            return [line for line in f.read().decode("utf-8", "replace").split("\n") if line]
 
     @property
     def mtime(self) -> float:
@@ -68,6 +74,21 @@ class SpoolInUse(OSError):
     """Another process owns this spool; two writers would deliver each other's batches twice."""
 
 
+class SpoolWriteError(OSError):
+    """A batch could not be stored (disk full, read-only, I/O error); nothing of it is left on disk.
+    `size` is what it needed, for making room."""
+
+    def __init__(self, path: Path, error: OSError, size: int):
+        name = errno.errorcode.get(error.errno or 0, "")
+        super().__init__(error.errno, f"spool batch {path} not stored: {error.strerror or error}"
+                                      + (f" ({name})" if name else ""))
+        self.size = size
+
+    @property
+    def disk_full(self) -> bool:
+        return self.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 class Spool:
     def __init__(self, directory: Path, *, max_bytes: int = 1 << 30, retention_s: float | None = None):
         self.directory = Path(directory)
@@ -78,12 +99,14 @@ class Spool:
         # Appends run in worker threads, delivery in another: every change to the directory holds this
         # lock, so the budget's scan never meets a batch acknowledged half-way through it.
         self._lock = threading.Lock()
-        for stray in self.directory.glob("*.tmp"):  # a crash mid-append leaves only a temp file
-            stray.unlink(missing_ok=True)
+        for entry in os.scandir(self.directory):  # a crash mid-write leaves a temp file; only ours go
+            if _OWN_TEMP.match(entry.name):
+                Path(entry.path).unlink(missing_ok=True)
         batches = self.batches()
         self._next_seq = batches[-1].seq + 1 if batches else 1
-        self._dropped_file = self.directory / "dropped"
-        self.dropped_batches = int(self._dropped_file.read_text() or 0) if self._dropped_file.exists() else 0
+        self.dropped_batches = self._read_counter("dropped")  # over the budget or for room on a full disk
+        self.rejected_lines = self._read_counter("rejected")  # refused by InfluxDB, kept as .lp.rejected
+        self.lost_lines = self._read_counter("lost")  # neither stored nor delivered: the disk was full
 
     def _take_ownership(self):
         """One writer per spool directory, held for the life of the process (released on exit or crash)."""
@@ -96,9 +119,11 @@ class Spool:
             handle.close()
             raise SpoolInUse(f"spool {self.directory} is in use by {holder}: one collector per site and spool "
                              "(give this one another site name or spool.directory)") from None
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
+        try:  # who holds it, for the message above; a full disk must not stop the collector here
+            os.ftruncate(handle.fileno(), 0)
+            os.write(handle.fileno(), f"pid {os.getpid()}\n".encode())  # unbuffered: close() has nothing to retry
+        except OSError as e:
+            log.warning("spool %s: lock file not written (%s)", self.directory, e.strerror or e)
         return handle
 
     def close(self) -> None:
@@ -132,26 +157,85 @@ class Spool:
         return sum(st.st_size for _, st in _with_stats(self.batches()))
 
     def append(self, lines: list[str]) -> Batch:
-        """Store a batch durably; returns once it is on disk."""
+        """Store a batch durably; returns once it is on disk. SpoolWriteError when it cannot be
+        (nothing of it is left behind: the caller decides what to keep)."""
         data = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=1)
         with self._lock:
             seq = self._next_seq
             self._next_seq += 1
             final = self.directory / f"{seq:016d}.lp.gz"
             temp = final.with_suffix(".tmp")
-            with open(temp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, final)
-            self._fsync_directory()
+            try:
+                with open(temp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temp, final)
+            except OSError as e:
+                temp.unlink(missing_ok=True)
+                raise SpoolWriteError(final, e, len(data)) from None
+            try:
+                self._fsync_directory()
+            except OSError as e:  # the batch is there; only its survival of a power cut is in doubt
+                log.warning("spool %s: directory not synced (%s)", self.directory, e.strerror or e)
             self._enforce_limits()
         return Batch(seq, final)
+
+    def make_room(self, size: int) -> int:
+        """Drop the oldest batches until at least `size` bytes (and a little for the file system) are
+        free again, for a batch a full disk refused; counted with the budget's drops. Returns how many."""
+        with self._lock:
+            need, freed, dropped = size + 8192, 0, 0
+            for batch, st in _with_stats(self.batches()):
+                if freed >= need:
+                    break
+                batch.path.unlink(missing_ok=True)
+                freed += st.st_blocks * 512 or st.st_size
+                dropped += 1
+            if dropped:
+                self.dropped_batches += dropped
+                self._write_counter("dropped", self.dropped_batches)
+                log.error("spool %s: disk full: dropped the %d oldest undelivered batch(es) to make room "
+                          "(%d dropped in all)", self.directory, dropped, self.dropped_batches)
+            return dropped
+
+    def count_rejected(self, lines: int) -> None:
+        """Lines InfluxDB refused (reported as collector.spool_rejected)."""
+        with self._lock:
+            self.rejected_lines += lines
+            self._write_counter("rejected", self.rejected_lines)
+
+    def count_lost(self, lines: int) -> None:
+        """Lines that were neither stored nor delivered (reported as collector.spool_lost_lines)."""
+        with self._lock:
+            self.lost_lines += lines
+            self._write_counter("lost", self.lost_lines)
 
     def ack(self, batch: Batch) -> None:
         """The batch is delivered: remove it."""
         with self._lock:
             batch.path.unlink(missing_ok=True)
+
+    def set_aside_lines(self, batch: Batch, refused: list[str]) -> Path | None:
+        """The batch is done: its `refused` lines (InfluxDB will never take them) are kept as
+        `<seq>.lp.rejected` (gzip'd, like a batch) and counted; the rest were delivered. Returns the
+        file, None if it could not be written (the lines are still counted, and logged)."""
+        target = batch.path.with_suffix(".rejected")
+        data = gzip.compress(("\n".join(refused) + "\n").encode(), compresslevel=1)
+        self.count_rejected(len(refused))
+        with self._lock:
+            temp = batch.path.with_suffix(".tmp")
+            try:
+                with open(temp, "wb") as f:
+                    f.write(data)
+                os.replace(temp, target)
+            except OSError as e:
+                temp.unlink(missing_ok=True)
+                log.error("spool %s: %d refused line(s) of batch %s not kept (%s); the first: %.300s",
+                          self.directory, len(refused), batch.path.name, e.strerror or e, refused[0])
+                target = None
+            batch.path.unlink(missing_ok=True)
+            return target
 
     def set_aside(self, batch: Batch, suffix: str) -> Path | None:
         """Move a batch out of the queue as `<seq>.lp.<suffix>` (kept for inspection); None if the
@@ -179,9 +263,29 @@ class Spool:
                 dropped += 1
         if dropped:
             self.dropped_batches += dropped
-            self._dropped_file.write_text(str(self.dropped_batches))
+            self._write_counter("dropped", self.dropped_batches)
             log.error("spool %s over its %d-byte budget: dropped the %d oldest undelivered batch(es) "
                       "(%d in all)", self.directory, self.max_bytes, dropped, self.dropped_batches)
+
+    def _read_counter(self, name: str) -> int:
+        try:
+            return int((self.directory / name).read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as e:
+            log.warning("spool %s: counter file %r unreadable (%s): counting from 0", self.directory, name, e)
+            return 0
+
+    def _write_counter(self, name: str, value: int) -> None:
+        """Best effort, and never half-written: a full disk keeps the old value (the count in memory,
+        which the collector point reports, stays right)."""
+        temp = self.directory / f"{name}.tmp"
+        try:
+            temp.write_text(str(value))
+            os.replace(temp, self.directory / name)
+        except OSError as e:
+            temp.unlink(missing_ok=True)
+            log.warning("spool %s: counter %r not saved (%s)", self.directory, name, e.strerror or e)
 
     def _fsync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)

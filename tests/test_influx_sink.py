@@ -2,7 +2,7 @@
 
 import asyncio
 import gzip
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -130,3 +130,93 @@ def test_an_unreachable_server_keeps_the_batch_for_a_retry(tmp_path):
         sink.writer.close()
     assert err.value.retryable and sink.spool.depth == 1 and sink.spool.rejected_batches == 0
     sink.spool.close()
+
+
+def test_a_batch_with_bad_lines_among_good_ones_sets_aside_only_the_bad_lines(influxdb, influx_bucket, tmp_path,
+                                                                              caplog):
+    """One spooled batch: 20 good miners, three lines InfluxDB refuses, the collector's own point. The
+    batch is split until only the three remain refused: the good lines are all stored, the three are
+    kept in the batch's .rejected file and counted in collector.spool_rejected."""
+    ts = int(TS.timestamp())
+    influxdb.write(influx_bucket, f"miner,site=s1,miner=seed up=1i {ts - 10}")  # the shard holds `up` as an integer
+    good = [f"miner,site=s1,miner=m{n} up=1i,hashrate_ths={90 + n} {ts}" for n in range(20)]
+    bad = [f'miner,site=s1,miner=x up="yes" {ts}',  # a field of the wrong type
+           f'miner,site=s1,miner=y error="no closing quote {ts}',  # in a batch it would swallow the lines after it
+           f"miner,site=s1,model=a\\ up=1i {ts}"]  # a tag value ending in a backslash (escapes the space)
+    lines = good[:3] + bad[:1] + good[3:11] + bad[1:2] + good[11:17] + bad[2:] + good[17:]
+    lines.append(f"collector,site=s1 miners_polled=23i {ts}")
+    sink = sink_for(influxdb, influx_bucket, tmp_path / "spool")
+
+    async def next_cycle():  # its collector point reports the refused lines
+        await service.deliver(CycleResult("s1", TS + timedelta(seconds=10), [sample("b", MinerState.MINING, 90, 3400)],
+                                          0.1), [sink])
+        await sink._delivery  # noqa: SLF001
+
+    try:
+        sink._deliver(sink.spool.append(lines))  # noqa: SLF001 - the delivery task's one step
+        asyncio.run(next_cycle())
+    finally:
+        sink.close()
+    stored = {r["miner"]: r["hashrate_ths"] for r in influxdb.query(
+        "SELECT hashrate_ths FROM miner WHERE time = %ds GROUP BY miner" % ts, influx_bucket)}
+    assert {m: stored.get(m) for m in (f"m{n}" for n in range(20))} == {f"m{n}": 90 + n for n in range(20)}
+    assert influxdb.query("SELECT miners_polled FROM collector WHERE time = %ds" % ts, influx_bucket)[0][
+        "miners_polled"] == 23
+    rejected = tmp_path / "spool" / "0000000000000001.lp.rejected"
+    assert gzip.decompress(rejected.read_bytes()).decode().splitlines() == bad
+    assert sink.spool.depth == 0 and sink.spool.rejected_lines == 3
+    assert influxdb.query("SELECT last(spool_rejected) FROM collector", influx_bucket)[0]["last"] == 3
+    assert "refused 3 of the 24 line(s) of batch 0000000000000001.lp.gz" in caplog.text
+
+
+def test_the_delivery_task_lives_through_an_unexpected_error_and_delivers_after_it(influxdb, influx_bucket,
+                                                                                 tmp_path, caplog):
+    """The spool's folder vanishes under the running collector (an unmounted disk, an operator's rm):
+    delivery logs and counts the error, keeps retrying, and delivers once batches can be read again."""
+    sink = sink_for(influxdb, influx_bucket, tmp_path / "spool")
+    moved = tmp_path / "elsewhere"
+
+    async def scenario():
+        (tmp_path / "spool").rename(moved)
+        sink.appended(cycle_end=True)
+        for _ in range(500):
+            if sink.delivery_errors:
+                break
+            await asyncio.sleep(0.01)
+        assert sink.delivery_errors >= 1 and not sink._delivery.done()  # noqa: SLF001
+        moved.rename(tmp_path / "spool")
+        sink.spool.append([f"miner,site=s1,miner=a up=1i {int(TS.timestamp())}"])
+        sink.appended(cycle_end=True)
+        for _ in range(3000):
+            if sink.spool.depth == 0:
+                break
+            await asyncio.sleep(0.01)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sink.close()
+    assert sink.delivered_batches == 1 and influxdb.query("SELECT up FROM miner", influx_bucket)[0]["up"] == 1
+    assert "delivery failed unexpectedly (FileNotFoundError" in caplog.text
+
+
+def test_a_delivery_task_that_ended_abnormally_is_logged_and_started_again(influxdb, influx_bucket, tmp_path,
+                                                                            caplog):
+    sink = sink_for(influxdb, influx_bucket, tmp_path / "spool")
+
+    async def dead() -> None:
+        raise RuntimeError("simulated: the task ended")
+
+    async def scenario():
+        sink._delivery = asyncio.create_task(dead())  # noqa: SLF001 - a task that ended with an exception
+        await asyncio.sleep(0)
+        sink.spool.append([f"miner,site=s1,miner=a up=1i {int(TS.timestamp())}"])
+        sink.appended(cycle_end=True)
+        await sink._delivery  # noqa: SLF001
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sink.close()
+    assert sink.delivered_batches == 1 and sink.delivery_errors == 1
+    assert "InfluxDB delivery stopped (RuntimeError: simulated: the task ended); started again" in caplog.text

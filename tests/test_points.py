@@ -1,4 +1,7 @@
-"""hashfleet's line-protocol encoder writes exactly what influxdb-client's Point writes."""
+"""hashfleet's line-protocol encoder writes what influxdb-client's Point writes wherever Point is right.
+
+Point keeps backslashes and control characters that InfluxDB's parser misreads (tests/test_lineprotocol_influxd.py
+checks the encoder against the real influxd instead); on every other text the two agree byte for byte."""
 
 import math
 from datetime import datetime, timezone
@@ -11,10 +14,12 @@ from influxdb_client import Point
 from collector.points import Shape, encode, miner_points
 from models import BoardSample, MinerSample, MinerState, PoolInfo, SampleSource
 
-names = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(list(", =\\\"\t\n")),
-                min_size=1, max_size=12).filter(lambda t: not t.startswith("#") and t.strip() == t and "\\" not in t[-1:])
-values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**62, 2**62),
-                   st.text(max_size=20), st.none())
+# Text where Point is right: no backslash, no control character, no lone surrogate (the encoder replaces them)
+plain = st.characters(exclude_categories=("Cs", "Cc"), exclude_characters="\\")
+names = st.text(plain | st.sampled_from(list(', ="')), min_size=1, max_size=12).filter(
+    lambda t: not t.startswith("#") and t.strip() == t and t != "time")
+strings = st.text(plain | st.sampled_from(list(',= "\\')), max_size=20)  # in strings a backslash is escaped
+values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**62, 2**62), strings, st.none())
 
 
 @settings(max_examples=300, deadline=None)
@@ -48,7 +53,7 @@ def shaped_points(draw):
     values = []
     for kind in field_kinds.values():
         if kind is str:
-            values.append(draw(st.one_of(st.text(max_size=20), st.none())))
+            values.append(draw(st.one_of(st.text(max_size=20), st.none())))  # any text: Shape must match encode
         elif kind is int:
             values.append(draw(st.one_of(st.integers(-2**62, 2**62), st.none())))
         else:  # a float field may be handed an int: it must still be written as a float

@@ -38,3 +38,20 @@ def test_size_counts_only_batches_still_there(tmp_path):
     assert spool.size_bytes == first.path.stat().st_size + second.path.stat().st_size
     spool.ack(first)
     assert spool.size_bytes == second.path.stat().st_size
+
+
+def test_a_spool_in_a_shared_folder_removes_only_its_own_temp_files(tmp_path):
+    """spool.directory pointed at an existing folder: its own leftovers go, nobody else's files."""
+    theirs = ["notes.tmp", "1.tmp", "0000000000000001.tmp", "backup.lp.tmp", "00000000000000012.lp.tmp", "report.gz"]
+    ours = ["0000000000000007.lp.tmp", "dropped.tmp", "rejected.tmp", "lost.tmp"]  # a crash mid-write leaves these
+    for name in theirs + ours:
+        (tmp_path / name).write_text("x")
+    Spool(tmp_path).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(theirs + ["lock"])
+
+
+def test_batches_split_on_newlines_only(tmp_path):
+    """A string field may hold U+2028 or U+0085; str.splitlines() would cut the line there."""
+    spool = Spool(tmp_path)
+    lines = ['m s="a\u2028b\u0085c\x1cd" 1', "m v=2 2"]
+    assert spool.append(lines).read() == lines

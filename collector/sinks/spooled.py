@@ -4,15 +4,23 @@ per ~1,000, so delivery starts while the rest of the cycle is still being polled
 
 Shared by the InfluxDB sink (which sends each batch as one write request) and the local history
 (which keeps them).
+
+A batch the disk refuses (full, read-only, failing) keeps what can be kept: it goes straight to its
+destination when the sink has one (`deliver_directly`), else the oldest batches are dropped to make
+room and it is stored on a second try; only if that fails too are its lines lost, counted
+(`collector.spool_lost_lines`) and logged with the path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from collector import points
 from collector.poller import CycleResult, MinersPart
-from collector.spool import Spool
+from collector.spool import Spool, SpoolWriteError
+
+log = logging.getLogger(__name__)
 
 BATCH_LINES = 5000  # lines per spool batch; the InfluxDB sink uses its `batch_size`
 
@@ -34,16 +42,42 @@ class SpooledLines:
             await self._append(batch, cycle_end=False)
 
     async def write(self, result: CycleResult) -> None:
-        lines = self._pending + points.cycle_lines(result, self._cycle_points, self.spool.depth,
-                                                   self.spool.dropped_batches, self.spool.rejected_batches)
+        spool = self.spool
+        lines = self._pending + points.cycle_lines(result, self._cycle_points, spool.depth, spool.dropped_batches,
+                                                   spool.rejected_lines, spool.lost_lines)
         self._pending, self._cycle_points = [], 0
         size = self.batch_lines
         for start in range(0, len(lines), size):
             await self._append(lines[start:start + size], cycle_end=start + size >= len(lines))
 
     async def _append(self, lines: list[str], *, cycle_end: bool) -> None:
-        await asyncio.to_thread(self.spool.append, lines)
-        self.appended(cycle_end)
+        try:
+            await asyncio.to_thread(self._store, lines)
+        finally:
+            self.appended(cycle_end)  # whatever became of this batch, the ones before it are waiting
+
+    def _store(self, lines: list[str]) -> None:
+        try:
+            self.spool.append(lines)
+            return
+        except SpoolWriteError as e:
+            refused = e
+        if self.deliver_directly(lines):
+            log.error("%s; its %d line(s) were delivered directly instead", refused, len(lines))
+            return
+        if refused.disk_full and self.spool.make_room(refused.size):
+            try:
+                self.spool.append(lines)
+                return
+            except SpoolWriteError as e:
+                refused = e
+        self.spool.count_lost(len(lines))
+        log.error("%s; its %d line(s) are lost (%d in all, collector.spool_lost_lines)", refused, len(lines),
+                  self.spool.lost_lines)
+
+    def deliver_directly(self, lines: list[str]) -> bool:
+        """A batch the spool could not store: send it now, without the spool. True if delivered."""
+        return False
 
     def appended(self, cycle_end: bool) -> None:
-        """Called after each batch reaches the spool; `cycle_end` for the cycle's last batch."""
+        """Called after each batch reaches the spool (or failed to); `cycle_end` for the cycle's last batch."""

@@ -8,6 +8,8 @@ Debian packages, no Docker (see DESIGN.md section 7). One module per job:
 - ``servers.influx_cli``      -- a stand-in for the two influx 2.x CLI commands the compose stack's
   InfluxDB init hook runs (a script, put on PATH as ``influx`` by the stack rehearsal)
 - ``servers.mosquitto``       -- :class:`MosquittoBroker`: anonymous + password/ACL listeners
+- ``servers.lying_influx``    -- :class:`LyingInflux`: an HTTP server that answers writes wrongly
+  (200 with a body, non-UTF-8, endless, garbage, silence), then forwards to a real InfluxDB
 - ``servers.ports``           -- :func:`free_port`: free loopback ports
 - ``servers.process``         -- process control; :class:`MissingBinaryError`,
   :class:`ServerStartError`
@@ -22,6 +24,7 @@ e.g. a second shim with a different ``require_token``.
 
 from .influx_v2_shim import InfluxV2Shim
 from .influxdb import InfluxDB, InfluxQueryError
+from .lying_influx import LyingInflux
 from .mosquitto import MosquittoBroker
 from .ports import free_port, free_ports
 from .process import MissingBinaryError, ServerStartError
@@ -30,6 +33,7 @@ __all__ = [
     "InfluxDB",
     "InfluxQueryError",
     "InfluxV2Shim",
+    "LyingInflux",
     "MosquittoBroker",
     "MissingBinaryError",
     "ServerStartError",
