@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from collector import discovery
+from collector.identity import DuplicateIds
 from collector.sources import avalon, pyasic_source
 from collector.targets import Spec, Target, in_shard, parse_specs, range_targets, resolve_name
 from models import CollectorConfig, MinerSample, MinerState, SampleSource
@@ -71,6 +72,7 @@ class Poller:
     targets: set[Target] = field(init=False)
     _known: dict[Target, _Known] = field(init=False, default_factory=dict)
     _last_refresh: float = field(init=False, default=float("-inf"))
+    _ids: DuplicateIds = field(init=False, default_factory=DuplicateIds)  # two miners claiming one MAC
 
     def __post_init__(self) -> None:
         self._pyasic_gate = asyncio.Semaphore(self.config.pyasic_concurrency)
@@ -117,7 +119,7 @@ class Poller:
         async def worker() -> None:
             for i, target in queue:
                 begun = time.monotonic()
-                sample = samples[i] = await self.poll_one(target, ts)
+                sample = samples[i] = self._ids.check(await self.poll_one(target, ts))
                 latencies.append(time.monotonic() - begun)
                 if on_sample is not None:
                     on_sample(sample)

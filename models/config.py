@@ -59,6 +59,10 @@ class CollectorConfig(Strict):
     pyasic_concurrency: int = Field(default=50, ge=1, le=5_000,
                                     description="of those, at most this many through pyasic (~13 ms CPU each)")
     rescan_interval_s: float = Field(default=300.0, gt=0, description="how often CIDR ranges and DNS names are re-resolved")
+    forget_unseen_miners_h: float = Field(
+        default=24, gt=0, le=24 * 31,
+        description="a miner id not in any cycle for this long leaves the running cost totals (its amounts stay in "
+                    "the site's): bounds the totals file when ids churn, e.g. a MAC that changes every cycle")
     shard: str | None = Field(default=None, pattern=r"^[1-9][0-9]*/[1-9][0-9]*$",
                               description="K/N: poll only the addresses whose stable hash falls in shard K of N")
     influx: InfluxConfig | None = None

@@ -38,6 +38,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from collector import plausibility
 from collector.live_inputs import LiveInputs, MeterReading
 from collector.mqtt.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
@@ -224,7 +225,9 @@ class MqttIngest:
             raw["state"] = MinerState.MINING if hashing else MinerState.IDLE
         raw["site"] = self.site
         raw["source"] = SampleSource.MQTT
-        sample = MinerSample.model_validate(raw)
+        # Not finite, or over a cap: ValidationError, the payload is dropped. Finite but beyond what
+        # the model could do (a hashrate of 1e308): refused and kept out of cost, like a polled miner's.
+        sample = plausibility.check(MinerSample.model_validate(raw))
         if sample.miner not in self._telemetry and len(self._telemetry) >= MAX_MQTT_MINERS:  # a racy read is enough
             raise _Dropped(TOO_MANY_MINERS, f"already {MAX_MQTT_MINERS} MQTT miners; {sample.miner!r} is one too many")
 

@@ -407,25 +407,21 @@ def _fans(dev: _Device) -> list[int]:
 
 
 def _pool(pools: Any, dev: _Device) -> PoolInfo | None:
-    if not isinstance(pools, list):
+    if not isinstance(pools, list) or not pools:
         return None
-    pools = [p for p in pools[:_MAX_POOLS] if isinstance(p, dict)]
-    if not pools:
+    pools = pools[:_MAX_POOLS]
+    active = next((p for p in pools if isinstance(p, dict) and p.get("Stratum Active")), None) or next(
+        (p for p in pools if isinstance(p, dict) and p.get("Status") == "Alive"), pools[0])
+    if not isinstance(active, dict):
         return None
-    active = next((p for p in pools if p.get("Stratum Active")), None) or next(
-        (p for p in pools if p.get("Status") == "Alive"), pools[0])
-    counts = {}
-    for name, key in (("accepted", "Accepted"), ("rejected", "Rejected"), ("stale", "Stale")):
-        value = active.get(key)
-        if value is None:
-            counts[name] = None
-        elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            counts[name] = value
-        else:
-            dev.refuse("pool", f"pools {key}", str(value), "is not a count (a whole number >= 0)")
-            counts[name] = None
-    return PoolInfo(url=_text(active.get("URL")), user=_text(active.get("User")),
-                    active=bool(active.get("Stratum Active")), **counts)
+    try:
+        return PoolInfo(url=_text(active.get("URL")), user=_text(active.get("User")), accepted=active.get("Accepted"),
+                        rejected=active.get("Rejected"), stale=active.get("Stale"),
+                        active=bool(active.get("Stratum Active")))
+    except ValidationError as e:  # a count that is not a whole number >= 0
+        bad = e.errors()[0]
+        dev.refuse("pool", f"pools {bad['loc'][0]}", str(bad.get("input")), f"is not a count ({bad['msg']})")
+        return None
 
 
 def _text(value: Any) -> str | None:
