@@ -74,7 +74,10 @@ def load(path: Path, now: datetime | None = None) -> RunningTotals | None:
     try:
         totals = _read(orjson.loads(path.read_bytes()), now)
     except Exception as e:  # whatever is in the file, the service starts
-        reason = str(e) if isinstance(e, (UnusableTotals, orjson.JSONDecodeError)) else f"{type(e).__name__}: {e}"
+        if isinstance(e, orjson.JSONDecodeError):
+            reason = f"not JSON: {e}"
+        else:
+            reason = str(e) if isinstance(e, UnusableTotals) else f"{type(e).__name__}: {e}"
         aside = path.with_name(path.name + ".unusable")
         try:
             os.replace(path, aside)

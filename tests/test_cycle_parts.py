@@ -263,3 +263,28 @@ def test_without_network_state_the_cycle_still_reaches_the_sinks_with_no_cost_fi
             s.miner for s in sink.results[cycle].samples)
         assert not [e for e in events if e[0] == "costs"] and sink.results[cycle].cost is None
     assert caplog.text.count("no cost figures this cycle") == 2
+
+
+def test_a_cost_stage_that_fails_costs_the_cycles_figures_never_the_service_or_its_samples(caplog, tmp_path):
+    """A network state no check refused (difficulty 1e-300: an infinite BTC a day) makes every cost
+    figure non-finite. Both cycles run, every sample reaches the sink, no figure is made up, the
+    failure is logged, and the running totals are neither advanced nor saved with an infinity."""
+    network = {"source": "static", "static": {"difficulty": 1e-300, "height": 925000, "btc_price_usd": 95000}}
+    with run_fleet("a1566:2", base="127.56.2.1", seed=5) as fleet:
+        sink = Timeline()
+        config = CollectorConfig.model_validate({
+            "site": "s1", "miners": fleet.addresses, "interval_s": 1, "timeout_s": 5,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}}, "network": network})
+
+        async def run():
+            stage = CostStage(config.site, config.economics, config.network, totals_path=tmp_path / "totals.json")
+            return await service.run(Poller(config), [sink], cycles=2, cost_stage=stage)
+
+        assert asyncio.run(run()) == 2
+    for cycle in range(2):
+        events = sink.cycles[cycle]
+        assert len([m for e in events if e[0] == "samples" for m in e[2]]) == 2
+        assert not [e for e in events if e[0] == "costs"] and sink.results[cycle].cost is None
+    assert "cost figures of the cycle" in caplog.text and "none are written for it" in caplog.text
+    assert "running totals not advanced" in caplog.text
+    assert not (tmp_path / "totals.json").exists()  # never written with an infinity in it

@@ -153,12 +153,14 @@ def _boards(hashboards: list[Any], refused: dict[str, str]) -> list[BoardSample]
     boards = []
     for position, b in enumerate(hashboards):
         index = b.slot if isinstance(b.slot, int) and 0 <= b.slot < MAX_BOARDS else position
+        board = f"board {index}"
         boards.append(BoardSample(
-            index=index, hashrate_ths=_ths(b.hashrate, "boards", refused),
-            temp_in_c=_temp(b.inlet_temp, "boards", refused), temp_out_c=_temp(b.outlet_temp, "boards", refused),
-            temp_chip_max_c=_temp(b.chip_temp, "boards", refused),
-            chips_ok=_count(b.chips, "boards", refused, MAX_CHIPS_PER_BOARD),
-            chips_expected=_count(b.expected_chips, "boards", refused, MAX_CHIPS_PER_BOARD)))
+            index=index, hashrate_ths=_ths(b.hashrate, "boards", refused, f"{board} hashrate"),
+            temp_in_c=_temp(b.inlet_temp, "boards", refused, f"{board} inlet_temp"),
+            temp_out_c=_temp(b.outlet_temp, "boards", refused, f"{board} outlet_temp"),
+            temp_chip_max_c=_temp(b.chip_temp, "boards", refused, f"{board} chip_temp"),
+            chips_ok=_count(b.chips, "boards", refused, MAX_CHIPS_PER_BOARD, f"{board} chips"),
+            chips_expected=_count(b.expected_chips, "boards", refused, MAX_CHIPS_PER_BOARD, f"{board} expected_chips")))
     return boards
 
 
@@ -180,54 +182,64 @@ def _pool(pools: list[Any], refused: dict[str, str]) -> PoolInfo | None:
                     active=active.active)
 
 
-def _number(value: Any, field: str, refused: dict[str, str], low: float | None = 0.0) -> float | None:
-    """A finite float (>= low), or None: absent, or refused with the reason under `field`."""
+def _number(value: Any, field: str, refused: dict[str, str], low: float | None = 0.0,
+            what: str | None = None) -> float | None:
+    """A finite float (>= low), or None: absent, or refused with the reason under `field` (`what`
+    names the value in the reason when it is part of the field, e.g. one board's)."""
     if value is None:
         return None
+    what = what or field
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
-        refused.setdefault(field, f"pyasic {field} {_shown(value)} is not a number; left empty")
+        refused.setdefault(field, f"reply value out of range: pyasic {what} {_shown(value)} is not a number; "
+                                  f"{field} left empty")
         return None
     if number - number != 0.0:
         if number == number:  # NaN is no reading; inf is garbage
-            refused.setdefault(field, f"pyasic {field} {_shown(value)} is not a finite number; left empty")
+            refused.setdefault(field, f"reply value out of range: pyasic {what} {_shown(value)} is not a finite "
+                                      f"number; {field} left empty")
         return None
     if low is not None and number < low:
-        refused.setdefault(field, f"pyasic {field} {_shown(value)} must be greater than or equal to {low:g}; left empty")
+        refused.setdefault(field, f"reply value out of range: pyasic {what} {_shown(value)} must be greater than "
+                                  f"or equal to {low:g}; {field} left empty")
         return None
     return number
 
 
-def _count(value: Any, field: str, refused: dict[str, str], high: float | None = None) -> int | None:
-    number = _number(value, field, refused)
+def _count(value: Any, field: str, refused: dict[str, str], high: float | None = None,
+           what: str | None = None) -> int | None:
+    number = _number(value, field, refused, what=what)
     if number is None:
         return None
     if high is not None and number > high:
-        refused.setdefault(field, f"pyasic {field} {_shown(value)} is more than {high:g}; left empty")
+        refused.setdefault(field, f"reply value out of range: pyasic {what or field} {_shown(value)} is more than "
+                                  f"{high:g}; {field} left empty")
         return None
     return int(number)
 
 
-def _temp(value: Any, field: str, refused: dict[str, str]) -> float | None:
-    number = _number(value, field, refused, low=None)
+def _temp(value: Any, field: str, refused: dict[str, str], what: str | None = None) -> float | None:
+    number = _number(value, field, refused, low=None, what=what)
     if number is None or number <= -273:  # -273: the firmware's "no sensor"
         return None
     if number > TEMP_MAX_C:
-        refused.setdefault(field, f"pyasic {field} {_shown(value)} is above {TEMP_MAX_C:g} C; left empty")
+        refused.setdefault(field, f"reply value out of range: pyasic {what or field} {_shown(value)} is above "
+                                  f"{TEMP_MAX_C:g} C; {field} left empty")
         return None
     return number
 
 
-def _ths(rate: Any, field: str, refused: dict[str, str]) -> float | None:
+def _ths(rate: Any, field: str, refused: dict[str, str], what: str | None = None) -> float | None:
     if rate is None:
         return None
     try:
         number = float(rate.rate) * rate.unit.value / _HASH_PER_TH
     except (TypeError, ValueError, OverflowError, AttributeError):
-        refused.setdefault(field, f"pyasic {field} {_shown(rate)} is not a hashrate; left empty")
+        refused.setdefault(field, f"reply value out of range: pyasic {what or field} {_shown(rate)} is not a "
+                                  f"hashrate; {field} left empty")
         return None
-    return _number(number, field, refused)
+    return _number(number, field, refused, what=what)
 
 
 def _text(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
