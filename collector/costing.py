@@ -38,10 +38,6 @@ class CycleCost:
     metered_gap_w: dict[str, float]  # reported - metered, by miner, where a meter reads
 
 
-class _Failed(Exception):
-    """This cycle's costing failed earlier; it gives no more figures."""
-
-
 class CycleCosting:
     """One cycle's cost work, a chunk of miners at a time. The service asks for each chunk's figures
     as the poll brings the samples in and hands them to the sinks at once, so 10,000 miners'
