@@ -174,7 +174,7 @@ def test_fan1_inf_costs_fan1_only():
 def test_a_list_over_its_cap_is_refused_and_the_cap_named(keys, cap):
     sample = parse_bytes(with_keys("a1246_21042601_mining.json", **keys))
     assert sample.state is MinerState.ERROR
-    assert any(f"cap" in e and cap in e for e in sample.errors), sample.errors
+    assert any("cap" in e and cap in e for e in sample.errors), sample.errors
     assert len(sample.boards) <= 128 and len(sample.fans_rpm) <= 32
     assert all((b.chips_expected or 0) <= 1024 for b in sample.boards)
     assert sample.hashrate_ths == pytest.approx(87.40211)

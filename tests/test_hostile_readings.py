@@ -12,7 +12,6 @@ import logging
 import os
 import subprocess
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from support import HASHFLEET
