@@ -208,7 +208,7 @@ class CostStage:
             log.exception("running totals not advanced to %s", now.isoformat())
             advanced = None
         if advanced is not None:
-            problem = totals_store.check(advanced)
+            problem = totals_store.check(advanced, thorough=False)
             if problem is None:
                 self._totals = advanced
             else:
@@ -216,8 +216,8 @@ class CostStage:
                           "not counted", now.isoformat(), problem)
         self._last_ts = now
         if self._totals is not None and self.totals_path is not None:
-            try:
-                totals_store.save(self.totals_path, self._totals)
+            try:  # every totals this stage holds passed `check` (loaded, or just advanced)
+                totals_store.save(self.totals_path, self._totals, checked=True)
             except (OSError, ValueError) as e:
                 log.error("cannot save running totals to %s: %s", self.totals_path, e)
 
