@@ -35,8 +35,6 @@ _LIST_FIELDS = frozenset({"fans_rpm", "boards", "errors", "unusable"})
 _Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 _Error = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
 _Temp = Annotated[float, Field(ge=TEMP_MIN_C, le=TEMP_MAX_C)]
-
-
 _INF = float("inf")
 
 
@@ -107,7 +105,7 @@ class MinerSample(Reading):
     hw_error_pct: float | None = Field(default=None, ge=0)
     work_mode: _Text | None = None
     errors: list[_Error] = Field(default_factory=list, max_length=MAX_ERRORS)
-    unusable: list[str] = Field(
+    unusable: list[_Text] = Field(
         default_factory=list, max_length=MAX_ERRORS,
         description="fields whose reported value was refused (not finite, out of range, implausible for the model, "
                     "over a cap): left empty, the value named in `errors`. The cost engine uses no reading of a miner "
