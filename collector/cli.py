@@ -168,7 +168,8 @@ async def _collect(cfg, sinks, cycles: int | None, *, service_mode: bool = False
 
         totals_path = config_loader.spool_directory(cfg) / "cost-totals.json"
         cost_stage = CostStage(cfg.site, cfg.economics, cfg.network, live=bridge.live if bridge else None,
-                               totals_path=totals_path if service_mode else None)
+                               totals_path=totals_path if service_mode else None,
+                               forget_after_s=cfg.forget_unseen_miners_h * 3600)
     try:
         done = await service.run(Poller(cfg), sinks, cycles=cycles, stop=stop, cost_stage=cost_stage,
                                  extra_samples=bridge.ingest.cycle_samples if bridge else None, after=after)

@@ -37,7 +37,9 @@ TWO_POW_32 = 2**32
 DAYS_PER_MONTH = 365.25 / 12
 HALVING_INTERVAL_BLOCKS = 210_000
 INITIAL_SUBSIDY_SAT = 50 * 100_000_000
-UNALLOCATED = ""  # running-totals key for a site's fixed costs while it has no miners to carry them
+# Running-totals key for what no present miner carries: a site's fixed costs while it has no
+# miners, and what miners unseen for longer than `forget_after_s` spent (MinerSample.miner is never "").
+UNALLOCATED = ""
 
 UTC = timezone.utc
 
@@ -180,6 +182,9 @@ class MinerFlows:
 
 
 _HASHING_STATES = (MinerState.MINING, MinerState.ERROR)  # error: answered with a fault, may still hash
+# A miner with either of these refused (MinerSample.unusable: not finite, implausible for its
+# model) has no usable reading: its other one is not trusted either, and it counts as incomplete.
+_COST_READINGS = frozenset({"hashrate_ths", "power_w"})
 
 
 def miner_flows(
@@ -189,12 +194,15 @@ def miner_flows(
     but what power they report still costs; unknown power counts as 0 and is flagged unless offline."""
     missing: list[str] = []
     hashrate = 0.0
-    if sample.state in _HASHING_STATES:
+    refused = bool(sample.unusable) and not _COST_READINGS.isdisjoint(sample.unusable)
+    if refused:
+        missing.append("hashrate_ths")
+    elif sample.state in _HASHING_STATES:
         if sample.hashrate_ths is None:
             missing.append("hashrate_ths")
         else:
             hashrate = sample.hashrate_ths
-    power = sample.power_w
+    power = None if refused else sample.power_w
     if power is None:
         if sample.state is not MinerState.OFFLINE:
             missing.append("power_w")
@@ -205,7 +213,7 @@ def miner_flows(
     else:
         facility = power * pue
     curtailed = 0.0
-    if sample.state is MinerState.SOFT_OFF and sample.power_limit_w is not None:
+    if sample.state is MinerState.SOFT_OFF and sample.power_limit_w is not None and not refused:
         curtailed = max(0.0, sample.power_limit_w - power) * pue
     gross = btc_per_day(hashrate, network.difficulty, network_subsidy_btc(network), network.fees_btc_per_block)
     local_day = at.astimezone(ZoneInfo(economics.timezone)).date()
@@ -491,8 +499,8 @@ class RunningTotals:
     """Accumulator state for one site. Never mutated: `advance` returns a new one.
 
     today / month_to_date are keyed by miner id (UNALLOCATED for fixed costs of a site with no
-    miners). The month's demand charge is peak_kw x rate, accrued pro rata over the month from
-    demand_from and trued up when the peak rises.
+    miners, and for miners forgotten after `forget_after_s` unseen). The month's demand charge is
+    peak_kw x rate, accrued pro rata over the month from demand_from and trued up when the peak rises.
     """
 
     as_of: datetime  # end of the last interval integrated
@@ -503,6 +511,7 @@ class RunningTotals:
     peak_kw: float = 0.0
     demand_usd: float = 0.0
     demand_from: datetime | None = None
+    last_seen: Mapping[str, datetime] = field(default_factory=dict)  # by miner: end of the last interval it was in
 
     def site_today(self) -> Totals:
         return _sum_totals(self.today.values())
@@ -618,12 +627,16 @@ def advance(
     *,
     live_price: LivePowerPrice | None = None,
     carries: Callable[[MinerSample], bool] | None = None,
+    forget_after_s: float | None = None,
 ) -> RunningTotals:
     """Integrate one site over [t0, t1), holding `samples`, `network` and the live price constant.
     `carries`: the miners that share the fixed costs (`fixed_shares`); default every one.
 
     Pass t0 = the previous t1: a gap is not integrated (nothing is known about it) and an overlap
     is refused (it would count twice). Totals reset at local midnight and on the local 1st.
+    A miner id not among the samples for longer than `forget_after_s` (a miner removed, or one whose
+    MAC keeps changing) leaves the books: its amounts move to UNALLOCATED, so the site's totals keep
+    them and the books stop growing.
     """
     if t0.tzinfo is None or t1.tzinfo is None:
         raise ValueError("t0 and t1 must carry a time zone")
@@ -642,7 +655,28 @@ def advance(
         state = _roll_calendar(state, start, tz)
         state = _integrate(state, samples, economics, network, start, end, live_price, tz, carries)
         start = end
-    return replace(_roll_calendar(state, t1, tz), as_of=t1)
+    state = _roll_calendar(state, t1, tz)
+    seen = dict(state.last_seen)
+    for sample in samples:
+        seen[sample.miner] = t1
+    state = replace(state, as_of=t1, last_seen=seen)
+    if forget_after_s is not None:
+        state = forget_unseen(state, t1 - timedelta(seconds=forget_after_s))
+    return state
+
+
+def forget_unseen(state: RunningTotals, before: datetime) -> RunningTotals:
+    """Move the amounts of every miner last seen before `before` to UNALLOCATED (the site keeps them)."""
+    gone = [miner for miner, seen in state.last_seen.items() if seen < before and miner != UNALLOCATED]
+    if not gone:
+        return state
+    today, month = dict(state.today), dict(state.month_to_date)
+    for book in (today, month):
+        moved = [book.pop(miner) for miner in gone if miner in book]
+        if moved:
+            book[UNALLOCATED] = _sum_totals([book.get(UNALLOCATED, Totals()), *moved])
+    seen = {miner: t for miner, t in state.last_seen.items() if t >= before}
+    return replace(state, today=today, month_to_date=month, last_seen=seen)
 
 
 def _totals_fields(today: Totals, month: Totals) -> dict[str, float]:

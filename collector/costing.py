@@ -3,6 +3,10 @@
 Each cycle it takes the cycle's samples, the network state and the live inputs,
 asks `collector.cost` for miner, site and fleet figures, and advances the
 running totals (today, this month) over the time since the previous cycle.
+
+A failure here never stops the service: a miner whose figures cannot be computed is costed as
+one with no reading, a cycle whose roll-up fails has no cost figures (logged; its samples are
+still written), and totals that would become unusable (not finite) are not advanced or saved.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from models import CostSample, CostScope, MinerSample, NetworkFeedConfig, Networ
 log = logging.getLogger(__name__)
 
 MAX_INTEGRATION_GAP_S = 600  # longer gaps (collector down) are not integrated: nothing is known about them
+DEFAULT_FORGET_AFTER_S = 24 * 3600  # CollectorConfig.forget_unseen_miners_h's default
 
 
 @dataclass
@@ -55,26 +60,51 @@ class CycleCosting:
         self._totals_before = stage.totals  # as of the previous cycle
         self._rollup = cost.Rollup()
         self._live_price = stage.live.power_price
+        self.failed = False  # a chunk's costing failed: no roll-up this cycle
 
-    def miners(self, samples: Sequence[MinerSample]) -> list[CostSample]:
-        stage, out = self._stage, []
-        cost.check_site(stage.site, samples)
-        book, nothing = self._totals_before, cost.Totals()
-        for sample in samples:
-            totals = None if book is None else (book.today.get(sample.miner, nothing),
-                                                book.month_to_date.get(sample.miner, nothing))
-            share = self.fixed_share if self._carries is None or self._carries(sample) else 0.0
+    def miners(self, samples: Sequence[MinerSample]) -> list[CostSample] | None:
+        """The chunk's per-miner figures; None (logged) when this cycle's costing has failed."""
+        if self.failed:
+            return None
+        try:
+            cost.check_site(self._stage.site, samples)
+            return [self._miner(sample) for sample in samples]
+        except Exception:  # a bug or an input no check caught: the cycle's figures, never the service
+            self.failed = True
+            log.exception("cost figures of the cycle at %s failed: none are written for it", self.now.isoformat())
+            return None
+
+    def _miner(self, sample: MinerSample) -> CostSample:
+        stage, book = self._stage, self._totals_before
+        totals = None if book is None else (book.today.get(sample.miner, _NOTHING),
+                                            book.month_to_date.get(sample.miner, _NOTHING))
+        share = self.fixed_share if self._carries is None or self._carries(sample) else 0.0
+        try:
             figures = cost.miner_cost(self._metered(sample), stage.economics, self.network, self.now,
                                       fixed_share=share, live_price=self._live_price, totals=totals)
-            self._rollup.add(figures)
-            out.append(figures)
-        return out
+        except (ValueError, ArithmeticError) as e:  # e.g. a figure that is not finite: costed as one with no reading
+            stage.log_miner_failure(sample.miner, e)
+            figures = cost.miner_cost(_no_reading(sample), stage.economics, self.network, self.now,
+                                      fixed_share=share, live_price=self._live_price, totals=totals)
+        self._rollup.add(figures)
+        return figures
 
-    def finish(self, samples: Sequence[MinerSample]) -> CycleCost:
-        """`samples`: every sample of the cycle (each already through `miners`)."""
+    def finish(self, samples: Sequence[MinerSample]) -> CycleCost | None:
+        """`samples`: every sample of the cycle (each already through `miners`). None (logged) when
+        the cycle's figures failed; the running totals still advance where they can."""
         stage = self._stage
         stage.advance([_with_metered(s, self.metered_w) for s in samples] if self.metered_w else samples,
                       self.network, self.now)
+        if self.failed:
+            return None
+        try:
+            return self._rollups()
+        except Exception:
+            log.exception("cost roll-ups of the cycle at %s failed: none are written for it", self.now.isoformat())
+            return None
+
+    def _rollups(self) -> CycleCost:
+        stage = self._stage
         if self._rollup.children:
             site = self._rollup.result(CostScope.SITE, stage.site, self.now)
         else:
@@ -104,20 +134,32 @@ def _with_metered(sample: MinerSample, metered_w: dict[str, float]) -> MinerSamp
     if metered is None:
         return sample
     efficiency = metered / sample.hashrate_ths if sample.hashrate_ths else None
+    if efficiency is not None and not efficiency < float("inf"):
+        efficiency = None
     return sample.model_copy(update={"power_w": metered, "efficiency_j_th": efficiency})
+
+
+_NOTHING = cost.Totals()
+
+
+def _no_reading(sample: MinerSample) -> MinerSample:
+    return sample.refused({"hashrate_ths": "cost figures could not be computed from this reading",
+                           "power_w": "cost figures could not be computed from this reading"})
 
 
 class CostStage:
     def __init__(self, site: str, economics: SiteEconomics, network: NetworkFeedConfig,
                  live: LiveInputs | None = None, network_refresh_s: float = 300.0,
-                 totals_path: Path | None = None):
+                 totals_path: Path | None = None, forget_after_s: float | None = DEFAULT_FORGET_AFTER_S):
         self.site = site
         self.economics = economics
         self.source: NetworkSource = network_source(network)
         self.live = live or LiveInputs()
         self.network_refresh_s = network_refresh_s
         self.totals_path = totals_path  # where today's and this month's totals survive restarts
+        self.forget_after_s = forget_after_s  # miner ids unseen this long leave the running totals
         self._totals: cost.RunningTotals | None = totals_store.load(totals_path) if totals_path else None
+        self._failed_miners: set[str] = set()  # logged once each
         self._last_ts: datetime | None = None
         self._last_refresh: datetime | None = None
         self._refreshing: asyncio.Task | None = None
@@ -130,9 +172,15 @@ class CostStage:
             return
         first = self._last_refresh is None
         self._last_refresh = now
-        self._refreshing = asyncio.create_task(self.source.refresh(now))
+        self._refreshing = asyncio.create_task(self._refresh(now))
         if first:
             await self._refreshing
+
+    async def _refresh(self, now: datetime) -> None:
+        try:
+            await self.source.refresh(now)
+        except Exception:  # the source logs what it expects; anything else must not stop the service
+            log.exception("network state refresh failed; the last values stand")
 
     @property
     def totals(self) -> cost.RunningTotals | None:
@@ -145,10 +193,12 @@ class CostStage:
         warning) when there is no network state to cost against."""
         try:
             network = self.source.snapshot(now)
+            return CycleCosting(self, now, self._with_live_btc_price(network), 1 / miners if miners else 1.0, carries)
         except NetworkStateUnavailable as e:
             log.warning("no cost figures this cycle: %s", e)
-            return None
-        return CycleCosting(self, now, self._with_live_btc_price(network), 1 / miners if miners else 1.0, carries)
+        except Exception:
+            log.exception("no cost figures this cycle: the network state could not be read")
+        return None
 
     def begin_samples(self, now: datetime, samples: Sequence[MinerSample]) -> CycleCosting | None:
         """`begin` for a cycle whose samples are all known (MQTT miners joined after the poll): the
@@ -168,26 +218,47 @@ class CostStage:
         verified = frozenset(self.live.verified_mqtt_miners)
         return lambda sample: sample.source is not SampleSource.MQTT or sample.miner in verified
 
+    def log_miner_failure(self, miner: str, error: Exception) -> None:
+        if miner not in self._failed_miners and len(self._failed_miners) < 10_000:
+            self._failed_miners.add(miner)
+            log.error("%s: cost figures failed (%s); costed as a miner with no reading (logged once)", miner, error)
+
     def advance(self, samples: Sequence[MinerSample], network: NetworkState, now: datetime) -> None:
         """Integrate the running totals from the previous cycle to `now` over these samples, and save them."""
+        try:
+            advanced = self._advanced(samples, network, now)
+        except Exception:  # a bug or an input no check caught: this interval is not counted
+            log.exception("running totals not advanced to %s", now.isoformat())
+            advanced = None
+        if advanced is not None:
+            problem = totals_store.check(advanced, thorough=False)
+            if problem is None:
+                self._totals = advanced
+            else:
+                log.error("running totals not advanced to %s: %s (an input no check caught); the interval is "
+                          "not counted", now.isoformat(), problem)
+        self._last_ts = now
+        if self._totals is not None and self.totals_path is not None:
+            try:  # every totals this stage holds passed `check` (loaded, or just advanced)
+                totals_store.save(self.totals_path, self._totals, checked=True)
+            except (OSError, ValueError) as e:
+                log.error("cannot save running totals to %s: %s", self.totals_path, e)
+
+    def _advanced(self, samples: Sequence[MinerSample], network: NetworkState,
+                  now: datetime) -> cost.RunningTotals | None:
         live_price = self.live.power_price
         gap_s = None if self._last_ts is None else (now - self._last_ts).total_seconds()
         if gap_s is not None and 0 < gap_s <= MAX_INTEGRATION_GAP_S:
-            self._totals = cost.advance(self._totals, samples, self.economics, network, self._last_ts, now,
-                                        live_price=live_price, carries=self.fixed_cost_carriers())
-        elif self._totals is not None and now >= self._totals.as_of:
+            return cost.advance(self._totals, samples, self.economics, network, self._last_ts, now,
+                                live_price=live_price, carries=self.fixed_cost_carriers(), forget_after_s=self.forget_after_s)
+        if self._totals is not None and now >= self._totals.as_of:
             # After a long gap or a restart (totals loaded from disk): nothing is known about the
             # time in between, so it is not counted; the totals carry on from here.
             if gap_s is not None:
                 log.warning("%.0f s since the last cycle: that gap is not counted in today's totals", gap_s)
-            self._totals = cost.advance(self._totals, samples, self.economics, network, now, now,
-                                        live_price=live_price, carries=self.fixed_cost_carriers())
-        self._last_ts = now
-        if self._totals is not None and self.totals_path is not None:
-            try:
-                totals_store.save(self.totals_path, self._totals)
-            except OSError as e:
-                log.error("cannot save running totals to %s: %s", self.totals_path, e)
+            return cost.advance(self._totals, samples, self.economics, network, now, now,
+                                live_price=live_price, carries=self.fixed_cost_carriers(), forget_after_s=self.forget_after_s)
+        return None
 
     def _with_live_btc_price(self, network: NetworkState) -> NetworkState:
         if self.live.btc_price_usd is None:

@@ -27,6 +27,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from collector import discovery
+from collector.identity import DuplicateIds
 from collector.sources import avalon, pyasic_source
 from collector.targets import Spec, Target, in_shard, parse_specs, range_targets, resolve_name
 from models import CollectorConfig, MinerSample, MinerState, SampleSource
@@ -137,6 +138,7 @@ class Poller:
     targets: set[Target] = field(init=False)
     _known: dict[Target, _Known] = field(init=False, default_factory=dict)
     _last_refresh: float = field(init=False, default=float("-inf"))
+    _ids: DuplicateIds = field(init=False, default_factory=DuplicateIds)  # two miners claiming one MAC
 
     def __post_init__(self) -> None:
         self._pyasic_gate = asyncio.Semaphore(self.config.pyasic_concurrency)
@@ -328,7 +330,7 @@ class Poller:
         async def worker() -> None:
             for i, target in queue:
                 begun = time.monotonic()
-                sample = await self.poll_one(target, ts)
+                sample = self._ids.check(await self.poll_one(target, ts))
                 if samples[i] is not None:  # the deadline passed meanwhile and gave it its sample
                     return
                 samples[i] = sample

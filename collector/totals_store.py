@@ -3,15 +3,22 @@
 Without this, every restart or upgrade of the collector would start "spent this
 month" from zero. The state is one JSON file next to the spool (owned by the
 same process), replaced atomically after each cycle.
+
+The file is input like any other: a value that is not a finite number, is negative where an
+amount cannot be, is absurdly large, has the wrong type, or dates from the future makes the
+whole file unusable. It is then set aside as `<name>.unusable`, the reason logged, and the totals
+start over: a poisoned file must never stop the service (under `restart: unless-stopped` that is a
+crash loop). Totals that would be unusable are never written.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict
-from datetime import date, datetime
+from dataclasses import fields
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -22,42 +29,171 @@ log = logging.getLogger(__name__)
 VERSION = 1
 MAX_TOTALS_BYTES = 256 * 1024 * 1024  # ~200 bytes a miner and day: far beyond any real site
 
+# No site spends, uses or mines this much in a month in any unit (USD, kWh, BTC): past it a value
+# is garbage, not an amount.
+MAX_AMOUNT = 1e12
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+# Amounts that may be negative: power bought at negative real-time prices, curtailment credits.
+_SIGNED = frozenset({"power_usd"})
+_TOTALS_FIELDS = tuple(f.name for f in fields(Totals))
 
-def save(path: Path, totals: RunningTotals) -> None:
+
+class UnusableTotals(ValueError):
+    """The saved totals cannot be used; the message says which value and why."""
+
+
+def save(path: Path, totals: RunningTotals, *, checked: bool = False) -> None:
+    """Write the totals atomically; UnusableTotals (nothing written) when any value is unusable.
+    `checked`: the caller has just run `check` on these very totals."""
+    problem = None if checked else check(totals, thorough=False)
+    if problem is not None:
+        raise UnusableTotals(f"not saved: {problem}")
     data = {
         "version": VERSION,
         "as_of": totals.as_of.isoformat(),
         "day": totals.day.isoformat(),
         "month": totals.month.isoformat(),
-        "today": {k: asdict(v) for k, v in totals.today.items()},
-        "month_to_date": {k: asdict(v) for k, v in totals.month_to_date.items()},
+        "today": {k: _amounts(v) for k, v in totals.today.items()},
+        "month_to_date": {k: _amounts(v) for k, v in totals.month_to_date.items()},
         "peak_kw": totals.peak_kw,
         "demand_usd": totals.demand_usd,
         "demand_from": totals.demand_from.isoformat() if totals.demand_from else None,
+        "last_seen": {k: v.timestamp() for k, v in totals.last_seen.items()},
     }
     temp = path.with_suffix(".tmp")
     temp.write_bytes(orjson.dumps(data))
     os.replace(temp, path)
 
 
-def load(path: Path) -> RunningTotals | None:
-    """The saved totals, or None (first start, or a file that cannot be used: said in the log)."""
+def _amounts(t: Totals) -> dict[str, float]:
+    return {name: getattr(t, name) for name in _TOTALS_FIELDS}
+
+
+def load(path: Path, now: datetime | None = None) -> RunningTotals | None:
+    """The saved totals, or None: a first start, or a file that cannot be used (logged, set aside)."""
     if not path.exists():
         return None
+    now = now or datetime.now(timezone.utc)
     try:
-        data = orjson.loads(read_capped(path, MAX_TOTALS_BYTES))
-        if data.get("version") != VERSION:
-            raise ValueError(f"version {data.get('version')!r}")
-        return RunningTotals(
-            as_of=datetime.fromisoformat(data["as_of"]),
-            day=date.fromisoformat(data["day"]),
-            month=date.fromisoformat(data["month"]),
-            today={k: Totals(**v) for k, v in data["today"].items()},
-            month_to_date={k: Totals(**v) for k, v in data["month_to_date"].items()},
-            peak_kw=float(data["peak_kw"]),
-            demand_usd=float(data["demand_usd"]),
-            demand_from=datetime.fromisoformat(data["demand_from"]) if data["demand_from"] else None,
-        )
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        log.error("running cost totals in %s unusable (%s): today's and this month's totals start over", path, e)
+        totals = _read(orjson.loads(read_capped(path, MAX_TOTALS_BYTES)), now)
+    except Exception as e:  # whatever is in the file, the service starts
+        if isinstance(e, orjson.JSONDecodeError):
+            reason = f"not JSON: {e}"
+        else:
+            reason = str(e) if isinstance(e, UnusableTotals) else f"{type(e).__name__}: {e}"
+        aside = path.with_name(path.name + ".unusable")
+        try:
+            os.replace(path, aside)
+            kept = f"; the file is kept as {aside}"
+        except OSError:
+            kept = ""
+        log.error("running cost totals in %s are unusable (%s): today's and this month's totals start over%s",
+                  path, reason[:300], kept)
         return None
+    return totals
+
+
+def check(totals: RunningTotals, *, thorough: bool = True) -> str | None:
+    """What makes `totals` unusable, or None when every amount is a finite, sane number.
+
+    Not `thorough` (totals the engine made from checked inputs, every cycle): first the sum of every
+    amount, ~40 times cheaper at 10,000 miners; an infinity, a NaN or an absurd amount anywhere
+    shows in it, and only then is each value looked at to name it."""
+    if not thorough and _sums_are_sane(totals):
+        return None
+    for book_name, book in (("today", totals.today), ("month_to_date", totals.month_to_date)):
+        for miner, t in book.items():
+            for name in _TOTALS_FIELDS:
+                value = getattr(t, name)
+                problem = _amount_problem(value, signed=name in _SIGNED)
+                if problem is not None:
+                    return f"{book_name}[{miner!r}].{name} = {value!r} {problem}"
+    for name in ("peak_kw", "demand_usd"):
+        problem = _amount_problem(getattr(totals, name), signed=False)
+        if problem is not None:
+            return f"{name} = {getattr(totals, name)!r} {problem}"
+    return None
+
+
+def _sums_are_sane(totals: RunningTotals) -> bool:
+    try:
+        sums = [sum([t.energy_kwh + t.power_usd + t.opex_usd + t.depreciation_usd + t.btc + t.revenue_usd
+                     for t in book.values()]) for book in (totals.today, totals.month_to_date)]
+        sums += [totals.peak_kw, totals.demand_usd]
+        return all(-MAX_AMOUNT <= x <= MAX_AMOUNT for x in sums)  # NaN fails both comparisons
+    except TypeError:
+        return False
+
+
+def _amount_problem(value: Any, *, signed: bool) -> str | None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return f"is a {type(value).__name__}, not a number"
+    if not -MAX_AMOUNT <= value <= MAX_AMOUNT:  # NaN fails both comparisons
+        return "is not a finite, plausible amount"
+    if value < 0 and not signed:
+        return "is negative"
+    return None
+
+
+def _read(data: Any, now: datetime) -> RunningTotals:
+    if not isinstance(data, dict):
+        raise UnusableTotals(f"the file holds a {type(data).__name__}, not an object")
+    if data.get("version") != VERSION:
+        raise UnusableTotals(f"version {data.get('version')!r}, expected {VERSION}")
+    as_of = _instant(data.get("as_of"), "as_of")
+    if as_of > now + MAX_CLOCK_SKEW:
+        raise UnusableTotals(f"as_of {as_of.isoformat()} is in the future (now {now.isoformat()})")
+    day, month = _date(data.get("day"), "day"), _date(data.get("month"), "month")
+    if month.day != 1 or (day.year, day.month) != (month.year, month.month):
+        raise UnusableTotals(f"day {day} is not in the month starting {month}")
+    demand_from = data.get("demand_from")
+    last_seen_raw = data.get("last_seen", {})
+    if not isinstance(last_seen_raw, dict):
+        raise UnusableTotals("last_seen is not an object")
+    today, month_to_date = _book(data.get("today"), "today"), _book(data.get("month_to_date"), "month_to_date")
+    last_seen = {miner: _seen(value, miner) for miner, value in last_seen_raw.items()}
+    for miner in month_to_date:  # a file from before last_seen was kept: every miner was there at as_of
+        last_seen.setdefault(miner, as_of)
+    totals = RunningTotals(
+        as_of=as_of, day=day, month=month, today=today, month_to_date=month_to_date,
+        peak_kw=data.get("peak_kw"), demand_usd=data.get("demand_usd"),  # type: ignore[arg-type]  # checked below
+        demand_from=None if demand_from is None else _instant(demand_from, "demand_from"),
+        last_seen=last_seen,
+    )
+    problem = check(totals)
+    if problem is not None:
+        raise UnusableTotals(problem)
+    return totals
+
+
+def _book(raw: Any, name: str) -> dict[str, Totals]:
+    if not isinstance(raw, dict):
+        raise UnusableTotals(f"{name} is not an object")
+    book = {}
+    for miner, amounts in raw.items():
+        if not isinstance(amounts, dict) or set(amounts) != set(_TOTALS_FIELDS):
+            raise UnusableTotals(f"{name}[{miner!r}] is not an object of {', '.join(_TOTALS_FIELDS)}")
+        book[miner] = Totals(**amounts)
+    return book
+
+
+def _instant(raw: Any, name: str) -> datetime:
+    if not isinstance(raw, str):
+        raise UnusableTotals(f"{name} is not a timestamp")
+    value = datetime.fromisoformat(raw)
+    if value.tzinfo is None:
+        raise UnusableTotals(f"{name} {raw!r} has no time zone")
+    return value.astimezone(timezone.utc)
+
+
+def _date(raw: Any, name: str) -> date:
+    if not isinstance(raw, str):
+        raise UnusableTotals(f"{name} is not a date")
+    return date.fromisoformat(raw)
+
+
+def _seen(raw: Any, miner: str) -> datetime:
+    if not isinstance(raw, (int, float)) or isinstance(raw, bool) or not 0 <= raw <= 1e11:
+        raise UnusableTotals(f"last_seen[{miner!r}] = {raw!r} is not a time")
+    return datetime.fromtimestamp(raw, timezone.utc)
+

@@ -51,7 +51,7 @@ def read_secret_file(path: Path, field: str) -> str:
 
 
 class Reading(Strict):
-    """A record of what was read at one instant: never changed once made (frozen).
+    """A record of what was read at one instant: never changed once made (frozen), every number finite.
 
     A cycle holds every miner's reading (10,000 at a large site), and pydantic gives each instance
     its own set of the field names it was given: ~2.3 KB for a MinerSample, 0.7 KB for each board
@@ -59,7 +59,8 @@ class Reading(Strict):
     the same fields can share one set: `model_copy(update=...)` copies the set before adding to it.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or NaN: a reading is a number a sink can store and the cost engine can add up.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     def model_post_init(self, context: object, /) -> None:
         given = self.__pydantic_fields_set__

@@ -70,6 +70,10 @@ class CollectorConfig(Settings):
                                                          "to identify_backoff_max_s")
     identify_backoff_max_s: float = Field(default=600.0, gt=0, le=86_400,
                                           description="the longest wait between identifications of an address")
+    forget_unseen_miners_h: float = Field(
+        default=24, gt=0, le=24 * 31,
+        description="a miner id not in any cycle for this long leaves the running cost totals (its amounts stay in "
+                    "the site's): bounds the totals file when ids churn, e.g. a MAC that changes every cycle")
     shard: str | None = Field(default=None, pattern=r"^[1-9][0-9]*/[1-9][0-9]*$",
                               description="K/N: poll only the addresses whose stable hash falls in shard K of N")
     influx: InfluxConfig | None = None

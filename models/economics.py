@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from models.base import Settings
 from models.base import Strict as _Strict
@@ -260,7 +260,10 @@ class CostSample(_Strict):
     `*_day` fields are rates now (what a day at this instant would be); `*_today` and `*_month`
     are what was really used, spent and mined since local midnight / the 1st (None until the
     accumulator has run). Additive fields sum across miners; ratios are recomputed from sums.
+    Every figure is finite: one that is not is a ValidationError, never a point.
     """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     scope: CostScope
     site: str | None

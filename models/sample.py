@@ -6,20 +6,43 @@ numbers None), so dashboards see silence as data, not as a gap.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from models.base import Reading
 from models.base import as_utc
+
+# Caps on what one miner's reply may make: each board is a point per cycle and every entry is
+# memory, so a hostile or broken reply must not grow them without bound. Generous for real
+# hardware: an Avalon controller chains dozens of modules, an Antminer has 3-4 boards of up to a
+# few hundred chips. Past a cap a source leaves the field empty and the miner is in error.
+MAX_BOARDS = 128
+MAX_CHIPS_PER_BOARD = 1024
+MAX_FANS = 32
+MAX_ERRORS = 32
+MAX_ERROR_CHARS = 500
+MAX_TEXT_CHARS = 256  # model, firmware, work mode, pool URL and user
+# Past these a number is not a reading of any miner: a wrapped counter or garbage.
+MAX_UPTIME_S = 10**10  # ~317 years
+MAX_FAN_RPM = 100_000
+TEMP_MIN_C, TEMP_MAX_C = -273.15, 1000.0
+
+_LIST_FIELDS = frozenset({"fans_rpm", "boards", "errors", "unusable"})
+_Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+_Error = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
+_Temp = Annotated[float, Field(ge=TEMP_MIN_C, le=TEMP_MAX_C)]
+_INF = float("inf")
 
 
 class MinerState(StrEnum):
     MINING = "mining"
     IDLE = "idle"  # powered and answering, not hashing (e.g. waiting for a pool)
     SOFT_OFF = "soft_off"  # put to sleep on purpose (curtailment, schedule)
-    ERROR = "error"  # answered, but the reply was unusable or reports a fault
+    ERROR = "error"  # answered, but the reply was unusable, reports a fault, or had a value refused (`unusable`)
     OFFLINE = "offline"  # did not answer at all
 
 
@@ -32,20 +55,20 @@ class SampleSource(StrEnum):
 
 
 class BoardSample(Reading):
-    index: int = Field(ge=0)
+    index: int = Field(ge=0, lt=MAX_BOARDS)
     hashrate_ths: float | None = Field(default=None, ge=0, description="live, when the firmware reports it per board")
     hashrate_avg_ths: float | None = Field(default=None, ge=0, description="since boot (Avalon MGHS)")
-    temp_in_c: float | None = None
-    temp_out_c: float | None = None
-    temp_chip_max_c: float | None = None
-    temp_chip_avg_c: float | None = None
-    chips_ok: int | None = Field(default=None, ge=0)
-    chips_expected: int | None = Field(default=None, ge=0)
+    temp_in_c: _Temp | None = None
+    temp_out_c: _Temp | None = None
+    temp_chip_max_c: _Temp | None = None
+    temp_chip_avg_c: _Temp | None = None
+    chips_ok: int | None = Field(default=None, ge=0, le=MAX_CHIPS_PER_BOARD)
+    chips_expected: int | None = Field(default=None, ge=0, le=MAX_CHIPS_PER_BOARD)
 
 
 class PoolInfo(Reading):
-    url: str | None = None
-    user: str | None = None
+    url: _Text | None = None
+    user: _Text | None = None
     accepted: int | None = Field(default=None, ge=0)
     rejected: int | None = Field(default=None, ge=0)
     stale: int | None = Field(default=None, ge=0)
@@ -53,18 +76,18 @@ class PoolInfo(Reading):
 
 
 class MinerSample(Reading):
-    miner: str = Field(min_length=1, description="stable id: MAC when known, else host:port")
-    host: str
+    miner: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="stable id: MAC when known, else host:port")
+    host: _Text
     port: int = Field(default=4028, ge=1, le=65535)
     site: str = "default"
     ts: datetime
     state: MinerState
     source: SampleSource
 
-    make: str | None = None
-    model: str | None = None
-    firmware: str | None = None
-    mac: str | None = None
+    make: _Text | None = None
+    model: _Text | None = None
+    firmware: _Text | None = None
+    mac: _Text | None = None
 
     hashrate_ths: float | None = Field(default=None, ge=0, description="live, about the last minute")
     hashrate_avg_ths: float | None = Field(default=None, ge=0, description="average since boot")
@@ -72,16 +95,21 @@ class MinerSample(Reading):
     power_w: float | None = Field(default=None, ge=0)
     power_limit_w: float | None = Field(default=None, ge=0)
     efficiency_j_th: float | None = Field(default=None, ge=0, description="derived from power and live hashrate when not given")
-    temp_env_c: float | None = None
-    temp_chip_max_c: float | None = None
-    temp_board_max_c: float | None = None
-    fans_rpm: list[int] = Field(default_factory=list)
-    boards: list[BoardSample] = Field(default_factory=list)
+    temp_env_c: _Temp | None = None
+    temp_chip_max_c: _Temp | None = None
+    temp_board_max_c: _Temp | None = None
+    fans_rpm: list[Annotated[int, Field(ge=0, le=MAX_FAN_RPM)]] = Field(default_factory=list, max_length=MAX_FANS)
+    boards: list[BoardSample] = Field(default_factory=list, max_length=MAX_BOARDS)
     pool: PoolInfo | None = None
-    uptime_s: int | None = Field(default=None, ge=0)
+    uptime_s: int | None = Field(default=None, ge=0, le=MAX_UPTIME_S)
     hw_error_pct: float | None = Field(default=None, ge=0)
-    work_mode: str | None = None
-    errors: list[str] = Field(default_factory=list)
+    work_mode: _Text | None = None
+    errors: list[_Error] = Field(default_factory=list, max_length=MAX_ERRORS)
+    unusable: list[_Text] = Field(
+        default_factory=list, max_length=MAX_ERRORS,
+        description="fields whose reported value was refused (not finite, out of range, implausible for the model, "
+                    "over a cap): left empty, the value named in `errors`. The cost engine uses no reading of a miner "
+                    "whose hashrate_ths or power_w is among them.")
 
     @field_validator("ts")
     @classmethod
@@ -93,8 +121,10 @@ class MinerSample(Reading):
         # A stored field, not a computed one, so JSON round-trips through the
         # strict model (MQTT ingest reads what `poll --json` prints).
         if self.efficiency_j_th is None and self.power_w is not None and self.hashrate_ths:
-            # frozen: set once here, while the sample is still being made
-            object.__setattr__(self, "efficiency_j_th", self.power_w / self.hashrate_ths)
+            efficiency = self.power_w / self.hashrate_ths
+            if efficiency < _INF:  # a denormal hashrate would make it infinite: no figure rather than inf
+                # frozen: set once here, while the sample is still being made
+                object.__setattr__(self, "efficiency_j_th", efficiency)
         return self
 
     @property
@@ -105,6 +135,19 @@ class MinerSample(Reading):
     def fan_rpm_max(self) -> int | None:
         return max(self.fans_rpm) if self.fans_rpm else None
 
+    def refused(self, reasons: Mapping[str, str], **values: Any) -> MinerSample:
+        """A copy in state error with each field named in `reasons` left empty (or set to `values`),
+        named in `unusable` and its reason added to `errors`. What every source does with a value it
+        cannot use: that field is lost, the rest of the reading is kept."""
+        update: dict[str, Any] = {name: [] if name in _LIST_FIELDS else None for name in reasons}
+        if "efficiency_j_th" not in values and ("hashrate_ths" in reasons or "power_w" in reasons):
+            update["efficiency_j_th"] = None  # derived from a refused reading
+        update.update(values)
+        errors = [*self.errors, *(reason[:MAX_ERROR_CHARS] for reason in reasons.values())]
+        unusable = list(dict.fromkeys([*self.unusable, *reasons]))
+        update.update(state=MinerState.ERROR, errors=errors[:MAX_ERRORS], unusable=unusable[:MAX_ERRORS])
+        return self.model_copy(update=update)
+
     @classmethod
     def offline(
         cls, *, miner: str, host: str, port: int, site: str, ts: datetime, source: SampleSource, reason: str,
@@ -113,4 +156,4 @@ class MinerSample(Reading):
         """The sample for a miner that gave no reading: offline (it did not answer) or, with `state`
         ERROR, one whose answer was unusable. Numbers empty, the reason kept (at most 500 characters)."""
         return cls(miner=miner, host=host, port=port, site=site, ts=ts, state=state, source=source, make=make,
-                   errors=[reason[:500]])
+                   errors=[reason[:MAX_ERROR_CHARS]])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -643,6 +644,8 @@ def encode_answer(parts: list[tuple[str, dict[str, Any]]], joined: bool, bare_na
 
 def damage(reply: bytes, faults: Faults) -> bytes:
     """Apply the wire faults that spoil a reply's bytes (bare nan is applied while encoding)."""
+    for key, value in faults.device_keys:
+        reply = _with_device_key(reply, key.encode(), value.encode())
     if faults.malformed:
         # Drop the colon after the first key: `{"STATUS"[{...` — no lenient fix-up repairs that.
         i = reply.find(b'":')
@@ -651,3 +654,17 @@ def damage(reply: bytes, faults: Faults) -> bytes:
         body = reply[:-1] if reply.endswith(NUL) else reply
         reply = body[: max(1, len(body) // 2)]  # cut mid-reply, no terminator
     return reply
+
+
+_DEVICE_STRING_START = re.compile(rb"Ver\[[^\]]*\]")
+
+
+def _with_device_key(reply: bytes, key: bytes, value: bytes) -> bytes:
+    """`key[value]` in every device string of the reply: in place of the key's own value, or after
+    `Ver[...]` where the firmware does not send the key."""
+    pattern = re.compile(rb"(?<![A-Za-z0-9_])" + re.escape(key) + rb"\[[^\]]*\]")
+    replacement = key + b"[" + value + b"]"
+    replaced, count = pattern.subn(lambda _: replacement, reply)
+    if count:
+        return replaced
+    return _DEVICE_STRING_START.sub(lambda m: m.group(0) + b" " + replacement, reply)

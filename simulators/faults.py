@@ -9,6 +9,7 @@ how the answer travels. Reboot is an action, not a state: `SimulatedMiner.reboot
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -18,6 +19,9 @@ Overheat = Literal["throttle", "shutdown"]
 # are fixed here so tests and collectors can assert on them.
 ECHU_BOARD_LOST = 0x0004  # ECHU[b]: hash board b stopped answering
 ECMM_OVERHEAT = 0x0040  # ECMM: controller cut power after an over-temperature
+
+_DEVICE_KEY_NAME = re.compile(r"\w+")
+_NOT_IN_DEVICE_VALUE = ('"', "\\", "]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,9 @@ class Faults:
     malformed: bool = False  # JSON that no parser accepts
     truncated: bool = False  # cut mid-reply, no NUL terminator
     bare_nan: bool = False  # a bare `nan` token (devs Temperature, summary Device Hardware%)
+    # Firmware that reports garbage: device-string keys served with these raw values instead of the
+    # physics' (added when the key is absent), e.g. {"GHSspd": "inf", "MGHS": "1 " * 1_000_000}.
+    device_keys: tuple[tuple[str, str], ...] | dict[str, str] = ()
 
     def __post_init__(self) -> None:
         dead = frozenset(int(b) for b in self.dead_boards)
@@ -46,6 +53,12 @@ class Faults:
             raise ValueError(f"overheat must be None, 'throttle' or 'shutdown', got {self.overheat!r}")
         if self.slow_s < 0:
             raise ValueError(f"slow_s must be >= 0, got {self.slow_s}")
+        keys = tuple(sorted(dict(self.device_keys).items()))
+        for key, value in keys:
+            if not _DEVICE_KEY_NAME.fullmatch(key) or any(c in value for c in _NOT_IN_DEVICE_VALUE):
+                raise ValueError(f"device_keys: {key!r}={value[:40]!r}: a key is letters, digits and '_'; "
+                                 f"a value has no ']', '\"' or '\\' (it sits inside the JSON string)")
+        object.__setattr__(self, "device_keys", keys)
 
     def with_changes(self, **changes: Any) -> Faults:
         """A copy with some switches changed; unknown names raise TypeError naming the valid ones."""

@@ -5,6 +5,7 @@ without WALLPOWER, live vs since-boot hashrate, soft-off, -273 sentinels, TA.
 """
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -98,3 +99,119 @@ def test_failed_command_status_is_reported_with_the_miners_message():
 def test_device_string_parser_keeps_multi_value_and_text_fields():
     fields = avalon.parse_device_string("SYSTEMSTATU[Work: In Work, Hash Board: 3 ] PS[0 1 2] Key1[] FanR[49%]")
     assert fields == {"SYSTEMSTATU": "Work: In Work, Hash Board: 3 ", "PS": "0 1 2", "Key1": "", "FanR": "49%"}
+
+
+# --- hostile values: a bad field costs that field only ------------------------------------------
+
+def with_keys(name: str, **keys: str) -> bytes:
+    """The reply with device-string keys set to these raw values (added after Ver[...] if absent)."""
+    raw = load(name)
+    for key, value in keys.items():
+        pattern = re.compile(rb"(?<![A-Za-z0-9_])" + key.encode() + rb"\[[^\]]*\]")
+        replacement = f"{key}[{value}]".encode()
+        raw, count = pattern.subn(lambda _: replacement, raw)
+        if not count:
+            raw = re.sub(rb"Ver\[[^\]]*\]", lambda m: m.group(0) + b" " + replacement, raw, count=1)
+    return raw
+
+
+@pytest.mark.parametrize(("key", "value", "field"), [
+    ("GHSspd", "inf", "hashrate_ths"),
+    ("GHSspd", "-5", "hashrate_ths"),
+    ("GHSspd", "nonsense", "hashrate_ths"),
+    ("GHSavg", "-inf", "hashrate_avg_ths"),
+    ("WALLPOWER", "inf", "power_w"),
+    ("PS", "0 1220 1339 239 3200 1340 inf", "power_w"),
+    ("MPO", "inf", "power_limit_w"),
+    ("Elapsed", "inf", "uptime_s"),
+    ("Elapsed", "1e300", "uptime_s"),
+    ("DH", "inf%", "hw_error_pct"),
+    ("Temp", "inf", "temp_env_c"),
+    ("TMax", "1e300", "temp_chip_max_c"),
+    ("Fan1", "inf", "fans_rpm"),
+    ("Fan2", "1e12", "fans_rpm"),
+    ("MGHS", "29801.20 inf 29663.93", "boards"),
+    ("TA", "inf", "boards"),
+    ("ECHU", "0 inf 0", "errors"),
+    ("SoftOFF", "inf", "state"),
+])
+def test_a_bad_value_is_refused_and_named_and_the_rest_of_the_reading_is_kept(key, value, field):
+    sample = parse_bytes(with_keys("a1246_21042601_mining.json", **{key: value}))
+    assert sample.state is MinerState.ERROR
+    assert field in sample.unusable
+    assert any(f"{key}[" in e and field in e for e in sample.errors), sample.errors
+    intact = {"hashrate_ths": 87.40211, "power_w": 3416, "uptime_s": 86411, "temp_env_c": 29}
+    for name, value_read in intact.items():
+        if name != field and not (field == "hashrate_ths" and name == "power_w"):
+            assert getattr(sample, name) == pytest.approx(value_read), name
+    assert getattr(sample, field) in (None, [], 0.0) or field in ("boards", "fans_rpm", "errors", "state")
+
+
+def test_a_negative_live_hashrate_is_no_reading_not_zero_th_while_mining():
+    sample = parse_bytes(with_keys("a1246_21042601_mining.json", GHSspd="-5"))
+    assert sample.hashrate_ths is None and sample.state is MinerState.ERROR
+    assert sample.hashrate_avg_ths == pytest.approx(89.12044)  # GHSavg is its own reading
+
+
+def test_a_bad_live_hashrate_does_not_fall_back_to_the_summary():
+    sample = parse_bytes(with_keys("a1246_21042601_mining.json", GHSspd="inf"))
+    assert sample.hashrate_ths is None  # not the summary's MHS 1m: the firmware is not trusted there
+
+
+def test_fan1_inf_costs_fan1_only():
+    sample = parse_bytes(with_keys("a1246_21042601_mining.json", Fan1="inf"))
+    assert sample.fans_rpm == [6358, 6334, 6391]
+    assert sample.hashrate_ths == pytest.approx(87.40211) and sample.power_w == 3416
+
+
+@pytest.mark.parametrize(("keys", "cap"), [
+    ({"MGHS": " ".join(["29801.20"] * 129)}, "128"),
+    ({f"PVT_T{i}": "60 61" for i in range(129)}, "128"),
+    ({"PVT_T0": " ".join(["65"] * 1025)}, "1024"),
+    ({f"Fan{i}": "4000" for i in range(1, 34)}, "32"),
+    ({"TA": "1000000", "PVT_T0": "", "PVT_T1": "", "PVT_T2": ""}, "1024"),  # TA counts when no chip lists
+])
+def test_a_list_over_its_cap_is_refused_and_the_cap_named(keys, cap):
+    sample = parse_bytes(with_keys("a1246_21042601_mining.json", **keys))
+    assert sample.state is MinerState.ERROR
+    assert any("cap" in e and cap in e for e in sample.errors), sample.errors
+    assert len(sample.boards) <= 128 and len(sample.fans_rpm) <= 32
+    assert all((b.chips_expected or 0) <= 1024 for b in sample.boards)
+    assert sample.hashrate_ths == pytest.approx(87.40211)
+
+
+def test_a_device_string_of_a_million_entries_is_a_reply_error_naming_the_cap():
+    raw = with_keys("a1246_21042601_mining.json", MGHS=" ".join(["1"] * 1_000_000))
+    with pytest.raises(cgminer.MinerReplyError, match=r"10\.0\.0\.9:4028.*more than the cap of 524288"):
+        parse_bytes(raw)
+
+
+@pytest.mark.parametrize(("keys", "field", "ceiling"), [
+    ({"GHSspd": "1e300"}, "hashrate_ths", "3x the AvalonMiner 1246 nameplate (90 TH/s)"),
+    ({"GHSspd": "300000"}, "hashrate_ths", "3x the AvalonMiner 1246 nameplate (90 TH/s)"),
+    ({"WALLPOWER": "99999999"}, "power_w", "2x the AvalonMiner 1246 nameplate (3420 W)"),
+    ({"MPO": "99999999"}, "power_limit_w", "2x the AvalonMiner 1246 nameplate (3420 W)"),
+    ({"MGHS": "29801.20 1e300 29663.93"}, "boards", "3x the AvalonMiner 1246 nameplate"),
+])
+def test_a_reading_the_model_cannot_produce_is_refused_against_its_nameplate(keys, field, ceiling):
+    sample = parse_bytes(with_keys("a1246_21042601_mining.json", **keys))
+    assert sample.state is MinerState.ERROR and field in sample.unusable
+    assert any(ceiling in e and "not a plausible reading" in e for e in sample.errors), sample.errors
+    assert sample.temp_chip_max_c == 83  # the rest is kept
+
+
+def test_an_unknown_model_is_judged_against_its_own_expected_hashrate():
+    reply = json.loads(with_keys("a1246_21042601_mining.json", GHSspd="300000"))
+    reply["version"][0]["VERSION"][0].update(PROD="AvalonMiner 9999-1", MODEL="9999-1")
+    sample = avalon.parse(reply, host="10.0.0.9", port=4028, site="s1", ts=TS)
+    assert "hashrate_ths" in sample.unusable
+    assert any("3x its own expected hashrate (90.5124 TH/s)" in e for e in sample.errors), sample.errors
+    reply["estats"][0]["STATS"][0]["MM ID0"] = reply["estats"][0]["STATS"][0]["MM ID0"].replace(
+        "GHSspd[300000]", "GHSspd[250000]")
+    assert avalon.parse(reply, host="10.0.0.9", port=4028, site="s1", ts=TS).state is MinerState.MINING  # < 3x
+
+
+def test_every_real_reply_parses_with_nothing_refused():
+    for path in sorted(REPLIES.glob("*.json")):
+        sample = parse_bytes(path.read_bytes())
+        assert not sample.unusable and sample.state is not MinerState.ERROR, (path.name, sample.errors)

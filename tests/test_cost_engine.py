@@ -551,3 +551,145 @@ def test_cost_sample_fields_are_flat_floats_and_tags_are_low_cardinality() -> No
     assert {"btc_per_day", "all_in_cost_per_btc", "breakeven_power_price", "margin_pct", "stale"} <= fields.keys()
     assert "energy_kwh_today" not in fields  # None until totals are attached
     assert c.tags() == {"scope": "miner", "site": "s1", "miner": "m1"}
+
+
+# --- hostile readings and stored totals (issue 13) ----------------------------------------------
+
+
+def test_a_miner_with_a_refused_reading_counts_as_no_reading_and_the_site_as_incomplete() -> None:
+    economics = SiteEconomics(tariff=FlatTariff(usd_per_kwh=0.05), opex_usd_month=3_000, pue=1.1)
+    good = [miner("a"), miner("b", hashrate_ths=190.0, power_w=3400.0)]
+    liar = miner("liar", hashrate_ths=None, power_w=3500.0).refused(
+        {"hashrate_ths": "hashrate_ths 1e+297 TH/s is more than 3x the Antminer S21 nameplate"})
+    with_liar = site_cost("s1", [*good, liar], economics, NETWORK, T0)
+    alone = site_cost("s1", good, economics, NETWORK, T0)
+    assert with_liar.site.all_in_cost_per_btc == pytest.approx(alone.site.all_in_cost_per_btc, rel=1e-12)
+    assert with_liar.site.power_w == alone.site.power_w  # its (plausible) power is not trusted either
+    liar_cost = with_liar.miners[-1]
+    assert (liar_cost.hashrate_ths, liar_cost.power_w) == (0, 0)
+    assert set(liar_cost.missing_inputs) == {"hashrate_ths", "power_w"} and with_liar.site.fields()["incomplete"] == 1
+
+
+def test_a_refused_fan_reading_does_not_keep_a_miner_out_of_cost() -> None:
+    fan = miner("fan").refused({"fans_rpm": "reply value out of range: Fan1[inf] is not a finite number"})
+    assert fan.state is MinerState.ERROR
+    assert miner_cost(fan, FLAT, NETWORK, T0).hashrate_ths == 200.0
+
+
+def test_a_cost_figure_that_is_not_finite_is_refused() -> None:
+    figures = miner_cost(miner(), FLAT, NETWORK, T0)
+    with pytest.raises(ValidationError, match="finite"):
+        figures.model_validate({**figures.model_dump(), "all_in_cost_per_btc": float("inf")})
+    absurd = NetworkState(difficulty=1e-300, height=885_000, btc_price_usd=95_000)
+    with pytest.raises(ValidationError, match="finite"):
+        miner_cost(miner(), FLAT, absurd, T0)  # 1e-300 difficulty: an infinite BTC a day
+
+
+def test_a_miner_unseen_longer_than_forget_after_leaves_the_books_and_the_site_keeps_its_amounts() -> None:
+    t0 = datetime(2025, 3, 12, 0, 0, tzinfo=UTC)
+    book = advance(None, [miner("a"), miner("b")], FLAT, NETWORK, t0, t0 + timedelta(minutes=10), forget_after_s=3600)
+    site_month = book.site_month()
+    t, step = t0 + timedelta(minutes=10), timedelta(minutes=10)
+    for _ in range(6):  # "b" is gone: an hour without it
+        book = advance(book, [miner("a")], FLAT, NETWORK, t, t + step, forget_after_s=3600)
+        site_month = site_month + Totals(energy_kwh=3.5 * 10 / 60)
+        t += step
+    assert "b" in book.month_to_date  # exactly an hour: still there
+    book = advance(book, [miner("a")], FLAT, NETWORK, t, t + step, forget_after_s=3600)
+    site_month = site_month + Totals(energy_kwh=3.5 * 10 / 60)
+    assert set(book.month_to_date) == {"a", ""} and set(book.today) == {"a", ""} and set(book.last_seen) == {"a"}
+    assert book.site_month().energy_kwh == pytest.approx(site_month.energy_kwh)  # nothing lost from the site
+    assert book.month_to_date[""].energy_kwh == pytest.approx(3.5 * 10 / 60)  # b's 10 minutes
+
+
+def test_a_mac_that_changes_every_cycle_does_not_grow_the_books() -> None:
+    t, step = datetime(2025, 3, 12, 0, 0, tzinfo=UTC), timedelta(seconds=10)
+    book = None
+    for i in range(200):
+        book = advance(book, [miner("steady"), miner(f"flapping-{i}")], FLAT, NETWORK, t, t + step, forget_after_s=60)
+        t += step
+    assert len(book.month_to_date) <= 2 + 7 and len(book.last_seen) <= 1 + 7
+    assert book.site_month().energy_kwh == pytest.approx(2 * 3.5 * 200 * 10 / 3600)
+
+
+POISONED_TOTALS = [
+    ("[1, 2]", "not an object"),
+    ('{"version": 2}', "version 2"),
+    ("NaN", "not JSON"),
+    ('{"version": 1, "as_of": "2025-03-12T00:00:00+00:00", "day": "2025-03-12", "month": "2025-03-01", '
+     '"today": {}, "month_to_date": {"m": {"energy_kwh": 1e400, "power_usd": 0, "opex_usd": 0, '
+     '"depreciation_usd": 0, "btc": 0, "revenue_usd": 0}}, "peak_kw": 0, "demand_usd": 0, "demand_from": null}',
+     "not JSON"),  # 1e400: infinity
+]
+AMOUNTS = {"energy_kwh": 1.0, "power_usd": 0.05, "opex_usd": 0.0, "depreciation_usd": 0.0, "btc": 1e-5,
+           "revenue_usd": 0.9}
+
+
+def totals_file(**changes) -> dict:
+    data = {"version": 1, "as_of": "2025-03-12T00:00:00+00:00", "day": "2025-03-12", "month": "2025-03-01",
+            "today": {"m": dict(AMOUNTS)}, "month_to_date": {"m": dict(AMOUNTS)}, "peak_kw": 3.5,
+            "demand_usd": 0.0, "demand_from": "2025-03-01T00:00:00+00:00"}
+    return {**data, **changes}
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (totals_file(month_to_date={"m": {**AMOUNTS, "energy_kwh": None}}), "energy_kwh = None is a NoneType"),
+    (totals_file(today={"m": {**AMOUNTS, "btc": "0.1"}}), "btc = '0.1' is a str"),
+    (totals_file(today={"m": {**AMOUNTS, "btc": -1.0}}), "btc = -1.0 is negative"),
+    (totals_file(today={"m": {**AMOUNTS, "revenue_usd": 1e300}}), "not a finite, plausible amount"),
+    (totals_file(today={"m": {**AMOUNTS, "bogus": 1}}), "is not an object of energy_kwh"),
+    (totals_file(peak_kw=None), "peak_kw = None"),
+    (totals_file(as_of="2099-01-01T00:00:00+00:00"), "in the future"),
+    (totals_file(as_of="2025-03-12T00:00:00"), "no time zone"),
+    (totals_file(day="2025-04-02"), "not in the month"),
+    (totals_file(today=[1, 2]), "today is not an object"),
+    (totals_file(last_seen={"m": "yesterday"}), "is not a time"),
+])
+def test_a_poisoned_totals_file_is_refused_named_and_set_aside(tmp_path, caplog, data, reason) -> None:
+    import json
+
+    from collector import totals_store
+
+    path = tmp_path / "cost-totals.json"
+    path.write_text(json.dumps(data))
+    assert totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC)) is None
+    assert reason in caplog.text and "start over" in caplog.text
+    assert not path.exists() and (tmp_path / "cost-totals.json.unusable").exists()
+
+
+@pytest.mark.parametrize(("text", "reason"), POISONED_TOTALS)
+def test_a_totals_file_that_is_not_json_or_not_the_format_is_refused(tmp_path, caplog, text, reason) -> None:
+    from collector import totals_store
+
+    path = tmp_path / "cost-totals.json"
+    path.write_text(text)
+    assert totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC)) is None
+    assert reason in caplog.text and "unusable" in caplog.text
+
+
+def test_totals_round_trip_and_a_file_without_last_seen_still_loads(tmp_path) -> None:
+    from collector import totals_store
+
+    t0 = datetime(2025, 3, 12, 0, 0, tzinfo=UTC)
+    book = advance(None, [miner("a")], FLAT, NETWORK, t0, t0 + timedelta(minutes=10), forget_after_s=3600)
+    path = tmp_path / "t.json"
+    totals_store.save(path, book)
+    assert totals_store.load(path, now=t0 + timedelta(minutes=11)) == book
+    import json
+
+    path.write_text(json.dumps(totals_file()))  # as saved before last_seen was kept
+    loaded = totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC))
+    assert loaded is not None and loaded.last_seen == {"m": datetime(2025, 3, 12, 0, 0, tzinfo=UTC)}
+
+
+def test_totals_that_are_not_finite_are_never_saved(tmp_path) -> None:
+    from dataclasses import replace
+
+    from collector import totals_store
+
+    t0 = datetime(2025, 3, 12, 0, 0, tzinfo=UTC)
+    book = advance(None, [miner("a")], FLAT, NETWORK, t0, t0 + timedelta(minutes=10))
+    poisoned = replace(book, today={"a": Totals(energy_kwh=float("inf"))})
+    with pytest.raises(totals_store.UnusableTotals, match="energy_kwh = inf"):
+        totals_store.save(tmp_path / "t.json", poisoned)
+    assert not (tmp_path / "t.json").exists()

@@ -264,3 +264,60 @@ def test_without_network_state_the_cycle_still_reaches_the_sinks_with_no_cost_fi
             s.miner for s in sink.results[cycle].samples)
         assert not [e for e in events if e[0] == "costs"] and sink.results[cycle].cost is None
     assert caplog.text.count("no cost figures this cycle") == 2
+
+
+def test_a_cost_stage_that_fails_costs_the_cycles_figures_never_the_service_or_its_samples(caplog, tmp_path):
+    """A network state no check refused (difficulty 1e-300: an infinite BTC a day) makes every cost
+    figure non-finite. Both cycles run, every sample reaches the sink, no figure is made up, the
+    failure is logged, and the running totals are neither advanced nor saved with an infinity."""
+    network = {"source": "static", "static": {"difficulty": 1e-300, "height": 925000, "btc_price_usd": 95000}}
+    with run_fleet("a1566:2", base="127.56.2.1", seed=5) as fleet:
+        sink = Timeline()
+        config = CollectorConfig.model_validate({
+            "site": "s1", "miners": fleet.addresses, "interval_s": 1, "timeout_s": 5,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}}, "network": network})
+
+        async def run():
+            stage = CostStage(config.site, config.economics, config.network, totals_path=tmp_path / "totals.json")
+            return await service.run(Poller(config), [sink], cycles=2, cost_stage=stage)
+
+        assert asyncio.run(run()) == 2
+    for cycle in range(2):
+        events = sink.cycles[cycle]
+        assert len([m for e in events if e[0] == "samples" for m in e[2]]) == 2
+        assert not [e for e in events if e[0] == "costs"] and sink.results[cycle].cost is None
+    assert "cost figures of the cycle" in caplog.text and "none are written for it" in caplog.text
+    assert "running totals not advanced" in caplog.text
+    assert not (tmp_path / "totals.json").exists()  # never written with an infinity in it
+
+
+def test_a_miner_id_unseen_longer_than_forget_after_leaves_the_saved_totals_and_the_site_keeps_its_amounts(tmp_path):
+    """Two simulated miners for two cycles; then the collector restarts with one of them removed
+    from the config. Once the other has been unseen for longer than forget_after_s, its id is gone
+    from the totals file, and what it used stays in the site's month."""
+    import json
+
+    path = tmp_path / "cost-totals.json"
+    with run_fleet("a1566:2", base="127.56.3.1", seed=6) as fleet:
+        def collect(addresses: list[str], cycles: int) -> None:
+            config = CollectorConfig.model_validate({
+                "site": "s1", "miners": addresses, "interval_s": 1, "timeout_s": 5,
+                "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}}, "network": NETWORK.model_dump()})
+
+            async def run():
+                stage = CostStage(config.site, config.economics, config.network, totals_path=path, forget_after_s=2.0)
+                return await service.run(Poller(config), [Recording()], cycles=cycles, cost_stage=stage)
+
+            assert asyncio.run(run()) == cycles
+
+        collect(fleet.addresses, 2)
+        before = json.loads(path.read_text())
+        kept, gone = (":".join(m.mac[i:i + 2] for i in range(0, 12, 2)).upper() for m in fleet.miners)
+        assert {kept, gone} <= set(before["month_to_date"])
+        collect(fleet.addresses[:1], 4)
+    after = json.loads(path.read_text())
+    assert gone not in after["month_to_date"] and gone not in after["last_seen"] and gone not in after["today"]
+    assert set(after["month_to_date"]) == {kept, ""}
+    assert after["month_to_date"][""]["energy_kwh"] == pytest.approx(before["month_to_date"][gone]["energy_kwh"])
+    site_energy = sum(t["energy_kwh"] for t in after["month_to_date"].values())
+    assert site_energy > sum(t["energy_kwh"] for t in before["month_to_date"].values())

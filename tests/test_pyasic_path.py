@@ -146,3 +146,56 @@ def test_scan_lists_antminers_and_the_bitaxe_with_make_and_model(sim):
         assert rows[host][0] == make and rows[host][2] == "pyasic"
         assert rows[host][1].startswith(model)  # pyasic's name carries the firmware: "S19j Pro (Stock)"
     assert "3 miner(s) found in 6 address(es)" in done.stderr
+
+
+# --- hostile values from pyasic (issue 13): pyasic's own MinerData, as its readers build it -------
+
+def miner_data(board_ths: list[float] | None = None, **fields):
+    from pyasic.data import Fan, HashBoard, MinerData
+    from pyasic.data.device import DeviceInfo
+    from pyasic.device.algorithm.hashrate import SHA256HashRate
+    from pyasic.device.algorithm.hashrate.unit import SHA256Unit
+    from pyasic.device.makes import MinerMake
+    from pyasic.device.models import AntminerModels
+
+    boards = [HashBoard(slot=i, hashrate=SHA256HashRate(rate=ths, unit=SHA256Unit.TH), temp=60, chip_temp=70,
+                        chips=108, expected_chips=108) for i, ths in enumerate(board_ths or [66.0, 67.0, 67.0])]
+    base = dict(ip="10.0.0.1", mac="aa:bb:cc:dd:ee:ff", uptime=3600, wattage=3500, hashboards=boards,
+                fans=[Fan(speed=5000), Fan(speed=5100)],
+                device_info=DeviceInfo(make=MinerMake.ANTMINER, model=AntminerModels.S21))
+    return MinerData(**{**base, **fields})
+
+
+def from_pyasic(data):
+    from collector.sources.pyasic_source import from_miner_data
+
+    return from_miner_data(data, host="10.0.0.1", port=4028, site="s1", ts=TS)
+
+
+def test_a_healthy_pyasic_reading_is_taken_as_it_is():
+    sample = from_pyasic(miner_data())
+    assert sample.state is MinerState.MINING and sample.hashrate_ths == pytest.approx(200.0) and not sample.unusable
+
+
+@pytest.mark.parametrize(("data", "field", "said"), [
+    (dict(board_ths=[66.0, float("inf"), 67.0]), "hashrate_ths", "inf is not a finite number"),
+    (dict(board_ths=[66.0, -500.0, 67.0]), "hashrate_ths", "must be greater than or equal to 0"),
+    (dict(board_ths=[66.0, 1e5, 67.0]), "hashrate_ths", "3x the Antminer S21 nameplate (200 TH/s)"),
+    (dict(wattage=99_999_999), "power_w", "2x the Antminer S21 nameplate (3500 W)"),
+    (dict(env_temp=float("inf")), "temp_env_c", "is not a finite number"),
+    (dict(uptime=10**12), "uptime_s", "is more than"),
+])
+def test_a_bad_pyasic_value_is_refused_and_named_and_the_rest_kept(data, field, said):
+    sample = from_pyasic(miner_data(**data))
+    assert sample.state is MinerState.ERROR and field in sample.unusable
+    assert any(said in e for e in sample.errors), sample.errors
+    assert sample.fans_rpm == [5000, 5100]  # the rest is kept
+
+
+def test_pyasic_lists_over_their_caps_are_refused_naming_the_cap():
+    from pyasic.data import Fan
+
+    sample = from_pyasic(miner_data(board_ths=[1.0] * 200, fans=[Fan(speed=4000)] * 40))
+    assert sample.state is MinerState.ERROR and sample.boards == [] and sample.fans_rpm == []
+    assert any("200 hash boards, more than the cap of 128" in e for e in sample.errors)
+    assert any("40 fans, more than the cap of 32" in e for e in sample.errors)

@@ -49,6 +49,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from collector.cost import is_fresh
+from collector import plausibility
 from collector.live_inputs import LiveInputs, MeterReading
 from collector.mqtt.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
@@ -278,7 +279,9 @@ class MqttIngest:
             raw["state"] = MinerState.MINING if hashing else MinerState.IDLE
         raw["site"] = self.site
         raw["source"] = SampleSource.MQTT
-        sample = MinerSample.model_validate(raw)
+        # Not finite, or over a cap: ValidationError, the payload is dropped. Finite but beyond what
+        # the model could do (a hashrate of 1e308): refused and kept out of cost, like a polled miner's.
+        sample = plausibility.check(MinerSample.model_validate(raw))
         self._checked_ts(sample.ts, now)
         verified = self._take_slot(sample.miner, key)
 

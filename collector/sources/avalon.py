@@ -12,6 +12,13 @@ is parsed once. Where pyasic 0.79 is wrong on real Avalon replies, this is right
 - boards, chips and temperatures come from the device string itself, so models
   pyasic does not know (A1466, A16 series) read the same way;
 - -273 temperature sentinels are dropped and TA is a chip count, not a temperature.
+
+Everything in a reply is hostile until checked: a value that is not a finite number, is negative
+where a count or rate cannot be, or overflows a cap (models.sample MAX_*) is refused field by
+field: that field is left empty and named in `errors` and `unusable`, the miner is in error, and
+the rest of the reading is kept. A key present with a bad value never falls back to another
+source (GHSspd to summary "MHS 1m", WALLPOWER to PS[]): the firmware is not to be trusted there.
+Readings no unit of the model could produce are refused by collector.plausibility.
 """
 
 from __future__ import annotations
@@ -22,8 +29,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from collector import plausibility
 from collector.sources import cgminer
 from models import BoardSample, MinerSample, MinerState, PoolInfo, SampleSource
+from models.sample import (
+    MAX_BOARDS,
+    MAX_CHIPS_PER_BOARD,
+    MAX_ERRORS,
+    MAX_FAN_RPM,
+    MAX_FANS,
+    MAX_TEXT_CHARS,
+    MAX_UPTIME_S,
+    TEMP_MAX_C,
+)
 
 # The one request a poll sends; the parser below reads exactly these sections.
 POLL_COMMAND = "version+summary+estats+pools"
@@ -31,8 +49,12 @@ POLL_COMMAND = "version+summary+estats+pools"
 MAKE = "Canaan"
 _DEVICE_KEY = re.compile(r"(\w+)\[([^\]]*)\]")
 _NO_READING = -273.0  # firmware's "sensor absent" temperature
-_MAX_BOARDS = 16
-_PVT_KEYS = tuple(f"PVT_T{i}" for i in range(_MAX_BOARDS))  # per-chip temperatures, one key per board
+# A real device string is 2-20 KB (three boards' per-chip lists are most of it); the cap stops a
+# hostile one (a million-entry list) before it is split into keys.
+MAX_DEVICE_STRING_CHARS = 512 * 1024
+_MAX_POOLS = 64  # pool entries looked at for the active one
+_PVT_KEYS = tuple(f"PVT_T{i}" for i in range(MAX_BOARDS + 1))  # per-chip temperatures, one key per board
+_FAN_KEYS = tuple(f"Fan{i}" for i in range(1, MAX_FANS + 2))
 _MAC_HEX = re.compile(r"[0-9A-F]{12}")
 
 
@@ -65,44 +87,132 @@ def parse_device_string(text: str) -> dict[str, str]:
     return dict(_DEVICE_KEY.findall(text))
 
 
-def device_fields(estats: dict[str, Any]) -> dict[str, str]:
+def device_fields(estats: dict[str, Any], where: str = "miner") -> dict[str, str]:
     """All device-string keys of an estats/stats section, merged.
 
     Classic units put the string under "MM ID0"; Avalon Q under
     "MM ID0:Summary" (as "'STATS':{...}") with per-board chip data in "HBinfo".
+    A string longer than MAX_DEVICE_STRING_CHARS is a MinerReplyError.
     """
     fields: dict[str, str] = {}
     first = _first(estats.get("STATS"))
     for key, value in first.items():
         if isinstance(value, str) and key.startswith("MM ID"):
-            parsed = parse_device_string(value)
+            parsed = parse_device_string(_capped(value, key, where))
             if not fields:  # the usual single device string: no merge
                 fields = parsed
                 continue
             for k, v in parsed.items():
                 fields.setdefault(k, v)
     if fields and isinstance(first.get("HBinfo"), str):  # per-board chip data only complements a device string
-        for k, v in parse_device_string(first["HBinfo"]).items():
+        for k, v in parse_device_string(_capped(first["HBinfo"], "HBinfo", where)).items():
             fields.setdefault(k, v)
     return fields
+
+
+def _capped(text: str, key: str, where: str) -> str:
+    if len(text) > MAX_DEVICE_STRING_CHARS:
+        raise cgminer.MinerReplyError(
+            f"{where}: device string '{key}' is {len(text)} characters, more than the cap of "
+            f"{MAX_DEVICE_STRING_CHARS} (MAX_DEVICE_STRING_CHARS; real units send 2-20 KB): not read")
+    return text
+
+
+class _Device:
+    """A device string's keys read as numbers. A value that cannot be used is refused: the reading
+    is None and `refused` maps the sample field it would have filled to the reason."""
+
+    __slots__ = ("keys", "refused")
+
+    def __init__(self, keys: dict[str, str]):
+        self.keys = keys
+        self.refused: dict[str, str] = {}
+
+    def refuse(self, field: str, key: str, text: str, why: str) -> None:
+        shown = text if len(text) <= 40 else f"{text[:40]}..."
+        self.refused.setdefault(field, f"reply value out of range: {key}[{shown}] {why}; {field} left empty")
+
+    def num(self, key: str, field: str, low: float | None = 0.0) -> float | None:
+        """The key's number (the first, for a list); None when absent, empty or NaN (the firmware's
+        "no reading"); refused when infinite or below `low`."""
+        text = self.keys.get(key)
+        if not text:
+            return None
+        try:  # most keys hold one plain number: skip the split (parse runs ~20 of these per miner)
+            value = float(text)
+        except ValueError:
+            value = _first_number(text)
+            if value is None:
+                self.refuse(field, key, text, "is not a number")
+                return None
+        if value - value == 0.0:  # finite (inf - inf and NaN are NaN)
+            if low is None or value >= low:
+                return value
+            self.refuse(field, key, text, f"must be greater than or equal to {low:g}")
+        elif value == value:
+            self.refuse(field, key, text, "is not a finite number")
+        return None
+
+    def nums(self, key: str, field: str, low: float | None = 0.0, cap: int = MAX_BOARDS) -> list[float | None] | None:
+        """The key's numbers in their positions (None for one that is not a usable number); None, and
+        the field refused, when there are more than `cap`."""
+        text = self.keys.get(key)
+        if not text:
+            return []
+        tokens = text.split(None, cap)  # stops splitting past the cap: a hostile list costs no more
+        if len(tokens) > cap:
+            self.refuse(field, key, text, f"has more than {cap} values (the cap for {field})")
+            return None
+        try:  # the common case: all plain numbers, all finite (a sum of finite numbers is finite)
+            values: list[float | None] = [float(token) for token in tokens]
+            total = sum(values)  # type: ignore[arg-type]
+            if total - total == 0.0 and (low is None or not values or min(values) >= low):  # type: ignore[type-var]
+                return values
+        except ValueError:
+            pass
+        values = []
+        for token in tokens:
+            value = _to_float(token.rstrip("%"))
+            if value is None or value != value:  # not a number, or NaN: no reading
+                values.append(None)
+            elif value - value != 0.0:
+                self.refuse(field, key, text, "is not a finite number")
+                values.append(None)
+            elif low is not None and value < low:
+                self.refuse(field, key, text, f"must be greater than or equal to {low:g}")
+                values.append(None)
+            else:
+                values.append(value)
+        return values
+
+    def temp(self, key: str, field: str) -> float | None:
+        return self.valid_temp(self.num(key, field, low=None), key, field)
+
+    def valid_temp(self, value: float | None, key: str, field: str) -> float | None:
+        if value is None or value <= _NO_READING:
+            return None
+        if value > TEMP_MAX_C:
+            self.refuse(field, key, f"{value:g}", f"is above {TEMP_MAX_C:g} C, no temperature a miner reports")
+            return None
+        return value
 
 
 def parse(reply: dict[str, Any], *, host: str, port: int, site: str, ts: datetime) -> MinerSample:
     where = f"{host}:{port}"
     version = _first(cgminer.section(reply, "version", where).get("VERSION"))
-    dev = device_fields(cgminer.section(reply, "estats", where))
-    if not dev:
+    dev = _Device(device_fields(cgminer.section(reply, "estats", where), where))
+    if not dev.keys:
         raise cgminer.MinerReplyError(f"{where}: estats carries no device string (empty 'MM ID0')")
     # summary and pools only refine the sample; a broken one must not cost the rest.
     summary = _first(_optional_section(reply, "summary", where).get("SUMMARY"))
-    pools = _optional_section(reply, "pools", where).get("POOLS") or []
+    pools = _optional_section(reply, "pools", where).get("POOLS")
 
     mac = _mac(version.get("MAC"))
-    soft_off = (_num(dev, "SoftOFF") or 0) > 0
-    idle = "In Idle" in dev.get("SYSTEMSTATU", "")
-    live_ghs = _num(dev, "GHSspd")
-    if live_ghs is None and summary.get("MHS 1m") is not None:
-        live_ghs = float(summary["MHS 1m"]) / 1000
+    soft_off = (dev.num("SoftOFF", "state") or 0) > 0
+    idle = "In Idle" in dev.keys.get("SYSTEMSTATU", "")
+    live_ghs = dev.num("GHSspd", "hashrate_ths")
+    if live_ghs is None and "hashrate_ths" not in dev.refused:
+        live_ghs = _summary_ghs(summary, "MHS 1m", "hashrate_ths", dev)
     error_codes = _error_codes(dev)
 
     if soft_off:
@@ -115,60 +225,123 @@ def parse(reply: dict[str, Any], *, host: str, port: int, site: str, ts: datetim
         state = MinerState.ERROR
     else:
         state = MinerState.IDLE
-    if state is not MinerState.MINING:
+    if state is not MinerState.MINING and "hashrate_ths" not in dev.refused:
         live_ghs = 0.0  # MGHS/GHSavg of a sleeping unit still show old averages
 
-    avg_ghs = _num(dev, "GHSavg")
-    if avg_ghs is None and summary.get("MHS av") is not None:
-        avg_ghs = float(summary["MHS av"]) / 1000
+    avg_ghs = dev.num("GHSavg", "hashrate_avg_ths")
+    if avg_ghs is None and "hashrate_avg_ths" not in dev.refused:
+        avg_ghs = _summary_ghs(summary, "MHS av", "hashrate_avg_ths", dev)
+    # Every value is read before the sample is made: any of them may be refused, and a refusal
+    # puts the miner in error.
     boards = _boards(dev)
-    return MinerSample(
+    expected_ghs = dev.num("GHSmm", "expected_hashrate_ths")
+    power_w, power_limit_w = _wall_power(dev), dev.num("MPO", "power_limit_w")
+    temp_env, temp_chip_max = dev.temp("Temp", "temp_env_c"), dev.temp("TMax", "temp_chip_max_c")
+    fans, pool, uptime, hw_error = _fans(dev), _pool(pools, dev), _uptime(dev, summary), dev.num("DH", "hw_error_pct")
+    errors, unusable = error_codes, []
+    if dev.refused:
+        state = MinerState.ERROR
+        errors = [*error_codes, *dev.refused.values()][:MAX_ERRORS]
+        unusable = list(dev.refused)[:MAX_ERRORS]
+    sample = MinerSample(
         miner=mac or where, host=host, port=port, site=site, ts=ts, state=state, source=SampleSource.AVALON,
-        make=MAKE, model=version.get("PROD") or version.get("MODEL"), firmware=version.get("VERSION"), mac=mac,
-        hashrate_ths=_ths(live_ghs), hashrate_avg_ths=_ths(avg_ghs), expected_hashrate_ths=_ths(_num(dev, "GHSmm")),
-        power_w=_wall_power(dev), power_limit_w=_num(dev, "MPO"),
-        temp_env_c=_temp(dev, "Temp"), temp_chip_max_c=_temp(dev, "TMax"),
+        make=MAKE, model=_text(version.get("PROD")) or _text(version.get("MODEL")),
+        firmware=_text(version.get("VERSION")), mac=mac,
+        hashrate_ths=_ths(live_ghs), hashrate_avg_ths=_ths(avg_ghs), expected_hashrate_ths=_ths(expected_ghs),
+        power_w=power_w, power_limit_w=power_limit_w, temp_env_c=temp_env, temp_chip_max_c=temp_chip_max,
         temp_board_max_c=max((b.temp_out_c for b in boards if b.temp_out_c is not None), default=None),
-        fans_rpm=_fans(dev), boards=boards, pool=_pool(pools),
-        uptime_s=_int(_num(dev, "Elapsed") or summary.get("Elapsed")),
-        hw_error_pct=_num(dev, "DH"), work_mode=dev.get("WORKMODE"), errors=error_codes,
+        fans_rpm=fans, boards=boards, pool=pool, uptime_s=uptime, hw_error_pct=hw_error,
+        work_mode=_text(dev.keys.get("WORKMODE")), errors=errors, unusable=unusable,
     )
+    return plausibility.check(sample)
 
 
-def _wall_power(dev: dict[str, str]) -> float | None:
-    watts = _num(dev, "WALLPOWER")
-    if watts:
+def _summary_ghs(summary: dict[str, Any], key: str, field: str, dev: _Device) -> float | None:
+    """A summary hashrate (MH/s, a JSON number) in GH/s; refused like a device-string value."""
+    value = summary.get(key)
+    if value is None:
+        return None
+    number = _json_number(value)
+    if number is None or number < 0:
+        dev.refuse(field, f"summary {key}", str(value), "is not a rate (a finite number >= 0)")
+        return None
+    return number / 1000
+
+
+def _uptime(dev: _Device, summary: dict[str, Any]) -> int | None:
+    seconds = dev.num("Elapsed", "uptime_s")
+    if seconds is None and "uptime_s" not in dev.refused:
+        seconds = _json_number(summary.get("Elapsed"))
+        seconds = seconds if seconds is not None and seconds >= 0 else None
+    if seconds is not None and seconds > MAX_UPTIME_S:
+        dev.refuse("uptime_s", "Elapsed", f"{seconds:g}", f"is more than {MAX_UPTIME_S} s (a wrapped counter)")
+        return None
+    return None if seconds is None else int(seconds)
+
+
+def _wall_power(dev: _Device) -> float | None:
+    watts = dev.num("WALLPOWER", "power_w")
+    if watts or "power_w" in dev.refused:
         return watts
-    ps = _nums(dev, "PS")
-    # PS[err vcore? vout iout pout? ... wall]: the 7th slot is watts at the wall.
-    return ps[6] if len(ps) >= 7 and ps[6] > 0 else None
+    # PS[err vcore? vout iout pout? ... wall]: the 7th slot is watts at the wall; only it is read.
+    slots = dev.keys.get("PS", "").split(None, 7)
+    if len(slots) < 7:
+        return None
+    wall = _to_float(slots[6])
+    if wall is None or wall != wall or wall == 0:  # text, NaN or 0: no reading
+        return None
+    if wall - wall != 0.0 or wall < 0:
+        dev.refuse("power_w", "PS", dev.keys["PS"], "slot 7 (wall watts) is not a finite number >= 0")
+        return None
+    return wall
 
 
-def _boards(dev: dict[str, str]) -> list[BoardSample]:
-    mghs = _nums(dev, "MGHS")
-    tmax = _nums(dev, "MTmax")
-    tavg = _nums(dev, "MTavg")
+def _boards(dev: _Device) -> list[BoardSample]:
+    mghs = dev.nums("MGHS", "boards")
+    tmax = dev.nums("MTmax", "boards", low=None)
+    tavg = dev.nums("MTavg", "boards", low=None)
+    if mghs is None or tmax is None or tavg is None:  # over the cap: no board is to be trusted
+        return []
     # Per-chip temperature lists: only their length and zeros matter here (a chip reading 0 is not
     # answering), so they are split, never converted: they are most of an estats reply.
-    pvt = [dev[key].split() for key in _PVT_KEYS if key in dev]
+    pvt: list[list[str] | None] = []
+    for key in _PVT_KEYS:
+        text = dev.keys.get(key)
+        if text is None:
+            break
+        chips = text.split(None, MAX_CHIPS_PER_BOARD)
+        if len(chips) > MAX_CHIPS_PER_BOARD:
+            dev.refuse("boards", key, text, f"has more than {MAX_CHIPS_PER_BOARD} chips (the cap per board)")
+            chips = None
+        pvt.append(chips)
+    if len(pvt) > MAX_BOARDS:
+        dev.refuse("boards", _PVT_KEYS[MAX_BOARDS], "...", f"is one board more than the cap of {MAX_BOARDS}")
+        return []
     count = max(len(mghs), len(tmax), len(pvt))
     if count == 0:
         return []
     # Chips per board: the longest per-chip list (a dead board's list is empty or zeros, and TA
     # counts only the chips that answer); TA / boards when there are no lists.
-    pvt_len = max((len(chips) for chips in pvt), default=0)
-    total_chips = _num(dev, "TA")
+    pvt_len = max((len(chips) for chips in pvt if chips is not None), default=0)
+    total_chips = dev.num("TA", "boards")
     per_board = pvt_len or (int(total_chips // count) if total_chips else None)
+    if per_board is not None and per_board > MAX_CHIPS_PER_BOARD:
+        dev.refuse("boards", "TA", f"{total_chips:g}", f"is more than {MAX_CHIPS_PER_BOARD} chips a board (the cap)")
+        per_board = None
     # Inlet/outlet temperatures are the unit's, so they belong to a board only on single-board units.
-    temp_in, temp_out = (_temp(dev, "HBITemp"), _temp(dev, "HBOTemp")) if count == 1 else (None, None)
+    if count == 1:
+        temp_in, temp_out = dev.temp("HBITemp", "boards"), dev.temp("HBOTemp", "boards")
+    else:
+        temp_in = temp_out = None
     boards = []
     for i in range(count):
         chips = pvt[i] if i < len(pvt) else None
+        avg = mghs[i] if i < len(mghs) else None
         boards.append(BoardSample(
             index=i,
-            hashrate_avg_ths=_ths(mghs[i]) if i < len(mghs) else None,
-            temp_chip_max_c=_valid_temp(tmax[i] if i < len(tmax) else _hottest(chips)),
-            temp_chip_avg_c=_valid_temp(tavg[i] if i < len(tavg) else None),
+            hashrate_avg_ths=None if avg is None else avg / 1000,
+            temp_chip_max_c=dev.valid_temp(tmax[i] if i < len(tmax) else _hottest(chips), "MTmax", "boards"),
+            temp_chip_avg_c=dev.valid_temp(tavg[i] if i < len(tavg) else None, "MTavg", "boards"),
             temp_in_c=temp_in,
             temp_out_c=temp_out,
             chips_ok=None if chips is None else len(chips) - chips.count("0"),
@@ -178,48 +351,88 @@ def _boards(dev: dict[str, str]) -> list[BoardSample]:
 
 
 def _hottest(chips: list[str] | None) -> float | None:
-    values = [float(t) for t in chips or () if _is_number(t)]
+    values = [v for v in map(_to_float, chips or ()) if v is not None and v - v == 0.0]
     return max(values) if values else None
 
 
-def _is_number(token: str) -> bool:
+def _to_float(token: str) -> float | None:
     try:
-        float(token)
-        return True
+        return float(token)
     except ValueError:
-        return False
+        return None
 
 
-def _error_codes(dev: dict[str, str]) -> list[str]:
+def _first_number(text: str) -> float | None:
+    """The first number in a value such as "0.512%" or "49% 50%"; NaN when that is what it is."""
+    for token in text.replace("%", " ").split(None, 8):
+        value = _to_float(token)
+        if value is not None:
+            return value
+    return None
+
+
+def _json_number(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else (strings, objects, inf)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        return number if number - number == 0.0 else None
+    return None
+
+
+def _error_codes(dev: _Device) -> list[str]:
     errors = []
     for key, what in (("ECHU", "hashboard"), ("ECMM", "controller")):
-        codes = [int(c) for c in _nums(dev, key) if c]
+        codes = [int(c) for c in dev.nums(key, "errors") or () if c]
         if codes:
-            errors.append(f"{what} error code {key}={' '.join(map(str, codes))}")
+            errors.append(f"{what} error code {key}={' '.join(map(str, codes))}"[:200])
     return errors
 
 
-def _fans(dev: dict[str, str]) -> list[int]:
+def _fans(dev: _Device) -> list[int]:
     fans = []
-    i = 1
-    while (rpm := _num(dev, f"Fan{i}")) is not None:
+    for i, key in enumerate(_FAN_KEYS):
+        if key not in dev.keys:
+            break
+        if i == MAX_FANS:
+            dev.refuse("fans_rpm", key, dev.keys[key], f"is one fan more than the cap of {MAX_FANS}")
+            return []
+        rpm = dev.num(key, "fans_rpm")
+        if rpm is None:
+            continue
+        if rpm > MAX_FAN_RPM:
+            dev.refuse("fans_rpm", key, dev.keys[key], f"is more than {MAX_FAN_RPM} rpm, no fan's speed")
+            continue
         fans.append(int(rpm))
-        i += 1
     return fans
 
 
-def _pool(pools: list[dict[str, Any]]) -> PoolInfo | None:
-    if not pools:
+def _pool(pools: Any, dev: _Device) -> PoolInfo | None:
+    if not isinstance(pools, list) or not pools:
         return None
-    active = next((p for p in pools if p.get("Stratum Active")), None) or next(
-        (p for p in pools if p.get("Status") == "Alive"), pools[0])
-    return PoolInfo(url=active.get("URL"), user=active.get("User"), accepted=active.get("Accepted"),
-                    rejected=active.get("Rejected"), stale=active.get("Stale"),
-                    active=bool(active.get("Stratum Active")))
+    pools = pools[:_MAX_POOLS]
+    active = next((p for p in pools if isinstance(p, dict) and p.get("Stratum Active")), None) or next(
+        (p for p in pools if isinstance(p, dict) and p.get("Status") == "Alive"), pools[0])
+    if not isinstance(active, dict):
+        return None
+    try:
+        return PoolInfo(url=_text(active.get("URL")), user=_text(active.get("User")), accepted=active.get("Accepted"),
+                        rejected=active.get("Rejected"), stale=active.get("Stale"),
+                        active=bool(active.get("Stratum Active")))
+    except ValidationError as e:  # a count that is not a whole number >= 0
+        bad = e.errors()[0]
+        dev.refuse("pool", f"pools {bad['loc'][0]}", str(bad.get("input")), f"is not a count ({bad['msg']})")
+        return None
+
+
+def _text(value: Any) -> str | None:
+    """A text value of the reply, cut to MAX_TEXT_CHARS; anything but a string is no value."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value if len(value) <= MAX_TEXT_CHARS else value[:MAX_TEXT_CHARS]
 
 
 def _mac(raw: Any) -> str | None:
-    text = str(raw or "").replace(":", "").upper()
+    text = str(raw or "")[:20].replace(":", "").upper()
     if _MAC_HEX.fullmatch(text) is None:
         return None
     return ":".join(text[i:i + 2] for i in range(0, 12, 2))
@@ -236,43 +449,5 @@ def _first(items: Any) -> dict[str, Any]:
     return items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else {}
 
 
-def _num(dev: dict[str, str], key: str) -> float | None:
-    text = dev.get(key)
-    if not text:
-        return None
-    try:  # most keys hold one plain number: skip the split (parse runs ~20 of these per miner)
-        value = float(text)
-    except ValueError:
-        values = _nums(dev, key)
-        return values[0] if values else None
-    return value if value == value else None  # NaN is no reading
-
-
-def _nums(dev: dict[str, str], key: str) -> list[float]:
-    text = dev.get(key)
-    if not text:
-        return []
-    try:  # the common case: all numbers
-        values = [float(token) for token in text.replace("%", " ").split()]
-    except ValueError:
-        values = [float(token) for token in text.replace("%", " ").split() if _is_number(token)]
-    return [v for v in values if v == v]  # drop NaN
-
-
-def _temp(dev: dict[str, str], key: str) -> float | None:
-    return _valid_temp(_num(dev, key))
-
-
-def _valid_temp(value: float | None) -> float | None:
-    return None if value is None or value <= _NO_READING else value
-
-
 def _ths(ghs: float | None) -> float | None:
-    return None if ghs is None else max(ghs, 0.0) / 1000
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(float(value)) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return None if ghs is None else ghs / 1000

@@ -14,7 +14,19 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from collector import plausibility
 from models import BoardSample, MinerSample, MinerState, PoolInfo, SampleSource
+from models.sample import (
+    MAX_BOARDS,
+    MAX_CHIPS_PER_BOARD,
+    MAX_ERROR_CHARS,
+    MAX_ERRORS,
+    MAX_FAN_RPM,
+    MAX_FANS,
+    MAX_TEXT_CHARS,
+    MAX_UPTIME_S,
+    TEMP_MAX_C,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,46 +104,148 @@ def _caused_by_network(error: BaseException) -> bool:
 
 
 def from_miner_data(data: Any, *, host: str, port: int, site: str, ts: datetime) -> MinerSample:
-    hashrate = _ths(data.hashrate)
-    mac = (data.mac or "").upper() or None
-    if not data.is_mining:
+    """pyasic's MinerData as a MinerSample. A value that is not a finite number in range, or a list
+    over its cap, is refused like the native driver refuses it: that field is left empty and
+    named, the miner is in error, the rest is kept. Implausible readings: collector.plausibility."""
+    refused: dict[str, str] = {}
+    hashrate = _ths(data.hashrate, "hashrate_ths", refused)
+    mac = _text(data.mac, 20).upper() or None
+    if "hashrate_ths" in refused:
+        state = MinerState.ERROR
+    elif not data.is_mining:
         state = MinerState.IDLE
     elif hashrate:
         state = MinerState.MINING
     else:
         state = MinerState.ERROR if data.errors else MinerState.IDLE
     info = data.device_info
-    boards = [
-        BoardSample(index=b.slot, hashrate_ths=_ths(b.hashrate), temp_in_c=b.inlet_temp, temp_out_c=b.outlet_temp,
-                    temp_chip_max_c=b.chip_temp, chips_ok=b.chips, chips_expected=b.expected_chips)
-        for b in data.hashboards
-    ]
-    board_temps = [t for b in data.hashboards for t in (b.temp, b.outlet_temp) if t is not None]
-    chip_temps = [b.chip_temp for b in data.hashboards if b.chip_temp is not None]
-    return MinerSample(
+    boards = _boards(data.hashboards, refused)
+    board_temps = [t for b in data.hashboards[:MAX_BOARDS] for t in (b.temp, b.outlet_temp)]
+    board_temps = [t for t in (_temp(t, "temp_board_max_c", refused) for t in board_temps) if t is not None]
+    fans = _fans(data.fans, refused)
+    errors = [_text(e.error_message if hasattr(e, "error_message") else e, MAX_ERROR_CHARS)
+              for e in data.errors[:MAX_ERRORS]]
+    sample = MinerSample(
         miner=mac or f"{host}:{port}", host=host, port=port, site=site, ts=ts, state=state,
         source=SampleSource.PYASIC,
-        make=str(info.make) if info and info.make else None, model=str(info.model) if info and info.model else None,
-        firmware=data.fw_ver, mac=mac,
-        hashrate_ths=hashrate if state is MinerState.MINING else 0.0,
-        expected_hashrate_ths=_ths(data.expected_hashrate),
-        power_w=data.wattage or None, power_limit_w=data.wattage_limit,
-        temp_env_c=data.env_temp, temp_chip_max_c=max(chip_temps, default=None),
+        make=_text(info.make) or None if info else None, model=_text(info.model) or None if info else None,
+        firmware=_text(data.fw_ver) or None, mac=mac,
+        hashrate_ths=hashrate if state is MinerState.MINING or "hashrate_ths" in refused else 0.0,
+        expected_hashrate_ths=_ths(data.expected_hashrate, "expected_hashrate_ths", refused),
+        power_w=_number(data.wattage, "power_w", refused) or None,
+        power_limit_w=_number(data.wattage_limit, "power_limit_w", refused),
+        temp_env_c=_temp(data.env_temp, "temp_env_c", refused),
+        temp_chip_max_c=max((b.temp_chip_max_c for b in boards if b.temp_chip_max_c is not None), default=None),
         temp_board_max_c=max(board_temps, default=None),
-        fans_rpm=[f.speed for f in data.fans if f.speed is not None], boards=boards, pool=_pool(data.pools),
-        uptime_s=data.uptime, errors=[str(e.error_message if hasattr(e, "error_message") else e) for e in data.errors],
+        fans_rpm=fans, boards=boards, pool=_pool(data.pools, refused),
+        uptime_s=_count(data.uptime, "uptime_s", refused, MAX_UPTIME_S), errors=[e for e in errors if e],
     )
+    if refused:
+        sample = sample.refused(refused, **{name: getattr(sample, name) for name in ("boards", "fans_rpm", "pool")
+                                            if name in refused})
+    return plausibility.check(sample)
 
 
-def _pool(pools: list[Any]) -> PoolInfo | None:
+def _boards(hashboards: list[Any], refused: dict[str, str]) -> list[BoardSample]:
+    if len(hashboards) > MAX_BOARDS:
+        refused["boards"] = f"{len(hashboards)} hash boards, more than the cap of {MAX_BOARDS} (MAX_BOARDS)"
+        return []
+    boards = []
+    for position, b in enumerate(hashboards):
+        index = b.slot if isinstance(b.slot, int) and 0 <= b.slot < MAX_BOARDS else position
+        board = f"board {index}"
+        boards.append(BoardSample(
+            index=index, hashrate_ths=_ths(b.hashrate, "boards", refused, f"{board} hashrate"),
+            temp_in_c=_temp(b.inlet_temp, "boards", refused, f"{board} inlet_temp"),
+            temp_out_c=_temp(b.outlet_temp, "boards", refused, f"{board} outlet_temp"),
+            temp_chip_max_c=_temp(b.chip_temp, "boards", refused, f"{board} chip_temp"),
+            chips_ok=_count(b.chips, "boards", refused, MAX_CHIPS_PER_BOARD, f"{board} chips"),
+            chips_expected=_count(b.expected_chips, "boards", refused, MAX_CHIPS_PER_BOARD, f"{board} expected_chips")))
+    return boards
+
+
+def _fans(fans: list[Any], refused: dict[str, str]) -> list[int]:
+    if len(fans) > MAX_FANS:
+        refused["fans_rpm"] = f"{len(fans)} fans, more than the cap of {MAX_FANS} (MAX_FANS)"
+        return []
+    speeds = (_count(f.speed, "fans_rpm", refused, MAX_FAN_RPM) for f in fans)
+    return [speed for speed in speeds if speed is not None]
+
+
+def _pool(pools: list[Any], refused: dict[str, str]) -> PoolInfo | None:
+    pools = pools[:64]
     active = next((p for p in pools if p.active), None) or (pools[0] if pools else None)
     if active is None:
         return None
-    return PoolInfo(url=str(active.url) if active.url else None, user=active.user, accepted=active.accepted,
-                    rejected=active.rejected, active=active.active)
+    return PoolInfo(url=_text(active.url) or None if active.url else None, user=_text(active.user) or None,
+                    accepted=_count(active.accepted, "pool", refused), rejected=_count(active.rejected, "pool", refused),
+                    active=active.active)
 
 
-def _ths(rate: Any) -> float | None:
+def _number(value: Any, field: str, refused: dict[str, str], low: float | None = 0.0,
+            what: str | None = None) -> float | None:
+    """A finite float (>= low), or None: absent, or refused with the reason under `field` (`what`
+    names the value in the reason when it is part of the field, e.g. one board's)."""
+    if value is None:
+        return None
+    what = what or field
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        refused.setdefault(field, f"reply value out of range: pyasic {what} {_shown(value)} is not a number; "
+                                  f"{field} left empty")
+        return None
+    if number - number != 0.0:
+        if number == number:  # NaN is no reading; inf is garbage
+            refused.setdefault(field, f"reply value out of range: pyasic {what} {_shown(value)} is not a finite "
+                                      f"number; {field} left empty")
+        return None
+    if low is not None and number < low:
+        refused.setdefault(field, f"reply value out of range: pyasic {what} {_shown(value)} must be greater than "
+                                  f"or equal to {low:g}; {field} left empty")
+        return None
+    return number
+
+
+def _count(value: Any, field: str, refused: dict[str, str], high: float | None = None,
+           what: str | None = None) -> int | None:
+    number = _number(value, field, refused, what=what)
+    if number is None:
+        return None
+    if high is not None and number > high:
+        refused.setdefault(field, f"reply value out of range: pyasic {what or field} {_shown(value)} is more than "
+                                  f"{high:g}; {field} left empty")
+        return None
+    return int(number)
+
+
+def _temp(value: Any, field: str, refused: dict[str, str], what: str | None = None) -> float | None:
+    number = _number(value, field, refused, low=None, what=what)
+    if number is None or number <= -273:  # -273: the firmware's "no sensor"
+        return None
+    if number > TEMP_MAX_C:
+        refused.setdefault(field, f"reply value out of range: pyasic {what or field} {_shown(value)} is above "
+                                  f"{TEMP_MAX_C:g} C; {field} left empty")
+        return None
+    return number
+
+
+def _ths(rate: Any, field: str, refused: dict[str, str], what: str | None = None) -> float | None:
     if rate is None:
         return None
-    return max(float(rate.rate) * rate.unit.value / _HASH_PER_TH, 0.0)
+    try:
+        number = float(rate.rate) * rate.unit.value / _HASH_PER_TH
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        refused.setdefault(field, f"reply value out of range: pyasic {what or field} {_shown(rate)} is not a "
+                                  f"hashrate; {field} left empty")
+        return None
+    return _number(number, field, refused, what=what)
+
+
+def _text(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
+    return "" if value is None else str(value)[:limit]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:40]}..."

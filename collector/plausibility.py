@@ -1,0 +1,59 @@
+"""Refuse readings no unit of the miner's model could produce.
+
+Every source (native Avalon, pyasic, MQTT telemetry) passes its samples through `check`. A finite
+but absurd number (GHSspd[1e300], WALLPOWER[99999999], an MQTT hashrate of 1e308) would otherwise
+reach InfluxDB and the cost engine, where one miner turns the site's cost per BTC into 0 or
+millions. Ceilings come from the model's nameplate (models.hardware), else from the miner's own
+expected hashrate and power limit, else from the most any single unit does.
+
+A refused reading is left empty and named (MinerSample.refused): the miner is in error and the
+cost engine uses none of its readings (counted as incomplete).
+"""
+
+from __future__ import annotations
+
+from models import MinerSample
+from models.hardware import Ceilings, ceilings
+
+_HASHRATES = ("hashrate_ths", "hashrate_avg_ths", "expected_hashrate_ths")
+_POWERS = ("power_w", "power_limit_w")
+
+
+def check(sample: MinerSample) -> MinerSample:
+    """`sample` itself when every reading is plausible for its model, else a copy with the others refused."""
+    limits = ceilings(sample.model, sample.expected_hashrate_ths, sample.power_limit_w)
+    top_ths, top_w = limits.hashrate_ths, limits.power_w
+    # The common case in as few steps as possible: this runs for every miner every cycle.
+    if ((sample.hashrate_ths or 0.0) <= top_ths and (sample.hashrate_avg_ths or 0.0) <= top_ths
+            and (sample.expected_hashrate_ths or 0.0) <= top_ths and (sample.power_w or 0.0) <= top_w
+            and (sample.power_limit_w or 0.0) <= top_w
+            and all((b.hashrate_ths or 0.0) <= top_ths and (b.hashrate_avg_ths or 0.0) <= top_ths
+                    for b in sample.boards)):
+        return sample
+    return _refuse(sample, limits)
+
+
+def _refuse(sample: MinerSample, limits: Ceilings) -> MinerSample:
+    reasons: dict[str, str] = {}
+    for name in _HASHRATES:
+        value = getattr(sample, name)
+        if value is not None and value > limits.hashrate_ths:
+            reasons[name] = f"{name} {value:.6g} TH/s is more than {limits.explain('hashrate')}: not a plausible reading"
+    for name in _POWERS:
+        value = getattr(sample, name)
+        if value is not None and value > limits.power_w:
+            reasons[name] = f"{name} {value:.6g} W is more than {limits.explain('power')}: not a plausible reading"
+    values = {}
+    boards = []
+    for board in sample.boards:
+        bad = {name: getattr(board, name) for name in ("hashrate_ths", "hashrate_avg_ths")
+               if (getattr(board, name) or 0.0) > limits.hashrate_ths}
+        if bad:
+            board = board.model_copy(update=dict.fromkeys(bad))
+            shown = ", ".join(f"{name} {value:.6g} TH/s" for name, value in bad.items())
+            reasons.setdefault("boards", f"board {board.index}: {shown} is more than {limits.explain('hashrate')}: "
+                                         "not a plausible reading")
+        boards.append(board)
+    if "boards" in reasons:
+        values["boards"] = boards  # the boards keep their other readings
+    return sample.refused(reasons, **values)
