@@ -156,7 +156,7 @@ def test_a_site_name_that_is_a_path_is_refused(tmp_path, site):
 # Every float in the configuration: a value for each (the walk below checks none is missed).
 FULL = {
     "miners": ["127.0.0.1"], "interval_s": 10.0, "timeout_s": 5.0, "rescan_interval_s": 300.0,
-    "cycle_deadline_s": 8.0, "identify_backoff_s": 10.0, "identify_backoff_max_s": 600.0,
+    "cycle_deadline_s": 8.0, "identify_backoff_s": 10.0, "identify_backoff_max_s": 600.0, "forget_unseen_miners_h": 24.0,
     "influx": {"url": "http://127.0.0.1:8086", "token": "t", "timeout_s": 10.0},
     "spool": {"max_mb": 100.0, "retention_h": 24.0},
     "economics": {

@@ -67,7 +67,8 @@ def test_hostile_replies_cost_only_their_own_fields_and_good_miners_keep_points_
         fan1 = hostile["fan1_inf"]
         fan1_truth = fan1.last_served
     ids = {m: format_mac(m.mac) for m in fleet.miners}
-    ids[hostile["million_boards"]] = hostile["million_boards"].address  # refused before its MAC was read
+    # Every id is the MAC, the million-board miner's too: identification read it from `version`
+    # before its estats were ever refused.
 
     # Every miner, hostile or not, has its point in each of the 3 cycles.
     counts = {r["miner"]: r["count"] for r in influxdb.query("SELECT count(up) FROM miner GROUP BY miner",
@@ -186,6 +187,7 @@ def test_two_miners_claiming_one_mac_are_both_kept_and_flagged(caplog):
         poller = Poller(CollectorConfig(miners=[one.addresses[0], clone.addresses[0]], timeout_s=2.0))
 
         async def two_cycles():
+            await poller.refresh()  # identify both, as `hashfleet poll` does
             first = await poller.cycle(datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc))
             second = await poller.cycle(datetime(2026, 11, 27, 12, 0, 10, tzinfo=timezone.utc))
             return first, second

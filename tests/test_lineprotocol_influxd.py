@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from collector.lineprotocol import parse_line
 from collector.points import MAX_STRING_CHARS, MAX_TAG_CHARS, Shape, encode, miner_points
 from models import MinerSample, MinerState, SampleSource
+from models.sample import MAX_TEXT_CHARS, MAX_UPTIME_S
 from support import TS
 
 # Everything the line protocol treats specially, and what the encoder must replace, mixed into any text.
@@ -90,7 +91,8 @@ def test_any_text_and_number_is_accepted_by_influxd_and_reads_back_as_documented
 
 
 # pydantic refuses lone surrogates in a sample: everything else may reach one
-sample_text = long_text.map(lambda t: t.translate(_SURROGATES))
+# MinerSample holds text up to MAX_TEXT_CHARS (longer text is refused where it is read)
+sample_text = long_text.map(lambda t: t.translate(_SURROGATES)[:MAX_TEXT_CHARS])
 sample_numbers = st.one_of(st.none(), st.floats(0, 1e300), st.integers(0, 2**62))
 
 
@@ -98,7 +100,7 @@ sample_numbers = st.one_of(st.none(), st.floats(0, 1e300), st.integers(0, 2**62)
                                                                 HealthCheck.too_slow])
 @given(miner=sample_text.filter(bool), make=st.one_of(st.none(), sample_text),
        model=st.one_of(st.none(), sample_text), errors=st.lists(sample_text, max_size=3), hashrate=sample_numbers,
-       power=sample_numbers, uptime=st.one_of(st.none(), st.integers(0, 2**62)))
+       power=sample_numbers, uptime=st.one_of(st.none(), st.integers(0, MAX_UPTIME_S)))
 def test_a_sample_with_any_strings_lands_in_influxd_as_documented(influxdb, influx_bucket, miner, make, model,
                                                                    errors, hashrate, power, uptime):
     site = f"s{next(_points)}"
