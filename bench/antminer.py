@@ -64,7 +64,7 @@ async def _cycles(addresses: list[str], *, cycles: int, concurrency: int | None,
                   start_at: float | None = None) -> list[dict[str, object]]:
     import asyncio
 
-    from collector.poller import Poller
+    from collector.sources.polled_miners import Poller
     from models import CollectorConfig, MinerState
 
     settings: dict[str, object] = {"site": "bench", "miners": addresses, "timeout_s": timeout_s,

@@ -106,7 +106,7 @@ async def poller_round(addresses: list[str], *, concurrency: int, timeout_s: flo
     """The collector's Poller alone, one timed cycle after an untimed one that identifies every miner."""
     from datetime import datetime, timedelta, timezone
 
-    from collector.poller import Poller
+    from collector.sources.polled_miners import Poller
     from models import CollectorConfig
 
     poller = Poller(CollectorConfig(site="bench", miners=addresses, concurrency=concurrency, timeout_s=timeout_s,

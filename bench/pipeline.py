@@ -315,10 +315,10 @@ def _timed_costing(begin, recorder: Recorder, now, miners):
 
 
 def loop_runner():
-    """The event-loop runner `hashfleet collect` uses (collector.cli._run: uvloop where installed), so the
+    """The event-loop runner `hashfleet collect` uses (collector.commands._run: uvloop where installed), so the
     benchmark measures the loop the service really runs on; plain asyncio.run if the CLI has none."""
     try:
-        from collector.cli import _run
+        from collector.commands import _run
     except ImportError:
         return asyncio.run
     return _run
@@ -351,11 +351,11 @@ async def run_collector(addresses: list[str], influx: InfluxInfo | None, spool_d
     Without `influx`, the sink is the one `hashfleet collect` uses when no InfluxDB is configured (the
     spool as local history): a diagnostic that takes the database's CPU out of the picture."""
     from collector import service
-    from collector.costing import CostStage
-    from collector.poller import Poller
+    from collector.stages.cost_stage import CostStage
+    from collector.sources.polled_miners import Poller
     from collector.sinks.influx import InfluxSink
-    from collector.sinks.local import LocalHistorySink
-    from collector.spool import Spool
+    from collector.sinks.local_history import LocalHistorySink
+    from collector.sinks.spool import Spool
 
     cfg = collector_config(addresses, influx, concurrency=concurrency, timeout_s=timeout_s)
     memory = _Memory(trace_memory, last_cycle=warmup + cycles - 1)

@@ -77,7 +77,7 @@ def _hashfleet_command() -> list[str]:
     found = shutil.which("hashfleet")
     if found:
         return [found]
-    return [sys.executable, "-c", "from collector.cli import main; main()"]
+    return [sys.executable, "-c", "from collector.commands import main; main()"]
 
 
 def _fd_limit_for(listeners: int):

@@ -17,8 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
-from collector.costing import CostStage, CycleCosting
-from collector.poller import CycleResult, MinersPart, Poller
+from collector.stages.cost_stage import CostStage, CycleCosting
+from collector.sources.polled_miners import CycleResult, MinersPart, Poller
 from collector.sinks import Sink
 from models import MinerSample
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.sources import avalon, cgminer
+from collector.sources import avalon
+
+from collector.sources import cgminer_client as cgminer
 from models import MinerState
 
 REPLIES = Path(__file__).parent / "data" / "replies" / "avalon"

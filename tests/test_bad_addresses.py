@@ -22,8 +22,8 @@ from hostile import HostileServer
 from support import HASHFLEET, wait_for
 
 from collector import service
-from collector.poller import OFFLINE_POLLS_BEFORE_REIDENTIFY, CycleResult, MinersPart, Poller
-from collector.sources import cgminer
+from collector.sources.polled_miners import OFFLINE_POLLS_BEFORE_REIDENTIFY, CycleResult, MinersPart, Poller
+from collector.sources import cgminer_client as cgminer
 from models import CollectorConfig, MinerState
 from simulators.fleet import run_fleet
 

@@ -106,7 +106,7 @@ def test_the_service_loop_collects_garbage_less_often():
     """A 10,000-miner cycle spent ~0.5 s in the garbage collector at Python's default threshold."""
     import gc
 
-    from collector.cli import GC_GEN0_THRESHOLD, _run
+    from collector.commands import GC_GEN0_THRESHOLD, _run
 
     async def threshold():
         return gc.get_threshold()

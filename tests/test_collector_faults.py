@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from support import wait_for
 
-from collector.poller import Poller
+from collector.sources.polled_miners import Poller
 from models import CollectorConfig, MinerState
 from simulators.clock import ManualClock
 from simulators.fleet import run_fleet
@@ -158,7 +158,8 @@ def test_an_out_of_range_reading_is_an_error_sample_and_the_cycle_goes_on(fleet,
     """Firmware that reports a negative watt or uptime (a wrapped counter): served over TCP as the
     simulator's own reply with that one value negated. The miner is in error with the field named;
     the healthy miner polled in the same cycle is unaffected."""
-    from collector.sources import avalon, cgminer
+    from collector.sources import avalon
+    from collector.sources import cgminer_client as cgminer
 
     healthy = fleet[1]
     host, port = healthy.address.rsplit(":", 1)
@@ -193,7 +194,7 @@ def test_a_request_cancelled_from_outside_stays_cancelled_and_leaves_no_timer(fl
     """The request's deadline is a timer that cancels the task: a shutdown's cancellation must still
     propagate as one (not turn into an offline sample), and a finished request must not be cancelled
     later by its timer."""
-    from collector.sources import cgminer
+    from collector.sources import cgminer_client as cgminer
 
     miner = fleet[1]
     host, port = miner.address.rsplit(":", 1)
@@ -215,7 +216,7 @@ def test_a_request_cancelled_from_outside_stays_cancelled_and_leaves_no_timer(fl
 
 
 def test_a_timeout_inside_an_outer_timeout_is_the_requests_own(fleet):
-    from collector.sources import cgminer
+    from collector.sources import cgminer_client as cgminer
 
     miner = fleet[1]
     host, port = miner.address.rsplit(":", 1)

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 from support import HASHFLEET
 
-from collector.cost import miner_cost
+from collector.stages.cost_engine import miner_cost
 from models import Capex, FlatTariff, MinerSample, MinerState, NetworkState, SampleSource, SiteEconomics
 
 # An Antminer S21 (200 TH/s, 3,500 W) in early 2025.

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from collector.cost import (
+from collector.stages.cost_engine import (
     DAYS_PER_MONTH,
     Totals,
     advance,
@@ -648,7 +648,7 @@ def totals_file(**changes) -> dict:
 def test_a_poisoned_totals_file_is_refused_named_and_set_aside(tmp_path, caplog, data, reason) -> None:
     import json
 
-    from collector import totals_store
+    from collector.stages import running_totals as totals_store
 
     path = tmp_path / "cost-totals.json"
     path.write_text(json.dumps(data))
@@ -659,7 +659,7 @@ def test_a_poisoned_totals_file_is_refused_named_and_set_aside(tmp_path, caplog,
 
 @pytest.mark.parametrize(("text", "reason"), POISONED_TOTALS)
 def test_a_totals_file_that_is_not_json_or_not_the_format_is_refused(tmp_path, caplog, text, reason) -> None:
-    from collector import totals_store
+    from collector.stages import running_totals as totals_store
 
     path = tmp_path / "cost-totals.json"
     path.write_text(text)
@@ -668,7 +668,7 @@ def test_a_totals_file_that_is_not_json_or_not_the_format_is_refused(tmp_path, c
 
 
 def test_totals_round_trip_and_a_file_without_last_seen_still_loads(tmp_path) -> None:
-    from collector import totals_store
+    from collector.stages import running_totals as totals_store
 
     t0 = datetime(2025, 3, 12, 0, 0, tzinfo=UTC)
     book = advance(None, [miner("a")], FLAT, NETWORK, t0, t0 + timedelta(minutes=10), forget_after_s=3600)
@@ -685,7 +685,7 @@ def test_totals_round_trip_and_a_file_without_last_seen_still_loads(tmp_path) ->
 def test_totals_that_are_not_finite_are_never_saved(tmp_path) -> None:
     from dataclasses import replace
 
-    from collector import totals_store
+    from collector.stages import running_totals as totals_store
 
     t0 = datetime(2025, 3, 12, 0, 0, tzinfo=UTC)
     book = advance(None, [miner("a")], FLAT, NETWORK, t0, t0 + timedelta(minutes=10))

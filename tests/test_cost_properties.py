@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.cost import advance, miner_cost, site_cost
+from collector.stages.cost_engine import advance, miner_cost, site_cost
 from models import Capex, FlatTariff, MinerSample, MinerState, NetworkState, SampleSource, SiteEconomics
 
 UTC = timezone.utc

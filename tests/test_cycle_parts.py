@@ -14,11 +14,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from collector import cost, points, service
-from collector.costing import CostStage
-from collector.poller import CycleResult, MinersPart, Poller
-from collector.sinks.local import LocalHistorySink
-from collector.spool import Spool
+from collector import service
+
+from collector.stages import cost_engine as cost
+
+from collector.sinks import points
+from collector.stages.cost_stage import CostStage
+from collector.sources.polled_miners import CycleResult, MinersPart, Poller
+from collector.sinks.local_history import LocalHistorySink
+from collector.sinks.spool import Spool
 from models import (
     CollectorConfig,
     CostSample,

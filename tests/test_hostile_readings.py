@@ -17,8 +17,8 @@ import pytest
 from support import HASHFLEET
 from test_mqtt_support import Publisher, RunningCollector, mqtt_config, unique
 
-from collector import cost
-from collector.poller import Poller
+from collector.stages import cost_engine as cost
+from collector.sources.polled_miners import Poller
 from models import CollectorConfig, MinerSample, MinerState, NetworkFeedConfig, SampleSource, SiteEconomics
 from simulators.fleet import run_fleet
 from simulators.mqtt_meter import format_mac

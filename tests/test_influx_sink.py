@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from collector import service
-from collector.poller import CycleResult
+from collector.sources.polled_miners import CycleResult
 from collector.sinks.influx import InfluxSink, InfluxWriteError, InfluxWriter
-from collector.spool import Spool
+from collector.sinks.spool import Spool
 from models import BoardSample, InfluxConfig, MinerSample, MinerState, PoolInfo, SampleSource
 
 TS = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)

@@ -2,7 +2,7 @@
 
 Arbitrary text and numbers go through the encoder (`encode`, `Shape.line`, `miner_points`), into the real
 influxd, and come back over InfluxQL equal to what went in, or to the replacement README "InfluxDB schema"
-documents. The local reader (`collector.lineprotocol`, used by `hashfleet report`) must read the same line
+documents. The local reader (`collector.line_protocol`, used by `hashfleet report`) must read the same line
 the same way. The rules themselves, one per position, are pinned against the line protocol reference.
 """
 
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.lineprotocol import parse_line
-from collector.points import MAX_STRING_CHARS, MAX_TAG_CHARS, Shape, encode, miner_points
+from collector.line_protocol import parse_line
+from collector.sinks.points import MAX_STRING_CHARS, MAX_TAG_CHARS, Shape, encode, miner_points
 from models import MinerSample, MinerState, SampleSource
 from models.sample import MAX_TEXT_CHARS, MAX_UPTIME_S
 from support import TS

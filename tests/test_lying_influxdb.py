@@ -11,7 +11,7 @@ import pytest
 from servers import LyingInflux
 
 from collector.sinks.influx import InfluxSink, InfluxWriteError, InfluxWriter
-from collector.spool import Spool
+from collector.sinks.spool import Spool
 from models import InfluxConfig
 
 TS = int(datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc).timestamp())

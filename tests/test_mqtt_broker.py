@@ -25,7 +25,9 @@ from test_mqtt_support import (
     unique,
 )
 
-from collector.mqtt import MqttBridge, MqttConnectError, discovery
+from collector.mqtt import MqttBridge, MqttConnectError
+
+from collector.sinks import home_assistant as discovery
 from collector.mqtt.topics import Topics
 from models import MinerState, MqttConfig, SampleSource
 from simulators.fleet import run_fleet
@@ -102,7 +104,7 @@ def test_broker_restart_mid_run_is_survived_and_retained_state_is_published_agai
 
 
 def test_a_flood_of_malformed_payloads_is_counted_and_dropped_while_cycles_go_on(mosquitto, caplog):
-    caplog.set_level(logging.WARNING, logger="collector.mqtt.ingest")
+    caplog.set_level(logging.WARNING, logger="collector.sources.mqtt_ingest")
     site = unique("flood")
     feeds = f"feeds/{site}"
     topics = Topics("hashfleet", site)
@@ -144,7 +146,7 @@ def test_a_flood_of_malformed_payloads_is_counted_and_dropped_while_cycles_go_on
             health.close()
             publisher.close()
             collector.close()
-    logged = [r for r in caplog.records if r.name == "collector.mqtt.ingest"]
+    logged = [r for r in caplog.records if r.name == "collector.sources.mqtt_ingest"]
     assert 0 < len(logged) <= 2 * len(bad), "bad payloads must be logged at a bounded rate"
 
 

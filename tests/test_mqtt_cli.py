@@ -14,7 +14,7 @@ import yaml
 from support import HASHFLEET
 from test_mqtt_support import ECONOMICS, NETWORK, Subscriber, unique
 
-from collector.mqtt import discovery
+from collector.sinks import home_assistant as discovery
 from collector.mqtt.topics import Topics
 from models import MinerSample, SampleSource
 from simulators.fleet import run_fleet

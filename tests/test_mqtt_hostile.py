@@ -19,11 +19,11 @@ from test_mqtt_support import (
     unique,
 )
 
-from collector import cost
-from collector.costing import CostStage
-from collector.live_inputs import LiveInputs, MeterReading
-from collector.mqtt import discovery
-from collector.mqtt.ingest import MqttIngest
+from collector.stages import cost_engine as cost
+from collector.stages.cost_stage import CostStage
+from collector.sources.live_inputs import LiveInputs, MeterReading
+from collector.sinks import home_assistant as discovery
+from collector.sources.mqtt_ingest import MqttIngest
 from collector.mqtt.topics import Topics
 from models import (
     LivePowerPrice,

@@ -20,9 +20,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector import service
-from collector.costing import CostStage
+from collector.stages.cost_stage import CostStage
 from collector.mqtt import MqttBridge
-from collector.poller import CycleResult, MinersPart, Poller
+from collector.sources.polled_miners import CycleResult, MinersPart, Poller
 from models import CollectorConfig, CostSample
 
 WAIT = 10.0

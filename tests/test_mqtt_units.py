@@ -10,10 +10,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from collector import config as config_loader
-from collector.live_inputs import LiveInputs
-from collector.mqtt import discovery
+from collector.sources.live_inputs import LiveInputs
+from collector.sinks import home_assistant as discovery
 from collector.mqtt.bounded_log import BoundedLog
-from collector.mqtt.ingest import MqttIngest, match_filter
+from collector.sources.mqtt_ingest import MqttIngest, match_filter
 from collector.mqtt.topics import Topics, slug, topic_level
 from models import MinerSample, MinerState, MqttConfig, SampleSource
 

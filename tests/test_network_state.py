@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.cost import miner_cost, network_subsidy_btc
-from collector.network_state import (
+from collector.stages.cost_engine import miner_cost, network_subsidy_btc
+from collector.sources.network import (
     HttpNetworkSource,
     NetworkStateUnavailable,
     StaticNetworkSource,
@@ -141,7 +141,7 @@ def test_failed_fetch_keeps_the_last_value_and_logs_the_url(
     asyncio.run(source.refresh(NOW))
     api.faults["/api/v1/prices"] = Fault(status=503)
     later = NOW + timedelta(seconds=300)
-    with caplog.at_level(logging.WARNING, logger="collector.network_state"):
+    with caplog.at_level(logging.WARNING, logger="collector.sources.network"):
         asyncio.run(source.refresh(later))
     assert f"{base}/api/v1/prices" in caplog.text and "503" in caplog.text and "keeping 87321" in caplog.text
     state = source.snapshot(later + timedelta(seconds=400))  # price is now 700 s old, the rest 400 s
@@ -155,7 +155,7 @@ def test_slow_server_times_out_and_static_value_stands_in_flagged(
 ) -> None:
     api.faults["/api/v1/mining/hashrate/3d"] = Fault(delay_s=1.0)
     source = HttpNetworkSource(feed(base, timeout_s=0.2, static=STATIC.model_dump()))
-    with caplog.at_level(logging.WARNING, logger="collector.network_state"):
+    with caplog.at_level(logging.WARNING, logger="collector.sources.network"):
         asyncio.run(source.refresh(NOW))
     assert "Timeout" in caplog.text and f"{base}/api/v1/mining/hashrate/3d" in caplog.text
     state = source.snapshot(NOW)
@@ -166,7 +166,7 @@ def test_slow_server_times_out_and_static_value_stands_in_flagged(
 
 def test_mempool_without_bitcoin_core_gives_no_difficulty(base: str, caplog: pytest.LogCaptureFixture) -> None:
     source = HttpNetworkSource(feed(base, difficulty_url=f"{base}/no-core/api/v1/mining/hashrate/3d"))
-    with caplog.at_level(logging.WARNING, logger="collector.network_state"):
+    with caplog.at_level(logging.WARNING, logger="collector.sources.network"):
         asyncio.run(source.refresh(NOW))
     assert "currentDifficulty" in caplog.text
     with pytest.raises(NetworkStateUnavailable, match="no-core"):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point
 
-from collector.points import Shape, encode, miner_points
+from collector.sinks.points import Shape, encode, miner_points
 from models import BoardSample, MinerSample, MinerState, PoolInfo, SampleSource
 
 # Text where Point is right: no backslash, no control character, no lone surrogate (the encoder replaces them)

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import pytest
 from support import HASHFLEET
 
-from collector.poller import Poller
+from collector.sources.polled_miners import Poller
 from models import CollectorConfig, MinerState, SampleSource
 from simulators import ManualClock, run_fleet
 
@@ -167,7 +167,7 @@ def miner_data(board_ths: list[float] | None = None, **fields):
 
 
 def from_pyasic(data):
-    from collector.sources.pyasic_source import from_miner_data
+    from collector.sources.pyasic_makes import from_miner_data
 
     return from_miner_data(data, host="10.0.0.1", port=4028, site="s1", ts=TS)
 

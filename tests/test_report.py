@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support import HASHFLEET, wait_for
 
-from collector.lineprotocol import parse_line
+from collector.line_protocol import parse_line
 from simulators.fleet import run_fleet
 
 
@@ -116,8 +116,8 @@ def test_todays_cost_totals_survive_a_collector_restart(tmp_path):
         "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n")
 
     def last_energy_today() -> float:
-        from collector.lineprotocol import parse_line
-        from collector.spool import list_batches
+        from collector.line_protocol import parse_line
+        from collector.sinks.spool import list_batches
 
         newest = list_batches(spool / "keep")[-1]
         site = [p for p in map(parse_line, newest.read()) if p.measurement == "cost" and p.tags["scope"] == "site"]

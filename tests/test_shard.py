@@ -6,7 +6,7 @@ import subprocess
 import pytest
 from support import HASHFLEET
 
-from collector.targets import Target, in_shard
+from collector.sources.targets import Target, in_shard
 from models import CollectorConfig
 from simulators.fleet import run_fleet
 

@@ -2,7 +2,7 @@
 others (found at 10,000 miners: the budget's scan met a batch acknowledged under it, and the append
 failed, losing the rest of that cycle's lines)."""
 
-from collector.spool import Spool, list_batches
+from collector.sinks.spool import Spool, list_batches
 
 
 class DeliveredWhileListed(Spool):

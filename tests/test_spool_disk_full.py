@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from collector import service
-from collector.poller import CycleResult
+from collector.sources.polled_miners import CycleResult
 from collector.sinks.influx import InfluxSink
-from collector.spool import Spool
+from collector.sinks.spool import Spool
 from models import InfluxConfig, MinerSample, MinerState, SampleSource
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)

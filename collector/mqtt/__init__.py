@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from collector.live_inputs import LiveInputs
-from collector.mqtt.client import MqttConnectError, MqttConnection
-from collector.mqtt.ingest import MqttIngest
-from collector.mqtt.publish import MqttSink
+from collector.sources.live_inputs import LiveInputs
+from collector.mqtt.connection import MqttConnectError, MqttConnection
+from collector.sources.mqtt_ingest import MqttIngest
+from collector.sinks.mqtt_publish import MqttSink
 from collector.mqtt.topics import Topics, slug
 from models.mqtt import MqttConfig
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from collector.poller import CycleResult, MinersPart
+from collector.sources.polled_miners import CycleResult, MinersPart
 
 
 class Sink(Protocol):

@@ -1,6 +1,6 @@
 """InfluxDB sink: every cycle goes through the durable spool, then to InfluxDB.
 
-A cycle counts as done once its batches are on disk (collector.spool). A
+A cycle counts as done once its batches are on disk (collector.sinks.spool). A
 background task delivers spooled batches oldest first over the v2 write API,
 each batch file's gzip body sent as it is (one request per batch, at most
 `batch_size` lines); while InfluxDB is down batches accumulate and the task
@@ -32,10 +32,10 @@ from urllib.parse import urlencode
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from collector import points
+from collector.sinks import points
 from collector.redact import redact, redact_url
 from collector.sinks.spooled import SpooledLines
-from collector.spool import Batch, Spool
+from collector.sinks.spool import Batch, Spool
 from models import InfluxConfig
 
 log = logging.getLogger(__name__)

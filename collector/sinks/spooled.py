@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from collector import points
-from collector.poller import CycleResult, MinersPart
-from collector.spool import Spool, SpoolWriteError
+from collector.sinks import points
+from collector.sources.polled_miners import CycleResult, MinersPart
+from collector.sinks.spool import Spool, SpoolWriteError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ where a count or rate cannot be, or overflows a cap (models.sample MAX_*) is ref
 field: that field is left empty and named in `errors` and `unusable`, the miner is in error, and
 the rest of the reading is kept. A key present with a bad value never falls back to another
 source (GHSspd to summary "MHS 1m", WALLPOWER to PS[]): the firmware is not to be trusted there.
-Readings no unit of the model could produce are refused by collector.plausibility.
+Readings no unit of the model could produce are refused by collector.sources.plausibility.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from collector import plausibility
-from collector.sources import cgminer
+from collector.sources import plausibility
+from collector.sources import cgminer_client as cgminer
 from models import BoardSample, MinerSample, MinerState, PoolInfo, SampleSource
 from models.sample import (
     MAX_BOARDS,

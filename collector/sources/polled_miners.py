@@ -26,14 +26,15 @@ from datetime import datetime
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from collector import discovery
+from collector.sources import identify as discovery
 from collector.identity import DuplicateIds
-from collector.sources import avalon, pyasic_source
-from collector.targets import Spec, Target, in_shard, parse_specs, range_targets, resolve_name
+from collector.sources import avalon
+from collector.sources import pyasic_makes as pyasic_source
+from collector.sources.targets import Spec, Target, in_shard, parse_specs, range_targets, resolve_name
 from models import CollectorConfig, MinerSample, MinerState, SampleSource
 
 if TYPE_CHECKING:
-    from collector.costing import CycleCost
+    from collector.stages.cost_stage import CycleCost
     from models import CostSample
 
 log = logging.getLogger(__name__)

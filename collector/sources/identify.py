@@ -17,8 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from collector.sources import avalon, cgminer, pyasic_source
-from collector.targets import CGMINER_PORT, Target
+from collector.sources import avalon
+
+from collector.sources import cgminer_client as cgminer
+
+from collector.sources import pyasic_makes as pyasic_source
+from collector.sources.targets import CGMINER_PORT, Target
 
 WEB_PORT = 80
 

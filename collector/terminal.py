@@ -16,8 +16,8 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from collector.poller import CycleResult, MinersPart
-from collector.report import Report, from_spool
+from collector.sources.polled_miners import CycleResult, MinersPart
+from collector.history import Report, from_spool
 from models import CostSample, MinerSample, NetworkState
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 import typer
 
 from collector import config as config_loader
-from collector import display, service
-from collector.cost_cli import cost as _cost_command
-from collector.grafana_push import grafana_app
-from collector.poller import Poller
+from collector import service
+from collector import terminal as display
+from collector.commands.cost import cost as _cost_command
+from collector.commands.grafana import grafana_app
+from collector.sources.polled_miners import Poller
 from collector.redact import RedactingFilter
-from collector.targets import TargetError, parse_specs
+from collector.sources.targets import TargetError, parse_specs
 
 app = typer.Typer(
     name="hashfleet",
@@ -131,7 +132,7 @@ def collect(
 
 def _storage_sink(cfg):
     """InfluxDB through the spool; without InfluxDB, the spool itself keeps the local history."""
-    from collector.spool import Spool, SpoolInUse
+    from collector.sinks.spool import Spool, SpoolInUse
 
     directory = config_loader.spool_directory(cfg)
     max_bytes = int(cfg.spool.max_mb * 1024 * 1024)
@@ -140,7 +141,7 @@ def _storage_sink(cfg):
             from collector.sinks.influx import InfluxSink
 
             return InfluxSink(cfg.influx, Spool(directory, max_bytes=max_bytes))
-        from collector.sinks.local import LocalHistorySink
+        from collector.sinks.local_history import LocalHistorySink
 
         log.warning("no InfluxDB configured (INFLUX_URL or influx: in the config): "
                     "keeping %.0f h of local history in %s (hashfleet report reads it)", cfg.spool.retention_h, directory)
@@ -164,7 +165,7 @@ async def _collect(cfg, sinks, cycles: int | None, *, service_mode: bool = False
         sinks = [*sinks, bridge.sink]
     cost_stage = None
     if cfg.economics is not None and cfg.network is not None:
-        from collector.costing import CostStage
+        from collector.stages.cost_stage import CostStage
 
         totals_path = config_loader.spool_directory(cfg) / "cost-totals.json"
         cost_stage = CostStage(cfg.site, cfg.economics, cfg.network, live=bridge.live if bridge else None,
@@ -199,8 +200,8 @@ def scan(
     timeout: float = typer.Option(3.0, "--timeout", min=0.1, help="Seconds per address."),
 ) -> None:
     """Discover miners: print each one found with its make and model."""
-    from collector import discovery
-    from collector.targets import Target, range_targets
+    from collector.sources import identify as discovery
+    from collector.sources.targets import Target, range_targets
 
     try:
         specs = parse_specs(ranges)
@@ -250,7 +251,7 @@ def report(
     import json
     import time as _time
 
-    from collector import report as reporting
+    from collector import history as reporting
 
     cfg = _load_config(config, site=site)
     seconds = _parse_period(since)

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from collector.cost import RunningTotals, Totals
+from collector.stages.cost_engine import RunningTotals, Totals
 from models.base import read_capped
 
 log = logging.getLogger(__name__)

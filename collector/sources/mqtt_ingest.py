@@ -12,7 +12,7 @@ Four kinds of topic (models.mqtt.IngestKind):
   `outlets` and `racks`. Outlet watts are that miner's metered power; a rack's watts (less the
   outlet-metered miners on it) are shared by its other miners in proportion to the power they
   report (equally until they have reported). Metered power replaces reported power in the cost
-  figures (collector.costing) and the gap is recorded there.
+  figures (collector.stages.cost_stage) and the gap is recorded there.
 - power_price / btc_price: live prices for the cost engine (a bare JSON number is accepted too),
   refused outside the configured bounds.
 
@@ -23,7 +23,7 @@ MQTT miner ids are capped (`telemetry_max_miners`) or allow-listed (`allowed_min
 silent for `telemetry_evict_after_s` is forgotten; `take_evicted` hands those ids to the sink,
 which clears their retained Home Assistant discovery and topics. Only allow-listed MQTT miners
 count as verified (`LiveInputs.verified_mqtt_miners`): anyone can invent an id, so only verified
-ones share the site's fixed costs (collector.costing).
+ones share the site's fixed costs (collector.stages.cost_stage).
 
 Malformed, oversized or unknown payloads are counted by reason (`stats()`), logged at most once
 per reason per 10 s with a count of those held back, and dropped; nothing here raises into paho.
@@ -48,9 +48,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from collector.cost import is_fresh
-from collector import plausibility
-from collector.live_inputs import LiveInputs, MeterReading
+from collector.stages.cost_engine import is_fresh
+from collector.sources import plausibility
+from collector.sources.live_inputs import LiveInputs, MeterReading
 from collector.mqtt.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
 from models.mqtt import BtcPricePayload, IngestKind, MeterPayload, MqttConfig, MqttSubscription, PowerPricePayload

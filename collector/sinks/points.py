@@ -28,7 +28,7 @@ from influxdb_client import WritePrecision
 from models import CostSample, MinerSample
 
 if TYPE_CHECKING:
-    from collector.poller import CycleResult, MinersPart
+    from collector.sources.polled_miners import CycleResult, MinersPart
 
 PRECISION = WritePrecision.S  # one timestamp per cycle; seconds keep points small and idempotent
 
@@ -321,7 +321,7 @@ def cycle_lines(result: CycleResult, points_before: int = 0, spool_depth: int = 
                 spool_dropped: int = 0, spool_rejected: int = 0, spool_lost: int = 0) -> list[str]:
     """The end of a cycle: site and fleet cost, network, and the collector's own health.
     `points_before`: the points its parts wrote (collector.points_written counts the whole cycle)."""
-    from collector.network_state import network_fields
+    from collector.sources.network import network_fields
 
     lines = []
     if result.cost is not None:

@@ -7,7 +7,7 @@ Each cycle's batches stay on disk for the retention period (SpoolConfig), and
 from __future__ import annotations
 
 from collector.sinks.spooled import SpooledLines
-from collector.spool import Spool
+from collector.sinks.spool import Spool
 
 
 class LocalHistorySink(SpooledLines):

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 
 import httpx
 
-from collector.cost import network_hashprice, network_subsidy_btc
+from collector.stages.cost_engine import network_hashprice, network_subsidy_btc
 from collector.redact import redact, redact_url
 from models.economics import NetworkFeedConfig, NetworkInput, NetworkState
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
 
-from collector.lineprotocol import Line, LineProtocolError, parse_line
-from collector.spool import list_batches
+from collector.line_protocol import Line, LineProtocolError, parse_line
+from collector.sinks.spool import list_batches
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from collector import plausibility
+from collector.sources import plausibility
 from models import BoardSample, MinerSample, MinerState, PoolInfo, SampleSource
 from models.sample import (
     MAX_BOARDS,
@@ -106,7 +106,7 @@ def _caused_by_network(error: BaseException) -> bool:
 def from_miner_data(data: Any, *, host: str, port: int, site: str, ts: datetime) -> MinerSample:
     """pyasic's MinerData as a MinerSample. A value that is not a finite number in range, or a list
     over its cap, is refused like the native driver refuses it: that field is left empty and
-    named, the miner is in error, the rest is kept. Implausible readings: collector.plausibility."""
+    named, the miner is in error, the rest is kept. Implausible readings: collector.sources.plausibility."""
     refused: dict[str, str] = {}
     hashrate = _ths(data.hashrate, "hashrate_ths", refused)
     mac = _text(data.mac, 20).upper() or None

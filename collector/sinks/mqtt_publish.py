@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from collector.mqtt import discovery
-from collector.mqtt.client import MqttConnection
+from collector.sinks import home_assistant as discovery
+from collector.mqtt.connection import MqttConnection
 from collector.mqtt.topics import Topics
-from collector.poller import CycleResult, MinersPart
+from collector.sources.polled_miners import CycleResult, MinersPart
 from models import CostSample, MinerSample, MinerState
 from models.mqtt import MqttConfig
 

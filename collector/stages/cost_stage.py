@@ -1,7 +1,7 @@
 """The cost stage of the collect loop: the stateful glue around the pure engine.
 
 Each cycle it takes the cycle's samples, the network state and the live inputs,
-asks `collector.cost` for miner, site and fleet figures, and advances the
+asks `collector.stages.cost_engine` for miner, site and fleet figures, and advances the
 running totals (today, this month) over the time since the previous cycle.
 
 A failure here never stops the service: a miner whose figures cannot be computed is costed as
@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from collector import cost, totals_store
-from collector.live_inputs import LiveInputs
-from collector.network_state import NetworkSource, NetworkStateUnavailable, network_source
+from collector.stages import cost_engine as cost
+
+from collector.stages import running_totals as totals_store
+from collector.sources.live_inputs import LiveInputs
+from collector.sources.network import NetworkSource, NetworkStateUnavailable, network_source
 from models import CostSample, CostScope, MinerSample, NetworkFeedConfig, NetworkState, SampleSource, SiteEconomics
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from collector.cost import miner_cost
+from collector.stages.cost_engine import miner_cost
 from models.economics import Capex, CostSample, FlatTariff, NetworkState, SiteEconomics
 from models.sample import MinerSample, MinerState, SampleSource
 
