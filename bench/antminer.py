@@ -1,7 +1,7 @@
 """`python -m bench.antminer --miners 1000`: the collector's pyasic path against simulated Antminers.
 
 Starts `hashfleet simulate --fleet s19jpro:N --base 127.70.0.1` (each miner on its own loopback
-address, RPC on 4028 and web UI on 80, as pyasic expects) and runs the collector's Poller: the first
+address, RPC on 4028 and web UI on 80, as pyasic expects) and runs the collector's PolledMiners: the first
 cycle identifies every miner (a `version` request, then pyasic's detection) and reads it; the next
 --cycles cycles only read (pyasic `get_data()` through collector/sources/pyasic_source.py). Each
 timed cycle is compared with the collect interval (10 s): the issue's target is 1,000 Antminers
@@ -64,7 +64,7 @@ async def _cycles(addresses: list[str], *, cycles: int, concurrency: int | None,
                   start_at: float | None = None) -> list[dict[str, object]]:
     import asyncio
 
-    from collector.sources.polled_miners import Poller
+    from collector.sources.polled_miners import PolledMiners
     from models import CollectorConfig, MinerState
 
     settings: dict[str, object] = {"site": "bench", "miners": addresses, "timeout_s": timeout_s,
@@ -73,7 +73,7 @@ async def _cycles(addresses: list[str], *, cycles: int, concurrency: int | None,
         settings["concurrency"] = concurrency
     if shard:
         settings["shard"] = shard
-    poller = Poller(CollectorConfig.model_validate(settings))
+    poller = PolledMiners(CollectorConfig.model_validate(settings))
     out = []
     ts = datetime.now(timezone.utc).replace(microsecond=0)
     for index in range(cycles + 1):

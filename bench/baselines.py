@@ -3,7 +3,7 @@
 - plain pyasic: `pyasic.get_miner` then `get_data()` per miner, each bounded by a semaphore (50 by
   default: pyasic's own `limit` does not bound concurrency, DESIGN.md section 5). Detection is timed
   apart; miners/s is for `get_data()` only.
-- the collector's poll alone: `Poller.cycle` over the whole fleet (connect, the joined request,
+- the collector's poll alone: `PolledMiners.cycle` over the whole fleet (connect, the joined request,
   parse into MinerSample) with no cost stage and no sinks, as the two rounds below only poll. In the
   collect loop the poll stage also encodes and spools the samples as they arrive (collector.service),
   which neither pyasic nor the bare client does.
@@ -103,13 +103,13 @@ async def pyasic_round(addresses: list[str], *, concurrency: int = 50, detect_ti
 
 async def poller_round(addresses: list[str], *, concurrency: int, timeout_s: float = 5.0,
                        sim_cpu=lambda: 0.0) -> RoundStats:
-    """The collector's Poller alone, one timed cycle after an untimed one that identifies every miner."""
+    """The collector's PolledMiners alone, one timed cycle after an untimed one that identifies every miner."""
     from datetime import datetime, timedelta, timezone
 
-    from collector.sources.polled_miners import Poller
+    from collector.sources.polled_miners import PolledMiners
     from models import CollectorConfig
 
-    poller = Poller(CollectorConfig(site="bench", miners=addresses, concurrency=concurrency, timeout_s=timeout_s,
+    poller = PolledMiners(CollectorConfig(site="bench", miners=addresses, concurrency=concurrency, timeout_s=timeout_s,
                                     cycle_deadline_s=3600))  # timed whole, never cut short
     ts = datetime.now(timezone.utc).replace(microsecond=0)
     await poller.refresh()  # identify every miner (the service does it in the background)

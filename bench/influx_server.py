@@ -1,6 +1,6 @@
 """`python -m bench.influx_server --workdir DIR --database NAME`: a real InfluxDB for a benchmark.
 
-Runs the test suite's server classes (tests/servers: influxd 1.6.7 from Debian plus the v2-write
+Runs the test suite's server classes (tests/servers, an importable package: influxd 1.6.7 from Debian plus the v2-write
 shim, DESIGN.md section 7) in this helper process, so neither influxd's nor the shim's CPU lands in
 the measured process. Prints one JSON line (url, raw_url, token, org, database, pids) once influxd
 answers and the database exists; stops both when its stdin closes or on SIGTERM.
@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ROOT / "tests"
 COMPOSE_SNAPSHOT = "INFLUXD_STORAGE_CACHE_SNAPSHOT_MEMORY_SIZE"
 
 
@@ -43,8 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     snapshot = compose_cache_snapshot_bytes() if args.cache_snapshot_bytes is None else args.cache_snapshot_bytes
 
-    sys.path.insert(0, str(TESTS))  # tests/ is not a package: its server classes import as `servers`
-    from servers import InfluxDB
+    from tests.servers import InfluxDB
 
     # influxd 1.6's name for InfluxDB 2's storage-cache-snapshot-memory-size (the same TSM engine)
     settings = {"INFLUXDB_DATA_CACHE_SNAPSHOT_MEMORY_SIZE": str(snapshot)} if snapshot else {}
@@ -58,8 +56,7 @@ def main() -> None:
     try:
         server.start()
         server.create_database(args.database)
-        process = getattr(server, "_process", None)
-        influxd = getattr(getattr(process, "proc", None), "pid", None)
+        influxd = server.pid
         print(json.dumps({"url": server.url, "raw_url": server.raw_url, "token": server.token, "org": server.org,
                           "database": args.database, "influxd_pid": influxd, "helper_pid": os.getpid(),
                           "cache_snapshot_bytes": snapshot or None}), flush=True)

@@ -1,21 +1,21 @@
 """The collector as `hashfleet collect` runs it, timed per cycle and per stage.
 
-`run_collector` builds the real objects (Poller, CostStage with a flat tariff and a static network,
-InfluxSink over a Spool) and hands them to the real loop, `collector.service.run`. Timing is added
-from outside, by wrapping instance methods, so the code measured is the code that ships:
+`run_collector` builds the pipeline with the composition root (collector.pipeline.build: the polled
+miners, the network state, the cost stage with a flat tariff and a static network) writing to the real
+InfluxSink over a Spool, and runs it (collector.service.run): the code measured is the code that ships.
+Nothing is patched: the service records where each cycle's time went (Cycle.timings), the sink is
+wrapped (a Sink of its own) to wait for delivery, and `on_cycle_start` marks each cycle's start.
 
-    poll    Poller.cycle                         (connect, request, parse into MinerSample; meanwhile the
-                                                  samples go to the sink in parts with their cost
-                                                  figures: costed, encoded, spooled, sent)
-    cost    CycleCosting.finish after the poll   (running totals over the cycle, site and fleet roll-ups)
-    write   append: the rest until the cycle's     (line protocol, gzip + fsync into the spool, part
-            last batch is on disk;                  by part; delivery starts with the first part)
-            deliver: until InfluxDB has it all     (the delivery task's HTTP writes, awaited here so
-                                                    that a cycle ends when its points are in)
+    poll    the sources (connect, request, parse into MinerSample; meanwhile the samples go to the
+            cost stage and the sink in parts: costed, encoded, spooled, sent)
+    cost    the cost stage's roll-ups after the poll (running totals, site and fleet)
+    write   append: the parts left and the cycle's end until its last batch is on disk;
+            deliver: until InfluxDB has it all (the delivery task's HTTP writes, awaited here so
+            that a cycle ends when its points are in)
 
-CPU is `time.process_time()` (every thread of this process: the spool's and the delivery's worker
-threads included), except cost: the main thread's own (`time.thread_time()`), since delivery runs
-in a worker thread meanwhile. The simulator's and InfluxDB's CPU are read from /proc and reported apart.
+CPU is the whole process's (the spool's and the delivery's worker threads included), except cost: the
+loop thread's own, since delivery runs in a worker thread meanwhile. The simulator's and InfluxDB's
+CPU are read from /proc and reported apart.
 """
 
 from __future__ import annotations
@@ -107,35 +107,6 @@ class CycleStats(LatencyStats):
         return out
 
 
-class _Clock:
-    """Wall and own-CPU readings at stage boundaries."""
-
-    def __init__(self):
-        self.wall = self.cpu = 0.0
-
-    def lap(self) -> tuple[float, float]:
-        """(wall, cpu) seconds since the previous lap."""
-        wall, cpu = time.perf_counter(), time.process_time()
-        delta = wall - self.wall, cpu - self.cpu
-        self.wall, self.cpu = wall, cpu
-        return delta
-
-
-async def _drain(sink, timeout_s: float) -> bool:
-    """Wait until the sink's spool is empty (its delivery task wrote everything); False on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while sink.spool.batches():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        task = getattr(sink, "_delivery", None)
-        if task is not None and not task.done():
-            await asyncio.wait({task}, timeout=min(remaining, 0.5))
-        else:
-            await asyncio.sleep(0.01)
-    return True
-
-
 class _Memory:
     """--tracemalloc: Python memory per stage (live at its end, and its peak), and the biggest allocation
     sites still live after the poll and after the spool append of the last cycle. tracemalloc slows
@@ -179,10 +150,8 @@ def _short(filename: str) -> str:
 
 
 class _TimedSink:
-    """Hands the cycle's parts and end to the real InfluxSink, then waits for delivery; records the
-    cycle's numbers. Costing and encoding interleave part by part (collector.service): cost time is
-    summed from the CycleCosting calls (see `_timed_costing`), the rest from poll end to the cycle's
-    last batch on disk is `append`, and `deliver` is the wait until InfluxDB has every point."""
+    """Hands the cycle's parts and end to the real sink, then waits for delivery; records the cycle's
+    numbers from its Cycle.timings. `deliver`: the wait until InfluxDB has every point."""
 
     def __init__(self, sink, recorder: Recorder, *, deliver: bool = True):
         self.sink = sink
@@ -192,19 +161,20 @@ class _TimedSink:
     async def write_miners(self, part) -> None:
         await self.sink.write_miners(part)
 
-    async def write(self, result) -> None:
+    async def write(self, cycle) -> None:
         rec = self.recorder
         stats = rec.current
         try:
-            await self.sink.write(result)
-            wall, cpu = rec.clock.lap()  # since the poll ended: costing + encoding + spool appends
-            stats.append_s, cpu_append = wall - stats.cost_s, cpu - stats.cpu_cost_s
+            await self.sink.write(cycle)
+            rec.polled(cycle)
             rec.memory.stage(stats, "cost + append", top=True)
+            began, cpu = time.perf_counter(), time.process_time()
             if self.deliver:
-                stats.delivered = await _drain(self.sink, rec.delivery_timeout_s)
-            stats.deliver_s, cpu_deliver = rec.clock.lap()
+                stats.delivered = await self.sink.delivered(rec.delivery_timeout_s)
+            stats.deliver_s, cpu_deliver = time.perf_counter() - began, time.process_time() - cpu
             rec.memory.stage(stats, "deliver")
-            stats.cpu_write_s = cpu_append + cpu_deliver
+            stats.cpu_write_s += cpu_deliver
+            stats.points = self.sink.last_cycle_points
         except BaseException:
             stats.delivered = False
             raise
@@ -241,17 +211,15 @@ class Recorder:
         self.gc = _GcTimer()
         self.warmup = warmup
         self.memory = memory or _Memory(False, -1)
-        self.clock = _Clock()
         self.others = others
         self.delivery_timeout_s = delivery_timeout_s
         self.on_cycle = on_cycle  # (index about to start, the cycle just finished or None)
         self.cycles: list[CycleStats] = []
         self.current: CycleStats | None = None
-        self.polling = False  # between begin() and polled()
         self._others0: dict[str, float] = {}
         self._box0 = self._wall0 = 0.0
 
-    def begin(self) -> None:
+    def begin(self, cycle=None) -> None:
         index = len(self.cycles)
         if self.on_cycle:
             self.on_cycle(index, self.cycles[-1] if self.cycles else None)
@@ -260,21 +228,18 @@ class Recorder:
         self._box0, self._wall0 = box_cpu_seconds(), time.perf_counter()
         self.gc.take()
         self.memory.stage(self.current, "before")
-        self.polling = True
-        self.clock.lap()
 
-    def polled(self, result) -> None:
-        stats = self.current
-        self.polling = False
-        stats.poll_s, stats.cpu_poll_s = self.clock.lap()
-        self.memory.stage(stats, "poll", top=True)
-        stats.miners = len(result.samples)
-        stats.failed = result.failed
-        stats.latencies_s = list(getattr(result, "latencies_s", None) or [])
-
-    def appended(self, lines: int) -> None:
-        if self.current is not None:
-            self.current.points += lines
+    def polled(self, cycle) -> None:
+        """The cycle's own account of its stages (collector.cycle.Timings)."""
+        stats, timings = self.current, cycle.timings
+        stats.poll_s, stats.cpu_poll_s = timings.collect_s, timings.collect_cpu_s
+        stats.cost_in_poll_s = timings.stages_in_collect_s
+        stats.cost_s, stats.cpu_cost_s = timings.finish_s, timings.finish_cpu_s
+        stats.append_s = timings.drain_s + timings.write_s
+        stats.cpu_write_s = timings.drain_cpu_s + timings.write_cpu_s
+        stats.miners = len(cycle.samples)
+        stats.failed = cycle.failed
+        stats.latencies_s = list(cycle.latencies_s)
 
     def finish(self) -> None:
         stats = self.current
@@ -287,41 +252,12 @@ class Recorder:
         self.current = None
 
 
-def _timed_costing(begin, recorder: Recorder, now, miners):
-    """CostStage.begin, and the CycleCosting it returns with `miners` and `finish` timed: wall and this
-    thread's CPU (the delivery thread runs meanwhile; its CPU is the write stage's). Costing the
-    collect loop does while the poll runs is part of the poll stage (`cost_in_poll_s` says how much);
-    the cost stage is what is left after it."""
-
-    def timed(fn):
-        def call(*args):
-            stats = recorder.current
-            wall, cpu = time.perf_counter(), time.thread_time()
-            try:
-                return fn(*args)
-            finally:
-                if stats is not None and recorder.polling:
-                    stats.cost_in_poll_s += time.perf_counter() - wall
-                elif stats is not None:
-                    stats.cost_s += time.perf_counter() - wall
-                    stats.cpu_cost_s += time.thread_time() - cpu
-        return call
-
-    costing = begin(now, miners)
-    if costing is not None:
-        costing.miners = timed(costing.miners)
-        costing.finish = timed(costing.finish)
-    return costing
-
-
 def loop_runner():
-    """The event-loop runner `hashfleet collect` uses (collector.commands._run: uvloop where installed), so the
-    benchmark measures the loop the service really runs on; plain asyncio.run if the CLI has none."""
-    try:
-        from collector.commands import _run
-    except ImportError:
-        return asyncio.run
-    return _run
+    """The event-loop runner `hashfleet collect` uses (uvloop where installed, the service's garbage-
+    collection threshold), so the benchmark measures the loop the service really runs on."""
+    from collector.service import run_event_loop
+
+    return run_event_loop
 
 
 def running_loop_name() -> str:
@@ -350,54 +286,20 @@ async def run_collector(addresses: list[str], influx: InfluxInfo | None, spool_d
 
     Without `influx`, the sink is the one `hashfleet collect` uses when no InfluxDB is configured (the
     spool as local history): a diagnostic that takes the database's CPU out of the picture."""
-    from collector import service
-    from collector.stages.cost_stage import CostStage
-    from collector.sources.polled_miners import Poller
-    from collector.sinks.influx import InfluxSink
-    from collector.sinks.local_history import LocalHistorySink
-    from collector.sinks.spool import Spool
+    from collector import pipeline
 
     cfg = collector_config(addresses, influx, concurrency=concurrency, timeout_s=timeout_s)
     memory = _Memory(trace_memory, last_cycle=warmup + cycles - 1)
     recorder = Recorder(warmup=warmup, others=others or {}, delivery_timeout_s=delivery_timeout_s,
                         on_cycle=on_cycle, memory=memory)
-    poller = Poller(cfg)
-    cost_stage = CostStage(cfg.site, cfg.economics, cfg.network)
-    if cfg.influx is not None:
-        sink = InfluxSink(cfg.influx, Spool(spool_dir))
-    else:
-        sink = LocalHistorySink(Spool(spool_dir, retention_s=24 * 3600))
-
-    real_cycle = poller.cycle
-
-    async def timed_cycle(ts, on_sample=None):
-        recorder.begin()
-        result = await real_cycle(ts, on_sample)
-        recorder.polled(result)
-        return result
-
-    real_append = sink.spool.append
-
-    def counted_append(lines):
-        # a list of lines today; a blob of line protocol would be counted by its newlines
-        recorder.appended(len(lines) if isinstance(lines, list) else max(1, lines.count(
-            b"\n" if isinstance(lines, bytes) else "\n")))
-        return real_append(lines)
-
-    real_begin = cost_stage.begin
-
-    def timed_begin(now, miners):
-        return _timed_costing(real_begin, recorder, now, miners)
-
-    poller.cycle = timed_cycle  # instance attributes: service.run calls these, the classes are untouched
-    cost_stage.begin = timed_begin
-    sink.spool.append = counted_append
-    timed = _TimedSink(sink, recorder, deliver=cfg.influx is not None)
+    cfg = cfg.model_copy(update={"spool": cfg.spool.model_copy(update={"directory": spool_dir})})
+    timed = _TimedSink(pipeline.storage_sink(cfg), recorder, deliver=cfg.influx is not None)
+    built = pipeline.build(cfg, sinks=[timed])
     # "cycle took longer than the interval" would be logged every cycle: the bench runs cycles back to back.
     logging.getLogger("collector.service").setLevel(logging.ERROR)
     memory.start()
     try:
-        await service.run(poller, [timed], cycles=warmup + cycles, cost_stage=cost_stage)
+        await built.run(cycles=warmup + cycles, on_cycle_start=recorder.begin)
     finally:
         memory.stop()
         if recorder.on_cycle:

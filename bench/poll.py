@@ -2,7 +2,7 @@
 
 1. starts `hashfleet simulate --fleet MODEL:N` (one loopback address per miner, port 4028) and a
    real InfluxDB 1.6.7 + v2 shim, each in a process of its own;
-2. in this process runs the real collect loop (collector.service.run: Poller -> CostStage ->
+2. in this process runs the real collect loop (collector.service.run: PolledMiners -> CostStage ->
    InfluxSink over a spool) for one detection cycle plus --cycles timed cycles, each ending when
    InfluxDB has acknowledged every point (bench/pipeline.py);
 3. against the same fleet: plain pyasic (get_miner, then get_data, semaphore 50) over a sample, and
@@ -268,7 +268,7 @@ def _run(args, out, info, concurrency: int, workdir: Path, results: dict[str, ob
             waited = settle(influx_proc.influxd_cpu_seconds)
             results["influxd_settle_s"] = waited
         # The poll stage above also encodes and spools its samples as they arrive; the rounds below only
-        # poll. So the ratios are taken from the collector's Poller alone, polled like them (median of 3).
+        # poll. So the ratios are taken from the collector's PolledMiners alone, polled like them (median of 3).
         reference = summary["miners_per_s"]
         if not args.skip_pyasic or not args.skip_bare:
             polls = [run(baselines.poller_round(sim.addresses, concurrency=concurrency, timeout_s=args.timeout,
@@ -276,7 +276,7 @@ def _run(args, out, info, concurrency: int, workdir: Path, results: dict[str, ob
             results["poll_only"] = [r.as_dict() for r in polls]
             poll_only = sorted(polls, key=lambda r: r.miners_per_s or 0)[1]
             reference = poll_only.miners_per_s
-            rows.append(_row("hashfleet Poller alone (no cost, no sinks; median of 3)", poll_only, 1.0))
+            rows.append(_row("hashfleet PolledMiners alone (no cost, no sinks; median of 3)", poll_only, 1.0))
             stage_ratio = ratio(reference, summary["miners_per_s"])
             rows[0]["ratio"] = f"{stage_ratio:.2f}" if stage_ratio else "–"
         if not args.skip_pyasic:
@@ -309,7 +309,7 @@ def _run(args, out, info, concurrency: int, workdir: Path, results: dict[str, ob
             e2e_bare = ratio(summary["miners_per_s_total"], best.miners_per_s) if not args.skip_bare else None
             e2e_pyasic = ratio(summary["miners_per_s_total"], results["pyasic"]["miners_per_s"]) \
                 if not args.skip_pyasic and results["pyasic"]["miners_per_s"] else None
-            out.print(f"ratios (collector's Poller alone ÷ other): vs pyasic {report.num(pyasic_ratio)}x, "
+            out.print(f"ratios (collector's PolledMiners alone ÷ other): vs pyasic {report.num(pyasic_ratio)}x, "
                       f"vs bare {report.num(bare_ratio)}x; end to end (poll + cost + write): vs pyasic "
                       f"{report.num(e2e_pyasic)}x, vs bare {report.num(e2e_bare)}x")
             results["ratios"] = {"vs_pyasic": pyasic_ratio, "vs_bare": bare_ratio,

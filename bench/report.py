@@ -60,7 +60,7 @@ def key_value_table(title: str, rows: Iterable[tuple[str, str]]) -> Table:
 def comparison_table(rows: list[dict[str, object]]) -> Table:
     table = Table(title="same fleet, same run: miners/s while polling", title_justify="left")
     for name in ("path", "miners", "concurrency", "seconds", "miners/s", "p50 ms", "p99 ms", "CPU s/1k", "sim CPU s",
-                 "box busy", "Poller alone ÷ this"):
+                 "box busy", "PolledMiners alone ÷ this"):
         table.add_column(name, justify="left" if name == "path" else "right")
     for row in rows:
         table.add_row(str(row["path"]), num(row["miners"], 0), num(row["concurrency"], 0), num(row["seconds"]),

@@ -1,15 +1,224 @@
-"""Read back the line protocol hashfleet writes (for `hashfleet report` on the local history).
+"""InfluxDB line protocol, written and read back: the format, and nothing about miners.
 
-Read the way InfluxDB 1.x reads it (its `models/points.go`), so the local history shows what InfluxDB
-would store: in the measurement, tag keys and values and field keys a separator (`,` `=` space)
-preceded by a backslash belongs to the text, and only `\\,` `\\=` `\\ ` lose their backslash; any other
-backslash is literal. In a string field value `\\"` and `\\\\` are escapes. Only the subset hashfleet
-emits is supported: float, integer (`i`), boolean and string fields; an integer timestamp.
+Writing (`encode`, `Shape`): hashfleet writes line protocol itself, and one value must never reshape a
+line; the rules per position are in the table below and in README "InfluxDB schema".
+Reading (`parse_line`, for `hashfleet report` on the local history): the way InfluxDB 1.x reads it (its
+`models/points.go`), so the local history shows what InfluxDB would store: in the measurement, tag keys
+and values and field keys a separator (`,` `=` space) preceded by a backslash belongs to the text, and
+only `\\,` `\\=` `\\ ` lose their backslash; any other backslash is literal. In a string field value
+`\\"` and `\\\\` are escapes. Only the subset hashfleet emits is read: float, integer (`i`), boolean and
+string fields; an integer timestamp.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+
+PRECISION = "s"  # one timestamp per cycle, whole seconds: points stay small and re-sent ones overwrite
+
+
+def seconds(ts: datetime) -> int:
+    return int(ts.timestamp())
+
+
+# Line-protocol encoding: hashfleet writes line protocol itself (influxdb-client's `Point` took ~30 us a
+# point, a tenth of the collector's CPU at 10,000 miners), and it must never let one value reshape a line.
+# Position by position (InfluxDB's line protocol reference, "Special characters"; every rule checked
+# against influxd's own parser in tests/test_lineprotocol_influxd.py; the table is in README "InfluxDB schema"):
+#
+#   position                 escaped with \      replaced                                 refused (ValueError)
+#   measurement              , space             \ -> /, control characters -> space      empty, leading '#'
+#   tag key, field key       , = space           the same                                 empty, 'time'
+#   tag value                , = space           the same; cut to MAX_TAG_CHARS           (empty: tag left out)
+#   string field value       " \                 control characters -> space; cut to MAX_STRING_CHARS
+#   any text                                     lone surrogates (not UTF-8) -> U+FFFD
+#   float / integer field                        NaN, +-inf, integers outside int64: the field is left out
+#
+# Why backslashes are replaced outside strings: InfluxDB 1.x/2.x take any backslash before a separator as
+# escaping it (a tag value ending in one swallows the separator after it, and with it the lines that
+# follow), while 3.x reads `\\` as one backslash; no text with a backslash beside a separator means the
+# same to both, text without one does. Why control characters are replaced: a newline ends the line (what
+# follows would be a point of its own) and InfluxDB's reference supports none in tags or field values.
+MAX_TAG_CHARS = 256  # InfluxDB 1.x refuses a series key over 64 KB; 256 is far beyond any real model or id
+MAX_STRING_CHARS = 4096  # InfluxDB caps string fields at 64 KB; hashfleet's longest is a 512-char error
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+_CONTROL = {c: " " for c in (*range(0x20), 0x7F)}
+_SURROGATES = dict.fromkeys(range(0xD800, 0xE000), "\ufffd")
+_ESCAPE_MEASUREMENT = str.maketrans({**_SURROGATES, **{c: r"\ " for c in _CONTROL},
+                                     "\\": "/", ",": r"\,", " ": r"\ "})
+_ESCAPE_KEY = str.maketrans({**_SURROGATES, **{c: r"\ " for c in _CONTROL},
+                             "\\": "/", ",": r"\,", "=": r"\=", " ": r"\ "})
+_ESCAPE_STRING = str.maketrans({**_SURROGATES, **_CONTROL, '"': r'\"', "\\": "\\\\"})
+_STRING_NEEDS_WORK = re.compile(r'["\\\x00-\x1f\x7f\ud800-\udfff]').search  # most strings need none: one C scan
+
+Field = float | int | str | None
+
+
+def encode(measurement: str, tags: Mapping[str, str | None], fields: Mapping[str, Field], ts: int) -> str:
+    """One line: tags and fields sorted by key; None, empty and non-finite values (and integers outside
+    int64) left out; floats without a trailing '.0', integers with 'i', strings quoted. '' when no field
+    remains. Text is escaped or replaced as the table above says."""
+    parts = [_escaped_measurement(measurement)]
+    for key in sorted(tags):
+        value = tags[key]
+        if value:
+            parts.append(_key_prefix(key) + _tag_value(value))
+    encoded = []
+    for key in sorted(fields):
+        value = fields[key]
+        if value is None:
+            continue
+        kind = type(value)
+        # Exact-type checks first: this loop runs ~50 times per miner per cycle (profiled: the
+        # isinstance chain, float() and a cached-function call per key were half its time).
+        if kind is float:
+            if not _isfinite(value):
+                continue
+            text = repr(value)
+            if text.endswith(".0"):
+                text = text[:-2]
+        elif kind is int:
+            if not _I64_MIN <= value <= _I64_MAX:
+                continue
+            text = f"{value}i"
+        elif kind is str:
+            text = _string(value)
+        else:
+            text = _encode_other(key, value)
+            if text is None:
+                continue
+        encoded.append((_KEY_PREFIXES.get(key) or _key_prefix(key)) + text)
+    if not encoded:
+        return ""
+    return f"{','.join(parts)} {','.join(encoded)} {ts}"
+
+
+def _encode_other(key: str, value: object) -> str | None:
+    """Subclasses of float, int and str (enums, numpy-free but possible); booleans refused."""
+    if isinstance(value, bool):
+        raise TypeError(f"field {key!r}: write booleans as 0/1 integers")
+    if isinstance(value, float):
+        if not _isfinite(value):
+            return None
+        text = repr(float(value))
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, int):
+        return f"{int(value)}i" if _I64_MIN <= value <= _I64_MAX else None
+    if isinstance(value, str):
+        return _string(str(value))
+    raise TypeError(f"field {key!r}: unsupported type {type(value).__name__}")
+
+
+def _string(value: str) -> str:
+    """A string field value, quoted."""
+    if len(value) > MAX_STRING_CHARS:
+        value = value[:MAX_STRING_CHARS]
+    if _STRING_NEEDS_WORK(value) is None:
+        return f'"{value}"'
+    return f'"{value.translate(_ESCAPE_STRING)}"'
+
+
+class Shape:
+    """A point whose tag and field keys are known up front: the per-miner points, written ~50,000
+    times a cycle at 10,000 miners. Keys are sorted and escaped once, each field has a fixed type
+    (a float field given an int still writes a float: InfluxDB refuses a field that changes type),
+    and the measurement-and-tags text of each tag combination is kept, since miners, boards and
+    sites repeat every cycle. Writes exactly what `encode` writes for the same values (tested);
+    ~1.5x as fast (measured: 50 -> 33 us for a miner's five points; sorting, the dicts and tag
+    escaping were a third of `encode`'s time)."""
+
+    _MAX_HEADS = 1 << 17  # tag combinations remembered per shape: ~40,000 miners of 3 boards fit
+
+    def __init__(self, measurement: str, tags: Sequence[str], fields: Mapping[str, type]):
+        self.tags = tuple(tags)
+        self.fields = tuple(fields)
+        bad = set(fields.values()) - {float, int, str}
+        if bad:
+            raise TypeError(f"{measurement}: field types must be float, int or str, not {bad}")
+        self._measurement = _escaped_measurement(measurement)
+        self._tag_order = sorted(range(len(self.tags)), key=self.tags.__getitem__)
+        self._field_order = [(i, _key_prefix(self.fields[i]), fields[self.fields[i]])
+                             for i in sorted(range(len(self.fields)), key=self.fields.__getitem__)]
+        self._heads: dict[tuple[str | None, ...], str] = {}
+
+    def line(self, tags: Sequence[str | None], values: Sequence[Field], ts: int) -> str:
+        """`tags` and `values` in the order the shape names them; '' when no field has a value."""
+        head = self._heads.get(tags := tuple(tags))
+        if head is None:
+            head = self._head(tags)
+        encoded = []
+        for i, prefix, kind in self._field_order:
+            value = values[i]
+            if value is None:
+                continue
+            if kind is float:
+                if type(value) is not float:
+                    try:
+                        value = float(value)
+                    except OverflowError:  # an integer beyond any float: no reading
+                        continue
+                if not _isfinite(value):
+                    continue
+                text = repr(value)
+                if text.endswith(".0"):
+                    text = text[:-2]
+                encoded.append(prefix + text)
+            elif kind is int:
+                value = int(value)
+                if _I64_MIN <= value <= _I64_MAX:
+                    encoded.append(f"{prefix}{value}i")
+            else:
+                encoded.append(prefix + _string(value if type(value) is str else str(value)))
+        if not encoded:
+            return ""
+        return f"{head} {','.join(encoded)} {ts}"
+
+    def _head(self, tags: tuple[str | None, ...]) -> str:
+        parts = [self._measurement]
+        for i in self._tag_order:
+            if tags[i]:
+                parts.append(_key_prefix(self.tags[i]) + _tag_value(tags[i]))
+        head = ",".join(parts)
+        if len(self._heads) >= self._MAX_HEADS:  # a fleet that changed: start over rather than grow
+            self._heads.clear()
+        self._heads[tags] = head
+        return head
+
+
+def _tag_value(value: object) -> str:
+    text = value if type(value) is str else str(value)
+    return text[:MAX_TAG_CHARS].translate(_ESCAPE_KEY)
+
+
+_isfinite = math.isfinite
+_KEY_PREFIXES: dict[str, str] = {}  # "key=" with the key escaped, for every key seen (keys are few and fixed)
+
+
+def _key_prefix(key: str) -> str:
+    prefix = _KEY_PREFIXES.get(key)
+    if prefix is None:
+        if not key or key == "time":  # InfluxDB refuses the whole point (keys are hashfleet's own names)
+            raise ValueError(f"{key!r} cannot be a tag or field key")
+        prefix = key.translate(_ESCAPE_KEY) + "="
+        if len(_KEY_PREFIXES) < 4096:
+            _KEY_PREFIXES[key] = prefix
+    return prefix
+
+
+@functools.cache
+def _escaped_measurement(name: str) -> str:
+    if not name or name.startswith("#"):  # '#' starts a comment: InfluxDB would skip the line
+        raise ValueError(f"{name!r} cannot be a measurement name")
+    return name.translate(_ESCAPE_MEASUREMENT)
+
+
+# --- reading ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,32 @@
-"""Terminal output: fleet tables and progress bars (rich), on stderr for progress."""
+"""Terminal output shared by the commands and the live view: fleet and cost tables, progress bars (on
+stderr), the report's tables (rich)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import sys
-import time
+import ipaddress
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.logging import RichHandler
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from collector.sources.polled_miners import CycleResult, MinersPart
-from collector.history import Report, from_spool
+from collector.history import Report
 from models import CostSample, MinerSample, NetworkState
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def by_address(samples: list[MinerSample]) -> list[MinerSample]:
+    """Samples in address order (they arrive in the order miners answer), numeric where they are IPs."""
+    def key(sample: MinerSample) -> tuple:
+        try:
+            return (0, ipaddress.ip_address(sample.host).packed, sample.port)
+        except ValueError:
+            return (1, sample.host.encode(), sample.port)
+    return sorted(samples, key=key)
 
 
 def fleet_table(samples: list[MinerSample]) -> Table:
@@ -79,77 +83,6 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     with bar:
         task = bar.add_task(description, total=total)
         yield lambda done: bar.update(task, completed=done)
-
-
-class LiveView:
-    """A sink that redraws the fleet table in the terminal after every cycle.
-
-    With a local history (a collector running without InfluxDB for this site), it also shows the
-    last hour from it, re-read every few minutes in a worker thread.
-
-    While the view is up on a terminal that is also where the log goes, log records go through the
-    view's own console, so they print above the live region instead of writing into it (which
-    scrolled the table and left a copy of it, header and all, on screen at every refresh); close()
-    gives logging its handlers back.
-    """
-
-    HISTORY_S = 3600
-    HISTORY_REFRESH_S = 300
-
-    def __init__(self, history_dir: Path | None = None) -> None:
-        console = Console()
-        self._live = Live(console=console, auto_refresh=False)
-        self._live.start()
-        # Only when both would reach the same screen: `watch 2>log` keeps its log in the file.
-        self._log_handlers = _log_through(console) if console.is_terminal and sys.stderr.isatty() else None
-        self.history_dir = history_dir
-        self._history: Report | None = None
-        self._history_read_at = float("-inf")
-
-    async def write_miners(self, part: MinersPart) -> None:
-        """Nothing: the view is redrawn once per cycle, from the whole cycle's samples."""
-
-    async def write(self, result: CycleResult) -> None:
-        caption = (f"site {result.site} · {result.ts:%Y-%m-%d %H:%M:%S} UTC · "
-                   f"cycle {result.duration_s:.2f} s · {result.failed} failed")
-        parts = [fleet_table(result.samples), caption]
-        if result.cost is not None:
-            parts.append(cost_summary(result.cost.site, result.cost.network))
-        if self.history_dir is not None:
-            await self._refresh_history(result.site)
-            if self._history is not None and self._history.cycles:
-                parts.append(history_line(self._history))
-        self._live.update(Group(*parts), refresh=True)
-
-    async def _refresh_history(self, site: str) -> None:
-        now = time.time()
-        if now - self._history_read_at < self.HISTORY_REFRESH_S:
-            return
-        self._history_read_at = now
-        self._history = await asyncio.to_thread(from_spool, self.history_dir, site, int(now - self.HISTORY_S),
-                                                int(now))
-
-    def close(self) -> None:
-        if self._log_handlers is not None:
-            root = logging.getLogger()
-            for handler in list(root.handlers):
-                root.removeHandler(handler)
-            for handler in self._log_handlers:
-                root.addHandler(handler)
-        self._live.stop()
-
-
-def _log_through(console: Console) -> list[logging.Handler]:
-    """Send the root logger's records to `console` (above its live region); return the handlers it had."""
-    root = logging.getLogger()
-    previous = list(root.handlers)
-    for handler in previous:
-        root.removeHandler(handler)
-    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False,
-                          log_time_format="%H:%M:%S")
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    root.addHandler(handler)
-    return previous
 
 
 def history_line(report: Report) -> str:

@@ -84,3 +84,15 @@ def as_utc(ts: datetime | None) -> datetime | None:
     if ts.tzinfo is None:
         raise ValueError("timestamp must carry a time zone (UTC expected), e.g. 2025-06-01T12:00:00Z")
     return ts.astimezone(timezone.utc)
+
+
+# A live value (price, meter reading) may be dated up to this long after the instant it is used at:
+# cycle timestamps are whole seconds, floored, and readings arrive while a cycle runs (ingest never
+# dates one after its arrival). Further ahead it is not fresh, so a value dated in the future can
+# never stay fresh for good.
+AHEAD_TOLERANCE_S = 60.0
+
+
+def is_fresh(as_of: datetime, at: datetime, max_age_s: float) -> bool:
+    """Whether a value dated `as_of` may be used at `at`: not older than max_age_s, not from the future."""
+    return -AHEAD_TOLERANCE_S <= (at - as_of).total_seconds() <= max_age_s

@@ -8,12 +8,7 @@
 
 import pytest
 
-try:  # tests/ is not a package: pytest puts tests/ itself on sys.path
-    from servers.fixtures import influx_bucket, influxdb, mosquitto, restart_servers_left_stopped
-except ModuleNotFoundError as exc:  # tests/ became a package (tests/__init__.py)
-    if exc.name != "servers":
-        raise
-    from .servers.fixtures import influx_bucket, influxdb, mosquitto, restart_servers_left_stopped
+from tests.servers.fixtures import influx_bucket, influxdb, mosquitto, restart_servers_left_stopped
 
 __all__ = ["influxdb", "influx_bucket", "mosquitto", "restart_servers_left_stopped"]
 

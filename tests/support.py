@@ -17,6 +17,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+REPO = Path(__file__).resolve().parent.parent  # the checkout
+DATA = REPO / "tests" / "data"  # replies, network answers, pool answers: each with its source note
+
 # The `hashfleet` entry point installed next to this interpreter (the venv's bin/).
 HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 
@@ -55,3 +58,43 @@ def refused(host: str, port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+class Samples:
+    """A source of fixed samples (collector.sources.Source): a cycle's miners without a network."""
+
+    def __init__(self, samples, *, carry: bool = True):
+        self.samples = list(samples)
+        self.carry = carry
+
+    async def start(self) -> None: ...
+
+    async def announce(self, cycle) -> None:
+        for sample in self.samples:
+            cycle.expect(sample.miner, carries_fixed_costs=self.carry)
+
+    async def collect(self, cycle) -> None:
+        for sample in self.samples:
+            cycle.add(sample)
+
+    async def close(self) -> None: ...
+
+
+async def deliver(samples, sinks, stages=(), *, network=None, site: str = "s1", ts: datetime = TS):
+    """One cycle of `samples` through the real loop's path (collector.service.run_cycle) to `sinks`,
+    with the network state of `network` (a NetworkFeedConfig, dict or NetworkInputs) when stages
+    cost it. Returns the Cycle."""
+    from collector import service
+    from collector.cycle import Cycle
+    from collector.sources.network import NetworkInputs
+    from models import NetworkFeedConfig
+
+    sources = [Samples(samples)]
+    if network is not None:
+        if not isinstance(network, NetworkInputs):
+            network = NetworkInputs(network if isinstance(network, NetworkFeedConfig)
+                                    else NetworkFeedConfig.model_validate(network))
+        sources.insert(0, network)
+    cycle = Cycle(site, ts)
+    await service.run_cycle(cycle, sources, list(stages), list(sinks))
+    return cycle

@@ -1,21 +1,27 @@
-"""Sinks write a cycle somewhere and nothing else; they know nothing about miners' protocols.
+"""Sinks: where figures go; a sink writes and nothing else, and knows nothing of miners' protocols.
+
+    influx          InfluxDB through the durable spool (spool, spooled, points)
+    local_history   no InfluxDB: the spool itself keeps the local history (`hashfleet report`)
+    mqtt_publish    fleet state and cost as JSON over MQTT, Home Assistant discovery (home_assistant)
+    live_view       the live terminal view of `hashfleet watch`
 
 A cycle reaches a sink in two steps: `write_miners(part)` for each slice of its miners (samples and
-their cost figures, in order), then `write(result)` once with the cycle's roll-ups and health
-(`result.samples` still lists every miner, for summaries). A sink that only shows whole cycles
-(the live terminal view) ignores the parts.
+the stages' per-miner figures, in order, while the sources are still at work), then `write(cycle)`
+once with the cycle's roll-ups (`cycle.samples` still lists every miner, for summaries). A sink that
+only shows whole cycles (the live view) ignores the parts.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from collector.sources.polled_miners import CycleResult, MinersPart
+if TYPE_CHECKING:
+    from collector.cycle import Cycle, MinersPart
 
 
 class Sink(Protocol):
     async def write_miners(self, part: MinersPart) -> None: ...
 
-    async def write(self, result: CycleResult) -> None: ...
+    async def write(self, cycle: Cycle) -> None: ...
 
     def close(self) -> None: ...

@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from collector.sinks import points
+from collector import line_protocol
 from collector.redact import redact, redact_url
 from collector.sinks.spooled import SpooledLines
 from collector.sinks.spool import Batch, Spool
@@ -67,7 +67,7 @@ class InfluxWriter:
         # Retries are the spool's job (it survives restarts); each request is tried once.
         self._http = urllib3.PoolManager(num_pools=1, maxsize=2, retries=False, cert_reqs="CERT_REQUIRED",
                                          timeout=urllib3.Timeout(connect=config.timeout_s, read=config.timeout_s))
-        query = urlencode({"org": config.org, "bucket": config.bucket, "precision": points.PRECISION})
+        query = urlencode({"org": config.org, "bucket": config.bucket, "precision": line_protocol.PRECISION})
         self._url = f"{config.url}/api/v2/write?{query}"
         self._headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8",
                          "User-Agent": "hashfleet"}
@@ -219,6 +219,21 @@ class InfluxSink(SpooledLines):
             self.spool.count_rejected(len(refused))  # the disk is full: counted and logged, not kept
             log.error("InfluxDB refused %d of %d line(s) sent directly (%s); the first: %.300s", len(refused),
                       len(lines), refused[0][1], refused[0][0])
+        return True
+
+    async def delivered(self, timeout_s: float) -> bool:
+        """Wait until every spooled batch is delivered (or set aside); False after `timeout_s`. What a
+        benchmark waits for before it calls a cycle done."""
+        deadline = time.monotonic() + timeout_s
+        while self.spool.batches():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            task = self._delivery
+            if task is not None and not task.done():
+                await asyncio.wait({task}, timeout=min(remaining, 0.5))
+            else:
+                await asyncio.sleep(0.01)  # the next append starts delivery; nothing to wait on meanwhile
         return True
 
     def _note_failure(self, error: Exception) -> None:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from collector.sinks import home_assistant as discovery
 from collector.mqtt.connection import MqttConnection
 from collector.mqtt.topics import Topics
-from collector.sources.polled_miners import CycleResult, MinersPart
+from collector.sinks import home_assistant
+from collector.cycle import Cycle, MinersPart
 from models import CostSample, MinerSample, MinerState
 from models.mqtt import MqttConfig
 
@@ -70,28 +70,28 @@ def cost_payload(cost: CostSample, meter_gap_w: float | None = None) -> dict[str
     return data
 
 
-def site_summary(result: CycleResult) -> dict[str, Any]:
+def site_summary(cycle: Cycle) -> dict[str, Any]:
     """The site at this cycle. `power_w` is metered where a meter reads (the cost figures' power),
     else reported; `power_reported_w` is what the miners themselves said."""
-    samples = result.samples
+    samples = cycle.samples
     hashrate = sum(s.hashrate_ths or 0.0 for s in samples)
     reported = sum(s.power_w or 0.0 for s in samples)
-    power = result.cost.site.power_w if result.cost is not None else reported
+    power = cycle.cost.site.power_w if cycle.cost is not None else reported
     summary: dict[str, Any] = {
-        "site": result.site,
-        "ts": _iso(result.ts),
+        "site": cycle.site,
+        "ts": _iso(cycle.ts),
         "miners": len(samples),
         "miners_mining": sum(1 for s in samples if s.state is MinerState.MINING),
-        "miners_failed": result.failed,
+        "miners_failed": cycle.failed,
         "hashrate_ths": round(hashrate, 4),
         "power_w": round(power, 1),
         "power_reported_w": round(reported, 1),
         "efficiency_j_th": round(power / hashrate, 3) if hashrate else None,
     }
-    if result.cost is not None:
-        summary["facility_power_w"] = round(result.cost.site.facility_power_w, 1)
-        if result.cost.metered_gap_w:
-            summary["power_meter_gap_w"] = round(sum(result.cost.metered_gap_w.values()), 1)
+    if cycle.cost is not None:
+        summary["facility_power_w"] = round(cycle.cost.site.facility_power_w, 1)
+        if cycle.cost.metered_gap_w:
+            summary["power_meter_gap_w"] = round(sum(cycle.cost.metered_gap_w.values()), 1)
     return summary
 
 
@@ -110,8 +110,8 @@ class MqttSink:
     async def write_miners(self, part: MinersPart) -> None:
         await asyncio.to_thread(self._send, self.miner_messages(part))
 
-    async def write(self, result: CycleResult) -> None:
-        await asyncio.to_thread(self._send, self.cycle_messages(result))
+    async def write(self, cycle: Cycle) -> None:
+        await asyncio.to_thread(self._send, self.cycle_messages(cycle))
 
     def close(self) -> None:
         """Nothing to do: the connection belongs to MqttBridge, which closes it (status `offline`)."""
@@ -132,26 +132,26 @@ class MqttSink:
                                _json(cost_payload(cost, part.metered_gap_w.get(cost.miner))), qos, retain))
         return out
 
-    def cycle_messages(self, result: CycleResult) -> list[Message]:
+    def cycle_messages(self, cycle: Cycle) -> list[Message]:
         """The site's discovery, state and cost, and the collector's health, at the end of a cycle."""
         qos, retain = self.config.qos, self.config.retain
-        out = self._site_discovery(result) + self._clear_evicted()
-        out.append(Message(self.topics.site_state, _json(site_summary(result)), qos, retain))
-        if result.cost is not None:
-            gaps = result.cost.metered_gap_w
+        out = self._site_discovery(cycle) + self._clear_evicted()
+        out.append(Message(self.topics.site_state, _json(site_summary(cycle)), qos, retain))
+        if cycle.cost is not None:
+            gaps = cycle.cost.metered_gap_w
             site_gap = round(sum(gaps.values()), 1) if gaps else None
-            out.append(Message(self.topics.site_cost, _json(cost_payload(result.cost.site, site_gap)), qos, retain))
-        out.append(Message(self.topics.collector, _json(self._health(result)), qos, retain))
+            out.append(Message(self.topics.site_cost, _json(cost_payload(cycle.cost.site, site_gap)), qos, retain))
+        out.append(Message(self.topics.collector, _json(self._health(cycle)), qos, retain))
         return out
 
-    def _site_discovery(self, result: CycleResult) -> list[Message]:
+    def _site_discovery(self, cycle: Cycle) -> list[Message]:
         if not self.config.discovery:
             return []
-        with_cost = result.cost is not None
+        with_cost = cycle.cost is not None
         if self._site_discovered is not None and (self._site_discovered or not with_cost):
             return []
         self._site_discovered = with_cost
-        configs = discovery.site_configs(self.topics, self.config.discovery_prefix, cost=with_cost)
+        configs = home_assistant.site_configs(self.topics, self.config.discovery_prefix, cost=with_cost)
         return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
 
     def _miner_discovery(self, samples: Sequence[MinerSample]) -> list[Message]:
@@ -159,11 +159,11 @@ class MqttSink:
             return []
         configs: list[tuple[str, dict[str, Any]]] = []
         for sample in samples:
-            signature = discovery.device_signature(sample)
+            signature = home_assistant.device_signature(sample)
             known = self._discovered.get(sample.miner)
             # An offline sample knows nothing about the device: keep what was published before.
             if known is None or (signature != known and sample.state is not MinerState.OFFLINE):
-                configs += discovery.miner_configs(sample, self.topics, self.config.discovery_prefix)
+                configs += home_assistant.miner_configs(sample, self.topics, self.config.discovery_prefix)
                 self._discovered[sample.miner] = signature
         return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
 
@@ -175,19 +175,19 @@ class MqttSink:
         for miner in self._evicted():
             topics = []
             if self._discovered.pop(miner, None) is not None:
-                topics += discovery.miner_config_topics(self.topics.site, miner, self.config.discovery_prefix)
+                topics += home_assistant.miner_config_topics(self.topics.site, miner, self.config.discovery_prefix)
             if self.config.retain:
                 topics += [self.topics.miner_state(miner), self.topics.miner_cost(miner)]
             out += [Message(topic, b"", DISCOVERY_QOS, True) for topic in topics]
         return out
 
-    def _health(self, result: CycleResult) -> dict[str, Any]:
+    def _health(self, cycle: Cycle) -> dict[str, Any]:
         conn = self.connection
         health: dict[str, Any] = {
-            "ts": _iso(result.ts),
-            "poll_duration_s": round(result.duration_s, 3),
-            "miners_polled": len(result.samples),
-            "miners_failed": result.failed,
+            "ts": _iso(cycle.ts),
+            "poll_duration_s": round(cycle.poll_s, 3),
+            "miners_polled": len(cycle.samples),
+            "miners_failed": cycle.failed,
             "mqtt": {"connects": conn.connects, "published": conn.published, "skipped": conn.skipped,
                      "refused": conn.refused},
         }

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from collector.cycle import Cycle, MinersPart
 from collector.sinks import points
-from collector.sources.polled_miners import CycleResult, MinersPart
 from collector.sinks.spool import Spool, SpoolWriteError
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class SpooledLines:
         self.batch_lines = batch_lines or BATCH_LINES
         self._pending: list[str] = []  # lines of this cycle's parts not yet in a batch
         self._cycle_points = 0  # points the current cycle's parts wrote, for the collector's own point
+        self.last_cycle_points = 0  # every point of the last whole cycle
 
     async def write_miners(self, part: MinersPart) -> None:
         lines = points.part_lines(part)
@@ -41,10 +42,12 @@ class SpooledLines:
             batch, self._pending = self._pending[:size], self._pending[size:]
             await self._append(batch, cycle_end=False)
 
-    async def write(self, result: CycleResult) -> None:
+    async def write(self, cycle: Cycle) -> None:
         spool = self.spool
-        lines = self._pending + points.cycle_lines(result, self._cycle_points, spool.depth, spool.dropped_batches,
-                                                   spool.rejected_lines, spool.lost_lines)
+        ending = points.cycle_lines(cycle, self._cycle_points, spool.depth, spool.dropped_batches,
+                                    spool.rejected_lines, spool.lost_lines)
+        lines = self._pending + ending
+        self.last_cycle_points = self._cycle_points + len(ending)
         self._pending, self._cycle_points = [], 0
         size = self.batch_lines
         for start in range(0, len(lines), size):

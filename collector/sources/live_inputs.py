@@ -4,7 +4,7 @@ feed the cost stage: the seam between ingest and costing.
 Metered power is the truth for cost where it exists (miners misreport); the
 gap between reported and metered watts is kept so it can be recorded. A value
 is fresh up to its max age and never when dated ahead of the instant it is
-used at (beyond the small tolerance of collector.stages.cost_engine.is_fresh): ingest
+used at (beyond the small tolerance of models.base.is_fresh): ingest
 refuses those, and this holds if the clock steps back.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from collector.stages.cost_engine import is_fresh
+from models.base import is_fresh
 from models import LivePowerPrice
 
 

@@ -5,9 +5,9 @@ Four kinds of topic (models.mqtt.IngestKind):
 - miner_telemetry: a device's own MinerSample JSON. `miner` defaults to the topic level the
   filter's first `+` matched (else the whole topic), `ts` to the arrival time, `host` to "mqtt",
   `state` to mining when hashrate_ths > 0 else idle; `site` and `source` (mqtt) are always set
-  here. The latest sample per miner joins every poll cycle (`cycle_samples`); a miner silent for
-  longer than `telemetry_max_age_s` yields an offline sample, like a polled miner that does not
-  answer. A miner that is also polled keeps its polled sample.
+  here. The latest sample per miner joins every cycle (the ingest is a source: `announce`,
+  `collect`); a miner silent for longer than `telemetry_max_age_s` yields an offline sample, like a
+  polled miner that does not answer. A miner that is also polled keeps its polled sample.
 - meter: watts per outlet or per rack (MeterPayload), mapped to miners by the subscription's
   `outlets` and `racks`. Outlet watts are that miner's metered power; a rack's watts (less the
   outlet-metered miners on it) are shared by its other miners in proportion to the power they
@@ -41,19 +41,22 @@ import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from collector.stages.cost_engine import is_fresh
+from models.base import is_fresh
 from collector.sources import plausibility
 from collector.sources.live_inputs import LiveInputs, MeterReading
 from collector.mqtt.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
 from models.mqtt import BtcPricePayload, IngestKind, MeterPayload, MqttConfig, MqttSubscription, PowerPricePayload
+
+if TYPE_CHECKING:
+    from collector.cycle import Cycle
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +146,7 @@ class MqttIngest:
         self._ids: set[str] = set()  # MQTT miner ids holding a slot (taken in paho's thread, freed on eviction)
         self._lock = threading.Lock()  # the state below
         self._telemetry: dict[str, _Telemetry] = {}
+        self._pending: list[MinerSample] = []  # this cycle's MQTT samples, announced, not yet collected
         self._evicted: list[str] = []  # for the sink to clear (take_evicted)
         self._evicted_total = 0
         self._outlets: dict[str, MeterReading] = {}  # by miner
@@ -377,19 +381,45 @@ class MqttIngest:
 
     # -- the poll cycle (the loop's thread) ---------------------------------------------------
 
-    def cycle_samples(self, ts: datetime, polled: list[MinerSample]) -> list[MinerSample]:
-        """The MQTT miners' samples for the cycle at `ts` (stamped `ts`); also refreshes rack shares
-        with this cycle's reported power. Pass as `extra_samples` to collector.service.run."""
+    # -- the source (collector.sources.Source), on the loop's thread ----------------------------
+
+    async def start(self) -> None:
+        return None  # MqttBridge connects; messages arrive from then on
+
+    async def announce(self, cycle: Cycle) -> None:
+        """This cycle's MQTT miners (those no other source announced: a miner that is also polled keeps
+        its polled sample), verified ones carrying a share of the fixed costs; and the live BTC price,
+        when one has arrived, in place of the polled one."""
+        self._pending = self.cycle_samples(cycle.ts, cycle.expected)
+        verified = self.live.verified_mqtt_miners
+        for sample in self._pending:
+            cycle.expect(sample.miner, carries_fixed_costs=sample.miner in verified)
+        live = self.live
+        if cycle.network is not None and live.btc_price_usd is not None:
+            # A live price is fresh by construction (its feed sets it); it replaces a stale polled one.
+            cycle.network = cycle.network.model_copy(update={
+                "btc_price_usd": live.btc_price_usd, "btc_price_as_of": live.btc_price_as_of,
+                "stale": [s for s in cycle.network.stale if s != "btc_price"]})
+
+    async def collect(self, cycle: Cycle) -> None:
+        pending, self._pending = self._pending, []
+        for sample in pending:
+            if not cycle.has(sample.miner):
+                cycle.add(sample)
+        self.share_racks(cycle.samples, cycle.ts)
+
+    async def close(self) -> None:
+        return None
+
+    def cycle_samples(self, ts: datetime, skip: Container[str] = ()) -> list[MinerSample]:
+        """The MQTT miners' samples for the cycle at `ts` (stamped `ts`), but for the ids in `skip`;
+        a miner silent longer than telemetry_max_age_s is offline, longer than
+        telemetry_evict_after_s forgotten."""
         with self._lock:
-            polled_ids = set()
-            for sample in polled:
-                polled_ids.add(sample.miner)
-                if sample.power_w is not None:
-                    self._reported_w[sample.miner] = sample.power_w
             out = []
             evicted = []
             for miner, seen in self._telemetry.items():
-                if miner in polled_ids:
+                if miner in skip:
                     continue
                 age = (ts - seen.received).total_seconds()
                 if age > self.config.telemetry_evict_after_s:
@@ -401,9 +431,17 @@ class MqttIngest:
                                                    site=self.site, ts=ts, source=SampleSource.MQTT,
                                                    reason=f"no telemetry over MQTT for {age:.0f} s"))
             self._evict(evicted)
+        return out
+
+    def share_racks(self, samples: Iterable[MinerSample], ts: datetime) -> None:
+        """Share each rack meter's watts again by the power its miners reported in this cycle (the
+        shares the next cycle's costs use)."""
+        with self._lock:
+            for sample in samples:
+                if sample.power_w is not None:
+                    self._reported_w[sample.miner] = sample.power_w
             for rack in self._racks:
                 self._share_rack(rack, ts)
-        return out
 
     def _evict(self, miners: list[str]) -> None:
         """Forget MQTT miners silent for telemetry_evict_after_s (under self._lock): their slots are

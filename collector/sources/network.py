@@ -1,6 +1,8 @@
 """Network state for the cost engine: static config values, or HTTP polling of a mempool.space-style API.
 
-This is the I/O side; collector/cost.py stays pure. Each value (difficulty, height, fees, BTC price)
+This is the I/O side; the cost engine (collector/stages/cost_engine.py) stays pure. `NetworkInputs`
+is the source the pipeline runs: it refreshes on a schedule in the background and puts the latest
+state into each cycle. Each value (difficulty, height, fees, BTC price)
 is kept with the time it was fetched. A failed fetch keeps the last value and logs the URL (without
 credentials: collector.redact) and reason; a reply is read up to MAX_REPLY_BYTES and a number in it
 must be finite; a value older than `max_age_s`, or a static stand-in for one never fetched, is listed in
@@ -23,12 +25,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import httpx
 
-from collector.stages.cost_engine import network_hashprice, network_subsidy_btc
 from collector.redact import redact, redact_url
 from models.economics import NetworkFeedConfig, NetworkInput, NetworkState
+
+if TYPE_CHECKING:
+    from collector.cycle import Cycle
 
 log = logging.getLogger(__name__)
 
@@ -209,20 +214,47 @@ def network_source(config: NetworkFeedConfig) -> NetworkSource:
     return HttpNetworkSource(config)
 
 
-def network_fields(network: NetworkState, now: datetime) -> dict[str, float]:
-    """InfluxDB fields for measurement `network`: the values, derived subsidy and hashprice, ages, stale."""
-    out: dict[str, float] = {
-        "difficulty": network.difficulty,
-        "subsidy_btc": network_subsidy_btc(network),
-        "fees_btc_per_block": network.fees_btc_per_block,
-        "btc_price_usd": network.btc_price_usd,
-        "hashprice_usd_ph_day": network_hashprice(network),
-        "stale": 1.0 if network.stale else 0.0,
-    }
-    if network.height is not None:
-        out["height"] = float(network.height)
-    for name in ("difficulty", "height", "fees", "btc_price"):
-        as_of: datetime | None = getattr(network, f"{name}_as_of")
-        if as_of is not None:
-            out[f"{name}_age_s"] = (now - as_of).total_seconds()
-    return out
+class NetworkInputs:
+    """The network state as a source (collector.sources.Source): each cycle gets the latest values in
+    `cycle.network` (None, with a warning, when there are none to cost against). A fetch is started
+    every `refresh_s`; the first is awaited so the first cycle has values, later ones run in the
+    background so a slow API never delays a cycle."""
+
+    def __init__(self, config: NetworkFeedConfig, refresh_s: float = 300.0) -> None:
+        self.source = network_source(config)
+        self.refresh_s = refresh_s
+        self._last_refresh: datetime | None = None
+        self._refreshing: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        return None
+
+    async def announce(self, cycle: Cycle) -> None:
+        now = cycle.ts
+        due = self._last_refresh is None or (now - self._last_refresh).total_seconds() >= self.refresh_s
+        if due and (self._refreshing is None or self._refreshing.done()):
+            first = self._last_refresh is None
+            self._last_refresh = now
+            self._refreshing = asyncio.create_task(self._refresh(now))
+            if first:
+                await self._refreshing
+        try:
+            cycle.network = self.source.snapshot(now)
+        except NetworkStateUnavailable as e:
+            log.warning("no cost figures this cycle: %s", e)
+        except Exception:  # whatever the values are, the cycle goes on without them
+            log.exception("no cost figures this cycle: the network state could not be read")
+
+    async def collect(self, cycle: Cycle) -> None:
+        return None
+
+    async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            await asyncio.gather(self._refreshing, return_exceptions=True)
+
+    async def _refresh(self, now: datetime) -> None:
+        try:
+            await self.source.refresh(now)
+        except Exception:  # the source logs what it expects; anything else must not stop the service
+            log.exception("network state refresh failed; the last values stand")

@@ -20,22 +20,19 @@ import logging
 import random
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
+from collector.sources import avalon, pyasic_makes
 from collector.sources import identify as discovery
-from collector.identity import DuplicateIds
-from collector.sources import avalon
-from collector.sources import pyasic_makes as pyasic_source
 from collector.sources.targets import Spec, Target, in_shard, parse_specs, range_targets, resolve_name
 from models import CollectorConfig, MinerSample, MinerState, SampleSource
 
 if TYPE_CHECKING:
-    from collector.stages.cost_stage import CycleCost
-    from models import CostSample
+    from collector.cycle import Cycle
 
 log = logging.getLogger(__name__)
 
@@ -66,33 +63,17 @@ class _Known:
 
 
 @dataclass
-class CycleResult:
-    site: str
-    ts: datetime
+class PollResult:
+    """One poll of every target, in target order."""
+
     samples: list[MinerSample]
     duration_s: float
-    cost: CycleCost | None = None  # the roll-ups, filled by the cost stage when economics are configured
-    latencies_s: list[float] = field(default_factory=list)  # per miner, in poll order (for benchmarks)
-    shard: str | None = None  # "K/N" when this collector polls one shard of the site
+    latencies_s: list[float] = field(default_factory=list)  # per miner, in the order they answered
     past_deadline: int = 0  # miners that had not answered when the cycle's deadline passed
 
     @property
     def failed(self) -> int:
         return sum(1 for s in self.samples if s.state in (MinerState.OFFLINE, MinerState.ERROR))
-
-
-@dataclass
-class MinersPart:
-    """A slice of a cycle's miners (samples, cost figures, or both), handed to the sinks while the
-    cycle is still being worked through: samples as the poll brings them in, cost figures once the
-    poll is over. At 10,000 miners the per-miner figures and lines of a whole cycle would be ~100 MB;
-    a slice of 1,000 is a tenth of that. The cycle's roll-ups follow in its CycleResult."""
-
-    site: str
-    ts: datetime
-    samples: Sequence[MinerSample] = ()
-    costs: list[CostSample] | None = None  # None: no figures in this part (or no economics)
-    metered_gap_w: Mapping[str, float] = field(default_factory=dict)  # reported - metered, by miner
 
 
 class _Summary:
@@ -133,13 +114,15 @@ def _examples(items: list[str]) -> str:
 
 
 @dataclass
-class Poller:
+class PolledMiners:
+    """The source of the miners this collector polls (collector.sources.Source)."""
+
     config: CollectorConfig
     specs: list[Spec] = field(init=False)
     targets: set[Target] = field(init=False)
     _known: dict[Target, _Known] = field(init=False, default_factory=dict)
     _last_refresh: float = field(init=False, default=float("-inf"))
-    _ids: DuplicateIds = field(init=False, default_factory=DuplicateIds)  # two miners claiming one MAC
+    _discovering: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._pyasic_gate = asyncio.Semaphore(self.config.pyasic_concurrency)
@@ -158,11 +141,40 @@ class Poller:
             if spec.kind == "address":
                 self._add(Target(spec.text, spec.port))
 
-    def prepare(self) -> None:
-        """What must happen before the first cycle: import pyasic if any address may need its
-        detection (its import blocks the event loop ~1 s; inside a cycle that would cost its deadline)."""
+    async def start(self) -> None:
+        """Before the first cycle: import pyasic if any address may need its detection (its import
+        blocks the event loop ~1 s; inside a cycle that would cost its deadline), start identifying in
+        the background (`discover`), and give its first round a cycle's deadline so that a (re)start
+        does not report the whole fleet offline for a cycle, and never longer."""
         if any(s.kind != "address" for s in self.specs) or discovery.may_need_pyasic(list(self.targets)):
             discovery.load_pyasic()
+        ready = asyncio.Event()
+        self._discovering = asyncio.create_task(self.discover(ready))
+        self._discovering.add_done_callback(_discovery_ended)
+        waiting = asyncio.ensure_future(ready.wait())
+        try:
+            await asyncio.wait([waiting, self._discovering], timeout=self.config.cycle_deadline,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+
+    async def close(self) -> None:
+        if self._discovering is not None:
+            self._discovering.cancel()
+            await asyncio.gather(self._discovering, return_exceptions=True)  # a failure was logged already
+            self._discovering = None
+
+    async def announce(self, cycle: Cycle) -> None:
+        """Every target yields a sample each cycle, each carrying its share of the fixed costs."""
+        for target in self.targets:
+            cycle.expect(self._known[target].miner_id or target.address)
+
+    async def collect(self, cycle: Cycle) -> None:
+        result = await self.cycle(cycle.ts, on_sample=cycle.add)
+        cycle.poll_s, cycle.past_deadline, cycle.latencies_s = result.duration_s, result.past_deadline, result.latencies_s
+        if result.past_deadline:
+            log.warning("%d miner(s) had not answered by the cycle deadline (%g s) and are offline this cycle",
+                        result.past_deadline, self.config.cycle_deadline)
 
     @property
     def needs_refresh(self) -> bool:
@@ -311,7 +323,7 @@ class Poller:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def cycle(self, ts: datetime, on_sample: Callable[[MinerSample], None] | None = None) -> CycleResult:
+    async def cycle(self, ts: datetime, on_sample: Callable[[MinerSample], object] | None = None) -> PollResult:
         """Poll every target once, within the cycle's deadline. `on_sample` is called with each
         sample as it arrives (the service hands them to the sinks while the rest of the fleet is
         still being polled); when the deadline passes, every miner that has not answered yet gets an
@@ -331,7 +343,7 @@ class Poller:
         async def worker() -> None:
             for i, target in queue:
                 begun = time.monotonic()
-                sample = self._ids.check(await self.poll_one(target, ts))
+                sample = await self.poll_one(target, ts)
                 if samples[i] is not None:  # the deadline passed meanwhile and gave it its sample
                     return
                 samples[i] = sample
@@ -355,8 +367,7 @@ class Poller:
             else:
                 self._resume_at = None
         self._log_handed_back()
-        return CycleResult(self.config.site, ts, samples, time.monotonic() - started, latencies_s=latencies,
-                           shard=self.config.shard, past_deadline=late)
+        return PollResult(samples, time.monotonic() - started, latencies, late)
 
     def _cut(self, queue, pending: set[asyncio.Task[None]], targets: list[Target], samples: list[MinerSample],
              ts: datetime, on_sample: Callable[[MinerSample], None] | None) -> int:
@@ -404,7 +415,7 @@ class Poller:
                 async with self._pyasic_gate:
                     try:
                         async with asyncio.timeout(deadline + 1.0):  # a hard stop whatever pyasic does
-                            sample = await pyasic_source.poll(
+                            sample = await pyasic_makes.poll(
                                 known.pyasic_miner, host=target.host, port=target.port, site=self.config.site,
                                 ts=ts, timeout_s=deadline, known_id=known.miner_id)
                     except TimeoutError:
@@ -447,3 +458,9 @@ class Poller:
                  state: MinerState = MinerState.OFFLINE) -> MinerSample:
         return MinerSample.offline(miner=known.miner_id or target.address, host=target.host, port=target.port,
                                    site=self.config.site, ts=ts, source=known.source, reason=reason, state=state)
+
+
+def _discovery_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        # Identified miners are still polled; new and failing addresses are not identified any more.
+        log.error("background identification stopped: %s: %s", type(error).__name__, error, exc_info=error)

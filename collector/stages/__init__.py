@@ -1,0 +1,26 @@
+"""Stages: figures made from a cycle (and history), never from a socket.
+
+    cost_engine     the pure cost engine: same inputs, same figures (docs/cost.md)
+    cost_stage      the engine run over a cycle: per-miner figures part by part, roll-ups, running totals
+    running_totals  today's and this month's totals kept across restarts
+
+A stage sees each cycle three times: `begin` before the first sample, `part` for each slice of
+miners as they arrive (it adds its figures to the part, which then goes to the sinks), `finish`
+once every source is done (its roll-ups go into the cycle, which then goes to the sinks). A stage
+that fails costs its own figures for that cycle, never the samples or the service.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collector.cycle import Cycle, MinersPart
+
+
+class Stage(Protocol):
+    def begin(self, cycle: Cycle) -> None: ...
+
+    def part(self, cycle: Cycle, part: MinersPart) -> None: ...
+
+    def finish(self, cycle: Cycle) -> None: ...

@@ -29,6 +29,7 @@ from models.economics import (
     SiteEconomics,
     TouTariff,
 )
+from models.base import is_fresh
 from models.sample import MinerSample, MinerState
 
 SECONDS_PER_DAY = 86_400
@@ -85,19 +86,6 @@ def network_hashprice(network: NetworkState) -> float:
 
 
 # --- power price -------------------------------------------------------------------------------
-
-# A live value (price, meter reading) may be dated up to this long after the instant it is used at:
-# cycle timestamps are whole seconds, floored, and readings arrive while a cycle runs (ingest never
-# dates one after its arrival). Further ahead it is not fresh, so a value dated in the future can
-# never stay fresh for good.
-AHEAD_TOLERANCE_S = 60.0
-
-
-def is_fresh(as_of: datetime, at: datetime, max_age_s: float) -> bool:
-    """Whether a value dated `as_of` may be used at `at`: not older than max_age_s, not from the future."""
-    return -AHEAD_TOLERANCE_S <= (at - as_of).total_seconds() <= max_age_s
-
-
 
 @dataclass(frozen=True)
 class PowerPrice:

@@ -1,8 +1,8 @@
-"""The cost stage of the collect loop: the stateful glue around the pure engine.
+"""The cost stage: the stateful glue around the pure engine (collector/stages/cost_engine.py).
 
-Each cycle it takes the cycle's samples, the network state and the live inputs,
-asks `collector.stages.cost_engine` for miner, site and fleet figures, and advances the
-running totals (today, this month) over the time since the previous cycle.
+Each cycle it takes the cycle's samples, its network state and the live inputs (power price,
+metered watts), asks the engine for miner, site and fleet figures, and advances the running totals
+(today, this month) over the time since the previous cycle.
 
 A failure here never stops the service: a miner whose figures cannot be computed is costed as
 one with no reading, a cycle whose roll-up fails has no cost figures (logged; its samples are
@@ -11,19 +11,17 @@ still written), and totals that would become unusable (not finite) are not advan
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from collector.stages import cost_engine as cost
-
-from collector.stages import running_totals as totals_store
+from collector.cycle import Cycle, MinersPart
 from collector.sources.live_inputs import LiveInputs
-from collector.sources.network import NetworkSource, NetworkStateUnavailable, network_source
-from models import CostSample, CostScope, MinerSample, NetworkFeedConfig, NetworkState, SampleSource, SiteEconomics
+from collector.stages import cost_engine as cost
+from collector.stages import running_totals as totals_store
+from models import CostSample, CostScope, MinerSample, NetworkState, SampleSource, SiteEconomics
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +31,9 @@ DEFAULT_FORGET_AFTER_S = 24 * 3600  # CollectorConfig.forget_unseen_miners_h's d
 
 @dataclass
 class CycleCost:
-    """A cycle's roll-ups. Per-miner figures go to the sinks chunk by chunk (CycleCosting.miners)."""
+    """A cycle's roll-ups. Per-miner figures go to the sinks part by part (CycleCosting.miners)."""
     site: CostSample
     fleet: CostSample
-    network: NetworkState
     metered_gap_w: dict[str, float]  # reported - metered, by miner, where a meter reads
 
 
@@ -56,7 +53,7 @@ class CycleCosting:
         self.now = now
         self.network = network
         self.fixed_share = fixed_share  # of each miner that carries fixed costs (every one unless `carries`)
-        self._carries = carries
+        self.carries = carries
         self.metered_w: dict[str, float] = {}  # by miner, where a meter reads
         self.metered_gap_w: dict[str, float] = {}  # reported - metered, by miner
         self._totals_before = stage.totals  # as of the previous cycle
@@ -80,7 +77,7 @@ class CycleCosting:
         stage, book = self._stage, self._totals_before
         totals = None if book is None else (book.today.get(sample.miner, _NOTHING),
                                             book.month_to_date.get(sample.miner, _NOTHING))
-        share = self.fixed_share if self._carries is None or self._carries(sample) else 0.0
+        share = self.fixed_share if self.carries is None or self.carries(sample) else 0.0
         try:
             figures = cost.miner_cost(self._metered(sample), stage.economics, self.network, self.now,
                                       fixed_share=share, live_price=self._live_price, totals=totals)
@@ -96,7 +93,7 @@ class CycleCosting:
         the cycle's figures failed; the running totals still advance where they can."""
         stage = self._stage
         stage.advance([_with_metered(s, self.metered_w) for s in samples] if self.metered_w else samples,
-                      self.network, self.now)
+                      self.network, self.now, self.carries)
         if self.failed:
             return None
         try:
@@ -114,7 +111,7 @@ class CycleCosting:
                                         live_price=self._live_price)
         if stage.totals is not None:
             site = cost.with_totals(site, stage.totals.site_today(), stage.totals.site_month())
-        return CycleCost(site, cost.fleet_cost([site], self.now), self.network, self.metered_gap_w)
+        return CycleCost(site, cost.fleet_cost([site], self.now), self.metered_gap_w)
 
     def _metered(self, sample: MinerSample) -> MinerSample:
         """Metered watts in place of reported ones where a meter reads; the gap is recorded."""
@@ -150,85 +147,64 @@ def _no_reading(sample: MinerSample) -> MinerSample:
 
 
 class CostStage:
-    def __init__(self, site: str, economics: SiteEconomics, network: NetworkFeedConfig,
-                 live: LiveInputs | None = None, network_refresh_s: float = 300.0,
+    """Cost figures for every cycle (collector.stages.Stage): each miner's as its part goes by, the
+    site's and fleet's roll-ups and the running totals (today, this month) at the end."""
+
+    def __init__(self, site: str, economics: SiteEconomics, *, live: LiveInputs | None = None,
                  totals_path: Path | None = None, forget_after_s: float | None = DEFAULT_FORGET_AFTER_S):
         self.site = site
         self.economics = economics
-        self.source: NetworkSource = network_source(network)
-        self.live = live or LiveInputs()
-        self.network_refresh_s = network_refresh_s
+        self.live = live or LiveInputs()  # power price and metered watts, as the MQTT ingest last set them
         self.totals_path = totals_path  # where today's and this month's totals survive restarts
         self.forget_after_s = forget_after_s  # miner ids unseen this long leave the running totals
         self._totals: cost.RunningTotals | None = totals_store.load(totals_path) if totals_path else None
         self._failed_miners: set[str] = set()  # logged once each
         self._last_ts: datetime | None = None
-        self._last_refresh: datetime | None = None
-        self._refreshing: asyncio.Task | None = None
-
-    async def refresh_network(self, now: datetime) -> None:
-        """Start a network-state fetch when one is due. The first one is awaited so the first cycle
-        has values; later ones run in the background so a slow API never delays a cycle."""
-        due = self._last_refresh is None or (now - self._last_refresh).total_seconds() >= self.network_refresh_s
-        if not due or (self._refreshing is not None and not self._refreshing.done()):
-            return
-        first = self._last_refresh is None
-        self._last_refresh = now
-        self._refreshing = asyncio.create_task(self._refresh(now))
-        if first:
-            await self._refreshing
-
-    async def _refresh(self, now: datetime) -> None:
-        try:
-            await self.source.refresh(now)
-        except Exception:  # the source logs what it expects; anything else must not stop the service
-            log.exception("network state refresh failed; the last values stand")
+        self._costing: CycleCosting | None = None
 
     @property
     def totals(self) -> cost.RunningTotals | None:
         return self._totals
 
-    def begin(self, now: datetime, miners: int, carries: Callable[[MinerSample], bool] | None = None
-              ) -> CycleCosting | None:
-        """Start costing the cycle at `now` of `miners` miners (each carries 1/miners of the fixed
-        costs; with `carries`, only those it picks, `miners` being their number). None (and a
-        warning) when there is no network state to cost against."""
-        try:
-            network = self.source.snapshot(now)
-            return CycleCosting(self, now, self._with_live_btc_price(network), 1 / miners if miners else 1.0, carries)
-        except NetworkStateUnavailable as e:
-            log.warning("no cost figures this cycle: %s", e)
-        except Exception:
-            log.exception("no cost figures this cycle: the network state could not be read")
-        return None
+    def begin(self, cycle: Cycle) -> None:
+        self._costing = self.costing(cycle)
 
-    def begin_samples(self, now: datetime, samples: Sequence[MinerSample]) -> CycleCosting | None:
-        """`begin` for a cycle whose samples are all known (MQTT miners joined after the poll): the
-        fixed costs are shared by the miners that carry them (`fixed_cost_carriers`), by every miner
-        only when none does."""
-        carries = self.fixed_cost_carriers()
-        carriers = sum(1 for s in samples if carries(s))
-        if not carriers:
-            return self.begin(now, len(samples))
-        return self.begin(now, carriers, carries)
+    def part(self, cycle: Cycle, part: MinersPart) -> None:
+        if self._costing is not None:
+            part.costs = self._costing.miners(part.samples)
+            part.metered_gap_w = self._costing.metered_gap_w
 
-    def fixed_cost_carriers(self) -> Callable[[MinerSample], bool]:
-        """Which miners share the site's fixed costs (opex, fixed overhead watts): polled ones and
-        allow-listed MQTT ones. Anyone who can publish can invent MQTT miner ids: those get no share,
-        so a flood of them cannot dilute the real miners' share. A snapshot: MQTT updates land
-        between a cycle's awaits, and one cycle must split its costs one way."""
-        verified = frozenset(self.live.verified_mqtt_miners)
-        return lambda sample: sample.source is not SampleSource.MQTT or sample.miner in verified
+    def finish(self, cycle: Cycle) -> None:
+        costing, self._costing = self._costing, None
+        if costing is not None:
+            cycle.cost = costing.finish(cycle.samples)
+
+    def costing(self, cycle: Cycle) -> CycleCosting | None:
+        """The cycle's cost work; None when there is no network state to cost against (the network
+        source said why). The site's fixed costs (opex, fixed overhead watts) are shared by the miners
+        the sources announced as carrying them: polled ones and allow-listed MQTT ones, since anyone
+        who can publish can invent MQTT miner ids; by every miner only when none carries them."""
+        if cycle.network is None:
+            return None
+        expected = cycle.expected
+        carriers = sum(expected.values())
+        if carriers:
+            def carries(sample: MinerSample) -> bool:
+                return expected.get(sample.miner, sample.source is not SampleSource.MQTT)
+        else:
+            carries, carriers = None, len(expected)
+        return CycleCosting(self, cycle.ts, cycle.network, 1 / carriers if carriers else 1.0, carries)
 
     def log_miner_failure(self, miner: str, error: Exception) -> None:
         if miner not in self._failed_miners and len(self._failed_miners) < 10_000:
             self._failed_miners.add(miner)
             log.error("%s: cost figures failed (%s); costed as a miner with no reading (logged once)", miner, error)
 
-    def advance(self, samples: Sequence[MinerSample], network: NetworkState, now: datetime) -> None:
+    def advance(self, samples: Sequence[MinerSample], network: NetworkState, now: datetime,
+                carries: Callable[[MinerSample], bool] | None = None) -> None:
         """Integrate the running totals from the previous cycle to `now` over these samples, and save them."""
         try:
-            advanced = self._advanced(samples, network, now)
+            advanced = self._advanced(samples, network, now, carries)
         except Exception:  # a bug or an input no check caught: this interval is not counted
             log.exception("running totals not advanced to %s", now.isoformat())
             advanced = None
@@ -246,26 +222,19 @@ class CostStage:
             except (OSError, ValueError) as e:
                 log.error("cannot save running totals to %s: %s", self.totals_path, e)
 
-    def _advanced(self, samples: Sequence[MinerSample], network: NetworkState,
-                  now: datetime) -> cost.RunningTotals | None:
+    def _advanced(self, samples: Sequence[MinerSample], network: NetworkState, now: datetime,
+                  carries: Callable[[MinerSample], bool] | None) -> cost.RunningTotals | None:
         live_price = self.live.power_price
         gap_s = None if self._last_ts is None else (now - self._last_ts).total_seconds()
         if gap_s is not None and 0 < gap_s <= MAX_INTEGRATION_GAP_S:
-            return cost.advance(self._totals, samples, self.economics, network, self._last_ts, now,
-                                live_price=live_price, carries=self.fixed_cost_carriers(), forget_after_s=self.forget_after_s)
-        if self._totals is not None and now >= self._totals.as_of:
+            start = self._last_ts
+        elif self._totals is not None and now >= self._totals.as_of:
             # After a long gap or a restart (totals loaded from disk): nothing is known about the
             # time in between, so it is not counted; the totals carry on from here.
             if gap_s is not None:
                 log.warning("%.0f s since the last cycle: that gap is not counted in today's totals", gap_s)
-            return cost.advance(self._totals, samples, self.economics, network, now, now,
-                                live_price=live_price, carries=self.fixed_cost_carriers(), forget_after_s=self.forget_after_s)
-        return None
-
-    def _with_live_btc_price(self, network: NetworkState) -> NetworkState:
-        if self.live.btc_price_usd is None:
-            return network
-        # A live price is fresh by construction (its feed sets it); it replaces a stale polled one.
-        return network.model_copy(update={"btc_price_usd": self.live.btc_price_usd,
-                                          "btc_price_as_of": self.live.btc_price_as_of,
-                                          "stale": [s for s in network.stale if s != "btc_price"]})
+            start = now
+        else:
+            return None
+        return cost.advance(self._totals, samples, self.economics, network, start, now, live_price=live_price,
+                            carries=carries, forget_after_s=self.forget_after_s)

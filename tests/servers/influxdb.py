@@ -68,20 +68,19 @@ fresh ports; later starts reuse the same ports.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from .influx_v2_shim import InfluxV2Shim
 from .ports import free_ports
-from .process import ManagedProcess, ServerStartError, require_binary, wait_until_ready
+from .process import ManagedProcess, Server, require_binary
 
 __all__ = ["InfluxDB", "InfluxQueryError"]
 
@@ -98,8 +97,10 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class InfluxDB:
+class InfluxDB(Server):
     """influxd 1.6.7 plus v2 shim; see the module docstring for the API."""
+
+    name = "influxd"
 
     def __init__(
         self,
@@ -110,6 +111,7 @@ class InfluxDB:
         host: str = "127.0.0.1",
         settings: dict[str, str] | None = None,
     ) -> None:
+        super().__init__()
         self._binary = require_binary("influxd", "influxdb")
         self.settings = dict(settings or {})  # extra INFLUXDB_* environment (the benchmark's tuning)
         self.workdir = Path(workdir)
@@ -120,9 +122,6 @@ class InfluxDB:
         self.log_path = self.workdir / "influxd.log"
         self.raw_port, self.rpc_port, self.port = free_ports(3, host)
         self.shim = InfluxV2Shim(self.raw_url, host=host, port=self.port, require_token=token)
-        self._process: ManagedProcess | None = None
-        self._ever_ready = False
-        self.last_start_seconds: float | None = None
 
     # -- addresses -------------------------------------------------------
 
@@ -136,11 +135,11 @@ class InfluxDB:
 
     @property
     def is_running(self) -> bool:
-        return self._process is not None and self._process.running
+        return super().is_running and self.shim.running
 
-    # -- lifecycle -------------------------------------------------------
+    # -- lifecycle (tests.servers.process.Server) --------------------------
 
-    def _make_process(self) -> ManagedProcess:
+    def _spawn(self) -> ManagedProcess:
         env = dict(os.environ)
         env.update(
             INFLUXDB_HTTP_BIND_ADDRESS=f"{self.host}:{self.raw_port}",
@@ -152,73 +151,23 @@ class InfluxDB:
             INFLUXDB_MONITOR_STORE_ENABLED="false",
         )
         env.update(self.settings)
-        return ManagedProcess(
-            "influxd",
-            [self._binary, "run", "-config", "/dev/null"],
-            self.log_path,
-            env=env,
-            cwd=self.workdir,
-        )
+        process = ManagedProcess("influxd", [self._binary, "run", "-config", "/dev/null"], self.log_path,
+                                 env=env, cwd=self.workdir)
+        process.spawn()
+        return process
 
-    def start(self, timeout: float = 30.0) -> float:
-        """Start influxd and the shim; return seconds until /ping answered 204."""
-        if self.is_running and self.shim.running:
-            return 0.0
-        self.stop()
-        # Only the very first start may move to other ports: later starts must
-        # come back where clients expect them (outage tests).
-        attempts = 1 if self._ever_ready else 3
-        for attempt in range(1, attempts + 1):
-            self._process = self._make_process()
-            self._process.spawn()
-            try:
-                seconds = wait_until_ready(self._process, self.ping, timeout)
-                self.shim.start()
-                break
-            except (ServerStartError, OSError) as exc:
-                self._process.stop()
-                clash = isinstance(exc, OSError) or "address already in use" in str(exc).lower()
-                if not clash or attempt == attempts:
-                    if isinstance(exc, OSError):
-                        raise ServerStartError(f"v2 shim could not listen on {self.url}: {exc}") from exc
-                    raise
-                self.raw_port, self.rpc_port, self.port = free_ports(3, self.host)
-                self.shim = InfluxV2Shim(
-                    self.raw_url, host=self.host, port=self.port, require_token=self.shim.require_token
-                )
-        self._ever_ready = True
-        self.last_start_seconds = seconds
-        return seconds
+    def _ready(self) -> bool:
+        return self.ping()
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop the shim and influxd (SIGTERM, SIGKILL after ``timeout``)."""
+    def _started(self) -> None:
+        self.shim.start()
+
+    def _stopping(self) -> None:
         self.shim.stop()
-        if self._process is not None:
-            self._process.stop(timeout)
 
-    def restart(self) -> float:
-        self.stop()
-        return self.start()
-
-    def ensure_running(self) -> None:
-        if not self.is_running or not self.shim.running:
-            self.stop()
-            self.start()
-
-    @contextlib.contextmanager
-    def outage(self) -> Iterator[None]:
-        """Stop InfluxDB for the duration of the ``with`` block, then start it again."""
-        self.stop()
-        try:
-            yield
-        finally:
-            self.start()
-
-    def close(self) -> None:
-        self.stop()
-
-    def log_tail(self, lines: int = 30) -> str:
-        return self._process.tail(lines) if self._process else ""
+    def _new_ports(self) -> None:
+        self.raw_port, self.rpc_port, self.port = free_ports(3, self.host)
+        self.shim = InfluxV2Shim(self.raw_url, host=self.host, port=self.port, require_token=self.shim.require_token)
 
     # -- v1 HTTP helpers -------------------------------------------------
 

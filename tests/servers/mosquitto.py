@@ -52,16 +52,15 @@ stderr), so it needs no permissions.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from .ports import free_ports
-from .process import ManagedProcess, ServerStartError, require_binary, wait_until_ready
+from .process import ManagedProcess, Server, ServerStartError, require_binary
 
 __all__ = ["MosquittoBroker", "DEFAULT_USERS", "DEFAULT_ACL"]
 
@@ -72,8 +71,10 @@ DEFAULT_ACL = {
 }
 
 
-class MosquittoBroker:
+class MosquittoBroker(Server):
     """Mosquitto with an anonymous and an authenticated listener; see module doc."""
+
+    name = "mosquitto"
 
     def __init__(
         self,
@@ -83,6 +84,7 @@ class MosquittoBroker:
         users: Mapping[str, str] = DEFAULT_USERS,
         acl: Mapping[str, Mapping[str, str]] = DEFAULT_ACL,
     ) -> None:
+        super().__init__()
         self._binary = require_binary("mosquitto", "mosquitto")
         self._passwd = require_binary("mosquitto_passwd", "mosquitto")
         self._sub = require_binary("mosquitto_sub", "mosquitto-clients")
@@ -96,14 +98,7 @@ class MosquittoBroker:
         self.config_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
         self.port, self.auth_port = free_ports(2, host)
-        self._process: ManagedProcess | None = None
-        self._ever_ready = False
-        self.last_start_seconds: float | None = None
         self._write_security_files()
-
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.running
 
     # -- files -----------------------------------------------------------
 
@@ -147,7 +142,17 @@ class MosquittoBroker:
         )
         self.config_path.chmod(0o644)
 
-    # -- lifecycle -------------------------------------------------------
+    # -- lifecycle (tests.servers.process.Server) --------------------------
+
+    def _spawn(self) -> ManagedProcess:
+        self._write_config()
+        process = ManagedProcess("mosquitto", [self._binary, "-c", str(self.config_path)], self.log_path,
+                                 cwd=self.workdir)
+        process.spawn()
+        return process
+
+    def _new_ports(self) -> None:
+        self.port, self.auth_port = free_ports(2, self.host)
 
     def _ready(self) -> bool:
         try:
@@ -167,55 +172,7 @@ class MosquittoBroker:
             return False
         return True
 
-    def start(self, timeout: float = 15.0) -> float:
-        """Start the broker; return seconds until it answered on both listeners."""
-        if self.is_running:
-            return 0.0
-        # Only the very first start may move to other ports (see ports.py).
-        attempts = 1 if self._ever_ready else 3
-        for attempt in range(1, attempts + 1):
-            self._write_config()
-            self._process = ManagedProcess(
-                "mosquitto", [self._binary, "-c", str(self.config_path)], self.log_path, cwd=self.workdir
-            )
-            self._process.spawn()
-            try:
-                seconds = wait_until_ready(self._process, self._ready, timeout)
-                break
-            except ServerStartError as exc:
-                self._process.stop()
-                if "address already in use" not in str(exc).lower() or attempt == attempts:
-                    raise
-                self.port, self.auth_port = free_ports(2, self.host)
-        self._ever_ready = True
-        self.last_start_seconds = seconds
-        return seconds
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._process is not None:
-            self._process.stop(timeout)
-
-    def restart(self) -> float:
-        self.stop()
-        return self.start()
-
-    def ensure_running(self) -> None:
-        if not self.is_running:
-            self.start()
-
-    @contextlib.contextmanager
-    def outage(self) -> Iterator[None]:
-        """Stop the broker for the duration of the ``with`` block, then start it again."""
-        self.stop()
-        try:
-            yield
-        finally:
-            self.start()
-
     def close(self) -> None:
-        self.stop()
+        super().close()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def log_tail(self, lines: int = 30) -> str:
-        return self._process.tail(lines) if self._process else ""

@@ -1,6 +1,6 @@
 """Free loopback TCP ports for test servers.
 
-    from servers.ports import free_port, free_ports
+    from tests.servers.ports import free_port, free_ports
     port = free_port()              # one port, bindable on 127.0.0.1 right now
     http, rpc = free_ports(2)       # distinct ports
 

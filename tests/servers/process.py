@@ -15,11 +15,13 @@ SIGTERM, then SIGKILL after a timeout.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -159,3 +161,96 @@ def wait_until_ready(
                 f"--- last lines of {process.log_path} ---\n{process.tail()}"
             )
         time.sleep(interval)
+
+
+class Server:
+    """The lifecycle every test server shares (InfluxDB, Mosquitto): start on free ports, retrying on
+    fresh ones only before the first successful start (later starts must come back where clients
+    expect them: outage tests), stop, restart, an outage as a `with` block, the log's tail.
+
+    A subclass says how to spawn its process (`_spawn`), when it is ready (`_ready`), which ports to
+    take instead after a clash (`_new_ports`), and what else runs beside it (`_started`, `_stopping`)."""
+
+    name = "server"
+
+    def __init__(self) -> None:
+        self._process: ManagedProcess | None = None
+        self._ever_ready = False
+        self.last_start_seconds: float | None = None
+
+    def _spawn(self) -> ManagedProcess:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _new_ports(self) -> None:
+        raise NotImplementedError
+
+    def _started(self) -> None:
+        """Called once the process is ready (OSError: its ports clash)."""
+
+    def _stopping(self) -> None:
+        """Called before the process is stopped."""
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.running
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.proc.pid if self._process is not None and self._process.proc is not None else None
+
+    def start(self, timeout: float = 30.0) -> float:
+        """Start; return the seconds until it was ready."""
+        if self.is_running:
+            return 0.0
+        self.stop()
+        attempts = 1 if self._ever_ready else 3
+        for attempt in range(1, attempts + 1):
+            self._process = self._spawn()
+            try:
+                seconds = wait_until_ready(self._process, self._ready, timeout)
+                self._started()
+                break
+            except (ServerStartError, OSError) as exc:
+                self._stopping()
+                self._process.stop()
+                clash = isinstance(exc, OSError) or "address already in use" in str(exc).lower()
+                if not clash or attempt == attempts:
+                    if isinstance(exc, OSError):
+                        raise ServerStartError(f"{self.name} could not listen: {exc}") from exc
+                    raise
+                self._new_ports()
+        self._ever_ready = True
+        self.last_start_seconds = seconds
+        return seconds
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`."""
+        self._stopping()
+        if self._process is not None:
+            self._process.stop(timeout)
+
+    def restart(self) -> float:
+        self.stop()
+        return self.start()
+
+    def ensure_running(self) -> None:
+        if not self.is_running:
+            self.start()
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        """Stopped for the duration of the `with` block, then started again."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    def close(self) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 30) -> str:
+        return self._process.tail(lines) if self._process else ""

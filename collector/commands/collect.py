@@ -1,0 +1,57 @@
+"""`hashfleet collect`: the service — every interval, poll the fleet, cost it, write it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import datetime, timezone
+from pathlib import Path
+
+import typer
+
+from collector import pipeline, service
+from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, fail_usage, load_config, miners_list
+from collector.mqtt.connection import MqttConnectError
+
+
+def collect(
+    config: Path | None = CONFIG_OPTION,
+    miners: str | None = MINERS_OPTION,
+    interval: float | None = typer.Option(None, "--interval", help="Seconds between cycles (default 10)."),
+    site: str | None = typer.Option(None, "--site"),
+    cycles: int | None = typer.Option(None, "--cycles", min=1, help="Exit after N cycles."),
+    shard: str | None = typer.Option(None, "--shard", metavar="K/N",
+                                     help="Split one fleet over N collectors: this one polls shard K."),
+) -> None:
+    """Poll the fleet every interval and write it to InfluxDB (INFLUX_URL, INFLUX_TOKEN, ...)."""
+    cfg = load_config(config, miners=miners_list(miners), interval_s=interval, site=site, shard=shard)
+    mqtt_miners = cfg.mqtt is not None and any(s.kind == "miner_telemetry" for s in cfg.mqtt.ingest)
+    if not cfg.miners and not mqtt_miners:
+        fail_usage("no miners configured: pass --miners or set `miners:` in the config file")
+    try:
+        storage = pipeline.storage_sink(cfg)
+    except pipeline.SpoolInUseError as e:
+        fail_usage(str(e))
+    # Start after the newest undelivered batch: a quick restart never overwrites a spooled cycle.
+    newest = storage.spool.newest_timestamp()
+    after = datetime.fromtimestamp(newest, timezone.utc) if newest is not None else None
+    built = pipeline.build(cfg, sinks=[storage], service_mode=True)
+    try:
+        service.run_event_loop(run_until_stopped(built, cycles, after))
+    finally:
+        built.close()
+
+
+async def run_until_stopped(built: pipeline.Pipeline, cycles: int | None, after: datetime | None = None) -> None:
+    """Run the pipeline until `cycles` are done or SIGTERM/SIGINT (the running cycle is finished and
+    written); a broker refusing the first MQTT connection ends the command with exit 1."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        done = await built.run(cycles=cycles, stop=stop, after=after)
+    except MqttConnectError as e:
+        typer.echo(f"hashfleet: {e}", err=True)
+        raise typer.Exit(1) from None
+    pipeline.log.info("stopped after %d cycle(s)", done)

@@ -1,0 +1,47 @@
+"""What the commands share: usage errors (exit 2), loading the configuration, periods like `24h`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from collector import config as config_loader
+from collector.sources.targets import TargetError, parse_specs
+from models import CollectorConfig
+
+
+def fail_usage(message: str) -> NoReturn:
+    typer.echo(f"hashfleet: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def load_config(path: Path | None, **overrides) -> CollectorConfig:
+    """The configuration from `path`, the environment and `overrides` (flags); exit 2 naming the problem."""
+    try:
+        config = config_loader.load(path, overrides)
+        parse_specs(config.miners)  # a bad address is a config error, found before anything starts
+        return config
+    except (config_loader.ConfigError, TargetError) as e:
+        fail_usage(str(e))
+
+
+def parse_period(option: str, text: str) -> int:
+    """`90m`, `24h`, `7d` -> seconds; exit 2 naming `option` otherwise."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    try:
+        value = float(text[:-1])
+        if text[-1] not in units or not 0 < value < 10_000:
+            raise ValueError
+    except (ValueError, IndexError):
+        fail_usage(f"{option} {text!r}: write a number and a unit, e.g. 90m, 24h or 7d")
+    return int(value * units[text[-1]])
+
+
+MINERS_OPTION = typer.Option(None, "--miners", help="Comma-separated addresses, CIDR ranges or DNS names.")
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config (see hashfleet.example.yaml).")
+
+
+def miners_list(miners: str | None) -> list[str] | None:
+    return miners.split(",") if miners else None

@@ -1,0 +1,159 @@
+"""The composition root: the one place that builds sources, stages and sinks from the configuration.
+
+    sources ──> cycle ──> stages ──> sinks
+
+`build` is what `hashfleet collect` and `hashfleet watch` run, what the benchmarks measure and what
+the tests drive, so what is measured is what runs. A new input, figure or output is one module in
+sources/, stages/ or sinks/ and one line here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from collector import config as config_loader
+from collector import service
+from collector.cycle import Cycle
+from collector.mqtt.connection import MqttConnection
+from collector.mqtt.topics import Topics, slug
+from collector.sinks import Sink
+from collector.sinks.influx import InfluxSink
+from collector.sinks.local_history import LocalHistorySink
+from collector.sinks.mqtt_publish import MqttSink
+from collector.sinks.spool import Spool
+from collector.sources import Source
+from collector.sources.live_inputs import LiveInputs
+from collector.sources.mqtt_ingest import MqttIngest
+from collector.sources.network import NetworkInputs
+from collector.sources.polled_miners import PolledMiners
+from collector.stages import Stage
+from collector.stages.cost_stage import CostStage
+from models import CollectorConfig
+from models.mqtt import MqttConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pipeline:
+    config: CollectorConfig
+    sources: list[Source]
+    stages: list[Stage]
+    sinks: list[Sink]
+    polled: PolledMiners  # the miners this collector polls (its targets and identification)
+    mqtt: MqttBridge | None = None
+    _started: list[Source] = field(default_factory=list, repr=False)
+
+    async def start(self) -> None:
+        """Connect MQTT (MqttConnectError if the broker refuses the first connection), start every source."""
+        if self.mqtt is not None:
+            await self.mqtt.start()
+        for source in self.sources:
+            await source.start()
+            self._started.append(source)
+
+    async def run(self, *, cycles: int | None = None, stop: asyncio.Event | None = None,
+                  after: datetime | None = None, on_cycle_start: Callable[[Cycle], None] | None = None) -> int:
+        """Start, run cycles until `cycles` are done or `stop` is set, stop the sources; the number of cycles."""
+        try:
+            await self.start()
+            return await self.run_cycles(cycles=cycles, stop=stop, after=after, on_cycle_start=on_cycle_start)
+        finally:
+            await self.stop()
+
+    async def run_cycles(self, *, cycles: int | None = None, stop: asyncio.Event | None = None,
+                         after: datetime | None = None, on_cycle_start: Callable[[Cycle], None] | None = None) -> int:
+        """The cycles alone, once started (collector.service.run)."""
+        return await service.run(self.sources, self.stages, self.sinks, site=self.config.site,
+                                 interval_s=self.config.interval_s, shard=self.config.shard, cycles=cycles,
+                                 stop=stop, after=after, on_cycle_start=on_cycle_start)
+
+    async def stop(self) -> None:
+        """Stop the sources that started, last first, then MQTT (status offline, then disconnect)."""
+        while self._started:
+            source = self._started.pop()
+            try:
+                await source.close()
+            except Exception:  # stopping one must not leave the others running
+                log.exception("%s did not stop cleanly", type(source).__name__)
+        if self.mqtt is not None:
+            self.mqtt.close()
+
+    def close(self) -> None:
+        """Close the sinks (a spool's last delivery, bounded in time)."""
+        for sink in self.sinks:
+            sink.close()
+
+
+def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: bool = False) -> Pipeline:
+    """The pipeline `config` describes, writing to `sinks`. `service_mode` (`hashfleet collect`, not
+    `watch`): MQTT in and out, and the running cost totals kept on disk — a watch must never mark the
+    collector offline on MQTT nor race it for the totals file."""
+    mqtt = MqttBridge(config.mqtt, config.site) if service_mode and config.mqtt is not None else None
+    live = mqtt.live if mqtt is not None else LiveInputs()
+    polled = PolledMiners(config)
+    # Announced in this order: the network state first (costing needs it from the first sample on),
+    # MQTT miners after the polled ones (a miner both polled and publishing keeps its poll).
+    sources: list[Source] = [polled]
+    stages: list[Stage] = []
+    sinks = list(sinks)
+    if config.economics is not None and config.network is not None:
+        sources.insert(0, NetworkInputs(config.network))
+        totals = config_loader.spool_directory(config) / "cost-totals.json" if service_mode else None
+        stages.append(CostStage(config.site, config.economics, live=live, totals_path=totals,
+                                forget_after_s=config.forget_unseen_miners_h * 3600))
+    if mqtt is not None:
+        sources.append(mqtt.ingest)
+        sinks.append(mqtt.sink)
+    return Pipeline(config, sources, stages, sinks, polled, mqtt)
+
+
+class SpoolInUseError(Exception):
+    """The storage sink's spool cannot be used; the message says which and why."""
+
+
+def storage_sink(config: CollectorConfig) -> InfluxSink | LocalHistorySink:
+    """InfluxDB through the spool; without InfluxDB, the spool itself keeps the local history.
+    SpoolInUseError when the spool directory is taken or unusable."""
+    from collector.sinks.spool import SpoolInUse
+
+    directory = config_loader.spool_directory(config)
+    max_bytes = int(config.spool.max_mb * 1024 * 1024)
+    try:
+        if config.influx is not None:
+            return InfluxSink(config.influx, Spool(directory, max_bytes=max_bytes))
+        log.warning("no InfluxDB configured (INFLUX_URL or influx: in the config): keeping %.0f h of local "
+                    "history in %s (hashfleet report reads it)", config.spool.retention_h, directory)
+        return LocalHistorySink(Spool(directory, max_bytes=max_bytes, retention_s=config.spool.retention_h * 3600))
+    except SpoolInUse as e:
+        raise SpoolInUseError(str(e)) from None
+    except OSError as e:
+        raise SpoolInUseError(f"spool directory {directory}: {e.strerror or e}") from None
+
+
+class MqttBridge:
+    """One MQTT connection, the ingest (a source) and the publishing sink of one collector."""
+
+    def __init__(self, config: MqttConfig, site: str, *, live: LiveInputs | None = None) -> None:
+        self.config = config
+        self.topics = Topics(config.topic_prefix, site)
+        self.live = live or LiveInputs(meter_max_age_s=config.meter_max_age_s)
+        self.ingest = MqttIngest(config, site, self.live)
+        client_id = config.client_id or f"hashfleet-{slug(site)}-{secrets.token_hex(3)}"
+        self.connection = MqttConnection(config, status_topic=self.topics.status, client_id=client_id,
+                                         subscriptions=self.ingest.subscriptions, on_message=self.ingest.handle)
+        self.sink = MqttSink(self.connection, self.topics, config, stats=self.ingest.stats,
+                             evicted=self.ingest.take_evicted)
+
+    async def start(self) -> None:
+        """Bind the ingest to the running loop and connect (waits for the first CONNACK, bounded)."""
+        self.ingest.bind(asyncio.get_running_loop())
+        await asyncio.to_thread(self.connection.start)
+
+    def close(self) -> None:
+        self.connection.close()

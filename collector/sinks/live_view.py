@@ -1,0 +1,88 @@
+"""The live terminal view of `hashfleet watch`: a sink that redraws the fleet table after every cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.logging import RichHandler
+
+from collector.cycle import Cycle, MinersPart
+from collector.history import Report, from_spool
+from collector.terminal import by_address, cost_summary, fleet_table, history_line
+
+
+class LiveView:
+    """A sink that redraws the fleet table in the terminal after every cycle.
+
+    With a local history (a collector running without InfluxDB for this site), it also shows the
+    last hour from it, re-read every few minutes in a worker thread.
+
+    While the view is up on a terminal that is also where the log goes, log records go through the
+    view's own console, so they print above the live region instead of writing into it (which
+    scrolled the table and left a copy of it, header and all, on screen at every refresh); close()
+    gives logging its handlers back.
+    """
+
+    HISTORY_S = 3600
+    HISTORY_REFRESH_S = 300
+
+    def __init__(self, history_dir: Path | None = None) -> None:
+        console = Console()
+        self._live = Live(console=console, auto_refresh=False)
+        self._live.start()
+        # Only when both would reach the same screen: `watch 2>log` keeps its log in the file.
+        self._log_handlers = _log_through(console) if console.is_terminal and sys.stderr.isatty() else None
+        self.history_dir = history_dir
+        self._history: Report | None = None
+        self._history_read_at = float("-inf")
+
+    async def write_miners(self, part: MinersPart) -> None:
+        """Nothing: the view is redrawn once per cycle, from the whole cycle's samples."""
+
+    async def write(self, cycle: Cycle) -> None:
+        caption = (f"site {cycle.site} · {cycle.ts:%Y-%m-%d %H:%M:%S} UTC · "
+                   f"cycle {cycle.poll_s:.2f} s · {cycle.failed} failed")
+        parts = [fleet_table(by_address(cycle.samples)), caption]
+        if cycle.cost is not None and cycle.network is not None:
+            parts.append(cost_summary(cycle.cost.site, cycle.network))
+        if self.history_dir is not None:
+            await self._refresh_history(cycle.site)
+            if self._history is not None and self._history.cycles:
+                parts.append(history_line(self._history))
+        self._live.update(Group(*parts), refresh=True)
+
+    async def _refresh_history(self, site: str) -> None:
+        now = time.time()
+        if now - self._history_read_at < self.HISTORY_REFRESH_S:
+            return
+        self._history_read_at = now
+        self._history = await asyncio.to_thread(from_spool, self.history_dir, site, int(now - self.HISTORY_S),
+                                                int(now))
+
+    def close(self) -> None:
+        if self._log_handlers is not None:
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            for handler in self._log_handlers:
+                root.addHandler(handler)
+        self._live.stop()
+
+
+def _log_through(console: Console) -> list[logging.Handler]:
+    """Send the root logger's records to `console` (above its live region); return the handlers it had."""
+    root = logging.getLogger()
+    previous = list(root.handlers)
+    for handler in previous:
+        root.removeHandler(handler)
+    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False,
+                          log_time_format="%H:%M:%S")
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root.addHandler(handler)
+    return previous

@@ -1,0 +1,80 @@
+"""The InfluxDB layout, defined once: every measurement hashfleet writes, its tags, its fields and their types.
+
+The line-protocol encoder (collector/sinks/points.py), the local-history report (collector/history.py),
+the container healthcheck (deploy/collector/healthcheck.py) and the dashboards (dashboards/) take their
+names from here; a test fails when a dashboard or alert query names a measurement or field that is not
+defined here. README "InfluxDB schema" describes the same layout for people.
+
+A field's type never changes between points (InfluxDB refuses a field whose type differs from what the
+shard already holds): measures are floats, counts and flags written as 0/1 integers where noted.
+Firmware strings and addresses are fields or nothing, never tags (cardinality).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import get_args
+
+from models.economics import CostSample
+
+
+def _numeric(annotation: object) -> bool:
+    """float, int, or either or None: the CostSample figures written as floats (CostSample.fields())."""
+    return annotation in (float, int) or bool(get_args(annotation)) and set(get_args(annotation)) <= {
+        float, int, type(None)}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    tags: tuple[str, ...]
+    fields: dict[str, type]  # name -> float | int | str, in the order the encoder reads them
+
+    def __str__(self) -> str:
+        return self.name
+
+
+MINER = Measurement("miner", ("site", "miner", "make", "model"), {
+    # read straight off MinerSample, in this order
+    "hashrate_ths": float, "hashrate_avg_ths": float, "expected_hashrate_ths": float, "power_w": float,
+    "power_limit_w": float, "efficiency_j_th": float, "temp_chip_max_c": float, "temp_board_max_c": float,
+    "temp_env_c": float, "hw_error_pct": float, "uptime_s": int,
+    # derived
+    "fan_rpm_max": float, "pool_accepted": float, "pool_rejected": float, "state": str, "up": int, "error": str,
+})
+MINER_SAMPLE_FIELDS = 11  # the first fields of MINER, named as MinerSample names them
+
+MINER_BOARD = Measurement("miner_board", ("site", "miner", "board"), {
+    "hashrate_ths": float, "hashrate_avg_ths": float, "temp_in_c": float, "temp_out_c": float,
+    "temp_chip_max_c": float, "temp_chip_avg_c": float, "chips_ok": float, "chips_expected": float,
+})
+
+# Site and fleet points carry every CostSample figure; per-miner points (scope miner) carry the figures
+# that differ between miners and that a miner's panels use (MINER_COST_FIELDS) — the rest (network
+# hashprice, tariff, the miner's own power and hashrate, already in `miner`) lives on the site point.
+# `collector_shard` (not `shard`: an InfluxQL keyword) keeps the roll-ups of a site's shards apart.
+COST = Measurement("cost", ("site", "scope", "miner", "collector_shard"), {
+    **{name: float for name, info in CostSample.model_fields.items() if _numeric(info.annotation)},
+    "stale": float, "incomplete": float, "power_meter_gap_w": float,
+})
+MINER_COST_FIELDS = (
+    "btc_per_day_net", "revenue_usd_day", "energy_usd_day", "demand_usd_day", "curtailment_credit_usd_day",
+    "opex_usd_day", "depreciation_usd_day", "profit_usd_day", "margin_pct", "breakeven_power_price",
+    "energy_cost_per_btc", "cash_cost_per_btc", "all_in_cost_per_btc", "btc_today", "all_in_usd_today",
+)
+
+NETWORK = Measurement("network", ("site",), {
+    "difficulty": float, "height": float, "subsidy_btc": float, "fees_btc_per_block": float,
+    "btc_price_usd": float, "hashprice_usd_ph_day": float, "stale": float,
+    "difficulty_age_s": float, "height_age_s": float, "fees_age_s": float, "btc_price_age_s": float,
+})
+
+COLLECTOR = Measurement("collector", ("site", "collector_shard"), {
+    "poll_duration_s": float, "miners_polled": int, "miners_failed": int, "points_written": int,
+    "spool_depth": int,  # batches waiting for InfluxDB
+    "spool_dropped": int,  # batches dropped over the disk budget (or for room on a full disk), since created
+    "spool_rejected": int,  # lines InfluxDB refused as malformed, kept aside as .lp.rejected
+    "spool_lost_lines": int,  # lines neither stored nor delivered (a full disk)
+})
+
+MEASUREMENTS = {m.name: m for m in (MINER, MINER_BOARD, COST, NETWORK, COLLECTOR)}

@@ -1,0 +1,51 @@
+"""The benchmark harness still runs end to end (bench/, docs/benchmarks.md): a tiny fleet, two cycles.
+
+Not a performance test: it checks that `python -m bench.poll` starts its simulator and InfluxDB,
+drives the real collect loop and prints its tables, so the harness does not rot between benchmark runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support import REPO
+
+
+def test_bench_poll_prints_its_tables(tmp_path):
+    out_json = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.poll", "--miners", "50", "--cycles", "2", "--skip-pyasic",
+         "--base", "127.62.0.1", "--bare-rounds", "1", "--json", str(out_json)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for heading in ("machine:", "collector: poll -> cost -> InfluxDB, per cycle", "collector summary",
+                    "same fleet, same run", "targets"):
+        assert heading in done.stdout, f"{heading!r} missing from:\n{done.stdout[-3000:]}"
+    words = " ".join(done.stdout.split())  # rich wraps long lines
+    assert "cache snapshot at 128 MiB as docker-compose.yml sets it" in words  # influxd tuned as a site's
+    assert "garbage collection" in done.stdout
+    result = json.loads(out_json.read_text())
+    assert result["influx_cache_snapshot_bytes"] == 128 * 2**20
+    summary = result["collector"]["summary"]
+    assert summary["miners"] == 50 and summary["failed_max"] == 0
+    assert summary["influx_miner_points"] == summary["influx_miner_points_expected"] == 50 * 3
+    assert len(result["collector"]["cycles"]) == 3  # one detection cycle + two timed
+
+
+def test_bench_antminer_runs_sharded_collectors_on_one_schedule(tmp_path):
+    """`bench.antminer --shards 2`: two collector processes, each its shard, every miner read once a cycle."""
+    out_json = tmp_path / "antminer.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.antminer", "--miners", "20", "--cycles", "1", "--shards", "2",
+         "--interval", "2", "--base", "127.63.0.1", "--json", str(out_json)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out_json.read_text())
+    assert result["summary"]["shards"] == 2 and result["summary"]["all_read"]
+    for cycle in result["cycles"]:
+        assert cycle["miners"] == cycle["mining"] == 20 and len(cycle["shard_seconds"]) == 2
+        assert abs(cycle["seconds"] - max(cycle["shard_seconds"])) < 0.01  # the fleet waits for its slowest shard

@@ -1,0 +1,78 @@
+"""`hashfleet watch`, the demo's main screen, in a real terminal (a tmux pane of fixed size).
+
+Every cycle logs a line ("cycle N: 2 miners, 1 failed" — one miner here is offline). Those lines must
+print above the live table, never into it: written straight to the terminal they scrolled the table
+and left a copy of it, header and all, on screen at every refresh.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.servers.ports import free_port
+from tests.support import HASHFLEET, wait_for
+
+from simulators.fleet import run_fleet
+
+WIDTH, HEIGHT = 180, 50
+HEADER = re.compile(r"\bminer\b.*\baddress\b.*\bTH/s avg\b")
+LOG_LINE = re.compile(r"cycle (\d+): 2 miners, 1 failed")
+
+
+def _tmux() -> str:
+    path = shutil.which("tmux")
+    if path is None:
+        pytest.fail("`tmux` is missing: sudo apt-get install tmux (or run ./scripts/test.sh)", pytrace=False)
+    return path
+
+
+class Pane:
+    """One tmux server on a private socket, one window of WIDTH x HEIGHT running `command`."""
+
+    def __init__(self, socket: Path, command: str) -> None:
+        self.tmux = [_tmux(), "-S", str(socket), "-f", "/dev/null"]
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", "watch", "-x", str(WIDTH), "-y", str(HEIGHT),
+                        command], check=True, timeout=10)
+        subprocess.run([*self.tmux, "set-option", "-t", "watch", "remain-on-exit", "on"], timeout=10)
+
+    def screen(self) -> list[str]:
+        """The visible screen, line by line (not the scrollback)."""
+        out = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "watch"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout
+        return out.splitlines()
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True, timeout=10)
+
+
+def _last_cycle(lines: list[str]) -> int:
+    return max((int(m.group(1)) for line in lines if (m := LOG_LINE.search(line))), default=0)
+
+
+def test_watch_prints_log_lines_above_one_live_table(tmp_path):
+    with run_fleet("a1246:1", base="127.62.0.1:0", seed=3) as fleet:
+        offline = f"127.62.0.9:{free_port()}"  # nothing listens there: a miner that went offline
+        command = " ".join([
+            "env", f"HOME={shlex.quote(str(tmp_path))}", "HASHFLEET_LOG_LEVEL=INFO", "COLUMNS=", "LINES=",
+            shlex.quote(HASHFLEET), "watch", "--miners", f"{fleet.addresses[0]},{offline}", "--interval", "1"])
+        pane = Pane(tmp_path / "tmux.sock", command)
+        try:
+            # Several refreshes, each with its log line: a broken view has stacked copies of the table by then.
+            wait_for(lambda: _last_cycle(pane.screen()) >= 4, timeout=60, what="4 cycles of `hashfleet watch`")
+            screen = pane.screen()
+        finally:
+            pane.close()
+    text = "\n".join(screen)
+    headers = [i for i, line in enumerate(screen) if HEADER.search(line)]
+    logs = [i for i, line in enumerate(screen) if LOG_LINE.search(line)]
+    assert len(headers) == 1, f"the table's header is on screen {len(headers)} times:\n{text}"
+    tops = [line for line in screen if line.lstrip().startswith("┏")]
+    assert len(tops) == 1, f"the table's top border is on screen {len(tops)} times:\n{text}"
+    assert logs and max(logs) < headers[0], f"log lines must sit above the live table:\n{text}"
+    assert sum(fleet.addresses[0] in line for line in screen[headers[0]:]) == 1, f"the live miner's row repeats:\n{text}"
+    assert sum(offline in line for line in screen[headers[0]:]) == 1, f"the offline miner's row repeats:\n{text}"

@@ -1,0 +1,396 @@
+"""A hostile MQTT publisher: prices dated in the future or out of bounds, meter readings from the
+future, and a flood of invented miner ids. What it must not get: a price held forever, a reading
+fresh forever, memory, retained Home Assistant devices left behind, or the real miners' share of
+the site's fixed costs. Unit tests first (no broker), then the attacks against the real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from tests.collector.mqtt_support import (
+    LIVE_ECONOMICS,
+    NETWORK,
+    Publisher,
+    RunningCollector,
+    Subscriber,
+    mqtt_config,
+    unique,
+)
+
+from collector.cycle import Cycle
+from models.base import AHEAD_TOLERANCE_S
+from collector.stages import cost_engine as cost
+from collector.stages.cost_stage import CostStage
+from collector.sources.live_inputs import LiveInputs, MeterReading
+from collector.sinks import home_assistant as discovery
+from collector.sources.mqtt_ingest import MqttIngest
+from collector.mqtt.topics import Topics
+from models import (
+    LivePowerPrice,
+    MinerSample,
+    MinerState,
+    MqttConfig,
+    NetworkFeedConfig,
+    SampleSource,
+    SiteEconomics,
+)
+from simulators.fleet import run_fleet
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+FUTURE = "2099-01-01T00:00:00Z"
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def make_ingest(**extra) -> tuple[MqttIngest, LiveInputs, Clock]:
+    cfg = MqttConfig.model_validate({"host": "b", "ingest": [
+        {"topic": "dev/+/telemetry", "kind": "miner_telemetry"},
+        {"topic": "pdu/+/outlet/+", "kind": "meter", "outlets": {"r1-1": "m1"}},
+        {"topic": "price/power", "kind": "power_price"},
+        {"topic": "price/btc", "kind": "btc_price"},
+    ], **extra})
+    live = LiveInputs(meter_max_age_s=cfg.meter_max_age_s)
+    clock = Clock()
+    return MqttIngest(cfg, "tx1", live, clock=clock), live, clock
+
+
+def feed(ingest: MqttIngest, topic: str, payload) -> None:
+    ingest.handle(topic, payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+
+
+# --- timestamps and bounds ---------------------------------------------------------------------
+
+
+def test_a_future_dated_power_price_is_refused_and_later_prices_are_used():
+    ingest, live, clock = make_ingest()
+    feed(ingest, "price/power", {"usd_per_kwh": -0.5, "ts": FUTURE})
+    assert live.power_price is None and ingest.stats()["dropped"] == {"future_ts": 1}
+    clock.now = T0 + timedelta(seconds=5)
+    feed(ingest, "price/power", {"usd_per_kwh": 0.031})
+    assert live.power_price.usd_per_kwh == 0.031 and live.power_price.as_of == clock.now
+
+
+def test_a_timestamp_within_the_clock_skew_is_taken_as_the_arrival_time():
+    ingest, live, clock = make_ingest(max_clock_skew_s=60)
+    feed(ingest, "price/power", {"usd_per_kwh": 0.04, "ts": "2025-06-01T12:00:30Z"})  # 30 s ahead
+    assert live.power_price.as_of == T0  # never in the future: its age is never negative
+    feed(ingest, "price/power", {"usd_per_kwh": 0.05, "ts": "2025-06-01T12:01:01Z"})  # 61 s ahead
+    assert live.power_price.usd_per_kwh == 0.04 and ingest.stats()["dropped"] == {"future_ts": 1}
+
+
+@pytest.mark.parametrize(("payload", "accepted"), [
+    ({"usd_per_kwh": -10}, False),  # the attack: -$11.8 million per BTC
+    ({"usd_per_kwh": 25}, False),
+    ({"usd_per_kwh": -0.25}, True),  # ERCOT's floor
+    ({"usd_per_mwh": 5000}, True),  # ERCOT's cap
+])
+def test_power_prices_outside_the_configured_bounds_are_refused(payload, accepted):
+    ingest, live, _ = make_ingest()
+    feed(ingest, "price/power", payload)
+    assert (live.power_price is not None) is accepted
+    assert ingest.stats()["dropped"] == ({} if accepted else {"out_of_bounds": 1})
+
+
+def test_the_power_price_bounds_are_configurable():
+    ingest, live, _ = make_ingest(power_price_min_usd_kwh=-20, power_price_max_usd_kwh=50)
+    feed(ingest, "price/power", {"usd_per_kwh": -10})
+    assert live.power_price.usd_per_kwh == -10
+
+
+def test_btc_prices_from_the_future_or_out_of_bounds_are_refused():
+    ingest, live, clock = make_ingest(btc_price_min_usd=10_000, btc_price_max_usd=1_000_000)
+    feed(ingest, "price/btc", {"usd": 95_000.0, "ts": FUTURE})
+    feed(ingest, "price/btc", {"usd": 5})
+    feed(ingest, "price/btc", 2e6)
+    assert live.btc_price_usd is None
+    assert ingest.stats()["dropped"] == {"future_ts": 1, "out_of_bounds": 2}
+    feed(ingest, "price/btc", {"usd": 97_000.0, "ts": "2025-06-01T11:59:00Z"})
+    assert (live.btc_price_usd, live.btc_price_as_of) == (97_000.0, T0 - timedelta(minutes=1))
+
+
+def test_a_price_held_from_the_future_does_not_block_later_prices():
+    """The clock stepped back (NTP, a VM restored): the price it holds is 'newer' than any to come."""
+    ingest, live, clock = make_ingest()
+    live.power_price = LivePowerPrice(usd_per_kwh=9.0, as_of=T0 + timedelta(hours=1))
+    feed(ingest, "price/power", {"usd_per_kwh": 0.03})
+    assert live.power_price.usd_per_kwh == 0.03
+
+
+def test_meter_readings_from_the_future_are_refused():
+    ingest, live, _ = make_ingest()
+    feed(ingest, "pdu/r1/outlet/1", {"outlet": "r1-1", "watts": 3000, "ts": FUTURE})
+    assert live.metered_power("m1", T0 + timedelta(days=365 * 70)) is None
+    assert ingest.stats()["dropped"] == {"future_ts": 1}
+
+
+def test_deeply_nested_json_is_dropped_as_not_json():
+    ingest, _, _ = make_ingest()
+    feed(ingest, "dev/x/telemetry", b"[" * 60_000)
+    assert ingest.stats()["dropped"] == {"not_json": 1}
+
+
+def test_telemetry_from_the_future_is_refused():
+    ingest, _, _ = make_ingest()
+    feed(ingest, "dev/x/telemetry", {"hashrate_ths": 1.0, "ts": FUTURE})
+    assert ingest.cycle_samples(T0, []) == [] and ingest.stats()["dropped"] == {"future_ts": 1}
+
+
+def test_a_meter_reading_with_a_negative_age_is_not_fresh():
+    live = LiveInputs(meter_max_age_s=120)
+    live.metered_w["m1"] = MeterReading(3000.0, T0 + timedelta(days=365))
+    assert live.metered_power("m1", T0) is None  # before the fix: fresh for a year and 120 s
+    live.metered_w["m1"] = MeterReading(3000.0, T0 + timedelta(seconds=AHEAD_TOLERANCE_S + 1))
+    assert live.metered_power("m1", T0) is None
+    # Within the tolerance (a reading that arrived during the cycle, after its whole-second timestamp):
+    live.metered_w["m1"] = MeterReading(3000.0, T0 + timedelta(seconds=0.7))
+    assert live.metered_power("m1", T0) == 3000.0
+    assert live.metered_power("m1", T0 + timedelta(seconds=120.7)) == 3000.0
+    assert live.metered_power("m1", T0 + timedelta(seconds=120.8)) is None
+
+
+def test_a_live_price_with_a_negative_age_is_not_used():
+    economics = SiteEconomics.model_validate(LIVE_ECONOMICS)
+    ahead = LivePowerPrice(usd_per_kwh=-0.5, as_of=T0 + timedelta(days=1))
+    price = cost.power_price_at(economics, T0, ahead)
+    assert price.stale and price.usd_per_kwh == 0.05  # the fallback
+
+
+# --- a flood of invented ids -------------------------------------------------------------------
+
+
+def test_mqtt_miner_ids_are_capped():
+    ingest, _, _ = make_ingest(telemetry_max_miners=3)
+    for i in range(5):
+        feed(ingest, f"dev/m{i}/telemetry", {"hashrate_ths": 1.0})
+    feed(ingest, "dev/m0/telemetry", {"hashrate_ths": 2.0})  # a known id keeps its slot
+    assert sorted(s.miner for s in ingest.cycle_samples(T0, [])) == ["m0", "m1", "m2"]
+    assert ingest.stats()["dropped"] == {"too_many_miners": 2} and ingest.stats()["miners"] == 3
+
+
+def test_silent_ids_are_evicted_and_free_their_slots():
+    ingest, live, clock = make_ingest(telemetry_max_miners=2, telemetry_max_age_s=30, telemetry_evict_after_s=300)
+    feed(ingest, "dev/a/telemetry", {"hashrate_ths": 1.0})
+    feed(ingest, "dev/b/telemetry", {"hashrate_ths": 1.0})
+    clock.now = T0 + timedelta(seconds=200)
+    feed(ingest, "dev/b/telemetry", {"hashrate_ths": 1.0})
+    offline = {s.miner: s.state for s in ingest.cycle_samples(clock.now, [])}
+    assert offline == {"a": MinerState.OFFLINE, "b": MinerState.MINING}  # silent, not yet forgotten
+    assert ingest.take_evicted() == []
+
+    clock.now = T0 + timedelta(seconds=301)
+    assert [s.miner for s in ingest.cycle_samples(clock.now, [])] == ["b"]
+    assert ingest.take_evicted() == ["a"] and ingest.take_evicted() == []
+    feed(ingest, "dev/c/telemetry", {"hashrate_ths": 1.0})  # a's slot is free again
+    assert sorted(s.miner for s in ingest.cycle_samples(clock.now, [])) == ["b", "c"]
+    assert ingest.stats()["evicted_total"] == 1
+
+
+def test_an_allow_list_drops_every_other_id_and_marks_the_listed_ones_verified():
+    ingest, live, _ = make_ingest(allowed_miners=["bitaxe-7", "AA:BB:CC:00:11:99"])
+    feed(ingest, "dev/bitaxe-7/telemetry", {"hashrate_ths": 1.2})  # the topic key is listed
+    feed(ingest, "dev/x/telemetry", {"miner": "AA:BB:CC:00:11:99", "hashrate_ths": 1.0})  # the id is
+    feed(ingest, "dev/intruder/telemetry", {"hashrate_ths": 1000.0})
+    feed(ingest, "dev/bitaxe-7/telemetry", {"miner": "invented", "hashrate_ths": 1.0})  # the key vouches
+    assert sorted(s.miner for s in ingest.cycle_samples(T0, [])) == ["AA:BB:CC:00:11:99", "bitaxe-7", "invented"]
+    assert ingest.stats()["dropped"] == {"not_allowed": 1}
+    assert live.verified_mqtt_miners == {"bitaxe-7", "AA:BB:CC:00:11:99", "invented"}
+
+
+def _sample(miner: str, source: SampleSource, **fields) -> MinerSample:
+    return MinerSample(miner=miner, host="10.0.0.5", site="tx1", ts=T0, state=MinerState.MINING, source=source,
+                       hashrate_ths=100.0, power_w=3000.0, **fields)
+
+
+def _stage(live: LiveInputs) -> CostStage:
+    economics = SiteEconomics.model_validate({"tariff": {"kind": "flat", "usd_per_kwh": 0.05},
+                                              "opex_usd_month": 3000, "overhead_w": 1000})
+    return CostStage("tx1", economics, live=live)
+
+
+def _costing(stage: CostStage, samples: list[MinerSample], verified: set[str] = frozenset()):
+    """The stage's work on a cycle of `samples`, announced as the sources announce them: polled miners
+    and verified (allow-listed) MQTT miners carry the fixed costs, other MQTT miners do not."""
+    cycle = Cycle("tx1", T0, network=NetworkFeedConfig.model_validate(NETWORK).static)
+    for sample in samples:
+        cycle.expect(sample.miner, carries_fixed_costs=sample.source is not SampleSource.MQTT or sample.miner in verified)
+    return stage.costing(cycle)
+
+
+def test_unverified_mqtt_miners_get_no_share_of_the_fixed_costs():
+    stage = _stage(LiveInputs())
+    polled = [_sample(f"p{i}", SampleSource.AVALON) for i in range(2)]
+    flood = [_sample(f"x{i}", SampleSource.MQTT) for i in range(100)]
+    costing = _costing(stage, [*polled, *flood, _sample("listed", SampleSource.MQTT)], {"listed"})
+    figures = {c.miner: c for c in costing.miners([*polled, *flood, _sample("listed", SampleSource.MQTT)])}
+    full = 3000 / cost.DAYS_PER_MONTH
+    assert figures["p0"].opex_usd_day == pytest.approx(full / 3) and figures["listed"].opex_usd_day == pytest.approx(full / 3)
+    assert figures["x0"].opex_usd_day == 0 and figures["x0"].facility_power_w == 3000.0  # no overhead share
+    assert sum(c.opex_usd_day for c in figures.values()) == pytest.approx(full)
+
+
+def test_without_any_verified_miner_every_miner_shares_the_fixed_costs():
+    stage = _stage(LiveInputs())
+    samples = [_sample(f"x{i}", SampleSource.MQTT) for i in range(4)]
+    figures = _costing(stage, samples).miners(samples)
+    assert [c.opex_usd_day for c in figures] == pytest.approx([3000 / cost.DAYS_PER_MONTH / 4] * 4)
+
+
+def test_running_totals_give_unverified_miners_no_share_of_opex():
+    stage = _stage(LiveInputs())
+    polled, invented = _sample("p0", SampleSource.AVALON), _sample("x0", SampleSource.MQTT)
+    economics = stage.economics
+    network = NetworkFeedConfig.model_validate(NETWORK).static
+    totals = cost.advance(None, [polled, invented], economics, network, T0, T0 + timedelta(hours=1),
+                          carries=_costing(stage, [polled, invented]).carries)
+    assert totals.today["x0"].opex_usd == 0 and totals.today["p0"].opex_usd > 0
+
+
+# --- against the real Mosquitto ----------------------------------------------------------------
+
+
+def test_a_future_dated_price_over_mqtt_is_refused_and_later_prices_reach_the_cost(mosquitto):
+    site = unique("future")
+    feeds = f"feeds/{site}"
+    topics = Topics("hashfleet", site)
+    with run_fleet("a1566:1", base="127.45.6.1:0", seed=31) as fleet:
+        collector = RunningCollector({
+            "site": site, "miners": fleet.addresses, "interval_s": 1, "economics": LIVE_ECONOMICS,
+            "network": NETWORK, "mqtt": mqtt_config(mosquitto.host, mosquitto.port, ingest=[
+                {"topic": f"{feeds}/power", "kind": "power_price"}, {"topic": f"{feeds}/btc", "kind": "btc_price"}]),
+        })
+        publisher = Publisher(mosquitto.host, mosquitto.port)
+        health = Subscriber(mosquitto.host, mosquitto.port, [topics.collector])
+        try:
+            collector.next_result(lambda r: r.cost is not None)
+            publisher.publish(f"{feeds}/power", {"usd_per_kwh": -10, "ts": FUTURE})  # as in the attack (issue 13)
+            publisher.publish(f"{feeds}/power", {"usd_per_kwh": 0.5, "ts": FUTURE})  # a plausible price, dated 2099
+            publisher.publish(f"{feeds}/btc", {"usd": 1000.0, "ts": FUTURE})
+            report = health.wait_json(topics.collector, lambda d: d["ingest"]["dropped_total"] >= 3)
+            assert report["ingest"]["dropped"] == {"out_of_bounds": 1, "future_ts": 2}
+
+            publisher.publish(f"{feeds}/power", {"usd_per_kwh": 0.031})
+            publisher.publish(f"{feeds}/btc", {"usd": 123456.0})
+            result = collector.next_result(
+                lambda r: r.cost is not None and r.cost.site.power_price_usd_kwh == pytest.approx(0.031)
+                and r.network.btc_price_usd == 123456.0, what="the correct prices in the cost figures")
+            site_cost = result.cost.site
+            assert "power_price" not in site_cost.stale_inputs
+            assert site_cost.energy_usd_day == pytest.approx(site_cost.energy_kwh_day * 0.031)
+            assert site_cost.all_in_cost_per_btc > 0
+        finally:
+            health.close()
+            publisher.close()
+            collector.close()
+
+
+def _flood_collector(mosquitto, site: str, feeds: str, fleet, **mqtt) -> RunningCollector:
+    economics = {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}, "opex_usd_month": 3000}
+    # QoS 0 to the collector: Mosquitto never drops QoS 0 to a connected client for queue limits.
+    return RunningCollector({
+        "site": site, "miners": fleet.addresses, "interval_s": 1, "economics": economics, "network": NETWORK,
+        "mqtt": mqtt_config(mosquitto.host, mosquitto.port, **mqtt,
+                            ingest=[{"topic": f"{feeds}/miner/+", "kind": "miner_telemetry", "qos": 0}]),
+    })
+
+
+def _retained(mosquitto, filters: list[str], marker: str) -> list:
+    """Every retained message on `filters` now: subscribe, then wait for a marker published after the
+    SUBACK (the broker sends a subscription's retained messages before anything published later)."""
+    watcher = Subscriber(mosquitto.host, mosquitto.port, [*filters, marker])
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    try:
+        publisher.publish(marker, b"end")
+        watcher.wait_for(lambda m: m.topic == marker, what="the marker")
+        return [m for m in watcher.seen if m.retain and m.payload]
+    finally:
+        publisher.close()
+        watcher.close()
+
+
+def test_a_flood_of_invented_miner_ids_is_capped_evicted_and_leaves_nothing_behind(mosquitto):
+    site = unique("idflood")
+    feeds = f"feeds/{site}"
+    topics = Topics("hashfleet", site)
+    flood_ids = [f"invented-{i:05d}" for i in range(3000)]
+    node = discovery.miner_node_id(site, "invented-")  # every flood device's node id starts so
+    watched = ["homeassistant/sensor/+/+/config", f"hashfleet/{site}/miner/+/state"]
+    configs: dict[str, bytes] = {}  # flood discovery topic -> latest payload
+
+    def flood_configs(message) -> bool:
+        if message.topic.startswith(f"homeassistant/sensor/{node}"):
+            configs[message.topic] = message.payload
+        return False
+
+    with run_fleet("nano3s:1", base="127.45.6.17:0", seed=32) as fleet:
+        collector = _flood_collector(mosquitto, site, feeds, fleet, telemetry_max_miners=100,
+                                     telemetry_max_age_s=1, telemetry_evict_after_s=3)
+        publisher = Publisher(mosquitto.host, mosquitto.port)
+        health = Subscriber(mosquitto.host, mosquitto.port, [topics.collector])
+        discovered = Subscriber(mosquitto.host, mosquitto.port, watched[:1])
+        try:
+            before = collector.next_result(lambda r: r.cost is not None)
+            [polled] = before.miner_costs
+            share_before = polled.opex_usd_day
+            assert share_before == pytest.approx(3000 / cost.DAYS_PER_MONTH)
+
+            publisher.publish_many([(f"{feeds}/miner/{m}", {"hashrate_ths": 5.0, "power_w": 90.0}) for m in flood_ids])
+            report = health.wait_json(topics.collector, lambda d: d["ingest"]["dropped_total"] >= 2900, timeout=30)
+            assert report["ingest"]["dropped"] == {"too_many_miners": 2900}
+            flooded = collector.next_result(lambda r: len(r.samples) == 101, what="a cycle with the capped flood")
+            costs = {c.miner: c for c in flooded.miner_costs}
+            assert costs[polled.miner].opex_usd_day == pytest.approx(share_before)  # not diluted 101-fold
+            assert all(c.opex_usd_day == 0 for m, c in costs.items() if m != polled.miner)
+            assert flooded.cost.site.opex_usd_day == pytest.approx(share_before)
+            discovered.wait_for(lambda m: flood_configs(m) or (len(configs) == 100 * 5 and all(configs.values())),
+                                what="discovery of the 100 ids held")
+
+            # Silent for 3 s: forgotten, and their retained discovery and state cleared on the broker.
+            discovered.wait_for(lambda m: flood_configs(m) or not any(configs.values()), timeout=30,
+                                what="empty retained messages on every flood discovery topic")
+            assert health.wait_json(topics.collector, lambda d: d["ingest"]["evicted_total"] >= 100)[
+                "ingest"]["evicted_total"] == 100
+            left = _retained(mosquitto, watched, f"markers/{site}")
+            assert [m.topic for m in left if "invented" in m.topic] == []
+            assert any(m.topic == topics.miner_state(polled.miner) for m in left)  # the real miner stays
+            assert not [t for t in collector.bridge.connection._retained if "invented" in t]  # nothing to replay
+
+            # The slots are free again.
+            publisher.publish(f"{feeds}/miner/late-comer", {"hashrate_ths": 5.0})
+            collector.next_result(lambda r: any(s.miner == "late-comer" for s in r.samples), what="a new MQTT miner")
+        finally:
+            discovered.close()
+            health.close()
+            publisher.close()
+            collector.close()
+
+
+def test_with_an_allow_list_only_listed_mqtt_miners_join_and_share_the_fixed_costs(mosquitto):
+    site = unique("allow")
+    feeds = f"feeds/{site}"
+    topics = Topics("hashfleet", site)
+    with run_fleet("nano3s:1", base="127.45.6.33:0", seed=33) as fleet:
+        collector = _flood_collector(mosquitto, site, feeds, fleet, allowed_miners=["bitaxe-7"])
+        publisher = Publisher(mosquitto.host, mosquitto.port)
+        health = Subscriber(mosquitto.host, mosquitto.port, [topics.collector])
+        try:
+            collector.next_result()
+            publisher.publish_many([(f"{feeds}/miner/invented-{i}", {"hashrate_ths": 5.0}) for i in range(500)])
+            publisher.publish(f"{feeds}/miner/bitaxe-7", {"hashrate_ths": 1.2, "power_w": 18.0})
+            report = health.wait_json(topics.collector, lambda d: d["ingest"]["dropped_total"] >= 500)
+            assert report["ingest"]["dropped"] == {"not_allowed": 500}
+            result = collector.next_result(lambda r: r.cost is not None and len(r.samples) == 2,
+                                           what="the listed MQTT miner in a cycle")
+            shares = {c.miner: c.opex_usd_day for c in result.miner_costs}
+            assert shares == pytest.approx({m: 3000 / cost.DAYS_PER_MONTH / 2 for m in shares})
+        finally:
+            health.close()
+            publisher.close()
+            collector.close()

@@ -1,0 +1,82 @@
+"""A broken config names the file and the field, exits 2, starts nothing, and never echoes secrets."""
+
+import subprocess
+
+import pytest
+from tests.support import HASHFLEET
+
+from collector import config
+
+from tests.support import REPO
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([HASHFLEET, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_example_config_is_valid():
+    cfg = config.load(REPO / "hashfleet.example.yaml", environ={})
+    assert cfg.site == "demo" and cfg.interval_s == 10 and cfg.miners == ["127.10.0.0/28"]
+    assert cfg.economics is not None and cfg.network is not None and cfg.influx is None
+
+
+def test_token_file_is_read_and_stripped(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("from-a-file\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"influx: {{url: 'http://x:8086', token_file: {token}}}\n")
+    assert config.load(path, environ={}).influx.resolved_token() == "from-a-file"
+
+
+def test_environment_overrides_the_influx_section(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("influx: {url: 'http://file:8086', token: from-file}\n")
+    cfg = config.load(path, environ={"INFLUX_URL": "http://env:8086", "INFLUX_TOKEN": "from-env", "INFLUX_BUCKET": "b"})
+    assert cfg.influx.url == "http://env:8086" and cfg.influx.bucket == "b"
+    assert cfg.influx.resolved_token() == "from-env"
+
+
+@pytest.mark.parametrize(("text", "field", "problem"), [
+    ("interval_s: -5\n", "interval_s", "greater than or equal to 1"),
+    ("influx:\n  url: influxdb:8086\n", "influx.url", "must start with http"),
+    ("sitee: x\n", "sitee", "Extra inputs are not permitted"),
+    ("miners: [1.2.3.4]\nconcurrency: lots\n", "concurrency", "valid integer"),
+])
+def test_invalid_field_is_named_with_the_file_and_exit_code_2(tmp_path, text, field, problem):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    result = run("collect", "--config", str(path), "--cycles", "1")
+    assert result.returncode == 2, result.stderr
+    assert str(path) in result.stderr and field in result.stderr and problem in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_yaml_syntax_error_gives_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("site: a\nminers: [1.2.3.4\n")
+    result = run("collect", "--config", str(path))
+    assert result.returncode == 2 and f"{path}: line" in result.stderr and "column" in result.stderr
+
+
+def test_bad_miner_address_is_a_config_error(tmp_path):
+    result = run("collect", "--miners", "10.0.0.1:99999", "--cycles", "1")
+    assert result.returncode == 2 and "10.0.0.1:99999" in result.stderr and "out of range" in result.stderr
+
+
+def test_secret_token_never_appears_in_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("influx: {url: 'http://x:8086', token: [hunter2-secret], org: o}\n")
+    result = run("collect", "--config", str(path))
+    assert result.returncode == 2 and "influx.token" in result.stderr
+    assert "hunter2-secret" not in result.stderr
+
+
+def test_missing_token_file_is_named(tmp_path):
+    result = run("collect", "--miners", "127.0.0.1", env={"PATH": "/usr/bin:/bin", "INFLUX_URL": "http://x:8086",
+                                                            "INFLUX_TOKEN_FILE": str(tmp_path / "nope")})
+    assert result.returncode == 2 and "token_file" in result.stderr and "nope" in result.stderr
+
+
+def test_missing_config_file_is_named(tmp_path):
+    result = run("collect", "--config", str(tmp_path / "absent.yaml"))
+    assert result.returncode == 2 and "absent.yaml" in result.stderr and "cannot read" in result.stderr

@@ -1,0 +1,136 @@
+"""Without InfluxDB the spool is the local history, and `hashfleet report` summarises it."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.support import HASHFLEET, wait_for
+
+from collector.line_protocol import parse_line
+from simulators.fleet import run_fleet
+
+
+def hashfleet(*args: str, spool: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+    env["HASHFLEET_SPOOL_DIR"] = str(spool)
+    return subprocess.run([HASHFLEET, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_collect_without_influxdb_keeps_history_that_report_summarises(tmp_path):
+    spool = tmp_path / "spool"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "site: home\n"
+        "economics: {tariff: {kind: flat, usd_per_kwh: 0.06}, opex_usd_month: 300}\n"
+        "network: {source: static, static: {difficulty: 1.5e14, height: 925000, fees_btc_per_block: 0.02,"
+        " btc_price_usd: 95000}}\n")
+    with run_fleet("a1566:1,q:1", base="127.45.0.1:0", seed=1) as fleet:
+        fleet[1].set_faults(no_answer=True)  # one miner is down the whole time
+        result = hashfleet("collect", "--config", str(config), "--miners", ",".join(fleet.addresses),
+                           "--cycles", "4", "--interval", "1", spool=spool)
+        assert result.returncode == 0, result.stderr
+        assert "keeping 168 h of local history" in result.stderr
+        served_power = fleet[0].last_served.power_w
+
+    batches = sorted((spool / "home").glob("*.lp.gz"))
+    assert len(batches) == 4  # nothing delivered anywhere, so everything is kept
+
+    report = hashfleet("report", "--config", str(config), "--since", "1h", "--json", spool=spool)
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    assert data["site"] == "home" and data["cycles"] == 4
+    by_up = sorted(data["miners"], key=lambda m: m["up_pct"])
+    assert [m["up_pct"] for m in by_up] == [0.0, 100.0]
+    assert by_up[1]["mining_pct"] == 100.0 and by_up[1]["power_avg_w"] == pytest.approx(served_power, rel=0.05)
+    # four cycles a second apart stand for four seconds of the running miner's draw
+    assert data["energy_kwh"] == pytest.approx(4 * by_up[1]["power_avg_w"] / 3.6e6, rel=0.05)
+    assert data["btc"] > 0 and data["cash_cost_per_btc"] == pytest.approx(data["cash_usd"] / data["btc"])
+
+    table = hashfleet("report", "--config", str(config), "--since", "1h", spool=spool)
+    assert table.returncode == 0 and "site totals" in table.stdout
+
+
+def test_report_without_history_says_where_it_looked(tmp_path):
+    result = hashfleet("report", "--site", "nowhere", spool=tmp_path / "empty")
+    assert result.returncode == 2 and "no local history for site 'nowhere'" in result.stderr
+
+
+def test_report_rejects_a_bad_period(tmp_path):
+    result = hashfleet("report", "--since", "yesterday", spool=tmp_path)
+    assert result.returncode == 2 and "--since 'yesterday'" in result.stderr
+
+
+def test_line_protocol_round_trips_what_influxdb_client_writes():
+    from influxdb_client import Point
+
+    line = (Point("miner").tag("site", "a b").tag("model", "AvalonMiner 15-194,x=y")
+            .field("state", 'mi"ning, x=1').field("up", 1).field("h", 1.5).time(1700000000, "s").to_line_protocol())
+    parsed = parse_line(line)
+    assert parsed.measurement == "miner" and parsed.time == 1700000000
+    assert parsed.tags == {"site": "a b", "model": "AvalonMiner 15-194,x=y"}
+    assert parsed.fields == {"state": 'mi"ning, x=1', "up": 1, "h": 1.5}
+
+
+def test_two_collectors_cannot_share_one_spool_but_report_reads_it_meanwhile(tmp_path):
+    spool = tmp_path / "spool"
+    with run_fleet("nano3s:1", base="127.45.1.1:0", seed=2) as fleet:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+        env["HASHFLEET_SPOOL_DIR"] = str(spool)
+        first = subprocess.Popen([HASHFLEET, "collect", "--miners", fleet.addresses[0], "--site", "one",
+                                  "--interval", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True)
+        try:
+            wait_for(lambda: list((spool / "one").glob("*.lp.gz")), what="a batch to be written", interval=0.05)
+            second = hashfleet("collect", "--miners", fleet.addresses[0], "--site", "one", "--cycles", "1",
+                               spool=spool)
+            assert second.returncode == 2 and "is in use by pid" in second.stderr
+            report = hashfleet("report", "--site", "one", "--json", spool=spool)
+            assert report.returncode == 0 and json.loads(report.stdout)["cycles"] >= 1
+        finally:
+            first.terminate()
+            first.wait(timeout=30)
+
+
+def test_watch_shows_the_last_hour_from_the_local_history(tmp_path):
+    spool = tmp_path / "spool"
+    with run_fleet("a1566:1", base="127.45.2.1:0", seed=3) as fleet:
+        collected = hashfleet("collect", "--miners", fleet.addresses[0], "--site", "h", "--cycles", "2",
+                              "--interval", "1", spool=spool)
+        assert collected.returncode == 0, collected.stderr
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+        env.update(HASHFLEET_SPOOL_DIR=str(spool), COLUMNS="160")
+        watched = subprocess.run([HASHFLEET, "watch", "--miners", fleet.addresses[0], "--site", "h", "--cycles", "1"],
+                                 capture_output=True, text=True, timeout=60, env=env)
+    assert watched.returncode == 0, watched.stderr
+    assert "last hour (local history, 2 cycles): up 100.0%" in watched.stdout
+
+
+def test_todays_cost_totals_survive_a_collector_restart(tmp_path):
+    spool = tmp_path / "spool"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "site: keep\n"
+        "economics: {tariff: {kind: flat, usd_per_kwh: 0.06}}\n"
+        "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n")
+
+    def last_energy_today() -> float:
+        from collector.line_protocol import parse_line
+        from collector.sinks.spool import list_batches
+
+        newest = list_batches(spool / "keep")[-1]
+        site = [p for p in map(parse_line, newest.read()) if p.measurement == "cost" and p.tags["scope"] == "site"]
+        return site[0].fields["energy_kwh_today"]
+
+    with run_fleet("a1566:1", base="127.45.3.1:0", seed=5) as fleet:
+        for _ in range(2):  # two runs of the service, three cycles each
+            run = hashfleet("collect", "--config", str(config), "--miners", fleet.addresses[0], "--cycles", "3",
+                            "--interval", "1", spool=spool)
+            assert run.returncode == 0, run.stderr
+            if _ == 0:
+                after_first = last_energy_today()
+    assert (spool / "keep" / "cost-totals.json").exists()
+    after_second = last_energy_today()
+    assert after_first > 0
+    assert after_second > after_first * 1.5  # carried on from the first run, not started over

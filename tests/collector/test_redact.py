@@ -1,0 +1,162 @@
+"""Credentials in URLs (`http://user:secret@host`) never appear in a log line, an error or an exception:
+every message path that names a URL, exercised through the real CLI (its stderr is its log)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from tests.servers.ports import free_port
+from tests.support import HASHFLEET
+
+from collector.redact import RedactingFilter, redact, redact_url
+
+SECRET = "s3cr3t-pw"
+CREDENTIALS = f"user:{SECRET}@"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    (f"http://{CREDENTIALS}influxdb:8086", "http://***@influxdb:8086"),
+    (f"https://{CREDENTIALS}h/api/v1/prices?x=1", "https://***@h/api/v1/prices?x=1"),
+    (f"http://user:{SECRET}@with-at@h:1/", "http://***@h:1/"),  # an unescaped '@' in the password
+    (f"http://user:{SECRET}/x@h/", "http://***@h/"),  # an unescaped '/' in the password
+    (f"{CREDENTIALS}broker", "***@broker"),
+    ("http://influxdb:8086/write", "http://influxdb:8086/write"),
+    ("https://h/a?mail=a@b.c", "https://h/a?mail=a@b.c"),
+])
+def test_redact_url(url, shown):
+    assert redact_url(url) == shown
+    if "://" in url:  # in free text only a URL with a scheme is recognisable
+        assert SECRET not in redact(f"fetch from {url} failed") and SECRET not in redact(f"for url '{url}'")
+
+
+def test_the_log_filter_redacts_messages_and_their_arguments():
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "fetch from %s failed: %s", (
+        f"http://{CREDENTIALS}h/x", f"Client error for url 'http://{CREDENTIALS}h/x'"), None)
+    assert RedactingFilter().filter(record)
+    assert SECRET not in record.getMessage() and record.getMessage().count("http://***@h/x") == 2
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "MQTT_", "GRAFANA_"))}
+    return subprocess.run([HASHFLEET, *args], capture_output=True, text=True, timeout=90, env={**environ, **(env or {})})
+
+
+def assert_hidden(result: subprocess.CompletedProcess, *expected: str) -> None:
+    output = result.stdout + result.stderr
+    assert SECRET not in output, output
+    for text in expected:
+        assert text in output, output
+
+
+# --- InfluxDB ------------------------------------------------------------------------------------
+
+
+def test_influxdb_unreachable(tmp_path):
+    url = f"http://{CREDENTIALS}127.0.0.1:{free_port()}"
+    result = run("collect", "--miners", "127.0.0.1:1", "--cycles", "1", env={"INFLUX_URL": url, "INFLUX_TOKEN": "t"})
+    assert result.returncode == 0, result.stderr
+    assert_hidden(result, "InfluxDB at http://***@127.0.0.1", "unreachable")
+
+
+def test_influxdb_refusing_the_write(influxdb, influx_bucket):
+    url = influxdb.url.replace("://", f"://{CREDENTIALS}")
+    result = run("collect", "--miners", "127.0.0.1:1", "--cycles", "1",
+                 env={"INFLUX_URL": url, "INFLUX_TOKEN": "not-the-token", "INFLUX_ORG": influxdb.org,
+                      "INFLUX_BUCKET": influx_bucket})
+    assert result.returncode == 0, result.stderr
+    assert_hidden(result, "InfluxDB at http://***@", "refused a write", "HTTP 401")
+
+
+def test_influx_url_refused_by_the_config():
+    result = run("collect", "--miners", "127.0.0.1:1", env={"INFLUX_URL": f"ftp://{CREDENTIALS}influxdb:8086"})
+    assert result.returncode == 2
+    assert_hidden(result, "influx.url", "ftp://***@influxdb:8086")
+
+
+# --- network APIs --------------------------------------------------------------------------------
+
+
+class _NotFound(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def not_found() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_network_api_failures(tmp_path, not_found):
+    closed = f"127.0.0.1:{free_port()}"
+    path = tmp_path / "c.yaml"
+    path.write_text(f"""
+miners: ["127.0.0.1:1"]
+economics: {{tariff: {{kind: flat, usd_per_kwh: 0.05}}}}
+network:
+  source: http
+  timeout_s: 2
+  difficulty_url: http://{CREDENTIALS}{not_found}/api/v1/mining/hashrate/3d
+  height_url: http://{CREDENTIALS}{closed}/api/blocks/tip/height
+  fees_url: http://{CREDENTIALS}{not_found}/api/v1/mining/blocks/fees/24h
+  price_url: https://{CREDENTIALS}{closed}/api/v1/prices
+""")
+    result = run("collect", "--config", str(path), "--cycles", "1")
+    assert result.returncode == 0, result.stderr
+    assert_hidden(result, f"fetch from http://***@{not_found}/api/v1/mining/hashrate/3d failed (HTTPStatusError",
+                  "404 Not Found", f"fetch from http://***@{closed}/api/blocks/tip/height failed (ConnectError",
+                  "no cost figures this cycle")
+
+
+def test_network_url_refused_by_the_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"""
+miners: ["127.0.0.1:1"]
+economics: {{tariff: {{kind: flat, usd_per_kwh: 0.05}}}}
+network: {{source: http, price_url: "{CREDENTIALS}prices.example/api"}}
+""")
+    result = run("collect", "--config", str(path))
+    assert result.returncode == 2
+    assert_hidden(result, "network.price_url", "must be an http(s) URL", "***@prices.example/api")
+
+
+# --- MQTT ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", [f"{CREDENTIALS}127.0.0.1", f"mqtt://{CREDENTIALS}127.0.0.1"])
+def test_mqtt_host_with_credentials_is_refused_without_echoing_them(host):
+    result = run("collect", "--miners", "127.0.0.1:1", env={"MQTT_HOST": host})
+    assert result.returncode == 2
+    assert_hidden(result, "mqtt.host", "without scheme, credentials or path", "MQTT_PASSWORD")
+
+
+# --- grafana push --------------------------------------------------------------------------------
+
+
+def test_grafana_unreachable():
+    url = f"http://{CREDENTIALS}127.0.0.1:{free_port()}/grafana"
+    result = run("grafana", "push", "--url", url, "--token", "t", "--influx-url", "http://influxdb:8086")
+    assert result.returncode == 1
+    assert_hidden(result, "Grafana at http://***@127.0.0.1", "unreachable")
+
+
+@pytest.mark.parametrize("url", [f"ftp://{CREDENTIALS}grafana:3000", f"http://{CREDENTIALS}grafana:port/"])
+def test_grafana_url_refused(url):
+    result = run("grafana", "push", "--url", url, "--token", "t", "--influx-url", "http://influxdb:8086")
+    assert result.returncode == 2
+    assert_hidden(result, "***@grafana")

@@ -1,0 +1,46 @@
+"""--shard K/N: N collectors split one fleet with no overlap and no gaps."""
+
+import os
+import subprocess
+
+import pytest
+from tests.support import HASHFLEET
+
+from collector.sources.targets import Target, in_shard
+from models import CollectorConfig
+from simulators.fleet import run_fleet
+
+
+def test_every_address_has_exactly_one_shard():
+    targets = [Target(f"10.{i // 250}.{i % 250}.1", 4028 + i % 3) for i in range(3000)]
+    owners = [[k for k in range(1, 4) if in_shard(t, (k, 3))] for t in targets]
+    assert all(len(o) == 1 for o in owners)
+    sizes = [sum(o == [k] for o in owners) for k in range(1, 4)]
+    assert min(sizes) > 800  # roughly even
+
+
+@pytest.mark.parametrize("bad", ["0/3", "4/3", "1/0", "a/b", "3"])
+def test_bad_shard_is_a_config_error(bad):
+    with pytest.raises(ValueError, match="shard"):
+        CollectorConfig(shard=bad)
+
+
+def test_three_shards_write_each_miner_exactly_once_per_cycle(influxdb, influx_bucket, tmp_path):
+    env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_ORG": influxdb.org, "INFLUX_BUCKET": influx_bucket,
+           "INFLUX_TOKEN": influxdb.token, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+    with run_fleet("a1246:12,q:6,nano3s:6", base="127.48.0.1", seed=8) as fleet:
+        macs = {m.mac.upper() for m in fleet}
+        shards = [subprocess.Popen([HASHFLEET, "collect", "--miners", "127.48.0.0/27", "--site", "big",
+                                    "--shard", f"{k}/3", "--cycles", "2", "--interval", "1"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                  for k in (1, 2, 3)]
+        for proc in shards:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+    counts = {r["miner"].replace(":", ""): r["count"]
+              for r in influxdb.query("SELECT count(up) FROM miner GROUP BY miner", influx_bucket)}
+    assert set(counts) == macs  # no gaps
+    assert set(counts.values()) == {2}  # no overlap: once per cycle, two cycles
+    health = influxdb.query("SELECT sum(miners_polled) FROM collector GROUP BY collector_shard", influx_bucket)
+    assert sorted(r["collector_shard"] for r in health) == ["1/3", "2/3", "3/3"]
+    assert sum(r["sum"] for r in health) == 2 * len(macs)

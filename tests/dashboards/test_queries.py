@@ -1,0 +1,308 @@
+"""Every dashboard panel, variable and alert query, run on the real InfluxDB after the real collector
+filled it from simulated miners, with Grafana's macros expanded as Grafana does.
+
+The data: two collector runs (sites `cheap` at $0.02/kWh and `dear` at $0.30/kWh) poll one simulated
+fleet in which one miner does not answer, one overheats (throttled), one lost a hashboard and one
+is soft-off. Network values come over HTTP from a local stub serving tests/data/network/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from dashboards import alerts
+from simulators.fleet import run_fleet
+
+try:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from tests.support import HASHFLEET
+    from tests.dashboards.test_grafana_macros import ALL, Variable, expand
+except ModuleNotFoundError as exc:  # tests/ became a package
+    if exc.name not in ("support", "test_grafana_macros"):
+        raise
+    from .support import HASHFLEET
+    from .test_grafana_macros import ALL, Variable, expand
+
+from tests.support import REPO as ROOT
+DASHBOARDS = sorted((ROOT / "dashboards" / "json").glob("*.json"))
+NETWORK_DATA = ROOT / "tests" / "data" / "network"
+NETWORK_ROUTES = {
+    "/api/v1/mining/hashrate/3d": "mempool-space_api-v1-mining-hashrate-3d.json",
+    "/api/blocks/tip/height": "mempool-space_api-blocks-tip-height.txt",
+    "/api/v1/mining/blocks/fees/24h": "mempool-space_api-v1-mining-blocks-fees-24h.json",
+    "/api/v1/prices": "mempool-space_api-v1-prices.json",
+}
+FLEET = "a1246:2,a1566:2,a1466:1,q:1,nano3s:1"
+OFFLINE, THROTTLED, BOARD_LOST, SOFT_OFF = 1, 2, 3, 5
+SITES = {"cheap": 0.02, "dear": 0.30}
+INTERVAL = "10s"  # what Grafana sends for $__interval: the panels' minimum interval
+
+
+class _NetworkApi(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        name = NETWORK_ROUTES.get(self.path)
+        if name is None:
+            self.send_error(404)
+            return
+        body = (NETWORK_DATA / name).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@dataclass
+class Site:
+    """What the dashboards are run against: the database and what the simulators served."""
+
+    database: str
+    miners: list[str]  # miner ids as the collector wrote them, by fleet index
+    truth: dict[str, object]  # miner id -> the simulator's last served snapshot (answering miners)
+    sites: list[str]
+
+
+def _site_config(path: Path, site: str, usd_per_kwh: float, api: str) -> Path:
+    path.write_text(
+        f"site: {site}\n"
+        "interval_s: 1\n"
+        f"economics: {{tariff: {{kind: flat, usd_per_kwh: {usd_per_kwh}}}, pue: 1.1, opex_usd_month: 150,\n"
+        "  capex_by_model: {'AvalonMiner 15-194': {price_usd: 3500, life_months: 36}}}\n"
+        "network:\n"
+        "  source: http\n"
+        f"  difficulty_url: {api}/api/v1/mining/hashrate/3d\n"
+        f"  height_url: {api}/api/blocks/tip/height\n"
+        f"  fees_url: {api}/api/v1/mining/blocks/fees/24h\n"
+        f"  price_url: {api}/api/v1/prices\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def filled(influxdb, tmp_path_factory) -> Iterator[Site]:
+    database = f"t_dashboards_{uuid.uuid4().hex[:8]}"
+    influxdb.ensure_running()
+    influxdb.create_database(database)
+    api = ThreadingHTTPServer(("127.0.0.1", 0), _NetworkApi)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{api.server_address[1]}"
+    env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_ORG": influxdb.org, "INFLUX_BUCKET": database,
+           "INFLUX_TOKEN": influxdb.token}
+    work = tmp_path_factory.mktemp("dashboards")
+    try:
+        with run_fleet(FLEET, base="127.60.0.1:0", seed=7) as fleet:
+            fleet[OFFLINE].set_faults(no_answer=True)
+            fleet[THROTTLED].set_faults(overheat="throttle")
+            fleet[BOARD_LOST].set_faults(dead_boards={1})
+            fleet[SOFT_OFF].set_soft_off(True)
+            runs = [subprocess.Popen(
+                [HASHFLEET, "collect", "--config", str(_site_config(work / f"{site}.yaml", site, price, base)),
+                 "--miners", ",".join(fleet.addresses), "--cycles", "3"],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for site, price in SITES.items()]
+            for run in runs:
+                _, stderr = run.communicate(timeout=120)
+                assert run.returncode == 0, stderr
+            ids = [m.address if i == OFFLINE else m.mac.upper() for i, m in enumerate(fleet)]
+            ids = [_written_id(influxdb, database, i) for i in ids]
+            truth = {ids[i]: m.last_served for i, m in enumerate(fleet) if i != OFFLINE}
+        yield Site(database, ids, truth, sorted(SITES))
+    finally:
+        api.shutdown()
+        api.server_close()
+        if influxdb.is_running:
+            influxdb.drop_database(database)
+
+
+def _written_id(influxdb, database: str, wanted: str) -> str:
+    """The id as stored: MACs are written with colons, whatever the simulator's spelling."""
+    rows = influxdb.query('SHOW TAG VALUES FROM "miner" WITH KEY = "miner"', database)
+    for row in rows:
+        if row["value"].replace(":", "").upper() == wanted.replace(":", "").upper():
+            return row["value"]
+    raise AssertionError(f"miner {wanted} not in {[r['value'] for r in rows]}")
+
+
+def _variables(site: Site) -> dict[str, Variable]:
+    healthy = site.miners[0]
+    return {"site": Variable(ALL, multi=True, include_all=True, options=site.sites), "miner": Variable(healthy)}
+
+
+def _targets() -> list[pytest.param]:
+    params = []
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                name = f"{path.stem}:{panel['id']}:{panel['title']}:{target['refId']}"
+                params.append(pytest.param(target["query"], id=name))
+        for variable in board["templating"]["list"]:
+            if variable["type"] == "query":
+                params.append(pytest.param(variable["query"], id=f"{path.stem}:${variable['name']}"))
+    return params
+
+
+@pytest.mark.parametrize("query", _targets())
+def test_every_panel_and_variable_query_returns_rows(influxdb, filled: Site, query: str):
+    text = expand(query, _variables(filled), range_="1h", interval=INTERVAL)
+    assert not re.search(r"\$(\w|\{)|\[\[", text), f"unexpanded macro in {text}"
+    rows = influxdb.query(text, filled.database)
+    assert rows, f"no rows for {text}"
+    if 'FROM "cost"' in text:  # a cost field the collector does not write (per miner: a subset) is a null column
+        empty = [column for column in rows[0] if all(row.get(column) is None for row in rows)]
+        assert not empty, f"columns {empty} are null in every row of {text}"
+
+
+def _run(influxdb, data: Site, dashboard: str, title: str, ref: str = "A", **variables: Variable) -> list[dict]:
+    board = json.loads((ROOT / "dashboards" / "json" / f"{dashboard}.json").read_text())
+    panel = next(p for p in board["panels"] if p["title"] == title)
+    target = next(t for t in panel["targets"] if t["refId"] == ref)
+    return influxdb.query(expand(target["query"], {**_variables(data), **variables}, range_="1h",
+                                 interval=INTERVAL), data.database)
+
+
+def test_fleet_hashrate_is_the_sum_of_what_the_answering_miners_hash(influxdb, filled: Site):
+    one_site = Variable("cheap", multi=True, include_all=True, options=filled.sites)
+    rows = _run(influxdb, filled, "fleet-overview", "Hashrate", site=one_site)
+    served = sum(s.hashrate_ths for s in filled.truth.values())
+    assert rows[-1]["hashrate"] == pytest.approx(served, rel=0.05)
+
+
+def test_miners_answering_counts_the_offline_miner_out(influxdb, filled: Site):
+    one_site = Variable("cheap", multi=True, include_all=True, options=filled.sites)
+    rows = _run(influxdb, filled, "fleet-overview", "Miners answering", site=one_site)
+    assert (rows[-1]["answering"], rows[-1]["polled"]) == (6, 7)
+
+
+def test_offline_table_lists_exactly_the_miner_that_does_not_answer(influxdb, filled: Site):
+    rows = _run(influxdb, filled, "fleet-overview", "Offline miners")
+    assert {r["miner"] for r in rows} == {filled.miners[OFFLINE]}
+    assert all("connection refused" in r["error"] for r in rows)
+
+
+def test_miner_detail_follows_the_miner_variable_even_for_a_host_port_id(influxdb, filled: Site):
+    offline = Variable(filled.miners[OFFLINE])  # "127.60.0.1:PORT": dots must be regex-escaped
+    rows = _run(influxdb, filled, "miner-detail", "State", miner=offline)
+    assert [r["state"] for r in rows] == ["offline"]
+    hot = Variable(filled.miners[THROTTLED])
+    boards = _run(influxdb, filled, "miner-detail", "Board temperatures", miner=hot)
+    assert {r["board"] for r in boards} == {"0", "1", "2"}
+
+
+def test_economics_cost_per_btc_is_higher_where_power_is_dearer(influxdb, filled: Site):
+    rows = _run(influxdb, filled, "economics", "All-in cost per BTC")
+    by_site = {}
+    for row in rows:
+        by_site[row["site"]] = row["all-in"]
+    assert by_site["dear"] > by_site["cheap"] > 0
+
+
+# --- alert rules --------------------------------------------------------------------------------
+
+
+def _series(influxdb, database: str, text: str) -> dict[frozenset, list[float]]:
+    """Each series of a query as Grafana's alerting sees it: labels (the GROUP BY tags) -> values."""
+    raw = influxdb.query_raw(text, database)
+    out: dict[frozenset, list[float]] = {}
+    for statement in raw.get("results", []):
+        for series in statement.get("series", []):
+            labels = frozenset((series.get("tags") or {}).items())
+            out[labels] = [row[1] for row in series["values"] if row[1] is not None]
+    return out
+
+
+def _evaluate(influxdb, database: str, rule: dict, now_ms: int) -> set[frozenset]:
+    """A small model of Grafana's server-side expressions (reduce, math `$X / $Y`, threshold)."""
+    results: dict[str, dict[frozenset, object]] = {}
+    for step in rule["data"]:
+        model, ref = step["model"], step["refId"]
+        if step["datasourceUid"] != alerts.EXPRESSION:
+            start = now_ms - step["relativeTimeRange"]["from"] * 1000
+            results[ref] = _series(influxdb, database, expand(model["query"], range_=(start, now_ms)))
+        elif model["type"] == "reduce":
+            reduce = {"last": lambda v: v[-1], "max": max, "mean": lambda v: sum(v) / len(v)}[model["reducer"]]
+            results[ref] = {k: reduce(v) for k, v in results[model["expression"]].items() if v}
+        elif model["type"] == "math":
+            left, right = (name.strip().lstrip("$") for name in model["expression"].split("/"))
+            results[ref] = {k: v / results[right][k] for k, v in results[left].items() if k in results[right]}
+        elif model["type"] == "threshold":
+            evaluator = model["conditions"][0]["evaluator"]
+            limit = evaluator["params"][0]
+            test = {"gt": lambda v: v > limit, "lt": lambda v: v < limit}[evaluator["type"]]
+            results[ref] = {k: test(v) for k, v in results[model["expression"]].items()}
+        else:
+            raise AssertionError(f"expression type {model['type']} not modelled here")
+    return {labels for labels, firing in results[rule["condition"]].items() if firing}
+
+
+def _provisioned_rules() -> dict[str, dict]:
+    import yaml
+
+    path = ROOT / "deploy" / "grafana" / "provisioning" / "alerting" / "hashfleet-rules.yaml"
+    groups = yaml.safe_load(path.read_text())["groups"]
+    return {rule["uid"]: rule for group in groups for rule in group["rules"]}
+
+
+def _fires(influxdb, site: Site, uid: str) -> set[tuple[str, ...]]:
+    fired = _evaluate(influxdb, site.database, _provisioned_rules()[uid], int(time.time() * 1000) + 1000)
+    return {tuple(sorted(dict(labels).get(k, "") for k in ("miner",))) + (dict(labels)["site"],)
+            for labels in fired}
+
+
+def test_offline_alert_fires_for_the_silent_miner_at_each_site(influxdb, filled: Site):
+    silent = filled.miners[OFFLINE]
+    assert _fires(influxdb, filled, "hashfleet-miner-offline") == {(silent, "cheap"), (silent, "dear")}
+
+
+def test_hot_chip_alert_fires_only_for_the_overheating_miner(influxdb, filled: Site):
+    hot = filled.miners[THROTTLED]
+    assert filled.truth[hot].temp_chip_max_c > alerts.CHIP_TEMP_ALERT_C
+    assert _fires(influxdb, filled, "hashfleet-chip-hot") == {(hot, "cheap"), (hot, "dear")}
+
+
+def test_low_hashrate_alert_fires_for_the_throttled_and_the_broken_miner_not_the_sleeping_one(
+        influxdb, filled: Site):
+    slow = {filled.miners[THROTTLED], filled.miners[BOARD_LOST]}
+    assert _fires(influxdb, filled, "hashfleet-hashrate-low") == {(m, s) for m in slow for s in SITES}
+
+
+def test_cost_alert_fires_only_where_a_coin_costs_more_than_it_sells_for(influxdb, filled: Site):
+    assert _fires(influxdb, filled, "hashfleet-cost-above-price") == {("", "dear")}
+
+
+def test_every_alert_query_returns_rows(influxdb, filled: Site):
+    now_ms = int(time.time() * 1000) + 1000
+    for uid, rule in _provisioned_rules().items():
+        for step in rule["data"]:
+            if step["datasourceUid"] == alerts.EXPRESSION:
+                continue
+            assert step["datasourceUid"] == "hashfleet-influxdb", uid
+            start = now_ms - step["relativeTimeRange"]["from"] * 1000
+            text = expand(step["model"]["query"], range_=(start, now_ms))
+            assert influxdb.query(text, filled.database), f"{uid} {step['refId']}: no rows for {text}"
+
+
+def test_cost_by_model_inputs_join_on_miner(influxdb, filled: Site):
+    # The panel joins per-miner cost (query A) with each miner's model (query B) on `miner`, then sums
+    # per model: each identified miner has exactly one model; only the never-identified one has none.
+    costs = _run(influxdb, filled, "economics", "Cost per BTC by model", "A")
+    rows = _run(influxdb, filled, "economics", "Cost per BTC by model", "B")
+    models = {r["miner"]: r["model"] for r in rows}
+    assert len(models) == len(rows), "a miner with two models would be counted twice by the join"
+    assert {r["miner"] for r in costs} - set(models) == {filled.miners[OFFLINE]}
+    per_model: dict[str, float] = {}
+    for row in costs:
+        model = models.get(row["miner"], "")
+        per_model[model] = per_model.get(model, 0.0) + row["btc"]
+    assert len(per_model) == 6 and per_model[""] == 0 and all(btc >= 0 for btc in per_model.values())
