@@ -23,7 +23,7 @@ RUN pip install . \
 # which takes this directory's owner on first use.
 ENV HASHFLEET_SPOOL_DIR=/var/lib/hashfleet/spool
 
-# The compose healthcheck of the collector (standard library only).
+# The compose healthcheck of the collector (it reads the schema from the installed models package).
 COPY --chmod=0644 deploy/collector/healthcheck.py /usr/local/lib/hashfleet/healthcheck.py
 # The compose stack's collector config, baked in (no bind mount: host umask and SELinux labels do not
 # matter). After editing it: docker compose up -d --build collector.

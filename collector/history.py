@@ -15,6 +15,7 @@ from statistics import median
 
 from collector.line_protocol import Line, LineProtocolError, parse_line
 from collector.sinks.spool import list_batches
+from models import schema
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,9 @@ def _intervals(times: list[int]) -> dict[int, float]:
 
 
 def build(site: str, lines: list[Line], start: int, end: int) -> Report:
-    miner_points = [p for p in lines if p.measurement == "miner" and p.tags.get("site") == site
+    miner_points = [p for p in lines if p.measurement == schema.MINER.name and p.tags.get("site") == site
                     and start <= p.time <= end]
-    cost_points = [p for p in lines if p.measurement == "cost" and p.tags.get("scope") == "site"
+    cost_points = [p for p in lines if p.measurement == schema.COST.name and p.tags.get("scope") == "site"
                    and p.tags.get("site") == site and start <= p.time <= end]
     times = sorted({p.time for p in miner_points})
     weight = _intervals(times)

@@ -17,6 +17,7 @@ from dashboards.common import DATASOURCE, DATASOURCE_UID
 from dashboards.influxql import InfluxQL
 from models.economics import CostScope
 from models.sample import MinerState
+from models import schema
 
 FOLDER = "hashfleet"  # folder title, shared with the provisioned dashboards
 GROUP = "hashfleet"
@@ -61,7 +62,7 @@ def rules() -> list[alerting.Rule]:
               "Miner {{ $labels.miner }} at {{ $labels.site }} has not answered for 2 minutes.", "warning", "2m")
         .condition("C").no_data_state("NoData")
         .queries([
-            _influxql("A", 'SELECT last("up") AS "up" FROM "miner" WHERE $timeFilter GROUP BY "site", "miner"', 300),
+            _influxql("A", f'SELECT last("up") AS "up" FROM "{schema.MINER}" WHERE $timeFilter GROUP BY "site", "miner"', 300),
             _reduce("B", "A"),
             _threshold("C", "B", "lt", 1),
         ]),
@@ -70,7 +71,7 @@ def rules() -> list[alerting.Rule]:
               "critical", "5m")
         .condition("C").no_data_state("OK")
         .queries([
-            _influxql("A", 'SELECT max("temp_chip_max_c") AS "chip" FROM "miner" WHERE $timeFilter '
+            _influxql("A", f'SELECT max("temp_chip_max_c") AS "chip" FROM "{schema.MINER}" WHERE $timeFilter '
                            'GROUP BY "site", "miner"', 300),
             _reduce("B", "A", "max"),
             _threshold("C", "B", "gt", CHIP_TEMP_ALERT_C),
@@ -80,7 +81,7 @@ def rules() -> list[alerting.Rule]:
               f"{HASHRATE_SHARE_ALERT:.0%} of its expected hashrate.", "warning", "15m")
         .condition("C").no_data_state("OK")
         .queries([
-            _influxql("A", 'SELECT mean("hashrate_ths") / mean("expected_hashrate_ths") AS "share" FROM "miner" '
+            _influxql("A", f'SELECT mean("hashrate_ths") / mean("expected_hashrate_ths") AS "share" FROM "{schema.MINER}" '
                            f'WHERE "state" = \'{mining}\' AND $timeFilter GROUP BY "site", "miner"', 900),
             _reduce("B", "A"),
             _threshold("C", "B", "lt", HASHRATE_SHARE_ALERT),
@@ -89,9 +90,9 @@ def rules() -> list[alerting.Rule]:
               "Site {{ $labels.site }}: a mined bitcoin costs more (all-in) than it sells for.", "warning", "30m")
         .condition("F").no_data_state("OK")
         .queries([
-            _influxql("A", 'SELECT last("all_in_cost_per_btc") AS "cost" FROM "cost" '
+            _influxql("A", f'SELECT last("all_in_cost_per_btc") AS "cost" FROM "{schema.COST}" '
                            f'WHERE "scope" = \'{site_scope}\' AND $timeFilter GROUP BY "site"', 900),
-            _influxql("B", 'SELECT last("btc_price_usd") AS "price" FROM "network" WHERE $timeFilter '
+            _influxql("B", f'SELECT last("btc_price_usd") AS "price" FROM "{schema.NETWORK}" WHERE $timeFilter '
                            'GROUP BY "site"', 900),
             _reduce("C", "A"),
             _reduce("D", "B"),

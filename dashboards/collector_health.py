@@ -8,6 +8,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from dashboards.common import (
     BUCKET, SITE, finish, new_dashboard, query, site_variable, stat_panel, thresholds, timeseries_panel,
 )
+from models import schema
 
 UID = "hashfleet-collector"
 TITLE = "Collector health"
@@ -20,12 +21,12 @@ AGE_STEPS = thresholds((None, "green"), (900, "orange"))
 
 def _collector(fields: dict[str, str], aggregate: str = "mean") -> str:
     selected = ", ".join(f'{aggregate}("{field}") AS "{name}"' for name, field in fields.items())
-    return f'SELECT {selected} FROM "collector" WHERE {WHERE} {BUCKET}, "site" fill(none)'
+    return f'SELECT {selected} FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site" fill(none)'
 
 
 NETWORK_AGES = (
     'SELECT max("difficulty_age_s") AS "difficulty", max("height_age_s") AS "height", max("fees_age_s") AS "fees", '
-    f'max("btc_price_age_s") AS "BTC price" FROM "network" WHERE {WHERE} {BUCKET}, "site" fill(none)'
+    f'max("btc_price_age_s") AS "BTC price" FROM "{schema.NETWORK}" WHERE {WHERE} {BUCKET}, "site" fill(none)'
 )
 
 
@@ -50,7 +51,7 @@ def build() -> model.Dashboard:
                                description="Points waiting on disk because InfluxDB did not take them yet."))
         .with_panel(stat_panel(
             "Network data stale",
-            [query(f'SELECT max("stale") AS "stale" FROM "network" WHERE {WHERE} {BUCKET}, "site" fill(none)',
+            [query(f'SELECT max("stale") AS "stale" FROM "{schema.NETWORK}" WHERE {WHERE} {BUCKET}, "site" fill(none)',
                    alias="$tag_site")],
             "bool_yes_no", steps=thresholds((None, "green"), (1, "orange")),
             description="Yes: difficulty, fees or BTC price is older than its max age (or a static stand-in)."))
@@ -73,7 +74,7 @@ def build() -> model.Dashboard:
             "none", fill=20, minimum=0).thresholds(SPOOL_STEPS))
         .with_panel(timeseries_panel(
             "Cycles per interval",
-            [query(f'SELECT count("poll_duration_s") AS "cycles" FROM "collector" WHERE {WHERE} {BUCKET}, "site" '
+            [query(f'SELECT count("poll_duration_s") AS "cycles" FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site" '
                    'fill(0)', alias="$tag_site")],
             "none", fill=0, minimum=0, description="A dip means cycles were skipped (overrun or collector down)."))
         .with_panel(timeseries_panel(

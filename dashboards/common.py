@@ -16,6 +16,7 @@ from grafana_foundation_sdk.models.piechart import PieChartLabels
 from dashboards.influxql import InfluxQL
 from models.economics import CostScope
 from models.sample import MinerState
+from models import schema
 
 # The provisioned data source (deploy/grafana/provisioning/datasources/hashfleet.yaml); `hashfleet
 # grafana push` creates the same uid on a site's own Grafana.
@@ -52,7 +53,7 @@ def per_miner_sum(fields: dict[str, str], *, where: str = SITE, by: str = "") ->
     outer = ", ".join(f'sum("{name}") AS "{name}"' for name in fields)
     tags = ', "miner"' + (f', "{by}"' if by else "")
     split = f', "{by}"' if by else ""
-    return (f'SELECT {outer} FROM (SELECT {inner} FROM "miner" WHERE {where} AND $timeFilter '
+    return (f'SELECT {outer} FROM (SELECT {inner} FROM "{schema.MINER}" WHERE {where} AND $timeFilter '
             f'{BUCKET}{tags} fill(none)) WHERE $timeFilter {BUCKET}{split} fill(none)')
 
 
@@ -183,7 +184,7 @@ def transform(kind: str, options: dict[str, object]) -> model.DataTransformerCon
 
 def site_variable() -> dash.QueryVariable:
     return (dash.QueryVariable("site").label("Site").datasource(DATASOURCE)
-            .query('SHOW TAG VALUES FROM "miner" WITH KEY = "site"')
+            .query(f'SHOW TAG VALUES FROM "{schema.MINER}" WITH KEY = "site"')
             .multi(True).include_all(True)
             .current(model.VariableOption(selected=True, text="All", value="$__all"))
             .refresh(model.VariableRefresh.ON_DASHBOARD_LOAD).sort(model.VariableSort.ALPHABETICAL_ASC))
@@ -192,7 +193,7 @@ def site_variable() -> dash.QueryVariable:
 def miner_variable() -> dash.QueryVariable:
     return (dash.QueryVariable("miner").label("Miner").datasource(DATASOURCE)
             .description("Miner id: the MAC when the miner reports one, else host:port")
-            .query(f'SHOW TAG VALUES FROM "miner" WITH KEY = "miner" WHERE {SITE}')
+            .query(f'SHOW TAG VALUES FROM "{schema.MINER}" WITH KEY = "miner" WHERE {SITE}')
             .multi(False).include_all(False)
             .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(model.VariableSort.ALPHABETICAL_ASC))
 

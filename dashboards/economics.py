@@ -14,6 +14,7 @@ from dashboards.common import (
     BUCKET, MINER_COST, SITE, SITE_COST, finish, new_dashboard, query, site_variable, stat_panel, table_panel,
     thresholds, timeseries_panel, transform,
 )
+from models import schema
 
 UID = "hashfleet-economics"
 TITLE = "Economics"
@@ -24,15 +25,15 @@ MARGIN_STEPS = thresholds((None, "red"), (0, "yellow"), (20, "green"))
 def _site_series(fields: dict[str, str], *, by_site: bool = True) -> str:
     selected = ", ".join(f'mean("{field}") AS "{name}"' for name, field in fields.items())
     split = ', "site"' if by_site else ""
-    return f'SELECT {selected} FROM "cost" WHERE {SITE_COST} AND $timeFilter {BUCKET}{split} fill(none)'
+    return f'SELECT {selected} FROM "{schema.COST}" WHERE {SITE_COST} AND $timeFilter {BUCKET}{split} fill(none)'
 
 
 def _latest(fields: dict[str, str]) -> str:
     selected = ", ".join(f'last("{field}") AS "{name}"' for name, field in fields.items())
-    return f'SELECT {selected} FROM "cost" WHERE {SITE_COST} AND $timeFilter GROUP BY "site"'
+    return f'SELECT {selected} FROM "{schema.COST}" WHERE {SITE_COST} AND $timeFilter GROUP BY "site"'
 
 
-BTC_PRICE = (f'SELECT mean("btc_price_usd") AS "BTC price" FROM "network" WHERE {SITE} AND $timeFilter '
+BTC_PRICE = (f'SELECT mean("btc_price_usd") AS "BTC price" FROM "{schema.NETWORK}" WHERE {SITE} AND $timeFilter '
              f'{BUCKET} fill(none)')
 
 # Cost per BTC by model: per-miner $/day and BTC/day from `cost` (scope miner), joined on `miner` with
@@ -41,10 +42,10 @@ BTC_PRICE = (f'SELECT mean("btc_price_usd") AS "BTC price" FROM "network" WHERE 
 BY_MODEL_COST = (
     'SELECT last("energy_usd_day") + last("demand_usd_day") - last("curtailment_credit_usd_day") AS "energy", '
     'last("opex_usd_day") AS "opex", last("depreciation_usd_day") AS "depreciation", '
-    f'last("btc_per_day_net") AS "btc" FROM "cost" WHERE {MINER_COST} AND $timeFilter GROUP BY "miner"'
+    f'last("btc_per_day_net") AS "btc" FROM "{schema.COST}" WHERE {MINER_COST} AND $timeFilter GROUP BY "miner"'
 )
 # A miner's model from any of its points that carry one (offline points carry none).
-BY_MODEL_MINER = (f'SELECT last("up") AS "up" FROM "miner" WHERE {SITE} AND "model" != \'\' AND $timeFilter '
+BY_MODEL_MINER = (f'SELECT last("up") AS "up" FROM "{schema.MINER}" WHERE {SITE} AND "model" != \'\' AND $timeFilter '
                   'GROUP BY "miner", "model"')
 
 

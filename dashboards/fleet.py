@@ -9,36 +9,37 @@ from dashboards.common import (
     BUCKET, SITE, SITE_COST, bar_gauge_panel, finish, miner_detail_link, new_dashboard, per_miner_sum, pie_panel,
     query, site_variable, stat_panel, table_panel, thresholds, timeseries_panel, transform,
 )
+from models import schema
 
 UID = "hashfleet-fleet"
 TITLE = "Fleet overview"
 
 EFFICIENCY = (
     'SELECT sum("power") / sum("hashrate") AS "efficiency" FROM (SELECT mean("power_w") AS "power", '
-    f'mean("hashrate_ths") AS "hashrate" FROM "miner" WHERE {SITE} AND $timeFilter {BUCKET}, "miner" fill(none)) '
+    f'mean("hashrate_ths") AS "hashrate" FROM "{schema.MINER}" WHERE {SITE} AND $timeFilter {BUCKET}, "miner" fill(none)) '
     f'WHERE $timeFilter {BUCKET} fill(none)'
 )
 MINERS_UP = (
-    'SELECT sum("up") AS "answering", count("up") AS "polled" FROM (SELECT last("up") AS "up" FROM "miner" '
+    f'SELECT sum("up") AS "answering", count("up") AS "polled" FROM (SELECT last("up") AS "up" FROM "{schema.MINER}" '
     f'WHERE {SITE} AND $timeFilter {BUCKET}, "miner" fill(none)) WHERE $timeFilter {BUCKET} fill(none)'
 )
 LATEST_STATE = (
-    'SELECT last("state") AS "state", last("up") AS "up" FROM "miner" '
+    f'SELECT last("state") AS "state", last("up") AS "up" FROM "{schema.MINER}" '
     f'WHERE {SITE} AND $timeFilter GROUP BY "miner", "model"'
 )
 OFFLINE = (
     'SELECT "up", "state", "error" FROM (SELECT last("up") AS "up", last("state") AS "state", '
-    f'last("error") AS "error" FROM "miner" WHERE {SITE} AND $timeFilter GROUP BY "miner", "model") '
+    f'last("error") AS "error" FROM "{schema.MINER}" WHERE {SITE} AND $timeFilter GROUP BY "miner", "model") '
     'WHERE "up" = 0 GROUP BY "miner", "model"'
 )
 HOTTEST = (
     'SELECT last("temp_chip_max_c") AS "chip max", last("temp_board_max_c") AS "board max", '
-    'last("temp_env_c") AS "ambient" FROM "miner" '
+    f'last("temp_env_c") AS "ambient" FROM "{schema.MINER}" '
     f'WHERE {SITE} AND $timeFilter GROUP BY "miner", "model"'
 )
 EFFICIENCY_BY_MODEL = (
     'SELECT sum("power") / sum("hashrate") AS "efficiency" FROM (SELECT last("power_w") AS "power", '
-    f'last("hashrate_ths") AS "hashrate" FROM "miner" WHERE {SITE} AND $timeFilter AND "state" = \'mining\' '
+    f'last("hashrate_ths") AS "hashrate" FROM "{schema.MINER}" WHERE {SITE} AND $timeFilter AND "state" = \'mining\' '
     'GROUP BY "miner", "model") GROUP BY "model"'
 )
 
@@ -61,13 +62,13 @@ def build() -> model.Dashboard:
                                description="Miners that answered the last poll, of those polled."))
         .with_panel(stat_panel(
             "All-in cost per BTC",
-            [query(f'SELECT mean("all_in_cost_per_btc") AS "all-in" FROM "cost" WHERE {SITE_COST} AND $timeFilter '
+            [query(f'SELECT mean("all_in_cost_per_btc") AS "all-in" FROM "{schema.COST}" WHERE {SITE_COST} AND $timeFilter '
                    f'{BUCKET}, "site" fill(none)', alias="$tag_site")],
             "currencyUSD", decimals=0,
             description="Energy + cash opex + depreciation per net BTC mined, at this instant. See Economics."))
         .with_panel(stat_panel(
             "BTC price",
-            [query(f'SELECT mean("btc_price_usd") AS "BTC price" FROM "network" WHERE {SITE} AND $timeFilter '
+            [query(f'SELECT mean("btc_price_usd") AS "BTC price" FROM "{schema.NETWORK}" WHERE {SITE} AND $timeFilter '
                    f'{BUCKET} fill(none)')],
             "currencyUSD", decimals=0))
         .with_row(dash.Row("Fleet"))

@@ -9,6 +9,7 @@ from dashboards.common import (
     BUCKET, MINER, bar_gauge_panel, finish, miner_variable, new_dashboard, query, site_variable, stat_panel,
     state_mappings, state_timeline_panel, table_panel, text_stat, timeseries_panel, transform,
 )
+from models import schema
 
 UID = "hashfleet-miner"
 TITLE = "Miner detail"
@@ -28,10 +29,10 @@ def build() -> model.Dashboard:
         .with_variable(site_variable())
         .with_variable(miner_variable())
         .with_row(dash.Row("$miner"))
-        .with_panel(text_stat("State", query(f'SELECT last("state") AS "state" FROM "miner" WHERE {WHERE}'),
+        .with_panel(text_stat("State", query(f'SELECT last("state") AS "state" FROM "{schema.MINER}" WHERE {WHERE}'),
                               mappings=state_mappings()))
         .with_panel(stat_panel(
-            "Model", [query(f'SELECT last("up") AS "up" FROM "miner" WHERE {WHERE} GROUP BY "make", "model"',
+            "Model", [query(f'SELECT last("up") AS "up" FROM "{schema.MINER}" WHERE {WHERE} GROUP BY "make", "model"',
                             alias="$tag_make $tag_model")], "none",
             description="Make and model as the miner reports them.")
             .text_mode(common.BigValueTextMode.NAME).graph_mode(common.BigValueGraphMode.NONE))
@@ -39,7 +40,7 @@ def build() -> model.Dashboard:
         .with_panel(stat_panel("Power", [query(_series("miner", {"power": "power_w"}))], "watt"))
         .with_panel(stat_panel("Efficiency", [query(_series("miner", {"efficiency": "efficiency_j_th"}))],
                                "suffix: J/TH", decimals=1))
-        .with_panel(stat_panel("Uptime", [query(f'SELECT last("uptime_s") AS "uptime" FROM "miner" WHERE {WHERE}')],
+        .with_panel(stat_panel("Uptime", [query(f'SELECT last("uptime_s") AS "uptime" FROM "{schema.MINER}" WHERE {WHERE}')],
                                "s").graph_mode(common.BigValueGraphMode.NONE))
         .with_panel(timeseries_panel(
             "Hashrate: live vs average vs expected",
@@ -66,27 +67,27 @@ def build() -> model.Dashboard:
         .with_panel(bar_gauge_panel(
             "Chips per board",
             [query(f'SELECT last("chips_ok") AS "answering", last("chips_expected") AS "expected" '
-                   f'FROM "miner_board" WHERE {WHERE} GROUP BY "board"', alias="board $tag_board $col")],
+                   f'FROM "{schema.MINER_BOARD}" WHERE {WHERE} GROUP BY "board"', alias="board $tag_board $col")],
             "none", width=8, description="Chips that answer, against the board's chip count."))
         .with_panel(stat_panel(
             "Pool shares",
             [query(f'SELECT last("pool_accepted") AS "accepted", last("pool_rejected") AS "rejected", '
-                   f'last("hw_error_pct") AS "hardware errors %" FROM "miner" WHERE {WHERE}')],
+                   f'last("hw_error_pct") AS "hardware errors %" FROM "{schema.MINER}" WHERE {WHERE}')],
             "short", width=8, height=8,
             description="Accepted and rejected shares since the miner's boot, and its hardware error rate.")
             .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE))
         .with_panel(state_timeline_panel(
-            "State", [query(f'SELECT last("state") AS "state" FROM "miner" WHERE {WHERE} {BUCKET} fill(none)',
+            "State", [query(f'SELECT last("state") AS "state" FROM "{schema.MINER}" WHERE {WHERE} {BUCKET} fill(none)',
                             alias="$col")], width=12, height=6))
         .with_panel(timeseries_panel(
             "Cost per BTC of this miner",
             [query(f'SELECT mean("all_in_cost_per_btc") AS "all-in", mean("cash_cost_per_btc") AS "cash", '
-                   f'mean("energy_cost_per_btc") AS "energy" FROM "cost" WHERE "scope" = \'miner\' AND {WHERE} '
+                   f'mean("energy_cost_per_btc") AS "energy" FROM "{schema.COST}" WHERE "scope" = \'miner\' AND {WHERE} '
                    f'{BUCKET} fill(null)', alias="$col")],
             "currencyUSD", height=6, fill=0))
         .with_panel(table_panel(
             "Last errors",
-            [query(f'SELECT last("state") AS "state", last("error") AS "error" FROM "miner" WHERE {WHERE}',
+            [query(f'SELECT last("state") AS "state", last("error") AS "error" FROM "{schema.MINER}" WHERE {WHERE}',
                    table_format=True)],
             width=24, height=4, description="The last error the collector recorded for this miner, if any.",
             transformations=[transform("organize", {"excludeByName": {"Time": True}})]))

@@ -3,7 +3,8 @@
 Asks InfluxDB (InfluxQL over /query, which 1.x, 2.x and 3.x answer) for the last `collector` point
 of HASHFLEET_SITE newer than HEALTH_MAX_AGE_S (default 120 s), with the token in
 HEALTHCHECK_INFLUX_TOKEN_FILE (else INFLUX_TOKEN or INFLUX_TOKEN_FILE). Exit 0: it exists; exit 1: it does
-not, or InfluxDB cannot be asked (the reason is printed, never the token). Standard library only.
+not, or InfluxDB cannot be asked (the reason is printed, never the token). Measurement and field names
+come from the schema's one home (models/schema.py, installed in the image with the collector).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from models.schema import COLLECTOR
+
+FIELD = "poll_duration_s"  # written every cycle (tests/dashboards/test_schema_names.py checks it exists)
 
 
 def token() -> str:
@@ -35,7 +40,7 @@ def main() -> int:
     bucket = os.environ.get("INFLUX_BUCKET", "hashfleet")
     site = os.environ.get("HASHFLEET_SITE", "default").replace("\\", "\\\\").replace("'", "\\'")
     max_age = int(float(os.environ.get("HEALTH_MAX_AGE_S", "120")))
-    query = (f'SELECT last("poll_duration_s") FROM "collector" WHERE "site" = \'{site}\' '
+    query = (f'SELECT last("{FIELD}") FROM "{COLLECTOR.name}" WHERE "site" = \'{site}\' '
              f"AND time > now() - {max_age}s")
     body = urllib.parse.urlencode({"db": bucket, "q": query}).encode()
     request = urllib.request.Request(f"{url}/query", data=body, method="POST",
