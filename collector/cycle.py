@@ -12,12 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
-
 from models import CostSample, MinerSample, MinerState, NetworkState
-
-if TYPE_CHECKING:
-    from collector.stages.cost_stage import CycleCost
 
 # Miners per part handed to the stages and sinks: bounds a cycle's per-miner figures and lines in
 # memory, and each part is one spool batch that delivery can send while the next is worked on.
@@ -33,6 +28,14 @@ class MinersPart:
     samples: Sequence[MinerSample] = ()
     costs: list[CostSample] | None = None  # None: no cost figures (no economics, or no network state)
     metered_gap_w: Mapping[str, float] = field(default_factory=dict)  # reported - metered watts, by miner
+
+
+@dataclass
+class CycleCost:
+    """The cost stage's roll-ups of a cycle (its per-miner figures go to the sinks part by part)."""
+    site: CostSample
+    fleet: CostSample
+    metered_gap_w: dict[str, float]  # reported - metered, by miner, where a meter reads
 
 
 @dataclass

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from collector.cycle import Cycle, MinersPart
+from collector.cycle import Cycle, CycleCost, MinersPart
 from collector.sources.live_inputs import LiveInputs
 from collector.stages import cost_engine as cost
 from collector.stages import running_totals as totals_store
@@ -27,14 +26,6 @@ log = logging.getLogger(__name__)
 
 MAX_INTEGRATION_GAP_S = 600  # longer gaps (collector down) are not integrated: nothing is known about them
 DEFAULT_FORGET_AFTER_S = 24 * 3600  # CollectorConfig.forget_unseen_miners_h's default
-
-
-@dataclass
-class CycleCost:
-    """A cycle's roll-ups. Per-miner figures go to the sinks part by part (CycleCosting.miners)."""
-    site: CostSample
-    fleet: CostSample
-    metered_gap_w: dict[str, float]  # reported - metered, by miner, where a meter reads
 
 
 class CycleCosting:
