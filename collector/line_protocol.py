@@ -26,8 +26,8 @@ def seconds(ts: datetime) -> int:
     return int(ts.timestamp())
 
 
-# Line-protocol encoding: hashfleet writes line protocol itself (influxdb-client's `Point` took ~30 us a
-# point, a tenth of the collector's CPU at 10,000 miners), and it must never let one value reshape a line.
+# Line-protocol encoding: hashfleet writes line protocol itself (influxdb-client's `Point` was a tenth of
+# the collector's CPU at 10,000 miners: docs/benchmarks.md), and one value must never reshape a line.
 # Position by position (InfluxDB's line protocol reference, "Special characters"; every rule checked
 # against influxd's own parser in tests/test_lineprotocol_influxd.py; the table is in README "InfluxDB schema"):
 #
@@ -75,8 +75,8 @@ def encode(measurement: str, tags: Mapping[str, str | None], fields: Mapping[str
         if value is None:
             continue
         kind = type(value)
-        # Exact-type checks first: this loop runs ~50 times per miner per cycle (profiled: the
-        # isinstance chain, float() and a cached-function call per key were half its time).
+        # Exact-type checks first: this loop runs for every field of every point (the isinstance chain,
+        # float() and a cached-function call per key were half its time: docs/benchmarks.md).
         if kind is float:
             if not _isfinite(value):
                 continue
@@ -130,8 +130,7 @@ class Shape:
     (a float field given an int still writes a float: InfluxDB refuses a field that changes type),
     and the measurement-and-tags text of each tag combination is kept, since miners, boards and
     sites repeat every cycle. Writes exactly what `encode` writes for the same values (tested);
-    ~1.5x as fast (measured: 50 -> 33 us for a miner's five points; sorting, the dicts and tag
-    escaping were a third of `encode`'s time)."""
+    faster (sorting, the dicts and tag escaping were a third of `encode`'s time; docs/benchmarks.md)."""
 
     _MAX_HEADS = 1 << 17  # tag combinations remembered per shape: ~40,000 miners of 3 boards fit
 

@@ -56,7 +56,7 @@ class CollectorConfig(Settings):
     timeout_s: float = Field(default=5.0, gt=0, le=120, description="per miner, per poll")
     concurrency: int = Field(default=512, ge=1, le=20_000, description="miners polled at once")
     pyasic_concurrency: int = Field(default=50, ge=1, le=5_000,
-                                    description="of those, at most this many through pyasic (~13 ms CPU each)")
+                                    description="of those, at most this many through pyasic (milliseconds of CPU each)")
     rescan_interval_s: float = Field(default=300.0, gt=0, le=86_400, description="how often CIDR ranges and DNS names are re-resolved")
     cycle_deadline_s: float | None = Field(
         default=None, gt=0, le=3600,

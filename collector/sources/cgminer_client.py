@@ -140,9 +140,9 @@ def decode(raw: bytes, where: str) -> dict[str, Any]:
     if not body:
         raise MinerReplyError(f"{where}: empty reply")
     try:
-        data = orjson.loads(body)  # ~3x faster than json on a 20 KB estats reply
+        data = orjson.loads(body)  # several times faster than json on an estats reply (docs/benchmarks.md)
     except orjson.JSONDecodeError as e:
-        # Strict JSON has no nan/inf, so only a reply that fails needs the (slow: ~100 us on 20 KB)
+        # Strict JSON has no nan/inf, so only a reply that fails needs the (slow)
         # repair; looking for the tokens first cost as much as the decoding itself.
         repaired = _BARE_NON_FINITE.sub(b"null", body)
         try:

@@ -339,7 +339,7 @@ class PolledMiners:
 
         # `concurrency` workers taking the next miner as they finish one: the same bound as a task
         # per miner behind a semaphore, without 10,000 tasks and semaphore round trips a cycle
-        # (~5 % of the collector's CPU, profiled).
+        # (docs/benchmarks.md).
         async def worker() -> None:
             for i, target in queue:
                 begun = time.monotonic()
@@ -401,12 +401,12 @@ class PolledMiners:
     async def poll_one(self, target: Target, ts: datetime) -> MinerSample:
         known = self._known.setdefault(target, _Known())
         deadline = self.config.timeout_s
-        # pyasic costs ~13 ms of CPU per Antminer: 512 of them at once would each take longer than the
+        # pyasic costs milliseconds of CPU per Antminer: 512 of them at once would each take longer than the
         # deadline and none would be read. They go through a narrower gate; the deadline starts once through it.
         try:
             if known.driver == discovery.AVALON:
                 # The native driver's request timeout covers connect and the whole read, and parsing cannot
-                # block: no second timer (at 10,000 miners the pair was ~3 % of the collector's CPU).
+                # block: no second timer (docs/benchmarks.md).
                 sample = await avalon.poll(target.host, target.port, site=self.config.site, ts=ts,
                                            timeout_s=deadline, known_id=known.miner_id)
             elif known.driver is None:  # identification's turn (in the background): not polled, no wait
