@@ -152,10 +152,6 @@ class Spool:
         """Batches InfluxDB refused as malformed, kept aside as `<seq>.lp.rejected` for inspection."""
         return sum(1 for _ in self.directory.glob("*.lp.rejected"))
 
-    @property
-    def size_bytes(self) -> int:
-        return sum(st.st_size for _, st in _with_stats(self.batches()))
-
     def append(self, lines: list[str]) -> Batch:
         """Store a batch durably; returns once it is on disk. SpoolWriteError when it cannot be
         (nothing of it is left behind: the caller decides what to keep)."""

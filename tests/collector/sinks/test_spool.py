@@ -32,14 +32,6 @@ def test_setting_aside_a_batch_the_budget_already_dropped_is_harmless(tmp_path):
     assert spool.set_aside(batch, "bad") is None  # gone: nothing to move, no error
 
 
-def test_size_counts_only_batches_still_there(tmp_path):
-    spool = Spool(tmp_path)
-    first, second = spool.append(["m v=1i 1"]), spool.append(["m v=2i 2"])
-    assert spool.size_bytes == first.path.stat().st_size + second.path.stat().st_size
-    spool.ack(first)
-    assert spool.size_bytes == second.path.stat().st_size
-
-
 def test_a_spool_in_a_shared_folder_removes_only_its_own_temp_files(tmp_path):
     """spool.directory pointed at an existing folder: its own leftovers go, nobody else's files."""
     theirs = ["notes.tmp", "1.tmp", "0000000000000001.tmp", "backup.lp.tmp", "00000000000000012.lp.tmp", "report.gz"]
