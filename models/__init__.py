@@ -30,6 +30,8 @@ from models.mqtt import (
 )
 from models.sample import (
     BoardSample,
+    FaultCode,
+    FaultSeverity,
     MinerSample,
     MinerState,
     PoolInfo,
@@ -41,6 +43,8 @@ __all__ = [
     "InfluxConfig",
     "SpoolConfig",
     "BoardSample",
+    "FaultCode",
+    "FaultSeverity",
     "MinerSample",
     "MinerState",
     "PoolInfo",

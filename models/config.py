@@ -5,6 +5,7 @@ See `hashfleet.example.yaml` at the top of the repo for an annotated example.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -47,6 +48,38 @@ class SpoolConfig(Settings):
     retention_h: float = Field(default=168, gt=0, le=100_000, description="local history kept when no InfluxDB is configured")
 
 
+_PLACE_TEXT = r"^[A-Za-z0-9_.:/-]{1,64}$"  # written as tag values: short, no spaces or separators
+
+
+class Place(Settings):
+    """Where one miner stands: written as tags on its points, used to group it (health heat maps,
+    curtailment groups). Every part is optional."""
+
+    container: str | None = Field(default=None, pattern=_PLACE_TEXT, description="building, container or pod")
+    row: str | None = Field(default=None, pattern=_PLACE_TEXT)
+    rack: str | None = Field(default=None, pattern=_PLACE_TEXT)
+    position: str | None = Field(default=None, pattern=_PLACE_TEXT, description="shelf or slot in the rack")
+    groups: list[str] = Field(default_factory=list, max_length=16,
+                              description="free groups, e.g. a feeder, a PDU, a demand-response zone")
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_are_names(cls, groups: list[str]) -> list[str]:
+        for group in groups:
+            if not re.fullmatch(_PLACE_TEXT, group):
+                raise ValueError(f"group {group[:70]!r}: 1-64 of letters, digits, _ . : / -")
+        return groups
+
+
+class LayoutConfig(Settings):
+    """The site's layout: each miner's place, keyed by MAC (AA:BB:CC:DD:EE:FF) or address (host or
+    host:port), from this file's `miners` and/or a CSV (columns: miner, container, row, rack, position,
+    groups — groups separated by `;`). An entry here wins over the CSV's."""
+
+    csv: Path | None = Field(default=None, description="CSV file of places (see above)")
+    miners: dict[str, Place] = Field(default_factory=dict, max_length=100_000)
+
+
 class CollectorConfig(Settings):
     site: str = Field(default="default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="names the spool directory too: letters, digits, _ . -; not . or ..")
@@ -80,6 +113,7 @@ class CollectorConfig(Settings):
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     economics: SiteEconomics | None = Field(default=None, description="power tariff, opex, capex: enables cost figures")
     network: NetworkFeedConfig | None = Field(default=None, description="difficulty, fees, BTC price (static or polled)")
+    layout: LayoutConfig | None = Field(default=None, description="where each miner stands (container, row, rack, groups)")
     mqtt: MqttConfig | None = Field(default=None, description="MQTT broker: publish state, cost, HA discovery; ingest devices, meters, prices")
 
     @field_validator("site")

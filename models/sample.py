@@ -31,7 +31,7 @@ MAX_UPTIME_S = 10**10  # ~317 years
 MAX_FAN_RPM = 100_000
 TEMP_MIN_C, TEMP_MAX_C = -273.15, 1000.0
 
-_LIST_FIELDS = frozenset({"fans_rpm", "boards", "errors", "unusable"})
+_LIST_FIELDS = frozenset({"fans_rpm", "boards", "errors", "warnings", "fault_codes", "unusable"})
 _Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 _Error = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
 _Temp = Annotated[float, Field(ge=TEMP_MIN_C, le=TEMP_MAX_C)]
@@ -64,6 +64,25 @@ class BoardSample(Reading):
     temp_chip_avg_c: _Temp | None = None
     chips_ok: int | None = Field(default=None, ge=0, le=MAX_CHIPS_PER_BOARD)
     chips_expected: int | None = Field(default=None, ge=0, le=MAX_CHIPS_PER_BOARD)
+
+
+class FaultSeverity(StrEnum):
+    INFO = "info"  # reported, no effect on hashing known (e.g. a code a healthy unit also shows)
+    WARNING = "warning"  # something to look at: hashing may suffer
+    FAULT = "fault"  # the miner says a part has failed or was shut down
+    UNKNOWN = "unknown"  # a code or bit whose meaning is not published: never an error on its own
+
+
+class FaultCode(Reading):
+    """One code a miner reports, decoded where its meaning is published (the raw value is always kept).
+    Avalon: one entry per set bit of ECHU (per board) / ECMM; other makes: their error list entries."""
+
+    key: _Text = Field(description="where it came from: ECHU, ECMM, PS, a firmware's error code list...")
+    code: int = Field(description="the raw value, or the bit's value for a bit field")
+    board: int | None = Field(default=None, ge=0, lt=MAX_BOARDS)
+    meaning: _Text | None = Field(default=None, description="None: not published")
+    severity: FaultSeverity = FaultSeverity.UNKNOWN
+    source: _Text | None = Field(default=None, description="where the meaning is published")
 
 
 class PoolInfo(Reading):
@@ -105,6 +124,10 @@ class MinerSample(Reading):
     hw_error_pct: float | None = Field(default=None, ge=0)
     work_mode: _Text | None = None
     errors: list[_Error] = Field(default_factory=list, max_length=MAX_ERRORS)
+    warnings: list[_Error] = Field(
+        default_factory=list, max_length=MAX_ERRORS,
+        description="named doubts about a reading that is still used (e.g. a power the miner's own figures contradict)")
+    fault_codes: list[FaultCode] = Field(default_factory=list, max_length=MAX_ERRORS)
     unusable: list[_Text] = Field(
         default_factory=list, max_length=MAX_ERRORS,
         description="fields whose reported value was refused (not finite, out of range, implausible for the model, "
