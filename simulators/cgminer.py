@@ -565,6 +565,10 @@ COMMANDS: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
     "restart": _restart,
 }
 
+# Firmware layouts other than "mm" and "q" answer some commands their own way: layout -> command ->
+# handler, filled in by simulators.avalon_layouts (imported at the end of this module).
+LAYOUT_COMMANDS: dict[str, dict[str, Callable[[_Ctx], dict[str, Any]]]] = {}
+
 
 # -- encoding -----------------------------------------------------------------------------------
 
@@ -615,8 +619,9 @@ def answer(data: bytes, dev: AvalonDevice, bare_nan: bool = False) -> bytes:
         return encode_json(_reply(_status("E", code, msg, ctx.when())), False) + NUL
     joined = len(req.commands) > 1
     parts: list[tuple[str, dict[str, Any]]] = []
+    own = LAYOUT_COMMANDS.get(dev.spec.layout)
     for name in req.commands:
-        handler = COMMANDS.get(name)
+        handler = (own.get(name) if own else None) or COMMANDS.get(name)
         if handler is None:
             body = _invalid(ctx)
         elif joined and name in NOT_JOINABLE:
@@ -651,3 +656,6 @@ def damage(reply: bytes, faults: Faults) -> bytes:
         body = reply[:-1] if reply.endswith(NUL) else reply
         reply = body[: max(1, len(body) // 2)]  # cut mid-reply, no terminator
     return reply
+
+
+from simulators import avalon_layouts  # noqa: E402,F401  (registers its layouts in LAYOUT_COMMANDS)
