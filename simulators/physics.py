@@ -247,6 +247,9 @@ class Snapshot:
     # Where the live rate a correct reader reports comes from: "GHSspd" (the device string), or
     # "MHS 1m" (summary) on firmware without GHSspd and while GHSspd reads 0.00 after a (re)start.
     live_source: str = "GHSspd"
+    # The power a correct reader reports: `power_w` where the firmware shows wall watts, PS[4] where it
+    # shows only the DC power to the boards (A10), None where it shows none (7xx-9xx chains).
+    reported_power_w: float | None = None
 
     @property
     def reported_hashrate_ths(self) -> float:
@@ -578,4 +581,6 @@ class MinerPhysics:
             soft_off_time=self.soft_off_time,
             soft_on_time=self.soft_on_time,
             live_source="GHSspd" if spec.has_ghsspd and (e >= spec.spd_blank_s or not hashing) else "MHS 1m",
+            reported_power_w=(power_w if spec.power_reading == "wall"
+                              else ps[4] if spec.power_reading == "dc" else None),
         )

@@ -105,6 +105,9 @@ class ModelSpec:
     has_ghsspd: bool = True  # False: no live rate in the device string, only summary MHS (A10 2019, 7xx-9xx)
     spd_blank_s: float = 0.0  # after boot or soft-on, GHSspd reads 0.00 this long while the unit hashes
     healthy_echu: int = 0  # ECHU on a healthy board (512 on A10: Canaan's manual); a 7xx chain varies per board
+    # What power figure the firmware reports: "wall" (WALLPOWER, the wall slot of PS), "dc" (A10: PS[4], the
+    # power to the hash boards only), "none" (7xx-9xx chains).
+    power_reading: Literal["wall", "dc", "none"] = "wall"
     sf_mhz: tuple[int, ...] = ()  # the chip frequency table (SF/ATABD) of the default mode
     volt_level: int = 0  # --avalon10-voltage-level of the default mode
     chain: tuple[tuple[ChainModule, ...], ...] = ()  # "auc" layout: modules per AUC (STATS entry)
@@ -183,7 +186,7 @@ def _chain(**fields: Any) -> ModelSpec:
         prod=f"AvalonMiner {first.model}",  # not on the wire (version has no PROD): MQTT agents, logs
         model=first.model, hwtype="", swtype="", firmware=first.ver, ver=first.ver, core="",
         stats_id=f"AV{first.model[0]}", dev_name=f"AV{first.model[0]}", driver=f"avalon{first.model[0]}",
-        layout="auc", has_wallpower=False, has_litestats=False, has_ghsspd=False, env_key="Temp",
+        layout="auc", has_wallpower=False, has_litestats=False, has_ghsspd=False, power_reading="none", env_key="Temp",
         ambient_sensor=True, devs_temp_sentinel=False, boards=4 * len(modules),
         chips_per_board=first.chips_per_board, fans=len(modules),
         modes=(WorkMode("Default", round(sum(m.ghs_mm for m in modules) / 1000.0, 2),
@@ -558,6 +561,7 @@ MODELS: dict[str, ModelSpec] = {
             has_wallpower=False,
             has_litestats=False,
             has_ghsspd=False,
+            power_reading="dc",
             healthy_echu=512,  # "0 or 512 = normal" (Canaan's log description); ECHU[512 512 512] in the manual
             boards=3,
             chips_per_board=114,
@@ -591,6 +595,7 @@ MODELS: dict[str, ModelSpec] = {
             has_wallpower=False,
             has_litestats=False,
             has_ghsspd=False,
+            power_reading="dc",
             healthy_echu=512,
             boards=2,  # 2 x 120 on the capture (pyasic and asic-rs say 3 x 80)
             chips_per_board=120,

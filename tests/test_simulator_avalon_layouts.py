@@ -206,7 +206,7 @@ def test_nano3_puts_watts_in_ps5_and_a_profile_value_in_ps6(sim):
     truth = miner.last_served
     ps = [int(v) for v in dev["PS"].split()]
     assert len(ps) == 7 and ps[:3] == [0, 0, 0]
-    assert ps[5] == truth.power_w and 75 <= ps[5] <= 95  # Mid profile, MPO[90]
+    assert ps[5] == truth.power_w == truth.reported_power_w and 75 <= ps[5] <= 95  # Mid profile, MPO[90]
     assert abs(ps[3] * ps[4] / 100 - ps[5]) <= 0.2 * ps[5]  # amps x volts ~ watts
     assert ps[6] == 324 and ps[6] > 3 * ps[5]  # not watts: the ATA1 profile's third field
     assert dev["MPO"] == "90" and "WORKMODE" not in dev and dev["WORKLEVEL"] == "1"
@@ -238,6 +238,7 @@ def test_a10_shows_a_six_slot_ps_no_ghsspd_and_echu_512_on_healthy_boards(sim):
         truth = miner.last_served
         ps = [int(v) for v in dev["PS"].split()]
         assert len(ps) == 6 and ps[4] < truth.power_w  # DC watts to the boards; no wall figure
+        assert truth.reported_power_w == ps[4]
         assert "GHSspd" not in dev and "WALLPOWER" not in dev
         assert dev["ECHU"].split() == ["512"] * MODELS[key].boards
         assert truth.state == "mining" and truth.errors == ()
@@ -277,7 +278,7 @@ def test_chain_answers_one_address_for_every_module(sim):
         assert "PROD" not in version and "MAC" not in version
         summary = query_json(miner.address, "summary")["SUMMARY"][0]
         assert "MHS 5s" in summary and "MHS 30s" not in summary
-        assert truth.live_source == "MHS 1m"
+        assert truth.live_source == "MHS 1m" and truth.reported_power_w is None
         devs = query_json(miner.address, "devs")["DEVS"]
         assert len(devs) == len(spec.chain)
         assert sum(d["MHS 1m"] for d in devs) == pytest.approx(summary["MHS 1m"], rel=0.01)
