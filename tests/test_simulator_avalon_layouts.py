@@ -21,7 +21,7 @@ import pytest
 from replies import shape_mismatches
 from support import pyasic_data
 
-from simulators import MODELS, ManualClock, run_fleet
+from simulators import MODELS, ManualClock, parse_fleet, run_fleet
 from simulators.probe import query_json
 
 GOLDEN = Path(__file__).parent / "data" / "replies" / "avalon" / "golden"
@@ -142,6 +142,12 @@ def sim():
 
 def by_model(fleet, key: str):
     return next(m for m in fleet.miners if m.spec.key == key)
+
+
+def test_fleet_spec_takes_the_new_models_and_their_aliases():
+    groups = parse_fleet("nano3:1,mini3:1,a1366:1,a16:1,avchain:1,a13:2,A16-XP,nano-3:1")
+    assert [(spec.key, n) for spec, n in groups] == [
+        ("nano3", 1), ("mini3", 1), ("a1366", 1), ("a16", 1), ("av741", 1), ("a1366", 2), ("a16xp", 1), ("nano3", 1)]
 
 
 # -- layouts ------------------------------------------------------------------------------------------------
