@@ -31,16 +31,20 @@ from simulators.physics import SOFT_OFF_CODE, Snapshot
 from simulators.specs import ChainModule, ModelSpec
 
 CGMINER_410 = "cgminer 4.10.0"  # the controllers of 7xx-9xx chains
-_CACHE_MAX = 8192
+# Formatted per-chip lists, keyed by unit and reading; a fleet's current ones stay, a full cache starts over.
+_CACHE_MAX = 32768
 _cache: dict[tuple[Any, ...], Any] = {}
+_UNITS_MAX = 100_000  # per-unit constants: one entry per simulated unit, dearer to rebuild than a list
+_units: dict[int, Any] = {}
 
 
-def _cached(key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
-    value = _cache.get(key)
+def _cached(key: tuple[Any, ...], make: Callable[[], Any], cache: dict[Any, Any] = _cache,
+            limit: int = _CACHE_MAX) -> Any:
+    value = cache.get(key)
     if value is None:
-        if len(_cache) >= _CACHE_MAX:
-            _cache.clear()
-        value = _cache[key] = make()
+        if len(cache) >= limit:
+            cache.clear()
+        value = cache[key] = make()
     return value
 
 
@@ -95,7 +99,7 @@ def _unit(spec: ModelSpec, seed: int) -> _Unit:
             auc_sensor=tuple(rng.randint(13800, 18000) for _ in spec.chain),
         )
 
-    return _cached(("unit", seed), make)  # type: ignore[no-any-return]
+    return _cached(seed, make, _units, _UNITS_MAX)  # type: ignore[no-any-return]
 
 
 def _chip_temps(ctx: cg._Ctx, board: int, base_c: int) -> str:
@@ -177,11 +181,14 @@ def _freq_now(spec: ModelSpec, s: Snapshot) -> float:
 
 
 def _core_mv(spec: ModelSpec, s: Snapshot) -> int:
-    """Chip core voltage (`Vo`, PVT_V around it): a quarter of the voltage level, lower in mode 0."""
+    """Chip core voltage (`Vo`, PVT_V around it): a quarter of the voltage level (the golden cases'
+    ratio), one level step lower in a mode that draws less than the nameplate; 0 when not hashing."""
     if not s.ps[4]:
         return 0
     level = spec.volt_level or 1300
-    return int(round((level - 12 * (spec.default_mode - s.work_mode_index)) / 4.0))
+    if spec.modes[s.work_mode_index].power_w < spec.nameplate.power_w:
+        level -= 12
+    return int(round(level / 4.0))
 
 
 # -- A-series 2024 (A13, A14, A15, A16) ------------------------------------------------------------
@@ -437,16 +444,22 @@ def _module_string(ctx: cg._Ctx, m: int, module: ChainModule) -> str:
     p += [f"TA[{sum(b.chips_ok for b in boards)}]", f"ECHU[{_ints(s.echu[4 * m: 4 * m + 4])}]",
           f"ECMM[{s.ecmm}]", "FM[1]", "CRC[0 0 0 0]"]
     if gen == "7":  # 7xx: PAIRS and a per-board chip-temperature summary `min chip-min/max chip-max/avg`
-        summaries = []
-        for i, b in enumerate(boards):
-            if not b.alive:
-                summaries.append("0-0/0-0/0")
-                continue
-            temps = [b.chip_base_c + o for o in ctx.dev.traits.chip_offsets[4 * m + i]]
-            lo, hi = min(temps), max(temps)
-            summaries.append(f"{temps.index(lo)}-{lo}/{temps.index(hi)}-{hi}/{b.chip_base_c}")
+        summaries = [_pvt_summary(ctx, 4 * m + i, b.chip_base_c if b.alive else 0) for i, b in enumerate(boards)]
         p += ["PAIRS[0 0 0]", f"PVT_T[{' '.join(summaries)}]"]
     return " ".join(p)
+
+
+def _pvt_summary(ctx: cg._Ctx, board: int, base_c: int) -> str:
+    """A 7xx board's `coolest chip-its temp/hottest chip-its temp/average` (0-0/0-0/0 for a lost board)."""
+    offsets = ctx.dev.traits.chip_offsets[board]
+
+    def make() -> str:
+        if base_c == 0:
+            return "0-0/0-0/0"
+        lo, hi = min(offsets), max(offsets)
+        return f"{offsets.index(lo)}-{base_c + lo}/{offsets.index(hi)}-{base_c + hi}/{base_c}"
+
+    return _cached(("pvt_sum", ctx.dev.traits.noise_seed, board, base_c), make)  # type: ignore[no-any-return]
 
 
 def _chain_entries(ctx: cg._Ctx) -> list[dict[str, Any]]:
