@@ -306,6 +306,7 @@ class MinerPhysics:
         return [0.0 if b in dead else per_board * shares[b] for b in range(spec.boards)]
 
     def _level_factor(self) -> float:
+        """WORKLEVEL n takes 5 % per step off the mode's rate, except where the level is the mode."""
         return 1.0 - 0.05 * self.work_level if self._level_steps else 1.0
 
     # -- changes -------------------------------------------------------------------------------
@@ -350,6 +351,8 @@ class MinerPhysics:
 
     def set_work_level(self, level: int, now: float) -> None:
         if not self._level_steps:  # Nano 3: WORKLEVEL picks the profile (mode) itself
+            if not 0 <= level < len(self.spec.modes):
+                raise ValueError(f"work level {level} out of range 0-{len(self.spec.modes) - 1}")
             self.set_work_mode(level, now)
             return
         if not 0 <= level <= 2:
