@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The main job on its embedded default, no servers needed: a simulated Avalon
-# fleet on loopback (127.10.0.1-7) and the live terminal view of it, with cost
+# fleet on loopback (127.10.0.1-9) and the live terminal view of it, with cost
 # per BTC from hashfleet.example.yaml. Ctrl-C stops both.
 source "$(dirname "$0")/setup.sh"
 ensure_venv ""
 
-FLEET=${FLEET:-a1246:2,a1566:2,a1466:1,q:1,nano3s:1}
+FLEET=${FLEET:-a1246:2,a1566:2,a1466:1,q:1,nano3s:1,nano3:1,av741:1}
 addresses=$(mktemp)
 trap 'kill "$sim" 2>/dev/null; wait "$sim" 2>/dev/null; rm -f "$addresses"' EXIT
 "$VENV/bin/hashfleet" simulate --fleet "$FLEET" --base "${BASE:-127.10.0.1}" --seed "${SEED:-7}" >"$addresses" &

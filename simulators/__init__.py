@@ -1,5 +1,8 @@
 """Simulated miners on their real APIs, for tests, demos and benchmarks: Canaan Avalons (CGMiner
-API on 4028), Antminer S19j Pro / S21 on stock firmware (BMMiner RPC on 4028 + digest-auth web UI
+API on 4028: `a1246`, `a1566`, `a1466`, `q`, `nano3s`, and in the layouts of the golden cases in
+tests/data/replies/avalon/golden/ `nano3` (2024 firmware, watts in PS[5]), `mini3`, `a1066`/`a1047`
+(A10, 2019 firmware), `a1346`/`a1366` (A13), `a1566hu` (hydro A15), `a16`/`a16xp`, and AUC controller
+chains of 7xx/8xx/9xx modules `av741` (alias `avchain`), `av841`, `av921`; simulators.avalon_layouts), Antminer S19j Pro / S21 on stock firmware (BMMiner RPC on 4028 + digest-auth web UI
 on 80), Whatsminer M30S+ / M50S / M60S (btminer API v2 on 4028, with the token-authenticated,
 AES-encrypted writes: `m30splus`, `m50s`, `m60s`), Antminer S19j Pro / S21 on Braiins OS+
 (bosminer RPC on 4028 + gRPC on 50051: `bos-s19jpro`, `bos-s21`) and a Bitaxe Gamma (AxeOS HTTP
@@ -25,11 +28,12 @@ from simulators.miner import SimulatedMiner
 from simulators.physics import BoardSnapshot, Snapshot
 from simulators.http import WEB_PORT
 from simulators.server import BindError
-from simulators.specs import MODELS, Family, ModelSpec, WorkMode, resolve_model
+from simulators.specs import MODELS, ChainModule, Family, ModelSpec, WorkMode, resolve_model
 
 __all__ = [
     "BindError",
     "BoardSnapshot",
+    "ChainModule",
     "ECHU_BOARD_LOST",
     "ECMM_OVERHEAT",
     "FAULT_NAMES",

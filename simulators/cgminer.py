@@ -566,6 +566,10 @@ COMMANDS: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
     "restart": _restart,
 }
 
+# Firmware layouts other than "mm" and "q" answer some commands their own way: layout -> command ->
+# handler, filled in by simulators.avalon_layouts (imported at the end of this module).
+LAYOUT_COMMANDS: dict[str, dict[str, Callable[[_Ctx], dict[str, Any]]]] = {}
+
 
 # -- encoding -----------------------------------------------------------------------------------
 
@@ -616,8 +620,9 @@ def answer(data: bytes, dev: AvalonDevice, bare_nan: bool = False) -> bytes:
         return encode_json(_reply(_status("E", code, msg, ctx.when())), False) + NUL
     joined = len(req.commands) > 1
     parts: list[tuple[str, dict[str, Any]]] = []
+    own = LAYOUT_COMMANDS.get(dev.spec.layout)
     for name in req.commands:
-        handler = COMMANDS.get(name)
+        handler = (own.get(name) if own else None) or COMMANDS.get(name)
         if handler is None:
             body = _invalid(ctx)
         elif joined and name in NOT_JOINABLE:
@@ -668,3 +673,6 @@ def _with_device_key(reply: bytes, key: bytes, value: bytes) -> bytes:
     if count:
         return replaced
     return _DEVICE_STRING_START.sub(lambda m: m.group(0) + b" " + replacement, reply)
+
+
+from simulators import avalon_layouts  # noqa: E402,F401  (registers its layouts in LAYOUT_COMMANDS)

@@ -71,7 +71,8 @@ async def _serve(fleet: Fleet, pools: Pools | None = None) -> None:
 def simulate(
     fleet: str = typer.Option(
         ..., "--fleet", callback=_check_fleet,
-        help=f"MODEL:COUNT,... e.g. a1246:2,s21:1,m50s:2,bos-s19jpro:1,bitaxe:1. Models: {known_models()}.",
+        help=f"MODEL:COUNT,... e.g. a1246:2,nano3:1,avchain:1,s21:1,m50s:2,bos-s19jpro:1,bitaxe:1 (avchain: an AUC "
+             f"controller chain of 741 modules, = av741). Models: {known_models()}.",
     ),
     base: str = typer.Option(
         "127.10.0.1", "--base", callback=_check_base,

@@ -158,6 +158,26 @@ def make_traits(spec: ModelSpec, seed: int, index: int, uptime_s: float | None =
     )
 
 
+def _board_weights(spec: ModelSpec, traits: Traits) -> tuple[float, ...]:
+    """Each board's share of the unit's rate: its unit-to-unit spread times, on a chain of mixed modules
+    (an 841 beside 821s), its module's nominal against the chain's average board."""
+    if not spec.chain:
+        return traits.board_shares
+    nominal = [m.ghs_mm for m in spec.modules for _ in range(4)]
+    mean = sum(nominal) / len(nominal)
+    return tuple(s * n / mean for s, n in zip(traits.board_shares, nominal, strict=True))
+
+
+def _healthy_echu(spec: ModelSpec, traits: Traits) -> tuple[int, ...]:
+    """ECHU per board on a healthy unit: 512 on A10 (Canaan's manual); on a 7xx chain a few boards show
+    16, 512 or 528 while hashing at nominal (capture a741). Drawn from its own stream so the traits'
+    draws, and so every older model's numbers, stay as they were."""
+    if spec.chain and spec.modules[0].model.startswith("7"):
+        rng = random.Random(f"hashfleet-echu:{traits.noise_seed}")
+        return tuple(rng.choices((0, 512, 16, 528), weights=(80, 12, 6, 2))[0] for _ in range(spec.boards))
+    return (spec.healthy_echu,) * spec.boards
+
+
 @dataclass(frozen=True, slots=True)
 class BoardSnapshot:
     index: int
@@ -224,6 +244,17 @@ class Snapshot:
     total_th_s: float  # TH·s hashed since boot (drives shares and Total MH)
     soft_off_time: int
     soft_on_time: int
+    # Where the live rate a correct reader reports comes from: "GHSspd" (the device string), or
+    # "MHS 1m" (summary) on firmware without GHSspd and while GHSspd reads 0.00 after a (re)start.
+    live_source: str = "GHSspd"
+    # The power a correct reader reports: `power_w` where the firmware shows wall watts, PS[4] where it
+    # shows only the DC power to the boards (A10), None where it shows none (7xx-9xx chains).
+    reported_power_w: float | None = None
+
+    @property
+    def reported_hashrate_ths(self) -> float:
+        """The live rate a reader following the documented fallback reports (docs/avalon.md section 6)."""
+        return self.hashrate_ths if self.live_source == "GHSspd" else self.hashrate_1m_ths
 
 
 class MinerPhysics:
@@ -244,6 +275,9 @@ class MinerPhysics:
         self._knots: dict[int, tuple[int, float, float]] = {}  # channel -> (k, knot k, knot k+1)
         # Per board: coolest and hottest chip vs the board average (fixed at manufacture).
         self._offset_range = tuple((min(offs), max(offs)) for offs in traits.chip_offsets)
+        self._shares = _board_weights(spec, traits)
+        self._healthy_echu = _healthy_echu(spec, traits)
+        self._level_steps = spec.mode_key == "WORKMODE"  # WORKLEVEL models: the level is the mode
         # Pretend the unit has been up for a while, hashing since boot.
         up = traits.uptime_s
         self.boot_at = now - up
@@ -264,12 +298,16 @@ class MinerPhysics:
         if not self._hashing():
             return [0.0] * self.spec.boards
         spec, tr, f = self.spec, self.traits, self.faults
-        per_board = spec.modes[self.work_mode].hashrate_ths * (1.0 - 0.05 * self.work_level) * (1.0 + tr.unit_bias)
+        per_board = spec.modes[self.work_mode].hashrate_ths * self._level_factor() * (1.0 + tr.unit_bias)
         per_board /= spec.boards
         if f.overheat == "throttle":
             per_board *= THROTTLE_FACTOR
-        dead = f.dead_boards
-        return [0.0 if b in dead else per_board * tr.board_shares[b] for b in range(spec.boards)]
+        dead, shares = f.dead_boards, self._shares
+        return [0.0 if b in dead else per_board * shares[b] for b in range(spec.boards)]
+
+    def _level_factor(self) -> float:
+        """WORKLEVEL n takes 5 % per step off the mode's rate, except where the level is the mode."""
+        return 1.0 - 0.05 * self.work_level if self._level_steps else 1.0
 
     # -- changes -------------------------------------------------------------------------------
 
@@ -308,8 +346,15 @@ class MinerPhysics:
             raise ValueError(f"work mode {mode} out of range 0-{len(self.spec.modes) - 1}")
         self.advance(now)
         self.work_mode = mode
+        if not self._level_steps:
+            self.work_level = mode
 
     def set_work_level(self, level: int, now: float) -> None:
+        if not self._level_steps:  # Nano 3: WORKLEVEL picks the profile (mode) itself
+            if not 0 <= level < len(self.spec.modes):
+                raise ValueError(f"work level {level} out of range 0-{len(self.spec.modes) - 1}")
+            self.set_work_mode(level, now)
+            return
         if not 0 <= level <= 2:
             raise ValueError(f"work level {level} out of range 0-2")
         self.advance(now)
@@ -443,7 +488,7 @@ class MinerPhysics:
                     temp_chip_max_c=base + self._offset_range[b][1], temp_chip_avg_c=base,
                     temp_in_c=hbi if spec.layout == "q" else None, temp_out_c=hbo,
                     chips_ok=spec.chips_per_board, chips_expected=spec.chips_per_board,
-                    error_code=0, chip_base_c=base,
+                    error_code=self._healthy_echu[b], chip_base_c=base,
                 ))
             else:
                 boards.append(BoardSnapshot(
@@ -508,9 +553,9 @@ class MinerPhysics:
             hashrate_1m_ths=windows[1],
             hashrate_5m_ths=windows[2],
             hashrate_15m_ths=windows[3],
-            expected_hashrate_ths=round(mode.hashrate_ths * (1.0 - 0.05 * self.work_level), 5),
+            expected_hashrate_ths=round(mode.hashrate_ths * self._level_factor(), 5),
             power_w=power_w,
-            power_limit_w=int(round(mode.power_w * 1.03 / 10.0) * 10),
+            power_limit_w=mode.power_limit_w or int(round(mode.power_w * 1.03 / 10.0) * 10),
             temp_env_c=env_raw if spec.ambient_sensor else None,
             temp_chip_max_c=tmax,
             temp_chip_avg_c=tavg,
@@ -538,4 +583,7 @@ class MinerPhysics:
             total_th_s=total_th_s,
             soft_off_time=self.soft_off_time,
             soft_on_time=self.soft_on_time,
+            live_source="GHSspd" if spec.has_ghsspd and (e >= spec.spd_blank_s or not hashing) else "MHS 1m",
+            reported_power_w=(power_w if spec.power_reading == "wall"
+                              else ps[4] if spec.power_reading == "dc" else None),
         )

@@ -12,7 +12,8 @@ from simulators.antminer import Antminer
 from simulators.clock import ManualClock
 from simulators.fleet import build_miners
 
-MODELS = ["a1246", "a1566", "a1466", "q", "nano3s"]
+MODELS = ["a1246", "a1566", "a1466", "q", "nano3s", "nano3", "mini3", "a1066", "a1047", "a1346", "a1366", "a1566hu",
+          "a16", "a16xp", "av741", "av841", "av921"]
 
 
 def test_cached_noise_equals_noise_whatever_the_order_of_readings():
@@ -32,8 +33,9 @@ def test_every_reply_encodes_as_stdlib_json_would(key):
     clock = ManualClock()
     miner = build_miners(f"{key}:1", base="127.0.0.1:14000", seed=5, clock=clock)[0]
     ctx = cgminer._Ctx(miner, "", False)
+    own = cgminer.LAYOUT_COMMANDS.get(miner.spec.layout, {})  # the firmware layout's own replies first
     for name in ("version", "devdetails", "summary", "devs", "pools", "stats", "estats", "litestats"):
-        body = cgminer.COMMANDS[name](ctx)
+        body = (own.get(name) or cgminer.COMMANDS[name])(ctx)
         assert cgminer.encode_json(body) == json.dumps(body, separators=(",", ":")).encode()
 
 
