@@ -14,7 +14,6 @@ import re
 import socketserver
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
