@@ -36,47 +36,19 @@ def _latest(fields: dict[str, str]) -> str:
 BTC_PRICE = (f'SELECT mean("btc_price_usd") AS "BTC price" FROM "{schema.NETWORK}" WHERE {SITE} AND $timeFilter '
              f'{BUCKET} fill(none)')
 
-# Cost per BTC by model: per-miner $/day and BTC/day from `cost` (scope miner), joined on `miner` with
-# the model from measurement `miner`, summed per model, then divided: a ratio of sums, not a mean of ratios.
-# An outer join keeps miners never identified (offline since the collector started) as a blank model.
-BY_MODEL_COST = (
+# Cost per BTC by model: each miner's latest $/day and BTC/day (per-miner `cost` points carry its model),
+# summed per model, then divided: a ratio of sums, not a mean of ratios. A miner never identified
+# (offline since the collector started) has no model and sums into the blank one.
+_PER_MINER = (
     'SELECT last("energy_usd_day") + last("demand_usd_day") - last("curtailment_credit_usd_day") AS "energy", '
     'last("opex_usd_day") AS "opex", last("depreciation_usd_day") AS "depreciation", '
-    f'last("btc_per_day_net") AS "btc" FROM "{schema.COST}" WHERE {MINER_COST} AND $timeFilter GROUP BY "miner"'
+    f'last("btc_per_day_net") AS "btc" FROM "{schema.COST}" WHERE {MINER_COST} AND $timeFilter GROUP BY "site", "miner", "model"'
 )
-# A miner's model from any of its points that carry one (offline points carry none).
-BY_MODEL_MINER = (f'SELECT last("up") AS "up" FROM "{schema.MINER}" WHERE {SITE} AND "model" != \'\' AND $timeFilter '
-                  'GROUP BY "miner", "model"')
-
-
-def _binary(left: str, operator: str, right: str, alias: str) -> model.DataTransformerConfig:
-    """A field computed from two fields, by name (Grafana 11's calculateField binary mode)."""
-    def by_name(field: str) -> dict[str, object]:
-        return {"matcher": {"id": "byName", "options": field}}
-
-    return transform("calculateField", {"mode": "binary", "alias": alias, "replaceFields": False,
-                                        "binary": {"left": by_name(left), "operator": operator,
-                                                   "right": by_name(right)}})
-
-
-def _by_model_transformations() -> list[model.DataTransformerConfig]:
-    summed = {name: {"operation": "aggregate", "aggregations": ["sum"]}
-              for name in ("energy", "opex", "depreciation", "btc")}
-    return [
-        transform("joinByField", {"byField": "miner", "mode": "outer"}),
-        transform("groupBy", {"fields": {"model": {"operation": "groupby", "aggregations": []},
-                                         **summed}}),
-        _binary("energy (sum)", "+", "opex (sum)", "cash $/day"),
-        _binary("cash $/day", "+", "depreciation (sum)", "all-in $/day"),
-        _binary("all-in $/day", "/", "btc (sum)", "all-in $/BTC"),
-        _binary("cash $/day", "/", "btc (sum)", "cash $/BTC"),
-        _binary("energy (sum)", "/", "btc (sum)", "energy $/BTC"),
-        transform("organize", {
-            "includeByName": {"model": True, "all-in $/BTC": True, "cash $/BTC": True, "energy $/BTC": True},
-            "indexByName": {"model": 0, "all-in $/BTC": 1, "cash $/BTC": 2, "energy $/BTC": 3},
-        }),
-        transform("sortBy", {"sort": [{"field": "all-in $/BTC", "desc": True}]}),
-    ]
+BY_MODEL = (
+    'SELECT (sum("energy") + sum("opex") + sum("depreciation")) / sum("btc") AS "all-in $/BTC", '
+    '(sum("energy") + sum("opex")) / sum("btc") AS "cash $/BTC", sum("energy") / sum("btc") AS "energy $/BTC", '
+    f'sum("btc") AS "BTC/day" FROM ({_PER_MINER}) GROUP BY "model"'
+)
 
 
 def build() -> model.Dashboard:
@@ -154,8 +126,13 @@ def build() -> model.Dashboard:
         .with_row(dash.Row("By model"))
         .with_panel(table_panel(
             "Cost per BTC by model",
-            [query(BY_MODEL_COST, table_format=True), query(BY_MODEL_MINER, "B", table_format=True)],
-            width=24, height=8, unit=usd, transformations=_by_model_transformations(),
+            [query(BY_MODEL, table_format=True)],
+            width=24, height=8, unit=usd,
+            # InfluxQL divides by zero as 0: a model that mined nothing has no cost per BTC, not a free one.
+            transformations=[
+                transform("filterByValue", {"type": "exclude", "match": "any", "filters": [
+                    {"fieldName": "BTC/day", "config": {"id": "lowerOrEqual", "options": {"value": 0}}}]}),
+                transform("sortBy", {"sort": [{"field": "all-in $/BTC", "desc": True}]})],
             description="Per-miner cost and BTC/day summed per model, then divided (a ratio of sums)."))
     )
     return finish(board)

@@ -52,8 +52,10 @@ MINER_BOARD = Measurement("miner_board", ("site", "miner", "board"), {
 # Site and fleet points carry every CostSample figure; per-miner points (scope miner) carry the figures
 # that differ between miners and that a miner's panels use (MINER_COST_FIELDS) — the rest (network
 # hashprice, tariff, the miner's own power and hashrate, already in `miner`) lives on the site point.
-# `collector_shard` (not `shard`: an InfluxQL keyword) keeps the roll-ups of a site's shards apart.
-COST = Measurement("cost", ("site", "scope", "miner", "collector_shard"), {
+# `collector_shard` (not `shard`: an InfluxQL keyword) keeps the roll-ups of a site's shards apart;
+# per-miner points carry the miner's `model` too (one model per miner: no more series), so cost per BTC
+# by model is one query.
+COST = Measurement("cost", ("site", "scope", "miner", "model", "collector_shard"), {
     **{name: float for name, info in CostSample.model_fields.items() if _numeric(info.annotation)},
     "stale": float, "incomplete": float, "power_meter_gap_w": float,
 })

@@ -74,13 +74,13 @@ def collector_point(
     }, seconds(ts))
 
 
-MINER_COST = Shape(schema.COST.name, ("site", "scope", "miner"), {
+MINER_COST = Shape(schema.COST.name, ("site", "scope", "miner", "model"), {
     **dict.fromkeys(schema.MINER_COST_FIELDS, float), "stale": float, "incomplete": float, "power_meter_gap_w": float})
 _MINER_COST_READINGS = operator.attrgetter(*schema.MINER_COST_FIELDS)
 
 
-def miner_cost_point(cost: CostSample, ts: int, meter_gap_w: float | None = None) -> str:
-    return MINER_COST.line((cost.site, cost.scope.value, cost.miner), (
+def miner_cost_point(cost: CostSample, ts: int, meter_gap_w: float | None = None, model: str | None = None) -> str:
+    return MINER_COST.line((cost.site, cost.scope.value, cost.miner, model), (
         *_MINER_COST_READINGS(cost), 1.0 if cost.stale_inputs else 0.0, 1.0 if cost.missing_inputs else 0.0,
         meter_gap_w), ts)
 
@@ -114,7 +114,8 @@ def part_lines(part: MinersPart) -> list[str]:
     lines = fleet_lines(part.samples)
     if part.costs is not None:
         ts, gaps = seconds(part.ts), part.metered_gap_w
-        lines += [miner_cost_point(c, ts, gaps.get(c.miner or "")) for c in part.costs]
+        models = {sample.miner: sample.model for sample in part.samples}
+        lines += [miner_cost_point(c, ts, gaps.get(c.miner or ""), models.get(c.miner or "")) for c in part.costs]
     return lines
 
 

@@ -293,16 +293,26 @@ def test_every_alert_query_returns_rows(influxdb, filled: Site):
             assert influxdb.query(text, filled.database), f"{uid} {step['refId']}: no rows for {text}"
 
 
-def test_cost_by_model_inputs_join_on_miner(influxdb, filled: Site):
-    # The panel joins per-miner cost (query A) with each miner's model (query B) on `miner`, then sums
-    # per model: each identified miner has exactly one model; only the never-identified one has none.
-    costs = _run(influxdb, filled, "economics", "Cost per BTC by model", "A")
-    rows = _run(influxdb, filled, "economics", "Cost per BTC by model", "B")
-    models = {r["miner"]: r["model"] for r in rows}
-    assert len(models) == len(rows), "a miner with two models would be counted twice by the join"
-    assert {r["miner"] for r in costs} - set(models) == {filled.miners[OFFLINE]}
-    per_model: dict[str, float] = {}
-    for row in costs:
-        model = models.get(row["miner"], "")
-        per_model[model] = per_model.get(model, 0.0) + row["btc"]
-    assert len(per_model) == 6 and per_model[""] == 0 and all(btc >= 0 for btc in per_model.values())
+def test_cost_by_model_is_the_ratio_of_sums_of_its_miners(influxdb, filled: Site):
+    """The panel's one query: per-miner cost points carry the model, so each model's all-in cost per BTC
+    is the sum of its miners' $/day over the sum of their BTC/day, computed here from the same points."""
+    from dashboards.economics import _PER_MINER
+
+    rows = {r.get("model") or "": r for r in _run(influxdb, filled, "economics", "Cost per BTC by model", "A")}
+    per_miner = influxdb.query(expand(_PER_MINER, _variables(filled), range_="1h", interval=INTERVAL),
+                               filled.database)
+    sums: dict[str, list[float]] = {}
+    for row in per_miner:
+        total = sums.setdefault(row.get("model") or "", [0.0, 0.0])
+        total[0] += row["energy"] + row["opex"] + row["depreciation"]
+        total[1] += row["btc"]
+    assert set(rows) == set(sums) and len(sums) == 6  # five simulated models and the never-identified miner
+    for name, (usd, btc) in sums.items():
+        if btc:
+            assert rows[name]["all-in $/BTC"] == pytest.approx(usd / btc, rel=1e-9)
+    # No BTC: InfluxQL's division gives 0; the panel drops such rows rather than show a free coin.
+    assert sums[""][1] == 0 and rows[""]["BTC/day"] == 0
+    board = json.loads((ROOT / "dashboards" / "json" / "economics.json").read_text())
+    panel = next(p for p in board["panels"] if p["title"] == "Cost per BTC by model")
+    [drop] = [t["options"] for t in panel["transformations"] if t["id"] == "filterByValue"]
+    assert drop["type"] == "exclude" and drop["filters"][0]["fieldName"] == "BTC/day"
