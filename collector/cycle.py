@@ -69,6 +69,9 @@ class Cycle:
     past_deadline: int = 0  # polled miners that had not answered when the cycle's deadline passed
     latencies_s: list[float] = field(default_factory=list)  # per polled miner (benchmarks)
     cost: CycleCost | None = None  # the cost stage's roll-ups
+    # Counters a source keeps since the collector started (e.g. MQTT payloads accepted and dropped), for
+    # the `collector` point: names and types in models.schema.COLLECTOR.
+    counters: dict[str, int] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)
     # The service's hand-on to stages and sinks; it may give the sample another id (collector.identity).
     on_sample: Callable[[MinerSample], MinerSample] | None = field(default=None, repr=False)

@@ -24,6 +24,13 @@ def _collector(fields: dict[str, str], aggregate: str = "mean") -> str:
     return f'SELECT {selected} FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site" fill(none)'
 
 
+# MQTT payloads by outcome, counted since the collector started (a restart starts them again at 0).
+MQTT_INGEST = (
+    'SELECT ' + ", ".join(f'max("mqtt_{name}") AS "{name}"'
+                          for name in ("accepted", "malformed", "unknown", "refused", "limited"))
+    + f' FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site" fill(none)'
+)
+
 NETWORK_AGES = (
     'SELECT max("difficulty_age_s") AS "difficulty", max("height_age_s") AS "height", max("fees_age_s") AS "fees", '
     f'max("btc_price_age_s") AS "BTC price" FROM "{schema.NETWORK}" WHERE {WHERE} {BUCKET}, "site" fill(none)'
@@ -77,6 +84,11 @@ def build() -> model.Dashboard:
             [query(f'SELECT count("poll_duration_s") AS "cycles" FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site" '
                    'fill(0)', alias="$tag_site")],
             "none", fill=0, minimum=0, description="A dip means cycles were skipped (overrun or collector down)."))
+        .with_panel(timeseries_panel(
+            "MQTT ingest", [query(MQTT_INGEST, alias="$tag_site $col")], "none", fill=0, minimum=0,
+            description="Payloads since the collector started, by outcome: accepted; malformed (oversized, not JSON, invalid); unknown "
+                        "(no subscription or meter mapping); refused (future-dated, out of bounds); limited (over the "
+                        "MQTT miner cap or not allow-listed). Only with MQTT ingest configured."))
         .with_panel(timeseries_panel(
             "Network data age", [query(NETWORK_AGES, alias="$tag_site $col")], "s", fill=0,
             description="Seconds since difficulty, height, fees and BTC price were last fetched (HTTP feed).")

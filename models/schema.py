@@ -77,6 +77,10 @@ COLLECTOR = Measurement("collector", ("site", "collector_shard"), {
     "spool_dropped": int,  # batches dropped over the disk budget (or for room on a full disk), since created
     "spool_rejected": int,  # lines InfluxDB refused as malformed, kept aside as .lp.rejected
     "spool_lost_lines": int,  # lines neither stored nor delivered (a full disk)
+    # MQTT ingest, payloads since start (with MQTT ingest configured): accepted; malformed (oversized, not
+    # JSON, invalid); unknown (no subscription or meter mapping matches); refused (future-dated, out of
+    # bounds); limited (over the MQTT miner cap, or not allow-listed).
+    "mqtt_accepted": int, "mqtt_malformed": int, "mqtt_unknown": int, "mqtt_refused": int, "mqtt_limited": int,
 })
 
 MEASUREMENTS = {m.name: m for m in (MINER, MINER_BOARD, COST, NETWORK, COLLECTOR)}

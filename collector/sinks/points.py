@@ -13,7 +13,7 @@ cycle's few others through `encode`.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -62,15 +62,18 @@ def fleet_lines(samples: Iterable[MinerSample]) -> list[str]:
 def collector_point(
     *, site: str, ts: datetime, poll_duration_s: float, miners_polled: int, miners_failed: int,
     points_written: int, spool_depth: int = 0, spool_dropped: int = 0, spool_rejected: int = 0,
-    spool_lost: int = 0, shard: str | None = None,
+    spool_lost: int = 0, shard: str | None = None, counters: Mapping[str, int] | None = None,
 ) -> str:
     """`spool_rejected`: lines InfluxDB refused (kept as .lp.rejected); `spool_lost`: lines neither stored
-    nor delivered (a full disk); `spool_dropped`: batches dropped for the disk budget or for room."""
+    nor delivered (a full disk); `spool_dropped`: batches dropped for the disk budget or for room;
+    `counters`: the sources' own (models.schema.COLLECTOR names them; others are not written)."""
+    fields = schema.COLLECTOR.fields
     return encode(schema.COLLECTOR.name, {"site": site, "collector_shard": shard}, {
         "poll_duration_s": float(poll_duration_s), "miners_polled": int(miners_polled),
         "miners_failed": int(miners_failed), "points_written": int(points_written),
         "spool_depth": int(spool_depth), "spool_dropped": int(spool_dropped), "spool_rejected": int(spool_rejected),
         "spool_lost_lines": int(spool_lost),
+        **{name: int(value) for name, value in (counters or {}).items() if fields.get(name) is int},
     }, seconds(ts))
 
 
@@ -134,5 +137,6 @@ def cycle_lines(cycle: Cycle, points_before: int = 0, spool_depth: int = 0,
         site=cycle.site, ts=cycle.ts, poll_duration_s=cycle.poll_s, miners_polled=len(cycle.samples),
         miners_failed=cycle.failed, points_written=points_before + len(lines) + 1, spool_depth=spool_depth,
         spool_dropped=spool_dropped, spool_rejected=spool_rejected, spool_lost=spool_lost, shard=cycle.shard,
+        counters=cycle.counters,
     ))
     return lines

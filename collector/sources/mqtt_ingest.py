@@ -71,6 +71,14 @@ TOO_MANY_MINERS = "too_many_miners"
 NOT_ALLOWED = "not_allowed"
 ERROR = "error"
 
+# Drop reasons as the `collector` point counts them.
+_COUNTED = {
+    "mqtt_malformed": (OVERSIZED, NOT_JSON, INVALID, ERROR),
+    "mqtt_unknown": (UNKNOWN_TOPIC, UNMAPPED),
+    "mqtt_refused": (FUTURE_TS, OUT_OF_BOUNDS),
+    "mqtt_limited": (TOO_MANY_MINERS, NOT_ALLOWED),
+}
+
 
 class _Dropped(Exception):
     def __init__(self, reason: str, detail: str) -> None:
@@ -173,6 +181,14 @@ class MqttIngest:
         with self._lock:
             evicted, self._evicted = self._evicted, []
         return evicted
+
+    def counters(self) -> dict[str, int]:
+        """The `collector` point's MQTT counters (models.schema.COLLECTOR), since start."""
+        with self._counts_lock:
+            dropped = dict(self._dropped)
+            accepted = sum(self._accepted.values())
+        return {"mqtt_accepted": accepted,
+                **{name: sum(dropped.get(reason, 0) for reason in reasons) for name, reasons in _COUNTED.items()}}
 
     def stats(self) -> dict[str, Any]:
         with self._counts_lock:
@@ -407,6 +423,7 @@ class MqttIngest:
             if not cycle.has(sample.miner):
                 cycle.add(sample)
         self.share_racks(cycle.samples, cycle.ts)
+        cycle.counters.update(self.counters())
 
     async def close(self) -> None:
         return None

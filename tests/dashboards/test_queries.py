@@ -75,9 +75,9 @@ class Site:
     sites: list[str]
 
 
-def _site_config(path: Path, site: str, usd_per_kwh: float, api: str) -> Path:
+def _site_config(path: Path, site: str, usd_per_kwh: float, api: str, mqtt: str = "") -> Path:
     path.write_text(
-        f"site: {site}\n"
+        f"site: {site}\n{mqtt}"
         "interval_s: 1\n"
         f"economics: {{tariff: {{kind: flat, usd_per_kwh: {usd_per_kwh}}}, pue: 1.1, opex_usd_month: 150,\n"
         "  capex_by_model: {'AvalonMiner 15-194': {price_usd: 3500, life_months: 36}}}\n"
@@ -91,7 +91,7 @@ def _site_config(path: Path, site: str, usd_per_kwh: float, api: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def filled(influxdb, tmp_path_factory) -> Iterator[Site]:
+def filled(influxdb, mosquitto, tmp_path_factory) -> Iterator[Site]:
     database = f"t_dashboards_{uuid.uuid4().hex[:8]}"
     influxdb.ensure_running()
     influxdb.create_database(database)
@@ -108,7 +108,11 @@ def filled(influxdb, tmp_path_factory) -> Iterator[Site]:
             fleet[BOARD_LOST].set_faults(dead_boards={1})
             fleet[SOFT_OFF].set_soft_off(True)
             runs = [subprocess.Popen(
-                [HASHFLEET, "collect", "--config", str(_site_config(work / f"{site}.yaml", site, price, base)),
+                [HASHFLEET, "collect", "--config", str(_site_config(work / f"{site}.yaml", site, price, base, (
+                    # MQTT ingest at one site: the collector point's MQTT counters (Collector health)
+                    f"mqtt: {{host: {mosquitto.host}, port: {mosquitto.port}, discovery: false, "
+                    f"ingest: [{{topic: feeds/{database}/{site}/power, kind: power_price}}]}}\n"
+                    if site == "cheap" else ""))),
                  "--miners", ",".join(fleet.addresses), "--cycles", "3"],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for site, price in SITES.items()]
             for run in runs:

@@ -20,6 +20,8 @@ from tests.collector.mqtt_support import (
 )
 
 from collector.cycle import Cycle
+from collector.line_protocol import parse_line
+from collector.sinks import points
 from models.base import AHEAD_TOLERANCE_S
 from collector.stages import cost_engine as cost
 from collector.stages.cost_stage import CostStage
@@ -285,6 +287,12 @@ def test_a_future_dated_price_over_mqtt_is_refused_and_later_prices_reach_the_co
             assert "power_price" not in site_cost.stale_inputs
             assert site_cost.energy_usd_day == pytest.approx(site_cost.energy_kwh_day * 0.031)
             assert site_cost.all_in_cost_per_btc > 0
+            # The `collector` point counts what the ingest did with them (issue 16 item 11).
+            counted = collector.next_result(lambda r: r.counters.get("mqtt_accepted", 0) >= 2, what="the counters")
+            health_line = parse_line(points.cycle_lines(counted.result)[-1])
+            assert health_line.measurement == "collector"
+            assert health_line.fields["mqtt_refused"] == 3 and health_line.fields["mqtt_accepted"] >= 2
+            assert health_line.fields["mqtt_malformed"] == 0 and health_line.fields["mqtt_limited"] == 0
         finally:
             health.close()
             publisher.close()
