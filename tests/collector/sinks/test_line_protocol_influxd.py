@@ -6,7 +6,10 @@ documents. The local reader (`collector.line_protocol`, used by `hashfleet repor
 the same way. The rules themselves, one per position, are pinned against the line protocol reference.
 """
 
+import asyncio
+import copy
 import itertools
+import json
 import math
 
 import pytest
@@ -16,9 +19,10 @@ from hypothesis import strategies as st
 from collector.line_protocol import parse_line
 from collector.line_protocol import MAX_STRING_CHARS, MAX_TAG_CHARS, Shape, encode
 from collector.sinks.points import miner_points
+from collector.sources import avalon
 from models import MinerSample, MinerState, SampleSource
 from models.sample import MAX_TEXT_CHARS, MAX_UPTIME_S
-from tests.support import TS
+from tests.support import DATA, TS
 
 # Everything the line protocol treats specially, and what the encoder must replace, mixed into any text.
 HOSTILE = list(',= "\\\n\r\t#\x00\x7f\u2028\u0085\ufeff\ud800\udfffé⚡')
@@ -160,3 +164,50 @@ def test_numbers_influxdb_cannot_hold_are_left_out():
                   1) == "m e=-9223372036854775808i,f=1e+308 1"
     shape = Shape("m", (), {"big": float, "i": int})
     assert shape.line((), (10**400, 2**64), 1) == ""
+
+
+# --- from a miner's reply: reply bytes -> the real driver -> line protocol -> influxd ----------------
+
+_REPLY = json.loads((DATA / "replies" / "avalon" / "a1246_21042601_mining.json").read_text())
+
+
+async def _served(reply: bytes) -> MinerSample:
+    """The reply served once over TCP on loopback, read by the native Avalon driver."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        return await avalon.poll("127.0.0.1", port, site="reply", ts=TS, timeout_s=5)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                HealthCheck.too_slow])
+@given(prod=sample_text, firmware=sample_text, user=sample_text, url=sample_text)
+def test_any_strings_in_a_miners_reply_land_in_influxd_as_documented(influxdb, influx_bucket, prod, firmware, user,
+                                                                    url):
+    """Hostile text where a miner puts its model, firmware and pool: the driver keeps it (cut to its cap),
+    the encoder escapes or replaces it, influxd accepts every line and stores the documented text. (Text
+    with lone surrogates is not valid JSON for the driver's decoder: that reply is an error sample.)"""
+    reply = copy.deepcopy(_REPLY)
+    version = reply["version"][0]["VERSION"][0]
+    version["PROD"], version["VERSION"] = prod, firmware
+    reply["pools"][0]["POOLS"][0].update(User=user, URL=url)
+    sample = asyncio.run(_served(json.dumps(reply).encode() + b"\x00"))
+    assert sample.state is MinerState.MINING, sample.errors  # the strings cost nothing else
+    site = f"r{next(_points)}"
+    sample = sample.model_copy(update={"site": site})
+    influxdb.write(influx_bucket, "\n".join(miner_points(sample)), precision="s")
+    rows = influxdb.query(f"SELECT * FROM miner WHERE site = '{site}'", influx_bucket, epoch="s")
+    assert len(rows) == 1, rows
+    expected_model = stored_tag((prod or version["MODEL"])[:MAX_TEXT_CHARS])  # an empty PROD: MODEL names it
+    assert rows[0].get("model") == expected_model and rows[0]["hashrate_ths"] == sample.hashrate_ths
+    boards = influxdb.query(f"SELECT count(chips_ok) FROM miner_board WHERE site = '{site}'", influx_bucket)
+    assert boards and boards[0]["count"] == len(sample.boards)  # no board point lost to the text either
