@@ -8,6 +8,7 @@ from typing import NoReturn
 import typer
 
 from collector import config as config_loader
+from collector.layout import LayoutError, SiteLayout
 from collector.sources.targets import TargetError, parse_specs
 from models import CollectorConfig
 
@@ -22,8 +23,9 @@ def load_config(path: Path | None, **overrides) -> CollectorConfig:
     try:
         config = config_loader.load(path, overrides)
         parse_specs(config.miners)  # a bad address is a config error, found before anything starts
+        SiteLayout.load(config.layout)  # likewise a bad layout CSV
         return config
-    except (config_loader.ConfigError, TargetError) as e:
+    except (config_loader.ConfigError, TargetError, LayoutError) as e:
         fail_usage(str(e))
 
 

@@ -1,0 +1,93 @@
+"""The site's layout: where each miner stands (container, row, rack, position, free groups).
+
+Read once from the config (`layout.miners`) and/or a CSV file (`layout.csv`), keyed by MAC or address;
+looked up per sample by its MAC, then host:port, then host. The CSV is outside input: its size and row
+count are capped, every value is checked as the config's are, and an error names the file and line.
+
+    miner,container,row,rack,position,groups
+    AA:BB:CC:DD:EE:01,c1,r1,rack-07,3,feeder-a;dr-zone-2
+    10.0.1.15,c1,r1,rack-07,4,
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from models import MinerSample
+from models.base import read_capped
+from models.config import LayoutConfig, Place
+
+MAX_CSV_BYTES = 16 * 1024 * 1024  # 100,000 miners at ~100 bytes a row fit with room to spare
+MAX_ROWS = 100_000
+COLUMNS = ("miner", "container", "row", "rack", "position", "groups")
+
+
+class LayoutError(ValueError):
+    """The layout cannot be used; the message names the file, the line and the problem."""
+
+
+class SiteLayout:
+    def __init__(self, places: dict[str, Place]):
+        self._places = {_key(miner): place for miner, place in places.items()}
+
+    @classmethod
+    def load(cls, config: LayoutConfig | None) -> SiteLayout:
+        if config is None:
+            return cls({})
+        places = read_csv(config.csv) if config.csv is not None else {}
+        places.update(config.miners)  # the config's own entries win over the CSV's
+        return cls(places)
+
+    def __len__(self) -> int:
+        return len(self._places)
+
+    def place(self, sample: MinerSample) -> Place | None:
+        """Where `sample`'s miner stands: by MAC, else host:port, else host; None when not in the layout."""
+        places = self._places
+        for key in (sample.mac, f"{sample.host}:{sample.port}", sample.host, sample.miner):
+            if key and (place := places.get(_key(key))) is not None:
+                return place
+        return None
+
+    def group(self, name: str) -> set[str]:
+        """The keys (MACs or addresses) of the miners in group `name`, or standing in the container, row
+        or rack of that name."""
+        return {key for key, place in self._places.items()
+                if name in place.groups or name in (place.container, place.row, place.rack)}
+
+
+def read_csv(path: Path) -> dict[str, Place]:
+    try:
+        text = read_capped(path, MAX_CSV_BYTES).decode("utf-8-sig")
+    except (OSError, ValueError) as e:
+        raise LayoutError(f"layout.csv {path}: {e}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"miner"} - set(reader.fieldnames or ())
+    unknown = set(reader.fieldnames or ()) - set(COLUMNS)
+    if missing or unknown:
+        raise LayoutError(f"layout.csv {path}: columns must be {', '.join(COLUMNS)} (miner required); "
+                          f"got {', '.join((reader.fieldnames or [])[:10])}")
+    places: dict[str, Place] = {}
+    for number, row in enumerate(reader, start=2):
+        if number - 1 > MAX_ROWS:
+            raise LayoutError(f"layout.csv {path}: more than {MAX_ROWS} rows")
+        miner = (row.get("miner") or "").strip()
+        if not miner:
+            raise LayoutError(f"layout.csv {path} line {number}: no miner (a MAC or an address)")
+        values = {k: v.strip() for k, v in row.items() if k not in ("miner", "groups") and v and v.strip()}
+        groups = [g.strip() for g in (row.get("groups") or "").split(";") if g.strip()]
+        try:
+            places[miner] = Place.model_validate({**values, "groups": groups})
+        except ValidationError as e:
+            problem = e.errors()[0]
+            where = ".".join(str(p) for p in problem["loc"])
+            raise LayoutError(f"layout.csv {path} line {number}: {where}: {problem['msg']}") from None
+    return places
+
+
+def _key(miner: str) -> str:
+    return miner.strip().upper()
