@@ -31,7 +31,6 @@ from collections.abc import Callable
 from typing import Any
 
 from simulators.cgminer import NAN, NUL, POOL_URLS, encode_answer, encode_json, parse_request
-from simulators.faults import ECMM_OVERHEAT
 from simulators.device import SwitchableDevice
 from simulators.http import DigestAuth, HttpRequest, HttpResponse, html_page, json_response
 from simulators.physics import BoardSnapshot, Snapshot, Traits
@@ -145,7 +144,7 @@ class Antminer:
                     "msg": "; ".join(f"Chain {b.index} found {b.chips_ok} of {b.chips_expected} asic"
                                      for b in short)}
         temp: dict[str, Any] = {"type": "temp", "status": "s", "code": 0, "msg": ""}
-        if s.ecmm & ECMM_OVERHEAT:
+        if s.tripped:
             temp = {"type": "temp", "status": "e", "code": 322, "msg": "Temperature protection: mining stopped"}
         elif "overheat throttle" in s.errors:
             temp = {"type": "temp", "status": "w", "code": 321, "msg": "Temperature too high: frequency lowered"}

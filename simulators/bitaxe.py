@@ -150,7 +150,7 @@ class Bitaxe:
             "fallbackStratumUser": cfg["fallbackStratumUser"],
             "version": spec.firmware, "axeOSVersion": spec.ver, "idfVersion": IDF_VERSION,
             "boardVersion": spec.hwtype, "runningPartition": "ota_0",
-            "overheat_mode": 1 if s.ecmm else cfg["overheat_mode"], "overclockEnabled": 0,
+            "overheat_mode": 1 if s.tripped else cfg["overheat_mode"], "overclockEnabled": 0,
             "display": "SSD1306 (128x32)", "rotation": cfg["rotation"], "invertscreen": cfg["invertscreen"],
             "displayTimeout": cfg["displayTimeout"], "autofanspeed": cfg["autofanspeed"], "fanspeed": s.fan_pct,
             "temptarget": cfg["temptarget"], "fanrpm": s.fans_rpm[0] if s.fans_rpm else 0,

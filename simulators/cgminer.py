@@ -387,7 +387,7 @@ def _mm_string(ctx: _Ctx, with_chips: bool) -> str:
         f"MGHS[{' '.join(ghs_avg)}]",
         f"MTmax[{_ints([b.temp_chip_max_c or 0 for b in s.boards])}]",
         f"MTavg[{_ints([b.temp_chip_avg_c or 0 for b in s.boards])}]",
-        f"TA[{alive * spec.chips_per_board}]",
+        f"TA[{sum(b.chips_ok for b in s.boards)}]",
         f"Core[{spec.core}]",
     ]
     if home:
@@ -430,7 +430,7 @@ def _q_summary(ctx: _Ctx) -> str:
         f"GHSmm[{s.expected_hashrate_ths * 1000.0:.2f}]", f"GHSavg[{s.hashrate_avg_ths * 1000.0:.2f}]",
         f"WU[{_work_utility(s):.2f}]", f"Freq[{_freq(s, spec):.2f}]",
         f"MGHS[{' '.join(f'{b.hashrate_avg_ths * 1000.0:.2f}' for b in s.boards)}]",
-        f"TA[{alive * spec.chips_per_board}]", f"Core[{spec.core}]", "PING[22]",
+        f"TA[{sum(b.chips_ok for b in s.boards)}]", f"Core[{spec.core}]", "PING[22]",
         f"SoftOFF[{SOFT_OFF_CODE if s.soft_off else 0}]", f"ECHU[{_ints(s.echu)}]", f"ECMM[{s.ecmm}]",
         f"WORKMODE[{s.work_mode_index}]", f"WORKLEVEL[{s.work_level}]", f"MPO[{s.power_limit_w}]",
         f"Led[{int(s.led)}]",

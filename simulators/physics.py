@@ -42,7 +42,7 @@ CAP_EXPONENT = 0.8  # hashrate share = power share ** this when clocked down to 
 MIN_CAP_SHARE = 0.05  # the deepest a cap clocks a unit down (share of its dynamic power)
 FAN_ERROR_SHARE = 0.6  # a fan turning slower than this share of its target is a fan error
 MAX_PSU_OFFSET = 0.5  # PSU drift stops at +-50 %: a reading beyond it is a dead sensor, not drift
-_SECONDS_PER_DAY = 86400.0
+OVERHEAT_SHUTDOWN = "overheat shutdown"  # how `Snapshot.errors` names the protection's power cut
 _MASK64 = (1 << 64) - 1
 # Averaging windows (30 s, 1 m, 5 m, 15 m): noise channel, seconds, wobble (less over longer windows).
 _WINDOWS = tuple((ch, w, LIVE_NOISE * math.sqrt(12.0 / w))
@@ -243,6 +243,11 @@ class Snapshot:
     fans_failed: tuple[int, ...]  # fans turning under FAN_ERROR_SHARE of their target
     error_code: int  # the `error_code` fault's code (0: none), for firmwares that list codes
     error_board: int  # its hash board, or -1 (faults.CONTROLLER) for the control board
+
+    @property
+    def tripped(self) -> bool:
+        """The overheat protection cut power (ECMM may also carry an `error_code` fault's bits)."""
+        return any(e.startswith(OVERHEAT_SHUTDOWN) for e in self.errors)
 
 
 class MinerPhysics:
@@ -652,7 +657,7 @@ class MinerPhysics:
         ecmm = 0
         if f.overheat == "shutdown":
             ecmm = ECMM_OVERHEAT
-            errors.append(f"overheat shutdown (ECMM {ecmm})")
+            errors.append(f"{OVERHEAT_SHUTDOWN} (ECMM {ecmm})")
         elif throttled:
             errors.append("overheat throttle")
         for i in fans_failed:

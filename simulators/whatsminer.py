@@ -41,7 +41,6 @@ from passlib.hash import md5_crypt
 
 from simulators.cgminer import NAN, NUL, POOL_URLS, encode_answer, encode_json, parse_request
 from simulators.device import SwitchableDevice
-from simulators.faults import ECMM_OVERHEAT
 from simulators.physics import BoardSnapshot, Snapshot
 from simulators.specs import ModelSpec
 
@@ -265,7 +264,7 @@ class Whatsminer:
 
     def error_codes(self, s: Snapshot) -> list[int]:
         codes = [ERROR_SLOT_NOT_FOUND + b.index for b in s.boards if not b.alive]
-        if s.ecmm & ECMM_OVERHEAT:
+        if s.tripped:
             hottest = max((b for b in s.boards if b.alive), key=lambda b: b.chip_base_c, default=None)
             codes.append(ERROR_SLOT_TEMP_PROTECT + (hottest.index if hottest else 0))
         codes += [ERROR_FAN_SPEED + min(i, 1) for i in s.fans_failed]  # 110 intake, 111 exhaust
