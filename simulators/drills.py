@@ -92,7 +92,7 @@ def parse_fault_arg(text: str, source: str = "--fault") -> FaultChange:
     left, eq, value = text.partition("=")
     address, colon, name = left.strip().rpartition(":")
     name = name.strip()
-    if not colon or not address or not name:
+    if not colon or not address or not name or name.isdigit():  # `HOST:PORT` alone: a port, no switch
         raise DrillError(f"{where}: write ADDRESS:NAME[=VALUE], e.g. 127.10.0.1:4028:fan_failing=0 "
                          f"(ADDRESS: HOST:PORT, HOST or *)")
     return FaultChange(address.strip(), _parse_set({name: value if eq else None}, where), source=where)
