@@ -309,9 +309,9 @@ class MinerPhysics:
         mode = spec.modes[self.work_mode]
         per_board = mode.hashrate_ths * (1.0 - 0.05 * self.work_level) * (1.0 + tr.unit_bias)
         per_board /= spec.boards
-        cap_hash, cap_power = self._cap_shares()
+        cap_hash, cap_power = (1.0, 1.0) if self.power_cap_w is None else self._cap_shares()
         per_board *= cap_hash
-        if self._throttled():
+        if f.overheat == "throttle" or (f.fan_failing is not None and self._throttled()):
             per_board *= THROTTLE_FACTOR
         dead, weak, n = f.dead_boards, f.weak_board, spec.chips_per_board
         if weak is None and not f.chips_dying:  # the common case, kept cheap for 10,000-miner fleets
@@ -391,7 +391,7 @@ class MinerPhysics:
         if now <= self.last_t:
             return
         f = self.faults
-        evolving = f.evolving
+        evolving = bool(f.chips_dying) or f.fan_failing is not None or f.psu_drift != 0.0  # Faults.evolving, inlined
         half_days = (now - self.last_t) * f.days_per_hour / 3600.0 / 2.0 if evolving else 0.0
         if evolving:
             self._evolve(half_days)  # rates at the step's midpoint
@@ -400,7 +400,7 @@ class MinerPhysics:
             e1 = now - self.run_start
             gained = ramp_integral(e1) - ramp_integral(e0)
             hashed = 0.0
-            for b, r in enumerate(self._board_rates()):
+            for b, r in enumerate(self._rates()[0]):
                 self.acc_th_s[b] += r * gained
                 hashed += r * gained
             tr = self.traits
@@ -547,14 +547,15 @@ class MinerPhysics:
         spec, tr, f = self.spec, self.traits, self.faults
         mode = spec.modes[self.work_mode]
         hashing = self._hashing()
-        throttled = self._throttled()
+        throttled = f.overheat == "throttle" or (f.fan_failing is not None and self._throttled())
         rates, power_share = self._rates()
         full = sum(rates)
         e = max(0.0, now - self.run_start)
         elapsed = max(0, int(now - self.boot_at))
 
         wobble = 1.0 + LIVE_NOISE * self._noise(1, now, 12.0)
-        live = full * ramp(e) * wobble
+        ramped = ramp(e)
+        live = full * ramped * wobble
         windows = []
         for ch, w, scale in _WINDOWS:
             avg = full * (ramp_integral(e) - ramp_integral(max(0.0, e - w))) / w
@@ -568,7 +569,7 @@ class MinerPhysics:
         # Power follows live hashrate; asleep or tripped the controller still draws a little.
         idle = spec.idle_power_w
         if hashing:
-            ratio = power_share * ramp(e) * wobble
+            ratio = power_share * ramped * wobble
             power = idle + (mode.power_w - idle) * ratio * (1.0 + tr.power_bias)
         elif f.overheat == "shutdown":
             power = idle * 1.6  # fans at full
@@ -626,7 +627,7 @@ class MinerPhysics:
         n_chips = spec.chips_per_board
         for b in range(spec.boards):
             dead_chips = self.dead_chips(b) if f.chips_dying else ()
-            alive = b not in f.dead_boards and len(dead_chips) < n_chips  # a board of dead chips is lost
+            alive = b not in f.dead_boards and (not dead_chips or len(dead_chips) < n_chips)  # all dead: lost
             if alive:
                 n_alive += 1
                 base = int(round(chip_avg + tr.board_temp_bias[b]))
