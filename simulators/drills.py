@@ -47,6 +47,7 @@ from simulators.server import open_listening_socket
 MAX_SCHEDULE_BYTES = 1 << 20
 MAX_ENTRIES = 10_000
 MAX_AT_S = 366 * 86400.0
+MAX_PENDING = 64  # control requests with changes still waiting for their `at`
 _ENTRY_KEYS = frozenset({"at", "address", "set", "clear", "fault"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 
@@ -143,7 +144,9 @@ def parse_change(entry: Any, where: str) -> FaultChange:
     if "fault" in entry:
         if set(entry) - {"fault", "at"}:
             raise DrillError(f"{where}: `fault` stands alone (with `at`); use address/set/clear instead")
-        change = parse_fault_arg(str(entry["fault"]), where)
+        if not isinstance(entry["fault"], str):
+            raise DrillError(f"{where}: fault must be text: ADDRESS:NAME[=VALUE]")
+        change = parse_fault_arg(entry["fault"], where)
         return FaultChange(change.address, change.set, at=at, source=where)
     address = entry.get("address")
     if not isinstance(address, str) or not address.strip():
@@ -334,12 +337,15 @@ class ControlServer:
             changes = [parse_change(e, f"POST /faults entry {i + 1}") for i, e in enumerate(entries)]
             check(self.fleet, changes)
             now = [c for c in changes if c.at == 0]
+            later = [c for c in changes if c.at > 0]
+            if later and len(self._pending) >= MAX_PENDING:
+                return json_response({"error": f"{MAX_PENDING} requests with changes still to come are pending; "
+                                               "wait for them, or restart the simulator"}, 429)
             for change in now:
                 apply(self.fleet, change)
                 self.log(f"fault (control) {change.describe()}")
         except DrillError as exc:
             return json_response({"error": str(exc)}, 400)
-        later = [c for c in changes if c.at > 0]
         if later:
             task = asyncio.ensure_future(run_schedule(self.fleet, later, self.log))
             self._pending.add(task)

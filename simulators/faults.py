@@ -227,6 +227,9 @@ def parse_value(name: str, raw: Any) -> Any:
         return _BOOL_WORDS[word]
     if raw is None:
         raise FaultValueError(f"{name} needs a value: write {name}={form(name)} (or {name}=off)")
+    if not isinstance(raw, (str, int, float)):  # a list or mapping from YAML: never str() it (alias bombs)
+        raise FaultValueError(f"{name}: give its value as text or a number ({form(name)}), "
+                              f"not a {type(raw).__name__}")
     if isinstance(raw, str) and raw.strip().lower() in _CLEAR_WORDS:
         return healthy
     if isinstance(raw, bool):
