@@ -52,6 +52,23 @@ _ENTRY_KEYS = frozenset({"at", "address", "set", "clear", "fault"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 
 
+class _ScheduleLoader(yaml.SafeLoader):
+    """YAML without 1.1's base-60 numbers: unquoted `chips_dying: 1:40` is the text "1:40" (board 1, 40 a
+    day), not the integer 100 that `yaml.safe_load` makes of it; `weak_board: 1:0.5` is not 60.5."""
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_ScheduleLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ScheduleLoader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
+_ScheduleLoader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+
+
 class DrillError(ValueError):
     """A fault change that cannot be applied; the message names it and what to write instead."""
 
@@ -180,7 +197,7 @@ def load_schedule(path: Path) -> list[FaultChange]:
     if len(data) > MAX_SCHEDULE_BYTES:
         raise DrillError(f"{path}: larger than {MAX_SCHEDULE_BYTES // 1024} KiB; split the drill")
     try:
-        doc = yaml.safe_load(data.decode("utf-8"))
+        doc = yaml.load(data.decode("utf-8"), Loader=_ScheduleLoader)  # noqa: S506 - a SafeLoader
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DrillError(f"{path}: not YAML or JSON: {str(exc).splitlines()[0]}") from None
     if isinstance(doc, dict) and set(doc) == {"faults"}:

@@ -37,6 +37,14 @@ def test_an_alias_bomb_in_a_schedule_is_refused_without_expanding_it(tmp_path, w
     assert "list" in str(info.value) or "text" in str(info.value)
 
 
+def test_unquoted_board_colon_values_are_not_read_as_base_60_numbers(tmp_path):
+    # YAML 1.1 (yaml.safe_load) reads 1:40 as 100 and 1:0.5 as 60.5: a drill on the wrong board, silently.
+    path = tmp_path / "drill.yaml"
+    path.write_text("- address: '*'\n  set: {chips_dying: 1:40, weak_board: 2:0.5, pool_rejects: 8:2}\n")
+    (change,) = load_schedule(path)
+    assert change.set == {"chips_dying": ((1, 40.0),), "weak_board": (2, 0.5), "pool_rejects": (8.0, 2.0)}
+
+
 def test_schedule_files_are_capped_in_size_and_entries(tmp_path):
     big = tmp_path / "big.yaml"
     big.write_text("#" * (1 << 20) + "\n- {at: 0, address: '*', set: {soft_off: true}}\n")
