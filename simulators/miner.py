@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulators.clock import Clock, wall_clock
-from simulators.commands import Command, CommandLog, clean_params
+from simulators.commands import MAX_TEXT, Command, CommandLog, clean_params
 from simulators.faults import Faults
 from simulators.physics import MinerPhysics, Snapshot, make_traits
 from simulators.specs import ModelSpec
@@ -43,8 +43,9 @@ class SimulatedMiner:
         self.answers = 0  # replies sent (including ones a wire fault spoiled); counted by the server
         # Set by the server: reopens or closes the listener when `no_answer` flips.
         self.on_network_change: Callable[[SimulatedMiner], None] | None = None
-        # Control commands received on the wire (a Fleet shares one log among its miners).
-        self.command_log = CommandLog()
+        # Control commands received on the wire (a Fleet shares one log among its miners; a lone miner
+        # makes its own at the first command, so 10,000 miners do not each carry an empty one).
+        self.command_log: CommandLog | None = None
 
     def __repr__(self) -> str:
         active = ",".join(self.faults.active) or "healthy"
@@ -115,8 +116,10 @@ class SimulatedMiner:
     def record_command(self, command: str, params: dict[str, Any] | None = None, *, accepted: bool = True,
                        msg: str = "") -> None:
         """Log one control command this miner received on the wire (called by its firmware)."""
+        if self.command_log is None:
+            self.command_log = CommandLog()
         self.command_log.record(Command(self._clock(), self.spec.family, self.spec.key, self.address, command,
-                                        clean_params(params or {}), accepted, msg[:500]))
+                                        clean_params(params or {}), accepted, msg[:MAX_TEXT]))
 
     @property
     def reject_ratio(self) -> float:
