@@ -644,7 +644,7 @@ class MinerPhysics:
             duty = 1.0
             chip_avg = spec.overheat_c - 6.0 + 0.8 * self._noise(11, now, 20.0)
         else:
-            load = power_true_w / spec.nameplate.power_w
+            load = power / spec.nameplate.power_w  # the true draw (psu_drift moves only the reading), unrounded
             duty = min(1.0, max(0.1, d_ref * load * (1.0 + 0.04 * (amb - 25.0))))
             if airflow < 1.0:  # the firmware spins the good fans up to make up for a slow one
                 duty = min(1.0, duty / airflow) if airflow > 0 else 1.0
