@@ -194,6 +194,7 @@ FORMS: dict[str, str] = {
     "weak_board": "BOARD:SHARE (0-1 of its hashrate kept)",
     "days_per_hour": "FAULT_DAYS_PER_CLOCK_HOUR (1/24 = real time)",
     "slow_s": "SECONDS",
+    "device_keys": "KEY=VALUE[;KEY=VALUE...] (device-string keys served with these raw values)",
 }
 _BOOLS = frozenset(f.name for f in fields(Faults) if isinstance(f.default, bool))
 
@@ -273,6 +274,15 @@ def parse_value(name: str, raw: Any) -> Any:
     if name == "pool_rejects":
         rej, sep, stale = text.partition(":")
         return (_text_number(name, rej), _text_number(name, stale) if sep else 0.0)
+    if name == "device_keys":  # the characters a value may hold are checked by Faults itself
+        pairs: dict[str, str] = {}
+        for part in text.split(";"):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise FaultValueError(f"device_keys: {part!r}; write device_keys={form(name)}, "
+                                      f"e.g. device_keys=GHSspd=inf")
+            pairs[key.strip()] = value
+        return tuple(pairs.items())
     if name == "weak_board":
         board, sep, share = text.partition(":")
         if not sep:
@@ -292,4 +302,6 @@ def format_value(name: str, value: Any) -> Any:
     if name == "error_code":
         board, code = value
         return str(code) if board == CONTROLLER else f"{board}:{code}"
+    if name == "device_keys":
+        return ";".join(f"{key}={text}" for key, text in value)
     return ":".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)

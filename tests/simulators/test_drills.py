@@ -73,6 +73,17 @@ def test_bad_entries_are_refused_naming_what_is_wrong(entry, hint):
     assert hint in str(info.value)
 
 
+def test_device_keys_have_a_text_form_that_reads_back_and_refuses_what_would_break_the_string():
+    change = parse_change({"fault": "*:device_keys=GHSspd=inf;MGHS=1 1 1"}, "entry 1")
+    assert change.set == {"device_keys": (("GHSspd", "inf"), ("MGHS", "1 1 1"))}
+    assert change.describe() == "*: device_keys=GHSspd=inf;MGHS=1 1 1"  # text form, not a tuple's repr
+    for bad, hint in (("GHSspd", "write device_keys=KEY=VALUE"), ("GHSspd=1]", "no ']'"),
+                      ("Bad-Key=1", "a key is letters")):
+        with pytest.raises(DrillError, match="entry 2") as info:
+            parse_change({"address": "*", "set": {"device_keys": bad}}, "entry 2")
+        assert hint in str(info.value)
+
+
 def test_clean_params_masks_secrets_and_caps_what_a_client_sends():
     deep: dict = {"x": 1}
     for _ in range(10):
