@@ -683,7 +683,7 @@ def damage(reply: bytes, faults: Faults) -> bytes:
     return reply
 
 
-_DEVICE_STRING_START = re.compile(rb"Ver\[[^\]]*\]")
+_DEVICE_STRING_START = re.compile(rb"(?<![A-Za-z0-9_])Ver\[[^\]]*\]")  # not LVer/BVer/HVer/...Ver
 
 
 def _with_device_key(reply: bytes, key: bytes, value: bytes) -> bytes:

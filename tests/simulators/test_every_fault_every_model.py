@@ -53,7 +53,7 @@ FAULTS: dict[str, tuple[Callable[[ModelSpec], dict[str, Any]], float]] = {
     "bare_nan": (lambda spec: {"bare_nan": True}, 5.0),
     "malformed": (lambda spec: {"malformed": True}, 5.0),
     "truncated": (lambda spec: {"truncated": True}, 5.0),
-    "device_keys": (lambda spec: {"device_keys": {"GHSspd": "inf", "TA": "-1"}}, 5.0),
+    "device_keys": (lambda spec: {"device_keys": {"GHSspd": "inf", "TA": "-1", "Junk": "x"}}, 5.0),
 }
 WIRE = {"bare_nan", "malformed", "truncated", "device_keys"}
 
@@ -189,6 +189,12 @@ def test_every_fault_on_every_model_is_answered_over_tcp(sim, key, fault):
 
 def check_avalon(m, fault: str, healthy_devs: list[dict[str, str]]) -> None:
     spec = m.spec
+    if fault == "device_keys":  # each key once per device string, with the value given, present or not before
+        devs = devices(m)
+        raw = query(m.address, b'{"command":"estats"}')
+        for key, value in (("GHSspd", "inf"), ("TA", "-1"), ("Junk", "x")):
+            assert raw.count(f"{key}[".encode()) == len(devs), (key, raw.count(f"{key}[".encode()), len(devs))
+            assert all(d[key] == value for d in devs)
     if fault in WIRE:
         return
     devs = devices(m)
