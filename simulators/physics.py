@@ -191,7 +191,9 @@ def _healthy_echu(spec: ModelSpec, traits: Traits) -> tuple[int, ...]:
     return (spec.healthy_echu,) * spec.boards
 
 
-@dataclass(frozen=True, slots=True)
+# BoardSnapshot and Snapshot are built once per answer and never changed afterwards, but not `frozen`: a
+# frozen dataclass sets each field through object.__setattr__, a fifth of a snapshot's cost (docs/benchmarks.md).
+@dataclass(slots=True)
 class BoardSnapshot:
     index: int
     alive: bool
@@ -208,9 +210,9 @@ class BoardSnapshot:
     dead_chips: tuple[int, ...] = ()  # indexes of chips that stopped (PVT_T reads 0 there)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Snapshot:
-    """The truth one answer was built from. Field names follow models.MinerSample.
+    """The truth one answer was built from (never changed once built). Field names follow models.MinerSample.
 
     Numbers are rounded the way the wire shows them, so a collector that parsed the reply
     exactly should hold these values.
