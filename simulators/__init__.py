@@ -10,19 +10,30 @@ on 80).
 
 Public surface (collector code never imports this package; they meet on the wire):
 
-    with run_fleet("a1246:2,q:1", base="127.20.0.1", seed=7) as fleet:
+    with run_fleet("a1246:2,q:1", base="127.20.0.1", seed=7, clock=ManualClock()) as fleet:
         miner = fleet.miners[0]          # .host .port .address .spec .mac
         miner.set_faults(soft_off=True)  # or miner.faults = Faults(...)
-        miner.last_served, miner.truth() # Snapshot: what was / would be reported
+        miner.set_faults(chips_dying=((1, 40.0),), days_per_hour=3600)  # health faults on fault time
+        fleet.clock.advance(2)           # two fault days: 80 chips of board 1 dead
+        miner.last_served, miner.truth() # Snapshot: what was / would be reported (.power_true_w: the meter's)
         fleet.requests(miner)            # Counter of what clients asked: "version", "GET /", ...
+        fleet.commands(miner)            # control commands received (soft-off, work mode, power limit, ...)
         fleet.firmware(miner).writes     # Whatsminer: privileged commands; Braiins: .actions
+
+Fault switches (`Faults`, simulators.faults): hardware (dead boards, overheat, soft-off, ambient heat,
+chips dying, a failing fan, PSU drift, error codes, pool rejects, a reboot loop, HW errors, a weak board),
+network and wire faults. Control commands are answered as each firmware does and move the physics
+(soft-off, work modes and levels, power limits/targets); every one lands in `fleet.commands()` and,
+with a path, a JSON Lines file (simulators.commands). Drills from outside the process: `--fault`,
+`--faults FILE` and a loopback control endpoint (simulators.drills; docs/drills.md).
 
 Simulated pools (Braiins Pool, OCEAN, F2Pool, public-pool, ckpool) fed by a fleet's hashrate:
 `simulators.pools` (`run_pools(fleet, "braiins,ocean")`; docs/pools.md).
 """
 
 from simulators.clock import ManualClock, wall_clock
-from simulators.faults import ECHU_BOARD_LOST, ECMM_OVERHEAT, FAULT_NAMES, Faults
+from simulators.commands import Command, CommandLog
+from simulators.faults import CONTROLLER, ECHU_BOARD_LOST, ECMM_OVERHEAT, FAULT_NAMES, Faults, FaultValueError
 from simulators.fleet import Fleet, FleetSpecError, allocate_addresses, build_miners, parse_fleet, run_fleet
 from simulators.miner import SimulatedMiner
 from simulators.physics import BoardSnapshot, Snapshot
@@ -33,11 +44,15 @@ from simulators.specs import MODELS, ChainModule, Family, ModelSpec, WorkMode, r
 __all__ = [
     "BindError",
     "BoardSnapshot",
+    "CONTROLLER",
     "ChainModule",
+    "Command",
+    "CommandLog",
     "ECHU_BOARD_LOST",
     "ECMM_OVERHEAT",
     "FAULT_NAMES",
     "Family",
+    "FaultValueError",
     "Faults",
     "Fleet",
     "FleetSpecError",

@@ -16,9 +16,10 @@ Wire facts kept here (real S19/S21 stock firmware, as pyasic 0.79 reads it):
   (`minertype`, `macaddr`, `hostname`, `serinum`), `summary.cgi` (`SUMMARY[0].status[]`, where
   anything but "s" is an error), `stats.cgi` (`STATS[0].chain[]`: `index`, `rate_real` GH/s,
   `asic_num`, `temp_pcb`, `temp_chip`, `temp_pic`, `sn`; a lost board is missing from the list),
-  `pools.cgi`, `get_miner_conf.cgi` (`bitmain-work-mode`: "0" normal, "1" sleep; `pools`),
-  `get_blink_status.cgi`, `get_network_info.cgi`; POST `set_miner_conf.cgi`, `blink.cgi`,
-  `reboot.cgi`. Unknown paths are 404 with an HTML body (pyasic takes any JSON reply to
+  `pools.cgi`, `get_miner_conf.cgi` (`bitmain-work-mode`: "0" normal, "1" sleep, "3" low power;
+  `pools`), `get_blink_status.cgi`, `get_network_info.cgi`; POST `set_miner_conf.cgi` (the web UI and
+  pyasic send `miner-mode` 0/1/3; `bitmain-work-mode` is read too), `blink.cgi`, `reboot.cgi`. Every
+  write (and RPC `restart`) is logged as a control command with the firmware's verdict. Unknown paths are 404 with an HTML body (pyasic takes any JSON reply to
   `/kaonsu/v1/brief` for a Marathon firmware).
 - Stock firmware reports no power draw anywhere: `Snapshot.power_w` stays truth-only.
 """
@@ -83,10 +84,24 @@ def _ghs(ths: float) -> float:
     return round(ths * 1000.0, 2)
 
 
-def _chip_status(n_ok: int, n: int) -> str:
-    """`chain_acs`: one `o` per healthy chip, `x` for a dead one, grouped by eight."""
-    s = "o" * n_ok + "x" * (n - n_ok)
+def _chip_status(n_ok: int, n: int, dead: tuple[int, ...] = ()) -> str:
+    """`chain_acs`: one `o` per healthy chip, `x` for a dead one (at its place when known), grouped by eight."""
+    if dead:
+        marks = ["o"] * n
+        for i in dead:
+            marks[i] = "x"
+        s = "".join(marks)
+    else:
+        s = "o" * n_ok + "x" * (n - n_ok)
     return " " + " ".join(s[i:i + 8] for i in range(0, len(s), 8)) if n_ok else ""
+
+
+# `miner-mode` / `bitmain-work-mode` values: 0 normal, 1 sleep, 3 low power (pyasic 0.79's mapping).
+MODE_NORMAL, MODE_SLEEP, MODE_LOW = "0", "1", "3"
+
+
+def low_mode_index(spec: ModelSpec) -> int | None:
+    return next((i for i, m in enumerate(spec.modes) if m.name == "Low"), None)
 
 
 class Antminer:
@@ -120,16 +135,29 @@ class Antminer:
         """The web summary's health list: anything not "s" is an error (pyasic reads `msg`)."""
         lost = [b.index for b in s.boards if not b.alive]
         rate: dict[str, Any] = {"type": "rate", "status": "s", "code": 0, "msg": ""}
+        short = [b for b in s.boards if b.alive and b.dead_chips]
         if lost:
             rate = {"type": "rate", "status": "e", "code": 131,
                     "msg": f"Chain {', '.join(str(b) for b in lost)} lost: hashrate too low"}
+        elif short:
+            rate = {"type": "rate", "status": "w", "code": 132,
+                    "msg": "; ".join(f"Chain {b.index} found {b.chips_ok} of {b.chips_expected} asic"
+                                     for b in short)}
         temp: dict[str, Any] = {"type": "temp", "status": "s", "code": 0, "msg": ""}
-        if s.ecmm:
+        if s.tripped:
             temp = {"type": "temp", "status": "e", "code": 322, "msg": "Temperature protection: mining stopped"}
         elif "overheat throttle" in s.errors:
             temp = {"type": "temp", "status": "w", "code": 321, "msg": "Temperature too high: frequency lowered"}
-        return [rate, {"type": "network", "status": "s", "code": 0, "msg": ""},
-                {"type": "fans", "status": "s", "code": 0, "msg": ""}, temp]
+        fans: dict[str, Any] = {"type": "fans", "status": "s", "code": 0, "msg": ""}
+        if s.fans_failed:
+            fans = {"type": "fans", "status": "e", "code": 241,
+                    "msg": "; ".join(f"Fan {i + 1} speed too low: {s.fans_rpm[i]} rpm" for i in s.fans_failed)}
+        items = [rate, {"type": "network", "status": "s", "code": 0, "msg": ""}, fans, temp]
+        if s.error_code:  # the `error_code` fault: one more entry, as the firmware lists its faults
+            where = "control board" if s.error_board < 0 else f"chain {s.error_board}"
+            items.append({"type": "error", "status": "e", "code": s.error_code,
+                          "msg": f"Error code {s.error_code} on {where}"})
+        return items
 
     def _pool_items(self, s: Snapshot) -> list[dict[str, Any]]:
         diff = float(self.spec.pool_diff)
@@ -177,6 +205,7 @@ class Antminer:
                 body = ctx.error(CODE_INVALID_COMMAND, "Invalid command")
             elif joined and name in ("restart", "quit"):
                 body = ctx.error(CODE_ACCESS_DENIED, f"Access denied to '{name}' command")
+                self.dev.record_command(name, {}, accepted=False, msg=body["STATUS"][0]["Msg"])
             else:
                 body = handler(ctx)
             parts.append((name, body))
@@ -209,7 +238,9 @@ class Antminer:
             return json_response(reader(self, self.dev.observe()))
         writer = _WEB_POST.get(name)
         if writer is not None and request.method in ("POST", "GET"):
-            return json_response(writer(self, request))
+            result = writer(self, request)
+            self._record(name, request, result)
+            return json_response(result)
         if reader is not None or writer is not None:
             return html_page(405, f"{request.method} is not allowed on {path}.")
         return html_page(404, f"{path} was not found on this server.")
@@ -242,12 +273,12 @@ class Antminer:
             chains.append({
                 "index": b.index, "freq_avg": freq, "rate_ideal": _ghs(s.expected_hashrate_ths / spec.boards),
                 "rate_real": _ghs(b.hashrate_ths), "asic_num": b.chips_ok,
-                "asic": _chip_status(b.chips_ok, spec.chips_per_board).strip(),
+                "asic": _chip_status(b.chips_ok, spec.chips_per_board, b.dead_chips).strip(),
                 "temp_pic": pcb, "temp_pcb": pcb, "temp_chip": chip, "hw": s.hw_errors // max(1, spec.boards),
                 "eeprom_loaded": True, "sn": serial(self.dev.traits, spec, b.index), "hwp": 0.0,
             })
         item = {**self._rates(s), "chain_num": len(chains), "fan_num": spec.fans, "fan": list(s.fans_rpm),
-                "hwp_total": round(s.hw_error_pct / 100.0, 4), "miner-mode": 1 if s.soft_off else 0,
+                "hwp_total": round(s.hw_error_pct / 100.0, 4), "miner-mode": int(self.work_mode(s)),
                 "freq-level": self.freq_level, "chain": chains}
         return {"STATUS": self._web_status(s, "stats"), "INFO": self._info(), "STATS": [item]}
 
@@ -280,25 +311,35 @@ class Antminer:
             "api-groups": "A:stats:pools:devs:summary:version", "api-allow": "A:0/0,W:*",
             "bitmain-fan-ctrl": self.fan_ctrl, "bitmain-fan-pwm": str(self.fan_pwm), "bitmain-use-vil": True,
             "bitmain-freq": str(self.spec.freq_mhz), "bitmain-voltage": "1400", "bitmain-ccdelay": "0",
-            "bitmain-pwth": "0", "bitmain-work-mode": "1" if s.soft_off else "0",
+            "bitmain-pwth": "0", "bitmain-work-mode": self.work_mode(s),
             "bitmain-freq-level": str(self.freq_level),
         }
 
     def _blink_status(self, s: Snapshot) -> dict[str, Any]:
         return {"blink": s.led}
 
+    def work_mode(self, s: Snapshot) -> str:
+        """`bitmain-work-mode` as get_miner_conf.cgi shows it."""
+        if s.soft_off:
+            return MODE_SLEEP
+        return MODE_LOW if s.work_mode_index == low_mode_index(self.spec) else MODE_NORMAL
+
     def _set_miner_conf(self, request: HttpRequest) -> dict[str, Any]:
         try:
             conf = request.json()
             if not isinstance(conf, dict):
                 raise ValueError("not an object")
-        except ValueError:
+        except (ValueError, UnicodeDecodeError):
             return {"stats": "error", "code": "M001", "msg": "Invalid configuration"}
-        if "bitmain-work-mode" in conf:
-            mode = str(conf["bitmain-work-mode"]).strip()
-            if mode not in ("0", "1", "2", "3"):
+        key = "miner-mode" if "miner-mode" in conf else "bitmain-work-mode" if "bitmain-work-mode" in conf else None
+        if key is not None:
+            mode = str(conf[key]).strip()
+            low = low_mode_index(self.spec)
+            if mode not in (MODE_NORMAL, MODE_SLEEP, MODE_LOW) or (mode == MODE_LOW and low is None):
                 return {"stats": "error", "code": "M002", "msg": f"Invalid work mode {mode!r}"}
-            self.dev.set_soft_off(mode == "1")
+            if mode != MODE_SLEEP:  # normal and low both hash; the mode picks power and speed
+                self.dev.set_work_mode(low if mode == MODE_LOW and low is not None else 0)
+            self.dev.set_soft_off(mode == MODE_SLEEP)
         pools = conf.get("pools")
         if isinstance(pools, list) and pools:
             self.pools = [{"url": str(p.get("url", "")), "user": str(p.get("user", "")), "pass": str(p.get("pass", ""))}
@@ -310,6 +351,16 @@ class Antminer:
         if str(conf.get("freq-level", "")).isdigit():
             self.freq_level = int(conf["freq-level"])
         return {"stats": "success", "code": "M000", "msg": "OK!"}
+
+    def _record(self, name: str, request: HttpRequest, result: dict[str, Any]) -> None:
+        """Log one web write: the parameters sent (JSON body) and whether the firmware took them."""
+        try:
+            sent = request.json() if request.body else {}
+        except (ValueError, UnicodeDecodeError):
+            sent = {"body": request.body[:200].decode("utf-8", "replace")}
+        params = sent if isinstance(sent, dict) else {"body": sent}
+        ok = result.get("stats", "success") == "success"
+        self.dev.record_command(name, params, accepted=ok, msg=str(result.get("msg") or result.get("code", "")))
 
     def _blink(self, request: HttpRequest) -> dict[str, Any]:
         try:
@@ -437,7 +488,7 @@ def _rpc_stats(ctx: _Rpc) -> dict[str, Any]:
     for b in s.boards:
         n = b.index + 1
         dev[f"chain_acn{n}"] = b.chips_ok
-        dev[f"chain_acs{n}"] = _chip_status(b.chips_ok, spec.chips_per_board)
+        dev[f"chain_acs{n}"] = _chip_status(b.chips_ok, spec.chips_per_board, b.dead_chips)
         dev[f"chain_hw{n}"] = s.hw_errors // max(1, spec.boards) if b.alive else 0
         dev[f"chain_rate{n}"] = f"{_ghs(b.hashrate_ths):.2f}"
         dev[f"chain_rateideal{n}"] = round(ideal / spec.boards, 2)
@@ -469,6 +520,7 @@ def _rpc_devs(ctx: _Rpc) -> dict[str, Any]:
 
 def _rpc_restart(ctx: _Rpc) -> dict[str, Any]:
     ctx.fw.dev.reboot()
+    ctx.fw.dev.record_command("restart", {}, accepted=True, msg="RESTART")
     return {"STATUS": "RESTART", "id": 1}
 
 

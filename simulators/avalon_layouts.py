@@ -102,42 +102,55 @@ def _unit(spec: ModelSpec, seed: int) -> _Unit:
     return _cached(seed, make, _units, _UNITS_MAX)  # type: ignore[no-any-return]
 
 
-def _chip_temps(ctx: cg._Ctx, board: int, base_c: int) -> str:
+# Per-chip lists take the board's dead chips (`BoardSnapshot.dead_chips`, chips_dying): a dead chip reads 0
+# where it stood. Chips die in a fixed order per unit and board, so their count keys the caches.
+
+
+def _dead_zero(values: list[Any], dead: tuple[int, ...]) -> list[Any]:
+    for i in dead:
+        values[i] = 0
+    return values
+
+
+def _chip_temps(ctx: cg._Ctx, board: int, base_c: int, dead: tuple[int, ...] = ()) -> str:
     """PVT_T<b> in the fixed-width form, from the unit's chip offsets (0 for every chip of a lost board)."""
     tr = ctx.dev.traits
 
     def make() -> str:
         if base_c == 0:
             return _wide([0] * ctx.dev.spec.chips_per_board)
-        return _wide([base_c + o for o in tr.chip_offsets[board]])
+        return _wide(_dead_zero([base_c + o for o in tr.chip_offsets[board]], dead))
 
-    return _cached(("pvt_t", tr.noise_seed, board, base_c), make)  # type: ignore[no-any-return]
+    return _cached(("pvt_t", tr.noise_seed, board, base_c, len(dead)), make)  # type: ignore[no-any-return]
 
 
-def _chip_volts(ctx: cg._Ctx, board: int, core_mv: int) -> tuple[str, float]:
-    """PVT_V<b> (per-chip millivolts) and their mean (MVavg)."""
+def _chip_volts(ctx: cg._Ctx, board: int, core_mv: int, dead: tuple[int, ...] = ()) -> tuple[str, float]:
+    """PVT_V<b> (per-chip millivolts) and their mean over the chips that answer (MVavg)."""
     seed = ctx.dev.traits.noise_seed
 
     def make() -> tuple[str, float]:
         if core_mv == 0:
             return _ints([0] * ctx.dev.spec.chips_per_board), 0.0
-        volts = [core_mv + o for o in _unit(ctx.dev.spec, seed).volt_offset[board]]
-        return _ints(volts), sum(volts) / len(volts)
+        volts = _dead_zero([core_mv + o for o in _unit(ctx.dev.spec, seed).volt_offset[board]], dead)
+        live = len(volts) - len(dead)
+        return _ints(volts), sum(volts) / live if live else 0.0
 
-    return _cached(("pvt_v", seed, board, core_mv), make)  # type: ignore[no-any-return]
+    return _cached(("pvt_v", seed, board, core_mv, len(dead)), make)  # type: ignore[no-any-return]
 
 
-def _chip_works(ctx: cg._Ctx, board: int, ghs: float, scale: float) -> str:
-    """MW<b>: each chip's recent work count, from the board's rate (bucketed to 1 %: cached)."""
+def _chip_works(ctx: cg._Ctx, board: int, ghs: float, scale: float, dead: tuple[int, ...] = ()) -> str:
+    """MW<b>: each chip's recent work count, from the board's rate (bucketed to 1 %: cached); the board's
+    rate is its live chips' work, so a dead chip's 0 leaves the others' counts as they were."""
     spec, seed = ctx.dev.spec, ctx.dev.traits.noise_seed
     nominal = spec.nominal_ths * 1000.0 / spec.boards or 1.0
     bucket = int(round(100.0 * ghs / nominal))
 
     def make() -> str:
-        per_chip = bucket / 100.0 * nominal / spec.chips_per_board * scale
-        return _ints([int(round(w * per_chip)) for w in _unit(spec, seed).chip_weight[board]])
+        live = spec.chips_per_board - len(dead)
+        per_chip = bucket / 100.0 * nominal / live * scale if live else 0.0
+        return _ints(_dead_zero([int(round(w * per_chip)) for w in _unit(spec, seed).chip_weight[board]], dead))
 
-    return _cached(("mw", seed, board, bucket, scale), make)  # type: ignore[no-any-return]
+    return _cached(("mw", seed, board, bucket, scale, len(dead)), make)  # type: ignore[no-any-return]
 
 
 # -- numbers every layout needs ------------------------------------------------------------------
@@ -216,7 +229,7 @@ def _a15_string(ctx: cg._Ctx, with_chips: bool) -> str:
     tmax, tavg = _temps(s)
     core = _core_mv(spec, s)
     sf = _ints(spec.sf_mhz or (600, 620, 640, 660))
-    volts = [_chip_volts(ctx, b, core) for b in range(n)]
+    volts = [_chip_volts(ctx, b.index, core, b.dead_chips) for b in s.boards]
     p = [
         f"Ver[{spec.ver}]", f"DNA[{tr.dna}]", "MEMFREE[1386240.2560425]", "NETFAIL[0 0 0 0 0 0 0 0]",
         _status_text(s, " "), f"Elapsed[{s.uptime_s}]", "BOOTBY[0x04.00000000]", f"LW[{_lw(s)}]",
@@ -242,12 +255,12 @@ def _a15_string(ctx: cg._Ctx, with_chips: bool) -> str:
     ]
     p += [f"SF{b}[{sf}]" for b in range(n)]
     if with_chips:
-        p += [f"PVT_T{b.index}[{_chip_temps(ctx, b.index, b.chip_base_c)}]" for b in s.boards]
+        p += [f"PVT_T{b.index}[{_chip_temps(ctx, b.index, b.chip_base_c, b.dead_chips)}]" for b in s.boards]
         p += [f"PVT_V{b}[{volts[b][0]}]" for b in range(n)]
     lw = _lw(s)
     p.append(f"MW[{_ints(_split(lw, board_ghs))}]")
     if with_chips:
-        p += [f"MW{b}[{_chip_works(ctx, b, board_ghs[b], 1.6)}]" for b in range(n)]
+        p += [f"MW{b.index}[{_chip_works(ctx, b.index, board_ghs[b.index], 1.6, b.dead_chips)}]" for b in s.boards]
     p += [f"CRC[{zeros}]", f"COMCRC[{zeros}]", "FACOPTS0[]", "FACOPTS1[]", "FACOPTS2[]"]
     p += _ataopts(spec, s)
     p += ["ADJ[1]", f"COP[{zeros}]", f"MPO[{s.power_limit_w}]", "MVL[87]"]
@@ -300,9 +313,11 @@ def _a10_parts(ctx: cg._Ctx, with_chips: bool) -> dict[str, list[str]]:
                   f"MTavg[{_ints([b.temp_chip_avg_c or 0 for b in s.boards])}]",
                   f"TA[{sum(b.chips_ok for b in s.boards)}]", f"ECHU[{_ints(s.echu)}]", f"ECMM[{s.ecmm}]"]
         + [f"SF{b}[{sf}]" for b in range(n)],
-        "chips_t": [f"PVT_T{b.index}[{_chip_temps(ctx, b.index, b.chip_base_c)}]" for b in s.boards]
-        + [f"PVT_V{b}[{_chip_volts(ctx, b, core)[0]}]" for b in range(n)] if with_chips else [],
-        "chips_w": [f"MW{b}[{_chip_works(ctx, b, board_ghs[b], 0.65)}]" for b in range(n)] if with_chips else [],
+        "chips_t": [f"PVT_T{b.index}[{_chip_temps(ctx, b.index, b.chip_base_c, b.dead_chips)}]" for b in s.boards]
+        + [f"PVT_V{b.index}[{_chip_volts(ctx, b.index, core, b.dead_chips)[0]}]" for b in s.boards]
+        if with_chips else [],
+        "chips_w": [f"MW{b.index}[{_chip_works(ctx, b.index, board_ghs[b.index], 0.65, b.dead_chips)}]"
+                    for b in s.boards] if with_chips else [],
         "tail": [f"CRC[{_ints([0] * n)}]", "POW_I2C_CONN[SUCCES]"] + _hs_records(s, spec),
     }
 
@@ -367,9 +382,10 @@ def _nano3_string(ctx: cg._Ctx, with_chips: bool) -> str:
     ]
     if with_chips:
         core = _core_mv(spec, s) if hashing else 0
-        p += [f"PVT_T0[{_chip_temps(ctx, 0, board.chip_base_c)}]",
-              f"PVT_V0[{_chip_volts(ctx, 0, core)[0]}]",
-              f"MW0[{_chip_works(ctx, 0, board.hashrate_avg_ths * 1000.0, 2.5)}]"]
+        dead = board.dead_chips
+        p += [f"PVT_T0[{_chip_temps(ctx, 0, board.chip_base_c, dead)}]",
+              f"PVT_V0[{_chip_volts(ctx, 0, core, dead)[0]}]",
+              f"MW0[{_chip_works(ctx, 0, board.hashrate_avg_ths * 1000.0, 2.5, dead)}]"]
     p.append("CRC[0]")
     p += [f"ATA{i}[{m.profile}]" for i, m in enumerate(spec.modes)]
     p += [f"WORKLEVEL[{s.work_mode_index}]", f"MPO[{s.power_limit_w}]", "ADJ[1]"]
@@ -440,26 +456,30 @@ def _module_string(ctx: cg._Ctx, m: int, module: ChainModule) -> str:
         f"Freq[{module.freq_mhz + unit.freq_offset[m] if hashing else 0.0:.2f}]", "PG[15]", f"Led[{int(s.led)}]",
     ]
     scale = 5.0 if gen == "9" else 0.04  # 9xx counts over a longer window than 7xx/8xx (captures)
-    p += [f"MW{i}[{_chip_works(ctx, 4 * m + i, board_ghs[i], scale)}]" for i in range(4)]
+    p += [f"MW{i}[{_chip_works(ctx, 4 * m + i, board_ghs[i], scale, b.dead_chips)}]" for i, b in enumerate(boards)]
     p += [f"TA[{sum(b.chips_ok for b in boards)}]", f"ECHU[{_ints(s.echu[4 * m: 4 * m + 4])}]",
           f"ECMM[{s.ecmm}]", "FM[1]", "CRC[0 0 0 0]"]
     if gen == "7":  # 7xx: PAIRS and a per-board chip-temperature summary `min chip-min/max chip-max/avg`
-        summaries = [_pvt_summary(ctx, 4 * m + i, b.chip_base_c if b.alive else 0) for i, b in enumerate(boards)]
+        summaries = [_pvt_summary(ctx, 4 * m + i, b.chip_base_c if b.alive else 0, b.dead_chips)
+                     for i, b in enumerate(boards)]
         p += ["PAIRS[0 0 0]", f"PVT_T[{' '.join(summaries)}]"]
     return " ".join(p)
 
 
-def _pvt_summary(ctx: cg._Ctx, board: int, base_c: int) -> str:
-    """A 7xx board's `coolest chip-its temp/hottest chip-its temp/average` (0-0/0-0/0 for a lost board)."""
+def _pvt_summary(ctx: cg._Ctx, board: int, base_c: int, dead: tuple[int, ...] = ()) -> str:
+    """A 7xx board's `coolest chip-its temp/hottest chip-its temp/average` over the chips that answer
+    (0-0/0-0/0 for a lost board)."""
     offsets = ctx.dev.traits.chip_offsets[board]
 
     def make() -> str:
-        if base_c == 0:
+        live = [(o, i) for i, o in enumerate(offsets) if i not in dead]
+        if base_c == 0 or not live:
             return "0-0/0-0/0"
-        lo, hi = min(offsets), max(offsets)
-        return f"{offsets.index(lo)}-{base_c + lo}/{offsets.index(hi)}-{base_c + hi}/{base_c}"
+        (lo, lo_at), (hi, hi_at) = min(live), max(live, key=lambda x: (x[0], -x[1]))  # the first chip on ties
+        return f"{lo_at}-{base_c + lo}/{hi_at}-{base_c + hi}/{base_c}"
 
-    return _cached(("pvt_sum", ctx.dev.traits.noise_seed, board, base_c), make)  # type: ignore[no-any-return]
+    return _cached(("pvt_sum", ctx.dev.traits.noise_seed, board, base_c, len(dead)),  # type: ignore[no-any-return]
+                   make)
 
 
 def _chain_entries(ctx: cg._Ctx) -> list[dict[str, Any]]:

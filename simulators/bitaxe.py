@@ -150,7 +150,7 @@ class Bitaxe:
             "fallbackStratumUser": cfg["fallbackStratumUser"],
             "version": spec.firmware, "axeOSVersion": spec.ver, "idfVersion": IDF_VERSION,
             "boardVersion": spec.hwtype, "runningPartition": "ota_0",
-            "overheat_mode": 1 if s.ecmm else cfg["overheat_mode"], "overclockEnabled": 0,
+            "overheat_mode": 1 if s.tripped else cfg["overheat_mode"], "overclockEnabled": 0,
             "display": "SSD1306 (128x32)", "rotation": cfg["rotation"], "invertscreen": cfg["invertscreen"],
             "displayTimeout": cfg["displayTimeout"], "autofanspeed": cfg["autofanspeed"], "fanspeed": s.fan_pct,
             "temptarget": cfg["temptarget"], "fanrpm": s.fans_rpm[0] if s.fans_rpm else 0,
@@ -159,6 +159,7 @@ class Bitaxe:
 
     def _restart(self) -> HttpResponse:
         self.dev.reboot()
+        self.dev.record_command("restart", {}, accepted=True, msg="System will restart shortly.")
         return text_response("System will restart shortly.")
 
     def _patch(self, request: HttpRequest) -> HttpResponse:
@@ -167,7 +168,11 @@ class Bitaxe:
             if not isinstance(changes, dict):
                 raise ValueError("not an object")
             accepted = {key: SETTINGS[key](value) for key, value in changes.items() if key in SETTINGS}
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnicodeDecodeError):
+            self.dev.record_command("PATCH /api/system", {"body": request.body[:200].decode("utf-8", "replace")},
+                                    accepted=False, msg="Invalid settings")
             return text_response("Invalid settings", 400)
         self.settings.update(accepted)
+        self.dev.record_command("PATCH /api/system", changes, accepted=True,
+                                msg=f"applied {', '.join(sorted(accepted)) or 'nothing'}")
         return HttpResponse(200, b"", "text/plain")

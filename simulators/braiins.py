@@ -130,8 +130,9 @@ class Braiins:
         at = self._tokens.get(token or "")
         return at is not None and self.clock() - at < TOKEN_LIFETIME_S
 
-    def _log(self, method: str, detail: dict[str, Any], ok: bool = True) -> None:
+    def _log(self, method: str, detail: dict[str, Any], ok: bool = True, msg: str = "") -> None:
         self.actions.append(Action(method, detail, self.dev.now(), ok))
+        self.dev.record_command(method, detail, accepted=ok, msg=msg)
 
     def miner_details(self, s: Snapshot) -> pb.GetMinerDetailsResponse:
         spec, tr = self.spec, self.dev.traits
@@ -293,7 +294,12 @@ class _GrpcService:
     def _write(self, path: str, act: Callable[[Any], betterproto.Message]) -> Callable[[Stream], Awaitable[None]]:
         async def handle(stream: Stream) -> None:
             request = await stream.recv_message()
-            await self._gate(stream, path)
+            try:
+                await self._gate(stream, path)
+            except GRPCError as exc:
+                if exc.status == Status.UNAUTHENTICATED:  # received, and refused: still a command sent
+                    self.miner.record_command(path.rsplit("/", 1)[-1], {}, accepted=False, msg=str(exc.message))
+                raise
             await stream.send_message(act(request))
 
         return handle
@@ -329,9 +335,11 @@ class _GrpcService:
         watt = int(request.power_target.watt)
         top = int(self.fw.spec.nominal_power_w * 1.2)
         if not 100 <= watt <= top:
-            self.fw._log("SetPowerTarget", {"watt": watt}, ok=False)
-            raise GRPCError(Status.INVALID_ARGUMENT, f"power target {watt} W outside 100-{top} W")
+            why = f"power target {watt} W outside 100-{top} W"
+            self.fw._log("SetPowerTarget", {"watt": watt}, ok=False, msg=why)
+            raise GRPCError(Status.INVALID_ARGUMENT, why)
         self.fw.power_target_w = watt
+        self.miner.set_power_limit(watt)  # the tuner clocks the chains to the target
         self.fw._log("SetPowerTarget", {"watt": watt, "save_action": int(request.save_action)})
         return pb.SetPowerTargetResponse(power_target=pb.Power(watt=watt))
 

@@ -62,7 +62,7 @@ class AvalonDevice(SwitchableDevice, Protocol):
 
     def set_work_level(self, level: int) -> None: ...
 
-    def pvt_text(self, board: int, base_c: int) -> str: ...
+    def pvt_text(self, board: int, base_c: int, dead_chips: tuple[int, ...] | None = None) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +388,7 @@ def _mm_string(ctx: _Ctx, with_chips: bool) -> str:
         f"MGHS[{' '.join(ghs_avg)}]",
         f"MTmax[{_ints([b.temp_chip_max_c or 0 for b in s.boards])}]",
         f"MTavg[{_ints([b.temp_chip_avg_c or 0 for b in s.boards])}]",
-        f"TA[{alive * spec.chips_per_board}]",
+        f"TA[{sum(b.chips_ok for b in s.boards)}]",
         f"Core[{spec.core}]",
     ]
     if home:
@@ -403,7 +403,7 @@ def _mm_string(ctx: _Ctx, with_chips: bool) -> str:
     ]
     if with_chips:
         for b in s.boards:
-            p.append(f"PVT_T{b.index}[{ctx.dev.pvt_text(b.index, b.chip_base_c)}]")
+            p.append(f"PVT_T{b.index}[{ctx.dev.pvt_text(b.index, b.chip_base_c, b.dead_chips)}]")
     p += [f"WORKMODE[{s.work_mode_index}]", f"WORKLEVEL[{s.work_level}]", f"MPO[{s.power_limit_w}]"]
     return " ".join(p)
 
@@ -431,7 +431,7 @@ def _q_summary(ctx: _Ctx) -> str:
         f"GHSmm[{s.expected_hashrate_ths * 1000.0:.2f}]", f"GHSavg[{s.hashrate_avg_ths * 1000.0:.2f}]",
         f"WU[{_work_utility(s):.2f}]", f"Freq[{_freq(s, spec):.2f}]",
         f"MGHS[{' '.join(f'{b.hashrate_avg_ths * 1000.0:.2f}' for b in s.boards)}]",
-        f"TA[{alive * spec.chips_per_board}]", f"Core[{spec.core}]", "PING[22]",
+        f"TA[{sum(b.chips_ok for b in s.boards)}]", f"Core[{spec.core}]", "PING[22]",
         f"SoftOFF[{SOFT_OFF_CODE if s.soft_off else 0}]", f"ECHU[{_ints(s.echu)}]", f"ECMM[{s.ecmm}]",
         f"WORKMODE[{s.work_mode_index}]", f"WORKLEVEL[{s.work_level}]", f"MPO[{s.power_limit_w}]",
         f"Led[{int(s.led)}]",
@@ -441,7 +441,7 @@ def _q_summary(ctx: _Ctx) -> str:
 
 def _q_hbinfo(ctx: _Ctx) -> str:
     s = ctx.snap
-    parts = [f"PVT_T{b.index}[{ctx.dev.pvt_text(b.index, b.chip_base_c)}]" for b in s.boards]
+    parts = [f"PVT_T{b.index}[{ctx.dev.pvt_text(b.index, b.chip_base_c, b.dead_chips)}]" for b in s.boards]
     return "'HB0':{" + " ".join(parts) + "}"
 
 
@@ -548,6 +548,26 @@ def _ascset(ctx: _Ctx) -> dict[str, Any]:
     return _asc_failed(ctx, f"unknown option '{opt}'")
 
 
+_QUERIES = frozenset({("workmode", "get"), ("worklevel", "get"), ("workmode", ""), ("worklevel", ""),
+                      ("led", "1-255")})
+
+
+def _record_command(dev: AvalonDevice, name: str, parameter: str, body: dict[str, Any]) -> None:
+    """Log a control command (`ascset`, `restart`) with the firmware's verdict; `ascset` queries
+    (`workmode,get`, `led,1-255`) are reads, not commands."""
+    parts = [p.strip() for p in parameter.split(",")]
+    if name == "ascset" and len(parts) >= 2 and (parts[1].lower(), parts[2] if len(parts) > 2 else "") in _QUERIES:
+        return
+    status = body["STATUS"]
+    if isinstance(status, str):  # restart
+        dev.record_command(name, {}, accepted=True, msg=status)
+        return
+    first = status[0]
+    command = f"ascset {parts[1].lower()}" if name == "ascset" and len(parts) >= 2 and parts[1] else name
+    params = {"parameter": parameter} if parameter else {}
+    dev.record_command(command, params, accepted=first["STATUS"] in ("S", "I"), msg=str(first["Msg"]))
+
+
 def _restart(ctx: _Ctx) -> dict[str, Any]:
     ctx.dev.reboot()
     return {"STATUS": "RESTART", "id": 1}
@@ -629,6 +649,8 @@ def answer(data: bytes, dev: AvalonDevice, bare_nan: bool = False) -> bytes:
             body = _reply(_status("E", CODE_ACCESS_DENIED, f"Access denied to '{name}' command", ctx.when()))
         else:
             body = handler(ctx)
+        if name in NOT_JOINABLE:
+            _record_command(dev, name, req.parameter, body)
         parts.append((name, body))
     if not req.is_json:
         if not joined:
@@ -661,7 +683,7 @@ def damage(reply: bytes, faults: Faults) -> bytes:
     return reply
 
 
-_DEVICE_STRING_START = re.compile(rb"Ver\[[^\]]*\]")
+_DEVICE_STRING_START = re.compile(rb"(?<![A-Za-z0-9_])Ver\[[^\]]*\]")  # not LVer/BVer/HVer/...Ver
 
 
 def _with_device_key(reply: bytes, key: bytes, value: bytes) -> bytes:

@@ -1,6 +1,10 @@
 """`hashfleet simulate`: serve a fleet of simulated miners (Avalon, Antminer, Whatsminer, Braiins OS+, Bitaxe),
 and optionally simulated pool APIs fed by it (`--pools`), until Ctrl-C or SIGTERM.
 
+Drills: fault switches from the start (`--fault`), on a timetable (`--faults FILE`) or on demand over a
+loopback control endpoint (`--control`), see simulators.drills; every control command the miners
+receive can be written as JSON Lines (`--command-log`), see simulators.commands.
+
 Registered through the `hashfleet.commands` entry point, so collector/ never imports it.
 """
 
@@ -15,6 +19,10 @@ from pathlib import Path
 
 import typer
 
+from simulators.commands import CommandLog
+from simulators.drills import (ControlBindError, ControlServer, DrillError, FaultChange, apply, check, check_loopback,
+                               load_schedule, parse_fault_arg, run_schedule)
+from simulators.faults import FAULT_NAMES
 from simulators.fleet import Fleet, FleetSpecError, allocate_addresses, new_event_loop, parse_fleet
 from simulators.server import BindError
 from simulators.mqtt_meter import MqttDeviceError
@@ -45,14 +53,31 @@ def _check_pools(value: str | None) -> str | None:
         raise typer.BadParameter(str(exc)) from None
 
 
-async def _serve(fleet: Fleet, pools: Pools | None = None) -> None:
+def _check_faults(values: list[str] | None) -> list[str] | None:
+    for value in values or ():
+        try:
+            parse_fault_arg(value)
+        except DrillError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return values
+
+
+def _stderr(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+async def _serve(fleet: Fleet, pools: Pools | None = None, schedule: list[FaultChange] | None = None,
+                 control: ControlServer | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    drill: asyncio.Task[None] | None = None
     async with fleet:
         if pools is not None:  # simulators/pools: fed in-process by the fleet's hashrate
             await pools.start()
+        if control is not None:
+            await control.start()
         try:
             # Thousands of miners' long-lived objects: keep them out of every later full collection
             # (measured: GC took ~6% of answering a 3,000-miner fleet, a quarter of that frozen).
@@ -61,9 +86,17 @@ async def _serve(fleet: Fleet, pools: Pools | None = None) -> None:
                 print(f"{miner.address} {miner.spec.key}")
             for pool in pools or ():
                 print(pool.describe())
+            if control is not None:
+                print(f"control {control.url}")
             sys.stdout.flush()  # the lines are the contract: whoever reads them must see them now
+            if schedule:  # `at` counts from here: every miner is listening
+                drill = asyncio.create_task(run_schedule(fleet, schedule, _stderr))
             await stop.wait()
         finally:
+            if drill is not None:
+                drill.cancel()
+            if control is not None:
+                await control.stop()
             if pools is not None:
                 await pools.stop()
 
@@ -102,12 +135,52 @@ def simulate(
              "(miner i mines on pool i mod N). Prints `pool KIND URL account=... [token=...]` per pool."),
     pool_base: str = typer.Option(
         "127.30.0.1:8000", "--pool-base", help="HOST:PORT of the first pool API; the next pools take the next ports."),
+    fault: list[str] | None = typer.Option(
+        None, "--fault", callback=_check_faults, metavar="ADDRESS:NAME[=VALUE]",
+        help="Turn a fault switch on from the start (repeatable). ADDRESS: HOST:PORT, HOST or *; NAME=off clears. "
+             "E.g. 127.10.0.1:4028:chips_dying=1:40, '*:ambient_c=40', 127.10.0.2:4028:fan_failing=0:50, "
+             "127.10.0.3:4028:psu_drift=5, ...:days_per_hour=3600 (fault days per hour). "
+             f"Switches: {', '.join(sorted(FAULT_NAMES))}."),
+    faults_file: Path | None = typer.Option(
+        None, "--faults", metavar="FILE",
+        help="Fault schedule (YAML or JSON): a list of {at: SECONDS, address: ..., set: {NAME: VALUE}, "
+             "clear: [NAME] | all}, applied at that many seconds after serving began."),
+    command_log: Path | None = typer.Option(
+        None, "--command-log", metavar="FILE",
+        help="Append every control command the miners receive (soft-off, work mode, power limit, reboot, ...) "
+             "as one JSON line, flushed at once. Reads are not logged."),
+    control: str | None = typer.Option(
+        None, "--control", metavar="127.0.0.1:PORT",
+        help="Serve a loopback HTTP control endpoint: GET/POST /faults (schedule entries as JSON), GET /commands. "
+             "Prints `control URL` after the miners."),
 ) -> None:
     """Serve simulated miners on their real APIs; prints `ADDRESS MODEL` per miner."""
     try:
-        sim = Fleet.build(fleet, base=base, seed=seed, ambient_c=ambient)
+        log = CommandLog(command_log)
+    except OSError as exc:
+        raise typer.BadParameter(f"{command_log}: {exc.strerror or exc}", param_hint="--command-log") from None
+    try:
+        sim = Fleet.build(fleet, base=base, seed=seed, ambient_c=ambient, command_log=log)
     except FleetSpecError as exc:  # e.g. the fleet runs past the last port or address
         raise typer.BadParameter(str(exc), param_hint="--base") from None
+    try:
+        changes = [parse_fault_arg(text) for text in fault or ()]
+        schedule = load_schedule(faults_file) if faults_file is not None else []
+        check(sim, changes + schedule)
+        for change in changes + [c for c in schedule if c.at == 0]:
+            apply(sim, change)  # in force before the first connection
+    except DrillError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults" if faults_file else "--fault") from None
+    control_server: ControlServer | None = None
+    if control:
+        host, _, port = control.strip().rpartition(":")
+        try:
+            if not port.isdigit() or int(port) > 65535:
+                raise DrillError(f"--control {control!r}: write 127.0.0.1:PORT")
+            check_loopback(host)
+        except DrillError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--control") from None
+        control_server = ControlServer(sim, host, int(port), log=_stderr)
     pool_sims: Pools | None = None
     if pools:
         try:
@@ -129,8 +202,11 @@ def simulate(
                                wall_factor=meter_wall_factor, log=lambda line: typer.echo(line, err=True))
     try:
         with devices, asyncio.Runner(loop_factory=new_event_loop) as runner:  # uvloop where installed
-            runner.run(_serve(sim, pool_sims))
+            runner.run(_serve(sim, pool_sims, [c for c in schedule if c.at > 0], control_server))
     except BindError as exc:
+        typer.echo(f"error: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+    except ControlBindError as exc:
         typer.echo(f"error: {exc.strerror}", err=True)
         raise typer.Exit(1) from None
     except OSError as exc:  # a pool API's address (the miners' own errors are BindError)
@@ -140,3 +216,5 @@ def simulate(
     except MqttDeviceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    finally:
+        log.close()

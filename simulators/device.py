@@ -7,14 +7,15 @@ firmware needs; the others add what only some firmwares offer.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from simulators.physics import Snapshot, Traits
 from simulators.specs import ModelSpec
 
 
 class Device(Protocol):
-    """Identity, the reported state and a reboot: what every firmware needs (Bitaxe: no more)."""
+    """Identity, the reported state, a reboot and the command log: what every firmware needs (Bitaxe: no
+    more)."""
 
     @property
     def spec(self) -> ModelSpec: ...
@@ -26,13 +27,21 @@ class Device(Protocol):
 
     def reboot(self) -> None: ...
 
+    def record_command(self, command: str, params: dict[str, Any] | None = None, *, accepted: bool = True,
+                       msg: str = "") -> None: ...
+
 
 class SwitchableDevice(Device, Protocol):
-    """A firmware with sleep and a locate LED, stamping replies with the time (Antminer, CGMiner)."""
+    """A firmware with sleep, work modes, a power limit and a locate LED, stamping replies with the time
+    (Antminer, CGMiner, btminer, BOS+)."""
 
     def now(self) -> float: ...
 
     def set_soft_off(self, on: bool) -> None: ...
 
     def set_led(self, on: bool) -> None: ...
+
+    def set_work_mode(self, mode: int) -> None: ...
+
+    def set_power_limit(self, watts: float | None) -> None: ...
 

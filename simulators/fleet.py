@@ -33,6 +33,7 @@ from simulators.antminer import Antminer
 from simulators.bitaxe import Bitaxe
 from simulators.braiins import Braiins, GrpcServer
 from simulators.clock import Clock, wall_clock
+from simulators.commands import Command, CommandLog
 from simulators.http import WEB_PORT, HttpServer
 from simulators.miner import SimulatedMiner
 from simulators.server import BindError, MinerServer
@@ -156,9 +157,14 @@ def _raise_fd_limit(listeners: int) -> None:
 class Fleet:
     """Simulated miners served from one event loop."""
 
-    def __init__(self, miners: Sequence[SimulatedMiner], clock: Clock = wall_clock) -> None:
+    def __init__(self, miners: Sequence[SimulatedMiner], clock: Clock = wall_clock,
+                 command_log: CommandLog | None = None) -> None:
         self.miners: list[SimulatedMiner] = list(miners)
         self.clock = clock  # the clock the miners were built with (a ManualClock in tests)
+        # One log for every miner's control commands (`--command-log FILE` gives it a file).
+        self.command_log = command_log if command_log is not None else CommandLog()
+        for miner in self.miners:
+            miner.command_log = self.command_log
         self._by_address: dict[str, SimulatedMiner] = {}
         self._servers: dict[int, list[MinerServer | HttpServer | GrpcServer]] = {}
         self._requests: dict[int, Counter[str]] = {id(m): Counter() for m in self.miners}
@@ -176,9 +182,10 @@ class Fleet:
         clock: Clock = wall_clock,
         ambient_c: float = 25.0,
         uptime_s: float | None = None,
+        command_log: CommandLog | None = None,
     ) -> Fleet:
         miners = build_miners(fleet, base=base, seed=seed, clock=clock, ambient_c=ambient_c, uptime_s=uptime_s)
-        return cls(miners, clock)
+        return cls(miners, clock, command_log)
 
     def __len__(self) -> int:
         return len(self.miners)
@@ -209,6 +216,25 @@ class Fleet:
         counts twice: the refused attempt and the authorised one). Live: read it any time.
         """
         return self._requests[id(miner)]
+
+    def commands(self, miner: SimulatedMiner | None = None) -> list[Command]:
+        """Control commands received so far, in order (by every miner, or by `miner`): see
+        simulators.commands. Reads are not commands; `requests()` counts those."""
+        return self.command_log.commands(None if miner is None else miner.address)
+
+    def select(self, address: str) -> list[SimulatedMiner]:
+        """The miners `address` names: `*` (all), `HOST` (every miner on it), `HOST:PORT` (one)."""
+        address = address.strip()
+        if address == "*":
+            return list(self.miners)
+        if ":" in address:
+            found = [m for m in self.miners if m.address == address]
+        else:
+            found = [m for m in self.miners if m.host == address]
+        if not found:
+            listed = ", ".join(self.addresses[:5]) + (", ..." if len(self.miners) > 5 else "")
+            raise KeyError(f"no simulated miner at {address!r}; give HOST:PORT or HOST as printed ({listed}), or *")
+        return found
 
     def firmware(self, miner: SimulatedMiner) -> Any:
         """The firmware object serving `miner` where it keeps state of its own (Whatsminer: the
@@ -328,9 +354,11 @@ def run_fleet(
     ambient_c: float = 25.0,
     uptime_s: float | None = None,
     start_timeout_s: float = 120.0,
+    command_log: CommandLog | None = None,
 ) -> Iterator[Fleet]:
     """Serve a fleet from a background thread; every miner is listening when this yields."""
-    sim = Fleet.build(fleet, base=base, seed=seed, clock=clock, ambient_c=ambient_c, uptime_s=uptime_s)
+    sim = Fleet.build(fleet, base=base, seed=seed, clock=clock, ambient_c=ambient_c, uptime_s=uptime_s,
+                      command_log=command_log)
     runner = _LoopThread()
     runner.start()
     try:

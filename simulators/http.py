@@ -41,7 +41,7 @@ MAX_BODY = 1 << 20
 
 REASONS = {
     200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-    405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
+    405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large", 429: "Too Many Requests",
     431: "Request Header Fields Too Large", 500: "Internal Server Error",
 }
 
@@ -218,7 +218,7 @@ class DigestAuth:
 # -- serving ----------------------------------------------------------------------------------
 
 
-class _HttpConnection(asyncio.Protocol):
+class HttpConnection(asyncio.Protocol):
     """One client connection: requests are answered one at a time, in order (keep-alive)."""
 
     def __init__(self, node: HttpServer) -> None:
@@ -306,7 +306,7 @@ class _HttpConnection(asyncio.Protocol):
 class HttpServer(Listener):
     """Listens on one miner's web port and answers through `handler`, network faults included."""
 
-    conns: set[_HttpConnection]
+    conns: set[HttpConnection]
 
     def __init__(
         self,
@@ -327,8 +327,8 @@ class HttpServer(Listener):
 
     # -- listener ---------------------------------------------------------------------------
 
-    def connection(self) -> _HttpConnection:
-        return _HttpConnection(self)
+    def connection(self) -> HttpConnection:
+        return HttpConnection(self)
 
     def close_listener(self) -> None:
         super().close_listener()
@@ -343,7 +343,7 @@ class HttpServer(Listener):
 
     # -- answering --------------------------------------------------------------------------
 
-    def dispatch(self, conn: _HttpConnection, request: HttpRequest) -> None:
+    def dispatch(self, conn: HttpConnection, request: HttpRequest) -> None:
         if self.requests is not None:
             self.requests[f"{request.method} {request.path}"] += 1
         faults = self.miner.faults
@@ -365,7 +365,7 @@ class HttpServer(Listener):
             return
         self._answer(conn, request)
 
-    def _answer(self, conn: _HttpConnection, request: HttpRequest) -> None:
+    def _answer(self, conn: HttpConnection, request: HttpRequest) -> None:
         if conn.transport is None or conn.transport.is_closing():
             return
         try:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulators.clock import Clock, wall_clock
+from simulators.commands import MAX_TEXT, Command, CommandLog, clean_params
 from simulators.faults import Faults
 from simulators.physics import MinerPhysics, Snapshot, make_traits
 from simulators.specs import ModelSpec
@@ -42,6 +43,9 @@ class SimulatedMiner:
         self.answers = 0  # replies sent (including ones a wire fault spoiled); counted by the server
         # Set by the server: reopens or closes the listener when `no_answer` flips.
         self.on_network_change: Callable[[SimulatedMiner], None] | None = None
+        # Control commands received on the wire (a Fleet shares one log among its miners; a lone miner
+        # makes its own at the first command, so 10,000 miners do not each carry an empty one).
+        self.command_log: CommandLog | None = None
 
     def __repr__(self) -> str:
         active = ",".join(self.faults.active) or "healthy"
@@ -69,9 +73,7 @@ class SimulatedMiner:
     def faults(self, value: Faults) -> None:
         if not isinstance(value, Faults):
             raise TypeError(f"faults must be a Faults, got {type(value).__name__}")
-        if any(b >= self.spec.boards for b in value.dead_boards):
-            raise ValueError(f"{self.spec.key} has {self.spec.boards} hash board(s), indexes 0-{self.spec.boards - 1}; "
-                             f"got dead_boards={sorted(value.dead_boards)}")
+        value.check(self.spec.boards, self.spec.fans, self.spec.key)
         with self._lock:
             old = self._physics.faults
             self._physics.set_faults(value, self._clock())
@@ -106,6 +108,30 @@ class SimulatedMiner:
         with self._lock:
             self._physics.led = on
 
+    def set_power_limit(self, watts: float | None) -> None:
+        """Cap the draw (the firmware clocks down to meet it); None lifts the cap."""
+        with self._lock:
+            self._physics.set_power_cap(watts, self._clock())
+
+    def record_command(self, command: str, params: dict[str, Any] | None = None, *, accepted: bool = True,
+                       msg: str = "") -> None:
+        """Log one control command this miner received on the wire (called by its firmware)."""
+        if self.command_log is None:
+            self.command_log = CommandLog()
+        self.command_log.record(Command(self._clock(), self.spec.family, self.spec.key, self.address, command,
+                                        clean_params(params or {}), accepted, msg[:MAX_TEXT]))
+
+    @property
+    def reject_ratio(self) -> float:
+        """Share of shares the pool rejects now (the `pool_rejects` fault, else the unit's own)."""
+        f = self.faults
+        return f.pool_rejects[0] / 100.0 if f.pool_rejects is not None else self.traits.reject_ratio
+
+    @property
+    def stale_ratio(self) -> float:
+        f = self.faults
+        return f.pool_rejects[1] / 100.0 if f.pool_rejects is not None else self.traits.stale_ratio
+
     def set_ambient(self, celsius: float) -> None:
         """Move this miner's site ambient (a `Faults.ambient_c` override still wins)."""
         with self._lock:
@@ -134,6 +160,6 @@ class SimulatedMiner:
             self.last_served = snap
         return snap
 
-    def pvt_text(self, board: int, base_c: int) -> str:
+    def pvt_text(self, board: int, base_c: int, dead_chips: tuple[int, ...] | None = None) -> str:
         with self._lock:
-            return self._physics.pvt_text(board, base_c)
+            return self._physics.pvt_text(board, base_c, dead_chips)

@@ -5,7 +5,8 @@ Each rack is one PDU. Every `interval_s` it publishes, QoS 1, not retained:
     <prefix>/meter/<rack>/outlet/<n>   {"outlet": "<rack>-<n>", "watts": W, "ts": "..."}   one per miner
     <prefix>/meter/<rack>/total        {"rack": "<rack>", "watts": W, "ts": "..."}         the whole rack
 
-Outlet watts are the miner's real draw (`SimulatedMiner.truth().power_w`) times `wall_factor`:
+Outlet watts are the miner's real draw (`SimulatedMiner.truth().power_true_w`: under the `psu_drift`
+fault the miner's own reading walks away from it, the meter's does not) times `wall_factor`:
 1.0 reads exactly what the miner says; 1.04 models a miner that under-reports its wall draw by
 about 4% (firmware reading after the PSU, or a miscalibrated sensor), which is what a meter is
 there to catch. A rack's total is the sum of its outlets plus `overhead_w` (PDU losses, rack fans,
@@ -156,7 +157,7 @@ class MqttPowerMeter(MqttDevice):
         return {f"{rack}-{n}": miner for rack, members in self.racks.items() for n, miner in enumerate(members, 1)}
 
     def outlet_watts(self, miner: SimulatedMiner) -> float:
-        return round(miner.truth().power_w * self.wall_factor, 1)
+        return round(miner.truth().power_true_w * self.wall_factor, 1)
 
     def messages(self) -> list[tuple[str, dict[str, Any]]]:
         ts = _now_iso()

@@ -8,7 +8,14 @@ stream, so how often a miner is polled does not change what it says.
 
 Averages since boot are integrated exactly: rates are piecewise constant between changes
 except for the start-up ramp, which has a closed-form integral, so integrating lazily at
-each observation gives the same numbers however often it happens.
+each observation gives the same numbers however often it happens. Faults that evolve over
+fault days (chips dying, a fan wearing out, PSU drift) change linearly in time; each step is
+integrated at its midpoint, exact for a linear change (chips die one at a time, so a step that
+crosses a chip's death is off by at most that chip's share of the step).
+
+Control: work modes and levels, soft-off, and a power cap (`power_cap_w`, what Whatsminer's
+power limit and Braiins' power target set) which the firmware meets by clocking down: hashrate
+follows the cap's share of the dynamic power to the 0.8th power, so J/TH improves a little.
 
 Not thread-safe on its own; `SimulatedMiner` serialises access with a lock.
 """
@@ -21,7 +28,7 @@ import random
 from dataclasses import dataclass
 
 from models.sample import MinerState
-from simulators.faults import ECHU_BOARD_LOST, ECMM_OVERHEAT, HEALTHY, Faults
+from simulators.faults import CONTROLLER, ECHU_BOARD_LOST, ECMM_OVERHEAT, HEALTHY, Faults
 from simulators.specs import ModelSpec
 
 INIT_S = 0.0  # seconds after boot or soft-on before chips hash ("In Init"); 0: the ramp starts at once
@@ -30,6 +37,12 @@ LIVE_NOISE = 0.015  # live hashrate wobble (fraction), smooth over ~12 s
 THROTTLE_FACTOR = 0.6  # overheat throttle: share of normal hashrate kept
 SHUTDOWN_COOL_S = 180.0  # overheat shutdown: chips cool toward ambient with this time constant
 SOFT_OFF_CODE = 4  # SoftOFF[4] as real units show when asleep
+CAP_MARGIN = 0.975  # a capped unit holds its draw this far under the cap (live noise stays below it)
+CAP_EXPONENT = 0.8  # hashrate share = power share ** this when clocked down to a cap
+MIN_CAP_SHARE = 0.05  # the deepest a cap clocks a unit down (share of its dynamic power)
+FAN_ERROR_SHARE = 0.6  # a fan turning slower than this share of its target is a fan error
+MAX_PSU_OFFSET = 0.5  # PSU drift stops at +-50 %: a reading beyond it is a dead sensor, not drift
+OVERHEAT_SHUTDOWN = "overheat shutdown"  # how `Snapshot.errors` names the protection's power cut
 _MASK64 = (1 << 64) - 1
 # Averaging windows (30 s, 1 m, 5 m, 15 m): noise channel, seconds, wobble (less over longer windows).
 _WINDOWS = tuple((ch, w, LIVE_NOISE * math.sqrt(12.0 / w))
@@ -178,7 +191,9 @@ def _healthy_echu(spec: ModelSpec, traits: Traits) -> tuple[int, ...]:
     return (spec.healthy_echu,) * spec.boards
 
 
-@dataclass(frozen=True, slots=True)
+# BoardSnapshot and Snapshot are built once per answer and never changed afterwards, but not `frozen`: a
+# frozen dataclass sets each field through object.__setattr__, a fifth of a snapshot's cost (docs/benchmarks.md).
+@dataclass(slots=True)
 class BoardSnapshot:
     index: int
     alive: bool
@@ -192,11 +207,12 @@ class BoardSnapshot:
     chips_expected: int
     error_code: int  # ECHU[b]
     chip_base_c: int  # board average; PVT_T = chip_base_c + per-chip offsets (0 when lost)
+    dead_chips: tuple[int, ...] = ()  # indexes of chips that stopped (PVT_T reads 0 there)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Snapshot:
-    """The truth one answer was built from. Field names follow models.MinerSample.
+    """The truth one answer was built from (never changed once built). Field names follow models.MinerSample.
 
     Numbers are rounded the way the wire shows them, so a collector that parsed the reply
     exactly should hold these values.
@@ -244,6 +260,11 @@ class Snapshot:
     total_th_s: float  # TH·s hashed since boot (drives shares and Total MH)
     soft_off_time: int
     soft_on_time: int
+    # What only a meter, or a firmware's own error list, shows.
+    power_true_w: float  # the real draw (a meter on the outlet); power_w walks away from it under psu_drift
+    fans_failed: tuple[int, ...]  # fans turning under FAN_ERROR_SHARE of their target
+    error_code: int  # the `error_code` fault's code (0: none), for firmwares that list codes
+    error_board: int  # its hash board, or -1 (faults.CONTROLLER) for the control board
     # Where the live rate a correct reader reports comes from: "GHSspd" (the device string), or
     # "MHS 1m" (summary) on firmware without GHSspd and while GHSspd reads 0.00 after a (re)start.
     live_source: str = "GHSspd"
@@ -255,6 +276,11 @@ class Snapshot:
     def reported_hashrate_ths(self) -> float:
         """The live rate a reader following the documented fallback reports (docs/avalon.md section 6)."""
         return self.hashrate_ths if self.live_source == "GHSspd" else self.hashrate_1m_ths
+
+    @property
+    def tripped(self) -> bool:
+        """The overheat protection cut power (ECMM may also carry an `error_code` fault's bits)."""
+        return any(e.startswith(OVERHEAT_SHUTDOWN) for e in self.errors)
 
 
 class MinerPhysics:
@@ -271,7 +297,18 @@ class MinerPhysics:
         self.soft_off_time = 0
         self.soft_on_time = 0
         self.overheat_since = now
-        self._pvt_cache: dict[tuple[int, int], str] = {}
+        self.power_cap_w: float | None = None  # a power limit set by a control command
+        # Evolving faults' progress: chips lost per board, wear per fan (0-1), PSU reading offset.
+        self.chips_lost = [0.0] * spec.boards
+        self.fan_wear = [0.0] * spec.fans
+        self.psu_offset = 0.0
+        self.next_reboot = math.inf  # reboot_loop: when the next forced reboot happens
+        # TH·s-weighted shares beyond the unit's own reject/stale/HW-error ratios (pool_rejects, hw_errors).
+        self.extra_rej_th_s = 0.0
+        self.extra_stale_th_s = 0.0
+        self.extra_hw_th_s = 0.0
+        self._death_order: dict[int, tuple[int, ...]] = {}
+        self._pvt_cache: dict[tuple[int, int, int], str] = {}
         self._knots: dict[int, tuple[int, float, float]] = {}  # channel -> (k, knot k, knot k+1)
         # Per board: coolest and hottest chip vs the board average (fixed at manufacture).
         self._offset_range = tuple((min(offs), max(offs)) for offs in traits.chip_offsets)
@@ -295,34 +332,139 @@ class MinerPhysics:
 
     def _board_rates(self) -> list[float]:
         """Per-board TH/s at full ramp under the current mode and faults (no noise)."""
+        return self._rates()[0]
+
+    def _rates(self) -> tuple[list[float], float]:
+        """Per-board TH/s at full ramp, and the share of the mode's dynamic power the unit draws at full
+        ramp (before noise and the unit's power bias). A weak board makes less but draws its full share;
+        dead chips draw nothing."""
+        spec = self.spec
         if not self._hashing():
-            return [0.0] * self.spec.boards
-        spec, tr, f = self.spec, self.traits, self.faults
-        per_board = spec.modes[self.work_mode].hashrate_ths * self._level_factor() * (1.0 + tr.unit_bias)
+            return [0.0] * spec.boards, 0.0
+        f = self.faults
+        mode = spec.modes[self.work_mode]
+        per_board = mode.hashrate_ths * self._level_factor() * (1.0 + self.traits.unit_bias)
         per_board /= spec.boards
-        if f.overheat == "throttle":
+        cap_hash, cap_power = (1.0, 1.0) if self.power_cap_w is None else self._cap_shares()
+        per_board *= cap_hash
+        if f.overheat == "throttle" or (f.fan_failing is not None and self._throttled()):
             per_board *= THROTTLE_FACTOR
-        dead, shares = f.dead_boards, self._shares
-        return [0.0 if b in dead else per_board * shares[b] for b in range(spec.boards)]
+        dead, weak, n, shares = f.dead_boards, f.weak_board, spec.chips_per_board, self._shares
+        if weak is None and not f.chips_dying:  # the common case, kept cheap for 10,000-miner fleets
+            rates = [0.0 if b in dead else per_board * shares[b] for b in range(spec.boards)]
+            return rates, sum(rates) / mode.hashrate_ths * (cap_power / cap_hash)
+        rates = []
+        load = 0.0
+        for b in range(spec.boards):
+            if b in dead:
+                rates.append(0.0)
+                continue
+            r = per_board * shares[b]
+            lost = int(self.chips_lost[b])
+            if lost:
+                r *= (n - min(lost, n)) / n
+            load += r
+            if weak is not None and weak[0] == b:
+                r *= weak[1]
+            rates.append(r)
+        return rates, load / mode.hashrate_ths * (cap_power / cap_hash)
 
     def _level_factor(self) -> float:
         """WORKLEVEL n takes 5 % per step off the mode's rate, except where the level is the mode."""
         return 1.0 - 0.05 * self.work_level if self._level_steps else 1.0
 
+    def _cap_shares(self) -> tuple[float, float]:
+        """(hashrate share, dynamic power share) the power cap leaves; (1, 1) when it does not bind."""
+        cap = self.power_cap_w
+        if cap is None:
+            return 1.0, 1.0
+        spec, tr = self.spec, self.traits
+        idle = spec.idle_power_w
+        dynamic = (spec.modes[self.work_mode].power_w - idle) * (1.0 + tr.unit_bias) * (1.0 + tr.power_bias)
+        share = (cap * CAP_MARGIN - idle) / dynamic if dynamic > 0 else 1.0
+        if share >= 1.0:
+            return 1.0, 1.0
+        share = max(MIN_CAP_SHARE, share)
+        return share ** CAP_EXPONENT, share
+
+    def _ambient_base(self) -> float:
+        f = self.faults
+        return f.ambient_c if f.ambient_c is not None else self.site_ambient_c + self.traits.ambient_offset_c
+
+    def _airflow(self) -> float:
+        """Cooling left by the fans, 0-1: the mean fan health squared (air leaks back through a slow fan)."""
+        wear = self.fan_wear
+        health = 1.0 - sum(wear) / len(wear) if wear else 1.0
+        return health * health
+
+    def _throttled(self) -> bool:
+        """Overheat throttle: switched on, or the firmware's own protection when worn fans at full speed
+        can no longer hold the chips under the protection temperature."""
+        f = self.faults
+        if f.overheat == "throttle":
+            return True
+        if f.fan_failing is None or not any(self.fan_wear):
+            return False
+        spec = self.spec
+        cooling = 0.3 + 0.7 * self._airflow()
+        load = spec.modes[self.work_mode].power_w / spec.nameplate.power_w
+        d_ref = spec.typical_fan_pct / 100.0
+        rise = (spec.typical_chip_avg_c - 25.0) * (0.3 + 0.7 * d_ref)
+        return self._ambient_base() + load * rise / cooling > spec.overheat_c - 6.0
+
     # -- changes -------------------------------------------------------------------------------
 
     def advance(self, now: float) -> None:
-        """Integrate hashes from the last change or observation up to `now`."""
+        """Integrate hashes (and evolve the faults) from the last change or observation up to `now`."""
         if now <= self.last_t:
             return  # a clock that steps back (tests) freezes the integrals instead of undoing them
+        loop = self.faults.reboot_loop
+        if loop is not None and self.next_reboot <= now:
+            # Only the last forced reboot before `now` matters: each one restarts the integrals.
+            at = self.next_reboot + math.floor((now - self.next_reboot) / loop) * loop
+            self._integrate(at)
+            self.reboot(at)
+            self.next_reboot = at + loop
+        self._integrate(now)
+
+    def _integrate(self, now: float) -> None:
+        if now <= self.last_t:
+            return
+        f = self.faults
+        evolving = bool(f.chips_dying) or f.fan_failing is not None or f.psu_drift != 0.0  # Faults.evolving, inlined
+        half_days = (now - self.last_t) * f.days_per_hour / 3600.0 / 2.0 if evolving else 0.0
+        if evolving:
+            self._evolve(half_days)  # rates at the step's midpoint
         if self._hashing():
             e0 = max(0.0, self.last_t - self.run_start)
             e1 = now - self.run_start
             gained = ramp_integral(e1) - ramp_integral(e0)
-            for b, r in enumerate(self._board_rates()):
+            hashed = 0.0
+            for b, r in enumerate(self._rates()[0]):
                 self.acc_th_s[b] += r * gained
+                hashed += r * gained
+            tr = self.traits
+            if f.pool_rejects is not None:
+                self.extra_rej_th_s += hashed * (f.pool_rejects[0] / 100.0 - tr.reject_ratio)
+                self.extra_stale_th_s += hashed * (f.pool_rejects[1] / 100.0 - tr.stale_ratio)
+            if f.hw_errors is not None:
+                self.extra_hw_th_s += hashed * (f.hw_errors - tr.dh_pct) / 100.0
             self.work_s += now - self.last_t
+        if evolving:
+            self._evolve(half_days)
         self.last_t = now
+
+    def _evolve(self, days: float) -> None:
+        """Move the evolving faults on by `days` fault days."""
+        f = self.faults
+        n = float(self.spec.chips_per_board)
+        for b, rate in f.chips_dying:
+            self.chips_lost[b] = min(n, self.chips_lost[b] + rate * days)
+        if f.fan_failing is not None:
+            fan, pct = f.fan_failing
+            self.fan_wear[fan] = min(1.0, self.fan_wear[fan] + pct / 100.0 * days)
+        if f.psu_drift:
+            self.psu_offset = max(-MAX_PSU_OFFSET, min(MAX_PSU_OFFSET, self.psu_offset + f.psu_drift / 100.0 * days))
 
     def set_faults(self, faults: Faults, now: float) -> None:
         self.advance(now)
@@ -340,6 +482,26 @@ class MinerPhysics:
             self.soft_on_time = int(now)
         if self._hashing() and not was_hashing:
             self.run_start = now  # waking up re-inits the chips: live ramps again
+        # Clearing an evolving fault is the repair: the chips, the fan, the PSU's calibration come back.
+        dying = {b for b, _ in faults.chips_dying}
+        for b in range(self.spec.boards):
+            if b not in dying:
+                self.chips_lost[b] = 0.0
+        failing = faults.fan_failing[0] if faults.fan_failing is not None else None
+        for i in range(self.spec.fans):
+            if i != failing:
+                self.fan_wear[i] = 0.0
+        if not faults.psu_drift:
+            self.psu_offset = 0.0
+        if faults.reboot_loop != old.reboot_loop:
+            self.next_reboot = now + faults.reboot_loop if faults.reboot_loop is not None else math.inf
+
+    def set_power_cap(self, watts: float | None, now: float) -> None:
+        """A power limit the firmware meets by clocking down (None: the mode's own draw)."""
+        if watts is not None and not (math.isfinite(watts) and watts > 0):
+            raise ValueError(f"power cap must be a positive number of watts, got {watts!r}")
+        self.advance(now)
+        self.power_cap_w = watts
 
     def set_work_mode(self, mode: int, now: float) -> None:
         if not 0 <= mode < len(self.spec.modes):
@@ -366,6 +528,7 @@ class MinerPhysics:
         self.boot_at = self.run_start = self.last_t = now
         self.work_s = 0.0
         self.acc_th_s = [0.0] * self.spec.boards
+        self.extra_rej_th_s = self.extra_stale_th_s = self.extra_hw_th_s = 0.0
         self.led = False
         if self.faults.soft_off:
             self.faults = self.faults.with_changes(soft_off=False)
@@ -391,19 +554,36 @@ class MinerPhysics:
         f = f * f * (3.0 - 2.0 * f)
         return a + (b - a) * f
 
-    def pvt_text(self, board: int, base_c: int) -> str:
-        """PVT_T list for one board ("t1 t2 ..."), cached: chip offsets never change."""
-        key = (board, base_c)
+    def dead_chips(self, board: int) -> tuple[int, ...]:
+        """Indexes of the chips `chips_dying` has stopped on `board` so far (they die in a fixed order)."""
+        lost = min(int(self.chips_lost[board]), self.spec.chips_per_board)
+        if not lost:
+            return ()
+        order = self._death_order.get(board)
+        if order is None:
+            n = self.spec.chips_per_board
+            order = self._death_order[board] = tuple(
+                random.Random(f"{self.traits.noise_seed}:chips:{board}").sample(range(n), n))
+        return tuple(sorted(order[:lost]))
+
+    def pvt_text(self, board: int, base_c: int, dead_chips: tuple[int, ...] | None = None) -> str:
+        """PVT_T list for one board ("t1 t2 ..."), cached: chip offsets never change. Dead chips read 0
+        (`dead_chips`: as served in a snapshot's BoardSnapshot; None: as of now)."""
+        dead = self.dead_chips(board) if dead_chips is None else dead_chips
+        key = (board, base_c, len(dead))  # chips die in a fixed order: the count says which
         text = self._pvt_cache.get(key)
         if text is None:
             offsets = self.traits.chip_offsets[board]
             lo, hi = self._offset_range[board]
             if base_c == 0:
-                text = " ".join(["0"] * self.spec.chips_per_board)
+                temps = ["0"] * self.spec.chips_per_board
             elif 0 <= base_c + lo and base_c + hi < len(_INT_TEXT):
-                text = " ".join([_INT_TEXT[base_c + o] for o in offsets])  # twice as fast as str()
+                temps = [_INT_TEXT[base_c + o] for o in offsets]  # twice as fast as str()
             else:
-                text = " ".join([str(base_c + o) for o in offsets])
+                temps = [str(base_c + o) for o in offsets]
+            for i in dead:
+                temps[i] = "0"
+            text = " ".join(temps)
             if len(self._pvt_cache) > 256:
                 self._pvt_cache.clear()
             self._pvt_cache[key] = text
@@ -414,12 +594,15 @@ class MinerPhysics:
         spec, tr, f = self.spec, self.traits, self.faults
         mode = spec.modes[self.work_mode]
         hashing = self._hashing()
-        rates = self._board_rates()
+        throttled = f.overheat == "throttle" or (f.fan_failing is not None and self._throttled())
+        rates, power_share = self._rates()
         full = sum(rates)
         e = max(0.0, now - self.run_start)
         elapsed = max(0, int(now - self.boot_at))
 
-        live = full * ramp(e) * (1.0 + LIVE_NOISE * self._noise(1, now, 12.0))
+        wobble = 1.0 + LIVE_NOISE * self._noise(1, now, 12.0)
+        ramped = ramp(e)
+        live = full * ramped * wobble
         windows = []
         for ch, w, scale in _WINDOWS:
             avg = full * (ramp_integral(e) - ramp_integral(max(0.0, e - w))) / w
@@ -433,7 +616,7 @@ class MinerPhysics:
         # Power follows live hashrate; asleep or tripped the controller still draws a little.
         idle = spec.idle_power_w
         if hashing:
-            ratio = live / mode.hashrate_ths
+            ratio = power_share * ramped * wobble
             power = idle + (mode.power_w - idle) * ratio * (1.0 + tr.power_bias)
         elif f.overheat == "shutdown":
             power = idle * 1.6  # fans at full
@@ -442,12 +625,16 @@ class MinerPhysics:
         power *= 1.0 + 0.003 * self._noise(6, now, 7.0)
         step = spec.power_step_w
         power_w = int(round(power)) if step >= 1 else round(round(power / step) * step, 2)
+        power_true_w = power_w
+        if self.psu_offset:  # psu_drift: the PSU's own reading walks away from the real draw
+            drifted = power * (1.0 + self.psu_offset)
+            power_w = int(round(drifted)) if step >= 1 else round(round(drifted / step) * step, 2)
 
         # Heat: chips sit above ambient by load over cooling; fans push harder with load and heat.
-        amb = (f.ambient_c if f.ambient_c is not None else self.site_ambient_c + tr.ambient_offset_c)
-        amb += 0.4 * self._noise(10, now, 120.0)
+        amb = self._ambient_base() + 0.4 * self._noise(10, now, 120.0)
         d_ref = spec.typical_fan_pct / 100.0
         rise = (spec.typical_chip_avg_c - 25.0) * (0.3 + 0.7 * d_ref)
+        airflow = self._airflow() if f.fan_failing is not None else 1.0
         if f.soft_off:
             duty = 0.0
             chip_avg = amb + 3.0
@@ -455,19 +642,26 @@ class MinerPhysics:
             duty = 1.0
             cool = math.exp(-max(0.0, now - self.overheat_since) / SHUTDOWN_COOL_S)
             chip_avg = amb + (spec.overheat_c + 2.0 - amb) * cool
-        elif f.overheat == "throttle":
+        elif throttled:
             duty = 1.0
             chip_avg = spec.overheat_c - 6.0 + 0.8 * self._noise(11, now, 20.0)
         else:
-            load = power / spec.nameplate.power_w
+            load = power / spec.nameplate.power_w  # the true draw (psu_drift moves only the reading), unrounded
             duty = min(1.0, max(0.1, d_ref * load * (1.0 + 0.04 * (amb - 25.0))))
-            chip_avg = amb + load * rise / (0.3 + 0.7 * duty) + 0.6 * self._noise(11, now, 20.0)
+            if airflow < 1.0:  # the firmware spins the good fans up to make up for a slow one
+                duty = min(1.0, duty / airflow) if airflow > 0 else 1.0
+            cooling = 0.3 + 0.7 * duty * airflow
+            chip_avg = amb + load * rise / cooling + 0.6 * self._noise(11, now, 20.0)
 
+        health = [1.0 - w for w in self.fan_wear] if f.fan_failing is not None else None
         fans = tuple(
-            int(round(spec.fan_max_rpm * duty * (1.0 + tr.fan_bias[i]) + 20.0 * self._noise(20 + i, now, 9.0)))
+            int(round((spec.fan_max_rpm * duty * (1.0 + tr.fan_bias[i]) + 20.0 * self._noise(20 + i, now, 9.0))
+                      * (health[i] if health else 1.0)))
             if duty > 0 else 0
             for i in range(spec.fans)
         )
+        fans_failed = () if not health or duty <= 0 else tuple(
+            i for i, h in enumerate(health) if h < FAN_ERROR_SHARE)
 
         boards: list[BoardSnapshot] = []
         n_alive = 0
@@ -477,8 +671,12 @@ class MinerPhysics:
             hbi = int(round(amb + (0.85 * (chip_avg - amb) if not f.soft_off else 8.0)))
             share = 0.93 if spec.layout == "q" else 0.6
             hbo = int(round(amb + (share * (chip_avg - amb) if not f.soft_off else 8.0)))
+        n_chips = spec.chips_per_board
+        # The `error_code` fault: its code, as given, is what ECHU[b] (or ECMM) shows.
+        code_board, code = f.error_code if f.error_code is not None else (CONTROLLER, 0)
         for b in range(spec.boards):
-            alive = b not in f.dead_boards
+            dead_chips = self.dead_chips(b) if f.chips_dying else ()
+            alive = b not in f.dead_boards and (not dead_chips or len(dead_chips) < n_chips)  # all dead: lost
             if alive:
                 n_alive += 1
                 base = int(round(chip_avg + tr.board_temp_bias[b]))
@@ -487,14 +685,16 @@ class MinerPhysics:
                     hashrate_ths=round(live * (rates[b] / full) if full else 0.0, 5),
                     temp_chip_max_c=base + self._offset_range[b][1], temp_chip_avg_c=base,
                     temp_in_c=hbi if spec.layout == "q" else None, temp_out_c=hbo,
-                    chips_ok=spec.chips_per_board, chips_expected=spec.chips_per_board,
-                    error_code=self._healthy_echu[b], chip_base_c=base,
+                    chips_ok=n_chips - len(dead_chips), chips_expected=n_chips,
+                    error_code=code if b == code_board else self._healthy_echu[b], chip_base_c=base,
+                    dead_chips=dead_chips,
                 ))
             else:
                 boards.append(BoardSnapshot(
                     index=b, alive=False, hashrate_avg_ths=0.0, hashrate_ths=0.0,
                     temp_chip_max_c=None, temp_chip_avg_c=None, temp_in_c=None, temp_out_c=None,
-                    chips_ok=0, chips_expected=spec.chips_per_board, error_code=ECHU_BOARD_LOST, chip_base_c=0,
+                    chips_ok=0, chips_expected=spec.chips_per_board,
+                    error_code=ECHU_BOARD_LOST | code if b == code_board else ECHU_BOARD_LOST, chip_base_c=0,
                 ))
 
         alive_boards = [bd for bd in boards if bd.alive]
@@ -508,12 +708,22 @@ class MinerPhysics:
         for bd in boards:
             if not bd.alive:
                 errors.append(f"hash board {bd.index} lost (ECHU {bd.error_code})")
+            elif bd.dead_chips:
+                errors.append(f"hash board {bd.index}: {len(bd.dead_chips)} of {n_chips} chips dead")
         ecmm = 0
         if f.overheat == "shutdown":
             ecmm = ECMM_OVERHEAT
-            errors.append(f"overheat shutdown (ECMM {ecmm})")
-        elif f.overheat == "throttle":
+            errors.append(f"{OVERHEAT_SHUTDOWN} (ECMM {ecmm})")
+        elif throttled:
             errors.append("overheat throttle")
+        for i in fans_failed:
+            errors.append(f"fan {i} failing ({fans[i]} rpm)")
+        if code:
+            if code_board == CONTROLLER:
+                ecmm |= code
+                errors.append(f"controller error code {code}")
+            else:
+                errors.append(f"hash board {code_board} error code {code}")
 
         if f.soft_off:
             state, status = MinerState.SOFT_OFF, "In Idle"
@@ -525,11 +735,14 @@ class MinerPhysics:
             state, status = MinerState.MINING, "In Work"
 
         total_th_s = sum(self.acc_th_s)
-        shares = total_th_s * 1e12 / (spec.pool_diff * 4294967296.0)
-        rejected = int(shares * tr.reject_ratio)
-        stale = int(shares * tr.stale_ratio)
+        per_th_s = 1e12 / (spec.pool_diff * 4294967296.0)
+        shares = total_th_s * per_th_s
+        # pool_rejects / hw_errors add what they changed since switched on (counters never go back).
+        rejected = int(shares * tr.reject_ratio + self.extra_rej_th_s * per_th_s)
+        stale = int(shares * tr.stale_ratio + self.extra_stale_th_s * per_th_s)
         accepted = int(shares) - rejected - stale
-        dh = round(max(0.0, tr.dh_pct + 0.15 * self._noise(30, now, 60.0)), 3)
+        dh_pct = tr.dh_pct if f.hw_errors is None else f.hw_errors
+        dh = round(max(0.0, dh_pct + 0.15 * self._noise(30, now, 60.0)), 3)
         env_raw = int(round(amb)) if spec.ambient_sensor else -273
 
         # PS[err vin vout amps dc_watts vout2 wall_watts], as the A-series and Q print it.
@@ -553,9 +766,11 @@ class MinerPhysics:
             hashrate_1m_ths=windows[1],
             hashrate_5m_ths=windows[2],
             hashrate_15m_ths=windows[3],
-            expected_hashrate_ths=round(mode.hashrate_ths * self._level_factor(), 5),
+            expected_hashrate_ths=round(mode.hashrate_ths * self._level_factor()
+                                        * (self._cap_shares()[0] if self.power_cap_w is not None else 1.0), 5),
             power_w=power_w,
-            power_limit_w=mode.power_limit_w or int(round(mode.power_w * 1.03 / 10.0) * 10),
+            power_limit_w=(int(self.power_cap_w) if self.power_cap_w is not None
+                           else mode.power_limit_w or int(round(mode.power_w * 1.03 / 10.0) * 10)),
             temp_env_c=env_raw if spec.ambient_sensor else None,
             temp_chip_max_c=tmax,
             temp_chip_avg_c=tavg,
@@ -567,7 +782,7 @@ class MinerPhysics:
             accepted=max(0, accepted),
             rejected=rejected,
             stale=stale,
-            hw_errors=int(shares * tr.dh_pct / 100.0),
+            hw_errors=int(shares * tr.dh_pct / 100.0 + self.extra_hw_th_s * per_th_s),
             hw_error_pct=dh,
             work_mode=mode.name,
             work_mode_index=self.work_mode,
@@ -583,6 +798,10 @@ class MinerPhysics:
             total_th_s=total_th_s,
             soft_off_time=self.soft_off_time,
             soft_on_time=self.soft_on_time,
+            power_true_w=power_true_w,
+            fans_failed=fans_failed,
+            error_code=code,
+            error_board=code_board,
             live_source="GHSspd" if spec.has_ghsspd and (e >= spec.spd_blank_s or not hashing) else "MHS 1m",
             reported_power_w=(power_w if spec.power_reading == "wall"
                               else ps[4] if spec.power_reading == "dc" else None),

@@ -62,9 +62,11 @@ CODE_TOKEN_OK = 134
 CODE_TOKEN_ERROR = 135
 CODE_BASE64_ERROR = 137
 
-# Error codes the simulator raises (pyasic's table names them): slot N not found, slot N overheat.
+# Error codes the simulator raises (pyasic's table names them): slot N not found, slot N overheat,
+# intake (110) / exhaust (111) fan speed error.
 ERROR_SLOT_NOT_FOUND = 530
 ERROR_SLOT_TEMP_PROTECT = 350
+ERROR_FAN_SPEED = 110
 
 READ_COMMANDS = ("summary", "devs", "edevs", "pools", "devdetails", "get_version", "version", "status",
                  "get_psu", "get_miner_info", "get_error_code", "get_token")
@@ -247,6 +249,7 @@ class Whatsminer:
 
     def _log(self, cmd: str, params: dict[str, Any], *, ok: bool, msg: str) -> None:
         self.writes.append(WriteCommand(cmd, dict(params), self.dev.now(), ok, msg))
+        self.dev.record_command(cmd, params, accepted=ok, msg=msg)
 
     # -- replies --------------------------------------------------------------------------------
 
@@ -261,9 +264,12 @@ class Whatsminer:
 
     def error_codes(self, s: Snapshot) -> list[int]:
         codes = [ERROR_SLOT_NOT_FOUND + b.index for b in s.boards if not b.alive]
-        if s.ecmm:
+        if s.tripped:
             hottest = max((b for b in s.boards if b.alive), key=lambda b: b.chip_base_c, default=None)
             codes.append(ERROR_SLOT_TEMP_PROTECT + (hottest.index if hottest else 0))
+        codes += [ERROR_FAN_SPEED + min(i, 1) for i in s.fans_failed]  # 110 intake, 111 exhaust
+        if s.error_code:
+            codes.append(s.error_code)  # the `error_code` fault: the code as given
         return codes
 
 
@@ -289,6 +295,7 @@ def _adjust_power_limit(fw: Whatsminer, params: dict[str, Any]) -> str | None:
     if not 0 < limit <= 99999 or limit > top:
         return f"power_limit out of range 1-{top}"
     fw.power_limit_w = limit
+    fw.dev.set_power_limit(limit)  # the firmware clocks down until the draw fits
     return None
 
 

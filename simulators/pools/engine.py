@@ -115,11 +115,11 @@ class MinerFeed:
 
     @property
     def reject_ratio(self) -> float:
-        return float(self.miner.traits.reject_ratio)  # type: ignore[attr-defined]
+        return float(self.miner.reject_ratio)  # type: ignore[attr-defined]  # the pool_rejects fault moves it
 
     @property
     def stale_ratio(self) -> float:
-        return float(self.miner.traits.stale_ratio)  # type: ignore[attr-defined]
+        return float(self.miner.stale_ratio)  # type: ignore[attr-defined]
 
     @property
     def share_diff(self) -> float:

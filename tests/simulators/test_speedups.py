@@ -77,3 +77,25 @@ def test_pvt_text_is_each_chip_formatted(base_c):
     for board, offsets in enumerate(miner.traits.chip_offsets):
         expected = " ".join(str(base_c + o) if base_c else "0" for o in offsets)
         assert miner.pvt_text(board, base_c) == expected
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_fault_paths_not_yet_biting_say_what_the_healthy_fast_path_says(key):
+    """A healthy miner takes shortcuts (no per-board fault work, no fan wear); a miner whose weak board
+    keeps all of its rate, whose chips have not died yet and whose failing fan has not worn yet takes the
+    long way. Both must put the same bytes on the wire, so the shortcuts change nothing but the cost."""
+    requests = (b'{"command":"summary+estats+pools"}', b'{"command":"version+devs+stats+litestats"}', b"summary|")
+    healthy_clock, sick_clock = ManualClock(), ManualClock()
+    healthy = build_miners(f"{key}:1", base="127.0.0.1:14000", seed=4, clock=healthy_clock)[0]
+    sick = build_miners(f"{key}:1", base="127.0.0.1:14000", seed=4, clock=sick_clock)[0]
+    sick.set_faults(weak_board=(healthy.spec.boards - 1, 1.0), chips_dying=((0, 0.5),))  # < 1 chip in 10 min
+    for step in range(8):
+        if step == 0 and healthy.spec.fans:
+            sick.set_faults(fan_failing=(0, 50.0))  # no wear before the clock moves ...
+        elif step == 1:
+            sick.set_faults(fan_failing=None)  # ... and repaired before it does
+        assert sick.faults.weak_board is not None and sick.faults.chips_dying
+        for request in requests:
+            assert cgminer.answer(request, sick) == cgminer.answer(request, healthy), (key, step, request)
+        healthy_clock.advance(73.0)
+        sick_clock.advance(73.0)
