@@ -1,7 +1,4 @@
-"""Small helpers shared by test modules: `from support import HASHFLEET, wait_for`.
-
-tests/ is not a package: pytest puts tests/ itself on sys.path (as for `test_mqtt_support`).
-"""
+"""Small helpers shared by test modules: `from tests.support import HASHFLEET, wait_for`."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ def pool_addresses(base: str, n: int) -> list[tuple[str, int]]:
 
 def pool_user(miner: Any) -> str:
     """The pool user a simulated miner reports in its `pools` reply (simulators/cgminer.py, antminer.py,
-    bitaxe.py build it the same way; tests/test_simulator_pools.py reads it over TCP to pin this)."""
+    bitaxe.py build it the same way; tests/simulators/test_pools.py reads it over TCP to pin this)."""
     return f"hashfleet.{miner.mac[-6:]}"
 
 

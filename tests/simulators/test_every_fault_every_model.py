@@ -154,10 +154,6 @@ def power_reading(spec: ModelSpec, dev: dict[str, str]) -> float:
     return float(dev["WALLPOWER"]) if "WALLPOWER" in dev else ps[-1]
 
 
-def board0_device(spec: ModelSpec, devs: list[dict[str, str]]) -> dict[str, str]:
-    return devs[0]  # board 0 is the first module's first board on a chain, board 0 elsewhere
-
-
 # -- the cross product -----------------------------------------------------------------------------------
 
 
@@ -204,7 +200,7 @@ def check_avalon(m, fault: str, healthy_devs: list[dict[str, str]]) -> None:
     if fault == "chips_dying":
         dead = chips // 2
         assert ta == n * chips - dead, (ta, n, chips)
-        dev = board0_device(spec, devs)
+        dev = devs[0]  # board 0: the first module's first board on a chain
         lists = {k: ints(dev[k]) for k in ("PVT_T0", "PVT_V0", "MW0") if k in dev}
         assert lists or spec.layout in ("mini3_2025",), f"{spec.key}: no per-chip list"  # Mini 3: none
         zeros = {k: [i for i, v in enumerate(vs) if v == 0] for k, vs in lists.items()}
