@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from models import CostSample, MinerSample, MinerState, NetworkState
+from models.pool import PoolSnapshot
+from models.reconciliation import PoolReport
 
 # Miners per part handed to the stages and sinks: bounds a cycle's per-miner figures and lines in
 # memory, and each part is one spool batch that delivery can send while the next is worked on.
@@ -69,6 +71,8 @@ class Cycle:
     past_deadline: int = 0  # polled miners that had not answered when the cycle's deadline passed
     latencies_s: list[float] = field(default_factory=list)  # per polled miner (benchmarks)
     cost: CycleCost | None = None  # the cost stage's roll-ups
+    pools: dict[str, PoolSnapshot] = field(default_factory=dict)  # pool name -> its latest snapshot (pool sources)
+    pool_report: PoolReport | None = None  # the pool reconciliation stage's figures
     timings: Timings = field(default_factory=Timings)
     # The service's hand-on to stages and sinks; it may give the sample another id (collector.identity).
     on_sample: Callable[[MinerSample], MinerSample] | None = field(default=None, repr=False)
