@@ -118,6 +118,8 @@ class Matching(Strict):
     matched: dict[str, dict[str, list[str]]] = Field(default_factory=dict, description="pool -> worker -> miners")
     unmatched_workers: list[Unmatched] = Field(default_factory=list, description="pool workers no miner reports")
     unmatched_miners: list[Unmatched] = Field(default_factory=list, description="miners whose user no pool lists")
+    workers_unmatched: dict[str, int] = Field(default_factory=dict, description="per pool: all, listed or not")
+    miners_unmatched: int = 0
 
 
 class WorkerNow(_Figures):
@@ -136,15 +138,18 @@ class WorkerNow(_Figures):
 
 
 class PoolStatus(_Figures):
+    """One pool account now. The figures are None while its data is stale or was never read: a pool that
+    does not answer shows as stale, never as zero."""
+
     pool: str
     kind: PoolKind
     account: str
     stale: bool
     age_s: float | None = None
     error: str | None = None
-    workers: int = 0
-    hashrate_ths: float = 0.0
-    reported_hashrate_ths: float = 0.0
+    workers: int | None = None
+    hashrate_ths: float | None = None
+    reported_hashrate_ths: float | None = None
 
 
 class PoolReport(Strict):

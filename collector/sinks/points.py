@@ -166,15 +166,17 @@ def pool_lines(report: PoolReport, site: str) -> list[str]:
     ts = seconds(report.ts)
     lines = []
     for status in report.pools:
+        read = status.workers is not None  # stale or never read: the flag and the age, no figures
         lines.append(encode(schema.POOL.name, {"site": site, "pool": status.pool, "scope": "account"}, {
             "hashrate_ths": status.hashrate_ths, "reported_hashrate_ths": status.reported_hashrate_ths,
-            "age_s": status.age_s, "stale": _flag(status.stale), "workers": float(status.workers),
-            "workers_unmatched": float(sum(1 for u in report.matching.unmatched_workers if u.pool == status.pool)),
+            "age_s": status.age_s, "stale": _flag(status.stale),
+            "workers": float(status.workers) if read else None,
+            "workers_unmatched": float(report.matching.workers_unmatched.get(status.pool, 0)) if read else None,
             "error": status.error}, ts))
-    if report.pools:
+    if any(status.workers is not None for status in report.pools):
         lines.append(encode(schema.POOL.name, {"site": site, "scope": "site"}, {
-            "miners_unmatched": float(len(report.matching.unmatched_miners)),
-            "workers_unmatched": float(len(report.matching.unmatched_workers))}, ts))
+            "miners_unmatched": float(report.matching.miners_unmatched),
+            "workers_unmatched": float(sum(report.matching.workers_unmatched.values()))}, ts))
     for w in report.workers_now:
         ratio = (w.hashrate_ths / w.reported_hashrate_ths
                  if w.hashrate_ths is not None and w.reported_hashrate_ths else None)

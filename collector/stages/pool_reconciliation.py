@@ -67,9 +67,6 @@ class PoolReconciliation:
         self.state_path = state_path
         self.save_enabled = save and state_path is not None
         self.state: State = store.load(state_path, set_aside=self.save_enabled) if state_path is not None else State()
-        # After a restart nothing is known about the time the collector was down (the cost stage counts
-        # none of it either): the books carry on from the first cycle.
-        self._resumed = self.state.as_of is not None
         self._last_save: datetime | None = None
         self._pieces: list[tuple[date, float, float, float]] = []  # this cycle: (day, seconds, BTC per TH·s, reward)
         self._reported_now: dict[str, float] = defaultdict(float)  # pool user (lower case) -> TH/s reported now
@@ -86,9 +83,6 @@ class PoolReconciliation:
         self._miners_now.clear()
         self._pieces = []
         prev, now, network = self.state.as_of, cycle.ts, cycle.network
-        if self._resumed:
-            self._resumed = False
-            return
         if prev is None or network is None:
             return
         gap = (now - prev).total_seconds()
@@ -246,6 +240,7 @@ class PoolReconciliation:
                     matched[w.name] = list(miners)
                 else:
                     unmatched_workers += 1
+                    matching.workers_unmatched[name] = matching.workers_unmatched.get(name, 0) + 1
                     if len(matching.unmatched_workers) < MAX_LISTED:
                         matching.unmatched_workers.append(Unmatched(pool=name, worker=w.name))
             matching.matched[name] = matched
@@ -259,6 +254,7 @@ class PoolReconciliation:
                     if len(matching.unmatched_miners) < MAX_LISTED:
                         matching.unmatched_miners.append(
                             Unmatched(miner=miner, user=self.state.users.get(miner) or None))
+        matching.miners_unmatched = unmatched_miners
         counts = (unmatched_workers, unmatched_miners)
         if counts != self._unmatched_logged and (unmatched_workers or unmatched_miners):
             log.info("pool matching: %d pool worker(s) no miner reports (%s), %d miner(s) whose pool user no pool "
@@ -271,12 +267,14 @@ class PoolReconciliation:
     def _statuses(self, cycle: Cycle) -> list[PoolStatus]:
         out = []
         for name, snap in cycle.pools.items():
-            workers = snap.workers or []
-            out.append(PoolStatus(
-                pool=name, kind=snap.kind, account=snap.account, stale=snap.stale, error=snap.error,
-                age_s=(cycle.ts - snap.workers_as_of).total_seconds() if snap.workers_as_of else None,
-                workers=len(workers), hashrate_ths=sum(w.hashrate_ths or 0.0 for w in workers),
-                reported_hashrate_ths=sum(self._reported_now.get(w.name.lower(), 0.0) for w in workers)))
+            status = PoolStatus(pool=name, kind=snap.kind, account=snap.account, stale=snap.stale, error=snap.error,
+                                age_s=(cycle.ts - snap.workers_as_of).total_seconds() if snap.workers_as_of else None)
+            if not snap.stale and snap.workers is not None:
+                workers = snap.workers
+                status = status.model_copy(update={
+                    "workers": len(workers), "hashrate_ths": sum(w.hashrate_ths or 0.0 for w in workers),
+                    "reported_hashrate_ths": sum(self._reported_now.get(w.name.lower(), 0.0) for w in workers)})
+            out.append(status)
         return out
 
     def _workers_now(self, cycle: Cycle) -> list[WorkerNow]:
