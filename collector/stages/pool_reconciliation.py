@@ -391,7 +391,7 @@ class PoolReconciliation:
         sums = _sum_breakdowns(matched, ("potential_btc", "offline_btc", "curtailed_btc", "expected_btc",
                                          "over_report_btc"))
         sums["rejected_stale_btc"] = sum(w.rejected_stale_btc for w in workers)
-        sums["unmatched_btc"] = -sum((w.accepted_btc or 0.0) + w.rejected_stale_btc for w in workers if not w.miners)
+        sums["unmatched_btc"] = sum(w.unmatched_btc for w in workers)
         sums["accepted_btc"] = accepted_total
         if gross is not None and credited is not None:
             sums.update(credited_btc=credited, fee_btc=fee, luck_btc=accepted_total - gross,
@@ -422,13 +422,15 @@ class PoolReconciliation:
             rejected_stale = accepted * refused / (1 - refused) if refused < 1 else 0.0
         delivered = (accepted or 0.0) + rejected_stale
         over = expected - delivered if miners else 0.0
+        unmatched = 0.0 if miners else -delivered  # pool work no miner reports: credit with nothing expected
         pct = over / expected * 100 if miners and expected > 0 else None
         nameable = miners and p[P["reported_btc"]] > 0 and pool_s >= min(MIN_POOL_S_TO_NAME, 0.25 * day_s)
         observed = max((v[M["observed_s"]] for _, v in miners), default=0.0)
         return WorkerDay(
             worker=worker, miners=sorted(miner for miner, _ in miners),
             potential_btc=expected + offline + curtailed, offline_btc=offline, curtailed_btc=curtailed,
-            expected_btc=expected, over_report_btc=over, rejected_stale_btc=rejected_stale, accepted_btc=accepted,
+            expected_btc=expected, over_report_btc=over, unmatched_btc=unmatched, rejected_stale_btc=rejected_stale,
+            accepted_btc=accepted,
             reported_ths=m[M["hashing_ths_s"]] / m[M["observed_s"]] if m[M["observed_s"]] > 0 else None,
             pool_ths=p[P["pool_ths_s"]] / pool_s if pool_s > 0 else None, over_report_pct=pct,
             over_reporting=bool(nameable and pct is not None and pct > self.settings.over_report_pct),
