@@ -133,7 +133,6 @@ class PoolClient:
                 gap = self._last_sent + self.min_interval_s - self._monotonic()
                 if gap > 0:
                     await asyncio.sleep(gap)
-            self._last_sent = self._monotonic()
             if self._http is None:
                 self._http = httpx.AsyncClient(headers=self._headers, follow_redirects=False,
                                                timeout=httpx.Timeout(self.timeout_s))
@@ -149,6 +148,10 @@ class PoolClient:
             except httpx.HTTPError as e:
                 self.back_off()
                 raise PoolUnavailable(f"{where}: {type(e).__name__}: {redact(str(e))[:200] or 'no answer'}") from None
+            finally:
+                # Spaced from the end of the last exchange: the pool sees at least min_interval_s between two
+                # requests, however long connecting took.
+                self._last_sent = self._monotonic()
             return self._answer(where, status, headers, body)
 
     async def _exchange(self, method: str, url: str, **kwargs: Any) -> tuple[int, httpx.Headers, bytes]:
