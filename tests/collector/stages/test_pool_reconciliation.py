@@ -180,7 +180,7 @@ def test_realized_cost_is_spend_over_credited_btc(day_run):
     assert day.complete and day.all_in_usd > 0
     assert day.realized_all_in_cost_per_btc == pytest.approx(day.all_in_usd / day.credited_btc)
     assert day.expected_all_in_cost_per_btc == pytest.approx(day.all_in_usd / day.expected_net_btc)
-    # The spend is what the cost stage counted: four miners' power at $0.05/kWh with PUE 1.1, and opex
+    # The spend is what the cost stage counted: four miners' power at $0.02/kWh with PUE 1.1, and opex
     assert 0 < day.power_usd < day.cash_usd == day.all_in_usd
     assert site.cycles[-1].pool_report.last_closed.day == DAY
 
