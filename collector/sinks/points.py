@@ -161,6 +161,12 @@ def _midnight(day: date) -> int:
     return int(datetime.combine(day, time(), tzinfo=timezone.utc).timestamp())
 
 
+POOL_WORKER = Shape(schema.POOL.name, ("site", "pool", "scope", "worker"), {
+    name: schema.POOL.fields[name] for name in (
+        "hashrate_ths", "reported_hashrate_ths", "hashrate_ratio", "pool_reported_hashrate_ths", "rejected_ths",
+        "stale_ths", "last_share_age_s", "miners", "matched", "state")})
+
+
 def pool_lines(report: PoolReport, site: str) -> list[str]:
     """Pool accounts (every cycle), workers read anew, days reconciled this cycle."""
     ts = seconds(report.ts)
@@ -177,14 +183,12 @@ def pool_lines(report: PoolReport, site: str) -> list[str]:
         lines.append(encode(schema.POOL.name, {"site": site, "scope": "site"}, {
             "miners_unmatched": float(report.matching.miners_unmatched),
             "workers_unmatched": float(sum(report.matching.workers_unmatched.values()))}, ts))
-    for w in report.workers_now:
-        ratio = (w.hashrate_ths / w.reported_hashrate_ths
-                 if w.hashrate_ths is not None and w.reported_hashrate_ths else None)
-        lines.append(encode(schema.POOL.name, {"site": site, "pool": w.pool, "scope": "worker", "worker": w.worker}, {
-            "hashrate_ths": w.hashrate_ths, "reported_hashrate_ths": w.reported_hashrate_ths, "hashrate_ratio": ratio,
-            "pool_reported_hashrate_ths": w.pool_reported_hashrate_ths, "rejected_ths": w.rejected_ths,
-            "stale_ths": w.stale_ths, "last_share_age_s": w.last_share_age_s, "miners": float(len(w.miners)),
-            "matched": _flag(bool(w.miners)), "state": w.state}, ts))
+    for w in report.workers_now:  # up to one a miner, each time a pool is read: through a Shape
+        reported = w.reported_hashrate_ths
+        ratio = w.hashrate_ths / reported if w.hashrate_ths is not None and reported else None
+        lines.append(POOL_WORKER.line((site, w.pool, "worker", w.worker), (
+            w.hashrate_ths, reported, ratio, w.pool_reported_hashrate_ths, w.rejected_ths, w.stale_ths,
+            w.last_share_age_s, float(len(w.miners)), _flag(bool(w.miners)), w.state), ts))
     for account in report.days:
         lines += pool_day_points(site, account)
     lines += [site_day_point(day) for day in report.sites]

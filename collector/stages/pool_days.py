@@ -46,7 +46,12 @@ POOL_FIELDS = ("pool_s", "pool_ths_s", "pool_btc", "rated_pool_btc", "rejected_b
 SITE_FIELDS = ("observed_s", "reward_btc_s", "all_in_usd", "cash_usd", "power_usd")
 
 M = {name: i for i, name in enumerate(MINER_FIELDS)}
+# The per-miner indexes as constants: the stage adds to them for every miner every cycle.
+(OBSERVED_S, HASHING_S, HASHING_THS_S, HASHING_BTC, OFFLINE_S, OFFLINE_V, OFFLINE_EXP_BTC, CURTAILED_S, CURTAILED_V,
+ CURTAILED_EXP_BTC, SHARES_ACCEPTED, SHARES_REJECTED, SHARES_STALE) = range(len(MINER_FIELDS))
 P = {name: i for i, name in enumerate(POOL_FIELDS)}
+(POOL_S, POOL_THS_S, POOL_BTC, RATED_POOL_BTC, REJECTED_BTC, STALE_BTC, REPORTED_BTC,
+ REPORTED_THS_S) = range(len(POOL_FIELDS))
 S = {name: i for i, name in enumerate(SITE_FIELDS)}
 
 _DAY_S = 86_400.0

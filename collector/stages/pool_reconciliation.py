@@ -29,12 +29,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from collector.cycle import Cycle, MinersPart
+from collector.stages import pool_days as pd
 from collector.stages import pool_days as store
 from collector.stages.cost_engine import SECONDS_PER_DAY, btc_per_day, network_subsidy_btc
 from collector.stages.pool_days import M, P, S, DayBook, DayResults, State
 from models import MinerSample, MinerState, SiteEconomics
 from models.config import PoolConfig, ReconciliationConfig
-from models.pool import SOLO_KINDS, DayStatus, PoolDay, PoolKind, PoolSnapshot
+from models.pool import SOLO_KINDS, DayStatus, PoolDay, PoolKind, PoolSnapshot, PoolWorker
 from models.reconciliation import (
     AccountDay,
     Matching,
@@ -48,7 +49,9 @@ from models.reconciliation import (
 
 log = logging.getLogger(__name__)
 
-SAVE_EVERY_S = 60.0  # of cycle time: a crash loses at most this much of the day
+# Of cycle time: a crash loses at most this much of the day (0.35 %); a save of 10,000 miners' books takes
+# ~0.2 s of the loop's thread (docs/benchmarks.md), so not every cycle.
+SAVE_EVERY_S = 300.0
 MAX_LISTED = 1000  # unmatched workers or miners listed (all are counted)
 MIN_POOL_S_TO_NAME = 3600.0  # a worker is named over-reporting only after an hour of pool-side data
 _HASHING = (MinerState.MINING, MinerState.ERROR)
@@ -69,10 +72,16 @@ class PoolReconciliation:
         self.state: State = store.load(state_path, set_aside=self.save_enabled) if state_path is not None else State()
         self._last_save: datetime | None = None
         self._pieces: list[tuple[date, float, float, float]] = []  # this cycle: (day, seconds, BTC per TH·s, reward)
+        self._books: list[tuple[DayBook, float, float, float]] = []  # the same: (day's book, seconds, BTC/TH·s, share)
         self._reported_now: dict[str, float] = defaultdict(float)  # pool user (lower case) -> TH/s reported now
         self._miners_now: dict[str, list[str]] = defaultdict(list)  # pool user (lower case) -> miners this cycle
         self._reconciled: dict[tuple[str, date], tuple[object, ...]] = {}  # what each account-day was made from
         self._since_read: dict[tuple[str, str], list[float]] = {}  # (pool, worker) -> [reported TH·s, seconds]
+        self._prepared_workers: dict[str, tuple[list[PoolWorker], list[tuple[str, str, float, float | None,
+                                                                              float | None]]]] = {}
+        self._matching_key: tuple[object, ...] | None = None  # what the last matching was made from
+        self._matching_at: datetime | None = None
+        self._last_matching = Matching()
         self._read_at: dict[str, datetime | None] = {}  # pool -> workers_as_of of the last snapshot shown
         self._unmatched_logged: tuple[int, int] | None = None
 
@@ -82,6 +91,7 @@ class PoolReconciliation:
         self._reported_now.clear()
         self._miners_now.clear()
         self._pieces = []
+        self._books = []
         prev, now, network = self.state.as_of, cycle.ts, cycle.network
         if prev is None or network is None:
             return
@@ -99,6 +109,8 @@ class PoolReconciliation:
             end = min(now, midnight)
             self._pieces.append((start.date(), (end - start).total_seconds(), per_ths_s, reward))
             start = end
+        self._books = [(self.state.day(day), seconds, per_ths_s, seconds / gap) for day, seconds, per_ths_s, _ in
+                       self._pieces]
 
     def part(self, cycle: Cycle, part: MinersPart) -> None:
         for sample in part.samples:
@@ -108,7 +120,7 @@ class PoolReconciliation:
         self._pools(cycle.pools)
         self._spend(cycle)
         report = PoolReport(ts=cycle.ts)
-        report.matching = self._matching(cycle.pools)
+        report.matching = self._current_matching(cycle)
         report.pools = self._statuses(cycle)
         report.workers_now = self._workers_now(cycle)
         self.state.as_of = cycle.ts
@@ -122,48 +134,54 @@ class PoolReconciliation:
     # -- integration ---------------------------------------------------------------------------
 
     def _miner(self, sample: MinerSample) -> None:
+        # Runs for every miner every cycle: plain list indexes and locals (pool_days' constants).
         state = self.state
-        pool = sample.pool
-        user = pool.user.strip() if pool is not None and pool.user else ""
+        miner, pool = sample.miner, sample.pool
+        user = pool.user if pool is not None else None
         if user:
-            state.users[sample.miner] = user
+            user = user.strip()
+            if state.users.get(miner) != user:
+                state.users[miner] = user
         else:
-            user = state.users.get(sample.miner, "")
-        self._miners_now[user.lower()].append(sample.miner)
+            user = state.users.get(miner, "")
+        key = user.lower()
+        self._miners_now[key].append(miner)
         hashrate = sample.hashrate_ths
-        if sample.state in _HASHING and hashrate and "hashrate_ths" not in sample.unusable:
-            self._reported_now[user.lower()] += hashrate
-        deltas = self._share_deltas(sample)
-        if not self._pieces or "hashrate_ths" in sample.unusable:
+        refused = bool(sample.unusable) and "hashrate_ths" in sample.unusable
+        hashing = sample.state in _HASHING and bool(hashrate) and not refused
+        if hashing:
+            self._reported_now[key] += hashrate  # type: ignore[operator]
+        deltas = self._share_deltas(sample) if pool is not None and pool.accepted is not None else None
+        if not self._books or refused:
             return  # nothing known about this interval, or a refused reading: not observed
-        total_s = sum(piece[1] for piece in self._pieces)
+        curtailed = sample.state is MinerState.SOFT_OFF
         expected = sample.expected_hashrate_ths or 0.0
-        for day, seconds, per_ths_s, _ in self._pieces:
-            book = state.day(day).miner(sample.miner, user)
-            book[M["observed_s"]] += seconds
-            if sample.state in _HASHING and hashrate:
-                book[M["hashing_s"]] += seconds
-                book[M["hashing_ths_s"]] += hashrate * seconds
-                book[M["hashing_btc"]] += hashrate * seconds * per_ths_s
-            elif sample.state is MinerState.SOFT_OFF:
-                book[M["curtailed_s"]] += seconds
-                book[M["curtailed_v"]] += seconds * per_ths_s
-                book[M["curtailed_exp_btc"]] += expected * seconds * per_ths_s
+        for day_book, seconds, per_ths_s, share in self._books:
+            book = day_book.miners.get((miner, user))
+            if book is None:
+                book = day_book.miner(miner, user)
+            book[pd.OBSERVED_S] += seconds
+            if hashing:
+                book[pd.HASHING_S] += seconds
+                book[pd.HASHING_THS_S] += hashrate * seconds  # type: ignore[operator]
+                book[pd.HASHING_BTC] += hashrate * seconds * per_ths_s  # type: ignore[operator]
+            elif curtailed:
+                book[pd.CURTAILED_S] += seconds
+                book[pd.CURTAILED_V] += seconds * per_ths_s
+                book[pd.CURTAILED_EXP_BTC] += expected * seconds * per_ths_s
             else:
-                book[M["offline_s"]] += seconds
-                book[M["offline_v"]] += seconds * per_ths_s
-                book[M["offline_exp_btc"]] += expected * seconds * per_ths_s
+                book[pd.OFFLINE_S] += seconds
+                book[pd.OFFLINE_V] += seconds * per_ths_s
+                book[pd.OFFLINE_EXP_BTC] += expected * seconds * per_ths_s
             if deltas is not None:
-                share = seconds / total_s
-                book[M["shares_accepted"]] += deltas[0] * share
-                book[M["shares_rejected"]] += deltas[1] * share
-                book[M["shares_stale"]] += deltas[2] * share
+                book[pd.SHARES_ACCEPTED] += deltas[0] * share
+                book[pd.SHARES_REJECTED] += deltas[1] * share
+                book[pd.SHARES_STALE] += deltas[2] * share
 
     def _share_deltas(self, sample: MinerSample) -> tuple[float, float, float] | None:
         """The miner's share counters' increase since the last cycle (None: unknown, or first seen)."""
         pool = sample.pool
-        if pool is None or pool.accepted is None:
-            return None
+        assert pool is not None and pool.accepted is not None
         now = (float(pool.accepted), float(pool.rejected or 0), float(pool.stale or 0))
         last = self.state.counters.get(sample.miner)
         self.state.counters[sample.miner] = now
@@ -174,29 +192,48 @@ class PoolReconciliation:
         return now  # the counters restarted (a reboot): what they hold is new since
 
     def _pools(self, pools: Mapping[str, PoolSnapshot]) -> None:
+        # Every worker of every fresh pool, every cycle: the workers' fixed parts are prepared once per read.
         total_s = sum(piece[1] for piece in self._pieces)
+        reported_now = self._reported_now
         for name, snap in pools.items():
             if snap.stale or not snap.workers:
                 continue
-            for w in snap.workers:
-                if w.hashrate_ths is None:
-                    continue
-                reported = self._reported_now.get(w.name.lower(), 0.0)
-                since = self._since_read.setdefault((name, w.name), [0.0, 0.0])
+            for worker, key, ths, rejected, stale in self._prepared(name, snap.workers):
+                reported = reported_now.get(key, 0.0)
+                since = self._since_read.get((name, worker))
+                if since is None:
+                    since = self._since_read[(name, worker)] = [0.0, 0.0]
                 since[0] += reported * total_s
                 since[1] += total_s
-                rated = w.rejected_ths is not None or w.stale_ths is not None
-                for day, seconds, per_ths_s, _ in self._pieces:
-                    book = self.state.day(day).pool(name, w.name)
-                    book[P["pool_s"]] += seconds
-                    book[P["pool_ths_s"]] += w.hashrate_ths * seconds
-                    book[P["pool_btc"]] += w.hashrate_ths * seconds * per_ths_s
-                    book[P["reported_btc"]] += reported * seconds * per_ths_s
-                    book[P["reported_ths_s"]] += reported * seconds
-                    if rated:
-                        book[P["rated_pool_btc"]] += w.hashrate_ths * seconds * per_ths_s
-                        book[P["rejected_btc"]] += (w.rejected_ths or 0.0) * seconds * per_ths_s
-                        book[P["stale_btc"]] += (w.stale_ths or 0.0) * seconds * per_ths_s
+                for day_book, seconds, per_ths_s, _ in self._books:
+                    book = day_book.pools.get((name, worker))
+                    if book is None:
+                        book = day_book.pool(name, worker)
+                    book[pd.POOL_S] += seconds
+                    book[pd.POOL_THS_S] += ths * seconds
+                    book[pd.POOL_BTC] += ths * seconds * per_ths_s
+                    book[pd.REPORTED_BTC] += reported * seconds * per_ths_s
+                    book[pd.REPORTED_THS_S] += reported * seconds
+                    if rejected is not None:
+                        book[pd.RATED_POOL_BTC] += ths * seconds * per_ths_s
+                        book[pd.REJECTED_BTC] += rejected * seconds * per_ths_s
+                        book[pd.STALE_BTC] += stale * seconds * per_ths_s  # type: ignore[operator]
+
+    def _prepared(self, pool: str, workers: list[PoolWorker]) -> list[tuple[str, str, float, float | None,
+                                                                            float | None]]:
+        """(name, lower-case name, pool-side TH/s, rejected and stale TH/s or None) per worker, kept per read."""
+        cached = self._prepared_workers.get(pool)
+        if cached is not None and cached[0] is workers:
+            return cached[1]
+        rows = []
+        for w in workers:
+            if w.hashrate_ths is None:
+                continue
+            rated = w.rejected_ths is not None or w.stale_ths is not None
+            rows.append((w.name, w.name.lower(), w.hashrate_ths, (w.rejected_ths or 0.0) if rated else None,
+                         (w.stale_ths or 0.0) if rated else None))
+        self._prepared_workers[pool] = (workers, rows)
+        return rows
 
     def _spend(self, cycle: Cycle) -> None:
         """The spend the cost stage counted since the last cycle (its month totals' increase) into the days."""
@@ -224,6 +261,17 @@ class PoolReconciliation:
 
     # -- matching and the pools now --------------------------------------------------------------
 
+    def _current_matching(self, cycle: Cycle) -> Matching:
+        """The matching, made again when a pool was read anew, the miners' users changed in number, or a
+        minute has passed (a miner's new pool user shows within a minute): at 10,000 miners it costs ~10 ms."""
+        key = (tuple((name, id(snap.workers)) for name, snap in cycle.pools.items()), len(self._miners_now),
+               sum(len(miners) for miners in self._miners_now.values()))
+        fresh = self._matching_at is not None and (cycle.ts - self._matching_at).total_seconds() < 60
+        if key != self._matching_key or not fresh:
+            self._last_matching = self._matching(cycle.pools)
+            self._matching_key, self._matching_at = key, cycle.ts
+        return self._last_matching
+
     def _matching(self, pools: Mapping[str, PoolSnapshot]) -> Matching:
         matching = Matching()
         listed: set[str] = set()
@@ -242,7 +290,7 @@ class PoolReconciliation:
                     unmatched_workers += 1
                     matching.workers_unmatched[name] = matching.workers_unmatched.get(name, 0) + 1
                     if len(matching.unmatched_workers) < MAX_LISTED:
-                        matching.unmatched_workers.append(Unmatched(pool=name, worker=w.name))
+                        matching.unmatched_workers.append(Unmatched.model_construct(pool=name, worker=w.name))
             matching.matched[name] = matched
         unmatched_miners = 0
         if any(snap.workers is not None for snap in pools.values()):
@@ -253,7 +301,7 @@ class PoolReconciliation:
                 for miner in miners:
                     if len(matching.unmatched_miners) < MAX_LISTED:
                         matching.unmatched_miners.append(
-                            Unmatched(miner=miner, user=self.state.users.get(miner) or None))
+                            Unmatched.model_construct(miner=miner, user=self.state.users.get(miner) or None))
         matching.miners_unmatched = unmatched_miners
         counts = (unmatched_workers, unmatched_miners)
         if counts != self._unmatched_logged and (unmatched_workers or unmatched_miners):
@@ -270,10 +318,10 @@ class PoolReconciliation:
             status = PoolStatus(pool=name, kind=snap.kind, account=snap.account, stale=snap.stale, error=snap.error,
                                 age_s=(cycle.ts - snap.workers_as_of).total_seconds() if snap.workers_as_of else None)
             if not snap.stale and snap.workers is not None:
-                workers = snap.workers
+                rows = self._prepared(name, snap.workers)
                 status = status.model_copy(update={
-                    "workers": len(workers), "hashrate_ths": sum(w.hashrate_ths or 0.0 for w in workers),
-                    "reported_hashrate_ths": sum(self._reported_now.get(w.name.lower(), 0.0) for w in workers)})
+                    "workers": len(snap.workers), "hashrate_ths": sum(row[2] for row in rows),
+                    "reported_hashrate_ths": sum(self._reported_now.get(row[1], 0.0) for row in rows)})
             out.append(status)
         return out
 
