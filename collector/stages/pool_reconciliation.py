@@ -251,7 +251,10 @@ class PoolReconciliation:
         self.state.spend = (month, *now)
         if last is None:
             return
-        increase = now if last[0] != month else tuple(n - p for n, p in zip(now, last[1:], strict=True))
+        # A new month, or totals that went down (the cost stage started its totals over: a lost totals file,
+        # or `hashfleet pools` with fresh ones): what they hold now is what was spent since.
+        restarted = last[0] != month or now[0] < last[1] - 1e-9
+        increase = now if restarted else tuple(n - p for n, p in zip(now, last[1:], strict=True))
         pieces = self._pieces or [(cycle.ts.date(), 1.0, 0.0, 0.0)]
         total_s = sum(piece[1] for piece in pieces)
         for day, seconds, _, _ in pieces:

@@ -94,7 +94,10 @@ class PoolSource:
     async def announce(self, cycle: Cycle) -> None:
         """Start a round in the background when one is due (never waited for); the latest snapshot goes in."""
         now = cycle.ts
-        due = self._last_round is None or (now - self._last_round).total_seconds() >= self.config.refresh_s
+        elapsed = None if self._last_round is None else (now - self._last_round).total_seconds()
+        # After a failed round, again as soon as the backoff (or Retry-After) has passed, not a whole refresh_s later.
+        retry = self.error is not None and self.client.waiting_s == 0
+        due = elapsed is None or elapsed >= self.config.refresh_s or retry
         if due and (self._task is None or self._task.done()):
             self._last_round = now
             self._task = asyncio.create_task(self._guarded_refresh(now))
