@@ -29,10 +29,37 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from collector.cycle import Cycle, MinersPart
-from collector.stages import pool_days as pd
-from collector.stages import pool_days as store
+from collector.stages import pool_days
 from collector.stages.cost_engine import SECONDS_PER_DAY, btc_per_day, network_subsidy_btc
-from collector.stages.pool_days import M, P, S, DayBook, DayResults, State
+from collector.stages.pool_days import (
+    M,
+    P,
+    S,
+    CURTAILED_EXP_BTC,
+    CURTAILED_S,
+    CURTAILED_V,
+    HASHING_BTC,
+    HASHING_S,
+    HASHING_THS_S,
+    OBSERVED_S,
+    OFFLINE_EXP_BTC,
+    OFFLINE_S,
+    OFFLINE_V,
+    POOL_BTC,
+    POOL_S,
+    POOL_THS_S,
+    RATED_POOL_BTC,
+    REJECTED_BTC,
+    REPORTED_BTC,
+    REPORTED_THS_S,
+    SHARES_ACCEPTED,
+    SHARES_REJECTED,
+    SHARES_STALE,
+    STALE_BTC,
+    DayBook,
+    DayResults,
+    State,
+)
 from models import MinerSample, MinerState, SiteEconomics
 from models.config import PoolConfig, ReconciliationConfig
 from models.pool import SOLO_KINDS, DayStatus, PoolDay, PoolKind, PoolSnapshot, PoolWorker
@@ -69,7 +96,7 @@ class PoolReconciliation:
         self.settings = settings or ReconciliationConfig()
         self.state_path = state_path
         self.save_enabled = save and state_path is not None
-        self.state: State = store.load(state_path, set_aside=self.save_enabled) if state_path is not None else State()
+        self.state: State = pool_days.load(state_path, set_aside=self.save_enabled) if state_path is not None else State()
         self._last_save: datetime | None = None
         self._pieces: list[tuple[date, float, float, float]] = []  # this cycle: (day, seconds, BTC per TH·s, reward)
         self._books: list[tuple[DayBook, float, float, float]] = []  # the same: (day's book, seconds, BTC/TH·s, share)
@@ -160,23 +187,23 @@ class PoolReconciliation:
             book = day_book.miners.get((miner, user))
             if book is None:
                 book = day_book.miner(miner, user)
-            book[pd.OBSERVED_S] += seconds
+            book[OBSERVED_S] += seconds
             if hashing:
-                book[pd.HASHING_S] += seconds
-                book[pd.HASHING_THS_S] += hashrate * seconds  # type: ignore[operator]
-                book[pd.HASHING_BTC] += hashrate * seconds * per_ths_s  # type: ignore[operator]
+                book[HASHING_S] += seconds
+                book[HASHING_THS_S] += hashrate * seconds  # type: ignore[operator]
+                book[HASHING_BTC] += hashrate * seconds * per_ths_s  # type: ignore[operator]
             elif curtailed:
-                book[pd.CURTAILED_S] += seconds
-                book[pd.CURTAILED_V] += seconds * per_ths_s
-                book[pd.CURTAILED_EXP_BTC] += expected * seconds * per_ths_s
+                book[CURTAILED_S] += seconds
+                book[CURTAILED_V] += seconds * per_ths_s
+                book[CURTAILED_EXP_BTC] += expected * seconds * per_ths_s
             else:
-                book[pd.OFFLINE_S] += seconds
-                book[pd.OFFLINE_V] += seconds * per_ths_s
-                book[pd.OFFLINE_EXP_BTC] += expected * seconds * per_ths_s
+                book[OFFLINE_S] += seconds
+                book[OFFLINE_V] += seconds * per_ths_s
+                book[OFFLINE_EXP_BTC] += expected * seconds * per_ths_s
             if deltas is not None:
-                book[pd.SHARES_ACCEPTED] += deltas[0] * share
-                book[pd.SHARES_REJECTED] += deltas[1] * share
-                book[pd.SHARES_STALE] += deltas[2] * share
+                book[SHARES_ACCEPTED] += deltas[0] * share
+                book[SHARES_REJECTED] += deltas[1] * share
+                book[SHARES_STALE] += deltas[2] * share
 
     def _share_deltas(self, sample: MinerSample) -> tuple[float, float, float] | None:
         """The miner's share counters' increase since the last cycle (None: unknown, or first seen)."""
@@ -209,15 +236,15 @@ class PoolReconciliation:
                     book = day_book.pools.get((name, worker))
                     if book is None:
                         book = day_book.pool(name, worker)
-                    book[pd.POOL_S] += seconds
-                    book[pd.POOL_THS_S] += ths * seconds
-                    book[pd.POOL_BTC] += ths * seconds * per_ths_s
-                    book[pd.REPORTED_BTC] += reported * seconds * per_ths_s
-                    book[pd.REPORTED_THS_S] += reported * seconds
+                    book[POOL_S] += seconds
+                    book[POOL_THS_S] += ths * seconds
+                    book[POOL_BTC] += ths * seconds * per_ths_s
+                    book[REPORTED_BTC] += reported * seconds * per_ths_s
+                    book[REPORTED_THS_S] += reported * seconds
                     if rejected is not None:
-                        book[pd.RATED_POOL_BTC] += ths * seconds * per_ths_s
-                        book[pd.REJECTED_BTC] += rejected * seconds * per_ths_s
-                        book[pd.STALE_BTC] += stale * seconds * per_ths_s  # type: ignore[operator]
+                        book[RATED_POOL_BTC] += ths * seconds * per_ths_s
+                        book[REJECTED_BTC] += rejected * seconds * per_ths_s
+                        book[STALE_BTC] += stale * seconds * per_ths_s  # type: ignore[operator]
 
     def _prepared(self, pool: str, workers: list[PoolWorker]) -> list[tuple[str, str, float, float | None,
                                                                             float | None]]:
@@ -451,7 +478,7 @@ class PoolReconciliation:
 
     def _worker_day(self, worker: str, miners: list[tuple[str, list[float]]], p: list[float], observed_s: float,
                     day_s: float) -> WorkerDay:
-        m = [sum(v[i] for _, v in miners) for i in range(len(store.MINER_FIELDS))]
+        m = [sum(v[i] for _, v in miners) for i in range(len(pool_days.MINER_FIELDS))]
         rate = m[M["hashing_ths_s"]] / m[M["hashing_s"]] if m[M["hashing_s"]] > 0 else None
         offline = rate * m[M["offline_v"]] if rate is not None else m[M["offline_exp_btc"]]
         curtailed = rate * m[M["curtailed_v"]] if rate is not None else m[M["curtailed_exp_btc"]]
@@ -491,13 +518,13 @@ class PoolReconciliation:
         """The site's day from every miner and every pool's latest account day."""
         book = self.state.days[day]
         results = self.state.results.get(day, DayResults())
-        m = [sum(v[i] for v in book.miners.values()) for i in range(len(store.MINER_FIELDS))]
+        m = [sum(v[i] for v in book.miners.values()) for i in range(len(pool_days.MINER_FIELDS))]
         miners_by_user: dict[str, list[list[float]]] = defaultdict(list)
         for (_, user), vector in book.miners.items():
             miners_by_user[user.lower()].append(vector)
         potential = offline = curtailed = 0.0
         for vectors in miners_by_user.values():  # each user's down time valued at its own miners' rate
-            w = [sum(v[i] for v in vectors) for i in range(len(store.MINER_FIELDS))]
+            w = [sum(v[i] for v in vectors) for i in range(len(pool_days.MINER_FIELDS))]
             rate = w[M["hashing_ths_s"]] / w[M["hashing_s"]] if w[M["hashing_s"]] > 0 else None
             offline += rate * w[M["offline_v"]] if rate is not None else w[M["offline_exp_btc"]]
             curtailed += rate * w[M["curtailed_v"]] if rate is not None else w[M["curtailed_exp_btc"]]
@@ -587,7 +614,7 @@ class PoolReconciliation:
             return
         self._last_save = now
         try:
-            store.save(self.state_path, self.state)
+            pool_days.save(self.state_path, self.state)
         except (OSError, ValueError) as e:
             log.error("cannot save the pool reconciliation's books to %s: %s", self.state_path, e)
 
