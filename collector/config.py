@@ -104,6 +104,8 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
             config.influx.resolved_token()  # a missing token file is a config error, found now
         if config.mqtt is not None:
             config.mqtt.resolved_password()  # likewise a missing MQTT password file
+        for pool in config.pools:
+            pool.resolved_token(dict(env))  # and a pool token in neither its variable nor its file
     except ValidationError as e:
         raise ConfigError(_describe(source, e)) from None
     except ValueError as e:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from models import CostSample, MinerSample, MinerState, NetworkState
+from models.pool import PoolSnapshot
+from models.reconciliation import PoolReport
 
 # Miners per part handed to the stages and sinks: bounds a cycle's per-miner figures and lines in
 # memory, and each part is one spool batch that delivery can send while the next is worked on.
@@ -72,6 +74,8 @@ class Cycle:
     # Counters a source keeps since the collector started (e.g. MQTT payloads accepted and dropped), for
     # the `collector` point: names and types in models.schema.COLLECTOR.
     counters: dict[str, int] = field(default_factory=dict)
+    pools: dict[str, PoolSnapshot] = field(default_factory=dict)  # pool name -> its latest snapshot (pool sources)
+    pool_report: PoolReport | None = None  # the pool reconciliation stage's figures
     timings: Timings = field(default_factory=Timings)
     # The service's hand-on to stages and sinks; it may give the sample another id (collector.identity).
     on_sample: Callable[[MinerSample], MinerSample] | None = field(default=None, repr=False)

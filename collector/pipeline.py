@@ -31,8 +31,10 @@ from collector.sources.live_inputs import LiveInputs
 from collector.sources.mqtt_ingest import MqttIngest
 from collector.sources.network import NetworkInputs
 from collector.sources.polled_miners import PolledMiners
+from collector.sources.pools import pool_source
 from collector.stages import Stage
 from collector.stages.cost_stage import CostStage
+from collector.stages.pool_reconciliation import PoolReconciliation
 from models import CollectorConfig
 from models.mqtt import MqttConfig
 
@@ -110,6 +112,11 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
     if mqtt is not None:
         sources.append(mqtt.ingest)
         sinks.append(mqtt.sink)
+    sources += [pool_source(pool) for pool in config.pools]
+    if config.pools:  # after the cost stage: it weighs the day's spend the cost stage counted
+        stages.append(PoolReconciliation(config.site, config.pools, economics=config.economics,
+                                         settings=config.reconciliation, save=service_mode,
+                                         state_path=config_loader.spool_directory(config) / "pool-days.json"))
     return Pipeline(config, sources, stages, sinks, polled, mqtt)
 
 

@@ -24,6 +24,12 @@ GROUP = "hashfleet"
 INTERVAL = "1m"
 CHIP_TEMP_ALERT_C = 95.0  # Nano 3S chips run in the low 90s when healthy
 HASHRATE_SHARE_ALERT = 0.8  # live hashrate below this share of expected (mining units only)
+# A pool worker whose pool-side hashrate stays more than this share below what its miners report, for
+# POOL_SHORTFALL_FOR: over-reporting firmware, a miner hashing elsewhere, or heavy rejects. Honest workers sit
+# within their reject rate (a few tenths of a percent; the simulated F2Pool's 2.5 % stays below this).
+POOL_SHORTFALL_ALERT = 0.05
+POOL_SHORTFALL_FOR = "1h"
+POOL_SHORTFALL_WINDOW_S = 3600
 EXPRESSION = "__expr__"
 
 
@@ -85,6 +91,18 @@ def rules() -> list[alerting.Rule]:
                            f'WHERE "state" = \'{mining}\' AND $timeFilter GROUP BY "site", "miner"', 900),
             _reduce("B", "A"),
             _threshold("C", "B", "lt", HASHRATE_SHARE_ALERT),
+        ]),
+        _rule("hashfleet-pool-hashrate-short", "Pool sees less than the miner reports",
+              f"Worker {{{{ $labels.worker }}}} on pool {{{{ $labels.pool }}}} at {{{{ $labels.site }}}}: the pool "
+              f"has seen more than {POOL_SHORTFALL_ALERT:.0%} less hashrate than its miner reports for "
+              f"{POOL_SHORTFALL_FOR}.", "warning", POOL_SHORTFALL_FOR)
+        .condition("C").no_data_state("OK")
+        .queries([
+            _influxql("A", f'SELECT mean("hashrate_ratio") AS "share" FROM "{schema.POOL}" '
+                           f'WHERE "scope" = \'worker\' AND $timeFilter GROUP BY "site", "pool", "worker"',
+                      POOL_SHORTFALL_WINDOW_S),
+            _reduce("B", "A", "mean"),
+            _threshold("C", "B", "lt", 1 - POOL_SHORTFALL_ALERT),
         ]),
         _rule("hashfleet-cost-above-price", "All-in cost per BTC above BTC price",
               "Site {{ $labels.site }}: a mined bitcoin costs more (all-in) than it sells for.", "warning", "30m")

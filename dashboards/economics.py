@@ -2,7 +2,9 @@
 
 Figures are the cost engine's (measurement `cost`, scope `site` unless said otherwise; definitions
 in docs/cost.md): `*_day` are rates at this instant, `*_today`/`*_month` what was really spent and
-mined since local midnight / the 1st.
+mined since local midnight / the 1st. "What the pools paid" compares them with the pools' credits
+(measurements `pool` and `pool_day`; docs/pools.md): realized cost per BTC (spend over credited BTC)
+of the last UTC day every pool has closed, and where the gap between expected and credited went.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from dashboards.common import (
     BUCKET, MINER_COST, SITE, SITE_COST, finish, new_dashboard, query, site_variable, stat_panel, table_panel,
     thresholds, timeseries_panel, transform,
 )
+from dashboards.alerts import POOL_SHORTFALL_ALERT
 from models import schema
 
 UID = "hashfleet-economics"
 TITLE = "Economics"
 
 MARGIN_STEPS = thresholds((None, "red"), (0, "yellow"), (20, "green"))
+# Pool-side hashrate below this share of what a worker's miners report: listed (the alert rule's threshold).
+POOL_SHARE_LISTED = 1 - POOL_SHORTFALL_ALERT
 
 
 def _site_series(fields: dict[str, str], *, by_site: bool = True) -> str:
@@ -49,6 +54,39 @@ BY_MODEL = (
     '(sum("energy") + sum("opex")) / sum("btc") AS "cash $/BTC", sum("energy") / sum("btc") AS "energy $/BTC", '
     f'sum("btc") AS "BTC/day" FROM ({_PER_MINER}) GROUP BY "model"'
 )
+
+
+# --- what the pools paid (docs/pools.md) -------------------------------------------------------------
+
+REALIZED = (f'SELECT last("realized_all_in_cost_per_btc") AS "realized all-in", '
+            f'last("expected_all_in_cost_per_btc_last_day") AS "expected all-in", '
+            f'last("realized_cash_cost_per_btc") AS "realized cash" FROM "{schema.COST}" WHERE {SITE_COST} '
+            'AND $timeFilter GROUP BY "site"')
+CREDITED = (f'SELECT last("credited_btc_last_day") AS "credited", last("expected_net_btc_last_day") AS "expected" '
+            f'FROM "{schema.COST}" WHERE {SITE_COST} AND $timeFilter GROUP BY "site"')
+_CLOSED_SITE_DAY = f"\"scope\" = 'site' AND \"closed\" = 1 AND {SITE}"
+REALIZED_BY_DAY = (f'SELECT last("realized_all_in_cost_per_btc") AS "realized all-in", '
+                   f'last("expected_all_in_cost_per_btc") AS "expected all-in" FROM "{schema.POOL_DAY}" '
+                   f'WHERE {_CLOSED_SITE_DAY} AND $timeFilter GROUP BY time(1d), "site" fill(none)')
+GAP_STEPS = {"offline": "offline_btc", "curtailed": "curtailed_btc", "over-reported": "over_report_btc",
+             "unmatched": "unmatched_btc", "rejected/stale": "rejected_stale_btc", "luck": "luck_btc",
+             "fee": "fee_btc"}
+GAP_BY_POOL = ('SELECT last("potential_btc") AS "potential", last("expected_btc") AS "expected", '
+               + ", ".join(f'last("{field}") AS "{name}"' for name, field in GAP_STEPS.items())
+               + f', last("credited_btc") AS "credited" FROM "{schema.POOL_DAY}" WHERE "scope" = \'account\' '
+               f'AND "closed" = 1 AND {SITE} AND $timeFilter GROUP BY "site", "pool"')
+WORKERS_LAST_DAY = (f'SELECT last("expected_btc") AS "expected", last("credited_btc") AS "credited (derived)", '
+                    f'last("over_report_pct") AS "over-reported %", last("over_reporting") AS "named", '
+                    f'last("coverage") AS "coverage" FROM "{schema.POOL_DAY}" WHERE "scope" = \'worker\' '
+                    f'AND "closed" = 1 AND {SITE} AND $timeFilter GROUP BY "site", "pool", "worker"')
+SHORT_WORKERS = (f'SELECT "share" FROM (SELECT mean("hashrate_ratio") AS "share" FROM "{schema.POOL}" '
+                 f'WHERE "scope" = \'worker\' AND {SITE} AND $timeFilter GROUP BY "site", "pool", "worker") '
+                 f'WHERE "share" < {POOL_SHARE_LISTED}')
+POOL_STATE = (f'SELECT last("stale") AS "stale", last("age_s") AS "age s", last("workers") AS "workers", '
+              f'last("workers_unmatched") AS "unmatched workers" FROM "{schema.POOL}" '
+              f'WHERE "scope" = \'account\' AND {SITE} AND $timeFilter GROUP BY "site", "pool"')
+
+
 
 
 def build() -> model.Dashboard:
@@ -134,5 +172,41 @@ def build() -> model.Dashboard:
                     {"fieldName": "BTC/day", "config": {"id": "lowerOrEqual", "options": {"value": 0}}}]}),
                 transform("sortBy", {"sort": [{"field": "all-in $/BTC", "desc": True}]})],
             description="Per-miner cost and BTC/day summed per model, then divided (a ratio of sums)."))
+        .with_row(dash.Row("What the pools paid"))
+        .with_panel(stat_panel(
+            "Realized cost per BTC (last closed day)", [query(REALIZED, alias="$tag_site $col")], usd, width=8,
+            height=5, decimals=0,
+            description="The last UTC day every pool has closed: its spend over the BTC the pools credited, "
+                        "beside the same spend over the BTC expected from the miners' reported hashrate.")
+            .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE))
+        .with_panel(stat_panel(
+            "Credited vs expected BTC (last closed day)", [query(CREDITED, alias="$tag_site $col")], "currencyBTC",
+            width=8, height=5, decimals=6,
+            description="Expected: reported hashrate integrated, less the configured pool fee.")
+            .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE))
+        .with_panel(table_panel(
+            "Pools now", [query(POOL_STATE, table_format=True)], width=8, height=5,
+            description="Stale: the pool's API has not answered within its max age (down, rate-limited, "
+                        "changed); its figures are left out, never written as zero."))
+        .with_panel(timeseries_panel(
+            "Realized vs expected cost per BTC, by day", [query(REALIZED_BY_DAY, alias="$tag_site $col")], usd,
+            width=24, fill=0, description="Closed UTC days only: a day a pool has not closed is partial.")
+            .time_from("30d"))
+        .with_panel(table_panel(
+            "Where the gap went (last closed day, per pool)", [query(GAP_BY_POOL, table_format=True)],
+            width=24, height=6, unit="currencyBTC",
+            description="From what the miners could have mined to what the pool credited: down and curtailed "
+                        "time, reported but never reaching the pool, unmatched work, rejected shares, luck "
+                        "(what is left) and fee. docs/pools.md.").time_from("7d"))
+        .with_panel(table_panel(
+            "Workers (last closed day)", [query(WORKERS_LAST_DAY, table_format=True)], width=12, height=8,
+            description="Per-worker credit is the account's split by accepted work (no pool publishes it). "
+                        "named = 1: pool-side work fell short of what the miner reports by more than "
+                        "reconciliation.over_report_pct.").time_from("7d"))
+        .with_panel(table_panel(
+            "Workers the pool sees below their reported hashrate", [query(SHORT_WORKERS, table_format=True)],
+            width=12, height=8,
+            description=f"Mean pool-side over reported hashrate under {POOL_SHARE_LISTED:.0%} over the range: "
+                        "over-reporting firmware, a miner hashing elsewhere, or rejects."))
     )
     return finish(board)

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from models.base import Settings, read_secret_file
 from models.economics import NetworkFeedConfig, SiteEconomics
 from models.mqtt import MqttConfig
+from models.pool import PoolKind
 
 
 class InfluxConfig(Settings):
@@ -80,6 +81,113 @@ class LayoutConfig(Settings):
     miners: dict[str, Place] = Field(default_factory=dict, max_length=100_000)
 
 
+# Where each pool's documented read-only API lives (docs/pools.md); public-pool is mostly self-hosted: give `url`.
+POOL_URLS: dict[PoolKind, str] = {
+    PoolKind.BRAIINS: "https://pool.braiins.com",
+    PoolKind.OCEAN: "https://api.ocean.xyz/v1",
+    PoolKind.F2POOL: "https://api.f2pool.com/v2",
+    PoolKind.CKPOOL: "https://solo.ckpool.org/users",
+}
+# The environment variable a token is read from when neither token_env nor token_file is given.
+POOL_TOKEN_ENV: dict[PoolKind, str] = {PoolKind.BRAIINS: "BRAIINS_POOL_TOKEN", PoolKind.F2POOL: "F2POOL_API_SECRET"}
+# The slowest documented or published request rate of each API: Braiins documents "approximately one
+# request per five seconds (safe value)"; the others document none, and public clients space calls by 1 s.
+POOL_MIN_INTERVAL_S: dict[PoolKind, float] = {PoolKind.BRAIINS: 5.0, PoolKind.OCEAN: 1.0, PoolKind.F2POOL: 1.0,
+                                              PoolKind.PUBLICPOOL: 1.0, PoolKind.CKPOOL: 1.0}
+_POOL_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class PoolConfig(Settings):
+    """One pool account read over the pool's documented read-only API (docs/pools.md)."""
+
+    kind: PoolKind
+    name: str | None = Field(default=None, pattern=_POOL_NAME, description="tags its points (default: kind)")
+    url: str | None = Field(default=None, description="the API's base URL (default: the pool's public API)")
+    account: str = Field(min_length=1, max_length=256, pattern=r"^[^\s/?#]+$",
+                         description="Braiins user name, F2Pool mining user name, or the payout address (OCEAN, solo)")
+    token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+                                  description="environment variable holding the read-only token")
+    token_file: Path | None = Field(default=None, description="file holding the read-only token (docker secrets)")
+    refresh_s: float = Field(default=300, ge=1, le=86_400, description="how often workers are read, in the background")
+    days_refresh_s: float = Field(default=1800, ge=1, le=86_400, description="how often earnings per day are read")
+    days_back: int = Field(default=3, ge=1, le=31, description="UTC days of earnings read each time, today included")
+    max_age_s: float = Field(default=900, gt=0, le=86_400 * 7, description="older worker data is marked stale")
+    timeout_s: float = Field(default=10, gt=0, le=120, description="per request, connect and whole reply")
+    min_interval_s: float | None = Field(
+        default=None, ge=0, le=3600,
+        description="least time between two requests (default: the pool's documented limit; lower only for a "
+                    "simulated pool)")
+    max_reply_mb: float = Field(default=16, gt=0, le=256, description="a longer reply is refused")
+    backoff_s: float = Field(default=30, gt=0, le=3600, description="first wait after a failed read; doubles, with jitter")
+    backoff_max_s: float = Field(default=1800, gt=0, le=86_400)
+    retry_after_max_s: float = Field(default=900, gt=0, le=86_400, description="a longer Retry-After is capped to this")
+    fee_pct: float | None = Field(default=None, ge=0, lt=100,
+                                  description="the pool's fee where its API does not say it (default: economics.pool_fee_pct)")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")  # the value is not echoed: it may hold credentials
+        return None if url is None else url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _url_known(self) -> PoolConfig:
+        if self.url is None and self.kind not in POOL_URLS:
+            raise ValueError(f"{self.kind.value} has no public API address to default to: give `url` "
+                             "(e.g. http://your-public-pool:3334/api)")
+        if self.backoff_max_s < self.backoff_s:
+            raise ValueError(f"backoff_max_s ({self.backoff_max_s:g}) is shorter than backoff_s ({self.backoff_s:g})")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind.value
+
+    @property
+    def base_url(self) -> str:
+        return self.url or POOL_URLS[self.kind]
+
+    @property
+    def needs_token(self) -> bool:
+        return self.kind in POOL_TOKEN_ENV
+
+    @property
+    def min_interval(self) -> float:
+        return POOL_MIN_INTERVAL_S[self.kind] if self.min_interval_s is None else self.min_interval_s
+
+    def resolved_token(self, environ: dict[str, str] | None = None) -> str | None:
+        """The token itself (None for the public APIs); ValueError naming the field, never the value."""
+        import os
+
+        if not self.needs_token:
+            return None
+        where = f"pools[{self.label}]"
+        if self.token_file is not None:
+            token = read_secret_file(self.token_file, f"{where}.token_file")
+        else:
+            env = os.environ if environ is None else environ
+            name = self.token_env or POOL_TOKEN_ENV[self.kind]
+            token = env.get(name, "").strip()
+            if not token:
+                raise ValueError(f"{where}: no read-only API token: set the environment variable {name} or "
+                                 "token_file (the token is never put in the config file)")
+        if not token or any(c in token for c in "\r\n\x00"):
+            raise ValueError(f"{where}: the token is empty or not one line")
+        return token
+
+
+class ReconciliationConfig(Settings):
+    """Expected against credited BTC per day (collector/stages/pool_reconciliation.py, docs/pools.md)."""
+
+    over_report_pct: float = Field(default=5, gt=0, le=100,
+                                   description="a worker whose pool-side work falls this far below what its miner "
+                                               "reports, over a day, is named as over-reporting")
+    max_gap_s: float = Field(default=900, gt=0, le=86_400,
+                             description="a longer gap between cycles is not integrated (nothing is known about it)")
+    keep_days: int = Field(default=7, ge=2, le=62, description="UTC days of integrals and results kept on disk")
+
+
 class CollectorConfig(Settings):
     site: str = Field(default="default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="names the spool directory too: letters, digits, _ . -; not . or ..")
@@ -115,6 +223,9 @@ class CollectorConfig(Settings):
     network: NetworkFeedConfig | None = Field(default=None, description="difficulty, fees, BTC price (static or polled)")
     layout: LayoutConfig | None = Field(default=None, description="where each miner stands (container, row, rack, groups)")
     mqtt: MqttConfig | None = Field(default=None, description="MQTT broker: publish state, cost, HA discovery; ingest devices, meters, prices")
+    pools: list[PoolConfig] = Field(default_factory=list, max_length=32,
+                                    description="pool accounts read over their APIs: earnings, pool-side hashrate")
+    reconciliation: ReconciliationConfig = Field(default_factory=ReconciliationConfig)
 
     @field_validator("site")
     @classmethod
@@ -152,6 +263,14 @@ class CollectorConfig(Settings):
     def _shard_in_range(self) -> CollectorConfig:
         if self.shard_k_n is not None and not 1 <= self.shard_k_n[0] <= self.shard_k_n[1]:
             raise ValueError(f"shard {self.shard!r}: K must be between 1 and N")
+        return self
+
+    @model_validator(mode="after")
+    def _pool_names_unique(self) -> CollectorConfig:
+        labels = [p.label for p in self.pools]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"pools named {twice} more than once: give each a distinct `name`")
         return self
 
     @model_validator(mode="after")

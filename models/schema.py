@@ -41,6 +41,8 @@ MINER = Measurement("miner", ("site", "miner", "make", "model"), {
     "temp_env_c": float, "hw_error_pct": float, "uptime_s": int,
     # derived
     "fan_rpm_max": float, "pool_accepted": float, "pool_rejected": float, "state": str, "up": int, "error": str,
+    # the pool the miner says it mines on (fields, not tags: URLs and worker names are many)
+    "pool_url": str, "pool_user": str,
 })
 MINER_SAMPLE_FIELDS = 11  # the first fields of MINER, named as MinerSample names them
 
@@ -55,9 +57,17 @@ MINER_BOARD = Measurement("miner_board", ("site", "miner", "board"), {
 # `collector_shard` (not `shard`: an InfluxQL keyword) keeps the roll-ups of a site's shards apart;
 # per-miner points carry the miner's `model` too (one model per miner: no more series), so cost per BTC
 # by model is one query.
+# Realized cost per BTC (site scope, every cycle): the last UTC day every pool has closed and credited, its
+# spend over the BTC the pools credited, beside the same day's spend over the BTC expected from reported hashrate.
+REALIZED_COST_FIELDS = (
+    "realized_all_in_cost_per_btc", "realized_cash_cost_per_btc", "realized_energy_cost_per_btc",
+    "expected_all_in_cost_per_btc_last_day", "credited_btc_last_day", "expected_net_btc_last_day",
+    "all_in_usd_last_day", "last_day_age_s",
+)
 COST = Measurement("cost", ("site", "scope", "miner", "model", "collector_shard"), {
     **{name: float for name, info in CostSample.model_fields.items() if _numeric(info.annotation)},
     "stale": float, "incomplete": float, "power_meter_gap_w": float,
+    **dict.fromkeys(REALIZED_COST_FIELDS, float),
 })
 MINER_COST_FIELDS = (
     "btc_per_day_net", "revenue_usd_day", "energy_usd_day", "demand_usd_day", "curtailment_credit_usd_day",
@@ -83,4 +93,31 @@ COLLECTOR = Measurement("collector", ("site", "collector_shard"), {
     "mqtt_accepted": int, "mqtt_malformed": int, "mqtt_unknown": int, "mqtt_refused": int, "mqtt_limited": int,
 })
 
-MEASUREMENTS = {m.name: m for m in (MINER, MINER_BOARD, COST, NETWORK, COLLECTOR)}
+# Pool accounts and workers as the pools show them (collector/sources/pools/, the reconciliation stage).
+# scope `account`: every cycle, one point per pool; scope `worker`: one point per worker each time its pool
+# is read; scope `site` (no `pool` tag): the miners whose pool user no pool lists.
+POOL = Measurement("pool", ("site", "pool", "scope", "worker"), {
+    "hashrate_ths": float,  # pool-side accepted
+    "reported_hashrate_ths": float,  # what the matching miners reported meanwhile
+    "hashrate_ratio": float,  # pool-side / reported (worker scope)
+    "pool_reported_hashrate_ths": float,  # what the miner told the pool (F2Pool)
+    "rejected_ths": float, "stale_ths": float, "last_share_age_s": float,
+    "age_s": float, "stale": float, "workers": float, "workers_unmatched": float, "miners": float,
+    "miners_unmatched": float, "matched": float, "error": str, "state": str,
+})
+
+# One point per UTC day (timestamped at its 00:00 UTC, rewritten as the day's figures change) per worker,
+# account (tag `pool`) and site: the waterfall of models/reconciliation.py, and realized cost (site).
+POOL_DAY_BREAKDOWN = ("potential_btc", "offline_btc", "curtailed_btc", "expected_btc", "over_report_btc",
+                      "unmatched_btc", "rejected_stale_btc", "accepted_btc", "luck_btc", "fee_btc", "credited_btc",
+                      "gap_btc")
+POOL_DAY = Measurement("pool_day", ("site", "pool", "scope", "worker"), {
+    **dict.fromkeys(POOL_DAY_BREAKDOWN, float),
+    "status": str, "closed": float, "complete": float, "derived": float, "coverage": float,
+    "reported_ths": float, "pool_ths": float, "over_report_pct": float, "over_reporting": float,
+    "fee_rate": float, "payouts_btc": float, "blocks": float, "expected_net_btc": float,
+    "all_in_usd": float, "cash_usd": float, "power_usd": float, "realized_all_in_cost_per_btc": float,
+    "realized_cash_cost_per_btc": float, "realized_energy_cost_per_btc": float, "expected_all_in_cost_per_btc": float,
+})
+
+MEASUREMENTS = {m.name: m for m in (MINER, MINER_BOARD, COST, NETWORK, COLLECTOR, POOL, POOL_DAY)}

@@ -26,8 +26,9 @@ def watch(
         fail_usage("no miners to watch: pass --miners or set `miners:` in the config file")
     history = config_loader.spool_directory(cfg)
     view = LiveView(history_dir=history if history.is_dir() else None)
-    # Not service mode: a watch never marks the collector offline on MQTT nor races it for the totals file.
-    built = pipeline.build(cfg, sinks=[view])
+    # Not service mode: a watch never marks the collector offline on MQTT nor races it for the totals file;
+    # and without the pools: the view shows none, and a pool's rate limit is shared with the collector.
+    built = pipeline.build(cfg.model_copy(update={"pools": []}), sinks=[view])
     try:
         service.run_event_loop(run_until_stopped(built, cycles))
     finally:

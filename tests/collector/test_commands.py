@@ -1,5 +1,6 @@
 """The collector's commands as a user runs them: poll, scan, watch, collect and its shutdown."""
 
+import json
 import os
 import signal
 import subprocess
@@ -88,8 +89,25 @@ def test_watch_without_miners_is_a_usage_error():
 def test_help_lists_the_commands():
     result = run("--help")
     assert result.returncode == 0
-    for command in ("simulate", "poll", "collect", "scan", "watch", "cost"):
+    for command in ("simulate", "poll", "collect", "scan", "watch", "cost", "pools"):
         assert command in result.stdout
+
+
+def test_pools_without_pools_is_a_usage_error(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("miners: [127.0.0.1]\n")
+    result = run("pools", "--config", str(config))
+    assert result.returncode == 2 and "no pools configured" in result.stderr
+
+
+def test_pools_says_which_pool_could_not_be_read_and_exits_1(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("pools:\n  - {kind: ocean, account: bc1qsite, url: 'http://127.0.0.1:9/v1', timeout_s: 2}\n")
+    result = run("pools", "--config", str(config), "--json")
+    assert result.returncode == 1, result.stderr
+    out = json.loads(result.stdout)
+    assert out["pools"][0]["error"] and out["pools"][0]["stale"] and out["pools"][0]["workers"] == []
+    assert out["reconciliation"] is None
 
 
 def test_the_service_log_survives_pyasic_being_imported(tmp_path):

@@ -3,7 +3,9 @@ filled it from simulated miners, with Grafana's macros expanded as Grafana does.
 
 The data: two collector runs (sites `cheap` at $0.02/kWh and `dear` at $0.30/kWh) poll one simulated
 fleet in which one miner does not answer, one overheats (throttled), one lost a hashboard and one
-is soft-off. Network values come over HTTP from a local stub serving tests/data/network/.
+is soft-off. Network values come over HTTP from a local stub serving tests/data/network/. A third site,
+`pooled`, reads simulated pools (tests/pool_site.py, SCENARIO) over the last two days on a hand-driven
+clock up to now, so the pool panels and the pool alert have closed days and workers to show.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from pathlib import Path
 import pytest
 
 from dashboards import alerts
+from models import InfluxConfig
 from simulators.fleet import run_fleet
+from tests.pool_site import OVER_REPORTER, last_full_day, midnight, pooled_site
 
 try:  # tests/ is not a package: pytest puts tests/ itself on sys.path
     from tests.support import HASHFLEET
@@ -46,6 +50,7 @@ NETWORK_ROUTES = {
 FLEET = "a1246:2,a1566:2,a1466:1,q:1,nano3s:1"
 OFFLINE, THROTTLED, BOARD_LOST, SOFT_OFF = 1, 2, 3, 5
 SITES = {"cheap": 0.02, "dear": 0.30}
+POOLED = "pooled"
 INTERVAL = "10s"  # what Grafana sends for $__interval: the panels' minimum interval
 
 
@@ -73,6 +78,7 @@ class Site:
     miners: list[str]  # miner ids as the collector wrote them, by fleet index
     truth: dict[str, object]  # miner id -> the simulator's last served snapshot (answering miners)
     sites: list[str]
+    pooled: object = None  # the pooled site (tests/pool_site.py): its miners' pool users, its pools
 
 
 def _site_config(path: Path, site: str, usd_per_kwh: float, api: str, mqtt: str = "") -> Path:
@@ -121,12 +127,35 @@ def filled(influxdb, mosquitto, tmp_path_factory) -> Iterator[Site]:
             ids = [m.address if i == OFFLINE else m.mac.upper() for i, m in enumerate(fleet)]
             ids = [_written_id(influxdb, database, i) for i in ids]
             truth = {ids[i]: m.last_served for i, m in enumerate(fleet) if i != OFFLINE}
-        yield Site(database, ids, truth, sorted(SITES))
+        pooled = _fill_pooled(influxdb, database, work)
+        yield Site(database, ids, truth, sorted([*SITES, POOLED]), pooled)
     finally:
         api.shutdown()
         api.server_close()
         if influxdb.is_running:
             influxdb.drop_database(database)
+
+
+def _fill_pooled(influxdb, database: str, work: Path):
+    """The pooled site through the real pipeline from two days ago up to now (10-minute cycles)."""
+    import asyncio
+
+    influx = InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=database, token=influxdb.token)
+    (work / POOLED).mkdir()
+    end = time.time() - 60
+    with pooled_site(work / POOLED, start=midnight(last_full_day()) - 600, site=POOLED, influx=influx,
+                     miners_base="127.97.0.1", pools_base="127.98.0.1:0") as site:
+        async def run() -> None:
+            built = site.build()
+            await built.start()
+            try:
+                await site.run(built, end, step_s=600, events=site.scenario)
+            finally:
+                await built.stop()
+                built.close()
+
+        asyncio.run(run())
+        return site
 
 
 def _written_id(influxdb, database: str, wanted: str) -> str:
@@ -141,6 +170,15 @@ def _written_id(influxdb, database: str, wanted: str) -> str:
 def _variables(site: Site) -> dict[str, Variable]:
     healthy = site.miners[0]
     return {"site": Variable(ALL, multi=True, include_all=True, options=site.sites), "miner": Variable(healthy)}
+
+
+def _time_from(query: str) -> str | None:
+    """The panel's own time range (`timeFrom`, e.g. 30d for daily figures), as Grafana applies it."""
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            if any(t.get("query") == query for t in panel.get("targets", [])):
+                return panel.get("timeFrom")
+    return None
 
 
 def _targets() -> list[pytest.param]:
@@ -159,7 +197,7 @@ def _targets() -> list[pytest.param]:
 
 @pytest.mark.parametrize("query", _targets())
 def test_every_panel_and_variable_query_returns_rows(influxdb, filled: Site, query: str):
-    text = expand(query, _variables(filled), range_="1h", interval=INTERVAL)
+    text = expand(query, _variables(filled), range_=_time_from(query) or "1h", interval=INTERVAL)
     assert not re.search(r"\$(\w|\{)|\[\[", text), f"unexpanded macro in {text}"
     rows = influxdb.query(text, filled.database)
     assert rows, f"no rows for {text}"
@@ -283,6 +321,20 @@ def test_low_hashrate_alert_fires_for_the_throttled_and_the_broken_miner_not_the
 
 def test_cost_alert_fires_only_where_a_coin_costs_more_than_it_sells_for(influxdb, filled: Site):
     assert _fires(influxdb, filled, "hashfleet-cost-above-price") == {("", "dear")}
+
+
+def test_pool_alert_fires_only_for_the_over_reporting_worker(influxdb, filled: Site):
+    rule = _provisioned_rules()["hashfleet-pool-hashrate-short"]
+    fired = _evaluate(influxdb, filled.database, rule, int(time.time() * 1000) + 1000)
+    liar = filled.pooled.users[OVER_REPORTER]
+    assert {(dict(labels)["site"], dict(labels)["pool"], dict(labels)["worker"]) for labels in fired} == {
+        (POOLED, "braiins", liar)}
+
+
+def test_realized_cost_is_on_the_pooled_site_only(influxdb, filled: Site):
+    rows = _run(influxdb, filled, "economics", "Realized cost per BTC (last closed day)")
+    realized = {row["site"]: row["realized all-in"] for row in rows}
+    assert set(realized) == {POOLED} and realized[POOLED] > 0
 
 
 def test_every_alert_query_returns_rows(influxdb, filled: Site):

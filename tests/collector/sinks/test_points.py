@@ -124,3 +124,15 @@ SAMPLES = [
 @pytest.mark.parametrize("sample", SAMPLES, ids=["mining", "offline"])
 def test_miner_points_are_the_plain_encoding_of_the_readme_schema(sample):
     assert miner_points(sample) == _reference_miner_lines(sample)
+
+
+def test_the_pool_a_miner_reports_is_written_as_string_fields_without_credentials():
+    sample = MinerSample(miner="m1", host="10.0.0.5", ts=datetime(2026, 1, 2, tzinfo=timezone.utc),
+                         state=MinerState.MINING, source=SampleSource.AVALON, hashrate_ths=90.0,
+                         pool=PoolInfo(url="stratum+tcp://worker:s3cret@pool.example:3333", user="acct.w1",
+                                       accepted=10, rejected=1))
+    line = miner_points(sample)[0]
+    tags = line.split(" ", 1)[0]
+    assert "pool" not in tags  # fields, not tags: URLs and workers are many
+    assert 'pool_url="stratum+tcp://***@pool.example:3333"' in line and 'pool_user="acct.w1"' in line
+    assert "s3cret" not in line

@@ -1,0 +1,145 @@
+"""`hashfleet pools`: what each pool's API says now, its workers matched to the miners (the unmatched on
+either side listed), and the last closed day's reconciliation (from the collector's books)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from collector import pipeline, service
+from collector.commands.common import CONFIG_OPTION, fail_usage, load_config
+from collector.cycle import Cycle
+from collector.redact import redact_url
+from collector.sources.pools import PoolSource
+from collector.stages.pool_reconciliation import PoolReconciliation
+from models import CollectorConfig
+from models.reconciliation import AccountDay, Breakdown, SiteDay
+
+
+def pools(
+    config: Path | None = CONFIG_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Read every configured pool once, match its workers to the miners, show the last closed day's reconciliation."""
+    cfg = load_config(config)
+    if not cfg.pools:
+        fail_usage("no pools configured: add a `pools:` section to the config (see hashfleet.example.yaml)")
+    result = service.run_event_loop(_read(cfg))
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+    else:
+        _print(result)
+    if any(p["error"] for p in result["pools"]):
+        raise typer.Exit(1)
+
+
+async def _read(cfg: CollectorConfig) -> dict[str, Any]:
+    """One round of every pool, one poll of the miners, one cycle through the stages, no sinks: the
+    collector's reconciliation books are read, never written (not service mode)."""
+    built = pipeline.build(cfg, sinks=[])
+    await built.start()
+    try:
+        now = service.cycle_timestamp()
+        sources = [s for s in built.sources if isinstance(s, PoolSource)]
+        await asyncio.gather(*(s.refresh(now, days=True) for s in sources))
+        cycle = Cycle(cfg.site, now)
+        await service.run_cycle(cycle, built.sources, built.stages, [])
+    finally:
+        await built.stop()
+    stage = next(s for s in built.stages if isinstance(s, PoolReconciliation))
+    return _result(cycle, sources, stage)
+
+
+def _result(cycle: Cycle, sources: list[PoolSource], stage: PoolReconciliation) -> dict[str, Any]:
+    report = cycle.pool_report
+    matched = report.matching.matched if report else {}
+    out_pools = []
+    for source in sources:
+        snap = cycle.pools[source.name]
+        miners = matched.get(source.name, {})
+        out_pools.append({
+            "pool": source.name, "kind": source.kind.value, "url": redact_url(source.config.base_url),
+            "account": source.account, "stale": snap.stale, "error": snap.error,
+            "workers_as_of": snap.workers_as_of, "days_as_of": snap.days_as_of,
+            "workers": [{**w.model_dump(mode="json"), "miners": miners.get(w.name, [])} for w in snap.workers or []],
+            "days": [d.model_dump(mode="json") for d in snap.days],
+        })
+    last = stage.last_closed()
+    reconciliation = None
+    if last is not None:
+        accounts = stage.state.results.get(last.day)
+        reconciliation = {"site": last.model_dump(mode="json"),
+                          "accounts": [a.model_dump(mode="json") for a in (accounts.accounts.values() if accounts else [])]}
+    return {
+        "site": cycle.site, "ts": cycle.ts.isoformat(), "pools": out_pools,
+        "matching": report.matching.model_dump(mode="json") if report else None,
+        "reconciliation": reconciliation,
+    }
+
+
+def _btc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.8f}"
+
+
+def _ths(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def _print(result: dict[str, Any]) -> None:
+    console = Console()
+    for pool in result["pools"]:
+        state = f"[red]{pool['error']}[/red]" if pool["error"] else ("stale" if pool["stale"] else "ok")
+        table = Table(title=f"{pool['pool']} ({pool['kind']}) {pool['url']} account {pool['account']}: {state}")
+        for column in ("worker", "pool TH/s", "24 h TH/s", "rejected TH/s", "last share", "miners"):
+            table.add_column(column)
+        for w in pool["workers"]:
+            table.add_row(w["name"], _ths(w["hashrate_ths"]), _ths(w["hashrate_24h_ths"]), _ths(w["rejected_ths"]),
+                          str(w["last_share"] or "-"), ", ".join(w["miners"]) or "[yellow]unmatched[/yellow]")
+        console.print(table)
+        if pool["days"]:
+            console.print("  days: " + "; ".join(
+                f"{d['day']} {d['status']} {_btc(d['credited_btc'])} BTC" for d in pool["days"]))
+    matching = result["matching"] or {}
+    miners = matching.get("unmatched_miners", [])
+    console.print(f"miners whose pool user no pool lists: {matching.get('miners_unmatched', 0)}"
+                  + "".join(f"\n  {m['miner']} ({m['user'] or 'no pool user'})" for m in miners[:50]))
+    workers = matching.get("unmatched_workers", [])
+    console.print(f"pool workers no miner reports: {sum(matching.get('workers_unmatched', {}).values())}"
+                  + "".join(f"\n  {w['pool']}: {w['worker']}" for w in workers[:50]))
+    reconciliation = result["reconciliation"]
+    if reconciliation is None:
+        console.print("no closed day reconciled yet (the collector keeps the books: hashfleet collect)")
+        return
+    site = SiteDay.model_validate(reconciliation["site"])
+    accounts = [AccountDay.model_validate(a) for a in reconciliation["accounts"]]
+    console.print(_waterfall(f"{site.day} (UTC), site {site.site}: {site.status.value}", [("site", site)]
+                             + [(a.pool, a) for a in accounts]))
+    if site.realized_all_in_cost_per_btc is not None:
+        console.print(f"realized all-in cost per BTC {site.realized_all_in_cost_per_btc:,.0f} USD "
+                      f"(expected {site.expected_all_in_cost_per_btc or 0:,.0f}); cash "
+                      f"{site.realized_cash_cost_per_btc:,.0f}, energy {site.realized_energy_cost_per_btc:,.0f}")
+    for account in accounts:
+        if account.workers:
+            console.print(_waterfall(f"{account.pool}: workers (credit split by accepted work: derived)",
+                                     [(w.worker + (" [red]over-reporting[/red]" if w.over_reporting else ""), w)
+                                      for w in account.workers]))
+
+
+_STEPS = ("potential_btc", "offline_btc", "curtailed_btc", "expected_btc", "over_report_btc", "unmatched_btc",
+          "rejected_stale_btc", "accepted_btc", "luck_btc", "fee_btc", "credited_btc", "gap_btc")
+
+
+def _waterfall(title: str, rows: list[tuple[str, Breakdown]]) -> Table:
+    table = Table(title=title)
+    table.add_column("")
+    for step in _STEPS:
+        table.add_column(step.removesuffix("_btc"), justify="right")
+    for name, figures in rows:
+        table.add_row(name, *(_btc(getattr(figures, step)) for step in _STEPS))
+    return table

@@ -1,0 +1,288 @@
+"""Expected against credited BTC, over a whole UTC day, through the real pipeline.
+
+Simulated miners (real TCP) and simulated pools (real HTTP) on a hand-driven clock (tests/pool_site.py,
+SCENARIO: known luck, rejects, an over-reporting miner, curtailed and shut-down hours, a pool worker no
+miner reports and a miner no configured pool lists); the collector built by `pipeline.build` from its
+config, writing through the spool into the real influxd; restarted half way through the day.
+
+The breakdown's last step, luck, is what is left (models/reconciliation.py): the steps add up to the gap
+by construction. What can fail is each measured step against what the simulated pool knows and the
+collector cannot see (its own day totals per worker): reported work, accepted work, rejects, over-reporting,
+fee and luck must each agree within 0.5 % of the worker's expected BTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from collector.stages import pool_days
+from models import InfluxConfig
+from models.pool import DayStatus
+from simulators.pools import pool_user
+from tests.pool_site import (
+    CONFIGURED, GHOST, LUCK, OVER_REPORTER, PER_THS_S, SHUTDOWN, SOFT_OFF, close_to, last_full_day, midnight,
+    pooled_site,
+)
+from tests.support import HASHFLEET
+
+DAY = last_full_day()
+
+
+@pytest.fixture(scope="module")
+def day_run(influxdb, tmp_path_factory):
+    database = "t_pool_day_" + os.urandom(4).hex()
+    influxdb.ensure_running()
+    influxdb.create_database(database)
+    influx = InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=database, token=influxdb.token)
+    workdir = tmp_path_factory.mktemp("pool_day")
+    start = midnight(DAY) - 600
+    with pooled_site(workdir, start=start, influx=influx) as site:
+        async def run() -> None:
+            built = site.build()
+            await built.start()
+            try:
+                await site.run(built, midnight(DAY) + 12 * 3600, events=site.scenario)
+            finally:
+                await built.stop()
+                built.close()
+            built = site.build()  # a restart half way through the day: the books come back from disk
+            await built.start()
+            try:
+                await site.run(built, midnight(DAY) + 27 * 3600, events=site.scenario)
+            finally:
+                await built.stop()
+                built.close()
+
+        asyncio.run(run())
+        truth = {user: site.truth(user, DAY) for user in [*site.users, GHOST]}
+        config_path = workdir / "hashfleet.yaml"
+        config_path.write_text(yaml.safe_dump(site.config().model_dump(mode="json", exclude_none=True)))
+        env = {**os.environ, "HASHFLEET_LOG_LEVEL": "WARNING"}
+        command = subprocess.run([HASHFLEET, "pools", "--config", str(config_path), "--json"], env=env,
+                                 capture_output=True, text=True, timeout=120)
+        yield site, truth, command, database
+    influxdb.drop_database(database)
+
+
+def _account(site, pool: str):
+    for cycle in reversed(site.cycles):
+        for account in cycle.pool_report.days:
+            if account.pool == pool and account.day == DAY and account.status is DayStatus.CLOSED:
+                return account
+    raise AssertionError(f"no closed reconciliation of {DAY} for {pool}")
+
+
+def _site_day(site):
+    for cycle in reversed(site.cycles):
+        for day in cycle.pool_report.sites:
+            if day.day == DAY and day.status is DayStatus.CLOSED:
+                return day
+    raise AssertionError(f"no closed site reconciliation of {DAY}")
+
+
+def test_each_step_agrees_with_what_the_simulated_pool_knows(day_run):
+    site, truth, _, _ = day_run
+    checked = 0
+    for pool in CONFIGURED:
+        for worker in _account(site, pool).workers:
+            if not worker.miners:
+                continue
+            t = truth[worker.worker]
+            scale = worker.expected_btc
+            want = {
+                "expected_btc": t.reported_ths * PER_THS_S,
+                "accepted_btc": t.accepted_ths * PER_THS_S,
+                "rejected_stale_btc": (t.rejected_ths + t.stale_ths) * PER_THS_S,
+                "over_report_btc": (t.reported_ths - t.accepted_ths - t.rejected_ths - t.stale_ths) * PER_THS_S,
+                "fee_btc": t.fee_btc,
+                "luck_btc": t.accepted_ths * PER_THS_S - t.credited_btc - t.fee_btc,
+                "credited_btc": t.credited_btc,
+            }
+            for name, value in want.items():
+                got = getattr(worker, name)
+                assert close_to(got, value, scale), (pool, worker.worker, name, got, value)
+            checked += 1
+    assert checked == 3  # the Avalons on Braiins and F2Pool (the OCEAN one is unmatched)
+
+
+def test_it_names_the_over_reporting_worker_and_only_it(day_run):
+    site, _, _, _ = day_run
+    liar = site.users[OVER_REPORTER]
+    braiins = _account(site, "braiins")
+    assert braiins.over_reporting == [liar]
+    assert _account(site, "f2pool").over_reporting == []
+    worker = next(w for w in braiins.workers if w.worker == liar)
+    assert worker.over_report_pct == pytest.approx(10.0, abs=0.5)
+
+
+def test_the_steps_add_up_to_the_gap(day_run):
+    site, truth, _, _ = day_run
+    day = _site_day(site)
+    accounts = [_account(site, pool) for pool in CONFIGURED]
+    for figures in [day, *accounts, *(w for a in accounts for w in a.workers)]:
+        steps = sum(v for v in figures.components().values() if v is not None)
+        assert figures.gap_btc == pytest.approx(figures.potential_btc - figures.credited_btc, rel=1e-12, abs=1e-15)
+        assert steps == pytest.approx(figures.gap_btc, rel=1e-9, abs=1e-15)
+    # the credit is the pools' own (Braiins prints 8 decimals), the site's is their sum
+    for account in accounts:
+        engine = site.pools[account.pool].engine
+        credited = engine.account_day(int(midnight(DAY) // 86400)).credited_btc
+        assert account.credited_btc == pytest.approx(credited, abs=1e-8)
+    assert day.credited_btc == pytest.approx(sum(a.credited_btc for a in accounts), rel=1e-12)
+    assert day.luck_btc < 0  # luck 1.07: the pools paid more than the shares' expected value
+    assert day.luck_btc == pytest.approx(-(LUCK - 1) * day.accepted_btc, rel=0.005)
+
+
+def test_down_and_curtailed_time_are_their_own_steps(day_run):
+    site, _, _, _ = day_run
+    users = site.users
+    workers = {w.worker: w for pool in CONFIGURED for w in _account(site, pool).workers}
+    sleeper, dark = workers[users[SOFT_OFF[0]]], workers[users[SHUTDOWN[0]]]
+    assert sleeper.curtailed_btc / sleeper.potential_btc == pytest.approx(2 / 24, abs=0.005)
+    assert sleeper.offline_btc == 0
+    # an hour shut down (the chips' start-up after it is shorter than a step)
+    assert dark.offline_btc / dark.potential_btc == pytest.approx(1 / 24, abs=0.002)
+    assert dark.curtailed_btc == 0
+
+
+def test_unmatched_on_both_sides_are_listed_and_weighed(day_run):
+    site, truth, command, _ = day_run
+    matching = site.cycles[-1].pool_report.matching
+    ocean_miner = next(m for m in site.fleet.miners if site.pools.pool_of(pool_user(m)).kind == "ocean")
+    assert [(u.pool, u.worker) for u in matching.unmatched_workers] == [("braiins", GHOST)]
+    assert [(u.miner.replace(":", "").lower(), u.user) for u in matching.unmatched_miners] == [
+        (ocean_miner.mac.lower(), pool_user(ocean_miner))]
+    day = _site_day(site)
+    ocean_expected = truth[pool_user(ocean_miner)].reported_ths * PER_THS_S
+    ghost = truth[GHOST]
+    ghost_delivered = (ghost.accepted_ths + ghost.rejected_ths + ghost.stale_ths) * PER_THS_S
+    assert close_to(day.unmatched_btc, ocean_expected - ghost_delivered, ocean_expected)
+
+
+def test_a_restart_half_way_keeps_the_day(day_run):
+    site, _, _, _ = day_run
+    day = _site_day(site)
+    assert day.coverage == pytest.approx(1.0, abs=1e-6)
+    state = pool_days.load(site.workdir / "spool" / "pool-days.json", set_aside=False)
+    assert DAY in state.results and state.results[DAY].site.status is DayStatus.CLOSED
+
+
+def test_realized_cost_is_spend_over_credited_btc(day_run):
+    site, _, _, _ = day_run
+    day = _site_day(site)
+    assert day.complete and day.all_in_usd > 0
+    assert day.realized_all_in_cost_per_btc == pytest.approx(day.all_in_usd / day.credited_btc)
+    assert day.expected_all_in_cost_per_btc == pytest.approx(day.all_in_usd / day.expected_net_btc)
+    # The spend is what the cost stage counted: four miners' power at $0.02/kWh with PUE 1.1, and opex
+    assert 0 < day.power_usd < day.cash_usd == day.all_in_usd
+    assert site.cycles[-1].pool_report.last_closed.day == DAY
+
+
+def test_points_in_influxdb(day_run, influxdb):
+    site, _, _, database = day_run
+    liar = site.users[OVER_REPORTER]
+    rows = influxdb.query(f'SELECT "over_reporting", "status", "credited_btc" FROM "pool_day" '
+                          f"WHERE \"scope\" = 'worker' AND time = '{DAY.isoformat()}T00:00:00Z' GROUP BY \"worker\"",
+                          database)
+    named = {r["worker"] for r in rows if r["over_reporting"] == 1}
+    assert named == {liar}
+    assert {r["status"] for r in rows} == {"closed"}
+    [site_row] = influxdb.query(f'SELECT * FROM "pool_day" WHERE "scope" = \'site\' AND '
+                                f"time = '{DAY.isoformat()}T00:00:00Z'", database)
+    day = _site_day(site)
+    assert site_row["realized_all_in_cost_per_btc"] == pytest.approx(day.realized_all_in_cost_per_btc)
+    assert site_row["closed"] == 1 and site_row["credited_btc"] == pytest.approx(day.credited_btc)
+    cost = influxdb.query('SELECT last("realized_all_in_cost_per_btc") AS "r", last("all_in_cost_per_btc") AS "e" '
+                          "FROM \"cost\" WHERE \"scope\" = 'site'", database)
+    assert cost[0]["r"] == pytest.approx(day.realized_all_in_cost_per_btc) and cost[0]["e"] > 0
+    ratio = influxdb.query('SELECT mean("hashrate_ratio") AS "ratio" FROM "pool" WHERE "scope" = \'worker\' '
+                           f"AND time >= '{DAY.isoformat()}T10:00:00Z' AND time < '{DAY.isoformat()}T20:00:00Z' "
+                           'GROUP BY "worker"', database)
+    by_worker = {r["worker"]: r["ratio"] for r in ratio}
+    assert by_worker[liar] == pytest.approx(0.9 * (1 - 0.005), abs=0.01)
+    honest = {w: r for w, r in by_worker.items() if w not in (liar, GHOST)}
+    assert len(honest) == 2 and all(0.97 <= r <= 1.01 for r in honest.values()), honest  # rejects, F2Pool 2.5 %
+    users = influxdb.query('SELECT last("pool_user") AS "user", last("pool_url") AS "url" FROM "miner" '
+                           'GROUP BY "miner"', database)
+    assert sorted(r["user"] for r in users) == sorted(site.users)
+    assert all(r["url"].startswith("stratum") for r in users)
+
+
+def test_the_pools_command_shows_the_pools_the_matching_and_the_last_closed_day(day_run):
+    site, _, command, _ = day_run
+    assert command.returncode == 0, command.stderr
+    out = json.loads(command.stdout)
+    assert [p["pool"] for p in out["pools"]] == list(CONFIGURED)
+    braiins = out["pools"][0]
+    listed = {w["name"]: w["miners"] for w in braiins["workers"]}
+    assert listed[GHOST] == [] and all(listed[u] for u in listed if u != GHOST)
+    assert [(u["pool"], u["worker"]) for u in out["matching"]["unmatched_workers"]] == [("braiins", GHOST)]
+    assert len(out["matching"]["unmatched_miners"]) == 1
+    assert out["reconciliation"]["site"]["day"] == DAY.isoformat()
+    accounts = {a["pool"]: a for a in out["reconciliation"]["accounts"]}
+    assert accounts["braiins"]["over_reporting"] == [site.users[OVER_REPORTER]]
+    for pool in out["pools"]:
+        token = site.pools[pool["kind"]].token
+        assert token not in command.stdout and token not in command.stderr
+
+
+def test_the_table_output_names_the_over_reporting_worker(day_run):
+    site, _, _, _ = day_run
+    config_path = site.workdir / "hashfleet.yaml"
+    run = subprocess.run([HASHFLEET, "pools", "--config", str(config_path)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "COLUMNS": "300"})
+    assert run.returncode == 0, run.stderr
+    assert "over-reporting" in run.stdout and site.users[OVER_REPORTER] in run.stdout
+    assert GHOST in run.stdout and "unmatched" in run.stdout
+
+
+# --- the books on disk ------------------------------------------------------------------------------
+
+
+def test_a_poisoned_books_file_is_set_aside_and_the_books_start_over(tmp_path, caplog):
+    path = tmp_path / "pool-days.json"
+    good = pool_days.State(as_of=datetime(2026, 1, 2, tzinfo=UTC))
+    good.day(datetime(2026, 1, 2).date()).miner("m1", "acct.w1")[0] = 300.0
+    pool_days.save(path, good)
+    assert pool_days.load(path).days[datetime(2026, 1, 2).date()].miners[("m1", "acct.w1")][0] == 300.0
+    text = path.read_text()
+    for poison in (text.replace("300.0", "1e308"), text.replace("300.0", '"300"'),
+                   text.replace("2026-01-02T00:00:00+00:00", "2099-01-01T00:00:00+00:00"), "[]", "{"):
+        path.write_text(poison)
+        caplog.clear()
+        state = pool_days.load(path, now=datetime(2026, 1, 2, 1, tzinfo=UTC))
+        assert state.days == {} and state.as_of is None
+        assert (tmp_path / "pool-days.json.unusable").exists() and not path.exists()
+        assert "unusable" in caplog.text
+
+
+def test_a_value_that_is_not_finite_is_never_saved(tmp_path):
+    state = pool_days.State(as_of=datetime(2026, 1, 2, tzinfo=UTC))
+    state.day(datetime(2026, 1, 2).date()).site[0] = float("nan")
+    with pytest.raises(pool_days.UnusableState):
+        pool_days.save(tmp_path / "pool-days.json", state)
+    assert not (tmp_path / "pool-days.json").exists()
+
+
+def test_days_outside_the_gap_are_not_integrated():
+    # a gap longer than max_gap_s (the collector was down) adds nothing to the books
+    from collector.cycle import Cycle
+    from collector.stages.pool_reconciliation import PoolReconciliation
+    from models.config import PoolConfig
+    from models.economics import NetworkState
+
+    stage = PoolReconciliation("s", [PoolConfig(kind="ocean", account="bc1qx")])
+    network = NetworkState(difficulty=1e14, subsidy_btc=3.125, btc_price_usd=1e5)
+    t0 = datetime(2026, 1, 2, tzinfo=UTC)
+    for ts in (t0, t0 + timedelta(seconds=10), t0 + timedelta(hours=2)):
+        cycle = Cycle("s", ts, network=network)
+        stage.begin(cycle)
+        stage.finish(cycle)
+    assert stage.state.days[t0.date()].site[0] == 10.0
