@@ -449,14 +449,15 @@ def _has_rows(reply: dict) -> bool:
 
 # Panels two cycles of the healthy demo fleet leave empty: no miner is offline, and without internet
 # access the network figures are the config's static stand-ins, which have no fetch age.
-EMPTY_IN_A_REHEARSAL = {"fleet-overview:16:Offline miners:A", "collector-health:14:Network data age:A"}
+# Panels named dashboard:title:ref (their numeric ids move when a panel is added).
+EMPTY_IN_A_REHEARSAL = {"fleet-overview:Offline miners:A", "collector-health:Network data age:A"}
 # The demo stack reads no pools: the Economics row "What the pools paid" is empty there (its queries run
 # on a pooled site's data in tests/dashboards/test_queries.py).
 EMPTY_IN_A_REHEARSAL |= {
-    "economics:21:Realized cost per BTC (last closed day):A", "economics:22:Credited vs expected BTC (last closed day):A",
-    "economics:23:Pools now:A", "economics:24:Realized vs expected cost per BTC, by day:A",
-    "economics:25:Where the gap went (last closed day, per pool):A", "economics:26:Workers (last closed day):A",
-    "economics:27:Workers the pool sees below their reported hashrate:A"}
+    "economics:Realized cost per BTC (last closed day):A", "economics:Credited vs expected BTC (last closed day):A",
+    "economics:Pools now:A", "economics:Realized vs expected cost per BTC, by day:A",
+    "economics:Where the gap went (last closed day, per pool):A", "economics:Workers (last closed day):A",
+    "economics:Workers the pool sees below their reported hashrate:A"}
 
 
 def test_every_dashboard_query_runs_through_the_provisioned_data_source(stack: Stack, datasource: dict):
@@ -467,7 +468,7 @@ def test_every_dashboard_query_runs_through_the_provisioned_data_source(stack: S
     for param in _targets():
         query = expand(param.values[0], variables, range_="1h", interval="10s")
         if not _has_rows(_through_grafana(datasource, query)):
-            empty.add(param.id)
+            empty.add(re.sub(r":\d+:", ":", param.id, count=1))
     assert empty <= EMPTY_IN_A_REHEARSAL, f"no rows: {sorted(empty - EMPTY_IN_A_REHEARSAL)}"
 
 
