@@ -13,12 +13,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from models import CostSample, MinerSample, MinerState, NetworkState
+from models.schema import Measurement
 from models.pool import PoolSnapshot
 from models.reconciliation import PoolReport
 
 # Miners per part handed to the stages and sinks: bounds a cycle's per-miner figures and lines in
 # memory, and each part is one spool batch that delivery can send while the next is worked on.
 PART_MINERS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A figure for the sinks, in the layout models/schema.py defines: a stage adds Records to a part
+    or the cycle, and the InfluxDB sink writes them (collector/sinks/points.py checks the names against
+    the schema and gives each field the schema's type) — no encoder change for a new stage's measurement."""
+
+    measurement: Measurement
+    tags: Mapping[str, str | None]
+    fields: Mapping[str, float | int | str | None]
+    ts: datetime | None = None  # None: the cycle's timestamp
 
 
 @dataclass
@@ -30,6 +43,7 @@ class MinersPart:
     samples: Sequence[MinerSample] = ()
     costs: list[CostSample] | None = None  # None: no cost figures (no economics, or no network state)
     metered_gap_w: Mapping[str, float] = field(default_factory=dict)  # reported - metered watts, by miner
+    records: list[Record] = field(default_factory=list)  # the stages' other per-miner figures
 
 
 @dataclass
@@ -75,7 +89,8 @@ class Cycle:
     # the `collector` point: names and types in models.schema.COLLECTOR.
     counters: dict[str, int] = field(default_factory=dict)
     pools: dict[str, PoolSnapshot] = field(default_factory=dict)  # pool name -> its latest snapshot (pool sources)
-    pool_report: PoolReport | None = None  # the pool reconciliation stage's figures
+    pool_report: PoolReport | None = None  # the pool reconciliation stage's figures (`hashfleet pools`)
+    records: list[Record] = field(default_factory=list)  # the stages' figures for the sinks, at the cycle's end
     timings: Timings = field(default_factory=Timings)
     # The service's hand-on to stages and sinks; it may give the sample another id (collector.identity).
     on_sample: Callable[[MinerSample], MinerSample] | None = field(default=None, repr=False)

@@ -76,7 +76,13 @@ class Pipeline:
                                  stop=stop, after=after, on_cycle_start=on_cycle_start)
 
     async def stop(self) -> None:
-        """Stop the sources that started, last first, then MQTT (status offline, then disconnect)."""
+        """Stop the sources that started, last first, then MQTT (status offline, then disconnect); the
+        stages save what they keep across restarts."""
+        for stage in self.stages:
+            try:
+                stage.close()
+            except Exception:  # one stage's failure to save must not keep the others from saving
+                log.exception("%s did not close cleanly", type(stage).__name__)
         while self._started:
             source = self._started.pop()
             try:

@@ -5,8 +5,7 @@
     cost         MINER_COST_FIELDS per miner (scope miner); every figure per site and fleet
     network      difficulty, subsidy, fees, BTC price, hashprice, their ages
     collector    the service's own health per cycle
-    pool         pool accounts every cycle, pool workers each time their pool is read
-    pool_day     the reconciliation of a UTC day (worker, account, site), at the day's 00:00 UTC
+    and every Record a stage adds to a part or the cycle (`record_line`), in its measurement
 
 The per-miner points (~5 a miner, ~50,000 a cycle at 10,000 miners) go through a `Shape` each; the
 cycle's few others through `encode`.
@@ -14,9 +13,10 @@ cycle's few others through `encode`.
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, time, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from collector.line_protocol import Shape, encode, seconds
@@ -24,11 +24,12 @@ from collector.redact import redact_url
 from collector.stages.cost_engine import network_hashprice, network_subsidy_btc
 from models import CostSample, MinerSample, NetworkState
 from models import schema
-from models.pool import DayStatus
-from models.reconciliation import AccountDay, Breakdown, PoolReport, SiteDay, WorkerDay
 
 if TYPE_CHECKING:
-    from collector.cycle import Cycle, MinersPart
+    from collector.cycle import Cycle, MinersPart, Record
+
+
+log = logging.getLogger(__name__)
 
 
 def _shape(measurement: schema.Measurement) -> Shape:
@@ -118,97 +119,32 @@ def network_fields(network: NetworkState, now: datetime) -> dict[str, float]:
     return out
 
 
-def _breakdown(figures: Breakdown) -> dict[str, float | None]:
-    return {name: getattr(figures, name) for name in schema.POOL_DAY_BREAKDOWN}
+def record_line(record: Record, ts: datetime) -> str:
+    """A stage's figure in its measurement's layout: tags and fields must be ones models/schema.py defines
+    for it (ValueError otherwise: a stage's bug, not data), each field given the schema's type."""
+    measurement = record.measurement
+    unknown = [k for k in record.tags if k not in measurement.tags] + [
+        k for k in record.fields if k not in measurement.fields]
+    if unknown:
+        raise ValueError(f"{measurement.name}: {', '.join(unknown)} not in models/schema.py")
+    types = measurement.fields
+    fields = {k: v if v is None or isinstance(v, bool) else types[k](v) for k, v in record.fields.items()}
+    return encode(measurement.name, record.tags, fields, seconds(record.ts or ts))
 
 
-def _flag(value: bool) -> float:
-    return 1.0 if value else 0.0
-
-
-def pool_day_points(site: str, account: AccountDay) -> list[str]:
-    """An account's day and each of its workers', at the day's 00:00 UTC."""
-    ts = _midnight(account.day)
-    closed = account.status is DayStatus.CLOSED
-    common = {"status": account.status.value, "closed": _flag(closed)}
-    lines = [encode(schema.POOL_DAY.name, {"site": site, "pool": account.pool, "scope": "account"}, {
-        **_breakdown(account), **common, "derived": _flag(account.reward_estimated), "fee_rate": account.fee_rate,
-        "payouts_btc": account.payouts_btc, "blocks": None if account.blocks is None else float(account.blocks),
-        "complete": _flag(account.credit_published)}, ts)]
-    for worker in account.workers:
-        lines.append(encode(schema.POOL_DAY.name, {"site": site, "pool": account.pool, "scope": "worker",
-                                                   "worker": worker.worker}, _worker_day_fields(worker, common), ts))
-    return [line for line in lines if line]
-
-
-def _worker_day_fields(worker: WorkerDay, common: dict[str, float | str]) -> dict[str, float | str | None]:
-    return {**_breakdown(worker), **common, "derived": _flag(worker.credit_derived), "coverage": worker.coverage,
-            "reported_ths": worker.reported_ths, "pool_ths": worker.pool_ths, "over_report_pct": worker.over_report_pct,
-            "over_reporting": _flag(worker.over_reporting)}
-
-
-def site_day_point(day: SiteDay) -> str:
-    ts = _midnight(day.day)
-    return encode(schema.POOL_DAY.name, {"site": day.site, "scope": "site"}, {
-        **_breakdown(day), "status": day.status.value, "closed": _flag(day.status is DayStatus.CLOSED),
-        "complete": _flag(day.complete), "coverage": day.coverage, "expected_net_btc": day.expected_net_btc,
-        "all_in_usd": day.all_in_usd, "cash_usd": day.cash_usd, "power_usd": day.power_usd,
-        "realized_all_in_cost_per_btc": day.realized_all_in_cost_per_btc,
-        "realized_cash_cost_per_btc": day.realized_cash_cost_per_btc,
-        "realized_energy_cost_per_btc": day.realized_energy_cost_per_btc,
-        "expected_all_in_cost_per_btc": day.expected_all_in_cost_per_btc}, ts)
-
-
-def _midnight(day: date) -> int:
-    """A UTC day's first second: a day's point is rewritten in place as its figures change."""
-    return int(datetime.combine(day, time(), tzinfo=timezone.utc).timestamp())
-
-
-POOL_WORKER = Shape(schema.POOL.name, ("site", "pool", "scope", "worker"), {
-    name: schema.POOL.fields[name] for name in (
-        "hashrate_ths", "reported_hashrate_ths", "hashrate_ratio", "pool_reported_hashrate_ths", "rejected_ths",
-        "stale_ths", "last_share_age_s", "miners", "matched", "state")})
-
-
-def pool_lines(report: PoolReport, site: str) -> list[str]:
-    """Pool accounts (every cycle), workers read anew, days reconciled this cycle."""
-    ts = seconds(report.ts)
+def record_lines(records: Iterable[Record], ts: datetime) -> list[str]:
+    """Every record's line; a record the schema does not allow (a stage's bug) is left out and logged,
+    so it costs its own figure, never the cycle's other points."""
     lines = []
-    for status in report.pools:
-        read = status.workers is not None  # stale or never read: the flag and the age, no figures
-        lines.append(encode(schema.POOL.name, {"site": site, "pool": status.pool, "scope": "account"}, {
-            "hashrate_ths": status.hashrate_ths, "reported_hashrate_ths": status.reported_hashrate_ths,
-            "age_s": status.age_s, "stale": _flag(status.stale),
-            "workers": float(status.workers) if read else None,
-            "workers_unmatched": float(report.matching.workers_unmatched.get(status.pool, 0)) if read else None,
-            "error": status.error}, ts))
-    if any(status.workers is not None for status in report.pools):
-        lines.append(encode(schema.POOL.name, {"site": site, "scope": "site"}, {
-            "miners_unmatched": float(report.matching.miners_unmatched),
-            "workers_unmatched": float(sum(report.matching.workers_unmatched.values()))}, ts))
-    for w in report.workers_now:  # up to one a miner, each time a pool is read: through a Shape
-        reported = w.reported_hashrate_ths
-        ratio = w.hashrate_ths / reported if w.hashrate_ths is not None and reported else None
-        lines.append(POOL_WORKER.line((site, w.pool, "worker", w.worker), (
-            w.hashrate_ths, reported, ratio, w.pool_reported_hashrate_ths, w.rejected_ths, w.stale_ths,
-            w.last_share_age_s, float(len(w.miners)), _flag(bool(w.miners)), w.state), ts))
-    for account in report.days:
-        lines += pool_day_points(site, account)
-    lines += [site_day_point(day) for day in report.sites]
-    return [line for line in lines if line]
-
-
-def realized_cost_point(last: SiteDay, ts: datetime, shard: str | None = None) -> str:
-    """The realized figures of the last closed day on the site's `cost` point (same series and time:
-    InfluxDB keeps them as one row)."""
-    end = _midnight(last.day) + 86_400
-    return encode(schema.COST.name, {"site": last.site, "scope": "site", "collector_shard": shard}, {
-        "realized_all_in_cost_per_btc": last.realized_all_in_cost_per_btc,
-        "realized_cash_cost_per_btc": last.realized_cash_cost_per_btc,
-        "realized_energy_cost_per_btc": last.realized_energy_cost_per_btc,
-        "expected_all_in_cost_per_btc_last_day": last.expected_all_in_cost_per_btc,
-        "credited_btc_last_day": last.credited_btc, "expected_net_btc_last_day": last.expected_net_btc,
-        "all_in_usd_last_day": last.all_in_usd, "last_day_age_s": max(0.0, ts.timestamp() - end)}, seconds(ts))
+    for record in records:
+        try:
+            line = record_line(record, ts)
+        except (ValueError, TypeError) as e:
+            log.error("a %s figure not written: %s", record.measurement.name, e)
+            continue
+        if line:
+            lines.append(line)
+    return lines
 
 
 def part_lines(part: MinersPart) -> list[str]:
@@ -218,6 +154,7 @@ def part_lines(part: MinersPart) -> list[str]:
         ts, gaps = seconds(part.ts), part.metered_gap_w
         models = {sample.miner: sample.model for sample in part.samples}
         lines += [miner_cost_point(c, ts, gaps.get(c.miner or ""), models.get(c.miner or "")) for c in part.costs]
+    lines += record_lines(part.records, part.ts)
     return lines
 
 
@@ -232,13 +169,9 @@ def cycle_lines(cycle: Cycle, points_before: int = 0, spool_depth: int = 0,
     if cycle.network is not None:
         lines.append(encode(schema.NETWORK.name, {"site": cycle.site}, network_fields(cycle.network, cycle.ts),
                             seconds(cycle.ts)))
-    report = cycle.pool_report
-    if report is not None:
-        # Before the collector point: a cycle's last line carries its own time (Spool.newest_timestamp);
-        # pool_day points carry their day's.
-        lines += pool_lines(report, cycle.site)
-        if report.last_closed is not None and cycle.cost is not None:
-            lines.append(realized_cost_point(report.last_closed, cycle.ts, cycle.shard))
+    # Before the collector point: a cycle's last line carries its own time (Spool.newest_timestamp), and
+    # a record may carry another (a pool's day, at its midnight).
+    lines += record_lines(cycle.records, cycle.ts)
     lines.append(collector_point(
         site=cycle.site, ts=cycle.ts, poll_duration_s=cycle.poll_s, miners_polled=len(cycle.samples),
         miners_failed=cycle.failed, points_written=points_before + len(lines) + 1, spool_depth=spool_depth,

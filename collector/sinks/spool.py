@@ -133,14 +133,16 @@ class Spool:
         return list_batches(self.directory)
 
     def newest_timestamp(self) -> int | None:
-        """Timestamp (line protocol, seconds) of the newest spooled batch's last line, if any: a
-        restarted collector starts after it, so a quick restart never overwrites an undelivered cycle."""
+        """The latest timestamp (line protocol, seconds) in the newest readable spooled batch, if any: a
+        restarted collector starts after it, so a quick restart never overwrites an undelivered cycle.
+        The latest, not the last line's: a line may carry another time than its cycle's (a pool's day)."""
         for batch in reversed(self.batches()):
             try:
-                last = batch.read()[-1]
-                return int(last.rsplit(" ", 1)[1])
+                times = [int(line.rsplit(" ", 1)[1]) for line in batch.read() if line]
             except (OSError, EOFError, IndexError, ValueError):
                 continue
+            if times:
+                return max(times)
         return None
 
     @property

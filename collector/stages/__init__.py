@@ -6,8 +6,12 @@
 
 A stage sees each cycle three times: `begin` before the first sample, `part` for each slice of
 miners as they arrive (it adds its figures to the part, which then goes to the sinks), `finish`
-once every source is done (its roll-ups go into the cycle, which then goes to the sinks). A stage
-that fails costs its own figures for that cycle, never the samples or the service.
+once every source is done (its roll-ups go into the cycle, which then goes to the sinks); `close`
+once when the pipeline stops (state kept across restarts is saved). A stage's figures reach the sinks
+as fields of the part or cycle its sinks know (costs, cost roll-ups) or, for any other measurement
+it defines in models/schema.py, as `collector.cycle.Record`s (part.records, cycle.records), which the
+InfluxDB sink writes with no code of its own for them. A stage that fails costs its own figures for
+that cycle, never the samples or the service.
 """
 
 from __future__ import annotations
@@ -24,3 +28,5 @@ class Stage(Protocol):
     def part(self, cycle: Cycle, part: MinersPart) -> None: ...
 
     def finish(self, cycle: Cycle) -> None: ...
+
+    def close(self) -> None: ...

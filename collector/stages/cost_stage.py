@@ -170,6 +170,9 @@ class CostStage:
         if costing is not None:
             cycle.cost = costing.finish(cycle.samples)
 
+    def close(self) -> None:
+        """Nothing to do: the running totals are saved every cycle."""
+
     def costing(self, cycle: Cycle) -> CycleCosting | None:
         """The cycle's cost work; None when there is no network state to cost against (the network
         source said why). The site's fixed costs (opex, fixed overhead watts) are shared by the miners

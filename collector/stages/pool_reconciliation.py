@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 from collector.cycle import Cycle, MinersPart
 from collector.stages import pool_days
+from collector.stages.pool_records import pool_records, realized_cost_record
 from collector.stages.cost_engine import SECONDS_PER_DAY, btc_per_day, network_subsidy_btc
 from collector.stages.pool_days import (
     M,
@@ -155,8 +156,16 @@ class PoolReconciliation:
         report.days, report.sites = days, sites
         report.last_closed = self.last_closed()
         cycle.pool_report = report
+        cycle.records += pool_records(report, cycle.site)
+        if report.last_closed is not None and cycle.cost is not None:
+            cycle.records.append(realized_cost_record(report.last_closed, cycle.ts, cycle.shard))
         self._prune(cycle.ts)
         self._save(cycle.ts, force=bool(days))
+
+    def close(self) -> None:
+        """The books as of the last cycle, saved on a clean stop (between stops every SAVE_EVERY_S)."""
+        if self.state.as_of is not None:
+            self._save(self.state.as_of, force=True)
 
     # -- integration ---------------------------------------------------------------------------
 

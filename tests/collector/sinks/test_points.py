@@ -136,3 +136,22 @@ def test_the_pool_a_miner_reports_is_written_as_string_fields_without_credential
     assert "pool" not in tags  # fields, not tags: URLs and workers are many
     assert 'pool_url="stratum+tcp://***@pool.example:3333"' in line and 'pool_user="acct.w1"' in line
     assert "s3cret" not in line
+
+
+def test_a_stages_records_are_written_in_their_measurements_layout_and_a_bad_one_costs_only_itself(caplog):
+    from collector.cycle import Cycle, Record
+    from collector.sinks.points import cycle_lines
+    from models import schema
+
+    cycle = Cycle("s1", TS)
+    cycle.records += [
+        Record(schema.POOL, {"site": "s1", "pool": "p", "scope": "account"}, {"hashrate_ths": 3, "stale": 0}),
+        Record(schema.POOL, {"site": "s1", "rack": "r1"}, {"hashrate_ths": 1.0}),  # no `rack` tag in the schema
+        Record(schema.POOL_DAY, {"site": "s1", "scope": "site"}, {"closed": 1}, ts=TS.replace(hour=0)),
+    ]
+    lines = cycle_lines(cycle)
+    assert lines[0] == f"pool,pool=p,scope=account,site=s1 hashrate_ths=3,stale=0 {int(TS.timestamp())}"  # floats
+    assert lines[1].startswith("pool_day,scope=site,site=s1 closed=1 ")
+    assert lines[1].endswith(f" {int(TS.replace(hour=0).timestamp())}")  # its own time
+    assert lines[2].startswith("collector,") and len(lines) == 3
+    assert "a pool figure not written: pool: rack not in models/schema.py" in caplog.text
