@@ -6,7 +6,7 @@ import typer
 
 from collector import service, terminal
 from collector.commands.common import fail_usage
-from collector.sources import identify, web_client
+from collector.sources import identify
 from collector.sources.targets import Target, TargetError, parse_specs, range_targets
 
 
@@ -22,14 +22,8 @@ def scan(
         fail_usage(str(e))
     targets = [t for s in specs for t in (range_targets(s) if s.kind == "range" else [Target(s.text, s.port)])]
     with terminal.progress(f"scanning {len(targets)} address(es)", len(targets)) as advance:
-        async def scan_all() -> list[identify.Identity]:
-            try:
-                return await identify.scan(targets, concurrency=concurrency, timeout_s=timeout,
-                                           on_progress=lambda done, total: advance(done))
-            finally:
-                await web_client.close()
-
-        found = service.run_event_loop(scan_all())
+        found = service.run_event_loop(identify.scan(targets, concurrency=concurrency, timeout_s=timeout,
+                                                     on_progress=lambda done, total: advance(done)))
     for identity in sorted(found, key=lambda i: i.target):
         typer.echo(f"{identity.target.address}\t{identity.make or '?'}\t{identity.model or '?'}\t{identity.driver}")
     typer.echo(f"{len(found)} miner(s) found in {len(targets)} address(es)", err=True)

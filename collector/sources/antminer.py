@@ -8,8 +8,9 @@ the health list (`summary.cgi` `status[]`, what pyasic reports as errors) and th
 (`get_miner_conf.cgi` `bitmain-work-mode`). Those are read at identification and then rarely
 (collector.sources.profile): the health list when the reading changes shape (starts or stops
 hashing, a chain's chips change) and at most a minute old otherwise, the sleep setting only while
-the unit does not hash, the MAC every ten minutes. They travel over one shared HTTP client
-(collector.sources.web_client) with the password pyasic uses for Antminers.
+the unit does not hash, the MAC every ten minutes. They travel over collector.sources.web_client
+(HTTP/1.0 over the one-shot transport the RPC uses, Digest auth kept per miner) with the password
+pyasic uses for Antminers.
 
 Where pyasic 0.79 reads a stock Antminer differently, this reader keeps what the firmware says:
 - chip temperature: the hottest of a chain's chip sensors (pyasic averages the four, inlet and
@@ -28,7 +29,6 @@ import time
 from datetime import datetime
 from typing import Any
 
-import httpx
 from pydantic import ValidationError
 
 from collector.sources import cgminer_client as cgminer
@@ -54,7 +54,7 @@ class Antminer:
     __slots__ = ("host", "port", "profile", "auth", "mac", "errors", "sleeping", "web_problem",
                  "status_due", "identity_due", "shape")
 
-    def __init__(self, host: str, port: int, profile: Profile, auth: httpx.Auth | None) -> None:
+    def __init__(self, host: str, port: int, profile: Profile, auth: web_client.DigestAuth | None) -> None:
         self.host, self.port, self.profile, self.auth = host, port, profile, auth
         self.mac: str | None = None
         self.errors: list[str] = []  # the health list's complaints, as last read
@@ -123,8 +123,7 @@ class Antminer:
             self.web_problem = str(e)
 
     async def _cgi(self, name: str, timeout_s: float) -> dict[str, Any]:
-        return await web_client.get_json(f"http://{self.host}/cgi-bin/{name}.cgi", self.auth, timeout_s,
-                                         f"{self.host}:80")
+        return await web_client.get_json(self.host, f"/cgi-bin/{name}.cgi", self.auth, timeout_s)
 
     async def _read_identity(self, timeout_s: float) -> None:
         found = mac((await self._cgi("get_system_info", timeout_s)).get("macaddr"))
@@ -334,12 +333,12 @@ def read_reply(reply: dict[str, Any], *, host: str, port: int, site: str, ts: da
     return _sample(_read_rpc(reply, f"{host}:{port}", profile), miner, site=site, ts=ts)
 
 
-def web_auth(pyasic_miner: Any) -> httpx.DigestAuth:
+def web_auth(pyasic_miner: Any) -> web_client.DigestAuth:
     """Digest auth with the credentials pyasic uses for this miner (its settings: root / root by default)."""
     web = getattr(pyasic_miner, "web", None)
     user = getattr(web, "username", None) or "root"
     password = getattr(web, "pwd", None) or "root"
-    return httpx.DigestAuth(str(user), str(password))
+    return web_client.DigestAuth(str(user), str(password))
 
 
 def covers(pyasic_miner: Any) -> bool:

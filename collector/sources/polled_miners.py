@@ -26,7 +26,7 @@ from datetime import datetime
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from collector.sources import avalon, pyasic_makes, web_client
+from collector.sources import avalon, pyasic_makes
 from collector.sources import identify as discovery
 from collector.sources.targets import Spec, Target, in_shard, parse_specs, range_targets, resolve_name
 from models import CollectorConfig, MinerSample, MinerState, SampleSource
@@ -170,7 +170,6 @@ class PolledMiners:
             self._discovering.cancel()
             await asyncio.gather(self._discovering, return_exceptions=True)  # a failure was logged already
             self._discovering = None
-        await web_client.close()
 
     async def announce(self, cycle: Cycle) -> None:
         """Every target yields a sample each cycle, each carrying its share of the fixed costs."""

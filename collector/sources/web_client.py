@@ -1,31 +1,36 @@
-"""HTTP for the native readers' rare calls (an Antminer's web UI): one client per event loop, capped.
+"""HTTP for the native readers' rare web calls (an Antminer's cgi pages): GET, JSON back, Digest auth.
 
-One `httpx.AsyncClient` serves every miner of a collector process: no client, TLS context or
-connection pool is built per call (pyasic builds a client per web call, ~10 ms of CPU per Antminer
-poll). Connections are not kept alive: a miner's web UI is asked about once a minute, so a pool
-of idle sockets would only hold memory and file descriptors. Digest authentication is per miner
-(`httpx.DigestAuth` remembers the miner's last challenge, so after the first 401 each call is one
-request).
+One request per connection, HTTP/1.0 (the server answers and closes, no chunked encoding, no
+keep-alive to track), over the same one-shot transport as the CGMiner API
+(collector.sources.cgminer_client.exchange): its deadline covers connect and the whole read, and a
+reply over MAX_REPLY_BYTES is refused before it is parsed. Digest authentication (RFC 7616, MD5, qop
+"auth" or none) is per miner (`DigestAuth`): it keeps the miner's last challenge, so after the first
+401 each call is one request.
 
-Everything from a miner is hostile: a reply body (a 401's included, which httpx reads before it
-answers the challenge) larger than MAX_BODY_BYTES ends the call, and every call has a timeout.
+Why not httpx (already a dependency): at one health-list read a minute per Antminer, httpx's client
+(anyio connect, h11, a failed `import sniffio` on every call where sniffio is absent) cost ~1.6 ms
+of CPU a call, a third of the collector's CPU on a 1,000-Antminer fleet; and it reads a 401's body
+whole before answering the challenge (docs/benchmarks.md).
 
-Exceptions: WebError (with a message naming the address and what to do); its subclasses
-WebUnreachable (no answer in time, refused, reset) and WebReplyError (an answer that is not usable).
+Exceptions: WebError, with a message that names the address; WebUnreachable (no answer in time,
+refused, reset) and WebReplyError (an answer that is not usable) are its kinds.
 """
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-from collections.abc import AsyncIterator
+import hashlib
+import os
+import re
 from typing import Any
 
-import httpx
 import orjson
 
-# The cgi replies the readers ask for are 0.5-3 KB; a 401 page a few hundred bytes.
-MAX_BODY_BYTES = 256 * 1024
+from collector.sources import cgminer_client as cgminer
+
+WEB_PORT = 80
+MAX_REPLY_BYTES = 256 * 1024  # the cgi replies read are 0.5-3 KB; a 401 page a few hundred bytes
+MAX_HEAD_BYTES = 16 * 1024
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 
 
 class WebError(Exception):
@@ -40,82 +45,143 @@ class WebReplyError(WebError):
     pass
 
 
-class _TooLarge(Exception):
-    pass
+class DigestAuth:
+    """HTTP Digest credentials for one miner and the last challenge it sent. Never logged or shown."""
+
+    __slots__ = ("user", "password", "realm", "nonce", "opaque", "qop", "count")
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user, password
+        self.realm = self.nonce = self.opaque = self.qop = None
+        self.count = 0
+
+    def __repr__(self) -> str:
+        return f"DigestAuth(user={self.user!r}, password=<hidden>)"
+
+    def learn(self, challenge: str) -> bool:
+        """Take a `WWW-Authenticate: Digest ...` challenge; False when it is none this client answers."""
+        scheme, _, rest = challenge.strip().partition(" ")
+        if scheme.lower() != "digest":
+            return False
+        params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+                  for m in _CHALLENGE_PARAM.finditer(rest[:2048])}
+        if params.get("algorithm", "MD5").upper() != "MD5" or not params.get("nonce") or "realm" not in params:
+            return False
+        if any(not value.isprintable() for value in params.values() if value):
+            return False  # control characters would end up in our request's head
+        qops = [q.strip() for q in (params.get("qop") or "").split(",") if q.strip()]
+        if qops and "auth" not in qops:
+            return False
+        self.realm, self.nonce, self.opaque = params["realm"], params["nonce"], params.get("opaque")
+        self.qop = "auth" if qops else None
+        self.count = 0
+        return True
+
+    def header(self, method: str, uri: str) -> str | None:
+        """The `Authorization` value for a request, once a challenge is known."""
+        if self.nonce is None:
+            return None
+        ha1 = _md5(f"{self.user}:{self.realm}:{self.password}")
+        ha2 = _md5(f"{method}:{uri}")
+        fields = [f'username="{_quoted(self.user)}"', f'realm="{_quoted(self.realm)}"',
+                  f'nonce="{_quoted(self.nonce)}"', f'uri="{_quoted(uri)}"', "algorithm=MD5"]
+        if self.qop:
+            self.count += 1
+            nc, cnonce = f"{self.count:08x}", os.urandom(8).hex()
+            response = _md5(f"{ha1}:{self.nonce}:{nc}:{cnonce}:auth:{ha2}")
+            fields += ["qop=auth", f"nc={nc}", f'cnonce="{cnonce}"']
+        else:
+            response = _md5(f"{ha1}:{self.nonce}:{ha2}")
+        fields.append(f'response="{response}"')
+        if self.opaque is not None:
+            fields.append(f'opaque="{_quoted(self.opaque)}"')
+        return "Digest " + ", ".join(fields)
 
 
-class _CappedStream(httpx.AsyncByteStream):
-    def __init__(self, stream: httpx.AsyncByteStream, cap: int) -> None:
-        self._stream = stream
-        self._cap = cap
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        size = 0
-        async for chunk in self._stream:
-            size += len(chunk)
-            if size > self._cap:
-                raise _TooLarge(size)
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
-class _CappedTransport(httpx.AsyncHTTPTransport):
-    """Every response body, the intermediate 401s of digest auth included, read up to the cap."""
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await super().handle_async_request(request)
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(status_code=response.status_code, headers=response.headers,
-                              stream=_CappedStream(response.stream, MAX_BODY_BYTES), extensions=response.extensions)
-
-
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
-
-
-def client() -> httpx.AsyncClient:
-    """The running loop's client (made on first use)."""
-    loop = asyncio.get_running_loop()
-    found = _clients.get(loop)
-    if found is None or found.is_closed:
-        found = _clients[loop] = httpx.AsyncClient(
-            transport=_CappedTransport(limits=httpx.Limits(max_keepalive_connections=0), retries=0),
-            follow_redirects=False, trust_env=False)
-    return found
+async def get_json(host: str, path: str, auth: DigestAuth | None, timeout_s: float,
+                   port: int = WEB_PORT) -> dict[str, Any]:
+    """GET `path` from the miner's web UI: the JSON object it answers. Answers a Digest challenge
+    once; `timeout_s` bounds each of the (at most two) requests."""
+    where = f"{host}:{port}"
+    for attempt in (1, 2):
+        raw = await _get(host, port, path, auth.header("GET", path) if auth is not None else None, timeout_s, where)
+        status, headers, body = _parse(raw, where)
+        if status == 401 and attempt == 1 and auth is not None:
+            challenge = headers.get("www-authenticate", "")
+            if auth.learn(challenge):
+                continue
+            raise WebReplyError(f"{where}: the web UI asks for an authentication this client does not speak "
+                                f"({challenge[:60]!r})")
+        if status == 401:
+            raise WebReplyError(f"{where}: the web UI refused the login (HTTP 401): set the web password pyasic "
+                                "uses for this make (pyasic settings) to the miner's")
+        if status != 200:
+            raise WebReplyError(f"{where}: {path} answered HTTP {status}")
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise WebReplyError(f"{where}: {path} answered something that is not JSON ({e.msg} at byte {e.pos})") \
+                from None
+        if not isinstance(data, dict):
+            raise WebReplyError(f"{where}: {path} answered JSON that is not an object")
+        return data
+    raise AssertionError("unreachable")
 
 
-async def close() -> None:
-    """Close the running loop's client, if one was made."""
-    found = _clients.pop(asyncio.get_running_loop(), None)
-    if found is not None:
-        await found.aclose()
-
-
-async def get_json(url: str, auth: httpx.Auth | None, timeout_s: float, where: str) -> dict[str, Any]:
-    """GET `url`, the JSON object it answers. The timeout covers the whole call (both requests of a
-    digest handshake, connect and read)."""
+async def _get(host: str, port: int, path: str, authorization: str | None, timeout_s: float, where: str) -> bytes:
+    lines = [f"GET {path} HTTP/1.0", f"Host: {host}", "Accept: application/json", "Connection: close"]
+    if authorization:
+        lines.append(f"Authorization: {authorization}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     try:
-        async with asyncio.timeout(timeout_s):
-            response = await client().get(url, auth=auth, timeout=timeout_s)
-    except TimeoutError:
-        raise WebUnreachable(f"{where}: no complete web answer within {timeout_s:g} s") from None
-    except _TooLarge:
-        raise WebReplyError(f"{where}: web reply larger than {MAX_BODY_BYTES} bytes: not read") from None
-    except httpx.TransportError as e:
-        cause = e.__cause__ if isinstance(e.__cause__, _TooLarge) else None
-        if cause is not None:
-            raise WebReplyError(f"{where}: web reply larger than {MAX_BODY_BYTES} bytes: not read") from None
-        raise WebUnreachable(f"{where}: web UI not answering ({type(e).__name__})") from None
-    if response.status_code == 401:
-        raise WebReplyError(f"{where}: the web UI refused the login (HTTP 401): set the web password pyasic "
-                            "uses for this make (pyasic settings) to the miner's")
-    if response.status_code != 200:
-        raise WebReplyError(f"{where}: web UI answered HTTP {response.status_code}")
-    try:
-        data = orjson.loads(response.content)
-    except orjson.JSONDecodeError as e:
-        raise WebReplyError(f"{where}: web reply is not JSON ({e.msg} at byte {e.pos})") from None
-    if not isinstance(data, dict):
-        raise WebReplyError(f"{where}: web reply is JSON but not an object")
-    return data
+        return await cgminer.exchange(host, port, request, timeout_s=timeout_s,
+                                      max_bytes=MAX_REPLY_BYTES + MAX_HEAD_BYTES)
+    except cgminer.MinerUnreachable as e:
+        raise WebUnreachable(f"web UI: {e}") from None
+    except cgminer.MinerReplyError as e:
+        raise WebReplyError(f"web UI: {e}: not read") from None
+
+
+def _parse(raw: bytes, where: str) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers with lower-case names, body) of a whole HTTP/1.x response."""
+    end = raw.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
+    if end < 0:
+        raise WebReplyError(f"{where}: not an HTTP answer ({len(raw)} bytes, no complete head)")
+    lines = raw[:end].decode("latin-1").split("\r\n")
+    status_line = lines[0].split(" ", 2)
+    if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not status_line[1].isdigit():
+        raise WebReplyError(f"{where}: not an HTTP answer ({lines[0][:60]!r})")
+    headers: dict[str, str] = {}
+    for line in lines[1:64]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers.setdefault(name.strip().lower(), value.strip())
+    body = raw[end + 4:]
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = _dechunk(body, where)
+    return int(status_line[1]), headers, body
+
+
+def _dechunk(body: bytes, where: str) -> bytes:
+    """A chunked body (a server that chunks even an HTTP/1.0 answer) joined; its size is capped already."""
+    out, at = [], 0
+    while True:
+        line_end = body.find(b"\r\n", at, at + 32)
+        size_text = body[at:line_end].split(b";", 1)[0].strip() if line_end >= 0 else b""
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise WebReplyError(f"{where}: broken chunked encoding") from None
+        if size == 0:
+            return b"".join(out)
+        start = line_end + 2
+        out.append(body[start:start + size])
+        at = start + size + 2
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
