@@ -7,8 +7,8 @@ digest-auth cgi pages carry what the RPC does not: the MAC (`get_system_info.cgi
 the health list (`summary.cgi` `status[]`, what pyasic reports as errors) and the sleep setting
 (`get_miner_conf.cgi` `bitmain-work-mode`). Those are read at identification and then rarely
 (collector.sources.profile): the health list when the reading changes shape (starts or stops
-hashing, a chain's chips change) and at most a minute old otherwise, the sleep setting only while
-the unit does not hash, the MAC every ten minutes. They travel over collector.sources.web_client
+hashing, a chain's chips change) and at most a minute old otherwise, the sleep setting every poll
+while the unit does not hash (and never while it does), the MAC every ten minutes. They travel over collector.sources.web_client
 (HTTP/1.0 over the one-shot transport the RPC uses, Digest auth kept per miner) with the password
 pyasic uses for Antminers.
 
@@ -101,13 +101,13 @@ class Antminer:
         now = time.monotonic()
         shape = (reading.hashing, reading.chips)
         changed, self.shape = self.shape is not None and shape != self.shape, shape
-        if reading.hashing:
-            self.sleeping = None  # asked again the next time the unit stops hashing
-        if changed or now >= self.status_due or (not reading.hashing and self.sleeping is None):
+        if changed or now >= self.status_due:
             self.status_due = next_due(now, STATUS_EVERY_S)
             await self._web(self._read_health, deadline)
-            if not reading.hashing:
-                await self._web(self._read_sleep, deadline)
+        if reading.hashing:
+            self.sleeping = None
+        else:  # asleep, waking or broken: the sleep setting says which, every poll while it does not hash
+            await self._web(self._read_sleep, deadline)
         if now >= self.identity_due:
             self.identity_due = next_due(now, IDENTITY_EVERY_S)
             await self._web(self._read_identity, deadline)

@@ -7,8 +7,8 @@ chips and temperatures; `pools` the pool. What the joined request cannot carry (
 the `get_*` commands and `status` one per connection) is read apart, as pyasic 0.79 reads it but
 not every cycle: `get_miner_info` (the MAC, the miner's id) and `get_version` (firmware) at
 identification and every ten minutes, `get_error_code` when the reading changes shape and at most
-a minute old otherwise, `status` (`mineroff`: powered off on purpose) only while the unit does not
-hash (collector.sources.profile). Firmware of the 1.x API puts its error codes, MAC and firmware
+a minute old otherwise, `status` (`mineroff`: powered off on purpose) every poll while the unit does
+not hash and never while it does (collector.sources.profile). Firmware of the 1.x API puts its error codes, MAC and firmware
 in `summary` itself; those are taken from there.
 
 Where pyasic 0.79 reads a Whatsminer differently, this reader keeps what the firmware says:
@@ -96,12 +96,12 @@ class Whatsminer:
         now = time.monotonic()
         shape = (reading.hashing, reading.chips)
         changed, self.shape = self.shape is not None and shape != self.shape, shape
-        if reading.hashing:
-            self.mineroff = None
         if reading.summary_errors is None and (changed or now >= self.status_due):
             self.status_due = next_due(now, STATUS_EVERY_S)
             await self._call(self._read_errors, deadline)
-        if not reading.hashing and (self.mineroff is None or changed or now >= self.status_due):
+        if reading.hashing:
+            self.mineroff = None
+        else:  # powered off, starting or broken: `status` says which, every poll while it does not hash
             await self._call(self._read_status, deadline)
         if now >= self.identity_due:
             self.identity_due = next_due(now, IDENTITY_EVERY_S)
