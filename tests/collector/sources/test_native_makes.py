@@ -294,3 +294,38 @@ def test_a_reader_switch_that_names_no_make_or_path_is_a_config_error(tmp_path, 
                           timeout=60)
     assert done.returncode == 2, done.stderr
     assert "readers" in done.stderr and str(config) in done.stderr
+
+
+# -- end to end: `hashfleet collect`, a mixed fleet, the real InfluxDB -----------------------------------------
+
+
+MIXED = "a1566:1,s19jpro:1,s21:1,m50s:1,bos-s19jpro:1,bitaxe:1"
+
+
+def test_collect_writes_every_miner_of_a_mixed_fleet_every_cycle(influxdb, influx_bucket):
+    import os
+
+    with run_fleet(MIXED, base="127.52.0.1", seed=73) as fleet:
+        ids = {mac_id(m): m.spec.key for m in fleet}
+        env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_ORG": influxdb.org, "INFLUX_BUCKET": influx_bucket,
+               "INFLUX_TOKEN": influxdb.token}
+        done = subprocess.run([HASHFLEET, "collect", "--miners", ",".join(m.host for m in fleet), "--cycles", "3",
+                               "--interval", "2", "--site", "mixed"], capture_output=True, text=True, timeout=180,
+                              env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        truth = {mac_id(m): m.last_served for m in fleet}
+    counts = influxdb.query("SELECT count(up) FROM miner GROUP BY miner", influx_bucket)
+    assert {r["miner"]: r["count"] for r in counts} == dict.fromkeys(ids, 3)
+    rows = influxdb.query("SELECT * FROM miner WHERE site = 'mixed'", influx_bucket)
+    assert len(rows) == 3 * len(ids)
+    assert all(r["state"] == "mining" and r["up"] == 1 and r["hashrate_ths"] > 0 for r in rows), rows
+    assert all(r["temp_chip_max_c"] is not None for r in rows)  # chip temperature from every make
+    makes = {r["miner"]: (r["make"], r["model"]) for r in rows}
+    assert {ids[m]: mm for m, mm in makes.items()} == {
+        "a1566": ("Canaan", "AvalonMiner 15-194"), "s19jpro": ("AntMiner", "S19j Pro"), "s21": ("AntMiner", "S21"),
+        "m50s": ("WhatsMiner", "M50S VH50"), "bos-s19jpro": ("AntMiner", "S19j Pro"), "bitaxe": ("BitAxe", "Gamma")}
+    last = {r["miner"]: r for r in influxdb.query("SELECT last(*) FROM miner GROUP BY miner", influx_bucket)}
+    for miner, t in truth.items():  # the chip temperature of each make's last point is the hottest chip's
+        assert last[miner]["last_temp_chip_max_c"] == t.temp_chip_max_c, ids[miner]
+    boards = influxdb.query("SELECT count(chips_ok) FROM miner_board GROUP BY miner", influx_bucket)
+    assert {r["miner"]: r["count"] for r in boards} == {m: 3 * (1 if ids[m] == "bitaxe" else 3) for m in ids}
