@@ -116,15 +116,17 @@ class Braiins:
 
 
 def miner_details(details: Any, known: Braiins) -> tuple[str | None, str | None, float | None, bool | None]:
-    """(MAC, firmware, nominal TH/s, paused) from pyasic's dict of `GetMinerDetails`; what is
-    missing or unusable keeps the value known before."""
+    """(MAC, firmware, nominal TH/s, paused) from `GetMinerDetails` as a dict: pyasic's (camelCase) or
+    the proto's own field names; what is missing or unusable keeps the value known before."""
     if not isinstance(details, dict):
         return known.mac, known.firmware, known.expected_ths, known.paused
-    found_mac = mac(text(details.get("macAddress"))) or known.mac
-    version = details.get("bosVersion")
-    firmware = (text(version.get("current")) if isinstance(version, dict) else None) or known.firmware
-    sticker = details.get("stickerHashrate")
-    gigahash = sticker.get("gigahashPerSecond") if isinstance(sticker, dict) else None
+
+    def get(parent: Any, camel: str, snake: str) -> Any:
+        return parent.get(camel, parent.get(snake)) if isinstance(parent, dict) else None
+
+    found_mac = mac(text(get(details, "macAddress", "mac_address"))) or known.mac
+    firmware = text(get(get(details, "bosVersion", "bos_version"), "current", "current")) or known.firmware
+    gigahash = get(get(details, "stickerHashrate", "sticker_hashrate"), "gigahashPerSecond", "gigahash_per_second")
     checked = Checked()
     nominal = checked.number(gigahash, "expected_hashrate_ths", "GetMinerDetails sticker_hashrate")
     expected = nominal / 1000 if nominal else known.expected_ths

@@ -1,7 +1,7 @@
 """Native reader for MicroBT Whatsminers on stock btminer firmware (API v2 on TCP 4028).
 
 One TCP connection and one joined request per poll, `summary+devs+pools`: `summary` carries the
-live (`MHS 1m`, pyasic's figure too), average and factory hashrate, the PSU's input power and its
+live (`MHS 1m`, pyasic's figure too; `HS RT` or `MHS 5s` where a reply lacks it), average and factory hashrate, the PSU's input power and its
 limit, the intake temperature, both fans, uptime and the power mode; `devs` each slot's rate,
 chips and temperatures; `pools` the pool. What the joined request cannot carry (btminer answers
 the `get_*` commands and `status` one per connection) is read apart, as pyasic 0.79 reads it but
@@ -126,20 +126,32 @@ class Whatsminer:
 
     async def _read_identity(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        found = mac(text((await self._msg("get_miner_info", timeout_s)).get("mac")))
-        if found is not None:
-            self.mac = found
+        self.mac = info_mac(await self._msg("get_miner_info", timeout_s)) or self.mac
         left = deadline - time.monotonic()
         if left > 0.05:
-            self.firmware = text((await self._msg("get_version", left)).get("fw_ver")) or self.firmware
+            self.firmware = version_firmware(await self._msg("get_version", left)) or self.firmware
 
     async def _read_errors(self, timeout_s: float) -> None:
         self.errors = error_messages(error_codes(await self._msg("get_error_code", timeout_s)))
 
     async def _read_status(self, timeout_s: float) -> None:
-        msg = await self._msg("status", timeout_s)
-        off = msg.get("mineroff", msg.get("btmineroff"))  # API 2.x, 1.x
-        self.mineroff = off == "true" if isinstance(off, str) else None
+        self.mineroff = status_mineroff(await self._msg("status", timeout_s))
+
+
+def info_mac(msg: dict[str, Any]) -> str | None:
+    """`get_miner_info`'s MAC."""
+    return mac(text(msg.get("mac")))
+
+
+def version_firmware(msg: dict[str, Any]) -> str | None:
+    """`get_version`'s firmware ("20230803.11.REL")."""
+    return text(msg.get("fw_ver"))
+
+
+def status_mineroff(msg: dict[str, Any]) -> bool | None:
+    """`status`: is the unit powered off on purpose? (API 2.x `mineroff`, 1.x `btmineroff`)."""
+    off = msg.get("mineroff", msg.get("btmineroff"))
+    return off == "true" if isinstance(off, str) else None
 
 
 def error_codes(msg: dict[str, Any]) -> list[int]:
@@ -204,7 +216,7 @@ def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
         raise cgminer.MinerReplyError(f"{where}: summary carries no entry (SUMMARY[0])")
     r = _Reading()
     c = r.checked
-    live = c.number(summary.get("MHS 1m"), "hashrate_ths", "summary MHS 1m")
+    live = _live(summary, "hashrate_ths", "summary", c)
     avg = c.number(summary.get("MHS av"), "hashrate_avg_ths", "summary MHS av")
     factory = c.number(summary.get("Factory GHS"), "expected_hashrate_ths", "summary Factory GHS")
     r.live_ths = None if live is None else live / _MHS_PER_THS
@@ -236,6 +248,15 @@ def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
     return r
 
 
+def _live(entry: dict[str, Any], field: str, where: str, c: Checked) -> float | None:
+    """The live rate in MH/s: `MHS 1m` (pyasic's figure), else `HS RT`, else `MHS 5s` (replies without
+    the 1-minute window). A key present with a bad value is refused, never passed over for another."""
+    for key in ("MHS 1m", "HS RT", "MHS 5s"):
+        if key in entry:
+            return c.number(entry[key], field, f"{where} {key}")
+    return None
+
+
 def _summary_errors(summary: dict[str, Any]) -> list[str] | None:
     """API 1.x: `Error Code Count` and `Error Code 0..n` in summary; None when the firmware has none."""
     count = summary.get("Error Code Count")
@@ -259,7 +280,7 @@ def _boards(devs: Any, profile: Profile, c: Checked) -> tuple[list[BoardSample],
         slot = entry.get("ASC", entry.get("Slot"))
         if type(slot) is not int or not 0 <= slot < MAX_BOARDS or slot in found:
             continue
-        rate = c.number(entry.get("MHS 1m"), "boards", f"devs[{slot}] MHS 1m")
+        rate = _live(entry, "boards", f"devs[{slot}]", c)
         pcb = c.temp(entry.get("Temperature"), "boards", f"devs[{slot}] Temperature")
         if pcb:
             pcb_max = pcb if pcb_max is None else max(pcb_max, pcb)
