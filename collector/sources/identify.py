@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collector.sources import antminer, avalon, braiins, whatsminer
+from collector.sources import antminer, avalon, braiins, reply_values, whatsminer
 from collector.sources import cgminer_client as cgminer
 from collector.sources import pyasic_makes as pyasic_source
 from collector.sources.profile import from_pyasic
@@ -129,7 +129,7 @@ async def identify(target: Target, timeout_s: float = 5.0, gates: Gates | None =
         try:
             version = (cgminer.section(cgminer.decode(raw, target.address), "version", target.address)
                        .get("VERSION") or [{}])[0]
-            prod, mac = version.get("PROD"), avalon._mac(version.get("MAC"))
+            prod, mac = version.get("PROD"), reply_values.mac(version.get("MAC"))
         except (cgminer.MinerReplyError, AttributeError, IndexError, KeyError, TypeError):
             prod = mac = None  # still an Avalon; polls will report what is wrong with it
         return Identity(target, AVALON, make=avalon.MAKE, model=prod, miner_id=mac)

@@ -7,10 +7,10 @@ reply over MAX_REPLY_BYTES is refused before it is parsed. Digest authentication
 "auth" or none) is per miner (`DigestAuth`): it keeps the miner's last challenge, so after the first
 401 each call is one request.
 
-Why not httpx (already a dependency): at one health-list read a minute per Antminer, httpx's client
-(anyio connect, h11, a failed `import sniffio` on every call where sniffio is absent) cost ~1.6 ms
-of CPU a call, a third of the collector's CPU on a 1,000-Antminer fleet; and it reads a 401's body
-whole before answering the challenge (docs/benchmarks.md).
+Why not httpx (already a dependency): even with one reused client, a call cost several times this
+one's CPU (anyio's connect, h11, a failed `import sniffio` on every call where sniffio is absent):
+at one health-list read a minute per Antminer it was a third of the collector's CPU
+(docs/benchmarks.md); and it reads a 401's body whole before answering the challenge.
 
 Exceptions: WebError, with a message that names the address; WebUnreachable (no answer in time,
 refused, reset) and WebReplyError (an answer that is not usable) are its kinds.

@@ -284,6 +284,14 @@ def test_the_config_sends_one_make_through_pyasic_and_leaves_the_others_native(s
     assert all(s.state is MinerState.MINING for s in samples.values())
 
 
+def test_the_config_can_send_avalons_through_pyasic_too():
+    with run_fleet("a1566:1", base="127.51.1.1", seed=72, clock=ManualClock()) as fleet:
+        [native] = cycles(poller(fleet[0].host))
+        [theirs] = cycles(poller(fleet[0].host, readers={"avalon": "pyasic"}))
+    assert (native.source, native.state) == (SampleSource.AVALON, MinerState.MINING)
+    assert (theirs.source, theirs.state) == (SampleSource.PYASIC, MinerState.MINING)
+
+
 @pytest.mark.parametrize("readers", [{"antminers": "pyasic"}, {"antminer": "fast"}, {"bitaxe": "native"}])
 def test_a_reader_switch_that_names_no_make_or_path_is_a_config_error(tmp_path, readers):
     import yaml
