@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from typing import Any
 
 import orjson
@@ -101,10 +102,14 @@ class DigestAuth:
 async def get_json(host: str, path: str, auth: DigestAuth | None, timeout_s: float,
                    port: int = WEB_PORT) -> dict[str, Any]:
     """GET `path` from the miner's web UI: the JSON object it answers. Answers a Digest challenge
-    once; `timeout_s` bounds each of the (at most two) requests."""
+    once; `timeout_s` bounds the whole call, both requests of a handshake together."""
     where = f"{host}:{port}"
+    deadline = time.monotonic() + timeout_s
     for attempt in (1, 2):
-        raw = await _get(host, port, path, auth.header("GET", path) if auth is not None else None, timeout_s, where)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WebUnreachable(f"{where}: no complete web answer within {timeout_s:g} s")
+        raw = await _get(host, port, path, auth.header("GET", path) if auth is not None else None, left, where)
         status, headers, body = _parse(raw, where)
         if status == 401 and attempt == 1 and auth is not None:
             challenge = headers.get("www-authenticate", "")

@@ -163,7 +163,7 @@ def test_ten_thousand_error_codes_are_capped(lab):
 
 class ScriptedWeb:
     """A web UI on port 80 of one address that answers every request with `answer` (bytes, then close),
-    or never answers (`answer` None)."""
+    or never answers (`answer` None); a list: one answer per request, in order, the last one repeated."""
 
     def __init__(self, address: str):
         self.address = address
@@ -185,6 +185,8 @@ class ScriptedWeb:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         answer = self.answer
+        if isinstance(answer, list):
+            answer = answer.pop(0) if len(answer) > 1 else answer[0]
         if answer is None:
             await asyncio.sleep(3600)
         try:
@@ -210,6 +212,7 @@ WEB_ATTACKS = [
     ("a challenge with a header injection", http("401 Unauthorized", b"", 'WWW-Authenticate: Digest realm="x", '
                                                  'nonce="a\rInjected: 1", qop="auth"'), "does not speak"),
     ("never answers", None, "no complete answer within"),
+    ("a challenge, then silence", [http("401 Unauthorized", b"", CHALLENGE), None], "no complete"),
 ]
 
 
