@@ -53,6 +53,7 @@ class CycleStats(LatencyStats):
     warmup: bool  # the first cycle also identifies every miner (one extra `version` request each)
     miners: int = 0
     failed: int = 0
+    mining: int = 0  # samples in state mining
     poll_s: float = 0.0
     cost_s: float = 0.0  # costing after the poll (the roll-ups; per-miner figures too when MQTT miners join)
     cost_in_poll_s: float = 0.0  # costing the collect loop did while polling (inside poll_s)
@@ -239,6 +240,7 @@ class Recorder:
         stats.cpu_write_s = timings.drain_cpu_s + timings.write_cpu_s
         stats.miners = len(cycle.samples)
         stats.failed = cycle.failed
+        stats.mining = sum(1 for sample in cycle.samples if sample.state == "mining")
         stats.latencies_s = list(cycle.latencies_s)
 
     def finish(self) -> None:
@@ -266,12 +268,13 @@ def running_loop_name() -> str:
 
 
 def collector_config(addresses: list[str], influx: InfluxInfo | None, *, concurrency: int, timeout_s: float,
-                     site: str = "bench"):
+                     site: str = "bench", extra: dict[str, object] | None = None):
+    """The bench's collector config; `extra`: more settings (`readers`, `shard`, ...)."""
     from models import CollectorConfig
 
     # Cycles back to back (interval 1 s), each timed whole: no deadline may cut one short.
     settings = {"site": site, "miners": addresses, "interval_s": 1, "cycle_deadline_s": 3600, "timeout_s": timeout_s,
-                "concurrency": concurrency, "economics": ECONOMICS, "network": NETWORK}
+                "concurrency": concurrency, "economics": ECONOMICS, "network": NETWORK, **(extra or {})}
     if influx is not None:
         settings["influx"] = {"url": influx.url, "org": influx.org, "bucket": influx.database, "token": influx.token}
     return CollectorConfig.model_validate(settings)
@@ -281,14 +284,15 @@ async def run_collector(addresses: list[str], influx: InfluxInfo | None, spool_d
                         concurrency: int = 512, timeout_s: float = 5.0,
                         others: dict[str, Callable[[], float]] | None = None, delivery_timeout_s: float = 120.0,
                         on_cycle: Callable[[int, CycleStats | None], None] | None = None,
-                        trace_memory: bool = False) -> tuple[list[CycleStats], str]:
+                        trace_memory: bool = False,
+                        settings: dict[str, object] | None = None) -> tuple[list[CycleStats], str]:
     """`warmup + cycles` cycles of the real collect loop: one CycleStats per cycle, and the loop's name.
 
     Without `influx`, the sink is the one `hashfleet collect` uses when no InfluxDB is configured (the
     spool as local history): a diagnostic that takes the database's CPU out of the picture."""
     from collector import pipeline
 
-    cfg = collector_config(addresses, influx, concurrency=concurrency, timeout_s=timeout_s)
+    cfg = collector_config(addresses, influx, concurrency=concurrency, timeout_s=timeout_s, extra=settings)
     memory = _Memory(trace_memory, last_cycle=warmup + cycles - 1)
     recorder = Recorder(warmup=warmup, others=others or {}, delivery_timeout_s=delivery_timeout_s,
                         on_cycle=on_cycle, memory=memory)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -188,6 +189,11 @@ class ReconciliationConfig(Settings):
     keep_days: int = Field(default=7, ge=2, le=62, description="UTC days of integrals and results kept on disk")
 
 
+# The makes with a native reader, and the two ways of reading them.
+ReaderMake = Literal["avalon", "antminer", "whatsminer", "braiins"]
+ReaderPath = Literal["native", "pyasic"]
+
+
 class CollectorConfig(Settings):
     site: str = Field(default="default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="names the spool directory too: letters, digits, _ . -; not . or ..")
@@ -198,6 +204,10 @@ class CollectorConfig(Settings):
     concurrency: int = Field(default=512, ge=1, le=20_000, description="miners polled at once")
     pyasic_concurrency: int = Field(default=50, ge=1, le=5_000,
                                     description="of those, at most this many through pyasic (milliseconds of CPU each)")
+    readers: dict[ReaderMake, ReaderPath] = Field(
+        default_factory=dict,
+        description="how each make with a native reader is read: `native` (the default) or `pyasic`, e.g. "
+                    "{antminer: pyasic} sends stock Antminers through pyasic as before the native readers")
     rescan_interval_s: float = Field(default=300.0, gt=0, le=86_400, description="how often CIDR ranges and DNS names are re-resolved")
     cycle_deadline_s: float | None = Field(
         default=None, gt=0, le=3600,

@@ -48,7 +48,10 @@ class MinerState(StrEnum):
 
 class SampleSource(StrEnum):
     AVALON = "avalon"  # hashfleet's native CGMiner driver for Canaan Avalon
-    PYASIC = "pyasic"  # every other make, through pyasic
+    ANTMINER = "antminer"  # hashfleet's native reader for Antminer stock firmware (BMMiner RPC + web UI)
+    WHATSMINER = "whatsminer"  # hashfleet's native reader for Whatsminer btminer (API v2)
+    BRAIINS = "braiins"  # hashfleet's native reader for Braiins OS+ (bosminer RPC)
+    PYASIC = "pyasic"  # every other make, and any make an operator sends through pyasic (`readers`)
     MQTT = "mqtt"  # devices that publish their own telemetry
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
 from collector import pipeline, service, terminal
-from collector.commands.common import load_config
+from collector.commands.common import CONFIG_OPTION, load_config
 from collector.cycle import Cycle
 
 
@@ -16,9 +17,11 @@ def poll(
     as_json: bool = typer.Option(False, "--json", help="One MinerSample per line (JSON Lines)."),
     timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Seconds per miner."),
     site: str = typer.Option("default", "--site"),
+    config_file: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Poll miners once and print what they report."""
-    config = load_config(None, miners=addresses, timeout_s=timeout, site=site)
+    """Poll miners once and print what they report (the addresses given; from a config file, its other
+    settings, e.g. `readers`)."""
+    config = load_config(config_file, miners=addresses, timeout_s=timeout, site=site)
     samples = terminal.by_address(service.run_event_loop(_poll_once(pipeline.build(config))).samples)
     if as_json:
         for sample in samples:

@@ -31,6 +31,9 @@ from pydantic import ValidationError
 
 from collector.sources import plausibility
 from collector.sources import cgminer_client as cgminer
+from collector.sources.reply_values import first as _first
+from collector.sources.reply_values import mac as _mac
+from collector.sources.reply_values import text as _text
 from models import BoardSample, MinerSample, MinerState, PoolInfo, SampleSource
 from models.sample import (
     MAX_BOARDS,
@@ -38,7 +41,6 @@ from models.sample import (
     MAX_ERRORS,
     MAX_FAN_RPM,
     MAX_FANS,
-    MAX_TEXT_CHARS,
     MAX_UPTIME_S,
     TEMP_MAX_C,
 )
@@ -55,7 +57,6 @@ MAX_DEVICE_STRING_CHARS = 512 * 1024
 _MAX_POOLS = 64  # pool entries looked at for the active one
 _PVT_KEYS = tuple(f"PVT_T{i}" for i in range(MAX_BOARDS + 1))  # per-chip temperatures, one key per board
 _FAN_KEYS = tuple(f"Fan{i}" for i in range(1, MAX_FANS + 2))
-_MAC_HEX = re.compile(r"[0-9A-F]{12}")
 
 
 async def poll(
@@ -424,29 +425,11 @@ def _pool(pools: Any, dev: _Device) -> PoolInfo | None:
         return None
 
 
-def _text(value: Any) -> str | None:
-    """A text value of the reply, cut to MAX_TEXT_CHARS; anything but a string is no value."""
-    if not isinstance(value, str) or not value:
-        return None
-    return value if len(value) <= MAX_TEXT_CHARS else value[:MAX_TEXT_CHARS]
-
-
-def _mac(raw: Any) -> str | None:
-    text = str(raw or "")[:20].replace(":", "").upper()
-    if _MAC_HEX.fullmatch(text) is None:
-        return None
-    return ":".join(text[i:i + 2] for i in range(0, 12, 2))
-
-
 def _optional_section(reply: dict[str, Any], command: str, where: str) -> dict[str, Any]:
     try:
         return cgminer.section(reply, command, where)
     except cgminer.MinerReplyError:
         return {}
-
-
-def _first(items: Any) -> dict[str, Any]:
-    return items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else {}
 
 
 def _ths(ghs: float | None) -> float | None:

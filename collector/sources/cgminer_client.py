@@ -46,13 +46,21 @@ async def request(host: str, port: int, command: str, parameter: str | None = No
     The timeout covers connect, send and the whole read: a miner that holds the
     connection open without answering costs at most `timeout_s`.
     """
-    payload = _encode_request(command, parameter)
+    return await exchange(host, port, _encode_request(command, parameter), timeout_s=timeout_s)
+
+
+async def exchange(host: str, port: int, payload: bytes, *, timeout_s: float = 5.0,
+                   max_bytes: int = MAX_REPLY_BYTES) -> bytes:
+    """Connect, write `payload`, read until the peer closes: one request per connection, the way the
+    CGMiner API (and an HTTP/1.0 server) answers. The timeout covers connect, send and the whole read;
+    a reply over `max_bytes` is a MinerReplyError."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
     deadline = _Deadline(loop, timeout_s)
     transport = None
     try:
-        transport, _ = await loop.create_connection(lambda: _OneShot(payload, done, f"{host}:{port}"), host, port)
+        transport, _ = await loop.create_connection(lambda: _OneShot(payload, done, f"{host}:{port}", max_bytes),
+                                                    host, port)
         return await done
     except asyncio.CancelledError:
         if deadline.timed_out():
@@ -104,10 +112,11 @@ class _OneShot(asyncio.Protocol):
     reader/writer machinery was a measurable share of the collector's CPU.
     """
 
-    def __init__(self, request: bytes, done: asyncio.Future[bytes], where: str):
+    def __init__(self, request: bytes, done: asyncio.Future[bytes], where: str, max_bytes: int = MAX_REPLY_BYTES):
         self.request = request
         self.done = done
         self.where = where
+        self.max_bytes = max_bytes
         self.chunks: list[bytes] = []
         self.size = 0
 
@@ -118,8 +127,8 @@ class _OneShot(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)
         self.size += len(data)
-        if self.size > MAX_REPLY_BYTES and not self.done.done():
-            self.done.set_exception(MinerReplyError(f"{self.where}: reply larger than {MAX_REPLY_BYTES} bytes"))
+        if self.size > self.max_bytes and not self.done.done():
+            self.done.set_exception(MinerReplyError(f"{self.where}: reply larger than {self.max_bytes} bytes"))
             self.transport.close()
 
     def eof_received(self) -> bool:

@@ -1,11 +1,14 @@
-"""Find out what answers at an address: a native-driver Avalon, another make
-that pyasic reads, or nothing.
+"""Find out what answers at an address and which reader reads it: a native reader (Avalon,
+stock Antminer, Whatsminer, Braiins OS+), pyasic, or nothing.
 
 Avalons are recognised by their CGMiner `version` reply (one cheap request);
 everything else goes through pyasic's detection, which probes the web UI and
-port 4028 itself. Both steps have explicit timeouts, and callers bound how many
-of each run at once (`Gates`): pyasic's own limit does not (DESIGN.md section 5:
-an unbounded gather over 1,000 addresses found none).
+port 4028 itself. A make and firmware a native reader covers is then handed to
+it (it takes make, model, boards and chips from pyasic's detection and fetches
+what it reads rarely, e.g. the MAC); pyasic reads everything else, and any make
+the config's `readers` sends to pyasic. Every step has an explicit timeout, and
+callers bound how many run at once (`Gates`): pyasic's own limit does not
+(DESIGN.md section 5: an unbounded gather over 1,000 addresses found none).
 """
 
 from __future__ import annotations
@@ -13,21 +16,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collector.sources import avalon
-
+from collector.sources import antminer, avalon, braiins, reply_values, whatsminer
 from collector.sources import cgminer_client as cgminer
-
 from collector.sources import pyasic_makes as pyasic_source
+from collector.sources.profile import from_pyasic
 from collector.sources.targets import CGMINER_PORT, Target
 
 WEB_PORT = 80
 
 AVALON = "avalon"
 PYASIC = "pyasic"
+ANTMINER = "antminer"
+WHATSMINER = "whatsminer"
+BRAIINS = "braiins"
+
+
+def _antminer(target: Target, miner: Any) -> antminer.Antminer:
+    return antminer.Antminer(target.host, target.port, from_pyasic(miner), antminer.web_auth(miner))
+
+
+def _whatsminer(target: Target, miner: Any) -> whatsminer.Whatsminer:
+    return whatsminer.Whatsminer(target.host, target.port, from_pyasic(miner))
+
+
+def _braiins(target: Target, miner: Any) -> braiins.Braiins:
+    return braiins.Braiins(target.host, target.port, from_pyasic(miner), miner)  # keeps pyasic's gRPC client
+
+
+# The native readers of makes pyasic detects: which detected miners each covers, how it is made.
+NATIVE: dict[str, tuple[Callable[[Any], bool], Callable[[Target, Any], Any]]] = {
+    ANTMINER: (antminer.covers, _antminer),
+    WHATSMINER: (whatsminer.covers, _whatsminer),
+    BRAIINS: (braiins.covers, _braiins),
+}
 
 
 # pyasic's detection logs a warning per probe per address ("Socket ping timeout") on the root
@@ -68,8 +93,9 @@ class Identity:
     driver: str  # AVALON | PYASIC
     make: str | None = None
     model: str | None = None
-    pyasic_miner: Any = None
+    pyasic_miner: Any = None  # what pyasic reads (driver PYASIC)
     miner_id: str | None = None  # the MAC-based id its samples carry, when identification learnt the MAC
+    reader: Any = None  # a native reader's per-miner object (ANTMINER, WHATSMINER, BRAIINS): `await reader.poll(...)`
 
 
 def may_need_pyasic(targets: list[Target]) -> bool:
@@ -83,45 +109,58 @@ def load_pyasic() -> None:
     pyasic_source._import_pyasic()
 
 
-async def identify(target: Target, timeout_s: float = 5.0, gates: Gates | None = None) -> Identity:
+async def identify(target: Target, timeout_s: float = 5.0, gates: Gates | None = None,
+                   readers: Mapping[str, str] | None = None) -> Identity:
     """What answers at `target`; raises NoMinerFound when nothing recognisable does. Takes at most
-    `timeout_s` for the CGMiner probe plus max(timeout_s, PYASIC_DETECT_S) for pyasic's detection,
-    besides any wait at the `gates`."""
+    `timeout_s` for the CGMiner probe plus max(timeout_s, PYASIC_DETECT_S) for pyasic's detection
+    and `timeout_s` for a native reader's first rare reads, besides any wait at the `gates`.
+    `readers` maps a make to "pyasic" to have pyasic read it instead of its native reader."""
+    readers = readers or {}
     if target.port == WEB_PORT:  # a web-only device (Bitaxe): no CGMiner API to ask
-        return await _pyasic_identity(target, timeout_s, f"{target.address}: no make pyasic knows answers", gates)
+        return await _pyasic_identity(target, timeout_s, f"{target.address}: no make pyasic knows answers", gates,
+                                      readers)
     try:
         async with gates.probe if gates is not None else contextlib.nullcontext():
             raw = await cgminer.request(target.host, target.port, "version", timeout_s=timeout_s)
         why = f"{target.address}: answers, but neither as an Avalon nor as a make pyasic knows"
     except cgminer.MinerUnreachable as e:
         raw, why = b"", str(e)
-    if b"AVALON" in raw.upper():
+    if b"AVALON" in raw.upper() and readers.get(AVALON, "native") == "native":
         try:
             version = (cgminer.section(cgminer.decode(raw, target.address), "version", target.address)
                        .get("VERSION") or [{}])[0]
-            prod, mac = version.get("PROD"), avalon._mac(version.get("MAC"))
+            prod, mac = version.get("PROD"), reply_values.mac(version.get("MAC"))
         except (cgminer.MinerReplyError, AttributeError, IndexError, KeyError, TypeError):
             prod = mac = None  # still an Avalon; polls will report what is wrong with it
         return Identity(target, AVALON, make=avalon.MAKE, model=prod, miner_id=mac)
     if target.port != CGMINER_PORT:
         raise NoMinerFound(why)  # pyasic's detection only knows the standard ports
-    return await _pyasic_identity(target, timeout_s, why, gates)
+    return await _pyasic_identity(target, timeout_s, why, gates, readers)
 
 
-async def _pyasic_identity(target: Target, timeout_s: float, why: str, gates: Gates | None) -> Identity:
+async def _pyasic_identity(target: Target, timeout_s: float, why: str, gates: Gates | None,
+                           readers: Mapping[str, str]) -> Identity:
     async with gates.detect if gates is not None else contextlib.nullcontext():
         miner = await pyasic_source.detect(target.host, timeout_s=max(timeout_s, PYASIC_DETECT_S))
     if miner is None:
         raise NoMinerFound(why)
-    return Identity(target, PYASIC, make=str(getattr(miner, "make", None) or "") or None,
-                    model=str(getattr(miner, "model", None) or "") or None, pyasic_miner=miner)
+    make = str(getattr(miner, "make", None) or "") or None
+    model = str(getattr(miner, "model", None) or "") or None
+    if target.port == CGMINER_PORT:  # the native readers speak to the port pyasic found the miner on
+        for name, (covers, make_reader) in NATIVE.items():
+            if readers.get(name, "native") == "native" and covers(miner):
+                reader = make_reader(target, miner)
+                await reader.prepare(timeout_s)
+                return Identity(target, name, make=make, model=model, reader=reader, miner_id=reader.mac)
+    return Identity(target, PYASIC, make=make, model=model, pyasic_miner=miner)
 
 
-async def attempt(target: Target, timeout_s: float, gates: Gates | None = None) -> Identity | str:
+async def attempt(target: Target, timeout_s: float, gates: Gates | None = None,
+                  readers: Mapping[str, str] | None = None) -> Identity | str:
     """`identify`, never raising: the Identity, or why nothing was identified (a message that
     names the address)."""
     try:
-        return await identify(target, timeout_s, gates)
+        return await identify(target, timeout_s, gates, readers)
     except NoMinerFound as e:
         return str(e)
     except Exception as e:  # pyasic raises many kinds; one odd address must not stop the others
@@ -131,6 +170,7 @@ async def attempt(target: Target, timeout_s: float, gates: Gates | None = None) 
 async def scan(
     targets: list[Target], *, concurrency: int = 256, timeout_s: float = 3.0, detect_concurrency: int = 50,
     on_progress: Callable[[int, int], None] | None = None, on_found: Callable[[Identity], None] | None = None,
+    readers: Mapping[str, str] | None = None,
 ) -> list[Identity]:
     """Identify many addresses at once: at most `concurrency` probes and `detect_concurrency` pyasic
     detections in flight. `on_found` is called with each miner as it is found."""
@@ -140,7 +180,7 @@ async def scan(
     async def one(target: Target) -> Identity | None:
         nonlocal done
         try:
-            outcome = await attempt(target, timeout_s, gates)
+            outcome = await attempt(target, timeout_s, gates, readers)
         finally:
             done += 1
             if on_progress:

@@ -48,10 +48,17 @@ LOG_EXAMPLES = 3
 _UNDER_WAY = "identification under way"
 
 
-@dataclass
+# The source of a miner's samples, offline ones included, by the driver that reads it.
+_SOURCES = {discovery.AVALON: SampleSource.AVALON, discovery.PYASIC: SampleSource.PYASIC,
+            discovery.ANTMINER: SampleSource.ANTMINER, discovery.WHATSMINER: SampleSource.WHATSMINER,
+            discovery.BRAIINS: SampleSource.BRAIINS}
+
+
+@dataclass(slots=True)
 class _Known:
-    driver: str | None = None  # AVALON | PYASIC once identified; None: not polled, identification's turn
+    driver: str | None = None  # identify's AVALON | PYASIC | a native reader's name; None: identification's turn
     pyasic_miner: Any = None
+    reader: Any = None  # a native reader's per-miner object (identify.NATIVE)
     miner_id: str | None = None  # kept so an offline miner keeps its MAC-based id
     error_logged: bool = False  # an unexpected driver error's traceback was logged for this miner
     source: SampleSource = SampleSource.AVALON  # of its offline samples: the driver that last read it
@@ -224,7 +231,8 @@ class PolledMiners:
                 fresh = [t for t in range_targets(spec) if t not in self.targets and in_shard(t, self.shard)]
                 identities = await discovery.scan(
                     fresh, concurrency=self.config.concurrency, timeout_s=min(self.config.timeout_s, 3.0),
-                    detect_concurrency=self.config.pyasic_concurrency, on_progress=on_progress, on_found=self._found)
+                    detect_concurrency=self.config.pyasic_concurrency, on_progress=on_progress, on_found=self._found,
+                    readers=self.config.readers)
                 log.info("%s: %d miner(s) found", spec.text, len(identities))
 
     def _found(self, identity: discovery.Identity) -> None:
@@ -236,10 +244,10 @@ class PolledMiners:
             self._identified(known, identity)
 
     def _identified(self, known: _Known, identity: discovery.Identity) -> None:
-        known.driver, known.pyasic_miner = identity.driver, identity.pyasic_miner
+        known.driver, known.pyasic_miner, known.reader = identity.driver, identity.pyasic_miner, identity.reader
         if identity.miner_id:  # offline before its first poll, it still carries its MAC-based id
             known.miner_id = identity.miner_id
-        known.source = SampleSource.PYASIC if identity.driver == discovery.PYASIC else SampleSource.AVALON
+        known.source = _SOURCES.get(identity.driver, SampleSource.PYASIC)
         known.failed_identifications = known.offline_polls = 0
         known.reason = ""
 
@@ -247,7 +255,7 @@ class PolledMiners:
         """Identify one address (never raises): it joins the polled set, or its next try is scheduled."""
         known.identifying = True
         try:
-            outcome = await discovery.attempt(target, self.config.timeout_s, self._identify_gates)
+            outcome = await discovery.attempt(target, self.config.timeout_s, self._identify_gates, self.config.readers)
         finally:
             known.identifying = False
         if known.driver is not None:  # a range scan found it meanwhile
@@ -411,6 +419,11 @@ class PolledMiners:
                                            timeout_s=deadline, known_id=known.miner_id)
             elif known.driver is None:  # identification's turn (in the background): not polled, no wait
                 return self._offline(target, known, ts, f"not identified yet: {known.reason or _UNDER_WAY}")
+            elif known.reader is not None:
+                # A native reader: one joined request a poll, like the Avalon's; its rare extra reads keep
+                # within the same deadline (collector.sources.profile).
+                sample = await known.reader.poll(site=self.config.site, ts=ts, timeout_s=deadline,
+                                                 known_id=known.miner_id)
             else:
                 async with self._pyasic_gate:
                     try:
@@ -439,7 +452,7 @@ class PolledMiners:
     def _hand_back(self, target: Target, known: _Known, last: MinerSample) -> None:
         """A known miner that stopped answering leaves the polled set: identification (with backoff)
         finds it again when it is back, instead of its timeout being spent every cycle."""
-        known.driver = None
+        known.driver = known.reader = known.pyasic_miner = None  # identification makes them afresh
         known.offline_polls = known.failed_identifications = 0
         why = last.errors[0] if last.errors else "no answer"
         known.reason = f"no answer to {OFFLINE_POLLS_BEFORE_REIDENTIFY} polls in a row (last: {why}); {_UNDER_WAY}"

@@ -49,3 +49,8 @@ def test_bench_antminer_runs_sharded_collectors_on_one_schedule(tmp_path):
     for cycle in result["cycles"]:
         assert cycle["miners"] == cycle["mining"] == 20 and len(cycle["shard_seconds"]) == 2
         assert abs(cycle["seconds"] - max(cycle["shard_seconds"])) < 0.01  # the fleet waits for its slowest shard
+    # the native reader, then pyasic, on the same fleet: every miner read by both, CPU and memory per miner
+    assert [p["path"] for p in result["paths"]] == ["native", "pyasic"]
+    for path in result["paths"]:
+        assert path["all_read"] and path["miners"] == 20
+        assert path["cpu_ms_per_miner"] > 0 and path["rss_kb_per_miner"] is not None

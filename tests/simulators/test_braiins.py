@@ -222,8 +222,11 @@ def test_the_wrong_password_reads_nothing_over_grpc(s19):
 # -- the collector's pyasic path ------------------------------------------------------------------------------
 
 
-def test_hashfleet_poll_reads_a_braiins_unit_through_pyasic(s19):
-    done = subprocess.run([HASHFLEET, "poll", s19.host, "--json"], capture_output=True, text=True, timeout=120)
+def test_hashfleet_poll_reads_a_braiins_unit_through_pyasic(s19, tmp_path):
+    config = tmp_path / "pyasic.yaml"
+    config.write_text("readers: {braiins: pyasic}\n")  # the native reader is the default now
+    done = subprocess.run([HASHFLEET, "poll", s19.host, "--json", "--config", str(config)], capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     sample = json.loads(done.stdout.splitlines()[0])
     truth = s19.last_served

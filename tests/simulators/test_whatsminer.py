@@ -214,8 +214,11 @@ def test_tokens_expire_after_30_minutes():
 # -- the collector's pyasic path ------------------------------------------------------------------------
 
 
-def test_hashfleet_poll_reads_a_whatsminer_through_pyasic(m30):
-    done = subprocess.run([HASHFLEET, "poll", m30.host, "--json"], capture_output=True, text=True, timeout=120)
+def test_hashfleet_poll_reads_a_whatsminer_through_pyasic(m30, tmp_path):
+    config = tmp_path / "pyasic.yaml"
+    config.write_text("readers: {whatsminer: pyasic}\n")  # the native reader is the default now
+    done = subprocess.run([HASHFLEET, "poll", m30.host, "--json", "--config", str(config)], capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     sample = json.loads(done.stdout.splitlines()[0])
     truth = m30.last_served

@@ -1,5 +1,8 @@
 """The collector's pyasic path reads simulated Antminers (stock) and a Bitaxe: detection once, then polls.
 
+Stock Antminers have a native reader now (tests/collector/sources/test_native_makes.py); here the
+config sends them through pyasic (`readers: {antminer: pyasic}`), the path an operator can still choose.
+
 `PolledMiners.cycle` over real sockets: the simulators run in a background thread on 127.50.0.1-3
 (pyasic's ports 4028 and 80 are fixed, so each miner has its own address). A ManualClock keeps
 the served truth still, so the collector's numbers compare with it closely.
@@ -43,7 +46,7 @@ def by_key(sim, key):
 
 
 def poller(*hosts: str, timeout_s: float = 5.0) -> PolledMiners:
-    return PolledMiners(CollectorConfig(miners=list(hosts), timeout_s=timeout_s))
+    return PolledMiners(CollectorConfig(miners=list(hosts), timeout_s=timeout_s, readers={"antminer": "pyasic"}))
 
 
 def cycle(p: PolledMiners):
@@ -142,8 +145,9 @@ def test_scan_lists_antminers_and_the_bitaxe_with_make_and_model(sim):
     rows = {host_port.rsplit(":", 1)[0]: (make, model, driver)
             for host_port, make, model, driver in (line.split("\t") for line in done.stdout.splitlines())}
     assert sorted(rows) == ["127.50.0.1", "127.50.0.2", "127.50.0.3"]
-    for host, (make, model) in zip(sorted(rows), MAKES.values(), strict=True):
-        assert rows[host][0] == make and rows[host][2] == "pyasic"
+    for host, (key, (make, model)) in zip(sorted(rows), MAKES.items(), strict=True):
+        # stock Antminers go to their native reader, the Bitaxe to pyasic
+        assert rows[host][0] == make and rows[host][2] == ("pyasic" if key == "bitaxe" else "antminer")
         assert rows[host][1].startswith(model)  # pyasic's name carries the firmware: "S19j Pro (Stock)"
     assert "3 miner(s) found in 6 address(es)" in done.stderr
 

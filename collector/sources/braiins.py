@@ -1,0 +1,298 @@
+"""Native reader for Braiins OS+ (BOSer) through bosminer's CGMiner-compatible RPC on TCP 4028.
+
+One TCP connection and one joined request per poll, `summary+devs+tunerstatus+fans+temps+devdetails+pools`,
+open (no token): `summary` the live (`MHS 1m`) and average hashrate and uptime, `devs` each chain's
+rate, `devdetails` its chips, `temps` its chip and board temperatures, `tunerstatus` the power the
+unit draws and its limit and each chain's tuner state (pyasic's errors), `fans`, `pools`. pyasic 0.79
+reads the same unit with that RPC request plus six gRPC calls on port 50051, each on a new HTTP/2
+connection, and a login. What only gRPC carries changes rarely: the MAC (the miner's id), the
+firmware string and the nominal hashrate come from `GetMinerDetails` through pyasic's own gRPC
+client (its login, its password setting) at identification and every ten minutes, and its pause
+state (`status`) while the unit does not hash (collector.sources.profile).
+
+Where pyasic 0.79 reads BOS+ differently: a paused unit is `soft_off` (pyasic: idle); the firmware
+string is kept whole ("2025-08-06-0-3881c51d-25.07-plus"; pyasic keeps "25.07").
+Hostile replies: as collector.sources.antminer (collector.sources.reply_values, plausibility).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from collector.sources import cgminer_client as cgminer
+from collector.sources import plausibility
+from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due, spread_due
+from collector.sources.reply_values import Checked, first, mac, text
+from models import BoardSample, MinerSample, MinerState, SampleSource
+from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
+
+# The one request a poll sends; `_read_rpc` reads exactly these sections.
+POLL_COMMAND = "summary+devs+tunerstatus+fans+temps+devdetails+pools"
+SOURCE = SampleSource.BRAIINS
+_MHS_PER_THS = 1e6
+# tunerstatus chain states that are not a fault (pyasic's list): the tuner at work or done.
+_TUNER_OK = ("Stable", "Testing performance profile", "Tuning individual chips")
+_PAUSED = 3  # braiins.bos.v1 MinerStatus.MINER_STATUS_PAUSED
+
+
+class Braiins:
+    """One identified Braiins OS+ unit; `grpc` is pyasic's miner object, used for the rare gRPC reads."""
+
+    __slots__ = ("host", "port", "profile", "grpc", "mac", "firmware", "expected_ths", "paused", "grpc_problem",
+                 "status_due", "identity_due", "shape")
+
+    def __init__(self, host: str, port: int, profile: Profile, grpc: Any) -> None:
+        self.host, self.port, self.profile, self.grpc = host, port, profile, grpc
+        self.mac: str | None = None
+        self.firmware: str | None = None
+        self.expected_ths: float | None = None
+        self.paused: bool | None = None
+        self.grpc_problem: str | None = None
+        self.status_due = self.identity_due = 0.0
+        self.shape: tuple[bool, tuple[int | None, ...]] | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def prepare(self, timeout_s: float) -> None:
+        """At identification: MAC, firmware, nominal hashrate over gRPC. A failure is kept as a warning."""
+        await self._details(time.monotonic() + timeout_s)
+        now = time.monotonic()
+        self.identity_due = spread_due(now, IDENTITY_EVERY_S)
+        self.status_due = spread_due(now, STATUS_EVERY_S)
+
+    async def poll(self, *, site: str, ts: datetime, timeout_s: float, known_id: str | None) -> MinerSample:
+        """Read the miner; never raises for a misbehaving miner."""
+        where = self.where
+        miner_id = known_id or self.mac or where
+        started = time.monotonic()
+        try:
+            raw = await cgminer.request(self.host, self.port, POLL_COMMAND, timeout_s=timeout_s)
+            reading = _read_rpc(cgminer.decode(raw, where), where, self.profile)
+        except cgminer.MinerUnreachable as e:
+            return _unread(miner_id, self, site, ts, str(e), MinerState.OFFLINE)
+        except cgminer.MinerReplyError as e:
+            return _unread(miner_id, self, site, ts, str(e), MinerState.ERROR)
+        await self._refresh(reading, started + timeout_s)
+        try:
+            return _sample(reading, self, site=site, ts=ts)
+        except ValidationError as e:  # a backstop: the checks should have refused it
+            bad = "; ".join(f"{'.'.join(map(str, err['loc']))} ({err['msg']})" for err in e.errors()[:3])
+            return _unread(miner_id, self, site, ts, f"{where}: reply value out of range: {bad}", MinerState.ERROR)
+
+    async def _refresh(self, reading: _Reading, deadline: float) -> None:
+        now = time.monotonic()
+        shape = (reading.hashing, reading.chips)
+        changed, self.shape = self.shape is not None and shape != self.shape, shape
+        if reading.hashing:
+            self.paused = None
+        if now >= self.identity_due or (not reading.hashing and (self.paused is None or changed
+                                                                  or now >= self.status_due)):
+            self.identity_due = next_due(now, IDENTITY_EVERY_S)
+            self.status_due = next_due(now, STATUS_EVERY_S)
+            await self._details(deadline)
+
+    async def _details(self, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0.05 or self.grpc is None:
+            return
+        try:
+            async with asyncio.timeout(left):
+                details = await self.grpc.web.get_miner_details()
+        except TimeoutError:
+            self.grpc_problem = f"{self.host}:50051: no gRPC answer within {left:.3g} s"
+            return
+        except Exception as e:  # pyasic's gRPC client raises many kinds; a rare call must not cost the poll
+            self.grpc_problem = f"{self.host}:50051: gRPC GetMinerDetails failed ({type(e).__name__})"
+            return
+        self.grpc_problem = None
+        self.mac, self.firmware, self.expected_ths, self.paused = miner_details(details, self)
+
+
+def miner_details(details: Any, known: Braiins) -> tuple[str | None, str | None, float | None, bool | None]:
+    """(MAC, firmware, nominal TH/s, paused) from `GetMinerDetails` as a dict: pyasic's (camelCase) or
+    the proto's own field names; what is missing or unusable keeps the value known before."""
+    if not isinstance(details, dict):
+        return known.mac, known.firmware, known.expected_ths, known.paused
+
+    def get(parent: Any, camel: str, snake: str) -> Any:
+        return parent.get(camel, parent.get(snake)) if isinstance(parent, dict) else None
+
+    found_mac = mac(text(get(details, "macAddress", "mac_address"))) or known.mac
+    firmware = text(get(get(details, "bosVersion", "bos_version"), "current", "current")) or known.firmware
+    gigahash = get(get(details, "stickerHashrate", "sticker_hashrate"), "gigahashPerSecond", "gigahash_per_second")
+    checked = Checked()
+    nominal = checked.number(gigahash, "expected_hashrate_ths", "GetMinerDetails sticker_hashrate")
+    expected = nominal / 1000 if nominal else known.expected_ths
+    status = details.get("status")
+    try:
+        paused = int(status) == _PAUSED if status is not None and not isinstance(status, (str, bool)) else None
+    except (TypeError, ValueError):
+        paused = None
+    return found_mac, firmware, expected, paused
+
+
+# -- the RPC reading ------------------------------------------------------------------------------
+
+
+class _Reading:
+    __slots__ = ("checked", "live_ths", "avg_ths", "power_w", "power_limit_w", "fans", "uptime", "boards", "chips",
+                 "board_temp_max", "pool", "errors")
+
+    def __init__(self) -> None:
+        self.checked = Checked()
+
+    @property
+    def hashing(self) -> bool:
+        return bool(self.live_ths)
+
+
+def _items(reply: dict[str, Any], command: str, key: str, where: str) -> list[Any]:
+    try:
+        items = cgminer.section(reply, command, where).get(key)
+    except cgminer.MinerReplyError:
+        return []  # a missing part only refines the sample
+    return items if isinstance(items, list) else []
+
+
+def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
+    summary = first(cgminer.section(reply, "summary", where).get("SUMMARY"))
+    if not summary:
+        raise cgminer.MinerReplyError(f"{where}: summary carries no entry (SUMMARY[0])")
+    r = _Reading()
+    c = r.checked
+    live = c.number(summary.get("MHS 1m"), "hashrate_ths", "summary MHS 1m")
+    avg = c.number(summary.get("MHS av"), "hashrate_avg_ths", "summary MHS av")
+    r.live_ths = None if live is None else live / _MHS_PER_THS
+    r.avg_ths = None if avg is None else avg / _MHS_PER_THS
+    r.uptime = c.count(summary.get("Elapsed"), "uptime_s", "summary Elapsed", MAX_UPTIME_S)
+    tuner = first(_items(reply, "tunerstatus", "TUNERSTATUS", where))
+    r.power_w = c.number(tuner.get("ApproximateMinerPowerConsumption"), "power_w",
+                         "tunerstatus ApproximateMinerPowerConsumption") or None
+    r.power_limit_w = c.number(tuner.get("PowerLimit"), "power_limit_w", "tunerstatus PowerLimit") or None
+    r.errors = _tuner_errors(tuner.get("TunerChainStatus"))
+    r.fans = _fans(_items(reply, "fans", "FANS", where), profile, c)
+    r.boards, r.board_temp_max = _boards(_items(reply, "devs", "DEVS", where),
+                                         _items(reply, "devdetails", "DEVDETAILS", where),
+                                         _items(reply, "temps", "TEMPS", where), profile, c)
+    r.chips = tuple(b.chips_ok for b in r.boards)
+    r.pool = c.pool(_items(reply, "pools", "POOLS", where))
+    return r
+
+
+def _tuner_errors(chains: Any) -> list[str]:
+    """Chains whose tuner state is a fault, worded as pyasic words them ("Slot 1 failed to initialize
+    hashchain"; chains numbered from 0, S9-era ids 6-8 too)."""
+    if not isinstance(chains, list):
+        return []
+    ids = [chain.get("HashchainIndex") for chain in chains[:MAX_BOARDS] if isinstance(chain, dict)]
+    offset = 6 if ids and type(ids[0]) is int and ids[0] in (6, 7, 8) else 0
+    errors = []
+    for chain in chains[:MAX_BOARDS]:
+        if not isinstance(chain, dict):
+            continue
+        status = text(chain.get("Status"), 200)
+        if status is None or status in _TUNER_OK:
+            continue
+        index = chain.get("HashchainIndex")
+        said = status.split(" {")[0]
+        slot = index - offset if type(index) is int else "?"
+        errors.append(f"Slot {slot} {said[0].lower()}{said[1:]}")
+        if len(errors) == MAX_ERRORS:
+            break
+    return errors
+
+
+def _fans(fans: list[Any], profile: Profile, c: Checked) -> list[int]:
+    if len(fans) > MAX_FANS:
+        c.refuse("fans_rpm", "fans", f"{len(fans)} entries", f"is more than the cap of {MAX_FANS} fans")
+        return []
+    speeds = []
+    for i, fan in enumerate(fans[:profile.fans] if profile.fans else fans):
+        if isinstance(fan, dict):
+            rpm = c.count(fan.get("RPM"), "fans_rpm", f"fans[{i}] RPM", MAX_FAN_RPM)
+            if rpm is not None:
+                speeds.append(rpm)
+    return speeds
+
+
+def _boards(devs: list[Any], details: list[Any], temps: list[Any], profile: Profile,
+            c: Checked) -> tuple[list[BoardSample], float | None]:
+    """Chains by their ID (6-8 on S9s, 1-3 on S19s), in order: `devs` rate, `devdetails` chips, `temps`."""
+    if max(len(devs), len(details), len(temps)) > MAX_BOARDS:
+        c.refuse("boards", "devs", f"{max(len(devs), len(details), len(temps))} entries",
+                 f"is more than the cap of {MAX_BOARDS} boards")
+        return [], None
+    rates = {e.get("ID"): e for e in devs if isinstance(e, dict) and type(e.get("ID")) is int}
+    chips = {e.get("ID"): e for e in details if isinstance(e, dict) and type(e.get("ID")) is int}
+    sensors = {e.get("ID"): e for e in temps if isinstance(e, dict) and type(e.get("ID")) is int}
+    boards, board_max = [], None
+    for index, chain in enumerate(sorted(set(rates) | set(chips))):
+        dev, detail, temp = rates.get(chain, {}), chips.get(chain, {}), sensors.get(chain, {})
+        rate = c.number(dev.get("MHS 1m"), "boards", f"devs[ID {chain}] MHS 1m")
+        board = c.temp(temp.get("Board"), "boards", f"temps[ID {chain}] Board") or None
+        if board is not None:
+            board_max = board if board_max is None else max(board_max, board)
+        boards.append(BoardSample(
+            index=index, hashrate_ths=None if rate is None else rate / _MHS_PER_THS,
+            temp_chip_max_c=c.temp(temp.get("Chip"), "boards", f"temps[ID {chain}] Chip") or None,
+            chips_ok=c.count(detail.get("Chips"), "boards", f"devdetails[ID {chain}] Chips", MAX_CHIPS_PER_BOARD),
+            chips_expected=profile.chips_per_board))
+    return boards, board_max
+
+
+def _sample(r: _Reading, miner: Braiins, *, site: str, ts: datetime) -> MinerSample:
+    c = r.checked
+    if "hashrate_ths" in c.refused:
+        state = MinerState.ERROR
+    elif r.hashing:
+        state = MinerState.MINING
+    elif miner.paused:
+        state = MinerState.SOFT_OFF
+    else:
+        state = MinerState.ERROR if r.errors else MinerState.IDLE
+    errors, unusable = r.errors, []
+    if c.refused:
+        state = MinerState.ERROR
+        errors = [*r.errors, *c.refused.values()][:MAX_ERRORS]
+        unusable = list(c.refused)[:MAX_ERRORS]
+    sample = MinerSample(
+        miner=miner.mac or miner.where, host=miner.host, port=miner.port, site=site, ts=ts, state=state,
+        source=SOURCE, make=miner.profile.make, model=miner.profile.model, firmware=miner.firmware, mac=miner.mac,
+        hashrate_ths=r.live_ths if state is MinerState.MINING or "hashrate_ths" in c.refused else 0.0,
+        hashrate_avg_ths=r.avg_ths, expected_hashrate_ths=miner.expected_ths, power_w=r.power_w,
+        power_limit_w=r.power_limit_w,
+        temp_chip_max_c=max((b.temp_chip_max_c for b in r.boards if b.temp_chip_max_c is not None), default=None),
+        temp_board_max_c=r.board_temp_max, fans_rpm=r.fans, boards=r.boards, pool=r.pool, uptime_s=r.uptime,
+        errors=errors, unusable=unusable,
+        warnings=[f"{miner.grpc_problem}; MAC, firmware, nominal hashrate and pause state as last read"]
+        if miner.grpc_problem else [],
+    )
+    return plausibility.check(sample)
+
+
+def _unread(miner_id: str, miner: Braiins, site: str, ts: datetime, reason: str, state: MinerState) -> MinerSample:
+    return MinerSample.offline(miner=miner_id, host=miner.host, port=miner.port, site=site, ts=ts, source=SOURCE,
+                               reason=reason, state=state, make=miner.profile.make if state is MinerState.ERROR else None)
+
+
+def read_reply(reply: dict[str, Any], *, host: str, port: int, site: str, ts: datetime, profile: Profile = Profile(),
+               details: dict[str, Any] | None = None) -> MinerSample:
+    """A decoded poll reply as a sample, with pyasic's `GetMinerDetails` dict given (or none)."""
+    miner = Braiins(host, port, profile, None)
+    if details is not None:
+        miner.mac, miner.firmware, miner.expected_ths, miner.paused = miner_details(details, miner)
+    return _sample(_read_rpc(reply, f"{host}:{port}", profile), miner, site=site, ts=ts)
+
+
+def covers(pyasic_miner: Any) -> bool:
+    """BOS+ with the public gRPC API (pyasic's BOSer): 23.x and later."""
+    from pyasic.miners.backends.braiins_os import BOSer
+
+    return isinstance(pyasic_miner, BOSer)

@@ -1,0 +1,122 @@
+"""Values out of a miner's JSON reply, checked before they enter a sample.
+
+The native readers of CGMiner-style JSON (Antminer, Whatsminer, Braiins OS) read each number through a
+`Checked`: a value that is not a finite number, is negative where a count or a rate cannot be, or is
+over its cap is refused field by field, as the Avalon reader refuses device-string values. The field
+is left empty and named with the reason (`refused`), the reading keeps the rest, and the miner is in
+error. Absent values (a missing key, JSON null, an empty string: firmware's "no reading") are None and
+refuse nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from models import PoolInfo
+from models.sample import MAX_TEXT_CHARS, TEMP_MAX_C
+
+MAX_POOLS = 64  # pool entries looked at for the active one
+_MAC_HEX = re.compile(r"[0-9A-F]{12}")
+_NO_READING_C = -273.0  # firmware's "sensor absent"
+
+
+class Checked:
+    """The refusals of one reply. `where` names the miner in nothing here: reasons name the key."""
+
+    __slots__ = ("refused",)
+
+    def __init__(self) -> None:
+        self.refused: dict[str, str] = {}  # sample field -> why its value was refused
+
+    def refuse(self, field: str, what: str, value: Any, why: str) -> None:
+        self.refused.setdefault(field, f"reply value out of range: {what} {_shown(value)} {why}; {field} left empty")
+
+    def number(self, value: Any, field: str, what: str, low: float | None = 0.0) -> float | None:
+        """A JSON number, or a number written as text ("103.89": firmware does both), as a finite float."""
+        if value is None or value == "":
+            return None
+        if type(value) is float or type(value) is int:  # the common case first: no conversion, no isinstance
+            number = float(value)
+        elif isinstance(value, str) and len(value) <= 64:
+            try:
+                number = float(value)
+            except ValueError:
+                self.refuse(field, what, value, "is not a number")
+                return None
+        else:  # bool, list, object, or text too long to be a number
+            self.refuse(field, what, value, "is not a number")
+            return None
+        if number - number != 0.0:  # inf or NaN
+            self.refuse(field, what, value, "is not a finite number")
+            return None
+        if low is not None and number < low:
+            self.refuse(field, what, value, f"must be greater than or equal to {low:g}")
+            return None
+        return number
+
+    def count(self, value: Any, field: str, what: str, high: float) -> int | None:
+        number = self.number(value, field, what)
+        if number is None:
+            return None
+        if number > high:
+            self.refuse(field, what, value, f"is more than {high:g}")
+            return None
+        return int(number)
+
+    def temp(self, value: Any, field: str, what: str) -> float | None:
+        """A temperature in C; the firmware's "no sensor" (-273 and below) is None."""
+        number = self.number(value, field, what, low=None)
+        if number is None or number <= _NO_READING_C:
+            return None
+        if number > TEMP_MAX_C:
+            self.refuse(field, what, value, f"is above {TEMP_MAX_C:g} C, no temperature a miner reports")
+            return None
+        return number
+
+    def pool(self, pools: Any) -> PoolInfo | None:
+        """The active pool of a CGMiner `POOLS` list (else the first alive, else the first)."""
+        if not isinstance(pools, list) or not pools:
+            return None
+        pools = pools[:MAX_POOLS]
+        active = next((p for p in pools if isinstance(p, dict) and p.get("Stratum Active") is True), None) or next(
+            (p for p in pools if isinstance(p, dict) and p.get("Status") == "Alive"), pools[0])
+        if not isinstance(active, dict):
+            return None
+        try:
+            return PoolInfo(url=text(active.get("URL")), user=text(active.get("User")),
+                            accepted=active.get("Accepted"), rejected=active.get("Rejected"),
+                            stale=active.get("Stale"), active=active.get("Stratum Active") is True)
+        except ValidationError as e:  # a count that is not a whole number >= 0
+            bad = e.errors()[0]
+            self.refuse("pool", f"pools {bad['loc'][0]}", bad.get("input"), f"is not a count ({bad['msg']})")
+            return None
+
+
+def text(value: Any, limit: int = MAX_TEXT_CHARS) -> str | None:
+    """A text value of the reply, cut to `limit`; anything but a non-empty string is no value."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value if len(value) <= limit else value[:limit]
+
+
+def mac(raw: Any) -> str | None:
+    """`AA:BB:CC:DD:EE:FF` from a MAC in any of the forms firmware writes it; None for anything else."""
+    if not isinstance(raw, str) or len(raw) > 20:
+        return None
+    bare = raw.replace(":", "").replace("-", "").upper()
+    if _MAC_HEX.fullmatch(bare) is None:
+        return None
+    return ":".join(bare[i:i + 2] for i in range(0, 12, 2))
+
+
+def first(items: Any) -> dict[str, Any]:
+    """The first entry of a JSON list of objects, or {}."""
+    return items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else {}
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value) if not isinstance(value, str) else value
+    return shown if len(shown) <= 40 else f"{shown[:40]}..."

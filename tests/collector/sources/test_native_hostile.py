@@ -1,0 +1,256 @@
+"""What a miner sends the native readers is hostile until checked (issue 13's rules, now for Antminer,
+Whatsminer and Braiins OS+): each attack is a simulated unit whose replies a proxy rewrites on real TCP
+(tests/collector/sources/tampering_proxy.py), polled in one cycle beside good units of every make. The
+attacked field is refused and named, the rest of that unit's reading is kept, and every good unit is
+read as its simulator served it: a bad reply costs its own miner only.
+
+The web UI (an Antminer's MAC, health list, sleep setting) is attacked the same way, from a scripted
+HTTP server: a reply too large, one that never ends, garbage where JSON belongs, a hostile MAC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from collector.sources import antminer, web_client
+from collector.sources.polled_miners import PolledMiners
+from collector.sources.profile import Profile
+from models import CollectorConfig, MinerState
+from simulators import ManualClock, run_fleet
+from tests.collector.sources.tampering_proxy import TamperingProxy, rewrite
+
+TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+KEYS = ("s19jpro", "m50s", "bos-s19jpro")
+UPSTREAM = "127.53.0.1"
+PROXIED = {"s19jpro": "127.53.1.1", "m50s": "127.53.1.2", "bos-s19jpro": "127.53.1.3"}
+POLL = {"s19jpro": "stats+pools", "m50s": "summary+devs+pools",
+        "bos-s19jpro": "summary+devs+tunerstatus+fans+temps+devdetails+pools"}
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """Two units of each make: the first behind the proxy (attacked), the second answering directly."""
+    with run_fleet(",".join(f"{k}:2" for k in KEYS), base=UPSTREAM, seed=81, clock=ManualClock()) as fleet:
+        firsts = {k: next(m for m in fleet.miners if m.spec.key == k) for k in KEYS}
+        with TamperingProxy({PROXIED[k]: m.host for k, m in firsts.items()}) as proxy:
+            good = [m for m in fleet.miners if m not in firsts.values()]
+            poller = PolledMiners(CollectorConfig(miners=[*PROXIED.values(), *(m.host for m in good)],
+                                                  timeout_s=2.0))
+            asyncio.run(poller.refresh())  # identified once, through the proxy, before any attack
+            yield fleet, proxy, poller, good
+
+
+def one_cycle(poller: PolledMiners):
+    return {s.host: s for s in asyncio.run(poller.cycle(TS)).samples}
+
+
+def stats_dev(edit):
+    return lambda reply: edit(reply["stats"][0]["STATS"][1])
+
+
+def summary_of(edit):
+    return lambda reply: edit(reply["summary"][0]["SUMMARY"][0])
+
+
+def section(name: str, key: str, edit):
+    return lambda reply: edit(reply[name][0][key])
+
+
+def put(key: str, value):
+    return lambda entry: entry.__setitem__(key, value)
+
+
+# (make, attack, edit of the decoded poll reply, the field refused, or for a reply refused whole the text
+# its error must carry)
+ATTACKS = [
+    ("s19jpro", "hashrate as text 'inf'", stats_dev(put("GHS 5s", "inf")), "hashrate_ths"),
+    ("s19jpro", "hashrate 1e300", stats_dev(put("GHS 5s", 1e300)), "hashrate_ths"),
+    ("s19jpro", "negative hashrate", stats_dev(put("GHS 5s", -5)), "hashrate_ths"),
+    ("s19jpro", "hashrate a list", stats_dev(put("GHS 5s", [1, 2])), "hashrate_ths"),
+    ("s19jpro", "nominal 'NaN'", stats_dev(put("total_rateideal", "NaN")), "expected_hashrate_ths"),
+    ("s19jpro", "fan 'NaN'", stats_dev(put("fan2", "NaN")), "fans_rpm"),
+    ("s19jpro", "chip sensor 9999 C", stats_dev(put("temp_chip1", "9999-60-60-60")), "boards"),
+    ("s19jpro", "a billion chips", stats_dev(put("chain_acn2", 10**9)), "boards"),
+    ("s19jpro", "a 1 MB sensor string", stats_dev(put("temp_pcb1", "1-" * 500_000)), "boards"),
+    ("s19jpro", "uptime 1e12", stats_dev(put("Elapsed", 1e12)), "uptime_s"),
+    ("s19jpro", "accepted -1", section("pools", "POOLS", lambda pools: pools[0].update(Accepted=-1)), "pool"),
+    ("s19jpro", "device entry a string", lambda reply: reply["stats"][0]["STATS"].__setitem__(1, "x"),
+     "carries no device entry"),
+    ("s19jpro", "5 MB reply", lambda reply: b'{"stats":[{"x":"' + b"a" * (5 * 2**20) + b'"}]}\x00',
+     "reply larger than"),
+    ("s19jpro", "number past a double", lambda reply: b'{"stats":[{"STATS":[{},{"GHS 5s":1e400}]}]}\x00',
+     "malformed or truncated"),
+    ("m50s", "hashrate 'inf'", summary_of(put("MHS 1m", "inf")), "hashrate_ths"),
+    ("m50s", "power 1e9 W", summary_of(put("Power", 1e9)), "power_w"),
+    ("m50s", "intake 5000 C", summary_of(put("Env Temp", 5000)), "temp_env_c"),
+    ("m50s", "fan -1 rpm", summary_of(put("Fan Speed In", -1)), "fans_rpm"),
+    ("m50s", "200 slots", section("devs", "DEVS", lambda devs: devs.extend([dict(devs[0])] * 200)), "boards"),
+    ("m50s", "a billion chips", section("devs", "DEVS", lambda devs: devs[1].update({"Effective Chips": 10**9})),
+     "boards"),
+    ("bos-s19jpro", "chip 'inf'", section("temps", "TEMPS", lambda t: t[0].update(Chip="inf")), "boards"),
+    ("bos-s19jpro", "power 1e12 W", section("tunerstatus", "TUNERSTATUS",
+                                            lambda t: t[0].update(ApproximateMinerPowerConsumption=1e12)), "power_w"),
+    ("bos-s19jpro", "1,000 fans", section("fans", "FANS", lambda f: f.extend([dict(f[0])] * 1000)), "fans_rpm"),
+    ("bos-s19jpro", "hashrate an object", summary_of(put("MHS 1m", {"a": 1})), "hashrate_ths"),
+]
+
+
+@pytest.mark.parametrize(("key", "attack", "edit", "refused"), ATTACKS, ids=[f"{k}: {a}" for k, a, _, _ in ATTACKS])
+def test_a_hostile_reply_costs_its_own_field_and_no_other_miner(lab, key, attack, edit, refused):
+    fleet, proxy, poller, good = lab
+    address = PROXIED[key]
+    proxy.tamper[address] = rewrite(POLL[key], edit)
+    try:
+        samples = one_cycle(poller)
+    finally:
+        del proxy.tamper[address]
+    hostile = samples[address]
+    assert hostile.state is MinerState.ERROR, hostile
+    if " " in refused:  # the reply as a whole is refused
+        assert any(refused in e for e in hostile.errors), hostile.errors
+    else:  # that field is refused and named; the unit's other readings are kept
+        assert hostile.unusable == [refused], hostile.errors
+        assert any(refused in e and "left empty" in e or "not a plausible reading" in e for e in hostile.errors)
+        assert hostile.uptime_s is not None or refused == "uptime_s"
+        assert hostile.fans_rpm or refused == "fans_rpm"
+        assert hostile.mac is not None and hostile.miner == hostile.mac
+    for miner in good:  # every good unit read as served
+        sample = samples[miner.host]
+        assert sample.state is MinerState.MINING and not sample.errors, sample
+        assert sample.temp_chip_max_c == miner.last_served.temp_chip_max_c
+    others = [samples[PROXIED[k]] for k in KEYS if k != key]
+    assert all(s.state is MinerState.MINING for s in others)
+
+
+def test_a_bare_inf_token_is_no_reading_not_a_broken_reply(lab):
+    fleet, proxy, poller, good = lab
+    address = PROXIED["s19jpro"]
+
+    def bare_inf(sent: str, reply: bytes) -> bytes:
+        return reply.replace(b'"GHS av":', b'"GHS av": inf, "x":', 1) if sent == POLL["s19jpro"] else reply
+
+    proxy.tamper[address] = bare_inf
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert sample.state is MinerState.MINING and sample.hashrate_avg_ths is None and sample.hashrate_ths > 0
+
+
+def test_ten_thousand_error_codes_are_capped(lab):
+    """A Whatsminer's error list is read apart from the poll; a hostile one is cut to the cap."""
+    fleet, proxy, poller, good = lab
+    address = PROXIED["m50s"]
+    codes = {"STATUS": "S", "When": 1, "Code": 131,
+             "Msg": {"error_code": [{str(500 + i % 400): "2026-01-01 00:00:00"} for i in range(10_000)]}}
+    proxy.tamper[address] = rewrite("get_error_code", lambda reply: codes)
+    miner = next(m for m in fleet.miners if m.host == proxy.routes[address])
+    try:
+        miner.set_faults(dead_boards=frozenset({2}))  # the reading changes shape: its errors are read again
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+        miner.clear_faults()
+    assert len(sample.errors) == 32 and all(len(e) <= 500 for e in sample.errors)
+
+
+# -- the web UI -------------------------------------------------------------------------------------------
+
+
+class ScriptedWeb:
+    """A web UI on port 80 of one address that answers every request with `answer` (bytes, then close),
+    or never answers (`answer` None); a list: one answer per request, in order, the last one repeated."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self.answer: bytes | None = b""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ScriptedWeb:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, self.address, 80, reuse_address=True), self._loop).result(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        answer = self.answer
+        if isinstance(answer, list):
+            answer = answer.pop(0) if len(answer) > 1 else answer[0]
+        if answer is None:
+            await asyncio.sleep(3600)
+        try:
+            writer.write(answer)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+
+def http(status: str, body: bytes, *headers: str) -> bytes:
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+CHALLENGE = 'WWW-Authenticate: Digest realm="antMiner Configuration", nonce="abc123", qop="auth"'
+WEB_ATTACKS = [
+    ("a 401 with a 10 MB page", http("401 Unauthorized", b"x" * (10 * 2**20), CHALLENGE), "larger than"),
+    ("200 with 1 MB of garbage", http("200 OK", b"\xff" * 2**20), "larger than"),
+    ("200 with text, not JSON", http("200 OK", b"<html>hello</html>"), "not JSON"),
+    ("a JSON list", http("200 OK", b"[1,2,3]"), "not an object"),
+    ("no HTTP at all", b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),
+    ("a challenge with a header injection", http("401 Unauthorized", b"", 'WWW-Authenticate: Digest realm="x", '
+                                                 'nonce="a\rInjected: 1", qop="auth"'), "does not speak"),
+    ("never answers", None, "no complete answer within"),
+    ("a challenge, then silence", [http("401 Unauthorized", b"", CHALLENGE), None], "no complete"),
+]
+
+
+@pytest.mark.parametrize(("attack", "answer", "said"), WEB_ATTACKS, ids=[a for a, _, _ in WEB_ATTACKS])
+def test_a_hostile_web_ui_costs_the_web_fields_and_the_rpc_reading_stays(lab, attack, answer, said):
+    fleet, proxy, poller, good = lab
+    upstream = next(m for m in good if m.spec.key == "s19jpro")
+    address = "127.53.2.1"  # its RPC through the proxy, its web UI scripted
+    with TamperingProxy({address: upstream.host}, piped_ports=()), ScriptedWeb(address) as web:
+        web.answer = answer
+        reader = antminer.Antminer(address, 4028, Profile("AntMiner", "S19j Pro", 3, 126, 4),
+                                   web_client.DigestAuth("root", "root"))
+
+        async def identify_then_poll():
+            started = asyncio.get_running_loop().time()
+            await reader.prepare(1.0)  # the MAC and the health list: the web UI's turn
+            prepared = asyncio.get_running_loop().time() - started
+            return prepared, await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
+
+        prepared_s, sample = asyncio.run(identify_then_poll())
+    assert prepared_s < 2.5  # two web calls, each within its timeout
+    assert sample.state is MinerState.MINING and sample.hashrate_ths > 0, sample
+    assert sample.mac is None and sample.miner == f"{address}:4028"  # no MAC read: the address is the id
+    assert any(said in w for w in sample.warnings), sample.warnings
+
+
+def test_a_hostile_mac_is_no_mac(lab):
+    fleet, proxy, poller, good = lab
+    upstream = next(m for m in good if m.spec.key == "s19jpro")
+    address = "127.53.2.2"
+    body = b'{"macaddr": "\\u001b[31m<script>' + b"A" * 5000 + b'", "minertype": "Antminer S19j Pro"}'
+    with TamperingProxy({address: upstream.host}, piped_ports=()), ScriptedWeb(address) as web:
+        web.answer = http("200 OK", body)
+        reader = antminer.Antminer(address, 4028, Profile(), None)
+
+        async def run():
+            await reader.prepare(1.0)
+            return await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
+
+        sample = asyncio.run(run())
+    assert sample.mac is None and sample.miner == f"{address}:4028" and sample.state is MinerState.MINING
