@@ -201,7 +201,7 @@ def golden_miner(known: dict[str, dict[str, Any]], host: str = "127.0.0.1", port
     """Serve `known` replies on (host, port) until the block ends; yields the address bound."""
     server = _Server((host, port), _Handler)
     server.replies = known  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server.server_address[0], server.server_address[1]
