@@ -48,15 +48,19 @@ class Layout:
     dc: Callable[[list[float]], float | None]  # the PSU's own DC figure, for the cross-check
 
 
+def _volts(raw: float) -> float:
+    """A PS[] voltage: centivolts on most firmware (1312 = 13.12 V), millivolts on the Nano 3S (27541)."""
+    return raw / 1000 if raw >= 5000 else raw / 100
+
+
 def _dc_a12(ps: list[float]) -> float | None:
-    return ps[4] or ps[2] * ps[3] / 100 or None
+    return ps[4] or _volts(ps[2]) * ps[3] or None
 
 
-A10 = Layout("A10 (6 slots, DC only)", (4,), False, lambda ps: ps[2] * ps[3] / 100 or None)
-A12 = Layout("A12 and later", (6,), True, _dc_a12)
-NANO3S = Layout("Nano 3S", (6,), True, lambda ps: ps[2] * ps[3] / 1000 or None)
-NANO3_2024 = Layout("Nano 3 (2024)", (5, 6), True, lambda ps: ps[3] * ps[4] / 100 or None)
-_BY_MODEL = {"Avalon Nano 3": NANO3_2024, "Avalon Nano 3S": NANO3S}
+A10 = Layout("A10 (6 slots, DC only)", (4,), False, lambda ps: _volts(ps[2]) * ps[3] or None)
+A12 = Layout("A12 and later", (6,), True, _dc_a12)  # also the Nano 3S: [err, 0, Vout mV, Iout A, 0, Vset, wall]
+NANO3_2024 = Layout("Nano 3 (2024)", (5, 6), True, lambda ps: _volts(ps[4]) * ps[3] or None)
+_BY_MODEL = {"Avalon Nano 3": NANO3_2024}
 
 
 def layout(plate: Nameplate | None, slots: int) -> Layout:
