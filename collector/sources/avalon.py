@@ -39,6 +39,7 @@ reading the miner's own figures contradict is kept with a named warning (`warnin
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,7 @@ from collector.sources import avalon_chain, avalon_codes, avalon_power, plausibi
 from collector.sources import cgminer_client as cgminer
 from collector.sources.avalon_fields import (
     MAX_CODE,
+    NO_READING_C as _NO_READING_C,
     Device,
     capped,
     json_number,
@@ -57,7 +59,16 @@ from collector.sources.avalon_fields import (
 )
 from models import BoardSample, FaultCode, FaultSeverity, MinerSample, MinerState, PoolInfo, SampleSource
 from models.hardware import Nameplate, nameplate
-from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_TEXT_CHARS, MAX_UPTIME_S
+from models.sample import (
+    MAX_BOARDS,
+    MAX_CHIPS_PER_BOARD,
+    MAX_ERRORS,
+    MAX_FAN_RPM,
+    MAX_FANS,
+    MAX_TEXT_CHARS,
+    MAX_UPTIME_S,
+    TEMP_MAX_C,
+)
 
 __all__ = ["MAKE", "POLL_COMMAND", "mac_address", "parse", "parse_device_string", "poll"]
 
@@ -175,9 +186,8 @@ def _unit(version: dict[str, Any], summary: dict[str, Any], pools: Any, estats: 
     if temp_chip_max is None and "TMax" not in dev.keys:
         temp_chip_max = max((b.temp_chip_max_c for b in boards if b.temp_chip_max_c is not None), default=None)
     fans, pool, uptime, hw_error = _fans(dev), _pool(pools, dev), _uptime(dev, summary), dev.num("DH", "hw_error_pct")
-    codes = avalon_codes.unit_codes(dev.codes("ECHU", "errors"), dev.codes("ECMM", "errors"), _psu_code(dev),
-                                    avalon_codes.generation(ver))
-    problems = avalon_codes.error_lines(codes)
+    codes = _codes(dev, ver)
+    problems = avalon_codes.error_lines(codes) if codes else []
     if status == FAULT:
         problems.insert(0, f"the miner reports '{dev.keys.get('SYSTEMSTATU', 'STATE[3]').strip()}'")
     if live_ghs and not asleep:
@@ -198,23 +208,22 @@ def _unit(version: dict[str, Any], summary: dict[str, Any], pools: Any, estats: 
         state = MinerState.IDLE
     if state is not MinerState.MINING and "hashrate_ths" not in dev.refused:
         live_ghs = 0.0  # MGHS/GHSavg of a sleeping unit still show old averages
-    return _sample(
-        dev, host=host, port=port, site=site, ts=ts, state=state, version=version, model=model, firmware=firmware,
-        hashrate_ths=_ths(live_ghs), hashrate_avg_ths=_ths(avg_ghs), expected_hashrate_ths=_ths(expected_ghs),
-        power_w=power_w, power_limit_w=power_limit_w, temp_env_c=temp_env, temp_chip_max_c=temp_chip_max,
-        temp_board_max_c=max((b.temp_out_c for b in boards if b.temp_out_c is not None), default=None),
-        fans_rpm=fans, boards=boards, pool=pool, uptime_s=uptime, hw_error_pct=hw_error, work_mode=work_mode,
-        codes=codes, problems=problems, warnings=warnings)
+    return _sample(dev, host, port, site, ts, state, version, {
+        "model": model, "firmware": firmware, "hashrate_ths": _ths(live_ghs), "hashrate_avg_ths": _ths(avg_ghs),
+        "expected_hashrate_ths": _ths(expected_ghs), "power_w": power_w, "power_limit_w": power_limit_w,
+        "temp_env_c": temp_env, "temp_chip_max_c": temp_chip_max,
+        "temp_board_max_c": max((b.temp_out_c for b in boards if b.temp_out_c is not None), default=None),
+        "fans_rpm": fans, "boards": boards, "pool": pool, "uptime_s": uptime, "hw_error_pct": hw_error,
+        "work_mode": work_mode}, codes, problems, warnings)
 
 
 def _work_status(keys: dict[str, str]) -> str | None:
     text = keys.get("SYSTEMSTATU")
-    if text is not None:
-        for status in (WORKING, IDLE, FAULT, INIT):
-            if status in text:
-                return status
-        return None
-    return _STATES.get(keys.get("STATE", "").strip())
+    if text is None:
+        return _STATES.get(keys.get("STATE", "").strip())
+    if text.startswith("Work: In Work"):  # the usual answer: no search
+        return WORKING
+    return next((status for status in (WORKING, IDLE, FAULT, INIT) if status in text), None)
 
 
 def _boards(dev: Device, plate: Nameplate | None, asleep: bool) -> list[BoardSample]:
@@ -238,10 +247,11 @@ def _boards(dev: Device, plate: Nameplate | None, asleep: bool) -> list[BoardSam
     if len(pvt) > MAX_BOARDS:
         dev.refuse("boards", _PVT_KEYS[MAX_BOARDS], "...", f"is one board more than the cap of {MAX_BOARDS}")
         return []
-    # Per-board lists the firmware prints even without hashrates or chip lists (local works, voltages).
-    count = max(len(mghs), len(tmax), len(pvt), _list_length(dev, "MW"), _list_length(dev, "Vi"))
-    if count == 0:
-        return []
+    count = max(len(mghs), len(tmax), len(pvt))
+    if count == 0:  # per-board lists the firmware prints even without hashrates or chip lists: local works, volts
+        count = max(_list_length(dev, "MW"), _list_length(dev, "Vi"))
+        if count == 0:
+            return []
     pvt_len = max((len(chips) for chips in pvt if chips is not None), default=0)
     per_board = _chips_per_board(dev, plate, count, pvt_len)
     # A list as long as the board's chips is per chip; a shorter one on every board is a few sensors
@@ -262,13 +272,22 @@ def _boards(dev: Device, plate: Nameplate | None, asleep: bool) -> list[BoardSam
             chip_max = chip_avg = chips_ok = None
         else:
             if i < len(tmax):
-                chip_max = dev.valid_temp(tmax[i] or None, "MTmax", "boards")
+                chip_max = tmax[i]
+                if not (chip_max and _NO_READING_C < chip_max <= TEMP_MAX_C):  # 0: no reading; the rest refused
+                    chip_max = dev.valid_temp(chip_max or None, "MTmax", "boards")
             elif unit_max is not None:
                 chip_max = unit_max
             else:
                 chip_max = dev.valid_temp(_hottest(chips), "PVT_T", "boards")
-            chip_avg = dev.valid_temp(tavg[i] or None, "MTavg", "boards") if i < len(tavg) else None
-            chips_ok = _chips_ok(chips, per_chip)
+            chip_avg = tavg[i] if i < len(tavg) else None
+            if not (chip_avg and _NO_READING_C < chip_avg <= TEMP_MAX_C):
+                chip_avg = dev.valid_temp(chip_avg or None, "MTavg", "boards")
+            if chips is None:
+                chips_ok = None
+            else:  # an empty or all-zero list: no chip answers on that board
+                chips_ok = len(chips) - chips.count("0")
+                if chips_ok and not per_chip:
+                    chips_ok = None
         boards.append(BoardSample(
             index=i, hashrate_avg_ths=None if avg is None else avg / 1000, temp_chip_max_c=chip_max,
             temp_chip_avg_c=chip_avg, temp_in_c=temp_in, temp_out_c=temp_out, chips_ok=chips_ok,
@@ -295,41 +314,41 @@ def _chips_per_board(dev: Device, plate: Nameplate | None, boards: int, pvt_len:
     return pvt_len or from_ta
 
 
-def _chips_ok(chips: list[str] | None, per_chip: bool) -> int | None:
-    if chips is None:
-        return None
-    answering = len(chips) - chips.count("0")
-    if answering == 0:
-        return 0  # an empty or all-zero list: no chip answers on that board
-    return answering if per_chip else None
-
-
 def _hottest(chips: list[str] | None) -> float | None:
     values = [v for v in map(to_float, chips or ()) if v is not None and v - v == 0.0]
     return max(values) or None if values else None
 
 
 def _fans(dev: Device) -> list[int]:
-    keys: list[str] = []
+    fans = []
     for i, key in enumerate(_FAN_KEYS):
         if key not in dev.keys:
             break
         if i == MAX_FANS:
             dev.refuse("fans_rpm", key, dev.keys[key], f"is one fan more than the cap of {MAX_FANS}")
             return []
-        keys.append(key)
-    if not keys and "Fan" in dev.keys:  # one key for all fans: Fan[...] (7xx-9xx modules, A9 firmware)
-        keys = ["Fan"]
-    fans = []
-    for key in keys:
-        for rpm in dev.nums(key, "fans_rpm", cap=MAX_FANS) or ():
-            if rpm is None:
-                continue
-            if rpm > MAX_FAN_RPM:
-                dev.refuse("fans_rpm", key, dev.keys[key], f"is more than {MAX_FAN_RPM} rpm, no fan's speed")
-                continue
-            fans.append(int(rpm))
-    return fans[:MAX_FANS]
+        _add_fan(dev, key, dev.num(key, "fans_rpm"), fans)
+    if not fans and "Fan" in dev.keys:  # one key for all fans: Fan[...] (7xx-9xx modules, A9 firmware)
+        for rpm in dev.nums("Fan", "fans_rpm", cap=MAX_FANS) or ():
+            _add_fan(dev, "Fan", rpm, fans)
+    return fans
+
+
+def _add_fan(dev: Device, key: str, rpm: float | None, fans: list[int]) -> None:
+    if rpm is None:
+        return
+    if rpm > MAX_FAN_RPM:
+        dev.refuse("fans_rpm", key, dev.keys[key], f"is more than {MAX_FAN_RPM} rpm, no fan's speed")
+        return
+    fans.append(int(rpm))
+
+
+def _codes(dev: Device, ver: str | None) -> list[FaultCode]:
+    keys = dev.keys
+    if not keys.get("ECHU", "").strip("0 ") and not keys.get("ECMM", "").strip("0 ") and keys.get("PS", "")[:2] in ("", "0 "):
+        return []  # the healthy unit's every poll: nothing to decode
+    return avalon_codes.unit_codes(dev.codes("ECHU", "errors"), dev.codes("ECMM", "errors"), _psu_code(dev),
+                                   avalon_codes.generation(ver))
 
 
 def _psu_code(dev: Device) -> int | None:
@@ -352,13 +371,12 @@ def _chain(version: dict[str, Any], summary: dict[str, Any], pools: Any, estats:
     state = MinerState.MINING if live_ghs else MinerState.ERROR if problems else MinerState.IDLE
     if state is not MinerState.MINING and "hashrate_ths" not in dev.refused:
         live_ghs = 0.0
-    return _sample(
-        dev, host=host, port=port, site=site, ts=ts, state=state, version=version, model=model,
-        firmware=_text(version.get("VERSION")) or chain.firmware, hashrate_ths=_ths(live_ghs),
-        hashrate_avg_ths=_ths(_summary_ghs(summary, ("MHS av",), "hashrate_avg_ths", dev)),
-        expected_hashrate_ths=_ths(chain.expected_ghs), temp_chip_max_c=chain.temp_chip_max_c,
-        fans_rpm=chain.fans_rpm, boards=chain.boards, pool=_pool(pools, dev), uptime_s=_uptime(dev, summary),
-        codes=chain.fault_codes, problems=problems, warnings=[])
+    return _sample(dev, host, port, site, ts, state, version, {
+        "model": model, "firmware": _text(version.get("VERSION")) or chain.firmware, "hashrate_ths": _ths(live_ghs),
+        "hashrate_avg_ths": _ths(_summary_ghs(summary, ("MHS av",), "hashrate_avg_ths", dev)),
+        "expected_hashrate_ths": _ths(chain.expected_ghs), "temp_chip_max_c": chain.temp_chip_max_c,
+        "fans_rpm": chain.fans_rpm, "boards": chain.boards, "pool": _pool(pools, dev),
+        "uptime_s": _uptime(dev, summary)}, chain.fault_codes, problems, [])
 
 
 def _without_estats(version: dict[str, Any], summary: dict[str, Any], pools: Any,
@@ -366,36 +384,39 @@ def _without_estats(version: dict[str, Any], summary: dict[str, Any], pools: Any
     dev = Device({})
     model, firmware, _ = _identity(version, None)
     live_ghs = _summary_ghs(summary, _LIVE_FALLBACK, "hashrate_ths", dev)
-    return _sample(
-        dev, host=host, port=port, site=site, ts=ts, state=MinerState.MINING if live_ghs else MinerState.IDLE,
-        version=version, model=model, firmware=firmware, hashrate_ths=_ths(live_ghs),
-        hashrate_avg_ths=_ths(_summary_ghs(summary, ("MHS av",), "hashrate_avg_ths", dev)),
-        pool=_pool(pools, dev), uptime_s=_uptime(dev, summary), codes=[], problems=[],
-        warnings=["no_device_data: the reply has no estats section: boards, power, temperatures and error codes "
-                  "unknown; hashrate from the summary"])
+    state = MinerState.MINING if live_ghs else MinerState.IDLE
+    return _sample(dev, host, port, site, ts, state, version, {
+        "model": model, "firmware": firmware, "hashrate_ths": _ths(live_ghs),
+        "hashrate_avg_ths": _ths(_summary_ghs(summary, ("MHS av",), "hashrate_avg_ths", dev)),
+        "pool": _pool(pools, dev), "uptime_s": _uptime(dev, summary)}, [], [],
+        ["no_device_data: the reply has no estats section: boards, power, temperatures and error codes unknown; "
+         "hashrate from the summary"])
 
 
 # -- the sample -----------------------------------------------------------------------------------------
 
 
-def _sample(dev: Device, *, host: str, port: int, site: str, ts: datetime, state: MinerState,
-            version: dict[str, Any], codes: list[FaultCode], problems: list[str], warnings: list[str],
-            **readings: Any) -> MinerSample:
-    where = f"{host}:{port}"
+def _sample(dev: Device, host: str, port: int, site: str, ts: datetime, state: MinerState, version: dict[str, Any],
+            readings: dict[str, Any], codes: list[FaultCode], problems: list[str], warnings: list[str]) -> MinerSample:
+    """The MinerSample of `readings` (MinerSample fields), with the refusals, codes and warnings of the read."""
     mac = mac_address(version.get("MAC"))
-    errors, unusable = problems, []
+    errors = problems
     if dev.refused:
         state = MinerState.ERROR
         errors = [*problems, *dev.refused.values()]
-        unusable = list(dev.refused)[:MAX_ERRORS]
-    if len(codes) > MAX_ERRORS:  # a long chain: faults first, the healthy-unit notices last
-        warnings = [*warnings, f"fault_codes_capped: {len(codes)} codes reported, the first {MAX_ERRORS} kept "
-                               "(faults first)"]
-        codes = sorted(codes, key=lambda c: _SEVERITY_ORDER[c.severity])[:MAX_ERRORS]
-    sample = MinerSample(
-        miner=mac or where, host=host, port=port, site=site, ts=ts, state=state, source=SampleSource.AVALON,
-        make=MAKE, mac=mac, errors=errors[:MAX_ERRORS], unusable=unusable, fault_codes=codes,
-        warnings=warnings[:MAX_ERRORS], **readings)
+        readings["unusable"] = list(dev.refused)[:MAX_ERRORS]
+    if errors:
+        readings["errors"] = errors[:MAX_ERRORS]
+    if codes:
+        if len(codes) > MAX_ERRORS:  # a long chain: faults first, the healthy-unit notices last
+            warnings = [*warnings, f"fault_codes_capped: {len(codes)} codes reported, the first {MAX_ERRORS} "
+                                   "kept (faults first)"]
+            codes = sorted(codes, key=lambda c: _SEVERITY_ORDER[c.severity])[:MAX_ERRORS]
+        readings["fault_codes"] = codes
+    if warnings:
+        readings["warnings"] = warnings[:MAX_ERRORS]
+    sample = MinerSample(miner=mac or f"{host}:{port}", host=host, port=port, site=site, ts=ts, state=state,
+                         source=SampleSource.AVALON, make=MAKE, mac=mac, **readings)
     return plausibility.check(sample)
 
 
@@ -403,7 +424,17 @@ def _identity(version: dict[str, Any], ver: str | None) -> tuple[str | None, str
     """(model, firmware, catalogue entry). The model is `version` PROD as the miner names itself, unless
     it is absent or only names a family (A10: "AvalonMiner 10xx"): then the device string's `Ver`
     prefix names it. The firmware is `version` VERSION (LVERSION on home miners), else `Ver`'s."""
-    prod = _text(version.get("PROD"))
+    get = version.get
+    key = (get("PROD"), get("MODEL"), get("VERSION") or get("LVERSION") or get("CGVERSION"), ver)
+    try:
+        return _identity_of(*key)
+    except TypeError:  # a value that is not text (a list, an object): not cacheable, and not a name either
+        return _identity_of.__wrapped__(*(value if isinstance(value, str) else None for value in key))
+
+
+@functools.lru_cache(maxsize=4096)  # the same few strings every cycle from every unit of a model
+def _identity_of(prod: Any, model_field: Any, version: Any, ver: Any) -> tuple[str | None, str | None, Nameplate | None]:
+    prod, model_field, version, ver = _text(prod), _text(model_field), _text(version), _text(ver)
     ver_match = _VER.match(ver) if ver else None
     ver_model = ver_match.group(1) if ver_match else None
     if prod and not _family(prod):
@@ -411,9 +442,8 @@ def _identity(version: dict[str, Any], ver: str | None) -> tuple[str | None, str
     elif ver_model:
         model = _ver_model_name(ver_model)
     else:
-        model = _text(version.get("MODEL")) or prod
-    firmware = (_text(version.get("VERSION")) or _text(version.get("LVERSION")) or _text(version.get("CGVERSION"))
-                or (ver_match.group(2) if ver_match else _text(ver)))
+        model = model_field or prod
+    firmware = version or (ver_match.group(2) if ver_match else ver)
     plate = nameplate(model)
     if plate is None and ver_model:
         plate = nameplate(ver_model)
@@ -487,7 +517,14 @@ def _text(value: Any) -> str | None:
 
 def mac_address(raw: Any) -> str | None:
     """`version` MAC ("e0e1a9c5486b" or "E0:E1:A9:C5:48:6B") as AA:BB:CC:DD:EE:FF; None if it is not one."""
-    text = str(raw or "")[:20].replace(":", "").upper()
+    if isinstance(raw, str) and len(raw) <= 20:
+        return _mac_of(raw)  # every miner sends the same string every cycle
+    return _mac_of(str(raw or "")[:20])
+
+
+@functools.lru_cache(maxsize=32768)  # bounded: one entry per miner of a large collector, not per string ever seen
+def _mac_of(raw: str) -> str | None:
+    text = raw.replace(":", "").upper()
     if _MAC_HEX.fullmatch(text) is None:
         return None
     return ":".join(text[i:i + 2] for i in range(0, 12, 2))

@@ -49,8 +49,11 @@ class Chain:
 def is_chain(stats: dict[str, Any]) -> bool:
     """Does this estats section come from a controller chain (modules in `MM ID1..n`, no `MM ID0`)?"""
     entries = stats.get("STATS")
-    if not isinstance(entries, list):
+    if not isinstance(entries, list) or not entries:
         return False
+    first = entries[0]
+    if isinstance(first, dict) and ("MM ID0" in first or "MM ID0:Summary" in first):
+        return False  # a single unit, the common case: decided without looking at every key
     found = False
     for entry in entries[:MAX_MODULE_STRINGS]:
         if not isinstance(entry, dict):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from collector.sources.avalon_fields import Device, to_float
+from collector.sources.avalon_fields import Device
 from models.hardware import Nameplate
 
 # Wall = DC / PSU_EFFICIENCY for firmware that reports only the DC side (A10). The captures that show
@@ -76,32 +76,33 @@ def read(dev: Device, plate: Nameplate | None, limit_w: float | None) -> tuple[f
     wall = dev.num("WALLPOWER", "power_w")
     if "power_w" in dev.refused:
         return None, []
-    text = dev.keys.get("PS", "")
+    text = dev.keys.get("PS")
     if wall:  # PS only cross-checks it: a broken PS costs the check, not the reading
-        ps = _soft_slots(text)
-        return wall, _checks(wall, "WALLPOWER", ps, layout(plate, len(ps)) if ps else A12, plate, limit_w)
+        ps = _soft_slots(text) if text else []
+        dc = layout(plate, len(ps)).dc(ps) if len(ps) >= 6 else None
+        return wall, _checks(wall, "WALLPOWER", dc, True, plate, limit_w)
     if not text:
         return None, []
     slots = dev.nums("PS", "power_w", cap=MAX_PS_SLOTS)
-    if slots is None or "power_w" in dev.refused:
+    if slots is None or "power_w" in dev.refused or len(slots) < 6:
         return None, []
-    if len(slots) < 6:
-        return None, []
-    ps = [v or 0.0 for v in slots]  # NaN or text in a slot: no reading there
+    ps: list[float] = slots if None not in slots else [v or 0.0 for v in slots]  # type: ignore[assignment]
     shape = layout(plate, len(ps))
     candidates = [(i, ps[i]) for i in shape.watts_slots if i < len(ps) and ps[i] > 0]
     if not candidates:
         return None, []  # PS[0 0 0 0 0 0] (a ramping A1047): no reading, not 0 W
     dc = shape.dc(ps)
     # The first slot the PSU's own volts x amps agree with; else the first, with a warning.
-    slot, watts = next(((i, w) for i, w in candidates if _agrees(w, dc, shape.wall)), candidates[0])
-    if not shape.wall:
-        estimate = watts / PSU_EFFICIENCY
-        warnings = [f"power_estimated_from_dc: power_w {estimate:.0f} W is PS[{slot}] {watts:g} W, the DC power to "
-                    f"the hash boards ({shape.name} firmware reports no wall figure), divided by {PSU_EFFICIENCY:g} "
-                    "(PSU efficiency)"]
-        return estimate, warnings + _checks(watts, f"PS[{slot}]", ps, shape, plate, limit_w, dc_side=True)
-    return watts, _checks(watts, f"PS[{slot}]", ps, shape, plate, limit_w)
+    slot, watts = candidates[0]
+    if len(candidates) > 1 and not _agrees(watts, dc, shape.wall):
+        slot, watts = next(((i, w) for i, w in candidates if _agrees(w, dc, shape.wall)), candidates[0])
+    if shape.wall:
+        return watts, _checks(watts, f"PS[{slot}]", dc, True, plate, limit_w)
+    estimate = watts / PSU_EFFICIENCY
+    warnings = [f"power_estimated_from_dc: power_w {estimate:.0f} W is PS[{slot}] {watts:g} W, the DC power to "
+                f"the hash boards ({shape.name} firmware reports no wall figure), divided by {PSU_EFFICIENCY:g} "
+                "(PSU efficiency)"]
+    return estimate, warnings + _checks(watts, f"PS[{slot}]", dc, False, plate, limit_w)
 
 
 def _agrees(watts: float, dc: float | None, wall: bool) -> bool:
@@ -111,27 +112,34 @@ def _agrees(watts: float, dc: float | None, wall: bool) -> bool:
     return low * dc - SLACK_W <= watts <= high * dc + SLACK_W
 
 
-def _checks(watts: float, where: str, ps: list[float], shape: Layout, plate: Nameplate | None,
-            limit_w: float | None, dc_side: bool = False) -> list[str]:
+def _checks(watts: float, where: str, dc: float | None, wall: bool, plate: Nameplate | None,
+            limit_w: float | None) -> list[str]:
+    """The named warnings for `watts` (at the wall, or the DC side when not `wall`) read from `where`."""
+    dc_side = watts * PSU_EFFICIENCY if wall else watts
+    at_wall = watts if wall else watts / PSU_EFFICIENCY
+    over_limit = limit_w is not None and dc_side > OVER_LIMIT * limit_w
+    over_plate = plate is not None and plate.power_w is not None and at_wall > OVER_NAMEPLATE * plate.power_w
+    psu_agrees = _agrees(watts, dc, wall)
+    if psu_agrees and not over_limit and not over_plate:
+        return []
     warnings = []
-    dc = shape.dc(ps) if len(ps) >= 6 else None
-    if not _agrees(watts, dc, not dc_side):
+    if not psu_agrees:
         warnings.append(f"power_vs_psu: {where} {watts:g} W disagrees with the PSU's own reading of "
                         f"{dc:.0f} W DC (volts x amps in PS[]): kept, but one of them is wrong")
-    dc_equivalent = watts if dc_side else watts * PSU_EFFICIENCY
-    if limit_w and dc_equivalent > OVER_LIMIT * limit_w:
+    if over_limit:
         warnings.append(f"power_over_limit: {where} {watts:g} W is above the miner's own power limit "
                         f"(MPO[{limit_w:g}], DC side): kept, but the limit or the reading is wrong")
-    wall = watts if not dc_side else watts / PSU_EFFICIENCY
-    if plate is not None and plate.power_w and wall > OVER_NAMEPLATE * plate.power_w:
+    if over_plate:
         warnings.append(f"power_vs_nameplate: {where} {watts:g} W is more than {OVER_NAMEPLATE:g}x the "
-                        f"{plate.model} nameplate ({plate.power_w:g} W)")
+                        f"{plate.model} nameplate ({plate.power_w:g} W)")  # type: ignore[union-attr]
     return warnings
 
 
 def _soft_slots(text: str) -> list[float]:
     """PS[] for a cross-check only: every slot a finite number >= 0, else no check at all ([])."""
-    values = [to_float(token) for token in text.split(None, MAX_PS_SLOTS)[:MAX_PS_SLOTS]]
-    if any(v is None or not (0 <= v < float("inf")) for v in values):
+    try:
+        values = [float(token) for token in text.split(None, MAX_PS_SLOTS)[:MAX_PS_SLOTS]]
+    except ValueError:
         return []
-    return values  # type: ignore[return-value]
+    total = sum(values)
+    return values if total - total == 0.0 and (not values or min(values) >= 0) else []
