@@ -145,7 +145,8 @@ def parse(reply: dict[str, Any], *, host: str, port: int, site: str, ts: datetim
     if "estats" not in reply and "STATUS" not in reply and ("summary" in reply or "version" in reply):
         return _without_estats(version, summary, pools, host, port, site, ts)
     estats = cgminer.section(reply, "estats", where)
-    if avalon_chain.is_chain(estats):
+    first = _first(estats.get("STATS"))
+    if "MM ID0" not in first and "MM ID0:Summary" not in first and avalon_chain.is_chain(estats):
         return _chain(version, summary, pools, estats, host, port, site, ts)
     return _unit(version, summary, pools, estats, host, port, site, ts)
 

@@ -79,7 +79,8 @@ def read(dev: Device, plate: Nameplate | None, limit_w: float | None) -> tuple[f
     text = dev.keys.get("PS")
     if wall:  # PS only cross-checks it: a broken PS costs the check, not the reading
         ps = _soft_slots(text) if text else []
-        dc = layout(plate, len(ps)).dc(ps) if len(ps) >= 6 else None
+        dc = (_dc_a12(ps) if len(ps) > 6 and plate is not None and plate.model not in _BY_MODEL
+              else layout(plate, len(ps)).dc(ps) if len(ps) >= 6 else None)
         return wall, _checks(wall, "WALLPOWER", dc, True, plate, limit_w)
     if not text:
         return None, []
