@@ -62,6 +62,7 @@ from models.hardware import Nameplate, nameplate
 from models.sample import (
     MAX_BOARDS,
     MAX_CHIPS_PER_BOARD,
+    MAX_ERROR_CHARS,
     MAX_ERRORS,
     MAX_FAN_RPM,
     MAX_FANS,
@@ -190,7 +191,8 @@ def _unit(version: dict[str, Any], summary: dict[str, Any], pools: Any, estats: 
     codes = _codes(dev, ver)
     problems = avalon_codes.error_lines(codes) if codes else []
     if status == FAULT:
-        problems.insert(0, f"the miner reports '{dev.keys.get('SYSTEMSTATU', 'STATE[3]').strip()}'")
+        said = dev.keys.get("SYSTEMSTATU", "STATE[3]").strip()
+        problems.insert(0, f"the miner reports '{said if len(said) <= 80 else said[:80] + '...'}'")
     if live_ghs and not asleep:
         problems += [f"hashboard error: board {b.index} has no chip answering (0 of {b.chips_expected})"
                      for b in boards if b.chips_ok == 0 and b.chips_expected]
@@ -353,8 +355,8 @@ def _codes(dev: Device, ver: str | None) -> list[FaultCode]:
 
 
 def _psu_code(dev: Device) -> int | None:
-    text = dev.keys.get("PS")
-    value = to_float(text.split(None, 1)[0]) if text else None
+    first = dev.keys.get("PS", "").split(None, 1)
+    value = to_float(first[0]) if first else None
     return int(value) if value is not None and 0 < value <= MAX_CODE else None
 
 
@@ -406,8 +408,8 @@ def _sample(dev: Device, host: str, port: int, site: str, ts: datetime, state: M
         state = MinerState.ERROR
         errors = [*problems, *dev.refused.values()]
         readings["unusable"] = list(dev.refused)[:MAX_ERRORS]
-    if errors:
-        readings["errors"] = errors[:MAX_ERRORS]
+    if errors:  # each line within MinerSample's cap: one long text must not cost the whole sample
+        readings["errors"] = [line[:MAX_ERROR_CHARS] for line in errors[:MAX_ERRORS]]
     if codes:
         if len(codes) > MAX_ERRORS:  # a long chain: faults first, the healthy-unit notices last
             warnings = [*warnings, f"fault_codes_capped: {len(codes)} codes reported, the first {MAX_ERRORS} "
@@ -415,7 +417,7 @@ def _sample(dev: Device, host: str, port: int, site: str, ts: datetime, state: M
             codes = sorted(codes, key=lambda c: _SEVERITY_ORDER[c.severity])[:MAX_ERRORS]
         readings["fault_codes"] = codes
     if warnings:
-        readings["warnings"] = warnings[:MAX_ERRORS]
+        readings["warnings"] = [line[:MAX_ERROR_CHARS] for line in warnings[:MAX_ERRORS]]
     sample = MinerSample(miner=mac or f"{host}:{port}", host=host, port=port, site=site, ts=ts, state=state,
                          source=SampleSource.AVALON, make=MAKE, mac=mac, **readings)
     return plausibility.check(sample)

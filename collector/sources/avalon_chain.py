@@ -24,7 +24,7 @@ from collector.sources import cgminer_client as cgminer
 from collector.sources.avalon_fields import MAX_DEVICE_STRING_CHARS, Device, parse_device_string
 from models import BoardSample, FaultCode
 from models.hardware import nameplate
-from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_FAN_RPM, MAX_FANS
+from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_FAN_RPM, MAX_FANS, MAX_TEXT_CHARS
 
 _MODULE_KEY = re.compile(r"MM ID([1-9]\d*)$")
 _MODULE_VER = re.compile(r"([789]\d\d)\d{4}(?:-|$)")  # 7411706-...: model 741, firmware 2017-06
@@ -104,8 +104,8 @@ def read(stats: dict[str, Any], refused: dict[str, str], where: str) -> Chain:
         chain.fault_codes += avalon_codes.unit_codes(echu, ecmm, None, avalon_codes.generation(ver),
                                                      first_board=board, ecmm_key=f"ECMM module {number}")
         board += count
-    chain.model = f"AvalonMiner {'/'.join(models)} chain" if models else "AvalonMiner chain"
-    chain.firmware = " / ".join(firmwares) or None
+    chain.model = (f"AvalonMiner {'/'.join(models)} chain" if models else "AvalonMiner chain")[:MAX_TEXT_CHARS]
+    chain.firmware = " / ".join(firmwares)[:MAX_TEXT_CHARS] or None
     chain.expected_ghs = expected if expected_seen else None
     chain.temp_chip_max_c = max(temps, default=None)
     if len(chain.fans_rpm) > MAX_FANS:

@@ -160,6 +160,12 @@ def test_in_fault_is_an_error_with_the_miners_words():
     assert sample.errors == ["the miner reports 'Work: In Fault, Hash Board: 3'"]
 
 
+def test_a_long_in_fault_status_is_quoted_within_the_error_cap():
+    reply = with_keys(reply_of("a15-194_24102401_mining"), SYSTEMSTATU="Work: In Fault, " + "x" * 5000, GHSspd="0")
+    sample = read(reply)
+    assert sample.state is MinerState.ERROR and len(sample.errors[0]) <= 500
+
+
 def test_a10_without_any_live_figure_is_mining_with_hashrate_unknown():
     reply = reply_of("a1066_19101244_mining")
     del reply["summary"]
@@ -269,6 +275,17 @@ def test_a_chain_of_too_many_module_strings_is_a_reply_error():
         entry[f"MM ID{i}"] = entry["MM ID1"].replace("DNA[", f"DNA[{i:04d}")
     with pytest.raises(cgminer.MinerReplyError, match="cap"):
         read(reply)
+
+
+def test_a_chain_of_many_firmwares_and_models_keeps_its_names_within_the_text_cap():
+    reply = reply_of("a741_7411706_auc-chain-2x5")
+    entry = reply["estats"][0]["STATS"][0]
+    for i in range(6, 20):  # 24 modules on the chain: within the board and fan caps
+        entry[f"MM ID{i}"] = entry["MM ID1"].replace("DNA[", f"DNA[{i:04d}").replace(
+            "Ver[7411706-3162860]", f"Ver[{700 + i}1706-{'x' * 40}{i}]")
+    sample = read(reply)
+    assert len(sample.firmware) == 256 and sample.model.startswith("AvalonMiner 741/706/707")
+    assert sample.state is MinerState.MINING and not sample.unusable
 
 
 def test_a_chain_over_the_board_cap_keeps_the_boards_under_it():
