@@ -78,10 +78,7 @@ def read(dev: Device, plate: Nameplate | None, limit_w: float | None) -> tuple[f
         return None, []
     text = dev.keys.get("PS")
     if wall:  # PS only cross-checks it: a broken PS costs the check, not the reading
-        ps = _soft_slots(text) if text else []
-        dc = (_dc_a12(ps) if len(ps) > 6 and plate is not None and plate.model not in _BY_MODEL
-              else layout(plate, len(ps)).dc(ps) if len(ps) >= 6 else None)
-        return wall, _checks(wall, "WALLPOWER", dc, True, plate, limit_w)
+        return wall, _checks(wall, "WALLPOWER", _soft_dc(text, plate), True, plate, limit_w)
     if not text:
         return None, []
     slots = dev.nums("PS", "power_w", cap=MAX_PS_SLOTS)
@@ -89,6 +86,11 @@ def read(dev: Device, plate: Nameplate | None, limit_w: float | None) -> tuple[f
         return None, []
     ps: list[float] = slots if None not in slots else [v or 0.0 for v in slots]  # type: ignore[assignment]
     shape = layout(plate, len(ps))
+    if shape is A12:  # the usual layout, without the search: the wall figure in PS[6]
+        watts = ps[6]
+        if watts <= 0:
+            return None, []
+        return watts, _checks(watts, "PS[6]", _dc_a12(ps), True, plate, limit_w)
     candidates = [(i, ps[i]) for i in shape.watts_slots if i < len(ps) and ps[i] > 0]
     if not candidates:
         return None, []  # PS[0 0 0 0 0 0] (a ramping A1047): no reading, not 0 W
@@ -120,7 +122,10 @@ def _checks(watts: float, where: str, dc: float | None, wall: bool, plate: Namep
     at_wall = watts if wall else watts / PSU_EFFICIENCY
     over_limit = limit_w is not None and dc_side > OVER_LIMIT * limit_w
     over_plate = plate is not None and plate.power_w is not None and at_wall > OVER_NAMEPLATE * plate.power_w
-    psu_agrees = _agrees(watts, dc, wall)
+    if wall and dc:  # the usual case, inline: a wall figure against the PSU's DC reading
+        psu_agrees = WALL_OVER_DC[0] * dc - SLACK_W <= watts <= WALL_OVER_DC[1] * dc + SLACK_W
+    else:
+        psu_agrees = _agrees(watts, dc, wall)
     if psu_agrees and not over_limit and not over_plate:
         return []
     warnings = []
@@ -134,6 +139,23 @@ def _checks(watts: float, where: str, dc: float | None, wall: bool, plate: Namep
         warnings.append(f"power_vs_nameplate: {where} {watts:g} W is more than {OVER_NAMEPLATE:g}x the "
                         f"{plate.model} nameplate ({plate.power_w:g} W)")  # type: ignore[union-attr]
     return warnings
+
+
+def _soft_dc(text: str | None, plate: Nameplate | None) -> float | None:
+    """The PSU's DC reading beside a WALLPOWER figure, for the cross-check only (None: nothing to check)."""
+    if not text:
+        return None
+    if plate is not None and plate.model not in _BY_MODEL:  # the usual layout: PS[4] is the DC watts
+        tokens = text.split(None, MAX_PS_SLOTS)
+        if len(tokens) > 6:
+            try:
+                dc = float(tokens[4])
+            except ValueError:
+                return None
+            if 0 < dc < 1e9:
+                return dc
+    ps = _soft_slots(text)
+    return layout(plate, len(ps)).dc(ps) if len(ps) >= 6 else None
 
 
 def _soft_slots(text: str) -> list[float]:
