@@ -176,7 +176,8 @@ class _Handler(socketserver.BaseRequestHandler):
             except ValueError:
                 if not chunk:
                     return
-        self.request.sendall(json.dumps(answer(self.server.replies, request)).encode() + b"\x00")  # type: ignore[attr-defined]
+        known = self.server.replies  # type: ignore[attr-defined]
+        self.request.sendall(json.dumps(answer(known, request)).encode() + b"\x00")
 
 
 def answer(known: dict[str, dict[str, Any]], request: Any) -> dict[str, Any]:

@@ -167,8 +167,9 @@ def _unit(version: dict[str, Any], summary: dict[str, Any], pools: Any, estats: 
     soft_off = (dev.num("SoftOFF", "state") or 0) > 0
     status = _work_status(dev.keys)
     live_ghs = dev.num("GHSspd", "hashrate_ths")
-    if "hashrate_ths" not in dev.refused and (live_ghs is None or (live_ghs == 0 and status == WORKING and not soft_off)):
-        # No GHSspd on this firmware, or GHSspd[0.00] while the unit says it works (ramping after a restart).
+    ramping = live_ghs == 0 and status == WORKING and not soft_off  # GHSspd[0.00] while it says it works
+    if "hashrate_ths" not in dev.refused and (live_ghs is None or ramping):
+        # No GHSspd on this firmware, or a unit ramping after a restart: the summary's rate.
         live_ghs = _summary_ghs(summary, _LIVE_FALLBACK, "hashrate_ths", dev, default=live_ghs)
     asleep = soft_off or status == IDLE
     avg_ghs = dev.num("GHSavg", "hashrate_avg_ths")
@@ -348,7 +349,8 @@ def _add_fan(dev: Device, key: str, rpm: float | None, fans: list[int]) -> None:
 
 def _codes(dev: Device, ver: str | None) -> list[FaultCode]:
     keys = dev.keys
-    if not keys.get("ECHU", "").strip("0 ") and not keys.get("ECMM", "").strip("0 ") and keys.get("PS", "")[:2] in ("", "0 "):
+    if (not keys.get("ECHU", "").strip("0 ") and not keys.get("ECMM", "").strip("0 ")
+            and keys.get("PS", "")[:2] in ("", "0 ")):
         return []  # the healthy unit's every poll: nothing to decode
     return avalon_codes.unit_codes(dev.codes("ECHU", "errors"), dev.codes("ECMM", "errors"), _psu_code(dev),
                                    avalon_codes.generation(ver))
@@ -436,7 +438,8 @@ def _identity(version: dict[str, Any], ver: str | None) -> tuple[str | None, str
 
 
 @functools.lru_cache(maxsize=4096)  # the same few strings every cycle from every unit of a model
-def _identity_of(prod: Any, model_field: Any, version: Any, ver: Any) -> tuple[str | None, str | None, Nameplate | None]:
+def _identity_of(prod: Any, model_field: Any, version: Any,
+                 ver: Any) -> tuple[str | None, str | None, Nameplate | None]:
     prod, model_field, version, ver = _text(prod), _text(model_field), _text(version), _text(ver)
     ver_match = _VER.match(ver) if ver else None
     ver_model = ver_match.group(1) if ver_match else None

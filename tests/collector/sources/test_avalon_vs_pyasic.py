@@ -115,17 +115,26 @@ def _mac(value: Any) -> str | None:
     return None if not value else str(value).upper()
 
 
+def _expected_rate(v: float | None) -> str:
+    return "no expected hashrate" if v is None else f"expected {v:.1f} TH/s"
+
+
+def _same_state(pyasic_says: str, truth: str) -> bool:
+    return pyasic_says == truth or (pyasic_says == "not mining" and truth != "mining")
+
+
 FIELDS = (
     Field("live hashrate", lambda d: _ths(d.hashrate), lambda e: e["hashrate_ths"], lambda s: s.hashrate_ths, _same,
           _live),
     Field("power", lambda d: d.wattage, lambda e: e["power_w"], lambda s: s.power_w, _same, _power),
     Field("state", lambda d: "mining" if d.is_mining else "not mining", lambda e: e["state"],
-          lambda s: s.state.value, lambda a, b: a == b or (a == "not mining" and b != "mining"), lambda v: f"state {v}"),
+          lambda s: s.state.value, _same_state, lambda v: f"state {v}"),
     Field("boards", lambda d: sum(not b.missing for b in d.hashboards), _boards_expected, lambda s: len(s.boards),
           lambda a, b: a == b, _boards),
-    Field("hottest chip", _pyasic_chip_max, lambda e: e["temp_chip_max_c"], lambda s: s.temp_chip_max_c, _same, _chip),
+    Field("hottest chip", _pyasic_chip_max, lambda e: e["temp_chip_max_c"], lambda s: s.temp_chip_max_c, _same,
+          _chip),
     Field("expected hashrate", lambda d: _ths(d.expected_hashrate), lambda e: e["expected_hashrate_ths"],
-          lambda s: s.expected_hashrate_ths, _same, lambda v: "no expected hashrate" if v is None else f"expected {v:.1f} TH/s"),
+          lambda s: s.expected_hashrate_ths, _same, _expected_rate),
     Field("fans", lambda d: [f.speed for f in d.fans], lambda e: e["fans_rpm"] or [], lambda s: s.fans_rpm,
           lambda a, b: a == b, _fans),
     Field("MAC", lambda d: _mac(d.mac), lambda e: e["mac"], lambda s: s.mac, lambda a, b: a == b,
@@ -166,14 +175,14 @@ def _ours(field: Field, reading: Reading) -> str:
 
 def row(reading: Reading) -> str:
     wrong = pyasic_wrong(reading)
-    klass = reading.pyasic_class or "none"
+    klass, case = reading.pyasic_class or "none", reading.case.name
     if reading.pyasic is None:
         fields = [f for f in FIELDS if f.expected(reading.case.expected) not in (None, [])]
-        return f"| `{reading.case.name}` | {klass}: not a miner it knows | {'; '.join(_ours(f, reading) for f in fields)} |"
+        return f"| `{case}` | {klass}: not a miner it knows | {'; '.join(_ours(f, reading) for f in fields)} |"
     if not wrong:
-        return f"| `{reading.case.name}` | {klass}: right on every field compared | the same |"
+        return f"| `{case}` | {klass}: right on every field compared | the same |"
     theirs = "; ".join(shown for _, shown in wrong)
-    return f"| `{reading.case.name}` | {klass}: {theirs} | {'; '.join(_ours(f, reading) for f, _ in wrong)} |"
+    return f"| `{case}` | {klass}: {theirs} | {'; '.join(_ours(f, reading) for f, _ in wrong)} |"
 
 
 def render(readings: list[Reading]) -> str:
@@ -197,7 +206,8 @@ def test_hashfleet_reports_what_expected_json_says_where_pyasic_does_not(reading
         expected = reading.case.expected
         for field in FIELDS:
             ours, truth = field.native(reading.native), field.expected(expected)
-            assert field.same(ours, truth), f"{reading.case.name}: hashfleet's {field.name} {ours!r}, expected {truth!r}"
+            assert field.same(ours, truth), (
+                f"{reading.case.name}: hashfleet's {field.name} {ours!r}, expected {truth!r}")
 
 
 def test_pyasic_is_wrong_on_the_known_classes_of_reply(readings):
