@@ -180,6 +180,31 @@ def test_idle_tmax_zero_is_no_reading():
     assert sample.boards[0].chips_ok is None  # its per-chip list is from before the sleep
 
 
+# -- the catalogue fills what a reply does not say --------------------------------------------------------------
+
+
+def _without(reply, *names):
+    text = device(reply)
+    for name in names:
+        text = re.sub(r"(?<![A-Za-z0-9_])" + name + r"\[[^\]]*\] ?", "", text)
+    reply["estats"][0]["STATS"][0]["MM ID0"] = text
+    return reply
+
+
+def test_expected_hashrate_from_the_catalogue_for_the_work_mode_when_ghsmm_is_missing():
+    a1047 = read(_without(reply_of("a1047_19120401_mining"), "GHSmm"))  # WORKMODE[1]: "37T" in the A10 manual
+    assert a1047.expected_hashrate_ths == 37.0 and a1047.model == "AvalonMiner 1047"
+    a1246 = read(_without(reply_of("a1246_21072802_mining"), "GHSmm"))  # no modes listed: the nameplate
+    assert a1246.expected_hashrate_ths == 90.0
+    nano3 = read(_without(reply_of("nano3_24071801_mining"), "GHSmm"))  # levels with no published rate
+    assert nano3.expected_hashrate_ths is None
+
+
+def test_chips_expected_from_the_catalogue_when_the_reply_has_no_chip_count():
+    sample = read(_without(reply_of("mini3_25011701_mining"), "TA"))
+    assert [(b.chips_expected, b.chips_ok) for b in sample.boards] == [(66, None)]
+
+
 # -- error codes ---------------------------------------------------------------------------------------------
 
 
