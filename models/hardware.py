@@ -1,8 +1,9 @@
 """What each miner model is on its nameplate, and how far a reading may stray from it.
 
 A plain table: one `Nameplate` per model, with every spelling firmware and pyasic use for it
-(`names`). Adding a model is one more entry in `CATALOGUE`. Figures are nameplate values
-(DESIGN.md section 4).
+(`names`), its boards x chips, fans and work modes. Adding a model is one more entry in `CATALOGUE`.
+Figures are nameplate values with their source (`source`; for Avalons docs/avalon.md section 8, for
+the others DESIGN.md section 4); a figure no source gives is None, never a guess.
 
 The collector uses these figures to refuse readings no such unit can produce (a hashrate of
 1e300 GH/s, 100 MW at the wall): see `ceilings`. Where no nameplate is known, the miner's own
@@ -26,25 +27,122 @@ MAX_UNIT_W = 30_000.0
 
 
 @dataclass(frozen=True, slots=True)
+class WorkMode:
+    """One work mode as the firmware names it (Avalon `WORKMODE[n]`, or `WORKLEVEL[n]` on a Nano 3),
+    with the figures its maker published; None where nothing was published."""
+
+    key: str  # the value the firmware reports: "0", "1", "2"
+    name: str
+    hashrate_ths: float | None = None
+    power_w: float | None = None  # at the wall
+    power_limit_w: float | None = None  # the limit the firmware sets in this mode (Avalon MPO)
+
+
+@dataclass(frozen=True, slots=True)
 class Nameplate:
     make: str
     model: str
-    hashrate_ths: float
-    power_w: float
-    boards: int
-    chips_per_board: int
-    names: tuple[str, ...]  # as firmware (Avalon `PROD`, `MODEL`) and pyasic (`device_info.model`) spell it
+    hashrate_ths: float | None  # nameplate (the highest published work mode); None: not published
+    power_w: float | None  # at the wall, in that mode
+    boards: int | None
+    chips_per_board: int | None
+    names: tuple[str, ...]  # as firmware (Avalon `PROD`, `MODEL`, `Ver` prefix) and pyasic spell it
+    fans: int | None = None
+    modes: tuple[WorkMode, ...] = ()
+    module: bool = False  # a module of a controller chain (AvalonMiner 7xx-9xx): a chain is many of them
+    source: str = ""  # where the figures come from (docs/avalon.md section 8 has the details)
 
+    def mode(self, key: str | None) -> WorkMode | None:
+        return next((m for m in self.modes if m.key == key), None) if key is not None else None
+
+    def nominal_ths(self, mode: str | None) -> float | None:
+        """What a unit in work mode `mode` should hash: that mode's figure, else the nameplate when the
+        model lists no modes (one figure for every unit); None when the mode's figure is unknown."""
+        found = self.mode(mode)
+        if found is not None:
+            return found.hashrate_ths
+        return self.hashrate_ths if not self.modes else None
+
+
+_A10_MODES = (WorkMode("0", "Normal"), WorkMode("1", "High Performance"))  # A10 API manual 2.4
+_HOME_MODES = (WorkMode("0", "Eco"), WorkMode("1", "Standard"), WorkMode("2", "Super"))  # LW10583 API doc (Q, Nano 3S)
+
+# Canaan Avalon: docs/avalon.md section 8 gives each figure's source. Nameplate TH/s and W are the
+# maker's (or its launch as reported); boards x chips from captures, pyasic and asic-rs; None where no
+# source gives a figure (a reading of one unit, such as GHSmm, is not a nameplate).
+AVALON: tuple[Nameplate, ...] = (
+    # Controller chains: cgminer on a controller reads AUCs of modules; figures per module.
+    Nameplate("Canaan", "AvalonMiner 721", None, None, 4, 18, ("AvalonMiner 721", "Avalon 721", "721"), fans=1,
+              module=True, source="pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 741", None, None, 4, 22, ("AvalonMiner 741", "Avalon 741", "741"), fans=1,
+              module=True, source="capture a741 (TA[88]), pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 761", None, None, 4, 18, ("AvalonMiner 761", "Avalon 761", "761"), fans=1,
+              module=True, source="pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 821", None, None, 4, 26, ("AvalonMiner 821", "Avalon 821", "821"), fans=1,
+              module=True, source="capture a841-821 (TA[104]), pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 841", None, None, 4, 26, ("AvalonMiner 841", "Avalon 841", "841"), fans=1,
+              module=True, source="capture a841-821 (TA[104]), pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 851", None, None, 4, 26, ("AvalonMiner 851", "Avalon 851", "851"), fans=1,
+              module=True, source="pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 921", None, None, 4, 26, ("AvalonMiner 921", "Avalon 921", "921"), fans=1,
+              module=True, source="capture a921 (TA[104]), pyasic, asic-rs"),
+    # A10 and later: one controller, one device string.
+    Nameplate("Canaan", "AvalonMiner 1026", None, None, 3, 80, ("AvalonMiner 1026", "Avalon 1026", "A1026", "1026"),
+              fans=2, modes=_A10_MODES, source="pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 1047", 37.0, None, 2, 120, ("AvalonMiner 1047", "Avalon 1047", "A1047", "1047"),
+              fans=2, modes=(WorkMode("0", "Normal", 31.0), WorkMode("1", "High Performance", 37.0)),
+              source="A10 API manual (31T / 37T); 2 x 120 chips on two captures (pyasic and asic-rs say 3 x 80)"),
+    Nameplate("Canaan", "AvalonMiner 1066", None, None, 3, 114, ("AvalonMiner 1066", "Avalon 1066", "A1066", "1066"),
+              fans=4, modes=_A10_MODES, source="A10 API manual (capture), pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 1126 Pro", None, None, 3, 120,
+              ("AvalonMiner 1126 Pro", "Avalon 1126 Pro", "A1126 Pro", "1126 Pro", "1126Pro", "1126"), fans=4,
+              source="pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 1166 Pro", None, None, 3, 120,
+              ("AvalonMiner 1166 Pro", "Avalon 1166 Pro", "A1166 Pro", "1166 Pro", "1166Pro", "1166"), fans=4,
+              source="pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 1246", 90.0, 3420.0, 3, 120, ("AvalonMiner 1246", "Avalon 1246", "A1246", "1246"),
+              fans=4, source="DESIGN.md section 4; capture a1246 (3 x 120), pyasic, asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 1346", 110.0, 3300.0, None, None,
+              ("AvalonMiner 1346", "Avalon 1346", "A1346", "1346"),
+              source="Canaan's A13 launch as reported by Zeus Mining: 110 TH/s at 30 J/TH"),
+    Nameplate("Canaan", "AvalonMiner 1366", 130.0, 3250.0, None, None,
+              ("AvalonMiner 1366", "Avalon 1366", "A1366", "1366"),
+              source="Canaan's A13 launch as reported by Zeus Mining: 130 TH/s at 25 J/TH"),
+    Nameplate("Canaan", "AvalonMiner 1466", 150.0, 3230.0, 3, 176, ("AvalonMiner 1466", "Avalon 1466", "A1466", "1466"),
+              fans=2, source="DESIGN.md section 4; asic-rs (3 x 176)"),
+    Nameplate("Canaan", "AvalonMiner 15-194", 194.0, 3650.0, 3, 160,
+              ("AvalonMiner 15-194", "Avalon 1566", "A1566", "A15-194", "15-194", "AvalonMiner 15", "A15", "15"),
+              fans=2, source="DESIGN.md section 4; capture a15-194, pyasic (1566), asic-rs"),
+    Nameplate("Canaan", "AvalonMiner 15 Pro", None, None, None, None,
+              ("AvalonMiner 15 Pro", "AvalonMiner 15Pro", "A15 Pro", "A15Pro", "15PRO", "15 Pro"),
+              source="asic-rs (name only)"),
+    Nameplate("Canaan", "AvalonMiner 1566 HA", None, None, 4, 160, ("AvalonMiner 1566HA", "1566HA", "1566 HA"), fans=0,
+              source="asic-rs (hydro)"),
+    Nameplate("Canaan", "AvalonMiner 1566 HU", None, None, 3, 160, ("AvalonMiner 1566HU", "1566HU", "1566 HU"), fans=0,
+              source="asic-rs (hydro)"),
+    Nameplate("Canaan", "AvalonMiner 16", 282.0, 3900.0, None, None,
+              ("AvalonMiner 16", "Avalon A16", "A16", "16"),
+              source="Hashrate Index, 'Hardware Review: Canaan's A16 Series' (Oct 2025)"),
+    Nameplate("Canaan", "AvalonMiner 16 XP", 300.0, 3850.0, None, None,
+              ("AvalonMiner 16XP", "AvalonMiner 16 XP", "Avalon A16 XP", "A16XP", "A16 XP", "16XP"),
+              source="Hashrate Index, 'Hardware Review: Canaan's A16 Series' (Oct 2025)"),
+    # Home miners (K230 controller).
+    Nameplate("Canaan", "Avalon Q", 90.0, 1674.0, 1, 160, ("Avalon Q", "Avalon Q Home", "Q"), fans=4,
+              modes=(WorkMode("0", "Eco", power_limit_w=800.0), WorkMode("1", "Standard"), WorkMode("2", "Super")),
+              source="DESIGN.md section 4; capture q (1 x 160, Fan1..Fan4, Eco MPO 800); asic-rs; pyasic says 2 fans"),
+    Nameplate("Canaan", "Avalon Mini 3", None, None, 1, 66, ("Avalon Mini3", "Avalon Mini 3", "Mini3", "Mini 3"),
+              fans=1, source="pyasic (1 x 66); capture mini3 (MPO 800, ~824 W at the wall)"),
+    Nameplate("Canaan", "Avalon Nano 3", None, None, 1, 10,
+              ("Avalon Nano 3", "Avalon Nano3", "AvalonMiner Nano3", "Nano3", "nano3"), fans=1,
+              modes=(WorkMode("0", "Low", power_limit_w=60.0), WorkMode("1", "Mid", power_limit_w=90.0),
+                     WorkMode("2", "High", power_limit_w=125.0)),
+              source="capture nano3 (WORKLEVEL 0/1/2 = ATA0..2 limits 60/90/125 W), pyasic, asic-rs"),
+    Nameplate("Canaan", "Avalon Nano 3S", 6.0, 140.0, 1, 12, ("Avalon Nano3s", "Avalon Nano 3s", "Nano3s"), fans=1,
+              modes=_HOME_MODES, source="DESIGN.md section 4; pyasic, asic-rs (1 x 12)"),
+)
 
 CATALOGUE: tuple[Nameplate, ...] = (
-    Nameplate("Canaan", "AvalonMiner 1246", 90.0, 3420.0, 3, 120,
-              ("AvalonMiner 1246", "Avalon 1246", "A1246", "1246")),
-    Nameplate("Canaan", "AvalonMiner 1466", 150.0, 3230.0, 3, 176,
-              ("AvalonMiner 1466", "Avalon 1466", "A1466", "1466")),
-    Nameplate("Canaan", "AvalonMiner 15-194", 194.0, 3650.0, 3, 160,
-              ("AvalonMiner 15-194", "Avalon 1566", "A1566", "A15-194", "15-194")),
-    Nameplate("Canaan", "Avalon Q", 90.0, 1674.0, 1, 160, ("Avalon Q", "Avalon Q Home", "Q")),
-    Nameplate("Canaan", "Avalon Nano 3S", 6.0, 140.0, 1, 12, ("Avalon Nano3s", "Avalon Nano 3s", "Nano3s")),
+    *AVALON,
     Nameplate("Bitmain", "Antminer S19j Pro", 104.0, 3068.0, 3, 126, ("Antminer S19j Pro", "S19j Pro")),
     Nameplate("Bitmain", "Antminer S21", 200.0, 3500.0, 3, 108, ("Antminer S21", "S21")),
     Nameplate("Bitaxe", "Bitaxe Gamma", 1.224, 18.0, 1, 1, ("Bitaxe Gamma", "Gamma")),
@@ -100,22 +198,27 @@ def ceilings(model: str | None, expected_ths: float | None, power_limit_w: float
     """Plausible maxima for a unit of `model` that states `expected_ths` and `power_limit_w` itself.
 
     The nameplate wins when the model is known (a miner's own figures could be as wrong as its
-    readings); otherwise its own expected hashrate and power limit, when they are themselves within
-    the ceilings for any single unit; otherwise those ceilings."""
+    readings); otherwise (or where its nameplate lacks that figure) its own expected hashrate and power
+    limit, when they are themselves within the ceilings for any single unit; otherwise those ceilings."""
     plate = nameplate(model)
-    if plate is not None:
+    if plate is not None and plate.hashrate_ths is not None and plate.power_w is not None:
         return _of_plate(plate)
-    if expected_ths is not None and 0 < expected_ths <= MAX_UNIT_THS:
+    if plate is not None and plate.hashrate_ths is not None:
+        ths, ths_basis = HASHRATE_FACTOR * plate.hashrate_ths, "nameplate"
+    elif expected_ths is not None and 0 < expected_ths <= MAX_UNIT_THS:
         ths, ths_basis = HASHRATE_FACTOR * expected_ths, "expected"
     else:
         ths, ths_basis = MAX_UNIT_THS, "any unit"
-    if power_limit_w is not None and 0 < power_limit_w <= MAX_UNIT_W:
+    if plate is not None and plate.power_w is not None:
+        watts, watts_basis = POWER_FACTOR * plate.power_w, "nameplate"
+    elif power_limit_w is not None and 0 < power_limit_w <= MAX_UNIT_W:
         watts, watts_basis = POWER_FACTOR * power_limit_w, "power limit"
     else:
         watts, watts_basis = MAX_UNIT_W, "any unit"
-    return Ceilings(ths, watts, ths_basis, watts_basis, None)
+    return Ceilings(ths, watts, ths_basis, watts_basis, plate)
 
 
 @functools.cache  # one per catalogue entry
 def _of_plate(plate: Nameplate) -> Ceilings:
+    assert plate.hashrate_ths is not None and plate.power_w is not None
     return Ceilings(HASHRATE_FACTOR * plate.hashrate_ths, POWER_FACTOR * plate.power_w, "nameplate", "nameplate", plate)

@@ -1,7 +1,8 @@
 """Find out what answers at an address and which reader reads it: a native reader (Avalon,
 stock Antminer, Whatsminer, Braiins OS+), pyasic, or nothing.
 
-Avalons are recognised by their CGMiner `version` reply (one cheap request);
+Avalons are recognised by their CGMiner `version` reply (one cheap request), controllers of
+AvalonMiner 7xx-9xx chains (whose `version` names no make) by their `estats`;
 everything else goes through pyasic's detection, which probes the web UI and
 port 4028 itself. A make and firmware a native reader covers is then handed to
 it (it takes make, model, boards and chips from pyasic's detection and fetches
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collector.sources import antminer, avalon, braiins, reply_values, whatsminer
+from collector.sources import antminer, avalon, avalon_chain, braiins, reply_values, whatsminer
 from collector.sources import cgminer_client as cgminer
 from collector.sources import pyasic_makes as pyasic_source
 from collector.sources.profile import from_pyasic
@@ -133,9 +134,41 @@ async def identify(target: Target, timeout_s: float = 5.0, gates: Gates | None =
         except (cgminer.MinerReplyError, AttributeError, IndexError, KeyError, TypeError):
             prod = mac = None  # still an Avalon; polls will report what is wrong with it
         return Identity(target, AVALON, make=avalon.MAKE, model=prod, miner_id=mac)
+    if readers.get(AVALON, "native") == "native" and _bare_cgminer(raw, target.address):
+        # A controller of AvalonMiner 7xx-9xx chains names neither make nor model in `version`
+        # (cgminer's own fields only); its estats tell: AUC entries carrying `MM ID1..n` modules.
+        async with gates.probe if gates is not None else contextlib.nullcontext():
+            model = await _chain_model(target, timeout_s)
+        if model is not None:
+            return Identity(target, AVALON, make=avalon.MAKE, model=model)
     if target.port != CGMINER_PORT:
         raise NoMinerFound(why)  # pyasic's detection only knows the standard ports
     return await _pyasic_identity(target, timeout_s, why, gates, readers)
+
+
+def _bare_cgminer(raw: bytes, where: str) -> bool:
+    """A `version` reply with cgminer's own fields and nothing that names a make (no PROD, Type, ...)."""
+    try:
+        version = (cgminer.section(cgminer.decode(raw, where), "version", where).get("VERSION") or [{}])[0]
+    except (cgminer.MinerReplyError, AttributeError, IndexError, KeyError, TypeError):
+        return False
+    return isinstance(version, dict) and "CGMiner" in version and set(version) <= _CGMINER_VERSION_KEYS
+
+
+# What cgminer itself puts in `version`; makes add their own keys (PROD, Type, Miner, ...).
+_CGMINER_VERSION_KEYS = frozenset({"CGMiner", "API"})
+
+
+async def _chain_model(target: Target, timeout_s: float) -> str | None:
+    """The chain's model ("AvalonMiner 741 chain") when the estats at `target` are a controller chain's."""
+    try:
+        raw = await cgminer.request(target.host, target.port, "estats", timeout_s=timeout_s)
+        estats = cgminer.section(cgminer.decode(raw, target.address), "estats", target.address)
+        if not avalon_chain.is_chain(estats):
+            return None
+        return avalon_chain.read(estats, {}, target.address).model
+    except (cgminer.CGMinerError, ValueError, TypeError, AttributeError):
+        return None
 
 
 async def _pyasic_identity(target: Target, timeout_s: float, why: str, gates: Gates | None,

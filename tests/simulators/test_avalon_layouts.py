@@ -17,13 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.avalon_golden import golden
 from tests.simulators.replies import shape_mismatches
-from tests.support import DATA, pyasic_data
+from tests.support import pyasic_data
 
 from simulators import MODELS, ManualClock, parse_fleet, run_fleet
 from simulators.probe import query_json
-
-GOLDEN = DATA / "replies" / "avalon" / "golden"
 
 # Simulated model -> the golden case whose layout it follows. a1346 shares the A1366's 3 x 120 layout
 # and a16xp the A16's; the hydro A15 is the A15-194 layout without fans (see DROPPED).
@@ -46,68 +45,6 @@ DROPPED = {"a1566hu": {"Fan1", "Fan2"}}  # a hydro unit has no fans to print
 BORROWED = {"a1346", "a16xp", "a1566hu"}  # models in another model's golden layout: identity their own
 FLEET = ",".join(f"{key}:1" for key in CASES)
 TOKEN = re.compile(r"([A-Za-z_][\w ]*?)\[([^\]]*)\]")
-
-
-# -- golden replies, JSON or cgminer's plain text --------------------------------------------------------
-
-
-def _text_value(raw: str) -> Any:
-    if raw in ("true", "false"):
-        return raw == "true"
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return raw
-
-
-def text_reply(text: str) -> dict[str, Any]:
-    """CGMiner's plain-text reply (`STATUS=S,...|SECTION,Key=v,...|`) as the JSON it stands for. Lines
-    wrapped by an e-mail client (the Nano 3 paste) are joined; `\\|` is the manual's escaped bar."""
-    text = text.replace("\\|", "|").replace("\r", "").replace("\n", " ")
-    sections = [part.strip() for part in text.split("|") if part.strip()]
-    body: dict[str, Any] = {}
-    for i, section in enumerate(sections):
-        fields = re.split(r",(?=[A-Za-z][\w %]*=)", section)
-        name = None
-        if "=" not in fields[0]:
-            name = fields.pop(0)
-        item = {}
-        for field in fields:
-            key, _, value = field.partition("=")
-            item[key] = _text_value(value)
-        if i == 0:
-            body["STATUS"] = [item]
-            continue
-        first = next(iter(item))
-        name = name or {"POOL": "POOLS", "STATS": "STATS", "DEVDETAILS": "DEVDETAILS", "ASC": "DEVS"}[first]
-        body.setdefault(name, []).append(item)
-    body["id"] = 1
-    return body
-
-
-def golden(case: str, command: str) -> dict[str, Any] | None:
-    """The golden case's reply to `command` (stats and estats stand in for each other), or None."""
-    folder = GOLDEN / case
-    names = [command] + (["stats", "estats"] if command in ("stats", "estats") else [])
-    for name in names:
-        if (folder / f"{name}.json").exists():
-            return json.loads((folder / f"{name}.json").read_text())  # type: ignore[no-any-return]
-        if (folder / f"{name}.txt").exists():
-            return text_reply((folder / f"{name}.txt").read_text())
-    joined = folder / "reply.json"
-    if joined.exists():
-        reply = json.loads(joined.read_text())
-        for name in names:
-            if name in reply:
-                return reply[name][0]  # type: ignore[no-any-return]
-    for file in folder.glob("*+*.json"):  # a joined reply named by its request
-        reply = json.loads(file.read_text())
-        for name in names:
-            if name in reply:
-                return reply[name][0]  # type: ignore[no-any-return]
-    return None
 
 
 def layout(device_string: str, drop: set[str] = frozenset()) -> list[tuple[str, int]]:
