@@ -207,7 +207,9 @@ def test_any_strings_in_a_miners_reply_land_in_influxd_as_documented(influxdb, i
     influxdb.write(influx_bucket, "\n".join(miner_points(sample)), precision="s")
     rows = influxdb.query(f"SELECT * FROM miner WHERE site = '{site}'", influx_bucket, epoch="s")
     assert len(rows) == 1, rows
-    expected_model = stored_tag((prod or version["MODEL"])[:MAX_TEXT_CHARS])  # an empty PROD: MODEL names it
+    named = prod[:MAX_TEXT_CHARS]
+    # a PROD that is empty or names a family ("10xx"): the device string's Ver prefix (1246-83) names it
+    expected_model = stored_tag(named if named and "xx" not in named.lower() else "AvalonMiner 1246-83")
     assert rows[0].get("model") == expected_model and rows[0]["hashrate_ths"] == sample.hashrate_ths
     boards = influxdb.query(f"SELECT count(chips_ok) FROM miner_board WHERE site = '{site}'", influx_bucket)
     assert boards and boards[0]["count"] == len(sample.boards)  # no board point lost to the text either
