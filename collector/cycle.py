@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from models import CostSample, MinerSample, MinerState, NetworkState
+from models.health import MinerHealth, SiteHealth
 
 # Miners per part handed to the stages and sinks: bounds a cycle's per-miner figures and lines in
 # memory, and each part is one spool batch that delivery can send while the next is worked on.
@@ -28,6 +29,7 @@ class MinersPart:
     samples: Sequence[MinerSample] = ()
     costs: list[CostSample] | None = None  # None: no cost figures (no economics, or no network state)
     metered_gap_w: Mapping[str, float] = field(default_factory=dict)  # reported - metered watts, by miner
+    health: list[MinerHealth] | None = None  # None: no health stage; else one per sample, in order
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Cycle:
     past_deadline: int = 0  # polled miners that had not answered when the cycle's deadline passed
     latencies_s: list[float] = field(default_factory=list)  # per polled miner (benchmarks)
     cost: CycleCost | None = None  # the cost stage's roll-ups
+    health: SiteHealth | None = None  # the health stage's roll-up
     # Counters a source keeps since the collector started (e.g. MQTT payloads accepted and dropped), for
     # the `collector` point: names and types in models.schema.COLLECTOR.
     counters: dict[str, int] = field(default_factory=dict)

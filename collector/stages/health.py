@@ -1,0 +1,372 @@
+"""The health stage: every miner's problems, their root causes and their dollars, every cycle.
+
+It runs after the cost stage, so each part's cost figures are there to price with. For each miner:
+
+    checks (health_signals)  ->  seen for long enough (MIN_CYCLES)  ->  cause (root_cause)
+        ->  the shortfall shared out and priced (health_dollars)  ->  MinerHealth on the part
+
+and at the cycle's end the site's roll-up (SiteHealth on the cycle: counts and dollars by cause, the
+costliest problems in repair order), the peers' typical values for next cycle's outlier checks, the
+learned power corrections (power_truth) and the measured PUE. Per miner the work is O(boards + fans):
+what the stage remembers is a few numbers per miner and its daily sums (health_history), saved next to
+the spool every SAVE_EVERY_S and when a day ends. A failure with one miner costs that miner's health
+figures for the cycle (logged once per miner), never the others' or the service.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from statistics import median
+
+from collector.cycle import Cycle, MinersPart
+from collector.layout import SiteLayout
+from collector.sources.live_inputs import LiveInputs
+from collector.stages import health_dollars, health_history, health_signals as checks, root_cause
+from collector.stages.health_signals import Context, Finding, MinerMemory, PeerStats
+from collector.stages.power_truth import PowerTruth
+from models import CostSample, MinerSample, MinerState, SiteEconomics
+from models.config import Place
+from models.hardware import nameplate, thermal_limits
+from models.health import NOWHERE, Cause, MinerHealth, Problem, Severity, Signal, SiteHealth, queue_order
+
+log = logging.getLogger(__name__)
+
+MIN_CYCLES = 2  # a problem is raised once seen in this many cycles in a row (one bad reading is not a fault)
+_AT_ONCE = frozenset({Signal.READING, Signal.POOL_REJECTS, Signal.REBOOTS, Signal.CHIPS_LOSING,
+                      Signal.BOARD_DEGRADING, Signal.EFFICIENCY_DRIFT})  # already judged over time, or a reading
+QUEUE_SHOWN = 50  # problems in the site roll-up's repair queue (MQTT, `hashfleet health`)
+LEARN_RATE = 0.05  # weight of a healthy cycle in a miner's usual draw and hashrate
+FORGET_AFTER_S = 3 * 86_400  # a miner id unseen this long is forgotten (ids churn: a MAC that changes)
+MAX_MINERS = health_history.MAX_MINERS
+
+
+class HealthStage:
+    """Hardware health for every cycle (collector.stages.Stage)."""
+
+    def __init__(self, site: str, *, economics: SiteEconomics | None = None, layout: SiteLayout | None = None,
+                 live: LiveInputs | None = None, truth: PowerTruth | None = None, state_path: Path | None = None,
+                 save: bool = True) -> None:
+        self.site = site
+        self.economics = economics
+        self.layout = layout or SiteLayout({})
+        self.live = live or LiveInputs()
+        self.truth = truth or PowerTruth()
+        self.state_path = state_path
+        self.save_state = save and state_path is not None
+        kept = health_history.load(state_path) if state_path is not None else {}
+        self._memory: dict[str, MinerMemory] = {miner: MinerMemory(kept=h) for miner, h in kept.items()}
+        self._peers: dict[tuple[str | None, str | None], PeerStats] = {}
+        self._places: dict[str, Place] = {}
+        self._failed: set[str] = set()
+        self._last_save_s: float | None = None
+        self._day: int | None = None
+        self._cycle: _CycleWork | None = None
+
+    # -- the Stage seam ------------------------------------------------------------------------
+
+    def begin(self, cycle: Cycle) -> None:
+        self._cycle = _CycleWork(cycle.ts, self.truth.measured_pue())
+
+    def part(self, cycle: Cycle, part: MinersPart) -> None:
+        work = self._cycle
+        if work is None:  # begin failed
+            return
+        costs = part.costs
+        out: list[MinerHealth] = []
+        for i, sample in enumerate(part.samples):
+            cost = costs[i] if costs is not None and i < len(costs) else None
+            try:
+                health = self._miner(sample, cost, work)
+            except Exception:  # a bug or an input no check caught: this miner's figures, never the others'
+                self._log_failure(sample.miner)
+                health = MinerHealth(sample.miner, sample.model, NOWHERE)
+            out.append(health)
+            work.add(health)
+        part.health = out
+
+    def finish(self, cycle: Cycle) -> None:
+        work, self._cycle = self._cycle, None
+        if work is None:
+            return
+        self._peers = work.peer_stats()
+        self.truth.finish()
+        miners_w = cycle.cost.site.power_w if cycle.cost is not None else sum(
+            s.power_w or 0.0 for s in cycle.samples)
+        pue = self.truth.observe_facility(self.live.facility_power(cycle.ts), miners_w)
+        cycle.health = work.rollup(self.site, pue, self.truth)
+        self._keep(cycle.ts)
+
+    # -- one miner -----------------------------------------------------------------------------
+
+    def _miner(self, sample: MinerSample, cost: CostSample | None, work: _CycleWork) -> MinerHealth:
+        memory = self._remember(sample.miner)
+        kept = memory.kept
+        model = sample.model or kept.model
+        place = self._place(sample)
+        plate = nameplate(model)
+        expected = _expected(sample, plate, kept)
+        metered = self.live.metered_power(sample.miner, work.now) if self.live.metered_w else None
+        peers = self._peers.get((model, place.container)) or self._peers.get((model, None))
+        ctx = Context(work.now_s, expected, plate, thermal_limits(model), peers, memory, metered,
+                      self.truth.factor(model))
+
+        doubtful, bad_boards, found = checks.doubtful_fields(sample)
+        found += checks.not_mining(sample, ctx)
+        asleep = sample.state is MinerState.SOFT_OFF
+        if not asleep and not any(f.signal in (Signal.OFFLINE, Signal.IDLE) for f in found):
+            found += checks.pool(sample, ctx)
+            found += checks.boards(sample, ctx, bad_boards)
+            found += checks.hardware_errors(sample, ctx)
+            found += checks.fans(sample, ctx) if "fans_rpm" not in doubtful else []
+            found += checks.temperatures(sample, ctx, doubtful)
+            found += checks.power(sample, ctx, doubtful)
+            found += checks.fault_codes(sample, ctx)
+        found += checks.reboots(sample, ctx)
+        chips_now = _chips(sample, bad_boards)
+        found += self._trends(sample, kept, chips_now, work.day)
+
+        streaks = memory.streaks
+        seen = {f.signal.value if f.part is None else f"{f.signal.value}:{f.part}" for f in found}
+        memory.streaks = {key: streaks.get(key, 0) + 1 for key in seen}
+        found = [f for f in found if f.signal in _AT_ONCE or memory.streaks[_key(f)] >= MIN_CYCLES]
+        items = root_cause.classify(found, sample, ctx)
+
+        hashrate = sample.hashrate_ths if "hashrate_ths" not in doubtful else None
+        if any(f.signal in (Signal.OFFLINE, Signal.IDLE) for f in found) or asleep:
+            shortfall = 0.0 if asleep else (expected or 0.0)
+        elif expected is not None and hashrate is not None and sample.state is MinerState.MINING:
+            shortfall = max(0.0, expected - hashrate)
+        else:
+            shortfall = 0.0
+        settled = sample.uptime_s is None or sample.uptime_s >= checks.RAMP_S
+        extra = health_dollars.share_shortfall(items, shortfall, expected, settled)
+        if extra is not None:
+            key = extra.signal.value
+            memory.streaks[key] = streaks.get(key, 0) + 1
+            if memory.streaks[key] >= MIN_CYCLES:
+                items += root_cause.classify([extra, *(f for f, _, _ in items)], sample, ctx)[:1]
+
+        power_now = cost.power_w if cost is not None else (sample.power_w or 0.0)
+        prices = health_dollars.prices(cost, self.economics, work.pue)
+        saved_w = _saved_w(kept.baseline_w, power_now, plate, expected, sample)
+        dollars = health_dollars.price([f for f, _, _ in items], prices, saved_w)
+        problems = tuple(Problem(sample.miner, f.signal, cause, f.severity, evidence, f.value, f.limit, f.part,
+                                 f.lost_ths, usd) for (f, cause, evidence), usd in zip(items, dollars))
+
+        self._learn(sample, kept, model, expected, hashrate, power_now, problems, found, settled, work)
+        if metered is not None and sample.power_w and sample.state is MinerState.MINING and not any(
+                f.signal is Signal.POWER_MISMATCH for f in found):
+            self.truth.observe(sample.miner, model, sample.power_w, metered)
+        if sample.state is MinerState.MINING and sample.temp_chip_max_c is not None and "temp_chip_max_c" not in doubtful:
+            work.peer(model, place.container, sample.temp_chip_max_c, sample.hw_error_pct)
+
+        usd = sum(p.usd_lost_day for p in problems if p.usd_lost_day is not None) if prices is not None else None
+        return MinerHealth(
+            miner=sample.miner, model=model, place=place, problems=problems, expected_ths=expected,
+            lost_ths=sum(p.lost_ths for p in problems), usd_lost_day=usd,
+            profit_usd_day=cost.profit_usd_day if cost is not None else None,
+            unprofitable=_unprofitable(cost, sample),
+            chips_dead=_chips_dead(sample, bad_boards), chips_lost_week=kept.chips_lost_week(chips_now, work.day),
+            temp_chip_max_c=sample.temp_chip_max_c if "temp_chip_max_c" not in doubtful else None,
+            power_correction=self.truth.factor(model),
+        )
+
+    def _trends(self, sample: MinerSample, kept: health_history.MinerHistory, chips_now: int | None,
+                day: int) -> list[Finding]:
+        kept.add(sample, day)
+        t = kept.trends
+        out = []
+        rate = kept.chips_lost_week(chips_now, day)
+        if rate is not None and rate >= health_history.CHIPS_LOST_WEEK and t.first_chips is not None:
+            lost = t.first_chips - (chips_now or 0)
+            out.append(Finding(Signal.CHIPS_LOSING, Severity.WARNING,
+                               f"{lost:.0f} chips lost in {day - (t.first_day or day)} days ({rate:.1f} a week)",
+                               value=rate, limit=health_history.CHIPS_LOST_WEEK))
+        for board, ratio in t.weak_boards:
+            out.append(Finding(Signal.BOARD_DEGRADING, Severity.INFO,
+                               f"board {board} hashes {ratio:.0%} of what it did {t.days} days ago while the unit "
+                               "holds steady", value=ratio, limit=1 - health_history.BOARD_DROP, part=board))
+        if t.efficiency_rise is not None:
+            hotter = t.temp_rise_c is not None and t.temp_rise_c >= health_history.TEMP_ROSE_C
+            out.append(Finding(Signal.EFFICIENCY_DRIFT, Severity.INFO,
+                               f"J/TH {t.efficiency_rise:+.0%} over {t.days} days"
+                               + (f", chips {t.temp_rise_c:+.1f} C hotter: cooling (dust, paste)" if hotter else ""),
+                               value=t.efficiency_rise, limit=health_history.EFFICIENCY_DRIFT,
+                               cause=Cause.THERMAL if hotter else Cause.POWER))
+        return out
+
+    def _learn(self, sample: MinerSample, kept: health_history.MinerHistory, model: str | None,
+               expected: float | None, hashrate: float | None, power_now: float, problems: Sequence[Problem],
+               found: Sequence[Finding], settled: bool, work: _CycleWork) -> None:
+        kept.seen_s = work.now_s
+        if sample.model:
+            kept.model = sample.model
+        if sample.expected_hashrate_ths:
+            kept.expected_ths = sample.expected_hashrate_ths
+        healthy = (not problems and not found and sample.state is MinerState.MINING and settled and hashrate
+                   and power_now > 0 and (expected is None or hashrate >= (1 - checks.SHORTFALL_SHARE / 2) * expected))
+        if healthy:
+            kept.baseline_w = _ewma(kept.baseline_w, power_now)
+            kept.healthy_ths = _ewma(kept.healthy_ths, hashrate)
+
+    # -- memory, places, saving --------------------------------------------------------------------
+
+    def _remember(self, miner: str) -> MinerMemory:
+        memory = self._memory.get(miner)
+        if memory is None:
+            memory = MinerMemory()
+            if len(self._memory) < MAX_MINERS:  # past it (ids churning wildly) a miner is judged afresh each cycle
+                self._memory[miner] = memory
+        return memory
+
+    def _place(self, sample: MinerSample) -> Place:
+        place = self._places.get(sample.miner)
+        if place is None:
+            place = self.layout.place(sample) or NOWHERE if len(self.layout) else NOWHERE
+            if len(self._places) >= MAX_MINERS:
+                self._places.clear()
+            self._places[sample.miner] = place
+        return place
+
+    def _keep(self, now: datetime) -> None:
+        day = health_history.utc_day(now)
+        now_s = now.timestamp()
+        new_day = self._day is not None and day != self._day
+        self._day = day
+        if new_day or len(self._memory) > MAX_MINERS // 2:
+            gone = [m for m, mem in self._memory.items() if now_s - mem.kept.seen_s > FORGET_AFTER_S]
+            for miner in gone:
+                del self._memory[miner]
+                self._places.pop(miner, None)
+        if not self.save_state or self.state_path is None:
+            return
+        if self._last_save_s is None:
+            self._last_save_s = now_s  # the first save one interval after start, not at once
+        if not new_day and now_s - self._last_save_s < health_history.SAVE_EVERY_S:
+            return
+        self._last_save_s = now_s
+        try:
+            health_history.save(self.state_path, {m: mem.kept for m, mem in self._memory.items()}, now)
+        except (OSError, ValueError) as e:
+            log.error("cannot save the health history to %s: %s", self.state_path, e)
+
+    def save_now(self, now: datetime) -> None:
+        """Write the history file now (tests, and a service stopping)."""
+        if self.state_path is not None:
+            health_history.save(self.state_path, {m: mem.kept for m, mem in self._memory.items()}, now)
+
+    def _log_failure(self, miner: str) -> None:
+        if miner not in self._failed and len(self._failed) < 10_000:
+            self._failed.add(miner)
+            log.exception("%s: health figures failed; this miner has none this cycle (logged once)", miner)
+
+
+class _CycleWork:
+    """One cycle's running roll-up and the values its peers will be judged by next cycle."""
+
+    def __init__(self, now: datetime, pue: float | None) -> None:
+        self.now = now
+        self.now_s = now.timestamp()
+        self.day = health_history.utc_day(now)
+        self.pue = pue
+        self.miners = 0
+        self.with_problems = 0
+        self.problems: list[Problem] = []
+        self.unprofitable = 0
+        self.chips_dead = 0
+        self._temps: dict[tuple[str | None, str | None], list[float]] = defaultdict(list)
+        self._hw: dict[tuple[str | None, str | None], list[float]] = defaultdict(list)
+
+    def add(self, health: MinerHealth) -> None:
+        self.miners += 1
+        if health.problems:
+            self.with_problems += 1
+            self.problems += health.problems
+        self.unprofitable += health.unprofitable
+        self.chips_dead += health.chips_dead or 0
+
+    def peer(self, model: str | None, container: str | None, temp: float, hw: float | None) -> None:
+        for key in ((model, container), (model, None)) if container is not None else ((model, None),):
+            self._temps[key].append(temp)
+            if hw is not None:
+                self._hw[key].append(hw)
+
+    def peer_stats(self) -> dict[tuple[str | None, str | None], PeerStats]:
+        out = {}
+        for key, temps in self._temps.items():
+            middle = median(temps)
+            spread = median(abs(t - middle) for t in temps) * checks.MAD_TO_SIGMA
+            hw = self._hw.get(key)
+            out[key] = PeerStats(len(temps), middle, spread, median(hw) if hw else None)
+        return out
+
+    def rollup(self, site: str, pue: float | None, truth: PowerTruth) -> SiteHealth:
+        by_cause: dict[Cause, int] = {}
+        usd_by_cause: dict[Cause, float] = {}
+        for p in self.problems:
+            by_cause[p.cause] = by_cause.get(p.cause, 0) + 1
+            if p.usd_lost_day is not None:
+                usd_by_cause[p.cause] = usd_by_cause.get(p.cause, 0.0) + p.usd_lost_day
+        corrections = {model: (c.factor, c.samples, truth.factor(model) is not None)
+                       for model, c in truth.corrections().items()}
+        return SiteHealth(
+            site=site, miners=self.miners, miners_with_problems=self.with_problems, problems=len(self.problems),
+            critical=sum(1 for p in self.problems if p.severity is Severity.CRITICAL),
+            usd_lost_day=sum(usd_by_cause.values()), lost_ths=sum(p.lost_ths for p in self.problems),
+            unprofitable=self.unprofitable, chips_dead=self.chips_dead, by_cause=by_cause,
+            usd_by_cause=usd_by_cause, measured_pue=pue, power_corrections=corrections,
+            queue=tuple(sorted(self.problems, key=queue_order)[:QUEUE_SHOWN]),
+        )
+
+
+def _key(finding: Finding) -> str:
+    return finding.signal.value if finding.part is None else f"{finding.signal.value}:{finding.part}"
+
+
+def _expected(sample: MinerSample, plate, kept: health_history.MinerHistory) -> float | None:
+    """What the miner should hash: its own figure, its model's nameplate, the last it said, what it made healthy."""
+    if sample.expected_hashrate_ths:
+        return sample.expected_hashrate_ths
+    if plate is not None and getattr(plate, "hashrate_ths", None) and not getattr(plate, "modes", ()):
+        return plate.hashrate_ths
+    return kept.expected_ths or kept.healthy_ths
+
+
+def _saved_w(baseline_w: float | None, power_now: float, plate, expected: float | None,
+             sample: MinerSample) -> float:
+    """Watts the miner no longer draws: its usual healthy draw, else its nameplate's at its expected
+    hashrate, less its draw now."""
+    if baseline_w is None and plate is not None and getattr(plate, "power_w", None) and getattr(
+            plate, "hashrate_ths", None) and expected:
+        baseline_w = plate.power_w * expected / plate.hashrate_ths
+    if baseline_w is None:
+        return 0.0
+    return max(0.0, baseline_w - power_now)
+
+
+def _chips(sample: MinerSample, bad_boards: set[int]) -> int | None:
+    counts = [b.chips_ok for b in sample.boards if b.index not in bad_boards]
+    if not counts or any(c is None for c in counts) or sample.state is not MinerState.MINING:
+        return None
+    return sum(counts)  # type: ignore[arg-type]
+
+
+def _chips_dead(sample: MinerSample, bad_boards: set[int]) -> int | None:
+    dead = [b.chips_expected - b.chips_ok for b in sample.boards if b.index not in bad_boards
+            and b.chips_ok is not None and b.chips_expected is not None and b.chips_ok <= b.chips_expected]
+    return sum(dead) if dead else None
+
+
+def _unprofitable(cost: CostSample | None, sample: MinerSample) -> bool:
+    """Mining, and its power costs more than its BTC brings in (cash-negative at the margin)."""
+    if cost is None or sample.state is not MinerState.MINING:
+        return False
+    return cost.revenue_usd_day < cost.energy_usd_day + cost.demand_usd_day - cost.curtailment_credit_usd_day
+
+
+def _ewma(old: float | None, new: float) -> float:
+    return new if old is None else old + LEARN_RATE * (new - old)
