@@ -117,17 +117,19 @@ class HealthStage:
         doubtful, bad_boards, found = checks.doubtful_fields(sample)
         found += checks.not_mining(sample, ctx)
         asleep = sample.state is MinerState.SOFT_OFF
-        if not asleep and not any(f.signal in (Signal.OFFLINE, Signal.IDLE) for f in found):
+        silent = any(f.signal is Signal.OFFLINE for f in found)
+        if not asleep and not silent:
             found += checks.pool(sample, ctx)
+        if not asleep and not silent and not any(f.signal is Signal.IDLE for f in found):
             found += checks.boards(sample, ctx, bad_boards)
-            found += checks.hardware_errors(sample, ctx)
+            found += checks.hardware_errors(sample, ctx) if "hw_error_pct" not in doubtful else []
             found += checks.fans(sample, ctx) if "fans_rpm" not in doubtful else []
             found += checks.temperatures(sample, ctx, doubtful)
             found += checks.power(sample, ctx, doubtful)
             found += checks.fault_codes(sample, ctx)
-        found += checks.reboots(sample, ctx)
+        found += checks.reboots(sample, ctx) if "uptime_s" not in doubtful else []
         chips_now = _chips(sample, bad_boards)
-        found += self._trends(sample, kept, chips_now, work.day)
+        found += self._trends(sample, kept, chips_now, work.day, trusted=not doubtful and not bad_boards)
 
         streaks = memory.streaks
         seen = {f.signal.value if f.part is None else f"{f.signal.value}:{f.part}" for f in found}
@@ -176,8 +178,9 @@ class HealthStage:
         )
 
     def _trends(self, sample: MinerSample, kept: health_history.MinerHistory, chips_now: int | None,
-                day: int) -> list[Finding]:
-        kept.add(sample, day)
+                day: int, *, trusted: bool) -> list[Finding]:
+        if trusted:  # a doubtful reading never enters the history
+            kept.add(sample, day)
         t = kept.trends
         out = []
         rate = kept.chips_lost_week(chips_now, day)

@@ -20,6 +20,7 @@ from statistics import median
 
 from collector.stages.health_history import MinerHistory
 from models import FaultCode, FaultSeverity, MinerSample, MinerState
+from models.sample import MAX_CHIPS_PER_BOARD
 from models.hardware import Nameplate, ThermalLimits
 from models.health import Cause, Severity, Signal
 
@@ -69,6 +70,9 @@ PLAUSIBLE_FAN_RPM = 25_000
 # Codes healthy units show (docs/avalon.md s5: ECHU 512 "normal" on A10-A12; 16, 512, 528 on hashing 741
 # boards): not a finding when only the driver's raw text names them (the decoded ones say INFO).
 HEALTHY_RAW_CODES = frozenset({512, 16, 528})
+_NON_NEGATIVE = ("hashrate_ths", "hashrate_avg_ths", "expected_hashrate_ths", "power_w", "power_limit_w",
+                 "hw_error_pct", "uptime_s")
+_INF = float("inf")
 
 
 @dataclass(slots=True)
@@ -135,6 +139,12 @@ def doubtful_fields(sample: MinerSample) -> tuple[set[str], set[int], list[Findi
         findings.append(Finding(Signal.READING, Severity.WARNING,
                                 f"the miner reported values no unit can ({refused}): refused"
                                 + (f" - {why}" if why else "")))
+    # Sources refuse these (models/sample.py), but a stage takes nothing for granted.
+    for name in _NON_NEGATIVE:
+        value = getattr(sample, name)
+        if value is not None and not 0 <= value < _INF:
+            fields.add(name)
+            findings.append(Finding(Signal.READING, Severity.WARNING, f"{name} {value!r} is not a reading"))
     low, high = PLAUSIBLE_TEMP_C
     if sample.state is not MinerState.OFFLINE:
         for name in ("temp_chip_max_c", "temp_board_max_c", "temp_env_c"):
@@ -146,7 +156,13 @@ def doubtful_fields(sample: MinerSample) -> tuple[set[str], set[int], list[Findi
                                         value=value, limit=high))
         for board in sample.boards:
             ok, expected = board.chips_ok, board.chips_expected
-            if ok is not None and expected is not None and ok > expected:
+            if any(n is not None and not 0 <= n <= MAX_CHIPS_PER_BOARD for n in (ok, expected)) or any(
+                    r is not None and not 0 <= r < _INF for r in (board.hashrate_ths, board.hashrate_avg_ths)):
+                boards.add(board.index)
+                findings.append(Finding(Signal.READING, Severity.WARNING,
+                                        f"board {board.index} reports {ok!r} of {expected!r} chips answering, "
+                                        f"{board.hashrate_ths!r} TH/s: not a reading", part=board.index))
+            elif ok is not None and expected is not None and ok > expected:
                 boards.add(board.index)
                 findings.append(Finding(Signal.READING, Severity.WARNING,
                                         f"board {board.index} reports {ok} chips answering of {expected}",
@@ -156,12 +172,12 @@ def doubtful_fields(sample: MinerSample) -> tuple[set[str], set[int], list[Findi
                 findings.append(Finding(Signal.READING, Severity.WARNING,
                                         f"board {board.index} reports a temperature no chip reaches",
                                         part=board.index))
-        if any(rpm > PLAUSIBLE_FAN_RPM for rpm in sample.fans_rpm):
+        if any(not 0 <= rpm <= PLAUSIBLE_FAN_RPM for rpm in sample.fans_rpm):
             fields.add("fans_rpm")
             findings.append(Finding(Signal.READING, Severity.WARNING,
                                     f"a fan at {max(sample.fans_rpm)} rpm: no miner fan turns that fast",
                                     value=max(sample.fans_rpm), limit=PLAUSIBLE_FAN_RPM))
-        if sample.hw_error_pct is not None and sample.hw_error_pct > 100:
+        if sample.hw_error_pct is not None and "hw_error_pct" not in fields and sample.hw_error_pct > 100:
             fields.add("hw_error_pct")
             findings.append(Finding(Signal.READING, Severity.WARNING,
                                     f"hardware errors {sample.hw_error_pct:g} % (over 100 %)",
