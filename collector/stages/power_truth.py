@@ -2,7 +2,8 @@
 
 Where an outlet or rack meter reads a miner (MQTT ingest, `LiveInputs.metered_w`), the ratio metered /
 reported is observed every cycle. Per model, the ratios of recent cycles (any of its metered miners)
-give a learned correction factor: their median, once there are MIN_SAMPLES of them from at least
+give a learned correction factor: the median over its miners of each one's median ratio (a miner
+that is off is one vote), once there are MIN_SAMPLES ratios from at least
 MIN_MINERS miners, used only within [MIN_FACTOR, MAX_FACTOR] (past that it is not a calibration but a
 fault, and each miner says so itself). The cost stage multiplies the reported watts of a miner no
 meter reads by its model's factor (`correction`), so the cost figures use the draw the meters say
@@ -82,8 +83,12 @@ class PowerTruth:
     def finish(self) -> None:
         """Recompute each model's factor from its ratios (once a cycle)."""
         for model, ring in self._ratios.items():
-            value = median(r for _, r in ring)
-            found = Correction(value, len(ring), len({m for m, _ in ring}))
+            by_miner: dict[str, list[float]] = {}
+            for miner, ratio in ring:
+                by_miner.setdefault(miner, []).append(ratio)
+            # The median of each miner's median: one miner reading every cycle is one vote, not most of them.
+            value = median(median(ratios) for ratios in by_miner.values())
+            found = Correction(value, len(ring), len(by_miner))
             self._learning[model] = found
             if found.samples >= MIN_SAMPLES and found.miners >= MIN_MINERS and MIN_FACTOR <= value <= MAX_FACTOR:
                 self._factors[model] = found
