@@ -57,6 +57,7 @@ class HealthStage:
         self.truth = truth or PowerTruth()
         self.state_path = state_path
         self.save_state = save and state_path is not None
+        self.min_cycles = MIN_CYCLES  # `hashfleet health` (one reading now) sets 1
         kept = health_history.load(state_path) if state_path is not None else {}
         self._memory: dict[str, MinerMemory] = {miner: MinerMemory(kept=h) for miner, h in kept.items()}
         self._peers: dict[tuple[str | None, str | None], PeerStats] = {}
@@ -134,7 +135,7 @@ class HealthStage:
         streaks = memory.streaks
         seen = {f.signal.value if f.part is None else f"{f.signal.value}:{f.part}" for f in found}
         memory.streaks = {key: streaks.get(key, 0) + 1 for key in seen}
-        found = [f for f in found if f.signal in _AT_ONCE or memory.streaks[_key(f)] >= MIN_CYCLES]
+        found = [f for f in found if f.signal in _AT_ONCE or memory.streaks[_key(f)] >= self.min_cycles]
         items = root_cause.classify(found, sample, ctx)
 
         hashrate = sample.hashrate_ths if "hashrate_ths" not in doubtful else None
@@ -149,7 +150,7 @@ class HealthStage:
         if extra is not None:
             key = extra.signal.value
             memory.streaks[key] = streaks.get(key, 0) + 1
-            if memory.streaks[key] >= MIN_CYCLES:
+            if memory.streaks[key] >= self.min_cycles:
                 items += root_cause.classify([extra, *(f for f, _, _ in items)], sample, ctx)[:1]
 
         power_now = cost.power_w if cost is not None else (sample.power_w or 0.0)
