@@ -109,7 +109,8 @@ class HealthStage:
         model = sample.model or kept.model
         place = self._place(sample)
         plate = nameplate(model)
-        expected = _expected(sample, plate, kept)
+        rated = _expected(sample, plate, kept)  # what the firmware or the nameplate says it should hash
+        expected = _usual(kept.healthy_ths, rated)  # what it makes when well: the loss is measured from there
         metered = self.live.metered_power(sample.miner, work.now) if self.live.metered_w else None
         peers = self._peers.get((model, place.container)) or self._peers.get((model, None))
         ctx = Context(work.now_s, expected, plate, thermal_limits(model), peers, memory, metered,
@@ -160,7 +161,7 @@ class HealthStage:
         problems = tuple(Problem(sample.miner, f.signal, cause, f.severity, evidence, f.value, f.limit, f.part,
                                  f.lost_ths, usd) for (f, cause, evidence), usd in zip(items, dollars))
 
-        self._learn(sample, kept, model, expected, hashrate, power_now, problems, found, settled, work)
+        self._learn(sample, kept, model, rated, hashrate, power_now, problems, found, settled, work)
         if metered is not None and sample.power_w and sample.state is MinerState.MINING and not any(
                 f.signal is Signal.POWER_MISMATCH for f in found):
             self.truth.observe(sample.miner, model, sample.power_w, metered)
@@ -338,6 +339,16 @@ def _expected(sample: MinerSample, plate, kept: health_history.MinerHistory) -> 
     if plate is not None and getattr(plate, "hashrate_ths", None) and not getattr(plate, "modes", ()):
         return plate.hashrate_ths
     return kept.expected_ths or kept.healthy_ths
+
+
+USUAL_WITHIN = 0.15  # a learned hashrate this far from the rated one is stale (a new work mode): not used
+
+
+def _usual(healthy_ths: float | None, rated: float | None) -> float | None:
+    """The miner's own healthy hashrate when it has one that fits its rated figure, else the rated one."""
+    if healthy_ths and (rated is None or abs(healthy_ths / rated - 1) <= USUAL_WITHIN):
+        return healthy_ths
+    return rated
 
 
 def _saved_w(baseline_w: float | None, power_now: float, plate, expected: float | None,

@@ -27,6 +27,7 @@ _EXPLAINERS = (Signal.CHIP_HOT, Signal.TEMP_OUTLIER, Signal.FAN_STOPPED, Signal.
 _DIRECT = frozenset({Signal.OFFLINE, Signal.IDLE, Signal.BOARD_DEAD, Signal.CHIPS_DEAD, Signal.BOARD_WEAK})
 # Less than this share of expected left unexplained is the unit's own spread, not a problem.
 UNEXPLAINED_SHARE = 0.03
+READINGS_SLACK = 0.05  # live hashrate wobble the board readings are allowed over the shortfall
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +54,14 @@ def share_shortfall(items: list[tuple[Finding, Cause, str]], shortfall: float, e
     is still ramping after a start: `settled` False)."""
     direct = [f for f, _, _ in items if f.signal in _DIRECT]
     named = sum(f.lost_ths for f in direct)
-    if named > shortfall and named > 0:  # the readings overstate it (a board over its share elsewhere)
+    # Chip counts and board readings are better evidence than one live reading, which wobbles by a few
+    # per cent: they are only scaled down when they clearly overstate the shortfall.
+    if named > shortfall + READINGS_SLACK * (expected or 0.0) and named > 0:
         scale = shortfall / named
         for f in direct:
             f.lost_ths *= scale
         named = shortfall
-    rest = shortfall - named
+    rest = max(0.0, shortfall - named)
     if expected is None or rest < UNEXPLAINED_SHARE * expected:
         return None
     for signal in _EXPLAINERS:

@@ -32,10 +32,11 @@ SHORTFALL_SHARE = 0.10
 # A board below this share of what its chips should make (relative to expected and to its sibling
 # boards) is weak: boards of one unit differ by a few per cent.
 WEAK_BOARD_SHARE = 0.85
-# Since-boot board averages lag for a while after a (re)start: no weak-board verdict before this uptime.
-BOARD_AVERAGE_SETTLE_S = 1800
 # Live hashrate ramps for minutes after a start (docs/avalon.md s6: 60-160 s below GHSmm is normal).
 RAMP_S = 600
+# Since-boot board averages carry the ramp too: no weak-board verdict before this uptime (the ramp is
+# then at most a few per cent of the average, and alike on every board: siblings are compared too).
+BOARD_AVERAGE_SETTLE_S = RAMP_S
 # Pool: rejected + stale above this share of the window's shares. Pools pay nothing for them; a healthy
 # miner on a good connection loses well under 1 %.
 REJECT_PCT = 2.0
@@ -361,8 +362,15 @@ def reboots(sample: MinerSample, ctx: Context) -> list[Finding]:
     if len(recent) < REBOOTS_IN_WINDOW:
         return []
     severity = Severity.CRITICAL if len(recent) >= REBOOTS_CRITICAL else Severity.WARNING
+    # Each start costs the hashing of its boot and ramp: what the since-boot average is short of the usual
+    # rate, over the uptime (at most one ramp's worth), times the starts an hour.
+    lost = 0.0
+    usual, average = ctx.expected_ths, sample.hashrate_avg_ths
+    if usual and average is not None and uptime > 0:
+        per_start_s = min(max(0.0, usual - average) * uptime, usual * RAMP_S)
+        lost = per_start_s * len(recent) / REBOOT_WINDOW_S
     return [Finding(Signal.REBOOTS, severity, f"{len(recent)} reboots in the last hour (uptime now {uptime} s)",
-                    value=len(recent), limit=REBOOTS_IN_WINDOW)]
+                    value=len(recent), limit=REBOOTS_IN_WINDOW, lost_ths=lost, extra_loss=True)]
 
 
 def power(sample: MinerSample, ctx: Context, doubtful: set[str]) -> list[Finding]:
