@@ -100,9 +100,9 @@ class Problem:
         return self.signal.value if self.board is None else f"{self.signal.value}:{self.board}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made for every miner every cycle: a frozen dataclass's __init__ costs twice as much
 class MinerHealth:
-    """One miner's health this cycle: its problems, its economics, its place."""
+    """One miner's health this cycle: its problems, its economics, its place. Not changed once made."""
 
     miner: str
     model: str | None
@@ -117,6 +117,7 @@ class MinerHealth:
     chips_lost_week: float | None = None  # trend from the daily history
     temp_chip_max_c: float | None = None
     power_correction: float | None = None  # metered / reported for its model, learned
+    report: bool = True  # its `health` point is written this cycle (one with no problem: now and then)
 
     @property
     def cause(self) -> Cause | None:

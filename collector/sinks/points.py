@@ -176,7 +176,8 @@ def part_lines(part: MinersPart) -> list[str]:
     if part.health is not None:
         ts = seconds(part.ts)
         for health in part.health:
-            lines += health_points(part.site, health, ts)
+            if health.report:  # a miner with no problem: now and then (collector/stages/health.py)
+                lines += health_points(part.site, health, ts)
     return lines
 
 

@@ -16,6 +16,7 @@ figures for the cycle (logged once per miner), never the others' or the service.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -42,6 +43,11 @@ QUEUE_SHOWN = 50  # problems in the site roll-up's repair queue (MQTT, `hashflee
 LEARN_RATE = 0.05  # weight of a healthy cycle in a miner's usual draw and hashrate
 FORGET_AFTER_S = 3 * 86_400  # a miner id unseen this long is forgotten (ids churn: a MAC that changes)
 MAX_MINERS = health_history.MAX_MINERS
+MAX_MODELS = 1024
+# A miner with no problem has its `health` point written every this many cycles (a minute at 10 s),
+# spread over the cycles by its id; one with a problem, every cycle. Its daily sums (the trends) take
+# the same one cycle in this many: a day still has thousands of samples.
+HEALTHY_POINT_EVERY = 6
 
 
 class HealthStage:
@@ -59,9 +65,12 @@ class HealthStage:
         self.save_state = save and state_path is not None
         self.min_cycles = MIN_CYCLES  # `hashfleet health` (one reading now) sets 1
         kept = health_history.load(state_path) if state_path is not None else {}
-        self._memory: dict[str, MinerMemory] = {miner: MinerMemory(kept=h) for miner, h in kept.items()}
+        self._memory: dict[str, MinerMemory] = {
+            miner: MinerMemory(kept=h, slot=zlib.crc32(miner.encode("utf-8", "replace"))) for miner, h in kept.items()}
         self._peers: dict[tuple[str | None, str | None], PeerStats] = {}
         self._places: dict[str, Place] = {}
+        self._models: dict[str | None, tuple] = {}  # model -> (nameplate, thermal limits)
+        self._cycles = 0
         self._failed: set[str] = set()
         self._last_save_s: float | None = None
         self._day: int | None = None
@@ -70,7 +79,8 @@ class HealthStage:
     # -- the Stage seam ------------------------------------------------------------------------
 
     def begin(self, cycle: Cycle) -> None:
-        self._cycle = _CycleWork(cycle.ts, self.truth.measured_pue())
+        self._cycles += 1
+        self._cycle = _CycleWork(cycle.ts, self.truth.measured_pue(), self._cycles)
 
     def part(self, cycle: Cycle, part: MinersPart) -> None:
         work = self._cycle
@@ -104,84 +114,119 @@ class HealthStage:
     # -- one miner -----------------------------------------------------------------------------
 
     def _miner(self, sample: MinerSample, cost: CostSample | None, work: _CycleWork) -> MinerHealth:
-        memory = self._remember(sample.miner)
+        miner, state = sample.miner, sample.state
+        memory = self._memory.get(miner) or self._remember(miner)
         kept = memory.kept
         model = sample.model or kept.model
-        place = self._place(sample)
-        plate = nameplate(model)
-        rated = _expected(sample, plate, kept)  # what the firmware or the nameplate says it should hash
+        place = self._places.get(miner) or self._place(sample)
+        plate, limits = self._models.get(model) or self._model(model)
+        rated = sample.expected_hashrate_ths or _expected(plate, kept)  # the firmware's figure, else the nameplate's
         expected = _usual(kept.healthy_ths, rated)  # what it makes when well: the loss is measured from there
-        metered = self.live.metered_power(sample.miner, work.now) if self.live.metered_w else None
+        metered = self.live.metered_power(miner, work.now) if self.live.metered_w else None
         peers = self._peers.get((model, place.container)) or self._peers.get((model, None))
-        ctx = Context(work.now_s, expected, plate, thermal_limits(model), peers, memory, metered,
-                      self.truth.factor(model))
+        factor = self.truth.factor(model)
+        ctx = Context(work.now_s, expected, plate, limits, peers, memory, metered, factor)
 
         doubtful, bad_boards, found = checks.doubtful_fields(sample)
-        found += checks.not_mining(sample, ctx)
-        asleep = sample.state is MinerState.SOFT_OFF
-        silent = any(f.signal is Signal.OFFLINE for f in found)
-        if not asleep and not silent:
+        mining = state is MinerState.MINING
+        if not mining:
+            found += checks.not_mining(sample, ctx)
+        asleep = state is MinerState.SOFT_OFF
+        silent = bool(found) and any(f.signal is Signal.OFFLINE for f in found)
+        if not asleep and not silent and sample.pool is not None:
             found += checks.pool(sample, ctx)
-        if not asleep and not silent and not any(f.signal is Signal.IDLE for f in found):
-            found += checks.boards(sample, ctx, bad_boards)
-            found += checks.hardware_errors(sample, ctx) if "hw_error_pct" not in doubtful else []
-            found += checks.fans(sample, ctx) if "fans_rpm" not in doubtful else []
-            found += checks.temperatures(sample, ctx, doubtful)
+        if not asleep and not silent and not (found and any(f.signal is Signal.IDLE for f in found)):
+            if sample.boards:
+                found += checks.boards(sample, ctx, bad_boards)
+            hw = sample.hw_error_pct
+            if hw is not None and hw > checks.HW_ERROR_FLOOR_PCT and "hw_error_pct" not in doubtful:
+                found += checks.hardware_errors(sample, ctx)
+            if sample.fans_rpm and "fans_rpm" not in doubtful:
+                found += checks.fans(sample, ctx)
+            if mining:
+                found += checks.temperatures(sample, ctx, doubtful)
             found += checks.power(sample, ctx, doubtful)
-            found += checks.fault_codes(sample, ctx)
-        found += checks.reboots(sample, ctx) if "uptime_s" not in doubtful else []
-        chips_now = _chips(sample, bad_boards)
-        found += self._trends(sample, kept, chips_now, work.day, trusted=not doubtful and not bad_boards)
-
-        streaks = memory.streaks
-        seen = {f.signal.value if f.part is None else f"{f.signal.value}:{f.part}" for f in found}
-        memory.streaks = {key: streaks.get(key, 0) + 1 for key in seen}
-        found = [f for f in found if f.signal in _AT_ONCE or memory.streaks[_key(f)] >= self.min_cycles]
-        items = root_cause.classify(found, sample, ctx)
+            if sample.fault_codes or sample.errors:
+                found += checks.fault_codes(sample, ctx)
+        if "uptime_s" not in doubtful:
+            found += checks.reboots(sample, ctx)
+        chips_now, chips_dead = _chips(sample, bad_boards)
+        due = (memory.slot + work.number) % HEALTHY_POINT_EVERY == 0
+        found += self._trends(sample, kept, chips_now, work.day, trusted=due and not doubtful and not bad_boards)
 
         hashrate = sample.hashrate_ths if "hashrate_ths" not in doubtful else None
-        if any(f.signal in (Signal.OFFLINE, Signal.IDLE) for f in found) or asleep:
-            shortfall = 0.0 if asleep else (expected or 0.0)
-        elif expected is not None and hashrate is not None and sample.state is MinerState.MINING:
+        if asleep:
+            shortfall = 0.0
+        elif found and any(f.signal in (Signal.OFFLINE, Signal.IDLE) for f in found):
+            shortfall = expected or 0.0
+        elif expected is not None and hashrate is not None and state is MinerState.MINING:
             shortfall = max(0.0, expected - hashrate)
         else:
             shortfall = 0.0
         settled = sample.uptime_s is None or sample.uptime_s >= checks.RAMP_S
+        power_now = cost.power_w if cost is not None else (sample.power_w or 0.0)
+        if found or (expected and shortfall >= health_dollars.UNEXPLAINED_SHARE * expected):
+            problems = self._problems(sample, ctx, memory, found, shortfall, expected, settled, power_now, cost,
+                                      plate, work)
+        else:  # the common case: nothing seen, nothing short
+            if memory.streaks:
+                memory.streaks = {}
+            problems = ()
+
+        self._learn(sample, kept, rated, hashrate, power_now, problems, found, settled, work)
+        if metered is not None and sample.power_w and state is MinerState.MINING and not (
+                found and any(f.signal is Signal.POWER_MISMATCH for f in found)):
+            self.truth.observe(miner, model, sample.power_w, metered)
+        chip = sample.temp_chip_max_c if "temp_chip_max_c" not in doubtful else None
+        if state is MinerState.MINING and chip is not None:
+            work.peer(model, place.container, chip, sample.hw_error_pct)
+
+        usd = None
+        if problems:
+            usd = sum(p.usd_lost_day for p in problems if p.usd_lost_day is not None) if cost is not None else None
+            lost = sum(p.lost_ths for p in problems)
+        else:
+            usd, lost = (0.0 if cost is not None else None), 0.0
+        return MinerHealth(miner, model, place, problems, expected, lost, usd,
+                           cost.profit_usd_day if cost is not None else None, _unprofitable(cost, sample),
+                           chips_dead, kept.chips_lost_week(chips_now, work.day), chip, factor,
+                           report=due or bool(problems))
+
+    def _problems(self, sample: MinerSample, ctx: Context, memory: MinerMemory, found: list[Finding],
+                  shortfall: float, expected: float | None, settled: bool, power_now: float,
+                  cost: CostSample | None, plate, work: _CycleWork) -> tuple[Problem, ...]:
+        """What was seen, once seen long enough, classified, its shortfall shared out and priced."""
+        streaks = memory.streaks
+        memory.streaks = seen = {}
+        for f in found:
+            key = _key(f)
+            seen[key] = streaks.get(key, 0) + 1
+        found = [f for f in found if f.signal in _AT_ONCE or seen[_key(f)] >= self.min_cycles]
+        items = root_cause.classify(found, sample, ctx)
         extra = health_dollars.share_shortfall(items, shortfall, expected, settled)
         if extra is not None:
             key = extra.signal.value
-            memory.streaks[key] = streaks.get(key, 0) + 1
-            if memory.streaks[key] >= self.min_cycles:
+            seen[key] = streaks.get(key, 0) + 1
+            if seen[key] >= self.min_cycles:
                 items += root_cause.classify([extra, *(f for f, _, _ in items)], sample, ctx)[:1]
-
-        power_now = cost.power_w if cost is not None else (sample.power_w or 0.0)
-        prices = health_dollars.prices(cost, self.economics, work.pue)
-        saved_w = _saved_w(kept.baseline_w, power_now, plate, expected, sample)
+        if not items:
+            return ()
+        prices = work.prices(cost, self.economics)
+        saved_w = _saved_w(memory.kept.baseline_w, power_now, plate, expected)
         dollars = health_dollars.price([f for f, _, _ in items], prices, saved_w)
-        problems = tuple(Problem(sample.miner, f.signal, cause, f.severity, evidence, f.value, f.limit, f.part,
-                                 f.lost_ths, usd) for (f, cause, evidence), usd in zip(items, dollars))
+        return tuple(Problem(sample.miner, f.signal, cause, f.severity, evidence, f.value, f.limit, f.part,
+                             f.lost_ths, usd) for (f, cause, evidence), usd in zip(items, dollars))
 
-        self._learn(sample, kept, model, rated, hashrate, power_now, problems, found, settled, work)
-        if metered is not None and sample.power_w and sample.state is MinerState.MINING and not any(
-                f.signal is Signal.POWER_MISMATCH for f in found):
-            self.truth.observe(sample.miner, model, sample.power_w, metered)
-        if sample.state is MinerState.MINING and sample.temp_chip_max_c is not None and "temp_chip_max_c" not in doubtful:
-            work.peer(model, place.container, sample.temp_chip_max_c, sample.hw_error_pct)
-
-        usd = sum(p.usd_lost_day for p in problems if p.usd_lost_day is not None) if prices is not None else None
-        return MinerHealth(
-            miner=sample.miner, model=model, place=place, problems=problems, expected_ths=expected,
-            lost_ths=sum(p.lost_ths for p in problems), usd_lost_day=usd,
-            profit_usd_day=cost.profit_usd_day if cost is not None else None,
-            unprofitable=_unprofitable(cost, sample),
-            chips_dead=_chips_dead(sample, bad_boards), chips_lost_week=kept.chips_lost_week(chips_now, work.day),
-            temp_chip_max_c=sample.temp_chip_max_c if "temp_chip_max_c" not in doubtful else None,
-            power_correction=self.truth.factor(model),
-        )
+    def _model(self, model: str | None) -> tuple:
+        found = (nameplate(model), thermal_limits(model))
+        if len(self._models) >= MAX_MODELS:  # model strings come from miners: bounded
+            self._models.clear()
+        self._models[model] = found
+        return found
 
     def _trends(self, sample: MinerSample, kept: health_history.MinerHistory, chips_now: int | None,
                 day: int, *, trusted: bool) -> list[Finding]:
-        if trusted:  # a doubtful reading never enters the history
+        if trusted:  # one cycle in HEALTHY_POINT_EVERY, never a doubtful reading
             kept.add(sample, day)
         t = kept.trends
         out = []
@@ -204,9 +249,9 @@ class HealthStage:
                                cause=Cause.THERMAL if hotter else Cause.POWER))
         return out
 
-    def _learn(self, sample: MinerSample, kept: health_history.MinerHistory, model: str | None,
-               expected: float | None, hashrate: float | None, power_now: float, problems: Sequence[Problem],
-               found: Sequence[Finding], settled: bool, work: _CycleWork) -> None:
+    def _learn(self, sample: MinerSample, kept: health_history.MinerHistory, expected: float | None,
+               hashrate: float | None, power_now: float, problems: Sequence[Problem], found: Sequence[Finding],
+               settled: bool, work: _CycleWork) -> None:
         kept.seen_s = work.now_s
         if sample.model:
             kept.model = sample.model
@@ -223,18 +268,16 @@ class HealthStage:
     def _remember(self, miner: str) -> MinerMemory:
         memory = self._memory.get(miner)
         if memory is None:
-            memory = MinerMemory()
+            memory = MinerMemory(slot=zlib.crc32(miner.encode("utf-8", "replace")))
             if len(self._memory) < MAX_MINERS:  # past it (ids churning wildly) a miner is judged afresh each cycle
                 self._memory[miner] = memory
         return memory
 
     def _place(self, sample: MinerSample) -> Place:
-        place = self._places.get(sample.miner)
-        if place is None:
-            place = self.layout.place(sample) or NOWHERE if len(self.layout) else NOWHERE
-            if len(self._places) >= MAX_MINERS:
-                self._places.clear()
-            self._places[sample.miner] = place
+        place = (self.layout.place(sample) or NOWHERE) if len(self.layout) else NOWHERE
+        if len(self._places) >= MAX_MINERS:
+            self._places.clear()
+        self._places[sample.miner] = place
         return place
 
     def _keep(self, now: datetime) -> None:
@@ -273,11 +316,13 @@ class HealthStage:
 class _CycleWork:
     """One cycle's running roll-up and the values its peers will be judged by next cycle."""
 
-    def __init__(self, now: datetime, pue: float | None) -> None:
+    def __init__(self, now: datetime, pue: float | None, number: int = 0) -> None:
         self.now = now
         self.now_s = now.timestamp()
         self.day = health_history.utc_day(now)
         self.pue = pue
+        self.number = number
+        self._prices: tuple[tuple[float, float | None], health_dollars.Prices | None] | None = None
         self.miners = 0
         self.with_problems = 0
         self.problems: list[Problem] = []
@@ -285,6 +330,16 @@ class _CycleWork:
         self.chips_dead = 0
         self._temps: dict[tuple[str | None, str | None], list[float]] = defaultdict(list)
         self._hw: dict[tuple[str | None, str | None], list[float]] = defaultdict(list)
+
+    def prices(self, cost: CostSample | None, economics: SiteEconomics | None) -> health_dollars.Prices | None:
+        """The cycle's prices (one network state, one tariff: the same for every miner but a time-of-use
+        boundary crossed mid-cycle)."""
+        if cost is None:
+            return None
+        key = (cost.hashprice_usd_ph_day, cost.power_price_usd_kwh)
+        if self._prices is None or self._prices[0] != key:
+            self._prices = (key, health_dollars.prices(cost, economics, self.pue))
+        return self._prices[1]
 
     def add(self, health: MinerHealth) -> None:
         self.miners += 1
@@ -332,10 +387,8 @@ def _key(finding: Finding) -> str:
     return finding.signal.value if finding.part is None else f"{finding.signal.value}:{finding.part}"
 
 
-def _expected(sample: MinerSample, plate, kept: health_history.MinerHistory) -> float | None:
-    """What the miner should hash: its own figure, its model's nameplate, the last it said, what it made healthy."""
-    if sample.expected_hashrate_ths:
-        return sample.expected_hashrate_ths
+def _expected(plate, kept: health_history.MinerHistory) -> float | None:
+    """Without the miner's own figure: its model's nameplate, the last it said, what it made healthy."""
     if plate is not None and getattr(plate, "hashrate_ths", None) and not getattr(plate, "modes", ()):
         return plate.hashrate_ths
     return kept.expected_ths or kept.healthy_ths
@@ -351,8 +404,7 @@ def _usual(healthy_ths: float | None, rated: float | None) -> float | None:
     return rated
 
 
-def _saved_w(baseline_w: float | None, power_now: float, plate, expected: float | None,
-             sample: MinerSample) -> float:
+def _saved_w(baseline_w: float | None, power_now: float, plate, expected: float | None) -> float:
     """Watts the miner no longer draws: its usual healthy draw, else its nameplate's at its expected
     hashrate, less its draw now."""
     if baseline_w is None and plate is not None and getattr(plate, "power_w", None) and getattr(
@@ -363,17 +415,24 @@ def _saved_w(baseline_w: float | None, power_now: float, plate, expected: float 
     return max(0.0, baseline_w - power_now)
 
 
-def _chips(sample: MinerSample, bad_boards: set[int]) -> int | None:
-    counts = [b.chips_ok for b in sample.boards if b.index not in bad_boards]
-    if not counts or any(c is None for c in counts) or sample.state is not MinerState.MINING:
-        return None
-    return sum(counts)  # type: ignore[arg-type]
-
-
-def _chips_dead(sample: MinerSample, bad_boards: set[int]) -> int | None:
-    dead = [b.chips_expected - b.chips_ok for b in sample.boards if b.index not in bad_boards
-            and b.chips_ok is not None and b.chips_expected is not None and b.chips_ok <= b.chips_expected]
-    return sum(dead) if dead else None
+def _chips(sample: MinerSample, bad_boards: set[int]) -> tuple[int | None, int | None]:
+    """Chips answering over every board (None unless every board counts them, while mining), and chips
+    expected but silent over the boards that say both."""
+    answering: int | None = 0
+    dead: int | None = None
+    for b in sample.boards:
+        if b.index in bad_boards:
+            continue
+        ok, expected = b.chips_ok, b.chips_expected
+        if ok is None:
+            answering = None
+        elif answering is not None:
+            answering += ok
+        if ok is not None and expected is not None:
+            dead = (dead or 0) + expected - ok
+    if not sample.boards or sample.state is not MinerState.MINING:
+        answering = None
+    return answering, dead
 
 
 def _unprofitable(cost: CostSample | None, sample: MinerSample) -> bool:

@@ -71,6 +71,7 @@ PLAUSIBLE_FAN_RPM = 25_000
 # Codes healthy units show (docs/avalon.md s5: ECHU 512 "normal" on A10-A12; 16, 512, 528 on hashing 741
 # boards): not a finding when only the driver's raw text names them (the decoded ones say INFO).
 HEALTHY_RAW_CODES = frozenset({512, 16, 528})
+_TEMPERATURES = ("temp_chip_max_c", "temp_board_max_c", "temp_env_c")
 _NON_NEGATIVE = ("hashrate_ths", "hashrate_avg_ths", "expected_hashrate_ths", "power_w", "power_limit_w",
                  "hw_error_pct", "uptime_s")
 _INF = float("inf")
@@ -113,11 +114,12 @@ class MinerMemory:
     pool_base: tuple[int, int, int] | None = None  # accepted, rejected, stale at the window's start
     reject_pct: float | None = None  # of the last full window
     streaks: dict[str, int] = field(default_factory=dict)  # problem key -> consecutive cycles seen
+    slot: int = 0  # a stable number of its id: which cycle in a few is its turn (health.HEALTHY_POINT_EVERY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made for every miner every cycle: not frozen, which costs twice as much to make
 class Context:
-    """What the checks know of one miner this cycle besides its sample."""
+    """What the checks know of one miner this cycle besides its sample. Not changed once made."""
 
     now_s: float
     expected_ths: float | None
@@ -129,8 +131,13 @@ class Context:
     power_ratio: float | None = None  # the model's learned metered / reported
 
 
-def doubtful_fields(sample: MinerSample) -> tuple[set[str], set[int], list[Finding]]:
+_NOTHING: frozenset = frozenset()
+
+
+def doubtful_fields(sample: MinerSample) -> tuple[set[str] | frozenset, set[int] | frozenset, list[Finding]]:
     """Fields (and boards) whose readings no check may use, and the reading findings naming them."""
+    if _all_plausible(sample):  # the common case, in plain comparisons
+        return _NOTHING, _NOTHING, []
     fields = set(sample.unusable)
     boards: set[int] = set()
     findings: list[Finding] = []
@@ -146,46 +153,79 @@ def doubtful_fields(sample: MinerSample) -> tuple[set[str], set[int], list[Findi
         if value is not None and not 0 <= value < _INF:
             fields.add(name)
             findings.append(Finding(Signal.READING, Severity.WARNING, f"{name} {value!r} is not a reading"))
+    if sample.state is MinerState.OFFLINE:
+        return fields, boards, findings
     low, high = PLAUSIBLE_TEMP_C
-    if sample.state is not MinerState.OFFLINE:
-        for name in ("temp_chip_max_c", "temp_board_max_c", "temp_env_c"):
-            value = getattr(sample, name)
-            if value is not None and not low <= value <= high:
-                fields.add(name)
-                findings.append(Finding(Signal.READING, Severity.WARNING,
-                                        f"{name} {value:g} C is no temperature a working miner reports",
-                                        value=value, limit=high))
-        for board in sample.boards:
-            ok, expected = board.chips_ok, board.chips_expected
-            if any(n is not None and not 0 <= n <= MAX_CHIPS_PER_BOARD for n in (ok, expected)) or any(
-                    r is not None and not 0 <= r < _INF for r in (board.hashrate_ths, board.hashrate_avg_ths)):
-                boards.add(board.index)
-                findings.append(Finding(Signal.READING, Severity.WARNING,
-                                        f"board {board.index} reports {ok!r} of {expected!r} chips answering, "
-                                        f"{board.hashrate_ths!r} TH/s: not a reading", part=board.index))
-            elif ok is not None and expected is not None and ok > expected:
-                boards.add(board.index)
-                findings.append(Finding(Signal.READING, Severity.WARNING,
-                                        f"board {board.index} reports {ok} chips answering of {expected}",
-                                        value=ok, limit=expected, part=board.index))
-            elif any(t is not None and not low <= t <= high for t in (board.temp_chip_max_c, board.temp_out_c)):
+    for name in _TEMPERATURES:
+        value = getattr(sample, name)
+        if value is not None and not low <= value <= high:
+            fields.add(name)
+            findings.append(Finding(Signal.READING, Severity.WARNING,
+                                    f"{name} {value:g} C is no temperature a working miner reports",
+                                    value=value, limit=high))
+    for board in sample.boards:
+        ok, expected, live, average = board.chips_ok, board.chips_expected, board.hashrate_ths, board.hashrate_avg_ths
+        if ((ok is not None and not 0 <= ok <= MAX_CHIPS_PER_BOARD)
+                or (expected is not None and not 0 <= expected <= MAX_CHIPS_PER_BOARD)
+                or (live is not None and not 0 <= live < _INF) or (average is not None and not 0 <= average < _INF)):
+            boards.add(board.index)
+            findings.append(Finding(Signal.READING, Severity.WARNING,
+                                    f"board {board.index} reports {ok!r} of {expected!r} chips answering, "
+                                    f"{live!r} TH/s: not a reading", part=board.index))
+        elif ok is not None and expected is not None and ok > expected:
+            boards.add(board.index)
+            findings.append(Finding(Signal.READING, Severity.WARNING,
+                                    f"board {board.index} reports {ok} chips answering of {expected}",
+                                    value=ok, limit=expected, part=board.index))
+        else:
+            chip, out = board.temp_chip_max_c, board.temp_out_c
+            if (chip is not None and not low <= chip <= high) or (out is not None and not low <= out <= high):
                 boards.add(board.index)
                 findings.append(Finding(Signal.READING, Severity.WARNING,
                                         f"board {board.index} reports a temperature no chip reaches",
                                         part=board.index))
-        if any(not 0 <= rpm <= PLAUSIBLE_FAN_RPM for rpm in sample.fans_rpm):
-            fields.add("fans_rpm")
-            findings.append(Finding(Signal.READING, Severity.WARNING,
-                                    f"a fan at {max(sample.fans_rpm)} rpm: no miner fan turns that fast",
-                                    value=max(sample.fans_rpm), limit=PLAUSIBLE_FAN_RPM))
-        if sample.hw_error_pct is not None and "hw_error_pct" not in fields and sample.hw_error_pct > 100:
-            fields.add("hw_error_pct")
-            findings.append(Finding(Signal.READING, Severity.WARNING,
-                                    f"hardware errors {sample.hw_error_pct:g} % (over 100 %)",
-                                    value=sample.hw_error_pct, limit=100))
+    fans = sample.fans_rpm
+    if fans and not 0 <= min(fans) <= max(fans) <= PLAUSIBLE_FAN_RPM:
+        fields.add("fans_rpm")
+        findings.append(Finding(Signal.READING, Severity.WARNING,
+                                f"a fan at {max(fans)} rpm: no miner fan turns that fast",
+                                value=max(fans), limit=PLAUSIBLE_FAN_RPM))
+    hw = sample.hw_error_pct
+    if hw is not None and "hw_error_pct" not in fields and hw > 100:
+        fields.add("hw_error_pct")
+        findings.append(Finding(Signal.READING, Severity.WARNING, f"hardware errors {hw:g} % (over 100 %)",
+                                value=hw, limit=100))
     if "boards" in fields:
         boards.update(b.index for b in sample.boards)
     return fields, boards, findings
+
+
+def _all_plausible(s: MinerSample) -> bool:
+    """Nothing refused, and every number `doubtful_fields` checks within its range (a working miner's)."""
+    if s.unusable:
+        return False
+    h, a, e, p, lim, hw, up = (s.hashrate_ths, s.hashrate_avg_ths, s.expected_hashrate_ths, s.power_w, s.power_limit_w,
+                               s.hw_error_pct, s.uptime_s)
+    if not ((h is None or 0 <= h < _INF) and (a is None or 0 <= a < _INF) and (e is None or 0 <= e < _INF)
+            and (p is None or 0 <= p < _INF) and (lim is None or 0 <= lim < _INF) and (up is None or 0 <= up)
+            and (hw is None or 0 <= hw <= 100)):
+        return False
+    if s.state is MinerState.OFFLINE:
+        return True
+    low, high = PLAUSIBLE_TEMP_C
+    c, b, env = s.temp_chip_max_c, s.temp_board_max_c, s.temp_env_c
+    if not ((c is None or low <= c <= high) and (b is None or low <= b <= high) and (env is None or low <= env <= high)):
+        return False
+    for board in s.boards:
+        ok, chips, live, avg, chip, out = (board.chips_ok, board.chips_expected, board.hashrate_ths,
+                                           board.hashrate_avg_ths, board.temp_chip_max_c, board.temp_out_c)
+        if not ((ok is None or 0 <= ok) and (chips is None or 0 <= chips <= MAX_CHIPS_PER_BOARD)
+                and (ok is None or chips is None or ok <= chips) and (live is None or 0 <= live < _INF)
+                and (avg is None or 0 <= avg < _INF) and (chip is None or low <= chip <= high)
+                and (out is None or low <= out <= high)):
+            return False
+    fans = s.fans_rpm
+    return not fans or 0 <= min(fans) <= max(fans) <= PLAUSIBLE_FAN_RPM
 
 
 def not_mining(sample: MinerSample, ctx: Context) -> list[Finding]:
@@ -216,10 +256,10 @@ def pool(sample: MinerSample, ctx: Context) -> list[Finding]:
     if info.accepted is None or info.rejected is None:
         return out
     base = mem.pool_base
-    if base is None or any(now < then for now, then in zip(counts, base)):  # first window, or counters reset
-        mem.pool_base = counts  # type: ignore[assignment]
+    if base is None or counts[0] < base[0] or counts[1] < base[1] or counts[2] < base[2]:  # type: ignore[operator]
+        mem.pool_base = counts  # type: ignore[assignment]  # the first window, or counters that went back
     else:
-        accepted, rejected, stale = (now - then for now, then in zip(counts, base))  # type: ignore[operator]
+        accepted, rejected, stale = counts[0] - base[0], counts[1] - base[1], counts[2] - base[2]  # type: ignore[operator]
         total = accepted + rejected + stale
         if total >= MIN_WINDOW_SHARES:
             mem.reject_pct = 100.0 * (rejected + stale) / total
@@ -239,40 +279,42 @@ def boards(sample: MinerSample, ctx: Context, doubtful: set[int]) -> list[Findin
     out = []
     count = len(sample.boards)
     expected = ctx.expected_ths
-    chips_total = sum(b.chips_expected or 0 for b in sample.boards)
-    rates: list[tuple[int, float, float]] = []  # (index, rate, what its live chips should make)
-    settled = sample.uptime_s is None or sample.uptime_s >= BOARD_AVERAGE_SETTLE_S
+    chips_total = 0
     for board in sample.boards:
-        if board.index in doubtful:
+        chips_total += board.chips_expected or 0
+    rates: list[tuple[int, float, float]] = []  # (index, rate, what its live chips should make)
+    weakest = 1.0  # the lowest rate / should of any board
+    for board in sample.boards:
+        index = board.index
+        if index in doubtful:
             continue
+        ok, chips = board.chips_ok, board.chips_expected
         share = None
         if expected:
-            share = expected * (board.chips_expected / chips_total if chips_total and board.chips_expected
-                                else 1 / count)
-        ok, chips = board.chips_ok, board.chips_expected
+            share = expected * chips / chips_total if chips_total and chips else expected / count
         rate = board.hashrate_ths if board.hashrate_ths is not None else board.hashrate_avg_ths
         if ok is not None and chips:
             if ok == 0:
-                out.append(Finding(Signal.BOARD_DEAD, Severity.CRITICAL,
-                                   f"board {board.index}: none of its {chips} chips answer", value=0, limit=chips,
-                                   part=board.index, lost_ths=share or 0.0))
+                out.append(Finding(Signal.BOARD_DEAD, Severity.CRITICAL, f"board {index}: none of its {chips} chips "
+                                   "answer", value=0, limit=chips, part=index, lost_ths=share or 0.0))
                 continue
             if ok < chips:
                 dead = chips - ok
                 out.append(Finding(Signal.CHIPS_DEAD, Severity.WARNING,
-                                   f"board {board.index}: {dead} of {chips} chips do not answer", value=dead,
-                                   limit=chips, part=board.index, lost_ths=(share or 0.0) * dead / chips))
-            if share is not None and rate is not None:
-                rates.append((board.index, rate, share * ok / chips))
-        elif share is not None and rate is not None:
-            rates.append((board.index, rate, share))
-    if settled and rates:
+                                   f"board {index}: {dead} of {chips} chips do not answer", value=dead,
+                                   limit=chips, part=index, lost_ths=(share or 0.0) * dead / chips))
+                if share is not None:
+                    share = share * ok / chips
+        if share is not None and rate is not None and share > 0:
+            rates.append((index, rate, share))
+            if rate < weakest * share:
+                weakest = rate / share
+    settled = sample.uptime_s is None or sample.uptime_s >= BOARD_AVERAGE_SETTLE_S
+    if settled and weakest < WEAK_BOARD_SHARE:
         # A weak board is weak against its siblings too: a unit throttled as a whole is not a board fault.
-        ratios = [rate / should for _, rate, should in rates if should > 0]
-        typical = median(ratios) if len(ratios) > 2 else 1.0
+        typical = median([rate / should for _, rate, should in rates]) if len(rates) > 2 else 1.0
         for index, rate, should in rates:
-            if should > 0 and rate < WEAK_BOARD_SHARE * should and (len(rates) < 3 or rate < WEAK_BOARD_SHARE
-                                                                   * typical * should):
+            if rate < WEAK_BOARD_SHARE * should and (len(rates) < 3 or rate < WEAK_BOARD_SHARE * typical * should):
                 out.append(Finding(Signal.BOARD_WEAK, Severity.WARNING,
                                    f"board {index} makes {rate:.2f} TH/s of the {should:.2f} its chips should "
                                    f"({rate / should:.0%})", value=rate, limit=should, part=index,
@@ -308,6 +350,9 @@ def fans(sample: MinerSample, ctx: Context) -> list[Finding]:
             return [Finding(Signal.FAN_STOPPED, Severity.CRITICAL, "its only fan is at 0 rpm while hashing",
                             value=0, part=0)]
         return []
+    lowest, highest = min(rpms), max(rpms)
+    if highest < FAN_SPINNING_RPM or (lowest > 0 and lowest >= FAN_SLOW_SHARE * highest):
+        return []  # each fan then turns at least half as fast as the median of the others
     out = []
     for i, rpm in enumerate(rpms):
         others = median(rpms[:i] + rpms[i + 1:])
@@ -358,6 +403,8 @@ def reboots(sample: MinerSample, ctx: Context) -> list[Finding]:
     if last is not None and uptime < last:  # counted up since last time, unless it started again
         mem.reboots.append(ctx.now_s - uptime)
     mem.uptime_s = uptime
+    if len(mem.reboots) < REBOOTS_IN_WINDOW:
+        return []
     recent = [t for t in mem.reboots if ctx.now_s - t <= REBOOT_WINDOW_S]
     if len(recent) < REBOOTS_IN_WINDOW:
         return []

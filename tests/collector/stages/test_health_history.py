@@ -8,10 +8,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from collector.stages import health_history
+from collector.stages import health, health_history
 from collector.stages.health import HealthStage
 from models.health import Cause, Signal
 from tests.collector.stages.health_support import T0, Site, a15, with_board
+
+
+@pytest.fixture(autouse=True)
+def every_cycle_counts(monkeypatch):
+    """The service adds one cycle in HEALTHY_POINT_EVERY to the daily sums; here every cycle, to keep days short."""
+    monkeypatch.setattr(health, "HEALTHY_POINT_EVERY", 1)
 
 
 def _days(site: Site, days: int, make, per_day: int = 40) -> None:
