@@ -110,7 +110,6 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
         config = CollectorConfig.model_validate(raw)
         if config.influx is not None:
             config.influx.resolved_token()  # a missing token file is a config error, found now
-            config.influx.resolved_read_token()
         if config.mqtt is not None:
             config.mqtt.resolved_password()  # likewise a missing MQTT password file
     except ValidationError as e:

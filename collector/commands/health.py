@@ -69,6 +69,10 @@ def _live(cfg) -> health_report.HealthReport:
 def _recorded(cfg, start: int, end: int) -> health_report.HealthReport:
     if cfg.influx is not None:
         try:
+            cfg.influx.resolved_read_token()
+        except ValueError as e:  # a read token file that cannot be read: says which and why
+            fail_usage(str(e))
+        try:
             return service.run_event_loop(health_report.from_influx(cfg.influx, cfg.site, start, end))
         except InfluxQueryError as e:
             typer.echo(f"hashfleet: {e}", err=True)
