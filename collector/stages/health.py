@@ -96,7 +96,11 @@ class HealthStage:
                 self._log_failure(sample.miner)
                 health = MinerHealth(sample.miner, sample.model, NOWHERE)
             out.append(health)
-            work.add(health)
+            work.miners += 1
+            if health.problems:
+                work.add(health)
+            work.unprofitable += health.unprofitable
+            work.chips_dead += health.chips_dead or 0
         part.health = out
 
     def finish(self, cycle: Cycle) -> None:
@@ -173,7 +177,8 @@ class HealthStage:
                 memory.streaks = {}
             problems = ()
 
-        self._learn(sample, kept, rated, hashrate, power_now, problems, found, settled, work)
+        if due or kept.baseline_w is None or sample.model != kept.model:  # one cycle in a few is plenty
+            self._learn(sample, kept, rated, hashrate, power_now, problems, found, settled, work)
         if metered is not None and sample.power_w and state is MinerState.MINING and not (
                 found and any(f.signal is Signal.POWER_MISMATCH for f in found)):
             self.truth.observe(miner, model, sample.power_w, metered)
@@ -189,8 +194,8 @@ class HealthStage:
             usd, lost = (0.0 if cost is not None else None), 0.0
         return MinerHealth(miner, model, place, problems, expected, lost, usd,
                            cost.profit_usd_day if cost is not None else None, _unprofitable(cost, sample),
-                           chips_dead, kept.chips_lost_week(chips_now, work.day), chip, factor,
-                           report=due or bool(problems))
+                           chips_dead, kept.chips_lost_week(chips_now, work.day) if kept.trends.first_day else None,
+                           chip, factor, report=due or bool(problems))
 
     def _problems(self, sample: MinerSample, ctx: Context, memory: MinerMemory, found: list[Finding],
                   shortfall: float, expected: float | None, settled: bool, power_now: float,
@@ -229,6 +234,8 @@ class HealthStage:
         if trusted:  # one cycle in HEALTHY_POINT_EVERY, never a doubtful reading
             kept.add(sample, day)
         t = kept.trends
+        if t.first_day is None and not t.weak_boards and t.efficiency_rise is None:
+            return []  # no closed day yet, or nothing drifting
         out = []
         rate = kept.chips_lost_week(chips_now, day)
         if rate is not None and rate >= health_history.CHIPS_LOST_WEEK and t.first_chips is not None:
@@ -342,12 +349,9 @@ class _CycleWork:
         return self._prices[1]
 
     def add(self, health: MinerHealth) -> None:
-        self.miners += 1
-        if health.problems:
-            self.with_problems += 1
-            self.problems += health.problems
-        self.unprofitable += health.unprofitable
-        self.chips_dead += health.chips_dead or 0
+        """A miner with problems (HealthStage.part counts every miner)."""
+        self.with_problems += 1
+        self.problems += health.problems
 
     def peer(self, model: str | None, container: str | None, temp: float, hw: float | None) -> None:
         for key in ((model, container), (model, None)) if container is not None else ((model, None),):
