@@ -131,11 +131,16 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         fleet.stop()
     cpu_with = statistics.median(r["cpu_s"] for r in rounds["with"])
     cpu_without = statistics.median(r["cpu_s"] for r in rounds["without"])
+    # On a shared machine the slowest cycles say more about the neighbours than about the code: the
+    # fastest cycle of each is the steadier comparison.
+    min_with = min(r["cpu_s"] for r in rounds["with"])
+    min_without = min(r["cpu_s"] for r in rounds["without"])
     stage = statistics.median(r["health_cpu_s"] for r in rounds["with"])
     return {"miners": args.miners, "model": args.model, "faulty": args.faulty, "rounds": rounds,
-            "cpu_with_s": cpu_with, "cpu_without_s": cpu_without, "health_stage_cpu_s": stage,
-            "added_share": cpu_with / cpu_without - 1, "stage_share": stage / cpu_without,
-            "stage_us_per_miner": stage / args.miners * 1e6}
+            "cpu_with_s": cpu_with, "cpu_without_s": cpu_without, "cpu_with_min_s": min_with,
+            "cpu_without_min_s": min_without, "health_stage_cpu_s": stage,
+            "added_share": cpu_with / cpu_without - 1, "added_share_min": min_with / min_without - 1,
+            "stage_share": stage / cpu_without, "stage_us_per_miner": stage / args.miners * 1e6}
 
 
 def _faults(args: argparse.Namespace) -> list[str]:
@@ -163,10 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     per_k = 1000 / args.miners
     print(f"{args.miners} simulated {args.model} ({args.faulty} sick), {args.rounds} rounds x {args.cycles} cycles "
-          "each way, process CPU per cycle (median):")
-    print(f"  without health  {result['cpu_without_s']:.3f} s  ({result['cpu_without_s'] * per_k:.3f} s / 1,000 miners)")
-    print(f"  with health     {result['cpu_with_s']:.3f} s  ({result['cpu_with_s'] * per_k:.3f} s / 1,000 miners)")
-    print(f"  added           {result['added_share']:+.1%}  (target at most {TARGET_SHARE:.0%})")
+          "each way, process CPU per cycle, median (fastest):")
+    print(f"  without health  {result['cpu_without_s']:.3f} s ({result['cpu_without_min_s']:.3f} s)  "
+          f"{result['cpu_without_s'] * per_k:.3f} s / 1,000 miners")
+    print(f"  with health     {result['cpu_with_s']:.3f} s ({result['cpu_with_min_s']:.3f} s)  "
+          f"{result['cpu_with_s'] * per_k:.3f} s / 1,000 miners")
+    print(f"  added           {result['added_share']:+.1%} ({result['added_share_min']:+.1%})  "
+          f"(target at most {TARGET_SHARE:.0%})")
     print(f"  the stage alone {result['health_stage_cpu_s']:.3f} s = {result['stage_share']:.1%} of a cycle without it, "
           f"{result['stage_us_per_miner']:.1f} us per miner")
     if args.json:
