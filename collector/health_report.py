@@ -14,7 +14,6 @@ the problems by root cause, and the power corrections learned.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -138,7 +137,7 @@ def from_lines(site: str, lines: list[Line], start: int, end: int) -> HealthRepo
                 last_time[key] = line.time
                 seen.cause = tags.get("cause", seen.cause)
                 seen.container, seen.row, seen.rack = tags.get("container"), tags.get("row"), tags.get("rack")
-                seen.usd_lost_day, seen.lost_ths = usd, _number(line.fields.get("lost_ths"))
+                seen.usd_lost_day, seen.lost_ths = usd, _number(line.fields.get("lost_ths"), 0.0)
                 seen.severity, seen.evidence = _text(line.fields.get("severity")), _text(line.fields.get("evidence"))
     for key, seen in problems.items():
         if key in sums:
@@ -193,7 +192,7 @@ async def from_influx(config: InfluxConfig, site: str, start: int, end: int) -> 
             miner=_text(row.get("miner")) or "?", signal=_text(row.get("signal")) or "?",
             cause=_text(row.get("cause")) or "?", part=_text(row.get("part")), severity=_text(row.get("severity")),
             evidence=_text(row.get("evidence")), usd_lost_day=_number(row.get("usd_lost_day")),
-            usd_lost_day_mean=_number(row.get("usd_mean")), lost_ths=_number(row.get("lost_ths")), cycles=cycles,
+            usd_lost_day_mean=_number(row.get("usd_mean")), lost_ths=_number(row.get("lost_ths"), 0.0), cycles=cycles,
             container=_text(row.get("container")), row=_text(row.get("row")), rack=_text(row.get("rack"))))
     merged: dict[tuple[str, str, str | None], ProblemSeen] = {}
     for p in seen:
@@ -218,16 +217,20 @@ async def from_influx(config: InfluxConfig, site: str, start: int, end: int) -> 
     return report
 
 
-def _number(value: Any) -> float | None:
+MAX_AMOUNT = 1e12  # dollars a day, TH/s, chips: past this in any of them a value is garbage, not a reading
+
+
+def _number(value: Any, low: float = -MAX_AMOUNT) -> float | None:
+    """A finite, plausible number from a stored point or InfluxDB's answer; None for anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)
-    return value if math.isfinite(value) else None
+    return value if low <= value <= MAX_AMOUNT else None  # NaN fails both
 
 
 def _count(value: Any) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None and 0 <= number < 2**53 else None
+    number = _number(value, 0.0)
+    return int(number) if number is not None else None
 
 
 def _sum(values) -> float | None:
