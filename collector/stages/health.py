@@ -42,7 +42,8 @@ _AT_ONCE = frozenset({Signal.READING, Signal.POOL_REJECTS, Signal.REBOOTS, Signa
 QUEUE_SHOWN = 50  # problems in the site roll-up's repair queue (MQTT, `hashfleet health`)
 LEARN_RATE = 0.05  # weight of a healthy cycle in a miner's usual draw and hashrate
 FORGET_AFTER_S = 3 * 86_400  # a miner id unseen this long is forgotten (ids churn: a MAC that changes)
-MAX_MINERS = health_history.MAX_MINERS
+CROWDED_FORGET_AFTER_S = 600  # ... this long once more than half of MAX_MINERS ids are held
+MAX_MINERS = 100_000  # ids remembered; past it a miner is judged afresh each cycle (nothing kept)
 MAX_MODELS = 1024
 # A miner with no problem has its `health` point written every this many cycles (a minute at 10 s),
 # spread over the cycles by its id; one with a problem, every cycle. Its daily sums (the trends) take
@@ -292,8 +293,10 @@ class HealthStage:
         now_s = now.timestamp()
         new_day = self._day is not None and day != self._day
         self._day = day
-        if new_day or len(self._memory) > MAX_MINERS // 2:
-            gone = [m for m, mem in self._memory.items() if now_s - mem.kept.seen_s > FORGET_AFTER_S]
+        crowded = len(self._memory) > MAX_MINERS // 2  # ids churning (a MAC that changes every cycle)
+        if new_day or crowded:
+            after = CROWDED_FORGET_AFTER_S if crowded else FORGET_AFTER_S
+            gone = [m for m, mem in self._memory.items() if now_s - mem.kept.seen_s > after]
             for miner in gone:
                 del self._memory[miner]
                 self._places.pop(miner, None)

@@ -360,3 +360,17 @@ def test_no_reading_crashes_the_stage_or_becomes_a_dead_board():
                     assert 0 <= board.chips_ok <= board.chips_expected <= 1024
 
     run()
+
+
+def test_ids_that_churn_are_forgotten_and_never_grow_the_memory_without_bound(monkeypatch):
+    """A miner whose MAC changes every cycle (cloned or broken firmware) is a new id each time: the stage
+    forgets ids unseen for a while once it holds many, and past its cap keeps nothing for newcomers."""
+    from collector.stages import health
+
+    monkeypatch.setattr(health, "MAX_MINERS", 40)
+    site = Site()
+    for i in range(60):
+        site.cycle(a15(f"churn-{i}"), step_s=300)
+        assert len(site.health._memory) <= 40
+    assert "churn-0" not in site.health._memory  # unseen for far longer than CROWDED_FORGET_AFTER_S
+    assert site.captured.last("churn-59").problems == ()
