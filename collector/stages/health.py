@@ -45,10 +45,12 @@ FORGET_AFTER_S = 3 * 86_400  # a miner id unseen this long is forgotten (ids chu
 CROWDED_FORGET_AFTER_S = 600  # ... this long once more than half of MAX_MINERS ids are held
 MAX_MINERS = 100_000  # ids remembered; past it a miner is judged afresh each cycle (nothing kept)
 MAX_MODELS = 1024
-# A miner with no problem has its `health` point written every this many cycles (a minute at 10 s),
-# spread over the cycles by its id; one with a problem, every cycle. Its daily sums (the trends) take
-# the same one cycle in this many: a day still has thousands of samples.
+# A miner with no problem has its `health` point written every this many cycles, and at least once
+# every HEALTHY_POINT_S (the Maintenance dashboard reads the last 5 minutes), spread over the cycles by
+# its id; one with a problem, every cycle. Its daily sums (the trends) and usual rates take the same
+# cycles: a day still has over a thousand samples at 10 s.
 HEALTHY_POINT_EVERY = 6
+HEALTHY_POINT_S = 60.0
 
 
 class HealthStage:
@@ -72,6 +74,8 @@ class HealthStage:
         self._places: dict[str, Place] = {}
         self._models: dict[str | None, tuple] = {}  # model -> (nameplate, thermal limits)
         self._cycles = 0
+        self._every = HEALTHY_POINT_EVERY
+        self._last_ts_s: float | None = None
         self._failed: set[str] = set()
         self._last_save_s: float | None = None
         self._day: int | None = None
@@ -81,6 +85,10 @@ class HealthStage:
 
     def begin(self, cycle: Cycle) -> None:
         self._cycles += 1
+        now_s = cycle.ts.timestamp()
+        if self._last_ts_s is not None and now_s > self._last_ts_s:  # cycles a healthy miner's point may skip
+            self._every = max(1, min(HEALTHY_POINT_EVERY, int(HEALTHY_POINT_S // (now_s - self._last_ts_s))))
+        self._last_ts_s = now_s
         self._cycle = _CycleWork(cycle.ts, self.truth.measured_pue(), self._cycles)
 
     def part(self, cycle: Cycle, part: MinersPart) -> None:
@@ -156,7 +164,7 @@ class HealthStage:
         if "uptime_s" not in doubtful:
             found += checks.reboots(sample, ctx)
         chips_now, chips_dead = _chips(sample, bad_boards)
-        due = (memory.slot + work.number) % HEALTHY_POINT_EVERY == 0
+        due = (memory.slot + work.number) % self._every == 0
         found += self._trends(sample, kept, chips_now, work.day, trusted=due and not doubtful and not bad_boards)
 
         hashrate = sample.hashrate_ths if "hashrate_ths" not in doubtful else None
@@ -232,7 +240,7 @@ class HealthStage:
 
     def _trends(self, sample: MinerSample, kept: health_history.MinerHistory, chips_now: int | None,
                 day: int, *, trusted: bool) -> list[Finding]:
-        if trusted:  # one cycle in HEALTHY_POINT_EVERY, never a doubtful reading
+        if trusted:  # one cycle in a few (HEALTHY_POINT_EVERY), never a doubtful reading
             kept.add(sample, day)
         t = kept.trends
         if t.first_day is None and not t.weak_boards and t.efficiency_rise is None:

@@ -374,3 +374,18 @@ def test_ids_that_churn_are_forgotten_and_never_grow_the_memory_without_bound(mo
         assert len(site.health._memory) <= 40
     assert "churn-0" not in site.health._memory  # unseen for far longer than CROWDED_FORGET_AFTER_S
     assert site.captured.last("churn-59").problems == ()
+
+
+@pytest.mark.parametrize(("interval_s", "every"), [(10, 6), (30, 2), (60, 1), (300, 1)])
+def test_a_healthy_miners_point_is_written_at_least_once_a_minute(interval_s, every):
+    site = Site()
+    site.cycle(a15(), step_s=interval_s)  # the first cycle: the interval is not known yet
+    written = []
+    for _ in range(18):
+        site.cycle(a15(), step_s=interval_s)
+        written.append(site.captured.last("m1").report)
+    assert all(any(written[i:i + every]) for i in range(len(written) - every + 1))  # never a gap of `every`
+    assert sum(written) <= len(written) // every + 1  # and not more often
+    sick = Site()
+    sick.cycles(12, a15(temp_chip_max_c=96.0), step_s=interval_s)
+    assert sick.captured.last("m1").report  # with a problem: every cycle

@@ -18,6 +18,7 @@ from tests.collector.stages.health_support import T0, Site, a15, with_board
 def every_cycle_counts(monkeypatch):
     """The service adds one cycle in HEALTHY_POINT_EVERY to the daily sums; here every cycle, to keep days short."""
     monkeypatch.setattr(health, "HEALTHY_POINT_EVERY", 1)
+    monkeypatch.setattr(health, "HEALTHY_POINT_S", 0.0)
 
 
 def _days(site: Site, days: int, make, per_day: int = 40) -> None:
