@@ -201,10 +201,11 @@ class HealthStage:
             lost = sum(p.lost_ths for p in problems)
         else:
             usd, lost = (0.0 if cost is not None else None), 0.0
+        unprofitable = _unprofitable(cost, sample)
         return MinerHealth(miner, model, place, problems, expected, lost, usd,
-                           cost.profit_usd_day if cost is not None else None, _unprofitable(cost, sample),
+                           cost.profit_usd_day if cost is not None else None, unprofitable,
                            chips_dead, kept.chips_lost_week(chips_now, work.day) if kept.trends.first_day else None,
-                           chip, factor, report=due or bool(problems))
+                           chip, factor, report=due or unprofitable or bool(problems))
 
     def _problems(self, sample: MinerSample, ctx: Context, memory: MinerMemory, found: list[Finding],
                   shortfall: float, expected: float | None, settled: bool, power_now: float,
