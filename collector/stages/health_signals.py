@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from statistics import median
 
 from collector.stages.health_history import MinerHistory
-from models import FaultCode, FaultSeverity, MinerSample, MinerState
-from models.sample import MAX_CHIPS_PER_BOARD
+from models import FaultCode, FaultSeverity, MinerSample, MinerState, SampleSource
+from models.sample import MAX_CHIPS_PER_BOARD, MAX_TEXT_CHARS
 from models.hardware import Nameplate, ThermalLimits
 from models.health import Cause, Severity, Signal
 
@@ -454,16 +454,29 @@ def power(sample: MinerSample, ctx: Context, doubtful: set[str]) -> list[Finding
     return out
 
 
+_OWN_NOTES = ("reply value out of range",)  # collector/sources/pyasic_makes.py: a value it refused
+_NUMBER = re.compile(r"\b(\d{1,9})\b")
+
+
+def _first_code(text: str) -> int:
+    found = _NUMBER.search(text)
+    return int(found.group(1)) if found else 0
+
+
 # "hashboard error code ECHU=0 4096 0" (the driver before it decoded codes into FaultCode)
 _RAW_CODES = re.compile(r"(hashboard|controller) error code (ECHU|ECMM)=([0-9 ]+)")
 
 
 def reported_codes(sample: MinerSample) -> list[FaultCode]:
-    """The codes the miner reports: `fault_codes`, else those the Avalon driver only wrote as text
-    (kept raw, meaning unknown; the text leaves out zeros, so which board is not known), without the
-    values healthy units show."""
+    """The codes the miner reports: `fault_codes`; else those the Avalon driver only wrote as text (kept
+    raw, meaning unknown; the text leaves out zeros, so which board is not known), without the values
+    healthy units show; else the error list pyasic read from other makes' firmware (its text is the
+    meaning, the severity unknown), but for the collector's own notes on refused values."""
     if sample.fault_codes:
         return list(sample.fault_codes)
+    if sample.source is SampleSource.PYASIC:
+        return [FaultCode(key="pyasic", code=_first_code(error), meaning=error[:MAX_TEXT_CHARS])
+                for error in sample.errors if not error.startswith(_OWN_NOTES) and "pyasic failed" not in error]
     codes = []
     for error in sample.errors:
         found = _RAW_CODES.search(error)

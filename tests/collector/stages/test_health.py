@@ -389,3 +389,18 @@ def test_a_healthy_miners_point_is_written_at_least_once_a_minute(interval_s, ev
     sick = Site()
     sick.cycles(12, a15(temp_chip_max_c=96.0), step_s=interval_s)
     assert sick.captured.last("m1").report  # with a problem: every cycle
+
+
+def test_error_lists_pyasic_reads_from_other_makes_are_codes_named_by_their_text():
+    """pyasic's errors (Whatsminer's codes, Antminer's status) land in `errors`; the collector's own notes
+    on values it refused do not count as the firmware's."""
+    from models import SampleSource
+
+    sample = a15(source=SampleSource.PYASIC, errors=["Fan speed error 110: fan 1 below target",
+                                                     "reply value out of range: pyasic hashrate -1 must be >= 0"])
+    [code] = checks.reported_codes(sample)
+    assert (code.key, code.code, code.severity) == ("pyasic", 110, FaultSeverity.UNKNOWN)
+    site = Site()
+    site.cycles(2, sample)
+    problem = site.problems()["fault_code"]
+    assert problem.cause is Cause.THERMAL and problem.severity is Severity.INFO and "Fan speed error" in problem.evidence
