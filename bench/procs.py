@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,8 +111,9 @@ class SimulatorProcess:
     """`hashfleet simulate` in its own process; `addresses` once every miner listens."""
 
     def __init__(self, fleet: str, base: str, workdir: Path, *, seed: int = 0, sockets_per_miner: int = 1,
-                 start_timeout_s: float | None = None):
+                 start_timeout_s: float | None = None, faults: Sequence[str] = ()):
         self.fleet = fleet
+        self.faults = list(faults)  # `--fault ADDRESS:NAME[=VALUE]` values (docs/drills.md)
         self.base = base
         self.seed = seed
         self.count = sum(int(part.partition(":")[2] or 1) for part in fleet.split(","))
@@ -128,7 +130,8 @@ class SimulatorProcess:
         return self.proc.pid if self.proc else None
 
     def start(self) -> SimulatorProcess:
-        argv = [*_hashfleet_command(), "simulate", "--fleet", self.fleet, "--base", self.base, "--seed", str(self.seed)]
+        argv = [*_hashfleet_command(), "simulate", "--fleet", self.fleet, "--base", self.base, "--seed", str(self.seed),
+                *(arg for fault in self.faults for arg in ("--fault", fault))]
         started = time.monotonic()
         log = open(self.log_path, "w")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
@@ -173,6 +176,11 @@ class SimulatorProcess:
         self.stop()
 
 
+def _hosts(base: str, count: int) -> set[str]:
+    first = int(ipaddress.IPv4Address(base.rpartition(":")[0] or base))
+    return {str(ipaddress.IPv4Address(first + i)) for i in range(count)}
+
+
 def _next_address(address: str) -> str:
     host = address.rpartition(":")[0] or address
     return str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(host)) + 1))
@@ -194,8 +202,9 @@ class SimulatorFleet:
     `seed + i`, so MACs (the miners' ids) never repeat across processes."""
 
     def __init__(self, model: str, count: int, base: str, workdir: Path, *, seed: int = 0, sockets_per_miner: int = 1,
-                 per_process: int | None = None):
+                 per_process: int | None = None, faults: Sequence[str] = ()):
         self.model = model
+        self.faults = list(faults)  # `--fault HOST:NAME[=VALUE]`, each given to the process serving HOST
         self.count = count
         self.base = base
         self.workdir = Path(workdir)
@@ -221,8 +230,10 @@ class SimulatorFleet:
                 n = min(left, self.per_process)
                 workdir = self.workdir / f"simulator-{index}"
                 workdir.mkdir(parents=True, exist_ok=True)
+                hosts = _hosts(base, n)
                 process = SimulatorProcess(f"{self.model}:{n}", base, workdir, seed=self.seed + index,
-                                           sockets_per_miner=self.sockets_per_miner)
+                                           sockets_per_miner=self.sockets_per_miner,
+                                           faults=[f for f in self.faults if f.split(":", 1)[0] in hosts])
                 self.processes.append(process)
                 process.start()
                 self.addresses += process.addresses

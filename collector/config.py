@@ -50,6 +50,9 @@ INFLUX_ENV = {
     "INFLUX_TOKEN_FILE": "token_file",
 }
 
+# ... and the token queries use (`hashfleet health --since`), added only where there is an `influx` section.
+INFLUX_READ_ENV = {"INFLUX_READ_TOKEN": "read_token", "INFLUX_READ_TOKEN_FILE": "read_token_file"}
+
 # Environment variables that fill the `mqtt` section; a password from the environment replaces
 # one from the file (either form).
 MQTT_ENV = {
@@ -89,6 +92,11 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
         raw["influx"] = {**_section(raw, "influx", source), **influx_env}
         if "token_file" in influx_env:
             raw["influx"].pop("token", None)
+    read_env = {field: env[var] for var, field in INFLUX_READ_ENV.items() if env.get(var)}
+    if read_env and isinstance(raw.get("influx"), dict):
+        raw["influx"] = {**raw["influx"], **read_env}
+        if "read_token_file" in read_env:
+            raw["influx"].pop("read_token", None)
     mqtt_env = {field: env[var] for var, field in MQTT_ENV.items() if env.get(var)}
     if mqtt_env:
         raw["mqtt"] = {**_section(raw, "mqtt", source), **mqtt_env}

@@ -16,6 +16,7 @@ from models import CostSample, MinerSample, MinerState, NetworkState
 from models.schema import Measurement
 from models.pool import PoolSnapshot
 from models.reconciliation import PoolReport
+from models.health import MinerHealth, SiteHealth
 
 # Miners per part handed to the stages and sinks: bounds a cycle's per-miner figures and lines in
 # memory, and each part is one spool batch that delivery can send while the next is worked on.
@@ -44,6 +45,7 @@ class MinersPart:
     costs: list[CostSample] | None = None  # None: no cost figures (no economics, or no network state)
     metered_gap_w: Mapping[str, float] = field(default_factory=dict)  # reported - metered watts, by miner
     records: list[Record] = field(default_factory=list)  # the stages' other per-miner figures
+    health: list[MinerHealth] | None = None  # None: no health stage; else one per sample, in order
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Cycle:
     past_deadline: int = 0  # polled miners that had not answered when the cycle's deadline passed
     latencies_s: list[float] = field(default_factory=list)  # per polled miner (benchmarks)
     cost: CycleCost | None = None  # the cost stage's roll-ups
+    health: SiteHealth | None = None  # the health stage's roll-up
     # Counters a source keeps since the collector started (e.g. MQTT payloads accepted and dropped), for
     # the `collector` point: names and types in models.schema.COLLECTOR.
     counters: dict[str, int] = field(default_factory=dict)

@@ -119,7 +119,14 @@ def build(site: str, lines: list[Line], start: int, end: int) -> Report:
 
 def from_spool(directory: Path, site: str, start: int, end: int) -> Report:
     """Read the local history in `directory` (batches written since `start`) and summarise it."""
+    return build(site, spool_lines(directory, start), start, end)
+
+
+def spool_lines(directory: Path, start: int, measurement: str | None = None) -> list[Line]:
+    """The points of the local history in `directory` written since `start` (of one measurement, when
+    given: other lines are not parsed)."""
     lines, bad = [], 0
+    prefix = None if measurement is None else (measurement + ",", measurement + " ")
     for batch in list_batches(directory):
         try:
             if batch.mtime < start:
@@ -128,10 +135,12 @@ def from_spool(directory: Path, site: str, start: int, end: int) -> Report:
         except (OSError, EOFError):  # delivered or trimmed while we read: skip it
             continue
         for text in texts:
+            if prefix is not None and not text.startswith(prefix):
+                continue
             try:
                 lines.append(parse_line(text))
             except LineProtocolError:
                 bad += 1
     if bad:
         log.warning("%d unreadable line(s) in %s skipped", bad, directory)
-    return build(site, lines, start, end)
+    return lines

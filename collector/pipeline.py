@@ -35,6 +35,9 @@ from collector.sources.pools import pool_source
 from collector.stages import Stage
 from collector.stages.cost_stage import CostStage
 from collector.stages.pool_reconciliation import PoolReconciliation
+from collector.stages.health import HealthStage
+from collector.stages.power_truth import PowerTruth
+from collector.layout import SiteLayout
 from models import CollectorConfig
 from models.mqtt import MqttConfig
 
@@ -110,11 +113,18 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
     sources: list[Source] = [polled]
     stages: list[Stage] = []
     sinks = list(sinks)
+    truth = PowerTruth()  # learned by the health stage, applied by the cost stage
     if config.economics is not None and config.network is not None:
         sources.insert(0, NetworkInputs(config.network))
         totals = config_loader.spool_directory(config) / "cost-totals.json" if service_mode else None
         stages.append(CostStage(config.site, config.economics, live=live, totals_path=totals,
-                                forget_after_s=config.forget_unseen_miners_h * 3600))
+                                forget_after_s=config.forget_unseen_miners_h * 3600,
+                                power_correction=truth.correction, measured_pue=truth.measured_pue))
+    # After the cost stage: it prices each miner's problems with the part's cost figures. Its history
+    # file is read by every command and written only by the service.
+    stages.append(HealthStage(config.site, economics=config.economics, layout=SiteLayout.load(config.layout),
+                              live=live, truth=truth, save=service_mode,
+                              state_path=config_loader.spool_directory(config) / "health-state.json"))
     if mqtt is not None:
         sources.append(mqtt.ingest)
         sinks.append(mqtt.sink)
@@ -156,6 +166,7 @@ class MqttBridge:
         self.config = config
         self.topics = Topics(config.topic_prefix, site)
         self.live = live or LiveInputs(meter_max_age_s=config.meter_max_age_s)
+        self.live.facility_keys = frozenset(key for sub in config.ingest for key in sub.facility)
         self.ingest = MqttIngest(config, site, self.live)
         client_id = config.client_id or f"hashfleet-{slug(site)}-{secrets.token_hex(3)}"
         self.connection = MqttConnection(config, status_topic=self.topics.status, client_id=client_id,

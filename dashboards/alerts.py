@@ -2,7 +2,8 @@
 
 Each rule runs InfluxQL on the hashfleet data source and decides with Grafana's server-side
 expressions (reduce, math, threshold). Labels on every alert instance: `site`, and `miner` for the
-per-miner rules, so notifications can be routed per site. Thresholds are the constants below:
+per-miner rules, so notifications can be routed per site; the health rules add the problem's root
+`cause`, `signal` and `part` and the miner's place (`container`, `row`, `rack`). Thresholds are the constants below:
 change them here and regenerate (`python -m dashboards.build`).
 """
 
@@ -30,6 +31,11 @@ HASHRATE_SHARE_ALERT = 0.8  # live hashrate below this share of expected (mining
 POOL_SHORTFALL_ALERT = 0.05
 POOL_SHORTFALL_FOR = "1h"
 POOL_SHORTFALL_WINDOW_S = 3600
+HEALTH_USD_ALERT = 1.0  # an open problem losing more than this many dollars a day (docs/health.md)
+# Where the miner stands, as the health points' place tags say (empty parts left out).
+_PLACE = ("{{ with $labels.container }}{{ . }} {{ end }}{{ with $labels.row }}row {{ . }} {{ end }}"
+          "{{ with $labels.rack }}rack {{ . }} {{ end }}")
+_PROBLEM_TAGS = '"site", "miner", "cause", "signal", "part", "container", "row", "rack"'
 EXPRESSION = "__expr__"
 
 
@@ -103,6 +109,28 @@ def rules() -> list[alerting.Rule]:
                       POOL_SHORTFALL_WINDOW_S),
             _reduce("B", "A", "mean"),
             _threshold("C", "B", "lt", 1 - POOL_SHORTFALL_ALERT),
+        ]),
+        _rule("hashfleet-health-costly", "Problem losing money",
+              f"Miner {{{{ $labels.miner }}}} at {{{{ $labels.site }}}} {_PLACE}: {{{{ $labels.signal }}}} "
+              "{{ $labels.part }}, root cause {{ $labels.cause }}, losing "
+              "${{ printf \"%.2f\" $values.B.Value }} a day (Maintenance dashboard: the repair queue).",
+              "warning", "5m")
+        .condition("C").no_data_state("OK")
+        .queries([
+            _influxql("A", f'SELECT last("usd_lost_day") AS "usd" FROM "{schema.HEALTH}" WHERE "scope" = \'problem\' '
+                           f'AND $timeFilter GROUP BY {_PROBLEM_TAGS}', 300),
+            _reduce("B", "A"),
+            _threshold("C", "B", "gt", HEALTH_USD_ALERT),
+        ]),
+        _rule("hashfleet-health-critical", "Critical hardware problem",
+              f"Miner {{{{ $labels.miner }}}} at {{{{ $labels.site }}}} {_PLACE}: {{{{ $labels.signal }}}} "
+              "{{ $labels.part }} is critical, root cause {{ $labels.cause }}.", "critical", "5m")
+        .condition("C").no_data_state("OK")
+        .queries([
+            _influxql("A", f'SELECT last("level") AS "level" FROM "{schema.HEALTH}" WHERE "scope" = \'problem\' '
+                           f'AND $timeFilter GROUP BY {_PROBLEM_TAGS}', 300),
+            _reduce("B", "A"),
+            _threshold("C", "B", "gt", 1.5),
         ]),
         _rule("hashfleet-cost-above-price", "All-in cost per BTC above BTC price",
               "Site {{ $labels.site }}: a mined bitcoin costs more (all-in) than it sells for.", "warning", "30m")

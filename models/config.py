@@ -23,6 +23,9 @@ class InfluxConfig(Settings):
     bucket: str = "hashfleet"
     token: SecretStr | None = None
     token_file: Path | None = Field(default=None, description="file holding the token (docker secrets)")
+    read_token: SecretStr | None = Field(default=None, description="a token that can read the bucket "
+                                         "(`hashfleet health --since`); default: the write token")
+    read_token_file: Path | None = Field(default=None, description="file holding the read token")
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     timeout_s: float = Field(default=10.0, gt=0, le=600)
 
@@ -40,6 +43,14 @@ class InfluxConfig(Settings):
         if self.token_file is not None:
             return read_secret_file(self.token_file, "influx.token_file")
         return ""
+
+    def resolved_read_token(self) -> str:
+        """The token queries use: `read_token`, else the contents of `read_token_file`, else the write token."""
+        if self.read_token is not None:
+            return self.read_token.get_secret_value()
+        if self.read_token_file is not None:
+            return read_secret_file(self.read_token_file, "influx.read_token_file")
+        return self.resolved_token()
 
 
 class SpoolConfig(Settings):

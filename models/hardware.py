@@ -222,3 +222,39 @@ def ceilings(model: str | None, expected_ths: float | None, power_limit_w: float
 def _of_plate(plate: Nameplate) -> Ceilings:
     assert plate.hashrate_ths is not None and plate.power_w is not None
     return Ceilings(HASHRATE_FACTOR * plate.hashrate_ths, POWER_FACTOR * plate.power_w, "nameplate", "nameplate", plate)
+
+
+# --- thermal limits (the health stage: collector/stages/health_signals.py) -----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ThermalLimits:
+    """Where a model's temperatures stop being normal. `chip_hot_c`: the hottest chip above this runs
+    hot (below the firmware's own protection, so a person is warned before the unit throttles);
+    `ambient_max_c`: the warmest intake air the maker rates it for. None where no source gives one:
+    the unit is then compared with its peers only."""
+
+    chip_hot_c: float | None
+    ambient_max_c: float | None
+    source: str
+
+
+# Keyed by Nameplate.model. docs/health.md ("Thresholds") quotes the same figures and sources.
+THERMAL_LIMITS: dict[str, ThermalLimits] = {
+    **dict.fromkeys(("AvalonMiner 1246", "AvalonMiner 1466", "AvalonMiner 15-194"), ThermalLimits(
+        90.0, 35.0, "D-Central, 'Avalon 1266 - Temperature Too High': the A11/A12 family trips over-temperature at "
+                    "~95-105 C chip, and intake above 35 C exceeds Canaan's spec; hot = 5 C under the lowest trip")),
+    "Avalon Q": ThermalLimits(90.0, None, "Canaan LW10583 API doc (docs/avalon.md s7): target chip temperature "
+                                          "65/80/85 C by work mode; hot = 5 C over the highest target"),
+    "Avalon Nano 3S": ThermalLimits(100.0, None, "Canaan LW10583 API doc (docs/avalon.md s7): target 80/85/90 C by "
+                                                 "mode, healthy units run in the low 90s; hot = 10 C over the highest "
+                                                 "target"),
+    "Bitaxe Gamma": ThermalLimits(75.0, None, "ESP-Miner (skot/ESP-Miner) power management: THROTTLE_TEMP 75 C, "
+                                              "where the firmware starts cutting frequency"),
+}
+
+
+def thermal_limits(model: str | None) -> ThermalLimits | None:
+    """The thermal limits of a model as a miner reports it, or None (not catalogued, or no source)."""
+    plate = nameplate(model)
+    return None if plate is None else THERMAL_LIMITS.get(plate.model)

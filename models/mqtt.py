@@ -77,7 +77,9 @@ class MqttSubscription(Settings):
     Meters: a reading is matched to miners by its key: the payload's `outlet` or `rack`, else
     the topic level the filter's first `+` matched, else the whole topic. `outlets` maps a key
     to one miner id; `racks` maps a key to the miners on that rack, who share its watts in
-    proportion to the power they report (a miner with its own outlet reading keeps that).
+    proportion to the power they report (a miner with its own outlet reading keeps that);
+    `facility` lists keys that meter the whole site (their sum over the miners' draw is the
+    measured PUE).
     """
 
     topic: str = Field(description="topic filter, wildcards allowed: e.g. pdu/+/outlet/+")
@@ -87,6 +89,9 @@ class MqttSubscription(Settings):
                                     description="meter: outlet (or topic) key -> miner id")
     racks: dict[str, list[str]] = Field(default_factory=dict, max_length=100_000,
                                         description="meter: rack (or topic) key -> miner ids")
+    facility: list[str] = Field(default_factory=list, max_length=100,
+                                description="meter: keys whose readings together are the whole site's draw "
+                                            "(measured PUE, docs/health.md)")
 
     @field_validator("topic")
     @classmethod
@@ -96,11 +101,15 @@ class MqttSubscription(Settings):
     @model_validator(mode="after")
     def _mapping_fits_kind(self) -> MqttSubscription:
         if self.kind is IngestKind.METER:
-            if not self.outlets and not self.racks:
-                raise ValueError(f"meter topic {self.topic!r} maps to no miner: add `outlets` (key -> miner id) "
-                                 "or `racks` (key -> [miner ids])")
-        elif self.outlets or self.racks:
-            raise ValueError(f"`outlets` and `racks` belong to meter topics, not kind {self.kind.value!r}")
+            if not self.outlets and not self.racks and not self.facility:
+                raise ValueError(f"meter topic {self.topic!r} maps to no miner: add `outlets` (key -> miner id), "
+                                 "`racks` (key -> [miner ids]) or `facility` ([keys metering the whole site])")
+            both = set(self.facility) & (set(self.outlets) | set(self.racks))
+            if both:
+                raise ValueError(f"meter key {sorted(both)[0]!r} is in `facility` and in `outlets` or `racks`: "
+                                 "a reading is the whole site's or some miners', not both")
+        elif self.outlets or self.racks or self.facility:
+            raise ValueError(f"`outlets`, `racks` and `facility` belong to meter topics, not kind {self.kind.value!r}")
         for rack, miners in self.racks.items():
             if not miners:
                 raise ValueError(f"rack {rack!r} lists no miners")

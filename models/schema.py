@@ -120,4 +120,27 @@ POOL_DAY = Measurement("pool_day", ("site", "pool", "scope", "worker"), {
     "realized_cash_cost_per_btc": float, "realized_energy_cost_per_btc": float, "expected_all_in_cost_per_btc": float,
 })
 
-MEASUREMENTS = {m.name: m for m in (MINER, MINER_BOARD, COST, NETWORK, COLLECTOR, POOL, POOL_DAY)}
+# Hardware health (collector/stages/health.py, docs/health.md). `scope`: `problem` (one point per open
+# problem per cycle: what the repair queue lists), `miner` (one per miner per cycle: heat map, chips),
+# `site` (the roll-up, with per-cause counts and dollars), `model` (the learned power correction).
+# Place tags (container, row, rack) come from the site layout; `position` is a field (one per miner:
+# too many values for a tag). `part` names the board or fan a problem concerns (board1, fan0).
+HEALTH_CAUSES = ("network", "pool", "thermal", "board", "power", "firmware", "reading")  # models.health.Cause
+HEALTH = Measurement("health", ("site", "scope", "miner", "model", "cause", "signal", "part", "container", "row",
+                                "rack", "collector_shard"), {
+    # problem and miner
+    "usd_lost_day": float, "lost_ths": float, "severity": str, "level": int, "position": str,
+    # problem
+    "value": float, "limit": float, "evidence": str,
+    # miner
+    "problems": int, "expected_ths": float, "profit_usd_day": float, "unprofitable": int, "chips_dead": float,
+    "chips_lost_week": float, "temp_chip_max_c": float, "main_cause": str, "power_correction": float,
+    # site
+    "miners": int, "miners_with_problems": int, "critical": int, "measured_pue": float,
+    **{f"problems_{cause}": int for cause in HEALTH_CAUSES},
+    **{f"usd_lost_day_{cause}": float for cause in HEALTH_CAUSES},
+    # model
+    "power_samples": int,
+})
+
+MEASUREMENTS = {m.name: m for m in (MINER, MINER_BOARD, COST, NETWORK, COLLECTOR, POOL, POOL_DAY, HEALTH)}

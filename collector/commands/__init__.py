@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from collector.commands import collect, cost, grafana, poll, pools, report, scan, watch
+from collector.commands import collect, cost, grafana, health, poll, pools, report, scan, watch
 from collector.redact import RedactingFilter
 
 app = typer.Typer(
@@ -41,6 +41,7 @@ app.command()(collect.collect)
 app.command()(scan.scan)
 app.command()(watch.watch)
 app.command()(report.report)
+app.command()(health.health)
 app.command(name="cost")(cost.cost)
 app.command()(pools.pools)
 app.add_typer(grafana.grafana_app, name="grafana")

@@ -4,8 +4,10 @@
     <prefix>/<site>/state                  site summary: miners, hashrate, power (retained)
     <prefix>/<site>/cost                   site CostSample JSON (retained)
     <prefix>/<site>/collector              the collector's own health and ingest counters
+    <prefix>/<site>/health                 the site's hardware health: problems, dollars lost, repair queue
     <prefix>/<site>/miner/<miner>/state    MinerSample JSON (retained)
     <prefix>/<site>/miner/<miner>/cost     miner CostSample JSON (retained)
+    <prefix>/<site>/miner/<miner>/health   the miner's problems, root cause and dollars lost (retained)
 
 A miner id becomes one topic level: `/`, `+` and `#` (which MQTT reserves) are replaced by `_`.
 """
@@ -53,6 +55,13 @@ class Topics:
     @property
     def collector(self) -> str:
         return f"{self.root}/collector"
+
+    @property
+    def site_health(self) -> str:
+        return f"{self.root}/health"
+
+    def miner_health(self, miner: str) -> str:
+        return f"{self.root}/miner/{topic_level(miner)}/health"
 
     def miner_state(self, miner: str) -> str:
         return f"{self.root}/miner/{topic_level(miner)}/state"

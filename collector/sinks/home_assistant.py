@@ -53,6 +53,14 @@ SITE_SENSORS = (  # from <prefix>/<site>/state
     Sensor("power", "Power", "power_w", "W", "power", precision=0),
     Sensor("miners_mining", "Miners mining", "miners_mining", icon="mdi:server", precision=0),
 )
+SITE_HEALTH_SENSORS = (  # from <prefix>/<site>/health
+    Sensor("problems", "Problems", "problems", icon="mdi:wrench", precision=0),
+    Sensor("usd_lost_day", "Lost to faults", "usd_lost_day", "USD/d", icon="mdi:cash-remove", precision=2),
+    Sensor("miners_with_problems", "Miners with problems", "miners_with_problems", icon="mdi:server-remove",
+           precision=0),
+    Sensor("unprofitable", "Miners costing more than they earn", "unprofitable", icon="mdi:cash-minus", precision=0),
+    Sensor("top_problem", "Top of the repair queue", "top_problem", state_class=None, icon="mdi:format-list-numbered"),
+)
 SITE_COST_SENSORS = (  # from <prefix>/<site>/cost
     Sensor("all_in_cost_per_btc", "Cost per BTC", "all_in_cost_per_btc", "USD/BTC", icon="mdi:bitcoin", precision=0),
     Sensor("cash_cost_per_btc", "Cash cost per BTC", "cash_cost_per_btc", "USD/BTC", icon="mdi:bitcoin", precision=0),
@@ -70,8 +78,25 @@ def miner_node_id(site: str, miner: str) -> str:
     return f"hashfleet_{slug(site)}_{slug(miner)}"
 
 
-def config_topic(discovery_prefix: str, node_id: str, object_id: str) -> str:
-    return f"{discovery_prefix}/{COMPONENT}/{node_id}/{object_id}/config"
+def config_topic(discovery_prefix: str, node_id: str, object_id: str, component: str = COMPONENT) -> str:
+    return f"{discovery_prefix}/{component}/{node_id}/{object_id}/config"
+
+
+PROBLEM = "problem"  # the per-miner binary sensor's object id
+
+
+def miner_problem_config(sample: MinerSample, topics: Topics, discovery_prefix: str) -> tuple[str, dict[str, Any]]:
+    """The miner's "Problem" binary sensor (device_class problem): on while the health stage lists a
+    problem; its attributes are the miner's health JSON (root cause, dollars lost per day, evidence)."""
+    node_id = miner_node_id(topics.site, sample.miner)
+    state_topic = topics.miner_health(sample.miner)
+    config: dict[str, Any] = {
+        "name": "Problem", "unique_id": f"{node_id}_{PROBLEM}", "state_topic": state_topic,
+        "value_template": "{{ 'ON' if value_json.problems > 0 else 'OFF' }}", "json_attributes_topic": state_topic,
+        "device_class": "problem", "availability": _availability(topics), "device": miner_device(sample, topics.site),
+        "origin": ORIGIN,
+    }
+    return config_topic(discovery_prefix, node_id, PROBLEM, "binary_sensor"), config
 
 
 def device_signature(sample: MinerSample) -> tuple[str | None, ...]:
@@ -137,16 +162,21 @@ def miner_config_topics(site: str, miner: str, discovery_prefix: str) -> list[st
     """The topics of a miner's configs: an empty retained message on each removes the device from
     Home Assistant and the broker."""
     node_id = miner_node_id(site, miner)
-    return [config_topic(discovery_prefix, node_id, s.object_id) for s in MINER_SENSORS]
+    return [*(config_topic(discovery_prefix, node_id, s.object_id) for s in MINER_SENSORS),
+            config_topic(discovery_prefix, node_id, PROBLEM, "binary_sensor")]
 
 
-def site_configs(topics: Topics, discovery_prefix: str, *, cost: bool) -> list[tuple[str, dict[str, Any]]]:
-    """The site's sensors: hashrate, power and miners mining; cost per BTC and power price when `cost`."""
+def site_configs(topics: Topics, discovery_prefix: str, *, cost: bool,
+                 health: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    """The site's sensors: hashrate, power and miners mining; cost per BTC and power price when `cost`;
+    problems, dollars lost to them and the top of the repair queue when `health`."""
     node_id = site_node_id(topics.site)
     device = site_device(topics.site)
     pairs = [(s, topics.site_state) for s in SITE_SENSORS]
     if cost:
         pairs += [(s, topics.site_cost) for s in SITE_COST_SENSORS]
+    if health:
+        pairs += [(s, topics.site_health) for s in SITE_HEALTH_SENSORS]
     return [(config_topic(discovery_prefix, node_id, s.object_id),
              sensor_config(s, node_id=node_id, state_topic=state_topic, device=device, topics=topics))
             for s, state_topic in pairs]

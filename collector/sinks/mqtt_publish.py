@@ -1,8 +1,9 @@
 """The MQTT sink: each cycle's fleet state and cost as JSON under `<prefix>/<site>/...`.
 
-Per cycle: every miner's MinerSample (`.../miner/<miner>/state`), its cost (`.../miner/<miner>/cost`),
-a site summary (`.../state`), the site CostSample (`.../cost`) and the collector's health with the
-ingest counters (`.../collector`). State and cost are published with the configured QoS and retain
+Per cycle: every miner's MinerSample (`.../miner/<miner>/state`), its cost (`.../miner/<miner>/cost`)
+and its hardware health (`.../miner/<miner>/health`: problems, root cause, dollars lost), a site
+summary (`.../state`), the site CostSample (`.../cost`), the site's health with the top of the repair
+queue (`.../health`) and the collector's health with the ingest counters (`.../collector`). State and cost are published with the configured QoS and retain
 flag. Home Assistant discovery configs go out (retained) the first time a miner is seen and when its
 make, model, firmware or MAC change; the connection publishes every retained message again after a
 reconnect. An MQTT miner the ingest forgets (silent for `telemetry_evict_after_s`) has its discovery
@@ -26,6 +27,7 @@ from collector.mqtt.topics import Topics
 from collector.sinks import home_assistant
 from collector.cycle import Cycle, MinersPart
 from models import CostSample, MinerSample, MinerState
+from models.health import MinerHealth, Problem, SiteHealth
 from models.mqtt import MqttConfig
 
 DISCOVERY_QOS = 1
@@ -95,6 +97,45 @@ def site_summary(cycle: Cycle) -> dict[str, Any]:
     return summary
 
 
+TOP_PROBLEMS = 5  # per miner
+QUEUE_PUBLISHED = 10  # of the site's repair queue
+
+
+def _problem(p: Problem) -> dict[str, Any]:
+    return {"miner": p.miner, "signal": p.signal.value, "cause": p.cause.value, "severity": p.severity.value,
+            "part": p.board, "usd_lost_day": p.usd_lost_day, "lost_ths": p.lost_ths, "evidence": p.evidence}
+
+
+def miner_health_payload(health: MinerHealth, ts: datetime) -> dict[str, Any]:
+    """The miner's health: problems (the costliest first), main root cause, dollars lost, place."""
+    place = health.place
+    worst = health.worst
+    return {
+        "miner": health.miner, "ts": _iso(ts), "problems": len(health.problems),
+        "cause": worst.cause.value if worst else None, "severity": health.severity.value if health.severity else None,
+        "usd_lost_day": health.usd_lost_day, "lost_ths": health.lost_ths, "profit_usd_day": health.profit_usd_day,
+        "unprofitable": health.unprofitable, "chips_dead": health.chips_dead,
+        "place": {"container": place.container, "row": place.row, "rack": place.rack, "position": place.position},
+        "top": [_problem(p) for p in sorted(health.problems, key=lambda p: -(p.usd_lost_day or 0))[:TOP_PROBLEMS]],
+    }
+
+
+def site_health_payload(health: SiteHealth, ts: datetime) -> dict[str, Any]:
+    """The site's health: counts and dollars by root cause, the top of the repair queue."""
+    top = health.queue[0] if health.queue else None
+    return {
+        "site": health.site, "ts": _iso(ts), "miners": health.miners, "miners_with_problems": health.miners_with_problems,
+        "problems": health.problems, "critical": health.critical, "usd_lost_day": round(health.usd_lost_day, 4),
+        "lost_ths": round(health.lost_ths, 4), "unprofitable": health.unprofitable, "chips_dead": health.chips_dead,
+        "measured_pue": health.measured_pue,
+        "by_cause": {c.value: n for c, n in health.by_cause.items()},
+        "usd_by_cause": {c.value: round(v, 4) for c, v in health.usd_by_cause.items()},
+        "top_problem": (f"{top.miner}: {top.signal.value} ({top.cause.value})"
+                        + (f" ${top.usd_lost_day:.2f}/day" if top.usd_lost_day is not None else "")) if top else "none",
+        "queue": [_problem(p) for p in health.queue[:QUEUE_PUBLISHED]],
+    }
+
+
 class MqttSink:
     def __init__(self, connection: MqttConnection, topics: Topics, config: MqttConfig, *,
                  stats: Callable[[], dict[str, Any]] | None = None,
@@ -130,6 +171,9 @@ class MqttSink:
             assert cost.miner is not None  # miner scope
             out.append(Message(self.topics.miner_cost(cost.miner),
                                _json(cost_payload(cost, part.metered_gap_w.get(cost.miner))), qos, retain))
+        for health in part.health or ():
+            out.append(Message(self.topics.miner_health(health.miner), _json(miner_health_payload(health, part.ts)),
+                               qos, retain))
         return out
 
     def cycle_messages(self, cycle: Cycle) -> list[Message]:
@@ -141,6 +185,8 @@ class MqttSink:
             gaps = cycle.cost.metered_gap_w
             site_gap = round(sum(gaps.values()), 1) if gaps else None
             out.append(Message(self.topics.site_cost, _json(cost_payload(cycle.cost.site, site_gap)), qos, retain))
+        if cycle.health is not None:
+            out.append(Message(self.topics.site_health, _json(site_health_payload(cycle.health, cycle.ts)), qos, retain))
         out.append(Message(self.topics.collector, _json(self._health(cycle)), qos, retain))
         return out
 
@@ -151,7 +197,8 @@ class MqttSink:
         if self._site_discovered is not None and (self._site_discovered or not with_cost):
             return []
         self._site_discovered = with_cost
-        configs = home_assistant.site_configs(self.topics, self.config.discovery_prefix, cost=with_cost)
+        configs = home_assistant.site_configs(self.topics, self.config.discovery_prefix, cost=with_cost,
+                                              health=cycle.health is not None)
         return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
 
     def _miner_discovery(self, samples: Sequence[MinerSample]) -> list[Message]:
@@ -164,6 +211,7 @@ class MqttSink:
             # An offline sample knows nothing about the device: keep what was published before.
             if known is None or (signature != known and sample.state is not MinerState.OFFLINE):
                 configs += home_assistant.miner_configs(sample, self.topics, self.config.discovery_prefix)
+                configs.append(home_assistant.miner_problem_config(sample, self.topics, self.config.discovery_prefix))
                 self._discovered[sample.miner] = signature
         return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
 
@@ -177,7 +225,7 @@ class MqttSink:
             if self._discovered.pop(miner, None) is not None:
                 topics += home_assistant.miner_config_topics(self.topics.site, miner, self.config.discovery_prefix)
             if self.config.retain:
-                topics += [self.topics.miner_state(miner), self.topics.miner_cost(miner)]
+                topics += [self.topics.miner_state(miner), self.topics.miner_cost(miner), self.topics.miner_health(miner)]
             out += [Message(topic, b"", DISCOVERY_QOS, True) for topic in topics]
         return out
 

@@ -5,6 +5,7 @@
     cost         MINER_COST_FIELDS per miner (scope miner); every figure per site and fleet
     network      difficulty, subsidy, fees, BTC price, hashprice, their ages
     collector    the service's own health per cycle
+    health       per miner and per open problem per cycle; the site's roll-up and power corrections
     and every Record a stage adds to a part or the cycle (`record_line`), in its measurement
 
 The per-miner points (~5 a miner, ~50,000 a cycle at 10,000 miners) go through a `Shape` each; the
@@ -24,6 +25,7 @@ from collector.redact import redact_url
 from collector.stages.cost_engine import network_hashprice, network_subsidy_btc
 from models import CostSample, MinerSample, NetworkState
 from models import schema
+from models.health import MinerHealth, Signal, SiteHealth
 
 if TYPE_CHECKING:
     from collector.cycle import Cycle, MinersPart, Record
@@ -147,14 +149,71 @@ def record_lines(records: Iterable[Record], ts: datetime) -> list[str]:
     return lines
 
 
+_PLACE_TAGS = ("container", "row", "rack")
+HEALTH_MINER = Shape(schema.HEALTH.name, ("site", "scope", "miner", "model", *_PLACE_TAGS), {
+    name: schema.HEALTH.fields[name] for name in (
+        "usd_lost_day", "lost_ths", "severity", "level", "position", "problems", "expected_ths", "profit_usd_day",
+        "unprofitable", "chips_dead", "chips_lost_week", "temp_chip_max_c", "main_cause", "power_correction")})
+HEALTH_PROBLEM = Shape(schema.HEALTH.name, ("site", "scope", "miner", "model", "cause", "signal", "part",
+                                            *_PLACE_TAGS), {
+    name: schema.HEALTH.fields[name] for name in (
+        "usd_lost_day", "lost_ths", "severity", "level", "position", "value", "limit", "evidence")})
+_FAN_SIGNALS = frozenset({Signal.FAN_STOPPED, Signal.FAN_SLOW})
+
+
+def health_points(site: str, health: MinerHealth, ts: int) -> list[str]:
+    """One miner's health point and one point per open problem."""
+    place = health.place
+    where = (place.container, place.row, place.rack)
+    severity = health.severity
+    lines = [HEALTH_MINER.line((site, "miner", health.miner, health.model, *where), (
+        health.usd_lost_day, health.lost_ths, severity.value if severity else None, severity.level if severity else 0,
+        place.position, len(health.problems), health.expected_ths, health.profit_usd_day, int(health.unprofitable),
+        health.chips_dead, health.chips_lost_week, health.temp_chip_max_c,
+        cause.value if (cause := health.cause) is not None else None, health.power_correction), ts)]
+    for p in health.problems:
+        part = None if p.board is None else f"{'fan' if p.signal in _FAN_SIGNALS else 'board'}{p.board}"
+        lines.append(HEALTH_PROBLEM.line(
+            (site, "problem", health.miner, health.model, p.cause.value, p.signal.value, part, *where),
+            (p.usd_lost_day, p.lost_ths, p.severity.value, p.severity.level, place.position, p.value, p.limit,
+             p.evidence), ts))
+    return lines
+
+
+def site_health_lines(health: SiteHealth, ts: datetime, shard: str | None = None) -> list[str]:
+    """The site's roll-up (counts and dollars by cause) and each model's learned power correction."""
+    at = seconds(ts)
+    fields: dict[str, float | int | str] = {
+        "miners": health.miners, "miners_with_problems": health.miners_with_problems, "problems": health.problems,
+        "critical": health.critical, "usd_lost_day": float(health.usd_lost_day), "lost_ths": float(health.lost_ths),
+        "unprofitable": health.unprofitable, "chips_dead": float(health.chips_dead),
+    }
+    if health.measured_pue is not None:
+        fields["measured_pue"] = health.measured_pue
+    for cause in schema.HEALTH_CAUSES:
+        fields[f"problems_{cause}"] = sum(n for c, n in health.by_cause.items() if c.value == cause)
+        fields[f"usd_lost_day_{cause}"] = float(sum(v for c, v in health.usd_by_cause.items() if c.value == cause))
+    lines = [encode(schema.HEALTH.name, {"site": health.site, "scope": "site", "collector_shard": shard}, fields, at)]
+    for model, (factor, samples, _used) in sorted(health.power_corrections.items()):
+        lines.append(encode(schema.HEALTH.name, {"site": health.site, "scope": "model", "model": model,
+                                                 "collector_shard": shard},
+                            {"power_correction": factor, "power_samples": samples}, at))
+    return lines
+
+
 def part_lines(part: MinersPart) -> list[str]:
-    """A slice of a cycle's miners: their miner and board points and their cost points."""
+    """A slice of a cycle's miners: their miner and board points, their cost and their health points."""
     lines = fleet_lines(part.samples)
     if part.costs is not None:
         ts, gaps = seconds(part.ts), part.metered_gap_w
         models = {sample.miner: sample.model for sample in part.samples}
         lines += [miner_cost_point(c, ts, gaps.get(c.miner or ""), models.get(c.miner or "")) for c in part.costs]
     lines += record_lines(part.records, part.ts)
+    if part.health is not None:
+        ts = seconds(part.ts)
+        for health in part.health:
+            if health.report:  # a miner with no problem: now and then (collector/stages/health.py)
+                lines += health_points(part.site, health, ts)
     return lines
 
 
@@ -166,6 +225,8 @@ def cycle_lines(cycle: Cycle, points_before: int = 0, spool_depth: int = 0,
     if cycle.cost is not None:
         lines += [rollup_cost_point(cycle.cost.site, cycle.ts, cycle.shard),
                   rollup_cost_point(cycle.cost.fleet, cycle.ts, cycle.shard)]
+    if cycle.health is not None:
+        lines += site_health_lines(cycle.health, cycle.ts, cycle.shard)
     if cycle.network is not None:
         lines.append(encode(schema.NETWORK.name, {"site": cycle.site}, network_fields(cycle.network, cycle.ts),
                             seconds(cycle.ts)))

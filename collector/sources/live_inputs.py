@@ -33,9 +33,23 @@ class LiveInputs:
     # MQTT miners whose id is allow-listed (mqtt.allowed_miners): with the polled miners, the only
     # ones that share the site's fixed costs. Anyone who can publish can invent an id.
     verified_mqtt_miners: set[str] = field(default_factory=set)
+    # Facility meters (`facility` keys of MQTT meter subscriptions): the whole site's draw, the sum of
+    # every key's latest reading; measured PUE = that / the miners' draw (collector/stages/power_truth.py).
+    facility_w: dict[str, MeterReading] = field(default_factory=dict)  # by meter key
+    facility_keys: frozenset[str] = frozenset()
 
     def metered_power(self, miner: str, now: datetime) -> float | None:
         reading = self.metered_w.get(miner)
         if reading is None or not is_fresh(reading.as_of, now, self.meter_max_age_s):
             return None
         return reading.watts
+
+    def facility_power(self, now: datetime) -> float | None:
+        """The site's metered draw: every facility key read, all fresh; else None."""
+        keys = self.facility_keys
+        if not keys:
+            return None
+        readings = [self.facility_w.get(key) for key in keys]
+        if any(r is None or not is_fresh(r.as_of, now, self.meter_max_age_s) for r in readings):
+            return None
+        return sum(r.watts for r in readings)  # type: ignore[union-attr]

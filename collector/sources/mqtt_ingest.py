@@ -12,7 +12,8 @@ Four kinds of topic (models.mqtt.IngestKind):
   `outlets` and `racks`. Outlet watts are that miner's metered power; a rack's watts (less the
   outlet-metered miners on it) are shared by its other miners in proportion to the power they
   report (equally until they have reported). Metered power replaces reported power in the cost
-  figures (collector.stages.cost_stage) and the gap is recorded there.
+  figures (collector.stages.cost_stage) and the gap is recorded there. Readings of `facility`
+  keys are the whole site's draw (LiveInputs.facility_w): the measured PUE (docs/health.md).
 - power_price / btc_price: live prices for the cost engine (a bare JSON number is accepted too),
   refused outside the configured bounds.
 
@@ -325,6 +326,8 @@ class MqttIngest:
             rack = (index, key)
             miners = tuple(sub.racks[key])
             return lambda: self._rack_reading(rack, miners, value)
+        if reading.outlet is None and key in sub.facility:
+            return lambda: self._facility_reading(key, value)
         where = "outlets" if reading.outlet is not None else "racks" if reading.rack is not None else "outlets or racks"
         raise _Dropped(UNMAPPED, f"meter key {key!r} is not in the {where} of ingest topic {sub.topic!r}")
 
@@ -360,6 +363,11 @@ class MqttIngest:
         return update
 
     # -- meters (applied under self._lock) ----------------------------------------------------
+
+    def _facility_reading(self, key: str, reading: MeterReading) -> None:
+        current = self.live.facility_w.get(key)
+        if current is None or reading.as_of >= current.as_of:
+            self.live.facility_w[key] = reading
 
     def _outlet_reading(self, miner: str, reading: MeterReading) -> None:
         current = self._outlets.get(miner)

@@ -105,16 +105,25 @@ class CycleCosting:
         return CycleCost(site, cost.fleet_cost([site], self.now), self.metered_gap_w)
 
     def _metered(self, sample: MinerSample) -> MinerSample:
-        """Metered watts in place of reported ones where a meter reads; the gap is recorded."""
+        """Metered watts in place of reported ones where a meter reads (the gap is recorded); where
+        none does, the reported watts times the model's learned correction, when there is one."""
         live = self._stage.live
-        if not live.metered_w:
-            return sample
-        metered = live.metered_power(sample.miner, self.now)
+        metered = live.metered_power(sample.miner, self.now) if live.metered_w else None
         if metered is None:
-            return sample
+            return self._corrected(sample)
         self.metered_w[sample.miner] = metered
         if sample.power_w is not None:
             self.metered_gap_w[sample.miner] = sample.power_w - metered
+        return _with_metered(sample, self.metered_w)
+
+    def _corrected(self, sample: MinerSample) -> MinerSample:
+        correction = self._stage.power_correction
+        if correction is None or sample.power_w is None:
+            return sample
+        factor = correction(sample)
+        if factor is None:
+            return sample
+        self.metered_w[sample.miner] = sample.power_w * factor  # what the running totals integrate too
         return _with_metered(sample, self.metered_w)
 
 
@@ -142,9 +151,16 @@ class CostStage:
     site's and fleet's roll-ups and the running totals (today, this month) at the end."""
 
     def __init__(self, site: str, economics: SiteEconomics, *, live: LiveInputs | None = None,
-                 totals_path: Path | None = None, forget_after_s: float | None = DEFAULT_FORGET_AFTER_S):
+                 totals_path: Path | None = None, forget_after_s: float | None = DEFAULT_FORGET_AFTER_S,
+                 power_correction: Callable[[MinerSample], float | None] | None = None,
+                 measured_pue: Callable[[], float | None] | None = None):
         self.site = site
-        self.economics = economics
+        self.economics = economics  # this cycle's: the configured ones, with the measured PUE when there is one
+        self.configured = economics
+        # From the health stage's power truth (collector/stages/power_truth.py): a learned metered /
+        # reported factor for miners no meter reads, and the PUE a facility meter measures.
+        self.power_correction = power_correction
+        self.measured_pue = measured_pue
         self.live = live or LiveInputs()  # power price and metered watts, as the MQTT ingest last set them
         self.totals_path = totals_path  # where today's and this month's totals survive restarts
         self.forget_after_s = forget_after_s  # miner ids unseen this long leave the running totals
@@ -158,6 +174,9 @@ class CostStage:
         return self._totals
 
     def begin(self, cycle: Cycle) -> None:
+        pue = self.measured_pue() if self.measured_pue is not None else None
+        self.economics = self.configured if pue is None else self.configured.model_copy(
+            update={"pue": pue, "overhead_w": None})
         self._costing = self.costing(cycle)
 
     def part(self, cycle: Cycle, part: MinersPart) -> None:

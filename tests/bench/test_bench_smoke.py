@@ -54,3 +54,18 @@ def test_bench_antminer_runs_sharded_collectors_on_one_schedule(tmp_path):
     for path in result["paths"]:
         assert path["all_read"] and path["miners"] == 20
         assert path["cpu_ms_per_miner"] > 0 and path["rss_kb_per_miner"] is not None
+
+
+def test_bench_health_compares_cycles_with_and_without_the_health_stage(tmp_path):
+    """`bench.health`: one simulator process with sick miners, the pipeline with and without the stage."""
+    out_json = tmp_path / "health.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.health", "--miners", "40", "--rounds", "1", "--cycles", "1", "--faulty", "4",
+         "--base", "127.62.1.1", "--json", str(out_json)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "the stage alone" in done.stdout and "target at most 10%" in done.stdout
+    result = json.loads(out_json.read_text())
+    assert len(result["rounds"]["with"]) == len(result["rounds"]["without"]) == 1
+    assert result["health_stage_cpu_s"] > 0 and all(r["health_cpu_s"] == 0 for r in result["rounds"]["without"])

@@ -58,10 +58,11 @@ def test_check_mode_fails_on_a_hand_edit(tmp_path, monkeypatch):
     assert build.main(["--check"]) == 1
 
 
-def test_the_four_dashboards_exist_with_stable_uids():
+def test_the_five_dashboards_exist_with_stable_uids():
     assert {b["uid"]: b["title"] for b in BOARDS.values()} == {
         "hashfleet-fleet": "Fleet overview", "hashfleet-miner": "Miner detail",
-        "hashfleet-economics": "Economics", "hashfleet-collector": "Collector health"}
+        "hashfleet-economics": "Economics", "hashfleet-collector": "Collector health",
+        "hashfleet-maintenance": "Maintenance"}
 
 
 @pytest.mark.parametrize("name", sorted(BOARDS))
@@ -135,7 +136,8 @@ def test_alert_rules_use_the_provisioned_data_source_and_existing_refs():
                     for name in re.findall(r"\$(\w+)", step["model"]["expression"]) or [step["model"]["expression"]]:
                         assert name in refs, f"{rule['uid']}: {step['refId']} reads unknown {name}"
     assert titles == {"Miner offline", "Hottest chip above threshold", "Hashrate below expected",
-                      "All-in cost per BTC above BTC price", "Pool sees less than the miner reports"}
+                      "All-in cost per BTC above BTC price", "Pool sees less than the miner reports",
+                      "Problem losing money", "Critical hardware problem"}
 
 
 def test_sdk_and_compose_grafana_are_the_same_minor_version():

@@ -3,13 +3,16 @@ filled it from simulated miners, with Grafana's macros expanded as Grafana does.
 
 The data: two collector runs (sites `cheap` at $0.02/kWh and `dear` at $0.30/kWh) poll one simulated
 fleet in which one miner does not answer, one overheats (throttled), one lost a hashboard and one
-is soft-off. Network values come over HTTP from a local stub serving tests/data/network/. A third site,
-`pooled`, reads simulated pools (tests/pool_site.py, SCENARIO) over the last two days on a hand-driven
-clock up to now, so the pool panels and the pool alert have closed days and workers to show.
+is soft-off, the miners placed in two racks by a site layout. At the cheap site simulated meters
+read every answering miner's outlet and the whole facility over MQTT. Network values come over HTTP
+from a local stub serving tests/data/network/. A third site, `pooled`, reads simulated pools
+(tests/pool_site.py, SCENARIO) over the last two days on a hand-driven clock up to now, so the pool
+panels and the pool alert have closed days and workers to show.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -28,6 +31,7 @@ from dashboards import alerts
 from models import InfluxConfig
 from simulators.fleet import run_fleet
 from tests.pool_site import OVER_REPORTER, last_full_day, midnight, pooled_site
+from simulators.mqtt_meter import MqttDevice, MqttPowerMeter
 
 try:  # tests/ is not a package: pytest puts tests/ itself on sys.path
     from tests.support import HASHFLEET
@@ -70,6 +74,20 @@ class _NetworkApi(BaseHTTPRequestHandler):
         pass
 
 
+class _Facility(MqttDevice):
+    """The site's main meter: the answering miners' true draw and a fifth more (cooling, losses)."""
+
+    name = "facility"
+
+    def __init__(self, miners, host: str, port: int, *, prefix: str, **kwargs) -> None:
+        super().__init__(host, port, **kwargs)
+        self.miners, self.prefix = list(miners), prefix
+
+    def messages(self) -> list[tuple[str, dict]]:
+        watts = sum(m.truth().power_true_w for m in self.miners) * 1.2
+        return [(f"{self.prefix}/facility/main", {"watts": round(watts, 1)})]
+
+
 @dataclass
 class Site:
     """What the dashboards are run against: the database and what the simulators served."""
@@ -81,9 +99,9 @@ class Site:
     pooled: object = None  # the pooled site (tests/pool_site.py): its miners' pool users, its pools
 
 
-def _site_config(path: Path, site: str, usd_per_kwh: float, api: str, mqtt: str = "") -> Path:
+def _site_config(path: Path, site: str, usd_per_kwh: float, api: str, mqtt: str = "", layout: str = "") -> Path:
     path.write_text(
-        f"site: {site}\n{mqtt}"
+        f"site: {site}\n{mqtt}{layout}"
         "interval_s: 1\n"
         f"economics: {{tariff: {{kind: flat, usd_per_kwh: {usd_per_kwh}}}, pue: 1.1, opex_usd_month: 150,\n"
         "  capex_by_model: {'AvalonMiner 15-194': {price_usd: 3500, life_months: 36}}}\n"
@@ -108,17 +126,31 @@ def filled(influxdb, mosquitto, tmp_path_factory) -> Iterator[Site]:
            "INFLUX_TOKEN": influxdb.token}
     work = tmp_path_factory.mktemp("dashboards")
     try:
-        with run_fleet(FLEET, base="127.60.0.1:0", seed=7) as fleet:
+        with run_fleet(FLEET, base="127.60.0.1:0", seed=7) as fleet, contextlib.ExitStack() as devices:
             fleet[OFFLINE].set_faults(no_answer=True)
             fleet[THROTTLED].set_faults(overheat="throttle")
             fleet[BOARD_LOST].set_faults(dead_boards={1})
             fleet[SOFT_OFF].set_soft_off(True)
+            # Meters at the cheap site (Maintenance: power correction, measured PUE): an outlet per answering
+            # miner, and a facility meter reading the miners' draw and a fifth more.
+            prefix = f"feeds/{database}/cheap"
+            answering = [m for i, m in enumerate(fleet) if i != OFFLINE]
+            meter = devices.enter_context(MqttPowerMeter(answering, mosquitto.host, mosquitto.port, prefix=prefix,
+                                                         interval_s=0.5).start())
+            devices.enter_context(_Facility(answering, mosquitto.host, mosquitto.port, prefix=prefix,
+                                            interval_s=0.5).start())
+            ingest = [{"topic": f"{prefix}/power", "kind": "power_price"}, *meter.collector_ingest(),
+                      {"topic": f"{prefix}/facility/+", "kind": "meter", "facility": ["main"]}]
+            # Where the miners stand (Maintenance: heat map, place tags): two racks of one container.
+            layout = "layout: " + json.dumps({"miners": {m.address: {
+                "container": "c1", "row": "row1", "rack": f"rack-{i % 2 + 1}", "position": str(i // 2 + 1)}
+                for i, m in enumerate(fleet)}}) + "\n"
             runs = [subprocess.Popen(
                 [HASHFLEET, "collect", "--config", str(_site_config(work / f"{site}.yaml", site, price, base, (
                     # MQTT ingest at one site: the collector point's MQTT counters (Collector health)
-                    f"mqtt: {{host: {mosquitto.host}, port: {mosquitto.port}, discovery: false, "
-                    f"ingest: [{{topic: feeds/{database}/{site}/power, kind: power_price}}]}}\n"
-                    if site == "cheap" else ""))),
+                    "mqtt: " + json.dumps({"host": mosquitto.host, "port": mosquitto.port, "discovery": False,
+                                           "ingest": ingest}) + "\n"
+                    if site == "cheap" else ""), layout)),
                  "--miners", ",".join(fleet.addresses), "--cycles", "3"],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for site, price in SITES.items()]
             for run in runs:
@@ -372,3 +404,63 @@ def test_cost_by_model_is_the_ratio_of_sums_of_its_miners(influxdb, filled: Site
     panel = next(p for p in board["panels"] if p["title"] == "Cost per BTC by model")
     [drop] = [t["options"] for t in panel["transformations"] if t["id"] == "filterByValue"]
     assert drop["type"] == "exclude" and drop["filters"][0]["fieldName"] == "BTC/day"
+
+
+# --- Maintenance ---------------------------------------------------------------------------------
+
+
+def test_the_repair_queue_names_each_fault_with_its_cause_place_and_dollars(influxdb, filled: Site):
+    cheap = Variable("cheap", multi=True, include_all=True, options=filled.sites)
+    rows = _run(influxdb, filled, "maintenance", "Repair queue", site=cheap)
+    costly = sorted(rows, key=lambda r: -r["$ lost/day"])[:2]
+    # The throttled A15 hashes ~78 TH/s short, the one with a dead board ~65: in that order.
+    assert [(r["miner"], r["signal"], r["cause"], r["part"]) for r in costly] == [
+        (filled.miners[THROTTLED], "chip_hot", "thermal", ""),
+        (filled.miners[BOARD_LOST], "board_dead", "board", "board1")]
+    assert all(r["$ lost/day"] > 1 for r in costly)
+    assert costly[1]["rack"] == f"rack-{BOARD_LOST % 2 + 1}" and costly[1]["container"] == "c1"
+    offline = next(r for r in rows if r["miner"] == filled.miners[OFFLINE])
+    assert (offline["signal"], offline["cause"]) == ("offline", "network")
+    assert not any(r["miner"] == filled.miners[SOFT_OFF] for r in rows)  # asleep on purpose
+
+
+def test_the_heat_map_places_each_miner_by_rack_and_position(influxdb, filled: Site):
+    rows = _run(influxdb, filled, "maintenance", "Heat map: hottest chip by rack and position")
+    placed = {(r["rack"], r["position"]) for r in rows if r.get("chip C") is not None}
+    hot = [r for r in rows if r["miner"] == filled.miners[THROTTLED]]
+    assert (f"rack-{THROTTLED % 2 + 1}", str(THROTTLED // 2 + 1)) in placed
+    temps = [r["chip C"] for r in rows if r.get("chip C") is not None]
+    assert max(r["chip C"] for r in hot) == max(temps)  # the throttled one is the hottest
+
+
+def test_power_truth_and_measured_pue_come_from_the_meters(influxdb, filled: Site):
+    cheap = Variable("cheap", multi=True, include_all=True, options=filled.sites)
+    factors = _run(influxdb, filled, "maintenance", "Power correction by model", site=cheap)
+    assert factors and all(r["metered / reported"] == pytest.approx(1.0, abs=0.02) for r in factors)
+    [pue] = _run(influxdb, filled, "maintenance", "Measured PUE", site=cheap)
+    assert pue["PUE"] == pytest.approx(1.2, abs=0.03)
+
+
+def test_the_dear_site_lists_miners_costing_more_than_they_earn(influxdb, filled: Site):
+    dear = Variable("dear", multi=True, include_all=True, options=filled.sites)
+    rows = _run(influxdb, filled, "maintenance", "Miners costing more than they earn", site=dear)
+    assert rows and all(r["profit"] < 0 for r in rows)
+    cheap = Variable("cheap", multi=True, include_all=True, options=filled.sites)
+    assert not _run(influxdb, filled, "maintenance", "Miners costing more than they earn", site=cheap)
+
+
+def test_health_alerts_name_the_root_cause_and_the_place(influxdb, filled: Site):
+    rule = _provisioned_rules()["hashfleet-health-costly"]
+    fired = _evaluate(influxdb, filled.database, rule, int(time.time() * 1000) + 1000)
+    by_miner = {(dict(labels)["miner"], dict(labels)["site"]): dict(labels) for labels in fired}
+    lost = by_miner[(filled.miners[BOARD_LOST], "cheap")]
+    assert (lost["cause"], lost["signal"], lost["rack"]) == ("board", "board_dead", f"rack-{BOARD_LOST % 2 + 1}")
+    # At $0.30/kWh the board's watts cost more than it mined: losing it loses nothing.
+    assert (filled.miners[BOARD_LOST], "dear") not in by_miner
+    summary = rule["annotations"]["summary"]
+    assert "{{ $labels.cause }}" in summary and "$labels.rack" in summary and "$labels.container" in summary
+    critical = _evaluate(influxdb, filled.database, _provisioned_rules()["hashfleet-health-critical"],
+                         int(time.time() * 1000) + 1000)
+    causes = {(dict(labels)["miner"], dict(labels)["signal"]) for labels in critical}
+    assert {(filled.miners[BOARD_LOST], "board_dead"), (filled.miners[OFFLINE], "offline")} <= causes
+

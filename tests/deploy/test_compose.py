@@ -248,6 +248,7 @@ def test_services_read_secrets_from_files_never_from_literal_values(resolved):
     collector = resolved["services"]["collector"]["environment"]
     assert collector["INFLUX_TOKEN_FILE"] == f"{SECRETS}/influx_write_token" and "INFLUX_TOKEN" not in collector
     assert collector["HEALTHCHECK_INFLUX_TOKEN_FILE"] == f"{SECRETS}/influx_health_token"
+    assert collector["INFLUX_READ_TOKEN_FILE"] == f"{SECRETS}/influx_health_token"  # hashfleet health --since
     datasource = (ROOT / "deploy/grafana/provisioning/datasources/hashfleet.yaml").read_text()
     assert f"$__file{{{SECRETS}/influx_read_token}}" in datasource
     for name, service in resolved["services"].items():

@@ -1,0 +1,143 @@
+"""`hashfleet health`: the repair queue, priced in dollars lost per day, with each problem's root cause.
+
+Without --since: one cycle of the fleet now (problems are raised from that one reading; those that
+need two readings, such as pool rejects or reboot loops, need the running collector). With --since:
+what the collector recorded over the period, from InfluxDB (InfluxQL with influx.read_token or
+INFLUX_READ_TOKEN) or, without InfluxDB, from the local history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from collector import config as config_loader
+from collector import health_report, history, pipeline, service
+from collector.commands.collect import run_until_stopped
+from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, fail_usage, load_config, miners_list, parse_period
+from collector.cycle import Cycle, MinersPart
+from collector.influx_query import InfluxQueryError
+from collector.stages.health import HealthStage
+from models import schema
+from models.health import MinerHealth
+
+
+def health(
+    config: Path | None = CONFIG_OPTION,
+    miners: str | None = MINERS_OPTION,
+    site: str | None = typer.Option(None, "--site"),
+    since: str | None = typer.Option(None, "--since", help="A period of recorded health (e.g. 24h, 7d) instead "
+                                                          "of one cycle now."),
+    top: int = typer.Option(30, "--top", min=1, help="Problems shown in the table (--json lists every one)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of tables."),
+) -> None:
+    """The repair queue: every problem, its root cause and its dollars lost per day."""
+    cfg = load_config(config, miners=miners_list(miners), site=site)
+    if since is None:
+        report = _live(cfg)
+    else:
+        seconds = parse_period("--since", since)
+        end = int(time.time())
+        report = _recorded(cfg, end - seconds, end)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        _print(report, top)
+
+
+def _live(cfg) -> health_report.HealthReport:
+    if not cfg.miners:
+        fail_usage("no miners to read: pass --miners or set `miners:` in the config file")
+    capture = _Capture()
+    built = pipeline.build(cfg, sinks=[capture])  # not service mode: reads the health history, never writes it
+    for stage in built.stages:
+        if isinstance(stage, HealthStage):
+            stage.min_cycles = 1  # one reading now: nothing to wait for
+    try:
+        service.run_event_loop(run_until_stopped(built, 1))
+    finally:
+        built.close()
+    if capture.cycle is None or capture.cycle.health is None:
+        typer.echo("hashfleet: the cycle produced no health figures (see the log above)", err=True)
+        raise typer.Exit(1)
+    return health_report.from_cycle(capture.cycle.health, capture.miners)
+
+
+def _recorded(cfg, start: int, end: int) -> health_report.HealthReport:
+    if cfg.influx is not None:
+        try:
+            cfg.influx.resolved_read_token()
+        except ValueError as e:  # a read token file that cannot be read: says which and why
+            fail_usage(str(e))
+        try:
+            return service.run_event_loop(health_report.from_influx(cfg.influx, cfg.site, start, end))
+        except InfluxQueryError as e:
+            typer.echo(f"hashfleet: {e}", err=True)
+            raise typer.Exit(1) from None
+    directory = config_loader.spool_directory(cfg)
+    if not directory.is_dir():
+        fail_usage(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet collect` without "
+                   "InfluxDB first, or pass --config/--site)")
+    lines = history.spool_lines(directory, start, measurement=schema.HEALTH.name)
+    return health_report.from_lines(cfg.site, lines, start, end)
+
+
+class _Capture:
+    """A sink keeping the cycle's health figures."""
+
+    def __init__(self) -> None:
+        self.miners: list[MinerHealth] = []
+        self.cycle: Cycle | None = None
+
+    async def write_miners(self, part: MinersPart) -> None:
+        self.miners += part.health or ()
+
+    async def write(self, cycle: Cycle) -> None:
+        self.cycle = cycle
+
+    def close(self) -> None: ...
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+def _print(report: health_report.HealthReport, top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    period = "now (one cycle)" if report.source == "live" else f"over {_span(report)} ({report.source})"
+    console.print(f"[bold]site {report.site}[/bold] {period}: {len(report.problems)} problem(s), "
+                  f"{_money(report.usd_lost_day)} lost per day"
+                  + (f", {report.unprofitable} miner(s) costing more to run than they earn" if report.unprofitable
+                     else ""))
+    if report.by_cause:
+        console.print("by root cause: " + ", ".join(f"{cause} {n}" for cause, n in report.by_cause.items()))
+    if report.chips_lost:
+        console.print(f"chips lost: {report.chips_lost:+.0f} (dead {report.chips_dead_first:.0f} -> "
+                      f"{report.chips_dead_last:.0f})")
+    if report.measured_pue is not None:
+        console.print(f"measured PUE (facility meter): {report.measured_pue:.3f}")
+    for model, factor in report.power_corrections.items():
+        console.print(f"power correction {model}: metered = {factor:.3f} x reported")
+    if not report.problems:
+        console.print("no problems")
+        return
+    table = Table("#", "$ lost/day", "miner", "place", "cause", "problem", "severity", "evidence", show_lines=False)
+    for rank, p in enumerate(report.problems[:top], start=1):
+        table.add_row(str(rank), _money(p.usd_lost_day), p.miner, p.place, p.cause,
+                      p.signal + (f" {p.part}" if p.part else ""), p.severity or "-", (p.evidence or "")[:120])
+    console.print(table)
+    if len(report.problems) > top:
+        console.print(f"... and {len(report.problems) - top} more (--top N, or --json for all)")
+
+
+def _span(report: health_report.HealthReport) -> str:
+    if report.start is None or report.end is None:
+        return "the period"
+    hours = (report.end - report.start) / 3600
+    return f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} h"

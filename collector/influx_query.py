@@ -1,0 +1,69 @@
+"""Read back from InfluxDB with InfluxQL over HTTP `/query` (1.x, and 2.x through its DBRP mapping:
+bucket = database), with the read token (`influx.read_token`, INFLUX_READ_TOKEN; else the write token).
+
+The answer is outside input: its body is capped (MAX_BODY_BYTES), must be InfluxDB's JSON shape, and
+an error InfluxDB reports is raised with its text; the caller checks each value it uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from collector.redact import redact
+from models import InfluxConfig
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class InfluxQueryError(Exception):
+    """The query could not be answered; the message says where and why."""
+
+
+async def query(config: InfluxConfig, text: str) -> list[dict[str, Any]]:
+    """Every row of every series the query returns, as {column: value} with the series' tags in it."""
+    headers = {"Accept": "application/json"}
+    token = config.resolved_read_token()
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    where = redact(f"{config.url}/query")
+    try:
+        async with httpx.AsyncClient(timeout=config.timeout_s) as client:
+            async with client.stream("GET", f"{config.url}/query", headers=headers,
+                                     params={"db": config.bucket, "q": text, "epoch": "s"}) as answer:
+                body = bytearray()
+                async for chunk in answer.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise InfluxQueryError(f"{where}: the answer is over {MAX_BODY_BYTES // 2**20} MiB")
+                status = answer.status_code
+    except httpx.HTTPError as e:
+        raise InfluxQueryError(f"{where}: {type(e).__name__}: {redact(str(e))[:200]}") from None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InfluxQueryError(f"{where}: HTTP {status}, not JSON: {bytes(body[:120])!r}") from None
+    if status != 200 or not isinstance(data, dict):
+        message = data.get("error") or data.get("message") if isinstance(data, dict) else None
+        raise InfluxQueryError(f"{where}: HTTP {status}: {str(message)[:300]} (check influx.read_token and the "
+                               "bucket's database mapping)")
+    return _rows(data, where)
+
+
+def _rows(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    rows = []
+    for result in data.get("results") or []:
+        if not isinstance(result, dict):
+            raise InfluxQueryError(f"{where}: not InfluxDB's answer")
+        if "error" in result:
+            raise InfluxQueryError(f"{where}: {str(result['error'])[:300]}")
+        for series in result.get("series") or []:
+            columns, tags = series.get("columns"), series.get("tags") or {}
+            if not isinstance(columns, list) or not isinstance(tags, dict):
+                raise InfluxQueryError(f"{where}: not InfluxDB's answer")
+            for values in series.get("values") or []:
+                if isinstance(values, list) and len(values) == len(columns):
+                    rows.append({**{str(k): v for k, v in tags.items()}, **dict(zip(map(str, columns), values))})
+    return rows

@@ -1,0 +1,266 @@
+"""Each miner's compact daily history, for trends: chips lost per week, a board's hashrate falling over
+days, efficiency drifting. Kept across restarts in one JSON file next to the spool.
+
+Per miner and UTC day: how many mining samples, their summed hashrate, power, hottest chip, chips
+answering and per-board hashrate; at most MAX_DAYS days. A cycle adds one sample to today's sums
+(O(boards) per miner, no history scans); trends are worked out when a miner's day closes and kept
+until the next (`Trends`), except chips lost, which compares today's count with the first day kept.
+
+The file is input like any other (as collector/stages/running_totals.py treats its own): over its
+size cap, not JSON, a wrong type, a number that is not finite or is out of range, a day in the
+future, too many miners, days or boards — and the whole file is set aside as `<name>.unusable`,
+logged, and history starts over; a poisoned file never stops the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from models import MinerSample, MinerState
+from models.base import read_capped
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+MAX_DAYS = 15  # two weeks of closed days and today
+MAX_MINERS = 200_000
+MAX_BOARDS = 128
+MAX_FILE_BYTES = 512 * 1024 * 1024  # ~700 bytes a miner-day: 10,000 miners x 15 days is ~100 MB at most
+MAX_VALUE = 1e15  # sums of a day's samples: 8,640 cycles x 5,000 TH/s is ~4e7; past this it is garbage
+MAX_CLOCK_SKEW_S = 300
+SAVE_EVERY_S = 600
+# Trends need this many samples in a day to count it (an hour at 10 s cycles is 360).
+MIN_DAY_SAMPLES = 30
+CHIPS_LOST_WEEK = 1.0  # chips a week at which losing chips is a problem
+BOARD_DROP = 0.05  # a board this much below its first day kept, while the unit as a whole is not
+UNIT_STEADY = 0.02
+EFFICIENCY_DRIFT = 0.05  # J/TH this much above the first day kept
+TEMP_ROSE_C = 3.0  # ... with chips this much hotter: the cooling's, not the power's
+
+
+class UnusableHistory(ValueError):
+    """The saved history cannot be used; the message says which value and why."""
+
+
+@dataclass(slots=True)
+class Day:
+    day: int  # UTC date ordinal
+    n: int = 0  # mining samples
+    ths: float = 0.0
+    eff_w: float = 0.0  # power of the samples with both power and hashrate
+    eff_ths: float = 0.0  # hashrate of those samples
+    temp: float = 0.0
+    temp_n: int = 0
+    chips: float = 0.0  # chips answering, summed over boards
+    chips_n: int = 0
+    boards: list[float] = field(default_factory=list)  # per-board hashrate sums
+    boards_n: int = 0
+
+    def row(self) -> list[Any]:
+        return [self.day, self.n, self.ths, self.eff_w, self.eff_ths, self.temp, self.temp_n, self.chips, self.chips_n,
+                self.boards_n, list(self.boards)]
+
+
+@dataclass(frozen=True, slots=True)
+class Trends:
+    """Worked out when a miner's day closes, from the closed days kept."""
+
+    first_day: int | None = None  # the oldest day with chips counted
+    first_chips: float | None = None  # its mean chips answering
+    weak_boards: tuple[tuple[int, float], ...] = ()  # (board, its last day / its first day) below BOARD_DROP
+    efficiency_rise: float | None = None  # last day's J/TH / first day's - 1, when above EFFICIENCY_DRIFT
+    temp_rise_c: float | None = None
+    days: int = 0
+
+
+@dataclass(slots=True)
+class MinerHistory:
+    days: deque[Day] = field(default_factory=lambda: deque(maxlen=MAX_DAYS))
+    trends: Trends = Trends()
+    seen_s: float = 0.0
+    model: str | None = None
+    expected_ths: float | None = None
+    baseline_w: float | None = None  # draw when healthy (EWMA)
+    healthy_ths: float | None = None  # hashrate when healthy (EWMA)
+
+    def add(self, sample: MinerSample, day: int) -> None:
+        """One cycle's sample into today's sums; a new day closes the last and works out the trends."""
+        days = self.days
+        if not days or days[-1].day != day:
+            if days and days[-1].day > day:  # the clock went back: keep adding to the latest day
+                day = days[-1].day
+            else:
+                days.append(Day(day))
+                self.trends = trends(days)
+        today = days[-1]
+        if sample.state is not MinerState.MINING or sample.hashrate_ths is None:
+            return
+        today.n += 1
+        today.ths += sample.hashrate_ths
+        if sample.power_w is not None:
+            today.eff_w += sample.power_w
+            today.eff_ths += sample.hashrate_ths
+        if sample.temp_chip_max_c is not None:
+            today.temp += sample.temp_chip_max_c
+            today.temp_n += 1
+        chips = [b.chips_ok for b in sample.boards if b.chips_ok is not None]
+        if chips:
+            today.chips += sum(chips)
+            today.chips_n += 1
+        rates = [b.hashrate_ths if b.hashrate_ths is not None else b.hashrate_avg_ths for b in sample.boards]
+        if rates and all(r is not None for r in rates) and len(rates) <= MAX_BOARDS:
+            if not today.boards_n:
+                today.boards = [0.0] * len(rates)
+            if len(today.boards) == len(rates):
+                for i, r in enumerate(rates):
+                    today.boards[i] += r  # type: ignore[operator]
+                today.boards_n += 1
+
+    def chips_lost_week(self, chips_now: int | None, day: int) -> float | None:
+        """Chips lost per week since the first day kept: its mean against the count now."""
+        t = self.trends
+        if chips_now is None or t.first_day is None or t.first_chips is None or day <= t.first_day:
+            return None
+        return (t.first_chips - chips_now) * 7 / (day - t.first_day)
+
+
+def trends(days: deque[Day]) -> Trends:
+    """From the closed days (every one but the last, today's)."""
+    closed = [d for d in list(days)[:-1] if d.n >= MIN_DAY_SAMPLES]
+    if not closed:
+        return Trends()
+    with_chips = [d for d in closed if d.chips_n >= MIN_DAY_SAMPLES]
+    first_chips = with_chips[0] if with_chips else None
+    weak: list[tuple[int, float]] = []
+    rise = temp_rise = None
+    if len(closed) >= 2:
+        first, last = closed[0], closed[-1]
+        unit = (last.ths / last.n) / (first.ths / first.n) if first.ths > 0 else None
+        if (first.boards_n >= MIN_DAY_SAMPLES and last.boards_n >= MIN_DAY_SAMPLES
+                and len(first.boards) == len(last.boards) and unit is not None and unit >= 1 - UNIT_STEADY):
+            for i, (a, b) in enumerate(zip(first.boards, last.boards)):
+                ratio = (b / last.boards_n) / (a / first.boards_n) if a > 0 else None
+                if ratio is not None and ratio < 1 - BOARD_DROP:
+                    weak.append((i, ratio))
+        if first.eff_ths > 0 and last.eff_ths > 0:
+            change = (last.eff_w / last.eff_ths) / (first.eff_w / first.eff_ths) - 1
+            if change > EFFICIENCY_DRIFT:
+                rise = change
+                if first.temp_n and last.temp_n:
+                    temp_rise = last.temp / last.temp_n - first.temp / first.temp_n
+    return Trends(first_day=first_chips.day if first_chips else None,
+                  first_chips=first_chips.chips / first_chips.chips_n if first_chips else None,
+                  weak_boards=tuple(weak), efficiency_rise=rise, temp_rise_c=temp_rise, days=len(closed))
+
+
+def utc_day(ts: datetime) -> int:
+    return ts.astimezone(timezone.utc).date().toordinal()
+
+
+# --- the file -------------------------------------------------------------------------------------
+
+
+def save(path: Path, miners: dict[str, MinerHistory], now: datetime) -> None:
+    data = {"version": VERSION, "as_of": now.isoformat(), "miners": {
+        miner: {"days": [d.row() for d in h.days], "seen": h.seen_s, "model": h.model,
+                "expected_ths": h.expected_ths, "baseline_w": h.baseline_w, "healthy_ths": h.healthy_ths}
+        for miner, h in miners.items()}}
+    temp = path.with_suffix(".tmp")
+    temp.write_bytes(orjson.dumps(data))
+    os.replace(temp, path)
+
+
+def load(path: Path, now: datetime | None = None) -> dict[str, MinerHistory]:
+    """The saved history, or {} (a first start, or a file that cannot be used: logged, set aside)."""
+    if not path.exists():
+        return {}
+    now = now or datetime.now(timezone.utc)
+    try:
+        return _read(orjson.loads(read_capped(path, MAX_FILE_BYTES)), now)
+    except Exception as e:  # whatever is in the file, the service starts
+        reason = f"not JSON: {e}" if isinstance(e, orjson.JSONDecodeError) else (
+            str(e) if isinstance(e, UnusableHistory) else f"{type(e).__name__}: {e}")
+        aside = path.with_name(path.name + ".unusable")
+        try:
+            os.replace(path, aside)
+            kept = f"; the file is kept as {aside}"
+        except OSError:
+            kept = ""
+        log.error("health history in %s is unusable (%s): trends start over%s", path, reason[:300], kept)
+        return {}
+
+
+def _read(data: Any, now: datetime) -> dict[str, MinerHistory]:
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        raise UnusableHistory(f"not a version {VERSION} health history")
+    as_of = data.get("as_of")
+    if not isinstance(as_of, str):
+        raise UnusableHistory("as_of is not a timestamp")
+    when = datetime.fromisoformat(as_of)
+    if when.tzinfo is None or (when - now).total_seconds() > MAX_CLOCK_SKEW_S:
+        raise UnusableHistory(f"as_of {as_of[:40]!r} has no time zone or is in the future")
+    miners = data.get("miners")
+    if not isinstance(miners, dict) or len(miners) > MAX_MINERS:
+        raise UnusableHistory(f"miners is not an object of at most {MAX_MINERS}")
+    today = utc_day(now) + 1
+    out = {}
+    for miner, raw in miners.items():
+        if not isinstance(raw, dict) or not isinstance(raw.get("days"), list) or len(raw["days"]) > MAX_DAYS:
+            raise UnusableHistory(f"miners[{miner[:80]!r}] is not an object with at most {MAX_DAYS} days")
+        history = MinerHistory(seen_s=_number(raw.get("seen"), "seen", miner, high=now.timestamp() + MAX_CLOCK_SKEW_S),
+                               model=_text(raw.get("model"), miner),
+                               expected_ths=_optional(raw.get("expected_ths"), "expected_ths", miner),
+                               baseline_w=_optional(raw.get("baseline_w"), "baseline_w", miner),
+                               healthy_ths=_optional(raw.get("healthy_ths"), "healthy_ths", miner))
+        last = 0
+        for row in raw["days"]:
+            day = _day(row, miner, today)
+            if day.day <= last:
+                raise UnusableHistory(f"miners[{miner[:80]!r}]: days out of order")
+            last = day.day
+            history.days.append(day)
+        history.trends = trends(history.days)
+        out[miner] = history
+    return out
+
+
+def _day(row: Any, miner: str, today: int) -> Day:
+    if not isinstance(row, list) or len(row) != 11 or not isinstance(row[10], list) or len(row[10]) > MAX_BOARDS:
+        raise UnusableHistory(f"miners[{miner[:80]!r}]: a day is not [day, n, ..., [boards]]")
+    day = row[0]
+    if not isinstance(day, int) or isinstance(day, bool) or not 700_000 <= day <= today:
+        raise UnusableHistory(f"miners[{miner[:80]!r}]: day {day!r} is not a date up to today")
+    counts = [row[i] for i in (1, 6, 8, 9)]
+    if any(not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 10_000_000 for c in counts):
+        raise UnusableHistory(f"miners[{miner[:80]!r}]: a count is not a whole number in range")
+    sums = [_number(row[i], "sum", miner) for i in (2, 3, 4, 5, 7)]
+    boards = [_number(v, "board sum", miner) for v in row[10]]
+    return Day(day, row[1], sums[0], sums[1], sums[2], sums[3], row[6], sums[4], row[8], boards, row[9])
+
+
+def _number(value: Any, name: str, miner: str, high: float = MAX_VALUE) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= high \
+            or not math.isfinite(value):
+        raise UnusableHistory(f"miners[{miner[:80]!r}].{name} = {str(value)[:40]} is not a number in range")
+    return float(value)
+
+
+def _optional(value: Any, name: str, miner: str) -> float | None:
+    return None if value is None else _number(value, name, miner, high=1e7)
+
+
+def _text(value: Any, miner: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 256:
+        raise UnusableHistory(f"miners[{miner[:80]!r}].model is not a short text")
+    return value

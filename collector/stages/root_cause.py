@@ -1,0 +1,134 @@
+"""Root cause: which of network, pool, thermal, board, power, firmware or reading each finding is put
+down to, and the evidence that named it.
+
+Each signal has its usual cause; a few are decided by what else the miner shows in the same cycle:
+a hot chip with a failing fan is the fan's (thermal, fan), with hot intake air the room's (thermal,
+ambient); a reboot loop with PSU codes or a draw its limits contradict is power's, with hot chips
+thermal's, else the firmware's; an error code by what its published meaning names. docs/health.md
+("Root cause") has the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from collector.stages.health_signals import Context, Finding
+from models import MinerSample
+from models.health import Cause, Signal
+
+_USUAL: dict[Signal, Cause] = {
+    Signal.READING: Cause.READING,
+    Signal.OFFLINE: Cause.NETWORK,
+    Signal.NO_POOL: Cause.POOL,
+    Signal.POOL_REJECTS: Cause.POOL,
+    Signal.BOARD_DEAD: Cause.BOARD,
+    Signal.CHIPS_DEAD: Cause.BOARD,
+    Signal.BOARD_WEAK: Cause.BOARD,
+    Signal.HW_ERRORS: Cause.BOARD,
+    Signal.FAN_STOPPED: Cause.THERMAL,
+    Signal.FAN_SLOW: Cause.THERMAL,
+    Signal.CHIP_HOT: Cause.THERMAL,
+    Signal.TEMP_OUTLIER: Cause.THERMAL,
+    Signal.AMBIENT_HOT: Cause.THERMAL,
+    Signal.POWER_OVER_LIMIT: Cause.POWER,
+    Signal.POWER_OUT_OF_RANGE: Cause.POWER,
+    Signal.POWER_MISMATCH: Cause.POWER,
+    Signal.CHIPS_LOSING: Cause.BOARD,
+    Signal.BOARD_DEGRADING: Cause.BOARD,
+    Signal.EFFICIENCY_DRIFT: Cause.POWER,
+    Signal.IDLE: Cause.FIRMWARE,
+    Signal.REBOOTS: Cause.FIRMWARE,
+    Signal.HASHRATE_LOW: Cause.FIRMWARE,
+    Signal.FAULT_CODE: Cause.FIRMWARE,
+}
+
+_FANS = frozenset({Signal.FAN_STOPPED, Signal.FAN_SLOW})
+_HEAT = frozenset({Signal.CHIP_HOT, Signal.TEMP_OUTLIER, Signal.AMBIENT_HOT})
+_POWER = frozenset({Signal.POWER_OVER_LIMIT, Signal.POWER_OUT_OF_RANGE, Signal.POWER_MISMATCH})
+# Words of a code's published meaning (models.FaultCode.meaning) and the cause they name, first match wins.
+_MEANING_WORDS: tuple[tuple[tuple[str, ...], Cause], ...] = (
+    (("psu", "volt", "power", "pg", "over current", "pmu", "vcore"), Cause.POWER),
+    (("fan", "temp", "hot", "ntc"), Cause.THERMAL),
+    (("idle", "network", "stratum"), Cause.NETWORK),
+    (("chip", "core", "hash", "board", "pll", "loop", "crc", "i2c", "lock"), Cause.BOARD),
+)
+# A meter reading below this share of the miner's usual draw: the miner has no power, the network is innocent.
+NO_POWER_SHARE = 0.05
+
+
+def classify(findings: Sequence[Finding], sample: MinerSample, ctx: Context) -> list[tuple[Finding, Cause, str]]:
+    """Each finding with its cause and the evidence that named it (its own, plus what decided it)."""
+    signals = {f.signal for f in findings}
+    return [(f, *_cause(f, findings, signals, sample, ctx)) for f in findings]
+
+
+def _cause(finding: Finding, findings: Sequence[Finding], signals: set[Signal], sample: MinerSample,
+           ctx: Context) -> tuple[Cause, str]:
+    signal, evidence = finding.signal, finding.evidence
+    if finding.cause is not None:
+        return finding.cause, evidence
+    if signal is Signal.OFFLINE:
+        baseline = ctx.memory.kept.baseline_w
+        metered = ctx.metered_w
+        if metered is not None and baseline and metered < NO_POWER_SHARE * baseline:
+            return Cause.POWER, f"{evidence}; its meter reads {metered:.0f} W (usually {baseline:.0f} W): no power"
+        return Cause.NETWORK, evidence
+    if signal is Signal.IDLE:
+        pool = sample.pool
+        if Signal.NO_POOL in signals or (pool is not None and pool.active is False):
+            return Cause.POOL, f"{evidence}; no pool alive"
+        return Cause.FIRMWARE, f"{evidence}; its pool is not said to be down"
+    if signal in (Signal.CHIP_HOT, Signal.TEMP_OUTLIER, Signal.HASHRATE_LOW) and signals & _FANS:
+        fan = next(f for f in findings if f.signal in _FANS)
+        return Cause.THERMAL, f"{evidence}; fan: {fan.evidence}"
+    if signal in (Signal.CHIP_HOT, Signal.TEMP_OUTLIER) and Signal.AMBIENT_HOT in signals:
+        air = next(f for f in findings if f.signal is Signal.AMBIENT_HOT)
+        return Cause.THERMAL, f"{evidence}; ambient: {air.evidence}"
+    if signal is Signal.HASHRATE_LOW:
+        if signals & _HEAT or _near_hot(sample, ctx):
+            return Cause.THERMAL, f"{evidence}; its chips run hot (throttling)"
+        if signals & _POWER:
+            return Cause.POWER, f"{evidence}; its power readings are off"
+        code = _worst_code(findings)
+        if code is not None:
+            cause, _ = _code_cause(code)
+            return cause, f"{evidence}; it reports {code.evidence}"
+        return Cause.FIRMWARE, f"{evidence}; chips, boards, fans and temperatures look normal"
+    if signal is Signal.REBOOTS:
+        codes = [f for f in findings if f.signal is Signal.FAULT_CODE and _code_cause(f)[0] is Cause.POWER]
+        if signals & _POWER or codes:
+            why = (codes[0] if codes else next(f for f in findings if f.signal in _POWER)).evidence
+            return Cause.POWER, f"{evidence}; power: {why}"
+        if signals & (_HEAT | _FANS) or _near_hot(sample, ctx):
+            return Cause.THERMAL, f"{evidence}; its chips run hot"
+        return Cause.FIRMWARE, f"{evidence}; no power or heat problem seen"
+    if signal is Signal.FAULT_CODE:
+        cause, why = _code_cause(finding)
+        return cause, f"{evidence} ({why})"
+    return _USUAL[signal], evidence
+
+
+def _code_cause(finding: Finding) -> tuple[Cause, str]:
+    code = finding.code
+    if code is None:
+        return Cause.FIRMWARE, "a firmware code"
+    if code.key.upper().startswith("PS"):
+        return Cause.POWER, "the PSU's code"
+    meaning = (code.meaning or "").lower()
+    for words, cause in _MEANING_WORDS:
+        if any(word in meaning for word in words):
+            return cause, "by its published meaning"
+    if code.board is not None or code.key.upper() == "ECHU":
+        return Cause.BOARD, "a hash board's code"
+    return Cause.FIRMWARE, "the controller's code"
+
+
+def _worst_code(findings: Sequence[Finding]) -> Finding | None:
+    codes = [f for f in findings if f.signal is Signal.FAULT_CODE and f.severity.level > 0]
+    return max(codes, key=lambda f: f.severity.level) if codes else None
+
+
+def _near_hot(sample: MinerSample, ctx: Context) -> bool:
+    """The hottest chip within 3 C of the model's hot limit: a throttling firmware holds it just under."""
+    limits, chip = ctx.limits, sample.temp_chip_max_c
+    return chip is not None and limits is not None and limits.chip_hot_c is not None and chip >= limits.chip_hot_c - 3

@@ -1,0 +1,406 @@
+"""The health stage on samples built for each signal: the problem, its root cause, its dollars, and
+what it must never be taken for. (Simulated miners over TCP: test_health_drills.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.stages import health_signals as checks
+from collector.stages.cost_engine import network_hashprice
+from models import FaultCode, FaultSeverity, MinerSample, MinerState, PoolInfo, SampleSource
+from models.health import Cause, Severity, Signal, queue_order
+from tests.collector.stages.health_support import A15, ECONOMICS, NETWORK, T0, Site, a15, with_board
+
+
+def test_a_healthy_miner_has_no_problem_over_many_cycles():
+    site = Site()
+    site.cycles(20, a15())
+    health = site.captured.last("m1")
+    assert health.problems == () and health.usd_lost_day == 0 and not health.unprofitable
+    assert site.captured.cycles[-1].health.problems == 0
+
+
+def test_a_problem_is_raised_only_once_seen_in_two_cycles_in_a_row():
+    site = Site()
+    hot = a15(temp_chip_max_c=96.0)
+    site.cycle(hot)
+    assert site.problems() == {}
+    site.cycle(a15())  # it went away: the count starts over
+    site.cycle(hot)
+    assert site.problems() == {}
+    site.cycle(hot)
+    assert set(site.problems()) == {"chip_hot"}
+
+
+def test_a_dead_board_is_a_board_problem_priced_at_the_net_hashprice_less_the_energy_saved():
+    site = Site()
+    site.cycles(3, a15())  # learns its usual draw (3600 W) while healthy
+    dead = with_board(a15(hashrate_ths=194 * 2 / 3, power_w=2400.0), 2, chips_ok=0, hashrate_avg_ths=0.0)
+    site.cycles(2, dead)
+    problem = site.problems()["board_dead:2"]
+    assert problem.cause is Cause.BOARD and problem.severity is Severity.CRITICAL
+    assert problem.lost_ths == pytest.approx(194 / 3)
+    net_th_day = network_hashprice(NETWORK.static) / 1000 * (1 - ECONOMICS.pool_fee_pct / 100)
+    saved_w = 3600.0 - 2400.0
+    energy_w_day = 0.05 * 24 / 1000 * ECONOMICS.pue
+    assert problem.usd_lost_day == pytest.approx(194 / 3 * net_th_day - saved_w * energy_w_day, rel=1e-6)
+
+
+def test_dead_chips_are_priced_by_the_share_of_the_board_they_were():
+    site = Site()
+    sick = with_board(a15(hashrate_ths=194 - 194 / 3 * 40 / 160), 1, chips_ok=120)
+    site.cycles(2, sick)
+    problem = site.problems()["chips_dead:1"]
+    assert problem.cause is Cause.BOARD and problem.value == 40
+    assert problem.lost_ths == pytest.approx(194 / 3 * 40 / 160)
+    assert site.captured.last("m1").chips_dead == 40
+
+
+def test_a_weak_board_is_weak_against_its_siblings_and_its_share():
+    site = Site()
+    weak = with_board(a15(hashrate_ths=194 - 194 / 3 * 0.4), 0, hashrate_avg_ths=194 / 3 * 0.6)
+    site.cycles(2, weak)
+    problem = site.problems()["board_weak:0"]
+    assert problem.cause is Cause.BOARD and problem.lost_ths == pytest.approx(194 / 3 * 0.4)
+
+
+def test_a_whole_unit_throttled_by_heat_is_thermal_not_three_weak_boards():
+    site = Site()
+    boards = {i: {"hashrate_avg_ths": 194 / 3 * 0.6} for i in range(3)}
+    throttled = a15(hashrate_ths=194 * 0.6, temp_chip_max_c=93.0)
+    for i, changes in boards.items():
+        throttled = with_board(throttled, i, **changes)
+    site.cycles(2, throttled)
+    problems = site.problems()
+    assert set(problems) == {"chip_hot"}
+    assert problems["chip_hot"].cause is Cause.THERMAL
+    assert problems["chip_hot"].lost_ths == pytest.approx(194 * 0.4)  # the whole shortfall is the heat's
+
+
+def test_a_stopped_fan_names_the_fan_as_the_cause_of_hot_chips():
+    site = Site()
+    site.cycles(2, a15(fans_rpm=[0, 6000], temp_chip_max_c=94.0))
+    problems = site.problems()
+    assert problems["fan_stopped:0"].cause is Cause.THERMAL
+    assert "fan 0 at 0 rpm" in problems["chip_hot"].evidence
+
+
+def test_hot_intake_air_is_named_as_the_ambient():
+    site = Site()
+    site.cycles(2, a15(temp_env_c=41.0, temp_chip_max_c=92.0))
+    problems = site.problems()
+    assert problems["ambient_hot"].cause is Cause.THERMAL and problems["ambient_hot"].value == 41
+    assert "ambient: intake air 41 C" in problems["chip_hot"].evidence
+
+
+def test_a_miner_far_hotter_than_its_peers_is_an_outlier_even_under_the_model_limit():
+    site = Site()
+    peers = [a15(f"p{i}", temp_chip_max_c=70.0 + i % 3) for i in range(8)]
+    hot = a15("hot", temp_chip_max_c=86.0)  # under the A15's 90 C, 15 C over its peers
+    site.cycles(3, *peers, hot)
+    problems = site.problems("hot")
+    assert set(problems) == {"temp_outlier"} and problems["temp_outlier"].cause is Cause.THERMAL
+    assert all(site.captured.last(f"p{i}").problems == () for i in range(8))
+
+
+def test_pool_rejects_are_counted_over_a_window_of_shares():
+    site = Site()
+    counts = [(100_000, 200, 20), (100_900, 290, 30), (101_800, 380, 40)]  # 10 % of each window refused
+    for accepted, rejected, stale in counts:
+        site.cycle(a15(pool=PoolInfo(accepted=accepted, rejected=rejected, stale=stale, active=True)))
+    problem = site.problems()["pool_rejects"]
+    assert problem.cause is Cause.POOL and problem.value == pytest.approx(100 * 100 / 1000)
+    assert problem.lost_ths == pytest.approx(194 * 0.1)
+
+
+def test_counters_that_go_back_start_a_new_window_instead_of_a_negative_rate():
+    site = Site()
+    site.cycle(a15(pool=PoolInfo(accepted=100_000, rejected=5_000, stale=0, active=True)))
+    site.cycle(a15(pool=PoolInfo(accepted=10, rejected=0, stale=0, active=True)))  # rebooted
+    site.cycle(a15(pool=PoolInfo(accepted=1_010, rejected=1, stale=0, active=True)))
+    assert "pool_rejects" not in site.problems()
+
+
+def test_hardware_errors_against_peers_of_the_model():
+    site = Site()
+    peers = [a15(f"p{i}", hw_error_pct=1.0 + 0.1 * i) for i in range(6)]
+    site.cycles(3, *peers, a15("bad", hw_error_pct=9.0))
+    assert site.problems("bad")["hw_errors"].cause is Cause.BOARD
+    assert all("hw_errors" not in site.problems(f"p{i}") for i in range(6))
+
+
+def test_reboots_in_a_loop_are_the_firmwares_without_power_or_heat_evidence():
+    site = Site()
+    for uptime in (500, 520, 30, 50, 20):
+        site.cycle(a15(uptime_s=uptime, hashrate_ths=150.0))
+    problem = site.problems()["reboots"]
+    assert problem.cause is Cause.FIRMWARE and problem.value == 2
+
+
+def test_reboots_with_a_psu_code_are_powers():
+    site = Site()
+    code = FaultCode(key="PS[0]", code=32, meaning="UV_out: PSU output voltage low", severity=FaultSeverity.FAULT)
+    for uptime in (500, 520, 30, 50, 20):
+        site.cycle(a15(uptime_s=uptime, fault_codes=[code]))
+    problems = site.problems()
+    assert problems["reboots"].cause is Cause.POWER and problems["fault_code"].cause is Cause.POWER
+
+
+def test_offline_is_the_network_unless_its_meter_reads_no_power():
+    site = Site()
+    site.cycles(3, a15())
+    offline = MinerSample.offline(miner="m1", host="10.0.0.1", port=4028, site="s1", ts=T0,
+                                  source=SampleSource.AVALON, reason="connection refused")
+    site.cycles(2, offline)
+    problem = site.problems()["offline"]
+    assert problem.cause is Cause.NETWORK and problem.lost_ths == pytest.approx(194)
+    assert problem.usd_lost_day > 0  # what it would earn, less the 3600 W it no longer draws
+    from collector.sources.live_inputs import MeterReading
+
+    site.live.metered_w["m1"] = MeterReading(12.0, site.ts)
+    site.cycle(offline)
+    assert site.problems()["offline"].cause is Cause.POWER
+
+
+def test_idle_with_no_pool_alive_is_the_pools():
+    site = Site()
+    idle = a15(state=MinerState.IDLE, hashrate_ths=0.0, pool=PoolInfo(url="stratum+tcp://pool:3333", active=False))
+    site.cycles(2, idle)
+    problems = site.problems()
+    assert problems["idle"].cause is Cause.POOL and problems["no_pool"].cause is Cause.POOL
+    assert problems["idle"].lost_ths == pytest.approx(194)
+
+
+def test_a_miner_put_to_sleep_has_no_problem():
+    site = Site()
+    site.cycles(3, a15(state=MinerState.SOFT_OFF, hashrate_ths=0.0, power_w=60.0, fans_rpm=[0, 0]))
+    assert site.problems() == {}
+
+
+@pytest.mark.parametrize(("code", "cause"), [
+    (FaultCode(key="ECHU", code=4, board=1, meaning="CODE_NOFAN: no fan found", severity=FaultSeverity.FAULT),
+     Cause.THERMAL),
+    (FaultCode(key="ECHU", code=2048, board=0, meaning="CODE_PGFAILED: power-good failed (PMU)",
+               severity=FaultSeverity.FAULT), Cause.POWER),
+    (FaultCode(key="ECHU", code=1, board=2, meaning="hash board abnormal (Canaan: ECHU 513)",
+               severity=FaultSeverity.WARNING), Cause.BOARD),
+    (FaultCode(key="ECMM", code=1, meaning="CODE_IDLE: module idle (check the network and the AUC)",
+               severity=FaultSeverity.WARNING), Cause.NETWORK),
+    (FaultCode(key="ECMM", code=65536), Cause.FIRMWARE),  # meaning not published
+])
+def test_an_error_code_is_put_down_to_what_its_meaning_names(code, cause):
+    site = Site()
+    site.cycles(2, a15(fault_codes=[code]))
+    [problem] = site.problems().values()
+    assert problem.signal is Signal.FAULT_CODE and problem.cause is cause
+    assert problem.severity is {FaultSeverity.FAULT: Severity.CRITICAL, FaultSeverity.WARNING: Severity.WARNING,
+                                FaultSeverity.UNKNOWN: Severity.INFO}[code.severity]
+
+
+def test_a_code_whose_meaning_says_all_is_well_is_no_problem():
+    site = Site()
+    normal = FaultCode(key="ECHU", code=512, board=0, meaning="normal: Canaan calls ECHU 512 normal on A10-A12",
+                       severity=FaultSeverity.INFO)
+    site.cycles(3, a15(fault_codes=[normal]))
+    assert site.problems() == {}
+
+
+def test_codes_the_driver_only_wrote_as_text_are_kept_raw_without_the_healthy_values():
+    sample = a15(errors=["hashboard error code ECHU=512 4096 512", "controller error code ECMM=2"])
+    codes = checks.reported_codes(sample)
+    assert [(c.key, c.code, c.severity) for c in codes] == [("ECHU", 4096, FaultSeverity.UNKNOWN),
+                                                           ("ECMM", 2, FaultSeverity.UNKNOWN)]
+
+
+def test_power_over_its_own_limit_and_out_of_the_models_range():
+    site = Site()
+    site.cycles(2, a15(power_w=4300.0))  # limit 3760 W
+    assert site.problems()["power_over_limit"].cause is Cause.POWER
+    site = Site()
+    site.cycles(2, a15(power_w=1500.0))  # 7.7 J/TH against the model's 18.8
+    assert site.problems()["power_out_of_range"].cause is Cause.POWER
+
+
+def test_a_shortfall_nothing_explains_is_named_as_such():
+    site = Site()
+    site.cycles(2, a15(hashrate_ths=150.0))
+    problem = site.problems()["hashrate_low"]
+    assert problem.cause is Cause.FIRMWARE and problem.lost_ths == pytest.approx(44)
+    assert "look normal" in problem.evidence
+
+
+def test_no_hashrate_low_while_ramping_after_a_start():
+    site = Site()
+    site.cycles(3, a15(hashrate_ths=120.0, uptime_s=200))
+    assert "hashrate_low" not in site.problems()
+
+
+def test_a_miner_whose_power_costs_more_than_it_mines_is_flagged():
+    site = Site()
+    site.cycles(2, a15(power_w=3600.0, hashrate_ths=194.0))
+    assert not site.captured.last("m1").unprofitable
+    dear = Site(economics=ECONOMICS.model_copy(update={"tariff": ECONOMICS.tariff.model_copy(
+        update={"usd_per_kwh": 0.30})}))
+    dear.cycles(2, a15())
+    health = dear.captured.last("m1")
+    assert health.unprofitable and health.profit_usd_day < 0
+
+
+def test_without_cost_figures_problems_are_found_but_not_priced():
+    site = Site(economics=None)
+    site.cycles(2, with_board(a15(hashrate_ths=194 * 2 / 3), 2, chips_ok=0))
+    problem = site.problems()["board_dead:2"]
+    assert problem.usd_lost_day is None and problem.lost_ths == pytest.approx(194 / 3)
+
+
+def test_the_repair_queue_is_sorted_by_dollars_lost():
+    site = Site()
+    fleet = [
+        with_board(a15("dead-board", hashrate_ths=194 * 2 / 3, power_w=2400.0), 0, chips_ok=0),
+        with_board(a15("few-chips", hashrate_ths=190.0), 1, chips_ok=150),
+        a15("rejects", pool=PoolInfo(accepted=100_000, rejected=200, stale=20, active=True)),
+        MinerSample.offline(miner="offline", host="10.0.0.9", port=4028, site="s1", ts=T0,
+                            source=SampleSource.AVALON, reason="connection refused"),
+        a15("hot", temp_chip_max_c=96.0),
+    ]
+    site.cycles(2, *fleet)
+    queue = site.captured.cycles[-1].health.queue
+    assert [p.usd_lost_day for p in queue] == sorted((p.usd_lost_day for p in queue), reverse=True)
+    assert queue == tuple(sorted(queue, key=queue_order))
+    assert queue[0].miner == "dead-board"  # the offline miner was never seen healthy: nothing known to lose
+
+
+# --- nonsense -----------------------------------------------------------------------------------
+
+
+def test_refused_values_are_a_reading_problem_never_a_dead_board():
+    site = Site()
+    refused = a15().refused({"boards": "TA -5 is not a count of chips", "temp_chip_max_c": "TMax 10000 is above 1000 C"})
+    site.cycles(2, refused)
+    problems = site.problems()
+    assert {p.cause for p in problems.values()} == {Cause.READING}
+    assert "board_dead" not in str(problems) and "chips_dead" not in str(problems)
+
+
+@pytest.mark.parametrize("nonsense", [
+    {"boards_chips": (500, 160)},  # more chips answering than the board has
+    {"temp_chip_max_c": 400.0},
+    {"temp_chip_max_c": -200.0},
+    {"fans_rpm": [99_000, 4200]},
+    {"hw_error_pct": 250.0},
+])
+def test_impossible_values_the_sample_allows_are_a_reading_problem(nonsense):
+    site = Site()
+    sample = a15()
+    if "boards_chips" in nonsense:
+        ok, expected = nonsense.pop("boards_chips")
+        sample = with_board(sample, 0, chips_ok=ok, chips_expected=expected)
+    sample = sample.model_copy(update=nonsense)
+    site.cycles(2, sample)
+    problems = site.problems()
+    assert problems and {p.cause for p in problems.values()} == {Cause.READING}, problems
+
+
+def test_a_reading_problem_is_raised_at_once():
+    site = Site()
+    site.cycle(a15(temp_chip_max_c=500.0))
+    assert site.problems()["reading"].cause is Cause.READING
+
+
+def _garbage():
+    from hypothesis import strategies as st
+
+    from models import BoardSample
+
+    number = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6))
+    count = st.one_of(st.none(), st.integers(-10**4, 10**5))
+    board = st.builds(lambda i, *v: BoardSample.model_construct(
+        index=i, hashrate_ths=v[0], hashrate_avg_ths=v[1], temp_chip_max_c=v[2], temp_out_c=v[3], chips_ok=v[4],
+        chips_expected=v[5]), st.integers(0, 5), number, number, number, number, count, count)
+    pool = st.one_of(st.none(), st.builds(lambda a, r, s, act: PoolInfo.model_construct(
+        accepted=a, rejected=r, stale=s, active=act, url=None), count, count, count, st.one_of(st.none(), st.booleans())))
+    return st.builds(
+        lambda state, h, e, p, lim, t, env, u, hw, fans, boards, pool, model, codes: MinerSample.model_construct(
+            miner="x", host="h", port=4028, site="s1", ts=T0, state=state, source=SampleSource.AVALON, make=None,
+            model=model, hashrate_ths=h, hashrate_avg_ths=h, expected_hashrate_ths=e, power_w=p, power_limit_w=lim,
+            efficiency_j_th=None, temp_env_c=env, temp_chip_max_c=t, temp_board_max_c=None, fans_rpm=fans,
+            boards=boards, pool=pool, uptime_s=u, hw_error_pct=hw, errors=codes, warnings=[], fault_codes=[],
+            unusable=[], work_mode=None, firmware=None, mac=None),
+        st.sampled_from(list(MinerState)), number, number, number, number, number, number, count, number,
+        st.lists(st.integers(-10**6, 10**6), max_size=6), st.lists(board, max_size=4), pool,
+        st.sampled_from([None, A15, "AvalonMiner 1246-83", "Avalon Nano3s", "junk"]),
+        st.lists(st.sampled_from(["hashboard error code ECHU=4 9999999999", "controller error code ECMM=",
+                                  "error code ECHU=x"]), max_size=2))
+
+
+def test_no_reading_crashes_the_stage_or_becomes_a_dead_board():
+    """Whatever a sample holds (values no source would let through, built past validation), the stage
+    gives the miner figures without failing, and chips that are not a count are never dead chips."""
+    from hypothesis import HealthCheck, given, settings
+
+    from collector.cycle import Cycle, MinersPart
+    from collector.stages.health import HealthStage
+
+    stage = HealthStage("s1")
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_garbage(), _garbage())
+    def run(first, second):
+        for sample in (first, first, second, second):  # twice each: a problem needs two cycles
+            cycle = Cycle("s1", T0)
+            part = MinersPart("s1", T0, [sample])
+            stage.begin(cycle)
+            stage.part(cycle, part)
+            stage.finish(cycle)
+            assert stage._failed == set(), "a miner's health figures failed"
+            [health] = part.health
+            for p in health.problems:
+                if p.signal in (Signal.BOARD_DEAD, Signal.CHIPS_DEAD):
+                    board = next(b for b in sample.boards if b.index == p.board)
+                    assert 0 <= board.chips_ok <= board.chips_expected <= 1024
+
+    run()
+
+
+def test_ids_that_churn_are_forgotten_and_never_grow_the_memory_without_bound(monkeypatch):
+    """A miner whose MAC changes every cycle (cloned or broken firmware) is a new id each time: the stage
+    forgets ids unseen for a while once it holds many, and past its cap keeps nothing for newcomers."""
+    from collector.stages import health
+
+    monkeypatch.setattr(health, "MAX_MINERS", 40)
+    site = Site()
+    for i in range(60):
+        site.cycle(a15(f"churn-{i}"), step_s=300)
+        assert len(site.health._memory) <= 40
+    assert "churn-0" not in site.health._memory  # unseen for far longer than CROWDED_FORGET_AFTER_S
+    assert site.captured.last("churn-59").problems == ()
+
+
+@pytest.mark.parametrize(("interval_s", "every"), [(10, 6), (30, 2), (60, 1), (300, 1)])
+def test_a_healthy_miners_point_is_written_at_least_once_a_minute(interval_s, every):
+    site = Site()
+    site.cycle(a15(), step_s=interval_s)  # the first cycle: the interval is not known yet
+    written = []
+    for _ in range(18):
+        site.cycle(a15(), step_s=interval_s)
+        written.append(site.captured.last("m1").report)
+    assert all(any(written[i:i + every]) for i in range(len(written) - every + 1))  # never a gap of `every`
+    assert sum(written) <= len(written) // every + 1  # and not more often
+    sick = Site()
+    sick.cycles(12, a15(temp_chip_max_c=96.0), step_s=interval_s)
+    assert sick.captured.last("m1").report  # with a problem: every cycle
+
+
+def test_error_lists_pyasic_reads_from_other_makes_are_codes_named_by_their_text():
+    """pyasic's errors (Whatsminer's codes, Antminer's status) land in `errors`; the collector's own notes
+    on values it refused do not count as the firmware's."""
+    from models import SampleSource
+
+    sample = a15(source=SampleSource.PYASIC, errors=["Fan speed error 110: fan 1 below target",
+                                                     "reply value out of range: pyasic hashrate -1 must be >= 0"])
+    [code] = checks.reported_codes(sample)
+    assert (code.key, code.code, code.severity) == ("pyasic", 110, FaultSeverity.UNKNOWN)
+    site = Site()
+    site.cycles(2, sample)
+    problem = site.problems()["fault_code"]
+    assert problem.cause is Cause.THERMAL and problem.severity is Severity.INFO and "Fan speed error" in problem.evidence

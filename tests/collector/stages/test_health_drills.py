@@ -1,0 +1,207 @@
+"""Every simulated fault, end to end: simulated miners over TCP, the real pipeline (poll, cost, health),
+and the diagnosis — the problem, its root cause and its dollars — within N cycles of the fault.
+
+The simulators run on a ManualClock moved DT seconds per cycle (evolving faults are time-compressed
+with `days_per_hour`); the collector reads them as it reads real miners. Before the faults, WARMUP
+healthy cycles let the stage learn each miner's usual draw (what a fault's saved energy is priced from).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from collector import pipeline
+from collector.stages.cost_engine import network_hashprice
+from collector.stages.health import HealthStage
+from models import CollectorConfig, NetworkState
+from models.health import Cause, MinerHealth, Signal
+from simulators.clock import ManualClock
+from simulators.fleet import run_fleet
+from simulators.mqtt_meter import MqttPowerMeter, format_mac
+from tests.collector.stages.health_support import Captured
+
+N = 4  # cycles after a fault is switched on by which it must be diagnosed
+WARMUP = 3
+DT = 240.0  # simulated seconds per cycle: a rebooted miner's board averages settle (600 s) by cycle 3
+STATIC = {"difficulty": 1.2e14, "height": 900_000, "fees_btc_per_block": 0.03, "btc_price_usd": 95_000}
+ECONOMICS = {"tariff": {"kind": "flat", "usd_per_kwh": 0.04}, "pue": 1.1, "pool_fee_pct": 2}
+# A fleet with peers for each model: the faulty miners are judged against healthy ones.
+FLEET = "a1566:10,a1246:4"
+
+# fleet index -> (fault switches, expected signal key, expected cause, hashrate lost?)
+DRILLS = {
+    "chips_dying": (0, {"chips_dying": ((1, 60.0),), "days_per_hour": 1.0}, "chips_dead:1", Cause.BOARD, True),
+    "dead_board": (1, {"dead_boards": {2}}, "board_dead:2", Cause.BOARD, True),
+    "weak_board": (2, {"weak_board": (0, 0.5)}, "board_weak:0", Cause.BOARD, True),
+    "fan_failing": (3, {"fan_failing": (1, 100.0), "days_per_hour": 24.0}, "fan_stopped:1", Cause.THERMAL, False),
+    "overheat": (4, {"overheat": "throttle"}, "chip_hot", Cause.THERMAL, True),
+    "ambient_c": (10, {"ambient_c": 40.0}, "ambient_hot", Cause.THERMAL, False),
+    "pool_rejects": (5, {"pool_rejects": (8.0, 1.0)}, "pool_rejects", Cause.POOL, True),
+    "hw_errors": (6, {"hw_errors": 12.0}, "hw_errors", Cause.BOARD, True),
+    "reboot_loop": (7, {"reboot_loop": 300.0}, "reboots", Cause.FIRMWARE, True),
+    "error_code": (11, {"error_code": (0, 4096)}, "fault_code", Cause.BOARD, False),
+    "no_answer": (8, {"no_answer": True}, "offline", Cause.NETWORK, True),
+}
+
+
+def _config(addresses: list[str], spool, **more) -> CollectorConfig:
+    return CollectorConfig.model_validate({
+        "site": "drill", "miners": addresses, "interval_s": 2, "timeout_s": 1.5, "spool": {"directory": str(spool)},
+        "economics": ECONOMICS, "network": {"source": "static", "static": STATIC}, **more})
+
+
+def _run(built, cycles: int, clock: ManualClock, captured: Captured, before_cycle=None):
+    async def go():
+        for _ in range(cycles):
+            clock.advance(DT)
+            if before_cycle is not None:
+                await before_cycle()
+            await built.run_cycles(cycles=1)
+    return go()
+
+
+def _health(captured: Captured, miner: str) -> MinerHealth:
+    return captured.last(miner)
+
+
+def _net_usd_per_th_day() -> float:
+    return network_hashprice(NetworkState(**STATIC)) / 1000 * (1 - ECONOMICS["pool_fee_pct"] / 100)
+
+
+def _energy_usd_per_w_day() -> float:
+    return ECONOMICS["tariff"]["usd_per_kwh"] * 24 / 1000 * ECONOMICS["pue"]
+
+
+@pytest.fixture(scope="module")
+def drilled(tmp_path_factory):
+    """The fleet read WARMUP cycles healthy, then N cycles with every drill's fault on its own miner."""
+    clock = ManualClock()
+    with run_fleet(FLEET, base="127.48.0.1:0", seed=11, clock=clock) as fleet:
+        captured = Captured()
+        built = pipeline.build(_config(fleet.addresses, tmp_path_factory.mktemp("spool")), sinks=[captured])
+        stage = next(s for s in built.stages if isinstance(s, HealthStage))
+
+        async def everything():
+            await built.start()
+            try:
+                await _run(built, WARMUP, clock, captured)
+                healthy = captured.cycles[-1].health
+                before = {i: m.last_served.hashrate_ths for i, m in enumerate(fleet)}
+                for index, faults, _, _, _ in DRILLS.values():
+                    fleet[index].set_faults(**faults)
+                    if "weak_board" in faults:
+                        fleet[index].reboot()  # its since-boot board averages start from the fault
+                baselines = {m: mem.kept.baseline_w for m, mem in stage._memory.items()}
+                await _run(built, N, clock, captured)
+                return healthy, baselines, before
+            finally:
+                await built.stop()
+
+        healthy, baselines, before = asyncio.run(everything())
+        ids = {i: _id(m) for i, m in enumerate(fleet)}
+        truth = {i: (before[i], m.last_served) for i, m in enumerate(fleet)}
+        yield fleet, captured, healthy, baselines, ids, truth
+
+
+def _id(miner) -> str:
+    return format_mac(miner.mac)
+
+
+def test_the_healthy_fleet_raised_nothing_before_the_faults(drilled):
+    _, _, healthy, _, _, _ = drilled
+    assert healthy.problems == 0 and healthy.miners == 14
+
+
+@pytest.mark.parametrize("drill", list(DRILLS))
+def test_each_fault_is_found_with_its_root_cause_and_its_dollars(drilled, drill):
+    fleet, captured, _, baselines, ids, truth = drilled
+    index, _, key, cause, loses_hashrate = DRILLS[drill]
+    health = _health(captured, ids[index])
+    problems = {p.key: p for p in health.problems}
+    assert key in problems, f"{drill}: {key} not among {list(problems)}"
+    problem = problems[key]
+    assert problem.cause is cause, f"{drill}: {problem.cause} ({problem.evidence})"
+    assert problem.usd_lost_day is not None and math.isfinite(problem.usd_lost_day)
+    if not loses_hashrate:
+        return
+    assert problem.lost_ths > 0 and problem.usd_lost_day > 0, f"{drill}: {problem}"
+    if drill in ("pool_rejects", "hw_errors", "reboot_loop"):  # refused, wasted, or lost to restarts: no energy saved
+        assert problem.usd_lost_day == pytest.approx(problem.lost_ths * _net_usd_per_th_day())
+        return
+    # The hashrate the fault takes, against what the simulator really hashed before and after it (within
+    # the live wobble of two readings), priced less the energy the miner no longer draws (its usual draw
+    # less its draw now).
+    healthy, served = truth[index]
+    hashed = 0.0 if drill == "no_answer" else served.hashrate_ths
+    assert sum(p.lost_ths for p in health.problems if p.signal not in (Signal.POOL_REJECTS, Signal.HW_ERRORS)) \
+        == pytest.approx(healthy - hashed, rel=0.05, abs=0.04 * healthy)
+    if drill == "no_answer":
+        saved = baselines[ids[index]]
+    else:
+        saved = max(0.0, baselines[ids[index]] - served.power_w)
+    share = problem.lost_ths / sum(p.lost_ths for p in health.problems
+                                   if p.signal not in (Signal.POOL_REJECTS, Signal.HW_ERRORS))
+    assert problem.usd_lost_day == pytest.approx(problem.lost_ths * _net_usd_per_th_day()
+                                                 - saved * share * _energy_usd_per_w_day(), rel=0.05, abs=0.02)
+
+
+def test_healthy_miners_stay_healthy_beside_the_sick_ones(drilled):
+    fleet, captured, _, _, ids, _ = drilled
+    sick = {index for index, *_ in DRILLS.values()}
+    for index in range(len(fleet)):
+        if index not in sick:
+            assert _health(captured, ids[index]).problems == (), index
+
+
+def test_the_repair_queue_is_in_order_of_dollars_lost(drilled):
+    _, captured, _, _, _, _ = drilled
+    queue = captured.cycles[-1].health.queue
+    dollars = [p.usd_lost_day for p in queue]
+    assert dollars == sorted(dollars, reverse=True) and len(queue) >= len(DRILLS)
+
+
+def test_psu_drift_against_the_simulated_meter_is_a_power_problem(mosquitto, tmp_path):
+    """The PSU's own reading walks away from the true draw that the simulated PDU publishes over MQTT."""
+    clock = ManualClock()
+    with run_fleet("a1566:3", base="127.48.1.1:0", seed=12, clock=clock) as fleet:
+        meter = MqttPowerMeter(list(fleet), mosquitto.host, mosquitto.port, prefix=f"drill-{tmp_path.name}",
+                               rack_size=3).start(periodic=False)
+        config = _config(fleet.addresses, tmp_path / "spool", mqtt={
+            "host": mosquitto.host, "port": mosquitto.port, "discovery": False,
+            "ingest": meter.collector_ingest()[:1]})
+        captured = Captured()
+        built = pipeline.build(config, sinks=[captured], service_mode=True)
+        live = built.mqtt.live
+        drifting = _id(fleet[0])
+
+        async def metered():
+            meter.publish_once()
+            for _ in range(100):  # the ingest applies readings on the loop's thread
+                readings = [live.metered_w.get(_id(m)) for m in fleet]
+                if all(r is not None and abs(r.watts - m.truth().power_true_w) < 1 for r, m in zip(readings, fleet)):
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError("meter readings did not arrive")
+
+        async def go():
+            await built.start()
+            try:
+                await _run(built, WARMUP, clock, captured, metered)
+                fleet[0].set_faults(psu_drift=-20.0, days_per_hour=24.0)  # -20 % a fault day, 1.6 fault days a cycle
+                await _run(built, N, clock, captured, metered)
+            finally:
+                await built.stop()
+
+        try:
+            asyncio.run(go())
+        finally:
+            meter.stop()
+            built.close()
+    problems = {p.key: p for p in captured.last(drifting).problems}
+    problem = problems["power_mismatch"]
+    assert problem.cause is Cause.POWER and problem.value < 0.9 * problem.limit  # reports well under the meter
+    assert problem.lost_ths == 0 and problem.usd_lost_day == 0  # a reading problem of the PSU: nothing lost
+    assert all(captured.last(_id(m)).problems == () for m in list(fleet)[1:])

@@ -1,0 +1,103 @@
+"""`hashfleet health` as a user runs it: one cycle now, or a period from the local history or InfluxDB
+(read with a read token: the collector's own may only write)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from simulators.fleet import run_fleet
+from simulators.mqtt_meter import format_mac
+from tests.support import HASHFLEET
+
+ECONOMICS = {"tariff": {"kind": "flat", "usd_per_kwh": 0.04}, "pue": 1.1, "pool_fee_pct": 2}
+NETWORK = {"source": "static", "static": {"difficulty": 1.2e14, "height": 900_000, "fees_btc_per_block": 0.03,
+                                         "btc_price_usd": 95_000}}
+
+
+def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_"))}
+    return {**env, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool"), "COLUMNS": "200", **extra}
+
+
+def _config(tmp_path: Path, addresses: list[str], **more) -> Path:
+    path = tmp_path / "hashfleet.yaml"
+    layout = {"miners": {a: {"container": "c1", "rack": f"r{i}", "position": "1"} for i, a in enumerate(addresses)}}
+    path.write_text(yaml.safe_dump({"site": "h1", "miners": addresses, "interval_s": 1, "economics": ECONOMICS,
+                                    "network": NETWORK, "layout": layout, **more}))
+    return path
+
+
+def _run(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([HASHFLEET, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_health_now_lists_the_dead_board_first_with_its_cause_place_and_dollars(tmp_path):
+    with run_fleet("a1566:2", base="127.66.0.1:0", seed=4) as fleet:
+        fleet[1].set_faults(dead_boards={0})
+        config = _config(tmp_path, fleet.addresses)
+        env = _environment(tmp_path)
+        as_json = _run("health", "--config", str(config), "--json", env=env)
+        table = _run("health", "--config", str(config), env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["source"] == "live" and report["miners"] == 2
+    top = report["problems"][0]
+    assert (top["miner"], top["signal"], top["cause"], top["part"]) == (format_mac(fleet[1].mac), "board_dead",
+                                                                       "board", "board0")
+    assert top["rack"] == "r1" and top["usd_lost_day"] > 0 and top["lost_ths"] > 50
+    assert report["usd_lost_day"] >= top["usd_lost_day"]
+    assert table.returncode == 0, table.stderr
+    assert "board_dead board0" in table.stdout and "c1/r1" in table.stdout and "$" in table.stdout
+
+
+def test_health_since_reads_the_local_history(tmp_path):
+    with run_fleet("a1566:2", base="127.66.1.1:0", seed=5) as fleet:
+        fleet[0].set_faults(overheat="throttle")
+        config = _config(tmp_path, fleet.addresses)
+        env = _environment(tmp_path)
+        collected = _run("collect", "--config", str(config), "--cycles", "4", env=env)
+        assert collected.returncode == 0, collected.stderr
+    done = _run("health", "--config", str(config), "--since", "1h", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["source"] == "local history" and report["cycles"] == 4
+    [problem] = [p for p in report["problems"] if p["signal"] == "chip_hot"]
+    assert problem["miner"] == format_mac(fleet[0].mac) and problem["cause"] == "thermal"
+    assert problem["cycles"] == 3  # raised from the second cycle on
+    assert problem["usd_lost_day"] > 0 and problem["usd_lost_day_mean"] > 0
+    assert report["by_cause"] == {"thermal": 1}
+
+
+def test_health_since_without_history_is_a_usage_error(tmp_path):
+    done = _run("health", "--site", "nowhere", "--since", "1h", env=_environment(tmp_path))
+    assert done.returncode == 2 and "no local history" in done.stderr
+
+
+def test_health_since_reads_influxdb_with_the_read_token(influxdb, influx_bucket, tmp_path):
+    write_only, read_only = "token-write-health", "token-read-health"
+    influxdb.shim.tokens[write_only] = frozenset({("write", influx_bucket)})
+    influxdb.shim.tokens[read_only] = frozenset({("read", influx_bucket)})
+    with run_fleet("a1566:2", base="127.66.2.1:0", seed=6) as fleet:
+        fleet[1].set_faults(dead_boards={2})
+        config = _config(tmp_path, fleet.addresses)
+        env = _environment(tmp_path, INFLUX_URL=influxdb.url, INFLUX_ORG=influxdb.org, INFLUX_BUCKET=influx_bucket,
+                           INFLUX_TOKEN=write_only)
+        collected = _run("collect", "--config", str(config), "--cycles", "4", env=env)
+        assert collected.returncode == 0, collected.stderr
+    refused = _run("health", "--config", str(config), "--since", "1h", env=env)
+    assert refused.returncode == 1 and "403" in refused.stderr and "read_token" in refused.stderr
+    assert write_only not in refused.stderr
+    done = _run("health", "--config", str(config), "--since", "1h", "--json", env={**env, "INFLUX_READ_TOKEN": read_only})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["source"] == "influxdb" and report["cycles"] == 4 and report["miners"] == 2
+    [dead] = [p for p in report["problems"] if p["signal"] == "board_dead"]
+    assert (dead["miner"], dead["part"], dead["cause"], dead["rack"]) == (format_mac(fleet[1].mac), "board2", "board",
+                                                                         "r1")
+    assert dead["cycles"] == 3 and dead["usd_lost_day"] > 0 and dead["severity"] == "critical"
+    assert report["chips_dead_last"] == 160 and report["by_cause"]["board"] >= 1
