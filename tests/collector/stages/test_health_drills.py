@@ -42,7 +42,7 @@ DRILLS = {
     "pool_rejects": (5, {"pool_rejects": (8.0, 1.0)}, "pool_rejects", Cause.POOL, True),
     "hw_errors": (6, {"hw_errors": 12.0}, "hw_errors", Cause.BOARD, True),
     "reboot_loop": (7, {"reboot_loop": 300.0}, "reboots", Cause.FIRMWARE, True),
-    "error_code": (11, {"error_code": (0, 4096)}, "fault_code", Cause.BOARD, False),
+    "error_code": (11, {"error_code": (0, 4096)}, "fault_code:0", Cause.BOARD, False),  # on board 0
     "no_answer": (8, {"no_answer": True}, "offline", Cause.NETWORK, True),
 }
 
