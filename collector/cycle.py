@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
 from models import CostSample, MinerSample, MinerState, NetworkState
+
+if TYPE_CHECKING:
+    from collector.stages.curtailment import CurtailmentPlan
 
 # Miners per part handed to the stages and sinks: bounds a cycle's per-miner figures and lines in
 # memory, and each part is one spool batch that delivery can send while the next is worked on.
@@ -69,6 +74,7 @@ class Cycle:
     past_deadline: int = 0  # polled miners that had not answered when the cycle's deadline passed
     latencies_s: list[float] = field(default_factory=list)  # per polled miner (benchmarks)
     cost: CycleCost | None = None  # the cost stage's roll-ups
+    curtailment: CurtailmentPlan | None = None  # the curtailment advice (and what control did with it)
     # Counters a source keeps since the collector started (e.g. MQTT payloads accepted and dropped), for
     # the `collector` point: names and types in models.schema.COLLECTOR.
     counters: dict[str, int] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from models.base import Settings, read_secret_file
+from models.curtailment import CurtailmentConfig
 from models.economics import NetworkFeedConfig, SiteEconomics
 from models.mqtt import MqttConfig
 
@@ -115,6 +116,8 @@ class CollectorConfig(Settings):
     network: NetworkFeedConfig | None = Field(default=None, description="difficulty, fees, BTC price (static or polled)")
     layout: LayoutConfig | None = Field(default=None, description="where each miner stands (container, row, rack, groups)")
     mqtt: MqttConfig | None = Field(default=None, description="MQTT broker: publish state, cost, HA discovery; ingest devices, meters, prices")
+    curtailment: CurtailmentConfig | None = Field(
+        default=None, description="advice every cycle (run, sleep, lower mode) and opt-in control: docs/curtailment.md")
 
     @field_validator("site")
     @classmethod
@@ -159,4 +162,6 @@ class CollectorConfig(Settings):
         if (self.economics is None) != (self.network is None):
             missing = "network" if self.network is None else "economics"
             raise ValueError(f"cost figures need both `economics` and `network`; `{missing}` is missing")
+        if self.curtailment is not None and self.economics is None:
+            raise ValueError("`curtailment` weighs each miner's margin: it needs `economics` and `network`")
         return self

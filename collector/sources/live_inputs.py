@@ -15,12 +15,23 @@ from datetime import datetime
 
 from models.base import is_fresh
 from models import LivePowerPrice
+from models.curtailment import ControlMode, DrTarget
 
 
 @dataclass(frozen=True)
 class MeterReading:
     watts: float
     as_of: datetime
+
+
+@dataclass
+class CurtailmentInputs:
+    """What MQTT (Home Assistant's entities, a utility's feed) asks of curtailment (docs/curtailment.md)."""
+
+    dr_target: DrTarget | None = None  # a demand-response target from a `dr_target` topic
+    mode: ControlMode | None = None  # the control mode Home Assistant asked for (never above the config's)
+    killed: bool = False  # the kill switch topic: nothing is sent while it is ON
+    killed_as_of: datetime | None = None
 
 
 @dataclass
@@ -33,6 +44,7 @@ class LiveInputs:
     # MQTT miners whose id is allow-listed (mqtt.allowed_miners): with the polled miners, the only
     # ones that share the site's fixed costs. Anyone who can publish can invent an id.
     verified_mqtt_miners: set[str] = field(default_factory=set)
+    curtailment: CurtailmentInputs = field(default_factory=CurtailmentInputs)
 
     def metered_power(self, miner: str, now: datetime) -> float | None:
         reading = self.metered_w.get(miner)
