@@ -236,7 +236,7 @@ class CurtailmentControl:
         state = sample.state
         if sample.source is SampleSource.MQTT or state in (MinerState.OFFLINE, MinerState.ERROR):
             return None
-        asleep = state is MinerState.SOFT_OFF
+        asleep = _asleep(sample)
         if want == SLEEP:
             return None if asleep else "sleep"
         if asleep:
@@ -311,9 +311,11 @@ class CurtailmentControl:
             if sample is None or sample.state is MinerState.OFFLINE:
                 shows = False
             elif pending.want == SLEEP:
-                shows = sample.state is MinerState.SOFT_OFF
+                shows = _asleep(sample)
             elif pending.action == "wake":
-                shows = sample.state is not MinerState.SOFT_OFF
+                # An Avalon ramping after soft-on reads idle (GHSspd 0) for a while: awake all the same.
+                shows = (sample.state is not MinerState.SOFT_OFF if sample.source is SampleSource.AVALON
+                         else sample.state is MinerState.MINING)
             else:
                 shows = sample.work_mode == pending.want
             if shows:
@@ -362,6 +364,7 @@ class CurtailmentControl:
         data = {"version": STATE_VERSION, "slept": self.slept, "moved": self.moved, "failed": self.failed,
                 "sent": list(self.sent)}
         try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
             temp = self.state_path.with_suffix(".tmp")
             temp.write_bytes(orjson.dumps(data))
             os.replace(temp, self.state_path)
@@ -385,6 +388,12 @@ class CurtailmentControl:
                       "are not woken by it (wake them by hand)", path, str(e)[:300], aside)
             return
         self.slept, self.moved, self.failed, self.sent = slept, moved, failed, deque(sorted(sent))
+
+
+def _asleep(sample: MinerSample) -> bool:
+    """Soft-off; for makes read through pyasic also idle (pyasic reads a sleeping Antminer as not mining)."""
+    return sample.state is MinerState.SOFT_OFF or (sample.state is MinerState.IDLE
+                                                   and sample.source is not SampleSource.AVALON)
 
 
 def _shows(sample: MinerSample | None) -> str:

@@ -199,7 +199,8 @@ class CurtailmentStage:
             mode = (sample.work_mode or DEFAULT_MODE) if avalon else DEFAULT_MODE
             book = self.book.learn(sample, now, mode, warmup)
             state = sample.state
-            if state is MinerState.MINING or state is MinerState.SOFT_OFF:
+            # Idle counts as asleep on first sight: pyasic reads a sleeping Antminer or Whatsminer as idle.
+            if state is MinerState.MINING or state is MinerState.SOFT_OFF or state is MinerState.IDLE:
                 candidate, usual = self._candidate(sample, book, mode, now, avalon)
                 if candidate is not None:
                     self._candidates.append(candidate)
@@ -258,7 +259,7 @@ class CurtailmentStage:
         sleep_kw = book.idle.w * kw_per_w if book.idle.n >= IDLE_SAMPLES else 0.0
         entry = self._plan.get(sample.miner)
         if entry is None:
-            current = SLEEP if sample.state is MinerState.SOFT_OFF else mode
+            current = mode if sample.state is MinerState.MINING else SLEEP
             entry = self._plan[sample.miner] = [current, 0.0, False]
         always_on, group = self._place(sample)
         return Candidate(sample.miner, tuple(runs), sleep_kw, entry[0], now - entry[1], always_on, group), usual

@@ -126,6 +126,7 @@ class EfficiencyBook:
                                "modes": {m: [s.n, s.ths, s.w] for m, s in b.modes.items()}}
                        for miner, b in self.miners.items()},
         }
+        path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_suffix(".tmp")
         temp.write_bytes(orjson.dumps(data))
         os.replace(temp, path)
