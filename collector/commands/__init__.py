@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from collector.commands import collect, cost, grafana, poll, report, scan, watch
+from collector.commands import advise, backtest, collect, cost, grafana, poll, report, scan, watch
 from collector.redact import RedactingFilter
 
 app = typer.Typer(
@@ -42,6 +42,8 @@ app.command()(scan.scan)
 app.command()(watch.watch)
 app.command()(report.report)
 app.command(name="cost")(cost.cost)
+app.command()(advise.advise)
+app.command()(backtest.backtest)
 app.add_typer(grafana.grafana_app, name="grafana")
 
 
