@@ -64,7 +64,7 @@ def advise(
     built = pipeline.build(cfg, sinks=[keep])  # not service mode: no control sink, nothing is sent
     if limit_kw is not None or shed_kw is not None:
         now = datetime.now(timezone.utc)
-        target = DrTarget(limit_kw=limit_kw, shed_kw=shed_kw or None, start=now, end=now + timedelta(hours=1),
+        target = DrTarget(limit_kw=limit_kw, shed_kw=shed_kw or None, end=now + timedelta(hours=1),
                           reason="hashfleet advise")
         for stage in built.stages:
             if isinstance(stage, CurtailmentStage):
