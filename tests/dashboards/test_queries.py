@@ -3,7 +3,7 @@ filled it from simulated miners, with Grafana's macros expanded as Grafana does.
 
 The data: two collector runs (sites `cheap` at $0.02/kWh and `dear` at $0.30/kWh) poll one simulated
 fleet in which one miner does not answer, one overheats (throttled), one lost a hashboard and one
-is soft-off. Network values come over HTTP from a local stub serving tests/data/network/.
+is soft-off; both advise curtailment (control in dry_run: nothing is sent). Network values come over HTTP from a local stub serving tests/data/network/.
 """
 
 from __future__ import annotations
@@ -86,7 +86,10 @@ def _site_config(path: Path, site: str, usd_per_kwh: float, api: str, mqtt: str 
         f"  difficulty_url: {api}/api/v1/mining/hashrate/3d\n"
         f"  height_url: {api}/api/blocks/tip/height\n"
         f"  fees_url: {api}/api/v1/mining/blocks/fees/24h\n"
-        f"  price_url: {api}/api/v1/prices\n")
+        f"  price_url: {api}/api/v1/prices\n"
+        # Curtailment advice at both sites, control in dry_run (it sends nothing): the plan, the miners it
+        # advises at the dear site, and the actions it would take (Economics, row Curtailment).
+        "curtailment: {min_on_s: 0, min_off_s: 0, control: {mode: dry_run, allow: ['*']}}\n")
     return path
 
 
@@ -320,3 +323,12 @@ def test_cost_by_model_is_the_ratio_of_sums_of_its_miners(influxdb, filled: Site
     panel = next(p for p in board["panels"] if p["title"] == "Cost per BTC by model")
     [drop] = [t["options"] for t in panel["transformations"] if t["id"] == "filterByValue"]
     assert drop["type"] == "exclude" and drop["filters"][0]["fieldName"] == "BTC/day"
+
+
+def test_curtailment_panels_show_the_dear_site_asleep_and_the_cheap_one_running(influxdb, filled: Site):
+    asleep = {r["site"]: r["asleep"] for r in _run(influxdb, filled, "economics", "Miners asleep (plan)")}
+    assert asleep["cheap"] == 0 and asleep["dear"] >= 5  # at 0.30 $/kWh no simulated model earns
+    rows = _run(influxdb, filled, "economics", "Miners the plan does not run as usual")
+    assert {r["site"] for r in rows if r["action"] == "sleep"} == {"dear"}
+    actions = _run(influxdb, filled, "economics", "Curtailment control actions")
+    assert actions and {r["result"] for r in actions} == {"dry_run"} and {r["site"] for r in actions} == {"dear"}
