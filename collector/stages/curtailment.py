@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +33,8 @@ from collector.layout import SiteLayout
 from collector.sources.live_inputs import LiveInputs
 from collector.stages import cost_engine
 from collector.stages.curtailment_rules import (
-    DEFAULT_MODE, SLEEP, Candidate, Prices, Ramp, Rules, breakeven_usd_kwh, decide, kw_of, min_cost_cover, profit_h,
+    DEFAULT_MODE, HYSTERESIS, MIN_OFF, MIN_ON, SLEEP, STAY, Candidate, Prices, Ramp, Rules, decide_fast, explain, kw_of,
+    min_cost_cover, profit_h, values,
 )
 from collector.stages.efficiency_book import EfficiencyBook, MinerBook
 from models import FlatTariff, MinerSample, MinerState, SampleSource, SiteEconomics, TouTariff
@@ -141,6 +141,30 @@ def load_schedule(path: Path) -> list[DrTarget]:
         raise ValueError(f"curtailment.dr_schedule {path}: {where}: {problem['msg']}") from None
 
 
+@dataclass(slots=True)
+class _Miner:
+    """What the stage keeps of one miner between cycles."""
+
+    key: str  # the plan's option: SLEEP or a mode
+    since: float  # unix seconds it took `key`
+    always_on: bool = False
+    group: str | None = None
+    dr: bool = False  # asleep for demand response
+    candidate: Candidate | None = None  # its options, refreshed every REFRESH_CYCLES (readings move slowly)
+    usual: int = 0  # index of its usual run option in candidate.runs
+    refreshed: int = 0  # the cycle number its options were made at
+    worth: list[float] | None = None  # profit per hour of each option, at `worth_at`
+    worth_at: Prices | None = None
+    mode: str = ""  # the mode it was last seen mining in (one of its options)
+    advice: MinerAdvice | None = None  # what the plan said of it last cycle, reused while nothing changes
+    advice_for: tuple | None = None
+    decided: tuple | None = None  # (worth, current, decision, candidate): the decision, while its inputs stay
+    tally: tuple | None = None  # its share of the plan's figures, while its option and worth stay
+
+
+REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
+
+
 class CurtailmentStage:
     """collector.stages.Stage: learns each miner's efficiency as its part goes by, plans at the end."""
 
@@ -160,24 +184,25 @@ class CurtailmentStage:
                            config.min_on_s, config.min_off_s)
         self._margin_rules = Rules()  # savings are money whatever the strategy
         self.book = EfficiencyBook.load(state_path, time.time()) if state_path is not None else EfficiencyBook()
-        self._plan: dict[str, list] = {}  # miner -> [key, since (unix s), asleep for DR]
-        self._places: dict[str, tuple[bool, str | None]] = {}  # miner -> (always on, shed-whole group)
+        self._miners: dict[str, _Miner] = {}
+        self._plates: dict[tuple[str | None, str], tuple | None] = {}  # (model, mode) -> nameplate runs
         self._ramp = Ramp(config.ramp_kw_per_min) if config.ramp_kw_per_min else None
         self._pue = economics.pue or 1.0
+        self._cycle_no = 0
         self._last_ts: float | None = None
         self._last_save = float("-inf")  # the first cycle writes the book: a new file shows at once
         self._last_forget = 0.0
         # this cycle
         self._prices: Prices | None = None
-        self._candidates: list[Candidate] = []
-        self._usual: list[str | None] = []
+        self._this: list[_Miner] = []
         self._other_kw = 0.0
 
     # -- the stage ------------------------------------------------------------------------------
 
     def begin(self, cycle: Cycle) -> None:
-        self._candidates, self._usual, self._other_kw = [], [], 0.0
+        self._this, self._other_kw = [], 0.0
         self._prices = None
+        self._cycle_no += 1
         network = cycle.network
         if network is None:
             return
@@ -192,21 +217,43 @@ class CurtailmentStage:
 
     def part(self, cycle: Cycle, part: MinersPart) -> None:
         now = cycle.ts.timestamp()
-        warmup = self.config.warmup_s
+        warmup, min_samples, cycle_no = self.config.warmup_s, self.config.min_samples, self._cycle_no
         pue = self._pue
+        miners, learn, this = self._miners, self.book.learn, self._this
+        mining, soft_off, idle, avalon_source = MinerState.MINING, MinerState.SOFT_OFF, MinerState.IDLE, SampleSource.AVALON
         for sample in part.samples:
-            avalon = sample.source is SampleSource.AVALON
+            avalon = sample.source is avalon_source
             mode = (sample.work_mode or DEFAULT_MODE) if avalon else DEFAULT_MODE
-            book = self.book.learn(sample, now, mode, warmup)
+            book = learn(sample, now, mode, warmup)
             state = sample.state
             # Idle counts as asleep on first sight: pyasic reads a sleeping Antminer or Whatsminer as idle.
-            if state is MinerState.MINING or state is MinerState.SOFT_OFF or state is MinerState.IDLE:
-                candidate, usual = self._candidate(sample, book, mode, now, avalon)
-                if candidate is not None:
-                    self._candidates.append(candidate)
-                    self._usual.append(usual)
-                    continue
-            if sample.power_w is not None:
+            if state is mining or state is soft_off or state is idle:
+                rec = miners.get(sample.miner)
+                if rec is None:
+                    always_on, group = self._place(sample)
+                    # First refresh now; later ones staggered over REFRESH_CYCLES.
+                    rec = _Miner(mode if state is mining else SLEEP, 0.0, always_on, group,
+                                 refreshed=cycle_no - len(miners) % REFRESH_CYCLES)
+                    if len(miners) < 200_000:
+                        miners[sample.miner] = rec
+                c = rec.candidate
+                stat = book.modes.get(mode)
+                if (c is None or cycle_no - rec.refreshed >= REFRESH_CYCLES
+                        or (stat is not None and stat.n == min_samples)
+                        or (state is mining and mode != rec.mode and not any(r[0] == mode for r in c.runs))):
+                    c = self._refresh(rec, sample, book, mode, avalon)
+                    if c is None:
+                        if sample.power_w is not None:
+                            self._other_kw += sample.power_w * pue / 1000
+                        continue
+                    if rec.refreshed <= cycle_no - REFRESH_CYCLES or rec.refreshed > cycle_no:
+                        rec.refreshed = cycle_no
+                if state is mining:
+                    rec.mode = mode
+                c.current = rec.key
+                c.held_s = now - rec.since
+                this.append(rec)
+            elif sample.power_w is not None:
                 self._other_kw += sample.power_w * pue / 1000
 
     def finish(self, cycle: Cycle) -> None:
@@ -215,27 +262,35 @@ class CurtailmentStage:
             cycle.curtailment = None
             return
         now = cycle.ts.timestamp()
-        plan = self._plan_cycle(cycle, prices, now)
-        cycle.curtailment = plan
-        self._candidates, self._usual = [], []
+        cycle.curtailment = self._plan_cycle(cycle, prices, now)
+        self._this = []
         self._forget(now)
         self._save(now)
 
-    # -- candidates -----------------------------------------------------------------------------
+    # -- a miner's options ----------------------------------------------------------------------
 
-    def _candidate(self, sample: MinerSample, book: MinerBook, mode: str, now: float,
-                   avalon: bool) -> tuple[Candidate | None, str | None]:
+    def _refresh(self, rec: _Miner, sample: MinerSample, book: MinerBook, mode: str, avalon: bool) -> Candidate | None:
+        """The miner's run options (measured, else nameplate per mode) and its usual mode."""
         config = self.config
         min_samples = config.min_samples
-        plates = {p.mode: p for p in config.work_modes.get(sample.model or "", ())} if avalon else {}
-        usual = book.usual_mode() or (mode if sample.state is MinerState.MINING else None)
+        plates = {p.mode: p for p in config.work_modes.get(sample.model or "", ())} if avalon and config.work_modes else {}
+        mining = sample.state is MinerState.MINING
+        if not plates and not book.modes and book.idle.n < IDLE_SAMPLES and mining:
+            # Nothing measured yet (the first cycles, and the warm-up): its nameplate, made once per model.
+            runs = self._nameplate_runs(sample.model, mode)
+            if runs is not None:
+                rec.usual = 0
+                rec.candidate = Candidate(sample.miner, runs, 0.0, rec.key, 0.0, rec.always_on, rec.group)
+                rec.worth = None
+                return rec.candidate
+        usual = book.usual_mode() or (mode if mining else None)
         modes = set(book.modes)
         if avalon:
             modes.update(plates)
-        if sample.state is MinerState.MINING:
+        if mining:
             modes.add(mode)
         elif not modes:
-            modes.add(DEFAULT_MODE if not avalon else mode)
+            modes.add(mode)
         kw_per_w = self._pue / 1000
         runs = []
         for m in modes:
@@ -248,125 +303,171 @@ class CurtailmentStage:
                 ths, w = plate.hashrate_ths, plate.power_w
             elif stat is not None and stat.n:
                 ths, w = stat.ths, stat.w
-            elif m == mode and sample.state is MinerState.MINING and sample.hashrate_ths and sample.power_w:
+            elif m == mode and mining and sample.hashrate_ths and sample.power_w:
                 ths, w = sample.hashrate_ths, sample.power_w
             else:
                 continue
             runs.append((m, ths, w * kw_per_w))
         if not runs:
-            return None, None
+            return None
         runs.sort()
         sleep_kw = book.idle.w * kw_per_w if book.idle.n >= IDLE_SAMPLES else 0.0
-        entry = self._plan.get(sample.miner)
-        if entry is None:
-            current = mode if sample.state is MinerState.MINING else SLEEP
-            entry = self._plan[sample.miner] = [current, 0.0, False]
-        always_on, group = self._place(sample)
-        return Candidate(sample.miner, tuple(runs), sleep_kw, entry[0], now - entry[1], always_on, group), usual
+        rec.usual = next((i for i, r in enumerate(runs) if r[0] == usual), None)
+        if rec.usual is None:
+            rec.usual = max(range(len(runs)), key=lambda i: runs[i][1])
+        rec.candidate = Candidate(sample.miner, tuple(runs), sleep_kw, rec.key, 0.0, rec.always_on, rec.group)
+        rec.worth = None
+        return rec.candidate
+
+    def _nameplate_runs(self, model: str | None, mode: str) -> tuple[tuple[str, float, float], ...] | None:
+        key = (model, mode)
+        runs = self._plates.get(key, False)
+        if runs is False:
+            plate = nameplate(model)
+            runs = None if plate is None else ((mode, plate.hashrate_ths, plate.power_w * self._pue / 1000),)
+            if len(self._plates) < 10_000:
+                self._plates[key] = runs
+        return runs  # type: ignore[return-value]
 
     def _place(self, sample: MinerSample) -> tuple[bool, str | None]:
-        known = self._places.get(sample.miner)
-        if known is not None:
-            return known
         groups = self.config.groups
-        place = self.layout.place(sample) if groups.always_on or groups.shed_whole else None
-        names = set()
+        if not groups.always_on and not groups.shed_whole:
+            return False, None
+        place = self.layout.place(sample)
+        names: set[str] = set()
         if place is not None:
             names = {*place.groups, *(n for n in (place.container, place.row, place.rack) if n)}
-        always_on = any(name in names for name in groups.always_on)
-        group = next((name for name in groups.shed_whole if name in names), None)
-        if len(self._places) < 200_000:
-            self._places[sample.miner] = (always_on, group)
-        return always_on, group
+        return (any(name in names for name in groups.always_on),
+                next((name for name in groups.shed_whole if name in names), None))
 
     # -- the plan -------------------------------------------------------------------------------
 
     def _plan_cycle(self, cycle: Cycle, prices: Prices, now: float) -> CurtailmentPlan:
         config, rules = self.config, self.rules
-        candidates = self._candidates
+        recs = self._this
         stale_reasons = []
         if self._price_stale:
             stale_reasons.append("the power price is the fallback: no fresh live price")
         if self._network_stale:
             stale_reasons.append(f"network data stale: {', '.join(self._network_stale)}")
         stale = bool(stale_reasons)
+        self._stale_reason = "; ".join(stale_reasons)
         tariff = self.economics.tariff
         source = "tariff" if isinstance(tariff, (FlatTariff, TouTariff)) else ("fallback" if self._price_stale else "live")
         plan = CurtailmentPlan(self.site, cycle.ts, config.strategy, prices.usd_kwh, source, stale,
                                "; ".join(stale_reasons), prices.revenue_usd_th_h * 24)
+        margin = self._margin_rules
+        margin_same = rules.strategy == "margin"  # values() depend on the strategy (and strike) alone
 
-        # 1. each miner on its own
+        # 1. each miner on its own (a miner whose options, price and state are as last cycle keeps its
+        # decision: a hold by a minimum time is the one decision that changes with time alone)
         keys: list[str] = []
-        reasons: list[str] = []
-        held: list[bool] = []
-        for c in candidates:
+        whys: list[str] = []
+        indexes: list[int] = []  # of each miner's option (-1: not known: looked up below)
+        worths: list[list[float]] = []  # money per option (margin rules), for savings and demand response
+        for rec in recs:
+            c = rec.candidate
+            worth = rec.worth
+            if worth is None or rec.worth_at != prices:
+                worth = rec.worth = values(c, prices, margin)
+                rec.worth_at = prices
+            worths.append(worth)
             if stale:
                 keys.append(c.current)
-                reasons.append(f"held: {plan.stale_reason}")
-                held.append(False)
+                whys.append("stale")
+                indexes.append(-1)
+                continue
+            memo = rec.decided
+            if memo is not None and memo[0] is worth and memo[1] == c.current and memo[3] is c and margin_same:
+                decision = memo[2]
             else:
-                d = decide(c, prices, rules)
-                keys.append(d.key)
-                reasons.append(d.reason)
-                held.append(d.held)
-        advised = list(keys)  # before demand response
+                decision = decide_fast(c, worth if margin_same else values(c, prices, rules), rules)
+                rec.decided = (worth, c.current, decision, c) if decision[1] in (STAY, HYSTERESIS) else None
+            keys.append(decision[0])
+            whys.append(decision[1])
+            indexes.append(decision[2])
+        candidates = [rec.candidate for rec in recs]
+        dr_flags = [False] * len(recs)
 
         # 2. demand response
-        dr_flags = [False] * len(candidates)
         target = None if stale else self._dr_target(cycle.ts)
         overhead_kw = (self.economics.overhead_w or 0.0) / 1000
         if target is not None:
             plan.dr_target = target
-            self._demand_response(target, candidates, keys, reasons, dr_flags, prices, overhead_kw, plan)
+            self._demand_response(target, recs, keys, whys, dr_flags, worths, prices, overhead_kw, plan)
+        else:
+            for rec in recs:
+                rec.dr = False
 
         # 3. ramp
         changed = [keys[i] != c.current for i, c in enumerate(candidates)]
         if self._ramp is not None and not stale:
-            self._limit_ramp(candidates, keys, reasons, changed, dr_flags, advised, prices, now, plan)
+            self._limit_ramp(recs, keys, whys, changed, dr_flags, prices, now, plan)
 
-        # 4. the plan's state, the figures
-        plan_state = self._plan
-        margin = self._margin_rules
+        # 4. the plan's state, the figures (a miner's share of them kept while its option and worth stay)
         btc_th_h = self._btc_th_h
-        saved_h = energy_kw = btc_h = 0.0
-        planned_kw = always_kw = 0.0
+        price = prices.usd_kwh
+        saved_h = energy_kw = btc_h = planned_kw = always_kw = 0.0
+        n_sleep = n_run = n_lower = n_held = n_changes = 0
         out_keys = plan.keys
-        for i, c in enumerate(candidates):
+        advice = plan.advice
+        held_whys = (HYSTERESIS, MIN_ON, MIN_OFF)
+        for i, rec in enumerate(recs):
+            c = candidates[i]
             key = keys[i]
-            entry = plan_state[c.miner]
+            worth = worths[i]
             if changed[i]:
-                entry[0], entry[1] = key, now
-                plan.changes += 1
-            entry[2] = dr_flags[i]
+                rec.key, rec.since = key, now
+                n_changes += 1
+            rec.dr = dr_flags[i]
             out_keys[c.miner] = key
-            usual = self._usual[i]
-            if usual is None or not any(r[0] == usual for r in c.runs):
-                usual = max(c.runs, key=lambda r: r[1])[0]
-            kw_plan, kw_usual = kw_of(c, key), kw_of(c, usual)
+            tally = rec.tally
+            if tally is None or tally[0] is not worth or tally[1] != key or tally[2] is not c:
+                runs = c.runs
+                n = len(runs)
+                ki = indexes[i]
+                if ki < 0 or (ki == n) != (key == SLEEP) or (ki < n and runs[ki][0] != key):  # changed by DR or ramp
+                    ki = n if key == SLEEP else next(j for j in range(n) if runs[j][0] == key)
+                ui = rec.usual
+                kw_plan = c.sleep_kw if ki == n else runs[ki][2]
+                ths_usual, kw_usual = runs[ui][1], runs[ui][2]
+                ths_plan = 0.0 if ki == n else runs[ki][1]
+                tally = rec.tally = (worth, key, c, ki, ui, n, kw_plan, kw_usual, worth[ki] - worth[ui],
+                                     kw_usual - kw_plan, (ths_usual - ths_plan) * btc_th_h)
+            ki, ui, n, kw_plan, kw_usual = tally[3], tally[4], tally[5], tally[6], tally[7]
             planned_kw += kw_plan
             always_kw += kw_usual
-            if key == SLEEP:
-                plan.miners_sleep += 1
+            saved_h += tally[8]
+            energy_kw += tally[9]
+            btc_h += tally[10]
+            why = whys[i]
+            held = why in held_whys or why.startswith("ramp")
+            if ki == n:
+                n_sleep += 1
             else:
-                plan.miners_run += 1
-                if key != usual:
-                    plan.miners_lower += 1
-            if held[i]:
-                plan.held += 1
-            p_plan, p_usual = profit_h(c, key, prices, margin), profit_h(c, usual, prices, margin)
-            saved_h += p_plan - p_usual
-            energy_kw += kw_usual - kw_plan
-            ths_plan = 0.0 if key == SLEEP else next(r[1] for r in c.runs if r[0] == key)
-            ths_usual = next(r[1] for r in c.runs if r[0] == usual)
-            btc_h += (ths_usual - ths_plan) * btc_th_h
-            if key != usual or changed[i] or held[i]:
-                be = breakeven_usd_kwh(ths_usual, kw_usual, prices)
-                action = "sleep" if key == SLEEP else "run" if key == usual else ("lower" if kw_plan < kw_usual else "raise")
-                plan.advice.append(MinerAdvice(
-                    c.miner, key, action, reasons[i], kw_plan, kw_usual, None if be is None else be - prices.usd_kwh,
-                    1000 * kw_usual / self._pue / ths_usual if ths_usual else None, p_plan * 24, changed[i], held[i],
-                    dr_flags[i], usual))
-        plan.miners_planned = len(candidates)
+                n_run += 1
+                if ki != ui:
+                    n_lower += 1
+            if held:
+                n_held += 1
+            if ki != ui or changed[i] or held:
+                said = (key, why, dr_flags[i], c, worth)
+                if not changed[i] and rec.advice is not None and rec.advice_for == said:
+                    advice.append(rec.advice)  # the same as last cycle: a steady sleeper costs a lookup
+                    continue
+                runs = c.runs
+                usual_mode, ths_usual = runs[ui][0], runs[ui][1]
+                action = "sleep" if ki == n else "run" if ki == ui else ("lower" if kw_plan < kw_usual else "raise")
+                be = ths_usual * prices.revenue_usd_th_h / kw_usual if kw_usual > 0 else None
+                rec.advice = MinerAdvice(
+                    c.miner, key, action, self._reason(c, key, why, prices, target), kw_plan, kw_usual,
+                    None if be is None else be - price, 1000 * kw_usual / self._pue / ths_usual if ths_usual else None,
+                    worth[ki] * 24, changed[i], held, dr_flags[i], usual_mode)
+                rec.advice_for = said if not changed[i] and why not in (MIN_ON, MIN_OFF) else None  # those say how long
+                advice.append(rec.advice)
+        plan.miners_sleep, plan.miners_run, plan.miners_lower = n_sleep, n_run, n_lower
+        plan.held, plan.changes = n_held, n_changes
+        plan.miners_planned = len(recs)
         plan.planned_kw = planned_kw + self._other_kw + overhead_kw
         plan.always_on_kw = always_kw + self._other_kw + overhead_kw
         plan.saved_usd_day, plan.energy_saved_kwh_day, plan.btc_forgone_day = saved_h * 24, energy_kw * 24, btc_h * 24
@@ -383,44 +484,54 @@ class CurtailmentStage:
         plan.saved_since = saved.since
         return plan
 
+    def _reason(self, c: Candidate, key: str, why: str, prices: Prices, target: DrTarget | None) -> str:
+        if why == "stale":
+            return f"held: {self._stale_reason}"
+        if why == "dr":
+            return f"demand response: {_describe(target)}" if target is not None else "demand response"
+        if why.startswith("ramp:"):
+            inner = why.removeprefix("ramp:")
+            return (f"deferred by the ramp limit ({self.config.ramp_kw_per_min:g} kW/min): "
+                    f"{self._reason(c, c.current if inner != 'dr' else SLEEP, inner, prices, target)}")
+        return explain(c, key, why, prices, self.rules)
+
     def _dr_target(self, at: datetime) -> DrTarget | None:
         for target in (self.dr_override, self.live.curtailment.dr_target, *self.schedule):
             if target is not None and target.active(at):
                 return target
         return None
 
-    def _demand_response(self, target: DrTarget, candidates: list[Candidate], keys: list[str], reasons: list[str],
-                         dr_flags: list[bool], prices: Prices, overhead_kw: float, plan: CurtailmentPlan) -> None:
-        margin = self._margin_rules
-        why = f"demand response: {_describe(target)}"
+    def _demand_response(self, target: DrTarget, recs: list[_Miner], keys: list[str], whys: list[str],
+                         dr_flags: list[bool], worths: list[list[float]], prices: Prices, overhead_kw: float,
+                         plan: CurtailmentPlan) -> None:
         # Miners asleep for this target stay asleep while it lasts (no churn between near-equal miners).
         held_shed_kw = 0.0
-        for i, c in enumerate(candidates):
-            if self._plan[c.miner][2] and not c.always_on:
+        for i, rec in enumerate(recs):
+            c = rec.candidate
+            if rec.dr and not c.always_on:
                 if keys[i] != SLEEP:
                     held_shed_kw += kw_of(c, keys[i]) - c.sleep_kw
-                keys[i], reasons[i], dr_flags[i] = SLEEP, why, True
-        planned = sum(kw_of(c, keys[i]) for i, c in enumerate(candidates)) + self._other_kw + overhead_kw
-        if target.limit_kw is not None:
-            need = planned - target.limit_kw
-        else:
-            need = target.shed_kw - held_shed_kw  # type: ignore[operator]
-        plan.dr_need_kw = max(0.0, need)
-        if need < 0:
-            self._release(candidates, keys, reasons, dr_flags, -need, prices)
-            return
-        if need == 0:
-            return
-        # Items: each running miner, or a shed-whole group of them; cost = profit lost per hour.
+                keys[i], whys[i], dr_flags[i] = SLEEP, "dr", True
+        # Items: each running miner, or a shed-whole group of them; cost = profit lost per hour (margin rules).
         items: list[tuple[float, float]] = []
         members: list[list[int]] = []
         by_group: dict[str, int] = {}
-        for i, c in enumerate(candidates):
+        planned = self._other_kw + overhead_kw
+        for i, rec in enumerate(recs):
+            c = rec.candidate
             key = keys[i]
-            if key == SLEEP or c.always_on:
+            if key == SLEEP:
+                planned += c.sleep_kw
                 continue
-            cost = profit_h(c, key, prices, margin) - profit_h(c, SLEEP, prices, margin)
-            kw = kw_of(c, key) - c.sleep_kw
+            runs = c.runs
+            ki = next(j for j in range(len(runs)) if runs[j][0] == key)
+            kw_run = runs[ki][2]
+            planned += kw_run
+            if c.always_on:
+                continue
+            worth = worths[i]
+            cost = worth[ki] - worth[-1]
+            kw = kw_run - c.sleep_kw
             if c.group is not None:
                 index = by_group.get(c.group)
                 if index is None:
@@ -433,13 +544,23 @@ class CurtailmentStage:
             elif kw > 0:
                 items.append((cost, kw))
                 members.append([i])
+        if target.limit_kw is not None:
+            need = planned - target.limit_kw
+        else:
+            need = target.shed_kw - held_shed_kw  # type: ignore[operator]
+        plan.dr_need_kw = max(0.0, need)
+        if need < 0:
+            self._release(recs, keys, whys, dr_flags, -need, prices)
+            return
+        if need == 0:
+            return
         cover = min_cost_cover(items, need)
         plan.dr_met, plan.dr_exact = cover.met, cover.exact
         for item in cover.chosen:
             for i in members[item]:
-                keys[i], reasons[i], dr_flags[i] = SLEEP, why, True
+                keys[i], whys[i], dr_flags[i] = SLEEP, "dr", True
 
-    def _release(self, candidates: list[Candidate], keys: list[str], reasons: list[str], dr_flags: list[bool],
+    def _release(self, recs: list[_Miner], keys: list[str], whys: list[str], dr_flags: list[bool],
                  spare_kw: float, prices: Prices) -> None:
         """More is shed than the target asks (prices fell, the limit rose): the most valuable DR-held miners
         follow the advice again while the target stays met."""
@@ -447,28 +568,33 @@ class CurtailmentStage:
         margin = self._margin_rules
         best: dict[int, str] = {}
         for i in held:
-            c = candidates[i]
+            c = recs[i].candidate
             best[i] = max((r[0] for r in c.runs), key=lambda m: profit_h(c, m, prices, margin))
-        held.sort(key=lambda i: -(profit_h(candidates[i], best[i], prices, margin)
-                                  - profit_h(candidates[i], SLEEP, prices, margin)) / max(kw_of(candidates[i], best[i]), 1e-9))
+
+        def value_per_kw(i: int) -> float:
+            c = recs[i].candidate
+            gain = profit_h(c, best[i], prices, margin) - profit_h(c, SLEEP, prices, margin)
+            return gain / max(kw_of(c, best[i]), 1e-9)
+
+        held.sort(key=lambda i: -value_per_kw(i))
         for i in held:
-            c = candidates[i]
+            c = recs[i].candidate
             extra = kw_of(c, best[i]) - c.sleep_kw
             if extra > spare_kw:
                 continue
             spare_kw -= extra
             dr_flags[i] = False
-            d = decide(c, prices, self.rules)
-            keys[i], reasons[i] = d.key, d.reason
+            keys[i], whys[i], _ = decide_fast(c, values(c, prices, self.rules), self.rules)
 
-    def _limit_ramp(self, candidates: list[Candidate], keys: list[str], reasons: list[str], changed: list[bool],
-                    dr_flags: list[bool], advised: list[str], prices: Prices, now: float, plan: CurtailmentPlan) -> None:
+    def _limit_ramp(self, recs: list[_Miner], keys: list[str], whys: list[str], changed: list[bool],
+                    dr_flags: list[bool], prices: Prices, now: float, plan: CurtailmentPlan) -> None:
         ramp = self._ramp
         assert ramp is not None
         pending = []
-        for i, c in enumerate(candidates):
+        for i, rec in enumerate(recs):
             if not changed[i]:
                 continue
+            c = rec.candidate
             delta = kw_of(c, keys[i]) - kw_of(c, c.current)
             gain = profit_h(c, keys[i], prices, self.rules) - profit_h(c, c.current, prices, self.rules)
             urgency = 0 if dr_flags[i] else 1 if keys[i] == SLEEP else 2 if c.current != SLEEP else 3
@@ -480,11 +606,11 @@ class CurtailmentStage:
         ramp.refill(self._elapsed(now), max(abs(p[3]) for p in pending))
         for _, _, i, delta in pending:
             if not ramp.spend(delta):
-                c = candidates[i]
+                c = recs[i].candidate
                 keys[i] = c.current
-                reasons[i] = f"deferred by the ramp limit ({self.config.ramp_kw_per_min:g} kW/min): {reasons[i]}"
+                whys[i] = f"ramp:{whys[i]}"
                 changed[i] = False
-                dr_flags[i] = self._plan[c.miner][2] and c.current == SLEEP
+                dr_flags[i] = recs[i].dr and c.current == SLEEP
                 plan.deferred += 1
 
     def _elapsed(self, now: float) -> float:
@@ -497,9 +623,8 @@ class CurtailmentStage:
             return
         self._last_forget = now
         self.book.forget(now - self.forget_after_s)
-        for miner in [m for m in self._plan if m not in self.book.miners]:
-            del self._plan[miner]
-            self._places.pop(miner, None)
+        for miner in [m for m in self._miners if m not in self.book.miners]:
+            del self._miners[miner]
 
     def _save(self, now: float) -> None:
         if self.state_path is None or time.monotonic() - self._last_save < SAVE_EVERY_S:
@@ -515,10 +640,6 @@ class CurtailmentStage:
             self.book.save(self.state_path)
         except OSError as e:
             log.error("cannot save measured efficiencies to %s: %s", self.state_path, e)
-
-    @property
-    def plan_state(self) -> Mapping[str, list]:
-        return self._plan
 
 
 def _describe(target: DrTarget) -> str:

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 SLEEP = ""  # the sleep option's key; run options are keyed by work mode ("default" when the miner has none)
 DEFAULT_MODE = "default"
 _EPS = 1e-9
-# Branch-and-bound nodes demand response may visit in one cycle (~1.4 µs each here): small fleets are
+# Branch-and-bound nodes demand response may visit in one cycle (a few µs each): small fleets are
 # always solved exactly; a cover of hundreds of miners out of thousands stops here with the best found.
-NODE_LIMIT = 10_000
+NODE_LIMIT = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,32 +96,89 @@ def breakeven_usd_kwh(ths: float, kw: float, prices: Prices) -> float | None:
     return ths * prices.revenue_usd_th_h / kw if kw > 0 else None
 
 
+# Why a decision is what it is (decide_fast); the text is made only for the miners a plan reports (explain).
+STAY, CHANGE, HYSTERESIS, MIN_ON, MIN_OFF = "stay", "change", "hysteresis", "min_on", "min_off"
+
+
+def values(c: Candidate, prices: Prices, rules: Rules) -> list[float]:
+    """Profit per hour of each run option of `c`, in order, then of sleep (the hot loop's one pass)."""
+    price, revenue = prices.usd_kwh, prices.revenue_usd_th_h
+    if rules.strategy == "strike":
+        margin = rules.strike_usd_kwh - price  # type: ignore[operator]
+        out = [margin * kw for _, _, kw in c.runs]
+        out.append(0.0)
+        return out
+    runs, idle, credit = c.runs, c.sleep_kw, prices.credit_usd_kwh
+    if len(runs) == 1:  # most miners: one mode known
+        _, ths, kw = runs[0]
+        asleep = -idle * price + (credit * (kw - idle) if credit and kw > idle else 0.0)
+        return [ths * revenue - kw * price, asleep]
+    out = [ths * revenue - kw * price for _, ths, kw in runs]
+    top = max((kw for _, _, kw in runs), default=idle)
+    out.append(-idle * price + credit * max(0.0, top - idle))
+    return out
+
+
+def decide_fast(c: Candidate, worth: Sequence[float], rules: Rules) -> tuple[str, str, int]:
+    """The option `c` should be in, given `values(c, ...)`, why (STAY, CHANGE, HYSTERESIS, MIN_ON, MIN_OFF), and
+    its index among the options (len(c.runs): sleep; -1: a current option `c` no longer has)."""
+    runs = c.runs
+    current = c.current
+    n = len(runs)
+    ci = n if current == SLEEP else -1
+    if ci < 0:
+        for i in range(n):
+            if runs[i][0] == current:
+                ci = i
+                break
+    if c.always_on and ci == n:
+        ci = -1  # asleep but always on now: it must run
+    current_value = worth[ci] if ci >= 0 else float("-inf")
+    best, best_value = ci, current_value
+    last = n if not c.always_on else n - 1
+    for i in range(last + 1):
+        if worth[i] > best_value + _EPS:
+            best, best_value = i, worth[i]
+    if best == ci:
+        return current, STAY, ci
+    key = SLEEP if best == n else runs[best][0]
+    if ci >= 0:
+        kw_best = c.sleep_kw if best == n else runs[best][2]
+        kw_current = c.sleep_kw if ci == n else runs[ci][2]
+        if best_value - current_value <= rules.hysteresis_usd_kwh * (kw_best if kw_best > kw_current else kw_current):
+            return current, HYSTERESIS, ci
+        if ci == n:
+            if c.held_s < rules.min_off_s:
+                return current, MIN_OFF, ci
+        elif c.held_s < rules.min_on_s:
+            return current, MIN_ON, ci
+    return key, CHANGE, best
+
+
 def decide(c: Candidate, prices: Prices, rules: Rules) -> Decision:
-    """The option `c` should be in at these prices, with hysteresis and minimum times."""
-    options = [mode for mode, _, _ in c.runs]
-    if not c.always_on:
-        options.append(SLEEP)
-    if c.current not in options:  # e.g. asleep but always-on now: it must run
-        current_value = float("-inf")
-    else:
-        current_value = profit_h(c, c.current, prices, rules)
-    best, best_value = c.current, current_value
-    for key in options:
-        value = profit_h(c, key, prices, rules)
-        if value > best_value + _EPS:
-            best, best_value = key, value
-    if best == c.current:
-        return Decision(best, _why_stay(c, prices, rules))
-    if current_value != float("-inf"):
-        threshold = rules.hysteresis_usd_kwh * max(kw_of(c, best), kw_of(c, c.current))
-        if best_value - current_value <= threshold:
-            return Decision(c.current, f"held by hysteresis: {_why_change(c, best, prices, rules)}", held=True)
-        minimum = rules.min_off_s if c.current == SLEEP else rules.min_on_s
-        if c.held_s < minimum:
-            state = "off" if c.current == SLEEP else "on"
-            return Decision(c.current, f"held: minimum {state} time ({c.held_s:.0f} of {minimum:.0f} s); "
-                                       f"{_why_change(c, best, prices, rules)}", held=True)
-    return Decision(best, _why_change(c, best, prices, rules))
+    """The option `c` should be in at these prices, with hysteresis and minimum times, and why in words."""
+    key, why, _ = decide_fast(c, values(c, prices, rules), rules)
+    return Decision(key, explain(c, key, why, prices, rules), held=why in (HYSTERESIS, MIN_ON, MIN_OFF))
+
+
+def wanted(c: Candidate, prices: Prices, rules: Rules) -> str:
+    """The option the rules would pick with no hysteresis and no minimum times (what a hold holds back)."""
+    worth = values(c, prices, rules)
+    options = [r[0] for r in c.runs] + ([] if c.always_on else [SLEEP])
+    return max(options, key=lambda k: worth[len(c.runs)] if k == SLEEP else worth[[r[0] for r in c.runs].index(k)])
+
+
+def explain(c: Candidate, key: str, why: str, prices: Prices, rules: Rules) -> str:
+    """The reason for a decision, in words (made only for the miners a plan reports)."""
+    if why == STAY:
+        return _why_stay(c, prices, rules)
+    if why == CHANGE:
+        return _why_change(c, key, prices, rules)
+    change = _why_change(c, wanted(c, prices, rules), prices, rules)
+    if why == HYSTERESIS:
+        return f"held by hysteresis: {change}"
+    minimum = rules.min_off_s if why == MIN_OFF else rules.min_on_s
+    return f"held: minimum {'off' if why == MIN_OFF else 'on'} time ({c.held_s:.0f} of {minimum:.0f} s); {change}"
 
 
 def _run(c: Candidate, key: str) -> tuple[str, float, float] | None:
