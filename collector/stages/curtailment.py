@@ -33,7 +33,7 @@ from collector.layout import SiteLayout
 from collector.sources.live_inputs import LiveInputs
 from collector.stages import cost_engine
 from collector.stages.curtailment_rules import (
-    DEFAULT_MODE, HYSTERESIS, MIN_OFF, MIN_ON, SLEEP, STAY, Candidate, Prices, Ramp, Rules, decide_fast, explain, kw_of,
+    CHANGE, DEFAULT_MODE, HYSTERESIS, MIN_OFF, MIN_ON, SLEEP, STAY, Candidate, Prices, Ramp, Rules, decide_fast, explain, kw_of,
     min_cost_cover, profit_h, values,
 )
 from collector.stages.efficiency_book import EfficiencyBook, MinerBook
@@ -158,6 +158,7 @@ class _Miner:
     mode: str = ""  # the mode it was last seen mining in (one of its options)
     advice: MinerAdvice | None = None  # what the plan said of it last cycle, reused while nothing changes
     advice_for: tuple | None = None
+    advice_why: str = ""
     decided: tuple | None = None  # (worth, current, decision, candidate): the decision, while its inputs stay
     tally: tuple | None = None  # its share of the plan's figures, while its option and worth stay
 
@@ -451,9 +452,13 @@ class CurtailmentStage:
             if held:
                 n_held += 1
             if ki != ui or changed[i] or held:
-                said = (key, why, dr_flags[i], c, worth)
-                if not changed[i] and rec.advice is not None and rec.advice_for == said:
-                    advice.append(rec.advice)  # the same as last cycle: a steady sleeper costs a lookup
+                said = (key, dr_flags[i], c, worth)
+                before = rec.advice
+                # The same as last cycle (or the change it made, still holding for the same reason): reused.
+                if (not changed[i] and before is not None and rec.advice_for == said
+                        and (why == rec.advice_why or (why == STAY and rec.advice_why == CHANGE))):
+                    before.changed = False
+                    advice.append(before)
                     continue
                 runs = c.runs
                 usual_mode, ths_usual = runs[ui][0], runs[ui][1]
@@ -463,7 +468,8 @@ class CurtailmentStage:
                     c.miner, key, action, self._reason(c, key, why, prices, target), kw_plan, kw_usual,
                     None if be is None else be - price, 1000 * kw_usual / self._pue / ths_usual if ths_usual else None,
                     worth[ki] * 24, changed[i], held, dr_flags[i], usual_mode)
-                rec.advice_for = said if not changed[i] and why not in (MIN_ON, MIN_OFF) else None  # those say how long
+                rec.advice_for = said if why not in (MIN_ON, MIN_OFF) and not why.startswith("ramp") else None
+                rec.advice_why = why  # (a hold by a minimum time says how long: it is worded anew each cycle)
                 advice.append(rec.advice)
         plan.miners_sleep, plan.miners_run, plan.miners_lower = n_sleep, n_run, n_lower
         plan.held, plan.changes = n_held, n_changes

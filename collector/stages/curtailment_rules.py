@@ -191,11 +191,12 @@ def _why_change(c: Candidate, key: str, prices: Prices, rules: Rules) -> str:
         side = "above" if key == SLEEP else "below"
         return f"price {price:.4f} $/kWh {side} the strike {rules.strike_usd_kwh:.4f}"
     if key == SLEEP:
-        run = _run(c, c.current) or max(c.runs, key=lambda r: profit_h(c, r[0], prices, rules), default=None)
+        runs = c.runs
+        run = runs[0] if len(runs) == 1 else (
+            _run(c, c.current) or max(runs, key=lambda r: profit_h(c, r[0], prices, rules), default=None))
         if run is None:
             return f"price {price:.4f} $/kWh: no run option earns"
-        be = breakeven_usd_kwh(run[1], run[2], prices)
-        return f"price {price:.4f} $/kWh above its break-even {be:.4f} $/kWh (mode {run[0]})"
+        return f"price {price:.4f} $/kWh above its break-even {run[1] * prices.revenue_usd_th_h / run[2]:.4f} $/kWh (mode {run[0]})"
     run = _run(c, key)
     assert run is not None
     be = breakeven_usd_kwh(run[1], run[2], prices)
