@@ -173,6 +173,10 @@ FULL = {
              "meter_max_age_s": 120.0, "max_clock_skew_s": 60.0, "power_price_min_usd_kwh": -1.0,
              "power_price_max_usd_kwh": 20.0, "btc_price_min_usd": 1e3, "btc_price_max_usd": 1e7,
              "telemetry_evict_after_s": 3600.0},
+    "curtailment": {"strike_usd_kwh": 0.1, "hysteresis_usd_kwh": 0.003, "min_on_s": 900.0, "min_off_s": 900.0,
+                    "warmup_s": 300.0, "ramp_kw_per_min": 100.0, "dr_default_duration_s": 3600.0,
+                    "work_modes": {"Avalon Q": [{"mode": "0", "hashrate_ths": 56.0, "power_w": 850.0}]},
+                    "control": {"timeout_s": 5.0, "failed_backoff_s": 3600.0}},
 }
 ALTERNATIVES = {  # float fields of the other variants of a union, each set in a copy of FULL
     ("economics", "tariff"): [{"kind": "flat", "usd_per_kwh": 0.05},
@@ -223,7 +227,8 @@ def _configs_with_inf() -> list[tuple[str, dict]]:
         def visit(node: typing.Any, path: tuple[str, ...], concrete: tuple[str, ...]) -> None:
             if isinstance(node, dict):
                 for key, value in node.items():
-                    visit(value, (*path, "*" if path and path[-1].startswith("capex") else key), (*concrete, key))
+                    keyed = path and (path[-1].startswith("capex") or path[-1] == "work_modes")  # keys are names
+                    visit(value, (*path, "*" if keyed else key), (*concrete, key))
             elif isinstance(node, list):
                 for i, value in enumerate(node):
                     visit(value, (*path, "*"), (*concrete, str(i)))
