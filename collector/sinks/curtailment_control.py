@@ -154,7 +154,10 @@ class CurtailmentControl:
             except RuntimeError:
                 pass
             for task in tasks:
-                task.cancel()
+                try:
+                    task.cancel()
+                except RuntimeError:  # its loop is closed already: nothing left to cancel
+                    pass
         if self.audit is not None and self._results:
             self.audit.append(self._results)
             self._results = []

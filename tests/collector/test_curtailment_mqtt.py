@@ -6,6 +6,7 @@ the config's ceiling and only when the config enables them; hostile command payl
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -104,7 +105,8 @@ def test_home_assistant_entities_set_the_mode_under_the_configs_ceiling_the_limi
     site = unique("ha-curtail")
     topics = Topics("hashfleet", site)
     node = discovery.site_node_id(site)
-    watcher = Subscriber(mosquitto.host, mosquitto.port, [f"homeassistant/+/{node}/#", f"hashfleet/{site}/#"])
+    watcher = Subscriber(mosquitto.host, mosquitto.port, [f"homeassistant/+/{node}/#", f"hashfleet/{site}/#",
+                                                          f"homeassistant/sensor/+/{discovery.MINER_PLAN_SENSOR.object_id}/config"])
     publisher = Publisher(mosquitto.host, mosquitto.port)
     running = collector(mosquitto, fleet, site, control={"mode": "dry_run", "allow": ["*"], "mqtt_commands": True})
     try:
@@ -115,6 +117,12 @@ def test_home_assistant_entities_set_the_mode_under_the_configs_ceiling_the_limi
         switch = watcher.wait_json(f"homeassistant/switch/{node}/curtailment_kill/config")
         assert number["unit_of_measurement"] == "kW" and switch["payload_on"] == "ON"
         assert watcher.wait_json(topics.curtailment_state, lambda d: d["control_mode"] == "dry_run")
+        # Each miner's plan: a retained topic and an enum sensor on the miner's device.
+        plan_config = watcher.wait_for(lambda m: m.topic.startswith(f"homeassistant/sensor/{node}_")
+                                       and m.topic.endswith("/plan/config"), what="a miner's plan sensor")
+        config = json.loads(plan_config.payload)
+        assert config["options"] == ["run", "sleep", "lower", "raise"] and config["state_topic"].endswith("/plan")
+        assert watcher.wait_json(config["state_topic"])["action"] in config["options"]
         # The select asks for `on`: the config says dry_run, so dry_run it stays; `off` it obeys.
         publisher.publish(topics.curtailment_set("mode"), "on")
         publisher.publish(topics.curtailment_set("mode"), "off")
