@@ -17,7 +17,6 @@ apart. Target: at most 50 ms per cycle at 10,000 miners.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 import time
