@@ -229,3 +229,23 @@ def test_other_makes_sleep_and_wake_through_pyasic(tmp_path):
         run(config(antminers, "ctl-pyasic", price=CHEAP, control={"mode": "on", "allow": ["*"]}), 3)
         conf = [c for c in antminers.commands() if c.command == "set_miner_conf"]
         assert len(conf) >= 2 and conf[-1].params.get("miner-mode") in (0, "0")
+
+
+@pytest.mark.parametrize("content", [
+    b"{not json", b"[]", b'{"version": 2, "slept": {}, "moved": {}, "failed": {}, "sent": []}',
+    b'{"version": 1, "slept": {"m": 1e30}, "moved": {}, "failed": {}, "sent": []}',
+    b'{"version": 1, "slept": {"m": "yesterday"}, "moved": {}, "failed": {}, "sent": []}',
+    b'{"version": 1, "slept": {}, "moved": {"m": 3}, "failed": {}, "sent": []}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [NaN]}',
+    b'{"version": 1, "slept": {"": 1}, "moved": {}, "failed": {}, "sent": []}',
+])
+def test_an_unusable_control_state_is_set_aside_and_nothing_is_woken_from_it(tmp_path, content, caplog):
+    from collector.sinks.curtailment_control import CurtailmentControl
+    from models.curtailment import ControlConfig
+
+    path = tmp_path / "curtailment-control.json"
+    path.write_bytes(content)
+    control = CurtailmentControl(ControlConfig(mode="on", allow=["*"]), "s1", state_path=path)
+    assert control.slept == {} and control.moved == {} and not control.sent
+    assert (tmp_path / "curtailment-control.json.unusable").read_bytes() == content
+    assert "are not woken by it" in caplog.text
