@@ -79,6 +79,7 @@ class HealthStage:
         self._failed: set[str] = set()
         self._last_save_s: float | None = None
         self._day: int | None = None
+        self._last_cycle: datetime | None = None  # the last cycle's time: what close() saves as of
         self._cycle: _CycleWork | None = None
 
     # -- the Stage seam ------------------------------------------------------------------------
@@ -302,6 +303,7 @@ class HealthStage:
         now_s = now.timestamp()
         new_day = self._day is not None and day != self._day
         self._day = day
+        self._last_cycle = now
         crowded = len(self._memory) > MAX_MINERS // 2  # ids churning (a MAC that changes every cycle)
         if new_day or crowded:
             after = CROWDED_FORGET_AFTER_S if crowded else FORGET_AFTER_S
@@ -318,6 +320,15 @@ class HealthStage:
         self._last_save_s = now_s
         try:
             health_history.save(self.state_path, {m: mem.kept for m, mem in self._memory.items()}, now)
+        except (OSError, ValueError) as e:
+            log.error("cannot save the health history to %s: %s", self.state_path, e)
+
+    def close(self) -> None:
+        """On stop (service mode only: a command never writes the history): save what it knows."""
+        if not self.save_state or self._last_cycle is None:
+            return
+        try:
+            self.save_now(self._last_cycle)
         except (OSError, ValueError) as e:
             log.error("cannot save the health history to %s: %s", self.state_path, e)
 

@@ -82,11 +82,21 @@ def test_the_service_saves_after_an_interval_and_when_a_day_ends(tmp_path):
     assert path.exists()
 
 
+def test_a_stopping_service_saves_what_it_learnt_since_the_last_save(tmp_path):
+    path = tmp_path / "health-state.json"
+    site = Site(state_path=path)
+    site.cycles(3, a15())
+    assert not path.exists()
+    site.health.close()  # Pipeline.stop
+    assert list(HealthStage("s1", state_path=path)._memory) == ["m1"]
+
+
 def test_a_command_reads_the_history_and_never_writes_it(tmp_path):
     path = tmp_path / "health-state.json"
     site = Site(state_path=path, save=False)
     site.cycles(3, a15())
     site.cycle(a15(), step_s=health_history.SAVE_EVERY_S)
+    site.health.close()
     assert not path.exists()
 
 
