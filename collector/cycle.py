@@ -12,11 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
 from models import CostSample, MinerSample, MinerState, NetworkState
 from models.schema import Measurement
 from models.pool import PoolSnapshot
 from models.reconciliation import PoolReport
 from models.health import MinerHealth, SiteHealth
+
+if TYPE_CHECKING:
+    from collector.stages.curtailment import CurtailmentPlan
 
 # Miners per part handed to the stages and sinks: bounds a cycle's per-miner figures and lines in
 # memory, and each part is one spool batch that delivery can send while the next is worked on.
@@ -88,6 +93,7 @@ class Cycle:
     latencies_s: list[float] = field(default_factory=list)  # per polled miner (benchmarks)
     cost: CycleCost | None = None  # the cost stage's roll-ups
     health: SiteHealth | None = None  # the health stage's roll-up
+    curtailment: CurtailmentPlan | None = None  # the curtailment advice (and what control did with it)
     # Counters a source keeps since the collector started (e.g. MQTT payloads accepted and dropped), for
     # the `collector` point: names and types in models.schema.COLLECTOR.
     counters: dict[str, int] = field(default_factory=dict)

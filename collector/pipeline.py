@@ -22,6 +22,8 @@ from collector.cycle import Cycle
 from collector.mqtt.connection import MqttConnection
 from collector.mqtt.topics import Topics, slug
 from collector.sinks import Sink
+from collector.layout import SiteLayout
+from collector.sinks.curtailment_control import CurtailmentControl
 from collector.sinks.influx import InfluxSink
 from collector.sinks.local_history import LocalHistorySink
 from collector.sinks.mqtt_publish import MqttSink
@@ -37,9 +39,10 @@ from collector.stages.cost_stage import CostStage
 from collector.stages.pool_reconciliation import PoolReconciliation
 from collector.stages.health import HealthStage
 from collector.stages.power_truth import PowerTruth
-from collector.layout import SiteLayout
+from collector.stages.curtailment import CurtailmentStage
 from models import CollectorConfig
-from models.mqtt import MqttConfig
+from models.curtailment import ControlMode, CurtailmentConfig
+from models.mqtt import IngestKind, MqttConfig, MqttSubscription
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +108,8 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
     """The pipeline `config` describes, writing to `sinks`. `service_mode` (`hashfleet collect`, not
     `watch`): MQTT in and out, and the running cost totals kept on disk — a watch must never mark the
     collector offline on MQTT nor race it for the totals file."""
-    mqtt = MqttBridge(config.mqtt, config.site) if service_mode and config.mqtt is not None else None
+    mqtt = (MqttBridge(config.mqtt, config.site, curtailment=config.curtailment)
+            if service_mode and config.mqtt is not None else None)
     live = mqtt.live if mqtt is not None else LiveInputs()
     polled = PolledMiners(config)
     # Announced in this order: the network state first (costing needs it from the first sample on),
@@ -120,6 +124,9 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
         stages.append(CostStage(config.site, config.economics, live=live, totals_path=totals,
                                 forget_after_s=config.forget_unseen_miners_h * 3600,
                                 power_correction=truth.correction, measured_pue=truth.measured_pue))
+        if config.curtailment is not None:
+            stages.append(curtailment_stage(config, live, service_mode))
+            sinks[:0] = curtailment_control(config, live, service_mode)  # first: the other sinks see its actions
     # After the cost stage: it prices each miner's problems with the part's cost figures. Its history
     # file is read by every command and written only by the service.
     stages.append(HealthStage(config.site, economics=config.economics, layout=SiteLayout.load(config.layout),
@@ -134,6 +141,26 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
                                          settings=config.reconciliation, save=service_mode,
                                          state_path=config_loader.spool_directory(config) / "pool-days.json"))
     return Pipeline(config, sources, stages, sinks, polled, mqtt)
+
+
+def curtailment_stage(config: CollectorConfig, live: LiveInputs, service_mode: bool) -> CurtailmentStage:
+    """The advice (collector/stages/curtailment.py); its measured efficiencies kept on disk in service mode."""
+    assert config.curtailment is not None and config.economics is not None
+    state = config_loader.spool_directory(config) / "curtailment-efficiency.json" if service_mode else None
+    return CurtailmentStage(config.site, config.economics, config.curtailment, live=live,
+                            layout=SiteLayout.load(config.layout), state_path=state)
+
+
+def curtailment_control(config: CollectorConfig, live: LiveInputs, service_mode: bool) -> list[Sink]:
+    """The control sink, in `hashfleet collect` only and only when the config turns it on (dry_run or on)."""
+    assert config.curtailment is not None
+    control = config.curtailment.control
+    if not service_mode or control.mode is ControlMode.OFF:
+        return []
+    directory = config_loader.spool_directory(config)
+    return [CurtailmentControl(control, config.site, live=live, layout=SiteLayout.load(config.layout),
+                               state_path=directory / "curtailment-control.json",
+                               audit_path=control.audit_log or directory / "curtailment-actions.jsonl")]
 
 
 class SpoolInUseError(Exception):
@@ -162,17 +189,20 @@ def storage_sink(config: CollectorConfig) -> InfluxSink | LocalHistorySink:
 class MqttBridge:
     """One MQTT connection, the ingest (a source) and the publishing sink of one collector."""
 
-    def __init__(self, config: MqttConfig, site: str, *, live: LiveInputs | None = None) -> None:
+    def __init__(self, config: MqttConfig, site: str, *, live: LiveInputs | None = None,
+                 curtailment: CurtailmentConfig | None = None) -> None:
         self.config = config
         self.topics = Topics(config.topic_prefix, site)
         self.live = live or LiveInputs(meter_max_age_s=config.meter_max_age_s)
         self.live.facility_keys = frozenset(key for sub in config.ingest for key in sub.facility)
-        self.ingest = MqttIngest(config, site, self.live)
+        ingest = config.model_copy(update={"ingest": [*config.ingest, *curtailment_subscriptions(self.topics, curtailment)]})
+        self.ingest = MqttIngest(ingest, site, self.live, dr_default_duration_s=(
+            curtailment.dr_default_duration_s if curtailment is not None else 3600.0))
         client_id = config.client_id or f"hashfleet-{slug(site)}-{secrets.token_hex(3)}"
         self.connection = MqttConnection(config, status_topic=self.topics.status, client_id=client_id,
                                          subscriptions=self.ingest.subscriptions, on_message=self.ingest.handle)
         self.sink = MqttSink(self.connection, self.topics, config, stats=self.ingest.stats,
-                             evicted=self.ingest.take_evicted)
+                             evicted=self.ingest.take_evicted, curtailment=curtailment)
 
     async def start(self) -> None:
         """Bind the ingest to the running loop and connect (waits for the first CONNACK, bounded)."""
@@ -181,3 +211,15 @@ class MqttBridge:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def curtailment_subscriptions(topics: Topics, curtailment: CurtailmentConfig | None) -> list[MqttSubscription]:
+    """The curtailment command topics the ingest listens to: the kill switch whenever control may act,
+    the control mode and demand-response limit (Home Assistant's entities) only when the config allows."""
+    if curtailment is None or curtailment.control.mode is ControlMode.OFF:
+        return []
+    subscriptions = [MqttSubscription(topic=topics.curtailment_set("kill"), kind=IngestKind.CURTAILMENT_KILL)]
+    if curtailment.control.mqtt_commands:
+        subscriptions += [MqttSubscription(topic=topics.curtailment_set("mode"), kind=IngestKind.CURTAILMENT_MODE),
+                          MqttSubscription(topic=topics.curtailment_set("dr_limit_kw"), kind=IngestKind.DR_TARGET)]
+    return subscriptions

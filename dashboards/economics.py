@@ -41,6 +41,18 @@ def _latest(fields: dict[str, str]) -> str:
 BTC_PRICE = (f'SELECT mean("btc_price_usd") AS "BTC price" FROM "{schema.NETWORK}" WHERE {SITE} AND $timeFilter '
              f'{BUCKET} fill(none)')
 
+# Curtailment (docs/curtailment.md): the plan's site points, the miners it advises, control's actions.
+PLAN = f"\"scope\" = 'site' AND {SITE}"
+_PLAN_SERIES = 'SELECT {fields} FROM "%s" WHERE %s AND $timeFilter %s, "site" fill(none)' % (schema.CURTAILMENT, PLAN, BUCKET)
+CURTAILED_NOW = (
+    'SELECT last("action") AS "action", last("mode") AS "mode", last("kw") AS "kW planned", '
+    'last("kw_always_on") AS "kW always-on", last("margin_usd_kwh") AS "margin $/kWh", '
+    'last("efficiency_j_th") AS "J/TH", last("reason") AS "why" '
+    f'FROM "{schema.CURTAILMENT}" WHERE "scope" = \'miner\' AND {SITE} AND $timeFilter GROUP BY "site", "miner"'
+)
+ACTIONS = (f'SELECT "reason" AS "why", "detail", "command", "kw", "attempt", "control_mode" FROM "{schema.ACTION}" '
+           f'WHERE {SITE} AND $timeFilter GROUP BY "site", "miner", "action", "result"')
+
 # Cost per BTC by model: each miner's latest $/day and BTC/day (per-miner `cost` points carry its model),
 # summed per model, then divided: a ratio of sums, not a mean of ratios. A miner never identified
 # (offline since the collector started) has no model and sums into the blank one.
@@ -209,4 +221,55 @@ def build() -> model.Dashboard:
             description=f"Mean pool-side over reported hashrate under {POOL_SHARE_LISTED:.0%} over the range: "
                         "over-reporting firmware, a miner hashing elsewhere, or rejects."))
     )
-    return finish(board)
+    return finish(_curtailment_row(board))
+
+
+def _curtailment_row(board: dash.Dashboard) -> dash.Dashboard:
+    """The curtailment advice at the price in force, and what following it saves against always-on."""
+    usd = "currencyUSD"
+
+    def series(fields: dict[str, str], how: str = "mean") -> str:
+        return _PLAN_SERIES.format(fields=", ".join(f'{how}("{f}") AS "{name}"' for name, f in fields.items()))
+
+    return (
+        board.with_row(dash.Row("Curtailment"))
+        .with_panel(stat_panel("Saved vs always-on", [query(
+            f'SELECT last("saved_usd_day") AS "now" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
+            'GROUP BY "site"', alias="$tag_site")], usd, width=6, decimals=2,
+            description="What following the plan earns more than running every miner always on, at the price now "
+                        "(a day's rate); the plan's own margins, not a bill."))
+        .with_panel(stat_panel("Saved since start", [query(
+            f'SELECT last("saved_usd_total") AS "saved" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
+            'GROUP BY "site"', alias="$tag_site")], usd, width=6, decimals=2,
+            description="The plan's saving against always-on, integrated cycle by cycle since the collector kept it "
+                        "(stale cycles not counted)."))
+        .with_panel(stat_panel("Miners asleep (plan)", [query(
+            f'SELECT last("miners_sleep") AS "asleep" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
+            'GROUP BY "site"', alias="$tag_site")], "none", width=6, decimals=0))
+        .with_panel(stat_panel("Power shed (plan)", [query(
+            f'SELECT last("shed_kw") AS "shed" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
+            'GROUP BY "site"', alias="$tag_site")], "suffix: kW", width=6, decimals=1))
+        .with_panel(timeseries_panel("Planned vs always-on draw", [
+            query(series({"planned": "planned_kw", "always-on": "always_on_kw", "DR limit": "dr_limit_kw"}),
+                  alias="$tag_site $col")], "suffix: kW", fill=0,
+            description="Facility kW if the plan is followed, against every miner running as usual."))
+        .with_panel(timeseries_panel("Power price the cycles used", [
+            query(f'SELECT mean("usd_per_kwh") AS "price" FROM "{schema.POWER_PRICE}" WHERE {SITE} AND $timeFilter '
+                  f'{BUCKET}, "site", "source" fill(none)', alias="$tag_site $tag_source")], "suffix: $/kWh", fill=0,
+            description="Tariff, live feed or its fallback (a stale price: the plan holds). What `hashfleet backtest` "
+                        "replays without --prices."))
+        .with_panel(timeseries_panel("Miners the plan curtails", [
+            query(series({"asleep": "miners_sleep", "lower mode": "miners_lower", "changes": "changes"}, "max"),
+                  alias="$tag_site $col")], "none", fill=10, stack=False))
+        .with_panel(timeseries_panel("Saved vs always-on per day", [
+            query(series({"saved": "saved_usd_day"}), alias="$tag_site $col")], usd, fill=10))
+        .with_panel(table_panel(
+            "Miners the plan does not run as usual", [query(CURTAILED_NOW, table_format=True)], width=24,
+            transformations=[transform("filterByValue", {"type": "exclude", "match": "any", "filters": [
+                {"fieldName": "action", "config": {"id": "equal", "options": {"value": "run"}}}]})],
+            description="Each miner's last plan in the range: asleep, or in another work mode, and why."))
+        .with_panel(table_panel(
+            "Curtailment control actions", [query(ACTIONS, table_format=True)], width=24,
+            description="Every step of every action on a miner (dry_run, sent, accepted, confirmed, unconfirmed, "
+                        "skipped), as the audit log keeps it."))
+    )

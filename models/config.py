@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from models.base import Settings, read_secret_file
+from models.curtailment import CurtailmentConfig
 from models.economics import NetworkFeedConfig, SiteEconomics
 from models.mqtt import MqttConfig
 from models.pool import PoolKind
@@ -247,6 +248,8 @@ class CollectorConfig(Settings):
     pools: list[PoolConfig] = Field(default_factory=list, max_length=32,
                                     description="pool accounts read over their APIs: earnings, pool-side hashrate")
     reconciliation: ReconciliationConfig = Field(default_factory=ReconciliationConfig)
+    curtailment: CurtailmentConfig | None = Field(
+        default=None, description="advice every cycle (run, sleep, lower mode) and opt-in control: docs/curtailment.md")
 
     @field_validator("site")
     @classmethod
@@ -299,4 +302,6 @@ class CollectorConfig(Settings):
         if (self.economics is None) != (self.network is None):
             missing = "network" if self.network is None else "economics"
             raise ValueError(f"cost figures need both `economics` and `network`; `{missing}` is missing")
+        if self.curtailment is not None and self.economics is None:
+            raise ValueError("`curtailment` weighs each miner's margin: it needs `economics` and `network`")
         return self

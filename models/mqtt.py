@@ -69,6 +69,9 @@ class IngestKind(StrEnum):
     METER = "meter"  # a smart PDU or power meter: watts per outlet or per rack
     POWER_PRICE = "power_price"  # live power price, $/kWh (or $/MWh)
     BTC_PRICE = "btc_price"  # live BTC price, USD
+    DR_TARGET = "dr_target"  # a demand-response target (models.curtailment.DrTarget JSON, or a bare kW limit)
+    CURTAILMENT_MODE = "curtailment_mode"  # control mode off | dry_run | on (Home Assistant's select)
+    CURTAILMENT_KILL = "curtailment_kill"  # the kill switch: ON | OFF
 
 
 class MqttSubscription(Settings):

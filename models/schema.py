@@ -143,4 +143,38 @@ HEALTH = Measurement("health", ("site", "scope", "miner", "model", "cause", "sig
     "power_samples": int,
 })
 
-MEASUREMENTS = {m.name: m for m in (MINER, MINER_BOARD, COST, NETWORK, COLLECTOR, POOL, POOL_DAY, HEALTH)}
+# Curtailment (collector/stages/curtailment.py, docs/curtailment.md). Scope `site`: the plan's summary
+# every cycle; scope `miner`: each miner the plan does not simply leave running as usual (asleep, another
+# work mode) and each one whose plan changed, so the last point of a miner is its plan now.
+CURTAILMENT_SITE_FIELDS = (
+    "price_usd_kwh", "revenue_usd_th_day", "stale", "strategy", "control_mode",
+    "miners_planned", "miners_run", "miners_sleep", "miners_lower", "changes", "held", "deferred",
+    "planned_kw", "always_on_kw", "shed_kw", "dr_limit_kw", "dr_shed_kw", "dr_need_kw", "dr_met",
+    "saved_usd_day", "energy_saved_kwh_day", "btc_forgone_day", "saved_usd_total", "energy_saved_kwh_total",
+    "btc_forgone_total",
+)
+CURTAILMENT_MINER_FIELDS = (
+    "action", "mode", "reason", "kw", "kw_always_on", "margin_usd_kwh", "efficiency_j_th", "profit_usd_day",
+    "changed", "held", "dr",
+)
+_CURTAILMENT_TYPES: dict[str, type] = {
+    "stale": int, "strategy": str, "control_mode": str, "miners_planned": int, "miners_run": int,
+    "miners_sleep": int, "miners_lower": int, "changes": int, "held": int, "deferred": int, "dr_met": int,
+    "action": str, "mode": str, "reason": str, "changed": int, "dr": int,
+}
+CURTAILMENT = Measurement("curtailment", ("site", "scope", "miner"), {
+    name: _CURTAILMENT_TYPES.get(name, float) for name in dict.fromkeys(CURTAILMENT_SITE_FIELDS + CURTAILMENT_MINER_FIELDS)
+})
+
+# Every step of every action curtailment control takes on a miner (collector/sinks/curtailment_control.py),
+# the same events as its audit log: dry_run, sent, accepted, refused, error, confirmed, unconfirmed, skipped.
+ACTION = Measurement("action", ("site", "miner", "action", "result"), {
+    "reason": str, "detail": str, "command": str, "host": str, "kw": float, "attempt": int, "control_mode": str,
+})
+
+# The power price each cycle used: `source` tariff (flat, time of use), live (a fresh feed price) or
+# fallback (the live tariff's fallback: no fresh price). What `hashfleet backtest` replays without --prices.
+POWER_PRICE = Measurement("power_price", ("site", "source"), {"usd_per_kwh": float, "stale": int})
+
+MEASUREMENTS = {m.name: m for m in (MINER, MINER_BOARD, COST, NETWORK, COLLECTOR, POOL, POOL_DAY, HEALTH,
+                                             CURTAILMENT, ACTION, POWER_PRICE)}

@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from collector.commands import collect, cost, grafana, health, poll, pools, report, scan, watch
+from collector.commands import advise, backtest, collect, cost, grafana, health, poll, pools, report, scan, watch
 from collector.redact import RedactingFilter
 
 app = typer.Typer(
@@ -44,6 +44,8 @@ app.command()(report.report)
 app.command()(health.health)
 app.command(name="cost")(cost.cost)
 app.command()(pools.pools)
+app.command()(advise.advise)
+app.command()(backtest.backtest)
 app.add_typer(grafana.grafana_app, name="grafana")
 
 

@@ -9,6 +9,7 @@ import typer
 
 from collector import config as config_loader
 from collector.layout import LayoutError, SiteLayout
+from collector.stages.curtailment import load_schedule
 from collector.sources.targets import TargetError, parse_specs
 from models import CollectorConfig
 
@@ -24,9 +25,14 @@ def load_config(path: Path | None, **overrides) -> CollectorConfig:
         config = config_loader.load(path, overrides)
         parse_specs(config.miners)  # a bad address is a config error, found before anything starts
         SiteLayout.load(config.layout)  # likewise a bad layout CSV
-        return config
     except (config_loader.ConfigError, TargetError, LayoutError) as e:
         fail_usage(str(e))
+    if config.curtailment is not None and config.curtailment.dr_schedule is not None:
+        try:
+            load_schedule(config.curtailment.dr_schedule)  # and a bad demand-response schedule
+        except ValueError as e:
+            fail_usage(str(e))
+    return config
 
 
 def parse_period(option: str, text: str) -> int:

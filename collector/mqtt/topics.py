@@ -8,6 +8,12 @@
     <prefix>/<site>/miner/<miner>/state    MinerSample JSON (retained)
     <prefix>/<site>/miner/<miner>/cost     miner CostSample JSON (retained)
     <prefix>/<site>/miner/<miner>/health   the miner's problems, root cause and dollars lost (retained)
+    <prefix>/<site>/miner/<miner>/plan     the curtailment plan for the miner (retained, on change)
+    <prefix>/<site>/curtailment/state      the curtailment plan's summary (retained)
+    <prefix>/<site>/curtailment/actions    what curtailment control did (each event)
+    <prefix>/<site>/curtailment/mode/set   commands in (Home Assistant): control mode,
+    <prefix>/<site>/curtailment/dr_limit_kw/set   demand-response limit,
+    <prefix>/<site>/curtailment/kill/set   the kill switch
 
 A miner id becomes one topic level: `/`, `+` and `#` (which MQTT reserves) are replaced by `_`.
 """
@@ -68,6 +74,25 @@ class Topics:
 
     def miner_cost(self, miner: str) -> str:
         return f"{self.root}/miner/{topic_level(miner)}/cost"
+
+    def miner_plan(self, miner: str) -> str:
+        return f"{self.root}/miner/{topic_level(miner)}/plan"
+
+    @property
+    def curtailment(self) -> str:
+        return f"{self.root}/curtailment"
+
+    @property
+    def curtailment_state(self) -> str:
+        return f"{self.curtailment}/state"
+
+    @property
+    def curtailment_actions(self) -> str:
+        return f"{self.curtailment}/actions"
+
+    def curtailment_set(self, what: str) -> str:
+        """The command topic of a curtailment entity: mode, dr_limit_kw or kill."""
+        return f"{self.curtailment}/{what}/set"
 
 
 ONLINE = "online"

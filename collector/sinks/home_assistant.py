@@ -180,3 +180,56 @@ def site_configs(topics: Topics, discovery_prefix: str, *, cost: bool,
     return [(config_topic(discovery_prefix, node_id, s.object_id),
              sensor_config(s, node_id=node_id, state_topic=state_topic, device=device, topics=topics))
             for s, state_topic in pairs]
+
+
+# --- curtailment (docs/curtailment.md) ---------------------------------------------------------
+
+PLAN_ACTIONS = ("run", "sleep", "lower", "raise")
+CONTROL_MODES = ("off", "dry_run", "on")
+CURTAILMENT_SENSORS = (  # from <prefix>/<site>/curtailment/state
+    Sensor("curtailment_asleep", "Miners asleep (plan)", "miners_sleep", icon="mdi:power-sleep", precision=0),
+    Sensor("curtailment_shed", "Power shed (plan)", "shed_kw", "kW", "power", precision=1),
+    Sensor("curtailment_saved", "Saved vs always-on", "saved_usd_day", "USD/d", icon="mdi:cash-plus", precision=2),
+    Sensor("curtailment_control", "Curtailment control mode", "control_mode", device_class="enum", state_class=None,
+           icon="mdi:remote", options=CONTROL_MODES),
+)
+MINER_PLAN_SENSOR = Sensor("plan", "Plan", "action", device_class="enum", state_class=None, icon="mdi:power-sleep",
+                           options=PLAN_ACTIONS)
+
+
+def curtailment_configs(topics: Topics, discovery_prefix: str, *, commands: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The site's curtailment sensors; with `commands` (curtailment.control.mqtt_commands) also the control
+    mode (a select), the demand-response limit (a number, kW; 0 clears) and the kill switch (a switch)."""
+    node_id = site_node_id(topics.site)
+    device = site_device(topics.site)
+    state = topics.curtailment_state
+    out = [(config_topic(discovery_prefix, node_id, s.object_id),
+            sensor_config(s, node_id=node_id, state_topic=state, device=device, topics=topics))
+           for s in CURTAILMENT_SENSORS]
+    if not commands:
+        return out
+    common = {"state_topic": state, "availability": _availability(topics), "device": device, "origin": ORIGIN}
+    out.append((config_topic(discovery_prefix, node_id, "curtailment_mode", "select"), {
+        "name": "Curtailment control", "unique_id": f"{node_id}_curtailment_mode",
+        "command_topic": topics.curtailment_set("mode"), "value_template": "{{ value_json.control_mode }}",
+        "options": list(CONTROL_MODES), "icon": "mdi:remote", **common}))
+    out.append((config_topic(discovery_prefix, node_id, "curtailment_dr_limit", "number"), {
+        "name": "Demand-response limit", "unique_id": f"{node_id}_curtailment_dr_limit",
+        "command_topic": topics.curtailment_set("dr_limit_kw"),
+        "value_template": "{{ value_json.dr_limit_kw if value_json.dr_limit_kw is not none else 0 }}",
+        "min": 0, "max": 1_000_000, "step": 1, "mode": "box", "unit_of_measurement": "kW",
+        "icon": "mdi:transmission-tower-export", **common}))
+    out.append((config_topic(discovery_prefix, node_id, "curtailment_kill", "switch"), {
+        "name": "Curtailment kill switch", "unique_id": f"{node_id}_curtailment_kill",
+        "command_topic": topics.curtailment_set("kill"), "payload_on": "ON", "payload_off": "OFF",
+        "value_template": "{{ 'ON' if value_json.killed else 'OFF' }}", "icon": "mdi:stop-circle", **common}))
+    return out
+
+
+def miner_plan_config(topics: Topics, miner: str, discovery_prefix: str) -> tuple[str, dict[str, Any]]:
+    """The miner's plan sensor, on the miner's device (matched by its identifier)."""
+    node_id = miner_node_id(topics.site, miner)
+    device = {"identifiers": [node_id]}
+    return (config_topic(discovery_prefix, node_id, MINER_PLAN_SENSOR.object_id),
+            sensor_config(MINER_PLAN_SENSOR, node_id=node_id, state_topic=topics.miner_plan(miner), device=device,
+                          topics=topics))

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.mqtt.connection import MqttConnection
 from collector.mqtt.topics import Topics
@@ -28,7 +28,11 @@ from collector.sinks import home_assistant
 from collector.cycle import Cycle, MinersPart
 from models import CostSample, MinerSample, MinerState
 from models.health import MinerHealth, Problem, SiteHealth
+from models.curtailment import CurtailmentConfig
 from models.mqtt import MqttConfig
+
+if TYPE_CHECKING:
+    from collector.stages.curtailment import CurtailmentPlan
 
 DISCOVERY_QOS = 1
 
@@ -136,11 +140,33 @@ def site_health_payload(health: SiteHealth, ts: datetime) -> dict[str, Any]:
     }
 
 
+def plan_summary(plan: CurtailmentPlan) -> dict[str, Any]:
+    """The curtailment plan's summary as published (and what Home Assistant's entities read)."""
+    dr = plan.dr_target
+    return {
+        "site": plan.site, "ts": _iso(plan.ts), "strategy": plan.strategy, "control_mode": plan.control_mode,
+        "killed": plan.killed, "price_usd_kwh": plan.price_usd_kwh, "price_source": plan.price_source,
+        "stale": plan.stale, "stale_reason": plan.stale_reason or None, "miners_planned": plan.miners_planned,
+        "miners_run": plan.miners_run, "miners_sleep": plan.miners_sleep, "miners_lower": plan.miners_lower,
+        "changes": plan.changes, "held": plan.held, "deferred": plan.deferred,
+        "planned_kw": round(plan.planned_kw, 3), "always_on_kw": round(plan.always_on_kw, 3),
+        "shed_kw": round(plan.shed_kw, 3),
+        "dr_limit_kw": dr.limit_kw if dr is not None else None, "dr_shed_kw": dr.shed_kw if dr is not None else None,
+        "dr_until": _iso(dr.end) if dr is not None else None, "dr_met": plan.dr_met if dr is not None else None,
+        "saved_usd_day": round(plan.saved_usd_day, 4), "energy_saved_kwh_day": round(plan.energy_saved_kwh_day, 3),
+        "btc_forgone_day": plan.btc_forgone_day, "saved_usd_total": round(plan.saved_usd_total, 4),
+        "energy_saved_kwh_total": round(plan.energy_saved_kwh_total, 3), "btc_forgone_total": plan.btc_forgone_total,
+    }
+
+
 class MqttSink:
     def __init__(self, connection: MqttConnection, topics: Topics, config: MqttConfig, *,
                  stats: Callable[[], dict[str, Any]] | None = None,
-                 evicted: Callable[[], list[str]] | None = None) -> None:
+                 evicted: Callable[[], list[str]] | None = None, curtailment: CurtailmentConfig | None = None) -> None:
         self.connection = connection
+        self.curtailment = curtailment
+        self._plans: dict[str, str] = {}  # miner -> the plan last published for it
+        self._curtailment_discovered = False
         self.topics = topics
         self.config = config
         self._stats = stats
@@ -188,6 +214,42 @@ class MqttSink:
         if cycle.health is not None:
             out.append(Message(self.topics.site_health, _json(site_health_payload(cycle.health, cycle.ts)), qos, retain))
         out.append(Message(self.topics.collector, _json(self._health(cycle)), qos, retain))
+        if cycle.curtailment is not None:
+            out += self.curtailment_messages(cycle.curtailment)
+        return out
+
+    def curtailment_messages(self, plan: CurtailmentPlan) -> list[Message]:
+        """The plan's summary, each miner's plan when it changes (and on first sight), control's events,
+        and the Home Assistant entities the first time."""
+        qos, retain = self.config.qos, self.config.retain
+        out = []
+        if self.config.discovery and not self._curtailment_discovered:
+            self._curtailment_discovered = True
+            commands = self.curtailment is not None and self.curtailment.control.mqtt_commands
+            out += [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in
+                    home_assistant.curtailment_configs(self.topics, self.config.discovery_prefix, commands=commands)]
+        out.append(Message(self.topics.curtailment_state, _json(plan_summary(plan)), qos, retain))
+        advice = {a.miner: a for a in plan.advice}
+        published = self._plans
+        ts = _iso(plan.ts)
+        for miner, key in plan.keys.items():
+            a = advice.get(miner)
+            signature = f"{key}|{a.action if a is not None else 'run'}"
+            if published.get(miner) == signature:
+                continue
+            if self.config.discovery and miner not in published:
+                topic, payload = home_assistant.miner_plan_config(self.topics, miner, self.config.discovery_prefix)
+                out.append(Message(topic, _json(payload), DISCOVERY_QOS, True))
+            published[miner] = signature
+            body = ({"ts": ts, "action": a.action, "mode": a.key or None, "reason": a.reason, "kw": round(a.kw, 3),
+                     "held": a.held, "dr": a.dr} if a is not None else
+                    {"ts": ts, "action": "run", "mode": key or None, "reason": "running as usual"})
+            out.append(Message(self.topics.miner_plan(miner), _json(body), qos, True))
+        for e in plan.events:
+            out.append(Message(self.topics.curtailment_actions, _json({
+                "ts": _iso(e.ts), "miner": e.miner, "action": e.action, "result": e.result, "why": e.reason,
+                "detail": e.detail, "command": e.command, "kw": round(e.kw, 3), "attempt": e.attempt,
+                "mode": e.mode}), qos, False))
         return out
 
     def _site_discovery(self, cycle: Cycle) -> list[Message]:
@@ -224,6 +286,10 @@ class MqttSink:
             topics = []
             if self._discovered.pop(miner, None) is not None:
                 topics += home_assistant.miner_config_topics(self.topics.site, miner, self.config.discovery_prefix)
+            if self._plans.pop(miner, None) is not None:
+                topics.append(self.topics.miner_plan(miner))
+                if self.config.discovery:
+                    topics.append(home_assistant.miner_plan_config(self.topics, miner, self.config.discovery_prefix)[0])
             if self.config.retain:
                 topics += [self.topics.miner_state(miner), self.topics.miner_cost(miner), self.topics.miner_health(miner)]
             out += [Message(topic, b"", DISCOVERY_QOS, True) for topic in topics]

@@ -6,6 +6,9 @@
     network      difficulty, subsidy, fees, BTC price, hashprice, their ages
     collector    the service's own health per cycle
     health       per miner and per open problem per cycle; the site's roll-up and power corrections
+    curtailment  the plan (site) and the miners it does not leave running as usual (miner)
+    action       what curtailment control did, step by step
+    power_price  the power price the cycle used
     and every Record a stage adds to a part or the cycle (`record_line`), in its measurement
 
 The per-miner points (~5 a miner, ~50,000 a cycle at 10,000 miners) go through a `Shape` each; the
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING
 from collector.line_protocol import Shape, encode, seconds
 from collector.redact import redact_url
 from collector.stages.cost_engine import network_hashprice, network_subsidy_btc
+from collector.stages.curtailment import CurtailmentPlan
 from models import CostSample, MinerSample, NetworkState
 from models import schema
 from models.health import MinerHealth, Signal, SiteHealth
@@ -217,6 +221,41 @@ def part_lines(part: MinersPart) -> list[str]:
     return lines
 
 
+_CURTAILED = Shape(schema.CURTAILMENT.name, ("site", "scope", "miner"),
+                   {name: schema.CURTAILMENT.fields[name] for name in schema.CURTAILMENT_MINER_FIELDS})
+
+
+def curtailment_lines(plan: CurtailmentPlan) -> list[str]:
+    """The plan's site point, a point per miner it advises (asleep, another mode, changed), the power
+    price, and control's events."""
+    ts = seconds(plan.ts)
+    dr = plan.dr_target
+    site = encode(schema.CURTAILMENT.name, {"site": plan.site, "scope": "site"}, {
+        "price_usd_kwh": plan.price_usd_kwh, "revenue_usd_th_day": plan.revenue_usd_th_day,
+        "stale": int(plan.stale), "strategy": plan.strategy, "control_mode": plan.control_mode,
+        "miners_planned": plan.miners_planned, "miners_run": plan.miners_run, "miners_sleep": plan.miners_sleep,
+        "miners_lower": plan.miners_lower, "changes": plan.changes, "held": plan.held, "deferred": plan.deferred,
+        "planned_kw": plan.planned_kw, "always_on_kw": plan.always_on_kw, "shed_kw": plan.shed_kw,
+        "dr_limit_kw": dr.limit_kw if dr is not None else None, "dr_shed_kw": dr.shed_kw if dr is not None else None,
+        "dr_need_kw": plan.dr_need_kw if dr is not None else None, "dr_met": int(plan.dr_met) if dr is not None else None,
+        "saved_usd_day": plan.saved_usd_day, "energy_saved_kwh_day": plan.energy_saved_kwh_day,
+        "btc_forgone_day": plan.btc_forgone_day, "saved_usd_total": plan.saved_usd_total,
+        "energy_saved_kwh_total": plan.energy_saved_kwh_total, "btc_forgone_total": plan.btc_forgone_total,
+    }, ts)
+    lines = [site, encode(schema.POWER_PRICE.name, {"site": plan.site, "source": plan.price_source},
+                          {"usd_per_kwh": plan.price_usd_kwh, "stale": int(plan.price_source == "fallback")}, ts)]
+    for a in plan.advice:
+        lines.append(_CURTAILED.line((plan.site, "miner", a.miner), (
+            a.action, a.key or "sleep", a.reason, a.kw, a.kw_always_on, a.margin_usd_kwh, a.efficiency_j_th,
+            a.profit_usd_day, int(a.changed), int(a.held), int(a.dr)), ts))
+    for e in plan.events:
+        lines.append(encode(schema.ACTION.name, {"site": plan.site, "miner": e.miner, "action": e.action,
+                                                  "result": e.result}, {
+            "reason": e.reason, "detail": e.detail or None, "command": e.command or None, "host": e.host or None,
+            "kw": e.kw, "attempt": e.attempt, "control_mode": e.mode or None}, seconds(e.ts)))
+    return [line for line in lines if line]
+
+
 def cycle_lines(cycle: Cycle, points_before: int = 0, spool_depth: int = 0,
                 spool_dropped: int = 0, spool_rejected: int = 0, spool_lost: int = 0) -> list[str]:
     """The end of a cycle: site and fleet cost, network, and the collector's own health.
@@ -227,6 +266,8 @@ def cycle_lines(cycle: Cycle, points_before: int = 0, spool_depth: int = 0,
                   rollup_cost_point(cycle.cost.fleet, cycle.ts, cycle.shard)]
     if cycle.health is not None:
         lines += site_health_lines(cycle.health, cycle.ts, cycle.shard)
+    if cycle.curtailment is not None:
+        lines += curtailment_lines(cycle.curtailment)
     if cycle.network is not None:
         lines.append(encode(schema.NETWORK.name, {"site": cycle.site}, network_fields(cycle.network, cycle.ts),
                             seconds(cycle.ts)))

@@ -15,12 +15,23 @@ from datetime import datetime
 
 from models.base import is_fresh
 from models import LivePowerPrice
+from models.curtailment import ControlMode, DrTarget
 
 
 @dataclass(frozen=True)
 class MeterReading:
     watts: float
     as_of: datetime
+
+
+@dataclass
+class CurtailmentInputs:
+    """What MQTT (Home Assistant's entities, a utility's feed) asks of curtailment (docs/curtailment.md)."""
+
+    dr_target: DrTarget | None = None  # a demand-response target from a `dr_target` topic
+    mode: ControlMode | None = None  # the control mode Home Assistant asked for (never above the config's)
+    killed: bool = False  # the kill switch topic: nothing is sent while it is ON
+    killed_as_of: datetime | None = None
 
 
 @dataclass
@@ -37,6 +48,7 @@ class LiveInputs:
     # every key's latest reading; measured PUE = that / the miners' draw (collector/stages/power_truth.py).
     facility_w: dict[str, MeterReading] = field(default_factory=dict)  # by meter key
     facility_keys: frozenset[str] = frozenset()
+    curtailment: CurtailmentInputs = field(default_factory=CurtailmentInputs)
 
     def metered_power(self, miner: str, now: datetime) -> float | None:
         reading = self.metered_w.get(miner)

@@ -16,6 +16,11 @@ Four kinds of topic (models.mqtt.IngestKind):
   keys are the whole site's draw (LiveInputs.facility_w): the measured PUE (docs/health.md).
 - power_price / btc_price: live prices for the cost engine (a bare JSON number is accepted too),
   refused outside the configured bounds.
+- dr_target, curtailment_mode, curtailment_kill: what curtailment is asked (docs/curtailment.md): a
+  demand-response target (DrTarget JSON, or a bare kW limit for `curtailment.dr_default_duration_s`;
+  0 or null clears it), the control mode (`off`, `dry_run`, `on`: Home Assistant's select sends the
+  bare word) and the kill switch (`ON`/`OFF`, true/false). The composition root subscribes the
+  curtailment command topics only when the config enables them.
 
 Every publisher is hostile until checked. A timestamp more than `max_clock_skew_s` ahead of this
 host's clock is refused (a price dated 2099 would otherwise hold forever, later prices being
@@ -44,7 +49,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -54,6 +59,7 @@ from collector.sources import plausibility
 from collector.sources.live_inputs import LiveInputs, MeterReading
 from collector.mqtt.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
+from models.curtailment import ControlMode, DrTarget, KillPayload
 from models.mqtt import BtcPricePayload, IngestKind, MeterPayload, MqttConfig, MqttSubscription, PowerPricePayload
 
 if TYPE_CHECKING:
@@ -138,10 +144,16 @@ class _Rack:
     miners: tuple[str, ...]
 
 
+# Kinds whose payload may be a bare word rather than JSON (what Home Assistant's select and switch send).
+_WORD_KINDS = frozenset({IngestKind.CURTAILMENT_MODE, IngestKind.CURTAILMENT_KILL})
+_SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
+
+
 class MqttIngest:
     def __init__(self, config: MqttConfig, site: str, live: LiveInputs, *,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 clock: Callable[[], datetime] = _utcnow, dr_default_duration_s: float = 3600.0) -> None:
         self.config = config
+        self.dr_default_duration_s = dr_default_duration_s
         self.site = site
         self.live = live
         self._clock = clock
@@ -167,6 +179,9 @@ class MqttIngest:
             IngestKind.METER: self._meter_update,
             IngestKind.POWER_PRICE: self._power_price_update,
             IngestKind.BTC_PRICE: self._btc_price_update,
+            IngestKind.DR_TARGET: self._dr_target_update,
+            IngestKind.CURTAILMENT_MODE: self._control_mode_update,
+            IngestKind.CURTAILMENT_KILL: self._kill_update,
         }
 
     @property
@@ -226,7 +241,12 @@ class MqttIngest:
         try:
             data = json.loads(payload, parse_constant=_no_constants)
         except ValueError as e:  # UnicodeDecodeError is one too
-            raise _Dropped(NOT_JSON, f"not JSON: {e}") from None
+            if sub.kind not in _WORD_KINDS:
+                raise _Dropped(NOT_JSON, f"not JSON: {e}") from None
+            try:
+                data = payload.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise _Dropped(NOT_JSON, "neither JSON nor a word") from None
         except RecursionError:  # within max_payload_bytes: [[[[... a few thousand deep
             raise _Dropped(NOT_JSON, "nested too deeply") from None
         key = captured[0] if captured else topic
@@ -360,6 +380,51 @@ class MqttIngest:
             if current is None or as_of >= current or current > now:
                 self.live.btc_price_as_of = as_of
                 self.live.btc_price_usd = price.usd
+        return update
+
+    def _dr_target_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
+                          now: datetime) -> Callable[[], None]:
+        number = _bare_number(data)
+        if data is None or number == 0:
+            target = None  # cleared
+        elif number is not None:
+            if not 0 < number <= 10_000_000:
+                raise _Dropped(OUT_OF_BOUNDS, f"demand-response limit {number:g} kW outside (0, 10,000,000]")
+            target = DrTarget(limit_kw=number, start=now, end=now + timedelta(seconds=self.dr_default_duration_s),
+                              reason=f"MQTT {sub.topic[:80]}")
+        else:
+            target = DrTarget.model_validate(data)
+            if target.end <= now:
+                raise _Dropped(OUT_OF_BOUNDS, f"demand-response target ended already ({target.end.isoformat()})")
+
+        def update() -> None:
+            self.live.curtailment.dr_target = target
+        return update
+
+    def _control_mode_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
+                             now: datetime) -> Callable[[], None]:
+        if not isinstance(data, str) or data.lower() not in {m.value for m in ControlMode}:
+            raise _Dropped(INVALID, f"control mode must be one of off, dry_run, on; got {str(data)[:40]!r}")
+        mode = ControlMode(data.lower())
+
+        def update() -> None:
+            self.live.curtailment.mode = mode
+        return update
+
+    def _kill_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
+                     now: datetime) -> Callable[[], None]:
+        if isinstance(data, str) and data.lower() in _SWITCH_WORDS:
+            killed = _SWITCH_WORDS[data.lower()]
+        elif isinstance(data, bool):
+            killed = data
+        elif isinstance(data, dict):
+            killed = KillPayload.model_validate(data).killed
+        else:
+            raise _Dropped(INVALID, f"kill switch must be ON or OFF; got {str(data)[:40]!r}")
+
+        def update() -> None:
+            self.live.curtailment.killed = killed
+            self.live.curtailment.killed_as_of = now
         return update
 
     # -- meters (applied under self._lock) ----------------------------------------------------

@@ -177,6 +177,10 @@ FULL = {
                "max_age_s": 900.0, "timeout_s": 10.0, "min_interval_s": 1.0, "max_reply_mb": 16.0, "backoff_s": 30.0,
                "backoff_max_s": 1800.0, "retry_after_max_s": 900.0, "fee_pct": 2.0}],
     "reconciliation": {"over_report_pct": 5.0, "max_gap_s": 900.0},
+    "curtailment": {"strike_usd_kwh": 0.1, "hysteresis_usd_kwh": 0.003, "min_on_s": 900.0, "min_off_s": 900.0,
+                    "warmup_s": 300.0, "ramp_kw_per_min": 100.0, "dr_default_duration_s": 3600.0,
+                    "work_modes": {"Avalon Q": [{"mode": "0", "hashrate_ths": 56.0, "power_w": 850.0}]},
+                    "control": {"timeout_s": 5.0, "failed_backoff_s": 3600.0}},
 }
 ALTERNATIVES = {  # float fields of the other variants of a union, each set in a copy of FULL
     ("economics", "tariff"): [{"kind": "flat", "usd_per_kwh": 0.05},
@@ -227,7 +231,8 @@ def _configs_with_inf() -> list[tuple[str, dict]]:
         def visit(node: typing.Any, path: tuple[str, ...], concrete: tuple[str, ...]) -> None:
             if isinstance(node, dict):
                 for key, value in node.items():
-                    visit(value, (*path, "*" if path and path[-1].startswith("capex") else key), (*concrete, key))
+                    keyed = path and (path[-1].startswith("capex") or path[-1] == "work_modes")  # keys are names
+                    visit(value, (*path, "*" if keyed else key), (*concrete, key))
             elif isinstance(node, list):
                 for i, value in enumerate(node):
                     visit(value, (*path, "*"), (*concrete, str(i)))

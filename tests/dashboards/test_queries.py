@@ -3,11 +3,11 @@ filled it from simulated miners, with Grafana's macros expanded as Grafana does.
 
 The data: two collector runs (sites `cheap` at $0.02/kWh and `dear` at $0.30/kWh) poll one simulated
 fleet in which one miner does not answer, one overheats (throttled), one lost a hashboard and one
-is soft-off, the miners placed in two racks by a site layout. At the cheap site simulated meters
-read every answering miner's outlet and the whole facility over MQTT. Network values come over HTTP
-from a local stub serving tests/data/network/. A third site, `pooled`, reads simulated pools
-(tests/pool_site.py, SCENARIO) over the last two days on a hand-driven clock up to now, so the pool
-panels and the pool alert have closed days and workers to show.
+is soft-off, the miners placed in two racks by a site layout; both advise curtailment (control in dry_run:
+nothing is sent). At the cheap site simulated meters read every answering miner's outlet and the whole
+facility over MQTT. Network values come over HTTP from a local stub serving tests/data/network/. A third
+site, `pooled`, reads simulated pools (tests/pool_site.py, SCENARIO) over the last two days on a
+hand-driven clock up to now, so the pool panels and the pool alert have closed days and workers to show.
 """
 
 from __future__ import annotations
@@ -110,7 +110,10 @@ def _site_config(path: Path, site: str, usd_per_kwh: float, api: str, mqtt: str 
         f"  difficulty_url: {api}/api/v1/mining/hashrate/3d\n"
         f"  height_url: {api}/api/blocks/tip/height\n"
         f"  fees_url: {api}/api/v1/mining/blocks/fees/24h\n"
-        f"  price_url: {api}/api/v1/prices\n")
+        f"  price_url: {api}/api/v1/prices\n"
+        # Curtailment advice at both sites, control in dry_run (it sends nothing): the plan, the miners it
+        # advises at the dear site, and the actions it would take (Economics, row Curtailment).
+        "curtailment: {min_on_s: 0, min_off_s: 0, control: {mode: dry_run, allow: ['*']}}\n")
     return path
 
 
@@ -406,6 +409,15 @@ def test_cost_by_model_is_the_ratio_of_sums_of_its_miners(influxdb, filled: Site
     assert drop["type"] == "exclude" and drop["filters"][0]["fieldName"] == "BTC/day"
 
 
+def test_curtailment_panels_show_the_dear_site_asleep_and_the_cheap_one_running(influxdb, filled: Site):
+    asleep = {r["site"]: r["asleep"] for r in _run(influxdb, filled, "economics", "Miners asleep (plan)")}
+    assert asleep["cheap"] == 0 and asleep["dear"] >= 5  # at 0.30 $/kWh no simulated model earns
+    rows = _run(influxdb, filled, "economics", "Miners the plan does not run as usual")
+    assert {r["site"] for r in rows if r["action"] == "sleep"} == {"dear"}
+    actions = _run(influxdb, filled, "economics", "Curtailment control actions")
+    assert actions and {r["result"] for r in actions} == {"dry_run"} and {r["site"] for r in actions} == {"dear"}
+
+
 # --- Maintenance ---------------------------------------------------------------------------------
 
 
@@ -463,4 +475,3 @@ def test_health_alerts_name_the_root_cause_and_the_place(influxdb, filled: Site)
                          int(time.time() * 1000) + 1000)
     causes = {(dict(labels)["miner"], dict(labels)["signal"]) for labels in critical}
     assert {(filled.miners[BOARD_LOST], "board_dead"), (filled.miners[OFFLINE], "offline")} <= causes
-

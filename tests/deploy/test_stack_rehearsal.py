@@ -448,9 +448,12 @@ def _has_rows(reply: dict) -> bool:
 
 
 # Panels two cycles of the healthy demo fleet leave empty: no miner is offline, and without internet
-# access the network figures are the config's static stand-ins, which have no fetch age.
+# access the network figures are the config's static stand-ins, which have no fetch age; being stale,
+# they hold the curtailment plan (no miner advised off) and control is off (no actions).
 # Panels named dashboard:title:ref (their numeric ids move when a panel is added).
-EMPTY_IN_A_REHEARSAL = {"fleet-overview:Offline miners:A", "collector-health:Network data age:A"}
+EMPTY_IN_A_REHEARSAL = {"fleet-overview:Offline miners:A", "collector-health:Network data age:A",
+                        "economics:Miners the plan does not run as usual:A",
+                        "economics:Curtailment control actions:A"}
 # The demo stack reads no pools: the Economics row "What the pools paid" is empty there (its queries run
 # on a pooled site's data in tests/dashboards/test_queries.py).
 EMPTY_IN_A_REHEARSAL |= {

@@ -1,0 +1,154 @@
+"""What curtailment planning adds to a cycle: `python -m bench.curtailment --miners 10000 --cycles 8`.
+
+`collector.pipeline.build` assembles the stages for a config with `curtailment:` (the cost stage, then
+the advice); this drives them through the Stage protocol in the order the service does
+(collector/service.py: the network source announces, each stage `begin`s, sees the fleet in parts of
+PART_MINERS, then `finish`es), with a synthetic fleet of ready samples (no miners polled: the stages are
+all there is to time), and times each stage's own calls: CPU seconds of the loop's thread (robust to a
+busy shared machine) and wall seconds. The curtailment stage's time is what planning adds.
+
+The price is a live tariff's, set each cycle where the MQTT ingest would set it (the stages' LiveInputs).
+Scenarios: the price steady; a spike every miner loses at, after three cycles (every miner changes in one
+warm cycle); a demand-response target from a schedule file starting after three cycles (shedding ~10 kW,
+and ~5 % of the fleet). The first cycle after a start builds every miner's state (cold) and is reported
+apart. Target: at most 50 ms per cycle at 10,000 miners.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import yaml
+
+from collector import pipeline, service
+from collector.cycle import PART_MINERS, Cycle, MinersPart
+from collector.stages.curtailment import CurtailmentStage
+from models import CollectorConfig, LivePowerPrice, MinerSample, MinerState, SampleSource
+
+NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
+                                          "btc_price_usd": 95000}}
+# model as Avalons report it, (TH/s, W), work mode
+FLEET = [("AvalonMiner 15-194", 194.0, 3650.0, "0"), ("AvalonMiner 1466-150", 150.0, 3230.0, "0"),
+         ("AvalonMiner 1246-83", 90.0, 3420.0, "0"), ("Avalon Q", 90.0, 1674.0, "2")]
+
+
+def fleet(n: int, ts: datetime) -> list[MinerSample]:
+    out = []
+    for i in range(n):
+        model, ths, w, mode = FLEET[i % len(FLEET)]
+        spread = 0.9 + 0.2 * ((i * 7919) % 1000) / 1000  # each unit its own efficiency
+        state = MinerState.SOFT_OFF if i % 97 == 0 else MinerState.MINING
+        out.append(MinerSample(
+            miner=f"AA:BB:{i >> 16 & 255:02X}:{i >> 8 & 255:02X}:{i & 255:02X}:00", host=f"10.{i >> 16}.{i >> 8 & 255}.{i & 255}",
+            port=4028, site="bench", ts=ts, state=state, source=SampleSource.AVALON, model=model, work_mode=mode,
+            hashrate_ths=ths * spread if state is MinerState.MINING else 0.0, power_w=w if state is MinerState.MINING else 70.0,
+            uptime_s=86400))
+    return out
+
+
+def config(curtailment: dict | None) -> CollectorConfig:
+    data = {"site": "bench", "interval_s": 10, "network": NETWORK,
+            "economics": {"tariff": {"kind": "live", "fallback_usd_per_kwh": 0.045}, "pue": 1.08}}
+    if curtailment is not None:
+        data["curtailment"] = curtailment
+    return CollectorConfig.model_validate(data)
+
+
+def stage_times(cfg: CollectorConfig, samples: list[MinerSample], prices: list[float],
+                start: datetime) -> dict[str, list[tuple[float, float]]]:
+    """Per stage (class name), each cycle's (CPU s, wall s) of its own begin, part and finish calls; one cycle
+    per price, 10 s apart from `start`."""
+    built = pipeline.build(cfg)
+    sources = [s for s in built.sources if s is not built.polled]  # the network state
+    out: dict[str, list[tuple[float, float]]] = {type(stage).__name__: [] for stage in built.stages}
+    live = next(stage.live for stage in built.stages if isinstance(stage, CurtailmentStage))
+
+    async def run() -> None:
+        for k, price in enumerate(prices):
+            ts = start + timedelta(seconds=10 * k)
+            live.power_price = LivePowerPrice(usd_per_kwh=price, as_of=ts)
+            cycle = Cycle("bench", ts)
+            for source in sources:
+                await source.announce(cycle)
+            stamped = [s.model_copy(update={"ts": ts}) for s in samples]
+            spent = {name: [0.0, 0.0] for name in out}
+            for step in ("begin", "part", "finish"):
+                chunks = [stamped[i:i + PART_MINERS] for i in range(0, len(stamped), PART_MINERS)] if step == "part" else [None]
+                for chunk in chunks:
+                    if chunk is not None:
+                        cycle.samples.extend(chunk)
+                        part = MinersPart(cycle.site, ts, chunk)
+                    for stage in built.stages:
+                        cpu, wall = time.thread_time(), time.perf_counter()
+                        if step == "begin":
+                            stage.begin(cycle)
+                        elif step == "part":
+                            stage.part(cycle, part)
+                        else:
+                            stage.finish(cycle)
+                        took = spent[type(stage).__name__]
+                        took[0] += time.thread_time() - cpu
+                        took[1] += time.perf_counter() - wall
+            for name, (cpu, wall) in spent.items():
+                out[name].append((cpu, wall))
+
+    service.run_event_loop(run())
+    return out
+
+
+def _ms(t: tuple[float, float]) -> str:
+    return f"{1000 * t[0]:.1f} ({1000 * t[1]:.1f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.curtailment", description=__doc__.splitlines()[0])
+    parser.add_argument("--miners", type=int, default=10_000)
+    parser.add_argument("--cycles", type=int, default=8)
+    args = parser.parse_args(argv)
+    start = datetime.now(timezone.utc).replace(microsecond=0)
+    samples = fleet(args.miners, start)
+    kw = sum(s.power_w or 0 for s in samples) * 1.08 / 1000
+    n = max(args.cycles, 5)
+    with tempfile.TemporaryDirectory() as tmp:
+        dr_from, until = start + timedelta(seconds=25), start + timedelta(hours=2)
+        small = Path(tmp, "dr-10kw.yaml")
+        small.write_text(yaml.safe_dump({"targets": [{"shed_kw": 10, "start": dr_from, "end": until}]}))
+        large = Path(tmp, "dr-5pct.yaml")
+        large.write_text(yaml.safe_dump({"targets": [{"shed_kw": round(kw * 0.05, 1), "start": dr_from, "end": until}]}))
+        advice = {"min_on_s": 0, "min_off_s": 0}
+        steady = [0.045] * n
+        spike = [0.045] * 3 + [1.0] * (n - 3)
+        scenarios = [
+            ("steady price (0.045 $/kWh)", steady, advice),
+            ("a spike every miner loses at (1.0 $/kWh)", spike, advice),
+            ("demand response: shed 10 kW", steady, {**advice, "dr_schedule": str(small)}),
+            (f"demand response: shed {kw * 0.05:,.0f} kW (5 %)", steady, {**advice, "dr_schedule": str(large)}),
+        ]
+        print(f"{args.miners:,} miners, {n} cycles each; the curtailment stage's own time per cycle: CPU ms of the "
+              "loop's thread (wall ms)")
+        print(f"{'scenario':44} {'cold first':>16} {'change cycle':>16} {'warm median':>16} {'warm slowest':>16} "
+              f"{'cost stage':>10}")
+        worst = 0.0
+        for name, prices, curtailment in scenarios:
+            times = stage_times(config(curtailment), samples, prices, start)
+            took, cost = times["CurtailmentStage"], times["CostStage"]
+            warm = took[1:]
+            change = took[3]  # the spike's or the target's first cycle (steady: just a warm one)
+            slowest = max(warm, key=lambda t: t[0])
+            worst = max(worst, slowest[0])
+            print(f"{name:44} {_ms(took[0]):>16} {_ms(change):>16} "
+                  f"{_ms((statistics.median(c for c, _ in warm), statistics.median(w for _, w in warm))):>16} "
+                  f"{_ms(slowest):>16} {1000 * statistics.median(c for c, _ in cost):10.1f}")
+    verdict = "within" if worst <= 0.050 else "OVER"
+    print(f"target: planning adds at most 50 ms per cycle; the slowest warm cycle's planning took {1000 * worst:.1f} ms "
+          f"of CPU: {verdict} (the cold first cycle after a start is apart: above)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

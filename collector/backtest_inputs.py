@@ -1,0 +1,303 @@
+"""What `hashfleet backtest` replays: the site's own history, in periods of `resolution` seconds, and a
+power price series. History comes from the local spool (what a collector without InfluxDB keeps,
+collector/history.py reads the same files) or from InfluxDB over InfluxQL with a read token; prices from
+a CSV file or from the `power_price` points the collector stored. Both are streamed period by period, so a
+month of a large fleet never sits in memory.
+
+Outside input like any other: the CSV is capped in size and rows, every price must be a finite number in
+the MQTT ingest's bounds (-1 to 20 $/kWh by default), a time must parse and an error names the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlencode
+
+import urllib3
+
+from collector.line_protocol import LineProtocolError, parse_line
+from collector.redact import redact_url
+from collector.sinks.spool import list_batches
+from collector.stages.backtest import Period, PriceSeries, Reading
+from models import InfluxConfig, schema
+from models.base import read_capped
+
+log = logging.getLogger(__name__)
+
+MAX_CSV_BYTES = 64 * 1024 * 1024
+MAX_PRICE_ROWS = 2_000_000  # a year of 5-minute prices is ~105,000
+PRICE_MIN, PRICE_MAX = -1.0, 20.0  # $/kWh, as the MQTT ingest bounds a live price
+MAX_ROWS_PER_QUERY = 2_000_000
+
+
+class BacktestInputError(ValueError):
+    """History or prices that cannot be used; the message names the file, line or server."""
+
+
+# --- prices ------------------------------------------------------------------------------------
+
+
+def read_prices_csv(path: Path, *, max_hold_s: float = 7200.0) -> PriceSeries:
+    """`time,usd_per_kwh` (or `time,usd_per_mwh`): time ISO 8601 with a zone, or unix seconds."""
+    try:
+        text = read_capped(path, MAX_CSV_BYTES).decode("utf-8-sig")
+    except (OSError, ValueError) as e:
+        raise BacktestInputError(f"--prices {path}: {e}") from None
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip().lower() for h in next(reader, [])]
+    if len(header) < 2 or header[0] != "time" or header[1] not in ("usd_per_kwh", "usd_per_mwh"):
+        raise BacktestInputError(f"--prices {path}: the first line must be `time,usd_per_kwh` (or usd_per_mwh), "
+                                 f"got {','.join(header)[:80]!r}")
+    scale = 1000.0 if header[1] == "usd_per_mwh" else 1.0
+    times, prices = [], []
+    for number, row in enumerate(reader, start=2):
+        if not row or not "".join(row).strip():
+            continue
+        if len(times) >= MAX_PRICE_ROWS:
+            raise BacktestInputError(f"--prices {path}: more than {MAX_PRICE_ROWS:,} rows")
+        try:
+            ts = _time(row[0])
+            price = float(row[1]) / scale
+        except (ValueError, IndexError) as e:
+            raise BacktestInputError(f"--prices {path} line {number}: {e}") from None
+        if not math.isfinite(price) or not PRICE_MIN <= price <= PRICE_MAX:
+            raise BacktestInputError(f"--prices {path} line {number}: {row[1][:30]!r} is not a price in "
+                                     f"[{PRICE_MIN:g}, {PRICE_MAX:g}] $/kWh")
+        times.append(ts)
+        prices.append(price)
+    if not times:
+        raise BacktestInputError(f"--prices {path}: no prices")
+    return PriceSeries(times, prices, max_hold_s=max_hold_s)
+
+
+def _time(text: str) -> int:
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if ts.tzinfo is None:
+            raise ValueError(f"time {text[:40]!r} has no time zone (write 2025-06-01T12:00:00Z)") from None
+        return int(ts.timestamp())
+    if not math.isfinite(value) or not 0 <= value < 1e11:
+        raise ValueError(f"time {text[:40]!r} is not a unix time")
+    return int(value)
+
+
+# --- history: buckets of readings --------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Acc:
+    seen: int = 0
+    mining: int = 0
+    ths: float = 0.0
+    w: float = 0.0
+    other: int = 0
+    other_w: float = 0.0
+
+
+class _Buckets:
+    """Per-miner readings summed into buckets; a bucket becomes a Period once time has moved past it."""
+
+    def __init__(self, resolution_s: int, interval_s: float) -> None:
+        self.resolution = resolution_s
+        self.interval = interval_s
+        self.miners: dict[int, dict[str, _Acc]] = defaultdict(dict)
+        self.network: dict[int, tuple[float, float]] = {}
+        self.prices: list[tuple[int, float]] = []
+        self._last_network: tuple[float, float] | None = None
+
+    def bucket(self, ts: int) -> int:
+        return ts - ts % self.resolution
+
+    def miner(self, ts: int, miner: str, state: str | None, ths: float | None, w: float | None) -> None:
+        acc = self.miners[self.bucket(ts)].get(miner)
+        if acc is None:
+            acc = self.miners[self.bucket(ts)][miner] = _Acc()
+        if state in (None, "offline"):
+            return
+        acc.seen += 1
+        if state == "mining" and ths and w:
+            acc.mining += 1
+            acc.ths += ths
+            acc.w += w
+        elif w is not None:
+            acc.other += 1
+            acc.other_w += w
+
+    def periods(self, before: int | None = None) -> Iterator[Period]:
+        """The finished buckets (all when `before` is None), oldest first."""
+        for start in sorted(b for b in self.miners if before is None or b + self.resolution <= before):
+            accs = self.miners.pop(start)
+            network = self.network.pop(start, None) or self._last_network
+            if network is None:
+                continue
+            self._last_network = network
+            readings = tuple(
+                Reading(miner, min(self.resolution, a.seen * self.interval), min(self.resolution, a.mining * self.interval),
+                        a.ths / a.mining if a.mining else 0.0, a.w / a.mining if a.mining else 0.0,
+                        a.other_w / a.other if a.other else 0.0)
+                for miner, a in accs.items() if a.seen)
+            yield Period(start, float(self.resolution), network[0], network[1], readings)
+
+
+def local_prices(directory: Path, site: str, start: int, end: int) -> list[tuple[int, float]]:
+    """The power prices the collector stored in the local spool (not the fallback ones)."""
+    prices = []
+    for p in _spool_points(directory, start, (schema.POWER_PRICE.name + ",",)):
+        if start <= p.time <= end and p.tags.get("site") == site and not p.fields.get("stale"):
+            price = _num(p.fields.get("usd_per_kwh"))
+            if price is not None:
+                prices.append((p.time, price))
+    return prices
+
+
+def local_periods(directory: Path, site: str, start: int, end: int, resolution_s: int,
+                  interval_s: float) -> Iterator[Period]:
+    """Periods from the local spool, streamed: batches are in time order, so a bucket is done once the
+    history has moved a bucket past it."""
+    buckets = _Buckets(resolution_s, interval_s)
+    newest = 0
+    for p in _spool_points(directory, start, (schema.MINER.name + ",", schema.NETWORK.name + ",")):
+        if not start <= p.time <= end or p.tags.get("site") != site:
+            continue
+        if p.measurement == schema.MINER.name:
+            buckets.miner(p.time, p.tags.get("miner", "?"), _str(p.fields.get("state")),
+                          _num(p.fields.get("hashrate_ths")), _num(p.fields.get("power_w")))
+        else:
+            hashprice, btc = _num(p.fields.get("hashprice_usd_ph_day")), _num(p.fields.get("btc_price_usd"))
+            if hashprice is not None and btc:
+                buckets.network[buckets.bucket(p.time)] = (hashprice, btc)
+        if p.time > newest:
+            newest = p.time
+            yield from buckets.periods(before=newest - resolution_s)
+    yield from buckets.periods()
+
+
+def _spool_points(directory: Path, start: int, prefixes: tuple[str, ...]) -> Iterator:
+    bad = 0
+    for batch in list_batches(directory):
+        try:
+            if batch.mtime < start:
+                continue
+            texts = batch.read()
+        except (OSError, EOFError):  # delivered or trimmed while we read: skip it
+            continue
+        for text in texts:
+            if not text.startswith(prefixes):
+                continue
+            try:
+                yield parse_line(text)
+            except LineProtocolError:
+                bad += 1
+    if bad:
+        log.warning("%d unreadable line(s) in %s skipped", bad, directory)
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# --- history: InfluxDB ---------------------------------------------------------------------------
+
+
+class InfluxHistory:
+    """InfluxQL over HTTP `/query` (InfluxDB 1.x, 2.x with its DBRP mapping, 3.x), a day at a time."""
+
+    CHUNK_S = 86400
+
+    def __init__(self, config: InfluxConfig, *, timeout_s: float | None = None) -> None:
+        self.config = config
+        self._http = urllib3.PoolManager(num_pools=1, maxsize=1, retries=False, cert_reqs="CERT_REQUIRED",
+                                         timeout=urllib3.Timeout(connect=timeout_s or config.timeout_s,
+                                                                 read=(timeout_s or config.timeout_s) * 6))
+        self._headers = {"Accept": "application/json", "User-Agent": "hashfleet"}
+        token = config.resolved_token()
+        if token:
+            self._headers["Authorization"] = f"Token {token}"
+
+    def query(self, text: str) -> list[dict]:
+        """Every series of every statement's result: [{"name", "tags", "columns", "values"}]."""
+        url = f"{self.config.url}/query?{urlencode({'db': self.config.bucket, 'q': text, 'epoch': 's'})}"
+        try:
+            answer = self._http.request("GET", url, headers=self._headers)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise BacktestInputError(f"InfluxDB at {redact_url(self.config.url)} unreachable: {type(e).__name__}") from None
+        body = answer.data[:64 * 1024 * 1024]
+        if answer.status != 200:
+            raise BacktestInputError(f"InfluxDB at {redact_url(self.config.url)} answered HTTP {answer.status}: "
+                                     f"{body[:200].decode('utf-8', 'replace')} (a read token for bucket "
+                                     f"{self.config.bucket!r}?)")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise BacktestInputError(f"InfluxDB at {redact_url(self.config.url)}: the answer is not JSON") from None
+        series = []
+        for result in data.get("results", []):
+            if "error" in result:
+                raise BacktestInputError(f"InfluxDB: {str(result['error'])[:300]}")
+            series += result.get("series", [])
+        if sum(len(s.get("values", [])) for s in series) > MAX_ROWS_PER_QUERY:
+            raise BacktestInputError(f"more than {MAX_ROWS_PER_QUERY:,} rows a day: use a coarser --resolution")
+        return series
+
+    def periods(self, site: str, start: int, end: int, resolution_s: int, interval_s: float,
+                prices: list[tuple[int, float]]) -> Iterator[Period]:
+        """Periods a day at a time; the stored power prices are appended to `prices` as they are read."""
+        where_site = f"\"site\" = '{_quote(site)}'"
+        group = f"GROUP BY time({resolution_s}s), \"miner\" fill(none)"
+        for t0 in range(start - start % resolution_s, end, self.CHUNK_S):
+            t1 = min(end, t0 + self.CHUNK_S)
+            when = f"time >= {t0}s AND time < {t1}s"
+            buckets = _Buckets(resolution_s, interval_s)
+            m = schema.MINER.name
+            for s in self.query(f'SELECT count("up") AS "n" FROM "{m}" WHERE {where_site} AND "up" = 1 AND {when} {group}'):
+                for ts, n in s["values"]:
+                    buckets.miners[ts].setdefault(s["tags"]["miner"], _Acc()).seen = int(n)
+            for s in self.query(f'SELECT count("hashrate_ths") AS "n", mean("hashrate_ths") AS "ths", mean("power_w") AS "w" '
+                                f'FROM "{m}" WHERE {where_site} AND "hashrate_ths" > 0 AND {when} {group}'):
+                for ts, n, ths, w in s["values"]:
+                    acc = buckets.miners[ts].setdefault(s["tags"]["miner"], _Acc())
+                    acc.mining, acc.ths, acc.w = int(n), (ths or 0.0) * n, (w or 0.0) * n
+            for s in self.query(f'SELECT count("power_w") AS "n", mean("power_w") AS "w" FROM "{m}" WHERE {where_site} '
+                                f'AND "up" = 1 AND "hashrate_ths" = 0 AND {when} {group}'):
+                for ts, n, w in s["values"]:
+                    acc = buckets.miners[ts].setdefault(s["tags"]["miner"], _Acc())
+                    acc.other, acc.other_w = int(n), (w or 0.0) * n
+            for s in self.query(f'SELECT last("hashprice_usd_ph_day"), last("btc_price_usd") FROM "{schema.NETWORK.name}" '
+                                f'WHERE {where_site} AND {when} GROUP BY time({resolution_s}s) fill(none)'):
+                for ts, hashprice, btc in s["values"]:
+                    if hashprice is not None and btc:
+                        buckets.network[ts] = (hashprice, btc)
+            for s in self.query(f'SELECT mean("usd_per_kwh") FROM "{schema.POWER_PRICE.name}" WHERE {where_site} '
+                                f'AND "stale" = 0 AND {when} GROUP BY time({resolution_s}s) fill(none)'):
+                prices += [(ts, p) for ts, p in s["values"] if p is not None]
+            buckets._last_network = self._last_network
+            yield from buckets.periods()
+            self._last_network = buckets._last_network
+
+    _last_network: tuple[float, float] | None = None
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def utc(ts: int) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")

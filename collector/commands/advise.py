@@ -1,0 +1,135 @@
+"""`hashfleet advise`: the curtailment plan right now — one cycle of the advice, nothing sent to any miner."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from collector import pipeline, service
+from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, fail_usage, load_config, miners_list
+from collector.cycle import Cycle, MinersPart
+from collector.stages.curtailment import CurtailmentPlan, CurtailmentStage
+from collector.stages.curtailment_rules import SLEEP
+from collector.sinks.mqtt_publish import plan_summary
+from models.curtailment import CurtailmentConfig, DrTarget
+
+
+class _LastCycle:
+    """A sink that keeps the cycle (collector.sinks.Sink)."""
+
+    cycle: Cycle | None = None
+
+    async def write_miners(self, part: MinersPart) -> None:
+        return None
+
+    async def write(self, cycle: Cycle) -> None:
+        self.cycle = cycle
+
+    def close(self) -> None:
+        return None
+
+
+def advise(
+    config: Path | None = CONFIG_OPTION,
+    miners: str | None = MINERS_OPTION,
+    site: str | None = typer.Option(None, "--site"),
+    price: float | None = typer.Option(None, "--price", help="Plan at this power price ($/kWh) instead of the tariff's."),
+    limit_kw: float | None = typer.Option(None, "--limit-kw", min=0, help="Demand response: the site at most this many kW."),
+    shed_kw: float | None = typer.Option(None, "--shed-kw", min=0, help="Demand response: this many kW less than the advice alone."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object: the plan's summary and every miner's advice."),
+) -> None:
+    """The curtailment plan right now: which miners to run, sleep or move to another work mode (sends nothing)."""
+    cfg = load_config(config, miners=miners_list(miners), site=site)
+    if cfg.economics is None or cfg.network is None:
+        fail_usage("advice weighs each miner's margin: set `economics` and `network` in the config (see "
+                   "hashfleet.example.yaml)")
+    if not cfg.miners:
+        fail_usage("no miners to advise on: pass --miners or set `miners:` in the config file")
+    if limit_kw is not None and shed_kw is not None:
+        fail_usage("give --limit-kw or --shed-kw, not both")
+    update: dict = {"curtailment": cfg.curtailment or CurtailmentConfig()}
+    if price is not None:
+        if not -1 <= price <= 20:
+            fail_usage(f"--price {price:g}: a power price in $/kWh between -1 and 20")
+        update["economics"] = cfg.economics.model_copy(update={"tariff": {"kind": "flat", "usd_per_kwh": price}})
+        update["economics"] = type(cfg.economics).model_validate(update["economics"].model_dump())
+    cfg = cfg.model_copy(update=update)
+    keep = _LastCycle()
+    built = pipeline.build(cfg, sinks=[keep])  # not service mode: no control sink, nothing is sent
+    if limit_kw is not None or shed_kw is not None:
+        now = datetime.now(timezone.utc)
+        target = DrTarget(limit_kw=limit_kw, shed_kw=shed_kw or None, end=now + timedelta(hours=1),
+                          reason="hashfleet advise")
+        for stage in built.stages:
+            if isinstance(stage, CurtailmentStage):
+                stage.dr_override = target
+    try:
+        service.run_event_loop(_one_cycle(built))
+    finally:
+        built.close()
+    cycle = keep.cycle
+    if cycle is None or cycle.curtailment is None:
+        typer.echo("hashfleet: no plan: the network state is unknown (see the log above)", err=True)
+        raise typer.Exit(1)
+    plan = cycle.curtailment
+    if as_json:
+        sys.stdout.write(json.dumps(plan_json(plan, cycle)) + "\n")
+    else:
+        print_plan(plan, cycle)
+
+
+async def _one_cycle(built: pipeline.Pipeline) -> None:
+    await built.start()
+    try:
+        await built.polled.refresh()  # identify every address first, then one cycle
+        await built.run_cycles(cycles=1)
+    finally:
+        await built.stop()
+
+
+def plan_json(plan: CurtailmentPlan, cycle: Cycle) -> dict:
+    advice = {a.miner: a for a in plan.advice}
+    hosts = {s.miner: f"{s.host}:{s.port}" for s in cycle.samples}
+    miners = []
+    for miner, key in sorted(plan.keys.items()):
+        a = advice.get(miner)
+        miners.append({"miner": miner, "address": hosts.get(miner), "action": a.action if a else "run",
+                       "mode": (a.key if a else key) or None, "reason": a.reason if a else "running as usual",
+                       "kw": a.kw if a else None, "kw_always_on": a.kw_always_on if a else None,
+                       "margin_usd_kwh": a.margin_usd_kwh if a else None,
+                       "efficiency_j_th": a.efficiency_j_th if a else None, "held": a.held if a else False,
+                       "dr": a.dr if a else False})
+    return {**plan_summary(plan), "miners": miners}
+
+
+def print_plan(plan: CurtailmentPlan, cycle: Cycle) -> None:
+    console = Console()
+    console.print(f"[bold]site {plan.site}[/] at {plan.price_usd_kwh:.4f} $/kWh ({plan.price_source}); "
+                  f"strategy {plan.strategy}; one TH/s earns {plan.revenue_usd_th_day:.4f} $/day")
+    if plan.stale:
+        console.print(f"[yellow]the plan holds: {plan.stale_reason}[/]")
+    if plan.dr_target is not None:
+        met = "met" if plan.dr_met else "NOT met (not enough to shed)"
+        console.print(f"demand response: {plan.dr_need_kw:.1f} kW to shed, {met}")
+    advice = {a.miner: a for a in plan.advice}
+    table = Table()
+    for column in ("miner", "address", "advice", "J/TH", "margin $/kWh", "kW", "why"):
+        table.add_column(column, justify="right" if column in ("J/TH", "margin $/kWh", "kW") else "left")
+    hosts = {s.miner: f"{s.host}:{s.port}" for s in cycle.samples}
+    for miner, key in sorted(plan.keys.items(), key=lambda kv: (advice.get(kv[0]) is None, kv[0])):
+        a = advice.get(miner)
+        what = "run" if a is None else ("sleep" if a.key == SLEEP else f"{a.action} (mode {a.key})")
+        table.add_row(miner, hosts.get(miner, ""), what,
+                      "-" if a is None or a.efficiency_j_th is None else f"{a.efficiency_j_th:.1f}",
+                      "-" if a is None or a.margin_usd_kwh is None else f"{a.margin_usd_kwh:+.4f}",
+                      "-" if a is None else f"{a.kw:.2f}", "running as usual" if a is None else a.reason)
+    console.print(table)
+    console.print(f"{plan.miners_run} run ({plan.miners_lower} in another mode), {plan.miners_sleep} sleep; "
+                  f"{plan.planned_kw:.1f} kW planned of {plan.always_on_kw:.1f} kW always-on; "
+                  f"{plan.saved_usd_day:+.2f} $/day against always-on at this price")

@@ -1,0 +1,145 @@
+"""`hashfleet backtest`: replay the site's own history against a power price series and a curtailment
+strategy; what it would have saved against what happened (collector/stages/backtest.py counts it)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from collector import backtest_inputs as inputs
+from collector import config as config_loader
+from collector.commands.common import CONFIG_OPTION, fail_usage, load_config, parse_period
+from collector.stages.backtest import BacktestResult, PriceSeries, Strategy, replay
+from collector.stages.curtailment import load_schedule
+from collector.stages.curtailment_rules import Rules
+from models import CollectorConfig
+from models.curtailment import CurtailmentConfig
+
+
+def backtest(
+    config: Path | None = CONFIG_OPTION,
+    site: str | None = typer.Option(None, "--site"),
+    since: str = typer.Option("30d", "--since", help="How far back to replay: e.g. 24h, 7d, 30d."),
+    prices: Path | None = typer.Option(None, "--prices", help="CSV of time,usd_per_kwh (or usd_per_mwh); default: "
+                                                               "the prices the collector stored (power_price)."),
+    strategy: str | None = typer.Option(None, "--strategy", help="margin | strike:USD_PER_KWH | dr:SCHEDULE.yaml "
+                                                                  "(default: the config's curtailment strategy)"),
+    resolution: str = typer.Option("5m", "--resolution", help="Length of a replayed period: e.g. 1m, 5m, 1h."),
+    source: str = typer.Option("auto", "--source", help="local | influx | auto (InfluxDB when configured)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of the table."),
+) -> None:
+    """Replay stored history against a price series and a curtailment strategy: energy saved, BTC forgone, net."""
+    cfg = load_config(config, site=site)
+    if cfg.economics is None:
+        fail_usage("the backtest needs `economics` in the config (PUE, pool fee)")
+    seconds = parse_period("--since", since)
+    step = parse_period("--resolution", resolution)
+    if source not in ("auto", "local", "influx"):
+        fail_usage(f"--source {source!r}: local, influx or auto")
+    chosen = _strategy(strategy, cfg.curtailment or CurtailmentConfig())
+    end = int(time.time())
+    start = end - seconds
+    stored: list[tuple[int, float]] = []
+    try:
+        series = inputs.read_prices_csv(prices) if prices is not None else None
+        if source == "influx" or (source == "auto" and cfg.influx is not None):
+            if cfg.influx is None:
+                fail_usage("--source influx needs InfluxDB (INFLUX_URL, INFLUX_BUCKET, INFLUX_TOKEN or the config)")
+            history = inputs.InfluxHistory(cfg.influx)
+            periods = history.periods(cfg.site, start, end, step, cfg.interval_s, stored)
+            if series is None:
+                periods = list(periods)  # the stored prices arrive with the history
+                series = _stored(stored)
+        else:
+            directory = config_loader.spool_directory(cfg)
+            if not directory.is_dir():
+                fail_usage(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet collect` without "
+                           "InfluxDB first, or pass --config/--site)")
+            if series is None:
+                series = _stored(inputs.local_prices(directory, cfg.site, start, end))
+            periods = inputs.local_periods(directory, cfg.site, start, end, step, cfg.interval_s)
+        result = replay(periods, series, chosen, pue=cfg.economics.pue or 1.0, pool_fee_pct=cfg.economics.pool_fee_pct)
+    except inputs.BacktestInputError as e:
+        fail_usage(str(e))
+    if result.periods == 0:
+        fail_usage(f"nothing to replay: no history of site {cfg.site!r} in the last {since} with a price "
+                   f"({result.periods_without_price} period(s) had none)")
+    if as_json:
+        typer.echo(json.dumps({"site": cfg.site, "resolution_s": step, **result.as_dict()}))
+    else:
+        print_result(result, cfg, step)
+
+
+def _strategy(text: str | None, curtailment: CurtailmentConfig) -> Strategy:
+    base = Rules(curtailment.strategy, curtailment.strike_usd_kwh, curtailment.hysteresis_usd_kwh,
+                 curtailment.min_on_s, curtailment.min_off_s)
+    if text is None:
+        return Strategy(curtailment.strategy, base)
+    kind, _, value = text.partition(":")
+    if kind == "margin" and not value:
+        return Strategy("margin", Rules("margin", None, base.hysteresis_usd_kwh, base.min_on_s, base.min_off_s))
+    if kind == "strike":
+        try:
+            strike = float(value)
+            if not -1 <= strike <= 20:
+                raise ValueError
+        except ValueError:
+            fail_usage(f"--strategy {text!r}: write strike:USD_PER_KWH, e.g. strike:0.10")
+        return Strategy("strike", Rules("strike", strike, base.hysteresis_usd_kwh, base.min_on_s, base.min_off_s))
+    if kind == "dr" and value:
+        try:
+            targets = load_schedule(Path(value))
+        except ValueError as e:
+            fail_usage(str(e))
+        return Strategy("dr", Rules("margin", None, base.hysteresis_usd_kwh, base.min_on_s, base.min_off_s),
+                        tuple(targets))
+    fail_usage(f"--strategy {text!r}: margin, strike:USD_PER_KWH or dr:SCHEDULE.yaml")
+
+
+def _stored(prices: list[tuple[int, float]]) -> PriceSeries:
+    if not prices:
+        raise inputs.BacktestInputError("no stored power prices in that period (the collector writes them with "
+                                        "`curtailment:` configured): pass --prices FILE.csv")
+    return PriceSeries([t for t, _ in prices], [p for _, p in prices])
+
+
+def print_result(result: BacktestResult, cfg: CollectorConfig, step: int) -> None:
+    console = Console()
+    if result.start is not None and result.end is not None:
+        console.print(f"[bold]backtest[/] site {cfg.site}: {inputs.utc(result.start)} to {inputs.utc(result.end)}, "
+                      f"{result.periods} periods of {step} s ({result.periods_without_price} without a price), "
+                      f"{result.miners} miners")
+    console.print(f"strategy: {result.strategy}")
+    a, s = result.actual, result.with_strategy
+    table = Table()
+    table.add_column("")
+    table.add_column("as happened", justify="right")
+    table.add_column("with the strategy", justify="right")
+    table.add_column("difference", justify="right")
+    rows = [
+        ("energy (kWh)", a.energy_kwh, s.energy_kwh, 1),
+        ("electricity ($)", a.energy_usd, s.energy_usd, 2),
+        ("BTC mined", a.btc, s.btc, 6),
+        ("revenue ($)", a.revenue_usd, s.revenue_usd, 2),
+        ("uptime (%)", a.uptime_pct, s.uptime_pct, 2),
+        ("price paid ($/kWh)", a.price_paid_usd_kwh, s.price_paid_usd_kwh, 4),
+    ]
+    for name, x, y, digits in rows:
+        diff = None if x is None or y is None else y - x
+        table.add_row(name, _fmt(x, digits), _fmt(y, digits), _fmt(diff, digits, sign=True))
+    console.print(table)
+    pct = result.cost_saved_pct
+    console.print(f"saved {result.cost_saved_usd:,.2f} $ on electricity ({'-' if pct is None else f'{pct:.1f}'} % of "
+                  f"it, {result.energy_saved_kwh:,.1f} kWh), forwent {result.revenue_forgone_usd:,.2f} $ of revenue "
+                  f"({result.btc_forgone:.6f} BTC): net {result.net_usd:+,.2f} $")
+
+
+def _fmt(value: float | None, digits: int, *, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+,.{digits}f}" if sign else f"{value:,.{digits}f}"

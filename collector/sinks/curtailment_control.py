@@ -1,0 +1,434 @@
+"""Curtailment control: the only code in hashfleet that writes to a miner. Opt-in, off by default.
+
+Each cycle it reads the advice (`cycle.curtailment`, collector/stages/curtailment.py) and what every
+miner is doing (`cycle.samples`), and in mode
+
+    off      does nothing at all;
+    dry_run  decides what `on` would send, and logs and publishes it (audit log, `action` points, MQTT)
+             without sending anything;
+    on       sends it (collector/sinks/miner_commands.py), and checks the change on the next poll.
+
+Safety, in the order it is checked:
+- the kill switch: the config's `kill_switch_file` existing, or the MQTT kill topic ON, stops every send;
+- stale data: a power price that is the tariff's fallback or stale network data (the plan says `stale`)
+  stops every send, retries included;
+- per miner: only miners on the allowlist (ids, MACs, addresses, layout groups; `*` for all); only
+  miners polled this cycle with a usable reading (not offline, not in error, not an MQTT device);
+  none with a change still unconfirmed, none left alone after a change failed (`failed_backoff_s`);
+- control lowers load (sleep, a lower work mode) and undoes only what it did itself: it wakes only
+  miners it put to sleep and restores only modes it changed (kept across restarts), never a miner an
+  operator stopped;
+- at most `max_actions_per_cycle` sends a cycle and `max_actions_per_hour` an hour (retries count);
+- every change is confirmed on the next poll (state soft_off / not soft_off, or the work mode), sent
+  again up to `confirm_retries` times, then reported `unconfirmed` and the miner left alone.
+
+Every step is an ActionEvent (who, what, when, why, result) in the audit log (collector/sinks/audit_log.py)
+and in the cycle's plan, so InfluxDB (`action`) and MQTT carry it too. This sink must come first among
+the sinks (collector/pipeline.py puts it there) so the others see this cycle's events. Commands are
+sent in the background, bounded by `timeout_s` each: a slow miner never holds the cycle up; a
+command's reply becomes an event of the next cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collector.cycle import Cycle, MinersPart
+from collector.layout import SiteLayout
+from collector.sinks import miner_commands
+from collector.sinks.audit_log import AuditLog
+from collector.sources.live_inputs import LiveInputs
+from collector.stages.curtailment import ActionEvent, CurtailmentPlan, MinerAdvice
+from collector.stages.curtailment_rules import DEFAULT_MODE, SLEEP
+from models import MinerSample, MinerState, SampleSource
+from models.base import read_capped
+from models.curtailment import ControlConfig, ControlMode
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+MAX_STATE_BYTES = 16 * 1024 * 1024
+MAX_TRACKED = 200_000
+HOUR_S = 3600.0
+SEND_GRACE_S = 5.0  # on close, in-flight commands get this long to answer before they are cancelled
+
+
+@dataclass(slots=True)
+class _Pending:
+    action: str
+    want: str  # the option the miner should show: SLEEP or a mode
+    reason: str
+    command: str
+    host: str
+    kw: float
+    attempt: int
+    step: str = "sending"  # sending (no reply yet) | sent (the next poll confirms) | resend
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(int(ts), timezone.utc)
+
+
+class CurtailmentControl:
+    """collector.sinks.Sink acting on the curtailment plan (see the module's text)."""
+
+    def __init__(self, config: ControlConfig, site: str, *, live: LiveInputs | None = None,
+                 layout: SiteLayout | None = None, state_path: Path | None = None, audit_path: Path | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.site = site
+        self.live = live or LiveInputs()
+        self.layout = layout or SiteLayout({})
+        self.state_path = state_path
+        self.audit = AuditLog(audit_path, site) if audit_path is not None else None
+        self._clock = clock
+        self._allow_all = "*" in config.allow
+        self._allow = {a.strip().upper() for a in config.allow}
+        self._allowed_cache: dict[str, bool] = {}
+        self._pyasic = miner_commands.PyasicMiners()
+        self._pending: dict[str, _Pending] = {}
+        self._results: list[ActionEvent] = []  # replies that came back since the last cycle
+        self._tasks: set[asyncio.Task] = set()
+        self._announced: dict[str, str] = {}  # dry run: the option last announced per miner
+        self._blocked: str | None = None  # why nothing may be sent (announced once per episode)
+        # kept across restarts
+        self.slept: dict[str, float] = {}  # miners this control put to sleep -> when
+        self.moved: dict[str, str] = {}  # miners whose work mode it changed -> the mode before
+        self.failed: dict[str, float] = {}  # miners left alone until this time
+        self.sent: deque[float] = deque()  # send times within the last hour
+        if state_path is not None:
+            self._load(state_path)
+
+    # -- the sink -------------------------------------------------------------------------------
+
+    async def write_miners(self, part: MinersPart) -> None:
+        return None
+
+    async def write(self, cycle: Cycle) -> None:
+        plan = cycle.curtailment
+        mode = self.mode()
+        if plan is None:
+            return
+        plan.control_mode = mode.value
+        if mode is ControlMode.OFF:
+            return
+        now = self._clock()
+        plan.killed = self.killed() is not None
+        events, self._results = self._results, []
+        samples = {s.miner: s for s in cycle.samples}
+        events += self._confirm(samples, now, mode)
+        blocked = self._why_blocked(plan)
+        if blocked != self._blocked:
+            if blocked is not None:
+                log.warning("curtailment control sends nothing: %s", blocked)
+                events.append(ActionEvent(_utc(now), "*", "none", "skipped", blocked, mode=mode.value))
+            self._blocked = blocked
+        if blocked is None:
+            events += self._act(plan, samples, now, mode)
+        events += self._resend(samples, now, mode) if blocked is None else []
+        plan.events.extend(events)
+        if self.audit is not None:
+            self.audit.append(events)
+        self._save()
+
+    def close(self) -> None:
+        """Pending commands get a moment to answer; what they answer is logged, the state saved."""
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            try:
+                loop = tasks[0].get_loop()
+                if not loop.is_running() and not loop.is_closed():
+                    loop.run_until_complete(asyncio.wait(tasks, timeout=SEND_GRACE_S))
+            except RuntimeError:
+                pass
+            for task in tasks:
+                try:
+                    task.cancel()
+                except RuntimeError:  # its loop is closed already: nothing left to cancel
+                    pass
+        if self.audit is not None and self._results:
+            self.audit.append(self._results)
+            self._results = []
+        self._save()
+
+    # -- what may be done -----------------------------------------------------------------------
+
+    def mode(self) -> ControlMode:
+        """The config's mode, or lower when Home Assistant asked for lower (never higher)."""
+        configured = self.config.mode
+        asked = self.live.curtailment.mode if self.config.mqtt_commands else None
+        if asked is not None and asked.rank < configured.rank:
+            return asked
+        return configured
+
+    def killed(self) -> str | None:
+        path = self.config.kill_switch_file
+        if path is not None and path.exists():
+            return f"kill switch file {path} exists"
+        if self.live.curtailment.killed:
+            return "kill switch ON over MQTT"
+        return None
+
+    def _why_blocked(self, plan: CurtailmentPlan) -> str | None:
+        killed = self.killed()
+        if killed is not None:
+            return killed
+        if plan.stale:
+            return f"stale data: {plan.stale_reason}"
+        return None
+
+    def allowed(self, sample: MinerSample) -> bool:
+        known = self._allowed_cache.get(sample.miner)
+        if known is not None:
+            return known
+        names = {sample.miner, sample.host, f"{sample.host}:{sample.port}", sample.mac or ""}
+        place = self.layout.place(sample)
+        if place is not None:
+            names.update(place.groups)
+            names.update(n for n in (place.container, place.row, place.rack) if n)
+        ok = self._allow_all or any(name.strip().upper() in self._allow for name in names if name)
+        if len(self._allowed_cache) < MAX_TRACKED:
+            self._allowed_cache[sample.miner] = ok
+        return ok
+
+    # -- deciding and sending -------------------------------------------------------------------
+
+    def _act(self, plan: CurtailmentPlan, samples: dict[str, MinerSample], now: float,
+             mode: ControlMode) -> list[ActionEvent]:
+        advice = {a.miner: a for a in plan.advice}
+        wanted: list[tuple[int, float, str, str, str, MinerSample]] = []  # (order, kW, action, want, miner)
+        for miner, want in plan.keys.items():
+            sample = samples.get(miner)
+            if sample is None or miner in self._pending or self.failed.get(miner, 0.0) > now:
+                continue
+            a = advice.get(miner)
+            action = self._action(sample, want, a)
+            if action is None or not self.allowed(sample):
+                continue
+            if mode is ControlMode.DRY_RUN and self._announced.get(miner) == want:
+                continue
+            kw = (a.kw - a.kw_always_on) if a is not None and want == SLEEP else 0.0
+            order = {"sleep": 0, "mode": 1, "wake": 2}[action]
+            wanted.append((order, kw, action, want, miner, sample))
+        wanted.sort(key=lambda w: (w[0], w[1]))
+        events = []
+        budget = self._budget(now)
+        for order, kw, action, want, miner, sample in wanted:
+            if budget <= 0:
+                break
+            budget -= 1
+            a = advice.get(miner)
+            reason = a.reason if a is not None else f"the plan: {'sleep' if want == SLEEP else 'run in mode ' + want}"
+            events.append(self._start(sample, action, want, reason, kw, 1, now, mode))
+        return events
+
+    def _action(self, sample: MinerSample, want: str, advice: MinerAdvice | None) -> str | None:
+        """What would bring `sample` to `want`, if control may do it at all."""
+        state = sample.state
+        if sample.source is SampleSource.MQTT or state in (MinerState.OFFLINE, MinerState.ERROR):
+            return None
+        asleep = _asleep(sample)
+        if want == SLEEP:
+            return None if asleep else "sleep"
+        if asleep:
+            return "wake" if sample.miner in self.slept else None
+        if sample.source is not SampleSource.AVALON or want == DEFAULT_MODE or not want.isdigit():
+            return None
+        current = sample.work_mode
+        if current is None or current == want:
+            return None
+        if self.moved.get(sample.miner) == want:
+            return "mode"  # back to the mode control moved it from
+        # Otherwise control only lowers a miner from its usual mode (never one an operator set).
+        lowering = (advice is not None and advice.action == "lower" and current == advice.usual
+                    and sample.miner not in self.moved)
+        return "mode" if lowering else None
+
+    def _budget(self, now: float) -> int:
+        while self.sent and self.sent[0] <= now - HOUR_S:
+            self.sent.popleft()
+        return min(self.config.max_actions_per_cycle, self.config.max_actions_per_hour - len(self.sent))
+
+    def _start(self, sample: MinerSample, action: str, want: str, reason: str, kw: float, attempt: int,
+               now: float, mode: ControlMode) -> ActionEvent:
+        avalon = sample.source is SampleSource.AVALON
+        ts = int(now)
+        command = miner_commands.describe(action, avalon=avalon, ts=ts, mode=want if action == "mode" else None)
+        if mode is ControlMode.DRY_RUN:
+            self._announced[sample.miner] = want
+            return ActionEvent(_utc(now), sample.miner, action, "dry_run", reason, "not sent: control is in dry_run",
+                               command, sample.host, kw, attempt, mode.value)
+        self.sent.append(now)
+        if action == "sleep":
+            self.slept[sample.miner] = now  # tried: control may wake it, whatever the reply
+        pending = _Pending(action, want, reason, command, sample.host, kw, attempt)
+        self._pending[sample.miner] = pending
+        if action == "mode" and sample.miner not in self.moved and sample.work_mode is not None:
+            self.moved[sample.miner] = sample.work_mode
+        task = asyncio.get_running_loop().create_task(self._send(sample, pending, ts, mode, avalon))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return ActionEvent(_utc(now), sample.miner, action, "sent", reason, "", command, sample.host, kw, attempt,
+                           mode.value)
+
+    async def _send(self, sample: MinerSample, pending: _Pending, ts: int, mode: ControlMode, avalon: bool) -> None:
+        timeout = self.config.timeout_s
+        try:
+            if avalon:
+                result = await miner_commands.avalon(sample.host, sample.port, pending.action, ts=ts,
+                                                     mode=pending.want if pending.action == "mode" else None,
+                                                     timeout_s=timeout)
+            else:
+                result = await self._pyasic.command(sample.host, pending.action, timeout_s=timeout)
+        except Exception as e:  # a bug costs this command, never the service
+            result = miner_commands.CommandResult("error", f"{type(e).__name__}: {e}"[:300])
+        pending.step = "sent"
+        event = ActionEvent(_utc(self._clock()), sample.miner, pending.action, result.result, pending.reason,
+                            result.detail, pending.command, sample.host, pending.kw, pending.attempt, mode.value)
+        self._results.append(event)
+        if result.result == "refused":
+            self._pending.pop(sample.miner, None)
+            self.failed[sample.miner] = self._clock() + self.config.failed_backoff_s
+        # an error (no answer): the next poll decides, and a resend follows if it shows no change
+
+    # -- confirming -----------------------------------------------------------------------------
+
+    def _confirm(self, samples: dict[str, MinerSample], now: float, mode: ControlMode) -> list[ActionEvent]:
+        events = []
+        for miner, pending in list(self._pending.items()):
+            if pending.step != "sent":
+                continue
+            sample = samples.get(miner)
+            if sample is None or sample.state is MinerState.OFFLINE:
+                shows = False
+            elif pending.want == SLEEP:
+                shows = _asleep(sample)
+            elif pending.action == "wake":
+                # An Avalon ramping after soft-on reads idle (GHSspd 0) for a while: awake all the same.
+                shows = (sample.state is not MinerState.SOFT_OFF if sample.source is SampleSource.AVALON
+                         else sample.state is MinerState.MINING)
+            else:
+                shows = sample.work_mode == pending.want
+            if shows:
+                del self._pending[miner]
+                if pending.action == "wake":
+                    self.slept.pop(miner, None)
+                if pending.action == "mode" and self.moved.get(miner) == pending.want:
+                    del self.moved[miner]  # back where it was before control moved it
+                events.append(ActionEvent(_utc(now), miner, pending.action, "confirmed", pending.reason,
+                                          _shows(sample), pending.command, pending.host, pending.kw,
+                                          pending.attempt, mode.value))
+            elif pending.attempt > self.config.confirm_retries:
+                del self._pending[miner]
+                self.failed[miner] = now + self.config.failed_backoff_s
+                events.append(ActionEvent(_utc(now), miner, pending.action, "unconfirmed", pending.reason,
+                                          f"after {pending.attempt} attempt(s) the poll shows "
+                                          f"{_shows(sample) if sample else 'nothing'}; left alone for "
+                                          f"{self.config.failed_backoff_s:g} s", pending.command, pending.host,
+                                          pending.kw, pending.attempt, mode.value))
+            else:
+                pending.step = "resend"
+        return events
+
+    def _resend(self, samples: dict[str, MinerSample], now: float, mode: ControlMode) -> list[ActionEvent]:
+        events = []
+        for miner, pending in list(self._pending.items()):
+            if pending.step != "resend":
+                continue
+            sample = samples.get(miner)
+            if sample is None or sample.state in (MinerState.OFFLINE, MinerState.ERROR):
+                pending.step = "sent"  # wait for a reading of it
+                continue
+            if self._budget(now) <= 0:
+                pending.step = "sent"
+                break
+            del self._pending[miner]
+            events.append(self._start(sample, pending.action, pending.want, pending.reason, pending.kw,
+                                      pending.attempt + 1, now, mode))
+        return events
+
+    # -- the state file -------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        data = {"version": STATE_VERSION, "slept": self.slept, "moved": self.moved, "failed": self.failed,
+                "sent": list(self.sent)}
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            temp = self.state_path.with_suffix(".tmp")
+            temp.write_bytes(orjson.dumps(data))
+            os.replace(temp, self.state_path)
+        except OSError as e:
+            log.error("cannot save curtailment control state to %s: %s", self.state_path, e)
+
+    def _load(self, path: Path) -> None:
+        if not path.exists():
+            return
+        now = self._clock()
+        try:
+            data = orjson.loads(read_capped(path, MAX_STATE_BYTES))
+            slept, moved, failed, sent = _checked_state(data, now)
+        except Exception as e:  # whatever is in the file, the service starts: nothing will be woken
+            aside = path.with_name(path.name + ".unusable")
+            try:
+                os.replace(path, aside)
+            except OSError:
+                pass
+            log.error("curtailment control state %s is unusable (%s): set aside as %s; miners it had put to sleep "
+                      "are not woken by it (wake them by hand)", path, str(e)[:300], aside)
+            return
+        self.slept, self.moved, self.failed, self.sent = slept, moved, failed, deque(sorted(sent))
+
+
+def _asleep(sample: MinerSample) -> bool:
+    """Soft-off; for makes read through pyasic also idle (pyasic reads a sleeping Antminer as not mining)."""
+    return sample.state is MinerState.SOFT_OFF or (sample.state is MinerState.IDLE
+                                                   and sample.source is not SampleSource.AVALON)
+
+
+def _shows(sample: MinerSample | None) -> str:
+    if sample is None:
+        return "no reading"
+    mode = f", work mode {sample.work_mode}" if sample.work_mode is not None else ""
+    return f"state {sample.state.value}{mode}"
+
+
+def _checked_state(data: Any, now: float) -> tuple[dict[str, float], dict[str, str], dict[str, float], list[float]]:
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        raise ValueError(f"not a version {STATE_VERSION} control state")
+    out = []
+    for name in ("slept", "moved", "failed"):
+        book = data.get(name)
+        if not isinstance(book, dict) or len(book) > MAX_TRACKED:
+            raise ValueError(f"{name} is not an object of at most {MAX_TRACKED} miners")
+        for miner, value in book.items():
+            if not miner or len(miner) > 256:
+                raise ValueError(f"{name}: miner id {miner[:40]!r} is empty or too long")
+            if name == "moved":
+                if not isinstance(value, str) or not value or len(value) > 64:
+                    raise ValueError(f"moved[{miner[:40]!r}] is not a work mode")
+            elif not _time(value, now + 30 * 86400):
+                raise ValueError(f"{name}[{miner[:40]!r}] = {str(value)[:40]!r} is not a time")
+        out.append(book)
+    sent = data.get("sent")
+    if not isinstance(sent, list) or len(sent) > 1_000_000 or not all(_time(t, now + 300) for t in sent):
+        raise ValueError("sent is not a list of times")
+    return out[0], out[1], out[2], [t for t in sent if t > now - HOUR_S]
+
+
+def _time(value: Any, latest: float) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and 0 <= value <= latest)

@@ -1,0 +1,120 @@
+"""The commands curtailment control sends, declared in one place: Avalons natively over the CGMiner API
+(collector/sources/cgminer_client.py, the transport the reader uses), every other make through pyasic.
+Only collector/sinks/curtailment_control.py calls these: the one part of hashfleet that writes to a miner.
+
+Avalon, as Canaan documents it (DESIGN.md section 4, docs/avalon.md):
+
+    sleep   ascset|0,softoff,<unix-ts>     the unit idles (fans and control board stay up)
+    wake    ascset|0,softon,<unix-ts>      it ramps back to its work mode
+    mode    ascset|0,workmode,set,<n>
+
+Replies real firmware sends, all taken as accepted (the next poll confirms the change either way):
+STATUS I 118 "ASC 0 set info: success softoff:<ts>", STATUS S 119 "ASC 0 set OK" (an A1466 answers
+soft-off that way), and no reply at all: a connection closed without a byte (an A1466's soft-on).
+STATUS E or F is refused, with the firmware's message; anything else is an error.
+
+Other makes: pyasic 0.79's `stop_mining` / `resume_mining` (Antminer stock: the web config's sleep
+mode; Whatsminer: power_off/power_on; Braiins OS+: pause/resume). Work modes are changed natively on
+Avalons only: pyasic's `set_power_limit` on an Avalon picks a work *level* (0/1/2) from the watts
+asked for, not a power limit (docs/curtailment.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from collector.sources import cgminer_client as cgminer
+from collector.sources import pyasic_makes
+
+log = logging.getLogger(__name__)
+
+MAX_DETAIL_CHARS = 300
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    result: str  # accepted | refused | error
+    detail: str
+
+
+def avalon_parameter(action: str, *, ts: int, mode: str | None = None) -> str:
+    """The `ascset` parameter for `action`: sleep, wake or mode."""
+    if action == "sleep":
+        return f"0,softoff,{ts}"
+    if action == "wake":
+        return f"0,softon,{ts}"
+    if action == "mode":
+        if mode is None or not mode.isdigit():
+            raise ValueError(f"work mode {mode!r} is not a WORKMODE number")
+        return f"0,workmode,set,{int(mode)}"
+    raise ValueError(f"unknown action {action!r}")
+
+
+def describe(action: str, *, avalon: bool, ts: int, mode: str | None = None) -> str:
+    """What is sent, as the audit log shows it."""
+    if avalon:
+        return f"ascset|{avalon_parameter(action, ts=ts, mode=mode)}"
+    return {"sleep": "pyasic stop_mining", "wake": "pyasic resume_mining"}.get(action, f"pyasic {action}")
+
+
+def read_avalon_reply(raw: bytes, where: str) -> CommandResult:
+    """The firmware's verdict on an `ascset`, from its raw reply."""
+    if not raw.rstrip(b"\x00 \r\n\t"):
+        return CommandResult("accepted", "closed without a reply (some firmware does): the next poll confirms")
+    try:
+        reply = cgminer.decode(raw, where)
+    except cgminer.MinerReplyError as e:
+        return CommandResult("error", str(e)[:MAX_DETAIL_CHARS])
+    status = reply.get("STATUS")
+    first: Any = status[0] if isinstance(status, list) and status else status
+    if not isinstance(first, dict):
+        return CommandResult("error", f"{where}: reply without a STATUS")
+    code, msg = first.get("STATUS"), str(first.get("Msg", ""))[:MAX_DETAIL_CHARS]
+    if code in ("S", "I"):
+        return CommandResult("accepted", msg)
+    if code in ("E", "F"):
+        return CommandResult("refused", msg or f"STATUS {code}")
+    return CommandResult("error", f"{where}: STATUS {str(code)[:20]!r}: {msg}")
+
+
+async def avalon(host: str, port: int, action: str, *, ts: int, mode: str | None = None,
+                 timeout_s: float) -> CommandResult:
+    where = f"{host}:{port}"
+    try:
+        parameter = avalon_parameter(action, ts=ts, mode=mode)
+    except ValueError as e:
+        return CommandResult("error", str(e))
+    try:
+        raw = await cgminer.request(host, port, "ascset", parameter, timeout_s=timeout_s)
+    except cgminer.CGMinerError as e:
+        return CommandResult("error", str(e)[:MAX_DETAIL_CHARS])
+    return read_avalon_reply(raw, where)
+
+
+class PyasicMiners:
+    """pyasic's miner objects by host, detected on first use (a detection is seconds: cached)."""
+
+    def __init__(self) -> None:
+        self._miners: dict[str, Any] = {}
+
+    async def command(self, host: str, action: str, *, timeout_s: float) -> CommandResult:
+        if action not in ("sleep", "wake"):
+            return CommandResult("error", f"{action} is not sent through pyasic (Avalon work modes only)")
+        try:
+            miner = self._miners.get(host)
+            if miner is None:
+                miner = await pyasic_makes.detect(host, timeout_s=max(timeout_s, 10.0))
+                if miner is None:
+                    return CommandResult("error", f"{host}: pyasic found no miner there")
+                self._miners[host] = miner
+            call = miner.stop_mining if action == "sleep" else miner.resume_mining
+            ok = await asyncio.wait_for(call(), timeout_s)
+        except TimeoutError:
+            return CommandResult("error", f"{host}: no answer within {timeout_s:g} s")
+        except Exception as e:  # pyasic raises many kinds; one miner's failure is its own
+            return CommandResult("error", f"{host}: pyasic failed: {type(e).__name__}: {str(e)[:200]}")
+        return CommandResult("accepted" if ok else "refused", "pyasic reported success" if ok else
+                             "pyasic reported failure")

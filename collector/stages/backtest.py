@@ -1,0 +1,251 @@
+"""The backtest, pure: the site's own history, a power price series and a strategy in; what the strategy
+would have saved against what happened out. `hashfleet backtest` (collector/commands/backtest.py) reads
+the history (local spool or InfluxDB) and the prices; this module only counts.
+
+History arrives as periods (a bucket of time, e.g. 5 minutes) of per-miner readings: how long each
+miner was seen mining and seen at all, its hashrate and power while mining, and its draw while not
+(soft-off, idle). What happened is replayed at the price series; the strategy decides, period by
+period and with the very rules the live advice uses (collector/stages/curtailment_rules.py: hysteresis,
+minimum times, strike or margin, demand-response targets), which of the miners that did mine it would
+have put to sleep. A miner that did not mine in a period (offline, stopped) is left as it was: the
+strategy cannot make a dead miner hash.
+
+    energy saved     kWh the strategy's sleeping miners would not have drawn (mining draw less idle draw)
+    cost saved       those kWh at the price of their period (negative prices make this negative)
+    BTC forgone      what they would not have mined, from the network's hashprice at the time, less pool fee
+    net              cost saved - revenue forgone (USD)
+    uptime           miner-hours mining / miner-hours seen, as happened and under the strategy
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from collector.stages.curtailment_rules import SLEEP, Candidate, Prices, Rules, decide, min_cost_cover, profit_h
+from models.curtailment import DrTarget
+
+RUN = "run"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One miner over one period of history."""
+
+    miner: str
+    seen_s: float  # seconds it was read (answered)
+    mining_s: float  # of those, seconds mining
+    ths: float  # mean hashrate while mining
+    w: float  # mean wall watts while mining
+    other_w: float = 0.0  # mean watts while read but not mining (soft-off, idle)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    ts: int  # start, unix seconds
+    seconds: float
+    hashprice_usd_ph_day: float  # gross, from the `network` points
+    btc_price_usd: float
+    readings: tuple[Reading, ...]
+
+
+class PriceSeries:
+    """A step function of $/kWh: each price holds from its time until the next one, and at most `max_hold_s`."""
+
+    def __init__(self, times: Sequence[int], usd_kwh: Sequence[float], *, max_hold_s: float = 7200.0):
+        if len(times) != len(usd_kwh):
+            raise ValueError("times and prices differ in length")
+        pairs = sorted(zip(times, usd_kwh))
+        self.times = [t for t, _ in pairs]
+        self.prices = [p for _, p in pairs]
+        self.max_hold_s = max_hold_s
+
+    def at(self, ts: float) -> float | None:
+        i = bisect_right(self.times, ts) - 1
+        if i < 0 or ts - self.times[i] >= self.max_hold_s:
+            return None
+        return self.prices[i]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str  # margin | strike | dr
+    rules: Rules
+    dr_targets: tuple[DrTarget, ...] = ()
+
+    def describe(self) -> str:
+        if self.name == "strike":
+            return f"strike {self.rules.strike_usd_kwh:g} $/kWh"
+        if self.name == "dr":
+            return f"demand response ({len(self.dr_targets)} target(s)), margin rules otherwise"
+        return "margin (each miner by its own break-even)"
+
+
+@dataclass
+class Outcome:
+    energy_kwh: float = 0.0
+    energy_usd: float = 0.0
+    btc: float = 0.0
+    revenue_usd: float = 0.0
+    mining_h: float = 0.0  # miner-hours mining
+    seen_h: float = 0.0  # miner-hours read
+
+    @property
+    def uptime_pct(self) -> float | None:
+        return 100 * self.mining_h / self.seen_h if self.seen_h else None
+
+    @property
+    def price_paid_usd_kwh(self) -> float | None:
+        return self.energy_usd / self.energy_kwh if self.energy_kwh else None
+
+
+@dataclass
+class BacktestResult:
+    strategy: str
+    start: int | None = None
+    end: int | None = None
+    periods: int = 0
+    periods_without_price: int = 0
+    miners: int = 0
+    actual: Outcome = field(default_factory=Outcome)
+    with_strategy: Outcome = field(default_factory=Outcome)
+    sleeps: int = 0  # times the strategy put a miner to sleep
+
+    @property
+    def energy_saved_kwh(self) -> float:
+        return self.actual.energy_kwh - self.with_strategy.energy_kwh
+
+    @property
+    def cost_saved_usd(self) -> float:
+        return self.actual.energy_usd - self.with_strategy.energy_usd
+
+    @property
+    def btc_forgone(self) -> float:
+        return self.actual.btc - self.with_strategy.btc
+
+    @property
+    def revenue_forgone_usd(self) -> float:
+        return self.actual.revenue_usd - self.with_strategy.revenue_usd
+
+    @property
+    def net_usd(self) -> float:
+        return self.cost_saved_usd - self.revenue_forgone_usd
+
+    @property
+    def cost_saved_pct(self) -> float | None:
+        return 100 * self.cost_saved_usd / self.actual.energy_usd if self.actual.energy_usd else None
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"strategy": self.strategy, "start": self.start, "end": self.end,
+                                  "periods": self.periods, "periods_without_price": self.periods_without_price,
+                                  "miners": self.miners, "sleeps": self.sleeps}
+        for name, outcome in (("actual", self.actual), ("with_strategy", self.with_strategy)):
+            out[name] = {**asdict(outcome), "uptime_pct": outcome.uptime_pct,
+                         "price_paid_usd_kwh": outcome.price_paid_usd_kwh}
+        for name in ("energy_saved_kwh", "cost_saved_usd", "cost_saved_pct", "btc_forgone", "revenue_forgone_usd",
+                     "net_usd"):
+            out[name] = getattr(self, name)
+        return out
+
+
+def replay(periods: Iterable[Period], prices: PriceSeries, strategy: Strategy, *, pue: float = 1.0,
+           pool_fee_pct: float = 0.0) -> BacktestResult:
+    """Replay `periods` (in time order; a generator will do: history is streamed) at `prices` under `strategy`."""
+    result = BacktestResult(strategy.describe())
+    state: dict[str, list] = {}  # miner -> [option, seconds in it]
+    measured: dict[str, list[float]] = {}  # miner -> [mining seconds, TH*s, W*s]: efficiency learnt so far
+    miners: set[str] = set()
+    net = 1 - pool_fee_pct / 100
+    for period in periods:
+        price = prices.at(period.ts)
+        if price is None or not math.isfinite(price):
+            result.periods_without_price += 1
+            continue
+        result.periods += 1
+        result.start = period.ts if result.start is None else result.start
+        result.end = int(period.ts + period.seconds)
+        revenue_th_h = period.hashprice_usd_ph_day / 1000 / 24 * net
+        p = Prices(price, revenue_th_h)
+        # the strategy decides for each miner that mined in this period
+        candidates: list[tuple[Reading, Candidate]] = []
+        for r in period.readings:
+            miners.add(r.miner)
+            if r.mining_s <= 0 or r.ths <= 0:
+                continue
+            m = measured.get(r.miner)
+            ths, w = (m[1] / m[0], m[2] / m[0]) if m and m[0] else (r.ths, r.w)
+            option = state.setdefault(r.miner, [RUN, math.inf])
+            idle_kw = r.other_w * pue / 1000
+            candidates.append((r, Candidate(r.miner, ((RUN, ths, w * pue / 1000),), idle_kw, option[0], option[1])))
+        keys = [decide(c, p, strategy.rules).key for _, c in candidates]
+        target = next((t for t in strategy.dr_targets if t.active(_dt(period.ts))), None)
+        if target is not None:
+            _shed(target, candidates, keys, p, pue, period)
+        # count what happened and what the strategy would have made of it
+        for r in period.readings:
+            seen_h, mining_h = r.seen_s / 3600, r.mining_s / 3600
+            other_h = max(0.0, seen_h - mining_h)
+            _add(result.actual, r, mining_h, other_h, seen_h, price, revenue_th_h, period.btc_price_usd, pue)
+        for (r, c), key in zip(candidates, keys):
+            option = state[r.miner]
+            if key != option[0]:
+                if key == SLEEP:
+                    result.sleeps += 1
+                option[0], option[1] = key, 0.0
+            option[1] += period.seconds
+            if r.mining_s > 0 and key == RUN:
+                m = measured.setdefault(r.miner, [0.0, 0.0, 0.0])
+                m[0] += r.mining_s
+                m[1] += r.ths * r.mining_s
+                m[2] += r.w * r.mining_s
+        asleep = {c.miner for (_, c), key in zip(candidates, keys) if key == SLEEP}
+        for r in period.readings:
+            seen_h, mining_h = r.seen_s / 3600, r.mining_s / 3600
+            other_h = max(0.0, seen_h - mining_h)
+            if r.miner in asleep:
+                other_h, mining_h = seen_h, 0.0  # it idles where it mined
+            _add(result.with_strategy, r, mining_h, other_h, seen_h, price, revenue_th_h, period.btc_price_usd, pue)
+    result.miners = len(miners)
+    return result
+
+
+def _add(outcome: Outcome, r: Reading, mining_h: float, other_h: float, seen_h: float, price: float,
+         revenue_th_h: float, btc_price: float, pue: float) -> None:
+    kwh = (r.w * mining_h + r.other_w * other_h) * pue / 1000
+    revenue = r.ths * mining_h * revenue_th_h
+    outcome.energy_kwh += kwh
+    outcome.energy_usd += kwh * price
+    outcome.revenue_usd += revenue
+    outcome.btc += revenue / btc_price if btc_price > 0 else 0.0
+    outcome.mining_h += mining_h
+    outcome.seen_h += seen_h
+
+
+def _shed(target: DrTarget, candidates: list[tuple[Reading, Candidate]], keys: list[str], prices: Prices, pue: float,
+          period: Period) -> None:
+    """Demand response in the backtest: the cheapest cover of what the target asks, among the miners the
+    strategy runs (the live stage also keeps a target's shed miners asleep while it lasts)."""
+    margin = Rules()
+    running = [i for i, key in enumerate(keys) if key != SLEEP]
+    items = [(profit_h(candidates[i][1], RUN, prices, margin) - profit_h(candidates[i][1], SLEEP, prices, margin),
+              candidates[i][1].runs[0][2] - candidates[i][1].sleep_kw) for i in running]
+    if target.limit_kw is not None:
+        drawn = sum(candidates[i][1].runs[0][2] for i in running)
+        others = sum(r.other_w * pue / 1000 for r in period.readings if r.mining_s <= 0)
+        need = drawn + others - target.limit_kw
+    else:
+        need = target.shed_kw or 0.0
+    if need <= 0:
+        return
+    for item in min_cost_cover(items, need).chosen:
+        keys[running[item]] = SLEEP
+
+
+def _dt(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)

@@ -1,0 +1,211 @@
+"""Each miner's measured hashrate and power per work mode, and its idle draw: what the curtailment
+advice ranks miners by (collector/stages/curtailment.py), learned from its own readings.
+
+A reading teaches the book only when it is a steady one: mining, hashrate and power both read and
+not refused, and the miner past its warm-up (uptime, and the time since it was last seen start to
+mine: a unit ramping after a wake or a boot reads low). Means are running means, then exponentially
+weighted once a mode has `MAX_WEIGHT` readings, so a unit that ages is followed.
+
+Compact state (three numbers a mode) survives restarts in one JSON file next to the spool, replaced
+atomically. The file is input like any other: a value that is not a finite, plausible number, a
+count that is not a whole number, an id or mode that is too long, too many miners or modes, or a
+date from the future makes it unusable; it is set aside as `<name>.unusable`, the reason logged, and
+learning starts over (the nameplate stands in meanwhile). The running "saved vs always-on" totals
+live in the same file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from models import MinerSample, MinerState
+from models.base import read_capped
+from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+MAX_BYTES = 64 * 1024 * 1024  # ~100 bytes a miner and mode: far beyond any real site
+MAX_MINERS = 200_000
+MAX_MODES = 16
+MAX_KEY_CHARS = 256
+MAX_WEIGHT = 8640  # a day of 10 s readings; past it each new reading weighs 1/MAX_WEIGHT
+MAX_CLOCK_SKEW_S = 300
+MAX_TOTAL = 1e12  # no site saves this many dollars, kWh or BTC: past it a value is garbage
+
+
+@dataclass(slots=True)
+class ModeStat:
+    n: int = 0
+    ths: float = 0.0
+    w: float = 0.0
+
+    def add(self, ths: float, w: float) -> None:
+        if self.n < MAX_WEIGHT:
+            self.n += 1
+        weight = 1.0 / self.n
+        self.ths += (ths - self.ths) * weight
+        self.w += (w - self.w) * weight
+
+
+@dataclass(slots=True)
+class MinerBook:
+    modes: dict[str, ModeStat] = field(default_factory=dict)
+    idle: ModeStat = field(default_factory=ModeStat)  # ths unused: the draw asleep
+    seen: float = 0.0  # unix seconds
+    mining_since: float | None = None  # not saved: after a restart the warm-up starts again
+
+    def usual_mode(self) -> str | None:
+        """The mode it has run in most."""
+        return max(self.modes, key=lambda m: self.modes[m].n) if self.modes else None
+
+
+@dataclass(slots=True)
+class SavedTotals:
+    """What following the advice saved against running every miner always on, since `since`."""
+
+    since: float = 0.0
+    usd: float = 0.0
+    kwh: float = 0.0
+    btc: float = 0.0
+
+
+class EfficiencyBook:
+    def __init__(self) -> None:
+        self.miners: dict[str, MinerBook] = {}
+        self.saved = SavedTotals()
+
+    def learn(self, sample: MinerSample, now: float, mode: str, warmup_s: float) -> MinerBook:
+        book = self.miners.get(sample.miner)
+        if book is None:
+            if len(self.miners) >= MAX_MINERS:
+                return MinerBook()  # not kept: a churn of ids must not grow the book without bound
+            book = self.miners[sample.miner] = MinerBook()
+        book.seen = now
+        state = sample.state
+        unusable = sample.unusable
+        if state is MinerState.MINING:
+            if book.mining_since is None:
+                book.mining_since = now
+            ths, w = sample.hashrate_ths, sample.power_w
+            if (ths and w and ths > 0 and w > 0 and not (unusable and ("hashrate_ths" in unusable or "power_w" in unusable))
+                    and (sample.uptime_s is None or sample.uptime_s >= warmup_s)
+                    and now - book.mining_since >= warmup_s):
+                stat = book.modes.get(mode)
+                if stat is None:
+                    if len(book.modes) >= MAX_MODES:
+                        return book
+                    stat = book.modes[mode] = ModeStat()
+                stat.add(ths, w)
+        else:
+            book.mining_since = None
+            if state is MinerState.SOFT_OFF and sample.power_w is not None and not (unusable and "power_w" in unusable):
+                book.idle.add(0.0, sample.power_w)
+        return book
+
+    def forget(self, before: float) -> None:
+        gone = [m for m, b in self.miners.items() if b.seen < before]
+        for miner in gone:
+            del self.miners[miner]
+
+    # -- the file -------------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        data = {
+            "version": VERSION,
+            "as_of": max((b.seen for b in self.miners.values()), default=self.saved.since),
+            "saved": [self.saved.since, self.saved.usd, self.saved.kwh, self.saved.btc],
+            "miners": {miner: {"seen": b.seen, "idle": [b.idle.n, b.idle.w],
+                               "modes": {m: [s.n, s.ths, s.w] for m, s in b.modes.items()}}
+                       for miner, b in self.miners.items()},
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(".tmp")
+        temp.write_bytes(orjson.dumps(data))
+        os.replace(temp, path)
+
+    @classmethod
+    def load(cls, path: Path, now: float) -> EfficiencyBook:
+        """The saved book, or an empty one: a first start, or a file that cannot be used (logged, set aside)."""
+        book = cls()
+        if not path.exists():
+            return book
+        try:
+            _read(book, orjson.loads(read_capped(path, MAX_BYTES)), now)
+        except Exception as e:  # whatever is in the file, the service starts
+            reason = str(e) if isinstance(e, UnusableBook) else f"{type(e).__name__}: {e}"
+            aside = path.with_name(path.name + ".unusable")
+            try:
+                os.replace(path, aside)
+                kept = f"; the file is kept as {aside}"
+            except OSError:
+                kept = ""
+            log.error("measured efficiencies in %s are unusable (%s): learning starts over, nameplates stand in "
+                      "meanwhile%s", path, reason[:300], kept)
+            return cls()
+        return book
+
+
+class UnusableBook(ValueError):
+    """The saved book cannot be used; the message says which value and why."""
+
+
+def _read(book: EfficiencyBook, data: Any, now: float) -> None:
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        raise UnusableBook(f"not a version {VERSION} efficiency book")
+    as_of = _number(data.get("as_of"), "as_of", 0, now + MAX_CLOCK_SKEW_S)
+    saved = data.get("saved")
+    if not isinstance(saved, list) or len(saved) != 4:
+        raise UnusableBook("saved is not [since, usd, kwh, btc]")
+    since = _number(saved[0], "saved.since", 0, now + MAX_CLOCK_SKEW_S)
+    book.saved = SavedTotals(since, *(_number(v, f"saved[{i + 1}]", -MAX_TOTAL, MAX_TOTAL)
+                                      for i, v in enumerate(saved[1:])))
+    miners = data.get("miners")
+    if not isinstance(miners, dict):
+        raise UnusableBook("miners is not an object")
+    if len(miners) > MAX_MINERS:
+        raise UnusableBook(f"{len(miners)} miners, more than {MAX_MINERS}")
+    for miner, entry in miners.items():
+        if not miner or len(miner) > MAX_KEY_CHARS:
+            raise UnusableBook(f"miner id {miner[:40]!r} is empty or longer than {MAX_KEY_CHARS}")
+        if not isinstance(entry, dict) or set(entry) != {"seen", "idle", "modes"}:
+            raise UnusableBook(f"miners[{miner[:40]!r}] is not an object of seen, idle, modes")
+        seen = _number(entry["seen"], f"miners[{miner[:40]!r}].seen", 0, as_of + MAX_CLOCK_SKEW_S)
+        idle = entry["idle"]
+        if not isinstance(idle, list) or len(idle) != 2:
+            raise UnusableBook(f"miners[{miner[:40]!r}].idle is not [n, watts]")
+        modes = entry["modes"]
+        if not isinstance(modes, dict) or len(modes) > MAX_MODES:
+            raise UnusableBook(f"miners[{miner[:40]!r}].modes is not an object of at most {MAX_MODES} modes")
+        mb = MinerBook(seen=seen, idle=ModeStat(_count(idle[0], miner), 0.0, _number(idle[1], "idle watts", 0, MAX_UNIT_W)))
+        for mode, stat in modes.items():
+            if not mode or len(mode) > 64:
+                raise UnusableBook(f"miners[{miner[:40]!r}]: mode {mode[:40]!r} is empty or longer than 64")
+            if not isinstance(stat, list) or len(stat) != 3:
+                raise UnusableBook(f"miners[{miner[:40]!r}].modes[{mode[:40]!r}] is not [n, TH/s, watts]")
+            where = f"miners[{miner[:40]!r}].modes[{mode[:40]!r}]"
+            mb.modes[mode] = ModeStat(_count(stat[0], miner), _number(stat[1], f"{where} TH/s", 0, MAX_UNIT_THS),
+                                      _number(stat[2], f"{where} watts", 0, MAX_UNIT_W))
+        book.miners[miner] = mb
+
+
+def _number(value: Any, what: str, low: float, high: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise UnusableBook(f"{what} = {str(value)[:40]!r} is not a finite number")
+    if not low <= value <= high:
+        raise UnusableBook(f"{what} = {value!r} is outside [{low:g}, {high:g}]")
+    return float(value)
+
+
+def _count(value: Any, miner: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_WEIGHT:
+        raise UnusableBook(f"miners[{miner[:40]!r}]: a count {str(value)[:40]!r} is not a whole number in "
+                           f"[0, {MAX_WEIGHT}]")
+    return value

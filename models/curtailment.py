@@ -1,0 +1,179 @@
+"""Curtailment: what the advice weighs, what demand response asks for, and what control may do.
+
+The advice runs every cycle when `curtailment:` is in the config (collector/stages/curtailment.py);
+control of miners is a separate, opt-in part of it (`curtailment.control`, off by default:
+collector/sinks/curtailment_control.py). How it decides and what it writes: docs/curtailment.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from models.base import Settings
+from models.base import Strict as _Strict
+from models.base import as_utc as _utc
+
+_NAME = r"^[A-Za-z0-9_.:/-]{1,64}$"  # a layout group, a work mode: what models.config.Place accepts
+MAX_DR_WINDOW_S = 7 * 86_400  # a demand-response target longer than a week is a mistake, not a call
+
+
+class ControlMode(StrEnum):
+    OFF = "off"  # nothing is ever sent to a miner (the default)
+    DRY_RUN = "dry_run"  # every action is decided, logged and published, none is sent
+    ON = "on"  # actions are sent, within the allowlist and the rate limits, and confirmed
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {ControlMode.OFF: 0, ControlMode.DRY_RUN: 1, ControlMode.ON: 2}
+
+
+class ModePlate(Settings):
+    """A work mode's nameplate: what the advice assumes for it until the miner has run in it long
+    enough to be measured (`curtailment.min_samples`)."""
+
+    mode: str = Field(pattern=_NAME, description="as the miner reports it (Avalon WORKMODE, e.g. '0')")
+    hashrate_ths: float = Field(gt=0, le=5_000)
+    power_w: float = Field(gt=0, le=30_000)
+
+
+class CurtailmentGroups(Settings):
+    """Layout groups (collector/layout.py: a group, container, row or rack name) the plan treats as one."""
+
+    shed_whole: list[str] = Field(default_factory=list, max_length=1000,
+                                  description="demand response sheds these whole or not at all (a PDU, a feeder)")
+    always_on: list[str] = Field(default_factory=list, max_length=1000,
+                                 description="never advised to sleep nor shed (a lower work mode is still advised)")
+
+    @field_validator("shed_whole", "always_on")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        import re
+
+        for name in names:
+            if not re.fullmatch(_NAME, name):
+                raise ValueError(f"group {name[:70]!r}: 1-64 of letters, digits, _ . : / -")
+        return names
+
+
+class ControlConfig(Settings):
+    """Control of miners: off unless set. When on, it acts only on fresh price and network data, on
+    allow-listed miners, within the rate limits, confirms every change on the next poll and writes
+    every action to the audit log."""
+
+    mode: ControlMode = ControlMode.OFF
+    allow: list[str] = Field(default_factory=list, max_length=100_000,
+                             description="miner ids, MACs, addresses or layout groups it may act on; '*' for all")
+    max_actions_per_cycle: int = Field(default=10, ge=1, le=10_000)
+    max_actions_per_hour: int = Field(default=120, ge=1, le=1_000_000)
+    confirm_retries: int = Field(default=2, ge=0, le=10,
+                                 description="a change the next poll does not show is sent again this many times")
+    failed_backoff_s: float = Field(default=3600, ge=0, le=86_400 * 7,
+                                    description="a miner whose change was never confirmed is left alone this long")
+    timeout_s: float = Field(default=5.0, gt=0, le=60, description="per command, connect and reply together")
+    kill_switch_file: Path | None = Field(default=None,
+                                          description="while this file exists nothing is sent (touch it to stop)")
+    audit_log: Path | None = Field(default=None, description="JSON Lines, appended; default: "
+                                                              "curtailment-actions.jsonl in the spool directory")
+    mqtt_commands: bool = Field(default=False, description="Home Assistant may set the control mode (never above "
+                                                           "`mode`) and a demand-response limit over MQTT")
+
+    @model_validator(mode="after")
+    def _on_needs_allowlist(self) -> ControlConfig:
+        if self.mode is not ControlMode.OFF and not self.allow:
+            raise ValueError(f"control mode {self.mode.value!r} needs `allow`: the miners, MACs, addresses or layout "
+                             "groups it may act on ('*' for every miner)")
+        return self
+
+
+class DrTarget(_Strict):
+    """A demand-response target: keep the site's draw at most `limit_kw`, or `shed_kw` below what the
+    advice alone would draw, from `start` (default: now) until `end`."""
+
+    limit_kw: float | None = Field(default=None, ge=0, le=10_000_000, allow_inf_nan=False)
+    shed_kw: float | None = Field(default=None, gt=0, le=10_000_000, allow_inf_nan=False)
+    start: datetime | None = None
+    end: datetime
+    reason: str | None = Field(default=None, max_length=200, description="e.g. '4CP alert', 'utility call 1234'")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _ts_utc(cls, ts: datetime | None) -> datetime | None:
+        return _utc(ts)
+
+    @model_validator(mode="after")
+    def _one_target_and_a_window(self) -> DrTarget:
+        if (self.limit_kw is None) == (self.shed_kw is None):
+            raise ValueError("give exactly one of limit_kw (the site's draw at most) and shed_kw (less than the "
+                             "advice alone would draw)")
+        if self.start is not None:
+            if self.end <= self.start:
+                raise ValueError("end must be after start")
+            if (self.end - self.start).total_seconds() > MAX_DR_WINDOW_S:
+                raise ValueError(f"a window longer than {MAX_DR_WINDOW_S // 86400} days is refused")
+        return self
+
+    def active(self, at: datetime) -> bool:
+        return (self.start is None or self.start <= at) and at < self.end
+
+
+class DrSchedule(_Strict):
+    """A schedule file of demand-response targets (`curtailment.dr_schedule`, YAML)."""
+
+    targets: list[DrTarget] = Field(max_length=10_000)
+
+
+class CurtailmentConfig(Settings):
+    """Advice every cycle: which miners to run, sleep or move to a lower work mode at the live power price.
+
+    strategy `margin`: each miner by its own margin per kWh (revenue from its measured hashrate less the
+    power it draws, per mode); `strike`: every miner sleeps above `strike_usd_kwh` (a fleet-wide strike
+    price). Either way a change needs the price past the break-even by `hysteresis_usd_kwh`, and a
+    miner keeps a state at least `min_on_s` / `min_off_s`."""
+
+    strategy: Literal["margin", "strike"] = "margin"
+    strike_usd_kwh: float | None = Field(default=None, ge=-1, le=20)
+    hysteresis_usd_kwh: float = Field(default=0.003, ge=0, le=10,
+                                      description="a change must gain at least this per kWh drawn")
+    min_on_s: float = Field(default=900, ge=0, le=86_400)
+    min_off_s: float = Field(default=900, ge=0, le=86_400)
+    warmup_s: float = Field(default=300, ge=0, le=86_400,
+                            description="after a boot or a wake, readings do not teach the miner's efficiency")
+    min_samples: int = Field(default=30, ge=1, le=100_000,
+                             description="readings of a miner in a mode before its measured efficiency replaces the "
+                                         "nameplate (models/hardware.py, work_modes)")
+    work_modes: dict[str, list[ModePlate]] = Field(
+        default_factory=dict, max_length=1000,
+        description="by model as the miner reports it: the work modes it has, as nameplates until measured")
+    ramp_kw_per_min: float | None = Field(default=None, gt=0, le=1_000_000,
+                                          description="the plan changes the site's draw by at most this per minute")
+    groups: CurtailmentGroups = Field(default_factory=CurtailmentGroups)
+    dr_schedule: Path | None = Field(default=None, description="YAML file of demand-response targets (DrSchedule)")
+    dr_default_duration_s: float = Field(default=3600, gt=0, le=MAX_DR_WINDOW_S,
+                                         description="a bare kW limit (Home Assistant's number entity) lasts this long")
+    control: ControlConfig = Field(default_factory=ControlConfig)
+
+    @model_validator(mode="after")
+    def _strike_needs_price(self) -> CurtailmentConfig:
+        if self.strategy == "strike" and self.strike_usd_kwh is None:
+            raise ValueError("strategy 'strike' needs strike_usd_kwh (sleep every miner above this $/kWh)")
+        for model, plates in self.work_modes.items():
+            modes = [p.mode for p in plates]
+            if len(set(modes)) != len(modes):
+                raise ValueError(f"work_modes[{model!r}] lists a mode twice")
+        return self
+
+
+# --- MQTT payloads -----------------------------------------------------------------------------
+
+class KillPayload(_Strict):
+    """The kill switch over MQTT: `ON` / `OFF` (Home Assistant's switch), `true` / `false`, or this object."""
+
+    killed: bool

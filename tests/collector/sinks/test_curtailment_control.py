@@ -1,0 +1,250 @@
+"""Curtailment control against the simulators over real TCP, the pipeline as `hashfleet collect` builds it
+(collector.pipeline.build, service mode): `off` and `dry_run` send nothing (the simulators' command log
+stays empty), `on` sends exactly what the plan asks, within the allowlist and the rate limits, confirms
+each change on the next poll, wakes only what it slept, stops on a kill switch or stale data, and writes
+every step to the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+
+import pytest
+
+from collector import config as config_loader
+from collector.pipeline import build
+from collector.sinks.miner_commands import read_avalon_reply
+from collector.sinks.points import curtailment_lines
+from models import CollectorConfig
+from simulators.fleet import run_fleet
+from tests.collector.mqtt_support import CaptureSink
+
+NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
+                                          "btc_price_usd": 95000}}
+FLEET = "a1246:2,a1566:2"  # the A1246s (~38 J/TH) lose money above ~0.040 $/kWh, the A15s (~19 J/TH) above ~0.081
+OLD = (0, 1)  # fleet indexes of the A1246s
+SPIKE, CHEAP = 0.06, 0.02
+
+
+def config(fleet, site: str, *, price: float | None, control: dict | None, **curtailment) -> CollectorConfig:
+    tariff = ({"kind": "flat", "usd_per_kwh": price} if price is not None
+              else {"kind": "live", "fallback_usd_per_kwh": 0.05})
+    return CollectorConfig.model_validate({
+        "site": site, "miners": fleet.addresses, "interval_s": 1, "timeout_s": 2,
+        "economics": {"tariff": tariff, "pue": 1.1}, "network": NETWORK,
+        "curtailment": {"min_on_s": 0, "min_off_s": 0, "warmup_s": 0, "hysteresis_usd_kwh": 0,
+                        **({"control": control} if control is not None else {}), **curtailment},
+    })
+
+
+def run(cfg: CollectorConfig, cycles: int) -> list:
+    capture = CaptureSink()
+    pipeline = build(cfg, sinks=[capture], service_mode=True)
+    asyncio.run(pipeline.run(cycles=cycles))
+    pipeline.close()
+    out = []
+    while not capture.results.empty():
+        out.append(capture.results.get())
+    return out
+
+
+def audit(cfg: CollectorConfig) -> list[dict]:
+    path = config_loader.spool_directory(cfg) / "curtailment-actions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def commands(fleet, index: int | None = None) -> list[str]:
+    return [c.command for c in fleet.commands(None if index is None else fleet[index])]
+
+
+@pytest.fixture(scope="module")
+def sims():
+    with run_fleet(FLEET, base="127.48.0.1:0", seed=19) as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def fleet(sims):
+    """The module's fleet, every miner awake and the command log read from here on."""
+    for miner in sims:
+        miner.set_faults(soft_off=False, device_keys={})
+    sims.command_log._kept.clear()
+    return sims
+
+
+def test_off_sends_nothing_while_the_plan_says_sleep(fleet):
+    cfg = config(fleet, "ctl-off", price=1.0, control=None)
+    cycles = run(cfg, 3)
+    plan = cycles[-1].curtailment
+    assert plan.control_mode == "off" and plan.miners_sleep == 4 and plan.events == []
+    assert fleet.commands() == []
+    assert audit(cfg) == []
+
+
+def test_dry_run_sends_nothing_and_logs_what_it_would_do_once_per_change(fleet):
+    cfg = config(fleet, "ctl-dry", price=SPIKE, control={"mode": "dry_run", "allow": ["*"]})
+    cycles = run(cfg, 4)
+    assert fleet.commands() == []
+    lines = audit(cfg)
+    old = {fleet[i].mac.upper() for i in OLD}
+    assert {line["miner"].replace(":", "") for line in lines} == {m.replace(":", "") for m in old}
+    assert all(line["result"] == "dry_run" and line["action"] == "sleep" for line in lines)
+    assert len(lines) == 2  # once per change, not once per cycle
+    first = lines[0]
+    assert first["who"] == "hashfleet curtailment control (dry_run)" and first["command"].startswith("ascset|0,softoff,")
+    assert "above its break-even" in first["why"] and first["site"] == "ctl-dry"
+    events = [e for c in cycles for e in c.curtailment.events]
+    assert len(events) == 2 and any('result=dry_run' in line for c in cycles
+                                    for line in curtailment_lines(c.curtailment) if line.startswith("action,"))
+
+
+def test_on_sleeps_the_losing_miners_confirms_on_the_next_poll_and_wakes_only_what_it_slept(fleet):
+    fleet[2].set_soft_off(True)  # an operator stopped this A15 by hand: control must never wake it
+    cfg = config(fleet, "ctl-on", price=SPIKE, control={"mode": "on", "allow": ["*"]})
+    cycles = run(cfg, 3)
+    for i in OLD:
+        assert commands(fleet, i) == ["ascset softoff"]
+    assert commands(fleet, 2) == [] and commands(fleet, 3) == []
+    assert cycles[-1].samples and {s.state.value for s in cycles[-1].samples if s.model.startswith("AvalonMiner 1246")} == {"soft_off"}
+    results = [(line["action"], line["result"]) for line in audit(cfg)]
+    assert results.count(("sleep", "sent")) == 2 and results.count(("sleep", "accepted")) == 2
+    assert results.count(("sleep", "confirmed")) == 2
+    # The price falls: it wakes the two it slept (its state survived the restart), not the hand-stopped A15.
+    run(config(fleet, "ctl-on", price=CHEAP, control={"mode": "on", "allow": ["*"]}), 3)
+    for i in OLD:
+        assert commands(fleet, i) == ["ascset softoff", "ascset softon"]
+    assert commands(fleet, 2) == []
+    assert ("wake", "confirmed") in [(line["action"], line["result"]) for line in audit(cfg)]
+
+
+def test_only_allow_listed_miners_are_touched(fleet):
+    allowed = fleet[0]
+    run(config(fleet, "ctl-allow", price=SPIKE, control={"mode": "on", "allow": [allowed.address]}), 2)
+    assert commands(fleet, 0) == ["ascset softoff"] and commands(fleet, 1) == []
+
+
+def test_actions_per_cycle_and_per_hour_are_capped(fleet):
+    run(config(fleet, "ctl-cycle", price=SPIKE, control={"mode": "on", "allow": ["*"], "max_actions_per_cycle": 1}), 1)
+    assert len(fleet.commands()) == 1
+    fleet.command_log._kept.clear()
+    for miner in fleet:
+        miner.set_faults(soft_off=False)
+    run(config(fleet, "ctl-hour", price=SPIKE, control={"mode": "on", "allow": ["*"], "max_actions_per_hour": 1}), 4)
+    assert len(fleet.commands()) == 1
+
+
+def test_a_kill_switch_file_stops_every_send_and_the_audit_says_so(fleet, tmp_path):
+    kill = tmp_path / "stop"
+    kill.touch()
+    cfg = config(fleet, "ctl-kill", price=SPIKE, control={"mode": "on", "allow": ["*"], "kill_switch_file": str(kill)})
+    cycles = run(cfg, 3)
+    assert fleet.commands() == []
+    assert cycles[-1].curtailment.killed
+    assert [(line["result"], line["why"]) for line in audit(cfg)] == [("skipped", f"kill switch file {kill} exists")]
+
+
+def test_a_stale_price_means_no_action(fleet):
+    # A live tariff and no price feed: the plan runs on the fallback price, flagged stale, and holds.
+    cfg = config(fleet, "ctl-stale", price=None, control={"mode": "on", "allow": ["*"]})
+    cycles = run(cfg, 3)
+    assert fleet.commands() == []
+    assert all(c.curtailment.stale for c in cycles)
+    assert [line["result"] for line in audit(cfg)] == ["skipped"]
+    assert "no fresh live price" in audit(cfg)[0]["why"]
+
+
+def test_a_change_the_next_poll_does_not_show_is_retried_then_reported_unconfirmed(fleet):
+    # This A1246's firmware keeps reporting SoftOFF[0] whatever it is told (it idles, but never says soft-off).
+    fleet[0].set_faults(device_keys={"SoftOFF": "0", "GHSspd": "88000.00"})
+    cfg = config(fleet, "ctl-unconfirmed", price=SPIKE,
+                 control={"mode": "on", "allow": [fleet[0].address], "confirm_retries": 1})
+    run(cfg, 5)
+    assert commands(fleet, 0) == ["ascset softoff", "ascset softoff"]  # sent, then once more
+    results = [line["result"] for line in audit(cfg)]
+    assert results.count("unconfirmed") == 1 and "confirmed" not in results
+    unconfirmed = next(line for line in audit(cfg) if line["result"] == "unconfirmed")
+    assert "the poll shows state idle" in unconfirmed["detail"] and unconfirmed["attempt"] == 2
+
+
+# --- the replies real firmware sends -------------------------------------------------------------
+
+def test_avalon_reply_variants_are_read_as_the_firmware_means_them():
+    ok_info = b'{"STATUS":[{"STATUS":"I","When":1,"Code":118,"Msg":"ASC 0 set info: success softoff:1795780805"}],"id":1}\x00'
+    ok_set = b'{"STATUS":[{"STATUS":"S","When":1,"Code":119,"Msg":"ASC 0 set OK"}],"id":1}'
+    refused = b'{"STATUS":[{"STATUS":"E","When":1,"Code":120,"Msg":"ASC 0 set failed: mode 9 out of range"}],"id":1}'
+    assert read_avalon_reply(ok_info, "m").result == "accepted"
+    assert read_avalon_reply(ok_set, "m").result == "accepted"
+    assert read_avalon_reply(b"", "m").result == "accepted"  # closed without a reply
+    assert read_avalon_reply(refused, "m") .result == "refused"
+    assert read_avalon_reply(b"<html>", "m").result == "error"
+    assert read_avalon_reply(b'{"no": "status"}', "m").result == "error"
+
+
+class _Firmware:
+    """A loopback API port answering `ascset` as an A1466 does: soft-off with STATUS S 'ASC 0 set OK',
+    soft-on by closing without a byte."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.48.9.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                request = json.loads(conn.recv(4096))
+                self.received.append(request["parameter"])
+                if ",softoff," in request["parameter"]:
+                    conn.sendall(b'{"STATUS":[{"STATUS":"S","When":1,"Code":119,"Msg":"ASC 0 set OK"}],"id":1}\x00')
+
+
+def test_a1466_style_replies_over_tcp_are_accepted():
+    from collector.sinks import miner_commands
+
+    firmware = _Firmware()
+    off = asyncio.run(miner_commands.avalon("127.48.9.1", firmware.port, "sleep", ts=1795780805, timeout_s=2))
+    on = asyncio.run(miner_commands.avalon("127.48.9.1", firmware.port, "wake", ts=1795780806, timeout_s=2))
+    firmware.sock.close()
+    assert (off.result, off.detail) == ("accepted", "ASC 0 set OK")
+    assert on.result == "accepted" and "closed without a reply" in on.detail
+    assert firmware.received == ["0,softoff,1795780805", "0,softon,1795780806"]
+
+
+def test_other_makes_sleep_and_wake_through_pyasic(tmp_path):
+    with run_fleet("s19jpro:1", base="127.48.2.1", seed=3) as antminers:
+        cfg = config(antminers, "ctl-pyasic", price=0.5, control={"mode": "on", "allow": ["*"]})
+        run(cfg, 3)
+        assert [c.command for c in antminers.commands()] == ["set_miner_conf"]
+        assert antminers.commands()[0].params.get("miner-mode") in (1, "1")
+        results = [(line["action"], line["result"], line["command"]) for line in audit(cfg)]
+        assert ("sleep", "confirmed", "pyasic stop_mining") in results
+        run(config(antminers, "ctl-pyasic", price=CHEAP, control={"mode": "on", "allow": ["*"]}), 3)
+        conf = [c for c in antminers.commands() if c.command == "set_miner_conf"]
+        assert len(conf) >= 2 and conf[-1].params.get("miner-mode") in (0, "0")
+
+
+@pytest.mark.parametrize("content", [
+    b"{not json", b"[]", b'{"version": 2, "slept": {}, "moved": {}, "failed": {}, "sent": []}',
+    b'{"version": 1, "slept": {"m": 1e30}, "moved": {}, "failed": {}, "sent": []}',
+    b'{"version": 1, "slept": {"m": "yesterday"}, "moved": {}, "failed": {}, "sent": []}',
+    b'{"version": 1, "slept": {}, "moved": {"m": 3}, "failed": {}, "sent": []}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [NaN]}',
+    b'{"version": 1, "slept": {"": 1}, "moved": {}, "failed": {}, "sent": []}',
+])
+def test_an_unusable_control_state_is_set_aside_and_nothing_is_woken_from_it(tmp_path, content, caplog):
+    from collector.sinks.curtailment_control import CurtailmentControl
+    from models.curtailment import ControlConfig
+
+    path = tmp_path / "curtailment-control.json"
+    path.write_bytes(content)
+    control = CurtailmentControl(ControlConfig(mode="on", allow=["*"]), "s1", state_path=path)
+    assert control.slept == {} and control.moved == {} and not control.sent
+    assert (tmp_path / "curtailment-control.json.unusable").read_bytes() == content
+    assert "are not woken by it" in caplog.text

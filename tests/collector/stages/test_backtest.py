@@ -1,0 +1,182 @@
+"""The backtest on a synthetic series whose savings are computed by hand: the pure core, then
+`hashfleet backtest` end to end on the same history in the local spool and in the real InfluxDB.
+
+Two miners mine all along: A 100 TH/s at 3,000 W, B 200 TH/s at 3,500 W; hashprice 50 $/PH/day (one
+TH/s earns 50/1000/24 = 0.0020833 $/h), BTC at 100,000 $, PUE 1, no pool fee, no idle draw. 48 hours at
+0.03 $/kWh but four hours at 0.40 and one at 0.09. By hand:
+
+    as happened   6.5 kW x 48 h = 312 kWh; 6.5 x (43 x 0.03 + 4 x 0.40 + 0.09) = 19.37 $
+    strike 0.10   both sleep the four 0.40 hours: 26 kWh and 10.40 $ saved, 300 TH/s x 4 h = 2.50 $ forgone,
+                  net 7.90 $, 53.69 % of the electricity, uptime 44/48 = 91.67 %
+    margin        A breaks even at 0.0694 $/kWh, B at 0.1190: A also sleeps the 0.09 hour: 29 kWh,
+                  10.67 $ saved, 2.7083 $ forgone, net 7.9617 $
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from collector.line_protocol import encode
+from collector.sinks.spool import Spool
+from collector.stages.backtest import Period, PriceSeries, Reading, Strategy, replay
+from collector.stages.curtailment_rules import Rules
+from models.curtailment import DrTarget
+from tests.support import HASHFLEET
+
+SITE = "bt"
+SPIKE_HOURS = {10, 11, 12, 13}
+MID_HOUR = 30
+
+
+def price_at_hour(h: int) -> float:
+    return 0.40 if h in SPIKE_HOURS else 0.09 if h == MID_HOUR else 0.03
+
+
+STRIKE = dict(energy_saved_kwh=26.0, cost_saved_usd=10.40, revenue_forgone_usd=2.5, net_usd=7.90,
+              cost_saved_pct=100 * 10.40 / 19.37)
+MARGIN = dict(energy_saved_kwh=29.0, cost_saved_usd=10.67, revenue_forgone_usd=2.5 + 100 * 50 / 1000 / 24,
+              net_usd=10.67 - (2.5 + 100 * 50 / 1000 / 24))
+
+
+def periods(start: int) -> list[Period]:
+    readings = (Reading("A", 300, 300, 100.0, 3000.0), Reading("B", 300, 300, 200.0, 3500.0))
+    return [Period(start + 300 * k, 300.0, 50.0, 100_000.0, readings) for k in range(48 * 12)]
+
+
+def hourly(start: int) -> PriceSeries:
+    return PriceSeries([start + 3600 * h for h in range(48)], [price_at_hour(h) for h in range(48)])
+
+
+def check(result, expected: dict) -> None:
+    for name, value in expected.items():
+        assert getattr(result, name) == pytest.approx(value, rel=0.01), name  # within 1 %
+
+
+def test_strike_strategy_saves_what_the_hand_computation_says():
+    result = replay(periods(0), hourly(0), Strategy("strike", Rules("strike", 0.10)))
+    check(result, STRIKE)
+    assert result.actual.energy_usd == pytest.approx(19.37, rel=1e-9)
+    assert result.actual.uptime_pct == 100 and result.with_strategy.uptime_pct == pytest.approx(100 * 44 / 48)
+    assert result.btc_forgone == pytest.approx(2.5 / 100_000)
+    assert result.sleeps == 2
+
+
+def test_margin_strategy_sleeps_each_miner_at_its_own_break_even():
+    check(replay(periods(0), hourly(0), Strategy("margin", Rules())), MARGIN)
+
+
+def test_hysteresis_and_minimum_times_change_the_outcome_as_they_should():
+    # A minimum off time of five hours keeps both asleep an hour after the four-hour spike (at 0.03 $/kWh).
+    result = replay(periods(0), hourly(0), Strategy("strike", Rules("strike", 0.10, min_off_s=5 * 3600)))
+    assert result.energy_saved_kwh == pytest.approx(26 + 6.5)
+    assert result.cost_saved_usd == pytest.approx(10.40 + 6.5 * 0.03)
+
+
+def test_a_demand_response_target_sheds_the_cheapest_kw_in_its_window():
+    target = DrTarget(shed_kw=3.0, start="1970-01-01T20:00:00Z", end="1970-01-01T22:00:00Z")
+    result = replay(periods(0), hourly(0), Strategy("dr", Rules(strategy="strike", strike_usd_kwh=10), (target,)))
+    # 3 kW for two hours: A (3.0 kW, the least revenue per kW) is the cheapest cover.
+    assert result.energy_saved_kwh == pytest.approx(3.0 * 2)
+    assert result.revenue_forgone_usd == pytest.approx(100 * 2 * 50 / 1000 / 24)
+
+
+def test_periods_without_a_price_are_counted_not_invented():
+    result = replay(periods(0), PriceSeries([3600 * 24], [0.03], max_hold_s=3600), Strategy("margin", Rules()))
+    assert result.periods == 12 and result.periods_without_price == 48 * 12 - 12
+
+
+# --- the command, end to end -------------------------------------------------------------------
+
+def history_lines(start: int, *, with_prices: bool = False) -> list[str]:
+    lines = []
+    for k in range(48 * 60):
+        t = start + 60 * k
+        for miner, ths, w in (("A", 100.0, 3000.0), ("B", 200.0, 3500.0)):
+            lines.append(encode("miner", {"site": SITE, "miner": miner, "model": "X"},
+                                {"hashrate_ths": ths, "power_w": w, "state": "mining", "up": 1}, t))
+        lines.append(encode("network", {"site": SITE}, {"hashprice_usd_ph_day": 50.0, "btc_price_usd": 100_000.0}, t))
+        if with_prices:
+            lines.append(encode("power_price", {"site": SITE, "source": "live"},
+                                {"usd_per_kwh": price_at_hour((t - start) // 3600), "stale": 0}, t))
+    return lines
+
+
+def write_config(tmp_path, **extra) -> str:
+    path = tmp_path / "hashfleet.yaml"
+    path.write_text(yaml.safe_dump({"site": SITE, "interval_s": 60, "spool": {"retention_h": 1000},
+                                    "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}},
+                                    "network": {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000,
+                                                                               "btc_price_usd": 100_000}}, **extra}))
+    return str(path)
+
+
+def prices_csv(tmp_path, start: int) -> str:
+    path = tmp_path / "prices.csv"
+    path.write_text("time,usd_per_mwh\n" + "".join(f"{start + 3600 * h},{1000 * price_at_hour(h):g}\n" for h in range(48)))
+    return str(path)
+
+
+def run_backtest(args: list[str], env: dict) -> dict:
+    done = subprocess.run([HASHFLEET, "backtest", "--since", "3d", "--json", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def start() -> int:
+    return (int(time.time()) // 3600 - 49) * 3600  # 48 hours of history ending an hour ago
+
+
+def test_backtest_command_on_local_history_matches_the_hand_computation(tmp_path, start):
+    spool_dir = tmp_path / "spool"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}, "HASHFLEET_SPOOL_DIR": str(spool_dir)}
+    spool = Spool(spool_dir / SITE, retention_s=1000 * 3600)
+    lines = history_lines(start, with_prices=True)
+    for i in range(0, len(lines), 5000):
+        spool.append(lines[i:i + 5000])
+    spool.close()
+    config = write_config(tmp_path)
+    strike = run_backtest(["--config", config, "--prices", prices_csv(tmp_path, start), "--strategy", "strike:0.10"], env)
+    for name, value in STRIKE.items():
+        assert strike[name] == pytest.approx(value, rel=0.01), name
+    assert strike["miners"] == 2 and strike["with_strategy"]["uptime_pct"] == pytest.approx(100 * 44 / 48, rel=0.01)
+    # Without --prices: the prices the collector stored (the same series), margin rules.
+    margin = run_backtest(["--config", config, "--strategy", "margin"], env)
+    for name, value in MARGIN.items():
+        assert margin[name] == pytest.approx(value, rel=0.01), name
+    table = subprocess.run([HASHFLEET, "backtest", "--config", config, "--since", "3d", "--strategy", "strike:0.1"],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert table.returncode == 0 and "net +7.90 $" in " ".join(table.stdout.split())
+
+
+def test_backtest_command_reads_influxdb_over_influxql(tmp_path, start, influxdb, influx_bucket):
+    influxdb.write(influx_bucket, history_lines(start, with_prices=True))
+    env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_BUCKET": influx_bucket, "INFLUX_TOKEN": influxdb.token,
+           "INFLUX_ORG": influxdb.org, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+    result = run_backtest(["--config", write_config(tmp_path), "--strategy", "strike:0.10", "--source", "influx"], env)
+    for name, value in STRIKE.items():
+        assert result[name] == pytest.approx(value, rel=0.01), name
+
+
+@pytest.mark.parametrize("row, problem", [
+    ("not-a-time,30", "not-a-time"),
+    (f"{10**12},30", "not a unix time"),
+    ("2026-01-01T00:00:00,30", "no time zone"),
+    ("1795780800,nan", "is not a price"),
+    ("1795780800,1e300", "is not a price"),
+    ("1795780800,", "could not convert"),
+])
+def test_a_bad_price_file_is_refused_naming_the_line(tmp_path, row, problem):
+    path = tmp_path / "prices.csv"
+    path.write_text(f"time,usd_per_mwh\n1795780000,30\n{row}\n")
+    done = subprocess.run([HASHFLEET, "backtest", "--config", write_config(tmp_path), "--prices", str(path)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path)})
+    assert done.returncode == 2 and f"{path} line 3" in done.stderr and problem in done.stderr, done.stderr

@@ -1,0 +1,119 @@
+"""The curtailment rules on their own: hysteresis, minimum times, strike prices, the exact demand-response
+cover (against brute force) and the ramp budget."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from collector.stages.curtailment_rules import (
+    SLEEP, Candidate, Prices, Ramp, Rules, decide, min_cost_cover, profit_h,
+)
+
+# One TH/s earns 0.0017 $/h: a 90 TH/s, 3.42 kW unit breaks even at 0.0447 $/kWh; a 194 TH/s, 3.65 kW one at 0.0904.
+REVENUE = 0.0017
+OLD = Candidate("old", (("0", 90.0, 3.42),), 0.06, current="0", held_s=1e9)
+NEW = Candidate("new", (("0", 194.0, 3.65), ("1", 170.0, 2.95)), 0.07, current="0", held_s=1e9)
+
+
+def at(price: float) -> Prices:
+    return Prices(price, REVENUE)
+
+
+def test_a_miner_sleeps_above_its_break_even_and_runs_below_it():
+    assert decide(OLD, at(0.030), Rules()).key == "0"
+    sleep = decide(OLD, at(0.060), Rules())
+    assert sleep.key == SLEEP and "above its break-even 0.0447" in sleep.reason
+
+
+def test_hysteresis_needs_the_price_past_the_break_even_both_ways():
+    rules = Rules(hysteresis_usd_kwh=0.005)
+    assert decide(OLD, at(0.048), rules).key == "0"  # past the break-even, not by the hysteresis
+    assert decide(OLD, at(0.048), rules).held
+    assert decide(OLD, at(0.052), rules).key == SLEEP
+    asleep = Candidate("old", OLD.runs, OLD.sleep_kw, current=SLEEP, held_s=1e9)
+    assert decide(asleep, at(0.042), rules).key == SLEEP  # below the break-even, not by the hysteresis
+    assert decide(asleep, at(0.038), rules).key == "0"
+
+
+def test_minimum_times_hold_a_miner_in_its_state():
+    rules = Rules(min_on_s=600, min_off_s=300)
+    just_woke = Candidate("old", OLD.runs, OLD.sleep_kw, current="0", held_s=100)
+    held = decide(just_woke, at(0.5), rules)
+    assert held.key == "0" and held.held and "minimum on time (100 of 600 s)" in held.reason
+    just_slept = Candidate("old", OLD.runs, OLD.sleep_kw, current=SLEEP, held_s=299)
+    assert decide(just_slept, at(0.0), rules).key == SLEEP
+    assert decide(Candidate("old", OLD.runs, OLD.sleep_kw, current=SLEEP, held_s=301), at(0.0), rules).key == "0"
+
+
+def test_a_lower_work_mode_wins_where_it_still_earns_and_the_full_one_does_not():
+    # Mode 1: 170 TH/s at 2.95 kW (break-even 0.0980); mode 0 breaks even at 0.0904.
+    assert decide(NEW, at(0.05), Rules()).key == "0"
+    lower = decide(NEW, at(0.095), Rules())
+    assert lower.key == "1" and "mode 1 earns" in lower.reason
+    assert decide(NEW, at(0.12), Rules()).key == SLEEP
+
+
+def test_strike_strategy_sleeps_every_miner_above_the_strike_whatever_its_margin():
+    rules = Rules(strategy="strike", strike_usd_kwh=0.10)
+    assert decide(NEW, at(0.099), rules).key == "0"
+    assert decide(NEW, at(0.101), rules).key == SLEEP
+    assert decide(OLD, at(0.099), rules).key == "0"  # losing money under margin rules; the strike says run
+
+
+def test_always_on_miners_never_sleep_and_wake_if_found_asleep():
+    on = Candidate("on", OLD.runs, OLD.sleep_kw, current="0", held_s=1e9, always_on=True)
+    assert decide(on, at(5.0), Rules()).key == "0"
+    asleep = Candidate("on", OLD.runs, OLD.sleep_kw, current=SLEEP, held_s=0, always_on=True)
+    assert decide(asleep, at(5.0), Rules(min_off_s=600)).key == "0"
+
+
+def test_sleep_counts_idle_draw_and_curtailment_credits():
+    prices = Prices(0.05, REVENUE, credit_usd_kwh=0.02)
+    assert profit_h(OLD, SLEEP, prices, Rules()) == pytest.approx(-0.06 * 0.05 + 0.02 * (3.42 - 0.06))
+
+
+def _brute(items, need):
+    best = None
+    for r in range(len(items) + 1):
+        for combo in itertools.combinations(range(len(items)), r):
+            if sum(items[i][1] for i in combo) >= need - 1e-9:
+                cost = sum(items[i][0] for i in combo)
+                best = cost if best is None else min(best, cost)
+    return best
+
+
+def test_min_cost_cover_matches_brute_force_on_random_small_fleets():
+    rng = random.Random(19)
+    checked = 0
+    for _ in range(600):
+        items = [(round(rng.uniform(-0.3, 4.0), 3), round(rng.choice([3.42, 3.65, 3.23, 1.67, 0.14]) * rng.uniform(0.9, 1.1), 3))
+                 for _ in range(rng.randint(1, 10))]
+        need = rng.uniform(0.1, sum(kw for _, kw in items) * 1.15)
+        cover = min_cost_cover(items, need)
+        best = _brute(items, need)
+        if best is None:
+            assert not cover.met
+            continue
+        assert cover.met and cover.exact
+        assert cover.cost == pytest.approx(best, abs=1e-9), (items, need)
+        assert cover.kw >= need - 1e-9
+        checked += 1
+    assert checked > 400
+
+
+def test_min_cost_cover_reports_when_nothing_can_meet_the_target():
+    cover = min_cost_cover([(1.0, 3.0), (2.0, 3.0)], 10.0)
+    assert not cover.met and set(cover.chosen) == {0, 1}
+
+
+def test_ramp_spends_a_budget_refilled_per_minute_and_moves_the_largest_unit_eventually():
+    ramp = Ramp(kw_per_min=6.0)
+    ramp.refill(10, largest_change_kw=3.65)  # 1 kW after 10 s
+    assert not ramp.spend(3.65)
+    for _ in range(3):
+        ramp.refill(10, 3.65)
+    assert ramp.spend(3.65)  # 4 kW after 40 s
+    assert not ramp.spend(3.65)

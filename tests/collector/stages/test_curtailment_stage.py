@@ -1,0 +1,234 @@
+"""The curtailment advice stage over real cycles (collector.service.run_cycle through tests.support.deliver):
+measured efficiency per mode, no flapping, demand response against brute force, groups, stale inputs,
+ramps, and its state file kept across restarts (hostile files set aside)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+from datetime import timedelta
+
+import pytest
+
+from collector.sources.live_inputs import LiveInputs
+from collector.stages.curtailment import CurtailmentStage
+from collector.stages.curtailment_rules import SLEEP
+from collector.layout import SiteLayout
+from models import LivePowerPrice, MinerSample, MinerState, SampleSource, SiteEconomics
+from models.config import Place
+from models.curtailment import CurtailmentConfig, DrTarget
+from tests.support import TS, deliver
+
+NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
+                                          "btc_price_usd": 95000}}
+LIVE = SiteEconomics.model_validate({"tariff": {"kind": "live", "fallback_usd_per_kwh": 0.05, "max_age_s": 600},
+                                     "pue": 1.1})
+MODELS = {  # model as Avalons report it -> (TH/s, W) as the tests' miners run
+    "AvalonMiner 15-194": (194.0, 3650.0),
+    "AvalonMiner 1466": (150.0, 3230.0),
+    "AvalonMiner 1246": (90.0, 3420.0),
+}
+
+
+def sample(i: int, model: str, ts, *, ths: float | None = None, w: float | None = None,
+           state: MinerState = MinerState.MINING, mode: str = "0", uptime_s: int = 86400) -> MinerSample:
+    plate_ths, plate_w = MODELS[model]
+    mining = state is MinerState.MINING
+    return MinerSample(miner=f"m{i}", host=f"10.0.0.{i}", port=4028, site="s1", ts=ts, state=state,
+                       source=SampleSource.AVALON, model=model, work_mode=mode, uptime_s=uptime_s,
+                       hashrate_ths=(ths or plate_ths) if mining else 0.0, power_w=w or plate_w if mining else 70.0)
+
+
+class Site:
+    """A stage fed one cycle at a time at a given live price."""
+
+    def __init__(self, config: CurtailmentConfig, *, economics: SiteEconomics = LIVE, **kwargs):
+        self.live = LiveInputs()
+        self.stage = CurtailmentStage("s1", economics, config, live=self.live, **kwargs)
+        self.k = 0
+
+    def cycle(self, samples_at, price: float | None, *, price_age_s: float = 0.0):
+        ts = TS + timedelta(seconds=10 * self.k)
+        self.k += 1
+        if price is not None:
+            self.live.power_price = LivePowerPrice(usd_per_kwh=price, as_of=ts - timedelta(seconds=price_age_s))
+        cycle = asyncio.run(deliver(samples_at(ts), [], [self.stage], network=NETWORK, ts=ts))
+        assert cycle.curtailment is not None
+        return cycle.curtailment
+
+
+def fleet(n_each: int = 2):
+    models = list(MODELS)
+    return lambda ts: [sample(i, models[i % 3], ts) for i in range(3 * n_each)]
+
+
+def test_the_least_efficient_miners_sleep_first_as_the_price_rises():
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0))
+    assert set(site.cycle(fleet(), 0.02).keys.values()) == {"0"}
+    plan = site.cycle(fleet(), 0.06)  # above the A1246's break-even (~0.040), below the others'
+    asleep = {m for m, k in plan.keys.items() if k == SLEEP}
+    assert asleep == {"m2", "m5"}  # the two A1246s
+    assert plan.miners_sleep == 2 and plan.saved_usd_day > 0 and plan.energy_saved_kwh_day > 0
+    reasons = {a.miner: a.reason for a in plan.advice}
+    assert "above its break-even" in reasons["m2"]
+    plan = site.cycle(fleet(), 0.075)  # the A1466 (~0.0705) too, not the A15 (~0.081)
+    assert {m for m, k in plan.keys.items() if k == SLEEP} == {"m1", "m2", "m4", "m5"}
+
+
+def test_measured_efficiency_replaces_the_nameplate_once_a_mode_has_enough_readings():
+    # This A15-194 draws 4,600 W, not its nameplate 3,650: at 0.075 $/kWh the nameplate says run
+    # (break-even ~0.081), its own readings say sleep (~0.064).
+    hungry = lambda ts: [sample(0, "AvalonMiner 15-194", ts, w=4600.0)]  # noqa: E731
+    site = Site(CurtailmentConfig(min_samples=5, min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0, warmup_s=0))
+    plans = [site.cycle(hungry, 0.075) for _ in range(6)]
+    assert [p.keys["m0"] for p in plans[:4]] == ["0"] * 4  # nameplate: 4 readings are not enough
+    assert plans[5].keys["m0"] == SLEEP  # 5 readings: measured
+    assert site.stage.book.miners["m0"].modes["0"].w == pytest.approx(4600.0)
+
+
+def test_readings_during_warm_up_teach_nothing():
+    site = Site(CurtailmentConfig(warmup_s=300))
+    site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts, ths=20.0, uptime_s=60)], 0.02)  # ramping after boot
+    assert "0" not in site.stage.book.miners["m0"].modes
+    site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts, uptime_s=86400)], 0.02)  # mining since just now
+    assert "0" not in site.stage.book.miners["m0"].modes
+
+
+def test_a_price_wandering_around_the_break_even_does_not_flap_with_hysteresis_and_minimum_times():
+    prices = [0.0404 + 0.002 * math.sin(k * 1.7) for k in range(60)]  # the A1246 breaks even at ~0.0404
+
+    def changes(config: CurtailmentConfig) -> int:
+        site = Site(config)
+        return sum(site.cycle(lambda ts: [sample(0, "AvalonMiner 1246", ts)], p).changes for p in prices)
+
+    assert changes(CurtailmentConfig(hysteresis_usd_kwh=0, min_on_s=0, min_off_s=0)) > 20  # the test can fail
+    assert changes(CurtailmentConfig(hysteresis_usd_kwh=0.003, min_on_s=0, min_off_s=0)) == 0
+    assert changes(CurtailmentConfig(hysteresis_usd_kwh=0, min_on_s=120, min_off_s=120)) <= 60 * 10 // 120 + 1
+
+
+def _lost_per_hour(plan_site: Site, price: float, miners: list[str]) -> float:
+    """Profit per hour lost by sleeping `miners` at `price`, from the stage's own view of them."""
+    book = plan_site.stage.book
+    revenue = plan_site.stage._prices.revenue_usd_th_h  # the price of one TH/s-hour this cycle
+    lost = 0.0
+    for miner in miners:
+        stat = book.miners[miner].modes["0"]
+        lost += stat.ths * revenue - stat.w * 1.1 / 1000 * price + 0.0  # sleeping draws (unmeasured) 0
+    return lost
+
+
+def test_a_10_kw_demand_response_target_sheds_the_set_that_loses_the_fewest_dollars_brute_force():
+    models = list(MODELS)
+    # 9 miners, 3 models, hashrates spread so each miner's margin differs.
+    spread = [1.0, 0.93, 1.06, 0.97, 1.1, 0.9, 1.03, 0.95, 1.08]
+    small = lambda ts: [sample(i, models[i % 3], ts, ths=MODELS[models[i % 3]][0] * spread[i]) for i in range(9)]  # noqa: E731
+    target = DrTarget(shed_kw=10, start=TS, end=TS + timedelta(hours=1), reason="utility call")
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, warmup_s=0, min_samples=1), dr_override=target)
+    plan = site.cycle(small, 0.03)  # every miner earns at 0.03
+    shed = [a.miner for a in plan.advice if a.dr]
+    kw = {m: site.stage.book.miners[m].modes["0"].w * 1.1 / 1000 for m in site.stage.book.miners}
+    assert sum(kw[m] for m in shed) >= 10
+    best = min(_lost_per_hour(site, 0.03, list(c)) for r in range(1, 10) for c in itertools.combinations(kw, r)
+               if sum(kw[m] for m in c) >= 10)
+    assert _lost_per_hour(site, 0.03, shed) == pytest.approx(best, rel=1e-9)
+    assert plan.dr_met and plan.dr_exact and "demand response: shed 10 kW" in plan.advice[0].reason
+    # The shed miners stay asleep while the target lasts, and nobody else joins them.
+    again = site.cycle(small, 0.03)
+    assert sorted(a.miner for a in again.advice if a.dr) == sorted(shed) and again.changes == 0
+
+
+def test_demand_response_limit_respects_shed_whole_groups_and_always_on_groups():
+    layout = SiteLayout({"10.0.0.0": Place(groups=["pdu-a"]), "10.0.0.1": Place(groups=["pdu-a"]),
+                         "10.0.0.2": Place(groups=["office"])})
+    config = CurtailmentConfig(min_on_s=0, min_off_s=0, warmup_s=0, min_samples=1,
+                               groups={"shed_whole": ["pdu-a"], "always_on": ["office"]})
+    models = list(MODELS)
+    six = lambda ts: [sample(i, models[i % 3], ts) for i in range(6)]  # noqa: E731
+    site = Site(config, layout=layout, dr_override=DrTarget(limit_kw=12, end=TS + timedelta(hours=1)))
+    plan = site.cycle(six, 0.02)
+    asleep = {m for m, k in plan.keys.items() if k == SLEEP}
+    assert "m2" not in asleep  # always on: the office
+    assert {"m0", "m1"} <= asleep or not {"m0", "m1"} & asleep  # the PDU whole or not at all
+    assert plan.planned_kw <= 12 + 1e-9 and plan.dr_met
+
+
+def test_a_stale_price_holds_the_plan_and_says_why():
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0))
+    assert set(site.cycle(fleet(), 0.02).keys.values()) == {"0"}
+    plan = site.cycle(fleet(), 0.50, price_age_s=3600)  # a price from an hour ago: the fallback is used
+    assert plan.stale and "no fresh live price" in plan.stale_reason
+    assert set(plan.keys.values()) == {"0"} and plan.changes == 0
+    assert plan.price_source == "fallback"
+
+
+def test_the_ramp_limit_spreads_a_spike_over_cycles_most_losing_first():
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, ramp_kw_per_min=12))
+    site.cycle(fleet(3), 0.02)
+    asleep_by_cycle = []
+    for _ in range(16):
+        plan = site.cycle(fleet(3), 1.0)  # every miner loses money: 9 would sleep at once
+        asleep_by_cycle.append(plan.miners_sleep)
+    # A minute's budget (12 kW) at once: three ~3.8 kW miners; then 2 kW a 10 s cycle, one every ~2 cycles.
+    assert asleep_by_cycle[0] == 3 and asleep_by_cycle == sorted(asleep_by_cycle) and asleep_by_cycle[-1] == 9
+    assert max(b - a for a, b in zip(asleep_by_cycle, asleep_by_cycle[1:])) <= 1
+    assert plan.deferred == 0 and site.cycle(fleet(3), 1.0).changes == 0
+
+
+def test_the_measured_efficiencies_survive_a_restart(tmp_path):
+    path = tmp_path / "curtailment-efficiency.json"
+    config = CurtailmentConfig(warmup_s=0)
+    site = Site(config, state_path=path)
+    for _ in range(3):
+        site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts, w=4000.0)], 0.02)
+    site.stage.save()
+    again = Site(config, state_path=path)
+    stat = again.stage.book.miners["m0"].modes["0"]
+    assert stat.n == 3 and stat.w == pytest.approx(4000.0)
+
+
+def _valid_file(path):
+    site = Site(CurtailmentConfig(warmup_s=0), state_path=path)
+    site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts)], 0.02)
+    site.stage.save()
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("attack", [
+    "nan_watts", "negative_hashrate", "huge_count", "float_count", "future_as_of", "too_many_modes",
+    "long_mode", "not_an_object", "string_watts", "watts_beyond_any_miner",
+])
+def test_an_unusable_state_file_is_set_aside_and_learning_starts_over(tmp_path, attack, caplog):
+    path = tmp_path / "curtailment-efficiency.json"
+    data = _valid_file(path)
+    entry = data["miners"]["m0"]
+    if attack == "nan_watts":
+        text = json.dumps(data).replace(str(entry["modes"]["0"][2]), "NaN")
+        path.write_text(text)
+    else:
+        if attack == "negative_hashrate":
+            entry["modes"]["0"][1] = -5
+        elif attack == "huge_count":
+            entry["modes"]["0"][0] = 10**12
+        elif attack == "float_count":
+            entry["modes"]["0"][0] = 2.5
+        elif attack == "future_as_of":
+            data["as_of"] = TS.timestamp() + 10 * 365 * 86400
+            entry["seen"] = data["as_of"]
+        elif attack == "too_many_modes":
+            entry["modes"] = {str(i): [1, 90.0, 3000.0] for i in range(50)}
+        elif attack == "long_mode":
+            entry["modes"]["x" * 500] = [1, 90.0, 3000.0]
+        elif attack == "not_an_object":
+            data["miners"]["m0"] = [1, 2, 3]
+        elif attack == "string_watts":
+            entry["modes"]["0"][2] = "3650"
+        elif attack == "watts_beyond_any_miner":
+            entry["modes"]["0"][2] = 1e9
+        path.write_text(json.dumps(data))
+    site = Site(CurtailmentConfig(), state_path=path)
+    assert site.stage.book.miners == {}
+    assert (tmp_path / "curtailment-efficiency.json.unusable").exists()
+    assert "learning starts over" in caplog.text
+    site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts)], 0.02)  # and the stage works on

@@ -1,0 +1,48 @@
+"""`hashfleet advise`: the plan right now, from one real cycle of simulated miners; it never sends a command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import yaml
+
+from simulators.fleet import run_fleet
+from tests.support import HASHFLEET
+
+NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
+                                          "btc_price_usd": 95000}}
+
+
+def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_nothing(tmp_path):
+    config = tmp_path / "hashfleet.yaml"
+    with run_fleet("a1246:1,a1566:2", base="127.50.0.1:0", seed=5) as fleet:
+        config.write_text(yaml.safe_dump({
+            "site": "adv", "miners": fleet.addresses, "interval_s": 2,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}, "pue": 1.1}, "network": NETWORK,
+            # control `on` in the config: advise still sends nothing (it is not the service)
+            "curtailment": {"control": {"mode": "on", "allow": ["*"]}}}))
+        env = {**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+        run = lambda *args: subprocess.run([HASHFLEET, "advise", "--config", str(config), *args],  # noqa: E731
+                                           capture_output=True, text=True, timeout=120, env=env)
+        spike = run("--json", "--price", "0.06")
+        assert spike.returncode == 0, spike.stderr
+        plan = json.loads(spike.stdout)
+        actions = {m["address"]: m["action"] for m in plan["miners"]}
+        assert actions == {fleet[0].address: "sleep", fleet[1].address: "run", fleet[2].address: "run"}
+        old = next(m for m in plan["miners"] if m["action"] == "sleep")
+        assert "above its break-even" in old["reason"] and old["efficiency_j_th"] > 30
+        assert plan["price_usd_kwh"] == 0.06 and plan["miners_sleep"] == 1 and plan["saved_usd_day"] > 0
+
+        limited = run("--json", "--limit-kw", "5")
+        assert limited.returncode == 0, limited.stderr
+        plan = json.loads(limited.stdout)
+        assert plan["dr_limit_kw"] == 5 and plan["planned_kw"] <= 5 and plan["dr_met"] is True
+
+        table = run("--price", "0.06")
+        assert table.returncode == 0 and "sleep" in table.stdout and "break-even" in table.stdout
+        assert fleet.commands() == []
+
+        bad = run("--limit-kw", "5", "--shed-kw", "3")
+        assert bad.returncode == 2 and "not both" in bad.stderr

@@ -1,0 +1,175 @@
+"""Curtailment over MQTT against the real Mosquitto and simulated miners over TCP, wired as `hashfleet
+collect` wires it (collector.pipeline.build, service mode): a price spike puts the least efficient miners
+to sleep within two cycles and they wake after it, without flapping; a stale price moves nothing; Home
+Assistant's entities (control mode, demand-response limit, kill switch) are discovered and obeyed, within
+the config's ceiling and only when the config enables them; hostile command payloads are refused."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from collector.mqtt.topics import Topics
+from collector.sinks import home_assistant as discovery
+from simulators.fleet import run_fleet
+from tests.collector.mqtt_support import NETWORK, Publisher, RunningCollector, Subscriber, mqtt_config, unique
+
+FLEET = "a1246:2,a1566:2"  # the A1246s break even at ~0.040 $/kWh, the A15s at ~0.081
+OLD = (0, 1)
+LIVE = {"tariff": {"kind": "live", "fallback_usd_per_kwh": 0.05, "max_age_s": 30}, "pue": 1.1}
+
+
+def collector(mosquitto, fleet, site: str, *, control: dict, **curtailment) -> RunningCollector:
+    return RunningCollector({
+        "site": site, "miners": fleet.addresses, "interval_s": 1, "timeout_s": 2,
+        "economics": LIVE, "network": NETWORK,
+        "mqtt": mqtt_config(mosquitto.host, mosquitto.port,
+                            ingest=[{"topic": f"prices/{site}/power", "kind": "power_price"}]),
+        "curtailment": {"min_on_s": 2, "min_off_s": 2, "warmup_s": 0, "hysteresis_usd_kwh": 0.002,
+                        "control": control, **curtailment},
+    })
+
+
+@pytest.fixture(scope="module")
+def sims():
+    with run_fleet(FLEET, base="127.49.0.1:0", seed=23) as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def fleet(sims):
+    for miner in sims:
+        miner.set_faults(soft_off=False)
+    sims.command_log._kept.clear()
+    return sims
+
+
+def at_price(price: float):
+    return lambda r: r.curtailment is not None and not r.curtailment.stale and r.curtailment.price_usd_kwh == price
+
+
+def states(result, fleet, indexes) -> set[str]:
+    macs = {fleet[i].mac.replace(":", "").upper() for i in indexes}
+    return {s.state.value for s in result.samples if (s.mac or "").replace(":", "").upper() in macs}
+
+
+def test_a_price_spike_sleeps_the_least_efficient_within_two_cycles_and_they_wake_after_it(mosquitto, fleet):
+    site = unique("spike")
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    running = collector(mosquitto, fleet, site, control={"mode": "on", "allow": ["*"]})
+    try:
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})
+        running.next_result(lambda r: at_price(0.02)(r) and len(r.samples) == 4 and states(r, fleet, OLD) == {"mining"},
+                            timeout=30, what="every miner mining at 0.02")
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.06})
+        first = running.next_result(at_price(0.06), timeout=10, what="a cycle at the spike price")
+        assert {first.curtailment.keys[s.miner] for s in first.samples if s.model.startswith("AvalonMiner 1246")} == {""}
+        second = running.next_result(timeout=5)  # the next cycle's poll shows them asleep
+        assert states(second, fleet, OLD) == {"soft_off"} and states(second, fleet, (2, 3)) == {"mining"}
+        for _ in range(4):  # the spike lasts: nothing more happens
+            steady = running.next_result(timeout=5)
+        assert states(steady, fleet, OLD) == {"soft_off"}
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})
+        running.next_result(lambda r: at_price(0.02)(r) and states(r, fleet, OLD) != {"soft_off"}, timeout=20,
+                            what="the A1246s awake again after the spike")
+        for _ in range(3):
+            running.next_result(timeout=5)
+    finally:
+        running.close()
+        publisher.close()
+    for i in OLD:  # one sleep and one wake each: no flapping
+        assert [c.command for c in fleet.commands(fleet[i])] == ["ascset softoff", "ascset softon"]
+    for i in (2, 3):
+        assert fleet.commands(fleet[i]) == []
+
+
+def test_a_stale_price_over_mqtt_moves_nothing(mosquitto, fleet):
+    site = unique("stale")
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    running = collector(mosquitto, fleet, site, control={"mode": "on", "allow": ["*"]})
+    try:
+        old = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat()  # older than max_age_s 30
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.5, "ts": old})
+        for _ in range(4):
+            result = running.next_result(timeout=10)
+            assert result.curtailment.stale and result.curtailment.price_source == "fallback"
+    finally:
+        running.close()
+        publisher.close()
+    assert fleet.commands() == []
+
+
+def test_home_assistant_entities_set_the_mode_under_the_configs_ceiling_the_limit_and_the_kill_switch(mosquitto, fleet):
+    site = unique("ha-curtail")
+    topics = Topics("hashfleet", site)
+    node = discovery.site_node_id(site)
+    watcher = Subscriber(mosquitto.host, mosquitto.port, [f"homeassistant/+/{node}/#", f"hashfleet/{site}/#",
+                                                          f"homeassistant/sensor/+/{discovery.MINER_PLAN_SENSOR.object_id}/config"])
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    running = collector(mosquitto, fleet, site, control={"mode": "dry_run", "allow": ["*"], "mqtt_commands": True})
+    try:
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})
+        select = watcher.wait_json(f"homeassistant/select/{node}/curtailment_mode/config")
+        assert select["command_topic"] == topics.curtailment_set("mode") and select["options"] == ["off", "dry_run", "on"]
+        number = watcher.wait_json(f"homeassistant/number/{node}/curtailment_dr_limit/config")
+        switch = watcher.wait_json(f"homeassistant/switch/{node}/curtailment_kill/config")
+        assert number["unit_of_measurement"] == "kW" and switch["payload_on"] == "ON"
+        assert watcher.wait_json(topics.curtailment_state, lambda d: d["control_mode"] == "dry_run")
+        # Each miner's plan: a retained topic and an enum sensor on the miner's device.
+        plan_config = watcher.wait_for(lambda m: m.topic.startswith(f"homeassistant/sensor/{node}_")
+                                       and m.topic.endswith("/plan/config"), what="a miner's plan sensor")
+        config = json.loads(plan_config.payload)
+        assert config["options"] == ["run", "sleep", "lower", "raise"] and config["state_topic"].endswith("/plan")
+        assert watcher.wait_json(config["state_topic"])["action"] in config["options"]
+        # The select asks for `on`: the config says dry_run, so dry_run it stays; `off` it obeys.
+        publisher.publish(topics.curtailment_set("mode"), "on")
+        publisher.publish(topics.curtailment_set("mode"), "off")
+        running.next_result(lambda r: r.curtailment is not None and r.curtailment.control_mode == "off", timeout=10,
+                            what="control mode off from Home Assistant")
+        publisher.publish(topics.curtailment_set("mode"), "dry_run")
+        publisher.publish(topics.curtailment_set("dr_limit_kw"), "8")  # the number entity: a bare kW limit
+        limited = running.next_result(lambda r: r.curtailment is not None and r.curtailment.dr_target is not None,
+                                      timeout=10, what="a demand-response limit")
+        assert limited.curtailment.dr_target.limit_kw == 8 and limited.curtailment.planned_kw <= 8
+        publisher.publish(topics.curtailment_set("kill"), "ON")
+        killed = running.next_result(lambda r: r.curtailment is not None and r.curtailment.killed, timeout=10,
+                                     what="the kill switch")
+        assert watcher.wait_json(topics.curtailment_state, lambda d: d["killed"] is True)
+        publisher.publish(topics.curtailment_set("dr_limit_kw"), "0")  # clears the limit
+        running.next_result(lambda r: r.curtailment is not None and r.curtailment.dr_target is None, timeout=10)
+        # Hostile: none of these changes anything, each is counted.
+        publisher.publish(topics.curtailment_set("mode"), "full-throttle")
+        publisher.publish(topics.curtailment_set("kill"), "maybe")
+        publisher.publish(topics.curtailment_set("dr_limit_kw"), "-5")
+        publisher.publish(topics.curtailment_set("dr_limit_kw"), {"limit_kw": 5, "end": "2001-01-01T00:00:00Z"})
+        publisher.publish(topics.curtailment_set("dr_limit_kw"), {"limit_kw": 5, "shed_kw": 3, "end": "2099-01-01T00:00:00Z"})
+        after = running.next_result(lambda r: r.counters.get("mqtt_malformed", 0) >= 3
+                                    and r.counters.get("mqtt_refused", 0) >= 2, timeout=10, what="the refusals counted")
+        assert after.curtailment.control_mode == "dry_run" and after.curtailment.killed
+        assert after.curtailment.dr_target is None
+        assert killed is not None
+    finally:
+        running.close()
+        publisher.close()
+        watcher.close()
+    assert fleet.commands() == []  # dry_run, then off, then killed: nothing was ever sent
+
+
+def test_command_topics_are_not_listened_to_unless_the_config_enables_them(mosquitto, fleet):
+    site = unique("no-ha")
+    topics = Topics("hashfleet", site)
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    running = collector(mosquitto, fleet, site, control={"mode": "dry_run", "allow": ["*"]})
+    try:
+        assert {s for s, _ in running.bridge.ingest.subscriptions} >= {topics.curtailment_set("kill")}
+        assert topics.curtailment_set("mode") not in {s for s, _ in running.bridge.ingest.subscriptions}
+        publisher.publish(topics.curtailment_set("mode"), "off")
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})
+        for _ in range(3):
+            result = running.next_result(lambda r: r.curtailment is not None, timeout=10)
+        assert result.curtailment.control_mode == "dry_run"
+    finally:
+        running.close()
+        publisher.close()
