@@ -3,6 +3,12 @@
     cost_engine     the pure cost engine: same inputs, same figures (docs/cost.md)
     cost_stage      the engine run over a cycle: per-miner figures part by part, roll-ups, running totals
     running_totals  today's and this month's totals kept across restarts
+    health          each miner's problems, root cause and dollars lost (health_signals, root_cause,
+                    health_dollars, power_truth, health_history); after the cost stage
+    curtailment     the advice: run, sleep or another work mode at the price in force (curtailment_rules,
+                    efficiency_book); backtest replays it over history
+    pool_reconciliation  what the pools credited against what the miners' hashrate implied (pool_days,
+                    pool_records)
 
 A stage sees each cycle three times: `begin` before the first sample, `part` for each slice of
 miners as they arrive (it adds its figures to the part, which then goes to the sinks), `finish`
