@@ -79,6 +79,9 @@ class _Timed:
     def finish(self, cycle) -> None:
         self._timed(self.stage.finish, cycle)
 
+    def close(self) -> None:
+        self.stage.close()
+
 
 async def _cycles(built, n: int, timed: _Timed | None) -> list[dict[str, float]]:
     out = []

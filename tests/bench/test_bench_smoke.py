@@ -66,6 +66,7 @@ def test_bench_health_compares_cycles_with_and_without_the_health_stage(tmp_path
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "the stage alone" in done.stdout and "target at most 10%" in done.stdout
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]  # every part of the pipeline stops cleanly
     result = json.loads(out_json.read_text())
     assert len(result["rounds"]["with"]) == len(result["rounds"]["without"]) == 1
     assert result["health_stage_cpu_s"] > 0 and all(r["health_cpu_s"] == 0 for r in result["rounds"]["without"])
