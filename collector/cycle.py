@@ -12,16 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from models import CostSample, MinerSample, MinerState, NetworkState
-from models.schema import Measurement
+from models.curtailment import CurtailmentPlan
+from models.health import MinerHealth, SiteHealth
 from models.pool import PoolSnapshot
 from models.reconciliation import PoolReport
-from models.health import MinerHealth, SiteHealth
-
-if TYPE_CHECKING:
-    from collector.stages.curtailment import CurtailmentPlan
+from models.schema import Measurement
 
 # Miners per part handed to the stages and sinks: bounds a cycle's per-miner figures and lines in
 # memory, and each part is one spool batch that delivery can send while the next is worked on.

@@ -7,6 +7,7 @@ collector/sinks/curtailment_control.py). How it decides and what it writes: docs
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -177,3 +178,83 @@ class KillPayload(_Strict):
     """The kill switch over MQTT: `ON` / `OFF` (Home Assistant's switch), `true` / `false`, or this object."""
 
     killed: bool
+
+
+# --- the plan (made by collector/stages/curtailment.py, carried in the cycle to the sinks) ---------------
+
+
+@dataclass(slots=True)
+class MinerAdvice:
+    """One miner the plan does not simply leave running as usual (asleep, another mode), or one that changed."""
+
+    miner: str
+    key: str  # SLEEP ("") or the work mode to run in
+    action: str  # run | sleep | lower | raise
+    reason: str
+    kw: float  # facility kW in the planned option
+    kw_always_on: float  # facility kW running as usual
+    margin_usd_kwh: float | None  # break-even of its usual mode less the price now
+    efficiency_j_th: float | None  # measured (or nameplate) in its usual mode
+    profit_usd_day: float  # in the planned option, at this price
+    changed: bool = False
+    held: bool = False  # the rules wanted a change that hysteresis, a minimum time or the ramp held back
+    dr: bool = False  # asleep for demand response
+    usual: str = ""  # the mode it usually runs in (always-on)
+
+
+@dataclass(slots=True)
+class ActionEvent:
+    """One step of one action on a miner (control sink): who, what, when, why, result."""
+
+    ts: datetime
+    miner: str
+    action: str  # sleep | wake | mode
+    result: str  # dry_run | sent | accepted | refused | error | confirmed | unconfirmed | skipped
+    reason: str  # why the plan wants it
+    detail: str = ""  # the firmware's answer, the error, what was checked
+    command: str = ""  # what was (or would have been) sent, e.g. ascset|0,softoff,1795780810
+    host: str = ""
+    kw: float = 0.0  # facility kW the change moves (negative: less draw)
+    attempt: int = 0
+    mode: str = ""  # the control mode that made it: dry_run | on
+
+
+@dataclass
+class CurtailmentPlan:
+    site: str
+    ts: datetime
+    strategy: str
+    price_usd_kwh: float
+    price_source: str  # tariff | live | fallback
+    stale: bool  # the plan held: price or network data is stale
+    stale_reason: str
+    revenue_usd_th_day: float
+    keys: dict[str, str] = field(default_factory=dict)  # every planned miner -> SLEEP or its mode
+    advice: list[MinerAdvice] = field(default_factory=list)
+    miners_planned: int = 0
+    miners_run: int = 0
+    miners_sleep: int = 0
+    miners_lower: int = 0
+    changes: int = 0
+    held: int = 0
+    deferred: int = 0  # changes the ramp limit kept for later cycles
+    planned_kw: float = 0.0  # the site's facility kW if the plan is followed (other miners and overhead included)
+    always_on_kw: float = 0.0  # ... if every planned miner ran as usual
+    dr_target: DrTarget | None = None
+    dr_need_kw: float = 0.0
+    dr_met: bool = True
+    dr_exact: bool = True
+    saved_usd_day: float = 0.0  # against always-on, at this price: rates now
+    energy_saved_kwh_day: float = 0.0
+    btc_forgone_day: float = 0.0
+    saved_usd_total: float = 0.0  # integrated since `saved_since`
+    energy_saved_kwh_total: float = 0.0
+    btc_forgone_total: float = 0.0
+    saved_since: float = 0.0
+    control_mode: str = ControlMode.OFF.value  # set by the control sink
+    killed: bool = False  # a kill switch is on (set by the control sink)
+    events: list[ActionEvent] = field(default_factory=list)  # what control decided and learnt this cycle
+
+    @property
+    def shed_kw(self) -> float:
+        return self.always_on_kw - self.planned_kw

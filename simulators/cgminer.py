@@ -587,7 +587,8 @@ COMMANDS: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
 }
 
 # Firmware layouts other than "mm" and "q" answer some commands their own way: layout -> command ->
-# handler, filled in by simulators.avalon_layouts (imported at the end of this module).
+# handler, filled in by simulators.avalon_layouts (which simulators.miner imports: every simulated
+# Avalon has them; this module imports neither, so the two do not import each other).
 LAYOUT_COMMANDS: dict[str, dict[str, Callable[[_Ctx], dict[str, Any]]]] = {}
 
 
@@ -696,5 +697,3 @@ def _with_device_key(reply: bytes, key: bytes, value: bytes) -> bytes:
         return replaced
     return _DEVICE_STRING_START.sub(lambda m: m.group(0) + b" " + replacement, reply)
 
-
-from simulators import avalon_layouts  # noqa: E402,F401  (registers its layouts in LAYOUT_COMMANDS)

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from simulators import avalon_layouts  # noqa: F401  (registers the firmware layouts' commands in cgminer)
 from simulators.clock import Clock, wall_clock
 from simulators.commands import MAX_TEXT, Command, CommandLog, clean_params
 from simulators.faults import Faults

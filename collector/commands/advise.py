@@ -14,7 +14,8 @@ from rich.table import Table
 from collector import pipeline, service
 from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, fail_usage, load_config, miners_list
 from collector.cycle import Cycle, MinersPart
-from collector.stages.curtailment import CurtailmentPlan, CurtailmentStage
+from collector.stages.curtailment import CurtailmentStage
+from models.curtailment import CurtailmentPlan
 from collector.stages.curtailment_rules import SLEEP
 from collector.sinks.mqtt_publish import plan_summary
 from models.curtailment import CurtailmentConfig, DrTarget

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from collector.stages.curtailment import ActionEvent
+from models.curtailment import ActionEvent
 
 log = logging.getLogger(__name__)
 

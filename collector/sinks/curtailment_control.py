@@ -50,7 +50,7 @@ from collector.layout import SiteLayout
 from collector.sinks import miner_commands
 from collector.sinks.audit_log import AuditLog
 from collector.sources.live_inputs import LiveInputs
-from collector.stages.curtailment import ActionEvent, CurtailmentPlan, MinerAdvice
+from models.curtailment import ActionEvent, CurtailmentPlan, MinerAdvice
 from collector.stages.curtailment_rules import DEFAULT_MODE, SLEEP
 from models import MinerSample, MinerState, SampleSource
 from models.base import read_capped

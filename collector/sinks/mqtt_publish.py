@@ -32,7 +32,7 @@ from models.curtailment import CurtailmentConfig
 from models.mqtt import MqttConfig
 
 if TYPE_CHECKING:
-    from collector.stages.curtailment import CurtailmentPlan
+    from models.curtailment import CurtailmentPlan
 
 DISCOVERY_QOS = 1
 
