@@ -29,12 +29,11 @@ import time
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from collector.sources import cgminer_client as cgminer
 from collector.sources import plausibility, web_client
-from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due, spread_due
+from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
 from collector.sources.reply_values import Checked, first, mac, text
+from collector.sources.rpc_reader import RpcReader
 from models import BoardSample, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
 
@@ -47,25 +46,19 @@ _RATE_UNITS = {"GH": 1e-3, "MH": 1e-6, "TH": 1.0, "KH": 1e-9, "H": 1e-12}  # `ra
 _HEALTHY = ("s", "")  # summary.cgi status[].status: "s" fine; "" what hydro units say of their absent fans
 
 
-class Antminer:
+class Antminer(RpcReader):
     """One identified Antminer: its address, what identification learnt, and the web-only fields
     with when they are due again. `poll` reads it."""
 
-    __slots__ = ("host", "port", "profile", "auth", "mac", "errors", "sleeping", "web_problem",
-                 "status_due", "identity_due", "shape")
+    __slots__ = ("auth", "errors", "sleeping", "web_problem")
+    poll_command = POLL_COMMAND
 
     def __init__(self, host: str, port: int, profile: Profile, auth: web_client.DigestAuth | None) -> None:
-        self.host, self.port, self.profile, self.auth = host, port, profile, auth
-        self.mac: str | None = None
+        super().__init__(host, port, profile)
+        self.auth = auth
         self.errors: list[str] = []  # the health list's complaints, as last read
         self.sleeping: bool | None = None  # the sleep setting, read while the unit does not hash
         self.web_problem: str | None = None  # why the last web call failed (a warning on samples)
-        self.status_due = self.identity_due = 0.0
-        self.shape: tuple[bool, tuple[int | None, ...]] | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
 
     async def prepare(self, timeout_s: float) -> None:
         """At identification: the MAC and the health list (the sleep setting waits for a reading
@@ -73,30 +66,18 @@ class Antminer:
         deadline = time.monotonic() + timeout_s
         await self._web(self._read_identity, deadline)
         await self._web(self._read_health, deadline)
-        now = time.monotonic()
-        self.identity_due = spread_due(now, IDENTITY_EVERY_S)
-        self.status_due = spread_due(now, STATUS_EVERY_S)
+        self.schedule()
 
-    async def poll(self, *, site: str, ts: datetime, timeout_s: float, known_id: str | None) -> MinerSample:
-        """Read the miner; never raises for a misbehaving miner."""
-        where = self.where
-        miner_id = known_id or self.mac or where
-        started = time.monotonic()
-        try:
-            raw = await cgminer.request(self.host, self.port, POLL_COMMAND, timeout_s=timeout_s)
-            reading = _read_rpc(cgminer.decode(raw, where), where, self.profile)
-        except cgminer.MinerUnreachable as e:
-            return _unread(miner_id, self, site, ts, str(e), MinerState.OFFLINE)
-        except cgminer.MinerReplyError as e:
-            return _unread(miner_id, self, site, ts, str(e), MinerState.ERROR)
-        await self._refresh(reading, started + timeout_s)
-        try:
-            return _sample(reading, self, site=site, ts=ts)
-        except ValidationError as e:  # a value the checks let through and the model refuses: a bug's backstop
-            bad = "; ".join(f"{'.'.join(map(str, err['loc']))} ({err['msg']})" for err in e.errors()[:3])
-            return _unread(miner_id, self, site, ts, f"{where}: reply value out of range: {bad}", MinerState.ERROR)
+    def read(self, reply: dict[str, Any]) -> _Reading:
+        return _read_rpc(reply, self.where, self.profile)
 
-    async def _refresh(self, reading: _Reading, deadline: float) -> None:
+    def sample(self, reading: _Reading, site: str, ts: datetime) -> MinerSample:
+        return _sample(reading, self, site=site, ts=ts)
+
+    def unread(self, miner_id: str, site: str, ts: datetime, reason: str, state: MinerState) -> MinerSample:
+        return _unread(miner_id, self, site, ts, reason, state)
+
+    async def refresh(self, reading: _Reading, deadline: float) -> None:
         """Fetch the web-only fields this reading makes due (see the module's docstring)."""
         now = time.monotonic()
         shape = (reading.hashing, reading.chips)

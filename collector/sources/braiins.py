@@ -22,12 +22,11 @@ import time
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from collector.sources import cgminer_client as cgminer
 from collector.sources import plausibility
-from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due, spread_due
+from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
 from collector.sources.reply_values import Checked, first, mac, text
+from collector.sources.rpc_reader import RpcReader
 from models import BoardSample, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
 
@@ -40,53 +39,35 @@ _TUNER_OK = ("Stable", "Testing performance profile", "Tuning individual chips")
 _PAUSED = 3  # braiins.bos.v1 MinerStatus.MINER_STATUS_PAUSED
 
 
-class Braiins:
+class Braiins(RpcReader):
     """One identified Braiins OS+ unit; `grpc` is pyasic's miner object, used for the rare gRPC reads."""
 
-    __slots__ = ("host", "port", "profile", "grpc", "mac", "firmware", "expected_ths", "paused", "grpc_problem",
-                 "status_due", "identity_due", "shape")
+    __slots__ = ("grpc", "firmware", "expected_ths", "paused", "grpc_problem")
+    poll_command = POLL_COMMAND
 
     def __init__(self, host: str, port: int, profile: Profile, grpc: Any) -> None:
-        self.host, self.port, self.profile, self.grpc = host, port, profile, grpc
-        self.mac: str | None = None
+        super().__init__(host, port, profile)
+        self.grpc = grpc
         self.firmware: str | None = None
         self.expected_ths: float | None = None
         self.paused: bool | None = None
         self.grpc_problem: str | None = None
-        self.status_due = self.identity_due = 0.0
-        self.shape: tuple[bool, tuple[int | None, ...]] | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
 
     async def prepare(self, timeout_s: float) -> None:
         """At identification: MAC, firmware, nominal hashrate over gRPC. A failure is kept as a warning."""
         await self._details(time.monotonic() + timeout_s)
-        now = time.monotonic()
-        self.identity_due = spread_due(now, IDENTITY_EVERY_S)
-        self.status_due = spread_due(now, STATUS_EVERY_S)
+        self.schedule()
 
-    async def poll(self, *, site: str, ts: datetime, timeout_s: float, known_id: str | None) -> MinerSample:
-        """Read the miner; never raises for a misbehaving miner."""
-        where = self.where
-        miner_id = known_id or self.mac or where
-        started = time.monotonic()
-        try:
-            raw = await cgminer.request(self.host, self.port, POLL_COMMAND, timeout_s=timeout_s)
-            reading = _read_rpc(cgminer.decode(raw, where), where, self.profile)
-        except cgminer.MinerUnreachable as e:
-            return _unread(miner_id, self, site, ts, str(e), MinerState.OFFLINE)
-        except cgminer.MinerReplyError as e:
-            return _unread(miner_id, self, site, ts, str(e), MinerState.ERROR)
-        await self._refresh(reading, started + timeout_s)
-        try:
-            return _sample(reading, self, site=site, ts=ts)
-        except ValidationError as e:  # a backstop: the checks should have refused it
-            bad = "; ".join(f"{'.'.join(map(str, err['loc']))} ({err['msg']})" for err in e.errors()[:3])
-            return _unread(miner_id, self, site, ts, f"{where}: reply value out of range: {bad}", MinerState.ERROR)
+    def read(self, reply: dict[str, Any]) -> _Reading:
+        return _read_rpc(reply, self.where, self.profile)
 
-    async def _refresh(self, reading: _Reading, deadline: float) -> None:
+    def sample(self, reading: _Reading, site: str, ts: datetime) -> MinerSample:
+        return _sample(reading, self, site=site, ts=ts)
+
+    def unread(self, miner_id: str, site: str, ts: datetime, reason: str, state: MinerState) -> MinerSample:
+        return _unread(miner_id, self, site, ts, reason, state)
+
+    async def refresh(self, reading: _Reading, deadline: float) -> None:
         now = time.monotonic()
         shape = (reading.hashing, reading.chips)
         changed, self.shape = self.shape is not None and shape != self.shape, shape

@@ -28,12 +28,11 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from pydantic import ValidationError
-
 from collector.sources import cgminer_client as cgminer
 from collector.sources import plausibility
-from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due, spread_due
+from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
 from collector.sources.reply_values import Checked, first, mac, text
+from collector.sources.rpc_reader import RpcReader
 from models import BoardSample, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_UPTIME_S
 
@@ -44,55 +43,36 @@ _MHS_PER_THS = 1e6
 _MAX_CODE = 10**9  # an error code is a small number; anything larger is garbage
 
 
-class Whatsminer:
+class Whatsminer(RpcReader):
     """One identified Whatsminer and the fields read apart from its poll (see the module docstring)."""
 
-    __slots__ = ("host", "port", "profile", "mac", "firmware", "errors", "mineroff", "rpc_problem",
-                 "status_due", "identity_due", "shape")
+    __slots__ = ("firmware", "errors", "mineroff", "rpc_problem")
+    poll_command = POLL_COMMAND
 
     def __init__(self, host: str, port: int, profile: Profile) -> None:
-        self.host, self.port, self.profile = host, port, profile
-        self.mac: str | None = None
+        super().__init__(host, port, profile)
         self.firmware: str | None = None
         self.errors: list[str] = []
         self.mineroff: bool | None = None
         self.rpc_problem: str | None = None  # why the last call apart from the poll failed
-        self.status_due = self.identity_due = 0.0
-        self.shape: tuple[bool, tuple[int | None, ...]] | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
 
     async def prepare(self, timeout_s: float) -> None:
         """At identification: MAC, firmware, error codes. Failures are kept as a warning."""
         deadline = time.monotonic() + timeout_s
         for read in (self._read_identity, self._read_errors):
             await self._call(read, deadline)
-        now = time.monotonic()
-        self.identity_due = spread_due(now, IDENTITY_EVERY_S)
-        self.status_due = spread_due(now, STATUS_EVERY_S)
+        self.schedule()
 
-    async def poll(self, *, site: str, ts: datetime, timeout_s: float, known_id: str | None) -> MinerSample:
-        """Read the miner; never raises for a misbehaving miner."""
-        where = self.where
-        miner_id = known_id or self.mac or where
-        started = time.monotonic()
-        try:
-            raw = await cgminer.request(self.host, self.port, POLL_COMMAND, timeout_s=timeout_s)
-            reading = _read_rpc(cgminer.decode(raw, where), where, self.profile)
-        except cgminer.MinerUnreachable as e:
-            return _unread(miner_id, self, site, ts, str(e), MinerState.OFFLINE)
-        except cgminer.MinerReplyError as e:
-            return _unread(miner_id, self, site, ts, str(e), MinerState.ERROR)
-        await self._refresh(reading, started + timeout_s)
-        try:
-            return _sample(reading, self, site=site, ts=ts)
-        except ValidationError as e:  # a backstop: the checks should have refused it
-            bad = "; ".join(f"{'.'.join(map(str, err['loc']))} ({err['msg']})" for err in e.errors()[:3])
-            return _unread(miner_id, self, site, ts, f"{where}: reply value out of range: {bad}", MinerState.ERROR)
+    def read(self, reply: dict[str, Any]) -> _Reading:
+        return _read_rpc(reply, self.where, self.profile)
 
-    async def _refresh(self, reading: _Reading, deadline: float) -> None:
+    def sample(self, reading: _Reading, site: str, ts: datetime) -> MinerSample:
+        return _sample(reading, self, site=site, ts=ts)
+
+    def unread(self, miner_id: str, site: str, ts: datetime, reason: str, state: MinerState) -> MinerSample:
+        return _unread(miner_id, self, site, ts, reason, state)
+
+    async def refresh(self, reading: _Reading, deadline: float) -> None:
         now = time.monotonic()
         shape = (reading.hashing, reading.chips)
         changed, self.shape = self.shape is not None and shape != self.shape, shape
