@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,7 +83,7 @@ class Trends:
 
 @dataclass(slots=True)
 class MinerHistory:
-    days: deque[Day] = field(default_factory=lambda: deque(maxlen=MAX_DAYS))
+    days: list[Day] = field(default_factory=list)  # oldest first, at most MAX_DAYS (a list: a deque is ~760 B)
     trends: Trends = Trends()
     seen_s: float = 0.0
     model: str | None = None
@@ -100,6 +99,8 @@ class MinerHistory:
                 day = days[-1].day
             else:
                 days.append(Day(day))
+                if len(days) > MAX_DAYS:
+                    del days[0]
                 self.trends = trends(days)
         today = days[-1]
         if sample.state is not MinerState.MINING or sample.hashrate_ths is None:
@@ -133,7 +134,7 @@ class MinerHistory:
         return (t.first_chips - chips_now) * 7 / (day - t.first_day)
 
 
-def trends(days: deque[Day]) -> Trends:
+def trends(days: list[Day]) -> Trends:
     """From the closed days (every one but the last, today's)."""
     closed = [d for d in list(days)[:-1] if d.n >= MIN_DAY_SAMPLES]
     if not closed:

@@ -14,7 +14,6 @@ nonsense reading is never a dead board or a hot chip.
 from __future__ import annotations
 
 import re
-from collections import deque
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -63,6 +62,7 @@ EFFICIENCY_FACTOR = 2.0
 METER_MISMATCH_SHARE = 0.10
 # Reboots: this many uptime resets within the window make a loop.
 REBOOTS_IN_WINDOW = 2
+REBOOTS_KEPT = 8  # the starts remembered (a loop needs REBOOTS_IN_WINDOW of them within the window)
 REBOOTS_CRITICAL = 4
 REBOOT_WINDOW_S = 3600
 # Readings no working miner reports (MinerSample already refuses beyond -273.15..1000 C).
@@ -110,7 +110,7 @@ class MinerMemory:
 
     kept: MinerHistory = field(default_factory=MinerHistory)
     uptime_s: int | None = None
-    reboots: deque[float] = field(default_factory=lambda: deque(maxlen=8))
+    reboots: list[float] | None = None  # when it started again, the last REBOOTS_KEPT (None: never seen)
     pool_base: tuple[int, int, int] | None = None  # accepted, rejected, stale at the window's start
     reject_pct: float | None = None  # of the last full window
     streaks: dict[str, int] = field(default_factory=dict)  # problem key -> consecutive cycles seen
@@ -400,12 +400,17 @@ def reboots(sample: MinerSample, ctx: Context) -> list[Finding]:
     if uptime is None:
         return []
     last = mem.uptime_s
+    starts = mem.reboots
     if last is not None and uptime < last:  # counted up since last time, unless it started again
-        mem.reboots.append(ctx.now_s - uptime)
+        if starts is None:
+            starts = mem.reboots = []
+        starts.append(ctx.now_s - uptime)
+        if len(starts) > REBOOTS_KEPT:
+            del starts[0]
     mem.uptime_s = uptime
-    if len(mem.reboots) < REBOOTS_IN_WINDOW:
+    if starts is None or len(starts) < REBOOTS_IN_WINDOW:
         return []
-    recent = [t for t in mem.reboots if ctx.now_s - t <= REBOOT_WINDOW_S]
+    recent = [t for t in starts if ctx.now_s - t <= REBOOT_WINDOW_S]
     if len(recent) < REBOOTS_IN_WINDOW:
         return []
     severity = Severity.CRITICAL if len(recent) >= REBOOTS_CRITICAL else Severity.WARNING

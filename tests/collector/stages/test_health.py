@@ -137,6 +137,14 @@ def test_reboots_in_a_loop_are_the_firmwares_without_power_or_heat_evidence():
     assert problem.cause is Cause.FIRMWARE and problem.value == 2
 
 
+def test_a_miner_that_restarts_every_cycle_is_remembered_in_bounded_memory():
+    site = Site()
+    for cycle in range(40):
+        site.cycle(a15(uptime_s=100 if cycle % 2 else 20, hashrate_ths=150.0))
+    assert site.problems()["reboots"].value >= 4  # critical, and still counted
+    assert len(site.health._memory["m1"].reboots) == checks.REBOOTS_KEPT
+
+
 def test_reboots_with_a_psu_code_are_powers():
     site = Site()
     code = FaultCode(key="PS[0]", code=32, meaning="UV_out: PSU output voltage low", severity=FaultSeverity.FAULT)

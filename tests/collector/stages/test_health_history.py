@@ -62,6 +62,13 @@ def test_efficiency_drift_with_hotter_chips_is_the_cooling():
     assert site.problems()["efficiency_drift"].cause is Cause.POWER
 
 
+def test_a_miner_keeps_at_most_max_days_of_daily_sums():
+    site = Site()
+    _days(site, health_history.MAX_DAYS + 3, lambda day: a15(), per_day=2)
+    days = site.health._memory["m1"].kept.days
+    assert len(days) == health_history.MAX_DAYS and days == sorted(days, key=lambda d: d.day)
+
+
 def test_the_history_survives_a_restart(tmp_path):
     path = tmp_path / "health-state.json"
     site = Site(state_path=path)
