@@ -24,9 +24,8 @@ from urllib.parse import urlencode
 
 import urllib3
 
-from collector.line_protocol import LineProtocolError, parse_line
+from collector.history import spool_points
 from collector.redact import redact_url
-from collector.sinks.spool import list_batches
 from collector.stages.backtest import Period, PriceSeries, Reading
 from models import InfluxConfig, schema
 from models.base import read_capped
@@ -154,7 +153,7 @@ class _Buckets:
 def local_prices(directory: Path, site: str, start: int, end: int) -> list[tuple[int, float]]:
     """The power prices the collector stored in the local spool (not the fallback ones)."""
     prices = []
-    for p in _spool_points(directory, start, (schema.POWER_PRICE.name + ",",)):
+    for p in spool_points(directory, start, (schema.POWER_PRICE.name,)):
         if start <= p.time <= end and p.tags.get("site") == site and not p.fields.get("stale"):
             price = _num(p.fields.get("usd_per_kwh"))
             if price is not None:
@@ -168,7 +167,7 @@ def local_periods(directory: Path, site: str, start: int, end: int, resolution_s
     history has moved a bucket past it."""
     buckets = _Buckets(resolution_s, interval_s)
     newest = 0
-    for p in _spool_points(directory, start, (schema.MINER.name + ",", schema.NETWORK.name + ",")):
+    for p in spool_points(directory, start, (schema.MINER.name, schema.NETWORK.name)):
         if not start <= p.time <= end or p.tags.get("site") != site:
             continue
         if p.measurement == schema.MINER.name:
@@ -182,26 +181,6 @@ def local_periods(directory: Path, site: str, start: int, end: int, resolution_s
             newest = p.time
             yield from buckets.periods(before=newest - resolution_s)
     yield from buckets.periods()
-
-
-def _spool_points(directory: Path, start: int, prefixes: tuple[str, ...]) -> Iterator:
-    bad = 0
-    for batch in list_batches(directory):
-        try:
-            if batch.mtime < start:
-                continue
-            texts = batch.read()
-        except (OSError, EOFError):  # delivered or trimmed while we read: skip it
-            continue
-        for text in texts:
-            if not text.startswith(prefixes):
-                continue
-            try:
-                yield parse_line(text)
-            except LineProtocolError:
-                bad += 1
-    if bad:
-        log.warning("%d unreadable line(s) in %s skipped", bad, directory)
 
 
 def _num(value: object) -> float | None:

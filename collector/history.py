@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
@@ -125,8 +126,14 @@ def from_spool(directory: Path, site: str, start: int, end: int) -> Report:
 def spool_lines(directory: Path, start: int, measurement: str | None = None) -> list[Line]:
     """The points of the local history in `directory` written since `start` (of one measurement, when
     given: other lines are not parsed)."""
-    lines, bad = [], 0
-    prefix = None if measurement is None else (measurement + ",", measurement + " ")
+    return list(spool_points(directory, start, () if measurement is None else (measurement,)))
+
+
+def spool_points(directory: Path, start: int, measurements: tuple[str, ...] = ()) -> Iterator[Line]:
+    """The same, one point at a time (of these measurements, when given), so a long history is never
+    all in memory; unreadable lines are counted and logged once."""
+    prefixes = tuple(m + sep for m in measurements for sep in (",", " "))
+    bad = 0
     for batch in list_batches(directory):
         try:
             if batch.mtime < start:
@@ -135,12 +142,11 @@ def spool_lines(directory: Path, start: int, measurement: str | None = None) -> 
         except (OSError, EOFError):  # delivered or trimmed while we read: skip it
             continue
         for text in texts:
-            if prefix is not None and not text.startswith(prefix):
+            if prefixes and not text.startswith(prefixes):
                 continue
             try:
-                lines.append(parse_line(text))
+                yield parse_line(text)
             except LineProtocolError:
                 bad += 1
     if bad:
         log.warning("%d unreadable line(s) in %s skipped", bad, directory)
-    return lines
