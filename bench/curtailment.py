@@ -8,10 +8,14 @@ all there is to time), and times each stage's own calls: CPU seconds of the loop
 busy shared machine) and wall seconds. The curtailment stage's time is what planning adds.
 
 The price is a live tariff's, set each cycle where the MQTT ingest would set it (the stages' LiveInputs).
-Scenarios: the price steady; a spike every miner loses at, after three cycles (every miner changes in one
-warm cycle); a demand-response target from a schedule file starting after three cycles (shedding ~10 kW,
-and ~5 % of the fleet). The first cycle after a start builds every miner's state (cold) and is reported
-apart. Target: at most 50 ms per cycle at 10,000 miners.
+Every miner is past its warm-up, so each steady reading teaches the efficiency book, as on a site that
+has run a while. Scenarios: the price steady; a spike every miner loses at, after three cycles (every
+miner changes in one cycle), then the spike's price moving every cycle (every sleeping miner's advice
+is worded anew); the price moving a little every cycle with no one changing (a live feed's tick: every
+miner's figures anew); the cycle in which every miner's measured efficiency replaces its nameplate
+(`min_samples` readings reached by all at once); a demand-response target from a schedule file starting
+after three cycles (shedding ~10 kW, and ~5 % of the fleet). The first cycle after a start builds every
+miner's state (cold) and is reported apart. Target: at most 50 ms per cycle at 10,000 miners.
 """
 
 from __future__ import annotations
@@ -120,12 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         small.write_text(yaml.safe_dump({"targets": [{"shed_kw": 10, "start": dr_from, "end": until}]}))
         large = Path(tmp, "dr-5pct.yaml")
         large.write_text(yaml.safe_dump({"targets": [{"shed_kw": round(kw * 0.05, 1), "start": dr_from, "end": until}]}))
-        advice = {"min_on_s": 0, "min_off_s": 0}
+        advice = {"min_on_s": 0, "min_off_s": 0, "warmup_s": 0}
         steady = [0.045] * n
         spike = [0.045] * 3 + [1.0] * (n - 3)
+        moving_spike = [0.045] * 3 + [1.0 + 0.01 * k for k in range(n - 3)]
+        ticks = [0.045 + 0.0001 * k for k in range(n)]
         scenarios = [
             ("steady price (0.045 $/kWh)", steady, advice),
             ("a spike every miner loses at (1.0 $/kWh)", spike, advice),
+            ("the spike, its price moving every cycle", moving_spike, advice),
+            ("the price moving 0.01 c/kWh every cycle", ticks, advice),
+            ("measured efficiencies replace nameplates", steady, {**advice, "min_samples": 4}),
             ("demand response: shed 10 kW", steady, {**advice, "dr_schedule": str(small)}),
             (f"demand response: shed {kw * 0.05:,.0f} kW (5 %)", steady, {**advice, "dr_schedule": str(large)}),
         ]
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             times = stage_times(config(curtailment), samples, prices, start)
             took, cost = times["CurtailmentStage"], times["CostStage"]
             warm = took[1:]
-            change = took[3]  # the spike's or the target's first cycle (steady: just a warm one)
+            change = took[3]  # the spike's, the target's or min_samples' first cycle (steady: a warm one)
             slowest = max(warm, key=lambda t: t[0])
             worst = max(worst, slowest[0])
             print(f"{name:44} {_ms(took[0]):>16} {_ms(change):>16} "
