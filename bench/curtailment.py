@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.curtailment", description=__doc__.splitlines()[0])
     parser.add_argument("--miners", type=int, default=10_000)
     parser.add_argument("--cycles", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each scenario; each cycle's figure is its fastest run (this VM's speed drifts)")
+    parser.add_argument("--only", default="", help="the scenarios whose name contains this")
     args = parser.parse_args(argv)
     start = datetime.now(timezone.utc).replace(microsecond=0)
     samples = fleet(args.miners, start)
@@ -138,14 +141,17 @@ def main(argv: list[str] | None = None) -> int:
             ("demand response: shed 10 kW", steady, {**advice, "dr_schedule": str(small)}),
             (f"demand response: shed {kw * 0.05:,.0f} kW (5 %)", steady, {**advice, "dr_schedule": str(large)}),
         ]
-        print(f"{args.miners:,} miners, {n} cycles each; the curtailment stage's own time per cycle: CPU ms of the "
-              "loop's thread (wall ms)")
+        print(f"{args.miners:,} miners, {n} cycles each, the fastest of {args.repeat} runs per cycle; the curtailment "
+              "stage's own time per cycle: CPU ms of the loop's thread (wall ms)")
         print(f"{'scenario':44} {'cold first':>16} {'change cycle':>16} {'warm median':>16} {'warm slowest':>16} "
               f"{'cost stage':>10}")
         worst = 0.0
         for name, prices, curtailment in scenarios:
-            times = stage_times(config(curtailment), samples, prices, start)
-            took, cost = times["CurtailmentStage"], times["CostStage"]
+            if args.only not in name:
+                continue
+            runs = [stage_times(config(curtailment), samples, prices, start) for _ in range(max(1, args.repeat))]
+            took = [min(cycle, key=lambda t: t[0]) for cycle in zip(*(r["CurtailmentStage"] for r in runs))]
+            cost = [min(cycle, key=lambda t: t[0]) for cycle in zip(*(r["CostStage"] for r in runs))]
             warm = took[1:]
             change = took[3]  # the spike's, the target's or min_samples' first cycle (steady: a warm one)
             slowest = max(warm, key=lambda t: t[0])

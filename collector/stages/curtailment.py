@@ -9,6 +9,12 @@ hysteresis and minimum on/off times so the plan does not flap, demand response s
 kW when a target is active (MQTT, Home Assistant, a schedule file or `hashfleet advise`), and a ramp
 limit spreads changes over time.
 
+Each miner is planned as its part goes by (the price, the network and any demand-response target are
+known when the cycle begins); demand response, the ramp and the plan's totals come at the end. A miner
+whose options and inputs are as last cycle keeps its plan whole, and one running as usual is settled
+inline: the cycle's cost is then the miners that change (docs/benchmarks.md, "Curtailment planning";
+tests/collector/stages/test_curtailment_shortcuts.py holds every shortcut to the plan made without it).
+
 The plan is advice: this stage changes no miner. The control sink (collector/sinks/curtailment_control.py)
 acts on it when, and only as far as, the config allows. On a stale power price or stale network data
 the plan holds: nothing changes until the inputs are fresh again.
@@ -66,31 +72,54 @@ def load_schedule(path: Path) -> list[DrTarget]:
 
 @dataclass(slots=True)
 class _Miner:
-    """What the stage keeps of one miner between cycles."""
+    """What the stage keeps of one miner between cycles, and its plan this cycle."""
 
     key: str  # the plan's option: SLEEP or a mode
     since: float  # unix seconds it took `key`
     always_on: bool = False
     group: str | None = None
-    dr: bool = False  # asleep for demand response
+    dr: bool = False  # asleep for demand response (the latest plan)
+    was_dr: bool = False  # ... in the plan before (a change the ramp defers keeps it)
     candidate: Candidate | None = None  # its options, refreshed every REFRESH_CYCLES (readings move slowly)
     usual: int = 0  # index of its usual run option in candidate.runs
     refreshed: int = 0  # the cycle number its options were made at
     worth: list[float] | None = None  # profit per hour of each option, at `worth_at`
     worth_at: Prices | None = None
     mode: str = ""  # the mode it was last seen mining in (one of its options)
-    advice: MinerAdvice | None = None  # what the plan said of it last cycle, reused while nothing changes
+    # its plan this cycle
+    pos: int = 0  # its place in the cycle's lists
+    plan: str = ""  # the option planned
+    why: str = ""  # STAY, CHANGE, HYSTERESIS, MIN_ON, MIN_OFF, "dr", "stale", "ramp:<why>"
+    index: int = 0  # of the planned option in candidate.runs (len(runs): sleep)
+    share: tuple = ()  # its part of the plan's figures (KW_PLAN ... DR_HELD_KW below)
+    usual_share: tuple = ()  # its share running as usual (its options')
+    advised: bool = False  # the plan reports it (not running as usual, or it changed or is held)
+    advice: MinerAdvice | None = None  # what the plan last said of it
+    # kept while its inputs stay: the plan is reused whole in a cycle of the same inputs (`memo` is the
+    # cycle's epoch) for the same options, unless a minimum time or the ramp held it (worded each cycle)
+    memo: object = None
+    memo_c: Candidate | None = None
     advice_for: tuple | None = None
     advice_why: str = ""
-    decided: tuple | None = None  # (worth, current, decision, candidate): the decision, while its inputs stay
-    tally: tuple | None = None  # its share of the plan's figures, while its option and worth stay
 
 
 REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
+# Miners whose measured efficiency replaces the nameplate the cycle it has `min_samples` readings; a
+# fleet that started together reaches it at once, and the rest switch at their staggered refresh.
+PROMOTIONS_PER_CYCLE = 500
+# Why a plan holds a miner where it is though the rules want a change: hysteresis, a minimum time, the
+# ramp deferring a change (`ramp:` and why the change was planned).
+HELD = frozenset((HYSTERESIS, MIN_ON, MIN_OFF, f"ramp:{CHANGE}", "ramp:dr"))
+# A miner's share of the plan's figures (_Miner.share): kW planned, kW as usual, profit per hour saved,
+# kW saved, BTC per hour forgone, then counts: asleep, running, in a lower mode, held, changed, then the
+# kW demand response holds shed.
+KW_PLAN, KW_USUAL, SAVED_H, ENERGY_KW, BTC_H, ASLEEP, RUNNING, LOWER, HELD_N, CHANGED, DR_HELD_KW = range(11)
 
 
 class CurtailmentStage:
-    """collector.stages.Stage: learns each miner's efficiency as its part goes by, plans at the end."""
+    """collector.stages.Stage: learns each miner's efficiency and plans it as its part goes by (the
+    price, the network and any demand-response target are known when the cycle begins); demand
+    response, the ramp and the plan's totals at the end."""
 
     def __init__(self, site: str, economics: SiteEconomics, config: CurtailmentConfig, *,
                  live: LiveInputs | None = None, layout: SiteLayout | None = None, state_path: Path | None = None,
@@ -107,6 +136,7 @@ class CurtailmentStage:
         self.rules = Rules(config.strategy, config.strike_usd_kwh, config.hysteresis_usd_kwh,
                            config.min_on_s, config.min_off_s)
         self._margin_rules = Rules()  # savings are money whatever the strategy
+        self._margin_same = self.rules.strategy == "margin"  # values() depend on the strategy (and strike) alone
         self.book = EfficiencyBook.load(state_path, time.time()) if state_path is not None else EfficiencyBook()
         self._miners: dict[str, _Miner] = {}
         self._plates: dict[tuple[str | None, str], tuple | None] = {}  # (model, mode) -> nameplate runs
@@ -116,17 +146,27 @@ class CurtailmentStage:
         self._last_ts: float | None = None
         self._last_save = float("-inf")  # the first cycle writes the book: a new file shows at once
         self._last_forget = 0.0
+        self._inputs: tuple | None = None  # (prices, target, stale reason) of the last epoch
+        self._epoch: object = object()  # a new one whenever those change: every miner is planned anew
+        self._texts: dict[str, str] = {}  # reasons worded alike for every miner, this epoch (_reason)
         # this cycle
         self._prices: Prices | None = None
+        self._target: DrTarget | None = None
+        self._stale_reason = ""
+        self._btc_th_h = 0.0
+        self._promotions = 0
         self._this: list[_Miner] = []
+        self._shares: list[tuple] = []
+        self._keys: dict[str, str] = {}
         self._other_kw = 0.0
 
     # -- the stage ------------------------------------------------------------------------------
 
     def begin(self, cycle: Cycle) -> None:
-        self._this, self._other_kw = [], 0.0
+        self._this, self._shares, self._keys, self._other_kw = [], [], {}, 0.0
         self._prices = None
         self._cycle_no += 1
+        self._promotions = PROMOTIONS_PER_CYCLE
         network = cycle.network
         if network is None:
             return
@@ -135,15 +175,32 @@ class CurtailmentStage:
                                              network.fees_btc_per_block) * (1 - self.economics.pool_fee_pct / 100)
         self._btc_th_h = btc_th_day / 24
         self._price_stale = price.stale
-        self._network_stale = list(network.stale)
-        self._prices = Prices(price.usd_per_kwh, self._btc_th_h * network.btc_price_usd,
-                              self.economics.curtailment_credit_usd_mwh / 1000)
+        stale_reasons = []
+        if price.stale:
+            stale_reasons.append("the power price is the fallback: no fresh live price")
+        if network.stale:
+            stale_reasons.append(f"network data stale: {', '.join(network.stale)}")
+        self._stale_reason = "; ".join(stale_reasons)
+        prices = Prices(price.usd_per_kwh, self._btc_th_h * network.btc_price_usd,
+                        self.economics.curtailment_credit_usd_mwh / 1000)
+        target = None if stale_reasons else self._dr_target(cycle.ts)
+        last = self._inputs
+        if last is not None and last[0] == prices and last[1] is target and last[2] == self._stale_reason:
+            prices = last[0]  # the same object: a miner's figures at these prices are known by identity
+        else:
+            self._inputs = (prices, target, self._stale_reason)
+            self._epoch = object()
+            self._texts = {}
+        self._prices, self._target = prices, target
 
     def part(self, cycle: Cycle, part: MinersPart) -> None:
+        # One pass a miner, inline: this loop runs 10,000 times a cycle (bench.curtailment).
         now = cycle.ts.timestamp()
         warmup, min_samples, cycle_no = self.config.warmup_s, self.config.min_samples, self._cycle_no
         pue = self._pue
-        miners, learn, this = self._miners, self.book.learn, self._this
+        prices, epoch, rules, margin_rules = self._prices, self._epoch, self.rules, self._margin_rules
+        plain = not self._stale_reason and self._margin_same  # (else the general path: _plan_miner)
+        miners, learn, this, shares, keys = self._miners, self.book.learn, self._this, self._shares, self._keys
         mining, soft_off, idle, avalon_source = MinerState.MINING, MinerState.SOFT_OFF, MinerState.IDLE, SampleSource.AVALON
         for sample in part.samples:
             avalon = sample.source is avalon_source
@@ -161,10 +218,14 @@ class CurtailmentStage:
                     if len(miners) < 200_000:
                         miners[sample.miner] = rec
                 c = rec.candidate
-                stat = book.modes.get(mode)
-                if (c is None or cycle_no - rec.refreshed >= REFRESH_CYCLES
-                        or (stat is not None and stat.n == min_samples)
-                        or (state is mining and mode != rec.mode and not any(r[0] == mode for r in c.runs))):
+                refresh = (c is None or cycle_no - rec.refreshed >= REFRESH_CYCLES
+                           or (state is mining and mode != rec.mode and not any(r[0] == mode for r in c.runs)))
+                if not refresh and self._promotions:
+                    stat = book.modes.get(mode)
+                    if stat is not None and stat.n == min_samples:  # measured now replaces the nameplate
+                        self._promotions -= 1
+                        refresh = True
+                if refresh:
                     c = self._refresh(rec, sample, book, mode, avalon)
                     if c is None:
                         if sample.power_w is not None:
@@ -172,11 +233,41 @@ class CurtailmentStage:
                         continue
                     if rec.refreshed <= cycle_no - REFRESH_CYCLES or rec.refreshed > cycle_no:
                         rec.refreshed = cycle_no
+                    if rec.key != SLEEP and not any(r[0] == rec.key for r in c.runs):
+                        # The mode the plan had it in is no longer one of its options (its mode was changed
+                        # by hand during the warm-up): the plan starts again from what it is doing.
+                        rec.key, rec.since = (mode if state is mining else SLEEP), now
+                    rec.usual_share = (c.runs[rec.usual][2], c.runs[rec.usual][2], 0.0, 0.0, 0.0, False, True, False, False,
+                                       False, 0.0)
                 if state is mining:
                     rec.mode = mode
-                c.current = rec.key
+                current = c.current = rec.key
                 c.held_s = now - rec.since
+                rec.pos = len(this)
                 this.append(rec)
+                if prices is None:
+                    continue
+                rec.was_dr = rec.dr
+                if rec.memo is epoch and rec.memo_c is c and rec.plan == current:  # as last cycle
+                    shares.append(rec.share)
+                    keys[c.miner] = current
+                    continue
+                worth = rec.worth
+                if worth is None or rec.worth_at is not prices:
+                    worth = rec.worth = values(c, prices, margin_rules)
+                    rec.worth_at = prices
+                decision = None
+                if plain and not rec.was_dr:
+                    decision = decide_fast(c, worth, rules)
+                    if decision[2] == rec.usual and decision[1] == STAY:  # running as usual: the commonest plan
+                        rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, rec.usual, False, False
+                        rec.share = rec.usual_share
+                        shares.append(rec.usual_share)
+                        keys[c.miner] = current
+                        rec.memo, rec.memo_c = epoch, c
+                        continue
+                shares.append(())
+                self._plan_miner(rec, c, current, decision)
             elif sample.power_w is not None:
                 self._other_kw += sample.power_w * pue / 1000
 
@@ -186,8 +277,8 @@ class CurtailmentStage:
             cycle.curtailment = None
             return
         now = cycle.ts.timestamp()
-        cycle.curtailment = self._plan_cycle(cycle, prices, now)
-        self._this = []
+        cycle.curtailment = self._plan(cycle, prices, now)
+        self._this, self._shares, self._keys = [], [], {}
         self._forget(now)
         self._save(now)
 
@@ -266,139 +357,99 @@ class CurtailmentStage:
 
     # -- the plan -------------------------------------------------------------------------------
 
-    def _plan_cycle(self, cycle: Cycle, prices: Prices, now: float) -> CurtailmentPlan:
-        config, rules = self.config, self.rules
-        recs = self._this
-        stale_reasons = []
-        if self._price_stale:
-            stale_reasons.append("the power price is the fallback: no fresh live price")
-        if self._network_stale:
-            stale_reasons.append(f"network data stale: {', '.join(self._network_stale)}")
-        stale = bool(stale_reasons)
-        self._stale_reason = "; ".join(stale_reasons)
+    def _plan_miner(self, rec: _Miner, c: Candidate, current: str, decision: tuple[str, str, int] | None) -> None:
+        """The rules' decision for one miner (`decision` if made already; held asleep while a demand-response
+        target it was shed for lasts), its figures and advice. Its worth at this cycle's prices is known."""
+        target, dr, dr_kw = self._target, False, 0.0
+        if self._stale_reason:
+            key, why, index = current, "stale", -1
+            timeless = True
+        else:
+            rules = self.rules
+            if decision is None:
+                worth = rec.worth if self._margin_same else values(c, self._prices, rules)  # type: ignore[arg-type]
+                decision = decide_fast(c, worth, rules)  # type: ignore[arg-type]
+            key, why, index = decision
+            timeless = why == STAY or why == HYSTERESIS  # a hold by a minimum time ends with time alone
+            if target is not None and rec.was_dr and not c.always_on:  # stays shed while the target lasts
+                if key != SLEEP:
+                    dr_kw = kw_of(c, key) - c.sleep_kw
+                key, why, index, dr = SLEEP, "dr", len(c.runs), True
+        self._settle(rec, c, key, why, index, dr, dr_kw)
+        rec.memo = self._epoch if timeless else None
+        rec.memo_c = c
+
+    def _settle(self, rec: _Miner, c: Candidate, key: str, why: str, index: int, dr: bool, dr_kw: float = 0.0) -> None:
+        """One miner's plan this cycle: its option, its share of the figures, its advice (reused while the
+        same; a hold by a minimum time says how long, so it is worded anew each cycle)."""
+        runs = c.runs
+        n = len(runs)
+        if index < 0 or (index == n) != (key == SLEEP) or (index < n and runs[index][0] != key):
+            index = n if key == SLEEP else next((j for j in range(n) if runs[j][0] == key), rec.usual)
+        worth = rec.worth
+        assert worth is not None
+        ui = rec.usual
+        _, ths_usual, kw_usual = runs[ui]
+        kw_plan, ths_plan = (c.sleep_kw, 0.0) if index == n else (runs[index][2], runs[index][1])
+        changed = key != c.current
+        held = why in HELD
+        rec.plan, rec.why, rec.index, rec.dr = key, why, index, dr
+        rec.share = self._shares[rec.pos] = (
+            kw_plan, kw_usual, worth[index] - worth[ui], kw_usual - kw_plan, (ths_usual - ths_plan) * self._btc_th_h,
+            index == n, index < n, index < n and index != ui, held, changed, dr_kw)
+        self._keys[c.miner] = key
+        rec.advised = index != ui or changed or held
+        if not rec.advised:
+            return
+        said = (key, dr, c, worth)
+        before = rec.advice
+        if (not changed and before is not None and rec.advice_for == said
+                and (why == rec.advice_why or (why == STAY and rec.advice_why == CHANGE))):
+            before.changed = False  # the same as last cycle, or the change it made still holding
+            advice = before
+        else:
+            prices = self._prices
+            assert prices is not None
+            price = prices.usd_kwh
+            be = ths_usual * prices.revenue_usd_th_h / kw_usual if kw_usual > 0 else None
+            action = "sleep" if index == n else "run" if index == ui else ("lower" if kw_plan < kw_usual else "raise")
+            advice = MinerAdvice(
+                c.miner, key, action, self._reason(c, key, why, prices, self._target), kw_plan, kw_usual,
+                None if be is None else be - price, 1000 * kw_usual / self._pue / ths_usual if ths_usual else None,
+                worth[index] * 24, changed, held, dr, runs[ui][0])
+            rec.advice_for = said if why not in (MIN_ON, MIN_OFF) and not why.startswith("ramp") else None
+            rec.advice_why = why
+        rec.advice = advice
+
+    def _plan(self, cycle: Cycle, prices: Prices, now: float) -> CurtailmentPlan:
+        config, recs = self.config, self._this
+        stale = bool(self._stale_reason)
         tariff = self.economics.tariff
         source = "tariff" if isinstance(tariff, (FlatTariff, TouTariff)) else ("fallback" if self._price_stale else "live")
         plan = CurtailmentPlan(self.site, cycle.ts, config.strategy, prices.usd_kwh, source, stale,
-                               "; ".join(stale_reasons), prices.revenue_usd_th_h * 24)
-        margin = self._margin_rules
-        margin_same = rules.strategy == "margin"  # values() depend on the strategy (and strike) alone
-
-        # 1. each miner on its own (a miner whose options, price and state are as last cycle keeps its
-        # decision: a hold by a minimum time is the one decision that changes with time alone)
-        keys: list[str] = []
-        whys: list[str] = []
-        indexes: list[int] = []  # of each miner's option (-1: not known: looked up below)
-        worths: list[list[float]] = []  # money per option (margin rules), for savings and demand response
-        for rec in recs:
-            c = rec.candidate
-            worth = rec.worth
-            if worth is None or rec.worth_at != prices:
-                worth = rec.worth = values(c, prices, margin)
-                rec.worth_at = prices
-            worths.append(worth)
-            if stale:
-                keys.append(c.current)
-                whys.append("stale")
-                indexes.append(-1)
-                continue
-            memo = rec.decided
-            if memo is not None and memo[0] is worth and memo[1] == c.current and memo[3] is c and margin_same:
-                decision = memo[2]
-            else:
-                decision = decide_fast(c, worth if margin_same else values(c, prices, rules), rules)
-                rec.decided = (worth, c.current, decision, c) if decision[1] in (STAY, HYSTERESIS) else None
-            keys.append(decision[0])
-            whys.append(decision[1])
-            indexes.append(decision[2])
-        candidates = [rec.candidate for rec in recs]
-        dr_flags = [False] * len(recs)
-
-        # 2. demand response
-        target = None if stale else self._dr_target(cycle.ts)
+                               self._stale_reason, prices.revenue_usd_th_h * 24)
+        # Each miner was planned as its part went by; demand response and the ramp now change some.
         overhead_kw = (self.economics.overhead_w or 0.0) / 1000
+        target = self._target
         if target is not None:
             plan.dr_target = target
-            self._demand_response(target, recs, keys, whys, dr_flags, worths, prices, overhead_kw, plan)
-        else:
-            for rec in recs:
-                rec.dr = False
-
-        # 3. ramp
-        changed = [keys[i] != c.current for i, c in enumerate(candidates)]
+            self._demand_response(target, recs, prices, overhead_kw, plan)
         if self._ramp is not None and not stale:
-            self._limit_ramp(recs, keys, whys, changed, dr_flags, prices, now, plan)
-
-        # 4. the plan's state, the figures (a miner's share of them kept while its option and worth stay)
-        btc_th_h = self._btc_th_h
-        price = prices.usd_kwh
-        saved_h = energy_kw = btc_h = planned_kw = always_kw = 0.0
-        n_sleep = n_run = n_lower = n_held = n_changes = 0
-        out_keys = plan.keys
-        advice = plan.advice
-        held_whys = (HYSTERESIS, MIN_ON, MIN_OFF)
-        for i, rec in enumerate(recs):
-            c = candidates[i]
-            key = keys[i]
-            worth = worths[i]
-            if changed[i]:
-                rec.key, rec.since = key, now
-                n_changes += 1
-            rec.dr = dr_flags[i]
-            out_keys[c.miner] = key
-            tally = rec.tally
-            if tally is None or tally[0] is not worth or tally[1] != key or tally[2] is not c:
-                runs = c.runs
-                n = len(runs)
-                ki = indexes[i]
-                if ki < 0 or (ki == n) != (key == SLEEP) or (ki < n and runs[ki][0] != key):  # changed by DR or ramp
-                    ki = n if key == SLEEP else next(j for j in range(n) if runs[j][0] == key)
-                ui = rec.usual
-                kw_plan = c.sleep_kw if ki == n else runs[ki][2]
-                ths_usual, kw_usual = runs[ui][1], runs[ui][2]
-                ths_plan = 0.0 if ki == n else runs[ki][1]
-                tally = rec.tally = (worth, key, c, ki, ui, n, kw_plan, kw_usual, worth[ki] - worth[ui],
-                                     kw_usual - kw_plan, (ths_usual - ths_plan) * btc_th_h)
-            ki, ui, n, kw_plan, kw_usual = tally[3], tally[4], tally[5], tally[6], tally[7]
-            planned_kw += kw_plan
-            always_kw += kw_usual
-            saved_h += tally[8]
-            energy_kw += tally[9]
-            btc_h += tally[10]
-            why = whys[i]
-            held = why in held_whys or why.startswith("ramp")
-            if ki == n:
-                n_sleep += 1
-            else:
-                n_run += 1
-                if ki != ui:
-                    n_lower += 1
-            if held:
-                n_held += 1
-            if ki != ui or changed[i] or held:
-                said = (key, dr_flags[i], c, worth)
-                before = rec.advice
-                # The same as last cycle (or the change it made, still holding for the same reason): reused.
-                if (not changed[i] and before is not None and rec.advice_for == said
-                        and (why == rec.advice_why or (why == STAY and rec.advice_why == CHANGE))):
-                    before.changed = False
-                    advice.append(before)
-                    continue
-                runs = c.runs
-                usual_mode, ths_usual = runs[ui][0], runs[ui][1]
-                action = "sleep" if ki == n else "run" if ki == ui else ("lower" if kw_plan < kw_usual else "raise")
-                be = ths_usual * prices.revenue_usd_th_h / kw_usual if kw_usual > 0 else None
-                rec.advice = MinerAdvice(
-                    c.miner, key, action, self._reason(c, key, why, prices, target), kw_plan, kw_usual,
-                    None if be is None else be - price, 1000 * kw_usual / self._pue / ths_usual if ths_usual else None,
-                    worth[ki] * 24, changed[i], held, dr_flags[i], usual_mode)
-                rec.advice_for = said if why not in (MIN_ON, MIN_OFF) and not why.startswith("ramp") else None
-                rec.advice_why = why  # (a hold by a minimum time says how long: it is worded anew each cycle)
-                advice.append(rec.advice)
-        plan.miners_sleep, plan.miners_run, plan.miners_lower = n_sleep, n_run, n_lower
-        plan.held, plan.changes = n_held, n_changes
+            self._limit_ramp(recs, prices, now, plan)
+        shares = self._shares
+        totals = [sum(column) for column in zip(*shares)] if shares else [0.0] * 5 + [0] * 5 + [0.0]
+        if totals[CHANGED]:
+            for rec in recs:
+                if rec.share[CHANGED]:
+                    rec.key, rec.since = rec.plan, now
+        plan.keys = self._keys
+        plan.advice = [rec.advice for rec in recs if rec.advised]  # type: ignore[misc]
+        plan.miners_sleep, plan.miners_run, plan.miners_lower = totals[ASLEEP], totals[RUNNING], totals[LOWER]
+        plan.held, plan.changes = totals[HELD_N], totals[CHANGED]
         plan.miners_planned = len(recs)
-        plan.planned_kw = planned_kw + self._other_kw + overhead_kw
-        plan.always_on_kw = always_kw + self._other_kw + overhead_kw
+        plan.planned_kw = totals[KW_PLAN] + self._other_kw + overhead_kw
+        plan.always_on_kw = totals[KW_USUAL] + self._other_kw + overhead_kw
+        saved_h, energy_kw, btc_h = totals[SAVED_H], totals[ENERGY_KW], totals[BTC_H]
         plan.saved_usd_day, plan.energy_saved_kwh_day, plan.btc_forgone_day = saved_h * 24, energy_kw * 24, btc_h * 24
         saved = self.book.saved
         gap = None if self._last_ts is None else now - self._last_ts
@@ -414,6 +465,17 @@ class CurtailmentStage:
         return plan
 
     def _reason(self, c: Candidate, key: str, why: str, prices: Prices, target: DrTarget | None) -> str:
+        # Words that are the same for every miner this epoch (held for stale inputs, shed for the target,
+        # asleep with no mode earning at this price) are made once.
+        same = "asleep" if why == STAY and c.current == SLEEP else why if why == "stale" or why == "dr" else None
+        if same is None:
+            return self._word(c, key, why, prices, target)
+        text = self._texts.get(same)
+        if text is None:
+            text = self._texts[same] = self._word(c, key, why, prices, target)
+        return text
+
+    def _word(self, c: Candidate, key: str, why: str, prices: Prices, target: DrTarget | None) -> str:
         if why == "stale":
             return f"held: {self._stale_reason}"
         if why == "dr":
@@ -430,116 +492,111 @@ class CurtailmentStage:
                 return target
         return None
 
-    def _demand_response(self, target: DrTarget, recs: list[_Miner], keys: list[str], whys: list[str],
-                         dr_flags: list[bool], worths: list[list[float]], prices: Prices, overhead_kw: float,
+    def _demand_response(self, target: DrTarget, recs: list[_Miner], prices: Prices, overhead_kw: float,
                          plan: CurtailmentPlan) -> None:
-        # Miners asleep for this target stay asleep while it lasts (no churn between near-equal miners).
-        held_shed_kw = 0.0
-        for i, rec in enumerate(recs):
-            c = rec.candidate
-            if rec.dr and not c.always_on:
-                if keys[i] != SLEEP:
-                    held_shed_kw += kw_of(c, keys[i]) - c.sleep_kw
-                keys[i], whys[i], dr_flags[i] = SLEEP, "dr", True
-        # Items: each running miner, or a shed-whole group of them; cost = profit lost per hour (margin rules).
+        # Miners asleep for this target stay asleep while it lasts (no churn between near-equal miners):
+        # _plan_miner held them. Items: each running miner, or a shed-whole group of them; cost = profit
+        # lost per hour (margin rules).
         items: list[tuple[float, float]] = []
-        members: list[list[int]] = []
+        members: list[list[_Miner]] = []
         by_group: dict[str, int] = {}
         planned = self._other_kw + overhead_kw
-        for i, rec in enumerate(recs):
+        held_shed_kw = 0.0
+        for rec in recs:
+            share = rec.share
+            planned += share[KW_PLAN]
+            held_shed_kw += share[DR_HELD_KW]
             c = rec.candidate
-            key = keys[i]
-            if key == SLEEP:
-                planned += c.sleep_kw
+            if rec.plan == SLEEP or c.always_on:  # type: ignore[union-attr]
                 continue
-            runs = c.runs
-            ki = next(j for j in range(len(runs)) if runs[j][0] == key)
-            kw_run = runs[ki][2]
-            planned += kw_run
-            if c.always_on:
-                continue
-            worth = worths[i]
-            cost = worth[ki] - worth[-1]
-            kw = kw_run - c.sleep_kw
-            if c.group is not None:
-                index = by_group.get(c.group)
+            worth = rec.worth
+            cost = worth[rec.index] - worth[-1]  # type: ignore[index]
+            kw = share[KW_PLAN] - c.sleep_kw  # type: ignore[union-attr]
+            group = c.group  # type: ignore[union-attr]
+            if group is not None:
+                index = by_group.get(group)
                 if index is None:
-                    by_group[c.group] = len(items)
+                    by_group[group] = len(items)
                     items.append((cost, kw))
-                    members.append([i])
+                    members.append([rec])
                 else:
                     items[index] = (items[index][0] + cost, items[index][1] + kw)
-                    members[index].append(i)
+                    members[index].append(rec)
             elif kw > 0:
                 items.append((cost, kw))
-                members.append([i])
+                members.append([rec])
         if target.limit_kw is not None:
             need = planned - target.limit_kw
         else:
             need = target.shed_kw - held_shed_kw  # type: ignore[operator]
         plan.dr_need_kw = max(0.0, need)
         if need < 0:
-            self._release(recs, keys, whys, dr_flags, -need, prices)
+            self._release(recs, -need, prices)
             return
         if need == 0:
             return
         cover = min_cost_cover(items, need)
         plan.dr_met, plan.dr_exact = cover.met, cover.exact
         for item in cover.chosen:
-            for i in members[item]:
-                keys[i], whys[i], dr_flags[i] = SLEEP, "dr", True
+            for rec in members[item]:
+                self._replan(rec, SLEEP, "dr", True)
 
-    def _release(self, recs: list[_Miner], keys: list[str], whys: list[str], dr_flags: list[bool],
-                 spare_kw: float, prices: Prices) -> None:
+    def _replan(self, rec: _Miner, key: str, why: str, dr: bool) -> None:
+        """A miner demand response or the ramp moves off what the rules alone planned."""
+        c = rec.candidate
+        assert c is not None
+        self._settle(rec, c, key, why, -1, dr)
+        rec.memo = None
+
+    def _release(self, recs: list[_Miner], spare_kw: float, prices: Prices) -> None:
         """More is shed than the target asks (prices fell, the limit rose): the most valuable DR-held miners
         follow the advice again while the target stays met."""
-        held = [i for i, flag in enumerate(dr_flags) if flag]
+        held = [rec for rec in recs if rec.dr]
         margin = self._margin_rules
         best: dict[int, str] = {}
-        for i in held:
-            c = recs[i].candidate
-            best[i] = max((r[0] for r in c.runs), key=lambda m: profit_h(c, m, prices, margin))
+        for rec in held:
+            c = rec.candidate
+            best[id(rec)] = max((r[0] for r in c.runs), key=lambda m: profit_h(c, m, prices, margin))  # type: ignore[union-attr]
 
-        def value_per_kw(i: int) -> float:
-            c = recs[i].candidate
-            gain = profit_h(c, best[i], prices, margin) - profit_h(c, SLEEP, prices, margin)
-            return gain / max(kw_of(c, best[i]), 1e-9)
+        def value_per_kw(rec: _Miner) -> float:
+            c = rec.candidate
+            mode = best[id(rec)]
+            gain = profit_h(c, mode, prices, margin) - profit_h(c, SLEEP, prices, margin)  # type: ignore[arg-type]
+            return gain / max(kw_of(c, mode), 1e-9)  # type: ignore[arg-type]
 
-        held.sort(key=lambda i: -value_per_kw(i))
-        for i in held:
-            c = recs[i].candidate
-            extra = kw_of(c, best[i]) - c.sleep_kw
+        held.sort(key=lambda rec: -value_per_kw(rec))
+        for rec in held:
+            c = rec.candidate
+            extra = kw_of(c, best[id(rec)]) - c.sleep_kw  # type: ignore[union-attr, arg-type]
             if extra > spare_kw:
                 continue
             spare_kw -= extra
-            dr_flags[i] = False
-            keys[i], whys[i], _ = decide_fast(c, values(c, prices, self.rules), self.rules)
+            key, why, _ = decide_fast(c, values(c, prices, self.rules), self.rules)  # type: ignore[arg-type]
+            self._replan(rec, key, why, False)
 
-    def _limit_ramp(self, recs: list[_Miner], keys: list[str], whys: list[str], changed: list[bool],
-                    dr_flags: list[bool], prices: Prices, now: float, plan: CurtailmentPlan) -> None:
+    def _limit_ramp(self, recs: list[_Miner], prices: Prices, now: float, plan: CurtailmentPlan) -> None:
         ramp = self._ramp
         assert ramp is not None
         pending = []
-        for i, rec in enumerate(recs):
-            if not changed[i]:
+        for rec in recs:
+            if not rec.share[CHANGED]:
                 continue
             c = rec.candidate
-            delta = kw_of(c, keys[i]) - kw_of(c, c.current)
-            gain = profit_h(c, keys[i], prices, self.rules) - profit_h(c, c.current, prices, self.rules)
-            urgency = 0 if dr_flags[i] else 1 if keys[i] == SLEEP else 2 if c.current != SLEEP else 3
-            pending.append((urgency, -gain / max(abs(delta), 1e-9), i, delta))
+            key = rec.plan
+            delta = kw_of(c, key) - kw_of(c, c.current)  # type: ignore[arg-type, union-attr]
+            gain = profit_h(c, key, prices, self.rules) - profit_h(c, c.current, prices, self.rules)  # type: ignore[arg-type, union-attr]
+            urgency = 0 if rec.dr else 1 if key == SLEEP else 2 if c.current != SLEEP else 3  # type: ignore[union-attr]
+            pending.append((urgency, -gain / max(abs(delta), 1e-9), rec.pos, delta, rec))
         if not pending:
             ramp.refill(self._elapsed(now), 0.0)
             return
-        pending.sort()
+        pending.sort(key=lambda p: p[:3])
         ramp.refill(self._elapsed(now), max(abs(p[3]) for p in pending))
-        for _, _, i, delta in pending:
+        for _, _, _, delta, rec in pending:
             if not ramp.spend(delta):
-                c = recs[i].candidate
-                keys[i] = c.current
-                whys[i] = f"ramp:{whys[i]}"
-                changed[i] = False
-                dr_flags[i] = recs[i].dr and c.current == SLEEP
+                c = rec.candidate
+                dr = rec.was_dr and c.current == SLEEP and self._target is not None  # type: ignore[union-attr]
+                self._replan(rec, c.current, f"ramp:{rec.why}", dr)  # type: ignore[union-attr]
                 plan.deferred += 1
 
     def _elapsed(self, now: float) -> float:

@@ -232,3 +232,17 @@ def test_an_unusable_state_file_is_set_aside_and_learning_starts_over(tmp_path, 
     assert (tmp_path / "curtailment-efficiency.json.unusable").exists()
     assert "learning starts over" in caplog.text
     site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts)], 0.02)  # and the stage works on
+
+
+def test_a_mode_changed_by_hand_during_warm_up_is_planned_from_what_the_miner_does(caplog):
+    # In its warm-up a miner's only option is its nameplate in the mode it reports; once it reports
+    # another mode, the one the plan had it in is gone. The plan must follow the miner (not crash the
+    # stage, not plan it back into the vanished mode, not word an infinite gain), ramp or no ramp.
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, ramp_kw_per_min=1, warmup_s=300))
+    in_mode = lambda mode: lambda ts: [sample(0, "AvalonMiner 15-194", ts, mode=mode)]  # noqa: E731
+    assert site.cycle(in_mode("0"), 0.02).keys == {"m0": "0"}
+    for _ in range(3):
+        plan = site.cycle(in_mode("2"), 0.02)
+        assert plan.keys == {"m0": "2"} and plan.changes == 0 and plan.deferred == 0
+        assert all("inf" not in a.reason for a in plan.advice)
+    assert "failed" not in caplog.text
