@@ -29,6 +29,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 
 import yaml
@@ -495,23 +496,29 @@ class CurtailmentStage:
     def _demand_response(self, target: DrTarget, recs: list[_Miner], prices: Prices, overhead_kw: float,
                          plan: CurtailmentPlan) -> None:
         # Miners asleep for this target stay asleep while it lasts (no churn between near-equal miners):
-        # _plan_miner held them. Items: each running miner, or a shed-whole group of them; cost = profit
-        # lost per hour (margin rules).
+        # _plan_miner held them. The kW still to shed first (what is planned, what the held ones shed).
+        shares = self._shares
+        if target.limit_kw is not None:
+            need = sum(map(itemgetter(KW_PLAN), shares), self._other_kw + overhead_kw) - target.limit_kw
+        else:
+            need = target.shed_kw - sum(map(itemgetter(DR_HELD_KW), shares), 0.0)  # type: ignore[operator]
+        plan.dr_need_kw = max(0.0, need)
+        if need < 0:
+            self._release(recs, -need, prices)
+            return
+        if need == 0:
+            return
+        # Items: each running miner, or a shed-whole group of them; cost = profit lost per hour (margin rules).
         items: list[tuple[float, float]] = []
         members: list[list[_Miner]] = []
         by_group: dict[str, int] = {}
-        planned = self._other_kw + overhead_kw
-        held_shed_kw = 0.0
         for rec in recs:
-            share = rec.share
-            planned += share[KW_PLAN]
-            held_shed_kw += share[DR_HELD_KW]
             c = rec.candidate
             if rec.plan == SLEEP or c.always_on:  # type: ignore[union-attr]
                 continue
             worth = rec.worth
             cost = worth[rec.index] - worth[-1]  # type: ignore[index]
-            kw = share[KW_PLAN] - c.sleep_kw  # type: ignore[union-attr]
+            kw = rec.share[KW_PLAN] - c.sleep_kw  # type: ignore[union-attr]
             group = c.group  # type: ignore[union-attr]
             if group is not None:
                 index = by_group.get(group)
@@ -525,16 +532,6 @@ class CurtailmentStage:
             elif kw > 0:
                 items.append((cost, kw))
                 members.append([rec])
-        if target.limit_kw is not None:
-            need = planned - target.limit_kw
-        else:
-            need = target.shed_kw - held_shed_kw  # type: ignore[operator]
-        plan.dr_need_kw = max(0.0, need)
-        if need < 0:
-            self._release(recs, -need, prices)
-            return
-        if need == 0:
-            return
         cover = min_cost_cover(items, need)
         plan.dr_met, plan.dr_exact = cover.met, cover.exact
         for item in cover.chosen:
