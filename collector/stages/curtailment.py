@@ -97,9 +97,8 @@ class _Miner:
     advised: bool = False  # the plan reports it (not running as usual, or it changed or is held)
     advice: MinerAdvice | None = None  # what the plan last said of it
     # kept while its inputs stay: the plan is reused whole in a cycle of the same inputs (`memo` is the
-    # cycle's epoch) for the same options, unless a minimum time or the ramp held it (worded each cycle)
+    # cycle's epoch; new options clear it), unless a minimum time or the ramp held it (worded each cycle)
     memo: object = None
-    memo_c: Candidate | None = None
     advice_for: tuple | None = None
     advice_why: str = ""
 
@@ -111,6 +110,7 @@ PROMOTIONS_PER_CYCLE = 500
 # Why a plan holds a miner where it is though the rules want a change: hysteresis, a minimum time, the
 # ramp deferring a change (`ramp:` and why the change was planned).
 HELD = frozenset((HYSTERESIS, MIN_ON, MIN_OFF, f"ramp:{CHANGE}", "ramp:dr"))
+TIMED = HELD - {HYSTERESIS}  # holds that end with time alone: their advice is worded anew each cycle
 # A miner's share of the plan's figures (_Miner.share): kW planned, kW as usual, profit per hour saved,
 # kW saved, BTC per hour forgone, then counts: asleep, running, in a lower mode, held, changed, then the
 # kW demand response holds shed.
@@ -240,6 +240,7 @@ class CurtailmentStage:
                         rec.key, rec.since = (mode if state is mining else SLEEP), now
                     rec.usual_share = (c.runs[rec.usual][2], c.runs[rec.usual][2], 0.0, 0.0, 0.0, False, True, False, False,
                                        False, 0.0)
+                    rec.memo = None  # new options: planned anew
                 if state is mining:
                     rec.mode = mode
                 current = c.current = rec.key
@@ -249,7 +250,7 @@ class CurtailmentStage:
                 if prices is None:
                     continue
                 rec.was_dr = rec.dr
-                if rec.memo is epoch and rec.memo_c is c and rec.plan == current:  # as last cycle
+                if rec.memo is epoch and rec.plan == current:  # as last cycle (its options too: see refresh)
                     shares.append(rec.share)
                     keys[c.miner] = current
                     continue
@@ -257,18 +258,18 @@ class CurtailmentStage:
                 if worth is None or rec.worth_at is not prices:
                     worth = rec.worth = values(c, prices, margin_rules)
                     rec.worth_at = prices
-                decision = None
-                if plain and not rec.was_dr:
-                    decision = decide_fast(c, worth, rules)
-                    if decision[2] == rec.usual and decision[1] == STAY:  # running as usual: the commonest plan
-                        rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, rec.usual, False, False
-                        rec.share = rec.usual_share
-                        shares.append(rec.usual_share)
-                        keys[c.miner] = current
-                        rec.memo, rec.memo_c = epoch, c
-                        continue
                 shares.append(())
-                self._plan_miner(rec, c, current, decision)
+                if plain and not rec.was_dr:  # fresh inputs, margin rules, not held for a target
+                    key, why, index = decide_fast(c, worth, rules)
+                    if index == rec.usual and why == STAY:  # running as usual: the commonest plan
+                        rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, index, False, False
+                        rec.share = shares[-1] = rec.usual_share
+                        keys[c.miner] = current
+                    else:
+                        self._settle(rec, c, key, why, index, False)
+                    rec.memo = epoch if why == STAY or why == HYSTERESIS else None  # (a minimum time ends alone)
+                else:
+                    self._plan_miner(rec, c, current)
             elif sample.power_w is not None:
                 self._other_kw += sample.power_w * pue / 1000
 
@@ -358,19 +359,18 @@ class CurtailmentStage:
 
     # -- the plan -------------------------------------------------------------------------------
 
-    def _plan_miner(self, rec: _Miner, c: Candidate, current: str, decision: tuple[str, str, int] | None) -> None:
-        """The rules' decision for one miner (`decision` if made already; held asleep while a demand-response
-        target it was shed for lasts), its figures and advice. Its worth at this cycle's prices is known."""
+    def _plan_miner(self, rec: _Miner, c: Candidate, current: str) -> None:
+        """The rules' decision for one miner the part's loop does not settle inline (stale inputs, the strike
+        strategy, held asleep while a demand-response target it was shed for lasts), its figures and
+        advice. Its worth at this cycle's prices is known."""
         target, dr, dr_kw = self._target, False, 0.0
         if self._stale_reason:
             key, why, index = current, "stale", -1
             timeless = True
         else:
             rules = self.rules
-            if decision is None:
-                worth = rec.worth if self._margin_same else values(c, self._prices, rules)  # type: ignore[arg-type]
-                decision = decide_fast(c, worth, rules)  # type: ignore[arg-type]
-            key, why, index = decision
+            worth = rec.worth if self._margin_same else values(c, self._prices, rules)  # type: ignore[arg-type]
+            key, why, index = decide_fast(c, worth, rules)  # type: ignore[arg-type]
             timeless = why == STAY or why == HYSTERESIS  # a hold by a minimum time ends with time alone
             if target is not None and rec.was_dr and not c.always_on:  # stays shed while the target lasts
                 if key != SLEEP:
@@ -378,14 +378,13 @@ class CurtailmentStage:
                 key, why, index, dr = SLEEP, "dr", len(c.runs), True
         self._settle(rec, c, key, why, index, dr, dr_kw)
         rec.memo = self._epoch if timeless else None
-        rec.memo_c = c
 
     def _settle(self, rec: _Miner, c: Candidate, key: str, why: str, index: int, dr: bool, dr_kw: float = 0.0) -> None:
         """One miner's plan this cycle: its option, its share of the figures, its advice (reused while the
         same; a hold by a minimum time says how long, so it is worded anew each cycle)."""
         runs = c.runs
         n = len(runs)
-        if index < 0 or (index == n) != (key == SLEEP) or (index < n and runs[index][0] != key):
+        if index < 0:  # not known (stale inputs, demand response, the ramp): looked up
             index = n if key == SLEEP else next((j for j in range(n) if runs[j][0] == key), rec.usual)
         worth = rec.worth
         assert worth is not None
@@ -418,7 +417,7 @@ class CurtailmentStage:
                 c.miner, key, action, self._reason(c, key, why, prices, self._target), kw_plan, kw_usual,
                 None if be is None else be - price, 1000 * kw_usual / self._pue / ths_usual if ths_usual else None,
                 worth[index] * 24, changed, held, dr, runs[ui][0])
-            rec.advice_for = said if why not in (MIN_ON, MIN_OFF) and not why.startswith("ramp") else None
+            rec.advice_for = said if why not in TIMED else None
             rec.advice_why = why
         rec.advice = advice
 
