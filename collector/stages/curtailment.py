@@ -99,6 +99,7 @@ class _Miner:
     # kept while its inputs stay: the plan is reused whole in a cycle of the same inputs (`memo` is the
     # cycle's epoch; new options clear it), unless a minimum time or the ramp held it (worded each cycle)
     memo: object = None
+    decided_with: list[float] | None = None  # the worth its plan's STAY or HYSTERESIS was decided at
     advice_for: tuple | None = None
     advice_why: str = ""
 
@@ -186,9 +187,9 @@ class CurtailmentStage:
                         self.economics.curtailment_credit_usd_mwh / 1000)
         target = None if stale_reasons else self._dr_target(cycle.ts)
         last = self._inputs
-        if last is not None and last[0] == prices and last[1] is target and last[2] == self._stale_reason:
+        if last is not None and last[0] == prices:
             prices = last[0]  # the same object: a miner's figures at these prices are known by identity
-        else:
+        if last is None or last[0] is not prices or last[1] is not target or last[2] != self._stale_reason:
             self._inputs = (prices, target, self._stale_reason)
             self._epoch = object()
             self._texts = {}
@@ -260,14 +261,20 @@ class CurtailmentStage:
                     rec.worth_at = prices
                 shares.append(())
                 if plain and not rec.was_dr:  # fresh inputs, margin rules, not held for a target
-                    key, why, index = decide_fast(c, worth, rules)
+                    if rec.decided_with is worth and rec.plan == current:  # the rules' last word stands
+                        key, why, index = current, rec.why, rec.index
+                    else:
+                        key, why, index = decide_fast(c, worth, rules)
                     if index == rec.usual and why == STAY:  # running as usual: the commonest plan
                         rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, index, False, False
                         rec.share = shares[-1] = rec.usual_share
                         keys[c.miner] = current
                     else:
                         self._settle(rec, c, key, why, index, False)
-                    rec.memo = epoch if why == STAY or why == HYSTERESIS else None  # (a minimum time ends alone)
+                    if why == STAY or why == HYSTERESIS:
+                        rec.memo, rec.decided_with = epoch, worth
+                    else:  # (a minimum time ends with time alone)
+                        rec.memo = rec.decided_with = None
                 else:
                     self._plan_miner(rec, c, current)
             elif sample.power_w is not None:
@@ -378,6 +385,7 @@ class CurtailmentStage:
                 key, why, index, dr = SLEEP, "dr", len(c.runs), True
         self._settle(rec, c, key, why, index, dr, dr_kw)
         rec.memo = self._epoch if timeless else None
+        rec.decided_with = None
 
     def _settle(self, rec: _Miner, c: Candidate, key: str, why: str, index: int, dr: bool, dr_kw: float = 0.0) -> None:
         """One miner's plan this cycle: its option, its share of the figures, its advice (reused while the
@@ -542,7 +550,7 @@ class CurtailmentStage:
         c = rec.candidate
         assert c is not None
         self._settle(rec, c, key, why, -1, dr)
-        rec.memo = None
+        rec.memo = rec.decided_with = None
 
     def _release(self, recs: list[_Miner], spare_kw: float, prices: Prices) -> None:
         """More is shed than the target asks (prices fell, the limit rose): the most valuable DR-held miners
