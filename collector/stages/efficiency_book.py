@@ -30,6 +30,7 @@ from models.base import read_capped
 from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
 
 log = logging.getLogger(__name__)
+_MINING, _SOFT_OFF = MinerState.MINING, MinerState.SOFT_OFF
 
 VERSION = 1
 MAX_BYTES = 64 * 1024 * 1024  # ~100 bytes a miner and mode: far beyond any real site
@@ -83,6 +84,8 @@ class EfficiencyBook:
         self.saved = SavedTotals()
 
     def learn(self, sample: MinerSample, now: float, mode: str, warmup_s: float) -> MinerBook:
+        # Every reading of every miner comes here each cycle: the steady path is kept short
+        # (ModeStat.add inlined, the cheap checks first; docs/benchmarks.md, "Curtailment planning").
         book = self.miners.get(sample.miner)
         if book is None:
             if len(self.miners) >= MAX_MINERS:
@@ -90,23 +93,32 @@ class EfficiencyBook:
             book = self.miners[sample.miner] = MinerBook()
         book.seen = now
         state = sample.state
-        unusable = sample.unusable
-        if state is MinerState.MINING:
-            if book.mining_since is None:
-                book.mining_since = now
+        if state is _MINING:
+            since = book.mining_since
+            if since is None:
+                since = book.mining_since = now
             ths, w = sample.hashrate_ths, sample.power_w
-            if (ths and w and ths > 0 and w > 0 and not (unusable and ("hashrate_ths" in unusable or "power_w" in unusable))
-                    and (sample.uptime_s is None or sample.uptime_s >= warmup_s)
-                    and now - book.mining_since >= warmup_s):
-                stat = book.modes.get(mode)
-                if stat is None:
-                    if len(book.modes) >= MAX_MODES:
-                        return book
-                    stat = book.modes[mode] = ModeStat()
-                stat.add(ths, w)
+            if not (ths and w and ths > 0 and w > 0 and now - since >= warmup_s):
+                return book
+            uptime, unusable = sample.uptime_s, sample.unusable
+            if (uptime is not None and uptime < warmup_s) or (
+                    unusable and ("hashrate_ths" in unusable or "power_w" in unusable)):
+                return book
+            stat = book.modes.get(mode)
+            if stat is None:
+                if len(book.modes) >= MAX_MODES:
+                    return book
+                stat = book.modes[mode] = ModeStat()
+            n = stat.n
+            if n < MAX_WEIGHT:
+                n = stat.n = n + 1
+            weight = 1.0 / n
+            stat.ths += (ths - stat.ths) * weight
+            stat.w += (w - stat.w) * weight
         else:
             book.mining_since = None
-            if state is MinerState.SOFT_OFF and sample.power_w is not None and not (unusable and "power_w" in unusable):
+            unusable = sample.unusable
+            if state is _SOFT_OFF and sample.power_w is not None and not (unusable and "power_w" in unusable):
                 book.idle.add(0.0, sample.power_w)
         return book
 

@@ -96,6 +96,16 @@ def test_readings_during_warm_up_teach_nothing():
     assert "0" not in site.stage.book.miners["m0"].modes
 
 
+@pytest.mark.parametrize("refused", ["hashrate_ths", "power_w"])
+def test_a_reading_with_a_refused_hashrate_or_power_teaches_nothing(refused):
+    site = Site(CurtailmentConfig(warmup_s=0))
+    bad = lambda ts: [sample(0, "AvalonMiner 15-194", ts, w=9000.0).model_copy(update={"unusable": [refused]})]  # noqa: E731
+    site.cycle(bad, 0.02)
+    assert "0" not in site.stage.book.miners["m0"].modes
+    site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts)], 0.02)  # the same miner, its reading good
+    assert site.stage.book.miners["m0"].modes["0"].w == pytest.approx(3650.0)
+
+
 def test_a_price_wandering_around_the_break_even_does_not_flap_with_hysteresis_and_minimum_times():
     prices = [0.0404 + 0.002 * math.sin(k * 1.7) for k in range(60)]  # the A1246 breaks even at ~0.0404
 
