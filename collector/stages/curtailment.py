@@ -475,6 +475,8 @@ class CurtailmentStage:
     def _reason(self, c: Candidate, key: str, why: str, prices: Prices, target: DrTarget | None) -> str:
         # Words that are the same for every miner this epoch (held for stale inputs, shed for the target,
         # asleep with no mode earning at this price) are made once.
+        if why == CHANGE:  # the commonest worded: the rules' own words
+            return explain(c, key, why, prices, self.rules)
         same = "asleep" if why == STAY and c.current == SLEEP else why if why == "stale" or why == "dr" else None
         if same is None:
             return self._word(c, key, why, prices, target)
