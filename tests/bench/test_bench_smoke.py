@@ -70,3 +70,21 @@ def test_bench_health_compares_cycles_with_and_without_the_health_stage(tmp_path
     result = json.loads(out_json.read_text())
     assert len(result["rounds"]["with"]) == len(result["rounds"]["without"]) == 1
     assert result["health_stage_cpu_s"] > 0 and all(r["health_cpu_s"] == 0 for r in result["rounds"]["without"])
+
+
+def test_bench_curtailment_times_every_scenario():
+    """`bench.curtailment`: the stages `pipeline.build` makes, every scenario, each cycle timed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.curtailment", "--miners", "40", "--cycles", "5", "--repeat", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    for scenario in ("steady price", "a spike every miner loses at", "the spike, its price moving every cycle",
+                     "the price moving 0.01 c/kWh every cycle", "measured efficiencies replace nameplates",
+                     "demand response: shed 10 kW", "demand response: shed"):
+        line = next((row for row in done.stdout.splitlines() if row.startswith(scenario)), None)
+        assert line is not None, f"{scenario!r} missing from:\n{done.stdout}"
+        cpu_ms = [float(word) for word in line[44:].split() if not word.startswith("(")]
+        assert len(cpu_ms) == 5 and all(ms > 0 for ms in cpu_ms[:4]), line  # cold, change, median, slowest, cost
+    assert "target: planning adds at most 50 ms per cycle" in done.stdout
