@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             ("demand response: shed 10 kW", steady, {**advice, "dr_schedule": str(small)}),
             (f"demand response: shed {kw * 0.05:,.0f} kW (5 %)", steady, {**advice, "dr_schedule": str(large)}),
         ]
+        if not any(args.only in name for name, _, _ in scenarios):
+            parser.error(f"--only {args.only!r}: no scenario's name contains it ({'; '.join(n for n, _, _ in scenarios)})")
         print(f"{args.miners:,} miners, {n} cycles each, the fastest of {args.repeat} runs per cycle; the curtailment "
               "stage's own time per cycle: CPU ms of the loop's thread (wall ms)")
         print(f"{'scenario':44} {'cold first':>16} {'change cycle':>16} {'warm median':>16} {'warm slowest':>16} "

@@ -88,3 +88,11 @@ def test_bench_curtailment_times_every_scenario():
         cpu_ms = [float(word) for word in line[44:].split() if not word.startswith("(")]
         assert len(cpu_ms) == 5 and all(ms > 0 for ms in cpu_ms[:4]), line  # cold, change, median, slowest, cost
     assert "target: planning adds at most 50 ms per cycle" in done.stdout
+
+
+def test_bench_curtailment_refuses_a_scenario_filter_that_matches_nothing():
+    # (else it would time nothing and print "within" the target)
+    done = subprocess.run([sys.executable, "-m", "bench.curtailment", "--miners", "10", "--only", "no such scenario"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "no scenario's name contains it" in done.stderr, done.stderr[-2000:]
+    assert "target:" not in done.stdout
