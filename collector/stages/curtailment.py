@@ -41,7 +41,7 @@ from collector.sources.live_inputs import LiveInputs
 from collector.stages import cost_engine
 from collector.stages.curtailment_rules import (
     CHANGE, DEFAULT_MODE, HYSTERESIS, MIN_OFF, MIN_ON, SLEEP, STAY, Candidate, Prices, Ramp, Rules, decide_fast, explain, kw_of,
-    min_cost_cover, profit_h, values,
+    min_cost_cover, price_words, profit_h, price_thresholds, values, why_sleep, why_wake,
 )
 from collector.stages.efficiency_book import EfficiencyBook, MinerBook
 from models import FlatTariff, MinerSample, MinerState, SampleSource, SiteEconomics, TouTariff
@@ -86,6 +86,11 @@ class _Miner:
     refreshed: int = 0  # the cycle number its options were made at
     worth: list[float] | None = None  # profit per hour of each option, at `worth_at`
     worth_at: Prices | None = None
+    # one run option, margin rules: the power prices that decide it (curtailment_rules.price_thresholds)
+    run_below: float = float("nan")
+    sleep_above: float = float("nan")
+    wake_below: float = float("nan")
+    run_below_at: object = None  # the revenue epoch they were worked out in
     mode: str = ""  # the mode it was last seen mining in (one of its options)
     # its plan this cycle
     pos: int = 0  # its place in the cycle's lists
@@ -101,6 +106,7 @@ class _Miner:
     memo: object = None
     decided_with: list[float] | None = None  # the worth its plan's STAY or HYSTERESIS was decided at
     advice_for: tuple | None = None
+    advice_c: Candidate | None = None  # the options `advice` was made for (its kW and modes are theirs)
     advice_why: str = ""
 
 
@@ -151,10 +157,13 @@ class CurtailmentStage:
         self._inputs: tuple | None = None  # (prices, target, stale reason) of the last epoch
         self._epoch: object = object()  # a new one whenever those change: every miner is planned anew
         self._texts: dict[str, str] = {}  # reasons worded alike for every miner, this epoch (_reason)
+        self._rates: tuple | None = None  # (revenue per TH-hour, credit per kWh) of the last revenue epoch
+        self._rates_epoch: object = object()  # a new one whenever those change (network data: minutes)
         # this cycle
         self._prices: Prices | None = None
         self._target: DrTarget | None = None
         self._stale_reason = ""
+        self._price_words = ""
         self._btc_th_h = 0.0
         self._promotions = 0
         self._this: list[_Miner] = []
@@ -189,11 +198,15 @@ class CurtailmentStage:
         last = self._inputs
         if last is not None and last[0] == prices:
             prices = last[0]  # the same object: a miner's figures at these prices are known by identity
+        rates = (prices.revenue_usd_th_h, prices.credit_usd_kwh)
+        if rates != self._rates:
+            self._rates, self._rates_epoch = rates, object()
         if last is None or last[0] is not prices or last[1] is not target or last[2] != self._stale_reason:
             self._inputs = (prices, target, self._stale_reason)
             self._epoch = object()
             self._texts = {}
         self._prices, self._target = prices, target
+        self._price_words = price_words(prices)
 
     def part(self, cycle: Cycle, part: MinersPart) -> None:
         # One pass a miner, inline: this loop runs 10,000 times a cycle (bench.curtailment).
@@ -201,7 +214,9 @@ class CurtailmentStage:
         warmup, min_samples, cycle_no = self.config.warmup_s, self.config.min_samples, self._cycle_no
         pue = self._pue
         prices, epoch, rules, margin_rules = self._prices, self._epoch, self.rules, self._margin_rules
+        price, rates = (prices.usd_kwh if prices is not None else 0.0), self._rates_epoch
         plain = not self._stale_reason and self._margin_same  # (else the general path: _plan_miner)
+        min_on, min_off = rules.min_on_s, rules.min_off_s
         miners, learn, this, shares, keys = self._miners, self.book.learn, self._this, self._shares, self._keys
         mining, soft_off, idle, avalon_source = MinerState.MINING, MinerState.SOFT_OFF, MinerState.IDLE, SampleSource.AVALON
         for sample in part.samples:
@@ -241,7 +256,7 @@ class CurtailmentStage:
                         rec.key, rec.since = (mode if state is mining else SLEEP), now
                     rec.usual_share = (c.runs[rec.usual][2], c.runs[rec.usual][2], 0.0, 0.0, 0.0, False, True, False, False,
                                        False, 0.0)
-                    rec.memo = None  # new options: planned anew
+                    rec.memo = rec.run_below_at = None  # new options: planned anew
                 if state is mining:
                     rec.mode = mode
                 current = c.current = rec.key
@@ -255,13 +270,34 @@ class CurtailmentStage:
                     shares.append(rec.share)
                     keys[c.miner] = current
                     continue
+                shares.append(())
+                decided = False
+                if plain and not rec.was_dr:  # fresh inputs, margin rules, not held for a target
+                    if rec.run_below_at is not rates:
+                        rec.run_below, rec.sleep_above, rec.wake_below = price_thresholds(c, prices, rules)
+                        rec.run_below_at = rates
+                    # A miner with one run option is decided by its thresholds, away from them (NaN: never).
+                    if current:
+                        if price < rec.run_below:  # running as usual, and the price says run
+                            rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, 0, False, False
+                            rec.share = shares[-1] = rec.usual_share
+                            keys[c.miner] = current
+                            rec.memo, rec.decided_with = epoch, None
+                            continue
+                        if price > rec.sleep_above and c.held_s >= min_on:
+                            key, why, index, decided = SLEEP, CHANGE, 1, True
+                    elif price > rec.run_below:
+                        key, why, index, decided = current, STAY, 1, True
+                    elif price < rec.wake_below and c.held_s >= min_off:
+                        key, why, index, decided = c.runs[0][0], CHANGE, 0, True
                 worth = rec.worth
                 if worth is None or rec.worth_at is not prices:
                     worth = rec.worth = values(c, prices, margin_rules)
                     rec.worth_at = prices
-                shares.append(())
-                if plain and not rec.was_dr:  # fresh inputs, margin rules, not held for a target
-                    if rec.decided_with is worth and rec.plan == current:  # the rules' last word stands
+                if plain and not rec.was_dr:
+                    if decided:
+                        pass  # by its thresholds
+                    elif rec.decided_with is worth and rec.plan == current:  # the rules' last word stands
                         key, why, index = current, rec.why, rec.index
                     else:
                         key, why, index = decide_fast(c, worth, rules)
@@ -269,6 +305,9 @@ class CurtailmentStage:
                         rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, index, False, False
                         rec.share = shares[-1] = rec.usual_share
                         keys[c.miner] = current
+                    elif (len(c.runs) == 1 and not c.always_on
+                          and (why == CHANGE or (why == STAY and rec.advice_why == STAY and rec.advice_c is c))):
+                        self._settle_one_run(rec, c, key, why, worth)
                     else:
                         self._settle(rec, c, key, why, index, False)
                     if why == STAY or why == HYSTERESIS:
@@ -395,7 +434,10 @@ class CurtailmentStage:
         if index < 0:  # not known (stale inputs, demand response, the ramp): looked up
             index = n if key == SLEEP else next((j for j in range(n) if runs[j][0] == key), rec.usual)
         worth = rec.worth
-        assert worth is not None
+        prices = self._prices
+        if worth is None or rec.worth_at is not prices:  # (a miner the price alone decided has none yet)
+            worth = rec.worth = values(c, prices, self._margin_rules)  # type: ignore[arg-type]
+            rec.worth_at = prices
         ui = rec.usual
         _, ths_usual, kw_usual = runs[ui]
         kw_plan, ths_plan = (c.sleep_kw, 0.0) if index == n else (runs[index][2], runs[index][1])
@@ -416,18 +458,60 @@ class CurtailmentStage:
             before.changed = False  # the same as last cycle, or the change it made still holding
             advice = before
         else:
-            prices = self._prices
             assert prices is not None
             price = prices.usd_kwh
             be = ths_usual * prices.revenue_usd_th_h / kw_usual if kw_usual > 0 else None
-            action = "sleep" if index == n else "run" if index == ui else ("lower" if kw_plan < kw_usual else "raise")
-            advice = MinerAdvice(
-                c.miner, key, action, self._reason(c, key, why, prices, self._target), kw_plan, kw_usual,
-                None if be is None else be - price, 1000 * kw_usual / self._pue / ths_usual if ths_usual else None,
-                worth[index] * 24, changed, held, dr, runs[ui][0])
+            reason = self._reason(c, key, why, prices, self._target)
+            if not changed and before is not None and rec.advice_c is c and before.key == key:
+                # The same option of the same options, at new prices or for a new reason: what those move.
+                before.reason, before.margin_usd_kwh, before.profit_usd_day = (
+                    reason, None if be is None else be - price, worth[index] * 24)
+                before.changed, before.held, before.dr = False, held, dr
+                advice = before
+            else:
+                action = "sleep" if index == n else "run" if index == ui else ("lower" if kw_plan < kw_usual else "raise")
+                advice = MinerAdvice(
+                    c.miner, key, action, reason, kw_plan, kw_usual, None if be is None else be - price,
+                    1000 * kw_usual / self._pue / ths_usual if ths_usual else None, worth[index] * 24, changed, held, dr,
+                    runs[ui][0])
+                rec.advice_c = c
             rec.advice_for = said if why not in TIMED else None
             rec.advice_why = why
         rec.advice = advice
+
+    def _settle_one_run(self, rec: _Miner, c: Candidate, key: str, why: str, worth: list[float]) -> None:
+        """`_settle` in fewer steps for the commonest advised plans of a miner with one run option: asleep and
+        staying asleep (its advice made before, its figures moved with the price), or changing between
+        running and asleep (every miner of a fleet may in one cycle: a price spike and its end)."""
+        run = c.runs[0]
+        mode, ths, kw = run
+        prices = self._prices
+        assert prices is not None
+        revenue, price = prices.revenue_usd_th_h, prices.usd_kwh
+        changed = why == CHANGE
+        if key == SLEEP:
+            index = 1
+            rec.share = self._shares[rec.pos] = (c.sleep_kw, kw, worth[1] - worth[0], kw - c.sleep_kw,
+                                                 ths * self._btc_th_h, True, False, False, False, changed, 0.0)
+        else:
+            index = 0
+            rec.share = self._shares[rec.pos] = (kw, kw, 0.0, 0.0, 0.0, False, True, False, False, True, 0.0)
+        rec.plan, rec.why, rec.index, rec.dr, rec.advised = key, why, index, False, True
+        self._keys[c.miner] = key
+        if changed:
+            words = (why_sleep if key == SLEEP else why_wake)(self._price_words, run, revenue)
+            rec.advice = MinerAdvice(
+                c.miner, key, "sleep" if key == SLEEP else "run", words, c.sleep_kw if key == SLEEP else kw, kw,
+                ths * revenue / kw - price, 1000 * kw / self._pue / ths if ths else None, worth[index] * 24, True,
+                False, False, mode)
+            rec.advice_c = c
+        else:  # asleep as its advice said: the words of this price, the figures moved with it
+            advice = rec.advice
+            assert advice is not None
+            advice.reason = self._reason(c, key, why, prices, self._target)
+            advice.margin_usd_kwh, advice.profit_usd_day = ths * revenue / kw - price, worth[1] * 24
+        rec.advice_for = (key, False, c, worth)
+        rec.advice_why = why
 
     def _plan(self, cycle: Cycle, prices: Prices, now: float) -> CurtailmentPlan:
         config, recs = self.config, self._this
@@ -526,7 +610,10 @@ class CurtailmentStage:
             if rec.plan == SLEEP or c.always_on:  # type: ignore[union-attr]
                 continue
             worth = rec.worth
-            cost = worth[rec.index] - worth[-1]  # type: ignore[index]
+            if worth is None or rec.worth_at is not prices:  # (a miner the price alone decided has none yet)
+                worth = rec.worth = values(c, prices, self._margin_rules)  # type: ignore[arg-type]
+                rec.worth_at = prices
+            cost = worth[rec.index] - worth[-1]
             kw = rec.share[KW_PLAN] - c.sleep_kw  # type: ignore[union-attr]
             group = c.group  # type: ignore[union-attr]
             if group is not None:

@@ -119,6 +119,31 @@ def values(c: Candidate, prices: Prices, rules: Rules) -> list[float]:
     return out
 
 
+def price_thresholds(c: Candidate, prices: Prices, rules: Rules) -> tuple[float, float, float]:
+    """For a miner with one run option under the margin strategy, the power prices that decide it alone
+    (what `decide_fast` decides, found by one comparison): below `run_below` running is worth more than
+    sleep and above it sleep is (STAY either way); above `sleep_above` a running miner changes to sleep,
+    below `wake_below` a sleeping one runs (hysteresis and decide_fast's tie margin inside, the minimum
+    times still to check). NaN where no price decides alone (more run options, the strike strategy, an
+    idle draw as large as running's); an always-on miner runs at any price."""
+    nan = float("nan")
+    runs = c.runs
+    if len(runs) != 1 or rules.strategy != "margin":
+        return nan, nan, nan
+    if c.always_on:
+        return float("inf"), float("inf"), nan
+    _, ths, kw = runs[0]
+    idle, credit = c.sleep_kw, prices.credit_usd_kwh
+    gap = kw - idle
+    if gap <= 0:
+        return nan, nan, nan
+    even = (ths * prices.revenue_usd_th_h - (credit * gap if credit else 0.0)) / gap  # the terms of `values`
+    # decide_fast changes when the gain is over hysteresis x the larger draw and its tie margin; 1e-8 $/h
+    # also covers the rounding of `values` (~1e-15 of a few $/h).
+    band = (rules.hysteresis_usd_kwh * kw + 10 * _EPS) / gap
+    return even, even + band, even - band
+
+
 def decide_fast(c: Candidate, worth: Sequence[float], rules: Rules) -> tuple[str, str, int]:
     """The option `c` should be in, given `values(c, ...)`, why (STAY, CHANGE, HYSTERESIS, MIN_ON, MIN_OFF), and
     its index among the options (len(c.runs): sleep; -1: a current option `c` no longer has)."""
@@ -185,6 +210,21 @@ def _run(c: Candidate, key: str) -> tuple[str, float, float] | None:
     return next((r for r in c.runs if r[0] == key), None)
 
 
+def price_words(prices: Prices) -> str:
+    """The price as every reason says it (made once a cycle by the advice stage)."""
+    return f"price {prices.usd_kwh:.4f} $/kWh"
+
+
+def why_sleep(price: str, run: tuple[str, float, float], revenue_usd_th_h: float) -> str:
+    """Why a miner sleeps (margin strategy): the price (`price_words`) is above what `run` earns per kWh."""
+    return f"{price} above its break-even {run[1] * revenue_usd_th_h / run[2]:.4f} $/kWh (mode {run[0]})"
+
+
+def why_wake(price: str, run: tuple[str, float, float], revenue_usd_th_h: float) -> str:
+    """Why a sleeping miner runs `run` again (margin strategy): the price is below what it earns per kWh."""
+    return f"{price} below its break-even {run[1] * revenue_usd_th_h / run[2]:.4f} $/kWh (mode {run[0]})"
+
+
 def _why_change(c: Candidate, key: str, prices: Prices, rules: Rules) -> str:
     price = prices.usd_kwh
     if rules.strategy == "strike":
@@ -196,12 +236,12 @@ def _why_change(c: Candidate, key: str, prices: Prices, rules: Rules) -> str:
             _run(c, c.current) or max(runs, key=lambda r: profit_h(c, r[0], prices, rules), default=None))
         if run is None:
             return f"price {price:.4f} $/kWh: no run option earns"
-        return f"price {price:.4f} $/kWh above its break-even {run[1] * prices.revenue_usd_th_h / run[2]:.4f} $/kWh (mode {run[0]})"
+        return why_sleep(price_words(prices), run, prices.revenue_usd_th_h)
     run = _run(c, key)
     assert run is not None
-    be = breakeven_usd_kwh(run[1], run[2], prices)
     if c.current == SLEEP:
-        return f"price {price:.4f} $/kWh below its break-even {be:.4f} $/kWh (mode {key})"
+        return why_wake(price_words(prices), run, prices.revenue_usd_th_h)
+    be = breakeven_usd_kwh(run[1], run[2], prices)
     gain = profit_h(c, key, prices, rules) - profit_h(c, c.current, prices, rules)
     return f"mode {key} earns {gain:.3f} $/h more than mode {c.current} at {price:.4f} $/kWh (break-even {be:.4f})"
 

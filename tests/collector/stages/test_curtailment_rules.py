@@ -1,5 +1,6 @@
-"""The curtailment rules on their own: hysteresis, minimum times, strike prices, the exact demand-response
-cover (against brute force) and the ramp budget."""
+"""The curtailment rules on their own: hysteresis, minimum times, strike prices, the price thresholds that
+decide a one-mode miner alone (against decide_fast, at and around every threshold), the exact
+demand-response cover (against brute force) and the ramp budget."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import random
 import pytest
 
 from collector.stages.curtailment_rules import (
-    SLEEP, Candidate, Prices, Ramp, Rules, decide, min_cost_cover, profit_h,
+    CHANGE, SLEEP, STAY, Candidate, Prices, Ramp, Rules, decide, decide_fast, min_cost_cover, price_thresholds,
+    profit_h, values,
 )
 
 # One TH/s earns 0.0017 $/h: a 90 TH/s, 3.42 kW unit breaks even at 0.0447 $/kWh; a 194 TH/s, 3.65 kW one at 0.0904.
@@ -83,6 +85,54 @@ def _brute(items, need):
                 cost = sum(items[i][0] for i in combo)
                 best = cost if best is None else min(best, cost)
     return best
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_price_thresholds_decide_a_one_mode_miner_as_decide_fast_does_at_and_around_them(seed):
+    # The advice stage decides most miners by these thresholds alone (collector/stages/curtailment.py): where
+    # they say STAY or CHANGE, decide_fast must say the same, including a hair's breadth from each threshold.
+    rnd = random.Random(seed)
+    for _ in range(200):
+        kw = rnd.uniform(0.5, 6.0)
+        idle = rnd.choice([0.0, 0.0, rnd.uniform(0.01, 0.2), kw * rnd.uniform(0.999, 1.001)])
+        runs = (("0", rnd.choice([0.0, rnd.uniform(1.0, 300.0)]), kw),)
+        rules = Rules(hysteresis_usd_kwh=rnd.choice([0.0, 0.002, 0.01]))
+        prices = Prices(0.05, rnd.uniform(0.0005, 0.003), rnd.choice([0.0, 0.0, rnd.uniform(0.01, 0.2)]))
+        asleep_c = Candidate("m", runs, idle, current=SLEEP, held_s=1e9)
+        running_c = Candidate("m", runs, idle, current="0", held_s=1e9)
+        run_below, sleep_above, wake_below = price_thresholds(running_c, prices, rules)
+        decided = 0
+        for threshold in (run_below, sleep_above, wake_below):
+            if threshold != threshold:  # NaN: this miner is never decided by a threshold
+                continue
+            for price in (threshold, *(threshold * (1 + k * 1e-15) for k in (-4, -1, 1, 4)),
+                          threshold - 1e-10, threshold + 1e-10, threshold - 1e-6, threshold + 1e-6):
+                at_price = Prices(price, prices.revenue_usd_th_h, prices.credit_usd_kwh)
+                running = decide_fast(running_c, values(running_c, at_price, rules), rules)
+                asleep = decide_fast(asleep_c, values(asleep_c, at_price, rules), rules)
+                if price < run_below:
+                    decided += 1
+                    assert running == ("0", STAY, 0)
+                if price > run_below:
+                    decided += 1
+                    assert asleep == (SLEEP, STAY, 1)
+                if price > sleep_above:
+                    decided += 1
+                    assert running == (SLEEP, CHANGE, 1)
+                if price < wake_below:
+                    decided += 1
+                    assert asleep == ("0", CHANGE, 0)
+        assert decided or idle >= kw
+
+
+def test_price_thresholds_leave_alone_what_one_price_cannot_decide():
+    prices = at(0.05)
+    nan = [t != t for t in price_thresholds(NEW, prices, Rules())]  # two modes
+    assert nan == [True, True, True]
+    assert all(t != t for t in price_thresholds(OLD, prices, Rules(strategy="strike", strike_usd_kwh=0.05)))
+    always = Candidate("old", OLD.runs, OLD.sleep_kw, current="0", held_s=0, always_on=True)
+    run_below, sleep_above, wake_below = price_thresholds(always, prices, Rules())
+    assert run_below == sleep_above == float("inf") and wake_below != wake_below
 
 
 def test_min_cost_cover_matches_brute_force_on_random_small_fleets():
