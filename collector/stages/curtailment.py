@@ -108,6 +108,10 @@ class _Miner:
     advice_for: tuple | None = None
     advice_c: Candidate | None = None  # the options `advice` was made for (its kW and modes are theirs)
     advice_why: str = ""
+    wants: str = ""  # the option a change the ramp deferred was to (its advice says why it was wanted)
+    deferred: tuple | None = None  # (epoch, options, wants, why) of its deferral, whose share is `deferred_share`
+    deferred_share: tuple = ()
+    deferred_index: int = 0
 
 
 REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
@@ -116,8 +120,9 @@ REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are rema
 PROMOTIONS_PER_CYCLE = 500
 # Why a plan holds a miner where it is though the rules want a change: hysteresis, a minimum time, the
 # ramp deferring a change (`ramp:` and why the change was planned).
-HELD = frozenset((HYSTERESIS, MIN_ON, MIN_OFF, f"ramp:{CHANGE}", "ramp:dr"))
-TIMED = HELD - {HYSTERESIS}  # holds that end with time alone: their advice is worded anew each cycle
+RAMPED = frozenset((f"ramp:{CHANGE}", "ramp:dr"))
+HELD = frozenset((HYSTERESIS, MIN_ON, MIN_OFF, *RAMPED))
+TIMED = frozenset((MIN_ON, MIN_OFF))  # holds whose words say how long they have held: worded anew each cycle
 # A miner's share of the plan's figures (_Miner.share): kW planned, kW as usual, profit per hour saved,
 # kW saved, BTC per hour forgone, then counts: asleep, running, in a lower mode, held, changed, then the
 # kW demand response holds shed.
@@ -432,7 +437,9 @@ class CurtailmentStage:
         runs = c.runs
         n = len(runs)
         if index < 0:  # not known (stale inputs, demand response, the ramp): looked up
-            index = n if key == SLEEP else next((j for j in range(n) if runs[j][0] == key), rec.usual)
+            index = n if key == SLEEP else _index(runs, key)
+            if index < 0:
+                index = rec.usual
         worth = rec.worth
         prices = self._prices
         if worth is None or rec.worth_at is not prices:  # (a miner the price alone decided has none yet)
@@ -449,8 +456,22 @@ class CurtailmentStage:
             index == n, index < n, index < n and index != ui, held, changed, dr_kw)
         self._keys[c.miner] = key
         rec.advised = index != ui or changed or held
-        if not rec.advised:
-            return
+        if rec.advised and not (changed and self._ramp is not None and not self._stale_reason):
+            # (a change's advice once the ramp lets it: _limit_ramp)
+            self._advise(rec, c, key, why, index, dr)
+
+    def _advise(self, rec: _Miner, c: Candidate, key: str, why: str, index: int, dr: bool) -> None:
+        """What the plan says of one miner (its advice, reused while the same)."""
+        runs = c.runs
+        n = len(runs)
+        worth = rec.worth
+        prices = self._prices
+        assert worth is not None and prices is not None
+        ui = rec.usual
+        _, ths_usual, kw_usual = runs[ui]
+        kw_plan = c.sleep_kw if index == n else runs[index][2]
+        changed = key != c.current
+        held = why in HELD
         said = (key, dr, c, worth)
         before = rec.advice
         if (not changed and before is not None and rec.advice_for == said
@@ -458,10 +479,9 @@ class CurtailmentStage:
             before.changed = False  # the same as last cycle, or the change it made still holding
             advice = before
         else:
-            assert prices is not None
             price = prices.usd_kwh
             be = ths_usual * prices.revenue_usd_th_h / kw_usual if kw_usual > 0 else None
-            reason = self._reason(c, key, why, prices, self._target)
+            reason = self._reason(c, rec.wants if why in RAMPED else key, why, prices, self._target)
             if not changed and before is not None and rec.advice_c is c and before.key == key:
                 # The same option of the same options, at new prices or for a new reason: what those move.
                 before.reason, before.margin_usd_kwh, before.profit_usd_day = (
@@ -498,6 +518,8 @@ class CurtailmentStage:
             rec.share = self._shares[rec.pos] = (kw, kw, 0.0, 0.0, 0.0, False, True, False, False, True, 0.0)
         rec.plan, rec.why, rec.index, rec.dr, rec.advised = key, why, index, False, True
         self._keys[c.miner] = key
+        if changed and self._ramp is not None:
+            return  # advised once the ramp lets it (_limit_ramp)
         if changed:
             words = (why_sleep if key == SLEEP else why_wake)(self._price_words, run, revenue)
             rec.advice = MinerAdvice(
@@ -577,7 +599,7 @@ class CurtailmentStage:
         if why.startswith("ramp:"):
             inner = why.removeprefix("ramp:")
             return (f"deferred by the ramp limit ({self.config.ramp_kw_per_min:g} kW/min): "
-                    f"{self._reason(c, c.current if inner != 'dr' else SLEEP, inner, prices, target)}")
+                    f"{self._reason(c, key, inner, prices, target)}")  # (`key`: the option it wanted)
         return explain(c, key, why, prices, self.rules)
 
     def _dr_target(self, at: datetime) -> DrTarget | None:
@@ -671,26 +693,48 @@ class CurtailmentStage:
         ramp = self._ramp
         assert ramp is not None
         pending = []
+        margin = self._margin_same  # the rules' profit is the worth the plan was made with
         for rec in recs:
             if not rec.share[CHANGED]:
                 continue
             c = rec.candidate
-            key = rec.plan
-            delta = kw_of(c, key) - kw_of(c, c.current)  # type: ignore[arg-type, union-attr]
-            gain = profit_h(c, key, prices, self.rules) - profit_h(c, c.current, prices, self.rules)  # type: ignore[arg-type, union-attr]
-            urgency = 0 if rec.dr else 1 if key == SLEEP else 2 if c.current != SLEEP else 3  # type: ignore[union-attr]
+            assert c is not None
+            key, current = rec.plan, c.current
+            delta = rec.share[KW_PLAN] - kw_of(c, current)
+            if margin:
+                worth = rec.worth
+                runs = c.runs
+                now_at = len(runs) if current == SLEEP else _index(runs, current)
+                gain = worth[rec.index] - worth[now_at] if now_at >= 0 else float("inf")  # type: ignore[index]
+            else:
+                gain = profit_h(c, key, prices, self.rules) - profit_h(c, current, prices, self.rules)
+            urgency = 0 if rec.dr else 1 if key == SLEEP else 2 if current != SLEEP else 3
             pending.append((urgency, -gain / max(abs(delta), 1e-9), rec.pos, delta, rec))
         if not pending:
             ramp.refill(self._elapsed(now), 0.0)
             return
         pending.sort(key=lambda p: p[:3])
+        epoch, shares, keys = self._epoch, self._shares, self._keys
         ramp.refill(self._elapsed(now), max(abs(p[3]) for p in pending))
         for _, _, _, delta, rec in pending:
-            if not ramp.spend(delta):
-                c = rec.candidate
-                dr = rec.was_dr and c.current == SLEEP and self._target is not None  # type: ignore[union-attr]
-                self._replan(rec, c.current, f"ramp:{rec.why}", dr)  # type: ignore[union-attr]
+            c = rec.candidate
+            assert c is not None
+            if ramp.spend(delta):
+                self._advise(rec, c, rec.plan, rec.why, rec.index, rec.dr)
+            else:
+                dr = rec.was_dr and c.current == SLEEP and self._target is not None
+                why = f"ramp:{rec.why}"
+                deferral = (epoch, c, rec.plan, why, dr)
                 plan.deferred += 1
+                if rec.deferred == deferral:  # deferred as last cycle, at the same inputs: its plan and advice stand
+                    rec.plan, rec.why, rec.index, rec.dr = c.current, why, rec.deferred_index, dr
+                    rec.share = shares[rec.pos] = rec.deferred_share
+                    keys[c.miner] = c.current
+                    rec.memo = rec.decided_with = None
+                    continue
+                rec.wants = rec.plan
+                self._replan(rec, c.current, why, dr)
+                rec.deferred, rec.deferred_share, rec.deferred_index = deferral, rec.share, rec.index
 
     def _elapsed(self, now: float) -> float:
         return 60.0 if self._last_ts is None else min(MAX_INTEGRATION_GAP_S, max(0.0, now - self._last_ts))
@@ -723,6 +767,14 @@ class CurtailmentStage:
     def close(self) -> None:
         """On stop: keep what was measured."""
         self.save()
+
+
+def _index(runs: tuple[tuple[str, float, float], ...], mode: str) -> int:
+    """Where `mode` is among a miner's run options (-1: not one of them)."""
+    for j, run in enumerate(runs):
+        if run[0] == mode:
+            return j
+    return -1
 
 
 def _describe(target: DrTarget) -> str:

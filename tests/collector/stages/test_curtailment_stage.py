@@ -186,6 +186,26 @@ def test_the_ramp_limit_spreads_a_spike_over_cycles_most_losing_first():
     assert plan.deferred == 0 and site.cycle(fleet(3), 1.0).changes == 0
 
 
+def test_a_change_the_ramp_defers_says_why_it_was_wanted():
+    # A deferred sleep's reason is the price above the miner's break-even; a deferred wake's, below it (it said
+    # "mode 0 earns 0.000 $/h more than mode 0", and "above" for a wake), the next cycle's the same.
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, ramp_kw_per_min=12))
+    site.cycle(fleet(3), 0.02)
+    plan = site.cycle(fleet(3), 1.0)
+    deferred = [a for a in plan.advice if a.held and a.key == "0"]
+    assert len(deferred) == 6 and plan.deferred == 6
+    for a in deferred:
+        assert a.reason.startswith("deferred by the ramp limit (12 kW/min): price 1.0000 $/kWh above its break-even")
+    still = {a.miner: a.reason for a in site.cycle(fleet(3), 1.0).advice if a.held}
+    assert still and all(still[a.miner] == a.reason for a in deferred if a.miner in still)
+    woken = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, ramp_kw_per_min=1))
+    asleep = lambda ts: [sample(i, "AvalonMiner 15-194", ts, state=MinerState.SOFT_OFF) for i in range(3)]  # noqa: E731
+    woken.cycle(asleep, 1.0)
+    plan = woken.cycle(asleep, 0.02)
+    held = [a for a in plan.advice if a.held]
+    assert held and all("price 0.0200 $/kWh below its break-even" in a.reason for a in held)
+
+
 def test_the_measured_efficiencies_survive_a_restart(tmp_path):
     path = tmp_path / "curtailment-efficiency.json"
     config = CurtailmentConfig(warmup_s=0)
