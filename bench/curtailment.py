@@ -14,7 +14,8 @@ miner changes in one cycle), then the spike's price moving every cycle (every sl
 is worded anew); the price moving a little every cycle with no one changing (a live feed's tick: every
 miner's figures anew); the cycle in which every miner's measured efficiency replaces its nameplate
 (`min_samples` readings reached by all at once); a demand-response target from a schedule file starting
-after three cycles (shedding ~10 kW, and ~5 % of the fleet). The first cycle after a start builds every
+after three cycles (shedding ~10 kW, and ~5 % of the fleet); the spike with a ramp limit of 2,000 kW a
+minute (a few dozen miners change a cycle while the rest wait, cycle after cycle). The first cycle after a start builds every
 miner's state (cold) and is reported apart. Target: at most 50 ms per cycle at 10,000 miners.
 """
 
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             ("measured efficiencies replace nameplates", steady, {**advice, "min_samples": 4}),
             ("demand response: shed 10 kW", steady, {**advice, "dr_schedule": str(small)}),
             (f"demand response: shed {kw * 0.05:,.0f} kW (5 %)", steady, {**advice, "dr_schedule": str(large)}),
+            ("the spike, a ramp of 2,000 kW/min", spike, {**advice, "ramp_kw_per_min": 2000}),
         ]
         if not any(args.only in name for name, _, _ in scenarios):
             parser.error(f"--only {args.only!r}: no scenario's name contains it ({'; '.join(n for n, _, _ in scenarios)})")

@@ -82,7 +82,7 @@ def test_bench_curtailment_times_every_scenario():
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     for scenario in ("steady price", "a spike every miner loses at", "the spike, its price moving every cycle",
                      "the price moving 0.01 c/kWh every cycle", "measured efficiencies replace nameplates",
-                     "demand response: shed 10 kW", "demand response: shed"):
+                     "demand response: shed 10 kW", "demand response: shed", "the spike, a ramp of 2,000 kW/min"):
         line = next((row for row in done.stdout.splitlines() if row.startswith(scenario)), None)
         assert line is not None, f"{scenario!r} missing from:\n{done.stdout}"
         cpu_ms = [float(word) for word in line[44:].split() if not word.startswith("(")]
