@@ -112,6 +112,10 @@ class _Miner:
     deferred: tuple | None = None  # (epoch, options, wants, why) of its deferral, whose share is `deferred_share`
     deferred_share: tuple = ()
     deferred_index: int = 0
+    # a change the rules want and the ramp deferred, kept while the epoch lasts: (plan, index, share, the
+    # ramp's order of it) as planned before the ramp, restored in `part` without deciding it again
+    wanted: tuple | None = None
+    wanted_in: object = None  # the epoch it was wanted in
 
 
 REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
@@ -150,6 +154,7 @@ class CurtailmentStage:
                            config.min_on_s, config.min_off_s)
         self._margin_rules = Rules()  # savings are money whatever the strategy
         self._margin_same = self.rules.strategy == "margin"  # values() depend on the strategy (and strike) alone
+        self._keep_deferrals = True  # a deferral at the same inputs as last cycle stands (_limit_ramp)
         self.book = EfficiencyBook.load(state_path, time.time()) if state_path is not None else EfficiencyBook()
         self._miners: dict[str, _Miner] = {}
         self._plates: dict[tuple[str | None, str], tuple | None] = {}  # (model, mode) -> nameplate runs
@@ -261,7 +266,7 @@ class CurtailmentStage:
                         rec.key, rec.since = (mode if state is mining else SLEEP), now
                     rec.usual_share = (c.runs[rec.usual][2], c.runs[rec.usual][2], 0.0, 0.0, 0.0, False, True, False, False,
                                        False, 0.0)
-                    rec.memo = rec.run_below_at = None  # new options: planned anew
+                    rec.memo = rec.run_below_at = rec.wanted_in = None  # new options: planned anew
                 if state is mining:
                     rec.mode = mode
                 current = c.current = rec.key
@@ -274,6 +279,13 @@ class CurtailmentStage:
                 if rec.memo is epoch and rec.plan == current:  # as last cycle (its options too: see refresh)
                     shares.append(rec.share)
                     keys[c.miner] = current
+                    continue
+                if rec.wanted_in is epoch:  # a change the ramp deferred, wanted as last cycle (a minimum time only grows)
+                    key, index, share, _ = rec.wanted  # type: ignore[misc]
+                    rec.plan, rec.why, rec.index, rec.dr, rec.advised = key, CHANGE, index, False, True
+                    rec.share = share
+                    shares.append(share)
+                    keys[c.miner] = key
                     continue
                 shares.append(())
                 decided = False
@@ -694,8 +706,13 @@ class CurtailmentStage:
         assert ramp is not None
         pending = []
         margin = self._margin_same  # the rules' profit is the worth the plan was made with
+        epoch = self._epoch
         for rec in recs:
             if not rec.share[CHANGED]:
+                continue
+            if rec.wanted_in is epoch and rec.share is rec.wanted[2]:  # type: ignore[index]  # as last cycle
+                urgency, ratio, delta = rec.wanted[3]  # type: ignore[index]
+                pending.append((urgency, ratio, rec.pos, delta, rec))
                 continue
             c = rec.candidate
             assert c is not None
@@ -710,23 +727,32 @@ class CurtailmentStage:
                 gain = profit_h(c, key, prices, self.rules) - profit_h(c, current, prices, self.rules)
             urgency = 0 if rec.dr else 1 if key == SLEEP else 2 if current != SLEEP else 3
             pending.append((urgency, -gain / max(abs(delta), 1e-9), rec.pos, delta, rec))
+            if rec.why == CHANGE:  # the rules' own change (not demand response's): kept if deferred
+                rec.wanted = (key, rec.index, rec.share, pending[-1][:2] + (delta,))
+            else:
+                rec.wanted_in = None
         if not pending:
             ramp.refill(self._elapsed(now), 0.0)
             return
         pending.sort(key=lambda p: p[:3])
-        epoch, shares, keys = self._epoch, self._shares, self._keys
+        shares, keys = self._shares, self._keys
         ramp.refill(self._elapsed(now), max(abs(p[3]) for p in pending))
         for _, _, _, delta, rec in pending:
             c = rec.candidate
             assert c is not None
             if ramp.spend(delta):
+                rec.wanted_in = None
                 self._advise(rec, c, rec.plan, rec.why, rec.index, rec.dr)
             else:
+                if rec.why == CHANGE:
+                    rec.wanted_in = epoch
                 dr = rec.was_dr and c.current == SLEEP and self._target is not None
                 why = f"ramp:{rec.why}"
                 deferral = (epoch, c, rec.plan, why, dr)
                 plan.deferred += 1
-                if rec.deferred == deferral:  # deferred as last cycle, at the same inputs: its plan and advice stand
+                # Deferred as last cycle at the same inputs, the rules' change (no advice made since: a change's
+                # waits for the ramp; demand response's may follow a hold advised this cycle): all stands.
+                if why == f"ramp:{CHANGE}" and rec.deferred == deferral and self._keep_deferrals:
                     rec.plan, rec.why, rec.index, rec.dr = c.current, why, rec.deferred_index, dr
                     rec.share = shares[rec.pos] = rec.deferred_share
                     keys[c.miner] = c.current

@@ -36,6 +36,7 @@ class NoShortcuts(CurtailmentStage):
         self._inputs = None  # a new epoch: no miner's plan is kept
         super().begin(cycle)
         self._margin_same = False  # no inline path for miners running as usual
+        self._keep_deferrals = False  # every deferral made anew
 
     def _reason(self, c, key, why, prices, target) -> str:
         return self._word(c, key, why, prices, target)
@@ -106,21 +107,38 @@ def _view(plan):
 @pytest.mark.parametrize("seed", range(40))
 def test_plans_made_with_shortcuts_equal_plans_made_without(seed):
     rnd = random.Random(seed)
+    _compare(rnd, *_scenario(rnd))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_long_ramp_planned_with_shortcuts_equals_planned_without(seed):
+    # A spike held for many cycles under a tight ramp: most changes wait, cycle after cycle, at the same
+    # inputs (the deferrals kept whole), then the price moves on (they are planned anew).
+    rnd = random.Random(1000 + seed)
     miners, layout, config, target, economics = _scenario(rnd)
+    config = config.model_copy(update={"ramp_kw_per_min": rnd.choice([3, 6, 12]), "strategy": "margin",
+                                       "strike_usd_kwh": None})
+    prices = [0.03] * 2 + [1.0] * rnd.randint(6, 14) + [rnd.choice([0.02, 0.5, 1.2])] * 6 + [0.03] * 6
+    _compare(rnd, miners, layout, config, target, economics, prices)
+
+
+def _compare(rnd, miners, layout, config, target, economics, prices=None):
     sites = []
     for stage_class in (CurtailmentStage, NoShortcuts):
         live = LiveInputs()
         sites.append((live, stage_class("s1", economics, config, live=live, layout=layout, dr_override=target)))
     modes = {i: "0" for i, *_ in miners}
     price = rnd.choice([0.02, 0.04, 0.06])
-    for k in range(rnd.randint(5, 40)):
+    for k in range(rnd.randint(5, 40) if prices is None else len(prices)):
         ts = TS + timedelta(seconds=10 * k)
         r = rnd.random()
-        if 0.35 <= r < 0.6:
+        if prices is not None:
+            price = prices[k]
+        elif 0.35 <= r < 0.6:
             price = rnd.choice([0.02, 0.035, 0.04, 0.045, 0.06, 0.08, 1.0])
         elif r >= 0.6:
             price = max(0.0, price + rnd.uniform(-0.005, 0.005))  # (else the price stays: shortcuts apply)
-        age_s = 3600 if rnd.random() < 0.08 else 0  # the fallback price: stale
+        age_s = 3600 if rnd.random() < (0.08 if prices is None else 0.02) else 0  # the fallback price: stale
         if rnd.random() < 0.1:
             modes[rnd.randrange(len(miners))] = rnd.choice(list(MODES))  # a mode changed by hand
         samples = _samples(rnd, miners, modes, ts)
