@@ -126,6 +126,7 @@ PROMOTIONS_PER_CYCLE = 500
 # ramp deferring a change (`ramp:` and why the change was planned).
 RAMPED = frozenset((f"ramp:{CHANGE}", "ramp:dr"))
 HELD = frozenset((HYSTERESIS, MIN_ON, MIN_OFF, *RAMPED))
+_RAMP_WHY = {CHANGE: f"ramp:{CHANGE}", "dr": "ramp:dr"}  # why a change the ramp deferred was planned
 TIMED = frozenset((MIN_ON, MIN_OFF))  # holds whose words say how long they have held: worded anew each cycle
 # A miner's share of the plan's figures (_Miner.share): kW planned, kW as usual, profit per hour saved,
 # kW saved, BTC per hour forgone, then counts: asleep, running, in a lower mode, held, changed, then the
@@ -155,6 +156,7 @@ class CurtailmentStage:
         self._margin_rules = Rules()  # savings are money whatever the strategy
         self._margin_same = self.rules.strategy == "margin"  # values() depend on the strategy (and strike) alone
         self._keep_deferrals = True  # a deferral at the same inputs as last cycle stands (_limit_ramp)
+        self._deferred_words = f"deferred by the ramp limit ({config.ramp_kw_per_min or 0:g} kW/min): "
         self.book = EfficiencyBook.load(state_path, time.time()) if state_path is not None else EfficiencyBook()
         self._miners: dict[str, _Miner] = {}
         self._plates: dict[tuple[str | None, str], tuple | None] = {}  # (model, mode) -> nameplate runs
@@ -594,6 +596,8 @@ class CurtailmentStage:
         # Words that are the same for every miner this epoch (held for stale inputs, shed for the target,
         # asleep with no mode earning at this price) are made once.
         if why == CHANGE:  # the commonest worded: the rules' own words
+            if self._margin_same and len(c.runs) == 1:  # (a one-mode miner sleeps or wakes: the words direct)
+                return (why_sleep if key == SLEEP else why_wake)(self._price_words, c.runs[0], prices.revenue_usd_th_h)
             return explain(c, key, why, prices, self.rules)
         same = "asleep" if why == STAY and c.current == SLEEP else why if why == "stale" or why == "dr" else None
         if same is None:
@@ -610,8 +614,7 @@ class CurtailmentStage:
             return f"demand response: {_describe(target)}" if target is not None else "demand response"
         if why.startswith("ramp:"):
             inner = why.removeprefix("ramp:")
-            return (f"deferred by the ramp limit ({self.config.ramp_kw_per_min:g} kW/min): "
-                    f"{self._reason(c, key, inner, prices, target)}")  # (`key`: the option it wanted)
+            return self._deferred_words + self._reason(c, key, inner, prices, target)  # (`key`: the option it wanted)
         return explain(c, key, why, prices, self.rules)
 
     def _dr_target(self, at: datetime) -> DrTarget | None:
@@ -734,7 +737,7 @@ class CurtailmentStage:
         if not pending:
             ramp.refill(self._elapsed(now), 0.0)
             return
-        pending.sort(key=lambda p: p[:3])
+        pending.sort(key=itemgetter(0, 1, 2))
         shares, keys = self._shares, self._keys
         ramp.refill(self._elapsed(now), max(abs(p[3]) for p in pending))
         for _, _, _, delta, rec in pending:
@@ -747,7 +750,7 @@ class CurtailmentStage:
                 if rec.why == CHANGE:
                     rec.wanted_in = epoch
                 dr = rec.was_dr and c.current == SLEEP and self._target is not None
-                why = f"ramp:{rec.why}"
+                why = _RAMP_WHY.get(rec.why) or f"ramp:{rec.why}"
                 deferral = (epoch, c, rec.plan, why, dr)
                 plan.deferred += 1
                 # Deferred as last cycle at the same inputs, the rules' change (no advice made since: a change's
