@@ -124,9 +124,10 @@ REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are rema
 PROMOTIONS_PER_CYCLE = 500
 # Why a plan holds a miner where it is though the rules want a change: hysteresis, a minimum time, the
 # ramp deferring a change (`ramp:` and why the change was planned).
-RAMPED = frozenset((f"ramp:{CHANGE}", "ramp:dr"))
+RAMP_CHANGE = f"ramp:{CHANGE}"  # a change the rules wanted, deferred by the ramp (and "ramp:dr": demand response's)
+RAMPED = frozenset((RAMP_CHANGE, "ramp:dr"))
 HELD = frozenset((HYSTERESIS, MIN_ON, MIN_OFF, *RAMPED))
-_RAMP_WHY = {CHANGE: f"ramp:{CHANGE}", "dr": "ramp:dr"}  # why a change the ramp deferred was planned
+_RAMP_WHY = {CHANGE: RAMP_CHANGE, "dr": "ramp:dr"}  # why a change the ramp deferred was planned
 TIMED = frozenset((MIN_ON, MIN_OFF))  # holds whose words say how long they have held: worded anew each cycle
 # A miner's share of the plan's figures (_Miner.share): kW planned, kW as usual, profit per hour saved,
 # kW saved, BTC per hour forgone, then counts: asleep, running, in a lower mode, held, changed, then the
@@ -755,7 +756,7 @@ class CurtailmentStage:
                 plan.deferred += 1
                 # Deferred as last cycle at the same inputs, the rules' change (no advice made since: a change's
                 # waits for the ramp; demand response's may follow a hold advised this cycle): all stands.
-                if why == f"ramp:{CHANGE}" and rec.deferred == deferral and self._keep_deferrals:
+                if why == RAMP_CHANGE and rec.deferred == deferral and self._keep_deferrals:
                     rec.plan, rec.why, rec.index, rec.dr = c.current, why, rec.deferred_index, dr
                     rec.share = shares[rec.pos] = rec.deferred_share
                     keys[c.miner] = c.current
