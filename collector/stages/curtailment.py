@@ -325,8 +325,11 @@ class CurtailmentStage:
                         rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, index, False, False
                         rec.share = shares[-1] = rec.usual_share
                         keys[c.miner] = current
-                    elif (len(c.runs) == 1 and not c.always_on
-                          and (why == CHANGE or (why == STAY and rec.advice_why == STAY and rec.advice_c is c))):
+                    elif len(c.runs) == 1 and not c.always_on and (why == CHANGE or (
+                            why == STAY and rec.advice_c is c and (rec.advice_why == STAY or (
+                                # (the first cycle after its sleep at another price: a change's words stay
+                                # only while the price does)
+                                rec.advice_why == CHANGE and rec.advice_for is not None and rec.advice_for[3] != worth)))):
                         self._settle_one_run(rec, c, key, why, worth)
                     else:
                         self._settle(rec, c, key, why, index, False)
@@ -544,9 +547,10 @@ class CurtailmentStage:
             rec.advice_c = c
         else:  # asleep as its advice said: the words of this price, the figures moved with it
             advice = rec.advice
-            assert advice is not None
+            assert advice is not None and advice.key == SLEEP
             advice.reason = self._reason(c, key, why, prices, self._target)
             advice.margin_usd_kwh, advice.profit_usd_day = ths * revenue / kw - price, worth[1] * 24
+            advice.changed = False
         rec.advice_for = (key, False, c, worth)
         rec.advice_why = why
 
