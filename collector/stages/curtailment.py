@@ -767,8 +767,52 @@ class CurtailmentStage:
                     rec.memo = rec.decided_with = None
                     continue
                 rec.wants = rec.plan
-                self._replan(rec, c.current, why, dr)
+                if why == RAMP_CHANGE and not dr and len(c.runs) == 1 and self._margin_same and not c.always_on:
+                    self._defer_one_run(rec, c)
+                else:
+                    self._replan(rec, c.current, why, dr)
                 rec.deferred, rec.deferred_share, rec.deferred_index = deferral, rec.share, rec.index
+
+    def _defer_one_run(self, rec: _Miner, c: Candidate) -> None:
+        """`_replan` for the rules' change of a one-mode miner that the ramp defers (every waiting miner of a
+        fleet, the cycle a spike starts or the price moves during a ramp), in fewer steps: it stays where it
+        is, held, and its advice says why the change was wanted."""
+        run = c.runs[0]
+        mode, ths, kw = run
+        prices = self._prices
+        assert prices is not None
+        worth = rec.worth
+        if worth is None or rec.worth_at is not prices:
+            worth = rec.worth = values(c, prices, self._margin_rules)
+            rec.worth_at = prices
+        current = c.current
+        if current == SLEEP:
+            index, kw_plan = 1, c.sleep_kw
+            share = (kw_plan, kw, worth[1] - worth[0], kw - kw_plan, ths * self._btc_th_h, True, False, False, True, False, 0.0)
+        else:
+            index, kw_plan = 0, kw
+            share = (kw, kw, 0.0, 0.0, 0.0, False, True, False, True, False, 0.0)
+        rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, RAMP_CHANGE, index, False, True
+        rec.share = self._shares[rec.pos] = share
+        self._keys[c.miner] = current
+        rec.memo = rec.decided_with = None
+        said = (current, False, c, worth)
+        advice = rec.advice
+        if advice is not None and rec.advice_for == said and rec.advice_why == RAMP_CHANGE:
+            advice.changed = False  # deferred as last cycle
+            return
+        revenue, price = prices.revenue_usd_th_h, prices.usd_kwh
+        reason = self._deferred_words + (why_sleep if rec.wants == SLEEP else why_wake)(self._price_words, run, revenue)
+        margin = ths * revenue / kw - price if kw > 0 else None
+        if advice is not None and rec.advice_c is c and advice.key == current:
+            advice.reason, advice.margin_usd_kwh, advice.profit_usd_day = reason, margin, worth[index] * 24
+            advice.changed, advice.held, advice.dr = False, True, False
+        else:
+            rec.advice = MinerAdvice(c.miner, current, "sleep" if index else "run", reason, kw_plan, kw, margin,
+                                     1000 * kw / self._pue / ths if ths else None, worth[index] * 24, False, True, False,
+                                     mode)
+            rec.advice_c = c
+        rec.advice_for, rec.advice_why = said, RAMP_CHANGE
 
     def _elapsed(self, now: float) -> float:
         return 60.0 if self._last_ts is None else min(MAX_INTEGRATION_GAP_S, max(0.0, now - self._last_ts))
