@@ -15,8 +15,8 @@ is worded anew); the price moving a little every cycle with no one changing (a l
 miner's figures anew); the cycle in which every miner's measured efficiency replaces its nameplate
 (`min_samples` readings reached by all at once); a demand-response target from a schedule file starting
 after three cycles (shedding ~10 kW, and ~5 % of the fleet); the spike with a ramp limit of 2,000 kW a
-minute (a few dozen miners change a cycle while the rest wait, cycle after cycle). The first cycle after a start builds every
-miner's state (cold) and is reported apart. Target: at most 50 ms per cycle at 10,000 miners.
+minute (a few dozen miners change a cycle while the rest wait, cycle after cycle). The first cycle after
+a start builds every miner's state (cold) and is reported apart. Target: at most 50 ms per cycle at 10,000 miners.
 """
 
 from __future__ import annotations

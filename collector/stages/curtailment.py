@@ -109,13 +109,13 @@ class _Miner:
     advice_c: Candidate | None = None  # the options `advice` was made for (its kW and modes are theirs)
     advice_why: str = ""
     wants: str = ""  # the option a change the ramp deferred was to (its advice says why it was wanted)
-    deferred: tuple | None = None  # (epoch, options, wants, why) of its deferral, whose share is `deferred_share`
+    deferred: tuple | None = None  # (epoch, options, wants, why, dr) of its deferral: its share, its index
     deferred_share: tuple = ()
     deferred_index: int = 0
     # a change the rules want and the ramp deferred, kept while the epoch lasts: (plan, index, share, the
     # ramp's order of it) as planned before the ramp, restored in `part` without deciding it again
-    wanted: tuple | None = None
-    wanted_in: object = None  # the epoch it was wanted in
+    waiting: tuple | None = None
+    waiting_in: object = None  # the epoch it waits in
 
 
 REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
@@ -269,7 +269,7 @@ class CurtailmentStage:
                         rec.key, rec.since = (mode if state is mining else SLEEP), now
                     rec.usual_share = (c.runs[rec.usual][2], c.runs[rec.usual][2], 0.0, 0.0, 0.0, False, True, False, False,
                                        False, 0.0)
-                    rec.memo = rec.run_below_at = rec.wanted_in = None  # new options: planned anew
+                    rec.memo = rec.run_below_at = rec.waiting_in = None  # new options: planned anew
                 if state is mining:
                     rec.mode = mode
                 current = c.current = rec.key
@@ -283,8 +283,8 @@ class CurtailmentStage:
                     shares.append(rec.share)
                     keys[c.miner] = current
                     continue
-                if rec.wanted_in is epoch:  # a change the ramp deferred, wanted as last cycle (a minimum time only grows)
-                    key, index, share, _ = rec.wanted  # type: ignore[misc]
+                if rec.waiting_in is epoch:  # a change the ramp deferred, wanted as last cycle (a minimum time only grows)
+                    key, index, share, _ = rec.waiting  # type: ignore[misc]
                     rec.plan, rec.why, rec.index, rec.dr, rec.advised = key, CHANGE, index, False, True
                     rec.share = share
                     shares.append(share)
@@ -315,12 +315,11 @@ class CurtailmentStage:
                     worth = rec.worth = values(c, prices, margin_rules)
                     rec.worth_at = prices
                 if plain and not rec.was_dr:
-                    if decided:
-                        pass  # by its thresholds
-                    elif rec.decided_with is worth and rec.plan == current:  # the rules' last word stands
-                        key, why, index = current, rec.why, rec.index
-                    else:
-                        key, why, index = decide_fast(c, worth, rules)
+                    if not decided:  # (else by its thresholds)
+                        if rec.decided_with is worth and rec.plan == current:  # the rules' last word stands
+                            key, why, index = current, rec.why, rec.index
+                        else:
+                            key, why, index = decide_fast(c, worth, rules)
                     if index == rec.usual and why == STAY:  # running as usual: the commonest plan
                         rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, index, False, False
                         rec.share = shares[-1] = rec.usual_share
@@ -458,11 +457,7 @@ class CurtailmentStage:
             index = n if key == SLEEP else _index(runs, key)
             if index < 0:
                 index = rec.usual
-        worth = rec.worth
-        prices = self._prices
-        if worth is None or rec.worth_at is not prices:  # (a miner the price alone decided has none yet)
-            worth = rec.worth = values(c, prices, self._margin_rules)  # type: ignore[arg-type]
-            rec.worth_at = prices
+        worth = self._worth(rec, c)
         ui = rec.usual
         _, ths_usual, kw_usual = runs[ui]
         kw_plan, ths_plan = (c.sleep_kw, 0.0) if index == n else (runs[index][2], runs[index][1])
@@ -527,13 +522,8 @@ class CurtailmentStage:
         assert prices is not None
         revenue, price = prices.revenue_usd_th_h, prices.usd_kwh
         changed = why == CHANGE
-        if key == SLEEP:
-            index = 1
-            rec.share = self._shares[rec.pos] = (c.sleep_kw, kw, worth[1] - worth[0], kw - c.sleep_kw,
-                                                 ths * self._btc_th_h, True, False, False, False, changed, 0.0)
-        else:
-            index = 0
-            rec.share = self._shares[rec.pos] = (kw, kw, 0.0, 0.0, 0.0, False, True, False, False, True, 0.0)
+        index = 1 if key == SLEEP else 0
+        rec.share = self._shares[rec.pos] = _one_run_share(c, worth, index, self._btc_th_h, False, changed)
         rec.plan, rec.why, rec.index, rec.dr, rec.advised = key, why, index, False, True
         self._keys[c.miner] = key
         if changed and self._ramp is not None:
@@ -553,6 +543,15 @@ class CurtailmentStage:
             advice.changed = False
         rec.advice_for = (key, False, c, worth)
         rec.advice_why = why
+
+    def _worth(self, rec: _Miner, c: Candidate) -> list[float]:
+        """Its profit per hour of each option at this cycle's prices (a miner its thresholds decided has
+        none made yet)."""
+        prices = self._prices
+        assert prices is not None
+        if rec.worth is None or rec.worth_at is not prices:
+            rec.worth, rec.worth_at = values(c, prices, self._margin_rules), prices
+        return rec.worth
 
     def _plan(self, cycle: Cycle, prices: Prices, now: float) -> CurtailmentPlan:
         config, recs = self.config, self._this
@@ -651,10 +650,7 @@ class CurtailmentStage:
             c = rec.candidate
             if rec.plan == SLEEP or c.always_on:  # type: ignore[union-attr]
                 continue
-            worth = rec.worth
-            if worth is None or rec.worth_at is not prices:  # (a miner the price alone decided has none yet)
-                worth = rec.worth = values(c, prices, self._margin_rules)  # type: ignore[arg-type]
-                rec.worth_at = prices
+            worth = self._worth(rec, c)  # type: ignore[arg-type]
             cost = worth[rec.index] - worth[-1]
             kw = rec.share[KW_PLAN] - c.sleep_kw  # type: ignore[union-attr]
             group = c.group  # type: ignore[union-attr]
@@ -718,8 +714,8 @@ class CurtailmentStage:
         for rec in recs:
             if not rec.share[CHANGED]:
                 continue
-            if rec.wanted_in is epoch and rec.share is rec.wanted[2]:  # type: ignore[index]  # as last cycle
-                urgency, ratio, delta = rec.wanted[3]  # type: ignore[index]
+            if rec.waiting_in is epoch and rec.share is rec.waiting[2]:  # type: ignore[index]  # as last cycle
+                urgency, ratio, delta = rec.waiting[3]  # type: ignore[index]
                 pending.append((urgency, ratio, rec.pos, delta, rec))
                 continue
             c = rec.candidate
@@ -736,9 +732,9 @@ class CurtailmentStage:
             urgency = 0 if rec.dr else 1 if key == SLEEP else 2 if current != SLEEP else 3
             pending.append((urgency, -gain / max(abs(delta), 1e-9), rec.pos, delta, rec))
             if rec.why == CHANGE:  # the rules' own change (not demand response's): kept if deferred
-                rec.wanted = (key, rec.index, rec.share, pending[-1][:2] + (delta,))
+                rec.waiting = (key, rec.index, rec.share, pending[-1][:2] + (delta,))
             else:
-                rec.wanted_in = None
+                rec.waiting_in = None
         if not pending:
             ramp.refill(self._elapsed(now), 0.0)
             return
@@ -749,11 +745,11 @@ class CurtailmentStage:
             c = rec.candidate
             assert c is not None
             if ramp.spend(delta):
-                rec.wanted_in = None
+                rec.waiting_in = None
                 self._advise(rec, c, rec.plan, rec.why, rec.index, rec.dr)
             else:
                 if rec.why == CHANGE:
-                    rec.wanted_in = epoch
+                    rec.waiting_in = epoch
                 dr = rec.was_dr and c.current == SLEEP and self._target is not None
                 why = _RAMP_WHY.get(rec.why) or f"ramp:{rec.why}"
                 deferral = (epoch, c, rec.plan, why, dr)
@@ -781,19 +777,11 @@ class CurtailmentStage:
         mode, ths, kw = run
         prices = self._prices
         assert prices is not None
-        worth = rec.worth
-        if worth is None or rec.worth_at is not prices:
-            worth = rec.worth = values(c, prices, self._margin_rules)
-            rec.worth_at = prices
+        worth = self._worth(rec, c)
         current = c.current
-        if current == SLEEP:
-            index, kw_plan = 1, c.sleep_kw
-            share = (kw_plan, kw, worth[1] - worth[0], kw - kw_plan, ths * self._btc_th_h, True, False, False, True, False, 0.0)
-        else:
-            index, kw_plan = 0, kw
-            share = (kw, kw, 0.0, 0.0, 0.0, False, True, False, True, False, 0.0)
+        index, kw_plan = (1, c.sleep_kw) if current == SLEEP else (0, kw)
         rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, RAMP_CHANGE, index, False, True
-        rec.share = self._shares[rec.pos] = share
+        rec.share = self._shares[rec.pos] = _one_run_share(c, worth, index, self._btc_th_h, True, False)
         self._keys[c.miner] = current
         rec.memo = rec.decided_with = None
         said = (current, False, c, worth)
@@ -845,6 +833,15 @@ class CurtailmentStage:
     def close(self) -> None:
         """On stop: keep what was measured."""
         self.save()
+
+
+def _one_run_share(c: Candidate, worth: list[float], index: int, btc_th_h: float, held: bool, changed: bool) -> tuple:
+    """A one-mode miner's share of the plan's figures (as `_settle` makes it) asleep (index 1) or running."""
+    _, ths, kw = c.runs[0]
+    if index:
+        idle = c.sleep_kw
+        return idle, kw, worth[1] - worth[0], kw - idle, ths * btc_th_h, True, False, False, held, changed, 0.0
+    return kw, kw, 0.0, 0.0, 0.0, False, True, False, held, changed, 0.0
 
 
 def _index(runs: tuple[tuple[str, float, float], ...], mode: str) -> int:
