@@ -116,6 +116,10 @@ class _Miner:
     # ramp's order of it) as planned before the ramp, restored in `part` without deciding it again
     waiting: tuple | None = None
     waiting_in: object = None  # the epoch it waits in
+    # a one-mode miner's change (to `wants`) deferred as its part went by (no target active): the ramp's
+    # order of it (_limit_ramp's terms: urgency, -gain per kW, kW); it stands in `part` while the epoch lasts
+    queued: tuple | None = None
+    queued_in: object = None  # the epoch it waits in
 
 
 REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
@@ -183,11 +187,12 @@ class CurtailmentStage:
         self._shares: list[tuple] = []
         self._keys: dict[str, str] = {}
         self._other_kw = 0.0
+        self._queue: list[tuple] = []  # the changes deferred in `part`, in the ramp's order's terms (_limit_ramp)
 
     # -- the stage ------------------------------------------------------------------------------
 
     def begin(self, cycle: Cycle) -> None:
-        self._this, self._shares, self._keys, self._other_kw = [], [], {}, 0.0
+        self._this, self._shares, self._keys, self._other_kw, self._queue = [], [], {}, 0.0, []
         self._prices = None
         self._cycle_no += 1
         self._promotions = PROMOTIONS_PER_CYCLE
@@ -269,7 +274,7 @@ class CurtailmentStage:
                         rec.key, rec.since = (mode if state is mining else SLEEP), now
                     rec.usual_share = (c.runs[rec.usual][2], c.runs[rec.usual][2], 0.0, 0.0, 0.0, False, True, False, False,
                                        False, 0.0)
-                    rec.memo = rec.run_below_at = rec.waiting_in = None  # new options: planned anew
+                    rec.memo = rec.run_below_at = rec.waiting_in = rec.queued_in = None  # new options: planned anew
                 if state is mining:
                     rec.mode = mode
                 current = c.current = rec.key
@@ -282,6 +287,12 @@ class CurtailmentStage:
                 if rec.memo is epoch and rec.plan == current:  # as last cycle (its options too: see refresh)
                     shares.append(rec.share)
                     keys[c.miner] = current
+                    continue
+                if rec.queued_in is epoch:  # deferred in its part as last cycle: it stands whole (the ramp may let it go)
+                    shares.append(rec.share)
+                    keys[c.miner] = current
+                    urgency, ratio, delta = rec.queued  # type: ignore[index]
+                    self._queue.append((urgency, ratio, rec.pos, delta, rec))
                     continue
                 if rec.waiting_in is epoch:  # a change the ramp deferred, wanted as last cycle (a minimum time only grows)
                     key, index, share, _ = rec.waiting  # type: ignore[misc]
@@ -516,13 +527,17 @@ class CurtailmentStage:
         """`_settle` in fewer steps for the commonest advised plans of a miner with one run option: asleep and
         staying asleep (its advice made before, its figures moved with the price), or changing between
         running and asleep (every miner of a fleet may in one cycle: a price spike and its end)."""
+        changed = why == CHANGE
+        index = 1 if key == SLEEP else 0
+        if changed and self._ramp is not None and self._target is None:
+            # (with a target, demand response sees it as the change: it comes before the ramp)
+            self._queue_change(rec, c, key, index, worth)
+            return
         run = c.runs[0]
         mode, ths, kw = run
         prices = self._prices
         assert prices is not None
         revenue, price = prices.revenue_usd_th_h, prices.usd_kwh
-        changed = why == CHANGE
-        index = 1 if key == SLEEP else 0
         rec.share = self._shares[rec.pos] = _one_run_share(c, worth, index, self._btc_th_h, False, changed)
         rec.plan, rec.why, rec.index, rec.dr, rec.advised = key, why, index, False, True
         self._keys[c.miner] = key
@@ -543,6 +558,17 @@ class CurtailmentStage:
             advice.changed = False
         rec.advice_for = (key, False, c, worth)
         rec.advice_why = why
+
+    def _queue_change(self, rec: _Miner, c: Candidate, key: str, index: int, worth: list[float]) -> None:
+        """A one-mode miner's change the ramp will weigh, deferred now (most wait: a spike under a ramp
+        limit has every miner wanting it for many cycles); `_limit_ramp` lets the first ones go."""
+        # Its place in the ramp's order as `_limit_ramp` makes it for a change planned before the ramp.
+        delta = (c.sleep_kw - c.runs[0][2]) if key == SLEEP else (c.runs[0][2] - c.sleep_kw)
+        urgency, ratio = (1 if key == SLEEP else 3), -(worth[index] - worth[1 - index]) / max(abs(delta), 1e-9)
+        rec.wants = key
+        self._defer_one_run(rec, c)
+        rec.queued, rec.queued_in = (urgency, ratio, delta), self._epoch
+        self._queue.append((urgency, ratio, rec.pos, delta, rec))
 
     def _worth(self, rec: _Miner, c: Candidate) -> list[float]:
         """Its profit per hour of each option at this cycle's prices (a miner its thresholds decided has
@@ -735,6 +761,7 @@ class CurtailmentStage:
                 rec.waiting = (key, rec.index, rec.share, pending[-1][:2] + (delta,))
             else:
                 rec.waiting_in = None
+        pending += self._queue  # (deferred already: the ramp may let them go)
         if not pending:
             ramp.refill(self._elapsed(now), 0.0)
             return
@@ -744,6 +771,18 @@ class CurtailmentStage:
         for _, _, _, delta, rec in pending:
             c = rec.candidate
             assert c is not None
+            if rec.queued_in is epoch:
+                if ramp.spend(delta):  # the change it wants, as `_settle_one_run` makes it
+                    rec.queued_in = None
+                    key = rec.wants
+                    index = 1 if key == SLEEP else 0
+                    rec.plan, rec.why, rec.index = key, CHANGE, index
+                    rec.share = shares[rec.pos] = _one_run_share(c, self._worth(rec, c), index, self._btc_th_h, False, True)
+                    keys[c.miner] = key
+                    self._advise(rec, c, key, CHANGE, index, False)
+                else:
+                    plan.deferred += 1
+                continue
             if ramp.spend(delta):
                 rec.waiting_in = None
                 self._advise(rec, c, rec.plan, rec.why, rec.index, rec.dr)

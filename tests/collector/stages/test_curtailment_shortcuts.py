@@ -60,9 +60,10 @@ def _scenario(rnd: random.Random):
         config["ramp_kw_per_min"] = rnd.choice([5, 12, 40])
     if rnd.random() < 0.2:
         config.update(strategy="strike", strike_usd_kwh=rnd.choice([0.04, 0.06]))
-    if rnd.random() < 0.4:
+    if rnd.random() < 0.4:  # some models (or all) with their work modes' nameplates: one-mode miners beside others
+        covered = rnd.sample(sorted(MODELS), rnd.randint(1, len(MODELS)))
         config["work_modes"] = {m: [{"mode": k, "hashrate_ths": ths * f, "power_w": w * f ** 1.4}
-                                    for k, f in MODES.items()] for m, (ths, w) in MODELS.items()}
+                                    for k, f in MODES.items()] for m, (ths, w) in MODELS.items() if m in covered}
     target = None
     r = rnd.random()
     start, end = TS + timedelta(seconds=10 * rnd.randint(0, 5)), TS + timedelta(seconds=10 * rnd.randint(6, 30))
