@@ -116,10 +116,11 @@ class _Miner:
     # ramp's order of it) as planned before the ramp, restored in `part` without deciding it again
     waiting: tuple | None = None
     waiting_in: object = None  # the epoch it waits in
-    # a one-mode miner's change (to `wants`) deferred as its part went by (no target active): the ramp's
-    # order of it (_limit_ramp's terms: urgency, -gain per kW, kW); it stands in `part` while the epoch lasts
-    queued: tuple | None = None
+    # a one-mode miner's change (to `wants`) deferred as its part went by (no target active): it stands in
+    # `part` while the epoch lasts and it waited last cycle (its place in the ramp's order: `_waiting`)
+    queued: tuple | None = None  # its entry in the ramp's order
     queued_in: object = None  # the epoch it waits in
+    queued_no: int = 0  # the cycle it last waited in
 
 
 REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
@@ -187,7 +188,8 @@ class CurtailmentStage:
         self._shares: list[tuple] = []
         self._keys: dict[str, str] = {}
         self._other_kw = 0.0
-        self._queue: list[tuple] = []  # the changes deferred in `part`, in the ramp's order's terms (_limit_ramp)
+        self._queue: list[tuple] = []  # the changes deferred in `part` this cycle, in the ramp's order's terms
+        self._waiting: list[tuple] = []  # ... the ones still waiting after the last cycle, in the ramp's order
 
     # -- the stage ------------------------------------------------------------------------------
 
@@ -288,11 +290,11 @@ class CurtailmentStage:
                     shares.append(rec.share)
                     keys[c.miner] = current
                     continue
-                if rec.queued_in is epoch:  # deferred in its part as last cycle: it stands whole (the ramp may let it go)
+                if rec.queued_in is epoch and rec.queued_no == cycle_no - 1:
+                    # deferred in its part, waiting as last cycle: it stands whole (the ramp may let it go)
+                    rec.queued_no = cycle_no
                     shares.append(rec.share)
                     keys[c.miner] = current
-                    urgency, ratio, delta = rec.queued  # type: ignore[index]
-                    self._queue.append((urgency, ratio, rec.pos, delta, rec))
                     continue
                 if rec.waiting_in is epoch:  # a change the ramp deferred, wanted as last cycle (a minimum time only grows)
                     key, index, share, _ = rec.waiting  # type: ignore[misc]
@@ -567,8 +569,9 @@ class CurtailmentStage:
         urgency, ratio = (1 if key == SLEEP else 3), -(worth[index] - worth[1 - index]) / max(abs(delta), 1e-9)
         rec.wants = key
         self._defer_one_run(rec, c)
-        rec.queued, rec.queued_in = (urgency, ratio, delta), self._epoch
-        self._queue.append((urgency, ratio, rec.pos, delta, rec))
+        rec.queued = entry = (urgency, ratio, rec.pos, delta, rec)
+        rec.queued_in, rec.queued_no = self._epoch, self._cycle_no
+        self._queue.append(entry)
 
     def _worth(self, rec: _Miner, c: Candidate) -> list[float]:
         """Its profit per hour of each option at this cycle's prices (a miner its thresholds decided has
@@ -761,52 +764,71 @@ class CurtailmentStage:
                 rec.waiting = (key, rec.index, rec.share, pending[-1][:2] + (delta,))
             else:
                 rec.waiting_in = None
-        pending += self._queue  # (deferred already: the ramp may let them go)
+        # The ones deferred in their part: waiting as last cycle (in last cycle's order: the sort finds the
+        # run), and new this cycle.
+        cycle_no = self._cycle_no
+        for entry in self._waiting:
+            rec = entry[4]
+            if rec.queued is entry and rec.queued_in is epoch and rec.queued_no == cycle_no:  # (not queued anew)
+                if entry[2] != rec.pos:
+                    entry = rec.queued = (*entry[:2], rec.pos, *entry[3:])
+                pending.append(entry)
+        pending += self._queue
+        self._waiting = waiting = []
         if not pending:
             ramp.refill(self._elapsed(now), 0.0)
             return
-        pending.sort(key=itemgetter(0, 1, 2))
-        shares, keys = self._shares, self._keys
-        ramp.refill(self._elapsed(now), max(abs(p[3]) for p in pending))
-        for _, _, _, delta, rec in pending:
-            c = rec.candidate
-            assert c is not None
-            if rec.queued_in is epoch:
-                if ramp.spend(delta):  # the change it wants, as `_settle_one_run` makes it
-                    rec.queued_in = None
-                    key = rec.wants
-                    index = 1 if key == SLEEP else 0
-                    rec.plan, rec.why, rec.index = key, CHANGE, index
-                    rec.share = shares[rec.pos] = _one_run_share(c, self._worth(rec, c), index, self._btc_th_h, False, True)
-                    keys[c.miner] = key
-                    self._advise(rec, c, key, CHANGE, index, False)
-                else:
-                    plan.deferred += 1
-                continue
-            if ramp.spend(delta):
-                rec.waiting_in = None
-                self._advise(rec, c, rec.plan, rec.why, rec.index, rec.dr)
-            else:
-                if rec.why == CHANGE:
-                    rec.waiting_in = epoch
-                dr = rec.was_dr and c.current == SLEEP and self._target is not None
-                why = _RAMP_WHY.get(rec.why) or f"ramp:{rec.why}"
-                deferral = (epoch, c, rec.plan, why, dr)
+        pending.sort()  # by urgency, -gain per kW, then place (unique: nothing further is compared)
+        ramp.refill(self._elapsed(now), max(map(abs, map(itemgetter(3), pending))))
+        for entry in pending:
+            rec = entry[4]
+            if ramp.spend(entry[3]):
+                self._let_go(rec)
+            elif rec.queued_in is epoch:  # (deferred in its part)
                 plan.deferred += 1
-                # Deferred as last cycle at the same inputs, the rules' change (no advice made since: a change's
-                # waits for the ramp; demand response's may follow a hold advised this cycle): all stands.
-                if why == RAMP_CHANGE and rec.deferred == deferral and self._keep_deferrals:
-                    rec.plan, rec.why, rec.index, rec.dr = c.current, why, rec.deferred_index, dr
-                    rec.share = shares[rec.pos] = rec.deferred_share
-                    keys[c.miner] = c.current
-                    rec.memo = rec.decided_with = None
-                    continue
-                rec.wants = rec.plan
-                if why == RAMP_CHANGE and not dr and len(c.runs) == 1 and self._margin_same and not c.always_on:
-                    self._defer_one_run(rec, c)
-                else:
-                    self._replan(rec, c.current, why, dr)
-                rec.deferred, rec.deferred_share, rec.deferred_index = deferral, rec.share, rec.index
+                waiting.append(entry)
+            else:
+                self._defer(rec, plan)
+
+    def _let_go(self, rec: _Miner) -> None:
+        """A change the ramp lets through this cycle: advised (one deferred in its part: planned first)."""
+        c = rec.candidate
+        assert c is not None
+        rec.waiting_in = None
+        if rec.queued_in is self._epoch:  # the change it wants, as `_settle_one_run` makes it
+            rec.queued_in = None
+            key = rec.wants
+            index = 1 if key == SLEEP else 0
+            rec.plan, rec.why, rec.index = key, CHANGE, index
+            rec.share = self._shares[rec.pos] = _one_run_share(c, self._worth(rec, c), index, self._btc_th_h, False, True)
+            self._keys[c.miner] = key
+        self._advise(rec, c, rec.plan, rec.why, rec.index, rec.dr)
+
+    def _defer(self, rec: _Miner, plan: CurtailmentPlan) -> None:
+        """A change the ramp holds back this cycle: the miner stays where it is, held, its advice saying why."""
+        plan.deferred += 1
+        epoch = self._epoch
+        c = rec.candidate
+        assert c is not None
+        if rec.why == CHANGE:
+            rec.waiting_in = epoch
+        dr = rec.was_dr and c.current == SLEEP and self._target is not None
+        why = _RAMP_WHY.get(rec.why) or f"ramp:{rec.why}"
+        deferral = (epoch, c, rec.plan, why, dr)
+        # Deferred as last cycle at the same inputs, the rules' change (no advice made since: a change's
+        # waits for the ramp; demand response's may follow a hold advised this cycle): all stands.
+        if why == RAMP_CHANGE and rec.deferred == deferral and self._keep_deferrals:
+            rec.plan, rec.why, rec.index, rec.dr = c.current, why, rec.deferred_index, dr
+            rec.share = self._shares[rec.pos] = rec.deferred_share
+            self._keys[c.miner] = c.current
+            rec.memo = rec.decided_with = None
+            return
+        rec.wants = rec.plan
+        if why == RAMP_CHANGE and not dr and len(c.runs) == 1 and self._margin_same and not c.always_on:
+            self._defer_one_run(rec, c)
+        else:
+            self._replan(rec, c.current, why, dr)
+        rec.deferred, rec.deferred_share, rec.deferred_index = deferral, rec.share, rec.index
 
     def _defer_one_run(self, rec: _Miner, c: Candidate) -> None:
         """`_replan` for the rules' change of a one-mode miner that the ramp defers (every waiting miner of a

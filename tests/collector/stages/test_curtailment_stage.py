@@ -186,6 +186,18 @@ def test_the_ramp_limit_spreads_a_spike_over_cycles_most_losing_first():
     assert plan.deferred == 0 and site.cycle(fleet(3), 1.0).changes == 0
 
 
+def test_the_ramp_lets_a_smaller_change_through_after_a_larger_one_no_longer_fits():
+    # 6 kW of budget: the most losing 4 kW miner sleeps, the next 4 kW one waits, the 1.1 kW one (least losing
+    # per kW, last in the ramp's order) still fits in the 2 kW left, the same cycle.
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, warmup_s=0, min_samples=1, ramp_kw_per_min=6))
+    fleet = lambda ts: [sample(0, "AvalonMiner 15-194", ts, ths=150.0), sample(1, "AvalonMiner 15-194", ts),  # noqa: E731
+                        sample(2, "AvalonMiner 15-194", ts, w=1000.0)]
+    site.cycle(fleet, 0.02)
+    plan = site.cycle(fleet, 1.0)
+    assert {m for m, key in plan.keys.items() if key == SLEEP} == {"m0", "m2"}
+    assert plan.changes == 2 and plan.deferred == 1
+
+
 def test_a_change_the_ramp_defers_says_why_it_was_wanted():
     # A deferred sleep's reason is the price above the miner's break-even; a deferred wake's, below it (it said
     # "mode 0 earns 0.000 $/h more than mode 0", and "above" for a wake), the next cycle's the same.
