@@ -118,7 +118,7 @@ class _Miner:
     waiting_in: object = None  # the epoch it waits in
     # a one-mode miner's change (to `wants`) deferred as its part went by (no target active): it stands in
     # `part` while the epoch lasts and it waited last cycle (its place in the ramp's order: `_waiting`)
-    queued: tuple | None = None  # its entry in the ramp's order
+    queued: tuple | None = None  # its entry in the ramp's order (it holds the miner: dropped when it goes)
     queued_in: object = None  # the epoch it waits in
     queued_no: int = 0  # the cycle it last waited in
 
@@ -276,7 +276,7 @@ class CurtailmentStage:
                         rec.key, rec.since = (mode if state is mining else SLEEP), now
                     rec.usual_share = (c.runs[rec.usual][2], c.runs[rec.usual][2], 0.0, 0.0, 0.0, False, True, False, False,
                                        False, 0.0)
-                    rec.memo = rec.run_below_at = rec.waiting_in = rec.queued_in = None  # new options: planned anew
+                    rec.memo = rec.run_below_at = rec.waiting_in = rec.queued_in = rec.queued = None  # new options: planned anew
                 if state is mining:
                     rec.mode = mode
                 current = c.current = rec.key
@@ -528,7 +528,8 @@ class CurtailmentStage:
     def _settle_one_run(self, rec: _Miner, c: Candidate, key: str, why: str, worth: list[float]) -> None:
         """`_settle` in fewer steps for the commonest advised plans of a miner with one run option: asleep and
         staying asleep (its advice made before, its figures moved with the price), or changing between
-        running and asleep (every miner of a fleet may in one cycle: a price spike and its end)."""
+        running and asleep (every miner of a fleet may in one cycle: a price spike and its end; with a ramp
+        limit, the change deferred at once: `_queue_change`)."""
         changed = why == CHANGE
         index = 1 if key == SLEEP else 0
         if changed and self._ramp is not None and self._target is None:
@@ -796,7 +797,7 @@ class CurtailmentStage:
         assert c is not None
         rec.waiting_in = None
         if rec.queued_in is self._epoch:  # the change it wants, as `_settle_one_run` makes it
-            rec.queued_in = None
+            rec.queued_in = rec.queued = None
             key = rec.wants
             index = 1 if key == SLEEP else 0
             rec.plan, rec.why, rec.index = key, CHANGE, index
