@@ -556,7 +556,7 @@ class CurtailmentStage:
         else:  # asleep as its advice said: the words of this price, the figures moved with it
             advice = rec.advice
             assert advice is not None and advice.key == SLEEP
-            advice.reason = self._reason(c, key, why, prices, self._target)
+            advice.reason = self._texts.get("asleep") or self._reason(c, key, why, prices, self._target)
             advice.margin_usd_kwh, advice.profit_usd_day = ths * revenue / kw - price, worth[1] * 24
             advice.changed = False
         rec.advice_for = (key, False, c, worth)
