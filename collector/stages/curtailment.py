@@ -133,6 +133,7 @@ RAMP_CHANGE = f"ramp:{CHANGE}"  # a change the rules wanted, deferred by the ram
 RAMPED = frozenset((RAMP_CHANGE, "ramp:dr"))
 HELD = frozenset((HYSTERESIS, MIN_ON, MIN_OFF, *RAMPED))
 _RAMP_WHY = {CHANGE: RAMP_CHANGE, "dr": "ramp:dr"}  # why a change the ramp deferred was planned
+ASLEEP_WORDS = "asleep"  # the key of a sleeping miner's words in `_texts` (the same for every one)
 TIMED = frozenset((MIN_ON, MIN_OFF))  # holds whose words say how long they have held: worded anew each cycle
 # A miner's share of the plan's figures (_Miner.share): kW planned, kW as usual, profit per hour saved,
 # kW saved, BTC per hour forgone, then counts: asleep, running, in a lower mode, held, changed, then the
@@ -556,7 +557,7 @@ class CurtailmentStage:
         else:  # asleep as its advice said: the words of this price, the figures moved with it
             advice = rec.advice
             assert advice is not None and advice.key == SLEEP
-            advice.reason = self._texts.get("asleep") or self._reason(c, key, why, prices, self._target)
+            advice.reason = self._texts.get(ASLEEP_WORDS) or self._reason(c, key, why, prices, self._target)
             advice.margin_usd_kwh, advice.profit_usd_day = ths * revenue / kw - price, worth[1] * 24
             advice.changed = False
         rec.advice_for = (key, False, c, worth)
@@ -567,7 +568,7 @@ class CurtailmentStage:
         limit has every miner wanting it for many cycles); `_limit_ramp` lets the first ones go."""
         # Its place in the ramp's order as `_limit_ramp` makes it for a change planned before the ramp.
         delta = (c.sleep_kw - c.runs[0][2]) if key == SLEEP else (c.runs[0][2] - c.sleep_kw)
-        urgency, ratio = (1 if key == SLEEP else 3), -(worth[index] - worth[1 - index]) / max(abs(delta), 1e-9)
+        urgency, ratio = _ramp_order(False, key, c.current, worth[index] - worth[1 - index], delta)
         rec.wants = key
         self._defer_one_run(rec, c)
         rec.queued = entry = (urgency, ratio, rec.pos, delta, rec)
@@ -633,7 +634,7 @@ class CurtailmentStage:
             if self._margin_same and len(c.runs) == 1:  # (a one-mode miner sleeps or wakes: the words direct)
                 return (why_sleep if key == SLEEP else why_wake)(self._price_words, c.runs[0], prices.revenue_usd_th_h)
             return explain(c, key, why, prices, self.rules)
-        same = "asleep" if why == STAY and c.current == SLEEP else why if why == "stale" or why == "dr" else None
+        same = ASLEEP_WORDS if why == STAY and c.current == SLEEP else why if why == "stale" or why == "dr" else None
         if same is None:
             return self._word(c, key, why, prices, target)
         text = self._texts.get(same)
@@ -759,10 +760,10 @@ class CurtailmentStage:
                 gain = worth[rec.index] - worth[now_at] if now_at >= 0 else float("inf")  # type: ignore[index]
             else:
                 gain = profit_h(c, key, prices, self.rules) - profit_h(c, current, prices, self.rules)
-            urgency = 0 if rec.dr else 1 if key == SLEEP else 2 if current != SLEEP else 3
-            pending.append((urgency, -gain / max(abs(delta), 1e-9), rec.pos, delta, rec))
+            urgency, ratio = _ramp_order(rec.dr, key, current, gain, delta)
+            pending.append((urgency, ratio, rec.pos, delta, rec))
             if rec.why == CHANGE:  # the rules' own change (not demand response's): kept if deferred
-                rec.waiting = (key, rec.index, rec.share, pending[-1][:2] + (delta,))
+                rec.waiting = (key, rec.index, rec.share, (urgency, ratio, delta))
             else:
                 rec.waiting_in = None
         # The ones deferred in their part: waiting as last cycle (in last cycle's order: the sort finds the
@@ -904,6 +905,12 @@ def _one_run_share(c: Candidate, worth: list[float], index: int, btc_th_h: float
         idle = c.sleep_kw
         return idle, kw, worth[1] - worth[0], kw - idle, ths * btc_th_h, True, False, False, held, changed, 0.0
     return kw, kw, 0.0, 0.0, 0.0, False, True, False, held, changed, 0.0
+
+
+def _ramp_order(dr: bool, key: str, current: str, gain: float, delta: float) -> tuple[int, float]:
+    """A change's place in the ramp's order: demand response's first, then sleeps, changes of mode, wakes;
+    within each the most gained per kW moved first (`gain` $/h, `delta` kW)."""
+    return (0 if dr else 1 if key == SLEEP else 2 if current != SLEEP else 3), -gain / max(abs(delta), 1e-9)
 
 
 def _index(runs: tuple[tuple[str, float, float], ...], mode: str) -> int:

@@ -198,6 +198,16 @@ def test_the_ramp_lets_a_smaller_change_through_after_a_larger_one_no_longer_fit
     assert plan.changes == 2 and plan.deferred == 1
 
 
+def test_the_ramps_order_sheds_first_and_wakes_last_the_most_gained_per_kw_first():
+    # Demand response's changes, then sleeps (they shed load), changes of mode, wakes; within each, gain per kW.
+    from collector.stages.curtailment import _ramp_order
+    order = sorted([("wake", _ramp_order(False, "0", SLEEP, 5.0, 4.0)), ("mode", _ramp_order(False, "1", "0", 1.0, -1.0)),
+                    ("sleep, small gain", _ramp_order(False, SLEEP, "0", 0.5, -4.0)),
+                    ("sleep, large gain", _ramp_order(False, SLEEP, "0", 8.0, -4.0)),
+                    ("dr", _ramp_order(True, SLEEP, "0", -3.0, -4.0))], key=lambda item: item[1])
+    assert [name for name, _ in order] == ["dr", "sleep, large gain", "sleep, small gain", "mode", "wake"]
+
+
 def test_a_change_the_ramp_defers_says_why_it_was_wanted():
     # A deferred sleep's reason is the price above the miner's break-even; a deferred wake's, below it (it said
     # "mode 0 earns 0.000 $/h more than mode 0", and "above" for a wake), the next cycle's the same.
