@@ -82,8 +82,15 @@ class Pipeline:
                                  stop=stop, after=after, on_cycle_start=on_cycle_start)
 
     async def stop(self) -> None:
-        """Stop the sources that started, last first, then MQTT (status offline, then disconnect); the
-        stages save what they keep across restarts."""
+        """Let the sinks' work in flight finish (control's commands), stop the sources that started, last
+        first, then MQTT (status offline, then disconnect); the stages save what they keep across restarts."""
+        for sink in self.sinks:
+            drain = getattr(sink, "drain", None)  # optional: only a sink with work on the loop has one
+            if drain is not None:
+                try:
+                    await drain()
+                except Exception:
+                    log.exception("%s did not drain cleanly", type(sink).__name__)
         for stage in self.stages:
             try:
                 stage.close()

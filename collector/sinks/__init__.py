@@ -8,7 +8,9 @@
 A cycle reaches a sink in two steps: `write_miners(part)` for each slice of its miners (samples and
 the stages' per-miner figures, in order, while the sources are still at work), then `write(cycle)`
 once with the cycle's roll-ups (`cycle.samples` still lists every miner, for summaries). A sink that
-only shows whole cycles (the live view) ignores the parts.
+only shows whole cycles (the live view) ignores the parts. A sink with work still running on the event
+loop when the cycles end (control's commands) also has `async def drain()`, which the pipeline awaits
+before the loop ends; `close()` comes after, outside the loop.
 """
 
 from __future__ import annotations

@@ -143,8 +143,16 @@ class CurtailmentControl:
             self.audit.append(events)
         self._save()
 
+    async def drain(self) -> None:
+        """Commands still in flight get SEND_GRACE_S to answer, on the running loop: the pipeline awaits
+        this before its loop ends (which would cancel them, often before they reach the miner)."""
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=SEND_GRACE_S)
+
     def close(self) -> None:
-        """Pending commands get a moment to answer; what they answer is logged, the state saved."""
+        """Pending commands get a moment to answer (when `drain` could not run); what they answered is
+        logged, the state saved."""
         tasks = [t for t in self._tasks if not t.done()]
         if tasks:
             try:

@@ -135,6 +135,20 @@ def test_actions_per_cycle_and_per_hour_are_capped(fleet):
     assert len(fleet.commands()) == 1
 
 
+def test_a_command_in_flight_when_the_last_cycle_ends_still_reaches_the_miner_and_the_audit(fleet):
+    # A slow miner: its reply comes after the cycle (and the run) ended. Ending the event loop would cancel
+    # the send before the miner acted on it; the pipeline lets it finish instead (Pipeline.stop, drain).
+    fleet[0].set_faults(slow_s=0.3)
+    try:
+        cfg = config(fleet, "ctl-last", price=SPIKE, control={"mode": "on", "allow": [fleet[0].address]})
+        run(cfg, 1)
+    finally:
+        fleet[0].set_faults(slow_s=0.0)
+    assert commands(fleet, 0) == ["ascset softoff"]
+    results = [(line["action"], line["result"]) for line in audit(cfg)]
+    assert results == [("sleep", "sent"), ("sleep", "accepted")]
+
+
 def test_a_kill_switch_file_stops_every_send_and_the_audit_says_so(fleet, tmp_path):
     kill = tmp_path / "stop"
     kill.touch()
