@@ -64,6 +64,9 @@ def config(curtailment: dict | None) -> CollectorConfig:
     return CollectorConfig.model_validate(data)
 
 
+AFTER = "after the cycle"  # collector.service.collect_garbage, between cycles
+
+
 def stage_times(cfg: CollectorConfig, samples: list[MinerSample], prices: list[float],
                 start: datetime) -> dict[str, list[tuple[float, float]]]:
     """Per stage (class name), each cycle's (CPU s, wall s) of its own begin, part and finish calls; one cycle
@@ -71,6 +74,7 @@ def stage_times(cfg: CollectorConfig, samples: list[MinerSample], prices: list[f
     built = pipeline.build(cfg)
     sources = [s for s in built.sources if s is not built.polled]  # the network state
     out: dict[str, list[tuple[float, float]]] = {type(stage).__name__: [] for stage in built.stages}
+    out[AFTER] = []
     live = next(stage.live for stage in built.stages if isinstance(stage, CurtailmentStage))
 
     async def run() -> None:
@@ -101,6 +105,11 @@ def stage_times(cfg: CollectorConfig, samples: list[MinerSample], prices: list[f
                         took[1] += time.perf_counter() - wall
             for name, (cpu, wall) in spent.items():
                 out[name].append((cpu, wall))
+            # Then, as the service does once a cycle is over, the garbage collection (not a stage's own).
+            stamped = chunks = part = chunk = cycle = None  # type: ignore[assignment]
+            cpu, wall = time.thread_time(), time.perf_counter()
+            service.collect_garbage(k + 1)
+            out[AFTER].append((time.thread_time() - cpu, time.perf_counter() - wall))
 
     service.run_event_loop(run())
     return out
@@ -146,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         if not any(args.only in name for name, _, _ in scenarios):
             parser.error(f"--only {args.only!r}: no scenario's name contains it ({'; '.join(n for n, _, _ in scenarios)})")
         print(f"{args.miners:,} miners, {n} cycles each, the fastest of {args.repeat} runs per cycle; the curtailment "
-              "stage's own time per cycle: CPU ms of the loop's thread (wall ms)")
+              "stage's own time per cycle: CPU ms of the loop's thread (wall ms); the cost stage's and the garbage "
+              "collection after each cycle (every stage's and the samples': collector.service.collect_garbage), "
+              "warm medians in CPU ms")
         print(f"{'scenario':44} {'cold first':>16} {'change cycle':>16} {'warm median':>16} {'warm slowest':>16} "
-              f"{'cost stage':>10}")
+              f"{'cost stage':>10} {'GC after':>8}")
         worst = 0.0
         for name, prices, curtailment in scenarios:
             if args.only not in name:
@@ -156,13 +167,15 @@ def main(argv: list[str] | None = None) -> int:
             runs = [stage_times(config(curtailment), samples, prices, start) for _ in range(max(1, args.repeat))]
             took = [min(cycle, key=lambda t: t[0]) for cycle in zip(*(r["CurtailmentStage"] for r in runs))]
             cost = [min(cycle, key=lambda t: t[0]) for cycle in zip(*(r["CostStage"] for r in runs))]
+            after = [min(cycle, key=lambda t: t[0]) for cycle in zip(*(r[AFTER] for r in runs))]
             warm = took[1:]
             change = took[3]  # the spike's, the target's or min_samples' first cycle (steady: a warm one)
             slowest = max(warm, key=lambda t: t[0])
             worst = max(worst, slowest[0])
             print(f"{name:44} {_ms(took[0]):>16} {_ms(change):>16} "
                   f"{_ms((statistics.median(c for c, _ in warm), statistics.median(w for _, w in warm))):>16} "
-                  f"{_ms(slowest):>16} {1000 * statistics.median(c for c, _ in cost):10.1f}")
+                  f"{_ms(slowest):>16} {1000 * statistics.median(c for c, _ in cost):10.1f} "
+                  f"{1000 * statistics.median(c for c, _ in after[1:]):8.1f}")
     verdict = "within" if worst <= 0.050 else "OVER"
     print(f"target: planning adds at most 50 ms per cycle; the slowest warm cycle's planning took {1000 * worst:.1f} ms "
           f"of CPU: {verdict} (the cold first cycle after a start is apart: above)")

@@ -67,8 +67,9 @@ class CycleStats(LatencyStats):
     others_cpu_s: dict[str, float] = field(default_factory=dict)  # simulator, influxd, shim: CPU s this cycle
     box_busy_cores: float | None = None  # the whole machine's busy CPU over the cycle, in cores
     peak_rss_mb: float = 0.0  # this process's peak RSS so far, read at the end of the cycle
-    gc_s: float = 0.0  # wall time in Python's garbage collector during the cycle (all generations)
+    gc_s: float = 0.0  # wall time in Python's garbage collector during the cycle and after it (all generations)
     gc_collections: int = 0
+    gc_after_s: float = 0.0  # ... the part after it, before the next (collector.service.collect_garbage), in cpu_s
     memory: dict[str, dict[str, float]] = field(default_factory=dict)  # --tracemalloc: MB live / peak per stage
     memory_top: dict[str, list[tuple[str, float, int]]] = field(default_factory=dict)  # stage -> (site, MB, blocks)
     latencies_s: list[float] = field(default_factory=list, repr=False)
@@ -83,7 +84,7 @@ class CycleStats(LatencyStats):
 
     @property
     def cpu_s(self) -> float:
-        return self.cpu_poll_s + self.cpu_cost_s + self.cpu_write_s
+        return self.cpu_poll_s + self.cpu_cost_s + self.cpu_write_s + self.gc_after_s
 
     @property
     def miners_per_s(self) -> float | None:
@@ -222,12 +223,17 @@ class Recorder:
 
     def begin(self, cycle=None) -> None:
         index = len(self.cycles)
+        # The service collects garbage once a cycle is over (collector.service.collect_garbage): the
+        # collection between two cycles belongs to the one before.
+        gc_s, collections = self.gc.take()
+        if self.cycles:
+            last = self.cycles[-1]
+            last.gc_s, last.gc_collections, last.gc_after_s = last.gc_s + gc_s, last.gc_collections + collections, gc_s
         if self.on_cycle:
             self.on_cycle(index, self.cycles[-1] if self.cycles else None)
         self.current = CycleStats(index=index, warmup=index < self.warmup)
         self._others0 = {name: read() for name, read in self.others.items()}
         self._box0, self._wall0 = box_cpu_seconds(), time.perf_counter()
-        self.gc.take()
         self.memory.stage(self.current, "before")
 
     def polled(self, cycle) -> None:

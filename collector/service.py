@@ -36,10 +36,20 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# A cycle's samples live until it ends; Python's default generation-0 threshold (700 allocations) made
-# the collector rescan them on their way to the oldest generation (docs/benchmarks.md, "Garbage
-# collection"). What a cycle drops is freed by reference counting; rare reference cycles wait longer.
-GC_GEN0_THRESHOLD = 50_000
+# Garbage collection between cycles (docs/benchmarks.md, "Garbage collection between cycles"). A cycle's
+# samples live until it ends and are then freed by reference counting; a collection during the cycle
+# scans them (and every miner's kept state, when it reaches the older generations) for nothing. So the
+# automatic threshold is set above what a cycle keeps alive (a safety net, not the rule), and the service
+# collects once a cycle is over: the youngest generation each time, the middle one every
+# GC_MIDDLE_EVERY cycles, everything every GC_FULL_EVERY (reference cycles are freed no later).
+GC_GEN0_THRESHOLD = 500_000
+GC_MIDDLE_EVERY = 10
+GC_FULL_EVERY = 360
+
+
+def collect_garbage(cycles_done: int) -> None:
+    """The collection due after `cycles_done` cycles (between cycles: nothing of the last one is live)."""
+    gc.collect(2 if cycles_done % GC_FULL_EVERY == 0 else 1 if cycles_done % GC_MIDDLE_EVERY == 0 else 0)
 
 
 def run_event_loop(coro: Coroutine[Any, Any, T]) -> T:
@@ -92,6 +102,7 @@ async def run(sources: Sequence[Source], stages: Sequence[Stage], sinks: Sequenc
             log.warning("cycle took %.1f s, longer than the %.1f s interval; skipping missed ticks",
                         cycle.timings.collect_s, interval_s)
         del cycle  # at 10,000 miners a cycle's samples are tens of MB: never hold two cycles at once
+        collect_garbage(done)
         try:
             async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
                 await stop.wait()

@@ -135,3 +135,61 @@ def test_the_service_loop_collects_garbage_less_often():
         assert _run(threshold())[0] == GC_GEN0_THRESHOLD > before[0]
     finally:
         gc.set_threshold(*before)
+
+
+def test_the_service_collects_garbage_once_each_cycle_is_over():
+    """A reference cycle left by one cycle is freed before the next begins, though the automatic
+    threshold (above what a cycle keeps alive) is never reached: collector.service.collect_garbage."""
+    import gc
+    import weakref
+
+    from collector import service
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # only the cyclic collector frees it
+
+    left: list[weakref.ref] = []
+    alive_at_start: list[bool] = []
+
+    class LeavesACycle:
+        async def write_miners(self, part) -> None:
+            return None
+
+        async def write(self, cycle) -> None:
+            left.append(weakref.ref(Node()))
+
+        def close(self) -> None:
+            return None
+
+    async def three_cycles() -> int:
+        return await service.run([], [], [LeavesACycle()], site="gc", interval_s=0.01, cycles=3,
+                                 on_cycle_start=lambda cycle: alive_at_start.append(any(r() is not None for r in left)))
+
+    before = gc.get_threshold()
+    gc.collect()
+    try:
+        assert service.run_event_loop(three_cycles()) == 3
+    finally:
+        gc.set_threshold(*before)
+    assert alive_at_start == [False, False, False] and len(left) == 3
+
+
+def test_collect_garbage_reaches_the_older_generations_on_its_cadence():
+    import gc
+
+    from collector.service import GC_FULL_EVERY, GC_MIDDLE_EVERY, collect_garbage
+
+    seen: list[int] = []
+
+    def record(phase: str, info: dict) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    gc.callbacks.append(record)
+    try:
+        for done in (1, GC_MIDDLE_EVERY - 1, GC_MIDDLE_EVERY, GC_MIDDLE_EVERY + 1, GC_FULL_EVERY, 2 * GC_FULL_EVERY):
+            collect_garbage(done)
+    finally:
+        gc.callbacks.remove(record)
+    assert seen == [0, 0, 1, 0, 2, 2]
