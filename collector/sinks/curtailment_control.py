@@ -62,7 +62,7 @@ STATE_VERSION = 1
 MAX_STATE_BYTES = 16 * 1024 * 1024
 MAX_TRACKED = 200_000
 HOUR_S = 3600.0
-SEND_GRACE_S = 5.0  # on close, in-flight commands get this long to answer before they are cancelled
+SEND_GRACE_S = 5.0  # on stop (drain), in-flight commands get this long to answer before they are cancelled
 
 
 @dataclass(slots=True)
@@ -151,21 +151,13 @@ class CurtailmentControl:
             await asyncio.wait(tasks, timeout=SEND_GRACE_S)
 
     def close(self) -> None:
-        """Pending commands get a moment to answer (when `drain` could not run); what they answered is
-        logged, the state saved."""
-        tasks = [t for t in self._tasks if not t.done()]
-        if tasks:
+        """After `drain`: commands that did not answer in time are cancelled; what the others answered
+        is logged, the state saved."""
+        for task in [t for t in self._tasks if not t.done()]:
             try:
-                loop = tasks[0].get_loop()
-                if not loop.is_running() and not loop.is_closed():
-                    loop.run_until_complete(asyncio.wait(tasks, timeout=SEND_GRACE_S))
-            except RuntimeError:
+                task.cancel()
+            except RuntimeError:  # its loop is closed already: nothing left to cancel
                 pass
-            for task in tasks:
-                try:
-                    task.cancel()
-                except RuntimeError:  # its loop is closed already: nothing left to cancel
-                    pass
         if self.audit is not None and self._results:
             self.audit.append(self._results)
             self._results = []
