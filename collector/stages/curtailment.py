@@ -570,7 +570,7 @@ class CurtailmentStage:
         delta = (c.sleep_kw - c.runs[0][2]) if key == SLEEP else (c.runs[0][2] - c.sleep_kw)
         urgency, ratio = _ramp_order(False, key, c.current, worth[index] - worth[1 - index], delta)
         rec.wants = key
-        self._defer_one_run(rec, c)
+        self._defer_one_run(rec, c, worth)
         rec.queued = entry = (urgency, ratio, rec.pos, delta, rec)
         rec.queued_in, rec.queued_no = self._epoch, self._cycle_no
         self._queue.append(entry)
@@ -781,16 +781,21 @@ class CurtailmentStage:
             ramp.refill(self._elapsed(now), 0.0)
             return
         pending.sort()  # by urgency, -gain per kW, then place (unique: nothing further is compared)
-        ramp.refill(self._elapsed(now), max(map(abs, map(itemgetter(3), pending))))
-        for entry in pending:
-            rec = entry[4]
-            if ramp.spend(entry[3]):
-                self._let_go(rec)
-            elif rec.queued_in is epoch:  # (deferred in its part)
-                plan.deferred += 1
-                waiting.append(entry)
-            else:
-                self._defer(rec, plan)
+        sizes = list(map(abs, map(itemgetter(3), pending)))
+        ramp.refill(self._elapsed(now), max(sizes))
+        let_go = ramp.spend_in_order(sizes)
+        for i in let_go:
+            self._let_go(pending[i][4])
+        if let_go:
+            gone = set(let_go)
+            pending = [entry for i, entry in enumerate(pending) if i not in gone]
+        queued = [entry for entry in pending if entry[4].queued_in is epoch]  # (deferred in its part)
+        waiting += queued
+        plan.deferred += len(queued)
+        if len(queued) < len(pending):
+            for entry in pending:
+                if entry[4].queued_in is not epoch:
+                    self._defer(entry[4], plan)
 
     def _let_go(self, rec: _Miner) -> None:
         """A change the ramp lets through this cycle: advised (one deferred in its part: planned first)."""
@@ -827,12 +832,12 @@ class CurtailmentStage:
             return
         rec.wants = rec.plan
         if why == RAMP_CHANGE and not dr and len(c.runs) == 1 and self._margin_same and not c.always_on:
-            self._defer_one_run(rec, c)
+            self._defer_one_run(rec, c, self._worth(rec, c))
         else:
             self._replan(rec, c.current, why, dr)
         rec.deferred, rec.deferred_share, rec.deferred_index = deferral, rec.share, rec.index
 
-    def _defer_one_run(self, rec: _Miner, c: Candidate) -> None:
+    def _defer_one_run(self, rec: _Miner, c: Candidate, worth: list[float]) -> None:
         """`_replan` for the rules' change of a one-mode miner that the ramp defers (every waiting miner of a
         fleet, the cycle a spike starts or the price moves during a ramp), in fewer steps: it stays where it
         is, held, and its advice says why the change was wanted."""
@@ -840,7 +845,6 @@ class CurtailmentStage:
         mode, ths, kw = run
         prices = self._prices
         assert prices is not None
-        worth = self._worth(rec, c)
         current = c.current
         index, kw_plan = (1, c.sleep_kw) if current == SLEEP else (0, kw)
         rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, RAMP_CHANGE, index, False, True

@@ -361,8 +361,13 @@ class Ramp:
         self.cap_kw = max(self.kw_per_min, largest_change_kw)
         self.budget_kw = min(self.cap_kw, self.budget_kw + self.kw_per_min * max(0.0, seconds) / 60)
 
-    def spend(self, kw: float) -> bool:
-        if abs(kw) <= self.budget_kw + _EPS:
-            self.budget_kw -= abs(kw)
-            return True
-        return False
+    def spend_in_order(self, sizes: Sequence[float]) -> list[int]:
+        """Spend on each change in turn (|kW|, in the order they should move) that the budget still
+        covers (a smaller one after a larger that did not fit may): the positions of those made."""
+        budget, made = self.budget_kw, []
+        for i, kw in enumerate(sizes):
+            if kw <= budget + _EPS:
+                budget -= kw
+                made.append(i)
+        self.budget_kw = budget
+        return made

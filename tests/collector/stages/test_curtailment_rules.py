@@ -162,8 +162,16 @@ def test_min_cost_cover_reports_when_nothing_can_meet_the_target():
 def test_ramp_spends_a_budget_refilled_per_minute_and_moves_the_largest_unit_eventually():
     ramp = Ramp(kw_per_min=6.0)
     ramp.refill(10, largest_change_kw=3.65)  # 1 kW after 10 s
-    assert not ramp.spend(3.65)
+    assert ramp.spend_in_order([3.65]) == []
     for _ in range(3):
         ramp.refill(10, 3.65)
-    assert ramp.spend(3.65)  # 4 kW after 40 s
-    assert not ramp.spend(3.65)
+    assert ramp.spend_in_order([3.65, 3.65]) == [0]  # 4 kW after 40 s: one
+    assert ramp.budget_kw == pytest.approx(4 - 3.65)
+
+
+def test_ramp_makes_a_smaller_change_after_a_larger_one_that_did_not_fit():
+    ramp = Ramp(kw_per_min=6.0)
+    ramp.refill(60, largest_change_kw=3.65)  # 6 kW
+    assert ramp.spend_in_order([3.42, 3.65, 1.67, 3.23, 0.5]) == [0, 2, 4]  # 3.42 + 1.67 + 0.5
+    assert ramp.budget_kw == pytest.approx(6 - 3.42 - 1.67 - 0.5)
+    assert ramp.spend_in_order([0.5]) == []
