@@ -26,7 +26,8 @@ Every step is an ActionEvent (who, what, when, why, result) in the audit log (co
 and in the cycle's plan, so InfluxDB (`action`) and MQTT carry it too. This sink must come first among
 the sinks (collector/pipeline.py puts it there) so the others see this cycle's events. Commands are
 sent in the background, bounded by `timeout_s` each: a slow miner never holds the cycle up; a
-command's reply becomes an event of the next cycle.
+command's reply becomes an event of the next cycle. On stop every action still open gets its last
+word in the audit log (cancelled without an answer, or not confirmed by a poll).
 """
 
 from __future__ import annotations
@@ -151,17 +152,35 @@ class CurtailmentControl:
             await asyncio.wait(tasks, timeout=SEND_GRACE_S)
 
     def close(self) -> None:
-        """After `drain`: commands that did not answer in time are cancelled; what the others answered
-        is logged, the state saved."""
+        """After `drain`: commands that did not answer in time are cancelled; the audit log gets what the
+        others answered and how every action still open ended (no next poll will confirm it), the state
+        is saved."""
         for task in [t for t in self._tasks if not t.done()]:
             try:
                 task.cancel()
             except RuntimeError:  # its loop is closed already: nothing left to cancel
                 pass
-        if self.audit is not None and self._results:
-            self.audit.append(self._results)
-            self._results = []
+        events, self._results = self._results + self._left_open(), []
+        if self.audit is not None and events:
+            self.audit.append(events)
         self._save()
+
+    def _left_open(self) -> list[ActionEvent]:
+        """An action the stop leaves open, as the audit's last word on it: a command that had not answered
+        (an error: whether it took shows at the next start's poll), or one answered but not yet seen
+        done by a poll (unconfirmed)."""
+        now, mode, events = self._clock(), self.mode().value, []
+        for miner, pending in self._pending.items():
+            if pending.step == "sending":
+                result, detail = "error", f"no answer within {SEND_GRACE_S:g} s of the stop: cancelled"
+            elif pending.step == "sent":
+                result, detail = "unconfirmed", "the collector stopped before a poll could confirm it"
+            else:
+                result, detail = "unconfirmed", "the last poll did not show it; the collector stopped before resending"
+            events.append(ActionEvent(_utc(now), miner, pending.action, result, pending.reason, detail,
+                                      pending.command, pending.host, pending.kw, pending.attempt, mode))
+        self._pending.clear()
+        return events
 
     # -- what may be done -----------------------------------------------------------------------
 

@@ -15,11 +15,13 @@ import pytest
 
 from collector import config as config_loader
 from collector.pipeline import build
+from collector.sinks import curtailment_control
 from collector.sinks.miner_commands import read_avalon_reply
 from collector.sinks.points import curtailment_lines
 from models import CollectorConfig
 from simulators.fleet import run_fleet
 from tests.collector.mqtt_support import CaptureSink
+from tests.support import wait_for
 
 NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
                                           "btc_price_usd": 95000}}
@@ -146,7 +148,25 @@ def test_a_command_in_flight_when_the_last_cycle_ends_still_reaches_the_miner_an
         fleet[0].set_faults(slow_s=0.0)
     assert commands(fleet, 0) == ["ascset softoff"]
     results = [(line["action"], line["result"]) for line in audit(cfg)]
-    assert results == [("sleep", "sent"), ("sleep", "accepted")]
+    # ... and no poll after it: the audit's last word on it says so
+    assert results == [("sleep", "sent"), ("sleep", "accepted"), ("sleep", "unconfirmed")]
+    assert audit(cfg)[-1]["detail"] == "the collector stopped before a poll could confirm it"
+
+
+def test_a_command_with_no_answer_by_the_end_of_the_stop_grace_is_cancelled_and_the_audit_says_so(fleet, monkeypatch):
+    monkeypatch.setattr(curtailment_control, "SEND_GRACE_S", 0.1)
+    fleet[0].set_faults(slow_s=0.6)  # the poll waits for it (timeout_s 2); the stop does not
+    try:
+        cfg = config(fleet, "ctl-cancelled", price=SPIKE, control={"mode": "on", "allow": [fleet[0].address]})
+        run(cfg, 1)
+    finally:
+        fleet[0].set_faults(slow_s=0.0)
+    lines = audit(cfg)
+    assert [(line["action"], line["result"]) for line in lines] == [("sleep", "sent"), ("sleep", "error")]
+    # The miner got it all the same (it was only slow to answer): why the audit says no more than that.
+    wait_for(lambda: commands(fleet, 0) == ["ascset softoff"], timeout=10, what="the slow miner received the command")
+    assert lines[-1]["detail"] == "no answer within 0.1 s of the stop: cancelled"
+    assert lines[-1]["command"] == lines[0]["command"] and lines[-1]["miner"] == lines[0]["miner"]
 
 
 def test_a_kill_switch_file_stops_every_send_and_the_audit_says_so(fleet, tmp_path):
