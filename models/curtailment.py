@@ -244,6 +244,9 @@ class CurtailmentPlan:
     dr_need_kw: float = 0.0
     dr_met: bool = True
     dr_exact: bool = True
+    # of the cover made this cycle (0: proven the cheapest, or none made): how much less the cheapest cover of
+    # the kW needed could at most cost, $ of profit an hour (a large fleet's search stops at its node limit)
+    dr_gap_usd_h: float = 0.0
     saved_usd_day: float = 0.0  # against always-on, at this price: rates now
     energy_saved_kwh_day: float = 0.0
     btc_forgone_day: float = 0.0

@@ -150,7 +150,7 @@ CURTAILMENT_SITE_FIELDS = (
     "price_usd_kwh", "revenue_usd_th_day", "stale", "strategy", "control_mode",
     "miners_planned", "miners_run", "miners_sleep", "miners_lower", "changes", "held", "deferred",
     "planned_kw", "always_on_kw", "shed_kw", "dr_limit_kw", "dr_shed_kw", "dr_need_kw", "dr_met",
-    "saved_usd_day", "energy_saved_kwh_day", "btc_forgone_day", "saved_usd_total", "energy_saved_kwh_total",
+    "dr_gap_usd_h", "saved_usd_day", "energy_saved_kwh_day", "btc_forgone_day", "saved_usd_total", "energy_saved_kwh_total",
     "btc_forgone_total",
 )
 CURTAILMENT_MINER_FIELDS = (

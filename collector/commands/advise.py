@@ -117,6 +117,8 @@ def print_plan(plan: CurtailmentPlan, cycle: Cycle) -> None:
         console.print(f"[yellow]the plan holds: {plan.stale_reason}[/]")
     if plan.dr_target is not None:
         met = "met" if plan.dr_met else "NOT met (not enough to shed)"
+        if plan.dr_met and plan.dr_gap_usd_h > 0:
+            met += f" (the search stopped early: at most {plan.dr_gap_usd_h:.4f} $/h dearer than the cheapest)"
         console.print(f"demand response: {plan.dr_need_kw:.1f} kW to shed, {met}")
     advice = {a.miner: a for a in plan.advice}
     table = Table()

@@ -153,6 +153,7 @@ def plan_summary(plan: CurtailmentPlan) -> dict[str, Any]:
         "shed_kw": round(plan.shed_kw, 3),
         "dr_limit_kw": dr.limit_kw if dr is not None else None, "dr_shed_kw": dr.shed_kw if dr is not None else None,
         "dr_until": _iso(dr.end) if dr is not None else None, "dr_met": plan.dr_met if dr is not None else None,
+        "dr_gap_usd_h": round(plan.dr_gap_usd_h, 4) if dr is not None else None,
         "saved_usd_day": round(plan.saved_usd_day, 4), "energy_saved_kwh_day": round(plan.energy_saved_kwh_day, 3),
         "btc_forgone_day": plan.btc_forgone_day, "saved_usd_total": round(plan.saved_usd_total, 4),
         "energy_saved_kwh_total": round(plan.energy_saved_kwh_total, 3), "btc_forgone_total": plan.btc_forgone_total,

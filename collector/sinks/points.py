@@ -238,6 +238,7 @@ def curtailment_lines(plan: CurtailmentPlan) -> list[str]:
         "planned_kw": plan.planned_kw, "always_on_kw": plan.always_on_kw, "shed_kw": plan.shed_kw,
         "dr_limit_kw": dr.limit_kw if dr is not None else None, "dr_shed_kw": dr.shed_kw if dr is not None else None,
         "dr_need_kw": plan.dr_need_kw if dr is not None else None, "dr_met": int(plan.dr_met) if dr is not None else None,
+        "dr_gap_usd_h": plan.dr_gap_usd_h if dr is not None else None,
         "saved_usd_day": plan.saved_usd_day, "energy_saved_kwh_day": plan.energy_saved_kwh_day,
         "btc_forgone_day": plan.btc_forgone_day, "saved_usd_total": plan.saved_usd_total,
         "energy_saved_kwh_total": plan.energy_saved_kwh_total, "btc_forgone_total": plan.btc_forgone_total,

@@ -698,7 +698,7 @@ class CurtailmentStage:
                 items.append((cost, kw))
                 members.append([rec])
         cover = min_cost_cover(items, need)
-        plan.dr_met, plan.dr_exact = cover.met, cover.exact
+        plan.dr_met, plan.dr_exact, plan.dr_gap_usd_h = cover.met, cover.exact, cover.gap
         for item in cover.chosen:
             for rec in members[item]:
                 self._replan(rec, SLEEP, "dr", True)

@@ -268,6 +268,12 @@ class Cover:
     kw: float  # their summed kW
     met: bool  # the kW asked for is covered
     exact: bool  # proven the cheapest (False: the node limit was reached; the best found)
+    lower: float = 0.0  # no cover meeting the kW costs less (`cost` when exact)
+
+    @property
+    def gap(self) -> float:
+        """How much cheaper than this one the cheapest cover can at most be (0 when exact)."""
+        return max(0.0, self.cost - self.lower) if self.met else 0.0
 
 
 def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node_limit: int = NODE_LIMIT) -> Cover:
@@ -276,13 +282,14 @@ def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node
     them fall short, all are taken and `met` is False.
 
     Branch and bound over the items in order of cost per kW, bounded by the fractional (LP) cover of
-    what is left; exact unless `node_limit` nodes are visited first."""
+    what is left; exact unless `node_limit` nodes are visited first, when `lower` is the least bound of
+    what was left unexplored (the cover is then at most `gap` dearer than the cheapest)."""
     free = [i for i, (cost, kw) in enumerate(items) if cost <= 0 and kw > 0]
     base_cost = sum(items[i][0] for i in free)
     base_kw = sum(items[i][1] for i in free)
     need = need_kw - base_kw
     if need <= _EPS:
-        return Cover(tuple(free), base_cost, base_kw, True, True)
+        return Cover(tuple(free), base_cost, base_kw, True, True, base_cost)
     rest = sorted((i for i, (cost, kw) in enumerate(items) if cost > 0 and kw > 0),
                   key=lambda i: items[i][0] / items[i][1])
     n = len(rest)
@@ -294,7 +301,7 @@ def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node
         K[j + 1] = K[j] + kws[j]
         C[j + 1] = C[j] + costs[j]
     if K[n] < need - _EPS:
-        return Cover(tuple(free + rest), base_cost + C[n], base_kw + K[n], False, True)
+        return Cover(tuple(free + rest), base_cost + C[n], base_kw + K[n], False, True, base_cost + C[n])
 
     def bound(j: int, need_left: float) -> float:
         target = K[j] + need_left
@@ -312,15 +319,16 @@ def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node
             best_cost, best_set = C[m - 1] + costs[j], (*range(m - 1), j)
 
     nodes = 0
-    exact = True
+    lower = best_cost  # what is proven: raised to no more than the best found, lowered by what is unexplored
     # Depth-first, taking an item before leaving it out; a frame is (next item, kW still needed,
     # cost so far, the items taken as a linked list).
     stack: list[tuple[int, float, float, tuple | None]] = [(0, need, 0.0, None)]
     while stack:
         j, need_left, cost, taken = stack.pop()
         nodes += 1
-        if nodes > node_limit:
-            exact = False
+        if nodes > node_limit:  # what is left unexplored bounds how much cheaper a cover could be
+            stack.append((j, need_left, cost, taken))
+            lower = min(lower, min(spent + bound(k, left) for k, left, spent, _ in stack))
             break
         if j >= n or cost + bound(j, need_left) >= best_cost - _EPS:
             continue
@@ -333,7 +341,8 @@ def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node
         else:
             stack.append((j + 1, need_left - kws[j], with_j, (j, taken)))
     chosen = tuple(free + [rest[j] for j in best_set])
-    return Cover(chosen, base_cost + best_cost, base_kw + sum(kws[j] for j in best_set), True, exact)
+    return Cover(chosen, base_cost + best_cost, base_kw + sum(kws[j] for j in best_set), True, nodes <= node_limit,
+                 base_cost + lower)
 
 
 def _linked(taken: tuple | None, last: int) -> tuple[int, ...]:

@@ -39,6 +39,7 @@ def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_
         assert limited.returncode == 0, limited.stderr
         plan = json.loads(limited.stdout)
         assert plan["dr_limit_kw"] == 5 and plan["planned_kw"] <= 5 and plan["dr_met"] is True
+        assert plan["dr_gap_usd_h"] == 0  # three miners: the cheapest cover is proven
 
         table = run("--price", "0.06")
         assert table.returncode == 0 and "sleep" in table.stdout and "break-even" in table.stdout

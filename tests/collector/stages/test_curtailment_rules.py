@@ -147,11 +147,30 @@ def test_min_cost_cover_matches_brute_force_on_random_small_fleets():
         if best is None:
             assert not cover.met
             continue
-        assert cover.met and cover.exact
+        assert cover.met and cover.exact and cover.gap == 0
         assert cover.cost == pytest.approx(best, abs=1e-9), (items, need)
         assert cover.kw >= need - 1e-9
         checked += 1
     assert checked > 400
+
+
+def test_min_cost_cover_stopped_by_its_node_limit_bounds_how_far_from_the_cheapest_it_is():
+    # Stopped early, the cover is the best found and `lower` a proven bound: the cheapest lies between.
+    rng = random.Random(7)
+    stopped = 0
+    for _ in range(400):
+        items = [(round(rng.uniform(0.05, 4.0), 3), round(rng.choice([3.42, 3.65, 3.23, 1.67]) * rng.uniform(0.9, 1.1), 3))
+                 for _ in range(rng.randint(4, 11))]
+        need = rng.uniform(0.2, sum(kw for _, kw in items) * 0.8)
+        best = _brute(items, need)
+        cover = min_cost_cover(items, need, node_limit=3)
+        assert cover.met and cover.kw >= need - 1e-9
+        assert cover.lower - 1e-9 <= best <= cover.cost + 1e-9, (items, need)
+        assert cover.gap == pytest.approx(cover.cost - cover.lower)
+        if not cover.exact:
+            stopped += 1
+            assert cover.gap >= cover.cost - best - 1e-9
+    assert stopped > 100
 
 
 def test_min_cost_cover_reports_when_nothing_can_meet_the_target():

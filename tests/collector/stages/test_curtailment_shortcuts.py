@@ -100,7 +100,7 @@ def _view(plan):
     return (plan.keys, [(a.miner, a.key, a.action, a.reason, a.kw, a.kw_always_on, a.margin_usd_kwh, a.efficiency_j_th,
                          a.profit_usd_day, a.changed, a.held, a.dr, a.usual) for a in plan.advice],
             plan.miners_sleep, plan.miners_run, plan.miners_lower, plan.held, plan.changes, plan.deferred,
-            plan.miners_planned, plan.dr_met, plan.dr_exact, plan.stale, plan.stale_reason,
+            plan.miners_planned, plan.dr_met, plan.dr_exact, plan.dr_gap_usd_h, plan.stale, plan.stale_reason,
             (plan.planned_kw, plan.always_on_kw, plan.saved_usd_day, plan.energy_saved_kwh_day, plan.btc_forgone_day,
              plan.saved_usd_total, plan.energy_saved_kwh_total, plan.dr_need_kw))
 

@@ -12,6 +12,8 @@ from datetime import timedelta
 
 import pytest
 
+from collector.sinks.mqtt_publish import plan_summary
+from collector.sinks.points import curtailment_lines
 from collector.sources.live_inputs import LiveInputs
 from collector.stages.curtailment import CurtailmentStage
 from collector.stages.curtailment_rules import SLEEP
@@ -143,10 +145,41 @@ def test_a_10_kw_demand_response_target_sheds_the_set_that_loses_the_fewest_doll
     best = min(_lost_per_hour(site, 0.03, list(c)) for r in range(1, 10) for c in itertools.combinations(kw, r)
                if sum(kw[m] for m in c) >= 10)
     assert _lost_per_hour(site, 0.03, shed) == pytest.approx(best, rel=1e-9)
-    assert plan.dr_met and plan.dr_exact and "demand response: shed 10 kW" in plan.advice[0].reason
+    assert plan.dr_met and plan.dr_exact and plan.dr_gap_usd_h == 0
+    assert "demand response: shed 10 kW" in plan.advice[0].reason
     # The shed miners stay asleep while the target lasts, and nobody else joins them.
     again = site.cycle(small, 0.03)
     assert sorted(a.miner for a in again.advice if a.dr) == sorted(shed) and again.changes == 0
+
+
+def test_on_a_large_fleet_of_near_equal_miners_the_plan_says_how_far_from_the_cheapest_its_cover_can_be():
+    # 3,000 units, each its own efficiency: too many near-equal sets for the search to prove one cheapest
+    # before its node limit. The plan says so, and by how much a cheaper cover could at most beat it.
+    models = list(MODELS)
+    big = lambda ts: [sample(i, models[i % 3], ts, ths=MODELS[models[i % 3]][0] * (0.9 + 0.2 * ((i * 7919) % 1000) / 1000))  # noqa: E731
+                      for i in range(3000)]
+    target = DrTarget(shed_kw=10, start=TS, end=TS + timedelta(hours=1))
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, warmup_s=0, min_samples=1), dr_override=target)
+    plan = site.cycle(big, 0.03)
+    shed = [a.miner for a in plan.advice if a.dr]
+    assert plan.dr_met and not plan.dr_exact
+    lost = _lost_per_hour(site, 0.03, shed)
+    assert 0 < plan.dr_gap_usd_h < lost  # a bound, and a useful one: well under what the cover costs
+    # The fractional cover (any share of a miner) is the cheapest conceivable: the bound is no lower.
+    kw = {m: b.modes["0"].w * 1.1 / 1000 for m, b in site.stage.book.miners.items()}
+    per_kw = sorted((_lost_per_hour(site, 0.03, [m]) / kw[m], m) for m in kw)
+    need, fractional = 10.0, 0.0
+    for ratio, m in per_kw:
+        take = min(kw[m], need)
+        fractional += ratio * take
+        need -= take
+        if need <= 0:
+            break
+    assert lost - plan.dr_gap_usd_h >= fractional - 1e-9
+    # InfluxDB and MQTT carry it.
+    site_line = next(line for line in curtailment_lines(plan) if "scope=site" in line)
+    assert f"dr_gap_usd_h={plan.dr_gap_usd_h!r}" in site_line
+    assert plan_summary(plan)["dr_gap_usd_h"] == round(plan.dr_gap_usd_h, 4)
 
 
 def test_demand_response_limit_respects_shed_whole_groups_and_always_on_groups():
