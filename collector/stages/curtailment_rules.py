@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import accumulate
 from dataclasses import dataclass, field
 
 SLEEP = ""  # the sleep option's key; run options are keyed by work mode ("default" when the miner has none)
@@ -290,16 +291,12 @@ def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node
     need = need_kw - base_kw
     if need <= _EPS:
         return Cover(tuple(free), base_cost, base_kw, True, True, base_cost)
-    rest = sorted((i for i, (cost, kw) in enumerate(items) if cost > 0 and kw > 0),
-                  key=lambda i: items[i][0] / items[i][1])
+    rest = [i for _, i in sorted((cost / kw, i) for i, (cost, kw) in enumerate(items) if cost > 0 and kw > 0)]
     n = len(rest)
     costs = [items[i][0] for i in rest]
     kws = [items[i][1] for i in rest]
-    K = [0.0] * (n + 1)  # prefix sums in ratio order
-    C = [0.0] * (n + 1)
-    for j in range(n):
-        K[j + 1] = K[j] + kws[j]
-        C[j + 1] = C[j] + costs[j]
+    K = [0.0, *accumulate(kws)]  # prefix sums in ratio order
+    C = [0.0, *accumulate(costs)]
     if K[n] < need - _EPS:
         return Cover(tuple(free + rest), base_cost + C[n], base_kw + K[n], False, True, base_cost + C[n])
 
