@@ -18,7 +18,6 @@ runs `python -m bench.health --miners 10000` in a quiet window.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import statistics
