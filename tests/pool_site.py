@@ -161,10 +161,11 @@ def pooled_site(workdir: Path, *, start: float, site: str = "pooled", miners_bas
             yield PooledSite(fleet, pools, clock, workdir, site, influx)
 
 
-def last_full_day(now: datetime | None = None) -> date:
-    """A UTC day that ended at least two hours ago (closed by the simulated pools, settled one hour after)."""
+def last_full_day(now: datetime | None = None, *, ended_hours_ago: float = 2) -> date:
+    """A UTC day that ended at least `ended_hours_ago` ago (closed by the simulated pools, settled one hour
+    after: two hours by default)."""
     now = now or datetime.now(UTC)
-    return (now - timedelta(hours=2)).date() - timedelta(days=1)
+    return (now - timedelta(hours=ended_hours_ago)).date() - timedelta(days=1)
 
 
 def close_to(value: float, want: float, scale: float, share: float = 0.005) -> bool:

@@ -32,7 +32,10 @@ from tests.pool_site import (
 )
 from tests.support import HASHFLEET
 
-DAY = last_full_day()
+# The run goes on to 03:00 the day after (RUN_END_H): every simulated time it writes, the books' `as_of`
+# included, must be past by then (a book from the future is refused on load), whatever the hour it runs.
+RUN_END_H = 27
+DAY = last_full_day(ended_hours_ago=RUN_END_H - 24 + 1)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,7 @@ def day_run(influxdb, tmp_path_factory):
             built = site.build()  # a restart half way through the day: the books come back from disk
             await built.start()
             try:
-                await site.run(built, midnight(DAY) + 27 * 3600, events=site.scenario)
+                await site.run(built, midnight(DAY) + RUN_END_H * 3600, events=site.scenario)
             finally:
                 await built.stop()
                 built.close()
