@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import accumulate
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 SLEEP = ""  # the sleep option's key; run options are keyed by work mode ("default" when the miner has none)
 DEFAULT_MODE = "default"
@@ -316,7 +316,7 @@ def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node
             best_cost, best_set = C[m - 1] + costs[j], (*range(m - 1), j)
 
     nodes = 0
-    lower = best_cost  # what is proven: raised to no more than the best found, lowered by what is unexplored
+    lower = best_cost  # proven: no cover is cheaper (the best found, unless the search stops with some unexplored)
     # Depth-first, taking an item before leaving it out; a frame is (next item, kW still needed,
     # cost so far, the items taken as a linked list).
     stack: list[tuple[int, float, float, tuple | None]] = [(0, need, 0.0, None)]
