@@ -270,6 +270,6 @@ def _curtailment_row(board: dash.Dashboard) -> dash.Dashboard:
             description="Each miner's last plan in the range: asleep, or in another work mode, and why."))
         .with_panel(table_panel(
             "Curtailment control actions", [query(ACTIONS, table_format=True)], width=24,
-            description="Every step of every action on a miner (dry_run, sent, accepted, confirmed, unconfirmed, "
-                        "skipped), as the audit log keeps it."))
+            description="Every step of every action on a miner (dry_run, sent, accepted, refused, error, confirmed, "
+                        "unconfirmed, skipped), as the audit log keeps it."))
     )
