@@ -243,7 +243,6 @@ class CurtailmentPlan:
     dr_target: DrTarget | None = None
     dr_need_kw: float = 0.0
     dr_met: bool = True
-    dr_exact: bool = True
     # of the cover made this cycle (0: proven the cheapest, or none made): how much less the cheapest cover of
     # the kW needed could at most cost, $ of profit an hour (a large fleet's search stops at its node limit)
     dr_gap_usd_h: float = 0.0
@@ -257,6 +256,11 @@ class CurtailmentPlan:
     control_mode: str = ControlMode.OFF.value  # set by the control sink
     killed: bool = False  # a kill switch is on (set by the control sink)
     events: list[ActionEvent] = field(default_factory=list)  # what control decided and learnt this cycle
+
+    @property
+    def dr_exact(self) -> bool:
+        """The cover made this cycle is proven the cheapest (or none was made)."""
+        return self.dr_gap_usd_h == 0
 
     @property
     def shed_kw(self) -> float:

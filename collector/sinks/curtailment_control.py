@@ -161,6 +161,7 @@ class CurtailmentControl:
             except RuntimeError:  # its loop is closed already: nothing left to cancel
                 pass
         events, self._results = self._results + self._left_open(), []
+        self._pending.clear()
         if self.audit is not None and events:
             self.audit.append(events)
         self._save()
@@ -179,7 +180,6 @@ class CurtailmentControl:
                 result, detail = "unconfirmed", "the last poll did not show it; the collector stopped before resending"
             events.append(ActionEvent(_utc(now), miner, pending.action, result, pending.reason, detail,
                                       pending.command, pending.host, pending.kw, pending.attempt, mode))
-        self._pending.clear()
         return events
 
     # -- what may be done -----------------------------------------------------------------------

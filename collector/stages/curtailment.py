@@ -698,7 +698,7 @@ class CurtailmentStage:
                 items.append((cost, kw))
                 members.append([rec])
         cover = min_cost_cover(items, need)
-        plan.dr_met, plan.dr_exact, plan.dr_gap_usd_h = cover.met, cover.exact, cover.gap
+        plan.dr_met, plan.dr_gap_usd_h = cover.met, cover.gap
         for item in cover.chosen:
             for rec in members[item]:
                 self._replan(rec, SLEEP, "dr", True)
@@ -776,7 +776,7 @@ class CurtailmentStage:
                     entry = rec.queued = (*entry[:2], rec.pos, *entry[3:])
                 pending.append(entry)
         pending += self._queue
-        self._waiting = waiting = []
+        self._waiting = []
         if not pending:
             ramp.refill(self._elapsed(now), 0.0)
             return
@@ -789,8 +789,8 @@ class CurtailmentStage:
         if let_go:
             gone = set(let_go)
             pending = [entry for i, entry in enumerate(pending) if i not in gone]
-        queued = [entry for entry in pending if entry[4].queued_in is epoch]  # (deferred in its part)
-        waiting += queued
+        # The rest wait: the ones deferred in their part as they are, the others deferred now.
+        self._waiting = queued = [entry for entry in pending if entry[4].queued_in is epoch]
         plan.deferred += len(queued)
         if len(queued) < len(pending):
             for entry in pending:

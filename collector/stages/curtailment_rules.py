@@ -268,13 +268,18 @@ class Cover:
     cost: float  # their summed cost
     kw: float  # their summed kW
     met: bool  # the kW asked for is covered
-    exact: bool  # proven the cheapest (False: the node limit was reached; the best found)
-    lower: float = 0.0  # no cover meeting the kW costs less (`cost` when exact)
+    lower: float  # proven: no cover meeting the kW costs less (`cost` unless the node limit stopped the search)
 
     @property
     def gap(self) -> float:
-        """How much cheaper than this one the cheapest cover can at most be (0 when exact)."""
-        return max(0.0, self.cost - self.lower) if self.met else 0.0
+        """How much cheaper than this one the cheapest cover can at most be (0: proven the cheapest)."""
+        gap = self.cost - self.lower
+        return gap if gap > _EPS else 0.0
+
+    @property
+    def exact(self) -> bool:
+        """Proven the cheapest (else the best the node limit let the search find)."""
+        return self.gap == 0
 
 
 def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node_limit: int = NODE_LIMIT) -> Cover:
@@ -283,14 +288,14 @@ def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node
     them fall short, all are taken and `met` is False.
 
     Branch and bound over the items in order of cost per kW, bounded by the fractional (LP) cover of
-    what is left; exact unless `node_limit` nodes are visited first, when `lower` is the least bound of
-    what was left unexplored (the cover is then at most `gap` dearer than the cheapest)."""
+    what is left; when `node_limit` nodes are visited first, `lower` is the least bound of what was left
+    unexplored (the cover is then at most `gap` dearer than the cheapest: `exact` when that is 0)."""
     free = [i for i, (cost, kw) in enumerate(items) if cost <= 0 and kw > 0]
     base_cost = sum(items[i][0] for i in free)
     base_kw = sum(items[i][1] for i in free)
     need = need_kw - base_kw
     if need <= _EPS:
-        return Cover(tuple(free), base_cost, base_kw, True, True, base_cost)
+        return Cover(tuple(free), base_cost, base_kw, True, base_cost)
     rest = [i for _, i in sorted((cost / kw, i) for i, (cost, kw) in enumerate(items) if cost > 0 and kw > 0)]
     n = len(rest)
     costs = [items[i][0] for i in rest]
@@ -298,7 +303,7 @@ def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node
     K = [0.0, *accumulate(kws)]  # prefix sums in ratio order
     C = [0.0, *accumulate(costs)]
     if K[n] < need - _EPS:
-        return Cover(tuple(free + rest), base_cost + C[n], base_kw + K[n], False, True, base_cost + C[n])
+        return Cover(tuple(free + rest), base_cost + C[n], base_kw + K[n], False, base_cost + C[n])
 
     def bound(j: int, need_left: float) -> float:
         target = K[j] + need_left
@@ -338,8 +343,7 @@ def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node
         else:
             stack.append((j + 1, need_left - kws[j], with_j, (j, taken)))
     chosen = tuple(free + [rest[j] for j in best_set])
-    return Cover(chosen, base_cost + best_cost, base_kw + sum(kws[j] for j in best_set), True, nodes <= node_limit,
-                 base_cost + lower)
+    return Cover(chosen, base_cost + best_cost, base_kw + sum(kws[j] for j in best_set), True, base_cost + lower)
 
 
 def _linked(taken: tuple | None, last: int) -> tuple[int, ...]:
