@@ -375,9 +375,14 @@ class Ramp:
         """Spend on each change in turn (|kW|, in the order they should move) that the budget still
         covers (a smaller one after a larger that did not fit may): the positions of those made."""
         budget, made = self.budget_kw, []
-        for i, kw in enumerate(sizes):
-            if kw <= budget + _EPS:
-                budget -= kw
-                made.append(i)
+        # Once the budget is below the smallest change no later one fits: most of a spike's wait.
+        smallest = min(sizes, default=0.0) - _EPS
+        if budget >= smallest:
+            for i, kw in enumerate(sizes):
+                if kw <= budget + _EPS:
+                    budget -= kw
+                    made.append(i)
+                    if budget < smallest:
+                        break
         self.budget_kw = budget
         return made

@@ -194,3 +194,18 @@ def test_ramp_makes_a_smaller_change_after_a_larger_one_that_did_not_fit():
     assert ramp.spend_in_order([3.42, 3.65, 1.67, 3.23, 0.5]) == [0, 2, 4]  # 3.42 + 1.67 + 0.5
     assert ramp.budget_kw == pytest.approx(6 - 3.42 - 1.67 - 0.5)
     assert ramp.spend_in_order([0.5]) == []
+
+
+def test_ramp_spends_as_first_fit_over_every_change_whatever_stops_its_scan_early():
+    rng = random.Random(7)
+    for _ in range(500):
+        sizes = [rng.choice([0.5, 1.67, 3.23, 3.42, 3.65, rng.uniform(0.01, 5)]) for _ in range(rng.randint(0, 40))]
+        budget = rng.choice([0.0, 0.5 - 1e-12, rng.uniform(0, 60)])
+        ramp = Ramp(kw_per_min=6.0, budget_kw=budget)
+        expected, left = [], budget
+        for i, kw in enumerate(sizes):  # first fit, every change looked at
+            if kw <= left + 1e-9:
+                left -= kw
+                expected.append(i)
+        assert ramp.spend_in_order(sizes) == expected
+        assert ramp.budget_kw == pytest.approx(left)
