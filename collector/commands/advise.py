@@ -14,11 +14,11 @@ from rich.table import Table
 from collector import pipeline, service
 from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, fail_usage, load_config, miners_list
 from collector.cycle import Cycle, MinersPart
-from collector.stages.curtailment import CurtailmentStage
-from models.curtailment import CurtailmentPlan
-from collector.stages.curtailment_rules import SLEEP
 from collector.sinks.mqtt_publish import plan_summary
-from models.curtailment import CurtailmentConfig, DrTarget
+from collector.stages.curtailment import CurtailmentStage
+from collector.stages.curtailment_rules import SLEEP
+from models import FlatTariff
+from models.curtailment import CurtailmentConfig, CurtailmentPlan, DrTarget
 
 
 class _LastCycle:
@@ -58,8 +58,9 @@ def advise(
     if price is not None:
         if not -1 <= price <= 20:
             fail_usage(f"--price {price:g}: a power price in $/kWh between -1 and 20")
-        update["economics"] = cfg.economics.model_copy(update={"tariff": {"kind": "flat", "usd_per_kwh": price}})
-        update["economics"] = type(cfg.economics).model_validate(update["economics"].model_dump())
+        # A what-if at a market price, which may be negative (as a live price may); a flat tariff in a config
+        # may not, so the bound checked here replaces the model's.
+        update["economics"] = cfg.economics.model_copy(update={"tariff": FlatTariff.model_construct(usd_per_kwh=price)})
     cfg = cfg.model_copy(update=update)
     keep = _LastCycle()
     built = pipeline.build(cfg, sinks=[keep])  # not service mode: no control sink, nothing is sent

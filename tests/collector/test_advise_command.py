@@ -28,6 +28,7 @@ def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_
                                            capture_output=True, text=True, timeout=120, env=env)
         spike = run("--json", "--price", "0.06")
         assert spike.returncode == 0, spike.stderr
+        assert "Warning" not in spike.stderr  # (the tariff was once put in as a dict: pydantic warned)
         plan = json.loads(spike.stdout)
         actions = {m["address"]: m["action"] for m in plan["miners"]}
         assert actions == {fleet[0].address: "sleep", fleet[1].address: "run", fleet[2].address: "run"}
@@ -40,6 +41,13 @@ def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_
         plan = json.loads(limited.stdout)
         assert plan["dr_limit_kw"] == 5 and plan["planned_kw"] <= 5 and plan["dr_met"] is True
         assert plan["dr_gap_usd_h"] == 0  # three miners: the cheapest cover is proven
+
+        # A market price below zero (a what-if the live feed's bounds allow): paid to draw, every miner runs.
+        negative = run("--json", "--price", "-0.02")
+        assert negative.returncode == 0, negative.stderr
+        plan = json.loads(negative.stdout)
+        assert plan["price_usd_kwh"] == -0.02 and plan["miners_sleep"] == 0 and plan["miners_run"] == 3
+        assert run("--price", "-1.5").returncode == 2
 
         table = run("--price", "0.06")
         assert table.returncode == 0 and "sleep" in table.stdout and "break-even" in table.stdout
