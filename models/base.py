@@ -77,13 +77,25 @@ _FIELD_SETS: dict[frozenset[str], set[str]] = {}
 _MAX_FIELD_SETS = 4096
 
 
+# Every time this tool handles is of the mining era; one near datetime's limits (year 9999 in a schedule)
+# would overflow later arithmetic (an end plus an hour) far from the input that caused it.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2199
+
+
 def as_utc(ts: datetime | None) -> datetime | None:
-    """A timestamp in UTC; one without a time zone is refused rather than guessed."""
+    """A timestamp in UTC; one without a time zone is refused rather than guessed, and one outside
+    1970-2199 as out of range."""
     if ts is None:
         return None
     if ts.tzinfo is None:
         raise ValueError("timestamp must carry a time zone (UTC expected), e.g. 2025-06-01T12:00:00Z")
-    return ts.astimezone(timezone.utc)
+    try:
+        utc = ts.astimezone(timezone.utc)
+    except OverflowError:  # (a pydantic validator turns ValueError into a field's error, not this)
+        utc = None
+    if utc is None or not EARLIEST_YEAR <= utc.year <= LATEST_YEAR:
+        raise ValueError(f"timestamp out of range: years {EARLIEST_YEAR} to {LATEST_YEAR} (UTC)")
+    return utc
 
 
 # A live value (price, meter reading) may be dated up to this long after the instant it is used at:

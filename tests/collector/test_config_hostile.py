@@ -153,6 +153,22 @@ def test_a_site_name_that_is_a_path_is_refused(tmp_path, site):
     assert_refused(collect("--miners", "127.0.0.1", "--site", site, "--cycles", "1"), "site")
 
 
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+05:00", "2300-01-01T00:00:00Z"])
+def test_a_time_out_of_range_is_a_config_error_naming_it(tmp_path, when):
+    # Past datetime's limits it overflowed in the model's conversion (an OverflowError traceback); near
+    # them it would overflow later, far from the input (an end plus an hour).
+    network = ("network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000, "
+               f"difficulty_as_of: '{when}'}}}}\n")
+    path = write(tmp_path, "miners: [127.0.0.1]\n" + network)
+    assert_refused(collect("--config", str(path), "--cycles", "1"), "difficulty_as_of", "out of range")
+    schedule = tmp_path / "dr.yaml"
+    schedule.write_text(f"targets: [{{limit_kw: 5, end: '{when}'}}]\n")
+    path = write(tmp_path, "miners: [127.0.0.1]\neconomics: {tariff: {kind: flat, usd_per_kwh: 0.05}}\n"
+                 "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n"
+                 f"curtailment: {{dr_schedule: {schedule}}}\n")
+    assert_refused(collect("--config", str(path), "--cycles", "1"), str(schedule), "targets.0.end", "out of range")
+
+
 # Every float in the configuration: a value for each (the walk below checks none is missed).
 FULL = {
     "miners": ["127.0.0.1"], "interval_s": 10.0, "timeout_s": 5.0, "rescan_interval_s": 300.0,
