@@ -86,6 +86,14 @@ class ControlConfig(Settings):
     mqtt_commands: bool = Field(default=False, description="Home Assistant may set the control mode (never above "
                                                            "`mode`) and a demand-response limit over MQTT")
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted `mode: off` or `mode: on` (as the docs write them) as a boolean.
+        if value is True or value is False:
+            return ControlMode.ON if value else ControlMode.OFF
+        return value
+
     @model_validator(mode="after")
     def _on_needs_allowlist(self) -> ControlConfig:
         if self.mode is not ControlMode.OFF and not self.allow:

@@ -80,3 +80,17 @@ def test_missing_token_file_is_named(tmp_path):
 def test_missing_config_file_is_named(tmp_path):
     result = run("collect", "--config", str(tmp_path / "absent.yaml"))
     assert result.returncode == 2 and "absent.yaml" in result.stderr and "cannot read" in result.stderr
+
+
+@pytest.mark.parametrize(("switch", "expected"), [("off", "off"), ("on", "on"), ("dry_run", "dry_run")])
+def test_the_documented_curtailment_block_loads_with_its_control_mode_unquoted(tmp_path, switch, expected):
+    # YAML 1.1 reads an unquoted `off` / `on` as a boolean: the docs' block was refused (got False).
+    docs = (REPO / "docs" / "curtailment.md").read_text()
+    block = docs.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "\n    mode: off " in block
+    block = block.replace("\n    mode: off ", f"\n    mode: {switch} ").replace("  dr_schedule: /etc/", "  # dr_schedule: /etc/")
+    path = tmp_path / "c.yaml"
+    path.write_text("economics: {tariff: {kind: flat, usd_per_kwh: 0.05}}\n"
+                    "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n"
+                    + block)
+    assert config.load(path, environ={}).curtailment.control.mode.value == expected
