@@ -233,7 +233,7 @@ class CurtailmentPlan:
     ts: datetime
     strategy: str
     price_usd_kwh: float
-    price_source: str  # tariff | live | fallback
+    price_source: str  # tariff | live | fallback | --price (`hashfleet advise --price`: a what-if)
     stale: bool  # the plan held: price or network data is stale
     stale_reason: str
     revenue_usd_th_day: float

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -54,6 +55,14 @@ def advise(
         fail_usage("no miners to advise on: pass --miners or set `miners:` in the config file")
     if limit_kw is not None and shed_kw is not None:
         fail_usage("give --limit-kw or --shed-kw, not both")
+    target = None
+    if limit_kw is not None or shed_kw is not None:
+        option, value = ("--limit-kw", limit_kw) if limit_kw is not None else ("--shed-kw", shed_kw)
+        try:
+            target = DrTarget(limit_kw=limit_kw, shed_kw=shed_kw, end=datetime.now(timezone.utc) + timedelta(hours=1),
+                              reason="hashfleet advise")
+        except ValidationError as e:
+            fail_usage(f"{option} {value:g}: {e.errors()[0]['msg']}")
     update: dict = {"curtailment": cfg.curtailment or CurtailmentConfig()}
     if price is not None:
         if not -1 <= price <= 20:
@@ -64,10 +73,7 @@ def advise(
     cfg = cfg.model_copy(update=update)
     keep = _LastCycle()
     built = pipeline.build(cfg, sinks=[keep])  # not service mode: no control sink, nothing is sent
-    if limit_kw is not None or shed_kw is not None:
-        now = datetime.now(timezone.utc)
-        target = DrTarget(limit_kw=limit_kw, shed_kw=shed_kw or None, end=now + timedelta(hours=1),
-                          reason="hashfleet advise")
+    if target is not None:
         for stage in built.stages:
             if isinstance(stage, CurtailmentStage):
                 stage.dr_override = target
@@ -80,6 +86,11 @@ def advise(
         typer.echo("hashfleet: no plan: the network state is unknown (see the log above)", err=True)
         raise typer.Exit(1)
     plan = cycle.curtailment
+    if not plan.miners_planned:
+        typer.echo("hashfleet: no plan: no miner answered (see the log above)", err=True)
+        raise typer.Exit(1)
+    if price is not None:
+        plan.price_source = "--price"  # a what-if, not the site's tariff or feed
     if as_json:
         sys.stdout.write(json.dumps(plan_json(plan, cycle)) + "\n")
     else:

@@ -35,6 +35,7 @@ def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_
         old = next(m for m in plan["miners"] if m["action"] == "sleep")
         assert "above its break-even" in old["reason"] and old["efficiency_j_th"] > 30
         assert plan["price_usd_kwh"] == 0.06 and plan["miners_sleep"] == 1 and plan["saved_usd_day"] > 0
+        assert plan["price_source"] == "--price"  # a what-if, not the tariff
 
         limited = run("--json", "--limit-kw", "5")
         assert limited.returncode == 0, limited.stderr
@@ -55,3 +56,16 @@ def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_
 
         bad = run("--limit-kw", "5", "--shed-kw", "3")
         assert bad.returncode == 2 and "not both" in bad.stderr
+        # Out of the target's bounds: a usage error naming the option, not a pydantic traceback.
+        for option, value, words in (("--limit-kw", "inf", "finite"), ("--limit-kw", "1e8", "10000000"),
+                                     ("--shed-kw", "0", "greater than 0"), ("--shed-kw", "1e12", "10000000")):
+            bad = run(option, value)
+            assert bad.returncode == 2 and f"{option} " in bad.stderr and words in bad.stderr, bad.stderr
+            assert "Traceback" not in bad.stderr
+
+        # No miner answers: no plan, said so (exit 1), not an empty table.
+        config.write_text(yaml.safe_dump({
+            "site": "adv", "miners": ["127.50.0.250"], "timeout_s": 1, "economics": {
+                "tariff": {"kind": "flat", "usd_per_kwh": 0.03}}, "network": NETWORK}))
+        silent = run("--json")
+        assert silent.returncode == 1 and "no miner answered" in silent.stderr and silent.stdout == ""
