@@ -165,9 +165,19 @@ def curtailment_control(config: CollectorConfig, live: LiveInputs, service_mode:
     if not service_mode or control.mode is ControlMode.OFF:
         return []
     directory = config_loader.spool_directory(config)
-    return [CurtailmentControl(control, config.site, live=live, layout=SiteLayout.load(config.layout),
-                               state_path=directory / "curtailment-control.json",
-                               audit_path=control.audit_log or directory / "curtailment-actions.jsonl")]
+    sink = CurtailmentControl(control, config.site, live=live, layout=SiteLayout.load(config.layout),
+                              state_path=directory / "curtailment-control.json",
+                              audit_path=control.audit_log or directory / "curtailment-actions.jsonl")
+    try:
+        sink.audit.check()  # type: ignore[union-attr]  # (control acts on nothing it cannot record)
+    except OSError as e:
+        raise ControlSetupError(f"curtailment.control.audit_log {e.filename or sink.audit.path}: cannot be "  # type: ignore[union-attr]
+                                f"appended to ({e.strerror or e})") from None
+    return [sink]
+
+
+class ControlSetupError(Exception):
+    """Curtailment control cannot start as configured (its audit log cannot be written); the message says why."""
 
 
 class SpoolInUseError(Exception):

@@ -35,7 +35,11 @@ def collect(
     # Start after the newest undelivered batch: a quick restart never overwrites a spooled cycle.
     newest = storage.spool.newest_timestamp()
     after = datetime.fromtimestamp(newest, timezone.utc) if newest is not None else None
-    built = pipeline.build(cfg, sinks=[storage], service_mode=True)
+    try:
+        built = pipeline.build(cfg, sinks=[storage], service_mode=True)
+    except pipeline.ControlSetupError as e:
+        storage.close()
+        fail_usage(str(e))
     try:
         service.run_event_loop(run_until_stopped(built, cycles, after))
     finally:

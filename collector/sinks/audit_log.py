@@ -24,6 +24,7 @@ from models.curtailment import ActionEvent
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 500
+MAX_BACKLOG = 10_000  # lines kept while the file cannot be written (~300 bytes each)
 
 
 def event_record(event: ActionEvent, site: str) -> dict[str, object]:
@@ -44,20 +45,49 @@ def event_record(event: ActionEvent, site: str) -> dict[str, object]:
 
 
 class AuditLog:
+    """Appends events; lines it could not write (a full disk, a path that is not a file) are kept, up to
+    MAX_BACKLOG, and written first next time. `broken` says why the last write failed (None: all written):
+    control sends nothing while it is set (collector/sinks/curtailment_control.py)."""
+
     def __init__(self, path: Path, site: str) -> None:
         self.path = path
         self.site = site
         self.failures = 0
+        self.broken: str | None = None
+        self.dropped = 0  # lines given up once the backlog was full
+        self._backlog: list[bytes] = []
+
+    def check(self) -> None:
+        """OSError (naming the path) unless the file can be opened to append to (it is created)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab"):
+            pass
 
     def append(self, events: Iterable[ActionEvent]) -> None:
-        lines = b"".join(orjson.dumps(event_record(e, self.site)) + b"\n" for e in events)
+        new = [orjson.dumps(event_record(e, self.site)) + b"\n" for e in events]
+        lines = self._backlog + new
         if not lines:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "ab") as f:
-                f.write(lines)
+                f.write(b"".join(lines))
                 f.flush()
         except OSError as e:  # the actions happened: say so in the log at least
             self.failures += 1
-            log.error("curtailment audit log %s not written (%s): %s", self.path, e, lines[:1000].decode("utf-8", "replace"))
+            self.broken = f"{self.path}: {e.strerror or e}"
+            self.dropped += max(0, len(lines) - MAX_BACKLOG)
+            self._backlog = lines[-MAX_BACKLOG:]
+            if new:
+                log.error("curtailment audit log %s not written (%s), kept to write later: %s", self.path, e,
+                          b"".join(new)[:1000].decode("utf-8", "replace"))
+            return
+        if self.broken is not None:
+            log.warning("curtailment audit log %s written again (%d line(s) kept meanwhile, %d given up)",
+                        self.path, len(self._backlog), self.dropped)
+        self.broken, self._backlog, self.dropped = None, [], 0
+
+    def retry(self) -> None:
+        """Write what is kept (a cycle with no events still finds out whether the file is back)."""
+        if self.broken is not None:
+            self.append(())

@@ -206,6 +206,10 @@ class CurtailmentControl:
             return killed
         if plan.stale:
             return f"stale data: {plan.stale_reason}"
+        if self.audit is not None:
+            self.audit.retry()
+            if self.audit.broken is not None:
+                return f"the audit log cannot be written ({self.audit.broken}): nothing is done that it would not record"
         return None
 
     def allowed(self, sample: MinerSample) -> bool:

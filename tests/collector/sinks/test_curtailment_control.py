@@ -9,19 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import threading
 
 import pytest
 
 from collector import config as config_loader
 from collector.pipeline import build
-from collector.sinks import curtailment_control
+from collector.sinks import audit_log, curtailment_control
 from collector.sinks.miner_commands import read_avalon_reply
 from collector.sinks.points import curtailment_lines
 from models import CollectorConfig
+from models.curtailment import ActionEvent
 from simulators.fleet import run_fleet
 from tests.collector.mqtt_support import CaptureSink
-from tests.support import wait_for
+from tests.support import HASHFLEET, TS, wait_for
 
 NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
                                           "btc_price_usd": 95000}}
@@ -282,3 +284,51 @@ def test_an_unusable_control_state_is_set_aside_and_nothing_is_woken_from_it(tmp
     assert control.slept == {} and control.moved == {} and not control.sent
     assert (tmp_path / "curtailment-control.json.unusable").read_bytes() == content
     assert "are not woken by it" in caplog.text
+
+
+def test_nothing_more_is_sent_once_the_audit_log_cannot_be_written(fleet):
+    # /dev/full opens but every write fails (ENOSPC): a full disk. The first cycle's send was decided
+    # before the write failed (it is kept to be written later, and logged); after it, nothing is done that
+    # the audit could not record. One action a cycle: the second miner's sleep would come in cycle 2.
+    cfg = config(fleet, "ctl-full", price=SPIKE,
+                 control={"mode": "on", "allow": ["*"], "audit_log": "/dev/full", "max_actions_per_cycle": 1})
+    cycles = run(cfg, 3)
+    assert len(fleet.commands()) == 1
+    events = [(e.result, e.miner) for c in cycles for e in c.curtailment.events]
+    assert events[0][0] == "sent" and ("skipped", "*") in events and [r for r, _ in events].count("sent") == 1
+    skipped = next(e for c in cycles for e in c.curtailment.events if e.result == "skipped")
+    assert "the audit log cannot be written (/dev/full: No space left on device)" in skipped.reason
+    assert any("result=skipped" in line for c in cycles for line in curtailment_lines(c.curtailment)
+               if line.startswith("action,"))
+
+
+def test_collect_refuses_an_audit_log_it_cannot_append_to(fleet, tmp_path):
+    path = tmp_path / "hashfleet.yaml"
+    path.write_text(json.dumps({
+        "site": "ctl-dir", "miners": fleet.addresses, "spool": {"directory": str(tmp_path / "spool")},
+        "economics": {"tariff": {"kind": "flat", "usd_per_kwh": SPIKE}}, "network": NETWORK,
+        "curtailment": {"control": {"mode": "on", "allow": ["*"], "audit_log": str(tmp_path)}}}))  # a directory
+    result = subprocess.run([HASHFLEET, "collect", "--config", str(path), "--cycles", "1"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"curtailment.control.audit_log {tmp_path}: cannot be appended to (Is a directory)" in result.stderr
+    assert fleet.commands() == []
+
+
+def test_the_audit_log_keeps_what_it_could_not_write_and_writes_it_first_once_it_can(tmp_path, monkeypatch):
+    monkeypatch.setattr(audit_log, "MAX_BACKLOG", 3)
+    path = tmp_path / "audit.jsonl"
+    path.mkdir()  # not a file: every write fails
+    log = audit_log.AuditLog(path, "s")
+    event = lambda n: ActionEvent(TS, f"m{n}", "sleep", "sent", "why")  # noqa: E731
+    log.append([event(1), event(2)])
+    log.append([event(3), event(4)])
+    assert log.broken is not None and "Is a directory" in log.broken and log.dropped == 1
+    log.retry()
+    assert log.broken is not None  # still a directory
+    path.rmdir()
+    log.retry()
+    assert log.broken is None and log.dropped == 0
+    assert [json.loads(line)["miner"] for line in path.read_text().splitlines()] == ["m2", "m3", "m4"]
+    log.append([event(5)])
+    assert [json.loads(line)["miner"] for line in path.read_text().splitlines()] == ["m2", "m3", "m4", "m5"]
