@@ -42,8 +42,9 @@ class Report:
     cycles: int
     miners: list[MinerSummary] = field(default_factory=list)
     hashrate_avg_ths: float | None = None
-    power_avg_w: float | None = None
-    energy_kwh: float | None = None
+    power_avg_w: float | None = None  # the miners' reported draw
+    energy_kwh: float | None = None  # ... over the period
+    facility_energy_kwh: float | None = None  # with PUE or overhead, as the cost is (docs/cost.md: energy_kwh_day)
     cash_usd: float | None = None
     all_in_usd: float | None = None
     btc: float | None = None
@@ -110,6 +111,7 @@ def build(site: str, lines: list[Line], start: int, end: int) -> Report:
         report.cash_usd = integrate("energy_usd_day") + integrate("demand_usd_day") + integrate("opex_usd_day") \
             - integrate("curtailment_credit_usd_day")
         report.all_in_usd = report.cash_usd + integrate("depreciation_usd_day")
+        report.facility_energy_kwh = integrate("energy_kwh_day")
         report.btc = integrate("btc_per_day_net")
         report.revenue_usd = integrate("revenue_usd_day")
         if report.btc:

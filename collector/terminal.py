@@ -88,7 +88,7 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
 def history_line(report: Report) -> str:
     up = [m.up_pct for m in report.miners]
     return (f"last hour (local history, {report.cycles} cycles): up {sum(up) / len(up) if up else 0:.1f}% · "
-            f"{_fmt(report.energy_kwh, 2)} kWh · cash {_usd(report.cash_usd)} · "
+            f"{_fmt(report.facility_energy_kwh, 2)} kWh · cash {_usd(report.cash_usd)} · "
             f"{'-' if report.btc is None else f'{report.btc:.8f}'} BTC · cash {_usd(report.cash_cost_per_btc)}/BTC")
 
 
@@ -108,10 +108,11 @@ def print_report(report) -> None:
                       _fmt(m.power_avg_w, 0), _fmt(m.efficiency_j_th), _fmt(m.temp_chip_max_c, 0))
     console.print(table)
     totals = Table(title="site totals")
-    for name in ("TH/s avg", "W avg", "energy kWh", "cash $", "all-in $", "BTC", "revenue $", "cash $/BTC",
-                 "all-in $/BTC"):
+    for name in ("TH/s avg", "miner W avg", "miner kWh", "facility kWh", "cash $", "all-in $", "BTC", "revenue $",
+                 "cash $/BTC", "all-in $/BTC"):
         totals.add_column(name, justify="right")
     totals.add_row(_fmt(report.hashrate_avg_ths), _fmt(report.power_avg_w, 0), _fmt(report.energy_kwh, 2),
+                   _fmt(report.facility_energy_kwh, 2),
                    _usd(report.cash_usd), _usd(report.all_in_usd),
                    "-" if report.btc is None else f"{report.btc:.8f}", _usd(report.revenue_usd),
                    _usd(report.cash_cost_per_btc), _usd(report.all_in_cost_per_btc))

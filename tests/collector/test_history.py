@@ -23,7 +23,7 @@ def test_collect_without_influxdb_keeps_history_that_report_summarises(tmp_path)
     config = tmp_path / "c.yaml"
     config.write_text(
         "site: home\n"
-        "economics: {tariff: {kind: flat, usd_per_kwh: 0.06}, opex_usd_month: 300}\n"
+        "economics: {tariff: {kind: flat, usd_per_kwh: 0.06}, opex_usd_month: 300, pue: 1.1}\n"
         "network: {source: static, static: {difficulty: 1.5e14, height: 925000, fees_btc_per_block: 0.02,"
         " btc_price_usd: 95000}}\n")
     with run_fleet("a1566:1,q:1", base="127.45.0.1:0", seed=1) as fleet:
@@ -46,6 +46,8 @@ def test_collect_without_influxdb_keeps_history_that_report_summarises(tmp_path)
     assert by_up[1]["mining_pct"] == 100.0 and by_up[1]["power_avg_w"] == pytest.approx(served_power, rel=0.05)
     # four cycles a second apart stand for four seconds of the running miner's draw
     assert data["energy_kwh"] == pytest.approx(4 * by_up[1]["power_avg_w"] / 3.6e6, rel=0.05)
+    # what the energy in the cash was paid for: the facility's kWh, the config's PUE on the miners' draw
+    assert data["facility_energy_kwh"] == pytest.approx(data["energy_kwh"] * 1.1, rel=0.05)
     assert data["btc"] > 0 and data["cash_cost_per_btc"] == pytest.approx(data["cash_usd"] / data["btc"])
 
     table = hashfleet("report", "--config", str(config), "--since", "1h", spool=spool)
