@@ -106,10 +106,14 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
     for key, value in (overrides or {}).items():
         if value is not None:
             raw[key] = value
+    # A secret file an environment variable named: its errors name the variable, not the config file.
+    from_env = {f"influx.{field}": var for var, field in (*INFLUX_ENV.items(), *INFLUX_READ_ENV.items())
+                if env.get(var)} | {f"mqtt.{field}": var for var, field in MQTT_ENV.items() if env.get(var)}
     try:
         config = CollectorConfig.model_validate(raw)
         if config.influx is not None:
             config.influx.resolved_token()  # a missing token file is a config error, found now
+            config.influx.resolved_read_token()  # likewise the read token's
         if config.mqtt is not None:
             config.mqtt.resolved_password()  # likewise a missing MQTT password file
         for pool in config.pools:
@@ -117,7 +121,9 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
     except ValidationError as e:
         raise ConfigError(_describe(source, e)) from None
     except ValueError as e:
-        raise ConfigError(_clip(redact(f"{source}: {e}"), 1000)) from None
+        field, _, rest = str(e).partition(" ")
+        message = f"environment: {from_env[field]} ({field}) {rest}" if field in from_env else f"{source}: {e}"
+        raise ConfigError(_clip(redact(message), 1000)) from None
     return config
 
 

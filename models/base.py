@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,8 +33,13 @@ class FileTooLarge(ValueError):
 
 def read_capped(path: Path, limit: int) -> bytes:
     """The file's bytes; FileTooLarge past `limit` (read no further: it may be huge, or endless like
-    a FIFO or /dev/zero). OSError as open/read raise it."""
-    with open(path, "rb") as f:
+    /dev/zero). OSError as open/read raise it, and for a named pipe or socket (strerror says which)."""
+    # Not blocking in open: a named pipe with no writer would hang the open, deaf to Ctrl-C.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            raise OSError(errno.EINVAL, "a named pipe or socket, not a file", str(path))
         data = f.read(limit + 1)
     if len(data) > limit:
         raise FileTooLarge(f"{path}: larger than {limit:,} bytes")

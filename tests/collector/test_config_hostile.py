@@ -132,6 +132,30 @@ def test_an_endless_token_file_is_refused(tmp_path):
     assert_refused(result, "influx.token_file", "/dev/zero", "larger than")
 
 
+@pytest.mark.parametrize("variable", ["INFLUX_TOKEN_FILE", "INFLUX_READ_TOKEN_FILE"])
+def test_a_named_pipe_as_a_secret_file_is_refused_not_waited_on(tmp_path, variable):
+    # Opening a pipe no one writes to blocked for ever, deaf to Ctrl-C (the collect's timeout fails the test).
+    pipe = tmp_path / "token"
+    os.mkfifo(pipe)
+    result = collect("--miners", "127.0.0.1", "--cycles", "1", env={"INFLUX_URL": "http://127.0.0.1:9", variable: str(pipe)})
+    assert_refused(result, f"environment: {variable} (influx.", str(pipe), "a named pipe or socket, not a file")
+
+
+def test_a_named_pipe_as_the_config_is_refused(tmp_path):
+    pipe = tmp_path / "hashfleet.yaml"
+    os.mkfifo(pipe)
+    assert_refused(collect("--config", str(pipe), "--cycles", "1"), str(pipe), "a named pipe or socket, not a file")
+
+
+def test_a_missing_secret_file_named_by_the_environment_is_blamed_on_the_variable(tmp_path):
+    path = write(tmp_path, "miners: [127.0.0.1]\n")
+    result = collect("--config", str(path), "--cycles", "1",
+                     env={"INFLUX_URL": "http://127.0.0.1:9", "INFLUX_TOKEN_FILE": str(tmp_path / "nowhere")})
+    assert_refused(result, f"environment: INFLUX_TOKEN_FILE (influx.token_file) {tmp_path / 'nowhere'}: "
+                           "No such file or directory")
+    assert str(path) not in result.stderr  # the config file has no such field
+
+
 def test_a_section_the_environment_fills_must_be_a_mapping(tmp_path):
     result = collect("--config", str(write(tmp_path, "influx: 5\n")), "--cycles", "1",
                      env={"INFLUX_URL": "http://127.0.0.1:9"})
