@@ -51,31 +51,45 @@ def read_prices_csv(path: Path, *, max_hold_s: float = 7200.0) -> PriceSeries:
         text = read_capped(path, MAX_CSV_BYTES).decode("utf-8-sig")
     except (OSError, ValueError) as e:
         raise BacktestInputError(f"--prices {path}: {e}") from None
-    reader = csv.reader(io.StringIO(text))
-    header = [h.strip().lower() for h in next(reader, [])]
+    rows = _rows(csv.reader(io.StringIO(text)), path)
+    header = [h.strip().lower() for h in next(rows, (1, []))[1]]
     if len(header) < 2 or header[0] != "time" or header[1] not in ("usd_per_kwh", "usd_per_mwh"):
         raise BacktestInputError(f"--prices {path}: the first line must be `time,usd_per_kwh` (or usd_per_mwh), "
                                  f"got {','.join(header)[:80]!r}")
-    scale = 1000.0 if header[1] == "usd_per_mwh" else 1.0
+    scale, unit = (1000.0, "$/MWh") if header[1] == "usd_per_mwh" else (1.0, "$/kWh")
     times, prices = [], []
-    for number, row in enumerate(reader, start=2):
+    for number, row in rows:
         if not row or not "".join(row).strip():
             continue
         if len(times) >= MAX_PRICE_ROWS:
             raise BacktestInputError(f"--prices {path}: more than {MAX_PRICE_ROWS:,} rows")
+        if len(row) < 2:
+            raise BacktestInputError(f"--prices {path} line {number}: {len(row)} field(s), a row is `time,{header[1]}`")
         try:
             ts = _time(row[0])
             price = float(row[1]) / scale
-        except (ValueError, IndexError) as e:
+        except ValueError as e:
             raise BacktestInputError(f"--prices {path} line {number}: {e}") from None
-        if not math.isfinite(price) or not PRICE_MIN <= price <= PRICE_MAX:
+        if not math.isfinite(price) or not PRICE_MIN <= price <= PRICE_MAX:  # (the bounds said in the file's unit)
             raise BacktestInputError(f"--prices {path} line {number}: {row[1][:30]!r} is not a price in "
-                                     f"[{PRICE_MIN:g}, {PRICE_MAX:g}] $/kWh")
+                                     f"[{PRICE_MIN * scale:g}, {PRICE_MAX * scale:g}] {unit}")
         times.append(ts)
         prices.append(price)
     if not times:
         raise BacktestInputError(f"--prices {path}: no prices")
     return PriceSeries(times, prices, max_hold_s=max_hold_s)
+
+
+def _rows(reader, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, row); what the csv module refuses (a field past its 128 KiB limit, a NUL) names the line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise BacktestInputError(f"--prices {path} line {reader.line_num}: {e}") from None
+        yield reader.line_num, row
 
 
 def _time(text: str) -> int:

@@ -20,16 +20,19 @@ from collector.stages.curtailment_rules import Rules
 from models import CollectorConfig
 from models.curtailment import CurtailmentConfig
 
+SINCE_EXAMPLE = "24h, 7d or 30d"
+RESOLUTION_EXAMPLE = "1m, 5m or 1h"
+
 
 def backtest(
     config: Path | None = CONFIG_OPTION,
     site: str | None = typer.Option(None, "--site"),
-    since: str = typer.Option("30d", "--since", help="How far back to replay: e.g. 24h, 7d, 30d."),
+    since: str = typer.Option("30d", "--since", help=f"How far back to replay: e.g. {SINCE_EXAMPLE}."),
     prices: Path | None = typer.Option(None, "--prices", help="CSV of time,usd_per_kwh (or usd_per_mwh); default: "
                                                                "the prices the collector stored (power_price)."),
     strategy: str | None = typer.Option(None, "--strategy", help="margin | strike:USD_PER_KWH | dr:SCHEDULE.yaml "
                                                                   "(default: the config's curtailment strategy)"),
-    resolution: str = typer.Option("5m", "--resolution", help="Length of a replayed period: e.g. 1m, 5m, 1h."),
+    resolution: str = typer.Option("5m", "--resolution", help=f"Length of a replayed period: e.g. {RESOLUTION_EXAMPLE}."),
     source: str = typer.Option("auto", "--source", help="local | influx | auto (InfluxDB when configured)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of the table."),
 ) -> None:
@@ -37,8 +40,8 @@ def backtest(
     cfg = load_config(config, site=site)
     if cfg.economics is None:
         fail_usage("the backtest needs `economics` in the config (PUE, pool fee)")
-    seconds = parse_period("--since", since)
-    step = parse_period("--resolution", resolution)
+    seconds = parse_period("--since", since, SINCE_EXAMPLE)
+    step = parse_period("--resolution", resolution, RESOLUTION_EXAMPLE)
     if source not in ("auto", "local", "influx"):
         fail_usage(f"--source {source!r}: local, influx or auto")
     chosen = _strategy(strategy, cfg.curtailment or CurtailmentConfig())

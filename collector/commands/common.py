@@ -35,15 +35,16 @@ def load_config(path: Path | None, **overrides) -> CollectorConfig:
     return config
 
 
-def parse_period(option: str, text: str) -> int:
-    """`90m`, `24h`, `7d` -> seconds; exit 2 naming `option` otherwise."""
+def parse_period(option: str, text: str, example: str = "90m, 24h or 7d") -> int:
+    """`90m`, `24h`, `7d` -> whole seconds (at least one); exit 2 naming `option` otherwise. `example` is
+    what the option's help shows, so the error and the help agree."""
     units = {"m": 60, "h": 3600, "d": 86400}
     try:
         value = float(text[:-1])
-        if text[-1] not in units or not 0 < value < 10_000:
-            raise ValueError
+        if text[-1] not in units or not 0 < value < 10_000 or int(value * units[text[-1]]) < 1:
+            raise ValueError  # (0.001m is 0 s: a period of nothing)
     except (ValueError, IndexError):
-        fail_usage(f"{option} {text!r}: write a number and a unit, e.g. 90m, 24h or 7d")
+        fail_usage(f"{option} {text!r}: write a number and a unit (m, h or d) of at least a second, e.g. {example}")
     return int(value * units[text[-1]])
 
 

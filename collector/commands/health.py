@@ -39,7 +39,7 @@ def health(
     if since is None:
         report = _live(cfg)
     else:
-        seconds = parse_period("--since", since)
+        seconds = parse_period("--since", since, "24h or 7d")
         end = int(time.time())
         report = _recorded(cfg, end - seconds, end)
     if as_json:

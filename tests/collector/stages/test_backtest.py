@@ -134,14 +134,18 @@ def start() -> int:
     return (int(time.time()) // 3600 - 49) * 3600  # 48 hours of history ending an hour ago
 
 
-def test_backtest_command_on_local_history_matches_the_hand_computation(tmp_path, start):
+def local_history(tmp_path, lines: list[str]) -> dict:
+    """`lines` in a local spool as the collector writes it; the environment that reads it (no InfluxDB)."""
     spool_dir = tmp_path / "spool"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}, "HASHFLEET_SPOOL_DIR": str(spool_dir)}
     spool = Spool(spool_dir / SITE, retention_s=1000 * 3600)
-    lines = history_lines(start, with_prices=True)
     for i in range(0, len(lines), 5000):
         spool.append(lines[i:i + 5000])
     spool.close()
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}, "HASHFLEET_SPOOL_DIR": str(spool_dir)}
+
+
+def test_backtest_command_on_local_history_matches_the_hand_computation(tmp_path, start):
+    env = local_history(tmp_path, history_lines(start, with_prices=True))
     config = write_config(tmp_path)
     strike = run_backtest(["--config", config, "--prices", prices_csv(tmp_path, start), "--strategy", "strike:0.10"], env)
     for name, value in STRIKE.items():
@@ -172,6 +176,9 @@ def test_backtest_command_reads_influxdb_over_influxql(tmp_path, start, influxdb
     ("1795780800,nan", "is not a price"),
     ("1795780800,1e300", "is not a price"),
     ("1795780800,", "could not convert"),
+    ("1795780800", "1 field(s), a row is `time,usd_per_mwh`"),
+    ("1795780800,25000", "'25000' is not a price in [-1000, 20000] $/MWh"),  # in the file's unit
+    ("1795780800," + "9" * 140_000, "field larger than field limit"),  # past the csv module's 128 KiB
 ])
 def test_a_bad_price_file_is_refused_naming_the_line(tmp_path, row, problem):
     path = tmp_path / "prices.csv"
@@ -180,3 +187,15 @@ def test_a_bad_price_file_is_refused_naming_the_line(tmp_path, row, problem):
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path)})
     assert done.returncode == 2 and f"{path} line 3" in done.stderr and problem in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_resolution_under_a_second_is_a_usage_error_worded_as_the_help(tmp_path, start):
+    env = local_history(tmp_path, history_lines(start)[:1000])
+    config, prices = write_config(tmp_path), prices_csv(tmp_path, start)
+    done = subprocess.run([HASHFLEET, "backtest", "--config", config, "--prices", prices, "--resolution", "0.001m"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "--resolution '0.001m'" in done.stderr and "e.g. 1m, 5m or 1h" in done.stderr
+    helped = subprocess.run([HASHFLEET, "backtest", "--help"], capture_output=True, text=True, timeout=60, env=env)
+    assert "e.g. 1m, 5m or 1h" in " ".join(helped.stdout.replace("│", " ").split())
