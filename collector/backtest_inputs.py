@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import urllib3
 
 from collector.history import spool_points
+from collector.influx_query import InfluxQueryError, rows
 from collector.redact import redact_url
 from collector.stages.backtest import Period, PriceSeries, Reading
 from models import InfluxConfig, schema
@@ -36,10 +37,12 @@ MAX_CSV_BYTES = 64 * 1024 * 1024
 MAX_PRICE_ROWS = 2_000_000  # a year of 5-minute prices is ~105,000
 PRICE_MIN, PRICE_MAX = -1.0, 20.0  # $/kWh, as the MQTT ingest bounds a live price
 MAX_ROWS_PER_QUERY = 2_000_000
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 class BacktestInputError(ValueError):
-    """History or prices that cannot be used; the message names the file, line or server."""
+    """A price file or stored history that cannot be used (exit 2); the message names the file and line.
+    InfluxDB that cannot be read, or answers in another shape, raises InfluxQueryError (exit 1)."""
 
 
 # --- prices ------------------------------------------------------------------------------------
@@ -226,33 +229,34 @@ class InfluxHistory:
             self._headers["Authorization"] = f"Token {token}"
 
     def query(self, text: str) -> list[dict]:
-        """Every series of every statement's result: [{"name", "tags", "columns", "values"}]."""
+        """Every row of every series of the answer, as {column or tag: value}; the answer is outside input:
+        capped, and any other shape than InfluxDB's raises InfluxQueryError naming the server."""
+        where = f"InfluxDB at {redact_url(self.config.url)}"
         url = f"{self.config.url}/query?{urlencode({'db': self.config.bucket, 'q': text, 'epoch': 's'})}"
         try:
-            answer = self._http.request("GET", url, headers=self._headers)
+            answer = self._http.request("GET", url, headers=self._headers, preload_content=False)
+            body = answer.read(MAX_BODY_BYTES + 1)
+            answer.release_conn()
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise BacktestInputError(f"InfluxDB at {redact_url(self.config.url)} unreachable: {type(e).__name__}") from None
-        body = answer.data[:64 * 1024 * 1024]
+            raise InfluxQueryError(f"{where} unreachable: {type(e).__name__}") from None
+        if len(body) > MAX_BODY_BYTES:
+            raise InfluxQueryError(f"{where}: the answer is over {MAX_BODY_BYTES // 2**20} MiB")
         if answer.status != 200:
-            raise BacktestInputError(f"InfluxDB at {redact_url(self.config.url)} answered HTTP {answer.status}: "
-                                     f"{body[:200].decode('utf-8', 'replace')} (a read token for bucket "
-                                     f"{self.config.bucket!r}?)")
+            raise InfluxQueryError(f"{where} answered HTTP {answer.status}: {body[:200].decode('utf-8', 'replace')} "
+                                   f"(a read token for bucket {self.config.bucket!r}?)")
         try:
             data = json.loads(body)
         except ValueError:
-            raise BacktestInputError(f"InfluxDB at {redact_url(self.config.url)}: the answer is not JSON") from None
-        series = []
-        for result in data.get("results", []):
-            if "error" in result:
-                raise BacktestInputError(f"InfluxDB: {str(result['error'])[:300]}")
-            series += result.get("series", [])
-        if sum(len(s.get("values", [])) for s in series) > MAX_ROWS_PER_QUERY:
-            raise BacktestInputError(f"more than {MAX_ROWS_PER_QUERY:,} rows a day: use a coarser --resolution")
-        return series
+            raise InfluxQueryError(f"{where}: the answer is not JSON") from None
+        found = rows(data, where)
+        if len(found) > MAX_ROWS_PER_QUERY:
+            raise InfluxQueryError(f"{where}: more than {MAX_ROWS_PER_QUERY:,} rows a day: use a coarser --resolution")
+        return found
 
     def periods(self, site: str, start: int, end: int, resolution_s: int, interval_s: float,
                 prices: list[tuple[int, float]]) -> Iterator[Period]:
         """Periods a day at a time; the stored power prices are appended to `prices` as they are read."""
+        where = f"InfluxDB at {redact_url(self.config.url)}"
         where_site = f"\"site\" = '{_quote(site)}'"
         group = f"GROUP BY time({resolution_s}s), \"miner\" fill(none)"
         for t0 in range(start - start % resolution_s, end, self.CHUNK_S):
@@ -260,32 +264,67 @@ class InfluxHistory:
             when = f"time >= {t0}s AND time < {t1}s"
             buckets = _Buckets(resolution_s, interval_s)
             m = schema.MINER.name
-            for s in self.query(f'SELECT count("up") AS "n" FROM "{m}" WHERE {where_site} AND "up" = 1 AND {when} {group}'):
-                for ts, n in s["values"]:
-                    buckets.miners[ts].setdefault(s["tags"]["miner"], _Acc()).seen = int(n)
-            for s in self.query(f'SELECT count("hashrate_ths") AS "n", mean("hashrate_ths") AS "ths", mean("power_w") AS "w" '
-                                f'FROM "{m}" WHERE {where_site} AND "hashrate_ths" > 0 AND {when} {group}'):
-                for ts, n, ths, w in s["values"]:
-                    acc = buckets.miners[ts].setdefault(s["tags"]["miner"], _Acc())
-                    acc.mining, acc.ths, acc.w = int(n), (ths or 0.0) * n, (w or 0.0) * n
-            for s in self.query(f'SELECT count("power_w") AS "n", mean("power_w") AS "w" FROM "{m}" WHERE {where_site} '
-                                f'AND "up" = 1 AND "hashrate_ths" = 0 AND {when} {group}'):
-                for ts, n, w in s["values"]:
-                    acc = buckets.miners[ts].setdefault(s["tags"]["miner"], _Acc())
-                    acc.other, acc.other_w = int(n), (w or 0.0) * n
-            for s in self.query(f'SELECT last("hashprice_usd_ph_day"), last("btc_price_usd") FROM "{schema.NETWORK.name}" '
-                                f'WHERE {where_site} AND {when} GROUP BY time({resolution_s}s) fill(none)'):
-                for ts, hashprice, btc in s["values"]:
-                    if hashprice is not None and btc:
-                        buckets.network[ts] = (hashprice, btc)
-            for s in self.query(f'SELECT mean("usd_per_kwh") FROM "{schema.POWER_PRICE.name}" WHERE {where_site} '
-                                f'AND "stale" = 0 AND {when} GROUP BY time({resolution_s}s) fill(none)'):
-                prices += [(ts, p) for ts, p in s["values"] if p is not None]
+            for row in self.query(f'SELECT count("up") AS "n" FROM "{m}" WHERE {where_site} AND "up" = 1 AND {when} {group}'):
+                acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
+                acc.seen = _count(row, "n", where)
+            for row in self.query(f'SELECT count("hashrate_ths") AS "n", mean("hashrate_ths") AS "ths", mean("power_w") AS "w" '
+                                  f'FROM "{m}" WHERE {where_site} AND "hashrate_ths" > 0 AND {when} {group}'):
+                acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
+                n = _count(row, "n", where)
+                acc.mining, acc.ths, acc.w = n, _mean(row, "ths", where) * n, _mean(row, "w", where) * n
+            for row in self.query(f'SELECT count("power_w") AS "n", mean("power_w") AS "w" FROM "{m}" WHERE {where_site} '
+                                  f'AND "up" = 1 AND "hashrate_ths" = 0 AND {when} {group}'):
+                acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
+                n = _count(row, "n", where)
+                acc.other, acc.other_w = n, _mean(row, "w", where) * n
+            for row in self.query(f'SELECT last("hashprice_usd_ph_day") AS "hashprice", last("btc_price_usd") AS "btc" '
+                                  f'FROM "{schema.NETWORK.name}" WHERE {where_site} AND {when} '
+                                  f'GROUP BY time({resolution_s}s) fill(none)'):
+                hashprice, btc = _num(row.get("hashprice")), _num(row.get("btc"))
+                if hashprice is not None and btc:
+                    buckets.network[_ts(row, where)] = (hashprice, btc)
+            for row in self.query(f'SELECT mean("usd_per_kwh") AS "price" FROM "{schema.POWER_PRICE.name}" WHERE '
+                                  f'{where_site} AND "stale" = 0 AND {when} GROUP BY time({resolution_s}s) fill(none)'):
+                price = _num(row.get("price"))
+                if price is not None:
+                    prices.append((_ts(row, where), price))
             buckets._last_network = self._last_network
             yield from buckets.periods()
             self._last_network = buckets._last_network
 
     _last_network: tuple[float, float] | None = None
+
+
+def _ts(row: dict, where: str) -> int:
+    ts = row.get("time")
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < 10**11:
+        raise InfluxQueryError(f"{where}: a row's time {str(ts)[:40]!r} is not unix seconds")
+    return ts
+
+
+def _tag(row: dict, name: str, where: str) -> str:
+    value = row.get(name)
+    if not isinstance(value, str) or not value:
+        raise InfluxQueryError(f"{where}: a row without the {name!r} tag (a series without `tags`?)")
+    return value
+
+
+def _count(row: dict, name: str, where: str) -> int:
+    value = row.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InfluxQueryError(f"{where}: a count {str(value)[:40]!r} that is not a whole number")
+    return value
+
+
+def _mean(row: dict, name: str, where: str) -> float:
+    """A mean beside a count: a number, or null for none."""
+    value = row.get(name)
+    if value is None:
+        return 0.0
+    number = _num(value)
+    if number is None:
+        raise InfluxQueryError(f"{where}: a mean {str(value)[:40]!r} that is not a finite number")
+    return number
 
 
 def _quote(text: str) -> str:

@@ -49,21 +49,29 @@ async def query(config: InfluxConfig, text: str) -> list[dict[str, Any]]:
         message = data.get("error") or data.get("message") if isinstance(data, dict) else None
         raise InfluxQueryError(f"{where}: HTTP {status}: {str(message)[:300]} (check influx.read_token and the "
                                "bucket's database mapping)")
-    return _rows(data, where)
+    return rows(data, where)
 
 
-def _rows(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    rows = []
+def rows(data: Any, where: str) -> list[dict[str, Any]]:
+    """The rows of InfluxDB's JSON answer `data` (from the server at `where`); any other shape is refused."""
+    if not isinstance(data, dict) or not isinstance(data.get("results") or [], list):
+        raise InfluxQueryError(f"{where}: not InfluxDB's answer")
+    out = []
     for result in data.get("results") or []:
         if not isinstance(result, dict):
             raise InfluxQueryError(f"{where}: not InfluxDB's answer")
         if "error" in result:
             raise InfluxQueryError(f"{where}: {str(result['error'])[:300]}")
-        for series in result.get("series") or []:
-            columns, tags = series.get("columns"), series.get("tags") or {}
-            if not isinstance(columns, list) or not isinstance(tags, dict):
+        series_list = result.get("series") or []
+        if not isinstance(series_list, list):
+            raise InfluxQueryError(f"{where}: not InfluxDB's answer")
+        for series in series_list:
+            if not isinstance(series, dict):
                 raise InfluxQueryError(f"{where}: not InfluxDB's answer")
-            for values in series.get("values") or []:
+            columns, tags, values_list = series.get("columns"), series.get("tags") or {}, series.get("values") or []
+            if not isinstance(columns, list) or not isinstance(tags, dict) or not isinstance(values_list, list):
+                raise InfluxQueryError(f"{where}: not InfluxDB's answer")
+            for values in values_list:
                 if isinstance(values, list) and len(values) == len(columns):
-                    rows.append({**{str(k): v for k, v in tags.items()}, **dict(zip(map(str, columns), values))})
-    return rows
+                    out.append({**{str(k): v for k, v in tags.items()}, **dict(zip(map(str, columns), values))})
+    return out

@@ -14,6 +14,7 @@ from rich.table import Table
 from collector import backtest_inputs as inputs
 from collector import config as config_loader
 from collector.commands.common import CONFIG_OPTION, fail_usage, load_config, parse_period
+from collector.influx_query import InfluxQueryError
 from collector.stages.backtest import BacktestResult, PriceSeries, Strategy, replay
 from collector.stages.curtailment import load_schedule
 from collector.stages.curtailment_rules import Rules
@@ -69,6 +70,9 @@ def backtest(
         result = replay(periods, series, chosen, pue=cfg.economics.pue or 1.0, pool_fee_pct=cfg.economics.pool_fee_pct)
     except inputs.BacktestInputError as e:
         fail_usage(str(e))
+    except InfluxQueryError as e:  # the server, not the usage: a runtime failure
+        typer.echo(f"hashfleet: {e}", err=True)
+        raise typer.Exit(1) from None
     if result.periods == 0:
         fail_usage(f"nothing to replay: no history of site {cfg.site!r} in the last {since} with a price "
                    f"({result.periods_without_price} period(s) had none)")

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -167,6 +170,62 @@ def test_backtest_command_reads_influxdb_over_influxql(tmp_path, start, influxdb
     result = run_backtest(["--config", write_config(tmp_path), "--strategy", "strike:0.10", "--source", "influx"], env)
     for name, value in STRIKE.items():
         assert result[name] == pytest.approx(value, rel=0.01), name
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """Anything on InfluxDB's port: every /query is answered HTTP 200 with the server's `body`."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.server.body  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+        pass
+
+
+def _series(**series) -> bytes:
+    return json.dumps({"results": [{"statement_id": 0, "series": [series]}]}).encode()
+
+
+@pytest.mark.parametrize("body, problem", [
+    (b"[1,2]", "not InfluxDB's answer"),
+    (b"{not json", "not JSON"),
+    (json.dumps({"results": [{"series": "x"}]}).encode(), "not InfluxDB's answer"),
+    (json.dumps({"results": [{"series": [7]}]}).encode(), "not InfluxDB's answer"),
+    (_series(name="miner", columns=["time", "n"], values=[[1795780800, 3]]), "without the 'miner' tag"),
+    (_series(name="miner", tags={"miner": "A"}, columns=["time", "n"], values=[[1795780800, None]]), "a count 'None'"),
+    (_series(name="miner", tags={"miner": "A"}, columns=["time", "n"], values=[["soon", 3]]), "time 'soon'"),
+])
+def test_an_influxdb_answering_in_another_shape_is_a_runtime_error_naming_it(tmp_path, start, body, problem):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    server.body = body  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {**os.environ, "INFLUX_URL": url, "INFLUX_BUCKET": "b", "INFLUX_TOKEN": "t", "INFLUX_ORG": "o",
+           "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+    try:
+        done = subprocess.run([HASHFLEET, "backtest", "--config", write_config(tmp_path), "--source", "influx",
+                               "--prices", prices_csv(tmp_path, start)], capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"InfluxDB at {url}" in done.stderr and problem in done.stderr, done.stderr
+
+
+def test_an_unreachable_influxdb_is_a_runtime_error(tmp_path, start):
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        env = {**os.environ, "INFLUX_URL": url, "INFLUX_BUCKET": "b", "INFLUX_TOKEN": "t", "INFLUX_ORG": "o",
+               "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+        done = subprocess.run([HASHFLEET, "backtest", "--config", write_config(tmp_path), "--source", "influx"],
+                              capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1 and f"InfluxDB at {url} unreachable" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("row, problem", [
