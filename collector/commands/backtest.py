@@ -141,8 +141,9 @@ def print_result(result: BacktestResult, cfg: CollectorConfig, step: int) -> Non
         table.add_row(name, _fmt(x, digits), _fmt(y, digits), _fmt(diff, digits, sign=True))
     console.print(table)
     pct = result.cost_saved_pct
-    console.print(f"saved {result.cost_saved_usd:,.2f} $ on electricity ({'-' if pct is None else f'{pct:.1f}'} % of "
-                  f"it, {result.energy_saved_kwh:,.1f} kWh), forwent {result.revenue_forgone_usd:,.2f} $ of revenue "
+    share = "" if pct is None else f"{pct:.1f} % of it, "  # none of a bill that is not positive
+    console.print(f"saved {result.cost_saved_usd:,.2f} $ on electricity ({share}"
+                  f"{result.energy_saved_kwh:,.1f} kWh), forwent {result.revenue_forgone_usd:,.2f} $ of revenue "
                   f"({result.btc_forgone:.6f} BTC): net {result.net_usd:+,.2f} $")
 
 

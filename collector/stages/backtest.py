@@ -139,7 +139,8 @@ class BacktestResult:
 
     @property
     def cost_saved_pct(self) -> float | None:
-        return 100 * self.cost_saved_usd / self.actual.energy_usd if self.actual.energy_usd else None
+        # a share of a bill that is not positive (negative prices) has no meaning: none is given
+        return 100 * self.cost_saved_usd / self.actual.energy_usd if self.actual.energy_usd > 0 else None
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"strategy": self.strategy, "start": self.start, "end": self.end,

@@ -89,6 +89,15 @@ def test_a_demand_response_target_sheds_the_cheapest_kw_in_its_window():
     assert result.revenue_forgone_usd == pytest.approx(100 * 2 * 50 / 1000 / 24)
 
 
+@pytest.mark.parametrize("night", [-0.05, -1.0])
+def test_no_share_of_the_bill_is_given_when_the_bill_is_not_positive(night):
+    # Mostly negative hours: the bill as happened is below zero (or about nothing), a share of it meaningless.
+    prices = PriceSeries([3600 * h for h in range(48)], [0.40 if h in SPIKE_HOURS else night for h in range(48)])
+    result = replay(periods(0), prices, Strategy("strike", Rules("strike", 0.10)))
+    assert result.actual.energy_usd <= 0 and result.cost_saved_usd > 0
+    assert result.cost_saved_pct is None and result.as_dict()["cost_saved_pct"] is None
+
+
 def test_periods_without_a_price_are_counted_not_invented():
     result = replay(periods(0), PriceSeries([3600 * 24], [0.03], max_hold_s=3600), Strategy("margin", Rules()))
     assert result.periods == 12 and result.periods_without_price == 48 * 12 - 12
