@@ -3,8 +3,10 @@ strategy; what it would have saved against what happened (collector/stages/backt
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -15,7 +17,7 @@ from collector import backtest_inputs as inputs
 from collector import config as config_loader
 from collector.commands.common import CONFIG_OPTION, fail_usage, load_config, parse_period
 from collector.influx_query import InfluxQueryError
-from collector.stages.backtest import BacktestResult, PriceSeries, Strategy, replay
+from collector.stages.backtest import BacktestResult, Period, PriceSeries, Strategy, replay
 from collector.stages.curtailment import load_schedule
 from collector.stages.curtailment_rules import Rules
 from models import CollectorConfig
@@ -55,7 +57,7 @@ def backtest(
             if cfg.influx is None:
                 fail_usage("--source influx needs InfluxDB (INFLUX_URL, INFLUX_BUCKET, INFLUX_TOKEN or the config)")
             history = inputs.InfluxHistory(cfg.influx)
-            periods = history.periods(cfg.site, start, end, step, cfg.interval_s, stored)
+            periods = _nonempty(history.periods(cfg.site, start, end, step, cfg.interval_s, stored), cfg.site, since)
             if series is None:
                 periods = list(periods)  # the stored prices arrive with the history
                 series = _stored(stored)
@@ -64,9 +66,10 @@ def backtest(
             if not directory.is_dir():
                 fail_usage(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet collect` without "
                            "InfluxDB first, or pass --config/--site)")
+            periods = _nonempty(inputs.local_periods(directory, cfg.site, start, end, step, cfg.interval_s), cfg.site,
+                                since)
             if series is None:
                 series = _stored(inputs.local_prices(directory, cfg.site, start, end))
-            periods = inputs.local_periods(directory, cfg.site, start, end, step, cfg.interval_s)
         result = replay(periods, series, chosen, pue=cfg.economics.pue or 1.0, pool_fee_pct=cfg.economics.pool_fee_pct)
     except inputs.BacktestInputError as e:
         fail_usage(str(e))
@@ -75,7 +78,9 @@ def backtest(
         raise typer.Exit(1) from None
     if result.periods == 0:
         fail_usage(f"nothing to replay: no history of site {cfg.site!r} in the last {since} with a price "
-                   f"({result.periods_without_price} period(s) had none)")
+                   f"({_count(result.periods_without_price, 'period')} had none)")
+    if result.end is not None:
+        result.end = min(result.end, end)  # the last period is cut short by now: not an end in the future
     if as_json:
         typer.echo(json.dumps({"site": cfg.site, "resolution_s": step, **result.as_dict()}))
     else:
@@ -108,6 +113,19 @@ def _strategy(text: str | None, curtailment: CurtailmentConfig) -> Strategy:
     fail_usage(f"--strategy {text!r}: margin, strike:USD_PER_KWH or dr:SCHEDULE.yaml")
 
 
+def _nonempty(periods: Iterator[Period], site: str, since: str) -> Iterator[Period]:
+    """`periods`, once at least one is known to come: else a usage error that says there is no history (before
+    any word about prices)."""
+    first = next(periods, None)
+    if first is None:
+        fail_usage(f"no history of site {site!r} in the last {since} (check --site and --since)")
+    return itertools.chain((first,), periods)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _stored(prices: list[tuple[int, float]]) -> PriceSeries:
     if not prices:
         raise inputs.BacktestInputError("no stored power prices in that period (the collector writes them with "
@@ -119,8 +137,8 @@ def print_result(result: BacktestResult, cfg: CollectorConfig, step: int) -> Non
     console = Console()
     if result.start is not None and result.end is not None:
         console.print(f"[bold]backtest[/] site {cfg.site}: {inputs.utc(result.start)} to {inputs.utc(result.end)}, "
-                      f"{result.periods} periods of {step} s ({result.periods_without_price} without a price), "
-                      f"{result.miners} miners")
+                      f"{_count(result.periods, 'period')} of {step} s ({result.periods_without_price} without a price), "
+                      f"{_count(result.miners, 'miner')}")
     console.print(f"strategy: {result.strategy}")
     a, s = result.actual, result.with_strategy
     table = Table()

@@ -181,6 +181,34 @@ def test_backtest_command_reads_influxdb_over_influxql(tmp_path, start, influxdb
         assert result[name] == pytest.approx(value, rel=0.01), name
 
 
+def test_a_short_history_is_reported_as_it_is(tmp_path):
+    now = int(time.time())
+    t0 = now - 300
+    if (t0 + 120) // 86400 != t0 // 86400:  # three cycles in one UTC day: one period of a day
+        t0 -= 300
+    day = t0 - t0 % 86400
+    env = local_history(tmp_path, history_lines(t0)[:9])  # 3 cycles of A, B and the network
+    prices = tmp_path / "day.csv"
+    prices.write_text(f"time,usd_per_kwh\n{day - 60},0.03\n")
+    args = ["backtest", "--config", write_config(tmp_path), "--prices", str(prices), "--resolution", "1440m"]
+    done = subprocess.run([HASHFLEET, *args, "--json"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["periods"] == 1 and result["end"] <= time.time()  # not the day's end, in the future
+    table = subprocess.run([HASHFLEET, *args], capture_output=True, text=True, timeout=60, env=env)
+    assert "1 period of 86400 s" in " ".join(table.stdout.split()), table.stdout
+
+
+def test_a_site_without_history_is_told_so_before_any_word_about_prices(tmp_path, start):
+    env = local_history(tmp_path, history_lines(start, with_prices=True)[:3000])
+    config = yaml.safe_load(open(write_config(tmp_path)))
+    config["spool"]["directory"] = env["HASHFLEET_SPOOL_DIR"] + "/" + SITE  # one directory, whatever --site says
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([HASHFLEET, "backtest", "--config", str(tmp_path / "one.yaml"), "--site", "nosuch"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "no history of site 'nosuch' in the last 30d" in done.stderr, done.stderr
+
+
 class _Answers(BaseHTTPRequestHandler):
     """Anything on InfluxDB's port: every /query is answered HTTP 200 with the server's `body`."""
 
