@@ -108,6 +108,10 @@ def _strategy(text: str | None, curtailment: CurtailmentConfig) -> Strategy:
             targets = load_schedule(Path(value))
         except ValueError as e:
             fail_usage(str(e))
+        for i, target in enumerate(targets):
+            if target.start is None:  # "from now" (as live): it would never touch the past, not all of it
+                fail_usage(f"--strategy dr:{value}: targets.{i} has no start; a target without one starts now, "
+                           "after the history a backtest replays: give its start")
         return Strategy("dr", Rules("margin", None, base.hysteresis_usd_kwh, base.min_on_s, base.min_off_s),
                         tuple(targets))
     fail_usage(f"--strategy {text!r}: margin, strike:USD_PER_KWH or dr:SCHEDULE.yaml")

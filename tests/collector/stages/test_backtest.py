@@ -209,6 +209,18 @@ def test_a_site_without_history_is_told_so_before_any_word_about_prices(tmp_path
     assert done.returncode == 2 and "no history of site 'nosuch' in the last 30d" in done.stderr, done.stderr
 
 
+def test_a_demand_response_target_without_a_start_is_refused_not_spread_over_the_past(tmp_path, start):
+    env = local_history(tmp_path, history_lines(start)[:3000])
+    schedule = tmp_path / "dr.yaml"
+    schedule.write_text(yaml.safe_dump({"targets": [{"shed_kw": 3.0, "start": "2026-01-01T00:00:00Z",
+                                                     "end": "2026-01-01T01:00:00Z"},
+                                                    {"shed_kw": 3.0, "end": "2099-01-01T00:00:00Z"}]}))
+    done = subprocess.run([HASHFLEET, "backtest", "--config", write_config(tmp_path), "--prices",
+                           prices_csv(tmp_path, start), "--strategy", f"dr:{schedule}"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "targets.1 has no start" in done.stderr, done.stderr
+
+
 class _Answers(BaseHTTPRequestHandler):
     """Anything on InfluxDB's port: every /query is answered HTTP 200 with the server's `body`."""
 
