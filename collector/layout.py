@@ -53,11 +53,25 @@ class SiteLayout:
                 return place
         return None
 
+    def place_of(self, miner: str) -> Place | None:
+        """Where the miner of a stored point stands, by its `miner` tag (a MAC, else host:port), then its host."""
+        places = self._places
+        return places.get(_key(miner)) or places.get(_key(miner.rpartition(":")[0] or miner))
+
     def group(self, name: str) -> set[str]:
         """The keys (MACs or addresses) of the miners in group `name`, or standing in the container, row
         or rack of that name."""
         return {key for key, place in self._places.items()
                 if name in place.groups or name in (place.container, place.row, place.rack)}
+
+
+def curtailment_groups(place: Place | None, always_on: list[str], shed_whole: list[str]) -> tuple[bool, str | None]:
+    """Whether a miner standing at `place` is always on, and the shed-whole group it belongs to (the first
+    named): a group matches the place's free groups, container, row or rack."""
+    names: set[str] = set()
+    if place is not None:
+        names = {*place.groups, *(n for n in (place.container, place.row, place.rack) if n)}
+    return any(name in names for name in always_on), next((name for name in shed_whole if name in names), None)
 
 
 def read_csv(path: Path) -> dict[str, Place]:

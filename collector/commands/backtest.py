@@ -3,6 +3,7 @@ strategy; what it would have saved against what happened (collector/stages/backt
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -17,6 +18,7 @@ from collector import backtest_inputs as inputs
 from collector import config as config_loader
 from collector.commands.common import CONFIG_OPTION, fail_usage, load_config, parse_period
 from collector.influx_query import InfluxQueryError
+from collector.layout import SiteLayout, curtailment_groups
 from collector.stages.backtest import BacktestResult, Period, PriceSeries, Strategy, replay
 from collector.stages.curtailment import load_schedule
 from collector.stages.curtailment_rules import Rules
@@ -47,7 +49,12 @@ def backtest(
     step = parse_period("--resolution", resolution, RESOLUTION_EXAMPLE)
     if source not in ("auto", "local", "influx"):
         fail_usage(f"--source {source!r}: local, influx or auto")
-    chosen = _strategy(strategy, cfg.curtailment or CurtailmentConfig())
+    curtailment = cfg.curtailment or CurtailmentConfig()
+    chosen = _strategy(strategy, curtailment)
+    if curtailment.groups.always_on or curtailment.groups.shed_whole:  # the live rules' groups (layout.py)
+        layout, groups = SiteLayout.load(cfg.layout), curtailment.groups
+        chosen = dataclasses.replace(chosen, groups=lambda miner: curtailment_groups(
+            layout.place_of(miner), groups.always_on, groups.shed_whole))
     end = int(time.time())
     start = end - seconds
     stored: list[tuple[int, float]] = []

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -78,6 +78,8 @@ class Strategy:
     name: str  # margin | strike | dr
     rules: Rules
     dr_targets: tuple[DrTarget, ...] = ()
+    # miner -> (always on, its shed-whole group): the site layout's `curtailment.groups`, as live
+    groups: Callable[[str], tuple[bool, str | None]] = lambda miner: (False, None)
 
     def describe(self) -> str:
         if self.name == "strike":
@@ -162,6 +164,7 @@ def replay(periods: Iterable[Period], prices: PriceSeries, strategy: Strategy, *
     state: dict[str, list] = {}  # miner -> [option, seconds in it]
     measured: dict[str, list[float]] = {}  # miner -> [mining seconds, TH*s, W*s]: efficiency learnt so far
     miners: set[str] = set()
+    placed: dict[str, tuple[bool, str | None]] = {}
     net = 1 - pool_fee_pct / 100
     for period in periods:
         price = prices.at(period.ts)
@@ -183,7 +186,11 @@ def replay(periods: Iterable[Period], prices: PriceSeries, strategy: Strategy, *
             ths, w = (m[1] / m[0], m[2] / m[0]) if m and m[0] else (r.ths, r.w)
             option = state.setdefault(r.miner, [RUN, math.inf])
             idle_kw = r.other_w * pue / 1000
-            candidates.append((r, Candidate(r.miner, ((RUN, ths, w * pue / 1000),), idle_kw, option[0], option[1])))
+            place = placed.get(r.miner)
+            if place is None:
+                place = placed[r.miner] = strategy.groups(r.miner)
+            candidates.append((r, Candidate(r.miner, ((RUN, ths, w * pue / 1000),), idle_kw, option[0], option[1],
+                                            *place)))
         keys = [decide(c, p, strategy.rules).key for _, c in candidates]
         target = next((t for t in strategy.dr_targets if t.active(_dt(period.ts))), None)
         if target is not None:
@@ -231,11 +238,27 @@ def _add(outcome: Outcome, r: Reading, mining_h: float, other_h: float, seen_h: 
 def _shed(target: DrTarget, candidates: list[tuple[Reading, Candidate]], keys: list[str], prices: Prices, pue: float,
           period: Period) -> None:
     """Demand response in the backtest: the cheapest cover of what the target asks, among the miners the
-    strategy runs (the live stage also keeps a target's shed miners asleep while it lasts)."""
+    strategy runs, as live: an always-on miner is never shed, a shed-whole group is one item (the live stage
+    also keeps a target's shed miners asleep while it lasts)."""
     margin = Rules()
     running = [i for i, key in enumerate(keys) if key != SLEEP]
-    items = [(profit_h(candidates[i][1], RUN, prices, margin) - profit_h(candidates[i][1], SLEEP, prices, margin),
-              candidates[i][1].runs[0][2] - candidates[i][1].sleep_kw) for i in running]
+    items: list[tuple[float, float]] = []
+    members: list[list[int]] = []
+    by_group: dict[str, int] = {}
+    for i in running:
+        c = candidates[i][1]
+        if c.always_on:
+            continue
+        cost, kw = profit_h(c, RUN, prices, margin) - profit_h(c, SLEEP, prices, margin), c.runs[0][2] - c.sleep_kw
+        if c.group is not None and c.group in by_group:
+            j = by_group[c.group]
+            items[j] = (items[j][0] + cost, items[j][1] + kw)
+            members[j].append(i)
+            continue
+        if c.group is not None:
+            by_group[c.group] = len(items)
+        items.append((cost, kw))
+        members.append([i])
     if target.limit_kw is not None:
         drawn = sum(candidates[i][1].runs[0][2] for i in running)
         others = sum(r.other_w * pue / 1000 for r in period.readings if r.mining_s <= 0)
@@ -245,7 +268,8 @@ def _shed(target: DrTarget, candidates: list[tuple[Reading, Candidate]], keys: l
     if need <= 0:
         return
     for item in min_cost_cover(items, need).chosen:
-        keys[running[item]] = SLEEP
+        for i in members[item]:
+            keys[i] = SLEEP
 
 
 def _dt(ts: int) -> datetime:

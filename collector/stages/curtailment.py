@@ -36,7 +36,7 @@ import yaml
 from pydantic import ValidationError
 
 from collector.cycle import Cycle, MinersPart
-from collector.layout import SiteLayout
+from collector.layout import SiteLayout, curtailment_groups
 from collector.sources.live_inputs import LiveInputs
 from collector.stages import cost_engine
 from collector.stages.curtailment_rules import (
@@ -438,12 +438,7 @@ class CurtailmentStage:
         groups = self.config.groups
         if not groups.always_on and not groups.shed_whole:
             return False, None
-        place = self.layout.place(sample)
-        names: set[str] = set()
-        if place is not None:
-            names = {*place.groups, *(n for n in (place.container, place.row, place.rack) if n)}
-        return (any(name in names for name in groups.always_on),
-                next((name for name in groups.shed_whole if name in names), None))
+        return curtailment_groups(self.layout.place(sample), groups.always_on, groups.shed_whole)
 
     # -- the plan -------------------------------------------------------------------------------
 

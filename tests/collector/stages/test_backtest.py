@@ -98,6 +98,17 @@ def test_no_share_of_the_bill_is_given_when_the_bill_is_not_positive(night):
     assert result.cost_saved_pct is None and result.as_dict()["cost_saved_pct"] is None
 
 
+def test_demand_response_keeps_the_live_groups():
+    target = DrTarget(shed_kw=3.0, start="1970-01-01T20:00:00Z", end="1970-01-01T22:00:00Z")
+    rules = Rules(strategy="strike", strike_usd_kwh=10)
+    # A and B on one feeder shed whole: the 3 kW take both (6.5 kW) for the two hours.
+    whole = replay(periods(0), hourly(0), Strategy("dr", rules, (target,), groups=lambda m: (False, "feeder")))
+    assert whole.energy_saved_kwh == pytest.approx(6.5 * 2)
+    # A always on: B (3.5 kW) is shed instead.
+    kept = replay(periods(0), hourly(0), Strategy("dr", rules, (target,), groups=lambda m: (m == "A", None)))
+    assert kept.energy_saved_kwh == pytest.approx(3.5 * 2)
+
+
 def test_periods_without_a_price_are_counted_not_invented():
     result = replay(periods(0), PriceSeries([3600 * 24], [0.03], max_hold_s=3600), Strategy("margin", Rules()))
     assert result.periods == 12 and result.periods_without_price == 48 * 12 - 12
@@ -207,6 +218,15 @@ def test_a_site_without_history_is_told_so_before_any_word_about_prices(tmp_path
     done = subprocess.run([HASHFLEET, "backtest", "--config", str(tmp_path / "one.yaml"), "--site", "nosuch"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and "no history of site 'nosuch' in the last 30d" in done.stderr, done.stderr
+
+
+def test_an_always_on_group_of_the_layout_is_never_slept(tmp_path, start):
+    env = local_history(tmp_path, history_lines(start))
+    config = write_config(tmp_path, layout={"miners": {"A": {"groups": ["keep"]}}},
+                          curtailment={"groups": {"always_on": ["keep"]}})
+    result = run_backtest(["--config", config, "--prices", prices_csv(tmp_path, start), "--strategy", "strike:0.10"], env)
+    # Only B sleeps the four 0.40 hours: 3.5 kW x 4 h.
+    assert result["energy_saved_kwh"] == pytest.approx(3.5 * 4, rel=0.01) and result["sleeps"] == 1
 
 
 def test_a_demand_response_target_without_a_start_is_refused_not_spread_over_the_past(tmp_path, start):
