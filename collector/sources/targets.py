@@ -4,6 +4,8 @@
   "127.0.0.1:14028"     one miner on another port (simulators, port forwards)
   "10.0.1.0/24"         a range: scanned, and only the addresses that answer are polled
   "miners.site.local"   a DNS name: every address it resolves to (docker compose replicas)
+
+IPv4 only: an IPv6 address or range is a usage error, and names resolve to IPv4 addresses.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from dataclasses import dataclass
 
 CGMINER_PORT = 4028
 MAX_SCAN_ADDRESSES = 1 << 16  # a /16; larger ranges are almost certainly a typo
+# Miners' APIs are reached over IPv4 (names resolve to IPv4 addresses); an IPv6 address ended in a
+# traceback inside pyasic's identification.
+IPV6 = "an IPv6 address: miners are polled over IPv4 (give its IPv4 address or a name that resolves to one)"
 
 
 @dataclass(frozen=True, order=True)
@@ -59,15 +64,21 @@ def parse_spec(text: str) -> Spec:
             net = ipaddress.ip_network(text, strict=False)
         except ValueError as e:
             raise TargetError(f"{text!r}: not a CIDR range ({e})") from None
+        if net.version == 6:
+            raise TargetError(f"{text!r}: {IPV6}")
         if net.num_addresses > MAX_SCAN_ADDRESSES:
             raise TargetError(f"{text!r}: {net.num_addresses} addresses is more than a /16; split the range")
         return Spec(str(net), "range")
+    if text.startswith("["):  # [v6]:port
+        raise TargetError(f"{text!r}: {IPV6}")
     host, port = _split_port(text)
     try:
-        ipaddress.ip_address(host)
-        return Spec(host, "address", port)
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return Spec(host, "name", port)
+    if ip.version == 6:
+        raise TargetError(f"{text!r}: {IPV6}")
+    return Spec(host, "address", port)
 
 
 def parse_specs(texts: list[str]) -> list[Spec]:

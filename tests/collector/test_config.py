@@ -63,6 +63,15 @@ def test_bad_miner_address_is_a_config_error(tmp_path):
     assert result.returncode == 2 and "10.0.0.1:99999" in result.stderr and "out of range" in result.stderr
 
 
+@pytest.mark.parametrize("address", ["::1", "[::1]:4028", "fe80::/120"])
+@pytest.mark.parametrize("command", [("collect", "--cycles", "1", "--miners"), ("poll",), ("scan",)])
+def test_an_ipv6_address_is_a_usage_error_not_a_traceback(command, address):
+    # Polling is IPv4 (names resolve to IPv4 addresses): `::1` ended in a traceback inside pyasic's identification.
+    result = run(*command, address)
+    assert result.returncode == 2 and "an IPv6 address" in result.stderr and address in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_secret_token_never_appears_in_errors(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("influx: {url: 'http://x:8086', token: [hunter2-secret], org: o}\n")
