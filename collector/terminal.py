@@ -40,7 +40,10 @@ def fleet_table(samples: list[MinerSample]) -> Table:
     table.add_column("TH/s", justify="right", footer=_fmt(hashrate))
     table.add_column("TH/s avg", justify="right")
     table.add_column("W", justify="right", footer=_fmt(power, 0))
-    table.add_column("J/TH", justify="right", footer=_fmt(power / hashrate if hashrate else None))
+    # As the cost's: idle miners' draw counts, a miner with no power reading is left out (it is no 0 W).
+    known = [(s.power_w, s.hashrate_ths or 0) for s in samples if s.power_w is not None]
+    known_ths = sum(ths for _, ths in known)
+    table.add_column("J/TH", justify="right", footer=_fmt(sum(w for w, _ in known) / known_ths if known_ths else None))
     table.add_column("chip °C", justify="right",
                      footer=_fmt(max((s.temp_chip_max_c for s in samples if s.temp_chip_max_c is not None), default=None), 0))
     table.add_column("note")

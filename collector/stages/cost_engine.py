@@ -249,6 +249,7 @@ def _derive(
     totals: Mapping[str, float | None],
     stale: Sequence[str],
     missing: Sequence[str],
+    efficiency: float | None,
 ) -> CostSample:
     power_usd = sums["energy_usd_day"] + sums["demand_usd_day"] - sums["curtailment_credit_usd_day"]
     cash_usd = power_usd + sums["opex_usd_day"]
@@ -264,7 +265,7 @@ def _derive(
         miner=miner,
         ts=ts,
         **{name: sums[name] for name in _ADDITIVE_RATES},
-        efficiency_j_th=_per(sums["power_w"], hashrate),
+        efficiency_j_th=efficiency,
         hashprice_usd_ph_day=hashprice,
         hashcost_usd_ph_day=_per(power_usd, hashrate / 1000),
         power_price_usd_kwh=power_price,
@@ -336,10 +337,12 @@ def miner_cost(
     totals: what it really used, spent and mined (today, this month), as `with_totals` adds them."""
     price = power_price_at(economics, now, live_price)
     flows = miner_flows(sample, economics, network, now, fixed_share)
+    # Unknown power counts as 0 in the sums, never in the efficiency: 0 J/TH would be the best miner there is.
+    efficiency = None if flows.missing else _per(flows.power_w, flows.hashrate_ths)
     return _derive(
         CostScope.MINER, sample.site, sample.miner, now, network_hashprice(network), price.usd_per_kwh,
         _rate_sums(flows, economics, network, price), _totals_fields(*totals) if totals else {},
-        _stale_inputs(network, price), flows.missing,
+        _stale_inputs(network, price), flows.missing, efficiency,
     )
 
 
@@ -356,6 +359,10 @@ class Rollup:
         self._hashprice = 0.0
         self._stale: set[str] = set()
         self._missing: set[str] = set()
+        # The efficiency's sums: the children whose readings are all known (idle ones' draw included); a site
+        # with some unknown: its J/TH taken for its whole hashrate. Unknown power is no 0 W in a J/TH.
+        self._eff_w = 0.0
+        self._eff_ths = 0.0
 
     def add(self, child: CostSample) -> None:
         if not self.children:
@@ -372,6 +379,12 @@ class Rollup:
         self._prices.add(child.power_price_usd_kwh)
         self._stale.update(child.stale_inputs)
         self._missing.update(child.missing_inputs)
+        if not child.missing_inputs:
+            self._eff_w += child.power_w
+            self._eff_ths += child.hashrate_ths
+        elif child.efficiency_j_th is not None:
+            self._eff_w += child.efficiency_j_th * child.hashrate_ths
+            self._eff_ths += child.hashrate_ths
 
     def result(self, scope: CostScope, site: str | None, ts: datetime) -> CostSample:
         """Every ratio recomputed from the sums (never an average of ratios)."""
@@ -383,7 +396,8 @@ class Rollup:
         else:
             power_price = next(iter(self._prices)) if len(self._prices) == 1 else None
         totals = self._totals if self._all_have_totals else {}
-        return _derive(scope, site, None, ts, self._hashprice, power_price, sums, totals, self._stale, self._missing)
+        return _derive(scope, site, None, ts, self._hashprice, power_price, sums, totals, self._stale, self._missing,
+                       _per(self._eff_w, self._eff_ths))
 
 
 def rollup(children: Sequence[CostSample], scope: CostScope, site: str | None, ts: datetime) -> CostSample:
@@ -432,7 +446,7 @@ def empty_site_cost(site: str, economics: SiteEconomics, network: NetworkState, 
     price = power_price_at(economics, now, live_price)
     return _derive(
         CostScope.SITE, site, None, now, network_hashprice(network), price.usd_per_kwh,
-        _rate_sums(None, economics, network, price), {}, _stale_inputs(network, price), (),
+        _rate_sums(None, economics, network, price), {}, _stale_inputs(network, price), (), None,
     )
 
 

@@ -225,6 +225,21 @@ def test_mining_miner_without_power_reading_is_flagged_incomplete() -> None:
     assert c.fields()["incomplete"] == 1.0
 
 
+def test_the_efficiency_is_of_the_miners_whose_power_and_hashrate_were_both_read() -> None:
+    # Unknown power counts as 0 W in the sums (flagged incomplete), never as 0 J/TH: that would be the
+    # best miner there is, and it halved the site's J/TH below any one miner's.
+    blind = miner_cost(miner("blind", power_w=None), FLAT, NETWORK, T0)
+    assert blind.efficiency_j_th is None and blind.power_w == 0
+    site = site_cost("s1", [miner("a", hashrate_ths=200, power_w=3500), miner("blind", power_w=None),
+                            miner("off", state=MinerState.SOFT_OFF, hashrate_ths=0, power_w=60)], FLAT, NETWORK, T0).site
+    assert site.efficiency_j_th == pytest.approx((3500 + 60) / 200)  # the idle miner's draw counts, as before
+    assert site.hashrate_ths == 400 and site.missing_inputs == ["power_w"]  # the sums as before
+    other = site_cost("s2", [miner("b", site="s2", hashrate_ths=100, power_w=3000)], FLAT, NETWORK, T0).site
+    # the fleet: a site with a blind miner at its J/TH for all its hashrate, the others' watts as they are
+    assert fleet_cost([site, other], T0).efficiency_j_th == pytest.approx((17.8 * 400 + 3000) / 500)
+    assert site_cost("s3", [miner("blind", site="s3", power_w=None)], FLAT, NETWORK, T0).site.efficiency_j_th is None
+
+
 def test_idle_and_error_states() -> None:
     idle = miner_cost(miner(state=MinerState.IDLE, hashrate_ths=5.0, power_w=300), FLAT, NETWORK, T0)
     assert idle.btc_per_day == 0 and idle.energy_kwh_day == pytest.approx(7.2)
@@ -693,3 +708,14 @@ def test_totals_that_are_not_finite_are_never_saved(tmp_path) -> None:
     with pytest.raises(totals_store.UnusableTotals, match="energy_kwh = inf"):
         totals_store.save(tmp_path / "t.json", poisoned)
     assert not (tmp_path / "t.json").exists()
+
+
+def test_the_poll_tables_fleet_efficiency_leaves_out_a_miner_with_no_power_reading() -> None:
+    from rich.console import Console
+
+    from collector.terminal import fleet_table
+
+    console = Console(width=200, record=True)
+    console.print(fleet_table([miner("a", hashrate_ths=200, power_w=3500), miner("blind", hashrate_ths=150, power_w=None)]))
+    footer = next(line for line in console.export_text().splitlines() if "fleet" in line)
+    assert " 17.5 " in footer  # 3,500 W / 200 TH/s (counted as 0 W it read 10.0)
