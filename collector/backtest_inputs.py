@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import median
 from urllib.parse import urlencode
 
 import urllib3
@@ -28,6 +29,7 @@ from collector.history import spool_points
 from collector.influx_query import InfluxQueryError, rows
 from collector.redact import redact_url
 from collector.stages.backtest import Period, PriceSeries, Reading
+from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S
 from models import InfluxConfig, schema
 from models.base import read_capped
 
@@ -114,57 +116,109 @@ def _time(text: str) -> int:
 
 @dataclass(slots=True)
 class _Acc:
-    seen: int = 0
-    mining: int = 0
-    ths: float = 0.0
-    w: float = 0.0
-    other: int = 0
-    other_w: float = 0.0
+    """One miner's readings in a bucket, each weighed by the seconds it stands for."""
+
+    seen_s: float = 0.0
+    mining_s: float = 0.0
+    ths_s: float = 0.0  # TH/s x seconds mining
+    w_s: float = 0.0  # W x seconds mining
+    other_s: float = 0.0
+    other_w_s: float = 0.0  # W x seconds read but not mining
 
 
 class _Buckets:
     """Per-miner readings summed into buckets; a bucket becomes a Period once time has moved past it."""
 
-    def __init__(self, resolution_s: int, interval_s: float) -> None:
+    def __init__(self, resolution_s: int) -> None:
         self.resolution = resolution_s
-        self.interval = interval_s
         self.miners: dict[int, dict[str, _Acc]] = defaultdict(dict)
         self.network: dict[int, tuple[float, float]] = {}
-        self.prices: list[tuple[int, float]] = []
+        self.spans: dict[int, list[float]] = {}  # bucket -> [from, to]: the time its readings stand for
         self._last_network: tuple[float, float] | None = None
 
     def bucket(self, ts: int) -> int:
         return ts - ts % self.resolution
 
-    def miner(self, ts: int, miner: str, state: str | None, ths: float | None, w: float | None) -> None:
-        acc = self.miners[self.bucket(ts)].get(miner)
+    def miner(self, ts: int, miner: str, state: str | None, ths: float | None, w: float | None,
+              seconds: float) -> None:
+        """One reading at `ts` that stands for `seconds` from then (an offline one for none)."""
+        b = self.bucket(ts)
+        acc = self.miners[b].get(miner)
         if acc is None:
-            acc = self.miners[self.bucket(ts)][miner] = _Acc()
-        if state in (None, "offline"):
+            acc = self.miners[b][miner] = _Acc()
+        if state in (None, "offline") or seconds <= 0:
             return
-        acc.seen += 1
+        acc.seen_s += seconds
         if state == "mining" and ths and w:
-            acc.mining += 1
-            acc.ths += ths
-            acc.w += w
+            acc.mining_s += seconds
+            acc.ths_s += ths * seconds
+            acc.w_s += w * seconds
         elif w is not None:
-            acc.other += 1
-            acc.other_w += w
+            acc.other_s += seconds
+            acc.other_w_s += w * seconds
+        span = self.spans.get(b)
+        if span is None:
+            self.spans[b] = [ts, ts + seconds]
+        else:
+            span[0], span[1] = min(span[0], ts), max(span[1], ts + seconds)
 
     def periods(self, before: int | None = None) -> Iterator[Period]:
         """The finished buckets (all when `before` is None), oldest first."""
         for start in sorted(b for b in self.miners if before is None or b + self.resolution <= before):
             accs = self.miners.pop(start)
+            span = self.spans.pop(start, None)
             network = self.network.pop(start, None) or self._last_network
             if network is None:
                 continue
             self._last_network = network
             readings = tuple(
-                Reading(miner, min(self.resolution, a.seen * self.interval), min(self.resolution, a.mining * self.interval),
-                        a.ths / a.mining if a.mining else 0.0, a.w / a.mining if a.mining else 0.0,
-                        a.other_w / a.other if a.other else 0.0)
-                for miner, a in accs.items() if a.seen)
-            yield Period(start, float(self.resolution), network[0], network[1], readings)
+                Reading(miner, a.seen_s, a.mining_s, a.ths_s / a.mining_s if a.mining_s else 0.0,
+                        a.w_s / a.mining_s if a.mining_s else 0.0, a.other_w_s / a.other_s if a.other_s else 0.0)
+                for miner, a in accs.items() if a.seen_s > 0)
+            yield Period(start, float(self.resolution), network[0], network[1], readings,
+                         None if span is None else (span[0], span[1]))
+
+
+class _Weights:
+    """What each stored reading of the local spool stands for, from the timestamps (not the config's
+    interval, which the history may not have been collected at): the time until that miner's next
+    reading, as the collector's cost stage integrates; a gap over MAX_INTEGRATION_GAP_S (the collector
+    was down) counts one cycle step, and so does a miner's last reading. The cycle step is the site's
+    last observed spacing between cycles (one at most MAX_INTEGRATION_GAP_S apart), `interval_s` only
+    while none is known. Readings arrive in time order; each waits for its miner's next one."""
+
+    def __init__(self, buckets: _Buckets, interval_s: float) -> None:
+        self.buckets = buckets
+        self.step: float | None = None
+        self.fallback = interval_s
+        self._last_cycle: int | None = None
+        self.pending: dict[str, tuple[int, str | None, float | None, float | None]] = {}
+
+    def reading(self, ts: int, miner: str, state: str | None, ths: float | None, w: float | None) -> None:
+        if self._last_cycle is not None and 0 < ts - self._last_cycle <= MAX_INTEGRATION_GAP_S:
+            self.step = float(ts - self._last_cycle)
+        if self._last_cycle is None or ts > self._last_cycle:
+            self._last_cycle = ts
+        before = self.pending.get(miner)
+        if before is not None and ts < before[0]:  # out of order: it stands for one step of its own
+            self._add(miner, (ts, state, ths, w), None)
+            return
+        if before is not None:
+            self._add(miner, before, ts)
+        self.pending[miner] = (ts, state, ths, w)
+
+    def settle(self, before: int | None = None) -> None:
+        """Weigh the readings older than `before` (all when None) that no next reading can follow within
+        MAX_INTEGRATION_GAP_S: each stands for one step."""
+        for miner in [m for m, r in self.pending.items() if before is None or r[0] < before]:
+            self._add(miner, self.pending.pop(miner), None)
+
+    def _add(self, miner: str, reading: tuple[int, str | None, float | None, float | None], until: int | None) -> None:
+        ts, state, ths, w = reading
+        step = self.step if self.step is not None else self.fallback
+        gap = None if until is None else until - ts
+        seconds = gap if gap is not None and gap <= MAX_INTEGRATION_GAP_S else step if gap is None else min(gap, step)
+        self.buckets.miner(ts, miner, state, ths, w, seconds)
 
 
 def local_prices(directory: Path, site: str, start: int, end: int) -> list[tuple[int, float]]:
@@ -181,22 +235,26 @@ def local_prices(directory: Path, site: str, start: int, end: int) -> list[tuple
 def local_periods(directory: Path, site: str, start: int, end: int, resolution_s: int,
                   interval_s: float) -> Iterator[Period]:
     """Periods from the local spool, streamed: batches are in time order, so a bucket is done once the
-    history has moved a bucket past it."""
-    buckets = _Buckets(resolution_s, interval_s)
+    history has moved past it by a bucket and by MAX_INTEGRATION_GAP_S (its readings' weights known)."""
+    buckets = _Buckets(resolution_s)
+    weights = _Weights(buckets, interval_s)
     newest = 0
     for p in spool_points(directory, start, (schema.MINER.name, schema.NETWORK.name)):
         if not start <= p.time <= end or p.tags.get("site") != site:
             continue
         if p.measurement == schema.MINER.name:
-            buckets.miner(p.time, p.tags.get("miner", "?"), _str(p.fields.get("state")),
-                          _num(p.fields.get("hashrate_ths")), _num(p.fields.get("power_w")))
+            weights.reading(p.time, p.tags.get("miner", "?"), _str(p.fields.get("state")),
+                            _num(p.fields.get("hashrate_ths")), _num(p.fields.get("power_w")))
         else:
             hashprice, btc = _num(p.fields.get("hashprice_usd_ph_day")), _num(p.fields.get("btc_price_usd"))
             if hashprice is not None and btc:
                 buckets.network[buckets.bucket(p.time)] = (hashprice, btc)
         if p.time > newest:
             newest = p.time
-            yield from buckets.periods(before=newest - resolution_s)
+            before = newest - max(resolution_s, MAX_INTEGRATION_GAP_S)
+            weights.settle(before)
+            yield from buckets.periods(before=before)
+    weights.settle()
     yield from buckets.periods()
 
 
@@ -255,28 +313,58 @@ class InfluxHistory:
 
     def periods(self, site: str, start: int, end: int, resolution_s: int, interval_s: float,
                 prices: list[tuple[int, float]]) -> Iterator[Period]:
-        """Periods a day at a time; the stored power prices are appended to `prices` as they are read."""
+        """Periods a day at a time; the stored power prices are appended to `prices` as they are read.
+
+        InfluxDB answers counts of readings per bucket; each counts for the miner's cycle step in that
+        bucket, measured from the timestamps (the median time between its readings, gaps over
+        MAX_INTEGRATION_GAP_S left out), not the config's interval_s, which the history may not have been
+        collected at. A bucket without a measured step takes the median of the day's, else the last day's,
+        else interval_s. Exact for any constant interval and for an interval changed between buckets;
+        within a bucket, readings missed while the collector was down are simply not counted."""
         where = f"InfluxDB at {redact_url(self.config.url)}"
         where_site = f"\"site\" = '{_quote(site)}'"
         group = f"GROUP BY time({resolution_s}s), \"miner\" fill(none)"
+        price_step = min(resolution_s, 300)  # a price change inside a coarse period is seen (to 5 minutes)
         for t0 in range(start - start % resolution_s, end, self.CHUNK_S):
             t1 = min(end, t0 + self.CHUNK_S)
             when = f"time >= {t0}s AND time < {t1}s"
-            buckets = _Buckets(resolution_s, interval_s)
+            buckets = _Buckets(resolution_s)
             m = schema.MINER.name
+            steps: dict[tuple[int, str], float] = {}
+            try:  # a subquery with elapsed(): InfluxDB 1.x and 2.x; a server without them counts interval_s
+                answer = self.query(f'SELECT median("e") AS "step" FROM (SELECT elapsed("up", 1s) AS "e" FROM "{m}" '
+                                    f'WHERE {where_site} AND {when} GROUP BY "miner") WHERE "e" > 0 AND '
+                                    f'"e" <= {MAX_INTEGRATION_GAP_S} {group}')
+            except InfluxQueryError as e:
+                if not self._warned:
+                    log.warning("%s: the cycle step cannot be measured (%s); each reading counts interval_s", where, e)
+                    self._warned = True
+                answer = []
+            for row in answer:
+                step = _mean(row, "step", where)
+                if 0 < step <= MAX_INTEGRATION_GAP_S:
+                    steps[(_ts(row, where), _tag(row, "miner", where))] = step
+            if steps:
+                self._step = median(steps.values())
+            fallback = self._step if self._step is not None else interval_s
+
+            def seconds(row: dict, n: int) -> float:
+                step = steps.get((_ts(row, where), _tag(row, "miner", where)), fallback)
+                return min(n * step, max(resolution_s, step))
+
             for row in self.query(f'SELECT count("up") AS "n" FROM "{m}" WHERE {where_site} AND "up" = 1 AND {when} {group}'):
                 acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
-                acc.seen = _count(row, "n", where)
+                acc.seen_s = seconds(row, _count(row, "n", where))
             for row in self.query(f'SELECT count("hashrate_ths") AS "n", mean("hashrate_ths") AS "ths", mean("power_w") AS "w" '
                                   f'FROM "{m}" WHERE {where_site} AND "hashrate_ths" > 0 AND {when} {group}'):
                 acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
-                n = _count(row, "n", where)
-                acc.mining, acc.ths, acc.w = n, _mean(row, "ths", where) * n, _mean(row, "w", where) * n
+                acc.mining_s = seconds(row, _count(row, "n", where))
+                acc.ths_s, acc.w_s = _mean(row, "ths", where) * acc.mining_s, _mean(row, "w", where) * acc.mining_s
             for row in self.query(f'SELECT count("power_w") AS "n", mean("power_w") AS "w" FROM "{m}" WHERE {where_site} '
                                   f'AND "up" = 1 AND "hashrate_ths" = 0 AND {when} {group}'):
                 acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
-                n = _count(row, "n", where)
-                acc.other, acc.other_w = n, _mean(row, "w", where) * n
+                acc.other_s = seconds(row, _count(row, "n", where))
+                acc.other_w_s = _mean(row, "w", where) * acc.other_s
             for row in self.query(f'SELECT last("hashprice_usd_ph_day") AS "hashprice", last("btc_price_usd") AS "btc" '
                                   f'FROM "{schema.NETWORK.name}" WHERE {where_site} AND {when} '
                                   f'GROUP BY time({resolution_s}s) fill(none)'):
@@ -284,7 +372,7 @@ class InfluxHistory:
                 if hashprice is not None and btc:
                     buckets.network[_ts(row, where)] = (hashprice, btc)
             for row in self.query(f'SELECT mean("usd_per_kwh") AS "price" FROM "{schema.POWER_PRICE.name}" WHERE '
-                                  f'{where_site} AND "stale" = 0 AND {when} GROUP BY time({resolution_s}s) fill(none)'):
+                                  f'{where_site} AND "stale" = 0 AND {when} GROUP BY time({price_step}s) fill(none)'):
                 price = _num(row.get("price"))
                 if price is not None:
                     prices.append((_ts(row, where), price))
@@ -292,6 +380,8 @@ class InfluxHistory:
             yield from buckets.periods()
             self._last_network = buckets._last_network
 
+    _step: float | None = None  # the last day's median cycle step
+    _warned = False
     _last_network: tuple[float, float] | None = None
 
 

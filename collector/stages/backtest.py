@@ -50,6 +50,9 @@ class Period:
     hashprice_usd_ph_day: float  # gross, from the `network` points
     btc_price_usd: float
     readings: tuple[Reading, ...]
+    # (from, to): the time its readings stand for, when known (the local spool); else the whole period.
+    # The period is priced over this span, its readings shared out evenly over it.
+    span: tuple[float, float] | None = None
 
 
 class PriceSeries:
@@ -68,6 +71,26 @@ class PriceSeries:
         if i < 0 or ts - self.times[i] >= self.max_hold_s:
             return None
         return self.prices[i]
+
+    def segments(self, start: float, end: float) -> list[tuple[float, float, float]]:
+        """The prices over [start, end), as (from, to, $/kWh) in time order, split where the price changes.
+        Time with no price in force is left out, but when none is in force at `start` the first price
+        within the span covers the time before it too. A span of no length: the price at `start`."""
+        if end <= start:
+            price = self.at(start)
+            return [] if price is None else [(start, start, price)]
+        out: list[tuple[float, float, float]] = []
+        i = max(0, bisect_right(self.times, start) - 1)
+        while i < len(self.times) and self.times[i] < end:
+            t0 = max(start, self.times[i])
+            t1 = min(end, self.times[i] + self.max_hold_s,
+                     self.times[i + 1] if i + 1 < len(self.times) else math.inf)
+            if t1 > t0:
+                out.append((t0, t1, self.prices[i]))
+            i += 1
+        if out and out[0][0] > start:
+            out[0] = (start, out[0][1], out[0][2])
+        return out
 
     def __len__(self) -> int:
         return len(self.times)
@@ -166,61 +189,77 @@ def replay(periods: Iterable[Period], prices: PriceSeries, strategy: Strategy, *
     miners: set[str] = set()
     placed: dict[str, tuple[bool, str | None]] = {}
     net = 1 - pool_fee_pct / 100
-    for period in periods:
-        price = prices.at(period.ts)
-        if price is None or not math.isfinite(price):
+    for whole in periods:
+        span_from, span_to = whole.span if whole.span is not None else (whole.ts, whole.ts + whole.seconds)
+        parts = [part for part in prices.segments(span_from, span_to) if math.isfinite(part[2])]
+        if not parts:
             result.periods_without_price += 1
             continue
         result.periods += 1
-        result.start = period.ts if result.start is None else result.start
-        result.end = int(period.ts + period.seconds)
-        revenue_th_h = period.hashprice_usd_ph_day / 1000 / 24 * net
-        p = Prices(price, revenue_th_h)
-        # the strategy decides for each miner that mined in this period
-        candidates: list[tuple[Reading, Candidate]] = []
-        for r in period.readings:
-            miners.add(r.miner)
-            if r.mining_s <= 0 or r.ths <= 0:
-                continue
-            m = measured.get(r.miner)
-            ths, w = (m[1] / m[0], m[2] / m[0]) if m and m[0] else (r.ths, r.w)
-            option = state.setdefault(r.miner, [RUN, math.inf])
-            idle_kw = r.other_w * pue / 1000
-            place = placed.get(r.miner)
-            if place is None:
-                place = placed[r.miner] = strategy.groups(r.miner)
-            candidates.append((r, Candidate(r.miner, ((RUN, ths, w * pue / 1000),), idle_kw, option[0], option[1],
-                                            *place)))
-        keys = [decide(c, p, strategy.rules).key for _, c in candidates]
-        target = next((t for t in strategy.dr_targets if t.active(_dt(period.ts))), None)
-        if target is not None:
-            _shed(target, candidates, keys, p, pue, period)
-        # count what happened and what the strategy would have made of it
-        for r in period.readings:
-            seen_h, mining_h = r.seen_s / 3600, r.mining_s / 3600
-            other_h = max(0.0, seen_h - mining_h)
-            _add(result.actual, r, mining_h, other_h, seen_h, price, revenue_th_h, period.btc_price_usd, pue)
-        for (r, c), key in zip(candidates, keys):
-            option = state[r.miner]
-            if key != option[0]:
-                if key == SLEEP:
-                    result.sleeps += 1
-                option[0], option[1] = key, 0.0
-            option[1] += period.seconds
-            if r.mining_s > 0 and key == RUN:
-                m = measured.setdefault(r.miner, [0.0, 0.0, 0.0])
-                m[0] += r.mining_s
-                m[1] += r.ths * r.mining_s
-                m[2] += r.w * r.mining_s
-        asleep = {c.miner for (_, c), key in zip(candidates, keys) if key == SLEEP}
-        for r in period.readings:
-            seen_h, mining_h = r.seen_s / 3600, r.mining_s / 3600
-            other_h = max(0.0, seen_h - mining_h)
-            if r.miner in asleep:
-                other_h, mining_h = seen_h, 0.0  # it idles where it mined
-            _add(result.with_strategy, r, mining_h, other_h, seen_h, price, revenue_th_h, period.btc_price_usd, pue)
+        result.start = whole.ts if result.start is None else result.start
+        result.end = int(whole.ts + whole.seconds)
+        length = span_to - span_from
+        for t0, t1, price in parts:
+            # a period where the price changes is replayed a part at a time, its readings shared out by time
+            share = (t1 - t0) / length if length > 0 else 1.0
+            period = whole if share == 1.0 else Period(
+                int(t0), whole.seconds * share, whole.hashprice_usd_ph_day, whole.btc_price_usd,
+                tuple(Reading(r.miner, r.seen_s * share, r.mining_s * share, r.ths, r.w, r.other_w)
+                      for r in whole.readings))
+            _replay_part(period, price, strategy, result, state, measured, miners, placed, net, pue)
     result.miners = len(miners)
     return result
+
+
+def _replay_part(period: Period, price: float, strategy: Strategy, result: BacktestResult, state: dict[str, list],
+                 measured: dict[str, list[float]], miners: set[str], placed: dict[str, tuple[bool, str | None]],
+                 net: float, pue: float) -> None:
+    """One period (or the part of one at one price): the strategy decides, both outcomes are counted."""
+    revenue_th_h = period.hashprice_usd_ph_day / 1000 / 24 * net
+    p = Prices(price, revenue_th_h)
+    # the strategy decides for each miner that mined in this period
+    candidates: list[tuple[Reading, Candidate]] = []
+    for r in period.readings:
+        miners.add(r.miner)
+        if r.mining_s <= 0 or r.ths <= 0:
+            continue
+        m = measured.get(r.miner)
+        ths, w = (m[1] / m[0], m[2] / m[0]) if m and m[0] else (r.ths, r.w)
+        option = state.setdefault(r.miner, [RUN, math.inf])
+        idle_kw = r.other_w * pue / 1000
+        place = placed.get(r.miner)
+        if place is None:
+            place = placed[r.miner] = strategy.groups(r.miner)
+        candidates.append((r, Candidate(r.miner, ((RUN, ths, w * pue / 1000),), idle_kw, option[0], option[1],
+                                        *place)))
+    keys = [decide(c, p, strategy.rules).key for _, c in candidates]
+    target = next((t for t in strategy.dr_targets if t.active(_dt(period.ts))), None)
+    if target is not None:
+        _shed(target, candidates, keys, p, pue, period)
+    # count what happened and what the strategy would have made of it
+    for r in period.readings:
+        seen_h, mining_h = r.seen_s / 3600, r.mining_s / 3600
+        other_h = max(0.0, seen_h - mining_h)
+        _add(result.actual, r, mining_h, other_h, seen_h, price, revenue_th_h, period.btc_price_usd, pue)
+    for (r, c), key in zip(candidates, keys):
+        option = state[r.miner]
+        if key != option[0]:
+            if key == SLEEP:
+                result.sleeps += 1
+            option[0], option[1] = key, 0.0
+        option[1] += period.seconds
+        if r.mining_s > 0 and key == RUN:
+            m = measured.setdefault(r.miner, [0.0, 0.0, 0.0])
+            m[0] += r.mining_s
+            m[1] += r.ths * r.mining_s
+            m[2] += r.w * r.mining_s
+    asleep = {c.miner for (_, c), key in zip(candidates, keys) if key == SLEEP}
+    for r in period.readings:
+        seen_h, mining_h = r.seen_s / 3600, r.mining_s / 3600
+        other_h = max(0.0, seen_h - mining_h)
+        if r.miner in asleep:
+            other_h, mining_h = seen_h, 0.0  # it idles where it mined
+        _add(result.with_strategy, r, mining_h, other_h, seen_h, price, revenue_th_h, period.btc_price_usd, pue)
 
 
 def _add(outcome: Outcome, r: Reading, mining_h: float, other_h: float, seen_h: float, price: float,

@@ -197,10 +197,9 @@ def test_a_short_history_is_reported_as_it_is(tmp_path):
     t0 = now - 300
     if (t0 + 120) // 86400 != t0 // 86400:  # three cycles in one UTC day: one period of a day
         t0 -= 300
-    day = t0 - t0 % 86400
     env = local_history(tmp_path, history_lines(t0)[:9])  # 3 cycles of A, B and the network
     prices = tmp_path / "day.csv"
-    prices.write_text(f"time,usd_per_kwh\n{day - 60},0.03\n")
+    prices.write_text(f"time,usd_per_kwh\n{t0 - 60},0.03\n")  # in force over the three cycles
     args = ["backtest", "--config", write_config(tmp_path), "--prices", str(prices), "--resolution", "1440m"]
     done = subprocess.run([HASHFLEET, *args, "--json"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
@@ -327,3 +326,104 @@ def test_a_resolution_under_a_second_is_a_usage_error_worded_as_the_help(tmp_pat
     assert "--resolution '0.001m'" in done.stderr and "e.g. 1m, 5m or 1h" in done.stderr
     helped = subprocess.run([HASHFLEET, "backtest", "--help"], capture_output=True, text=True, timeout=60, env=env)
     assert "e.g. 1m, 5m or 1h" in " ".join(helped.stdout.replace("│", " ").split())
+
+
+# --- what a stored reading stands for, and how a period is priced ----------------------------------
+
+def test_a_price_change_inside_a_period_prices_each_part_of_it():
+    # One hour-long period of A and B; the price is 0.03 but 0.40 from its half hour: at strike 0.10 both
+    # sleep that half hour (6.5 kW x 0.5 h = 3.25 kWh, 1.30 $), as 5-minute periods would have them.
+    prices = PriceSeries([0, 1800, 3600], [0.03, 0.40, 0.03])
+    readings = (Reading("A", 3600, 3600, 100.0, 3000.0), Reading("B", 3600, 3600, 200.0, 3500.0))
+    for period in ([Period(0, 3600.0, 50.0, 100_000.0, readings)],
+                   [Period(300 * k, 300.0, 50.0, 100_000.0, tuple(Reading(r.miner, 300, 300, r.ths, r.w)
+                                                                  for r in readings)) for k in range(12)]):
+        result = replay(period, prices, Strategy("strike", Rules("strike", 0.10)))
+        assert result.actual.energy_usd == pytest.approx(6.5 * (0.5 * 0.03 + 0.5 * 0.40))
+        assert result.energy_saved_kwh == pytest.approx(3.25) and result.cost_saved_usd == pytest.approx(1.30)
+        assert result.revenue_forgone_usd == pytest.approx(300 * 0.5 * 50 / 1000 / 24) and result.sleeps == 2
+    # No price in force at the period's start: the first price within it prices the time before it too.
+    late = replay([Period(0, 3600.0, 50.0, 100_000.0, readings)], PriceSeries([600], [0.05]),
+                  Strategy("strike", Rules("strike", 0.10)))
+    assert late.periods == 1 and late.actual.energy_usd == pytest.approx(6.5 * 0.05)
+
+
+def history(start: int, step: int, cycles: int, *, b_mines_s: int | None = None, with_prices: bool = False) -> list[str]:
+    """A and B read every `step` seconds from `start`; B mines only the first `b_mines_s` of every five
+    minutes when given, idling at 100 W the rest."""
+    lines = []
+    for k in range(cycles):
+        t = start + step * k
+        b_mining = b_mines_s is None or (t - start) % 300 < b_mines_s
+        for miner, ths, w, state in (("A", 100.0, 3000.0, "mining"),
+                                     ("B", 200.0, 3500.0, "mining") if b_mining else ("B", 0.0, 100.0, "idle")):
+            lines.append(encode("miner", {"site": SITE, "miner": miner, "model": "X"},
+                                {"hashrate_ths": ths, "power_w": w, "state": state, "up": 1}, t))
+        lines.append(encode("network", {"site": SITE}, {"hashprice_usd_ph_day": 50.0, "btc_price_usd": 100_000.0}, t))
+        if with_prices:
+            lines.append(encode("power_price", {"site": SITE, "source": "live"}, {"usd_per_kwh": 0.03, "stale": 0}, t))
+    return lines
+
+
+def two_second_history(start: int) -> list[str]:
+    """Collected at 2 s (`collect --interval 2`): an hour, the collector down 20 minutes, another hour.
+    B mines the first minute of every five. By hand, over the two hours: A 3 kW x 2 h = 6 kWh; B mines
+    24 minutes (0.4 h x 3.5 kW = 1.4 kWh) and idles 1.6 h (0.16 kWh): 7.56 kWh, 0.2268 $ at 0.03;
+    miner-hours read 4.0, mining 2.4 (uptime 60 %); revenue (100 x 2 + 200 x 0.4) TH/s h x 50/1000/24 $."""
+    return history(start, 2, 1800, b_mines_s=60) + history(start + 4800, 2, 1800, b_mines_s=60)
+
+
+TWO_SECONDS = dict(energy_kwh=7.56, energy_usd=7.56 * 0.03, seen_h=4.0, mining_h=2.4, uptime_pct=60.0,
+                   revenue_usd=280 * 50 / 1000 / 24)
+
+
+def flat_prices(tmp_path, start: int) -> str:
+    path = tmp_path / "flat.csv"
+    path.write_text("time,usd_per_kwh\n" + "".join(f"{start + 3600 * h},0.03\n" for h in range(4)))
+    return str(path)
+
+
+@pytest.fixture
+def recent() -> int:
+    return (int(time.time()) // 3600 - 3) * 3600  # three hours ago, on the hour
+
+
+def test_readings_count_for_the_time_between_them_not_the_configured_interval(tmp_path, recent):
+    env = local_history(tmp_path, two_second_history(recent))
+    result = run_backtest(["--config", write_config(tmp_path, interval_s=10), "--prices", flat_prices(tmp_path, recent),
+                           "--strategy", "strike:10"], env)
+    for name, value in TWO_SECONDS.items():
+        assert result["actual"][name] == pytest.approx(value, rel=0.01), name
+
+
+def test_influxdb_readings_count_for_the_time_between_them_not_the_configured_interval(tmp_path, recent, influxdb,
+                                                                                      influx_bucket):
+    influxdb.write(influx_bucket, two_second_history(recent))
+    env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_BUCKET": influx_bucket, "INFLUX_TOKEN": influxdb.token,
+           "INFLUX_ORG": influxdb.org, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+    result = run_backtest(["--config", write_config(tmp_path, interval_s=10), "--prices", flat_prices(tmp_path, recent),
+                           "--strategy", "strike:10", "--source", "influx"], env)
+    for name, value in TWO_SECONDS.items():
+        assert result["actual"][name] == pytest.approx(value, rel=0.01), name
+
+
+def test_a_spike_inside_a_coarse_period_is_seen_as_in_fine_ones(tmp_path, recent):
+    env = local_history(tmp_path, history(recent, 60, 120))
+    path = tmp_path / "spike.csv"  # 0.03, but 0.40 for the second half of the first hour
+    path.write_text(f"time,usd_per_kwh\n{recent},0.03\n{recent + 1800},0.40\n{recent + 3600},0.03\n")
+    for resolution in ("1h", "5m"):
+        result = run_backtest(["--config", write_config(tmp_path), "--prices", str(path), "--strategy", "strike:0.10",
+                               "--resolution", resolution], env)
+        assert result["actual"]["energy_usd"] == pytest.approx(6.5 * (1.5 * 0.03 + 0.5 * 0.40), rel=0.01), resolution
+        assert result["energy_saved_kwh"] == pytest.approx(3.25, rel=0.01) and result["sleeps"] == 2, resolution
+
+
+def test_the_first_period_is_priced_by_the_prices_the_collector_stored(tmp_path):
+    t0 = int(time.time()) - 420
+    if (t0 + 300) // 3600 != t0 // 3600 or t0 % 3600 == 0:  # six cycles inside one hour, after its start
+        t0 -= 420
+    env = local_history(tmp_path, history(t0, 60, 6, with_prices=True))  # a price with every cycle
+    result = run_backtest(["--config", write_config(tmp_path), "--since", "1h", "--resolution", "1h"], env)
+    assert result["periods"] == 1 and result["periods_without_price"] == 0
+    assert result["actual"]["energy_kwh"] == pytest.approx(6.5 * 360 / 3600, rel=0.01)
+    assert result["actual"]["price_paid_usd_kwh"] == pytest.approx(0.03)
