@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,7 @@ from collector.sources.polled_miners import PolledMiners
 from collector.sources.pools import pool_source
 from collector.stages import Stage
 from collector.stages.cost_stage import CostStage
+from collector.stages.efficiency_book import EfficiencyBook
 from collector.stages.pool_reconciliation import PoolReconciliation
 from collector.stages.health import HealthStage
 from collector.stages.power_truth import PowerTruth
@@ -151,11 +153,16 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
 
 
 def curtailment_stage(config: CollectorConfig, live: LiveInputs, service_mode: bool) -> CurtailmentStage:
-    """The advice (collector/stages/curtailment.py); its measured efficiencies kept on disk in service mode."""
+    """The advice (collector/stages/curtailment.py); its measured efficiencies kept on disk in service mode,
+    and otherwise (`hashfleet advise`) read from there, never written: advice weighs what the collector
+    measured, not nameplates."""
     assert config.curtailment is not None and config.economics is not None
-    state = config_loader.spool_directory(config) / "curtailment-efficiency.json" if service_mode else None
-    return CurtailmentStage(config.site, config.economics, config.curtailment, live=live,
-                            layout=SiteLayout.load(config.layout), state_path=state)
+    path = config_loader.spool_directory(config) / "curtailment-efficiency.json"
+    stage = CurtailmentStage(config.site, config.economics, config.curtailment, live=live,
+                             layout=SiteLayout.load(config.layout), state_path=path if service_mode else None)
+    if not service_mode and path.exists():
+        stage.book = EfficiencyBook.load(path, time.time())
+    return stage
 
 
 def curtailment_control(config: CollectorConfig, live: LiveInputs, service_mode: bool) -> list[Sink]:

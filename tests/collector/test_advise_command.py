@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 
+import pytest
 import yaml
 
 from simulators.fleet import run_fleet
@@ -69,3 +70,27 @@ def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_
                 "tariff": {"kind": "flat", "usd_per_kwh": 0.03}}, "network": NETWORK}))
         silent = run("--json")
         assert silent.returncode == 1 and "no miner answered" in silent.stderr and silent.stdout == ""
+
+
+def test_advise_weighs_what_the_collector_measured_and_leaves_its_book_as_it_was(tmp_path):
+    config = tmp_path / "hashfleet.yaml"
+    spool = tmp_path / "spool"
+    env = {**os.environ, "HASHFLEET_SPOOL_DIR": str(spool)}
+    with run_fleet("a1246:1,a1566:1", base="127.50.0.11:0", seed=6) as fleet:
+        config.write_text(yaml.safe_dump({
+            "site": "adv-book", "miners": fleet.addresses, "interval_s": 1,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.5}, "pue": 1.1}, "network": NETWORK,
+            "curtailment": {"warmup_s": 0, "min_samples": 2}}))
+        collect = subprocess.run([HASHFLEET, "collect", "--config", str(config), "--cycles", "4"],
+                                 capture_output=True, text=True, timeout=120, env=env)
+        assert collect.returncode == 0, collect.stderr
+        book_path = spool / "adv-book" / "curtailment-efficiency.json"
+        book = book_path.read_bytes()
+        saved_usd = json.loads(book)["saved"][1]
+        assert saved_usd > 0.001  # both were advised to sleep at 0.5 $/kWh for three intervals
+        advice = subprocess.run([HASHFLEET, "advise", "--config", str(config), "--json"], capture_output=True,
+                                text=True, timeout=120, env=env)
+        assert advice.returncode == 0, advice.stderr
+        # the collector's book: its running savings (without it, advise started from nothing: 0.0)
+        assert json.loads(advice.stdout)["saved_usd_total"] == pytest.approx(saved_usd, abs=1e-4)  # (4 decimals)
+        assert book_path.read_bytes() == book  # read, never written
