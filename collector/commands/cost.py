@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from collector.stages.cost_engine import miner_cost
+from collector.stages.power_truth import MAX_PUE
+from collector.stages.running_totals import MAX_AMOUNT
 from models.economics import Capex, CostSample, FlatTariff, NetworkState, SiteEconomics
+from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
+from models.mqtt import MqttConfig
 from models.sample import MinerSample, MinerState, SampleSource
 
 _WHAT_IF = "what-if"
@@ -27,11 +33,37 @@ def _bad(option: str, message: str) -> typer.BadParameter:
     return typer.BadParameter(message, param_hint=f"'{option}'")
 
 
-def _at_least(option: str, value: float | None, low: float, *, strict: bool = False) -> None:
+def _default(model: type, field: str) -> float:
+    return model.model_fields[field].default
+
+
+def _le(model: type, field: str) -> float:
+    """The model's own upper bound on `field` (its Field(le=...))."""
+    return next(m.le for m in model.model_fields[field].metadata if hasattr(m, "le"))
+
+
+# Bounds the code already holds: one miner (models.hardware), what the MQTT ingest accepts as a live
+# power or BTC price, a subsidy (NetworkState), a depreciation life (Capex), a measured PUE
+# (power_truth), a plausible amount of dollars (running_totals). The rest are facts of Bitcoin:
+# difficulty runs from 1 to ~2^224 (a target of 1), and no block's fees exceed the 21M coins.
+_MAX_POWER_PRICE = _default(MqttConfig, "power_price_max_usd_kwh")
+_MAX_BTC_PRICE = _default(MqttConfig, "btc_price_max_usd")
+_MAX_SUBSIDY_BTC = _le(NetworkState, "subsidy_btc")
+_MAX_LIFE_MONTHS = _le(Capex, "life_months")
+_MAX_DIFFICULTY = 2.0**224
+_MAX_BTC = 21e6
+
+
+def _within(option: str, value: float | None, low: float, high: float = math.inf, *, strict: bool = False) -> None:
+    """`value` is finite and in [low, high] (low excluded if `strict`); else a usage error naming `option`."""
     if value is None:
         return
+    if not math.isfinite(value):
+        raise _bad(option, f"must be a finite number, got {value}")
     if value < low or (strict and value == low):
         raise _bad(option, f"must be {'greater than' if strict else 'at least'} {low:g}, got {value:g}")
+    if value > high:
+        raise _bad(option, f"must be at most {high:g}, got {value:g}")
 
 
 def cost(
@@ -47,34 +79,34 @@ def cost(
     opex_usd_month: float = typer.Option(0.0, "--opex-usd-month", help="Fixed cash opex per month, USD."),
     capex_usd: float | None = typer.Option(None, "--capex-usd", help="Hardware price, USD (with --life-months)."),
     life_months: int | None = typer.Option(None, "--life-months", help="Depreciation life in months."),
-    salvage_usd: float = typer.Option(0.0, "--salvage-usd", help="Value left at the end of life, USD."),
+    salvage_usd: float | None = typer.Option(None, "--salvage-usd", help="Value left at the end of life, USD (with --capex-usd; default 0)."),
     height: int | None = typer.Option(None, "--height", help="Block height; the subsidy follows from it."),
     subsidy_btc: float | None = typer.Option(None, "--subsidy-btc", help="Block subsidy, BTC (default 3.125)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """What-if: expected BTC, hashprice and cost per BTC of one miner under given conditions."""
-    _at_least("--hashrate-ths", hashrate_ths, 0, strict=True)
-    _at_least("--power-w", power_w, 0)
-    _at_least("--difficulty", difficulty, 0, strict=True)
-    _at_least("--btc-price", btc_price, 0, strict=True)
-    _at_least("--fees-btc", fees_btc, 0)
-    _at_least("--pool-fee", pool_fee, 0)
+    _within("--hashrate-ths", hashrate_ths, 0, MAX_UNIT_THS, strict=True)
+    _within("--power-w", power_w, 0, MAX_UNIT_W)
+    _within("--difficulty", difficulty, 1, _MAX_DIFFICULTY)
+    _within("--btc-price", btc_price, 0, _MAX_BTC_PRICE, strict=True)
+    _within("--fees-btc", fees_btc, 0, _MAX_BTC)
+    _within("--pool-fee", pool_fee, 0)
     if pool_fee >= 100:
         raise _bad("--pool-fee", f"is a percentage below 100, got {pool_fee:g}")
-    _at_least("--power-price", power_price, 0)
-    _at_least("--uptime", uptime, 0, strict=True)
-    if uptime > 1:
-        raise _bad("--uptime", f"is a fraction of time, at most 1, got {uptime:g}")
-    _at_least("--pue", pue, 1)
-    _at_least("--opex-usd-month", opex_usd_month, 0)
-    _at_least("--capex-usd", capex_usd, 0)
-    _at_least("--life-months", life_months, 1)
-    _at_least("--salvage-usd", salvage_usd, 0)
-    _at_least("--height", height, 0)
-    _at_least("--subsidy-btc", subsidy_btc, 0)
+    _within("--power-price", power_price, 0, _MAX_POWER_PRICE)
+    _within("--uptime", uptime, 0, 1, strict=True)
+    _within("--pue", pue, 1, MAX_PUE)
+    _within("--opex-usd-month", opex_usd_month, 0, MAX_AMOUNT)
+    _within("--capex-usd", capex_usd, 0, MAX_AMOUNT)
+    _within("--life-months", life_months, 1, _MAX_LIFE_MONTHS)
+    _within("--salvage-usd", salvage_usd, 0, MAX_AMOUNT)
+    _within("--height", height, 0)
+    _within("--subsidy-btc", subsidy_btc, 0, _MAX_SUBSIDY_BTC)
     if (capex_usd is None) != (life_months is None):
         raise _bad("--capex-usd" if capex_usd is None else "--life-months", "give --capex-usd and --life-months together")
-    if capex_usd is not None and salvage_usd > capex_usd:
+    if salvage_usd is not None and capex_usd is None:
+        raise _bad("--salvage-usd", "is the value left of --capex-usd: give --capex-usd and --life-months with it")
+    if capex_usd is not None and salvage_usd is not None and salvage_usd > capex_usd:
         raise _bad("--salvage-usd", f"must not exceed --capex-usd ({capex_usd:g}), got {salvage_usd:g}")
     if height is not None and subsidy_btc is not None:
         raise _bad("--subsidy-btc", "give --height or --subsidy-btc, not both")
@@ -92,7 +124,7 @@ def cost(
         opex_usd_month=opex_usd_month,
         capex_by_miner={}
         if capex_usd is None or life_months is None
-        else {_WHAT_IF: Capex(price_usd=capex_usd, life_months=life_months, salvage_usd=salvage_usd)},
+        else {_WHAT_IF: Capex(price_usd=capex_usd, life_months=life_months, salvage_usd=salvage_usd or 0.0)},
     )
     network = NetworkState(
         difficulty=difficulty,
@@ -101,7 +133,12 @@ def cost(
         fees_btc_per_block=fees_btc,
         btc_price_usd=btc_price,
     )
-    result = miner_cost(sample, economics, network, now)
+    try:
+        result = miner_cost(sample, economics, network, now)
+    except ValidationError as e:  # the bounds above keep every figure finite; should one still not be
+        fields = ", ".join(str(err["loc"][0]) for err in e.errors() if err["loc"])
+        typer.echo(f"hashfleet: cost: these inputs make {fields or 'a figure'} too large to compute", err=True)
+        raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json", exclude=_NOT_PRINTED)))
     else:

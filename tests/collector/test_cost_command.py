@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from datetime import datetime, timezone
@@ -87,3 +88,58 @@ def test_bad_input_names_the_option_and_exits_2(change: tuple[str, ...], option:
 def test_missing_required_option_exits_2() -> None:
     run = hashfleet(*S21[2:], "--json")  # no --hashrate-ths
     assert run.returncode == 2 and "--hashrate-ths" in run.stderr
+
+
+NUMERIC_OPTIONS = ["--hashrate-ths", "--power-w", "--difficulty", "--btc-price", "--fees-btc", "--pool-fee",
+                   "--power-price", "--uptime", "--pue", "--opex-usd-month", "--capex-usd", "--salvage-usd",
+                   "--subsidy-btc"]
+
+
+def with_option(option: str, value: str) -> list[str]:
+    """S21's inputs with `option` set to `value` (and a capex for the salvage to belong to)."""
+    args = [*S21, "--capex-usd", "3650", "--life-months", "36"]
+    if option in args:
+        args[args.index(option) + 1] = value
+    else:
+        args += [option, value]
+    return args
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308"])
+@pytest.mark.parametrize("option", NUMERIC_OPTIONS)
+def test_non_finite_or_huge_values_are_usage_errors_naming_the_option(option: str, value: str) -> None:
+    run = hashfleet(*with_option(option, value), "--json")
+    assert run.returncode == 2, run.stderr
+    assert f"Invalid value for '{option}'" in run.stderr and run.stdout == ""
+    assert "Traceback" not in run.stderr and "ValidationError" not in run.stderr
+
+
+def test_the_largest_plausible_inputs_give_finite_figures() -> None:
+    # Every bound at once: 5,000 TH/s, 30 kW, difficulty 1, $10M per BTC, $20/kWh, PUE 3, $1e12.
+    run = hashfleet("--hashrate-ths", "5000", "--power-w", "30000", "--difficulty", "1", "--btc-price", "1e7",
+                    "--fees-btc", "2.1e7", "--pool-fee", "0", "--power-price", "20", "--pue", "3",
+                    "--opex-usd-month", "1e12", "--capex-usd", "1e12", "--life-months", "1200",
+                    "--subsidy-btc", "50", "--json")
+    assert run.returncode == 0, run.stderr
+    assert all(value is None or math.isfinite(value)
+               for value in json.loads(run.stdout).values() if isinstance(value, float))
+
+
+def test_a_figure_that_still_overflows_is_a_clear_error() -> None:
+    # 1e-310 TH/s is a positive hashrate, but 30 kW over it is more J/TH than a float holds.
+    run = hashfleet(*with_option("--hashrate-ths", "1e-310"), "--json")
+    assert run.returncode == 2
+    assert "too large to compute" in run.stderr and "efficiency_j_th" in run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_life_months_past_the_models_bound_is_a_usage_error() -> None:
+    run = hashfleet(*with_option("--life-months", "99999"), "--json")
+    assert run.returncode == 2 and "Invalid value for '--life-months'" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_salvage_without_capex_is_a_usage_error() -> None:
+    run = hashfleet(*S21, "--salvage-usd", "200", "--json")
+    assert run.returncode == 2 and "Invalid value for '--salvage-usd'" in run.stderr
+    assert "--capex-usd" in run.stderr
