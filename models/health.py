@@ -157,7 +157,7 @@ class SiteHealth:
     miners_with_problems: int = 0
     problems: int = 0
     critical: int = 0
-    usd_lost_day: float = 0.0
+    usd_lost_day: float | None = 0.0  # None: problems, none of them priced (no economics configured)
     lost_ths: float = 0.0
     unprofitable: int = 0
     chips_dead: int = 0

@@ -112,7 +112,8 @@ def _print(report: health_report.HealthReport, top: int) -> None:
     console = Console()
     period = "now (one cycle)" if report.source == "live" else f"over {_span(report)} ({report.source})"
     console.print(f"[bold]site {report.site}[/bold] {period}: {len(report.problems)} problem(s), "
-                  f"{_money(report.usd_lost_day)} lost per day"
+                  + (f"{_money(report.usd_lost_day)} lost per day" if report.usd_lost_day is not None
+                     else "- lost per day (not priced: no economics)")
                   + (f", {report.unprofitable} miner(s) costing more to run than they earn" if report.unprofitable
                      else ""))
     if report.by_cause:

@@ -189,14 +189,17 @@ def site_health_lines(health: SiteHealth, ts: datetime, shard: str | None = None
     at = seconds(ts)
     fields: dict[str, float | int | str] = {
         "miners": health.miners, "miners_with_problems": health.miners_with_problems, "problems": health.problems,
-        "critical": health.critical, "usd_lost_day": float(health.usd_lost_day), "lost_ths": float(health.lost_ths),
+        "critical": health.critical, "lost_ths": float(health.lost_ths),
         "unprofitable": health.unprofitable, "chips_dead": float(health.chips_dead),
     }
+    if health.usd_lost_day is not None:  # unpriced problems: no dollar fields rather than $0
+        fields["usd_lost_day"] = float(health.usd_lost_day)
     if health.measured_pue is not None:
         fields["measured_pue"] = health.measured_pue
     for cause in schema.HEALTH_CAUSES:
         fields[f"problems_{cause}"] = sum(n for c, n in health.by_cause.items() if c.value == cause)
-        fields[f"usd_lost_day_{cause}"] = float(sum(v for c, v in health.usd_by_cause.items() if c.value == cause))
+        if health.usd_lost_day is not None:
+            fields[f"usd_lost_day_{cause}"] = float(sum(v for c, v in health.usd_by_cause.items() if c.value == cause))
     lines = [encode(schema.HEALTH.name, {"site": health.site, "scope": "site", "collector_shard": shard}, fields, at)]
     for model, (factor, samples, _used) in sorted(health.power_corrections.items()):
         lines.append(encode(schema.HEALTH.name, {"site": health.site, "scope": "model", "model": model,

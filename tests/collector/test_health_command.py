@@ -55,6 +55,22 @@ def test_health_now_lists_the_dead_board_first_with_its_cause_place_and_dollars(
     assert "board_dead board0" in table.stdout and "c1/r1" in table.stdout and "$" in table.stdout
 
 
+def test_health_without_economics_prices_nothing_not_zero(tmp_path):
+    # No config: no tariff, no network state. The dead board is a problem of unknown cost, and so is
+    # the site's total: null (shown -), never $0.00.
+    with run_fleet("a1566:1", base="127.66.2.1:0", seed=4) as fleet:
+        fleet[0].set_faults(dead_boards={0})
+        env = _environment(tmp_path)
+        as_json = _run("health", "--miners", fleet.addresses[0], "--json", env=env)
+        table = _run("health", "--miners", fleet.addresses[0], env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert "board_dead" in [p["signal"] for p in report["problems"]]
+    assert all(p["usd_lost_day"] is None for p in report["problems"]) and report["usd_lost_day"] is None
+    assert table.returncode == 0, table.stderr
+    assert "$0.00" not in table.stdout and "- lost per day" in table.stdout
+
+
 def test_health_since_reads_the_local_history(tmp_path):
     with run_fleet("a1566:2", base="127.66.1.1:0", seed=5) as fleet:
         fleet[0].set_faults(overheat="throttle")
