@@ -3,6 +3,10 @@
 Pure: parsed line-protocol points in, a Report out. Energy and money are
 integrated over the time between cycles (a gap longer than three typical
 intervals — the collector was down — is not counted).
+
+The spool's files are input like any other: a value this summary reads that is not a finite number
+within what one miner can report (models.hardware, models.sample) or a plausible amount
+(running_totals.MAX_AMOUNT) is skipped as if absent, and counted in `Report.skipped_values`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from statistics import median
 
 from collector.line_protocol import Line, LineProtocolError, parse_line
 from collector.sinks.spool import list_batches
+from collector.stages.running_totals import MAX_AMOUNT
 from models import schema
+from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
+from models.sample import TEMP_MAX_C, TEMP_MIN_C
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,7 @@ class Report:
     revenue_usd: float | None = None
     cash_cost_per_btc: float | None = None
     all_in_cost_per_btc: float | None = None
+    skipped_values: int = 0  # not finite or implausible in the history: left out of every figure
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,26 +75,55 @@ def _intervals(times: list[int]) -> dict[int, float]:
     return out
 
 
+# The numbers this summary reads, and the range a real one is in.
+_MINER_BOUNDS = {"hashrate_ths": (0.0, MAX_UNIT_THS), "power_w": (0.0, MAX_UNIT_W),
+                 "temp_chip_max_c": (TEMP_MIN_C, TEMP_MAX_C), "up": (0, 1)}
+_COST_FIELDS = ("energy_usd_day", "demand_usd_day", "opex_usd_day", "curtailment_credit_usd_day",
+                "depreciation_usd_day", "energy_kwh_day", "btc_per_day_net", "revenue_usd_day")
+_COST_BOUNDS = {name: (-MAX_AMOUNT, MAX_AMOUNT) for name in _COST_FIELDS}
+
+
+def _checked(points: list[Line], bounds: dict[str, tuple[float, float]]) -> tuple[list[Line], int]:
+    """The points with each value in `bounds` that is not a number within them left out; how many were."""
+    out, skipped = [], 0
+    for p in points:
+        bad = [name for name, (low, high) in bounds.items() if name in p.fields
+               and not (isinstance(v := p.fields[name], (int, float)) and low <= v <= high)]  # NaN fails too
+        if bad:
+            skipped += len(bad)
+            p = Line(p.measurement, p.tags, {k: v for k, v in p.fields.items() if k not in bad}, p.time)
+        out.append(p)
+    return out, skipped
+
+
 def build(site: str, lines: list[Line], start: int, end: int) -> Report:
     miner_points = [p for p in lines if p.measurement == schema.MINER.name and p.tags.get("site") == site
                     and start <= p.time <= end]
     cost_points = [p for p in lines if p.measurement == schema.COST.name and p.tags.get("scope") == "site"
                    and p.tags.get("site") == site and start <= p.time <= end]
+    miner_points, skipped_miner = _checked(miner_points, _MINER_BOUNDS)
+    cost_points, skipped_cost = _checked(cost_points, _COST_BOUNDS)
     times = sorted({p.time for p in miner_points})
     weight = _intervals(times)
-    report = Report(site=site, start=start, end=end, cycles=len(times))
+    report = Report(site=site, start=start, end=end, cycles=len(times), skipped_values=skipped_miner + skipped_cost)
+    if report.skipped_values:
+        log.warning("%d value(s) in the local history of site %r skipped: not finite or out of range",
+                    report.skipped_values, site)
 
     per_miner: dict[str, list[Line]] = defaultdict(list)
     for point in miner_points:
         per_miner[point.tags.get("miner", "?")].append(point)
     for miner, points in sorted(per_miner.items()):
+        points.sort(key=lambda p: p.time)
         hashrates = [float(p.fields["hashrate_ths"]) for p in points if "hashrate_ths" in p.fields]
         powers = [float(p.fields["power_w"]) for p in points if "power_w" in p.fields]
         temps = [float(p.fields["temp_chip_max_c"]) for p in points if "temp_chip_max_c" in p.fields]
         hashrate = sum(hashrates) / len(points) if hashrates else None  # offline cycles count as 0
         power = sum(powers) / len(points) if powers else None
         report.miners.append(MinerSummary(
-            miner=miner, model=points[-1].tags.get("model"), cycles=len(points),
+            # an offline miner's points carry no model: the last point that names one
+            miner=miner, model=next((m for p in reversed(points) if (m := p.tags.get("model"))), None),
+            cycles=len(points),
             up_pct=100 * sum(int(p.fields.get("up", 0)) for p in points) / len(points),
             mining_pct=100 * sum(p.fields.get("state") == "mining" for p in points) / len(points),
             hashrate_avg_ths=hashrate, power_avg_w=power,

@@ -120,3 +120,5 @@ def print_report(report) -> None:
                    "-" if report.btc is None else f"{report.btc:.8f}", _usd(report.revenue_usd),
                    _usd(report.cash_cost_per_btc), _usd(report.all_in_cost_per_btc))
     console.print(totals)
+    if report.skipped_values:
+        console.print(f"{report.skipped_values} value(s) in the history were not finite or out of range: skipped")

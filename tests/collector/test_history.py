@@ -1,8 +1,10 @@
 """Without InfluxDB the spool is the local history, and `hashfleet report` summarises it."""
 
+import gzip
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +138,60 @@ def test_todays_cost_totals_survive_a_collector_restart(tmp_path):
     after_second = last_energy_today()
     assert after_first > 0
     assert after_second > after_first * 1.5  # carried on from the first run, not started over
+
+
+def test_report_keeps_a_miners_model_after_it_goes_offline(tmp_path):
+    spool = tmp_path / "spool"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+    env["HASHFLEET_SPOOL_DIR"] = str(spool)
+    with run_fleet("q:1", base="127.45.4.1:0", seed=1) as fleet:
+        collect = subprocess.Popen([HASHFLEET, "collect", "--miners", fleet.addresses[0], "--site", "m1",
+                                    "--interval", "1", "--cycles", "5"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: len(list((spool / "m1").glob("*.lp.gz"))) >= 2, what="two cycles recorded")
+            fleet[0].set_faults(no_answer=True)  # offline from here: its points carry no model
+            assert collect.wait(timeout=60) == 0, collect.stderr.read()
+        finally:
+            collect.kill()
+    report = hashfleet("report", "--site", "m1", "--since", "1h", "--json", spool=spool)
+    assert report.returncode == 0, report.stderr
+    [miner] = json.loads(report.stdout)["miners"]
+    assert miner["cycles"] == 5 and 0 < miner["up_pct"] < 100
+    assert miner["model"] == "Avalon Q"
+
+
+def _strict_json(text: str):
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_report_skips_non_finite_and_absurd_values_in_the_history(tmp_path):
+    # The spool is input like any other: a batch holding NaN, 1e308 W, a chip at 1e999 degrees and a
+    # site cost of 1e308 $/day gives a report of the sane values and says how many it skipped.
+    site = tmp_path / "spool" / "x1"
+    site.mkdir(parents=True)
+    now = int(time.time())
+    lines = []
+    for i, t in enumerate(range(now - 40, now, 10)):
+        miner = f'miner,site=x1,miner=m1,model=A1566 hashrate_ths=190,power_w=3600,temp_chip_max_c=70,up=1i,state="mining" {t}'
+        cost = f"cost,site=x1,scope=site energy_usd_day=10,btc_per_day_net=0.0005,revenue_usd_day=50 {t}"
+        if i == 1:
+            miner = f'miner,site=x1,miner=m1,model=A1566 hashrate_ths=nan,power_w=1e308,temp_chip_max_c=1e999,up=1i,state="mining" {t}'
+            cost = f"cost,site=x1,scope=site energy_usd_day=1e308,btc_per_day_net=inf,revenue_usd_day=50 {t}"
+        lines += [miner, cost]
+    (site / f"{1:016d}.lp.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+    run = hashfleet("report", "--site", "x1", "--since", "1h", "--json", spool=tmp_path / "spool")
+    assert run.returncode == 0, run.stderr
+    data = _strict_json(run.stdout)
+    assert data["skipped_values"] == 5 and "5 value(s)" in run.stderr
+    [miner] = data["miners"]
+    assert miner["power_avg_w"] == pytest.approx(3600 * 3 / 4) and miner["temp_chip_max_c"] == 70
+    assert data["cash_usd"] == pytest.approx(10 * 30 / 86400)  # three sane 10 s cycles at $10/day
+
+    table = hashfleet("report", "--site", "x1", "--since", "1h", spool=tmp_path / "spool")
+    assert table.returncode == 0, table.stderr
+    assert not any(word in table.stdout.lower() for word in ("nan", "inf", "e+3")), table.stdout
+    assert "5 value(s) in the history" in table.stdout
