@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 
-from tests.support import HASHFLEET, wait_for
+from tests.support import HASHFLEET, REPO, wait_for
 
 from models import MinerSample, MinerState
 from simulators.fleet import run_fleet
@@ -193,3 +193,30 @@ def test_collect_garbage_reaches_the_older_generations_on_its_cadence():
     finally:
         gc.callbacks.remove(record)
     assert seen == [0, 0, 1, 0, 2, 2]
+
+
+def test_the_readme_command_table_matches_the_cli():
+    # Each row's command names only options the command has, and every option it requires (unless
+    # the row elides some with "...").
+    import re
+
+    import typer
+
+    from collector.commands import _register_plugins, app
+
+    _register_plugins()
+    root = typer.main.get_command(app)
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| `(hashfleet [^`]*)` \|", readme, flags=re.MULTILINE)
+    assert len(rows) >= 10
+    for row in rows:
+        words = row.replace("\\|", "|").split()[1:]
+        command = root
+        while hasattr(command, "commands"):  # a group (typer vendors click: no isinstance on click's)
+            command = command.commands[words.pop(0)]
+        options = {opt for p in command.params for opt in p.opts}
+        named = set(re.findall(r"--[a-z][a-z-]*", row))
+        assert named <= options, f"{row}: {sorted(named - options)} not options of the command"
+        if "..." not in row:
+            required = {p.opts[0] for p in command.params if p.required and p.param_type_name == "option"}
+            assert required <= named, f"{row}: leaves out required {sorted(required - named)}"
