@@ -7,7 +7,7 @@ import typer
 from collector import service, terminal
 from collector.commands.common import fail_usage
 from collector.sources import identify
-from collector.sources.targets import Target, TargetError, parse_specs, range_targets
+from collector.sources.targets import TargetError, listed_targets, parse_specs
 
 
 def scan(
@@ -20,7 +20,7 @@ def scan(
         specs = parse_specs(ranges)
     except TargetError as e:
         fail_usage(str(e))
-    targets = [t for s in specs for t in (range_targets(s) if s.kind == "range" else [Target(s.text, s.port)])]
+    targets = listed_targets(specs)
     with terminal.progress(f"scanning {len(targets)} address(es)", len(targets)) as advance:
         found = service.run_event_loop(identify.scan(targets, concurrency=concurrency, timeout_s=timeout,
                                                      on_progress=lambda done, total: advance(done)))

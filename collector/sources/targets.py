@@ -85,6 +85,14 @@ def parse_specs(texts: list[str]) -> list[Spec]:
     return [parse_spec(part) for text in texts for part in text.split(",") if part.strip()]
 
 
+def listed_targets(specs: list[Spec]) -> list[Target]:
+    """The addresses and ranges' addresses of `specs` (names as given, unresolved), each once and in
+    order: an address given twice, or also inside a range, is one miner, as the collector's set of
+    targets makes it."""
+    return list(dict.fromkeys(t for s in specs for t in (range_targets(s) if s.kind == "range"
+                                                          else [Target(s.text, s.port)])))
+
+
 def range_targets(spec: Spec) -> list[Target]:
     net = ipaddress.ip_network(spec.text)
     hosts = list(net.hosts()) if net.num_addresses > 2 else list(net)

@@ -220,3 +220,13 @@ def test_the_readme_command_table_matches_the_cli():
         if "..." not in row:
             required = {p.opts[0] for p in command.params if p.required and p.param_type_name == "option"}
             assert required <= named, f"{row}: leaves out required {sorted(required - named)}"
+
+
+def test_scan_lists_an_address_given_twice_or_inside_a_range_once():
+    with run_fleet("nano3s:1", base="127.43.3.1", seed=1):
+        result = run("scan", "127.43.3.0/29", "127.43.3.1", "127.43.3.1:4028", "--timeout", "1")
+        poll = run("poll", "127.43.3.1", "127.43.3.1:4028", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["127.43.3.1:4028"]
+    assert "1 miner(s) found in 6 address(es)" in result.stderr
+    assert poll.returncode == 0 and len(poll.stdout.splitlines()) == 1  # poll, like collect, polls it once
