@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import typer
 
@@ -34,6 +36,19 @@ def _root(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # whatever a library logs, URL credentials stay hidden
         handler.addFilter(RedactingFilter())
+    warnings.showwarning = _pyasic_warnings_to_log
+
+
+_show_warning = warnings.showwarning
+
+
+def _pyasic_warnings_to_log(message, category, filename, lineno, file=None, line=None) -> None:
+    # pyasic warns of what it reads ("Partially supported miner found ... open an issue on GitHub"):
+    # nothing the operator can act on, so it goes to the log (DEBUG), not raw to the terminal.
+    if "pyasic" in Path(filename).parts:
+        logging.getLogger("pyasic").debug("%s: %s (%s:%s)", category.__name__, message, filename, lineno)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
 
 
 app.command()(poll.poll)

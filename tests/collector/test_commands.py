@@ -230,3 +230,17 @@ def test_scan_lists_an_address_given_twice_or_inside_a_range_once():
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["127.43.3.1:4028"]
     assert "1 miner(s) found in 6 address(es)" in result.stderr
     assert poll.returncode == 0 and len(poll.stdout.splitlines()) == 1  # poll, like collect, polls it once
+
+
+def test_pyasic_warnings_go_to_the_log_not_the_terminal(tmp_path):
+    # pyasic reading an A1466 warns "Partially supported miner found ... open an issue on GitHub".
+    config = tmp_path / "c.yaml"
+    config.write_text("readers: {avalon: pyasic}\n")
+    with run_fleet("a1466:1", base="127.43.4.1", seed=1):
+        quiet = run("poll", "127.43.4.1", "--config", str(config), "--json")
+        debug = run("--log-level", "DEBUG", "poll", "127.43.4.1", "--config", str(config), "--json")
+    assert quiet.returncode == 0, quiet.stderr
+    assert MinerSample.model_validate_json(quiet.stdout).source == "pyasic"
+    assert "Partially supported" not in quiet.stderr and "UserWarning" not in quiet.stderr
+    assert " DEBUG pyasic: UserWarning: Partially supported miner found" in debug.stderr
+    assert "warnings.warn(" not in debug.stderr
