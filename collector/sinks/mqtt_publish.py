@@ -129,7 +129,8 @@ def site_health_payload(health: SiteHealth, ts: datetime) -> dict[str, Any]:
     top = health.queue[0] if health.queue else None
     return {
         "site": health.site, "ts": _iso(ts), "miners": health.miners, "miners_with_problems": health.miners_with_problems,
-        "problems": health.problems, "critical": health.critical, "usd_lost_day": None if health.usd_lost_day is None else round(health.usd_lost_day, 4),
+        "problems": health.problems, "critical": health.critical,
+        "usd_lost_day": None if health.usd_lost_day is None else round(health.usd_lost_day, 4),
         "lost_ths": round(health.lost_ths, 4), "unprofitable": health.unprofitable, "chips_dead": health.chips_dead,
         "measured_pue": health.measured_pue,
         "by_cause": {c.value: n for c, n in health.by_cause.items()},

@@ -404,7 +404,8 @@ class _CycleWork:
             site=site, miners=self.miners, miners_with_problems=self.with_problems, problems=len(self.problems),
             critical=sum(1 for p in self.problems if p.severity is Severity.CRITICAL),
             # problems with no price (no economics) lose an unknown amount, not $0
-            usd_lost_day=sum(usd_by_cause.values()) if usd_by_cause or not self.problems else None, lost_ths=sum(p.lost_ths for p in self.problems),
+            usd_lost_day=sum(usd_by_cause.values()) if usd_by_cause or not self.problems else None,
+            lost_ths=sum(p.lost_ths for p in self.problems),
             unprofitable=self.unprofitable, chips_dead=self.chips_dead, by_cause=by_cause,
             usd_by_cause=usd_by_cause, measured_pue=pue, power_corrections=corrections,
             queue=tuple(sorted(self.problems, key=queue_order)[:QUEUE_SHOWN]),
