@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from collector import pipeline, service
-from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, fail_usage, load_config, miners_list
+from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, fail_usage, load_config, miners_list
 from collector.mqtt.connection import MqttConnectError
 
 
@@ -20,8 +20,7 @@ def collect(
     interval: float | None = typer.Option(None, "--interval", help="Seconds between cycles (default 10)."),
     site: str | None = typer.Option(None, "--site"),
     cycles: int | None = typer.Option(None, "--cycles", min=1, help="Exit after N cycles."),
-    shard: str | None = typer.Option(None, "--shard", metavar="K/N",
-                                     help="Split one fleet over N collectors: this one polls shard K."),
+    shard: str | None = SHARD_OPTION,
 ) -> None:
     """Poll the fleet every interval and write it to InfluxDB (INFLUX_URL, INFLUX_TOKEN, ...)."""
     cfg = load_config(config, miners=miners_list(miners), interval_s=interval, site=site, shard=shard)

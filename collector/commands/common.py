@@ -19,6 +19,10 @@ def fail_usage(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+# A collector run with --shard keeps its own local history: report and health read it with the same option.
+SHARD_OPTION = typer.Option(None, "--shard", metavar="K/N", help="Split one fleet over N collectors: shard K.")
+
+
 def load_config(path: Path | None, **overrides) -> CollectorConfig:
     """The configuration from `path`, the environment and `overrides` (flags); exit 2 naming the problem."""
     try:

@@ -17,7 +17,9 @@ import typer
 from collector import config as config_loader
 from collector import health_report, history, pipeline, service
 from collector.commands.collect import run_until_stopped
-from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, fail_usage, load_config, miners_list, parse_period
+from collector.commands.common import (
+    CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, fail_usage, load_config, miners_list, parse_period,
+)
 from collector.cycle import Cycle, MinersPart
 from collector.influx_query import InfluxQueryError
 from collector.stages.health import HealthStage
@@ -32,16 +34,17 @@ def health(
     since: str | None = typer.Option(None, "--since", help="A period of recorded health (e.g. 24h, 7d) instead "
                                                           "of one cycle now."),
     top: int = typer.Option(30, "--top", min=1, help="Problems shown in the table (--json lists every one)."),
+    shard: str | None = SHARD_OPTION,
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of tables."),
 ) -> None:
     """The repair queue: every problem, its root cause and its dollars lost per day."""
-    cfg = load_config(config, miners=miners_list(miners), site=site)
+    cfg = load_config(config, miners=miners_list(miners), site=site, shard=shard)
     if since is None:
         report = _live(cfg)
     else:
         seconds = parse_period("--since", since, "24h or 7d")
         end = int(time.time())
-        report = _recorded(cfg, end - seconds, end)
+        report = _recorded(cfg, end - seconds, end, since)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -66,7 +69,7 @@ def _live(cfg) -> health_report.HealthReport:
     return health_report.from_cycle(capture.cycle.health, capture.miners)
 
 
-def _recorded(cfg, start: int, end: int) -> health_report.HealthReport:
+def _recorded(cfg, start: int, end: int, since: str) -> health_report.HealthReport:
     if cfg.influx is not None:
         try:
             cfg.influx.resolved_read_token()
@@ -82,6 +85,8 @@ def _recorded(cfg, start: int, end: int) -> health_report.HealthReport:
         fail_usage(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet collect` without "
                    "InfluxDB first, or pass --config/--site)")
     lines = history.spool_lines(directory, start, measurement=schema.HEALTH.name)
+    if not any(line.tags.get("site") == cfg.site and start <= line.time <= end for line in lines):
+        fail_usage(f"no recorded health of site {cfg.site!r} in the last {since} in {directory}")
     return health_report.from_lines(cfg.site, lines, start, end)
 
 

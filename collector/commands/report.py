@@ -10,17 +10,18 @@ import typer
 
 from collector import config as config_loader
 from collector import history, terminal
-from collector.commands.common import fail_usage, load_config, parse_period
+from collector.commands.common import SHARD_OPTION, fail_usage, load_config, parse_period
 
 
 def report(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (site and spool settings)."),
     site: str | None = typer.Option(None, "--site"),
     since: str = typer.Option("24h", "--since", help="Period to summarise: e.g. 90m, 24h, 7d."),
+    shard: str | None = SHARD_OPTION,
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of tables."),
 ) -> None:
     """Fleet and cost summary over a period, from the local history kept without InfluxDB."""
-    cfg = load_config(config, site=site)
+    cfg = load_config(config, site=site, shard=shard)
     seconds = parse_period("--since", since)
     directory = config_loader.spool_directory(cfg)
     if not directory.is_dir():
@@ -28,6 +29,8 @@ def report(
                    "InfluxDB first, or pass --config/--site)")
     end = int(time.time())
     summary = history.from_spool(directory, cfg.site, end - seconds, end)
+    if not summary.cycles:  # (not a table of dashes)
+        fail_usage(f"no local history of site {cfg.site!r} in the last {since} in {directory}")
     if as_json:
         typer.echo(json.dumps(summary.as_dict()))
     else:

@@ -117,3 +117,23 @@ def test_health_since_reads_influxdb_with_the_read_token(influxdb, influx_bucket
                                                                          "r1")
     assert dead["cycles"] == 3 and dead["usd_lost_day"] > 0 and dead["severity"] == "critical"
     assert report["chips_dead_last"] == 160 and report["by_cause"]["board"] >= 1
+
+
+def test_report_and_health_read_a_shards_history_and_say_when_a_site_has_none(tmp_path):
+    with run_fleet("a1566:2", base="127.66.3.1:0", seed=8) as fleet:
+        config = _config(tmp_path, fleet.addresses)
+        env = _environment(tmp_path)
+        collected = _run("collect", "--config", str(config), "--shard", "1/1", "--cycles", "3", env=env)
+        assert collected.returncode == 0, collected.stderr
+    for command in ("report", "health"):
+        # a shard keeps its own history (h1.shard-1-of-1): read with the same --shard
+        sharded = _run(command, "--config", str(config), "--shard", "1/1", "--since", "1h", "--json", env=env)
+        assert sharded.returncode == 0 and json.loads(sharded.stdout)["cycles"] == 3, sharded.stderr
+        unsharded = _run(command, "--config", str(config), "--since", "1h", env=env)
+        assert unsharded.returncode == 2 and "no local history for site 'h1'" in unsharded.stderr
+    # the spool directory set in the config: another site's name finds the directory but none of its points
+    spool = tmp_path / "spool" / "h1.shard-1-of-1"
+    config.write_text(config.read_text() + f"spool: {{directory: {spool}}}\n")
+    for command, words in (("report", "no local history of site 'other'"), ("health", "no recorded health of site 'other'")):
+        other = _run(command, "--config", str(config), "--site", "other", "--since", "1h", "--json", env=env)
+        assert other.returncode == 2 and words in other.stderr and other.stdout == "", other.stderr  # (was exit 0, dashes)
