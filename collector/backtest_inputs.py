@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ def read_prices_csv(path: Path, *, max_hold_s: float = 7200.0) -> PriceSeries:
             raise BacktestInputError(f"--prices {path} line {number}: {len(row)} field(s), a row is `time,{header[1]}`")
         try:
             ts = _time(row[0])
-            price = float(row[1]) / scale
+            price = _decimal(row[1]) / scale
         except ValueError as e:
             raise BacktestInputError(f"--prices {path} line {number}: {e}") from None
         if not math.isfinite(price) or not PRICE_MIN <= price <= PRICE_MAX:  # (the bounds said in the file's unit)
@@ -97,10 +98,22 @@ def _rows(reader, path: Path) -> Iterator[tuple[int, list[str]]]:
         yield reader.line_num, row
 
 
+# A number as a spreadsheet writes one: Python's float() also takes "0_05" (5.0: a typo read as $5/kWh),
+# "nan", "inf" and other scripts' digits.
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _decimal(text: str) -> float:
+    text = text.strip()
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"{text[:30]!r} is not a decimal number")
+    return float(text)
+
+
 def _time(text: str) -> int:
     text = text.strip()
     try:
-        value = float(text)
+        value = _decimal(text)
     except ValueError:
         ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if ts.tzinfo is None:

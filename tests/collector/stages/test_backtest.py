@@ -300,9 +300,12 @@ def test_an_unreachable_influxdb_is_a_runtime_error(tmp_path, start):
     ("not-a-time,30", "not-a-time"),
     (f"{10**12},30", "not a unix time"),
     ("2026-01-01T00:00:00,30", "no time zone"),
-    ("1795780800,nan", "is not a price"),
+    ("1795780800,nan", "'nan' is not a decimal number"),
     ("1795780800,1e300", "is not a price"),
-    ("1795780800,", "could not convert"),
+    ("1795780800,", "'' is not a decimal number"),
+    ("1795780800,0_05", "'0_05' is not a decimal number"),  # float() reads 5.0: $5/kWh from a typo
+    ("1795780800,\u0665", "is not a decimal number"),  # an Arabic-Indic 5: float() reads 5.0
+    ("1_795_780_800,30", "1_795_780_800"),
     ("1795780800", "1 field(s), a row is `time,usd_per_mwh`"),
     ("1795780800,25000", "'25000' is not a price in [-1000, 20000] $/MWh"),  # in the file's unit
     ("1795780800," + "9" * 140_000, "field larger than field limit"),  # past the csv module's 128 KiB
