@@ -184,9 +184,33 @@ def _safe_load(text: str) -> Any:
         if _more_nodes_than(node, MAX_CONFIG_NODES):
             raise _TooManyValues(f"more than {MAX_CONFIG_NODES:,} values, each alias (*name) counted as a copy of "
                                  "what it names: not a hashfleet config (a YAML alias bomb?)")
+        _no_duplicate_keys(node)
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def _no_duplicate_keys(root: yaml.Node) -> None:
+    """A key twice in one mapping is a mistake YAML forgives silently (the last wins: two `miners:` lists,
+    one ignored): yaml.MarkedYAMLError naming it. Each node once (an alias is the node it names)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in keys:
+                        raise yaml.MarkedYAMLError(problem=f"`{key.value[:60]}` appears twice in one mapping "
+                                                           "(YAML would keep the last silently)", problem_mark=key.start_mark)
+                    keys.add(key.value)
+                stack += (key, value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
 
 
 def _more_nodes_than(root: yaml.Node, limit: int) -> bool:

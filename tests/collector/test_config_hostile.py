@@ -141,6 +141,23 @@ def test_a_named_pipe_as_a_secret_file_is_refused_not_waited_on(tmp_path, variab
     assert_refused(result, f"environment: {variable} (influx.", str(pipe), "a named pipe or socket, not a file")
 
 
+@pytest.mark.parametrize(("text", "key", "line"), [
+    ("miners: [127.0.0.1]\nsite: a\nminers: [127.0.0.2]\n", "miners", 3),
+    ("miners: [127.0.0.1]\nspool: {max_mb: 10, retention_h: 24, max_mb: 1000}\n", "max_mb", 2),
+])
+def test_a_key_given_twice_is_refused_naming_it(tmp_path, text, key, line):
+    # YAML keeps the last silently: two `miners:` lists, one of them ignored.
+    assert_refused(collect("--config", str(write(tmp_path, text)), "--cycles", "1"),
+                   f"line {line}", f"`{key}` appears twice in one mapping")
+
+
+def test_merge_keys_and_aliases_are_no_duplicates(tmp_path):
+    text = ("defaults: &d {max_mb: 10}\nminers: [127.0.0.1]\nspool: {<<: *d, retention_h: 24}\n")
+    with pytest.raises(config.ConfigError) as caught:  # (`defaults` is not a setting: the model says so)
+        config.load(write(tmp_path, text), environ={})
+    assert "defaults" in str(caught.value) and "twice" not in str(caught.value)
+
+
 def test_a_named_pipe_as_the_config_is_refused(tmp_path):
     pipe = tmp_path / "hashfleet.yaml"
     os.mkfifo(pipe)
