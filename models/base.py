@@ -49,13 +49,16 @@ def read_capped(path: Path, limit: int) -> bytes:
 def read_secret_file(path: Path, field: str) -> str:
     """A token or password from a file (docker secrets), stripped; ValueError names `field`, never the contents."""
     try:
-        return read_capped(path, SECRET_FILE_MAX_BYTES).decode("utf-8").strip()
+        secret = read_capped(path, SECRET_FILE_MAX_BYTES).decode("utf-8").strip()
     except FileTooLarge:
         raise ValueError(f"{field} {path}: larger than {SECRET_FILE_MAX_BYTES // 1024} KiB, not a secret file") from None
     except UnicodeDecodeError:
         raise ValueError(f"{field} {path}: not UTF-8 text") from None
     except OSError as e:
         raise ValueError(f"{field} {path}: {e.strerror}") from None
+    if not secret:  # (a secret not yet written: every request would go out unauthenticated)
+        raise ValueError(f"{field} {path}: empty")
+    return secret
 
 
 class Reading(Strict):

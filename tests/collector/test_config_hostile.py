@@ -164,6 +164,15 @@ def test_a_named_pipe_as_the_config_is_refused(tmp_path):
     assert_refused(collect("--config", str(pipe), "--cycles", "1"), str(pipe), "a named pipe or socket, not a file")
 
 
+def test_an_empty_secret_file_is_refused(tmp_path):
+    # A secret not yet written (docker secrets created empty): every write would go out unauthenticated.
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    result = collect("--miners", "127.0.0.1", "--cycles", "1", env={"INFLUX_URL": "http://127.0.0.1:9",
+                                                                    "INFLUX_TOKEN_FILE": str(empty)})
+    assert_refused(result, f"INFLUX_TOKEN_FILE (influx.token_file) {empty}: empty")
+
+
 def test_a_missing_secret_file_named_by_the_environment_is_blamed_on_the_variable(tmp_path):
     path = write(tmp_path, "miners: [127.0.0.1]\n")
     result = collect("--config", str(path), "--cycles", "1",
