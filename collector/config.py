@@ -119,7 +119,8 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
         for pool in config.pools:
             pool.resolved_token(dict(env))  # and a pool token in neither its variable nor its file
     except ValidationError as e:
-        raise ConfigError(_describe(source, e)) from None
+        flags = {key for key, value in (overrides or {}).items() if value is not None}
+        raise ConfigError(_describe(source, e, flags)) from None
     except ValueError as e:
         field, _, rest = str(e).partition(" ")
         message = f"environment: {from_env[field]} ({field}) {rest}" if field in from_env else f"{source}: {e}"
@@ -235,11 +236,17 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def _describe(source: str, error: ValidationError) -> str:
+# The command-line flags that set a top-level field (collector/commands): an error in one names the flag.
+FLAGS = {"interval_s": "--interval", "site": "--site", "miners": "--miners", "shard": "--shard"}
+
+
+def _describe(source: str, error: ValidationError, flags: set[str] = frozenset()) -> str:  # type: ignore[assignment]
     lines = [f"{source}: invalid configuration ({error.error_count()} problem(s))"]
     for item in error.errors()[:20]:
         loc = [str(p) for p in item["loc"]]
         field = ".".join(loc) or "(top level)"
+        if loc and loc[0] in flags and loc[0] in FLAGS:
+            field = f"{FLAGS[loc[0]]} ({field})"  # a flag's value, not the file's
         value = item.get("input")
         if _SECRET_FIELDS & set(loc) or item["type"] == "missing" or isinstance(value, dict):
             shown = ""

@@ -237,7 +237,7 @@ class CollectorConfig(Settings):
         default=24, gt=0, le=24 * 31,
         description="a miner id not in any cycle for this long leaves the running cost totals (its amounts stay in "
                     "the site's): bounds the totals file when ids churn, e.g. a MAC that changes every cycle")
-    shard: str | None = Field(default=None, pattern=r"^[1-9][0-9]*/[1-9][0-9]*$",
+    shard: str | None = Field(default=None, max_length=20,
                               description="K/N: poll only the addresses whose stable hash falls in shard K of N")
     influx: InfluxConfig | None = None
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
@@ -283,11 +283,14 @@ class CollectorConfig(Settings):
                              f"wait ({self.identify_backoff:g} s, identify_backoff_s or else interval_s): raise it")
         return self
 
-    @model_validator(mode="after")
-    def _shard_in_range(self) -> CollectorConfig:
-        if self.shard_k_n is not None and not 1 <= self.shard_k_n[0] <= self.shard_k_n[1]:
-            raise ValueError(f"shard {self.shard!r}: K must be between 1 and N")
-        return self
+    @field_validator("shard")
+    @classmethod
+    def _shard_in_range(cls, shard: str | None) -> str | None:
+        if shard is not None:
+            parts = re.fullmatch(r"([1-9][0-9]{0,5})/([1-9][0-9]{0,5})", shard)
+            if parts is None or int(parts[1]) > int(parts[2]):
+                raise ValueError("K/N: shard K of N collectors, 1 <= K <= N (e.g. 1/3)")
+        return shard
 
     @model_validator(mode="after")
     def _pool_names_unique(self) -> CollectorConfig:

@@ -103,3 +103,16 @@ def test_the_documented_curtailment_block_loads_with_its_control_mode_unquoted(t
                     "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n"
                     + block)
     assert config.load(path, environ={}).curtailment.control.mode.value == expected
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (("--interval", "0"), "--interval (interval_s): Input should be greater than or equal to 1"),
+    (("--shard", "3/2"), "--shard (shard): Value error, K/N: shard K of N collectors, 1 <= K <= N"),
+    (("--shard", "0/2"), "--shard (shard): Value error, K/N"),
+    (("--site", ".."), "--site (site)"),
+])
+def test_a_bad_flag_is_named_as_the_flag_not_blamed_on_the_config_file(tmp_path, args, named):
+    path = tmp_path / "c.yaml"
+    path.write_text("miners: [127.0.0.1]\n")
+    result = run("collect", "--config", str(path), "--cycles", "1", *args)
+    assert result.returncode == 2 and named in result.stderr, result.stderr
