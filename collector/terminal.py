@@ -55,7 +55,9 @@ def fleet_table(samples: list[MinerSample]) -> Table:
 
 
 def _usd(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.0f}"
+    if value is None:
+        return "-"
+    return f"${value:,.0f}" if abs(value) >= 1000 else f"${value:,.2f}"  # (an hour's cash is cents: not "$0")
 
 
 def cost_summary(site: CostSample, network: NetworkState) -> Table:

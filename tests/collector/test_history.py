@@ -54,6 +54,7 @@ def test_collect_without_influxdb_keeps_history_that_report_summarises(tmp_path)
 
     table = hashfleet("report", "--config", str(config), "--since", "1h", spool=spool)
     assert table.returncode == 0 and "site totals" in table.stdout
+    assert f"${data['cash_usd']:,.2f}" in table.stdout  # four seconds' cash is cents, shown as cents (was "$0")
 
 
 def test_report_without_history_says_where_it_looked(tmp_path):
