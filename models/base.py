@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
+import typing
+from typing import Any
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class Strict(BaseModel):
@@ -19,9 +22,32 @@ class Strict(BaseModel):
 
 class Settings(Strict):
     """A part of the configuration: strict, and every float finite (`.inf` or `.nan` in YAML is an
-    error naming the field, not an overflow deep inside the service)."""
+    error naming the field, not an overflow deep inside the service); a switch (YAML's true, yes, on)
+    is no number (pydantic would read `interval_s: true` as 1 s)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_switch_for_a_number(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            numbers = _number_fields(cls)
+            for name, value in data.items():
+                if (value is True or value is False) and name in numbers:
+                    raise ValueError(f"{name}: a number, not {str(value).lower()} (YAML reads true/false, yes/no, "
+                                     "on/off as switches)")
+        return data
+
+
+@functools.cache
+def _number_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of `model` that hold an int or a float (or None)."""
+    out = set()
+    for name, info in model.model_fields.items():
+        kinds = set(typing.get_args(info.annotation)) or {info.annotation}
+        if kinds - {type(None)} and kinds - {type(None)} <= {int, float}:
+            out.add(name)
+    return frozenset(out)
 
 
 SECRET_FILE_MAX_BYTES = 64 * 1024  # a token, a password: a few hundred bytes at most

@@ -151,6 +151,16 @@ def test_a_key_given_twice_is_refused_naming_it(tmp_path, text, key, line):
                    f"line {line}", f"`{key}` appears twice in one mapping")
 
 
+@pytest.mark.parametrize(("text", "field"), [
+    ("miners: [127.0.0.1]\ninterval_s: true\n", "interval_s: a number, not true"),
+    ("miners: [127.0.0.1]\nspool: {max_mb: yes}\n", "max_mb: a number, not true"),
+    ("miners: [127.0.0.1]\neconomics: {tariff: {kind: flat, usd_per_kwh: 0.05}, pue: off}\n", "pue: a number, not false"),
+])
+def test_a_switch_where_a_number_belongs_is_refused(tmp_path, text, field):
+    # pydantic reads true as 1: `interval_s: true` polled every second.
+    assert_refused(collect("--config", str(write(tmp_path, text)), "--cycles", "1"), field)
+
+
 def test_merge_keys_and_aliases_are_no_duplicates(tmp_path):
     text = ("defaults: &d {max_mb: 10}\nminers: [127.0.0.1]\nspool: {<<: *d, retention_h: 24}\n")
     with pytest.raises(config.ConfigError) as caught:  # (`defaults` is not a setting: the model says so)
