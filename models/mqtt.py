@@ -215,7 +215,8 @@ class MqttConfig(Settings):
 class MeterPayload(_Strict):
     """One reading of a smart PDU outlet or a rack meter: `{"watts": 3412.5, "outlet": "r1-3"}`."""
 
-    watts: float = Field(ge=0, allow_inf_nan=False)
+    # strict: a JSON true or "2500" is no reading (lax pydantic made them 1.0 and 2500.0)
+    watts: float = Field(ge=0, allow_inf_nan=False, strict=True)
     outlet: str | None = Field(default=None, min_length=1)
     rack: str | None = Field(default=None, min_length=1)
     ts: datetime | None = Field(default=None, description="when it was measured; default: when it arrived")
@@ -239,8 +240,8 @@ class MeterPayload(_Strict):
 class PowerPricePayload(_Strict):
     """A live power price: `{"usd_per_kwh": 0.043}` or `{"usd_per_mwh": 43.0}` (market prices may be negative)."""
 
-    usd_per_kwh: float | None = Field(default=None, allow_inf_nan=False)
-    usd_per_mwh: float | None = Field(default=None, allow_inf_nan=False)
+    usd_per_kwh: float | None = Field(default=None, allow_inf_nan=False, strict=True)  # (not true, not "0.05")
+    usd_per_mwh: float | None = Field(default=None, allow_inf_nan=False, strict=True)
     ts: datetime | None = None
 
     @field_validator("ts")
@@ -262,7 +263,7 @@ class PowerPricePayload(_Strict):
 class BtcPricePayload(_Strict):
     """A live BTC price: `{"usd": 95123.4}`."""
 
-    usd: float = Field(gt=0, allow_inf_nan=False)
+    usd: float = Field(gt=0, allow_inf_nan=False, strict=True)
     ts: datetime | None = None
 
     @field_validator("ts")

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import ValidationError
 
 from models.base import is_fresh
@@ -60,6 +61,7 @@ from collector.sources.live_inputs import LiveInputs, MeterReading
 from collector.mqtt.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
 from models.curtailment import ControlMode, DrTarget, KillPayload
+from models.hardware import MAX_UNIT_W
 from models.mqtt import BtcPricePayload, IngestKind, MeterPayload, MqttConfig, MqttSubscription, PowerPricePayload
 
 if TYPE_CHECKING:
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_FACILITY_W = 1e9  # a gigawatt: past any mining site
 OVERSIZED = "oversized"
 NOT_JSON = "not_json"
 INVALID = "invalid"
@@ -99,6 +102,12 @@ def _utcnow() -> datetime:
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _at_most(what: str, watts: float, most: float, why: str) -> None:
+    # A reading no meter of this could show (1 GW on one outlet) is refused, not costed.
+    if watts > most:
+        raise _Dropped(OUT_OF_BOUNDS, f"{what} reading {watts:g} W over {most:g} W ({why})")
 
 
 def _bare_number(value: Any) -> float | None:
@@ -322,7 +331,8 @@ class MqttIngest:
         raw["source"] = SampleSource.MQTT
         # Not finite, or over a cap: ValidationError, the payload is dropped. Finite but beyond what
         # the model could do (a hashrate of 1e308): refused and kept out of cost, like a polled miner's.
-        sample = plausibility.check(MinerSample.model_validate(raw))
+        # Strict, as JSON: a true or "1.5" where a number belongs is no reading (lax, they were 1.0 and 1.5).
+        sample = plausibility.check(MinerSample.model_validate_json(orjson.dumps(raw), strict=True))
         self._checked_ts(sample.ts, now)
         verified = self._take_slot(sample.miner, key)
 
@@ -341,12 +351,15 @@ class MqttIngest:
         value = MeterReading(reading.watts, self._checked_ts(reading.ts, now))
         if reading.rack is None and key in sub.outlets:
             miner = sub.outlets[key]
+            _at_most("an outlet", reading.watts, MAX_UNIT_W, "one miner's most")
             return lambda: self._outlet_reading(miner, value)
         if reading.outlet is None and key in sub.racks:
             rack = (index, key)
             miners = tuple(sub.racks[key])
+            _at_most("a rack", reading.watts, MAX_UNIT_W * len(miners), f"its {len(miners)} miners' most")
             return lambda: self._rack_reading(rack, miners, value)
         if reading.outlet is None and key in sub.facility:
+            _at_most("a facility meter", reading.watts, MAX_FACILITY_W, "a site's most")
             return lambda: self._facility_reading(key, value)
         where = "outlets" if reading.outlet is not None else "racks" if reading.rack is not None else "outlets or racks"
         raise _Dropped(UNMAPPED, f"meter key {key!r} is not in the {where} of ingest topic {sub.topic!r}")

@@ -107,6 +107,35 @@ def test_the_power_price_bounds_are_configurable():
     assert live.power_price.usd_per_kwh == -10
 
 
+@pytest.mark.parametrize(("topic", "payload"), [
+    ("price/power", {"usd_per_kwh": True}),  # lax pydantic read a price of 1.0 $/kWh
+    ("price/power", {"usd_per_kwh": "1e1"}),  # ... and of 10 $/kWh
+    ("price/power", {"usd_per_mwh": "40"}),
+    ("price/btc", {"usd": "95000"}),
+    ("pdu/r1/outlet/1", {"outlet": "r1-1", "watts": True}),  # a 1 W miner, a 3,448 W meter gap
+    ("pdu/r1/outlet/1", {"outlet": "r1-1", "watts": "2500"}),
+    ("dev/x/telemetry", {"hashrate_ths": True, "power_w": 18}),
+    ("dev/x/telemetry", {"hashrate_ths": "1.5", "power_w": "18"}),
+])
+def test_a_switch_or_a_string_where_a_number_belongs_is_invalid(topic, payload):
+    ingest, live, _ = make_ingest()
+    feed(ingest, topic, payload)
+    assert ingest.stats()["dropped"] == {"invalid": 1}
+    assert live.power_price is None and live.btc_price_usd is None and live.metered_power("m1", T0) is None
+    assert ingest.cycle_samples(T0, []) == []
+
+
+def test_a_meter_reading_no_outlet_could_show_is_refused():
+    ingest, live, _ = make_ingest()
+    feed(ingest, "pdu/r1/outlet/1", {"outlet": "r1-1", "watts": 1e9})  # 1 GW on one miner's outlet
+    assert live.metered_power("m1", T0) is None and ingest.stats()["dropped"] == {"out_of_bounds": 1}
+    feed(ingest, "pdu/r1/outlet/1", {"outlet": "r1-1", "watts": 3412.5})
+    assert live.metered_power("m1", T0) == 3412.5
+    feed(ingest, "dev/x/telemetry", {"hashrate_ths": 1.5, "power_w": 18, "state": "mining",
+                                     "ts": "2025-06-01T12:00:00Z"})  # numbers, words and times as JSON has them
+    assert [(s.miner, s.hashrate_ths, s.state) for s in ingest.cycle_samples(T0, [])] == [("x", 1.5, MinerState.MINING)]
+
+
 def test_btc_prices_from_the_future_or_out_of_bounds_are_refused():
     ingest, live, clock = make_ingest(btc_price_min_usd=10_000, btc_price_max_usd=1_000_000)
     feed(ingest, "price/btc", {"usd": 95_000.0, "ts": FUTURE})
