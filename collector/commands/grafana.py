@@ -116,13 +116,17 @@ class Pusher:
         from grafana_client.client import GrafanaException
 
         try:
-            return call(*args)
+            answer = call(*args)
         except GrafanaException as e:
             if missing_ok and e.status_code == 404:
                 return None
             raise PushError(redact(f"{step}: Grafana answered {e.status_code}: {str(e.message)[:300]}")) from None
         except requests.RequestException as e:
             raise PushError(f"{step}: Grafana at {redact_url(self.api.url)} unreachable ({type(e).__name__})") from None
+        if answer is not None and not isinstance(answer, (dict, list)):  # a proxy's page, a login redirect's HTML
+            raise PushError(f"{step}: {redact_url(self.api.url)} answered something other than Grafana's JSON: "
+                            f"{redact(str(answer)[:120])!r}")
+        return answer
 
     def _exists(self, step: str, call, *args) -> bool:
         return self._call(step, call, *args, missing_ok=True) is not None

@@ -253,3 +253,38 @@ def test_pushed_data_source_matches_the_provisioned_one(grafana: FakeGrafana):
     assert {k: v for k, v in pushed["jsonData"].items() if k != "dbName"} == {
         k: v for k, v in provisioned["jsonData"].items() if k != "dbName"}
     assert provisioned["secureJsonData"]["httpHeaderValue1"].startswith("Token ")
+
+
+@pytest.mark.parametrize("status", [200, 302])
+def test_a_server_answering_html_instead_of_grafanas_json_is_a_clear_error(status, tmp_path):
+    # A proxy's page, or its redirect to a login page: the client handed the HTML on as the answer
+    # ("updated", then an AttributeError traceback).
+    class Html(BaseHTTPRequestHandler):
+        def _page(self) -> None:
+            body = b"<html>log in</html>"
+            redirect = status == 302 and self.path != "/login"
+            self.send_response(302 if redirect else 200)
+            if redirect:
+                self.send_header("Location", "/login")
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = _page
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        fake = FakeGrafana()
+        fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = push(fake, "--token", TOKEN)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "answered something other than Grafana's JSON: '<html>log in</html>'" in result.stderr
+    assert "updated" not in result.stdout and "created" not in result.stdout
