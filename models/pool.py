@@ -62,6 +62,15 @@ class PoolWorker(Reading):
     def _utc(cls, ts: datetime | None) -> datetime | None:
         return as_utc(ts)
 
+    @field_validator("name", "state")
+    @classmethod
+    def _printable(cls, text: str | None) -> str | None:
+        # A pool's words reach the log and the terminal: an escape sequence would recolour it, a newline
+        # forge a log line. Shown escaped (distinct names stay distinct).
+        if text is not None and not text.isprintable():
+            return text.encode("unicode_escape").decode("ascii")
+        return text
+
 
 class PoolDay(Reading):
     """One UTC day of one pool account."""

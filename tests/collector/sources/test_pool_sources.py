@@ -10,6 +10,7 @@ stale, never replaced by zeros.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -378,3 +379,18 @@ def test_a_missing_token_is_a_config_error_naming_where_to_put_it(tmp_path):
     path.write_text("pools:\n  - {kind: publicpool, account: bc1q}\n")
     with pytest.raises(config_loader.ConfigError, match="url"):
         config_loader.load(path, environ={})
+
+
+def test_control_characters_in_a_worker_name_reach_no_log_or_terminal_as_such(hostile, fresh):
+    # ESC sequences recolour a terminal and a newline forges a log line: shown escaped, the name kept.
+    _, _, clock = fresh
+    name = "hashfleet.a1\x1b[31mRED\x1b[0m\n[fake] line"
+    body = _worker("1").replace(b"hashfleet.a1", json.dumps(name)[1:-1].encode())
+    _Hostile.reply, _Hostile.trickle = (200, {}, body), False
+    config = PoolConfig(kind="braiins", url=f"http://127.0.0.1:{hostile.server_address[1]}", account="hashfleet",
+                        token_env="UNUSED", min_interval_s=0)
+    pool = SOURCES[PoolKind.BRAIINS](config, token="t")
+    now = at(clock)
+    assert read(pool, now, days=False)
+    (worker,) = pool.snapshot(now).workers
+    assert worker.name == "hashfleet.a1\\x1b[31mRED\\x1b[0m\\n[fake] line" and worker.name.isprintable()
