@@ -251,7 +251,7 @@ def _describe(source: str, error: ValidationError, flags: set[str] = frozenset()
         if _SECRET_FIELDS & set(loc) or item["type"] == "missing" or isinstance(value, dict):
             shown = ""
         elif isinstance(value, str) and loc and loc[-1].endswith(_URL_FIELDS):
-            shown = f" (got {_short.repr(redact_url(value))})"
+            shown = f" (got {_short.repr(redact_url(value.partition('?')[0].partition('#')[0]))})"  # (a query may hold a token)
         else:
             shown = f" (got {_short.repr(value)})"
         lines.append(_clip(redact(f"  {field}: {item['msg']}{shown}"), 400))

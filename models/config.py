@@ -142,6 +142,8 @@ class PoolConfig(Settings):
     def _http_url(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")  # the value is not echoed: it may hold credentials
+        if url is not None and ("?" in url or "#" in url):  # paths are appended to it; a token there would be logged
+            raise ValueError("the API's base URL, without a ?query or #fragment (tokens go in token_env or token_file)")
         return None if url is None else url.rstrip("/")
 
     @model_validator(mode="after")

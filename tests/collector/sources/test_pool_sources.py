@@ -394,3 +394,15 @@ def test_control_characters_in_a_worker_name_reach_no_log_or_terminal_as_such(ho
     assert read(pool, now, days=False)
     (worker,) = pool.snapshot(now).workers
     assert worker.name == "hashfleet.a1\\x1b[31mRED\\x1b[0m\\n[fake] line" and worker.name.isprintable()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/api?token=abc123secret", "http://127.0.0.1:9000/api#x"])
+def test_a_pool_url_with_a_query_is_a_config_error_that_does_not_echo_it(tmp_path, url):
+    # Paths are appended to it (`?token=abc/client/acct` was requested) and the whole was logged.
+    from collector import config as config_loader
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"pools:\n  - {{kind: publicpool, account: bc1q, url: '{url}'}}\n")
+    with pytest.raises(config_loader.ConfigError, match="without a .query") as caught:
+        config_loader.load(path, environ={})
+    assert "abc123secret" not in str(caught.value)
