@@ -206,8 +206,8 @@ def _no_duplicate_keys(root: yaml.Node) -> None:
             for key, value in node.value:
                 if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                     if key.value in keys:
-                        raise yaml.MarkedYAMLError(problem=f"`{key.value[:60]}` appears twice in one mapping "
-                                                           "(YAML would keep the last silently)", problem_mark=key.start_mark)
+                        problem = f"`{key.value[:60]}` appears twice in one mapping (YAML would keep the last silently)"
+                        raise yaml.MarkedYAMLError(problem=problem, problem_mark=key.start_mark)
                     keys.add(key.value)
                 stack += (key, value)
         elif isinstance(node, yaml.SequenceNode):
@@ -251,7 +251,8 @@ def _describe(source: str, error: ValidationError, flags: set[str] = frozenset()
         if _SECRET_FIELDS & set(loc) or item["type"] == "missing" or isinstance(value, dict):
             shown = ""
         elif isinstance(value, str) and loc and loc[-1].endswith(_URL_FIELDS):
-            shown = f" (got {_short.repr(redact_url(value.partition('?')[0].partition('#')[0]))})"  # (a query may hold a token)
+            base = value.partition("?")[0].partition("#")[0]  # (a query may hold a token)
+            shown = f" (got {_short.repr(redact_url(base))})"
         else:
             shown = f" (got {_short.repr(value)})"
         lines.append(_clip(redact(f"  {field}: {item['msg']}{shown}"), 400))
