@@ -52,6 +52,9 @@ class FleetSpecError(ValueError):
     """A --fleet or --base value that cannot be used; the message says what to write instead."""
 
 
+MAX_FLEET = 100_000  # bench.scale runs 20,000; one process's sockets and memory end well before 10^6
+
+
 def parse_fleet(text: str) -> list[tuple[ModelSpec, int]]:
     """`a1246:2,q:1` -> [(a1246 spec, 2), (q spec, 1)]; a bare model means one miner."""
     groups: list[tuple[ModelSpec, int]] = []
@@ -68,7 +71,7 @@ def parse_fleet(text: str) -> list[tuple[ModelSpec, int]]:
                 "(write MODEL:COUNT,..., e.g. a1246:2,q:1)"
             ) from None
         count_text = count_text.strip()
-        if sep and not count_text.isdigit():
+        if sep and not (count_text.isascii() and count_text.isdigit() and len(count_text) <= 9):
             raise FleetSpecError(f"bad count {count_text!r} for {name.strip()!r} in fleet {text!r}: "
                                  f"write a whole number of miners, e.g. a1246:2; known models: {known_models()}")
         count = int(count_text) if sep else 1
@@ -79,6 +82,9 @@ def parse_fleet(text: str) -> list[tuple[ModelSpec, int]]:
     if not groups:
         raise FleetSpecError(f"empty fleet {text!r}: write MODEL:COUNT,..., e.g. a1246:2,q:1; "
                              f"known models: {known_models()}")
+    total = sum(count for _, count in groups)
+    if total > MAX_FLEET:  # (each miner is an object and a listening socket: 10^8 grew without end, silently)
+        raise FleetSpecError(f"{total:,} miners in fleet {text[:80]!r}: at most {MAX_FLEET:,} in one simulator")
     return groups
 
 

@@ -38,7 +38,8 @@ def test_simulate_prints_addresses_serves_and_stops_on_sigterm():
 
 @pytest.mark.parametrize(
     ("fleet", "hint"),
-    [("a9999:1", "unknown model"), ("a1246:two", "bad count"), ("a1246:0", "at least 1")],
+    [("a9999:1", "unknown model"), ("a1246:two", "bad count"), ("a1246:0", "at least 1"),
+     ("a1246:" + "9" * 5000, "bad count")],  # (10^5000 would not even parse as an int)
 )
 def test_bad_fleet_is_a_usage_error_listing_known_models(fleet, hint):
     env = {**os.environ, "COLUMNS": "200"}
@@ -132,3 +133,13 @@ def test_bad_drills_are_usage_errors_naming_the_entry(tmp_path, args, schedule, 
     assert done.returncode == 2, done.stderr
     message = " ".join(done.stderr.replace("│", " ").split())  # typer boxes and wraps the text
     assert hint in message
+
+
+@pytest.mark.parametrize(("fleet", "hint"), [("a1246:100000000", "100,000,000 miners"),
+                                             ("a1246:60000,q:50000", "110,000 miners")])
+def test_a_fleet_larger_than_one_simulator_can_hold_is_a_usage_error(fleet, hint):
+    # 10^8 miners grew memory by ~100 MB/s without a word (3.4 GB in 30 s).
+    done = subprocess.run([HASHFLEET, "simulate", "--fleet", fleet], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "200"})
+    message = " ".join(done.stderr.split()).replace("│ ", "")
+    assert done.returncode == 2 and hint in message and "at most 100,000 in one simulator" in message
