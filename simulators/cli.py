@@ -209,12 +209,12 @@ def simulate(
     except ControlBindError as exc:
         typer.echo(f"error: {exc.strerror}", err=True)
         raise typer.Exit(1) from None
+    except MqttDeviceError as exc:  # (an OSError: before the pools' below)
+        typer.echo(f"error: {exc} (--mqtt-host, --mqtt-port)", err=True)
+        raise typer.Exit(1) from None
     except OSError as exc:  # a pool API's address (the miners' own errors are BindError)
         typer.echo(f"error: cannot listen for a simulated pool from {pool_base}: {exc.strerror or exc}. "
                    "Pick another --pool-base, or free the address.", err=True)
-        raise typer.Exit(1) from None
-    except MqttDeviceError as exc:
-        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     finally:
         log.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import re
 import signal
 import subprocess
@@ -143,3 +144,14 @@ def test_a_fleet_larger_than_one_simulator_can_hold_is_a_usage_error(fleet, hint
                           env={**os.environ, "COLUMNS": "200"})
     message = " ".join(done.stderr.split()).replace("│ ", "")
     assert done.returncode == 2 and hint in message and "at most 100,000 in one simulator" in message
+
+
+def test_a_broker_not_reachable_is_named_as_the_broker_not_a_pool_address():
+    # A ConnectionError is an OSError: it was caught as a pool API's address ("Pick another --pool-base").
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run([HASHFLEET, "simulate", "--fleet", "a1246:1", "--base", "127.0.0.1:0", "--mqtt-host",
+                           "127.0.0.1", "--mqtt-port", str(port)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"MQTT broker 127.0.0.1:{port} not reachable" in done.stderr
+    assert "--mqtt-host, --mqtt-port" in done.stderr and "pool" not in done.stderr
