@@ -200,6 +200,8 @@ def load_schedule(path: Path) -> list[FaultChange]:
         doc = yaml.load(data.decode("utf-8"), Loader=_ScheduleLoader)  # noqa: S506 - a SafeLoader
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DrillError(f"{path}: not YAML or JSON: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise DrillError(f"{path}: nested too deeply to be a drill") from None
     if isinstance(doc, dict) and set(doc) == {"faults"}:
         doc = doc["faults"]
     if not isinstance(doc, list) or not doc:
@@ -345,7 +347,7 @@ class ControlServer:
     def _post_faults(self, request: HttpRequest) -> HttpResponse:
         try:
             body = request.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # (100,000 '[' is too deep for json: not a 500)
             return json_response({"error": "body must be JSON: {\"address\": ..., \"set\": {...}, \"clear\": [...]}"}, 400)
         entries = body if isinstance(body, list) else [body]
         if len(entries) > MAX_ENTRIES:

@@ -45,6 +45,13 @@ def test_unquoted_board_colon_values_are_not_read_as_base_60_numbers(tmp_path):
     assert change.set == {"chips_dying": ((1, 40.0),), "weak_board": (2, 0.5), "pool_rejects": (8.0, 2.0)}
 
 
+def test_a_schedule_nested_too_deeply_is_refused(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("[" * 100_000)
+    with pytest.raises(DrillError, match="nested too deeply|not YAML or JSON"):
+        load_schedule(path)
+
+
 def test_schedule_files_are_capped_in_size_and_entries(tmp_path):
     big = tmp_path / "big.yaml"
     big.write_text("#" * (1 << 20) + "\n- {at: 0, address: '*', set: {soft_off: true}}\n")
@@ -145,6 +152,8 @@ def test_the_control_endpoint_refuses_junk_and_keeps_serving():
         r = await client.post("/faults", json=[{"address": "*", "set": {"soft_off": True}}] * (MAX_ENTRIES + 1))
         assert r.status_code == 400
         assert (await client.post("/faults", content=b"[" + b"1," * (1 << 20) + b"1]")).status_code == 413
+        deep = await client.post("/faults", content=b"[" * 100_000)  # too deep for json: was a 500
+        assert deep.status_code == 400 and "must be JSON" in deep.json()["error"]
         assert (await client.get("/nothing")).status_code == 404
         assert (await client.delete("/faults")).status_code == 405
         assert fleet.miners[0].faults.active == ()  # nothing half-applied
