@@ -8,7 +8,8 @@ flag. Home Assistant discovery configs go out (retained) the first time a miner 
 make, model, firmware or MAC change; the connection publishes every retained message again after a
 reconnect. An MQTT miner the ingest forgets (silent for `telemetry_evict_after_s`) has its discovery
 configs and retained state and cost cleared (an empty retained message on each topic), so invented
-ids leave nothing behind on the broker or in Home Assistant. Topic tree: collector/mqtt/topics.py
+ids leave nothing behind on the broker or in Home Assistant; so does a polled address published
+unidentified (as host:port) once it is published under its MAC. Topic tree: collector/mqtt/topics.py
 and docs/mqtt.md.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -161,6 +162,9 @@ def plan_summary(plan: CurtailmentPlan) -> dict[str, Any]:
     }
 
 
+MAX_PLACEHOLDERS = 200_000  # addresses published unidentified (as many as a fleet has)
+
+
 class MqttSink:
     def __init__(self, connection: MqttConnection, topics: Topics, config: MqttConfig, *,
                  stats: Callable[[], dict[str, Any]] | None = None,
@@ -174,6 +178,10 @@ class MqttSink:
         self._stats = stats
         self._evicted = evicted
         self._discovered: dict[str, tuple[str | None, ...]] = {}  # miner -> device signature published
+        # A polled address first seen unidentified is published under `host:port`; once identified its id
+        # is the MAC and the placeholder's retained topics and Home Assistant device are cleared.
+        self._placeholders: set[str] = set()
+        self._identified: list[str] = []
         self._site_discovered: bool | None = None  # None: not yet; else whether cost sensors were included
 
     async def write_miners(self, part: MinersPart) -> None:
@@ -193,7 +201,15 @@ class MqttSink:
         """Discovery (new or changed devices), state and cost of a slice of the cycle's miners."""
         qos, retain = self.config.qos, self.config.retain
         out = self._miner_discovery(part.samples)
+        placeholders = self._placeholders
         for sample in part.samples:
+            address = f"{sample.host}:{sample.port}"
+            if sample.miner == address:
+                if len(placeholders) < MAX_PLACEHOLDERS:
+                    placeholders.add(address)
+            elif address in placeholders:
+                placeholders.discard(address)
+                self._identified.append(address)
             out.append(Message(self.topics.miner_state(sample.miner), sample.model_dump_json().encode(), qos, retain))
         for cost in part.costs or ():
             assert cost.miner is not None  # miner scope
@@ -207,7 +223,8 @@ class MqttSink:
     def cycle_messages(self, cycle: Cycle) -> list[Message]:
         """The site's discovery, state and cost, and the collector's health, at the end of a cycle."""
         qos, retain = self.config.qos, self.config.retain
-        out = self._site_discovery(cycle) + self._clear_evicted()
+        identified, self._identified = self._identified, []
+        out = self._site_discovery(cycle) + self._clear(identified) + self._clear_evicted()
         out.append(Message(self.topics.site_state, _json(site_summary(cycle)), qos, retain))
         if cycle.cost is not None:
             gaps = cycle.cost.metered_gap_w
@@ -281,10 +298,12 @@ class MqttSink:
 
     def _clear_evicted(self) -> list[Message]:
         """Empty retained messages on the discovery, state and cost topics of miners the ingest forgot."""
-        if self._evicted is None:
-            return []
+        return [] if self._evicted is None else self._clear(self._evicted())
+
+    def _clear(self, miners: Iterable[str]) -> list[Message]:
+        """Empty retained messages on the discovery, state, cost and plan topics of `miners` (ids gone)."""
         out = []
-        for miner in self._evicted():
+        for miner in miners:
             topics = []
             if self._discovered.pop(miner, None) is not None:
                 topics += home_assistant.miner_config_topics(self.topics.site, miner, self.config.discovery_prefix)

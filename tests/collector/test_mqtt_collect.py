@@ -171,3 +171,41 @@ def test_simulated_meter_and_mqtt_miner_feed_collect_metered_cost_and_samples(mo
                     if proc.poll() is None:
                         proc.kill()
         watcher.close()
+
+
+def test_a_miner_down_at_start_leaves_no_placeholder_device_once_identified(mosquitto, tmp_path):
+    # Unidentified, an address is published under host:port; identified, under its MAC. The host:port
+    # device stayed in Home Assistant for good, always offline, beside the real one.
+    site = unique("ghost")
+    topics = Topics("hashfleet", site)
+    reader = Subscriber(mosquitto.host, mosquitto.port, [f"hashfleet/{site}/#", "homeassistant/#"])
+    with run_fleet("a1566:1", base="127.46.5.1:0", seed=3) as fleet:
+        fleet[0].set_faults(no_answer=True)
+        address = fleet.addresses[0]
+        node = discovery.miner_node_id(site, address)
+        path = write_config(tmp_path, {"site": site, "miners": fleet.addresses, "interval_s": 1, "timeout_s": 1,
+                                       "identify_backoff_s": 1, "identify_backoff_max_s": 1,
+                                       "mqtt": {"host": mosquitto.host, "port": mosquitto.port}})
+        log = tmp_path / "collect.log"
+        with log.open("w") as stderr:
+            proc = subprocess.Popen([HASHFLEET, "collect", "--config", str(path)], stdout=subprocess.DEVNULL,
+                                    stderr=stderr, env=environment(tmp_path))
+        try:
+            reader.wait_for(lambda m: m.topic == topics.miner_state(address) and bool(m.payload), timeout=30,
+                            what=f"the unidentified address's state (collector log: {log})")
+            reader.wait_for(lambda m: m.topic.startswith(f"homeassistant/sensor/{node}/") and bool(m.payload),
+                            what="its Home Assistant device")
+            fleet[0].set_faults(no_answer=False)
+            identified = reader.wait_for(lambda m: m.topic.endswith("/state") and m.topic != topics.miner_state(address)
+                                         and "/miner/" in m.topic and bool(m.payload)
+                                         and bool(json.loads(m.payload).get("mac")), timeout=30,
+                                         what="the miner's state under its MAC")
+            assert MinerSample.model_validate_json(identified.payload).miner != address
+            reader.wait_for(lambda m: m.topic == topics.miner_state(address) and m.payload == b"", timeout=30,
+                            what="the placeholder's state cleared")
+            for topic in discovery.miner_config_topics(site, address, "homeassistant"):
+                reader.wait_for(lambda m, t=topic: m.topic == t and m.payload == b"", what=f"{topic} cleared")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            reader.close()
