@@ -36,6 +36,8 @@ def _root(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # whatever a library logs, URL credentials stay hidden
         handler.addFilter(RedactingFilter())
+    if logging.getLogger().level > logging.DEBUG:  # httpx logs every request at INFO: a line per pool call
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     warnings.showwarning = _pyasic_warnings_to_log
 
 

@@ -406,3 +406,23 @@ def test_a_pool_url_with_a_query_is_a_config_error_that_does_not_echo_it(tmp_pat
     with pytest.raises(config_loader.ConfigError, match="without a .query") as caught:
         config_loader.load(path, environ={})
     assert "abc123secret" not in str(caught.value)
+
+
+def test_httpx_does_not_log_every_pool_request_unless_asked(hostile, tmp_path):
+    import os
+    import subprocess
+
+    from tests.support import HASHFLEET
+
+    _Hostile.reply, _Hostile.trickle = (200, {}, _worker("1")), False
+    config = tmp_path / "c.yaml"
+    config.write_text(f"pools:\n  - {{kind: braiins, account: hashfleet, token_env: T, min_interval_s: 0, "
+                      f"url: 'http://127.0.0.1:{hostile.server_address[1]}'}}\n")
+    env = {**os.environ, "T": "token-value"}
+
+    def pools(*flags: str) -> str:
+        return subprocess.run([HASHFLEET, *flags, "pools", "--config", str(config)], capture_output=True, text=True,
+                              timeout=60, env=env).stderr
+
+    assert "HTTP Request:" not in pools()  # (INFO: one line per request, every refresh of every pool)
+    assert "HTTP Request:" in pools("--log-level", "DEBUG")
