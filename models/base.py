@@ -6,6 +6,7 @@ import errno
 import functools
 import os
 import stat
+import types
 import typing
 from typing import Any
 from datetime import datetime, timezone
@@ -31,7 +32,7 @@ class Settings(Strict):
     @classmethod
     def _no_switch_for_a_number(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            numbers = _number_fields(cls)
+            numbers = number_fields(cls)
             for name, value in data.items():
                 if (value is True or value is False) and name in numbers:
                     raise ValueError(f"{name}: a number, not {str(value).lower()} (YAML reads true/false, yes/no, "
@@ -40,11 +41,13 @@ class Settings(Strict):
 
 
 @functools.cache
-def _number_fields(model: type[BaseModel]) -> frozenset[str]:
+def number_fields(model: type[BaseModel]) -> frozenset[str]:
     """The fields of `model` that hold an int or a float (or None)."""
     out = set()
     for name, info in model.model_fields.items():
-        kinds = set(typing.get_args(info.annotation)) or {info.annotation}
+        union = typing.get_origin(info.annotation) in (typing.Union, types.UnionType)  # (not a list of numbers)
+        kinds = set(typing.get_args(info.annotation)) if union else {info.annotation}
+        kinds = {typing.get_args(k)[0] if typing.get_origin(k) is typing.Annotated else k for k in kinds}
         if kinds - {type(None)} and kinds - {type(None)} <= {int, float}:
             out.add(name)
     return frozenset(out)

@@ -52,14 +52,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from pydantic import ValidationError
 
-from models.base import is_fresh
+from models.base import is_fresh, number_fields
 from collector.sources import plausibility
 from collector.sources.live_inputs import LiveInputs, MeterReading
 from collector.mqtt.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
+from models.sample import BoardSample
 from models.curtailment import ControlMode, DrTarget, KillPayload
 from models.hardware import MAX_UNIT_W
 from models.mqtt import BtcPricePayload, IngestKind, MeterPayload, MqttConfig, MqttSubscription, PowerPricePayload
@@ -102,6 +102,14 @@ def _utcnow() -> datetime:
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _numbers_are_numbers(data: dict, model: type) -> None:
+    # A true or "1.5" where a number belongs is no reading: lax validation made them 1.0 and 1.5.
+    numbers = number_fields(model)
+    for name, value in data.items():
+        if name in numbers and isinstance(value, (bool, str)):
+            raise _Dropped(INVALID, f"{name}: {str(value)[:40]!r} is not a number")
 
 
 def _at_most(what: str, watts: float, most: float, why: str) -> None:
@@ -331,8 +339,11 @@ class MqttIngest:
         raw["source"] = SampleSource.MQTT
         # Not finite, or over a cap: ValidationError, the payload is dropped. Finite but beyond what
         # the model could do (a hashrate of 1e308): refused and kept out of cost, like a polled miner's.
-        # Strict, as JSON: a true or "1.5" where a number belongs is no reading (lax, they were 1.0 and 1.5).
-        sample = plausibility.check(MinerSample.model_validate_json(orjson.dumps(raw), strict=True))
+        _numbers_are_numbers(raw, MinerSample)
+        for board in raw.get("boards") or ():
+            if isinstance(board, dict):
+                _numbers_are_numbers(board, BoardSample)
+        sample = plausibility.check(MinerSample.model_validate(raw))
         self._checked_ts(sample.ts, now)
         verified = self._take_slot(sample.miner, key)
 

@@ -116,6 +116,8 @@ def test_the_power_price_bounds_are_configurable():
     ("pdu/r1/outlet/1", {"outlet": "r1-1", "watts": "2500"}),
     ("dev/x/telemetry", {"hashrate_ths": True, "power_w": 18}),
     ("dev/x/telemetry", {"hashrate_ths": "1.5", "power_w": "18"}),
+    ("dev/x/telemetry", {"hashrate_ths": 1.5, "temp_chip_max_c": "80"}),
+    ("dev/x/telemetry", {"hashrate_ths": 1.5, "boards": [{"index": 0, "hashrate_ths": True}]}),
 ])
 def test_a_switch_or_a_string_where_a_number_belongs_is_invalid(topic, payload):
     ingest, live, _ = make_ingest()
