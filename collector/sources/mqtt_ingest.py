@@ -112,12 +112,6 @@ def _numbers_are_numbers(data: dict, model: type) -> None:
             raise _Dropped(INVALID, f"{name}: {str(value)[:40]!r} is not a number")
 
 
-def _at_most(what: str, watts: float, most: float, why: str) -> None:
-    # A reading no meter of this could show (1 GW on one outlet) is refused, not costed.
-    if watts > most:
-        raise _Dropped(OUT_OF_BOUNDS, f"{what} reading {watts:g} W over {most:g} W ({why})")
-
-
 def _bare_number(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -302,9 +296,9 @@ class MqttIngest:
                                       f"(max_clock_skew_s {self.config.max_clock_skew_s:g}); check the publisher's clock")
         return min(ts, now)
 
-    def _in_bounds(self, what: str, value: float, low: float, high: float, fields: str) -> None:
+    def _in_bounds(self, what: str, value: float, low: float, high: float, why: str) -> None:
         if not low <= value <= high:
-            raise _Dropped(OUT_OF_BOUNDS, f"{what} {value:g} outside [{low:g}, {high:g}] (mqtt.{fields})")
+            raise _Dropped(OUT_OF_BOUNDS, f"{what} {value:g} outside [{low:g}, {high:g}] ({why})")
 
     def _take_slot(self, miner: str, key: str) -> bool:
         """Whether `miner` may be held (allow-list, then the cap); returns whether it is verified."""
@@ -362,15 +356,16 @@ class MqttIngest:
         value = MeterReading(reading.watts, self._checked_ts(reading.ts, now))
         if reading.rack is None and key in sub.outlets:
             miner = sub.outlets[key]
-            _at_most("an outlet", reading.watts, MAX_UNIT_W, "one miner's most")
+            # A reading no meter of it could show (1 GW on one outlet) is refused, not costed.
+            self._in_bounds("outlet W", reading.watts, 0, MAX_UNIT_W, "one miner's most")
             return lambda: self._outlet_reading(miner, value)
         if reading.outlet is None and key in sub.racks:
             rack = (index, key)
             miners = tuple(sub.racks[key])
-            _at_most("a rack", reading.watts, MAX_UNIT_W * len(miners), f"its {len(miners)} miners' most")
+            self._in_bounds("rack W", reading.watts, 0, MAX_UNIT_W * len(miners), f"its {len(miners)} miners' most")
             return lambda: self._rack_reading(rack, miners, value)
         if reading.outlet is None and key in sub.facility:
-            _at_most("a facility meter", reading.watts, MAX_FACILITY_W, "a site's most")
+            self._in_bounds("facility W", reading.watts, 0, MAX_FACILITY_W, "a site's most")
             return lambda: self._facility_reading(key, value)
         where = "outlets" if reading.outlet is not None else "racks" if reading.rack is not None else "outlets or racks"
         raise _Dropped(UNMAPPED, f"meter key {key!r} is not in the {where} of ingest topic {sub.topic!r}")
@@ -381,7 +376,7 @@ class MqttIngest:
         price = PowerPricePayload.model_validate({"usd_per_kwh": number} if number is not None else data)
         config = self.config
         self._in_bounds("power price $/kWh", price.price_usd_per_kwh, config.power_price_min_usd_kwh,
-                        config.power_price_max_usd_kwh, "power_price_min_usd_kwh/power_price_max_usd_kwh")
+                        config.power_price_max_usd_kwh, "mqtt.power_price_min_usd_kwh/power_price_max_usd_kwh")
         live = LivePowerPrice(usd_per_kwh=price.price_usd_per_kwh, as_of=self._checked_ts(price.ts, now))
 
         def update() -> None:
@@ -396,7 +391,7 @@ class MqttIngest:
         number = _bare_number(data)
         price = BtcPricePayload.model_validate({"usd": number} if number is not None else data)
         self._in_bounds("BTC price $", price.usd, self.config.btc_price_min_usd, self.config.btc_price_max_usd,
-                        "btc_price_min_usd/btc_price_max_usd")
+                        "mqtt.btc_price_min_usd/btc_price_max_usd")
         as_of = self._checked_ts(price.ts, now)
 
         def update() -> None:
