@@ -162,7 +162,7 @@ def plan_summary(plan: CurtailmentPlan) -> dict[str, Any]:
     }
 
 
-MAX_PLACEHOLDERS = 200_000  # addresses published unidentified (as many as a fleet has)
+MAX_PLACEHOLDERS = 200_000  # ids and addresses remembered (as many as a fleet has)
 
 
 class MqttSink:
@@ -182,6 +182,7 @@ class MqttSink:
         # is the MAC and the placeholder's retained topics and Home Assistant device are cleared.
         self._placeholders: set[str] = set()
         self._identified: list[str] = []
+        self._ids: set[str] = set()  # ids published so far: only a new one can be a placeholder or replace one
         self._site_discovered: bool | None = None  # None: not yet; else whether cost sensors were included
 
     async def write_miners(self, part: MinersPart) -> None:
@@ -201,15 +202,10 @@ class MqttSink:
         """Discovery (new or changed devices), state and cost of a slice of the cycle's miners."""
         qos, retain = self.config.qos, self.config.retain
         out = self._miner_discovery(part.samples)
-        placeholders = self._placeholders
+        ids = self._ids
         for sample in part.samples:
-            address = f"{sample.host}:{sample.port}"
-            if sample.miner == address:
-                if len(placeholders) < MAX_PLACEHOLDERS:
-                    placeholders.add(address)
-            elif address in placeholders:
-                placeholders.discard(address)
-                self._identified.append(address)
+            if sample.miner not in ids:
+                self._new_id(sample)
             out.append(Message(self.topics.miner_state(sample.miner), sample.model_dump_json().encode(), qos, retain))
         for cost in part.costs or ():
             assert cost.miner is not None  # miner scope
@@ -219,6 +215,18 @@ class MqttSink:
             out.append(Message(self.topics.miner_health(health.miner), _json(miner_health_payload(health, part.ts)),
                                qos, retain))
         return out
+
+    def _new_id(self, sample: MinerSample) -> None:
+        """An id not published before: an unidentified address's placeholder, or the id that replaces one."""
+        if len(self._ids) < MAX_PLACEHOLDERS:
+            self._ids.add(sample.miner)
+        address = f"{sample.host}:{sample.port}"
+        if sample.miner == address:
+            if len(self._placeholders) < MAX_PLACEHOLDERS:
+                self._placeholders.add(address)
+        elif address in self._placeholders:
+            self._placeholders.discard(address)
+            self._identified.append(address)
 
     def cycle_messages(self, cycle: Cycle) -> list[Message]:
         """The site's discovery, state and cost, and the collector's health, at the end of a cycle."""
