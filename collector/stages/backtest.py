@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from collector.stages.curtailment_rules import SLEEP, Candidate, Prices, Rules, decide, min_cost_cover, profit_h
+from collector.stages.curtailment_rules import SLEEP, Candidate, Prices, Rules, decide, min_cost_cover, profit_h, shed_items
 from models.curtailment import DrTarget
 
 RUN = "run"
@@ -281,23 +281,9 @@ def _shed(target: DrTarget, candidates: list[tuple[Reading, Candidate]], keys: l
     also keeps a target's shed miners asleep while it lasts)."""
     margin = Rules()
     running = [i for i, key in enumerate(keys) if key != SLEEP]
-    items: list[tuple[float, float]] = []
-    members: list[list[int]] = []
-    by_group: dict[str, int] = {}
-    for i in running:
-        c = candidates[i][1]
-        if c.always_on:
-            continue
-        cost, kw = profit_h(c, RUN, prices, margin) - profit_h(c, SLEEP, prices, margin), c.runs[0][2] - c.sleep_kw
-        if c.group is not None and c.group in by_group:
-            j = by_group[c.group]
-            items[j] = (items[j][0] + cost, items[j][1] + kw)
-            members[j].append(i)
-            continue
-        if c.group is not None:
-            by_group[c.group] = len(items)
-        items.append((cost, kw))
-        members.append([i])
+    items, members = shed_items(
+        (i, profit_h(c, RUN, prices, margin) - profit_h(c, SLEEP, prices, margin), c.runs[0][2] - c.sleep_kw, c.group)
+        for i in running if not (c := candidates[i][1]).always_on)
     if target.limit_kw is not None:
         drawn = sum(candidates[i][1].runs[0][2] for i in running)
         others = sum(r.other_w * pue / 1000 for r in period.readings if r.mining_s <= 0)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
@@ -41,7 +42,7 @@ from collector.sources.live_inputs import LiveInputs
 from collector.stages import cost_engine
 from collector.stages.curtailment_rules import (
     CHANGE, DEFAULT_MODE, HYSTERESIS, MIN_OFF, MIN_ON, SLEEP, STAY, Candidate, Prices, Ramp, Rules, decide_fast, explain, kw_of,
-    min_cost_cover, price_words, profit_h, price_thresholds, values, why_sleep, why_wake,
+    min_cost_cover, price_words, profit_h, price_thresholds, shed_items, values, why_sleep, why_wake,
 )
 from collector.stages.efficiency_book import EfficiencyBook, MinerBook
 from models import FlatTariff, MinerSample, MinerState, SampleSource, SiteEconomics, TouTariff
@@ -672,34 +673,22 @@ class CurtailmentStage:
         if need == 0:
             return
         # Items: each running miner, or a shed-whole group of them; cost = profit lost per hour (margin rules).
-        items: list[tuple[float, float]] = []
-        members: list[list[_Miner]] = []
-        by_group: dict[str, int] = {}
-        for rec in recs:
-            c = rec.candidate
-            if rec.plan == SLEEP or c.always_on:  # type: ignore[union-attr]
-                continue
-            worth = self._worth(rec, c)  # type: ignore[arg-type]
-            cost = worth[rec.index] - worth[-1]
-            kw = rec.share[KW_PLAN] - c.sleep_kw  # type: ignore[union-attr]
-            group = c.group  # type: ignore[union-attr]
-            if group is not None:
-                index = by_group.get(group)
-                if index is None:
-                    by_group[group] = len(items)
-                    items.append((cost, kw))
-                    members.append([rec])
-                else:
-                    items[index] = (items[index][0] + cost, items[index][1] + kw)
-                    members[index].append(rec)
-            elif kw > 0:
-                items.append((cost, kw))
-                members.append([rec])
+        items, members = shed_items(self._sheddable(recs))
         cover = min_cost_cover(items, need)
         plan.dr_met, plan.dr_gap_usd_h = cover.met, cover.gap
         for item in cover.chosen:
             for rec in members[item]:
                 self._replan(rec, SLEEP, "dr", True)
+
+    def _sheddable(self, recs: list[_Miner]) -> Iterator[tuple[_Miner, float, float, str | None]]:
+        """The miners running in the plan that demand response may shed: each with the profit per hour it
+        loses asleep, the kW it frees and its shed-whole group (curtailment_rules.shed_items)."""
+        for rec in recs:
+            c = rec.candidate
+            if rec.plan == SLEEP or c.always_on:  # type: ignore[union-attr]
+                continue
+            worth = self._worth(rec, c)  # type: ignore[arg-type]
+            yield rec, worth[rec.index] - worth[-1], rec.share[KW_PLAN] - c.sleep_kw, c.group  # type: ignore[union-attr]
 
     def _replan(self, rec: _Miner, key: str, why: str, dr: bool) -> None:
         """A miner demand response or the ramp moves off what the rules alone planned."""

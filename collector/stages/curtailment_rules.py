@@ -20,10 +20,12 @@ for very large fleets). A ramp limit spends a budget of kW per minute on the cha
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import TypeVar
 
+T = TypeVar("T")  # a miner, as the caller knows it (shed_items)
 SLEEP = ""  # the sleep option's key; run options are keyed by work mode ("default" when the miner has none)
 DEFAULT_MODE = "default"
 _EPS = 1e-9
@@ -280,6 +282,26 @@ class Cover:
     def exact(self) -> bool:
         """Proven the cheapest (else the best the node limit let the search find)."""
         return self.gap == 0
+
+
+def shed_items(miners: Iterable[tuple[T, float, float, str | None]]) -> tuple[list[tuple[float, float]], list[list[T]]]:
+    """Demand response's items for `min_cost_cover` from (miner, profit lost per hour asleep, kW it frees,
+    its shed-whole group or None): each miner alone, or a group as one item (its costs and kW summed),
+    and each item's miners. The live stage and the backtest both shed with these."""
+    items: list[tuple[float, float]] = []
+    members: list[list[T]] = []
+    by_group: dict[str, int] = {}
+    for miner, cost, kw, group in miners:
+        if group is not None:
+            j = by_group.get(group)
+            if j is not None:
+                items[j] = (items[j][0] + cost, items[j][1] + kw)
+                members[j].append(miner)
+                continue
+            by_group[group] = len(items)
+        items.append((cost, kw))
+        members.append([miner])
+    return items, members
 
 
 def min_cost_cover(items: Sequence[tuple[float, float]], need_kw: float, *, node_limit: int = NODE_LIMIT) -> Cover:

@@ -11,7 +11,7 @@ import pytest
 
 from collector.stages.curtailment_rules import (
     CHANGE, SLEEP, STAY, Candidate, Prices, Ramp, Rules, decide, decide_fast, min_cost_cover, price_thresholds,
-    profit_h, values,
+    profit_h, shed_items, values,
 )
 
 # One TH/s earns 0.0017 $/h: a 90 TH/s, 3.42 kW unit breaks even at 0.0447 $/kWh; a 194 TH/s, 3.65 kW one at 0.0904.
@@ -171,6 +171,16 @@ def test_min_cost_cover_stopped_by_its_node_limit_bounds_how_far_from_the_cheape
             stopped += 1
             assert cover.gap >= cover.cost - best - 1e-9
     assert stopped > 100
+
+
+def test_shed_items_makes_a_shed_whole_group_one_item_and_keeps_each_item_s_miners():
+    items, members = shed_items([("a", 1.0, 3.0, None), ("b", 2.0, 3.5, "pdu-1"), ("c", 0.5, 1.0, None),
+                                 ("d", 4.0, 3.0, "pdu-1"), ("e", 1.5, 2.0, "pdu-2")])
+    assert items == [(1.0, 3.0), (6.0, 6.5), (0.5, 1.0), (1.5, 2.0)]
+    assert members == [["a"], ["b", "d"], ["c"], ["e"]]
+    # The group is shed whole: the others together free 6 kW, so 6.2 kW takes the group and both its miners.
+    cover = min_cost_cover(items, 6.2)
+    assert sorted(m for i in cover.chosen for m in members[i]) == ["b", "d"]
 
 
 def test_min_cost_cover_reports_when_nothing_can_meet_the_target():
