@@ -132,6 +132,14 @@ class DrTarget(_Strict):
     def active(self, at: datetime) -> bool:
         return (self.start is None or self.start <= at) and at < self.end
 
+    def too_long_from(self, now: datetime) -> str | None:
+        """Why a target without a `start` (it runs from `now`) is refused: it ends more than a week away
+        (an `end` of 2099 would shed for ever); None when it is not."""
+        if self.start is None and (self.end - now).total_seconds() > MAX_DR_WINDOW_S:
+            return (f"no start, so it runs from now to {self.end.isoformat()}: longer than "
+                    f"{MAX_DR_WINDOW_S // 86400} days")
+        return None
+
 
 class DrSchedule(_Strict):
     """A schedule file of demand-response targets (`curtailment.dr_schedule`, YAML)."""

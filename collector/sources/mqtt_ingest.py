@@ -415,6 +415,8 @@ class MqttIngest:
             target = DrTarget.model_validate(data)
             if target.end <= now:
                 raise _Dropped(OUT_OF_BOUNDS, f"demand-response target ended already ({target.end.isoformat()})")
+            if (too_long := target.too_long_from(now)) is not None:
+                raise _Dropped(OUT_OF_BOUNDS, f"demand-response target: {too_long}")
 
         def update() -> None:
             self.live.curtailment.dr_target = target

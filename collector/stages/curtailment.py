@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from operator import itemgetter
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from collector.cycle import Cycle, MinersPart
 from collector.layout import SiteLayout, curtailment_groups
 from collector.sources.live_inputs import LiveInputs
 from collector.stages import cost_engine
+from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S  # a longer gap (collector down) is not counted in the savings
 from collector.stages.curtailment_rules import (
     CHANGE, DEFAULT_MODE, HYSTERESIS, MIN_OFF, MIN_ON, SLEEP, STAY, Candidate, Prices, Ramp, Rules, decide_fast, explain, kw_of,
     min_cost_cover, price_words, profit_h, price_thresholds, shed_items, values, why_sleep, why_wake,
@@ -52,7 +53,6 @@ from models.hardware import nameplate
 
 log = logging.getLogger(__name__)
 
-MAX_INTEGRATION_GAP_S = 600  # a longer gap between cycles (collector down) is not counted in the savings
 SAVE_EVERY_S = 300  # the efficiency book is written at most this often (and it is ~100 bytes a miner)
 MAX_SCHEDULE_BYTES = 4 * 1024 * 1024
 IDLE_SAMPLES = 3  # soft-off readings before a miner's measured idle draw is used (else 0)
@@ -65,11 +65,16 @@ def load_schedule(path: Path) -> list[DrTarget]:
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise ValueError(f"curtailment.dr_schedule {path}: {e}") from None
     try:
-        return DrSchedule.model_validate(data).targets
+        targets = DrSchedule.model_validate(data).targets
     except ValidationError as e:
         problem = e.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
         raise ValueError(f"curtailment.dr_schedule {path}: {where}: {problem['msg']}") from None
+    now = datetime.now(timezone.utc)
+    for i, target in enumerate(targets):
+        if (too_long := target.too_long_from(now)) is not None:
+            raise ValueError(f"curtailment.dr_schedule {path}: targets.{i}: {too_long}")
+    return targets
 
 
 @dataclass(slots=True)

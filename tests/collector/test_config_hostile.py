@@ -229,6 +229,18 @@ def test_a_time_out_of_range_is_a_config_error_naming_it(tmp_path, when):
     assert_refused(collect("--config", str(path), "--cycles", "1"), str(schedule), "targets.0.end", "out of range")
 
 
+def test_a_schedule_target_without_a_start_may_not_run_for_more_than_a_week(tmp_path):
+    # With no start it is active from now: an end of 2099 would shed the site for ever.
+    schedule = tmp_path / "dr.yaml"
+    config = write(tmp_path, "miners: [127.0.0.1]\neconomics: {tariff: {kind: flat, usd_per_kwh: 0.05}}\n"
+                   "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n"
+                   f"curtailment: {{dr_schedule: {schedule}}}\n")
+    schedule.write_text("targets: [{limit_kw: 5, start: '2099-01-01T00:00:00Z', end: '2099-01-02T00:00:00Z'},\n"
+                        "          {shed_kw: 5, end: '2099-01-01T00:00:00Z'}]\n")
+    assert_refused(collect("--config", str(config), "--cycles", "1"), str(schedule), "targets.1", "no start",
+                   "longer than 7 days")
+
+
 # Every float in the configuration: a value for each (the walk below checks none is missed).
 FULL = {
     "miners": ["127.0.0.1"], "interval_s": 10.0, "timeout_s": 5.0, "rescan_interval_s": 300.0,

@@ -58,6 +58,7 @@ def make_ingest(**extra) -> tuple[MqttIngest, LiveInputs, Clock]:
         {"topic": "pdu/+/outlet/+", "kind": "meter", "outlets": {"r1-1": "m1"}},
         {"topic": "price/power", "kind": "power_price"},
         {"topic": "price/btc", "kind": "btc_price"},
+        {"topic": "site/dr", "kind": "dr_target"},
     ], **extra})
     live = LiveInputs(meter_max_age_s=cfg.meter_max_age_s)
     clock = Clock()
@@ -155,6 +156,19 @@ def test_a_price_held_from_the_future_does_not_block_later_prices():
     live.power_price = LivePowerPrice(usd_per_kwh=9.0, as_of=T0 + timedelta(hours=1))
     feed(ingest, "price/power", {"usd_per_kwh": 0.03})
     assert live.power_price.usd_per_kwh == 0.03
+
+
+def test_a_demand_response_target_without_a_start_may_not_run_for_more_than_a_week():
+    # With no start it runs from now: an end of 2099 would shed the site for ever.
+    ingest, live, clock = make_ingest()
+    feed(ingest, "site/dr", {"limit_kw": 5, "end": FUTURE})
+    assert live.curtailment.dr_target is None and ingest.stats()["dropped"] == {"out_of_bounds": 1}
+    week = clock.now + timedelta(days=7)
+    feed(ingest, "site/dr", {"limit_kw": 5, "end": week.isoformat()})
+    assert live.curtailment.dr_target is not None and live.curtailment.dr_target.end == week
+    # A window a week long is one, whenever it starts.
+    feed(ingest, "site/dr", {"shed_kw": 5, "start": "2098-12-25T00:00:00Z", "end": FUTURE})
+    assert live.curtailment.dr_target.shed_kw == 5
 
 
 def test_meter_readings_from_the_future_are_refused():

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -233,7 +234,7 @@ def test_a_demand_response_target_without_a_start_is_refused_not_spread_over_the
     schedule = tmp_path / "dr.yaml"
     schedule.write_text(yaml.safe_dump({"targets": [{"shed_kw": 3.0, "start": "2026-01-01T00:00:00Z",
                                                      "end": "2026-01-01T01:00:00Z"},
-                                                    {"shed_kw": 3.0, "end": "2099-01-01T00:00:00Z"}]}))
+                                                    {"shed_kw": 3.0, "end": datetime.now(timezone.utc) + timedelta(days=1)}]}))
     done = subprocess.run([HASHFLEET, "backtest", "--config", write_config(tmp_path), "--prices",
                            prices_csv(tmp_path, start), "--strategy", f"dr:{schedule}"],
                           capture_output=True, text=True, timeout=60, env=env)
