@@ -80,14 +80,18 @@ OUT_OF_BOUNDS = "out_of_bounds"
 TOO_MANY_MINERS = "too_many_miners"
 NOT_ALLOWED = "not_allowed"
 ERROR = "error"
+OLDER = "older"  # dated before the one held: ignored
 
 # Drop reasons as the `collector` point counts them.
 _COUNTED = {
     "mqtt_malformed": (OVERSIZED, NOT_JSON, INVALID, ERROR),
     "mqtt_unknown": (UNKNOWN_TOPIC, UNMAPPED),
-    "mqtt_refused": (FUTURE_TS, OUT_OF_BOUNDS),
+    "mqtt_refused": (FUTURE_TS, OUT_OF_BOUNDS, OLDER),
     "mqtt_limited": (TOO_MANY_MINERS, NOT_ALLOWED),
 }
+
+
+_Update = Callable[[], bool | None]  # applies a parsed payload on the loop's thread; False: older than held, ignored
 
 
 class _Dropped(Exception):
@@ -185,7 +189,7 @@ class MqttIngest:
         self._racks: dict[tuple[int, str], _Rack] = {}  # by (subscription index, rack key)
         self._racks_of: dict[str, set[tuple[int, str]]] = {}  # miner -> racks it is on
         self._reported_w: dict[str, float] = {}  # latest reported power by miner (rack shares)
-        self._parsers: dict[IngestKind, Callable[..., Callable[[], None]]] = {
+        self._parsers: dict[IngestKind, Callable[..., _Update]] = {
             IngestKind.MINER_TELEMETRY: self._telemetry_update,
             IngestKind.METER: self._meter_update,
             IngestKind.POWER_PRICE: self._power_price_update,
@@ -235,11 +239,9 @@ class MqttIngest:
         except Exception as e:  # a bug must cost one message, not the ingest
             self._drop(ERROR, topic, f"{type(e).__name__}: {e}")
             return
-        with self._counts_lock:
-            self._accepted[kind.value] += 1
-        self._apply(update)
+        self._apply(kind, topic, update)
 
-    def _parse(self, topic: str, payload: bytes) -> tuple[IngestKind, Callable[[], None]]:
+    def _parse(self, topic: str, payload: bytes) -> tuple[IngestKind, _Update]:
         for index, sub in enumerate(self.config.ingest):
             captured = match_filter(sub.topic, topic)
             if captured is not None:
@@ -271,19 +273,26 @@ class MqttIngest:
             self._dropped[reason] += 1
         self._log.warning(reason, "MQTT payload on %s dropped (%s): %s", topic[:200], reason, detail[:300])
 
-    def _apply(self, update: Callable[[], None]) -> None:
+    def _apply(self, kind: IngestKind, topic: str, update: _Update) -> None:
         loop = self._loop
         if loop is not None:
             try:
-                loop.call_soon_threadsafe(self._locked, update)
+                loop.call_soon_threadsafe(self._locked, kind, topic, update)
                 return
             except RuntimeError:  # the loop is closed: the service is stopping
                 return
-        self._locked(update)
+        self._locked(kind, topic, update)
 
-    def _locked(self, update: Callable[[], None]) -> None:
+    def _locked(self, kind: IngestKind, topic: str, update: _Update) -> None:
+        """Apply one update and count it: accepted, or dropped when it was older than what is held (known
+        only here, in order with the updates before it)."""
         with self._lock:
-            update()
+            ignored = update() is False
+        if ignored:
+            self._drop(OLDER, topic, "dated before the one held: ignored")
+            return
+        with self._counts_lock:
+            self._accepted[kind.value] += 1
 
     def _checked_ts(self, ts: datetime | None, now: datetime) -> datetime:
         """A payload's timestamp, or the arrival time. One ahead of the clock by more than the allowed
@@ -317,7 +326,7 @@ class MqttIngest:
     # -- payload kinds: parse now, return the update to apply ---------------------------------
 
     def _telemetry_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                          now: datetime) -> Callable[[], None]:
+                          now: datetime) -> _Update:
         if not isinstance(data, dict):
             raise _Dropped(INVALID, f"miner telemetry must be a JSON object (a MinerSample), not {type(data).__name__}")
         raw = dict(data)
@@ -350,7 +359,7 @@ class MqttIngest:
         return update
 
     def _meter_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                      now: datetime) -> Callable[[], None]:
+                      now: datetime) -> _Update:
         reading = MeterPayload.model_validate(data)
         key = reading.key or key
         value = MeterReading(reading.watts, self._checked_ts(reading.ts, now))
@@ -371,7 +380,7 @@ class MqttIngest:
         raise _Dropped(UNMAPPED, f"meter key {key!r} is not in the {where} of ingest topic {sub.topic!r}")
 
     def _power_price_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                            now: datetime) -> Callable[[], None]:
+                            now: datetime) -> _Update:
         number = _bare_number(data)
         price = PowerPricePayload.model_validate({"usd_per_kwh": number} if number is not None else data)
         config = self.config
@@ -379,30 +388,34 @@ class MqttIngest:
                         config.power_price_max_usd_kwh, "mqtt.power_price_min_usd_kwh/power_price_max_usd_kwh")
         live = LivePowerPrice(usd_per_kwh=price.price_usd_per_kwh, as_of=self._checked_ts(price.ts, now))
 
-        def update() -> None:
+        def update() -> bool:
             current = self.live.power_price
             # A held price from the future (this host's clock went back) must not block every later one.
             if current is None or live.as_of >= current.as_of or current.as_of > now:
                 self.live.power_price = live
+                return True
+            return False
         return update
 
     def _btc_price_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                          now: datetime) -> Callable[[], None]:
+                          now: datetime) -> _Update:
         number = _bare_number(data)
         price = BtcPricePayload.model_validate({"usd": number} if number is not None else data)
         self._in_bounds("BTC price $", price.usd, self.config.btc_price_min_usd, self.config.btc_price_max_usd,
                         "mqtt.btc_price_min_usd/btc_price_max_usd")
         as_of = self._checked_ts(price.ts, now)
 
-        def update() -> None:
+        def update() -> bool:
             current = self.live.btc_price_as_of
             if current is None or as_of >= current or current > now:
                 self.live.btc_price_as_of = as_of
                 self.live.btc_price_usd = price.usd
+                return True
+            return False
         return update
 
     def _dr_target_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                          now: datetime) -> Callable[[], None]:
+                          now: datetime) -> _Update:
         number = _bare_number(data)
         if data is None or number == 0:
             target = None  # cleared
@@ -423,7 +436,7 @@ class MqttIngest:
         return update
 
     def _control_mode_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                             now: datetime) -> Callable[[], None]:
+                             now: datetime) -> _Update:
         if not isinstance(data, str) or data.lower() not in {m.value for m in ControlMode}:
             raise _Dropped(INVALID, f"control mode must be one of off, dry_run, on; got {str(data)[:40]!r}")
         mode = ControlMode(data.lower())
@@ -433,7 +446,7 @@ class MqttIngest:
         return update
 
     def _kill_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                     now: datetime) -> Callable[[], None]:
+                     now: datetime) -> _Update:
         if isinstance(data, str) and data.lower() in _SWITCH_WORDS:
             killed = _SWITCH_WORDS[data.lower()]
         elif isinstance(data, bool):
@@ -450,28 +463,32 @@ class MqttIngest:
 
     # -- meters (applied under self._lock) ----------------------------------------------------
 
-    def _facility_reading(self, key: str, reading: MeterReading) -> None:
+    def _facility_reading(self, key: str, reading: MeterReading) -> bool:
         current = self.live.facility_w.get(key)
-        if current is None or reading.as_of >= current.as_of:
-            self.live.facility_w[key] = reading
+        if current is not None and reading.as_of < current.as_of:
+            return False  # an older reading arriving late
+        self.live.facility_w[key] = reading
+        return True
 
-    def _outlet_reading(self, miner: str, reading: MeterReading) -> None:
+    def _outlet_reading(self, miner: str, reading: MeterReading) -> bool:
         current = self._outlets.get(miner)
         if current is not None and reading.as_of < current.as_of:
-            return  # an older reading arriving late
+            return False  # an older reading arriving late
         self._outlets[miner] = reading
         self.live.metered_w[miner] = reading
         for rack in self._racks_of.get(miner, ()):
             self._share_rack(rack, reading.as_of)
+        return True
 
-    def _rack_reading(self, rack: tuple[int, str], miners: tuple[str, ...], reading: MeterReading) -> None:
+    def _rack_reading(self, rack: tuple[int, str], miners: tuple[str, ...], reading: MeterReading) -> bool:
         current = self._racks.get(rack)
         if current is not None and reading.as_of < current.reading.as_of:
-            return
+            return False
         self._racks[rack] = _Rack(reading, miners)
         for miner in miners:
             self._racks_of.setdefault(miner, set()).add(rack)
         self._share_rack(rack, reading.as_of)
+        return True
 
     def _fresh(self, reading: MeterReading, now: datetime) -> bool:
         return is_fresh(reading.as_of, now, self.config.meter_max_age_s)

@@ -230,6 +230,22 @@ def test_prices_accept_objects_and_bare_numbers():
     assert live.btc_price_usd == 101234.5
 
 
+def test_a_price_or_reading_older_than_the_one_held_is_counted_dropped_not_accepted():
+    # It is not used: counting it accepted would hide a feed that publishes out of order.
+    ingest, live = make_ingest()
+    feed(ingest, "price/power", {"usd_per_kwh": 0.04, "ts": "2025-06-01T12:00:00Z"})
+    feed(ingest, "price/power", {"usd_per_kwh": 0.09, "ts": "2025-06-01T11:59:00Z"})
+    feed(ingest, "price/btc", {"usd": 99000, "ts": "2025-06-01T12:00:00Z"})
+    feed(ingest, "price/btc", {"usd": 50000, "ts": "2025-06-01T11:00:00Z"})
+    feed(ingest, "pdu/r1/total", {"watts": 4000, "ts": "2025-06-01T12:00:00Z"})
+    feed(ingest, "pdu/r1/total", {"watts": 8000, "ts": "2025-06-01T11:59:50Z"})
+    assert live.power_price.usd_per_kwh == 0.04 and live.btc_price_usd == 99000
+    assert live.metered_power("m1", T0) == pytest.approx(1000)
+    stats = ingest.stats()
+    assert stats["accepted"] == {"power_price": 1, "btc_price": 1, "meter": 1} and stats["dropped"] == {"older": 3}
+    assert ingest.counters()["mqtt_refused"] == 3 and ingest.counters()["mqtt_accepted"] == 3
+
+
 @pytest.mark.parametrize(("topic", "payload", "reason"), [
     ("price/btc", b"{not json", "not_json"),
     ("price/btc", b'{"usd": NaN}', "not_json"),
