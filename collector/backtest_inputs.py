@@ -64,6 +64,7 @@ def read_prices_csv(path: Path, *, max_hold_s: float = 7200.0) -> PriceSeries:
                                  f"got {','.join(header)[:80]!r}")
     scale, unit = (1000.0, "$/MWh") if header[1] == "usd_per_mwh" else (1.0, "$/kWh")
     times, prices = [], []
+    seen: dict[int, tuple[int, float]] = {}  # time -> (its line, its price)
     for number, row in rows:
         if not row or not "".join(row).strip():
             continue
@@ -79,6 +80,12 @@ def read_prices_csv(path: Path, *, max_hold_s: float = 7200.0) -> PriceSeries:
         if not math.isfinite(price) or not PRICE_MIN <= price <= PRICE_MAX:  # (the bounds said in the file's unit)
             raise BacktestInputError(f"--prices {path} line {number}: {row[1][:30]!r} is not a price in "
                                      f"[{PRICE_MIN * scale:g}, {PRICE_MAX * scale:g}] {unit}")
+        before = seen.setdefault(ts, (number, price))
+        if before[1] != price:  # (the same price twice is harmless)
+            raise BacktestInputError(f"--prices {path} line {number}: {row[0].strip()[:40]!r} has a price on line "
+                                     f"{before[0]} already ({before[1] * scale:g} {unit}): which one holds is not known")
+        if before[0] != number:
+            continue
         times.append(ts)
         prices.append(price)
     if not times:

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
+from collector.backtest_inputs import read_prices_csv
 from collector.line_protocol import encode
 from collector.sinks.spool import Spool
 from collector.stages.backtest import Period, PriceSeries, Reading, Strategy, replay
@@ -310,6 +311,8 @@ def test_an_unreachable_influxdb_is_a_runtime_error(tmp_path, start):
     ("1795780800", "1 field(s), a row is `time,usd_per_mwh`"),
     ("1795780800,25000", "'25000' is not a price in [-1000, 20000] $/MWh"),  # in the file's unit
     ("1795780800," + "9" * 140_000, "field larger than field limit"),  # past the csv module's 128 KiB
+    ("1795780000,45", "'1795780000' has a price on line 2 already (30 $/MWh)"),  # which one holds is not known
+    ("2026-11-27T11:46:40+00:00,45", "has a price on line 2 already"),  # the same time written otherwise
 ])
 def test_a_bad_price_file_is_refused_naming_the_line(tmp_path, row, problem):
     path = tmp_path / "prices.csv"
@@ -319,6 +322,13 @@ def test_a_bad_price_file_is_refused_naming_the_line(tmp_path, row, problem):
                           env={**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path)})
     assert done.returncode == 2 and f"{path} line 3" in done.stderr and problem in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_price_given_twice_for_one_time_is_taken_once(tmp_path):
+    path = tmp_path / "prices.csv"
+    path.write_text("time,usd_per_kwh\n1795780000,0.03\n1795780000,0.03\n1795783600,0.05\n")
+    series = read_prices_csv(path)
+    assert series.times == [1795780000, 1795783600] and series.prices == [0.03, 0.05]
 
 
 def test_a_resolution_under_a_second_is_a_usage_error_worded_as_the_help(tmp_path, start):
