@@ -111,7 +111,8 @@ class MqttConnection:
         """Connect and start the network thread; wait up to `connect_timeout_s` for the first answer.
 
         Raises MqttConnectError when the broker refuses or TLS fails. An unreachable broker is
-        only logged: the network thread keeps trying with backoff.
+        only logged, at once (no answer can come before a retry: the first cycle does not wait for
+        one): the network thread keeps trying with backoff.
         """
         client = self._client
         try:
@@ -122,6 +123,8 @@ class MqttConnection:
         except OSError as e:
             log.warning("MQTT broker %s not reachable (%s); retrying in the background",
                         self.address, e.strerror or e)
+            client.loop_start()
+            return
         with self._state:
             self._waiting = True
         client.loop_start()

@@ -8,6 +8,7 @@ import logging
 import shutil
 import socket
 import tempfile
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -51,6 +52,25 @@ def test_refused_credentials_give_a_clear_error_naming_the_broker(mosquitto, pro
     assert f"MQTT broker {mosquitto.host}:{mosquitto.auth_port} refused the connection: Not authorized" in message
     assert "MQTT_PASSWORD" in message and BAD_PASSWORD not in message
     assert not bridge.connection.connected and bridge.connection.connects == 0
+
+
+def test_an_unreachable_broker_at_start_is_not_waited_for_and_is_joined_when_it_comes(mosquitto):
+    # Nothing listens: the refusal is immediate, so waiting connect_timeout_s for an answer only delayed
+    # the first cycle. The network thread keeps trying and connects once the broker is up.
+    mosquitto.stop()
+    try:
+        config = MqttConfig(host=mosquitto.host, port=mosquitto.port, connect_timeout_s=120, reconnect_max_s=2)
+        bridge = MqttBridge(config, unique("late-broker"))
+        began = time.monotonic()
+        bridge.connection.start()
+        assert time.monotonic() - began < 60, "start() waited for an answer from a broker that refused at once"
+        assert not bridge.connection.connected
+    finally:
+        mosquitto.start()
+    try:
+        assert bridge.connection.wait_connects(1, timeout=30), "no connect once the broker was up"
+    finally:
+        bridge.connection.close()
 
 
 def test_broker_restart_mid_run_is_survived_and_retained_state_is_published_again(mosquitto):
