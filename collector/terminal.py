@@ -75,14 +75,21 @@ def cost_summary(site: CostSample, network: NetworkState) -> Table:
     return table
 
 
+def plain_console(**kwargs) -> Console:
+    """A console that prints text as it is, markup and emoji codes off: text from miners, pools and the
+    config reaches every table and line (a `[/b]` in a miner's reply value raised MarkupError and ended
+    `watch`). Styles are given as `style=` or `Text`, never as markup."""
+    return Console(markup=False, emoji=False, **kwargs)
+
+
 def print_table(samples: list[MinerSample]) -> None:
-    Console().print(fleet_table(samples))
+    plain_console().print(fleet_table(samples))
 
 
 @contextmanager
 def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr; yields `advance(done)`. Silent when stderr is not a terminal."""
-    console = Console(stderr=True)
+    console = plain_console(stderr=True)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=console, transient=True, disable=not console.is_terminal)
     with bar:
@@ -101,7 +108,7 @@ def print_report(report) -> None:
     """The `hashfleet report` tables: per miner, then the site's totals."""
     from datetime import datetime, timezone
 
-    console = Console()
+    console = plain_console()
     start = datetime.fromtimestamp(report.start, timezone.utc)
     end = datetime.fromtimestamp(report.end, timezone.utc)
     table = Table(title=f"site {report.site} · {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC · "

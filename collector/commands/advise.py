@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from collector import pipeline, service
 from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, fail_usage, load_config, miners_list
@@ -18,6 +18,7 @@ from collector.cycle import Cycle, MinersPart
 from collector.sinks.mqtt_publish import plan_summary
 from collector.stages.curtailment import CurtailmentStage
 from collector.stages.curtailment_rules import SLEEP
+from collector.terminal import plain_console
 from models import FlatTariff
 from models.curtailment import CurtailmentConfig, CurtailmentPlan, DrTarget
 
@@ -122,11 +123,11 @@ def plan_json(plan: CurtailmentPlan, cycle: Cycle) -> dict:
 
 
 def print_plan(plan: CurtailmentPlan, cycle: Cycle) -> None:
-    console = Console()
-    console.print(f"[bold]site {plan.site}[/] at {plan.price_usd_kwh:.4f} $/kWh ({plan.price_source}); "
-                  f"strategy {plan.strategy}; one TH/s earns {plan.revenue_usd_th_day:.4f} $/day")
+    console = plain_console()
+    console.print(Text.assemble((f"site {plan.site}", "bold"), f" at {plan.price_usd_kwh:.4f} $/kWh ({plan.price_source}); "
+                                f"strategy {plan.strategy}; one TH/s earns {plan.revenue_usd_th_day:.4f} $/day"))
     if plan.stale:
-        console.print(f"[yellow]the plan holds: {plan.stale_reason}[/]")
+        console.print(f"the plan holds: {plan.stale_reason}", style="yellow")
     if plan.dr_target is not None:
         met = "met" if plan.dr_met else "NOT met (not enough to shed)"
         if plan.dr_met and plan.dr_gap_usd_h > 0:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from collector import backtest_inputs as inputs
 from collector import config as config_loader
@@ -22,6 +22,7 @@ from collector.layout import SiteLayout, curtailment_groups
 from collector.stages.backtest import BacktestResult, Period, PriceSeries, Strategy, replay
 from collector.stages.curtailment import load_schedule
 from collector.stages.curtailment_rules import Rules
+from collector.terminal import plain_console
 from models import CollectorConfig
 from models.curtailment import CurtailmentConfig
 
@@ -145,11 +146,12 @@ def _stored(prices: list[tuple[int, float]]) -> PriceSeries:
 
 
 def print_result(result: BacktestResult, cfg: CollectorConfig, step: int) -> None:
-    console = Console()
+    console = plain_console()
     if result.start is not None and result.end is not None:
-        console.print(f"[bold]backtest[/] site {cfg.site}: {inputs.utc(result.start)} to {inputs.utc(result.end)}, "
-                      f"{_count(result.periods, 'period')} of {step} s ({result.periods_without_price} without a price), "
-                      f"{_count(result.miners, 'miner')}")
+        console.print(Text.assemble(
+            ("backtest", "bold"), f" site {cfg.site}: {inputs.utc(result.start)} to {inputs.utc(result.end)}, "
+            f"{_count(result.periods, 'period')} of {step} s ({result.periods_without_price} without a price), "
+            f"{_count(result.miners, 'miner')}"))
     console.print(f"strategy: {result.strategy}")
     a, s = result.actual, result.with_strategy
     table = Table()

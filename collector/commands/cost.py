@@ -8,12 +8,12 @@ from datetime import datetime, timezone
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from collector.stages.cost_engine import miner_cost
 from collector.stages.power_truth import MAX_PUE
 from collector.stages.running_totals import MAX_AMOUNT
+from collector.terminal import plain_console
 from models.economics import Capex, CostSample, FlatTariff, NetworkState, SiteEconomics
 from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
 from models.mqtt import MqttConfig
@@ -143,7 +143,7 @@ def cost(
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json", exclude=_NOT_PRINTED)))
     else:
-        Console().print(_table(result))
+        plain_console().print(_table(result))
 
 
 def _fmt(value: float | None, digits: int) -> str:

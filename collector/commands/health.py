@@ -23,6 +23,7 @@ from collector.commands.common import (
 from collector.cycle import Cycle, MinersPart
 from collector.influx_query import InfluxQueryError
 from collector.stages.health import HealthStage
+from collector.terminal import plain_console
 from models import schema
 from models.health import MinerHealth
 
@@ -111,16 +112,16 @@ def _money(value: float | None) -> str:
 
 
 def _print(report: health_report.HealthReport, top: int) -> None:
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console()
+    console = plain_console()
     period = "now (one cycle)" if report.source == "live" else f"over {_span(report)} ({report.source})"
-    console.print(f"[bold]site {report.site}[/bold] {period}: {len(report.problems)} problem(s), "
-                  + (f"{_money(report.usd_lost_day)} lost per day" if report.usd_lost_day is not None
-                     else "- lost per day (not priced: no economics)")
-                  + (f", {report.unprofitable} miner(s) costing more to run than they earn" if report.unprofitable
-                     else ""))
+    console.print(Text.assemble((f"site {report.site}", "bold"), f" {period}: {len(report.problems)} problem(s), "
+                                + (f"{_money(report.usd_lost_day)} lost per day" if report.usd_lost_day is not None
+                                   else "- lost per day (not priced: no economics)")
+                                + (f", {report.unprofitable} miner(s) costing more to run than they earn"
+                                   if report.unprofitable else "")))
     if report.by_cause:
         console.print("by root cause: " + ", ".join(f"{cause} {n}" for cause, n in report.by_cause.items()))
     if report.chips_lost:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from collector import pipeline, service
 from collector.commands.common import CONFIG_OPTION, fail_usage, load_config
@@ -18,6 +18,7 @@ from collector.cycle import Cycle
 from collector.redact import redact_url
 from collector.sources.pools import PoolSource
 from collector.stages.pool_reconciliation import PoolReconciliation
+from collector.terminal import plain_console
 from models import CollectorConfig
 from models.reconciliation import AccountDay, Breakdown, SiteDay
 
@@ -92,15 +93,15 @@ def _ths(value: float | None) -> str:
 
 
 def _print(result: dict[str, Any]) -> None:
-    console = Console()
+    console = plain_console()
     for pool in result["pools"]:
-        state = f"[red]{pool['error']}[/red]" if pool["error"] else ("stale" if pool["stale"] else "ok")
-        table = Table(title=f"{pool['pool']} ({pool['kind']}) {pool['url']} account {pool['account']}: {state}")
+        state = Text(pool["error"], style="red") if pool["error"] else ("stale" if pool["stale"] else "ok")
+        table = Table(title=Text.assemble(f"{pool['pool']} ({pool['kind']}) {pool['url']} account {pool['account']}: ", state))
         for column in ("worker", "pool TH/s", "24 h TH/s", "rejected TH/s", "last share", "miners"):
             table.add_column(column)
         for w in pool["workers"]:
             table.add_row(w["name"], _ths(w["hashrate_ths"]), _ths(w["hashrate_24h_ths"]), _ths(w["rejected_ths"]),
-                          str(w["last_share"] or "-"), ", ".join(w["miners"]) or "[yellow]unmatched[/yellow]")
+                          str(w["last_share"] or "-"), ", ".join(w["miners"]) or Text("unmatched", style="yellow"))
         console.print(table)
         if pool["days"]:
             console.print("  days: " + "; ".join(
@@ -127,7 +128,7 @@ def _print(result: dict[str, Any]) -> None:
     for account in accounts:
         if account.workers:
             console.print(_waterfall(f"{account.pool}: workers (credit split by accepted work: derived)",
-                                     [(w.worker + (" [red]over-reporting[/red]" if w.over_reporting else ""), w)
+                                     [(Text.assemble(w.worker, (" over-reporting" if w.over_reporting else "", "red")), w)
                                       for w in account.workers]))
 
 
@@ -135,7 +136,7 @@ _STEPS = ("potential_btc", "offline_btc", "curtailed_btc", "expected_btc", "over
           "rejected_stale_btc", "accepted_btc", "luck_btc", "fee_btc", "credited_btc", "gap_btc")
 
 
-def _waterfall(title: str, rows: list[tuple[str, Breakdown]]) -> Table:
+def _waterfall(title: str, rows: list[tuple[str | Text, Breakdown]]) -> Table:
     table = Table(title=title)
     table.add_column("")
     for step in _STEPS:

@@ -14,7 +14,7 @@ from rich.logging import RichHandler
 
 from collector.cycle import Cycle, MinersPart
 from collector.history import Report, from_spool
-from collector.terminal import by_address, cost_summary, fleet_table, history_line
+from collector.terminal import by_address, cost_summary, fleet_table, history_line, plain_console
 
 
 class LiveView:
@@ -33,7 +33,7 @@ class LiveView:
     HISTORY_REFRESH_S = 300
 
     def __init__(self, history_dir: Path | None = None) -> None:
-        console = Console()
+        console = plain_console()
         self._live = Live(console=console, auto_refresh=False)
         self._live.start()
         # Only when both would reach the same screen: `watch 2>log` keeps its log in the file.

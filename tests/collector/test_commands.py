@@ -32,6 +32,20 @@ def test_poll_table_shows_each_miner_and_the_fleet_total():
     assert result.stdout.count("mining") >= 2 and "fleet" in result.stdout and "2/2 mining" in result.stdout
 
 
+def test_text_from_a_miner_is_printed_as_it_is_never_read_as_markup(tmp_path):
+    # A reply value holding `[/b]` is quoted in the miner's error; rich read it as a closing tag, raised
+    # MarkupError, and poll's table, health's queue and the whole live view of watch ended with exit 1.
+    env = {**os.environ, "COLUMNS": "200", "HASHFLEET_SPOOL_DIR": str(tmp_path)}
+    with run_fleet("a1566:1", base="127.43.5.1:0", seed=4) as fleet:
+        fleet[0].set_faults(device_keys={"GHSspd": "[/b"})
+        address = fleet.addresses[0]
+        for args in (["poll", address], ["health", "--miners", address],
+                     ["watch", "--miners", address, "--interval", "1", "--cycles", "2"]):
+            result = subprocess.run([HASHFLEET, *args], capture_output=True, text=True, timeout=60, env=env)
+            assert result.returncode == 0 and "Traceback" not in result.stderr, (args[0], result.stderr[-2000:])
+            assert "GHSspd[[/b]" in result.stdout, (args[0], result.stdout[-2000:])
+
+
 def test_poll_reaches_a_miner_by_dns_name():
     with run_fleet("nano3s:1", base="127.0.0.1:0", seed=1) as fleet:
         result = run("poll", f"localhost:{fleet[0].port}", "--json")
