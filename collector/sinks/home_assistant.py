@@ -11,6 +11,8 @@ every entity shows unavailable when the collector dies: its last will), and `uni
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -75,7 +77,25 @@ def site_node_id(site: str) -> str:
 
 
 def miner_node_id(site: str, miner: str) -> str:
-    return f"hashfleet_{slug(site)}_{slug(miner)}"
+    return f"hashfleet_{slug(site)}_{_miner_slug(miner)}"
+
+
+# Ids whose slug is theirs alone: a MAC as the readers write it, an IPv4 host:port (the placeholder of a
+# miner not identified yet), and an id already in slug form that does not look like one of those slugs
+# or like a slug with its hash.
+_MAC = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){5}")
+_IPV4_PORT = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}:\d{1,5}")
+_TAKEN_SHAPES = re.compile(r"[0-9a-f]{2}(?:_[0-9a-f]{2}){5}|\d{1,3}(?:_\d{1,3}){3}_\d{1,5}|.*_[0-9a-f]{16}")
+
+
+def _miner_slug(miner: str) -> str:
+    """The miner's part of its node id. A slug folds case and punctuation, so `Rig.1` and `rig_1` (two MQTT
+    miners) would share a device, and a publisher naming itself `aa_bb_cc_dd_ee_ff` would take over the
+    device of the miner with that MAC (and delete it once evicted): any other id gets a hash of itself."""
+    plain = slug(miner)
+    if _MAC.fullmatch(miner) or _IPV4_PORT.fullmatch(miner) or (plain == miner and not _TAKEN_SHAPES.fullmatch(miner)):
+        return plain
+    return f"{plain}_{hashlib.blake2b(miner.encode(), digest_size=8).hexdigest()}"
 
 
 def config_topic(discovery_prefix: str, node_id: str, object_id: str, component: str = COMPONENT) -> str:

@@ -447,3 +447,44 @@ def test_with_an_allow_list_only_listed_mqtt_miners_join_and_share_the_fixed_cos
             health.close()
             publisher.close()
             collector.close()
+
+
+def test_an_mqtt_id_can_neither_share_nor_take_over_another_miners_home_assistant_device(mosquitto):
+    # A slug folds case and punctuation: `Rig.1` and `rig_1` shared one device, and a publisher naming
+    # itself as the slug of a polled miner's MAC took over that miner's device; once the impostor went
+    # silent its eviction cleared the configs, and Home Assistant deleted the device of a live miner.
+    site = unique("hijack")
+    feeds = f"feeds/{site}"
+    topics = Topics("hashfleet", site)
+    with run_fleet("nano3s:1", base="127.45.6.49:0", seed=34) as fleet:
+        collector = _flood_collector(mosquitto, site, feeds, fleet, telemetry_max_age_s=1, telemetry_evict_after_s=3)
+        publisher = Publisher(mosquitto.host, mosquitto.port)
+        health = Subscriber(mosquitto.host, mosquitto.port, [topics.collector])
+        configs = Subscriber(mosquitto.host, mosquitto.port, ["homeassistant/sensor/+/power/config"])
+        try:
+            [polled] = collector.next_result(lambda r: r.samples and ":" in r.samples[0].miner).samples
+            impostor = polled.miner.lower().replace(":", "_")
+            telemetry = {"hashrate_ths": 1.2, "power_w": 18.0}
+            publisher.publish_many([(f"{feeds}/miner/{m}", telemetry) for m in ("Rig.1", "rig_1", impostor)])
+
+            def owners() -> dict[str, str]:  # unique_id -> the state topic its config reads
+                latest = {m.topic: m.payload for m in configs.seen}
+                return {json.loads(p)["unique_id"]: json.loads(p)["state_topic"] for p in latest.values() if p}
+
+            # Each its own device: one id's config does not replace another's (their unique_ids differ).
+            each = {topics.miner_state(m) for m in (polled.miner, "Rig.1", "rig_1", impostor)}
+            configs.wait_for(lambda m: each <= set(owners().values()), what="a power config for each of the four")
+            # Rig.1 and the impostor go silent and are evicted; rig_1 keeps publishing, once a cycle.
+            def rig_1_publishes_until_two_are_evicted(report) -> bool:
+                publisher.publish(f"{feeds}/miner/rig_1", telemetry)
+                return report["ingest"]["evicted_total"] >= 2
+            health.wait_json(topics.collector, rig_1_publishes_until_two_are_evicted, timeout=30)
+            left = {json.loads(m.payload)["state_topic"] for m in
+                    _retained(mosquitto, ["homeassistant/sensor/+/power/config"], f"markers/{site}")
+                    if json.loads(m.payload)["state_topic"].startswith(f"{topics.root}/miner/")}
+            assert left == {topics.miner_state(polled.miner), topics.miner_state("rig_1")}
+        finally:
+            configs.close()
+            health.close()
+            publisher.close()
+            collector.close()
