@@ -67,10 +67,11 @@ MQTT_ENV = {
 def spool_directory(config: CollectorConfig, environ: dict[str, str] | None = None) -> Path:
     """Where the spool lives: the config's directory, else $HASHFLEET_SPOOL_DIR, else the XDG state dir."""
     env = os.environ if environ is None else environ
-    if config.spool.directory is not None:
-        return config.spool.directory
     # One spool per site and shard: shards of one site may run side by side on one host.
-    name = config.site if config.shard is None else f"{config.site}.shard-{config.shard.replace('/', '-of-')}"
+    shard = None if config.shard is None else f"shard-{config.shard.replace('/', '-of-')}"
+    if config.spool.directory is not None:
+        return config.spool.directory if shard is None else config.spool.directory / shard
+    name = config.site if shard is None else f"{config.site}.{shard}"
     if env.get("HASHFLEET_SPOOL_DIR"):
         return Path(env["HASHFLEET_SPOOL_DIR"]) / name
     state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")

@@ -44,3 +44,22 @@ def test_three_shards_write_each_miner_exactly_once_per_cycle(influxdb, influx_b
     health = influxdb.query("SELECT sum(miners_polled) FROM collector GROUP BY collector_shard", influx_bucket)
     assert sorted(r["collector_shard"] for r in health) == ["1/3", "2/3", "3/3"]
     assert sum(r["sum"] for r in health) == 2 * len(macs)
+
+
+def test_shards_sharing_a_configured_spool_directory_each_keep_their_own(tmp_path):
+    # The directory named in the config was used as it is, so the second shard found the first's lock and
+    # refused to start, though each shard keeps its own spool.
+    spool = tmp_path / "site-spool"
+    config = tmp_path / "hashfleet.yaml"
+    config.write_text(f"site: big\nspool: {{directory: {spool}}}\n")
+    with run_fleet("a1246:4", base="127.48.1.1", seed=9):
+        shards = [subprocess.Popen([HASHFLEET, "collect", "--config", str(config), "--miners", "127.48.1.0/29",
+                                    "--shard", f"{k}/2", "--cycles", "3", "--interval", "1"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
+        for proc in shards:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+    assert sorted(p.name for p in spool.iterdir()) == ["shard-1-of-2", "shard-2-of-2"]
+    report = subprocess.run([HASHFLEET, "report", "--config", str(config), "--shard", "2/2", "--since", "1h", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
