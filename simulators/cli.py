@@ -167,8 +167,12 @@ def simulate(
         changes = [parse_fault_arg(text) for text in fault or ()]
         schedule = load_schedule(faults_file) if faults_file is not None else []
         check(sim, changes + schedule)
-        for change in changes + [c for c in schedule if c.at == 0]:
+        for change in changes:
             apply(sim, change)  # in force before the first connection
+        for change in schedule:
+            if change.at == 0:
+                apply(sim, change)
+                _stderr(f"fault +0s {change.describe()}")  # as run_schedule prints the later ones
     except DrillError as exc:
         raise typer.BadParameter(str(exc), param_hint="--faults" if faults_file else "--fault") from None
     control_server: ControlServer | None = None

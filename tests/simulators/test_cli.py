@@ -105,7 +105,9 @@ def test_simulate_applies_faults_schedule_and_control_and_logs_only_commands(tmp
         assert httpx.get(f"{control}/commands", timeout=5).json()["total"] == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
-        assert "fault +1s *: ambient_c=39" in proc.stderr.read()
+        printed = proc.stderr.read()
+        assert "fault +1s *: ambient_c=39" in printed
+        assert "fault +0s 127.22.0.2:4028: hw_errors=7.0" in printed  # as docs/drills.md says, every applied change
     finally:
         if proc.poll() is None:
             proc.kill()
