@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -29,28 +30,42 @@ def by_address(samples: list[MinerSample]) -> list[MinerSample]:
     return sorted(samples, key=key)
 
 
-def fleet_table(samples: list[MinerSample]) -> Table:
-    table = Table(show_footer=True)
-    table.add_column("miner", footer="fleet")
-    table.add_column("address")
-    table.add_column("model")
-    table.add_column("state", footer=f"{sum(s.state == 'mining' for s in samples)}/{len(samples)} mining")
+COMPACT_BELOW = 120  # columns: a terminal narrower than this gets the compact tables (watch at 80x24)
+
+
+def fleet_table(samples: list[MinerSample], *, compact: bool = False) -> Table:
+    """One row a miner and the fleet's totals. Compact (80 columns): no MAC, average or note column, one
+    line a row (the address identifies a miner on the floor and in the view; a long model name is cut)."""
+    table = Table(show_footer=True, box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, pad_edge=not compact)
+    if not compact:
+        table.add_column("miner", footer="fleet")
+    table.add_column("address", footer="fleet" if compact else "", no_wrap=True)
+    table.add_column("model", no_wrap=compact, max_width=20 if compact else None)
+    mining = f"{sum(s.state == 'mining' for s in samples)}/{len(samples)}"
+    table.add_column("state", footer=mining if compact else f"{mining} mining", no_wrap=True)
     hashrate = sum(s.hashrate_ths or 0 for s in samples)
     power = sum(s.power_w or 0 for s in samples)
-    table.add_column("TH/s", justify="right", footer=_fmt(hashrate))
-    table.add_column("TH/s avg", justify="right")
-    table.add_column("W", justify="right", footer=_fmt(power, 0))
+    table.add_column("TH/s", justify="right", footer=_fmt(hashrate), no_wrap=True)
+    if not compact:
+        table.add_column("TH/s avg", justify="right")
+    table.add_column("W", justify="right", footer=_fmt(power, 0), no_wrap=True)
     # As the cost's: idle miners' draw counts, a miner with no power reading is left out (it is no 0 W).
     known = [(s.power_w, s.hashrate_ths or 0) for s in samples if s.power_w is not None]
     known_ths = sum(ths for _, ths in known)
-    table.add_column("J/TH", justify="right", footer=_fmt(sum(w for w, _ in known) / known_ths if known_ths else None))
-    table.add_column("chip °C", justify="right",
+    table.add_column("J/TH", justify="right", footer=_fmt(sum(w for w, _ in known) / known_ths if known_ths else None),
+                     no_wrap=True)
+    table.add_column("chip °C" if not compact else "°C", justify="right", no_wrap=True,
                      footer=_fmt(max((s.temp_chip_max_c for s in samples if s.temp_chip_max_c is not None), default=None), 0))
-    table.add_column("note")
+    if not compact:
+        table.add_column("note")
     for s in samples:
-        table.add_row(s.miner, f"{s.host}:{s.port}", s.model or "-", s.state.value, _fmt(s.hashrate_ths),
-                      _fmt(s.hashrate_avg_ths), _fmt(s.power_w, 0), _fmt(s.efficiency_j_th),
-                      _fmt(s.temp_chip_max_c, 0), "; ".join(s.errors)[:60])
+        row = [f"{s.host}:{s.port}", s.model or "-", s.state.value, _fmt(s.hashrate_ths)]
+        if not compact:
+            row = [s.miner, *row, _fmt(s.hashrate_avg_ths)]
+        row += [_fmt(s.power_w, 0), _fmt(s.efficiency_j_th), _fmt(s.temp_chip_max_c, 0)]
+        if not compact:
+            row.append("; ".join(s.errors)[:60])
+        table.add_row(*row)
     return table
 
 
@@ -60,18 +75,26 @@ def _usd(value: float | None) -> str:
     return f"${value:,.0f}" if abs(value) >= 1000 else f"${value:,.2f}"  # (an hour's cash is cents: not "$0")
 
 
-def cost_summary(site: CostSample, network: NetworkState) -> Table:
-    """The site's cost per BTC, the number the product exists for, next to what a BTC sells for."""
+def cost_summary(site: CostSample, network: NetworkState, *, compact: bool = False) -> Table:
+    """The site's cost per BTC, the number the product exists for, next to what a BTC sells for. Compact:
+    the costs, the profit, the margin and the break-even only."""
     table = Table(title=f"cost per BTC · BTC ${network.btc_price_usd:,.0f}"
-                        f"{' (stale: ' + ', '.join(network.stale) + ')' if network.stale else ''}")
-    for name in ("energy", "cash", "all-in", "BTC/day (net)", "revenue/day", "profit/day", "margin",
-                 "break-even $/kWh", "hashprice $/PH/day"):
-        table.add_column(name, justify="right")
-    table.add_row(_usd(site.energy_cost_per_btc), _usd(site.cash_cost_per_btc), _usd(site.all_in_cost_per_btc),
-                  f"{site.btc_per_day_net:.6f}", _usd(site.revenue_usd_day), _usd(site.profit_usd_day),
-                  "-" if site.margin_pct is None else f"{site.margin_pct:.1f}%",
-                  "-" if site.breakeven_power_price is None else f"{site.breakeven_power_price:.4f}",
-                  f"{site.hashprice_usd_ph_day:.2f}")
+                        f"{' (stale: ' + ', '.join(network.stale) + ')' if network.stale else ''}",
+                  box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD)
+    cells = {
+        "all-in": _usd(site.all_in_cost_per_btc), "cash": _usd(site.cash_cost_per_btc),
+        "energy": _usd(site.energy_cost_per_btc), "BTC/day (net)": f"{site.btc_per_day_net:.6f}",
+        "revenue/day": _usd(site.revenue_usd_day), "profit/day": _usd(site.profit_usd_day),
+        "margin": "-" if site.margin_pct is None else f"{site.margin_pct:.1f}%",
+        "break-even $/kWh": "-" if site.breakeven_power_price is None else f"{site.breakeven_power_price:.4f}",
+        "hashprice $/PH/day": f"{site.hashprice_usd_ph_day:.2f}",
+    }
+    names = (("all-in", "cash", "energy", "profit/day", "margin", "break-even $/kWh") if compact else
+             ("energy", "cash", "all-in", "BTC/day (net)", "revenue/day", "profit/day", "margin", "break-even $/kWh",
+              "hashprice $/PH/day"))
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=compact)
+    table.add_row(*(cells[name] for name in names))
     return table
 
 
@@ -83,7 +106,8 @@ def plain_console(**kwargs) -> Console:
 
 
 def print_table(samples: list[MinerSample]) -> None:
-    plain_console().print(fleet_table(samples))
+    console = plain_console()
+    console.print(fleet_table(samples, compact=console.is_terminal and console.width < COMPACT_BELOW))
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from rich.logging import RichHandler
 
 from collector.cycle import Cycle, MinersPart
 from collector.history import Report, from_spool
-from collector.terminal import by_address, cost_summary, fleet_table, history_line, plain_console
+from collector.terminal import COMPACT_BELOW, by_address, cost_summary, fleet_table, history_line, plain_console
 
 
 class LiveView:
@@ -46,15 +46,18 @@ class LiveView:
         """Nothing: the view is redrawn once per cycle, from the whole cycle's samples."""
 
     async def write(self, cycle: Cycle) -> None:
-        caption = (f"site {cycle.site} · {cycle.ts:%Y-%m-%d %H:%M:%S} UTC · "
-                   f"cycle {cycle.poll_s:.2f} s · {cycle.failed} failed")
-        parts = [fleet_table(by_address(cycle.samples)), caption]
-        if cycle.cost is not None and cycle.network is not None:
-            parts.append(cost_summary(cycle.cost.site, cycle.network))
+        # The site's lines first and the miners last: a terminal too short for the fleet crops its last
+        # rows, never the cost per BTC. Narrow terminals get the compact tables (one line a miner).
+        compact = self._live.console.width < COMPACT_BELOW
+        parts: list = [f"site {cycle.site} · {cycle.ts:%Y-%m-%d %H:%M:%S} UTC · "
+                       f"cycle {cycle.poll_s:.2f} s · {cycle.failed} failed"]
         if self.history_dir is not None:
             await self._refresh_history(cycle.site)
             if self._history is not None and self._history.cycles:
                 parts.append(history_line(self._history))
+        if cycle.cost is not None and cycle.network is not None:
+            parts.append(cost_summary(cycle.cost.site, cycle.network, compact=compact))
+        parts.append(fleet_table(by_address(cycle.samples), compact=compact))
         self._live.update(Group(*parts), refresh=True)
 
     async def _refresh_history(self, site: str) -> None:

@@ -32,11 +32,11 @@ def _tmux() -> str:
 
 
 class Pane:
-    """One tmux server on a private socket, one window of WIDTH x HEIGHT running `command`."""
+    """One tmux server on a private socket, one window (WIDTH x HEIGHT unless told) running `command`."""
 
-    def __init__(self, socket: Path, command: str) -> None:
+    def __init__(self, socket: Path, command: str, width: int = WIDTH, height: int = HEIGHT) -> None:
         self.tmux = [_tmux(), "-S", str(socket), "-f", "/dev/null"]
-        subprocess.run([*self.tmux, "new-session", "-d", "-s", "watch", "-x", str(WIDTH), "-y", str(HEIGHT),
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", "watch", "-x", str(width), "-y", str(height),
                         command], check=True, timeout=10)
         subprocess.run([*self.tmux, "set-option", "-t", "watch", "remain-on-exit", "on"], timeout=10)
 
@@ -76,3 +76,28 @@ def test_watch_prints_log_lines_above_one_live_table(tmp_path):
     assert logs and max(logs) < headers[0], f"log lines must sit above the live table:\n{text}"
     assert sum(fleet.addresses[0] in line for line in screen[headers[0]:]) == 1, f"the live miner's row repeats:\n{text}"
     assert sum(offline in line for line in screen[headers[0]:]) == 1, f"the offline miner's row repeats:\n{text}"
+
+
+def test_watch_on_an_80x24_terminal_shows_the_cost_per_btc_and_every_demo_miner_on_one_line(tmp_path):
+    # The README's demo fleet on the commonest terminal: every column was cut (`62:C…`, `127.…`), each row
+    # wrapped to two or three lines, the miners ran past the screen and the cost per BTC was never on it.
+    demo = "a1246:2,a1566:2,a1466:1,q:1,nano3s:1,nano3:1,avchain:1"
+    config = Path(__file__).parents[3] / "hashfleet.example.yaml"
+    with run_fleet(demo, base="127.62.1.1:0", seed=7) as fleet:
+        command = " ".join([
+            "env", f"HOME={shlex.quote(str(tmp_path))}", "HASHFLEET_LOG_LEVEL=INFO", "COLUMNS=", "LINES=",
+            shlex.quote(HASHFLEET), "watch", "--config", shlex.quote(str(config)), "--miners",
+            ",".join(fleet.addresses), "--interval", "1"])
+        pane = Pane(tmp_path / "tmux.sock", command, width=80, height=24)
+        try:
+            wait_for(lambda: any("all-in" in line for line in pane.screen())
+                     and sum(a in line for line in pane.screen() for a in fleet.addresses) == len(fleet.addresses),
+                     timeout=60, what="the cost per BTC and all nine miners on an 80x24 screen")
+            screen = pane.screen()
+        finally:
+            pane.close()
+    text = "\n".join(screen)
+    assert any(re.search(r"\$[\d,]+ +\$[\d,]+ +\$[\d,]+", line) for line in screen), f"no cost per BTC figures:\n{text}"
+    rows = [line for line in screen if any(a in line for a in fleet.addresses)]
+    assert len(rows) == len(fleet.addresses) and all("mining" in row for row in rows), text
+    assert any(line.lstrip().startswith("fleet") and "9/9" in line for line in screen), f"no fleet totals:\n{text}"
