@@ -221,19 +221,25 @@ class PolledMiners:
         """Re-resolve DNS names and re-scan CIDR ranges; new miners join as they are found, known ones stay."""
         self._last_refresh = time.monotonic()
         for spec in self.specs:
-            if spec.kind == "name":
-                found = await resolve_name(spec)
-                if not found:
-                    log.warning("%s: DNS name resolves to no address", spec.text)
-                for target in found:
-                    self._add(target)
-            elif spec.kind == "range":
-                fresh = [t for t in range_targets(spec) if t not in self.targets and in_shard(t, self.shard)]
-                identities = await discovery.scan(
-                    fresh, concurrency=self.config.concurrency, timeout_s=min(self.config.timeout_s, 3.0),
-                    detect_concurrency=self.config.pyasic_concurrency, on_progress=on_progress, on_found=self._found,
-                    readers=self.config.readers)
-                log.info("%s: %d miner(s) found", spec.text, len(identities))
+            try:
+                await self._rescan_one(spec, on_progress)
+            except Exception as e:  # one entry that fails costs that entry, not the ranges and names after it
+                log.error("re-scanning %s failed: %s: %s", spec.text, type(e).__name__, e)
+
+    async def _rescan_one(self, spec: Spec, on_progress) -> None:
+        if spec.kind == "name":
+            found = await resolve_name(spec)
+            if not found:
+                log.warning("%s: DNS name resolves to no address", spec.text)
+            for target in found:
+                self._add(target)
+        elif spec.kind == "range":
+            fresh = [t for t in range_targets(spec) if t not in self.targets and in_shard(t, self.shard)]
+            identities = await discovery.scan(
+                fresh, concurrency=self.config.concurrency, timeout_s=min(self.config.timeout_s, 3.0),
+                detect_concurrency=self.config.pyasic_concurrency, on_progress=on_progress, on_found=self._found,
+                readers=self.config.readers)
+            log.info("%s: %d miner(s) found", spec.text, len(identities))
 
     def _found(self, identity: discovery.Identity) -> None:
         """A range scan found a miner: polled from the next cycle on."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import zlib
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ MAX_SCAN_ADDRESSES = 1 << 16  # a /16; larger ranges are almost certainly a typo
 # Miners' APIs are reached over IPv4 (names resolve to IPv4 addresses); an IPv6 address ended in a
 # traceback inside pyasic's identification.
 IPV6 = "an IPv6 address: miners are polled over IPv4 (give its IPv4 address or a name that resolves to one)"
+# A host name as the resolver takes it (after IDNA: a non-ASCII name becomes xn--...): labels of letters,
+# digits, '-' and '_' (docker compose service names), each 1-63 long, 253 in all.
+_HOST_NAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
 
 
 @dataclass(frozen=True, order=True)
@@ -75,7 +79,7 @@ def parse_spec(text: str) -> Spec:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        return Spec(host, "name", port)
+        return Spec(_checked_name(host, text), "name", port)
     if ip.version == 6:
         raise TargetError(f"{text!r}: {IPV6}")
     return Spec(host, "address", port)
@@ -99,12 +103,25 @@ def range_targets(spec: Spec) -> list[Target]:
     return [Target(str(ip), spec.port) for ip in hosts]
 
 
+def _checked_name(host: str, text: str) -> str:
+    """`host` if the resolver can take it: a malformed name (an empty label, `rack7..site`, a label over 63
+    characters) made every re-scan fail with an IDNA UnicodeError, so no range or name was polled at all."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError as e:
+        raise TargetError(f"{text!r}: not a host name ({e})") from None
+    if not _HOST_NAME.fullmatch(ascii_host):
+        raise TargetError(f"{text!r}: not a host name (labels of letters, digits, '-' or '_', 1-63 characters each, "
+                          "separated by dots)")
+    return host
+
+
 async def resolve_name(spec: Spec, timeout_s: float = 5.0) -> list[Target]:
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(
             loop.getaddrinfo(spec.text, spec.port, family=socket.AF_INET, type=socket.SOCK_STREAM), timeout_s)
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, UnicodeError):  # (a name the resolver refuses costs that name only)
         return []
     return sorted({Target(info[4][0], spec.port) for info in infos})
 

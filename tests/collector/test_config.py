@@ -72,6 +72,19 @@ def test_an_ipv6_address_is_a_usage_error_not_a_traceback(command, address):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("name", ["rack7..site.local", "x" * 64 + ".site.local", "miner 7.local", "."])
+def test_a_malformed_host_name_is_a_config_error_naming_it(tmp_path, name):
+    # It passed the config check, then every re-scan failed on it with an IDNA UnicodeError: the ranges and
+    # names listed with it were never polled (0 miners, every cycle, exit 0).
+    path = tmp_path / "hashfleet.yaml"
+    path.write_text(f"site: a\nminers: ['{name}', 127.0.0.0/30, localhost]\n")
+    for command in (("collect", "--config", str(path), "--cycles", "1"), ("poll", name), ("scan", name)):
+        result = run(*command)
+        assert result.returncode == 2 and name[:30] in result.stderr and "not a host name" in result.stderr, (
+            command, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
 def test_secret_token_never_appears_in_errors(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("influx: {url: 'http://x:8086', token: [hunter2-secret], org: o}\n")
