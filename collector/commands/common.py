@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import NoReturn
 
@@ -39,17 +40,25 @@ def load_config(path: Path | None, **overrides) -> CollectorConfig:
     return config
 
 
+MAX_PERIOD_DAYS = 10_000  # 27 years: further back than any history is kept; keeps the arithmetic in range
+
+
 def parse_period(option: str, text: str, example: str = "90m, 24h or 7d") -> int:
-    """`90m`, `24h`, `7d` -> whole seconds (at least one); exit 2 naming `option` otherwise. `example` is
-    what the option's help shows, so the error and the help agree."""
+    """`90m`, `24h`, `7d` -> whole seconds (at least one, at most MAX_PERIOD_DAYS); exit 2 naming `option`
+    and what is wrong otherwise. `example` is what the option's help shows, so the error and the help agree."""
     units = {"m": 60, "h": 3600, "d": 86400}
     try:
         value = float(text[:-1])
-        if text[-1] not in units or not 0 < value < 10_000 or int(value * units[text[-1]]) < 1:
-            raise ValueError  # (0.001m is 0 s: a period of nothing)
+        if text[-1] not in units or not math.isfinite(value):
+            raise ValueError
     except (ValueError, IndexError):
-        fail_usage(f"{option} {text!r}: write a number and a unit (m, h or d) of at least a second, e.g. {example}")
-    return int(value * units[text[-1]])
+        fail_usage(f"{option} {text!r}: write a number and a unit (m, h or d), e.g. {example}")
+    seconds = value * units[text[-1]]
+    if seconds > MAX_PERIOD_DAYS * 86400:
+        fail_usage(f"{option} {text!r}: at most {MAX_PERIOD_DAYS:,} days, e.g. {example}")
+    if seconds < 1:  # (0.001m is 0 s: a period of nothing)
+        fail_usage(f"{option} {text!r}: a period of at least a second, e.g. {example}")
+    return int(seconds)
 
 
 MINERS_OPTION = typer.Option(None, "--miners", help="Comma-separated addresses, CIDR ranges or DNS names.")

@@ -137,3 +137,8 @@ def test_report_and_health_read_a_shards_history_and_say_when_a_site_has_none(tm
     for command, words in (("report", "no local history of site 'other'"), ("health", "no recorded health of site 'other'")):
         other = _run(command, "--config", str(config), "--site", "other", "--since", "1h", "--json", env=env)
         assert other.returncode == 2 and words in other.stderr and other.stdout == "", other.stderr  # (was exit 0, dashes)
+
+
+def test_health_since_past_the_cap_says_the_cap(tmp_path):
+    done = _run("health", "--site", "nowhere", "--since", "100000d", env=_environment(tmp_path))
+    assert done.returncode == 2 and "at most 10,000 days" in done.stderr, done.stderr
