@@ -6,10 +6,12 @@ Three sources, one report:
 - a period, from the local history (the spool, without InfluxDB): the same aggregates in Python
   (`from_lines`).
 
-Over a period each problem (miner, signal, part) is listed once: its last dollars lost per day, its
-mean over the cycles it was open, the hashrate it took, its last evidence and how many cycles it
-was seen; the site: the mean dollars lost per day, chips dead at the start and the end (chips lost),
-the problems by root cause, and the power corrections learned.
+Over a period each problem (miner, signal, part) is listed once: its latest dollars lost per day, its
+mean over the cycles it was priced, the hashrate it took, its last evidence, how many cycles it was
+seen, when it was last seen and whether it is still open (seen in the last cycle recorded) or closed
+during the period; open problems come first. The site: the mean dollars lost per day over the period
+(empty when none of its problems was priced), chips dead at the start and the end (chips lost), the
+problems by root cause, and the power corrections learned.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from collector.line_protocol import Line
 from models import InfluxConfig, schema
-from models.health import MinerHealth, SiteHealth, queue_order
+from models.health import MinerHealth, Severity, SiteHealth, queue_order
 
 MAX_TEXT = 300
 
@@ -32,13 +34,15 @@ class ProblemSeen:
     part: str | None = None
     severity: str | None = None
     evidence: str | None = None
-    usd_lost_day: float | None = None  # the last
-    usd_lost_day_mean: float | None = None  # over the cycles it was open
+    usd_lost_day: float | None = None  # the latest
+    usd_lost_day_mean: float | None = None  # over the cycles it was priced
     lost_ths: float | None = None
     cycles: int = 0
     container: str | None = None
     row: str | None = None
     rack: str | None = None
+    last_seen: int | None = None  # its last point, Unix seconds (a period's report)
+    open: bool = True  # seen in the last cycle recorded; False: it closed during the period
 
     @property
     def place(self) -> str:
@@ -53,7 +57,7 @@ class HealthReport:
     end: int | None = None
     cycles: int = 0
     problems: list[ProblemSeen] = field(default_factory=list)  # the repair queue: dollars lost, descending
-    usd_lost_day: float | None = None  # the site's, now or the mean over the period
+    usd_lost_day: float | None = None  # the site's, now or the mean over the period (not the rows' sum)
     chips_dead_first: float | None = None
     chips_dead_last: float | None = None
     unprofitable: int | None = None
@@ -74,8 +78,33 @@ class HealthReport:
         return out
 
 
+_LEVELS = {s.value: s.level for s in Severity}
+
+
 def _sorted(problems: list[ProblemSeen]) -> list[ProblemSeen]:
-    return sorted(problems, key=lambda p: (-(p.usd_lost_day or 0.0), -(p.lost_ths or 0.0), p.miner, p.signal))
+    """The repair queue: the open problems, then those that closed during the period; each by its latest
+    dollars lost a day, severity and hashrate lost."""
+    return sorted(problems, key=lambda p: (not p.open, -(p.usd_lost_day or 0.0), -_LEVELS.get(p.severity or "", -1),
+                                           -(p.lost_ths or 0.0), p.miner, p.signal))
+
+
+def _mark_closed(problems: list[ProblemSeen], last_cycles: set[int]) -> None:
+    """A problem is open when seen in the last cycle recorded (each shard's last, with several collectors:
+    their problem points carry no shard), or after it (a cycle still being written); else it closed."""
+    if not last_cycles:
+        last_cycles = {max((p.last_seen for p in problems if p.last_seen is not None), default=0)}
+    latest = max(last_cycles)
+    for p in problems:
+        p.open = p.last_seen is None or p.last_seen in last_cycles or p.last_seen > latest
+
+
+def _period_usd(mean: float | None, problems: list[ProblemSeen]) -> float | None:
+    """The site's mean dollars lost a day over a period, from the cycles that have one: those with no
+    problem wrote 0 and those with unpriced problems none, so when no problem was ever priced that mean
+    is a false $0: unknown (None), as the one-cycle total is."""
+    if problems and all(p.usd_lost_day_mean is None for p in problems):
+        return None
+    return mean
 
 
 def _by_cause(problems: list[ProblemSeen]) -> dict[str, int]:
@@ -109,8 +138,7 @@ def from_lines(site: str, lines: list[Line], start: int, end: int) -> HealthRepo
     """A period of the local history (parsed `health` lines)."""
     name = schema.HEALTH.name
     problems: dict[tuple[str, str, str | None], ProblemSeen] = {}
-    last_time: dict[tuple[str, str, str | None], int] = {}
-    sums: dict[tuple[str, str, str | None], float] = {}
+    sums: dict[tuple[str, str, str | None], tuple[float, int]] = {}  # dollars, cycles priced
     site_points: list[Line] = []
     corrections: dict[str, tuple[int, float]] = {}
     for line in lines:
@@ -132,24 +160,26 @@ def from_lines(site: str, lines: list[Line], start: int, end: int) -> HealthRepo
             usd = _number(line.fields.get("usd_lost_day"))
             seen.cycles += 1
             if usd is not None:
-                sums[key] = sums.get(key, 0.0) + usd
-            if line.time >= last_time.get(key, 0):
-                last_time[key] = line.time
+                total, priced = sums.get(key, (0.0, 0))
+                sums[key] = (total + usd, priced + 1)
+            if line.time >= (seen.last_seen or 0):
+                seen.last_seen = line.time
                 seen.cause = tags.get("cause", seen.cause)
                 seen.container, seen.row, seen.rack = tags.get("container"), tags.get("row"), tags.get("rack")
                 seen.usd_lost_day, seen.lost_ths = usd, _number(line.fields.get("lost_ths"), 0.0)
                 seen.severity, seen.evidence = _text(line.fields.get("severity")), _text(line.fields.get("evidence"))
-    for key, seen in problems.items():
-        if key in sums:
-            seen.usd_lost_day_mean = sums[key] / seen.cycles
+    for key, (total, priced) in sums.items():
+        problems[key].usd_lost_day_mean = total / priced
     site_points.sort(key=lambda p: p.time)
+    seen_all = list(problems.values())
+    _mark_closed(seen_all, {site_points[-1].time} if site_points else set())
     report = HealthReport(site=site, source="local history", start=start, end=end, cycles=len(site_points),
-                          problems=_sorted(list(problems.values())),
+                          problems=_sorted(seen_all),
                           power_corrections={m: f for m, (_, f) in sorted(corrections.items())})
     report.by_cause = _by_cause(report.problems)
     if site_points:
         usd = [v for p in site_points if (v := _number(p.fields.get("usd_lost_day"))) is not None]
-        report.usd_lost_day = sum(usd) / len(usd) if usd else None
+        report.usd_lost_day = _period_usd(sum(usd) / len(usd) if usd else None, report.problems)
         report.chips_dead_first = _number(site_points[0].fields.get("chips_dead"))
         report.chips_dead_last = _number(site_points[-1].fields.get("chips_dead"))
         report.unprofitable = _count(site_points[-1].fields.get("unprofitable"))
@@ -158,21 +188,34 @@ def from_lines(site: str, lines: list[Line], start: int, end: int) -> HealthRepo
     return report
 
 
+# A problem's InfluxDB groups: its cause and place are tags and may change while it is open.
+_PROBLEM_GROUP = ("miner", "signal", "part", "cause", "container", "row", "rack")
+
+
 def influx_queries(site: str, start: int, end: int) -> dict[str, str]:
-    """The three InfluxQL queries of a period (`site` is a validated name: letters, digits, _ . -)."""
+    """The InfluxQL queries of a period (`site` is a validated name: letters, digits, _ . -). A lone
+    selector (`last`) answers with its point's time: when each problem was last seen, each shard's last cycle."""
     where = f"\"site\" = '{site}' AND time >= {start}s AND time <= {end}s"
     health = schema.HEALTH.name
+    problem_groups = ", ".join(f'"{tag}"' for tag in _PROBLEM_GROUP)
     return {
         "problems": (
             'SELECT last("usd_lost_day") AS "usd_lost_day", mean("usd_lost_day") AS "usd_mean", '
+            'count("usd_lost_day") AS "priced", '
             'last("lost_ths") AS "lost_ths", last("evidence") AS "evidence", last("severity") AS "severity", '
             f'count("level") AS "cycles" FROM "{health}" WHERE "scope" = \'problem\' AND {where} '
-            'GROUP BY "miner", "signal", "part", "cause", "container", "row", "rack"'),
+            f'GROUP BY {problem_groups}'),
+        "problems_last_seen": (
+            f'SELECT last("level") AS "level" FROM "{health}" WHERE "scope" = \'problem\' AND {where} '
+            f'GROUP BY {problem_groups}'),
         "site": (
             'SELECT first("chips_dead") AS "chips_first", last("chips_dead") AS "chips_last", '
             'mean("usd_lost_day") AS "usd_lost_day", last("unprofitable") AS "unprofitable", '
             'last("measured_pue") AS "measured_pue", last("miners") AS "miners", count("problems") AS "cycles" '
             f'FROM "{health}" WHERE "scope" = \'site\' AND {where} GROUP BY "collector_shard"'),
+        "site_last_cycle": (
+            f'SELECT last("problems") AS "problems" FROM "{health}" WHERE "scope" = \'site\' AND {where} '
+            'GROUP BY "collector_shard"'),
         "models": (
             f'SELECT last("power_correction") AS "factor" FROM "{health}" WHERE "scope" = \'model\' AND {where} '
             'GROUP BY "model"'),
@@ -184,27 +227,42 @@ async def from_influx(config: InfluxConfig, site: str, start: int, end: int) -> 
 
     texts = influx_queries(site, start, end)
     report = HealthReport(site=site, source="influxdb", start=start, end=end)
-    seen = []
+    last_seen = {tuple(row.get(tag) for tag in _PROBLEM_GROUP): _count(row.get("time"))
+                 for row in await query(config, texts["problems_last_seen"])}
+    groups = []
     for row in await query(config, texts["problems"]):
-        cycles = _count(row.get("cycles")) or 0
-        # A cause changes as evidence changes: the same problem under two causes is two groups; the latest wins below.
-        seen.append(ProblemSeen(
+        problem = ProblemSeen(
             miner=_text(row.get("miner")) or "?", signal=_text(row.get("signal")) or "?",
             cause=_text(row.get("cause")) or "?", part=_text(row.get("part")), severity=_text(row.get("severity")),
             evidence=_text(row.get("evidence")), usd_lost_day=_number(row.get("usd_lost_day")),
-            usd_lost_day_mean=_number(row.get("usd_mean")), lost_ths=_number(row.get("lost_ths"), 0.0), cycles=cycles,
-            container=_text(row.get("container")), row=_text(row.get("row")), rack=_text(row.get("rack"))))
+            usd_lost_day_mean=_number(row.get("usd_mean")), lost_ths=_number(row.get("lost_ths"), 0.0),
+            cycles=_count(row.get("cycles")) or 0, container=_text(row.get("container")), row=_text(row.get("row")),
+            rack=_text(row.get("rack")), last_seen=last_seen.get(tuple(row.get(tag) for tag in _PROBLEM_GROUP)))
+        groups.append((problem, _count(row.get("priced")) or 0))
+    # The same problem under two causes (or places) is two groups: the latest one's values win, the
+    # cycles add up, and so do the dollars and cycles its mean is made of.
     merged: dict[tuple[str, str, str | None], ProblemSeen] = {}
-    for p in seen:
+    sums: dict[tuple[str, str, str | None], tuple[float, int]] = {}  # dollars, cycles priced
+    for p, priced in sorted(groups, key=lambda g: (g[0].last_seen or 0, g[0].cycles)):
         key = (p.miner, p.signal, p.part)
-        if key not in merged or p.cycles > merged[key].cycles:
-            merged[key] = p
-    report.problems = _sorted(list(merged.values()))
+        if key in merged:
+            p.cycles += merged[key].cycles
+        merged[key] = p
+        if p.usd_lost_day_mean is not None and priced:
+            total, n = sums.get(key, (0.0, 0))
+            sums[key] = (total + p.usd_lost_day_mean * priced, n + priced)
+    problems = list(merged.values())
+    for key, p in merged.items():
+        total, n = sums.get(key, (0.0, 0))
+        p.usd_lost_day_mean = total / n if n else None
+    _mark_closed(problems, {t for row in await query(config, texts["site_last_cycle"])
+                            if (t := _count(row.get("time"))) is not None})
+    report.problems = _sorted(problems)
     report.by_cause = _by_cause(report.problems)
     shards = await query(config, texts["site"])
     if shards:
         report.cycles = max(_count(r.get("cycles")) or 0 for r in shards)
-        report.usd_lost_day = _sum(r.get("usd_lost_day") for r in shards)
+        report.usd_lost_day = _period_usd(_sum(r.get("usd_lost_day") for r in shards), report.problems)
         report.chips_dead_first = _sum(r.get("chips_first") for r in shards)
         report.chips_dead_last = _sum(r.get("chips_last") for r in shards)
         report.unprofitable = int(_sum(r.get("unprofitable") for r in shards) or 0)

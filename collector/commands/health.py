@@ -116,12 +116,19 @@ def _print(report: health_report.HealthReport, top: int) -> None:
     from rich.text import Text
 
     console = plain_console()
-    period = "now (one cycle)" if report.source == "live" else f"over {_span(report)} ({report.source})"
-    console.print(Text.assemble((f"site {report.site}", "bold"), f" {period}: {len(report.problems)} problem(s), "
-                                + (f"{_money(report.usd_lost_day)} lost per day" if report.usd_lost_day is not None
-                                   else "- lost per day (not priced: no economics)")
-                                + (f", {report.unprofitable} miner(s) costing more to run than they earn"
-                                   if report.unprofitable else "")))
+    live = report.source == "live"
+    closed = sum(not p.open for p in report.problems)
+    # Over a period the headline is the mean of the site's totals and each row its problem's latest
+    # dollars (closed ones included): the words say so, so nobody expects the rows to add up to it.
+    dollars = _money(report.usd_lost_day) if live else f"mean {_money(report.usd_lost_day)}"
+    console.print(Text.assemble(
+        (f"site {report.site}", "bold"),
+        (" now (one cycle)" if live else f" over {_span(report)} ({report.source})")
+        + f": {len(report.problems)} problem(s)"
+        + (f" ({len(report.problems) - closed} open, {closed} closed during the period)" if closed else "")
+        + f", {dollars} lost per day" + ("" if live else " over the period")
+        + (" (not priced: no economics)" if report.usd_lost_day is None else "")
+        + (f", {report.unprofitable} miner(s) costing more to run than they earn" if report.unprofitable else "")))
     if report.by_cause:
         console.print("by root cause: " + ", ".join(f"{cause} {n}" for cause, n in report.by_cause.items()))
     if report.chips_lost:
@@ -134,17 +141,38 @@ def _print(report: health_report.HealthReport, top: int) -> None:
     if not report.problems:
         console.print("no problems")
         return
-    table = Table("#", "$ lost/day", "miner", "place", "cause", "problem", "severity", "evidence", show_lines=False)
+    table = Table("#", "$ lost/day" if live else "latest $/day", "miner", "place", "cause", "problem", "severity",
+                  show_lines=False)
+    if not live:
+        table.add_column("status", no_wrap=True)
+    table.add_column("evidence")
     for rank, p in enumerate(report.problems[:top], start=1):
+        status = [] if live else [_status(p, report)]
         table.add_row(str(rank), _money(p.usd_lost_day), p.miner, p.place, p.cause,
-                      p.signal + (f" {p.part}" if p.part else ""), p.severity or "-", (p.evidence or "")[:120])
+                      p.signal + (f" {p.part}" if p.part else ""), p.severity or "-", *status,
+                      (p.evidence or "")[:120])
     console.print(table)
     if len(report.problems) > top:
         console.print(f"... and {len(report.problems) - top} more (--top N, or --json for all)")
 
 
+def _status(problem: health_report.ProblemSeen, report: health_report.HealthReport) -> str:
+    """"open", or "closed" and when it was last seen (UTC; with the date over periods of more than a day)."""
+    if problem.open or problem.last_seen is None:
+        return "open"
+    day = report.start is None or report.end is None or report.end - report.start > 86400
+    return "closed " + time.strftime("%d %b %H:%M UTC" if day else "%H:%M UTC", time.gmtime(problem.last_seen))
+
+
 def _span(report: health_report.HealthReport) -> str:
+    """The period in the unit a person would say: 10 min, 2.5 h, 3 days."""
     if report.start is None or report.end is None:
         return "the period"
-    hours = (report.end - report.start) / 3600
-    return f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} h"
+    seconds = report.end - report.start
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60, 1):g} min"
+    if seconds < 48 * 3600:
+        return f"{round(seconds / 3600, 1):g} h"
+    return f"{round(seconds / 86400, 1):g} days"

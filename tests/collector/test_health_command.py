@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -139,6 +140,126 @@ def test_report_and_health_read_a_shards_history_and_say_when_a_site_has_none(tm
         assert other.returncode == 2 and words in other.stderr and other.stdout == "", other.stderr  # (was exit 0, dashes)
 
 
+def _collect_with_a_repair(tmp_path: Path, env: dict[str, str], base: str) -> tuple[Path, str, str]:
+    """Two collector runs: miner 0 overheats (throttled) in the first only, miner 1 has a dead board in
+    both. Returns the config and the two miners' ids."""
+    with run_fleet("a1566:2", base=base, seed=5) as fleet:
+        fleet[0].set_faults(overheat="throttle")
+        fleet[1].set_faults(dead_boards={0})
+        config = _config(tmp_path, fleet.addresses)
+        before = _run("collect", "--config", str(config), "--cycles", "3", env=env)
+        assert before.returncode == 0, before.stderr
+        fleet[0].set_faults(overheat=None)
+        after = _run("collect", "--config", str(config), "--cycles", "3", env=env)
+        assert after.returncode == 0, after.stderr
+    return config, format_mac(fleet[0].mac), format_mac(fleet[1].mac)
+
+
+def _assert_the_cooled_miner_is_closed_and_ranked_last(report: dict, cooled: str, dead_board: str) -> None:
+    [hot] = [p for p in report["problems"] if p["signal"] == "chip_hot"]
+    [dead] = [p for p in report["problems"] if p["signal"] == "board_dead"]
+    assert (hot["miner"], dead["miner"]) == (cooled, dead_board)
+    assert hot["open"] is False and dead["open"] is True
+    assert hot["last_seen"] < dead["last_seen"]
+    # it cost more when last seen, yet comes after every open problem
+    assert hot["usd_lost_day"] > dead["usd_lost_day"] > 0
+    assert report["problems"][-1] == hot and all(p["open"] for p in report["problems"][:-1])
+
+
+def test_health_since_marks_a_problem_that_closed_and_ranks_it_after_the_open_ones(tmp_path):
+    env = _environment(tmp_path)
+    config, cooled, dead_board = _collect_with_a_repair(tmp_path, env, "127.66.4.1:0")
+    done = _run("health", "--config", str(config), "--since", "10m", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    _assert_the_cooled_miner_is_closed_and_ranked_last(json.loads(done.stdout), cooled, dead_board)
+    table = _run("health", "--config", str(config), "--since", "10m", env=env)
+    assert table.returncode == 0, table.stderr
+    headline = table.stdout.splitlines()[0]
+    assert "over 10 min (local history)" in headline and "1 closed during the period" in headline
+    assert "mean $" in headline and "lost per day over the period" in headline
+    assert "latest $/day" in table.stdout and "status" in table.stdout
+    [row] = [line for line in table.stdout.splitlines() if "chip_hot" in line]
+    assert " closed " in row and "UTC" in row
+    [row] = [line for line in table.stdout.splitlines() if "board_dead" in line]
+    assert " open " in row
+
+
+def test_health_since_marks_a_problem_that_closed_from_influxdb(influxdb, influx_bucket, tmp_path):
+    env = _environment(tmp_path, INFLUX_URL=influxdb.url, INFLUX_ORG=influxdb.org, INFLUX_BUCKET=influx_bucket,
+                       INFLUX_TOKEN=influxdb.token)
+    config, cooled, dead_board = _collect_with_a_repair(tmp_path, env, "127.66.5.1:0")
+    done = _run("health", "--config", str(config), "--since", "10m", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["source"] == "influxdb"
+    _assert_the_cooled_miner_is_closed_and_ranked_last(report, cooled, dead_board)
+
+
+def _collect_unpriced(tmp_path: Path, env: dict[str, str], base: str) -> Path:
+    """A dead board and no economics: the first cycle has no problem yet (it takes two) and writes $0,
+    the others write problems of unknown cost and no site dollars."""
+    with run_fleet("a1566:1", base=base, seed=4) as fleet:
+        fleet[0].set_faults(dead_boards={0})
+        config = tmp_path / "hashfleet.yaml"
+        config.write_text(yaml.safe_dump({"site": "h1", "miners": fleet.addresses, "interval_s": 1}))
+        collected = _run("collect", "--config", str(config), "--cycles", "3", env=env)
+        assert collected.returncode == 0, collected.stderr
+    return config
+
+
+def test_health_since_without_economics_is_unpriced_not_zero(tmp_path):
+    env = _environment(tmp_path)
+    config = _collect_unpriced(tmp_path, env, "127.66.6.1:0")
+    as_json = _run("health", "--config", str(config), "--since", "1h", "--json", env=env)
+    table = _run("health", "--config", str(config), "--since", "1h", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert "board_dead" in [p["signal"] for p in report["problems"]]
+    assert all(p["usd_lost_day"] is None for p in report["problems"]) and report["usd_lost_day"] is None
+    assert table.returncode == 0, table.stderr
+    assert "$0.00" not in table.stdout and "mean - lost per day over the period" in table.stdout
+
+
+def test_health_since_without_economics_from_influxdb_is_unpriced_not_zero(influxdb, influx_bucket, tmp_path):
+    env = _environment(tmp_path, INFLUX_URL=influxdb.url, INFLUX_ORG=influxdb.org, INFLUX_BUCKET=influx_bucket,
+                       INFLUX_TOKEN=influxdb.token)
+    config = _collect_unpriced(tmp_path, env, "127.66.7.1:0")
+    done = _run("health", "--config", str(config), "--since", "1h", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["source"] == "influxdb" and "board_dead" in [p["signal"] for p in report["problems"]]
+    assert report["usd_lost_day"] is None
+
+
 def test_health_since_past_the_cap_says_the_cap(tmp_path):
     done = _run("health", "--site", "nowhere", "--since", "100000d", env=_environment(tmp_path))
     assert done.returncode == 2 and "at most 10,000 days" in done.stderr, done.stderr
+
+
+def test_health_since_from_influxdb_takes_a_problems_latest_cause_and_each_shards_last_cycle(influxdb, influx_bucket,
+                                                                                             tmp_path):
+    # Points as two shards' collectors write them. m1's shortfall is put down to firmware for two
+    # cycles, then to heat: one problem whose latest values (cause, dollars) win, seen three cycles.
+    # m2's dead board was last seen before shard 1's last cycle: closed. m3's code was seen in shard 2's
+    # last cycle, three seconds before shard 1's: open.
+    t = int(time.time()) - 100
+    problem = 'health,site=h1,scope=problem,miner={},signal={},cause={} usd_lost_day={},lost_ths=10,level=1i {}'
+    influxdb.write(influx_bucket, [
+        problem.format("m1", "hashrate_low", "firmware", 1.0, t),
+        problem.format("m1", "hashrate_low", "firmware", 3.0, t + 10),
+        problem.format("m1", "hashrate_low", "thermal", 5.0, t + 20),
+        problem.format("m2", "board_dead", "board", 9.0, t),
+        problem.format("m3", "fault_code", "power", 0.5, t + 17),
+        *(f"health,site=h1,scope=site,collector_shard=1 problems=2i,usd_lost_day=4.0 {t + s}" for s in (0, 10, 20)),
+        *(f"health,site=h1,scope=site,collector_shard=2 problems=1i,usd_lost_day=0.5 {t + s}" for s in (7, 17)),
+    ])
+    env = _environment(tmp_path, INFLUX_URL=influxdb.url, INFLUX_ORG=influxdb.org, INFLUX_BUCKET=influx_bucket,
+                       INFLUX_TOKEN=influxdb.token)
+    done = _run("health", "--site", "h1", "--since", "10m", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [(p["miner"], p["cause"], p["usd_lost_day"], p["open"]) for p in report["problems"]] == [
+        ("m1", "thermal", 5.0, True), ("m3", "power", 0.5, True), ("m2", "board", 9.0, False)]
+    m1 = report["problems"][0]
+    assert m1["cycles"] == 3 and m1["usd_lost_day_mean"] == 3.0 and m1["last_seen"] == t + 20
+    assert report["usd_lost_day"] == 4.5
