@@ -236,6 +236,26 @@ def test_the_readme_command_table_matches_the_cli():
             assert required <= named, f"{row}: leaves out required {sorted(required - named)}"
 
 
+
+def test_the_health_synopses_name_every_option_of_the_command():
+    # The test above lets a row leave options out; README's row and docs/health.md's synopsis of
+    # `hashfleet health` are meant to be whole: each names every option `hashfleet health --help` shows.
+    import re
+
+    import typer
+
+    from collector.commands import _register_plugins, app
+
+    _register_plugins()
+    command = typer.main.get_command(app).commands["health"]
+    options = {p.opts[0] for p in command.params if p.param_type_name == "option"} - {"--help"}
+    readme = re.search(r"^\| `(hashfleet health [^`]*)` \|", (REPO / "README.md").read_text(), flags=re.MULTILINE)
+    docs = re.search(r"^\*\*`(hashfleet health [^`]*)`\*\*", (REPO / "docs" / "health.md").read_text(),
+                     flags=re.MULTILINE)
+    assert readme and docs
+    for synopsis in (readme.group(1), docs.group(1)):
+        assert set(re.findall(r"--[a-z][a-z-]*", synopsis)) == options, synopsis
+
 def test_scan_lists_an_address_given_twice_or_inside_a_range_once():
     with run_fleet("nano3s:1", base="127.43.3.1", seed=1):
         result = run("scan", "127.43.3.0/29", "127.43.3.1", "127.43.3.1:4028", "--timeout", "1")
