@@ -11,6 +11,7 @@ import typing
 from typing import Any
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -73,6 +74,27 @@ def read_capped(path: Path, limit: int) -> bytes:
     if len(data) > limit:
         raise FileTooLarge(f"{path}: larger than {limit:,} bytes")
     return data
+
+
+def http_url(url: str, *, base: bool) -> str:
+    """`url` if a client can use it: http(s), a host, a port in range; a `base` URL (paths are appended to
+    it) has no ?query or #fragment either. ValueError otherwise, not quoting the URL (it may hold
+    credentials): `http://`, port 99999 or `http://[::1` used to pass and be retried for ever."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # (raises for a port out of range or not a number)
+    except ValueError as e:  # a broken IPv6 literal too
+        raise ValueError(f"not a usable URL: {e}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must be an http(s) URL")
+    if not parts.hostname:
+        raise ValueError("an http(s) URL with no host")
+    if port == 0:
+        raise ValueError("port 0 is no port to connect to")
+    if base and ("?" in url or "#" in url):
+        raise ValueError("the API's base URL, without a ?query or #fragment (paths are appended to it; tokens "
+                         "go in a token setting or file)")
+    return url
 
 
 def read_secret_file(path: Path, field: str) -> str:

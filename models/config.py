@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from models.base import Settings, read_secret_file
+from models.base import Settings, http_url, read_secret_file
 from models.curtailment import CurtailmentConfig
 from models.economics import NetworkFeedConfig, SiteEconomics
 from models.mqtt import MqttConfig
@@ -33,9 +33,7 @@ class InfluxConfig(Settings):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return url.rstrip("/")
+        return http_url(url, base=True).rstrip("/")
 
     def resolved_token(self) -> str:
         """The token itself: `token`, else the contents of `token_file`, else empty (no auth)."""
@@ -140,11 +138,8 @@ class PoolConfig(Settings):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")  # the value is not echoed: it may hold credentials
-        if url is not None and ("?" in url or "#" in url):  # paths are appended to it; a token there would be logged
-            raise ValueError("the API's base URL, without a ?query or #fragment (tokens go in token_env or token_file)")
-        return None if url is None else url.rstrip("/")
+        # (a token in a ?query would be logged with every path appended after it: refused with it)
+        return None if url is None else http_url(url, base=True).rstrip("/")
 
     @model_validator(mode="after")
     def _url_known(self) -> PoolConfig:

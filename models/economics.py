@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from models.base import Settings
+from models.base import Settings, http_url
 from models.base import Strict as _Strict
 from models.base import as_utc as _utc
 
@@ -234,9 +234,7 @@ class NetworkFeedConfig(Settings):
     @field_validator("difficulty_url", "height_url", "fees_url", "price_url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")  # the value is not echoed: it may hold credentials
-        return url
+        return http_url(url, base=False)  # (an API's own ?query is allowed here: nothing is appended)
 
     @model_validator(mode="after")
     def _static_has_values(self) -> NetworkFeedConfig:

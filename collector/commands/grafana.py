@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from collector.redact import redact, redact_url
-from models.base import SECRET_FILE_MAX_BYTES, FileTooLarge, read_capped
+from models.base import SECRET_FILE_MAX_BYTES, FileTooLarge, http_url, read_capped
 
 if TYPE_CHECKING:  # grafana-client (and requests) load only when the command runs: every CLI start stays fast
     from grafana_client import GrafanaApi
@@ -175,8 +175,10 @@ def push(
     if not grafana_token:
         raise typer.BadParameter("give a service-account token: --token, GRAFANA_TOKEN or GRAFANA_TOKEN_FILE",
                                  param_hint="'--token'")
-    if not url.startswith(("http://", "https://")):
-        raise typer.BadParameter(f"{redact_url(url)!r} is not an http(s) URL", param_hint="'--url'")
+    try:
+        http_url(url, base=True)
+    except ValueError as e:
+        raise typer.BadParameter(f"{redact_url(url)!r}: {e}", param_hint="'--url'") from None
     directory = dashboards or default_dashboards_dir()
     if directory is None:
         raise typer.BadParameter("cannot find dashboards/json: pass --dashboards DIR", param_hint="'--dashboards'")

@@ -1,5 +1,6 @@
 """A broken config names the file and the field, exits 2, starts nothing, and never echoes secrets."""
 
+import os
 import subprocess
 
 import pytest
@@ -38,7 +39,7 @@ def test_environment_overrides_the_influx_section(tmp_path):
 
 @pytest.mark.parametrize(("text", "field", "problem"), [
     ("interval_s: -5\n", "interval_s", "greater than or equal to 1"),
-    ("influx:\n  url: influxdb:8086\n", "influx.url", "must start with http"),
+    ("influx:\n  url: influxdb:8086\n", "influx.url", "must be an http(s) URL"),
     ("sitee: x\n", "sitee", "Extra inputs are not permitted"),
     ("miners: [1.2.3.4]\nconcurrency: lots\n", "concurrency", "valid integer"),
 ])
@@ -49,6 +50,18 @@ def test_invalid_field_is_named_with_the_file_and_exit_code_2(tmp_path, text, fi
     assert result.returncode == 2, result.stderr
     assert str(path) in result.stderr and field in result.stderr and problem in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://", "no host"), ("http://127.0.0.1:99999", "Port out of range"), ("http://[::1", "Invalid IPv6 URL"),
+    ("http://127.0.0.1:8086?x=1", "without a ?query"), ("http://influxdb:0", "port 0"),
+])
+def test_an_influx_url_no_client_can_use_is_a_usage_error(url, problem):
+    # Each used to pass: the collector ran (exit 0), spooling and retrying for ever ("InfluxDB at http:
+    # unreachable"), or wrote to a path appended after the ?query (HTTP 404).
+    result = subprocess.run([HASHFLEET, "collect", "--miners", "127.0.0.1:1", "--cycles", "1"], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "INFLUX_URL": url, "INFLUX_TOKEN": "t"})
+    assert result.returncode == 2 and "influx.url" in result.stderr and problem in result.stderr, result.stderr
 
 
 def test_yaml_syntax_error_gives_line_and_column(tmp_path):
