@@ -137,7 +137,7 @@ class HealthStage:
         rated = sample.expected_hashrate_ths or _expected(plate, kept)  # the firmware's figure, else the nameplate's
         expected = _usual(kept.healthy_ths, rated)  # what it makes when well: the loss is measured from there
         metered = self.live.metered_power(miner, work.now) if self.live.metered_w else None
-        peers = self._peers.get((model, place.container)) or self._peers.get((model, None))
+        peers = self._peers_of(model, place.container)
         factor = self.truth.factor(model)
         ctx = Context(work.now_s, expected, plate, limits, peers, memory, metered, factor)
 
@@ -232,6 +232,14 @@ class HealthStage:
         dollars = health_dollars.price([f for f, _, _ in items], prices, saved_w)
         return tuple(Problem(sample.miner, f.signal, cause, f.severity, evidence, f.value, f.limit, f.part,
                              f.lost_ths, usd) for (f, cause, evidence), usd in zip(items, dollars))
+
+    def _peers_of(self, model: str | None, container: str | None) -> PeerStats | None:
+        """Its model's peers in its container; the whole site's when it has no container or too few there."""
+        if container is not None:
+            here = self._peers.get((model, container))
+            if here is not None and here.count >= checks.MIN_PEERS:
+                return here
+        return self._peers.get((model, None))
 
     def _model(self, model: str | None) -> tuple:
         found = (nameplate(model), thermal_limits(model))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from collector.layout import SiteLayout
 from collector.stages import health_signals as checks
 from collector.stages.cost_engine import network_hashprice
 from models import FaultCode, FaultSeverity, MinerSample, MinerState, PoolInfo, SampleSource
+from models.config import Place
 from models.health import Cause, Severity, Signal, queue_order
 from tests.collector.stages.health_support import A15, ECONOMICS, NETWORK, T0, Site, a15, with_board
 
@@ -127,6 +129,21 @@ def test_hardware_errors_against_peers_of_the_model():
     site.cycles(3, *peers, a15("bad", hw_error_pct=9.0))
     assert site.problems("bad")["hw_errors"].cause is Cause.BOARD
     assert all("hw_errors" not in site.problems(f"p{i}") for i in range(6))
+
+
+def test_a_container_with_too_few_of_a_model_judges_by_the_whole_sites_peers():
+    # Six A15s; the layout puts two of them in container c1: too few to judge by, so the site's six
+    # are the peers (the container's entry used to win and switch both peer checks off).
+    fleet = [a15(f"p{i}", host=f"10.0.0.{i}", hw_error_pct=1.0 + 0.1 * i, temp_chip_max_c=74.0 + i % 3)
+             for i in range(4)]
+    fleet += [a15("errors", host="10.0.1.1", hw_error_pct=12.0), a15("hot", host="10.0.1.2", temp_chip_max_c=88.0)]
+    for layout in (None, SiteLayout({"10.0.1.1": Place(container="c1"), "10.0.1.2": Place(container="c1")})):
+        site = Site(layout=layout)
+        site.cycles(3, *fleet)
+        assert set(site.problems("errors")) == {"hw_errors"}, layout
+        assert "6 peers" in site.problems("errors")["hw_errors"].evidence
+        assert set(site.problems("hot")) == {"temp_outlier"}, layout  # under the A15's 90 C, 13 C over its peers
+        assert all(site.captured.last(f"p{i}").problems == () for i in range(4))
 
 
 def test_reboots_in_a_loop_are_the_firmwares_without_power_or_heat_evidence():
