@@ -119,9 +119,7 @@ class HealthStage:
             return
         self._peers = work.peer_stats()
         self.truth.finish()
-        miners_w = cycle.cost.site.power_w if cycle.cost is not None else sum(
-            s.power_w or 0.0 for s in cycle.samples)
-        pue = self.truth.observe_facility(self.live.facility_power(cycle.ts), miners_w)
+        pue = self.truth.observe_facility(self.live.facility_power(cycle.ts), _miners_w(cycle))
         cycle.health = work.rollup(self.site, pue, self.truth)
         self._keep(cycle.ts)
 
@@ -178,7 +176,7 @@ class HealthStage:
         else:
             shortfall = 0.0
         settled = sample.uptime_s is None or sample.uptime_s >= checks.RAMP_S
-        power_now = cost.power_w if cost is not None else (sample.power_w or 0.0)
+        power_now = _draw_now(sample, cost, metered, doubtful)
         if found or (expected and shortfall >= health_dollars.UNEXPLAINED_SHARE * expected):
             problems = self._problems(sample, ctx, memory, found, shortfall, expected, settled, power_now, cost,
                                       plate, work)
@@ -209,7 +207,7 @@ class HealthStage:
                            chip, factor, report=due or unprofitable or bool(problems))
 
     def _problems(self, sample: MinerSample, ctx: Context, memory: MinerMemory, found: list[Finding],
-                  shortfall: float, expected: float | None, settled: bool, power_now: float,
+                  shortfall: float, expected: float | None, settled: bool, power_now: float | None,
                   cost: CostSample | None, plate, work: _CycleWork) -> tuple[Problem, ...]:
         """What was seen, once seen long enough, classified, its shortfall shared out and priced."""
         streaks = memory.streaks
@@ -276,7 +274,7 @@ class HealthStage:
         return out
 
     def _learn(self, sample: MinerSample, kept: health_history.MinerHistory, expected: float | None,
-               hashrate: float | None, power_now: float, problems: Sequence[Problem], found: Sequence[Finding],
+               hashrate: float | None, power_now: float | None, problems: Sequence[Problem], found: Sequence[Finding],
                settled: bool, work: _CycleWork) -> None:
         kept.seen_s = work.now_s
         if sample.model:
@@ -284,7 +282,8 @@ class HealthStage:
         if sample.expected_hashrate_ths:
             kept.expected_ths = sample.expected_hashrate_ths
         healthy = (not problems and not found and sample.state is MinerState.MINING and settled and hashrate
-                   and power_now > 0 and (expected is None or hashrate >= (1 - checks.SHORTFALL_SHARE / 2) * expected))
+                   and power_now is not None and power_now > 0
+                   and (expected is None or hashrate >= (1 - checks.SHORTFALL_SHARE / 2) * expected))
         if healthy:
             kept.baseline_w = _ewma(kept.baseline_w, power_now)
             kept.healthy_ths = _ewma(kept.healthy_ths, hashrate)
@@ -441,9 +440,34 @@ def _usual(healthy_ths: float | None, rated: float | None) -> float | None:
     return rated
 
 
-def _saved_w(baseline_w: float | None, power_now: float, plate, expected: float | None) -> float:
+def _draw_now(sample: MinerSample, cost: CostSample | None, metered: float | None,
+              doubtful: set[str] | frozenset) -> float | None:
+    """What the miner draws now: its meter's reading, else its own as costed (the model's learned
+    correction applied); None when nothing reads it (no power on the wire, as stock Antminers; a
+    refused reading; a miner that does not answer)."""
+    if metered is not None:
+        return metered
+    if sample.power_w is None or "power_w" in doubtful:
+        return None
+    return cost.power_w if cost is not None and cost.power_w else sample.power_w  # 0: the cost stage refused it
+
+
+def _miners_w(cycle: Cycle) -> float | None:
+    """The miners' draw as costed, the facility meter's PUE is measured against; None when a miner that
+    answers has no reading of it (counted as 0 W it would overstate the PUE)."""
+    if cycle.cost is not None:
+        site = cycle.cost.site
+        return None if "power_w" in site.missing_inputs else site.power_w
+    if any(s.power_w is None and s.state is not MinerState.OFFLINE for s in cycle.samples):
+        return None
+    return sum(s.power_w or 0.0 for s in cycle.samples)
+
+
+def _saved_w(baseline_w: float | None, power_now: float | None, plate, expected: float | None) -> float:
     """Watts the miner no longer draws: its usual healthy draw, else its nameplate's at its expected
-    hashrate, less its draw now."""
+    hashrate, less its draw now. Nothing when either is unknown: energy saved is never assumed."""
+    if power_now is None:
+        return 0.0
     if baseline_w is None and plate is not None and getattr(plate, "power_w", None) and getattr(
             plate, "hashrate_ths", None) and expected:
         baseline_w = plate.power_w * expected / plate.hashrate_ths

@@ -8,7 +8,9 @@ energy price is the tariff in force now (`power_price_usd_kwh`) times the PUE, s
 site would spend on the watts a fixed miner draws again. The watts saved are the miner's usual draw
 when healthy (learned) less its draw now, shared among the problems by the hashrate each takes away;
 shares the pool refuses and hardware errors lose hashrate the miner still draws power for: nothing
-saved. A figure is None without cost figures (no economics or network state).
+saved. With either draw unknown (no power reading: stock Antminers, a miner that does not answer and
+no meter reads) nothing is saved: the figure is the revenue lost, never less than the true loss.
+A figure is None without cost figures (no economics or network state).
 """
 
 from __future__ import annotations

@@ -100,9 +100,10 @@ class PowerTruth:
     def measured_pue(self) -> float | None:
         return self._pue
 
-    def observe_facility(self, facility_w: float | None, miners_w: float) -> float | None:
-        """One cycle's facility reading against the miners' draw; the smoothed PUE (None until one)."""
-        if facility_w is None or miners_w <= 0:
+    def observe_facility(self, facility_w: float | None, miners_w: float | None) -> float | None:
+        """One cycle's facility reading against the miners' draw (None: not known for every miner); the
+        smoothed PUE (None until one)."""
+        if facility_w is None or miners_w is None or miners_w <= 0:
             return self._pue
         pue = facility_w / miners_w
         if not 1.0 <= pue <= MAX_PUE:  # a meter that does not cover these miners, or a wrong mapping

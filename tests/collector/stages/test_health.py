@@ -13,6 +13,9 @@ from models.config import Place
 from models.health import Cause, Severity, Signal, queue_order
 from tests.collector.stages.health_support import A15, ECONOMICS, NETWORK, T0, Site, a15, with_board
 
+_NET_TH_DAY = network_hashprice(NETWORK.static) / 1000 * (1 - ECONOMICS.pool_fee_pct / 100)
+_ENERGY_W_DAY = 0.05 * 24 / 1000 * ECONOMICS.pue
+
 
 def test_a_healthy_miner_has_no_problem_over_many_cycles():
     site = Site()
@@ -179,12 +182,29 @@ def test_offline_is_the_network_unless_its_meter_reads_no_power():
     site.cycles(2, offline)
     problem = site.problems()["offline"]
     assert problem.cause is Cause.NETWORK and problem.lost_ths == pytest.approx(194)
-    assert problem.usd_lost_day > 0  # what it would earn, less the 3600 W it no longer draws
+    # No meter reads it: whether it still draws its 3600 W is unknown, so nothing is counted saved.
+    assert problem.usd_lost_day == pytest.approx(194 * _NET_TH_DAY, rel=1e-6)
     from collector.sources.live_inputs import MeterReading
 
     site.live.metered_w["m1"] = MeterReading(12.0, site.ts)
     site.cycle(offline)
-    assert site.problems()["offline"].cause is Cause.POWER
+    problem = site.problems()["offline"]
+    assert problem.cause is Cause.POWER  # the meter says it draws 12 W of its usual 3600: that is saved
+    assert problem.usd_lost_day == pytest.approx(194 * _NET_TH_DAY - (3600 - 12) * _ENERGY_W_DAY, rel=1e-6)
+
+
+def test_a_miner_with_no_power_reading_is_priced_with_nothing_saved():
+    # Stock Antminers put no power on the wire. Its draw now was taken as 0 W, so each problem "saved"
+    # the model's whole nameplate draw (3650 W here) and cost less than nothing; the site lost < $0.
+    site = Site()
+    weak = with_board(a15(power_w=None, hashrate_ths=194 - 194 / 6), 0, hashrate_avg_ths=194 / 6)
+    dead = with_board(a15("dead", power_w=None, hashrate_ths=194 * 2 / 3), 2, chips_ok=0, hashrate_avg_ths=0.0)
+    cycle = site.cycles(2, weak, dead)
+    board_weak, board_dead = site.problems()["board_weak:0"], site.problems("dead")["board_dead:2"]
+    assert board_weak.usd_lost_day == pytest.approx(194 / 6 * _NET_TH_DAY, rel=1e-6)
+    assert board_dead.usd_lost_day == pytest.approx(194 / 3 * _NET_TH_DAY, rel=1e-6)
+    assert cycle.health.usd_lost_day == pytest.approx(194 / 2 * _NET_TH_DAY, rel=1e-6)
+    assert site.captured.last("m1").usd_lost_day == pytest.approx(board_weak.usd_lost_day)
 
 
 def test_idle_with_no_pool_alive_is_the_pools():

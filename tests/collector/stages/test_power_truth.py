@@ -94,6 +94,20 @@ def test_the_facility_meter_gives_the_measured_pue_the_cost_figures_then_use():
     assert ECONOMICS.pue == 1.1
 
 
+def test_no_pue_is_measured_while_a_miner_that_answers_has_no_power_reading():
+    # Stock Antminers put no power on the wire: counted as 0 W, the miners' draw here would be 3600 W
+    # and the meter's 9000 W a PUE of 2.5, priced into every cost and health figure.
+    live = LiveInputs(facility_keys=frozenset({"main"}))
+    site = Site(live=live)
+    from datetime import timedelta
+
+    for _ in range(12):
+        live.facility_w["main"] = MeterReading(3600.0 * 2 * 1.25, site.ts + timedelta(seconds=10))
+        cycle = site.cycle(a15("a", power_w=3600.0), a15("b", power_w=None))
+    assert cycle.health.measured_pue is None
+    assert cycle.cost.site.facility_power_w == pytest.approx(3600.0 * ECONOMICS.pue)  # the configured PUE
+
+
 def test_a_facility_reading_below_the_miners_draw_is_no_pue():
     truth = PowerTruth()
     assert truth.observe_facility(5000.0, 7200.0) is None  # a meter on part of the site, or a wrong mapping
