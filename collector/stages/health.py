@@ -196,7 +196,8 @@ class HealthStage:
 
         usd = None
         if problems:
-            usd = sum(p.usd_lost_day for p in problems if p.usd_lost_day is not None) if cost is not None else None
+            priced = [p.usd_lost_day for p in problems if p.usd_lost_day is not None]
+            usd = sum(priced) if priced else None  # none priced: unknown, not $0
             lost = sum(p.lost_ths for p in problems)
         else:
             usd, lost = (0.0 if cost is not None else None), 0.0
@@ -227,7 +228,7 @@ class HealthStage:
             return ()
         prices = work.prices(cost, self.economics)
         saved_w = _saved_w(memory.kept.baseline_w, power_now, plate, expected)
-        dollars = health_dollars.price([f for f, _, _ in items], prices, saved_w)
+        dollars = health_dollars.price([f for f, _, _ in items], prices, saved_w, expected)
         return tuple(Problem(sample.miner, f.signal, cause, f.severity, evidence, f.value, f.limit, f.part,
                              f.lost_ths, usd) for (f, cause, evidence), usd in zip(items, dollars))
 

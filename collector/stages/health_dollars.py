@@ -10,7 +10,8 @@ when healthy (learned) less its draw now, shared among the problems by the hashr
 shares the pool refuses and hardware errors lose hashrate the miner still draws power for: nothing
 saved. With either draw unknown (no power reading: stock Antminers, a miner that does not answer and
 no meter reads) nothing is saved: the figure is the revenue lost, never less than the true loss.
-A figure is None without cost figures (no economics or network state).
+A figure is None without cost figures (no economics or network state), and for a loss that is the
+usual hashrate (or a share of it) when that is unknown.
 """
 
 from __future__ import annotations
@@ -78,14 +79,20 @@ def share_shortfall(items: list[tuple[Finding, Cause, str]], shortfall: float, e
                    value=expected - shortfall, limit=expected, lost_ths=rest)
 
 
-def price(findings: Sequence[Finding], prices_now: Prices | None, saved_w: float) -> list[float | None]:
+def price(findings: Sequence[Finding], prices_now: Prices | None, saved_w: float,
+          expected: float | None = None) -> list[float | None]:
     """Dollars lost per day of each finding; `saved_w` (the miner's usual draw less its draw now) is
-    shared by the findings whose lost hashrate is part of the shortfall."""
+    shared by the findings whose lost hashrate is part of the shortfall. A finding whose loss is the
+    usual hashrate or a share of it (offline, idle, boards) is None when that is unknown (`expected`
+    None: a miner never identified), not $0."""
     if prices_now is None:
         return [None] * len(findings)
     in_shortfall = sum(f.lost_ths for f in findings if not f.extra_loss)
     out: list[float | None] = []
     for f in findings:
+        if expected is None and f.signal in _DIRECT:
+            out.append(None)
+            continue
         saved = saved_w * f.lost_ths / in_shortfall if in_shortfall > 0 and not f.extra_loss else 0.0
         out.append(f.lost_ths * prices_now.usd_per_th_day - saved * prices_now.usd_per_w_day)
     return out

@@ -56,6 +56,24 @@ def test_health_now_lists_the_dead_board_first_with_its_cause_place_and_dollars(
     assert "board_dead board0" in table.stdout and "c1/r1" in table.stdout and "$" in table.stdout
 
 
+def test_health_now_prices_a_miner_never_identified_as_unknown(tmp_path):
+    with run_fleet("a1566:1", base="127.66.6.1:0", seed=4) as fleet:
+        fleet[0].set_faults(dead_boards={0})
+        nobody = "127.66.6.9:1"  # nothing listens there: offline, never identified
+        config = _config(tmp_path, [fleet.addresses[0], nobody])
+        env = _environment(tmp_path)
+        as_json = _run("health", "--config", str(config), "--json", env=env)
+        table = _run("health", "--config", str(config), env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    [offline] = [p for p in report["problems"] if p["signal"] == "offline"]
+    assert offline["usd_lost_day"] is None and report["problems"][0]["signal"] == "board_dead"
+    assert report["usd_lost_day"] == report["problems"][0]["usd_lost_day"] > 0  # what is priced
+    assert table.returncode == 0, table.stderr
+    [row] = [line for line in table.stdout.splitlines() if "offline" in line]
+    assert "$" not in row and "│ - " in row
+
+
 def test_health_without_economics_prices_nothing_not_zero(tmp_path):
     # No config: no tariff, no network state. The dead board is a problem of unknown cost, and so is
     # the site's total: null (shown -), never $0.00.

@@ -424,7 +424,7 @@ def test_curtailment_panels_show_the_dear_site_asleep_and_the_cheap_one_running(
 def test_the_repair_queue_names_each_fault_with_its_cause_place_and_dollars(influxdb, filled: Site):
     cheap = Variable("cheap", multi=True, include_all=True, options=filled.sites)
     rows = _run(influxdb, filled, "maintenance", "Repair queue", site=cheap)
-    costly = sorted(rows, key=lambda r: -r["$ lost/day"])[:2]
+    costly = sorted(rows, key=lambda r: -(r["$ lost/day"] or 0.0))[:2]
     # The throttled A15 hashes ~78 TH/s short, the one with a dead board ~65: in that order.
     assert [(r["miner"], r["signal"], r["cause"], r["part"]) for r in costly] == [
         (filled.miners[THROTTLED], "chip_hot", "thermal", ""),
@@ -433,6 +433,7 @@ def test_the_repair_queue_names_each_fault_with_its_cause_place_and_dollars(infl
     assert costly[1]["rack"] == f"rack-{BOARD_LOST % 2 + 1}" and costly[1]["container"] == "c1"
     offline = next(r for r in rows if r["miner"] == filled.miners[OFFLINE])
     assert (offline["signal"], offline["cause"]) == ("offline", "network")
+    assert offline["$ lost/day"] is None  # never identified: what it loses is unknown, not $0
     assert not any(r["miner"] == filled.miners[SOFT_OFF] for r in rows)  # asleep on purpose
 
 

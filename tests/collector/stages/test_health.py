@@ -207,6 +207,19 @@ def test_a_miner_with_no_power_reading_is_priced_with_nothing_saved():
     assert site.captured.last("m1").usd_lost_day == pytest.approx(board_weak.usd_lost_day)
 
 
+def test_an_offline_miner_never_identified_loses_an_unknown_amount_not_zero():
+    site = Site()
+    never = MinerSample.offline(miner="never", host="10.0.0.9", port=4028, site="s1", ts=T0,
+                                source=SampleSource.AVALON, reason="connection refused")
+    cycle = site.cycles(2, never)
+    problem = site.problems("never")["offline"]
+    assert problem.usd_lost_day is None and site.captured.last("never").usd_lost_day is None
+    assert cycle.health.usd_lost_day is None  # its only problem: the site's loss is unknown, not $0
+    cycle = site.cycles(2, never, a15(hashrate_ths=150.0))
+    priced = site.problems()["hashrate_low"].usd_lost_day
+    assert priced > 0 and cycle.health.usd_lost_day == pytest.approx(priced)  # the priced problems' sum
+
+
 def test_idle_with_no_pool_alive_is_the_pools():
     site = Site()
     idle = a15(state=MinerState.IDLE, hashrate_ths=0.0, pool=PoolInfo(url="stratum+tcp://pool:3333", active=False))
@@ -310,9 +323,12 @@ def test_the_repair_queue_is_sorted_by_dollars_lost():
     ]
     site.cycles(2, *fleet)
     queue = site.captured.cycles[-1].health.queue
-    assert [p.usd_lost_day for p in queue] == sorted((p.usd_lost_day for p in queue), reverse=True)
+    priced = [p.usd_lost_day for p in queue if p.usd_lost_day is not None]
+    assert priced == sorted(priced, reverse=True) and len(priced) == len(queue) - 1
     assert queue == tuple(sorted(queue, key=queue_order))
-    assert queue[0].miner == "dead-board"  # the offline miner was never seen healthy: nothing known to lose
+    assert queue[0].miner == "dead-board"
+    # the offline miner was never identified: what it loses is unknown (ranked as $0, by severity)
+    assert [p.usd_lost_day for p in queue if p.miner == "offline"] == [None]
 
 
 # --- nonsense -----------------------------------------------------------------------------------
