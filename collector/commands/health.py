@@ -1,7 +1,10 @@
 """`hashfleet health`: the repair queue, priced in dollars lost per day, with each problem's root cause.
 
-Without --since: one cycle of the fleet now (problems are raised from that one reading; those that
-need two readings, such as pool rejects or reboot loops, need the running collector). With --since:
+Without --since: one cycle of the fleet now. Problems are raised from that one reading, peers
+(hardware errors, a chip far hotter than its model's others) judged against the same reading, the
+usual hashrate and draw and the trends read from the history the collector keeps. What needs readings
+over time or MQTT is not found: pool rejects (a window of shares), reboot loops, a reported draw the
+meter contradicts; nor are learned power corrections or a measured PUE applied. With --since:
 what the collector recorded over the period, from InfluxDB (InfluxQL with influx.read_token or
 INFLUX_READ_TOKEN) or, without InfluxDB, from the local history.
 """
@@ -25,7 +28,6 @@ from collector.influx_query import InfluxQueryError
 from collector.stages.health import HealthStage
 from collector.terminal import plain_console
 from models import schema
-from models.health import MinerHealth
 
 
 def health(
@@ -38,7 +40,11 @@ def health(
     shard: str | None = SHARD_OPTION,
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of tables."),
 ) -> None:
-    """The repair queue: every problem, its root cause and its dollars lost per day."""
+    """The repair queue: every problem, its root cause and its dollars lost per day.
+
+    Without --since, one reading now: peers are judged within it; pool rejects, reboot loops and
+    meter mismatches need the running collector (hashfleet collect), then --since.
+    """
     cfg = load_config(config, miners=miners_list(miners), site=site, shard=shard)
     if since is None:
         report = _live(cfg)
@@ -59,7 +65,7 @@ def _live(cfg) -> health_report.HealthReport:
     built = pipeline.build(cfg, sinks=[capture])  # not service mode: reads the health history, never writes it
     for stage in built.stages:
         if isinstance(stage, HealthStage):
-            stage.min_cycles = 1  # one reading now: nothing to wait for
+            stage.one_reading()  # nothing to wait for; peers judged by this cycle
     try:
         service.run_event_loop(run_until_stopped(built, 1))
     finally:
@@ -67,7 +73,7 @@ def _live(cfg) -> health_report.HealthReport:
     if capture.cycle is None or capture.cycle.health is None:
         typer.echo("hashfleet: the cycle produced no health figures (see the log above)", err=True)
         raise typer.Exit(1)
-    return health_report.from_cycle(capture.cycle.health, capture.miners)
+    return health_report.from_cycle(capture.cycle.health, [h for part in capture.parts for h in part.health or ()])
 
 
 def _recorded(cfg, start: int, end: int, since: str) -> health_report.HealthReport:
@@ -92,14 +98,14 @@ def _recorded(cfg, start: int, end: int, since: str) -> health_report.HealthRepo
 
 
 class _Capture:
-    """A sink keeping the cycle's health figures."""
+    """A sink keeping the cycle's parts and roll-up (one reading: the parts' health is set at the cycle's end)."""
 
     def __init__(self) -> None:
-        self.miners: list[MinerHealth] = []
+        self.parts: list[MinersPart] = []
         self.cycle: Cycle | None = None
 
     async def write_miners(self, part: MinersPart) -> None:
-        self.miners += part.health or ()
+        self.parts.append(part)
 
     async def write(self, cycle: Cycle) -> None:
         self.cycle = cycle

@@ -6,7 +6,8 @@ It runs after the cost stage, so each part's cost figures are there to price wit
         ->  the shortfall shared out and priced (health_dollars)  ->  MinerHealth on the part
 
 and at the cycle's end the site's roll-up (SiteHealth on the cycle: counts and dollars by cause, the
-costliest problems in repair order), the peers' typical values for next cycle's outlier checks, the
+costliest problems in repair order), the peers' typical values for next cycle's outlier checks (one
+reading, `hashfleet health`: this cycle's, every miner judged at its end: one_reading), the
 learned power corrections (power_truth) and the measured PUE. Per miner the work is O(boards + fans):
 what the stage remembers is a few numbers per miner and its daily sums (health_history), saved next to
 the spool every SAVE_EVERY_S and when a day ends. A failure with one miner costs that miner's health
@@ -66,7 +67,8 @@ class HealthStage:
         self.truth = truth or PowerTruth()
         self.state_path = state_path
         self.save_state = save and state_path is not None
-        self.min_cycles = MIN_CYCLES  # `hashfleet health` (one reading now) sets 1
+        self.min_cycles = MIN_CYCLES  # one_reading() sets 1
+        self._held: list[MinersPart] | None = None  # one_reading(): the cycle's parts, judged at its end
         kept = health_history.load(state_path) if state_path is not None else {}
         self._memory: dict[str, MinerMemory] = {
             miner: MinerMemory(kept=h, slot=zlib.crc32(miner.encode("utf-8", "replace"))) for miner, h in kept.items()}
@@ -82,6 +84,14 @@ class HealthStage:
         self._last_cycle: datetime | None = None  # the last cycle's time: what close() saves as of
         self._cycle: _CycleWork | None = None
 
+    def one_reading(self) -> None:
+        """`hashfleet health` without --since: one cycle, nothing before it. Problems are raised at once,
+        and peers are judged by this cycle's values, not the previous cycle's (there is none): each part
+        is held, its peers' values noted, and every miner judged when the cycle ends. The parts' health
+        is then set only at `finish` (the sinks' `write_miners` see none)."""
+        self.min_cycles = 1
+        self._held = []
+
     # -- the Stage seam ------------------------------------------------------------------------
 
     def begin(self, cycle: Cycle) -> None:
@@ -96,6 +106,14 @@ class HealthStage:
         work = self._cycle
         if work is None:  # begin failed
             return
+        if self._held is not None:
+            self._held.append(part)
+            for sample in part.samples:
+                self._note_peer(sample, work)
+            return
+        self._judge(part, work)
+
+    def _judge(self, part: MinersPart, work: _CycleWork) -> None:
         costs = part.costs
         out: list[MinerHealth] = []
         for i, sample in enumerate(part.samples):
@@ -118,6 +136,10 @@ class HealthStage:
         if work is None:
             return
         self._peers = work.peer_stats()
+        if self._held:  # one reading: judged now, by the peers just noted
+            held, self._held = self._held, []
+            for part in held:
+                self._judge(part, work)
         self.truth.finish()
         pue = self.truth.observe_facility(self.live.facility_power(cycle.ts), _miners_w(cycle))
         cycle.health = work.rollup(self.site, pue, self.truth)
@@ -191,8 +213,8 @@ class HealthStage:
                 found and any(f.signal is Signal.POWER_MISMATCH for f in found)):
             self.truth.observe(miner, model, sample.power_w, metered)
         chip = sample.temp_chip_max_c if "temp_chip_max_c" not in doubtful else None
-        if state is MinerState.MINING and chip is not None:
-            work.peer(model, place.container, chip, sample.hw_error_pct)
+        if state is MinerState.MINING and chip is not None and self._held is None:  # held: noted as it came in
+            work.peer(model, place.container, chip, sample.hw_error_pct if "hw_error_pct" not in doubtful else None)
 
         usd = None
         if problems:
@@ -239,6 +261,19 @@ class HealthStage:
             if here is not None and here.count >= checks.MIN_PEERS:
                 return here
         return self._peers.get((model, None))
+
+    def _note_peer(self, sample: MinerSample, work: _CycleWork) -> None:
+        """One reading (one_reading): the values its peers are judged by, as `_miner` notes them."""
+        if sample.state is not MinerState.MINING:
+            return
+        doubtful = checks.doubtful_fields(sample)[0]
+        chip = sample.temp_chip_max_c if "temp_chip_max_c" not in doubtful else None
+        if chip is None:
+            return
+        memory = self._memory.get(sample.miner)
+        model = sample.model or (memory.kept.model if memory is not None else None)
+        place = self._places.get(sample.miner) or self._place(sample)
+        work.peer(model, place.container, chip, sample.hw_error_pct if "hw_error_pct" not in doubtful else None)
 
     def _model(self, model: str | None) -> tuple:
         found = (nameplate(model), thermal_limits(model))

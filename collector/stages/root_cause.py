@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from collector.stages.health_signals import Context, Finding
+from collector.stages.health_signals import MIN_PEERS, Context, Finding
 from models import MinerSample
 from models.health import Cause, Signal
 
@@ -93,7 +93,10 @@ def _cause(finding: Finding, findings: Sequence[Finding], signals: set[Signal], 
         if code is not None:
             cause, _ = _code_cause(code)
             return cause, f"{evidence}; it reports {code.evidence}"
-        return Cause.FIRMWARE, f"{evidence}; chips, boards, fans and temperatures look normal"
+        if _temperatures_judged(sample, ctx):
+            return Cause.FIRMWARE, f"{evidence}; chips, boards, fans and temperatures look normal"
+        return Cause.FIRMWARE, (f"{evidence}; chips, boards and fans look normal; temperatures not judged (no hot "
+                                f"limit for its model, fewer than {MIN_PEERS} peers)")
     if signal is Signal.REBOOTS:
         codes = [f for f in findings if f.signal is Signal.FAULT_CODE and _code_cause(f)[0] is Cause.POWER]
         if signals & _POWER or codes:
@@ -124,8 +127,20 @@ def _code_cause(finding: Finding) -> tuple[Cause, str]:
 
 
 def _worst_code(findings: Sequence[Finding]) -> Finding | None:
-    codes = [f for f in findings if f.signal is Signal.FAULT_CODE and f.severity.level > 0]
+    """The most severe code it reports, one of unknown severity (its text the meaning) included: the
+    miner's own words are better evidence of a shortfall's cause than none."""
+    codes = [f for f in findings if f.signal is Signal.FAULT_CODE]
     return max(codes, key=lambda f: f.severity.level) if codes else None
+
+
+def _temperatures_judged(sample: MinerSample, ctx: Context) -> bool:
+    """Its hottest chip was held against a hot limit or enough peers (else "normal" would be a guess)."""
+    if sample.temp_chip_max_c is None:
+        return False
+    if ctx.limits is not None and ctx.limits.chip_hot_c is not None:
+        return True
+    peers = ctx.peers
+    return peers is not None and peers.count >= MIN_PEERS and peers.temp_median is not None
 
 
 def _near_hot(sample: MinerSample, ctx: Context) -> bool:

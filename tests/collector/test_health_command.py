@@ -56,6 +56,27 @@ def test_health_now_lists_the_dead_board_first_with_its_cause_place_and_dollars(
     assert "board_dead board0" in table.stdout and "c1/r1" in table.stdout and "$" in table.stdout
 
 
+def test_health_now_judges_peers_by_the_same_reading_and_saves_no_energy_it_cannot_see(tmp_path):
+    # One reading has no previous cycle: peers are judged by this one (hardware errors, a chip far
+    # hotter than the others), or no peer check could fire. Stock Antminers report no power: nothing
+    # is counted saved (their draw now was taken as 0 W: every problem "saved" the nameplate, < $0).
+    # The S19j Pro has no published hot limit: only its peers show its heat. (Its native reader
+    # reports no hardware errors: the A15s' are judged.)
+    with run_fleet("s19jpro:6,a1566:6", base="127.66.5.1", seed=4) as fleet:
+        fleet[1].set_faults(overheat="throttle")
+        fleet[9].set_faults(hw_errors=12.0)
+        config = _config(tmp_path, fleet.addresses)
+        done = _run("health", "--config", str(config), "--json", env=_environment(tmp_path))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    problems = {(p["miner"], p["signal"]): p for p in report["problems"]}
+    hot = problems[(format_mac(fleet[1].mac), "temp_outlier")]
+    assert hot["cause"] == "thermal" and hot["lost_ths"] > 20  # it throttles: the shortfall is the heat's
+    assert (format_mac(fleet[1].mac), "hashrate_low") not in problems
+    assert problems[(format_mac(fleet[9].mac), "hw_errors")]["cause"] == "board"
+    assert all(p["usd_lost_day"] >= 0 for p in report["problems"]) and report["usd_lost_day"] > 0
+
+
 def test_health_now_prices_a_miner_never_identified_as_unknown(tmp_path):
     with run_fleet("a1566:1", base="127.66.6.1:0", seed=4) as fleet:
         fleet[0].set_faults(dead_boards={0})

@@ -287,6 +287,25 @@ def test_a_shortfall_nothing_explains_is_named_as_such():
     assert "look normal" in problem.evidence
 
 
+def test_a_shortfall_does_not_call_temperatures_normal_when_nothing_judged_them():
+    # A model with no published hot limit and no peers: its temperatures were not judged.
+    site = Site()
+    site.cycles(2, a15(model="Antminer S19j Pro", hashrate_ths=150.0, temp_chip_max_c=99.0))
+    problem = site.problems()["hashrate_low"]
+    assert problem.cause is Cause.FIRMWARE and "temperatures not judged" in problem.evidence
+    assert "temperatures look normal" not in problem.evidence
+
+
+def test_a_shortfall_is_put_down_to_what_the_miners_own_error_text_names():
+    # pyasic's error list from other makes: codes of unknown severity (info), their text the meaning.
+    site = Site()
+    throttled = a15(model="Antminer S19j Pro", source=SampleSource.PYASIC, hashrate_ths=150.0,
+                    errors=["Temperature too high: frequency lowered"])
+    site.cycles(2, throttled)
+    problem = site.problems()["hashrate_low"]
+    assert problem.cause is Cause.THERMAL and "Temperature too high" in problem.evidence
+
+
 def test_no_hashrate_low_while_ramping_after_a_start():
     site = Site()
     site.cycles(3, a15(hashrate_ths=120.0, uptime_s=200))
