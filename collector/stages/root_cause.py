@@ -117,7 +117,8 @@ def _code_cause(finding: Finding) -> tuple[Cause, str]:
         return Cause.FIRMWARE, "a firmware code"
     if code.key.upper().startswith("PS"):
         return Cause.POWER, "the PSU's code"
-    meaning = (code.meaning or "").lower()
+    # "Control board ..." (Whatsminer's 7xx codes, an Antminer's controller) names the controller, not a hash board.
+    meaning = (code.meaning or "").lower().replace("control board", "controller")
     for words, cause in _MEANING_WORDS:
         if any(word in meaning for word in words):
             return cause, "by its published meaning"

@@ -245,6 +245,10 @@ def test_a_miner_put_to_sleep_has_no_problem():
     (FaultCode(key="ECMM", code=1, meaning="CODE_IDLE: module idle (check the network and the AUC)",
                severity=FaultSeverity.WARNING), Cause.NETWORK),
     (FaultCode(key="ECMM", code=65536), Cause.FIRMWARE),  # meaning not published
+    (FaultCode(key="error_code", code=4096), Cause.FIRMWARE),  # a Whatsminer's code pyasic's table lacks
+    (FaultCode(key="error_code", code=530, board=0, meaning="Slot 0 not found."), Cause.BOARD),  # no words: its board
+    (FaultCode(key="error_code", code=710, meaning="Control board rebooted as an exception."), Cause.FIRMWARE),
+    (FaultCode(key="summary.cgi error", code=4096, meaning="Error code 4096 on control board"), Cause.FIRMWARE),
 ])
 def test_an_error_code_is_put_down_to_what_its_meaning_names(code, cause):
     site = Site()
