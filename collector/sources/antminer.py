@@ -4,7 +4,8 @@ One TCP connection and one joined request per poll, `stats+pools`: BMMiner's `st
 everything MinerSample stores that changes by the second (live and average hashrate, the nominal
 one, uptime, fans, and per chain the rate, chips and the four chip and PCB sensors). The web UI's
 digest-auth cgi pages carry what the RPC does not: the MAC (`get_system_info.cgi`, the miner's id),
-the health list (`summary.cgi` `status[]`, what pyasic reports as errors) and the sleep setting
+the health list (`summary.cgi` `status[]`, what pyasic reports as errors; also the sample's fault
+codes, for the health stage) and the sleep setting
 (`get_miner_conf.cgi` `bitmain-work-mode`). Those are read at identification and then rarely
 (collector.sources.profile): the health list when the reading changes shape (starts or stops
 hashing, a chain's chips change) and at most a minute old otherwise, the sleep setting every poll
@@ -32,9 +33,9 @@ from typing import Any
 from collector.sources import cgminer_client as cgminer
 from collector.sources import plausibility, web_client
 from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
-from collector.sources.reply_values import Checked, first, mac, text
+from collector.sources.reply_values import Checked, board_named, code, first, mac, text
 from collector.sources.rpc_reader import RpcReader
-from models import BoardSample, MinerSample, MinerState, SampleSource
+from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
 
 # The one request a poll sends; `_read_rpc` reads exactly these sections.
@@ -50,13 +51,14 @@ class Antminer(RpcReader):
     """One identified Antminer: its address, what identification learnt, and the web-only fields
     with when they are due again. `poll` reads it."""
 
-    __slots__ = ("auth", "errors", "sleeping", "web_problem")
+    __slots__ = ("auth", "errors", "codes", "sleeping", "web_problem")
     poll_command = POLL_COMMAND
 
     def __init__(self, host: str, port: int, profile: Profile, auth: web_client.DigestAuth | None) -> None:
         super().__init__(host, port, profile)
         self.auth = auth
         self.errors: list[str] = []  # the health list's complaints, as last read
+        self.codes: list[FaultCode] = []  # the same complaints as codes, for the health stage
         self.sleeping: bool | None = None  # the sleep setting, read while the unit does not hash
         self.web_problem: str | None = None  # why the last web call failed (a warning on samples)
 
@@ -112,25 +114,30 @@ class Antminer(RpcReader):
             self.mac = found
 
     async def _read_health(self, timeout_s: float) -> None:
-        self.errors = health_errors(await self._cgi("summary", timeout_s))
+        self.errors, self.codes = health_list(await self._cgi("summary", timeout_s))
 
     async def _read_sleep(self, timeout_s: float) -> None:
         self.sleeping = work_mode_sleeping(await self._cgi("get_miner_conf", timeout_s))
 
 
-def health_errors(summary: dict[str, Any]) -> list[str]:
-    """What `summary.cgi`'s health list complains of: every entry whose status is not fine."""
+def health_list(summary: dict[str, Any]) -> tuple[list[str], list[FaultCode]]:
+    """What `summary.cgi`'s health list complains of (every entry whose status is not fine), as the text
+    pyasic reports and as codes: the entry's `code` (0 when it has none), its `msg` the meaning, the
+    chain the message names ("... on chain 0", numbered as the boards are) the board, the severity
+    unknown (Bitmain publishes no table of these codes)."""
     items = first(summary.get("SUMMARY")).get("status")
     if not isinstance(items, list):
-        return []
-    errors = []
+        return [], []
+    errors, codes = [], []
     for item in items[:MAX_ERRORS]:
         if not isinstance(item, dict) or item.get("status") in _HEALTHY:
             continue
         msg = text(item.get("msg"), 200)
         kind = text(item.get("type"), 40) or "status"
         errors.append(msg or f"{kind}: status {text(str(item.get('status')), 20)}, code {text(str(item.get('code')), 20)}")
-    return errors
+        codes.append(FaultCode(key=f"summary.cgi {kind}", code=code(item.get("code")) or 0,
+                               board=board_named(msg, "chain"), meaning=msg))
+    return errors, codes
 
 
 def work_mode_sleeping(conf: dict[str, Any]) -> bool | None:
@@ -293,7 +300,7 @@ def _sample(r: _Reading, miner: Antminer, *, site: str, ts: datetime) -> MinerSa
         hashrate_avg_ths=r.avg_ths, expected_hashrate_ths=r.expected_ths,
         temp_chip_max_c=max((b.temp_chip_max_c for b in r.boards if b.temp_chip_max_c is not None), default=None),
         temp_board_max_c=r.board_temp_max, fans_rpm=r.fans, boards=r.boards, pool=r.pool, uptime_s=r.uptime,
-        errors=errors, unusable=unusable,
+        errors=errors, unusable=unusable, fault_codes=miner.codes,
         warnings=[f"{miner.web_problem}; MAC, health list and sleep setting as last read"] if miner.web_problem else [],
     )
     return plausibility.check(sample)
@@ -305,12 +312,13 @@ def _unread(miner_id: str, miner: Antminer, site: str, ts: datetime, reason: str
 
 
 def read_reply(reply: dict[str, Any], *, host: str, port: int, site: str, ts: datetime,
-               profile: Profile = Profile(), mac_address: str | None = None, health: list[str] | None = None,
+               profile: Profile = Profile(), mac_address: str | None = None, health: dict[str, Any] | None = None,
                sleeping: bool | None = None) -> MinerSample:
-    """A decoded `stats+pools` reply as a sample, with the web-only fields given: what a poll does
-    without the network (tests and tools)."""
+    """A decoded `stats+pools` reply as a sample, with the web-only fields given (`health`: a decoded
+    `summary.cgi`): what a poll does without the network (tests and tools)."""
     miner = Antminer(host, port, profile, None)
-    miner.mac, miner.errors, miner.sleeping = mac_address, list(health or []), sleeping
+    miner.mac, miner.sleeping = mac_address, sleeping
+    miner.errors, miner.codes = health_list(health or {})
     return _sample(_read_rpc(reply, f"{host}:{port}", profile), miner, site=site, ts=ts)
 
 

@@ -3,9 +3,9 @@
 One TCP connection and one joined request per poll, `summary+devs+tunerstatus+fans+temps+devdetails+pools`,
 open (no token): `summary` the live (`MHS 1m`) and average hashrate and uptime, `devs` each chain's
 rate, `devdetails` its chips, `temps` its chip and board temperatures, `tunerstatus` the power the
-unit draws and its limit and each chain's tuner state (pyasic's errors), `fans`, `pools`. pyasic 0.79
-reads the same unit with that RPC request plus six gRPC calls on port 50051, each on a new HTTP/2
-connection, and a login. What only gRPC carries changes rarely: the MAC (the miner's id), the
+unit draws and its limit and each chain's tuner state (pyasic's errors; fault codes too), `fans`,
+`pools`. pyasic 0.79 reads the same unit with that RPC request plus six gRPC calls on port 50051,
+each on a new HTTP/2 connection, and a login. What only gRPC carries changes rarely: the MAC (the miner's id), the
 firmware string and the nominal hashrate come from `GetMinerDetails` through pyasic's own gRPC
 client (its login, its password setting) at identification and every ten minutes, and its pause
 state (`status`) while the unit does not hash (collector.sources.profile).
@@ -27,7 +27,7 @@ from collector.sources import plausibility
 from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
 from collector.sources.reply_values import Checked, first, mac, text
 from collector.sources.rpc_reader import RpcReader
-from models import BoardSample, MinerSample, MinerState, SampleSource
+from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
 
 # The one request a poll sends; `_read_rpc` reads exactly these sections.
@@ -37,6 +37,7 @@ _MHS_PER_THS = 1e6
 # tunerstatus chain states that are not a fault (pyasic's list): the tuner at work or done.
 _TUNER_OK = ("Stable", "Testing performance profile", "Tuning individual chips")
 _PAUSED = 3  # braiins.bos.v1 MinerStatus.MINER_STATUS_PAUSED
+CODES_KEY = "TunerChainStatus"  # FaultCode.key of a chain's tuner state (a text: its code is 0)
 
 
 class Braiins(RpcReader):
@@ -124,7 +125,7 @@ def miner_details(details: Any, known: Braiins) -> tuple[str | None, str | None,
 
 class _Reading:
     __slots__ = ("checked", "live_ths", "avg_ths", "power_w", "power_limit_w", "fans", "uptime", "boards", "chips",
-                 "board_temp_max", "pool", "errors")
+                 "board_temp_max", "pool", "errors", "codes")
 
     def __init__(self) -> None:
         self.checked = Checked()
@@ -157,24 +158,25 @@ def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
     r.power_w = c.number(tuner.get("ApproximateMinerPowerConsumption"), "power_w",
                          "tunerstatus ApproximateMinerPowerConsumption") or None
     r.power_limit_w = c.number(tuner.get("PowerLimit"), "power_limit_w", "tunerstatus PowerLimit") or None
-    r.errors = _tuner_errors(tuner.get("TunerChainStatus"))
     r.fans = _fans(_items(reply, "fans", "FANS", where), profile, c)
-    r.boards, r.board_temp_max = _boards(_items(reply, "devs", "DEVS", where),
-                                         _items(reply, "devdetails", "DEVDETAILS", where),
-                                         _items(reply, "temps", "TEMPS", where), profile, c)
+    r.boards, r.board_temp_max, chains = _boards(_items(reply, "devs", "DEVS", where),
+                                                 _items(reply, "devdetails", "DEVDETAILS", where),
+                                                 _items(reply, "temps", "TEMPS", where), profile, c)
+    r.errors, r.codes = _tuner_faults(tuner.get("TunerChainStatus"), chains)
     r.chips = tuple(b.chips_ok for b in r.boards)
     r.pool = c.pool(_items(reply, "pools", "POOLS", where))
     return r
 
 
-def _tuner_errors(chains: Any) -> list[str]:
+def _tuner_faults(chains: Any, boards: list[int]) -> tuple[list[str], list[FaultCode]]:
     """Chains whose tuner state is a fault, worded as pyasic words them ("Slot 1 failed to initialize
-    hashchain"; chains numbered from 0, S9-era ids 6-8 too)."""
+    hashchain"; chains numbered from 0, S9-era ids 6-8 too), and as codes: the state is the meaning,
+    the board the chain's (`boards`: the chain ids in board order), no number (code 0), severity unknown."""
     if not isinstance(chains, list):
-        return []
+        return [], []
     ids = [chain.get("HashchainIndex") for chain in chains[:MAX_BOARDS] if isinstance(chain, dict)]
     offset = 6 if ids and type(ids[0]) is int and ids[0] in (6, 7, 8) else 0
-    errors = []
+    errors, codes = [], []
     for chain in chains[:MAX_BOARDS]:
         if not isinstance(chain, dict):
             continue
@@ -185,9 +187,11 @@ def _tuner_errors(chains: Any) -> list[str]:
         said = status.split(" {")[0]
         slot = index - offset if type(index) is int else "?"
         errors.append(f"Slot {slot} {said[0].lower()}{said[1:]}")
+        codes.append(FaultCode(key=CODES_KEY, code=0, meaning=said,
+                               board=boards.index(index) if type(index) is int and index in boards else None))
         if len(errors) == MAX_ERRORS:
             break
-    return errors
+    return errors, codes
 
 
 def _fans(fans: list[Any], profile: Profile, c: Checked) -> list[int]:
@@ -204,17 +208,19 @@ def _fans(fans: list[Any], profile: Profile, c: Checked) -> list[int]:
 
 
 def _boards(devs: list[Any], details: list[Any], temps: list[Any], profile: Profile,
-            c: Checked) -> tuple[list[BoardSample], float | None]:
-    """Chains by their ID (6-8 on S9s, 1-3 on S19s), in order: `devs` rate, `devdetails` chips, `temps`."""
+            c: Checked) -> tuple[list[BoardSample], float | None, list[int]]:
+    """Chains by their ID (6-8 on S9s, 1-3 on S19s), in order: `devs` rate, `devdetails` chips, `temps`;
+    and the IDs in board order."""
     if max(len(devs), len(details), len(temps)) > MAX_BOARDS:
         c.refuse("boards", "devs", f"{max(len(devs), len(details), len(temps))} entries",
                  f"is more than the cap of {MAX_BOARDS} boards")
-        return [], None
+        return [], None, []
     rates = {e.get("ID"): e for e in devs if isinstance(e, dict) and type(e.get("ID")) is int}
     chips = {e.get("ID"): e for e in details if isinstance(e, dict) and type(e.get("ID")) is int}
     sensors = {e.get("ID"): e for e in temps if isinstance(e, dict) and type(e.get("ID")) is int}
     boards, board_max = [], None
-    for index, chain in enumerate(sorted(set(rates) | set(chips))):
+    ids = sorted(set(rates) | set(chips))
+    for index, chain in enumerate(ids):
         dev, detail, temp = rates.get(chain, {}), chips.get(chain, {}), sensors.get(chain, {})
         rate = c.number(dev.get("MHS 1m"), "boards", f"devs[ID {chain}] MHS 1m")
         board = c.temp(temp.get("Board"), "boards", f"temps[ID {chain}] Board") or None
@@ -225,7 +231,7 @@ def _boards(devs: list[Any], details: list[Any], temps: list[Any], profile: Prof
             temp_chip_max_c=c.temp(temp.get("Chip"), "boards", f"temps[ID {chain}] Chip") or None,
             chips_ok=c.count(detail.get("Chips"), "boards", f"devdetails[ID {chain}] Chips", MAX_CHIPS_PER_BOARD),
             chips_expected=profile.chips_per_board))
-    return boards, board_max
+    return boards, board_max, ids
 
 
 def _sample(r: _Reading, miner: Braiins, *, site: str, ts: datetime) -> MinerSample:
@@ -251,7 +257,7 @@ def _sample(r: _Reading, miner: Braiins, *, site: str, ts: datetime) -> MinerSam
         power_limit_w=r.power_limit_w,
         temp_chip_max_c=max((b.temp_chip_max_c for b in r.boards if b.temp_chip_max_c is not None), default=None),
         temp_board_max_c=r.board_temp_max, fans_rpm=r.fans, boards=r.boards, pool=r.pool, uptime_s=r.uptime,
-        errors=errors, unusable=unusable,
+        errors=errors, unusable=unusable, fault_codes=r.codes,
         warnings=[f"{miner.grpc_problem}; MAC, firmware, nominal hashrate and pause state as last read"]
         if miner.grpc_problem else [],
     )

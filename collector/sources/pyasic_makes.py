@@ -3,8 +3,9 @@
 pyasic detects the make and firmware (Antminer stock, Whatsminer, Bitaxe,
 Braiins OS, LuxOS, VNish, ...) and reads it; this module caches the detected
 miner objects, bounds the time each call may take, and maps pyasic's MinerData
-into MinerSample. pyasic's own `limit` does not bound concurrency (DESIGN.md
-section 5); the caller bounds it.
+into MinerSample (its error list also as fault codes, as the native readers report
+them). pyasic's own `limit` does not bound concurrency (DESIGN.md section 5); the
+caller bounds it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from collector.sources import plausibility
-from models import BoardSample, MinerSample, MinerState, PoolInfo, SampleSource
+from collector.sources import plausibility, whatsminer
+from collector.sources.reply_values import board_named, code
+from models import BoardSample, FaultCode, MinerSample, MinerState, PoolInfo, SampleSource
 from models.sample import (
     MAX_BOARDS,
     MAX_CHIPS_PER_BOARD,
@@ -125,6 +127,7 @@ def from_miner_data(data: Any, *, host: str, port: int, site: str, ts: datetime)
     fans = _fans(data.fans, refused)
     errors = [_text(e.error_message if hasattr(e, "error_message") else e, MAX_ERROR_CHARS)
               for e in data.errors[:MAX_ERRORS]]
+    codes = [_fault_code(e, text) for e, text in zip(data.errors[:MAX_ERRORS], errors) if text]
     sample = MinerSample(
         miner=mac or f"{host}:{port}", host=host, port=port, site=site, ts=ts, state=state,
         source=SampleSource.PYASIC,
@@ -139,11 +142,25 @@ def from_miner_data(data: Any, *, host: str, port: int, site: str, ts: datetime)
         temp_board_max_c=max(board_temps, default=None),
         fans_rpm=fans, boards=boards, pool=_pool(data.pools, refused),
         uptime_s=_count(data.uptime, "uptime_s", refused, MAX_UPTIME_S), errors=[e for e in errors if e],
+        fault_codes=codes,
     )
     if refused:
         sample = sample.refused(refused, **{name: getattr(sample, name) for name in ("boards", "fans_rpm", "pool")
                                             if name in refused})
     return plausibility.check(sample)
+
+
+def _fault_code(error: Any, text: str) -> FaultCode:
+    """One of pyasic's errors as the native readers report it: a Whatsminer's code as the Whatsminer
+    reader decodes it; any other (an Antminer's health list, a Braiins OS chain state: pyasic keeps
+    their text only) with its text as the meaning and the chain it names ("on chain 0") as the board."""
+    from pyasic.data.error_codes import WhatsminerError
+
+    number = code(getattr(error, "error_code", None))
+    if number is not None and isinstance(error, WhatsminerError):
+        return whatsminer.fault_code(number)
+    return FaultCode(key="pyasic", code=number or 0, board=board_named(text, "chain"),
+                     meaning=text[:MAX_TEXT_CHARS])
 
 
 def _boards(hashboards: list[Any], refused: dict[str, str]) -> list[BoardSample]:

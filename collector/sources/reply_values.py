@@ -5,7 +5,8 @@ The native readers of CGMiner-style JSON (Antminer, Whatsminer, Braiins OS) read
 over its cap is refused field by field, as the Avalon reader refuses device-string values. The field
 is left empty and named with the reason (`refused`), the reading keeps the rest, and the miner is in
 error. Absent values (a missing key, JSON null, an empty string: firmware's "no reading") are None and
-refuse nothing.
+refuse nothing. Error codes (`code`) and the board a firmware's message names (`board_named`) are
+read here too: anything but a small whole number, or a board no unit has, is no value.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from models import PoolInfo
-from models.sample import MAX_TEXT_CHARS, TEMP_MAX_C
+from models.sample import MAX_BOARDS, MAX_TEXT_CHARS, TEMP_MAX_C
 
 MAX_POOLS = 64  # pool entries looked at for the active one
+MAX_CODE = 10**9  # an error code is a small number; anything larger is garbage
 _MAC_HEX = re.compile(r"[0-9A-F]{12}")
 _NO_READING_C = -273.0  # firmware's "sensor absent"
 
@@ -110,6 +112,27 @@ def mac(raw: Any) -> str | None:
     if _MAC_HEX.fullmatch(bare) is None:
         return None
     return ":".join(bare[i:i + 2] for i in range(0, 12, 2))
+
+
+def code(value: Any) -> int | None:
+    """An error code: a JSON integer or one written in digits, 1 to MAX_CODE; None for anything else
+    (a timestamp, a float, garbage)."""
+    if type(value) is int:
+        number = value
+    elif isinstance(value, str) and value.isdigit() and len(value) <= 9:
+        number = int(value)
+    else:
+        return None
+    return number if 0 < number < MAX_CODE else None
+
+
+def board_named(message: str | None, word: str) -> int | None:
+    """The board a firmware's message names by `word` and its number ("Error code 4096 on chain 0",
+    "Slot 1 not found."), when that number can be a board index; else None."""
+    if not message:
+        return None
+    found = re.search(rf"\b{word} (\d{{1,3}})\b", message, re.IGNORECASE)
+    return int(found.group(1)) if found and int(found.group(1)) < MAX_BOARDS else None
 
 
 def first(items: Any) -> dict[str, Any]:

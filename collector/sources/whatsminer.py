@@ -6,9 +6,10 @@ limit, the intake temperature, both fans, uptime and the power mode; `devs` each
 chips and temperatures; `pools` the pool. What the joined request cannot carry (btminer answers
 the `get_*` commands and `status` one per connection) is read apart, as pyasic 0.79 reads it but
 not every cycle: `get_miner_info` (the MAC, the miner's id) and `get_version` (firmware) at
-identification and every ten minutes, `get_error_code` when the reading changes shape and at most
-a minute old otherwise, `status` (`mineroff`: powered off on purpose) every poll while the unit does
-not hash and never while it does (collector.sources.profile). Firmware of the 1.x API puts its error codes, MAC and firmware
+identification and every ten minutes, `get_error_code` (the sample's errors, worded as pyasic words
+them, and its fault codes) when the reading changes shape and at most a minute old otherwise,
+`status` (`mineroff`: powered off on purpose) every poll while the unit does not hash and never
+while it does (collector.sources.profile). Firmware of the 1.x API puts its error codes, MAC and firmware
 in `summary` itself; those are taken from there.
 
 Where pyasic 0.79 reads a Whatsminer differently, this reader keeps what the firmware says:
@@ -31,28 +32,30 @@ from typing import Any
 from collector.sources import cgminer_client as cgminer
 from collector.sources import plausibility
 from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
-from collector.sources.reply_values import Checked, first, mac, text
+from collector.sources.reply_values import Checked, board_named, code, first, mac, text
 from collector.sources.rpc_reader import RpcReader
-from models import BoardSample, MinerSample, MinerState, SampleSource
+from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_UPTIME_S
 
 # The one request a poll sends; `_read_rpc` reads exactly these sections.
 POLL_COMMAND = "summary+devs+pools"
 SOURCE = SampleSource.WHATSMINER
 _MHS_PER_THS = 1e6
-_MAX_CODE = 10**9  # an error code is a small number; anything larger is garbage
+CODES_KEY = "error_code"  # FaultCode.key: get_error_code's list (API 1.x: summary's `Error Code N`)
+CODES_SOURCE = "MicroBT's error codes as pyasic 0.79 tables them (pyasic.data.error_codes.whatsminer)"
+_UNKNOWN = "Unknown error type."  # pyasic's words for a code its table lacks: no published meaning
 
 
 class Whatsminer(RpcReader):
     """One identified Whatsminer and the fields read apart from its poll (see the module docstring)."""
 
-    __slots__ = ("firmware", "errors", "mineroff", "rpc_problem")
+    __slots__ = ("firmware", "codes", "mineroff", "rpc_problem")
     poll_command = POLL_COMMAND
 
     def __init__(self, host: str, port: int, profile: Profile) -> None:
         super().__init__(host, port, profile)
         self.firmware: str | None = None
-        self.errors: list[str] = []
+        self.codes: list[int] = []  # the error codes, as last read
         self.mineroff: bool | None = None
         self.rpc_problem: str | None = None  # why the last call apart from the poll failed
 
@@ -76,7 +79,7 @@ class Whatsminer(RpcReader):
         now = time.monotonic()
         shape = (reading.hashing, reading.chips)
         changed, self.shape = self.shape is not None and shape != self.shape, shape
-        if reading.summary_errors is None and (changed or now >= self.status_due):
+        if reading.summary_codes is None and (changed or now >= self.status_due):
             self.status_due = next_due(now, STATUS_EVERY_S)
             await self._call(self._read_errors, deadline)
         if reading.hashing:
@@ -112,7 +115,7 @@ class Whatsminer(RpcReader):
             self.firmware = version_firmware(await self._msg("get_version", left)) or self.firmware
 
     async def _read_errors(self, timeout_s: float) -> None:
-        self.errors = error_messages(error_codes(await self._msg("get_error_code", timeout_s)))
+        self.codes = error_codes(await self._msg("get_error_code", timeout_s))
 
     async def _read_status(self, timeout_s: float) -> None:
         self.mineroff = status_mineroff(await self._msg("status", timeout_s))
@@ -142,9 +145,9 @@ def error_codes(msg: dict[str, Any]) -> list[int]:
     codes: list[int] = []
     for item in items[:2 * MAX_ERRORS]:
         for candidate in (item.keys() if isinstance(item, dict) else (item,)):
-            code = _code(candidate)
-            if code is not None and code not in codes:
-                codes.append(code)
+            number = code(candidate)  # a time of the flat 2.0.4 list is no code
+            if number is not None and number not in codes:
+                codes.append(number)
     return codes[:MAX_ERRORS]
 
 
@@ -154,24 +157,35 @@ def error_messages(codes: list[int]) -> list[str]:
     return [_meaning(code) for code in codes]
 
 
+def fault_codes(codes: list[int]) -> list[FaultCode]:
+    """Each code as a models.FaultCode for the health stage: its meaning from the same table (None where
+    the table has none), the slot it names as the board (MicroBT numbers slots from 0, as `devs` does),
+    severity unknown (MicroBT publishes none)."""
+    return [fault_code(number) for number in codes]
+
+
 @lru_cache(maxsize=512)
-def _meaning(code: int) -> str:
+def fault_code(number: int) -> FaultCode:
+    meaning = _words(number)
+    if meaning == _UNKNOWN:
+        return FaultCode(key=CODES_KEY, code=number)
+    return FaultCode(key=CODES_KEY, code=number, board=board_named(meaning, "slot"), meaning=meaning,
+                     source=CODES_SOURCE)
+
+
+@lru_cache(maxsize=512)
+def _meaning(number: int) -> str:
+    words = _words(number)
+    return f"{words} (code {number})" if words else f"error code {number}"
+
+
+def _words(number: int) -> str | None:
     try:
         from pyasic.data.error_codes import WhatsminerError
 
-        return f"{WhatsminerError(error_code=code).error_message} (code {code})"
+        return WhatsminerError(error_code=number).error_message
     except Exception:  # pyasic's table missing or changed: the code alone still says something
-        return f"error code {code}"
-
-
-def _code(value: Any) -> int | None:
-    if type(value) is int:
-        number = value
-    elif isinstance(value, str) and value.isdigit() and len(value) <= 9:
-        number = int(value)
-    else:
-        return None  # a timestamp, or garbage
-    return number if 0 < number < _MAX_CODE else None
+        return None
 
 
 # -- the RPC reading ------------------------------------------------------------------------------
@@ -179,7 +193,7 @@ def _code(value: Any) -> int | None:
 
 class _Reading:
     __slots__ = ("checked", "live_ths", "avg_ths", "expected_ths", "power_w", "power_limit_w", "env_c", "fans",
-                 "uptime", "work_mode", "boards", "chips", "board_temp_max", "pool", "summary_errors", "summary_mac",
+                 "uptime", "work_mode", "boards", "chips", "board_temp_max", "pool", "summary_codes", "summary_mac",
                  "summary_firmware")
 
     def __init__(self) -> None:
@@ -210,7 +224,7 @@ def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
               and (rpm := c.count(summary[key], "fans_rpm", f"summary {key}", MAX_FAN_RPM)) is not None]
     r.uptime = c.count(summary.get("Elapsed"), "uptime_s", "summary Elapsed", MAX_UPTIME_S)
     r.work_mode = text(summary.get("Power Mode"))
-    r.summary_errors = _summary_errors(summary)
+    r.summary_codes = _summary_codes(summary)
     r.summary_mac = mac(text(summary.get("MAC")))
     firmware = text(summary.get("Firmware Version"))
     r.summary_firmware = firmware.strip("'") or None if firmware else None
@@ -237,13 +251,13 @@ def _live(entry: dict[str, Any], field: str, where: str, c: Checked) -> float | 
     return None
 
 
-def _summary_errors(summary: dict[str, Any]) -> list[str] | None:
+def _summary_codes(summary: dict[str, Any]) -> list[int] | None:
     """API 1.x: `Error Code Count` and `Error Code 0..n` in summary; None when the firmware has none."""
     count = summary.get("Error Code Count")
     if type(count) is not int or count < 0:
         return None
-    codes = [code for i in range(min(count, MAX_ERRORS)) if (code := _code(summary.get(f"Error Code {i}"))) is not None]
-    return error_messages(codes)
+    return [number for i in range(min(count, MAX_ERRORS))
+            if (number := code(summary.get(f"Error Code {i}"))) is not None]
 
 
 def _boards(devs: Any, profile: Profile, c: Checked) -> tuple[list[BoardSample], float | None]:
@@ -280,7 +294,8 @@ def _boards(devs: Any, profile: Profile, c: Checked) -> tuple[list[BoardSample],
 
 def _sample(r: _Reading, miner: Whatsminer, *, site: str, ts: datetime) -> MinerSample:
     c = r.checked
-    reported = r.summary_errors if r.summary_errors is not None else miner.errors
+    codes = r.summary_codes if r.summary_codes is not None else miner.codes
+    reported = error_messages(codes)
     if "hashrate_ths" in c.refused:
         state = MinerState.ERROR
     elif r.hashing:
@@ -304,7 +319,7 @@ def _sample(r: _Reading, miner: Whatsminer, *, site: str, ts: datetime) -> Miner
         power_limit_w=r.power_limit_w, temp_env_c=r.env_c,
         temp_chip_max_c=max((b.temp_chip_max_c for b in r.boards if b.temp_chip_max_c is not None), default=None),
         temp_board_max_c=r.board_temp_max, fans_rpm=r.fans, boards=r.boards, pool=r.pool, uptime_s=r.uptime,
-        work_mode=r.work_mode, errors=errors, unusable=unusable,
+        work_mode=r.work_mode, errors=errors, unusable=unusable, fault_codes=fault_codes(codes),
         warnings=[f"{miner.rpc_problem}; MAC, firmware, error codes and power-off state as last read"]
         if miner.rpc_problem else [],
     )
@@ -322,7 +337,7 @@ def read_reply(reply: dict[str, Any], *, host: str, port: int, site: str, ts: da
     """A decoded `summary+devs+pools` reply as a sample, with the fields read apart given."""
     miner = Whatsminer(host, port, profile)
     miner.mac, miner.firmware, miner.mineroff = mac_address, firmware, mineroff
-    miner.errors = error_messages(error_codes_ or [])
+    miner.codes = list(error_codes_ or [])
     return _sample(_read_rpc(reply, f"{host}:{port}", profile), miner, site=site, ts=ts)
 
 

@@ -11,6 +11,7 @@ HTTP server: a reply too large, one that never ends, garbage where JSON belongs,
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from datetime import datetime, timezone
 
@@ -254,3 +255,34 @@ def test_a_hostile_mac_is_no_mac(lab):
 
         sample = asyncio.run(run())
     assert sample.mac is None and sample.miner == f"{address}:4028" and sample.state is MinerState.MINING
+
+
+def test_a_hostile_health_list_is_capped_and_its_codes_checked(lab):
+    """The health list's entries become fault codes (their `code`, `msg` and the chain a message names):
+    2,400 entries (under the web reply cap), codes that are no whole number, texts of any length,
+    a chain no unit has."""
+    fleet, proxy, poller, good = lab
+    upstream = next(m for m in good if m.spec.key == "s19jpro")
+    address = "127.53.2.3"
+    entries = [{"type": "x" * 5000, "status": "e", "code": 10**30, "msg": "chain 99999 \u001b[31m" + "A" * 10_000},
+               {"type": "error", "status": "e", "code": "4096", "msg": "Error code 4096 on chain 2"},
+               {"type": None, "status": "e", "code": True, "msg": None},
+               *({"type": "rate", "status": "w", "code": code, "msg": "chain -1"}
+                 for code in (-5, 1.5, "0x10", [1], {"a": 1}, "9" * 40) * 400)]
+    body = json.dumps({"SUMMARY": [{"status": entries}]}).encode()
+    with TamperingProxy({address: upstream.host}, piped_ports=()), ScriptedWeb(address) as web:
+        web.answer = http("200 OK", body)
+        reader = antminer.Antminer(address, 4028, Profile("AntMiner", "S19j Pro", 3, 126, 4), None)
+
+        async def run():
+            await reader.prepare(1.0)
+            return await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
+
+        sample = asyncio.run(run())
+    assert sample.state is MinerState.MINING and not sample.warnings, sample
+    codes = sample.fault_codes
+    assert len(codes) == len(sample.errors) == 32
+    assert (codes[0].code, codes[0].board, len(codes[0].meaning), len(codes[0].key)) == (0, None, 200, 52)
+    assert (codes[1].code, codes[1].board) == (4096, 2)
+    assert (codes[2].key, codes[2].code, codes[2].meaning) == ("summary.cgi status", 0, None)
+    assert all(c.code == 0 and c.board is None for c in codes[3:])

@@ -13,7 +13,7 @@ import pytest
 
 from collector.sources import antminer, braiins, whatsminer
 from collector.sources.profile import Profile
-from models import MinerState
+from models import FaultCode, MinerState
 
 REPLIES = Path(__file__).resolve().parents[2] / "data" / "replies"
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -66,6 +66,17 @@ def test_error_codes_in_both_published_layouts():
     assert whatsminer.error_messages([110]) == ["Intake fan speed error. (code 110)"]  # pyasic's words
 
 
+def test_error_codes_are_fault_codes_with_pyasic_s_words_as_their_meaning_and_the_slot_as_the_board():
+    listed = load("whatsminer", "api2.0.5_asic-rs-testdata", "get_error_code_with_errors")["Msg"]
+    power, fan = whatsminer.fault_codes(whatsminer.error_codes(listed))
+    assert (power.key, power.code, power.board, power.meaning) == (
+        "error_code", 218, None, "Power input voltage is lower than 230V for high power mode.")
+    assert (fan.code, fan.meaning) == (110, "Intake fan speed error.") and fan.severity.value == "unknown"
+    slot, unknown = whatsminer.fault_codes([531, 4096])
+    assert (slot.board, slot.meaning) == (1, "Slot 1 not found.")
+    assert (unknown.code, unknown.board, unknown.meaning) == (4096, None, None)  # not in the table: not published
+
+
 def test_api_2_0_5_identity_and_status_replies():
     folder = "api2.0.5_asic-rs-testdata"
     assert whatsminer.info_mac(load("whatsminer", folder, "get_miner_info")["Msg"]) == "C4:08:28:1B:7D:42"
@@ -97,6 +108,15 @@ def test_api_1_4_puts_errors_mac_and_firmware_in_summary_and_says_btmineroff():
     assert whatsminer.version_firmware(load("whatsminer", folder, "get_version")["Msg"]) == "20210322.22.REL"
 
 
+def test_api_1_4_error_codes_in_summary_are_fault_codes_too():
+    folder = "m30s_api1.4.0_20210322"
+    summary, devs = load("whatsminer", folder, "summary"), load("whatsminer", folder, "devs")
+    summary["SUMMARY"][0].update({"Error Code Count": 1, "Error Code 0": 531})
+    sample = whatsminer.read_reply(joined(summary=summary, devs=devs), host="10.0.0.9", port=4028, site="s", ts=TS)
+    assert sample.errors == ["Slot 1 not found. (code 531)"]
+    assert [(c.code, c.board) for c in sample.fault_codes] == [(531, 1)]
+
+
 # -- Braiins OS ---------------------------------------------------------------------------------------
 
 
@@ -126,9 +146,12 @@ def test_an_s9_on_bosminer_reads_from_the_documented_replies():
 def test_a_failed_chain_is_named_as_pyasic_names_it():
     tuner = load("braiins", S9_DOCS, "tunerstatus")
     tuner["TUNERSTATUS"][0]["TunerChainStatus"][1]["Status"] = "Failed to initialize hashchain {7}"
-    sample = braiins.read_reply(joined(summary=SUMMARY, tunerstatus=tuner), host="10.0.0.8", port=4028, site="s",
-                                ts=TS)
+    details = load("braiins", S9_DOCS, "devdetails")  # chains 6-8: the failed chain 7 is board 1
+    sample = braiins.read_reply(joined(summary=SUMMARY, tunerstatus=tuner, devdetails=details), host="10.0.0.8",
+                                port=4028, site="s", ts=TS)
     assert sample.errors == ["Slot 1 failed to initialize hashchain"]
+    assert sample.fault_codes == [FaultCode(key="TunerChainStatus", code=0, board=1,
+                                            meaning="Failed to initialize hashchain")]
 
 
 def test_the_grpc_details_give_mac_firmware_and_nominal_hashrate():
@@ -165,6 +188,18 @@ def test_a_hydro_antminer_with_an_empty_fourth_slot_reads_three_chains():
 
 def test_the_web_health_list_of_a_hydro_unit_has_no_complaint_and_a_bad_entry_is_one():
     summary = load("antminer", "s23-hyd_web", "summary")
-    assert antminer.health_errors(summary) == []  # fans "": what hydro units say of fans they do not have
+    assert antminer.health_list(summary) == ([], [])  # fans "": what hydro units say of fans they do not have
     summary["SUMMARY"][0]["status"][3].update(status="e", code=322, msg="Temperature protection: mining stopped")
-    assert antminer.health_errors(summary) == ["Temperature protection: mining stopped"]
+    errors, [code] = antminer.health_list(summary)
+    assert errors == ["Temperature protection: mining stopped"]
+    assert code == FaultCode(key="summary.cgi temp", code=322, meaning="Temperature protection: mining stopped")
+
+
+def test_a_health_list_entry_naming_a_chain_is_that_board_s_code_in_the_sample():
+    stats, summary = load("antminer", "s21xp-hyd_rpc", "stats"), load("antminer", "s23-hyd_web", "summary")
+    summary["SUMMARY"][0]["status"][0].update(status="w", code=132, msg="Chain 2 found 150 of 160 asic")
+    summary["SUMMARY"][0]["status"][1].update(status="e", msg="")  # no message, no code: still a complaint
+    sample = antminer.read_reply(joined(stats=stats), host="10.0.0.7", port=4028, site="s", ts=TS, health=summary)
+    assert sample.errors == ["Chain 2 found 150 of 160 asic", "network: status e, code 0"]
+    assert [(c.key, c.code, c.board, c.meaning) for c in sample.fault_codes] == [
+        ("summary.cgi rate", 132, 2, "Chain 2 found 150 of 160 asic"), ("summary.cgi network", 0, None, None)]

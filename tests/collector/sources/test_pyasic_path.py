@@ -18,7 +18,7 @@ import pytest
 from tests.support import HASHFLEET
 
 from collector.sources.polled_miners import PolledMiners
-from models import CollectorConfig, MinerState, SampleSource
+from models import CollectorConfig, FaultCode, MinerState, SampleSource
 from simulators import ManualClock, run_fleet
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -137,6 +137,26 @@ def test_a_hung_miner_costs_its_own_deadline_and_delays_no_other(sim):
     assert result.duration_s < 3.0
     [sample] = [s for s in result.samples if s.host == hung.host]
     assert sample.miner == mac_id(hung) and "1 s" in sample.errors[0]
+
+
+def test_an_antminer_error_code_read_through_pyasic_is_a_fault_code_of_the_chain_it_names(sim):
+    """As the native reader reports it (its board, its text as the meaning), but for the number: pyasic
+    keeps only the health list's text."""
+    miner = by_key(sim, "s19jpro")
+    miner.set_faults(error_code=(0, 4096))
+    [sample] = cycle(poller(miner.host)).samples
+    assert sample.errors == ["Error code 4096 on chain 0"]
+    assert sample.fault_codes == [FaultCode(key="pyasic", code=0, board=0, meaning="Error code 4096 on chain 0")]
+
+
+def test_a_whatsminer_error_code_read_through_pyasic_is_the_fault_code_the_native_reader_makes():
+    from pyasic.data.error_codes import WhatsminerError
+
+    from collector.sources import whatsminer
+
+    sample = from_pyasic(miner_data(errors=[WhatsminerError(error_code=531), WhatsminerError(error_code=4096)]))
+    assert sample.errors == ["Slot 1 not found.", "Unknown error type."]  # pyasic's words, without the code
+    assert sample.fault_codes == whatsminer.fault_codes([531, 4096])
 
 
 def test_scan_lists_antminers_and_the_bitaxe_with_make_and_model(sim):

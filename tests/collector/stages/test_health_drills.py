@@ -19,6 +19,7 @@ from collector.stages.health import HealthStage
 from models import CollectorConfig, NetworkState
 from models.health import Cause, MinerHealth, Signal
 from simulators.clock import ManualClock
+from simulators.faults import CONTROLLER
 from simulators.fleet import run_fleet
 from simulators.mqtt_meter import MqttPowerMeter, format_mac
 from tests.collector.stages.health_support import Captured
@@ -50,7 +51,7 @@ DRILLS = {
 def _config(addresses: list[str], spool, **more) -> CollectorConfig:
     return CollectorConfig.model_validate({
         "site": "drill", "miners": addresses, "interval_s": 2, "timeout_s": 1.5, "spool": {"directory": str(spool)},
-        "economics": ECONOMICS, "network": {"source": "static", "static": STATIC}, **more})
+        "economics": ECONOMICS, "network": {"source": "static", "static": STATIC}} | more)
 
 
 def _run(built, cycles: int, clock: ManualClock, captured: Captured, before_cycle=None):
@@ -161,6 +162,59 @@ def test_the_repair_queue_is_in_order_of_dollars_lost(drilled):
     queue = captured.cycles[-1].health.queue
     dollars = [p.usd_lost_day for p in queue]
     assert dollars == sorted(dollars, reverse=True) and len(queue) >= len(DRILLS)
+
+
+# The `error_code` drill where the native Antminer and Whatsminer readers read it: a stock S19j Pro's
+# web health list (`summary.cgi`) and an M50S's `get_error_code`. Each miner on its own address (the
+# web UI is on port 80); fleet index -> (board or CONTROLLER, code, expected signal key, expected cause).
+OTHER_MAKES = "s19jpro:3,m50s:3"
+CODE_DRILLS = {
+    "antminer_chain": (0, (0, 4096), "fault_code:0", Cause.BOARD),  # "Error code 4096 on chain 0"
+    "antminer_controller": (1, (CONTROLLER, 4096), "fault_code", Cause.FIRMWARE),  # "... on control board"
+    "whatsminer_controller": (3, (CONTROLLER, 4096), "fault_code", Cause.FIRMWARE),  # no published meaning
+    "whatsminer_slot": (4, (CONTROLLER, 531), "fault_code:1", Cause.BOARD),  # "Slot 1 not found."
+}
+
+
+@pytest.fixture(scope="module")
+def other_makes_drilled(tmp_path_factory):
+    """Those makes read N cycles with the codes set. The readers read these lists at identification and
+    then at most a minute old (wall time), so the codes are set before the collector first reads them."""
+    clock = ManualClock()
+    with run_fleet(OTHER_MAKES, base="127.48.2.1", seed=13, clock=clock) as fleet:
+        for index, code, _, _ in CODE_DRILLS.values():
+            fleet[index].set_faults(error_code=code)
+        captured = Captured()
+        built = pipeline.build(_config(fleet.addresses, tmp_path_factory.mktemp("spool"), timeout_s=5.0),
+                               sinks=[captured])
+
+        async def cycles():
+            await built.start()
+            try:
+                await _run(built, N, clock, captured)
+            finally:
+                await built.stop()
+
+        asyncio.run(cycles())
+        yield fleet, captured, {i: _id(m) for i, m in enumerate(fleet)}
+
+
+@pytest.mark.parametrize("drill", list(CODE_DRILLS))
+def test_an_error_code_on_an_antminer_or_a_whatsminer_is_a_fault_code_with_its_cause(other_makes_drilled, drill):
+    fleet, captured, ids = other_makes_drilled
+    index, (_, code), key, cause = CODE_DRILLS[drill]
+    problems = {p.key: p for p in _health(captured, ids[index]).problems}
+    assert key in problems, f"{drill}: {key} not among {list(problems)}"
+    problem = problems[key]
+    assert problem.cause is cause, f"{drill}: {problem.cause} ({problem.evidence})"
+    assert problem.value == code and str(code) in problem.evidence
+    assert problem.usd_lost_day is not None and math.isfinite(problem.usd_lost_day)
+
+
+def test_the_other_makes_without_a_code_raise_nothing(other_makes_drilled):
+    fleet, captured, ids = other_makes_drilled
+    for index in (2, 5):
+        assert _health(captured, ids[index]).problems == (), index
 
 
 def test_psu_drift_against_the_simulated_meter_is_a_power_problem(mosquitto, tmp_path):
