@@ -46,11 +46,13 @@ def collect(
 
 
 async def run_until_stopped(built: pipeline.Pipeline, cycles: int | None, after: datetime | None = None) -> None:
-    """Run the pipeline until `cycles` are done or SIGTERM/SIGINT (the running cycle is finished and
+    """Run the pipeline until `cycles` are done or SIGTERM/SIGINT/SIGHUP (the running cycle is finished and
     written); a broker refusing the first MQTT connection ends the command with exit 1."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP too (a closed SSH session, `kill -HUP` from habit): it ended the collector like a crash, the
+    # running cycle unwritten and the state unsaved.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     try:
         done = await built.run(cycles=cycles, stop=stop, after=after)

@@ -254,7 +254,16 @@ class InfluxSink(SpooledLines):
             self._failing_since = None
 
     def close(self) -> None:
-        """Last chance to deliver before exit, bounded in time; what remains waits on disk for the next start."""
+        """Last chance to deliver before exit, bounded in time; what remains waits on disk for the next start.
+        Not tried while InfluxDB is failing: each try would wait out a timeout for an answer that is not
+        coming, and a hung InfluxDB held the exit ~20 s, past Docker's 10 s grace (then SIGKILL)."""
+        if self._failing_since is not None:
+            if self.spool.depth:
+                log.warning("InfluxDB at %s is failing: %d batch(es) stay in the spool for the next start",
+                            redact_url(self.config.url), self.spool.depth)
+            self.writer.close()
+            self.spool.close()
+            return
         deadline = time.monotonic() + self.flush_timeout_s
         try:
             for batch in self.spool.batches():

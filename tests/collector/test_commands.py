@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 
+import pytest
+
 from tests.support import HASHFLEET, REPO, wait_for
 
 from models import MinerSample, MinerState
@@ -78,7 +80,9 @@ def test_collect_polls_a_range_and_keeps_polling_a_miner_that_goes_silent(tmp_pa
     assert "cycle 3: 2 miners, 1 failed" in text  # the silent one is still there, as a failure
 
 
-def test_sigterm_lets_the_running_cycle_finish_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_sigterm_lets_the_running_cycle_finish_and_exits_cleanly(tmp_path, stop):
+    # SIGHUP (a closed SSH session) ended it at once, exit 129, like a crash: it stops as SIGTERM does.
     with run_fleet("a1566:1,a1246:1", base="127.43.4.1:0", seed=3) as fleet:
         fast, slow = fleet[0], fleet[1]
         slow.set_faults(slow_s=2.0)
@@ -88,7 +92,7 @@ def test_sigterm_lets_the_running_cycle_finish_and_exits_cleanly(tmp_path):
         # version + poll
         wait_for(lambda: fast.answers >= 2, timeout=20, what="the fast miner to answer in the first cycle")
         assert slow.last_served is None  # the slow one is still being waited for
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         assert proc.wait(timeout=30) == 0
     text = log.read_text()
     assert "cycle 1: 2 miners, 0 failed" in text  # the cycle in flight finished, slow miner included

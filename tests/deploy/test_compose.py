@@ -419,6 +419,24 @@ def test_the_collector_config_polls_the_demo_fleet_and_loads():
     assert cfg.economics is not None and cfg.network is not None
 
 
+def test_the_collector_is_given_time_to_stop_cleanly(compose):
+    # Its stop: the running cycle ends by its deadline (and its costing), a write in flight waits out its
+    # timeout, then the last flush (its budget, and one request started just before the budget ends).
+    # Docker's default 10 s grace period ended it with SIGKILL while a slow InfluxDB was being flushed to.
+    import inspect
+
+    from collector import config as loader
+    from collector.sinks.influx import InfluxSink
+    from models import InfluxConfig
+
+    cfg = loader.load(ROOT / "deploy/collector/hashfleet.yaml", {"site": "demo"}, environ={})
+    flush_s = inspect.signature(InfluxSink).parameters["flush_timeout_s"].default
+    request_s = InfluxConfig(url="http://influxdb:8086").timeout_s
+    needed = cfg.interval_s + request_s + flush_s + request_s
+    grace = compose["services"]["collector"]["stop_grace_period"]
+    assert grace.endswith("s") and float(grace[:-1]) >= needed, (grace, needed)
+
+
 # --- the secrets init script and mosquitto -------------------------------------------------------
 
 

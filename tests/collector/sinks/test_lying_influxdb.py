@@ -64,6 +64,24 @@ def test_delivery_outlives_every_lie_and_delivers_once_influxdb_answers_honestly
     assert "Traceback" not in caplog.text
 
 
+def test_a_stop_while_influxdb_is_failing_leaves_the_batches_on_disk_without_trying_again(tmp_path, caplog):
+    # The last flush tried every batch again, each waiting out the timeout: a hung InfluxDB held the exit
+    # ~20 s, past Docker's 10 s grace period (then SIGKILL).
+    async def failing(liar: LyingInflux, sink: InfluxSink) -> None:
+        sink.spool.append([f"miner,site=s1,miner=m0 up=1i {TS}"])
+        await until(lambda: liar.requests >= 1 and sink._failing_since is not None, "a failed write",  # noqa: SLF001
+                    wake=sink)
+
+    with LyingInflux("hang") as liar:
+        sink = InfluxSink(InfluxConfig(url=liar.url, bucket="b", token="t", timeout_s=3), Spool(tmp_path / "spool"))
+        asyncio.run(failing(liar, sink))
+        tried = liar.requests
+        sink.close()
+        assert liar.requests == tried
+    assert Spool(tmp_path / "spool").depth == 1
+    assert "is failing: 1 batch(es) stay in the spool for the next start" in caplog.text
+
+
 async def until(condition, what: str = "condition", timeout: float = 30.0, wake: InfluxSink | None = None) -> None:
     """Wait for `condition`; with `wake`, a cycle ends every 0.1 s meanwhile (each cuts a retry backoff short)."""
     deadline = time.monotonic() + timeout
