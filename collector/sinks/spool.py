@@ -94,6 +94,7 @@ class Spool:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.retention_s = retention_s
+        self._warned_small_budget = False
         self.directory.mkdir(parents=True, exist_ok=True)
         self._owner = self._take_ownership()
         # Appends run in worker threads, delivery in another: every change to the directory holds this
@@ -251,10 +252,18 @@ class Spool:
         now = time.time()
         total = sum(st.st_size for _, st in batches)
         dropped = 0
-        while batches and (total > self.max_bytes or (
-                self.retention_s is not None and now - batches[0][1].st_mtime > self.retention_s)):
+        # The newest batch is never dropped for the budget: it has not had its try at delivery. A budget
+        # smaller than one batch dropped each batch as it was written, so nothing reached a healthy InfluxDB.
+        if batches and batches[-1][1].st_size > self.max_bytes and not self._warned_small_budget:
+            self._warned_small_budget = True
+            log.warning("spool %s: its budget (%d bytes) is smaller than one batch (%d bytes): only the newest "
+                        "batch is kept while InfluxDB is down (raise spool.max_mb)", self.directory, self.max_bytes,
+                        batches[-1][1].st_size)
+        while batches:
+            over_budget = total > self.max_bytes and len(batches) > 1
+            if not over_budget and (self.retention_s is None or now - batches[0][1].st_mtime <= self.retention_s):
+                break
             oldest, st = batches.pop(0)
-            over_budget = total > self.max_bytes
             total -= st.st_size
             oldest.path.unlink(missing_ok=True)
             if over_budget:

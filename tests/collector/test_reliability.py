@@ -106,6 +106,22 @@ def test_disk_budget_drops_the_oldest_batches_counts_and_reports_them(influxdb, 
     assert dropped >= 1
 
 
+def test_a_budget_smaller_than_one_batch_still_delivers_every_cycle(influxdb, influx_bucket, tmp_path):
+    # Each batch was dropped for the budget as it was written, before delivery saw it: a healthy InfluxDB
+    # received nothing, cycle after cycle.
+    config = tmp_path / "c.yaml"
+    config.write_text("spool: {max_mb: 0.0002}\n")  # ~200 bytes: less than one batch of this fleet
+    with run_fleet("a1246:2", base="127.44.2.17:0", seed=3) as fleet:
+        env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_ORG": influxdb.org, "INFLUX_BUCKET": influx_bucket,
+               "INFLUX_TOKEN": influxdb.token, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+        result = subprocess.run([HASHFLEET, "collect", "--config", str(config), "--miners", ",".join(fleet.addresses),
+                                 "--cycles", "3", "--interval", "1", "--site", "tiny"], env=env, capture_output=True,
+                                text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "smaller than one batch" in result.stderr and "dropped" not in result.stderr, result.stderr
+    assert set(counts_per_miner(influxdb, influx_bucket).values()) == {3}
+
+
 def test_spool_batches_are_complete_gzip_line_protocol_and_hold_no_secret(influxdb, tmp_path):
     spool = tmp_path / "spool"
     secret = "tok-very-secret-1234"
