@@ -64,17 +64,40 @@ class Pipeline:
         if self.mqtt is not None:
             await self.mqtt.start()
         for source in self.sources:
-            await source.start()
+            try:
+                await source.start()
+            except asyncio.CancelledError:  # stopped while starting: stopped with the others
+                self._started.append(source)
+                raise
             self._started.append(source)
 
     async def run(self, *, cycles: int | None = None, stop: asyncio.Event | None = None,
                   after: datetime | None = None, on_cycle_start: Callable[[Cycle], None] | None = None) -> int:
-        """Start, run cycles until `cycles` are done or `stop` is set, stop the sources; the number of cycles."""
+        """Start, run cycles until `cycles` are done or `stop` is set, stop the sources; the number of cycles.
+        A stop while starting (waiting for the broker's first answer, the first round of identification)
+        stops at once: there is no cycle to finish."""
         try:
-            await self.start()
+            if not await self._started_unless(stop):
+                return 0
             return await self.run_cycles(cycles=cycles, stop=stop, after=after, on_cycle_start=on_cycle_start)
         finally:
             await self.stop()
+
+    async def _started_unless(self, stop: asyncio.Event | None) -> bool:
+        """`start()`, or False when `stop` is set first (the start is cancelled)."""
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        try:
+            await asyncio.wait([t for t in (starting, stopping) if t is not None], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if stopping is not None:
+                stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return False
+        starting.result()  # (MqttConnectError: the broker refused the first connection)
+        return True
 
     async def run_cycles(self, *, cycles: int | None = None, stop: asyncio.Event | None = None,
                          after: datetime | None = None, on_cycle_start: Callable[[Cycle], None] | None = None) -> int:

@@ -129,7 +129,9 @@ class MqttConnection:
             self._waiting = True
         client.loop_start()
         with self._state:
-            answered = self._state.wait_for(lambda: self._first_answer is not None, self.config.connect_timeout_s)
+            # (close() ends the wait: a stop while starting need not wait out the timeout)
+            answered = self._state.wait_for(lambda: self._first_answer is not None or self._closing,
+                                            self.config.connect_timeout_s)
             reason = self._first_answer
             self._waiting = False
         if not answered:
@@ -144,7 +146,9 @@ class MqttConnection:
         """Publish `offline` (a clean disconnect sends no last will), disconnect, stop the thread."""
         if self._closing:
             return
-        self._closing = True
+        with self._state:
+            self._closing = True
+            self._state.notify_all()  # a start() waiting for the first answer returns
         if self._client.is_connected():
             info = self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             try:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import shutil
+import signal
 import socket
+import subprocess
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -15,6 +18,7 @@ from pathlib import Path
 import pytest
 from tests.servers.process import ManagedProcess, require_binary, wait_until_ready
 from tests.servers.ports import free_port
+from tests.support import HASHFLEET
 from tests.collector.mqtt_support import (
     ECONOMICS,
     LIVE_ECONOMICS,
@@ -71,6 +75,31 @@ def test_an_unreachable_broker_at_start_is_not_waited_for_and_is_joined_when_it_
         assert bridge.connection.wait_connects(1, timeout=30), "no connect once the broker was up"
     finally:
         bridge.connection.close()
+
+
+def test_a_stop_while_waiting_for_a_silent_broker_is_prompt(tmp_path):
+    # A broker that takes the TCP connection and never answers: start-up waits connect_timeout_s for its
+    # CONNACK, and a SIGTERM meanwhile waited it out (30 s measured), past Docker's 10 s grace period.
+    silent = socket.create_server(("127.45.9.1", 0))
+    host, port = silent.getsockname()
+    config = tmp_path / "c.yaml"
+    config.write_text(f"site: silent\nmqtt: {{host: {host}, port: {port}, connect_timeout_s: 120}}\n")
+    log = tmp_path / "log"
+    proc = subprocess.Popen([HASHFLEET, "--log-level", "INFO", "collect", "--config", str(config), "--miners",
+                             "127.45.9.2:4028"], stdout=subprocess.DEVNULL, stderr=log.open("w"),
+                            env={**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")})
+    try:
+        silent.settimeout(60)
+        connection, _ = silent.accept()  # it is waiting for the CONNACK now
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+        assert "stopped after 0 cycle(s)" in log.read_text()
+        connection.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        silent.close()
 
 
 def test_broker_restart_mid_run_is_survived_and_retained_state_is_published_again(mosquitto):
