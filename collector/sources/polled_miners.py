@@ -10,6 +10,12 @@ polled set once identified, and until then yields a cheap offline sample
 ("not identified yet") each cycle. Addresses that keep failing identification
 are retried with exponential backoff; a known miner that stops answering is
 polled a few more times, then handed back to identification.
+
+A miner that moves (DHCP) is one MAC that stops answering at one target and answers at another: once
+the new one shows it (identified or polled), the old target, which does not answer, no longer carries
+that id (its offline samples are stored under its host:port), and if a range scan or a DNS name
+brought it, it is no longer polled (a re-scan finds it again if a miner answers there). A listed
+address is polled whatever answers there.
 """
 
 from __future__ import annotations
@@ -67,6 +73,11 @@ class _Known:
     retry_at: float = 0.0  # monotonic time its next identification is due (the heap entry that counts)
     identifying: bool = False
     reason: str = ""  # why it is not polled, for its offline samples
+
+    @property
+    def live(self) -> bool:
+        """Identified, and its last poll had an answer."""
+        return self.driver is not None and self.offline_polls == 0
 
 
 @dataclass
@@ -141,11 +152,15 @@ class PolledMiners:
         self._resume_at: Target | None = None  # where a cycle cut short by its deadline stopped
         self._stragglers: set[asyncio.Task[None]] = set()
         self._handed_back: list[str] = []  # addresses handed back to identification this cycle, for one log line
+        self._carriers: dict[str, Target] = {}  # miner id -> the target that last took it (identified or read)
+        self._moved: set[Target] = set()  # found targets whose miner answers elsewhere: forgotten before the next cycle
         self.specs = parse_specs(self.config.miners)
         self.shard = self.config.shard_k_n
         self.targets = set()
+        self._listed: set[Target] = set()  # polled whatever answers there (never forgotten)
         for spec in self.specs:
             if spec.kind == "address":
+                self._listed.add(Target(spec.text, spec.port))
                 self._add(Target(spec.text, spec.port))
 
     async def start(self) -> None:
@@ -173,6 +188,7 @@ class PolledMiners:
 
     async def announce(self, cycle: Cycle) -> None:
         """Every target yields a sample each cycle, each carrying its share of the fixed costs."""
+        self._forget_moved()
         for target in self.targets:
             cycle.expect(self._known[target].miner_id or target.address)
 
@@ -218,7 +234,8 @@ class PolledMiners:
         await asyncio.gather(*(self._identify(t, k) for t, k in pending))
 
     async def _rescan(self, on_progress=None) -> None:
-        """Re-resolve DNS names and re-scan CIDR ranges; new miners join as they are found, known ones stay."""
+        """Re-resolve DNS names and re-scan CIDR ranges; new miners join as they are found, known ones stay
+(but for an old address of a miner that moved: `_lost_id`)."""
         self._last_refresh = time.monotonic()
         for spec in self.specs:
             try:
@@ -251,11 +268,12 @@ class PolledMiners:
 
     def _identified(self, known: _Known, identity: discovery.Identity) -> None:
         known.driver, known.pyasic_miner, known.reader = identity.driver, identity.pyasic_miner, identity.reader
-        if identity.miner_id:  # offline before its first poll, it still carries its MAC-based id
-            known.miner_id = identity.miner_id
         known.source = _SOURCES.get(identity.driver, SampleSource.PYASIC)
         known.failed_identifications = known.offline_polls = 0
         known.reason = ""
+        if identity.miner_id and identity.miner_id != known.miner_id:
+            # Offline before its first poll, it still carries its MAC-based id.
+            self._took_id(identity.target, known, identity.miner_id)
 
     async def _identify(self, target: Target, known: _Known) -> None:
         """Identify one address (never raises): it joins the polled set, or its next try is scheduled."""
@@ -264,7 +282,7 @@ class PolledMiners:
             outcome = await discovery.attempt(target, self.config.timeout_s, self._identify_gates, self.config.readers)
         finally:
             known.identifying = False
-        if known.driver is not None:  # a range scan found it meanwhile
+        if known.driver is not None or self._known.get(target) is not known:  # found by a scan, or forgotten, meanwhile
             return
         if isinstance(outcome, discovery.Identity):
             self._identified(known, outcome)
@@ -308,8 +326,8 @@ class PolledMiners:
                     rescan.add_done_callback(lambda _: wake.set())
                 while self._due and self._due[0][0] <= now:
                     when, target = heapq.heappop(self._due)
-                    known = self._known[target]
-                    if known.driver is None and not known.identifying and known.retry_at == when:
+                    known = self._known.get(target)  # None: forgotten meanwhile
+                    if known is not None and known.driver is None and not known.identifying and known.retry_at == when:
                         task = asyncio.create_task(self._identify(target, known))
                         running.add(task)
                         task.add_done_callback(finished)
@@ -343,6 +361,7 @@ class PolledMiners:
         still being polled); when the deadline passes, every miner that has not answered yet gets an
         offline sample saying so, and the cycle ends."""
         started = time.monotonic()
+        self._forget_moved()
         targets = sorted(self.targets)
         samples: list[MinerSample] = [None] * len(targets)  # type: ignore[list-item]  # all filled below
         latencies: list[float] = []
@@ -445,15 +464,54 @@ class PolledMiners:
                 log.exception("%s: unexpected error while polling", target.address)
             sample = self._offline(target, known, ts, f"{target.address}: internal error: {type(e).__name__}: {e}",
                                    MinerState.ERROR)
-        if sample.mac:
-            known.miner_id = sample.miner
         if sample.state is MinerState.OFFLINE:
             known.offline_polls += 1
+            if known.miner_id and (carrier := self._carriers.get(known.miner_id)) not in (None, target):
+                self._lost_id(target, carrier, known.miner_id)  # its miner answers elsewhere now
+                if known.miner_id is None:  # this sample too
+                    sample = sample.model_copy(update={"miner": target.address})
             if known.offline_polls >= OFFLINE_POLLS_BEFORE_REIDENTIFY:
                 self._hand_back(target, known, sample)
         elif known.offline_polls:
             known.offline_polls = 0
+        if sample.mac and known.miner_id != sample.miner:
+            self._took_id(target, known, sample.miner)
         return sample
+
+    def _took_id(self, target: Target, known: _Known, miner_id: str) -> None:
+        """`target` carries `miner_id` from now on (identified with it, or read it): a target that
+        carried it before and does not answer has lost it (the miner moved)."""
+        if known.miner_id is not None and self._carriers.get(known.miner_id) == target:
+            del self._carriers[known.miner_id]  # at most one entry per target, whatever its MAC does
+        known.miner_id = miner_id
+        previous = self._carriers.get(miner_id)
+        self._carriers[miner_id] = target
+        if previous is not None and previous != target:
+            self._lost_id(previous, target, miner_id)
+
+    def _lost_id(self, old: Target, carrier: Target, miner_id: str) -> None:
+        """`carrier` answers with `miner_id`: `old`, which remembers that id, loses it unless it answers
+        too (cloned firmware, one miner under two addresses: collector.identity flags those)."""
+        known, carrier_known = self._known.get(old), self._known.get(carrier)
+        if known is None or known.miner_id != miner_id or known.live or not (carrier_known and carrier_known.live):
+            return
+        known.miner_id = None  # its samples are stored under its host:port from now on
+        if old in self._listed:
+            log.info("miner %s answers at %s now; %s (listed) is polled under its own address from now on",
+                     miner_id, carrier.address, old.address)
+        else:
+            log.info("miner %s answers at %s now; its old address %s is no longer polled (a re-scan finds a "
+                     "miner that answers there again)", miner_id, carrier.address, old.address)
+            self._moved.add(old)
+
+    def _forget_moved(self) -> None:
+        """Between cycles: drop the found targets whose miner answers elsewhere, unless one answers there now."""
+        for target in self._moved:
+            known = self._known.get(target)
+            if known is not None and known.miner_id is None and not known.live:
+                self.targets.discard(target)
+                del self._known[target]
+        self._moved.clear()
 
     def _hand_back(self, target: Target, known: _Known, last: MinerSample) -> None:
         """A known miner that stopped answering leaves the polled set: identification (with backoff)
