@@ -15,7 +15,8 @@ A miner that moves (DHCP) is one MAC that stops answering at one target and answ
 the new one shows it (identified or polled), the old target, which does not answer, no longer carries
 that id (its offline samples are stored under its host:port), and if a range scan or a DNS name
 brought it, it is no longer polled (a re-scan finds it again if a miner answers there). A listed
-address is polled whatever answers there.
+address is polled whatever answers there. A DNS name that has not resolved to an address yet yields
+an offline sample under `name:port` each cycle, saying so.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from collector.sources import avalon, pyasic_makes
 from collector.sources import identify as discovery
 from collector.sources.targets import Spec, Target, in_shard, parse_specs, range_targets, resolve_name
 from models import CollectorConfig, MinerSample, MinerState, SampleSource
+from models.sample import MAX_TEXT_CHARS
 
 if TYPE_CHECKING:
     from collector.cycle import Cycle
@@ -84,7 +86,7 @@ class _Known:
 class PollResult:
     """One poll of every target, in target order."""
 
-    samples: list[MinerSample]
+    samples: list[MinerSample]  # then one for each DNS name that resolves to no address
     duration_s: float
     latencies_s: list[float] = field(default_factory=list)  # per miner, in the order they answered
     past_deadline: int = 0  # miners that had not answered when the cycle's deadline passed
@@ -154,6 +156,8 @@ class PolledMiners:
         self._handed_back: list[str] = []  # addresses handed back to identification this cycle, for one log line
         self._carriers: dict[str, Target] = {}  # miner id -> the target that last took it (identified or read)
         self._moved: set[Target] = set()  # found targets whose miner answers elsewhere: forgotten before the next cycle
+        self._resolved_names: set[Spec] = set()  # DNS names that resolved to an address at least once
+        self._unresolved: list[Target] = []  # (name, port) of names that never resolved: an offline sample each
         self.specs = parse_specs(self.config.miners)
         self.shard = self.config.shard_k_n
         self.targets = set()
@@ -191,6 +195,8 @@ class PolledMiners:
         self._forget_moved()
         for target in self.targets:
             cycle.expect(self._known[target].miner_id or target.address)
+        for name in self._unresolved:
+            cycle.expect(name.address)
 
     async def collect(self, cycle: Cycle) -> None:
         result = await self.cycle(cycle.ts, on_sample=cycle.add)
@@ -235,19 +241,29 @@ class PolledMiners:
 
     async def _rescan(self, on_progress=None) -> None:
         """Re-resolve DNS names and re-scan CIDR ranges; new miners join as they are found, known ones stay
-(but for an old address of a miner that moved: `_lost_id`)."""
+        (but for an old address of a miner that moved: `_lost_id`)."""
         self._last_refresh = time.monotonic()
+        unresolved = []
         for spec in self.specs:
             try:
-                await self._rescan_one(spec, on_progress)
+                await self._rescan_one(spec, on_progress, unresolved)
             except Exception as e:  # one entry that fails costs that entry, not the ranges and names after it
                 log.error("re-scanning %s failed: %s: %s", spec.text, type(e).__name__, e)
+        self._unresolved = unresolved
 
-    async def _rescan_one(self, spec: Spec, on_progress) -> None:
+    async def _rescan_one(self, spec: Spec, on_progress, unresolved: list[Target]) -> None:
         if spec.kind == "name":
             found = await resolve_name(spec)
-            if not found:
+            if found:
+                self._resolved_names.add(spec)
+            else:
                 log.warning("%s: DNS name resolves to no address", spec.text)
+                # Once resolved, its addresses stay polled (with their last id) should it stop resolving.
+                name = Target(spec.text, spec.port)
+                # (a name too long for a sample's id is the log line alone)
+                if spec not in self._resolved_names and in_shard(name, self.shard) and \
+                        len(name.address) <= MAX_TEXT_CHARS:
+                    unresolved.append(name)
             for target in found:
                 self._add(target)
         elif spec.kind == "range":
@@ -362,6 +378,11 @@ class PolledMiners:
         offline sample saying so, and the cycle ends."""
         started = time.monotonic()
         self._forget_moved()
+        names = [self._offline(name, _Known(), ts, f"{name.host}: DNS name resolves to no address")
+                 for name in self._unresolved]
+        if on_sample is not None:
+            for sample in names:
+                on_sample(sample)
         targets = sorted(self.targets)
         samples: list[MinerSample] = [None] * len(targets)  # type: ignore[list-item]  # all filled below
         latencies: list[float] = []
@@ -400,7 +421,7 @@ class PolledMiners:
             else:
                 self._resume_at = None
         self._log_handed_back()
-        return PollResult(samples, time.monotonic() - started, latencies, late)
+        return PollResult(samples + names, time.monotonic() - started, latencies, late)
 
     def _cut(self, queue, pending: set[asyncio.Task[None]], targets: list[Target], samples: list[MinerSample],
              ts: datetime, on_sample: Callable[[MinerSample], None] | None) -> int:

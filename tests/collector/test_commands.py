@@ -55,6 +55,18 @@ def test_poll_reaches_a_miner_by_dns_name():
     assert sample.host == "127.0.0.1" and sample.state is MinerState.MINING
 
 
+def test_a_dns_name_that_resolves_to_no_address_is_an_offline_sample_not_silence():
+    with run_fleet("nano3s:1", base="127.0.0.1:0", seed=1) as fleet:
+        result = run("poll", f"localhost:{fleet[0].port}", "no-such-miner.invalid", "--json")
+    samples = {s.miner: s for s in map(MinerSample.model_validate_json, result.stdout.splitlines())}
+    assert len(samples) == 2, result.stdout  # the name that resolves has no sample of its own
+    named = samples.pop("no-such-miner.invalid:4028")
+    assert named.host == "no-such-miner.invalid" and named.state is MinerState.OFFLINE
+    assert named.errors == ["no-such-miner.invalid: DNS name resolves to no address"]
+    [(_, resolved)] = samples.items()
+    assert resolved.host == "127.0.0.1" and resolved.state is MinerState.MINING
+
+
 def test_scan_finds_miners_in_a_range_with_make_and_model():
     with run_fleet("a1246:1,q:1,nano3s:1", base="127.43.2.1", seed=1):
         result = run("scan", "127.43.2.0/29", "--timeout", "5")  # (1 s missed a miner on a loaded machine)
