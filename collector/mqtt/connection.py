@@ -9,6 +9,16 @@
 - while disconnected nothing is queued: retained messages are remembered (the latest per topic)
   and go out on reconnect, the rest is skipped and counted; an empty retained message (it clears
   the topic on the broker) is remembered only until it has gone out once;
+- while connected, at most MAX_UNACKED messages wait for the broker's acknowledgement (paho's own
+  queue has no bound but its 65,535 message ids); more are skipped and counted like while
+  disconnected: each cycle's messages replace the last's anyway;
+- a lost acknowledgement is never sent again on a live connection, and paho sends at most
+  MAX_INFLIGHT messages unacknowledged, so lost ones stop publishing for good. Mosquitto drops
+  every packet to a client whose outgoing queue is full (max_queued_messages), PUBACKs included:
+  a flood on the ingest topics that this client reads slower than it arrives does that. So when
+  nothing has been acknowledged for `keepalive_s` while messages wait, the connection is dropped:
+  paho reconnects and sends the unacknowledged messages again (the broker publishes the last will
+  meanwhile, and `online` again on reconnect);
 - paho callbacks run in paho's thread; `on_message` is called there and must hand data on safely.
 
 Exceptions:
@@ -20,8 +30,11 @@ Exceptions:
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
@@ -35,7 +48,8 @@ from models.mqtt import MqttConfig, MqttTls
 log = logging.getLogger(__name__)
 
 _CREDENTIAL_REASONS = {"Not authorized", "Bad user name or password", "Bad authentication method", "Banned"}
-MAX_INFLIGHT = 100
+MAX_INFLIGHT = 100  # QoS 1 messages sent and not yet acknowledged; the rest wait in paho's queue
+MAX_UNACKED = 20_000  # messages waiting for the broker's acknowledgement (~50 MB); more are skipped
 
 
 class MqttConnectError(Exception):
@@ -73,7 +87,11 @@ class MqttConnection:
         self._log = BoundedLog(log)
         self.connects = 0  # successful connects, reconnects included
         self.published = 0  # handed to paho
-        self.skipped = 0  # not sent: disconnected (retained ones go out on reconnect)
+        self.skipped = 0  # not sent: disconnected, or MAX_UNACKED waiting (retained ones go out on reconnect)
+        self.ack_timeout_s = float(config.keepalive_s)
+        # QoS 1+ messages handed to paho, oldest first, until acknowledged: (monotonic time, paho's info)
+        self._unacked: deque[tuple[float, mqtt.MQTTMessageInfo]] = deque()
+        self._progress_at = time.monotonic()  # the last acknowledgement seen, or the last connect
         self.refused = 0  # publishes the broker answered with a failure (MQTT v5)
 
         protocol = mqtt.MQTTv5 if config.protocol == "5" else mqtt.MQTTv311
@@ -153,8 +171,16 @@ class MqttConnection:
             info = self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)
+                acknowledged = info.is_published()
             except (RuntimeError, ValueError):
-                pass  # lost the connection meanwhile: the broker sends the last will instead
+                acknowledged = False
+            if not acknowledged:
+                # Behind messages the broker never acknowledges, or the connection is going: without a
+                # DISCONNECT the broker publishes the last will, `offline`, in its place.
+                log.warning("MQTT broker %s did not acknowledge the status `offline` within %g s; closing "
+                            "the connection without a DISCONNECT so that the broker publishes the last will "
+                            "(offline) instead", self.address, timeout)
+                self._drop_connection()
         self._stop()
 
     def _stop(self) -> None:
@@ -162,9 +188,26 @@ class MqttConnection:
         self._client.disconnect()
         self._client.loop_stop()
 
+    def _drop_connection(self) -> None:
+        """Close the socket under paho without a DISCONNECT: the broker publishes the last will, and paho's
+        thread reconnects (unless stopping) and sends the unacknowledged messages again."""
+        sock = self._client.socket()
+        if sock is not None:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's (under TLS too)
+            except OSError:
+                pass  # closed already
+
     @property
     def connected(self) -> bool:
         return self._client.is_connected()
+
+    @property
+    def unacked(self) -> int:
+        """Messages waiting for the broker's acknowledgement (about: counted up to the oldest waiting)."""
+        with self._lock:
+            self._forget_acknowledged()
+            return len(self._unacked)
 
     def wait_connects(self, count: int, timeout: float) -> bool:
         """Wait until `count` successful connects have happened (tests, reconnect checks)."""
@@ -174,29 +217,83 @@ class MqttConnection:
     # -- publishing ---------------------------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int, retain: bool) -> bool:
-        """Hand a message to paho; False when it was not sent now (disconnected or refused)."""
+        """Hand a message to paho; False when it was not sent now (disconnected, MAX_UNACKED waiting, or refused)."""
         data = payload.encode() if isinstance(payload, str) else payload
+        info = None
         with self._lock:
             if retain:
                 self._retained[topic] = (data, qos)
             if not self._client.is_connected():
                 self.skipped += 1
                 return False
-            info = self._client.publish(topic, data, qos=qos, retain=retain)
-            self.published += 1
-            if retain and not data:
-                del self._retained[topic]  # cleared on the broker: nothing to publish again
+            self._forget_acknowledged()
+            waiting = len(self._unacked)
+            if waiting < MAX_UNACKED:
+                info = self._send(topic, data, qos, retain)
+                self.published += 1
+                if retain and not data:
+                    del self._retained[topic]  # cleared on the broker: nothing to publish again
+            else:
+                self.skipped += 1  # a retained one is remembered: it goes out on reconnect
+            stalled = self._stalled()
+        if stalled:
+            self._log.warning("stalled", "MQTT broker %s has acknowledged none of the %d message(s) waiting for %g s "
+                              "(mosquitto drops acknowledgements to a client whose queue is full, e.g. during a "
+                              "flood on the ingest topics); reconnecting, which sends them again",
+                              self.address, waiting, self.ack_timeout_s)
+            self._drop_connection()
+        if info is None:
+            self._log.warning("unacked", "MQTT publish to %s skipped: %d messages are waiting for the broker's "
+                              "acknowledgement", topic, waiting)
+            return False
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._log.warning("publish", "MQTT publish to %s not sent: %s", topic, mqtt.error_string(info.rc))
             return False
         return True
 
+    def _send(self, topic: str, data: bytes, qos: int, retain: bool) -> mqtt.MQTTMessageInfo:
+        """paho's publish; a QoS 1+ message it took is watched until acknowledged (under self._lock)."""
+        info = self._client.publish(topic, data, qos=qos, retain=retain)
+        if qos > 0 and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._unacked.append((time.monotonic(), info))
+        return info
+
+    def _forget_acknowledged(self) -> None:
+        """Drop the acknowledged messages from the front of the watch list (under self._lock)."""
+        unacked = self._unacked
+        while unacked:
+            try:
+                done = unacked[0][1].is_published()
+            except (RuntimeError, ValueError):  # paho gave up on it
+                done = True
+            if not done:
+                return
+            unacked.popleft()
+            self._progress_at = time.monotonic()
+
+    def _stalled(self) -> bool:
+        """The broker has acknowledged nothing for ack_timeout_s while a message waits (under self._lock)."""
+        if not self._unacked:
+            return False
+        now = time.monotonic()
+        if now - max(self._unacked[0][0], self._progress_at) <= self.ack_timeout_s:
+            return False
+        self._progress_at = now  # one reconnect per timeout
+        return True
+
     def _republish_retained(self) -> int:
         with self._lock:
-            count = len(self._retained)
+            self._progress_at = time.monotonic()  # a new connection: what waits is sent again
+            kept, count = {}, 0
             for topic, (data, qos) in self._retained.items():
-                self._client.publish(topic, data, qos=qos, retain=True)
-            self._retained = {topic: kept for topic, kept in self._retained.items() if kept[0]}  # clears went out
+                if len(self._unacked) >= MAX_UNACKED:
+                    kept[topic] = (data, qos)  # the next reconnect's
+                    continue
+                self._send(topic, data, qos, True)
+                count += 1
+                if data:  # a clear that went out is done
+                    kept[topic] = (data, qos)
+            self._retained = kept
             return count
 
     # -- paho callbacks (paho's network thread) -----------------------------------------------

@@ -332,7 +332,7 @@ class MqttSink:
             "miners_polled": len(cycle.samples),
             "miners_failed": cycle.failed,
             "mqtt": {"connects": conn.connects, "published": conn.published, "skipped": conn.skipped,
-                     "refused": conn.refused},
+                     "refused": conn.refused, "unacked": conn.unacked},
         }
         if self._stats is not None:
             health["ingest"] = self._stats()
