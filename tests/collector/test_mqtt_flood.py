@@ -15,7 +15,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 import yaml
+from tests.servers.fixtures import _finish, _start
+from tests.servers.mosquitto import MosquittoBroker
 from tests.support import HASHFLEET, wait_for
 from tests.collector.mqtt_support import Publisher, Subscriber, unique
 from tests.servers.process import require_binary
@@ -31,6 +34,17 @@ TELEMETRY = {"hashrate_ths": 200.5, "power_w": 3500, "model": "S21", "temp_chip_
                          "chips_ok": 108, "chips_expected": 108} for i in range(3)]}
 FLOOD_CHUNK = 5_000  # messages (about 540 bytes each)
 FLOOD_MAX = 400_000
+
+
+@pytest.fixture(scope="module")
+def mosquitto():
+    """A broker of this module's own: a flood (and a paused broker) leaves a backlog the session's shared
+    broker would carry into other tests (a refusal's CONNACK came after their connect timeout)."""
+    server = _start(MosquittoBroker)
+    try:
+        yield server
+    finally:
+        _finish(server)
 
 
 def memory_mb(pid: int, field: str) -> float:
