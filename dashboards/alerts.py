@@ -14,6 +14,7 @@ from typing import Any, Literal
 from grafana_foundation_sdk.builders import alerting, expr
 from grafana_foundation_sdk.models import alerting as alerting_model
 
+from dashboards import shards
 from dashboards.common import DATASOURCE, DATASOURCE_UID
 from dashboards.influxql import InfluxQL
 from models.economics import CostScope
@@ -136,8 +137,8 @@ def rules() -> list[alerting.Rule]:
               "Site {{ $labels.site }}: a mined bitcoin costs more (all-in) than it sells for.", "warning", "30m")
         .condition("F").no_data_state("OK")
         .queries([
-            _influxql("A", f'SELECT last("all_in_cost_per_btc") AS "cost" FROM "{schema.COST}" '
-                           f'WHERE "scope" = \'{site_scope}\' AND $timeFilter GROUP BY "site"', 900),
+            _influxql("A", shards.cost_per_btc(f"\"scope\" = '{site_scope}'", {"cost": "all-in"}, bucketed=False),
+                      900),
             _influxql("B", f'SELECT last("btc_price_usd") AS "price" FROM "{schema.NETWORK}" WHERE $timeFilter '
                            'GROUP BY "site"', 900),
             _reduce("C", "A"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import dashboard as model
 
+from dashboards import shards
 from dashboards.common import (
     BUCKET, SITE, finish, new_dashboard, query, site_variable, stat_panel, thresholds, timeseries_panel,
 )
@@ -17,11 +18,17 @@ WHERE = f"{SITE} AND $timeFilter"
 SPOOL_STEPS = thresholds((None, "green"), (1, "yellow"), (10_000, "red"))
 FAILED_STEPS = thresholds((None, "green"), (1, "orange"))
 AGE_STEPS = thresholds((None, "green"), (900, "orange"))
+# What "Network data age" says with nothing to draw: the ages are written only for fetched values.
+STATIC_NETWORK = "No fetched network values (network.source static has none: its values are the config's)"
 
 
-def _collector(fields: dict[str, str], aggregate: str = "mean") -> str:
-    selected = ", ".join(f'{aggregate}("{field}") AS "{name}"' for name, field in fields.items())
-    return f'SELECT {selected} FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site" fill(none)'
+def _last_cycle(fields: dict[str, str], how: str = "sum") -> str:
+    """Each collector's last point, then over a site's shards (summed, or `how`)."""
+    return shards.latest(schema.COLLECTOR.name, SITE, fields, how)
+
+
+def _series(fields: dict[str, str], each: str = "mean", how: str = "sum") -> str:
+    return shards.bucketed(schema.COLLECTOR.name, SITE, fields, each, how)
 
 
 # MQTT payloads by outcome, counted since the collector started (a restart starts them again at 0).
@@ -43,17 +50,19 @@ def build() -> model.Dashboard:
                       time_from="now-3h")
         .with_variable(site_variable())
         .with_row(dash.Row("Last cycle"))
-        .with_panel(stat_panel("Poll duration", [query(_collector({"poll": "poll_duration_s"}), alias="$tag_site")],
-                               "s", decimals=2, description="Wall time of one poll cycle over the whole fleet."))
-        .with_panel(stat_panel("Miners polled", [query(_collector({"polled": "miners_polled"}), alias="$tag_site")],
+        .with_panel(stat_panel("Poll duration", [query(_last_cycle({"poll": "poll_duration_s"}, "max"),
+                                                       alias="$tag_site")],
+                               "s", decimals=2, description="Wall time of one poll cycle over the whole fleet (a site "
+                                                            "split with --shard: its slowest shard)."))
+        .with_panel(stat_panel("Miners polled", [query(_last_cycle({"polled": "miners_polled"}), alias="$tag_site")],
                                "none"))
-        .with_panel(stat_panel("Miners failed", [query(_collector({"failed": "miners_failed"}), alias="$tag_site")],
+        .with_panel(stat_panel("Miners failed", [query(_last_cycle({"failed": "miners_failed"}), alias="$tag_site")],
                                "none", steps=FAILED_STEPS,
                                description="Miners that did not answer or answered garbage."))
-        .with_panel(stat_panel("Points written", [query(_collector({"points": "points_written"}),
+        .with_panel(stat_panel("Points written", [query(_last_cycle({"points": "points_written"}),
                                                         alias="$tag_site")], "none",
                                description="Lines sent to InfluxDB per cycle."))
-        .with_panel(stat_panel("Spool depth", [query(_collector({"spool": "spool_depth"}), alias="$tag_site")],
+        .with_panel(stat_panel("Spool depth", [query(_last_cycle({"spool": "spool_depth"}), alias="$tag_site")],
                                "none", steps=SPOOL_STEPS,
                                description="Points waiting on disk because InfluxDB did not take them yet."))
         .with_panel(stat_panel(
@@ -65,25 +74,26 @@ def build() -> model.Dashboard:
         .with_row(dash.Row("Over time"))
         .with_panel(timeseries_panel(
             "Poll duration",
-            [query(_collector({"mean": "poll_duration_s"}), alias="$tag_site mean"),
-             query(_collector({"max": "poll_duration_s"}, "max"), "B", alias="$tag_site max")],
-            "s", fill=0, description="Near the collect interval means the collector cannot keep up."))
+            [query(_series({"mean": "poll_duration_s"}, how="max"), alias="$tag_site mean"),
+             query(_series({"max": "poll_duration_s"}, "max", "max"), "B", alias="$tag_site max")],
+            "s", fill=0, description="Near the collect interval means the collector cannot keep up (a site split "
+                                     "with --shard: its slowest shard)."))
         .with_panel(timeseries_panel(
             "Miners polled and failed",
-            [query(_collector({"polled": "miners_polled", "failed": "miners_failed"}, "max"),
-                   alias="$tag_site $col")],
+            [query(_series({"polled": "miners_polled", "failed": "miners_failed"}, "max"), alias="$tag_site $col")],
             "none", fill=0, minimum=0))
         .with_panel(timeseries_panel(
-            "Points written per cycle", [query(_collector({"points": "points_written"}), alias="$tag_site")],
+            "Points written per cycle", [query(_series({"points": "points_written"}), alias="$tag_site")],
             "none", fill=10, minimum=0))
         .with_panel(timeseries_panel(
-            "Spool depth", [query(_collector({"spool": "spool_depth"}, "max"), alias="$tag_site")],
+            "Spool depth", [query(_series({"spool": "spool_depth"}, "max"), alias="$tag_site")],
             "none", fill=20, minimum=0).thresholds(SPOOL_STEPS))
         .with_panel(timeseries_panel(
             "Cycles per interval",
-            [query(f'SELECT count("poll_duration_s") AS "cycles" FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site" '
-                   'fill(0)', alias="$tag_site")],
-            "none", fill=0, minimum=0, description="A dip means cycles were skipped (overrun or collector down)."))
+            [query(f'SELECT count("poll_duration_s") AS "cycles" FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site", '
+                   f'"{shards.SHARD}" fill(0)', alias="$tag_site $tag_collector_shard")],
+            "none", fill=0, minimum=0, description="A dip means cycles were skipped (overrun or collector down). A site "
+                                                   "split with --shard: a line per shard."))
         .with_panel(timeseries_panel(
             "MQTT ingest", [query(MQTT_INGEST, alias="$tag_site $col")], "none", fill=0, minimum=0,
             description="Payloads since the collector started, by outcome: accepted; malformed (oversized, not JSON, invalid); unknown "
@@ -91,7 +101,8 @@ def build() -> model.Dashboard:
                         "MQTT miner cap or not allow-listed). Only with MQTT ingest configured."))
         .with_panel(timeseries_panel(
             "Network data age", [query(NETWORK_AGES, alias="$tag_site $col")], "s", fill=0,
-            description="Seconds since difficulty, height, fees and BTC price were last fetched (HTTP feed).")
-            .thresholds(AGE_STEPS))
+            description="Seconds since difficulty, height, fees and BTC price were last fetched (network.source http). "
+                        "A site on network.source static has no line: its values are the config's, never fetched.")
+            .thresholds(AGE_STEPS).no_value(STATIC_NETWORK))
     )
     return finish(board)

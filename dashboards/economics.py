@@ -12,6 +12,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common, dashboard as model
 
+from dashboards import shards
 from dashboards.common import (
     BUCKET, MINER_COST, SITE, SITE_COST, finish, new_dashboard, query, site_variable, stat_panel, table_panel,
     thresholds, timeseries_panel, transform,
@@ -28,15 +29,41 @@ POOL_SHARE_LISTED = 1 - POOL_SHORTFALL_ALERT
 
 
 def _site_series(fields: dict[str, str], *, by_site: bool = True) -> str:
+    """The mean of each field per bucket, for figures every shard of a site holds alike (prices)."""
     selected = ", ".join(f'mean("{field}") AS "{name}"' for name, field in fields.items())
     split = ', "site"' if by_site else ""
     return f'SELECT {selected} FROM "{schema.COST}" WHERE {SITE_COST} AND $timeFilter {BUCKET}{split} fill(none)'
 
 
 def _latest(fields: dict[str, str]) -> str:
-    selected = ", ".join(f'last("{field}") AS "{name}"' for name, field in fields.items())
-    return f'SELECT {selected} FROM "{schema.COST}" WHERE {SITE_COST} AND $timeFilter GROUP BY "site"'
+    """Amounts now (name -> field): each shard's last, summed over the site's shards."""
+    return shards.latest(schema.COST.name, SITE_COST, fields)
 
+
+def _per_day(fields: dict[str, str]) -> str:
+    """Daily rates over time (name -> field): each shard's mean per bucket, summed."""
+    return shards.bucketed(schema.COST.name, SITE_COST, fields)
+
+
+COST_NOW = {"all-in": "all-in", "cash": "cash", "energy": "energy"}
+# The rest of the cost engine's ratios, from the site's sums (collector/stages/cost_engine.py, _derive).
+BREAKEVEN_NOW = shards.over_shards(
+    schema.COST.name, SITE_COST, {"revenue": 'last("revenue_usd_day")', "kwh": 'last("energy_kwh_day")'},
+    {"break-even": 'sum("revenue") / sum("kwh")'}, bucketed=False, guard=("kwh", 'sum("kwh")'))
+BREAKEVEN = shards.over_shards(
+    schema.COST.name, SITE_COST, {"revenue": 'mean("revenue_usd_day")', "kwh": 'mean("energy_kwh_day")'},
+    {"break-even": 'sum("revenue") / sum("kwh")'}, bucketed=True, guard=("kwh", 'sum("kwh")'))
+HASHCOST = shards.over_shards(
+    schema.COST.name, SITE_COST,
+    {"power": 'mean("energy_usd_day") + mean("demand_usd_day") - mean("curtailment_credit_usd_day")',
+     "ths": 'mean("hashrate_ths")'},
+    {"hashcost": 'sum("power") / (sum("ths") / 1000)'}, bucketed=True, guard=("ths", 'sum("ths")'))
+MARGIN = shards.over_shards(
+    schema.COST.name, SITE_COST, {"profit": 'mean("profit_usd_day")', "revenue": 'mean("revenue_usd_day")'},
+    {"margin": '100 * sum("profit") / sum("revenue")'}, bucketed=True, guard=("revenue", 'sum("revenue")'))
+MONTH_COST_PER_BTC = shards.over_shards(
+    schema.COST.name, SITE_COST, {"usd": 'last("all_in_usd_month")', "btc": 'last("btc_month")'},
+    {"all-in per BTC": 'sum("usd") / sum("btc")'}, bucketed=False, guard=("btc", 'sum("btc")'))
 
 BTC_PRICE = (f'SELECT mean("btc_price_usd") AS "BTC price" FROM "{schema.NETWORK}" WHERE {SITE} AND $timeFilter '
              f'{BUCKET} fill(none)')
@@ -108,13 +135,16 @@ def build() -> model.Dashboard:
                                   "break-even power price, margin; money spent vs BTC mined today and this month.")
         .with_variable(site_variable())
         .with_row(dash.Row("Cost per BTC now"))
-        .with_panel(stat_panel("All-in cost per BTC", [query(_site_series({"all-in": "all_in_cost_per_btc"}),
+        .with_panel(stat_panel("All-in cost per BTC", [query(shards.cost_per_btc(SITE_COST, {"all-in": "all-in"},
+                                                                                 bucketed=False),
                                                              alias="$tag_site")], usd, decimals=0,
                                description="Cash cost + hardware depreciation, per net BTC."))
-        .with_panel(stat_panel("Cash cost per BTC", [query(_site_series({"cash": "cash_cost_per_btc"}),
+        .with_panel(stat_panel("Cash cost per BTC", [query(shards.cost_per_btc(SITE_COST, {"cash": "cash"},
+                                                                               bucketed=False),
                                                            alias="$tag_site")], usd, decimals=0,
                                description="Energy + hosting, staff, maintenance, SG&A, per net BTC."))
-        .with_panel(stat_panel("Energy cost per BTC", [query(_site_series({"energy": "energy_cost_per_btc"}),
+        .with_panel(stat_panel("Energy cost per BTC", [query(shards.cost_per_btc(SITE_COST, {"energy": "energy"},
+                                                                                 bucketed=False),
                                                              alias="$tag_site")], usd, decimals=0,
                                description="Power (with PUE, demand charges, less curtailment credits) per net BTC."))
         .with_panel(stat_panel("BTC price", [query(BTC_PRICE)], usd, decimals=0))
@@ -122,34 +152,33 @@ def build() -> model.Dashboard:
                                                                 by_site=False))],
                                "suffix: $/PH/day", decimals=2, description="Gross network revenue per PH/s per day."))
         .with_panel(stat_panel("Break-even power price",
-                               [query(_site_series({"break-even": "breakeven_power_price"}), alias="$tag_site")],
+                               [query(BREAKEVEN_NOW, alias="$tag_site")],
                                "suffix: $/kWh", decimals=3,
                                description="The power price at which energy cost equals revenue."))
         .with_panel(timeseries_panel(
             "Cost per BTC vs BTC price",
-            [query(_site_series({"all-in": "all_in_cost_per_btc", "cash": "cash_cost_per_btc",
-                                 "energy": "energy_cost_per_btc"}), alias="$tag_site $col"),
+            [query(shards.cost_per_btc(SITE_COST, COST_NOW, bucketed=True), alias="$tag_site $col"),
              query(BTC_PRICE, "B", alias="$col")],
             usd, width=24, fill=0, description="Above the BTC price line, a coin costs more than it sells for."))
         .with_panel(timeseries_panel(
             "Hashprice vs hashcost",
-            [query(_site_series({"hashprice": "hashprice_usd_ph_day", "hashcost": "hashcost_usd_ph_day"}),
-                   alias="$tag_site $col")],
+            [query(_site_series({"hashprice": "hashprice_usd_ph_day"}), alias="$tag_site $col"),
+             query(HASHCOST, "B", alias="$tag_site $col")],
             "suffix: $/PH/day", fill=0, description="Revenue and power cost per PH/s per day."))
         .with_panel(timeseries_panel(
             "Break-even vs actual power price",
-            [query(_site_series({"break-even": "breakeven_power_price", "tariff now": "power_price_usd_kwh"}),
-                   alias="$tag_site $col")],
+            [query(BREAKEVEN, alias="$tag_site $col"),
+             query(_site_series({"tariff now": "power_price_usd_kwh"}), "B", alias="$tag_site $col")],
             "suffix: $/kWh", fill=0))
         .with_panel(timeseries_panel(
-            "Margin", [query(_site_series({"margin": "margin_pct"}), alias="$tag_site")], "percent",
+            "Margin", [query(MARGIN, alias="$tag_site")], "percent",
             fill=20, description="(revenue - all-in cost) / revenue, at this instant.")
             .thresholds(MARGIN_STEPS))
         .with_panel(timeseries_panel(
             "Revenue vs cost per day",
-            [query(_site_series({"revenue": "revenue_usd_day", "profit": "profit_usd_day",
-                                 "energy": "energy_usd_day", "opex": "opex_usd_day",
-                                 "depreciation": "depreciation_usd_day"}), alias="$tag_site $col")],
+            [query(_per_day({"revenue": "revenue_usd_day", "profit": "profit_usd_day", "energy": "energy_usd_day",
+                             "opex": "opex_usd_day", "depreciation": "depreciation_usd_day"}),
+                   alias="$tag_site $col")],
             usd, fill=0, description="Rates now: what a day at this instant would bring in and cost."))
         .with_row(dash.Row("Spent vs mined"))
         .with_panel(stat_panel(
@@ -166,8 +195,9 @@ def build() -> model.Dashboard:
         .with_panel(stat_panel(
             "This month",
             [query(_latest({"all-in spent": "all_in_usd_month", "cash spent": "cash_usd_month",
-                            "power spent": "power_usd_month", "revenue": "revenue_usd_month",
-                            "all-in per BTC": "all_in_cost_per_btc_month"}), alias="$tag_site $col")],
+                            "power spent": "power_usd_month", "revenue": "revenue_usd_month"}),
+                   alias="$tag_site $col"),
+             query(MONTH_COST_PER_BTC, "B", alias="$tag_site $col")],
             usd, width=8, height=5, decimals=0, description="Since the 1st of the month, local time.")
             .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE))
         .with_panel(stat_panel(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common, dashboard as model
 
+from dashboards import shards
 from dashboards.common import (
     BUCKET, SITE, SITE_COST, bar_gauge_panel, finish, miner_detail_link, new_dashboard, per_miner_sum, pie_panel,
     query, site_variable, stat_panel, table_panel, thresholds, timeseries_panel, transform,
@@ -62,8 +63,7 @@ def build() -> model.Dashboard:
                                description="Miners that answered the last poll, of those polled."))
         .with_panel(stat_panel(
             "All-in cost per BTC",
-            [query(f'SELECT mean("all_in_cost_per_btc") AS "all-in" FROM "{schema.COST}" WHERE {SITE_COST} AND $timeFilter '
-                   f'{BUCKET}, "site" fill(none)', alias="$tag_site")],
+            [query(shards.cost_per_btc(SITE_COST, {"all-in": "all-in"}, bucketed=False), alias="$tag_site")],
             "currencyUSD", decimals=0,
             description="Energy + cash opex + depreciation per net BTC mined, at this instant. See Economics."))
         .with_panel(stat_panel(

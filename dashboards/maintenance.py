@@ -12,6 +12,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common, dashboard as model
 
+from dashboards import shards
 from dashboards.common import (
     BUCKET, SITE, finish, miner_detail_link, new_dashboard, query, site_variable, stat_panel, table_panel, thresholds,
     timeseries_panel, transform,
@@ -30,13 +31,17 @@ PLACE = '"container", "row", "rack"'
 
 
 def _site_latest(fields: dict[str, str]) -> str:
-    selected = ", ".join(f'last("{field}") AS "{name}"' for name, field in fields.items())
-    return f'SELECT {selected} FROM "{HEALTH}" WHERE {ROLLUP} AND $timeFilter GROUP BY "site"'
+    """Counts and dollars now: each shard's last roll-up, summed over the site's shards."""
+    return shards.latest(HEALTH, ROLLUP, fields)
 
 
 def _site_series(fields: dict[str, str]) -> str:
-    selected = ", ".join(f'mean("{field}") AS "{name}"' for name, field in fields.items())
-    return f'SELECT {selected} FROM "{HEALTH}" WHERE {ROLLUP} AND $timeFilter {BUCKET}, "site" fill(none)'
+    return shards.bucketed(HEALTH, ROLLUP, fields)
+
+
+# Not a sum over shards: each shard measures, and its cost figures use, its own. Shown per shard.
+MEASURED_PUE = (f'SELECT last("measured_pue") AS "PUE" FROM "{HEALTH}" WHERE {ROLLUP} AND $timeFilter '
+                f'GROUP BY "site", "{shards.SHARD}"')
 
 
 REPAIR_QUEUE = (
@@ -60,7 +65,7 @@ UNPROFITABLE = (
 )
 POWER_CORRECTION = (
     'SELECT last("power_correction") AS "metered / reported", last("power_samples") AS "ratios" '
-    f'FROM "{HEALTH}" WHERE "scope" = \'model\' AND {SITE} AND $timeFilter GROUP BY "site", "model"'
+    f'FROM "{HEALTH}" WHERE "scope" = \'model\' AND {SITE} AND $timeFilter GROUP BY "site", "model", "{shards.SHARD}"'
 )
 CAUSES = schema.HEALTH_CAUSES
 
@@ -89,10 +94,11 @@ def build() -> model.Dashboard:
                                description="Mining miners whose power costs more than the BTC they mine."))
         .with_panel(stat_panel("Chips dead", [query(_site_latest({"chips": "chips_dead"}), alias="$tag_site")], "none",
                                description="Chips expected and not answering, over every board of every miner."))
-        .with_panel(stat_panel("Measured PUE", [query(_site_latest({"PUE": "measured_pue"}), alias="$tag_site")],
+        .with_panel(stat_panel("Measured PUE", [query(MEASURED_PUE, alias="$tag_site $tag_collector_shard")],
                                "none", decimals=3,
                                description="Facility meter / the miners' draw; the cost figures use it in place of "
-                                           "the configured PUE."))
+                                           "the configured PUE. A site split with --shard: a value per shard, as "
+                                           "each shard measured and used it."))
         .with_row(dash.Row("What to fix first"))
         .with_panel(table_panel(
             "Repair queue", [query(REPAIR_QUEUE, table_format=True)], width=24, height=10,
@@ -144,7 +150,8 @@ def build() -> model.Dashboard:
         .with_panel(table_panel(
             "Power correction by model", [query(POWER_CORRECTION, table_format=True)],
             description="Metered / reported watts learned from meters (the median over metered miners); the cost "
-                        "figures apply it where no meter reads a miner once enough ratios are in.",
+                        "figures apply it where no meter reads a miner once enough ratios are in. A site split "
+                        "with --shard: a row per shard (each learns and applies its own).",
             transformations=[transform("merge", {}), transform("organize", {"excludeByName": {"Time": True}})]))
     )
     return finish(board)

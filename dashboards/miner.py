@@ -6,7 +6,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common, dashboard as model
 
 from dashboards.common import (
-    BUCKET, MINER, bar_gauge_panel, finish, miner_variable, new_dashboard, query, site_variable, stat_panel,
+    BUCKET, MINER, SITE, bar_gauge_panel, finish, miner_variable, new_dashboard, query, site_variable, stat_panel,
     state_mappings, state_timeline_panel, table_panel, text_stat, timeseries_panel, transform,
 )
 from models import schema
@@ -14,7 +14,8 @@ from models import schema
 UID = "hashfleet-miner"
 TITLE = "Miner detail"
 
-WHERE = f"{MINER} AND $timeFilter"
+# The site too: a host:port id (a miner that reports no MAC) can name a miner at each of two sites.
+WHERE = f"{SITE} AND {MINER} AND $timeFilter"
 
 
 def _series(measurement: str, fields: dict[str, str], *, by: str = "") -> str:
