@@ -150,10 +150,11 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
     stages: list[Stage] = []
     sinks = list(sinks)
     truth = PowerTruth()  # learned by the health stage, applied by the cost stage
-    if config.economics is not None and config.network is not None:
+    economics = config.shard_economics
+    if economics is not None and config.network is not None:
         sources.insert(0, NetworkInputs(config.network))
         totals = config_loader.spool_directory(config) / "cost-totals.json" if service_mode else None
-        stages.append(CostStage(config.site, config.economics, live=live, totals_path=totals,
+        stages.append(CostStage(config.site, economics, live=live, totals_path=totals,
                                 forget_after_s=config.forget_unseen_miners_h * 3600,
                                 power_correction=truth.correction, measured_pue=truth.measured_pue))
         if config.curtailment is not None:
@@ -161,7 +162,7 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
             sinks[:0] = curtailment_control(config, live, service_mode)  # first: the other sinks see its actions
     # After the cost stage: it prices each miner's problems with the part's cost figures. Its history
     # file is read by every command and written only by the service.
-    stages.append(HealthStage(config.site, economics=config.economics, layout=SiteLayout.load(config.layout),
+    stages.append(HealthStage(config.site, economics=economics, layout=SiteLayout.load(config.layout),
                               live=live, truth=truth, save=service_mode,
                               state_path=config_loader.spool_directory(config) / "health-state.json"))
     if mqtt is not None:
@@ -169,7 +170,7 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
         sinks.append(mqtt.sink)
     sources += [pool_source(pool) for pool in config.pools]
     if config.pools:  # after the cost stage: it weighs the day's spend the cost stage counted
-        stages.append(PoolReconciliation(config.site, config.pools, economics=config.economics,
+        stages.append(PoolReconciliation(config.site, config.pools, economics=economics,
                                          settings=config.reconciliation, save=service_mode,
                                          state_path=config_loader.spool_directory(config) / "pool-days.json"))
     return Pipeline(config, sources, stages, sinks, polled, mqtt)
@@ -179,9 +180,9 @@ def curtailment_stage(config: CollectorConfig, live: LiveInputs, service_mode: b
     """The advice (collector/stages/curtailment.py); its measured efficiencies kept on disk in service mode,
     and otherwise (`hashfleet advise`) read from there, never written: advice weighs what the collector
     measured, not nameplates."""
-    assert config.curtailment is not None and config.economics is not None
+    assert config.curtailment is not None and config.shard_economics is not None
     path = config_loader.spool_directory(config) / "curtailment-efficiency.json"
-    stage = CurtailmentStage(config.site, config.economics, config.curtailment, live=live,
+    stage = CurtailmentStage(config.site, config.shard_economics, config.curtailment, live=live,
                              layout=SiteLayout.load(config.layout), state_path=path if service_mode else None)
     if not service_mode and path.exists():
         stage.book = EfficiencyBook.load(path, time.time())

@@ -263,6 +263,18 @@ class CollectorConfig(Settings):
         return k, n
 
     @property
+    def shard_economics(self) -> SiteEconomics | None:
+        """The economics this collector costs its miners with. Shard K of N carries 1/N of the site's fixed
+        costs (opex, fixed overhead watts), split over its own miners: the N shards' roll-ups add up to the
+        site's, where each charging the whole site would count them N times."""
+        if self.economics is None or self.shard_k_n is None:
+            return self.economics
+        n = self.shard_k_n[1]
+        overhead = self.economics.overhead_w
+        return self.economics.model_copy(update={"opex_usd_month": self.economics.opex_usd_month / n,
+                                                 "overhead_w": None if overhead is None else overhead / n})
+
+    @property
     def cycle_deadline(self) -> float:
         """Seconds a cycle's poll may take: `cycle_deadline_s`, else 0.8 x the interval (the rest is
         for costing and handing the cycle over before the next one starts)."""

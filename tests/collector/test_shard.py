@@ -25,6 +25,22 @@ def test_bad_shard_is_a_config_error(bad):
         CollectorConfig(shard=bad)
 
 
+def test_a_shard_carries_its_share_of_the_sites_fixed_costs():
+    """Summed over the shards, the site's opex and overhead watts once (each shard charging all: N times)."""
+    site = {"economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}, "overhead_w": 3000, "opex_usd_month": 900,
+                          "pool_fee_pct": 2},
+            "network": {"source": "static", "static": {"difficulty": 1.2e14, "height": 925000, "btc_price_usd": 1e5}}}
+    whole = CollectorConfig.model_validate(site)
+    assert whole.shard_economics == whole.economics
+    thirds = [CollectorConfig.model_validate({**site, "shard": f"{k}/3"}).shard_economics for k in (1, 2, 3)]
+    assert sum(e.opex_usd_month for e in thirds) == pytest.approx(900)
+    assert sum(e.overhead_w for e in thirds) == pytest.approx(3000)
+    assert {(e.opex_usd_month, e.overhead_w, e.pool_fee_pct) for e in thirds} == {(300, 1000, 2)}
+    with_pue = {**site, "economics": {**site["economics"], "overhead_w": None, "pue": 1.1}, "shard": "1/2"}
+    half = CollectorConfig.model_validate(with_pue).shard_economics
+    assert (half.overhead_w, half.pue, half.opex_usd_month) == (None, 1.1, 450)
+
+
 def test_three_shards_write_each_miner_exactly_once_per_cycle(influxdb, influx_bucket, tmp_path):
     env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_ORG": influxdb.org, "INFLUX_BUCKET": influx_bucket,
            "INFLUX_TOKEN": influxdb.token, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
