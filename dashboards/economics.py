@@ -5,6 +5,7 @@ in docs/cost.md): `*_day` are rates at this instant, `*_today`/`*_month` what wa
 mined since local midnight / the 1st. "What the pools paid" compares them with the pools' credits
 (measurements `pool` and `pool_day`; docs/pools.md): realized cost per BTC (spend over credited BTC)
 of the last UTC day every pool has closed, and where the gap between expected and credited went.
+A site split with --shard: its shards' roll-ups summed, ratios of the sums (dashboards/shards.py).
 """
 
 from __future__ import annotations
