@@ -14,7 +14,7 @@ from grafana_foundation_sdk.models import common, dashboard as model
 
 from dashboards import shards
 from dashboards.common import (
-    BUCKET, SITE, finish, miner_detail_link, new_dashboard, query, site_variable, stat_panel, table_panel, thresholds,
+    SITE, finish, miner_detail_link, new_dashboard, query, site_variable, stat_panel, table_panel, thresholds,
     timeseries_panel, transform,
 )
 from models import schema
