@@ -13,7 +13,7 @@ import json
 import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from collector.line_protocol import parse_line
@@ -21,6 +21,7 @@ from collector.line_protocol import MAX_STRING_CHARS, MAX_TAG_CHARS, Shape, enco
 from collector.sinks.points import miner_points
 from collector.sources import avalon
 from models import MinerSample, MinerState, SampleSource
+from models.hardware import nameplate
 from models.sample import MAX_TEXT_CHARS, MAX_UPTIME_S
 from tests.support import DATA, TS
 
@@ -201,6 +202,9 @@ def test_any_strings_in_a_miners_reply_land_in_influxd_as_documented(influxdb, i
     version["PROD"], version["VERSION"] = prod, firmware
     reply["pools"][0]["POOLS"][0].update(User=user, URL=url)
     sample = asyncio.run(_served(json.dumps(reply).encode() + b"\x00"))
+    # A PROD naming another model ("Q": an Avalon Q) makes this A1246's 3.4 kW implausible for it: refused,
+    # rightly (tests/collector/sources cover that); here the text is the point.
+    assume(nameplate(sample.model) in (None, nameplate("AvalonMiner 1246-83")))
     assert sample.state is MinerState.MINING, sample.errors  # the strings cost nothing else
     site = f"r{next(_points)}"
     sample = sample.model_copy(update={"site": site})
