@@ -41,7 +41,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.mqtt.bounded_log import BoundedLog
+from collector.bounded_log import BoundedLog
 from collector.mqtt.topics import OFFLINE, ONLINE
 from models.mqtt import MqttConfig, MqttTls
 

@@ -33,6 +33,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from collector import line_protocol
+from collector.bounded_log import BoundedLog
 from collector.redact import redact, redact_url
 from collector.sinks.spooled import SpooledLines
 from collector.sinks.spool import Batch, Spool
@@ -41,6 +42,7 @@ from models import InfluxConfig
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
+FAILURE_CHANGES_EVERY_S = 60.0  # while failing, a new reason is logged at most this often
 NOT_RETRYABLE = {400, 413, 422}  # the request itself is wrong: sending it again as it is cannot help
 MAX_ANSWER_BYTES = 4096  # of an answer's body, read for the error message; the rest is never read
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -116,6 +118,8 @@ class InfluxSink(SpooledLines):
         self._delivery: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None  # a new batch cuts a retry backoff short
         self._failing_since: float | None = None
+        self._failure_said = ""  # the failure last logged while failing: a new one is logged too (bounded)
+        self._changes = BoundedLog(log, every_s=FAILURE_CHANGES_EVERY_S)
 
     def appended(self, cycle_end: bool) -> None:
         """A batch is on disk: deliver it now, while the rest of the cycle is still being encoded.
@@ -246,12 +250,17 @@ class InfluxSink(SpooledLines):
                       "retried", type(error).__name__, error, self.spool.directory)
         elif first:
             log.error("%s; batches are kept in the spool (%s) and retried", error, self.spool.directory)
+            self._failure_said = str(error)
+        elif str(error) != self._failure_said and self._changes.warning(
+                "changed", "InfluxDB still failing, now: %s (batches stay in the spool)", error):
+            # (an outage whose cause changes, e.g. a timeout then 503s: the first reason alone misled)
+            self._failure_said = str(error)
 
     def _note_recovery(self) -> None:
         if self._failing_since is not None and not self.spool.batches():
             log.info("InfluxDB at %s is back: spool drained after %.0f s", redact_url(self.config.url),
                      time.monotonic() - self._failing_since)
-            self._failing_since = None
+            self._failing_since, self._failure_said = None, ""
 
     def close(self) -> None:
         """Last chance to deliver before exit, bounded in time; what remains waits on disk for the next start.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from collector.bounded_log import BoundedLog
 from collector.cycle import Cycle, MinersPart
 from collector.sinks import points
 from collector.sinks.spool import Spool, SpoolWriteError
@@ -23,6 +24,7 @@ from collector.sinks.spool import Spool, SpoolWriteError
 log = logging.getLogger(__name__)
 
 BATCH_LINES = 5000  # lines per spool batch; the InfluxDB sink uses its `batch_size`
+STORE_ERRORS_EVERY_S = 300  # a disk that stays full or read-only is logged this often, not every batch
 
 
 class SpooledLines:
@@ -32,6 +34,7 @@ class SpooledLines:
         self._pending: list[str] = []  # lines of this cycle's parts not yet in a batch
         self._cycle_points = 0  # points the current cycle's parts wrote, for the collector's own point
         self.last_cycle_points = 0  # every point of the last whole cycle
+        self._errors = BoundedLog(log, every_s=STORE_ERRORS_EVERY_S)  # (the counts are in the collector point)
 
     async def write_miners(self, part: MinersPart) -> None:
         lines = points.part_lines(part)
@@ -66,7 +69,8 @@ class SpooledLines:
         except SpoolWriteError as e:
             refused = e
         if self.deliver_directly(lines):
-            log.error("%s; its %d line(s) were delivered directly instead", refused, len(lines))
+            self._errors.log(logging.ERROR, "direct", "%s; its %d line(s) were delivered directly instead", refused,
+                             len(lines))
             return
         if refused.disk_full and self.spool.make_room(refused.size):
             try:
@@ -75,8 +79,8 @@ class SpooledLines:
             except SpoolWriteError as e:
                 refused = e
         self.spool.count_lost(len(lines))
-        log.error("%s; its %d line(s) are lost (%d in all, collector.spool_lost_lines)", refused, len(lines),
-                  self.spool.lost_lines)
+        self._errors.log(logging.ERROR, "lost", "%s; its %d line(s) are lost (%d in all, collector.spool_lost_lines)",
+                         refused, len(lines), self.spool.lost_lines)
 
     def deliver_directly(self, lines: list[str]) -> bool:
         """A batch the spool could not store: send it now, without the spool. True if delivered."""

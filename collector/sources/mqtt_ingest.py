@@ -57,7 +57,7 @@ from pydantic import ValidationError
 from models.base import is_fresh, number_fields
 from collector.sources import plausibility
 from collector.sources.live_inputs import LiveInputs, MeterReading
-from collector.mqtt.bounded_log import BoundedLog
+from collector.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
 from models.sample import BoardSample
 from models.curtailment import ControlMode, DrTarget, KillPayload

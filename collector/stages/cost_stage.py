@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from collector.bounded_log import BoundedLog
 from collector.cycle import Cycle, CycleCost, MinersPart
 from collector.sources.live_inputs import LiveInputs
 from collector.stages import cost_engine as cost
@@ -25,6 +26,7 @@ from models import CostSample, CostScope, MinerSample, NetworkState, SampleSourc
 log = logging.getLogger(__name__)
 
 MAX_INTEGRATION_GAP_S = 600  # longer gaps (collector down) are not integrated: nothing is known about them
+SAVE_ERRORS_EVERY_S = 300  # a spool directory that stays unwritable is logged this often, not every cycle
 DEFAULT_FORGET_AFTER_S = 24 * 3600  # CollectorConfig.forget_unseen_miners_h's default
 
 
@@ -155,6 +157,7 @@ class CostStage:
                  power_correction: Callable[[MinerSample], float | None] | None = None,
                  measured_pue: Callable[[], float | None] | None = None):
         self.site = site
+        self._errors = BoundedLog(log, every_s=SAVE_ERRORS_EVERY_S)
         self.economics = economics  # this cycle's: the configured ones, with the measured PUE when there is one
         self.configured = economics
         # From the health stage's power truth (collector/stages/power_truth.py): a learned metered /
@@ -233,7 +236,7 @@ class CostStage:
             try:  # every totals this stage holds passed `check` (loaded, or just advanced)
                 totals_store.save(self.totals_path, self._totals, checked=True)
             except (OSError, ValueError) as e:
-                log.error("cannot save running totals to %s: %s", self.totals_path, e)
+                self._errors.log(logging.ERROR, "save", "cannot save running totals to %s: %s", self.totals_path, e)
 
     def _advanced(self, samples: Sequence[MinerSample], network: NetworkState, now: datetime,
                   carries: Callable[[MinerSample], bool] | None) -> cost.RunningTotals | None:

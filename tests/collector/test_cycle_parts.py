@@ -302,3 +302,17 @@ def test_a_miner_id_unseen_longer_than_forget_after_leaves_the_saved_totals_and_
     assert after["month_to_date"][""]["energy_kwh"] == pytest.approx(before["month_to_date"][gone]["energy_kwh"])
     site_energy = sum(t["energy_kwh"] for t in after["month_to_date"].values())
     assert site_energy > sum(t["energy_kwh"] for t in before["month_to_date"].values())
+
+
+def test_running_totals_that_cannot_be_saved_are_logged_once_not_every_cycle(tmp_path, caplog):
+    # A spool directory that stays unwritable logged an ERROR every cycle: 8,640 lines a day at 10 s.
+    missing = tmp_path / "gone"  # never created: every save fails
+    with run_fleet("a1566:1", base="127.56.4.1", seed=6) as fleet:
+        config = CollectorConfig.model_validate({
+            "site": "s1", "miners": fleet.addresses, "interval_s": 1, "timeout_s": 5,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}}, "network": NETWORK.model_dump()})
+        built = pipeline.build(config, sinks=[Recording()], service_mode=False)
+        cost_stage = next(s for s in built.stages if type(s).__name__ == "CostStage")
+        cost_stage.totals_path = missing / "cost-totals.json"
+        assert asyncio.run(built.run(cycles=4)) == 4
+    assert caplog.text.count("cannot save running totals") == 1

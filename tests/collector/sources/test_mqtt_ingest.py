@@ -12,7 +12,7 @@ import pytest
 from collector import config as config_loader
 from collector.sources.live_inputs import LiveInputs
 from collector.sinks import home_assistant as discovery
-from collector.mqtt.bounded_log import BoundedLog
+from collector.bounded_log import BoundedLog
 from collector.sources.mqtt_ingest import MqttIngest, match_filter
 from collector.mqtt.topics import Topics, slug, topic_level
 from models import MinerSample, MinerState, MqttConfig, SampleSource

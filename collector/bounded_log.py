@@ -1,6 +1,6 @@
 """Logging at a bounded rate: one line per reason per period, with a count of the ones held back.
 
-A flood of bad payloads (or a broker that keeps refusing) must not flood the log too.
+A flood of bad payloads (or a broker that keeps refusing, a disk that stays full) must not flood the log too.
 """
 
 from __future__ import annotations
