@@ -71,7 +71,7 @@ class MqttConnection:
 
     def __init__(self, config: MqttConfig, *, status_topic: str, client_id: str,
                  subscriptions: Sequence[tuple[str, int]] = (),
-                 on_message: Callable[[str, bytes], None] | None = None) -> None:
+                 on_message: Callable[[str, bytes, bool], None] | None = None) -> None:
         self.config = config
         self.address = config.address
         self.status_topic = status_topic
@@ -330,7 +330,7 @@ class MqttConnection:
         if self._on_message is None:
             return
         try:
-            self._on_message(message.topic, message.payload)
+            self._on_message(message.topic, message.payload, bool(message.retain))
         except Exception as e:  # never let one message end the network thread
             self._log.error("on_message", "MQTT message could not be handled: %s: %s", type(e).__name__, e)
 

@@ -81,12 +81,13 @@ TOO_MANY_MINERS = "too_many_miners"
 NOT_ALLOWED = "not_allowed"
 ERROR = "error"
 OLDER = "older"  # dated before the one held: ignored
+RETAINED_UNDATED = "retained_undated"  # a retained reading with no ts: its age is unknown
 
 # Drop reasons as the `collector` point counts them.
 _COUNTED = {
     "mqtt_malformed": (OVERSIZED, NOT_JSON, INVALID, ERROR),
     "mqtt_unknown": (UNKNOWN_TOPIC, UNMAPPED),
-    "mqtt_refused": (FUTURE_TS, OUT_OF_BOUNDS, OLDER),
+    "mqtt_refused": (FUTURE_TS, OUT_OF_BOUNDS, OLDER, RETAINED_UNDATED),
     "mqtt_limited": (TOO_MANY_MINERS, NOT_ALLOWED),
 }
 
@@ -161,6 +162,8 @@ class _Rack:
 
 # Kinds whose payload may be a bare word rather than JSON (what Home Assistant's select and switch send).
 _WORD_KINDS = frozenset({IngestKind.CURTAILMENT_MODE, IngestKind.CURTAILMENT_KILL})
+# Readings a max age applies to: a retained one must say when it was taken (below).
+_DATED_KINDS = frozenset({IngestKind.MINER_TELEMETRY, IngestKind.METER, IngestKind.POWER_PRICE, IngestKind.BTC_PRICE})
 _SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 
 
@@ -229,10 +232,11 @@ class MqttIngest:
 
     # -- paho's thread ------------------------------------------------------------------------
 
-    def handle(self, topic: str, payload: bytes) -> None:
-        """One message: validate, count, hand on or drop. Never raises."""
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """One message: validate, count, hand on or drop. Never raises. `retained`: the broker's copy of an
+        earlier publish, delivered again on every (re)subscribe."""
         try:
-            kind, update = self._parse(topic, payload)
+            kind, update = self._parse(topic, payload, retained)
         except _Dropped as e:
             self._drop(e.reason, topic, str(e))
             return
@@ -241,7 +245,7 @@ class MqttIngest:
             return
         self._apply(kind, topic, update)
 
-    def _parse(self, topic: str, payload: bytes) -> tuple[IngestKind, _Update]:
+    def _parse(self, topic: str, payload: bytes, retained: bool = False) -> tuple[IngestKind, _Update]:
         for index, sub in enumerate(self.config.ingest):
             captured = match_filter(sub.topic, topic)
             if captured is not None:
@@ -263,6 +267,11 @@ class MqttIngest:
         except RecursionError:  # within max_payload_bytes: [[[[... a few thousand deep
             raise _Dropped(NOT_JSON, "nested too deeply") from None
         key = captured[0] if captured else topic
+        if retained and sub.kind in _DATED_KINDS and not (isinstance(data, dict) and data.get("ts") is not None):
+            # Dated at arrival it would be fresh again at every start and reconnect: a dead feed's last
+            # price, a long-gone miner mining.
+            raise _Dropped(RETAINED_UNDATED, "a retained reading without a ts: its age is unknown (a publisher that "
+                                             "retains must say when with ts)")
         try:
             return sub.kind, self._parsers[sub.kind](sub, index, key, data, self._clock())
         except ValidationError as e:

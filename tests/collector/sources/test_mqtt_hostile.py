@@ -488,3 +488,43 @@ def test_an_mqtt_id_can_neither_share_nor_take_over_another_miners_home_assistan
             health.close()
             publisher.close()
             collector.close()
+
+
+def test_a_retained_reading_without_a_ts_is_not_fresh_again_at_every_start(mosquitto):
+    # The broker hands a retained message to every new subscription: dated at arrival, a dead feed's last
+    # price was a fresh live price again at each start and reconnect, a long-gone MQTT miner was mining.
+    site = unique("retained")
+    feeds = f"feeds/{site}"
+    topics = Topics("hashfleet", site)
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    publisher.publish(f"{feeds}/power", {"usd_per_kwh": 0.001}, retain=True)  # undated: refused
+    publisher.publish(f"{feeds}/btc", 9_000_000, retain=True)  # a bare number is undated too
+    publisher.publish(f"{feeds}/miner/ghost", {"hashrate_ths": 200, "power_w": 3500}, retain=True)
+    dated = datetime.now(timezone.utc).isoformat()
+    publisher.publish(f"{feeds}/miner/dated", {"hashrate_ths": 1.2, "power_w": 18, "ts": dated}, retain=True)
+    with run_fleet("a1566:1", base="127.45.6.65:0", seed=35) as fleet:
+        collector = RunningCollector({
+            "site": site, "miners": fleet.addresses, "interval_s": 1, "economics": LIVE_ECONOMICS,
+            "network": NETWORK, "mqtt": mqtt_config(mosquitto.host, mosquitto.port, ingest=[
+                {"topic": f"{feeds}/power", "kind": "power_price"}, {"topic": f"{feeds}/btc", "kind": "btc_price"},
+                {"topic": f"{feeds}/miner/+", "kind": "miner_telemetry"}]),
+        })
+        health = Subscriber(mosquitto.host, mosquitto.port, [topics.collector])
+        try:
+            report = health.wait_json(topics.collector, lambda d: d["ingest"]["dropped_total"] >= 3)
+            assert report["ingest"]["dropped"] == {"retained_undated": 3}
+            result = collector.next_result(lambda r: r.cost is not None and any(s.miner == "dated" for s in r.samples),
+                                           what="a cycle with the dated retained miner")
+            assert "ghost" not in {s.miner for s in result.samples}
+            assert result.cost.site.power_price_usd_kwh != pytest.approx(0.001)  # the fallback, not the dead feed's
+            assert result.network.btc_price_usd != 9_000_000
+            # Published live (not retained), an undated reading is dated at arrival as before.
+            publisher.publish(f"{feeds}/power", {"usd_per_kwh": 0.031})
+            collector.next_result(lambda r: r.cost is not None and r.cost.site.power_price_usd_kwh == pytest.approx(0.031),
+                                  what="a live undated price in the cost figures")
+        finally:
+            health.close()
+            collector.close()
+            for topic in (f"{feeds}/power", f"{feeds}/btc", f"{feeds}/miner/ghost", f"{feeds}/miner/dated"):
+                publisher.publish(topic, b"", retain=True)  # clear the broker's copies
+            publisher.close()
