@@ -121,7 +121,7 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
             pool.resolved_token(dict(env))  # and a pool token in neither its variable nor its file
     except ValidationError as e:
         flags = {key for key, value in (overrides or {}).items() if value is not None}
-        raise ConfigError(_describe(source, e, flags)) from None
+        raise ConfigError(_describe(source, e, flags, from_env)) from None
     except ValueError as e:
         field, _, rest = str(e).partition(" ")
         message = f"environment: {from_env[field]} ({field}) {rest}" if field in from_env else f"{source}: {e}"
@@ -241,13 +241,25 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 FLAGS = {"interval_s": "--interval", "site": "--site", "miners": "--miners", "shard": "--shard"}
 
 
-def _describe(source: str, error: ValidationError, flags: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+def _describe(source: str, error: ValidationError, flags: set[str] = frozenset(),  # type: ignore[assignment]
+              from_env: dict[str, str] | None = None) -> str:
+    """The problems, each named where its value came from: the file (`source`), a flag, or an environment
+    variable (`from_env`: field -> variable)."""
+    from_env = from_env or {}
     lines = [f"{source}: invalid configuration ({error.error_count()} problem(s))"]
     for item in error.errors()[:20]:
         loc = [str(p) for p in item["loc"]]
         field = ".".join(loc) or "(top level)"
         if loc and loc[0] in flags and loc[0] in FLAGS:
             field = f"{FLAGS[loc[0]]} ({field})"  # a flag's value, not the file's
+        elif field in from_env:
+            field = f"environment: {from_env[field]} ({field})"
+        elif item["type"] == "missing" and len(loc) == 2 and (given := sorted(
+                var for name, var in from_env.items() if name.startswith(f"{loc[0]}."))):
+            # the section exists because the environment made it: say which variable is missing
+            wanted = {"influx": INFLUX_ENV, "mqtt": MQTT_ENV}.get(loc[0], {})
+            var = next((v for v, f in wanted.items() if f == loc[1]), None)
+            field = f"{field} ({', '.join(given)} set in the environment{f', {var} is not' if var else ''})"
         value = item.get("input")
         if _SECRET_FIELDS & set(loc) or item["type"] == "missing" or isinstance(value, dict):
             shown = ""

@@ -98,6 +98,20 @@ def test_a_malformed_host_name_is_a_config_error_naming_it(tmp_path, name):
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("env", "named"), [
+    ({"INFLUX_URL": "notaurl"}, "environment: INFLUX_URL (influx.url)"),
+    ({"INFLUX_TOKEN": "t", "INFLUX_BUCKET": "b"}, "influx.url (INFLUX_BUCKET, INFLUX_TOKEN set in the environment, "
+                                                  "INFLUX_URL is not)"),
+    ({"MQTT_HOST": "broker", "MQTT_PORT": "99999"}, "environment: MQTT_PORT (mqtt.port)"),
+])
+def test_a_config_error_the_environment_caused_names_the_variable(env, named):
+    # They were blamed on the command line or the config file, which said nothing of the value.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "MQTT_"))}
+    result = subprocess.run([HASHFLEET, "collect", "--miners", "127.0.0.1:1", "--cycles", "1"], capture_output=True,
+                            text=True, timeout=60, env={**clean, **env})
+    assert result.returncode == 2 and named in result.stderr, result.stderr
+
+
 def test_secret_token_never_appears_in_errors(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("influx: {url: 'http://x:8086', token: [hunter2-secret], org: o}\n")
