@@ -148,6 +148,7 @@ def test_ten_thousand_error_codes_are_capped(lab):
     address = PROXIED["m50s"]
     codes = {"STATUS": "S", "When": 1, "Code": 131,
              "Msg": {"error_code": [{str(500 + i % 400): "2026-01-01 00:00:00"} for i in range(10_000)]}}
+    one_cycle(poller)  # the shape the next one changes from (run alone, the first poll set it: nothing re-read)
     proxy.tamper[address] = rewrite("get_error_code", lambda reply: codes)
     miner = next(m for m in fleet.miners if m.host == proxy.routes[address])
     try:
