@@ -83,6 +83,7 @@ class MqttConnection:
         self._state = threading.Condition()
         self._first_answer: ReasonCode | None = None
         self._waiting = False  # start() is waiting for the first answer (it reports a refusal itself)
+        self._close_called = False  # close() was called: a start() waiting for the first answer gives up
         self._closing = False
         self._log = BoundedLog(log)
         self.connects = 0  # successful connects, reconnects included
@@ -147,8 +148,9 @@ class MqttConnection:
             self._waiting = True
         client.loop_start()
         with self._state:
-            # (close() ends the wait: a stop while starting need not wait out the timeout)
-            answered = self._state.wait_for(lambda: self._first_answer is not None or self._closing,
+            # (close() ends the wait: a stop while starting need not wait out the timeout. Its own flag, not
+            # `_closing`: a refusal sets that before `_first_answer`, and start() must see the refusal.)
+            answered = self._state.wait_for(lambda: self._first_answer is not None or self._close_called,
                                             self.config.connect_timeout_s)
             reason = self._first_answer
             self._waiting = False
@@ -165,7 +167,7 @@ class MqttConnection:
         if self._closing:
             return
         with self._state:
-            self._closing = True
+            self._closing = self._close_called = True
             self._state.notify_all()  # a start() waiting for the first answer returns
         if self._client.is_connected():
             info = self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
