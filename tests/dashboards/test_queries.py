@@ -178,13 +178,21 @@ def _fill_pooled(influxdb, database: str, work: Path):
     influx = InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=database, token=influxdb.token)
     (work / POOLED).mkdir()
     end = time.time() - 60
-    with pooled_site(work / POOLED, start=midnight(last_full_day()) - 600, site=POOLED, influx=influx,
+    day = last_full_day()
+    today = midnight(day) + 86400
+    with pooled_site(work / POOLED, start=midnight(day) - 600, site=POOLED, influx=influx,
                      miners_base="127.97.0.1", pools_base="127.98.0.1:0") as site:
+        # The scenario's faults on the closed day only: today's 08:00-09:00 shutdown put the F2Pool worker's
+        # recovery (its pool's 15-minute average lagging the miner) inside the alerts' last hour whenever the
+        # tests ran between about 09:00 and 10:00 UTC, and the pool alert fired for it too.
+        def events(t: float) -> None:
+            site.scenario(min(t, today))  # (from today's midnight on: as at 00:00, no fault)
+
         async def run() -> None:
             built = site.build()
             await built.start()
             try:
-                await site.run(built, end, step_s=600, events=site.scenario)
+                await site.run(built, end, step_s=600, events=events)
             finally:
                 await built.stop()
                 built.close()
