@@ -19,6 +19,7 @@ from datetime import datetime
 
 from collector import config as config_loader
 from collector import service
+from collector.clock import utc_now
 from collector.cycle import Cycle
 from collector.mqtt.connection import MqttConnection
 from collector.mqtt.topics import Topics, slug
@@ -72,14 +73,16 @@ class Pipeline:
             self._started.append(source)
 
     async def run(self, *, cycles: int | None = None, stop: asyncio.Event | None = None,
-                  after: datetime | None = None, on_cycle_start: Callable[[Cycle], None] | None = None) -> int:
+                  after: datetime | None = None, on_cycle_start: Callable[[Cycle], None] | None = None,
+                  now: Callable[[], datetime] = utc_now) -> int:
         """Start, run cycles until `cycles` are done or `stop` is set, stop the sources; the number of cycles.
         A stop while starting (waiting for the broker's first answer, the first round of identification)
-        stops at once: there is no cycle to finish."""
+        stops at once: there is no cycle to finish. `now`: the wall clock the cycles are stamped by."""
         try:
             if not await self._started_unless(stop):
                 return 0
-            return await self.run_cycles(cycles=cycles, stop=stop, after=after, on_cycle_start=on_cycle_start)
+            return await self.run_cycles(cycles=cycles, stop=stop, after=after, on_cycle_start=on_cycle_start,
+                                         now=now)
         finally:
             await self.stop()
 
@@ -100,11 +103,12 @@ class Pipeline:
         return True
 
     async def run_cycles(self, *, cycles: int | None = None, stop: asyncio.Event | None = None,
-                         after: datetime | None = None, on_cycle_start: Callable[[Cycle], None] | None = None) -> int:
+                         after: datetime | None = None, on_cycle_start: Callable[[Cycle], None] | None = None,
+                         now: Callable[[], datetime] = utc_now) -> int:
         """The cycles alone, once started (collector.service.run)."""
         return await service.run(self.sources, self.stages, self.sinks, site=self.config.site,
                                  interval_s=self.config.interval_s, shard=self.config.shard, cycles=cycles,
-                                 stop=stop, after=after, on_cycle_start=on_cycle_start)
+                                 stop=stop, after=after, on_cycle_start=on_cycle_start, now=now)
 
     async def stop(self) -> None:
         """Let the sinks' work in flight finish (control's commands), stop the sources that started, last

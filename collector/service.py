@@ -1,6 +1,6 @@
 """The collect loop: one path from sources through stages to sinks, every interval.
 
-    for each cycle (one timestamp, whole seconds):
+    for each cycle (one timestamp, whole seconds: collector/clock.py):
         sources announce what they will bring     (miners expected, network state)
         stages begin
         sources collect: each sample joins the cycle and, PART_MINERS at a time, goes to the
@@ -20,9 +20,10 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from collector.clock import CycleClock, utc_now
 from collector.cycle import PART_MINERS, Cycle, MinersPart
 from collector.identity import DuplicateIds
 from models import MinerSample
@@ -65,29 +66,24 @@ def run_event_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def cycle_timestamp() -> datetime:
-    # One timestamp for the whole cycle, whole seconds: re-sent points overwrite, never duplicate.
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    """A one-off cycle's timestamp (`poll`, `pools`): the wall clock in whole seconds, as `run` stamps cycles."""
+    return CycleClock().next()
 
 
 async def run(sources: Sequence[Source], stages: Sequence[Stage], sinks: Sequence[Sink], *, site: str,
               interval_s: float, shard: str | None = None, cycles: int | None = None,
               stop: asyncio.Event | None = None, after: datetime | None = None,
-              on_cycle_start: Callable[[Cycle], None] | None = None) -> int:
+              on_cycle_start: Callable[[Cycle], None] | None = None, now: Callable[[], datetime] = utc_now) -> int:
     """Run until `cycles` are done or `stop` is set; return the number of cycles run. Cycle timestamps
-    are strictly increasing and later than `after`. `on_cycle_start` (benchmarks) sees each cycle
-    before its sources do."""
+    are strictly increasing and later than `after` unless the wall clock `now` is stepped back
+    (collector/clock.py). `on_cycle_start` (benchmarks) sees each cycle before its sources do."""
     stop = stop or asyncio.Event()
     ids = DuplicateIds()
     start = time.monotonic()
     done = 0
-    last_ts = after
+    clock = CycleClock(after, now)
     while not stop.is_set() and (cycles is None or done < cycles):
-        ts = cycle_timestamp()
-        if last_ts is not None and ts <= last_ts:
-            # Timers may fire a hair early; two cycles must never share a timestamp (one would overwrite the other).
-            ts = last_ts + timedelta(seconds=1)
-        last_ts = ts
-        cycle = Cycle(site, ts, shard)
+        cycle = Cycle(site, clock.next(), shard)
         if on_cycle_start is not None:
             on_cycle_start(cycle)
         await run_cycle(cycle, sources, stages, sinks, ids)

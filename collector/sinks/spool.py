@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _BATCH = re.compile(r"^(\d{16})\.lp\.gz$")
 _OWN_TEMP = re.compile(r"^(\d{16}\.lp|dropped|rejected|lost)\.tmp$")  # what a crash mid-write leaves
+_LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the latest time a datetime holds
 
 
 @dataclass(frozen=True)
@@ -136,10 +137,13 @@ class Spool:
     def newest_timestamp(self) -> int | None:
         """The latest timestamp (line protocol, seconds) in the newest readable spooled batch, if any: a
         restarted collector starts after it, so a quick restart never overwrites an undelivered cycle.
-        The latest, not the last line's: a line may carry another time than its cycle's (a pool's day)."""
+        The latest, not the last line's: a line may carry another time than its cycle's (a pool's day). A
+        time no datetime holds (a damaged batch) is passed over; one in the future is the service's to judge
+        (collector/clock.py: the clock was stepped back since)."""
         for batch in reversed(self.batches()):
             try:
-                times = [int(line.rsplit(" ", 1)[1]) for line in batch.read() if line]
+                times = [t for t in (int(line.rsplit(" ", 1)[1]) for line in batch.read() if line)
+                         if 0 <= t <= _LAST_SECOND]
             except (OSError, EOFError, IndexError, ValueError):
                 continue
             if times:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from collector import clock
 from collector.redact import redact, redact_url
 from models.economics import NetworkFeedConfig, NetworkInput, NetworkState
 
@@ -231,7 +232,8 @@ class NetworkInputs:
 
     async def announce(self, cycle: Cycle) -> None:
         now = cycle.ts
-        due = self._last_refresh is None or (now - self._last_refresh).total_seconds() >= self.refresh_s
+        due = clock.due(None if self._last_refresh is None else (now - self._last_refresh).total_seconds(),
+                        self.refresh_s)
         if due and (self._refreshing is None or self._refreshing.done()):
             first = self._last_refresh is None
             self._last_refresh = now

@@ -540,6 +540,8 @@ def _month_seconds(local: datetime, tz: ZoneInfo) -> float:
 
 def _roll_calendar(state: RunningTotals, start: datetime, tz: ZoneInfo) -> RunningTotals:
     local_day = start.astimezone(tz).date()
+    if local_day < state.day:  # the clock went back over midnight (carried_back): the books are kept, relabelled
+        return replace(state, day=local_day, month=local_day.replace(day=1))
     if local_day.replace(day=1) != state.month:
         return RunningTotals(as_of=state.as_of, day=local_day, month=local_day.replace(day=1), demand_from=start)
     if local_day != state.day:
@@ -635,7 +637,8 @@ def advance(
     `carries`: the miners that share the fixed costs (`fixed_shares`); default every one.
 
     Pass t0 = the previous t1: a gap is not integrated (nothing is known about it) and an overlap
-    is refused (it would count twice). Totals reset at local midnight and on the local 1st.
+    is refused (it would count twice; `carried_back` when the clock went back). Totals reset at local
+    midnight and on the local 1st.
     A miner id not among the samples for longer than `forget_after_s` (a miner removed, or one whose
     MAC keeps changing) leaves the books: its amounts move to UNALLOCATED, so the site's totals keep
     them and the books stop growing.
@@ -665,6 +668,18 @@ def advance(
     if forget_after_s is not None:
         state = forget_unseen(state, t1 - timedelta(seconds=forget_after_s))
     return state
+
+
+def carried_back(state: RunningTotals, now: datetime) -> RunningTotals:
+    """The totals carried on from `now`, earlier than their `as_of`: the wall clock was stepped back (NTP,
+    the date set by hand; collector/clock.py). Every amount is kept; the times they hold move back with
+    the clock (the demand charge accrues on from where it was). Stepped back over midnight or the 1st,
+    today's and the month's books are kept too, for the day the clock shows (`advance`)."""
+    step = state.as_of - now
+    if step <= timedelta(0):
+        return state
+    return replace(state, as_of=now, demand_from=None if state.demand_from is None else state.demand_from - step,
+                   last_seen={miner: t - step for miner, t in state.last_seen.items()})
 
 
 def forget_unseen(state: RunningTotals, before: datetime) -> RunningTotals:

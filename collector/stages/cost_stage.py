@@ -219,6 +219,9 @@ class CostStage:
     def advance(self, samples: Sequence[MinerSample], network: NetworkState, now: datetime,
                 carries: Callable[[MinerSample], bool] | None = None) -> None:
         """Integrate the running totals from the previous cycle to `now` over these samples, and save them."""
+        if self._totals is not None and now < self._totals.as_of:
+            # The wall clock was stepped back (the service logs it): the totals are kept and carry on from now.
+            self._totals = cost.carried_back(self._totals, now)
         try:
             advanced = self._advanced(samples, network, now, carries)
         except Exception:  # a bug or an input no check caught: this interval is not counted
@@ -247,7 +250,7 @@ class CostStage:
         elif self._totals is not None and now >= self._totals.as_of:
             # After a long gap or a restart (totals loaded from disk): nothing is known about the
             # time in between, so it is not counted; the totals carry on from here.
-            if gap_s is not None:
+            if gap_s is not None and gap_s > 0:
                 log.warning("%.0f s since the last cycle: that gap is not counted in today's totals", gap_s)
             start = now
         else:

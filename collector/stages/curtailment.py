@@ -201,6 +201,10 @@ class CurtailmentStage:
     # -- the stage ------------------------------------------------------------------------------
 
     def begin(self, cycle: Cycle) -> None:
+        now = cycle.ts.timestamp()
+        if self._last_ts is not None and now < self._last_ts:
+            self._clock_went_back(self._last_ts - now)
+            self._last_ts = now
         self._this, self._shares, self._keys, self._other_kw, self._queue = [], [], {}, 0.0, []
         self._prices = None
         self._cycle_no += 1
@@ -866,6 +870,19 @@ class CurtailmentStage:
         return 60.0 if self._last_ts is None else min(MAX_INTEGRATION_GAP_S, max(0.0, now - self._last_ts))
 
     # -- upkeep ---------------------------------------------------------------------------------
+
+    def _clock_went_back(self, step: float) -> None:
+        """The wall clock was stepped back by `step` s (the service logs it; collector/clock.py): the times
+        kept move back with it, so dwell times and warm-ups go on from where they were instead of waiting
+        for the clock to catch up (hours, with no advice changed and nothing learnt)."""
+        for rec in self._miners.values():
+            rec.since -= step
+        for book in self.book.miners.values():
+            book.seen -= step
+            if book.mining_since is not None:
+                book.mining_since -= step
+        if self.book.saved.since:
+            self.book.saved.since = max(0.0, self.book.saved.since - step)
 
     def _forget(self, now: float) -> None:
         if now - self._last_forget < 3600:

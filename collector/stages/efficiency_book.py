@@ -9,9 +9,11 @@ weighted once a mode has `MAX_WEIGHT` readings, so a unit that ages is followed.
 Compact state (three numbers a mode) survives restarts in one JSON file next to the spool, replaced
 atomically. The file is input like any other: a value that is not a finite, plausible number, a
 count that is not a whole number, an id or mode that is too long, too many miners or modes, or a
-date from the future makes it unusable; it is set aside as `<name>.unusable`, the reason logged, and
-learning starts over (the nameplate stands in meanwhile). The running "saved vs always-on" totals
-live in the same file.
+date further in the future than any clock step goes (collector/clock.py) makes it unusable; it is set
+aside as `<name>.unusable`, the reason logged, and learning starts over (the nameplate stands in
+meanwhile). A book a few hours ahead was saved before the clock was stepped back: it is kept, its
+dates moved back with the clock (logged). The running "saved vs always-on" totals live in the same
+file.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from collector import clock
 from models import MinerSample, MinerState
 from models.base import read_capped
 from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
@@ -162,7 +166,19 @@ class EfficiencyBook:
             log.error("measured efficiencies in %s are unusable (%s): learning starts over, nameplates stand in "
                       "meanwhile%s", path, reason[:300], kept)
             return cls()
+        book._kept_ahead(path, now)
         return book
+
+    def _kept_ahead(self, path: Path, now: float) -> None:
+        """A book saved while the clock was ahead (stepped back since): its dates move back with the clock."""
+        as_of = max((b.seen for b in self.miners.values()), default=self.saved.since)
+        if as_of <= now:
+            return
+        step = as_of - clock.kept_ahead(f"the measured efficiencies in {path}", _utc(as_of), _utc(now)).timestamp()
+        if self.saved.since:
+            self.saved.since = max(0.0, self.saved.since - step)
+        for book in self.miners.values():
+            book.seen = max(0.0, book.seen - step)
 
 
 class UnusableBook(ValueError):
@@ -172,11 +188,11 @@ class UnusableBook(ValueError):
 def _read(book: EfficiencyBook, data: Any, now: float) -> None:
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise UnusableBook(f"not a version {VERSION} efficiency book")
-    as_of = _number(data.get("as_of"), "as_of", 0, now + MAX_CLOCK_SKEW_S)
+    as_of = _number(data.get("as_of"), "as_of", 0, now + clock.MAX_STEP_BACK.total_seconds())
     saved = data.get("saved")
     if not isinstance(saved, list) or len(saved) != 4:
         raise UnusableBook("saved is not [since, usd, kwh, btc]")
-    since = _number(saved[0], "saved.since", 0, now + MAX_CLOCK_SKEW_S)
+    since = _number(saved[0], "saved.since", 0, now + clock.MAX_STEP_BACK.total_seconds())
     book.saved = SavedTotals(since, *(_number(v, f"saved[{i + 1}]", -MAX_TOTAL, MAX_TOTAL)
                                       for i, v in enumerate(saved[1:])))
     miners = data.get("miners")
@@ -221,3 +237,7 @@ def _count(value: Any, miner: str) -> int:
         raise UnusableBook(f"miners[{miner[:40]!r}]: a count {str(value)[:40]!r} is not a whole number in "
                            f"[0, {MAX_WEIGHT}]")
     return value
+
+
+def _utc(unix_s: float) -> datetime:
+    return datetime.fromtimestamp(unix_s, timezone.utc)

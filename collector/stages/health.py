@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from statistics import median
 
+from collector import clock
 from collector.cycle import Cycle, MinersPart
 from collector.layout import SiteLayout
 from collector.sources.live_inputs import LiveInputs
@@ -358,7 +359,7 @@ class HealthStage:
             return
         if self._last_save_s is None:
             self._last_save_s = now_s  # the first save one interval after start, not at once
-        if not new_day and now_s - self._last_save_s < health_history.SAVE_EVERY_S:
+        if not new_day and not clock.due(now_s - self._last_save_s, health_history.SAVE_EVERY_S):
             return
         self._last_save_s = now_s
         try:

@@ -7,9 +7,12 @@ answering and per-board hashrate; at most MAX_DAYS days. A cycle adds one sample
 until the next (`Trends`), except chips lost, which compares today's count with the first day kept.
 
 The file is input like any other (as collector/stages/running_totals.py treats its own): over its
-size cap, not JSON, a wrong type, a number that is not finite or is out of range, a day in the
-future, too many miners, days or boards — and the whole file is set aside as `<name>.unusable`,
-logged, and history starts over; a poisoned file never stops the service.
+size cap, not JSON, a wrong type, a number that is not finite or is out of range, a date further in
+the future than any clock step goes (collector/clock.py), too many miners, days or boards — and the
+whole file is set aside as `<name>.unusable`, logged, and history starts over; a poisoned file never
+stops the service. A file a few hours ahead was saved before the clock was stepped back: it is kept
+(logged), each miner's last seen moved back with the clock, its latest day added to until the clock
+is there again.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from collector import clock
 from models import MinerSample, MinerState
 from models.base import read_capped
 
@@ -186,7 +190,7 @@ def load(path: Path, now: datetime | None = None) -> dict[str, MinerHistory]:
         return {}
     now = now or datetime.now(timezone.utc)
     try:
-        return _read(orjson.loads(read_capped(path, MAX_FILE_BYTES)), now)
+        as_of, miners = _read(orjson.loads(read_capped(path, MAX_FILE_BYTES)), now)
     except Exception as e:  # whatever is in the file, the service starts
         reason = f"not JSON: {e}" if isinstance(e, orjson.JSONDecodeError) else (
             str(e) if isinstance(e, UnusableHistory) else f"{type(e).__name__}: {e}")
@@ -198,26 +202,35 @@ def load(path: Path, now: datetime | None = None) -> dict[str, MinerHistory]:
             kept = ""
         log.error("health history in %s is unusable (%s): trends start over%s", path, reason[:300], kept)
         return {}
+    step = (as_of - clock.kept_ahead(f"the health history in {path}", as_of, now)).total_seconds()
+    if step > 0:
+        for history in miners.values():
+            history.seen_s = max(0.0, history.seen_s - step)
+    return miners
 
 
-def _read(data: Any, now: datetime) -> dict[str, MinerHistory]:
+def _read(data: Any, now: datetime) -> tuple[datetime, dict[str, MinerHistory]]:
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise UnusableHistory(f"not a version {VERSION} health history")
     as_of = data.get("as_of")
     if not isinstance(as_of, str):
         raise UnusableHistory("as_of is not a timestamp")
     when = datetime.fromisoformat(as_of)
-    if when.tzinfo is None or (when - now).total_seconds() > MAX_CLOCK_SKEW_S:
-        raise UnusableHistory(f"as_of {as_of[:40]!r} has no time zone or is in the future")
+    if when.tzinfo is None:
+        raise UnusableHistory(f"as_of {as_of[:40]!r} has no time zone")
+    if (problem := clock.too_far_ahead(when, now)) is not None:
+        raise UnusableHistory(f"as_of {as_of[:40]!r} {problem}")
     miners = data.get("miners")
     if not isinstance(miners, dict) or len(miners) > MAX_MINERS:
         raise UnusableHistory(f"miners is not an object of at most {MAX_MINERS}")
-    today = utc_day(now) + 1
+    latest = max(now, when)  # saved before the clock was stepped back: as of then
+    today = utc_day(latest) + 1
     out = {}
     for miner, raw in miners.items():
         if not isinstance(raw, dict) or not isinstance(raw.get("days"), list) or len(raw["days"]) > MAX_DAYS:
             raise UnusableHistory(f"miners[{miner[:80]!r}] is not an object with at most {MAX_DAYS} days")
-        history = MinerHistory(seen_s=_number(raw.get("seen"), "seen", miner, high=now.timestamp() + MAX_CLOCK_SKEW_S),
+        history = MinerHistory(seen_s=_number(raw.get("seen"), "seen", miner,
+                                              high=latest.timestamp() + MAX_CLOCK_SKEW_S),
                                model=_text(raw.get("model"), miner),
                                expected_ths=_optional(raw.get("expected_ths"), "expected_ths", miner),
                                baseline_w=_optional(raw.get("baseline_w"), "baseline_w", miner),
@@ -231,7 +244,7 @@ def _read(data: Any, now: datetime) -> dict[str, MinerHistory]:
             history.days.append(day)
         history.trends = trends(history.days)
         out[miner] = history
-    return out
+    return when, out
 
 
 def _day(row: Any, miner: str, today: int) -> Day:

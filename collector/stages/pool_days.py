@@ -5,8 +5,10 @@ down or curtailed, and what the pools showed of them meanwhile. The stage adds e
 to per-UTC-day books (lists of floats in a fixed order, so 10,000 miners' days stay a few MB), and
 keeps its results; this module writes them atomically and reads them back checked, as
 running_totals.py does: a value that is not a finite, plausible number, a key of the wrong kind or a
-date from the future makes the file unusable; it is set aside as `<name>.unusable`, the reason logged,
-and the books start over (a poisoned file must never stop the service).
+date further in the future than any clock step goes (collector/clock.py) makes the file unusable; it is
+set aside as `<name>.unusable`, the reason logged, and the books start over (a poisoned file must never
+stop the service). Books a few hours ahead were saved before the clock was stepped back: they are kept
+(logged) and carried on from now.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from collector import clock
 from models.base import read_capped
 from models.reconciliation import AccountDay, SiteDay
 
@@ -31,7 +34,6 @@ VERSION = 1
 MAX_STATE_BYTES = 512 * 1024 * 1024
 MAX_DAYS = 64
 MAX_KEY_CHARS = 256
-MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 # Per miner and pool user, per UTC day. `*_v`: seconds weighted by the expected BTC of one TH/s then
 # (the network changes during a day), so down time is valued at the day's own difficulty and fees.
@@ -159,7 +161,7 @@ def load(path: Path, now: datetime | None = None, *, set_aside: bool = True) -> 
         return State()
     now = now or datetime.now(timezone.utc)
     try:
-        return _read(orjson.loads(read_capped(path, MAX_STATE_BYTES)), now)
+        state = _read(orjson.loads(read_capped(path, MAX_STATE_BYTES)), now)
     except Exception as e:  # whatever is in the file, the service starts
         reason = f"not JSON: {e}" if isinstance(e, orjson.JSONDecodeError) else (
             str(e) if isinstance(e, UnusableState) else f"{type(e).__name__}: {e}")
@@ -173,6 +175,9 @@ def load(path: Path, now: datetime | None = None, *, set_aside: bool = True) -> 
             pass
         log.error("pool reconciliation books in %s are unusable (%s): they start over%s", path, reason[:300], kept)
         return State()
+    if state.as_of is not None:
+        state.as_of = clock.kept_ahead(f"the pool reconciliation books in {path}", state.as_of, now)
+    return state
 
 
 def _read(data: Any, now: datetime) -> State:
@@ -181,8 +186,8 @@ def _read(data: Any, now: datetime) -> State:
     if data.get("version") != VERSION:
         raise UnusableState(f"version {data.get('version')!r}, expected {VERSION}")
     as_of = None if data.get("as_of") is None else _instant(data["as_of"], "as_of")
-    if as_of is not None and as_of > now + MAX_CLOCK_SKEW:
-        raise UnusableState(f"as_of {as_of.isoformat()} is in the future (now {now.isoformat()})")
+    if as_of is not None and (problem := clock.too_far_ahead(as_of, now)) is not None:
+        raise UnusableState(f"as_of {as_of.isoformat()} {problem}")
     latest = (as_of or now).date()
     days_raw, results_raw = _dict(data.get("days", {}), "days"), _dict(data.get("results", {}), "results")
     if len(days_raw) > MAX_DAYS or len(results_raw) > MAX_DAYS:

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from collector import clock
 from collector.cycle import Cycle, MinersPart
 from collector.stages import pool_days
 from collector.stages.pool_records import pool_records, realized_cost_record
@@ -619,7 +620,8 @@ class PoolReconciliation:
     def _save(self, now: datetime, *, force: bool = False) -> None:
         if not self.save_enabled or self.state_path is None:
             return
-        if not force and self._last_save is not None and (now - self._last_save).total_seconds() < SAVE_EVERY_S:
+        if not force and not clock.due(None if self._last_save is None else (now - self._last_save).total_seconds(),
+                                       SAVE_EVERY_S):
             return
         self._last_save = now
         try:

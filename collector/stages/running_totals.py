@@ -5,8 +5,9 @@ month" from zero. The state is one JSON file next to the spool (owned by the
 same process), replaced atomically after each cycle.
 
 The file is input like any other: a value that is not a finite number, is negative where an
-amount cannot be, is absurdly large, has the wrong type, or dates from the future makes the
-whole file unusable. It is then set aside as `<name>.unusable`, the reason logged, and the totals
+amount cannot be, is absurdly large, has the wrong type, or dates from further in the future than
+any clock step goes (collector/clock.py) makes the whole file unusable. A file a few hours ahead was
+saved before the clock was stepped back: it is kept and carried on from now (logged). It is then set aside as `<name>.unusable`, the reason logged, and the totals
 start over: a poisoned file must never stop the service (under `restart: unless-stopped` that is a
 crash loop). Totals that would be unusable are never written.
 """
@@ -16,13 +17,14 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import fields
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from collector.stages.cost_engine import RunningTotals, Totals
+from collector import clock
+from collector.stages.cost_engine import RunningTotals, Totals, carried_back
 from models.base import read_capped
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,6 @@ MAX_TOTALS_BYTES = 256 * 1024 * 1024  # ~200 bytes a miner and day: far beyond a
 # No site spends, uses or mines this much in a month in any unit (USD, kWh, BTC): past it a value
 # is garbage, not an amount.
 MAX_AMOUNT = 1e12
-MAX_CLOCK_SKEW = timedelta(minutes=5)
 # Amounts that may be negative: power bought at negative real-time prices, curtailment credits.
 _SIGNED = frozenset({"power_usd"})
 _TOTALS_FIELDS = tuple(f.name for f in fields(Totals))
@@ -90,7 +91,7 @@ def load(path: Path, now: datetime | None = None) -> RunningTotals | None:
         log.error("running cost totals in %s are unusable (%s): today's and this month's totals start over%s",
                   path, reason[:300], kept)
         return None
-    return totals
+    return carried_back(totals, clock.kept_ahead(f"running cost totals in {path}", totals.as_of, now))
 
 
 def check(totals: RunningTotals, *, thorough: bool = True) -> str | None:
@@ -141,8 +142,8 @@ def _read(data: Any, now: datetime) -> RunningTotals:
     if data.get("version") != VERSION:
         raise UnusableTotals(f"version {data.get('version')!r}, expected {VERSION}")
     as_of = _instant(data.get("as_of"), "as_of")
-    if as_of > now + MAX_CLOCK_SKEW:
-        raise UnusableTotals(f"as_of {as_of.isoformat()} is in the future (now {now.isoformat()})")
+    if (problem := clock.too_far_ahead(as_of, now)) is not None:
+        raise UnusableTotals(f"as_of {as_of.isoformat()} {problem}")
     day, month = _date(data.get("day"), "day"), _date(data.get("month"), "month")
     if month.day != 1 or (day.year, day.month) != (month.year, month.month):
         raise UnusableTotals(f"day {day} is not in the month starting {month}")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
 
+from collector import clock
 from collector.redact import redact_url
 from collector.sources.pools.client import PoolBackingOff, PoolClient, PoolError, PoolReplyError
 from models.config import POOL_MIN_INTERVAL_S, PoolConfig
@@ -97,7 +98,7 @@ class PoolSource:
         elapsed = None if self._last_round is None else (now - self._last_round).total_seconds()
         # After a failed round, again as soon as the backoff (or Retry-After) has passed, not a whole refresh_s later.
         retry = self.error is not None and self.client.waiting_s == 0
-        due = elapsed is None or elapsed >= self.config.refresh_s or retry
+        due = clock.due(elapsed, self.config.refresh_s) or retry
         if due and (self._task is None or self._task.done()):
             self._last_round = now
             self._task = asyncio.create_task(self._guarded_refresh(now))
@@ -124,8 +125,8 @@ class PoolSource:
         """One round: the workers, and the days when due (or `days`). A failure is logged and kept in
         `error`; the last good values stay. True when everything asked for was read."""
         self._last_round = now
-        want_days = days if days is not None else (
-            self._last_days is None or (now - self._last_days).total_seconds() >= self.config.days_refresh_s)
+        want_days = days if days is not None else clock.due(
+            None if self._last_days is None else (now - self._last_days).total_seconds(), self.config.days_refresh_s)
         part = "workers"
         try:
             workers = await self.read_workers(now)

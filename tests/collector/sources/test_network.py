@@ -214,3 +214,22 @@ def test_cost_built_on_stale_network_state_is_flagged(base: str) -> None:
     assert not fresh.stale
     assert old.stale and old.stale_inputs == ["btc_price", "difficulty", "fees", "height"]
     assert old.all_in_cost_per_btc == pytest.approx(fresh.all_in_cost_per_btc)  # used, but flagged
+
+
+def test_a_clock_stepped_back_refreshes_at_once_not_once_it_has_caught_up(base: str) -> None:
+    """The values were fetched while the clock was 3 h fast; stepped back (collector/clock.py), the next
+    cycle starts a fetch. It waited until the clock reached the last fetch again: 3 h of old prices."""
+    from collector.cycle import Cycle
+    from collector.sources.network import NetworkInputs
+
+    inputs = NetworkInputs(feed(base), refresh_s=300)
+
+    async def cycles() -> None:
+        await inputs.announce(Cycle("s1", NOW))  # the first fetch is awaited
+        back = NOW - timedelta(hours=3)
+        await inputs.announce(Cycle("s1", back))
+        assert inputs._refreshing is not None
+        await inputs._refreshing
+        assert inputs.source.snapshot(back).btc_price_as_of == back
+
+    asyncio.run(cycles())

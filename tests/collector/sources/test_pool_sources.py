@@ -426,3 +426,31 @@ def test_httpx_does_not_log_every_pool_request_unless_asked(hostile, tmp_path):
 
     assert "HTTP Request:" not in pools()  # (INFO: one line per request, every refresh of every pool)
     assert "HTTP Request:" in pools("--log-level", "DEBUG")
+
+
+def test_a_clock_stepped_back_starts_a_round_at_once_not_once_it_has_caught_up(fresh):
+    """A round while the clock was 3 h fast; stepped back (collector/clock.py), the next cycle starts the
+    next round, the days with it. It waited until the clock reached the last round again (the days until
+    it reached their last read), the old snapshot shown as fresh meanwhile."""
+    from datetime import timedelta
+
+    from collector.cycle import Cycle
+
+    fleet, pools, clock = fresh
+    pool = pools["ocean"]
+    src = source(pool)
+    rounds: list[set[str]] = []
+
+    async def cycles() -> None:
+        try:
+            for ts in (at(clock) + timedelta(hours=3), at(clock)):
+                pool.server.clear_requests()
+                await src.announce(Cycle("s1", ts))
+                await src.settled()
+                assert src.error is None
+                rounds.append({r.path for r in pool.requests()})
+        finally:
+            await src.client.aclose()
+
+    asyncio.run(cycles())
+    assert len(rounds[0]) > 1 and rounds[1] == rounds[0]  # the workers and the days, again

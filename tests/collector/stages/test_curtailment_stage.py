@@ -98,6 +98,21 @@ def test_readings_during_warm_up_teach_nothing():
     assert "0" not in site.stage.book.miners["m0"].modes
 
 
+def test_a_clock_stepped_back_goes_on_holding_and_learning_from_where_it_was():
+    """Asleep past the break-even, then the clock steps back 3 h (collector/clock.py) and the price falls.
+    Its minimum time asleep and its warm-up were counted from times 3 h ahead: it stayed asleep and
+    nothing was learnt until the clock caught up."""
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=60, hysteresis_usd_kwh=0, warmup_s=30))
+    a1246 = lambda ts: [sample(0, "AvalonMiner 1246", ts)]  # noqa: E731
+    plans = [site.cycle(a1246, 0.06) for _ in range(5)]  # above its break-even (~0.040)
+    assert plans[-1].keys["m0"] == SLEEP
+    learnt = site.stage.book.miners["m0"].modes["0"].n
+    site.k -= 3 * 360  # the next cycle 3 h earlier
+    plans = [site.cycle(a1246, 0.02) for _ in range(8)]
+    assert plans[0].keys["m0"] == SLEEP and plans[-1].keys["m0"] == "0"  # held 60 s, then woken
+    assert site.stage.book.miners["m0"].modes["0"].n == learnt + 8
+
+
 @pytest.mark.parametrize("refused", ["hashrate_ths", "power_w"])
 def test_a_reading_with_a_refused_hashrate_or_power_teaches_nothing(refused):
     site = Site(CurtailmentConfig(warmup_s=0))

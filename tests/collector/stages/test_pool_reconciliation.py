@@ -289,3 +289,22 @@ def test_days_outside_the_gap_are_not_integrated():
         stage.begin(cycle)
         stage.finish(cycle)
     assert stage.state.days[t0.date()].site[0] == 10.0
+
+
+def test_a_clock_stepped_back_saves_the_books_at_once_not_once_it_has_caught_up(tmp_path):
+    # Saved every 5 minutes of cycle time: stepped back 3 h (collector/clock.py), the next save waited
+    # for the clock to reach the last one again, and a crash meanwhile lost those 3 h of books.
+    from collector.cycle import Cycle
+    from collector.stages.pool_reconciliation import PoolReconciliation
+    from models.config import PoolConfig
+    from models.economics import NetworkState
+
+    path = tmp_path / "pool-days.json"
+    stage = PoolReconciliation("s", [PoolConfig(kind="ocean", account="bc1qx")], state_path=path)
+    network = NetworkState(difficulty=1e14, subsidy_btc=3.125, btc_price_usd=1e5)
+    t0 = datetime(2026, 1, 2, 12, tzinfo=UTC)
+    for ts in (t0, t0 + timedelta(seconds=10), t0 - timedelta(hours=3)):
+        cycle = Cycle("s", ts, network=network)
+        stage.begin(cycle)
+        stage.finish(cycle)
+    assert pool_days.load(path, now=t0).as_of == t0 - timedelta(hours=3)

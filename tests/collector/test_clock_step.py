@@ -1,0 +1,234 @@
+"""The collector when the wall clock is stepped back (NTP correcting a fast clock, an operator fixing the
+date; collector/clock.py): cycles are stamped with the clock again, with one WARNING a step saying how
+far; the running totals and the other state files saved while the clock was ahead are kept and carry
+on; what is done every so often by the cycles' time goes on at once. The clock is injected: the real
+service loop's `now`, or the `now` a state file is read at; a restart goes through `hashfleet collect`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from collector import pipeline
+from collector.clock import CycleClock
+from collector.line_protocol import parse_line
+from collector.sinks.spool import Spool, list_batches
+from collector.stages import health_history, pool_days
+from collector.stages import running_totals as totals_store
+from collector.stages.cost_engine import advance, carried_back
+from collector.stages.efficiency_book import EfficiencyBook
+from models import CollectorConfig, FlatTariff, MinerSample, MinerState, NetworkState, SampleSource, SiteEconomics
+from simulators.fleet import run_fleet
+from tests.support import HASHFLEET
+
+UTC = timezone.utc
+ECONOMICS = SiteEconomics(tariff=FlatTariff(usd_per_kwh=0.06))
+NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925_000, "fees_btc_per_block": 0.02,
+                                          "btc_price_usd": 95_000}}
+STATE = NetworkState(difficulty=1.5e14, height=925_000, fees_btc_per_block=0.02, btc_price_usd=95_000)
+
+
+def mining(miner: str, ts: datetime) -> MinerSample:
+    return MinerSample(miner=miner, host="10.0.0.1", site="s1", ts=ts, state=MinerState.MINING,
+                       source=SampleSource.AVALON, hashrate_ths=194.0, power_w=3600.0, uptime_s=86_400)
+
+
+def site_month_kwh(path: Path) -> float:
+    return sum(t["energy_kwh"] for t in json.loads(path.read_text())["month_to_date"].values())
+
+
+class SteppedClock:
+    """The wall clock, `ahead` of the real one until the test steps it back."""
+
+    def __init__(self, ahead: timedelta):
+        self.ahead = ahead
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+def test_a_clock_stepped_back_mid_run_stamps_cycles_with_the_clock_warns_once_and_the_totals_carry_on(
+        tmp_path, caplog):
+    """The real loop, a simulated miner, the spool as the sink (no InfluxDB): the clock is 3 h fast for
+    two cycles, then NTP steps it back. Cycles 3 and 4 were stamped a second apart after cycle 2 (3 h in
+    the future) and the running totals stood still until the clock caught up; the health history was not
+    saved either (its every-10-minutes save waited for the clock)."""
+    caplog.set_level(logging.WARNING)
+    clock = SteppedClock(timedelta(hours=3))
+    totals, history = tmp_path / "cost-totals.json", tmp_path / "health-state.json"
+    stamps: list[datetime] = []
+    month_kwh: list[float | None] = []  # as of the cycle before
+    history_saved: list[bool] = []
+
+    def on_cycle_start(cycle) -> None:
+        stamps.append(cycle.ts)
+        month_kwh.append(site_month_kwh(totals) if totals.exists() else None)
+        history_saved.append(history.exists())
+        if len(stamps) == 2:
+            clock.ahead = timedelta(0)  # stepped back between the second cycle and the third
+
+    with run_fleet("a1566:1", base="127.58.0.1", seed=1) as fleet:
+        config = CollectorConfig.model_validate({
+            "site": "s1", "miners": fleet.addresses, "interval_s": 1, "timeout_s": 5,
+            "spool": {"directory": tmp_path}, "economics": ECONOMICS.model_dump(), "network": NETWORK})
+        built = pipeline.build(config, sinks=[pipeline.storage_sink(config)], service_mode=True)
+        try:
+            assert asyncio.run(built.run(cycles=4, on_cycle_start=on_cycle_start, now=clock)) == 4
+        finally:
+            built.close()
+    real = datetime.now(UTC)
+
+    assert stamps[0] < stamps[1] and stamps[2] < stamps[3] <= real
+    behind = stamps[1] - stamps[2]
+    assert behind > timedelta(hours=2, minutes=59)  # with the clock again, not a second after the last
+    written = sorted(p.time for b in list_batches(tmp_path) for p in map(parse_line, b.read())
+                     if p.measurement == "collector")
+    assert written == sorted(int(ts.timestamp()) for ts in stamps)
+    steps = [r for r in caplog.records if "stepped back" in r.getMessage()]
+    assert len(steps) == 1 and steps[0].levelname == "WARNING"
+    assert f"{behind} behind the last cycle" in steps[0].getMessage()
+    assert "since the last cycle: that gap" not in caplog.text  # the step is no gap of -3 h
+
+    saved = totals_store.load(totals, now=real)
+    assert saved is not None and saved.as_of == stamps[3]
+    assert month_kwh[2] is not None and sum(t.energy_kwh for t in saved.month_to_date.values()) > month_kwh[2]
+    assert history_saved == [False, False, False, True]  # saved at the end of the first cycle after the step
+
+
+def test_a_restart_after_the_clock_was_stepped_back_keeps_the_totals_and_stamps_with_the_clock(tmp_path):
+    """`hashfleet collect` restarted after NTP stepped the clock back 3 h: the spool holds an undelivered
+    batch from while it was fast (and one damaged time no date can hold), the running totals are dated
+    3 h ahead. The totals were set aside and started over, and the cycles were stamped a second apart
+    after the future batch, with no word in the log (the damaged time crashed the start)."""
+    spool, site = tmp_path / "spool", tmp_path / "spool" / "s2"
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
+    site.mkdir(parents=True)
+    seeded = advance(None, [mining("gone", ahead)], ECONOMICS, STATE, ahead - timedelta(minutes=10), ahead)
+    totals_store.save(site / "cost-totals.json", seeded)
+    batch = Spool(site)
+    try:
+        batch.append([f"collector,site=s2 points_written=1i {int(ahead.timestamp())}",
+                      "collector,site=s2 points_written=1i 10000000000000"])
+    finally:
+        batch.close()
+    config = tmp_path / "c.yaml"
+    config.write_text(f"site: s2\neconomics: {{tariff: {{kind: flat, usd_per_kwh: 0.06}}}}\nnetwork: {json.dumps(NETWORK)}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+    env["HASHFLEET_SPOOL_DIR"] = str(spool)
+    with run_fleet("a1566:1", base="127.58.1.1", seed=2) as fleet:
+        run = subprocess.run([HASHFLEET, "collect", "--config", str(config), "--miners", fleet.addresses[0],
+                              "--cycles", "2", "--interval", "1"], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "the wall clock was stepped back" in run.stderr and "behind the newest spooled batch" in run.stderr
+    assert "running cost totals in" in run.stderr and "ahead of the clock" in run.stderr
+    assert not (site / "cost-totals.json.unusable").exists()
+    new = [p.time for b in list_batches(site)[1:] for p in map(parse_line, b.read()) if p.measurement == "collector"]
+    assert len(new) == 2 and max(new) <= time.time()
+    kept = totals_store.load(site / "cost-totals.json")
+    assert kept is not None and kept.as_of <= datetime.now(UTC)
+    assert kept.month_to_date["gone"] == seeded.month_to_date["gone"]  # kept as it was
+    assert sum(t.energy_kwh for t in kept.month_to_date.values()) > seeded.month_to_date["gone"].energy_kwh
+
+
+def test_a_restart_within_a_second_of_the_last_spooled_cycle_stamps_a_second_after_it_silently(caplog):
+    """The newest spooled cycle is a second ahead of the clock (itself a second after the one before);
+    the restarted collector's cycles, a second apart, keep their order: never two on one second."""
+    readings = iter([datetime(2026, 3, 2, 12, 0, 0, 400_000, tzinfo=UTC), datetime(2026, 3, 2, 12, 0, 1, 400_000, tzinfo=UTC)])
+    clock = CycleClock(after=datetime(2026, 3, 2, 12, 0, 1, tzinfo=UTC), now=lambda: next(readings))
+    assert clock.next() == datetime(2026, 3, 2, 12, 0, 2, tzinfo=UTC)
+    assert clock.next() == datetime(2026, 3, 2, 12, 0, 3, tzinfo=UTC)
+    assert "stepped back" not in caplog.text
+
+
+def test_totals_carried_back_over_the_first_of_the_month_keep_today_and_the_month():
+    """A clock an hour fast crossed midnight into April 1st; stepped back to March 31st 23:30, the
+    books are March's again, with everything counted since (they were emptied: a new day and month)."""
+    fast = datetime(2026, 4, 1, 0, 0, tzinfo=UTC)
+    book = advance(None, [mining("m", fast)], ECONOMICS, STATE, fast, fast + timedelta(minutes=30))
+    back = carried_back(book, datetime(2026, 3, 31, 23, 30, tzinfo=UTC))
+    assert back.as_of == datetime(2026, 3, 31, 23, 30, tzinfo=UTC) and back.demand_from < back.as_of
+    later = advance(back, [mining("m", back.as_of)], ECONOMICS, STATE, back.as_of, back.as_of + timedelta(minutes=10))
+    assert later.day == datetime(2026, 3, 31).date() and later.month == datetime(2026, 3, 1).date()
+    assert later.today["m"].energy_kwh == pytest.approx(book.today["m"].energy_kwh * 40 / 30)
+    assert later.month_to_date["m"].energy_kwh == pytest.approx(book.month_to_date["m"].energy_kwh * 40 / 30)
+
+
+# -- state files saved while the clock was ahead ------------------------------------------------------------
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def _totals(path: Path, at: datetime) -> None:
+    totals_store.save(path, advance(None, [mining("m1", at)], ECONOMICS, STATE, at - timedelta(minutes=10), at))
+
+
+def _load_totals(path: Path, now: datetime):
+    loaded = totals_store.load(path, now)
+    return None if loaded is None else [loaded.as_of, loaded.demand_from, *loaded.last_seen.values()]
+
+
+def _book(path: Path, at: datetime) -> None:
+    book = EfficiencyBook()
+    book.learn(mining("m1", at), at.timestamp(), "0", 0.0)
+    book.saved.since = at.timestamp() - 600
+    book.save(path)
+
+
+def _load_book(path: Path, now: datetime):
+    book = EfficiencyBook.load(path, now.timestamp())
+    times = [book.saved.since] + [b.seen for b in book.miners.values()]
+    return [datetime.fromtimestamp(t, UTC) for t in times] if book.miners else None
+
+
+def _history(path: Path, at: datetime) -> None:
+    kept = health_history.MinerHistory(days=[health_history.Day(health_history.utc_day(at), n=40)],
+                                       seen_s=at.timestamp())
+    health_history.save(path, {"m1": kept}, at)
+
+
+def _load_history(path: Path, now: datetime):
+    miners = health_history.load(path, now)
+    return [datetime.fromtimestamp(h.seen_s, UTC) for h in miners.values()] or None
+
+
+def _pool_books(path: Path, at: datetime) -> None:
+    state = pool_days.State(as_of=at)
+    state.day(at.date()).miner("m1", "acct.w1")[0] = 300.0
+    pool_days.save(path, state)
+
+
+def _load_pool_books(path: Path, now: datetime):
+    state = pool_days.load(path, now)
+    return [state.as_of] if state.days else None
+
+
+STORES = {"running cost totals": (_totals, _load_totals), "measured efficiencies": (_book, _load_book),
+          "health history": (_history, _load_history), "pool reconciliation books": (_pool_books, _load_pool_books)}
+
+
+@pytest.mark.parametrize("store", list(STORES))
+def test_a_state_file_saved_before_the_clock_was_stepped_back_is_kept_dated_no_later_than_now(tmp_path, caplog, store):
+    save, load = STORES[store]
+    path = tmp_path / "state.json"
+    save(path, NOW + timedelta(hours=3))
+    times = load(path, NOW)
+    assert times is not None and all(t <= NOW for t in times if t is not None), times
+    assert not (tmp_path / "state.json.unusable").exists()
+    assert store in caplog.text and "3:00:00 ahead of the clock" in caplog.text
+
+
+@pytest.mark.parametrize("store", list(STORES))
+def test_a_state_file_dated_further_ahead_than_any_clock_step_is_still_set_aside(tmp_path, store):
+    save, load = STORES[store]
+    path = tmp_path / "state.json"
+    save(path, NOW + timedelta(days=3))
+    assert load(path, NOW) is None
+    assert (tmp_path / "state.json.unusable").exists()
