@@ -6,10 +6,11 @@ same process), replaced atomically after each cycle.
 
 The file is input like any other: a value that is not a finite number, is negative where an
 amount cannot be, is absurdly large, has the wrong type, or dates from further in the future than
-any clock step goes (collector/clock.py) makes the whole file unusable. A file a few hours ahead was
-saved before the clock was stepped back: it is kept and carried on from now (logged). It is then set aside as `<name>.unusable`, the reason logged, and the totals
-start over: a poisoned file must never stop the service (under `restart: unless-stopped` that is a
-crash loop). Totals that would be unusable are never written.
+any clock step goes (collector/clock.py) makes the whole file unusable. It is then set aside as
+`<name>.unusable`, the reason logged, and the totals start over: a poisoned file must never stop the
+service (under `restart: unless-stopped` that is a crash loop). Totals that would be unusable are
+never written. A file a few hours ahead was saved before the clock was stepped back: it is kept and
+carried on from now (logged).
 """
 
 from __future__ import annotations
