@@ -46,6 +46,8 @@ from typing import Any
 
 import orjson
 
+from collector import clock
+from collector.clock import MAX_STEP_BACK
 from collector.cycle import Cycle, MinersPart
 from collector.layout import SiteLayout
 from collector.sinks import miner_commands
@@ -109,6 +111,7 @@ class CurtailmentControl:
         self.moved: dict[str, str] = {}  # miners whose work mode it changed -> the mode before
         self.failed: dict[str, float] = {}  # miners left alone until this time
         self.sent: deque[float] = deque()  # send times within the last hour
+        self._last_now: float | None = None
         if state_path is not None:
             self._load(state_path)
 
@@ -125,7 +128,7 @@ class CurtailmentControl:
         plan.control_mode = mode.value
         if mode is ControlMode.OFF:
             return
-        now = self._clock()
+        now = self._now()
         plan.killed = self.killed() is not None
         events, self._results = self._results, []
         samples = {s.miner: s for s in cycle.samples}
@@ -279,6 +282,20 @@ class CurtailmentControl:
                     and sample.miner not in self.moved)
         return "mode" if lowering else None
 
+    def _now(self) -> float:
+        """The clock, once a cycle; stepped back (collector/clock.py), the times kept move back with it: else
+        the hour's sends would hold the budget, and a failed miner's backoff, for as long as the step."""
+        now = self._clock()
+        if self._last_now is not None and now < self._last_now:
+            self._carry_back(self._last_now - now)
+        self._last_now = now
+        return now
+
+    def _carry_back(self, step: float) -> None:
+        self.sent = deque(t - step for t in self.sent)
+        self.slept = {miner: t - step for miner, t in self.slept.items()}
+        self.failed = {miner: t - step for miner, t in self.failed.items()}
+
     def _budget(self, now: float) -> int:
         while self.sent and self.sent[0] <= now - HOUR_S:
             self.sent.popleft()
@@ -414,6 +431,11 @@ class CurtailmentControl:
                       "are not woken by it (wake them by hand)", path, str(e)[:300], aside)
             return
         self.slept, self.moved, self.failed, self.sent = slept, moved, failed, deque(sorted(sent))
+        # Saved while the clock was ahead (stepped back since): carried on from now, as every state file is.
+        latest = max((*sent, *slept.values()), default=now)
+        if latest > now:
+            clock.kept_ahead(f"curtailment control state {path}", _utc(latest), _utc(now))  # (logs how far)
+            self._carry_back(latest - now)
 
 
 def _asleep(sample: MinerSample) -> bool:
@@ -443,11 +465,12 @@ def _checked_state(data: Any, now: float) -> tuple[dict[str, float], dict[str, s
             if name == "moved":
                 if not isinstance(value, str) or not value or len(value) > 64:
                     raise ValueError(f"moved[{miner[:40]!r}] is not a work mode")
-            elif not _time(value, now + 30 * 86400):
+            elif not _time(value, now + (30 * 86400 if name == "failed" else MAX_STEP_BACK.total_seconds())):
                 raise ValueError(f"{name}[{miner[:40]!r}] = {str(value)[:40]!r} is not a time")
         out.append(book)
     sent = data.get("sent")
-    if not isinstance(sent, list) or len(sent) > 1_000_000 or not all(_time(t, now + 300) for t in sent):
+    if not isinstance(sent, list) or len(sent) > 1_000_000 or not all(_time(t, now + MAX_STEP_BACK.total_seconds())
+                                                                       for t in sent):
         raise ValueError("sent is not a list of times")
     return out[0], out[1], out[2], [t for t in sent if t > now - HOUR_S]
 

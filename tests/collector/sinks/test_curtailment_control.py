@@ -286,6 +286,49 @@ def test_an_unusable_control_state_is_set_aside_and_nothing_is_woken_from_it(tmp
     assert "are not woken by it" in caplog.text
 
 
+def test_a_control_state_saved_before_the_clock_was_stepped_back_is_kept_and_carried_on_from_now(tmp_path, caplog):
+    # Saved while the clock was 3 h fast, then NTP stepped it back and the collector restarted: the miners
+    # control put to sleep are still its own to wake, and the hour's sends count from now, not for 4 h.
+    from collector.sinks.curtailment_control import CurtailmentControl
+    from models.curtailment import ControlConfig
+
+    now, ahead = 1_800_000_000.0, 3 * 3600.0
+    path = tmp_path / "curtailment-control.json"
+    state = {"version": 1, "slept": {"m1": now + ahead - 60}, "moved": {"m3": "1"},
+             "failed": {"m2": now + ahead + 600}, "sent": [now + ahead - 60, now + ahead]}
+    path.write_text(json.dumps(state))
+    control = CurtailmentControl(ControlConfig(mode="on", allow=["*"]), "s1", state_path=path, clock=lambda: now)
+    assert control.slept == {"m1": now - 60} and control.failed == {"m2": now + 600} and control.moved == {"m3": "1"}
+    assert list(control.sent) == [now - 60, now]
+    assert "3:00:00 ahead of the clock" in caplog.text and not (tmp_path / "curtailment-control.json.unusable").exists()
+    # Dated further ahead than any clock step: garbage, as before.
+    path.write_text(json.dumps({**state, "sent": [now + 3 * 86400]}))
+    control = CurtailmentControl(ControlConfig(mode="on", allow=["*"]), "s1", state_path=path, clock=lambda: now)
+    assert control.slept == {} and (tmp_path / "curtailment-control.json.unusable").exists()
+
+
+def test_a_clock_stepped_back_while_running_moves_the_hours_sends_back_with_it():
+    from collector.cycle import Cycle
+    from collector.sinks.curtailment_control import CurtailmentControl
+    from models.curtailment import ControlConfig, CurtailmentPlan
+
+    wall = [1_800_000_000.0]
+    control = CurtailmentControl(ControlConfig(mode="on", allow=["*"]), "s1", clock=lambda: wall[0])
+
+    def cycle_at(t: float) -> Cycle:
+        wall[0] = t
+        cycle = Cycle("s1", curtailment_control._utc(t))
+        cycle.curtailment = CurtailmentPlan("s1", cycle.ts, "margin", 0.05, "tariff", False, "", 1.0)
+        return cycle
+
+    asyncio.run(control.write(cycle_at(wall[0])))
+    control.sent.extend([wall[0] - 10, wall[0]])
+    control.slept["m1"], control.failed["m2"] = wall[0], wall[0] + 600
+    asyncio.run(control.write(cycle_at(wall[0] - 3 * 3600 + 10)))  # NTP: the clock was 3 h fast
+    now = wall[0]  # the times kept are as far from the clock as before the step
+    assert list(control.sent) == [now - 10, now] and control.slept == {"m1": now} and control.failed == {"m2": now + 600}
+
+
 def test_nothing_more_is_sent_once_the_audit_log_cannot_be_written(fleet):
     # /dev/full opens but every write fails (ENOSPC): a full disk. The first cycle's send was decided
     # before the write failed (it is kept to be written later, and logged); after it, nothing is done that
