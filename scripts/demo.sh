@@ -7,7 +7,8 @@ ensure_venv ""
 
 FLEET=${FLEET:-a1246:2,a1566:2,a1466:1,q:1,nano3s:1,nano3:1,av741:1}
 addresses=$(mktemp)
-trap 'kill "$sim" 2>/dev/null; wait "$sim" 2>/dev/null; rm -f "$addresses"' EXIT
+# (Ctrl-C reaches the simulator too: it may be gone already, and the trap must still clean up.)
+trap 'kill "$sim" 2>/dev/null || true; wait "$sim" 2>/dev/null || true; rm -f "$addresses"' EXIT
 "$VENV/bin/hashfleet" simulate --fleet "$FLEET" --base "${BASE:-127.10.0.1}" --seed "${SEED:-7}" >"$addresses" &
 sim=$!
 # The simulator prints one ADDRESS MODEL line per miner once it listens: wait for all of them.

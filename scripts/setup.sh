@@ -35,14 +35,25 @@ apt_install() {  # apt_install PACKAGE... (only those missing)
 
 python_ok() { python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
 
+venv_broken() {  # a venv whose python is there but not pip: an interrupted `python3 -m venv` (ensurepip)
+    [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import pip' >/dev/null 2>&1
+}
+
 ensure_venv() {  # ensure_venv EXTRAS   (e.g. "" or "[test]")
     python_ok || { say "hashfleet needs Python >= 3.11 as python3"; exit 1; }
+    if venv_broken; then
+        say "$VENV has no pip (its set-up was interrupted?): creating it again"
+        rm -rf "$VENV"
+    fi
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
         say "creating $VENV"
         python3 -m venv "$VENV"
     fi
-    local stamp="$VENV/.installed$1"
+    local stamp="$VENV/.installed$1" tests="$VENV/.installed[test]"
+    if [ -z "$1" ] && [ -f "$tests" ] && [ ! pyproject.toml -nt "$tests" ]; then
+        return 0  # the tests' set-up installed hashfleet with everything the demo needs
+    fi
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         say "installing hashfleet$1 into $VENV"
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null

@@ -44,10 +44,15 @@ def _root(
 _show_warning = warnings.showwarning
 
 
+# pyasic warns of what it reads ("Partially supported miner found ... open an issue on GitHub"), and
+# asyncssh, which it imports, of DSA's deprecation in cryptography (five warnings at import, on the
+# demo's first screen): nothing the operator can act on, so they go to the log (DEBUG), not the terminal.
+_QUIET_PACKAGES = ("pyasic", "asyncssh")
+
+
 def _pyasic_warnings_to_log(message, category, filename, lineno, file=None, line=None) -> None:
-    # pyasic warns of what it reads ("Partially supported miner found ... open an issue on GitHub"):
-    # nothing the operator can act on, so it goes to the log (DEBUG), not raw to the terminal.
-    if "pyasic" in Path(filename).parts:
+    parts = Path(filename).parts
+    if any(name in parts for name in _QUIET_PACKAGES):  # (logged as pyasic's: asyncssh's logger is at WARNING)
         logging.getLogger("pyasic").debug("%s: %s (%s:%s)", category.__name__, message, filename, lineno)
     else:
         _show_warning(message, category, filename, lineno, file, line)

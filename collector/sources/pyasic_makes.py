@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from datetime import datetime
 from typing import Any
 
@@ -41,12 +42,18 @@ _NOT_NEEDED = ["serial_number", "psu_serial_number", "api_ver", "hostname", "fan
 
 def _import_pyasic():
     """Import pyasic on first use (~1 s and ~30 MB; Avalon-only sites never need it), undoing what its
-    import does to logging: it sets the root logger to WARNING, which silenced the service's own log."""
+    import does to logging: it sets the root logger to WARNING, which silenced the service's own log.
+    The warnings its import raises (asyncssh's) are shown once the level is back, where the command
+    sends them (the log at DEBUG: collector/commands/__init__.py)."""
     root = logging.getLogger()
     level = root.level
-    import pyasic
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("default")
+        import pyasic
 
     root.setLevel(level)
+    for w in raised:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return pyasic
 
 
