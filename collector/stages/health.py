@@ -241,7 +241,8 @@ class HealthStage:
             seen[key] = streaks.get(key, 0) + 1
         found = [f for f in found if f.signal in _AT_ONCE or seen[_key(f)] >= self.min_cycles]
         items = root_cause.classify(found, sample, ctx)
-        extra = health_dollars.share_shortfall(items, shortfall, expected, settled)
+        ramping = sample.uptime_s is not None and sample.uptime_s < checks.BOOT_SETTLE_S
+        extra = health_dollars.share_shortfall(items, shortfall, expected, settled, ramping)
         if extra is not None:
             key = extra.signal.value
             seen[key] = streaks.get(key, 0) + 1
@@ -251,6 +252,11 @@ class HealthStage:
             return ()
         prices = work.prices(cost, self.economics)
         saved_w = _saved_w(memory.kept.baseline_w, power_now, plate, expected)
+        if ramping and shortfall > 0 and any(f.signal is Signal.REBOOTS for f, _, _ in items):
+            # The ramp's lower draw goes with the ramp's shortfall, which the loop's figure holds (priced
+            # with no energy saved): the other problems are credited only their share of the watts.
+            named = sum(f.lost_ths for f, _, _ in items if not f.extra_loss)
+            saved_w *= min(1.0, named / shortfall)
         dollars = health_dollars.price([f for f, _, _ in items], prices, saved_w, expected)
         return tuple(Problem(sample.miner, f.signal, cause, f.severity, evidence, f.value, f.limit, f.part,
                              f.lost_ths, usd) for (f, cause, evidence), usd in zip(items, dollars))

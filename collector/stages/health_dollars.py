@@ -24,9 +24,10 @@ from models import CostSample, SiteEconomics
 from models.health import Cause, Severity, Signal
 
 # What may explain the part of the shortfall no board reading accounts for, in this order: heat throttles
-# a whole unit, a reboot loop keeps it ramping, a PSU or a code may hold it back.
+# a whole unit, a PSU or a code may hold it back. (A reboot loop explains a start's ramp, which its own
+# figure already counts: `share_shortfall`.)
 _EXPLAINERS = (Signal.CHIP_HOT, Signal.TEMP_OUTLIER, Signal.FAN_STOPPED, Signal.FAN_SLOW, Signal.AMBIENT_HOT,
-               Signal.REBOOTS, Signal.POWER_OUT_OF_RANGE, Signal.POWER_OVER_LIMIT, Signal.FAULT_CODE)
+               Signal.POWER_OUT_OF_RANGE, Signal.POWER_OVER_LIMIT, Signal.FAULT_CODE)
 _DIRECT = frozenset({Signal.OFFLINE, Signal.IDLE, Signal.BOARD_DEAD, Signal.CHIPS_DEAD, Signal.BOARD_WEAK})
 # Less than this share of expected left unexplained is the unit's own spread, not a problem.
 UNEXPLAINED_SHARE = 0.03
@@ -50,11 +51,15 @@ def prices(cost: CostSample | None, economics: SiteEconomics | None, pue: float 
 
 
 def share_shortfall(items: list[tuple[Finding, Cause, str]], shortfall: float, expected: float | None,
-                    settled: bool) -> Finding | None:
+                    settled: bool, ramping: bool = False) -> Finding | None:
     """Set each finding's `lost_ths` so that together they account for `shortfall` (expected - live)
     at most: what the board readings name first, the rest to the first finding that can explain it.
     Returns a HASHRATE_LOW finding for a remainder nothing explains (None when too small, or the unit
-    is still ramping after a start: `settled` False)."""
+    is still ramping after a start: `settled` False).
+
+    A unit in a reboot loop whose start is still ramping (`ramping`: uptime under BOOT_SETTLE_S) is short
+    by that ramp: the loop's own figure is every start's ramp averaged over the loop, so the rest is its
+    and nothing is added (counted again, a loop cost 30 times more just after a start than a minute on)."""
     direct = [f for f, _, _ in items if f.signal in _DIRECT]
     named = sum(f.lost_ths for f in direct)
     # Chip counts and board readings are better evidence than one live reading, which wobbles by a few
@@ -66,6 +71,8 @@ def share_shortfall(items: list[tuple[Finding, Cause, str]], shortfall: float, e
         named = shortfall
     rest = max(0.0, shortfall - named)
     if expected is None or rest < UNEXPLAINED_SHARE * expected:
+        return None
+    if ramping and any(f.signal is Signal.REBOOTS for f, _, _ in items):
         return None
     for signal in _EXPLAINERS:
         for f, _, _ in items:

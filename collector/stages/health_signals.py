@@ -62,9 +62,15 @@ EFFICIENCY_FACTOR = 2.0
 METER_MISMATCH_SHARE = 0.10
 # Reboots: this many uptime resets within the window make a loop.
 REBOOTS_IN_WINDOW = 2
-REBOOTS_KEPT = 8  # the starts remembered (a loop needs REBOOTS_IN_WINDOW of them within the window)
+REBOOTS_KEPT = 64  # the starts remembered: a loop of one a minute is still counted over the whole window
 REBOOTS_CRITICAL = 4
 REBOOT_WINDOW_S = 3600
+# What a start costs is measured once per boot, at the first reading this far into it: the ramp is over
+# by then (docs/avalon.md s6: 60-160 s below GHSmm; the 2024 A-series shows GHSspd[0.00] for 120 s), and
+# the unit's own spread around its usual rate (a per cent or two, times the uptime) is still a few seconds.
+BOOT_SETTLE_S = 180
+BOOT_MEASURE_MAX_S = RAMP_S  # a boot first read later than this is not measured (that spread would dominate)
+BOOTS_MEASURED = 4  # the boots whose time lost is averaged
 # Readings no working miner reports (MinerSample already refuses beyond -273.15..1000 C).
 PLAUSIBLE_TEMP_C = (-40.0, 150.0)
 PLAUSIBLE_FAN_RPM = 25_000
@@ -111,6 +117,10 @@ class MinerMemory:
     kept: MinerHistory = field(default_factory=MinerHistory)
     uptime_s: int | None = None
     reboots: list[float] | None = None  # when it started again, the last REBOOTS_KEPT (None: never seen)
+    boot_lost_s: list[float] | None = None  # the last BOOTS_MEASURED boots' time not hashing (s at the usual rate)
+    boot_deficit_s: float | None = None  # this boot's so far (None: not measurable, or already taken)
+    boot_live_ths: float = 0.0  # the live rate at the last reading of this boot
+    boot_seen_s: float = 0.0  # when this boot was last read
     pool_base: tuple[int, int, int] | None = None  # accepted, rejected, stale at the window's start
     reject_pct: float | None = None  # of the last full window
     streaks: dict[str, int] = field(default_factory=dict)  # problem key -> consecutive cycles seen
@@ -395,7 +405,16 @@ def temperatures(sample: MinerSample, ctx: Context, doubtful: set[str]) -> list[
 
 
 def reboots(sample: MinerSample, ctx: Context) -> list[Finding]:
-    """Uptime that went back: a reboot, at now - uptime. Repeated within the window: a loop."""
+    """Uptime that went back: a reboot, at now - uptime. Repeated within the window: a loop, priced by
+    what it costs on average whatever the phase of the loop now:
+
+        lost_ths = usual x (time not hashing per start) / (time between starts)
+
+    The time not hashing per start is measured on each boot from the firmware's since-boot average
+    (`_measure_boot`) and averaged over the last BOOTS_MEASURED boots; the time between starts is the
+    median interval between the starts in the window, or the current uptime when that is longer (a loop
+    slowing or over). The shortfall the live hashrate shows while a start ramps is this same loss seen at
+    one instant: health_dollars.share_shortfall does not count it again."""
     mem, uptime = ctx.memory, sample.uptime_s
     if uptime is None:
         return []
@@ -404,25 +423,88 @@ def reboots(sample: MinerSample, ctx: Context) -> list[Finding]:
     if last is not None and uptime < last:  # counted up since last time, unless it started again
         if starts is None:
             starts = mem.reboots = []
-        starts.append(ctx.now_s - uptime)
+        start = ctx.now_s - uptime
+        starts.append(start)
         if len(starts) > REBOOTS_KEPT:
             del starts[0]
+        _boot_over(mem, start, ctx.expected_ths)
+        mem.boot_deficit_s, mem.boot_live_ths, mem.boot_seen_s, since = 0.0, 0.0, start, 0
+    elif last is None:  # first seen: its boot is measured only from its start on
+        mem.boot_deficit_s = 0.0 if uptime < BOOT_SETTLE_S else None
+        mem.boot_live_ths, mem.boot_seen_s, since = 0.0, ctx.now_s - uptime, 0
+    else:
+        since = last
     mem.uptime_s = uptime
+    _measure_boot(sample, ctx, since)
     if starts is None or len(starts) < REBOOTS_IN_WINDOW:
         return []
-    recent = [t for t in starts if ctx.now_s - t <= REBOOT_WINDOW_S]
+    now = ctx.now_s
+    recent = [t for t in starts if now - t <= REBOOT_WINDOW_S]
     if len(recent) < REBOOTS_IN_WINDOW:
         return []
     severity = Severity.CRITICAL if len(recent) >= REBOOTS_CRITICAL else Severity.WARNING
-    # Each start costs the hashing of its boot and ramp: what the since-boot average is short of the usual
-    # rate, over the uptime (at most one ramp's worth), times the starts an hour.
-    lost = 0.0
-    usual, average = ctx.expected_ths, sample.hashrate_avg_ths
-    if usual and average is not None and uptime > 0:
-        per_start_s = min(max(0.0, usual - average) * uptime, usual * RAMP_S)
-        lost = per_start_s * len(recent) / REBOOT_WINDOW_S
-    return [Finding(Signal.REBOOTS, severity, f"{len(recent)} reboots in the last hour (uptime now {uptime} s)",
-                    value=len(recent), limit=REBOOTS_IN_WINDOW, lost_ths=lost, extra_loss=True)]
+    period = max(median([b - a for a, b in zip(recent, recent[1:])]), now - recent[-1], 1.0)
+    measured = mem.boot_lost_s
+    per_start = sum(measured) / len(measured) if measured else (mem.boot_deficit_s or 0.0)  # none yet: this boot's
+    usual = ctx.expected_ths
+    lost = usual * min(1.0, per_start / period) if usual else 0.0
+    return [Finding(Signal.REBOOTS, severity,
+                    f"{len(recent)} reboots in the last hour, one every {_duration(period)} (uptime now {uptime} s); "
+                    f"each costs about {per_start:.0f} s of hashing", value=len(recent), limit=REBOOTS_IN_WINDOW,
+                    lost_ths=lost, extra_loss=True)]
+
+
+def _measure_boot(sample: MinerSample, ctx: Context, since: int) -> None:
+    """This boot's time not hashing so far, in seconds at the usual rate, taken as the boot's figure at the
+    first reading BOOT_SETTLE_S into it (a boot that ends sooner: its last reading's, at the reboot).
+    From the firmware's since-boot average (Avalon GHSavg / MHS av: `uptime x (usual - average) / usual`,
+    exact whatever the polling; once ramped, a rate clearly short of usual stands for usual); without
+    one, from the live readings (the trapezoids between them, from 0 at the start, against usual)."""
+    mem, uptime, usual = ctx.memory, sample.uptime_s or 0, ctx.expected_ths
+    so_far = mem.boot_deficit_s
+    if so_far is None or not usual or uptime <= since:
+        return
+    if uptime > BOOT_MEASURE_MAX_S:
+        mem.boot_deficit_s = None  # first read too late into the boot to tell its start's cost
+        return
+    live = sample.hashrate_ths if sample.state is MinerState.MINING and sample.hashrate_ths is not None else 0.0
+    if not 0 <= live < _INF:
+        return
+    average = sample.hashrate_avg_ths
+    if average is not None and 0 <= average < _INF:
+        # Against the usual rate; once the ramp is over, against the rate it makes now when that is clearly
+        # short of it: a dead board's share is that problem's, not each start's.
+        full = live if uptime >= BOOT_SETTLE_S and live < (1 - SHORTFALL_SHARE) * usual else usual
+        so_far = uptime * (full - average) / usual
+    else:
+        so_far += (uptime - since) * (1.0 - (mem.boot_live_ths + live) / 2 / usual)
+    mem.boot_live_ths, mem.boot_seen_s = live, ctx.now_s
+    mem.boot_deficit_s = min(float(uptime), max(0.0, so_far))
+    if uptime >= BOOT_SETTLE_S:
+        _boot_over(mem)
+
+
+def _boot_over(mem: MinerMemory, next_start: float | None = None, usual: float | None = None) -> None:
+    """This boot's time not hashing is known (its ramp is over, or it ended): one of the boots averaged.
+    A boot that ended before BOOT_SETTLE_S (`next_start`: when the next one began) also lost the time
+    from its last reading to its end at the rate that reading showed (a loop faster than the polls)."""
+    if mem.boot_deficit_s is None:
+        return
+    if next_start is not None and usual and mem.uptime_s is not None:
+        tail = min(next_start - mem.boot_seen_s, BOOT_SETTLE_S - mem.uptime_s)
+        if tail > 0:
+            mem.boot_deficit_s += tail * max(0.0, 1.0 - mem.boot_live_ths / usual)
+    kept = mem.boot_lost_s
+    if kept is None:
+        kept = mem.boot_lost_s = []
+    kept.append(mem.boot_deficit_s)
+    if len(kept) > BOOTS_MEASURED:
+        del kept[0]
+    mem.boot_deficit_s = None
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def power(sample: MinerSample, ctx: Context, doubtful: set[str]) -> list[Finding]:

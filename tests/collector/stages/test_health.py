@@ -159,10 +159,127 @@ def test_reboots_in_a_loop_are_the_firmwares_without_power_or_heat_evidence():
 
 def test_a_miner_that_restarts_every_cycle_is_remembered_in_bounded_memory():
     site = Site()
-    for cycle in range(40):
+    for cycle in range(3 * checks.REBOOTS_KEPT):
         site.cycle(a15(uptime_s=100 if cycle % 2 else 20, hashrate_ths=150.0))
     assert site.problems()["reboots"].value >= 4  # critical, and still counted
-    assert len(site.health._memory["m1"].reboots) == checks.REBOOTS_KEPT
+    memory = site.health._memory["m1"]
+    assert len(memory.reboots) == checks.REBOOTS_KEPT and len(memory.boot_lost_s) == checks.BOOTS_MEASURED
+
+
+RAMP = 60.0  # the units below ramp linearly to full over this long after each start, as the simulated ones
+
+
+def _ramping(uptime: int, full: float = 194.0, *, average: bool = True, **changes) -> MinerSample:
+    """An A15 `uptime` s after a start: live hashrate ramping from 0, and the since-boot average (GHSavg)
+    as the firmware reports it, hashed TH·s / uptime (or none: firmware without one)."""
+    hashed = full * (uptime * uptime / (2 * RAMP) if uptime < RAMP else uptime - RAMP / 2)
+    return a15(uptime_s=uptime, hashrate_ths=full * min(1.0, uptime / RAMP),
+               hashrate_avg_ths=(hashed / uptime if uptime else 0.0) if average else None, **changes)
+
+
+def _loop(site: Site, period: int, cycles: int, step: int = 10, **changes) -> list[tuple[int, dict]]:
+    """A loop of a reboot every `period` s read every `step` s: (uptime, problems) each cycle."""
+    out = []
+    t = 0
+    for _ in range(cycles):
+        t += step
+        uptime = t % period or period  # read at the very start it would show 0
+        site.cycle(_ramping(uptime, **changes), step_s=step)
+        out.append((uptime, site.problems()))
+    return out
+
+
+def _lost_each_start(period: float, full: float = 194.0) -> float:
+    """TH/s a linear-ramp loop takes on average: each start's TH·s short of full, over the period."""
+    ramp = min(period, RAMP)  # hashing in full after it
+    return full * (ramp - ramp * ramp / (2 * RAMP)) / period
+
+
+def test_a_fast_reboot_loop_costs_each_starts_ramp_at_every_phase_counted_past_eight_an_hour():
+    site = Site()
+    site.cycles(3, a15())
+    seen = _loop(site, 90, 180)[30:]  # a start every 90 s, 40 an hour; from its 3rd minute on
+    truth = _lost_each_start(90)
+    for uptime, problems in seen:
+        assert set(problems) == {"reboots"}, uptime  # the ramp's live shortfall: the loop's, not added
+        assert problems["reboots"].lost_ths == pytest.approx(truth, rel=0.02), uptime
+    assert seen[-1][1]["reboots"].value > 8 and "one every 90 s" in seen[-1][1]["reboots"].evidence
+
+
+def test_a_loop_after_an_old_reboot_is_priced_by_its_own_period():
+    # One reboot, 40 minutes hashing, then a start every 5 minutes: the old start is in the hour's window,
+    # but the loop's period is the median interval, not the window's mean (15 min here).
+    site = Site()
+    site.cycles(2, a15())
+    for uptime in range(10, 2410, 10):
+        site.cycle(_ramping(uptime), step_s=10)
+    seen = _loop(site, 300, 90)[65:]  # its third loop on
+    for uptime, problems in seen:
+        assert problems["reboots"].lost_ths == pytest.approx(_lost_each_start(300), rel=0.02), uptime
+
+
+def test_a_loop_faster_than_the_polls_counts_each_boots_end_it_did_not_see():
+    # A start every 47 s read every 20 s: a boot is last read up to 20 s before its end, still ramping.
+    site = Site()
+    site.cycles(3, a15())
+    seen = _loop(site, 47, 60, step=20)[10:]
+    for uptime, problems in seen:
+        assert problems["reboots"].lost_ths == pytest.approx(_lost_each_start(47), rel=0.08), uptime
+
+
+def test_a_loop_without_a_since_boot_average_is_priced_from_the_live_readings():
+    site = Site()
+    site.cycles(3, a15())
+    seen = _loop(site, 120, 60, average=False)[30:]
+    for uptime, problems in seen:
+        assert problems["reboots"].lost_ths == pytest.approx(_lost_each_start(120), rel=0.1), uptime
+
+
+def test_a_ramp_in_a_loop_is_no_other_problems_shortfall():
+    # A hot chip explains a unit's shortfall (throttling) - but not a start's ramp, which the loop's own
+    # figure holds: the hot chip takes nothing while the unit ramps, and the miner costs the same throughout.
+    site = Site()
+    site.cycles(3, a15())
+    seen = _loop(site, 120, 60, temp_chip_max_c=93.0)[30:]
+    for uptime, problems in seen:
+        assert set(problems) == {"reboots", "chip_hot"} and problems["chip_hot"].lost_ths == 0, uptime
+    totals = [sum(p.usd_lost_day for p in problems.values()) for _, problems in seen]
+    assert max(totals) - min(totals) < 0.01 * max(totals)
+
+
+def test_a_loop_on_a_unit_short_after_its_ramp_costs_each_start_at_the_rate_it_makes():
+    # It makes 85 % of its usual rate once ramped: a start costs its ramp at that rate, at every phase;
+    # the shortfall after the ramp is not the loop's (the rest of the stage judges a unit after RAMP_S).
+    site = Site()
+    site.cycles(3, a15())
+    seen = _loop(site, 300, 120, full=0.85 * 194)[65:]
+    for uptime, problems in seen:
+        assert problems["reboots"].lost_ths == pytest.approx(_lost_each_start(300, 0.85 * 194), rel=0.03), uptime
+
+
+def test_a_dead_board_in_a_reboot_loop_costs_the_same_at_every_phase_of_it():
+    # Board 0 dead: a third of the rate. While a start ramps the unit draws less, but that is the ramp's
+    # (priced by the loop, with nothing saved): the dead board is credited only its own watts. And the
+    # loop's cost is each start's at the rate the unit makes, not counting the dead board again.
+    site = Site()
+    site.cycles(3, a15())
+
+    def sick(uptime: int) -> MinerSample:
+        share = min(1.0, uptime / RAMP)
+        sample = _ramping(uptime, full=194.0 * 2 / 3, power_w=150.0 + 3450.0 * 2 / 3 * share)
+        return with_board(sample, 0, chips_ok=0, hashrate_avg_ths=0.0)
+
+    t, seen = 0, []
+    for _ in range(120):
+        t += 10
+        uptime = t % 300 or 300
+        site.cycle(sick(uptime), step_s=10)
+        seen.append((uptime, site.problems()))
+    seen = seen[70:]
+    dead = [p["board_dead:0"].usd_lost_day for _, p in seen]
+    assert max(dead) - min(dead) < 0.05 * max(dead), sorted(zip((u for u, _ in seen), dead))
+    for uptime, problems in seen:
+        assert problems["reboots"].lost_ths == pytest.approx(_lost_each_start(300, 194.0 * 2 / 3), rel=0.03)
 
 
 def test_reboots_with_a_psu_code_are_powers():
