@@ -43,6 +43,8 @@ class ProblemSeen:
     rack: str | None = None
     last_seen: int | None = None  # its last point, Unix seconds (a period's report)
     open: bool = True  # seen in the last cycle recorded; False: it closed during the period
+    model: str | None = None
+    address: str | None = None  # host:port (the miner's id is its MAC when known): where to walk to
 
     @property
     def place(self) -> str:
@@ -116,16 +118,18 @@ def _by_cause(problems: list[ProblemSeen]) -> dict[str, int]:
 
 def from_cycle(site: SiteHealth, miners: list[MinerHealth]) -> HealthReport:
     """One cycle, now: every open problem (not only the roll-up's first QUEUE_SHOWN)."""
-    places = {h.miner: h.place for h in miners}
+    by_miner = {h.miner: h for h in miners}
     problems = sorted((p for h in miners for p in h.problems), key=queue_order)
     seen = []
     for p in problems:
-        place = places.get(p.miner)
+        health = by_miner.get(p.miner)
+        place = health.place if health else None
         part = None if p.board is None else f"{'fan' if p.signal.value.startswith('fan') else 'board'}{p.board}"
         seen.append(ProblemSeen(p.miner, p.signal.value, p.cause.value, part, p.severity.value, p.evidence,
                                 p.usd_lost_day, p.usd_lost_day, p.lost_ths, 1,
                                 place.container if place else None, place.row if place else None,
-                                place.rack if place else None))
+                                place.rack if place else None, model=health.model if health else None,
+                                address=health.address if health else None))
     return HealthReport(site=site.site, source="live", cycles=1, problems=seen, usd_lost_day=site.usd_lost_day,
                         chips_dead_first=float(site.chips_dead), chips_dead_last=float(site.chips_dead),
                         unprofitable=site.unprofitable, measured_pue=site.measured_pue,
@@ -166,6 +170,8 @@ def from_lines(site: str, lines: list[Line], start: int, end: int) -> HealthRepo
                 seen.last_seen = line.time
                 seen.cause = tags.get("cause", seen.cause)
                 seen.container, seen.row, seen.rack = tags.get("container"), tags.get("row"), tags.get("rack")
+                seen.model = _text(tags.get("model")) or seen.model
+                seen.address = _text(line.fields.get("address")) or seen.address
                 seen.usd_lost_day, seen.lost_ths = usd, _number(line.fields.get("lost_ths"), 0.0)
                 seen.severity, seen.evidence = _text(line.fields.get("severity")), _text(line.fields.get("evidence"))
     for key, (total, priced) in sums.items():
@@ -189,7 +195,7 @@ def from_lines(site: str, lines: list[Line], start: int, end: int) -> HealthRepo
 
 
 # A problem's InfluxDB groups: its cause and place are tags and may change while it is open.
-_PROBLEM_GROUP = ("miner", "signal", "part", "cause", "container", "row", "rack")
+_PROBLEM_GROUP = ("miner", "signal", "part", "cause", "container", "row", "rack", "model")
 
 
 def influx_queries(site: str, start: int, end: int) -> dict[str, str]:
@@ -203,6 +209,7 @@ def influx_queries(site: str, start: int, end: int) -> dict[str, str]:
             'SELECT last("usd_lost_day") AS "usd_lost_day", mean("usd_lost_day") AS "usd_mean", '
             'count("usd_lost_day") AS "priced", '
             'last("lost_ths") AS "lost_ths", last("evidence") AS "evidence", last("severity") AS "severity", '
+            'last("address") AS "address", '
             f'count("level") AS "cycles" FROM "{health}" WHERE "scope" = \'problem\' AND {where} '
             f'GROUP BY {problem_groups}'),
         "problems_last_seen": (
@@ -237,7 +244,8 @@ async def from_influx(config: InfluxConfig, site: str, start: int, end: int) -> 
             evidence=_text(row.get("evidence")), usd_lost_day=_number(row.get("usd_lost_day")),
             usd_lost_day_mean=_number(row.get("usd_mean")), lost_ths=_number(row.get("lost_ths"), 0.0),
             cycles=_count(row.get("cycles")) or 0, container=_text(row.get("container")), row=_text(row.get("row")),
-            rack=_text(row.get("rack")), last_seen=last_seen.get(tuple(row.get(tag) for tag in _PROBLEM_GROUP)))
+            rack=_text(row.get("rack")), last_seen=last_seen.get(tuple(row.get(tag) for tag in _PROBLEM_GROUP)),
+            model=_text(row.get("model")), address=_text(row.get("address")))
         groups.append((problem, _count(row.get("priced")) or 0))
     # The same problem under two causes (or places) is two groups: the latest one's values win, the
     # cycles add up, and so do the dollars and cycles its mean is made of.

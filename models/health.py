@@ -118,6 +118,7 @@ class MinerHealth:
     temp_chip_max_c: float | None = None
     power_correction: float | None = None  # metered / reported for its model, learned
     report: bool = True  # its `health` point is written this cycle (one with no problem: now and then)
+    address: str | None = None  # host:port, where it answers (its id is its MAC when known)
 
     @property
     def cause(self) -> Cause | None:

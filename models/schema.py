@@ -131,7 +131,7 @@ HEALTH = Measurement("health", ("site", "scope", "miner", "model", "cause", "sig
     # problem and miner
     "usd_lost_day": float, "lost_ths": float, "severity": str, "level": int, "position": str,
     # problem
-    "value": float, "limit": float, "evidence": str,
+    "value": float, "limit": float, "evidence": str, "address": str,
     # miner
     "problems": int, "expected_ths": float, "profit_usd_day": float, "unprofitable": int, "chips_dead": float,
     "chips_lost_week": float, "temp_chip_max_c": float, "main_cause": str, "power_correction": float,

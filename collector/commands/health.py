@@ -26,7 +26,7 @@ from collector.commands.common import (
 from collector.cycle import Cycle, MinersPart
 from collector.influx_query import InfluxQueryError
 from collector.stages.health import HealthStage
-from collector.terminal import plain_console
+from collector.terminal import COMPACT_BELOW, plain_console
 from models import schema
 
 
@@ -118,7 +118,6 @@ def _money(value: float | None) -> str:
 
 
 def _print(report: health_report.HealthReport, top: int) -> None:
-    from rich.table import Table
     from rich.text import Text
 
     console = plain_console()
@@ -147,25 +146,70 @@ def _print(report: health_report.HealthReport, top: int) -> None:
     if not report.problems:
         console.print("no problems")
         return
-    table = Table("#", "$ lost/day" if live else "latest $/day", "miner", "place", "cause", "problem", "severity",
-                  show_lines=False)
-    if not live:
-        table.add_column("status", no_wrap=True)
-    table.add_column("evidence")
-    for rank, p in enumerate(report.problems[:top], start=1):
-        status = [] if live else [_status(p, report)]
-        table.add_row(str(rank), _money(p.usd_lost_day), p.miner, p.place, p.cause,
-                      p.signal + (f" {p.part}" if p.part else ""), p.severity or "-", *status,
-                      (p.evidence or "")[:120])
-    console.print(table)
+    narrow = console.is_terminal and console.width < COMPACT_BELOW
+    console.print(problems_table(report, top, width=console.width if narrow else None))
     if len(report.problems) > top:
         console.print(f"... and {len(report.problems) - top} more (--top N, or --json for all)")
 
 
-def _status(problem: health_report.ProblemSeen, report: health_report.HealthReport) -> str:
+def problems_table(report: health_report.HealthReport, top: int, *, width: int | None = None):
+    """The repair queue, one row a problem: where to walk to (address and model, place) and what it costs.
+    With `width` (a terminal under COMPACT_BELOW columns, as `watch`): one line a row within it - no MAC,
+    cause, severity or evidence (--json has them); the number, dollars and address are never cut, the
+    model, place and problem share what is left."""
+    from rich import box
+    from rich.table import Table
+
+    live = report.source == "live"
+    shown = report.problems[:top]
+    if width is not None:
+        placed = any(p.place != "-" for p in shown)
+        rows = [(str(rank), _money(p.usd_lost_day), p.address or "-", p.model or "-",
+                 *([p.place] if placed else []), p.signal + (f" {p.part}" if p.part else ""),
+                 *([] if live else [_status(p, report, short=True)])) for rank, p in enumerate(shown, start=1)]
+        heads = ["#", "$/day", "address", "model", *(["place"] if placed else []), "problem",
+                 *([] if live else ["status"])]
+        fixed = {0, 1, 2, len(heads) - 1} if not live else {0, 1, 2}
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+        gaps = 2 * (len(heads) - 1)
+        left = max(0, width - gaps - sum(widths[i] for i in fixed))
+        shared = [i for i in range(len(heads)) if i not in fixed]  # model, place, problem
+        wanted = sum(widths[i] for i in shared)
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        for i, head in enumerate(heads):
+            cap = widths[i] if i in fixed or wanted <= left else max(len(head), widths[i] * left // wanted)
+            table.add_column(head, no_wrap=True, overflow="ellipsis", justify="right" if i < 2 else "left",
+                             min_width=cap if i in fixed else None, max_width=cap)
+        for row in rows:
+            table.add_row(*row)
+        return table
+    table = Table(box=box.HEAVY_HEAD)
+    table.add_column("#")
+    table.add_column("$ lost/day" if live else "latest $/day")
+    table.add_column("miner")
+    table.add_column("address")
+    table.add_column("model")
+    table.add_column("place")
+    table.add_column("cause")
+    table.add_column("problem")
+    table.add_column("severity")
+    if not live:
+        table.add_column("status", no_wrap=True)
+    table.add_column("evidence")
+    for rank, p in enumerate(shown, start=1):
+        problem = p.signal + (f" {p.part}" if p.part else "")
+        status = [] if live else [_status(p, report)]
+        table.add_row(str(rank), _money(p.usd_lost_day), p.miner, p.address or "-", p.model or "-", p.place,
+                      p.cause, problem, p.severity or "-", *status, (p.evidence or "")[:120])
+    return table
+
+
+def _status(problem: health_report.ProblemSeen, report: health_report.HealthReport, *, short: bool = False) -> str:
     """"open", or "closed" and when it was last seen (UTC; with the date over periods of more than a day)."""
     if problem.open or problem.last_seen is None:
         return "open"
+    if short:
+        return "closed"
     day = report.start is None or report.end is None or report.end - report.start > 86400
     return "closed " + time.strftime("%d %b %H:%M UTC" if day else "%H:%M UTC", time.gmtime(problem.last_seen))
 

@@ -161,7 +161,7 @@ HEALTH_MINER = Shape(schema.HEALTH.name, ("site", "scope", "miner", "model", *_P
 HEALTH_PROBLEM = Shape(schema.HEALTH.name, ("site", "scope", "miner", "model", "cause", "signal", "part",
                                             *_PLACE_TAGS), {
     name: schema.HEALTH.fields[name] for name in (
-        "usd_lost_day", "lost_ths", "severity", "level", "position", "value", "limit", "evidence")})
+        "usd_lost_day", "lost_ths", "severity", "level", "position", "value", "limit", "evidence", "address")})
 _FAN_SIGNALS = frozenset({Signal.FAN_STOPPED, Signal.FAN_SLOW})
 
 
@@ -180,7 +180,7 @@ def health_points(site: str, health: MinerHealth, ts: int) -> list[str]:
         lines.append(HEALTH_PROBLEM.line(
             (site, "problem", health.miner, health.model, p.cause.value, p.signal.value, part, *where),
             (p.usd_lost_day, p.lost_ths, p.severity.value, p.severity.level, place.position, p.value, p.limit,
-             p.evidence), ts))
+             p.evidence, health.address), ts))
     return lines
 
 

@@ -123,7 +123,7 @@ class HealthStage:
                 health = self._miner(sample, cost, work)
             except Exception:  # a bug or an input no check caught: this miner's figures, never the others'
                 self._log_failure(sample.miner)
-                health = MinerHealth(sample.miner, sample.model, NOWHERE)
+                health = MinerHealth(sample.miner, sample.model, NOWHERE, address=_address(sample))
             out.append(health)
             work.miners += 1
             if health.problems:
@@ -228,7 +228,7 @@ class HealthStage:
         return MinerHealth(miner, model, place, problems, expected, lost, usd,
                            cost.profit_usd_day if cost is not None else None, unprofitable,
                            chips_dead, kept.chips_lost_week(chips_now, work.day) if kept.trends.first_day else None,
-                           chip, factor, report=due or unprofitable or bool(problems))
+                           chip, factor, report=due or unprofitable or bool(problems), address=_address(sample))
 
     def _problems(self, sample: MinerSample, ctx: Context, memory: MinerMemory, found: list[Finding],
                   shortfall: float, expected: float | None, settled: bool, power_now: float | None,
@@ -460,6 +460,10 @@ class _CycleWork:
             usd_by_cause=usd_by_cause, measured_pue=pue, power_corrections=corrections,
             queue=tuple(sorted(self.problems, key=queue_order)[:QUEUE_SHOWN]),
         )
+
+
+def _address(sample: MinerSample) -> str:
+    return f"{sample.host}:{sample.port}"
 
 
 def _key(finding: Finding) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -54,6 +55,59 @@ def test_health_now_lists_the_dead_board_first_with_its_cause_place_and_dollars(
     assert report["usd_lost_day"] >= top["usd_lost_day"]
     assert table.returncode == 0, table.stderr
     assert "board_dead board0" in table.stdout and "c1/r1" in table.stdout and "$" in table.stdout
+
+
+def test_health_now_names_each_problems_miner_by_address_and_model(tmp_path):
+    # A MAC is no way to find a miner on the floor: each problem says where it answers and what it is, in
+    # --json and in the table (wide here: piped, 200 columns).
+    with run_fleet("a1566:1,a1246:1", base="127.66.7.1", seed=4) as fleet:
+        for miner in fleet:
+            miner.set_faults(dead_boards={0})
+        config = _config(tmp_path, fleet.addresses)
+        env = _environment(tmp_path)
+        as_json = _run("health", "--config", str(config), "--json", env=env)
+        table = _run("health", "--config", str(config), env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    dead = {p["miner"]: p for p in json.loads(as_json.stdout)["problems"] if p["signal"] == "board_dead"}
+    models = ("AvalonMiner 15-194", "AvalonMiner 1246")
+    for miner, address, model in zip(fleet, fleet.addresses, models):
+        problem = dead[format_mac(miner.mac)]
+        assert problem["address"] == address and problem["model"].startswith(model), problem
+    assert table.returncode == 0, table.stderr
+    for miner, address, model in zip(fleet, fleet.addresses, models):
+        [row] = [line for line in table.stdout.splitlines() if format_mac(miner.mac) in line and "board_dead" in line]
+        assert address in row and model in row and "board_dead board0" in row
+
+
+def test_health_in_an_80_column_terminal_keeps_each_problem_on_one_line_with_its_address_and_dollars(tmp_path):
+    from tests.collector.sinks.test_live_view_terminal import Pane
+
+    with run_fleet("a1566:3", base="127.66.8.1", seed=4) as fleet:
+        for miner in fleet:
+            miner.set_faults(dead_boards={0})
+        config = _config(tmp_path, fleet.addresses)
+        env = {k: v for k, v in _environment(tmp_path).items() if k != "COLUMNS"}
+        out = tmp_path / "screen.done"
+        script = tmp_path / "run.sh"
+        script.write_text("#!/bin/sh\n" + " ".join(f"{k}='{v}'" for k, v in env.items() if k in (
+            "HASHFLEET_SPOOL_DIR", "PATH", "HOME")) + f" {HASHFLEET} health --config {config}; touch {out}\n")
+        script.chmod(0o755)
+        pane = Pane(tmp_path / "tmux.sock", str(script), width=80, height=24)
+        try:
+            deadline = time.time() + 60
+            while not out.exists() and time.time() < deadline:
+                time.sleep(0.2)
+            screen = pane.screen()
+        finally:
+            pane.close()
+    assert out.exists(), screen
+    text = "\n".join(screen)
+    rows = [line for line in screen if "board_dead" in line]
+    assert len(rows) == 3, text  # one line a problem
+    for address in fleet.addresses:
+        [row] = [line for line in rows if address in line]
+        assert re.search(r"\$\d+\.\d\d", row) and "AvalonMiner" in row, row
+    assert all(len(line) <= 80 for line in screen)
 
 
 def test_health_now_judges_peers_by_the_same_reading_and_saves_no_energy_it_cannot_see(tmp_path):
@@ -124,6 +178,7 @@ def test_health_since_reads_the_local_history(tmp_path):
     assert report["source"] == "local history" and report["cycles"] == 4
     [problem] = [p for p in report["problems"] if p["signal"] == "chip_hot"]
     assert problem["miner"] == format_mac(fleet[0].mac) and problem["cause"] == "thermal"
+    assert (problem["address"], problem["model"]) == (fleet.addresses[0], "AvalonMiner 15-194")  # where to walk
     assert problem["cycles"] == 3  # raised from the second cycle on
     assert problem["usd_lost_day"] > 0 and problem["usd_lost_day_mean"] > 0
     assert report["by_cause"] == {"thermal": 1}
@@ -156,6 +211,7 @@ def test_health_since_reads_influxdb_with_the_read_token(influxdb, influx_bucket
     assert (dead["miner"], dead["part"], dead["cause"], dead["rack"]) == (format_mac(fleet[1].mac), "board2", "board",
                                                                          "r1")
     assert dead["cycles"] == 3 and dead["usd_lost_day"] > 0 and dead["severity"] == "critical"
+    assert (dead["address"], dead["model"]) == (fleet.addresses[1], "AvalonMiner 15-194")
     assert report["chips_dead_last"] == 160 and report["by_cause"]["board"] >= 1
 
 
