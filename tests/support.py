@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
@@ -55,6 +57,36 @@ def refused(host: str, port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+@contextmanager
+def small_disk(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (`64k`) mounted at `directory` (made here), unmounted afterwards. Mounting needs
+    root (CI runs as root here); a test that cannot mount fails, it never skips."""
+    import pytest
+
+    directory.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(directory)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs at {directory} (run the tests as root): {mounted.stderr.strip()}",
+                    pytrace=False)
+    try:
+        yield directory
+    finally:
+        if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(directory)], check=True)  # something still open: detach it
+
+
+def fill(path: Path) -> None:
+    """Write `path` until the file system has no room left."""
+    with open(path, "ab", buffering=0) as f:
+        for chunk in (65536, 4096, 512, 1):
+            try:
+                while f.write(b"\0" * chunk):
+                    pass
+            except OSError:
+                continue
 
 
 class Samples:

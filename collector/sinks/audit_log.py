@@ -9,11 +9,21 @@
 Who, what, when, why and the result; no secrets (nothing sent carries one). The file is opened for
 each batch of lines, so `logrotate` may move it at any time. The same events go to InfluxDB as the
 `action` measurement (models/schema.py).
+
+Only whole lines ever stay in the file: a write the disk cuts short (ENOSPC) is truncated back to the
+end of the last whole line, and the lines not written are kept in memory and written first once the
+file takes writes again. Each line is logged in full at ERROR when it first fails to be written; at
+stop, the lines still not written are logged again, in full, as lost from the file (the log is then
+their only record). The path must be a regular file or absent: a FIFO would hang the service, a
+device would swallow the lines.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -60,27 +70,24 @@ class AuditLog:
     def check(self) -> None:
         """OSError (naming the path) unless the file can be opened to append to (it is created)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab"):
-            pass
+        os.close(_open_to_append(self.path))
 
     def append(self, events: Iterable[ActionEvent]) -> None:
         new = [orjson.dumps(event_record(e, self.site)) + b"\n" for e in events]
         lines = self._backlog + new
         if not lines:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "ab") as f:
-                f.write(b"".join(lines))
-                f.flush()
-        except OSError as e:  # the actions happened: say so in the log at least
+        written, error = _append_lines(self.path, lines)
+        if error is not None:  # the actions happened: say so in the log at least
             self.failures += 1
-            self.broken = f"{self.path}: {e.strerror or e}"
-            self.dropped += max(0, len(lines) - MAX_BACKLOG)
-            self._backlog = lines[-MAX_BACKLOG:]
-            if new:
-                log.error("curtailment audit log %s not written (%s), kept to write later: %s", self.path, e,
-                          b"".join(new)[:1000].decode("utf-8", "replace"))
+            self.broken = f"{self.path}: {error.strerror or error}"
+            unwritten = lines[written:]
+            self.dropped += max(0, len(unwritten) - MAX_BACKLOG)
+            self._backlog = unwritten[-MAX_BACKLOG:]
+            failed_now = new[max(0, written - (len(lines) - len(new))):]  # the backlog's were logged before
+            if failed_now:
+                log.error("curtailment audit log %s not written (%s), kept to write later:\n%s", self.path, error,
+                          _text(failed_now))
             return
         if self.broken is not None:
             log.warning("curtailment audit log %s written again (%d line(s) kept meanwhile, %d given up)",
@@ -91,3 +98,68 @@ class AuditLog:
         """Write what is kept (a cycle with no events still finds out whether the file is back)."""
         if self.broken is not None:
             self.append(())
+
+    def close(self, events: Iterable[ActionEvent]) -> None:
+        """The stop: the last events and one more try at what is kept. Lines still not written are lost
+        from the file: logged here in full, as the only record of them."""
+        self.append(events)
+        if self._backlog or self.dropped:
+            log.error("curtailment audit log %s: %d line(s) never written to it, lost from it with this stop "
+                      "(%d more given up before, logged when they failed):\n%s", self.path, len(self._backlog),
+                      self.dropped, _text(self._backlog))
+
+
+def _text(lines: list[bytes]) -> str:
+    return b"".join(lines).decode("utf-8", "replace").rstrip("\n")
+
+
+def _open_to_append(path: Path) -> int:
+    """A descriptor appending to `path` (created if absent); OSError naming it unless it is a regular file.
+    Stat first (opening a device may act on it), then open non-blocking (a FIFO put there since fails,
+    never hangs) and check again."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG
+    if not stat.S_ISDIR(mode):  # (a directory: the open says "Is a directory")
+        _regular(mode, path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    try:
+        _regular(os.fstat(fd).st_mode, path)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _regular(mode: int, path: Path) -> None:
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+
+
+def _append_lines(path: Path, lines: list[bytes]) -> tuple[int, OSError | None]:
+    """Append `lines`: how many are whole in the file, and the error that stopped the rest. A line a
+    write cut short is truncated away, so the file only ever holds whole lines."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _open_to_append(path)
+    except OSError as e:
+        return 0, e
+    written, end = 0, os.lseek(fd, 0, os.SEEK_END)
+    try:
+        for line in lines:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            end += len(line)
+            written += 1
+        return written, None
+    except OSError as e:
+        try:
+            os.ftruncate(fd, end)
+        except OSError as t:
+            log.error("curtailment audit log %s: cannot cut back a line written in part (%s): its last line is "
+                      "torn", path, t)
+        return written, e
+    finally:
+        os.close(fd)

@@ -165,8 +165,8 @@ class CurtailmentControl:
                 pass
         events, self._results = self._results + self._left_open(), []
         self._pending.clear()
-        if self.audit is not None and events:
-            self.audit.append(events)
+        if self.audit is not None:
+            self.audit.close(events)  # (what it still cannot write is logged in full)
         self._save()
 
     def _left_open(self) -> list[ActionEvent]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +25,7 @@ from models import CollectorConfig
 from models.curtailment import ActionEvent
 from simulators.fleet import run_fleet
 from tests.collector.mqtt_support import CaptureSink
-from tests.support import HASHFLEET, TS, wait_for
+from tests.support import HASHFLEET, TS, fill, small_disk, wait_for
 
 NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
                                           "btc_price_usd": 95000}}
@@ -329,20 +331,59 @@ def test_a_clock_stepped_back_while_running_moves_the_hours_sends_back_with_it()
     assert list(control.sent) == [now - 10, now] and control.slept == {"m1": now} and control.failed == {"m2": now + 600}
 
 
-def test_nothing_more_is_sent_once_the_audit_log_cannot_be_written(fleet):
-    # /dev/full opens but every write fails (ENOSPC): a full disk. The first cycle's send was decided
-    # before the write failed (it is kept to be written later, and logged); after it, nothing is done that
-    # the audit could not record. One action a cycle: the second miner's sleep would come in cycle 2.
-    cfg = config(fleet, "ctl-full", price=SPIKE,
-                 control={"mode": "on", "allow": ["*"], "audit_log": "/dev/full", "max_actions_per_cycle": 1})
-    cycles = run(cfg, 3)
+def test_nothing_more_is_sent_once_the_audit_log_cannot_be_written(fleet, tmp_path):
+    # A real full disk (a tmpfs filled by ballast): the first cycle's send was decided before the write
+    # failed (it is kept to be written later, and logged); after it, nothing is done that the audit could
+    # not record. One action a cycle: the second miner's sleep would come in cycle 2.
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        fill(disk / "ballast")
+        path = disk / "audit.jsonl"
+        cfg = config(fleet, "ctl-full", price=SPIKE,
+                     control={"mode": "on", "allow": ["*"], "audit_log": str(path), "max_actions_per_cycle": 1})
+        cycles = run(cfg, 3)
     assert len(fleet.commands()) == 1
     events = [(e.result, e.miner) for c in cycles for e in c.curtailment.events]
     assert events[0][0] == "sent" and ("skipped", "*") in events and [r for r, _ in events].count("sent") == 1
     skipped = next(e for c in cycles for e in c.curtailment.events if e.result == "skipped")
-    assert "the audit log cannot be written (/dev/full: No space left on device)" in skipped.reason
+    assert f"the audit log cannot be written ({path}: No space left on device)" in skipped.reason
     assert any("result=skipped" in line for c in cycles for line in curtailment_lines(c.curtailment)
                if line.startswith("action,"))
+
+
+def test_lines_the_full_disk_kept_from_the_audit_log_are_logged_in_full_at_stop(fleet, tmp_path, caplog):
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        fill(disk / "ballast")
+        cfg = config(fleet, "ctl-full-stop", price=SPIKE, control={
+            "mode": "on", "allow": ["*"], "audit_log": str(disk / "audit.jsonl"), "max_actions_per_cycle": 2})
+        with caplog.at_level("ERROR", logger=audit_log.__name__):
+            cycles = run(cfg, 2)
+        assert (disk / "audit.jsonl").read_bytes() == b""
+    stop = [r.getMessage() for r in caplog.records if "lost from it with this stop" in r.getMessage()]
+    assert len(stop) == 1
+    lost = [json.loads(line) for line in stop[0].splitlines()[1:]]
+    # every event of the run in order (the stop's own last words after them): the two sleeps sent, the replies
+    events = [(e.miner, e.result) for c in cycles for e in c.curtailment.events]
+    assert [(e["miner"], e["result"]) for e in lost][:len(events)] == events
+    results = [e["result"] for e in lost]
+    assert results.count("sent") == 2 and results.count("accepted") == 2
+
+
+def test_a_write_the_full_disk_cuts_short_leaves_only_whole_lines_and_the_rest_follows_once_it_has_room(tmp_path):
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        path = disk / "audit.jsonl"
+        path.write_bytes(json.dumps({"pre": "x" * 3880}).encode() + b"\n")  # 3,892 bytes: 204 left in its page
+        before = path.read_bytes()
+        fill(disk / "ballast")
+        log = audit_log.AuditLog(path, "s")
+        event = lambda n: ActionEvent(TS, f"m{n}", "sleep", "sent", "why " * 80)  # noqa: E731  (~450 bytes)
+        log.append([event(1), event(2)])  # the disk takes 204 bytes of the first line, then no more
+        assert log.broken is not None and "No space left on device" in log.broken
+        assert path.read_bytes() == before
+        (disk / "ballast").unlink()
+        log.append([event(3)])
+        assert log.broken is None
+        lines = path.read_bytes().splitlines()
+    assert [json.loads(line).get("miner") for line in lines] == [None, "m1", "m2", "m3"]
 
 
 def test_collect_refuses_an_audit_log_it_cannot_append_to(fleet, tmp_path):
@@ -356,6 +397,23 @@ def test_collect_refuses_an_audit_log_it_cannot_append_to(fleet, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"curtailment.control.audit_log {tmp_path}: cannot be appended to (Is a directory)" in result.stderr
     assert fleet.commands() == []
+
+
+def test_collect_refuses_an_audit_log_that_is_a_fifo_instead_of_hanging(fleet, tmp_path):
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)  # no reader: opening it to append would block for ever
+    path = tmp_path / "hashfleet.yaml"
+    path.write_text(json.dumps({
+        "site": "ctl-fifo", "miners": fleet.addresses, "spool": {"directory": str(tmp_path / "spool")},
+        "economics": {"tariff": {"kind": "flat", "usd_per_kwh": SPIKE}}, "network": NETWORK,
+        "curtailment": {"control": {"mode": "on", "allow": ["*"], "audit_log": str(fifo)}}}))
+    result = subprocess.run([HASHFLEET, "collect", "--config", str(path), "--cycles", "1"], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"curtailment.control.audit_log {fifo}: cannot be appended to (not a regular file)" in result.stderr
+    assert fleet.commands() == []
+    with pytest.raises(OSError, match="not a regular file"):  # a device would swallow the lines
+        audit_log.AuditLog(Path("/dev/null"), "s").check()
 
 
 def test_the_audit_log_keeps_what_it_could_not_write_and_writes_it_first_once_it_can(tmp_path, monkeypatch):

@@ -7,16 +7,15 @@ following cycles are delivered.
 Mounting needs root (CI runs as root here); a fixture that cannot mount fails, it never skips."""
 
 import asyncio
-import subprocess
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from collector.sinks.influx import InfluxSink
 from collector.sinks.spool import Spool
 from models import InfluxConfig, MinerSample, MinerState, SampleSource
-from tests.support import deliver
+from tests import support
+from tests.support import deliver, fill
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 MINERS = 3
@@ -25,28 +24,8 @@ MINERS = 3
 @pytest.fixture
 def small_disk(tmp_path):
     """A 256 KiB tmpfs at tmp_path/disk, unmounted afterwards."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs at {disk} (run the tests as root): {mounted.stderr.strip()}", pytrace=False)
-    try:
+    with support.small_disk(tmp_path / "disk", "256k") as disk:
         yield disk
-    finally:
-        if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(disk)], check=True)  # something still open: detach it
-
-
-def fill(path: Path) -> None:
-    """Write `path` until the file system has no room left."""
-    with open(path, "ab", buffering=0) as f:
-        for chunk in (65536, 4096, 512, 1):
-            try:
-                while f.write(b"\0" * chunk):
-                    pass
-            except OSError:
-                continue
 
 
 def cycle(n: int) -> tuple[datetime, list[MinerSample]]:
