@@ -203,6 +203,7 @@ def curtailment_control(config: CollectorConfig, live: LiveInputs, service_mode:
     sink = CurtailmentControl(control, config.site, live=live, layout=SiteLayout.load(config.layout),
                               state_path=directory / "curtailment-control.json",
                               audit_path=control.audit_log or directory / "curtailment-actions.jsonl")
+    live.curtailment.keep_in(directory / "curtailment-commands.json")  # the MQTT kill switch survives a restart
     try:
         sink.audit.check()  # type: ignore[union-attr]  # (control acts on nothing it cannot record)
     except OSError as e:

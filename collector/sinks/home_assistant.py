@@ -219,7 +219,9 @@ MINER_PLAN_SENSOR = Sensor("plan", "Plan", "action", device_class="enum", state_
 
 def curtailment_configs(topics: Topics, discovery_prefix: str, *, commands: bool) -> list[tuple[str, dict[str, Any]]]:
     """The site's curtailment sensors; with `commands` (curtailment.control.mqtt_commands) also the control
-    mode (a select), the demand-response limit (a number, kW; 0 clears) and the kill switch (a switch)."""
+    mode (a select), the demand-response limit (a number, kW; 0 clears) and the kill switch (a switch).
+    The select and the switch publish retained (`retain`): the broker keeps the latest for the next start
+    (the collector keeps them too, collector/sources/live_inputs.py)."""
     node_id = site_node_id(topics.site)
     device = site_device(topics.site)
     state = topics.curtailment_state
@@ -232,7 +234,7 @@ def curtailment_configs(topics: Topics, discovery_prefix: str, *, commands: bool
     out.append((config_topic(discovery_prefix, node_id, "curtailment_mode", "select"), {
         "name": "Curtailment control", "unique_id": f"{node_id}_curtailment_mode",
         "command_topic": topics.curtailment_set("mode"), "value_template": "{{ value_json.control_mode }}",
-        "options": list(CONTROL_MODES), "icon": "mdi:remote", **common}))
+        "options": list(CONTROL_MODES), "icon": "mdi:remote", "retain": True, **common}))
     out.append((config_topic(discovery_prefix, node_id, "curtailment_dr_limit", "number"), {
         "name": "Demand-response limit", "unique_id": f"{node_id}_curtailment_dr_limit",
         "command_topic": topics.curtailment_set("dr_limit_kw"),
@@ -242,7 +244,8 @@ def curtailment_configs(topics: Topics, discovery_prefix: str, *, commands: bool
     out.append((config_topic(discovery_prefix, node_id, "curtailment_kill", "switch"), {
         "name": "Curtailment kill switch", "unique_id": f"{node_id}_curtailment_kill",
         "command_topic": topics.curtailment_set("kill"), "payload_on": "ON", "payload_off": "OFF",
-        "value_template": "{{ 'ON' if value_json.killed else 'OFF' }}", "icon": "mdi:stop-circle", **common}))
+        "value_template": "{{ 'ON' if value_json.killed else 'OFF' }}", "icon": "mdi:stop-circle", "retain": True,
+        **common}))
     return out
 
 

@@ -6,16 +6,26 @@ gap between reported and metered watts is kept so it can be recorded. A value
 is fresh up to its max age and never when dated ahead of the instant it is
 used at (beyond the small tolerance of models.base.is_fresh): ingest
 refuses those, and this holds if the clock steps back.
+
+The kill switch and the control mode set over MQTT are kept on disk in service mode
+(CurtailmentInputs.keep_in, collector/sources/curtailment_commands.py): a kill switch stays on until
+someone turns it off, whatever the restarts and whatever the broker kept.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
+from collector.sources import curtailment_commands
+from collector.sources.curtailment_commands import SavedCommands
 from models.base import is_fresh
 from models import LivePowerPrice
 from models.curtailment import ControlMode, DrTarget
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,56 @@ class CurtailmentInputs:
     mode: ControlMode | None = None  # the control mode Home Assistant asked for (never above the config's)
     killed: bool = False  # the kill switch topic: nothing is sent while it is ON
     killed_as_of: datetime | None = None
+    saved_in: Path | None = None  # where the kill switch and the mode are kept across restarts (keep_in)
+
+    def switch_kill(self, killed: bool, now: datetime, *, replayed: bool = False) -> bool:
+        """The kill switch set over MQTT; False (ignored) for OFF `replayed` by the broker (a retained message,
+        handed again at every start and reconnect: of unknown age) while killed: only an OFF published
+        while the collector listens turns it off."""
+        if replayed and self.killed and not killed:
+            return False
+        self.killed, self.killed_as_of = killed, now
+        self._save()
+        return True
+
+    def ask_mode(self, mode: ControlMode, *, replayed: bool = False) -> bool:
+        """The control mode asked over MQTT; False (ignored) for a `replayed` one above the mode asked before
+        (as for the kill switch: a replayed command may make control more careful, never less)."""
+        if replayed and self.mode is not None and mode.rank > self.mode.rank:
+            return False
+        self.mode = mode
+        self._save()
+        return True
+
+    def keep_in(self, path: Path) -> None:
+        """Take up the kill switch and mode saved in `path` by the run before, and save each change there.
+        A file that cannot be used (hostile until checked) is set aside and control starts killed: the
+        switch may have been on."""
+        self.saved_in = path
+        try:
+            saved = curtailment_commands.load(path)
+        except Exception as e:  # whatever is in the file, the service starts (killed)
+            aside = curtailment_commands.set_aside(path)
+            self.killed, self.killed_as_of = True, None
+            self._save()
+            log.error("curtailment commands %s are unusable (%s): set aside as %s; curtailment control starts "
+                      "killed, as the kill switch may have been on: turn it OFF over MQTT to resume", path,
+                      str(e)[:300], aside)
+            return
+        if saved is None:
+            return
+        self.killed, self.killed_as_of, self.mode = saved.killed, saved.killed_as_of, saved.mode
+        if saved.killed:
+            since = f" at {saved.killed_as_of.isoformat()}" if saved.killed_as_of else ""
+            log.warning("curtailment control starts killed: the kill switch was turned ON over MQTT%s and not OFF "
+                        "since (kept in %s); turn it OFF over MQTT to resume", since, path)
+        if saved.mode is not None:
+            log.warning("curtailment control mode %s asked over MQTT before the restart (kept in %s); never above "
+                        "the config's", saved.mode.value, path)
+
+    def _save(self) -> None:
+        if self.saved_in is not None:
+            curtailment_commands.save(self.saved_in, SavedCommands(self.killed, self.killed_as_of, self.mode))
 
 
 @dataclass

@@ -20,7 +20,8 @@ Four kinds of topic (models.mqtt.IngestKind):
   demand-response target (DrTarget JSON, or a bare kW limit for `curtailment.dr_default_duration_s`;
   0 or null clears it), the control mode (`off`, `dry_run`, `on`: Home Assistant's select sends the
   bare word) and the kill switch (`ON`/`OFF`, true/false). The composition root subscribes the
-  curtailment command topics only when the config enables them.
+  curtailment command topics only when the config enables them. A command the broker replays
+  (retained) may make control more careful, never less (LiveInputs.curtailment, which keeps them).
 
 Every publisher is hostile until checked. A timestamp more than `max_clock_skew_s` ahead of this
 host's clock is refused (a price dated 2099 would otherwise hold forever, later prices being
@@ -164,6 +165,7 @@ class _Rack:
 _WORD_KINDS = frozenset({IngestKind.CURTAILMENT_MODE, IngestKind.CURTAILMENT_KILL})
 # Readings a max age applies to: a retained one must say when it was taken (below).
 _DATED_KINDS = frozenset({IngestKind.MINER_TELEMETRY, IngestKind.METER, IngestKind.POWER_PRICE, IngestKind.BTC_PRICE})
+_COMMAND_KINDS = frozenset({IngestKind.CURTAILMENT_MODE, IngestKind.CURTAILMENT_KILL})
 _SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 
 
@@ -272,8 +274,10 @@ class MqttIngest:
             # price, a long-gone miner mining.
             raise _Dropped(RETAINED_UNDATED, "a retained reading without a ts: its age is unknown (a publisher that "
                                              "retains must say when with ts)")
+        # A command replayed by the broker may only make control more careful (CurtailmentInputs).
+        replayed = {"retained": retained} if sub.kind in _COMMAND_KINDS else {}
         try:
-            return sub.kind, self._parsers[sub.kind](sub, index, key, data, self._clock())
+            return sub.kind, self._parsers[sub.kind](sub, index, key, data, self._clock(), **replayed)
         except ValidationError as e:
             raise _Dropped(INVALID, _first_errors(e)) from None
 
@@ -298,7 +302,7 @@ class MqttIngest:
         with self._lock:
             ignored = update() is False
         if ignored:
-            self._drop(OLDER, topic, "dated before the one held: ignored")
+            self._drop(OLDER, topic, "older than the one held (by its ts; a command: replayed by the broker): ignored")
             return
         with self._counts_lock:
             self._accepted[kind.value] += 1
@@ -445,17 +449,17 @@ class MqttIngest:
         return update
 
     def _control_mode_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                             now: datetime) -> _Update:
+                             now: datetime, retained: bool = False) -> _Update:
         if not isinstance(data, str) or data.lower() not in {m.value for m in ControlMode}:
             raise _Dropped(INVALID, f"control mode must be one of off, dry_run, on; got {str(data)[:40]!r}")
         mode = ControlMode(data.lower())
 
-        def update() -> None:
-            self.live.curtailment.mode = mode
+        def update() -> bool:
+            return self.live.curtailment.ask_mode(mode, replayed=retained)
         return update
 
     def _kill_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                     now: datetime) -> _Update:
+                     now: datetime, retained: bool = False) -> _Update:
         if isinstance(data, str) and data.lower() in _SWITCH_WORDS:
             killed = _SWITCH_WORDS[data.lower()]
         elif isinstance(data, bool):
@@ -465,9 +469,8 @@ class MqttIngest:
         else:
             raise _Dropped(INVALID, f"kill switch must be ON or OFF; got {str(data)[:40]!r}")
 
-        def update() -> None:
-            self.live.curtailment.killed = killed
-            self.live.curtailment.killed_as_of = now
+        def update() -> bool:
+            return self.live.curtailment.switch_kill(killed, now, replayed=retained)
         return update
 
     # -- meters (applied under self._lock) ----------------------------------------------------

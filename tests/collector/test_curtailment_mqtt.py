@@ -116,6 +116,7 @@ def test_home_assistant_entities_set_the_mode_under_the_configs_ceiling_the_limi
         number = watcher.wait_json(f"homeassistant/number/{node}/curtailment_dr_limit/config")
         switch = watcher.wait_json(f"homeassistant/switch/{node}/curtailment_kill/config")
         assert number["unit_of_measurement"] == "kW" and switch["payload_on"] == "ON"
+        assert switch["retain"] is True and select["retain"] is True  # the broker keeps them for our next start
         assert watcher.wait_json(topics.curtailment_state, lambda d: d["control_mode"] == "dry_run")
         # Each miner's plan: a retained topic and an enum sensor on the miner's device.
         plan_config = watcher.wait_for(lambda m: m.topic.startswith(f"homeassistant/sensor/{node}_")
@@ -155,6 +156,42 @@ def test_home_assistant_entities_set_the_mode_under_the_configs_ceiling_the_limi
         publisher.close()
         watcher.close()
     assert fleet.commands() == []  # dry_run, then off, then killed: nothing was ever sent
+
+
+def test_the_kill_switch_and_the_mode_set_over_mqtt_hold_across_a_restart_until_turned_off(mosquitto, fleet):
+    # As trial C #5: Home Assistant's switch (before `retain` in its discovery) published ON non-retained,
+    # and the restart forgot it and acted. Kept in the spool directory, the restart starts killed and in the
+    # mode asked; a stale retained OFF the broker replays at the start does not turn it off; a live OFF does.
+    site = unique("kill-restart")
+    topics = Topics("hashfleet", site)
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    control = {"mode": "on", "allow": ["*"], "mqtt_commands": True}
+    spike = at_price(0.06)
+    first = collector(mosquitto, fleet, site, control=control)
+    try:  # no price yet: stale, nothing would be sent anyway
+        publisher.publish(topics.curtailment_set("kill"), "ON")
+        publisher.publish(topics.curtailment_set("mode"), "dry_run")
+        first.next_result(lambda r: r.curtailment is not None and r.curtailment.killed
+                          and r.curtailment.control_mode == "dry_run", timeout=10, what="killed, in dry_run")
+    finally:
+        first.close()
+    # Stale retained commands, replayed at every subscribe: they may make control more careful, never less.
+    publisher.publish(topics.curtailment_set("kill"), "OFF", retain=True)
+    publisher.publish(topics.curtailment_set("mode"), "on", retain=True)
+    second = collector(mosquitto, fleet, site, control=control)
+    try:
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.06})
+        for _ in range(3):  # the A1246s lose money: only the kill switch holds them
+            result = second.next_result(spike, timeout=10, what="a cycle at the spike price")
+            assert result.curtailment.killed and result.curtailment.control_mode == "dry_run"
+        publisher.publish(topics.curtailment_set("kill"), "OFF")
+        second.next_result(lambda r: spike(r) and not r.curtailment.killed, timeout=10, what="the switch OFF")
+    finally:
+        second.close()
+        for what in ("kill", "mode"):  # (clears the retained messages)
+            publisher.publish(topics.curtailment_set(what), b"", retain=True)
+        publisher.close()
+    assert fleet.commands() == []  # killed, then dry_run
 
 
 def test_command_topics_are_not_listened_to_unless_the_config_enables_them(mosquitto, fleet):

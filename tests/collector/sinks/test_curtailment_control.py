@@ -288,6 +288,26 @@ def test_an_unusable_control_state_is_set_aside_and_nothing_is_woken_from_it(tmp
     assert "are not woken by it" in caplog.text
 
 
+@pytest.mark.parametrize("content", [
+    b"{not json", b"[]", b'{"version": 1, "killed": "no", "killed_as_of": null, "mode": null}',
+    b'{"version": 1, "killed": false, "killed_as_of": null, "mode": "full"}',
+    b'{"version": 1, "killed": false, "killed_as_of": "soon", "mode": null}',
+    b'{"version": 1, "killed": false, "killed_as_of": null, "mode": ["on"]}',
+    b'{"version": 1, "killed": false}', b" " * 5000,
+])
+def test_unusable_saved_mqtt_commands_are_set_aside_and_control_starts_killed(fleet, content, caplog):
+    # The kill switch may have been on: nothing is sent until it is turned off (over MQTT).
+    cfg = config(fleet, "ctl-cmds", price=SPIKE, control={"mode": "on", "allow": ["*"]})
+    path = config_loader.spool_directory(cfg) / "curtailment-commands.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    cycles = run(cfg, 2)
+    assert all(c.curtailment.killed for c in cycles) and fleet.commands() == []
+    assert [line["why"] for line in audit(cfg)] == ["kill switch ON over MQTT"]
+    assert (path.parent / "curtailment-commands.json.unusable").read_bytes() == content
+    assert json.loads(path.read_bytes())["killed"] is True and "starts killed" in caplog.text
+
+
 def test_a_control_state_saved_before_the_clock_was_stepped_back_is_kept_and_carried_on_from_now(tmp_path, caplog):
     # Saved while the clock was 3 h fast, then NTP stepped it back and the collector restarted: the miners
     # control put to sleep are still its own to wake, and the hour's sends count from now, not for 4 h.

@@ -1,0 +1,84 @@
+"""The curtailment commands set over MQTT (the kill switch, the control mode), kept on disk so that a
+restart keeps them: a publisher that does not retain (Home Assistant's switch before its discovery said
+`retain`, a script) or a broker that lost its retained messages must not turn a kill switch off.
+
+    <spool>/curtailment-commands.json, next to curtailment-control.json:
+    {"version": 1, "killed": true, "killed_as_of": "2026-12-06T10:23:50+00:00", "mode": "off"}
+
+Written whole (a temp file renamed) on every command; read at start as hostile input: `load` raises
+ValueError for anything but exactly this shape (collector/sources/live_inputs.py decides what follows).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from models.base import read_capped
+from models.curtailment import ControlMode
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+MAX_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class SavedCommands:
+    killed: bool
+    killed_as_of: datetime | None
+    mode: ControlMode | None
+
+
+def load(path: Path) -> SavedCommands | None:
+    """What `path` holds (None: no file); ValueError (or OSError) when it is unusable."""
+    if not path.exists():
+        return None
+    return _checked(orjson.loads(read_capped(path, MAX_BYTES)))
+
+
+def save(path: Path, commands: SavedCommands) -> None:
+    data = {"version": VERSION, "killed": commands.killed,
+            "killed_as_of": commands.killed_as_of.isoformat() if commands.killed_as_of else None,
+            "mode": commands.mode.value if commands.mode else None}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(".tmp")
+        temp.write_bytes(orjson.dumps(data))
+        os.replace(temp, path)
+    except OSError as e:
+        log.error("cannot save the curtailment commands set over MQTT to %s (a restart would forget them): %s",
+                  path, e)
+
+
+def set_aside(path: Path) -> Path:
+    aside = path.with_name(path.name + ".unusable")
+    try:
+        os.replace(path, aside)
+    except OSError:
+        pass
+    return aside
+
+
+def _checked(data: Any) -> SavedCommands:
+    if not isinstance(data, dict) or data.get("version") != VERSION or set(data) != {"version", "killed",
+                                                                                    "killed_as_of", "mode"}:
+        raise ValueError(f"not a version {VERSION} commands file")
+    killed, as_of, mode = data["killed"], data["killed_as_of"], data["mode"]
+    if not isinstance(killed, bool):
+        raise ValueError(f"killed = {str(killed)[:40]!r} is not true or false")
+    if as_of is not None:  # (when it was turned on: only ever logged, so a clock stepped back since is harmless)
+        if not isinstance(as_of, str) or len(as_of) > 64:
+            raise ValueError("killed_as_of is not a time")
+        as_of = datetime.fromisoformat(as_of)  # ValueError
+        if as_of.tzinfo is None:
+            raise ValueError("killed_as_of has no time zone")
+    if mode is not None and (not isinstance(mode, str) or mode not in {m.value for m in ControlMode}):
+        raise ValueError(f"mode = {str(mode)[:40]!r} is not one of off, dry_run, on")
+    return SavedCommands(killed, as_of, ControlMode(mode) if mode is not None else None)
