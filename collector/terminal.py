@@ -11,6 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from collector.history import Report
 from models import CostSample, MinerSample, NetworkState
@@ -31,11 +32,15 @@ def by_address(samples: list[MinerSample]) -> list[MinerSample]:
 
 
 COMPACT_BELOW = 120  # columns: a terminal narrower than this gets the compact tables (watch at 80x24)
+# Columns when stdout is no terminal (a pipe, a file, cron): nothing wraps the lines there, so tables are printed
+# at their full width instead of squeezed into rich's default 80 (every column cut to `…`).
+NO_TERMINAL_WIDTH = 10_000
 
 
-def fleet_table(samples: list[MinerSample], *, compact: bool = False) -> Table:
+def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int | None = None) -> Table:
     """One row a miner and the fleet's totals. Compact (80 columns): no MAC, average or note column, one
-    line a row (the address identifies a miner on the floor and in the view; a long model name is cut)."""
+    line a row (the address identifies a miner on the floor and in the view; a long model name is cut).
+    `shown`: rows for the first `shown` miners only and one that counts the rest (the totals count all)."""
     table = Table(show_footer=True, box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, pad_edge=not compact)
     if not compact:
         table.add_column("miner", footer="fleet")
@@ -58,7 +63,8 @@ def fleet_table(samples: list[MinerSample], *, compact: bool = False) -> Table:
                      footer=_fmt(max((s.temp_chip_max_c for s in samples if s.temp_chip_max_c is not None), default=None), 0))
     if not compact:
         table.add_column("note")
-    for s in samples:
+    rows = samples if shown is None else samples[:shown]
+    for s in rows:
         row = [f"{s.host}:{s.port}", s.model or "-", s.state.value, _fmt(s.hashrate_ths)]
         if not compact:
             row = [s.miner, *row, _fmt(s.hashrate_avg_ths)]
@@ -66,6 +72,8 @@ def fleet_table(samples: list[MinerSample], *, compact: bool = False) -> Table:
         if not compact:
             row.append("; ".join(s.errors)[:60])
         table.add_row(*row)
+    if len(rows) < len(samples):
+        table.add_row(f"+{len(samples) - len(rows)} not shown", style="dim")
     return table
 
 
@@ -101,8 +109,12 @@ def cost_summary(site: CostSample, network: NetworkState, *, compact: bool = Fal
 def plain_console(**kwargs) -> Console:
     """A console that prints text as it is, markup and emoji codes off: text from miners, pools and the
     config reaches every table and line (a `[/b]` in a miner's reply value raised MarkupError and ended
-    `watch`). Styles are given as `style=` or `Text`, never as markup."""
-    return Console(markup=False, emoji=False, **kwargs)
+    `watch`). Styles are given as `style=` or `Text`, never as markup. Not on a terminal: NO_TERMINAL_WIDTH
+    (COLUMNS too is set aside there: a pipe gets every table whole)."""
+    console = Console(markup=False, emoji=False, **kwargs)
+    if not console.is_terminal and "width" not in kwargs:
+        console.width = NO_TERMINAL_WIDTH
+    return console
 
 
 def print_table(samples: list[MinerSample]) -> None:
@@ -128,30 +140,56 @@ def history_line(report: Report) -> str:
             f"{'-' if report.btc is None else f'{report.btc:.8f}'} BTC · cash {_usd(report.cash_cost_per_btc)}/BTC")
 
 
+def _fits(console: Console, table: Table) -> bool:
+    """The table at its natural width fits the console (measured unbounded: rich gives the squeezed width)."""
+    unbounded = console.options.update_width(NO_TERMINAL_WIDTH)
+    return console.measure(table, options=unbounded).maximum <= console.width
+
+
+def _report_miners(report: Report, title: str, *, compact: bool = False) -> Table:
+    """One row a miner. Compact: shorter headings, one line a row, the model cut to what is left."""
+    table = Table(title=title, box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, pad_edge=not compact)
+    names = (("miner", "model", "up %", "mining %", "TH/s", "W", "J/TH", "°C max") if compact else
+             ("miner", "model", "up %", "mining %", "TH/s avg", "W avg", "J/TH", "chip °C max"))
+    for name in names:
+        # The model's column alone may narrow (its cells do not wrap: an ellipsis); the others keep their width.
+        table.add_column(name, justify="left" if name in ("miner", "model") else "right",
+                         no_wrap=compact and name != "model")
+    for m in report.miners:
+        model = Text(m.model or "-", no_wrap=True, overflow="ellipsis") if compact else m.model or "-"
+        table.add_row(m.miner, model, _fmt(m.up_pct, 1), _fmt(m.mining_pct, 1), _fmt(m.hashrate_avg_ths),
+                      _fmt(m.power_avg_w, 0), _fmt(m.efficiency_j_th), _fmt(m.temp_chip_max_c, 0))
+    return table
+
+
 def print_report(report) -> None:
-    """The `hashfleet report` tables: per miner, then the site's totals."""
+    """The `hashfleet report` tables: per miner, then the site's totals; each in its compact layout where the
+    wide one does not fit the terminal (a miner's id and a $/BTC are never cut)."""
     from datetime import datetime, timezone
 
     console = plain_console()
     start = datetime.fromtimestamp(report.start, timezone.utc)
     end = datetime.fromtimestamp(report.end, timezone.utc)
-    table = Table(title=f"site {report.site} · {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC · "
-                        f"{report.cycles} cycles")
-    for name in ("miner", "model", "up %", "mining %", "TH/s avg", "W avg", "J/TH", "chip °C max"):
-        table.add_column(name, justify="left" if name in ("miner", "model") else "right")
-    for m in report.miners:
-        table.add_row(m.miner, m.model or "-", _fmt(m.up_pct, 1), _fmt(m.mining_pct, 1), _fmt(m.hashrate_avg_ths),
-                      _fmt(m.power_avg_w, 0), _fmt(m.efficiency_j_th), _fmt(m.temp_chip_max_c, 0))
+    title = f"site {report.site} · {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC · {report.cycles} cycles"
+    table = _report_miners(report, title)
+    if not _fits(console, table):
+        table = _report_miners(report, title, compact=True)
     console.print(table)
+    figures = [("TH/s avg", _fmt(report.hashrate_avg_ths)), ("miner W avg", _fmt(report.power_avg_w, 0)),
+               ("miner kWh", _fmt(report.energy_kwh, 2)), ("facility kWh", _fmt(report.facility_energy_kwh, 2)),
+               ("cash $", _usd(report.cash_usd)), ("all-in $", _usd(report.all_in_usd)),
+               ("BTC", "-" if report.btc is None else f"{report.btc:.8f}"), ("revenue $", _usd(report.revenue_usd)),
+               ("cash $/BTC", _usd(report.cash_cost_per_btc)), ("all-in $/BTC", _usd(report.all_in_cost_per_btc))]
     totals = Table(title="site totals")
-    for name in ("TH/s avg", "miner W avg", "miner kWh", "facility kWh", "cash $", "all-in $", "BTC", "revenue $",
-                 "cash $/BTC", "all-in $/BTC"):
+    for name, _ in figures:
         totals.add_column(name, justify="right")
-    totals.add_row(_fmt(report.hashrate_avg_ths), _fmt(report.power_avg_w, 0), _fmt(report.energy_kwh, 2),
-                   _fmt(report.facility_energy_kwh, 2),
-                   _usd(report.cash_usd), _usd(report.all_in_usd),
-                   "-" if report.btc is None else f"{report.btc:.8f}", _usd(report.revenue_usd),
-                   _usd(report.cash_cost_per_btc), _usd(report.all_in_cost_per_btc))
+    totals.add_row(*(value for _, value in figures))
+    if not _fits(console, totals):  # one line a figure
+        totals = Table(title="site totals", box=box.SIMPLE, show_header=False)
+        totals.add_column()
+        totals.add_column(justify="right")
+        for name, value in figures:
+            totals.add_row(name, value)
     console.print(totals)
     if report.skipped_values:
         console.print(f"{report.skipped_values} value(s) in the history were not finite or out of range: skipped")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import sys
@@ -127,3 +128,32 @@ async def deliver(samples, sinks, stages=(), *, network=None, site: str = "s1", 
     cycle = Cycle(site, ts)
     await service.run_cycle(cycle, sources, list(stages), list(sinks))
     return cycle
+
+
+def _tmux() -> str:
+    import pytest
+
+    path = shutil.which("tmux")
+    if path is None:
+        pytest.fail("`tmux` is missing: sudo apt-get install tmux (or run ./scripts/test.sh)", pytrace=False)
+    return path
+
+
+class Pane:
+    """A real terminal: one tmux server on a private socket, one window of `width` x `height` running
+    `command`."""
+
+    def __init__(self, socket: Path, command: str, *, width: int, height: int) -> None:
+        self.tmux = [_tmux(), "-S", str(socket), "-f", "/dev/null"]
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", "watch", "-x", str(width), "-y", str(height),
+                        command], check=True, timeout=10)
+        subprocess.run([*self.tmux, "set-option", "-t", "watch", "remain-on-exit", "on"], timeout=10)
+
+    def screen(self) -> list[str]:
+        """The visible screen, line by line (not the scrollback)."""
+        out = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "watch"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout
+        return out.splitlines()
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True, timeout=10)

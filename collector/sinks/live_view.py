@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 from collector.cycle import Cycle, MinersPart
 from collector.history import Report, from_spool
 from collector.terminal import COMPACT_BELOW, by_address, cost_summary, fleet_table, history_line, plain_console
+from models import MinerSample
 
 
 class LiveView:
@@ -46,8 +47,8 @@ class LiveView:
         """Nothing: the view is redrawn once per cycle, from the whole cycle's samples."""
 
     async def write(self, cycle: Cycle) -> None:
-        # The site's lines first and the miners last: a terminal too short for the fleet crops its last
-        # rows, never the cost per BTC. Narrow terminals get the compact tables (one line a miner).
+        # The site's lines first and the miners last: a terminal too short for the fleet shows fewer miner
+        # rows, never less of the cost per BTC. Narrow terminals get the compact tables (one line a miner).
         compact = self._live.console.width < COMPACT_BELOW
         parts: list = [f"site {cycle.site} · {cycle.ts:%Y-%m-%d %H:%M:%S} UTC · "
                        f"cycle {cycle.poll_s:.2f} s · {cycle.failed} failed"]
@@ -57,8 +58,22 @@ class LiveView:
                 parts.append(history_line(self._history))
         if cycle.cost is not None and cycle.network is not None:
             parts.append(cost_summary(cycle.cost.site, cycle.network, compact=compact))
-        parts.append(fleet_table(by_address(cycle.samples), compact=compact))
-        self._live.update(Group(*parts), refresh=True)
+        self._live.update(self._fitted(parts, by_address(cycle.samples), compact), refresh=True)
+
+    def _fitted(self, parts: list, samples: list[MinerSample], compact: bool) -> Group:
+        """The parts and the fleet table, with as many miner rows as the terminal has lines for: the
+        fleet's totals (the table's last lines) stay on screen, the rows left out are counted in it.
+        Not on a terminal, every row (nothing is redrawn there: the last cycle is printed once, whole)."""
+        console = self._live.console
+        shown = len(samples)
+        while True:
+            view = Group(*parts, fleet_table(samples, compact=compact, shown=shown))
+            if not console.is_terminal or shown == 0:
+                return view
+            excess = len(console.render_lines(view, pad=False)) - console.height
+            if excess <= 0:
+                return view
+            shown = max(0, shown - excess)  # a row is a line or more: the next pass sees what is still over
 
     async def _refresh_history(self, site: str) -> None:
         now = time.time()

@@ -9,45 +9,16 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
 from tests.servers.ports import free_port
-from tests.support import HASHFLEET, wait_for
+from tests.support import HASHFLEET, Pane, wait_for
 
 from simulators.fleet import run_fleet
 
 WIDTH, HEIGHT = 180, 50
 HEADER = re.compile(r"\bminer\b.*\baddress\b.*\bTH/s avg\b")
 LOG_LINE = re.compile(r"cycle (\d+): 2 miners, 1 failed")
-
-
-def _tmux() -> str:
-    path = shutil.which("tmux")
-    if path is None:
-        pytest.fail("`tmux` is missing: sudo apt-get install tmux (or run ./scripts/test.sh)", pytrace=False)
-    return path
-
-
-class Pane:
-    """One tmux server on a private socket, one window (WIDTH x HEIGHT unless told) running `command`."""
-
-    def __init__(self, socket: Path, command: str, width: int = WIDTH, height: int = HEIGHT) -> None:
-        self.tmux = [_tmux(), "-S", str(socket), "-f", "/dev/null"]
-        subprocess.run([*self.tmux, "new-session", "-d", "-s", "watch", "-x", str(width), "-y", str(height),
-                        command], check=True, timeout=10)
-        subprocess.run([*self.tmux, "set-option", "-t", "watch", "remain-on-exit", "on"], timeout=10)
-
-    def screen(self) -> list[str]:
-        """The visible screen, line by line (not the scrollback)."""
-        out = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "watch"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout
-        return out.splitlines()
-
-    def close(self) -> None:
-        subprocess.run([*self.tmux, "kill-server"], capture_output=True, timeout=10)
 
 
 def _last_cycle(lines: list[str]) -> int:
@@ -60,7 +31,7 @@ def test_watch_prints_log_lines_above_one_live_table(tmp_path):
         command = " ".join([
             "env", f"HOME={shlex.quote(str(tmp_path))}", "HASHFLEET_LOG_LEVEL=INFO", "COLUMNS=", "LINES=",
             shlex.quote(HASHFLEET), "watch", "--miners", f"{fleet.addresses[0]},{offline}", "--interval", "1"])
-        pane = Pane(tmp_path / "tmux.sock", command)
+        pane = Pane(tmp_path / "tmux.sock", command, width=WIDTH, height=HEIGHT)
         try:
             # Several refreshes, each with its log line: a broken view has stacked copies of the table by then.
             wait_for(lambda: _last_cycle(pane.screen()) >= 4, timeout=60, what="4 cycles of `hashfleet watch`")
@@ -101,3 +72,30 @@ def test_watch_on_an_80x24_terminal_shows_the_cost_per_btc_and_every_demo_miner_
     rows = [line for line in screen if any(a in line for a in fleet.addresses)]
     assert len(rows) == len(fleet.addresses) and all("mining" in row for row in rows), text
     assert any(line.lstrip().startswith("fleet") and "9/9" in line for line in screen), f"no fleet totals:\n{text}"
+
+
+def test_watch_on_an_80x24_terminal_keeps_the_fleet_totals_when_the_miners_do_not_fit(tmp_path):
+    # 20 miners on 24 lines: the table ran off the screen at `...` and took the fleet's total row with it.
+    # Miner rows give way instead, and the table says how many are not shown.
+    config = Path(__file__).parents[3] / "hashfleet.example.yaml"
+    with run_fleet("a1246:10,a1566:10", base="127.62.2.1:0", seed=7) as fleet:
+        command = " ".join([
+            "env", f"HOME={shlex.quote(str(tmp_path))}", "HASHFLEET_LOG_LEVEL=INFO", "COLUMNS=", "LINES=",
+            shlex.quote(HASHFLEET), "watch", "--config", shlex.quote(str(config)), "--miners",
+            ",".join(fleet.addresses), "--interval", "1"])
+        pane = Pane(tmp_path / "tmux.sock", command, width=80, height=24)
+
+        def drawn() -> list[str] | None:
+            screen = pane.screen()
+            drawn_text = "\n".join(screen)
+            return screen if "all-in" in drawn_text and any(a in drawn_text for a in fleet.addresses) else None
+
+        try:
+            screen = wait_for(drawn, timeout=60, what="a cycle of 20 miners drawn on an 80x24 screen")
+        finally:
+            pane.close()
+    text = "\n".join(screen)
+    assert any(re.search(r"\$[\d,]+ +\$[\d,]+ +\$[\d,]+", line) for line in screen), f"no cost per BTC figures:\n{text}"
+    assert any(line.lstrip().startswith("fleet") and "20/20" in line for line in screen), f"no fleet totals:\n{text}"
+    rows = sum(a in line for line in screen for a in fleet.addresses)
+    assert any(f"+{20 - rows} not shown" in line for line in screen), f"{rows} rows, the rest not counted:\n{text}"
