@@ -61,10 +61,11 @@ def build() -> model.Dashboard:
                                description="Miners that did not answer or answered garbage."))
         .with_panel(stat_panel("Points written", [query(_last_cycle({"points": "points_written"}),
                                                         alias="$tag_site")], "none",
-                               description="Lines sent to InfluxDB per cycle."))
+                               description="Lines the last cycle wrote to the spool, on their way to InfluxDB (while "
+                                           "it is down they wait there: spool depth)."))
         .with_panel(stat_panel("Spool depth", [query(_last_cycle({"spool": "spool_depth"}), alias="$tag_site")],
                                "none", steps=SPOOL_STEPS,
-                               description="Points waiting on disk because InfluxDB did not take them yet."))
+                               description="Batches waiting on disk because InfluxDB did not take them yet."))
         .with_panel(stat_panel(
             "Network data stale",
             [query(f'SELECT max("stale") AS "stale" FROM "{schema.NETWORK}" WHERE {WHERE} {BUCKET}, "site" fill(none)',

@@ -82,7 +82,8 @@ NETWORK = Measurement("network", ("site",), {
 })
 
 COLLECTOR = Measurement("collector", ("site", "collector_shard"), {
-    "poll_duration_s": float, "miners_polled": int, "miners_failed": int, "points_written": int,
+    "poll_duration_s": float, "miners_polled": int, "miners_failed": int,  # this cycle's
+    "points_written": int,  # lines of this cycle's batch, its own included, into the spool (InfluxDB down or not)
     "spool_depth": int,  # batches waiting for InfluxDB
     "spool_dropped": int,  # batches dropped over the disk budget (or for room on a full disk), since created
     "spool_rejected": int,  # lines InfluxDB refused as malformed, kept aside as .lp.rejected

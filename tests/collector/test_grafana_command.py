@@ -9,6 +9,7 @@ as unexpected, which fails the test.
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import threading
@@ -288,3 +289,13 @@ def test_a_server_answering_html_instead_of_grafanas_json_is_a_clear_error(statu
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "answered something other than Grafana's JSON: '<html>log in</html>'" in result.stderr
     assert "updated" not in result.stdout and "created" not in result.stdout
+
+
+def test_the_docs_count_the_dashboards_a_push_uploads(grafana: FakeGrafana):
+    # docs/deployment.md said "uploads the four dashboards": a push uploads five.
+    assert push(grafana, "--token", TOKEN).returncode == 0
+    words = {"four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+    deployment = re.search(r"uploads the (\w+) dashboards", " ".join((ROOT / "docs/deployment.md").read_text().split()))
+    readme = re.search(r"data source, (\d+) dashboards", (ROOT / "README.md").read_text())
+    assert deployment and words.get(deployment.group(1)) == len(grafana.dashboards), deployment
+    assert readme and int(readme.group(1)) == len(grafana.dashboards), readme

@@ -2,6 +2,7 @@
 collector processes, simulated miners)."""
 
 import gzip
+import json
 import os
 import signal
 import subprocess
@@ -9,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support import HASHFLEET, wait_for
+from tests.support import HASHFLEET, REPO, wait_for
 
+from collector.line_protocol import parse_line
 from simulators.fleet import run_fleet
 
 OUTAGE_S = float(os.environ.get("HASHFLEET_TEST_OUTAGE_S", "60"))  # the issue's "stopped for a minute"
@@ -156,3 +158,30 @@ def test_token_never_in_help_or_logs(tmp_path, var):
         result = subprocess.run([HASHFLEET, *args], env=env, capture_output=True, text=True, timeout=60)
         assert secret not in result.stdout + result.stderr, args
 
+
+
+def test_points_written_counts_each_cycles_batch_while_influxdb_is_down(tmp_path):
+    # collector.points_written is per cycle: the lines of the cycle's batch (its own point included), as
+    # written to the spool, whether or not InfluxDB takes them. The README called it "since the spool was
+    # created"; the trial saw it stay at 83-86 a cycle through an outage while spool_depth rose.
+    spool = tmp_path / "spool"
+    env = {**os.environ, "INFLUX_URL": "http://127.44.9.1:9", "INFLUX_ORG": "o", "INFLUX_BUCKET": "b",
+           "INFLUX_TOKEN": "t", "HASHFLEET_SPOOL_DIR": str(spool)}
+    with run_fleet("a1246:1,q:1", base="127.44.9.2:0", seed=1) as fleet:
+        done = subprocess.run([HASHFLEET, "collect", "--miners", ",".join(fleet.addresses), "--site", "rel",
+                               "--cycles", "3", "--interval", "1"], env=env, capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    batches = [gzip.decompress(path.read_bytes()).decode().splitlines() for path in spooled(spool)]
+    assert len(batches) == 3  # InfluxDB never took one: every cycle waits in the spool
+    for depth, lines in enumerate(batches):
+        own = parse_line(lines[-1])
+        assert own.measurement == "collector"
+        assert own.fields["points_written"] == len(lines) and own.fields["spool_depth"] == depth
+    row = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| `collector` |"))
+    assert "all since the spool was created" not in row and "this cycle's: `points_written`" in row, row
+    panels = json.loads((REPO / "dashboards" / "json" / "collector-health.json").read_text())["panels"]
+    described = {(p["title"], p.get("description")) for p in panels if p.get("description")}
+    points = next(text for title, text in described if title == "Points written")
+    assert "sent to InfluxDB" not in points and "spool" in points, points
+    assert ("Spool depth", "Batches waiting on disk because InfluxDB did not take them yet.") in described
