@@ -63,7 +63,7 @@ def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int
                      footer=_fmt(max((s.temp_chip_max_c for s in samples if s.temp_chip_max_c is not None), default=None), 0))
     if not compact:
         table.add_column("note")
-    rows = samples if shown is None else samples[:shown]
+    rows = samples if shown is None or shown >= len(samples) else _worth_a_row(samples, shown)
     for s in rows:
         row = [f"{s.host}:{s.port}", s.model or "-", s.state.value, _fmt(s.hashrate_ths)]
         if not compact:
@@ -73,8 +73,26 @@ def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int
             row.append("; ".join(s.errors)[:60])
         table.add_row(*row)
     if len(rows) < len(samples):
-        table.add_row(f"+{len(samples) - len(rows)} not shown", style="dim")
+        trouble = sum(map(_needs_eyes, samples)) - sum(map(_needs_eyes, rows))
+        # (short: it sits in the address column, which it must not widen)
+        table.add_row(f"+{len(samples) - len(rows)} more, " + (f"{trouble} not ok" if trouble else "mining"), style="dim")
     return table
+
+
+def _needs_eyes(sample: MinerSample) -> bool:
+    return sample.state != "mining" or bool(sample.errors)
+
+
+def _worth_a_row(samples: list[MinerSample], shown: int) -> list[MinerSample]:
+    """The `shown` miners that get a row when not all fit, in the fleet's order: first every one that is not
+    mining or reports an error (what the operator is watching for), then the others."""
+    attention = [i for i, s in enumerate(samples) if _needs_eyes(s)]
+    if len(attention) >= shown:
+        keep = attention[:shown]
+    else:
+        chosen = set(attention)
+        keep = sorted(attention + [i for i in range(len(samples)) if i not in chosen][:shown - len(attention)])
+    return [samples[i] for i in keep]
 
 
 def _usd(value: float | None) -> str:

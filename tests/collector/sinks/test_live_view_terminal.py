@@ -76,9 +76,11 @@ def test_watch_on_an_80x24_terminal_shows_the_cost_per_btc_and_every_demo_miner_
 
 def test_watch_on_an_80x24_terminal_keeps_the_fleet_totals_when_the_miners_do_not_fit(tmp_path):
     # 20 miners on 24 lines: the table ran off the screen at `...` and took the fleet's total row with it.
-    # Miner rows give way instead, and the table says how many are not shown.
+    # Miner rows give way instead, mining ones first (the last miner, stopped, keeps its row), and the table
+    # says how many are not shown.
     config = Path(__file__).parents[3] / "hashfleet.example.yaml"
     with run_fleet("a1246:10,a1566:10", base="127.62.2.1:0", seed=7) as fleet:
+        fleet[19].set_soft_off(True)
         command = " ".join([
             "env", f"HOME={shlex.quote(str(tmp_path))}", "HASHFLEET_LOG_LEVEL=INFO", "COLUMNS=", "LINES=",
             shlex.quote(HASHFLEET), "watch", "--config", shlex.quote(str(config)), "--miners",
@@ -96,6 +98,7 @@ def test_watch_on_an_80x24_terminal_keeps_the_fleet_totals_when_the_miners_do_no
             pane.close()
     text = "\n".join(screen)
     assert any(re.search(r"\$[\d,]+ +\$[\d,]+ +\$[\d,]+", line) for line in screen), f"no cost per BTC figures:\n{text}"
-    assert any(line.lstrip().startswith("fleet") and "20/20" in line for line in screen), f"no fleet totals:\n{text}"
+    assert any(line.lstrip().startswith("fleet") and "19/20" in line for line in screen), f"no fleet totals:\n{text}"
     rows = sum(a in line for line in screen for a in fleet.addresses)
-    assert any(f"+{20 - rows} not shown" in line for line in screen), f"{rows} rows, the rest not counted:\n{text}"
+    assert any(f"+{20 - rows} more, mining" in line for line in screen), f"{rows} rows, the rest not counted:\n{text}"
+    assert any(fleet.addresses[19] in line and "soft_off" in line for line in screen), f"the stopped miner is hidden:\n{text}"
