@@ -99,7 +99,7 @@ class CurtailmentControl:
         self._clock = clock
         self._allow_all = "*" in config.allow
         self._allow = {a.strip().upper() for a in config.allow}
-        self._allowed_cache: dict[str, bool] = {}
+        self._allowed_cache: dict[tuple[str, str, int, str | None], bool] = {}  # (id, host, port, MAC)
         self._pyasic = miner_commands.PyasicMiners()
         self._pending: dict[str, _Pending] = {}
         self._results: list[ActionEvent] = []  # replies that came back since the last cycle
@@ -216,7 +216,9 @@ class CurtailmentControl:
         return None
 
     def allowed(self, sample: MinerSample) -> bool:
-        known = self._allowed_cache.get(sample.miner)
+        # Cached by everything the verdict depends on: a miner that moves (DHCP) keeps its id, not its verdict.
+        key = (sample.miner, sample.host, sample.port, sample.mac)
+        known = self._allowed_cache.get(key)
         if known is not None:
             return known
         names = {sample.miner, sample.host, f"{sample.host}:{sample.port}", sample.mac or ""}
@@ -226,7 +228,7 @@ class CurtailmentControl:
             names.update(n for n in (place.container, place.row, place.rack) if n)
         ok = self._allow_all or any(name.strip().upper() in self._allow for name in names if name)
         if len(self._allowed_cache) < MAX_TRACKED:
-            self._allowed_cache[sample.miner] = ok
+            self._allowed_cache[key] = ok
         return ok
 
     # -- deciding and sending -------------------------------------------------------------------

@@ -131,6 +131,54 @@ def test_only_allow_listed_miners_are_touched(fleet):
     assert commands(fleet, 0) == ["ascset softoff"] and commands(fleet, 1) == []
 
 
+class _Site:
+    """A sink after control's (every sink is): `step(cycle)` after each cycle stands in for what happens on the
+    site between two polls (a DHCP move, an operator's hand), from what that cycle read."""
+
+    def __init__(self, step) -> None:
+        self.step = step
+
+    async def write_miners(self, part) -> None:
+        return None
+
+    async def write(self, cycle) -> None:
+        self.step(cycle)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_miner_that_moves_to_an_address_not_allowed_is_not_touched_there():
+    # The allowlist names an address. The miner there is slept, then moves (DHCP) to an address not in it,
+    # keeping its id (its MAC), and reads awake there while the price still says sleep: control must leave
+    # it alone (it once kept the verdict of the old address for the id, for the life of the process).
+    with (run_fleet("a1246:1", base="127.48.3.11", seed=23) as old, run_fleet("a1246:1", base="127.48.3.12", seed=23) as new):
+        assert old[0].mac == new[0].mac
+        new[0].set_faults(no_answer=True)
+        cfg = config(old, "ctl-moved", price=SPIKE, control={"mode": "on", "allow": [old[0].address]})
+        cfg = cfg.model_copy(update={"miners": [old[0].address, new[0].address], "identify_backoff_max_s": 2.0})
+        stop, slept_id, seen_there = asyncio.Event(), [], []
+
+        def dhcp(cycle) -> None:
+            read = {s.host: s for s in cycle.samples}
+            if not slept_id and read[old[0].host].state.value == "soft_off":
+                slept_id.append(read[old[0].host].miner)
+                old[0].set_faults(no_answer=True)  # gone from the allowed address ...
+                new[0].set_faults(no_answer=False)  # ... back at the other one, with the same MAC, awake
+            elif (moved := read.get(new[0].host)) is not None and moved.miner in slept_id:
+                seen_there.append(moved.state.value)
+                if len(seen_there) == 3:
+                    stop.set()
+
+        pipeline = build(cfg, sinks=[_Site(dhcp)], service_mode=True)
+        asyncio.run(pipeline.run(cycles=40, stop=stop))
+        pipeline.close()
+        assert [c.command for c in old.commands()] == ["ascset softoff"]
+        assert new.commands() == []
+        assert seen_there == ["mining"] * 3  # read there, by its id, cycle after cycle
+        assert {line["host"] for line in audit(cfg) if line["result"] == "sent"} == {old[0].host}
+
+
 def test_actions_per_cycle_and_per_hour_are_capped(fleet):
     run(config(fleet, "ctl-cycle", price=SPIKE, control={"mode": "on", "allow": ["*"], "max_actions_per_cycle": 1}), 1)
     assert len(fleet.commands()) == 1
