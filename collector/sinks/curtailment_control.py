@@ -140,8 +140,9 @@ class CurtailmentControl:
                 events.append(ActionEvent(_utc(now), "*", "none", "skipped", blocked, mode=mode.value))
             self._blocked = blocked
         if blocked is None:
-            events += self._act(plan, samples, now, mode)
-        events += self._resend(samples, now, mode) if blocked is None else []
+            budget = self._budget(now)  # one a cycle, shared: new actions first, then retries (retries count)
+            started = self._act(plan, samples, now, mode, budget)
+            events += started + self._resend(samples, now, mode, budget - len(started))
         plan.events.extend(events)
         if self.audit is not None:
             self.audit.append(events)
@@ -233,8 +234,9 @@ class CurtailmentControl:
 
     # -- deciding and sending -------------------------------------------------------------------
 
-    def _act(self, plan: CurtailmentPlan, samples: dict[str, MinerSample], now: float,
-             mode: ControlMode) -> list[ActionEvent]:
+    def _act(self, plan: CurtailmentPlan, samples: dict[str, MinerSample], now: float, mode: ControlMode,
+             budget: int) -> list[ActionEvent]:
+        """Start what the plan wants, at most `budget` actions: one event (sent or dry_run) each."""
         advice = {a.miner: a for a in plan.advice}
         wanted: list[tuple[int, float, str, str, str, MinerSample]] = []  # (order, kW, action, want, miner)
         for miner, want in plan.keys.items():
@@ -252,7 +254,6 @@ class CurtailmentControl:
             wanted.append((order, kw, action, want, miner, sample))
         wanted.sort(key=lambda w: (w[0], w[1]))
         events = []
-        budget = self._budget(now)
         for order, kw, action, want, miner, sample in wanted:
             if budget <= 0:
                 break
@@ -384,7 +385,8 @@ class CurtailmentControl:
                 pending.step = "resend"
         return events
 
-    def _resend(self, samples: dict[str, MinerSample], now: float, mode: ControlMode) -> list[ActionEvent]:
+    def _resend(self, samples: dict[str, MinerSample], now: float, mode: ControlMode,
+                budget: int) -> list[ActionEvent]:
         events = []
         for miner, pending in list(self._pending.items()):
             if pending.step != "resend":
@@ -393,9 +395,10 @@ class CurtailmentControl:
             if sample is None or sample.state in (MinerState.OFFLINE, MinerState.ERROR):
                 pending.step = "sent"  # wait for a reading of it
                 continue
-            if self._budget(now) <= 0:
-                pending.step = "sent"
-                break
+            if budget <= 0:
+                pending.step = "sent"  # no sends left this cycle: the next poll may confirm it still
+                continue
+            budget -= 1
             del self._pending[miner]
             events.append(self._start(sample, pending.action, pending.want, pending.reason, pending.kw,
                                       pending.attempt + 1, now, mode))

@@ -189,6 +189,20 @@ def test_actions_per_cycle_and_per_hour_are_capped(fleet):
     assert len(fleet.commands()) == 1
 
 
+def test_retries_share_the_cycles_budget_with_new_actions(fleet):
+    # Firmware that says yes and never shows the change (it keeps reporting SoftOFF[0]): every sleep is sent
+    # again each cycle. With one action a cycle, one command a cycle in all: retries once each got a budget of
+    # their own, and the sends grew 1, 2, 3, 4... a cycle.
+    for miner in fleet:
+        miner.set_faults(device_keys={"SoftOFF": "0", "GHSspd": "88000.00"})
+    cfg = config(fleet, "ctl-retry-budget", price=1.0,
+                 control={"mode": "on", "allow": ["*"], "max_actions_per_cycle": 1, "confirm_retries": 5})
+    cycles = run(cfg, 6)
+    sent = [[e.attempt for e in c.curtailment.events if e.result == "sent"] for c in cycles]
+    assert sent == [[1], [1], [1], [1], [2], [2]]  # each miner once, then the retries, one a cycle
+    assert len(fleet.commands()) == 6
+
+
 def test_a_command_in_flight_when_the_last_cycle_ends_still_reaches_the_miner_and_the_audit(fleet):
     # A slow miner: its reply comes after the cycle (and the run) ended. Ending the event loop would cancel
     # the send before the miner acted on it; the pipeline lets it finish instead (Pipeline.stop, drain).
