@@ -225,7 +225,7 @@ class ActionEvent:
     ts: datetime
     miner: str
     action: str  # sleep | wake | mode
-    result: str  # dry_run | sent | accepted | refused | error | confirmed | unconfirmed | skipped
+    result: str  # dry_run | sent | accepted | refused | error | confirmed | unconfirmed | skipped | taken_back
     reason: str  # why the plan wants it
     detail: str = ""  # the firmware's answer, the error, what was checked
     command: str = ""  # what was (or would have been) sent, e.g. ascset|0,softoff,1795780810

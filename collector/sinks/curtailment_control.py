@@ -17,7 +17,8 @@ Safety, in the order it is checked:
   none with a change still unconfirmed, none left alone after a change failed (`failed_backoff_s`);
 - control lowers load (sleep, a lower work mode) and undoes only what it did itself: it wakes only
   miners it put to sleep and restores only modes it changed (kept across restarts), never a miner an
-  operator stopped;
+  operator stopped; and it owns a change only while the miner stays as control left it: a poll showing
+  it awake, or in another mode, with no action of control's on it pending, means an operator took it back;
 - at most `max_actions_per_cycle` sends a cycle and `max_actions_per_hour` an hour (retries count);
 - every change is confirmed on the next poll (state soft_off / not soft_off, or the work mode), sent
   again up to `confirm_retries` times, then reported `unconfirmed` and the miner left alone.
@@ -109,6 +110,7 @@ class CurtailmentControl:
         # kept across restarts
         self.slept: dict[str, float] = {}  # miners this control put to sleep -> when
         self.moved: dict[str, str] = {}  # miners whose work mode it changed -> the mode before
+        self.moved_to: dict[str, str] = {}  # ... -> the mode it set
         self.failed: dict[str, float] = {}  # miners left alone until this time
         self.sent: deque[float] = deque()  # send times within the last hour
         self._last_now: float | None = None
@@ -133,6 +135,7 @@ class CurtailmentControl:
         events, self._results = self._results, []
         samples = {s.miner: s for s in cycle.samples}
         events += self._confirm(samples, now, mode)
+        events += self._taken_back(samples, now, mode)
         blocked = self._why_blocked(plan)
         if blocked != self._blocked:
             if blocked is not None:
@@ -319,7 +322,7 @@ class CurtailmentControl:
         pending = _Pending(action, want, reason, command, sample.host, kw, attempt)
         self._pending[sample.miner] = pending
         if action == "mode" and sample.miner not in self.moved and sample.work_mode is not None:
-            self.moved[sample.miner] = sample.work_mode
+            self.moved[sample.miner], self.moved_to[sample.miner] = sample.work_mode, want
         task = asyncio.get_running_loop().create_task(self._send(sample, pending, ts, mode, avalon))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -344,6 +347,7 @@ class CurtailmentControl:
         if result.result == "refused":
             self._pending.pop(sample.miner, None)
             self.failed[sample.miner] = self._clock() + self.config.failed_backoff_s
+            self._disown(sample.miner, pending)
         # an error (no answer): the next poll decides, and a resend follows if it shows no change
 
     # -- confirming -----------------------------------------------------------------------------
@@ -370,12 +374,15 @@ class CurtailmentControl:
                     self.slept.pop(miner, None)
                 if pending.action == "mode" and self.moved.get(miner) == pending.want:
                     del self.moved[miner]  # back where it was before control moved it
+                    self.moved_to.pop(miner, None)
                 events.append(ActionEvent(_utc(now), miner, pending.action, "confirmed", pending.reason,
                                           _shows(sample), pending.command, pending.host, pending.kw,
                                           pending.attempt, mode.value))
             elif pending.attempt > self.config.confirm_retries:
                 del self._pending[miner]
                 self.failed[miner] = now + self.config.failed_backoff_s
+                if _usable(sample):  # it did not take: not control's to undo (with no reading, it may have)
+                    self._disown(miner, pending)
                 events.append(ActionEvent(_utc(now), miner, pending.action, "unconfirmed", pending.reason,
                                           f"after {pending.attempt} attempt(s) the poll shows "
                                           f"{_shows(sample) if sample else 'nothing'}; left alone for "
@@ -384,6 +391,43 @@ class CurtailmentControl:
             else:
                 pending.step = "resend"
         return events
+
+    def _taken_back(self, samples: dict[str, MinerSample], now: float, mode: ControlMode) -> list[ActionEvent]:
+        """Control owns a change only while the miner stays as control left it. A poll showing a miner it
+        slept awake, or one whose mode it set in another mode, with no action of control's on it pending (its
+        own sleep not yet confirmed, its wake or restore under way), shows an operator took it back: control
+        lets it go, and will neither wake it (should the operator stop it later) nor restore its mode."""
+        events, pending, soft_off = [], self._pending, MinerState.SOFT_OFF
+        # (most of a spike's slept miners read soft-off, cycle after cycle: passed over in one comparison)
+        for miner in [m for m in self.slept if (s := samples.get(m)) is not None and s.state is not soft_off]:
+            sample = samples[miner]
+            if miner not in pending and not _asleep(sample) and _usable(sample):
+                del self.slept[miner]
+                events.append(self._let_go(miner, sample, "sleep", "asleep", "wake it", now, mode))
+        for miner, set_mode in [(m, to) for m, to in self.moved_to.items() if m not in pending]:
+            sample = samples.get(miner)
+            if sample is not None and sample.work_mode not in (None, set_mode) and _usable(sample):
+                del self.moved_to[miner]
+                before = self.moved.pop(miner, None)
+                events.append(self._let_go(miner, sample, "mode", f"in work mode {set_mode}",
+                                           f"restore mode {before}", now, mode))
+        return events
+
+    def _let_go(self, miner: str, sample: MinerSample, action: str, left: str, undo: str, now: float,
+                mode: ControlMode) -> ActionEvent:
+        detail = f"the poll shows {_shows(sample)}, not {left} as control left it: it will not {undo}"
+        log.warning("curtailment control: an operator took %s (%s) back: %s", miner, sample.host, detail)
+        return ActionEvent(_utc(now), miner, action, "taken_back", "an operator took it back", detail, "",
+                           sample.host, 0.0, 0, mode.value)
+
+    def _disown(self, miner: str, pending: _Pending) -> None:
+        """Control's sleep or lowered mode did not take (refused, or the polls never showed it): the miner is
+        not control's to wake or restore. Its own wake or restore failing leaves the change control's."""
+        if pending.action == "sleep":
+            self.slept.pop(miner, None)
+        elif pending.action == "mode" and self.moved_to.get(miner) == pending.want:
+            self.moved.pop(miner, None)
+            self.moved_to.pop(miner, None)
 
     def _resend(self, samples: dict[str, MinerSample], now: float, mode: ControlMode,
                 budget: int) -> list[ActionEvent]:
@@ -409,8 +453,8 @@ class CurtailmentControl:
     def _save(self) -> None:
         if self.state_path is None:
             return
-        data = {"version": STATE_VERSION, "slept": self.slept, "moved": self.moved, "failed": self.failed,
-                "sent": list(self.sent)}
+        data = {"version": STATE_VERSION, "slept": self.slept, "moved": self.moved, "moved_to": self.moved_to,
+                "failed": self.failed, "sent": list(self.sent)}
         try:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
             temp = self.state_path.with_suffix(".tmp")
@@ -425,7 +469,7 @@ class CurtailmentControl:
         now = self._clock()
         try:
             data = orjson.loads(read_capped(path, MAX_STATE_BYTES))
-            slept, moved, failed, sent = _checked_state(data, now)
+            slept, moved, moved_to, failed, sent = _checked_state(data, now)
         except Exception as e:  # whatever is in the file, the service starts: nothing will be woken
             aside = path.with_name(path.name + ".unusable")
             try:
@@ -436,6 +480,7 @@ class CurtailmentControl:
                       "are not woken by it (wake them by hand)", path, str(e)[:300], aside)
             return
         self.slept, self.moved, self.failed, self.sent = slept, moved, failed, deque(sorted(sent))
+        self.moved_to = {miner: to for miner, to in moved_to.items() if miner in moved}
         # Saved while the clock was ahead (stepped back since): carried on from now, as every state file is.
         latest = max((*sent, *slept.values()), default=now)
         if latest > now:
@@ -449,6 +494,12 @@ def _asleep(sample: MinerSample) -> bool:
                                                    and sample.source is not SampleSource.AVALON)
 
 
+def _usable(sample: MinerSample | None) -> bool:
+    """A reading that says what the miner is doing (control never acts on MQTT devices)."""
+    return (sample is not None and sample.state not in (MinerState.OFFLINE, MinerState.ERROR)
+            and sample.source is not SampleSource.MQTT)
+
+
 def _shows(sample: MinerSample | None) -> str:
     if sample is None:
         return "no reading"
@@ -456,20 +507,21 @@ def _shows(sample: MinerSample | None) -> str:
     return f"state {sample.state.value}{mode}"
 
 
-def _checked_state(data: Any, now: float) -> tuple[dict[str, float], dict[str, str], dict[str, float], list[float]]:
+def _checked_state(data: Any, now: float) -> tuple[dict[str, float], dict[str, str], dict[str, str],
+                                                  dict[str, float], list[float]]:
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         raise ValueError(f"not a version {STATE_VERSION} control state")
     out = []
-    for name in ("slept", "moved", "failed"):
-        book = data.get(name)
+    for name in ("slept", "moved", "moved_to", "failed"):
+        book = data.get(name, {} if name == "moved_to" else None)  # (moved_to: not in files saved before it)
         if not isinstance(book, dict) or len(book) > MAX_TRACKED:
             raise ValueError(f"{name} is not an object of at most {MAX_TRACKED} miners")
         for miner, value in book.items():
             if not miner or len(miner) > 256:
                 raise ValueError(f"{name}: miner id {miner[:40]!r} is empty or too long")
-            if name == "moved":
+            if name in ("moved", "moved_to"):
                 if not isinstance(value, str) or not value or len(value) > 64:
-                    raise ValueError(f"moved[{miner[:40]!r}] is not a work mode")
+                    raise ValueError(f"{name}[{miner[:40]!r}] is not a work mode")
             elif not _time(value, now + (30 * 86400 if name == "failed" else MAX_STEP_BACK.total_seconds())):
                 raise ValueError(f"{name}[{miner[:40]!r}] = {str(value)[:40]!r} is not a time")
         out.append(book)
@@ -477,7 +529,7 @@ def _checked_state(data: Any, now: float) -> tuple[dict[str, float], dict[str, s
     if not isinstance(sent, list) or len(sent) > 1_000_000 or not all(_time(t, now + MAX_STEP_BACK.total_seconds())
                                                                        for t in sent):
         raise ValueError("sent is not a list of times")
-    return out[0], out[1], out[2], [t for t in sent if t > now - HOUR_S]
+    return out[0], out[1], out[2], out[3], [t for t in sent if t > now - HOUR_S]
 
 
 def _time(value: Any, latest: float) -> bool:

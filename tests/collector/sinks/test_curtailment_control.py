@@ -125,6 +125,78 @@ def test_on_sleeps_the_losing_miners_confirms_on_the_next_poll_and_wakes_only_wh
     assert ("wake", "confirmed") in [(line["action"], line["result"]) for line in audit(cfg)]
 
 
+def control_state(cfg: CollectorConfig) -> dict:
+    return json.loads((config_loader.spool_directory(cfg) / "curtailment-control.json").read_text())
+
+
+def test_a_miner_an_operator_woke_by_hand_is_no_longer_controls_to_wake(fleet):
+    # Control sleeps it; the operator wakes it by hand; later stops it by hand for maintenance. Control must not
+    # wake it then: its sleep ended when the operator took the miner back (it once woke it, the sleep kept for
+    # ever in its state file).
+    allow = {"mode": "on", "allow": [fleet[0].address]}
+    dear, cheap = (config(fleet, "ctl-taken", price=p, control=allow) for p in (SPIKE, CHEAP))
+    run(dear, 2)
+    assert commands(fleet, 0) == ["ascset softoff"] and ("sleep", "confirmed") in [
+        (line["action"], line["result"]) for line in audit(dear)]
+    fleet[0].set_soft_off(False)  # the operator wakes it by hand
+    run(cheap, 2)
+    slept_then = control_state(cheap)["slept"]
+    fleet[0].set_soft_off(True)  # the operator stops it for maintenance
+    run(cheap, 3)
+    assert commands(fleet, 0) == ["ascset softoff"]  # never woken by control
+    assert slept_then == {}  # control let it go as soon as a poll showed it awake, and said so
+    taken = [line for line in audit(cheap) if line["result"] == "taken_back"]
+    assert [(line["action"], line["why"]) for line in taken] == [("sleep", "an operator took it back")]
+    assert taken[0]["detail"].startswith("the poll shows state mining") and "it will not wake it" in taken[0]["detail"]
+
+
+def test_a_sleep_the_first_poll_does_not_show_yet_is_still_controls_own(fleet):
+    # The poll right after the command still reads it not soft-off (slow firmware): that is control's own
+    # action under way, not an operator's; once the sleep shows, control still wakes it when the price falls.
+    fleet[0].set_faults(device_keys={"SoftOFF": "0", "GHSspd": "88000.00"})
+    allow = {"mode": "on", "allow": [fleet[0].address]}
+    dear, cheap = (config(fleet, "ctl-slow-sleep", price=p, control=allow) for p in (SPIKE, CHEAP))
+    polls = []
+
+    def firmware_catches_up(cycle) -> None:
+        polls.append(cycle.ts)
+        if len(polls) == 2:  # the poll after the send read it awake: from now on it shows the soft-off
+            fleet[0].set_faults(device_keys={})
+
+    pipeline = build(dear, sinks=[_Site(firmware_catches_up)], service_mode=True)
+    asyncio.run(pipeline.run(cycles=4))
+    pipeline.close()
+    assert [(line["result"], line["attempt"]) for line in audit(dear) if line["result"] in ("sent", "confirmed")] == [
+        ("sent", 1), ("sent", 2), ("confirmed", 2)]
+    run(cheap, 2)
+    assert commands(fleet, 0) == ["ascset softoff", "ascset softoff", "ascset softon"]
+    assert "taken_back" not in [line["result"] for line in audit(cheap)]
+
+
+WORK_MODES = {"Avalon Q": [{"mode": "0", "hashrate_ths": 56, "power_w": 850},
+                           {"mode": "1", "hashrate_ths": 75, "power_w": 1300},
+                           {"mode": "2", "hashrate_ths": 90, "power_w": 1674}]}
+
+
+def test_a_work_mode_an_operator_set_by_hand_is_not_raised_by_control():
+    # Control lowers an Avalon Q 2 -> 0 at a dear price; the operator sets mode 1 by hand. When power is cheap
+    # again control must leave mode 1 alone (it once sent mode 2, over the operator's choice).
+    with run_fleet("q:1", base="127.48.4.1", seed=29) as q:
+        allow = {"mode": "on", "allow": ["*"]}
+        dear, cheap = (config(q, "ctl-mode-taken", price=p, control=allow, work_modes=WORK_MODES) for p in (0.08, 0.03))
+        run(dear, 3)
+        assert [(c.command, c.params["parameter"]) for c in q.commands()] == [("ascset workmode", "0,workmode,set,0")]
+        assert control_state(dear)["moved"] and ("mode", "confirmed") in [
+            (line["action"], line["result"]) for line in audit(dear)]
+        q[0].set_work_mode(1)  # the operator's choice
+        run(cheap, 3)
+        assert len(q.commands()) == 1  # mode 1 left as the operator set it
+        assert control_state(cheap)["moved"] == {} and control_state(cheap)["moved_to"] == {}
+        taken = [line for line in audit(cheap) if line["result"] == "taken_back"]
+        assert [line["action"] for line in taken] == ["mode"]
+        assert "work mode 1" in taken[0]["detail"] and "not in work mode 0 as control left it" in taken[0]["detail"]
+
+
 def test_only_allow_listed_miners_are_touched(fleet):
     allowed = fleet[0]
     run(config(fleet, "ctl-allow", price=SPIKE, control={"mode": "on", "allow": [allowed.address]}), 2)
@@ -335,6 +407,7 @@ def test_other_makes_sleep_and_wake_through_pyasic(tmp_path):
     b'{"version": 1, "slept": {"m": 1e30}, "moved": {}, "failed": {}, "sent": []}',
     b'{"version": 1, "slept": {"m": "yesterday"}, "moved": {}, "failed": {}, "sent": []}',
     b'{"version": 1, "slept": {}, "moved": {"m": 3}, "failed": {}, "sent": []}',
+    b'{"version": 1, "slept": {}, "moved": {"m": "2"}, "moved_to": {"m": ["0"]}, "failed": {}, "sent": []}',
     b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [NaN]}',
     b'{"version": 1, "slept": {"": 1}, "moved": {}, "failed": {}, "sent": []}',
 ])
