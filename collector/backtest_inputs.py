@@ -317,6 +317,9 @@ class InfluxHistory:
             answer.release_conn()
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise InfluxQueryError(f"{where} unreachable: {type(e).__name__}") from None
+        except ValueError:  # http.client refused to send a header: its message quotes it, token and all
+            raise InfluxQueryError(f"{where}: the query could not be sent (a header value the HTTP client "
+                                   "refused)") from None
         if len(body) > MAX_BODY_BYTES:
             raise InfluxQueryError(f"{where}: the answer is over {MAX_BODY_BYTES // 2**20} MiB")
         if answer.status != 200:

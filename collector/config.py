@@ -123,8 +123,10 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
         flags = {key for key, value in (overrides or {}).items() if value is not None}
         raise ConfigError(_describe(source, e, flags, from_env)) from None
     except ValueError as e:
-        field, _, rest = str(e).partition(" ")
-        message = f"environment: {from_env[field]} ({field}) {rest}" if field in from_env else f"{source}: {e}"
+        first, _, rest = str(e).partition(" ")
+        field = first.rstrip(":")  # ("influx.token: empty", "influx.token_file PATH: empty")
+        message = (f"environment: {from_env[field]} ({field}){first[len(field):]} {rest}" if field in from_env
+                   else f"{source}: {e}")
         raise ConfigError(_clip(redact(message), 1000)) from None
     return config
 

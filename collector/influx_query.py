@@ -39,6 +39,9 @@ async def query(config: InfluxConfig, text: str) -> list[dict[str, Any]]:
                     if len(body) > MAX_BODY_BYTES:
                         raise InfluxQueryError(f"{where}: the answer is over {MAX_BODY_BYTES // 2**20} MiB")
                 status = answer.status_code
+    except (httpx.LocalProtocolError, ValueError):  # a header refused before sending: its message quotes it
+        raise InfluxQueryError(f"{where}: the query could not be sent (a header value the HTTP client "
+                               "refused)") from None
     except httpx.HTTPError as e:
         raise InfluxQueryError(f"{where}: {type(e).__name__}: {redact(str(e))[:200]}") from None
     try:

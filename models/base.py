@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import stat
 import types
 import typing
@@ -97,19 +98,48 @@ def http_url(url: str, *, base: bool) -> str:
     return url
 
 
-def read_secret_file(path: Path, field: str) -> str:
-    """A token or password from a file (docker secrets), stripped; ValueError names `field`, never the contents."""
+# One rule for every secret (tokens, passwords), from a file or the environment: surrounding ASCII whitespace
+# (a trailing newline, CRLF) is stripped; what is left must not be empty and must hold no ASCII control
+# character: a second line (a comment, a rotated token appended) or a tab is a mistake, and in an HTTP header
+# the client refuses it with an error quoting the header, secret and all. deploy/secrets/init-secrets.sh
+# applies the same rule, byte for byte, to the MQTT password it hashes for mosquitto.
+_ASCII_SPACE = " \t\n\r\x0b\x0c"  # what `[[:space:]]` matches in the C locale
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what an HTTP header carries as it is
+
+
+def checked_secret(text: str, where: str) -> str:
+    """`text` stripped of surrounding whitespace; ValueError naming `where`, never the value, when nothing is
+    left or a control character (a line break, a tab) is still inside. Spaces inside are kept (a passphrase)."""
+    secret = text.strip(_ASCII_SPACE)
+    if not secret:  # (a secret not yet written: every request would go out unauthenticated)
+        raise ValueError(f"{where}: empty")
+    if _CONTROL.search(secret):
+        raise ValueError(f"{where}: more than one line, or a tab or other control character inside (a comment or "
+                         "a second value?): a secret is one line")
+    return secret
+
+
+def checked_token(text: str, where: str) -> str:
+    """`checked_secret` for a token, which goes into an HTTP header: one word of visible ASCII, no space inside."""
+    token = checked_secret(text, where)
+    if not _TOKEN.fullmatch(token):
+        raise ValueError(f"{where}: a space or a character other than visible ASCII inside: a token is one word")
+    return token
+
+
+def read_secret_file(path: Path, field: str, *, token: bool = False) -> str:
+    """A password, or with `token` a token, from a file (docker secrets), by the rule above; ValueError names
+    `field` and the file, never the contents."""
     try:
-        secret = read_capped(path, SECRET_FILE_MAX_BYTES).decode("utf-8").strip()
+        text = read_capped(path, SECRET_FILE_MAX_BYTES).decode("utf-8")
     except FileTooLarge:
         raise ValueError(f"{field} {path}: larger than {SECRET_FILE_MAX_BYTES // 1024} KiB, not a secret file") from None
     except UnicodeDecodeError:
         raise ValueError(f"{field} {path}: not UTF-8 text") from None
     except OSError as e:
         raise ValueError(f"{field} {path}: {e.strerror}") from None
-    if not secret:  # (a secret not yet written: every request would go out unauthenticated)
-        raise ValueError(f"{field} {path}: empty")
-    return secret
+    return (checked_token if token else checked_secret)(text, f"{field} {path}")
 
 
 class Reading(Strict):

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from models.base import Settings, http_url, read_secret_file
+from models.base import Settings, checked_token, http_url, read_secret_file
 from models.curtailment import CurtailmentConfig
 from models.economics import NetworkFeedConfig, SiteEconomics
 from models.mqtt import MqttConfig
@@ -36,19 +36,20 @@ class InfluxConfig(Settings):
         return http_url(url, base=True).rstrip("/")
 
     def resolved_token(self) -> str:
-        """The token itself: `token`, else the contents of `token_file`, else empty (no auth)."""
+        """The token itself: `token`, else the contents of `token_file`, else empty (no auth); ValueError
+        naming the field, never the value, for a token that cannot be one (models.base.checked_token)."""
         if self.token is not None:
-            return self.token.get_secret_value()
+            return checked_token(self.token.get_secret_value(), "influx.token")
         if self.token_file is not None:
-            return read_secret_file(self.token_file, "influx.token_file")
+            return read_secret_file(self.token_file, "influx.token_file", token=True)
         return ""
 
     def resolved_read_token(self) -> str:
         """The token queries use: `read_token`, else the contents of `read_token_file`, else the write token."""
         if self.read_token is not None:
-            return self.read_token.get_secret_value()
+            return checked_token(self.read_token.get_secret_value(), "influx.read_token")
         if self.read_token_file is not None:
-            return read_secret_file(self.read_token_file, "influx.read_token_file")
+            return read_secret_file(self.read_token_file, "influx.read_token_file", token=True)
         return self.resolved_token()
 
 
@@ -174,17 +175,13 @@ class PoolConfig(Settings):
             return None
         where = f"pools[{self.label}]"
         if self.token_file is not None:
-            token = read_secret_file(self.token_file, f"{where}.token_file")
-        else:
-            env = os.environ if environ is None else environ
-            name = self.token_env or POOL_TOKEN_ENV[self.kind]
-            token = env.get(name, "").strip()
-            if not token:
-                raise ValueError(f"{where}: no read-only API token: set the environment variable {name} or "
-                                 "token_file (the token is never put in the config file)")
-        if not token or any(c in token for c in "\r\n\x00"):
-            raise ValueError(f"{where}: the token is empty or not one line")
-        return token
+            return read_secret_file(self.token_file, f"{where}.token_file", token=True)
+        env = os.environ if environ is None else environ
+        name = self.token_env or POOL_TOKEN_ENV[self.kind]
+        if not env.get(name, "").strip():
+            raise ValueError(f"{where}: no read-only API token: set the environment variable {name} or "
+                             "token_file (the token is never put in the config file)")
+        return checked_token(env[name], f"{where}: {name}")
 
 
 class ReconciliationConfig(Settings):

@@ -22,7 +22,7 @@ from pydantic import Field, FilePath, SecretStr, field_validator, model_validato
 from models.base import Settings
 from models.base import Strict as _Strict
 from models.base import as_utc as _utc
-from models.base import read_secret_file
+from models.base import checked_secret, read_secret_file
 
 
 def _check_filter(topic: str) -> str:
@@ -197,9 +197,10 @@ class MqttConfig(Settings):
         return self
 
     def resolved_password(self) -> str | None:
-        """The password itself: `password`, else the contents of `password_file`, else None."""
+        """The password itself: `password`, else the contents of `password_file`, else None; ValueError naming
+        the field, never the value, for a password that cannot be one (models.base.checked_secret)."""
         if self.password is not None:
-            return self.password.get_secret_value()
+            return checked_secret(self.password.get_secret_value(), "mqtt.password")
         if self.password_file is not None:
             return read_secret_file(self.password_file, "mqtt.password_file")
         return None

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from collector.redact import redact, redact_url
-from models.base import SECRET_FILE_MAX_BYTES, FileTooLarge, http_url, read_capped
+from models.base import checked_token, http_url, read_capped, read_secret_file
 
 if TYPE_CHECKING:  # grafana-client (and requests) load only when the command runs: every CLI start stays fast
     from grafana_client import GrafanaApi
@@ -48,19 +48,16 @@ class PushError(Exception):
     """Grafana refused or could not be reached; the message says which step, never the token or URL credentials."""
 
 
-def _secret(value: str | None, file: str | None, what: str) -> str:
-    if value:
-        return value.strip()
-    if file:
-        try:
-            return read_capped(Path(file), SECRET_FILE_MAX_BYTES).decode("utf-8").strip()
-        except FileTooLarge:
-            raise typer.BadParameter(f"the {what} file {file} is larger than {SECRET_FILE_MAX_BYTES // 1024} KiB: "
-                                     "not a token file") from None
-        except UnicodeDecodeError:
-            raise typer.BadParameter(f"the {what} file {file} is not UTF-8 text") from None
-        except OSError as e:
-            raise typer.BadParameter(f"cannot read the {what} file {file}: {e.strerror}") from None
+def _token(value: str | None, file: str | None, value_names: str, file_names: str) -> str:
+    """The token from `value` (an option or variable) or else `file`, by the one rule for every token
+    (models.base.checked_token); a usage error naming where it came from, never the token. Empty: none given."""
+    try:
+        if value:
+            return checked_token(value, value_names)
+        if file:
+            return read_secret_file(Path(file), file_names, token=True)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     return ""
 
 
@@ -123,6 +120,9 @@ class Pusher:
             raise PushError(redact(f"{step}: Grafana answered {e.status_code}: {str(e.message)[:300]}")) from None
         except requests.RequestException as e:
             raise PushError(f"{step}: Grafana at {redact_url(self.api.url)} unreachable ({type(e).__name__})") from None
+        except ValueError:  # the HTTP client refused to send it (a header value): its message quotes the header
+            raise PushError(f"{step}: the request to Grafana at {redact_url(self.api.url)} could not be sent (a "
+                            "header value the HTTP client refused)") from None
         if answer is not None and not isinstance(answer, (dict, list)):  # a proxy's page, a login redirect's HTML
             raise PushError(f"{step}: {redact_url(self.api.url)} answered something other than Grafana's JSON: "
                             f"{redact(str(answer)[:120])!r}")
@@ -171,7 +171,8 @@ def push(
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds per request."),
 ) -> None:
     """Create or update the hashfleet data source and upload the dashboards (folder `hashfleet`)."""
-    grafana_token = _secret(token, token_file, "Grafana token")
+    grafana_token = _token(token, token_file, "the Grafana token (--token or GRAFANA_TOKEN)",
+                           "the Grafana token file (--token-file or GRAFANA_TOKEN_FILE)")
     if not grafana_token:
         raise typer.BadParameter("give a service-account token: --token, GRAFANA_TOKEN or GRAFANA_TOKEN_FILE",
                                  param_hint="'--token'")
@@ -183,7 +184,8 @@ def push(
     if directory is None:
         raise typer.BadParameter("cannot find dashboards/json: pass --dashboards DIR", param_hint="'--dashboards'")
     boards = load_dashboards(directory)
-    influx_token = _secret(os.environ.get("INFLUX_TOKEN"), influx_token_file, "InfluxDB token")
+    influx_token = _token(os.environ.get("INFLUX_TOKEN"), influx_token_file, "the InfluxDB token (INFLUX_TOKEN)",
+                          "the InfluxDB token file (--influx-token-file or INFLUX_TOKEN_FILE)")
 
     from grafana_client import GrafanaApi
 

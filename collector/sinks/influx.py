@@ -84,6 +84,9 @@ class InfluxWriter:
             answer = self._http.request("POST", self._url, body=body, headers=self._headers, preload_content=False)
         except (HTTPError, OSError) as e:
             raise InfluxWriteError(f"InfluxDB at {redact_url(self.config.url)} unreachable: {type(e).__name__}") from None
+        except ValueError:  # http.client refused to send a header: its message quotes it, token and all
+            raise InfluxWriteError(f"InfluxDB at {redact_url(self.config.url)}: the write could not be sent (a "
+                                   "header value the HTTP client refused)") from None
         try:
             if answer.status == 204:
                 return

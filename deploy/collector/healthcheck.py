@@ -2,9 +2,11 @@
 
 Asks InfluxDB (InfluxQL over /query, which 1.x, 2.x and 3.x answer) for the last `collector` point
 of HASHFLEET_SITE newer than HEALTH_MAX_AGE_S (default 120 s), with the token in
-HEALTHCHECK_INFLUX_TOKEN_FILE (else INFLUX_TOKEN or INFLUX_TOKEN_FILE). Exit 0: it exists; exit 1: it does
-not, or InfluxDB cannot be asked (the reason is printed, never the token). Measurement and field names
-come from the schema's one home (models/schema.py, installed in the image with the collector).
+HEALTHCHECK_INFLUX_TOKEN_FILE (else INFLUX_TOKEN or INFLUX_TOKEN_FILE), read by the collector's one rule for
+a token (models.base.checked_token). Exit 0: it exists; exit 1: it does not, or InfluxDB cannot be asked (the
+reason is printed, never the token nor credentials in INFLUX_URL: Docker keeps it in the health log).
+Measurement and field names come from the schema's one home (models/schema.py, installed in the image with
+the collector).
 """
 
 from __future__ import annotations
@@ -15,23 +17,24 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
+from collector.redact import redact, redact_url
+from models.base import checked_token, read_secret_file
 from models.schema import COLLECTOR
 
 FIELD = "poll_duration_s"  # written every cycle (tests/dashboards/test_schema_names.py checks it exists)
 
 
 def token() -> str:
+    """The token; ValueError naming the variable (and file), never the token."""
     # The compose stack gives the healthcheck its own read-only token: the collector's is write-only.
-    if os.environ.get("HEALTHCHECK_INFLUX_TOKEN_FILE"):
-        with open(os.environ["HEALTHCHECK_INFLUX_TOKEN_FILE"]) as f:
-            return f.read().strip()
-    if os.environ.get("INFLUX_TOKEN"):
-        return os.environ["INFLUX_TOKEN"]
-    path = os.environ.get("INFLUX_TOKEN_FILE")
-    if path:
-        with open(path) as f:
-            return f.read().strip()
+    for variable in ("HEALTHCHECK_INFLUX_TOKEN_FILE", "INFLUX_TOKEN", "INFLUX_TOKEN_FILE"):
+        value = os.environ.get(variable)
+        if value:
+            if variable.endswith("_FILE"):
+                return read_secret_file(Path(value), variable, token=True)
+            return checked_token(value, variable)
     return ""
 
 
@@ -45,15 +48,29 @@ def main() -> int:
     body = urllib.parse.urlencode({"db": bucket, "q": query}).encode()
     request = urllib.request.Request(f"{url}/query", data=body, method="POST",
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
-    secret = token()
+    where = redact_url(url)
+    try:
+        secret = token()
+    except ValueError as e:
+        print(f"unhealthy: {e}")
+        return 1
     if secret:
         request.add_header("Authorization", f"Token {secret}")
     try:
-        with urllib.request.urlopen(request, timeout=8) as response:
-            reply = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        print(f"unhealthy: cannot query InfluxDB at {url}: {e}")
+        response = urllib.request.urlopen(request, timeout=8)
+    except (urllib.error.URLError, OSError) as e:
+        print(f"unhealthy: cannot query InfluxDB at {where}: {redact(str(e))}")
         return 1
+    except ValueError:  # http.client refused to send a header: its message quotes it, token and all
+        print(f"unhealthy: cannot query InfluxDB at {where}: the request could not be sent (a header value the "
+              "HTTP client refused)")
+        return 1
+    with response:
+        try:
+            reply = json.load(response)
+        except (OSError, ValueError):
+            print(f"unhealthy: InfluxDB at {where} answered something other than its JSON")
+            return 1
     results = reply.get("results") or [{}]
     if "error" in results[0]:
         print(f"unhealthy: InfluxDB refused the query: {results[0]['error']}")

@@ -77,3 +77,17 @@ def test_cost_figures_are_written_per_miner_site_and_fleet(influxdb, influx_buck
     assert site["last_energy_kwh_today"] > 0  # integrated over the interval between the two cycles
     network = influxdb.query("SELECT last(difficulty) FROM network", influx_bucket)
     assert network[0]["last"] == 1.5e14
+
+
+def test_a_token_in_the_environment_is_stripped_like_a_token_files(influxdb, influx_bucket):
+    # INFLUX_TOKEN with a trailing newline (an env file, a secret rendered into the environment) was sent
+    # as it was: every write failed on the header, logged with the token, and collect still exited 0.
+    with run_fleet("a1246:1", base="127.42.3.1:0", seed=5) as fleet:
+        env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_ORG": influxdb.org, "INFLUX_BUCKET": influx_bucket,
+               "INFLUX_TOKEN": influxdb.token + "\n"}
+        env.pop("INFLUX_TOKEN_FILE", None)
+        result = subprocess.run([HASHFLEET, "collect", "--miners", fleet[0].address, "--cycles", "1"],
+                                capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert influxdb.token not in result.stderr
+    assert [r["count"] for r in influxdb.query("SELECT count(up) FROM miner", influx_bucket)] == [1]

@@ -192,6 +192,33 @@ def test_a_missing_secret_file_named_by_the_environment_is_blamed_on_the_variabl
     assert str(path) not in result.stderr  # the config file has no such field
 
 
+# A secret still holding a line break after stripping went into an HTTP header, and the client's refusal,
+# quoting the header, was logged at every retry (collect exited 0, nothing written).
+FIRST, SECOND = "first-line-SECRET", "second-line-SECRET"
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("INFLUX_TOKEN_FILE", f"{FIRST}\n{SECOND}\n"),  # a rotated token appended
+    ("INFLUX_TOKEN_FILE", f"{FIRST}\n\n# {SECOND}\n"),  # a note after a blank line
+    ("INFLUX_TOKEN", f"{FIRST}\n{SECOND}"),
+    ("INFLUX_TOKEN", f"{FIRST} {SECOND}"),  # (a valid header; no token InfluxDB issues has a space)
+    ("INFLUX_READ_TOKEN_FILE", f"{FIRST}\r\n{SECOND}"),
+    ("INFLUX_READ_TOKEN", f"{FIRST}\x7f{SECOND}"),
+    ("MQTT_PASSWORD", f"{FIRST}\t{SECOND}"),
+    ("MQTT_PASSWORD_FILE", f"{FIRST}\n{SECOND}\n"),
+])
+def test_a_secret_of_more_than_one_line_is_refused_naming_its_variable_never_its_value(tmp_path, variable, value):
+    env = {"INFLUX_URL": "http://127.0.0.1:9", "MQTT_HOST": "127.0.0.1", "MQTT_USERNAME": "hashfleet"}
+    if variable.endswith("_FILE"):
+        (tmp_path / "secret").write_text(value)
+        env[variable] = str(tmp_path / "secret")
+    else:
+        env[variable] = value
+    result = collect("--miners", "127.0.0.1", "--cycles", "1", env=env)
+    assert_refused(result, f"environment: {variable} (")
+    assert FIRST not in result.stdout + result.stderr and SECOND not in result.stdout + result.stderr
+
+
 def test_a_section_the_environment_fills_must_be_a_mapping(tmp_path):
     result = collect("--config", str(write(tmp_path, "influx: 5\n")), "--cycles", "1",
                      env={"INFLUX_URL": "http://127.0.0.1:9"})

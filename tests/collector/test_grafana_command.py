@@ -225,6 +225,37 @@ def test_token_from_a_file_named_by_the_environment(grafana: FakeGrafana, tmp_pa
     assert set(grafana.dashboards) == DASHBOARD_UIDS
 
 
+@pytest.mark.parametrize(("variable", "named"), [("GRAFANA_TOKEN_FILE", "GRAFANA_TOKEN_FILE"),
+                                              ("GRAFANA_TOKEN", "GRAFANA_TOKEN"),
+                                              ("INFLUX_TOKEN", "INFLUX_TOKEN")])
+def test_a_token_of_two_lines_is_a_usage_error_naming_where_it_came_from_never_the_token(
+        grafana: FakeGrafana, tmp_path: Path, variable: str, named: str):
+    # It went into the Authorization header: http.client refused it with a traceback quoting the header.
+    two_lines = f"{TOKEN}\nsecond-line"
+    if variable.endswith("_FILE"):
+        (tmp_path / "token").write_text(two_lines + "\n")
+        env = {variable: str(tmp_path / "token")}
+    else:
+        env = {variable: two_lines}
+    result = push(grafana, *([] if variable.startswith("GRAFANA") else ["--token", TOKEN]), **env)
+    assert result.returncode == 2 and named in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert TOKEN not in result.stderr and "second-line" not in result.stderr
+    assert grafana.calls == []
+
+
+def test_a_header_the_http_client_refuses_is_a_push_error_without_the_token(grafana: FakeGrafana):
+    # Tokens are checked first; should one get past, http.client's refusal quotes the header, token and all.
+    from grafana_client import GrafanaApi
+
+    from collector.commands.grafana import PushError, Pusher
+
+    pusher = Pusher(GrafanaApi.from_url(grafana.url + "/", credential=f"{TOKEN}\nsecond-line", timeout=5))
+    with pytest.raises(PushError) as err:
+        pusher.folder()
+    assert "could not be sent" in str(err.value)
+    assert TOKEN not in str(err.value) and "second-line" not in str(err.value)
+
+
 @pytest.mark.parametrize("grafana", ["/grafana"], indirect=True)
 def test_grafana_behind_a_sub_path(grafana: FakeGrafana):
     result = push(grafana, "--token", TOKEN)

@@ -92,6 +92,15 @@ def test_the_read_token_is_sent_not_the_write_token(liar):
     assert liar.seen == [f"Token {TOKEN}"]
 
 
+def test_a_header_the_http_client_refuses_is_an_error_without_the_token(liar, monkeypatch):
+    # Tokens are checked at start; should one get past, h11's refusal quotes the header, token and all.
+    monkeypatch.setattr(InfluxConfig, "resolved_read_token", lambda self: f"{TOKEN}\nsecond-line")
+    with pytest.raises(InfluxQueryError) as err:
+        _query(liar)
+    assert "could not be sent" in str(err.value)
+    assert TOKEN not in str(err.value) and "second-line" not in str(err.value)
+
+
 def test_an_endless_answer_stops_at_the_cap(liar, monkeypatch):
     monkeypatch.setattr(influx_query, "MAX_BODY_BYTES", 1_000_000)
     liar.mode = "endless"

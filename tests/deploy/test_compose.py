@@ -519,9 +519,11 @@ def test_mosquitto_with_the_stack_config_refuses_anonymous_clients_and_accepts_t
 # --- the collector's container healthcheck ---------------------------------------------------------
 
 
-def _healthcheck(influxdb, bucket: str, site: str, token_file: Path, url: str | None = None):
+def _healthcheck(influxdb, bucket: str, site: str, token_file: Path | None, url: str | None = None, **more: str):
     env = {"PATH": os.environ["PATH"], "INFLUX_URL": url or influxdb.url, "INFLUX_BUCKET": bucket,
-           "INFLUX_TOKEN_FILE": str(token_file), "HASHFLEET_SITE": site}
+           "HASHFLEET_SITE": site, "PYTHONPATH": str(ROOT), **more}  # (this checkout's models and collector)
+    if token_file is not None:
+        env["INFLUX_TOKEN_FILE"] = str(token_file)
     return subprocess.run([sys.executable, str(ROOT / "deploy/collector/healthcheck.py")], capture_output=True,
                           text=True, timeout=30, env=env)
 
@@ -549,6 +551,45 @@ def test_collector_healthcheck_follows_the_points_the_collector_writes(influxdb,
 
     down = _healthcheck(influxdb, influx_bucket, "hc", token_file, url=f"http://127.0.0.1:{free_port()}")
     assert down.returncode == 1 and "cannot query" in down.stdout
+    # INFLUX_TOKEN is stripped like a token file (one trailing newline made every query fail)
+    assert _healthcheck(influxdb, influx_bucket, "hc", None, INFLUX_TOKEN=influxdb.token + "\n").returncode == 0
+
+
+@pytest.mark.parametrize("variable", ["HEALTHCHECK_INFLUX_TOKEN_FILE", "INFLUX_TOKEN_FILE", "INFLUX_TOKEN"])
+def test_collector_healthcheck_refuses_a_token_of_two_lines_naming_its_variable_never_the_token(
+        influxdb, influx_bucket, tmp_path, variable):
+    # Docker keeps the healthcheck's output in the container's health log: the header error quoting the
+    # token ("Invalid header value b'Token ...'") was kept there.
+    two_lines = "first-SECRET\nsecond-SECRET"
+    (tmp_path / "token").write_text(two_lines + "\n")
+    given = {variable: str(tmp_path / "token") if variable.endswith("_FILE") else two_lines}
+    result = _healthcheck(influxdb, influx_bucket, "hc", None, **given)
+    assert result.returncode == 1 and variable in result.stdout, result.stdout + result.stderr
+    assert "SECRET" not in result.stdout + result.stderr
+
+
+def test_collector_healthcheck_hides_credentials_in_influx_url(influxdb, influx_bucket, tmp_path):
+    from tests.servers.ports import free_port
+
+    token_file = tmp_path / "token"
+    token_file.write_text(influxdb.token)
+    result = _healthcheck(influxdb, influx_bucket, "hc", token_file, url=f"http://admin:URLSECRET@127.0.0.1:{free_port()}")
+    assert result.returncode == 1 and "http://***@127.0.0.1" in result.stdout, result.stdout
+    assert "URLSECRET" not in result.stdout + result.stderr
+
+
+def test_collector_healthcheck_says_a_refused_header_without_quoting_it(monkeypatch, capsys):
+    # The token is checked first; should one get past, http.client's refusal quotes the header, token and all.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("healthcheck", ROOT / "deploy/collector/healthcheck.py")
+    healthcheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(healthcheck)
+    monkeypatch.setattr(healthcheck, "token", lambda: "first-SECRET\nsecond-SECRET")
+    monkeypatch.setenv("INFLUX_URL", "http://127.0.0.1:9")
+    assert healthcheck.main() == 1
+    out = capsys.readouterr().out
+    assert "could not be sent" in out and "SECRET" not in out
 
 
 def test_the_collector_spool_lives_on_a_named_volume(compose):

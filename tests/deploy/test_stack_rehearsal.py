@@ -400,7 +400,7 @@ def test_the_collectors_healthcheck_passes_with_its_own_read_token(stack: Stack)
               for a in collector["healthcheck"]["test"][1:]]
     env = {k: _adapt(str(v), {SECRETS: str(stack.secrets), "http://influxdb:8086": stack.shim.url})
            for k, v in collector["environment"].items()}
-    env["PATH"] = os.environ["PATH"]
+    env.update({"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)})  # (the image has this checkout installed)
     healthy = _as(UIDS["collector"], [sys.executable if script[0] == "python" else script[0], *script[1:]], env=env)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     env.pop("HEALTHCHECK_INFLUX_TOKEN_FILE")  # with the collector's own, write-only token it cannot ask

@@ -145,6 +145,10 @@ class PoolClient:
             except PoolReplyError:
                 self.back_off()
                 raise
+            except httpx.LocalProtocolError:  # a header refused before sending: its message quotes it
+                self.back_off()
+                raise PoolUnavailable(f"{where}: the request could not be sent (a header value the HTTP client "
+                                      "refused)") from None
             except httpx.HTTPError as e:
                 self.back_off()
                 raise PoolUnavailable(f"{where}: {type(e).__name__}: {redact(str(e))[:200] or 'no answer'}") from None

@@ -82,6 +82,20 @@ def test_refused_write_names_the_server_but_never_the_token(influxdb, influx_buc
     assert secret not in str(err.value)
 
 
+def test_a_header_the_http_client_refuses_costs_the_write_not_the_token(influxdb, influx_bucket, monkeypatch):
+    # Tokens are checked at start (models.base.checked_token); should one get past, http.client's refusal
+    # quotes the header ("Invalid header value b'Token ...'"): the error says what happened without it.
+    monkeypatch.setattr(InfluxConfig, "resolved_token", lambda self: "first-SECRET\nsecond-SECRET")
+    sink = InfluxWriter(InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=influx_bucket))
+    try:
+        with pytest.raises(InfluxWriteError) as err:
+            sink.write_gzip(ONE_LINE)
+    finally:
+        sink.close()
+    assert influxdb.url in str(err.value) and "could not be sent" in str(err.value) and err.value.retryable
+    assert "SECRET" not in str(err.value)
+
+
 def test_unreachable_server_is_a_clear_error():
     sink = InfluxWriter(InfluxConfig(url="http://127.0.0.1:9", bucket="b", token="t", timeout_s=2))
     try:

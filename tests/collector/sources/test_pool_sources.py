@@ -366,6 +366,24 @@ def test_tokens_are_in_no_message_or_log_line(fresh, caplog):
     assert all(r.auth != "ok" for r in pools["braiins"].requests() if r.status == 403)
 
 
+def test_a_header_the_http_client_refuses_is_an_error_without_the_token(hostile):
+    # Tokens are checked at start; should one get past, h11's refusal quotes the header, token and all.
+    from collector.sources.pools.client import PoolClient, PoolUnavailable
+
+    client = PoolClient("braiins", f"http://127.0.0.1:{hostile.server_address[1]}", min_interval_s=0,
+                        headers={"Pool-Auth-Token": "first-SECRET\nsecond-SECRET"})
+
+    async def ask() -> None:
+        try:
+            await client.get("/accounts/workers/json/btc")
+        finally:
+            await client.aclose()
+
+    with pytest.raises(PoolUnavailable) as err:
+        asyncio.run(ask())
+    assert "could not be sent" in str(err.value) and "SECRET" not in str(err.value)
+
+
 def test_a_missing_token_is_a_config_error_naming_where_to_put_it(tmp_path):
     from collector import config as config_loader
 
@@ -376,6 +394,12 @@ def test_a_missing_token_is_a_config_error_naming_where_to_put_it(tmp_path):
     loaded = config_loader.load(path, environ={"BRAIINS_POOL_TOKEN": "abc123secret"})
     assert loaded.pools[0].resolved_token({"BRAIINS_POOL_TOKEN": "abc123secret"}) == "abc123secret"
     assert "abc123secret" not in repr(loaded)
+    # the one rule for every token (models.base.checked_token): the ends stripped, one word of visible ASCII
+    assert loaded.pools[0].resolved_token({"BRAIINS_POOL_TOKEN": "abc123secret\n"}) == "abc123secret"
+    for bad in ("abc123\nsecret", "abc123 secret"):
+        with pytest.raises(config_loader.ConfigError, match="BRAIINS_POOL_TOKEN") as refused:
+            config_loader.load(path, environ={"BRAIINS_POOL_TOKEN": bad})
+        assert "abc123" not in str(refused.value)
     path.write_text("pools:\n  - {kind: publicpool, account: bc1q}\n")
     with pytest.raises(config_loader.ConfigError, match="url"):
         config_loader.load(path, environ={})

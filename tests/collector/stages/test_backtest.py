@@ -441,3 +441,15 @@ def test_the_first_period_is_priced_by_the_prices_the_collector_stored(tmp_path)
     assert result["periods"] == 1 and result["periods_without_price"] == 0
     assert result["actual"]["energy_kwh"] == pytest.approx(6.5 * 360 / 3600, rel=0.01)
     assert result["actual"]["price_paid_usd_kwh"] == pytest.approx(0.03)
+
+
+def test_a_header_the_http_client_refuses_is_an_error_without_the_token(monkeypatch):
+    # Tokens are checked at start; should one get past, http.client's refusal quotes the header, token and all.
+    from collector.backtest_inputs import InfluxHistory, InfluxQueryError
+    from models import InfluxConfig
+
+    monkeypatch.setattr(InfluxConfig, "resolved_token", lambda self: "first-SECRET\nsecond-SECRET")
+    history = InfluxHistory(InfluxConfig(url="http://127.0.0.1:9"))
+    with pytest.raises(InfluxQueryError) as err:
+        history.query("SELECT 1")
+    assert "could not be sent" in str(err.value) and "SECRET" not in str(err.value)
