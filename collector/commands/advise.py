@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from collector import pipeline, service
-from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, fail_usage, load_config, miners_list
+from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, SITE_OPTION, fail_usage, load_config, miners_list
 from collector.cycle import Cycle, MinersPart
 from collector.sinks.mqtt_publish import plan_summary
 from collector.stages.curtailment import CurtailmentStage
@@ -41,7 +41,7 @@ class _LastCycle:
 def advise(
     config: Path | None = CONFIG_OPTION,
     miners: str | None = MINERS_OPTION,
-    site: str | None = typer.Option(None, "--site"),
+    site: str | None = SITE_OPTION,
     price: float | None = typer.Option(None, "--price", help="Plan at this power price ($/kWh) instead of the tariff's."),
     limit_kw: float | None = typer.Option(None, "--limit-kw", min=0, help="Demand response: the site at most this many kW."),
     shed_kw: float | None = typer.Option(None, "--shed-kw", min=0, help="Demand response: this many kW less than the advice alone."),

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from collector import backtest_inputs as inputs
 from collector import config as config_loader
-from collector.commands.common import CONFIG_OPTION, fail_usage, load_config, parse_period
+from collector.commands.common import CONFIG_OPTION, SITE_OPTION, fail_usage, load_config, parse_period
 from collector.influx_query import InfluxQueryError
 from collector.layout import SiteLayout, curtailment_groups
 from collector.stages.backtest import BacktestResult, Period, PriceSeries, Strategy, replay
@@ -32,7 +32,7 @@ RESOLUTION_EXAMPLE = "1m, 5m or 1h"
 
 def backtest(
     config: Path | None = CONFIG_OPTION,
-    site: str | None = typer.Option(None, "--site"),
+    site: str | None = SITE_OPTION,
     since: str = typer.Option("30d", "--since", help=f"How far back to replay: e.g. {SINCE_EXAMPLE}."),
     prices: Path | None = typer.Option(None, "--prices", help="CSV of time,usd_per_kwh (or usd_per_mwh); default: "
                                                                "the prices the collector stored (power_price)."),

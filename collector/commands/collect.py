@@ -10,7 +10,9 @@ from pathlib import Path
 import typer
 
 from collector import pipeline, service
-from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, fail_usage, load_config, miners_list
+from collector.commands.common import (
+    CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, SITE_OPTION, fail_usage, load_config, miners_list,
+)
 from collector.mqtt.connection import MqttConnectError
 
 
@@ -18,7 +20,7 @@ def collect(
     config: Path | None = CONFIG_OPTION,
     miners: str | None = MINERS_OPTION,
     interval: float | None = typer.Option(None, "--interval", help="Seconds between cycles (default 10)."),
-    site: str | None = typer.Option(None, "--site"),
+    site: str | None = SITE_OPTION,
     cycles: int | None = typer.Option(None, "--cycles", min=1, help="Exit after N cycles."),
     shard: str | None = SHARD_OPTION,
 ) -> None:

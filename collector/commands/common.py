@@ -61,6 +61,10 @@ def parse_period(option: str, text: str, example: str = "90m, 24h or 7d") -> int
     return int(seconds)
 
 
+# The site from the environment too: the compose stack sets HASHFLEET_SITE in the collector's container, so
+# `docker compose exec collector hashfleet health --since 7d` asks about the stack's site, not `default`.
+SITE_OPTION = typer.Option(None, "--site", envvar="HASHFLEET_SITE",
+                           help="Site name (default: the config's `site`, else `default`).")
 MINERS_OPTION = typer.Option(None, "--miners", help="Comma-separated addresses, CIDR ranges or DNS names.")
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config (see hashfleet.example.yaml).")
 

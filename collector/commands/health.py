@@ -21,10 +21,11 @@ from collector import config as config_loader
 from collector import health_report, history, pipeline, service
 from collector.commands.collect import run_until_stopped
 from collector.commands.common import (
-    CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, fail_usage, load_config, miners_list, parse_period,
+    CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, SITE_OPTION, fail_usage, load_config, miners_list, parse_period,
 )
 from collector.cycle import Cycle, MinersPart
 from collector.influx_query import InfluxQueryError
+from collector.redact import redact_url
 from collector.stages.health import HealthStage
 from collector.terminal import COMPACT_BELOW, plain_console
 from models import schema
@@ -33,7 +34,7 @@ from models import schema
 def health(
     config: Path | None = CONFIG_OPTION,
     miners: str | None = MINERS_OPTION,
-    site: str | None = typer.Option(None, "--site"),
+    site: str | None = SITE_OPTION,
     since: str | None = typer.Option(None, "--since", help="A period of recorded health (e.g. 24h, 7d) instead "
                                                           "of one cycle now."),
     top: int = typer.Option(30, "--top", min=1, help="Problems shown in the table (--json lists every one)."),
@@ -83,10 +84,14 @@ def _recorded(cfg, start: int, end: int, since: str) -> health_report.HealthRepo
         except ValueError as e:  # a read token file that cannot be read: says which and why
             fail_usage(str(e))
         try:
-            return service.run_event_loop(health_report.from_influx(cfg.influx, cfg.site, start, end))
+            report = service.run_event_loop(health_report.from_influx(cfg.influx, cfg.site, start, end))
         except InfluxQueryError as e:
             typer.echo(f"hashfleet: {e}", err=True)
             raise typer.Exit(1) from None
+        if not report.cycles and not report.problems:  # (not "no problems": nothing was asked of this site)
+            fail_usage(f"no recorded health of site {cfg.site!r} in the last {since} in InfluxDB at "
+                       f"{redact_url(cfg.influx.url)} (bucket {cfg.influx.bucket!r}): check --site or HASHFLEET_SITE")
+        return report
     directory = config_loader.spool_directory(cfg)
     if not directory.is_dir():
         fail_usage(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet collect` without "

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from collector import pipeline, service, terminal
-from collector.commands.common import CONFIG_OPTION, load_config
+from collector.commands.common import CONFIG_OPTION, SITE_OPTION, load_config
 from collector.cycle import Cycle
 
 
@@ -16,7 +16,7 @@ def poll(
     addresses: list[str] = typer.Argument(..., metavar="ADDR[:PORT]...", help="Miners to poll once."),
     as_json: bool = typer.Option(False, "--json", help="One MinerSample per line (JSON Lines)."),
     timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Seconds per miner."),
-    site: str = typer.Option("default", "--site"),
+    site: str | None = SITE_OPTION,
     config_file: Path | None = CONFIG_OPTION,
 ) -> None:
     """Poll miners once and print what they report (the addresses given; from a config file, its other

@@ -10,12 +10,12 @@ import typer
 
 from collector import config as config_loader
 from collector import history, terminal
-from collector.commands.common import SHARD_OPTION, fail_usage, load_config, parse_period
+from collector.commands.common import SHARD_OPTION, SITE_OPTION, fail_usage, load_config, parse_period
 
 
 def report(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (site and spool settings)."),
-    site: str | None = typer.Option(None, "--site"),
+    site: str | None = SITE_OPTION,
     since: str = typer.Option("24h", "--since", help="Period to summarise: e.g. 90m, 24h, 7d."),
     shard: str | None = SHARD_OPTION,
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of tables."),

@@ -9,7 +9,7 @@ import typer
 from collector import config as config_loader
 from collector import pipeline, service
 from collector.commands.collect import run_until_stopped
-from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, fail_usage, load_config, miners_list
+from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, SITE_OPTION, fail_usage, load_config, miners_list
 from collector.sinks.live_view import LiveView
 
 
@@ -17,7 +17,7 @@ def watch(
     config: Path | None = CONFIG_OPTION,
     miners: str | None = MINERS_OPTION,
     interval: float | None = typer.Option(None, "--interval", help="Seconds between refreshes (default 10)."),
-    site: str | None = typer.Option(None, "--site", help="Site name (whose local history to show, if any)."),
+    site: str | None = SITE_OPTION,
     cycles: int | None = typer.Option(None, "--cycles", min=1, help="Exit after N refreshes."),
 ) -> None:
     """Live terminal view of the fleet; needs no server at all."""

@@ -358,3 +358,23 @@ def test_health_since_from_influxdb_takes_a_problems_latest_cause_and_each_shard
     m1 = report["problems"][0]
     assert m1["cycles"] == 3 and m1["usd_lost_day_mean"] == 3.0 and m1["last_seen"] == t + 20
     assert report["usd_lost_day"] == 4.5
+
+
+def test_health_since_from_influxdb_takes_the_site_from_hashfleet_site_and_a_site_with_nothing_is_an_error(
+        influxdb, influx_bucket, tmp_path):
+    # In the compose stack the site is in HASHFLEET_SITE: `docker compose exec collector hashfleet health
+    # --since 7d` asked about site `default`, found nothing and answered "no problems", exit 0.
+    t = int(time.time()) - 100
+    influxdb.write(influx_bucket, [
+        f"health,site=h1,scope=problem,miner=m1,signal=board_dead,cause=board usd_lost_day=2.0,level=2i {t}",
+        f"health,site=h1,scope=site problems=1i,usd_lost_day=2.0 {t}"])
+    env = _environment(tmp_path, INFLUX_URL=influxdb.url, INFLUX_ORG=influxdb.org, INFLUX_BUCKET=influx_bucket,
+                       INFLUX_TOKEN=influxdb.token, HASHFLEET_SITE="h1")
+    done = _run("health", "--since", "10m", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["site"] == "h1" and [p["miner"] for p in report["problems"]] == ["m1"]
+    for nothing in (["--since", "10m", "--site", "elsewhere"], ["--since", "1m"]):  # a site, a period with no cycle
+        answer = _run("health", *nothing, env=env)
+        assert answer.returncode == 2 and "no recorded health of site" in answer.stderr, answer.stdout + answer.stderr
+        assert answer.stdout == ""

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.support import REPO as ROOT
 SECRETS = "/run/hashfleet-secrets"
 # Every text a user may copy a command from.
-DOCUMENTS = ["README.md", "docs/deployment.md", ".env.example", "docker-compose.yml", "deploy/secrets/init-secrets.sh",
+DOCUMENTS = ["README.md", "docs/deployment.md", "docs/health.md", ".env.example", "docker-compose.yml", "deploy/secrets/init-secrets.sh",
              "deploy/influxdb/hashfleet-tokens.sh", "deploy/grafana/tls/README.md"]
 # Programs that, given to `docker compose run SERVICE ...` of a service with an entrypoint, show the
 # author meant to replace the entrypoint: arguments only replace the service's `command`.

@@ -10,7 +10,8 @@ from the same files, adapting only paths, ports and host names.
 - `mosquitto`: the stack's mosquitto.conf and health.acl, run as uid 1883 (compose `user:`), with the
   generated password file; the compose healthcheck runs with no secret; anonymous clients are refused.
 - `simulators` and `collector`: the compose commands and environment, run as uid 10001 (the image's user),
-  with deploy/collector/hashfleet.yaml and the secret files; then the collector's healthcheck.
+  with deploy/collector/hashfleet.yaml and the secret files; then the collector's healthcheck, and the
+  documented `docker compose exec collector hashfleet ...` commands with the container's environment.
 - `grafana`: the data-source provisioning file expanded as Grafana expands it (its file read as uid 472),
   and every provisioned dashboard and alert query sent through that data source's settings.
 """
@@ -84,6 +85,7 @@ class Stack:
     health_port: int
     simulators: list[str]
     collect: subprocess.CompletedProcess
+    collector_env: dict[str, str]  # the collector container's environment, adapted
     init: subprocess.CompletedProcess
     hook: subprocess.CompletedProcess
 
@@ -218,11 +220,13 @@ def stack(influxdb) -> Iterator[Stack]:
         env = {k: _adapt(str(v), {SECRETS: str(secrets), "http://influxdb:8086": shim.url})
                for k, v in collector["environment"].items()}
         env.update({"MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(mqtt_port)})  # service name -> address
-        env.update({"PATH": os.environ["PATH"], "HOME": "/nonexistent", "HASHFLEET_SPOOL_DIR": str(spool)})
+        env.update({"PATH": os.environ["PATH"], "HOME": "/nonexistent", "HASHFLEET_SPOOL_DIR": str(spool),
+                    "PYTHONPATH": str(ROOT)})  # (the image has this checkout installed)
         command = [_adapt(_literal(a), {"/etc/hashfleet/hashfleet.yaml": str(ROOT / "deploy/collector/hashfleet.yaml")})
                    for a in collector["command"]]
         collect = _as(UIDS["collector"], [HASHFLEET, *command, "--cycles", "2"], env=env, timeout=180)
-        yield Stack(root, secrets, services, bucket, shim, mqtt_port, health_port, simulators, collect, init, hook)
+        yield Stack(root, secrets, services, bucket, shim, mqtt_port, health_port, simulators, collect, env, init,
+                    hook)
     finally:
         if fleet is not None:
             fleet.terminate()
@@ -300,6 +304,13 @@ def test_documented_compose_commands_work_as_written(stack: Stack, where: str, l
         assert result.returncode == 0, f"{where}: {line}: {result.stderr}"
         if argv[:1] == ["show"]:
             assert result.stdout.strip() == stack.secret(argv[1])
+    if verb == "exec" and service == "collector" and args[:1] == ["hashfleet"]:
+        # Run it: the image's hashfleet as its user, in the container's environment (what `exec` gives it:
+        # not the collector's command line, where --site is). It must answer about the stack's site.
+        result = _as(UIDS["collector"], [HASHFLEET, *args[1:]], env=stack.collector_env, timeout=120)
+        assert result.returncode == 0, f"{where}: {line}: {result.stdout}{result.stderr}"
+        site = stack.services["collector"]["environment"]["HASHFLEET_SITE"]
+        assert f"site {site} " in result.stdout, f"{where}: {line}: {result.stdout}"
 
 
 def test_show_refuses_names_outside_the_volume(stack: Stack):
