@@ -6,9 +6,10 @@
 #   hashfleet-secrets show NAME  print one, e.g. docker compose run --rm secrets show grafana_admin_password
 #
 # init: for each secret a value set in the environment (.env) wins; else the file already in the volume is
-# kept; else a random one is generated. Values are never printed. Runs as root and gives each file to the
-# one user that reads it, mode 0400 (users: influxdb 1000 in its image, grafana 472 in its image,
-# mosquitto 1883 (compose `user:`), hashfleet 10001 (Dockerfile)):
+# kept; else a random one is generated. Values are never printed; a value with whitespace at either end or a
+# line break inside is refused (one_line below). Runs as root and gives each file to the one user that reads
+# it, mode 0400 (users: influxdb 1000 in its image, grafana 472 in its image, mosquitto 1883 (compose
+# `user:`), hashfleet 10001 (Dockerfile)):
 #
 #   influx_token            InfluxDB operator token (all access)   influxdb: first setup only  1000
 #   influx_admin_password   InfluxDB admin user's password         influxdb: first setup only  1000
@@ -23,6 +24,7 @@ set -eu
 DIR="${SECRETS_DIR:-/run/hashfleet-secrets}"
 MQTT_USERNAME="${MQTT_USERNAME:-hashfleet}"
 umask 077
+export LC_ALL=C  # character classes are ASCII bytes, as in the collector's rule below
 
 usage() {
     echo "usage: hashfleet-secrets [init] | show NAME   (NAME: one of the files in $DIR)" >&2
@@ -40,6 +42,22 @@ show() {
         exit 1
     fi
     cat "$DIR/$1"
+}
+
+# one_line WHAT VALUE: refuse a value with whitespace at either end or a control character (a line break, a tab).
+# The collector's rule for every secret (models/base.py checked_secret): it strips the ends and refuses a control
+# character inside. Refused here rather than stripped: the value is hashed into mosquitto's password file and
+# typed into the site's own devices as written, so a stripped copy would differ from what the operator set
+# (and stripping only one side left the collector refused by mosquitto for ever).
+one_line() {
+    case "$2" in
+        [[:space:]]*|*[[:space:]])
+            echo "hashfleet-secrets: $1 begins or ends with whitespace (a space, a tab, a line break): remove it" >&2
+            exit 1 ;;
+        *[[:cntrl:]]*)
+            echo "hashfleet-secrets: $1 holds a line break, a tab or another control character: a secret is one line" >&2
+            exit 1 ;;
+    esac
 }
 
 random_secret() {
@@ -71,6 +89,10 @@ init() {
         echo "hashfleet-secrets: INFLUX_ADMIN_PASSWORD in .env is shorter than 8 characters; InfluxDB would refuse it" >&2
         exit 1
     fi
+    one_line "INFLUX_TOKEN in .env" "${INFLUX_TOKEN:-}"
+    one_line "INFLUX_ADMIN_PASSWORD in .env" "${INFLUX_ADMIN_PASSWORD:-}"
+    one_line "GRAFANA_ADMIN_PASSWORD in .env" "${GRAFANA_ADMIN_PASSWORD:-}"
+    one_line "MQTT_PASSWORD in .env" "${MQTT_PASSWORD:-}"
     mkdir -p "$DIR"
     chmod 0755 "$DIR"  # every service's user must reach its own file
 
@@ -82,7 +104,8 @@ init() {
     # The password goes through a pipe from the shell's builtin printf, never on a command line
     # (`mosquitto_passwd -b` would show it to every `ps` on the host).
     rm -f "$DIR/mosquitto_passwd.new"
-    password=$(cat "$DIR/mqtt_password")
+    password=$(cat "$DIR/mqtt_password")  # (without the file's final line break)
+    one_line "$DIR/mqtt_password" "$password"  # a file kept from before this check, or put there by hand
     printf '%s\n%s\n' "$password" "$password" |
         mosquitto_passwd -c "$DIR/mosquitto_passwd.new" "$MQTT_USERNAME" >/dev/null
     mv "$DIR/mosquitto_passwd.new" "$DIR/mosquitto_passwd"

@@ -440,9 +440,9 @@ def test_the_collector_is_given_time_to_stop_cleanly(compose):
 # --- the secrets init script and mosquitto -------------------------------------------------------
 
 
-def _init_secrets(directory: Path, **env: str) -> subprocess.CompletedProcess:
+def _init_secrets(directory: Path, shell: tuple[str, ...] = ("sh",), **env: str) -> subprocess.CompletedProcess:
     _require("mosquitto_passwd", "mosquitto")
-    return subprocess.run(["sh", str(ROOT / "deploy/secrets/init-secrets.sh")], capture_output=True, text=True,
+    return subprocess.run([*shell, str(ROOT / "deploy/secrets/init-secrets.sh")], capture_output=True, text=True,
                           timeout=30, env={"PATH": os.environ["PATH"], "SECRETS_DIR": str(directory), **env})
 
 
@@ -468,6 +468,31 @@ def test_init_secrets_generates_once_keeps_afterwards_and_takes_values_from_env(
 def test_init_secrets_refuses_an_influx_password_influxdb_would_refuse(tmp_path):
     result = _init_secrets(tmp_path, INFLUX_ADMIN_PASSWORD="short")
     assert result.returncode != 0 and "8 characters" in result.stderr
+
+
+@pytest.mark.parametrize("password", ["S3cret-pass ", " S3cret-pass", "S3cret-pass\n", "S3cret\npass", "S3cret\tpass"])
+def test_init_secrets_refuses_an_mqtt_password_the_collector_would_read_differently(tmp_path, password):
+    # Written as it was, spaces and all, into mosquitto's password file, while the collector strips what it
+    # reads: mosquitto refused the collector for ever (restart: unless-stopped, a crash loop).
+    busybox = (_require("busybox", "busybox"), "sh")  # the secrets image's shell (Alpine)
+    result = _init_secrets(tmp_path, busybox, MQTT_PASSWORD=password)
+    assert result.returncode == 1 and "MQTT_PASSWORD" in result.stderr, result.stderr
+    assert "S3cret" not in result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written
+
+
+def test_the_mqtt_password_mosquitto_hashes_is_the_one_the_collector_reads(tmp_path):
+    from models import MqttConfig
+
+    busybox = (_require("busybox", "busybox"), "sh")
+    read = MqttConfig(host="mosquitto", username="hashfleet", password_file=tmp_path / "mqtt_password")
+    for password in ("a pass phrase", "S3cret-pass"):  # (spaces inside are a password's own)
+        assert _init_secrets(tmp_path, busybox, MQTT_PASSWORD=password).returncode == 0
+        assert read.resolved_password() == password
+    # a file kept from before the check, or edited by hand: refused too, naming the file
+    (tmp_path / "mqtt_password").write_text("S3cret-pass \n")
+    kept = _init_secrets(tmp_path, busybox)
+    assert kept.returncode == 1 and f"{tmp_path}/mqtt_password begins or ends with whitespace" in kept.stderr
 
 
 def test_mosquitto_with_the_stack_config_refuses_anonymous_clients_and_accepts_the_generated_password(tmp_path):
