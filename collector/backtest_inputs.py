@@ -10,6 +10,7 @@ the MQTT ingest's bounds (-1 to 20 $/kWh by default), a time must parse and an e
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -22,12 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
-from urllib.parse import urlencode
-
-import urllib3
 
 from collector.history import spool_points
-from collector.influx_query import InfluxQueryError, rows
+from collector.influx_query import InfluxQueryError, get_answer, rows
 from collector.redact import redact_url
 from collector.stages.backtest import Period, PriceSeries, Reading
 from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S
@@ -40,7 +38,6 @@ MAX_CSV_BYTES = 64 * 1024 * 1024
 MAX_PRICE_ROWS = 2_000_000  # a year of 5-minute prices is ~105,000
 PRICE_MIN, PRICE_MAX = -1.0, 20.0  # $/kWh, as the MQTT ingest bounds a live price
 MAX_ROWS_PER_QUERY = 2_000_000
-MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 class BacktestInputError(ValueError):
@@ -298,9 +295,8 @@ class InfluxHistory:
 
     def __init__(self, config: InfluxConfig, *, timeout_s: float | None = None) -> None:
         self.config = config
-        self._http = urllib3.PoolManager(num_pools=1, maxsize=1, retries=False, cert_reqs="CERT_REQUIRED",
-                                         timeout=urllib3.Timeout(connect=timeout_s or config.timeout_s,
-                                                                 read=(timeout_s or config.timeout_s) * 6))
+        self.connect_s = timeout_s or config.timeout_s
+        self.deadline_s = self.connect_s * 6  # one query, its whole answer included: a day's aggregates take a while
         self._headers = {"Accept": "application/json", "User-Agent": "hashfleet"}
         token = config.resolved_token()
         if token:
@@ -308,22 +304,13 @@ class InfluxHistory:
 
     def query(self, text: str) -> list[dict]:
         """Every row of every series of the answer, as {column or tag: value}; the answer is outside input:
-        capped, and any other shape than InfluxDB's raises InfluxQueryError naming the server."""
+        capped, bounded in time, and any other shape than InfluxDB's raises InfluxQueryError naming the server."""
         where = f"InfluxDB at {redact_url(self.config.url)}"
-        url = f"{self.config.url}/query?{urlencode({'db': self.config.bucket, 'q': text, 'epoch': 's'})}"
-        try:
-            answer = self._http.request("GET", url, headers=self._headers, preload_content=False)
-            body = answer.read(MAX_BODY_BYTES + 1)
-            answer.release_conn()
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise InfluxQueryError(f"{where} unreachable: {type(e).__name__}") from None
-        except ValueError:  # http.client refused to send a header: its message quotes it, token and all
-            raise InfluxQueryError(f"{where}: the query could not be sent (a header value the HTTP client "
-                                   "refused)") from None
-        if len(body) > MAX_BODY_BYTES:
-            raise InfluxQueryError(f"{where}: the answer is over {MAX_BODY_BYTES // 2**20} MiB")
-        if answer.status != 200:
-            raise InfluxQueryError(f"{where} answered HTTP {answer.status}: {body[:200].decode('utf-8', 'replace')} "
+        params = {"db": self.config.bucket, "q": text, "epoch": "s"}
+        status, body = asyncio.run(get_answer(where, f"{self.config.url}/query", params, self._headers,
+                                              self.deadline_s, self.connect_s))
+        if status != 200:
+            raise InfluxQueryError(f"{where} answered HTTP {status}: {body[:200].decode('utf-8', 'replace')} "
                                    f"(a read token for bucket {self.config.bucket!r}?)")
         try:
             data = json.loads(body)

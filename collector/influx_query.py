@@ -1,7 +1,8 @@
 """Read back from InfluxDB with InfluxQL over HTTP `/query` (1.x, and 2.x through its DBRP mapping:
 bucket = database), with the read token (`influx.read_token`, INFLUX_READ_TOKEN; else the write token).
 
-The answer is outside input: its body is capped (MAX_BODY_BYTES), must be InfluxDB's JSON shape, and
+The answer is outside input: its body is capped (MAX_BODY_BYTES), the whole request bounded by
+`influx.timeout_s` (a server dripping its answer costs that and no more), it must be InfluxDB's JSON shape, and
 an error InfluxDB reports is raised with its text; the caller checks each value it uses.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
+from collector import bounded_http
 from collector.redact import redact
 from models import InfluxConfig
 
@@ -29,21 +31,8 @@ async def query(config: InfluxConfig, text: str) -> list[dict[str, Any]]:
     if token:
         headers["Authorization"] = f"Token {token}"
     where = redact(f"{config.url}/query")
-    try:
-        async with httpx.AsyncClient(timeout=config.timeout_s) as client:
-            async with client.stream("GET", f"{config.url}/query", headers=headers,
-                                     params={"db": config.bucket, "q": text, "epoch": "s"}) as answer:
-                body = bytearray()
-                async for chunk in answer.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        raise InfluxQueryError(f"{where}: the answer is over {MAX_BODY_BYTES // 2**20} MiB")
-                status = answer.status_code
-    except (httpx.LocalProtocolError, ValueError):  # a header refused before sending: its message quotes it
-        raise InfluxQueryError(f"{where}: the query could not be sent (a header value the HTTP client "
-                               "refused)") from None
-    except httpx.HTTPError as e:
-        raise InfluxQueryError(f"{where}: {type(e).__name__}: {redact(str(e))[:200]}") from None
+    status, body = await get_answer(where, f"{config.url}/query", {"db": config.bucket, "q": text, "epoch": "s"},
+                                    headers, config.timeout_s)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -53,6 +42,26 @@ async def query(config: InfluxConfig, text: str) -> list[dict[str, Any]]:
         raise InfluxQueryError(f"{where}: HTTP {status}: {str(message)[:300]} (check influx.read_token and the "
                                "bucket's database mapping)")
     return rows(data, where)
+
+
+async def get_answer(where: str, url: str, params: dict[str, str], headers: dict[str, str], deadline_s: float,
+                     connect_s: float | None = None) -> tuple[int, bytes]:
+    """GET one answer of at most MAX_BODY_BYTES, the whole of it within `deadline_s` (connecting within
+    `connect_s`, default the same): (status, body)."""
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(deadline_s, connect=connect_s or deadline_s)) as client:
+            answer, body = await bounded_http.exchange(client, "GET", url, params=params, headers=headers,
+                                                       deadline_s=deadline_s, max_bytes=MAX_BODY_BYTES)
+    except bounded_http.AnswerTooLarge:
+        raise InfluxQueryError(f"{where}: the answer is over {MAX_BODY_BYTES // 2**20} MiB") from None
+    except bounded_http.NoWholeAnswer as e:
+        raise InfluxQueryError(f"{where}: {e}") from None
+    except (httpx.LocalProtocolError, ValueError):  # a header refused before sending: its message quotes it
+        raise InfluxQueryError(f"{where}: the query could not be sent (a header value the HTTP client "
+                               "refused)") from None
+    except httpx.HTTPError as e:
+        raise InfluxQueryError(f"{where} unreachable: {type(e).__name__}: {redact(str(e))[:200]}") from None
+    return answer.status_code, body
 
 
 def rows(data: Any, where: str) -> list[dict[str, Any]]:

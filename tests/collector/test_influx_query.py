@@ -32,6 +32,19 @@ class _Liar(BaseHTTPRequestHandler):
         if mode == "hang":
             time.sleep(5)
             return
+        if mode == "drip":  # a valid length, then 10 bytes a second for 20 s
+            body = b'{"results":[{"statement_id":0}]}'.ljust(200)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client gave up
+                pass
+            return
         if mode == "endless":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -112,7 +125,14 @@ def test_an_endless_answer_stops_at_the_cap(liar, monkeypatch):
 
 def test_no_answer_ends_at_the_timeout(liar):
     liar.mode = "hang"
-    with pytest.raises(InfluxQueryError, match="Timeout"):
+    with pytest.raises(InfluxQueryError, match="no whole answer within 0.5 s"):
+        _query(liar, timeout_s=0.5)
+
+
+def test_an_answer_dripping_in_ends_at_the_timeout(liar):
+    # httpx's timeout bounds each read: a byte every 0.1 s never tripped it.
+    liar.mode = "drip"
+    with pytest.raises(InfluxQueryError, match="no whole answer within 0.5 s"):
         _query(liar, timeout_s=0.5)
 
 

@@ -287,6 +287,45 @@ def test_an_influxdb_answering_in_another_shape_is_a_runtime_error_naming_it(tmp
     assert f"InfluxDB at {url}" in done.stderr and problem in done.stderr, done.stderr
 
 
+class _Drip(BaseHTTPRequestHandler):
+    """InfluxDB's port answering a valid length, then 10 bytes a second (20 s for the whole answer)."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body = b'{"results":[{"statement_id":0}]}'.ljust(200)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:  # the client gave up
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+        pass
+
+
+def test_an_influxdb_dripping_its_answer_is_given_up_at_the_deadline(tmp_path, start):
+    # Each read had its timeout, the query none: 32 bytes at 3 s a byte took 97 s.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {**os.environ, "INFLUX_URL": url, "INFLUX_BUCKET": "b", "INFLUX_TOKEN": "t", "INFLUX_ORG": "o",
+           "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+    try:
+        done = subprocess.run([HASHFLEET, "backtest", "--config", write_config(tmp_path, influx={"timeout_s": 0.25}),
+                               "--source", "influx", "--prices", prices_csv(tmp_path, start)],
+                              capture_output=True, text=True, timeout=15, env=env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 1, done.stderr
+    assert f"InfluxDB at {url}: no whole answer within 1.5 s" in done.stderr, done.stderr
+
+
 def test_an_unreachable_influxdb_is_a_runtime_error(tmp_path, start):
     with socket.socket() as s:  # a port nothing listens on: bound, never listening
         s.bind(("127.0.0.1", 0))
