@@ -3,13 +3,15 @@
 Users put credentials in URLs (a reverse proxy in front of InfluxDB, a paid price API); every
 message that names a URL passes it through `redact_url`, and whole messages that may quote one
 (a library's exception text, a validation error) through `redact`. `RedactingFilter` applies
-`redact` to every log record as the last line of defence.
+`redact` to every log record as the last line of defence. A client quoting a server's answer also
+hides the secrets it sent there (`hide_secrets`): a server may echo a token back.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 
 HIDDEN = "***"
 
@@ -43,6 +45,14 @@ def redact_url(url: str) -> str:
         return url
     host = authority.rpartition("@")[2]
     return f"{scheme}{sep}{HIDDEN}@{host}{rest[end:]}"
+
+
+def hide_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every occurrence of each (non-empty) secret replaced by ***. Apply it before cutting
+    a quote short, so no secret is left half shown."""
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):  # a longer one may hold a shorter
+        text = text.replace(secret, HIDDEN)
+    return text
 
 
 class RedactingFilter(logging.Filter):

@@ -13,6 +13,7 @@ import re
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -287,39 +288,162 @@ def test_pushed_data_source_matches_the_provisioned_one(grafana: FakeGrafana):
     assert provisioned["secureJsonData"]["httpHeaderValue1"].startswith("Token ")
 
 
-@pytest.mark.parametrize("status", [200, 302])
-def test_a_server_answering_html_instead_of_grafanas_json_is_a_clear_error(status, tmp_path):
-    # A proxy's page, or its redirect to a login page: the client handed the HTML on as the answer
-    # ("updated", then an AttributeError traceback).
-    class Html(BaseHTTPRequestHandler):
-        def _page(self) -> None:
-            body = b"<html>log in</html>"
-            redirect = status == 302 and self.path != "/login"
-            self.send_response(302 if redirect else 200)
-            if redirect:
-                self.send_header("Location", "/login")
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
+class _Hostile(BaseHTTPRequestHandler):
+    """A server on Grafana's address answering every request in one hostile way (`server.mode`), recording
+    what it was sent (`server.seen`: method, path, Authorization, body)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, *headers: tuple[str, str], length: int | None = None) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        auth = self.headers.get("Authorization")
+        self.server.seen.append((self.command, self.path, auth, body.decode()))  # type: ignore[attr-defined]
+        mode = self.server.mode  # type: ignore[attr-defined]
+        json_type = ("Content-Type", "application/json")
+        if mode.startswith("redirect"):  # redirect<status> to server.target
+            target = self.server.target + self.path if self.server.target else "/login"  # type: ignore[attr-defined]
+            self._send(int(mode[8:]), b"", ("Location", target))
+        elif mode == "html":
+            self._send(200, b"<html>log in</html>", ("Content-Type", "text/html"))
+        elif mode in ("list", "null", "string", "empty-object"):
+            body = {"list": b"[1,2,3]", "null": b"null", "string": b'"ok"', "empty-object": b"{}"}[mode]
+            self._send(200, body, json_type)
+        elif mode == "echo-token":  # an error message quoting the request's header
+            self._send(400, json.dumps({"message": f"bad {auth}"}).encode(), json_type)
+        elif mode == "echo-body" and self.command == "GET":  # no data source yet: the next call sends one
+            self._send(404, b'{"message": "Data source not found"}', json_type)
+        elif mode == "echo-body":  # an error message quoting the request's body (the InfluxDB token in it)
+            secure = json.dumps(json.loads(body).get("secureJsonData"))
+            self._send(400, json.dumps({"message": f"invalid secureJsonData {secure}"}).encode(), json_type)
+        elif mode == "echo-page":  # a proxy's page quoting both
+            self._send(200, f"<html>denied {auth} {body.decode()}</html>".encode(), ("Content-Type", "text/html"))
+        elif mode == "drip":  # a valid length, then 10 bytes a second
+            self._send(200, b"", json_type, length=600)
+            try:
+                for byte in b"{" + b" " * 598 + b"}":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client gave up
+                pass
+        elif mode == "huge":  # a JSON array of 40 MiB, no length said
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self.wfile.write(body)
+            chunk = b"1," * (1 << 19)
+            try:
+                for _ in range(40):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"2\r\n1]\r\n0\r\n\r\n")
+            except OSError:
+                pass
+        elif mode == "huge-declared":
+            self._send(200, b"", json_type, length=1 << 40)
+        else:
+            raise AssertionError(mode)
 
-        do_GET = do_POST = do_PUT = _page
+    do_GET = do_POST = do_PUT = _answer  # noqa: N815 (http.server's names)
 
-        def log_message(self, *args) -> None:
-            pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Html)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        fake = FakeGrafana()
-        fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-        result = push(fake, "--token", TOKEN)
-    finally:
+@pytest.fixture
+def hostile() -> Iterator:
+    """Start a hostile server: hostile(mode, host="127.0.0.1", target="") -> the server (`.url`, `.seen`)."""
+    servers = []
+
+    def start(mode: str, host: str = "127.0.0.1", target: str = ""):
+        server = ThreadingHTTPServer((host, 0), _Hostile)
+        server.mode, server.target, server.seen = mode, target, []
+        server.url = f"http://{host}:{server.server_address[1]}"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def push_to(server, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GRAFANA_", "INFLUX_", "HASHFLEET_DASHBOARDS"))}
+    environ.update({"INFLUX_URL": "http://influxdb:8086", "INFLUX_TOKEN": INFLUX_TOKEN})
+    return subprocess.run([HASHFLEET, "grafana", "push", "--url", server.url, "--token", TOKEN, *args],
+                          capture_output=True, text=True, timeout=timeout, env=environ)
+
+
+def assert_failed_without_success(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "answered something other than Grafana's JSON: '<html>log in</html>'" in result.stderr
-    assert "updated" not in result.stdout and "created" not in result.stdout
+    assert result.stdout == "", result.stdout  # not "created", "updated" or "uploaded"
+    assert TOKEN not in result.stderr and INFLUX_TOKEN not in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["html", "list", "null", "string", "empty-object"])
+def test_an_answer_other_than_grafanas_json_is_a_clear_error(hostile, mode):
+    # A proxy's page; a JSON list crashed the command with an AttributeError; `null` printed "uploaded" 5 times.
+    result = push_to(hostile(mode))
+    assert_failed_without_success(result)
+    assert "answered something other than Grafana's JSON" in result.stderr, result.stderr
+    if mode == "html":
+        assert "Grafana's JSON: '<html>log in</html>'" in result.stderr
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_refused_and_nothing_reaches_its_target(hostile, status):
+    # A 307/308 was followed with its body: the data source's InfluxDB token went to the other host, and the
+    # push said "uploaded".
+    elsewhere = hostile("html", host="127.0.0.2")
+    grafana = hostile(f"redirect{status}", target=elsewhere.url)
+    result = push_to(grafana)
+    assert_failed_without_success(result)
+    assert elsewhere.seen == [] and len(grafana.seen) == 1
+    host = elsewhere.url.removeprefix("http://")
+    assert f"answered {status}, a redirect to {host}: not followed" in result.stderr, result.stderr
+
+
+def test_a_redirect_on_the_same_host_is_refused_too(hostile):
+    # A proxy sending the client to its login page.
+    grafana = hostile("redirect302")
+    result = push_to(grafana)
+    assert_failed_without_success(result)
+    assert "a redirect to 127.0.0.1:" in result.stderr and len(grafana.seen) == 1
+
+
+@pytest.mark.parametrize("mode", ["echo-token", "echo-body", "echo-page"])
+def test_tokens_a_server_echoes_are_masked_in_what_is_quoted(hostile, mode):
+    result = push_to(hostile(mode))
+    assert_failed_without_success(result)
+    assert "***" in result.stderr, result.stderr
+    if mode == "echo-token":
+        assert "Grafana answered 400: bad Bearer ***" in result.stderr
+    if mode == "echo-body":
+        assert '"httpHeaderValue1": "Token ***"' in result.stderr
+
+
+def test_an_answer_dripping_in_ends_at_the_timeout(hostile):
+    # --timeout bounded each socket read only: 2 bytes a second held the command for good.
+    result = push_to(hostile("drip"), "--timeout", "1", timeout=30)
+    assert_failed_without_success(result)
+    assert "no whole answer within 1 s (--timeout)" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("mode", ["huge", "huge-declared"])
+def test_an_answer_over_the_cap_is_refused_not_held(hostile, mode):
+    # Every answer was read whole: 1 GB took the process to 12 GB.
+    result = push_to(hostile(mode))
+    assert_failed_without_success(result)
+    assert "-byte cap: not Grafana's answer" in result.stderr, result.stderr
 
 
 def test_the_docs_count_the_dashboards_a_push_uploads(grafana: FakeGrafana):
