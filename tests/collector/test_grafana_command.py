@@ -8,9 +8,10 @@ as unexpected, which fails the test.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import re
 import os
+import re
 import subprocess
 import threading
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from tests.support import HASHFLEET
@@ -245,14 +247,15 @@ def test_a_token_of_two_lines_is_a_usage_error_naming_where_it_came_from_never_t
 
 
 def test_a_header_the_http_client_refuses_is_a_push_error_without_the_token(grafana: FakeGrafana):
-    # Tokens are checked first; should one get past, http.client's refusal quotes the header, token and all.
-    from grafana_client import GrafanaApi
-
+    # Tokens are checked first; should one get past, h11's refusal quotes the header, token and all.
     from collector.commands.grafana import PushError, Pusher
 
-    pusher = Pusher(GrafanaApi.from_url(grafana.url + "/", credential=f"{TOKEN}\nsecond-line", timeout=5))
+    async def folder() -> None:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}\nsecond-line"}) as client:
+            await Pusher(client, grafana.url, 5, [TOKEN]).folder()
+
     with pytest.raises(PushError) as err:
-        pusher.folder()
+        asyncio.run(folder())
     assert "could not be sent" in str(err.value)
     assert TOKEN not in str(err.value) and "second-line" not in str(err.value)
 

@@ -488,7 +488,10 @@ def test_a_header_the_http_client_refuses_is_an_error_without_the_token(monkeypa
     from models import InfluxConfig
 
     monkeypatch.setattr(InfluxConfig, "resolved_token", lambda self: "first-SECRET\nsecond-SECRET")
-    history = InfluxHistory(InfluxConfig(url="http://127.0.0.1:9"))
-    with pytest.raises(InfluxQueryError) as err:
-        history.query("SELECT 1")
+    with socket.socket() as listening:  # the connection is made (the header is refused as it is sent)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        history = InfluxHistory(InfluxConfig(url=f"http://127.0.0.1:{listening.getsockname()[1]}"))
+        with pytest.raises(InfluxQueryError) as err:
+            history.query("SELECT 1")
     assert "could not be sent" in str(err.value) and "SECRET" not in str(err.value)
