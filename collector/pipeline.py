@@ -144,7 +144,8 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
     """The pipeline `config` describes, writing to `sinks`. `service_mode` (`hashfleet collect`, not
     `watch`): MQTT in and out, and the running cost totals kept on disk — a watch must never mark the
     collector offline on MQTT nor race it for the totals file."""
-    mqtt = (MqttBridge(config.mqtt, config.site, curtailment=config.curtailment)
+    mqtt = (MqttBridge(config.mqtt, config.site, curtailment=config.curtailment,
+                       btc_price_max_age_s=config.network.max_age_s if config.network is not None else 900.0)
             if service_mode and config.mqtt is not None else None)
     live = mqtt.live if mqtt is not None else LiveInputs()
     polled = PolledMiners(config)
@@ -243,14 +244,15 @@ class MqttBridge:
     """One MQTT connection, the ingest (a source) and the publishing sink of one collector."""
 
     def __init__(self, config: MqttConfig, site: str, *, live: LiveInputs | None = None,
-                 curtailment: CurtailmentConfig | None = None) -> None:
+                 curtailment: CurtailmentConfig | None = None, btc_price_max_age_s: float = 900.0) -> None:
         self.config = config
         self.topics = Topics(config.topic_prefix, site)
         self.live = live or LiveInputs(meter_max_age_s=config.meter_max_age_s)
         self.live.facility_keys = frozenset(key for sub in config.ingest for key in sub.facility)
         ingest = config.model_copy(update={"ingest": [*config.ingest, *curtailment_subscriptions(self.topics, curtailment)]})
         self.ingest = MqttIngest(ingest, site, self.live, dr_default_duration_s=(
-            curtailment.dr_default_duration_s if curtailment is not None else 3600.0))
+            curtailment.dr_default_duration_s if curtailment is not None else 3600.0),
+            btc_price_max_age_s=btc_price_max_age_s)
         client_id = config.client_id or f"hashfleet-{slug(site)}-{secrets.token_hex(3)}"
         self.connection = MqttConnection(config, status_topic=self.topics.status, client_id=client_id,
                                          subscriptions=self.ingest.subscriptions, on_message=self.ingest.handle)

@@ -15,7 +15,9 @@ Four kinds of topic (models.mqtt.IngestKind):
   figures (collector.stages.cost_stage) and the gap is recorded there. Readings of `facility`
   keys are the whole site's draw (LiveInputs.facility_w): the measured PUE (docs/health.md).
 - power_price / btc_price: live prices for the cost engine (a bare JSON number is accepted too),
-  refused outside the configured bounds.
+  refused outside the configured bounds. Each is used only up to its max age: the live tariff's
+  `max_age_s` (collector.stages.cost_engine.power_price_at), and for the BTC price the network
+  source's `max_age_s` (`announce`), so an old price never passes for a fresh one.
 - dr_target, curtailment_mode, curtailment_kill: what curtailment is asked (docs/curtailment.md): a
   demand-response target (DrTarget JSON, or a bare kW limit for `curtailment.dr_default_duration_s`;
   0 or null clears it), the control mode (`off`, `dry_run`, `on`: Home Assistant's select sends the
@@ -171,8 +173,10 @@ _SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": Tr
 
 class MqttIngest:
     def __init__(self, config: MqttConfig, site: str, live: LiveInputs, *,
-                 clock: Callable[[], datetime] = _utcnow, dr_default_duration_s: float = 3600.0) -> None:
+                 clock: Callable[[], datetime] = _utcnow, dr_default_duration_s: float = 3600.0,
+                 btc_price_max_age_s: float = 900.0) -> None:
         self.config = config
+        self.btc_price_max_age_s = btc_price_max_age_s  # the network source's max_age_s
         self.dr_default_duration_s = dr_default_duration_s
         self.site = site
         self.live = live
@@ -528,14 +532,16 @@ class MqttIngest:
     async def announce(self, cycle: Cycle) -> None:
         """This cycle's MQTT miners (those no other source announced: a miner that is also polled keeps
         its polled sample), verified ones carrying a share of the fixed costs; and the live BTC price,
-        when one has arrived, in place of the polled one."""
+        while fresh, in place of the polled one."""
         self._pending = self.cycle_samples(cycle.ts, cycle.expected)
         verified = self.live.verified_mqtt_miners
         for sample in self._pending:
             cycle.expect(sample.miner, carries_fixed_costs=sample.miner in verified)
         live = self.live
-        if cycle.network is not None and live.btc_price_usd is not None:
-            # A live price is fresh by construction (its feed sets it); it replaces a stale polled one.
+        if (cycle.network is not None and live.btc_price_usd is not None and live.btc_price_as_of is not None
+                and is_fresh(live.btc_price_as_of, cycle.ts, self.btc_price_max_age_s)):
+            # Fresh by its ts, it replaces the polled price and clears that one's stale flag. Older, it is
+            # not used: a feed that published once, days ago, must not pass a stale price off as fresh.
             cycle.network = cycle.network.model_copy(update={
                 "btc_price_usd": live.btc_price_usd, "btc_price_as_of": live.btc_price_as_of,
                 "stale": [s for s in cycle.network.stale if s != "btc_price"]})

@@ -2,12 +2,16 @@
 collect` wires it (collector.pipeline.build, service mode): a price spike puts the least efficient miners
 to sleep within two cycles and they wake after it, without flapping; a stale price moves nothing; Home
 Assistant's entities (control mode, demand-response limit, kill switch) are discovered and obeyed, within
-the config's ceiling and only when the config enables them; hostile command payloads are refused."""
+the config's ceiling and only when the config enables them; hostile command payloads are refused; a days-old BTC price over MQTT leaves the network's stale price
+holding the plan."""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -15,6 +19,7 @@ from collector.mqtt.topics import Topics
 from collector.sinks import home_assistant as discovery
 from simulators.fleet import run_fleet
 from tests.collector.mqtt_support import NETWORK, Publisher, RunningCollector, Subscriber, mqtt_config, unique
+from tests.support import DATA
 
 FLEET = "a1246:2,a1566:2"  # the A1246s break even at ~0.040 $/kWh, the A15s at ~0.081
 OLD = (0, 1)
@@ -99,6 +104,70 @@ def test_a_stale_price_over_mqtt_moves_nothing(mosquitto, fleet):
         running.close()
         publisher.close()
     assert fleet.commands() == []
+
+
+class _MempoolPricesDown(BaseHTTPRequestHandler):
+    """mempool.space's recorded answers, but its price endpoint fails."""
+    ROUTES = {"/difficulty": "mempool-space_api-v1-mining-hashrate-3d.json",
+              "/height": "mempool-space_api-blocks-tip-height.txt",
+              "/fees": "mempool-space_api-v1-mining-blocks-fees-24h.json"}
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        name = self.ROUTES.get(self.path)
+        body = (DATA / "network" / name).read_bytes() if name else b"down"
+        self.send_response(200 if name else 500)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def mempool() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MempoolPricesDown)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_days_old_btc_price_over_mqtt_leaves_the_networks_stale_price_holding_the_plan(mosquitto, fleet, mempool):
+    """The network source has every value but the BTC price (its endpoint fails: the static stand-in, flagged
+    stale). A BTC price published over MQTT three days ago is older than network.max_age_s: it is not used,
+    btc_price stays stale and control sends nothing. A fresh one replaces it, and control acts."""
+    site = unique("oldbtc")
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    network = {"source": "http", "difficulty_url": f"{mempool}/difficulty", "height_url": f"{mempool}/height",
+               "fees_url": f"{mempool}/fees", "price_url": f"{mempool}/prices", "max_age_s": 900,
+               "static": NETWORK["static"]}
+    running = RunningCollector({
+        "site": site, "miners": fleet.addresses, "interval_s": 1, "timeout_s": 2,
+        "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.06}, "pue": 1.1}, "network": network,
+        "mqtt": mqtt_config(mosquitto.host, mosquitto.port, ingest=[{"topic": f"prices/{site}/btc", "kind": "btc_price"}]),
+        "curtailment": {"min_on_s": 0, "min_off_s": 0, "warmup_s": 0, "hysteresis_usd_kwh": 0,
+                        "control": {"mode": "on", "allow": ["*"]}},
+    })
+    try:
+        first = running.next_result(timeout=10)
+        assert first.network.stale == ["btc_price"] and first.curtailment.stale
+        old = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
+        publisher.publish(f"prices/{site}/btc", {"usd": 96000, "ts": old})
+        running.next_result(lambda r: r.counters.get("mqtt_accepted", 0) >= 1, timeout=10, what="the old price taken")
+        for _ in range(3):  # every cycle after it was taken
+            result = running.next_result(timeout=10)
+            assert result.network.stale == ["btc_price"] and result.network.btc_price_usd == 95000
+            assert result.curtailment.stale
+        assert fleet.commands() == []
+        publisher.publish(f"prices/{site}/btc", {"usd": 96000, "ts": datetime.now(timezone.utc).isoformat()})
+        fresh = running.next_result(lambda r: r.network.btc_price_usd == 96000, timeout=10, what="the fresh price used")
+        assert fresh.network.stale == [] and not fresh.curtailment.stale
+        running.next_result(lambda r: states(r, fleet, OLD) == {"soft_off"}, timeout=20,
+                            what="the A1246s asleep on fresh data")
+    finally:
+        running.close()
+        publisher.close()
 
 
 def test_home_assistant_entities_set_the_mode_under_the_configs_ceiling_the_limit_and_the_kill_switch(mosquitto, fleet):
