@@ -3,8 +3,9 @@
 Users put credentials in URLs (a reverse proxy in front of InfluxDB, a paid price API); every
 message that names a URL passes it through `redact_url`, and whole messages that may quote one
 (a library's exception text, a validation error) through `redact`. `RedactingFilter` applies
-`redact` to every log record as the last line of defence. A client quoting a server's answer also
-hides the secrets it sent there (`hide_secrets`): a server may echo a token back.
+`redact` to every log record as the last line of defence. A credential sent in a header (a pool's
+token, Grafana's) is not recognisable in free text: the code that sent it hides it in whatever it quotes
+of the answer (`hide_secrets`, `mask`): a server or proxy may echo it back.
 """
 
 from __future__ import annotations
@@ -47,11 +48,38 @@ def redact_url(url: str) -> str:
     return f"{scheme}{sep}{HIDDEN}@{host}{rest[end:]}"
 
 
+SECRET_START = 4  # a secret's first characters that mark an echo of it, cut short or whole
+
+
+def mask(text: str, secret: str | None) -> str:
+    """`text` with `secret` (a credential this process sent: a pool's token) replaced by *** wherever it
+    appears, and so is any start of it of SECRET_START characters or more: an excerpt or a quoted value cut
+    short must not show most of it either. A server or proxy that echoes what it was sent (an error page)
+    so puts none of it in a message. A secret shorter than SECRET_START could not be told from the text
+    around it (no real token is that short): it is left as it is."""
+    if not secret or len(secret) < SECRET_START:
+        return text
+    start = secret[:SECRET_START]
+    found = text.find(start)
+    if found == -1:  # the common case costs one scan
+        return text
+    parts, i = [], 0
+    while found != -1:
+        end = found + len(start)
+        while end < len(text) and end - found < len(secret) and text[end] == secret[end - found]:
+            end += 1
+        parts += [text[i:found], HIDDEN]
+        i = end
+        found = text.find(start, i)
+    parts.append(text[i:])
+    return "".join(parts)
+
+
 def hide_secrets(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every occurrence of each (non-empty) secret replaced by ***. Apply it before cutting
-    a quote short, so no secret is left half shown."""
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):  # a longer one may hold a shorter
-        text = text.replace(secret, HIDDEN)
+    """`text` with each secret masked (`mask`), the longest first (a longer one may hold a shorter). Apply it
+    before cutting a quote short."""
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = mask(text, secret)
     return text
 
 

@@ -14,7 +14,7 @@ import pytest
 from tests.servers.ports import free_port
 from tests.support import HASHFLEET
 
-from collector.redact import RedactingFilter, redact, redact_url
+from collector.redact import RedactingFilter, mask, redact, redact_url
 
 SECRET = "s3cr3t-pw"
 CREDENTIALS = f"user:{SECRET}@"
@@ -33,6 +33,20 @@ def test_redact_url(url, shown):
     assert redact_url(url) == shown
     if "://" in url:  # in free text only a URL with a scheme is recognisable
         assert SECRET not in redact(f"fetch from {url} failed") and SECRET not in redact(f"for url '{url}'")
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("invalid token af5cda09147f8688 (twice: af5cda09147f8688)", "invalid token *** (twice: ***)"),
+    ("an excerpt cut short: af5cda09", "an excerpt cut short: ***"),  # any start of 4 characters or more
+    ("only af5 of it", "only af5 of it"),
+    ("nothing of it", "nothing of it"),
+])
+def test_mask_hides_a_token_echoed_whole_or_cut_short(text, shown):
+    assert mask(text, "af5cda09147f8688") == shown
+
+
+def test_mask_leaves_a_token_too_short_to_tell_apart():
+    assert mask("within 1 s", "t") == "within 1 s" and mask("x", None) == "x"
 
 
 def test_the_log_filter_redacts_messages_and_their_arguments():

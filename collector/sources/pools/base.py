@@ -49,7 +49,7 @@ class PoolSource:
         self.name = config.label
         self.account = config.account
         self.client = PoolClient(
-            self.name, config.base_url, headers=self.auth_headers(token) if token else None,
+            self.name, config.base_url, headers=self.auth_headers(token) if token else None, token=token,
             timeout_s=config.timeout_s, min_interval_s=config.min_interval,
             max_reply_bytes=int(config.max_reply_mb * 1024 * 1024), backoff_s=config.backoff_s,
             backoff_max_s=config.backoff_max_s, retry_after_max_s=config.retry_after_max_s)
@@ -168,7 +168,7 @@ class PoolSource:
             log.exception("pool %s: refresh failed", self.name)
 
     def _failed(self, part: str, error: Exception) -> None:
-        message = str(error)[:400]
+        message = self.client.masked(str(error))[:400]  # a value the pool sent may be quoted: its echo of the token too
         first = self.error is None
         self.error = f"{part}: {message}"
         kept = (f"keeping the workers read at {self._workers_as_of.isoformat()} (stale after {self.config.max_age_s:g} s)"

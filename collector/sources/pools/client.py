@@ -3,13 +3,16 @@
 What every pool API gets from it, whatever its paths:
 - an explicit timeout on every request, connect and whole reply together (a server trickling a byte
   at a time costs that and no more);
-- replies read up to a cap (a longer one is refused, never held whole);
+- replies read up to a cap (a longer one is refused, never held whole). It asks for gzip or deflate
+  (APIs behind nginx or Cloudflare compress) and inflates what it gets as it arrives, the cap counting
+  the inflated bytes: a gzip bomb stops at the cap, never expands whole. Another encoding is refused;
 - requests spaced by the pool's documented rate (`min_interval_s`: Braiins documents one request per
   five seconds), across rounds too;
 - after a 429 nothing is sent before its `Retry-After` (capped); after any other failure nothing is
   sent before an exponential backoff with jitter has passed. A request asked for meanwhile raises
   PoolBackingOff without touching the network, so a waiting pool never holds a cycle or a task;
-- the token travels in a header only: it is never in a URL, a message or a log line.
+- the token travels in a header only: it is never in a URL, a message or a log line. A pool or proxy
+  that echoes it in an answer the client quotes (an error page) has it masked (collector.redact.mask).
 
 Exceptions (each message names the pool and the URL, never a credential):
 
@@ -28,6 +31,7 @@ import asyncio
 import math
 import random
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -35,7 +39,11 @@ from typing import Any
 import httpx
 import orjson
 
-from collector.redact import redact, redact_url
+from collector.redact import mask, redact, redact_url
+
+# What the client asks for, and all it inflates (RFC 9110: deflate is the zlib format).
+ACCEPT_ENCODING = "gzip, deflate"
+_INFLATE_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 class PoolError(Exception):
@@ -66,7 +74,7 @@ class PoolClient:
     """Requests to one pool API, paced and backed off as the module docstring says."""
 
     def __init__(self, name: str, base_url: str, *, headers: Mapping[str, str] | None = None,
-                 timeout_s: float = 10.0, min_interval_s: float = 1.0, max_reply_bytes: int = 16 << 20,
+                 token: str | None = None, timeout_s: float = 10.0, min_interval_s: float = 1.0, max_reply_bytes: int = 16 << 20,
                  backoff_s: float = 30.0, backoff_max_s: float = 1800.0, retry_after_max_s: float = 900.0,
                  rng: random.Random | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.name = name
@@ -79,7 +87,9 @@ class PoolClient:
         self.retry_after_max_s = retry_after_max_s
         self._rng = rng or random.Random()
         self._monotonic = monotonic
-        self._headers = {"Accept": "application/json", "User-Agent": "hashfleet", **(headers or {})}
+        self._headers = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING, "User-Agent": "hashfleet",
+                         **(headers or {})}
+        self._token = token  # sent in `headers`; masked in anything quoted from an answer
         self._http: httpx.AsyncClient | None = None
         self._last_sent: float | None = None  # monotonic
         self._not_before = 0.0  # monotonic: nothing is sent before this (a backoff or a Retry-After)
@@ -112,6 +122,10 @@ class PoolClient:
             wait = delay * (0.5 + 0.5 * self._rng.random())  # "equal jitter": never below half the delay
         self._not_before = max(self._not_before, self._monotonic() + max(wait, self.min_interval_s))
         return wait
+
+    def masked(self, text: str) -> str:
+        """`text` (an error that may quote what the pool answered) without the token."""
+        return mask(text, self._token)
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -151,7 +165,8 @@ class PoolClient:
                                       "refused)") from None
             except httpx.HTTPError as e:
                 self.back_off()
-                raise PoolUnavailable(f"{where}: {type(e).__name__}: {redact(str(e))[:200] or 'no answer'}") from None
+                raise PoolUnavailable(f"{where}: {type(e).__name__}: "
+                                      f"{self.masked(redact(str(e)))[:200] or 'no answer'}") from None
             finally:
                 # Spaced from the end of the last exchange: the pool sees at least min_interval_s between two
                 # requests, however long connecting took.
@@ -161,17 +176,15 @@ class PoolClient:
     async def _exchange(self, method: str, url: str, **kwargs: Any) -> tuple[int, httpx.Headers, bytes]:
         assert self._http is not None
         async with self._http.stream(method, url, **kwargs) as response:
+            where = self._where(url[len(self.base_url):])
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_reply_bytes:
-                raise PoolReplyError(f"{self._where(url[len(self.base_url):])}: a reply of {int(declared):,} "
+                raise PoolReplyError(f"{where}: a reply of {int(declared):,} "
                                      f"bytes, over the {self.max_reply_bytes:,} cap (pools.max_reply_mb)")
-            body = bytearray()
+            body = _CappedBody(where, self.max_reply_bytes, response.headers.get("content-encoding"))
             async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) > self.max_reply_bytes:
-                    raise PoolReplyError(f"{self._where(url[len(self.base_url):])}: a reply over the "
-                                         f"{self.max_reply_bytes:,}-byte cap (pools.max_reply_mb)")
-            return response.status_code, response.headers, bytes(body)
+                body.add(chunk)
+            return response.status_code, response.headers, bytes(body.data)
 
     def _answer(self, where: str, status: int, headers: httpx.Headers, body: bytes) -> Any:
         if status == 429:
@@ -188,15 +201,49 @@ class PoolClient:
                               f"file or variable, and that the token may read the API); next request in {wait:.0f} s")
         if not 200 <= status < 300:
             wait = self.back_off()
-            raise PoolRefused(f"{where}: HTTP {status}{_excerpt(body)}: check the account and url; "
+            raise PoolRefused(f"{where}: HTTP {status}{_excerpt(body, self._token)}: check the account and url; "
                               f"next request in {wait:.0f} s")
         try:
             value = orjson.loads(body)  # refuses NaN, Infinity and numbers past a double: not readings
         except orjson.JSONDecodeError as e:
             self.back_off()
-            raise PoolReplyError(f"{where}: the answer is not JSON ({e}){_excerpt(body)}") from None
+            raise PoolReplyError(f"{where}: the answer is not JSON ({e}){_excerpt(body, self._token)}") from None
         self.failures = 0
         return value
+
+
+class _CappedBody:
+    """A reply's bytes as they arrive, inflated when the pool compressed them, refused once over `cap`
+    bytes (inflated: each step inflates at most one byte past the cap)."""
+
+    def __init__(self, where: str, cap: int, encoding: str | None) -> None:
+        self.where = where
+        self.cap = cap
+        self.data = bytearray()
+        coding = (encoding or "identity").strip().lower()
+        if coding == "identity":
+            self._inflate = None
+        elif coding in _INFLATE_WBITS:
+            self._inflate = zlib.decompressobj(_INFLATE_WBITS[coding])
+        else:
+            raise PoolReplyError(f"{where}: an answer encoded {coding[:40]!r}, not asked for ({ACCEPT_ENCODING})")
+        self._what = "reply" if self._inflate is None else f"reply (inflated from {coding})"
+
+    def add(self, chunk: bytes) -> None:
+        inflate = self._inflate
+        if inflate is None:
+            self.data += chunk
+        else:
+            while chunk and not inflate.eof:  # after the end of the stream: nothing more is read
+                try:
+                    self.data += inflate.decompress(chunk, self.cap - len(self.data) + 1)
+                except zlib.error as e:
+                    raise PoolReplyError(f"{self.where}: the {self._what} does not inflate ({e})") from None
+                if len(self.data) > self.cap:
+                    break
+                chunk = inflate.unconsumed_tail
+        if len(self.data) > self.cap:
+            raise PoolReplyError(f"{self.where}: a {self._what} over the {self.cap:,}-byte cap (pools.max_reply_mb)")
 
 
 def retry_after_s(value: str | None) -> float | None:
@@ -216,7 +263,7 @@ def retry_after_s(value: str | None) -> float | None:
     return max(0.0, wait) if math.isfinite(wait) else None
 
 
-def _excerpt(body: bytes) -> str:
-    text = body[:120].decode("utf-8", "replace").strip()
+def _excerpt(body: bytes, token: str | None) -> str:
+    text = mask(body[:120].decode("utf-8", "replace"), token).strip()
     text = "".join(c if c.isprintable() else " " for c in text)
     return f" ({text!r})" if text else ""

@@ -3,22 +3,27 @@
 What they must read (workers named as the miners report them, closed days' credits, partial days), and
 what they must survive: an API down, 503, 429 with Retry-After (the simulated pool's request log shows
 the waits), a changed schema, a day not closed yet, replies that are huge, not finite, of the wrong type
-or from the future; the token never in a message or a log line. A failure costs that pool's data, marked
+or from the future, compressed (gzip, deflate, a gzip bomb); the token never in a message or a log line, even
+when the pool echoes it. A failure costs that pool's data, marked
 stale, never replaced by zeros.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import threading
 import time
+import tracemalloc
+import zlib
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from collector.redact import SECRET_START
 from collector.sources.pools import SOURCES
 from collector.sources.pools.client import retry_after_s
 from models.config import PoolConfig
@@ -235,11 +240,19 @@ def test_a_day_not_closed_is_absent_or_partial_never_zero(fresh):
 
 
 class _Hostile(BaseHTTPRequestHandler):
+    """Answers `reply`; `{token}` in its body is the Pool-Auth-Token the request carried (a server that echoes
+    it); with `compress` set, the body is compressed that way when the request's Accept-Encoding asks for it,
+    as nginx does."""
     reply: tuple[int, dict[str, str], bytes] = (200, {}, b"{}")
     trickle = False
+    compress: str | None = None
 
     def do_GET(self) -> None:  # noqa: N802
         status, headers, body = self.reply
+        body = body.replace(b"{token}", self.headers.get("Pool-Auth-Token", "").encode())
+        if self.compress and self.compress in self.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body) if self.compress == "gzip" else zlib.compress(body)
+            headers = {**headers, "Content-Encoding": self.compress}
         self.send_response(status)
         for k, v in {"Content-Type": "application/json", "Content-Length": str(len(body)), **headers}.items():
             self.send_header(k, v)
@@ -261,7 +274,9 @@ def hostile():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Hostile.compress = None
     yield server
+    _Hostile.compress = None
     server.shutdown()
     server.server_close()
 
@@ -338,6 +353,50 @@ def test_a_huge_retry_after_is_capped(hostile, fresh):
     assert 59 <= src.client.waiting_s <= 60
 
 
+def braiins_at(server, token="s3cret-token-value", **overrides):
+    config = PoolConfig(kind="braiins", url=f"http://127.0.0.1:{server.server_address[1]}", account="hashfleet",
+                        token_env="UNUSED", **{"min_interval_s": 0, **overrides})
+    return SOURCES[PoolKind.BRAIINS](config, token=token)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_a_compressed_answer_is_inflated_and_read(hostile, fresh, coding):
+    """The client asks for gzip and deflate (as httpx does by default), so it must read them: pool APIs
+    behind nginx or Cloudflare compress. The server compresses only when asked."""
+    _, _, clock = fresh
+    _Hostile.reply, _Hostile.trickle, _Hostile.compress = (200, {}, _worker("1500")), False, coding
+    src = braiins_at(hostile)
+    assert read(src, at(clock), days=False), src.error
+    assert [w.hashrate_ths for w in src.snapshot(at(clock)).workers] == [1.5]
+
+
+def test_a_gzip_bomb_is_refused_at_the_cap_without_expanding_past_it(hostile, fresh):
+    """64 MiB of JSON gzipped to about 64 KiB, read with a 1 MiB cap: refused, naming the cap, and the
+    client never holds much more than the cap (the inflated bytes are counted as they come)."""
+    _, _, clock = fresh
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = deflate.compress(b'{"btc":{"workers":{"' + b" " * (64 << 20)) + deflate.flush()
+    assert len(bomb) < 100_000
+    _Hostile.reply, _Hostile.trickle = (200, {"Content-Encoding": "gzip"}, bomb), False
+    src = braiins_at(hostile, max_reply_mb=1)
+    tracemalloc.start()
+    try:
+        assert not read(src, at(clock), days=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "over the 1,048,576-byte cap" in src.error and "inflated from gzip" in src.error
+    assert peak < 8 << 20, f"{peak:,} bytes held at most while reading a reply capped at 1 MiB"
+
+
+def test_an_encoding_not_asked_for_is_refused_by_name(hostile, fresh):
+    _, _, clock = fresh
+    _Hostile.reply, _Hostile.trickle = (200, {"Content-Encoding": "br"}, b"\x0b\x02\x80{}\x03"), False
+    src = braiins_at(hostile)
+    assert not read(src, at(clock), days=False)
+    assert "encoded 'br', not asked for" in src.error
+
+
 # -- secrets ---------------------------------------------------------------------------------------------
 
 
@@ -382,6 +441,31 @@ def test_a_header_the_http_client_refuses_is_an_error_without_the_token(hostile)
     with pytest.raises(PoolUnavailable) as err:
         asyncio.run(ask())
     assert "could not be sent" in str(err.value) and "SECRET" not in str(err.value)
+
+
+TOKEN = "af5cda09147f8688bf2b3778e4d80918"
+# Answers that echo the token the request carried (`{token}`), as error pages, proxies and WAFs do.
+ECHOES = {
+    "an error body": (400, b'{"code": 400, "msg": "bad request for token {token}"}'),
+    "an HTML page": (200, b"<html><body>Access denied: {token}</body></html>"),
+    "cut short in the excerpt": (404, b"x" * 100 + b"{token}" + b"y" * 100),
+    "a refused value": (200, _worker('"{token}"')),
+    "a gzipped error body": (400, b"<html>bad request for {token}</html>"),
+}
+
+
+@pytest.mark.parametrize("what", ECHOES)
+def test_a_token_the_pool_echoes_is_masked_in_errors_and_logs(hostile, fresh, caplog, what):
+    _, _, clock = fresh
+    caplog.set_level(logging.DEBUG)
+    status, body = ECHOES[what]
+    _Hostile.reply, _Hostile.trickle = (status, {}, body), False
+    _Hostile.compress = "gzip" if "gzip" in what else None
+    src = braiins_at(hostile, token=TOKEN)
+    assert not read(src, at(clock), days=False)
+    assert "***" in src.error
+    text = src.error + caplog.text + repr(src.snapshot(at(clock)).model_dump())
+    assert TOKEN[:SECRET_START] not in text, text
 
 
 def test_a_missing_token_is_a_config_error_naming_where_to_put_it(tmp_path):
