@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from collector.redact import redact_url
 from collector.stages.backtest import Period, PriceSeries, Reading
 from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S
 from models import InfluxConfig, schema
-from models.base import read_capped
+from models.base import parse_decimal, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +101,7 @@ def _rows(reader, path: Path) -> Iterator[tuple[int, list[str]]]:
         yield reader.line_num, row
 
 
-# A number as a spreadsheet writes one: Python's float() also takes "0_05" (5.0: a typo read as $5/kWh),
-# "nan", "inf" and other scripts' digits.
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
-
-
-def _decimal(text: str) -> float:
-    text = text.strip()
-    if not _DECIMAL.fullmatch(text):
-        raise ValueError(f"{text[:30]!r} is not a decimal number")
-    return float(text)
+_decimal = parse_decimal  # a number as a spreadsheet writes one: not 0_05 (5.0), nan or inf
 
 
 def _time(text: str) -> int:

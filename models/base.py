@@ -174,6 +174,20 @@ _MAX_FIELD_SETS = 4096
 EARLIEST_YEAR, LATEST_YEAR = 1970, 2199
 
 
+# A number as people and spreadsheets write one. Python's float() also takes "0_05" (5.0: a typo read as
+# $5/kWh), "nan", "inf" and other scripts' digits; none of those is a reading or a price anyone meant.
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def parse_decimal(text: str) -> float:
+    """`text` (surrounding spaces aside) as a plain decimal number, or ValueError: the one parser for numbers
+    a user types or a pool sends as text."""
+    text = text.strip()
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"{text[:30]!r} is not a decimal number")
+    return float(text)
+
+
 def as_utc(ts: datetime | None) -> datetime | None:
     """A timestamp in UTC; one without a time zone is refused rather than guessed, and one outside
     1970-2199 as out of range."""

@@ -13,7 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from collector import pipeline, service
-from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, SITE_OPTION, fail_usage, load_config, miners_list
+from collector.commands.common import (
+    CONFIG_OPTION, MINERS_OPTION, SITE_OPTION, decimal_option, fail_usage, load_config, miners_list,
+)
 from collector.cycle import Cycle, MinersPart
 from collector.sinks.mqtt_publish import plan_summary
 from collector.stages.curtailment import CurtailmentStage
@@ -42,9 +44,9 @@ def advise(
     config: Path | None = CONFIG_OPTION,
     miners: str | None = MINERS_OPTION,
     site: str | None = SITE_OPTION,
-    price: float | None = typer.Option(None, "--price", help="Plan at this power price ($/kWh) instead of the tariff's."),
-    limit_kw: float | None = typer.Option(None, "--limit-kw", min=0, help="Demand response: the site at most this many kW."),
-    shed_kw: float | None = typer.Option(None, "--shed-kw", min=0, help="Demand response: this many kW less than the advice alone."),
+    price: float | None = typer.Option(None, "--price", parser=decimal_option, help="Plan at this power price ($/kWh) instead of the tariff's."),
+    limit_kw: float | None = typer.Option(None, "--limit-kw", parser=decimal_option, help="Demand response: the site at most this many kW."),
+    shed_kw: float | None = typer.Option(None, "--shed-kw", parser=decimal_option, help="Demand response: this many kW less than the advice alone."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object: the plan's summary and every miner's advice."),
 ) -> None:
     """The curtailment plan right now: which miners to run, sleep or move to another work mode (sends nothing)."""

@@ -24,6 +24,7 @@ from collector.stages.curtailment import load_schedule
 from collector.stages.curtailment_rules import Rules
 from collector.terminal import plain_console
 from models import CollectorConfig
+from models.base import parse_decimal
 from models.curtailment import CurtailmentConfig
 
 SINCE_EXAMPLE = "24h, 7d or 30d"
@@ -105,7 +106,7 @@ def _strategy(text: str | None, curtailment: CurtailmentConfig) -> Strategy:
         return Strategy("margin", Rules("margin", None, base.hysteresis_usd_kwh, base.min_on_s, base.min_off_s))
     if kind == "strike":
         try:
-            strike = float(value)
+            strike = parse_decimal(value)
             if not -1 <= strike <= 20:
                 raise ValueError
         except ValueError:
@@ -113,7 +114,7 @@ def _strategy(text: str | None, curtailment: CurtailmentConfig) -> Strategy:
         return Strategy("strike", Rules("strike", strike, base.hysteresis_usd_kwh, base.min_on_s, base.min_off_s))
     if kind == "dr" and value:
         try:
-            targets = load_schedule(Path(value))
+            targets = load_schedule(Path(value), f"--strategy dr:{value}")
         except ValueError as e:
             fail_usage(str(e))
         for i, target in enumerate(targets):

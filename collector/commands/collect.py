@@ -11,7 +11,7 @@ import typer
 
 from collector import pipeline, service
 from collector.commands.common import (
-    CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, SITE_OPTION, fail_usage, load_config, miners_list,
+    CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, SITE_OPTION, decimal_option, fail_usage, load_config, miners_list,
 )
 from collector.mqtt.connection import MqttConnectError
 
@@ -19,7 +19,7 @@ from collector.mqtt.connection import MqttConnectError
 def collect(
     config: Path | None = CONFIG_OPTION,
     miners: str | None = MINERS_OPTION,
-    interval: float | None = typer.Option(None, "--interval", help="Seconds between cycles (default 10)."),
+    interval: float | None = typer.Option(None, "--interval", parser=decimal_option, help="Seconds between cycles (default 10)."),
     site: str | None = SITE_OPTION,
     cycles: int | None = typer.Option(None, "--cycles", min=1, help="Exit after N cycles."),
     shard: str | None = SHARD_OPTION,

@@ -13,6 +13,7 @@ from collector.layout import LayoutError, SiteLayout
 from collector.stages.curtailment import load_schedule
 from collector.sources.targets import TargetError, parse_specs
 from models import CollectorConfig
+from models.base import parse_decimal
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -38,6 +39,17 @@ def load_config(path: Path | None, **overrides) -> CollectorConfig:
         except ValueError as e:
             fail_usage(str(e))
     return config
+
+
+def decimal_option(value: str | float) -> float:
+    """A number option's value (typer's `parser`), read with the one parser for typed numbers: float() would
+    take 0_05 (5: a typo read as $5/kWh), nan and inf. A default arrives as a float already."""
+    if isinstance(value, float):
+        return value
+    try:
+        return parse_decimal(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 MAX_PERIOD_DAYS = 10_000  # 27 years: further back than any history is kept; keeps the arithmetic in range

@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from collector.commands.common import decimal_option
 from collector.stages.cost_engine import miner_cost
 from collector.stages.power_truth import MAX_PUE
 from collector.stages.running_totals import MAX_AMOUNT
@@ -67,22 +68,22 @@ def _within(option: str, value: float | None, low: float, high: float = math.inf
 
 
 def cost(
-    hashrate_ths: float = typer.Option(..., "--hashrate-ths", help="Hashrate in TH/s."),
-    power_w: float = typer.Option(..., "--power-w", help="Wall power of the miner in W."),
-    difficulty: float = typer.Option(..., "--difficulty", help="Network difficulty, e.g. 1.1e14."),
-    btc_price: float = typer.Option(..., "--btc-price", help="BTC price in USD."),
-    fees_btc: float = typer.Option(..., "--fees-btc", help="Mean transaction fees per block, BTC."),
-    pool_fee: float = typer.Option(..., "--pool-fee", help="Pool fee in percent, e.g. 2 for 2%."),
-    power_price: float = typer.Option(..., "--power-price", help="Power price in USD per kWh."),
-    uptime: float = typer.Option(1.0, "--uptime", help="Fraction of time hashing, 0 < u <= 1."),
-    pue: float = typer.Option(1.0, "--pue", help="Facility power / miner power (cooling, transformers), >= 1."),
-    opex_usd_month: float = typer.Option(0.0, "--opex-usd-month", help="Fixed cash opex per month, USD."),
-    capex_usd: float | None = typer.Option(None, "--capex-usd", help="Hardware price, USD (with --life-months)."),
+    hashrate_ths: float = typer.Option(..., "--hashrate-ths", parser=decimal_option, help="Hashrate in TH/s."),
+    power_w: float = typer.Option(..., "--power-w", parser=decimal_option, help="Wall power of the miner in W."),
+    difficulty: float = typer.Option(..., "--difficulty", parser=decimal_option, help="Network difficulty, e.g. 1.1e14."),
+    btc_price: float = typer.Option(..., "--btc-price", parser=decimal_option, help="BTC price in USD."),
+    fees_btc: float = typer.Option(..., "--fees-btc", parser=decimal_option, help="Mean transaction fees per block, BTC."),
+    pool_fee: float = typer.Option(..., "--pool-fee", parser=decimal_option, help="Pool fee in percent, e.g. 2 for 2%."),
+    power_price: float = typer.Option(..., "--power-price", parser=decimal_option, help="Power price in USD per kWh."),
+    uptime: float = typer.Option(1.0, "--uptime", parser=decimal_option, help="Fraction of time hashing, 0 < u <= 1."),
+    pue: float = typer.Option(1.0, "--pue", parser=decimal_option, help="Facility power / miner power (cooling, transformers), >= 1."),
+    opex_usd_month: float = typer.Option(0.0, "--opex-usd-month", parser=decimal_option, help="Fixed cash opex per month, USD."),
+    capex_usd: float | None = typer.Option(None, "--capex-usd", parser=decimal_option, help="Hardware price, USD (with --life-months)."),
     life_months: int | None = typer.Option(None, "--life-months", help="Depreciation life in months."),
-    salvage_usd: float | None = typer.Option(None, "--salvage-usd",
+    salvage_usd: float | None = typer.Option(None, "--salvage-usd", parser=decimal_option,
                                              help="Value left at the end of life, USD (with --capex-usd; default 0)."),
     height: int | None = typer.Option(None, "--height", help="Block height; the subsidy follows from it."),
-    subsidy_btc: float | None = typer.Option(None, "--subsidy-btc", help="Block subsidy, BTC (default 3.125)."),
+    subsidy_btc: float | None = typer.Option(None, "--subsidy-btc", parser=decimal_option, help="Block subsidy, BTC (default 3.125)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """What-if: expected BTC, hashprice and cost per BTC of one miner under given conditions."""

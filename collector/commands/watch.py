@@ -9,14 +9,16 @@ import typer
 from collector import config as config_loader
 from collector import pipeline, service
 from collector.commands.collect import run_until_stopped
-from collector.commands.common import CONFIG_OPTION, MINERS_OPTION, SITE_OPTION, fail_usage, load_config, miners_list
+from collector.commands.common import (
+    CONFIG_OPTION, MINERS_OPTION, SITE_OPTION, decimal_option, fail_usage, load_config, miners_list,
+)
 from collector.sinks.live_view import LiveView
 
 
 def watch(
     config: Path | None = CONFIG_OPTION,
     miners: str | None = MINERS_OPTION,
-    interval: float | None = typer.Option(None, "--interval", help="Seconds between refreshes (default 10)."),
+    interval: float | None = typer.Option(None, "--interval", parser=decimal_option, help="Seconds between refreshes (default 10)."),
     site: str | None = SITE_OPTION,
     cycles: int | None = typer.Option(None, "--cycles", min=1, help="Exit after N refreshes."),
 ) -> None:

@@ -58,22 +58,26 @@ MAX_SCHEDULE_BYTES = 4 * 1024 * 1024
 IDLE_SAMPLES = 3  # soft-off readings before a miner's measured idle draw is used (else 0)
 
 
-def load_schedule(path: Path) -> list[DrTarget]:
-    """The demand-response targets in a schedule file; ValueError naming the file and entry."""
+def load_schedule(path: Path, given_as: str | None = None) -> list[DrTarget]:
+    """The demand-response targets in a schedule file; ValueError naming the file as it was given
+    (`given_as`, e.g. a command's option; by default the config's field) and the entry."""
+    given_as = given_as or f"curtailment.dr_schedule {path}"
     try:
         data = yaml.safe_load(read_capped(path, MAX_SCHEDULE_BYTES))
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise ValueError(f"curtailment.dr_schedule {path}: {e}") from None
+    except OSError as e:  # (its filename is a file descriptor's number when reading fails: not shown)
+        raise ValueError(f"{given_as}: {e.strerror or e}") from None
+    except (ValueError, yaml.YAMLError) as e:
+        raise ValueError(f"{given_as}: {e}") from None
     try:
         targets = DrSchedule.model_validate(data).targets
     except ValidationError as e:
         problem = e.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
-        raise ValueError(f"curtailment.dr_schedule {path}: {where}: {problem['msg']}") from None
+        raise ValueError(f"{given_as}: {where}: {problem['msg']}") from None
     now = datetime.now(timezone.utc)
     for i, target in enumerate(targets):
         if (too_long := target.too_long_from(now)) is not None:
-            raise ValueError(f"curtailment.dr_schedule {path}: targets.{i}: {too_long}")
+            raise ValueError(f"{given_as}: targets.{i}: {too_long}")
     return targets
 
 
@@ -225,18 +229,19 @@ class CurtailmentStage:
         self._stale_reason = "; ".join(stale_reasons)
         prices = Prices(price.usd_per_kwh, self._btc_th_h * network.btc_price_usd,
                         self.economics.curtailment_credit_usd_mwh / 1000)
-        target = None if stale_reasons else self._dr_target(cycle.ts)
+        targets = () if stale_reasons else self._dr_targets(cycle.ts)
+        target = targets[0] if targets else None  # (with two: the limit; its words and held miners)
         last = self._inputs
         if last is not None and last[0] == prices:
             prices = last[0]  # the same object: a miner's figures at these prices are known by identity
         rates = (prices.revenue_usd_th_h, prices.credit_usd_kwh)
         if rates != self._rates:
             self._rates, self._rates_epoch = rates, object()
-        if last is None or last[0] is not prices or last[1] is not target or last[2] != self._stale_reason:
-            self._inputs = (prices, target, self._stale_reason)
+        if last is None or last[0] is not prices or last[1] != targets or last[2] != self._stale_reason:
+            self._inputs = (prices, targets, self._stale_reason)
             self._epoch = object()
             self._texts = {}
-        self._prices, self._target = prices, target
+        self._prices, self._target, self._targets = prices, target, targets
         self._price_words = price_words(prices)
 
     def part(self, cycle: Cycle, part: MinersPart) -> None:
@@ -601,10 +606,8 @@ class CurtailmentStage:
                                self._stale_reason, prices.revenue_usd_th_h * 24)
         # Each miner was planned as its part went by; demand response and the ramp now change some.
         overhead_kw = (self.economics.overhead_w or 0.0) / 1000
-        target = self._target
-        if target is not None:
-            plan.dr_target = target
-            self._demand_response(target, recs, prices, overhead_kw, plan)
+        if self._targets:
+            self._demand_response(self._targets, recs, prices, overhead_kw, plan)
         if self._ramp is not None and not stale:
             self._limit_ramp(recs, prices, now, plan)
         shares = self._shares
@@ -660,21 +663,36 @@ class CurtailmentStage:
             return self._deferred_words + self._reason(c, key, inner, prices, target)  # (`key`: the option it wanted)
         return explain(c, key, why, prices, self.rules)
 
-    def _dr_target(self, at: datetime) -> DrTarget | None:
+    def _dr_targets(self, at: datetime) -> tuple[DrTarget, ...]:
+        """The demand-response targets in force at `at`, whatever their source (`advise`, MQTT, the schedule
+        file) or order: the strictest active limit (the lowest limit_kw) and the strictest active shed (the
+        largest shed_kw), the limit first; none, one or both. Overlapping targets must all hold: a looser
+        one listed first must not hide a stricter one."""
+        limit = shed = None
         for target in (self.dr_override, self.live.curtailment.dr_target, *self.schedule):
-            if target is not None and target.active(at):
-                return target
-        return None
+            if target is None or not target.active(at):
+                continue
+            if target.limit_kw is not None:
+                if limit is None or target.limit_kw < limit.limit_kw:  # type: ignore[operator]
+                    limit = target
+            elif shed is None or target.shed_kw > shed.shed_kw:  # type: ignore[operator]
+                shed = target
+        return tuple(t for t in (limit, shed) if t is not None)
 
-    def _demand_response(self, target: DrTarget, recs: list[_Miner], prices: Prices, overhead_kw: float,
+    def _demand_response(self, targets: tuple[DrTarget, ...], recs: list[_Miner], prices: Prices, overhead_kw: float,
                          plan: CurtailmentPlan) -> None:
-        # Miners asleep for this target stay asleep while it lasts (no churn between near-equal miners):
-        # _plan_miner held them. The kW still to shed first (what is planned, what the held ones shed).
+        # Miners asleep for a target stay asleep while it lasts (no churn between near-equal miners):
+        # _plan_miner held them. The kW still to shed first (what is planned, what the held ones shed); with a
+        # limit and a shed both active, the more that either needs, so both hold (that one is the plan's).
         shares = self._shares
-        if target.limit_kw is not None:
-            need = sum(map(itemgetter(KW_PLAN), shares), self._other_kw + overhead_kw) - target.limit_kw
-        else:
-            need = target.shed_kw - sum(map(itemgetter(DR_HELD_KW), shares), 0.0)  # type: ignore[operator]
+        needs = []
+        for target in targets:
+            if target.limit_kw is not None:
+                needs.append((sum(map(itemgetter(KW_PLAN), shares), self._other_kw + overhead_kw) - target.limit_kw,
+                              target))
+            else:
+                needs.append((target.shed_kw - sum(map(itemgetter(DR_HELD_KW), shares), 0.0), target))  # type: ignore[operator]
+        need, plan.dr_target = max(needs, key=itemgetter(0))
         plan.dr_need_kw = max(0.0, need)
         if need < 0:
             self._release(recs, -need, prices)

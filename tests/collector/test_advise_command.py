@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
@@ -55,10 +56,17 @@ def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_
         assert table.returncode == 0 and "sleep" in table.stdout and "break-even" in table.stdout
         assert fleet.commands() == []
 
+        # Numbers as people write them: 0_05 is a typo, not 5 $/kWh; nan is no limit (not "negative").
+        for option, value in (("--price", "0_05"), ("--limit-kw", "nan"), ("--limit-kw", "inf"), ("--shed-kw", "1_0")):
+            bad = run(option, value)
+            assert bad.returncode == 2 and f"'{value}' is not a decimal number" in bad.stderr, bad.stderr
+        bad = run("--limit-kw", "-1")
+        assert bad.returncode == 2 and "--limit-kw -1: " in bad.stderr and "greater than or equal to 0" in bad.stderr
+
         bad = run("--limit-kw", "5", "--shed-kw", "3")
         assert bad.returncode == 2 and "not both" in bad.stderr
         # Out of the target's bounds: a usage error naming the option, not a pydantic traceback.
-        for option, value, words in (("--limit-kw", "inf", "finite"), ("--limit-kw", "1e8", "10000000"),
+        for option, value, words in (("--limit-kw", "1e8", "10000000"),
                                      ("--shed-kw", "0", "greater than 0"), ("--shed-kw", "1e12", "10000000")):
             bad = run(option, value)
             assert bad.returncode == 2 and f"{option} " in bad.stderr and words in bad.stderr, bad.stderr
@@ -70,6 +78,42 @@ def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_
                 "tariff": {"kind": "flat", "usd_per_kwh": 0.03}}, "network": NETWORK}))
         silent = run("--json")
         assert silent.returncode == 1 and "no miner answered" in silent.stderr and silent.stdout == ""
+
+
+def test_overlapping_demand_response_targets_the_strictest_holds_whatever_the_order_or_source(tmp_path):
+    """Two targets over the same hour in the schedule file: the lower limit applies in either order (the first
+    listed used to, so a 5 kW limit listed after a 20 kW one was ignored while the plan said "met"). The same
+    across sources: `--limit-kw 20` does not loosen the file's 5 kW. A limit and a shed both active: both hold,
+    the one that needs more is the plan's."""
+    config, schedule = tmp_path / "hashfleet.yaml", tmp_path / "dr.yaml"
+    now = datetime.now(timezone.utc)
+    window = {"start": now - timedelta(hours=1), "end": now + timedelta(hours=2)}
+    with run_fleet("a1246:1,a1566:2", base="127.50.0.21:0", seed=5) as fleet:
+        config.write_text(yaml.safe_dump({
+            "site": "dr", "miners": fleet.addresses, "interval_s": 2,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}, "pue": 1.1}, "network": NETWORK,
+            "curtailment": {"dr_schedule": str(schedule)}}))
+        env = {**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+
+        def plan(targets: list[dict], *args: str) -> dict:
+            schedule.write_text(yaml.safe_dump({"targets": [{**t, **window} for t in targets]}))
+            run = subprocess.run([HASHFLEET, "advise", "--config", str(config), "--json", *args],
+                                 capture_output=True, text=True, timeout=120, env=env)
+            assert run.returncode == 0, run.stderr
+            return json.loads(run.stdout)
+
+        for targets in ([{"limit_kw": 5}, {"limit_kw": 20}], [{"limit_kw": 20}, {"limit_kw": 5}]):
+            limited = plan(targets)
+            assert limited["dr_limit_kw"] == 5 and limited["planned_kw"] <= 5 and limited["dr_met"] is True
+            assert limited["miners_sleep"] >= 1
+        assert plan([{"limit_kw": 5}], "--limit-kw", "20")["dr_limit_kw"] == 5
+        shed = plan([{"shed_kw": 2}, {"shed_kw": 6}])
+        assert shed["dr_shed_kw"] == 6 and shed["always_on_kw"] - shed["planned_kw"] >= 6
+        both = plan([{"limit_kw": 1000}, {"shed_kw": 6}])  # the limit is loose: the shed binds
+        assert both["dr_shed_kw"] == 6 and both["always_on_kw"] - both["planned_kw"] >= 6
+        both = plan([{"limit_kw": 5}, {"shed_kw": 1}])  # the limit binds
+        assert both["dr_limit_kw"] == 5 and both["planned_kw"] <= 5
+        assert fleet.commands() == []
 
 
 def test_advise_weighs_what_the_collector_measured_and_leaves_its_book_as_it_was(tmp_path):

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from collector.sources.pools.client import PoolReplyError
+from models.base import parse_decimal
 
 DAY_S = 86_400
 MAX_CLOCK_SKEW = timedelta(minutes=10)  # a pool's timestamp further ahead than this is refused
@@ -48,7 +49,7 @@ def num(value: Any, where: str, *, scale: float = 1.0, signed: bool = False) -> 
         if not text or len(text) > 40:
             raise PoolReplyError(f"{where}: expected a number, got {value[:40]!r}")
         try:
-            number = float(text)
+            number = parse_decimal(text)  # not "1_000", "nan" or "inf"
         except ValueError:
             raise PoolReplyError(f"{where}: expected a number, got {value[:40]!r}") from None
     else:

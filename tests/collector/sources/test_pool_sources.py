@@ -291,6 +291,7 @@ HOSTILE_REPLIES = {
     "not finite": (_worker("1e999"), "not JSON"),  # orjson refuses a number past a double
     "NaN literal": (_worker("NaN"), "not JSON"),
     "a string that is not a number": (_worker('"lots"'), "expected a number"),
+    "digits with an underscore": (_worker('"1_000"'), "expected a number, got '1_000'"),  # float() reads 1000
     "a boolean": (_worker("true"), "expected a number, got true"),
     "an object": (_worker('{"v":1}'), "expected a number, got an object"),
     "negative": (_worker("-5"), "negative"),

@@ -242,6 +242,20 @@ def test_a_demand_response_target_without_a_start_is_refused_not_spread_over_the
     assert done.returncode == 2 and "targets.1 has no start" in done.stderr, done.stderr
 
 
+def test_strategy_typos_are_usage_errors_that_name_the_option(tmp_path, start):
+    """strike:0_05 is no 5 $/kWh strike (float() would read it so); a schedule path that came from --strategy
+    is named as such, not as the config's field, and a directory says so in words."""
+    env = local_history(tmp_path, history_lines(start)[:1000])
+    config, prices = write_config(tmp_path), prices_csv(tmp_path, start)
+    for strategy, words in (("strike:0_05", "write strike:USD_PER_KWH"),
+                            ("dr:/nonexistent.yaml", "--strategy dr:/nonexistent.yaml: No such file or directory"),
+                            (f"dr:{tmp_path}", f"--strategy dr:{tmp_path}: Is a directory")):
+        done = subprocess.run([HASHFLEET, "backtest", "--config", config, "--prices", prices, "--strategy", strategy],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 2 and words in done.stderr, done.stderr
+        assert "curtailment.dr_schedule" not in done.stderr and "Traceback" not in done.stderr
+
+
 class _Answers(BaseHTTPRequestHandler):
     """Anything on InfluxDB's port: every /query is answered HTTP 200 with the server's `body`."""
 
