@@ -415,7 +415,11 @@ class CurtailmentControl:
 
     def _let_go(self, miner: str, sample: MinerSample, action: str, left: str, undo: str, now: float,
                 mode: ControlMode) -> ActionEvent:
-        detail = f"the poll shows {_shows(sample)}, not {left} as control left it: it will not {undo}"
+        # The operator's hand holds: control leaves the miner alone for the backoff, as after a failed change
+        # (else, the price still saying sleep, it slept again the miner the operator had just woken).
+        self.failed[miner] = now + self.config.failed_backoff_s
+        detail = (f"the poll shows {_shows(sample)}, not {left} as control left it: it will not {undo}, and "
+                  f"leaves it alone for {self.config.failed_backoff_s:g} s")
         log.warning("curtailment control: an operator took %s (%s) back: %s", miner, sample.host, detail)
         return ActionEvent(_utc(now), miner, action, "taken_back", "an operator took it back", detail, "",
                            sample.host, 0.0, 0, mode.value)

@@ -150,6 +150,21 @@ def test_a_miner_an_operator_woke_by_hand_is_no_longer_controls_to_wake(fleet):
     assert taken[0]["detail"].startswith("the poll shows state mining") and "it will not wake it" in taken[0]["detail"]
 
 
+def test_a_miner_an_operator_woke_is_left_alone_while_the_price_still_says_sleep(fleet):
+    # The operator wakes a miner control slept, the spike not over: control slept it again at the next cycle,
+    # overriding the operator's hand. It is left alone for failed_backoff_s instead, as after a failed change.
+    allow = {"mode": "on", "allow": [fleet[0].address]}
+    dear = config(fleet, "ctl-hold", price=SPIKE, control=allow)
+    run(dear, 2)
+    assert commands(fleet, 0) == ["ascset softoff"]
+    fleet[0].set_soft_off(False)  # the operator wakes it by hand
+    run(dear, 3)
+    assert commands(fleet, 0) == ["ascset softoff"]  # not slept again
+    taken = [line for line in audit(dear) if line["result"] == "taken_back"]
+    assert len(taken) == 1 and "leaves it alone for 3600 s" in taken[0]["detail"]
+    assert fleet[0].mac.upper().replace(":", "") in {m.replace(":", "") for m in control_state(dear)["failed"]}
+
+
 def test_a_sleep_the_first_poll_does_not_show_yet_is_still_controls_own(fleet):
     # The poll right after the command still reads it not soft-off (slow firmware): that is control's own
     # action under way, not an operator's; once the sleep shows, control still wakes it when the price falls.
