@@ -288,7 +288,7 @@ class InfluxHistory:
         self.connect_s = timeout_s or config.timeout_s
         self.deadline_s = self.connect_s * 6  # one query, its whole answer included: a day's aggregates take a while
         self._headers = {"Accept": "application/json", "User-Agent": "hashfleet"}
-        token = config.resolved_token()
+        token = config.resolved_read_token()
         if token:
             self._headers["Authorization"] = f"Token {token}"
 

@@ -257,9 +257,11 @@ def test_strategy_typos_are_usage_errors_that_name_the_option(tmp_path, start):
 
 
 class _Answers(BaseHTTPRequestHandler):
-    """Anything on InfluxDB's port: every /query is answered HTTP 200 with the server's `body`."""
+    """Anything on InfluxDB's port: every /query is answered HTTP 200 with the server's `body` (the
+    Authorization headers it was sent kept in `server.auth`, when there is one)."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        getattr(self.server, "auth", []).append(self.headers.get("Authorization"))
         body = self.server.body  # type: ignore[attr-defined]
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -273,6 +275,24 @@ class _Answers(BaseHTTPRequestHandler):
 
 def _series(**series) -> bytes:
     return json.dumps({"results": [{"statement_id": 0, "series": [series]}]}).encode()
+
+
+def test_the_backtest_reads_influxdb_with_the_read_token(start):
+    # The write token was sent, though the docs (and `health --since`) read with influx.read_token.
+    from collector.backtest_inputs import InfluxHistory
+    from models import InfluxConfig
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    server.body, server.auth = json.dumps({"results": [{"statement_id": 0}]}).encode(), []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        history = InfluxHistory(InfluxConfig(url=f"http://127.0.0.1:{server.server_address[1]}", token="write-token",
+                                             read_token="read-token"))
+        assert history.query("SELECT 1") == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.auth == ["Token read-token"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("body, problem", [
