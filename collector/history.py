@@ -4,6 +4,10 @@ Pure: parsed line-protocol points in, a Report out. Energy and money are
 integrated over the time between cycles (a gap longer than three typical
 intervals — the collector was down — is not counted).
 
+The site's totals are over the miners its cost counted: a miner's cycle that its own cost point marks
+`incomplete` (a hashrate or power reading missing or refused: docs/cost.md) is left out of the site's
+hashrate, power and kWh as it is out of its BTC and money, and counted in the miner's `left_out_pct`.
+
 The spool's files are input like any other: a value this summary reads that is not a finite number
 within what one miner can report (models.hardware, models.sample) or a plausible amount
 (running_totals.MAX_AMOUNT) is skipped as if absent, and counted in `Report.skipped_values`.
@@ -39,6 +43,7 @@ class MinerSummary:
     power_avg_w: float | None = None
     efficiency_j_th: float | None = None
     temp_chip_max_c: float | None = None
+    left_out_pct: float = 0.0  # of its cycles, left out of the site's figures (a reading missing or refused)
 
 
 @dataclass
@@ -48,16 +53,19 @@ class Report:
     end: int
     cycles: int
     miners: list[MinerSummary] = field(default_factory=list)
-    hashrate_avg_ths: float | None = None
-    power_avg_w: float | None = None  # the miners' reported draw
+    hashrate_avg_ths: float | None = None  # of the miners the cost counted, cycle by cycle
+    power_avg_w: float | None = None  # their reported draw
     energy_kwh: float | None = None  # ... over the period
     facility_energy_kwh: float | None = None  # with PUE or overhead, as the cost is (docs/cost.md: energy_kwh_day)
+    energy_usd: float | None = None  # energy + demand charge - curtailment credits
     cash_usd: float | None = None
     all_in_usd: float | None = None
     btc: float | None = None
     revenue_usd: float | None = None
+    energy_cost_per_btc: float | None = None
     cash_cost_per_btc: float | None = None
     all_in_cost_per_btc: float | None = None
+    cycles_incomplete: int = 0  # cycles whose site figures left a miner out (its left_out_pct says which)
     skipped_values: int = 0  # not finite or implausible in the history: left out of every figure
 
     def as_dict(self) -> dict:
@@ -101,6 +109,10 @@ def build(site: str, lines: list[Line], start: int, end: int) -> Report:
                     and start <= p.time <= end]
     cost_points = [p for p in lines if p.measurement == schema.COST.name and p.tags.get("scope") == "site"
                    and p.tags.get("site") == site and start <= p.time <= end]
+    # (miner, time) of every cycle a miner's cost left it out of the site's figures
+    left_out = {(p.tags.get("miner", "?"), p.time) for p in lines
+                if p.measurement == schema.COST.name and p.tags.get("scope") == "miner" and p.tags.get("site") == site
+                and start <= p.time <= end and p.fields.get("incomplete")}
     miner_points, skipped_miner = _checked(miner_points, _MINER_BOUNDS)
     cost_points, skipped_cost = _checked(cost_points, _COST_BOUNDS)
     times = sorted({p.time for p in miner_points})
@@ -129,14 +141,16 @@ def build(site: str, lines: list[Line], start: int, end: int) -> Report:
             hashrate_avg_ths=hashrate, power_avg_w=power,
             efficiency_j_th=power / hashrate if power is not None and hashrate else None,
             temp_chip_max_c=max(temps) if temps else None,
+            left_out_pct=100 * sum((miner, p.time) in left_out for p in points) / len(points),
         ))
 
     if times:
+        counted = [p for p in miner_points if (p.tags.get("miner", "?"), p.time) not in left_out]
         totals = defaultdict(float)
-        for p in miner_points:
+        for p in counted:
             totals[p.time] += float(p.fields.get("power_w", 0.0))
         report.power_avg_w = sum(totals.values()) / len(times)
-        report.hashrate_avg_ths = sum(float(p.fields.get("hashrate_ths", 0.0)) for p in miner_points) / len(times)
+        report.hashrate_avg_ths = sum(float(p.fields.get("hashrate_ths", 0.0)) for p in counted) / len(times)
         report.energy_kwh = sum(totals[t] * weight[t] for t in times) / 3.6e6
     if cost_points:
         cost_times = sorted(p.time for p in cost_points)
@@ -145,13 +159,16 @@ def build(site: str, lines: list[Line], start: int, end: int) -> Report:
         def integrate(name: str) -> float:
             return sum(float(p.fields.get(name, 0.0)) * cost_weight[p.time] for p in cost_points) / 86400
 
-        report.cash_usd = integrate("energy_usd_day") + integrate("demand_usd_day") + integrate("opex_usd_day") \
+        report.energy_usd = integrate("energy_usd_day") + integrate("demand_usd_day") \
             - integrate("curtailment_credit_usd_day")
+        report.cash_usd = report.energy_usd + integrate("opex_usd_day")
         report.all_in_usd = report.cash_usd + integrate("depreciation_usd_day")
         report.facility_energy_kwh = integrate("energy_kwh_day")
         report.btc = integrate("btc_per_day_net")
         report.revenue_usd = integrate("revenue_usd_day")
+        report.cycles_incomplete = sum(1 for p in cost_points if p.fields.get("incomplete"))
         if report.btc:
+            report.energy_cost_per_btc = report.energy_usd / report.btc
             report.cash_cost_per_btc = report.cash_usd / report.btc
             report.all_in_cost_per_btc = report.all_in_usd / report.btc
     return report

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from collector.history import Report
+from collector.stages.cost_engine import counted_readings
 from models import CostSample, MinerSample, NetworkState
 
 
@@ -37,10 +38,12 @@ COMPACT_BELOW = 120  # columns: a terminal narrower than this gets the compact t
 NO_TERMINAL_WIDTH = 10_000
 
 
-def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int | None = None) -> Table:
+def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int | None = None,
+                cost: CostSample | None = None) -> Table:
     """One row a miner and the fleet's totals. Compact (80 columns): no MAC, average or note column, one
     line a row (the address identifies a miner on the floor and in the view; a long model name is cut).
-    `shown`: rows for the first `shown` miners only and one that counts the rest (the totals count all)."""
+    `shown`: rows for the first `shown` miners only and one that counts the rest (the totals count all).
+    With the site's `cost`, the fleet's J/TH is the cost's: over the miners and watts its break-even uses."""
     table = Table(show_footer=True, box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, pad_edge=not compact)
     if not compact:
         table.add_column("miner", footer="fleet")
@@ -54,10 +57,7 @@ def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int
     if not compact:
         table.add_column("TH/s avg", justify="right")
     table.add_column("W", justify="right", footer=_fmt(power, 0), no_wrap=True)
-    # As the cost's: idle miners' draw counts, a miner with no power reading is left out (it is no 0 W).
-    known = [(s.power_w, s.hashrate_ths or 0) for s in samples if s.power_w is not None]
-    known_ths = sum(ths for _, ths in known)
-    table.add_column("J/TH", justify="right", footer=_fmt(sum(w for w, _ in known) / known_ths if known_ths else None),
+    table.add_column("J/TH", justify="right", footer=_fmt(cost.efficiency_j_th if cost else _efficiency(samples)),
                      no_wrap=True)
     table.add_column("chip °C" if not compact else "°C", justify="right", no_wrap=True,
                      footer=_fmt(max((s.temp_chip_max_c for s in samples if s.temp_chip_max_c is not None), default=None), 0))
@@ -95,18 +95,37 @@ def _worth_a_row(samples: list[MinerSample], shown: int) -> list[MinerSample]:
     return [samples[i] for i in keep]
 
 
+def _efficiency(samples: list[MinerSample]) -> float | None:
+    """The fleet's J/TH as the cost counts it: idle miners' draw included, a miner missing a reading left
+    out (unknown power is no 0 W)."""
+    counted = [counted_readings(s) for s in samples]
+    ths = sum(hashrate for hashrate, _, _ in counted)
+    return sum(watts for _, watts, _ in counted) / ths if ths else None
+
+
+def left_out_note(site: CostSample) -> str | None:
+    """What the site's figures leave out, in one line of at most 80 columns; None when nothing is."""
+    n = site.miners_left_out
+    if not n:
+        return None
+    what = {("power_w",): "no power reading", ("hashrate_ths",): "no hashrate reading"}.get(
+        tuple(site.missing_inputs), "no usable reading")
+    return f"incomplete: {n} miner{'s' if n > 1 else ''} left out ({what}): not in cost, BTC or J/TH"
+
+
 def _usd(value: float | None) -> str:
     if value is None:
         return "-"
     return f"${value:,.0f}" if abs(value) >= 1000 else f"${value:,.2f}"  # (an hour's cash is cents: not "$0")
 
 
-def cost_summary(site: CostSample, network: NetworkState, *, compact: bool = False) -> Table:
-    """The site's cost per BTC, the number the product exists for, next to what a BTC sells for. Compact:
-    the costs, the profit, the margin and the break-even only."""
+def cost_summary(site: CostSample, network: NetworkState, *, compact: bool = False) -> RenderableType:
+    """The site's cost per BTC, the number the product exists for, next to what a BTC sells for, and the
+    miners it leaves out (`left_out_note`). Compact: the costs, the profit, the margin and the break-even
+    only, with no blank edge lines (80x24 holds the note too)."""
     table = Table(title=f"cost per BTC · BTC ${network.btc_price_usd:,.0f}"
                         f"{' (stale: ' + ', '.join(network.stale) + ')' if network.stale else ''}",
-                  box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD)
+                  box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, show_edge=not compact)
     cells = {
         "all-in": _usd(site.all_in_cost_per_btc), "cash": _usd(site.cash_cost_per_btc),
         "energy": _usd(site.energy_cost_per_btc), "BTC/day (net)": f"{site.btc_per_day_net:.6f}",
@@ -121,7 +140,8 @@ def cost_summary(site: CostSample, network: NetworkState, *, compact: bool = Fal
     for name in names:
         table.add_column(name, justify="right", no_wrap=compact)
     table.add_row(*(cells[name] for name in names))
-    return table
+    note = left_out_note(site)
+    return table if note is None else Group(table, Text(note, style="bold yellow"))
 
 
 def plain_console(**kwargs) -> Console:
@@ -153,9 +173,27 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
 
 def history_line(report: Report) -> str:
     up = [m.up_pct for m in report.miners]
+    left_out = sum(1 for m in report.miners if m.left_out_pct)
     return (f"last hour (local history, {report.cycles} cycles): up {sum(up) / len(up) if up else 0:.1f}% · "
             f"{_fmt(report.facility_energy_kwh, 2)} kWh · cash {_usd(report.cash_usd)} · "
-            f"{'-' if report.btc is None else f'{report.btc:.8f}'} BTC · cash {_usd(report.cash_cost_per_btc)}/BTC")
+            f"{'-' if report.btc is None else f'{report.btc:.8f}'} BTC · cash {_usd(report.cash_cost_per_btc)}/BTC"
+            + (f" · incomplete: {left_out} miner{'s' if left_out > 1 else ''} left out" if left_out else ""))
+
+
+def _figures_table(title: str, figures: list[tuple[str, str]], console: Console) -> Table:
+    """Six figures or so in one row under their names (fits 80 columns), else one line a figure."""
+    table = Table(title=title)
+    for name, _ in figures:
+        table.add_column(name, justify="right")
+    table.add_row(*(value for _, value in figures))
+    if _fits(console, table):
+        return table
+    table = Table(title=title, box=box.SIMPLE, show_header=False)
+    table.add_column()
+    table.add_column(justify="right")
+    for name, value in figures:
+        table.add_row(name, value)
+    return table
 
 
 def _fits(console: Console, table: Table) -> bool:
@@ -195,19 +233,20 @@ def print_report(report) -> None:
     console.print(table)
     figures = [("TH/s avg", _fmt(report.hashrate_avg_ths)), ("miner W avg", _fmt(report.power_avg_w, 0)),
                ("miner kWh", _fmt(report.energy_kwh, 2)), ("facility kWh", _fmt(report.facility_energy_kwh, 2)),
-               ("cash $", _usd(report.cash_usd)), ("all-in $", _usd(report.all_in_usd)),
-               ("BTC", "-" if report.btc is None else f"{report.btc:.8f}"), ("revenue $", _usd(report.revenue_usd)),
-               ("cash $/BTC", _usd(report.cash_cost_per_btc)), ("all-in $/BTC", _usd(report.all_in_cost_per_btc))]
-    totals = Table(title="site totals")
-    for name, _ in figures:
-        totals.add_column(name, justify="right")
-    totals.add_row(*(value for _, value in figures))
-    if not _fits(console, totals):  # one line a figure
-        totals = Table(title="site totals", box=box.SIMPLE, show_header=False)
-        totals.add_column()
-        totals.add_column(justify="right")
-        for name, value in figures:
-            totals.add_row(name, value)
+               ("BTC", "-" if report.btc is None else f"{report.btc:.8f}"), ("revenue $", _usd(report.revenue_usd))]
+    totals = _figures_table("site totals", figures, console)
     console.print(totals)
+    console.print(_figures_table("site cost", [
+        ("energy $", _usd(report.energy_usd)), ("cash $", _usd(report.cash_usd)), ("all-in $", _usd(report.all_in_usd)),
+        ("energy $/BTC", _usd(report.energy_cost_per_btc)), ("cash $/BTC", _usd(report.cash_cost_per_btc)),
+        ("all-in $/BTC", _usd(report.all_in_cost_per_btc))], console))
+    left_out = [m for m in report.miners if m.left_out_pct]
+    if left_out:
+        console.print(Text(
+            f"incomplete in {report.cycles_incomplete} of {report.cycles} cycles: left out of the site's totals and "
+            "cost (a hashrate or power reading missing or refused): "
+            + ", ".join(f"{m.miner} ({m.left_out_pct:.0f}% of its cycles"
+                        f"{', no power reading' if m.power_avg_w is None else ''})" for m in left_out),
+            style="bold yellow"))
     if report.skipped_values:
         console.print(f"{report.skipped_values} value(s) in the history were not finite or out of range: skipped")

@@ -25,6 +25,7 @@ UID = "hashfleet-economics"
 TITLE = "Economics"
 
 MARGIN_STEPS = thresholds((None, "red"), (0, "yellow"), (20, "green"))
+LEFT_OUT_STEPS = thresholds((None, "green"), (1, "orange"))
 # Pool-side hashrate below this share of what a worker's miners report: listed (the alert rule's threshold).
 POOL_SHARE_LISTED = 1 - POOL_SHORTFALL_ALERT
 
@@ -148,14 +149,20 @@ def build() -> model.Dashboard:
                                                                                  bucketed=False),
                                                              alias="$tag_site")], usd, decimals=0,
                                description="Power (with PUE, demand charges, less curtailment credits) per net BTC."))
-        .with_panel(stat_panel("BTC price", [query(BTC_PRICE)], usd, decimals=0))
+        .with_panel(stat_panel("BTC price", [query(BTC_PRICE)], usd, width=3, decimals=0))
         .with_panel(stat_panel("Hashprice", [query(_site_series({"hashprice": "hashprice_usd_ph_day"},
                                                                 by_site=False))],
-                               "suffix: $/PH/day", decimals=2, description="Gross network revenue per PH/s per day."))
+                               "suffix: $/PH/day", width=3, decimals=2,
+                               description="Gross network revenue per PH/s per day."))
         .with_panel(stat_panel("Break-even power price",
                                [query(BREAKEVEN_NOW, alias="$tag_site")],
-                               "suffix: $/kWh", decimals=3,
+                               "suffix: $/kWh", width=3, decimals=3,
                                description="The power price at which energy cost equals revenue."))
+        .with_panel(stat_panel("Miners left out", [query(_latest({"left out": "miners_left_out"}), alias="$tag_site")],
+                               "none", width=3, decimals=0, steps=LEFT_OUT_STEPS,
+                               description="Miners without a usable hashrate or power reading (an AUC chain reports "
+                                           "no power): left out of every figure here, their BTC as well as their "
+                                           "draw. An outlet meter over MQTT brings them back (docs/cost.md)."))
         .with_panel(timeseries_panel(
             "Cost per BTC vs BTC price",
             [query(shards.cost_per_btc(SITE_COST, COST_NOW, bucketed=True), alias="$tag_site $col"),

@@ -270,6 +270,8 @@ class CostSample(_Strict):
 
     miners: int = Field(ge=0)
     miners_mining: int = Field(ge=0)
+    miners_left_out: int = Field(ge=0, description="miners without a usable hashrate or power reading: "
+                                                   "in no figure but the fixed costs (missing_inputs)")
     hashrate_ths: float
     power_w: float = Field(description="reported miner draw")
     facility_power_w: float = Field(description="miner draw with PUE or its share of overhead")
@@ -312,7 +314,8 @@ class CostSample(_Strict):
     all_in_cost_per_btc_month: float | None = None
 
     stale_inputs: list[str] = Field(default_factory=list, description="inputs used although older than their max age")
-    missing_inputs: list[str] = Field(default_factory=list, description="telemetry that was absent and counted as 0")
+    missing_inputs: list[str] = Field(default_factory=list, description="readings absent or refused: the miners "
+                                                                       "lacking one are left out (miners_left_out)")
 
     @field_validator("ts")
     @classmethod

@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 from collector.cycle import Cycle, MinersPart
 from collector.history import Report, from_spool
 from collector.terminal import COMPACT_BELOW, by_address, cost_summary, fleet_table, history_line, plain_console
-from models import MinerSample
+from models import CostSample, MinerSample
 
 
 class LiveView:
@@ -56,18 +56,20 @@ class LiveView:
             await self._refresh_history(cycle.site)
             if self._history is not None and self._history.cycles:
                 parts.append(history_line(self._history))
-        if cycle.cost is not None and cycle.network is not None:
-            parts.append(cost_summary(cycle.cost.site, cycle.network, compact=compact))
-        self._live.update(self._fitted(parts, by_address(cycle.samples), compact), refresh=True)
+        site = cycle.cost.site if cycle.cost is not None and cycle.network is not None else None
+        if site is not None:
+            parts.append(cost_summary(site, cycle.network, compact=compact))
+        self._live.update(self._fitted(parts, by_address(cycle.samples), compact, site), refresh=True)
 
-    def _fitted(self, parts: list, samples: list[MinerSample], compact: bool) -> Group:
+    def _fitted(self, parts: list, samples: list[MinerSample], compact: bool, site: CostSample | None) -> Group:
         """The parts and the fleet table, with as many miner rows as the terminal has lines for: the
         fleet's totals (the table's last lines) stay on screen, the rows left out are counted in it.
-        Not on a terminal, every row (nothing is redrawn there: the last cycle is printed once, whole)."""
+        Not on a terminal, every row (nothing is redrawn there: the last cycle is printed once, whole).
+        The fleet's J/TH is the cost's (`site`): over the miners and watts of the break-even beside it."""
         console = self._live.console
         shown = len(samples)
         while True:
-            view = Group(*parts, fleet_table(samples, compact=compact, shown=shown))
+            view = Group(*parts, fleet_table(samples, compact=compact, shown=shown, cost=site))
             if not console.is_terminal or shown == 0:
                 return view
             excess = len(console.render_lines(view, pad=False)) - console.height

@@ -173,35 +173,42 @@ _HASHING_STATES = (MinerState.MINING, MinerState.ERROR)  # error: answered with 
 # A miner with either of these refused (MinerSample.unusable: not finite, implausible for its
 # model) has no usable reading: its other one is not trusted either, and it counts as incomplete.
 _COST_READINGS = frozenset({"hashrate_ths", "power_w"})
+_BOTH_READINGS = ("hashrate_ths", "power_w")
+
+
+def counted_readings(sample: MinerSample) -> tuple[float, float, tuple[str, ...]]:
+    """The hashrate and power the cost counts for this miner, and the readings it lacks (refused ones
+    included). A hashing miner needs both; any other one that answers, its power. A miner lacking one
+    counts with neither: left out of its site's hashrate, power, BTC and energy alike, so that every
+    figure is over the same miners (its BTC at 0 W would be free revenue; docs/cost.md)."""
+    state, hashrate, power = sample.state, sample.hashrate_ths, sample.power_w
+    if sample.unusable and not _COST_READINGS.isdisjoint(sample.unusable):
+        return 0.0, 0.0, _BOTH_READINGS
+    if state in _HASHING_STATES:
+        if hashrate is not None and power is not None:  # (the common case first: this runs per miner per cycle)
+            return hashrate, power, ()
+        if hashrate is None:
+            return 0.0, 0.0, ("hashrate_ths",) if power is not None else _BOTH_READINGS
+        return 0.0, 0.0, ("power_w",)
+    if state is MinerState.OFFLINE:
+        return 0.0, power or 0.0, ()  # silence is expected: it mines nothing and draws what it reports, if anything
+    return (0.0, power, ()) if power is not None else (0.0, 0.0, ("power_w",))
 
 
 def miner_flows(
     sample: MinerSample, economics: SiteEconomics, network: NetworkState, at: datetime, fixed_share: float = 1.0
 ) -> MinerFlows:
     """Hashrate, power and expected BTC of one miner. Off, idle and offline miners mine nothing,
-    but what power they report still costs; unknown power counts as 0 and is flagged unless offline."""
-    missing: list[str] = []
-    hashrate = 0.0
-    refused = bool(sample.unusable) and not _COST_READINGS.isdisjoint(sample.unusable)
-    if refused:
-        missing.append("hashrate_ths")
-    elif sample.state in _HASHING_STATES:
-        if sample.hashrate_ths is None:
-            missing.append("hashrate_ths")
-        else:
-            hashrate = sample.hashrate_ths
-    power = None if refused else sample.power_w
-    if power is None:
-        if sample.state is not MinerState.OFFLINE:
-            missing.append("power_w")
-        power = 0.0
+    but what power they report still costs; a miner missing a reading (`counted_readings`) counts
+    with neither hashrate nor power, flagged: only its fixed costs remain."""
+    hashrate, power, missing = counted_readings(sample)
     pue = economics.pue or 1.0
     if economics.overhead_w is not None:
         facility = power + economics.overhead_w * fixed_share
     else:
         facility = power * pue
     curtailed = 0.0
-    if sample.state is MinerState.SOFT_OFF and sample.power_limit_w is not None and not refused:
+    if sample.state is MinerState.SOFT_OFF and sample.power_limit_w is not None and not missing:
         curtailed = max(0.0, sample.power_limit_w - power) * pue
     gross = btc_per_day(hashrate, network.difficulty, network_subsidy_btc(network), network.fees_btc_per_block)
     local_day = at.astimezone(ZoneInfo(economics.timezone)).date()
@@ -215,7 +222,7 @@ def miner_flows(
         btc_per_day_net=gross * (1 - economics.pool_fee_pct / 100),
         depreciation_usd_month=depreciation_usd_month(capex_for(sample, economics), local_day),
         fixed_share=fixed_share,
-        missing=tuple(missing),
+        missing=missing,
     )
 
 
@@ -223,9 +230,9 @@ def miner_flows(
 
 # Fields that add up across miners, sites and the fleet; every other number is derived from them.
 _ADDITIVE_RATES = (
-    "miners", "miners_mining", "hashrate_ths", "power_w", "facility_power_w", "btc_per_day", "btc_per_day_net",
-    "energy_kwh_day", "energy_usd_day", "demand_usd_day", "curtailment_credit_usd_day", "opex_usd_day",
-    "depreciation_usd_day", "revenue_usd_day",
+    "miners", "miners_mining", "miners_left_out", "hashrate_ths", "power_w", "facility_power_w", "btc_per_day",
+    "btc_per_day_net", "energy_kwh_day", "energy_usd_day", "demand_usd_day", "curtailment_credit_usd_day",
+    "opex_usd_day", "depreciation_usd_day", "revenue_usd_day",
 )
 _ADDITIVE_TOTALS = (
     "energy_kwh_today", "power_usd_today", "cash_usd_today", "all_in_usd_today", "btc_today", "revenue_usd_today",
@@ -249,7 +256,6 @@ def _derive(
     totals: Mapping[str, float | None],
     stale: Sequence[str],
     missing: Sequence[str],
-    efficiency: float | None,
 ) -> CostSample:
     power_usd = sums["energy_usd_day"] + sums["demand_usd_day"] - sums["curtailment_credit_usd_day"]
     cash_usd = power_usd + sums["opex_usd_day"]
@@ -265,7 +271,8 @@ def _derive(
         miner=miner,
         ts=ts,
         **{name: sums[name] for name in _ADDITIVE_RATES},
-        efficiency_j_th=efficiency,
+        # Over the same miners as the BTC and the energy (counted_readings): the break-even's J/TH.
+        efficiency_j_th=_per(sums["power_w"], hashrate),
         hashprice_usd_ph_day=hashprice,
         hashcost_usd_ph_day=_per(power_usd, hashrate / 1000),
         power_price_usd_kwh=power_price,
@@ -307,6 +314,7 @@ def _rate_sums(
     return {
         "miners": miners,
         "miners_mining": int(flows.mining),
+        "miners_left_out": int(bool(flows.missing)),
         "hashrate_ths": flows.hashrate_ths,
         "power_w": flows.power_w,
         "facility_power_w": flows.facility_w,
@@ -337,12 +345,10 @@ def miner_cost(
     totals: what it really used, spent and mined (today, this month), as `with_totals` adds them."""
     price = power_price_at(economics, now, live_price)
     flows = miner_flows(sample, economics, network, now, fixed_share)
-    # Unknown power counts as 0 in the sums, never in the efficiency: 0 J/TH would be the best miner there is.
-    efficiency = None if flows.missing else _per(flows.power_w, flows.hashrate_ths)
     return _derive(
         CostScope.MINER, sample.site, sample.miner, now, network_hashprice(network), price.usd_per_kwh,
         _rate_sums(flows, economics, network, price), _totals_fields(*totals) if totals else {},
-        _stale_inputs(network, price), flows.missing, efficiency,
+        _stale_inputs(network, price), flows.missing,
     )
 
 
@@ -359,10 +365,6 @@ class Rollup:
         self._hashprice = 0.0
         self._stale: set[str] = set()
         self._missing: set[str] = set()
-        # The efficiency's sums: the children whose readings are all known (idle ones' draw included); a site
-        # with some unknown: its J/TH taken for its whole hashrate. Unknown power is no 0 W in a J/TH.
-        self._eff_w = 0.0
-        self._eff_ths = 0.0
 
     def add(self, child: CostSample) -> None:
         if not self.children:
@@ -379,12 +381,6 @@ class Rollup:
         self._prices.add(child.power_price_usd_kwh)
         self._stale.update(child.stale_inputs)
         self._missing.update(child.missing_inputs)
-        if not child.missing_inputs:
-            self._eff_w += child.power_w
-            self._eff_ths += child.hashrate_ths
-        elif child.efficiency_j_th is not None:
-            self._eff_w += child.efficiency_j_th * child.hashrate_ths
-            self._eff_ths += child.hashrate_ths
 
     def result(self, scope: CostScope, site: str | None, ts: datetime) -> CostSample:
         """Every ratio recomputed from the sums (never an average of ratios)."""
@@ -396,8 +392,7 @@ class Rollup:
         else:
             power_price = next(iter(self._prices)) if len(self._prices) == 1 else None
         totals = self._totals if self._all_have_totals else {}
-        return _derive(scope, site, None, ts, self._hashprice, power_price, sums, totals, self._stale, self._missing,
-                       _per(self._eff_w, self._eff_ths))
+        return _derive(scope, site, None, ts, self._hashprice, power_price, sums, totals, self._stale, self._missing)
 
 
 def rollup(children: Sequence[CostSample], scope: CostScope, site: str | None, ts: datetime) -> CostSample:
@@ -446,7 +441,7 @@ def empty_site_cost(site: str, economics: SiteEconomics, network: NetworkState, 
     price = power_price_at(economics, now, live_price)
     return _derive(
         CostScope.SITE, site, None, now, network_hashprice(network), price.usd_per_kwh,
-        _rate_sums(None, economics, network, price), {}, _stale_inputs(network, price), (), None,
+        _rate_sums(None, economics, network, price), {}, _stale_inputs(network, price), (),
     )
 
 

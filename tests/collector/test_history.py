@@ -57,6 +57,51 @@ def test_collect_without_influxdb_keeps_history_that_report_summarises(tmp_path)
     assert f"${data['cash_usd']:,.2f}" in table.stdout  # four seconds' cash is cents, shown as cents (was "$0")
 
 
+def test_report_leaves_a_miner_without_power_out_of_the_site_totals_as_the_cost_does_and_says_so(tmp_path):
+    # The demo's AUC chain reports no power: `report` gave the site's hashrate with its 69 TH/s, the power
+    # without it and a cost per BTC counting its BTC at 0 W, with nothing to say so; and no energy $/BTC.
+    spool = tmp_path / "spool"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "site: chain\n"
+        "economics: {tariff: {kind: flat, usd_per_kwh: 0.06}, opex_usd_month: 300, pue: 1.1}\n"
+        "network: {source: static, static: {difficulty: 1.5e14, height: 925000, fees_btc_per_block: 0.02,"
+        " btc_price_usd: 95000}}\n")
+    with run_fleet("a1566:1,avchain:1", base="127.45.5.1:0", seed=7) as fleet:
+        result = hashfleet("collect", "--config", str(config), "--miners", ",".join(fleet.addresses),
+                           "--cycles", "3", "--interval", "1", spool=spool)
+        assert result.returncode == 0, result.stderr
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+        env.update(HASHFLEET_SPOOL_DIR=str(spool), COLUMNS="200")
+        watched = subprocess.run([HASHFLEET, "watch", "--config", str(config), "--miners", ",".join(fleet.addresses),
+                                  "--cycles", "1"], capture_output=True, text=True, timeout=60, env=env)
+    assert watched.returncode == 0, watched.stderr
+    # watch's line of the last hour says so too
+    [last_hour] = [line for line in watched.stdout.splitlines() if line.startswith("last hour")]
+    assert last_hour.endswith("BTC · incomplete: 1 miner left out"), last_hour
+
+    report = hashfleet("report", "--config", str(config), "--since", "1h", "--json", spool=spool)
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    [chain] = [m for m in data["miners"] if m["power_avg_w"] is None]
+    [a1566] = [m for m in data["miners"] if m["power_avg_w"] is not None]
+    assert chain["hashrate_avg_ths"] > 60 and chain["left_out_pct"] == 100 and a1566["left_out_pct"] == 0
+    assert data["cycles_incomplete"] == data["cycles"] == 3
+    # hashrate and power over the miners the cost counted: the A1566 alone
+    assert data["hashrate_avg_ths"] == pytest.approx(a1566["hashrate_avg_ths"], rel=1e-9)
+    assert data["power_avg_w"] == pytest.approx(a1566["power_avg_w"], rel=1e-9)
+    assert data["energy_cost_per_btc"] == pytest.approx(data["energy_usd"] / data["btc"])
+    assert data["energy_usd"] < data["cash_usd"]
+    assert data["cash_cost_per_btc"] == pytest.approx(data["cash_usd"] / data["btc"])
+
+    table = hashfleet("report", "--config", str(config), "--since", "1h", spool=spool)
+    assert table.returncode == 0, table.stderr
+    text = " ".join(table.stdout.split())  # (the note wraps at the terminal's width)
+    assert "energy $/BTC" in text and f"${data['energy_cost_per_btc']:,.0f}" in text
+    assert "incomplete in 3 of 3 cycles: left out of the site's totals and cost" in text
+    assert f"{chain['miner']} (100% of its cycles, no power reading)" in text
+
+
 def test_report_without_history_says_where_it_looked(tmp_path):
     result = hashfleet("report", "--site", "nowhere", spool=tmp_path / "empty")
     assert result.returncode == 2 and "no local history for site 'nowhere'" in result.stderr

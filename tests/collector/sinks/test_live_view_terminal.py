@@ -2,15 +2,19 @@
 
 Every cycle logs a line ("cycle N: 2 miners, 1 failed" — one miner here is offline). Those lines must
 print above the live table, never into it: written straight to the terminal they scrolled the table
-and left a copy of it, header and all, on screen at every refresh.
+and left a copy of it, header and all, on screen at every refresh. Its figures agree with each other
+(read off the screen as `watch` prints it into a pipe).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
+import pytest
 from tests.servers.ports import free_port
 from tests.support import HASHFLEET, Pane, wait_for
 
@@ -72,6 +76,8 @@ def test_watch_on_an_80x24_terminal_shows_the_cost_per_btc_and_every_demo_miner_
     rows = [line for line in screen if any(a in line for a in fleet.addresses)]
     assert len(rows) == len(fleet.addresses) and all("mining" in row for row in rows), text
     assert any(line.lstrip().startswith("fleet") and "9/9" in line for line in screen), f"no fleet totals:\n{text}"
+    # The AUC chain reports no power: said, on one line of the screen's width, not left silent.
+    assert "incomplete: 1 miner left out (no power reading): not in cost, BTC or J/TH" in text, text
 
 
 def test_watch_on_an_80x24_terminal_keeps_the_fleet_totals_when_the_miners_do_not_fit(tmp_path):
@@ -102,3 +108,35 @@ def test_watch_on_an_80x24_terminal_keeps_the_fleet_totals_when_the_miners_do_no
     rows = sum(a in line for line in screen for a in fleet.addresses)
     assert any(f"+{20 - rows} more, mining" in line for line in screen), f"{rows} rows, the rest not counted:\n{text}"
     assert any(fleet.addresses[19] in line and "soft_off" in line for line in screen), f"the stopped miner is hidden:\n{text}"
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in re.split("[┃│]", line)[1:-1]]
+
+
+def test_watch_computes_the_break_even_on_the_j_th_it_shows_and_says_what_it_leaves_out(tmp_path):
+    # The demo's AUC chain reports no power: its 69 TH/s earned BTC at 0 W in the cost per BTC, and the
+    # break-even was computed as if the fleet ran at the J/TH with the chain (21.8) while the fleet row
+    # showed it without (23.7), nothing on screen saying so.
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "site: s\n"
+        "economics: {tariff: {kind: flat, usd_per_kwh: 0.05}, pue: 1.1, pool_fee_pct: 2, opex_usd_month: 300}\n"
+        "network: {source: static, static: {difficulty: 1.5e14, height: 925000, fees_btc_per_block: 0.02,"
+        " btc_price_usd: 95000}}\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}, "HOME": str(tmp_path),
+           "COLUMNS": "200"}
+    with run_fleet("a1566:1,avchain:1", base="127.62.2.1:0", seed=7) as fleet:
+        watched = subprocess.run([HASHFLEET, "watch", "--config", str(config), "--miners", ",".join(fleet.addresses),
+                                  "--cycles", "1"], capture_output=True, text=True, timeout=60, env=env)
+    assert watched.returncode == 0, watched.stderr
+    lines = watched.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "break-even $/kWh" in line)
+    cost = dict(zip(_cells(lines[at]), _cells(lines[at + 2])))
+    at = next(i for i, line in enumerate(lines) if "J/TH" in line and "address" in line)
+    fleet_row = dict(zip(_cells(lines[at]), _cells(next(line for line in lines if line.startswith("│ fleet")))))
+    j_th, hashprice = float(fleet_row["J/TH"]), float(cost["hashprice $/PH/day"])
+    # docs/cost.md: break-even = net hashprice [$/TH/day] / (0.024 x J/TH x PUE), within the rounding shown
+    net_th_day = hashprice / 1000 * 0.98
+    assert float(cost["break-even $/kWh"]) == pytest.approx(net_th_day / (0.024 * j_th * 1.1), rel=0.01)
+    assert "incomplete: 1 miner left out (no power reading)" in watched.stdout

@@ -221,23 +221,44 @@ def test_offline_miner_with_unknown_power_costs_no_energy_but_fixed_costs_accrue
 
 def test_mining_miner_without_power_reading_is_flagged_incomplete() -> None:
     c = miner_cost(miner(power_w=None), FLAT, NETWORK, T0)
-    assert c.missing_inputs == ["power_w"]
+    assert c.missing_inputs == ["power_w"] and c.miners_left_out == 1
     assert c.fields()["incomplete"] == 1.0
 
 
-def test_the_efficiency_is_of_the_miners_whose_power_and_hashrate_were_both_read() -> None:
-    # Unknown power counts as 0 W in the sums (flagged incomplete), never as 0 J/TH: that would be the
-    # best miner there is, and it halved the site's J/TH below any one miner's.
-    blind = miner_cost(miner("blind", power_w=None), FLAT, NETWORK, T0)
-    assert blind.efficiency_j_th is None and blind.power_w == 0
-    site = site_cost("s1", [miner("a", hashrate_ths=200, power_w=3500), miner("blind", power_w=None),
-                            miner("off", state=MinerState.SOFT_OFF, hashrate_ths=0, power_w=60)], FLAT, NETWORK, T0).site
-    assert site.efficiency_j_th == pytest.approx((3500 + 60) / 200)  # the idle miner's draw counts, as before
-    assert site.hashrate_ths == 400 and site.missing_inputs == ["power_w"]  # the sums as before
+@pytest.mark.parametrize("blind", [
+    miner("blind", hashrate_ths=69.0, power_w=None, model="AvalonMiner 741 chain"),  # a chain: no power on the wire
+    miner("blind", hashrate_ths=None, power_w=3300.0),  # power but no hashrate
+    miner("blind", state=MinerState.IDLE, hashrate_ths=None, power_w=None),
+], ids=["no power", "no hashrate", "idle, no power"])
+def test_a_miner_missing_a_reading_is_left_out_of_the_sites_btc_power_and_energy_alike(blind) -> None:
+    # Its BTC at 0 W made the site's cost per BTC look cheaper than any miner's (the demo's AUC chain: 69 TH/s
+    # of revenue for free), while the J/TH shown beside it left it out: two figures over different miners.
+    economics = SiteEconomics(tariff=FlatTariff(usd_per_kwh=0.05), pue=1.1, opex_usd_month=3_000)
+    seen = [miner("a", hashrate_ths=200, power_w=3500),
+            miner("off", state=MinerState.SOFT_OFF, hashrate_ths=0, power_w=60)]
+    with_blind = site_cost("s1", [*seen, blind], economics, NETWORK, T0)
+    site, alone = with_blind.site, site_cost("s1", seen, economics, NETWORK, T0).site
+    for name in ("hashrate_ths", "power_w", "btc_per_day_net", "energy_kwh_day", "revenue_usd_day", "opex_usd_day",
+                 "energy_cost_per_btc", "all_in_cost_per_btc", "breakeven_power_price", "efficiency_j_th"):
+        assert getattr(site, name) == pytest.approx(getattr(alone, name), rel=1e-12), name
+    assert site.efficiency_j_th == pytest.approx((3500 + 60) / 200)  # the soft-off miner's draw counts
+    # The break-even is the J/TH shown: net hashprice / (0.024 x J/TH x PUE).
+    net_th_day = site.hashprice_usd_ph_day / 1000 * (1 - economics.pool_fee_pct / 100)
+    assert site.breakeven_power_price == pytest.approx(net_th_day / (0.024 * site.efficiency_j_th * 1.1))
+    assert site.miners == 3 and site.miners_left_out == 1 and site.fields()["incomplete"] == 1
+    assert site.missing_inputs and set(site.missing_inputs) <= {"hashrate_ths", "power_w"}
+    own = with_blind.miners[-1]
+    assert (own.hashrate_ths, own.power_w, own.btc_per_day_net, own.margin_pct) == (0, 0, 0, None)
+    assert own.opex_usd_day == pytest.approx(1_000 / DAYS_PER_MONTH)  # it still carries its fixed costs
+    # What was really spent and mined leaves it out the same way.
+    t1 = T0 + timedelta(minutes=10)
+    books, books_alone = (advance(None, s, economics, NETWORK, T0, t1).site_today() for s in ([*seen, blind], seen))
+    assert (books.btc, books.energy_kwh) == pytest.approx((books_alone.btc, books_alone.energy_kwh), rel=1e-12)
+    # The fleet: the sums of its sites, every ratio from them.
     other = site_cost("s2", [miner("b", site="s2", hashrate_ths=100, power_w=3000)], FLAT, NETWORK, T0).site
-    # the fleet: a site with a blind miner at its J/TH for all its hashrate, the others' watts as they are
-    assert fleet_cost([site, other], T0).efficiency_j_th == pytest.approx((17.8 * 400 + 3000) / 500)
-    assert site_cost("s3", [miner("blind", site="s3", power_w=None)], FLAT, NETWORK, T0).site.efficiency_j_th is None
+    fleet = fleet_cost([site, other], T0)
+    assert fleet.efficiency_j_th == pytest.approx((3500 + 60 + 3000) / 300) and fleet.miners_left_out == 1
+    assert site_cost("s3", [blind.model_copy(update={"site": "s3"})], FLAT, NETWORK, T0).site.efficiency_j_th is None
 
 
 def test_idle_and_error_states() -> None:
@@ -716,6 +737,9 @@ def test_the_poll_tables_fleet_efficiency_leaves_out_a_miner_with_no_power_readi
     from collector.terminal import fleet_table
 
     console = Console(width=200, record=True)
-    console.print(fleet_table([miner("a", hashrate_ths=200, power_w=3500), miner("blind", hashrate_ths=150, power_w=None)]))
+    # as the cost counts them: a miner with power but no hashrate is left out too (its 3,000 W read 32.5)
+    console.print(fleet_table([miner("a", hashrate_ths=200, power_w=3500),
+                               miner("blind", hashrate_ths=150, power_w=None),
+                               miner("no hashrate", hashrate_ths=None, power_w=3000)]))
     footer = next(line for line in console.export_text().splitlines() if "fleet" in line)
     assert " 17.5 " in footer  # 3,500 W / 200 TH/s (counted as 0 W it read 10.0)
