@@ -82,7 +82,8 @@ def test_report_through_a_pipe_prints_both_tables_whole(history):
     summary = json.loads(through_a_pipe(*REPORT, "--json", env=history))
     report = through_a_pipe(*REPORT, env=history)
     assert "…" not in report, report
-    miners, totals = table_rows(report)[:-1], table_rows(report)[-1]
+    rows = table_rows(report)
+    miners, totals = rows[:-2], " ".join(rows[-2:])  # the site's totals, then its cost: a table each
     assert len(miners) == 4 and all(any(m["miner"] in row and m["model"] in row for row in miners)
                                     for m in summary["miners"]), report
     assert _usd(summary["cash_cost_per_btc"]) in totals and _usd(summary["all_in_cost_per_btc"]) in totals, report
@@ -106,10 +107,14 @@ def test_report_on_an_80_column_terminal_keeps_every_id_and_total_readable(histo
         pane.close()
     text = "\n".join(screen)
     assert "report ended 0" in text, text
-    # Every miner's id whole on one line; each figure of the site's totals whole.
+    # Every miner's id whole on one line; each figure of the site's totals whole, its name whole (in a row of
+    # six under their names, or one line a figure: whichever fits).
     for m in summary["miners"]:
         assert sum(m["miner"] in line for line in screen) == 1, text
+    totals = text[text.index("site totals"):]
+    assert "…" not in totals, text
     for name, value in (("cash $/BTC", _usd(summary["cash_cost_per_btc"])),
                         ("all-in $/BTC", _usd(summary["all_in_cost_per_btc"])),
+                        ("energy $/BTC", _usd(summary["energy_cost_per_btc"])),
                         ("facility kWh", f"{summary['facility_energy_kwh']:,.2f}")):
-        assert any(name in line and value in line for line in screen), f"{name} {value}:\n{text}"
+        assert name in totals and value in totals, f"{name} {value}:\n{text}"
