@@ -29,11 +29,17 @@ class NoWholeAnswer(Exception):
     """The deadline passed before the whole answer arrived (or before connecting)."""
 
 
+class NotSent(Exception):
+    """The HTTP client refused to send the request: a header value it cannot carry. (Its own message quotes
+    the header, a token in it: this one does not.)"""
+
+
 async def exchange(client: httpx.AsyncClient, method: str, url: str, *, deadline_s: float, max_bytes: int,
                    headers: Mapping[str, str] | None = None, **kwargs: Any) -> tuple[httpx.Response, bytes]:
     """Send one request and read its whole answer: (the response, for its status and headers; the body).
 
-    Raises NoWholeAnswer past `deadline_s`, AnswerTooLarge past `max_bytes`, httpx.HTTPError for the rest
+    Raises NoWholeAnswer past `deadline_s`, AnswerTooLarge past `max_bytes`, NotSent for a header the
+    client refuses, httpx.HTTPError for the rest
     (no connection, a broken answer). `client`'s read timeout should be `deadline_s`. kwargs go to httpx
     (params, json)."""
     headers = {**(headers or {}), "Accept-Encoding": "identity"}  # the cap counts the bytes held
@@ -51,3 +57,5 @@ async def exchange(client: httpx.AsyncClient, method: str, url: str, *, deadline
                 return response, bytes(body)
     except (TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
         raise NoWholeAnswer(f"no whole answer within {deadline_s:g} s") from None
+    except (httpx.LocalProtocolError, ValueError):  # h11's or http.client's message quotes the header
+        raise NotSent("the request could not be sent (a header value the HTTP client refused)") from None

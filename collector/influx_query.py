@@ -54,11 +54,8 @@ async def get_answer(where: str, url: str, params: dict[str, str], headers: dict
                                                        deadline_s=deadline_s, max_bytes=MAX_BODY_BYTES)
     except bounded_http.AnswerTooLarge:
         raise InfluxQueryError(f"{where}: the answer is over {MAX_BODY_BYTES // 2**20} MiB") from None
-    except bounded_http.NoWholeAnswer as e:
+    except (bounded_http.NoWholeAnswer, bounded_http.NotSent) as e:
         raise InfluxQueryError(f"{where}: {e}") from None
-    except (httpx.LocalProtocolError, ValueError):  # a header refused before sending: its message quotes it
-        raise InfluxQueryError(f"{where}: the query could not be sent (a header value the HTTP client "
-                               "refused)") from None
     except httpx.HTTPError as e:
         raise InfluxQueryError(f"{where} unreachable: {type(e).__name__}: {redact(str(e))[:200]}") from None
     return answer.status_code, body

@@ -142,9 +142,8 @@ class Pusher:
             raise PushError(f"{step}: Grafana at {grafana}: {e} (--timeout)") from None
         except bounded_http.AnswerTooLarge as e:
             raise PushError(f"{step}: Grafana at {grafana}: {e}: not Grafana's answer") from None
-        except (httpx.LocalProtocolError, ValueError):  # a header refused before sending: its message quotes it
-            raise PushError(f"{step}: the request to Grafana at {grafana} could not be sent (a header value the "
-                            "HTTP client refused)") from None
+        except bounded_http.NotSent as e:
+            raise PushError(f"{step}: Grafana at {grafana}: {e}") from None
         except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise PushError(f"{step}: Grafana at {grafana} unreachable ({type(e).__name__})") from None
         status = response.status_code
