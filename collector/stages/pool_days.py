@@ -44,8 +44,10 @@ MINER_FIELDS = ("observed_s", "hashing_s", "hashing_ths_s", "hashing_btc", "offl
 # what the miners that report this worker's name reported over the same seconds.
 POOL_FIELDS = ("pool_s", "pool_ths_s", "pool_btc", "rated_pool_btc", "rejected_btc", "stale_btc", "reported_btc",
                "reported_ths_s")
-# Per UTC day: seconds observed, subsidy + fees integrated, and the spend the cost stage counted.
-SITE_FIELDS = ("observed_s", "reward_btc_s", "all_in_usd", "cash_usd", "power_usd")
+# Per UTC day: seconds observed, subsidy + fees integrated, and the spend the cost stage counted with the
+# BTC (net of the pool fee) it counted over the same intervals (`spend_btc`: the expected cost per BTC is
+# their ratio; the miners' expected BTC above also covers a restart's gap, which the spend does not).
+SITE_FIELDS = ("observed_s", "reward_btc_s", "all_in_usd", "cash_usd", "power_usd", "spend_btc")
 
 M = {name: i for i, name in enumerate(MINER_FIELDS)}
 # The per-miner indexes as constants: the stage adds to them for every miner every cycle.
@@ -107,7 +109,8 @@ class State:
     results: dict[date, DayResults] = field(default_factory=dict)
     counters: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # miner -> accepted, rejected, stale
     users: dict[str, str] = field(default_factory=dict)  # miner -> the pool user it last reported
-    spend: tuple[str, float, float, float] | None = None  # local month, all-in, cash, power: the cost stage's month so far
+    # local month, all-in, cash, power, BTC: the cost stage's month so far
+    spend: tuple[str, float, float, float, float] | None = None
 
     def day(self, day: date) -> DayBook:
         book = self.days.get(day)
@@ -196,7 +199,10 @@ def _read(data: Any, now: datetime) -> State:
     for text, raw in days_raw.items():
         day = _day(text, latest)
         raw = _dict(raw, f"days[{text}]")
-        book = DayBook(site=_vector(raw.get("site"), _SITE_CAPS, f"days[{text}].site"))
+        site = raw.get("site")
+        if isinstance(site, list) and len(site) == len(SITE_FIELDS) - 1:  # saved before spend_btc: not known
+            site = [*site, 0.0]
+        book = DayBook(site=_vector(site, _SITE_CAPS, f"days[{text}].site"))
         book.miners = _rows(raw.get("miners", []), _MINER_CAPS, f"days[{text}].miners")
         book.pools = _rows(raw.get("pools", []), _POOL_CAPS, f"days[{text}].pools")
         state.days[day] = book
@@ -217,11 +223,11 @@ def _read(data: Any, now: datetime) -> State:
             raise UnusableState(f"users[{miner[:40]!r}] is not a pool user")
         state.users[_key(miner, "users")] = user
     spend = data.get("spend")
-    if spend is not None:
-        if not isinstance(spend, list) or len(spend) != 4 or not isinstance(spend[0], str) or len(spend[0]) > 16:
-            raise UnusableState("spend is not [month, all_in, cash, power]")
-        values = _vector(spend[1:], [_cap("usd")] * 3, "spend")
-        state.spend = (spend[0], values[0], values[1], values[2])
+    if spend is not None and not (isinstance(spend, list) and len(spend) == 4):  # (saved before its BTC: dropped)
+        if not isinstance(spend, list) or len(spend) != 5 or not isinstance(spend[0], str) or len(spend[0]) > 16:
+            raise UnusableState("spend is not [month, all_in, cash, power, btc]")
+        values = _vector(spend[1:], [_cap("usd")] * 3 + [(0.0, 20_000.0)], "spend")  # (BTC: more than the network mines in a month)
+        state.spend = (spend[0], values[0], values[1], values[2], values[3])
     return state
 
 

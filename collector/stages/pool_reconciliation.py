@@ -279,11 +279,12 @@ class PoolReconciliation:
             site[S["observed_s"]] += seconds
             site[S["reward_btc_s"]] += reward * seconds
         cost = cycle.cost.site if cycle.cost is not None else None
-        if cost is None or None in (cost.all_in_usd_month, cost.cash_usd_month, cost.power_usd_month):
+        if cost is None or None in (cost.all_in_usd_month, cost.cash_usd_month, cost.power_usd_month, cost.btc_month):
             return
         tz = ZoneInfo(self.economics.timezone) if self.economics is not None else UTC
         month = cycle.ts.astimezone(tz).strftime("%Y-%m")
-        now = (cost.all_in_usd_month or 0.0, cost.cash_usd_month or 0.0, cost.power_usd_month or 0.0)
+        now = (cost.all_in_usd_month or 0.0, cost.cash_usd_month or 0.0, cost.power_usd_month or 0.0,
+               cost.btc_month or 0.0)
         last = self.state.spend
         self.state.spend = (month, *now)
         if last is None:
@@ -296,7 +297,7 @@ class PoolReconciliation:
         total_s = sum(piece[1] for piece in pieces)
         for day, seconds, _, _ in pieces:
             site = self.state.day(day).site
-            for i, name in enumerate(("all_in_usd", "cash_usd", "power_usd")):
+            for i, name in enumerate(("all_in_usd", "cash_usd", "power_usd", "spend_btc")):
                 site[S[name]] += increase[i] * seconds / total_s
 
     # -- matching and the pools now --------------------------------------------------------------
@@ -570,9 +571,11 @@ class PoolReconciliation:
                 fields.update(realized_all_in_cost_per_btc=book.site[S["all_in_usd"]] / credited,
                               realized_cash_cost_per_btc=book.site[S["cash_usd"]] / credited,
                               realized_energy_cost_per_btc=book.site[S["power_usd"]] / credited)
-        net = fields["expected_net_btc"]
-        if spend_known and isinstance(net, float) and net > 0:
-            fields["expected_all_in_cost_per_btc"] = book.site[S["all_in_usd"]] / net
+        # Spend over the BTC the cost stage counted with it: the same intervals (not the miners' expected BTC,
+        # which also covers a restart's gap the spend does not, nor a day with no spend counted yet: $0).
+        spend_btc = book.site[S["spend_btc"]]
+        if spend_known and spend_btc > 0:
+            fields["expected_all_in_cost_per_btc"] = book.site[S["all_in_usd"]] / spend_btc
         return SiteDay(**fields)  # type: ignore[arg-type]
 
     def last_closed(self) -> SiteDay | None:
