@@ -83,7 +83,9 @@ class ConfigError(Exception):
 
 
 def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
-         environ: dict[str, str] | None = None) -> CollectorConfig:
+         environ: dict[str, str] | None = None, *, pools: bool = True) -> CollectorConfig:
+    """The configuration from `path`, the environment and `overrides`; ConfigError naming the problem. A
+    command that reads no pool API (`pools` False) gets none, and needs none of their tokens."""
     env = os.environ if environ is None else environ
     source = str(path) if path else "command line"
     raw: dict[str, Any] = _read_yaml(path) if path else {}
@@ -107,6 +109,8 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
     for key, value in (overrides or {}).items():
         if value is not None:
             raw[key] = value
+    if not pools:
+        raw.pop("pools", None)
     # A secret file an environment variable named: its errors name the variable, not the config file.
     from_env = {f"influx.{field}": var for var, field in (*INFLUX_ENV.items(), *INFLUX_READ_ENV.items())
                 if env.get(var)} | {f"mqtt.{field}": var for var, field in MQTT_ENV.items() if env.get(var)}

@@ -50,7 +50,7 @@ def advise(
     as_json: bool = typer.Option(False, "--json", help="One JSON object: the plan's summary and every miner's advice."),
 ) -> None:
     """The curtailment plan right now: which miners to run, sleep or move to another work mode (sends nothing)."""
-    cfg = load_config(config, miners=miners_list(miners), site=site)
+    cfg = load_config(config, pools=False, miners=miners_list(miners), site=site)
     if cfg.economics is None or cfg.network is None:
         fail_usage("advice weighs each miner's margin: set `economics` and `network` in the config (see "
                    "hashfleet.example.yaml)")

@@ -44,7 +44,7 @@ def backtest(
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of the table."),
 ) -> None:
     """Replay stored history against a price series and a curtailment strategy: energy saved, BTC forgone, net."""
-    cfg = load_config(config, site=site)
+    cfg = load_config(config, pools=False, site=site)
     if cfg.economics is None:
         fail_usage("the backtest needs `economics` in the config (PUE, pool fee)")
     seconds = parse_period("--since", since, SINCE_EXAMPLE)

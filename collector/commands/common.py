@@ -25,10 +25,11 @@ def fail_usage(message: str) -> NoReturn:
 SHARD_OPTION = typer.Option(None, "--shard", metavar="K/N", help="Split one fleet over N collectors: shard K.")
 
 
-def load_config(path: Path | None, **overrides) -> CollectorConfig:
-    """The configuration from `path`, the environment and `overrides` (flags); exit 2 naming the problem."""
+def load_config(path: Path | None, *, pools: bool = True, **overrides) -> CollectorConfig:
+    """The configuration from `path`, the environment and `overrides` (flags); exit 2 naming the problem.
+    `pools` False: a command that reads no pool API (their sections, and their tokens, are left out)."""
     try:
-        config = config_loader.load(path, overrides)
+        config = config_loader.load(path, overrides, pools=pools)
         parse_specs(config.miners)  # a bad address is a config error, found before anything starts
         SiteLayout.load(config.layout)  # likewise a bad layout CSV
     except (config_loader.ConfigError, TargetError, LayoutError) as e:

@@ -46,7 +46,7 @@ def health(
     Without --since, one reading now: peers are judged within it; pool rejects, reboot loops and
     meter mismatches need the running collector (hashfleet collect), then --since.
     """
-    cfg = load_config(config, miners=miners_list(miners), site=site, shard=shard)
+    cfg = load_config(config, pools=False, miners=miners_list(miners), site=site, shard=shard)
     if since is None:
         report = _live(cfg)
     else:

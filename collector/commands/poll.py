@@ -21,7 +21,7 @@ def poll(
 ) -> None:
     """Poll miners once and print what they report (the addresses given; from a config file, its other
     settings, e.g. `readers`)."""
-    config = load_config(config_file, miners=addresses, timeout_s=timeout, site=site)
+    config = load_config(config_file, pools=False, miners=addresses, timeout_s=timeout, site=site)
     samples = terminal.by_address(service.run_event_loop(_poll_once(pipeline.build(config))).samples)
     if as_json:
         for sample in samples:

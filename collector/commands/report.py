@@ -21,7 +21,7 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of tables."),
 ) -> None:
     """Fleet and cost summary over a period, from the local history kept without InfluxDB."""
-    cfg = load_config(config, site=site, shard=shard)
+    cfg = load_config(config, pools=False, site=site, shard=shard)
     seconds = parse_period("--since", since)
     directory = config_loader.spool_directory(cfg)
     if not directory.is_dir():

@@ -23,14 +23,14 @@ def watch(
     cycles: int | None = typer.Option(None, "--cycles", min=1, help="Exit after N refreshes."),
 ) -> None:
     """Live terminal view of the fleet; needs no server at all."""
-    cfg = load_config(config, miners=miners_list(miners), interval_s=interval, site=site)
+    cfg = load_config(config, pools=False, miners=miners_list(miners), interval_s=interval, site=site)
     if not cfg.miners:
         fail_usage("no miners to watch: pass --miners or set `miners:` in the config file")
     history = config_loader.spool_directory(cfg)
     view = LiveView(history_dir=history if history.is_dir() else None)
     # Not service mode: a watch never marks the collector offline on MQTT nor races it for the totals file;
     # and without the pools: the view shows none, and a pool's rate limit is shared with the collector.
-    built = pipeline.build(cfg.model_copy(update={"pools": []}), sinks=[view])
+    built = pipeline.build(cfg, sinks=[view])
     try:
         service.run_event_loop(run_until_stopped(built, cycles))
     finally:

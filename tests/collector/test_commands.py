@@ -296,3 +296,25 @@ def test_pyasic_warnings_go_to_the_log_not_the_terminal(tmp_path):
     assert " DEBUG pyasic: UserWarning: Partially supported miner found" in debug.stderr
     assert " DEBUG pyasic: CryptographyDeprecationWarning: DSA is deprecated" in debug.stderr
     assert "warnings.warn(" not in debug.stderr
+
+
+def test_only_the_commands_that_read_pools_need_a_pools_token(tmp_path):
+    # With `pools:` configured, `report` (the local history only) refused to run without the Braiins token.
+    config = tmp_path / "c.yaml"
+    config.write_text("site: tok\neconomics: {tariff: {kind: flat, usd_per_kwh: 0.05}}\n"
+                      "network: {source: static, static: {difficulty: 1.2e14, height: 925000, btc_price_usd: 95000}}\n"
+                      "pools: [{kind: braiins, account: acct}]\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "BRAIINS"))},
+           "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+    missing = "no read-only API token"
+    with run_fleet("a1566:1", base="127.43.5.1", seed=1) as fleet:
+        for args in (["report", "--json"], ["watch", "--cycles", "1", "--miners", fleet.addresses[0]],
+                     ["health", "--json", "--miners", fleet.addresses[0]], ["advise", "--json", "--miners", fleet.addresses[0]],
+                     ["poll", fleet.addresses[0], "--json"]):
+            result = subprocess.run([HASHFLEET, *args, "--config", str(config)], capture_output=True, text=True,
+                                    timeout=60, env=env)
+            assert missing not in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+        for args in (["collect", "--cycles", "1"], ["pools"]):
+            result = subprocess.run([HASHFLEET, *args, "--config", str(config)], capture_output=True, text=True,
+                                    timeout=60, env=env)
+            assert result.returncode == 2 and missing in result.stderr, (args, result.stderr)
