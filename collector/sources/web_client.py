@@ -167,19 +167,25 @@ def _parse(raw: bytes, where: str) -> tuple[int, dict[str, str], bytes]:
     return int(status_line[1]), headers, body
 
 
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
 def _dechunk(body: bytes, where: str) -> bytes:
     """A chunked body (a server that chunks even an HTTP/1.0 answer) joined; its size is capped already."""
     out, at = [], 0
     while True:
         line_end = body.find(b"\r\n", at, at + 32)
         size_text = body[at:line_end].split(b";", 1)[0].strip() if line_end >= 0 else b""
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise WebReplyError(f"{where}: broken chunked encoding") from None
+        # Hex digits only: int() takes "-6" (the reading position went back for ever, on the event loop,
+        # holding every miner's cycle and the stop), "+6", "0x6" and "6_0" too.
+        if not _HEX.fullmatch(size_text):
+            raise WebReplyError(f"{where}: broken chunked encoding")
+        size = int(size_text, 16)
         if size == 0:
             return b"".join(out)
         start = line_end + 2
+        if start + size + 2 > len(body):
+            raise WebReplyError(f"{where}: broken chunked encoding (a chunk past the end of the answer)")
         out.append(body[start:start + size])
         at = start + size + 2
 

@@ -213,6 +213,12 @@ WEB_ATTACKS = [
     ("no HTTP at all", b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),
     ("a challenge with a header injection", http("401 Unauthorized", b"", 'WWW-Authenticate: Digest realm="x", '
                                                  'nonce="a\rInjected: 1", qop="auth"'), "does not speak"),
+    # Chunk sizes int() takes but HTTP does not: "-6" sent the reader back for ever, on the event loop (every
+    # miner's cycle, the deadline and the stop held, memory growing ~20 MB/s).
+    *((f"a chunk size of {size!r}", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
+       b'\r\n{"macaddr": "x"}\r\n0\r\n\r\n', "broken chunked encoding") for size in (b"-6", b"+10", b"0x10", b"1_0")),
+    ("a chunk past the end", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\n{}\r\n0\r\n\r\n",
+     "broken chunked encoding"),
     ("never answers", None, "no complete answer within"),
     ("a challenge, then silence", [http("401 Unauthorized", b"", CHALLENGE), None], "no complete"),
 ]
