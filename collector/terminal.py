@@ -32,6 +32,12 @@ def by_address(samples: list[MinerSample]) -> list[MinerSample]:
     return sorted(samples, key=key)
 
 
+def printable(text: str) -> str:
+    """Text from a miner or a server as a terminal may show it: each control character (an ANSI escape, a
+    newline that would split a row or a tab-separated record) a space."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
+
+
 COMPACT_BELOW = 120  # columns: a terminal narrower than this gets the compact tables (watch at 80x24)
 # Columns when stdout is no terminal (a pipe, a file, cron): nothing wraps the lines there, so tables are printed
 # at their full width instead of squeezed into rich's default 80 (every column cut to `…`).
@@ -65,7 +71,7 @@ def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int
         table.add_column("note")
     rows = samples if shown is None or shown >= len(samples) else _worth_a_row(samples, shown)
     for s in rows:
-        row = [f"{s.host}:{s.port}", s.model or "-", s.state.value, _fmt(s.hashrate_ths)]
+        row = [f"{s.host}:{s.port}", printable(s.model or "-"), s.state.value, _fmt(s.hashrate_ths)]
         if not compact:
             row = [s.miner, *row, _fmt(s.hashrate_avg_ths)]
         row += [_fmt(s.power_w, 0), _fmt(s.efficiency_j_th), _fmt(s.temp_chip_max_c, 0)]
@@ -212,7 +218,7 @@ def _report_miners(report: Report, title: str, *, compact: bool = False) -> Tabl
         table.add_column(name, justify="left" if name in ("miner", "model") else "right",
                          no_wrap=compact and name != "model")
     for m in report.miners:
-        model = Text(m.model or "-", no_wrap=True, overflow="ellipsis") if compact else m.model or "-"
+        model = Text(printable(m.model or "-"), no_wrap=True, overflow="ellipsis") if compact else printable(m.model or "-")
         table.add_row(m.miner, model, _fmt(m.up_pct, 1), _fmt(m.mining_pct, 1), _fmt(m.hashrate_avg_ths),
                       _fmt(m.power_avg_w, 0), _fmt(m.efficiency_j_th), _fmt(m.temp_chip_max_c, 0))
     return table

@@ -44,6 +44,7 @@ import typer
 
 from collector import bounded_http
 from collector.redact import hide_secrets, redact, redact_url
+from collector.terminal import printable
 from models.base import checked_token, http_url, read_capped, read_secret_file
 
 DATASOURCE_UID = "hashfleet-influxdb"  # the uid every dashboard's queries name (dashboards/common.py)
@@ -127,8 +128,7 @@ class Pusher:
 
     def quote(self, text: str, limit: int) -> str:
         """Server text fit to print: URL credentials and the tokens masked first, then cut to `limit`."""
-        text = hide_secrets(redact(text), self.secrets)[:limit]
-        return "".join(c if c.isprintable() else " " for c in text)
+        return printable(hide_secrets(redact(text), self.secrets)[:limit])
 
     async def call(self, step: str, method: str, path: str, expect: str, body: dict[str, Any] | None = None, *,
                    missing_ok: bool = False) -> dict[str, Any] | None:

@@ -25,5 +25,6 @@ def scan(
         found = service.run_event_loop(identify.scan(targets, concurrency=concurrency, timeout_s=timeout,
                                                      on_progress=lambda done, total: advance(done)))
     for identity in sorted(found, key=lambda i: i.target):
-        typer.echo(f"{identity.target.address}\t{identity.make or '?'}\t{identity.model or '?'}\t{identity.driver}")
+        make, model = (terminal.printable(text or "?") for text in (identity.make, identity.model))
+        typer.echo(f"{identity.target.address}\t{make}\t{model}\t{identity.driver}")
     typer.echo(f"{len(found)} miner(s) found in {len(targets)} address(es)", err=True)

@@ -118,3 +118,21 @@ def test_report_on_an_80_column_terminal_keeps_every_id_and_total_readable(histo
                         ("energy $/BTC", _usd(summary["energy_cost_per_btc"])),
                         ("facility kWh", f"{summary['facility_energy_kwh']:,.2f}")):
         assert name in totals and value in totals, f"{name} {value}:\n{text}"
+
+
+def test_a_model_name_with_control_characters_cannot_split_a_row_or_paint_the_terminal():
+    # A miner names its model "S19\x1b[31m\nFAKE ROW\tx": the escape reached the terminal and the newline split
+    # the table's row (and scan's tab-separated record) into a fake one.
+    from datetime import datetime, timezone
+
+    from collector.terminal import fleet_table, plain_console, printable
+
+    hostile = "S19\x1b[31m\nFAKE ROW\tx"
+    sample = MinerSample(miner="m1", host="10.0.0.1", port=4028, site="s", ts=datetime.now(timezone.utc),
+                         state="mining", source="pyasic", model=hostile, hashrate_ths=100.0, power_w=3000.0)
+    console = plain_console(width=200, record=True, file=open(os.devnull, "w"))
+    console.print(fleet_table([sample]))
+    text = console.export_text()
+    rows = [line for line in text.splitlines() if "10.0.0.1" in line or "FAKE" in line]
+    assert len(rows) == 1 and "FAKE ROW" in rows[0] and "\x1b" not in text and "[31m" in rows[0], text
+    assert printable(hostile) == "S19 [31m FAKE ROW x"
