@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 # Offline polls in a row before a known miner leaves the polled set for background identification: a
 # blip or a reboot's first minute costs nothing, a miner that stays away stops costing a timeout a cycle.
 OFFLINE_POLLS_BEFORE_REIDENTIFY = 3
+# A miner swapped at an address shows a new MAC once; one whose MAC changes this often within MAC_CHANGE_WINDOW_S
+# is no MAC at all (firmware garbage, a hostile unit): its samples go under its address, else every cycle
+# would be a new miner in the books and a new series in InfluxDB.
+MAC_CHANGES_TRUSTED = 2
+MAC_CHANGE_WINDOW_S = 3600.0
 
 # Identification outcomes are summed up in at most one log line of each kind per this many seconds:
 # a thousand failing addresses cost a line a minute, not a line each per attempt.
@@ -75,6 +80,8 @@ class _Known:
     retry_at: float = 0.0  # monotonic time its next identification is due (the heap entry that counts)
     identifying: bool = False
     reason: str = ""  # why it is not polled, for its offline samples
+    last_mac: str | None = None  # the MAC its last reading showed
+    mac_changes: list[float] | None = None  # monotonic times its MAC changed, within MAC_CHANGE_WINDOW_S
 
     @property
     def live(self) -> bool:
@@ -495,9 +502,25 @@ class PolledMiners:
                 self._hand_back(target, known, sample)
         elif known.offline_polls:
             known.offline_polls = 0
-        if sample.mac and known.miner_id != sample.miner:
-            self._took_id(target, known, sample.miner)
+        mac = sample.mac
+        if mac:
+            if (mac != known.last_mac or known.mac_changes) and self._mac_flaps(known, mac):
+                return sample.model_copy(update={"miner": target.address, "warnings": [*sample.warnings, (
+                    f"its MAC changes at nearly every reading ({mac} now): stored under its address")]})
+            if known.miner_id != sample.miner:
+                self._took_id(target, known, sample.miner)
         return sample
+
+    def _mac_flaps(self, known: _Known, mac: str) -> bool:
+        """Counts a MAC other than the last one read; True while more than MAC_CHANGES_TRUSTED changes fall
+        within MAC_CHANGE_WINDOW_S. (Off the common path: a MAC as last read, no change remembered.)"""
+        now = time.monotonic()
+        changes = [t for t in (known.mac_changes or ()) if now - t < MAC_CHANGE_WINDOW_S]
+        if known.last_mac is not None and mac != known.last_mac:
+            changes.append(now)
+        known.last_mac = mac
+        known.mac_changes = changes[-(MAC_CHANGES_TRUSTED + 1):] or None
+        return len(changes) > MAC_CHANGES_TRUSTED
 
     def _took_id(self, target: Target, known: _Known, miner_id: str) -> None:
         """`target` carries `miner_id` from now on (identified with it, or read it): a target that

@@ -142,3 +142,36 @@ def test_two_addresses_that_answer_with_one_mac_still_clash_and_one_that_stops_a
         ts = TS + timedelta(seconds=n)
         owner, rival = ids.check(claim("10.0.0.1", ts, answers=False)), ids.check(claim("10.0.0.5", ts, answers=True))
     assert owner.miner == "10.0.0.1:4028" and rival.miner == MAC and rival.errors == []
+
+
+def test_a_mac_that_changes_at_every_reading_is_no_id():
+    # Hostile or broken firmware answering with a new MAC each poll: every cycle was a new miner (a new series
+    # in InfluxDB, 35 "miners" for 30 addresses in a report). A swap (one new MAC) is a new miner still;
+    # more than MAC_CHANGES_TRUSTED changes within the hour, and its samples go under its address.
+    import asyncio
+    from itertools import count
+
+    from collector.sources import avalon
+    from collector.sources.polled_miners import MAC_CHANGES_TRUSTED, PolledMiners
+    from models import CollectorConfig
+    from simulators import ManualClock, run_fleet
+    from tests.collector.sources.tampering_proxy import TamperingProxy, rewrite
+
+    proxied, macs = "127.53.9.1", count(1)
+
+    def new_mac(reply: dict) -> None:
+        reply["version"][0]["VERSION"][0]["MAC"] = f"02:00:00:00:00:{next(macs):02X}"
+
+    with run_fleet("a1566:2", base="127.53.8.1", seed=91, clock=ManualClock()) as fleet, \
+            TamperingProxy({proxied: fleet[0].host}) as proxy:
+        poller = PolledMiners(CollectorConfig(miners=[proxied, fleet[1].host], timeout_s=2.0))
+        asyncio.run(poller.refresh())
+        proxy.tamper[proxied] = rewrite(avalon.POLL_COMMAND, new_mac)
+        cycles = [{s.host: s for s in asyncio.run(poller.cycle(TS)).samples} for _ in range(MAC_CHANGES_TRUSTED + 3)]
+    ids = [c[proxied].miner for c in cycles]
+    trusted = ids[:MAC_CHANGES_TRUSTED + 1]  # the first reading's MAC, then each change until trust runs out
+    assert all(i.startswith("02:00:00:00:00:") for i in trusted) and len(set(trusted)) == len(trusted), ids
+    assert ids[MAC_CHANGES_TRUSTED + 1:] == [f"{proxied}:4028"] * 2, ids
+    assert "its MAC changes at nearly every reading" in cycles[-1][proxied].warnings[-1]
+    good = [c[fleet[1].host] for c in cycles]  # the good miner as it was
+    assert len({s.miner for s in good}) == 1 and good[0].miner == good[0].mac and not good[-1].warnings
