@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from collector.mqtt.connection import MqttConnection
 from collector.mqtt.topics import Topics
 from collector.sinks import home_assistant
+from collector.stages.cost_engine import counted_readings
 from collector.cycle import Cycle, MinersPart
 from models import CostSample, MinerSample, MinerState
 from models.health import MinerHealth, Problem, SiteHealth
@@ -84,6 +85,13 @@ def site_summary(cycle: Cycle) -> dict[str, Any]:
     hashrate = sum(s.hashrate_ths or 0.0 for s in samples)
     reported = sum(s.power_w or 0.0 for s in samples)
     power = cycle.cost.site.power_w if cycle.cost is not None else reported
+    # J/TH over the miners the cost counts (a miner with no power reading has no 0 W): the cost's, or alike.
+    if cycle.cost is not None:
+        efficiency = cycle.cost.site.efficiency_j_th
+    else:
+        counted = [counted_readings(s) for s in samples]
+        counted_ths = sum(ths for ths, _, _ in counted)
+        efficiency = sum(w for _, w, _ in counted) / counted_ths if counted_ths else None
     summary: dict[str, Any] = {
         "site": cycle.site,
         "ts": _iso(cycle.ts),
@@ -93,7 +101,7 @@ def site_summary(cycle: Cycle) -> dict[str, Any]:
         "hashrate_ths": round(hashrate, 4),
         "power_w": round(power, 1),
         "power_reported_w": round(reported, 1),
-        "efficiency_j_th": round(power / hashrate, 3) if hashrate else None,
+        "efficiency_j_th": round(efficiency, 3) if efficiency is not None else None,
     }
     if cycle.cost is not None:
         summary["facility_power_w"] = round(cycle.cost.site.facility_power_w, 1)
