@@ -26,6 +26,9 @@ from models.schema import COLLECTOR
 FIELD = "poll_duration_s"  # written every cycle (tests/dashboards/test_schema_names.py checks it exists)
 
 
+MAX_ANSWER_BYTES = 1 << 20
+
+
 def token() -> str:
     """The token; ValueError naming the variable (and file), never the token."""
     # The compose stack gives the healthcheck its own read-only token: the collector's is write-only.
@@ -67,13 +70,16 @@ def main() -> int:
         return 1
     with response:
         try:
-            reply = json.load(response)
+            body = response.read(MAX_ANSWER_BYTES + 1)  # (the answer to one `last()` is a few hundred bytes)
+            reply = json.loads(body) if len(body) <= MAX_ANSWER_BYTES else None
         except (OSError, ValueError):
-            print(f"unhealthy: InfluxDB at {where} answered something other than its JSON")
-            return 1
-    results = reply.get("results") or [{}]
+            reply = None
+    results = reply.get("results") or [{}] if isinstance(reply, dict) else None
+    if not isinstance(results, list) or not results or not isinstance(results[0], dict):
+        print(f"unhealthy: InfluxDB at {where} answered something other than its JSON")
+        return 1
     if "error" in results[0]:
-        print(f"unhealthy: InfluxDB refused the query: {results[0]['error']}")
+        print(f"unhealthy: InfluxDB refused the query: {str(results[0]['error'])[:300]}")
         return 1
     if not results[0].get("series"):
         print(f"unhealthy: no collector point for site {site!r} in bucket {bucket!r} in the last {max_age} s")

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -637,3 +638,34 @@ def test_influxdb_snapshots_its_cache_at_the_size_the_benchmark_measured(resolve
     size = int(resolved["services"]["influxdb"]["environment"]["INFLUXD_STORAGE_CACHE_SNAPSHOT_MEMORY_SIZE"])
     assert size == compose_cache_snapshot_bytes() == 128 * 2**20
     assert size < 2**30  # below the cache's maximum (storage-cache-max-memory-size, 1 GiB), or writes are refused
+
+
+@pytest.mark.parametrize("answer", [b"[1,2]", b"null", b'{"results": "x"}', b'{"results": [7]}', b"[" * 10 + b"1" * (2 << 20)])
+def test_collector_healthcheck_says_unhealthy_for_an_answer_that_is_not_influxdbs(influxdb, influx_bucket, tmp_path, answer):
+    # A proxy's JSON in InfluxDB's place crashed it with an AttributeError traceback ('list' object has no
+    # attribute 'get'); an answer of any size was read whole.
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Liar(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Liar)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token_file = tmp_path / "token"
+    token_file.write_text("a-token")
+    try:
+        result = _healthcheck(influxdb, influx_bucket, "hc", token_file, url=f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1 and "answered something other than its JSON" in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
