@@ -10,6 +10,7 @@ import typer
 from collector import pipeline, service, terminal
 from collector.commands.common import CONFIG_OPTION, SITE_OPTION, load_config
 from collector.cycle import Cycle
+from collector.identity import DuplicateIds
 
 
 def poll(
@@ -22,7 +23,9 @@ def poll(
     """Poll miners once and print what they report (the addresses given; from a config file, its other
     settings, e.g. `readers`)."""
     config = load_config(config_file, pools=False, miners=addresses, timeout_s=timeout, site=site)
-    samples = terminal.by_address(service.run_event_loop(_poll_once(pipeline.build(config))).samples)
+    polled = terminal.by_address(service.run_event_loop(_poll_once(pipeline.build(config))).samples)
+    ids = DuplicateIds()  # one id per miner, as `collect` has it: of two addresses showing one MAC, the first keeps it
+    samples = [ids.check(s) for s in polled]
     if as_json:
         for sample in samples:
             sys.stdout.write(sample.model_dump_json() + "\n")

@@ -318,3 +318,14 @@ def test_only_the_commands_that_read_pools_need_a_pools_token(tmp_path):
             result = subprocess.run([HASHFLEET, *args, "--config", str(config)], capture_output=True, text=True,
                                     timeout=60, env=env)
             assert result.returncode == 2 and missing in result.stderr, (args, result.stderr)
+
+
+def test_poll_gives_one_id_to_one_miner_as_collect_does():
+    # Two addresses answering with one MAC (cloned firmware): poll printed both under it, where collect keeps
+    # it for the first and stores the other under its address, naming the clash.
+    with run_fleet("a1566:1", base="127.43.6.1", seed=5) as one, run_fleet("a1566:1", base="127.43.6.2", seed=5) as clone:
+        result = run("poll", one.addresses[0], clone.addresses[0], "--json")
+    assert result.returncode == 0, result.stderr
+    first, second = (MinerSample.model_validate_json(line) for line in result.stdout.splitlines())
+    assert first.mac == second.mac and first.miner == first.mac
+    assert second.miner == f"{second.host}:{second.port}" and any("duplicate" in e for e in second.errors), second.errors
