@@ -38,6 +38,7 @@ class MinerReplyError(CGMinerError):
 
 # Bare nan/inf as a JSON value (after ':' or ',' or '[') — not inside a string.
 _BARE_NON_FINITE = re.compile(rb'(?<=[:\[,])\s*-?(?:nan|inf)\s*(?=[,\]}])', re.IGNORECASE)
+_CONTROL = re.compile(rb"[\x00-\x1f]")  # (JSON's whitespace among them: a space does as well there)
 
 
 async def request(host: str, port: int, command: str, parameter: str | None = None, *, timeout_s: float = 5.0) -> bytes:
@@ -154,6 +155,9 @@ def decode(raw: bytes, where: str) -> dict[str, Any]:
         # Strict JSON has no nan/inf, so only a reply that fails needs the (slow)
         # repair; looking for the tokens first cost as much as the decoding itself.
         repaired = _BARE_NON_FINITE.sub(b"null", body)
+        # Text that is not UTF-8 or holds a control character (a NUL): those bytes become U+FFFD or a space,
+        # so one odd pool URL or model string costs its own text, not the whole reading.
+        repaired = _CONTROL.sub(b" ", repaired.decode("utf-8", "replace").encode())
         try:
             data = orjson.loads(repaired) if repaired != body else None
         except orjson.JSONDecodeError:

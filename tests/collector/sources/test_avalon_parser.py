@@ -218,3 +218,14 @@ def test_every_real_reply_parses_with_nothing_refused():
     for path in sorted(REPLIES.glob("*.json")):
         sample = parse_bytes(path.read_bytes())
         assert not sample.unusable and sample.state is not MinerState.ERROR, (path.name, sample.errors)
+
+
+@pytest.mark.parametrize("odd", [b"\xff\xfe", b"\x00", b"\x1b[31m\x07"])
+def test_one_odd_byte_in_a_text_costs_that_text_not_the_reading(odd):
+    # A pool URL holding bytes that are not UTF-8, or a NUL or control characters (invalid in a JSON string):
+    # the whole reading was an error ("malformed ... at byte 0"); now the text shows them replaced.
+    raw = load("a1246_21042601_mining.json")
+    url = json.loads(raw.rstrip(b"\x00"))["pools"][0]["POOLS"][0]["URL"].encode()
+    assert raw.count(url) == 1
+    sample = parse_bytes(raw.replace(url, url[:10] + odd + url[10:]))
+    assert sample.state is MinerState.MINING and sample.power_w == 3416 and sample.hashrate_ths
