@@ -443,6 +443,14 @@ class CurtailmentControl:
             if sample is None or sample.state in (MinerState.OFFLINE, MinerState.ERROR):
                 pending.step = "sent"  # wait for a reading of it
                 continue
+            if not self.allowed(sample):  # it moved (DHCP) to an address the allowlist does not name
+                del self._pending[miner]
+                self._disown(miner, pending)  # (unconfirmed: it did not take)
+                events.append(ActionEvent(_utc(now), miner, pending.action, "skipped", pending.reason,
+                                          f"not sent again: it answers at {sample.host}:{sample.port} now, which "
+                                          "the allowlist does not name", pending.command, sample.host, pending.kw,
+                                          pending.attempt, mode.value))
+                continue
             if budget <= 0:
                 pending.step = "sent"  # no sends left this cycle: the next poll may confirm it still
                 continue

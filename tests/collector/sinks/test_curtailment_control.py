@@ -266,6 +266,39 @@ def test_a_miner_that_moves_to_an_address_not_allowed_is_not_touched_there():
         assert {line["host"] for line in audit(cfg) if line["result"] == "sent"} == {old[0].host}
 
 
+def test_a_retry_is_not_sent_to_an_address_the_allowlist_does_not_name():
+    # Firmware that says yes to the sleep and never shows it, and the miner moves (DHCP) to an address not in
+    # `allow` while control retries: the retries followed it there (6 of 9 sleeps), as only a new action
+    # asked the allowlist.
+    stuck = {"SoftOFF": "0", "GHSspd": "88000.00"}
+    with (run_fleet("a1246:1", base="127.48.3.21", seed=29) as old, run_fleet("a1246:1", base="127.48.3.22", seed=29) as new):
+        old[0].set_faults(device_keys=stuck)
+        new[0].set_faults(no_answer=True, device_keys=stuck)
+        cfg = config(old, "ctl-moved-retry", price=SPIKE,
+                     control={"mode": "on", "allow": [old[0].address], "confirm_retries": 8})
+        cfg = cfg.model_copy(update={"miners": [old[0].address, new[0].address], "identify_backoff_max_s": 2.0})
+        stop, seen_there = asyncio.Event(), []
+
+        def dhcp(cycle) -> None:
+            read = {s.host: s for s in cycle.samples}
+            if len(old.commands()) >= 2 and not seen_there:
+                old[0].set_faults(no_answer=True)  # gone from the allowed address, its sleep being retried ...
+                new[0].set_faults(no_answer=False, device_keys=stuck)  # ... back at the other one
+                seen_there.append("moved")
+            elif seen_there and (moved := read.get(new[0].host)) is not None and moved.mac:
+                seen_there.append(moved.state.value)
+                if len(seen_there) == 4:
+                    stop.set()
+
+        pipeline = build(cfg, sinks=[_Site(dhcp)], service_mode=True)
+        asyncio.run(pipeline.run(cycles=40, stop=stop))
+        pipeline.close()
+        assert new.commands() == [] and len(old.commands()) >= 2, ([c.command for c in old.commands()], audit(cfg))
+        assert seen_there[0] == "moved" and "offline" not in seen_there, seen_there  # read there, by its id
+        skipped = [line for line in audit(cfg) if line["result"] == "skipped" and line["miner"] != "*"]
+        assert skipped and "which the allowlist does not name" in skipped[0]["detail"], audit(cfg)
+
+
 def test_actions_per_cycle_and_per_hour_are_capped(fleet):
     run(config(fleet, "ctl-cycle", price=SPIKE, control={"mode": "on", "allow": ["*"], "max_actions_per_cycle": 1}), 1)
     assert len(fleet.commands()) == 1
