@@ -27,7 +27,7 @@ from collector.cycle import Cycle, MinersPart
 from collector.influx_query import InfluxQueryError
 from collector.redact import redact_url
 from collector.stages.health import HealthStage
-from collector.terminal import COMPACT_BELOW, plain_console
+from collector.terminal import COMPACT_BELOW, plain_console, printable
 from models import schema
 
 
@@ -169,7 +169,7 @@ def problems_table(report: health_report.HealthReport, top: int, *, width: int |
     shown = report.problems[:top]
     if width is not None:
         placed = any(p.place != "-" for p in shown)
-        rows = [(str(rank), _money(p.usd_lost_day), p.address or "-", p.model or "-",
+        rows = [(str(rank), _money(p.usd_lost_day), p.address or "-", printable(p.model or "-"),
                  *([p.place] if placed else []), p.signal + (f" {p.part}" if p.part else ""),
                  *([] if live else [_status(p, report, short=True)])) for rank, p in enumerate(shown, start=1)]
         heads = ["#", "$/day", "address", "model", *(["place"] if placed else []), "problem",
@@ -204,8 +204,8 @@ def problems_table(report: health_report.HealthReport, top: int, *, width: int |
     for rank, p in enumerate(shown, start=1):
         problem = p.signal + (f" {p.part}" if p.part else "")
         status = [] if live else [_status(p, report)]
-        table.add_row(str(rank), _money(p.usd_lost_day), p.miner, p.address or "-", p.model or "-", p.place,
-                      p.cause, problem, p.severity or "-", *status, (p.evidence or "")[:120])
+        table.add_row(str(rank), _money(p.usd_lost_day), p.miner, p.address or "-", printable(p.model or "-"),
+                      p.place, p.cause, problem, p.severity or "-", *status, printable((p.evidence or "")[:120]))
     return table
 
 

@@ -5,6 +5,7 @@ average and note columns all `…` and rows wrapped into empty lines. Nothing wr
 table is printed whole there. On a narrow terminal `report` has a compact layout, as `watch` has.
 """
 
+import io
 import json
 import os
 import shlex
@@ -130,9 +131,15 @@ def test_a_model_name_with_control_characters_cannot_split_a_row_or_paint_the_te
     hostile = "S19\x1b[31m\nFAKE ROW\tx"
     sample = MinerSample(miner="m1", host="10.0.0.1", port=4028, site="s", ts=datetime.now(timezone.utc),
                          state="mining", source="pyasic", model=hostile, hashrate_ths=100.0, power_w=3000.0)
-    console = plain_console(width=200, record=True, file=open(os.devnull, "w"))
-    console.print(fleet_table([sample]))
-    text = console.export_text()
-    rows = [line for line in text.splitlines() if "10.0.0.1" in line or "FAKE" in line]
-    assert len(rows) == 1 and "FAKE ROW" in rows[0] and "\x1b" not in text and "[31m" in rows[0], text
+    from collector.commands.health import problems_table
+    from collector.health_report import HealthReport, ProblemSeen
+
+    report = HealthReport("s", "live", problems=[ProblemSeen("m1", "fault_code", "firmware", model=hostile,
+                                                             evidence=f"code 5: {hostile}", address="10.0.0.1:4028")])
+    for table in (fleet_table([sample]), problems_table(report, 5), problems_table(report, 5, width=80)):
+        console = plain_console(width=200, record=True, file=io.StringIO())
+        console.print(table)
+        text = console.export_text()
+        rows = [line for line in text.splitlines() if "10.0.0.1" in line or "FAKE" in line]
+        assert len(rows) == 1 and "FAKE ROW" in rows[0] and "\x1b" not in text and "[31m" in rows[0], text
     assert printable(hostile) == "S19 [31m FAKE ROW x"
