@@ -12,7 +12,8 @@ each batch of lines, so `logrotate` may move it at any time. The same events go 
 
 Only whole lines ever stay in the file: a write the disk cuts short (ENOSPC) is truncated back to the
 end of the last whole line, and the lines not written are kept in memory and written first once the
-file takes writes again. Each line is logged in full at ERROR when it first fails to be written; at
+file takes writes again. Each batch is synced to disk as it is written (a power cut must not lose what
+was sent). Each line is logged in full at ERROR when it first fails to be written; at
 stop, the lines still not written are logged again, in full, as lost from the file (the log is then
 their only record). The path must be a regular file or absent: a FIFO would hang the service, a
 device would swallow the lines.
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import orjson
 
+from collector import durable_file
 from models.curtailment import ActionEvent
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,7 @@ def _append_lines(path: Path, lines: list[bytes]) -> tuple[int, OSError | None]:
     write cut short is truncated away, so the file only ever holds whole lines."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        new_file = not path.exists()
         fd = _open_to_append(path)
     except OSError as e:
         return 0, e
@@ -153,13 +156,20 @@ def _append_lines(path: Path, lines: list[bytes]) -> tuple[int, OSError | None]:
                 view = view[os.write(fd, view):]
             end += len(line)
             written += 1
-        return written, None
     except OSError as e:
         try:
             os.ftruncate(fd, end)
         except OSError as t:
             log.error("curtailment audit log %s: cannot cut back a line written in part (%s): its last line is "
                       "torn", path, t)
+        os.close(fd)
         return written, e
+    try:  # each batch on disk before the commands it records can have any effect: a power cut must not lose it
+        os.fsync(fd)
+    except OSError as e:  # the lines are in the file; only their survival of a power cut is in doubt
+        log.error("curtailment audit log %s: not synced to disk (%s)", path, e.strerror or e)
     finally:
         os.close(fd)
+    if new_file:
+        durable_file.sync_directory(path.parent)
+    return written, None

@@ -47,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from collector import clock
+from collector import clock, durable_file
 from collector.clock import MAX_STEP_BACK
 from collector.cycle import Cycle, MinersPart
 from collector.layout import SiteLayout
@@ -114,6 +114,7 @@ class CurtailmentControl:
         self.failed: dict[str, float] = {}  # miners left alone until this time
         self.sent: deque[float] = deque()  # send times within the last hour
         self._last_now: float | None = None
+        self._saved: bytes | None = None  # the state file's content as last written
         if state_path is not None:
             self._load(state_path)
 
@@ -467,11 +468,12 @@ class CurtailmentControl:
             return
         data = {"version": STATE_VERSION, "slept": self.slept, "moved": self.moved, "moved_to": self.moved_to,
                 "failed": self.failed, "sent": list(self.sent)}
+        content = orjson.dumps(data)
+        if content == self._saved:
+            return  # (most cycles act on nothing: the file is written, and synced, only when it changes)
         try:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            temp = self.state_path.with_suffix(".tmp")
-            temp.write_bytes(orjson.dumps(data))
-            os.replace(temp, self.state_path)
+            durable_file.replace_synced(self.state_path, content)
+            self._saved = content
         except OSError as e:
             log.error("cannot save curtailment control state to %s: %s", self.state_path, e)
 

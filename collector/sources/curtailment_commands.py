@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from collector import durable_file
 from models.base import read_capped
 from models.curtailment import ControlMode
 
@@ -48,10 +49,7 @@ def save(path: Path, commands: SavedCommands) -> None:
             "killed_as_of": commands.killed_as_of.isoformat() if commands.killed_as_of else None,
             "mode": commands.mode.value if commands.mode else None}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(".tmp")
-        temp.write_bytes(orjson.dumps(data))
-        os.replace(temp, path)
+        durable_file.replace_synced(path, orjson.dumps(data))  # (a kill switch must survive a power cut)
     except OSError as e:
         log.error("cannot save the curtailment commands set over MQTT to %s (a restart would forget them): %s",
                   path, e)

@@ -19,6 +19,7 @@ import pytest
 from collector import config as config_loader
 from collector.pipeline import build
 from collector.sinks import audit_log, curtailment_control
+from collector.sources import curtailment_commands
 from collector.sinks.miner_commands import read_avalon_reply
 from collector.sinks.points import curtailment_lines
 from models import CollectorConfig
@@ -636,3 +637,47 @@ def test_the_audit_log_keeps_what_it_could_not_write_and_writes_it_first_once_it
     assert [json.loads(line)["miner"] for line in path.read_text().splitlines()] == ["m2", "m3", "m4"]
     log.append([event(5)])
     assert [json.loads(line)["miner"] for line in path.read_text().splitlines()] == ["m2", "m3", "m4", "m5"]
+
+
+@pytest.fixture
+def disk_syncs(monkeypatch):
+    """The files synced to disk (their paths then) and the renames made, in order, from here on."""
+    synced, replaced = [], []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        replaced.append((str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return synced, replaced
+
+
+def test_what_control_acts_on_after_a_restart_is_on_disk_before_its_commands_leave(fleet, disk_syncs):
+    # A power cut (what curtailment is about) must not lose the audit's "sent" lines or which miners control
+    # slept: their file is synced, then renamed over the old one. Written only when it changes: the sync is not
+    # paid every cycle.
+    synced, replaced = disk_syncs
+    cfg = config(fleet, "ctl-sync", price=SPIKE, control={"mode": "on", "allow": ["*"]})
+    run(cfg, 5)
+    assert len([line for line in audit(cfg) if line["result"] == "sent"]) == 2
+    spool = config_loader.spool_directory(cfg)
+    assert str(spool / "curtailment-actions.jsonl") in synced
+    state = [src for src, dst in replaced if dst == str(spool / "curtailment-control.json")]
+    assert state and all(src in synced for src in state), (state, synced)
+    assert len(state) < 5, state  # (one a cycle before)
+    assert {m.replace(":", "") for m in control_state(cfg)["slept"]} == {fleet[i].mac.upper() for i in OLD}
+
+
+def test_a_kill_switch_set_over_mqtt_is_on_disk_once_saved(tmp_path, disk_syncs):
+    synced, replaced = disk_syncs
+    path = tmp_path / "curtailment-commands.json"
+    saved = curtailment_commands.SavedCommands(True, TS, None)
+    curtailment_commands.save(path, saved)
+    assert replaced == [(str(path.with_suffix(".tmp")), str(path))] and synced[0] == str(path.with_suffix(".tmp"))
+    assert curtailment_commands.load(path) == saved

@@ -1,0 +1,43 @@
+"""A small state file replaced whole and synced, so a power cut (common on a mining site, and what
+curtailment is about) leaves either the old content or the new, on disk: never an empty file.
+
+For the files control acts on after a restart (which miners it put to sleep, the kill switch). The
+larger books (efficiency, health history, pools) are replaced the same way but not synced: losing
+their last minutes costs learning, not safety, and syncing megabytes would stall the cycle.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def replace_synced(path: Path, data: bytes) -> None:
+    """`path` holds `data` once this returns, on disk; OSError when it cannot (the old file stays)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".tmp")
+    try:
+        with open(temp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        raise
+    sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """The directory's entries (a rename, a new file) on disk. Best effort: not every file system
+    lets a directory be opened for it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
