@@ -8,8 +8,11 @@ their last minutes costs learning, not safety, and syncing megabytes would stall
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def replace_synced(path: Path, data: bytes) -> None:
@@ -29,15 +32,13 @@ def replace_synced(path: Path, data: bytes) -> None:
 
 
 def sync_directory(directory: Path) -> None:
-    """The directory's entries (a rename, a new file) on disk. Best effort: not every file system
-    lets a directory be opened for it."""
+    """The directory's entries (a rename, a new file) on disk. A failure is logged, not raised: the file
+    is there; only its survival of a power cut is in doubt."""
     try:
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        log.warning("%s: directory not synced to disk (%s)", directory, e.strerror or e)

@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector import durable_file
+
 log = logging.getLogger(__name__)
 
 _BATCH = re.compile(r"^(\d{16})\.lp\.gz$")
@@ -167,20 +169,10 @@ class Spool:
             seq = self._next_seq
             self._next_seq += 1
             final = self.directory / f"{seq:016d}.lp.gz"
-            temp = final.with_suffix(".tmp")
             try:
-                with open(temp, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(temp, final)
+                durable_file.replace_synced(final, data)
             except OSError as e:
-                temp.unlink(missing_ok=True)
                 raise SpoolWriteError(final, e, len(data)) from None
-            try:
-                self._fsync_directory()
-            except OSError as e:  # the batch is there; only its survival of a power cut is in doubt
-                log.warning("spool %s: directory not synced (%s)", self.directory, e.strerror or e)
             self._enforce_limits()
         return Batch(seq, final)
 
@@ -297,10 +289,3 @@ class Spool:
         except OSError as e:
             temp.unlink(missing_ok=True)
             log.warning("spool %s: counter %r not saved (%s)", self.directory, name, e.strerror or e)
-
-    def _fsync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
