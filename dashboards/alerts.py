@@ -137,8 +137,8 @@ def rules() -> list[alerting.Rule]:
               "Site {{ $labels.site }}: a mined bitcoin costs more (all-in) than it sells for.", "warning", "30m")
         .condition("F").no_data_state("OK")
         .queries([
-            _influxql("A", shards.cost_per_btc(f"\"scope\" = '{site_scope}'", {"cost": "all-in"}, bucketed=False),
-                      900),
+            _influxql("A", shards.cost_per_btc(f"\"scope\" = '{site_scope}'", {"cost": "all-in"}, bucketed=False,
+                                                 until=shards.NOW), 900),
             _influxql("B", f'SELECT last("btc_price_usd") AS "price" FROM "{schema.NETWORK}" WHERE $timeFilter '
                            'GROUP BY "site"', 900),
             _reduce("C", "A"),

@@ -19,6 +19,13 @@ from dashboards.common import BUCKET
 from models import schema
 
 SHARD = "collector_shard"  # a tag of cost, health and collector (models/schema.py)
+# A figure "now" is over the shards still writing: a shard whose last point is older than FRESH before the
+# end of the range is left out (its collector stopped, or the site was split anew into other shards: its
+# last point would be added to the new shards' for as long as it stays in the range). A site whose
+# interval_s is longer than FRESH shows no "now" figure between its cycles.
+FRESH = "10m"
+RANGE_END = "${__to}ms"  # the end of the dashboard's range: Grafana's global variable, epoch milliseconds
+NOW = "now()"  # for alert rules: Grafana's backend does not expand ${__to} in InfluxQL (grafana/grafana#18562)
 
 
 def _columns(columns: Mapping[str, str]) -> str:
@@ -26,15 +33,18 @@ def _columns(columns: Mapping[str, str]) -> str:
 
 
 def over_shards(measurement: str, where: str, each: Mapping[str, str], site: Mapping[str, str], *,
-                bucketed: bool, guard: tuple[str, str] | None = None) -> str:
+                bucketed: bool, guard: tuple[str, str] | None = None, until: str = RANGE_END) -> str:
     """Per site (and per time bucket when `bucketed`): `each` maps a name to what one shard gives
     (`last("x")`, `mean("x")`, `last("a") + last("b")`), `site` a name to the site's figure over those
     names (`sum("x")`, `sum("a") / sum("b")`). `guard` (name, expression): a figure that must be above 0
     for the row to show, not itself shown: a ratio's denominator (InfluxQL divides by 0 as 0, and a site
-    that mined nothing has no cost per BTC, not a free one)."""
+    that mined nothing has no cost per BTC, not a free one). A figure now (not `bucketed`) is over the shards
+    that wrote within FRESH of `until` (the range's end; NOW in an alert rule)."""
     group = f'{BUCKET}, "site"' if bucketed else 'GROUP BY "site"'
     fill = " fill(none)" if bucketed else ""
-    inner = f'SELECT {_columns(each)} FROM "{measurement}" WHERE {where} AND $timeFilter {group}, "{SHARD}"{fill}'
+    fresh = "" if bucketed else f" AND time >= {until} - {FRESH}"
+    inner = (f'SELECT {_columns(each)} FROM "{measurement}" WHERE {where} AND $timeFilter{fresh} '
+             f'{group}, "{SHARD}"{fill}')
     outer = {**site, **({guard[0]: guard[1]} if guard else {})}
     text = f'SELECT {_columns(outer)} FROM ({inner}) WHERE $timeFilter {group}{fill}'
     if guard is None:
@@ -68,10 +78,10 @@ def _cost_parts(how: str) -> dict[str, str]:
     }
 
 
-def cost_per_btc(where: str, names: Mapping[str, str], *, bucketed: bool) -> str:
+def cost_per_btc(where: str, names: Mapping[str, str], *, bucketed: bool, until: str = RANGE_END) -> str:
     """All-in, cash and energy cost per net BTC of each site (names: shown name -> a COST_PER_BTC key):
     the shards' $/day summed over their BTC/day summed; no row where the site mined nothing."""
     site = {shown: "(" + " + ".join(f'sum("{part}")' for part in COST_PER_BTC[kind]) + ') / sum("btc")'
             for shown, kind in names.items()}
     return over_shards(schema.COST.name, where, _cost_parts("mean" if bucketed else "last"), site,
-                       bucketed=bucketed, guard=("btc", 'sum("btc")'))
+                       bucketed=bucketed, guard=("btc", 'sum("btc")'), until=until)

@@ -5,6 +5,7 @@ What Grafana 11's InfluxDB data source does with a raw InfluxQL query before sen
 - `$timeFilter` becomes `time >= now() - 6h and time <= now()` for a relative range (frontend), or
   `time >= 1700000000000ms and time <= 1700000360000ms` for an absolute one (backend, alerting);
 - `$__interval` becomes the panel interval (`10s`, `1m`), `$__interval_ms` the same in milliseconds;
+- `${__to}` (a global variable) becomes the end of the range in epoch milliseconds (now, for a relative one);
 - template variables `$var`, `${var}` and `[[var]]` become their value. A multi-value or include-all
   variable, or any variable in a query that uses a regex (`=~ /.../`), is regex-escaped and a list
   becomes `(a|b)`; "All" without a custom all value is the list of every option. Otherwise the value
@@ -14,6 +15,7 @@ What Grafana 11's InfluxDB data source does with a raw InfluxQL query before sen
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -78,6 +80,8 @@ def expand(query: str, variables: Mapping[str, Variable] | None = None, *, range
     """The query text Grafana would send to InfluxDB."""
     text = query.replace("$timeFilter", time_filter(range_))
     text = text.replace("$__interval_ms", str(interval_ms(interval))).replace("$__interval", interval)
+    end_ms = int(time.time() * 1000) if isinstance(range_, str) else range_[1]
+    text = text.replace("${__to}", str(end_ms)).replace("$__to", str(end_ms))
     variables = variables or {}
 
     def replace(match: re.Match[str]) -> str:
@@ -96,6 +100,14 @@ def test_time_filter_relative_and_absolute():
     assert expand("SELECT x FROM m WHERE $timeFilter") == "SELECT x FROM m WHERE time >= now() - 6h and time <= now()"
     assert expand("WHERE $timeFilter", range_=(1_700_000_000_000, 1_700_000_360_000)) == (
         "WHERE time >= 1700000000000ms and time <= 1700000360000ms")
+
+
+def test_the_ranges_end_in_milliseconds():
+    assert expand("time >= ${__to}ms - 10m", range_=(1_700_000_000_000, 1_700_000_360_000)) == (
+        "time >= 1700000360000ms - 10m")
+    before = int(time.time() * 1000)
+    end = int(expand("${__to}"))
+    assert before <= end <= int(time.time() * 1000)
 
 
 def test_interval_and_interval_ms():
