@@ -133,6 +133,19 @@ def rules() -> list[alerting.Rule]:
             _reduce("B", "A"),
             _threshold("C", "B", "gt", 1.5),
         ]),
+        _rule("hashfleet-shard-written-twice", "Two collectors write one shard",
+              "Site {{ $labels.site }}{{ with $labels.collector_shard }} shard {{ . }}{{ end }}: more than one "
+              "collector is writing it (given the same --shard on two hosts?): every miner is polled and written "
+              "twice.", "warning", "5m")
+        .condition("C").no_data_state("OK")
+        .queries([
+            _influxql("A", f'SELECT count("cycles") AS "collectors" FROM (SELECT count("poll_duration_s") AS "cycles" '
+                           f'FROM "{schema.COLLECTOR}" WHERE $timeFilter GROUP BY time(1m), "site", "{shards.SHARD}", '
+                           f'"instance" fill(none)) WHERE $timeFilter GROUP BY time(1m), "site", "{shards.SHARD}" '
+                           'fill(none)', 600),
+            _reduce("B", "A", "mean"),  # (a restart makes one minute of two, not ten)
+            _threshold("C", "B", "gt", 1.5),
+        ]),
         _rule("hashfleet-cost-above-price", "All-in cost per BTC above BTC price",
               "Site {{ $labels.site }}: a mined bitcoin costs more (all-in) than it sells for.", "warning", "30m")
         .condition("F").no_data_state("OK")

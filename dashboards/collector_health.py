@@ -38,6 +38,14 @@ MQTT_INGEST = (
     + f' FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site" fill(none)'
 )
 
+# Collector processes that wrote each shard (an unsharded site: the site) in the 2 minutes before the range's
+# end: two means two collectors were given one shard (every miner polled and written twice); a restart shows
+# two for a moment (the old process's last point and the new one's).
+COLLECTORS = (f'SELECT count("cycles") AS "collectors" FROM (SELECT count("poll_duration_s") AS "cycles" '
+              f'FROM "{schema.COLLECTOR}" WHERE {WHERE} AND time >= {shards.RANGE_END} - 2m '
+              f'GROUP BY "site", "{shards.SHARD}", "instance") GROUP BY "site", "{shards.SHARD}"')
+COLLECTORS_STEPS = thresholds((None, "green"), (2, "red"))
+
 NETWORK_AGES = (
     'SELECT max("difficulty_age_s") AS "difficulty", max("height_age_s") AS "height", max("fees_age_s") AS "fees", '
     f'max("btc_price_age_s") AS "BTC price" FROM "{schema.NETWORK}" WHERE {WHERE} {BUCKET}, "site" fill(none)'
@@ -66,6 +74,12 @@ def build() -> model.Dashboard:
         .with_panel(stat_panel("Spool depth", [query(_last_cycle({"spool": "spool_depth"}), alias="$tag_site")],
                                "none", steps=SPOOL_STEPS,
                                description="Batches waiting on disk because InfluxDB did not take them yet."))
+        .with_panel(stat_panel(
+            "Collectors per shard", [query(COLLECTORS, alias="$tag_site $tag_collector_shard")], "none",
+            steps=COLLECTORS_STEPS,
+            description="Collector processes writing each shard (or the site) in the last 2 minutes. 2 or more: two "
+                        "collectors were given the same --shard (on two hosts), and every miner of it is polled and "
+                        "written twice; a restart shows 2 for a moment."))
         .with_panel(stat_panel(
             "Network data stale",
             [query(f'SELECT max("stale") AS "stale" FROM "{schema.NETWORK}" WHERE {WHERE} {BUCKET}, "site" fill(none)',

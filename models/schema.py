@@ -82,7 +82,9 @@ NETWORK = Measurement("network", ("site",), {
     "difficulty_age_s": float, "height_age_s": float, "fees_age_s": float, "btc_price_age_s": float,
 })
 
-COLLECTOR = Measurement("collector", ("site", "collector_shard"), {
+# `instance`: which collector process wrote it (host/pid/random), a tag so that two writing one site's shard at
+# once (given the same --shard on two hosts) keep a point each, and show as two (a new series per start).
+COLLECTOR = Measurement("collector", ("site", "collector_shard", "instance"), {
     "poll_duration_s": float, "miners_polled": int, "miners_failed": int,  # this cycle's
     "points_written": int,  # lines of this cycle's batch, its own included, into the spool (InfluxDB down or not)
     "spool_depth": int,  # batches waiting for InfluxDB

@@ -76,12 +76,14 @@ def collector_point(
     *, site: str, ts: datetime, poll_duration_s: float, miners_polled: int, miners_failed: int,
     points_written: int, spool_depth: int = 0, spool_dropped: int = 0, spool_rejected: int = 0,
     spool_lost: int = 0, shard: str | None = None, counters: Mapping[str, int] | None = None,
+    instance: str | None = None,
 ) -> str:
     """`spool_rejected`: lines InfluxDB refused (kept as .lp.rejected); `spool_lost`: lines neither stored
     nor delivered (a full disk); `spool_dropped`: batches dropped for the disk budget or for room;
-    `counters`: the sources' own (models.schema.COLLECTOR names them; others are not written)."""
+    `counters`: the sources' own (models.schema.COLLECTOR names them; others are not written); `instance`:
+    the collector process's own id."""
     fields = schema.COLLECTOR.fields
-    return encode(schema.COLLECTOR.name, {"site": site, "collector_shard": shard}, {
+    return encode(schema.COLLECTOR.name, {"site": site, "collector_shard": shard, "instance": instance}, {
         "poll_duration_s": float(poll_duration_s), "miners_polled": int(miners_polled),
         "miners_failed": int(miners_failed), "points_written": int(points_written),
         "spool_depth": int(spool_depth), "spool_dropped": int(spool_dropped), "spool_rejected": int(spool_rejected),
@@ -261,7 +263,8 @@ def curtailment_lines(plan: CurtailmentPlan) -> list[str]:
 
 
 def cycle_lines(cycle: Cycle, points_before: int = 0, spool_depth: int = 0,
-                spool_dropped: int = 0, spool_rejected: int = 0, spool_lost: int = 0) -> list[str]:
+                spool_dropped: int = 0, spool_rejected: int = 0, spool_lost: int = 0,
+                instance: str | None = None) -> list[str]:
     """The end of a cycle: site and fleet cost, network, and the collector's own health.
     `points_before`: the points its parts wrote (collector.points_written counts the whole cycle)."""
     lines = []
@@ -282,6 +285,6 @@ def cycle_lines(cycle: Cycle, points_before: int = 0, spool_depth: int = 0,
         site=cycle.site, ts=cycle.ts, poll_duration_s=cycle.poll_s, miners_polled=len(cycle.samples),
         miners_failed=cycle.failed, points_written=points_before + len(lines) + 1, spool_depth=spool_depth,
         spool_dropped=spool_dropped, spool_rejected=spool_rejected, spool_lost=spool_lost, shard=cycle.shard,
-        counters=cycle.counters,
+        counters=cycle.counters, instance=instance,
     ))
     return lines

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 
 from collector.bounded_log import BoundedLog
 from collector.cycle import Cycle, MinersPart
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 
 BATCH_LINES = 5000  # lines per spool batch; the InfluxDB sink uses its `batch_size`
 STORE_ERRORS_EVERY_S = 300  # a disk that stays full or read-only is logged this often, not every batch
+# This process, in its `collector` points: two collectors given one shard on two hosts both write the site's
+# figures (every miner twice), and only their points can tell (the Collector health dashboard and an alert).
+# The random part tells apart two containers that share a host name and pid 1.
+INSTANCE = f"{socket.gethostname()[:64]}/{os.getpid()}/{secrets.token_hex(3)}"
 
 
 class SpooledLines:
@@ -48,7 +55,7 @@ class SpooledLines:
     async def write(self, cycle: Cycle) -> None:
         spool = self.spool
         ending = points.cycle_lines(cycle, self._cycle_points, spool.depth, spool.dropped_batches,
-                                    spool.rejected_lines, spool.lost_lines)
+                                    spool.rejected_lines, spool.lost_lines, INSTANCE)
         lines = self._pending + ending
         self.last_cycle_points = self._cycle_points + len(ending)
         self._pending, self._cycle_points = [], 0

@@ -137,7 +137,7 @@ def test_alert_rules_use_the_provisioned_data_source_and_existing_refs():
                         assert name in refs, f"{rule['uid']}: {step['refId']} reads unknown {name}"
     assert titles == {"Miner offline", "Hottest chip above threshold", "Hashrate below expected",
                       "All-in cost per BTC above BTC price", "Pool sees less than the miner reports",
-                      "Problem losing money", "Critical hardware problem"}
+                      "Problem losing money", "Critical hardware problem", "Two collectors write one shard"}
 
 
 def test_sdk_and_compose_grafana_are_the_same_minor_version():

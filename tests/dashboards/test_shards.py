@@ -35,6 +35,7 @@ FLEET = "a1246:3,a1566:3,q:2,nano3s:2"
 BIG = range(6)  # the A1246s and A1566s: three boards each
 BASE = "127.62.0.1"  # one address each on port 4028: the shards' hash of host:port is the same every run
 SPLIT, WHOLE = "split", "whole"
+TWICE = "twice"  # shard 1/2 given to two collectors at once (on two hosts: their spools apart)
 SHARDS = ("1/2", "2/2")
 OPEX_USD_MONTH = 3000.0  # well above the fleet's power bill: charged once per shard, it would show
 DAYS_PER_MONTH = 30.4375
@@ -99,6 +100,8 @@ def data(influxdb, tmp_path_factory) -> Iterator[Data]:
             fleet[offline].set_faults(no_answer=True)
             _finish([_collect(config, WHOLE, addresses, env)])
             _finish([_collect(config, SPLIT, addresses, env, shard) for shard in SHARDS])
+            _finish([_collect(config, TWICE, addresses, {**env, "HASHFLEET_SPOOL_DIR": str(spool)}, SHARDS[0])
+                     for spool in (tmp_path_factory.mktemp("host-a"), tmp_path_factory.mktemp("host-b"))])
             ids = [_written_id(influxdb, database, m.address if i == offline else m.mac)
                    for i, m in enumerate(fleet)]
         yield Data(database, ids, owner, offline)
@@ -495,3 +498,23 @@ def test_the_cost_alert_leaves_out_a_shard_that_stopped_writing(influxdb, data: 
     rows = {r["site"]: r["cost"] for r in _run(influxdb, data, cost["model"]["query"], resharded)}
     split = {r["site"]: r["cost"] for r in _run(influxdb, data, cost["model"]["query"], SPLIT)}
     assert rows[resharded] == pytest.approx(split[SPLIT], rel=1e-9)
+
+
+# --- two collectors given one shard ------------------------------------------------------------------------------
+
+
+def test_two_collectors_writing_one_shard_show_as_two_and_alert(influxdb, data: Data):
+    # Trial I #6: two collectors given the same --shard on two hosts wrote every miner twice (sum(up) 40 a bucket
+    # for 20 miners), with nothing anywhere to show it.
+    panel = {(r["site"], r["collector_shard"]): r["collectors"]
+             for site in (SPLIT, WHOLE, TWICE)
+             for r in _panel(influxdb, data, "collector-health", "Collectors per shard", site)}
+    assert panel == {(SPLIT, "1/2"): 1, (SPLIT, "2/2"): 1, (WHOLE, ""): 1, (TWICE, "1/2"): 2}
+    rule = _provisioned_rules()["hashfleet-shard-written-twice"]
+    [query] = [step for step in rule["data"] if step["refId"] == "A"]
+    threshold = next(step for step in rule["data"] if step["refId"] == "C")["model"]["conditions"][0]
+    limit = threshold["evaluator"]["params"][0]
+    for site, twice in ((TWICE, True), (SPLIT, False), (WHOLE, False)):
+        rows = influxdb.query(expand(query["model"]["query"], range_="10m"), data.database)
+        buckets = [r["collectors"] for r in rows if r["site"] == site]
+        assert buckets and (sum(buckets) / len(buckets) > limit) == twice, (site, buckets)
