@@ -9,6 +9,10 @@
 - while disconnected nothing is queued: retained messages are remembered (the latest per topic)
   and go out on reconnect, the rest is skipped and counted; an empty retained message (it clears
   the topic on the broker) is remembered only until it has gone out once;
+- a message whose topic a broker may refuse (topics.topic_problem: a control character, a wildcard, too
+  long) is dropped, counted and logged (once per reason per 10 s), and never remembered: Mosquitto drops
+  the connection that sends one, and replayed on every reconnect it would keep the collector off the
+  broker for good;
 - while connected, at most MAX_UNACKED messages wait for the broker's acknowledgement (paho's own
   queue has no bound but its 65,535 message ids); more are skipped and counted like while
   disconnected: each cycle's messages replace the last's anyway;
@@ -42,7 +46,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.bounded_log import BoundedLog
-from collector.mqtt.topics import OFFLINE, ONLINE
+from collector.mqtt.topics import OFFLINE, ONLINE, topic_problem
 from models.mqtt import MqttConfig, MqttTls
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,7 @@ class MqttConnection:
         self._unacked: deque[tuple[float, mqtt.MQTTMessageInfo]] = deque()
         self._progress_at = time.monotonic()  # the last acknowledgement seen, or the last connect
         self.refused = 0  # publishes the broker answered with a failure (MQTT v5)
+        self.invalid_topics = 0  # messages dropped unsent: a topic the broker may refuse
 
         protocol = mqtt.MQTTv5 if config.protocol == "5" else mqtt.MQTTv311
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
@@ -220,6 +225,13 @@ class MqttConnection:
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int, retain: bool) -> bool:
         """Hand a message to paho; False when it was not sent now (disconnected, MAX_UNACKED waiting, or refused)."""
+        problem = topic_problem(topic)
+        if problem is not None:
+            with self._lock:
+                self.invalid_topics += 1
+            self._log.warning(f"topic:{problem}", "MQTT publish to %r dropped: %s, and a broker may answer such a "
+                              "topic by dropping the connection", topic[:200], problem)
+            return False
         data = payload.encode() if isinstance(payload, str) else payload
         info = None
         with self._lock:

@@ -11,13 +11,12 @@ every entity shows unavailable when the collector dies: its last will), and `uni
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from collector.mqtt.topics import OFFLINE, ONLINE, Topics, slug
+from collector.mqtt.topics import OFFLINE, ONLINE, Topics, fingerprint, hashed_shape, slug
 from models import MinerSample, MinerState
 
 try:
@@ -85,7 +84,7 @@ def miner_node_id(site: str, miner: str) -> str:
 # or like a slug with its hash.
 _MAC = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){5}")
 _IPV4_PORT = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}:\d{1,5}")
-_TAKEN_SHAPES = re.compile(r"[0-9a-f]{2}(?:_[0-9a-f]{2}){5}|\d{1,3}(?:_\d{1,3}){3}_\d{1,5}|.*_[0-9a-f]{16}")
+_TAKEN_SHAPES = re.compile(r"[0-9a-f]{2}(?:_[0-9a-f]{2}){5}|\d{1,3}(?:_\d{1,3}){3}_\d{1,5}")
 
 
 def _miner_slug(miner: str) -> str:
@@ -93,9 +92,10 @@ def _miner_slug(miner: str) -> str:
     miners) would share a device, and a publisher naming itself `aa_bb_cc_dd_ee_ff` would take over the
     device of the miner with that MAC (and delete it once evicted): any other id gets a hash of itself."""
     plain = slug(miner)
-    if _MAC.fullmatch(miner) or _IPV4_PORT.fullmatch(miner) or (plain == miner and not _TAKEN_SHAPES.fullmatch(miner)):
+    if _MAC.fullmatch(miner) or _IPV4_PORT.fullmatch(miner) or (
+            plain == miner and not _TAKEN_SHAPES.fullmatch(miner) and not hashed_shape(miner)):
         return plain
-    return f"{plain}_{hashlib.blake2b(miner.encode(), digest_size=8).hexdigest()}"
+    return f"{plain}_{fingerprint(miner)}"
 
 
 def config_topic(discovery_prefix: str, node_id: str, object_id: str, component: str = COMPONENT) -> str:

@@ -340,7 +340,8 @@ class MqttSink:
             "miners_polled": len(cycle.samples),
             "miners_failed": cycle.failed,
             "mqtt": {"connects": conn.connects, "published": conn.published, "skipped": conn.skipped,
-                     "refused": conn.refused, "unacked": conn.unacked},
+                     "refused": conn.refused, "unacked": conn.unacked,
+                     "invalid_topics": conn.invalid_topics},
         }
         if self._stats is not None:
             health["ingest"] = self._stats()

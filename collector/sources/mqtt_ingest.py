@@ -28,11 +28,12 @@ Four kinds of topic (models.mqtt.IngestKind):
 Every publisher is hostile until checked. A timestamp more than `max_clock_skew_s` ahead of this
 host's clock is refused (a price dated 2099 would otherwise hold forever, later prices being
 "older"); one within the skew is taken as the arrival time, so nothing held is ever in the future.
-MQTT miner ids are capped (`telemetry_max_miners`) or allow-listed (`allowed_miners`), and an id
-silent for `telemetry_evict_after_s` is forgotten; `take_evicted` hands those ids to the sink,
-which clears their retained Home Assistant discovery and topics. Only allow-listed MQTT miners
-count as verified (`LiveInputs.verified_mqtt_miners`): anyone can invent an id, so only verified
-ones share the site's fixed costs (collector.stages.cost_stage).
+A miner id with a character that is not printable (a control character, a non-character, a bidi
+or zero-width format character) is refused. MQTT miner ids are capped (`telemetry_max_miners`) or
+allow-listed (`allowed_miners`), and an id silent for `telemetry_evict_after_s` is forgotten;
+`take_evicted` hands those ids to the sink, which clears their retained Home Assistant discovery and
+topics. Only allow-listed MQTT miners count as verified (`LiveInputs.verified_mqtt_miners`): anyone
+can invent an id, so only verified ones share the site's fixed costs (collector.stages.cost_stage).
 
 Malformed, oversized or unknown payloads are counted by reason (`stats()`), logged at most once
 per reason per 10 s with a count of those held back, and dropped; nothing here raises into paho.
@@ -364,6 +365,11 @@ class MqttIngest:
             if isinstance(board, dict):
                 _numbers_are_numbers(board, BoardSample)
         sample = plausibility.check(MinerSample.model_validate(raw))
+        if not sample.miner.isprintable():
+            # No device names itself so: a control character forges log lines and recolours terminals, a
+            # format character (bidi, zero-width) makes a look-alike of another miner's id in Home Assistant.
+            raise _Dropped(INVALID, f"miner id {ascii(sample.miner[:80])} holds a control, format or other "
+                                    "unprintable character")
         self._checked_ts(sample.ts, now)
         verified = self._take_slot(sample.miner, key)
 

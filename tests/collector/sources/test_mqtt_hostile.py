@@ -6,6 +6,7 @@ the site's fixed costs. Unit tests first (no broker), then the attacks against t
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -28,6 +29,7 @@ from collector.stages.cost_stage import CostStage
 from collector.sources.live_inputs import LiveInputs, MeterReading
 from collector.sinks import home_assistant as discovery
 from collector.sources.mqtt_ingest import MqttIngest
+from collector.mqtt.connection import MqttConnection
 from collector.mqtt.topics import Topics
 from models import (
     LivePowerPrice,
@@ -249,6 +251,23 @@ def test_an_allow_list_drops_every_other_id_and_marks_the_listed_ones_verified()
     assert sorted(s.miner for s in ingest.cycle_samples(T0, [])) == ["AA:BB:CC:00:11:99", "bitaxe-7", "invented"]
     assert ingest.stats()["dropped"] == {"not_allowed": 1}
     assert live.verified_mqtt_miners == {"bitaxe-7", "AA:BB:CC:00:11:99", "invented"}
+
+
+@pytest.mark.parametrize("miner", ["evil\x01id", "nul\x00id", "line\nbreak", "del\x7fid", "c1\x85id",
+                                   "nonchar\uffffid", "fdd0\ufdd0id", "bidi\u202eid", "zero\u200bwidth"])
+def test_a_miner_id_with_a_control_or_other_unprintable_character_is_refused(miner):
+    # No device names itself so: it forged log lines, and became a topic Mosquitto refuses (trial H C1).
+    ingest, _, _ = make_ingest()
+    feed(ingest, "dev/x/telemetry", {"miner": miner, "hashrate_ths": 1.0, "power_w": 10.0})
+    assert ingest.cycle_samples(T0, []) == [] and ingest.stats()["dropped"] == {"invalid": 1}
+    assert ingest.stats()["miners"] == 0  # it holds no slot
+
+
+@pytest.mark.parametrize("miner", ["rack1/m1", "Rig 1 (top)", "矿机-1", "bitaxe-7"])
+def test_a_printable_miner_id_is_accepted(miner):
+    ingest, _, _ = make_ingest()
+    feed(ingest, "dev/x/telemetry", {"miner": miner, "hashrate_ths": 1.0})
+    assert [s.miner for s in ingest.cycle_samples(T0, [])] == [miner]
 
 
 def _sample(miner: str, source: SampleSource, **fields) -> MinerSample:
@@ -528,3 +547,93 @@ def test_a_retained_reading_without_a_ts_is_not_fresh_again_at_every_start(mosqu
             for topic in (f"{feeds}/power", f"{feeds}/btc", f"{feeds}/miner/ghost", f"{feeds}/miner/dated"):
                 publisher.publish(topic, b"", retain=True)  # clear the broker's copies
             publisher.close()
+
+
+# --- ids and topics a broker refuses (trial H C1, L1) -------------------------------------------
+
+
+def test_a_miner_id_with_a_control_character_costs_its_payload_only_and_publishing_goes_on(mosquitto):
+    # `{"miner": "evil\u0001id"}` on a telemetry topic was published as `.../miner/evil\x01id/state`: Mosquitto
+    # dropped the collector ("malformed packet"), and the retained replay on each reconnect dropped it again,
+    # every second for good (status offline, the ingest deaf).
+    site = unique("ctrlid")
+    feeds = f"feeds/{site}"
+    topics = Topics("hashfleet", site)
+    hostile = ["evil\x01id", "nonchar\uffffid", "c1\x85id", "bidi\u202eid"]
+    with run_fleet("nano3s:1", base="127.45.6.81:0", seed=36) as fleet:
+        collector = _flood_collector(mosquitto, site, feeds, fleet)
+        publisher = Publisher(mosquitto.host, mosquitto.port)
+        watch = Subscriber(mosquitto.host, mosquitto.port,
+                           [topics.status, topics.collector, f"{topics.root}/miner/+/state"])
+        try:
+            [polled] = collector.next_result(lambda r: len(r.samples) == 1).samples
+            publisher.publish(f"{feeds}/miner/bitaxe-7", {"hashrate_ths": 1.2, "power_w": 18.0})
+            publisher.publish_many([(f"{feeds}/miner/x", {"miner": m, "hashrate_ths": 1.0, "power_w": 10.0})
+                                    for m in hostile])
+            report = watch.wait_json(topics.collector, lambda d: d["ingest"]["dropped_total"] >= len(hostile))
+            assert report["ingest"]["dropped"] == {"invalid": len(hostile)}
+
+            # Cycle after cycle the good miners' state arrives, over the one connection it started with.
+            good = {polled.miner, "bitaxe-7"}
+            first = collector.next_result(lambda r: good <= {s.miner for s in r.samples}, what="both good miners")
+            later = collector.next_result(lambda r: r.ts > first.ts, what="the next cycle")
+            for miner in good:
+                watch.wait_json(topics.miner_state(miner), lambda d: datetime.fromisoformat(d["ts"]) >= later.ts)
+            assert collector.bridge.connection.connects == 1
+            assert b"offline" not in [m.payload for m in watch.seen if m.topic == topics.status]
+        finally:
+            watch.close()
+            publisher.close()
+            collector.close()
+
+
+def test_ids_a_broker_would_refuse_are_published_each_on_a_level_of_its_own(mosquitto):
+    # A polled miner's id is its MAC text as the miner sent it: its topic level must hold nothing a broker
+    # refuses. Ids that differ only in what the level replaces (`rack1/m1`, `rack1_m1`) shared one state
+    # topic: two Home Assistant devices showed each other's data (trial H L1).
+    site = unique("levels")
+    topics = Topics("hashfleet", site)
+    ids = ["evil\x01id", "nonchar\uffffid", "c1\x85id", "lone\ud800id", "rack1/m1", "rack1_m1", "rack1+m1", "x" * 300]
+    connection = MqttConnection(MqttConfig(host=mosquitto.host, port=mosquitto.port), client_id=unique("levels"),
+                                status_topic=topics.status)
+    watch = Subscriber(mosquitto.host, mosquitto.port, [f"{topics.root}/miner/+/state"])
+    connection.start()
+    try:
+        for miner in ids:
+            assert connection.publish(topics.miner_state(miner), json.dumps(miner), qos=1, retain=True), repr(miner)
+        arrived: dict[str, str] = {}  # id -> the topic it arrived on
+        watch.wait_for(lambda m: bool(arrived.setdefault(json.loads(m.payload), m.topic)) and len(arrived) == len(ids),
+                       what="every id's state")
+        assert arrived == {miner: topics.miner_state(miner) for miner in ids}
+        assert len(set(arrived.values())) == len(ids)
+        assert connection.connects == 1 and connection.invalid_topics == 0
+    finally:
+        watch.close()
+        connection.close()
+
+
+def test_a_message_on_a_topic_a_broker_refuses_is_dropped_never_replayed_and_the_connection_stays(mosquitto, caplog):
+    # Defence in depth: whatever names a topic, no one message may get the collector thrown off the broker.
+    caplog.set_level(logging.WARNING, logger="collector.mqtt.connection")
+    site = unique("badtopic")
+    topics = Topics("hashfleet", site)
+    refused = [f"{topics.root}/miner/evil\x01id/state", f"{topics.root}/miner/non\uffffid/state",
+               f"{topics.root}/lone\udc00", f"{topics.root}/a+b", f"{topics.root}/#", "",
+               f"{topics.root}/" + "x" * 65_536, topics.root + "/a" * 201]
+    connection = MqttConnection(MqttConfig(host=mosquitto.host, port=mosquitto.port), client_id=unique("badtopic"),
+                                status_topic=topics.status)
+    watch = Subscriber(mosquitto.host, mosquitto.port, [f"{topics.root}/#"])
+    connection.start()
+    try:
+        for _ in range(2):
+            assert [connection.publish(topic, b"x", qos=1, retain=True) for topic in refused] == [False] * len(refused)
+        assert connection.publish(topics.site_state, b"good", qos=1, retain=True)
+        watch.wait_for(lambda m: m.topic == topics.site_state and m.payload == b"good", what="the good message")
+        assert connection.connects == 1 and connection.invalid_topics == 2 * len(refused)
+        assert set(connection._retained) == {topics.site_state}  # nothing refused is replayed on a reconnect
+    finally:
+        watch.close()
+        connection.close()
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 5  # once per reason: a control character, a wildcard, empty, too long, too many levels
+    assert not any("\x01" in line or "\uffff" in line for line in dropped)  # shown escaped

@@ -14,7 +14,7 @@ from collector.sources.live_inputs import LiveInputs
 from collector.sinks import home_assistant as discovery
 from collector.bounded_log import BoundedLog
 from collector.sources.mqtt_ingest import MqttIngest, match_filter
-from collector.mqtt.topics import Topics, slug, topic_level
+from collector.mqtt.topics import MAX_LEVEL_CHARS, Topics, fingerprint, slug, topic_level, topic_problem
 from models import MinerSample, MinerState, MqttConfig, SampleSource
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -87,8 +87,49 @@ def test_topic_tree_and_ids():
     assert topics.miner_state("AA:BB:CC:00:11:22") == "hashfleet/tx1/miner/AA:BB:CC:00:11:22/state"
     assert topics.miner_cost("10.0.0.5:4028") == "hashfleet/tx1/miner/10.0.0.5:4028/cost"
     assert topics.site_cost == "hashfleet/tx1/cost" and topics.site_state == "hashfleet/tx1/state"
-    assert topic_level("a/b+c#") == "a_b_c_"
+    assert topic_level("a/b+c#") == f"a_b_c__{fingerprint('a/b+c#')}"
     assert slug("AA:BB:CC:00:11:22") == "aa_bb_cc_00_11_22" and slug("10.0.0.5:4028") == "10_0_0_5_4028"
+
+
+# Ids as polled miners (a MAC text read raw) and MQTT publishers send them: what a broker refuses in a topic
+# (Mosquitto drops the client that publishes one), and ids that fold to one level.
+HOSTILE_IDS = ["evil\x01id", "nul\x00id", "del\x7fid", "c1\x85id", "nonchar\uffffid", "plane1\U0001fffeid",
+               "fdd0\ufdd0id", "lone\ud800id", "rack1/m1", "rack1_m1", "rack1+m1", "rack1#m1", "x" * 300, "x" * 301]
+
+
+def test_a_topic_level_never_holds_what_a_broker_refuses_and_never_shares_a_level():
+    levels = [topic_level(miner) for miner in HOSTILE_IDS]
+    assert len(set(levels)) == len(HOSTILE_IDS)  # `rack1/m1` and `rack1_m1` each their own state topic
+    for miner, level in zip(HOSTILE_IDS, levels):
+        assert topic_problem(f"hashfleet/tx1/miner/{level}/state") is None, (miner, level)
+        assert "/" not in level and len(level) <= MAX_LEVEL_CHARS
+    assert topic_level("rack1/m1") == f"rack1_m1_{fingerprint('rack1/m1')}"
+
+
+@pytest.mark.parametrize("miner", ["AA:BB:CC:00:11:22", "10.0.0.5:4028", "bitaxe-7", "rack1_m1", "Rig.1 (top)",
+                                   "矿机-1", "x" * MAX_LEVEL_CHARS])
+def test_an_id_that_needs_no_change_keeps_its_topic(miner):
+    assert topic_level(miner) == miner
+
+
+def test_an_id_shaped_like_a_folded_one_cannot_take_its_level():
+    folded = topic_level("rack1/m1")
+    assert topic_level(folded) != folded
+
+
+@pytest.mark.parametrize(("topic", "problem"), [
+    ("", "empty"), ("a/+/b", "wildcard"), ("a/#", "wildcard"), ("a/b\x01", "control character"),
+    ("a/\x00", "control character"), ("a/\x9f", "control character"), ("a/\ufffe", "non-character"),
+    ("a/\U0010ffff", "non-character"), ("a/\udc00", "surrogate"), ("a/" + "é" * 32_767, "65,535 bytes"),
+    ("a/" * 201, "201 levels"),
+])
+def test_topic_problem_names_what_a_broker_refuses(topic, problem):
+    assert problem in topic_problem(topic)
+
+
+def test_a_topic_a_broker_takes_has_no_problem():
+    assert topic_problem("hashfleet/tx1/miner/AA:BB:CC:00:11:22/state") is None
+    assert topic_problem("a/" + "é" * 32_766) is None and topic_problem("a/" * 200) is None
 
 
 @pytest.mark.parametrize(("topic_filter", "topic", "captured"), [
@@ -150,6 +191,13 @@ def test_the_site_is_a_device_with_cost_per_btc_power_and_hashrate():
     assert by_object["all_in_cost_per_btc"]["state_topic"] == "hashfleet/tx1/cost"
     assert by_object["all_in_cost_per_btc"]["unit_of_measurement"] == "USD/BTC"
     assert by_object["power"]["state_topic"] == "hashfleet/tx1/state"
+
+
+def test_folded_ids_keep_their_own_state_topics_in_home_assistant():
+    topics = Topics("hashfleet", "tx1")
+    state_topics = {payload["state_topic"] for miner in ("rack1/m1", "rack1_m1", "rack1+m1")
+                    for _, payload in discovery.miner_configs(sample(miner, mac=None), topics, "homeassistant")}
+    assert len(state_topics) == 3
 
 
 # --- ingest ------------------------------------------------------------------------------------
