@@ -6,7 +6,8 @@ sensor per config message, on `<discovery_prefix>/sensor/<node_id>/<object_id>/c
 [a-z0-9_-]. Every sensor carries what Home Assistant needs: `name`, `unique_id`, `state_topic`,
 `value_template`, `device` (with `identifiers`), `availability` (the collector's status topic, so
 every entity shows unavailable when the collector dies: its last will), and `unit_of_measurement`,
-`device_class` and `state_class` where they apply.
+`device_class` and `state_class` where they apply. A text a sensor shows as its state is cut to
+MAX_STATE_CHARS (`state_text`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ SITE_COST_SENSORS = (  # from <prefix>/<site>/cost
            precision=0),
     Sensor("power_price", "Power price", "power_price_usd_kwh", "USD/kWh", icon="mdi:cash", precision=4),
 )
+
+
+MAX_STATE_CHARS = 255  # Home Assistant refuses a longer state: the sensor shows unknown, an error is logged
+
+
+def state_text(text: str) -> str:
+    """`text` as a sensor's state Home Assistant takes: cut to MAX_STATE_CHARS, with an ellipsis."""
+    return text if len(text) <= MAX_STATE_CHARS else text[:MAX_STATE_CHARS - 1] + "…"
 
 
 def site_node_id(site: str) -> str:

@@ -133,9 +133,22 @@ def miner_health_payload(health: MinerHealth, ts: datetime) -> dict[str, Any]:
     }
 
 
+def top_problem(health: SiteHealth) -> str:
+    """The top of the repair queue in one line, Home Assistant's "Top of the repair queue" state: a miner id
+    too long for its 255 characters is cut (with an ellipsis) so that the line still says what is wrong and
+    what it costs (`queue` has the id in full)."""
+    if not health.queue:
+        return "none"
+    top = health.queue[0]
+    problem = f": {top.signal.value} ({top.cause.value})" + (
+        f" ${top.usd_lost_day:.2f}/day" if top.usd_lost_day is not None else "")
+    room = home_assistant.MAX_STATE_CHARS - len(problem)
+    miner = top.miner if len(top.miner) <= room else top.miner[:max(room - 1, 0)] + "…"
+    return home_assistant.state_text(miner + problem)
+
+
 def site_health_payload(health: SiteHealth, ts: datetime) -> dict[str, Any]:
     """The site's health: counts and dollars by root cause, the top of the repair queue."""
-    top = health.queue[0] if health.queue else None
     return {
         "site": health.site, "ts": _iso(ts), "miners": health.miners, "miners_with_problems": health.miners_with_problems,
         "problems": health.problems, "critical": health.critical,
@@ -144,8 +157,7 @@ def site_health_payload(health: SiteHealth, ts: datetime) -> dict[str, Any]:
         "measured_pue": health.measured_pue,
         "by_cause": {c.value: n for c, n in health.by_cause.items()},
         "usd_by_cause": {c.value: round(v, 4) for c, v in health.usd_by_cause.items()},
-        "top_problem": (f"{top.miner}: {top.signal.value} ({top.cause.value})"
-                        + (f" ${top.usd_lost_day:.2f}/day" if top.usd_lost_day is not None else "")) if top else "none",
+        "top_problem": top_problem(health),
         "queue": [_problem(p) for p in health.queue[:QUEUE_PUBLISHED]],
     }
 

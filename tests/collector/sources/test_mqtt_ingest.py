@@ -15,7 +15,10 @@ from collector.sinks import home_assistant as discovery
 from collector.bounded_log import BoundedLog
 from collector.sources.mqtt_ingest import MqttIngest, match_filter
 from collector.mqtt.topics import MAX_LEVEL_CHARS, Topics, fingerprint, slug, topic_level, topic_problem
+from collector.sinks.mqtt_publish import site_health_payload
 from models import MinerSample, MinerState, MqttConfig, SampleSource
+from models.health import Cause, Problem, Severity, Signal, SiteHealth
+from models.sample import MAX_TEXT_CHARS
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -198,6 +201,22 @@ def test_folded_ids_keep_their_own_state_topics_in_home_assistant():
     state_topics = {payload["state_topic"] for miner in ("rack1/m1", "rack1_m1", "rack1+m1")
                     for _, payload in discovery.miner_configs(sample(miner, mac=None), topics, "homeassistant")}
     assert len(state_topics) == 3
+
+
+@pytest.mark.parametrize("usd_lost_day", [7.85, None])
+def test_the_top_of_the_repair_queue_fits_a_home_assistant_state_and_still_says_what_is_wrong(usd_lost_day):
+    # Home Assistant refuses a state over 255 characters (the sensor shows unknown): an MQTT id of 254
+    # characters made the "Top of the repair queue" 283.
+    miner = "m" * MAX_TEXT_CHARS
+    problem = Problem(miner, Signal.OFFLINE, Cause.NETWORK, Severity.CRITICAL, "no answer", usd_lost_day=usd_lost_day)
+    payload = site_health_payload(SiteHealth("tx1", queue=(problem,)), T0)
+    top = payload["top_problem"]
+    assert len(top) == discovery.MAX_STATE_CHARS and top.startswith("mmm")
+    assert top.endswith("…: offline (network)" + (" $7.85/day" if usd_lost_day else ""))
+    assert payload["queue"][0]["miner"] == miner  # the id in full
+    short = Problem("bitaxe-7", Signal.OFFLINE, Cause.NETWORK, Severity.CRITICAL, "no answer", usd_lost_day=7.85)
+    top = site_health_payload(SiteHealth("tx1", queue=(short,)), T0)["top_problem"]
+    assert top == "bitaxe-7: offline (network) $7.85/day"  # a short one as it was
 
 
 # --- ingest ------------------------------------------------------------------------------------
