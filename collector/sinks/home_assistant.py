@@ -3,7 +3,8 @@
 Pure: samples and topics in, `(topic, payload)` pairs out; the sink publishes them retained. One
 sensor per config message, on `<discovery_prefix>/sensor/<node_id>/<object_id>/config`, with
 `node_id` = `hashfleet_<site>_<miner>` (a miner) or `hashfleet_<site>` (the site), slugged to
-[a-z0-9_-]. Every sensor carries what Home Assistant needs: `name`, `unique_id`, `state_topic`,
+[a-z0-9_-]; a site or miner id the slug changes gets its fingerprint appended, so no two share a node
+id. Every sensor carries what Home Assistant needs: `name`, `unique_id`, `state_topic`,
 `value_template`, `device` (with `identifiers`), `availability` (the collector's status topic, so
 every entity shows unavailable when the collector dies: its last will), and `unit_of_measurement`,
 `device_class` and `state_class` where they apply. A text a sensor shows as its state is cut to
@@ -81,11 +82,19 @@ def state_text(text: str) -> str:
 
 
 def site_node_id(site: str) -> str:
-    return f"hashfleet_{slug(site)}"
+    return f"hashfleet_{_site_slug(site)}"
 
 
 def miner_node_id(site: str, miner: str) -> str:
-    return f"hashfleet_{slug(site)}_{_miner_slug(miner)}"
+    return f"hashfleet_{_site_slug(site)}_{_miner_slug(miner)}"
+
+
+def _site_slug(site: str) -> str:
+    """The site's part of its node ids. A slug folds case and punctuation, so sites `TX1` and `tx1` (two
+    collectors on one broker) would share a device and its unique_ids: a site not in slug form already
+    gets a hash of itself."""
+    plain = slug(site)
+    return plain if plain == site and not hashed_shape(site) else f"{plain}_{fingerprint(site)}"
 
 
 # Ids whose slug is theirs alone: a MAC as the readers write it, an IPv4 host:port (the placeholder of a

@@ -196,6 +196,16 @@ def test_the_site_is_a_device_with_cost_per_btc_power_and_hashrate():
     assert by_object["power"]["state_topic"] == "hashfleet/tx1/state"
 
 
+def test_sites_that_fold_to_one_slug_get_their_own_node_ids_and_a_clean_slug_keeps_its_own():
+    # Two collectors on one broker: TX1 and tx1 shared the site's device and every unique_id.
+    for pair in (("TX1", "tx1"), ("tx.1", "tx_1")):
+        assert len({discovery.site_node_id(site) for site in pair}) == 2, pair
+        assert len({discovery.miner_node_id(site, "bitaxe-7") for site in pair}) == 2, pair
+    assert discovery.site_node_id("tx1") == "hashfleet_tx1" and discovery.site_node_id("tx-1") == "hashfleet_tx-1"
+    assert discovery.site_node_id("TX1") == f"hashfleet_tx1_{fingerprint('TX1')}"
+    assert discovery.miner_node_id("tx1", "AA:BB:CC:00:11:22") == "hashfleet_tx1_aa_bb_cc_00_11_22"
+
+
 def test_folded_ids_keep_their_own_state_topics_in_home_assistant():
     topics = Topics("hashfleet", "tx1")
     state_topics = {payload["state_topic"] for miner in ("rack1/m1", "rack1_m1", "rack1+m1")
