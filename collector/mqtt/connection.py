@@ -89,6 +89,9 @@ class MqttConnection:
         self._waiting = False  # start() is waiting for the first answer (it reports a refusal itself)
         self._close_called = False  # close() was called: a start() waiting for the first answer gives up
         self._closing = False
+        # paho's loop_start and loop_stop never interleave: a stop (another thread) while start() is between
+        # creating paho's thread and starting it failed ("cannot join thread before it is started")
+        self._loop = threading.Lock()
         self._log = BoundedLog(log)
         self.connects = 0  # successful connects, reconnects included
         self.published = 0  # handed to paho
@@ -147,11 +150,11 @@ class MqttConnection:
         except OSError as e:
             log.warning("MQTT broker %s not reachable (%s); retrying in the background",
                         self.address, e.strerror or e)
-            client.loop_start()
+            self._loop_start()
             return
         with self._state:
             self._waiting = True
-        client.loop_start()
+        self._loop_start()
         with self._state:
             # (close() ends the wait: a stop while starting need not wait out the timeout. Its own flag, not
             # `_closing`: a refusal sets that before `_first_answer`, and start() must see the refusal.)
@@ -190,10 +193,16 @@ class MqttConnection:
                 self._drop_connection()
         self._stop()
 
+    def _loop_start(self) -> None:
+        with self._loop:
+            if not self._closing:  # (closed meanwhile: no thread to leave running)
+                self._client.loop_start()
+
     def _stop(self) -> None:
         self._closing = True
         self._client.disconnect()
-        self._client.loop_stop()
+        with self._loop:
+            self._client.loop_stop()
 
     def _drop_connection(self) -> None:
         """Close the socket under paho without a DISCONNECT: the broker publishes the last will, and paho's
