@@ -250,6 +250,7 @@ class MqttBridge:
         self.live = live or LiveInputs(meter_max_age_s=config.meter_max_age_s)
         self.live.facility_keys = frozenset(key for sub in config.ingest for key in sub.facility)
         ingest = config.model_copy(update={"ingest": [*config.ingest, *curtailment_subscriptions(self.topics, curtailment)]})
+        self.live.curtailment.dr_sources = frozenset(s.topic for s in ingest.ingest if s.kind is IngestKind.DR_TARGET)
         self.ingest = MqttIngest(ingest, site, self.live, dr_default_duration_s=(
             curtailment.dr_default_duration_s if curtailment is not None else 3600.0),
             btc_price_max_age_s=btc_price_max_age_s)

@@ -7,20 +7,23 @@ is fresh up to its max age and never when dated ahead of the instant it is
 used at (beyond the small tolerance of models.base.is_fresh): ingest
 refuses those, and this holds if the clock steps back.
 
-The kill switch and the control mode set over MQTT are kept on disk in service mode
-(CurtailmentInputs.keep_in, collector/sources/curtailment_commands.py): a kill switch stays on until
-someone turns it off, whatever the restarts and whatever the broker kept.
+The kill switch, the control mode and the demand-response targets set over MQTT are kept on disk when
+control is dry_run or on (CurtailmentInputs.keep_in, collector/sources/curtailment_commands.py): a kill
+switch stays on until someone turns it off, and a utility's limit until its end or its withdrawal, whatever
+the restarts and whatever the broker kept. Demand-response targets are kept apart by source
+(collector/sources/dr_targets.py), so one source's message never loosens another's target.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from collector.sources import curtailment_commands
 from collector.sources.curtailment_commands import SavedCommands
+from collector.sources.dr_targets import DrTargets
 from models.base import is_fresh
 from models import LivePowerPrice
 from models.curtailment import ControlMode, DrTarget
@@ -38,11 +41,13 @@ class MeterReading:
 class CurtailmentInputs:
     """What MQTT (Home Assistant's entities, a utility's feed) asks of curtailment (docs/curtailment.md)."""
 
-    dr_target: DrTarget | None = None  # a demand-response target from a `dr_target` topic
+    # demand-response targets by source: each `dr_target` topic (a utility's feed, Home Assistant's number)
+    dr_targets: DrTargets = field(default_factory=DrTargets)
+    dr_sources: frozenset[str] = frozenset()  # those topics (MqttBridge): a saved target from another is dropped
     mode: ControlMode | None = None  # the control mode Home Assistant asked for (never above the config's)
     killed: bool = False  # the kill switch topic: nothing is sent while it is ON
     killed_as_of: datetime | None = None
-    saved_in: Path | None = None  # where the kill switch and the mode are kept across restarts (keep_in)
+    saved_in: Path | None = None  # where the commands above are kept across restarts (keep_in)
 
     def switch_kill(self, killed: bool, now: datetime, *, replayed: bool = False) -> bool:
         """The kill switch set over MQTT; False (ignored) for OFF `replayed` by the broker (a retained message,
@@ -63,10 +68,28 @@ class CurtailmentInputs:
         self._save()
         return True
 
+    def take_dr_target(self, source: str, target: DrTarget, now: datetime, *, replace: bool = False) -> bool:
+        """A demand-response target from `source` (a `dr_target` topic), added to what it holds (`replace`: a
+        bare kW limit, instead of it); False when refused: the source is full of targets that start sooner."""
+        taken = self.dr_targets.take(source, target, now, replace=replace)
+        if taken:
+            self._save()
+        return taken is not None
+
+    def withdraw_dr_targets(self, source: str, *, replayed: bool = False) -> bool:
+        """`source`'s targets withdrawn (0 or null on its topic); False (ignored) when `replayed` by the broker:
+        of unknown age, it may be older than the targets held (as for the kill switch's OFF)."""
+        if replayed:
+            return False
+        if self.dr_targets.withdraw(source):
+            self._save()
+        return True
+
     def keep_in(self, path: Path) -> None:
-        """Take up the kill switch and mode saved in `path` by the run before, and save each change there.
-        A file that cannot be used (hostile until checked) is set aside and control starts killed: the
-        switch may have been on."""
+        """Take up the kill switch, mode and demand-response targets saved in `path` by the run before, and
+        save each change there. A file that cannot be used (hostile until checked) is set aside and control
+        starts killed: the switch may have been on. A saved target from a topic no longer in `dr_sources`
+        is dropped: nothing could withdraw it."""
         self.saved_in = path
         try:
             saved = curtailment_commands.load(path)
@@ -88,10 +111,26 @@ class CurtailmentInputs:
         if saved.mode is not None:
             log.warning("curtailment control mode %s asked over MQTT before the restart (kept in %s); never above "
                         "the config's", saved.mode.value, path)
+        self._restore_dr_targets(saved, path)
+
+    def _restore_dr_targets(self, saved: SavedCommands, path: Path) -> None:
+        gone = sorted(source for source in saved.dr_targets if source not in self.dr_sources)
+        if gone:
+            log.warning("demand-response targets saved from %s dropped: no longer a dr_target topic (kept in %s)",
+                        ", ".join(s[:80] for s in gone[:5]), path)
+        refused = self.dr_targets.restore({s: t for s, t in saved.dr_targets.items() if s in self.dr_sources},
+                                          datetime.now(timezone.utc))
+        for why in refused[:5]:
+            log.warning("a demand-response target saved in %s is dropped: %s", path, why)
+        held = len(list(self.dr_targets))
+        if held:
+            log.warning("%d demand-response target(s) set over MQTT before the restart hold again (kept in %s), "
+                        "until they end or their source withdraws them", held, path)
 
     def _save(self) -> None:
         if self.saved_in is not None:
-            curtailment_commands.save(self.saved_in, SavedCommands(self.killed, self.killed_as_of, self.mode))
+            curtailment_commands.save(self.saved_in, SavedCommands(self.killed, self.killed_as_of, self.mode,
+                                                                   self.dr_targets.held()))
 
 
 @dataclass

@@ -19,11 +19,14 @@ Four kinds of topic (models.mqtt.IngestKind):
   `max_age_s` (collector.stages.cost_engine.power_price_at), and for the BTC price the network
   source's `max_age_s` (`announce`), so an old price never passes for a fresh one.
 - dr_target, curtailment_mode, curtailment_kill: what curtailment is asked (docs/curtailment.md): a
-  demand-response target (DrTarget JSON, or a bare kW limit for `curtailment.dr_default_duration_s`;
-  0 or null clears it), the control mode (`off`, `dry_run`, `on`: Home Assistant's select sends the
-  bare word) and the kill switch (`ON`/`OFF`, true/false). The composition root subscribes the
-  curtailment command topics only when the config enables them. A command the broker replays
-  (retained) may make control more careful, never less (LiveInputs.curtailment, which keeps them).
+  demand-response target (DrTarget JSON, added to what its topic holds; or a bare kW limit for
+  `curtailment.dr_default_duration_s`, replacing it; 0 or null withdraws the topic's targets: each
+  topic holds its own, collector/sources/dr_targets.py), the control mode (`off`, `dry_run`, `on`:
+  Home Assistant's select sends the bare word) and the kill switch (`ON`/`OFF`, true/false).
+  The composition root subscribes the curtailment command topics only when the config enables them.
+  A command the broker replays (retained) may make control more careful, never less
+  (LiveInputs.curtailment, which keeps them): a replayed withdrawal is ignored, a retained bare kW
+  limit (undated: it would start again at every start and reconnect) refused.
 
 Every publisher is hostile until checked. A timestamp more than `max_clock_skew_s` ahead of this
 host's clock is refused (a price dated 2099 would otherwise hold forever, later prices being
@@ -59,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from models.base import is_fresh, number_fields
-from collector.sources import plausibility
+from collector.sources import dr_targets, plausibility
 from collector.sources.live_inputs import LiveInputs, MeterReading
 from collector.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
@@ -96,13 +99,14 @@ _COUNTED = {
 }
 
 
-_Update = Callable[[], bool | None]  # applies a parsed payload on the loop's thread; False: older than held, ignored
-
-
 class _Dropped(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+# Applies a parsed payload on the loop's thread; False: older than held, ignored; _Dropped: refused there.
+_Update = Callable[[], bool | _Dropped | None]
 
 
 def _utcnow() -> datetime:
@@ -168,7 +172,7 @@ class _Rack:
 _WORD_KINDS = frozenset({IngestKind.CURTAILMENT_MODE, IngestKind.CURTAILMENT_KILL})
 # Readings a max age applies to: a retained one must say when it was taken (below).
 _DATED_KINDS = frozenset({IngestKind.MINER_TELEMETRY, IngestKind.METER, IngestKind.POWER_PRICE, IngestKind.BTC_PRICE})
-_COMMAND_KINDS = frozenset({IngestKind.CURTAILMENT_MODE, IngestKind.CURTAILMENT_KILL})
+_COMMAND_KINDS = frozenset({IngestKind.DR_TARGET, IngestKind.CURTAILMENT_MODE, IngestKind.CURTAILMENT_KILL})
 _SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 
 
@@ -302,12 +306,15 @@ class MqttIngest:
         self._locked(kind, topic, update)
 
     def _locked(self, kind: IngestKind, topic: str, update: _Update) -> None:
-        """Apply one update and count it: accepted, or dropped when it was older than what is held (known
-        only here, in order with the updates before it)."""
+        """Apply one update and count it: accepted, or dropped when it was older than what is held or refused
+        by it (known only here, in order with the updates before it)."""
         with self._lock:
-            ignored = update() is False
-        if ignored:
+            outcome = update()
+        if outcome is False:
             self._drop(OLDER, topic, "older than the one held (by its ts; a command: replayed by the broker): ignored")
+            return
+        if isinstance(outcome, _Dropped):
+            self._drop(outcome.reason, topic, str(outcome))
             return
         with self._counts_lock:
             self._accepted[kind.value] += 1
@@ -438,24 +445,30 @@ class MqttIngest:
         return update
 
     def _dr_target_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                          now: datetime) -> _Update:
+                          now: datetime, retained: bool = False) -> _Update:
+        source = sub.topic  # each dr_target topic holds its own targets: one never loosens another's
         number = _bare_number(data)
         if data is None or number == 0:
-            target = None  # cleared
-        elif number is not None:
+            return lambda: self.live.curtailment.withdraw_dr_targets(source, replayed=retained)
+        if number is not None:
             if not 0 < number <= 10_000_000:
                 raise _Dropped(OUT_OF_BOUNDS, f"demand-response limit {number:g} kW outside (0, 10,000,000]")
+            if retained:
+                raise _Dropped(RETAINED_UNDATED, "a retained bare kW limit: its window would start again at every "
+                                                 "start and reconnect (retain a target with an end)")
             target = DrTarget(limit_kw=number, start=now, end=now + timedelta(seconds=self.dr_default_duration_s),
                               reason=f"MQTT {sub.topic[:80]}")
         else:
             target = DrTarget.model_validate(data)
-            if target.end <= now:
-                raise _Dropped(OUT_OF_BOUNDS, f"demand-response target ended already ({target.end.isoformat()})")
-            if (too_long := target.too_long_from(now)) is not None:
-                raise _Dropped(OUT_OF_BOUNDS, f"demand-response target: {too_long}")
+            if (why := dr_targets.refusal(target, now)) is not None:
+                raise _Dropped(OUT_OF_BOUNDS, f"demand-response target: {why}")
+        replace = number is not None  # a bare limit is the topic's limit from now (Home Assistant's number)
 
-        def update() -> None:
-            self.live.curtailment.dr_target = target
+        def update() -> bool | _Dropped:
+            if self.live.curtailment.take_dr_target(source, target, now, replace=replace):
+                return True
+            return _Dropped(OUT_OF_BOUNDS, f"demand-response target refused: {source[:80]} holds "
+                                           f"{dr_targets.MAX_PER_SOURCE} targets that start sooner")
         return update
 
     def _control_mode_update(self, sub: MqttSubscription, index: int, key: str, data: Any,

@@ -667,9 +667,9 @@ class CurtailmentStage:
         """The demand-response targets in force at `at`, whatever their source (`advise`, MQTT, the schedule
         file) or order: the strictest active limit (the lowest limit_kw) and the strictest active shed (the
         largest shed_kw), the limit first; none, one or both. Overlapping targets must all hold: a looser
-        one listed first must not hide a stricter one."""
+        one listed first must not hide a stricter one. (Once a cycle: MQTT holds at most 16 a topic.)"""
         limit = shed = None
-        for target in (self.dr_override, self.live.curtailment.dr_target, *self.schedule):
+        for target in (self.dr_override, *self.live.curtailment.dr_targets, *self.schedule):
             if target is None or not target.active(at):
                 continue
             if target.limit_kw is not None:

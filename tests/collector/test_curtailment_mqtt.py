@@ -3,7 +3,8 @@ collect` wires it (collector.pipeline.build, service mode): a price spike puts t
 to sleep within two cycles and they wake after it, without flapping; a stale price moves nothing; Home
 Assistant's entities (control mode, demand-response limit, kill switch) are discovered and obeyed, within
 the config's ceiling and only when the config enables them; hostile command payloads are refused; a days-old BTC price over MQTT leaves the network's stale price
-holding the plan."""
+holding the plan; demand-response targets from a utility's feed and Home Assistant's number hold apart (the
+strictest active wins, whatever comes after it) and across a restart."""
 
 from __future__ import annotations
 
@@ -26,12 +27,12 @@ OLD = (0, 1)
 LIVE = {"tariff": {"kind": "live", "fallback_usd_per_kwh": 0.05, "max_age_s": 30}, "pue": 1.1}
 
 
-def collector(mosquitto, fleet, site: str, *, control: dict, **curtailment) -> RunningCollector:
+def collector(mosquitto, fleet, site: str, *, control: dict, ingest: tuple = (), **curtailment) -> RunningCollector:
     return RunningCollector({
         "site": site, "miners": fleet.addresses, "interval_s": 1, "timeout_s": 2,
         "economics": LIVE, "network": NETWORK,
         "mqtt": mqtt_config(mosquitto.host, mosquitto.port,
-                            ingest=[{"topic": f"prices/{site}/power", "kind": "power_price"}]),
+                            ingest=[{"topic": f"prices/{site}/power", "kind": "power_price"}, *ingest]),
         "curtailment": {"min_on_s": 2, "min_off_s": 2, "warmup_s": 0, "hysteresis_usd_kwh": 0.002,
                         "control": control, **curtailment},
     })
@@ -261,6 +262,96 @@ def test_the_kill_switch_and_the_mode_set_over_mqtt_hold_across_a_restart_until_
             publisher.publish(topics.curtailment_set(what), b"", retain=True)
         publisher.close()
     assert fleet.commands() == []  # killed, then dry_run
+
+
+def limited_to(kw: float, asleep: int | None = None):
+    """A fresh plan whose demand-response target is a `kw` limit (with `asleep` miners asleep)."""
+    return lambda r: (r.curtailment is not None and not r.curtailment.stale and r.curtailment.dr_target is not None
+                      and r.curtailment.dr_target.limit_kw == kw and asleep in (None, r.curtailment.miners_sleep))
+
+
+def counted(running: RunningCollector, what: str, **at_least: int):
+    """The cycle after the first whose counters reach `at_least`: its plan saw every message counted."""
+    running.next_result(lambda r: all(r.counters.get(name, 0) >= n for name, n in at_least.items()), timeout=10,
+                        what=what)
+    return running.next_result(timeout=5)
+
+
+def test_a_looser_or_later_demand_response_target_never_hides_an_active_stricter_one(mosquitto, fleet):
+    # Trial H1: every MQTT target shared one slot. Home Assistant's number at 1,000,000 kW replaced the utility's
+    # active 1 kW limit (0 miners asleep), and so did the utility's next target, for 2099. Each topic now holds
+    # its own targets, a feed several; the strictest active one holds whatever comes after it.
+    site = unique("dr-apart")
+    topics = Topics("hashfleet", site)
+    feed, number = f"prices/{site}/dr", topics.curtailment_set("dr_limit_kw")
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    running = collector(mosquitto, fleet, site, control={"mode": "dry_run", "allow": ["*"], "mqtt_commands": True},
+                        ingest=({"topic": feed, "kind": "dr_target"},))
+    now = datetime.now(timezone.utc)
+    utility = {"limit_kw": 1, "end": (now + timedelta(minutes=30)).isoformat(), "reason": "4CP"}
+    tomorrow = {"limit_kw": 500, "start": (now + timedelta(days=1)).isoformat(),
+                "end": (now + timedelta(days=1, hours=1)).isoformat()}
+    try:
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})  # every miner runs at this price
+        publisher.publish(feed, utility)
+        running.next_result(limited_to(1, 4), timeout=20, what="the utility's 1 kW limit: every miner asleep")
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})  # (the price stays fresh: max_age_s 30)
+        publisher.publish(number, "1000000")  # Home Assistant's number: a looser limit
+        assert limited_to(1, 4)(counted(running, "the number taken", mqtt_accepted=4))
+        publisher.publish(feed, tomorrow)  # the feed announces tomorrow's window ...
+        publisher.publish(feed, {"limit_kw": 1, "start": "2099-01-01T00:00:00Z", "end": "2099-01-02T00:00:00Z"})
+        assert limited_to(1, 4)(counted(running, "the target for 2099 refused", mqtt_accepted=5, mqtt_refused=1))
+        assert running.bridge.ingest.stats()["accepted"]["dr_target"] == 3  # ... and tomorrow's is held
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})
+        publisher.publish(number, "0")  # clears Home Assistant's limit, not the utility's
+        assert limited_to(1, 4)(counted(running, "the number cleared", mqtt_accepted=7))
+        for _ in range(2):
+            assert limited_to(1, 4)(running.next_result(timeout=5))
+        publisher.publish(feed, "null")  # the utility withdraws its targets
+        running.next_result(lambda r: r.curtailment is not None and not r.curtailment.stale
+                            and r.curtailment.dr_target is None and r.curtailment.miners_sleep == 0,
+                            timeout=10, what="no target: every miner runs")
+    finally:
+        running.close()
+        publisher.close()
+    assert fleet.commands() == []  # dry_run
+
+
+def test_demand_response_targets_set_over_mqtt_hold_across_a_restart(mosquitto, fleet):
+    # A restart in the middle of a utility's window must not end it (control would wake the miners it slept
+    # for it): the targets are kept with the kill switch. A stale withdrawal the broker replays at the start
+    # does not withdraw them; one published while the collector listens does, its own topic's only.
+    site = unique("dr-restart")
+    topics = Topics("hashfleet", site)
+    feed, number = f"prices/{site}/dr", topics.curtailment_set("dr_limit_kw")
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    settings = {"control": {"mode": "dry_run", "allow": ["*"], "mqtt_commands": True},
+                "ingest": ({"topic": feed, "kind": "dr_target"},)}
+    end = (datetime.now(timezone.utc) + timedelta(minutes=30)).isoformat()
+    first = collector(mosquitto, fleet, site, **settings)
+    try:
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})
+        publisher.publish(feed, {"limit_kw": 1, "end": end, "reason": "4CP"})  # not retained
+        publisher.publish(number, "5")  # (Home Assistant's number does not retain)
+        first.next_result(lambda r: limited_to(1, 4)(r) and r.counters.get("mqtt_accepted", 0) >= 3, timeout=20,
+                          what="both targets taken, the utility's holding")
+    finally:
+        first.close()
+    publisher.publish(feed, "null", retain=True)  # replayed at the next start: of unknown age
+    second = collector(mosquitto, fleet, site, **settings)
+    try:
+        publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})
+        assert limited_to(1, 4)(counted(second, "the replayed withdrawal ignored", mqtt_refused=1, mqtt_accepted=1))
+        publisher.publish(feed, "null")  # published while the collector listens: the utility's go
+        result = counted(second, "the live withdrawal", mqtt_accepted=2)
+        assert limited_to(5)(result) and result.curtailment.planned_kw <= 5  # Home Assistant's limit holds
+        publisher.publish(number, "0")
+        second.next_result(lambda r: r.curtailment is not None and r.curtailment.dr_target is None, timeout=10,
+                           what="no target left")
+    finally:
+        second.close()
+        publisher.publish(feed, b"", retain=True)  # (clears the retained message)
+        publisher.close()
 
 
 def test_command_topics_are_not_listened_to_unless_the_config_enables_them(mosquitto, fleet):

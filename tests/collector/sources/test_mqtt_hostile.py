@@ -164,13 +164,20 @@ def test_a_demand_response_target_without_a_start_may_not_run_for_more_than_a_we
     # With no start it runs from now: an end of 2099 would shed the site for ever.
     ingest, live, clock = make_ingest()
     feed(ingest, "site/dr", {"limit_kw": 5, "end": FUTURE})
-    assert live.curtailment.dr_target is None and ingest.stats()["dropped"] == {"out_of_bounds": 1}
+    assert list(live.curtailment.dr_targets) == [] and ingest.stats()["dropped"] == {"out_of_bounds": 1}
     week = clock.now + timedelta(days=7)
     feed(ingest, "site/dr", {"limit_kw": 5, "end": week.isoformat()})
-    assert live.curtailment.dr_target is not None and live.curtailment.dr_target.end == week
-    # A window a week long is one, whenever it starts.
+    assert [t.end for t in live.curtailment.dr_targets] == [week]
+
+
+def test_a_demand_response_target_may_start_at_most_a_week_ahead():
+    # Trial H1: a target for 2099 was taken (only its window's length was checked).
+    ingest, live, clock = make_ingest()
     feed(ingest, "site/dr", {"shed_kw": 5, "start": "2098-12-25T00:00:00Z", "end": FUTURE})
-    assert live.curtailment.dr_target.shed_kw == 5
+    assert list(live.curtailment.dr_targets) == [] and ingest.stats()["dropped"] == {"out_of_bounds": 1}
+    start = clock.now + timedelta(days=7)
+    feed(ingest, "site/dr", {"shed_kw": 5, "start": start.isoformat(), "end": (start + timedelta(days=7)).isoformat()})
+    assert [t.start for t in live.curtailment.dr_targets] == [start]
 
 
 def test_meter_readings_from_the_future_are_refused():
