@@ -191,7 +191,7 @@ class CurtailmentConfig(Settings):
 # --- MQTT payloads -----------------------------------------------------------------------------
 
 class KillPayload(_Strict):
-    """The kill switch over MQTT: `ON` / `OFF` (Home Assistant's switch), `true` / `false`, or this object."""
+    """The kill switch over MQTT: `ON` / `OFF` (Home Assistant's switch), `true` / `false`, `1` / `0`, or this object."""
 
     killed: bool
 

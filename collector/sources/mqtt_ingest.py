@@ -22,7 +22,7 @@ Four kinds of topic (models.mqtt.IngestKind):
   demand-response target (DrTarget JSON, added to what its topic holds; or a bare kW limit for
   `curtailment.dr_default_duration_s`, replacing it; 0 or null withdraws the topic's targets: each
   topic holds its own, collector/sources/dr_targets.py), the control mode (`off`, `dry_run`, `on`:
-  Home Assistant's select sends the bare word) and the kill switch (`ON`/`OFF`, true/false).
+  Home Assistant's select sends the bare word) and the kill switch (`ON`/`OFF`, true/false, 1/0).
   The composition root subscribes the curtailment command topics only when the config enables them.
   A command the broker replays (retained) may make control more careful, never less
   (LiveInputs.curtailment, which keeps them): a replayed withdrawal is ignored, a retained bare kW
@@ -173,6 +173,8 @@ _WORD_KINDS = frozenset({IngestKind.CURTAILMENT_MODE, IngestKind.CURTAILMENT_KIL
 # Readings a max age applies to: a retained one must say when it was taken (below).
 _DATED_KINDS = frozenset({IngestKind.MINER_TELEMETRY, IngestKind.METER, IngestKind.POWER_PRICE, IngestKind.BTC_PRICE})
 _COMMAND_KINDS = frozenset({IngestKind.DR_TARGET, IngestKind.CURTAILMENT_MODE, IngestKind.CURTAILMENT_KILL})
+# The kill switch's payloads, as str(payload).lower(): HA's switch sends ON/OFF; true/false and 1/0 arrive
+# as JSON (a boolean, a number), as scripts and other tools send them.
 _SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 
 
@@ -483,10 +485,8 @@ class MqttIngest:
 
     def _kill_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
                      now: datetime, retained: bool = False) -> _Update:
-        if isinstance(data, str) and data.lower() in _SWITCH_WORDS:
-            killed = _SWITCH_WORDS[data.lower()]
-        elif isinstance(data, bool):
-            killed = data
+        if isinstance(data, (str, int)) and str(data).lower() in _SWITCH_WORDS:  # (bool is an int: True -> "true")
+            killed = _SWITCH_WORDS[str(data).lower()]
         elif isinstance(data, dict):
             killed = KillPayload.model_validate(data).killed
         else:

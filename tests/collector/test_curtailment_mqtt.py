@@ -354,6 +354,24 @@ def test_demand_response_targets_set_over_mqtt_hold_across_a_restart(mosquitto, 
         publisher.close()
 
 
+def test_the_kill_switch_takes_1_and_0_as_well_as_on_and_off(mosquitto, fleet):
+    # Trial H L4: `1` and `0` were listed as switch words but arrive as JSON numbers, and were dropped invalid.
+    site = unique("kill-10")
+    topics = Topics("hashfleet", site)
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    running = collector(mosquitto, fleet, site, control={"mode": "dry_run", "allow": ["*"]})
+    try:
+        publisher.publish(topics.curtailment_set("kill"), "1")
+        running.next_result(lambda r: r.curtailment is not None and r.curtailment.killed, timeout=10, what="killed by 1")
+        publisher.publish(topics.curtailment_set("kill"), "0")
+        result = running.next_result(lambda r: r.curtailment is not None and not r.curtailment.killed, timeout=10,
+                                     what="back on by 0")
+        assert result.counters.get("mqtt_malformed", 0) == 0
+    finally:
+        running.close()
+        publisher.close()
+
+
 def test_command_topics_are_not_listened_to_unless_the_config_enables_them(mosquitto, fleet):
     site = unique("no-ha")
     topics = Topics("hashfleet", site)
