@@ -4,6 +4,8 @@ Pure request -> reply code (no sockets here), built from the same `Snapshot` phy
 
 Wire facts kept here (ESP-Miner 2.x, as pyasic 0.79 reads it):
 - `GET /` is the AxeOS single-page app; the word "AxeOS" in it is how pyasic recognises a Bitaxe.
+  ESP-Miner serves it from `index.html.gz` with `Content-Encoding: gzip` whatever the client asks for
+  (main/http_server/http_server.c), so this page is gzip-encoded too.
 - `GET /api/system/info` holds everything: `hashRate` (GH/s, live), `power` (W, a float from the
   board's power monitor), `temp` (ASIC, °C), `vrTemp` (voltage regulator), `fanrpm`, `fanspeed`
   (%), `uptimeSeconds`, `sharesAccepted`/`sharesRejected`, `bestDiff` ("4.21G"), `ASICModel`
@@ -19,6 +21,7 @@ Wire facts kept here (ESP-Miner 2.x, as pyasic 0.79 reads it):
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 from simulators.cgminer import POOL_URLS
@@ -37,6 +40,7 @@ INDEX_HTML = (
     '  <link rel="icon" type="image/x-icon" href="favicon.ico">\n</head>\n<body>\n  <app-root></app-root>\n'
     '  <script src="main.js" type="module"></script>\n</body>\n</html>\n'
 )
+INDEX_PAGE = gzip.compress(INDEX_HTML.encode(), mtime=0)
 
 # Settings `PATCH /api/system` may change, with their types (others are ignored, as the firmware does).
 SETTINGS: dict[str, type] = {
@@ -98,7 +102,7 @@ class Bitaxe:
     def web(self, request: HttpRequest) -> HttpResponse:
         path, method = request.path.rstrip("/") or "/", request.method
         if path == "/" and method in ("GET", "HEAD"):
-            return HttpResponse(200, INDEX_HTML.encode(), "text/html")
+            return HttpResponse(200, INDEX_PAGE, "text/html", headers=[("Content-Encoding", "gzip")])
         routes = {
             ("GET", "/api/system/info"): lambda: json_response(self.system_info(self.dev.observe())),
             ("GET", "/api/system/asic"): lambda: json_response(self.asic_info()),
