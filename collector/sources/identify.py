@@ -10,6 +10,8 @@ what it reads rarely, e.g. the MAC); pyasic reads everything else, and any make
 the config's `readers` sends to pyasic. Every step has an explicit timeout, and
 callers bound how many run at once (`Gates`): pyasic's own limit does not
 (DESIGN.md section 5: an unbounded gather over 1,000 addresses found none).
+pyasic's web answers are capped and not followed to another host
+(collector/sources/pyasic_http.py); one it refused is named in the address's reason.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from collector.sources import antminer, avalon, avalon_chain, braiins, reply_values, whatsminer
 from collector.sources import cgminer_client as cgminer
+from collector.sources import pyasic_http
 from collector.sources import pyasic_makes as pyasic_source
 from collector.sources.profile import from_pyasic
 from collector.sources.targets import CGMINER_PORT, Target
@@ -174,9 +177,10 @@ async def _chain_model(target: Target, timeout_s: float) -> str | None:
 async def _pyasic_identity(target: Target, timeout_s: float, why: str, gates: Gates | None,
                            readers: Mapping[str, str]) -> Identity:
     async with gates.detect if gates is not None else contextlib.nullcontext():
-        miner = await pyasic_source.detect(target.host, timeout_s=max(timeout_s, PYASIC_DETECT_S))
+        with pyasic_http.noting_refusals() as refused:
+            miner = await pyasic_source.detect(target.host, timeout_s=max(timeout_s, PYASIC_DETECT_S))
     if miner is None:
-        raise NoMinerFound(why)
+        raise NoMinerFound(f"{why}; {refused[0]}" if refused else why)
     make = str(getattr(miner, "make", None) or "") or None
     model = str(getattr(miner, "model", None) or "") or None
     if target.port == CGMINER_PORT:  # the native readers speak to the port pyasic found the miner on

@@ -5,7 +5,8 @@ Braiins OS, LuxOS, VNish, ...) and reads it; this module caches the detected
 miner objects, bounds the time each call may take, and maps pyasic's MinerData
 into MinerSample (its error list also as fault codes, as the native readers report
 them). pyasic's own `limit` does not bound concurrency (DESIGN.md section 5); the
-caller bounds it.
+caller bounds it. pyasic's HTTP is bounded in size and kept on the miner's own
+address by collector/sources/pyasic_http.py; an answer it refused is the sample's reason.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import warnings
 from datetime import datetime
 from typing import Any
 
-from collector.sources import plausibility, whatsminer
+from collector.sources import plausibility, pyasic_http, whatsminer
 from collector.sources.reply_values import board_named, code
 from models import BoardSample, FaultCode, MinerSample, MinerState, PoolInfo, SampleSource
 from models.sample import (
@@ -44,7 +45,8 @@ def _import_pyasic():
     """Import pyasic on first use (~1 s and ~30 MB; Avalon-only sites never need it), undoing what its
     import does to logging: it sets the root logger to WARNING, which silenced the service's own log.
     The warnings its import raises (asyncssh's) are shown once the level is back, where the command
-    sends them (the log at DEBUG: collector/commands/__init__.py)."""
+    sends them (the log at DEBUG: collector/commands/__init__.py). Every HTTP exchange pyasic makes
+    from then on goes through collector/sources/pyasic_http.py (size caps, no redirect elsewhere)."""
     root = logging.getLogger()
     level = root.level
     with warnings.catch_warnings(record=True) as raised:
@@ -52,6 +54,7 @@ def _import_pyasic():
         import pyasic
 
     root.setLevel(level)
+    pyasic_http.install()
     for w in raised:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return pyasic
@@ -74,18 +77,23 @@ async def poll(
 ) -> MinerSample:
     """Read one detected miner; never raises for a misbehaving miner."""
     miner_id = known_id or f"{host}:{port}"
-    try:
-        data = await asyncio.wait_for(miner.get_data(exclude=_NOT_NEEDED), timeout_s)
-    except TimeoutError:
-        return _offline(miner_id, host, port, site, ts, f"{host}: no data within {timeout_s:g} s")
-    except Exception as e:
-        if _caused_by_network(e):
-            return _offline(miner_id, host, port, site, ts, f"{host}: not answering ({type(e).__name__})")
-        return MinerSample(miner=miner_id, host=host, port=port, site=site, ts=ts, state=MinerState.ERROR,
-                           source=SampleSource.PYASIC, errors=[f"{host}: pyasic failed: {e!r}"])
+    with pyasic_http.noting_refusals() as refused:
+        try:
+            data = await asyncio.wait_for(miner.get_data(exclude=_NOT_NEEDED), timeout_s)
+        except TimeoutError:
+            return _offline(miner_id, host, port, site, ts, f"{host}: no data within {timeout_s:g} s")
+        except Exception as e:
+            if refused:
+                return _unread(miner_id, host, port, site, ts, f"{host}: {refused[0]}")
+            if _caused_by_network(e):
+                return _offline(miner_id, host, port, site, ts, f"{host}: not answering ({type(e).__name__})")
+            return MinerSample(miner=miner_id, host=host, port=port, site=site, ts=ts, state=MinerState.ERROR,
+                               source=SampleSource.PYASIC, errors=[f"{host}: pyasic failed: {e!r}"])
     # pyasic 0.79 hides connection errors: an unreachable Antminer comes back as empty data with
-    # is_mining=True. No hashrate, no uptime and no MAC means nothing answered.
+    # is_mining=True. No hashrate, no uptime and no MAC means nothing answered (or nothing was read).
     if data.hashrate is None and data.uptime is None and not data.mac:
+        if refused:
+            return _unread(miner_id, host, port, site, ts, f"{host}: {refused[0]}")
         return _offline(miner_id, host, port, site, ts, f"{host}: no answer on pyasic's ports (RPC 4028, web 80)")
     sample = from_miner_data(data, host=host, port=port, site=site, ts=ts)
     if known_id and not sample.mac:
@@ -96,6 +104,13 @@ async def poll(
 def _offline(miner_id: str, host: str, port: int, site: str, ts: datetime, reason: str) -> MinerSample:
     return MinerSample.offline(miner=miner_id, host=host, port=port, site=site, ts=ts, source=SampleSource.PYASIC,
                                reason=reason)
+
+
+def _unread(miner_id: str, host: str, port: int, site: str, ts: datetime, reason: str) -> MinerSample:
+    """It answered, but not an answer to read (pyasic_http refused it): in error, as the native readers
+    report a reply over their cap."""
+    return MinerSample.offline(miner=miner_id, host=host, port=port, site=site, ts=ts, source=SampleSource.PYASIC,
+                               reason=reason, state=MinerState.ERROR)
 
 
 def _caused_by_network(error: BaseException) -> bool:
