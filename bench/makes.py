@@ -3,7 +3,8 @@
 For each make (simulated Whatsminer M50S, Braiins OS+ S19j Pro, stock Antminer S19j Pro by default)
 it starts `hashfleet simulate` in its own process, detects every miner once with each library
 (bounded to --concurrency at a time), then times --cycles read cycles: `get_data()` per miner with
-the fields the collector leaves out excluded (pyasic) or all fields (pyasic-rs, whose `get_data`
+the fields the collector leaves out excluded (pyasic, loaded as the collector loads it: its HTTP through
+collector/sources/pyasic_http.py) or all fields (pyasic-rs, whose `get_data`
 takes no timeout: each call is wrapped in asyncio.wait_for here). CPU is this process's
 (`time.process_time`, all threads, so pyasic-rs's Rust runtime counts); the simulators' CPU is
 reported apart. pyasic-rs is optional: without it only pyasic is measured.
@@ -28,7 +29,7 @@ from bench.procs import BenchSetupError, SimulatorFleet
 
 EXCLUDE = ["serial_number", "psu_serial_number", "api_ver", "hostname", "fan_psu", "fault_light", "config"]
 BASES = {"m50s": "127.81.0.1", "bos-s19jpro": "127.82.0.1", "s19jpro": "127.83.0.1", "m30splus": "127.84.0.1",
-         "bos-s21": "127.85.0.1", "m60s": "127.86.0.1", "s21": "127.87.0.1"}
+         "bos-s21": "127.85.0.1", "m60s": "127.86.0.1", "s21": "127.87.0.1", "bitaxe": "127.89.0.1"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,6 +83,9 @@ def _pyasic_rs_ok(data: Any) -> bool:
 
 
 async def _run_make(model: str, hosts: list[str], args: argparse.Namespace, sim_cpu) -> list[dict[str, Any]]:
+    from collector.sources import identify
+
+    identify.load_pyasic()  # as the collector loads it: its HTTP through collector/sources/pyasic_http.py
     import pyasic
 
     async def detect(host: str) -> Any:
