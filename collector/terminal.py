@@ -16,6 +16,7 @@ from rich.text import Text
 from collector.history import Report
 from collector.stages.cost_engine import counted_readings
 from models import CostSample, MinerSample, NetworkState
+from models.base import printable  # (the commands show miners' text through it: terminal.printable)
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -30,12 +31,6 @@ def by_address(samples: list[MinerSample]) -> list[MinerSample]:
         except ValueError:
             return (1, sample.host.encode(), sample.port)
     return sorted(samples, key=key)
-
-
-def printable(text: str) -> str:
-    """Text from a miner or a server as a terminal may show it: each control character (an ANSI escape, a
-    newline that would split a row or a tab-separated record) a space."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
 
 
 COMPACT_BELOW = 120  # columns: a terminal narrower than this gets the compact tables (watch at 80x24)
@@ -73,10 +68,10 @@ def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int
     for s in rows:
         row = [f"{s.host}:{s.port}", printable(s.model or "-"), s.state.value, _fmt(s.hashrate_ths)]
         if not compact:
-            row = [s.miner, *row, _fmt(s.hashrate_avg_ths)]
+            row = [printable(s.miner), *row, _fmt(s.hashrate_avg_ths)]
         row += [_fmt(s.power_w, 0), _fmt(s.efficiency_j_th), _fmt(s.temp_chip_max_c, 0)]
         if not compact:
-            row.append("; ".join(s.errors)[:60])
+            row.append(printable("; ".join(s.errors)[:60]))  # the sources clean a miner's words; this too
         table.add_row(*row)
     if len(rows) < len(samples):
         trouble = sum(map(_needs_eyes, samples)) - sum(map(_needs_eyes, rows))

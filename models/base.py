@@ -1,4 +1,5 @@
-"""What every model of the vocabulary shares: strictness, UTC timestamps, small files read safely."""
+"""What every model of the vocabulary shares: strictness, UTC timestamps, small files read safely, text a
+terminal may show."""
 
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ def number_fields(model: type[BaseModel]) -> frozenset[str]:
         if kinds - {type(None)} and kinds - {type(None)} <= {int, float}:
             out.add(name)
     return frozenset(out)
+
+
+def printable(text: str) -> str:
+    """Text from a miner or a server with each character a terminal would act on a space: the C0 controls (an
+    ANSI escape, a newline that would split a row or a tab-separated record), DEL, the C1 controls (0x9b is a
+    one-byte CSI) and the other non-printing code points (a bidi override). Same length, so a cut stays a cut."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
 
 
 SECRET_FILE_MAX_BYTES = 64 * 1024  # a token, a password: a few hundred bytes at most

@@ -3,11 +3,14 @@
 A plain table: one `Nameplate` per model, with every spelling firmware and pyasic use for it
 (`names`), its boards x chips, fans and work modes. Adding a model is one more entry in `CATALOGUE`.
 Figures are nameplate values with their source (`source`; for Avalons docs/avalon.md section 8, for
-the others DESIGN.md section 4); a figure no source gives is None, never a guess.
+Antminers DESIGN.md section 4; Whatsminer and Bitaxe entries name theirs, and say so where a figure is an
+estimate); a figure no source gives is None, never a guess.
 
 The collector uses these figures to refuse readings no such unit can produce (a hashrate of
-1e300 GH/s, 100 MW at the wall): see `ceilings`. Where no nameplate is known, the miner's own
-expected hashrate and power limit stand in, and past those a ceiling for any single unit.
+1e300 GH/s, 100 MW at the wall): see `ceilings`. Where no nameplate is known, a make whose line the
+catalogue covers (`FAMILIES`: Whatsminer, Bitaxe) is held to the largest unit of that make; only for
+other makes do the miner's own expected hashrate and power limit stand in, and past those a ceiling for
+any single unit.
 """
 
 from __future__ import annotations
@@ -141,15 +144,82 @@ AVALON: tuple[Nameplate, ...] = (
               modes=_HOME_MODES, source="DESIGN.md section 4; pyasic, asic-rs (1 x 12)"),
 )
 
+
+def _whatsminer(model: str, ths: float | None, watts: float | None, source: str) -> Nameplate:
+    """A MicroBT model as pyasic names it without its bin ("M50S" of "M50S VH50"), the top of its published
+    range (a higher bin, a hydro variant: the ceiling's factors cover them)."""
+    return Nameplate("MicroBT", f"Whatsminer {model}", ths, watts, None, None,
+                     (f"Whatsminer {model}", model), source=source)
+
+
+_MANUAL = "MicroBT product manual (Oct 2024), as transcribed in auldsyababua/og-ai-inference-research"
+_SHOP = "MicroBT's shop (shop.whatsminer.com), as quoted in a public hardware survey (2026)"
+_THIRD = "third-party spec list (nhamilton1/asics-tools asicWattList.ts): an estimate, MicroBT's card not found"
+# MicroBT Whatsminer: (highest hashrate, watts at the wall) of each model's published range, None where no
+# source found here gives the figure (the family's ceiling then holds: `ceilings`). M53/M56/M63/M66/M73/M76 are
+# the hydro and immersion units.
+WHATSMINER: tuple[Nameplate, ...] = (
+    _whatsminer("M30S", 102.0, 3496.0, _THIRD + " (the highest hashrate and watts of its bins)"),
+    _whatsminer("M30S+", 102.0, 3468.0, _THIRD),
+    _whatsminer("M30S++", 106.0, 3472.0, _THIRD),
+    _whatsminer("M50", 118.0, 3422.0, _THIRD),
+    _whatsminer("M50S", 126.0, 3276.0, "the simulator's figures, which public spec lists share (126 TH/s; "
+                                       "3276-3480 W): an estimate, MicroBT's card not found"),
+    _whatsminer("M50S+", None, None, "no source found"),
+    _whatsminer("M50S++", 158.0, 3476.0, _MANUAL + " (138-158 TH/s, 3036-3476 W)"),
+    _whatsminer("M53", None, None, "no source found"),
+    _whatsminer("M53S", None, None, "no source found"),
+    _whatsminer("M56S+", 220.0, None, "Riot Platforms' MicroBT order (June 2023) as Cointelegraph reported it"),
+    _whatsminer("M56S++", 230.0, 5060.0, "Riot's order (June 2023), Decrypt: 230 TH/s at 22 J/TH (watts computed)"),
+    _whatsminer("M60", None, None, "no source found"),
+    _whatsminer("M60S", 186.0, 3441.0, _MANUAL + " (170-186 TH/s, 3145-3441 W, 18.5 J/TH)"),
+    _whatsminer("M60S+", None, None, "no source found"),
+    _whatsminer("M60S++", 218.0, 3379.0, _SHOP),
+    _whatsminer("M63", None, None, "no source found"),
+    _whatsminer("M63S", None, None, "no source found"),
+    _whatsminer("M63S++", 464.0, 7192.0, _SHOP),
+    _whatsminer("M66", None, None, "no source found"),
+    _whatsminer("M66S", None, None, "no source found (18.5 J/TH: Riot's order, 2024)"),
+    _whatsminer("M66S+", 314.0, 5338.0, "top-crypto-mining-asics.com, 'How to Calculate the ROI of WhatsMiner M66S+'"),
+    _whatsminer("M66S++", 356.0, 5518.0, _SHOP),
+    _whatsminer("M70S", 248.0, 3348.0, _SHOP),
+    _whatsminer("M73", 512.0, 7424.0, _SHOP),
+    _whatsminer("M73S+", 600.0, 7500.0, "Hashrate Index, 'MicroBT reveals the Whatsminer M70 series' (up to "
+                                        "600 TH/s at 12.5 J/TH; watts computed): an estimate"),
+    _whatsminer("M76S+", 440.0, 5500.0, "the same (up to 440 TH/s at 12.5 J/TH; watts computed): an estimate"),
+)
+
+# Bitaxe (open hardware, ESP-Miner): pyasic names a unit by its ASIC (BM1370 Gamma, BM1368 Supra, BM1366 Ultra,
+# BM1397 Max); a GT (two BM1370s) is a "Gamma" to it.
+BITAXE: tuple[Nameplate, ...] = (
+    Nameplate("Bitaxe", "Bitaxe Gamma", 1.224, 18.0, 1, 1, ("Bitaxe Gamma", "Gamma"),
+              source="1.224 TH/s: 2040 small cores x 600 MHz, as AxeOS and pyasic compute the expected rate; 18 W: "
+                     "not sourced here (a public hardware survey quotes 1.2 TH/s at 17 W)"),
+    Nameplate("Bitaxe", "Bitaxe Supra", 0.6, 14.0, 1, 1, ("Bitaxe Supra", "Supra"),
+              source="bitaxeorg/bitaxeSupra, as quoted in a public hardware survey (2026)"),
+    Nameplate("Bitaxe", "Bitaxe Ultra", 0.6, 15.0, 1, 1, ("Bitaxe Ultra", "Ultra"),
+              source="skot/bitaxe-doc BitaxeUltra: 300-600 GH/s, up to 15 W"),
+    Nameplate("Bitaxe", "Bitaxe Max", None, None, 1, 1, ("Bitaxe Max", "Max"), source="no source found"),
+    Nameplate("Bitaxe", "Bitaxe GT", 2.15, 43.0, 1, 2, ("Bitaxe GT", "Bitaxe Gamma Turbo", "Gamma Turbo"),
+              source="bitaxeorg/bitaxeGT, as quoted in a public hardware survey (2026)"),
+)
+
 CATALOGUE: tuple[Nameplate, ...] = (
     *AVALON,
     Nameplate("Bitmain", "Antminer S19j Pro", 104.0, 3068.0, 3, 126, ("Antminer S19j Pro", "S19j Pro")),
     Nameplate("Bitmain", "Antminer S21", 200.0, 3500.0, 3, 108, ("Antminer S21", "S21")),
-    Nameplate("Bitaxe", "Bitaxe Gamma", 1.224, 18.0, 1, 1, ("Bitaxe Gamma", "Gamma")),
+    *WHATSMINER,
+    *BITAXE,
 )
 
-_SPELLING = re.compile(r"[^0-9a-z]")
+# Makes whose line the catalogue covers, with the names firmware and pyasic give the make: a unit of one whose
+# model is not catalogued (a new bin, a name pyasic does not know) is held to the make's largest unit, never to
+# its own claims (a Whatsminer saying Factory GHS 900000 and Power Limit 30000 would pass those).
+FAMILIES: dict[str, tuple[str, ...]] = {"MicroBT": ("MicroBT", "WhatsMiner"), "Bitaxe": ("Bitaxe", "BitAxe")}
+
+_SPELLING = re.compile(r"[^0-9a-z+]")  # (a "+" is a model of its own: M50S, M50S+ and M50S++ differ)
 _VARIANT = re.compile(r"-\d+$")  # Canaan's hashrate variant: "AvalonMiner 1246-83", MODEL "1246-83"
+_BIN = re.compile(r"[ _]V[A-Z]{0,2}\d[0-9A-Z]*$")  # MicroBT's bin: "M50S VH50", "M50S_VH50", "M30S+ V100"
 
 
 def _key(name: str) -> str:
@@ -167,6 +237,8 @@ def nameplate(model: str | None) -> Nameplate | None:
     found = _BY_NAME.get(_key(model))
     if found is None and _VARIANT.search(model):
         found = _BY_NAME.get(_key(_VARIANT.sub("", model)))
+    if found is None and _BIN.search(model):
+        found = _BY_NAME.get(_key(_BIN.sub("", model)))
     return found
 
 
@@ -176,9 +248,10 @@ class Ceilings:
 
     hashrate_ths: float
     power_w: float
-    hashrate_basis: str  # "nameplate", "expected" (its own), "any unit"
-    power_basis: str  # "nameplate", "power limit" (its own), "any unit"
+    hashrate_basis: str  # "nameplate", "family" (its make's largest unit), "expected" (its own), "any unit"
+    power_basis: str  # "nameplate", "family", "power limit" (its own), "any unit"
     plate: Nameplate | None
+    family: str | None = None  # the make a "family" basis is the largest unit of
 
     def explain(self, what: str) -> str:
         """`what` is "hashrate" or "power": the ceiling in words, e.g. "3x the Avalon Q nameplate (90 TH/s)"."""
@@ -191,37 +264,69 @@ class Ceilings:
         if basis == "nameplate":
             assert self.plate is not None
             return f"{factor:g}x the {self.plate.model} nameplate ({limit / factor:g} {unit})"
+        if basis == "family":
+            return f"{factor:g}x the largest {self.family} unit catalogued ({limit / factor:g} {unit})"
         return f"{factor:g}x its own {'expected hashrate' if what == 'hashrate' else 'power limit'} ({limit / factor:g} {unit})"
 
 
-def ceilings(model: str | None, expected_ths: float | None, power_limit_w: float | None) -> Ceilings:
-    """Plausible maxima for a unit of `model` that states `expected_ths` and `power_limit_w` itself.
+def ceilings(model: str | None, expected_ths: float | None, power_limit_w: float | None,
+             make: str | None = None) -> Ceilings:
+    """Plausible maxima for a unit of `make` and `model` that states `expected_ths` and `power_limit_w` itself.
 
     The nameplate wins when the model is known (a miner's own figures could be as wrong as its
-    readings); otherwise (or where its nameplate lacks that figure) its own expected hashrate and power
-    limit, when they are themselves within the ceilings for any single unit; otherwise those ceilings."""
+    readings); otherwise (or where its nameplate lacks that figure) the largest unit of its make where the
+    catalogue covers the make's line (`FAMILIES`); otherwise its own expected hashrate and power limit, when
+    they are themselves within the ceilings for any single unit; otherwise those ceilings."""
     plate = nameplate(model)
     if plate is not None and plate.hashrate_ths is not None and plate.power_w is not None:
         return _of_plate(plate)
+    family = plate.make if plate is not None else family_of(make)
+    top = _FAMILY_TOPS.get(family) if family is not None else None
+    if plate is None and top is not None:
+        return _of_family(family)
     if plate is not None and plate.hashrate_ths is not None:
         ths, ths_basis = HASHRATE_FACTOR * plate.hashrate_ths, "nameplate"
+    elif top is not None:
+        ths, ths_basis = HASHRATE_FACTOR * top[0], "family"
     elif expected_ths is not None and 0 < expected_ths <= MAX_UNIT_THS:
         ths, ths_basis = HASHRATE_FACTOR * expected_ths, "expected"
     else:
         ths, ths_basis = MAX_UNIT_THS, "any unit"
     if plate is not None and plate.power_w is not None:
         watts, watts_basis = POWER_FACTOR * plate.power_w, "nameplate"
+    elif top is not None:
+        watts, watts_basis = POWER_FACTOR * top[1], "family"
     elif power_limit_w is not None and 0 < power_limit_w <= MAX_UNIT_W:
         watts, watts_basis = POWER_FACTOR * power_limit_w, "power limit"
     else:
         watts, watts_basis = MAX_UNIT_W, "any unit"
-    return Ceilings(ths, watts, ths_basis, watts_basis, plate)
+    return Ceilings(ths, watts, ths_basis, watts_basis, plate, family if top is not None else None)
+
+
+_FAMILY_BY_NAME = {_key(name): family for family, names in FAMILIES.items() for name in names}
+# Each family's largest hashrate and largest draw (of any of its catalogued units).
+_FAMILY_TOPS: dict[str, tuple[float, float]] = {
+    family: (max(p.hashrate_ths for p in CATALOGUE if p.make == family and p.hashrate_ths is not None),
+             max(p.power_w for p in CATALOGUE if p.make == family and p.power_w is not None))
+    for family in FAMILIES}
+
+
+@functools.lru_cache(maxsize=256)  # make strings come from miners: bounded
+def family_of(make: str | None) -> str | None:
+    """The catalogue's make (a key of FAMILIES) for a make as firmware or pyasic names it ("WhatsMiner"), or None."""
+    return _FAMILY_BY_NAME.get(_key(make)) if make else None
 
 
 @functools.cache  # one per catalogue entry
 def _of_plate(plate: Nameplate) -> Ceilings:
     assert plate.hashrate_ths is not None and plate.power_w is not None
     return Ceilings(HASHRATE_FACTOR * plate.hashrate_ths, POWER_FACTOR * plate.power_w, "nameplate", "nameplate", plate)
+
+
+@functools.cache  # one per family
+def _of_family(family: str) -> Ceilings:
+    ths, watts = _FAMILY_TOPS[family]
+    return Ceilings(HASHRATE_FACTOR * ths, POWER_FACTOR * watts, "family", "family", None, family)
 
 
 # --- thermal limits (the health stage: collector/stages/health_signals.py) -----------------------

@@ -30,6 +30,13 @@ MAX_TEXT_CHARS = 256  # model, firmware, work mode, pool URL and user
 MAX_UPTIME_S = 10**10  # ~317 years
 MAX_FAN_RPM = 100_000
 TEMP_MIN_C, TEMP_MAX_C = -273.15, 1000.0
+# What a running miner's temperature sensor (chip, board, intake) can read: a value outside is refused as that
+# field. The top: chips shut down well below it (Avalon A11/A12 firmware trips at ~95-105 C on the chips, D-Central
+# "Avalon 1266 - Temperature Too High"; MicroBT's bin tables stop chips at 87 C and boards at 80 C,
+# ap-rose/microbt-whatsminer powers/M6X.csv; ESP-Miner throttles a Bitaxe at 75 C). The bottom: MicroBT rates the
+# M60S and M50S++ for intake from -5 C (product manuals, October 2024) and no miner's electronics are rated below
+# the industrial -40 C. -273 and below is firmware's "no sensor": absent, not refused.
+SENSOR_MIN_C, SENSOR_MAX_C = -40.0, 150.0
 
 _LIST_FIELDS = frozenset({"fans_rpm", "boards", "errors", "warnings", "fault_codes", "unusable"})
 _Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]

@@ -49,10 +49,10 @@ from pydantic import ValidationError
 from collector.sources import avalon_chain, avalon_codes, avalon_power, plausibility
 from collector.sources import cgminer_client as cgminer
 from collector.sources.reply_values import first as _first
+from collector.sources.reply_values import mac as _mac
 from collector.sources.reply_values import text as _text
 from collector.sources.avalon_fields import (
     MAX_CODE,
-    NO_READING_C as _NO_READING_C,
     Device,
     capped,
     json_number,
@@ -70,7 +70,8 @@ from models.sample import (
     MAX_FAN_RPM,
     MAX_FANS,
     MAX_UPTIME_S,
-    TEMP_MAX_C,
+    SENSOR_MAX_C,
+    SENSOR_MIN_C,
 )
 
 __all__ = ["MAKE", "POLL_COMMAND", "mac_address", "parse", "parse_device_string", "poll"]
@@ -82,7 +83,6 @@ MAKE = "Canaan"
 _MAX_POOLS = 64  # pool entries looked at for the active one
 _PVT_KEYS = tuple(f"PVT_T{i}" for i in range(MAX_BOARDS + 1))  # per-chip temperatures, one key per board
 _FAN_KEYS = tuple(f"Fan{i}" for i in range(1, MAX_FANS + 2))
-_MAC_HEX = re.compile(r"[0-9A-F]{12}")
 # `Ver[1246-83-21072802_4ec6bb0_211fc46]`: the model as the firmware names it, then the firmware.
 _VER = re.compile(r"(.+?)-(\d{8}_\w+)$")
 # SYSTEMSTATU[Work: In Work, ...] or STATE[n] (Avalon Q): N3S-src `sysstatus[]`.
@@ -279,14 +279,14 @@ def _boards(dev: Device, plate: Nameplate | None, asleep: bool) -> list[BoardSam
         else:
             if i < len(tmax):
                 chip_max = tmax[i]
-                if not (chip_max and _NO_READING_C < chip_max <= TEMP_MAX_C):  # 0: no reading; the rest refused
+                if not (chip_max and SENSOR_MIN_C <= chip_max <= SENSOR_MAX_C):  # 0: no reading; the rest refused
                     chip_max = dev.valid_temp(chip_max or None, "MTmax", "boards")
             elif unit_max is not None:
                 chip_max = unit_max
             else:
                 chip_max = dev.valid_temp(_hottest(chips), "PVT_T", "boards")
             chip_avg = tavg[i] if i < len(tavg) else None
-            if not (chip_avg and _NO_READING_C < chip_avg <= TEMP_MAX_C):
+            if not (chip_avg and SENSOR_MIN_C <= chip_avg <= SENSOR_MAX_C):
                 chip_avg = dev.valid_temp(chip_avg or None, "MTavg", "boards")
             if chips is None:
                 chips_ok = None
@@ -525,10 +525,7 @@ def mac_address(raw: Any) -> str | None:
 
 @functools.lru_cache(maxsize=32768)  # bounded: one entry per miner of a large collector, not per string ever seen
 def _mac_of(raw: str) -> str | None:
-    text = raw.replace(":", "").upper()
-    if _MAC_HEX.fullmatch(text) is None:
-        return None
-    return ":".join(text[i:i + 2] for i in range(0, 12, 2))
+    return _mac(raw)  # the rule every reader uses (reply_values.mac: a group address is no unit's own)
 
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from collector.sources import avalon_codes
 from collector.sources import cgminer_client as cgminer
 from collector.sources.avalon_fields import MAX_DEVICE_STRING_CHARS, Device, parse_device_string
+from collector.sources.reply_values import text as reply_text
 from models import BoardSample, FaultCode
 from models.hardware import nameplate
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_FAN_RPM, MAX_FANS, MAX_TEXT_CHARS
@@ -105,7 +106,7 @@ def read(stats: dict[str, Any], refused: dict[str, str], where: str) -> Chain:
                                                      first_board=board, ecmm_key=f"ECMM module {number}")
         board += count
     chain.model = (f"AvalonMiner {'/'.join(models)} chain" if models else "AvalonMiner chain")[:MAX_TEXT_CHARS]
-    chain.firmware = " / ".join(firmwares)[:MAX_TEXT_CHARS] or None
+    chain.firmware = reply_text(" / ".join(firmwares)) or None  # (the modules' words: cut, no control characters)
     chain.expected_ghs = expected if expected_seen else None
     chain.temp_chip_max_c = max(temps, default=None)
     if len(chain.fans_rpm) > MAX_FANS:

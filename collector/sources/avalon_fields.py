@@ -12,7 +12,8 @@ import re
 from typing import Any
 
 from collector.sources import cgminer_client as cgminer
-from models.sample import MAX_BOARDS, TEMP_MAX_C
+from models.base import printable
+from models.sample import MAX_BOARDS, SENSOR_MAX_C, SENSOR_MIN_C
 
 _DEVICE_KEY = re.compile(r"(\w+)\[([^\]]*)\]")
 NO_READING_C = -273.0  # the firmware's "sensor absent" temperature
@@ -47,7 +48,7 @@ class Device:
         self.refused: dict[str, str] = {} if refused is None else refused  # a chain's modules share one
 
     def refuse(self, field: str, key: str, text: str, why: str) -> None:
-        shown = text if len(text) <= 40 else f"{text[:40]}..."
+        shown = printable(text) if len(text) <= 40 else f"{printable(text[:40])}..."  # quoted in an error: no escapes
         self.refused.setdefault(field, f"reply value out of range: {key}[{shown}] {why}; {field} left empty")
 
     def num(self, key: str, field: str, low: float | None = 0.0) -> float | None:
@@ -113,8 +114,9 @@ class Device:
     def valid_temp(self, value: float | None, key: str, field: str) -> float | None:
         if value is None or value <= NO_READING_C:
             return None
-        if value > TEMP_MAX_C:
-            self.refuse(field, key, f"{value:g}", f"is above {TEMP_MAX_C:g} C, no temperature a miner reports")
+        if not SENSOR_MIN_C <= value <= SENSOR_MAX_C:
+            self.refuse(field, key, f"{value:g}", f"is outside {SENSOR_MIN_C:g}..{SENSOR_MAX_C:g} C, no temperature a "
+                                                  "running miner's sensor reads")
             return None
         return value
 

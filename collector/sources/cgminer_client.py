@@ -21,7 +21,10 @@ import re
 import orjson
 from typing import Any
 
+from models.base import printable
+
 MAX_REPLY_BYTES = 4 * 1024 * 1024  # a full estats of a large unit is ~20 KB; anything huge is garbage
+MAX_MESSAGE_CHARS = 200  # of a failed command's `Msg` kept in the error
 
 
 class CGMinerError(Exception):
@@ -180,5 +183,6 @@ def section(reply: dict[str, Any], command: str, where: str) -> dict[str, Any]:
         part = reply  # a single-command reply is not wrapped
     status = part.get("STATUS")
     if isinstance(status, list) and status and isinstance(status[0], dict) and status[0].get("STATUS") in ("E", "F"):
-        raise MinerReplyError(f"{where}: '{command}' failed: {status[0].get('Msg', 'no message')}")
+        said = printable(str(status[0].get("Msg", "no message"))[:MAX_MESSAGE_CHARS])  # the miner's words: no escapes
+        raise MinerReplyError(f"{where}: '{command}' failed: {said}")
     return part

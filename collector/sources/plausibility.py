@@ -3,8 +3,9 @@
 Every source (native Avalon, pyasic, MQTT telemetry) passes its samples through `check`. A finite
 but absurd number (GHSspd[1e300], WALLPOWER[99999999], an MQTT hashrate of 1e308) would otherwise
 reach InfluxDB and the cost engine, where one miner turns the site's cost per BTC into 0 or
-millions. Ceilings come from the model's nameplate (models.hardware), else from the miner's own
-expected hashrate and power limit, else from the most any single unit does.
+millions. Ceilings come from the model's nameplate (models.hardware), else from the largest unit of its
+make where the catalogue covers the make (Whatsminer, Bitaxe), else from the miner's own expected hashrate
+and power limit, else from the most any single unit does.
 
 A refused reading is left empty and named (MinerSample.refused): the miner is in error and the
 cost engine uses none of its readings (counted as incomplete).
@@ -21,7 +22,7 @@ _POWERS = ("power_w", "power_limit_w")
 
 def check(sample: MinerSample) -> MinerSample:
     """`sample` itself when every reading is plausible for its model, else a copy with the others refused."""
-    limits = ceilings(sample.model, sample.expected_hashrate_ths, sample.power_limit_w)
+    limits = ceilings(sample.model, sample.expected_hashrate_ths, sample.power_limit_w, sample.make)
     top_ths, top_w = limits.hashrate_ths, limits.power_w
     # The common case in as few steps as possible: this runs for every miner every cycle.
     if ((sample.hashrate_ths or 0.0) <= top_ths and (sample.hashrate_avg_ths or 0.0) <= top_ths

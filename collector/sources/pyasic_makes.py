@@ -17,9 +17,10 @@ import warnings
 from datetime import datetime
 from typing import Any
 
-from collector.sources import plausibility, pyasic_http, whatsminer
+from collector.sources import plausibility, pyasic_http, reply_values, whatsminer
 from collector.sources.reply_values import board_named, code
 from models import BoardSample, FaultCode, MinerSample, MinerState, PoolInfo, SampleSource
+from models.base import printable
 from models.sample import (
     MAX_BOARDS,
     MAX_CHIPS_PER_BOARD,
@@ -29,7 +30,8 @@ from models.sample import (
     MAX_FANS,
     MAX_TEXT_CHARS,
     MAX_UPTIME_S,
-    TEMP_MAX_C,
+    SENSOR_MAX_C,
+    SENSOR_MIN_C,
 )
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ async def poll(
         if refused:
             return _unread(miner_id, host, port, site, ts, f"{host}: {refused[0]}")
         return _offline(miner_id, host, port, site, ts, f"{host}: no answer on pyasic's ports (RPC 4028, web 80)")
-    sample = from_miner_data(data, host=host, port=port, site=site, ts=ts)
+    sample = from_miner_data(data, host=host, port=port, site=site, ts=ts, make=_make_of(miner))
     if known_id and not sample.mac:
         sample = sample.model_copy(update={"miner": known_id})
     return sample
@@ -127,13 +129,27 @@ def _caused_by_network(error: BaseException) -> bool:
     return False
 
 
-def from_miner_data(data: Any, *, host: str, port: int, site: str, ts: datetime) -> MinerSample:
-    """pyasic's MinerData as a MinerSample. A value that is not a finite number in range, or a list
-    over its cap, is refused like the native driver refuses it: that field is left empty and
-    named, the miner is in error, the rest is kept. Implausible readings: collector.sources.plausibility."""
+def _make_of(miner: Any) -> str | None:
+    """The make pyasic's detection gave `miner`: its class's, else the family of its reader. A Bitaxe whose ASIC
+    pyasic does not know is its bare BitAxe class, with no make and no model: still a Bitaxe, held to a
+    Bitaxe's ceilings rather than to any unit's (plausibility)."""
+    make = getattr(miner, "make", None)
+    if make is not None:
+        return _text(getattr(make, "value", make)) or None
+    from pyasic.miners.backends.bitaxe import BitAxe
+
+    return "BitAxe" if isinstance(miner, BitAxe) else None
+
+
+def from_miner_data(data: Any, *, host: str, port: int, site: str, ts: datetime,
+                    make: str | None = None) -> MinerSample:
+    """pyasic's MinerData as a MinerSample (`make`: detection's, where the data names none). A value that is
+    not a finite number in range, or a list over its cap, is refused like the native driver refuses it: that
+    field is left empty and named, the miner is in error, the rest is kept. Implausible readings:
+    collector.sources.plausibility."""
     refused: dict[str, str] = {}
     hashrate = _ths(data.hashrate, "hashrate_ths", refused)
-    mac = _text(data.mac, 20).upper() or None
+    mac = reply_values.mac(data.mac)  # as the native readers take it: a group address, or garbage, is no id
     if "hashrate_ths" in refused:
         state = MinerState.ERROR
     elif not data.is_mining:
@@ -153,7 +169,7 @@ def from_miner_data(data: Any, *, host: str, port: int, site: str, ts: datetime)
     sample = MinerSample(
         miner=mac or f"{host}:{port}", host=host, port=port, site=site, ts=ts, state=state,
         source=SampleSource.PYASIC,
-        make=_text(info.make) or None if info else None, model=_text(info.model) or None if info else None,
+        make=(_text(info.make) if info else "") or make, model=_text(info.model) or None if info else None,
         firmware=_text(data.fw_ver) or None, mac=mac,
         hashrate_ths=hashrate if state is MinerState.MINING or "hashrate_ths" in refused else 0.0,
         expected_hashrate_ths=_ths(data.expected_hashrate, "expected_hashrate_ths", refused),
@@ -262,9 +278,9 @@ def _temp(value: Any, field: str, refused: dict[str, str], what: str | None = No
     number = _number(value, field, refused, low=None, what=what)
     if number is None or number <= -273:  # -273: the firmware's "no sensor"
         return None
-    if number > TEMP_MAX_C:
-        refused.setdefault(field, f"reply value out of range: pyasic {what or field} {_shown(value)} is above "
-                                  f"{TEMP_MAX_C:g} C; {field} left empty")
+    if not SENSOR_MIN_C <= number <= SENSOR_MAX_C:  # no running miner's sensor reads it (models/sample.py)
+        refused.setdefault(field, f"reply value out of range: pyasic {what or field} {_shown(value)} is outside "
+                                  f"{SENSOR_MIN_C:g}..{SENSOR_MAX_C:g} C; {field} left empty")
         return None
     return number
 
@@ -282,7 +298,8 @@ def _ths(rate: Any, field: str, refused: dict[str, str], what: str | None = None
 
 
 def _text(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
-    return "" if value is None else str(value)[:limit]
+    """pyasic's text (firmware, model, an error, a pool) cut to `limit`, each control character a space."""
+    return "" if value is None else printable(str(value)[:limit])
 
 
 def _shown(value: Any) -> str:

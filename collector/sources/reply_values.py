@@ -6,7 +6,8 @@ over its cap is refused field by field, as the Avalon reader refuses device-stri
 is left empty and named with the reason (`refused`), the reading keeps the rest, and the miner is in
 error. Absent values (a missing key, JSON null, an empty string: firmware's "no reading") are None and
 refuse nothing. Error codes (`code`) and the board a firmware's message names (`board_named`) are
-read here too: anything but a small whole number, or a board no unit has, is no value.
+read here too: anything but a small whole number, or a board no unit has, is no value. Text (`text`) has
+its control characters replaced; a MAC (`mac`) that cannot be a unit's own address is none.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from models import PoolInfo
-from models.sample import MAX_BOARDS, MAX_TEXT_CHARS, TEMP_MAX_C
+from models.base import printable
+from models.sample import MAX_BOARDS, MAX_TEXT_CHARS, SENSOR_MAX_C, SENSOR_MIN_C
 
 MAX_POOLS = 64  # pool entries looked at for the active one
 MAX_CODE = 10**9  # an error code is a small number; anything larger is garbage
@@ -69,12 +71,14 @@ class Checked:
         return int(number)
 
     def temp(self, value: Any, field: str, what: str) -> float | None:
-        """A temperature in C; the firmware's "no sensor" (-273 and below) is None."""
+        """A temperature in C; the firmware's "no sensor" (-273 and below) is None, one no running miner's
+        sensor reads (outside SENSOR_MIN_C..SENSOR_MAX_C) refused."""
         number = self.number(value, field, what, low=None)
         if number is None or number <= _NO_READING_C:
             return None
-        if number > TEMP_MAX_C:
-            self.refuse(field, what, value, f"is above {TEMP_MAX_C:g} C, no temperature a miner reports")
+        if not SENSOR_MIN_C <= number <= SENSOR_MAX_C:
+            self.refuse(field, what, value, f"is outside {SENSOR_MIN_C:g}..{SENSOR_MAX_C:g} C, no temperature a "
+                                            "running miner's sensor reads")
             return None
         return number
 
@@ -98,18 +102,23 @@ class Checked:
 
 
 def text(value: Any, limit: int = MAX_TEXT_CHARS) -> str | None:
-    """A text value of the reply, cut to `limit`; anything but a non-empty string is no value."""
+    """A text value of the reply, cut to `limit`, each control character a space (a model, firmware or message
+    goes to the terminal, JSON and Home Assistant: an escape sequence there would act); anything but a
+    non-empty string is no value."""
     if not isinstance(value, str) or not value:
         return None
-    return value if len(value) <= limit else value[:limit]
+    return printable(value if len(value) <= limit else value[:limit])
 
 
 def mac(raw: Any) -> str | None:
-    """`AA:BB:CC:DD:EE:FF` from a MAC in any of the forms firmware writes it; None for anything else."""
+    """`AA:BB:CC:DD:EE:FF` from a MAC in any of the forms firmware writes it; None for anything else, and for
+    a group address (the multicast bit, the first octet's lowest, set: 23:90:5C:..., FF:FF:...), which no
+    network card has as its own: taken as a miner's id, a firmware that makes one up each read would start a
+    new miner, and a new series, every time."""
     if not isinstance(raw, str) or len(raw) > 20:
         return None
     bare = raw.replace(":", "").replace("-", "").upper()
-    if _MAC_HEX.fullmatch(bare) is None:
+    if _MAC_HEX.fullmatch(bare) is None or int(bare[1], 16) & 1:
         return None
     return ":".join(bare[i:i + 2] for i in range(0, 12, 2))
 
@@ -141,5 +150,5 @@ def first(items: Any) -> dict[str, Any]:
 
 
 def _shown(value: Any) -> str:
-    shown = repr(value) if not isinstance(value, str) else value
+    shown = repr(value) if not isinstance(value, str) else printable(value[:41])  # quoted in an error: no escapes
     return shown if len(shown) <= 40 else f"{shown[:40]}..."

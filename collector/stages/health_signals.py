@@ -19,7 +19,7 @@ from statistics import median
 
 from collector.stages.health_history import MinerHistory
 from models import FaultCode, FaultSeverity, MinerSample, MinerState, SampleSource
-from models.sample import MAX_CHIPS_PER_BOARD, MAX_TEXT_CHARS
+from models.sample import MAX_CHIPS_PER_BOARD, MAX_TEXT_CHARS, SENSOR_MAX_C, SENSOR_MIN_C
 from models.hardware import Nameplate, ThermalLimits
 from models.health import Cause, Severity, Signal
 
@@ -71,8 +71,8 @@ REBOOT_WINDOW_S = 3600
 BOOT_SETTLE_S = 180
 BOOT_MEASURE_MAX_S = RAMP_S  # a boot first read later than this is not measured (that spread would dominate)
 BOOTS_MEASURED = 4  # the boots whose time lost is averaged
-# Readings no working miner reports (MinerSample already refuses beyond -273.15..1000 C).
-PLAUSIBLE_TEMP_C = (-40.0, 150.0)
+# Readings no working miner reports (the sources refuse them already: models/sample.py SENSOR_MIN_C..SENSOR_MAX_C).
+PLAUSIBLE_TEMP_C = (SENSOR_MIN_C, SENSOR_MAX_C)
 PLAUSIBLE_FAN_RPM = 25_000
 # Codes healthy units show (docs/avalon.md s5: ECHU 512 "normal" on A10-A12; 16, 512, 528 on hashing 741
 # boards): not a finding when only the driver's raw text names them (the decoded ones say INFO).

@@ -123,14 +123,16 @@ def test_report_on_an_80_column_terminal_keeps_every_id_and_total_readable(histo
 
 def test_a_model_name_with_control_characters_cannot_split_a_row_or_paint_the_terminal():
     # A miner names its model "S19\x1b[31m\nFAKE ROW\tx": the escape reached the terminal and the newline split
-    # the table's row (and scan's tab-separated record) into a fake one.
+    # the table's row (and scan's tab-separated record) into a fake one. The sources clean a miner's words; the
+    # table's note (poll's and watch's errors column: trial J) and id are cleaned again wherever they came from.
     from datetime import datetime, timezone
 
     from collector.terminal import fleet_table, plain_console, printable
 
     hostile = "S19\x1b[31m\nFAKE ROW\tx"
-    sample = MinerSample(miner="m1", host="10.0.0.1", port=4028, site="s", ts=datetime.now(timezone.utc),
-                         state="mining", source="pyasic", model=hostile, hashrate_ths=100.0, power_w=3000.0)
+    sample = MinerSample(miner="m1\x1b[2J", host="10.0.0.1", port=4028, site="s", ts=datetime.now(timezone.utc),
+                         state="mining", source="pyasic", model=hostile, hashrate_ths=100.0, power_w=3000.0,
+                         errors=[f"\x1b[2J\x1b[H{hostile}"])
     from collector.commands.health import problems_table
     from collector.health_report import HealthReport, ProblemSeen
 

@@ -21,6 +21,7 @@ from collector.line_protocol import MAX_STRING_CHARS, MAX_TAG_CHARS, Shape, enco
 from collector.sinks.points import miner_points
 from collector.sources import avalon
 from models import MinerSample, MinerState, SampleSource
+from models.base import printable
 from models.hardware import nameplate
 from models.sample import MAX_TEXT_CHARS, MAX_UPTIME_S
 from tests.support import DATA, TS
@@ -194,8 +195,8 @@ async def _served(reply: bytes) -> MinerSample:
 @given(prod=sample_text, firmware=sample_text, user=sample_text, url=sample_text)
 def test_any_strings_in_a_miners_reply_land_in_influxd_as_documented(influxdb, influx_bucket, prod, firmware, user,
                                                                     url):
-    """Hostile text where a miner puts its model, firmware and pool: the driver keeps it (cut to its cap),
-    the encoder escapes or replaces it, influxd accepts every line and stores the documented text. (Text
+    """Hostile text where a miner puts its model, firmware and pool: the driver keeps it (cut to its cap, each
+    control or other non-printing character a space), the encoder escapes or replaces it, influxd accepts every line and stores the documented text. (Text
     with lone surrogates is not valid JSON for the driver's decoder: that reply is an error sample.)"""
     reply = copy.deepcopy(_REPLY)
     version = reply["version"][0]["VERSION"][0]
@@ -211,7 +212,7 @@ def test_any_strings_in_a_miners_reply_land_in_influxd_as_documented(influxdb, i
     influxdb.write(influx_bucket, "\n".join(miner_points(sample)), precision="s")
     rows = influxdb.query(f"SELECT * FROM miner WHERE site = '{site}'", influx_bucket, epoch="s")
     assert len(rows) == 1, rows
-    named = prod[:MAX_TEXT_CHARS]
+    named = printable(prod[:MAX_TEXT_CHARS])
     # a PROD that is empty or names a family ("10xx"): the device string's Ver prefix (1246-83) names it
     expected_model = stored_tag(named if named and "xx" not in named.lower() else "AvalonMiner 1246-83")
     assert rows[0].get("model") == expected_model and rows[0]["hashrate_ths"] == sample.hashrate_ths

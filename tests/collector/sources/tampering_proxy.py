@@ -8,7 +8,10 @@ whatever the test makes of its replies.
 
 `piped_ports=()` leaves the other ports free (for a scripted web UI on the same address).
 `tamper[address] = fn`: fn(command, reply bytes) -> bytes, the reply to send instead (return the
-bytes unchanged for commands it leaves alone). One event loop in a background thread serves it all.
+bytes unchanged for commands it leaves alone). `web_tamper[address] = fn`: fn(path, body bytes) -> bytes,
+the same for the web UI on port 80 (a Bitaxe's AxeOS API): while one is set, each HTTP request is
+forwarded alone (`Connection: close` both ways) and the answer's body rewritten, its Content-Length
+with it. One event loop in a background thread serves it all.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import threading
 from collections.abc import Callable
 
 RPC_PORT = 4028
-PIPED_PORTS = (80, 50051)
+WEB_PORT = 80
+PIPED_PORTS = (WEB_PORT, 50051)
 
 Tamper = Callable[[str, bytes], bytes]
 
@@ -31,6 +35,7 @@ class TamperingProxy:
         self.routes = dict(routes)
         self.piped_ports = piped_ports
         self.tamper: dict[str, Tamper] = {}
+        self.web_tamper: dict[str, Tamper] = {}
         self._servers: list[asyncio.base_events.Server] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tampering-proxy", daemon=True)
@@ -58,7 +63,8 @@ class TamperingProxy:
                 lambda r, w, a=address, u=upstream: self._rpc(r, w, a, u), address, RPC_PORT, reuse_address=True))
             for port in self.piped_ports:
                 self._servers.append(await asyncio.start_server(
-                    lambda r, w, u=upstream, p=port: self._pipe(r, w, u, p), address, port, reuse_address=True))
+                    lambda r, w, a=address, u=upstream, p=port: self._web(r, w, a, u) if p == WEB_PORT and
+                    a in self.web_tamper else self._pipe(r, w, u, p), address, port, reuse_address=True))
 
     async def _close(self) -> None:
         for server in self._servers:
@@ -81,6 +87,35 @@ class TamperingProxy:
             writer.write(reply)
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _web(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str,
+                   upstream: str) -> None:
+        """One HTTP request forwarded with `Connection: close`, its answer's body through web_tamper."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")),
+                          0)
+            body = await reader.readexactly(length)
+            kept = [line for line in lines[1:] if line and not line.lower().startswith("connection:")]
+            up_reader, up_writer = await asyncio.open_connection(upstream, WEB_PORT)
+            up_writer.write("\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("latin-1") + body)
+            await up_writer.drain()
+            answer = await up_reader.read()  # to the close
+            up_writer.close()
+            answer_head, _, answer_body = answer.partition(b"\r\n\r\n")
+            tamper = self.web_tamper.get(address)
+            if tamper is not None:
+                answer_body = tamper(lines[0].split(" ")[1], answer_body)
+            answer_lines = [line for line in answer_head.split(b"\r\n")
+                            if not line.lower().startswith((b"content-length:", b"connection:"))]
+            writer.write(b"\r\n".join([*answer_lines, b"Content-Length: %d" % len(answer_body), b"Connection: close",
+                                        b"", answer_body]))
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
             pass
         finally:
             writer.close()
@@ -132,6 +167,19 @@ def _command(request: bytes) -> str:
         return str(parsed.get("command") or parsed.get("cmd") or "")
     except (ValueError, AttributeError):
         return ""
+
+
+def rewrite_json(path: str, edit: Callable[[dict], object]) -> Tamper:
+    """A web_tamper function: the JSON body answering `path` decoded, changed in place by `edit`, encoded again;
+    other answers untouched."""
+    def tamper(sent: str, body: bytes) -> bytes:
+        if sent.split("?")[0].rstrip("/") != path:
+            return body
+        data = json.loads(body)
+        edit(data)
+        return json.dumps(data).encode()
+
+    return tamper
 
 
 def rewrite(command: str, edit: Callable[[dict], object]) -> Tamper:

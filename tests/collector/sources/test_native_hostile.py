@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 from datetime import datetime, timezone
 
 import pytest
 
-from collector.sources import antminer, web_client
+from collector.sources import antminer, web_client, whatsminer
 from collector.sources.polled_miners import PolledMiners
 from collector.sources.profile import Profile
 from models import CollectorConfig, MinerState
+from models.hardware import nameplate
 from simulators import ManualClock, run_fleet
 from tests.collector.sources.tampering_proxy import TamperingProxy, rewrite
+from tests.support import HASHFLEET
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 KEYS = ("s19jpro", "m50s", "bos-s19jpro")
@@ -65,6 +68,14 @@ def put(key: str, value):
     return lambda entry: entry.__setitem__(key, value)
 
 
+def section_entries(key: str, edit):
+    """Each entry of a single command's list (`devdetails` answered alone: {"DEVDETAILS": [...]}) edited."""
+    def each(reply):
+        for entry in reply[key]:
+            edit(entry)
+    return each
+
+
 # (make, attack, edit of the decoded poll reply, the field refused, or for a reply refused whole the text
 # its error must carry)
 ATTACKS = [
@@ -88,6 +99,12 @@ ATTACKS = [
     ("m50s", "hashrate 'inf'", summary_of(put("MHS 1m", "inf")), "hashrate_ths"),
     ("m50s", "power 1e9 W", summary_of(put("Power", 1e9)), "power_w"),
     ("m50s", "intake 5000 C", summary_of(put("Env Temp", 5000)), "temp_env_c"),
+    # A running miner's sensors read -40..150 C (models/sample.py): -273 is "no sensor", -272.9 is not
+    ("m50s", "intake -272.9 C", summary_of(put("Env Temp", -272.9)), "temp_env_c"),
+    ("m50s", "a chip at 999.9 C", section("devs", "DEVS", lambda devs: devs[0].update({"Chip Temp Max": 999.9})),
+     "boards"),
+    ("m50s", "a board at -200 C", section("devs", "DEVS", lambda devs: devs[1].update(Temperature=-200)), "boards"),
+    ("bos-s19jpro", "a board at 151 C", section("temps", "TEMPS", lambda t: t[0].update(Board=151)), "boards"),
     ("m50s", "fan -1 rpm", summary_of(put("Fan Speed In", -1)), "fans_rpm"),
     ("m50s", "200 slots", section("devs", "DEVS", lambda devs: devs.extend([dict(devs[0])] * 200)), "boards"),
     ("m50s", "a billion chips", section("devs", "DEVS", lambda devs: devs[1].update({"Effective Chips": 10**9})),
@@ -140,6 +157,170 @@ def test_a_bare_inf_token_is_no_reading_not_a_broken_reply(lab):
     finally:
         del proxy.tamper[address]
     assert sample.state is MinerState.MINING and sample.hashrate_avg_ths is None and sample.hashrate_ths > 0
+
+
+def test_no_temperature_sensor_is_no_reading_not_a_refused_one(lab):
+    fleet, proxy, poller, good = lab
+    address = PROXIED["m50s"]
+    proxy.tamper[address] = rewrite(POLL["m50s"], summary_of(put("Env Temp", -273)))  # btminer's "no sensor"
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert sample.state is MinerState.MINING and sample.temp_env_c is None and not sample.errors, sample
+
+
+def test_a_whatsminer_claiming_900_ths_at_30_kw_is_held_to_its_nameplate_not_to_its_own_claims(lab):
+    """Trial J M4: its own Factory GHS and Power Limit saying the same made them plausible (3x and 2x its own
+    claims); MicroBT's M50S makes ~126 TH/s at ~3.3 kW."""
+    fleet, proxy, poller, good = lab
+    address = PROXIED["m50s"]
+    proxy.tamper[address] = rewrite(POLL["m50s"], summary_of(lambda s: s.update(
+        {"MHS 1m": 900e6, "Factory GHS": 900_000, "Power": 30_000, "Power Limit": 30_000})))
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert sample.model == "M50S VH50" and sample.state is MinerState.ERROR, sample
+    assert set(sample.unusable) == {"hashrate_ths", "expected_hashrate_ths", "power_w", "power_limit_w"}, sample.errors
+    assert any("3x the Whatsminer M50S nameplate (126 TH/s)" in e for e in sample.errors), sample.errors
+    assert any("2x the Whatsminer M50S nameplate (3276 W)" in e for e in sample.errors), sample.errors
+
+
+def test_a_whatsminer_model_not_catalogued_is_held_to_the_largest_whatsminer(lab):
+    """A model the catalogue lacks (a new bin, a new series): the largest Whatsminer catalogued, never its own
+    claims (2,500 TH/s "expected", a 30 kW limit) nor any unit's (5,000 TH/s, 30 kW)."""
+    fleet, proxy, poller, good = lab
+    upstream = next(m for m in good if m.spec.key == "m50s")
+    address = "127.53.2.4"
+    with TamperingProxy({address: upstream.host}, piped_ports=()) as other:
+        other.tamper[address] = tamper_all(
+            rewrite("devdetails", section_entries("DEVDETAILS", put("Model", "M99S_VZ10"))),  # no one knows it
+            rewrite(POLL["m50s"], summary_of(lambda s: s.update(
+                {"MHS 1m": 2500e6, "Factory GHS": 2_500_000, "Power": 30_000, "Power Limit": 30_000}))))
+        unknown = PolledMiners(CollectorConfig(miners=[address], timeout_s=2.0))
+
+        async def identify_then_poll():
+            await unknown.refresh()
+            return await unknown.cycle(TS)
+
+        [sample] = asyncio.run(identify_then_poll()).samples
+    assert sample.make == "WhatsMiner" and nameplate(sample.model) is None, sample
+    assert sample.state is MinerState.ERROR, sample
+    assert set(sample.unusable) == {"hashrate_ths", "expected_hashrate_ths", "power_w", "power_limit_w"}, sample.errors
+    assert any("largest MicroBT unit catalogued (600 TH/s)" in e for e in sample.errors), sample.errors
+
+
+ANSI = "\x1b[2J\x1b[H\x1b[31;1mPWNED\x1b[0m\x1b]0;owned\x07\x9b31m"  # trial J's, and a one-byte (C1) CSI
+
+
+def printable_throughout(sample) -> bool:
+    """Every text of the sample (errors, warnings, firmware, codes' meanings...) holds no control character."""
+    def texts(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from texts(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from texts(item)
+
+    return all(text.isprintable() for text in texts(sample.model_dump(mode="json")))
+
+
+def test_a_miners_words_reach_the_sample_without_their_control_characters(lab):
+    """Trial J M1: a failed command's `Msg` and a Braiins chain's tuner state were copied into `errors` as sent:
+    `poll`'s note column and `watch` printed the escapes (the screen cleared, the title set)."""
+    fleet, proxy, poller, good = lab
+    wm, bos = PROXIED["m50s"], PROXIED["bos-s19jpro"]
+    proxy.tamper[wm] = rewrite(POLL["m50s"], lambda reply: {
+        "STATUS": [{"STATUS": "E", "When": 0, "Code": 14, "Msg": ANSI + "X" * 100_000, "Description": ""}]})
+    proxy.tamper[bos] = rewrite(POLL["bos-s19jpro"], section(
+        "tunerstatus", "TUNERSTATUS", lambda t: t[0]["TunerChainStatus"][0].update(Status="Failed " + ANSI)))
+    try:
+        samples = one_cycle(poller)
+    finally:
+        del proxy.tamper[wm], proxy.tamper[bos]
+    failed, tuned = samples[wm], samples[bos]
+    assert failed.state is MinerState.ERROR and "PWNED" in failed.errors[0], failed.errors
+    assert tuned.state is MinerState.MINING and any("PWNED" in e for e in tuned.errors), tuned.errors
+    assert any("PWNED" in c.meaning for c in tuned.fault_codes), tuned.fault_codes
+    for sample in (failed, tuned):
+        assert printable_throughout(sample), sample.model_dump_json()
+
+
+def test_poll_prints_a_miners_words_without_their_escapes(lab):
+    """`hashfleet poll` over the same hostile replies: its note column showed `^[[2J^[[H^[[31;1mPWNED`."""
+    fleet, proxy, poller, good = lab
+    wm, bos = PROXIED["m50s"], PROXIED["bos-s19jpro"]
+    proxy.tamper[wm] = rewrite(POLL["m50s"], lambda reply: {"STATUS": [{"STATUS": "E", "Msg": ANSI}]})
+    proxy.tamper[bos] = rewrite(POLL["bos-s19jpro"], section(
+        "tunerstatus", "TUNERSTATUS", lambda t: t[0]["TunerChainStatus"][0].update(Status="Failed " + ANSI)))
+    try:
+        table = subprocess.run([HASHFLEET, "poll", wm, bos, "--timeout", "3"], capture_output=True, timeout=120)
+        lines = subprocess.run([HASHFLEET, "poll", wm, bos, "--timeout", "3", "--json"], capture_output=True,
+                               timeout=120)
+    finally:
+        del proxy.tamper[wm], proxy.tamper[bos]
+    assert table.returncode == lines.returncode == 0, table.stderr
+    assert table.stdout.count(b"PWNED") == 2 and lines.stdout.count(b"PWNED") >= 2, table.stdout
+    for out in (table.stdout, lines.stdout):
+        text = out.decode()
+        assert all(line.isprintable() for line in text.splitlines()), text  # no ESC, BEL, CSI, CR anywhere
+        assert "\\u001b" not in text and "\\u0007" not in text and "\\u009b" not in text, text
+
+
+def test_a_whatsminers_firmware_and_failed_get_commands_reach_the_sample_without_escapes(lab):
+    """`get_version`'s fw_ver is the sample's firmware (JSON, Home Assistant's sw_version); a `get_*` answered
+    with STATUS E is a warning."""
+    fleet, proxy, poller, good = lab
+    upstream = next(m for m in good if m.spec.key == "m50s")
+    address = "127.53.2.5"
+    with TamperingProxy({address: upstream.host}, piped_ports=()) as other:
+        other.tamper[address] = tamper_all(
+            rewrite("get_version", lambda reply: reply["Msg"].update(fw_ver="20230911.12.Rel" + ANSI)),
+            rewrite("get_error_code", lambda reply: {"STATUS": "E", "When": 0, "Code": 14, "Msg": ANSI * 50}))
+        reader = whatsminer.Whatsminer(address, 4028, Profile("WhatsMiner", "M50S VH50", 3, 135, 2))
+
+        async def run():
+            await reader.prepare(1.0)
+            return await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
+
+        sample = asyncio.run(run())
+    assert sample.state is MinerState.MINING, sample.errors
+    assert "PWNED" in sample.firmware and any("PWNED" in w for w in sample.warnings), sample
+    assert printable_throughout(sample), sample.model_dump_json()
+
+
+def test_a_group_mac_is_no_miner_id(lab):
+    """Trial J L5: a MAC with the multicast bit set (23:90:5C:...) is no network card's own address; taken as the
+    id, a firmware making one up at each read would start a new miner (a new series) every time. The id falls back
+    to the address, as for a unit that gives no MAC."""
+    fleet, proxy, poller, good = lab
+    upstream = next(m for m in good if m.spec.key == "m50s")
+    address = "127.53.2.6"
+    with TamperingProxy({address: upstream.host}, piped_ports=()) as other:
+        other.tamper[address] = rewrite("get_miner_info", lambda reply: reply["Msg"].update(mac="23:90:5C:00:11:22"))
+        reader = whatsminer.Whatsminer(address, 4028, Profile("WhatsMiner", "M50S VH50", 3, 135, 2))
+
+        async def run():
+            await reader.prepare(1.0)
+            return await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
+
+        sample = asyncio.run(run())
+    assert sample.state is MinerState.MINING, sample.errors
+    assert sample.mac is None and sample.miner == f"{address}:4028", sample
+
+
+def tamper_all(*tampers):
+    """Several tamper functions in one: each rewrites the replies to its own command."""
+    def tamper(sent: str, reply: bytes) -> bytes:
+        for one in tampers:
+            reply = one(sent, reply)
+        return reply
+
+    return tamper
 
 
 def test_ten_thousand_error_codes_are_capped(lab):
