@@ -27,6 +27,9 @@ POWER_FACTOR = 2.0
 # hydro unit, is ~1,200 TH/s and ~11 kW).
 MAX_UNIT_THS = 5_000.0
 MAX_UNIT_W = 30_000.0
+# A positive hashrate below this is no reading either: 1 kH/s, less than an ESP32 hobby miner
+# (~50 kH/s) or any CPU makes. A denormal such as 5e-324 TH/s makes J/TH and cost per BTC infinite.
+MIN_HASHING_THS = 1e-9
 
 
 @dataclass(frozen=True, slots=True)

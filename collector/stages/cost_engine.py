@@ -13,6 +13,7 @@ Two views:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
@@ -241,8 +242,12 @@ _ADDITIVE_TOTALS = (
 
 
 def _per(numerator: float, denominator: float) -> float | None:
-    # Cost per BTC with nothing mined is undefined, not infinite.
-    return numerator / denominator if denominator > 0 else None
+    # Cost per BTC with nothing mined is undefined, not infinite; so is one over a denormal (5e-324).
+    if denominator > 0:
+        ratio = numerator / denominator
+        if math.isfinite(ratio):
+            return ratio
+    return None
 
 
 def _derive(

@@ -35,6 +35,7 @@ HOSTILE = {
     "ghs_inf": ({"GHSspd": "inf"}, "hashrate_ths"),
     "ghs_1e300": ({"GHSspd": "1e300"}, "hashrate_ths"),
     "ghs_negative": ({"GHSspd": "-5"}, "hashrate_ths"),
+    "ghs_denormal": ({"GHSspd": "1e-297"}, "hashrate_ths"),  # 1e-300 TH/s: J/TH 3.7e303 (trial H, L5)
     "wallpower_100MW": ({"WALLPOWER": "99999999"}, "power_w"),
     "fan1_inf": ({"Fan1": "inf"}, "fans_rpm"),
     "million_boards": ({"MGHS": " ".join(["1"] * 1_000_000)}, None),  # a 2 MB reply
@@ -85,7 +86,7 @@ def test_hostile_replies_cost_only_their_own_fields_and_good_miners_keep_points_
         for row in by_miner[ids[miner]]:
             assert row["state"] == "error", name
             assert (field in row["error"]) if field else "cap" in row["error"], row
-    assert all(r["hashrate_ths"] is None for m in ("ghs_inf", "ghs_1e300", "ghs_negative")
+    assert all(r["hashrate_ths"] is None for m in ("ghs_inf", "ghs_1e300", "ghs_negative", "ghs_denormal")
                for r in by_miner[ids[hostile[m]]])
     # Fan1[inf] cost that fan only: the hashrate and power are what the simulator served.
     last_fan1 = max(by_miner[ids[fan1]], key=lambda r: r["time"])
@@ -111,7 +112,7 @@ def test_hostile_replies_cost_only_their_own_fields_and_good_miners_keep_points_
         assert site["incomplete"] == 1 and site["miners"] == len(fleet.miners)
 
 
-def test_mqtt_telemetry_with_a_hashrate_of_1e308_is_refused_and_kept_out_of_cost(mosquitto):
+def test_mqtt_telemetry_with_a_hashrate_of_1e308_or_5e_324_is_refused_and_kept_out_of_cost(mosquitto, caplog):
     site = unique("hostile")
     topic = f"sim/{site}/+/telemetry"
     with run_fleet("a1566:1", base="127.48.1.1:0", seed=14) as fleet:
@@ -124,11 +125,17 @@ def test_mqtt_telemetry_with_a_hashrate_of_1e308_is_refused_and_kept_out_of_cost
         try:
             publisher.publish(f"sim/{site}/liar/telemetry", {"hashrate_ths": 1e308, "power_w": 3000.0})
             publisher.publish(f"sim/{site}/overflow/telemetry", b'{"hashrate_ths": 1e400, "power_w": 3000}')
-            result = collector.next_result(lambda r: r.cost is not None and any(s.miner == "liar" for s in r.samples),
-                                           what="a costed cycle with the MQTT miner")
+            # A denormal: the cost stage logged an ERROR on it (efficiency_j_th inf), trial H L5.
+            publisher.publish(f"sim/{site}/tiny/telemetry", b'{"hashrate_ths": 5e-324, "power_w": 3000}')
+            result = collector.next_result(lambda r: r.cost is not None and {"liar", "tiny"} <= {s.miner for s in r.samples},
+                                           what="a costed cycle with the MQTT miners")
             liar = next(s for s in result.samples if s.miner == "liar")
             assert liar.state is MinerState.ERROR and liar.hashrate_ths is None and "hashrate_ths" in liar.unusable
             assert any("1e+308" in e and "not a plausible reading" in e for e in liar.errors)
+            tiny = next(s for s in result.samples if s.miner == "tiny")
+            assert tiny.state is MinerState.ERROR and tiny.hashrate_ths is None and "hashrate_ths" in tiny.unusable
+            assert any("4.94066e-324" in e and "not a plausible reading" in e for e in tiny.errors)
+            assert not [r for r in caplog.records if "cost figures failed" in r.getMessage()]
             assert not any(s.miner == "overflow" for s in result.samples)  # 1e400 is inf in JSON: payload refused
             assert collector.bridge.ingest.stats()["dropped"].get("invalid") == 1
             polled = [s for s in result.samples if s.source is SampleSource.AVALON]
@@ -138,9 +145,10 @@ def test_mqtt_telemetry_with_a_hashrate_of_1e308_is_refused_and_kept_out_of_cost
             alone = cost.site_cost(site, polled, economics, result.network, result.ts).site
             assert site_cost.all_in_cost_per_btc == pytest.approx(alone.all_in_cost_per_btc, rel=1e-9)
             assert site_cost.hashrate_ths == pytest.approx(polled[0].hashrate_ths)
-            assert "hashrate_ths" in site_cost.missing_inputs  # the liar is counted as incomplete
-            liar_cost = next(c for c in result.miner_costs if c.miner == "liar")
-            assert liar_cost.hashrate_ths == 0 and liar_cost.power_w == 0 and liar_cost.missing_inputs
+            assert "hashrate_ths" in site_cost.missing_inputs  # the liars are counted as incomplete
+            for name in ("liar", "tiny"):
+                liar_cost = next(c for c in result.miner_costs if c.miner == name)
+                assert liar_cost.hashrate_ths == 0 and liar_cost.power_w == 0 and liar_cost.missing_inputs
         finally:
             publisher.close()
             collector.close()

@@ -621,6 +621,16 @@ def test_a_cost_figure_that_is_not_finite_is_refused() -> None:
         miner_cost(miner(), FLAT, absurd, T0)  # 1e-300 difficulty: an infinite BTC a day
 
 
+def test_a_ratio_over_a_denormal_is_no_figure_not_an_error() -> None:
+    # Trial H, L5: 3,000 W over 5e-324 TH/s is inf J/TH; the cost stage logged an ERROR for the miner.
+    # Ingest refuses such a hashrate now (plausibility); the engine does not rely on it.
+    tiny = miner(hashrate_ths=5e-324, power_w=3000.0, model=None)
+    assert tiny.efficiency_j_th is None
+    figures = miner_cost(tiny, FLAT, NETWORK, T0)
+    assert figures.efficiency_j_th is None and figures.energy_cost_per_btc is None
+    assert figures.energy_usd_day == pytest.approx(3.6)  # its draw is still paid for
+
+
 def test_a_miner_unseen_longer_than_forget_after_leaves_the_books_and_the_site_keeps_its_amounts() -> None:
     t0 = datetime(2025, 3, 12, 0, 0, tzinfo=UTC)
     book = advance(None, [miner("a"), miner("b")], FLAT, NETWORK, t0, t0 + timedelta(minutes=10), forget_after_s=3600)
