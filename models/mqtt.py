@@ -140,7 +140,7 @@ class MqttConfig(Settings):
 
     ingest: list[MqttSubscription] = Field(default_factory=list, max_length=1000, description="topics to subscribe to")
     max_payload_bytes: int = Field(default=65536, ge=64, le=16 * 1024 * 1024, description="larger payloads are dropped unread")
-    telemetry_max_age_s: float = Field(default=60.0, gt=0, description="older MQTT telemetry makes the miner offline")
+    telemetry_max_age_s: float = Field(default=60.0, gt=0, description="MQTT telemetry older than this (by its ts) makes the miner offline")
     meter_max_age_s: float = Field(default=120.0, gt=0, description="older meter readings are not used for cost")
 
     # What a publisher may make the collector believe. Anyone who can publish on an ingest topic

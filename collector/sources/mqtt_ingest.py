@@ -6,8 +6,11 @@ Four kinds of topic (models.mqtt.IngestKind):
   filter's first `+` matched (else the whole topic), `ts` to the arrival time, `host` to "mqtt",
   `state` to mining when hashrate_ths > 0 else idle; `site` and `source` (mqtt) are always set
   here. The latest sample per miner joins every cycle (the ingest is a source: `announce`,
-  `collect`); a miner silent for longer than `telemetry_max_age_s` yields an offline sample, like a
-  polled miner that does not answer. A miner that is also polled keeps its polled sample.
+  `collect`); a miner whose latest telemetry is older than `telemetry_max_age_s` yields an offline
+  sample, like a polled miner that does not answer. Its age counts from its `ts`, not from its
+  arrival: telemetry already that old when it arrives (a retained one, replayed at every start and
+  reconnect) is dropped (`stale`) and takes no slot. A miner that is also polled keeps its polled
+  sample.
 - meter: watts per outlet or per rack (MeterPayload), mapped to miners by the subscription's
   `outlets` and `racks`. Outlet watts are that miner's metered power; a rack's watts (less the
   outlet-metered miners on it) are shared by its other miners in proportion to the power they
@@ -33,10 +36,11 @@ host's clock is refused (a price dated 2099 would otherwise hold forever, later 
 "older"); one within the skew is taken as the arrival time, so nothing held is ever in the future.
 A miner id with a character that is not printable (a control character, a non-character, a bidi
 or zero-width format character) is refused. MQTT miner ids are capped (`telemetry_max_miners`) or
-allow-listed (`allowed_miners`), and an id silent for `telemetry_evict_after_s` is forgotten;
-`take_evicted` hands those ids to the sink, which clears their retained Home Assistant discovery and
-topics. Only allow-listed MQTT miners count as verified (`LiveInputs.verified_mqtt_miners`): anyone
-can invent an id, so only verified ones share the site's fixed costs (collector.stages.cost_stage).
+allow-listed (`allowed_miners`), and an id silent for `telemetry_evict_after_s` is forgotten, or sooner
+when the cap is reached and a new id comes: the id heard from longest ago gives its slot up if it is
+offline; `take_evicted` hands those ids to the sink, which clears their retained Home Assistant
+discovery and topics. Only allow-listed MQTT miners count as verified (`LiveInputs.verified_mqtt_miners`):
+anyone can invent an id, so only verified ones share the site's fixed costs (collector.stages.cost_stage).
 
 Malformed, oversized or unknown payloads are counted by reason (`stats()`), logged at most once
 per reason per 10 s with a count of those held back, and dropped; nothing here raises into paho.
@@ -88,13 +92,14 @@ TOO_MANY_MINERS = "too_many_miners"
 NOT_ALLOWED = "not_allowed"
 ERROR = "error"
 OLDER = "older"  # dated before the one held: ignored
+STALE = "stale"  # telemetry older than telemetry_max_age_s on arrival: it would only make an offline miner
 RETAINED_UNDATED = "retained_undated"  # a retained reading with no ts: its age is unknown
 
 # Drop reasons as the `collector` point counts them.
 _COUNTED = {
     "mqtt_malformed": (OVERSIZED, NOT_JSON, INVALID, ERROR),
     "mqtt_unknown": (UNKNOWN_TOPIC, UNMAPPED),
-    "mqtt_refused": (FUTURE_TS, OUT_OF_BOUNDS, OLDER, RETAINED_UNDATED),
+    "mqtt_refused": (FUTURE_TS, OUT_OF_BOUNDS, OLDER, RETAINED_UNDATED, STALE),
     "mqtt_limited": (TOO_MANY_MINERS, NOT_ALLOWED),
 }
 
@@ -159,7 +164,7 @@ def match_filter(topic_filter: str, topic: str) -> list[str] | None:
 @dataclass
 class _Telemetry:
     sample: MinerSample
-    received: datetime
+    as_of: datetime  # its ts (the arrival time when it had none): its age counts from here
 
 
 @dataclass
@@ -195,7 +200,9 @@ class MqttIngest:
         self._log = BoundedLog(log)
         self._allowed = frozenset(config.allowed_miners)
         self._ids_lock = threading.Lock()
-        self._ids: set[str] = set()  # MQTT miner ids holding a slot (taken in paho's thread, freed on eviction)
+        # MQTT miner ids holding a slot -> the ts of their latest telemetry, in the order last heard from
+        # (taken in paho's thread, freed on eviction or for a newcomer at the cap)
+        self._ids: dict[str, datetime] = {}
         self._lock = threading.Lock()  # the state below
         self._telemetry: dict[str, _Telemetry] = {}
         self._pending: list[MinerSample] = []  # this cycle's MQTT samples, announced, not yet collected
@@ -336,19 +343,26 @@ class MqttIngest:
         if not low <= value <= high:
             raise _Dropped(OUT_OF_BOUNDS, f"{what} {value:g} outside [{low:g}, {high:g}] ({why})")
 
-    def _take_slot(self, miner: str, key: str) -> bool:
-        """Whether `miner` may be held (allow-list, then the cap); returns whether it is verified."""
+    def _take_slot(self, miner: str, key: str, as_of: datetime, now: datetime) -> tuple[bool, str | None]:
+        """Whether `miner` may be held (allow-list, then the cap): whether it is verified, and the id whose slot
+        it takes over, if any. At the cap, the id heard from longest ago gives up its slot when its telemetry is older than
+        telemetry_max_age_s (it shows offline): a flood, live or retained, holds slots only while fresh."""
         verified = miner in self._allowed or key in self._allowed
         if self._allowed and not verified:
             raise _Dropped(NOT_ALLOWED, f"miner {miner[:80]!r} is not in mqtt.allowed_miners")
         cap = self.config.telemetry_max_miners
+        freed = None
         with self._ids_lock:
-            if miner not in self._ids:
-                if len(self._ids) >= cap:
-                    raise _Dropped(TOO_MANY_MINERS, f"already {cap} MQTT miners (mqtt.telemetry_max_miners); "
-                                                    f"{miner[:80]!r} is one too many")
-                self._ids.add(miner)
-        return verified
+            held = self._ids.pop(miner, None)  # put back last: the ids stay in the order last heard from
+            if held is None and len(self._ids) >= cap:
+                oldest = next(iter(self._ids))
+                if (now - self._ids[oldest]).total_seconds() <= self.config.telemetry_max_age_s:
+                    raise _Dropped(TOO_MANY_MINERS, f"already {cap} MQTT miners (mqtt.telemetry_max_miners), none "
+                                                    f"offline; {miner[:80]!r} is one too many")
+                del self._ids[oldest]
+                freed = oldest
+            self._ids[miner] = as_of if held is None else max(held, as_of)
+        return verified, freed
 
     # -- payload kinds: parse now, return the update to apply ---------------------------------
 
@@ -379,15 +393,29 @@ class MqttIngest:
             # format character (bidi, zero-width) makes a look-alike of another miner's id in Home Assistant.
             raise _Dropped(INVALID, f"miner id {ascii(sample.miner[:80])} holds a control, format or other "
                                     "unprintable character")
-        self._checked_ts(sample.ts, now)
-        verified = self._take_slot(sample.miner, key)
+        as_of = self._checked_ts(sample.ts, now)
+        age = (now - as_of).total_seconds()
+        if age > self.config.telemetry_max_age_s:
+            # It could only make an offline miner; a retained one would take a slot at every start and reconnect.
+            raise _Dropped(STALE, f"telemetry of {sample.miner[:80]!r} dated {as_of.isoformat()} is {age:.0f} s old, "
+                                  f"more than telemetry_max_age_s ({self.config.telemetry_max_age_s:g})")
+        verified, freed = self._take_slot(sample.miner, key, as_of, now)
 
-        def update() -> None:
-            self._telemetry[sample.miner] = _Telemetry(sample, now)
+        def update() -> bool:
+            if freed is not None:  # its slot is gone: so goes what is held for it
+                self._forget([freed])
+                self._log.log(logging.INFO, "freed", "MQTT miner %r, offline and heard from longest ago, forgotten: its "
+                              "slot goes to %r (mqtt.telemetry_max_miners %d reached)", freed[:80], sample.miner[:80],
+                              self.config.telemetry_max_miners)
+            held = self._telemetry.get(sample.miner)
+            if held is not None and as_of < held.as_of <= now:
+                return False  # an older sample arriving late
+            self._telemetry[sample.miner] = _Telemetry(sample, as_of)
             if verified:
                 self.live.verified_mqtt_miners.add(sample.miner)
             if sample.power_w is not None:
                 self._reported_w[sample.miner] = sample.power_w
+            return True
         return update
 
     def _meter_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
@@ -586,7 +614,7 @@ class MqttIngest:
             for miner, seen in self._telemetry.items():
                 if miner in skip:
                     continue
-                age = (ts - seen.received).total_seconds()
+                age = (ts - seen.as_of).total_seconds()
                 if age > self.config.telemetry_evict_after_s:
                     evicted.append(miner)
                 elif age <= self.config.telemetry_max_age_s:
@@ -594,8 +622,8 @@ class MqttIngest:
                 else:
                     out.append(MinerSample.offline(miner=miner, host=seen.sample.host, port=seen.sample.port,
                                                    site=self.site, ts=ts, source=SampleSource.MQTT,
-                                                   reason=f"no telemetry over MQTT for {age:.0f} s"))
-            self._evict(evicted)
+                                                   reason=f"no telemetry over MQTT for {age:.0f} s (by its ts)"))
+            self._evict(evicted, ts)
         return out
 
     def share_racks(self, samples: Iterable[MinerSample], ts: datetime) -> None:
@@ -608,19 +636,29 @@ class MqttIngest:
             for rack in self._racks:
                 self._share_rack(rack, ts)
 
-    def _evict(self, miners: list[str]) -> None:
+    def _evict(self, miners: list[str], now: datetime) -> None:
         """Forget MQTT miners silent for telemetry_evict_after_s (under self._lock): their slots are
         free again and the sink clears what it published for them."""
         if not miners:
             return
+        self._forget(miners)
+        evict_after = self.config.telemetry_evict_after_s
+        with self._ids_lock:
+            for miner in miners:
+                heard = self._ids.get(miner)
+                # Not a slot retaken meanwhile in paho's thread (its telemetry is on its way to the loop).
+                if heard is not None and (now - heard).total_seconds() > evict_after:
+                    del self._ids[miner]
+        log.info("forgot %d MQTT miner(s) silent for more than %g s (mqtt.telemetry_evict_after_s), e.g. %r",
+                 len(miners), self.config.telemetry_evict_after_s, miners[0][:80])
+
+    def _forget(self, miners: list[str]) -> None:
+        """Drop what is held for `miners` (under self._lock; their slots are freed by the caller) and hand
+        them to the sink, which clears what it published for them."""
+        miners = [m for m in miners if self._telemetry.pop(m, None) is not None]
         for miner in miners:
-            del self._telemetry[miner]
             self._reported_w.pop(miner, None)
             self.live.verified_mqtt_miners.discard(miner)
-        with self._ids_lock:
-            self._ids.difference_update(miners)
         self._evicted_total += len(miners)
         if len(self._evicted) < 10 * self.config.telemetry_max_miners:  # no sink draining them: stop collecting
             self._evicted += miners
-        log.info("forgot %d MQTT miner(s) silent for more than %g s (mqtt.telemetry_evict_after_s), e.g. %r",
-                 len(miners), self.config.telemetry_evict_after_s, miners[0][:80])
