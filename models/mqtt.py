@@ -156,8 +156,9 @@ class MqttConfig(Settings):
     telemetry_max_miners: int = Field(default=1000, ge=1, le=50_000,
                                       description="distinct MQTT miner ids held; more are dropped (too_many_miners)")
     allowed_miners: list[str] = Field(default_factory=list, max_length=50_000,
-                                      description="when set, only these miner ids or topic keys are accepted on "
-                                                  "miner_telemetry topics; only they share the site's fixed costs")
+                                      description="when set, only these miner ids, or ids on these topic keys, are "
+                                                  "accepted on miner_telemetry topics; only the listed ids share "
+                                                  "the site's fixed costs")
     telemetry_evict_after_s: float = Field(default=3600.0, gt=0, le=30 * 86_400,
                                            description="an MQTT miner silent this long is forgotten, its Home "
                                                        "Assistant discovery and retained topics cleared")

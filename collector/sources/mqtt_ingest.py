@@ -39,8 +39,11 @@ or zero-width format character) is refused. MQTT miner ids are capped (`telemetr
 allow-listed (`allowed_miners`), and an id silent for `telemetry_evict_after_s` is forgotten, or sooner
 when the cap is reached and a new id comes: the id heard from longest ago gives its slot up if it is
 offline; `take_evicted` hands those ids to the sink, which clears their retained Home Assistant
-discovery and topics. Only allow-listed MQTT miners count as verified (`LiveInputs.verified_mqtt_miners`):
-anyone can invent an id, so only verified ones share the site's fixed costs (collector.stages.cost_stage).
+discovery and topics. Only MQTT miners whose id is allow-listed count as verified
+(`LiveInputs.verified_mqtt_miners`): anyone can invent an id, so only verified ones share the site's
+fixed costs (collector.stages.cost_stage). A listed topic key admits every id published on it, but
+verifies only the id equal to the key (the one a payload without `miner` takes): one key must not vouch
+for a crowd of invented ids.
 
 Malformed, oversized or unknown payloads are counted by reason (`stats()`), logged at most once
 per reason per 10 s with a count of those held back, and dropped; nothing here raises into paho.
@@ -345,10 +348,12 @@ class MqttIngest:
 
     def _take_slot(self, miner: str, key: str, as_of: datetime, now: datetime) -> tuple[bool, str | None]:
         """Whether `miner` may be held (allow-list, then the cap): whether it is verified, and the id whose slot
-        it takes over, if any. At the cap, the id heard from longest ago gives up its slot when its telemetry is older than
-        telemetry_max_age_s (it shows offline): a flood, live or retained, holds slots only while fresh."""
-        verified = miner in self._allowed or key in self._allowed
-        if self._allowed and not verified:
+        it takes over, if any. A listed topic key admits any id published on it, but only a listed id is
+        verified (one key must not make a crowd of invented ids share the fixed costs). At the cap, the id
+        heard from longest ago gives up its slot when its telemetry is older than telemetry_max_age_s (it
+        shows offline): a flood, live or retained, holds slots only while fresh."""
+        verified = miner in self._allowed
+        if self._allowed and not verified and key not in self._allowed:
             raise _Dropped(NOT_ALLOWED, f"miner {miner[:80]!r} is not in mqtt.allowed_miners")
         cap = self.config.telemetry_max_miners
         freed = None

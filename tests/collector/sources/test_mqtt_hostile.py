@@ -269,10 +269,11 @@ def test_an_allow_list_drops_every_other_id_and_marks_the_listed_ones_verified()
     feed(ingest, "dev/bitaxe-7/telemetry", {"hashrate_ths": 1.2})  # the topic key is listed
     feed(ingest, "dev/x/telemetry", {"miner": "AA:BB:CC:00:11:99", "hashrate_ths": 1.0})  # the id is
     feed(ingest, "dev/intruder/telemetry", {"hashrate_ths": 1000.0})
-    feed(ingest, "dev/bitaxe-7/telemetry", {"miner": "invented", "hashrate_ths": 1.0})  # the key vouches
+    feed(ingest, "dev/bitaxe-7/telemetry", {"miner": "invented", "hashrate_ths": 1.0})  # the key admits it
     assert sorted(s.miner for s in ingest.cycle_samples(T0, [])) == ["AA:BB:CC:00:11:99", "bitaxe-7", "invented"]
     assert ingest.stats()["dropped"] == {"not_allowed": 1}
-    assert live.verified_mqtt_miners == {"bitaxe-7", "AA:BB:CC:00:11:99", "invented"}
+    # ... but vouches for no id but its own: the trial's 500 ids on one listed key were all "verified".
+    assert live.verified_mqtt_miners == {"bitaxe-7", "AA:BB:CC:00:11:99"}
 
 
 @pytest.mark.parametrize("miner", ["evil\x01id", "nul\x00id", "line\nbreak", "del\x7fid", "c1\x85id",
@@ -489,6 +490,19 @@ def test_with_an_allow_list_only_listed_mqtt_miners_join_and_share_the_fixed_cos
                                            what="the listed MQTT miner in a cycle")
             shares = {c.miner: c.opex_usd_day for c in result.miner_costs}
             assert shares == pytest.approx({m: 3000 / cost.DAYS_PER_MONTH / 2 for m in shares})
+
+            # The listed key's topic carries 50 invented ids (trial H, M1): admitted, but they share nothing.
+            # Counted as verified, they cut each real miner's opex share to 1/52 ($0.99 -> $0.09 a day there).
+            invented = [(f"{feeds}/miner/bitaxe-7", {"miner": f"made-up-{i}", "hashrate_ths": 0.001, "power_w": 1.0})
+                        for i in range(50)]
+            publisher.publish_many(invented)
+            result = collector.next_result(lambda r: r.cost is not None and len(r.samples) == 52,
+                                           what="the 50 ids from the listed key in a cycle")
+            shares = {c.miner: c.opex_usd_day for c in result.miner_costs}
+            real = {m: v for m, v in shares.items() if not m.startswith("made-up-")}
+            assert len(real) == 2 and "bitaxe-7" in real
+            assert real == pytest.approx({m: 3000 / cost.DAYS_PER_MONTH / 2 for m in real})
+            assert {v for m, v in shares.items() if m.startswith("made-up-")} == {0}
         finally:
             health.close()
             publisher.close()
