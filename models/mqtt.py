@@ -153,6 +153,10 @@ class MqttConfig(Settings):
     power_price_max_usd_kwh: float = Field(default=20.0, description="live power prices above are refused")
     btc_price_min_usd: float = Field(default=1_000.0, gt=0, description="live BTC prices below are refused")
     btc_price_max_usd: float = Field(default=10_000_000.0, gt=0, description="live BTC prices above are refused")
+    btc_price_max_jump: float = Field(default=0.5, gt=0, le=1000,
+                                      description="a live BTC price further than this fraction (0.5: 50 %) from the "
+                                                  "network source's fresh price is not used, or from the last live "
+                                                  "price used, not until the next one confirms it")
     telemetry_max_miners: int = Field(default=1000, ge=1, le=50_000,
                                       description="distinct MQTT miner ids held; more are dropped (too_many_miners)")
     allowed_miners: list[str] = Field(default_factory=list, max_length=50_000,

@@ -20,7 +20,8 @@ Four kinds of topic (models.mqtt.IngestKind):
 - power_price / btc_price: live prices for the cost engine (a bare JSON number is accepted too),
   refused outside the configured bounds. Each is used only up to its max age: the live tariff's
   `max_age_s` (collector.stages.cost_engine.power_price_at), and for the BTC price the network
-  source's `max_age_s` (`announce`), so an old price never passes for a fresh one.
+  source's `max_age_s` (`announce`), so an old price never passes for a fresh one. A BTC price that
+  jumps further than `btc_price_max_jump` is not used until confirmed (`_use_btc_price`).
 - dr_target, curtailment_mode, curtailment_kill: what curtailment is asked (docs/curtailment.md): a
   demand-response target (DrTarget JSON, added to what its topic holds; or a bare kW limit for
   `curtailment.dr_default_duration_s`, replacing it; 0 or null withdraws the topic's targets: each
@@ -76,6 +77,7 @@ from models import LivePowerPrice, MinerSample, MinerState, SampleSource
 from models.sample import BoardSample
 from models.curtailment import ControlMode, DrTarget, KillPayload
 from models.hardware import MAX_UNIT_W
+from models.economics import NetworkState
 from models.mqtt import BtcPricePayload, IngestKind, MeterPayload, MqttConfig, MqttSubscription, PowerPricePayload
 
 if TYPE_CHECKING:
@@ -215,6 +217,8 @@ class MqttIngest:
         self._racks: dict[tuple[int, str], _Rack] = {}  # by (subscription index, rack key)
         self._racks_of: dict[str, set[tuple[int, str]]] = {}  # miner -> racks it is on
         self._reported_w: dict[str, float] = {}  # latest reported power by miner (rack shares)
+        self._btc_before: tuple[float, datetime] | None = None  # the live BTC price before the latest, its ts
+        self._btc_used: float | None = None  # the last live BTC price a cycle used
         self._parsers: dict[IngestKind, Callable[..., _Update]] = {
             IngestKind.MINER_TELEMETRY: self._telemetry_update,
             IngestKind.METER: self._meter_update,
@@ -409,9 +413,9 @@ class MqttIngest:
         def update() -> bool:
             if freed is not None:  # its slot is gone: so goes what is held for it
                 self._forget([freed])
-                self._log.log(logging.INFO, "freed", "MQTT miner %r, offline and heard from longest ago, forgotten: its "
-                              "slot goes to %r (mqtt.telemetry_max_miners %d reached)", freed[:80], sample.miner[:80],
-                              self.config.telemetry_max_miners)
+                self._log.log(logging.INFO, "freed", "MQTT miner %r, offline and heard from longest ago, forgotten: "
+                              "its slot goes to %r (mqtt.telemetry_max_miners %d reached)", freed[:80],
+                              sample.miner[:80], self.config.telemetry_max_miners)
             held = self._telemetry.get(sample.miner)
             if held is not None and as_of < held.as_of <= now:
                 return False  # an older sample arriving late
@@ -473,6 +477,8 @@ class MqttIngest:
         def update() -> bool:
             current = self.live.btc_price_as_of
             if current is None or as_of >= current or current > now:
+                if current is not None and self.live.btc_price_usd is not None:
+                    self._btc_before = (self.live.btc_price_usd, current)
                 self.live.btc_price_as_of = as_of
                 self.live.btc_price_usd = price.usd
                 return True
@@ -594,9 +600,41 @@ class MqttIngest:
                 and is_fresh(live.btc_price_as_of, cycle.ts, self.btc_price_max_age_s)):
             # Fresh by its ts, it replaces the polled price and clears that one's stale flag. Older, it is
             # not used: a feed that published once, days ago, must not pass a stale price off as fresh.
-            cycle.network = cycle.network.model_copy(update={
-                "btc_price_usd": live.btc_price_usd, "btc_price_as_of": live.btc_price_as_of,
-                "stale": [s for s in cycle.network.stale if s != "btc_price"]})
+            self._use_btc_price(cycle, cycle.network, live.btc_price_usd, live.btc_price_as_of)
+
+    def _use_btc_price(self, cycle: Cycle, network: NetworkState, price: float, as_of: datetime) -> None:
+        """The fresh live BTC price in place of the network source's, unless it jumped: one spoofed message
+        ($1,000 in the trial, inside the bounds) made the plan sleep every miner. A price further than
+        btc_price_max_jump from the network source's own fresh price is not used (the network's stands);
+        with none, one that far from the last live price used (at first, the network's stand-in) is used
+        only once confirmed by the next live price agreeing with it. Until then btc_price is stale, so the
+        plan holds and control sends nothing."""
+        jump = self.config.btc_price_max_jump
+
+        def near(reference: float | None) -> bool:
+            return reference is not None and abs(price - reference) <= jump * reference
+        fetched = network.btc_price_as_of is not None and "btc_price" not in network.stale  # not a stand-in
+        if fetched:
+            confirmed = near(network.btc_price_usd)
+        else:
+            before = self._btc_before
+            confirmed = near(self._btc_used or network.btc_price_usd) or (
+                before is not None and is_fresh(before[1], cycle.ts, self.btc_price_max_age_s) and near(before[0]))
+        if confirmed:
+            self._btc_used = price
+            cycle.network = network.model_copy(update={"btc_price_usd": price, "btc_price_as_of": as_of,
+                                                       "stale": [s for s in network.stale if s != "btc_price"]})
+            return
+        if fetched:
+            self._log.warning("btc_jump", "live BTC price $%g over MQTT not used: more than %g%% from the network "
+                              "source's own price ($%g, fresh), which stands (mqtt.btc_price_max_jump)", price,
+                              jump * 100, network.btc_price_usd)
+            return
+        self._log.warning("btc_jump", "live BTC price $%g over MQTT not used until the next one confirms it: more than "
+                          "%g%% from the last one used ($%g); btc_price is stale meanwhile, so curtailment holds "
+                          "(mqtt.btc_price_max_jump)", price, jump * 100, self._btc_used or network.btc_price_usd)
+        if "btc_price" not in network.stale:
+            cycle.network = network.model_copy(update={"stale": [*network.stale, "btc_price"]})
 
     async def collect(self, cycle: Cycle) -> None:
         pending, self._pending = self._pending, []

@@ -287,7 +287,7 @@ FULL = {
     "mqtt": {"host": "broker", "connect_timeout_s": 5.0, "reconnect_max_s": 60.0, "telemetry_max_age_s": 60.0,
              "meter_max_age_s": 120.0, "max_clock_skew_s": 60.0, "power_price_min_usd_kwh": -1.0,
              "power_price_max_usd_kwh": 20.0, "btc_price_min_usd": 1e3, "btc_price_max_usd": 1e7,
-             "telemetry_evict_after_s": 3600.0},
+             "btc_price_max_jump": 0.5, "telemetry_evict_after_s": 3600.0},
     "pools": [{"kind": "ocean", "account": "bc1qsite", "refresh_s": 300.0, "days_refresh_s": 1800.0,
                "max_age_s": 900.0, "timeout_s": 10.0, "min_interval_s": 1.0, "max_reply_mb": 16.0, "backoff_s": 30.0,
                "backoff_max_s": 1800.0, "retry_after_max_s": 900.0, "fee_pct": 2.0}],

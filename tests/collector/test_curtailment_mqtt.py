@@ -171,6 +171,46 @@ def test_a_days_old_btc_price_over_mqtt_leaves_the_networks_stale_price_holding_
         publisher.close()
 
 
+def test_one_spoofed_btc_price_holds_the_plan_and_a_real_move_is_used_once_the_feed_confirms_it(mosquitto, fleet):
+    """Trial H, M2: one BTC price of $1,000 over MQTT (inside the default bounds) made the next plan put every
+    miner to sleep, control `on` acting on it. A price more than 50 % from the last one used now holds the
+    plan (btc_price stale) until the feed's next price confirms it."""
+    site = unique("btcjump")
+    topic = f"prices/{site}/btc"
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    running = RunningCollector({
+        "site": site, "miners": fleet.addresses, "interval_s": 1, "timeout_s": 2,
+        "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}, "pue": 1.1}, "network": NETWORK,
+        "mqtt": mqtt_config(mosquitto.host, mosquitto.port, ingest=[{"topic": topic, "kind": "btc_price"}]),
+        "curtailment": {"min_on_s": 0, "min_off_s": 0, "warmup_s": 0, "hysteresis_usd_kwh": 0,
+                        "control": {"mode": "on", "allow": ["*"]}},
+    })
+    try:
+        publisher.publish(topic, {"usd": 96000})
+        running.next_result(lambda r: r.network.btc_price_usd == 96000 and not r.curtailment.stale
+                            and r.curtailment.miners_sleep == 0, timeout=10, what="every miner run at $96,000")
+        publisher.publish(topic, {"usd": 1000})  # spoofed
+        running.next_result(lambda r: r.counters.get("mqtt_accepted", 0) >= 2, timeout=10, what="the spoof taken")
+        for _ in range(3):  # every cycle after it was taken
+            result = running.next_result(timeout=10)
+            assert result.network.btc_price_usd == 95000 and result.network.stale == ["btc_price"]
+            assert result.curtailment.stale and result.curtailment.miners_sleep == 0
+        assert fleet.commands() == []
+        publisher.publish(topic, {"usd": 97000})  # the feed's next price, near the last one used: used at once
+        running.next_result(lambda r: r.network.btc_price_usd == 97000 and not r.curtailment.stale, timeout=10,
+                            what="the feed's price used again")
+        publisher.publish(topic, {"usd": 45000})  # a real fall of 54 %: held ...
+        running.next_result(lambda r: r.counters.get("mqtt_accepted", 0) >= 4, timeout=10, what="the fall taken")
+        assert running.next_result(timeout=10).curtailment.stale
+        assert fleet.commands() == []
+        publisher.publish(topic, {"usd": 45100})  # ... until the next price confirms it
+        running.next_result(lambda r: r.network.btc_price_usd == 45100 and not r.curtailment.stale, timeout=10,
+                            what="the confirmed fall used")
+    finally:
+        running.close()
+        publisher.close()
+
+
 def test_home_assistant_entities_set_the_mode_under_the_configs_ceiling_the_limit_and_the_kill_switch(mosquitto, fleet):
     site = unique("ha-curtail")
     topics = Topics("hashfleet", site)

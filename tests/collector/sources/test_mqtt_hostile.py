@@ -5,6 +5,7 @@ the site's fixed costs. Unit tests first (no broker), then the attacks against t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime, timedelta, timezone
@@ -37,6 +38,7 @@ from models import (
     MinerState,
     MqttConfig,
     NetworkFeedConfig,
+    NetworkState,
     SampleSource,
     SiteEconomics,
 )
@@ -152,6 +154,31 @@ def test_btc_prices_from_the_future_or_out_of_bounds_are_refused():
     assert ingest.stats()["dropped"] == {"future_ts": 1, "out_of_bounds": 2}
     feed(ingest, "price/btc", {"usd": 97_000.0, "ts": "2025-06-01T11:59:00Z"})
     assert (live.btc_price_usd, live.btc_price_as_of) == (97_000.0, T0 - timedelta(minutes=1))
+
+
+def _btc_used(ingest: MqttIngest, network: NetworkState, at: datetime = T0) -> tuple[float, list[str]]:
+    """The BTC price a cycle at `at` costs and plans with, and what is stale, after the ingest announced."""
+    cycle = Cycle("tx1", at, network=network)
+    asyncio.run(ingest.announce(cycle))
+    return cycle.network.btc_price_usd, cycle.network.stale
+
+
+def test_a_btc_price_far_from_the_network_sources_fresh_price_is_not_used():
+    # Trial H, M2: one $1,000 message (inside the bounds) made the plan put every miner to sleep.
+    ingest, _, _ = make_ingest()
+    fetched = NetworkState(difficulty=1.5e14, height=925_000, btc_price_usd=100_000, btc_price_as_of=T0)
+    feed(ingest, "price/btc", 1_000)
+    assert _btc_used(ingest, fetched) == (100_000, [])  # the network's fresh price stands: nothing to hold
+    feed(ingest, "price/btc", 1_000)  # repeating it does not confirm it against a fetched price
+    assert _btc_used(ingest, fetched) == (100_000, [])
+    feed(ingest, "price/btc", 140_000)  # within 50 %
+    assert _btc_used(ingest, fetched) == (140_000, [])
+    # The network's price stale (older than its max age): the reference is the last live price used.
+    stale = fetched.model_copy(update={"stale": ["btc_price"]})
+    feed(ingest, "price/btc", 60_000)  # 57 % down from 140,000: held
+    assert _btc_used(ingest, stale) == (100_000, ["btc_price"])
+    feed(ingest, "price/btc", 61_000)  # the feed's next price confirms the move
+    assert _btc_used(ingest, stale) == (61_000, [])
 
 
 def test_a_price_held_from_the_future_does_not_block_later_prices():
