@@ -19,7 +19,7 @@ from models.base import as_utc
 # Caps on what one miner's reply may make: each board is a point per cycle and every entry is
 # memory, so a hostile or broken reply must not grow them without bound. Generous for real
 # hardware: an Avalon controller chains dozens of modules, an Antminer has 3-4 boards of up to a
-# few hundred chips. Past a cap a source leaves the field empty and the miner is in error.
+# few hundred chips. Past a cap a source leaves the field empty and names it (`unusable`).
 MAX_BOARDS = 128
 MAX_CHIPS_PER_BOARD = 1024
 MAX_FANS = 32
@@ -49,7 +49,9 @@ class MinerState(StrEnum):
     MINING = "mining"
     IDLE = "idle"  # powered and answering, not hashing (e.g. waiting for a pool)
     SOFT_OFF = "soft_off"  # put to sleep on purpose (curtailment, schedule)
-    ERROR = "error"  # answered, but the reply was unusable, reports a fault, or had a value refused (`unusable`)
+    # answered, but the reply was unusable, reports a fault, or had a value refused (`unusable`; the native
+    # Antminer, Whatsminer and Braiins readers: its hashrate, a unit that hashes stays MINING)
+    ERROR = "error"
     OFFLINE = "offline"  # did not answer at all
 
 

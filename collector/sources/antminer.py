@@ -20,8 +20,9 @@ Where pyasic 0.79 reads a stock Antminer differently, this reader keeps what the
 - a unit put to sleep is `soft_off` (pyasic: idle).
 
 Everything in a reply is hostile until checked (collector.sources.reply_values): a value that is
-not a finite number in range, or a list over its cap, is refused field by field and named; the
-miner is in error and the rest of its reading is kept. Plausibility: collector.sources.plausibility.
+not a finite number in range, or a list over its cap, is refused field by field and named; the rest
+of its reading is kept, and the state is what the unit does (a unit that hashes is mining), unless the
+hashrate itself is refused (error). Plausibility: collector.sources.plausibility.
 """
 
 from __future__ import annotations
@@ -279,6 +280,8 @@ def _fans(dev: dict[str, Any], profile: Profile, c: Checked) -> list[int]:
 
 def _sample(r: _Reading, miner: Antminer, *, site: str, ts: datetime) -> MinerSample:
     c = r.checked
+    # The state is what the unit does: a refused field costs that field (named in `unusable` and `errors`),
+    # not the state or the hashrate; only a refused hashrate leaves unknown whether it hashes.
     if "hashrate_ths" in c.refused:
         state = MinerState.ERROR
     elif r.hashing:
@@ -289,7 +292,6 @@ def _sample(r: _Reading, miner: Antminer, *, site: str, ts: datetime) -> MinerSa
         state = MinerState.ERROR if miner.errors else MinerState.IDLE
     errors, unusable = miner.errors, []
     if c.refused:
-        state = MinerState.ERROR
         errors = [*miner.errors, *c.refused.values()][:MAX_ERRORS]
         unusable = list(c.refused)[:MAX_ERRORS]
     where = miner.where

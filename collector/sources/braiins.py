@@ -12,7 +12,8 @@ state (`status`) while the unit does not hash (collector.sources.profile).
 
 Where pyasic 0.79 reads BOS+ differently: a paused unit is `soft_off` (pyasic: idle); the firmware
 string is kept whole ("2025-08-06-0-3881c51d-25.07-plus"; pyasic keeps "25.07").
-Hostile replies: as collector.sources.antminer (collector.sources.reply_values, plausibility).
+Hostile replies: as collector.sources.antminer (collector.sources.reply_values, plausibility). A summary
+without `MHS 1m` (an Antminer's) is another make at the address (collector.sources.rpc_reader.OtherUnit).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collector.sources import cgminer_client as cgminer
 from collector.sources import plausibility
 from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
 from collector.sources.reply_values import Checked, first, mac, text
-from collector.sources.rpc_reader import RpcReader
+from collector.sources.rpc_reader import OtherUnit, RpcReader
 from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
 
@@ -147,6 +148,8 @@ def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
     summary = first(cgminer.section(reply, "summary", where).get("SUMMARY"))
     if not summary:
         raise cgminer.MinerReplyError(f"{where}: summary carries no entry (SUMMARY[0])")
+    if "MHS 1m" not in summary:
+        raise OtherUnit(f"{where}: summary carries no MHS 1m, which bosminer always writes: another make's summary")
     r = _Reading()
     c = r.checked
     live = c.number(summary.get("MHS 1m"), "hashrate_ths", "summary MHS 1m")
@@ -236,6 +239,8 @@ def _boards(devs: list[Any], details: list[Any], temps: list[Any], profile: Prof
 
 def _sample(r: _Reading, miner: Braiins, *, site: str, ts: datetime) -> MinerSample:
     c = r.checked
+    # The state is what the unit does: a refused field costs that field (named in `unusable` and `errors`),
+    # not the state or the hashrate; only a refused hashrate leaves unknown whether it hashes.
     if "hashrate_ths" in c.refused:
         state = MinerState.ERROR
     elif r.hashing:
@@ -246,7 +251,6 @@ def _sample(r: _Reading, miner: Braiins, *, site: str, ts: datetime) -> MinerSam
         state = MinerState.ERROR if r.errors else MinerState.IDLE
     errors, unusable = r.errors, []
     if c.refused:
-        state = MinerState.ERROR
         errors = [*r.errors, *c.refused.values()][:MAX_ERRORS]
         unusable = list(c.refused)[:MAX_ERRORS]
     sample = MinerSample(

@@ -1,14 +1,16 @@
 """CGMiner API transport: one request per TCP connection, JSON out, JSON back.
 
 Every wire quirk of CGMiner-derived firmware is handled here, in one place:
-the trailing NUL byte, bare `nan`/`inf` tokens some Avalon firmware emits
-(invalid JSON), and replies cut short.
+the trailing NUL byte, bare `nan`/`inf` tokens some Avalon firmware emits and the
+`NaN`/`Infinity`/`-Infinity` Python's json writes (invalid JSON: each is no value), and replies cut short.
 
 Exceptions (all subclasses of CGMinerError):
     MinerUnreachable  - no connection, or no complete answer within the timeout.
                         The miner is offline as far as a poll can tell.
     MinerReplyError   - the miner answered, but the reply is not usable JSON
                         or reports a failed command. The miner is in error.
+      UnknownCommand  - the failed command is one the firmware does not know (code 14, "Invalid
+                        command" on cgminer, bmminer, bosminer and btminer alike).
 """
 
 from __future__ import annotations
@@ -39,8 +41,15 @@ class MinerReplyError(CGMinerError):
     pass
 
 
-# Bare nan/inf as a JSON value (after ':' or ',' or '[') — not inside a string.
-_BARE_NON_FINITE = re.compile(rb'(?<=[:\[,])\s*-?(?:nan|inf)\s*(?=[,\]}])', re.IGNORECASE)
+class UnknownCommand(MinerReplyError):
+    pass
+
+
+_UNKNOWN_COMMAND = 14  # cgminer's MSG_INVCMD, kept by every firmware derived from it
+
+
+# Bare nan/inf/infinity as a JSON value (after ':' or ',' or '[') — not inside a string.
+_BARE_NON_FINITE = re.compile(rb'(?<=[:\[,])\s*-?(?:nan|inf(?:inity)?)\s*(?=[,\]}])', re.IGNORECASE)
 _CONTROL = re.compile(rb"[\x00-\x1f]")  # (JSON's whitespace among them: a space does as well there)
 
 
@@ -184,5 +193,6 @@ def section(reply: dict[str, Any], command: str, where: str) -> dict[str, Any]:
     status = part.get("STATUS")
     if isinstance(status, list) and status and isinstance(status[0], dict) and status[0].get("STATUS") in ("E", "F"):
         said = printable(str(status[0].get("Msg", "no message"))[:MAX_MESSAGE_CHARS])  # the miner's words: no escapes
-        raise MinerReplyError(f"{where}: '{command}' failed: {said}")
+        failed = UnknownCommand if status[0].get("Code") == _UNKNOWN_COMMAND else MinerReplyError
+        raise failed(f"{where}: '{command}' failed: {said}")
     return part

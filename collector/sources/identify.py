@@ -1,8 +1,10 @@
 """Find out what answers at an address and which reader reads it: a native reader (Avalon,
 stock Antminer, Whatsminer, Braiins OS+), pyasic, or nothing.
 
-Avalons are recognised by their CGMiner `version` reply (one cheap request), controllers of
-AvalonMiner 7xx-9xx chains (whose `version` names no make) by their `estats`;
+Avalons are recognised by their CGMiner `version` reply (one cheap request): its `PROD`, where Canaan's
+firmware names the unit ("AvalonMiner 1246-83", "Avalon Q"; the word elsewhere, as in a Whatsminer's
+`fw_ver`, names nothing); controllers of AvalonMiner 7xx-9xx chains (whose `version` names no make) by
+their `estats`;
 everything else goes through pyasic's detection, which probes the web UI and
 port 4028 itself. A make and firmware a native reader covers is then handed to
 it (it takes make, model, boards and chips from pyasic's detection and fetches
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +34,10 @@ from collector.sources.profile import from_pyasic
 from collector.sources.targets import CGMINER_PORT, Target
 
 WEB_PORT = 80
+# Canaan's firmware names the unit in `version` PROD ("AvalonMiner 15-194", "Avalon Nano3s": docs/avalon.md
+# section 8). Read in the bytes, so that a reply that does not parse is still an Avalon's (its polls say
+# what is wrong with it); the word anywhere else (a Whatsminer's fw_ver "...-avalon-compat") names nothing.
+_AVALON_PROD = re.compile(rb'"PROD"\s*:\s*"\s*avalon', re.IGNORECASE)
 
 AVALON = "avalon"
 PYASIC = "pyasic"
@@ -129,15 +136,11 @@ async def identify(target: Target, timeout_s: float = 5.0, gates: Gates | None =
         why = f"{target.address}: answers, but neither as an Avalon nor as a make pyasic knows"
     except cgminer.MinerUnreachable as e:
         raw, why = b"", str(e)
-    if b"AVALON" in raw.upper() and readers.get(AVALON, "native") == "native":
-        try:
-            version = (cgminer.section(cgminer.decode(raw, target.address), "version", target.address)
-                       .get("VERSION") or [{}])[0]
-            prod, mac = version.get("PROD"), reply_values.mac(version.get("MAC"))
-        except (cgminer.MinerReplyError, AttributeError, IndexError, KeyError, TypeError):
-            prod = mac = None  # still an Avalon; polls will report what is wrong with it
-        return Identity(target, AVALON, make=avalon.MAKE, model=prod, miner_id=mac)
-    if readers.get(AVALON, "native") == "native" and _bare_cgminer(raw, target.address):
+    if readers.get(AVALON, "native") == "native" and _AVALON_PROD.search(raw):
+        version = _version_entry(raw, target.address)  # {} if the reply is broken: its polls say how
+        return Identity(target, AVALON, make=avalon.MAKE, model=reply_values.text(version.get("PROD")),
+                        miner_id=reply_values.mac(version.get("MAC")))
+    if readers.get(AVALON, "native") == "native" and _bare_cgminer(_version_entry(raw, target.address)):
         # A controller of AvalonMiner 7xx-9xx chains names neither make nor model in `version`
         # (cgminer's own fields only); its estats tell: AUC entries carrying `MM ID1..n` modules.
         async with gates.probe if gates is not None else contextlib.nullcontext():
@@ -149,13 +152,18 @@ async def identify(target: Target, timeout_s: float = 5.0, gates: Gates | None =
     return await _pyasic_identity(target, timeout_s, why, gates, readers)
 
 
-def _bare_cgminer(raw: bytes, where: str) -> bool:
-    """A `version` reply with cgminer's own fields and nothing that names a make (no PROD, Type, ...)."""
+def _version_entry(raw: bytes, where: str) -> dict[str, Any]:
+    """`VERSION[0]` of a CGMiner `version` reply; {} for anything else (no answer, another shape)."""
     try:
         version = (cgminer.section(cgminer.decode(raw, where), "version", where).get("VERSION") or [{}])[0]
     except (cgminer.MinerReplyError, AttributeError, IndexError, KeyError, TypeError):
-        return False
-    return isinstance(version, dict) and "CGMiner" in version and set(version) <= _CGMINER_VERSION_KEYS
+        return {}
+    return version if isinstance(version, dict) else {}
+
+
+def _bare_cgminer(version: dict[str, Any]) -> bool:
+    """A `version` entry with cgminer's own fields and nothing that names a make (no PROD, Type, ...)."""
+    return "CGMiner" in version and set(version) <= _CGMINER_VERSION_KEYS
 
 
 # What cgminer itself puts in `version`; makes add their own keys (PROD, Type, Miner, ...).

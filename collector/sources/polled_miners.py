@@ -9,7 +9,9 @@ What answers at an address is found out beside the cycle, never inside it
 polled set once identified, and until then yields a cheap offline sample
 ("not identified yet") each cycle. Addresses that keep failing identification
 are retried with exponential backoff; a known miner that stops answering is
-polled a few more times, then handed back to identification.
+polled a few more times, then handed back to identification. So is, at once and with a warning, an
+address whose native reader finds another make answering there (a unit swapped at the same address:
+collector.sources.rpc_reader); its samples stop carrying the old unit's id.
 
 A miner that moves (DHCP) is one MAC that stops answering at one target and answers at another: once
 the new one shows it (identified or polled), the old target, which does not answer, no longer carries
@@ -81,6 +83,7 @@ class _Known:
     identifying: bool = False
     reason: str = ""  # why it is not polled, for its offline samples
     last_mac: str | None = None  # the MAC its last reading showed
+    other_units: int = 0  # in a row: readers that found another make answering here (identification's backoff)
     mac_changes: list[float] | None = None  # monotonic times its MAC changed, within MAC_CHANGE_WINDOW_S
 
     @property
@@ -475,8 +478,12 @@ class PolledMiners:
             elif known.reader is not None:
                 # A native reader: one joined request a poll, like the Avalon's; its rare extra reads keep
                 # within the same deadline (collector.sources.profile).
-                sample = await known.reader.poll(site=self.config.site, ts=ts, timeout_s=deadline,
-                                                 known_id=known.miner_id)
+                reader = known.reader
+                sample = await reader.poll(site=self.config.site, ts=ts, timeout_s=deadline, known_id=known.miner_id)
+                if reader.other_unit is not None:
+                    self._other_unit(target, known, reader.other_unit)
+                elif known.other_units:
+                    known.other_units = 0
             else:
                 async with self._pyasic_gate:
                     try:
@@ -560,12 +567,28 @@ class PolledMiners:
     def _hand_back(self, target: Target, known: _Known, last: MinerSample) -> None:
         """A known miner that stopped answering leaves the polled set: identification (with backoff)
         finds it again when it is back, instead of its timeout being spent every cycle."""
+        why = last.errors[0] if last.errors else "no answer"
+        self._identify_again(target, known, f"no answer to {OFFLINE_POLLS_BEFORE_REIDENTIFY} polls in a row "
+                                            f"(last: {why})", time.monotonic())
+        self._handed_back.append(target.address)
+
+    def _other_unit(self, target: Target, known: _Known, why: str) -> None:
+        """The reader found another make answering at `target` (a unit swapped there): the old unit's id
+        leaves the address, and identification finds what answers; at once, then (a unit that answers
+        identification as one make and polls as another) with backoff."""
+        log.warning("%s; identifying it again", why)
+        if known.miner_id is not None and self._carriers.get(known.miner_id) == target:
+            del self._carriers[known.miner_id]
+        known.miner_id = known.last_mac = None
+        known.other_units += 1
+        wait = self._backoff_s(known.other_units - 1) if known.other_units > 1 else 0.0
+        self._identify_again(target, known, why, time.monotonic() + wait)
+
+    def _identify_again(self, target: Target, known: _Known, why: str, when: float) -> None:
         known.driver = known.reader = known.pyasic_miner = None  # identification makes them afresh
         known.offline_polls = known.failed_identifications = 0
-        why = last.errors[0] if last.errors else "no answer"
-        known.reason = f"no answer to {OFFLINE_POLLS_BEFORE_REIDENTIFY} polls in a row (last: {why}); {_UNDER_WAY}"
-        self._handed_back.append(target.address)
-        self._schedule(target, known, time.monotonic())
+        known.reason = f"{why}; {_UNDER_WAY}"
+        self._schedule(target, known, when)
 
     def _log_handed_back(self) -> None:
         # One line per cycle at most, and only in a cycle where miners were handed back.

@@ -24,7 +24,8 @@ from collector.sources import reply_values
 # Health lists, error codes, sleep state: how old they may get while the poll's reading keeps its shape.
 STATUS_EVERY_S = 60.0
 # MAC, firmware, nominal hashrate: read again this often (a unit swapped at the same address without
-# 3 missed polls in between is noticed by then).
+# 3 missed polls in between is noticed by then: a new MAC, or a refresh another make's firmware refuses;
+# a poll of another make's shape shows it at once: collector.sources.rpc_reader).
 IDENTITY_EVERY_S = 600.0
 
 

@@ -1,7 +1,7 @@
 """Every make other than Avalon, read through pyasic (unchanged).
 
 pyasic detects the make and firmware (Antminer stock, Whatsminer, Bitaxe,
-Braiins OS, LuxOS, VNish, ...) and reads it; this module caches the detected
+Braiins OS, LuxOS, VNish, ...; one flaw of its detection corrected: `_detection`) and reads it; this module caches the detected
 miner objects, bounds the time each call may take, and maps pyasic's MinerData
 into MinerSample (its error list also as fault codes, as the native readers report
 them). pyasic's own `limit` does not bound concurrency (DESIGN.md section 5); the
@@ -12,6 +12,7 @@ address by collector/sources/pyasic_http.py; an answer it refused is the sample'
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import warnings
 from datetime import datetime
@@ -66,12 +67,33 @@ async def detect(host: str, timeout_s: float = 10.0) -> Any | None:
     """pyasic's miner object for `host` (port 4028/80 are pyasic's own), or None."""
     pyasic = _import_pyasic()
     try:
-        return await asyncio.wait_for(pyasic.get_miner(host), timeout_s)
+        return await asyncio.wait_for(_detection(pyasic).get_miner(host), timeout_s)
     except TimeoutError:
         return None
     except Exception as e:  # pyasic raises many kinds; one odd miner must not stop a scan
         log.debug("%s: pyasic detection failed: %r", host, e)
         return None
+
+
+@functools.cache
+def _detection(pyasic: Any) -> Any:
+    """pyasic 0.79's detection (its MinerFactory) with one correction. Its RPC probe sends `version` and
+    `devdetails` at once and takes the first reply holding a make's word, "avalon" anywhere in the text
+    among them: a Whatsminer whose `fw_ver` says "-avalon-compat" was an Avalon whenever `version`
+    answered first. An Avalon verdict is checked against `devdetails` (btminer's `Driver` "bitmicro"),
+    whose make wins; a real Avalon's names an Avalon there too."""
+    from pyasic.miners.factory import MinerFactory, MinerTypes
+
+    class Detection(MinerFactory):
+        async def _get_miner_socket(self, ip: str) -> Any:
+            found = await super()._get_miner_socket(ip)
+            if found is MinerTypes.AVALONMINER:
+                details = await self._socket_ping(ip, "devdetails")
+                named = self._parse_socket_type(details) if details else None
+                return named or found
+            return found
+
+    return Detection()
 
 
 async def poll(

@@ -3,8 +3,8 @@
 The native readers of CGMiner-style JSON (Antminer, Whatsminer, Braiins OS) read each number through a
 `Checked`: a value that is not a finite number, is negative where a count or a rate cannot be, or is
 over its cap is refused field by field, as the Avalon reader refuses device-string values. The field
-is left empty and named with the reason (`refused`), the reading keeps the rest, and the miner is in
-error. Absent values (a missing key, JSON null, an empty string: firmware's "no reading") are None and
+is left empty and named with the reason (`refused`) and the reading keeps the rest; the state is what
+the unit does (a refused hashrate leaves that unknown: error). Absent values (a missing key, JSON null, an empty string: firmware's "no reading") are None and
 refuse nothing. Error codes (`code`) and the board a firmware's message names (`board_named`) are
 read here too: anything but a small whole number, or a board no unit has, is no value. Text (`text`) has
 its control characters replaced; a MAC (`mac`) that cannot be a unit's own address is none.

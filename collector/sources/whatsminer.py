@@ -19,7 +19,9 @@ Where pyasic 0.79 reads a Whatsminer differently, this reader keeps what the fir
   (pyasic: idle); a slot btminer no longer finds is a board with no chips (pyasic: no readings).
 
 API v3 firmware (after 2024-11, port 4433) is not read here: pyasic reads it.
-Hostile replies: as collector.sources.antminer (collector.sources.reply_values, plausibility).
+Hostile replies: as collector.sources.antminer (collector.sources.reply_values, plausibility). A summary
+with none of btminer's rates (an Antminer's), or a `get_miner_info` refused as an unknown command by a
+unit that answered it before, is another make at the address (collector.sources.rpc_reader.OtherUnit).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collector.sources import cgminer_client as cgminer
 from collector.sources import plausibility
 from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
 from collector.sources.reply_values import Checked, board_named, code, first, mac, text
-from collector.sources.rpc_reader import RpcReader
+from collector.sources.rpc_reader import OtherUnit, RpcReader
 from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_UPTIME_S
 
@@ -97,19 +99,29 @@ class Whatsminer(RpcReader):
         try:
             await read(left)
             self.rpc_problem = None
+        except OtherUnit:
+            raise
         except cgminer.CGMinerError as e:
             self.rpc_problem = str(e)
 
     async def _msg(self, command: str, timeout_s: float) -> dict[str, Any]:
         """A `get_*`/`status` reply's `Msg` object (btminer answers those flat, one per connection)."""
         reply = cgminer.decode(await cgminer.request(self.host, self.port, command, timeout_s=timeout_s), self.where)
+        if isinstance(reply.get("STATUS"), list):  # CGMiner's shape, not btminer's: its status says why
+            cgminer.section(reply, command, self.where)
         if reply.get("STATUS") != "S" or not isinstance(reply.get("Msg"), dict):
             raise cgminer.MinerReplyError(f"{self.where}: '{command}' failed: {text(str(reply.get('Msg')), 80)}")
         return reply["Msg"]
 
     async def _read_identity(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        self.mac = info_mac(await self._msg("get_miner_info", timeout_s)) or self.mac
+        try:
+            info = await self._msg("get_miner_info", timeout_s)
+        except cgminer.UnknownCommand as e:
+            if self.mac is None:  # it never answered it (API 1.x keeps its MAC in summary): nothing learnt
+                raise
+            raise OtherUnit(f"{e}, which the unit identified here (MAC {self.mac}) answered") from None
+        self.mac = info_mac(info) or self.mac
         left = deadline - time.monotonic()
         if left > 0.05:
             self.firmware = version_firmware(await self._msg("get_version", left)) or self.firmware
@@ -208,6 +220,9 @@ def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
     summary = first(cgminer.section(reply, "summary", where).get("SUMMARY"))
     if not summary:
         raise cgminer.MinerReplyError(f"{where}: summary carries no entry (SUMMARY[0])")
+    if "MHS 1m" not in summary and "HS RT" not in summary and "MHS 5s" not in summary:
+        raise OtherUnit(f"{where}: summary carries none of btminer's hashrates (MHS 1m, HS RT, MHS 5s): "
+                        "another make's summary")
     r = _Reading()
     c = r.checked
     live = _live(summary, "hashrate_ths", "summary", c)
@@ -268,11 +283,13 @@ def _boards(devs: Any, profile: Profile, c: Checked) -> tuple[list[BoardSample],
         return [], None
     found: dict[int, BoardSample] = {}
     pcb_max = None
+    every_slot_named = True
     for entry in devs:
-        if not isinstance(entry, dict):
-            continue
-        slot = entry.get("ASC", entry.get("Slot"))
-        if type(slot) is not int or not 0 <= slot < MAX_BOARDS or slot in found:
+        named = entry.get("ASC", entry.get("Slot")) if isinstance(entry, dict) else entry
+        slot = _slot(named)
+        if slot is None or slot in found:
+            c.refuse("boards", "devs ASC", named, "is not a slot number of its own")
+            every_slot_named = False
             continue
         rate = _live(entry, "boards", f"devs[{slot}]", c)
         pcb = c.temp(entry.get("Temperature"), "boards", f"devs[{slot}] Temperature")
@@ -286,16 +303,30 @@ def _boards(devs: Any, profile: Profile, c: Checked) -> tuple[list[BoardSample],
                              MAX_CHIPS_PER_BOARD),
             chips_expected=profile.chips_per_board)
     # btminer lists the slots it finds: a slot the model has and the reply lacks is a board with no chips.
-    for slot in range(profile.boards or 0):
+    # With an entry whose slot is unreadable, which slots are missing is unknown: no board is called lost.
+    for slot in range(profile.boards or 0) if every_slot_named else ():
         found.setdefault(slot, BoardSample(index=slot, hashrate_ths=0.0, chips_ok=0,
                                            chips_expected=profile.chips_per_board))
     return [found[slot] for slot in sorted(found)], pcb_max
+
+
+def _slot(value: Any) -> int | None:
+    """A slot number: a JSON integer, or one written in decimal digits ("0": firmware writes both)."""
+    if type(value) is int:
+        number = value
+    elif isinstance(value, str) and len(value) <= 3 and value.isascii() and value.isdigit():
+        number = int(value)
+    else:
+        return None
+    return number if 0 <= number < MAX_BOARDS else None
 
 
 def _sample(r: _Reading, miner: Whatsminer, *, site: str, ts: datetime) -> MinerSample:
     c = r.checked
     codes = r.summary_codes if r.summary_codes is not None else miner.codes
     reported = error_messages(codes)
+    # The state is what the unit does: a refused field costs that field (named in `unusable` and `errors`),
+    # not the state or the hashrate; only a refused hashrate leaves unknown whether it hashes.
     if "hashrate_ths" in c.refused:
         state = MinerState.ERROR
     elif r.hashing:
@@ -306,7 +337,6 @@ def _sample(r: _Reading, miner: Whatsminer, *, site: str, ts: datetime) -> Miner
         state = MinerState.ERROR if reported else MinerState.IDLE
     errors, unusable = reported, []
     if c.refused:
-        state = MinerState.ERROR
         errors = [*reported, *c.refused.values()][:MAX_ERRORS]
         unusable = list(c.refused)[:MAX_ERRORS]
     mac_address = miner.mac or r.summary_mac

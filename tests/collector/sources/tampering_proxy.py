@@ -7,6 +7,8 @@ pyasic's detection and a native reader's identification see a real simulated uni
 whatever the test makes of its replies.
 
 `piped_ports=()` leaves the other ports free (for a scripted web UI on the same address).
+`routes[address] = other_upstream` sends that address's next connections (every port) to another unit:
+a unit swapped at the same address.
 `tamper[address] = fn`: fn(command, reply bytes) -> bytes, the reply to send instead (return the
 bytes unchanged for commands it leaves alone). `web_tamper[address] = fn`: fn(path, body bytes) -> bytes,
 the same for the web UI on port 80 (a Bitaxe's AxeOS API): while one is set, each HTTP request is
@@ -58,13 +60,13 @@ class TamperingProxy:
             self._loop.close()
 
     async def _bind_all(self) -> None:
-        for address, upstream in self.routes.items():
+        for address in self.routes:
             self._servers.append(await asyncio.start_server(
-                lambda r, w, a=address, u=upstream: self._rpc(r, w, a, u), address, RPC_PORT, reuse_address=True))
+                lambda r, w, a=address: self._rpc(r, w, a, self.routes[a]), address, RPC_PORT, reuse_address=True))
             for port in self.piped_ports:
                 self._servers.append(await asyncio.start_server(
-                    lambda r, w, a=address, u=upstream, p=port: self._web(r, w, a, u) if p == WEB_PORT and
-                    a in self.web_tamper else self._pipe(r, w, u, p), address, port, reuse_address=True))
+                    lambda r, w, a=address, p=port: self._web(r, w, a, self.routes[a]) if p == WEB_PORT and
+                    a in self.web_tamper else self._pipe(r, w, self.routes[a], p), address, port, reuse_address=True))
 
     async def _close(self) -> None:
         for server in self._servers:

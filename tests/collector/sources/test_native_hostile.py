@@ -68,14 +68,6 @@ def put(key: str, value):
     return lambda entry: entry.__setitem__(key, value)
 
 
-def section_entries(key: str, edit):
-    """Each entry of a single command's list (`devdetails` answered alone: {"DEVDETAILS": [...]}) edited."""
-    def each(reply):
-        for entry in reply[key]:
-            edit(entry)
-    return each
-
-
 # (make, attack, edit of the decoded poll reply, the field refused, or for a reply refused whole the text
 # its error must carry)
 ATTACKS = [
@@ -99,12 +91,6 @@ ATTACKS = [
     ("m50s", "hashrate 'inf'", summary_of(put("MHS 1m", "inf")), "hashrate_ths"),
     ("m50s", "power 1e9 W", summary_of(put("Power", 1e9)), "power_w"),
     ("m50s", "intake 5000 C", summary_of(put("Env Temp", 5000)), "temp_env_c"),
-    # A running miner's sensors read -40..150 C (models/sample.py): -273 is "no sensor", -272.9 is not
-    ("m50s", "intake -272.9 C", summary_of(put("Env Temp", -272.9)), "temp_env_c"),
-    ("m50s", "a chip at 999.9 C", section("devs", "DEVS", lambda devs: devs[0].update({"Chip Temp Max": 999.9})),
-     "boards"),
-    ("m50s", "a board at -200 C", section("devs", "DEVS", lambda devs: devs[1].update(Temperature=-200)), "boards"),
-    ("bos-s19jpro", "a board at 151 C", section("temps", "TEMPS", lambda t: t[0].update(Board=151)), "boards"),
     ("m50s", "fan -1 rpm", summary_of(put("Fan Speed In", -1)), "fans_rpm"),
     ("m50s", "200 slots", section("devs", "DEVS", lambda devs: devs.extend([dict(devs[0])] * 200)), "boards"),
     ("m50s", "a billion chips", section("devs", "DEVS", lambda devs: devs[1].update({"Effective Chips": 10**9})),
@@ -127,8 +113,8 @@ def test_a_hostile_reply_costs_its_own_field_and_no_other_miner(lab, key, attack
     finally:
         del proxy.tamper[address]
     hostile = samples[address]
-    assert hostile.state is MinerState.ERROR, hostile
     if " " in refused:  # the reply as a whole is refused
+        assert hostile.state is MinerState.ERROR, hostile
         assert any(refused in e for e in hostile.errors), hostile.errors
     else:  # that field is refused and named; the unit's other readings are kept
         assert hostile.unusable == [refused], hostile.errors
@@ -136,12 +122,80 @@ def test_a_hostile_reply_costs_its_own_field_and_no_other_miner(lab, key, attack
         assert hostile.uptime_s is not None or refused == "uptime_s"
         assert hostile.fans_rpm or refused == "fans_rpm"
         assert hostile.mac is not None and hostile.miner == hostile.mac
+        # The unit hashes on: its rate is kept, and only a refused rate or a reading no unit could make
+        # (plausibility's refusals) puts it in error.
+        implausible = any("not a plausible reading" in e for e in hostile.errors)
+        assert hostile.state is (MinerState.ERROR if refused == "hashrate_ths" or implausible else MinerState.MINING)
+        assert hostile.hashrate_ths is None if refused == "hashrate_ths" else hostile.hashrate_ths > 0, hostile
     for miner in good:  # every good unit read as served
         sample = samples[miner.host]
         assert sample.state is MinerState.MINING and not sample.errors, sample
         assert sample.temp_chip_max_c == miner.last_served.temp_chip_max_c
     others = [samples[PROXIED[k]] for k in KEYS if k != key]
     assert all(s.state is MinerState.MINING for s in others)
+
+
+def served_live_ths(miner) -> float:
+    """The live rate the simulated unit put in its last answer, as its firmware's live key carries it."""
+    served = miner.last_served
+    return served.hashrate_ths if miner.spec.family == "antminer" else served.hashrate_1m_ths
+
+
+# One bad value beside a unit that hashes (firmware sends -1 for a fan it does not have; a pool counter
+# wraps): that field is lost, not the rate. The trial's M50S hashing 126 TH/s was stored as 0 TH/s drawing
+# 3,247 W, state error, for a fan at -1 rpm.
+ONE_BAD_FIELD = [
+    ("m50s", "an absent fan at -1 rpm", summary_of(put("Fan Speed In", -1)), "fans_rpm"),
+    ("m50s", "a pool counter of -1", section("pools", "POOLS", lambda pools: pools[0].update(Accepted=-1)), "pool"),
+    ("m50s", "uptime -100 s", summary_of(put("Elapsed", -100)), "uptime_s"),
+    ("bos-s19jpro", "an absent fan at -1 rpm", section("fans", "FANS", lambda fans: fans[0].update(RPM=-1)),
+     "fans_rpm"),
+    ("bos-s19jpro", "a pool counter of -1", section("pools", "POOLS", lambda pools: pools[0].update(Accepted=-1)),
+     "pool"),
+    ("s19jpro", "fan 'NaN'", stats_dev(put("fan2", "NaN")), "fans_rpm"),
+]
+
+
+@pytest.mark.parametrize(("key", "attack", "edit", "refused"), ONE_BAD_FIELD,
+                         ids=[f"{k}: {a}" for k, a, _, _ in ONE_BAD_FIELD])
+def test_one_bad_field_costs_that_field_and_a_hashing_unit_stays_mining_at_its_rate(lab, key, attack, edit, refused):
+    fleet, proxy, poller, good = lab
+    address = PROXIED[key]
+    unit = next(m for m in fleet.miners if m.host == proxy.routes[address])
+    proxy.tamper[address] = rewrite(POLL[key], edit)
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert sample.state is MinerState.MINING, sample
+    assert sample.hashrate_ths == pytest.approx(served_live_ths(unit), rel=1e-6) and sample.hashrate_ths > 50
+    assert sample.power_w is None if key == "s19jpro" else sample.power_w == int(unit.last_served.power_w)
+    assert sample.unusable == [refused]
+    assert len(sample.errors) == 1 and refused in sample.errors[0] and "left empty" in sample.errors[0]
+
+
+# A rate past any unit's beside another bad value (the trial's `huge`): the rate is refused and named,
+# never stored as 0 TH/s.
+HUGE_RATE = [
+    ("m50s", summary_of(lambda s: s.update({"MHS 1m": 1e308, "Fan Speed In": 1e308}))),
+    ("bos-s19jpro", lambda reply: (reply["summary"][0]["SUMMARY"][0].update({"MHS 1m": 1e308}),
+                                   reply["fans"][0]["FANS"][0].update(RPM=-1))),
+]
+
+
+@pytest.mark.parametrize(("key", "edit"), HUGE_RATE, ids=[k for k, _ in HUGE_RATE])
+def test_a_rate_past_any_unit_beside_another_bad_value_is_refused_and_named_never_zero(lab, key, edit):
+    fleet, proxy, poller, good = lab
+    address = PROXIED[key]
+    proxy.tamper[address] = rewrite(POLL[key], lambda reply: (edit(reply), None)[1])
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert sample.state is MinerState.ERROR and sample.hashrate_ths is None, sample
+    assert {"hashrate_ths", "fans_rpm"} <= set(sample.unusable)
+    assert any(e.startswith("hashrate_ths 1e+302 TH/s is more than") for e in sample.errors), sample.errors
+    assert sample.power_w is not None
 
 
 def test_a_bare_inf_token_is_no_reading_not_a_broken_reply(lab):
@@ -157,6 +211,229 @@ def test_a_bare_inf_token_is_no_reading_not_a_broken_reply(lab):
     finally:
         del proxy.tamper[address]
     assert sample.state is MinerState.MINING and sample.hashrate_avg_ths is None and sample.hashrate_ths > 0
+
+
+@pytest.mark.parametrize("key", ["m50s", "bos-s19jpro"])
+@pytest.mark.parametrize("token", [b"Infinity", b"-Infinity", b"NaN"])
+def test_an_infinity_token_is_no_value_as_nan_is_and_the_reading_stays(lab, key, token):
+    """Python's json writes NaN, Infinity and -Infinity (none of them JSON). NaN cost its value; an
+    Infinity, even in a key nobody reads, cost the whole reading ('malformed or truncated JSON')."""
+    fleet, proxy, poller, good = lab
+    address = PROXIED[key]
+
+    def tokens(sent: str, reply: bytes) -> bytes:
+        if sent != POLL[key]:
+            return reply
+        return reply.replace(b'"MHS av":', b'"Unused Field": ' + token + b', "MHS av": ' + token + b', "x":', 1)
+
+    proxy.tamper[address] = tokens
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert sample.state is MinerState.MINING and not sample.errors and not sample.unusable, sample
+    assert sample.hashrate_ths > 50 and sample.hashrate_avg_ths is None
+
+
+def test_a_whatsminer_slot_written_as_text_is_that_slot_not_a_lost_board(lab):
+    """`ASC` as "0": the entry was skipped and every board read as lost (chips_ok 0), a dead-board alarm."""
+    fleet, proxy, poller, good = lab
+    address = PROXIED["m50s"]
+    unit = next(m for m in fleet.miners if m.host == proxy.routes[address])
+
+    def slots_as_text(devs):
+        for entry in devs:
+            entry["ASC"] = str(entry["ASC"])
+
+    proxy.tamper[address] = rewrite(POLL["m50s"], section("devs", "DEVS", slots_as_text))
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert sample.state is MinerState.MINING and not sample.errors, sample
+    assert [(b.index, b.chips_ok) for b in sample.boards] == [(b.index, b.chips_ok) for b in unit.last_served.boards]
+    assert all(b.chips_ok and b.hashrate_ths > 0 for b in sample.boards)
+
+
+def test_whatsminer_slots_that_cannot_be_told_apart_call_no_board_lost(lab):
+    """Every entry says slot "0" (the trial's `types`): which slots are missing is unknown, so the boards
+    are refused as a reading, and none is reported without chips."""
+    fleet, proxy, poller, good = lab
+    address = PROXIED["m50s"]
+
+    def every_slot_zero(devs):
+        for entry in devs:
+            entry["ASC"] = "0"
+
+    proxy.tamper[address] = rewrite(POLL["m50s"], section("devs", "DEVS", every_slot_zero))
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert sample.unusable == ["boards"] and "devs ASC 0 is not a slot number of its own" in sample.errors[0]
+    assert [b.index for b in sample.boards] == [0] and sample.boards[0].chips_ok > 0
+    assert sample.state is MinerState.MINING and sample.hashrate_ths > 50
+
+
+def test_ten_thousand_error_codes_are_capped(lab):
+    """A Whatsminer's error list is read apart from the poll; a hostile one is cut to the cap."""
+    fleet, proxy, poller, good = lab
+    address = PROXIED["m50s"]
+    codes = {"STATUS": "S", "When": 1, "Code": 131,
+             "Msg": {"error_code": [{str(500 + i % 400): "2026-01-01 00:00:00"} for i in range(10_000)]}}
+    one_cycle(poller)  # the shape the next one changes from (run alone, the first poll set it: nothing re-read)
+    proxy.tamper[address] = rewrite("get_error_code", lambda reply: codes)
+    miner = next(m for m in fleet.miners if m.host == proxy.routes[address])
+    try:
+        miner.set_faults(dead_boards=frozenset({2}))  # the reading changes shape: its errors are read again
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+        miner.clear_faults()
+    assert len(sample.errors) == 32 and all(len(e) <= 500 for e in sample.errors)
+
+
+# -- the web UI -------------------------------------------------------------------------------------------
+
+
+class ScriptedWeb:
+    """A web UI on port 80 of one address that answers every request with `answer` (bytes, then close),
+    or never answers (`answer` None); a list: one answer per request, in order, the last one repeated."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self.answer: bytes | None = b""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ScriptedWeb:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, self.address, 80, reuse_address=True), self._loop).result(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        answer = self.answer
+        if isinstance(answer, list):
+            answer = answer.pop(0) if len(answer) > 1 else answer[0]
+        if answer is None:
+            await asyncio.sleep(3600)
+        try:
+            writer.write(answer)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+
+def http(status: str, body: bytes, *headers: str) -> bytes:
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+CHALLENGE = 'WWW-Authenticate: Digest realm="antMiner Configuration", nonce="abc123", qop="auth"'
+WEB_ATTACKS = [
+    ("a 401 with a 10 MB page", http("401 Unauthorized", b"x" * (10 * 2**20), CHALLENGE), "larger than"),
+    ("200 with 1 MB of garbage", http("200 OK", b"\xff" * 2**20), "larger than"),
+    ("200 with text, not JSON", http("200 OK", b"<html>hello</html>"), "not JSON"),
+    ("a JSON list", http("200 OK", b"[1,2,3]"), "not an object"),
+    ("no HTTP at all", b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),
+    ("a challenge with a header injection", http("401 Unauthorized", b"", 'WWW-Authenticate: Digest realm="x", '
+                                                 'nonce="a\rInjected: 1", qop="auth"'), "does not speak"),
+    # Chunk sizes int() takes but HTTP does not: "-6" sent the reader back for ever, on the event loop (every
+    # miner's cycle, the deadline and the stop held, memory growing ~20 MB/s).
+    *((f"a chunk size of {size!r}", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
+       b'\r\n{"macaddr": "x"}\r\n0\r\n\r\n', "broken chunked encoding") for size in (b"-6", b"+10", b"0x10", b"1_0")),
+    ("a chunk past the end", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\n{}\r\n0\r\n\r\n",
+     "broken chunked encoding"),
+    ("never answers", None, "no complete answer within"),
+    ("a challenge, then silence", [http("401 Unauthorized", b"", CHALLENGE), None], "no complete"),
+]
+
+
+@pytest.mark.parametrize(("attack", "answer", "said"), WEB_ATTACKS, ids=[a for a, _, _ in WEB_ATTACKS])
+def test_a_hostile_web_ui_costs_the_web_fields_and_the_rpc_reading_stays(lab, attack, answer, said):
+    fleet, proxy, poller, good = lab
+    upstream = next(m for m in good if m.spec.key == "s19jpro")
+    address = "127.53.2.1"  # its RPC through the proxy, its web UI scripted
+    with TamperingProxy({address: upstream.host}, piped_ports=()), ScriptedWeb(address) as web:
+        web.answer = answer
+        reader = antminer.Antminer(address, 4028, Profile("AntMiner", "S19j Pro", 3, 126, 4),
+                                   web_client.DigestAuth("root", "root"))
+
+        async def identify_then_poll():
+            started = asyncio.get_running_loop().time()
+            await reader.prepare(1.0)  # the MAC and the health list: the web UI's turn
+            prepared = asyncio.get_running_loop().time() - started
+            return prepared, await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
+
+        prepared_s, sample = asyncio.run(identify_then_poll())
+    assert prepared_s < 2.5  # two web calls, each within its timeout
+    assert sample.state is MinerState.MINING and sample.hashrate_ths > 0, sample
+    assert sample.mac is None and sample.miner == f"{address}:4028"  # no MAC read: the address is the id
+    assert any(said in w for w in sample.warnings), sample.warnings
+
+
+def test_a_hostile_mac_is_no_mac(lab):
+    fleet, proxy, poller, good = lab
+    upstream = next(m for m in good if m.spec.key == "s19jpro")
+    address = "127.53.2.2"
+    body = b'{"macaddr": "\\u001b[31m<script>' + b"A" * 5000 + b'", "minertype": "Antminer S19j Pro"}'
+    with TamperingProxy({address: upstream.host}, piped_ports=()), ScriptedWeb(address) as web:
+        web.answer = http("200 OK", body)
+        reader = antminer.Antminer(address, 4028, Profile(), None)
+
+        async def run():
+            await reader.prepare(1.0)
+            return await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
+
+        sample = asyncio.run(run())
+    assert sample.mac is None and sample.miner == f"{address}:4028" and sample.state is MinerState.MINING
+
+
+def test_a_hostile_health_list_is_capped_and_its_codes_checked(lab):
+    """The health list's entries become fault codes (their `code`, `msg` and the chain a message names):
+    2,400 entries (under the web reply cap), codes that are no whole number, texts of any length,
+    a chain no unit has."""
+    fleet, proxy, poller, good = lab
+    upstream = next(m for m in good if m.spec.key == "s19jpro")
+    address = "127.53.2.3"
+    entries = [{"type": "x" * 5000, "status": "e", "code": 10**30, "msg": "chain 99999 \u001b[31m" + "A" * 10_000},
+               {"type": "error", "status": "e", "code": "4096", "msg": "Error code 4096 on chain 2"},
+               {"type": None, "status": "e", "code": True, "msg": None},
+               *({"type": "rate", "status": "w", "code": code, "msg": "chain -1"}
+                 for code in (-5, 1.5, "0x10", [1], {"a": 1}, "9" * 40) * 400)]
+    body = json.dumps({"SUMMARY": [{"status": entries}]}).encode()
+    with TamperingProxy({address: upstream.host}, piped_ports=()), ScriptedWeb(address) as web:
+        web.answer = http("200 OK", body)
+        reader = antminer.Antminer(address, 4028, Profile("AntMiner", "S19j Pro", 3, 126, 4), None)
+
+        async def run():
+            await reader.prepare(1.0)
+            return await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
+
+        sample = asyncio.run(run())
+    assert sample.state is MinerState.MINING and not sample.warnings, sample
+    codes = sample.fault_codes
+    assert len(codes) == len(sample.errors) == 32
+    assert (codes[0].code, codes[0].board, len(codes[0].meaning), len(codes[0].key)) == (0, None, 200, 52)
+    assert (codes[1].code, codes[1].board) == (4096, 2)
+    assert (codes[2].key, codes[2].code, codes[2].meaning) == ("summary.cgi status", 0, None)
+    assert all(c.code == 0 and c.board is None for c in codes[3:])
+
+
+def section_entries(key: str, edit):
+    """Each entry of a single command's list (`devdetails` answered alone: {"DEVDETAILS": [...]}) edited."""
+    def each(reply):
+        for entry in reply[key]:
+            edit(entry)
+    return each
 
 
 def test_no_temperature_sensor_is_no_reading_not_a_refused_one(lab):
@@ -321,156 +598,3 @@ def tamper_all(*tampers):
         return reply
 
     return tamper
-
-
-def test_ten_thousand_error_codes_are_capped(lab):
-    """A Whatsminer's error list is read apart from the poll; a hostile one is cut to the cap."""
-    fleet, proxy, poller, good = lab
-    address = PROXIED["m50s"]
-    codes = {"STATUS": "S", "When": 1, "Code": 131,
-             "Msg": {"error_code": [{str(500 + i % 400): "2026-01-01 00:00:00"} for i in range(10_000)]}}
-    one_cycle(poller)  # the shape the next one changes from (run alone, the first poll set it: nothing re-read)
-    proxy.tamper[address] = rewrite("get_error_code", lambda reply: codes)
-    miner = next(m for m in fleet.miners if m.host == proxy.routes[address])
-    try:
-        miner.set_faults(dead_boards=frozenset({2}))  # the reading changes shape: its errors are read again
-        sample = one_cycle(poller)[address]
-    finally:
-        del proxy.tamper[address]
-        miner.clear_faults()
-    assert len(sample.errors) == 32 and all(len(e) <= 500 for e in sample.errors)
-
-
-# -- the web UI -------------------------------------------------------------------------------------------
-
-
-class ScriptedWeb:
-    """A web UI on port 80 of one address that answers every request with `answer` (bytes, then close),
-    or never answers (`answer` None); a list: one answer per request, in order, the last one repeated."""
-
-    def __init__(self, address: str):
-        self.address = address
-        self.answer: bytes | None = b""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    def __enter__(self) -> ScriptedWeb:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, self.address, 80, reuse_address=True), self._loop).result(30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        answer = self.answer
-        if isinstance(answer, list):
-            answer = answer.pop(0) if len(answer) > 1 else answer[0]
-        if answer is None:
-            await asyncio.sleep(3600)
-        try:
-            writer.write(answer)
-            await writer.drain()
-        except ConnectionError:
-            pass
-        writer.close()
-
-
-def http(status: str, body: bytes, *headers: str) -> bytes:
-    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-CHALLENGE = 'WWW-Authenticate: Digest realm="antMiner Configuration", nonce="abc123", qop="auth"'
-WEB_ATTACKS = [
-    ("a 401 with a 10 MB page", http("401 Unauthorized", b"x" * (10 * 2**20), CHALLENGE), "larger than"),
-    ("200 with 1 MB of garbage", http("200 OK", b"\xff" * 2**20), "larger than"),
-    ("200 with text, not JSON", http("200 OK", b"<html>hello</html>"), "not JSON"),
-    ("a JSON list", http("200 OK", b"[1,2,3]"), "not an object"),
-    ("no HTTP at all", b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),
-    ("a challenge with a header injection", http("401 Unauthorized", b"", 'WWW-Authenticate: Digest realm="x", '
-                                                 'nonce="a\rInjected: 1", qop="auth"'), "does not speak"),
-    # Chunk sizes int() takes but HTTP does not: "-6" sent the reader back for ever, on the event loop (every
-    # miner's cycle, the deadline and the stop held, memory growing ~20 MB/s).
-    *((f"a chunk size of {size!r}", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
-       b'\r\n{"macaddr": "x"}\r\n0\r\n\r\n', "broken chunked encoding") for size in (b"-6", b"+10", b"0x10", b"1_0")),
-    ("a chunk past the end", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\n{}\r\n0\r\n\r\n",
-     "broken chunked encoding"),
-    ("never answers", None, "no complete answer within"),
-    ("a challenge, then silence", [http("401 Unauthorized", b"", CHALLENGE), None], "no complete"),
-]
-
-
-@pytest.mark.parametrize(("attack", "answer", "said"), WEB_ATTACKS, ids=[a for a, _, _ in WEB_ATTACKS])
-def test_a_hostile_web_ui_costs_the_web_fields_and_the_rpc_reading_stays(lab, attack, answer, said):
-    fleet, proxy, poller, good = lab
-    upstream = next(m for m in good if m.spec.key == "s19jpro")
-    address = "127.53.2.1"  # its RPC through the proxy, its web UI scripted
-    with TamperingProxy({address: upstream.host}, piped_ports=()), ScriptedWeb(address) as web:
-        web.answer = answer
-        reader = antminer.Antminer(address, 4028, Profile("AntMiner", "S19j Pro", 3, 126, 4),
-                                   web_client.DigestAuth("root", "root"))
-
-        async def identify_then_poll():
-            started = asyncio.get_running_loop().time()
-            await reader.prepare(1.0)  # the MAC and the health list: the web UI's turn
-            prepared = asyncio.get_running_loop().time() - started
-            return prepared, await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
-
-        prepared_s, sample = asyncio.run(identify_then_poll())
-    assert prepared_s < 2.5  # two web calls, each within its timeout
-    assert sample.state is MinerState.MINING and sample.hashrate_ths > 0, sample
-    assert sample.mac is None and sample.miner == f"{address}:4028"  # no MAC read: the address is the id
-    assert any(said in w for w in sample.warnings), sample.warnings
-
-
-def test_a_hostile_mac_is_no_mac(lab):
-    fleet, proxy, poller, good = lab
-    upstream = next(m for m in good if m.spec.key == "s19jpro")
-    address = "127.53.2.2"
-    body = b'{"macaddr": "\\u001b[31m<script>' + b"A" * 5000 + b'", "minertype": "Antminer S19j Pro"}'
-    with TamperingProxy({address: upstream.host}, piped_ports=()), ScriptedWeb(address) as web:
-        web.answer = http("200 OK", body)
-        reader = antminer.Antminer(address, 4028, Profile(), None)
-
-        async def run():
-            await reader.prepare(1.0)
-            return await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
-
-        sample = asyncio.run(run())
-    assert sample.mac is None and sample.miner == f"{address}:4028" and sample.state is MinerState.MINING
-
-
-def test_a_hostile_health_list_is_capped_and_its_codes_checked(lab):
-    """The health list's entries become fault codes (their `code`, `msg` and the chain a message names):
-    2,400 entries (under the web reply cap), codes that are no whole number, texts of any length,
-    a chain no unit has."""
-    fleet, proxy, poller, good = lab
-    upstream = next(m for m in good if m.spec.key == "s19jpro")
-    address = "127.53.2.3"
-    entries = [{"type": "x" * 5000, "status": "e", "code": 10**30, "msg": "chain 99999 \u001b[31m" + "A" * 10_000},
-               {"type": "error", "status": "e", "code": "4096", "msg": "Error code 4096 on chain 2"},
-               {"type": None, "status": "e", "code": True, "msg": None},
-               *({"type": "rate", "status": "w", "code": code, "msg": "chain -1"}
-                 for code in (-5, 1.5, "0x10", [1], {"a": 1}, "9" * 40) * 400)]
-    body = json.dumps({"SUMMARY": [{"status": entries}]}).encode()
-    with TamperingProxy({address: upstream.host}, piped_ports=()), ScriptedWeb(address) as web:
-        web.answer = http("200 OK", body)
-        reader = antminer.Antminer(address, 4028, Profile("AntMiner", "S19j Pro", 3, 126, 4), None)
-
-        async def run():
-            await reader.prepare(1.0)
-            return await reader.poll(site="s", ts=TS, timeout_s=1.0, known_id=None)
-
-        sample = asyncio.run(run())
-    assert sample.state is MinerState.MINING and not sample.warnings, sample
-    codes = sample.fault_codes
-    assert len(codes) == len(sample.errors) == 32
-    assert (codes[0].code, codes[0].board, len(codes[0].meaning), len(codes[0].key)) == (0, None, 200, 52)
-    assert (codes[1].code, codes[1].board) == (4096, 2)
-    assert (codes[2].key, codes[2].code, codes[2].meaning) == ("summary.cgi status", 0, None)
-    assert all(c.code == 0 and c.board is None for c in codes[3:])
