@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from collector import clock
+from collector import clock, durable_file
 from models import MinerSample, MinerState
 from models.base import read_capped
 from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
@@ -143,9 +143,7 @@ class EfficiencyBook:
                        for miner, b in self.miners.items()},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(".tmp")
-        temp.write_bytes(orjson.dumps(data))
-        os.replace(temp, path)
+        durable_file.replace(path, orjson.dumps(data))
 
     @classmethod
     def load(cls, path: Path, now: float) -> EfficiencyBook:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from collector import clock
+from collector import clock, durable_file
 from models import MinerSample, MinerState
 from models.base import read_capped
 
@@ -179,9 +179,7 @@ def save(path: Path, miners: dict[str, MinerHistory], now: datetime) -> None:
         miner: {"days": [d.row() for d in h.days], "seen": h.seen_s, "model": h.model,
                 "expected_ths": h.expected_ths, "baseline_w": h.baseline_w, "healthy_ths": h.healthy_ths}
         for miner, h in miners.items()}}
-    temp = path.with_suffix(".tmp")
-    temp.write_bytes(orjson.dumps(data))
-    os.replace(temp, path)
+    durable_file.replace(path, orjson.dumps(data))
 
 
 def load(path: Path, now: datetime | None = None) -> dict[str, MinerHistory]:

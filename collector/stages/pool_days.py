@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from collector import clock
+from collector import clock, durable_file
 from models.base import read_capped
 from models.reconciliation import AccountDay, SiteDay
 
@@ -146,9 +146,7 @@ def save(path: Path, state: State) -> None:
         "users": state.users,
         "spend": list(state.spend) if state.spend else None,
     }
-    temp = path.with_suffix(".tmp")
-    temp.write_bytes(orjson.dumps(data))
-    os.replace(temp, path)
+    durable_file.replace(path, orjson.dumps(data))
 
 
 def _finite_sum(book: DayBook) -> bool:

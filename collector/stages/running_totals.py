@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from collector import clock
+from collector import clock, durable_file
 from collector.stages.cost_engine import RunningTotals, Totals, carried_back
 from models.base import read_capped
 
@@ -62,9 +62,7 @@ def save(path: Path, totals: RunningTotals, *, checked: bool = False) -> None:
         "demand_from": totals.demand_from.isoformat() if totals.demand_from else None,
         "last_seen": {k: v.timestamp() for k, v in totals.last_seen.items()},
     }
-    temp = path.with_suffix(".tmp")
-    temp.write_bytes(orjson.dumps(data))
-    os.replace(temp, path)
+    durable_file.replace(path, orjson.dumps(data))
 
 
 def _amounts(t: Totals) -> dict[str, float]:
