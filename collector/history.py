@@ -10,7 +10,9 @@ hashrate, power and kWh as it is out of its BTC and money, and counted in the mi
 
 The spool's files are input like any other: a value this summary reads that is not a finite number
 within what one miner can report (models.hardware, models.sample) or a plausible amount
-(running_totals.MAX_AMOUNT) is skipped as if absent, and counted in `Report.skipped_values`.
+(running_totals.MAX_AMOUNT) is skipped as if absent, and counted in `Report.skipped_values`. A batch
+file that cannot be read whole (damaged, not a regular file: collector/sinks/spool.py) is skipped, counted
+and named in a warning; of a file cut short the whole lines before the cut are read.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from statistics import median
 
 from collector.line_protocol import Line, LineProtocolError, parse_line
-from collector.sinks.spool import list_batches
+from collector.sinks.spool import DamagedBatch, list_batches, strays
 from collector.stages.running_totals import MAX_AMOUNT
 from models import schema
 from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
@@ -187,16 +189,24 @@ def spool_lines(directory: Path, start: int, measurement: str | None = None) -> 
 
 def spool_points(directory: Path, start: int, measurements: tuple[str, ...] = ()) -> Iterator[Line]:
     """The same, one point at a time (of these measurements, when given), so a long history is never
-    all in memory; unreadable lines are counted and logged once."""
+    all in memory; unreadable lines are counted and logged once, damaged batches (collector/sinks/spool.py)
+    counted and named in one warning: each costs its own lines only (but the whole lines before a cut)."""
     prefixes = tuple(m + sep for m in measurements for sep in (",", " "))
     bad = 0
+    damaged: list[str] = []
+    for name in strays(directory):
+        log.warning("%s in %s is named like a spool file but is not a regular file: skipped", name, directory)
     for batch in list_batches(directory):
         try:
             if batch.mtime < start:
                 continue
             texts = batch.read()
-        except (OSError, EOFError):  # delivered or trimmed while we read: skip it
+        except FileNotFoundError:  # delivered or trimmed while we read: skip it
             continue
+        except DamagedBatch as e:  # one damaged file costs that file (but the whole lines before a cut)
+            kept = f"; its {len(e.lines)} whole line(s) before the cut read" if e.lines else ""
+            damaged.append(f"{batch.path.name} ({e.reason}{kept})")
+            texts = e.lines
         for text in texts:
             if prefixes and not text.startswith(prefixes):
                 continue
@@ -206,3 +216,6 @@ def spool_points(directory: Path, start: int, measurements: tuple[str, ...] = ()
                 bad += 1
     if bad:
         log.warning("%d unreadable line(s) in %s skipped", bad, directory)
+    if damaged:
+        log.warning("%d damaged batch(es) in %s, skipped: %s", len(damaged), directory,
+                    ", ".join(damaged[:10]) + (f", and {len(damaged) - 10} more" if len(damaged) > 10 else ""))

@@ -21,16 +21,14 @@ device would swallow the lines.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
 
-from collector import durable_file
+from collector import durable_file, regular_file
 from models.curtailment import ActionEvent
 
 log = logging.getLogger(__name__)
@@ -116,27 +114,8 @@ def _text(lines: list[bytes]) -> str:
 
 
 def _open_to_append(path: Path) -> int:
-    """A descriptor appending to `path` (created if absent); OSError naming it unless it is a regular file.
-    Stat first (opening a device may act on it), then open non-blocking (a FIFO put there since fails,
-    never hangs) and check again."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        mode = stat.S_IFREG
-    if not stat.S_ISDIR(mode):  # (a directory: the open says "Is a directory")
-        _regular(mode, path)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-    try:
-        _regular(os.fstat(fd).st_mode, path)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _regular(mode: int, path: Path) -> None:
-    if not stat.S_ISREG(mode):
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    """A descriptor appending to `path` (created if absent); OSError naming it unless it is a regular file."""
+    return regular_file.open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
 
 def _append_lines(path: Path, lines: list[bytes]) -> tuple[int, OSError | None]:

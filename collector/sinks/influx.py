@@ -15,8 +15,9 @@ half sent again, down to the lines it refuses one by one: those alone are set
 aside (`<seq>.lp.rejected`), logged and counted, and every other line of the
 batch is delivered. (InfluxDB 1.x may store the good lines of a refused batch
 already, a "partial write": sending them again overwrites them with the same
-values.) The delivery task survives any error; were it to end, the next batch
-starts it again. Works against InfluxDB 2.x, 3.x and 1.8+.
+values.) A batch file that cannot be read whole (damaged: collector/sinks/spool.py)
+is moved aside as `<seq>.lp.bad`, logged, and the rest delivered. The delivery
+task survives any error; were it to end, the next batch starts it again. Works against InfluxDB 2.x, 3.x and 1.8+.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import gzip
 import logging
 import re
 import time
-import zlib
 from urllib.parse import urlencode
 
 import urllib3
@@ -36,7 +36,7 @@ from collector import line_protocol
 from collector.bounded_log import BoundedLog
 from collector.redact import redact, redact_url
 from collector.sinks.spooled import SpooledLines
-from collector.sinks.spool import Batch, Spool
+from collector.sinks.spool import Batch, DamagedBatch, Spool, lines_of
 from models import InfluxConfig
 
 log = logging.getLogger(__name__)
@@ -165,20 +165,22 @@ class InfluxSink(SpooledLines):
 
     def _deliver(self, batch: Batch) -> None:
         try:
-            body = batch.path.read_bytes()
-            text = zlib.decompressobj(wbits=31).decompress(body)  # a damaged file must not reach InfluxDB
+            body = batch.read_body()  # a damaged file must not reach InfluxDB
         except FileNotFoundError:  # the disk budget dropped it meanwhile (counted there)
             return
-        except (OSError, zlib.error) as e:  # unreadable file: keep delivering the rest, say so
-            log.error("spool batch %s unreadable (%s): moved aside", batch.path, e)
-            self.spool.set_aside(batch, "bad")
+        except DamagedBatch as e:  # keep delivering the rest, say so
+            self.spool.set_aside_damaged(batch, e)
             return
         try:
             self.writer.write_gzip(body)
         except InfluxWriteError as e:
             if e.retryable:
                 raise
-            lines = [line for line in text.decode("utf-8", "replace").split("\n") if line]
+            try:
+                lines = lines_of(batch.path, body)
+            except DamagedBatch as damage:  # (more lines than a batch may hold: not sent again line by line)
+                self.spool.set_aside_damaged(batch, damage)
+                return
             refused = self._refused_lines(lines, e)
             if not refused:  # too large as a whole (413), every half taken
                 self.spool.ack(batch)

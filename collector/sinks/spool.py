@@ -3,14 +3,27 @@ InfluxDB outage, a crash or `kill -9`.
 
 One batch is one file, `<seq>.lp.gz`, written to a temporary name (`<seq>.lp.tmp`),
 fsynced and renamed, so a file that exists is complete. Sequence numbers give the
-order batches are delivered in. A batch leaves the spool only when acknowledged
-(delivered), or when the disk budget, the retention period or a full disk forces
-out the oldest; those are counted, never dropped silently. Lines InfluxDB refuses
-are kept as `<seq>.lp.rejected`. The spool touches no file in its directory but
-these names (and `lock`, `dropped`, `rejected`, `lost`): it may share a folder.
+order batches are delivered in; a new one is numbered after every file named like
+a batch (one moved aside, a stray), so it replaces none. A batch leaves the spool
+only when acknowledged (delivered), or when the disk budget, the retention period
+or a full disk forces out the oldest; those are counted, never dropped silently.
+Lines InfluxDB refuses are kept as `<seq>.lp.rejected`. The spool touches no file
+in its directory but these names (and `lock`, `dropped`, `rejected`, `lost`): it
+may share a folder.
 
 Without InfluxDB the spool is the embedded store: batches are kept for the
 retention period and `hashfleet report` reads them back.
+
+A batch file is outside input too (a disk, a restore or an operator can break it).
+It is read one way only, `Batch.read` (or `read_body`, what delivery sends), which
+turns every kind of damage into DamagedBatch: not a regular file, not gzip, a bit
+flipped (bad data or check), cut short, or past the caps on what a batch holds
+(MAX_BATCH_BYTES inflated, MAX_BATCH_LINES, MAX_LINE_BYTES: a gzip bomb). Delivery
+and the collector's start move a damaged batch aside as `<seq>.lp.bad`, logged;
+readers of the history skip it, counted and named. An entry named like a batch
+that is not a regular file (a FIFO, a device, a link, a directory) was not made by
+the spool, which renames only regular files into place: it is never listed,
+opened, moved or deleted, only warned of.
 """
 
 from __future__ import annotations
@@ -23,16 +36,41 @@ import os
 import re
 import threading
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector import durable_file
+from collector import durable_file, regular_file
 
 log = logging.getLogger(__name__)
 
 _BATCH = re.compile(r"^(\d{16})\.lp\.gz$")
+_NUMBERED = re.compile(r"^(\d{16})\.lp\.")  # a batch, kept aside (.bad, .rejected) or not
 _OWN_TEMP = re.compile(r"^(\d{16}\.lp|dropped|rejected|lost)\.tmp$")  # what a crash mid-write leaves
 _LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the latest time a datetime holds
+# A batch holds at most influx.batch_size lines (<= 100,000; 5,000 for the local history), ~310 bytes
+# each on average (1.4 KB the longest measured; tags are cut at 256 characters, strings at 4,096): ~31 MB
+# at the largest. Past 8 times that inflated, 10 times its lines, or a line of 1 MiB, a file is damage
+# (a gzip bomb), refused before it can exhaust memory: a read holds the file and ~320 MB of lines at most.
+MAX_BATCH_BYTES = 256 * 1024 * 1024
+MAX_BATCH_LINES = 1_000_000
+MAX_LINE_BYTES = 1024 * 1024
+_INFLATE_STEP = MAX_LINE_BYTES  # bytes inflated at a time: memory stays bounded whatever a file claims
+
+
+class DamagedBatch(Exception):
+    """A batch file that cannot be read whole; `reason` says how. `lines` holds its whole lines before
+    the damage when they can be trusted: a file `cut_short` (what precedes the cut inflates exactly as
+    written). After a flipped bit the data before the point deflate notices may already be wrong:
+    none are kept."""
+
+    def __init__(self, path: Path, reason: str, *, cut_short: bool = False):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.cut_short = cut_short
+        self.lines: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -42,23 +80,114 @@ class Batch:
 
     def read(self) -> list[str]:
         """The batch's lines. Split on newlines only, as InfluxDB does (str.splitlines also breaks at
-        U+2028, U+0085 and other characters a string field may hold)."""
-        with gzip.open(self.path, "rb") as f:
-            return [line for line in f.read().decode("utf-8", "replace").split("\n") if line]
+        U+2028, U+0085 and other characters a string field may hold). DamagedBatch when the file is
+        damaged; FileNotFoundError when it is gone (delivered or trimmed meanwhile)."""
+        return lines_of(self.path, self._read_file())
+
+    def read_body(self) -> bytes:
+        """The file as it is (gzip'd line protocol: what delivery sends), once it has inflated whole within
+        the caps on bytes and on a line's length; DamagedBatch or FileNotFoundError as `read`."""
+        body = self._read_file()
+        for _ in _inflate(self.path, body):
+            pass
+        return body
+
+    def _read_file(self) -> bytes:
+        try:
+            fd = regular_file.open_regular(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise DamagedBatch(self.path, e.strerror or str(e)) from None
+        with open(fd, "rb") as f:
+            size = os.fstat(fd).st_size
+            if size > MAX_BATCH_BYTES:
+                raise DamagedBatch(self.path, f"larger than the {MAX_BATCH_BYTES} bytes a batch may hold")
+            try:  # (its size, not the cap: a read of n bytes reserves n bytes first)
+                return f.read(size)
+            except OSError as e:
+                raise DamagedBatch(self.path, f"read error: {e.strerror or e}") from None
 
     @property
     def mtime(self) -> float:
         return self.path.stat().st_mtime
 
 
+def lines_of(path: Path, body: bytes) -> list[str]:
+    """The lines in a batch file's bytes (`path` names it in a DamagedBatch). Inflated and decoded a step at
+    a time, never the whole at once: what a file holds is capped, not what it claims."""
+    lines: list[str] = []
+    partial: list[bytes] = []  # the line the last step ended in
+    try:
+        for step in _inflate(path, body):
+            cut = step.rfind(b"\n")
+            if cut < 0:
+                partial.append(step)
+                continue
+            partial.append(step[:cut])
+            lines += [line for line in b"".join(partial).decode("utf-8", "replace").split("\n") if line]
+            partial = [step[cut + 1:]]
+            if len(lines) > MAX_BATCH_LINES:
+                raise DamagedBatch(path, f"more than the {MAX_BATCH_LINES} lines a batch may hold")
+    except DamagedBatch as e:
+        if e.cut_short:
+            e.lines = lines  # (the line the cut fell in is left out)
+        raise
+    last = b"".join(partial).decode("utf-8", "replace")
+    return lines + [last] if last else lines
+
+
+def _inflate(path: Path, body: bytes) -> Iterator[bytes]:
+    """The inflated content of gzip'd `body`, at most _INFLATE_STEP bytes at a time, member after member;
+    DamagedBatch on data or a check deflate refuses, a stream cut short, past MAX_BATCH_BYTES or with a
+    line past MAX_LINE_BYTES. (Lines are counted where they become objects, in `lines_of`: counting them
+    here cost delivery a fifth more per batch.)"""
+    inflated = 0
+    line_bytes = 0  # of the line not yet ended
+    while True:
+        member = zlib.decompressobj(wbits=31)  # gzip: its CRC and length are checked at the member's end
+        while not member.eof:
+            try:
+                step = member.decompress(body, _INFLATE_STEP)
+            except zlib.error as e:
+                raise DamagedBatch(path, f"corrupt ({e})") from None
+            body = member.unconsumed_tail
+            if not step and not body and not member.eof:
+                raise DamagedBatch(path, "cut short" if inflated else "empty or cut short", cut_short=True)
+            inflated += len(step)
+            if inflated > MAX_BATCH_BYTES:
+                raise DamagedBatch(path, f"inflates past the {MAX_BATCH_BYTES} bytes a batch may hold")
+            first = step.find(b"\n")
+            if first < 0:
+                ended = line_bytes = line_bytes + len(step)
+            else:  # (a line wholly inside a step is shorter than the step: than MAX_LINE_BYTES)
+                ended, line_bytes = line_bytes + first, len(step) - step.rfind(b"\n") - 1
+            if max(ended, line_bytes) > MAX_LINE_BYTES:
+                raise DamagedBatch(path, f"a line longer than {MAX_LINE_BYTES} bytes")
+            yield step
+        body = member.unused_data
+        if not body.strip(b"\0"):  # (zeros after the last member: padding, as gzip itself allows)
+            return
+
+
 def list_batches(directory: Path) -> list[Batch]:
-    """The batches in a spool directory, oldest first. Reading needs no ownership (hashfleet report)."""
+    """The batches in a spool directory, oldest first: regular files only (see `strays`). Reading needs
+    no ownership (hashfleet report)."""
     found = []
     for entry in os.scandir(directory):
         match = _BATCH.match(entry.name)
-        if match:
+        if match and entry.is_file(follow_symlinks=False):
             found.append(Batch(int(match.group(1)), Path(entry.path)))
     return sorted(found, key=lambda b: b.seq)
+
+
+def strays(directory: Path) -> list[str]:
+    """Names of the entries in a spool directory named like the spool's files that are not regular files
+    (a FIFO, a device, a symbolic link, a directory). The spool makes none (it renames regular files into
+    place), so they are not its own: passed over, never opened, moved or deleted; their finder warns."""
+    return sorted(entry.name for entry in os.scandir(directory)
+                  if (_BATCH.match(entry.name) or _OWN_TEMP.match(entry.name))
+                  and not entry.is_file(follow_symlinks=False))
 
 
 def _with_stats(batches: list[Batch]) -> list[tuple[Batch, os.stat_result]]:
@@ -103,11 +232,20 @@ class Spool:
         # Appends run in worker threads, delivery in another: every change to the directory holds this
         # lock, so the budget's scan never meets a batch acknowledged half-way through it.
         self._lock = threading.Lock()
-        for entry in os.scandir(self.directory):  # a crash mid-write leaves a temp file; only ours go
-            if _OWN_TEMP.match(entry.name):
+        highest = 0  # the next batch is numbered after every file named like one, so it replaces none
+        for entry in os.scandir(self.directory):
+            numbered = _NUMBERED.match(entry.name)
+            if numbered:
+                highest = max(highest, int(numbered.group(1)))
+            # a crash mid-write leaves a temp file; only ours go (regular files: the spool makes no other)
+            if _OWN_TEMP.match(entry.name) and entry.is_file(follow_symlinks=False):
                 Path(entry.path).unlink(missing_ok=True)
-        batches = self.batches()
-        self._next_seq = batches[-1].seq + 1 if batches else 1
+        self._next_seq = highest + 1
+        found = strays(self.directory)
+        if found:
+            log.warning("spool %s: %d entr%s named like its files but not regular files, left alone and not "
+                        "read (the spool makes none; remove them): %s", self.directory, len(found),
+                        "y" if len(found) == 1 else "ies", ", ".join(found[:10]) + (", ..." if len(found) > 10 else ""))
         self.dropped_batches = self._read_counter("dropped")  # over the budget or for room on a full disk
         self.rejected_lines = self._read_counter("rejected")  # refused by InfluxDB, kept as .lp.rejected
         self.lost_lines = self._read_counter("lost")  # neither stored nor delivered: the disk was full
@@ -140,14 +278,18 @@ class Spool:
         """The latest timestamp (line protocol, seconds) in the newest readable spooled batch, if any: a
         restarted collector starts after it, so a quick restart never overwrites an undelivered cycle.
         The latest, not the last line's: a line may carry another time than its cycle's (a pool's day). A
-        time no datetime holds (a damaged batch) is passed over; one in the future is the service's to judge
-        (collector/clock.py: the clock was stepped back since)."""
+        time no datetime holds (a damaged line) is passed over; one in the future is the service's to judge
+        (collector/clock.py: the clock was stepped back since). It runs at the collector's start: a damaged
+        batch met on the way is moved aside (`set_aside_damaged`), never a reason not to start."""
         for batch in reversed(self.batches()):
             try:
-                times = [t for t in (int(line.rsplit(" ", 1)[1]) for line in batch.read() if line)
-                         if 0 <= t <= _LAST_SECOND]
-            except (OSError, EOFError, IndexError, ValueError):
+                lines = batch.read()
+            except FileNotFoundError:
                 continue
+            except DamagedBatch as e:
+                self.set_aside_damaged(batch, e)
+                continue
+            times = [t for t in map(_line_time, lines) if t is not None]
             if times:
                 return max(times)
         return None
@@ -243,6 +385,12 @@ class Spool:
                 return None
             return target
 
+    def set_aside_damaged(self, batch: Batch, damage: DamagedBatch) -> None:
+        """A batch that cannot be read leaves the queue as `<seq>.lp.bad` (kept for inspection), logged."""
+        target = self.set_aside(batch, "bad")
+        if target is not None:
+            log.error("spool batch %s unreadable (%s): moved aside as %s", batch.path, damage.reason, target.name)
+
     def _enforce_limits(self) -> None:
         batches = _with_stats(self.batches())
         now = time.time()
@@ -289,3 +437,12 @@ class Spool:
         except OSError as e:
             temp.unlink(missing_ok=True)
             log.warning("spool %s: counter %r not saved (%s)", self.directory, name, e.strerror or e)
+
+
+def _line_time(line: str) -> int | None:
+    """A line's timestamp (line protocol, seconds), None if it has none a datetime holds."""
+    try:
+        t = int(line.rsplit(" ", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    return t if 0 <= t <= _LAST_SECOND else None
