@@ -21,7 +21,6 @@ asked for, not a power limit (docs/curtailment.md).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +110,7 @@ class PyasicMiners:
                     return CommandResult("error", f"{host}: pyasic found no miner there")
                 self._miners[host] = miner
             call = miner.stop_mining if action == "sleep" else miner.resume_mining
-            ok = await asyncio.wait_for(call(), timeout_s)
+            ok = await pyasic_makes.within(call(), timeout_s)
         except TimeoutError:
             return CommandResult("error", f"{host}: no answer within {timeout_s:g} s")
         except Exception as e:  # pyasic raises many kinds; one miner's failure is its own

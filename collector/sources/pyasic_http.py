@@ -22,15 +22,15 @@ too (httpx `_send_single_request`; a client given a transport takes no proxy fro
 A refusal is an httpx error (`AnswerRefused`, a RemoteProtocolError) that pyasic handles like any
 broken answer; its reason is noted for the caller (`noting_refusals`), so an address's failure says why.
 
-Time is not bounded here: every pyasic call hashfleet makes runs under asyncio.wait_for (detection in
+Time is not bounded here: every pyasic call hashfleet makes runs under pyasic_makes.within (detection in
 pyasic_makes.detect, reads in pyasic_makes.poll, commands in collector/sinks/miner_commands.py), so a
 server dripping a byte a second costs its own timeout and, with the cap, a bounded amount of memory.
 A fast endless answer ends at the cap even when a cancellation is lost (Python 3.11's wait_for can lose
 one when the read it cancels has just completed, and pyasic's detection then reads on).
 
 Not covered (no httpx client of pyasic's settings): pyasic's gRPC (Braiins OS+ on 50051, its own
-HTTP/2 stack), its CGMiner RPC on 4028 (plain sockets, a reply read to its end), and the Whatsminer
-`open_api` helper's client to wmt.pyasic.org, which hashfleet never calls.
+HTTP/2 stack), its CGMiner RPC on 4028 (plain sockets: collector/sources/pyasic_rpc.py bounds those), and
+the Whatsminer `open_api` helper's client to wmt.pyasic.org, which hashfleet never calls.
 """
 
 from __future__ import annotations
@@ -70,14 +70,23 @@ def noting_refusals() -> Iterator[list[str]]:
         _noted.reset(token)
 
 
+def noted() -> list[str] | None:
+    """Where this block's refusals go (None outside `noting_refusals`): pyasic_rpc takes it when a
+    socket opens, as its refusals happen outside the task that reads."""
+    return _noted.get()
+
+
+def note(noted: list[str] | None, message: str) -> None:
+    if noted is not None and len(noted) < _MAX_NOTED:
+        noted.append(message)
+
+
 def _refuse(request: httpx.Request, reason: str) -> AnswerRefused:
     url = request.url  # no query: pyasic sends some logins in it (IceRiver's `pwd`)
     path = url.raw_path.split(b"?", 1)[0][:80].decode("ascii", "replace")  # percent-encoded: printable
     where = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{path}"
     message = f"web answer refused: {where}: {reason}"
-    noted = _noted.get()
-    if noted is not None and len(noted) < _MAX_NOTED:
-        noted.append(message)
+    note(_noted.get(), message)
     return AnswerRefused(message, request=request)
 
 

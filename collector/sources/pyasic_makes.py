@@ -6,7 +6,13 @@ miner objects, bounds the time each call may take, and maps pyasic's MinerData
 into MinerSample (its error list also as fault codes, as the native readers report
 them). pyasic's own `limit` does not bound concurrency (DESIGN.md section 5); the
 caller bounds it. pyasic's HTTP is bounded in size and kept on the miner's own
-address by collector/sources/pyasic_http.py; an answer it refused is the sample's reason.
+address by collector/sources/pyasic_http.py, its RPC and detection sockets in size and life by
+collector/sources/pyasic_rpc.py; an answer either refused is the sample's reason.
+
+Every call into pyasic goes through `within`, not asyncio.wait_for: pyasic can lose a cancel (its
+detection's `concurrent_get_first_result`, and Python 3.11's wait_for when the read it cancels has just
+completed), and wait_for then waits on for a task that reads on. `within` gives up on such a task
+without waiting for it; pyasic_rpc ends its sockets with the call.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ import functools
 import logging
 import warnings
 from datetime import datetime
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
-from collector.sources import plausibility, pyasic_http, reply_values, whatsminer
+from collector.sources import plausibility, pyasic_http, pyasic_rpc, reply_values, whatsminer
 from collector.sources.reply_values import board_named, code
 from models import BoardSample, FaultCode, MinerSample, MinerState, PoolInfo, SampleSource
 from models.base import printable
@@ -37,6 +44,8 @@ from models.sample import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 _HASH_PER_TH = 1e12
 
 # What MinerSample has no use for. Each is one more RPC or web request per miner per cycle
@@ -49,7 +58,8 @@ def _import_pyasic():
     import does to logging: it sets the root logger to WARNING, which silenced the service's own log.
     The warnings its import raises (asyncssh's) are shown once the level is back, where the command
     sends them (the log at DEBUG: collector/commands/__init__.py). Every HTTP exchange pyasic makes
-    from then on goes through collector/sources/pyasic_http.py (size caps, no redirect elsewhere)."""
+    from then on goes through collector/sources/pyasic_http.py (size caps, no redirect elsewhere), every
+    RPC and detection socket through collector/sources/pyasic_rpc.py (size cap, no longer than its call)."""
     root = logging.getLogger()
     level = root.level
     with warnings.catch_warnings(record=True) as raised:
@@ -58,16 +68,42 @@ def _import_pyasic():
 
     root.setLevel(level)
     pyasic_http.install()
+    pyasic_rpc.install()
     for w in raised:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return pyasic
+
+
+async def within(call: Coroutine[Any, Any, T], timeout_s: float) -> T:
+    """Await a call into pyasic for at most `timeout_s`, else TimeoutError. A call still running then is
+    cancelled but not waited for (pyasic may swallow the cancel): the sockets it opened end now
+    (pyasic_rpc.closing_at) and it can open no more, so it ends by itself. Cancelling the caller
+    cancels it too."""
+    loop = asyncio.get_running_loop()
+    with pyasic_rpc.closing_at(loop.time() + timeout_s):
+        task = asyncio.ensure_future(call)  # copies the context: the deadline, noting_refusals' list
+    task.add_done_callback(_retrieve)
+    try:
+        await asyncio.wait({task}, timeout=timeout_s)
+    finally:
+        if not task.done():
+            task.cancel()
+    if not task.done():
+        raise TimeoutError
+    return task.result()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """An abandoned call's outcome is nobody's: read it, so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def detect(host: str, timeout_s: float = 10.0) -> Any | None:
     """pyasic's miner object for `host` (port 4028/80 are pyasic's own), or None."""
     pyasic = _import_pyasic()
     try:
-        return await asyncio.wait_for(_detection(pyasic).get_miner(host), timeout_s)
+        return await within(_detection(pyasic).get_miner(host), timeout_s)
     except TimeoutError:
         return None
     except Exception as e:  # pyasic raises many kinds; one odd miner must not stop a scan
@@ -103,7 +139,7 @@ async def poll(
     miner_id = known_id or f"{host}:{port}"
     with pyasic_http.noting_refusals() as refused:
         try:
-            data = await asyncio.wait_for(miner.get_data(exclude=_NOT_NEEDED), timeout_s)
+            data = await within(miner.get_data(exclude=_NOT_NEEDED), timeout_s)
         except TimeoutError:
             return _offline(miner_id, host, port, site, ts, f"{host}: no data within {timeout_s:g} s")
         except Exception as e:

@@ -1,0 +1,111 @@
+"""pyasic's RPC and detection sockets are bounded in size and in life (collector/sources/pyasic_rpc.py),
+and every call into pyasic ends when its time is up (pyasic_makes.within): CGMiner RPC servers that
+answer hashfleet's probe or pyasic's detection honestly and then stream without end, send one 64 MiB
+reply with no end, or drip (tests/collector/sources/hostile_rpc.py), beside a good simulated Whatsminer,
+through `hashfleet scan`, `poll` and `collect` (processes, their peak memory measured by the kernel).
+
+Before: `scan` beside one endless server ran until killed (150 s here; 12 min in trial J) at ~290 MB
+and growing, `poll` beside a 64 MiB reply peaked at 928 MB, `collect` finished its cycles and never
+exited. Each `hashfleet` here runs under a 2 GiB address-space limit and is killed after HANG_S, which
+fails the test: a regression fails it rather than the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from tests.collector.sources.hostile_rpc import HostileRPC
+from tests.support import HASHFLEET
+
+from simulators import run_fleet
+
+WHATSMINER = "127.113.0.1"
+HOSTILE = {
+    "127.113.1.1": "after_probe_endless", "127.113.1.2": "after_probe_huge", "127.113.1.3": "after_probe_drip",
+    "127.113.2.1": "on_read_endless", "127.113.2.2": "on_read_huge", "127.113.2.3": "on_read_drip",
+}
+MEMORY_LIMIT = 2 << 30  # address space of each hashfleet process
+PEAK_MB = 400  # ~100 MB without the hostile servers; pyasic splits a failed joined read into 8 sockets
+HANG_S = 120  # each command here takes 5-15 s; a hang is killed then, and fails
+CAP = "RPC reply refused: {0}:4028: over the 4,194,304-byte cap"
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    with run_fleet("m50s:1", base=WHATSMINER, seed=5) as fleet:
+        assert [m.host for m in fleet.miners] == [WHATSMINER]
+        yield fleet
+
+
+@pytest.fixture
+def site(fleet):
+    with HostileRPC(HOSTILE) as rpc:  # each test's own: "after_probe" is honest to one connection only
+        yield rpc
+
+
+def hashfleet(tmp_path: Path, *args: str) -> tuple[str, str, float]:
+    """Run `hashfleet ARGS` to its end: (stdout, stderr, its peak resident memory in MB)."""
+    out, err = tmp_path / "out", tmp_path / "err"
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_"))}
+    env["HASHFLEET_SPOOL_DIR"] = str(tmp_path / "spool")
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen([HASHFLEET, *args], stdout=stdout, stderr=stderr, env=env,
+                                   preexec_fn=limit_memory)
+        killer = threading.Timer(HANG_S, process.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the test's
+        finally:
+            killer.cancel()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 0, f"exit {process.returncode} (-9: hung, killed after {HANG_S} s)\n" \
+                                    + err.read_text()[-2000:]
+    return out.read_text(), err.read_text(), usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def addresses(when: str) -> list[str]:
+    return [address for address, mode in HOSTILE.items() if mode.startswith(when)]
+
+
+def test_a_scan_ends_and_finds_the_good_miner_beside_rpc_servers_answering_detection_without_end(site, tmp_path):
+    bad = addresses("after_probe")
+    out, err, peak_mb = hashfleet(tmp_path, "scan", *(f"{a}/32" for a in [*bad, WHATSMINER]))
+    assert peak_mb < PEAK_MB, f"scan peaked at {peak_mb:.0f} MB"
+    assert out.splitlines() == [f"{WHATSMINER}:4028\tWhatsMiner\tM50S VH50 (Stock)\twhatsminer"], out + err
+    assert all(site.requests(a)[1:] for a in bad)  # pyasic's detection asked each, after our probe
+
+
+def test_a_poll_reads_the_good_miner_and_names_what_each_hostile_rpc_server_did(site, tmp_path):
+    out, err, peak_mb = hashfleet(tmp_path, "poll", "--json", "--timeout", "2", *HOSTILE, WHATSMINER)
+    samples = {s["host"]: s for s in map(json.loads, out.splitlines())}
+    assert peak_mb < PEAK_MB, f"poll peaked at {peak_mb:.0f} MB"
+    assert samples[WHATSMINER]["state"] == "mining" and samples[WHATSMINER]["hashrate_ths"] > 100
+    endless, huge, drip = addresses("on_read")
+    for address in (endless, huge):  # detected (LuxOS), then its reads refused at the cap
+        assert samples[address]["state"] == "error", samples[address]
+        assert samples[address]["errors"] == [f"{address}: " + CAP.format(address)]
+    assert samples[drip]["state"] == "offline" and samples[drip]["errors"] == [f"{drip}: no data within 2 s"]
+    for address in addresses("after_probe")[:2]:  # never identified, and the reason says why
+        assert samples[address]["state"] == "offline"
+        assert samples[address]["errors"][0].endswith(CAP.format(address)), samples[address]
+    assert samples[addresses("after_probe")[2]]["state"] == "offline"
+
+
+def test_collect_reads_the_good_miner_every_cycle_and_exits_beside_hostile_rpc_servers(site, tmp_path):
+    out, err, peak_mb = hashfleet(tmp_path, "collect", "--miners", ",".join([*HOSTILE, WHATSMINER]),
+                                  "--interval", "3", "--cycles", "3")
+    assert peak_mb < PEAK_MB, f"collect peaked at {peak_mb:.0f} MB"
+    cycles = [line.split("collector.service: ", 1)[1] for line in err.splitlines() if "collector.service: cycle" in line]
+    assert len(cycles) == 3, err[-3000:]
+    assert all(c.startswith(f"cycle {n}: 7 miners, 6 failed") for n, c in enumerate(cycles, 1)), cycles
+    assert "stopped after 3 cycle(s)" in err
