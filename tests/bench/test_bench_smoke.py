@@ -97,3 +97,18 @@ def test_bench_curtailment_refuses_a_scenario_filter_that_matches_nothing():
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no scenario's name contains it" in done.stderr, done.stderr[-2000:]
     assert "target:" not in done.stdout
+
+
+def test_bench_history_times_report_over_a_long_history(tmp_path):
+    """`bench.history`: real batches of a small fleet repeated to a longer history, `report` timed over it."""
+    out_json = tmp_path / "history.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.history", "--fleet", "a1566:2", "--base", "127.62.2.1", "--real", "2",
+         "--cycles", "30,60", "--json", str(out_json)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "hashfleet report over the local history" in done.stdout and "differ" not in done.stdout
+    runs = json.loads(out_json.read_text())["runs"]
+    assert [r["figures"]["cycles"] for r in runs] == [30, 60]
+    assert all(r["seconds"] > 0 and r["cpu_s"] > 0 and r["peak_rss_mb"] > 0 for r in runs)

@@ -241,3 +241,126 @@ def test_report_skips_non_finite_and_absurd_values_in_the_history(tmp_path):
     assert table.returncode == 0, table.stderr
     assert not any(word in table.stdout.lower() for word in ("nan", "inf", "e+3")), table.stdout
     assert "5 value(s) in the history" in table.stdout
+
+
+# --- what `report` counts: one point per series and second, every cycle's interval, in bounded memory ------------
+
+SITE_YAML = ("economics: {tariff: {kind: flat, usd_per_kwh: 0.06}, opex_usd_month: 300, pue: 1.1}\n"
+             "network: {source: static, static: {difficulty: 1.5e14, height: 925000, fees_btc_per_block: 0.02,"
+             " btc_price_usd: 95000}}\n")
+
+
+def _collect_stamped(tmp_path: Path, base: str, stamps: list[int]) -> Path:
+    """The real collect loop (no InfluxDB) against two simulated A1566s, one cycle per stamp: the wall clock
+    it reads says `stamps` in turn (collector/clock.py stamps each cycle with it). Returns the config."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    import yaml
+
+    from collector import pipeline
+    from models import CollectorConfig
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"site: s1\nspool: {{directory: {tmp_path / 'spool'}}}\n" + SITE_YAML)
+    readings = iter(datetime.fromtimestamp(s, timezone.utc) for s in stamps)
+    with run_fleet("a1566:2", base=base, seed=4) as fleet:
+        cfg = CollectorConfig.model_validate({**yaml.safe_load(config.read_text()), "miners": fleet.addresses,
+                                              "interval_s": 1, "timeout_s": 5})
+        built = pipeline.build(cfg, sinks=[pipeline.storage_sink(cfg)], service_mode=True)
+        try:
+            assert asyncio.run(built.run(cycles=len(stamps), now=lambda: next(readings))) == len(stamps)
+        finally:
+            built.close()
+    return config
+
+
+def _last_written(spool: Path) -> dict[int, dict[str, dict]]:
+    """Second -> miner -> the fields of its miner point last written at that second (InfluxDB's view)."""
+    from collector.sinks.spool import list_batches
+
+    seconds: dict[int, dict[str, dict]] = {}
+    for batch in list_batches(spool):
+        for p in map(parse_line, batch.read()):
+            if p.measurement == "miner":
+                seconds.setdefault(p.time, {})[p.tags["miner"]] = p.fields
+    return seconds
+
+
+def _report(config: Path) -> dict:
+    run = hashfleet("report", "--config", str(config), "--since", "1h", "--json", spool=config.parent)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_report_counts_a_copied_batch_once(tmp_path):
+    # One batch copied as a new one (a restored or copied spool) added 8.3 % to the power, kWh, $ and BTC of
+    # the trial's 12 cycles: each miner counted 13 times. InfluxDB keeps one point per series and second.
+    now = int(time.time())
+    config = _collect_stamped(tmp_path, "127.45.6.1:0", [now - 50, now - 40, now - 30, now - 20])
+    spool = tmp_path / "spool"
+    before = _report(config)
+    batches = sorted(spool.glob("*.lp.gz"))
+    (spool / f"{len(batches) + 1:016d}.lp.gz").write_bytes(batches[1].read_bytes())
+    after = _report(config)
+    assert after["cycles"] == 4 and {m["cycles"] for m in after["miners"]} == {4}
+    for key in ("start", "end"):
+        before.pop(key), after.pop(key)
+    assert _numbers(after) == pytest.approx(_numbers(before), rel=1e-12, nan_ok=True)  # (the copy is summed last: the last bit)
+    assert [(m["miner"], m["model"]) for m in after["miners"]] == [(m["miner"], m["model"]) for m in before["miners"]]
+
+
+def _numbers(report: dict) -> list[float]:
+    """The report's numbers, in order (None as NaN, matched by approx(nan_ok))."""
+    values = [v for k, v in sorted(report.items()) if k not in ("site", "miners")]
+    for miner in report["miners"]:
+        values += [v for k, v in sorted(miner.items()) if k not in ("miner", "model")]
+    return [float("nan") if v is None else float(v) for v in values]
+
+
+def test_a_cycle_written_again_on_the_same_second_after_the_clock_stepped_back_replaces_it(tmp_path):
+    # README (Durability): a cycle that lands on the very second of one written while the clock was ahead
+    # replaces it, as InfluxDB keeps one point per series and second; the local history kept both and
+    # `report` summed both.
+    now = int(time.time())
+    b = now - 100
+    config = _collect_stamped(tmp_path, "127.45.7.1:0", [b, b + 10, b + 20, b + 30, b + 10, b + 20])
+    seconds = _last_written(tmp_path / "spool")
+    assert sorted(seconds) == [b, b + 10, b + 20, b + 30]
+    data = _report(config)
+    assert data["cycles"] == 4 and data["cycles_incomplete"] == 0
+    for miner in data["miners"]:
+        powers = [seconds[t][miner["miner"]]["power_w"] for t in sorted(seconds)]
+        assert miner["cycles"] == 4 and miner["power_avg_w"] == pytest.approx(sum(powers) / 4, rel=1e-12)
+    # each of the four cycles stands for the 10 s to the next (the last: one typical 10 s)
+    site_w = [sum(f["power_w"] for f in seconds[t].values()) for t in sorted(seconds)]
+    assert data["energy_kwh"] == pytest.approx(sum(w * 10 for w in site_w) / 3.6e6, rel=1e-12)
+
+
+def test_report_memory_does_not_grow_with_miners_times_cycles(tmp_path):
+    # `report` held every parsed line of the period (~11 KB a miner-cycle: 1.7 GB for 6,000 cycles of 25
+    # miners). Real batches of a collector, repeated to 5,000 cycles 10 s apart (as mkweek did in the trial).
+    now = int(time.time())
+    _collect_stamped(tmp_path, "127.45.9.1:0", [now - 40, now - 30, now - 20])
+    spool = tmp_path / "spool"
+    real = [gzip.decompress(p.read_bytes()).decode().splitlines() for p in sorted(spool.glob("*.lp.gz"))]
+    cycles = 5000
+    long = tmp_path / "long"
+    long.mkdir()
+    first = now - cycles * 10
+    for k in range(cycles):
+        ts = first + k * 10
+        path = long / f"{k + 1:016d}.lp.gz"
+        path.write_bytes(gzip.compress("\n".join(line.rsplit(" ", 1)[0] + f" {ts}" for line in real[k % 3]).encode(), 1))
+        os.utime(path, (ts, ts))
+    long_config = tmp_path / "long.yaml"
+    long_config.write_text(f"site: s1\nspool: {{directory: {long}}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+    proc = subprocess.Popen([HASHFLEET, "report", "--config", str(long_config), "--since", "1d", "--json"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert json.loads(out)["cycles"] == cycles
+    # the code before: 254 MB here; this: 81 MB, most of it the interpreter and its imports
+    assert usage.ru_maxrss / 1024 < 150
