@@ -10,8 +10,9 @@ points) and by under 1 KB a cycle (the list of batches, each second's last batch
 `PeriodSummary`'s arrays), never with miners x cycles: a week of 10 s cycles of 25 miners peaks at
 122 MB in all (bench.history). The batches are read twice; the cheap pass is ~5 % of the time.
 
-Energy and money are integrated over the time between cycles (a gap longer than three typical
-intervals — the collector was down — is not counted).
+Energy and money are integrated over the time between cycles: each cycle stands for the time to the
+next one. The last cycle, and one followed by a gap longer than three typical intervals (the collector
+was down: nothing is known of the gap, which is not counted), stand for one typical interval.
 
 The site's totals are over the miners its cost counted: a miner's cycle that its own cost point marks
 `incomplete` (a hashrate or power reading missing or refused: docs/cost.md) is left out of the site's
@@ -84,12 +85,13 @@ class Report:
 
 
 def _intervals(times: Sequence[int]) -> list[float]:
-    """Seconds each cycle (`times`: sorted, distinct) stands for: the time to the next one, gaps capped out."""
+    """Seconds each cycle (`times`: sorted, distinct) stands for: the time to the next one; the last, and
+    one followed by a gap over three typical intervals (the gap is not counted), one typical interval."""
     if len(times) < 2:
         return [0.0] * len(times)
     steps = [b - a for a, b in zip(times, times[1:])]
     typical = median(steps)
-    return [s if s <= 3 * typical else 0.0 for s in steps] + [typical]  # the last: one typical interval
+    return [s if s <= 3 * typical else typical for s in steps] + [typical]
 
 
 # The numbers this summary reads, and the range a real one is in.

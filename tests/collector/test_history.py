@@ -337,6 +337,21 @@ def test_a_cycle_written_again_on_the_same_second_after_the_clock_stepped_back_r
     assert data["energy_kwh"] == pytest.approx(sum(w * 10 for w in site_w) / 3.6e6, rel=1e-12)
 
 
+def test_the_cycle_before_a_gap_counts_one_typical_interval_as_the_last_does(tmp_path):
+    # A collector stopped for a while: its last cycle before the stop counted no energy (0 s) while the very
+    # last cycle counted one typical interval, so each stop cut one cycle of kWh, $ and BTC from the report.
+    now = int(time.time())
+    b = now - 100
+    config = _collect_stamped(tmp_path, "127.45.8.1:0", [b, b + 1, b + 2, b + 40, b + 41, b + 42])
+    seconds = _last_written(tmp_path / "spool")
+    data = _report(config)
+    assert data["cycles"] == 6
+    # typical step 1 s; the 38 s gap (the collector down) is not counted: six cycles of one second each
+    site_w = [sum(f["power_w"] for f in seconds[t].values()) for t in sorted(seconds)]
+    assert data["energy_kwh"] == pytest.approx(sum(site_w) * 1 / 3.6e6, rel=1e-12)
+    assert data["energy_kwh"] == pytest.approx(data["power_avg_w"] * 6 / 3.6e6, rel=1e-12)
+
+
 def test_report_memory_does_not_grow_with_miners_times_cycles(tmp_path):
     # `report` held every parsed line of the period (~11 KB a miner-cycle: 1.7 GB for 6,000 cycles of 25
     # miners). Real batches of a collector, repeated to 5,000 cycles 10 s apart (as mkweek did in the trial).
