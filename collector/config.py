@@ -15,6 +15,7 @@ piece of a value.
 from __future__ import annotations
 
 import os
+import re
 import reprlib
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,22 @@ def spool_directory(config: CollectorConfig, environ: dict[str, str] | None = No
         return Path(env["HASHFLEET_SPOOL_DIR"]) / name
     state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     return state / "hashfleet" / "spool" / name
+
+
+def shard_spools(config: CollectorConfig, environ: dict[str, str] | None = None) -> dict[str, Path]:
+    """The spools the site's shards keep (`collect --shard K/N`) that exist, by "K/N" (N, then K, ascending);
+    named as spool_directory names them."""
+    probe = spool_directory(config.model_copy(update={"shard": "1/1"}), environ)  # where and how they are named
+    prefix = probe.name.removesuffix("shard-1-of-1")
+    found = {}
+    try:
+        for entry in probe.parent.iterdir():
+            match = re.fullmatch(re.escape(prefix) + r"shard-([1-9][0-9]{0,5})-of-([1-9][0-9]{0,5})", entry.name)
+            if match and entry.is_dir():
+                found[(int(match[2]), int(match[1]))] = entry
+    except OSError:  # no such folder (yet), or not readable: no shards to name
+        return {}
+    return {f"{k}/{n}": path for (n, k), path in sorted(found.items())}
 
 
 class ConfigError(Exception):

@@ -25,13 +25,27 @@ def report(
     seconds = parse_period("--since", since)
     directory = config_loader.spool_directory(cfg)
     if not directory.is_dir():
-        fail_usage(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet collect` without "
-                   "InfluxDB first, or pass --config/--site)")
+        fail_usage(f"no local history for site {cfg.site!r} in {directory}" + (_shards_hint(cfg) or " (run "
+                   "`hashfleet collect` without InfluxDB first, or pass --config/--site)"))
     end = int(time.time())
     summary = history.from_spool(directory, cfg.site, end - seconds, end)
     if not summary.cycles:  # (not a table of dashes)
-        fail_usage(f"no local history of site {cfg.site!r} in the last {since} in {directory}")
+        fail_usage(f"no local history of site {cfg.site!r} in the last {since} in {directory}{_shards_hint(cfg)}")
     if as_json:
         typer.echo(json.dumps(summary.as_dict()))
     else:
         terminal.print_report(summary)
+
+
+def _shards_hint(cfg) -> str:
+    """Where the history is when the site is collected in shards: each keeps its own, read one at a time.
+    (Their reports are not added up here: shards poll at their own instants, and after a change of N or
+    with a shard stopped, old and new shards' averages would be summed over different spans.)"""
+    shards = config_loader.shard_spools(cfg) if cfg.shard is None else {}
+    if not shards:
+        return ""
+    names = list(shards)
+    listed = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    where = next(iter(shards.values())).parent
+    return f"; the site is collected in shards, each keeping its own history in {where}: read one with --shard K/N " \
+           f"({listed})"

@@ -60,6 +60,11 @@ def test_three_shards_write_each_miner_exactly_once_per_cycle(influxdb, influx_b
     health = influxdb.query("SELECT sum(miners_polled) FROM collector GROUP BY collector_shard", influx_bucket)
     assert sorted(r["collector_shard"] for r in health) == ["1/3", "2/3", "3/3"]
     assert sum(r["sum"] for r in health) == 2 * len(macs)
+    # `report` without --shard names where a sharded site's spools are ($HASHFLEET_SPOOL_DIR/<site>.shard-K-of-N)
+    report = subprocess.run([HASHFLEET, "report", "--site", "big"], env=env, capture_output=True, text=True, timeout=60)
+    assert report.returncode == 2
+    assert f"the site is collected in shards, each keeping its own history in {tmp_path / 'spool'}: read one " \
+           "with --shard K/N (1/3, 2/3, 3/3)" in report.stderr, report.stderr
 
 
 def test_shards_sharing_a_configured_spool_directory_each_keep_their_own(tmp_path):
@@ -79,3 +84,9 @@ def test_shards_sharing_a_configured_spool_directory_each_keep_their_own(tmp_pat
     report = subprocess.run([HASHFLEET, "report", "--config", str(config), "--shard", "2/2", "--since", "1h", "--json"],
                             capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr
+    # Without --shard it said "no local history of site 'big'", though both shards hold the period.
+    site_wide = subprocess.run([HASHFLEET, "report", "--config", str(config), "--since", "1h"],
+                               capture_output=True, text=True, timeout=60)
+    assert site_wide.returncode == 2
+    assert f"no local history of site 'big' in the last 1h in {spool}; the site is collected in shards, each keeping " \
+           f"its own history in {spool}: read one with --shard K/N (1/2, 2/2)" in " ".join(site_wide.stderr.split())
