@@ -271,7 +271,9 @@ class _OpenSeconds:
 def from_spool(directory: Path, site: str, start: int, end: int) -> Report:
     """Read the local history in `directory` (batches written since `start`) and summarise it, a second at
     a time: each second once the last batch that writes it has been read."""
-    batches, last_batch = _last_batch_of_each_second(directory, start, end)
+    damaged: list[str] = []
+    _skip_strays(directory)
+    batches, last_batch = _last_batch_of_each_second(directory, start, end, damaged)
     summary = PeriodSummary(site, start, end)
     pending = _OpenSeconds(site, start, end)
     bad = 0
@@ -287,16 +289,19 @@ def from_spool(directory: Path, site: str, start: int, end: int) -> Report:
         summary.add_second(second, pending.pop(second))
     if bad:
         log.warning("%d unreadable line(s) in %s skipped", bad, directory)
+    _say_damaged(directory, damaged)
     return summary.report()
 
 
-def _last_batch_of_each_second(directory: Path, start: int, end: int) -> tuple[list[Batch], dict[int, int]]:
+def _last_batch_of_each_second(directory: Path, start: int, end: int,
+                               damaged: list[str]) -> tuple[list[Batch], dict[int, int]]:
     """The batches to read (readable, written since `start`) and, for each second in the period that their
     miner and cost lines carry, the sequence number of the last batch that writes it. Nothing is parsed:
-    a line's time is its last word (the time parse_line reads, for every line it reads)."""
+    a line's time is its last word (the time parse_line reads, for every line it reads). Damaged batches
+    are named in `damaged`."""
     batches: list[Batch] = []
     last: dict[int, int] = {}
-    for batch, texts in _batch_lines(list_batches(directory), start, _USED):
+    for batch, texts in _batch_lines(list_batches(directory), start, _USED, damaged):
         batches.append(batch)
         for text in texts:
             try:
@@ -320,8 +325,7 @@ def spool_points(directory: Path, start: int, measurements: tuple[str, ...] = ()
     counted and named in one warning: each costs its own lines only (but the whole lines before a cut)."""
     bad = 0
     damaged: list[str] = []
-    for name in strays(directory):
-        log.warning("%s in %s is named like a spool file but is not a regular file: skipped", name, directory)
+    _skip_strays(directory)
     for _, texts in _batch_lines(list_batches(directory), start, measurements, damaged):
         for text in texts:
             try:
@@ -330,6 +334,15 @@ def spool_points(directory: Path, start: int, measurements: tuple[str, ...] = ()
                 bad += 1
     if bad:
         log.warning("%d unreadable line(s) in %s skipped", bad, directory)
+    _say_damaged(directory, damaged)
+
+
+def _skip_strays(directory: Path) -> None:
+    for name in strays(directory):
+        log.warning("%s in %s is named like a spool file but is not a regular file: skipped", name, directory)
+
+
+def _say_damaged(directory: Path, damaged: list[str]) -> None:
     if damaged:
         log.warning("%d damaged batch(es) in %s, skipped: %s", len(damaged), directory,
                     ", ".join(damaged[:10]) + (f", and {len(damaged) - 10} more" if len(damaged) > 10 else ""))
