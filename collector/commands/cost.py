@@ -16,7 +16,7 @@ from collector.stages.power_truth import MAX_PUE
 from collector.stages.running_totals import MAX_AMOUNT
 from collector.terminal import plain_console
 from models.economics import Capex, CostSample, FlatTariff, NetworkState, SiteEconomics
-from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
+from models.hardware import MAX_UNIT_THS, MAX_UNIT_W, MIN_HASHING_THS
 from models.mqtt import MqttConfig
 from models.sample import MinerSample, MinerState, SampleSource
 
@@ -87,7 +87,7 @@ def cost(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """What-if: expected BTC, hashprice and cost per BTC of one miner under given conditions."""
-    _within("--hashrate-ths", hashrate_ths, 0, MAX_UNIT_THS, strict=True)
+    _within("--hashrate-ths", hashrate_ths, MIN_HASHING_THS, MAX_UNIT_THS)  # (below 1 kH/s: no reading's figures)
     _within("--power-w", power_w, 0, MAX_UNIT_W)
     _within("--difficulty", difficulty, 1, _MAX_DIFFICULTY)
     _within("--btc-price", btc_price, 0, _MAX_BTC_PRICE, strict=True)

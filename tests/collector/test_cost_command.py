@@ -125,11 +125,12 @@ def test_the_largest_plausible_inputs_give_finite_figures() -> None:
                for value in json.loads(run.stdout).values() if isinstance(value, float))
 
 
-def test_a_figure_that_still_overflows_is_a_clear_error() -> None:
-    # 1e-310 TH/s is a positive hashrate, but 30 kW over it is more J/TH than a float holds.
+def test_a_hashrate_too_small_for_any_figure_is_a_usage_error() -> None:
+    # 1e-310 TH/s is a positive hashrate, but 30 kW over it is more J/TH than a float holds: below 1 kH/s
+    # (models.hardware.MIN_HASHING_THS, the floor every reading is held to) it is refused, named.
     run = hashfleet(*with_option("--hashrate-ths", "1e-310"), "--json")
     assert run.returncode == 2
-    assert "too large to compute" in run.stderr and "efficiency_j_th" in run.stderr
+    assert "--hashrate-ths" in run.stderr and "must be at least 1e-09" in run.stderr
     assert "Traceback" not in run.stderr and run.stdout == ""
 
 

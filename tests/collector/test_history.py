@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support import HASHFLEET, wait_for
+from tests.support import HASHFLEET, run_measured, wait_for
 
 from collector.line_protocol import parse_line
 from simulators.fleet import run_fleet
@@ -371,11 +371,9 @@ def test_report_memory_does_not_grow_with_miners_times_cycles(tmp_path):
     long_config = tmp_path / "long.yaml"
     long_config.write_text(f"site: s1\nspool: {{directory: {long}}}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
-    proc = subprocess.Popen([HASHFLEET, "report", "--config", str(long_config), "--since", "1d", "--json"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    code, out, err, peak_mb = run_measured([HASHFLEET, "report", "--config", str(long_config), "--since", "1d",
+                                            "--json"], tmp_path, env=env)
+    assert code == 0, err[-2000:]
     assert json.loads(out)["cycles"] == cycles
     # the code before: 254 MB here; this: 81 MB, most of it the interpreter and its imports
-    assert usage.ru_maxrss / 1024 < 150
+    assert peak_mb < 150

@@ -11,14 +11,11 @@ under a 2 GiB address-space limit so that a regression fails the test rather tha
 from __future__ import annotations
 
 import json
-import os
-import resource
-import subprocess
 from pathlib import Path
 
 import pytest
 from tests.collector.sources.hostile_web import CATCHER, HostileWeb
-from tests.support import HASHFLEET
+from tests.support import HASHFLEET, run_measured
 
 from simulators import run_fleet
 
@@ -42,17 +39,9 @@ def site():
 
 def hashfleet(tmp_path: Path, *args: str) -> tuple[str, str, float]:
     """Run `hashfleet ARGS` to its end: (stdout, stderr, its peak resident memory in MB)."""
-    out, err = tmp_path / "out", tmp_path / "err"
-
-    def limit_memory() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen([HASHFLEET, *args], stdout=stdout, stderr=stderr, preexec_fn=limit_memory)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the test's
-    process.returncode = os.waitstatus_to_exitcode(status)
-    assert process.returncode == 0, err.read_text()[-2000:]
-    return out.read_text(), err.read_text(), usage.ru_maxrss / 1024  # KiB on Linux
+    code, out, err, peak_mb = run_measured([HASHFLEET, *args], tmp_path, address_space=MEMORY_LIMIT)
+    assert code == 0, f"exit {code} (-9: hung, killed)\n" + err[-2000:]
+    return out, err, peak_mb
 
 
 def addresses(*modes: str) -> list[str]:

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 from tests.collector.sources.hostile_rpc import HostileRPC
-from tests.support import HASHFLEET
+from tests.support import HASHFLEET, run_measured
 
 from simulators import run_fleet
 
@@ -51,26 +48,12 @@ def site(fleet):
 
 def hashfleet(tmp_path: Path, *args: str) -> tuple[str, str, float]:
     """Run `hashfleet ARGS` to its end: (stdout, stderr, its peak resident memory in MB)."""
-    out, err = tmp_path / "out", tmp_path / "err"
-
-    def limit_memory() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_"))}
     env["HASHFLEET_SPOOL_DIR"] = str(tmp_path / "spool")
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen([HASHFLEET, *args], stdout=stdout, stderr=stderr, env=env,
-                                   preexec_fn=limit_memory)
-        killer = threading.Timer(HANG_S, process.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the test's
-        finally:
-            killer.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    assert process.returncode == 0, f"exit {process.returncode} (-9: hung, killed after {HANG_S} s)\n" \
-                                    + err.read_text()[-2000:]
-    return out.read_text(), err.read_text(), usage.ru_maxrss / 1024  # KiB on Linux
+    code, out, err, peak_mb = run_measured([HASHFLEET, *args], tmp_path, address_space=MEMORY_LIMIT, timeout=HANG_S,
+                                           env=env)
+    assert code == 0, f"exit {code} (-9: hung, killed after {HANG_S} s)\n" + err[-2000:]
+    return out, err, peak_mb
 
 
 def addresses(when: str) -> list[str]:
