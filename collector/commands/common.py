@@ -42,6 +42,30 @@ def load_config(path: Path | None, *, pools: bool = True, **overrides) -> Collec
     return config
 
 
+def local_history(cfg: CollectorConfig) -> Path:
+    """The folder of the site's local history (the spool a collector keeps without InfluxDB); if there is
+    none, exit 2 saying where it looked (and, on a sharded site, where the shards keep theirs)."""
+    directory = config_loader.spool_directory(cfg)
+    if not directory.is_dir():
+        fail_usage(f"no local history for site {cfg.site!r} in {directory}" + (shards_hint(cfg) or " (run "
+                   "`hashfleet collect` without InfluxDB first, or pass --config/--site)"))
+    return directory
+
+
+def shards_hint(cfg: CollectorConfig) -> str:
+    """Where the history is when the site is collected in shards: each keeps its own, read one at a time.
+    (Their reports are not added up here: shards poll at their own instants, and after a change of N or
+    with a shard stopped, old and new shards' averages would be summed over different spans.)"""
+    shards = config_loader.shard_spools(cfg) if cfg.shard is None else {}
+    if not shards:
+        return ""
+    names = list(shards)
+    listed = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    where = next(iter(shards.values())).parent
+    return f"; the site is collected in shards, each keeping its own history in {where}: read one with --shard K/N " \
+           f"({listed})"
+
+
 def decimal_option(value: str | float) -> float:
     """A number option's value (typer's `parser`), read with the one parser for typed numbers: float() would
     take 0_05 (5: a typo read as $5/kWh), nan and inf. A default arrives as a float already."""

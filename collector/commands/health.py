@@ -17,11 +17,11 @@ from pathlib import Path
 
 import typer
 
-from collector import config as config_loader
 from collector import health_report, history, pipeline, service
 from collector.commands.collect import run_until_stopped
 from collector.commands.common import (
-    CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, SITE_OPTION, fail_usage, load_config, miners_list, parse_period,
+    CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, SITE_OPTION, fail_usage, load_config, local_history, miners_list,
+    parse_period, shards_hint,
 )
 from collector.cycle import Cycle, MinersPart
 from collector.influx_query import InfluxQueryError
@@ -92,13 +92,10 @@ def _recorded(cfg, start: int, end: int, since: str) -> health_report.HealthRepo
             fail_usage(f"no recorded health of site {cfg.site!r} in the last {since} in InfluxDB at "
                        f"{redact_url(cfg.influx.url)} (bucket {cfg.influx.bucket!r}): check --site or HASHFLEET_SITE")
         return report
-    directory = config_loader.spool_directory(cfg)
-    if not directory.is_dir():
-        fail_usage(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet collect` without "
-                   "InfluxDB first, or pass --config/--site)")
+    directory = local_history(cfg)
     lines = history.spool_lines(directory, start, measurement=schema.HEALTH.name)
     if not any(line.tags.get("site") == cfg.site and start <= line.time <= end for line in lines):
-        fail_usage(f"no recorded health of site {cfg.site!r} in the last {since} in {directory}")
+        fail_usage(f"no recorded health of site {cfg.site!r} in the last {since} in {directory}{shards_hint(cfg)}")
     return health_report.from_lines(cfg.site, lines, start, end)
 
 

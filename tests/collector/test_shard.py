@@ -1,5 +1,6 @@
 """--shard K/N: N collectors split one fleet with no overlap and no gaps."""
 
+import json
 import os
 import subprocess
 
@@ -90,3 +91,13 @@ def test_shards_sharing_a_configured_spool_directory_each_keep_their_own(tmp_pat
     assert site_wide.returncode == 2
     assert f"no local history of site 'big' in the last 1h in {spool}; the site is collected in shards, each keeping " \
            f"its own history in {spool}: read one with --shard K/N (1/2, 2/2)" in " ".join(site_wide.stderr.split())
+    # `health --since` read the same history with the old message too; now alike, and with --shard it reads it.
+    health = subprocess.run([HASHFLEET, "health", "--config", str(config), "--since", "1h"],
+                            capture_output=True, text=True, timeout=60)
+    assert health.returncode == 2
+    assert f"no recorded health of site 'big' in the last 1h in {spool}; the site is collected in shards, each " \
+           f"keeping its own history in {spool}: read one with --shard K/N (1/2, 2/2)" in " ".join(health.stderr.split())
+    one = subprocess.run([HASHFLEET, "health", "--config", str(config), "--shard", "1/2", "--since", "1h", "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)["cycles"] >= 1
