@@ -21,7 +21,7 @@ from collector.sinks.mqtt_publish import plan_summary
 from collector.stages.curtailment import CurtailmentStage
 from collector.stages.curtailment_rules import SLEEP
 from collector.terminal import plain_console
-from models import FlatTariff
+from models import FlatTariff, MinerState
 from models.curtailment import CurtailmentConfig, CurtailmentPlan, DrTarget
 
 
@@ -90,7 +90,10 @@ def advise(
         raise typer.Exit(1)
     plan = cycle.curtailment
     if not plan.miners_planned:
-        typer.echo("hashfleet: no plan: no miner answered (see the log above)", err=True)
+        answered = any(s.state is not MinerState.OFFLINE for s in cycle.samples)
+        typer.echo("hashfleet: no plan: " + ("no miner that answered could be planned: each needs a hashrate and a "
+                   "power, read or from its model's nameplate (see the log above)" if answered else
+                   "no miner answered (see the log above)"), err=True)
         raise typer.Exit(1)
     if price is not None:
         plan.price_source = "--price"  # a what-if, not the site's tariff or feed

@@ -419,7 +419,8 @@ class CurtailmentStage:
                 ths, w = stat.ths, stat.w
             elif m in plates:
                 ths, w = plates[m].hashrate_ths, plates[m].power_w
-            elif m == (usual or mode) and (plate := nameplate(sample.model)) is not None:
+            elif m == (usual or mode) and (plate := nameplate(sample.model)) is not None and plate.hashrate_ths \
+                    and plate.power_w:  # (some nameplates publish neither: Nano 3, the 7xx-9xx modules)
                 ths, w = plate.hashrate_ths, plate.power_w
             elif stat is not None and stat.n:
                 ths, w = stat.ths, stat.w
@@ -444,7 +445,8 @@ class CurtailmentStage:
         runs = self._plates.get(key, False)
         if runs is False:
             plate = nameplate(model)
-            runs = None if plate is None else ((mode, plate.hashrate_ths, plate.power_w * self._pue / 1000),)
+            runs = None if plate is None or not plate.hashrate_ths or not plate.power_w else (
+                (mode, plate.hashrate_ths, plate.power_w * self._pue / 1000),)
             if len(self._plates) < 10_000:
                 self._plates[key] = runs
         return runs  # type: ignore[return-value]

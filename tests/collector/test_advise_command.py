@@ -138,3 +138,28 @@ def test_advise_weighs_what_the_collector_measured_and_leaves_its_book_as_it_was
         # the collector's book: its running savings (without it, advise started from nothing: 0.0)
         assert json.loads(advice.stdout)["saved_usd_total"] == pytest.approx(saved_usd, abs=1e-4)  # (4 decimals)
         assert book_path.read_bytes() == book  # read, never written
+
+
+def test_a_model_whose_nameplate_publishes_no_power_is_planned_by_its_reading_and_harms_no_other_miner(tmp_path):
+    # The Nano 3's catalogue entry has no power (Canaan published none) and an AvalonMiner 741 chain reports none:
+    # `plate.power_w * pue` raised TypeError in the stage, which lost the whole part (the demo fleet: 7 of 9
+    # planned, an ERROR with a traceback), and advise on such a miner alone said "no miner answered".
+    config = tmp_path / "hashfleet.yaml"
+    with run_fleet("a1246:1,nano3:1,av741:1,a1566:1", base="127.50.0.31:0", seed=7) as fleet:
+        config.write_text(yaml.safe_dump({
+            "site": "adv", "miners": fleet.addresses, "interval_s": 2, "network": NETWORK,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}}, "curtailment": {}}))
+        env = {**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+        run = lambda *args: subprocess.run([HASHFLEET, "advise", "--config", str(config), *args],  # noqa: E731
+                                           capture_output=True, text=True, timeout=120, env=env)
+        whole = run("--json")
+        assert whole.returncode == 0, whole.stderr
+        assert "Traceback" not in whole.stderr and "ERROR" not in whole.stderr, whole.stderr
+        plan = json.loads(whole.stdout)
+        planned = {m["address"] for m in plan["miners"]}
+        # every miner with a power reading is planned, the Nano 3 by what it reads (its nameplate has no watts)
+        assert {fleet[0].address, fleet[1].address, fleet[3].address} <= planned, plan["miners"]
+        assert fleet[2].address not in planned  # the chain: no power read, none published
+        chain = run("--miners", fleet[2].address)
+        assert chain.returncode == 1
+        assert "no miner that answered could be planned: each needs a hashrate and a power" in chain.stderr, chain.stderr
