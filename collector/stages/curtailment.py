@@ -176,6 +176,7 @@ class CurtailmentStage:
         self._deferred_words = f"deferred by the ramp limit ({config.ramp_kw_per_min or 0:g} kW/min): "
         self.book = EfficiencyBook.load(state_path, time.time()) if state_path is not None else EfficiencyBook()
         self._miners: dict[str, _Miner] = {}
+        self._failed: set[str] = set()  # miners whose planning raised (logged once each)
         self._plates: dict[tuple[str | None, str], tuple | None] = {}  # (model, mode) -> nameplate runs
         self._ramp = Ramp(config.ramp_kw_per_min) if config.ramp_kw_per_min else None
         self._pue = economics.pue or 1.0
@@ -259,122 +260,142 @@ class CurtailmentStage:
         miners, learn, this, shares, keys = self._miners, self.book.learn, self._this, self._shares, self._keys
         mining, soft_off, idle, avalon_source = MinerState.MINING, MinerState.SOFT_OFF, MinerState.IDLE, SampleSource.AVALON
         for sample in part.samples:
-            avalon = sample.source is avalon_source
-            mode = (sample.work_mode or DEFAULT_MODE) if avalon else DEFAULT_MODE
-            book = learn(sample, now, mode, warmup)
-            state = sample.state
-            # Idle counts as asleep on first sight: pyasic reads a sleeping Antminer or Whatsminer as idle.
-            if state is mining or state is soft_off or state is idle:
-                rec = miners.get(sample.miner)
-                if rec is None:
-                    always_on, group = self._place(sample)
-                    # First refresh now; later ones staggered over REFRESH_CYCLES.
-                    rec = _Miner(mode if state is mining else SLEEP, 0.0, always_on, group,
-                                 refreshed=cycle_no - len(miners) % REFRESH_CYCLES)
-                    if len(miners) < 200_000:
-                        miners[sample.miner] = rec
-                c = rec.candidate
-                refresh = (c is None or cycle_no - rec.refreshed >= REFRESH_CYCLES
-                           or (state is mining and mode != rec.mode and not any(r[0] == mode for r in c.runs)))
-                if not refresh and self._promotions:
-                    stat = book.modes.get(mode)
-                    if stat is not None and stat.n == min_samples:  # measured now replaces the nameplate
-                        self._promotions -= 1
-                        refresh = True
-                if refresh:
-                    c = self._refresh(rec, sample, book, mode, avalon)
-                    if c is None:
-                        if sample.power_w is not None:
-                            self._other_kw += sample.power_w * pue / 1000
+            try:
+                avalon = sample.source is avalon_source
+                mode = (sample.work_mode or DEFAULT_MODE) if avalon else DEFAULT_MODE
+                book = learn(sample, now, mode, warmup)
+                state = sample.state
+                # Idle counts as asleep on first sight: pyasic reads a sleeping Antminer or Whatsminer as idle.
+                if state is mining or state is soft_off or state is idle:
+                    rec = miners.get(sample.miner)
+                    if rec is None:
+                        always_on, group = self._place(sample)
+                        # First refresh now; later ones staggered over REFRESH_CYCLES.
+                        rec = _Miner(mode if state is mining else SLEEP, 0.0, always_on, group,
+                                     refreshed=cycle_no - len(miners) % REFRESH_CYCLES)
+                        if len(miners) < 200_000:
+                            miners[sample.miner] = rec
+                    c = rec.candidate
+                    refresh = (c is None or cycle_no - rec.refreshed >= REFRESH_CYCLES
+                               or (state is mining and mode != rec.mode and not any(r[0] == mode for r in c.runs)))
+                    if not refresh and self._promotions:
+                        stat = book.modes.get(mode)
+                        if stat is not None and stat.n == min_samples:  # measured now replaces the nameplate
+                            self._promotions -= 1
+                            refresh = True
+                    if refresh:
+                        c = self._refresh(rec, sample, book, mode, avalon)
+                        if c is None:
+                            if sample.power_w is not None:
+                                self._other_kw += sample.power_w * pue / 1000
+                            continue
+                        if rec.refreshed <= cycle_no - REFRESH_CYCLES or rec.refreshed > cycle_no:
+                            rec.refreshed = cycle_no
+                        if rec.key != SLEEP and not any(r[0] == rec.key for r in c.runs):
+                            # The mode the plan had it in is no longer one of its options (its mode was changed
+                            # by hand during the warm-up): the plan starts again from what it is doing.
+                            rec.key, rec.since = (mode if state is mining else SLEEP), now
+                        rec.usual_share = (c.runs[rec.usual][2], c.runs[rec.usual][2], 0.0, 0.0, 0.0, False, True, False, False,
+                                           False, 0.0)
+                        rec.memo = rec.run_below_at = rec.waiting_in = rec.queued_in = rec.queued = None  # new options: planned anew
+                    if state is mining:
+                        rec.mode = mode
+                    current = c.current = rec.key
+                    c.held_s = now - rec.since
+                    rec.pos = len(this)
+                    this.append(rec)
+                    if prices is None:
                         continue
-                    if rec.refreshed <= cycle_no - REFRESH_CYCLES or rec.refreshed > cycle_no:
-                        rec.refreshed = cycle_no
-                    if rec.key != SLEEP and not any(r[0] == rec.key for r in c.runs):
-                        # The mode the plan had it in is no longer one of its options (its mode was changed
-                        # by hand during the warm-up): the plan starts again from what it is doing.
-                        rec.key, rec.since = (mode if state is mining else SLEEP), now
-                    rec.usual_share = (c.runs[rec.usual][2], c.runs[rec.usual][2], 0.0, 0.0, 0.0, False, True, False, False,
-                                       False, 0.0)
-                    rec.memo = rec.run_below_at = rec.waiting_in = rec.queued_in = rec.queued = None  # new options: planned anew
-                if state is mining:
-                    rec.mode = mode
-                current = c.current = rec.key
-                c.held_s = now - rec.since
-                rec.pos = len(this)
-                this.append(rec)
-                if prices is None:
-                    continue
-                rec.was_dr = rec.dr
-                if rec.memo is epoch and rec.plan == current:  # as last cycle (its options too: see refresh)
-                    shares.append(rec.share)
-                    keys[c.miner] = current
-                    continue
-                if rec.queued_in is epoch and rec.queued_no == cycle_no - 1:
-                    # deferred in its part, waiting as last cycle: it stands whole (the ramp may let it go)
-                    rec.queued_no = cycle_no
-                    shares.append(rec.share)
-                    keys[c.miner] = current
-                    continue
-                if rec.waiting_in is epoch:  # a change the ramp deferred, wanted as last cycle (a minimum time only grows)
-                    key, index, share, _ = rec.waiting  # type: ignore[misc]
-                    rec.plan, rec.why, rec.index, rec.dr, rec.advised = key, CHANGE, index, False, True
-                    rec.share = share
-                    shares.append(share)
-                    keys[c.miner] = key
-                    continue
-                shares.append(())
-                decided = False
-                if plain and not rec.was_dr:  # fresh inputs, margin rules, not held for a target
-                    if rec.run_below_at is not rates:
-                        rec.run_below, rec.sleep_above, rec.wake_below = price_thresholds(c, prices, rules)
-                        rec.run_below_at = rates
-                    # A miner with one run option is decided by its thresholds, away from them (NaN: never).
-                    if current:
-                        if price < rec.run_below:  # running as usual, and the price says run
-                            rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, 0, False, False
+                    rec.was_dr = rec.dr
+                    if rec.memo is epoch and rec.plan == current:  # as last cycle (its options too: see refresh)
+                        shares.append(rec.share)
+                        keys[c.miner] = current
+                        continue
+                    if rec.queued_in is epoch and rec.queued_no == cycle_no - 1:
+                        # deferred in its part, waiting as last cycle: it stands whole (the ramp may let it go)
+                        rec.queued_no = cycle_no
+                        shares.append(rec.share)
+                        keys[c.miner] = current
+                        continue
+                    if rec.waiting_in is epoch:  # a change the ramp deferred, wanted as last cycle (a minimum time only grows)
+                        key, index, share, _ = rec.waiting  # type: ignore[misc]
+                        rec.plan, rec.why, rec.index, rec.dr, rec.advised = key, CHANGE, index, False, True
+                        rec.share = share
+                        shares.append(share)
+                        keys[c.miner] = key
+                        continue
+                    shares.append(())
+                    decided = False
+                    if plain and not rec.was_dr:  # fresh inputs, margin rules, not held for a target
+                        if rec.run_below_at is not rates:
+                            rec.run_below, rec.sleep_above, rec.wake_below = price_thresholds(c, prices, rules)
+                            rec.run_below_at = rates
+                        # A miner with one run option is decided by its thresholds, away from them (NaN: never).
+                        if current:
+                            if price < rec.run_below:  # running as usual, and the price says run
+                                rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, 0, False, False
+                                rec.share = shares[-1] = rec.usual_share
+                                keys[c.miner] = current
+                                rec.memo, rec.decided_with = epoch, None
+                                continue
+                            if price > rec.sleep_above and c.held_s >= min_on:
+                                key, why, index, decided = SLEEP, CHANGE, 1, True
+                        elif price > rec.run_below:
+                            key, why, index, decided = current, STAY, 1, True
+                        elif price < rec.wake_below and c.held_s >= min_off:
+                            key, why, index, decided = c.runs[0][0], CHANGE, 0, True
+                    worth = rec.worth
+                    if worth is None or rec.worth_at is not prices:
+                        worth = rec.worth = values(c, prices, margin_rules)
+                        rec.worth_at = prices
+                    if plain and not rec.was_dr:
+                        if not decided:  # (else by its thresholds)
+                            if rec.decided_with is worth and rec.plan == current:  # the rules' last word stands
+                                key, why, index = current, rec.why, rec.index
+                            else:
+                                key, why, index = decide_fast(c, worth, rules)
+                        if index == rec.usual and why == STAY:  # running as usual: the commonest plan
+                            rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, index, False, False
                             rec.share = shares[-1] = rec.usual_share
                             keys[c.miner] = current
-                            rec.memo, rec.decided_with = epoch, None
-                            continue
-                        if price > rec.sleep_above and c.held_s >= min_on:
-                            key, why, index, decided = SLEEP, CHANGE, 1, True
-                    elif price > rec.run_below:
-                        key, why, index, decided = current, STAY, 1, True
-                    elif price < rec.wake_below and c.held_s >= min_off:
-                        key, why, index, decided = c.runs[0][0], CHANGE, 0, True
-                worth = rec.worth
-                if worth is None or rec.worth_at is not prices:
-                    worth = rec.worth = values(c, prices, margin_rules)
-                    rec.worth_at = prices
-                if plain and not rec.was_dr:
-                    if not decided:  # (else by its thresholds)
-                        if rec.decided_with is worth and rec.plan == current:  # the rules' last word stands
-                            key, why, index = current, rec.why, rec.index
+                        elif len(c.runs) == 1 and not c.always_on and (why == CHANGE or (
+                                why == STAY and rec.advice_c is c and (rec.advice_why == STAY or (
+                                    # (the first cycle after its sleep at another price: a change's words stay
+                                    # only while the price does)
+                                    rec.advice_why == CHANGE and rec.advice_for is not None and rec.advice_for[3] != worth)))):
+                            if why == CHANGE and queue_changes:
+                                self._queue_change(rec, c, key, worth)
+                            else:
+                                self._settle_one_run(rec, c, key, why, worth)
                         else:
-                            key, why, index = decide_fast(c, worth, rules)
-                    if index == rec.usual and why == STAY:  # running as usual: the commonest plan
-                        rec.plan, rec.why, rec.index, rec.dr, rec.advised = current, STAY, index, False, False
-                        rec.share = shares[-1] = rec.usual_share
-                        keys[c.miner] = current
-                    elif len(c.runs) == 1 and not c.always_on and (why == CHANGE or (
-                            why == STAY and rec.advice_c is c and (rec.advice_why == STAY or (
-                                # (the first cycle after its sleep at another price: a change's words stay
-                                # only while the price does)
-                                rec.advice_why == CHANGE and rec.advice_for is not None and rec.advice_for[3] != worth)))):
-                        if why == CHANGE and queue_changes:
-                            self._queue_change(rec, c, key, worth)
-                        else:
-                            self._settle_one_run(rec, c, key, why, worth)
+                            self._settle(rec, c, key, why, index, False)
+                        if why == STAY or why == HYSTERESIS:
+                            rec.memo, rec.decided_with = epoch, worth
+                        else:  # (a minimum time ends with time alone)
+                            rec.memo = rec.decided_with = None
                     else:
-                        self._settle(rec, c, key, why, index, False)
-                    if why == STAY or why == HYSTERESIS:
-                        rec.memo, rec.decided_with = epoch, worth
-                    else:  # (a minimum time ends with time alone)
-                        rec.memo = rec.decided_with = None
-                else:
-                    self._plan_miner(rec, c, current)
-            elif sample.power_w is not None:
-                self._other_kw += sample.power_w * pue / 1000
+                        self._plan_miner(rec, c, current)
+                elif sample.power_w is not None:
+                    self._other_kw += sample.power_w * pue / 1000
+            except Exception:  # a bug or an input no check caught: this miner's plan, never the others'
+                self._miner_failed(sample.miner)
+
+    def _miner_failed(self, miner: str) -> None:
+        """One miner's planning raised: it is left out of this cycle's plan (nothing acts on it) and planned
+        anew from its next reading; the cycle's lists stay aligned for the others. Logged once a miner."""
+        this, shares = self._this, self._shares
+        rec = self._miners.pop(miner, None)
+        if rec is not None:
+            rec.queued = rec.queued_in = rec.waiting_in = None  # (its place in the ramp's order is void)
+            if this and this[-1] is rec:
+                this.pop()
+            if self._queue and self._queue[-1][4] is rec:
+                self._queue.pop()
+        del shares[len(this):]
+        self._keys.pop(miner, None)
+        if miner not in self._failed and len(self._failed) < 10_000:
+            self._failed.add(miner)
+            log.exception("%s: curtailment planning failed; this miner is left out of the plan (logged once)", miner)
 
     def finish(self, cycle: Cycle) -> None:
         prices = self._prices
