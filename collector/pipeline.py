@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from collector import config as config_loader
 from collector import service
@@ -204,13 +205,26 @@ def curtailment_control(config: CollectorConfig, live: LiveInputs, service_mode:
     sink = CurtailmentControl(control, config.site, live=live, layout=SiteLayout.load(config.layout),
                               state_path=directory / "curtailment-control.json",
                               audit_path=control.audit_log or directory / "curtailment-actions.jsonl")
-    live.curtailment.keep_in(directory / "curtailment-commands.json")  # the MQTT kill switch survives a restart
+    live.curtailment.keep_in(commands_path(config))  # the MQTT kill switch survives a restart
     try:
         sink.audit.check()  # type: ignore[union-attr]  # (control acts on nothing it cannot record)
     except OSError as e:
         raise ControlSetupError(f"curtailment.control.audit_log {e.filename or sink.audit.path}: cannot be "  # type: ignore[union-attr]
                                 f"appended to ({e.strerror or e})") from None
     return [sink]
+
+
+def commands_path(config: CollectorConfig) -> Path:
+    """Where the service keeps the curtailment commands set over MQTT (collector/sources/curtailment_commands.py):
+    with control dry_run or on, read at start and written on every change."""
+    return config_loader.spool_directory(config) / "curtailment-commands.json"
+
+
+def dr_target_topics(config: MqttConfig, site: str, curtailment: CurtailmentConfig | None) -> frozenset[str]:
+    """The MQTT topics that are demand-response sources (collector/sources/dr_targets.py): each `dr_target`
+    ingest topic, and Home Assistant's number when the config subscribes it."""
+    subscriptions = [*config.ingest, *curtailment_subscriptions(Topics(config.topic_prefix, site), curtailment)]
+    return frozenset(s.topic for s in subscriptions if s.kind is IngestKind.DR_TARGET)
 
 
 class ControlSetupError(Exception):
@@ -250,7 +264,7 @@ class MqttBridge:
         self.live = live or LiveInputs(meter_max_age_s=config.meter_max_age_s)
         self.live.facility_keys = frozenset(key for sub in config.ingest for key in sub.facility)
         ingest = config.model_copy(update={"ingest": [*config.ingest, *curtailment_subscriptions(self.topics, curtailment)]})
-        self.live.curtailment.dr_sources = frozenset(s.topic for s in ingest.ingest if s.kind is IngestKind.DR_TARGET)
+        self.live.curtailment.dr_sources = dr_target_topics(config, site, curtailment)
         self.ingest = MqttIngest(ingest, site, self.live, dr_default_duration_s=(
             curtailment.dr_default_duration_s if curtailment is not None else 3600.0),
             btc_price_max_age_s=btc_price_max_age_s)

@@ -1,4 +1,12 @@
-"""`hashfleet advise`: the curtailment plan right now — one cycle of the advice, nothing sent to any miner."""
+"""`hashfleet advise`: the curtailment plan right now — one cycle of the advice, nothing sent to any miner.
+
+The plan the running service would make: besides the schedule file and `--limit-kw`/`--shed-kw`, the
+demand-response targets, kill switch and control mode set over MQTT that the service keeps in
+curtailment-commands.json (with control dry_run or on), taken up as the service takes them up at start
+(collector/sources/live_inputs.py) but read only: advise never writes nor sets aside that file. What the
+service knows and advise cannot (it does not listen to MQTT: a live power or BTC price; targets the
+service does not save, with control off) the output says, in `notes`.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +21,20 @@ from rich.table import Table
 from rich.text import Text
 
 from collector import pipeline, service
+from collector.sinks.curtailment_control import control_mode, kill_switch
+from collector.sources import curtailment_commands
+from collector.sources.live_inputs import CurtailmentInputs
 from collector.commands.common import (
     CONFIG_OPTION, MINERS_OPTION, SITE_OPTION, decimal_option, fail_usage, load_config, miners_list,
 )
 from collector.cycle import Cycle, MinersPart
 from collector.sinks.mqtt_publish import plan_summary
-from collector.stages.curtailment import CurtailmentStage
+from collector.stages.curtailment import CurtailmentStage, describe_dr_target
 from collector.stages.curtailment_rules import SLEEP
-from collector.terminal import plain_console
-from models import FlatTariff, MinerState
-from models.curtailment import CurtailmentConfig, CurtailmentPlan, DrTarget
+from collector.terminal import plain_console, printable
+from models import CollectorConfig, FlatTariff, MinerState
+from models.curtailment import ControlMode, CurtailmentConfig, CurtailmentPlan, DrTarget
+from models.mqtt import IngestKind
 
 
 class _LastCycle:
@@ -76,10 +88,9 @@ def advise(
     cfg = cfg.model_copy(update=update)
     keep = _LastCycle()
     built = pipeline.build(cfg, sinks=[keep])  # not service mode: no control sink, nothing is sent
-    if target is not None:
-        for stage in built.stages:
-            if isinstance(stage, CurtailmentStage):
-                stage.dr_override = target
+    stage = next(s for s in built.stages if isinstance(s, CurtailmentStage))
+    stage.dr_override = target
+    notes = take_up_saved_commands(cfg, stage.live.curtailment)
     try:
         service.run_event_loop(_one_cycle(built))
     finally:
@@ -97,10 +108,82 @@ def advise(
         raise typer.Exit(1)
     if price is not None:
         plan.price_source = "--price"  # a what-if, not the site's tariff or feed
+    control = cfg.curtailment.control  # type: ignore[union-attr]
+    plan.control_mode = control_mode(control, stage.live.curtailment).value  # as the service's control sink sets them
+    if plan.control_mode != ControlMode.OFF.value:
+        plan.killed = kill_switch(control, stage.live.curtailment) is not None
+    notes += unknown_here(cfg, plan)
+    targets = active_targets(stage, plan, "--limit-kw" if limit_kw is not None else "--shed-kw", cfg)
     if as_json:
-        sys.stdout.write(json.dumps(plan_json(plan, cycle)) + "\n")
+        sys.stdout.write(json.dumps({**plan_json(plan, cycle), "notes": notes, "dr_targets": [
+            {**target.model_dump(mode="json"), **where} for target, where in targets]}) + "\n")
     else:
-        print_plan(plan, cycle)
+        print_plan(plan, cycle, targets, notes)
+
+
+def take_up_saved_commands(cfg: CollectorConfig, inputs: CurtailmentInputs) -> list[str]:
+    """Take up into `inputs` what the service keeps in curtailment-commands.json, as its start does
+    (CurtailmentInputs.take_up: only with control dry_run or on, targets of the config's topics only, each
+    checked as if it arrived now), without writing anything; notes on what is left out and why."""
+    control = cfg.curtailment.control  # type: ignore[union-attr]
+    inputs.dr_sources = pipeline.dr_target_topics(cfg.mqtt, cfg.site, cfg.curtailment) if cfg.mqtt else frozenset()
+    topics = ", ".join(sorted(printable(t[:80]) for t in inputs.dr_sources)[:5])
+    if control.mode is ControlMode.OFF:
+        if inputs.dr_sources:
+            return [f"demand-response targets the service holds from MQTT ({topics}) are not known here: with "
+                    "control off it does not save them (curtailment-commands.json)"]
+        return []
+    path = pipeline.commands_path(cfg)
+    try:
+        saved = curtailment_commands.load(path)
+    except Exception as e:  # hostile until checked, as at the service's start: the file costs only itself
+        return [f"{path} is unusable ({printable(str(e)[:200])}): this plan is without what it holds (the "
+                "service would set it aside and start killed)"]
+    if saved is None:
+        return []
+    now = datetime.now(timezone.utc)
+    gone, refused = inputs.take_up(saved)
+    notes = [f"demand-response targets saved in {path} from {printable(source[:80])} are dropped: no longer a "
+             "dr_target topic" for source in gone[:5]]
+    notes += [f"a demand-response target saved in {path} is dropped: {printable(why)}" for why in refused[:5]]
+    ended = sum(t.end <= now for source, kept in saved.dr_targets.items() if source in inputs.dr_sources for t in kept)
+    if ended:
+        notes.append(f"{ended} demand-response target(s) saved in {path} ended already")
+    later = sorted(t.start for t in inputs.dr_targets if t.start is not None and t.start > now)
+    if later:
+        notes.append(f"{len(later)} demand-response target(s) saved in {path} start later, the first at "
+                     f"{later[0].isoformat()}")
+    return notes
+
+
+def unknown_here(cfg: CollectorConfig, plan: CurtailmentPlan) -> list[str]:
+    """What the service may know and advise cannot: it does not listen to MQTT."""
+    notes = []
+    if plan.price_source == "fallback":
+        notes.append(f"the power price is live (over MQTT) and advise does not listen: this plan is at the fallback "
+                     f"{plan.price_usd_kwh:g} $/kWh and holds, as the service's would without a fresh price; give "
+                     "--price to plan at the price the service has")
+    kinds = {s.kind for s in cfg.mqtt.ingest} if cfg.mqtt is not None else set()
+    if IngestKind.BTC_PRICE in kinds:
+        notes.append("a live BTC price over MQTT is not known here: the network source's is used")
+    return notes
+
+
+def active_targets(stage: CurtailmentStage, plan: CurtailmentPlan, option: str,
+                   cfg: CollectorConfig) -> list[tuple[DrTarget, dict]]:
+    """Every demand-response target active at the plan's time, where it came from, and whether the plan holds to
+    it (the strictest limit and shed do; none while the plan holds on stale inputs)."""
+    found: list[tuple[DrTarget, dict]] = []
+    if stage.dr_override is not None:
+        found.append((stage.dr_override, {"source": "override", "from": option}))
+    saved_in = str(pipeline.commands_path(cfg))
+    for topic, targets in sorted(stage.live.curtailment.dr_targets.held().items()):
+        found += [(t, {"source": "mqtt", "from": topic, "saved_in": saved_in}) for t in targets]
+    schedule = str(stage.config.dr_schedule)
+    found += [(t, {"source": "schedule", "from": schedule}) for t in stage.schedule]
+    in_force = stage.dr_targets_in_force
+    return [(target, {**where, "in_force": any(target is t for t in in_force)})
+            for target, where in found if target.active(plan.ts)]
 
 
 async def _one_cycle(built: pipeline.Pipeline) -> None:
@@ -127,12 +210,22 @@ def plan_json(plan: CurtailmentPlan, cycle: Cycle) -> dict:
     return {**plan_summary(plan), "miners": miners}
 
 
-def print_plan(plan: CurtailmentPlan, cycle: Cycle) -> None:
+def print_plan(plan: CurtailmentPlan, cycle: Cycle, targets: list[tuple[DrTarget, dict]], notes: list[str]) -> None:
     console = plain_console()
     console.print(Text.assemble((f"site {plan.site}", "bold"), f" at {plan.price_usd_kwh:.4f} $/kWh ({plan.price_source}); "
                                 f"strategy {plan.strategy}; one TH/s earns {plan.revenue_usd_th_day:.4f} $/day"))
     if plan.stale:
         console.print(f"the plan holds: {plan.stale_reason}", style="yellow")
+    for note in notes:
+        console.print(f"note: {note}", style="yellow")
+    if plan.control_mode != ControlMode.OFF.value:
+        console.print(f"the service's control: {plan.control_mode}" + (" (killed: it sends nothing)" if plan.killed else ""))
+    for target, where in targets:
+        source = {"override": "this command's", "schedule": "the schedule file", "mqtt": "MQTT topic"}[where["source"]]
+        saved = f", saved in {where['saved_in']}" if "saved_in" in where else ""
+        held = "in force" if where["in_force"] else ("not weighed" if plan.stale else "active (a stricter one holds)")
+        console.print(f"demand-response target {held}: {printable(describe_dr_target(target))} "
+                      f"(from {source} {printable(where['from'])}{saved})")
     if plan.dr_target is not None:
         met = "met" if plan.dr_met else "NOT met (not enough to shed)"
         if plan.dr_met and plan.dr_gap_usd_h > 0:
@@ -149,7 +242,7 @@ def print_plan(plan: CurtailmentPlan, cycle: Cycle) -> None:
         table.add_row(miner, hosts.get(miner, ""), what,
                       "-" if a is None or a.efficiency_j_th is None else f"{a.efficiency_j_th:.1f}",
                       "-" if a is None or a.margin_usd_kwh is None else f"{a.margin_usd_kwh:+.4f}",
-                      "-" if a is None else f"{a.kw:.2f}", "running as usual" if a is None else a.reason)
+                      "-" if a is None else f"{a.kw:.2f}", "running as usual" if a is None else printable(a.reason))
     console.print(table)
     console.print(f"{plan.miners_run} run ({plan.miners_lower} in another mode), {plan.miners_sleep} sleep; "
                   f"{plan.planned_kw:.1f} kW planned of {plan.always_on_kw:.1f} kW always-on; "

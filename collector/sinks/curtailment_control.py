@@ -53,7 +53,7 @@ from collector.cycle import Cycle, MinersPart
 from collector.layout import SiteLayout
 from collector.sinks import miner_commands
 from collector.sinks.audit_log import AuditLog
-from collector.sources.live_inputs import LiveInputs
+from collector.sources.live_inputs import CurtailmentInputs, LiveInputs
 from models.curtailment import ActionEvent, CurtailmentPlan, MinerAdvice
 from collector.stages.curtailment_rules import DEFAULT_MODE, SLEEP
 from models import MinerSample, MinerState, SampleSource
@@ -83,6 +83,24 @@ class _Pending:
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(int(ts), timezone.utc)
+
+
+def control_mode(config: ControlConfig, asked: CurtailmentInputs) -> ControlMode:
+    """The config's mode, or lower when Home Assistant asked for lower (never higher)."""
+    mode = asked.mode if config.mqtt_commands else None
+    if mode is not None and mode.rank < config.mode.rank:
+        return mode
+    return config.mode
+
+
+def kill_switch(config: ControlConfig, asked: CurtailmentInputs) -> str | None:
+    """Which kill switch is on (nothing is sent), or None."""
+    path = config.kill_switch_file
+    if path is not None and path.exists():
+        return f"kill switch file {path} exists"
+    if asked.killed:
+        return "kill switch ON over MQTT"
+    return None
 
 
 class CurtailmentControl:
@@ -193,20 +211,10 @@ class CurtailmentControl:
     # -- what may be done -----------------------------------------------------------------------
 
     def mode(self) -> ControlMode:
-        """The config's mode, or lower when Home Assistant asked for lower (never higher)."""
-        configured = self.config.mode
-        asked = self.live.curtailment.mode if self.config.mqtt_commands else None
-        if asked is not None and asked.rank < configured.rank:
-            return asked
-        return configured
+        return control_mode(self.config, self.live.curtailment)
 
     def killed(self) -> str | None:
-        path = self.config.kill_switch_file
-        if path is not None and path.exists():
-            return f"kill switch file {path} exists"
-        if self.live.curtailment.killed:
-            return "kill switch ON over MQTT"
-        return None
+        return kill_switch(self.config, self.live.curtailment)
 
     def _why_blocked(self, plan: CurtailmentPlan) -> str | None:
         killed = self.killed()

@@ -103,7 +103,7 @@ class CurtailmentInputs:
             return
         if saved is None:
             return
-        self.killed, self.killed_as_of, self.mode = saved.killed, saved.killed_as_of, saved.mode
+        gone, refused = self.take_up(saved)
         if saved.killed:
             since = f" at {saved.killed_as_of.isoformat()}" if saved.killed_as_of else ""
             log.warning("curtailment control starts killed: the kill switch was turned ON over MQTT%s and not OFF "
@@ -111,21 +111,26 @@ class CurtailmentInputs:
         if saved.mode is not None:
             log.warning("curtailment control mode %s asked over MQTT before the restart (kept in %s); never above "
                         "the config's", saved.mode.value, path)
-        self._restore_dr_targets(saved, path)
-
-    def _restore_dr_targets(self, saved: SavedCommands, path: Path) -> None:
-        gone = sorted(source for source in saved.dr_targets if source not in self.dr_sources)
         if gone:
             log.warning("demand-response targets saved from %s dropped: no longer a dr_target topic (kept in %s)",
                         ", ".join(s[:80] for s in gone[:5]), path)
-        refused = self.dr_targets.restore({s: t for s, t in saved.dr_targets.items() if s in self.dr_sources},
-                                          datetime.now(timezone.utc))
         for why in refused[:5]:
             log.warning("a demand-response target saved in %s is dropped: %s", path, why)
         held = len(list(self.dr_targets))
         if held:
             log.warning("%d demand-response target(s) set over MQTT before the restart hold again (kept in %s), "
                         "until they end or their source withdraws them", held, path)
+
+    def take_up(self, saved: SavedCommands) -> tuple[list[str], list[str]]:
+        """Take up what the run before saved (`keep_in`; `hashfleet advise`, which only reads the file): the
+        kill switch, the mode, and the targets of the topics still in `dr_sources`, each checked as if it
+        arrived now. The sources dropped (nothing could withdraw their targets) and why each target not
+        ended was refused."""
+        self.killed, self.killed_as_of, self.mode = saved.killed, saved.killed_as_of, saved.mode
+        gone = sorted(source for source in saved.dr_targets if source not in self.dr_sources)
+        refused = self.dr_targets.restore({s: t for s, t in saved.dr_targets.items() if s in self.dr_sources},
+                                          datetime.now(timezone.utc))
+        return gone, refused
 
     def _save(self) -> None:
         if self.saved_in is not None:

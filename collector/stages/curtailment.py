@@ -192,6 +192,7 @@ class CurtailmentStage:
         # this cycle
         self._prices: Prices | None = None
         self._target: DrTarget | None = None
+        self._targets: tuple[DrTarget, ...] = ()
         self._stale_reason = ""
         self._price_words = ""
         self._btc_th_h = 0.0
@@ -211,7 +212,7 @@ class CurtailmentStage:
             self._clock_went_back(self._last_ts - now)
             self._last_ts = now
         self._this, self._shares, self._keys, self._other_kw, self._queue = [], [], {}, 0.0, []
-        self._prices = None
+        self._prices, self._targets = None, ()
         self._cycle_no += 1
         self._promotions = PROMOTIONS_PER_CYCLE
         network = cycle.network
@@ -680,11 +681,17 @@ class CurtailmentStage:
         if why == "stale":
             return f"held: {self._stale_reason}"
         if why == "dr":
-            return f"demand response: {_describe(target)}" if target is not None else "demand response"
+            return f"demand response: {describe_dr_target(target)}" if target is not None else "demand response"
         if why.startswith("ramp:"):
             inner = why.removeprefix("ramp:")
             return self._deferred_words + self._reason(c, key, inner, prices, target)  # (`key`: the option it wanted)
         return explain(c, key, why, prices, self.rules)
+
+    @property
+    def dr_targets_in_force(self) -> tuple[DrTarget, ...]:
+        """The demand-response targets this cycle's plan holds to (`_dr_targets`; none while it holds on stale
+        inputs), as `hashfleet advise` names them."""
+        return self._targets
 
     def _dr_targets(self, at: datetime) -> tuple[DrTarget, ...]:
         """The demand-response targets in force at `at`, whatever their source (`advise`, MQTT, the schedule
@@ -976,7 +983,7 @@ def _index(runs: tuple[tuple[str, float, float], ...], mode: str) -> int:
     return -1
 
 
-def _describe(target: DrTarget) -> str:
+def describe_dr_target(target: DrTarget) -> str:
     what = f"site at most {target.limit_kw:g} kW" if target.limit_kw is not None else f"shed {target.shed_kw:g} kW"
     until = target.end.strftime("%Y-%m-%d %H:%M:%SZ")
     return f"{what} until {until}" + (f" ({target.reason})" if target.reason else "")

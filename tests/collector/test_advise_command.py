@@ -10,6 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 
+from collector.sources import curtailment_commands
+from models.curtailment import ControlMode, DrTarget
 from simulators.fleet import run_fleet
 from tests.support import HASHFLEET
 
@@ -163,3 +165,111 @@ def test_a_model_whose_nameplate_publishes_no_power_is_planned_by_its_reading_an
         chain = run("--miners", fleet[2].address)
         assert chain.returncode == 1
         assert "no miner that answered could be planned: each needs a hashrate and a power" in chain.stderr, chain.stderr
+
+
+# What the service keeps in curtailment-commands.json (collector/sources/curtailment_commands.py) and advise takes up,
+# read only: the MQTT demand-response targets, kill switch and mode of the running service.
+FEED = "prices/dr"
+
+
+def service_config(fleet, site: str, control: dict) -> dict:
+    return {"site": site, "miners": fleet.addresses, "interval_s": 2,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}, "pue": 1.1}, "network": NETWORK,
+            # (advise does not connect: nothing listens on this port)
+            "mqtt": {"host": "127.50.0.254", "port": 1, "ingest": [{"topic": FEED, "kind": "dr_target"}]},
+            "curtailment": {"control": control}}
+
+
+def advise_json(config, env, *args: str) -> dict:
+    run = subprocess.run([HASHFLEET, "advise", "--config", str(config), "--json", *args],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_advise_holds_to_the_demand_response_limit_the_service_saved_and_leaves_the_file_as_it_was(tmp_path):
+    """A utility's 5 kW limit came over MQTT and the service (control dry_run) keeps it in curtailment-commands.json:
+    advise used to plan without it (three miners running, 10.9 kW) while the service slept miners for it."""
+    config, spool = tmp_path / "hashfleet.yaml", tmp_path / "spool"
+    env = {**os.environ, "HASHFLEET_SPOOL_DIR": str(spool)}
+    now = datetime.now(timezone.utc)
+    with run_fleet("a1246:1,a1566:2", base="127.50.0.31:0", seed=5) as fleet:
+        config.write_text(yaml.safe_dump(service_config(
+            fleet, "adv-saved", {"mode": "on", "allow": ["*"], "mqtt_commands": True})))
+        path = spool / "adv-saved" / "curtailment-commands.json"
+        path.parent.mkdir(parents=True)
+        # as the service writes it: the utility's limit, and Home Assistant asked for dry_run
+        curtailment_commands.save(path, curtailment_commands.SavedCommands(False, None, ControlMode.DRY_RUN, {
+            FEED: (DrTarget(limit_kw=5, end=now + timedelta(hours=1), reason="4CP alert\x1b[2J"),)}))
+        content = path.read_bytes()
+
+        plan = advise_json(config, env)
+        assert plan["dr_limit_kw"] == 5 and plan["planned_kw"] <= 5 and plan["dr_met"] is True
+        assert plan["miners_sleep"] >= 1
+        [target] = plan["dr_targets"]
+        assert target["limit_kw"] == 5 and target["reason"] == "4CP alert\x1b[2J" and target["in_force"] is True
+        assert target["source"] == "mqtt" and target["from"] == FEED and target["saved_in"] == str(path)
+        assert plan["control_mode"] == "dry_run" and plan["killed"] is False and plan["notes"] == []
+
+        # A stricter limit given to advise holds; the saved one is still named, active but not binding.
+        plan = advise_json(config, env, "--limit-kw", "3")
+        assert plan["dr_limit_kw"] == 3
+        assert sorted((t["source"], t["from"], t["in_force"]) for t in plan["dr_targets"]) == [
+            ("mqtt", FEED, False), ("override", "--limit-kw", True)]
+
+        table = subprocess.run([HASHFLEET, "advise", "--config", str(config)], capture_output=True, text=True,
+                               timeout=120, env=env)
+        assert table.returncode == 0, table.stderr
+        assert "demand-response target in force: site at most 5 kW" in table.stdout
+        assert f"(from MQTT topic {FEED}, saved in {path})" in table.stdout and "sleep" in table.stdout
+        assert "\x1b" not in table.stdout  # (the publisher's text: a terminal escape would clear the screen)
+
+        # The kill switch turned ON over MQTT: the plan says the service's control is killed.
+        curtailment_commands.save(path, curtailment_commands.SavedCommands(True, now, None, {}))
+        killed = path.read_bytes()
+        plan = advise_json(config, env)
+        assert plan["killed"] is True and plan["control_mode"] == "on" and plan["dr_limit_kw"] is None
+        assert path.read_bytes() == killed
+
+        path.write_bytes(content)
+        advise_json(config, env)
+        assert path.read_bytes() == content and sorted(p.name for p in path.parent.iterdir()) == [path.name]
+        assert fleet.commands() == []
+
+
+def _saved(now: datetime, **target) -> bytes:
+    return json.dumps({"version": 2, "killed": False, "killed_as_of": None, "mode": None,
+                       "dr_targets": {FEED: [{"limit_kw": 5, "shed_kw": None, "start": None, "reason": "4CP",
+                                              **target}]}},
+                      default=datetime.isoformat).encode()
+
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.mark.parametrize("control, content, words", [
+    ({"mode": "dry_run", "allow": ["*"]}, _saved(NOW, end=NOW - timedelta(minutes=1)), "ended already"),
+    ({"mode": "dry_run", "allow": ["*"]}, _saved(NOW, start=NOW + timedelta(days=8), end=NOW + timedelta(days=8, hours=1)),
+     "more than 7 days ahead"),
+    ({"mode": "dry_run", "allow": ["*"]}, _saved(NOW, end=NOW + timedelta(days=30)), "longer than 7 days"),
+    ({"mode": "dry_run", "allow": ["*"]}, _saved(NOW, end=NOW + timedelta(hours=1), limit_kw="nan"), "is unusable"),
+    ({"mode": "dry_run", "allow": ["*"]}, b"{not json \x1b[31m", "is unusable"),
+    ({"mode": "dry_run", "allow": ["*"]}, b" " * (17 * 1024 * 1024), "is unusable"),
+    # with control off the service neither reads nor writes the file: what it holds from MQTT is not known here
+    ({"mode": "off"}, _saved(NOW, end=NOW + timedelta(hours=1)), "with control off it does not save them"),
+])
+def test_a_saved_demand_response_target_the_service_would_not_hold_is_left_out_and_said(tmp_path, control, content,
+                                                                                         words):
+    config, spool = tmp_path / "hashfleet.yaml", tmp_path / "spool"
+    env = {**os.environ, "HASHFLEET_SPOOL_DIR": str(spool)}
+    with run_fleet("a1246:1,a1566:2", base="127.50.0.41:0", seed=5) as fleet:
+        config.write_text(yaml.safe_dump(service_config(fleet, "adv-bad", control)))
+        path = spool / "adv-bad" / "curtailment-commands.json"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(content)
+        plan = advise_json(config, env)
+        assert plan["dr_limit_kw"] is None and plan["dr_targets"] == [] and plan["miners_sleep"] == 0
+        [note] = plan["notes"]
+        assert words in note and "\x1b" not in note and plan["killed"] is False
+        assert path.read_bytes() == content and sorted(p.name for p in path.parent.iterdir()) == [path.name]
+        assert fleet.commands() == []
