@@ -11,7 +11,8 @@ would be woken).
 
 Version 1 (no `dr_targets`) is still read. Written whole (a temp file renamed, synced) on every change;
 read at start as hostile input: `load` raises ValueError for anything but exactly this shape
-(collector/sources/live_inputs.py decides what follows).
+(collector/sources/live_inputs.py decides what follows). `hashfleet advise` reads it the same way and
+never writes it (collector/commands/advise.py).
 """
 
 from __future__ import annotations

@@ -268,8 +268,9 @@ def test_a_saved_demand_response_target_the_service_would_not_hold_is_left_out_a
         path.parent.mkdir(parents=True)
         path.write_bytes(content)
         plan = advise_json(config, env)
+        # read only: not set aside, not rewritten (the service's start would do both to an unusable file)
+        assert path.read_bytes() == content and sorted(p.name for p in path.parent.iterdir()) == [path.name]
         assert plan["dr_limit_kw"] is None and plan["dr_targets"] == [] and plan["miners_sleep"] == 0
         [note] = plan["notes"]
         assert words in note and "\x1b" not in note and plan["killed"] is False
-        assert path.read_bytes() == content and sorted(p.name for p in path.parent.iterdir()) == [path.name]
         assert fleet.commands() == []
