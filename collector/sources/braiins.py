@@ -12,7 +12,8 @@ state (`status`) while the unit does not hash (collector.sources.profile).
 
 Where pyasic 0.79 reads BOS+ differently: a paused unit is `soft_off` (pyasic: idle); the firmware
 string is kept whole ("2025-08-06-0-3881c51d-25.07-plus"; pyasic keeps "25.07").
-Hostile replies: as collector.sources.antminer (collector.sources.reply_values, plausibility). A summary
+Hostile replies: as collector.sources.antminer (collector.sources.reply_values, plausibility); a chain `ID`
+written as text ("1") is that chain (reply_values.board_number), one that is no whole number refuses boards. A summary
 without `MHS 1m` (an Antminer's) is another make at the address (collector.sources.rpc_reader.OtherUnit).
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 from collector.sources import cgminer_client as cgminer
 from collector.sources import plausibility
 from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
-from collector.sources.reply_values import Checked, first, mac, text
+from collector.sources.reply_values import Checked, board_number, first, mac, text
 from collector.sources.rpc_reader import OtherUnit, RpcReader
 from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
@@ -177,8 +178,8 @@ def _tuner_faults(chains: Any, boards: list[int]) -> tuple[list[str], list[Fault
     the board the chain's (`boards`: the chain ids in board order), no number (code 0), severity unknown."""
     if not isinstance(chains, list):
         return [], []
-    ids = [chain.get("HashchainIndex") for chain in chains[:MAX_BOARDS] if isinstance(chain, dict)]
-    offset = 6 if ids and type(ids[0]) is int and ids[0] in (6, 7, 8) else 0
+    ids = [board_number(chain.get("HashchainIndex")) for chain in chains[:MAX_BOARDS] if isinstance(chain, dict)]
+    offset = 6 if ids and ids[0] in (6, 7, 8) else 0
     errors, codes = [], []
     for chain in chains[:MAX_BOARDS]:
         if not isinstance(chain, dict):
@@ -186,12 +187,12 @@ def _tuner_faults(chains: Any, boards: list[int]) -> tuple[list[str], list[Fault
         status = text(chain.get("Status"), 200)
         if status is None or status in _TUNER_OK:
             continue
-        index = chain.get("HashchainIndex")
+        index = board_number(chain.get("HashchainIndex"))
         said = status.split(" {")[0]
-        slot = index - offset if type(index) is int else "?"
+        slot = index - offset if index is not None else "?"
         errors.append(f"Slot {slot} {said[0].lower()}{said[1:]}")
         codes.append(FaultCode(key=CODES_KEY, code=0, meaning=said,
-                               board=boards.index(index) if type(index) is int and index in boards else None))
+                               board=boards.index(index) if index in boards else None))
         if len(errors) == MAX_ERRORS:
             break
     return errors, codes
@@ -218,9 +219,8 @@ def _boards(devs: list[Any], details: list[Any], temps: list[Any], profile: Prof
         c.refuse("boards", "devs", f"{max(len(devs), len(details), len(temps))} entries",
                  f"is more than the cap of {MAX_BOARDS} boards")
         return [], None, []
-    rates = {e.get("ID"): e for e in devs if isinstance(e, dict) and type(e.get("ID")) is int}
-    chips = {e.get("ID"): e for e in details if isinstance(e, dict) and type(e.get("ID")) is int}
-    sensors = {e.get("ID"): e for e in temps if isinstance(e, dict) and type(e.get("ID")) is int}
+    rates, chips = _by_chain(devs, "devs", c), _by_chain(details, "devdetails", c)
+    sensors = _by_chain(temps, "temps", c)
     boards, board_max = [], None
     ids = sorted(set(rates) | set(chips))
     for index, chain in enumerate(ids):
@@ -235,6 +235,21 @@ def _boards(devs: list[Any], details: list[Any], temps: list[Any], profile: Prof
             chips_ok=c.count(detail.get("Chips"), "boards", f"devdetails[ID {chain}] Chips", MAX_CHIPS_PER_BOARD),
             chips_expected=profile.chips_per_board))
     return boards, board_max, ids
+
+
+def _by_chain(entries: list[Any], what: str, c: Checked) -> dict[int, dict[str, Any]]:
+    """A section's entries by chain ID: bosminer writes a JSON integer; one written in digits ("1") is the
+    same chain. An entry whose ID is anything else, or repeats one, is refused (boards) and left out."""
+    found: dict[int, dict[str, Any]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        chain = board_number(entry.get("ID"))
+        if chain is None or chain in found:
+            c.refuse("boards", f"{what} ID", entry.get("ID"), "is not a chain ID of its own")
+            continue
+        found[chain] = entry
+    return found
 
 
 def _sample(r: _Reading, miner: Braiins, *, site: str, ts: datetime) -> MinerSample:

@@ -5,8 +5,9 @@ The native readers of CGMiner-style JSON (Antminer, Whatsminer, Braiins OS) read
 over its cap is refused field by field, as the Avalon reader refuses device-string values. The field
 is left empty and named with the reason (`refused`) and the reading keeps the rest; the state is what
 the unit does (a refused hashrate leaves that unknown: error). Absent values (a missing key, JSON null, an empty string: firmware's "no reading") are None and
-refuse nothing. Error codes (`code`) and the board a firmware's message names (`board_named`) are
-read here too: anything but a small whole number, or a board no unit has, is no value. Text (`text`) has
+refuse nothing. Error codes (`code`), board numbers (`board_number`) and the board a firmware's message names
+(`board_named`) are read here too: anything but a small whole number (a JSON integer or ASCII digits),
+or a board no unit has, is no value. Text (`text`) has
 its control characters replaced; a MAC (`mac`) that cannot be a unit's own address is none.
 """
 
@@ -123,16 +124,28 @@ def mac(raw: Any) -> str | None:
     return ":".join(bare[i:i + 2] for i in range(0, 12, 2))
 
 
+def whole(value: Any, max_digits: int) -> int | None:
+    """A JSON integer, or one written in at most `max_digits` ASCII digits ("12": firmware writes both);
+    None for anything else. (`str.isdigit` alone takes "²", which int() refuses, and "٣", which it reads as 3.)"""
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and len(value) <= max_digits and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
 def code(value: Any) -> int | None:
     """An error code: a JSON integer or one written in digits, 1 to MAX_CODE; None for anything else
     (a timestamp, a float, garbage)."""
-    if type(value) is int:
-        number = value
-    elif isinstance(value, str) and value.isdigit() and len(value) <= 9:
-        number = int(value)
-    else:
-        return None
-    return number if 0 < number < MAX_CODE else None
+    number = whole(value, 9)
+    return number if number is not None and 0 < number < MAX_CODE else None
+
+
+def board_number(value: Any) -> int | None:
+    """A board's number as firmware gives it (a Whatsminer's slot, a Braiins OS chain's ID): a JSON integer
+    or one written in digits, when a unit can have that board; None for anything else."""
+    number = whole(value, 3)
+    return number if number is not None and 0 <= number < MAX_BOARDS else None
 
 
 def board_named(message: str | None, word: str) -> int | None:
@@ -140,7 +153,7 @@ def board_named(message: str | None, word: str) -> int | None:
     "Slot 1 not found."), when that number can be a board index; else None."""
     if not message:
         return None
-    found = re.search(rf"\b{word} (\d{{1,3}})\b", message, re.IGNORECASE)
+    found = re.search(rf"\b{word} (\d{{1,3}})\b", message, re.IGNORECASE | re.ASCII)  # not "chain ٣"
     return int(found.group(1)) if found and int(found.group(1)) < MAX_BOARDS else None
 
 

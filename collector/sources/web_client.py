@@ -154,7 +154,8 @@ def _parse(raw: bytes, where: str) -> tuple[int, dict[str, str], bytes]:
         raise WebReplyError(f"{where}: not an HTTP answer ({len(raw)} bytes, no complete head)")
     lines = raw[:end].decode("latin-1").split("\r\n")
     status_line = lines[0].split(" ", 2)
-    if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not status_line[1].isdigit():
+    status = status_line[1] if len(status_line) > 1 else ""
+    if not status_line[0].startswith("HTTP/1.") or not (len(status) == 3 and status.isascii() and status.isdigit()):
         raise WebReplyError(f"{where}: not an HTTP answer ({lines[0][:60]!r})")
     headers: dict[str, str] = {}
     for line in lines[1:64]:
@@ -164,7 +165,7 @@ def _parse(raw: bytes, where: str) -> tuple[int, dict[str, str], bytes]:
     body = raw[end + 4:]
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body = _dechunk(body, where)
-    return int(status_line[1]), headers, body
+    return int(status), headers, body
 
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")

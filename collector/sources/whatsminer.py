@@ -34,7 +34,7 @@ from typing import Any
 from collector.sources import cgminer_client as cgminer
 from collector.sources import plausibility
 from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
-from collector.sources.reply_values import Checked, board_named, code, first, mac, text
+from collector.sources.reply_values import Checked, board_named, board_number, code, first, mac, text
 from collector.sources.rpc_reader import OtherUnit, RpcReader
 from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_UPTIME_S
@@ -286,7 +286,7 @@ def _boards(devs: Any, profile: Profile, c: Checked) -> tuple[list[BoardSample],
     every_slot_named = True
     for entry in devs:
         named = entry.get("ASC", entry.get("Slot")) if isinstance(entry, dict) else entry
-        slot = _slot(named)
+        slot = board_number(named)
         if slot is None or slot in found:
             c.refuse("boards", "devs ASC", named, "is not a slot number of its own")
             every_slot_named = False
@@ -308,17 +308,6 @@ def _boards(devs: Any, profile: Profile, c: Checked) -> tuple[list[BoardSample],
         found.setdefault(slot, BoardSample(index=slot, hashrate_ths=0.0, chips_ok=0,
                                            chips_expected=profile.chips_per_board))
     return [found[slot] for slot in sorted(found)], pcb_max
-
-
-def _slot(value: Any) -> int | None:
-    """A slot number: a JSON integer, or one written in decimal digits ("0": firmware writes both)."""
-    if type(value) is int:
-        number = value
-    elif isinstance(value, str) and len(value) <= 3 and value.isascii() and value.isdigit():
-        number = int(value)
-    else:
-        return None
-    return number if 0 <= number < MAX_BOARDS else None
 
 
 def _sample(r: _Reading, miner: Whatsminer, *, site: str, ts: datetime) -> MinerSample:

@@ -251,7 +251,7 @@ def retry_after_s(value: str | None) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit() and len(text) <= 12:
+    if len(text) <= 12 and text.isascii() and text.isdigit():  # not "²", which float() refuses
         return float(text)
     try:
         when = parsedate_to_datetime(text)

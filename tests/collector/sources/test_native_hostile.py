@@ -275,6 +275,72 @@ def test_whatsminer_slots_that_cannot_be_told_apart_call_no_board_lost(lab):
     assert sample.state is MinerState.MINING and sample.hashrate_ths > 50
 
 
+def test_braiins_chain_ids_written_as_text_are_those_chains(lab):
+    """bosminer writes each chain's `ID` as a number; written as text ("1") every entry was skipped: no
+    boards at all, the chain temperatures and chips lost while the unit hashed on."""
+    fleet, proxy, poller, good = lab
+    address = PROXIED["bos-s19jpro"]
+    unit = next(m for m in fleet.miners if m.host == proxy.routes[address])
+
+    def ids_as_text(reply):
+        for name, key in (("devs", "DEVS"), ("devdetails", "DEVDETAILS"), ("temps", "TEMPS")):
+            for entry in reply[name][0][key]:
+                entry["ID"] = str(entry["ID"])
+        for chain in reply["tunerstatus"][0]["TUNERSTATUS"][0]["TunerChainStatus"]:
+            chain["HashchainIndex"] = str(chain["HashchainIndex"])
+
+    proxy.tamper[address] = rewrite(POLL["bos-s19jpro"], ids_as_text)
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert sample.state is MinerState.MINING and not sample.errors and not sample.unusable, sample
+    assert [(b.index, b.chips_ok, b.temp_chip_max_c) for b in sample.boards] == [
+        (b.index, b.chips_ok, b.temp_chip_max_c) for b in unit.last_served.boards]
+    assert all(b.chips_ok and b.hashrate_ths > 0 for b in sample.boards)
+
+
+@pytest.mark.parametrize("bad_id", ["²", "\u0663", "1.0", "-1", 1.0, True, None, [1], "9" * 40, 1000])
+def test_a_braiins_chain_id_that_is_no_whole_number_costs_that_chain_only(lab, bad_id):
+    """A `temps` entry whose chain `ID` is no whole number ("²", which str.isdigit takes and int() refuses;
+    Arabic-Indic three; a float; a board no unit has) is refused as boards, named, and left out; the
+    other chains, the rate and the power stay."""
+    fleet, proxy, poller, good = lab
+    address = PROXIED["bos-s19jpro"]
+    unit = next(m for m in fleet.miners if m.host == proxy.routes[address])
+    proxy.tamper[address] = rewrite(POLL["bos-s19jpro"],
+                                    section("temps", "TEMPS", lambda temps: temps[0].__setitem__("ID", bad_id)))
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert sample.unusable == ["boards"] and "temps ID" in sample.errors[0], sample.errors
+    assert sample.state is MinerState.MINING and sample.power_w == int(unit.last_served.power_w)
+    assert sample.hashrate_ths == pytest.approx(served_live_ths(unit), rel=1e-6)
+    served = unit.last_served.boards
+    assert [b.chips_ok for b in sample.boards] == [b.chips_ok for b in served]  # devs and devdetails: all chains
+    assert sample.boards[0].temp_chip_max_c is None  # its temps entry is the one refused
+    assert [b.temp_chip_max_c for b in sample.boards[1:]] == [b.temp_chip_max_c for b in served[1:]]
+
+
+def test_an_error_code_in_other_digits_costs_that_code_only(lab):
+    """A 1.x-API Whatsminer's `Error Code 0` "²": str.isdigit takes it, int() refuses it, and the whole
+    poll of the unit was an internal error (no rate, no power); "\u0663" (Arabic-Indic three) was read as code 3."""
+    fleet, proxy, poller, good = lab
+    address = PROXIED["m50s"]
+    unit = next(m for m in fleet.miners if m.host == proxy.routes[address])
+    codes = {"Error Code Count": 3, "Error Code 0": "²", "Error Code 1": "\u0663", "Error Code 2": "530"}
+    proxy.tamper[address] = rewrite(POLL["m50s"], summary_of(lambda summary: summary.update(codes)))
+    try:
+        sample = one_cycle(poller)[address]
+    finally:
+        del proxy.tamper[address]
+    assert [c.code for c in sample.fault_codes] == [530] and len(sample.errors) == 1, sample
+    assert sample.state is MinerState.MINING and sample.power_w == int(unit.last_served.power_w)
+    assert sample.hashrate_ths == pytest.approx(served_live_ths(unit), rel=1e-6)
+    assert sample.temp_chip_max_c == unit.last_served.temp_chip_max_c and sample.mac is not None
+
+
 def test_ten_thousand_error_codes_are_capped(lab):
     """A Whatsminer's error list is read apart from the poll; a hostile one is cut to the cap."""
     fleet, proxy, poller, good = lab
@@ -350,6 +416,10 @@ WEB_ATTACKS = [
     # miner's cycle, the deadline and the stop held, memory growing ~20 MB/s).
     *((f"a chunk size of {size!r}", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
        b'\r\n{"macaddr": "x"}\r\n0\r\n\r\n', "broken chunked encoding") for size in (b"-6", b"+10", b"0x10", b"1_0")),
+    # Digits only to str.isdigit ("²00", latin-1 as the head is read: int() refuses it), and more digits than
+    # int() reads (4,300): the poll was an internal error, the identification a failed one.
+    ("a status in other digits", b"HTTP/1.1 \xb200 OK\r\nContent-Length: 2\r\n\r\n{}", "not an HTTP answer"),
+    ("a status of 5,000 digits", b"HTTP/1.1 " + b"2" * 5000 + b" OK\r\n\r\n{}", "not an HTTP answer"),
     ("a chunk past the end", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\n{}\r\n0\r\n\r\n",
      "broken chunked encoding"),
     ("never answers", None, "no complete answer within"),
@@ -399,16 +469,18 @@ def test_a_hostile_mac_is_no_mac(lab):
 
 def test_a_hostile_health_list_is_capped_and_its_codes_checked(lab):
     """The health list's entries become fault codes (their `code`, `msg` and the chain a message names):
-    2,400 entries (under the web reply cap), codes that are no whole number, texts of any length,
-    a chain no unit has."""
+    2,400 entries (under the web reply cap), codes that are no whole number (digits other than ASCII's too),
+    texts of any length, a chain no unit has or written in other digits."""
     fleet, proxy, poller, good = lab
     upstream = next(m for m in good if m.spec.key == "s19jpro")
     address = "127.53.2.3"
     entries = [{"type": "x" * 5000, "status": "e", "code": 10**30, "msg": "chain 99999 \u001b[31m" + "A" * 10_000},
                {"type": "error", "status": "e", "code": "4096", "msg": "Error code 4096 on chain 2"},
                {"type": None, "status": "e", "code": True, "msg": None},
+               # digits only to str.isdigit: int() refuses "²" (the unit's identification failed), reads "٣" as 3
+               {"type": "error", "status": "e", "code": "²", "msg": "Error code \u0663 on chain \u0663"},
                *({"type": "rate", "status": "w", "code": code, "msg": "chain -1"}
-                 for code in (-5, 1.5, "0x10", [1], {"a": 1}, "9" * 40) * 400)]
+                 for code in (-5, 1.5, "0x10", [1], {"a": 1}, "9" * 40, "\u0663", "\u00b2\u00b3") * 300)]
     body = json.dumps({"SUMMARY": [{"status": entries}]}).encode()
     with TamperingProxy({address: upstream.host}, piped_ports=()), ScriptedWeb(address) as web:
         web.answer = http("200 OK", body)

@@ -339,7 +339,8 @@ def test_a_trickling_reply_costs_its_timeout_and_no_more(hostile, fresh):
 
 
 @pytest.mark.parametrize("header, wait", [("30", 30.0), ("0", 0.0), ("soon", None), ("-1", None),
-                                          ("99999999999999999999", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)])
+                                          ("99999999999999999999", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+                                          ("\u00b2", None), ("\u0663", None)])
 def test_retry_after_values(header, wait):
     assert retry_after_s(header) == wait
 
@@ -352,6 +353,16 @@ def test_a_huge_retry_after_is_capped(hostile, fresh):
     src = SOURCES[PoolKind.BRAIINS](config, token="t")
     assert not read(src, at(clock), days=False)
     assert 59 <= src.client.waiting_s <= 60
+
+
+def test_a_retry_after_in_other_digits_is_no_retry_after(hostile, fresh):
+    """`Retry-After: ²` (latin-1, as HTTP headers are read): str.isdigit takes it, float() refuses it, and the
+    pool's read ended in a ValueError instead of the 429 it is."""
+    _, _, clock = fresh
+    _Hostile.reply, _Hostile.trickle = (429, {"Retry-After": "\u00b2"}, b"slow down"), False
+    src = braiins_at(hostile)
+    assert not read(src, at(clock), days=False)
+    assert "HTTP 429 rate limited (no Retry-After)" in src.error, src.error
 
 
 def braiins_at(server, token="s3cret-token-value", **overrides):
