@@ -22,7 +22,8 @@ Where pyasic 0.79 reads a stock Antminer differently, this reader keeps what the
 Everything in a reply is hostile until checked (collector.sources.reply_values): a value that is
 not a finite number in range, or a list over its cap, is refused field by field and named; the rest
 of its reading is kept, and the state is what the unit does (a unit that hashes is mining), unless the
-hashrate itself is refused (error). Plausibility: collector.sources.plausibility.
+hashrate itself is refused (error). Plausibility: collector.sources.plausibility. A `stats` carrying
+Canaan's device string (an Avalon's) is another make at the address (collector.sources.rpc_reader.OtherUnit).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collector.sources import cgminer_client as cgminer
 from collector.sources import plausibility, web_client
 from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
 from collector.sources.reply_values import Checked, board_named, code, first, mac, text
-from collector.sources.rpc_reader import RpcReader
+from collector.sources.rpc_reader import OtherUnit, RpcReader
 from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
 
@@ -45,6 +46,9 @@ SOURCE = SampleSource.ANTMINER
 MAX_CHAINS = 16  # chain slots looked at (S9s number theirs 6-8, S19s 1-3, hydro units have a 4th, empty)
 _SENSORS = 8  # values in one `temp_chipN` / `temp_pcbN` ("63-59-56-61": four on every firmware seen)
 _RATE_UNITS = {"GH": 1e-3, "MH": 1e-6, "TH": 1.0, "KH": 1e-9, "H": 1e-12}  # `rate_unit` -> TH/s
+# Where Canaan's firmware puts its device string in STATS[0] (A-series, Nano: MM ID0; Q: MM ID0:Summary;
+# 7xx-9xx controller chains: MM ID1..n); an Antminer's STATS[0] is BMMiner's version block.
+_AVALON_KEYS = ("MM ID0", "MM ID0:Summary", "MM ID1")
 _HEALTHY = ("s", "")  # summary.cgi status[].status: "s" fine; "" what hydro units say of their absent fans
 
 
@@ -171,6 +175,10 @@ def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
     if not isinstance(stats, list) or len(stats) < 2 or not isinstance(stats[1], dict):
         raise cgminer.MinerReplyError(f"{where}: stats carries no device entry (STATS[1])")
     version, dev = first(stats), stats[1]
+    avalon_key = next((key for key in _AVALON_KEYS if key in version), None)
+    if avalon_key is not None:
+        raise OtherUnit(f"{where}: stats carries an Avalon's device string ({avalon_key}), which no Antminer "
+                        "writes: another make's stats")
     r = _Reading()
     c = r.checked
     r.firmware = text(version.get("CompileTime"))

@@ -21,7 +21,7 @@ from simulators import ManualClock, run_fleet
 from tests.collector.sources.tampering_proxy import TamperingProxy, rewrite
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
-KEYS = ("m50s", "s19jpro", "bos-s19jpro")
+KEYS = ("m50s", "s19jpro", "bos-s19jpro", "a1246", "q")
 UPSTREAM = "127.59.0.1"
 ADDRESS = "127.59.1.1"
 
@@ -65,8 +65,11 @@ SWAPS = [
     ("m50s", "s19jpro", "summary carries none of btminer's hashrates (MHS 1m, HS RT, MHS 5s)"),
     ("bos-s19jpro", "s19jpro", "summary carries no MHS 1m, which bosminer always writes"),
     ("s19jpro", "m50s", "'stats' failed: invalid cmd"),
+    ("s19jpro", "a1246", "stats carries an Avalon's device string (MM ID0)"),
+    ("s19jpro", "q", "stats carries an Avalon's device string (MM ID0:Summary)"),
 ]
-SOURCE = {"m50s": SampleSource.WHATSMINER, "s19jpro": SampleSource.ANTMINER, "bos-s19jpro": SampleSource.BRAIINS}
+SOURCE = {"m50s": SampleSource.WHATSMINER, "s19jpro": SampleSource.ANTMINER, "bos-s19jpro": SampleSource.BRAIINS,
+          "a1246": SampleSource.AVALON, "q": SampleSource.AVALON}
 
 
 @pytest.mark.parametrize(("first", "then", "said"), SWAPS, ids=[f"{a} -> {b}" for a, b, _ in SWAPS])
