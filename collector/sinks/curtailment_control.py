@@ -285,7 +285,7 @@ class CurtailmentControl:
             return None if asleep else "sleep"
         if asleep:
             return "wake" if sample.miner in self.slept else None
-        if sample.source is not SampleSource.AVALON or want == DEFAULT_MODE or not want.isdigit():
+        if sample.source is not SampleSource.AVALON or want == DEFAULT_MODE or not (want.isascii() and want.isdigit()):
             return None
         current = sample.work_mode
         if current is None or current == want:

@@ -46,7 +46,7 @@ def avalon_parameter(action: str, *, ts: int, mode: str | None = None) -> str:
     if action == "wake":
         return f"0,softon,{ts}"
     if action == "mode":
-        if mode is None or not mode.isdigit():
+        if mode is None or not (mode.isascii() and mode.isdigit()):  # ("²" and "٣" are digits to isdigit)
             raise ValueError(f"work mode {mode!r} is not a WORKMODE number")
         return f"0,workmode,set,{int(mode)}"
     raise ValueError(f"unknown action {action!r}")

@@ -20,7 +20,7 @@ from collector import config as config_loader
 from collector.pipeline import build
 from collector.sinks import audit_log, curtailment_control
 from collector.sources import curtailment_commands
-from collector.sinks.miner_commands import read_avalon_reply
+from collector.sinks.miner_commands import avalon_parameter, read_avalon_reply
 from collector.sinks.points import curtailment_lines
 from models import CollectorConfig
 from models.curtailment import ActionEvent
@@ -681,3 +681,12 @@ def test_a_kill_switch_set_over_mqtt_is_on_disk_once_saved(tmp_path, disk_syncs)
     curtailment_commands.save(path, saved)
     assert replaced == [(str(path.with_suffix(".tmp")), str(path))] and synced[0] == str(path.with_suffix(".tmp"))
     assert curtailment_commands.load(path) == saved
+
+
+@pytest.mark.parametrize("mode", ["²", "٣", "1²", "", "-1", " 1"])
+def test_a_work_mode_that_is_not_ascii_digits_is_never_sent(mode):
+    # A miner's WORKMODE is its own text, and the plan's modes come from it: isdigit took "²" (int() then
+    # raised) and "٣" (sent as work mode 3, one the miner never reported).
+    with pytest.raises(ValueError, match="is not a WORKMODE number"):
+        avalon_parameter("mode", ts=1, mode=mode)
+    assert avalon_parameter("mode", ts=1, mode="2") == "0,workmode,set,2"
