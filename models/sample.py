@@ -6,7 +6,7 @@ numbers None), so dashboards see silence as data, not as a gap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -49,10 +49,18 @@ class MinerState(StrEnum):
     MINING = "mining"
     IDLE = "idle"  # powered and answering, not hashing (e.g. waiting for a pool)
     SOFT_OFF = "soft_off"  # put to sleep on purpose (curtailment, schedule)
-    # answered, but the reply was unusable, reports a fault, or had a value refused (`unusable`; the native
-    # Antminer, Whatsminer and Braiins readers: its hashrate, a unit that hashes stays MINING)
+    # answered, but the reply was unusable, reports a fault, or its live hashrate was refused (whether it hashes
+    # is unknown: `state_with_refusals`); another refused field costs that field, not the state
     ERROR = "error"
     OFFLINE = "offline"  # did not answer at all
+
+
+def state_with_refusals(state: MinerState, refused: Collection[str]) -> MinerState:
+    """The state of a unit whose fields `refused` were left empty: what the unit does, unless its live
+    hashrate itself was refused, which leaves unknown whether it hashes (error). The one rule of every
+    source: a fan at -1 rpm (firmware's absent fan), a temperature or a power no unit reads costs that
+    field (named in `unusable` and `errors`), not the state of a unit hashing 126 TH/s."""
+    return MinerState.ERROR if "hashrate_ths" in refused else state
 
 
 class SampleSource(StrEnum):
@@ -143,8 +151,9 @@ class MinerSample(Reading):
     unusable: list[_Text] = Field(
         default_factory=list, max_length=MAX_ERRORS,
         description="fields whose reported value was refused (not finite, out of range, implausible for the model, "
-                    "over a cap): left empty, the value named in `errors`. The cost engine uses no reading of a miner "
-                    "whose hashrate_ths or power_w is among them.")
+                    "over a cap): left empty, the value named in `errors`. The state stays what the unit does unless "
+                    "hashrate_ths is among them (error: `state_with_refusals`). The cost engine uses no reading of a "
+                    "miner whose hashrate_ths or power_w is among them.")
 
     @field_validator("ts")
     @classmethod
@@ -171,16 +180,18 @@ class MinerSample(Reading):
         return max(self.fans_rpm) if self.fans_rpm else None
 
     def refused(self, reasons: Mapping[str, str], **values: Any) -> MinerSample:
-        """A copy in state error with each field named in `reasons` left empty (or set to `values`),
-        named in `unusable` and its reason added to `errors`. What every source does with a value it
-        cannot use: that field is lost, the rest of the reading is kept."""
+        """A copy with each field named in `reasons` left empty (or set to `values`), named in `unusable`
+        and its reason added to `errors`; the state as `state_with_refusals` says (error only when the
+        live hashrate is refused). What every source does with a value it cannot use: that field is
+        lost, the rest of the reading is kept."""
         update: dict[str, Any] = {name: [] if name in _LIST_FIELDS else None for name in reasons}
         if "efficiency_j_th" not in values and ("hashrate_ths" in reasons or "power_w" in reasons):
             update["efficiency_j_th"] = None  # derived from a refused reading
         update.update(values)
         errors = [*self.errors, *(reason[:MAX_ERROR_CHARS] for reason in reasons.values())]
         unusable = list(dict.fromkeys([*self.unusable, *reasons]))
-        update.update(state=MinerState.ERROR, errors=errors[:MAX_ERRORS], unusable=unusable[:MAX_ERRORS])
+        update.update(state=state_with_refusals(self.state, reasons), errors=errors[:MAX_ERRORS],
+                      unusable=unusable[:MAX_ERRORS])
         return self.model_copy(update=update)
 
     @classmethod

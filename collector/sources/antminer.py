@@ -39,6 +39,7 @@ from collector.sources.reply_values import Checked, board_named, code, first, ma
 from collector.sources.rpc_reader import OtherUnit, RpcReader
 from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
+from models.sample import state_with_refusals
 
 # The one request a poll sends; `_read_rpc` reads exactly these sections.
 POLL_COMMAND = "stats+pools"
@@ -288,16 +289,15 @@ def _fans(dev: dict[str, Any], profile: Profile, c: Checked) -> list[int]:
 
 def _sample(r: _Reading, miner: Antminer, *, site: str, ts: datetime) -> MinerSample:
     c = r.checked
-    # The state is what the unit does: a refused field costs that field (named in `unusable` and `errors`),
-    # not the state or the hashrate; only a refused hashrate leaves unknown whether it hashes.
-    if "hashrate_ths" in c.refused:
-        state = MinerState.ERROR
-    elif r.hashing:
+    if r.hashing:
         state = MinerState.MINING
     elif miner.sleeping:
         state = MinerState.SOFT_OFF
     else:
         state = MinerState.ERROR if miner.errors else MinerState.IDLE
+    # A refused field costs that field (named in `unusable` and `errors`), not the state; only a refused
+    # hashrate leaves unknown whether it hashes.
+    state = state_with_refusals(state, c.refused)
     errors, unusable = miner.errors, []
     if c.refused:
         errors = [*miner.errors, *c.refused.values()][:MAX_ERRORS]

@@ -30,8 +30,9 @@ Where pyasic 0.79 is wrong on real Avalon replies, this is right:
 
 Everything in a reply is hostile until checked: a value that is not a finite number, is negative
 where a count or rate cannot be, or overflows a cap (models.sample MAX_*) is refused field by
-field: that field is left empty and named in `errors` and `unusable`, the miner is in error, and
-the rest of the reading is kept. A key present with a bad value never falls back to another
+field: that field is left empty and named in `errors` and `unusable`, and the rest of the reading
+is kept; the state is what the unit does, unless the live hashrate itself is refused (error:
+models.sample.state_with_refusals). A key present with a bad value never falls back to another
 source (GHSspd to summary "MHS 1m", WALLPOWER to PS[]): the firmware is not to be trusted there.
 Readings no unit of the model could produce are refused by collector.sources.plausibility; a
 reading the miner's own figures contradict is kept with a named warning (`warnings`).
@@ -72,6 +73,7 @@ from models.sample import (
     MAX_UPTIME_S,
     SENSOR_MAX_C,
     SENSOR_MIN_C,
+    state_with_refusals,
 )
 
 __all__ = ["MAKE", "POLL_COMMAND", "mac_address", "parse", "parse_device_string", "poll"]
@@ -177,8 +179,8 @@ def _unit(version: dict[str, Any], summary: dict[str, Any], pools: Any, estats: 
     avg_ghs = dev.num("GHSavg", "hashrate_avg_ths")
     if avg_ghs is None and "hashrate_avg_ths" not in dev.refused:
         avg_ghs = _summary_ghs(summary, ("MHS av",), "hashrate_avg_ths", dev)
-    # Every value is read before the sample is made: any of them may be refused, and a refusal
-    # puts the miner in error.
+    # Every value is read before the sample is made: any of them may be refused (a refused live
+    # hashrate puts the miner in error: `_sample`).
     boards = _boards(dev, plate, asleep)
     expected_ghs = dev.num("GHSmm", "expected_hashrate_ths")
     if expected_ghs is None and "expected_hashrate_ths" not in dev.refused and plate is not None:
@@ -409,7 +411,7 @@ def _sample(dev: Device, host: str, port: int, site: str, ts: datetime, state: M
     mac = mac_address(version.get("MAC"))
     errors = problems
     if dev.refused:
-        state = MinerState.ERROR
+        state = state_with_refusals(state, dev.refused)  # a refused fan or temperature costs that field only
         errors = [*problems, *dev.refused.values()]
         readings["unusable"] = list(dev.refused)[:MAX_ERRORS]
     if errors:  # each line within MinerSample's cap: one long text must not cost the whole sample

@@ -31,6 +31,7 @@ from collector.sources.reply_values import Checked, board_number, first, mac, te
 from collector.sources.rpc_reader import OtherUnit, RpcReader
 from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
+from models.sample import state_with_refusals
 
 # The one request a poll sends; `_read_rpc` reads exactly these sections.
 POLL_COMMAND = "summary+devs+tunerstatus+fans+temps+devdetails+pools"
@@ -254,16 +255,15 @@ def _by_chain(entries: list[Any], what: str, c: Checked) -> dict[int, dict[str, 
 
 def _sample(r: _Reading, miner: Braiins, *, site: str, ts: datetime) -> MinerSample:
     c = r.checked
-    # The state is what the unit does: a refused field costs that field (named in `unusable` and `errors`),
-    # not the state or the hashrate; only a refused hashrate leaves unknown whether it hashes.
-    if "hashrate_ths" in c.refused:
-        state = MinerState.ERROR
-    elif r.hashing:
+    if r.hashing:
         state = MinerState.MINING
     elif miner.paused:
         state = MinerState.SOFT_OFF
     else:
         state = MinerState.ERROR if r.errors else MinerState.IDLE
+    # A refused field costs that field (named in `unusable` and `errors`), not the state; only a refused
+    # hashrate leaves unknown whether it hashes.
+    state = state_with_refusals(state, c.refused)
     errors, unusable = r.errors, []
     if c.refused:
         errors = [*r.errors, *c.refused.values()][:MAX_ERRORS]

@@ -8,8 +8,10 @@ make where the catalogue covers the make (Whatsminer, Bitaxe), else from the min
 and power limit, else from the most any single unit does. A positive hashrate below 1 kH/s
 (MIN_HASHING_THS: a denormal 5e-324 TH/s) is refused too: J/TH and cost per BTC on it are infinite.
 
-A refused reading is left empty and named (MinerSample.refused): the miner is in error and the
-cost engine uses none of its readings (counted as incomplete).
+A refused reading is left empty and named (MinerSample.refused). The state stays what the unit does
+(an implausible power or average rate costs that figure, not "mining"), unless the live hashrate is
+the one refused (error: whether it hashes is unknown). With its hashrate or power refused, the cost
+engine uses none of its readings (counted as incomplete).
 """
 
 from __future__ import annotations

@@ -203,8 +203,8 @@ def from_miner_data(data: Any, *, host: str, port: int, site: str, ts: datetime,
                     make: str | None = None) -> MinerSample:
     """pyasic's MinerData as a MinerSample (`make`: detection's, where the data names none). A value that is
     not a finite number in range, or a list over its cap, is refused like the native driver refuses it: that
-    field is left empty and named, the miner is in error, the rest is kept. Implausible readings:
-    collector.sources.plausibility."""
+    field is left empty and named, the rest is kept, and the state is what the unit does unless the hashrate
+    itself is refused (MinerSample.refused). Implausible readings: collector.sources.plausibility."""
     refused: dict[str, str] = {}
     hashrate = _ths(data.hashrate, "hashrate_ths", refused)
     mac = reply_values.mac(data.mac)  # as the native readers take it: a group address, or garbage, is no id

@@ -38,6 +38,7 @@ from collector.sources.reply_values import Checked, board_named, board_number, c
 from collector.sources.rpc_reader import OtherUnit, RpcReader
 from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
 from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_UPTIME_S
+from models.sample import state_with_refusals
 
 # The one request a poll sends; `_read_rpc` reads exactly these sections.
 POLL_COMMAND = "summary+devs+pools"
@@ -314,16 +315,15 @@ def _sample(r: _Reading, miner: Whatsminer, *, site: str, ts: datetime) -> Miner
     c = r.checked
     codes = r.summary_codes if r.summary_codes is not None else miner.codes
     reported = error_messages(codes)
-    # The state is what the unit does: a refused field costs that field (named in `unusable` and `errors`),
-    # not the state or the hashrate; only a refused hashrate leaves unknown whether it hashes.
-    if "hashrate_ths" in c.refused:
-        state = MinerState.ERROR
-    elif r.hashing:
+    if r.hashing:
         state = MinerState.MINING
     elif miner.mineroff:
         state = MinerState.SOFT_OFF
     else:
         state = MinerState.ERROR if reported else MinerState.IDLE
+    # A refused field costs that field (named in `unusable` and `errors`), not the state; only a refused
+    # hashrate leaves unknown whether it hashes.
+    state = state_with_refusals(state, c.refused)
     errors, unusable = reported, []
     if c.refused:
         errors = [*reported, *c.refused.values()][:MAX_ERRORS]

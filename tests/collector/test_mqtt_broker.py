@@ -310,6 +310,37 @@ def test_mqtt_miner_telemetry_joins_the_cycle_as_a_minersample_from_mqtt(mosquit
         collector.close()
 
 
+def test_telemetry_with_a_power_no_unit_draws_keeps_its_state_and_a_refused_hashrate_is_an_error(mosquitto):
+    # One refused field costs that field (models.sample.state_with_refusals): a Nano 3S that hashes
+    # 6 TH/s and says it draws 1 GW stays mining with its power empty and named (and out of cost); one
+    # that says it hashes 1e308 TH/s is in error, since whether it hashes is unknown.
+    site = unique("refused")
+    feeds = f"feeds/{site}"
+    collector = RunningCollector({
+        "site": site, "interval_s": 1, "economics": ECONOMICS, "network": NETWORK,
+        "mqtt": mqtt_config(mosquitto.host, mosquitto.port,
+                            ingest=[{"topic": f"{feeds}/miner/+", "kind": "miner_telemetry"}]),
+    })
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    nano = {"model": "Avalon Nano3s", "state": "mining", "hashrate_ths": 6.1, "power_w": 139.0,
+            "temp_chip_max_c": 71.0, "fans_rpm": [2400]}
+    try:
+        publisher.publish_many([(f"{feeds}/miner/gw", {**nano, "power_w": 1e9}),
+                                (f"{feeds}/miner/fast", {**nano, "hashrate_ths": 1e308})])
+        result = collector.next_result(lambda r: len(r.samples) == 2, what="both MQTT miners in a cycle")
+        samples = {s.miner: s for s in result.samples}
+        gw, fast = samples["gw"], samples["fast"]
+        assert gw.state is MinerState.MINING and gw.hashrate_ths == 6.1, gw
+        assert gw.power_w is None and gw.unusable == ["power_w"] and gw.temp_chip_max_c == 71.0
+        assert any("power_w 1e+09 W" in e and "not a plausible reading" in e for e in gw.errors), gw.errors
+        assert fast.state is MinerState.ERROR and fast.hashrate_ths is None and "hashrate_ths" in fast.unusable
+        assert fast.power_w == 139.0
+        assert result.cost is not None and result.cost.site.miners_left_out == 2  # neither is costed
+    finally:
+        publisher.close()
+        collector.close()
+
+
 # --- TLS ---------------------------------------------------------------------------------------
 
 

@@ -153,11 +153,12 @@ def test_a_rescan_adds_a_miner_that_appeared_in_a_range_and_keeps_the_known_ones
     assert all(s.state is MinerState.MINING for s in second.samples)
 
 
-@pytest.mark.parametrize("key", ["WALLPOWER", "Elapsed", "DH", "MPO"])
-def test_an_out_of_range_reading_is_an_error_sample_and_the_cycle_goes_on(fleet, key):
+@pytest.mark.parametrize(("key", "field"), [("WALLPOWER", "power_w"), ("Elapsed", "uptime_s"), ("DH", "hw_error_pct"),
+                                            ("MPO", "power_limit_w")])
+def test_an_out_of_range_reading_costs_its_field_and_the_cycle_goes_on(fleet, key, field):
     """Firmware that reports a negative watt or uptime (a wrapped counter): served over TCP as the
-    simulator's own reply with that one value negated. The miner is in error with the field named;
-    the healthy miner polled in the same cycle is unaffected."""
+    simulator's own reply with that one value negated. The field is left empty and named; the unit,
+    which hashes, stays mining; the healthy miner polled in the same cycle is unaffected."""
     from collector.sources import avalon
     from collector.sources import cgminer_client as cgminer
 
@@ -184,7 +185,8 @@ def test_an_out_of_range_reading_is_an_error_sample_and_the_cycle_goes_on(fleet,
 
     samples = asyncio.run(run())
     damaged_sample = samples["127.40.9.1"]
-    assert damaged_sample.state is MinerState.ERROR
+    assert damaged_sample.state is MinerState.MINING and damaged_sample.hashrate_ths  # not its state: that field
+    assert damaged_sample.unusable == [field] and getattr(damaged_sample, field) is None
     [error] = damaged_sample.errors
     assert "reply value out of range" in error and "greater than or equal to 0" in error
     assert samples[host].state is MinerState.MINING

@@ -78,6 +78,17 @@ def test_a_chip_at_999_c_is_refused_as_that_reading_only(proxy):
     assert sample.unusable == ["boards"] and sample.temp_chip_max_c is None, sample
     assert any("chip_temp 999" in e and "outside -40..150 C" in e for e in sample.errors), sample.errors
     assert sample.hashrate_ths and sample.power_w and sample.fans_rpm  # the rest of the reading kept
+    assert sample.state is MinerState.MINING  # and the state of a unit that hashes: the temperature is what is lost
+
+
+def test_a_power_no_bitaxe_draws_costs_the_power_not_the_state(proxy):
+    # 20 kW is refused by plausibility (2x the largest Bitaxe catalogued); the rate it hashes at is kept.
+    served = {}
+    sample = read_through(proxy, lambda info: served.update(info) or info.update(power=20_000.0))
+    assert sample.state is MinerState.MINING, sample.errors
+    assert sample.power_w is None and sample.unusable == ["power_w"], sample
+    assert any("power_w 20000 W" in e and "not a plausible reading" in e for e in sample.errors), sample.errors
+    assert sample.hashrate_ths == pytest.approx(served["hashRate"] / 1000, rel=1e-6)
 
 
 def test_a_group_mac_is_no_miner_id(proxy):
