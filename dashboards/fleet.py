@@ -15,10 +15,13 @@ from models import schema
 UID = "hashfleet-fleet"
 TITLE = "Fleet overview"
 
+# Efficiency is over the readings that have both a power and a hashrate: a miner mining with its power refused
+# (or a chain that reports none) adds neither, rather than its hashrate alone (J/TH understated).
+BOTH_READ = '"power_w" >= 0 AND "hashrate_ths" >= 0'
 EFFICIENCY = (
     'SELECT sum("power") / sum("hashrate") AS "efficiency" FROM (SELECT mean("power_w") AS "power", '
-    f'mean("hashrate_ths") AS "hashrate" FROM "{schema.MINER}" WHERE {SITE} AND $timeFilter {BUCKET}, "miner" fill(none)) '
-    f'WHERE $timeFilter {BUCKET} fill(none)'
+    f'mean("hashrate_ths") AS "hashrate" FROM "{schema.MINER}" WHERE {SITE} AND $timeFilter AND {BOTH_READ} '
+    f'{BUCKET}, "miner" fill(none)) WHERE $timeFilter {BUCKET} fill(none)'
 )
 MINERS_UP = (
     f'SELECT sum("up") AS "answering", count("up") AS "polled" FROM (SELECT last("up") AS "up" FROM "{schema.MINER}" '
@@ -41,6 +44,7 @@ HOTTEST = (
 EFFICIENCY_BY_MODEL = (
     'SELECT sum("power") / sum("hashrate") AS "efficiency" FROM (SELECT last("power_w") AS "power", '
     f'last("hashrate_ths") AS "hashrate" FROM "{schema.MINER}" WHERE {SITE} AND $timeFilter AND "state" = \'mining\' '
+    f'AND {BOTH_READ} '
     'GROUP BY "miner", "model") GROUP BY "model"'
 )
 
@@ -58,7 +62,7 @@ def build() -> model.Dashboard:
         .with_panel(stat_panel("Power", [query(per_miner_sum({"power": "power_w"}))], "watt",
                                description="Wall power the miners report, summed."))
         .with_panel(stat_panel("Efficiency", [query(EFFICIENCY)], "suffix: J/TH", steps=EFFICIENCY_STEPS,
-                               decimals=1, description="Fleet power / fleet hashrate: idle and soft-off watts count."))
+                               decimals=1, description="Fleet power / fleet hashrate over the readings with both (a power refused or not reported leaves that miner out): idle and soft-off watts count."))
         .with_panel(stat_panel("Miners answering", [query(MINERS_UP)], "none",
                                description="Miners that answered the last poll, of those polled."))
         .with_panel(stat_panel(
@@ -94,7 +98,7 @@ def build() -> model.Dashboard:
             ]))
         .with_panel(bar_gauge_panel(
             "Efficiency by model", [query(EFFICIENCY_BY_MODEL, alias="$tag_model")], "suffix: J/TH",
-            width=16, steps=EFFICIENCY_STEPS, description="Power / hashrate of the mining units of each model."))
+            width=16, steps=EFFICIENCY_STEPS, description="Power / hashrate of the mining units of each model that read both."))
         .with_row(dash.Row("Needs attention"))
         .with_panel(table_panel(
             "Offline miners", [query(OFFLINE, table_format=True)],
