@@ -1,6 +1,8 @@
 """Fleet and cost summary over a period, from the local history (the spool without InfluxDB).
 
-Read as InfluxDB would store it, and a second at a time. Only the miner and cost lines are parsed.
+Read as InfluxDB would store it, and a second at a time. Only the miner and cost lines are parsed, and
+of their fields only those summed are kept (every field is still checked: a line InfluxDB would refuse is
+refused whole).
 Each second's points are gathered one per series (the measurement and its tags) and second, the last
 written winning, as InfluxDB keeps them: a copied batch, or a cycle written again on the same second
 after the wall clock was stepped back, counts once. A first pass reads only each line's last word (its
@@ -34,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
 
-from collector.line_protocol import Line, LineProtocolError, parse_line
+from collector.line_protocol import Line, LineProtocolError, line_time, parse_line
 from collector.sinks.spool import Batch, DamagedBatch, list_batches, strays
 from collector.stages.running_totals import MAX_AMOUNT
 from models import schema
@@ -246,6 +248,7 @@ def _in_time_order(times: Sequence[int], *columns: Sequence[float]) -> list[Sequ
 
 
 _USED = (schema.MINER.name, schema.COST.name)  # the measurements the summary reads: no other line is parsed
+_READ = {*_MINER_BOUNDS, "state", *_COST_FIELDS, "incomplete"}  # their fields it reads: no other is kept
 
 
 class _OpenSeconds:
@@ -280,7 +283,7 @@ def from_spool(directory: Path, site: str, start: int, end: int) -> Report:
     for batch, texts in _batch_lines(batches, start, _USED):
         for text in texts:
             try:
-                pending.add(parse_line(text))
+                pending.add(parse_line(text, _READ))
             except LineProtocolError:
                 bad += 1
         for second in [s for s in pending.points if last_batch.get(s) == batch.seq]:
@@ -304,11 +307,8 @@ def _last_batch_of_each_second(directory: Path, start: int, end: int,
     for batch, texts in _batch_lines(list_batches(directory), start, _USED, damaged):
         batches.append(batch)
         for text in texts:
-            try:
-                second = int(text.rsplit(None, 1)[-1])
-            except ValueError:
-                continue  # (not a line: the second pass counts it)
-            if start <= second <= end:
+            second = line_time(text)  # (None: not a line; the second pass counts it)
+            if second is not None and start <= second <= end:
                 last[second] = batch.seq
     return batches, last
 

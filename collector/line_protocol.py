@@ -7,7 +7,8 @@ Reading (`parse_line`, for `hashfleet report` on the local history): the way Inf
 and values and field keys a separator (`,` `=` space) preceded by a backslash belongs to the text, and
 only `\\,` `\\=` `\\ ` lose their backslash; any other backslash is literal. In a string field value
 `\\"` and `\\\\` are escapes. Only the subset hashfleet emits is read: float, integer (`i`), boolean and
-string fields; an integer timestamp.
+string fields; a timestamp of ASCII digits (no sign). The lines hashfleet writes are read by one regular
+expression, any other character by character (`_parse_any`); both read a line the same (tested).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -283,7 +284,61 @@ def _number(raw: str) -> float | int:
     return float(raw)
 
 
-def parse_line(line: str) -> Line:
+def line_time(line: str) -> int | None:
+    """A line's timestamp, its last word, when that is one (ASCII digits, at most 19: int64's);
+    None if not. Read without parsing the line (the spool's and the history's cheap passes)."""
+    text = line.rpartition(" ")[2]
+    return int(text) if _TIMESTAMP(text) else None
+
+
+def parse_line(line: str, fields: Container[str] | None = None) -> Line:
+    """The point a line holds, LineProtocolError when InfluxDB would refuse it. `fields`: the field keys
+    to keep (`hashfleet report` reads a few of ~50); the others are still read, and refuse the line as
+    InfluxDB would, but not kept."""
+    point = _parse_common(line, fields)
+    if point is None:
+        point = _parse_any(line)
+        if fields is not None:
+            point = Line(point.measurement, point.tags, {k: v for k, v in point.fields.items() if k in fields},
+                         point.time)
+    return point
+
+
+# The lines hashfleet writes, read by one regular expression (C) instead of character by character
+# (Python): ~4x faster (docs/benchmarks.md). Narrower than `_parse_any`, so that what it reads is read
+# the same: names without backslashes, a tag value escaping only spaces (a model's name), strings
+# without backslashes or commas (so commas separate fields), numbers as `encode` writes them (float's
+# repr, or an int64's digits and `i`). Any other line goes to `_parse_any`: a differential test holds
+# the two to the same points (tests/collector/test_line_protocol_read.py).
+_NAME = r"[^,= \\]+"
+_NUMBER = r"-?(?:[0-9]{1,19}i|[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)"  # float() or int() read any of these
+_FIELD = rf'[^,= \\"]+=(?:"[^"\\,]*"|{_NUMBER})'
+_COMMON_LINE = re.compile(rf"({_NAME}(?:,{_NAME}=(?:[^,= \\]|\\ )*)*) ({_FIELD}(?:,{_FIELD})*) ([0-9]{{1,19}})").fullmatch
+_TIMESTAMP = re.compile("[0-9]{1,19}").fullmatch  # not int()'s: it takes '1_000', ' 12' and other scripts' digits
+
+
+def _parse_common(line: str, fields: Container[str] | None) -> Line | None:
+    """`line` read as `_parse_any` reads it, if it is of the common form above; None if not."""
+    match = _COMMON_LINE(line)
+    if match is None:
+        return None
+    head, body, time = match.groups()
+    measurement, *pairs = head.replace("\\ ", " ").split(",") if "\\" in head else head.split(",")
+    tags = dict(pair.split("=", 1) for pair in pairs)
+    values: dict[str, float | int | str] = {}
+    for pair in body.split(","):
+        key, _, text = pair.partition("=")
+        if fields is None or key in fields:
+            if text[0] == '"':
+                values[key] = text[1:-1]
+            elif text[-1] == "i":
+                values[key] = int(text[:-1])
+            else:
+                values[key] = float(text)
+    return Line(measurement, tags, values, int(time))
+
+
+def _parse_any(line: str) -> Line:
     try:
         end = _name_end(line, 0, ", ")
         measurement = _unescape_name(line[:end], ", =")
@@ -312,6 +367,8 @@ def parse_line(line: str) -> Line:
                 break
         if not fields or line[i] != " ":
             raise ValueError("missing fields or timestamp")
+        if not _TIMESTAMP(line[i + 1:]):
+            raise ValueError("the timestamp is not 1 to 19 ASCII digits")
         return Line(measurement, tags, fields, int(line[i + 1:]))
     except (ValueError, IndexError) as e:
         raise LineProtocolError(f"not hashfleet line protocol: {line[:120]!r} ({e})") from None

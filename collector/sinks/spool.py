@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector import durable_file, regular_file
+from collector.line_protocol import line_time
 
 log = logging.getLogger(__name__)
 
@@ -441,8 +442,5 @@ class Spool:
 
 def _line_time(line: str) -> int | None:
     """A line's timestamp (line protocol, seconds), None if it has none a datetime holds."""
-    try:
-        t = int(line.rsplit(" ", 1)[1])
-    except (IndexError, ValueError):
-        return None
-    return t if 0 <= t <= _LAST_SECOND else None
+    t = line_time(line)
+    return t if t is not None and t <= _LAST_SECOND else None

@@ -377,3 +377,38 @@ def test_report_memory_does_not_grow_with_miners_times_cycles(tmp_path):
     assert json.loads(out)["cycles"] == cycles
     # the code before: 254 MB here; this: 81 MB, most of it the interpreter and its imports
     assert peak_mb < 150
+
+
+def test_report_reads_hostile_lines_as_influxdb_would_and_refuses_odd_timestamps(tmp_path, caplog):
+    # The history is read by a fast path for the lines hashfleet writes and character by character for any
+    # other; escapes read as InfluxDB reads them, a non-finite value is skipped, and a line is refused whole
+    # when cut short or its time is not ASCII digits (int() took '1_796_571_609', ' 12' and fullwidth
+    # digits: each added a cycle at that second). A point in the future is not in the period.
+    from collector import history
+
+    site = tmp_path / "x1"
+    site.mkdir()
+    now = int(time.time())
+    times = [now - 40, now - 30, now - 20, now - 10]
+
+    def miner(name: str, t, power="3600", state='"mining"') -> str:
+        return f"miner,site=x1,miner={name},model=A1566 hashrate_ths=190,power_w={power},up=1i,state={state} {t}"
+
+    lines = [line for t in times for line in (miner("m1", t), f"cost,site=x1,scope=site energy_usd_day=10 {t}")]
+    odd = times[0] + 5
+    lines += [miner("m1", now + 3600, power="1000"),  # the future
+              miner("m1", f"{odd:_}"), miner("m1", f" {odd}"), miner("m1", str(odd).translate({48 + d: 0xFF10 + d for d in range(10)})),
+              miner("m4", times[1])[:60],  # cut short
+              miner("m\\,2", times[1], state='"idle\\"x"'),  # an escaped comma in a tag, a quote in a string
+              miner("m3", times[2], power="nan")]
+    (site / f"{1:016d}.lp.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+    with caplog.at_level("WARNING"):
+        report = history.from_spool(site, "x1", now - 3600, now)
+    assert report.cycles == 4 and report.skipped_values == 1
+    by_name = {m.miner: m for m in report.miners}
+    assert sorted(by_name) == ["m,2", "m1", "m3"]
+    assert by_name["m1"].cycles == 4 and by_name["m1"].power_avg_w == 3600
+    assert by_name["m,2"].cycles == 1 and by_name["m,2"].mining_pct == 0 and by_name["m3"].power_avg_w is None
+    assert report.energy_kwh == pytest.approx((3600 * 4 + 3600) * 10 / 3.6e6)  # (m,2's 3600 W at times[1])
+    assert "4 unreadable line(s)" in caplog.text

@@ -140,3 +140,12 @@ def _error(batch: Batch) -> str:
     except DamagedBatch as e:
         return e.reason
     return "read"
+
+
+def test_a_restart_takes_only_ascii_digits_for_the_newest_time(tmp_path):
+    # int() read '9_999_999_999' and other scripts' digits: a restarted collector took 2286 for the newest
+    # time in its spool
+    spool = Spool(tmp_path)
+    spool.append(["m v=1 100", "m v=1 9_999_999_999", "m v=1 ٩٩٩٩٩٩٩٩٩٩", "m v=1 99", "m v=1 +9999999999"])
+    assert spool.newest_timestamp() == 100
+    spool.close()
