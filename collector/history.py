@@ -37,7 +37,7 @@ from pathlib import Path
 from statistics import median
 
 from collector.line_protocol import Line, LineProtocolError, line_time, parse_line
-from collector.sinks.spool import Batch, DamagedBatch, list_batches, strays
+from collector.sinks.spool import Batch, DamagedBatch, list_batches, misnumbered, strays
 from collector.stages.running_totals import MAX_AMOUNT
 from models import schema
 from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
@@ -340,6 +340,9 @@ def spool_points(directory: Path, start: int, measurements: tuple[str, ...] = ()
 def _skip_strays(directory: Path) -> None:
     for name in strays(directory):
         log.warning("%s in %s is named like a spool file but is not a regular file: skipped", name, directory)
+    for name in misnumbered(directory):
+        log.warning("%r in %s is named like a spool batch but not numbered as the spool numbers them (16 digits): "
+                    "skipped", name, directory)  # (%r: a name may hold a newline)
 
 
 def _say_damaged(directory: Path, damaged: list[str]) -> None:

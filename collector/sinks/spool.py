@@ -23,7 +23,8 @@ and the collector's start move a damaged batch aside as `<seq>.lp.bad`, logged;
 readers of the history skip it, counted and named. An entry named like a batch
 that is not a regular file (a FIFO, a device, a link, a directory) was not made by
 the spool, which renames only regular files into place: it is never listed,
-opened, moved or deleted, only warned of.
+opened, moved or deleted, only warned of; so is a file named like a batch but
+not numbered as the spool numbers them (16 ASCII digits).
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ from collector.line_protocol import line_time
 
 log = logging.getLogger(__name__)
 
-_BATCH = re.compile(r"^(\d{16})\.lp\.gz$")
-_NUMBERED = re.compile(r"^(\d{16})\.lp\.")  # a batch, kept aside (.bad, .rejected) or not
-_OWN_TEMP = re.compile(r"^(\d{16}\.lp|dropped|rejected|lost)\.tmp$")  # what a crash mid-write leaves
+# Names: sequence numbers are 16 ASCII digits (`\d` takes other scripts' digits, `$` a trailing newline).
+_BATCH = re.compile(r"([0-9]{16})\.lp\.gz").fullmatch
+_NUMBERED = re.compile(r"([0-9]{16})\.lp\.").match  # a batch, kept aside (.bad, .rejected) or not
+_OWN_TEMP = re.compile(r"([0-9]{16}\.lp|dropped|rejected|lost)\.tmp").fullmatch  # what a crash mid-write leaves
+_BATCH_LIKE = re.compile(r"\s*\d+\.lp\.gz\s*").fullmatch  # what a person would take for a batch
 _LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the latest time a datetime holds
 # A batch holds at most influx.batch_size lines (<= 100,000; 5,000 for the local history), ~310 bytes
 # each on average (1.4 KB the longest measured; tags are cut at 256 characters, strings at 4,096): ~31 MB
@@ -176,10 +179,18 @@ def list_batches(directory: Path) -> list[Batch]:
     no ownership (hashfleet report)."""
     found = []
     for entry in os.scandir(directory):
-        match = _BATCH.match(entry.name)
+        match = _BATCH(entry.name)
         if match and entry.is_file(follow_symlinks=False):
             found.append(Batch(int(match.group(1)), Path(entry.path)))
     return sorted(found, key=lambda b: b.seq)
+
+
+def misnumbered(directory: Path) -> list[str]:
+    """Names of the entries in a spool directory named like a batch but numbered otherwise than the spool
+    numbers them (16 ASCII digits: more or fewer, other scripts' digits). Not the spool's: never listed,
+    read, moved or deleted; their finder warns, as of `strays`."""
+    return sorted(entry.name for entry in os.scandir(directory)
+                  if _BATCH_LIKE(entry.name) and not _BATCH(entry.name))
 
 
 def strays(directory: Path) -> list[str]:
@@ -187,7 +198,7 @@ def strays(directory: Path) -> list[str]:
     (a FIFO, a device, a symbolic link, a directory). The spool makes none (it renames regular files into
     place), so they are not its own: passed over, never opened, moved or deleted; their finder warns."""
     return sorted(entry.name for entry in os.scandir(directory)
-                  if (_BATCH.match(entry.name) or _OWN_TEMP.match(entry.name))
+                  if (_BATCH(entry.name) or _OWN_TEMP(entry.name))
                   and not entry.is_file(follow_symlinks=False))
 
 
@@ -235,11 +246,11 @@ class Spool:
         self._lock = threading.Lock()
         highest = 0  # the next batch is numbered after every file named like one, so it replaces none
         for entry in os.scandir(self.directory):
-            numbered = _NUMBERED.match(entry.name)
+            numbered = _NUMBERED(entry.name)
             if numbered:
                 highest = max(highest, int(numbered.group(1)))
             # a crash mid-write leaves a temp file; only ours go (regular files: the spool makes no other)
-            if _OWN_TEMP.match(entry.name) and entry.is_file(follow_symlinks=False):
+            if _OWN_TEMP(entry.name) and entry.is_file(follow_symlinks=False):
                 Path(entry.path).unlink(missing_ok=True)
         self._next_seq = highest + 1
         found = strays(self.directory)
@@ -247,6 +258,11 @@ class Spool:
             log.warning("spool %s: %d entr%s named like its files but not regular files, left alone and not "
                         "read (the spool makes none; remove them): %s", self.directory, len(found),
                         "y" if len(found) == 1 else "ies", ", ".join(found[:10]) + (", ..." if len(found) > 10 else ""))
+        found = misnumbered(self.directory)
+        if found:
+            log.warning("spool %s: %d file(s) named like its batches but not numbered as it numbers them (16 "
+                        "digits), left alone and not read or delivered (the spool makes none; remove them): %s",
+                        self.directory, len(found), ", ".join(map(repr, found[:10])) + (", ..." if len(found) > 10 else ""))
         self.dropped_batches = self._read_counter("dropped")  # over the budget or for room on a full disk
         self.rejected_lines = self._read_counter("rejected")  # refused by InfluxDB, kept as .lp.rejected
         self.lost_lines = self._read_counter("lost")  # neither stored nor delivered: the disk was full

@@ -142,6 +142,35 @@ def _error(batch: Batch) -> str:
     return "read"
 
 
+def test_a_batch_numbered_otherwise_than_the_spool_numbers_them_is_named_in_a_warning_never_read(tmp_path, caplog):
+    # 17 digits were never listed (neither read, moved aside nor counted) and named nowhere; `\d` took
+    # other scripts' digits and `$` a trailing newline, so those were read as batches the spool never wrote.
+    from collector import history
+
+    spool = Spool(tmp_path)
+    spool.append([LINES[0]])
+    spool.close()
+    body = gzip.compress((LINES[7] + "\n").encode())
+    odd = ["00000000000000002.lp.gz", "3.lp.gz", "０００００００００００００００４.lp.gz", "0000000000000005.lp.gz\n"]
+    for name in odd:
+        (tmp_path / name).write_bytes(body)
+    assert [b.seq for b in list_batches(tmp_path)] == [1]
+    with caplog.at_level(logging.WARNING):
+        history.spool_lines(tmp_path, 0)  # (`hashfleet health --since` reads this way; `report` warns alike)
+        history.from_spool(tmp_path, "s", 0, 2_000_000_000)
+    for name in odd:
+        assert f"{name!r} in {tmp_path} is named like a spool batch but not numbered as the spool numbers them" \
+            in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        spool = Spool(tmp_path)
+    assert "4 file(s) named like its batches but not numbered as it numbers them" in caplog.text
+    assert repr(odd[3]) in caplog.text  # (a newline in a name stays out of the log)
+    assert spool.append([LINES[14]]).seq == 6  # numbered after every file numbered like its own: replaces none
+    spool.close()
+    assert all((tmp_path / name).read_bytes() == body for name in odd)  # left alone
+
+
 def test_a_restart_takes_only_ascii_digits_for_the_newest_time(tmp_path):
     # int() read '9_999_999_999' and other scripts' digits: a restarted collector took 2286 for the newest
     # time in its spool
