@@ -14,7 +14,8 @@ points) and by under 1 KB a cycle (the list of batches, each second's last batch
 
 Energy and money are integrated over the time between cycles: each cycle stands for the time to the
 next one. The last cycle, and one followed by a gap longer than three typical intervals (the collector
-was down: nothing is known of the gap, which is not counted), stand for one typical interval.
+was down: nothing is known of the gap, which is not counted), stand for one typical interval; a period
+of a single cycle, which has no step to take the typical one from, for the collector's `interval_s`.
 
 The site's totals are over the miners its cost counted: a miner's cycle that its own cost point marks
 `incomplete` (a hashrate or power reading missing or refused: docs/cost.md) is left out of the site's
@@ -86,11 +87,12 @@ class Report:
         return asdict(self)
 
 
-def _intervals(times: Sequence[int]) -> list[float]:
+def _intervals(times: Sequence[int], interval_s: float) -> list[float]:
     """Seconds each cycle (`times`: sorted, distinct) stands for: the time to the next one; the last, and
-    one followed by a gap over three typical intervals (the gap is not counted), one typical interval."""
+    one followed by a gap over three typical intervals (the gap is not counted), one typical interval; a
+    lone cycle, `interval_s` (the collector's: there is no step to take a typical one from)."""
     if len(times) < 2:
-        return [0.0] * len(times)
+        return [float(interval_s)] * len(times)
     steps = [b - a for a, b in zip(times, times[1:])]
     typical = median(steps)
     return [s if s <= 3 * typical else typical for s in steps] + [typical]
@@ -131,10 +133,11 @@ class _MinerSums:
 
 class PeriodSummary:
     """Pure: the points of one second at a time in (`add_second`), the period's Report out. Memory: a
-    few numbers per miner, and per cycle its time and the site's figures (compact arrays)."""
+    few numbers per miner, and per cycle its time and the site's figures (compact arrays). `interval_s`:
+    the collector's, what a period of one cycle stands for."""
 
-    def __init__(self, site: str, start: int, end: int):
-        self.site, self.start, self.end = site, start, end
+    def __init__(self, site: str, start: int, end: int, *, interval_s: float):
+        self.site, self.start, self.end, self.interval_s = site, start, end, interval_s
         self.miners: dict[str, _MinerSums] = {}
         self.times = array("q")  # the seconds with miner points, as summed
         self.counted_power = array("d")  # in each, the draw of the miners the cost counted
@@ -213,12 +216,12 @@ class PeriodSummary:
             times, powers = _in_time_order(self.times, self.counted_power)
             report.power_avg_w = sum(powers) / cycles
             report.hashrate_avg_ths = self.counted_hashrate / cycles
-            report.energy_kwh = sum(w * weight for w, weight in zip(powers, _intervals(times))) / 3.6e6
+            report.energy_kwh = sum(w * weight for w, weight in zip(powers, _intervals(times, self.interval_s))) / 3.6e6
         if self.cost_times:
             cost_times, *columns = _in_time_order(self.cost_times, *self.cost.values())
             cost = dict(zip(self.cost, columns))
             distinct = sorted(set(cost_times))
-            weight = dict(zip(distinct, _intervals(distinct)))
+            weight = dict(zip(distinct, _intervals(distinct, self.interval_s)))
             weights = [weight[t] for t in cost_times]
 
             def integrate(name: str) -> float:
@@ -271,13 +274,14 @@ class _OpenSeconds:
         return self.points.pop(second).values()
 
 
-def from_spool(directory: Path, site: str, start: int, end: int) -> Report:
+def from_spool(directory: Path, site: str, start: int, end: int, *, interval_s: float) -> Report:
     """Read the local history in `directory` (batches written since `start`) and summarise it, a second at
-    a time: each second once the last batch that writes it has been read."""
+    a time: each second once the last batch that writes it has been read. `interval_s`: the collector's
+    (`PeriodSummary`)."""
     damaged: list[str] = []
     _skip_strays(directory)
     batches, last_batch = _last_batch_of_each_second(directory, start, end, damaged)
-    summary = PeriodSummary(site, start, end)
+    summary = PeriodSummary(site, start, end, interval_s=interval_s)
     pending = _OpenSeconds(site, start, end)
     bad = 0
     for batch, texts in _batch_lines(batches, start, _USED):

@@ -26,7 +26,7 @@ def report(
     seconds = parse_period("--since", since)
     directory = local_history(cfg)
     end = int(time.time())
-    summary = history.from_spool(directory, cfg.site, end - seconds, end)
+    summary = history.from_spool(directory, cfg.site, end - seconds, end, interval_s=cfg.interval_s)
     if not summary.cycles:  # (not a table of dashes)
         fail_usage(f"no local history of site {cfg.site!r} in the last {since} in {directory}{shards_hint(cfg)}")
     if as_json:

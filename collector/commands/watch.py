@@ -27,7 +27,7 @@ def watch(
     if not cfg.miners:
         fail_usage("no miners to watch: pass --miners or set `miners:` in the config file")
     history = config_loader.spool_directory(cfg)
-    view = LiveView(history_dir=history if history.is_dir() else None)
+    view = LiveView(history_dir=history if history.is_dir() else None, interval_s=cfg.interval_s)
     # Not service mode: a watch never marks the collector offline on MQTT nor races it for the totals file;
     # and without the pools: the view shows none, and a pool's rate limit is shared with the collector.
     built = pipeline.build(cfg, sinks=[view])

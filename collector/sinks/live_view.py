@@ -33,13 +33,14 @@ class LiveView:
     HISTORY_S = 3600
     HISTORY_REFRESH_S = 300
 
-    def __init__(self, history_dir: Path | None = None) -> None:
+    def __init__(self, history_dir: Path | None = None, interval_s: float = 10.0) -> None:
         console = plain_console()
         self._live = Live(console=console, auto_refresh=False)
         self._live.start()
         # Only when both would reach the same screen: `watch 2>log` keeps its log in the file.
         self._log_handlers = _log_through(console) if console.is_terminal and sys.stderr.isatty() else None
         self.history_dir = history_dir
+        self.interval_s = interval_s  # the collector's, as far as the view knows (a lone cycle's span)
         self._history: Report | None = None
         self._history_read_at = float("-inf")
 
@@ -83,7 +84,7 @@ class LiveView:
             return
         self._history_read_at = now
         self._history = await asyncio.to_thread(from_spool, self.history_dir, site, int(now - self.HISTORY_S),
-                                                int(now))
+                                                int(now), interval_s=self.interval_s)
 
     def close(self) -> None:
         if self._log_handlers is not None:

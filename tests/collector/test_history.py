@@ -404,7 +404,7 @@ def test_report_reads_hostile_lines_as_influxdb_would_and_refuses_odd_timestamps
     (site / f"{1:016d}.lp.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
 
     with caplog.at_level("WARNING"):
-        report = history.from_spool(site, "x1", now - 3600, now)
+        report = history.from_spool(site, "x1", now - 3600, now, interval_s=10)
     assert report.cycles == 4 and report.skipped_values == 1
     by_name = {m.miner: m for m in report.miners}
     assert sorted(by_name) == ["m,2", "m1", "m3"]
@@ -412,3 +412,23 @@ def test_report_reads_hostile_lines_as_influxdb_would_and_refuses_odd_timestamps
     assert by_name["m,2"].cycles == 1 and by_name["m,2"].mining_pct == 0 and by_name["m3"].power_avg_w is None
     assert report.energy_kwh == pytest.approx((3600 * 4 + 3600) * 10 / 3.6e6)  # (m,2's 3600 W at times[1])
     assert "4 unreadable line(s)" in caplog.text
+
+
+def test_a_period_of_one_cycle_counts_one_interval_of_energy_and_money(tmp_path):
+    # A lone cycle counted 0 s: 0 kWh, $0 and 0 BTC beside a power of 3,600 W. With no step to take a
+    # typical interval from, it stands for the collector's interval (as the last cycle of a longer period
+    # stands for one typical interval).
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    now = int(time.time())
+    lines = [f'miner,site=one,miner=m1,model=A1566 hashrate_ths=190,power_w=3600,up=1i,state="mining" {now - 5}',
+             f"cost,site=one,scope=site energy_usd_day=86.4,btc_per_day_net=0.00864,energy_kwh_day=95.04 {now - 5}"]
+    (spool / f"{1:016d}.lp.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"site: one\ninterval_s: 30\nspool: {{directory: {spool}}}\n")
+    data = _report(config)
+    assert data["cycles"] == 1
+    assert data["energy_kwh"] == pytest.approx(3600 * 30 / 3.6e6)
+    assert data["facility_energy_kwh"] == pytest.approx(95.04 * 30 / 86400)
+    assert data["energy_usd"] == pytest.approx(86.4 * 30 / 86400) and data["btc"] == pytest.approx(0.00864 * 30 / 86400)
+    assert data["energy_cost_per_btc"] == pytest.approx(10_000)
