@@ -305,15 +305,16 @@ def parse_line(line: str, fields: Container[str] | None = None) -> Line:
 
 
 # The lines hashfleet writes, read by one regular expression (C) instead of character by character
-# (Python): ~4x faster (docs/benchmarks.md). Narrower than `_parse_any`, so that what it reads is read
-# the same: names without backslashes, a tag value escaping only spaces (a model's name), strings
-# without backslashes or commas (so commas separate fields), numbers as `encode` writes them (float's
-# repr, or an int64's digits and `i`). Any other line goes to `_parse_any`: a differential test holds
-# the two to the same points (tests/collector/test_line_protocol_read.py).
+# (Python): ~42 -> ~12 µs a line (docs/benchmarks.md). Narrower than `_parse_any`, so that what it reads
+# is read the same: names without backslashes, a tag value escaping only spaces (a model's name),
+# strings without backslashes or commas (so commas separate fields), numbers as `encode` writes them
+# (float's repr, or an int64's digits and `i`). Any other line goes to `_parse_any`: a differential test
+# holds the two to the same points (tests/collector/test_line_protocol_read.py).
 _NAME = r"[^,= \\]+"
 _NUMBER = r"-?(?:[0-9]{1,19}i|[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)"  # float() or int() read any of these
 _FIELD = rf'[^,= \\"]+=(?:"[^"\\,]*"|{_NUMBER})'
-_COMMON_LINE = re.compile(rf"({_NAME}(?:,{_NAME}=(?:[^,= \\]|\\ )*)*) ({_FIELD}(?:,{_FIELD})*) ([0-9]{{1,19}})").fullmatch
+_COMMON_LINE = re.compile(
+    rf"({_NAME}(?:,{_NAME}=(?:[^,= \\]|\\ )*)*) ({_FIELD}(?:,{_FIELD})*) ([0-9]{{1,19}})").fullmatch
 _TIMESTAMP = re.compile("[0-9]{1,19}").fullmatch  # not int()'s: it takes '1_000', ' 12' and other scripts' digits
 
 

@@ -262,7 +262,8 @@ class Spool:
         if found:
             log.warning("spool %s: %d file(s) named like its batches but not numbered as it numbers them (16 "
                         "digits), left alone and not read or delivered (the spool makes none; remove them): %s",
-                        self.directory, len(found), ", ".join(map(repr, found[:10])) + (", ..." if len(found) > 10 else ""))
+                        self.directory, len(found),
+                        ", ".join(map(repr, found[:10])) + (", ..." if len(found) > 10 else ""))
         self.dropped_batches = self._read_counter("dropped")  # over the budget or for room on a full disk
         self.rejected_lines = self._read_counter("rejected")  # refused by InfluxDB, kept as .lp.rejected
         self.lost_lines = self._read_counter("lost")  # neither stored nor delivered: the disk was full

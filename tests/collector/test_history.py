@@ -397,7 +397,8 @@ def test_report_reads_hostile_lines_as_influxdb_would_and_refuses_odd_timestamps
     lines = [line for t in times for line in (miner("m1", t), f"cost,site=x1,scope=site energy_usd_day=10 {t}")]
     odd = times[0] + 5
     lines += [miner("m1", now + 3600, power="1000"),  # the future
-              miner("m1", f"{odd:_}"), miner("m1", f" {odd}"), miner("m1", str(odd).translate({48 + d: 0xFF10 + d for d in range(10)})),
+              miner("m1", f"{odd:_}"), miner("m1", f" {odd}"),
+              miner("m1", str(odd).translate({48 + d: 0xFF10 + d for d in range(10)})),  # fullwidth digits
               miner("m4", times[1])[:60],  # cut short
               miner("m\\,2", times[1], state='"idle\\"x"'),  # an escaped comma in a tag, a quote in a string
               miner("m3", times[2], power="nan")]
@@ -430,5 +431,6 @@ def test_a_period_of_one_cycle_counts_one_interval_of_energy_and_money(tmp_path)
     assert data["cycles"] == 1
     assert data["energy_kwh"] == pytest.approx(3600 * 30 / 3.6e6)
     assert data["facility_energy_kwh"] == pytest.approx(95.04 * 30 / 86400)
-    assert data["energy_usd"] == pytest.approx(86.4 * 30 / 86400) and data["btc"] == pytest.approx(0.00864 * 30 / 86400)
+    assert data["energy_usd"] == pytest.approx(86.4 * 30 / 86400)
+    assert data["btc"] == pytest.approx(0.00864 * 30 / 86400)
     assert data["energy_cost_per_btc"] == pytest.approx(10_000)
