@@ -24,7 +24,8 @@ readers of the history skip it, counted and named. An entry named like a batch
 that is not a regular file (a FIFO, a device, a link, a directory) was not made by
 the spool, which renames only regular files into place: it is never listed,
 opened, moved or deleted, only warned of; so is a file named like a batch but
-not numbered as the spool numbers them (16 ASCII digits).
+not numbered as the spool numbers them (16 ASCII digits). A batch numbered from
+COUNTED_BELOW on is read like any other but does not move the count.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ _BATCH = re.compile(r"([0-9]{16})\.lp\.gz").fullmatch
 _NUMBERED = re.compile(r"([0-9]{16})\.lp\.").match  # a batch, kept aside (.bad, .rejected) or not
 _OWN_TEMP = re.compile(r"([0-9]{16}\.lp|dropped|rejected|lost)\.tmp").fullmatch  # what a crash mid-write leaves
 _BATCH_LIKE = re.compile(r"\s*\d+\.lp\.gz\s*").fullmatch  # what a person would take for a batch
+# A file numbered from here on was not numbered by this spool (3e8 years of 10 s cycles): it does not move the
+# count, so the next batch still has 16 digits (after a crafted 9999999999999999.lp.bad every later batch had
+# 17: never listed, so never delivered nor trimmed, the disk filling).
+COUNTED_BELOW = 10**15
 _LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the latest time a datetime holds
 # A batch holds at most influx.batch_size lines (<= 100,000; 5,000 for the local history), ~310 bytes
 # each on average (1.4 KB the longest measured; tags are cut at 256 characters, strings at 4,096): ~31 MB
@@ -247,8 +252,8 @@ class Spool:
         highest = 0  # the next batch is numbered after every file named like one, so it replaces none
         for entry in os.scandir(self.directory):
             numbered = _NUMBERED(entry.name)
-            if numbered:
-                highest = max(highest, int(numbered.group(1)))
+            if numbered and (seq := int(numbered.group(1))) < COUNTED_BELOW:
+                highest = max(highest, seq)
             # a crash mid-write leaves a temp file; only ours go (regular files: the spool makes no other)
             if _OWN_TEMP(entry.name) and entry.is_file(follow_symlinks=False):
                 Path(entry.path).unlink(missing_ok=True)

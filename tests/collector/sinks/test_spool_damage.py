@@ -178,3 +178,15 @@ def test_a_restart_takes_only_ascii_digits_for_the_newest_time(tmp_path):
     spool.append(["m v=1 100", "m v=1 9_999_999_999", "m v=1 ٩٩٩٩٩٩٩٩٩٩", "m v=1 99", "m v=1 +9999999999"])
     assert spool.newest_timestamp() == 100
     spool.close()
+
+
+@pytest.mark.parametrize("crafted", ["9999999999999999.lp.bad", "9999999999999999.lp.gz", "1000000000000000.lp.rejected"])
+def test_a_file_numbered_near_the_end_of_16_digits_does_not_push_later_batches_past_them(tmp_path, crafted):
+    # The next batch was numbered after the highest file: after 9999999999999999 every batch had 17 digits,
+    # never listed (so never delivered, trimmed or counted against the budget) while the disk filled.
+    (tmp_path / crafted).write_bytes(gzip.compress((LINES[7] + "\n").encode()))
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    written = [spool.append([LINES[0]]) for _ in range(3)]
+    spool.close()
+    assert [b.seq for b in written] == [1, 2, 3]
+    assert {b.seq for b in list_batches(tmp_path)} >= {1, 2, 3}
