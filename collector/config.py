@@ -14,6 +14,7 @@ piece of a value.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import reprlib
@@ -26,6 +27,8 @@ from pydantic import ValidationError
 from collector.redact import redact, redact_url
 from models import CollectorConfig
 from models.base import FileTooLarge, read_capped
+
+log = logging.getLogger(__name__)
 
 _SECRET_FIELDS = {"token", "password"}
 _URL_FIELDS = ("url", "host")  # their values are shown without credentials
@@ -149,7 +152,17 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
         message = (f"environment: {from_env[field]} ({field}){first[len(field):]} {rest}" if field in from_env
                    else f"{source}: {e}")
         raise ConfigError(_clip(redact(message), 1000)) from None
+    _warn_uncatalogued_capex(source, config)
     return config
+
+
+def _warn_uncatalogued_capex(source: str, config: CollectorConfig) -> None:
+    """A capex_by_model key that names no catalogued model may be a typo or a name no miner reports
+    (depreciation then silently 0): said once, at load."""
+    unknown = config.economics.uncatalogued_capex_models() if config.economics is not None else []
+    if unknown:
+        log.warning("%s: economics.capex_by_model: %s name(s) no model in the catalogue: each applies only to a "
+                    "miner that reports exactly that model (see `hashfleet scan`)", source, _short.repr(unknown))
 
 
 def _section(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:

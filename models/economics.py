@@ -7,6 +7,7 @@ Formulas and definitions: docs/cost.md.
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -17,6 +18,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from models.base import Settings, http_url
 from models.base import Strict as _Strict
 from models.base import as_utc as _utc
+from models.hardware import nameplate
 
 # --- power tariffs -----------------------------------------------------------------------------
 
@@ -161,7 +163,9 @@ class SiteEconomics(Settings):
     overhead_w: float | None = Field(default=None, ge=0, description="fixed cooling and transformer watts for the site")
     pool_fee_pct: float = Field(default=0, ge=0, lt=100)
     opex_usd_month: float = Field(default=0, ge=0, description="hosting, staff, maintenance, SG&A share")
-    capex_by_model: dict[str, Capex] = Field(default_factory=dict, max_length=10_000, description="keyed by MinerSample.model")
+    capex_by_model: dict[str, Capex] = Field(default_factory=dict, max_length=10_000,
+                                             description="keyed by the model as the miner reports it, or any of the "
+                                                         "catalogue's names for it (models/hardware.py)")
     capex_by_miner: dict[str, Capex] = Field(default_factory=dict, max_length=100_000,
                                              description="keyed by MinerSample.miner; wins over model")
     curtailment_credit_usd_mwh: float = Field(default=0, ge=0, description="paid per MWh not drawn by soft-off miners")
@@ -180,6 +184,37 @@ class SiteEconomics(Settings):
         if self.pue is not None and self.overhead_w is not None:
             raise ValueError("set pue or overhead_w, not both: overhead is either proportional or fixed")
         return self
+
+    # capex_by_model's entries by the catalogue model their keys name ("A1566" -> "AvalonMiner 15-194"), resolved
+    # once, at load (the validator below), not per miner per cycle; the first key naming a model is its entry.
+    # (A cached property, not a pydantic private attribute: reading one of those costs ~1 us, per miner.)
+    @functools.cached_property
+    def capex_by_catalogue_model(self) -> dict[str, Capex]:
+        resolved: dict[str, Capex] = {}
+        for key, capex in self.capex_by_model.items():
+            plate = nameplate(key)
+            if plate is not None:
+                resolved.setdefault(plate.model, capex)
+        return resolved
+
+    @model_validator(mode="after")
+    def _resolve_capex_models(self) -> SiteEconomics:
+        self.capex_by_catalogue_model  # resolved now, at load
+        return self
+
+    def capex_of_model(self, model: str) -> Capex | None:
+        """The capex entry for a model as a miner reports it: its exact key, else the entry of a key that
+        names the same catalogue model (a miner reporting "AvalonMiner 15-194" finds the key "A1566")."""
+        found = self.capex_by_model.get(model)
+        if found is None and self.capex_by_catalogue_model:
+            plate = nameplate(model)  # (cached per model string)
+            if plate is not None:
+                found = self.capex_by_catalogue_model.get(plate.model)
+        return found
+
+    def uncatalogued_capex_models(self) -> list[str]:
+        """capex_by_model's keys that name no catalogued model: they apply only to a miner reporting exactly that."""
+        return [key for key in self.capex_by_model if nameplate(key) is None]
 
 
 # --- network state -----------------------------------------------------------------------------

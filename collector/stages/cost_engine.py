@@ -148,7 +148,7 @@ def capex_for(sample: MinerSample, economics: SiteEconomics) -> Capex | None:
     """The miner's own capex entry, else its model's."""
     if sample.miner in economics.capex_by_miner:
         return economics.capex_by_miner[sample.miner]
-    return economics.capex_by_model.get(sample.model) if sample.model else None
+    return economics.capex_of_model(sample.model) if sample.model else None
 
 
 # --- one miner's physical flows ----------------------------------------------------------------

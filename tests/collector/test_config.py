@@ -1,12 +1,16 @@
 """A broken config names the file and the field, exits 2, starts nothing, and never echoes secrets."""
 
+import logging
 import os
 import subprocess
+from datetime import datetime, timezone
 
 import pytest
 from tests.support import HASHFLEET
 
 from collector import config
+from collector.stages.cost_engine import miner_cost
+from models import MinerSample, MinerState, SampleSource
 
 from tests.support import REPO
 
@@ -156,3 +160,35 @@ def test_a_bad_flag_is_named_as_the_flag_not_blamed_on_the_config_file(tmp_path,
     path.write_text("miners: [127.0.0.1]\n")
     result = run("collect", "--config", str(path), "--cycles", "1", *args)
     assert result.returncode == 2 and named in result.stderr, result.stderr
+
+
+def test_the_documented_economics_block_depreciates_the_miner_it_names(tmp_path, caplog):
+    # docs/cost.md keyed its capex by "A1566", which no miner reports: depreciation was silently $0.
+    docs = (REPO / "docs" / "cost.md").read_text()
+    block = docs.split("```yaml\neconomics:", 1)[1].split("```", 1)[0]
+    path = tmp_path / "c.yaml"
+    path.write_text("economics:" + block + "network: {source: static, static: {difficulty: 1.5e14, height: 925000, "
+                    "btc_price_usd: 95000}}\n")
+    with caplog.at_level(logging.WARNING, logger="collector.config"):
+        cfg = config.load(path, environ={})
+    assert not caplog.records  # every key names a catalogued model
+    at = datetime(2025, 6, 1, tzinfo=timezone.utc)  # after the documented purchase_date
+    sample = MinerSample(miner="m1", host="127.10.0.3", site="demo", ts=at, state=MinerState.MINING,
+                         source=SampleSource.AVALON, model="AvalonMiner 15-194",  # as an A15-194 reports it
+                         hashrate_ths=194.0, power_w=3650.0)
+    figures = miner_cost(sample, cfg.economics, cfg.network.static, at)
+    assert figures.depreciation_usd_day > 0 and figures.all_in_cost_per_btc > figures.cash_cost_per_btc
+
+
+def test_a_capex_key_naming_no_catalogued_model_is_warned_of_at_load(tmp_path, caplog):
+    path = tmp_path / "c.yaml"
+    path.write_text("economics:\n  tariff: {kind: flat, usd_per_kwh: 0.05}\n  capex_by_model:\n"
+                    "    A1566: {price_usd: 3100, life_months: 36}\n"
+                    "    \"Avalon 15-149\\e[2J\": {price_usd: 3100, life_months: 36}\n"
+                    "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n")
+    with caplog.at_level(logging.WARNING, logger="collector.config"):
+        config.load(path, environ={})
+    [record] = caplog.records
+    message = record.getMessage()
+    assert "capex_by_model" in message and "'Avalon 15-149\\x1b[2J'" in message and "A1566" not in message
+    assert "\x1b" not in message  # the key is quoted, its control characters escaped

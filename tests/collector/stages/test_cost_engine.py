@@ -508,6 +508,29 @@ def test_per_miner_capex_wins_over_model() -> None:
     assert miner_cost(miner("m2"), economics, NETWORK, T0).depreciation_usd_day == pytest.approx(100 / DAYS_PER_MONTH)
 
 
+@pytest.mark.parametrize(("key", "reported"), [
+    ("A1566", "AvalonMiner 15-194"),  # the catalogue's alias for the model the miner reports (docs/cost.md's old example)
+    ("avalonminer 15-194", "AvalonMiner 15-194"),  # case and spacing
+    ("AvalonMiner 1246-83", "AvalonMiner 1246-90"),  # another hashrate variant of the same model
+    ("S21", "Antminer S21"),
+])
+def test_a_capex_key_naming_the_miners_catalogue_model_applies(key: str, reported: str) -> None:
+    economics = SiteEconomics(tariff=FlatTariff(usd_per_kwh=0.05),
+                              capex_by_model={key: Capex(price_usd=3_600, life_months=36)})
+    figures = miner_cost(miner(model=reported), economics, NETWORK, T0)
+    assert figures.depreciation_usd_day == pytest.approx(100 / DAYS_PER_MONTH)
+
+
+def test_an_exact_capex_key_wins_over_another_name_for_its_model() -> None:
+    economics = SiteEconomics(tariff=FlatTariff(usd_per_kwh=0.05),
+                              capex_by_model={"AvalonMiner 1246-83": Capex(price_usd=3_600, life_months=36),
+                                              "AvalonMiner 1246-90": Capex(price_usd=7_200, life_months=36)})
+    day = miner_cost(miner(model="AvalonMiner 1246-90"), economics, NETWORK, T0).depreciation_usd_day
+    assert day == pytest.approx(200 / DAYS_PER_MONTH)
+    other = miner_cost(miner(model="AvalonMiner 1466"), economics, NETWORK, T0).depreciation_usd_day
+    assert other == 0  # a model no key names depreciates nothing
+
+
 # --- validation --------------------------------------------------------------------------------
 
 
