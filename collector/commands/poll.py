@@ -16,7 +16,9 @@ from collector.identity import DuplicateIds
 def poll(
     addresses: list[str] = typer.Argument(..., metavar="ADDR[:PORT]...", help="Miners to poll once."),
     as_json: bool = typer.Option(False, "--json", help="One MinerSample per line (JSON Lines)."),
-    timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Seconds per miner."),
+    # None unless given: the config's `timeout_s` (else its default, 5 s) then applies, as its other settings do.
+    timeout: float | None = typer.Option(None, "--timeout", min=0.1,
+                                         help="Seconds per miner (default: the config's `timeout_s`, else 5)."),
     site: str | None = SITE_OPTION,
     config_file: Path | None = CONFIG_OPTION,
 ) -> None:

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 
 import pytest
@@ -46,6 +47,23 @@ def test_text_from_a_miner_is_printed_as_it_is_never_read_as_markup(tmp_path):
             result = subprocess.run([HASHFLEET, *args], capture_output=True, text=True, timeout=60, env=env)
             assert result.returncode == 0 and "Traceback" not in result.stderr, (args[0], result.stderr[-2000:])
             assert "GHSspd[[/b]" in result.stdout, (args[0], result.stdout[-2000:])
+
+
+def test_poll_waits_the_configs_timeout_unless_timeout_is_given(tmp_path):
+    # --timeout always passed 5 s, so a config's `timeout_s` never applied to poll.
+    silent = socket.create_server(("127.43.7.1", 0))  # takes the connection (the kernel's backlog), never answers
+    address = "%s:%d" % silent.getsockname()
+    config = tmp_path / "c.yaml"
+    config.write_text("timeout_s: 1\n")
+    with silent:
+        waits = {}
+        for name, args in (("config", ["--config", str(config)]), ("flag", ["--config", str(config), "--timeout", "2"]),
+                           ("default", [])):
+            result = run("poll", address, "--json", *args)
+            assert result.returncode == 0, result.stderr
+            [error] = MinerSample.model_validate_json(result.stdout).errors
+            waits[name] = error.rsplit("no complete answer within ", 1)[1]
+    assert waits == {"config": "1 s", "flag": "2 s", "default": "5 s"}
 
 
 def test_poll_reaches_a_miner_by_dns_name():
