@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from collector import pipeline, service
-from collector.commands.common import CONFIG_OPTION, fail_usage, load_config
+from collector.commands.common import CONFIG_OPTION, SHARD_OPTION, SITE_OPTION, fail_usage, load_config
 from collector.cycle import Cycle
 from collector.redact import redact_url
 from collector.sources.pools import PoolSource
@@ -26,9 +26,11 @@ from models.reconciliation import AccountDay, Breakdown, SiteDay
 def pools(
     config: Path | None = CONFIG_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    site: str | None = SITE_OPTION,
+    shard: str | None = SHARD_OPTION,  # a shard keeps its own books: read them with the shard's option
 ) -> None:
     """Read every configured pool once, match its workers to the miners, show the last closed day's reconciliation."""
-    cfg = load_config(config)
+    cfg = load_config(config, site=site, shard=shard)
     if not cfg.pools:
         fail_usage("no pools configured: add a `pools:` section to the config (see hashfleet.example.yaml)")
     result = service.run_event_loop(_read(cfg))

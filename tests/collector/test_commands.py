@@ -5,12 +5,16 @@ import os
 import signal
 import socket
 import subprocess
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.support import HASHFLEET, REPO, wait_for
 
+from collector.stages import pool_days
 from models import MinerSample, MinerState
+from models.pool import DayStatus
+from models.reconciliation import SiteDay
 from simulators.fleet import run_fleet
 
 
@@ -347,3 +351,28 @@ def test_poll_gives_one_id_to_one_miner_as_collect_does():
     first, second = (MinerSample.model_validate_json(line) for line in result.stdout.splitlines())
     assert first.mac == second.mac and first.miner == first.mac
     assert second.miner == f"{second.host}:{second.port}" and any("duplicate" in e for e in second.errors), second.errors
+
+
+def test_pools_reads_the_books_of_the_site_and_shard_it_is_given(tmp_path):
+    # pools had no --site and ignored HASHFLEET_SITE: in the compose stack (site from the environment, none in
+    # the config) it read the books of site `default`. Each site's and shard's books, told apart by their figure:
+    day = (datetime.now(UTC) - timedelta(days=1)).date()
+    books = {"default": 1.0, "east": 2.0, "east.shard-2-of-3": 3.0}
+    for folder, figure in books.items():
+        state = pool_days.State(as_of=datetime.now(UTC) - timedelta(hours=1))
+        state.results[day] = pool_days.DayResults(site=SiteDay(
+            site=folder.split(".")[0], day=day, status=DayStatus.CLOSED, realized_all_in_cost_per_btc=figure))
+        (tmp_path / folder).mkdir()
+        pool_days.save(tmp_path / folder / "pool-days.json", state)
+    config = tmp_path / "c.yaml"
+    config.write_text("pools:\n  - {kind: ocean, account: bc1qsite, url: 'http://127.0.0.1:9/v1', timeout_s: 2}\n")
+    env = {k: v for k, v in os.environ.items() if k != "HASHFLEET_SITE"} | {"HASHFLEET_SPOOL_DIR": str(tmp_path)}
+    read = {}
+    for name, args, site in (("config", [], None), ("env", [], "east"), ("flag", ["--site", "east"], "west"),
+                             ("shard", ["--site", "east", "--shard", "2/3"], None)):
+        result = subprocess.run([HASHFLEET, "pools", "--config", str(config), "--json", *args], capture_output=True,
+                                text=True, timeout=60, env=env | ({"HASHFLEET_SITE": site} if site else {}))
+        assert result.returncode == 1, result.stderr  # (the pool is down: its books are still shown)
+        out = json.loads(result.stdout)
+        read[name] = (out["site"], out["reconciliation"]["site"]["realized_all_in_cost_per_btc"])
+    assert read == {"config": ("default", 1.0), "env": ("east", 2.0), "flag": ("east", 2.0), "shard": ("east", 3.0)}
