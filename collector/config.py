@@ -69,7 +69,7 @@ MQTT_ENV = {
 
 
 def spool_directory(config: CollectorConfig, environ: dict[str, str] | None = None) -> Path:
-    """Where the spool lives: the config's directory, else $HASHFLEET_SPOOL_DIR, else the XDG state dir."""
+    """Where the spool lives: the config's directory, else $HASHFLEET_SPOOL_DIR/<site>, else the XDG state dir's (see SpoolConfig)."""
     env = os.environ if environ is None else environ
     # One spool per site and shard: shards of one site may run side by side on one host.
     shard = None if config.shard is None else f"shard-{config.shard.replace('/', '-of-')}"

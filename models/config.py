@@ -56,7 +56,10 @@ class InfluxConfig(Settings):
 class SpoolConfig(Settings):
     """The on-disk spool: every batch for InfluxDB passes through it; without InfluxDB it is the local history."""
 
-    directory: Path | None = Field(default=None, description="default: $HASHFLEET_SPOOL_DIR, else ~/.local/state/hashfleet/spool/<site>; a shard (--shard K/N) keeps its own below it")
+    directory: Path | None = Field(default=None, description="default: $HASHFLEET_SPOOL_DIR/<site>, else "
+                                                   "${XDG_STATE_HOME:-~/.local/state}/hashfleet/spool/<site> (a shard, "
+                                                   "--shard K/N: <site>.shard-K-of-N); when set, a shard keeps its own "
+                                                   "below it (shard-K-of-N)")
     max_mb: float = Field(default=1024, gt=0, le=10_000_000, description="disk budget; past it the oldest batches are dropped and counted")
     retention_h: float = Field(default=168, gt=0, le=100_000, description="local history kept when no InfluxDB is configured")
 
