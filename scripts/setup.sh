@@ -10,11 +10,10 @@ VENV=${VENV:-.venv}
 
 say() { printf '[hashfleet] %s\n' "$*" >&2; }
 
+can_be_root() { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }
+
 as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else return 1
-    fi
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
 apt_install() {  # apt_install PACKAGE... (only those missing)
@@ -26,6 +25,11 @@ apt_install() {  # apt_install PACKAGE... (only those missing)
     if [ "${HASHFLEET_NO_APT:-0}" = 1 ] || ! command -v apt-get >/dev/null 2>&1; then
         say "missing Debian packages: ${missing[*]}"
         say "install them with: sudo apt-get install ${missing[*]}"
+        exit 1
+    fi
+    if ! can_be_root; then  # (as_root would fail, and under set -e end the script without a word)
+        say "missing Debian packages: ${missing[*]}; installing them needs root, and there is no sudo"
+        say "as root, run: apt-get install ${missing[*]}; then run this script again"
         exit 1
     fi
     say "installing Debian packages: ${missing[*]}"

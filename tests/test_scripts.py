@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -56,3 +59,30 @@ def test_the_demo_stops_cleanly_on_ctrl_c(tmp_path):
     assert demo.returncode == 0, err
     assert "simulated fleet:" in err and "Traceback" not in err and "per BTC" in out.read_text()
     assert list(temp.iterdir()) == []
+
+
+def test_without_root_or_sudo_the_set_up_says_what_to_run_as_root():
+    # Not root and no sudo: as_root failed under set -e and the script ended after "installing Debian packages".
+    with tempfile.TemporaryDirectory() as temp:  # (pytest's tmp_path is root's alone: 0700)
+        bin_dir = Path(temp)  # the commands setup.sh uses, and no sudo
+        bin_dir.chmod(0o755)
+        for command in ("dirname", "id", "dpkg-query", "grep", "apt-get"):
+            found = shutil.which(command)
+            assert found, f"{command} is needed by scripts/setup.sh"
+            (bin_dir / command).symlink_to(found)
+        as_nobody = [shutil.which("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups"] if os.getuid() == 0 else []
+        result = subprocess.run([*as_nobody, shutil.which("bash"), "-c",
+                                 "source scripts/setup.sh && apt_install hashfleet-no-such-package"],
+                                cwd=REPO, capture_output=True, text=True, timeout=60,
+                                env={"PATH": str(bin_dir), "HOME": temp})
+    assert result.returncode == 1
+    assert "installing them needs root, and there is no sudo" in result.stderr, result.stderr
+    assert "as root, run: apt-get install hashfleet-no-such-package" in result.stderr
+
+
+def test_the_readme_names_every_debian_package_the_test_script_installs():
+    script = (REPO / "scripts" / "test.sh").read_text()
+    packages = re.search(r"^apt_install (.+)$", script, flags=re.MULTILINE)[1].split()
+    readme = (REPO / "README.md").read_text()
+    tests_section = readme.split("\n## Tests\n", 1)[1].split("\n## ", 1)[0]
+    assert [p for p in packages if f"`{p}`" not in tests_section] == []
