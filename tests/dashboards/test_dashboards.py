@@ -138,6 +138,12 @@ def test_alert_rules_use_the_provisioned_data_source_and_existing_refs():
     assert titles == {"Miner offline", "Hottest chip above threshold", "Hashrate below expected",
                       "All-in cost per BTC above BTC price", "Pool sees less than the miner reports",
                       "Problem losing money", "Critical hardware problem", "Two collectors write one shard"}
+    # What the docs say is provisioned (README said 7 rules when there were 8).
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    baked = re.search(r"(\d+) dashboards \([^)]*\) and (\d+) alert rules baked in", readme)
+    assert baked and (int(baked[1]), int(baked[2])) == (len(BOARDS), len(titles)), baked and baked[0]
+    table = (ROOT / "docs" / "deployment.md").read_text()
+    assert [t for t in sorted(titles) if f"\n| {t} |" not in table] == []
 
 
 def test_sdk_and_compose_grafana_are_the_same_minor_version():
