@@ -2,9 +2,10 @@
 
 A plain table: one `Nameplate` per model, with every spelling firmware and pyasic use for it
 (`names`), its boards x chips, fans and work modes. Adding a model is one more entry in `CATALOGUE`.
-Figures are nameplate values with their source (`source`; for Avalons docs/avalon.md section 8, for
-Antminers DESIGN.md section 4; Whatsminer and Bitaxe entries name theirs, and say so where a figure is an
-estimate); a figure no source gives is None, never a guess.
+Figures are nameplate values with their source (`source`; for Avalons docs/avalon.md section 8, where
+"nameplate unsourced" marks a figure no public source was recorded for; the two Antminers record none;
+Whatsminer and Bitaxe entries name theirs, and say so where a figure is an estimate); a figure no source
+gives is None, never a guess.
 
 The collector uses these figures to refuse readings no such unit can produce (a hashrate of
 1e300 GH/s, 100 MW at the wall): see `ceilings`. Where no nameplate is known, a make whose line the
@@ -107,7 +108,7 @@ AVALON: tuple[Nameplate, ...] = (
               ("AvalonMiner 1166 Pro", "Avalon 1166 Pro", "A1166 Pro", "1166 Pro", "1166Pro", "1166"), fans=4,
               source="pyasic, asic-rs"),
     Nameplate("Canaan", "AvalonMiner 1246", 90.0, 3420.0, 3, 120, ("AvalonMiner 1246", "Avalon 1246", "A1246", "1246"),
-              fans=4, source="DESIGN.md section 4; capture a1246 (3 x 120), pyasic, asic-rs"),
+              fans=4, source="nameplate unsourced; capture a1246 (3 x 120), pyasic, asic-rs"),
     Nameplate("Canaan", "AvalonMiner 1346", 110.0, 3300.0, None, None,
               ("AvalonMiner 1346", "Avalon 1346", "A1346", "1346"),
               source="Canaan's A13 launch as reported by Zeus Mining: 110 TH/s at 30 J/TH"),
@@ -115,10 +116,10 @@ AVALON: tuple[Nameplate, ...] = (
               ("AvalonMiner 1366", "Avalon 1366", "A1366", "1366"),
               source="Canaan's A13 launch as reported by Zeus Mining: 130 TH/s at 25 J/TH"),
     Nameplate("Canaan", "AvalonMiner 1466", 150.0, 3230.0, 3, 176, ("AvalonMiner 1466", "Avalon 1466", "A1466", "1466"),
-              fans=2, source="DESIGN.md section 4; asic-rs (3 x 176)"),
+              fans=2, source="nameplate unsourced; asic-rs (3 x 176)"),
     Nameplate("Canaan", "AvalonMiner 15-194", 194.0, 3650.0, 3, 160,
               ("AvalonMiner 15-194", "Avalon 1566", "A1566", "A15-194", "15-194", "AvalonMiner 15", "A15", "15"),
-              fans=2, source="DESIGN.md section 4; capture a15-194, pyasic (1566), asic-rs"),
+              fans=2, source="nameplate unsourced; capture a15-194, pyasic (1566), asic-rs"),
     Nameplate("Canaan", "AvalonMiner 15 Pro", None, None, None, None,
               ("AvalonMiner 15 Pro", "AvalonMiner 15Pro", "A15 Pro", "A15Pro", "15PRO", "15 Pro"),
               source="asic-rs (name only)"),
@@ -135,7 +136,7 @@ AVALON: tuple[Nameplate, ...] = (
     # Home miners (K230 controller).
     Nameplate("Canaan", "Avalon Q", 90.0, 1674.0, 1, 160, ("Avalon Q", "Avalon Q Home", "Q"), fans=4,
               modes=(WorkMode("0", "Eco", power_limit_w=800.0), WorkMode("1", "Standard"), WorkMode("2", "Super")),
-              source="DESIGN.md section 4; capture q (1 x 160, Fan1..Fan4, Eco MPO 800); asic-rs; pyasic says 2 fans"),
+              source="nameplate unsourced; capture q (1 x 160, Fan1..Fan4, Eco MPO 800); asic-rs; pyasic says 2 fans"),
     Nameplate("Canaan", "Avalon Mini 3", None, None, 1, 66, ("Avalon Mini3", "Avalon Mini 3", "Mini3", "Mini 3"),
               fans=1, source="pyasic (1 x 66); capture mini3 (MPO 800, ~824 W at the wall)"),
     Nameplate("Canaan", "Avalon Nano 3", None, None, 1, 10,
@@ -144,7 +145,7 @@ AVALON: tuple[Nameplate, ...] = (
                      WorkMode("2", "High", power_limit_w=125.0)),
               source="capture nano3 (WORKLEVEL 0/1/2 = ATA0..2 limits 60/90/125 W), pyasic, asic-rs"),
     Nameplate("Canaan", "Avalon Nano 3S", 6.0, 140.0, 1, 12, ("Avalon Nano3s", "Avalon Nano 3s", "Nano3s"), fans=1,
-              modes=_HOME_MODES, source="DESIGN.md section 4; pyasic, asic-rs (1 x 12)"),
+              modes=_HOME_MODES, source="nameplate unsourced; pyasic, asic-rs (1 x 12)"),
 )
 
 

@@ -106,7 +106,7 @@ HASHPRICE_REFERENCES = [
     ),
     pytest.param(
         1.1e14, 95_000, 0.03, 52.5,
-        id="DESIGN.md rule of thumb: ~1.1e14 and BTC ~$95k give $50-55",
+        id="sanity row (no published source): ~1.1e14 and BTC ~$95k give $50-55",
     ),
 ]
 
@@ -179,7 +179,7 @@ def test_one_miner_figures_by_hand() -> None:
     assert c.energy_cost_per_btc == pytest.approx(energy_usd / net, rel=1e-6)
     assert c.cash_cost_per_btc == pytest.approx((energy_usd + 1.0) / net, rel=1e-6)
     assert c.all_in_cost_per_btc == pytest.approx((energy_usd + 1.0 + depreciation) / net, rel=1e-6)
-    # DESIGN.md: break-even = net hashprice [$/TH/day] / (0.024 x J/TH x PUE)
+    # docs/cost.md: break-even = net hashprice [$/TH/day] / (0.024 x J/TH x PUE)
     net_hashprice_th = c.hashprice_usd_ph_day / 1000 * 0.98
     assert c.breakeven_power_price == pytest.approx(net_hashprice_th / (0.024 * 17.5 * 1.1), rel=1e-6)
     revenue = net * 95_000
@@ -190,7 +190,7 @@ def test_one_miner_figures_by_hand() -> None:
 
 
 def test_energy_cost_per_btc_closed_form() -> None:
-    # DESIGN.md: for one steady miner, eff x $/kWh x D x 2^32 / (3.6e18 x R).
+    # docs/cost.md: for one steady miner, eff x $/kWh x D x 2^32 / (3.6e18 x R).
     c = miner_cost(miner(), FLAT, NETWORK, T0)
     assert c.energy_cost_per_btc == pytest.approx(17.5 * 0.05 * 1.1e14 * 2**32 / (3.6e18 * 3.155), rel=1e-9)
 
