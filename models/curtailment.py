@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from models.base import Settings
+from models.base import Settings, printable
 from models.base import Strict as _Strict
 from models.base import as_utc as _utc
 
@@ -116,6 +116,13 @@ class DrTarget(_Strict):
     @classmethod
     def _ts_utc(cls, ts: datetime | None) -> datetime | None:
         return _utc(ts)
+
+    @field_validator("reason")
+    @classmethod
+    def _printable_reason(cls, text: str | None) -> str | None:
+        # From MQTT or a schedule file, it reaches the MQTT plan, InfluxDB's reason fields, the audit log and the
+        # terminal: an escape sequence would act on a terminal, a newline forge a log or audit line.
+        return None if text is None else printable(text)
 
     @model_validator(mode="after")
     def _one_target_and_a_window(self) -> DrTarget:

@@ -118,6 +118,23 @@ def test_overlapping_demand_response_targets_the_strictest_holds_whatever_the_or
         assert fleet.commands() == []
 
 
+def test_a_schedule_targets_reason_reaches_the_plan_printable(tmp_path):
+    # A reason from the schedule file (or MQTT) went on unfiltered to the MQTT plan, InfluxDB and the audit log.
+    config, schedule = tmp_path / "hashfleet.yaml", tmp_path / "dr.yaml"
+    now = datetime.now(timezone.utc)
+    schedule.write_text(yaml.safe_dump({"targets": [{
+        "limit_kw": 5, "start": now - timedelta(hours=1), "end": now + timedelta(hours=1),
+        "reason": "4CP\x1b[2J\nAUDIT forged line\u202e"}]}))  # an escape, a newline, a bidi override
+    with run_fleet("a1566:1", base="127.50.0.41:0", seed=5) as fleet:
+        config.write_text(yaml.safe_dump({
+            "site": "dr-text", "miners": fleet.addresses, "interval_s": 2,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}, "pue": 1.1}, "network": NETWORK,
+            "curtailment": {"dr_schedule": str(schedule)}}))
+        plan = advise_json(config, {**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")})
+    [target] = plan["dr_targets"]
+    assert target["source"] == "schedule" and target["reason"] == "4CP [2J AUDIT forged line "
+
+
 def test_advise_weighs_what_the_collector_measured_and_leaves_its_book_as_it_was(tmp_path):
     config = tmp_path / "hashfleet.yaml"
     spool = tmp_path / "spool"
@@ -198,16 +215,19 @@ def test_advise_holds_to_the_demand_response_limit_the_service_saved_and_leaves_
             fleet, "adv-saved", {"mode": "on", "allow": ["*"], "mqtt_commands": True})))
         path = spool / "adv-saved" / "curtailment-commands.json"
         path.parent.mkdir(parents=True)
-        # as the service writes it: the utility's limit, and Home Assistant asked for dry_run
+        # as the service writes it: the utility's limit, and Home Assistant asked for dry_run (a reason holding an
+        # escape sequence, as a version that took it as it came saved it: read back printable)
         curtailment_commands.save(path, curtailment_commands.SavedCommands(False, None, ControlMode.DRY_RUN, {
-            FEED: (DrTarget(limit_kw=5, end=now + timedelta(hours=1), reason="4CP alert\x1b[2J"),)}))
+            FEED: (DrTarget.model_construct(limit_kw=5, shed_kw=None, start=None, end=now + timedelta(hours=1),
+                                            reason="4CP alert\x1b[2J"),)}))
+        assert b"4CP alert\\u001b[2J" in path.read_bytes()
         content = path.read_bytes()
 
         plan = advise_json(config, env)
         assert plan["dr_limit_kw"] == 5 and plan["planned_kw"] <= 5 and plan["dr_met"] is True
         assert plan["miners_sleep"] >= 1
         [target] = plan["dr_targets"]
-        assert target["limit_kw"] == 5 and target["reason"] == "4CP alert\x1b[2J" and target["in_force"] is True
+        assert target["limit_kw"] == 5 and target["reason"] == "4CP alert [2J" and target["in_force"] is True
         assert target["source"] == "mqtt" and target["from"] == FEED and target["saved_in"] == str(path)
         assert plan["control_mode"] == "dry_run" and plan["killed"] is False and plan["notes"] == []
 
