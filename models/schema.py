@@ -93,8 +93,10 @@ COLLECTOR = Measurement("collector", ("site", "collector_shard", "instance"), {
     "spool_lost_lines": int,  # lines neither stored nor delivered (a full disk)
     # MQTT ingest, payloads since start (with MQTT ingest configured): accepted; malformed (oversized, not
     # JSON, invalid); unknown (no subscription or meter mapping matches); refused (future-dated, out of
-    # bounds); limited (over the MQTT miner cap, or not allow-listed).
+    # bounds); limited (over the MQTT miner cap, or not allow-listed). Fields refused in accepted telemetry
+    # (left empty and named in the sample's `unusable`), since start.
     "mqtt_accepted": int, "mqtt_malformed": int, "mqtt_unknown": int, "mqtt_refused": int, "mqtt_limited": int,
+    "mqtt_fields_refused": int,
 })
 
 # Pool accounts and workers as the pools show them (collector/sources/pools/, the reconciliation stage).

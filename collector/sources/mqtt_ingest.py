@@ -7,7 +7,12 @@ Four kinds of topic (models.mqtt.IngestKind):
   `state` to mining when hashrate_ths > 0 else idle; `site` and `source` (mqtt) are always set
   here. The latest sample per miner joins every cycle (the ingest is a source: `announce`,
   `collect`); a miner whose latest telemetry is older than `telemetry_max_age_s` yields an offline
-  sample, like a polled miner that does not answer. Its age counts from its `ts`, not from its
+  sample, like a polled miner that does not answer. A reading that fails validation (a fan at -1 rpm,
+  a temperature of 1e400, which JSON reads as infinity, a list over its cap, "1.5" where a number
+  belongs; a board's: `boards`) costs that field: the sample is made from the rest, the field named in
+  `unusable` and `errors` (MinerSample.refused) and counted (`fields_refused`). A payload that is no
+  miner reading (not an object, an unknown key, a bad `miner`, `ts`, `state`, `host` or `port`) is
+  dropped whole (`invalid`). Its age counts from its `ts`, not from its
   arrival: telemetry already that old when it arrives (a retained one, replayed at every start and
   reconnect) is dropped (`stale`) and takes no slot. A miner that is also polled keeps its polled
   sample.
@@ -69,7 +74,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from models.base import is_fresh, number_fields
+from models.base import is_fresh, number_fields, printable
 from collector.sources import dr_targets, plausibility
 from collector.sources.live_inputs import LiveInputs, MeterReading
 from collector.bounded_log import BoundedLog
@@ -127,12 +132,61 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _numbers_are_numbers(data: dict, model: type) -> None:
-    # A true or "1.5" where a number belongs is no reading: lax validation made them 1.0 and 1.5.
+# What says which miner and when: a payload that gets one of them wrong is no miner's reading and is
+# dropped whole (`invalid`). Any other field of MinerSample is a reading: a bad value costs that field.
+_IDENTITY = frozenset({"miner", "host", "port", "site", "ts", "state", "source"})
+_READINGS = frozenset(MinerSample.model_fields) - _IDENTITY
+
+
+def _shown(value: Any) -> str:
+    """A value as a reason may quote it: short, printable (repr escapes what a terminal would act on)."""
+    if isinstance(value, str):
+        return repr(value[:40])
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)[:40]
+    return f"a {type(value).__name__}"  # never the whole of a list or an object
+
+
+def _not_numbers(data: dict, model: type) -> dict[str, str]:
+    """The fields of `data` holding a true or "1.5" where `model` has a number, with why: no reading
+    (lax validation made them 1.0 and 1.5)."""
     numbers = number_fields(model)
+    reasons = {}
     for name, value in data.items():
         if name in numbers and isinstance(value, (bool, str)):
-            raise _Dropped(INVALID, f"{name}: {str(value)[:40]!r} is not a number")
+            reasons[name] = f"{name}: {_shown(value)} is not a number"
+    return reasons
+
+
+def _refused_readings(raw: dict) -> dict[str, str]:
+    """Telemetry's readings that are no numbers where numbers belong (a board's: `boards`), with why.
+    Raises _Dropped for an identity field (a port of "1883")."""
+    reasons = _not_numbers(raw, MinerSample)
+    if reasons and not _READINGS.issuperset(reasons):
+        name = next(n for n in reasons if n not in _READINGS)
+        raise _Dropped(INVALID, reasons[name])
+    boards = raw.get("boards")
+    if isinstance(boards, list) and "boards" not in reasons:
+        for board in boards:
+            if isinstance(board, dict) and (bad := _not_numbers(board, BoardSample)):
+                reasons["boards"] = f"boards: board {_shown(board.get('index'))}: {next(iter(bad.values()))}"
+                break
+    return reasons
+
+
+def _failed_readings(error: ValidationError) -> dict[str, str]:
+    """Each top-level reading `error` names (a board's failure: `boards`; a list over its cap: that
+    list), with the first reason given for it. Raises _Dropped (`invalid`) when the payload is no miner
+    reading at all: an identity field failed, or a key is unknown at any depth (a typo stays loud)."""
+    reasons: dict[str, str] = {}
+    for item in error.errors(include_url=False, include_context=False):
+        loc = item["loc"]
+        where = ".".join(str(p) for p in loc)[:80] or "payload"
+        why = printable(f"{where}: {item['msg']}, got {_shown(item['input'])}")  # (an unknown key is the publisher's)
+        if item["type"] == "extra_forbidden" or not loc or loc[0] not in _READINGS:
+            raise _Dropped(INVALID, why)
+        reasons.setdefault(loc[0], why)
+    return reasons
 
 
 def _bare_number(value: Any) -> float | None:
@@ -202,6 +256,7 @@ class MqttIngest:
         self._counts_lock = threading.Lock()
         self._accepted: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
+        self._fields_refused: Counter[str] = Counter()  # by MinerSample field name: a bounded set
         self._log = BoundedLog(log)
         self._allowed = frozenset(config.allowed_miners)
         self._ids_lock = threading.Lock()
@@ -248,14 +303,18 @@ class MqttIngest:
         with self._counts_lock:
             dropped = dict(self._dropped)
             accepted = sum(self._accepted.values())
+            fields_refused = sum(self._fields_refused.values())
         return {"mqtt_accepted": accepted,
-                **{name: sum(dropped.get(reason, 0) for reason in reasons) for name, reasons in _COUNTED.items()}}
+                **{name: sum(dropped.get(reason, 0) for reason in reasons) for name, reasons in _COUNTED.items()},
+                "mqtt_fields_refused": fields_refused}
 
     def stats(self) -> dict[str, Any]:
         with self._counts_lock:
             accepted, dropped = dict(self._accepted), dict(self._dropped)
+            fields_refused = dict(self._fields_refused)
         return {"accepted": accepted, "dropped": dropped, "accepted_total": sum(accepted.values()),
-                "dropped_total": sum(dropped.values()), "miners": len(self._ids), "evicted_total": self._evicted_total}
+                "dropped_total": sum(dropped.values()), "fields_refused": fields_refused,
+                "miners": len(self._ids), "evicted_total": self._evicted_total}
 
     # -- paho's thread ------------------------------------------------------------------------
 
@@ -390,13 +449,24 @@ class MqttIngest:
             raw["state"] = MinerState.MINING if hashing else MinerState.IDLE
         raw["site"] = self.site
         raw["source"] = SampleSource.MQTT
-        # Not finite, or over a cap: ValidationError, the payload is dropped. Finite but beyond what
-        # the model could do (a hashrate of 1e308): refused and kept out of cost, like a polled miner's.
-        _numbers_are_numbers(raw, MinerSample)
-        for board in raw.get("boards") or ():
-            if isinstance(board, dict):
-                _numbers_are_numbers(board, BoardSample)
-        sample = plausibility.check(MinerSample.model_validate(raw))
+        # A reading that is no number, not finite, out of range or over a cap costs that field: left out,
+        # made from the rest and named (MinerSample.refused), as a polled miner's is. One validation pass and,
+        # when readings failed, one more without them: never a pass per field.
+        reasons = _refused_readings(raw)
+        for name in reasons:
+            del raw[name]
+        try:
+            sample = MinerSample.model_validate(raw)
+        except ValidationError as e:
+            failed = _failed_readings(e)
+            for name in failed:
+                del raw[name]
+            reasons.update(failed)
+            sample = MinerSample.model_validate(raw)
+        given = sample.unusable  # what the publisher itself named
+        # Finite but beyond what the model could do (a hashrate of 1e308): refused and kept out of cost too.
+        sample = plausibility.check(sample.refused(reasons) if reasons else sample)
+        refused = [name for name in sample.unusable if name not in given] if sample.unusable is not given else []
         if not sample.miner.isprintable():
             # No device names itself so: a control character forges log lines and recolours terminals, a
             # format character (bidi, zero-width) makes a look-alike of another miner's id in Home Assistant.
@@ -424,6 +494,9 @@ class MqttIngest:
                 self.live.verified_mqtt_miners.add(sample.miner)
             if sample.power_w is not None:
                 self._reported_w[sample.miner] = sample.power_w
+            if refused:
+                with self._counts_lock:
+                    self._fields_refused.update(refused)
             return True
         return update
 

@@ -4,6 +4,7 @@ of bad payloads, meters, prices and MQTT-published miners feeding the cycle and 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -165,7 +166,7 @@ def test_a_flood_of_malformed_payloads_is_counted_and_dropped_while_cycles_go_on
     ]
     bad = {
         "not_json": (f"{feeds}/price", b"this is not { json"),
-        "invalid": (f"{feeds}/miner/x", b'{"hashrate_ths": "fast"}'),
+        "invalid": (f"{feeds}/miner/x", b'{"hashrat_ths": 5}'),  # an unknown key: no miner reading
         "oversized": (f"{feeds}/price", b'{"usd_per_kwh": 0.1, "pad": "' + b"x" * 3000 + b'"}'),
         "unmapped": (f"{feeds}/meter/o9", b'{"watts": 3000}'),
     }
@@ -337,6 +338,70 @@ def test_telemetry_with_a_power_no_unit_draws_keeps_its_state_and_a_refused_hash
         assert fast.power_w == 139.0
         assert result.cost is not None and result.cost.site.miners_left_out == 2  # neither is costed
     finally:
+        publisher.close()
+        collector.close()
+
+
+def test_telemetry_with_a_bad_field_costs_that_field_and_a_payload_that_is_no_reading_is_dropped(mosquitto):
+    # A fan at -1 rpm (firmware's absent fan), a temperature of 1e400 (infinity in JSON) or "6.1" for a
+    # hashrate dropped the whole payload as `invalid`: the miner went stale, then offline, and left the
+    # dashboards and the cost figures. Now that field is left empty and named; the rest is kept.
+    site = unique("badfield")
+    feeds = f"feeds/{site}"
+    topics = Topics("hashfleet", site)
+    collector = RunningCollector({
+        "site": site, "interval_s": 1, "economics": ECONOMICS, "network": NETWORK,
+        "mqtt": mqtt_config(mosquitto.host, mosquitto.port,
+                            ingest=[{"topic": f"{feeds}/miner/+", "kind": "miner_telemetry"}]),
+    })
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    watch = Subscriber(mosquitto.host, mosquitto.port, [topics.collector, topics.miner_state("fan")])
+    nano = {"model": "Avalon Nano3s", "state": "mining", "hashrate_ths": 6.1, "power_w": 139.0,
+            "temp_chip_max_c": 71.0, "fans_rpm": [2400]}
+    board = {"index": 0, "hashrate_ths": 6.1, "temp_in_c": 50.0}
+    try:
+        publisher.publish_many([
+            # No miner reading at all: still dropped whole (`invalid`). First, so counted by the cycle below.
+            (f"{feeds}/miner/typo", {**nano, "hashrat_ths": 6.1}),  # a publisher's typo stays loud
+            (f"{feeds}/miner/when", {**nano, "ts": "yesterday"}),
+            (f"{feeds}/miner/noname", {**nano, "miner": ""}),
+            (f"{feeds}/miner/fan", {**nano, "fans_rpm": [-1]}),
+            (f"{feeds}/miner/hot", json.dumps({**nano, "temp_env_c": 12345}).replace("12345", "1e400")),
+            (f"{feeds}/miner/text", {**nano, "hashrate_ths": "6.1"}),
+            (f"{feeds}/miner/board", {**nano, "boards": [board, {**board, "index": 1, "chips_ok": -3}]}),
+            (f"{feeds}/miner/allbad", {"hashrate_ths": "x", "power_w": -1, "fans_rpm": [-1], "temp_chip_max_c": True}),
+        ])
+        kept = {"fan", "hot", "text", "board", "allbad"}
+        result = collector.next_result(lambda r: r.cost is not None and {s.miner for s in r.samples} == kept,
+                                       what="the five MQTT miners with a refused field in a costed cycle")
+        samples = {s.miner: s for s in result.samples}
+        for name, field in (("fan", "fans_rpm"), ("hot", "temp_env_c"), ("board", "boards")):
+            sample = samples[name]
+            assert sample.state is MinerState.MINING, sample
+            assert (sample.hashrate_ths, sample.power_w, sample.temp_chip_max_c) == (6.1, 139.0, 71.0)
+            assert sample.unusable == [field] and len(sample.errors) == 1 and sample.errors[0].startswith(field)
+            assert getattr(sample, field) in ([], None)
+        assert samples["fan"].errors == ["fans_rpm.0: Input should be greater than or equal to 0, got -1"]
+        assert samples["board"].errors == ["boards.1.chips_ok: Input should be greater than or equal to 0, got -3"]
+        text = samples["text"]  # the live rate refused: whether it hashes is unknown
+        assert text.state is MinerState.ERROR and text.hashrate_ths is None and text.power_w == 139.0
+        assert text.unusable == ["hashrate_ths"] and text.errors == ["hashrate_ths: '6.1' is not a number"]
+        allbad = samples["allbad"]  # every reading refused: still a sample, in error
+        assert allbad.state is MinerState.ERROR
+        assert (allbad.hashrate_ths, allbad.power_w, allbad.fans_rpm, allbad.temp_chip_max_c) == (None, None, [], None)
+        assert sorted(allbad.unusable) == ["fans_rpm", "hashrate_ths", "power_w", "temp_chip_max_c"]
+        assert result.cost.site.miners_left_out == 2  # text and allbad; fan, hot and board are costed
+        assert result.counters["mqtt_fields_refused"] == 8 and result.counters["mqtt_malformed"] == 3
+
+        published = watch.wait_json(topics.miner_state("fan"))
+        assert published["state"] == "mining" and published["hashrate_ths"] == 6.1
+        assert published["unusable"] == ["fans_rpm"]
+        ingest = watch.wait_json(topics.collector, lambda d: d["ingest"]["dropped_total"] >= 3)["ingest"]
+        assert ingest["dropped"] == {"invalid": 3} and ingest["accepted"] == {"miner_telemetry": 5}
+        assert ingest["fields_refused"] == {"fans_rpm": 2, "temp_env_c": 1, "hashrate_ths": 2, "boards": 1,
+                                            "power_w": 1, "temp_chip_max_c": 1}
+    finally:
+        watch.close()
         publisher.close()
         collector.close()
 

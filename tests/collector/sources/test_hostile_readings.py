@@ -115,7 +115,7 @@ def test_hostile_replies_cost_only_their_own_fields_and_good_miners_keep_points_
         assert site["incomplete"] == 1 and site["miners"] == len(fleet.miners)
 
 
-def test_mqtt_telemetry_with_a_hashrate_of_1e308_or_5e_324_is_refused_and_kept_out_of_cost(mosquitto, caplog):
+def test_mqtt_telemetry_with_a_hashrate_of_1e308_5e_324_or_1e400_is_refused_and_kept_out_of_cost(mosquitto, caplog):
     site = unique("hostile")
     topic = f"sim/{site}/+/telemetry"
     with run_fleet("a1566:1", base="127.48.1.1:0", seed=14) as fleet:
@@ -130,7 +130,8 @@ def test_mqtt_telemetry_with_a_hashrate_of_1e308_or_5e_324_is_refused_and_kept_o
             publisher.publish(f"sim/{site}/overflow/telemetry", b'{"hashrate_ths": 1e400, "power_w": 3000}')
             # A denormal: the cost stage logged an ERROR on it (efficiency_j_th inf), trial H L5.
             publisher.publish(f"sim/{site}/tiny/telemetry", b'{"hashrate_ths": 5e-324, "power_w": 3000}')
-            result = collector.next_result(lambda r: r.cost is not None and {"liar", "tiny"} <= {s.miner for s in r.samples},
+            mqtt_miners = {"liar", "tiny", "overflow"}
+            result = collector.next_result(lambda r: r.cost is not None and mqtt_miners <= {s.miner for s in r.samples},
                                            what="a costed cycle with the MQTT miners")
             liar = next(s for s in result.samples if s.miner == "liar")
             assert liar.state is MinerState.ERROR and liar.hashrate_ths is None and "hashrate_ths" in liar.unusable
@@ -139,8 +140,12 @@ def test_mqtt_telemetry_with_a_hashrate_of_1e308_or_5e_324_is_refused_and_kept_o
             assert tiny.state is MinerState.ERROR and tiny.hashrate_ths is None and "hashrate_ths" in tiny.unusable
             assert any("4.94066e-324" in e and "not a plausible reading" in e for e in tiny.errors)
             assert not [r for r in caplog.records if "cost figures failed" in r.getMessage()]
-            assert not any(s.miner == "overflow" for s in result.samples)  # 1e400 is inf in JSON: payload refused
-            assert collector.bridge.ingest.stats()["dropped"].get("invalid") == 1
+            # 1e400 is inf in JSON: that field is refused, not the payload (its power is kept).
+            overflow = next(s for s in result.samples if s.miner == "overflow")
+            assert overflow.state is MinerState.ERROR and overflow.hashrate_ths is None and overflow.power_w == 3000
+            assert overflow.unusable == ["hashrate_ths"] and overflow.errors == [
+                "hashrate_ths: Input should be a finite number, got inf"]
+            assert collector.bridge.ingest.stats()["dropped"] == {}
             polled = [s for s in result.samples if s.source is SampleSource.AVALON]
             assert len(polled) == 1 and polled[0].state is MinerState.MINING
             site_cost = result.cost.site
@@ -149,7 +154,7 @@ def test_mqtt_telemetry_with_a_hashrate_of_1e308_or_5e_324_is_refused_and_kept_o
             assert site_cost.all_in_cost_per_btc == pytest.approx(alone.all_in_cost_per_btc, rel=1e-9)
             assert site_cost.hashrate_ths == pytest.approx(polled[0].hashrate_ths)
             assert "hashrate_ths" in site_cost.missing_inputs  # the liars are counted as incomplete
-            for name in ("liar", "tiny"):
+            for name in ("liar", "tiny", "overflow"):
                 liar_cost = next(c for c in result.miner_costs if c.miner == name)
                 assert liar_cost.hashrate_ths == 0 and liar_cost.power_w == 0 and liar_cost.missing_inputs
         finally:

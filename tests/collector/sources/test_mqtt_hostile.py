@@ -121,10 +121,7 @@ def test_the_power_price_bounds_are_configurable():
     ("price/btc", {"usd": "95000"}),
     ("pdu/r1/outlet/1", {"outlet": "r1-1", "watts": True}),  # a 1 W miner, a 3,448 W meter gap
     ("pdu/r1/outlet/1", {"outlet": "r1-1", "watts": "2500"}),
-    ("dev/x/telemetry", {"hashrate_ths": True, "power_w": 18}),
-    ("dev/x/telemetry", {"hashrate_ths": "1.5", "power_w": "18"}),
-    ("dev/x/telemetry", {"hashrate_ths": 1.5, "temp_chip_max_c": "80"}),
-    ("dev/x/telemetry", {"hashrate_ths": 1.5, "boards": [{"index": 0, "hashrate_ths": True}]}),
+    ("dev/x/telemetry", {"hashrate_ths": 1.5, "port": "1883"}),  # telemetry's: only where it says which miner
 ])
 def test_a_switch_or_a_string_where_a_number_belongs_is_invalid(topic, payload):
     ingest, live, _ = make_ingest()
@@ -132,6 +129,67 @@ def test_a_switch_or_a_string_where_a_number_belongs_is_invalid(topic, payload):
     assert ingest.stats()["dropped"] == {"invalid": 1}
     assert live.power_price is None and live.btc_price_usd is None and live.metered_power("m1", T0) is None
     assert ingest.cycle_samples(T0, []) == []
+
+
+@pytest.mark.parametrize(("payload", "state", "refused"), [
+    ({"hashrate_ths": True, "power_w": 18}, MinerState.ERROR, {"hashrate_ths": "hashrate_ths: True is not a number"}),
+    ({"hashrate_ths": "1.5", "power_w": "18"}, MinerState.ERROR,
+     {"hashrate_ths": "hashrate_ths: '1.5' is not a number", "power_w": "power_w: '18' is not a number"}),
+    ({"hashrate_ths": 1.5, "temp_chip_max_c": "80"}, MinerState.MINING,
+     {"temp_chip_max_c": "temp_chip_max_c: '80' is not a number"}),
+    ({"hashrate_ths": 1.5, "boards": [{"index": 0, "hashrate_ths": 1.5}, {"index": 1, "hashrate_ths": True}]},
+     MinerState.MINING, {"boards": "boards: board 1: hashrate_ths: True is not a number"}),
+])
+def test_a_switch_or_a_string_where_a_telemetry_reading_belongs_costs_that_reading(payload, state, refused):
+    # Telemetry's readings were dropped with the whole payload (`invalid`): the miner went stale, then offline.
+    ingest, _, _ = make_ingest()
+    feed(ingest, "dev/x/telemetry", payload)
+    [sample] = ingest.cycle_samples(T0, [])
+    assert sample.state is state and sample.unusable == list(refused) and sample.errors == list(refused.values())
+    assert all(getattr(sample, name) in (None, []) for name in refused)
+    assert ingest.stats()["dropped"] == {} and ingest.stats()["fields_refused"] == dict.fromkeys(refused, 1)
+
+
+def _with_every_reading_bad() -> dict:
+    bad = {name: "x" * 300 for name in ("make", "model", "firmware", "mac", "work_mode")}
+    bad |= {name: -1 for name in ("hashrate_ths", "hashrate_avg_ths", "expected_hashrate_ths", "power_w",
+                                  "power_limit_w", "efficiency_j_th", "uptime_s", "hw_error_pct")}
+    bad |= {name: 1e400 for name in ("temp_env_c", "temp_chip_max_c", "temp_board_max_c")}
+    bad |= {"fans_rpm": [-1] * 20_000, "boards": [{"index": i, "temp_in_c": "hot"} for i in range(1000)],
+            "pool": {"url": "\x1b[31m" * 100}, "errors": ["e"] * 1000, "warnings": ["w" * 501],
+            "fault_codes": [{"key": "k"}], "unusable": "all"}
+    return bad
+
+
+def test_telemetry_with_every_reading_bad_is_still_a_sample_with_bounded_printable_reasons():
+    # 23 readings, a 20,000-entry fan list, 1,000 bad boards: each field is named once, the lists stay capped.
+    ingest, _, _ = make_ingest(max_payload_bytes=512 * 1024)
+    payload = json.dumps(_with_every_reading_bad()).replace("Infinity", "1e400").encode()  # (JSON reads it as inf)
+    feed(ingest, "dev/x/telemetry", payload)
+    [sample] = ingest.cycle_samples(T0, [])
+    assert sample.state is MinerState.ERROR and sample.hashrate_ths is None and sample.boards == []
+    assert sorted(sample.unusable) == sorted(_with_every_reading_bad())
+    assert len(sample.errors) == 23 and all(e.isprintable() and len(e) < 200 for e in sample.errors), sample.errors
+    assert ingest.stats()["fields_refused"] == dict.fromkeys(sample.unusable, 1)
+
+
+@pytest.mark.parametrize("payload", [
+    {"hashrate_ths": 1.5, "hashrat_ths": 1.5},  # a publisher's typo stays loud
+    {"hashrate_ths": 1.5, **{f"k{i}": -1 for i in range(5000)}},
+    {"hashrate_ths": 1.5, "fans_rpm": [-1], "boards": [{"index": 0, "temp_in": 50}]},  # at any depth
+    {"hashrate_ths": 1.5, "pool": {"url": "u", "acepted": 3}},
+    {"hashrate_ths": 1.5, "state": "dancing"},
+    {"hashrate_ths": 1.5, "ts": "yesterday"},
+    {"hashrate_ths": 1.5, "ts": "2025-06-01T12:00:00"},  # no time zone
+    {"hashrate_ths": 1.5, "miner": ""},
+    {"hashrate_ths": 1.5, "miner": 7},
+    {"hashrate_ths": 1.5, "host": "h" * 300},
+])
+def test_telemetry_that_is_no_miner_reading_is_still_dropped_whole(payload):
+    ingest, _, _ = make_ingest()
+    feed(ingest, "dev/x/telemetry", payload)
+    assert ingest.cycle_samples(T0, []) == [] and ingest.stats()["dropped"] == {"invalid": 1}
+    assert ingest.stats()["fields_refused"] == {} and ingest.stats()["miners"] == 0
 
 
 def test_a_meter_reading_no_outlet_could_show_is_refused():

@@ -332,7 +332,7 @@ def test_a_price_or_reading_older_than_the_one_held_is_counted_dropped_not_accep
     ("price/power", b'{"usd_per_kwh": 0.04, "usd_per_mwh": 40}', "invalid"),
     ("pdu/r1/outlet/9", b'{"outlet": "r1-9", "watts": 3000}', "unmapped"),
     ("pdu/r1/outlet/1", b'{"outlet": "r1-1", "wats": 3000}', "invalid"),
-    ("dev/x/telemetry", b'{"hashrate_ths": "fast"}', "invalid"),
+    ("dev/x/telemetry", b'{"hashrat_ths": 5}', "invalid"),  # an unknown key (a bad reading costs only itself)
     ("dev/x/telemetry", b"[1, 2, 3]", "invalid"),
     ("dev/x/telemetry", b'{"pad": "' + b"x" * 1100 + b'"}', "oversized"),
     ("elsewhere/topic", b"{}", "unknown_topic"),
