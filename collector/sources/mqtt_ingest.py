@@ -368,7 +368,9 @@ class MqttIngest:
     def _drop(self, reason: str, topic: str, detail: str) -> None:
         with self._counts_lock:
             self._dropped[reason] += 1
-        self._log.warning(reason, "MQTT payload on %s dropped (%s): %s", topic[:200], reason, detail[:300])
+        # (the topic and the detail are the publisher's text: a key or topic level may hold an escape sequence)
+        self._log.warning(reason, "MQTT payload on %s dropped (%s): %s", printable(topic[:200]), reason,
+                          printable(detail[:300]))
 
     def _apply(self, kind: IngestKind, topic: str, update: _Update) -> None:
         loop = self._loop

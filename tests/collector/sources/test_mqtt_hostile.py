@@ -835,3 +835,16 @@ def test_at_the_cap_an_offline_id_gives_its_slot_to_a_newcomer(mosquitto):
         collector.close()
         publisher.publish_many([(t, b"") for t in fakes], retain=True)
         publisher.close()
+
+
+def test_a_dropped_payloads_topic_and_keys_reach_the_log_without_their_escapes(caplog):
+    # The drop's log line quoted the publisher's topic level and unknown key as sent: an escape sequence in
+    # either recoloured or cleared the operator's terminal (and a newline forged a log line).
+    ingest, live, _ = make_ingest()
+    caplog.set_level(logging.WARNING)
+    feed(ingest, "dev/\x1b[2Jm1\nFAKE/telemetry", {"hashrate_ths": 1.0, "\x1b[31mkey\x07": 1})
+    feed(ingest, "price/power", {"usd_per_kwh": 0.04, "\x9b31m\u202ekey": 1})
+    assert ingest.stats()["dropped"] == {"invalid": 2}
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert dropped and all(line.isprintable() for line in dropped), dropped  # (a line per reason per 10 s)
+    assert "m1 FAKE" in dropped[0] and "key" in dropped[0]
