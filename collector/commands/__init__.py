@@ -18,6 +18,7 @@ import typer
 
 from collector.commands import advise, backtest, collect, cost, grafana, health, poll, pools, report, scan, watch
 from collector.redact import RedactingFilter
+from models.base import printable
 
 app = typer.Typer(
     name="hashfleet",
@@ -36,9 +37,21 @@ def _root(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # whatever a library logs, URL credentials stay hidden
         handler.addFilter(RedactingFilter())
+        handler.addFilter(PrintableLog())
     if logging.getLogger().level > logging.DEBUG:  # httpx logs every request at INFO: a line per pool call
         logging.getLogger("httpx").setLevel(logging.WARNING)
     warnings.showwarning = _pyasic_warnings_to_log
+
+
+class PrintableLog(logging.Filter):
+    """Every log line printable, the last line of defence: a miner's, a publisher's or a library's text may
+    hold an escape sequence (recolours or clears the operator's terminal) or a newline (forges a log line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.isprintable():
+            record.msg, record.args = printable(message), None
+        return True
 
 
 _show_warning = warnings.showwarning

@@ -85,9 +85,9 @@ class AuditLog:
             self.dropped += max(0, len(unwritten) - MAX_BACKLOG)
             self._backlog = unwritten[-MAX_BACKLOG:]
             failed_now = new[max(0, written - (len(lines) - len(new))):]  # the backlog's were logged before
-            if failed_now:
-                log.error("curtailment audit log %s not written (%s), kept to write later:\n%s", self.path, error,
-                          _text(failed_now))
+            for line in failed_now:  # (a record each: the log keeps a line a record, PrintableLog)
+                log.error("curtailment audit log %s not written (%s), kept to write later: %s", self.path, error,
+                          _text([line]))
             return
         if self.broken is not None:
             log.warning("curtailment audit log %s written again (%d line(s) kept meanwhile, %d given up)",

@@ -174,3 +174,16 @@ def test_grafana_url_refused(url):
     result = run("grafana", "push", "--url", url, "--token", "t", "--influx-url", "http://influxdb:8086")
     assert result.returncode == 2
     assert_hidden(result, "***@grafana")
+
+
+def test_every_log_line_is_printable_whoever_wrote_its_text():
+    # The last line of defence, on the CLI's log handler beside RedactingFilter: an escape sequence in a
+    # miner's or a publisher's text recoloured or cleared the operator's terminal, a newline forged a line.
+    from collector.commands import PrintableLog
+
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "miner %s said %s", (
+        "m1\x1b[2J", "ok\n2026-12-06 00:00:00 INFO collector.service: all good\x9b31m"), None)
+    assert PrintableLog().filter(record)
+    assert record.getMessage().isprintable() and "m1 [2J said ok 2026-12-06" in record.getMessage()
+    plain = logging.LogRecord("x", logging.INFO, __file__, 1, "cycle %d", (3,), None)
+    assert PrintableLog().filter(plain) and plain.args == (3,)  # (a printable line is left as it is)
