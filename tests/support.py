@@ -200,3 +200,19 @@ def run_measured(argv: list[str], directory: Path, *, address_space: int = 0, ti
         return -9, out.read_text(), err.read_text(), 0.0
     measured = json.loads(report.read_text())
     return measured["code"], out.read_text(), err.read_text(), measured["peak_kib"] / 1024  # KiB on Linux
+
+
+def read_once(address: str, ts: datetime = TS, *, timeout_s: float = 3.0):
+    """Identify `address` and poll it once, as `hashfleet poll` does (the service identifies in the
+    background): the one MinerSample."""
+    from collector.sources.polled_miners import PolledMiners
+    from models import CollectorConfig
+
+    poller = PolledMiners(CollectorConfig(miners=[address], timeout_s=timeout_s))
+
+    async def identify_then_poll():
+        await poller.refresh()
+        return await poller.cycle(ts)
+
+    [sample] = asyncio.run(identify_then_poll()).samples
+    return sample

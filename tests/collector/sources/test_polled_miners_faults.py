@@ -5,7 +5,7 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-from tests.support import wait_for
+from tests.support import read_once, wait_for
 
 from collector.sources.polled_miners import PolledMiners
 from models import CollectorConfig, MinerState
@@ -29,8 +29,7 @@ async def identify_then_poll(poller: PolledMiners):
 
 
 def poll(miner, timeout_s: float = 2.0):
-    poller = PolledMiners(CollectorConfig(miners=[miner.address], timeout_s=timeout_s))
-    return asyncio.run(identify_then_poll(poller)).samples[0]
+    return read_once(miner.address, TS, timeout_s=timeout_s)
 
 
 def test_healthy_miner_matches_what_the_simulator_served(fleet):

@@ -6,13 +6,12 @@ with readings no Bitaxe makes, a chip at 999 C, a group MAC.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 
 import pytest
 
-from collector.sources.polled_miners import PolledMiners
-from models import CollectorConfig, MinerSample, MinerState, SampleSource
+from models import MinerSample, MinerState, SampleSource
+from tests.support import read_once
 from simulators import ManualClock, run_fleet
 from tests.collector.sources.tampering_proxy import TamperingProxy, rewrite_json
 
@@ -32,14 +31,8 @@ def proxy():
 def read_through(proxy: TamperingProxy, edit) -> MinerSample:
     """Identify and read the Bitaxe once (as `hashfleet poll` does) while its system info says what `edit` makes it."""
     proxy.web_tamper[PROXIED] = rewrite_json("/api/system/info", edit)
-    poller = PolledMiners(CollectorConfig(miners=[PROXIED], timeout_s=3.0))
-
-    async def identify_then_poll():
-        await poller.refresh()
-        return await poller.cycle(TS)
-
     try:
-        [sample] = asyncio.run(identify_then_poll()).samples
+        sample = read_once(PROXIED, TS)
     finally:
         del proxy.web_tamper[PROXIED]
     assert sample.source is SampleSource.PYASIC, sample

@@ -5,13 +5,12 @@ The native RPC makes: test_native_hostile.py; pyasic: test_pyasic_hostile.py; MQ
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 
 import pytest
 
-from collector.sources.polled_miners import PolledMiners
-from models import CollectorConfig, MinerSample, MinerState, SampleSource
+from models import MinerSample, MinerState, SampleSource
+from tests.support import read_once
 from simulators import run_fleet
 
 TS = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
@@ -26,14 +25,8 @@ def avalon():
 def read_with(miner, **device_keys: str) -> MinerSample:
     """Identify and poll the unit once while its device string carries `device_keys`."""
     miner.set_faults(device_keys=device_keys)
-    poller = PolledMiners(CollectorConfig(miners=[f"{miner.host}:{miner.port}"], timeout_s=3.0))
-
-    async def identify_then_poll():
-        await poller.refresh()
-        return await poller.cycle(TS)
-
     try:
-        [sample] = asyncio.run(identify_then_poll()).samples
+        sample = read_once(f"{miner.host}:{miner.port}", TS)
     finally:
         miner.set_faults(device_keys={})
     assert sample.source is SampleSource.AVALON, sample
