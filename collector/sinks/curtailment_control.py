@@ -5,7 +5,9 @@ miner is doing (`cycle.samples`), and in mode
 
     off      does nothing at all;
     dry_run  decides what `on` would send, and logs and publishes it (audit log, `action` points, MQTT)
-             without sending anything;
+             without sending anything: it keeps the books `on` would keep (the miners it would have slept
+             or moved, its sends within the hour: `_DryRun`), so it announces what `on` would send, within
+             the same limits, once per change;
     on       sends it (collector/sinks/miner_commands.py), and checks the change on the next poll.
 
 Safety, in the order it is checked:
@@ -40,7 +42,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,64 @@ class _Pending:
     kw: float
     attempt: int
     step: str = "sending"  # sending (no reply yet) | sent (the next poll confirms) | resend
+
+
+RUNNING = "running"  # dry_run: a miner it announced woken runs (in the mode it reports)
+
+
+@dataclass(slots=True)
+class _DryRun:
+    """dry_run's books: what `on` would have kept had it sent what dry_run announced, each change taken to
+    show at the next poll (nothing was sent, so the miner itself still reads as it was). Seeded from control's
+    own books when dry_run begins; in memory only: never saved, never read by `on`."""
+
+    slept: dict[str, float]
+    moved: dict[str, str]
+    moved_to: dict[str, str]
+    sent: deque[float]
+    left: dict[str, str] = field(default_factory=dict)  # miner -> SLEEP, RUNNING or the mode it was moved to
+
+    def seen(self, sample: MinerSample) -> MinerSample:
+        """The miner as `on` would have left it: asleep once a sleep was announced, running once a wake was, in
+        the mode announced; a reading that says nothing (offline, in error, MQTT) stays as it is."""
+        left = self.left.get(sample.miner)
+        if left is None or not _usable(sample):
+            return sample
+        if left == SLEEP:
+            return sample if _asleep(sample) else sample.model_copy(update={"state": MinerState.SOFT_OFF})
+        update: dict[str, Any] = {"state": MinerState.MINING} if _asleep(sample) else {}
+        if left != RUNNING:
+            update["work_mode"] = left
+        return sample.model_copy(update=update) if update else sample
+
+    def record(self, sample: MinerSample, action: str, want: str, now: float) -> None:
+        """An announced action, booked as `on` books a send, and taken as done."""
+        miner = sample.miner
+        self.sent.append(now)
+        if action == "sleep":
+            self.slept[miner], left = now, SLEEP
+        elif action == "wake":
+            self.slept.pop(miner, None)
+            left = RUNNING
+        else:
+            if self.moved.get(miner) == want:  # back to the mode it was moved from
+                del self.moved[miner]
+                self.moved_to.pop(miner, None)
+            elif miner not in self.moved and sample.work_mode is not None:
+                self.moved[miner], self.moved_to[miner] = sample.work_mode, want
+            left = want
+        self.left.pop(miner, None)
+        self.left[miner] = left  # (the latest last: with miner churn, the oldest are forgotten first)
+        while len(self.left) > MAX_TRACKED:
+            gone = next(iter(self.left))
+            del self.left[gone]
+            self.slept.pop(gone, None)
+            self.moved.pop(gone, None)
+            self.moved_to.pop(gone, None)
+
+    def carry_back(self, step: float) -> None:
+        self.sent = deque(t - step for t in self.sent)
+        self.slept = {miner: t - step for miner, t in self.slept.items()}
 
 
 def _utc(ts: float) -> datetime:
@@ -123,7 +183,7 @@ class CurtailmentControl:
         self._pending: dict[str, _Pending] = {}
         self._results: list[ActionEvent] = []  # replies that came back since the last cycle
         self._tasks: set[asyncio.Task] = set()
-        self._announced: dict[str, str] = {}  # dry run: the option last announced per miner
+        self._dry: _DryRun | None = None  # while in dry_run: the books `on` would have kept
         self._blocked: str | None = None  # why nothing may be sent (announced once per episode)
         # kept across restarts
         self.slept: dict[str, float] = {}  # miners this control put to sleep -> when
@@ -144,6 +204,10 @@ class CurtailmentControl:
     async def write(self, cycle: Cycle) -> None:
         plan = cycle.curtailment
         mode = self.mode()
+        if mode is not ControlMode.DRY_RUN:
+            self._dry = None
+        elif self._dry is None:  # dry_run begins where control's own books are
+            self._dry = _DryRun(dict(self.slept), dict(self.moved), dict(self.moved_to), deque(self.sent))
         if plan is None:
             return
         plan.control_mode = mode.value
@@ -162,7 +226,8 @@ class CurtailmentControl:
                 events.append(ActionEvent(_utc(now), "*", "none", "skipped", blocked, mode=mode.value))
             self._blocked = blocked
         if blocked is None:
-            budget = self._budget(now)  # one a cycle, shared: new actions first, then retries (retries count)
+            # one a cycle, shared: new actions first, then retries (retries count); dry_run's own in dry_run
+            budget = self._budget(now, self.sent if self._dry is None else self._dry.sent)
             started = self._act(plan, samples, now, mode, budget)
             events += started + self._resend(samples, now, mode, budget - len(started))
         plan.events.extend(events)
@@ -250,16 +315,18 @@ class CurtailmentControl:
              budget: int) -> list[ActionEvent]:
         """Start what the plan wants, at most `budget` actions: one event (sent or dry_run) each."""
         advice = {a.miner: a for a in plan.advice}
+        dry = self._dry if mode is ControlMode.DRY_RUN else None
+        slept, moved = (self.slept, self.moved) if dry is None else (dry.slept, dry.moved)
         wanted: list[tuple[int, float, str, str, str, MinerSample]] = []  # (order, kW, action, want, miner)
         for miner, want in plan.keys.items():
             sample = samples.get(miner)
             if sample is None or miner in self._pending or self.failed.get(miner, 0.0) > now:
                 continue
+            if dry is not None:
+                sample = dry.seen(sample)
             a = advice.get(miner)
-            action = self._action(sample, want, a)
+            action = self._action(sample, want, a, slept, moved)
             if action is None or not self.allowed(sample):
-                continue
-            if mode is ControlMode.DRY_RUN and self._announced.get(miner) == want:
                 continue
             kw = (a.kw - a.kw_always_on) if a is not None and want == SLEEP else 0.0
             order = {"sleep": 0, "mode": 1, "wake": 2}[action]
@@ -275,8 +342,9 @@ class CurtailmentControl:
             events.append(self._start(sample, action, want, reason, kw, 1, now, mode))
         return events
 
-    def _action(self, sample: MinerSample, want: str, advice: MinerAdvice | None) -> str | None:
-        """What would bring `sample` to `want`, if control may do it at all."""
+    def _action(self, sample: MinerSample, want: str, advice: MinerAdvice | None, slept: dict[str, float],
+                moved: dict[str, str]) -> str | None:
+        """What would bring `sample` to `want`, if control may do it at all (`slept`, `moved`: its books)."""
         state = sample.state
         if sample.source is SampleSource.MQTT or state in (MinerState.OFFLINE, MinerState.ERROR):
             return None
@@ -284,17 +352,17 @@ class CurtailmentControl:
         if want == SLEEP:
             return None if asleep else "sleep"
         if asleep:
-            return "wake" if sample.miner in self.slept else None
+            return "wake" if sample.miner in slept else None
         if sample.source is not SampleSource.AVALON or want == DEFAULT_MODE or not (want.isascii() and want.isdigit()):
             return None
         current = sample.work_mode
         if current is None or current == want:
             return None
-        if self.moved.get(sample.miner) == want:
+        if moved.get(sample.miner) == want:
             return "mode"  # back to the mode control moved it from
         # Otherwise control only lowers a miner from its usual mode (never one an operator set).
         lowering = (advice is not None and advice.action == "lower" and current == advice.usual
-                    and sample.miner not in self.moved)
+                    and sample.miner not in moved)
         return "mode" if lowering else None
 
     def _now(self) -> float:
@@ -310,11 +378,13 @@ class CurtailmentControl:
         self.sent = deque(t - step for t in self.sent)
         self.slept = {miner: t - step for miner, t in self.slept.items()}
         self.failed = {miner: t - step for miner, t in self.failed.items()}
+        if self._dry is not None:
+            self._dry.carry_back(step)
 
-    def _budget(self, now: float) -> int:
-        while self.sent and self.sent[0] <= now - HOUR_S:
-            self.sent.popleft()
-        return min(self.config.max_actions_per_cycle, self.config.max_actions_per_hour - len(self.sent))
+    def _budget(self, now: float, sent: deque[float]) -> int:
+        while sent and sent[0] <= now - HOUR_S:
+            sent.popleft()
+        return min(self.config.max_actions_per_cycle, self.config.max_actions_per_hour - len(sent))
 
     def _start(self, sample: MinerSample, action: str, want: str, reason: str, kw: float, attempt: int,
                now: float, mode: ControlMode) -> ActionEvent:
@@ -322,7 +392,8 @@ class CurtailmentControl:
         ts = int(now)
         command = miner_commands.describe(action, avalon=avalon, ts=ts, mode=want if action == "mode" else None)
         if mode is ControlMode.DRY_RUN:
-            self._announced[sample.miner] = want
+            assert self._dry is not None
+            self._dry.record(sample, action, want, now)
             return ActionEvent(_utc(now), sample.miner, action, "dry_run", reason, "not sent: control is in dry_run",
                                command, sample.host, kw, attempt, mode.value)
         self.sent.append(now)

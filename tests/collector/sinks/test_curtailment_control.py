@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from collector.sinks import audit_log, curtailment_control
 from collector.sources import curtailment_commands
 from collector.sinks.miner_commands import avalon_parameter, read_avalon_reply
 from collector.sinks.points import curtailment_lines
-from models import CollectorConfig
+from models import CollectorConfig, LivePowerPrice
 from models.curtailment import ActionEvent
 from simulators.fleet import run_fleet
 from tests.collector.mqtt_support import CaptureSink
@@ -308,6 +309,66 @@ def test_actions_per_cycle_and_per_hour_are_capped(fleet):
         miner.set_faults(soft_off=False)
     run(config(fleet, "ctl-hour", price=SPIKE, control={"mode": "on", "allow": ["*"], "max_actions_per_hour": 1}), 4)
     assert len(fleet.commands()) == 1
+
+
+def each_cycle_at(fleet, site: str, prices: list[float], control: dict, **curtailment) -> list[list[tuple[str, str]]]:
+    """One run, a live price per cycle (as the MQTT price feed would set it): each cycle's actions as
+    (model, action), sorted: those `on` sent, or those dry_run announced. In `on`, the simulators' command
+    log must hold what the audit says was sent (each miner's commands in order)."""
+    cfg = config(fleet, f"{site}-{control['mode']}", price=None, control=control, **curtailment)
+    model = {m.mac.upper(): m.spec.key for m in fleet}
+    pipeline = build(cfg, sinks=[_Site(lambda cycle: set_price(len(cycles)))], service_mode=True)
+    live = next(s for s in pipeline.sinks if isinstance(s, curtailment_control.CurtailmentControl)).live
+    cycles: list[list[tuple[str, str]]] = []
+
+    def set_price(n: int) -> None:
+        if n < len(prices):
+            live.power_price = LivePowerPrice(usd_per_kwh=prices[n], as_of=datetime.now(timezone.utc))
+
+    def acts(cycle) -> None:
+        cycles.append(sorted((model[e.miner.replace(":", "")], e.action) for e in cycle.curtailment.events
+                             if e.result in ("sent", "dry_run")))
+
+    pipeline.sinks.insert(1, _Site(acts))  # (before the price step: it counts the cycles)
+    set_price(0)
+    asyncio.run(pipeline.run(cycles=len(prices)))
+    pipeline.close()
+    words = {"ascset softoff": "sleep", "ascset softon": "wake"}
+    logged = {m.spec.key + m.address: [words[c.command] for c in fleet.commands(m)] for m in fleet}
+    audited = {m.spec.key + m.address: [line["action"] for line in audit(cfg) if line["result"] == "sent"
+                                        and line["miner"].replace(":", "") == m.mac.upper()] for m in fleet}
+    assert logged == audited if control["mode"] == "on" else not any(logged.values()), (logged, audited)
+    return cycles
+
+
+def on_and_dry_run(fleet, site: str, prices: list[float], control: dict, **curtailment) -> tuple[list, list]:
+    """The same scenario run by `on` and by dry_run, the fleet as it was before each."""
+    runs = []
+    for mode in ("on", "dry_run"):
+        for miner in fleet:
+            miner.set_faults(soft_off=False)
+        fleet.command_log._kept.clear()
+        runs.append(each_cycle_at(fleet, site, prices, {**control, "mode": mode}, **curtailment))
+    return runs[0], runs[1]
+
+
+def test_dry_run_announces_what_on_sends_within_the_same_limits(fleet):
+    # Every miner losing money, more of them than the hour allows: dry_run once took no budget from the hour
+    # (a 2,000-miner trial announced 440 sleeps in 7 minutes under max_actions_per_hour 120).
+    control = {"allow": ["*"], "max_actions_per_cycle": 2, "max_actions_per_hour": 3}
+    on, dry = on_and_dry_run(fleet, "ctl-same-budget", [1.0] * 4, control)
+    assert [len(c) for c in on] == [2, 1, 0, 0]  # two a cycle, three in the hour
+    assert dry == on
+
+
+def test_dry_run_announces_again_a_miner_the_plan_sleeps_again_after_waking_it(fleet):
+    # dry_run once announced each miner's sleep once for the life of the process: the second spike said nothing,
+    # and the wake between went unannounced (the miner, never sent to sleep, read awake).
+    prices = [SPIKE, SPIKE, CHEAP, CHEAP, SPIKE, SPIKE]
+    on, dry = on_and_dry_run(fleet, "ctl-two-spikes", prices, {"allow": ["*"]})
+    old = [("a1246", "sleep")] * 2
+    assert on == [old, [], [("a1246", "wake")] * 2, [], old, []]
+    assert dry == on
 
 
 def test_retries_share_the_cycles_budget_with_new_actions(fleet):
