@@ -17,6 +17,8 @@ Safety, in the order it is checked:
 - per miner: only miners on the allowlist (ids, MACs, addresses, layout groups; `*` for all); only
   miners polled this cycle with a usable reading (not offline, not in error, not an MQTT device);
   none with a change still unconfirmed, none left alone after a change failed (`failed_backoff_s`);
+- it never sleeps a miner the plan only holds asleep while it waits to run (hysteresis, a minimum time, the
+  ramp: `MinerAdvice.held`), such as one control had not slept yet when the price fell;
 - control lowers load (sleep, a lower work mode) and undoes only what it did itself: it wakes only
   miners it put to sleep and restores only modes it changed (kept across restarts), never a miner an
   operator stopped; and it owns a change only while the miner stays as control left it: a poll showing
@@ -350,7 +352,9 @@ class CurtailmentControl:
             return None
         asleep = _asleep(sample)
         if want == SLEEP:
-            return None if asleep else "sleep"
+            # A plan that holds a miner asleep (hysteresis, a minimum time, the ramp) wants it running: one still
+            # running (control never got to sleep it) is not slept for the wait.
+            return None if asleep or (advice is not None and advice.held) else "sleep"
         if asleep:
             return "wake" if sample.miner in slept else None
         if sample.source is not SampleSource.AVALON or want == DEFAULT_MODE or not (want.isascii() and want.isdigit()):

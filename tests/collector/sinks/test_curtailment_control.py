@@ -311,10 +311,11 @@ def test_actions_per_cycle_and_per_hour_are_capped(fleet):
     assert len(fleet.commands()) == 1
 
 
-def each_cycle_at(fleet, site: str, prices: list[float], control: dict, **curtailment) -> list[list[tuple[str, str]]]:
+def each_cycle_at(fleet, site: str, prices: list[float], control: dict, plans: list | None = None,
+                  **curtailment) -> list[list[tuple[str, str]]]:
     """One run, a live price per cycle (as the MQTT price feed would set it): each cycle's actions as
-    (model, action), sorted: those `on` sent, or those dry_run announced. In `on`, the simulators' command
-    log must hold what the audit says was sent (each miner's commands in order)."""
+    (model, action), sorted: those `on` sent, or those dry_run announced (each cycle's plan into `plans`). In
+    `on`, the simulators' command log must hold what the audit says was sent (each miner's commands in order)."""
     cfg = config(fleet, f"{site}-{control['mode']}", price=None, control=control, **curtailment)
     model = {m.mac.upper(): m.spec.key for m in fleet}
     pipeline = build(cfg, sinks=[_Site(lambda cycle: set_price(len(cycles)))], service_mode=True)
@@ -326,6 +327,8 @@ def each_cycle_at(fleet, site: str, prices: list[float], control: dict, **curtai
             live.power_price = LivePowerPrice(usd_per_kwh=prices[n], as_of=datetime.now(timezone.utc))
 
     def acts(cycle) -> None:
+        if plans is not None:
+            plans.append(cycle.curtailment)
         cycles.append(sorted((model[e.miner.replace(":", "")], e.action) for e in cycle.curtailment.events
                              if e.result in ("sent", "dry_run")))
 
@@ -341,14 +344,16 @@ def each_cycle_at(fleet, site: str, prices: list[float], control: dict, **curtai
     return cycles
 
 
-def on_and_dry_run(fleet, site: str, prices: list[float], control: dict, **curtailment) -> tuple[list, list]:
-    """The same scenario run by `on` and by dry_run, the fleet as it was before each."""
+def on_and_dry_run(fleet, site: str, prices: list[float], control: dict, plans: list | None = None,
+                   **curtailment) -> tuple[list, list]:
+    """The same scenario run by `on` and by dry_run, the fleet as it was before each (`on`'s plans into `plans`)."""
     runs = []
     for mode in ("on", "dry_run"):
         for miner in fleet:
             miner.set_faults(soft_off=False)
         fleet.command_log._kept.clear()
-        runs.append(each_cycle_at(fleet, site, prices, {**control, "mode": mode}, **curtailment))
+        runs.append(each_cycle_at(fleet, site, prices, {**control, "mode": mode}, plans if mode == "on" else None,
+                                  **curtailment))
     return runs[0], runs[1]
 
 
@@ -368,6 +373,21 @@ def test_dry_run_announces_again_a_miner_the_plan_sleeps_again_after_waking_it(f
     on, dry = on_and_dry_run(fleet, "ctl-two-spikes", prices, {"allow": ["*"]})
     old = [("a1246", "sleep")] * 2
     assert on == [old, [], [("a1246", "wake")] * 2, [], old, []]
+    assert dry == on
+
+
+def test_a_miner_the_ramp_holds_asleep_after_the_price_falls_is_not_slept(fleet):
+    # The spike sleeps both A1246s in the plan, control one a cycle; the price falls before the second is slept,
+    # and the ramp holds both "asleep" while they wait to wake (their advice: "deferred by the ramp limit: price
+    # below its break-even"). Neither `on` nor dry_run may sleep the second then: the plan wants it running (the
+    # trial's dry_run worked through such a backlog at 10 a cycle after the price had fallen).
+    plans: list = []
+    on, dry = on_and_dry_run(fleet, "ctl-ramp-held", [SPIKE, CHEAP, CHEAP, CHEAP], {
+        "allow": ["*"], "max_actions_per_cycle": 1}, plans, ramp_kw_per_min=8)  # both sleeps, then ~28 s a wake
+    assert plans[0].miners_sleep == 2 and all(p.miners_sleep == 2 and p.deferred == 2 for p in plans[1:])
+    assert all(a.held and a.reason.startswith("deferred by the ramp limit") and "below its break-even" in a.reason
+               for p in plans[1:] for a in p.advice if a.key == "")
+    assert on == [[("a1246", "sleep")], [], [], []]
     assert dry == on
 
 
