@@ -391,6 +391,20 @@ def test_a_miner_the_ramp_holds_asleep_after_the_price_falls_is_not_slept(fleet)
     assert dry == on
 
 
+def test_dry_runs_books_forget_the_oldest_miners_beyond_their_bound(monkeypatch):
+    # Miner churn (ids that come and go) must not grow dry_run's books without limit.
+    from collections import deque
+    from models import MinerSample, SampleSource
+
+    monkeypatch.setattr(curtailment_control, "MAX_TRACKED", 2)
+    dry = curtailment_control._DryRun({}, {}, {}, deque())
+    for n in range(3):
+        sample = MinerSample.offline(miner=f"m{n}", host="127.0.0.1", port=4028, site="s", ts=TS,
+                                      source=SampleSource.AVALON, reason="")
+        dry.record(sample, "sleep", "", 1_800_000_000.0 + n)
+    assert list(dry.left) == ["m1", "m2"] and list(dry.slept) == ["m1", "m2"] and len(dry.sent) == 3
+
+
 def test_retries_share_the_cycles_budget_with_new_actions(fleet):
     # Firmware that says yes and never shows the change (it keeps reporting SoftOFF[0]): every sleep is sent
     # again each cycle. With one action a cycle, one command a cycle in all: retries once each got a budget of
