@@ -52,6 +52,7 @@ from typing import Any
 import orjson
 
 from collector import clock, durable_file
+from collector.bounded_log import BoundedLog
 from collector.clock import MAX_STEP_BACK
 from collector.cycle import Cycle, MinersPart
 from collector.layout import SiteLayout
@@ -187,6 +188,7 @@ class CurtailmentControl:
         self._tasks: set[asyncio.Task] = set()
         self._dry: _DryRun | None = None  # while in dry_run: the books `on` would have kept
         self._blocked: str | None = None  # why nothing may be sent (announced once per episode)
+        self._waiting_log = BoundedLog(log, every_s=600)
         # kept across restarts
         self.slept: dict[str, float] = {}  # miners this control put to sleep -> when
         self.moved: dict[str, str] = {}  # miners whose work mode it changed -> the mode before
@@ -334,6 +336,12 @@ class CurtailmentControl:
             order = {"sleep": 0, "mode": 1, "wake": 2}[action]
             wanted.append((order, kw, action, want, miner, sample))
         wanted.sort(key=lambda w: (w[0], w[1]))
+        if len(wanted) > budget:  # the plan moves faster than control may: say so (its savings assume it kept up)
+            self._waiting_log.warning(
+                "budget", "curtailment control: %d change(s) the plan wants wait for the action limits "
+                "(max_actions_per_cycle %d, max_actions_per_hour %d: %d sent in the last hour)%s",
+                len(wanted) - max(budget, 0), self.config.max_actions_per_cycle, self.config.max_actions_per_hour,
+                len(self.sent if dry is None else dry.sent), " [dry_run]" if dry is not None else "")
         events = []
         for order, kw, action, want, miner, sample in wanted:
             if budget <= 0:

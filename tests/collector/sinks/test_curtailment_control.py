@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -357,13 +358,19 @@ def on_and_dry_run(fleet, site: str, prices: list[float], control: dict, plans: 
     return runs[0], runs[1]
 
 
-def test_dry_run_announces_what_on_sends_within_the_same_limits(fleet):
+def test_dry_run_announces_what_on_sends_within_the_same_limits(fleet, caplog):
     # Every miner losing money, more of them than the hour allows: dry_run once took no budget from the hour
     # (a 2,000-miner trial announced 440 sleeps in 7 minutes under max_actions_per_hour 120).
     control = {"allow": ["*"], "max_actions_per_cycle": 2, "max_actions_per_hour": 3}
+    caplog.set_level(logging.WARNING, logger="collector.sinks.curtailment_control")
     on, dry = on_and_dry_run(fleet, "ctl-same-budget", [1.0] * 4, control)
     assert [len(c) for c in on] == [2, 1, 0, 0]  # two a cycle, three in the hour
     assert dry == on
+    # The plan outpacing control was silent (its savings assume every change made): one line a run, bounded.
+    waiting = [r.getMessage() for r in caplog.records if "wait for the action limits" in r.getMessage()]
+    assert len(waiting) == 2, waiting  # (on, then dry_run: a control each, one line each per 10 minutes)
+    assert "(max_actions_per_cycle 2, max_actions_per_hour 3: 0 sent in the last hour)" in waiting[0]
+    assert waiting[1].endswith("[dry_run]")
 
 
 def test_dry_run_announces_again_a_miner_the_plan_sleeps_again_after_waking_it(fleet):
