@@ -245,9 +245,11 @@ def storage_sink(config: CollectorConfig) -> InfluxSink | LocalHistorySink:
     try:
         if config.influx is not None:
             return InfluxSink(config.influx, Spool(directory, max_bytes=max_bytes))
-        log.warning("no InfluxDB configured (INFLUX_URL or influx: in the config): keeping %.0f h of local "
-                    "history in %s (hashfleet report reads it)", config.spool.retention_h, directory)
-        return LocalHistorySink(Spool(directory, max_bytes=max_bytes, retention_s=config.spool.retention_h * 3600))
+        log.warning("no InfluxDB configured (INFLUX_URL or influx: in the config): keeping local history in %s for "
+                    "spool.retention_h %g h or up to spool.max_mb %g MB, whichever comes first (hashfleet report "
+                    "reads it)", directory, config.spool.retention_h, config.spool.max_mb)
+        return LocalHistorySink(Spool(directory, max_bytes=max_bytes, retention_s=config.spool.retention_h * 3600),
+                                interval_s=config.interval_s)
     except SpoolInUse as e:
         raise SpoolInUseError(str(e)) from None
     except OSError as e:

@@ -33,7 +33,7 @@ def test_collect_without_influxdb_keeps_history_that_report_summarises(tmp_path)
         result = hashfleet("collect", "--config", str(config), "--miners", ",".join(fleet.addresses),
                            "--cycles", "4", "--interval", "1", spool=spool)
         assert result.returncode == 0, result.stderr
-        assert "keeping 168 h of local history" in result.stderr
+        assert "for spool.retention_h 168 h or up to spool.max_mb 1024 MB, whichever comes first" in result.stderr
         served_power = fleet[0].last_served.power_w
 
     batches = sorted((spool / "home").glob("*.lp.gz"))
