@@ -45,13 +45,14 @@ class LocalHistorySink(SpooledLines):
         if cycle_bytes <= 0:
             return
         bytes_per_h = cycle_bytes * 3600 / self.interval_s
+        max_mb = round(self.spool.max_bytes / MIB, 3)  # as configured (the spool holds it in whole bytes)
         held_h = self.spool.max_bytes / bytes_per_h
         retention_h = self.spool.retention_s / 3600
         if held_h >= retention_h:
             return
-        log.warning("local history: this fleet writes ~%.3g MB an hour (%.0f KB a %g s cycle), so spool.max_mb %g "
+        log.warning("local history: this fleet writes ~%.1f MB an hour (%.0f KB a %g s cycle), so spool.max_mb %g "
                     "holds ~%.3g h of it, less than spool.retention_h %g; set spool.max_mb to ~%d to keep %g h",
-                    bytes_per_h / MIB, cycle_bytes / 1024, self.interval_s, self.spool.max_bytes / MIB, held_h,
+                    bytes_per_h / MIB, cycle_bytes / 1024, self.interval_s, max_mb, held_h,
                     retention_h, math.ceil(bytes_per_h * retention_h * SPARE / MIB), retention_h)
 
     def close(self) -> None:

@@ -455,10 +455,10 @@ class Spool:
             self._drops.error("budget", "spool %s over its %d-byte budget: dropped the %d oldest undelivered "
                               "batch(es) (%d in all)", self.directory, self.max_bytes, dropped, self.dropped_batches)
             return
-        held_h = (batches[-1][1].st_mtime - batches[0][1].st_mtime) / 3600  # (the newest is never trimmed)
+        held_h = (batches[-1][1].st_mtime - batches[0][1].st_mtime) / 3600 if batches else 0.0
         self._drops.warning("budget", "spool %s: local history at its %d-byte budget (spool.max_mb): the oldest "
                             "trimmed (%d batch(es) in all); it holds the last %.3g h, less than spool.retention_h "
-                            "%.3g h (raise spool.max_mb to keep more)", self.directory, self.max_bytes,
+                            "%g h (raise spool.max_mb to keep more)", self.directory, self.max_bytes,
                             self.dropped_batches, held_h, self.retention_s / 3600)
 
     def _read_counter(self, name: str) -> int:

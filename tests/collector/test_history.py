@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -55,6 +56,34 @@ def test_collect_without_influxdb_keeps_history_that_report_summarises(tmp_path)
     table = hashfleet("report", "--config", str(config), "--since", "1h", spool=spool)
     assert table.returncode == 0 and "site totals" in table.stdout
     assert f"${data['cash_usd']:,.2f}" in table.stdout  # four seconds' cash is cents, shown as cents (was "$0")
+
+
+def test_local_history_at_its_budget_says_the_hours_it_holds_and_trims_with_one_warning(tmp_path):
+    # The start-up warning promised 168 h whatever spool.max_mb held (~5 h at 2,000 miners by default, trial L),
+    # and every append past the budget logged an ERROR that undelivered batches were dropped.
+    spool = tmp_path / "spool"
+    config = tmp_path / "c.yaml"
+    config.write_text("site: home\nspool: {max_mb: 0.01}\n" + SITE_YAML)  # ~10 KB: ~5 cycles of two miners
+    with run_fleet("a1566:2", base="127.45.10.1:0", seed=1) as fleet:
+        result = hashfleet("collect", "--config", str(config), "--miners", ",".join(fleet.addresses),
+                           "--cycles", "12", "--interval", "1", spool=spool)
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "for spool.retention_h 168 h or up to spool.max_mb 0.01 MB, whichever comes first" in said
+    estimate = re.search(r"spool.max_mb 0.01 holds ~([0-9.e-]+) h of it, less than spool.retention_h 168; "
+                         r"set spool.max_mb to ~([0-9]+) to keep 168 h", said)
+    assert estimate, said
+    kept = sorted((spool / "home").glob("*.lp.gz"))
+    cycle_bytes = sum(p.stat().st_size for p in kept) / len(kept)  # one batch a cycle at two miners
+    assert float(estimate[1]) == pytest.approx(0.01 * 1024 * 1024 / (cycle_bytes * 3600), rel=0.1)
+    assert int(estimate[2]) == pytest.approx(cycle_bytes * 3600 * 168 * 1.1 / 1024 / 1024, rel=0.1)
+    assert int((spool / "home" / "dropped").read_text()) == 12 - len(kept) >= 5
+    assert said.count("local history at its 10485-byte budget (spool.max_mb): the oldest trimmed") == 1
+    assert " ERROR " not in result.stderr, result.stderr
+
+    report = hashfleet("report", "--config", str(config), "--since", "1h", "--json", spool=spool)
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["cycles"] == len(kept)  # what the budget holds is still read
 
 
 def test_report_leaves_a_miner_without_power_out_of_the_site_totals_as_the_cost_does_and_says_so(tmp_path):
