@@ -85,20 +85,21 @@ def write_history(real: list[list[str]], cycles: int, interval: int, directory: 
     return first
 
 
-def run_report(tree: Path, config: Path, since_s: int) -> dict:
-    """`hashfleet report --json` from `tree`: its seconds, peak RSS and figures."""
+def run_report(tree: Path, config: Path, since_s: int, command: str = "report") -> dict:
+    """`hashfleet report --json` (or `command`: bench.health_history's `health`) from `tree`: its seconds,
+    peak RSS and figures."""
     out = config.parent / "report.json"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}, "PYTHONPATH": str(tree)}
     started = time.perf_counter()
     with open(out, "wb") as stdout:
-        proc = subprocess.Popen([sys.executable, "-c", MAIN, "report", "--config", str(config), "--since",
+        proc = subprocess.Popen([sys.executable, "-c", MAIN, command, "--config", str(config), "--since",
                                  f"{since_s // 60 + 1}m", "--json"], cwd=tree, env=env, stdout=stdout,
                                 stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"report from {tree} failed ({proc.returncode})")
+        raise SystemExit(f"{command} from {tree} failed ({proc.returncode})")
     figures = json.loads(out.read_text())
     del figures["start"], figures["end"]  # the moment it ran
     return {"tree": str(tree), "seconds": seconds, "cpu_s": usage.ru_utime + usage.ru_stime,

@@ -4,7 +4,7 @@ Three sources, one report:
 - now: one cycle of the pipeline (collector/commands/health.py hands over its figures: `from_cycle`);
 - a period, from InfluxDB: InfluxQL aggregates of the `health` points (`from_influx`);
 - a period, from the local history (the spool, without InfluxDB): the same aggregates in Python
-  (`from_lines`).
+  (`from_lines`), read once as the lines come, so memory grows with the fleet's problems, not the period.
 
 Over a period each problem (miner, signal, part) is listed once: its latest dollars lost per day, its
 mean over the cycles it was priced, the hashrate it took, its last evidence, how many cycles it was
@@ -16,6 +16,7 @@ problems by root cause, and the power corrections learned.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -138,20 +139,33 @@ def from_cycle(site: SiteHealth, miners: list[MinerHealth]) -> HealthReport:
                         miners=site.miners)
 
 
-def from_lines(site: str, lines: list[Line], start: int, end: int) -> HealthReport:
-    """A period of the local history (parsed `health` lines)."""
+def from_lines(site: str, lines: Iterable[Line], start: int, end: int) -> HealthReport | None:
+    """A period of the local history (parsed `health` lines), read once as they come: what is kept grows
+    with the problems and models seen, never with the cycles (the site's points are summed as they pass).
+    None when no point of the site is in the period."""
     name = schema.HEALTH.name
     problems: dict[tuple[str, str, str | None], ProblemSeen] = {}
     sums: dict[tuple[str, str, str | None], tuple[float, int]] = {}  # dollars, cycles priced
-    site_points: list[Line] = []
     corrections: dict[str, tuple[int, float]] = {}
+    found = False
+    cycles = 0
+    site_usd, site_priced = 0.0, 0
+    first: Line | None = None  # the site's earliest point (the first read of its second) and latest (the last)
+    last: Line | None = None
     for line in lines:
         tags = line.tags
         if line.measurement != name or tags.get("site") != site or not start <= line.time <= end:
             continue
+        found = True
         scope = tags.get("scope")
         if scope == "site":
-            site_points.append(line)
+            cycles += 1
+            if (usd := _number(line.fields.get("usd_lost_day"))) is not None:
+                site_usd, site_priced = site_usd + usd, site_priced + 1
+            if first is None or line.time < first.time:
+                first = line
+            if last is None or line.time >= last.time:
+                last = line
         elif scope == "model" and "model" in tags:
             factor = _number(line.fields.get("power_correction"))
             if factor is not None and line.time >= corrections.get(tags["model"], (0, 0.0))[0]:
@@ -174,23 +188,23 @@ def from_lines(site: str, lines: list[Line], start: int, end: int) -> HealthRepo
                 seen.address = _text(line.fields.get("address")) or seen.address
                 seen.usd_lost_day, seen.lost_ths = usd, _number(line.fields.get("lost_ths"), 0.0)
                 seen.severity, seen.evidence = _text(line.fields.get("severity")), _text(line.fields.get("evidence"))
+    if not found:
+        return None
     for key, (total, priced) in sums.items():
         problems[key].usd_lost_day_mean = total / priced
-    site_points.sort(key=lambda p: p.time)
     seen_all = list(problems.values())
-    _mark_closed(seen_all, {site_points[-1].time} if site_points else set())
-    report = HealthReport(site=site, source="local history", start=start, end=end, cycles=len(site_points),
+    _mark_closed(seen_all, {last.time} if last is not None else set())
+    report = HealthReport(site=site, source="local history", start=start, end=end, cycles=cycles,
                           problems=_sorted(seen_all),
                           power_corrections={m: f for m, (_, f) in sorted(corrections.items())})
     report.by_cause = _by_cause(report.problems)
-    if site_points:
-        usd = [v for p in site_points if (v := _number(p.fields.get("usd_lost_day"))) is not None]
-        report.usd_lost_day = _period_usd(sum(usd) / len(usd) if usd else None, report.problems)
-        report.chips_dead_first = _number(site_points[0].fields.get("chips_dead"))
-        report.chips_dead_last = _number(site_points[-1].fields.get("chips_dead"))
-        report.unprofitable = _count(site_points[-1].fields.get("unprofitable"))
-        report.measured_pue = _number(site_points[-1].fields.get("measured_pue"))
-        report.miners = _count(site_points[-1].fields.get("miners"))
+    if first is not None and last is not None:
+        report.usd_lost_day = _period_usd(site_usd / site_priced if site_priced else None, report.problems)
+        report.chips_dead_first = _number(first.fields.get("chips_dead"))
+        report.chips_dead_last = _number(last.fields.get("chips_dead"))
+        report.unprofitable = _count(last.fields.get("unprofitable"))
+        report.measured_pue = _number(last.fields.get("measured_pue"))
+        report.miners = _count(last.fields.get("miners"))
     return report
 
 

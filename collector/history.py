@@ -317,16 +317,11 @@ def _last_batch_of_each_second(directory: Path, start: int, end: int,
     return batches, last
 
 
-def spool_lines(directory: Path, start: int, measurement: str | None = None) -> list[Line]:
-    """The points of the local history in `directory` written since `start` (of one measurement, when
-    given: other lines are not parsed)."""
-    return list(spool_points(directory, start, () if measurement is None else (measurement,)))
-
-
 def spool_points(directory: Path, start: int, measurements: tuple[str, ...] = ()) -> Iterator[Line]:
-    """The same, one point at a time (of these measurements, when given), so a long history is never
-    all in memory; unreadable lines are counted and logged once, damaged batches (collector/sinks/spool.py)
-    counted and named in one warning: each costs its own lines only (but the whole lines before a cut)."""
+    """The points of the local history in `directory` written since `start`, one at a time (of these
+    measurements, when given: other lines are not parsed), so a long history is never all in memory;
+    unreadable lines are counted and logged once, damaged batches (collector/sinks/spool.py) counted and
+    named in one warning: each costs its own lines only (but the whole lines before a cut)."""
     bad = 0
     damaged: list[str] = []
     _skip_strays(directory)

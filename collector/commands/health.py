@@ -93,10 +93,12 @@ def _recorded(cfg, start: int, end: int, since: str) -> health_report.HealthRepo
                        f"{redact_url(cfg.influx.url)} (bucket {cfg.influx.bucket!r}): check --site or HASHFLEET_SITE")
         return report
     directory = local_history(cfg)
-    lines = history.spool_lines(directory, start, measurement=schema.HEALTH.name)
-    if not any(line.tags.get("site") == cfg.site and start <= line.time <= end for line in lines):
+    # one pass over the lines as they are read: a long history is never all in memory
+    report = health_report.from_lines(cfg.site, history.spool_points(directory, start, (schema.HEALTH.name,)),
+                                      start, end)
+    if report is None:
         fail_usage(f"no recorded health of site {cfg.site!r} in the last {since} in {directory}{shards_hint(cfg)}")
-    return health_report.from_lines(cfg.site, lines, start, end)
+    return report
 
 
 class _Capture:

@@ -156,7 +156,7 @@ def test_a_batch_numbered_otherwise_than_the_spool_numbers_them_is_named_in_a_wa
         (tmp_path / name).write_bytes(body)
     assert [b.seq for b in list_batches(tmp_path)] == [1]
     with caplog.at_level(logging.WARNING):
-        history.spool_lines(tmp_path, 0)  # (`hashfleet health --since` reads this way; `report` warns alike)
+        list(history.spool_points(tmp_path, 0))  # (`health --since` reads this way; `report` warns alike)
         history.from_spool(tmp_path, "s", 0, 2_000_000_000, interval_s=10)
     for name in odd:
         assert f"{name!r} in {tmp_path} is named like a spool batch but not numbered as the spool numbers them" \
