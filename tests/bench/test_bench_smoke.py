@@ -112,3 +112,12 @@ def test_bench_history_times_report_over_a_long_history(tmp_path):
     runs = json.loads(out_json.read_text())["runs"]
     assert [r["figures"]["cycles"] for r in runs] == [30, 60]
     assert all(r["seconds"] > 0 and r["cpu_s"] > 0 and r["peak_rss_mb"] > 0 for r in runs)
+
+
+def test_bench_health_history_times_health_over_a_long_history():
+    """`bench.health_history`: a history written by the collector's encoder, `health --since` timed over it."""
+    done = subprocess.run([sys.executable, "-m", "bench.health_history", "--miners", "10", "--cycles", "20,40"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "hashfleet health --since over the local history" in done.stdout and "differ" not in done.stdout
+    assert "20 cycles" in done.stdout and "40 cycles" in done.stdout and "peak RSS" in done.stdout
