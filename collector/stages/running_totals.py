@@ -2,7 +2,8 @@
 
 Without this, every restart or upgrade of the collector would start "spent this
 month" from zero. The state is one JSON file next to the spool (owned by the
-same process), replaced atomically after each cycle.
+same process), replaced atomically (synced) every few minutes and on stop
+(collector/stages/cost_stage.py SAVE_EVERY_S).
 
 The file is input like any other: a value that is not a finite number, is negative where an
 amount cannot be, is absurdly large, has the wrong type, or dates from further in the future than
