@@ -367,8 +367,10 @@ class Spool:
             if dropped:
                 self.dropped_batches += dropped
                 self._write_counter("dropped", self.dropped_batches)
-                log.error("spool %s: disk full: dropped the %d oldest undelivered batch(es) to make room "
-                          "(%d dropped in all)", self.directory, dropped, self.dropped_batches)
+                # (bounded as the budget's drops: a disk that stays full would log this at every append)
+                self._drops.error("disk full", "spool %s: disk full: dropped the %d oldest %s to make room (%d "
+                                  "dropped in all)", self.directory, dropped, "undelivered batch(es)"
+                                  if self.retention_s is None else "batch(es) of local history", self.dropped_batches)
             return dropped
 
     def count_rejected(self, lines: int) -> None:
