@@ -24,7 +24,7 @@ hashrate, power and kWh as it is out of its BTC and money, and counted in the mi
 The spool's files are input like any other: a value this summary reads that is not a finite number
 within what one miner can report (models.hardware, models.sample) or a plausible amount
 (running_totals.MAX_AMOUNT) is skipped as if absent, and counted in `Report.skipped_values`. A batch
-file that cannot be read whole (damaged, not a regular file: collector/sinks/spool.py) is skipped, counted
+file that cannot be read whole (damaged, not a regular file: collector/spool_files.py) is skipped, counted
 and named in a warning; of a file cut short the whole lines before the cut are read.
 """
 
@@ -38,7 +38,7 @@ from pathlib import Path
 from statistics import median
 
 from collector.line_protocol import Line, LineProtocolError, line_time, parse_line
-from collector.sinks.spool import Batch, DamagedBatch, list_batches, misnumbered, strays
+from collector.spool_files import Batch, DamagedBatch, list_batches, misnumbered, strays
 from collector.stages.running_totals import MAX_AMOUNT
 from models import schema
 from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
@@ -320,7 +320,7 @@ def _last_batch_of_each_second(directory: Path, start: int, end: int,
 def spool_points(directory: Path, start: int, measurements: tuple[str, ...] = ()) -> Iterator[Line]:
     """The points of the local history in `directory` written since `start`, one at a time (of these
     measurements, when given: other lines are not parsed), so a long history is never all in memory;
-    unreadable lines are counted and logged once, damaged batches (collector/sinks/spool.py) counted and
+    unreadable lines are counted and logged once, damaged batches (collector/spool_files.py) counted and
     named in one warning: each costs its own lines only (but the whole lines before a cut)."""
     bad = 0
     damaged: list[str] = []
@@ -353,7 +353,7 @@ def _say_damaged(directory: Path, damaged: list[str]) -> None:
 def _batch_lines(batches: list[Batch], start: int, measurements: tuple[str, ...],
                  damaged: list[str] | None = None) -> Iterator[tuple[Batch, list[str]]]:
     """Each batch written since `start`, with its lines (of these measurements, when given); a damaged one
-    (collector/sinks/spool.py) with the whole lines before its damage, and named in `damaged`."""
+    (collector/spool_files.py) with the whole lines before its damage, and named in `damaged`."""
     prefixes = tuple(m + sep for m in measurements for sep in (",", " "))
     for batch in batches:
         try:

@@ -15,7 +15,7 @@ half sent again, down to the lines it refuses one by one: those alone are set
 aside (`<seq>.lp.rejected`), logged and counted, and every other line of the
 batch is delivered. (InfluxDB 1.x may store the good lines of a refused batch
 already, a "partial write": sending them again overwrites them with the same
-values.) A batch file that cannot be read whole (damaged: collector/sinks/spool.py)
+values.) A batch file that cannot be read whole (damaged: collector/spool_files.py)
 is moved aside as `<seq>.lp.bad`, logged, and the rest delivered. The delivery
 task survives any error; were it to end, the next batch starts it again. Works against InfluxDB 2.x, 3.x and 1.8+.
 """
@@ -36,7 +36,8 @@ from collector import line_protocol
 from collector.bounded_log import BoundedLog
 from collector.redact import redact, redact_url
 from collector.sinks.spooled import SpooledLines
-from collector.sinks.spool import Batch, DamagedBatch, Spool, lines_of
+from collector.sinks.spool import Spool
+from collector.spool_files import Batch, DamagedBatch, lines_of
 from models import InfluxConfig
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ import pytest
 from collector import pipeline
 from collector.clock import CycleClock
 from collector.line_protocol import parse_line
-from collector.sinks.spool import Spool, list_batches
+from collector.sinks.spool import Spool
+from collector.spool_files import list_batches
 from collector.stages import health_history, pool_days
 from collector.stages import running_totals as totals_store
 from collector.stages.cost_engine import advance, carried_back

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from collector import pipeline
 from collector.line_protocol import parse_line
-from collector.sinks.spool import list_batches
+from collector.spool_files import list_batches
 from collector.stages import running_totals as totals_store
 from collector.stages.cost_stage import SAVE_EVERY_S
 from models import CollectorConfig

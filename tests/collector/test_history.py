@@ -196,7 +196,7 @@ def test_todays_cost_totals_survive_a_collector_restart(tmp_path):
 
     def last_energy_today() -> float:
         from collector.line_protocol import parse_line
-        from collector.sinks.spool import list_batches
+        from collector.spool_files import list_batches
 
         newest = list_batches(spool / "keep")[-1]
         site = [p for p in map(parse_line, newest.read()) if p.measurement == "cost" and p.tags["scope"] == "site"]
@@ -306,7 +306,7 @@ def _collect_stamped(tmp_path: Path, base: str, stamps: list[int]) -> Path:
 
 def _last_written(spool: Path) -> dict[int, dict[str, dict]]:
     """Second -> miner -> the fields of its miner point last written at that second (InfluxDB's view)."""
-    from collector.sinks.spool import list_batches
+    from collector.spool_files import list_batches
 
     seconds: dict[int, dict[str, dict]] = {}
     for batch in list_batches(spool):

@@ -2,7 +2,9 @@
 others (found at 10,000 miners: the budget's scan met a batch acknowledged under it, and the append
 failed, losing the rest of that cycle's lines)."""
 
-from collector.sinks.spool import Spool, list_batches
+from collector.sinks.spool import Spool
+
+from collector.spool_files import list_batches
 
 
 class DeliveredWhileListed(Spool):

@@ -6,7 +6,9 @@ error). Either is one line a period, the drops all counted."""
 import logging
 import os
 
-from collector.sinks.spool import Spool, list_batches
+from collector.sinks.spool import Spool
+
+from collector.spool_files import list_batches
 
 BATCH_LINES = 200
 BUDGET = 12_000  # ~4 batches of these lines

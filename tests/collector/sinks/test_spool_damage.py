@@ -12,8 +12,9 @@ import pytest
 from tests.servers import LyingInflux
 
 from collector.sinks.influx import InfluxSink
-from collector.sinks.spool import MAX_BATCH_BYTES, MAX_BATCH_LINES, MAX_LINE_BYTES, Batch, DamagedBatch, Spool, \
-    list_batches, strays
+from collector.sinks.spool import Spool
+from collector.spool_files import MAX_BATCH_BYTES, MAX_BATCH_LINES, MAX_LINE_BYTES, Batch, DamagedBatch, list_batches, \
+    strays
 from models import InfluxConfig
 
 LINES = [f"miner,site=s,miner=m{i % 7} hashrate_ths={190 + i % 5}.5,power_w=3600i,up=1i {1_800_000_000 + i // 7}"
