@@ -115,8 +115,11 @@ async def open_connection(host: Any = None, port: Any = None, *, limit: int = 2 
     reader = _CappedReader(where, pyasic_http.noted(), limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     try:
-        transport, _ = await asyncio.wait_for(
-            loop.create_connection(lambda: protocol, host, port, **kwargs), close_by - loop.time())
+        # asyncio.timeout_at, not wait_for: 3.11's wait_for, cancelled as the connection is refused, raises the
+        # refusal from a task its caller (pyasic's own wait_for) then never reads ("Task exception was never
+        # retrieved", a traceback in the log whenever pyasic's detection cancels a probe that lost its race).
+        async with asyncio.timeout_at(close_by):
+            transport, _ = await loop.create_connection(lambda: protocol, host, port, **kwargs)
     except TimeoutError:
         raise SocketEnded(f"{where}: not connected before the call that asked for it was over") from None
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
