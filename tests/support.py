@@ -10,13 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 T = TypeVar("T")
 
@@ -216,3 +217,42 @@ def read_once(address: str, ts: datetime = TS, *, timeout_s: float = 3.0):
 
     [sample] = asyncio.run(identify_then_poll()).samples
     return sample
+
+
+class ServedInThread:
+    """Test servers on an event loop of their own in a daemon thread, for synchronous tests: inside
+    `with Server(...) as server:` every listener is bound; leaving closes them, then stops the loop.
+    A subclass writes the coroutines `_bind_all` and `_close` (`_call` runs one on the loop) and calls
+    `super().__init__()` after checking its arguments, so that a refused one leaves no loop behind."""
+
+    thread_name = "test-servers"
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=self.thread_name, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        try:
+            self._call(self._bind_all())
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop.is_running():
+            self._call(self._close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def _call(self, coro, timeout: float = 60.0):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _bind_all(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError

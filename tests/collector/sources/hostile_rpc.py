@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
+
+from tests.support import ServedInThread
 
 PORT = 4028
 WHENS = ("after_probe", "on_read")
@@ -36,8 +37,10 @@ VERSION = json.dumps({
 _CHUNK = b'{"STATUS":[{"STATUS":"S","Msg":"' + b"x" * 65000  # JSON-looking, never closed
 
 
-class HostileRPC:
+class HostileRPC(ServedInThread):
     """`with HostileRPC({"127.112.0.1": "after_probe_endless", ...}) as rpc:` every address is listening."""
+
+    thread_name = "hostile-rpc"
 
     def __init__(self, modes: dict[str, str], drip_every_s: float = 0.5):
         for mode in modes.values():
@@ -48,32 +51,11 @@ class HostileRPC:
         self._log: dict[str, list[str]] = {}
         self._servers: list[asyncio.base_events.Server] = []
         self._serving: set[asyncio.Task] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="hostile-rpc", daemon=True)
-
-    def __enter__(self) -> HostileRPC:
-        self._thread.start()
-        try:
-            self._call(self._bind_all())
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop.is_running():
-            self._call(self._close())
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        if not self._thread.is_alive():
-            self._loop.close()
+        super().__init__()
 
     def requests(self, address: str) -> list[str]:
         """The commands `address` was sent, in order ("?" for a request that was no JSON command)."""
         return list(self._log.get(address, ()))
-
-    def _call(self, coro, timeout: float = 60.0):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _bind_all(self) -> None:
         for address, mode in self.modes.items():

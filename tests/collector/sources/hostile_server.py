@@ -18,9 +18,10 @@ import asyncio
 import json
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterator
+
+from tests.support import ServedInThread
 
 BEHAVIOURS = ("trickle", "silent", "reset")
 
@@ -66,8 +67,10 @@ class _Connection(asyncio.Protocol):
         self.server._open.get(self.address, set()).discard(self.transport)
 
 
-class HostileServer:
+class HostileServer(ServedInThread):
     """`with HostileServer({"127.61.0.1": "trickle", ...}) as hostile:` every address is listening."""
+
+    thread_name = "hostile-server"
 
     def __init__(self, behaviours: dict[str, str], port: int = 4028, trickle_every_s: float = 4.0):
         unknown = set(behaviours.values()) - set(BEHAVIOURS)
@@ -79,28 +82,7 @@ class HostileServer:
         self._log: dict[str, list[tuple[float, str]]] = {}
         self._open: dict[str, set[asyncio.BaseTransport]] = {}
         self._servers: dict[str, asyncio.base_events.Server] = {}
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="hostile-server", daemon=True)
-
-    def __enter__(self) -> HostileServer:
-        self._thread.start()
-        try:
-            self._call(self._bind_all())
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop.is_running():
-            self._call(self._close(list(self._servers)))
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-    def _call(self, coro, timeout: float = 60.0):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        super().__init__()
 
     async def _bind_all(self) -> None:
         loop = asyncio.get_running_loop()
@@ -108,7 +90,10 @@ class HostileServer:
             self._servers[address] = await loop.create_server(
                 lambda a=address, b=behaviour: _Connection(self, a, b), address, self.port, reuse_address=True)
 
-    async def _close(self, addresses: list[str]) -> None:
+    async def _close(self) -> None:
+        await self._stop_serving(list(self._servers))
+
+    async def _stop_serving(self, addresses: list[str]) -> None:
         servers = [self._servers.pop(a) for a in addresses if a in self._servers]
         for server in servers:
             server.close()
@@ -120,7 +105,7 @@ class HostileServer:
 
     def release(self, address: str) -> None:
         """Stop serving `address` (listener and open connections); returns once nothing listens there."""
-        self._call(self._close([address]))
+        self._call(self._stop_serving([address]))
 
     def requests(self, address: str, command: str | None = None) -> list[float]:
         """When connections to `address` arrived (monotonic), optionally only those that sent `command`."""

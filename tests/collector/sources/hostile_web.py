@@ -26,8 +26,9 @@ import asyncio
 import functools
 import gzip
 import json
-import threading
 import zlib
+
+from tests.support import ServedInThread
 
 CATCHER = ("127.111.9.9", 8080)
 MODES = ("gzip_bomb", "gzip_bomb_unsized", "big_body", "big_length", "redirect", "catcher", "honest",
@@ -55,8 +56,10 @@ def _head(status: str, headers: dict[str, str]) -> bytes:
     return (f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
 
 
-class HostileWeb:
+class HostileWeb(ServedInThread):
     """`with HostileWeb({("127.111.0.1", 80): "gzip_bomb", ...}) as web:` every (address, port) is listening."""
+
+    thread_name = "hostile-web"
 
     def __init__(self, modes: dict[tuple[str, int], str], drip_every_s: float = 1.0):
         unknown = set(modes.values()) - set(MODES)
@@ -67,34 +70,16 @@ class HostileWeb:
         self._log: dict[tuple[str, int], list[str]] = {}
         self._servers: list[asyncio.base_events.Server] = []
         self._open: set[asyncio.StreamWriter] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="hostile-web", daemon=True)
+        super().__init__()
 
     def __enter__(self) -> HostileWeb:
         if any(m.endswith("bomb") or m.startswith("gzip_bomb") for m in self.modes.values()):
             bomb()
-        self._thread.start()
-        try:
-            self._call(self._bind_all())
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop.is_running():
-            self._call(self._close())
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        if not self._thread.is_alive():
-            self._loop.close()
+        return super().__enter__()
 
     def requests(self, address: str, port: int = 80) -> list[str]:
         """The request lines `address:port` received, in order."""
         return list(self._log.get((address, port), ()))
-
-    def _call(self, coro, timeout: float = 60.0):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _bind_all(self) -> None:
         for (address, port), mode in self.modes.items():

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Callable
+
+from tests.support import ServedInThread
 
 RPC_PORT = 4028
 WEB_PORT = 80
@@ -30,8 +31,10 @@ PIPED_PORTS = (WEB_PORT, 50051)
 Tamper = Callable[[str, bytes], bytes]
 
 
-class TamperingProxy:
+class TamperingProxy(ServedInThread):
     """`with TamperingProxy({"127.53.1.1": "127.53.0.1", ...}) as proxy:` every address is listening."""
+
+    thread_name = "tampering-proxy"
 
     def __init__(self, routes: dict[str, str], piped_ports: tuple[int, ...] = PIPED_PORTS):
         self.routes = dict(routes)
@@ -39,25 +42,7 @@ class TamperingProxy:
         self.tamper: dict[str, Tamper] = {}
         self.web_tamper: dict[str, Tamper] = {}
         self._servers: list[asyncio.base_events.Server] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="tampering-proxy", daemon=True)
-
-    def __enter__(self) -> TamperingProxy:
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._bind_all(), self._loop).result(60)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(60)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        if not self._thread.is_alive():
-            self._loop.close()
+        super().__init__()
 
     async def _bind_all(self) -> None:
         for address in self.routes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -25,7 +24,7 @@ from models import CollectorConfig, MinerState
 from models.hardware import nameplate
 from simulators import ManualClock, run_fleet
 from tests.collector.sources.tampering_proxy import TamperingProxy, rewrite
-from tests.support import HASHFLEET
+from tests.support import HASHFLEET, ServedInThread
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 KEYS = ("s19jpro", "m50s", "bos-s19jpro")
@@ -361,26 +360,22 @@ def test_ten_thousand_error_codes_are_capped(lab):
 # -- the web UI -------------------------------------------------------------------------------------------
 
 
-class ScriptedWeb:
+class ScriptedWeb(ServedInThread):
     """A web UI on port 80 of one address that answers every request with `answer` (bytes, then close),
     or never answers (`answer` None); a list: one answer per request, in order, the last one repeated."""
+
+    thread_name = "scripted-web"
 
     def __init__(self, address: str):
         self.address = address
         self.answer: bytes | None = b""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        super().__init__()
 
-    def __enter__(self) -> ScriptedWeb:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, self.address, 80, reuse_address=True), self._loop).result(30)
-        return self
+    async def _bind_all(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.address, 80, reuse_address=True)
 
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    async def _close(self) -> None:
+        self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
