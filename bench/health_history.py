@@ -19,10 +19,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
 from rich.table import Table
 
-from bench.history import REPO, SITE, run_report
+from bench.history import REPO, SITE, compare_trees
 from bench.report import console, num
 from collector.sinks.points import health_points, site_health_lines
 from models.config import Place
@@ -84,24 +83,10 @@ def write_history(directory: Path, site: str, miners: int, cycles: int, interval
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = console()
-    results = []
     with tempfile.TemporaryDirectory(prefix="bench-health-history-") as tmp:
-        work = Path(tmp)
-        for size in args.sizes:
-            spool = work / f"history-{size}"
-            first = write_history(spool, SITE, args.miners, size, args.interval)
-            config = work / f"health-{size}.yaml"
-            config.write_text(yaml.safe_dump({"site": SITE, "spool": {"directory": str(spool)}}))
-            for _ in range(args.rounds):
-                for tree in args.tree:
-                    run = run_report(tree, config, int(time.time()) - first + 120, command="health")
-                    results.append({"cycles": size, **run})
-                    out.print(f"{size:,} cycles, {tree}: {run['seconds']:.2f} s, CPU {run['cpu_s']:.2f} s, "
-                              f"peak RSS {run['peak_rss_mb']:.0f} MB")
-            reference = results[-1]["figures"]
-            for r in results:
-                if r["cycles"] == size and r["figures"] != reference:
-                    out.print(f"[red]figures differ[/red]: {r['tree']} against {results[-1]['tree']}")
+        results = compare_trees(out, Path(tmp), args.sizes, args.tree, args.rounds,
+                                lambda size, spool: write_history(spool, SITE, args.miners, size, args.interval),
+                                command="health")
     table = Table(title=f"hashfleet health --since over the local history ({args.miners} miners, "
                         f"{args.interval} s cycles)", title_justify="left")
     for name in ("cycles", "tree", "seconds", "CPU s", "peak RSS MB", "problems"):

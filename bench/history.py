@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -106,29 +107,39 @@ def run_report(tree: Path, config: Path, since_s: int, command: str = "report") 
             "peak_rss_mb": usage.ru_maxrss / 1024, "figures": figures}
 
 
+def compare_trees(out, work: Path, sizes: list[int], trees: list[Path], rounds: int,
+                  write: Callable[[int, Path], int], command: str = "report", **extra) -> list[dict]:
+    """For each history size: `write(size, spool)` (it returns the first cycle's time), then `command`
+    over it from each tree in alternation, `rounds` times; says when two trees' figures differ."""
+    results = []
+    for size in sizes:
+        spool = work / f"history-{size}"
+        first = write(size, spool)
+        config = work / f"{command}-{size}.yaml"
+        config.write_text(yaml.safe_dump({"site": SITE, "spool": {"directory": str(spool)}}))
+        for _ in range(rounds):
+            for tree in trees:
+                # the whole history, however long ago it was written (a week's runs take minutes each)
+                run = run_report(tree, config, int(time.time()) - first + 120, command=command)
+                results.append({"cycles": size, **extra, **run})
+                out.print(f"{size:,} cycles, {tree}: {run['seconds']:.2f} s, CPU {run['cpu_s']:.2f} s, "
+                          f"peak RSS {run['peak_rss_mb']:.0f} MB")
+        reference = results[-1]["figures"]
+        for r in results:
+            if r["cycles"] == size and r["figures"] != reference:
+                out.print(f"[red]figures differ[/red]: {r['tree']} against {results[-1]['tree']}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = console()
-    results = []
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
         work = Path(tmp)
         real = collect(args.fleet, args.base, args.real, work / "collect.yaml")
-        for size in args.sizes:
-            spool = work / f"history-{size}"
-            first = write_history(real, size, args.interval, spool)
-            config = work / f"report-{size}.yaml"
-            config.write_text(yaml.safe_dump({"site": SITE, "spool": {"directory": str(spool)}}))
-            for _ in range(args.rounds):
-                for tree in args.tree:
-                    # the whole history, however long ago it was written (a week's runs take minutes each)
-                    run = run_report(tree, config, int(time.time()) - first + 120)
-                    results.append({"cycles": size, "lines_per_cycle": sum(map(len, real)) / len(real), **run})
-                    out.print(f"{size:,} cycles, {tree}: {run['seconds']:.2f} s, CPU {run['cpu_s']:.2f} s, "
-                              f"peak RSS {run['peak_rss_mb']:.0f} MB")
-            reference = results[-1]["figures"]
-            for r in results:
-                if r["cycles"] == size and r["figures"] != reference:
-                    out.print(f"[red]figures differ[/red]: {r['tree']} against {results[-1]['tree']}")
+        results = compare_trees(out, work, args.sizes, args.tree, args.rounds,
+                                lambda size, spool: write_history(real, size, args.interval, spool),
+                                lines_per_cycle=sum(map(len, real)) / len(real))
     table = Table(title=f"hashfleet report over the local history ({args.fleet}, {args.interval} s cycles)",
                   title_justify="left")
     for name in ("cycles", "tree", "seconds", "CPU s", "peak RSS MB", "cycles in report"):
