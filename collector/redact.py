@@ -84,11 +84,22 @@ def hide_secrets(text: str, secrets: Iterable[str]) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites each record's message with `redact` (installed on the CLI's log handler)."""
+    """Rewrites each record's message and traceback with `redact` (installed on the CLI's log handler):
+    an exception's text quotes the URL it failed on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, None
+        if traceback := traceback_text(record):
+            record.exc_text = redact(traceback)
         return True
+
+
+def traceback_text(record: logging.LogRecord) -> str | None:
+    """The record's traceback as its handler will print it, made now (and kept on the record) so that a
+    filter can rewrite it; None when it has none."""
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    return record.exc_text or None

@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 
 from collector.commands import advise, backtest, collect, cost, grafana, health, poll, pools, report, scan, watch
-from collector.redact import RedactingFilter
+from collector.redact import RedactingFilter, traceback_text
 from models.base import printable
 
 app = typer.Typer(
@@ -45,12 +45,15 @@ def _root(
 
 class PrintableLog(logging.Filter):
     """Every log line printable, the last line of defence: a miner's, a publisher's or a library's text may
-    hold an escape sequence (recolours or clears the operator's terminal) or a newline (forges a log line)."""
+    hold an escape sequence (recolours or clears the operator's terminal) or a newline (forges a log line).
+    A traceback keeps its lines, each made printable (an exception's text quotes what it failed on)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if not message.isprintable():
             record.msg, record.args = printable(message), None
+        if traceback := traceback_text(record):
+            record.exc_text = "\n".join(map(printable, traceback.split("\n")))
         return True
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -187,3 +188,20 @@ def test_every_log_line_is_printable_whoever_wrote_its_text():
     assert record.getMessage().isprintable() and "m1 [2J said ok 2026-12-06" in record.getMessage()
     plain = logging.LogRecord("x", logging.INFO, __file__, 1, "cycle %d", (3,), None)
     assert PrintableLog().filter(plain) and plain.args == (3,)  # (a printable line is left as it is)
+
+
+def test_a_logged_traceback_is_printable_and_hides_credentials_too():
+    # An exception's text quotes what it failed on: a URL with its credentials, a miner's reply with an
+    # escape sequence. The filters rewrote the message only; the traceback went out as the exception said.
+    from collector.commands import PrintableLog
+
+    try:
+        raise ValueError(f"bad reply from http://{CREDENTIALS}h/x: \x1b[2Jcleared\x9b31m")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "poll failed", None, sys.exc_info())
+    assert RedactingFilter().filter(record) and PrintableLog().filter(record)
+    text = logging.Formatter("%(message)s").format(record)
+    lines = text.split("\n")
+    assert lines[0] == "poll failed" and lines[1] == "Traceback (most recent call last):", text
+    assert SECRET not in text and "http://***@h/x" in text, text
+    assert all(line.isprintable() for line in lines) and " [2Jcleared 31m" in lines[-1], text
