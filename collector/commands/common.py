@@ -81,15 +81,15 @@ MAX_PERIOD_DAYS = 10_000  # 27 years: further back than any history is kept; kee
 
 
 def parse_period(option: str, text: str, example: str = "90m, 24h or 7d") -> int:
-    """`90m`, `24h`, `7d` -> whole seconds (at least one, at most MAX_PERIOD_DAYS); exit 2 naming `option`
+    """`30s`, `90m`, `24h`, `7d` -> whole seconds (at least one, at most MAX_PERIOD_DAYS); exit 2 naming `option`
     and what is wrong otherwise. `example` is what the option's help shows, so the error and the help agree."""
-    units = {"m": 60, "h": 3600, "d": 86400}
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
         value = float(text[:-1])
         if text[-1] not in units or not math.isfinite(value):
             raise ValueError
     except (ValueError, IndexError):
-        fail_usage(f"{option} {text!r}: write a number and a unit (m, h or d), e.g. {example}")
+        fail_usage(f"{option} {text!r}: write a number and a unit (s, m, h or d), e.g. {example}")
     seconds = value * units[text[-1]]
     if seconds > MAX_PERIOD_DAYS * 86400:
         fail_usage(f"{option} {text!r}: at most {MAX_PERIOD_DAYS:,} days, e.g. {example}")

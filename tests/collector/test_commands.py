@@ -376,3 +376,22 @@ def test_pools_reads_the_books_of_the_site_and_shard_it_is_given(tmp_path):
         out = json.loads(result.stdout)
         read[name] = (out["site"], out["reconciliation"]["site"]["realized_all_in_cost_per_btc"])
     assert read == {"config": ("default", 1.0), "env": ("east", 2.0), "flag": ("east", 2.0), "shard": ("east", 3.0)}
+
+
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("1.5s", 1), ("90m", 5400), ("24h", 86400), ("7d", 604800)])
+def test_a_period_takes_seconds_minutes_hours_or_days(text, seconds):
+    # `--since 30s` was refused ("m, h or d") while the docs said a period of at least a second.
+    from collector.commands.common import parse_period
+
+    assert parse_period("--since", text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0.5s", "30", "30x", "infs", "s"])
+def test_a_period_of_less_than_a_second_or_without_its_unit_is_a_usage_error(text, capsys):
+    import typer
+
+    from collector.commands.common import parse_period
+
+    with pytest.raises(typer.Exit) as refused:
+        parse_period("--since", text)
+    assert refused.value.exit_code == 2 and f"--since {text!r}" in capsys.readouterr().err
