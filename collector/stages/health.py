@@ -53,6 +53,9 @@ MAX_MODELS = 1024
 # cycles: a day still has over a thousand samples at 10 s.
 HEALTHY_POINT_EVERY = 6
 HEALTHY_POINT_S = 60.0
+# States whose live hashrate measures the shortfall: mining, and in fault (error), where 0 TH/s is a unit
+# that stopped. An idle unit's loss is its `idle` finding's; one asleep on purpose loses nothing.
+_READ_LIVE = (MinerState.MINING, MinerState.ERROR)
 
 
 class HealthStage:
@@ -190,14 +193,21 @@ class HealthStage:
         found += self._trends(sample, kept, chips_now, work.day, trusted=due and not doubtful and not bad_boards)
 
         hashrate = sample.hashrate_ths if "hashrate_ths" not in doubtful else None
+        chip = sample.temp_chip_max_c if "temp_chip_max_c" not in doubtful else None
         if asleep:
             shortfall = 0.0
         elif found and any(f.signal in (Signal.OFFLINE, Signal.IDLE) for f in found):
             shortfall = expected or 0.0
-        elif expected is not None and hashrate is not None and state is MinerState.MINING:
+        elif expected is not None and hashrate is not None and state in _READ_LIVE:
+            # In fault at 0 TH/s (an overheat shutdown, every board lost) it lacks its whole usual rate.
             shortfall = max(0.0, expected - hashrate)
         else:
             shortfall = 0.0
+        if state is MinerState.ERROR and hashrate == 0.0:
+            if chip is not None and (memory.stopped_chip_c is None or chip > memory.stopped_chip_c):
+                memory.stopped_chip_c = chip
+        elif hashrate and memory.stopped_chip_c is not None:
+            memory.stopped_chip_c = None  # hashing again: that stop is over
         settled = sample.uptime_s is None or sample.uptime_s >= checks.RAMP_S
         power_now = _draw_now(sample, cost, metered, doubtful)
         if found or (expected and shortfall >= health_dollars.UNEXPLAINED_SHARE * expected):
@@ -213,7 +223,6 @@ class HealthStage:
         if metered is not None and sample.power_w and state is MinerState.MINING and not (
                 found and any(f.signal is Signal.POWER_MISMATCH for f in found)):
             self.truth.observe(miner, model, sample.power_w, metered)
-        chip = sample.temp_chip_max_c if "temp_chip_max_c" not in doubtful else None
         if state is MinerState.MINING and chip is not None and self._held is None:  # held: noted as it came in
             work.peer(model, place.container, chip, sample.hw_error_pct if "hw_error_pct" not in doubtful else None)
 

@@ -55,7 +55,7 @@ def share_shortfall(items: list[tuple[Finding, Cause, str]], shortfall: float, e
     """Set each finding's `lost_ths` so that together they account for `shortfall` (expected - live)
     at most: what the board readings name first, the rest to the first finding that can explain it.
     Returns a HASHRATE_LOW finding for a remainder nothing explains (None when too small, or the unit
-    is still ramping after a start: `settled` False).
+    is still ramping after a start: `settled` False), critical when the unit hashes nothing.
 
     A unit in a reboot loop whose start is still ramping (`ramping`: uptime under BOOT_SETTLE_S) is short
     by that ramp: the loop's own figure is every start's ramp averaged over the loop, so the rest is its
@@ -81,7 +81,8 @@ def share_shortfall(items: list[tuple[Finding, Cause, str]], shortfall: float, e
                 return None
     if not settled or rest < SHORTFALL_SHARE * expected:
         return None
-    return Finding(Signal.HASHRATE_LOW, Severity.WARNING,
+    stopped = shortfall >= expected  # hashing nothing, in fault: as critical as offline or idle
+    return Finding(Signal.HASHRATE_LOW, Severity.CRITICAL if stopped else Severity.WARNING,
                    f"hashes {expected - shortfall:.2f} of {expected:.2f} TH/s expected; {rest:.2f} TH/s short",
                    value=expected - shortfall, limit=expected, lost_ths=rest)
 

@@ -124,6 +124,9 @@ class MinerMemory:
     pool_base: tuple[int, int, int] | None = None  # accepted, rejected, stale at the window's start
     reject_pct: float | None = None  # of the last full window
     streaks: dict[str, int] = field(default_factory=dict)  # problem key -> consecutive cycles seen
+    # The hottest chip read since it stopped hashing in fault, until it hashes again: once the unit stops,
+    # its chips cool within minutes, and this is what still says the stop was heat's (root_cause).
+    stopped_chip_c: float | None = None
     slot: int = 0  # a stable number of its id: which cycle in a few is its turn (health.HEALTHY_POINT_EVERY)
 
 

@@ -4,8 +4,8 @@ down to, and the evidence that named it.
 Each signal has its usual cause; a few are decided by what else the miner shows in the same cycle:
 a hot chip with a failing fan is the fan's (thermal, fan), with hot intake air the room's (thermal,
 ambient); a reboot loop with PSU codes or a draw its limits contradict is power's, with hot chips
-thermal's, else the firmware's; an error code by what its published meaning names. docs/health.md
-("Root cause") has the table.
+thermal's, else the firmware's; a unit stopped in fault whose chips read hot since it stopped is heat's;
+an error code by what its published meaning names. docs/health.md ("Root cause") has the table.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from collector.stages.health_signals import MIN_PEERS, Context, Finding
-from models import MinerSample
+from models import MinerSample, MinerState
 from models.health import Cause, Signal
 
 _USUAL: dict[Signal, Cause] = {
@@ -54,6 +54,7 @@ _MEANING_WORDS: tuple[tuple[tuple[str, ...], Cause], ...] = (
 )
 # A meter reading below this share of the miner's usual draw: the miner has no power, the network is innocent.
 NO_POWER_SHARE = 0.05
+NEAR_HOT_C = 3.0  # a chip this close under the model's hot limit runs hot: firmware throttles to hold it there
 
 
 def classify(findings: Sequence[Finding], sample: MinerSample, ctx: Context) -> list[tuple[Finding, Cause, str]]:
@@ -85,6 +86,9 @@ def _cause(finding: Finding, findings: Sequence[Finding], signals: set[Signal], 
         air = next(f for f in findings if f.signal is Signal.AMBIENT_HOT)
         return Cause.THERMAL, f"{evidence}; ambient: {air.evidence}"
     if signal is Signal.HASHRATE_LOW:
+        stopped_hot = _stopped_hot(sample, ctx)
+        if stopped_hot is not None:
+            return Cause.THERMAL, f"{evidence}; {stopped_hot}"
         if signals & _HEAT or _near_hot(sample, ctx):
             return Cause.THERMAL, f"{evidence}; its chips run hot (throttling)"
         if signals & _POWER:
@@ -145,6 +149,19 @@ def _temperatures_judged(sample: MinerSample, ctx: Context) -> bool:
 
 
 def _near_hot(sample: MinerSample, ctx: Context) -> bool:
-    """The hottest chip within 3 C of the model's hot limit: a throttling firmware holds it just under."""
+    """The hottest chip within NEAR_HOT_C of the model's hot limit: a throttling firmware holds it just under."""
     limits, chip = ctx.limits, sample.temp_chip_max_c
-    return chip is not None and limits is not None and limits.chip_hot_c is not None and chip >= limits.chip_hot_c - 3
+    return (chip is not None and limits is not None and limits.chip_hot_c is not None
+            and chip >= limits.chip_hot_c - NEAR_HOT_C)
+
+
+def _stopped_hot(sample: MinerSample, ctx: Context) -> str | None:
+    """Why a unit in fault that hashes nothing stopped, when its chips say heat: the hottest chip read since
+    it stopped (remembered: they cool within minutes of the stop) near or over the model's hot limit. The
+    codes of most firmware have no published meaning (docs/avalon.md s5): the chips are the evidence."""
+    hottest, limits = ctx.memory.stopped_chip_c, ctx.limits
+    if (hottest is None or sample.state is not MinerState.ERROR or limits is None or limits.chip_hot_c is None
+            or hottest < limits.chip_hot_c - NEAR_HOT_C):
+        return None
+    return (f"in fault since its chips read {hottest:g} C (the model's hot limit {limits.chip_hot_c:g} C): stopped "
+            "by heat, look at its cooling")
