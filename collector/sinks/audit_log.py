@@ -13,7 +13,7 @@ each batch of lines, so `logrotate` may move it at any time. The same events go 
 Only whole lines ever stay in the file: a write the disk cuts short (ENOSPC) is truncated back to the
 end of the last whole line, and the lines not written are kept in memory and written first once the
 file takes writes again. Each batch is synced to disk as it is written (a power cut must not lose what
-was sent). Each line is logged in full at ERROR when it first fails to be written; at
+was sent); a last line a power cut tore anyway is cut off at the next start, logged in full. Each line is logged in full at ERROR when it first fails to be written; at
 stop, the lines still not written are logged again, in full, as lost from the file (the log is then
 their only record). The path must be a regular file or absent: a FIFO would hang the service, a
 device would swallow the lines.
@@ -68,9 +68,15 @@ class AuditLog:
         self._backlog: list[bytes] = []
 
     def check(self) -> None:
-        """OSError (naming the path) unless the file can be opened to append to (it is created)."""
+        """OSError (naming the path) unless the file can be opened to append to (it is created). At the start:
+        a last line a power cut tore (cut short, or a tail of zeros as a file system may leave it) is cut
+        off, logged in full, so that the next line is not glued to it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(_open_to_append(self.path))
+        fd = regular_file.open_regular(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        try:
+            _cut_torn_tail(self.path, fd)
+        finally:
+            os.close(fd)
 
     def append(self, events: Iterable[ActionEvent]) -> None:
         new = [orjson.dumps(event_record(e, self.site)) + b"\n" for e in events]
@@ -116,6 +122,33 @@ def _text(lines: list[bytes]) -> str:
 def _open_to_append(path: Path) -> int:
     """A descriptor appending to `path` (created if absent); OSError naming it unless it is a regular file."""
     return regular_file.open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+
+
+TORN_TAIL_MAX = 64 * 1024  # a line is a few hundred bytes (MAX_TEXT caps its texts): a torn one is shorter
+
+
+def _cut_torn_tail(path: Path, fd: int) -> None:
+    """Truncate the file back to the end of its last whole line (a tail with no newline: a write a power cut
+    stopped). A tail longer than TORN_TAIL_MAX is no torn line of ours: it is ended with a newline instead."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return
+    start = max(0, size - TORN_TAIL_MAX)
+    tail = os.pread(fd, size - start, start)
+    if tail.endswith(b"\n"):
+        return
+    cut = tail.rfind(b"\n") + 1
+    if cut == 0 and start > 0:
+        os.write(fd, b"\n")
+        log.warning("curtailment audit log %s: its last %d+ bytes end with no newline; a newline is added",
+                    path, TORN_TAIL_MAX)
+        return
+    os.ftruncate(fd, start + cut)
+    os.fsync(fd)
+    torn = tail[cut:]
+    log.warning("curtailment audit log %s: its last line was torn (a stop in the middle of a write: %d bytes%s); "
+                "cut off, as it was: %s", path, len(torn), ", zeros" if not torn.strip(b"\0") else "",
+                torn.rstrip(b"\0")[:2000].decode("utf-8", "replace") or "(nothing but zeros)")
 
 
 def _append_lines(path: Path, lines: list[bytes]) -> tuple[int, OSError | None]:

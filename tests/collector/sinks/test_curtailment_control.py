@@ -692,6 +692,24 @@ def test_a_write_the_full_disk_cuts_short_leaves_only_whole_lines_and_the_rest_f
     assert [json.loads(line).get("miner") for line in lines] == [None, "m1", "m2", "m3"]
 
 
+@pytest.mark.parametrize("tail", [b'{"ts": "2026-11-27T12:00:05Z", "site": "ctl-torn", "mi', b"\0" * 4096],
+                         ids=["cut short", "zeros"])
+def test_an_audit_log_torn_by_a_power_cut_is_cut_back_to_its_last_whole_line_at_the_start(fleet, tmp_path, tail,
+                                                                                          caplog):
+    # A power cut in the middle of a write leaves a last line cut short (or, on some file systems, a tail of
+    # zeros): the next start glued its first event to it, one line no JSON reader could read past.
+    path = tmp_path / "audit.jsonl"
+    whole = json.dumps({"ts": "2026-11-27T11:59:55Z", "site": "ctl-torn", "action": "sleep", "result": "sent"})
+    path.write_bytes(whole.encode() + b"\n" + tail)
+    cfg = config(fleet, "ctl-torn", price=SPIKE, control={"mode": "dry_run", "allow": ["*"], "audit_log": str(path)})
+    with caplog.at_level("WARNING", logger=audit_log.__name__):
+        run(cfg, 2)
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()]  # every line reads
+    assert lines[0] == json.loads(whole) and len(lines) > 1 and all(line["site"] == "ctl-torn" for line in lines)
+    torn = [r.getMessage() for r in caplog.records if "its last line was torn" in r.getMessage()]
+    assert len(torn) == 1 and (tail.decode() in torn[0] if tail.strip(b"\0") else "zeros" in torn[0]), torn
+
+
 def test_collect_refuses_an_audit_log_it_cannot_append_to(fleet, tmp_path):
     path = tmp_path / "hashfleet.yaml"
     path.write_text(json.dumps({
