@@ -9,7 +9,8 @@ What answers at an address is found out beside the cycle, never inside it
 polled set once identified, and until then yields a cheap offline sample
 ("not identified yet") each cycle. Addresses that keep failing identification
 are retried with exponential backoff; a known miner that stops answering is
-polled a few more times, then handed back to identification. So is, at once and with a warning, an
+polled a few more times, then handed back to identification (its offline samples keep its id and say
+"identifying it again"). So is, at once and with a warning, an
 address whose native reader finds another make answering there (a unit swapped at the same address:
 collector.sources.rpc_reader); its samples stop carrying the old unit's id.
 
@@ -474,7 +475,9 @@ class PolledMiners:
                 sample = await avalon.poll(target.host, target.port, site=self.config.site, ts=ts,
                                            timeout_s=deadline, known_id=known.miner_id)
             elif known.driver is None:  # identification's turn (in the background): not polled, no wait
-                return self._offline(target, known, ts, f"not identified yet: {known.reason or _UNDER_WAY}")
+                # A miner read here before (it keeps its id) is no new address: say so.
+                waiting = "identifying it again" if known.miner_id else "not identified yet"
+                return self._offline(target, known, ts, f"{waiting}: {known.reason or _UNDER_WAY}")
             elif known.reader is not None:
                 # A native reader: one joined request a poll, like the Avalon's; its rare extra reads keep
                 # within the same deadline (collector.sources.profile).

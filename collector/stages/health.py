@@ -10,8 +10,11 @@ costliest problems in repair order), the peers' typical values for next cycle's 
 reading, `hashfleet health`: this cycle's, every miner judged at its end: one_reading), the
 learned power corrections (power_truth) and the measured PUE. Per miner the work is O(boards + fans):
 what the stage remembers is a few numbers per miner and its daily sums (health_history), saved next to
-the spool every SAVE_EVERY_S and when a day ends. A failure with one miner costs that miner's health
-figures for the cycle (logged once per miner), never the others' or the service.
+the spool every SAVE_EVERY_S and when a day ends. With them the address each was last read at: after a
+restart the poller knows an address only once it is identified again, and until then one that does not
+answer is judged and priced as the unit last read there, unless something has answered there (or that
+unit elsewhere) since. A failure with one miner costs that miner's health figures for the cycle (logged
+once per miner), never the others' or the service.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from models import CostSample, MinerSample, MinerState, SiteEconomics
 from models.config import Place
 from models.hardware import nameplate, thermal_limits
 from models.health import NOWHERE, Cause, MinerHealth, Problem, Severity, Signal, SiteHealth, queue_order
+from models.sample import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ class HealthStage:
         kept = health_history.load(state_path) if state_path is not None else {}
         self._memory: dict[str, MinerMemory] = {
             miner: MinerMemory(kept=h, slot=zlib.crc32(miner.encode("utf-8", "replace"))) for miner, h in kept.items()}
+        self._last_at = _last_read_at(kept)  # address -> the id last read there, as saved: until one answers there
         self._peers: dict[tuple[str | None, str | None], PeerStats] = {}
         self._places: dict[str, Place] = {}
         self._models: dict[str | None, tuple] = {}  # model -> (nameplate, thermal limits)
@@ -114,6 +119,8 @@ class HealthStage:
             self._held.append(part)
             for sample in part.samples:
                 self._note_peer(sample, work)
+                if self._last_at and sample.state is not MinerState.OFFLINE:  # before any miner is judged
+                    self._answered(sample, _address(sample))
             return
         self._judge(part, work)
 
@@ -153,14 +160,17 @@ class HealthStage:
 
     def _miner(self, sample: MinerSample, cost: CostSample | None, work: _CycleWork) -> MinerHealth:
         miner, state = sample.miner, sample.state
-        memory = self._memory.get(miner) or self._remember(miner)
+        address = _address(sample)
+        last_here = self._last_here(sample, address) if self._last_at else None
+        # An address not identified since a restart is the unit last read there (what it made, its meter)
+        memory = self._memory[last_here] if last_here else self._memory.get(miner) or self._remember(miner)
         kept = memory.kept
         model = sample.model or kept.model
         place = self._places.get(miner) or self._place(sample)
         plate, limits = self._models.get(model) or self._model(model)
         rated = sample.expected_hashrate_ths or _expected(plate, kept)  # the firmware's figure, else the nameplate's
         expected = _usual(kept.healthy_ths, rated)  # what it makes when well: the loss is measured from there
-        metered = self.live.metered_power(miner, work.now) if self.live.metered_w else None
+        metered = self.live.metered_power(last_here or miner, work.now) if self.live.metered_w else None
         peers = self._peers_of(model, place.container)
         factor = self.truth.factor(model)
         ctx = Context(work.now_s, expected, plate, limits, peers, memory, metered, factor)
@@ -169,6 +179,8 @@ class HealthStage:
         mining = state is MinerState.MINING
         if not mining:
             found += checks.not_mining(sample, ctx)
+            if last_here:
+                _name_last_unit(found, last_here, kept.model)
         asleep = state is MinerState.SOFT_OFF
         silent = bool(found) and any(f.signal is Signal.OFFLINE for f in found)
         if not asleep and not silent and sample.pool is not None:
@@ -237,7 +249,7 @@ class HealthStage:
         return MinerHealth(miner, model, place, problems, expected, lost, usd,
                            cost.profit_usd_day if cost is not None else None, unprofitable,
                            chips_dead, kept.chips_lost_week(chips_now, work.day) if kept.trends.first_day else None,
-                           chip, factor, report=due or unprofitable or bool(problems), address=_address(sample))
+                           chip, factor, report=due or unprofitable or bool(problems), address=address)
 
     def _problems(self, sample: MinerSample, ctx: Context, memory: MinerMemory, found: list[Finding],
                   shortfall: float, expected: float | None, settled: bool, power_now: float | None,
@@ -333,6 +345,9 @@ class HealthStage:
             kept.model = sample.model
         if sample.expected_hashrate_ths:
             kept.expected_ths = sample.expected_hashrate_ths
+        # Under the MAC it showed: not a rival of a duplicate id nor a MAC that flaps (both under the address)
+        if sample.mac is not None and sample.miner != (address := _address(sample)):
+            kept.address = address
         healthy = (not problems and not found and sample.state is MinerState.MINING and settled and hashrate
                    and power_now is not None and power_now > 0
                    and (expected is None or hashrate >= (1 - checks.SHORTFALL_SHARE / 2) * expected))
@@ -341,6 +356,26 @@ class HealthStage:
             kept.healthy_ths = _ewma(kept.healthy_ths, hashrate)
 
     # -- memory, places, saving --------------------------------------------------------------------
+
+    def _last_here(self, sample: MinerSample, address: str) -> str | None:
+        """For a sample under its address that reads nothing (not identified since the restart): the id last
+        read at that address, from the saved history. Any other sample answered: `_answered`."""
+        if sample.state is not MinerState.OFFLINE:
+            self._answered(sample, address)
+            return None
+        if sample.miner != address:  # it has an id of its own
+            return None
+        last = self._last_at.get(address)
+        return last if last in self._memory else None
+
+    def _answered(self, sample: MinerSample, address: str) -> None:
+        """A unit answers at `address`: whoever was read there before the restart no longer stands for
+        it (a unit swapped in), nor for the address this unit was read at then (it moved)."""
+        self._last_at.pop(address, None)
+        memory = self._memory.get(sample.miner)
+        before = memory.kept.address if memory is not None else None
+        if before is not None and self._last_at.get(before) == sample.miner:
+            del self._last_at[before]
 
     def _remember(self, miner: str) -> MinerMemory:
         memory = self._memory.get(miner)
@@ -368,8 +403,10 @@ class HealthStage:
             after = CROWDED_FORGET_AFTER_S if crowded else FORGET_AFTER_S
             gone = [m for m, mem in self._memory.items() if now_s - mem.kept.seen_s > after]
             for miner in gone:
-                del self._memory[miner]
+                memory = self._memory.pop(miner)
                 self._places.pop(miner, None)
+                if self._last_at.get(memory.kept.address) == miner:  # (None: not in it)
+                    del self._last_at[memory.kept.address]
         if not self.save_state or self.state_path is None:
             return
         if self._last_save_s is None:
@@ -473,6 +510,27 @@ class _CycleWork:
 
 def _address(sample: MinerSample) -> str:
     return f"{sample.host}:{sample.port}"
+
+
+def _last_read_at(kept: dict[str, health_history.MinerHistory]) -> dict[str, str]:
+    """Address -> the id last read there showing its MAC, from the saved history: the latest seen where two
+    were read at one address (a unit swapped in). Ids longer than a sample's are no sample's: left out."""
+    out: dict[str, str] = {}
+    for miner, history in kept.items():
+        address = history.address
+        if address is None or len(miner) > MAX_TEXT_CHARS:
+            continue
+        other = out.get(address)
+        if other is None or kept[other].seen_s < history.seen_s:
+            out[address] = miner
+    return out
+
+
+def _name_last_unit(found: list[Finding], miner: str, model: str | None) -> None:
+    """An offline finding of an address not identified since a restart says first which unit it stands for."""
+    for f in found:
+        if f.signal is Signal.OFFLINE:
+            f.evidence = f"last read here as {miner}" + (f" ({model})" if model else "") + f"; {f.evidence}"
 
 
 def _key(finding: Finding) -> str:

@@ -5,6 +5,9 @@ Per miner and UTC day: how many mining samples, their summed hashrate, power, ho
 answering and per-board hashrate; at most MAX_DAYS days. A cycle adds one sample to today's sums
 (O(boards) per miner, no history scans); trends are worked out when a miner's day closes and kept
 until the next (`Trends`), except chips lost, which compares today's count with the first day kept.
+Besides the sums, its usual draw and hashrate, its model, and the address it was last read at showing
+its MAC (after a restart the poller knows an address only once it is identified again: until then the
+health stage prices an address that does not answer as the unit last read there).
 
 The file is input like any other (as collector/stages/running_totals.py treats its own): over its
 size cap, not JSON, a wrong type, a number that is not finite or is out of range, a date further in
@@ -40,6 +43,7 @@ MAX_BOARDS = 128
 MAX_FILE_BYTES = 512 * 1024 * 1024  # ~700 bytes a miner-day: 10,000 miners x 15 days is ~100 MB at most
 MAX_VALUE = 1e15  # sums of a day's samples: 8,640 cycles x 5,000 TH/s is ~4e7; past this it is garbage
 MAX_CLOCK_SKEW_S = 300
+MAX_ADDRESS_CHARS = 262  # host:port, a host of at most 256 characters (MinerSample.host)
 SAVE_EVERY_S = 600
 # Trends need this many samples in a day to count it (an hour at 10 s cycles is 360).
 MIN_DAY_SAMPLES = 30
@@ -94,6 +98,7 @@ class MinerHistory:
     expected_ths: float | None = None
     baseline_w: float | None = None  # draw when healthy (EWMA)
     healthy_ths: float | None = None  # hashrate when healthy (EWMA)
+    address: str | None = None  # host:port it was last read at showing its MAC: who was there, after a restart
 
     def add(self, sample: MinerSample, day: int) -> None:
         """One cycle's sample into today's sums; a new day closes the last and works out the trends."""
@@ -177,7 +182,8 @@ def utc_day(ts: datetime) -> int:
 def save(path: Path, miners: dict[str, MinerHistory], now: datetime) -> None:
     data = {"version": VERSION, "as_of": now.isoformat(), "miners": {
         miner: {"days": [d.row() for d in h.days], "seen": h.seen_s, "model": h.model,
-                "expected_ths": h.expected_ths, "baseline_w": h.baseline_w, "healthy_ths": h.healthy_ths}
+                "expected_ths": h.expected_ths, "baseline_w": h.baseline_w, "healthy_ths": h.healthy_ths,
+                "address": h.address}
         for miner, h in miners.items()}}
     durable_file.replace(path, orjson.dumps(data))
 
@@ -232,7 +238,8 @@ def _read(data: Any, now: datetime) -> tuple[datetime, dict[str, MinerHistory]]:
                                model=_text(raw.get("model"), miner),
                                expected_ths=_optional(raw.get("expected_ths"), "expected_ths", miner),
                                baseline_w=_optional(raw.get("baseline_w"), "baseline_w", miner),
-                               healthy_ths=_optional(raw.get("healthy_ths"), "healthy_ths", miner))
+                               healthy_ths=_optional(raw.get("healthy_ths"), "healthy_ths", miner),
+                               address=_text(raw.get("address"), miner, "address", MAX_ADDRESS_CHARS))
         last = 0
         for row in raw["days"]:
             day = _day(row, miner, today)
@@ -270,9 +277,9 @@ def _optional(value: Any, name: str, miner: str) -> float | None:
     return None if value is None else _number(value, name, miner, high=1e7)
 
 
-def _text(value: Any, miner: str) -> str | None:
+def _text(value: Any, miner: str, name: str = "model", longest: int = 256) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > 256:
-        raise UnusableHistory(f"miners[{miner[:80]!r}].model is not a short text")
+    if not isinstance(value, str) or len(value) > longest:
+        raise UnusableHistory(f"miners[{miner[:80]!r}].{name} is not a short text")
     return value

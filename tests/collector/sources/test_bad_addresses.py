@@ -216,7 +216,7 @@ def test_a_known_miner_that_stops_answering_is_handed_back_to_identification_and
     assert first.state is MinerState.MINING
     assert all(s.state is MinerState.OFFLINE and s.miner == first.miner for s in gone)
     assert handed_back.state is MinerState.OFFLINE and handed_back.miner == first.miner
-    assert handed_back.errors[0].startswith("not identified yet: no answer to 3 polls in a row")
+    assert handed_back.errors[0].startswith("identifying it again: no answer to 3 polls in a row")  # no new address
     assert back.state is MinerState.MINING and back.miner == first.miner
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from collector.stages import health, health_history
 from collector.stages.health import HealthStage
+from models import MinerSample, SampleSource
 from models.health import Cause, Signal
-from tests.collector.stages.health_support import T0, Site, a15, with_board
+from tests.collector.stages.health_support import A15, T0, Site, a15, with_board
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +81,62 @@ def test_the_history_survives_a_restart(tmp_path):
     assert kept.trends.first_chips == pytest.approx(480) and kept.baseline_w == pytest.approx(3600.0)
 
 
+A_MAC, B_MAC = "AA:00:00:00:00:01", "BB:00:00:00:00:02"
+HERE = "10.0.0.1:4028"
+
+
+def _restarted(tmp_path) -> Site:
+    """Unit A read at HERE (showing its MAC), its history saved, and a stage started again reading it back."""
+    path = tmp_path / "health-state.json"
+    site = Site(state_path=path)
+    site.cycles(3, a15(A_MAC, mac=A_MAC))
+    site.health.save_now(site.ts)
+    again = Site(state_path=path)
+    again.ts = site.ts
+    return again
+
+
+def _not_identified_yet() -> MinerSample:
+    """What the poller yields for HERE after a restart until it is identified: offline, under its address."""
+    return MinerSample.offline(miner=HERE, host="10.0.0.1", port=4028, site="s1", ts=T0, source=SampleSource.AVALON,
+                               reason=f"not identified yet: {HERE}: connection refused")
+
+
+def test_after_a_restart_an_address_not_identified_again_is_priced_as_the_unit_last_read_there(tmp_path):
+    site = _restarted(tmp_path)
+    site.cycles(2, _not_identified_yet())
+    health = site.captured.last(HERE)
+    [problem] = health.problems
+    assert problem.signal is Signal.OFFLINE and problem.lost_ths == pytest.approx(194.0) and problem.usd_lost_day > 0
+    assert health.model == A15 and problem.evidence.startswith(f"last read here as {A_MAC} ({A15}); not answering")
+
+
+def test_after_a_restart_a_unit_that_answers_at_the_address_ends_the_link(tmp_path):
+    # A unit swapped in answers there, then is identified again (another make's reply): not the old unit
+    site = _restarted(tmp_path)
+    site.cycle(a15(B_MAC, mac=B_MAC))
+    site.cycles(2, _not_identified_yet())
+    problem = site.problems(HERE)["offline"]
+    assert problem.usd_lost_day is None and "last read here" not in problem.evidence
+
+
+def test_after_a_restart_a_unit_read_at_another_address_is_no_longer_the_one_at_its_old_one(tmp_path):
+    # It moved (DHCP): its old address, silent, is not it (in the first cycle it may be, before it is read)
+    site = _restarted(tmp_path)
+    site.cycles(3, _not_identified_yet(), a15(A_MAC, mac=A_MAC, host="10.0.0.2"))
+    problem = site.problems(HERE)["offline"]
+    assert problem.usd_lost_day is None and "last read here" not in problem.evidence
+    assert site.problems(A_MAC) == {}
+
+
+def test_one_reading_knows_a_unit_moved_whatever_order_its_miners_come_in(tmp_path):
+    # `hashfleet health` judges its one reading at the end: every sample's address is noted before
+    site = _restarted(tmp_path)
+    site.health.one_reading()
+    site.cycle(_not_identified_yet(), a15(A_MAC, mac=A_MAC, host="10.0.0.2"))
+    assert site.problems(HERE)["offline"].usd_lost_day is None
+
+
 def test_the_service_saves_after_an_interval_and_when_a_day_ends(tmp_path):
     path = tmp_path / "health-state.json"
     site = Site(state_path=path)
@@ -141,6 +198,8 @@ def test_a_valid_file_loads(tmp_path):
     ("days out of order", lambda d: _set(d, "days", d["miners"]["m1"]["days"] * 2)),
     ("a baseline of infinity", lambda d: _set(d, "baseline_w", 1e308)),
     ("a model that is a number", lambda d: _set(d, "model", 5)),
+    ("an address that is a number", lambda d: _set(d, "address", 5)),
+    ("an address longer than any", lambda d: _set(d, "address", "h" * 300)),
     ("seen in the future", lambda d: _set(d, "seen", 1e11)),
     ("miners not an object", lambda d: {**d, "miners": [1]}),
 ])
