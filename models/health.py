@@ -169,3 +169,4 @@ class SiteHealth:
     # the cost figures use it (collector/stages/power_truth.py).
     power_corrections: dict[str, tuple[float, int, bool]] = field(default_factory=dict)
     queue: tuple[Problem, ...] = ()  # the costliest problems, in repair order (at most QUEUE_SHOWN)
+    where: dict[str, tuple[str | None, Place]] = field(default_factory=dict)  # queue's miner -> address, place

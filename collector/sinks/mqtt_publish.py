@@ -29,6 +29,7 @@ from collector.sinks import home_assistant
 from collector.stages.cost_engine import counted_readings
 from collector.cycle import Cycle, MinersPart
 from models import CostSample, MinerSample, MinerState
+from models.config import Place
 from models.health import MinerHealth, Problem, SiteHealth
 from models.curtailment import CurtailmentConfig
 from models.mqtt import MqttConfig
@@ -121,14 +122,13 @@ def _problem(p: Problem) -> dict[str, Any]:
 
 def miner_health_payload(health: MinerHealth, ts: datetime) -> dict[str, Any]:
     """The miner's health: problems (the costliest first), main root cause, dollars lost, place."""
-    place = health.place
     worst = health.worst
     return {
         "miner": health.miner, "ts": _iso(ts), "problems": len(health.problems),
         "cause": worst.cause.value if worst else None, "severity": health.severity.value if health.severity else None,
         "usd_lost_day": health.usd_lost_day, "lost_ths": health.lost_ths, "profit_usd_day": health.profit_usd_day,
         "unprofitable": health.unprofitable, "chips_dead": health.chips_dead,
-        "place": {"container": place.container, "row": place.row, "rack": place.rack, "position": place.position},
+        "place": _place(health.place),
         "top": [_problem(p) for p in sorted(health.problems, key=lambda p: -(p.usd_lost_day or 0))[:TOP_PROBLEMS]],
     }
 
@@ -158,8 +158,18 @@ def site_health_payload(health: SiteHealth, ts: datetime) -> dict[str, Any]:
         "by_cause": {c.value: n for c, n in health.by_cause.items()},
         "usd_by_cause": {c.value: round(v, 4) for c, v in health.usd_by_cause.items()},
         "top_problem": top_problem(health),
-        "queue": [_problem(p) for p in health.queue[:QUEUE_PUBLISHED]],
+        "queue": [_queued(p, health.where.get(p.miner)) for p in health.queue[:QUEUE_PUBLISHED]],
     }
+
+
+def _queued(p: Problem, where: tuple[str | None, Place] | None) -> dict[str, Any]:
+    """A problem of the repair queue, with where to walk to: the miner's address and place."""
+    address, place = where if where is not None else (None, None)
+    return {**_problem(p), "address": address, "place": None if place is None else _place(place)}
+
+
+def _place(place: Place) -> dict[str, str | None]:
+    return {"container": place.container, "row": place.row, "rack": place.rack, "position": place.position}
 
 
 def plan_summary(plan: CurtailmentPlan) -> dict[str, Any]:

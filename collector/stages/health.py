@@ -452,6 +452,7 @@ class _CycleWork:
         self.miners = 0
         self.with_problems = 0
         self.problems: list[Problem] = []
+        self.where: dict[str, tuple[str | None, Place]] = {}  # miner with problems -> its address and place
         self.unprofitable = 0
         self.chips_dead = 0
         self._temps: dict[tuple[str | None, str | None], list[float]] = defaultdict(list)
@@ -471,6 +472,7 @@ class _CycleWork:
         """A miner with problems (HealthStage.part counts every miner)."""
         self.with_problems += 1
         self.problems += health.problems
+        self.where[health.miner] = (health.address, health.place)
 
     def peer(self, model: str | None, container: str | None, temp: float, hw: float | None) -> None:
         for key in ((model, container), (model, None)) if container is not None else ((model, None),):
@@ -488,6 +490,7 @@ class _CycleWork:
         return out
 
     def rollup(self, site: str, pue: float | None, truth: PowerTruth) -> SiteHealth:
+        queue = tuple(sorted(self.problems, key=queue_order)[:QUEUE_SHOWN])
         by_cause: dict[Cause, int] = {}
         usd_by_cause: dict[Cause, float] = {}
         for p in self.problems:
@@ -504,7 +507,7 @@ class _CycleWork:
             lost_ths=sum(p.lost_ths for p in self.problems),
             unprofitable=self.unprofitable, chips_dead=self.chips_dead, by_cause=by_cause,
             usd_by_cause=usd_by_cause, measured_pue=pue, power_corrections=corrections,
-            queue=tuple(sorted(self.problems, key=queue_order)[:QUEUE_SHOWN]),
+            queue=queue, where={p.miner: self.where[p.miner] for p in queue if p.miner in self.where},
         )
 
 

@@ -61,6 +61,9 @@ def test_problems_reach_mqtt_and_home_assistant_and_the_facility_meter_sets_the_
     assert site_health["problems"] >= 1 and site_health["by_cause"]["board"] >= 1
     assert site_health["top_problem"].startswith(f"{sick}: board_dead (board)")
     assert site_health["queue"][0]["miner"] == sick
+    # where to walk to (the queue named only the MAC: trial N L4)
+    assert site_health["queue"][0]["address"] == fleet[0].address
+    assert site_health["queue"][0]["place"] == {"container": "c7", "row": None, "rack": "r3", "position": "12"}
     assert abs(site_health["measured_pue"] - 1.25) < 0.02
     assert cost["facility_power_w"] > 1.2 * cost["power_w"]  # not the configured 1.1
 
