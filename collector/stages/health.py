@@ -232,7 +232,9 @@ class HealthStage:
 
         if due or kept.baseline_w is None or sample.model != kept.model:  # one cycle in a few is plenty
             self._learn(sample, kept, rated, hashrate, power_now, problems, found, settled, work)
-        if metered is not None and sample.power_w and state is MinerState.MINING and not (
+        # Learned from settled readings only: while a start ramps, the meter's reading (up to
+        # meter_max_age_s old) is of a lower draw than the miner's own (health_signals.power).
+        if metered is not None and sample.power_w and state is MinerState.MINING and settled and not (
                 found and any(f.signal is Signal.POWER_MISMATCH for f in found)):
             self.truth.observe(miner, model, sample.power_w, metered)
         if state is MinerState.MINING and chip is not None and self._held is None:  # held: noted as it came in

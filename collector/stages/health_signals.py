@@ -533,15 +533,25 @@ def power(sample: MinerSample, ctx: Context, doubtful: set[str]) -> list[Finding
                                f"{efficiency:.1f} J/TH while hashing {hashrate:.1f} TH/s; the model is rated "
                                f"{rated:.1f} J/TH", value=efficiency, limit=rated))
     metered = ctx.metered_w
-    if metered is not None and metered > 0 and watts > 0:
-        ratio = metered / watts
-        expected_ratio = ctx.power_ratio or 1.0
-        if abs(ratio / expected_ratio - 1) > METER_MISMATCH_SHARE:
+    # Not in its first RAMP_S after a start: its draw climbs with its hashrate for a minute or more, and
+    # the meter's reading (up to meter_max_age_s old) is of an earlier moment of the climb than its own.
+    if metered is not None and metered > 0 and watts > 0 and (sample.uptime_s is None or sample.uptime_s >= RAMP_S):
+        # The miner's own reading against what the meter says it should report (the meter's watts over
+        # its model's usual metered / reported ratio): the share the evidence quotes is the one judged.
+        off = watts * (ctx.power_ratio or 1.0) / metered - 1
+        if abs(off) > METER_MISMATCH_SHARE:
             out.append(Finding(Signal.POWER_MISMATCH, Severity.WARNING,
-                               f"reports {watts:.0f} W, the meter reads {metered:.0f} W "
-                               f"({ratio / expected_ratio - 1:+.0%} against its model's usual)", value=watts,
-                               limit=metered))
+                               _mismatch(watts, metered, off, ctx.power_ratio), value=watts, limit=metered))
     return out
+
+
+def _mismatch(watts: float, metered: float, off: float, usual_ratio: float | None) -> str:
+    """Which reading is off and by how much: the miner's own, `off` (a share) high or low."""
+    text = (f"reports {watts:.0f} W, the meter reads {metered:.0f} W: "
+            f"its own reading is {abs(off):.0%} {'high' if off > 0 else 'low'}")
+    if usual_ratio is not None:
+        text += f" (its model's units usually report {1 / usual_ratio:.0%} of what their meters read)"
+    return text
 
 
 _OWN_NOTES = ("reply value out of range",)  # collector/sources/pyasic_makes.py: a value it refused

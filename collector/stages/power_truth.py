@@ -1,11 +1,12 @@
 """Power truth: what miners report against what meters read.
 
 Where an outlet or rack meter reads a miner (MQTT ingest, `LiveInputs.metered_w`), the ratio metered /
-reported is observed every cycle. Per model, the ratios of recent cycles (any of its metered miners)
-give a learned correction factor: the median over its miners of each one's median ratio (a miner
-that is off is one vote), once there are MIN_SAMPLES ratios from at least
-MIN_MINERS miners, used only within [MIN_FACTOR, MAX_FACTOR] (past that it is not a calibration but a
-fault, and each miner says so itself). The cost stage multiplies the reported watts of a miner no
+reported is observed every cycle it mines, past its first health_signals.RAMP_S after a start (the
+draw climbs with the hashrate then; a meter's reading a few seconds older reads less). Per model,
+the ratios of recent cycles (any of its metered miners) give a learned correction factor: the median
+over its miners of each one's median ratio (a miner that is off is one vote), once there are
+MIN_SAMPLES ratios from at least MIN_MINERS miners, used only within [MIN_FACTOR, MAX_FACTOR] (past
+that it is not a calibration but a fault, and each miner says so itself). The cost stage multiplies the reported watts of a miner no
 meter reads by its model's factor (`correction`), so the cost figures use the draw the meters say
 that model really has. A miner far from its model's factor is a power problem of its own
 (health_signals.power) and its ratio is not learned from.

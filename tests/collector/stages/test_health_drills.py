@@ -257,5 +257,72 @@ def test_psu_drift_against_the_simulated_meter_is_a_power_problem(mosquitto, tmp
     problems = {p.key: p for p in captured.last(drifting).problems}
     problem = problems["power_mismatch"]
     assert problem.cause is Cause.POWER and problem.value < 0.9 * problem.limit  # reports well under the meter
+    # The evidence says which reading is off, and by how much (the miner's own: low, against the meter's).
+    assert f"its own reading is {1 - problem.value / problem.limit:.0%} low" in problem.evidence, problem.evidence
     assert problem.lost_ths == 0 and problem.usd_lost_day == 0  # a reading problem of the PSU: nothing lost
     assert all(captured.last(_id(m)).problems == () for m in list(fleet)[1:])
+
+
+def test_a_restart_ramp_against_an_older_meter_reading_is_no_power_problem(mosquitto, tmp_path):
+    """After a start a miner's draw climbs with its hashrate (the simulator's over 60 s); the meter's reading
+    is a few seconds older than the miner's own (a PDU publishes every few seconds; the collector uses
+    readings up to meter_max_age_s old), so it reads a lower draw. Neither a restarted healthy miner nor a
+    reboot loop is a power problem (the loop is put down to the firmware, not to a PSU), and no ramp
+    reading teaches its model's metered / reported ratio."""
+    clock = ManualClock()
+    with run_fleet("a1246:3", base="127.48.5.1:0", seed=14, clock=clock) as fleet:
+        meter = MqttPowerMeter(list(fleet), mosquitto.host, mosquitto.port, prefix=f"ramp-{tmp_path.name}",
+                               rack_size=3).start(periodic=False)
+        (tmp_path / "spool").mkdir()
+        config = _config(fleet.addresses, tmp_path / "spool", mqtt={
+            "host": mosquitto.host, "port": mosquitto.port, "discovery": False,
+            "ingest": meter.collector_ingest()[:1]})
+        captured = Captured()
+        built = pipeline.build(config, sinks=[captured], service_mode=True)
+        live = built.mqtt.live
+        truth = next(s for s in built.stages if isinstance(s, HealthStage)).truth
+        ids = [_id(m) for m in fleet]
+
+        async def cycle(step_s: float, meter_lag_s: float):
+            clock.advance(step_s - meter_lag_s)
+            meter.publish_once()
+            for _ in range(100):  # the ingest applies readings on the loop's thread
+                readings = [live.metered_w.get(i) for i in ids]
+                if all(r is not None and abs(r.watts - m.truth().power_true_w) < 1 for r, m in zip(readings, fleet)):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("meter readings did not arrive")
+            clock.advance(meter_lag_s)  # the miners are read this much after the meter
+            await built.run_cycles(cycles=1)
+
+        def ratios_of(miner: str) -> int:  # metered / reported ratios learned from it
+            return sum(1 for ring in truth._ratios.values() for m, _ in ring if m == miner)
+
+        async def go():
+            await built.start()
+            try:
+                for _ in range(WARMUP):
+                    await cycle(DT, 0.0)
+                learned = [ratios_of(i) for i in ids]
+                fleet[1].reboot()  # a technician's restart
+                fleet[2].set_faults(reboot_loop=120.0)  # a loop from now: restarts now, at 120 s, 240 s, ...
+                fleet[2].reboot()
+                first = len(captured.parts)
+                for _ in range(40):  # 400 s at 10 s cycles: 3 starts of the loop, none past RAMP_S
+                    await cycle(10.0, 5.0)
+                return learned, first
+            finally:
+                await built.stop()
+
+        try:
+            learned, first = asyncio.run(go())
+        finally:
+            meter.stop()
+            built.close()
+    seen = [(h.miner, p) for part in captured.parts[first:] for h in part.health or () for p in h.problems]
+    assert not [p for _, p in seen if p.signal is Signal.POWER_MISMATCH], [p.evidence for _, p in seen]
+    assert not [p for miner, p in seen if miner in ids[:2]], [p.evidence for _, p in seen]
+    loop = [p for miner, p in seen if miner == ids[2] and p.signal is Signal.REBOOTS]
+    assert loop and all(p.cause is Cause.FIRMWARE for p in loop), [p.evidence for p in loop]
+    assert [ratios_of(i) - before for i, before in zip(ids, learned)] == [40, 0, 0]  # the healthy one, every cycle
