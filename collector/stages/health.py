@@ -265,7 +265,8 @@ class HealthStage:
         found = [f for f in found if f.signal in _AT_ONCE or seen[_key(f)] >= self.min_cycles]
         items = root_cause.classify(found, sample, ctx)
         ramping = sample.uptime_s is not None and sample.uptime_s < checks.BOOT_SETTLE_S
-        extra = health_dollars.share_shortfall(items, shortfall, expected, settled, ramping)
+        extra = health_dollars.share_shortfall(items, shortfall, expected, settled, ramping,
+                                               root_cause.cooling_may_throttle(sample, ctx))
         if extra is not None:
             key = extra.signal.value
             seen[key] = streaks.get(key, 0) + 1

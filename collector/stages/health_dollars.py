@@ -28,6 +28,8 @@ from models.health import Cause, Severity, Signal
 # figure already counts: `share_shortfall`.)
 _EXPLAINERS = (Signal.CHIP_HOT, Signal.TEMP_OUTLIER, Signal.FAN_STOPPED, Signal.FAN_SLOW, Signal.AMBIENT_HOT,
                Signal.POWER_OUT_OF_RANGE, Signal.POWER_OVER_LIMIT, Signal.FAULT_CODE)
+# A fan or the room holds hashrate back only through hot chips (throttling): not when chips are cool.
+_COOLING = frozenset({Signal.FAN_STOPPED, Signal.FAN_SLOW, Signal.AMBIENT_HOT})
 _DIRECT = frozenset({Signal.OFFLINE, Signal.IDLE, Signal.BOARD_DEAD, Signal.CHIPS_DEAD, Signal.BOARD_WEAK})
 # Less than this share of expected left unexplained is the unit's own spread, not a problem.
 UNEXPLAINED_SHARE = 0.03
@@ -51,9 +53,10 @@ def prices(cost: CostSample | None, economics: SiteEconomics | None, pue: float 
 
 
 def share_shortfall(items: list[tuple[Finding, Cause, str]], shortfall: float, expected: float | None,
-                    settled: bool, ramping: bool = False) -> Finding | None:
+                    settled: bool, ramping: bool = False, cooling_throttles: bool = True) -> Finding | None:
     """Set each finding's `lost_ths` so that together they account for `shortfall` (expected - live)
-    at most: what the board readings name first, the rest to the first finding that can explain it.
+    at most: what the board readings name first, the rest to the first finding that can explain it
+    (a fan or hot intake air only when `cooling_throttles`: root_cause.cooling_may_throttle).
     Returns a HASHRATE_LOW finding for a remainder nothing explains (None when too small, or the unit
     is still ramping after a start: `settled` False), critical when the unit hashes nothing.
 
@@ -75,6 +78,8 @@ def share_shortfall(items: list[tuple[Finding, Cause, str]], shortfall: float, e
     if ramping and any(f.signal is Signal.REBOOTS for f, _, _ in items):
         return None
     for signal in _EXPLAINERS:
+        if signal in _COOLING and not cooling_throttles:
+            continue
         for f, _, _ in items:
             if f.signal is signal and (signal is not Signal.FAULT_CODE or f.severity.level > 0):
                 f.lost_ths += rest

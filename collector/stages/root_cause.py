@@ -3,9 +3,10 @@ down to, and the evidence that named it.
 
 Each signal has its usual cause; a few are decided by what else the miner shows in the same cycle:
 a hot chip with a failing fan is the fan's (thermal, fan), with hot intake air the room's (thermal,
-ambient); a reboot loop with PSU codes or a draw its limits contradict is power's, with hot chips
-thermal's, else the firmware's; a unit stopped in fault whose chips read hot since it stopped is heat's;
-an error code by what its published meaning names. docs/health.md ("Root cause") has the table.
+ambient), a shortfall too but only when its chips may be throttled (`cooling_may_throttle`); a reboot
+loop with PSU codes or a draw its limits contradict is power's, with hot chips thermal's, else the
+firmware's; a unit stopped in fault whose chips read hot since it stopped is heat's; an error code by
+what its published meaning names. docs/health.md ("Root cause") has the table.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ _USUAL: dict[Signal, Cause] = {
 }
 
 _FANS = frozenset({Signal.FAN_STOPPED, Signal.FAN_SLOW})
-_HEAT = frozenset({Signal.CHIP_HOT, Signal.TEMP_OUTLIER, Signal.AMBIENT_HOT})
+_HOT_CHIPS = frozenset({Signal.CHIP_HOT, Signal.TEMP_OUTLIER})
+_HEAT = _HOT_CHIPS | {Signal.AMBIENT_HOT}
 _POWER = frozenset({Signal.POWER_OVER_LIMIT, Signal.POWER_OUT_OF_RANGE, Signal.POWER_MISMATCH})
 # Words of a code's published meaning (models.FaultCode.meaning) and the cause they name, first match wins.
 _MEANING_WORDS: tuple[tuple[tuple[str, ...], Cause], ...] = (
@@ -79,7 +81,8 @@ def _cause(finding: Finding, findings: Sequence[Finding], signals: set[Signal], 
         if Signal.NO_POOL in signals or (pool is not None and pool.active is False):
             return Cause.POOL, f"{evidence}; no pool alive"
         return Cause.FIRMWARE, f"{evidence}; its pool is not said to be down"
-    if signal in (Signal.CHIP_HOT, Signal.TEMP_OUTLIER, Signal.HASHRATE_LOW) and signals & _FANS:
+    if signals & _FANS and (signal in (Signal.CHIP_HOT, Signal.TEMP_OUTLIER)
+                            or (signal is Signal.HASHRATE_LOW and cooling_may_throttle(sample, ctx))):
         fan = next(f for f in findings if f.signal in _FANS)
         return Cause.THERMAL, f"{evidence}; fan: {fan.evidence}"
     if signal in (Signal.CHIP_HOT, Signal.TEMP_OUTLIER) and Signal.AMBIENT_HOT in signals:
@@ -89,7 +92,8 @@ def _cause(finding: Finding, findings: Sequence[Finding], signals: set[Signal], 
         stopped_hot = _stopped_hot(sample, ctx)
         if stopped_hot is not None:
             return Cause.THERMAL, f"{evidence}; {stopped_hot}"
-        if signals & _HEAT or _near_hot(sample, ctx):
+        if (signals & _HOT_CHIPS or _near_hot(sample, ctx)
+                or (Signal.AMBIENT_HOT in signals and cooling_may_throttle(sample, ctx))):
             return Cause.THERMAL, f"{evidence}; its chips run hot (throttling)"
         if signals & _POWER:
             return Cause.POWER, f"{evidence}; its power readings are off"
@@ -98,6 +102,8 @@ def _cause(finding: Finding, findings: Sequence[Finding], signals: set[Signal], 
             cause, _ = _code_cause(code)
             return cause, f"{evidence}; it reports {code.evidence}"
         if _temperatures_judged(sample, ctx):
+            if signals & (_FANS | _HEAT):  # a fan or the room, but chips not hot: nothing throttled
+                return Cause.FIRMWARE, f"{evidence}; chips and boards look normal, its chips are not hot: not throttled"
             return Cause.FIRMWARE, f"{evidence}; chips, boards, fans and temperatures look normal"
         return Cause.FIRMWARE, (f"{evidence}; chips, boards and fans look normal; temperatures not judged (no hot "
                                 f"limit for its model, fewer than {MIN_PEERS} peers)")
@@ -146,6 +152,13 @@ def _temperatures_judged(sample: MinerSample, ctx: Context) -> bool:
         return True
     peers = ctx.peers
     return peers is not None and peers.count >= MIN_PEERS and peers.temp_median is not None
+
+
+def cooling_may_throttle(sample: MinerSample, ctx: Context) -> bool:
+    """Whether a failing fan or hot intake air can be what holds its hashrate back: its hottest chip near
+    the model's hot limit (a throttling firmware holds it just under), or its temperatures not judged
+    (then it may be). Chips judged and not hot are not throttled: the other fans make up for a slow one."""
+    return _near_hot(sample, ctx) or not _temperatures_judged(sample, ctx)
 
 
 def _near_hot(sample: MinerSample, ctx: Context) -> bool:

@@ -90,6 +90,23 @@ def test_a_stopped_fan_names_the_fan_as_the_cause_of_hot_chips():
     assert "fan 0 at 0 rpm" in problems["chip_hot"].evidence
 
 
+def test_a_stopped_fan_takes_a_shortfall_only_when_the_chips_may_be_throttled():
+    """Chips judged cool (the A15's hot limit is 90 C): the fan throttles nothing, the shortfall is
+    hashrate_low of its own. Temperatures not judged (a model with no hot limit, no peers): the fan may
+    be what holds it back, and takes it. Near the limit (a firmware holding its chips under it): the fan's."""
+    short = dict(hashrate_ths=120.0, fans_rpm=[0, 6000])
+    cool = Site()
+    cool.cycles(2, a15(temp_chip_max_c=75.0, **short))
+    problems = cool.problems()
+    assert problems["fan_stopped:0"].lost_ths == 0 and problems["fan_stopped:0"].usd_lost_day == 0
+    assert problems["hashrate_low"].lost_ths == pytest.approx(74) and problems["hashrate_low"].cause is Cause.FIRMWARE
+    for chip, model in ((75.0, "Unknown Miner 1"), (88.0, A15)):
+        site = Site()
+        site.cycles(2, a15(temp_chip_max_c=chip, model=model, **short))
+        problems = site.problems()
+        assert set(problems) == {"fan_stopped:0"} and problems["fan_stopped:0"].lost_ths == pytest.approx(74), model
+
+
 def test_hot_intake_air_is_named_as_the_ambient():
     site = Site()
     site.cycles(2, a15(temp_env_c=41.0, temp_chip_max_c=92.0))

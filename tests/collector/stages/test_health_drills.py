@@ -164,6 +164,51 @@ def test_the_repair_queue_is_in_order_of_dollars_lost(drilled):
     assert dollars == sorted(dollars, reverse=True) and len(queue) >= len(DRILLS)
 
 
+def test_a_stopped_fan_that_throttles_nothing_costs_nothing_beside_a_weak_board(tmp_path):
+    """A1246s (hot limit 90 C) with one fan of four stopped: the others spin up, the chips stay cool, the
+    unit is not throttled. A board that weakened long after boot barely moves its since-boot average, so
+    it is not named board_weak; the shortfall it makes is not the fan's. Under SHORTFALL_SHARE (10 %) it
+    is named by nothing (the documented limit); over it, it is hashrate_low, not put down to the fan,
+    and it stays when the fan is replaced."""
+    clock = ManualClock()
+    with run_fleet("a1246:4", base="127.48.6.1:0", seed=15, clock=clock) as fleet:
+        captured = Captured()
+        (tmp_path / "spool").mkdir()
+        built = pipeline.build(_config(fleet.addresses, tmp_path / "spool"), sinks=[captured])
+        ids = [_id(m) for m in fleet]
+        failing = {"fan_failing": (1, 100.0), "days_per_hour": 24.0}  # stopped within a cycle
+
+        async def go():
+            await built.start()
+            try:
+                await _run(built, WARMUP, clock, captured)
+                fleet[0].set_faults(weak_board=(0, 0.8), **failing)  # a third of the unit at 80 %: ~7 % short
+                fleet[1].set_faults(weak_board=(0, 0.5), **failing)  # ~17 % short
+                fleet[2].set_faults(**failing)
+                await _run(built, N, clock, captured)
+                stopped = [_health(captured, i) for i in ids]
+                fleet[1].set_faults(fan_failing=None)  # the fan replaced
+                await _run(built, 2, clock, captured)
+                return stopped
+            finally:
+                await built.stop()
+
+        stopped = asyncio.run(go())
+        served = [m.last_served for m in fleet]
+    for index in (0, 1, 2):
+        problems = {p.key: p for p in stopped[index].problems}
+        fan = problems["fan_stopped:1"]
+        assert fan.cause is Cause.THERMAL and fan.lost_ths == 0 and fan.usd_lost_day == 0, (index, fan)
+        assert served[index].temp_chip_max_c < 87  # not near the hot limit: nothing throttled
+    assert set(p.key for p in stopped[0].problems) == {"fan_stopped:1"}
+    low = {p.key: p for p in stopped[1].problems}["hashrate_low"]
+    assert low.cause is Cause.FIRMWARE and "fan" not in low.evidence, low
+    assert low.lost_ths == pytest.approx(stopped[1].expected_ths / 3 * 0.5, rel=0.2)
+    assert low.usd_lost_day > 0
+    after = {p.key: p for p in _health(captured, ids[1]).problems}
+    assert set(after) == {"hashrate_low"} and after["hashrate_low"].lost_ths == pytest.approx(low.lost_ths, rel=0.2)
+
+
 # The `error_code` drill where the native Antminer and Whatsminer readers read it: a stock S19j Pro's
 # web health list (`summary.cgi`) and an M50S's `get_error_code`. Each miner on its own address (the
 # web UI is on port 80); fleet index -> (board or CONTROLLER, code, expected signal key, expected cause).
