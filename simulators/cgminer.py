@@ -55,8 +55,10 @@ _NAN_JSON = json.dumps(NAN).encode()
 
 
 class AvalonDevice(SwitchableDevice, Protocol):
-    """What the API needs from a simulated miner: Canaan's adds work modes and levels (`ascset`)
-    and per-chip PVT readings (`estats`) to what the other firmwares need."""
+    """What the API needs from a simulated miner: Canaan's adds a soft-off or soft-on at a time, work modes
+    and levels (`ascset`) and per-chip PVT readings (`estats`) to what the other firmwares need."""
+
+    def set_soft_off_at(self, on: bool, at: float) -> None: ...
 
     def set_work_mode(self, mode: int) -> None: ...
 
@@ -517,10 +519,11 @@ def _ascset(ctx: _Ctx) -> dict[str, Any]:
     opt, args = parts[1].lower(), parts[2:]
     dev = ctx.dev
     if opt in ("softoff", "softon"):
-        # Real firmware takes `<unix-ts>` or `1:<unix-ts>` and acts at that time; the simulator acts
-        # at once, because its clock is injectable and need not match the sender's wall clock.
+        # `<unix-ts>` or `1:<unix-ts>`: the firmware acts at that time on its own clock, so a sender whose clock
+        # is ahead of the miner's schedules the change for later. A time now or past, or none, acts at once.
         stamp = args[0].rsplit(":", 1)[-1] if args else ""
-        dev.set_soft_off(opt == "softoff")
+        at = int(stamp) if stamp.isascii() and stamp.isdigit() and len(stamp) <= 12 else 0
+        dev.set_soft_off_at(opt == "softoff", at)
         return _asc_info(ctx, f"success {opt}:{stamp or int(dev.now())}")
     if opt in ("workmode", "worklevel"):
         if len(args) == 2 and args[0] == "set" and args[1].lstrip("-").isdigit():

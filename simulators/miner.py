@@ -47,6 +47,8 @@ class SimulatedMiner:
         # Control commands received on the wire (a Fleet shares one log among its miners; a lone miner
         # makes its own at the first command, so 10,000 miners do not each carry an empty one).
         self.command_log: CommandLog | None = None
+        # A soft-off (True) or soft-on (False) `ascset` asked for at a time still to come on this miner's clock.
+        self._soft_off_at: tuple[float, bool] | None = None
 
     def __repr__(self) -> str:
         active = ",".join(self.faults.active) or "healthy"
@@ -68,6 +70,9 @@ class SimulatedMiner:
 
     @property
     def faults(self) -> Faults:
+        if self._soft_off_at is not None:  # (a soft-off or soft-on whose time has come shows here too)
+            with self._lock:
+                self._due()
         return self._physics.faults
 
     @faults.setter
@@ -94,8 +99,27 @@ class SimulatedMiner:
 
     def set_soft_off(self, on: bool) -> None:
         with self._lock:
+            self._due()
             phys = self._physics
             phys.set_faults(phys.faults.with_changes(soft_off=on), self._clock())
+
+    def set_soft_off_at(self, on: bool, at: float) -> None:
+        """Soft-off (or soft-on) at `at` on this miner's clock, as Canaan's `ascset|0,softoff,<ts>` does: a time
+        that is now or past acts at once; a later one waits, and a newer command replaces it."""
+        with self._lock:
+            self._due()
+            self._soft_off_at = (at, on)
+            self._due()
+
+    def _due(self) -> None:
+        """Apply a scheduled soft-off or soft-on whose time has come (under the lock), at that time."""
+        if self._soft_off_at is None or self._soft_off_at[0] > self._clock():
+            return
+        at, on = self._soft_off_at
+        self._soft_off_at = None
+        phys = self._physics
+        # At its time, or now for a time before the physics' last step (it cannot undo what it integrated).
+        phys.set_faults(phys.faults.with_changes(soft_off=on), at if at >= phys.last_t else self._clock())
 
     def set_work_mode(self, mode: int) -> None:
         with self._lock:
@@ -140,8 +164,11 @@ class SimulatedMiner:
             self._physics.site_ambient_c = celsius
 
     def reboot(self) -> None:
-        """Power-cycle now: Elapsed and averages restart, live hashrate ramps up again."""
+        """Power-cycle now: Elapsed and averages restart, live hashrate ramps up again; a scheduled soft-off or
+        soft-on is forgotten."""
         with self._lock:
+            self._due()
+            self._soft_off_at = None
             self._physics.reboot(self._clock())
 
     # -- observation ------------------------------------------------------------------------------
@@ -152,11 +179,15 @@ class SimulatedMiner:
     def truth(self) -> Snapshot:
         """What the miner would report right now (does not count as served)."""
         with self._lock:
+            if self._soft_off_at is not None:
+                self._due()
             return self._physics.snapshot(self._clock())
 
     def observe(self) -> Snapshot:
         """The snapshot an answer is built from; remembered as `last_served`."""
         with self._lock:
+            if self._soft_off_at is not None:  # (every answer passes here: one test when nothing is scheduled)
+                self._due()
             snap = self._physics.snapshot(self._clock())
             self.last_served = snap
         return snap

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import warnings
 
 import httpx
@@ -149,6 +150,9 @@ def test_every_avalon_command_is_logged_with_its_verdict_and_reads_are_not(sim):
 def test_pyasic_drives_an_avalon_and_every_call_is_logged(sim):
     q = unit(sim, "q")
     start = len(sim.commands())
+    # pyasic stamps its soft-off and soft-on with our wall clock + 5 s, and the firmware acts at that time on its
+    # own clock: the miners' clock runs at ours from here (ManualClock starts in 2025).
+    sim.clock.set(max(sim.clock(), time.time()))
 
     async def drive(miner):
         return [await miner.stop_mining(), await miner.fault_light_on(), await miner.set_power_limit(90)]

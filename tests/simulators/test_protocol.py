@@ -228,13 +228,16 @@ def test_ascset_softoff_then_softon(fresh):
     q = by_model(sim, "q")
     reply = query_json(q.address, "ascset", "0,softoff,1:1750000005")
     assert reply["STATUS"][0]["STATUS"] == "I" and "success" in reply["STATUS"][0]["Msg"]
+    assert device_string(query_json(q.address, "estats"))["SoftOFF"] == "0"  # at 1750000005 on its clock, not now
+    clock.advance(5)
     dev = device_string(query_json(q.address, "estats"))
     assert dev["SoftOFF"] == "4" and dev["GHSspd"] == "0.00"
     assert dev["SYSTEMSTATU"].startswith("Work: In Idle")
-    assert dev["SoftOffTime"] != "0"
+    assert dev["SoftOffTime"] == "1750000005"
 
-    reply = query_json(q.address, "ascset", "0,softon,1:1750000010")
+    reply = query_json(q.address, "ascset", "0,softon,1:1750000001")  # a time past: at once
     assert "success" in reply["STATUS"][0]["Msg"]
+    assert device_string(query_json(q.address, "estats"))["SoftOFF"] == "0"
     clock.advance(120)
     dev = device_string(query_json(q.address, "estats"))
     assert dev["SoftOFF"] == "0" and float(dev["GHSspd"]) > 80000

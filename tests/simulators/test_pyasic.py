@@ -13,6 +13,7 @@ import pyasic
 import pytest
 
 from simulators import run_fleet
+from tests.support import wait_for
 
 FLEET = "a1246:1,a1566:1,a1466:1,q:1,nano3s:1"
 CLASSES = {
@@ -102,11 +103,13 @@ def test_pyasic_stop_and_resume_mining_drive_soft_off(sim):
 
     try:
         assert asyncio.run(go("stop_mining")) is True
-        assert sim_miner.faults.soft_off and sim_miner.truth().state == "soft_off"
+        # pyasic asks for it 5 s from now (by our clock, the simulator's too here): the firmware acts then.
+        wait_for(lambda: sim_miner.faults.soft_off, timeout=15, what="the soft-off pyasic asked for")
+        assert sim_miner.truth().state == "soft_off"
         # pyasic's known misreading of a sleeping Q: still "mining" at its old average.
         data = data_of(sim_miner.host)
         assert data.is_mining is True and float(data.hashrate) > 80
         assert asyncio.run(go("resume_mining")) is True
-        assert not sim_miner.faults.soft_off
+        wait_for(lambda: not sim_miner.faults.soft_off, timeout=15, what="the soft-on pyasic asked for")
     finally:
         sim_miner.clear_faults()
