@@ -235,7 +235,8 @@ class ActionEvent:
     result: str  # dry_run | sent | accepted | refused | error | confirmed | unconfirmed | skipped | taken_back
     reason: str  # why the plan wants it
     detail: str = ""  # the firmware's answer, the error, what was checked
-    command: str = ""  # what was (or would have been) sent, e.g. ascset|0,softoff,1795780810
+    # what was (or would have been) sent, e.g. ascset|0,softoff,1795780810 (`sent`, `dry_run`: <the miner's time>)
+    command: str = ""
     host: str = ""
     kw: float = 0.0  # facility kW the change moves (negative: less draw)
     attempt: int = 0

@@ -401,8 +401,7 @@ class CurtailmentControl:
     def _start(self, sample: MinerSample, action: str, want: str, reason: str, kw: float, attempt: int,
                now: float, mode: ControlMode) -> ActionEvent:
         avalon = sample.source is SampleSource.AVALON
-        ts = int(now)
-        command = miner_commands.describe(action, avalon=avalon, ts=ts, mode=want if action == "mode" else None)
+        command = miner_commands.describe(action, avalon=avalon, mode=want if action == "mode" else None)
         if mode is ControlMode.DRY_RUN:
             assert self._dry is not None
             self._dry.record(sample, action, want, now)
@@ -415,17 +414,17 @@ class CurtailmentControl:
         self._pending[sample.miner] = pending
         if action == "mode" and sample.miner not in self.moved and sample.work_mode is not None:
             self.moved[sample.miner], self.moved_to[sample.miner] = sample.work_mode, want
-        task = asyncio.get_running_loop().create_task(self._send(sample, pending, ts, mode, avalon))
+        task = asyncio.get_running_loop().create_task(self._send(sample, pending, mode, avalon))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return ActionEvent(_utc(now), sample.miner, action, "sent", reason, "", command, sample.host, kw, attempt,
                            mode.value)
 
-    async def _send(self, sample: MinerSample, pending: _Pending, ts: int, mode: ControlMode, avalon: bool) -> None:
+    async def _send(self, sample: MinerSample, pending: _Pending, mode: ControlMode, avalon: bool) -> None:
         timeout = self.config.timeout_s
         try:
             if avalon:
-                result = await miner_commands.avalon(sample.host, sample.port, pending.action, ts=ts,
+                result = await miner_commands.avalon(sample.host, sample.port, pending.action,
                                                      mode=pending.want if pending.action == "mode" else None,
                                                      timeout_s=timeout)
             else:
@@ -433,6 +432,7 @@ class CurtailmentControl:
         except Exception as e:  # a bug costs this command, never the service
             result = miner_commands.CommandResult("error", f"{type(e).__name__}: {e}"[:300])
         pending.step = "sent"
+        pending.command = result.command or pending.command  # (an Avalon's, with the time read from it)
         event = ActionEvent(_utc(self._clock()), sample.miner, pending.action, result.result, pending.reason,
                             result.detail, pending.command, sample.host, pending.kw, pending.attempt, mode.value)
         self._results.append(event)

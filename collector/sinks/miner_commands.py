@@ -8,6 +8,16 @@ Avalon, as Canaan documents it (DESIGN.md section 4, docs/avalon.md):
     wake    ascset|0,softon,<unix-ts>      it ramps back to its work mode
     mode    ascset|0,workmode,set,<n>
 
+The firmware acts on a soft-off or soft-on at <unix-ts> on its own clock (pyasic and every other client
+send "now + 5 s"), so a time from a collector whose clock is ahead (a box booted before NTP answered)
+schedules the change for later: a sleep a day late, at whatever the price is then. So <unix-ts> is the
+miner's own time: the `When` of its answer to `version` (every CGMiner reply's STATUS carries it), asked
+just before; not pyasic's 5 s later, which at a short poll interval lands after the next poll (unconfirmed,
+sent again, and each resend moves it on). What firmware does with a time already past is not documented:
+`When` is at most a second and a round trip old when the command arrives, as our own time always was on a
+synced clock. A miner whose time cannot be read is not sent the command (an error the next poll follows,
+as a miner that does not answer): our own time could be the wrong one. Work modes carry no time.
+
 Replies real firmware sends, all taken as accepted (the next poll confirms the change either way):
 STATUS I 118 "ASC 0 set info: success softoff:<ts>", STATUS S 119 "ASC 0 set OK" (an A1466 answers
 soft-off that way), and no reply at all: a connection closed without a byte (an A1466's soft-on).
@@ -27,19 +37,24 @@ from typing import Any
 
 from collector.sources import cgminer_client as cgminer
 from collector.sources import pyasic_makes
+from collector.sources.reply_values import first, whole
 
 log = logging.getLogger(__name__)
 
 MAX_DETAIL_CHARS = 300
+CLOCK_COMMAND = "version"  # the smallest reply: only its STATUS's `When` is read
+MAX_MINER_TIME = 10**10  # `When` is a unix time: at most 10 digits (to the year 2286)
+MINER_TIME = "<the miner's time>"  # in the command control announces before it has read that time
 
 
 @dataclass(frozen=True)
 class CommandResult:
     result: str  # accepted | refused | error
     detail: str
+    command: str = ""  # the command as sent, when it holds what only the miner could tell (its time)
 
 
-def avalon_parameter(action: str, *, ts: int, mode: str | None = None) -> str:
+def avalon_parameter(action: str, *, ts: int | str, mode: str | None = None) -> str:
     """The `ascset` parameter for `action`: sleep, wake or mode."""
     if action == "sleep":
         return f"0,softoff,{ts}"
@@ -52,10 +67,10 @@ def avalon_parameter(action: str, *, ts: int, mode: str | None = None) -> str:
     raise ValueError(f"unknown action {action!r}")
 
 
-def describe(action: str, *, avalon: bool, ts: int, mode: str | None = None) -> str:
-    """What is sent, as the audit log shows it."""
+def describe(action: str, *, avalon: bool, mode: str | None = None) -> str:
+    """What is sent, as the audit log shows it before sending (an Avalon's time is read then: MINER_TIME)."""
     if avalon:
-        return f"ascset|{avalon_parameter(action, ts=ts, mode=mode)}"
+        return f"ascset|{avalon_parameter(action, ts=MINER_TIME, mode=mode)}"
     return {"sleep": "pyasic stop_mining", "wake": "pyasic resume_mining"}.get(action, f"pyasic {action}")
 
 
@@ -79,18 +94,40 @@ def read_avalon_reply(raw: bytes, where: str) -> CommandResult:
     return CommandResult("error", f"{where}: STATUS {str(code)[:20]!r}: {msg}")
 
 
-async def avalon(host: str, port: int, action: str, *, ts: int, mode: str | None = None,
-                 timeout_s: float) -> CommandResult:
+async def miner_time(host: str, port: int, *, timeout_s: float) -> int:
+    """The miner's own clock, in unix seconds: the `When` of its reply to CLOCK_COMMAND (a CGMinerError when
+    there is no usable one). Whatever it says is its clock, the one its firmware acts by: only a value no clock
+    can hold (not a whole number, negative or zero, over 10 digits) is refused."""
     where = f"{host}:{port}"
+    raw = await cgminer.request(host, port, CLOCK_COMMAND, timeout_s=timeout_s)
+    when = whole(first(cgminer.decode(raw, where).get("STATUS")).get("When"), 10)
+    if when is None or not 0 < when < MAX_MINER_TIME:
+        raise cgminer.MinerReplyError(f"{where}: its reply to '{CLOCK_COMMAND}' carries no usable time (When)")
+    return when
+
+
+async def avalon(host: str, port: int, action: str, *, mode: str | None = None, timeout_s: float) -> CommandResult:
+    """Send `action` (sleep, wake, mode), each request within `timeout_s`: a sleep or wake stamped with the
+    miner's own time, read just before (two requests)."""
+    where = f"{host}:{port}"
+    ts: int | str = MINER_TIME
+    if action in ("sleep", "wake"):
+        try:
+            ts = await miner_time(host, port, timeout_s=timeout_s)
+        except cgminer.CGMinerError as e:
+            return CommandResult("error", f"not sent: its clock could not be read, and a time from ours may be "
+                                          f"wrong (the change would wait for it): {str(e)[:200]}")
     try:
         parameter = avalon_parameter(action, ts=ts, mode=mode)
     except ValueError as e:
         return CommandResult("error", str(e))
+    command = f"ascset|{parameter}"
     try:
         raw = await cgminer.request(host, port, "ascset", parameter, timeout_s=timeout_s)
     except cgminer.CGMinerError as e:
-        return CommandResult("error", str(e)[:MAX_DETAIL_CHARS])
-    return read_avalon_reply(raw, where)
+        return CommandResult("error", str(e)[:MAX_DETAIL_CHARS], command)
+    result = read_avalon_reply(raw, where)
+    return CommandResult(result.result, result.detail, command)
 
 
 class PyasicMiners:
