@@ -11,9 +11,13 @@ times. The rules (DESIGN.md: no future timestamps; one bad input costs that inpu
   the points written while it was ahead stay where they are, and a cycle that lands on the very
   second of one of them replaces it (InfluxDB keeps one point per series and timestamp). Stamping
   one second after the last instead would have put hours of cycles a second apart in the future.
-- A state file saved while the clock was ahead (its `as_of` later than now) is kept, logged with how
-  far (`kept_ahead`), and its stage carries on from now. Dated more than MAX_STEP_BACK ahead it is
-  refused like any other garbage (`too_far_ahead`): no clock step goes that far.
+- A state file dated later than now is kept, logged with how far (`kept_ahead`), and its stage carries
+  on from now: either the clock was ahead when it was saved and has been stepped back since, or the
+  clock is behind now. Up to MAX_STEP_BACK ahead it is the former (a time-zone mix-up, NTP correcting a
+  fast clock); further, most likely the latter: a box whose real-time clock lost its time in a power
+  cut boots days, or years, behind until NTP answers. Refusing the file then threw away every book, and
+  control's record of the miners it put to sleep (left asleep for good). Only a date past LATEST is
+  refused like any other garbage (`implausible`): no clock reads that.
 - Whatever is done every so often by the cycles' time (a refresh, a save) is due at once when the
   clock went back past the last time it was done (`due`), rather than hours later when the clock
   has caught up.
@@ -30,6 +34,8 @@ log = logging.getLogger(__name__)
 MAX_STAMP_AHEAD = timedelta(seconds=2)
 # Any time-zone mix-up (UTC against local time: up to 26 hours) and a date set a day ahead by hand.
 MAX_STEP_BACK = timedelta(days=2)
+# No clock this software runs under reads a later date: a state file dated after it is garbage.
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 _SECOND = timedelta(seconds=1)
 
 
@@ -62,23 +68,27 @@ class CycleClock:
         return ts
 
 
-def too_far_ahead(as_of: datetime, now: datetime) -> str | None:
-    """Why a state file dated `as_of` is garbage at `now` (None when it is not): dated further in the
-    future than any clock step goes."""
-    if as_of - now > MAX_STEP_BACK:
-        return f"is in the future (now {now.isoformat()}): more than {MAX_STEP_BACK.days} days ahead, further than " \
-               "any clock step"
+def implausible(as_of: datetime) -> str | None:
+    """Why a state file dated `as_of` is garbage (None when it is not): dated past LATEST."""
+    if as_of >= LATEST:
+        return f"is after {LATEST.year}: no clock reads that"
     return None
 
 
 def kept_ahead(what: str, as_of: datetime, now: datetime) -> datetime:
     """The time a state file saved at `as_of` is taken to be from: `as_of`, or `now` when it is ahead of
-    the clock (stepped back since the file was saved: logged beyond MAX_STAMP_AHEAD, with how far)."""
+    the clock (logged beyond MAX_STAMP_AHEAD, with how far, and beyond MAX_STEP_BACK as a clock that is
+    likely behind)."""
     if as_of <= now:
         return as_of
-    if as_of - now > MAX_STAMP_AHEAD:
+    ahead = as_of - now
+    if ahead > MAX_STEP_BACK:
+        log.warning("%s: saved at %s, %s ahead of the clock (%s): the clock is likely behind (a real-time clock "
+                    "that lost its time, NTP not answering yet), or it was that far ahead then; kept, and carried "
+                    "on from now", what, as_of.isoformat(), ahead, now.isoformat())
+    elif ahead > MAX_STAMP_AHEAD:
         log.warning("%s: saved at %s, %s ahead of the clock (%s): it was stepped back since (NTP, or the date "
-                    "set by hand); kept, and carried on from now", what, as_of.isoformat(), as_of - now, now.isoformat())
+                    "set by hand); kept, and carried on from now", what, as_of.isoformat(), ahead, now.isoformat())
     return now
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -53,7 +52,6 @@ import orjson
 
 from collector import clock, durable_file
 from collector.bounded_log import BoundedLog
-from collector.clock import MAX_STEP_BACK
 from collector.cycle import Cycle, MinersPart
 from collector.layout import SiteLayout
 from collector.sinks import miner_commands
@@ -71,6 +69,7 @@ STATE_VERSION = 1
 MAX_STATE_BYTES = 16 * 1024 * 1024
 MAX_TRACKED = 200_000
 HOUR_S = 3600.0
+_LATEST_S = clock.LATEST.timestamp()  # a time past it in the state file is garbage (collector/clock.py)
 SEND_GRACE_S = 5.0  # on stop (drain), in-flight commands get this long to answer before they are cancelled
 
 
@@ -574,23 +573,28 @@ class CurtailmentControl:
         now = self._clock()
         try:
             data = orjson.loads(read_capped(path, MAX_STATE_BYTES))
-            slept, moved, moved_to, failed, sent = _checked_state(data, now)
+            slept, moved, moved_to, failed, sent = _checked_state(data)
         except Exception as e:  # whatever is in the file, the service starts: nothing will be woken
-            aside = path.with_name(path.name + ".unusable")
             try:
-                os.replace(path, aside)
-            except OSError:
-                pass
-            log.error("curtailment control state %s is unusable (%s): set aside as %s; miners it had put to sleep "
-                      "are not woken by it (wake them by hand)", path, str(e)[:300], aside)
+                kept = f"set aside as {durable_file.set_aside(path)}"
+            except OSError as moving:
+                kept = f"not set aside ({moving.strerror or moving})"
+            log.error("curtailment control state %s is unusable (%s): %s; miners it had put to sleep are not woken "
+                      "by it (wake them by hand)", path, str(e)[:300], kept)
             return
         self.slept, self.moved, self.failed, self.sent = slept, moved, failed, deque(sorted(sent))
         self.moved_to = {miner: to for miner, to in moved_to.items() if miner in moved}
-        # Saved while the clock was ahead (stepped back since): carried on from now, as every state file is.
+        # Dated ahead of the clock, however far: carried on from now, as every state file is. The clock was stepped
+        # back since, or is behind now (a box that lost its time in a power cut, until NTP answers): refusing the
+        # file would leave the miners control slept asleep for good.
         latest = max((*sent, *slept.values()), default=now)
         if latest > now:
             clock.kept_ahead(f"curtailment control state {path}", _utc(latest), _utc(now))  # (logs how far)
             self._carry_back(latest - now)
+        # No backoff runs longer than the config's from now (a file saved with the clock ahead, or hostile).
+        longest = now + self.config.failed_backoff_s
+        self.failed = {miner: min(until, longest) for miner, until in self.failed.items()}
+        self.sent = deque(t for t in self.sent if t > now - HOUR_S)
 
 
 def _asleep(sample: MinerSample) -> bool:
@@ -612,8 +616,8 @@ def _shows(sample: MinerSample | None) -> str:
     return f"state {sample.state.value}{mode}"
 
 
-def _checked_state(data: Any, now: float) -> tuple[dict[str, float], dict[str, str], dict[str, str],
-                                                  dict[str, float], list[float]]:
+def _checked_state(data: Any) -> tuple[dict[str, float], dict[str, str], dict[str, str], dict[str, float],
+                                     list[float]]:
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         raise ValueError(f"not a version {STATE_VERSION} control state")
     out = []
@@ -627,16 +631,15 @@ def _checked_state(data: Any, now: float) -> tuple[dict[str, float], dict[str, s
             if name in ("moved", "moved_to"):
                 if not isinstance(value, str) or not value or len(value) > 64:
                     raise ValueError(f"{name}[{miner[:40]!r}] is not a work mode")
-            elif not _time(value, now + (30 * 86400 if name == "failed" else MAX_STEP_BACK.total_seconds())):
+            elif not _time(value):
                 raise ValueError(f"{name}[{miner[:40]!r}] = {str(value)[:40]!r} is not a time")
         out.append(book)
     sent = data.get("sent")
-    if not isinstance(sent, list) or len(sent) > 1_000_000 or not all(_time(t, now + MAX_STEP_BACK.total_seconds())
-                                                                       for t in sent):
+    if not isinstance(sent, list) or len(sent) > 1_000_000 or not all(_time(t) for t in sent):
         raise ValueError("sent is not a list of times")
-    return out[0], out[1], out[2], out[3], [t for t in sent if t > now - HOUR_S]
+    return out[0], out[1], out[2], out[3], sent
 
 
-def _time(value: Any, latest: float) -> bool:
+def _time(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and 0 <= value <= latest)
+            and 0 <= value < _LATEST_S)

@@ -18,7 +18,6 @@ never writes it (collector/commands/advise.py).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -65,13 +64,13 @@ def save(path: Path, commands: SavedCommands) -> None:
                   path, e)
 
 
-def set_aside(path: Path) -> Path:
-    aside = path.with_name(path.name + ".unusable")
+def set_aside(path: Path) -> Path | None:
+    """The unusable file moved out of the way, never over one set aside before (collector/durable_file.py);
+    None when it cannot be moved."""
     try:
-        os.replace(path, aside)
+        return durable_file.set_aside(path)
     except OSError:
-        pass
-    return aside
+        return None
 
 
 def _checked(data: Any) -> SavedCommands:

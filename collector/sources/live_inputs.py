@@ -97,9 +97,9 @@ class CurtailmentInputs:
             aside = curtailment_commands.set_aside(path)
             self.killed, self.killed_as_of = True, None
             self._save()
-            log.error("curtailment commands %s are unusable (%s): set aside as %s; curtailment control starts "
-                      "killed, as the kill switch may have been on: turn it OFF over MQTT to resume", path,
-                      str(e)[:300], aside)
+            log.error("curtailment commands %s are unusable (%s): %s; curtailment control starts killed, as the "
+                      "kill switch may have been on: turn it OFF over MQTT to resume", path, str(e)[:300],
+                      f"set aside as {aside}" if aside is not None else "it could not be set aside")
             return
         if saved is None:
             return

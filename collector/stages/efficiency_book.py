@@ -7,20 +7,20 @@ mine: a unit ramping after a wake or a boot reads low). Means are running means,
 weighted once a mode has `MAX_WEIGHT` readings, so a unit that ages is followed.
 
 Compact state (three numbers a mode) survives restarts in one JSON file next to the spool, replaced
-atomically. The file is input like any other: a value that is not a finite, plausible number, a
-count that is not a whole number, an id or mode that is too long, too many miners or modes, or a
-date further in the future than any clock step goes (collector/clock.py) makes it unusable; it is set
-aside as `<name>.unusable`, the reason logged, and learning starts over (the nameplate stands in
-meanwhile). A book a few hours ahead was saved before the clock was stepped back: it is kept, its
-dates moved back with the clock (logged). The running "saved vs always-on" totals live in the same
-file.
+atomically, the version it replaces kept as `<name>.prev` (collector/durable_file.py). The file is
+input like any other: a value that is not a finite, plausible number, a count that is not a whole
+number, an id or mode that is too long, too many miners or modes, or a date past any clock
+(collector/clock.py) makes it unusable; it is set aside as `<name>.unusable.<n>`, the reason logged,
+and the `.prev` copy read instead; when that is unusable too learning starts over (the nameplate
+stands in meanwhile). A book dated ahead of the clock (stepped back since, or behind now) is kept,
+its dates moved back with the clock (logged). The running "saved vs always-on" totals live in the
+same file.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +44,7 @@ MAX_KEY_CHARS = 256
 MAX_WEIGHT = 8640  # a day of 10 s readings; past it each new reading weighs 1/MAX_WEIGHT
 MAX_CLOCK_SKEW_S = 300
 MAX_TOTAL = 1e12  # no site saves this many dollars, kWh or BTC: past it a value is garbage
+_LATEST_S = clock.LATEST.timestamp()
 
 
 @dataclass(slots=True)
@@ -147,28 +148,21 @@ class EfficiencyBook:
 
     @classmethod
     def load(cls, path: Path, now: float) -> EfficiencyBook:
-        """The saved book, or an empty one: a first start, or a file that cannot be used (logged, set aside)."""
-        book = cls()
-        if not path.exists():
+        """The saved book (or the copy kept before it, logged), or an empty one: a first start, or no usable
+        file (logged, set aside)."""
+
+        def read(file: Path) -> EfficiencyBook:
+            book = cls()
+            _read(book, orjson.loads(read_capped(file, MAX_BYTES)))
+            book._kept_ahead(file, now)
             return book
-        try:
-            _read(book, orjson.loads(read_capped(path, MAX_BYTES)), now)
-        except Exception as e:  # whatever is in the file, the service starts
-            reason = str(e) if isinstance(e, UnusableBook) else f"{type(e).__name__}: {e}"
-            aside = path.with_name(path.name + ".unusable")
-            try:
-                os.replace(path, aside)
-                kept = f"; the file is kept as {aside}"
-            except OSError:
-                kept = ""
-            log.error("measured efficiencies in %s are unusable (%s): learning starts over, nameplates stand in "
-                      "meanwhile%s", path, reason[:300], kept)
-            return cls()
-        book._kept_ahead(path, now)
-        return book
+
+        book = durable_file.read_book(path, read, what="measured efficiencies",
+                                      lost="learning starts over, nameplates stand in meanwhile")
+        return book if book is not None else cls()
 
     def _kept_ahead(self, path: Path, now: float) -> None:
-        """A book saved while the clock was ahead (stepped back since): its dates move back with the clock."""
+        """A book dated ahead of the clock (stepped back since, or behind now): its dates move back with it."""
         as_of = max((b.seen for b in self.miners.values()), default=self.saved.since)
         if as_of <= now:
             return
@@ -179,18 +173,18 @@ class EfficiencyBook:
             book.seen = max(0.0, book.seen - step)
 
 
-class UnusableBook(ValueError):
+class UnusableBook(durable_file.UnusableFile):
     """The saved book cannot be used; the message says which value and why."""
 
 
-def _read(book: EfficiencyBook, data: Any, now: float) -> None:
+def _read(book: EfficiencyBook, data: Any) -> None:
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise UnusableBook(f"not a version {VERSION} efficiency book")
-    as_of = _number(data.get("as_of"), "as_of", 0, now + clock.MAX_STEP_BACK.total_seconds())
+    as_of = _number(data.get("as_of"), "as_of", 0, _LATEST_S)
     saved = data.get("saved")
     if not isinstance(saved, list) or len(saved) != 4:
         raise UnusableBook("saved is not [since, usd, kwh, btc]")
-    since = _number(saved[0], "saved.since", 0, now + clock.MAX_STEP_BACK.total_seconds())
+    since = _number(saved[0], "saved.since", 0, _LATEST_S)
     book.saved = SavedTotals(since, *(_number(v, f"saved[{i + 1}]", -MAX_TOTAL, MAX_TOTAL)
                                       for i, v in enumerate(saved[1:])))
     miners = data.get("miners")

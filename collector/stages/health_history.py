@@ -10,19 +10,19 @@ its MAC (after a restart the poller knows an address only once it is identified 
 health stage prices an address that does not answer as the unit last read there).
 
 The file is input like any other (as collector/stages/running_totals.py treats its own): over its
-size cap, not JSON, a wrong type, a number that is not finite or is out of range, a date further in
-the future than any clock step goes (collector/clock.py), too many miners, days or boards — and the
-whole file is set aside as `<name>.unusable`, logged, and history starts over; a poisoned file never
-stops the service. A file a few hours ahead was saved before the clock was stepped back: it is kept
-(logged), each miner's last seen moved back with the clock, its latest day added to until the clock
-is there again.
+size cap, not JSON, a wrong type, a number that is not finite or is out of range, a date past any
+clock (collector/clock.py), too many miners, days or boards — and the whole file is set aside as
+`<name>.unusable.<n>`, logged, and the version the last save replaced (`<name>.prev`,
+collector/durable_file.py) is read instead; when that is unusable too, history starts over; a
+poisoned file never stops the service. A file dated ahead of the clock (stepped back since, or behind
+now: a box that lost its time in a power cut) is kept (logged), each miner's last seen moved back with
+the clock, its latest day added to until the clock is there again.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,7 +54,7 @@ EFFICIENCY_DRIFT = 0.05  # J/TH this much above the first day kept
 TEMP_ROSE_C = 3.0  # ... with chips this much hotter: the cooling's, not the power's
 
 
-class UnusableHistory(ValueError):
+class UnusableHistory(durable_file.UnusableFile):
     """The saved history cannot be used; the message says which value and why."""
 
 
@@ -189,28 +189,19 @@ def save(path: Path, miners: dict[str, MinerHistory], now: datetime) -> None:
 
 
 def load(path: Path, now: datetime | None = None) -> dict[str, MinerHistory]:
-    """The saved history, or {} (a first start, or a file that cannot be used: logged, set aside)."""
-    if not path.exists():
-        return {}
-    now = now or datetime.now(timezone.utc)
-    try:
-        as_of, miners = _read(orjson.loads(read_capped(path, MAX_FILE_BYTES)), now)
-    except Exception as e:  # whatever is in the file, the service starts
-        reason = f"not JSON: {e}" if isinstance(e, orjson.JSONDecodeError) else (
-            str(e) if isinstance(e, UnusableHistory) else f"{type(e).__name__}: {e}")
-        aside = path.with_name(path.name + ".unusable")
-        try:
-            os.replace(path, aside)
-            kept = f"; the file is kept as {aside}"
-        except OSError:
-            kept = ""
-        log.error("health history in %s is unusable (%s): trends start over%s", path, reason[:300], kept)
-        return {}
-    step = (as_of - clock.kept_ahead(f"the health history in {path}", as_of, now)).total_seconds()
-    if step > 0:
-        for history in miners.values():
-            history.seen_s = max(0.0, history.seen_s - step)
-    return miners
+    """The saved history (or the copy kept before it, logged), or {}: a first start, or no usable file
+    (logged, set aside)."""
+    at = now or datetime.now(timezone.utc)
+
+    def read(file: Path) -> dict[str, MinerHistory]:
+        as_of, miners = _read(orjson.loads(read_capped(file, MAX_FILE_BYTES)), at)
+        step = (as_of - clock.kept_ahead(f"the health history in {file}", as_of, at)).total_seconds()
+        if step > 0:
+            for history in miners.values():
+                history.seen_s = max(0.0, history.seen_s - step)
+        return miners
+
+    return durable_file.read_book(path, read, what="health history", lost="trends start over") or {}
 
 
 def _read(data: Any, now: datetime) -> tuple[datetime, dict[str, MinerHistory]]:
@@ -222,12 +213,12 @@ def _read(data: Any, now: datetime) -> tuple[datetime, dict[str, MinerHistory]]:
     when = datetime.fromisoformat(as_of)
     if when.tzinfo is None:
         raise UnusableHistory(f"as_of {as_of[:40]!r} has no time zone")
-    if (problem := clock.too_far_ahead(when, now)) is not None:
+    if (problem := clock.implausible(when)) is not None:
         raise UnusableHistory(f"as_of {as_of[:40]!r} {problem}")
     miners = data.get("miners")
     if not isinstance(miners, dict) or len(miners) > MAX_MINERS:
         raise UnusableHistory(f"miners is not an object of at most {MAX_MINERS}")
-    latest = max(now, when)  # saved before the clock was stepped back: as of then
+    latest = max(now, when)  # dated ahead of the clock: as of then
     today = utc_day(latest) + 1
     out = {}
     for miner, raw in miners.items():

@@ -3,19 +3,19 @@
 A day's reconciliation needs the whole day of the miners: what they reported, how long they were up,
 down or curtailed, and what the pools showed of them meanwhile. The stage adds every cycle's interval
 to per-UTC-day books (lists of floats in a fixed order, so 10,000 miners' days stay a few MB), and
-keeps its results; this module writes them atomically and reads them back checked, as
-running_totals.py does: a value that is not a finite, plausible number, a key of the wrong kind or a
-date further in the future than any clock step goes (collector/clock.py) makes the file unusable; it is
-set aside as `<name>.unusable`, the reason logged, and the books start over (a poisoned file must never
-stop the service). Books a few hours ahead were saved before the clock was stepped back: they are kept
-(logged) and carried on from now.
+keeps its results; this module writes them atomically, the version replaced kept as `<name>.prev`
+(collector/durable_file.py), and reads them back checked, as running_totals.py does: a value that is
+not a finite, plausible number, a key of the wrong kind or a date past any clock (collector/clock.py)
+makes the file unusable; it is set aside as `<name>.unusable.<n>`, the reason logged, and the `.prev`
+copy read instead; when that is unusable too the books start over (a poisoned file must never stop
+the service). Books dated ahead of the clock (stepped back since, or behind now) are kept (logged) and
+carried on from now.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -119,7 +119,7 @@ class State:
         return book
 
 
-class UnusableState(ValueError):
+class UnusableState(durable_file.UnusableFile):
     """The saved books cannot be used; the message says which value and why."""
 
 
@@ -156,29 +156,20 @@ def _finite_sum(book: DayBook) -> bool:
 
 
 def load(path: Path, now: datetime | None = None, *, set_aside: bool = True) -> State:
-    """The saved state, or a new one: a first start, or a file that cannot be used (logged; set aside
-    unless `set_aside` is False: a reader such as `hashfleet pools` leaves the collector's files alone)."""
-    if not path.exists():
-        return State()
-    now = now or datetime.now(timezone.utc)
-    try:
-        state = _read(orjson.loads(read_capped(path, MAX_STATE_BYTES)), now)
-    except Exception as e:  # whatever is in the file, the service starts
-        reason = f"not JSON: {e}" if isinstance(e, orjson.JSONDecodeError) else (
-            str(e) if isinstance(e, UnusableState) else f"{type(e).__name__}: {e}")
-        aside = path.with_name(path.name + ".unusable")
-        kept = ""
-        try:
-            if set_aside:
-                os.replace(path, aside)
-                kept = f"; the file is kept as {aside}"
-        except OSError:
-            pass
-        log.error("pool reconciliation books in %s are unusable (%s): they start over%s", path, reason[:300], kept)
-        return State()
-    if state.as_of is not None:
-        state.as_of = clock.kept_ahead(f"the pool reconciliation books in {path}", state.as_of, now)
-    return state
+    """The saved state (or the copy kept before it, logged), or a new one: a first start, or no usable file
+    (logged; set aside unless `set_aside` is False: a reader such as `hashfleet pools` leaves the
+    collector's files alone)."""
+    at = now or datetime.now(timezone.utc)
+
+    def read(file: Path) -> State:
+        state = _read(orjson.loads(read_capped(file, MAX_STATE_BYTES)), at)
+        if state.as_of is not None:
+            state.as_of = clock.kept_ahead(f"the pool reconciliation books in {file}", state.as_of, at)
+        return state
+
+    state = durable_file.read_book(path, read, what="pool reconciliation books", lost="they start over",
+                                   set_aside=set_aside)
+    return state if state is not None else State()
 
 
 def _read(data: Any, now: datetime) -> State:
@@ -187,7 +178,7 @@ def _read(data: Any, now: datetime) -> State:
     if data.get("version") != VERSION:
         raise UnusableState(f"version {data.get('version')!r}, expected {VERSION}")
     as_of = None if data.get("as_of") is None else _instant(data["as_of"], "as_of")
-    if as_of is not None and (problem := clock.too_far_ahead(as_of, now)) is not None:
+    if as_of is not None and (problem := clock.implausible(as_of)) is not None:
         raise UnusableState(f"as_of {as_of.isoformat()} {problem}")
     latest = (as_of or now).date()
     days_raw, results_raw = _dict(data.get("days", {}), "days"), _dict(data.get("results", {}), "results")

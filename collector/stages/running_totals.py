@@ -2,22 +2,23 @@
 
 Without this, every restart or upgrade of the collector would start "spent this
 month" from zero. The state is one JSON file next to the spool (owned by the
-same process), replaced atomically (synced) every few minutes and on stop
-(collector/stages/cost_stage.py SAVE_EVERY_S).
+same process), replaced atomically every few minutes and on stop
+(collector/stages/cost_stage.py SAVE_EVERY_S), not synced: the version it replaces is kept, synced, to
+fall back to after a power cut (collector/durable_file.py).
 
 The file is input like any other: a value that is not a finite number, is negative where an
-amount cannot be, is absurdly large, has the wrong type, or dates from further in the future than
-any clock step goes (collector/clock.py) makes the whole file unusable. It is then set aside as
-`<name>.unusable`, the reason logged, and the totals start over: a poisoned file must never stop the
-service (under `restart: unless-stopped` that is a crash loop). Totals that would be unusable are
-never written. A file a few hours ahead was saved before the clock was stepped back: it is kept and
-carried on from now (logged).
+amount cannot be, is absurdly large, has the wrong type, or a date past any clock (collector/clock.py)
+makes the whole file unusable. It is then set aside as `<name>.unusable.<n>`, the reason logged, and
+the previous copy the last save kept (`<name>.prev`, collector/durable_file.py) is read instead; when
+that is unusable too the totals start over: a poisoned file must never stop the service (under
+`restart: unless-stopped` that is a crash loop). Totals that would be unusable are never written. A
+file dated ahead of the clock (the clock stepped back since, or behind now: a box that lost its time
+in a power cut) is kept and carried on from now (logged).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import fields
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -41,7 +42,7 @@ _SIGNED = frozenset({"power_usd"})
 _TOTALS_FIELDS = tuple(f.name for f in fields(Totals))
 
 
-class UnusableTotals(ValueError):
+class UnusableTotals(durable_file.UnusableFile):
     """The saved totals cannot be used; the message says which value and why."""
 
 
@@ -71,27 +72,16 @@ def _amounts(t: Totals) -> dict[str, float]:
 
 
 def load(path: Path, now: datetime | None = None) -> RunningTotals | None:
-    """The saved totals, or None: a first start, or a file that cannot be used (logged, set aside)."""
-    if not path.exists():
-        return None
-    now = now or datetime.now(timezone.utc)
-    try:
-        totals = _read(orjson.loads(read_capped(path, MAX_TOTALS_BYTES)), now)
-    except Exception as e:  # whatever is in the file, the service starts
-        if isinstance(e, orjson.JSONDecodeError):
-            reason = f"not JSON: {e}"
-        else:
-            reason = str(e) if isinstance(e, UnusableTotals) else f"{type(e).__name__}: {e}"
-        aside = path.with_name(path.name + ".unusable")
-        try:
-            os.replace(path, aside)
-            kept = f"; the file is kept as {aside}"
-        except OSError:
-            kept = ""
-        log.error("running cost totals in %s are unusable (%s): today's and this month's totals start over%s",
-                  path, reason[:300], kept)
-        return None
-    return carried_back(totals, clock.kept_ahead(f"running cost totals in {path}", totals.as_of, now))
+    """The saved totals (or the copy kept before them, logged), or None: a first start, or no usable file
+    (logged, set aside)."""
+    at = now or datetime.now(timezone.utc)
+
+    def read(file: Path) -> RunningTotals:
+        totals = _read(orjson.loads(read_capped(file, MAX_TOTALS_BYTES)))
+        return carried_back(totals, clock.kept_ahead(f"running cost totals in {file}", totals.as_of, at))
+
+    return durable_file.read_book(path, read, what="running cost totals",
+                                  lost="today's and this month's totals start over")
 
 
 def check(totals: RunningTotals, *, thorough: bool = True) -> str | None:
@@ -136,13 +126,13 @@ def _amount_problem(value: Any, *, signed: bool) -> str | None:
     return None
 
 
-def _read(data: Any, now: datetime) -> RunningTotals:
+def _read(data: Any) -> RunningTotals:
     if not isinstance(data, dict):
         raise UnusableTotals(f"the file holds a {type(data).__name__}, not an object")
     if data.get("version") != VERSION:
         raise UnusableTotals(f"version {data.get('version')!r}, expected {VERSION}")
     as_of = _instant(data.get("as_of"), "as_of")
-    if (problem := clock.too_far_ahead(as_of, now)) is not None:
+    if (problem := clock.implausible(as_of)) is not None:
         raise UnusableTotals(f"as_of {as_of.isoformat()} {problem}")
     day, month = _date(data.get("day"), "day"), _date(data.get("month"), "month")
     if month.day != 1 or (day.year, day.month) != (month.year, month.month):

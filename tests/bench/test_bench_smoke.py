@@ -121,3 +121,12 @@ def test_bench_health_history_times_health_over_a_long_history():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "hashfleet health --since over the local history" in done.stdout and "differ" not in done.stdout
     assert "20 cycles" in done.stdout and "40 cycles" in done.stdout and "peak RSS" in done.stdout
+
+
+def test_bench_book_save_times_the_three_ways(tmp_path):
+    """`bench.book_save`: a book's save unsynced, keeping its `.prev`, and synced, each size both ways."""
+    done = subprocess.run([sys.executable, "-m", "bench.book_save", "--mb", "0.1", "--rounds", "1", "--dir",
+                           str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "keep .prev" in done.stdout and "written back" in done.stdout and "just written" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # its files are gone

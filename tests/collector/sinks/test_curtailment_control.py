@@ -631,7 +631,7 @@ def test_an_unusable_control_state_is_set_aside_and_nothing_is_woken_from_it(tmp
     path.write_bytes(content)
     control = CurtailmentControl(ControlConfig(mode="on", allow=["*"]), "s1", state_path=path)
     assert control.slept == {} and control.moved == {} and not control.sent
-    assert (tmp_path / "curtailment-control.json.unusable").read_bytes() == content
+    assert (tmp_path / "curtailment-control.json.unusable.1").read_bytes() == content
     assert "are not woken by it" in caplog.text
 
 
@@ -651,7 +651,7 @@ def test_unusable_saved_mqtt_commands_are_set_aside_and_control_starts_killed(fl
     cycles = run(cfg, 2)
     assert all(c.curtailment.killed for c in cycles) and fleet.commands() == []
     assert [line["why"] for line in audit(cfg)] == ["kill switch ON over MQTT"]
-    assert (path.parent / "curtailment-commands.json.unusable").read_bytes() == content
+    assert (path.parent / "curtailment-commands.json.unusable.1").read_bytes() == content
     assert json.loads(path.read_bytes())["killed"] is True and "starts killed" in caplog.text
 
 
@@ -669,11 +669,30 @@ def test_a_control_state_saved_before_the_clock_was_stepped_back_is_kept_and_car
     control = CurtailmentControl(ControlConfig(mode="on", allow=["*"]), "s1", state_path=path, clock=lambda: now)
     assert control.slept == {"m1": now - 60} and control.failed == {"m2": now + 600} and control.moved == {"m3": "1"}
     assert list(control.sent) == [now - 60, now]
-    assert "3:00:00 ahead of the clock" in caplog.text and not (tmp_path / "curtailment-control.json.unusable").exists()
-    # Dated further ahead than any clock step: garbage, as before.
-    path.write_text(json.dumps({**state, "sent": [now + 3 * 86400]}))
+    assert "3:00:00 ahead of the clock" in caplog.text and not list(tmp_path.glob("*.unusable*"))
+    # Dated past any clock: garbage, as before.
+    path.write_text(json.dumps({**state, "sent": [4_102_444_800]}))  # 2100-01-01
     control = CurtailmentControl(ControlConfig(mode="on", allow=["*"]), "s1", state_path=path, clock=lambda: now)
-    assert control.slept == {} and (tmp_path / "curtailment-control.json.unusable").exists()
+    assert control.slept == {} and (tmp_path / "curtailment-control.json.unusable.1").exists()
+
+
+def test_a_control_state_dated_days_ahead_keeps_what_control_slept_and_no_backoff_outlasts_its_own(tmp_path, caplog):
+    # The clock 3 days behind (a real-time clock that lost its time in a power cut, NTP not answering yet): the
+    # miners control slept are still its own to wake; a miner's backoff runs no longer than failed_backoff_s
+    # from now, whatever date the file gave it.
+    from collector.sinks.curtailment_control import CurtailmentControl
+    from models.curtailment import ControlConfig
+
+    now, ahead = 1_800_000_000.0, 3 * 86400.0
+    path = tmp_path / "curtailment-control.json"
+    path.write_text(json.dumps({"version": 1, "slept": {"m1": now + ahead - 60}, "moved": {},
+                                "failed": {"m2": now + ahead + 600, "m3": now + 40 * 86400}, "sent": [now + ahead]}))
+    control = CurtailmentControl(ControlConfig(mode="on", allow=["*"], failed_backoff_s=3600), "s1", state_path=path,
+                                 clock=lambda: now)
+    assert control.slept == {"m1": now - 60} and list(control.sent) == [now]
+    assert control.failed == {"m2": now + 600, "m3": now + 3600}
+    assert "3 days, 0:00:00 ahead of the clock" in caplog.text and "the clock is likely behind" in caplog.text
+    assert not list(tmp_path.glob("*.unusable*"))
 
 
 def test_a_clock_stepped_back_while_running_moves_the_hours_sends_back_with_it():

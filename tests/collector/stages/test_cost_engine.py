@@ -708,7 +708,7 @@ def totals_file(**changes) -> dict:
     (totals_file(today={"m": {**AMOUNTS, "revenue_usd": 1e300}}), "not a finite, plausible amount"),
     (totals_file(today={"m": {**AMOUNTS, "bogus": 1}}), "is not an object of energy_kwh"),
     (totals_file(peak_kw=None), "peak_kw = None"),
-    (totals_file(as_of="2099-01-01T00:00:00+00:00"), "in the future"),
+    (totals_file(as_of="2100-01-01T00:00:00+00:00"), "after 2100: no clock reads that"),
     (totals_file(as_of="2025-03-12T00:00:00"), "no time zone"),
     (totals_file(day="2025-04-02"), "not in the month"),
     (totals_file(today=[1, 2]), "today is not an object"),
@@ -723,7 +723,7 @@ def test_a_poisoned_totals_file_is_refused_named_and_set_aside(tmp_path, caplog,
     path.write_text(json.dumps(data))
     assert totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC)) is None
     assert reason in caplog.text and "start over" in caplog.text
-    assert not path.exists() and (tmp_path / "cost-totals.json.unusable").exists()
+    assert not path.exists() and (tmp_path / "cost-totals.json.unusable.1").exists()
 
 
 @pytest.mark.parametrize(("text", "reason"), POISONED_TOTALS)

@@ -292,11 +292,12 @@ def _valid_file(path):
     site = Site(CurtailmentConfig(warmup_s=0), state_path=path)
     site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts)], 0.02)
     site.stage.save()
+    (path.parent / (path.name + ".prev")).unlink(missing_ok=True)  # (no earlier copy to fall back to)
     return json.loads(path.read_text())
 
 
 @pytest.mark.parametrize("attack", [
-    "nan_watts", "negative_hashrate", "huge_count", "float_count", "future_as_of", "too_many_modes",
+    "nan_watts", "negative_hashrate", "huge_count", "float_count", "as_of_past_2100", "too_many_modes",
     "long_mode", "not_an_object", "string_watts", "watts_beyond_any_miner",
 ])
 def test_an_unusable_state_file_is_set_aside_and_learning_starts_over(tmp_path, attack, caplog):
@@ -313,8 +314,8 @@ def test_an_unusable_state_file_is_set_aside_and_learning_starts_over(tmp_path, 
             entry["modes"]["0"][0] = 10**12
         elif attack == "float_count":
             entry["modes"]["0"][0] = 2.5
-        elif attack == "future_as_of":
-            data["as_of"] = TS.timestamp() + 10 * 365 * 86400
+        elif attack == "as_of_past_2100":
+            data["as_of"] = TS.timestamp() + 100 * 365 * 86400  # (past 2100: no clock reads that)
             entry["seen"] = data["as_of"]
         elif attack == "too_many_modes":
             entry["modes"] = {str(i): [1, 90.0, 3000.0] for i in range(50)}
@@ -329,7 +330,7 @@ def test_an_unusable_state_file_is_set_aside_and_learning_starts_over(tmp_path, 
         path.write_text(json.dumps(data))
     site = Site(CurtailmentConfig(), state_path=path)
     assert site.stage.book.miners == {}
-    assert (tmp_path / "curtailment-efficiency.json.unusable").exists()
+    assert (tmp_path / "curtailment-efficiency.json.unusable.1").exists()
     assert "learning starts over" in caplog.text
     site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts)], 0.02)  # and the stage works on
 

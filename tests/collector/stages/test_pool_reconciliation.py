@@ -258,13 +258,14 @@ def test_a_poisoned_books_file_is_set_aside_and_the_books_start_over(tmp_path, c
     pool_days.save(path, good)
     assert pool_days.load(path).days[datetime(2026, 1, 2).date()].miners[("m1", "acct.w1")][0] == 300.0
     text = path.read_text()
-    for poison in (text.replace("300.0", "1e308"), text.replace("300.0", '"300"'),
-                   text.replace("2026-01-02T00:00:00+00:00", "2099-01-01T00:00:00+00:00"), "[]", "{"):
+    poisons = (text.replace("300.0", "1e308"), text.replace("300.0", '"300"'),
+               text.replace("2026-01-02T00:00:00+00:00", "2100-01-01T00:00:00+00:00"), "[]", "{")
+    for n, poison in enumerate(poisons, start=1):
         path.write_text(poison)
         caplog.clear()
         state = pool_days.load(path, now=datetime(2026, 1, 2, 1, tzinfo=UTC))
         assert state.days == {} and state.as_of is None
-        assert (tmp_path / "pool-days.json.unusable").exists() and not path.exists()
+        assert (tmp_path / f"pool-days.json.unusable.{n}").exists() and not path.exists()  # (none overwritten)
         assert "unusable" in caplog.text
 
 
