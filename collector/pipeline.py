@@ -191,7 +191,7 @@ def curtailment_stage(config: CollectorConfig, live: LiveInputs, service_mode: b
     stage = CurtailmentStage(config.site, config.shard_economics, config.curtailment, live=live,
                              layout=SiteLayout.load(config.layout), state_path=path if service_mode else None)
     if not service_mode and path.exists():
-        stage.book = EfficiencyBook.load(path, time.time())
+        stage.book = EfficiencyBook.load(path, time.time(), set_aside=False)
     return stage
 
 

@@ -147,9 +147,9 @@ class EfficiencyBook:
         durable_file.replace(path, orjson.dumps(data))
 
     @classmethod
-    def load(cls, path: Path, now: float) -> EfficiencyBook:
+    def load(cls, path: Path, now: float, *, set_aside: bool = True) -> EfficiencyBook:
         """The saved book (or the copy kept before it, logged), or an empty one: a first start, or no usable
-        file (logged, set aside)."""
+        file (logged, set aside unless `set_aside` is False: `hashfleet advise` leaves the collector's file)."""
 
         def read(file: Path) -> EfficiencyBook:
             book = cls()
@@ -158,7 +158,7 @@ class EfficiencyBook:
             return book
 
         book = durable_file.read_book(path, read, what="measured efficiencies",
-                                      lost="learning starts over, nameplates stand in meanwhile")
+                                      lost="learning starts over, nameplates stand in meanwhile", set_aside=set_aside)
         return book if book is not None else cls()
 
     def _kept_ahead(self, path: Path, now: float) -> None:

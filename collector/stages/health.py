@@ -77,7 +77,8 @@ class HealthStage:
         self.save_state = save and state_path is not None
         self.min_cycles = MIN_CYCLES  # one_reading() sets 1
         self._held: list[MinersPart] | None = None  # one_reading(): the cycle's parts, judged at its end
-        kept = health_history.load(state_path) if state_path is not None else {}
+        # (a command reads the collector's file and leaves it as it is, even unusable: it never writes it)
+        kept = health_history.load(state_path, set_aside=self.save_state) if state_path is not None else {}
         self._memory: dict[str, MinerMemory] = {
             miner: MinerMemory(kept=h, slot=zlib.crc32(miner.encode("utf-8", "replace"))) for miner, h in kept.items()}
         self._last_at = _last_read_at(kept)  # address -> the id last read there, as saved: until one answers there

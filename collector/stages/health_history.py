@@ -188,7 +188,7 @@ def save(path: Path, miners: dict[str, MinerHistory], now: datetime) -> None:
     durable_file.replace(path, orjson.dumps(data))
 
 
-def load(path: Path, now: datetime | None = None) -> dict[str, MinerHistory]:
+def load(path: Path, now: datetime | None = None, *, set_aside: bool = True) -> dict[str, MinerHistory]:
     """The saved history (or the copy kept before it, logged), or {}: a first start, or no usable file
     (logged, set aside)."""
     at = now or datetime.now(timezone.utc)
@@ -201,7 +201,8 @@ def load(path: Path, now: datetime | None = None) -> dict[str, MinerHistory]:
                 history.seen_s = max(0.0, history.seen_s - step)
         return miners
 
-    return durable_file.read_book(path, read, what="health history", lost="trends start over") or {}
+    return durable_file.read_book(path, read, what="health history", lost="trends start over",
+                                  set_aside=set_aside) or {}
 
 
 def _read(data: Any, now: datetime) -> tuple[datetime, dict[str, MinerHistory]]:

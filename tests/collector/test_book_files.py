@@ -242,3 +242,25 @@ def test_a_box_booting_with_its_clock_days_behind_keeps_its_books_and_wakes_the_
     assert not list(spool.glob("*.unusable*")), booted.stderr
     assert booted.stderr.count("the clock is likely behind") == len(books), booted.stderr
     assert json.loads((spool / "curtailment-control.json").read_text())["slept"] == {}
+
+
+def test_the_commands_leave_the_collectors_unusable_books_where_they_are(tmp_path):
+    # `hashfleet health` and `advise` read the collector's health history and measured efficiencies and never
+    # write them; finding one unusable, they still moved it aside (`.unusable`) under the running collector.
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    books = {"health-state.json": b'{"version": 1, "as_of": "2026-', "curtailment-efficiency.json": b"\0" * 64}
+    for name, data in books.items():
+        (spool / name).write_bytes(data)
+    with run_fleet("a1246:1", base="127.58.5.1:0", seed=7) as fleet:
+        config = tmp_path / "hashfleet.yaml"
+        config.write_text(json.dumps({
+            "site": "readers", "miners": fleet.addresses, "timeout_s": 2, "spool": {"directory": str(spool)},
+            "network": NETWORK, "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}, "pue": 1.1},
+            "curtailment": {}}))
+        for command in ("health", "advise"):
+            run = subprocess.run([HASHFLEET, command, "--config", str(config)], capture_output=True, text=True,
+                                 timeout=120)
+            assert run.returncode == 0 and "Traceback" not in run.stderr, (command, run.stderr)
+    assert sorted(p.name for p in spool.iterdir() if p.name in books or ".unusable" in p.name) == sorted(books)
+    assert all((spool / name).read_bytes() == data for name, data in books.items())
