@@ -309,5 +309,5 @@ def _curtailment_row(board: dash.Dashboard) -> dash.Dashboard:
         .with_panel(table_panel(
             "Curtailment control actions", [query(ACTIONS, table_format=True)], width=24,
             description="Every step of every action on a miner (dry_run, sent, accepted, refused, error, confirmed, "
-                        "unconfirmed, skipped, taken_back), as the audit log keeps it."))
+                        "unconfirmed, skipped, taken_back, released), as the audit log keeps it."))
     )

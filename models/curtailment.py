@@ -232,7 +232,8 @@ class ActionEvent:
     ts: datetime
     miner: str
     action: str  # sleep | wake | mode
-    result: str  # dry_run | sent | accepted | refused | error | confirmed | unconfirmed | skipped | taken_back
+    # dry_run | sent | accepted | refused | error | confirmed | unconfirmed | skipped | taken_back | released
+    result: str
     reason: str  # why the plan wants it
     detail: str = ""  # the firmware's answer, the error, what was checked
     # what was (or would have been) sent, e.g. ascset|0,softoff,1795780810 (`sent`, `dry_run`: <the miner's time>)

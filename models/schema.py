@@ -174,7 +174,7 @@ CURTAILMENT = Measurement("curtailment", ("site", "scope", "miner"), {
 
 # Every step of every action curtailment control takes on a miner (collector/sinks/curtailment_control.py),
 # the same events as its audit log: dry_run, sent, accepted, refused, error, confirmed, unconfirmed, skipped,
-# taken_back (an operator took a miner back from control).
+# taken_back (an operator took a miner back from control), released (a change undone otherwise: a reboot).
 ACTION = Measurement("action", ("site", "miner", "action", "result"), {
     "reason": str, "detail": str, "command": str, "host": str, "kw": float, "attempt": int, "control_mode": str,
 })

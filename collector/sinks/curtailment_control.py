@@ -22,7 +22,10 @@ Safety, in the order it is checked:
 - control lowers load (sleep, a lower work mode) and undoes only what it did itself: it wakes only
   miners it put to sleep and restores only modes it changed (kept across restarts), never a miner an
   operator stopped; and it owns a change only while the miner stays as control left it: a poll showing
-  it awake, or in another mode, with no action of control's on it pending, means an operator took it back;
+  it awake, or in another mode, with no action of control's on it pending, means an operator took it back
+  (left alone for `failed_backoff_s`), unless it rebooted since control slept it (a power loss: soft-off is
+  not kept through one), or control could not know what it had in flight: then the change is let go without
+  that backoff (`released`) and the plan decides the miner anew;
 - at most `max_actions_per_cycle` sends a cycle and `max_actions_per_hour` an hour (retries count);
 - every change is confirmed on the next poll (state soft_off / not soft_off, or the work mode), sent
   again up to `confirm_retries` times, then reported `unconfirmed` and the miner left alone.
@@ -32,7 +35,9 @@ and in the cycle's plan, so InfluxDB (`action`) and MQTT carry it too. This sink
 the sinks (collector/pipeline.py puts it there) so the others see this cycle's events. Commands are
 sent in the background, bounded by `timeout_s` each: a slow miner never holds the cycle up; a
 command's reply becomes an event of the next cycle. On stop every action still open gets its last
-word in the audit log (cancelled without an answer, or not confirmed by a poll).
+word in the audit log (cancelled without an answer, or not confirmed by a poll). What is in flight is kept in
+the state file, synced before the commands leave, so after any stop (a kill, a power cut) the next start's
+first poll of each miner confirms it or not, in the audit log.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from models.curtailment import ActionEvent, CurtailmentPlan, MinerAdvice
 from collector.stages.curtailment_rules import DEFAULT_MODE, SLEEP
 from models import MinerSample, MinerState, SampleSource
 from models.base import read_capped
+from models.sample import MAX_UPTIME_S
 from models.curtailment import ControlConfig, ControlMode
 
 log = logging.getLogger(__name__)
@@ -71,6 +77,15 @@ MAX_TRACKED = 200_000
 HOUR_S = 3600.0
 _LATEST_S = clock.LATEST.timestamp()  # a time past it in the state file is garbage (collector/clock.py)
 SEND_GRACE_S = 5.0  # on stop (drain), in-flight commands get this long to answer before they are cancelled
+# A miner's boot time (the clock less its uptime) moves by the time between a poll and the cycle's clock:
+# later than that, it booted again.
+REBOOT_SLACK_S = 60.0
+MAX_PENDING_TEXT = 1000  # a saved action's reason, command, host
+ACTIONS = ("sleep", "wake", "mode")
+# Why a miner control slept reads awake with nothing of control's under way, when it is not an operator's hand:
+REBOOTED = "rebooted since control slept it (power loss?)"
+UNWATCHED = ("found awake at its first poll after a restart, what control had in flight at the stop unknown (a "
+             "state file saved without it)")
 
 
 @dataclass(slots=True)
@@ -82,7 +97,9 @@ class _Pending:
     host: str
     kw: float
     attempt: int
-    step: str = "sending"  # sending (no reply yet) | sent (the next poll confirms) | resend
+    # sending (no reply yet) | sent (the next poll confirms) | resend | restored (in flight at the last stop,
+    # read from the state file: the first usable poll after the start says whether it took)
+    step: str = "sending"
 
 
 RUNNING = "running"  # dry_run: a miner it announced woken runs (in the mode it reports)
@@ -189,13 +206,15 @@ class CurtailmentControl:
         self._blocked: str | None = None  # why nothing may be sent (announced once per episode)
         self._waiting_log = BoundedLog(log, every_s=600)
         # kept across restarts
-        self.slept: dict[str, float] = {}  # miners this control put to sleep -> when
+        self.slept: dict[str, float] = {}  # miners this control put to sleep -> when (sent; confirmed, once shown)
+        self.slept_uptime: dict[str, int] = {}  # ... -> the miner's uptime at the poll that confirmed the sleep
         self.moved: dict[str, str] = {}  # miners whose work mode it changed -> the mode before
         self.moved_to: dict[str, str] = {}  # ... -> the mode it set
         self.failed: dict[str, float] = {}  # miners left alone until this time
         self.sent: deque[float] = deque()  # send times within the last hour
         self._last_now: float | None = None
         self._saved: bytes | None = None  # the state file's content as last written
+        self._unwatched: set[str] = set()  # miners of its books read back with what was in flight unknown
         if state_path is not None:
             self._load(state_path)
 
@@ -234,6 +253,9 @@ class CurtailmentControl:
             started = self._act(plan, samples, now, mode, budget)
             events += started + self._resend(samples, now, mode, budget - len(started))
         plan.events.extend(events)
+        # The commands started above leave once this returns to the loop (nothing here awaits): by then the audit
+        # has their lines and the state file what is in flight, both synced, so a kill or a power cut after a
+        # command left finds it in both.
         if self.audit is not None:
             self.audit.append(events)
         self._save()
@@ -255,10 +277,10 @@ class CurtailmentControl:
             except RuntimeError:  # its loop is closed already: nothing left to cancel
                 pass
         events, self._results = self._results + self._left_open(), []
-        self._pending.clear()
         if self.audit is not None:
             self.audit.close(events)  # (what it still cannot write is logged in full)
-        self._save()
+        self._save()  # (what is in flight stays in it: the next start's first poll says whether it took)
+        self._pending.clear()
 
     def _left_open(self) -> list[ActionEvent]:
         """An action the stop leaves open, as the audit's last word on it: a command that had not answered
@@ -268,7 +290,7 @@ class CurtailmentControl:
         for miner, pending in self._pending.items():
             if pending.step == "sending":
                 result, detail = "error", f"no answer within {SEND_GRACE_S:g} s of the stop: cancelled"
-            elif pending.step == "sent":
+            elif pending.step in ("sent", "restored"):
                 result, detail = "unconfirmed", "the collector stopped before a poll could confirm it"
             else:
                 result, detail = "unconfirmed", "the last poll did not show it; the collector stopped before resending"
@@ -446,29 +468,14 @@ class CurtailmentControl:
     def _confirm(self, samples: dict[str, MinerSample], now: float, mode: ControlMode) -> list[ActionEvent]:
         events = []
         for miner, pending in list(self._pending.items()):
+            if pending.step == "restored":
+                events += self._restored(miner, pending, samples.get(miner), now, mode)
+                continue
             if pending.step != "sent":
                 continue
             sample = samples.get(miner)
-            if sample is None or sample.state is MinerState.OFFLINE:
-                shows = False
-            elif pending.want == SLEEP:
-                shows = _asleep(sample)
-            elif pending.action == "wake":
-                # An Avalon ramping after soft-on reads idle (GHSspd 0) for a while: awake all the same.
-                shows = (sample.state is not MinerState.SOFT_OFF if sample.source is SampleSource.AVALON
-                         else sample.state is MinerState.MINING)
-            else:
-                shows = sample.work_mode == pending.want
-            if shows:
-                del self._pending[miner]
-                if pending.action == "wake":
-                    self.slept.pop(miner, None)
-                if pending.action == "mode" and self.moved.get(miner) == pending.want:
-                    del self.moved[miner]  # back where it was before control moved it
-                    self.moved_to.pop(miner, None)
-                events.append(ActionEvent(_utc(now), miner, pending.action, "confirmed", pending.reason,
-                                          _shows(sample), pending.command, pending.host, pending.kw,
-                                          pending.attempt, mode.value))
+            if sample is not None and sample.state is not MinerState.OFFLINE and _took(pending, sample):
+                events.append(self._confirmed(miner, pending, sample, now, mode))
             elif pending.attempt > self.config.confirm_retries:
                 del self._pending[miner]
                 self.failed[miner] = now + self.config.failed_backoff_s
@@ -483,26 +490,104 @@ class CurtailmentControl:
                 pending.step = "resend"
         return events
 
+    def _confirmed(self, miner: str, pending: _Pending, sample: MinerSample, now: float,
+                   mode: ControlMode) -> ActionEvent:
+        del self._pending[miner]
+        if pending.action == "sleep" and miner in self.slept:
+            # From when it is asleep, and at what uptime: a later poll with less uptime than that, or a boot
+            # after it, shows a reboot (collector/sinks/curtailment_control._why_not_an_operator).
+            self.slept[miner] = now
+            if sample.uptime_s is not None:
+                self.slept_uptime[miner] = sample.uptime_s
+            else:
+                self.slept_uptime.pop(miner, None)
+        if pending.action == "wake":
+            self._forget_sleep(miner)
+        if pending.action == "mode" and self.moved.get(miner) == pending.want:
+            del self.moved[miner]  # back where it was before control moved it
+            self.moved_to.pop(miner, None)
+        return ActionEvent(_utc(now), miner, pending.action, "confirmed", pending.reason, _shows(sample),
+                           pending.command, pending.host, pending.kw, pending.attempt, mode.value)
+
+    def _restored(self, miner: str, pending: _Pending, sample: MinerSample | None, now: float,
+                  mode: ControlMode) -> list[ActionEvent]:
+        """An action in flight when the collector last stopped (a kill, a power cut: no poll confirmed it), at the
+        miner's first usable poll since: confirmed, or unconfirmed, which costs no backoff (it may never have
+        left): a sleep or lowered mode that does not show is not control's; the plan decides the miner anew."""
+        if not _usable(sample):
+            return []  # (its first reading decides)
+        assert sample is not None
+        if _took(pending, sample):
+            return [self._confirmed(miner, pending, sample, now, mode)]
+        del self._pending[miner]
+        self._disown(miner, pending)
+        return [ActionEvent(_utc(now), miner, pending.action, "unconfirmed", pending.reason,
+                            f"in flight when the collector stopped; the first poll since shows {_shows(sample)}: not "
+                            "done, and decided anew (no backoff)", pending.command, pending.host, pending.kw,
+                            pending.attempt, mode.value)]
+
     def _taken_back(self, samples: dict[str, MinerSample], now: float, mode: ControlMode) -> list[ActionEvent]:
         """Control owns a change only while the miner stays as control left it. A poll showing a miner it
         slept awake, or one whose mode it set in another mode, with no action of control's on it pending (its
         own sleep not yet confirmed, its wake or restore under way), shows an operator took it back: control
-        lets it go, and will neither wake it (should the operator stop it later) nor restore its mode."""
+        lets it go, and will neither wake it (should the operator stop it later) nor restore its mode.
+        Unless the hand was not an operator's: a miner that rebooted since it was slept (a power loss: soft-off is
+        not kept through one), or one read back from a state file that did not say what was in flight, is let go
+        without the operator's backoff, and the plan decides it anew (it sleeps it again while it still wants it
+        asleep, within the limits)."""
         events, pending, soft_off = [], self._pending, MinerState.SOFT_OFF
+        released: dict[str, list[str]] = {}  # why -> miners (one line a cycle: a power cut is hundreds of them)
         # (most of a spike's slept miners read soft-off, cycle after cycle: passed over in one comparison)
         for miner in [m for m in self.slept if (s := samples.get(m)) is not None and s.state is not soft_off]:
             sample = samples[miner]
             if miner not in pending and not _asleep(sample) and _usable(sample):
-                del self.slept[miner]
-                events.append(self._let_go(miner, sample, "sleep", "asleep", "wake it", now, mode))
+                why = self._why_not_an_operator(miner, sample, now)
+                self._forget_sleep(miner)
+                if why is None:
+                    events.append(self._let_go(miner, sample, "sleep", "asleep", "wake it", now, mode))
+                else:
+                    events.append(self._release(miner, sample, "sleep", why, now, mode))
+                    released.setdefault(why, []).append(miner)
         for miner, set_mode in [(m, to) for m, to in self.moved_to.items() if m not in pending]:
             sample = samples.get(miner)
             if sample is not None and sample.work_mode not in (None, set_mode) and _usable(sample):
                 del self.moved_to[miner]
                 before = self.moved.pop(miner, None)
-                events.append(self._let_go(miner, sample, "mode", f"in work mode {set_mode}",
-                                           f"restore mode {before}", now, mode))
+                if miner in self._unwatched:
+                    events.append(self._release(miner, sample, "mode", UNWATCHED, now, mode))
+                    released.setdefault(UNWATCHED, []).append(miner)
+                else:
+                    events.append(self._let_go(miner, sample, "mode", f"in work mode {set_mode}",
+                                               f"restore mode {before}", now, mode))
+        if self._unwatched:  # judged at its first usable poll; watched from then on
+            self._unwatched = {m for m in self._unwatched if not _usable(samples.get(m))}
+        for why, miners in released.items():
+            log.warning("curtailment control: %d miner(s) no longer as it left them, not by an operator: %s. Let go "
+                        "without the operator backoff; the plan decides them anew (%s%s)", len(miners), why,
+                        ", ".join(miners[:5]), ", ..." if len(miners) > 5 else "")
         return events
+
+    def _why_not_an_operator(self, miner: str, sample: MinerSample, now: float) -> str | None:
+        """Why a miner control slept, read awake with nothing of control's under way, was not woken by an
+        operator, or None. Rebooted: its uptime is less than at the poll that confirmed the sleep (its own clock),
+        or it booted after that poll (the wall clock: now less its uptime); soft-off does not survive a power
+        loss, nor a reboot. Avalon's Elapsed counts through soft-off and soft-on (cgminer keeps running)."""
+        uptime = sample.uptime_s
+        if uptime is not None:
+            before = self.slept_uptime.get(miner)
+            booted = self.slept[miner] - (before or 0)
+            if (before is not None and uptime < before) or now - uptime > booted + REBOOT_SLACK_S:
+                return REBOOTED
+        return UNWATCHED if miner in self._unwatched else None
+
+    def _release(self, miner: str, sample: MinerSample, action: str, why: str, now: float,
+                 mode: ControlMode) -> ActionEvent:
+        """A change of control's undone by something other than an operator's hand: let go (logged once a cycle,
+        counted), no backoff."""
+        uptime = f", uptime {sample.uptime_s} s" if sample.uptime_s is not None else ""
+        detail = (f"the poll shows {_shows(sample)}{uptime}: control lets its {'sleep' if action == 'sleep' else 'mode'}"
+                  " go, with no operator backoff; the plan decides the miner anew")
+        return ActionEvent(_utc(now), miner, action, "released", why, detail, "", sample.host, 0.0, 0, mode.value)
 
     def _let_go(self, miner: str, sample: MinerSample, action: str, left: str, undo: str, now: float,
                 mode: ControlMode) -> ActionEvent:
@@ -515,11 +600,15 @@ class CurtailmentControl:
         return ActionEvent(_utc(now), miner, action, "taken_back", "an operator took it back", detail, "",
                            sample.host, 0.0, 0, mode.value)
 
+    def _forget_sleep(self, miner: str) -> None:
+        self.slept.pop(miner, None)
+        self.slept_uptime.pop(miner, None)
+
     def _disown(self, miner: str, pending: _Pending) -> None:
         """Control's sleep or lowered mode did not take (refused, or the polls never showed it): the miner is
         not control's to wake or restore. Its own wake or restore failing leaves the change control's."""
         if pending.action == "sleep":
-            self.slept.pop(miner, None)
+            self._forget_sleep(miner)
         elif pending.action == "mode" and self.moved_to.get(miner) == pending.want:
             self.moved.pop(miner, None)
             self.moved_to.pop(miner, None)
@@ -557,7 +646,9 @@ class CurtailmentControl:
         if self.state_path is None:
             return
         data = {"version": STATE_VERSION, "slept": self.slept, "moved": self.moved, "moved_to": self.moved_to,
-                "failed": self.failed, "sent": list(self.sent)}
+                "failed": self.failed, "sent": list(self.sent), "slept_uptime": self.slept_uptime,
+                "pending": {miner: [p.action, p.want, p.reason[:MAX_PENDING_TEXT], p.command[:MAX_PENDING_TEXT],
+                                    p.host[:MAX_PENDING_TEXT], p.kw, p.attempt] for miner, p in self._pending.items()}}
         content = orjson.dumps(data)
         if content == self._saved:
             return  # (most cycles act on nothing: the file is written, and synced, only when it changes)
@@ -574,6 +665,7 @@ class CurtailmentControl:
         try:
             data = orjson.loads(read_capped(path, MAX_STATE_BYTES))
             slept, moved, moved_to, failed, sent = _checked_state(data)
+            slept_uptime, pending = _checked_uptimes(data, slept), _checked_pending(data)
         except Exception as e:  # whatever is in the file, the service starts: nothing will be woken
             try:
                 kept = f"set aside as {durable_file.set_aside(path)}"
@@ -584,6 +676,9 @@ class CurtailmentControl:
             return
         self.slept, self.moved, self.failed, self.sent = slept, moved, failed, deque(sorted(sent))
         self.moved_to = {miner: to for miner, to in moved_to.items() if miner in moved}
+        self.slept_uptime, self._pending = slept_uptime, pending
+        if "pending" not in data:  # (saved before control kept what it had in flight)
+            self._unwatched = set(slept) | set(self.moved_to)
         # Dated ahead of the clock, however far: carried on from now, as every state file is. The clock was stepped
         # back since, or is behind now (a box that lost its time in a power cut, until NTP answers): refusing the
         # file would leave the miners control slept asleep for good.
@@ -601,6 +696,17 @@ def _asleep(sample: MinerSample) -> bool:
     """Soft-off; for makes read through pyasic also idle (pyasic reads a sleeping Antminer as not mining)."""
     return sample.state is MinerState.SOFT_OFF or (sample.state is MinerState.IDLE
                                                    and sample.source is not SampleSource.AVALON)
+
+
+def _took(pending: _Pending, sample: MinerSample) -> bool:
+    """Whether a poll (not offline) shows the change `pending` asked for."""
+    if pending.want == SLEEP:
+        return _asleep(sample)
+    if pending.action == "wake":
+        # An Avalon ramping after soft-on reads idle (GHSspd 0) for a while: awake all the same.
+        return (sample.state is not MinerState.SOFT_OFF if sample.source is SampleSource.AVALON
+                else sample.state is MinerState.MINING)
+    return sample.work_mode == pending.want
 
 
 def _usable(sample: MinerSample | None) -> bool:
@@ -638,6 +744,41 @@ def _checked_state(data: Any) -> tuple[dict[str, float], dict[str, str], dict[st
     if not isinstance(sent, list) or len(sent) > 1_000_000 or not all(_time(t) for t in sent):
         raise ValueError("sent is not a list of times")
     return out[0], out[1], out[2], out[3], sent
+
+
+def _checked_uptimes(data: dict, slept: dict[str, float]) -> dict[str, int]:
+    """The uptimes at which control's sleeps were confirmed (none in files saved before it kept them)."""
+    book = data.get("slept_uptime", {})
+    if not isinstance(book, dict) or len(book) > MAX_TRACKED:
+        raise ValueError(f"slept_uptime is not an object of at most {MAX_TRACKED} miners")
+    for miner, uptime in book.items():
+        if (miner not in slept or not isinstance(uptime, int) or isinstance(uptime, bool)
+                or not 0 <= uptime <= MAX_UPTIME_S):
+            raise ValueError(f"slept_uptime[{miner[:40]!r}] = {str(uptime)[:40]!r} is not the uptime of a miner slept")
+    return book
+
+
+def _checked_pending(data: dict) -> dict[str, _Pending]:
+    """What control had sent and no poll had confirmed when the state was saved (none in files saved before it
+    kept them): each restored, for its miner's first usable poll to confirm or not."""
+    book = data.get("pending", {})
+    if not isinstance(book, dict) or len(book) > MAX_TRACKED:
+        raise ValueError(f"pending is not an object of at most {MAX_TRACKED} miners")
+    out = {}
+    for miner, saved in book.items():
+        what = f"pending[{miner[:40]!r}]"
+        if not miner or len(miner) > 256 or not isinstance(saved, list) or len(saved) != 7:
+            raise ValueError(f"{what} is not a miner's action")
+        action, want, reason, command, host, kw, attempt = saved
+        if action not in ACTIONS or not isinstance(want, str) or len(want) > 64 or (want == SLEEP) != (action == "sleep"):
+            raise ValueError(f"{what}: {str(action)[:20]!r} to {str(want)[:40]!r} is not an action control takes")
+        if not all(isinstance(text, str) and len(text) <= MAX_PENDING_TEXT for text in (reason, command, host)):
+            raise ValueError(f"{what}: its reason, command and host are not texts of at most {MAX_PENDING_TEXT}")
+        if (not isinstance(kw, (int, float)) or isinstance(kw, bool) or not math.isfinite(kw)
+                or not isinstance(attempt, int) or isinstance(attempt, bool) or not 1 <= attempt <= 1000):
+            raise ValueError(f"{what}: kW {str(kw)[:20]!r}, attempt {str(attempt)[:20]!r}")
+        out[miner] = _Pending(action, want, reason, command, host, float(kw), attempt, "restored")
+    return out
 
 
 def _time(value: Any) -> bool:

@@ -29,7 +29,7 @@ from models import CollectorConfig, LivePowerPrice
 from models.curtailment import ActionEvent
 from simulators.fleet import run_fleet
 from tests.collector.mqtt_support import CaptureSink
-from tests.support import HASHFLEET, TS, fill, small_disk
+from tests.support import HASHFLEET, TS, fill, small_disk, wait_for
 
 NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
                                           "btc_price_usd": 95000}}
@@ -190,6 +190,172 @@ def test_a_sleep_the_first_poll_does_not_show_yet_is_still_controls_own(fleet):
     run(cheap, 2)
     assert commands(fleet, 0) == ["ascset softoff", "ascset softoff", "ascset softon"]
     assert "taken_back" not in [line["result"] for line in audit(cheap)]
+
+
+def ident(miner) -> str:
+    return miner.mac.upper()
+
+
+def miner_id(miner) -> str:
+    """The id the collector gives a simulated miner (its MAC, with colons)."""
+    mac = ident(miner).replace(":", "")
+    return ":".join(mac[i:i + 2] for i in range(0, 12, 2))
+
+
+def of(line: dict) -> str:
+    """The simulated miner's MAC an audit line is about (ids are MACs with colons)."""
+    return line["miner"].replace(":", "")
+
+
+REBOOTED = "rebooted since control slept it (power loss?)"
+
+
+def test_after_a_power_cut_control_sleeps_its_miners_again_and_blames_no_operator(fleet, caplog):
+    # The site lost power, the collector with it: the miners come back mining (soft-off is not kept through a
+    # power loss). Control took each for an operator's hand ("an operator took it back", `taken_back`) and left
+    # them running against the plan for failed_backoff_s (an hour: a trial's 100 miners, 350 kW). Here one A1246
+    # lost power; the other an operator woke by hand (no reboot): that one only is the operator's.
+    dear = config(fleet, "ctl-power-cut", price=SPIKE, control={"mode": "on", "allow": ["*"], "max_actions_per_cycle": 1})
+    run(dear, 3)
+    assert [line["result"] for line in audit(dear)].count("confirmed") == 2
+    before = len(audit(dear))
+    fleet[0].reboot()  # the power cut: Elapsed starts again, soft-off forgotten
+    fleet[1].set_soft_off(False)  # the operator's hand
+    caplog.set_level(logging.WARNING, logger="collector.sinks.curtailment_control")
+    cycles = run(dear, 3)  # (the collector restarted with the site)
+    lines = audit(dear)[before:]
+    released = [line for line in lines if line["result"] == "released"]
+    assert [(of(line), line["action"], line["why"]) for line in released] == [(ident(fleet[0]), "sleep", REBOOTED)]
+    assert "uptime" in released[0]["detail"] and "no operator backoff" in released[0]["detail"]
+    assert [of(line) for line in lines if line["result"] == "taken_back"] == [ident(fleet[1])]
+    # Slept again through the ordinary path (audited, within the limits: one send a cycle) while the plan wants it
+    assert commands(fleet, 0) == ["ascset softoff", "ascset softoff"]
+    assert (ident(fleet[0]), "sleep", "confirmed") in [(of(line), line["action"], line["result"]) for line in lines]
+    assert all(len([e for e in c.curtailment.events if e.result == "sent"]) <= 1 for c in cycles)
+    assert commands(fleet, 1) == ["ascset softoff"]  # the operator's: left alone for the backoff
+    state = control_state(dear)
+    assert {m.replace(":", "") for m in state["failed"]} == {ident(fleet[1])}
+    assert {m.replace(":", "") for m in state["slept"]} == {ident(fleet[0])}
+    # One line for the rebooted (a power cut is hundreds of them), one per operator's take-back
+    logged = [r.getMessage() for r in caplog.records]
+    assert len([m for m in logged if REBOOTED in m]) == 1 and "1 miner(s)" in next(m for m in logged if REBOOTED in m)
+    assert len([m for m in logged if "an operator took" in m]) == 1
+
+
+def test_miners_that_lose_power_while_the_collector_runs_are_slept_again():
+    # The collector on a UPS, the miners not: they read offline, then come back mining. Their uptime went back:
+    # not an operator's hand. (A fleet of its own: one that stops answering listens again on its own address.)
+    with run_fleet("a1246:2", base="127.48.5.1", seed=31) as old:
+        dear = config(old, "ctl-ups", price=SPIKE, control={"mode": "on", "allow": ["*"]})
+        dear = dear.model_copy(update={"identify_backoff_max_s": 2.0})
+        stop, phase, states = asyncio.Event(), [], []
+
+        def power(cycle) -> None:
+            read = {s.host: s.state.value for s in cycle.samples}
+            now = [read.get(m.host) for m in old]
+            states.append(now)
+            if not phase and now == ["soft_off"] * 2:
+                for miner in old:
+                    miner.set_faults(no_answer=True)  # the power goes
+                phase.append("cut")
+            elif phase == ["cut"] and now == ["offline"] * 2:
+                for miner in old:
+                    miner.reboot()  # ... and comes back: they boot mining
+                    miner.set_faults(no_answer=False)
+                phase.append("back")
+            elif phase == ["cut", "back"] and now == ["soft_off"] * 2:
+                stop.set()
+
+        pipeline = build(dear, sinks=[_Site(power)], service_mode=True)
+        asyncio.run(pipeline.run(cycles=40, stop=stop))
+        pipeline.close()
+        assert stop.is_set(), (states, audit(dear))
+        lines = audit(dear)
+        assert not [line for line in lines if line["result"] == "taken_back"], lines
+        assert sorted(of(line) for line in lines if line["result"] == "released") == sorted(map(ident, old))
+        assert all(line["why"] == REBOOTED for line in lines if line["result"] == "released")
+        assert [c.command for c in old.commands()] == ["ascset softoff"] * 4  # each slept, then again
+        assert control_state(dear)["failed"] == {}
+
+
+def test_a_kill_right_after_wakes_were_sent_is_resolved_by_the_next_poll_not_blamed_on_an_operator(fleet, tmp_path):
+    # kill -9 in the seconds after control sent wakes (they reached the miners, no poll confirmed them yet): the
+    # in-flight wakes were memory only, so after the restart the awake miners read as taken back by an operator
+    # (a trial: 40 of 100), left alone for an hour, and the audit's "sent" lines were never closed.
+    site = "ctl-kill9"
+    dear = config(fleet, site, price=SPIKE, control={"mode": "on", "allow": ["*"]})
+    cheap = config(fleet, site, price=CHEAP, control={"mode": "on", "allow": ["*"]})
+    run(dear, 2)
+    assert [(line["action"], line["result"]) for line in audit(dear)].count(("sleep", "confirmed")) == 2
+    path = tmp_path / "cheap.json"
+    path.write_text(json.dumps({
+        "site": site, "miners": fleet.addresses, "interval_s": 600, "timeout_s": 2,  # (no second poll before the kill)
+        "economics": {"tariff": {"kind": "flat", "usd_per_kwh": CHEAP}, "pue": 1.1}, "network": NETWORK,
+        "curtailment": {"min_on_s": 0, "min_off_s": 0, "warmup_s": 0, "hysteresis_usd_kwh": 0,
+                        "control": {"mode": "on", "allow": ["*"]}}}))
+    with (tmp_path / "collect.log").open("w") as log_file:
+        collector = subprocess.Popen([HASHFLEET, "collect", "--config", str(path)], stdout=subprocess.DEVNULL,
+                                     stderr=log_file)
+        try:
+            wait_for(lambda: all(commands(fleet, i) == ["ascset softoff", "ascset softon"] for i in OLD), timeout=60,
+                     what="the wakes to reach the miners")
+        finally:
+            collector.kill()  # SIGKILL: no drain, no last word
+            collector.wait(timeout=10)
+    sent = [line for line in audit(cheap) if line["action"] == "wake"]
+    assert [line["result"] for line in sent] == ["sent", "sent"], (tmp_path / "collect.log").read_text()
+    saved = control_state(cheap)  # on disk before the commands left
+    assert sorted(m.replace(":", "") for m in saved.get("pending", {})) == sorted(ident(fleet[i]) for i in OLD)
+    before = len(audit(cheap))
+    run(cheap, 2)  # the restart
+    after = audit(cheap)[before:]
+    assert [line["result"] for line in after if line["result"] in ("taken_back", "released")] == []
+    # the audit closes each action the kill left open: the first poll shows it done
+    closed = [(of(line), line["action"], line["result"]) for line in after]
+    assert sorted(closed) == sorted((ident(fleet[i]), "wake", "confirmed") for i in OLD), after
+    assert control_state(cheap)["slept"] == {} and control_state(cheap)["pending"] == {}
+    assert control_state(cheap)["failed"] == {}
+    run(dear, 2)  # the next spike sleeps them again (none left alone for an operator's backoff)
+    for i in OLD:
+        assert commands(fleet, i) == ["ascset softoff", "ascset softon", "ascset softoff"]
+
+
+def write_state(cfg: CollectorConfig, state: dict) -> None:
+    path = config_loader.spool_directory(cfg) / "curtailment-control.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state))
+
+
+def test_an_action_a_kill_cut_before_it_left_is_closed_by_the_next_poll_and_decided_anew(fleet):
+    # The state file (synced before the commands leave) says a wake was in flight; the kill came before it reached
+    # the miner, which still reads asleep. The audit once kept that "sent" open for ever.
+    fleet[0].set_soft_off(True)
+    cheap = config(fleet, "ctl-never-left", price=CHEAP, control={"mode": "on", "allow": ["*"]})
+    miner = miner_id(fleet[0])
+    now = datetime.now(timezone.utc).timestamp()
+    write_state(cheap, {"version": 1, "slept": {miner: now - 120}, "slept_uptime": {miner: 3600}, "moved": {},
+                        "moved_to": {}, "failed": {}, "sent": [now - 120, now - 5],
+                        "pending": {miner: ["wake", "default", "price below its break-even", "ascset|0,softon,1",
+                                            fleet[0].host, 3.7, 1]}})
+    run(cheap, 3)
+    assert [(line["result"], line["attempt"]) for line in audit(cheap)] == [
+        ("unconfirmed", 1), ("sent", 1), ("accepted", 1), ("confirmed", 1)]
+    assert "in flight when the collector stopped; the first poll since shows state soft_off" in audit(cheap)[0]["detail"]
+    assert commands(fleet, 0) == ["ascset softon"]  # once: the plan's, not a retry of the lost one
+    assert control_state(cheap)["failed"] == {} and control_state(cheap)["slept"] == {}
+
+
+def test_a_miner_found_awake_under_a_state_saved_without_what_was_in_flight_is_not_an_operators(fleet):
+    # A state file from before control kept its actions in flight: whether a wake was under way at the stop is
+    # unknown, so a slept miner found awake at its first poll is not blamed on an operator; the plan decides it.
+    dear = config(fleet, "ctl-unwatched", price=SPIKE, control={"mode": "on", "allow": [fleet[0].address]})
+    now = datetime.now(timezone.utc).timestamp()
+    write_state(dear, {"version": 1, "slept": {miner_id(fleet[0]): now - 30}, "moved": {}, "failed": {}, "sent": []})
+    run(dear, 2)
+    lines = audit(dear)
+    assert [(line["result"], line["why"]) for line in lines if line["result"] in ("released", "taken_back")] == [
+        ("released", curtailment_control.UNWATCHED)]
+    assert commands(fleet, 0) == ["ascset softoff"]  # slept again at once, the plan wanting it asleep
 
 
 WORK_MODES = {"Avalon Q": [{"mode": "0", "hashrate_ths": 56, "power_w": 850},
@@ -622,6 +788,18 @@ def test_other_makes_sleep_and_wake_through_pyasic(tmp_path):
     b'{"version": 1, "slept": {}, "moved": {"m": "2"}, "moved_to": {"m": ["0"]}, "failed": {}, "sent": []}',
     b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [NaN]}',
     b'{"version": 1, "slept": {"": 1}, "moved": {}, "failed": {}, "sent": []}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [], "slept_uptime": {"m": 5}}',
+    b'{"version": 1, "slept": {"m": 1}, "moved": {}, "failed": {}, "sent": [], "slept_uptime": {"m": -5}}',
+    b'{"version": 1, "slept": {"m": 1}, "moved": {}, "failed": {}, "sent": [], "slept_uptime": {"m": 1.5}}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [], "pending": []}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [], "pending": {"m": ["reboot", "", "", "", "", 0, 1]}}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [], "pending": {"m": ["sleep", "2", "", "", "", 0, 1]}}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [], "pending": {"m": ["wake", "", "", "", "", 0, 1]}}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [], "pending": {"m": ["sleep", "", "", "", "", "3.7", 1]}}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [], "pending": {"m": ["sleep", "", "", "", "", 0, 0]}}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [], "pending": {"m": ["sleep", "", 7, "", "", 0, 1]}}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [], "pending": {"m": ["sleep", ""]}}',
+    b'{"version": 1, "slept": {}, "moved": {}, "failed": {}, "sent": [], "pending": {"m": ["sleep", "", "' + b"x" * 1001 + b'", "", "", 0, 1]}}',
 ])
 def test_an_unusable_control_state_is_set_aside_and_nothing_is_woken_from_it(tmp_path, content, caplog):
     from collector.sinks.curtailment_control import CurtailmentControl
