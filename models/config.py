@@ -61,7 +61,9 @@ class SpoolConfig(Settings):
                                                    "--shard K/N: <site>.shard-K-of-N); when set, a shard keeps its own "
                                                    "below it (shard-K-of-N)")
     max_mb: float = Field(default=1024, gt=0, le=10_000_000, description="disk budget; past it the oldest batches are dropped and counted")
-    retention_h: float = Field(default=168, gt=0, le=100_000, description="local history kept when no InfluxDB is configured, within max_mb")
+    retention_h: float = Field(default=168, gt=0, le=100_000,
+                               description="local history kept when no InfluxDB is configured, within max_mb (hours "
+                                           "the collector ran: time it was off does not age it)")
 
 
 _PLACE_TEXT = r"^[A-Za-z0-9_.:/-]{1,64}$"  # written as tag values: short, no spaces or separators

@@ -91,6 +91,7 @@ COLLECTOR = Measurement("collector", ("site", "collector_shard", "instance"), {
     "spool_dropped": int,  # batches dropped over the disk budget (or for room on a full disk), since created
     "spool_rejected": int,  # lines InfluxDB refused as malformed, kept aside as .lp.rejected
     "spool_lost_lines": int,  # lines neither stored nor delivered (a full disk)
+    "spool_expired": int,  # local history only: batches past spool.retention_h deleted, since created
     # MQTT ingest, payloads since start (with MQTT ingest configured): accepted; malformed (oversized, not
     # JSON, invalid); unknown (no subscription or meter mapping matches); refused (future-dated, out of
     # bounds); limited (over the MQTT miner cap, or not allow-listed). Fields refused in accepted telemetry

@@ -75,11 +75,12 @@ def fleet_lines(samples: Iterable[MinerSample]) -> list[str]:
 def collector_point(
     *, site: str, ts: datetime, poll_duration_s: float, miners_polled: int, miners_failed: int,
     points_written: int, spool_depth: int = 0, spool_dropped: int = 0, spool_rejected: int = 0,
-    spool_lost: int = 0, shard: str | None = None, counters: Mapping[str, int] | None = None,
-    instance: str | None = None,
+    spool_lost: int = 0, spool_expired: int = 0, shard: str | None = None,
+    counters: Mapping[str, int] | None = None, instance: str | None = None,
 ) -> str:
     """`spool_rejected`: lines InfluxDB refused (kept as .lp.rejected); `spool_lost`: lines neither stored
     nor delivered (a full disk); `spool_dropped`: batches dropped for the disk budget or for room;
+    `spool_expired`: batches of the local history deleted past its retention;
     `counters`: the sources' own (models.schema.COLLECTOR names them; others are not written); `instance`:
     the collector process's own id."""
     fields = schema.COLLECTOR.fields
@@ -87,7 +88,7 @@ def collector_point(
         "poll_duration_s": float(poll_duration_s), "miners_polled": int(miners_polled),
         "miners_failed": int(miners_failed), "points_written": int(points_written),
         "spool_depth": int(spool_depth), "spool_dropped": int(spool_dropped), "spool_rejected": int(spool_rejected),
-        "spool_lost_lines": int(spool_lost),
+        "spool_lost_lines": int(spool_lost), "spool_expired": int(spool_expired),
         **{name: int(value) for name, value in (counters or {}).items() if fields.get(name) is int},
     }, seconds(ts))
 
@@ -264,7 +265,7 @@ def curtailment_lines(plan: CurtailmentPlan) -> list[str]:
 
 def cycle_lines(cycle: Cycle, points_before: int = 0, spool_depth: int = 0,
                 spool_dropped: int = 0, spool_rejected: int = 0, spool_lost: int = 0,
-                instance: str | None = None) -> list[str]:
+                instance: str | None = None, spool_expired: int = 0) -> list[str]:
     """The end of a cycle: site and fleet cost, network, and the collector's own health.
     `points_before`: the points its parts wrote (collector.points_written counts the whole cycle)."""
     lines = []
@@ -284,7 +285,8 @@ def cycle_lines(cycle: Cycle, points_before: int = 0, spool_depth: int = 0,
     lines.append(collector_point(
         site=cycle.site, ts=cycle.ts, poll_duration_s=cycle.poll_s, miners_polled=len(cycle.samples),
         miners_failed=cycle.failed, points_written=points_before + len(lines) + 1, spool_depth=spool_depth,
-        spool_dropped=spool_dropped, spool_rejected=spool_rejected, spool_lost=spool_lost, shard=cycle.shard,
+        spool_dropped=spool_dropped, spool_rejected=spool_rejected, spool_lost=spool_lost,
+        spool_expired=spool_expired, shard=cycle.shard,
         counters=cycle.counters, instance=instance,
     ))
     return lines

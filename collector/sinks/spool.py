@@ -8,13 +8,24 @@ a batch (one moved aside, a stray), so it replaces none. A batch leaves the spoo
 only when acknowledged (delivered), or when the disk budget, the retention period
 or a full disk forces out the oldest; those are counted, never dropped silently.
 Lines InfluxDB refuses are kept as `<seq>.lp.rejected`. The spool touches no file
-in its directory but these names (and `lock`, `dropped`, `rejected`, `lost`): it
-may share a folder.
+in its directory but these names (and `lock`, `dropped`, `rejected`, `lost`, `expired`):
+it may share a folder.
 
 Without InfluxDB the spool is the embedded store (a spool given `retention_s`): batches are kept for the
 retention period or within the budget, whichever is shorter, and `hashfleet report` reads them back. There
 the budget trims the oldest history, logged as a warning; in front of InfluxDB it drops undelivered data,
 logged as an error. Either is logged at most once a period (BoundedLog), however many appends it takes.
+
+Retention is judged by batch files' mtimes, and a clock can be days ahead: a box that boots before NTP
+answers, its RTC wrong. Read against such a clock every batch looks past retention_s, and the whole history
+went at the first append, unlogged (trial M, H5). So the age of the history found at the start counts from
+its newest batch (the last written, by sequence) plus the time this process has run, never more than the
+clock says (`_aged_to`): time the collector was off does not age it, a clock read wrong cannot. The price:
+after a real week off, the week-old history stays until the collector has run out its retention_s too
+(the history then spans retention_s of collecting, as in a run without a stop; the budget still bounds it).
+A start that finds the clock past that is logged once. Every batch retention removes is counted
+(`expired_batches`, collector.spool_expired) and logged, at most a line an hour with how many and the hours
+they were written in, at once for an hour of history or more in one pass.
 
 A batch file is outside input too (a disk, a restore or an operator can break it).
 It is read one way only, `Batch.read` (or `read_body`, what delivery sends: collector/spool_files.py), which
@@ -39,6 +50,7 @@ import logging
 import os
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from collector import durable_file
@@ -58,6 +70,12 @@ _LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the latest time a dateti
 # of InfluxDB is told more often.
 HISTORY_TRIMMED_EVERY_S = 3600
 UNDELIVERED_DROPPED_EVERY_S = 300
+# Past retention the oldest batch goes at nearly every append, like the budget's: summed up a line an hour
+# (the same period), but a pass that takes an hour of history or more at once is told at once.
+EXPIRED_LOGGED_EVERY_S = HISTORY_TRIMMED_EVERY_S
+# A start this long after the newest batch is told when the clock would put history past retention: a shorter
+# gap is a restart's own (a power cut), not worth a warning at every start.
+CLOCK_AHEAD_TOLD_S = 3600
 
 
 def _with_stats(batches: list[Batch]) -> list[tuple[Batch, os.stat_result]]:
@@ -128,6 +146,13 @@ class Spool:
         self.dropped_batches = self._read_counter("dropped")  # over the budget or for room on a full disk
         self.rejected_lines = self._read_counter("rejected")  # refused by InfluxDB, kept as .lp.rejected
         self.lost_lines = self._read_counter("lost")  # neither stored nor delivered: the disk was full
+        self.expired_batches = self._read_counter("expired")  # past retention_s, trimmed from the local history
+        # Retention's own clock (`_aged_to`): from the newest batch found here, as far as this process runs.
+        self._started = time.monotonic()
+        self._history_until = self._newest_mtime() if retention_s is not None else None
+        self._clock_ahead_logged = False
+        self._expired_unlogged: tuple[int, float, float] | None = None  # deleted, not logged: how many, mtimes from, to
+        self._expired_logged_at = float("-inf")  # monotonic
 
     def _take_ownership(self):
         """One writer per spool directory, held for the life of the process (released on exit or crash)."""
@@ -148,7 +173,24 @@ class Spool:
         return handle
 
     def close(self) -> None:
+        self._log_expired(final=True)
         self._owner.close()
+
+    def _newest_mtime(self) -> float | None:
+        """The mtime of the newest batch (by sequence: the last written) that can be stat'ed, if any."""
+        for batch in reversed(self.batches()):
+            try:
+                return batch.path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+        return None
+
+    def _aged_to(self, now: float) -> float:
+        """The time retention judges batches against: the clock, but no further than the newest batch found
+        at the start plus the time this process has run since (a clock days ahead must not age them)."""
+        if self._history_until is None:
+            return now
+        return min(now, self._history_until + (time.monotonic() - self._started))
 
     def batches(self) -> list[Batch]:
         return list_batches(self.directory)
@@ -276,8 +318,10 @@ class Spool:
     def _enforce_limits(self) -> None:
         batches = _with_stats(self.batches())
         now = time.time()
+        aged_to = self._aged_to(now)
         total = sum(st.st_size for _, st in batches)
         dropped = 0
+        expired: list[float] = []  # mtimes of the batches past retention, oldest first
         # The newest batch is never dropped for the budget: it has not had its try at delivery. A budget
         # smaller than one batch dropped each batch as it was written, so nothing reached a healthy InfluxDB.
         if batches and batches[-1][1].st_size > self.max_bytes and not self._warned_small_budget:
@@ -287,13 +331,21 @@ class Spool:
                         batches[-1][1].st_size)
         while batches:
             over_budget = total > self.max_bytes and len(batches) > 1
-            if not over_budget and (self.retention_s is None or now - batches[0][1].st_mtime <= self.retention_s):
+            if not over_budget and (self.retention_s is None or aged_to - batches[0][1].st_mtime <= self.retention_s):
                 break
             oldest, st = batches.pop(0)
             total -= st.st_size
             oldest.path.unlink(missing_ok=True)
             if over_budget:
                 dropped += 1
+            else:
+                expired.append(st.st_mtime)
+        if self.retention_s is not None:
+            if expired:
+                self._count_expired(expired)
+            if batches and aged_to < now and now - batches[0][1].st_mtime > self.retention_s and \
+                    now - self._history_until >= CLOCK_AHEAD_TOLD_S:
+                self._clock_ahead(now, batches[0][1].st_mtime)
         if not dropped:
             return
         self.dropped_batches += dropped
@@ -307,6 +359,41 @@ class Spool:
                             "trimmed (%d batch(es) in all); it holds the last %.3g h, less than spool.retention_h "
                             "%g h (raise spool.max_mb to keep more)", self.directory, self.max_bytes,
                             self.dropped_batches, held_h, self.retention_s / 3600)
+
+    def _count_expired(self, mtimes: list[float]) -> None:
+        """Batches past retention, just deleted: counted, and logged (`_log_expired`)."""
+        self.expired_batches += len(mtimes)
+        self._write_counter("expired", self.expired_batches)
+        count, first, last = self._expired_unlogged or (0, mtimes[0], mtimes[-1])
+        self._expired_unlogged = (count + len(mtimes), min(first, mtimes[0]), max(last, mtimes[-1]))
+        self._log_expired(at_once=mtimes[-1] - mtimes[0] >= EXPIRED_LOGGED_EVERY_S)
+
+    def _log_expired(self, *, at_once: bool = False, final: bool = False) -> None:
+        """What retention deleted since the last line: a line an hour at most (the first at once), at once
+        for an hour of history in one pass, and what is left at `close`."""
+        if self._expired_unlogged is None:
+            return
+        now = time.monotonic()
+        if not (at_once or final or now - self._expired_logged_at >= EXPIRED_LOGGED_EVERY_S):
+            return
+        count, first, last = self._expired_unlogged
+        self._expired_unlogged, self._expired_logged_at = None, now
+        log.log(logging.WARNING if at_once else logging.INFO,
+                "spool %s: %d batch(es) of local history past spool.retention_h %g h deleted, written %s to %s (%d "
+                "in all, collector.spool_expired)", self.directory, count, self.retention_s / 3600, _utc(first),
+                _utc(last), self.expired_batches)
+
+    def _clock_ahead(self, now: float, oldest_mtime: float) -> None:
+        """The clock puts the oldest batch past retention but the history's own time does not: once a start."""
+        if self._clock_ahead_logged:
+            return
+        self._clock_ahead_logged = True
+        log.warning("spool %s: the clock reads %s, %.1f h after the newest batch of local history found at the start "
+                    "(written %s): the collector was off that long, or the clock is ahead (a box that booted before "
+                    "NTP answered). Retention (spool.retention_h %g h) counts from that batch the time this collector "
+                    "runs, not the clock: the oldest batch (written %s) is kept for now", self.directory, _utc(now),
+                    (now - self._history_until) / 3600, _utc(self._history_until), self.retention_s / 3600,
+                    _utc(oldest_mtime))
 
     def _read_counter(self, name: str) -> int:
         try:
@@ -327,6 +414,14 @@ class Spool:
         except OSError as e:
             temp.unlink(missing_ok=True)
             log.warning("spool %s: counter %r not saved (%s)", self.directory, name, e.strerror or e)
+
+
+def _utc(t: float) -> str:
+    """A file time for the log: whole seconds, UTC (a time no datetime holds is shown as a number)."""
+    try:
+        return datetime.fromtimestamp(int(t), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"{t:.0f} (unix)"
 
 
 def _line_time(line: str) -> int | None:

@@ -55,7 +55,7 @@ class SpooledLines:
     async def write(self, cycle: Cycle) -> None:
         spool = self.spool
         ending = points.cycle_lines(cycle, self._cycle_points, spool.depth, spool.dropped_batches,
-                                    spool.rejected_lines, spool.lost_lines, INSTANCE)
+                                    spool.rejected_lines, spool.lost_lines, INSTANCE, spool.expired_batches)
         lines = self._pending + ending
         self.last_cycle_points = self._cycle_points + len(ending)
         self._pending, self._cycle_points = [], 0
