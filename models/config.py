@@ -219,7 +219,10 @@ class CollectorConfig(Settings):
         default_factory=dict,
         description="how each make with a native reader is read: `native` (the default) or `pyasic`, e.g. "
                     "{antminer: pyasic} sends stock Antminers through pyasic as before the native readers")
-    rescan_interval_s: float = Field(default=300.0, gt=0, le=86_400, description="how often CIDR ranges and DNS names are re-resolved")
+    rescan_interval_s: float = Field(default=300.0, gt=0, le=86_400,
+                                     description="how often CIDR ranges and DNS names are re-resolved (a range found "
+                                                 "empty, or finding new miners, sooner: from identify_backoff_s, "
+                                                 "doubling up to this)")
     cycle_deadline_s: float | None = Field(
         default=None, gt=0, le=3600,
         description="a cycle's poll ends by then: miners that have not answered get an offline sample and the "

@@ -20,6 +20,15 @@ that id (its offline samples are stored under its host:port), and if a range sca
 brought it, it is no longer polled (a re-scan finds it again if a miner answers there). A listed
 address is polled whatever answers there. A DNS name that has not resolved to an address yet yields
 an offline sample under `name:port` each cycle, saying so.
+
+Names are re-resolved every rescan_interval_s, and so is a range once it settles. After a power cut the
+collector is usually back before the miners: a range scanned at the start found none, and its fleet stayed
+unpolled, not even offline, until the next scan 300 s later (trial M, M1). So a range whose scan found new
+miners (a fleet comes up over a minute or two) or left it without any is scanned again soon: after
+identify_backoff, doubling with each scan in a row that finds none new, up to rescan_interval_s (`_scan_wait`);
+a range that is really empty costs a handful of scans, then one every rescan_interval_s. Never sooner than its
+last scan took: an address that refuses costs ~2.5 ms of CPU in the scan (pyasic's detection; docs/benchmarks.md),
+a /16 of them ~150 s on this event loop, so a range is scanned at most half the time.
 """
 
 from __future__ import annotations
@@ -93,6 +102,15 @@ class _Known:
         return self.driver is not None and self.offline_polls == 0
 
 
+@dataclass(slots=True)
+class _Rescan:
+    """When a DNS name or CIDR range is resolved or scanned again."""
+
+    at: float = float("-inf")  # monotonic; -inf: at once
+    quiet: int = 0  # scans of a range in a row that found no new miner: the doubling's exponent
+    told_empty: bool = False  # the range's "no miner answers yet" line was logged (again once it has a miner)
+
+
 @dataclass
 class PollResult:
     """One poll of every target, in target order."""
@@ -152,7 +170,6 @@ class PolledMiners:
     specs: list[Spec] = field(init=False)
     targets: set[Target] = field(init=False)
     _known: dict[Target, _Known] = field(init=False, default_factory=dict)
-    _last_refresh: float = field(init=False, default=float("-inf"))
     _discovering: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -168,8 +185,9 @@ class PolledMiners:
         self._carriers: dict[str, Target] = {}  # miner id -> the target that last took it (identified or read)
         self._moved: set[Target] = set()  # found targets whose miner answers elsewhere: forgotten before the next cycle
         self._resolved_names: set[Spec] = set()  # DNS names that resolved to an address at least once
-        self._unresolved: list[Target] = []  # (name, port) of names that never resolved: an offline sample each
+        self._unresolved: dict[Spec, Target] = {}  # (name, port) of names that never resolved: an offline sample each
         self.specs = parse_specs(self.config.miners)
+        self._rescans = {spec: _Rescan() for spec in self.specs if spec.kind != "address"}
         self.shard = self.config.shard_k_n
         self.targets = set()
         self._listed: set[Target] = set()  # polled whatever answers there (never forgotten)
@@ -206,7 +224,7 @@ class PolledMiners:
         self._forget_moved()
         for target in self.targets:
             cycle.expect(self._known[target].miner_id or target.address)
-        for name in self._unresolved:
+        for name in self._unresolved.values():
             cycle.expect(name.address)
 
     async def collect(self, cycle: Cycle) -> None:
@@ -218,8 +236,13 @@ class PolledMiners:
 
     @property
     def needs_refresh(self) -> bool:
-        dynamic = any(s.kind != "address" for s in self.specs)
-        return dynamic and time.monotonic() - self._last_refresh >= self.config.rescan_interval_s
+        """A DNS name or range is due to be resolved or scanned again."""
+        at = self._next_rescan_at
+        return at is not None and at <= time.monotonic()
+
+    @property
+    def _next_rescan_at(self) -> float | None:
+        return min((r.at for r in self._rescans.values()), default=None)
 
     @property
     def unidentified(self) -> list[Target]:
@@ -250,40 +273,69 @@ class PolledMiners:
         pending = [(t, k) for t in sorted(self.targets) if (k := self._known[t]).driver is None and not k.identifying]
         await asyncio.gather(*(self._identify(t, k) for t, k in pending))
 
-    async def _rescan(self, on_progress=None) -> None:
-        """Re-resolve DNS names and re-scan CIDR ranges; new miners join as they are found, known ones stay
-        (but for an old address of a miner that moved: `_lost_id`)."""
-        self._last_refresh = time.monotonic()
-        unresolved = []
-        for spec in self.specs:
+    async def _rescan(self, on_progress=None, *, due_only: bool = False) -> None:
+        """Re-resolve DNS names and re-scan CIDR ranges (with `due_only`, those whose time has come); new
+        miners join as they are found, known ones stay (but for an old address of a miner that moved: `_lost_id`)."""
+        now = time.monotonic()
+        for spec, rescan in self._rescans.items():
+            if due_only and rescan.at > now:
+                continue
+            wait = self.config.rescan_interval_s
             try:
-                await self._rescan_one(spec, on_progress, unresolved)
+                if spec.kind == "name":
+                    await self._resolve(spec)
+                else:
+                    wait = await self._scan(spec, rescan, on_progress)
             except Exception as e:  # one entry that fails costs that entry, not the ranges and names after it
                 log.error("re-scanning %s failed: %s: %s", spec.text, type(e).__name__, e)
-        self._unresolved = unresolved
+            rescan.at = time.monotonic() + wait
 
-    async def _rescan_one(self, spec: Spec, on_progress, unresolved: list[Target]) -> None:
-        if spec.kind == "name":
-            found = await resolve_name(spec)
-            if found:
-                self._resolved_names.add(spec)
-            else:
-                log.warning("%s: DNS name resolves to no address", spec.text)
-                # Once resolved, its addresses stay polled (with their last id) should it stop resolving.
-                name = Target(spec.text, spec.port)
-                # (a name too long for a sample's id is the log line alone)
-                if spec not in self._resolved_names and in_shard(name, self.shard) and \
-                        len(name.address) <= MAX_TEXT_CHARS:
-                    unresolved.append(name)
-            for target in found:
-                self._add(target)
-        elif spec.kind == "range":
-            fresh = [t for t in range_targets(spec) if t not in self.targets and in_shard(t, self.shard)]
-            identities = await discovery.scan(
-                fresh, concurrency=self.config.concurrency, timeout_s=min(self.config.timeout_s, 3.0),
-                detect_concurrency=self.config.pyasic_concurrency, on_progress=on_progress, on_found=self._found,
-                readers=self.config.readers)
+    async def _resolve(self, spec: Spec) -> None:
+        found = await resolve_name(spec)
+        if found:
+            self._resolved_names.add(spec)
+            self._unresolved.pop(spec, None)
+        else:
+            log.warning("%s: DNS name resolves to no address", spec.text)
+            # Once resolved, its addresses stay polled (with their last id) should it stop resolving.
+            name = Target(spec.text, spec.port)
+            # (a name too long for a sample's id is the log line alone)
+            if spec not in self._resolved_names and in_shard(name, self.shard) and len(name.address) <= MAX_TEXT_CHARS:
+                self._unresolved[spec] = name
+        for target in found:
+            self._add(target)
+
+    async def _scan(self, spec: Spec, rescan: _Rescan, on_progress) -> float:
+        """Scan a range's addresses not polled yet; returns the wait before its next scan (`_scan_wait`)."""
+        addresses = [t for t in range_targets(spec) if in_shard(t, self.shard)]
+        fresh = [t for t in addresses if t not in self.targets]
+        began = time.monotonic()
+        identities = await discovery.scan(
+            fresh, concurrency=self.config.concurrency, timeout_s=min(self.config.timeout_s, 3.0),
+            detect_concurrency=self.config.pyasic_concurrency, on_progress=on_progress, on_found=self._found,
+            readers=self.config.readers)
+        took = time.monotonic() - began
+        rescan.quiet = 0 if identities else rescan.quiet + 1
+        wait = self._scan_wait(rescan.quiet, took)
+        log.debug("%s: scanned %d address(es) in %.1f s, %d new miner(s); next scan in %.1f s", spec.text, len(fresh),
+                  took, len(identities), wait)
+        if identities or wait >= self.config.rescan_interval_s:  # (the quick scans that find none: the line below)
             log.info("%s: %d miner(s) found", spec.text, len(identities))
+        if any(t in self.targets for t in addresses):  # (a miner found now is in targets already)
+            rescan.told_empty = False
+        elif not rescan.told_empty:
+            rescan.told_empty = True
+            log.info("%s: no miner answers in the range yet (a site coming back from a power cut?): scanned again in "
+                     "%.0f s, the wait doubling up to rescan_interval_s (%g s) while none does", spec.text, wait,
+                     self.config.rescan_interval_s)
+        return wait
+
+    def _scan_wait(self, quiet: int, took: float) -> float:
+        """Wait before a range's next scan: after `quiet` scans in a row that found no new miner, identify_backoff
+        doubled that many times (after one that found some: the backoff itself), up to rescan_interval_s; and
+        never less than the last scan `took`."""
+        doubled = self.config.identify_backoff * 2.0 ** min(quiet, 64)
+        return min(self.config.rescan_interval_s, max(took, doubled))
 
     def _found(self, identity: discovery.Identity) -> None:
         """A range scan found a miner: polled from the next cycle on."""
@@ -329,8 +381,9 @@ class PolledMiners:
         return min(cap, base * 2.0 ** min(failures - 1, 64)) * random.uniform(0.5, 1.0)
 
     async def discover(self, ready: asyncio.Event | None = None) -> None:
-        """The service's background work, until cancelled: re-scan ranges and re-resolve names every
-        rescan_interval_s, identify each address when its turn comes. `ready` is set once the first
+        """The service's background work, until cancelled: re-scan ranges and re-resolve names when due
+        (every rescan_interval_s, a range sooner while it has no miner or is finding new ones: `_scan`),
+        identify each address when its turn comes. `ready` is set once the first
         round is over (every address tried once, ranges scanned once)."""
         self._wake = wake = asyncio.Event()
         running: set[asyncio.Task[None]] = set()
@@ -349,7 +402,7 @@ class PolledMiners:
                         log.error("re-scanning ranges and names failed: %s: %s", type(error).__name__, error)
                     rescan = None
                 if rescan is None and self.needs_refresh:
-                    rescan = asyncio.create_task(self._rescan())
+                    rescan = asyncio.create_task(self._rescan(due_only=True))
                     rescan.add_done_callback(lambda _: wake.set())
                 while self._due and self._due[0][0] <= now:
                     when, target = heapq.heappop(self._due)
@@ -365,8 +418,7 @@ class PolledMiners:
                 wakes = [self._due[0][0] if self._due else None,
                          # the first round in one line, then at most a line a minute
                          None if first_round else self._summary.flush(now, self.config.identify_backoff_max_s),
-                         self._last_refresh + self.config.rescan_interval_s if rescan is None and any(
-                             s.kind != "address" for s in self.specs) else None]
+                         self._next_rescan_at if rescan is None else None]
                 wake.clear()
                 wake_at = min((w for w in wakes if w is not None), default=None)
                 try:
@@ -390,7 +442,7 @@ class PolledMiners:
         started = time.monotonic()
         self._forget_moved()
         names = [self._offline(name, _Known(), ts, f"{name.host}: DNS name resolves to no address")
-                 for name in self._unresolved]
+                 for name in self._unresolved.values()]
         if on_sample is not None:
             for sample in names:
                 on_sample(sample)
