@@ -18,7 +18,8 @@ from collector import regular_file
 # Names: sequence numbers are 16 ASCII digits (`\d` takes other scripts' digits, `$` a trailing newline).
 BATCH_NAME = re.compile(r"([0-9]{16})\.lp\.gz").fullmatch
 NUMBERED_NAME = re.compile(r"([0-9]{16})\.lp\.").match  # a batch, kept aside (.bad, .rejected) or not
-OWN_TEMP_NAME = re.compile(r"([0-9]{16}\.lp|dropped|rejected|lost|expired)\.tmp").fullmatch  # what a crash mid-write leaves
+# what a crash mid-write leaves
+OWN_TEMP_NAME = re.compile(r"([0-9]{16}\.lp|dropped|rejected|lost|expired)\.tmp").fullmatch
 _BATCH_LIKE = re.compile(r"\s*\d+\.lp\.gz\s*").fullmatch  # what a person would take for a batch
 
 # A batch holds at most influx.batch_size lines (<= 100,000; 5,000 for the local history), ~310 bytes

@@ -88,7 +88,8 @@ def lines(n: int) -> list[str]:
 
 
 def expired_records(caplog) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "collector.sinks.spool" and "past spool.retention_h" in r.getMessage()]
+    return [r for r in caplog.records
+            if r.name == "collector.sinks.spool" and "past spool.retention_h" in r.getMessage()]
 
 
 def test_retention_deletes_are_summed_up_a_line_an_hour_with_an_hour_or_more_at_once_told_at_once(tmp_path, caplog):
