@@ -256,3 +256,25 @@ class ServedInThread:
 
     async def _close(self) -> None:
         raise NotImplementedError
+
+
+class KeptSamples:
+    """A pipeline sink that keeps the samples of every cycle it is handed: `cycles`, one list a cycle."""
+
+    def __init__(self) -> None:
+        self.cycles: list[list] = []
+
+    async def write_miners(self, part) -> None: ...
+
+    async def write(self, cycle) -> None:
+        self.cycles.append(list(cycle.samples))
+
+
+async def until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """`wait_for` inside an event loop: `condition()` polled every 50 ms until it is truthy (returned)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+    return value

@@ -10,7 +10,6 @@ the live one shows it, so the live one keeps it (the duplicate-id rule is for tw
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -19,30 +18,10 @@ from collector import pipeline
 from collector.identity import DuplicateIds
 from models import CollectorConfig, MinerSample, MinerState, SampleSource
 from simulators.fleet import run_fleet
+from tests.support import KeptSamples, until
 
 INTERVAL_S = 1.0
 CYCLES_AFTER_MOVE = 4
-
-
-class Cycles:
-    """A sink that keeps every cycle's samples."""
-
-    def __init__(self) -> None:
-        self.cycles: list[list[MinerSample]] = []
-
-    async def write_miners(self, part) -> None: ...
-
-    async def write(self, cycle) -> None:
-        self.cycles.append(list(cycle.samples))
-
-
-async def until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-    return value
 
 
 @pytest.mark.parametrize("listed", [False, True], ids=["in-a-scanned-range", "both-listed"])
@@ -56,7 +35,7 @@ def test_a_miner_that_moves_keeps_its_id_at_the_new_address(listed):
         miners = [old.addresses[0], new.addresses[0], other.addresses[0]] if listed else [f"{net}.0/29"]
         config = CollectorConfig(miners=miners, interval_s=INTERVAL_S, timeout_s=0.5, rescan_interval_s=1,
                                  identify_backoff_s=0.5, identify_backoff_max_s=1)
-        sink = Cycles()
+        sink = KeptSamples()
 
         def at(host: str, cycle: list[MinerSample]) -> MinerSample | None:
             return next((s for s in cycle if s.host == host), None)

@@ -13,43 +13,22 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 
 from collector import pipeline
 from models import CollectorConfig, MinerSample, MinerState
 from simulators.fleet import run_fleet
+from tests.support import KeptSamples, until
 
 RANGE = "127.212.0.0/29"
 CYCLES_BEFORE_THE_FLEET = 6
 FOUND_WITHIN_CYCLES = 20  # after the fleet answers; the rescan interval is 300 cycles
 
 
-class Cycles:
-    """A sink that keeps every cycle's samples."""
-
-    def __init__(self) -> None:
-        self.cycles: list[list[MinerSample]] = []
-
-    async def write_miners(self, part) -> None: ...
-
-    async def write(self, cycle) -> None:
-        self.cycles.append(list(cycle.samples))
-
-
-async def until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-    return value
-
-
 def test_a_range_found_empty_at_the_start_finds_its_fleet_within_a_few_cycles_of_its_return(caplog):
     caplog.set_level(logging.DEBUG, logger="collector.sources.polled_miners")
     config = CollectorConfig(miners=[RANGE], interval_s=1, timeout_s=0.5)  # rescan_interval_s: the default 300 s
     assert config.rescan_interval_s == 300 and config.identify_backoff == 1
-    sink = Cycles()
+    sink = KeptSamples()
     scans_before: list[str] = []
 
     def scans() -> list[str]:
