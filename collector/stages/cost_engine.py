@@ -497,12 +497,28 @@ def _sum_totals(values: Iterable[Totals]) -> Totals:
 
 
 @dataclass(frozen=True)
+class RolledAway:
+    """What the last rollover took off the books, kept until the next one. A clock that is ahead (a box
+    booted with a wrong time, NTP not answering yet) crosses midnight or the 1st early; stepped back to the
+    day the books held before, the rollover is undone and these amounts come back (`_roll_calendar`)."""
+
+    day: date  # the day `today` was of
+    today: Mapping[str, Totals]
+    demand_from: datetime | None
+    # A month's rollover also reset the month's books and demand charge (None after a day's: they carried on).
+    month_to_date: Mapping[str, Totals] | None = None
+    peak_kw: float = 0.0
+    demand_usd: float = 0.0
+
+
+@dataclass(frozen=True)
 class RunningTotals:
     """Accumulator state for one site. Never mutated: `advance` returns a new one.
 
     today / month_to_date are keyed by miner id (UNALLOCATED for fixed costs of a site with no
     miners, and for miners forgotten after `forget_after_s` unseen). The month's demand charge is
     peak_kw x rate, accrued pro rata over the month from demand_from and trued up when the peak rises.
+    rolled_away: what the last midnight or 1st took off the books, in case the clock goes back over it.
     """
 
     as_of: datetime  # end of the last interval integrated
@@ -514,6 +530,7 @@ class RunningTotals:
     demand_usd: float = 0.0
     demand_from: datetime | None = None
     last_seen: Mapping[str, datetime] = field(default_factory=dict)  # by miner: end of the last interval it was in
+    rolled_away: RolledAway | None = None
 
     def site_today(self) -> Totals:
         return _sum_totals(self.today.values())
@@ -540,13 +557,34 @@ def _month_seconds(local: datetime, tz: ZoneInfo) -> float:
 
 def _roll_calendar(state: RunningTotals, start: datetime, tz: ZoneInfo) -> RunningTotals:
     local_day = start.astimezone(tz).date()
-    if local_day < state.day:  # the clock went back over midnight (carried_back): the books are kept, relabelled
-        return replace(state, day=local_day, month=local_day.replace(day=1))
-    if local_day.replace(day=1) != state.month:
-        return RunningTotals(as_of=state.as_of, day=local_day, month=local_day.replace(day=1), demand_from=start)
-    if local_day != state.day:
-        return replace(state, day=local_day, today={})
-    return state
+    if local_day == state.day:  # every cycle but one a day
+        return state
+    if local_day < state.day:  # the clock went back over midnight (carried_back)
+        rolled = state.rolled_away
+        if rolled is not None and local_day <= rolled.day:
+            return _undo_rollover(state, rolled, local_day, start)
+        return replace(state, day=local_day, month=local_day.replace(day=1))  # the books are kept, relabelled
+    month = local_day.replace(day=1)
+    if month != state.month:
+        return RunningTotals(as_of=state.as_of, day=local_day, month=month, demand_from=start, rolled_away=RolledAway(
+            state.day, state.today, state.demand_from, state.month_to_date, state.peak_kw, state.demand_usd))
+    return replace(state, day=local_day, today={}, rolled_away=RolledAway(state.day, state.today, state.demand_from))
+
+
+def _undo_rollover(state: RunningTotals, rolled: RolledAway, local_day: date, start: datetime) -> RunningTotals:
+    """The clock went back over the last rollover: what was counted since was used on the day (and in the
+    month) the clock shows now, so it is added to the amounts the rollover took off the books. The demand
+    charge accrues from where it began before the rollover again (its time never moved with the clock),
+    unless that is after now: the clock went back further than it had gone ahead."""
+    demand_from = state.demand_from
+    if rolled.demand_from is not None and rolled.demand_from <= start:
+        demand_from = rolled.demand_from
+    undone = replace(state, day=local_day, month=local_day.replace(day=1), today=_add(rolled.today, state.today),
+                     demand_from=demand_from, rolled_away=None)
+    if rolled.month_to_date is None:  # a day's rollover: the month's books carried on through it
+        return undone
+    return replace(undone, month_to_date=_add(rolled.month_to_date, state.month_to_date),
+                   peak_kw=max(rolled.peak_kw, state.peak_kw), demand_usd=rolled.demand_usd + state.demand_usd)
 
 
 def _add(book: Mapping[str, Totals], amounts: Mapping[str, Totals]) -> dict[str, Totals]:
@@ -638,7 +676,7 @@ def advance(
 
     Pass t0 = the previous t1: a gap is not integrated (nothing is known about it) and an overlap
     is refused (it would count twice; `carried_back` when the clock went back). Totals reset at local
-    midnight and on the local 1st.
+    midnight and on the local 1st; the clock going back over the last reset undoes it (`RolledAway`).
     A miner id not among the samples for longer than `forget_after_s` (a miner removed, or one whose
     MAC keeps changing) leaves the books: its amounts move to UNALLOCATED, so the site's totals keep
     them and the books stop growing.
@@ -674,7 +712,8 @@ def carried_back(state: RunningTotals, now: datetime) -> RunningTotals:
     """The totals carried on from `now`, earlier than their `as_of`: the wall clock was stepped back (NTP,
     the date set by hand; collector/clock.py). Every amount is kept; the times they hold move back with
     the clock (the demand charge accrues on from where it was). Stepped back over midnight or the 1st,
-    today's and the month's books are kept too, for the day the clock shows (`advance`)."""
+    today's and the month's books are kept too, for the day the clock shows; back to the day before the
+    last rollover, what it took off the books comes back as well (`advance`, `RolledAway`)."""
     step = state.as_of - now
     if step <= timedelta(0):
         return state

@@ -3,7 +3,8 @@
 Each cycle it takes the cycle's samples, its network state and the live inputs (power price,
 metered watts), asks the engine for miner, site and fleet figures, and advances the running totals
 (today, this month) over the time since the previous cycle. The totals are saved every
-SAVE_EVERY_S of cycle time and on stop (`close`), not every cycle: at 2,000 miners the file is ~870 KB.
+SAVE_EVERY_S of cycle time and on stop (`close`), not every cycle: at 2,000 miners the file is ~870 KB
+(~1.3 MB with the day before's amounts, kept for a clock stepped back over midnight: docs/cost.md).
 
 A failure here never stops the service: a miner whose figures cannot be computed is costed as
 one with no reading, a cycle whose roll-up fails has no cost figures (logged; its samples are

@@ -13,7 +13,9 @@ the previous copy the last save kept (`<name>.prev`, collector/durable_file.py) 
 that is unusable too the totals start over: a poisoned file must never stop the service (under
 `restart: unless-stopped` that is a crash loop). Totals that would be unusable are never written. A
 file dated ahead of the clock (the clock stepped back since, or behind now: a box that lost its time
-in a power cut) is kept and carried on from now (logged).
+in a power cut) is kept and carried on from now (logged). What the last midnight or 1st took off the
+books (`rolled_away`: a clock stepped back over it gives it back, collector/stages/cost_engine.py
+RolledAway) is saved and checked with the rest; a file from before it was kept has none.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import orjson
 
 from collector import clock, durable_file
-from collector.stages.cost_engine import RunningTotals, Totals, carried_back
+from collector.stages.cost_engine import RolledAway, RunningTotals, Totals, carried_back
 from models.base import read_capped
 
 log = logging.getLogger(__name__)
@@ -63,12 +65,25 @@ def save(path: Path, totals: RunningTotals, *, checked: bool = False) -> None:
         "demand_usd": totals.demand_usd,
         "demand_from": totals.demand_from.isoformat() if totals.demand_from else None,
         "last_seen": {k: v.timestamp() for k, v in totals.last_seen.items()},
+        "rolled_away": None if totals.rolled_away is None else _rolled_away_data(totals.rolled_away),
     }
     durable_file.replace(path, orjson.dumps(data))
 
 
 def _amounts(t: Totals) -> dict[str, float]:
     return {name: getattr(t, name) for name in _TOTALS_FIELDS}
+
+
+def _rolled_away_data(rolled: RolledAway) -> dict[str, Any]:
+    month = rolled.month_to_date
+    return {
+        "day": rolled.day.isoformat(),
+        "today": {k: _amounts(v) for k, v in rolled.today.items()},
+        "demand_from": rolled.demand_from.isoformat() if rolled.demand_from else None,
+        "month_to_date": None if month is None else {k: _amounts(v) for k, v in month.items()},
+        "peak_kw": rolled.peak_kw,
+        "demand_usd": rolled.demand_usd,
+    }
 
 
 def load(path: Path, now: datetime | None = None) -> RunningTotals | None:
@@ -89,20 +104,26 @@ def check(totals: RunningTotals, *, thorough: bool = True) -> str | None:
 
     Not `thorough` (totals the engine made from checked inputs, every cycle): first the sum of every
     amount, ~40 times cheaper at 10,000 miners; an infinity, a NaN or an absurd amount anywhere
-    shows in it, and only then is each value looked at to name it."""
+    shows in it, and only then is each value looked at to name it. What the last rollover set aside
+    (`rolled_away`) is not summed: it was checked as today's and the month's books before it."""
     if not thorough and _sums_are_sane(totals):
         return None
-    for book_name, book in (("today", totals.today), ("month_to_date", totals.month_to_date)):
+    books: list[tuple[str, Any]] = [("today", totals.today), ("month_to_date", totals.month_to_date)]
+    amounts = [("peak_kw", totals.peak_kw), ("demand_usd", totals.demand_usd)]
+    if (rolled := totals.rolled_away) is not None:
+        books += [("rolled_away.today", rolled.today), ("rolled_away.month_to_date", rolled.month_to_date or {})]
+        amounts += [("rolled_away.peak_kw", rolled.peak_kw), ("rolled_away.demand_usd", rolled.demand_usd)]
+    for book_name, book in books:
         for miner, t in book.items():
             for name in _TOTALS_FIELDS:
                 value = getattr(t, name)
                 problem = _amount_problem(value, signed=name in _SIGNED)
                 if problem is not None:
                     return f"{book_name}[{miner!r}].{name} = {value!r} {problem}"
-    for name in ("peak_kw", "demand_usd"):
-        problem = _amount_problem(getattr(totals, name), signed=False)
+    for name, value in amounts:
+        problem = _amount_problem(value, signed=False)
         if problem is not None:
-            return f"{name} = {getattr(totals, name)!r} {problem}"
+            return f"{name} = {value!r} {problem}"
     return None
 
 
@@ -150,11 +171,38 @@ def _read(data: Any) -> RunningTotals:
         peak_kw=data.get("peak_kw"), demand_usd=data.get("demand_usd"),  # type: ignore[arg-type]  # checked below
         demand_from=None if demand_from is None else _instant(demand_from, "demand_from"),
         last_seen=last_seen,
+        rolled_away=_rolled_away(data.get("rolled_away"), day, month),  # absent from files before it was kept
     )
     problem = check(totals)
     if problem is not None:
         raise UnusableTotals(problem)
     return totals
+
+
+def _rolled_away(raw: Any, day: date, month: date) -> RolledAway | None:
+    """What the last rollover set aside: before the books' day; a day's, in their month; its amounts are
+    checked with the rest (`check`)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise UnusableTotals("rolled_away is not an object")
+    rolled_day = _date(raw.get("day"), "rolled_away.day")
+    if rolled_day >= day:
+        raise UnusableTotals(f"rolled_away.day {rolled_day} is not before the books' day {day}")
+    month_raw = raw.get("month_to_date")
+    if month_raw is None and rolled_day.replace(day=1) != month:
+        raise UnusableTotals(f"rolled_away.day {rolled_day}, a day's rollover, is not in the month starting {month}")
+    demand_from = raw.get("demand_from")
+    if demand_from is not None:
+        demand_from = _instant(demand_from, "rolled_away.demand_from")
+        # The engine may take it back as demand_from, and move it with the clock: a time, not any date.
+        if not datetime.fromtimestamp(0, timezone.utc) <= demand_from < clock.LATEST:
+            raise UnusableTotals(f"rolled_away.demand_from {demand_from.isoformat()} is not a time")
+    return RolledAway(
+        day=rolled_day, today=_book(raw.get("today"), "rolled_away.today"), demand_from=demand_from,
+        month_to_date=None if month_raw is None else _book(month_raw, "rolled_away.month_to_date"),
+        peak_kw=raw.get("peak_kw"), demand_usd=raw.get("demand_usd"),  # type: ignore[arg-type]  # checked by `check`
+    )
 
 
 def _book(raw: Any, name: str) -> dict[str, Totals]:

@@ -162,6 +162,92 @@ def test_totals_carried_back_over_the_first_of_the_month_keep_today_and_the_mont
     assert later.month_to_date["m"].energy_kwh == pytest.approx(book.month_to_date["m"].energy_kwh * 40 / 30)
 
 
+# -- a clock ahead past midnight (a box booted before NTP answers), then stepped back -----------------------
+
+DEMAND_RATE = 12.0  # $/kW-month
+# How far ahead the clock is at each cycle: right for 4 cycles (the morning: 3 intervals counted), a day
+# ahead for 2 (the first counts nothing: a day since the last), stepped back for 2 (the first counts nothing).
+AHEAD = [timedelta(0)] * 4 + [timedelta(days=1)] * 2 + [timedelta(0)] * 2
+MORNING, WHILE_AHEAD, BACK = 4, 6, 7  # the cycles whose start sees the totals after each (as of the cycle before)
+
+
+class HandClock:
+    """The cycles' wall clock, driven by the test: a minute further at each reading, plus `ahead`."""
+
+    def __init__(self, start: datetime):
+        self.real, self.ahead = start, AHEAD[0]
+
+    def __call__(self) -> datetime:
+        now, self.real = self.real + self.ahead, self.real + timedelta(minutes=1)
+        return now
+
+
+def collect_across_a_clock_a_day_ahead(addresses: list[str], spool: Path, start: datetime, restart: bool):
+    """The real loop over AHEAD's cycles: each one's stamp and the running totals as it starts, and the
+    totals saved at the end. `restart`: stopped and started where the clock changes (the totals saved,
+    then loaded), as at the boot after a power cut and at a restart once NTP answered."""
+    config = CollectorConfig.model_validate({
+        "site": "s1", "miners": addresses, "interval_s": 1, "timeout_s": 5, "spool": {"directory": spool},
+        "economics": {**ECONOMICS.model_dump(), "demand_charge_usd_kw_month": DEMAND_RATE}, "network": NETWORK})
+    clock = HandClock(start)
+    stamps: list[datetime] = []
+    before: list = []
+    for cycles in ([4, 2, 2] if restart else [len(AHEAD)]):
+        built = pipeline.build(config, sinks=[], service_mode=True)
+        stage = next(s for s in built.stages if type(s).__name__ == "CostStage")
+
+        def on_cycle_start(cycle, stage=stage) -> None:
+            stamps.append(cycle.ts)
+            before.append(stage.totals)
+            clock.ahead = AHEAD[min(len(stamps), len(AHEAD) - 1)]  # for the next cycle
+
+        assert asyncio.run(built.run(cycles=cycles, on_cycle_start=on_cycle_start, now=clock)) == cycles
+    return stamps, before, totals_store.load(spool / "cost-totals.json")
+
+
+def _amounts(book) -> dict:
+    return {(miner, name): getattr(t, name) for miner, t in book.items() for name in ("energy_kwh", "power_usd", "btc")}
+
+
+def _added(*books) -> dict:
+    out: dict = {}
+    for book in books:
+        for key, value in _amounts(book).items():
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted"])
+@pytest.mark.parametrize("month_end", [False, True], ids=["midnight", "month_end"])
+def test_a_clock_a_day_ahead_then_stepped_back_gives_the_day_and_month_their_amounts_back(tmp_path, month_end, restart):
+    """Trial M M3: the box booted with its clock a day ahead, past local midnight (into the next month at a
+    month's end), and NTP then stepped it back. The rollover at the wrong midnight emptied today (and the month,
+    whose demand charge began again at the wrong 1st); the step back only relabelled the books, so the real
+    day's morning (and month) was gone and today held the hours ahead alone."""
+    day = datetime(2025, 11, 30, 10, 0, tzinfo=UTC) if month_end else datetime(2025, 12, 10, 10, 0, tzinfo=UTC)
+    with run_fleet("a1566:2", base="127.58.2.1", seed=5) as fleet:
+        stamps, before, final = collect_across_a_clock_a_day_ahead(fleet.addresses, tmp_path, day, restart)
+    morning, ahead, back = before[MORNING], before[WHILE_AHEAD], before[BACK]
+    assert ahead.day == stamps[WHILE_AHEAD - 1].date() > day.date()  # the wrong day
+    assert back.day == day.date() and back.month == day.date().replace(day=1)
+
+    # What was counted while the clock was ahead was used on the real day: today is the morning and that.
+    assert _amounts(back.today) == pytest.approx(_added(morning.today, ahead.today))
+    if month_end:  # the month's books too, and its demand charge
+        assert _amounts(back.month_to_date) == pytest.approx(_added(morning.month_to_date, ahead.month_to_date))
+        assert back.peak_kw == max(morning.peak_kw, ahead.peak_kw)
+    else:
+        assert _amounts(back.month_to_date) == pytest.approx(_amounts(ahead.month_to_date))
+    # The demand charge accrues from the first cycle, as it did before the clock went ahead: not from a
+    # day before it (moved back with the clock), nor from the wrong 1st.
+    assert back.demand_from == final.demand_from == stamps[0]
+    # Every amount of the run was counted on the real day, the books' first.
+    assert final is not None and final.day == day.date() and final.rolled_away is None
+    assert _amounts(final.today) == pytest.approx(_amounts(final.month_to_date))
+    month_s = 30 * 86_400 if month_end else 31 * 86_400
+    assert final.demand_usd == pytest.approx(final.peak_kw * DEMAND_RATE * (final.as_of - stamps[0]).total_seconds() / month_s)
+
+
 # -- state files saved while the clock was ahead ------------------------------------------------------------
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

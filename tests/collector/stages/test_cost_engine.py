@@ -13,6 +13,7 @@ from collector.stages.cost_engine import (
     advance,
     attach_totals,
     btc_per_day,
+    carried_back,
     depreciation_usd_month,
     fleet_cost,
     hashcost_usd_ph_day,
@@ -749,6 +750,111 @@ def test_totals_round_trip_and_a_file_without_last_seen_still_loads(tmp_path) ->
     path.write_text(json.dumps(totals_file()))  # as saved before last_seen was kept
     loaded = totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC))
     assert loaded is not None and loaded.last_seen == {"m": datetime(2025, 3, 12, 0, 0, tzinfo=UTC)}
+
+
+def _a_day_ahead_and_back(first: datetime, economics: SiteEconomics):
+    """2 h counted at 3,500 W from `first`; the box boots an hour later with its clock a day ahead, counts an
+    hour at 1,000 W, and NTP steps the clock back: the totals after the morning, while ahead, and 10 min after."""
+    morning = advance(None, [miner()], economics, NETWORK, first, first + timedelta(hours=2))
+    boot = first + timedelta(hours=3, days=1)
+    ahead = advance(morning, [miner(power_w=1_000)], economics, NETWORK, boot, boot + timedelta(hours=1))
+    real = first + timedelta(hours=4)
+    back = advance(carried_back(ahead, real), [miner()], economics, NETWORK, real, real + timedelta(minutes=10))
+    return morning, ahead, back
+
+
+@pytest.mark.parametrize("first", [datetime(2025, 3, 12, 8, 0, tzinfo=UTC), datetime(2025, 3, 31, 8, 0, tzinfo=UTC)],
+                         ids=["midnight", "month_end"])
+def test_a_rollover_the_clock_undoes_gives_the_day_and_month_their_amounts_back(first: datetime) -> None:
+    # Trial M M3: the rollover at the wrong midnight (or 1st) emptied today (and the month), the step back
+    # only relabelled the books; the month's peak and demand accrual began again at the wrong 1st.
+    economics = FLAT.model_copy(update={"demand_charge_usd_kw_month": 10.0})
+    morning, ahead, back = _a_day_ahead_and_back(first, economics)
+    assert ahead.day == first.date() + timedelta(days=1) and ahead.site_today().energy_kwh == pytest.approx(1.0)
+    assert back.day == first.date() and back.month == first.date().replace(day=1)
+    assert back.site_today().energy_kwh == pytest.approx(3.5 * 2 + 1.0 + 3.5 / 6)
+    assert back.site_month().energy_kwh == pytest.approx(3.5 * 2 + 1.0 + 3.5 / 6)
+    # The month's peak is the morning's 3.5 kW; its demand charge accrues from the first interval, the real
+    # hours since (4 h 10 min, the hours down included: the bill is the month's peak x rate), not a day more.
+    assert back.peak_kw == 3.5 and back.demand_from == first
+    assert back.demand_usd == pytest.approx(3.5 * 10.0 * (4 + 1 / 6) / (31 * 24))
+    demand = back.site_month().power_usd - back.site_month().energy_kwh * 0.05
+    assert demand == pytest.approx(back.demand_usd)
+    assert back.rolled_away is None  # used
+
+
+def test_a_clock_stepped_back_further_than_it_went_ahead_keeps_the_demand_accrual_before_now() -> None:
+    # Back to the day before the morning's: the morning's demand_from is after now, so the accrual goes on from
+    # where the clock carried it (an accrual from a time still to come would be negative).
+    economics = FLAT.model_copy(update={"demand_charge_usd_kw_month": 10.0})
+    first = datetime(2025, 3, 12, 8, 0, tzinfo=UTC)
+    morning = advance(None, [miner()], economics, NETWORK, first, first + timedelta(hours=2))
+    ahead = advance(morning, [miner()], economics, NETWORK, first + timedelta(days=1), first + timedelta(days=1, hours=1))
+    real = first - timedelta(hours=10)  # 11 March, 22:00
+    back = advance(carried_back(ahead, real), [miner()], economics, NETWORK, real, real + timedelta(minutes=10))
+    assert back.day == real.date() and back.site_today().energy_kwh == pytest.approx(3.5 * 3 + 3.5 / 6)
+    assert back.demand_from is not None and back.demand_from < real and back.demand_usd > 0
+
+
+def test_a_step_back_that_undoes_no_rollover_keeps_what_it_set_aside() -> None:
+    # The clock jumped two days ahead, then was stepped back one: not to the day before the rollover, so
+    # the books are relabelled (as before this fix) and what the rollover set aside stays for its own day.
+    t = datetime(2025, 3, 12, 12, 0, tzinfo=UTC)
+    book = advance(None, [miner()], FLAT, NETWORK, t, t + timedelta(hours=2))
+    book = advance(book, [miner()], FLAT, NETWORK, t + timedelta(days=2), t + timedelta(days=2, hours=1))
+    assert book.rolled_away is not None and book.rolled_away.day == date(2025, 3, 12)
+    back = carried_back(book, t + timedelta(days=1, hours=2))
+    back = advance(back, [miner()], FLAT, NETWORK, back.as_of, back.as_of + timedelta(hours=1))
+    assert back.day == date(2025, 3, 13) and back.site_today().energy_kwh == pytest.approx(3.5 * 2)
+    assert back.rolled_away == book.rolled_away
+
+
+def test_what_a_rollover_set_aside_is_saved_and_loaded_and_an_older_file_has_none(tmp_path) -> None:
+    import json
+
+    from collector.stages import running_totals as totals_store
+
+    economics = FLAT.model_copy(update={"demand_charge_usd_kw_month": 10.0})
+    for first in (datetime(2025, 3, 12, 8, 0, tzinfo=UTC), datetime(2025, 3, 31, 8, 0, tzinfo=UTC)):
+        _, ahead, _ = _a_day_ahead_and_back(first, economics)
+        assert ahead.rolled_away is not None
+        path = tmp_path / "cost-totals.json"
+        totals_store.save(path, ahead)
+        assert totals_store.load(path, now=ahead.as_of) == ahead
+    path.write_text(json.dumps(totals_file()))  # as saved before rolled_away was kept
+    loaded = totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC))
+    assert loaded is not None and loaded.rolled_away is None
+
+
+ROLLED = {"day": "2025-03-11", "today": {"m": dict(AMOUNTS)}, "demand_from": "2025-03-01T00:00:00+00:00",
+          "month_to_date": None, "peak_kw": 0.0, "demand_usd": 0.0}
+
+
+@pytest.mark.parametrize(("rolled", "reason"), [
+    ([1, 2], "rolled_away is not an object"),
+    ({**ROLLED, "day": "2025-03-12"}, "rolled_away.day 2025-03-12 is not before the books' day 2025-03-12"),
+    ({**ROLLED, "day": "2025-02-28"}, "a day's rollover, is not in the month starting 2025-03-01"),
+    ({**ROLLED, "day": 11}, "rolled_away.day is not a date"),
+    ({**ROLLED, "today": {"m": {**AMOUNTS, "btc": -1.0}}}, "rolled_away.today['m'].btc = -1.0 is negative"),
+    ({**ROLLED, "today": None}, "rolled_away.today is not an object"),
+    ({**ROLLED, "day": "2025-02-28", "month_to_date": {"m": {**AMOUNTS, "energy_kwh": 1e300}}},
+     "rolled_away.month_to_date['m'].energy_kwh = 1e+300 is not a finite, plausible amount"),
+    ({**ROLLED, "peak_kw": "3"}, "rolled_away.peak_kw = '3' is a str"),
+    ({**ROLLED, "demand_usd": None}, "rolled_away.demand_usd = None is a NoneType"),
+    ({**ROLLED, "demand_from": "0001-01-01T00:00:00+00:00"}, "rolled_away.demand_from 0001-01-01T00:00:00+00:00 is not a time"),
+    ({**ROLLED, "demand_from": "2025-03-01T00:00:00"}, "no time zone"),
+])
+def test_a_poisoned_set_aside_makes_the_totals_file_unusable(tmp_path, caplog, rolled, reason) -> None:
+    import json
+
+    from collector.stages import running_totals as totals_store
+
+    path = tmp_path / "cost-totals.json"
+    path.write_text(json.dumps(totals_file(rolled_away=rolled)))
+    assert totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC)) is None
+    assert reason in caplog.text and "unusable" in caplog.text
+    path.write_text(json.dumps(totals_file(rolled_away=ROLLED)))  # the same, sane
+    assert totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC)).rolled_away.day == date(2025, 3, 11)
 
 
 def test_totals_that_are_not_finite_are_never_saved(tmp_path) -> None:
