@@ -159,6 +159,11 @@ def _read(data: Any) -> RunningTotals:
     if month.day != 1 or (day.year, day.month) != (month.year, month.month):
         raise UnusableTotals(f"day {day} is not in the month starting {month}")
     demand_from = data.get("demand_from")
+    if demand_from is not None:
+        demand_from = _instant(demand_from, "demand_from")
+        # Moved back with the clock at a step: a time, not any date (year 1 overflowed, outside any guard).
+        if not datetime.fromtimestamp(0, timezone.utc) <= demand_from < clock.LATEST:
+            raise UnusableTotals(f"demand_from {demand_from.isoformat()} is not a time")
     last_seen_raw = data.get("last_seen", {})
     if not isinstance(last_seen_raw, dict):
         raise UnusableTotals("last_seen is not an object")
@@ -169,7 +174,7 @@ def _read(data: Any) -> RunningTotals:
     totals = RunningTotals(
         as_of=as_of, day=day, month=month, today=today, month_to_date=month_to_date,
         peak_kw=data.get("peak_kw"), demand_usd=data.get("demand_usd"),  # type: ignore[arg-type]  # checked below
-        demand_from=None if demand_from is None else _instant(demand_from, "demand_from"),
+        demand_from=demand_from,
         last_seen=last_seen,
         rolled_away=_rolled_away(data.get("rolled_away"), day, month),  # absent from files before it was kept
     )

@@ -143,13 +143,13 @@ def test_with_both_copies_unusable_the_book_starts_over_and_the_error_names_both
 
 def test_a_carry_back_its_dates_cannot_take_costs_the_file_not_the_start(tmp_path, caplog):
     # Dated an hour ahead, with a demand_from in year 1: moved back with the clock it left the calendar, and the
-    # OverflowError, raised outside the loader's guard, stopped the service's start.
+    # OverflowError, raised outside the loader's guard, stopped the service's start. Now refused as no time.
     path = tmp_path / "cost-totals.json"
     _save_totals(path, 1)
     data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "as_of": (NOW + timedelta(hours=1)).isoformat(),
                                 "demand_from": "0001-01-01T00:00:00+00:00"}))
-    assert _load_totals(path) is None and "OverflowError" in caplog.text
+    assert _load_totals(path) is None and "demand_from 0001-01-01T00:00:00+00:00 is not a time" in caplog.text
     assert (tmp_path / "cost-totals.json.unusable.1").exists()
 
 
