@@ -112,8 +112,12 @@ def _cause(finding: Finding, findings: Sequence[Finding], signals: set[Signal], 
         if signals & _POWER or codes:
             why = (codes[0] if codes else next(f for f in findings if f.signal in _POWER)).evidence
             return Cause.POWER, f"{evidence}; power: {why}"
-        if signals & (_HEAT | _FANS) or _near_hot(sample, ctx):
+        if signals & _HOT_CHIPS or _near_hot(sample, ctx):
             return Cause.THERMAL, f"{evidence}; its chips run hot"
+        # (a firmware may restart on a fan fault or hot air before its chips read hot: heat's, named as it is)
+        cooling = next((f for f in findings if f.signal in _FANS or f.signal is Signal.AMBIENT_HOT), None)
+        if cooling is not None:
+            return Cause.THERMAL, f"{evidence}; {'fan' if cooling.signal in _FANS else 'ambient'}: {cooling.evidence}"
         return Cause.FIRMWARE, f"{evidence}; no power or heat problem seen"
     if signal is Signal.FAULT_CODE:
         cause, why = _code_cause(finding)

@@ -174,6 +174,17 @@ def test_reboots_in_a_loop_are_the_firmwares_without_power_or_heat_evidence():
     assert problem.cause is Cause.FIRMWARE and problem.value == 2
 
 
+def test_reboots_in_a_loop_beside_a_stopped_fan_name_the_fan_not_hot_chips():
+    # Put down to heat (a firmware may restart on a fan fault), but its chips were not hot: the evidence
+    # said "its chips run hot", sending the technician to look at the wrong thing (trial N).
+    site = Site()
+    for uptime in (500, 520, 30, 50, 20):
+        site.cycle(a15(uptime_s=uptime, hashrate_ths=150.0, fans_rpm=[0, 6000], temp_chip_max_c=60.0))
+    problem = site.problems()["reboots"]
+    assert problem.cause is Cause.THERMAL and "fan: " in problem.evidence, problem.evidence
+    assert "chips run hot" not in problem.evidence, problem.evidence
+
+
 def test_a_miner_that_restarts_every_cycle_is_remembered_in_bounded_memory():
     site = Site()
     for cycle in range(3 * checks.REBOOTS_KEPT):
