@@ -158,12 +158,7 @@ def _read(data: Any) -> RunningTotals:
     day, month = _date(data.get("day"), "day"), _date(data.get("month"), "month")
     if month.day != 1 or (day.year, day.month) != (month.year, month.month):
         raise UnusableTotals(f"day {day} is not in the month starting {month}")
-    demand_from = data.get("demand_from")
-    if demand_from is not None:
-        demand_from = _instant(demand_from, "demand_from")
-        # Moved back with the clock at a step: a time, not any date (year 1 overflowed, outside any guard).
-        if not datetime.fromtimestamp(0, timezone.utc) <= demand_from < clock.LATEST:
-            raise UnusableTotals(f"demand_from {demand_from.isoformat()} is not a time")
+    demand_from = _demand_from(data.get("demand_from"), "demand_from")
     last_seen_raw = data.get("last_seen", {})
     if not isinstance(last_seen_raw, dict):
         raise UnusableTotals("last_seen is not an object")
@@ -197,17 +192,22 @@ def _rolled_away(raw: Any, day: date, month: date) -> RolledAway | None:
     month_raw = raw.get("month_to_date")
     if month_raw is None and rolled_day.replace(day=1) != month:
         raise UnusableTotals(f"rolled_away.day {rolled_day}, a day's rollover, is not in the month starting {month}")
-    demand_from = raw.get("demand_from")
-    if demand_from is not None:
-        demand_from = _instant(demand_from, "rolled_away.demand_from")
-        # The engine may take it back as demand_from, and move it with the clock: a time, not any date.
-        if not datetime.fromtimestamp(0, timezone.utc) <= demand_from < clock.LATEST:
-            raise UnusableTotals(f"rolled_away.demand_from {demand_from.isoformat()} is not a time")
+    demand_from = _demand_from(raw.get("demand_from"), "rolled_away.demand_from")
     return RolledAway(
         day=rolled_day, today=_book(raw.get("today"), "rolled_away.today"), demand_from=demand_from,
         month_to_date=None if month_raw is None else _book(month_raw, "rolled_away.month_to_date"),
         peak_kw=raw.get("peak_kw"), demand_usd=raw.get("demand_usd"),  # type: ignore[arg-type]  # checked by `check`
     )
+
+
+def _demand_from(raw: Any, name: str) -> datetime | None:
+    """The engine moves it with the clock at a step: a time, not any date (year 1 overflowed, outside any guard)."""
+    if raw is None:
+        return None
+    demand_from = _instant(raw, name)
+    if not datetime.fromtimestamp(0, timezone.utc) <= demand_from < clock.LATEST:
+        raise UnusableTotals(f"{name} {demand_from.isoformat()} is not a time")
+    return demand_from
 
 
 def _book(raw: Any, name: str) -> dict[str, Totals]:
