@@ -512,6 +512,17 @@ class RolledAway:
 
 
 @dataclass(frozen=True)
+class StepBack:
+    """The clock stepped back under the books (`carried_back`), until it is where it was again. A clock
+    that was ahead and is now right catches up cycle by cycle; one that is now behind (a box whose clock
+    lost its time in a power cut boots days or years behind) jumps back when NTP answers. Then the step
+    was the mistake: the books were `was_at`'s day's all along, and the times moved back return."""
+
+    was_at: datetime  # the books' as_of when the clock was first stepped back
+    moved: timedelta  # how far back their times were moved (the steps' sum)
+
+
+@dataclass(frozen=True)
 class RunningTotals:
     """Accumulator state for one site. Never mutated: `advance` returns a new one.
 
@@ -519,6 +530,7 @@ class RunningTotals:
     miners, and for miners forgotten after `forget_after_s` unseen). The month's demand charge is
     peak_kw x rate, accrued pro rata over the month from demand_from and trued up when the peak rises.
     rolled_away: what the last midnight or 1st took off the books, in case the clock goes back over it.
+    step_back: the clock stepped back under them, until it is where it was again (`StepBack`).
     """
 
     as_of: datetime  # end of the last interval integrated
@@ -531,6 +543,7 @@ class RunningTotals:
     demand_from: datetime | None = None
     last_seen: Mapping[str, datetime] = field(default_factory=dict)  # by miner: end of the last interval it was in
     rolled_away: RolledAway | None = None
+    step_back: StepBack | None = None
 
     def site_today(self) -> Totals:
         return _sum_totals(self.today.values())
@@ -693,18 +706,42 @@ def advance(
     elif t0 < prev.as_of:
         raise ValueError(f"interval starts at {t0.isoformat()}, before the totals' end {prev.as_of.isoformat()}")
     state, start = prev, t0
+    if (back := state.step_back) is not None and t0 >= back.was_at and t0 - state.as_of >= back.moved:
+        # The clock jumped at least as far forward as it had gone back (a restart's gap after a right step
+        # back, past where the clock had been, is shorter than the step, unless the collector was down longer).
+        state = _stepped_forward(state, back, t0, tz)
     while start < t1:
         end = min(t1, _next_local_hour(start, tz))
         state = _roll_calendar(state, start, tz)
         state = _integrate(state, samples, economics, network, start, end, live_price, tz, carries)
         start = end
     state = _roll_calendar(state, t1, tz)
+    if state.step_back is not None and t1 >= state.step_back.was_at:  # caught up cycle by cycle: the step was right
+        state = replace(state, step_back=None)
     seen = dict(state.last_seen)
     for sample in samples:
         seen[sample.miner] = t1
     state = replace(state, as_of=t1, last_seen=seen)
     if forget_after_s is not None:
         state = forget_unseen(state, t1 - timedelta(seconds=forget_after_s))
+    return state
+
+
+def _stepped_forward(state: RunningTotals, back: StepBack, now: datetime, tz: ZoneInfo) -> RunningTotals:
+    """The clock jumped to where it was before it was stepped back (`StepBack`): the times moved back with
+    the step move forward again (never past now), and books relabelled for an earlier day since are that
+    day's again (from there, today and the month roll on as ever)."""
+    moved = back.moved
+
+    def forward(t: datetime) -> datetime:
+        return min(t + moved, now)
+
+    state = replace(state, step_back=None,
+                    demand_from=None if state.demand_from is None else forward(state.demand_from),
+                    last_seen={miner: forward(t) for miner, t in state.last_seen.items()})
+    day = back.was_at.astimezone(tz).date()
+    if state.day < day:
+        state = replace(state, day=day, month=day.replace(day=1))
     return state
 
 
@@ -717,8 +754,10 @@ def carried_back(state: RunningTotals, now: datetime) -> RunningTotals:
     step = state.as_of - now
     if step <= timedelta(0):
         return state
+    back = state.step_back
+    back = StepBack(state.as_of, step) if back is None else StepBack(max(back.was_at, state.as_of), back.moved + step)
     return replace(state, as_of=now, demand_from=None if state.demand_from is None else state.demand_from - step,
-                   last_seen={miner: t - step for miner, t in state.last_seen.items()})
+                   last_seen={miner: t - step for miner, t in state.last_seen.items()}, step_back=back)
 
 
 def forget_unseen(state: RunningTotals, before: datetime) -> RunningTotals:

@@ -15,21 +15,23 @@ that is unusable too the totals start over: a poisoned file must never stop the 
 file dated ahead of the clock (the clock stepped back since, or behind now: a box that lost its time
 in a power cut) is kept and carried on from now (logged). What the last midnight or 1st took off the
 books (`rolled_away`: a clock stepped back over it gives it back, collector/stages/cost_engine.py
-RolledAway) is saved and checked with the rest; a file from before it was kept has none.
+RolledAway) is saved and checked with the rest; a file from before it was kept has none. So is a step
+back of the clock not caught up yet (`step_back`: a clock that jumps back to where it was gives the books
+their day and times back, cost_engine.StepBack).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import fields
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from collector import clock, durable_file
-from collector.stages.cost_engine import RolledAway, RunningTotals, Totals, carried_back
+from collector.stages.cost_engine import RolledAway, RunningTotals, StepBack, Totals, carried_back
 from models.base import read_capped
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ MAX_TOTALS_BYTES = 256 * 1024 * 1024  # ~200 bytes a miner and day: far beyond a
 # No site spends, uses or mines this much in a month in any unit (USD, kWh, BTC): past it a value
 # is garbage, not an amount.
 MAX_AMOUNT = 1e12
+MAX_STEP_S = (clock.LATEST - datetime.fromtimestamp(0, timezone.utc)).total_seconds()  # no step is longer
 # Amounts that may be negative: power bought at negative real-time prices, curtailment credits.
 _SIGNED = frozenset({"power_usd"})
 _TOTALS_FIELDS = tuple(f.name for f in fields(Totals))
@@ -66,6 +69,8 @@ def save(path: Path, totals: RunningTotals, *, checked: bool = False) -> None:
         "demand_from": totals.demand_from.isoformat() if totals.demand_from else None,
         "last_seen": {k: v.timestamp() for k, v in totals.last_seen.items()},
         "rolled_away": None if totals.rolled_away is None else _rolled_away_data(totals.rolled_away),
+        "step_back": None if totals.step_back is None else {
+            "was_at": totals.step_back.was_at.isoformat(), "moved_s": totals.step_back.moved.total_seconds()},
     }
     durable_file.replace(path, orjson.dumps(data))
 
@@ -158,7 +163,7 @@ def _read(data: Any) -> RunningTotals:
     day, month = _date(data.get("day"), "day"), _date(data.get("month"), "month")
     if month.day != 1 or (day.year, day.month) != (month.year, month.month):
         raise UnusableTotals(f"day {day} is not in the month starting {month}")
-    demand_from = _demand_from(data.get("demand_from"), "demand_from")
+    demand_from = _optional_time(data.get("demand_from"), "demand_from")
     last_seen_raw = data.get("last_seen", {})
     if not isinstance(last_seen_raw, dict):
         raise UnusableTotals("last_seen is not an object")
@@ -172,6 +177,7 @@ def _read(data: Any) -> RunningTotals:
         demand_from=demand_from,
         last_seen=last_seen,
         rolled_away=_rolled_away(data.get("rolled_away"), day, month),  # absent from files before it was kept
+        step_back=_step_back(data.get("step_back"), as_of),  # (and this)
     )
     problem = check(totals)
     if problem is not None:
@@ -192,7 +198,7 @@ def _rolled_away(raw: Any, day: date, month: date) -> RolledAway | None:
     month_raw = raw.get("month_to_date")
     if month_raw is None and rolled_day.replace(day=1) != month:
         raise UnusableTotals(f"rolled_away.day {rolled_day}, a day's rollover, is not in the month starting {month}")
-    demand_from = _demand_from(raw.get("demand_from"), "rolled_away.demand_from")
+    demand_from = _optional_time(raw.get("demand_from"), "rolled_away.demand_from")
     return RolledAway(
         day=rolled_day, today=_book(raw.get("today"), "rolled_away.today"), demand_from=demand_from,
         month_to_date=None if month_raw is None else _book(month_raw, "rolled_away.month_to_date"),
@@ -200,8 +206,23 @@ def _rolled_away(raw: Any, day: date, month: date) -> RolledAway | None:
     )
 
 
-def _demand_from(raw: Any, name: str) -> datetime | None:
-    """The engine moves it with the clock at a step: a time, not any date (year 1 overflowed, outside any guard)."""
+def _step_back(raw: Any, as_of: datetime) -> StepBack | None:
+    """Kept until the books are where the clock was before it went back: later than them."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise UnusableTotals("step_back is not an object")
+    was_at = _optional_time(raw.get("was_at"), "step_back.was_at")
+    if was_at is None or was_at <= as_of:
+        raise UnusableTotals(f"step_back.was_at {raw.get('was_at')!r} is not after as_of {as_of.isoformat()}")
+    moved = raw.get("moved_s")
+    if not isinstance(moved, (int, float)) or isinstance(moved, bool) or not 0 < moved < MAX_STEP_S:
+        raise UnusableTotals(f"step_back.moved_s {moved!r} is not a step back (seconds, up to {MAX_STEP_S:g})")
+    return StepBack(was_at, timedelta(seconds=moved))
+
+
+def _optional_time(raw: Any, name: str) -> datetime | None:
+    """The engine moves times with the clock at a step: a time, not any date (year 1 overflowed, outside any guard)."""
     if raw is None:
         return None
     demand_from = _instant(raw, name)

@@ -174,32 +174,34 @@ MORNING, WHILE_AHEAD, BACK = 4, 6, 7  # the cycles whose start sees the totals a
 class HandClock:
     """The cycles' wall clock, driven by the test: a minute further at each reading, plus `ahead`."""
 
-    def __init__(self, start: datetime):
-        self.real, self.ahead = start, AHEAD[0]
+    def __init__(self, start: datetime, ahead: timedelta):
+        self.real, self.ahead = start, ahead
 
     def __call__(self) -> datetime:
         now, self.real = self.real + self.ahead, self.real + timedelta(minutes=1)
         return now
 
 
-def collect_across_a_clock_a_day_ahead(addresses: list[str], spool: Path, start: datetime, restart: bool):
-    """The real loop over AHEAD's cycles: each one's stamp and the running totals as it starts, and the
-    totals saved at the end. `restart`: stopped and started where the clock changes (the totals saved,
-    then loaded), as at the boot after a power cut and at a restart once NTP answered."""
+def collect_across_a_wrong_clock(addresses: list[str], spool: Path, start: datetime, restart: bool,
+                                 ahead: list[timedelta] = AHEAD):
+    """The real loop over `ahead`'s cycles (AHEAD's shape: right, wrong, right): each one's stamp and the
+    running totals as it starts, and the totals saved at the end. `restart`: stopped and started where the
+    clock changes (the totals saved, then loaded), as at the boot after a power cut and at a restart once
+    NTP answered."""
     config = CollectorConfig.model_validate({
         "site": "s1", "miners": addresses, "interval_s": 1, "timeout_s": 5, "spool": {"directory": spool},
         "economics": {**ECONOMICS.model_dump(), "demand_charge_usd_kw_month": DEMAND_RATE}, "network": NETWORK})
-    clock = HandClock(start)
+    clock = HandClock(start, ahead[0])
     stamps: list[datetime] = []
     before: list = []
-    for cycles in ([4, 2, 2] if restart else [len(AHEAD)]):
+    for cycles in ([4, 2, 2] if restart else [len(ahead)]):
         built = pipeline.build(config, sinks=[], service_mode=True)
         stage = next(s for s in built.stages if type(s).__name__ == "CostStage")
 
         def on_cycle_start(cycle, stage=stage) -> None:
             stamps.append(cycle.ts)
             before.append(stage.totals)
-            clock.ahead = AHEAD[min(len(stamps), len(AHEAD) - 1)]  # for the next cycle
+            clock.ahead = ahead[min(len(stamps), len(ahead) - 1)]  # for the next cycle
 
         assert asyncio.run(built.run(cycles=cycles, on_cycle_start=on_cycle_start, now=clock)) == cycles
     return stamps, before, totals_store.load(spool / "cost-totals.json")
@@ -226,7 +228,7 @@ def test_a_clock_a_day_ahead_then_stepped_back_gives_the_day_and_month_their_amo
     day's morning (and month) was gone and today held the hours ahead alone."""
     day = datetime(2025, 11, 30, 10, 0, tzinfo=UTC) if month_end else datetime(2025, 12, 10, 10, 0, tzinfo=UTC)
     with run_fleet("a1566:2", base="127.58.2.1", seed=5) as fleet:
-        stamps, before, final = collect_across_a_clock_a_day_ahead(fleet.addresses, tmp_path, day, restart)
+        stamps, before, final = collect_across_a_wrong_clock(fleet.addresses, tmp_path, day, restart)
     morning, ahead, back = before[MORNING], before[WHILE_AHEAD], before[BACK]
     assert ahead.day == stamps[WHILE_AHEAD - 1].date() > day.date()  # the wrong day
     assert back.day == day.date() and back.month == day.date().replace(day=1)
@@ -246,6 +248,51 @@ def test_a_clock_a_day_ahead_then_stepped_back_gives_the_day_and_month_their_amo
     assert _amounts(final.today) == pytest.approx(_amounts(final.month_to_date))
     month_s = 30 * 86_400 if month_end else 31 * 86_400
     assert final.demand_usd == pytest.approx(final.peak_kw * DEMAND_RATE * (final.as_of - stamps[0]).total_seconds() / month_s)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted"])
+@pytest.mark.parametrize("behind", [timedelta(days=2), timedelta(days=700)], ids=["two_days", "years"])
+def test_a_clock_behind_then_stepped_forward_keeps_the_day_and_month_and_their_demand_charge(tmp_path, behind, restart):
+    """A box whose clock lost its time in a power cut boots behind (a Pi's saved time, or its build date years
+    back) until NTP answers. The books, dated ahead, were kept and relabelled for the clock's day; NTP's step
+    forward was then an ordinary midnight (and a 1st, years back): today and the month emptied, the real
+    day's morning and month gone. And the demand charge's start, moved back with the clock, stayed back:
+    accrued over the step too (700 days: 23 months' charge at once)."""
+    day = datetime(2025, 12, 10, 10, 0, tzinfo=UTC)
+    profile = [timedelta(0)] * 4 + [-behind] * 2 + [timedelta(0)] * 2
+    with run_fleet("a1566:2", base="127.58.2.1", seed=5) as fleet:
+        stamps, before, final = collect_across_a_wrong_clock(fleet.addresses, tmp_path, day, restart, profile)
+    wrong, back = before[WHILE_AHEAD], before[BACK]
+    assert wrong.day == (day - behind).date() and wrong.step_back is not None  # relabelled, the step kept
+    assert back.day == day.date() and back.month == day.date().replace(day=1) and back.step_back is None
+    # Everything counted, in the morning and while the clock was behind, was the real day's.
+    assert back.today and _amounts(back.today) == pytest.approx(_amounts(wrong.today))
+    assert _amounts(back.month_to_date) == pytest.approx(_amounts(wrong.month_to_date))
+    assert back.demand_from == final.demand_from == stamps[0]
+    assert all(seen > day for seen in back.last_seen.values())
+    assert final is not None and final.day == day.date() and final.step_back is None
+    assert _amounts(final.today) == pytest.approx(_amounts(final.month_to_date))
+    assert final.demand_usd == pytest.approx(final.peak_kw * DEMAND_RATE * (final.as_of - stamps[0]).total_seconds()
+                                             / (31 * 86_400))
+
+
+def test_a_clock_stepped_back_that_catches_up_cycle_by_cycle_was_right_and_keeps_what_the_step_moved():
+    """The other way round: a clock that was ahead, stepped back by NTP, then runs on. Its step was right:
+    the demand charge's start stays moved back, whether the clock catches up cycle by cycle or the collector
+    is down a while (a gap shorter than the step) past where the clock had been."""
+    fast = datetime(2025, 12, 10, 12, 0, tzinfo=UTC)
+    book = advance(None, [mining("m", fast)], ECONOMICS, STATE, fast, fast + timedelta(minutes=30))
+    back = carried_back(book, fast - timedelta(hours=1))
+    assert back.step_back is not None and back.step_back.moved == timedelta(hours=1, minutes=30)
+    on, runs = back, []
+    for _ in range(10):  # 100 minutes cycle by cycle: past where the clock was (12:30)
+        on = advance(on, [mining("m", on.as_of)], ECONOMICS, STATE, on.as_of, on.as_of + timedelta(minutes=10))
+        runs.append(on)
+    assert runs[5].step_back is not None and on.step_back is None and on.demand_from == back.demand_from
+    hour_on = runs[5]  # 12:00; down 40 minutes: past 12:30, a gap shorter than the step
+    after_gap = hour_on.as_of + timedelta(minutes=40)
+    restarted = advance(hour_on, [mining("m", after_gap)], ECONOMICS, STATE, after_gap, after_gap + timedelta(minutes=1))
+    assert restarted.step_back is None and restarted.demand_from == back.demand_from
 
 
 # -- state files saved while the clock was ahead ------------------------------------------------------------

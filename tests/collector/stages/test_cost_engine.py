@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from collector.stages.cost_engine import (
     DAYS_PER_MONTH,
+    StepBack,
     Totals,
     advance,
     attach_totals,
@@ -855,6 +856,46 @@ def test_a_poisoned_set_aside_makes_the_totals_file_unusable(tmp_path, caplog, r
     assert reason in caplog.text and "unusable" in caplog.text
     path.write_text(json.dumps(totals_file(rolled_away=ROLLED)))  # the same, sane
     assert totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC)).rolled_away.day == date(2025, 3, 11)
+
+
+STEP_BACK = {"was_at": "2025-03-14T09:00:00+00:00", "moved_s": 172_800.0}
+
+
+def test_a_step_back_not_caught_up_is_saved_and_loaded(tmp_path) -> None:
+    from collector.stages import running_totals as totals_store
+
+    t = datetime(2025, 3, 14, 8, 0, tzinfo=UTC)
+    book = advance(None, [miner()], FLAT, NETWORK, t, t + timedelta(hours=1))
+    back = advance(carried_back(book, t - timedelta(days=2)), [miner()], FLAT, NETWORK, t - timedelta(days=2),
+                   t - timedelta(days=2) + timedelta(minutes=10))
+    assert back.step_back == StepBack(t + timedelta(hours=1), timedelta(days=2, hours=1))
+    path = tmp_path / "cost-totals.json"
+    totals_store.save(path, back)
+    assert totals_store.load(path, now=back.as_of) == back
+
+
+@pytest.mark.parametrize(("step_back", "reason"), [
+    ("2025-03-14", "step_back is not an object"),
+    ({**STEP_BACK, "was_at": "2025-03-11T00:00:00+00:00"}, "step_back.was_at '2025-03-11T00:00:00+00:00' is not after as_of"),
+    ({**STEP_BACK, "was_at": None}, "step_back.was_at None is not after as_of"),
+    ({**STEP_BACK, "was_at": "2250-01-01T00:00:00+00:00"}, "step_back.was_at 2250-01-01T00:00:00+00:00 is not a time"),
+    ({**STEP_BACK, "moved_s": -5.0}, "step_back.moved_s -5.0 is not a step back"),
+    ({**STEP_BACK, "moved_s": "60"}, "step_back.moved_s '60' is not a step back"),
+    ({**STEP_BACK, "moved_s": 1e300}, "step_back.moved_s 1e+300 is not a step back"),
+    ({**STEP_BACK, "moved_s": True}, "step_back.moved_s True is not a step back"),
+])
+def test_a_poisoned_step_back_makes_the_totals_file_unusable(tmp_path, caplog, step_back, reason) -> None:
+    import json
+
+    from collector.stages import running_totals as totals_store
+
+    path = tmp_path / "cost-totals.json"
+    path.write_text(json.dumps(totals_file(step_back=step_back)))
+    assert totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC)) is None
+    assert reason in caplog.text and "unusable" in caplog.text
+    path.write_text(json.dumps(totals_file(step_back=STEP_BACK)))  # the same, sane
+    loaded = totals_store.load(path, now=datetime(2025, 3, 12, 0, 5, tzinfo=UTC))
+    assert loaded.step_back == StepBack(datetime(2025, 3, 14, 9, 0, tzinfo=UTC), timedelta(days=2))
 
 
 def test_totals_that_are_not_finite_are_never_saved(tmp_path) -> None:
