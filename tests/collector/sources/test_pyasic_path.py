@@ -225,3 +225,34 @@ def test_pyasic_lists_over_their_caps_are_refused_naming_the_cap():
     assert sample.state is MinerState.MINING and sample.boards == [] and sample.fans_rpm == []  # the lists only
     assert any("200 hash boards, more than the cap of 128" in e for e in sample.errors)
     assert any("40 fans, more than the cap of 32" in e for e in sample.errors)
+
+
+class LookedUp:
+    """Every module name the import system is asked to find: a name asked twice was not found the first
+    time (a module found once is in sys.modules and never looked up again)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name, path=None, target=None):
+        self.names.append(name)
+        return None  # (the finders after this one do the finding)
+
+
+def test_reads_through_pyasic_retry_no_failed_import():
+    """httpcore 1.0.9 imports sniffio at every lock it sets up; absent (anyio stopped requiring it), each
+    request looked for it on the whole path (encode/httpcore#1103): ~28 % of pyasic's CPU reading stock
+    Antminers over the web, a fifth of a range scan's. It is a dependency now (pyproject.toml)."""
+    import sys
+
+    with run_fleet("s19jpro:1,bitaxe:1", base="127.50.1.1", seed=3, clock=ManualClock()) as fleet:
+        p = poller(*(m.host for m in fleet.miners))
+        assert all(s.state is MinerState.MINING for s in cycle(p).samples)  # detection and first reads import
+        finder = LookedUp()
+        sys.meta_path.insert(0, finder)
+        try:
+            for _ in range(3):
+                assert all(s.state is MinerState.MINING for s in cycle(p).samples)
+        finally:
+            sys.meta_path.remove(finder)
+    assert finder.names == [], sorted(set(finder.names))
