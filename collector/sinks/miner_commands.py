@@ -16,7 +16,9 @@ just before; not pyasic's 5 s later, which at a short poll interval lands after 
 sent again, and each resend moves it on). What firmware does with a time already past is not documented:
 `When` is at most a second and a round trip old when the command arrives, as our own time always was on a
 synced clock. A miner whose time cannot be read is not sent the command (an error the next poll follows,
-as a miner that does not answer): our own time could be the wrong one. Work modes carry no time.
+as a miner that does not answer): our own time could be the wrong one. Work modes carry no time. A miner's
+time more than CLOCKS_DISAGREE_S from ours is logged (a WARNING an hour, with how many more): one of the two
+clocks is wrong, and only the operator can tell which (the miner's NTP or ours).
 
 Replies real firmware sends, all taken as accepted (the next poll confirms the change either way):
 STATUS I 118 "ASC 0 set info: success softoff:<ts>", STATUS S 119 "ASC 0 set OK" (an A1466 answers
@@ -32,9 +34,12 @@ asked for, not a power limit (docs/curtailment.md).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from collector.bounded_log import BoundedLog
 from collector.sources import cgminer_client as cgminer
 from collector.sources import pyasic_makes
 from collector.sources.reply_values import first, whole
@@ -45,6 +50,8 @@ MAX_DETAIL_CHARS = 300
 CLOCK_COMMAND = "version"  # the smallest reply: only its STATUS's `When` is read
 MAX_MINER_TIME = 10**10  # `When` is a unix time: at most 10 digits (to the year 2286)
 MINER_TIME = "<the miner's time>"  # in the command control announces before it has read that time
+CLOCKS_DISAGREE_S = 300  # beyond a firmware's drift without NTP, and any round trip
+_clocks = BoundedLog(log, every_s=3600)
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,11 @@ async def avalon(host: str, port: int, action: str, *, mode: str | None = None, 
         except cgminer.CGMinerError as e:
             return CommandResult("error", f"not sent: its clock could not be read, and a time from ours may be "
                                           f"wrong (the change would wait for it): {str(e)[:200]}")
+        ahead = ts - time.time()
+        if abs(ahead) > CLOCKS_DISAGREE_S:
+            _clocks.warning("clocks", "%s: its clock reads %s %s ours: the %s is stamped with its time, which it acts "
+                            "by; one of the two clocks is wrong (check NTP on the miner and on this box)", where,
+                            timedelta(seconds=round(abs(ahead))), "ahead of" if ahead > 0 else "behind", action)
     try:
         parameter = avalon_parameter(action, ts=ts, mode=mode)
     except ValueError as e:

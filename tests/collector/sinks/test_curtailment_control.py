@@ -740,6 +740,33 @@ def test_a1466_style_replies_over_tcp_are_accepted():
     assert (off.command, on.command) == ("ascset|0,softoff,1795780805", "ascset|0,softon,1795780805")
 
 
+def test_a_miner_clock_far_from_ours_is_logged_once_an_hour_with_the_count(caplog, monkeypatch):
+    # The command goes out in the miner's time either way; the operator learns that one clock is wrong.
+    from collector.sinks import miner_commands
+
+    def version(when: float) -> bytes:
+        return (b'{"STATUS":[{"STATUS":"S","When":%d,"Code":22,"Msg":"CGMiner versions"}],"VERSION":[],"id":1}\x00'
+                % int(when))
+
+    def sleep(firmware: _Firmware) -> None:
+        assert asyncio.run(miner_commands.avalon("127.48.9.1", firmware.port, "sleep", timeout_s=2)).result == "accepted"
+
+    clocks = miner_commands.BoundedLog(miner_commands.log, every_s=3600)
+    monkeypatch.setattr(miner_commands, "_clocks", clocks)
+    in_step, ahead = _Firmware(version(time.time() + 20)), _Firmware(version(time.time() + 86_400 + 30))
+    with caplog.at_level(logging.WARNING, logger=miner_commands.log.name):
+        sleep(in_step)
+        assert not caplog.records  # 20 s apart: no clock is wrong enough to say
+        sleep(ahead)
+        sleep(ahead)  # (held back: the next line an hour on says how many)
+    in_step.sock.close(), ahead.sock.close()
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"127.48.9.1:{ahead.port}: its clock reads 1 day, 0:00:") and message.endswith(
+        " ahead of ours: the sleep is stamped with its time, which it acts by; one of the two clocks is wrong (check "
+        "NTP on the miner and on this box)")
+    assert clocks._held == {"clocks": 1}
+
+
 @pytest.mark.parametrize("version_reply", [
     b'{"STATUS":[{"STATUS":"S","Code":22,"Msg":"CGMiner versions"}],"id":1}',  # no When
     b'{"STATUS":[{"STATUS":"S","When":"soon","Code":22}],"id":1}',
