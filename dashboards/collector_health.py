@@ -104,6 +104,16 @@ def build() -> model.Dashboard:
             "Spool depth", [query(_series({"spool": "spool_depth"}, "max"), alias="$tag_site")],
             "none", fill=20, minimum=0).thresholds(SPOOL_STEPS))
         .with_panel(timeseries_panel(
+            "Spool: dropped, refused, lost, expired",
+            [query(_series({"dropped batches": "spool_dropped", "refused lines": "spool_rejected",
+                            "lost lines": "spool_lost_lines", "expired batches": "spool_expired"}, "max"),
+                   alias="$tag_site $col")],
+            "none", fill=0, minimum=0,
+            description="Counted since the spool was created (a rise is new): batches dropped for the disk budget "
+                        "(with InfluxDB: data never delivered); lines InfluxDB refused (kept as .lp.rejected); lines "
+                        "neither stored nor delivered (a full disk); batches of the local history deleted past its "
+                        "retention (README, Durability)."))
+        .with_panel(timeseries_panel(
             "Cycles per interval",
             [query(f'SELECT count("poll_duration_s") AS "cycles" FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site", '
                    f'"{shards.SHARD}" fill(0)', alias="$tag_site $tag_collector_shard")],
