@@ -168,6 +168,10 @@ class CurtailmentStage:
         self.forget_after_s = forget_after_s
         self.dr_override = dr_override
         self.schedule = load_schedule(config.dr_schedule) if config.dr_schedule is not None else []
+        for model in config.work_modes:
+            if not _avalon_model(model):
+                log.warning("curtailment.work_modes[%r]: not an Avalon model; work modes are planned and changed on "
+                            "Avalons only (other makes run one mode: docs/curtailment.md), so these are ignored", model)
         self.rules = Rules(config.strategy, config.strike_usd_kwh, config.hysteresis_usd_kwh,
                            config.min_on_s, config.min_off_s)
         self._margin_rules = Rules()  # savings are money whatever the strategy
@@ -981,6 +985,12 @@ def _index(runs: tuple[tuple[str, float, float], ...], mode: str) -> int:
         if run[0] == mode:
             return j
     return -1
+
+
+def _avalon_model(model: str) -> bool:
+    """A model name as an Avalon reports it ("Avalon Q", "AvalonMiner 1246-83"), or a Canaan one catalogued."""
+    plate = nameplate(model)
+    return "avalon" in model.lower() or (plate is not None and plate.make == "Canaan")
 
 
 def describe_dr_target(target: DrTarget) -> str:

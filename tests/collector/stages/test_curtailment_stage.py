@@ -401,3 +401,15 @@ def test_one_miners_planning_failing_leaves_it_out_and_plans_the_others_as_witho
             expected.miners_planned, expected.planned_kw, expected.saved_usd_day)
     failures = [r for r in caplog.records if "curtailment planning failed" in r.getMessage()]
     assert len(failures) == 1 and failures[0].getMessage().startswith("m3:")
+
+
+def test_work_modes_for_another_make_are_named_as_ignored(caplog):
+    # Trial P L1: work modes are planned and changed on Avalons only; an M50S's were dropped without a word.
+    modes = {"M50S VH50": [{"mode": "low", "hashrate_ths": 110, "power_w": 2500}],
+             "Avalon Q": [{"mode": "0", "hashrate_ths": 56, "power_w": 850}],
+             "AvalonMiner 1246": [{"mode": "1", "hashrate_ths": 90, "power_w": 3420}]}
+    with caplog.at_level("WARNING", logger="collector.stages.curtailment"):
+        Site(CurtailmentConfig.model_validate({"work_modes": modes}))
+    assert [r.getMessage() for r in caplog.records] == [
+        "curtailment.work_modes['M50S VH50']: not an Avalon model; work modes are planned and changed on Avalons "
+        "only (other makes run one mode: docs/curtailment.md), so these are ignored"]
