@@ -113,6 +113,9 @@ def advise(
     if plan.control_mode != ControlMode.OFF.value:
         plan.killed = kill_switch(control, stage.live.curtailment) is not None
     notes += unknown_here(cfg, plan)
+    if offline := sum(s.state is MinerState.OFFLINE for s in cycle.samples):
+        notes.append(f"{offline} of {len(cycle.samples)} miner(s) did not answer or were not identified in this one "
+                     f"cycle (the log above says why): the plan leaves them out")
     targets = active_targets(stage, plan, "--limit-kw" if limit_kw is not None else "--shed-kw", cfg)
     if as_json:
         sys.stdout.write(json.dumps({**plan_json(plan, cycle), "notes": notes, "dr_targets": [

@@ -294,3 +294,19 @@ def test_a_saved_demand_response_target_the_service_would_not_hold_is_left_out_a
         [note] = plan["notes"]
         assert words in note and "\x1b" not in note and plan["killed"] is False
         assert fleet.commands() == []
+
+
+def test_advise_says_how_many_miners_its_one_cycle_left_out(tmp_path):
+    # Trial P L3: a one-shot beside a busy site planned on part of the fleet with `notes: []`.
+    config = tmp_path / "hashfleet.yaml"
+    with run_fleet("a1566:2", base="127.50.3.1:0", seed=5) as fleet:
+        config.write_text(yaml.safe_dump({
+            "site": "adv", "miners": [*fleet.addresses, "127.50.3.200:4028"], "timeout_s": 1,  # nothing there
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}}, "network": NETWORK}))
+        done = subprocess.run([HASHFLEET, "advise", "--config", str(config), "--json"], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")})
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["miners_run"] == 2
+    assert "1 of 3 miner(s) did not answer or were not identified in this one cycle (the log above says why): the " \
+           "plan leaves them out" in plan["notes"]
