@@ -121,6 +121,8 @@ class Matching(Strict):
     unmatched_miners: list[Unmatched] = Field(default_factory=list, description="miners whose user no pool lists")
     workers_unmatched: dict[str, int] = Field(default_factory=dict, description="per pool: all, listed or not")
     miners_unmatched: int = 0
+    # A miner on a pool not read (an error, a timeout) is among the unmatched: its pool's workers are unknown.
+    pools_unread: list[str] = Field(default_factory=list, description="pools whose workers could not be read yet")
 
 
 @dataclass(frozen=True, slots=True)

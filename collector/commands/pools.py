@@ -110,7 +110,9 @@ def _print(result: dict[str, Any]) -> None:
                 f"{d['day']} {d['status']} {_btc(d['credited_btc'])} BTC" for d in pool["days"]))
     matching = result["matching"] or {}
     miners = matching.get("unmatched_miners", [])
+    unread = matching.get("pools_unread") or []
     console.print(f"miners whose pool user no pool lists: {matching.get('miners_unmatched', 0)}"
+                  + (f" (pools not read: {', '.join(unread)}; their miners are among these)" if unread else "")
                   + "".join(f"\n  {m['miner']} ({m['user'] or 'no pool user'})" for m in miners[:50]))
     workers = matching.get("unmatched_workers", [])
     console.print(f"pool workers no miner reports: {sum(matching.get('workers_unmatched', {}).values())}"

@@ -319,6 +319,7 @@ class PoolReconciliation:
         unmatched_workers = 0
         for name, snap in pools.items():
             if snap.workers is None:
+                matching.pools_unread.append(name)
                 continue  # never read: nothing to say about its workers yet
             matched: dict[str, list[str]] = {}
             for w in snap.workers:
@@ -347,9 +348,10 @@ class PoolReconciliation:
         counts = (unmatched_workers, unmatched_miners)
         if counts != self._unmatched_logged and (unmatched_workers or unmatched_miners):
             log.info("pool matching: %d pool worker(s) no miner reports (%s), %d miner(s) whose pool user no pool "
-                     "lists (%s)", unmatched_workers,
+                     "lists (%s)%s", unmatched_workers,
                      ", ".join(f"{u.pool}:{u.worker}" for u in matching.unmatched_workers[:3]) or "-",
-                     unmatched_miners, ", ".join(f"{u.miner}={u.user}" for u in matching.unmatched_miners[:3]) or "-")
+                     unmatched_miners, ", ".join(f"{u.miner}={u.user}" for u in matching.unmatched_miners[:3]) or "-",
+                     _unread_words(matching.pools_unread))
         self._unmatched_logged = counts
         return matching
 
@@ -643,3 +645,10 @@ def _day_length(day: date, as_of: datetime | None) -> float:
 
 def _sum_breakdowns(items: Sequence[WorkerDay], names: Sequence[str]) -> dict[str, float]:
     return {name: sum(getattr(w, name) for w in items) for name in names}
+
+
+def _unread_words(unread: list[str]) -> str:
+    """What the unmatched miners' count holds while a pool is unread: its miners, whose workers are unknown."""
+    if not unread:
+        return ""
+    return f"; not read yet: {', '.join(unread)}, whose miners are counted unmatched until it is"

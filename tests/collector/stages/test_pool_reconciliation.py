@@ -27,7 +27,7 @@ from models import InfluxConfig
 from models.pool import DayStatus
 from simulators.pools import pool_user
 from tests.pool_site import (
-    CONFIGURED, GHOST, LUCK, OVER_REPORTER, PER_THS_S, SHUTDOWN, SOFT_OFF, close_to, last_full_day, midnight,
+    CONFIGURED, GHOST, LUCK, OVER_REPORTER, PER_THS_S, SHUTDOWN, SOFT_OFF, STEP_S, close_to, last_full_day, midnight,
     pooled_site,
 )
 from tests.support import HASHFLEET
@@ -246,6 +246,31 @@ def test_the_table_output_names_the_over_reporting_worker(day_run):
     assert run.returncode == 0, run.stderr
     assert "over-reporting" in run.stdout and site.users[OVER_REPORTER] in run.stdout
     assert GHOST in run.stdout and "unmatched" in run.stdout
+
+
+def test_a_pool_that_cannot_be_read_is_named_beside_the_miners_counted_unmatched(tmp_path, caplog):
+    # Trial P L4: OCEAN and F2Pool timed out and 117 miners were "miners whose pool user no pool lists".
+    with pooled_site(tmp_path, start=midnight(DAY) + 3600, miners_base="127.91.1.1", pools_base="127.92.1.1:0") as site:
+        config = site.config()
+        pools = [p.model_dump() for p in config.pools]
+        pools[1]["url"] = "http://127.92.1.250:9"  # F2Pool: nothing answers there
+        config = site.config(pools=pools)
+
+        async def one_cycle():
+            built = site.build(config)
+            await built.start()
+            try:
+                return await site.run(built, site.clock() + STEP_S)
+            finally:
+                await built.stop()
+                built.close()
+
+        with caplog.at_level("INFO", logger="collector.stages.pool_reconciliation"):
+            cycle = asyncio.run(one_cycle())
+    matching = cycle.pool_report.matching
+    assert matching.pools_unread == ["f2pool"] and matching.miners_unmatched >= 1
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("pool matching"))
+    assert "not read yet: f2pool, whose miners are counted unmatched until it is" in line, line
 
 
 # --- the books on disk ------------------------------------------------------------------------------
