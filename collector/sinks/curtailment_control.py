@@ -422,7 +422,7 @@ class CurtailmentControl:
     def _start(self, sample: MinerSample, action: str, want: str, reason: str, kw: float, attempt: int,
                now: float, mode: ControlMode) -> ActionEvent:
         avalon = sample.source is SampleSource.AVALON
-        command = miner_commands.describe(action, avalon=avalon, mode=want if action == "mode" else None)
+        command = miner_commands.describe(action, source=sample.source, mode=want if action == "mode" else None)
         if mode is ControlMode.DRY_RUN:
             assert self._dry is not None
             self._dry.record(sample, action, want, now)

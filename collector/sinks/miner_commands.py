@@ -43,6 +43,7 @@ from collector.bounded_log import BoundedLog
 from collector.sources import cgminer_client as cgminer
 from collector.sources import pyasic_makes
 from collector.sources.reply_values import first, whole
+from models import SampleSource
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,24 @@ def avalon_parameter(action: str, *, ts: int | str, mode: str | None = None) -> 
     raise ValueError(f"unknown action {action!r}")
 
 
-def describe(action: str, *, avalon: bool, mode: str | None = None) -> str:
+# What pyasic 0.79's stop_mining / resume_mining put on the wire for the makes a native reader knows (read in
+# its code; the simulators log the same): a stock Antminer's sleep rewrites its whole web config (pools and fan
+# settings as read back a moment before), which the audit should show.
+_PYASIC_WIRE = {
+    (SampleSource.ANTMINER, "sleep"): "set_miner_conf, miner-mode 1 (the whole web config written back as read)",
+    (SampleSource.ANTMINER, "wake"): "set_miner_conf, miner-mode 0 (the whole web config written back as read)",
+    (SampleSource.WHATSMINER, "sleep"): "btminer power_off", (SampleSource.WHATSMINER, "wake"): "btminer power_on",
+    (SampleSource.BRAIINS, "sleep"): "gRPC PauseMining", (SampleSource.BRAIINS, "wake"): "gRPC ResumeMining",
+}
+
+
+def describe(action: str, *, source: SampleSource, mode: str | None = None) -> str:
     """What is sent, as the audit log shows it before sending (an Avalon's time is read then: MINER_TIME)."""
-    if avalon:
+    if source is SampleSource.AVALON:
         return f"ascset|{avalon_parameter(action, ts=MINER_TIME, mode=mode)}"
-    return {"sleep": "pyasic stop_mining", "wake": "pyasic resume_mining"}.get(action, f"pyasic {action}")
+    call = {"sleep": "pyasic stop_mining", "wake": "pyasic resume_mining"}.get(action, f"pyasic {action}")
+    wire = _PYASIC_WIRE.get((source, action))
+    return f"{call}: {wire}" if wire else call
 
 
 def read_avalon_reply(raw: bytes, where: str) -> CommandResult:

@@ -801,7 +801,9 @@ def test_other_makes_sleep_and_wake_through_pyasic(tmp_path):
         assert [c.command for c in antminers.commands()] == ["set_miner_conf"]
         assert antminers.commands()[0].params.get("miner-mode") in (1, "1")
         results = [(line["action"], line["result"], line["command"]) for line in audit(cfg)]
-        assert ("sleep", "confirmed", "pyasic stop_mining") in results
+        # (what pyasic puts on the wire: trial P L2, a sleep rewrites the whole web config)
+        assert ("sleep", "confirmed", "pyasic stop_mining: set_miner_conf, miner-mode 1 (the whole web config "
+                "written back as read)") in results
         run(config(antminers, "ctl-pyasic", price=CHEAP, control={"mode": "on", "allow": ["*"]}), 3)
         conf = [c for c in antminers.commands() if c.command == "set_miner_conf"]
         assert len(conf) >= 2 and conf[-1].params.get("miner-mode") in (0, "0")
