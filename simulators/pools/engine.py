@@ -41,6 +41,10 @@ Scheme = Literal["fpps", "tides", "solo"]
 
 TWO_32 = 4294967296.0
 DAY_S = 86400
+# On a wall clock every question (a rate over a window) moved the clock on: one OCEAN request for 60 workers
+# asks ~1,000 of them, and each appended an interval to every worker: 7 s for the first request, 20 s by the
+# fourth (trial P M4). Time is integrated in steps of at least this; a question within one sees the last step.
+MIN_ADVANCE_S = 1.0
 HISTORY_S = 25 * 3600  # raw intervals kept: the longest rolling window served from them is 24 h
 
 
@@ -319,7 +323,7 @@ class PoolEngine:
         """Integrate every worker up to the clock's now; returns now."""
         with self._lock:
             now = self.clock()
-            if now <= self._last_t:
+            if now - self._last_t < MIN_ADVANCE_S:
                 return self._last_t
             t0 = self._last_t
             rates = {name: self._reported_rate(worker, t0, now) for name, worker in self.workers.items()}

@@ -404,3 +404,22 @@ def test_simulate_starts_pools_beside_the_fleet():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_pool_on_the_wall_clock_integrates_time_once_per_step_not_once_per_question():
+    # Trial P M4: each rate an API asks moved the wall clock on and appended an interval to every worker: one
+    # OCEAN request for 60 workers asks ~1,000 rates (7 s, then 14, 15, 20 s), the miners' servers starved.
+    import time
+
+    from simulators.pools.engine import MIN_ADVANCE_S
+
+    with run_fleet("a1566:30", base="127.93.1.1", seed=3) as fleet, \
+            run_pools(fleet, "ocean", base="127.94.1.1:0", seed=5) as pools:
+        sim = pools["ocean"]
+        began = time.monotonic()
+        for _ in range(3):
+            reply = httpx.get(f"{sim.url}/user_hashrate_full/{sim.account}", timeout=60)
+            assert reply.status_code == 200 and len(reply.json()["result"]["workers"]) == 30
+        took = time.monotonic() - began
+        steps = max(len(w.intervals) for w in sim.engine.workers.values())
+    assert steps <= took / MIN_ADVANCE_S + 1, (steps, took)  # was ~500 a worker a request
