@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 SAVE_EVERY_S = 300  # the efficiency book is written at most this often (and it is ~100 bytes a miner)
 MAX_SCHEDULE_BYTES = 4 * 1024 * 1024
 IDLE_SAMPLES = 3  # soft-off readings before a miner's measured idle draw is used (else 0)
+# Sources that read a sleeping miner as idle: a native reader tells a sleep (soft_off) from a stop in a fault.
+IDLE_MAY_BE_ASLEEP = frozenset((SampleSource.PYASIC, SampleSource.MQTT))
 
 
 def load_schedule(path: Path, given_as: str | None = None) -> list[DrTarget]:
@@ -264,14 +266,16 @@ class CurtailmentStage:
         min_on, min_off = rules.min_on_s, rules.min_off_s
         miners, learn, this, shares, keys = self._miners, self.book.learn, self._this, self._shares, self._keys
         mining, soft_off, idle, avalon_source = MinerState.MINING, MinerState.SOFT_OFF, MinerState.IDLE, SampleSource.AVALON
+        idle_may_sleep = IDLE_MAY_BE_ASLEEP
         for sample in part.samples:
             try:
                 avalon = sample.source is avalon_source
                 mode = (sample.work_mode or DEFAULT_MODE) if avalon else DEFAULT_MODE
                 book = learn(sample, now, mode, warmup)
                 state = sample.state
-                # Idle counts as asleep on first sight: pyasic reads a sleeping Antminer or Whatsminer as idle.
-                if state is mining or state is soft_off or state is idle:
+                # Idle counts as asleep where the source cannot tell (pyasic reads a sleeping Antminer or
+                # Whatsminer as idle); a native reader says soft_off for a sleep: its idle is a stop (a fault).
+                if state is mining or state is soft_off or (state is idle and sample.source in idle_may_sleep):
                     rec = miners.get(sample.miner)
                     if rec is None:
                         always_on, group = self._place(sample)

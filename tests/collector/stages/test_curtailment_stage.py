@@ -413,3 +413,19 @@ def test_work_modes_for_another_make_are_named_as_ignored(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "curtailment.work_modes['M50S VH50']: not an Avalon model; work modes are planned and changed on Avalons "
         "only (other makes run one mode: docs/curtailment.md), so these are ignored"]
+
+
+def test_a_natively_read_miner_stopped_idle_is_not_planned_one_read_by_pyasic_counts_asleep():
+    # Trial P M2: a Braiins OS+ unit in a thermal trip (idle: answering, not hashing, not paused) was advised to
+    # "run" with its 3.3 kW in the plan. A native reader says soft_off for a sleep; pyasic reads a sleep as idle.
+    def fleet_at(ts):
+        out = []
+        for i, source in enumerate((SampleSource.BRAIINS, SampleSource.PYASIC)):
+            out.append(MinerSample(miner=f"x{i}", host=f"10.0.1.{i}", port=4028, site="s1", ts=ts, state=MinerState.IDLE,
+                                   source=source, model="Antminer S19j Pro", hashrate_ths=0.0, power_w=90.0))
+        return [*fleet(1)(ts), *out]
+
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0))
+    plan = site.cycle(fleet_at, 0.02)
+    assert "x0" not in plan.keys  # stopped, not asleep: nothing to plan
+    assert plan.keys["x1"] == "default"  # asleep (pyasic reads a sleep as idle), advised to wake at this price
