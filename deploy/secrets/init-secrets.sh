@@ -14,8 +14,16 @@
 #   influx_token            InfluxDB operator token (all access)   influxdb: first setup only  1000
 #   influx_admin_password   InfluxDB admin user's password         influxdb: first setup only  1000
 #   grafana_admin_password  Grafana admin password                 grafana: first start        472
-#   mqtt_password           MQTT password of MQTT_USERNAME         collector, site devices     10001
+#   mqtt_password           MQTT password of MQTT_USERNAME         collector                   10001
+#   mqtt_ha_password        MQTT password of user homeassistant    (the operator, for HA)      root
+#   mqtt_device_password    MQTT password of user devices          (the operator, for devices) root
 #   mosquitto_passwd        Mosquitto's hashed password file       mosquitto (rebuilt every start) 1883
+#
+# Three MQTT users, each with its own password, so the broker's ACL (deploy/mosquitto/site.acl) can give
+# each only what it needs: the collector (MQTT_USERNAME, default hashfleet), Home Assistant and the
+# price/demand-response feeds (homeassistant), the site's publishing devices (devices). A user name the
+# ACL does not name would have no rights at all (the collector's kill switch silently dead), so it is
+# refused here, before the stack starts.
 #
 # The collector and Grafana never see the operator token: the influxdb image's init hook
 # (deploy/influxdb/hashfleet-tokens.sh) mints their bucket-scoped tokens into the same volume.
@@ -23,6 +31,9 @@ set -eu
 
 DIR="${SECRETS_DIR:-/run/hashfleet-secrets}"
 MQTT_USERNAME="${MQTT_USERNAME:-hashfleet}"
+MQTT_HA_USERNAME=homeassistant
+MQTT_DEVICE_USERNAME=devices
+ACL="${MOSQUITTO_ACL:-/mosquitto/config/site.acl}"  # the broker's, baked into this same image
 umask 077
 export LC_ALL=C  # character classes are ASCII bytes, as in the collector's rule below
 
@@ -60,6 +71,27 @@ one_line() {
     esac
 }
 
+# named_in_acl USER: refuse a user the site listener's ACL has no rules for.
+named_in_acl() {
+    if ! grep -qxF "user $1" "$ACL"; then
+        echo "hashfleet-secrets: MQTT user '$1' has no rules in $ACL: it could neither publish nor read." >&2
+        echo "  Use the user the ACL names (MQTT_USERNAME=hashfleet), or edit deploy/mosquitto/site.acl and rebuild" >&2
+        echo "  (docs/deployment.md, \"MQTT users\")." >&2
+        exit 1
+    fi
+}
+
+# add_mqtt_user FILE USER SECRET: add USER with the password in SECRET to mosquitto's password FILE.
+# The password goes through a pipe from the shell's builtin printf, never on a command line
+# (`mosquitto_passwd -b` would show it to every `ps` on the host).
+add_mqtt_user() {
+    password=$(cat "$3")  # (without the file's final line break)
+    one_line "$3" "$password"  # a file kept from before this check, or put there by hand
+    create=""
+    [ -e "$1" ] || create="-c"
+    printf '%s\n%s\n' "$password" "$password" | mosquitto_passwd $create "$1" "$2" >/dev/null
+}
+
 random_secret() {
     head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'
 }
@@ -93,6 +125,17 @@ init() {
     one_line "INFLUX_ADMIN_PASSWORD in .env" "${INFLUX_ADMIN_PASSWORD:-}"
     one_line "GRAFANA_ADMIN_PASSWORD in .env" "${GRAFANA_ADMIN_PASSWORD:-}"
     one_line "MQTT_PASSWORD in .env" "${MQTT_PASSWORD:-}"
+    one_line "MQTT_HA_PASSWORD in .env" "${MQTT_HA_PASSWORD:-}"
+    one_line "MQTT_DEVICE_PASSWORD in .env" "${MQTT_DEVICE_PASSWORD:-}"
+    one_line "MQTT_USERNAME in .env" "$MQTT_USERNAME"
+    case "$MQTT_USERNAME" in
+        "$MQTT_HA_USERNAME"|"$MQTT_DEVICE_USERNAME")
+            echo "hashfleet-secrets: MQTT_USERNAME '$MQTT_USERNAME' is another user's name: the collector needs its own" >&2
+            exit 1 ;;
+    esac
+    named_in_acl "$MQTT_USERNAME"
+    named_in_acl "$MQTT_HA_USERNAME"
+    named_in_acl "$MQTT_DEVICE_USERNAME"
     mkdir -p "$DIR"
     chmod 0755 "$DIR"  # every service's user must reach its own file
 
@@ -100,20 +143,21 @@ init() {
     put influx_admin_password "${INFLUX_ADMIN_PASSWORD:-}"
     put grafana_admin_password "${GRAFANA_ADMIN_PASSWORD:-}"
     put mqtt_password "${MQTT_PASSWORD:-}"
+    put mqtt_ha_password "${MQTT_HA_PASSWORD:-}"
+    put mqtt_device_password "${MQTT_DEVICE_PASSWORD:-}"
 
-    # The password goes through a pipe from the shell's builtin printf, never on a command line
-    # (`mosquitto_passwd -b` would show it to every `ps` on the host).
     rm -f "$DIR/mosquitto_passwd.new"
-    password=$(cat "$DIR/mqtt_password")  # (without the file's final line break)
-    one_line "$DIR/mqtt_password" "$password"  # a file kept from before this check, or put there by hand
-    printf '%s\n%s\n' "$password" "$password" |
-        mosquitto_passwd -c "$DIR/mosquitto_passwd.new" "$MQTT_USERNAME" >/dev/null
+    add_mqtt_user "$DIR/mosquitto_passwd.new" "$MQTT_USERNAME" "$DIR/mqtt_password"
+    add_mqtt_user "$DIR/mosquitto_passwd.new" "$MQTT_HA_USERNAME" "$DIR/mqtt_ha_password"
+    add_mqtt_user "$DIR/mosquitto_passwd.new" "$MQTT_DEVICE_USERNAME" "$DIR/mqtt_device_password"
     mv "$DIR/mosquitto_passwd.new" "$DIR/mosquitto_passwd"
 
     own "$DIR/influx_token" 1000
     own "$DIR/influx_admin_password" 1000
     own "$DIR/grafana_admin_password" 472
     own "$DIR/mqtt_password" 10001
+    own "$DIR/mqtt_ha_password" 0  # no service reads them: `show` prints them for the operator
+    own "$DIR/mqtt_device_password" 0
     own "$DIR/mosquitto_passwd" 1883
     echo "hashfleet-secrets: done; read one with: docker compose run --rm secrets show NAME"
 }

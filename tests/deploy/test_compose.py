@@ -21,8 +21,6 @@ import shutil
 import subprocess
 import threading
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +33,7 @@ from tests.deploy.compose_checks import (
     scripts_with_secret_arguments,
     shared_build_tags,
 )
+from tests.deploy.site_broker import run_init_secrets, shipped_broker
 from tests.support import HASHFLEET
 
 from simulators.fleet import run_fleet
@@ -277,6 +276,9 @@ def test_mosquitto_requires_a_password():
     site = conf.split("listener 1883\n", 1)[1].split("listener ", 1)[0]
     assert re.search(r"^allow_anonymous false$", site, re.M)
     assert re.search(rf"^password_file {SECRETS}/mosquitto_passwd$", site, re.M)
+    assert re.search(r"^acl_file /mosquitto/config/site.acl$", site, re.M), "else every user may publish anything"
+    assert re.search(r"^COPY --chown=1883:1883 --chmod=0400 deploy/mosquitto/site.acl /mosquitto/config/site.acl$",
+                     (ROOT / "deploy/mosquitto/Dockerfile").read_text(), re.M)
     assert re.search(r"^per_listener_settings true$", conf, re.M), "else allow_anonymous is global"
     health = conf.split("listener 1880 127.0.0.1\n", 1)[1]
     assert re.search(r"^acl_file /mosquitto/config/health.acl$", health, re.M)
@@ -442,15 +444,14 @@ def test_the_collector_is_given_time_to_stop_cleanly(compose):
 
 
 def _init_secrets(directory: Path, shell: tuple[str, ...] = ("sh",), **env: str) -> subprocess.CompletedProcess:
-    _require("mosquitto_passwd", "mosquitto")
-    return subprocess.run([*shell, str(ROOT / "deploy/secrets/init-secrets.sh")], capture_output=True, text=True,
-                          timeout=30, env={"PATH": os.environ["PATH"], "SECRETS_DIR": str(directory), **env})
+    return run_init_secrets(directory, shell, **env)
 
 
 def test_init_secrets_generates_once_keeps_afterwards_and_takes_values_from_env(tmp_path):
     first = _init_secrets(tmp_path, GRAFANA_ADMIN_PASSWORD="chosen-by-the-site")
     assert first.returncode == 0, first.stderr
-    names = ["influx_token", "influx_admin_password", "grafana_admin_password", "mqtt_password", "mosquitto_passwd"]
+    names = ["influx_token", "influx_admin_password", "grafana_admin_password", "mqtt_password", "mqtt_ha_password",
+             "mqtt_device_password", "mosquitto_passwd"]
     values = {n: (tmp_path / n).read_text() for n in names}
     assert values["grafana_admin_password"].strip() == "chosen-by-the-site"
     assert len(values["influx_token"].strip()) >= 32 and len(values["influx_admin_password"].strip()) >= 8
@@ -496,50 +497,18 @@ def test_the_mqtt_password_mosquitto_hashes_is_the_one_the_collector_reads(tmp_p
     assert kept.returncode == 1 and f"{tmp_path}/mqtt_password begins or ends with whitespace" in kept.stderr
 
 
-def test_mosquitto_with_the_stack_config_refuses_anonymous_clients_and_accepts_the_generated_password(tmp_path):
-    from tests.servers.ports import free_port
-
-    mosquitto = _require("mosquitto", "mosquitto")
+def test_mosquitto_with_the_stack_config_refuses_anonymous_clients_and_accepts_the_generated_passwords(tmp_path):
     pub = _require("mosquitto_pub", "mosquitto-clients")
-    sub = _require("mosquitto_sub", "mosquitto-clients")
-    secrets = tmp_path / "secrets"
-    assert _init_secrets(secrets).returncode == 0
-    # Run as root, the broker drops to Debian's `mosquitto` user: its files need a world-readable
-    # directory (pytest's tmp_path is private) and the password file a mode it can read (not uid 1883).
-    tmp_path = Path(tempfile.mkdtemp(prefix="hashfleet-mosquitto-"))
-    tmp_path.chmod(0o755)
-    passwd = tmp_path / "passwd"
-    passwd.write_bytes((secrets / "mosquitto_passwd").read_bytes())
-    passwd.chmod(0o644)
-    password = (secrets / "mqtt_password").read_text().strip()
-    port = free_port()
-    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
-    conf = conf.replace(f"{SECRETS}/mosquitto_passwd", str(passwd))
-    conf = conf.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
-    conf = conf.replace("listener 1880 127.0.0.1\n", f"listener {free_port()} 127.0.0.1\n")
-    conf = conf.replace("/mosquitto/config/health.acl", str(ROOT / "deploy/mosquitto/health.acl"))
-    conf = re.sub(r"^persistence.*$", "", conf, flags=re.M) + "\npersistence false\n"
-    (tmp_path / "mosquitto.conf").write_text(conf)
-    (tmp_path / "mosquitto.conf").chmod(0o644)
-    broker = subprocess.Popen([mosquitto, "-c", str(tmp_path / "mosquitto.conf")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        probe = [sub, "-h", "127.0.0.1", "-p", str(port), "-u", "hashfleet", "-P", password,
-                 "-t", "$SYS/broker/version", "-C", "1", "-W", "2"]
-        deadline = time.monotonic() + 15
-        while subprocess.run(probe, capture_output=True, timeout=10).returncode != 0:
-            assert broker.poll() is None, broker.communicate()[0]
-            assert time.monotonic() < deadline, "mosquitto did not accept the generated credentials"
-        anonymous = subprocess.run([pub, "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-t", "hashfleet/x",
-                                    "-m", "1"], capture_output=True, text=True, timeout=10)
-        assert anonymous.returncode != 0
-        wrong = subprocess.run([pub, "-h", "127.0.0.1", "-p", str(port), "-u", "hashfleet", "-P", "wrong",
-                                "-t", "hashfleet/x", "-m", "1"], capture_output=True, text=True, timeout=10)
-        assert wrong.returncode != 0
-    finally:
-        broker.terminate()
-        broker.wait(10)
-        shutil.rmtree(tmp_path, ignore_errors=True)
+    assert _init_secrets(tmp_path / "secrets").returncode == 0
+    with shipped_broker(tmp_path / "secrets") as broker:
+        def publish(*credentials: str) -> int:
+            return subprocess.run([pub, "-h", broker.host, "-p", str(broker.port), "-V", "mqttv5", *credentials,
+                                   "-t", "hashfleet/x/status", "-m", "1"], capture_output=True, timeout=10).returncode
+        for user, password in broker.passwords.items():  # (what each may publish: test_mqtt_acl.py)
+            assert publish("-u", user, "-P", password) == 0, user
+        assert publish() != 0  # anonymous
+        assert publish("-u", "hashfleet", "-P", "wrong") != 0
+        assert publish("-u", "devices", "-P", broker.passwords["hashfleet"]) != 0
 
 
 # --- the collector's container healthcheck ---------------------------------------------------------

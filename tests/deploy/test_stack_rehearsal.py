@@ -107,7 +107,9 @@ def _resolved(env_file: Path) -> dict[str, dict]:
 def _secrets_script(stack_env: dict[str, str], secrets: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([_binary("busybox", "busybox"), "sh", str(ROOT / "deploy/secrets/init-secrets.sh"), *args],
                           capture_output=True, text=True, timeout=30,
-                          env={"PATH": os.environ["PATH"], **stack_env, "SECRETS_DIR": str(secrets)})
+                          env={"PATH": os.environ["PATH"], **stack_env, "SECRETS_DIR": str(secrets),
+                               # the site ACL it checks user names against: the image has it at its default path
+                               "MOSQUITTO_ACL": str(ROOT / "deploy/mosquitto/site.acl")})
 
 
 def _run_hook(stack_env: dict[str, str], secrets: Path, shim: InfluxV2Shim, operator: str, bin_dir: Path,
@@ -129,15 +131,17 @@ def _start_mosquitto(root: Path, secrets: Path) -> tuple[subprocess.Popen, int, 
     conf = conf.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
     conf = conf.replace("listener 1880 127.0.0.1\n", f"listener {health} 127.0.0.1\n")
     conf = conf.replace(f"{SECRETS}/", f"{secrets}/")
-    # The ACL file as the image has it: owner and mode from the Dockerfile's COPY.
-    copy = re.search(r"^COPY --chown=(\d+):(\d+) --chmod=(0\d+) deploy/mosquitto/health.acl /mosquitto/config/health.acl$",
-                     (ROOT / "deploy/mosquitto/Dockerfile").read_text(), re.M)
-    assert copy, "deploy/mosquitto/Dockerfile copies health.acl with an owner and a mode"
-    acl = root / "health.acl"
-    shutil.copyfile(ROOT / "deploy/mosquitto/health.acl", acl)
-    os.chown(acl, int(copy.group(1)), int(copy.group(2)))
-    acl.chmod(int(copy.group(3), 8))
-    conf = conf.replace("/mosquitto/config/health.acl", str(acl))
+    # The ACL files as the image has them: owner and mode from the Dockerfile's COPY.
+    for name in ("health.acl", "site.acl"):
+        copy = re.search(rf"^COPY --chown=(\d+):(\d+) --chmod=(0\d+) deploy/mosquitto/{name} /mosquitto/config/{name}$",
+                         (ROOT / "deploy/mosquitto/Dockerfile").read_text(), re.M)
+        assert copy, f"deploy/mosquitto/Dockerfile copies {name} with an owner and a mode"
+        acl = root / name
+        shutil.copyfile(ROOT / "deploy/mosquitto" / name, acl)
+        os.chown(acl, int(copy.group(1)), int(copy.group(2)))
+        acl.chmod(int(copy.group(3), 8))
+        assert f"/mosquitto/config/{name}" in conf, name
+        conf = conf.replace(f"/mosquitto/config/{name}", str(acl))
     data = root / "mosquitto-data"
     data.mkdir()
     os.chown(data, UIDS["mosquitto"], UIDS["mosquitto"])
@@ -279,7 +283,8 @@ def test_the_operator_token_is_readable_by_no_service_but_the_database_that_issu
 
 
 def test_secrets_are_never_printed_by_init(stack: Stack):
-    for name in ("influx_token", "mqtt_password", "grafana_admin_password", "influx_write_token", "influx_read_token"):
+    for name in ("influx_token", "mqtt_password", "mqtt_ha_password", "mqtt_device_password", "grafana_admin_password",
+                 "influx_write_token", "influx_read_token"):
         assert stack.secret(name) not in stack.init.stdout + stack.init.stderr + stack.hook.stdout + stack.hook.stderr
 
 
@@ -344,7 +349,7 @@ def test_the_health_listener_needs_no_password_and_shows_nothing_but_the_version
     sub = _binary("mosquitto_sub", "mosquitto-clients")
     pub = _binary("mosquitto_pub", "mosquitto-clients")
     assert _as(UIDS["mosquitto"], _mosquitto_healthcheck(stack.services, stack.health_port)).returncode == 0
-    published = subprocess.run([pub, "-h", "127.0.0.1", "-p", str(stack.mosquitto_port), "-t", "hashfleet/secret",
+    published = subprocess.run([pub, "-h", "127.0.0.1", "-p", str(stack.mosquitto_port), "-t", "hashfleet/rehearsal/state",
                                 "-m", "site data", "-r"], capture_output=True, timeout=10, env=_with_password(stack))
     assert published.returncode == 0, published.stderr
     peek = subprocess.run([sub, "-h", "127.0.0.1", "-p", str(stack.health_port), "-t", "#", "-C", "1", "-W", "2"],
@@ -400,6 +405,7 @@ def test_the_collector_writes_with_its_write_only_token_as_its_image_user(stack:
     assert stack.collect.returncode == 0, stack.collect.stderr
     for secret in ("influx_write_token", "mqtt_password"):
         assert stack.secret(secret) not in stack.collect.stdout + stack.collect.stderr
+    assert "refused" not in stack.collect.stderr, "the site ACL lets the collector publish all it publishes"
     rows = influxdb.query('SELECT count("up") FROM "miner" WHERE "site" = \'rehearsal\'', stack.bucket)
     assert rows and rows[0]["count"] == 2 * len(stack.simulators)
 
