@@ -276,13 +276,24 @@ class HealthStage:
         if not items:
             return ()
         prices = work.prices(cost, self.economics)
-        saved_w = _saved_w(memory.kept.baseline_w, power_now, plate, expected)
-        if ramping and shortfall > 0 and any(f.signal is Signal.REBOOTS for f, _, _ in items):
-            # The ramp's lower draw goes with the ramp's shortfall, which the loop's figure holds (priced
-            # with no energy saved): the other problems are credited only their share of the watts.
-            named = sum(f.lost_ths for f, _, _ in items if not f.extra_loss)
-            saved_w *= min(1.0, named / shortfall)
+        estimated_from = None
+        if power_now is None and sample.state is not MinerState.OFFLINE:
+            # Its draw is not read (stock Antminers put none on the wire): the same fault is priced as on a
+            # unit that reads one, from its model's watts per TH/s. Not offline: a unit cut off from the
+            # network may well still draw its power.
+            saved_w, estimated_from = _estimated_saved_w(memory.kept.baseline_w, plate, expected,
+                                                         [f for f, _, _ in items])
+        else:
+            saved_w = _saved_w(memory.kept.baseline_w, power_now, plate, expected)
+            if ramping and shortfall > 0 and any(f.signal is Signal.REBOOTS for f, _, _ in items):
+                # The ramp's lower draw goes with the ramp's shortfall, which the loop's figure holds (priced
+                # with no energy saved): the other problems are credited only their share of the watts.
+                named = sum(f.lost_ths for f, _, _ in items if not f.extra_loss)
+                saved_w *= min(1.0, named / shortfall)
         dollars = health_dollars.price([f for f, _, _ in items], prices, saved_w, expected)
+        if estimated_from is not None:
+            items = [(f, cause, f"{evidence}; energy saved estimated from {estimated_from}: no power reading"
+                      if f.lost_ths > 0 and not f.extra_loss else evidence) for f, cause, evidence in items]
         return tuple(Problem(sample.miner, f.signal, cause, f.severity, evidence, f.value, f.limit, f.part,
                              f.lost_ths, usd) for (f, cause, evidence), usd in zip(items, dollars))
 
@@ -586,7 +597,8 @@ def _miners_w(cycle: Cycle) -> float | None:
 
 def _saved_w(baseline_w: float | None, power_now: float | None, plate, expected: float | None) -> float:
     """Watts the miner no longer draws: its usual healthy draw, else its nameplate's at its expected
-    hashrate, less its draw now. Nothing when either is unknown: energy saved is never assumed."""
+    hashrate, less its draw now. Nothing when either is unknown (with no reading of its draw now:
+    _estimated_saved_w)."""
     if power_now is None:
         return 0.0
     if baseline_w is None and plate is not None and getattr(plate, "power_w", None) and getattr(
@@ -595,6 +607,27 @@ def _saved_w(baseline_w: float | None, power_now: float | None, plate, expected:
     if baseline_w is None:
         return 0.0
     return max(0.0, baseline_w - power_now)
+
+
+STOPPED_DRAW_SHARE = 0.03  # of its usual draw, what a unit hashing nothing still draws: fans, controller
+
+
+def _estimated_saved_w(baseline_w: float | None, plate, expected: float | None,
+                       findings: Sequence[Finding]) -> tuple[float, str | None]:
+    """Watts the miner no longer draws when its draw now is not read: its usual draw (learned, else its
+    nameplate's at its expected hashrate) times the share of that hashrate its problems lost, as a
+    unit's draw follows its hashrate (dead boards and chips draw nothing, a throttled unit clocks down).
+    A weak board draws its full power; a unit that hashes nothing still runs its fans and controller
+    (STOPPED_DRAW_SHARE). With the source of the usual draw; (0, None) when its model has no nameplate
+    with both figures, or nothing is lost: no energy saving is assumed then."""
+    power_w, ths = getattr(plate, "power_w", None), getattr(plate, "hashrate_ths", None)
+    if not (power_w and ths and expected):
+        return 0.0, None
+    lost = sum(f.lost_ths for f in findings if not f.extra_loss and f.signal is not Signal.BOARD_WEAK)
+    if lost <= 0:
+        return 0.0, None
+    usual_w, source = (baseline_w, "its usual draw") if baseline_w else (power_w * expected / ths, "the nameplate")
+    return usual_w * min(lost / expected, 1.0 - STOPPED_DRAW_SHARE), source
 
 
 def _chips(sample: MinerSample, bad_boards: set[int]) -> tuple[int | None, int | None]:

@@ -338,18 +338,56 @@ def test_offline_is_the_network_unless_its_meter_reads_no_power():
     assert problem.usd_lost_day == pytest.approx(194 * _NET_TH_DAY - (3600 - 12) * _ENERGY_W_DAY, rel=1e-6)
 
 
-def test_a_miner_with_no_power_reading_is_priced_with_nothing_saved():
-    # Stock Antminers put no power on the wire. Its draw now was taken as 0 W, so each problem "saved"
-    # the model's whole nameplate draw (3650 W here) and cost less than nothing; the site lost < $0.
+def test_a_miner_with_no_power_reading_is_credited_the_draw_its_lost_hashrate_took():
+    # Stock Antminers put no power on the wire. Its draw now was once taken as 0 W, so each problem "saved"
+    # the model's whole nameplate draw (3650 W here) and cost less than nothing; then nothing was counted
+    # saved, so the same dead board cost 7-10 times what it costs on a unit that reads its power, and kept
+    # its sign where the unit runs at a loss (trial P, H2). Now: the nameplate's 3650 W / 194 TH/s for the
+    # hashrate lost; a weak board draws its full power (nothing saved).
     site = Site()
     weak = with_board(a15(power_w=None, hashrate_ths=194 - 194 / 6), 0, hashrate_avg_ths=194 / 6)
     dead = with_board(a15("dead", power_w=None, hashrate_ths=194 * 2 / 3), 2, chips_ok=0, hashrate_avg_ths=0.0)
     cycle = site.cycles(2, weak, dead)
     board_weak, board_dead = site.problems()["board_weak:0"], site.problems("dead")["board_dead:2"]
     assert board_weak.usd_lost_day == pytest.approx(194 / 6 * _NET_TH_DAY, rel=1e-6)
-    assert board_dead.usd_lost_day == pytest.approx(194 / 3 * _NET_TH_DAY, rel=1e-6)
-    assert cycle.health.usd_lost_day == pytest.approx(194 / 2 * _NET_TH_DAY, rel=1e-6)
-    assert site.captured.last("m1").usd_lost_day == pytest.approx(board_weak.usd_lost_day)
+    assert "energy saved estimated" not in board_weak.evidence
+    assert board_dead.usd_lost_day == pytest.approx(194 / 3 * _NET_TH_DAY - 3650 / 3 * _ENERGY_W_DAY, rel=1e-6)
+    assert board_dead.evidence.endswith("; energy saved estimated from the nameplate: no power reading")
+    assert cycle.health.usd_lost_day == pytest.approx(board_weak.usd_lost_day + board_dead.usd_lost_day, rel=1e-6)
+
+
+def test_a_stopped_miner_with_no_power_reading_is_credited_its_draw_less_its_fans_and_controller():
+    site = Site()
+    site.cycles(2, a15(state=MinerState.IDLE, hashrate_ths=0.0, power_w=None))
+    idle = site.problems()["idle"]
+    assert idle.lost_ths == pytest.approx(194)
+    assert idle.usd_lost_day == pytest.approx(194 * _NET_TH_DAY - 3650 * 0.97 * _ENERGY_W_DAY, rel=1e-6)
+    assert "energy saved estimated from the nameplate: no power reading" in idle.evidence
+
+
+def test_a_model_with_no_nameplate_and_no_power_reading_is_priced_with_nothing_saved():
+    site = Site()
+    dead = with_board(a15(model="Nobody's X1", power_w=None, hashrate_ths=194 * 2 / 3), 2, chips_ok=0,
+                      hashrate_avg_ths=0.0)
+    site.cycles(2, dead)
+    board_dead = site.problems()["board_dead:2"]
+    assert board_dead.usd_lost_day == pytest.approx(194 / 3 * _NET_TH_DAY, rel=1e-6)  # its whole revenue
+    assert "energy saved" not in board_dead.evidence
+
+
+def test_a_refused_power_reading_costs_that_reading_only_the_fault_is_priced_from_its_usual_draw():
+    # A unit that read 3600 W while healthy, then a board dies and its power reading is refused (a value
+    # no unit can draw): the saving is its usual draw's third, not the refused figure's, nor nothing.
+    site = Site()
+    site.cycles(3, a15())
+    dead = with_board(a15(power_w=None, unusable=["power_w"], errors=["power_w 9e+09 W: refused"],
+                          hashrate_ths=194 * 2 / 3), 2, chips_ok=0, hashrate_avg_ths=0.0)
+    site.cycles(2, dead)
+    problems = site.problems()
+    assert "reading" in problems
+    board_dead = problems["board_dead:2"]
+    assert board_dead.usd_lost_day == pytest.approx(194 / 3 * _NET_TH_DAY - 3600 / 3 * _ENERGY_W_DAY, rel=0.01)
+    assert board_dead.evidence.endswith("; energy saved estimated from its usual draw: no power reading")
 
 
 def test_an_offline_miner_never_identified_loses_an_unknown_amount_not_zero():
