@@ -278,6 +278,8 @@ class Antminer:
                 "eeprom_loaded": True, "sn": serial(self.dev.traits, spec, b.index), "hwp": 0.0,
             })
         item = {**self._rates(s), "chain_num": len(chains), "fan_num": spec.fans, "fan": list(s.fans_rpm),
+                # No capture of Bitmain's web stats shows hwp_total (S23 Hyd.'s has none): unit unknown,
+                # read by no reader; kept as it was.
                 "hwp_total": round(s.hw_error_pct / 100.0, 4), "miner-mode": int(self.work_mode(s)),
                 "freq-level": self.freq_level, "chain": chains}
         return {"STATUS": self._web_status(s, "stats"), "INFO": self._info(), "STATS": [item]}
@@ -450,7 +452,8 @@ def _rpc_summary(ctx: _Rpc) -> dict[str, Any]:
         "Work Utility": round(diff1 / minutes, 2), "Difficulty Accepted": s.accepted * diff,
         "Difficulty Rejected": s.rejected * diff, "Difficulty Stale": s.stale * diff,
         "Best Share": int(diff * 1000 + (s.accepted * 7919) % 1000003),
-        "Device Hardware%": NAN if ctx.bare_nan else round(s.hw_error_pct / 100.0, 4),
+        # Per cent: BMMiner's API prints its ratio x 100 with four decimals (CGMiner's api.c API_PERCENT).
+        "Device Hardware%": NAN if ctx.bare_nan else round(s.hw_error_pct, 4),
         "Device Rejected%": round(100.0 * s.rejected / max(1, s.accepted + s.rejected), 4),
         "Pool Rejected%": round(100.0 * s.rejected / max(1, s.accepted + s.rejected), 4),
         "Pool Stale%": round(100.0 * s.stale / max(1, s.accepted + s.stale), 4), "Last getwork": int(s.at),

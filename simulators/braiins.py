@@ -424,7 +424,9 @@ def _summary(ctx: _Rpc) -> dict[str, Any]:
         "Total MH": round(s.total_th_s * 1e6, 3), "Work Utility": round(diff1 / minutes, 3),
         "Difficulty Accepted": s.accepted * diff, "Difficulty Rejected": s.rejected * diff,
         "Difficulty Stale": s.stale * diff, "Best Share": int(diff * 1000),
-        "Device Hardware%": NAN if ctx.bare_nan else round(s.hw_error_pct / 100.0, 4),
+        # Per cent: bosminer's summary writes bad / all backend solutions x 100 (Braiins' open bOSminer,
+        # api/cgminer.rs `backend_error_ratio`).
+        "Device Hardware%": NAN if ctx.bare_nan else round(s.hw_error_pct, 4),
         "Device Rejected%": round(100.0 * s.rejected / max(1, s.accepted + s.rejected), 4),
         "Pool Rejected%": round(100.0 * s.rejected / max(1, s.accepted + s.rejected), 4),
         "Pool Stale%": round(100.0 * s.stale / max(1, s.accepted + s.stale), 4), "Last getwork": int(s.at),
@@ -447,7 +449,7 @@ def _devs(ctx: _Rpc) -> dict[str, Any]:
             "Last Share Time": int(s.at) - 1, "Total MH": round(s.total_th_s * 1e6 * share, 3),
             "Diff1 Work": int(s.total_th_s * 1e12 / 4294967296.0 * share), "Difficulty Accepted": 0.0,
             "Difficulty Rejected": 0.0, "Last Share Difficulty": float(spec.pool_diff), "Last Valid Work": int(s.at) - 1,
-            "Device Hardware%": round(s.hw_error_pct / 100.0, 4), "Device Rejected%": 0.0,
+            "Device Hardware%": round(s.hw_error_pct, 4), "Device Rejected%": 0.0,
             "Device Elapsed": s.uptime_s,
         })
     return ctx.reply(9, f"{len(items)} ASC(s)", "DEVS", items)

@@ -1,8 +1,11 @@
 """Native reader for Bitmain Antminers on stock firmware (BMMiner RPC on 4028, web UI on 80).
 
-One TCP connection and one joined request per poll, `stats+pools`: BMMiner's `stats` carries
+One TCP connection and one joined request per poll, `stats+pools+summary`: BMMiner's `stats` carries
 everything MinerSample stores that changes by the second (live and average hashrate, the nominal
-one, uptime, fans, and per chain the rate, chips and the four chip and PCB sensors). The web UI's
+one, uptime, fans, and per chain the rate, chips and the four chip and PCB sensors); `summary` only
+the hardware error rate (`Device Hardware%`, in per cent as CGMiner's API prints it; `stats` has none
+on the S19 firmware captured, and the web `hwp_total` is read nowhere: no capture of Bitmain's shows its
+unit). The web UI's
 digest-auth cgi pages carry what the RPC does not: the MAC (`get_system_info.cgi`, the miner's id),
 the health list (`summary.cgi` `status[]`, what pyasic reports as errors; also the sample's fault
 codes, for the health stage) and the sleep setting
@@ -42,7 +45,7 @@ from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_R
 from models.sample import state_with_refusals
 
 # The one request a poll sends; `_read_rpc` reads exactly these sections.
-POLL_COMMAND = "stats+pools"
+POLL_COMMAND = "stats+pools+summary"
 SOURCE = SampleSource.ANTMINER
 MAX_CHAINS = 16  # chain slots looked at (S9s number theirs 6-8, S19s 1-3, hydro units have a 4th, empty)
 _SENSORS = 8  # values in one `temp_chipN` / `temp_pcbN` ("63-59-56-61": four on every firmware seen)
@@ -158,10 +161,10 @@ def work_mode_sleeping(conf: dict[str, Any]) -> bool | None:
 
 
 class _Reading:
-    """The values of one `stats+pools` reply, checked, before the web-only fields join them."""
+    """The values of one `stats+pools+summary` reply, checked, before the web-only fields join them."""
 
     __slots__ = ("checked", "firmware", "live_ths", "avg_ths", "expected_ths", "uptime", "fans", "boards",
-                 "chips", "board_temp_max", "pool")
+                 "chips", "board_temp_max", "pool", "hw_error_pct")
 
     def __init__(self) -> None:
         self.checked = Checked()
@@ -203,6 +206,11 @@ def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
     except cgminer.MinerReplyError:
         pools = None  # the pool only refines the sample
     r.pool = c.pool(pools)
+    try:
+        summary = first(cgminer.section(reply, "summary", where).get("SUMMARY"))
+    except cgminer.MinerReplyError:
+        summary = {}  # as the pool: the error rate only refines the sample
+    r.hw_error_pct = c.percent(summary.get("Device Hardware%"), "hw_error_pct", "summary Device Hardware%")
     return r
 
 
@@ -310,6 +318,7 @@ def _sample(r: _Reading, miner: Antminer, *, site: str, ts: datetime) -> MinerSa
         hashrate_avg_ths=r.avg_ths, expected_hashrate_ths=r.expected_ths,
         temp_chip_max_c=max((b.temp_chip_max_c for b in r.boards if b.temp_chip_max_c is not None), default=None),
         temp_board_max_c=r.board_temp_max, fans_rpm=r.fans, boards=r.boards, pool=r.pool, uptime_s=r.uptime,
+        hw_error_pct=r.hw_error_pct,
         errors=errors, unusable=unusable, fault_codes=miner.codes,
         warnings=[f"{miner.web_problem}; MAC, health list and sleep setting as last read"] if miner.web_problem else [],
     )
@@ -324,7 +333,7 @@ def _unread(miner_id: str, miner: Antminer, site: str, ts: datetime, reason: str
 def read_reply(reply: dict[str, Any], *, host: str, port: int, site: str, ts: datetime,
                profile: Profile = Profile(), mac_address: str | None = None, health: dict[str, Any] | None = None,
                sleeping: bool | None = None) -> MinerSample:
-    """A decoded `stats+pools` reply as a sample, with the web-only fields given (`health`: a decoded
+    """A decoded `stats+pools+summary` reply as a sample, with the web-only fields given (`health`: a decoded
     `summary.cgi`): what a poll does without the network (tests and tools)."""
     miner = Antminer(host, port, profile, None)
     miner.mac, miner.sleeping = mac_address, sleeping

@@ -1,7 +1,8 @@
 """Native reader for Braiins OS+ (BOSer) through bosminer's CGMiner-compatible RPC on TCP 4028.
 
 One TCP connection and one joined request per poll, `summary+devs+tunerstatus+fans+temps+devdetails+pools`,
-open (no token): `summary` the live (`MHS 1m`) and average hashrate and uptime, `devs` each chain's
+open (no token): `summary` the live (`MHS 1m`) and average hashrate, uptime and the hardware error rate (`Device Hardware%`,
+in per cent: bosminer writes bad / all solutions x 100), `devs` each chain's
 rate, `devdetails` its chips, `temps` its chip and board temperatures, `tunerstatus` the power the
 unit draws and its limit and each chain's tuner state (pyasic's errors; fault codes too), `fans`,
 `pools`. pyasic 0.79 reads the same unit with that RPC request plus six gRPC calls on port 50051,
@@ -128,7 +129,7 @@ def miner_details(details: Any, known: Braiins) -> tuple[str | None, str | None,
 
 class _Reading:
     __slots__ = ("checked", "live_ths", "avg_ths", "power_w", "power_limit_w", "fans", "uptime", "boards", "chips",
-                 "board_temp_max", "pool", "errors", "codes")
+                 "board_temp_max", "pool", "errors", "codes", "hw_error_pct")
 
     def __init__(self) -> None:
         self.checked = Checked()
@@ -159,6 +160,7 @@ def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
     r.live_ths = None if live is None else live / _MHS_PER_THS
     r.avg_ths = None if avg is None else avg / _MHS_PER_THS
     r.uptime = c.count(summary.get("Elapsed"), "uptime_s", "summary Elapsed", MAX_UPTIME_S)
+    r.hw_error_pct = c.percent(summary.get("Device Hardware%"), "hw_error_pct", "summary Device Hardware%")
     tuner = first(_items(reply, "tunerstatus", "TUNERSTATUS", where))
     r.power_w = c.number(tuner.get("ApproximateMinerPowerConsumption"), "power_w",
                          "tunerstatus ApproximateMinerPowerConsumption") or None
@@ -276,7 +278,7 @@ def _sample(r: _Reading, miner: Braiins, *, site: str, ts: datetime) -> MinerSam
         power_limit_w=r.power_limit_w,
         temp_chip_max_c=max((b.temp_chip_max_c for b in r.boards if b.temp_chip_max_c is not None), default=None),
         temp_board_max_c=r.board_temp_max, fans_rpm=r.fans, boards=r.boards, pool=r.pool, uptime_s=r.uptime,
-        errors=errors, unusable=unusable, fault_codes=r.codes,
+        hw_error_pct=r.hw_error_pct, errors=errors, unusable=unusable, fault_codes=r.codes,
         warnings=[f"{miner.grpc_problem}; MAC, firmware, nominal hashrate and pause state as last read"]
         if miner.grpc_problem else [],
     )

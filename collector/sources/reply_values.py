@@ -71,6 +71,14 @@ class Checked:
             return None
         return int(number)
 
+    def percent(self, value: Any, field: str, what: str) -> float | None:
+        """A share in per cent, 0..100 (CGMiner's `Device Hardware%`: api.c prints the ratio x 100)."""
+        number = self.number(value, field, what)
+        if number is not None and number > 100.0:
+            self.refuse(field, what, value, "is more than 100 %")
+            return None
+        return number
+
     def temp(self, value: Any, field: str, what: str) -> float | None:
         """A temperature in C; the firmware's "no sensor" (-273 and below) is None, one no running miner's
         sensor reads (outside SENSOR_MIN_C..SENSOR_MAX_C) refused."""

@@ -10,7 +10,8 @@ identification and every ten minutes, `get_error_code` (the sample's errors, wor
 them, and its fault codes) when the reading changes shape and at most a minute old otherwise,
 `status` (`mineroff`: powered off on purpose) every poll while the unit does not hash and never
 while it does (collector.sources.profile). Firmware of the 1.x API puts its error codes, MAC and firmware
-in `summary` itself; those are taken from there.
+in `summary` itself; those are taken from there, and so is its hardware error rate (`Device Hardware%`,
+in per cent as CGMiner prints it; 2.x summaries carry none).
 
 Where pyasic 0.79 reads a Whatsminer differently, this reader keeps what the firmware says:
 - chip temperature: each slot's `Chip Temp Max` (pyasic reports `Chip Temp Avg` as the chip
@@ -207,7 +208,7 @@ def _words(number: int) -> str | None:
 class _Reading:
     __slots__ = ("checked", "live_ths", "avg_ths", "expected_ths", "power_w", "power_limit_w", "env_c", "fans",
                  "uptime", "work_mode", "boards", "chips", "board_temp_max", "pool", "summary_codes", "summary_mac",
-                 "summary_firmware")
+                 "summary_firmware", "hw_error_pct")
 
     def __init__(self) -> None:
         self.checked = Checked()
@@ -239,6 +240,8 @@ def _read_rpc(reply: dict[str, Any], where: str, profile: Profile) -> _Reading:
     r.fans = [rpm for key in ("Fan Speed In", "Fan Speed Out") if key in summary
               and (rpm := c.count(summary[key], "fans_rpm", f"summary {key}", MAX_FAN_RPM)) is not None]
     r.uptime = c.count(summary.get("Elapsed"), "uptime_s", "summary Elapsed", MAX_UPTIME_S)
+    # API 1.x firmware only (API 2.x summaries carry no `Device Hardware%`): None there.
+    r.hw_error_pct = c.percent(summary.get("Device Hardware%"), "hw_error_pct", "summary Device Hardware%")
     r.work_mode = text(summary.get("Power Mode"))
     r.summary_codes = _summary_codes(summary)
     r.summary_mac = mac(text(summary.get("MAC")))
@@ -338,7 +341,7 @@ def _sample(r: _Reading, miner: Whatsminer, *, site: str, ts: datetime) -> Miner
         power_limit_w=r.power_limit_w, temp_env_c=r.env_c,
         temp_chip_max_c=max((b.temp_chip_max_c for b in r.boards if b.temp_chip_max_c is not None), default=None),
         temp_board_max_c=r.board_temp_max, fans_rpm=r.fans, boards=r.boards, pool=r.pool, uptime_s=r.uptime,
-        work_mode=r.work_mode, errors=errors, unusable=unusable, fault_codes=fault_codes(codes),
+        hw_error_pct=r.hw_error_pct, work_mode=r.work_mode, errors=errors, unusable=unusable, fault_codes=fault_codes(codes),
         warnings=[f"{miner.rpc_problem}; MAC, firmware, error codes and power-off state as last read"]
         if miner.rpc_problem else [],
     )

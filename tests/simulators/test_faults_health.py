@@ -137,7 +137,7 @@ def view_braiins(m) -> View:
         fans=[f["RPM"] for f in reply["fans"][0]["FANS"]], power_w=float(tuner["ApproximateMinerPowerConsumption"]),
         messages=[c["Status"] for c in tuner["TunerChainStatus"] if c["Status"] != "Stable"],
         pool=(pool["Accepted"], pool["Rejected"], pool["Stale"]), uptime_s=summary["Elapsed"],
-        hw_pct=summary["Device Hardware%"] * 100, board_ths=[d["MHS 5s"] / 1e6 for d in reply["devs"][0]["DEVS"]],
+        hw_pct=summary["Device Hardware%"], board_ths=[d["MHS 5s"] / 1e6 for d in reply["devs"][0]["DEVS"]],
         hashrate_ths=summary["MHS 5s"] / 1e6, chip_max_c=max(t["Chip"] for t in reply["temps"][0]["TEMPS"]),
         raw={"tuner": tuner})
 

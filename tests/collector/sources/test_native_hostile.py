@@ -30,7 +30,7 @@ TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 KEYS = ("s19jpro", "m50s", "bos-s19jpro")
 UPSTREAM = "127.53.0.1"
 PROXIED = {"s19jpro": "127.53.1.1", "m50s": "127.53.1.2", "bos-s19jpro": "127.53.1.3"}
-POLL = {"s19jpro": "stats+pools", "m50s": "summary+devs+pools",
+POLL = {"s19jpro": "stats+pools+summary", "m50s": "summary+devs+pools",
         "bos-s19jpro": "summary+devs+tunerstatus+fans+temps+devdetails+pools"}
 
 
@@ -153,6 +153,9 @@ ONE_BAD_FIELD = [
     ("s19jpro", "fan 'NaN'", stats_dev(put("fan2", "NaN")), "fans_rpm"),
 ]
 
+# CGMiner's `Device Hardware%` (per cent, 0..100) where each make's summary carries it.
+ONE_BAD_FIELD += [(key, f"Device Hardware% {value!r}", summary_of(put("Device Hardware%", value)), "hw_error_pct")
+                  for key in KEYS for value in ("NaN", -1, 1e300, "x", 100.5, [20])]
 
 @pytest.mark.parametrize(("key", "attack", "edit", "refused"), ONE_BAD_FIELD,
                          ids=[f"{k}: {a}" for k, a, _, _ in ONE_BAD_FIELD])

@@ -29,7 +29,7 @@ NATIVE = {"s19jpro": SampleSource.ANTMINER, "s21": SampleSource.ANTMINER, "m50s"
           "bos-s19jpro": SampleSource.BRAIINS}
 FAMILY_READER = {"antminer": "antminer", "whatsminer": "whatsminer", "braiins": "braiins"}
 ALL_PYASIC = {"antminer": "pyasic", "whatsminer": "pyasic", "braiins": "pyasic"}
-POLL_COMMAND = {"antminer": "stats+pools", "whatsminer": "summary+devs+pools",
+POLL_COMMAND = {"antminer": "stats+pools+summary", "whatsminer": "summary+devs+pools",
                 "braiins": "summary+devs+tunerstatus+fans+temps+devdetails+pools"}
 
 

@@ -108,6 +108,19 @@ def test_api_1_4_puts_errors_mac_and_firmware_in_summary_and_says_btmineroff():
     assert whatsminer.version_firmware(load("whatsminer", folder, "get_version")["Msg"]) == "20210322.22.REL"
 
 
+def test_api_1_4_reports_its_hardware_error_rate_in_per_cent_and_api_2_reports_none():
+    """btminer's `Device Hardware%` is CGMiner's: 100 x errors / (errors + diff-1 work). In the real M30S
+    replies asic-rs keeps (src/test/json/btminer/v1/devs.json) a board with 15 errors over 209,185 diff-1
+    shares says 0.0072: per cent, not a fraction (that would be 0.000072)."""
+    folder = "m30s_api1.4.0_20210322"
+    summary, devs = load("whatsminer", folder, "summary"), load("whatsminer", folder, "devs")
+    sample = whatsminer.read_reply(joined(summary=summary, devs=devs), host="10.0.0.9", port=4028, site="s", ts=TS)
+    assert sample.hw_error_pct == summary["SUMMARY"][0]["Device Hardware%"] == 0.0156 and not sample.unusable
+    summary, edevs = load("whatsminer", M30S_PLUS, "summary"), load("whatsminer", M30S_PLUS, "edevs")
+    sample = whatsminer.read_reply(joined(summary=summary, devs=edevs), host="10.0.0.9", port=4028, site="s", ts=TS)
+    assert sample.hw_error_pct is None and not sample.unusable
+
+
 def test_api_1_4_error_codes_in_summary_are_fault_codes_too():
     folder = "m30s_api1.4.0_20210322"
     summary, devs = load("whatsminer", folder, "summary"), load("whatsminer", folder, "devs")

@@ -262,6 +262,63 @@ def test_the_other_makes_without_a_code_raise_nothing(other_makes_drilled):
         assert _health(captured, ids[index]).problems == (), index
 
 
+# The `hw_errors` drill where the native readers read it: CGMiner `summary` `Device Hardware%`, in per cent
+# (a stock S19j Pro's BMMiner, a BOS+ S19j Pro's bosminer). Whatsminers on API 2.x (the simulated M50S)
+# report no hardware error rate. Six of each model: the faulty unit is judged against its peers.
+HW_MAKES = "s19jpro:6,bos-s19jpro:6"
+HW_FAULTY = (0, 6)
+HW_PCT = 20.0
+
+
+@pytest.fixture(scope="module")
+def hw_drilled(tmp_path_factory):
+    clock = ManualClock()
+    with run_fleet(HW_MAKES, base="127.48.7.1", seed=17, clock=clock) as fleet:
+        for index in HW_FAULTY:
+            fleet[index].set_faults(hw_errors=HW_PCT)
+        captured = Captured()
+        built = pipeline.build(_config(fleet.addresses, tmp_path_factory.mktemp("spool"), timeout_s=5.0),
+                               sinks=[captured])
+
+        async def cycles():
+            await built.start()
+            try:
+                await _run(built, N, clock, captured)
+            finally:
+                await built.stop()
+
+        asyncio.run(cycles())
+        yield fleet, captured, {i: _id(m) for i, m in enumerate(fleet)}
+
+
+def _last_sample(captured: Captured, miner: str):
+    return next(s for part in reversed(captured.parts) for s in part.samples if s.miner == miner)
+
+
+@pytest.mark.parametrize("index", HW_FAULTY, ids=["antminer stock", "braiins os+"])
+def test_hardware_errors_on_an_antminer_or_bos_are_read_in_per_cent_and_raise_hw_errors(hw_drilled, index):
+    fleet, captured, ids = hw_drilled
+    sample = _last_sample(captured, ids[index])
+    served = fleet[index].last_served.hw_error_pct
+    assert served == pytest.approx(HW_PCT, rel=0.01)  # the simulator's truth, in per cent
+    assert sample.hw_error_pct == pytest.approx(served, abs=1e-4), sample  # as served, not / 100
+    problem = {p.key: p for p in _health(captured, ids[index]).problems}.get("hw_errors")
+    assert problem is not None, _health(captured, ids[index]).problems
+    assert problem.cause is Cause.BOARD and problem.value == pytest.approx(served, abs=1e-4)
+    assert problem.lost_ths > 0 and problem.usd_lost_day > 0
+
+
+def test_their_peers_without_the_fault_raise_no_hw_errors(hw_drilled):
+    fleet, captured, ids = hw_drilled
+    for index, miner in enumerate(fleet):
+        if index in HW_FAULTY:
+            continue
+        sample = _last_sample(captured, ids[index])
+        assert sample.hw_error_pct == pytest.approx(miner.last_served.hw_error_pct, abs=1e-4), sample
+        assert sample.hw_error_pct < 1, sample
+        assert "hw_errors" not in {p.key for p in _health(captured, ids[index]).problems}, index
+
+
 def test_psu_drift_against_the_simulated_meter_is_a_power_problem(mosquitto, tmp_path):
     """The PSU's own reading walks away from the true draw that the simulated PDU publishes over MQTT."""
     clock = ManualClock()
