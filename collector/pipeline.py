@@ -145,7 +145,7 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
     """The pipeline `config` describes, writing to `sinks`. `service_mode` (`hashfleet collect`, not
     `watch`): MQTT in and out, and the running cost totals kept on disk — a watch must never mark the
     collector offline on MQTT nor race it for the totals file."""
-    mqtt = (MqttBridge(config.mqtt, config.site, curtailment=config.curtailment,
+    mqtt = (MqttBridge(config.mqtt, config.site, curtailment=config.curtailment, interval_s=config.interval_s,
                        btc_price_max_age_s=config.network.max_age_s if config.network is not None else 900.0)
             if service_mode and config.mqtt is not None else None)
     live = mqtt.live if mqtt is not None else LiveInputs()
@@ -260,7 +260,8 @@ class MqttBridge:
     """One MQTT connection, the ingest (a source) and the publishing sink of one collector."""
 
     def __init__(self, config: MqttConfig, site: str, *, live: LiveInputs | None = None,
-                 curtailment: CurtailmentConfig | None = None, btc_price_max_age_s: float = 900.0) -> None:
+                 curtailment: CurtailmentConfig | None = None, btc_price_max_age_s: float = 900.0,
+                 interval_s: float = 10.0) -> None:
         self.config = config
         self.topics = Topics(config.topic_prefix, site)
         self.live = live or LiveInputs(meter_max_age_s=config.meter_max_age_s)
@@ -274,7 +275,7 @@ class MqttBridge:
         self.connection = MqttConnection(config, status_topic=self.topics.status, client_id=client_id,
                                          subscriptions=self.ingest.subscriptions, on_message=self.ingest.handle)
         self.sink = MqttSink(self.connection, self.topics, config, stats=self.ingest.stats,
-                             evicted=self.ingest.take_evicted, curtailment=curtailment)
+                             evicted=self.ingest.take_evicted, curtailment=curtailment, interval_s=interval_s)
 
     async def start(self) -> None:
         """Bind the ingest to the running loop and connect (waits for the first CONNACK, bounded)."""

@@ -6,13 +6,15 @@ sensor per config message, on `<discovery_prefix>/sensor/<node_id>/<object_id>/c
 [a-z0-9_-]; a site or miner id the slug changes gets its fingerprint appended, so no two share a node
 id. Every sensor carries what Home Assistant needs: `name`, `unique_id`, `state_topic`,
 `value_template`, `device` (with `identifiers`), `availability` (the collector's status topic, so
-every entity shows unavailable when the collector dies: its last will), and `unit_of_measurement`,
-`device_class` and `state_class` where they apply. A text a sensor shows as its state is cut to
-MAX_STATE_CHARS (`state_text`).
+every entity shows unavailable when the collector dies: its last will), `expire_after` (`expire_after_s`:
+the sensor goes unavailable when its state stops coming, even when the last will never fires: a broker
+that dies first and keeps `online`) and `unit_of_measurement`, `device_class` and `state_class` where they
+apply. A text a sensor shows as its state is cut to MAX_STATE_CHARS (`state_text`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -73,6 +75,13 @@ SITE_COST_SENSORS = (  # from <prefix>/<site>/cost
 )
 
 
+def expire_after_s(interval_s: float, keepalive_s: float, every_cycles: int = 1) -> int:
+    """Seconds Home Assistant keeps a sensor's state that is published every `every_cycles` cycles: that
+    period, plus two cycles (one late or lost), plus `keepalive_s` (how long the connection may wait on
+    lost acknowledgements before it reconnects and publishes every retained state again)."""
+    return math.ceil((every_cycles + 2) * interval_s + keepalive_s)
+
+
 MAX_STATE_CHARS = 255  # Home Assistant refuses a longer state: the sensor shows unknown, an error is logged
 
 
@@ -123,7 +132,8 @@ def config_topic(discovery_prefix: str, node_id: str, object_id: str, component:
 PROBLEM = "problem"  # the per-miner binary sensor's object id
 
 
-def miner_problem_config(sample: MinerSample, topics: Topics, discovery_prefix: str) -> tuple[str, dict[str, Any]]:
+def miner_problem_config(sample: MinerSample, topics: Topics, discovery_prefix: str, *,
+                         expire_after: int | None = None) -> tuple[str, dict[str, Any]]:
     """The miner's "Problem" binary sensor (device_class problem): on while the health stage lists a
     problem; its attributes are the miner's health JSON (root cause, dollars lost per day, evidence)."""
     node_id = miner_node_id(topics.site, sample.miner)
@@ -134,6 +144,8 @@ def miner_problem_config(sample: MinerSample, topics: Topics, discovery_prefix: 
         "device_class": "problem", "availability": _availability(topics), "device": miner_device(sample, topics.site),
         "origin": ORIGIN,
     }
+    if expire_after is not None:
+        config["expire_after"] = expire_after
     return config_topic(discovery_prefix, node_id, PROBLEM, "binary_sensor"), config
 
 
@@ -147,7 +159,7 @@ def _availability(topics: Topics) -> list[dict[str, str]]:
 
 
 def sensor_config(sensor: Sensor, *, node_id: str, state_topic: str, device: dict[str, Any],
-                  topics: Topics) -> dict[str, Any]:
+                  topics: Topics, expire_after: int | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {
         "name": sensor.name,
         "unique_id": f"{node_id}_{sensor.object_id}",
@@ -159,7 +171,8 @@ def sensor_config(sensor: Sensor, *, node_id: str, state_topic: str, device: dic
     }
     optional = {"unit_of_measurement": sensor.unit, "device_class": sensor.device_class,
                 "state_class": sensor.state_class, "icon": sensor.icon,
-                "suggested_display_precision": sensor.precision, "options": list(sensor.options) or None}
+                "suggested_display_precision": sensor.precision, "options": list(sensor.options) or None,
+                "expire_after": expire_after}
     config.update({key: value for key, value in optional.items() if value is not None})
     return config
 
@@ -186,13 +199,15 @@ def miner_device(sample: MinerSample, site: str) -> dict[str, Any]:
     return device
 
 
-def miner_configs(sample: MinerSample, topics: Topics, discovery_prefix: str) -> list[tuple[str, dict[str, Any]]]:
+def miner_configs(sample: MinerSample, topics: Topics, discovery_prefix: str, *,
+                  expire_after: int | None = None) -> list[tuple[str, dict[str, Any]]]:
     """One config per miner sensor: hashrate, power, efficiency, hottest chip, state."""
     node_id = miner_node_id(topics.site, sample.miner)
     device = miner_device(sample, topics.site)
     state_topic = topics.miner_state(sample.miner)
     return [(config_topic(discovery_prefix, node_id, s.object_id),
-             sensor_config(s, node_id=node_id, state_topic=state_topic, device=device, topics=topics))
+             sensor_config(s, node_id=node_id, state_topic=state_topic, device=device, topics=topics,
+                           expire_after=expire_after))
             for s in MINER_SENSORS]
 
 
@@ -204,8 +219,8 @@ def miner_config_topics(site: str, miner: str, discovery_prefix: str) -> list[st
             config_topic(discovery_prefix, node_id, PROBLEM, "binary_sensor")]
 
 
-def site_configs(topics: Topics, discovery_prefix: str, *, cost: bool,
-                 health: bool = False) -> list[tuple[str, dict[str, Any]]]:
+def site_configs(topics: Topics, discovery_prefix: str, *, cost: bool, health: bool = False,
+                 expire_after: int | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The site's sensors: hashrate, power and miners mining; cost per BTC and power price when `cost`;
     problems, dollars lost to them and the top of the repair queue when `health`."""
     node_id = site_node_id(topics.site)
@@ -216,7 +231,8 @@ def site_configs(topics: Topics, discovery_prefix: str, *, cost: bool,
     if health:
         pairs += [(s, topics.site_health) for s in SITE_HEALTH_SENSORS]
     return [(config_topic(discovery_prefix, node_id, s.object_id),
-             sensor_config(s, node_id=node_id, state_topic=state_topic, device=device, topics=topics))
+             sensor_config(s, node_id=node_id, state_topic=state_topic, device=device, topics=topics,
+                           expire_after=expire_after))
             for s, state_topic in pairs]
 
 
@@ -235,16 +251,19 @@ MINER_PLAN_SENSOR = Sensor("plan", "Plan", "action", device_class="enum", state_
                            options=PLAN_ACTIONS)
 
 
-def curtailment_configs(topics: Topics, discovery_prefix: str, *, commands: bool) -> list[tuple[str, dict[str, Any]]]:
+def curtailment_configs(topics: Topics, discovery_prefix: str, *, commands: bool,
+                        expire_after: int | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The site's curtailment sensors; with `commands` (curtailment.control.mqtt_commands) also the control
     mode (a select), the demand-response limit (a number, kW; 0 clears) and the kill switch (a switch).
     The select and the switch publish retained (`retain`): the broker keeps the latest for the next start
-    (the collector keeps them too, collector/sources/live_inputs.py)."""
+    (the collector keeps them too, collector/sources/live_inputs.py). Home Assistant has no `expire_after`
+    for a select, a number or a switch: only the status topic makes them unavailable."""
     node_id = site_node_id(topics.site)
     device = site_device(topics.site)
     state = topics.curtailment_state
     out = [(config_topic(discovery_prefix, node_id, s.object_id),
-            sensor_config(s, node_id=node_id, state_topic=state, device=device, topics=topics))
+            sensor_config(s, node_id=node_id, state_topic=state, device=device, topics=topics,
+                          expire_after=expire_after))
            for s in CURTAILMENT_SENSORS]
     if not commands:
         return out
@@ -267,10 +286,16 @@ def curtailment_configs(topics: Topics, discovery_prefix: str, *, commands: bool
     return out
 
 
-def miner_plan_config(topics: Topics, miner: str, discovery_prefix: str) -> tuple[str, dict[str, Any]]:
+def curtailment_config_topics(topics: Topics, discovery_prefix: str) -> list[str]:
+    """The topics of every site-level curtailment entity (sensors and controls), for clearing."""
+    return [topic for topic, _ in curtailment_configs(topics, discovery_prefix, commands=True)]
+
+
+def miner_plan_config(topics: Topics, miner: str, discovery_prefix: str, *,
+                      expire_after: int | None = None) -> tuple[str, dict[str, Any]]:
     """The miner's plan sensor, on the miner's device (matched by its identifier)."""
     node_id = miner_node_id(topics.site, miner)
     device = {"identifiers": [node_id]}
     return (config_topic(discovery_prefix, node_id, MINER_PLAN_SENSOR.object_id),
             sensor_config(MINER_PLAN_SENSOR, node_id=node_id, state_topic=topics.miner_plan(miner), device=device,
-                          topics=topics))
+                          topics=topics, expire_after=expire_after))

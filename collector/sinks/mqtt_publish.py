@@ -11,6 +11,14 @@ configs and retained state and cost cleared (an empty retained message on each t
 ids leave nothing behind on the broker or in Home Assistant; so does a polled address published
 unidentified (as host:port) once it is published under its MAC. Topic tree: collector/mqtt/topics.py
 and docs/mqtt.md.
+
+Home Assistant's sensors expire (`expire_after`, home_assistant.expire_after_s) when their state stops
+coming: every state they read is published every cycle, except a miner's plan (on change), which is
+published again every PLAN_REFRESH_CYCLES cycles so that it expires only when the collector is gone. At
+the first cycle, the discovery configs of curtailment entities the config no longer has (curtailment
+removed: its sensors, controls and each miner's plan sensor as the miner is first published;
+`mqtt_commands` off, or control `off`: the select, number and switch) are cleared with an empty retained
+message, so Home Assistant keeps no control that nothing listens to.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from collector.mqtt.connection import MqttConnection
@@ -31,13 +39,17 @@ from collector.cycle import Cycle, MinersPart
 from models import CostSample, MinerSample, MinerState
 from models.config import Place
 from models.health import MinerHealth, Problem, SiteHealth
-from models.curtailment import CurtailmentConfig
+from models.curtailment import ControlMode, CurtailmentConfig
 from models.mqtt import MqttConfig
 
 if TYPE_CHECKING:
     from models.curtailment import CurtailmentPlan
 
 DISCOVERY_QOS = 1
+# An unchanged plan is published again every this many cycles: 1,000 miners' plans every cycle would add a
+# third to the messages (3 per miner: state, cost, health); this adds 7 % and its sensor expires 2 cycles +
+# keepalive_s after the period.
+PLAN_REFRESH_CYCLES = 5
 
 
 @dataclass(frozen=True)
@@ -198,11 +210,16 @@ MAX_PLACEHOLDERS = 200_000  # ids and addresses remembered (as many as a fleet h
 class MqttSink:
     def __init__(self, connection: MqttConnection, topics: Topics, config: MqttConfig, *,
                  stats: Callable[[], dict[str, Any]] | None = None,
-                 evicted: Callable[[], list[str]] | None = None, curtailment: CurtailmentConfig | None = None) -> None:
+                 evicted: Callable[[], list[str]] | None = None, curtailment: CurtailmentConfig | None = None,
+                 interval_s: float = 10.0) -> None:
         self.connection = connection
         self.curtailment = curtailment
-        self._plans: dict[str, str] = {}  # miner -> the plan last published for it
+        self._plans: dict[str, tuple[str, datetime]] = {}  # miner -> the plan last published for it, and when
+        self._plan_refresh_s = PLAN_REFRESH_CYCLES * interval_s
+        self._expire_after = home_assistant.expire_after_s(interval_s, config.keepalive_s)
+        self._plan_expire_after = home_assistant.expire_after_s(interval_s, config.keepalive_s, PLAN_REFRESH_CYCLES)
         self._curtailment_discovered = False
+        self._gone_cleared = False  # the configs of entities this config does not have: cleared at the first cycle
         self.topics = topics
         self.config = config
         self._stats = stats
@@ -231,11 +248,13 @@ class MqttSink:
     def miner_messages(self, part: MinersPart) -> list[Message]:
         """Discovery (new or changed devices), state and cost of a slice of the cycle's miners."""
         qos, retain = self.config.qos, self.config.retain
-        out = self._miner_discovery(part.samples)
+        out = self._miner_discovery(part.samples, health=part.health is not None)
         ids = self._ids
         for sample in part.samples:
             if sample.miner not in ids:
                 self._new_id(sample)
+                if self.curtailment is None and self.config.discovery:
+                    out += self._clear_plan(sample.miner)
             out.append(Message(self.topics.miner_state(sample.miner), sample.model_dump_json().encode(), qos, retain))
         for cost in part.costs or ():
             assert cost.miner is not None  # miner scope
@@ -262,7 +281,7 @@ class MqttSink:
         """The site's discovery, state and cost, and the collector's health, at the end of a cycle."""
         qos, retain = self.config.qos, self.config.retain
         identified, self._identified = self._identified, []
-        out = self._site_discovery(cycle) + self._clear(identified) + self._clear_evicted()
+        out = self._clear_gone() + self._site_discovery(cycle) + self._clear(identified) + self._clear_evicted()
         out.append(Message(self.topics.site_state, _json(site_summary(cycle)), qos, retain))
         if cycle.cost is not None:
             gaps = cycle.cost.metered_gap_w
@@ -282,22 +301,25 @@ class MqttSink:
         out = []
         if self.config.discovery and not self._curtailment_discovered:
             self._curtailment_discovered = True
-            commands = self.curtailment is not None and self.curtailment.control.mqtt_commands
             out += [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in
-                    home_assistant.curtailment_configs(self.topics, self.config.discovery_prefix, commands=commands)]
+                    home_assistant.curtailment_configs(self.topics, self.config.discovery_prefix,
+                                                       commands=self._commands(), expire_after=self._expire_after)]
         out.append(Message(self.topics.curtailment_state, _json(plan_summary(plan)), qos, retain))
         advice = {a.miner: a for a in plan.advice}
         published = self._plans
         ts = _iso(plan.ts)
+        refresh_before = plan.ts - timedelta(seconds=self._plan_refresh_s)
         for miner, key in plan.keys.items():
             a = advice.get(miner)
             signature = f"{key}|{a.action if a is not None else 'run'}"
-            if published.get(miner) == signature:
-                continue
-            if self.config.discovery and miner not in published:
-                topic, payload = home_assistant.miner_plan_config(self.topics, miner, self.config.discovery_prefix)
+            last = published.get(miner)
+            if last is not None and last[0] == signature and last[1] > refresh_before:
+                continue  # unchanged, and published recently enough for its sensor not to expire
+            if self.config.discovery and last is None:
+                topic, payload = home_assistant.miner_plan_config(self.topics, miner, self.config.discovery_prefix,
+                                                                  expire_after=self._plan_expire_after)
                 out.append(Message(topic, _json(payload), DISCOVERY_QOS, True))
-            published[miner] = signature
+            published[miner] = (signature, plan.ts)
             body = ({"ts": ts, "action": a.action, "mode": a.key or None, "reason": a.reason, "kw": round(a.kw, 3),
                      "held": a.held, "dr": a.dr} if a is not None else
                     {"ts": ts, "action": "run", "mode": key or None, "reason": "running as usual"})
@@ -309,6 +331,33 @@ class MqttSink:
                 "mode": e.mode}), qos, False))
         return out
 
+    def _commands(self) -> bool:
+        """Whether Home Assistant gets the controls: only when the collector listens to their topics
+        (collector.pipeline.curtailment_subscriptions)."""
+        c = self.curtailment
+        return c is not None and c.control.mqtt_commands and c.control.mode is not ControlMode.OFF
+
+    def _clear_gone(self) -> list[Message]:
+        """Once, at the first cycle: empty retained messages on the discovery configs of the site's curtailment
+        entities this config does not have (a previous run's), and on the curtailment state without curtailment."""
+        if self._gone_cleared or not self.config.discovery:
+            return []
+        self._gone_cleared = True
+        prefix = self.config.discovery_prefix
+        every = home_assistant.curtailment_config_topics(self.topics, prefix)
+        if self.curtailment is None:
+            gone = [*every, self.topics.curtailment_state]
+        else:
+            kept = {topic for topic, _ in home_assistant.curtailment_configs(self.topics, prefix,
+                                                                            commands=self._commands())}
+            gone = [topic for topic in every if topic not in kept]
+        return [Message(topic, b"", DISCOVERY_QOS, True) for topic in gone]
+
+    def _clear_plan(self, miner: str) -> list[Message]:
+        """Empty retained messages on a miner's plan sensor and plan topic (a previous run's, with curtailment)."""
+        topic, _ = home_assistant.miner_plan_config(self.topics, miner, self.config.discovery_prefix)
+        return [Message(topic, b"", DISCOVERY_QOS, True), Message(self.topics.miner_plan(miner), b"", DISCOVERY_QOS, True)]
+
     def _site_discovery(self, cycle: Cycle) -> list[Message]:
         if not self.config.discovery:
             return []
@@ -317,10 +366,10 @@ class MqttSink:
             return []
         self._site_discovered = with_cost
         configs = home_assistant.site_configs(self.topics, self.config.discovery_prefix, cost=with_cost,
-                                              health=cycle.health is not None)
+                                              health=cycle.health is not None, expire_after=self._expire_after)
         return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
 
-    def _miner_discovery(self, samples: Sequence[MinerSample]) -> list[Message]:
+    def _miner_discovery(self, samples: Sequence[MinerSample], *, health: bool) -> list[Message]:
         if not self.config.discovery:
             return []
         configs: list[tuple[str, dict[str, Any]]] = []
@@ -329,8 +378,11 @@ class MqttSink:
             known = self._discovered.get(sample.miner)
             # An offline sample knows nothing about the device: keep what was published before.
             if known is None or (signature != known and sample.state is not MinerState.OFFLINE):
-                configs += home_assistant.miner_configs(sample, self.topics, self.config.discovery_prefix)
-                configs.append(home_assistant.miner_problem_config(sample, self.topics, self.config.discovery_prefix))
+                configs += home_assistant.miner_configs(sample, self.topics, self.config.discovery_prefix,
+                                                        expire_after=self._expire_after)
+                # Its health comes every cycle only with a health stage: else it never expires (it stays unknown).
+                configs.append(home_assistant.miner_problem_config(sample, self.topics, self.config.discovery_prefix,
+                                                                   expire_after=self._expire_after if health else None))
                 self._discovered[sample.miner] = signature
         return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
 

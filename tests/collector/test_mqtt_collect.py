@@ -87,7 +87,7 @@ def test_discovery_has_what_home_assistant_needs_and_the_last_will_marks_a_kille
             configs: dict[str, dict] = {}
 
             def collect_config(message) -> bool:
-                if message.topic.startswith(node_prefix) and message.topic.endswith("/config"):
+                if message.topic.startswith(node_prefix) and message.topic.endswith("/config") and message.payload:
                     configs[message.topic] = json.loads(message.payload)
                 return len(configs) == expected
 
