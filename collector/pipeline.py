@@ -44,7 +44,7 @@ from collector.stages.pool_reconciliation import PoolReconciliation
 from collector.stages.health import HealthStage
 from collector.stages.power_truth import PowerTruth
 from collector.stages.curtailment import CurtailmentStage
-from models import CollectorConfig
+from models import CollectorConfig, LiveTariff
 from models.curtailment import ControlMode, CurtailmentConfig
 from models.mqtt import IngestKind, MqttConfig, MqttSubscription
 
@@ -145,8 +145,10 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
     """The pipeline `config` describes, writing to `sinks`. `service_mode` (`hashfleet collect`, not
     `watch`): MQTT in and out, and the running cost totals kept on disk — a watch must never mark the
     collector offline on MQTT nor race it for the totals file."""
+    tariff = config.shard_economics.tariff if config.shard_economics is not None else None
     mqtt = (MqttBridge(config.mqtt, config.site, curtailment=config.curtailment, interval_s=config.interval_s,
-                       btc_price_max_age_s=config.network.max_age_s if config.network is not None else 900.0)
+                       btc_price_max_age_s=config.network.max_age_s if config.network is not None else 900.0,
+                       power_price_max_age_s=tariff.max_age_s if isinstance(tariff, LiveTariff) else None)
             if service_mode and config.mqtt is not None else None)
     live = mqtt.live if mqtt is not None else LiveInputs()
     polled = PolledMiners(config)
@@ -261,7 +263,7 @@ class MqttBridge:
 
     def __init__(self, config: MqttConfig, site: str, *, live: LiveInputs | None = None,
                  curtailment: CurtailmentConfig | None = None, btc_price_max_age_s: float = 900.0,
-                 interval_s: float = 10.0) -> None:
+                 interval_s: float = 10.0, power_price_max_age_s: float | None = None) -> None:
         self.config = config
         self.topics = Topics(config.topic_prefix, site)
         self.live = live or LiveInputs(meter_max_age_s=config.meter_max_age_s)
@@ -270,7 +272,7 @@ class MqttBridge:
         self.live.curtailment.dr_sources = dr_target_topics(config, site, curtailment)
         self.ingest = MqttIngest(ingest, site, self.live, dr_default_duration_s=(
             curtailment.dr_default_duration_s if curtailment is not None else 3600.0),
-            btc_price_max_age_s=btc_price_max_age_s)
+            btc_price_max_age_s=btc_price_max_age_s, power_price_max_age_s=power_price_max_age_s)
         client_id = config.client_id or f"hashfleet-{slug(site)}-{secrets.token_hex(3)}"
         self.connection = MqttConnection(config, status_topic=self.topics.status, client_id=client_id,
                                          subscriptions=self.ingest.subscriptions, on_message=self.ingest.handle)

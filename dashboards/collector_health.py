@@ -34,7 +34,7 @@ def _series(fields: dict[str, str], each: str = "mean", how: str = "sum") -> str
 # MQTT payloads by outcome, counted since the collector started (a restart starts them again at 0).
 MQTT_INGEST = (
     'SELECT ' + ", ".join(f'max("mqtt_{name}") AS "{name}"'
-                          for name in ("accepted", "malformed", "unknown", "refused", "limited"))
+                          for name in ("accepted", "accepted_stale", "malformed", "unknown", "refused", "limited"))
     + f' FROM "{schema.COLLECTOR}" WHERE {WHERE} {BUCKET}, "site" fill(none)'
 )
 
@@ -121,9 +121,11 @@ def build() -> model.Dashboard:
                                                    "split with --shard: a line per shard."))
         .with_panel(timeseries_panel(
             "MQTT ingest", [query(MQTT_INGEST, alias="$tag_site $col")], "none", fill=0, minimum=0,
-            description="Payloads since the collector started, by outcome: accepted; malformed (oversized, not JSON, invalid); unknown "
-                        "(no subscription or meter mapping); refused (future-dated, out of bounds); limited (over the "
-                        "MQTT miner cap or not allow-listed). Only with MQTT ingest configured."))
+            description="Payloads since the collector started, by outcome: accepted; accepted_stale (a price already "
+                        "older than its max age when it arrived: held, not used, the fallback applies: a dead feed); "
+                        "malformed (oversized, not JSON, invalid); unknown (no subscription or meter mapping); refused "
+                        "(future-dated, out of bounds, older, a retained command replayed); limited (over the MQTT "
+                        "miner cap or not allow-listed). Only with MQTT ingest configured."))
         .with_panel(timeseries_panel(
             "Network data age", [query(NETWORK_AGES, alias="$tag_site $col")], "s", fill=0,
             description="Seconds since difficulty, height, fees and BTC price were last fetched (network.source http). "

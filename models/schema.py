@@ -94,9 +94,11 @@ COLLECTOR = Measurement("collector", ("site", "collector_shard", "instance"), {
     "spool_expired": int,  # local history only: batches past spool.retention_h deleted, since created
     # MQTT ingest, payloads since start (with MQTT ingest configured): accepted; malformed (oversized, not
     # JSON, invalid); unknown (no subscription or meter mapping matches); refused (future-dated, out of
-    # bounds); limited (over the MQTT miner cap, or not allow-listed). Fields refused in accepted telemetry
+    # bounds, older, replayed); limited (over the MQTT miner cap, or not allow-listed); accepted_stale (a
+    # price already older than its max age on arrival: held, not used). Fields refused in accepted telemetry
     # (left empty and named in the sample's `unusable`), since start.
     "mqtt_accepted": int, "mqtt_malformed": int, "mqtt_unknown": int, "mqtt_refused": int, "mqtt_limited": int,
+    "mqtt_accepted_stale": int,
     "mqtt_fields_refused": int,
 })
 

@@ -6,6 +6,14 @@
      "result": "accepted", "detail": "ASC 0 set info: success softoff:1795780805", "kw": -3.94,
      "attempt": 1}
 
+Operator commands over MQTT that changed what control may do (the kill switch, the control mode, a
+topic's demand-response targets: collector/sources/live_inputs.py) are lines of the same file, written
+by the control sink at the next cycle, before anything they allow is sent; `who` names the topic:
+
+    {"ts": "2026-11-27T12:00:03Z", "site": "s1", "who": "MQTT hashfleet/s1/curtailment/kill/set",
+     "miner": "*", "host": "", "action": "kill_switch", "command": "ON -> OFF", "why": "asked over MQTT",
+     "result": "applied", "detail": "", "kw": 0.0, "attempt": 0}
+
 Who, what, when, why and the result; no secrets (nothing sent carries one). The file is opened for
 each batch of lines, so `logrotate` may move it at any time. The same events go to InfluxDB as the
 `action` measurement (models/schema.py).
@@ -29,6 +37,7 @@ from pathlib import Path
 import orjson
 
 from collector import durable_file, regular_file
+from collector.sources.live_inputs import CommandChange
 from models.curtailment import ActionEvent
 
 log = logging.getLogger(__name__)
@@ -51,6 +60,24 @@ def event_record(event: ActionEvent, site: str) -> dict[str, object]:
         "detail": event.detail[:MAX_TEXT],
         "kw": round(event.kw, 3),
         "attempt": event.attempt,
+    }
+
+
+def command_record(change: CommandChange, site: str) -> dict[str, object]:
+    """An operator's command over MQTT that changed what control may do, as an audit line."""
+    return {
+        "ts": change.ts.isoformat().replace("+00:00", "Z"),
+        "site": site,
+        "who": f"MQTT {change.topic}"[:MAX_TEXT],
+        "miner": "*",
+        "host": "",
+        "action": change.what,
+        "command": f"{change.old} -> {change.new}"[:MAX_TEXT],
+        "why": "asked over MQTT",
+        "result": "applied",
+        "detail": "",
+        "kw": 0.0,
+        "attempt": 0,
     }
 
 
@@ -79,7 +106,18 @@ class AuditLog:
             os.close(fd)
 
     def append(self, events: Iterable[ActionEvent]) -> None:
-        new = [orjson.dumps(event_record(e, self.site)) + b"\n" for e in events]
+        self._write([orjson.dumps(event_record(e, self.site)) + b"\n" for e in events])
+
+    def append_commands(self, changes: Iterable[CommandChange], not_kept: int = 0) -> None:
+        """Operator commands over MQTT (command_record); `not_kept`: how many more came than were kept
+        (live_inputs.MAX_CHANGES_KEPT between two cycles), recorded as a count."""
+        records = [command_record(c, self.site) for c in changes]
+        if not_kept and records:  # (none are counted before MAX_CHANGES_KEPT are kept)
+            records.append({**records[-1], "command": f"{not_kept} more change(s) over MQTT not recorded one by one",
+                            "detail": "more than could be kept between two cycles"})
+        self._write([orjson.dumps(r) + b"\n" for r in records])
+
+    def _write(self, new: list[bytes]) -> None:
         lines = self._backlog + new
         if not lines:
             return

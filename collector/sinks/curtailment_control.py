@@ -31,7 +31,9 @@ Safety, in the order it is checked:
   again up to `confirm_retries` times, then reported `unconfirmed` and the miner left alone.
 
 Every step is an ActionEvent (who, what, when, why, result) in the audit log (collector/sinks/audit_log.py)
-and in the cycle's plan, so InfluxDB (`action`) and MQTT carry it too. This sink must come first among
+and in the cycle's plan, so InfluxDB (`action`) and MQTT carry it too. The operator's commands over MQTT
+that changed what control may do (kill switch, mode, demand-response targets) are audit lines too, written
+first each cycle (not actions on a miner: not in the plan's events). This sink must come first among
 the sinks (collector/pipeline.py puts it there) so the others see this cycle's events. Commands are
 sent in the background, bounded by `timeout_s` each: a slow miner never holds the cycle up; a
 command's reply becomes an event of the next cycle. On stop every action still open gets its last
@@ -224,6 +226,7 @@ class CurtailmentControl:
         return None
 
     async def write(self, cycle: Cycle) -> None:
+        self._audit_commands()
         plan = cycle.curtailment
         mode = self.mode()
         if mode is not ControlMode.DRY_RUN:
@@ -277,10 +280,18 @@ class CurtailmentControl:
             except RuntimeError:  # its loop is closed already: nothing left to cancel
                 pass
         events, self._results = self._results + self._left_open(), []
+        self._audit_commands()
         if self.audit is not None:
             self.audit.close(events)  # (what it still cannot write is logged in full)
         self._save()  # (what is in flight stays in it: the next start's first poll says whether it took)
         self._pending.clear()
+
+    def _audit_commands(self) -> None:
+        """The operator's commands over MQTT since the last cycle (kill switch, mode, demand-response targets),
+        in the audit log before anything they allow is sent (a kill switch OFF, dry_run -> on)."""
+        changes, not_kept = self.live.curtailment.take_changes()
+        if self.audit is not None and (changes or not_kept):
+            self.audit.append_commands(changes, not_kept)
 
     def _left_open(self) -> list[ActionEvent]:
         """An action the stop leaves open, as the audit's last word on it: a command that had not answered

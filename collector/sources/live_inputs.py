@@ -12,6 +12,12 @@ control is dry_run or on (CurtailmentInputs.keep_in, collector/sources/curtailme
 switch stays on until someone turns it off, and a utility's limit until its end or its withdrawal, whatever
 the restarts and whatever the broker kept. Demand-response targets are kept apart by source
 (collector/sources/dr_targets.py), so one source's message never loosens another's target.
+
+Every change asked over MQTT and made (the kill switch, the control mode, a topic's demand-response targets
+set or withdrawn) is logged, naming the topic, old -> new (at most one line per kind a second: a flood of
+commands must not flood the log), and kept as a CommandChange until the control sink writes it to the
+audit log (collector/sinks/curtailment_control.py, `take_changes`): who re-enabled control, and when, is
+on record.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from collector.bounded_log import BoundedLog
 from collector.sources import curtailment_commands
 from collector.sources.curtailment_commands import SavedCommands
 from collector.sources.dr_targets import DrTargets
-from models.base import is_fresh
+from models.base import is_fresh, printable
 from models import LivePowerPrice
 from models.curtailment import ControlMode, DrTarget
 
@@ -35,6 +42,33 @@ log = logging.getLogger(__name__)
 class MeterReading:
     watts: float
     as_of: datetime
+
+
+MAX_CHANGES_KEPT = 1_000  # changes waiting for the audit log (a cycle's worth); more are counted, not kept
+
+
+@dataclass(frozen=True)
+class CommandChange:
+    """A change asked over MQTT and made: the audit log's record of an operator's command."""
+
+    ts: datetime
+    topic: str  # where it came from (the publisher's text: made printable, capped)
+    what: str  # kill_switch | control_mode | dr_target
+    old: str
+    new: str
+
+
+def _switch_text(killed: bool) -> str:
+    return "ON" if killed else "OFF"
+
+
+def _targets_text(targets: tuple[DrTarget, ...]) -> str:
+    if not targets:
+        return "none"
+    shown = ", ".join(f"{'limit' if t.limit_kw is not None else 'shed'} "
+                      f"{t.limit_kw if t.limit_kw is not None else t.shed_kw:g} kW until {t.end.isoformat()}"
+                      for t in targets[:3])
+    return shown + (f" (+{len(targets) - 3} more)" if len(targets) > 3 else "")
 
 
 @dataclass
@@ -48,42 +82,76 @@ class CurtailmentInputs:
     killed: bool = False  # the kill switch topic: nothing is sent while it is ON
     killed_as_of: datetime | None = None
     saved_in: Path | None = None  # where the commands above are kept across restarts (keep_in)
+    # changes made over MQTT, for the audit log (take_changes), and how many more were not kept
+    changes: list[CommandChange] = field(default_factory=list)
+    changes_not_kept: int = 0
+    # at most a line a second per kind of change: a flood of commands must not flood the log
+    change_log: BoundedLog = field(default_factory=lambda: BoundedLog(log, every_s=1.0), repr=False)
 
-    def switch_kill(self, killed: bool, now: datetime, *, replayed: bool = False) -> bool:
-        """The kill switch set over MQTT; False (ignored) for OFF `replayed` by the broker (a retained message,
-        handed again at every start and reconnect: of unknown age) while killed: only an OFF published
-        while the collector listens turns it off."""
+    def switch_kill(self, killed: bool, now: datetime, *, replayed: bool = False, topic: str = "") -> bool:
+        """The kill switch set over MQTT (on `topic`); False (ignored) for OFF `replayed` by the broker (a
+        retained message seen first at this start: of unknown age) while killed: only an OFF published while
+        the collector listens turns it off."""
         if replayed and self.killed and not killed:
             return False
+        was = self.killed
         self.killed, self.killed_as_of = killed, now
         self._save()
+        if was != killed:
+            self._changed(now, topic, "kill_switch", _switch_text(was), _switch_text(killed))
         return True
 
-    def ask_mode(self, mode: ControlMode, *, replayed: bool = False) -> bool:
-        """The control mode asked over MQTT; False (ignored) for a `replayed` one above the mode asked before
-        (as for the kill switch: a replayed command may make control more careful, never less)."""
+    def ask_mode(self, mode: ControlMode, *, replayed: bool = False, topic: str = "",
+                 now: datetime | None = None) -> bool:
+        """The control mode asked over MQTT (on `topic`); False (ignored) for a `replayed` one above the mode
+        asked before (as for the kill switch: a replayed command may make control more careful, never less)."""
         if replayed and self.mode is not None and mode.rank > self.mode.rank:
             return False
+        was = self.mode
         self.mode = mode
         self._save()
+        if was is not mode:
+            self._changed(now, topic, "control_mode", was.value if was is not None else "the config's", mode.value)
         return True
 
-    def take_dr_target(self, source: str, target: DrTarget, now: datetime, *, replace: bool = False) -> bool:
+    def take_dr_target(self, source: str, target: DrTarget, now: datetime, *, replace: bool = False,
+                       topic: str = "") -> bool:
         """A demand-response target from `source` (a `dr_target` topic), added to what it holds (`replace`: a
         bare kW limit, instead of it); False when refused: the source is full of targets that start sooner."""
+        was = self.dr_targets.held().get(source, ())
         taken = self.dr_targets.take(source, target, now, replace=replace)
         if taken:
             self._save()
+            self._changed(now, topic or source, "dr_target", _targets_text(was),
+                          _targets_text(self.dr_targets.held().get(source, ())))
         return taken is not None
 
-    def withdraw_dr_targets(self, source: str, *, replayed: bool = False) -> bool:
+    def withdraw_dr_targets(self, source: str, *, replayed: bool = False, topic: str = "",
+                            now: datetime | None = None) -> bool:
         """`source`'s targets withdrawn (0 or null on its topic); False (ignored) when `replayed` by the broker:
         of unknown age, it may be older than the targets held (as for the kill switch's OFF)."""
         if replayed:
             return False
+        was = self.dr_targets.held().get(source, ())
         if self.dr_targets.withdraw(source):
             self._save()
+            self._changed(now, topic or source, "dr_target", _targets_text(was), "none (withdrawn)")
         return True
+
+    def take_changes(self) -> tuple[list[CommandChange], int]:
+        """The changes made over MQTT since the last call, and how many more were not kept (MAX_CHANGES_KEPT)."""
+        changes, not_kept = self.changes, self.changes_not_kept
+        self.changes, self.changes_not_kept = [], 0
+        return changes, not_kept
+
+    def _changed(self, now: datetime | None, topic: str, what: str, old: str, new: str) -> None:
+        shown = printable(topic[:200])
+        self.change_log.warning(what, "curtailment %s set over MQTT on %s: %s -> %s", what.replace("_", " "), shown,
+                                old, new)
+        if len(self.changes) < MAX_CHANGES_KEPT:  # (nothing drains them while control is off: bounded)
+            self.changes.append(CommandChange(now or datetime.now(timezone.utc), shown, what, old, new))
+        else:
+            self.changes_not_kept += 1
 
     def keep_in(self, path: Path) -> None:
         """Take up the kill switch, mode and demand-response targets saved in `path` by the run before, and

@@ -26,16 +26,22 @@ Four kinds of topic (models.mqtt.IngestKind):
   refused outside the configured bounds. Each is used only up to its max age: the live tariff's
   `max_age_s` (collector.stages.cost_engine.power_price_at), and for the BTC price the network
   source's `max_age_s` (`announce`), so an old price never passes for a fresh one. A BTC price that
-  jumps further than `btc_price_max_jump` is not used until confirmed (`_use_btc_price`).
+  jumps further than `btc_price_max_jump` is not used until confirmed (`_use_btc_price`). A price
+  already older than its max age when it arrives (a dead feed's retained one) is held but not used:
+  it is counted `power_price_stale` / `btc_price_stale`, not with the prices accepted.
 - dr_target, curtailment_mode, curtailment_kill: what curtailment is asked (docs/curtailment.md): a
   demand-response target (DrTarget JSON, added to what its topic holds; or a bare kW limit for
   `curtailment.dr_default_duration_s`, replacing it; 0 or null withdraws the topic's targets: each
   topic holds its own, collector/sources/dr_targets.py), the control mode (`off`, `dry_run`, `on`:
   Home Assistant's select sends the bare word) and the kill switch (`ON`/`OFF`, true/false, 1/0).
   The composition root subscribes the curtailment command topics only when the config enables them.
-  A command the broker replays (retained) may make control more careful, never less
-  (LiveInputs.curtailment, which keeps them): a replayed withdrawal is ignored, a retained bare kW
-  limit (undated: it would start again at every start and reconnect) refused.
+  A retained command this process has handled before (the same payload on the same topic: a broker
+  that reconnects or restarts with persistence hands its retained copy again) is a replay: ignored and
+  counted `replayed`, so a reconnect never undoes what came after it (a live OFF after a retained ON).
+  The commands seen are remembered by topic as a digest, the latest MAX_SEEN_COMMANDS. A retained
+  command seen first (at a start) may make control more careful, never less (LiveInputs.curtailment,
+  which keeps them across restarts): a retained withdrawal is ignored, a retained bare kW limit
+  (undated: it would start again at every start and reconnect) refused.
 
 Every publisher is hostile until checked. A timestamp more than `max_clock_skew_s` ahead of this
 host's clock is refused (a price dated 2099 would otherwise hold forever, later prices being
@@ -63,6 +69,7 @@ are applied at once under a lock.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import threading
@@ -104,12 +111,15 @@ ERROR = "error"
 OLDER = "older"  # dated before the one held: ignored
 STALE = "stale"  # telemetry older than telemetry_max_age_s on arrival: it would only make an offline miner
 RETAINED_UNDATED = "retained_undated"  # a retained reading with no ts: its age is unknown
+REPLAYED = "replayed"  # a retained command handled before: a reconnect must not undo what came after it
+STALE_SUFFIX = "_stale"  # accepted (held) but already older than its max age on arrival: not used
+MAX_SEEN_COMMANDS = 10_000  # command payloads remembered (topic, digest): ~100 bytes each
 
 # Drop reasons as the `collector` point counts them.
 _COUNTED = {
     "mqtt_malformed": (OVERSIZED, NOT_JSON, INVALID, ERROR),
     "mqtt_unknown": (UNKNOWN_TOPIC, UNMAPPED),
-    "mqtt_refused": (FUTURE_TS, OUT_OF_BOUNDS, OLDER, RETAINED_UNDATED, STALE),
+    "mqtt_refused": (FUTURE_TS, OUT_OF_BOUNDS, OLDER, RETAINED_UNDATED, STALE, REPLAYED),
     "mqtt_limited": (TOO_MANY_MINERS, NOT_ALLOWED),
 }
 
@@ -120,8 +130,9 @@ class _Dropped(Exception):
         self.reason = reason
 
 
-# Applies a parsed payload on the loop's thread; False: older than held, ignored; _Dropped: refused there.
-_Update = Callable[[], bool | _Dropped | None]
+# Applies a parsed payload on the loop's thread; False: older than held, ignored; _Dropped: refused there;
+# a str: accepted, counted under that name (a price stale on arrival: `power_price_stale`).
+_Update = Callable[[], bool | str | _Dropped | None]
 
 
 def _utcnow() -> datetime:
@@ -245,9 +256,10 @@ _SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": Tr
 class MqttIngest:
     def __init__(self, config: MqttConfig, site: str, live: LiveInputs, *,
                  clock: Callable[[], datetime] = _utcnow, dr_default_duration_s: float = 3600.0,
-                 btc_price_max_age_s: float = 900.0) -> None:
+                 btc_price_max_age_s: float = 900.0, power_price_max_age_s: float | None = None) -> None:
         self.config = config
         self.btc_price_max_age_s = btc_price_max_age_s  # the network source's max_age_s
+        self.power_price_max_age_s = power_price_max_age_s  # the live tariff's max_age_s (None: no live tariff)
         self.dr_default_duration_s = dr_default_duration_s
         self.site = site
         self.live = live
@@ -274,6 +286,8 @@ class MqttIngest:
         self._reported_w: dict[str, float] = {}  # latest reported power by miner (rack shares)
         self._btc_before: tuple[float, datetime] | None = None  # the live BTC price before the latest, its ts
         self._btc_used: float | None = None  # the last live BTC price a cycle used
+        # (topic, digest) of the command payloads handled, oldest first (paho's thread only): replays
+        self._seen_commands: dict[tuple[str, bytes], None] = {}
         self._parsers: dict[IngestKind, Callable[..., _Update]] = {
             IngestKind.MINER_TELEMETRY: self._telemetry_update,
             IngestKind.METER: self._meter_update,
@@ -302,9 +316,10 @@ class MqttIngest:
         """The `collector` point's MQTT counters (models.schema.COLLECTOR), since start."""
         with self._counts_lock:
             dropped = dict(self._dropped)
-            accepted = sum(self._accepted.values())
+            accepted = sum(n for name, n in self._accepted.items() if not name.endswith(STALE_SUFFIX))
+            accepted_stale = sum(n for name, n in self._accepted.items() if name.endswith(STALE_SUFFIX))
             fields_refused = sum(self._fields_refused.values())
-        return {"mqtt_accepted": accepted,
+        return {"mqtt_accepted": accepted, "mqtt_accepted_stale": accepted_stale,
                 **{name: sum(dropped.get(reason, 0) for reason in reasons) for name, reasons in _COUNTED.items()},
                 "mqtt_fields_refused": fields_refused}
 
@@ -341,6 +356,10 @@ class MqttIngest:
         if len(payload) > self.config.max_payload_bytes:
             raise _Dropped(OVERSIZED, f"{len(payload)} bytes, more than max_payload_bytes "
                                       f"({self.config.max_payload_bytes})")
+        seen = (topic, hashlib.blake2b(payload, digest_size=16).digest()) if sub.kind in _COMMAND_KINDS else None
+        if retained and seen in self._seen_commands:
+            raise _Dropped(REPLAYED, "a retained command this collector handled before, handed again by the broker "
+                                     "(a reconnect): ignored, so it never undoes the commands that came after it")
         try:
             data = json.loads(payload, parse_constant=_no_constants)
         except ValueError as e:  # UnicodeDecodeError is one too
@@ -358,12 +377,24 @@ class MqttIngest:
             # price, a long-gone miner mining.
             raise _Dropped(RETAINED_UNDATED, "a retained reading without a ts: its age is unknown (a publisher that "
                                              "retains must say when with ts)")
-        # A command replayed by the broker may only make control more careful (CurtailmentInputs).
-        replayed = {"retained": retained} if sub.kind in _COMMAND_KINDS else {}
+        # A retained command seen first may only make control more careful (CurtailmentInputs).
+        command = {"retained": retained, "topic": topic} if sub.kind in _COMMAND_KINDS else {}
         try:
-            return sub.kind, self._parsers[sub.kind](sub, index, key, data, self._clock(), **replayed)
+            update = self._parsers[sub.kind](sub, index, key, data, self._clock(), **command)
         except ValidationError as e:
             raise _Dropped(INVALID, _first_errors(e)) from None
+        if seen is not None:
+            self._remember_command(seen)
+        return sub.kind, update
+
+    def _remember_command(self, seen: tuple[str, bytes]) -> None:
+        """A valid command (topic, digest), handled: its retained copy, handed again, is a replay. The latest
+        MAX_SEEN_COMMANDS are kept (an older one counts as new again: the rules of a first sight apply), and
+        only valid ones, so a flood of garbage on a command topic cannot push the real ones out."""
+        self._seen_commands.pop(seen, None)
+        self._seen_commands[seen] = None  # (the latest last)
+        if len(self._seen_commands) > MAX_SEEN_COMMANDS:
+            del self._seen_commands[next(iter(self._seen_commands))]
 
     def _drop(self, reason: str, topic: str, detail: str) -> None:
         with self._counts_lock:
@@ -394,7 +425,7 @@ class MqttIngest:
             self._drop(outcome.reason, topic, str(outcome))
             return
         with self._counts_lock:
-            self._accepted[kind.value] += 1
+            self._accepted[outcome if isinstance(outcome, str) else kind.value] += 1
 
     def _checked_ts(self, ts: datetime | None, now: datetime) -> datetime:
         """A payload's timestamp, or the arrival time. One ahead of the clock by more than the allowed
@@ -531,13 +562,16 @@ class MqttIngest:
         self._in_bounds("power price $/kWh", price.price_usd_per_kwh, config.power_price_min_usd_kwh,
                         config.power_price_max_usd_kwh, "mqtt.power_price_min_usd_kwh/power_price_max_usd_kwh")
         live = LivePowerPrice(usd_per_kwh=price.price_usd_per_kwh, as_of=self._checked_ts(price.ts, now))
+        max_age = self.power_price_max_age_s
+        taken = (IngestKind.POWER_PRICE.value + STALE_SUFFIX
+                 if max_age is not None and not is_fresh(live.as_of, now, max_age) else True)
 
-        def update() -> bool:
+        def update() -> bool | str:
             current = self.live.power_price
             # A held price from the future (this host's clock went back) must not block every later one.
             if current is None or live.as_of >= current.as_of or current.as_of > now:
                 self.live.power_price = live
-                return True
+                return taken
             return False
         return update
 
@@ -548,24 +582,25 @@ class MqttIngest:
         self._in_bounds("BTC price $", price.usd, self.config.btc_price_min_usd, self.config.btc_price_max_usd,
                         "mqtt.btc_price_min_usd/btc_price_max_usd")
         as_of = self._checked_ts(price.ts, now)
+        taken = True if is_fresh(as_of, now, self.btc_price_max_age_s) else IngestKind.BTC_PRICE.value + STALE_SUFFIX
 
-        def update() -> bool:
+        def update() -> bool | str:
             current = self.live.btc_price_as_of
             if current is None or as_of >= current or current > now:
                 if current is not None and self.live.btc_price_usd is not None:
                     self._btc_before = (self.live.btc_price_usd, current)
                 self.live.btc_price_as_of = as_of
                 self.live.btc_price_usd = price.usd
-                return True
+                return taken
             return False
         return update
 
     def _dr_target_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                          now: datetime, retained: bool = False) -> _Update:
+                          now: datetime, retained: bool = False, topic: str = "") -> _Update:
         source = sub.topic  # each dr_target topic holds its own targets: one never loosens another's
         number = _bare_number(data)
         if data is None or number == 0:
-            return lambda: self.live.curtailment.withdraw_dr_targets(source, replayed=retained)
+            return lambda: self.live.curtailment.withdraw_dr_targets(source, replayed=retained, topic=topic, now=now)
         if number is not None:
             if not 0 < number <= 10_000_000:
                 raise _Dropped(OUT_OF_BOUNDS, f"demand-response limit {number:g} kW outside (0, 10,000,000]")
@@ -581,24 +616,24 @@ class MqttIngest:
         replace = number is not None  # a bare limit is the topic's limit from now (Home Assistant's number)
 
         def update() -> bool | _Dropped:
-            if self.live.curtailment.take_dr_target(source, target, now, replace=replace):
+            if self.live.curtailment.take_dr_target(source, target, now, replace=replace, topic=topic):
                 return True
             return _Dropped(OUT_OF_BOUNDS, f"demand-response target refused: {source[:80]} holds "
                                            f"{dr_targets.MAX_PER_SOURCE} targets that start sooner")
         return update
 
     def _control_mode_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                             now: datetime, retained: bool = False) -> _Update:
+                             now: datetime, retained: bool = False, topic: str = "") -> _Update:
         if not isinstance(data, str) or data.lower() not in {m.value for m in ControlMode}:
             raise _Dropped(INVALID, f"control mode must be one of off, dry_run, on; got {str(data)[:40]!r}")
         mode = ControlMode(data.lower())
 
         def update() -> bool:
-            return self.live.curtailment.ask_mode(mode, replayed=retained)
+            return self.live.curtailment.ask_mode(mode, replayed=retained, topic=topic, now=now)
         return update
 
     def _kill_update(self, sub: MqttSubscription, index: int, key: str, data: Any,
-                     now: datetime, retained: bool = False) -> _Update:
+                     now: datetime, retained: bool = False, topic: str = "") -> _Update:
         if isinstance(data, (str, int)) and str(data).lower() in _SWITCH_WORDS:  # (bool is an int: True -> "true")
             killed = _SWITCH_WORDS[str(data).lower()]
         elif isinstance(data, dict):
@@ -607,7 +642,7 @@ class MqttIngest:
             raise _Dropped(INVALID, f"kill switch must be ON or OFF; got {str(data)[:40]!r}")
 
         def update() -> bool:
-            return self.live.curtailment.switch_kill(killed, now, replayed=retained)
+            return self.live.curtailment.switch_kill(killed, now, replayed=retained, topic=topic)
         return update
 
     # -- meters (applied under self._lock) ----------------------------------------------------

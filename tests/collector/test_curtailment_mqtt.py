@@ -4,7 +4,8 @@ to sleep within two cycles and they wake after it, without flapping; a stale pri
 Assistant's entities (control mode, demand-response limit, kill switch) are discovered and obeyed, within
 the config's ceiling and only when the config enables them; hostile command payloads are refused; a days-old BTC price over MQTT leaves the network's stale price
 holding the plan; demand-response targets from a utility's feed and Home Assistant's number hold apart (the
-strictest active wins, whatever comes after it) and across a restart."""
+strictest active wins, whatever comes after it) and across a restart; a broker restarted with persistence hands
+back retained commands superseded since, and they change nothing (each change made is in the audit log)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from collector import pipeline
 from collector.mqtt.topics import Topics
 from collector.sinks import home_assistant as discovery
 from simulators.fleet import run_fleet
 from tests.collector.mqtt_support import NETWORK, Publisher, RunningCollector, Subscriber, mqtt_config, unique
+from tests.servers.mosquitto import MosquittoBroker
 from tests.support import DATA
 
 FLEET = "a1246:2,a1566:2"  # the A1246s break even at ~0.040 $/kWh, the A15s at ~0.081
@@ -155,7 +158,9 @@ def test_a_days_old_btc_price_over_mqtt_leaves_the_networks_stale_price_holding_
         assert first.network.stale == ["btc_price"] and first.curtailment.stale
         old = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
         publisher.publish(f"prices/{site}/btc", {"usd": 96000, "ts": old})
-        running.next_result(lambda r: r.counters.get("mqtt_accepted", 0) >= 1, timeout=10, what="the old price taken")
+        taken = running.next_result(lambda r: r.counters.get("mqtt_accepted_stale", 0) >= 1, timeout=10,
+                                    what="the old price taken, counted stale on arrival")
+        assert taken.counters["mqtt_accepted"] == 0
         for _ in range(3):  # every cycle after it was taken
             result = running.next_result(timeout=10)
             assert result.network.stale == ["btc_price"] and result.network.btc_price_usd == 95000
@@ -428,3 +433,76 @@ def test_command_topics_are_not_listened_to_unless_the_config_enables_them(mosqu
     finally:
         running.close()
         publisher.close()
+
+
+class PersistentBroker(MosquittoBroker):
+    """Mosquitto that keeps its retained messages across a restart (saved at its clean stop), as a site's does."""
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        store = self.workdir / "store"  # (the broker runs as user mosquitto: a directory it may write)
+        store.mkdir(exist_ok=True)
+        store.chmod(0o777)
+        config = self.config_path.read_text()
+        assert "persistence false" in config
+        self.config_path.write_text(config.replace("persistence false", f"persistence true\npersistence_location {store}/"))
+
+
+@pytest.fixture
+def persistent_broker() -> Iterator[PersistentBroker]:
+    broker = PersistentBroker()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.close()
+
+
+def test_a_broker_restart_hands_back_retained_commands_superseded_since_and_they_change_nothing(persistent_broker, fleet):
+    # Trial O F4: retained kill ON, mode dry_run and a 550 kW target, then a live OFF, `on` and a withdrawal; the
+    # broker restarted (persistence on) handed the retained ones back and each came back in force, unlogged.
+    broker = persistent_broker
+    site = unique("replay")
+    topics = Topics("hashfleet", site)
+    kill, mode, feed = topics.curtailment_set("kill"), topics.curtailment_set("mode"), f"utility/{site}/dr"
+    publisher = Publisher(broker.host, broker.port)
+    running = collector(broker, fleet, site, control={"mode": "on", "allow": ["nobody"], "mqtt_commands": True},
+                        ingest=({"topic": feed, "kind": "dr_target"},))
+    asked = running.bridge.live.curtailment
+    end = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+
+    def state(killed: bool, control_mode: str, targets: int):
+        return lambda r: (r.curtailment is not None and r.curtailment.killed is killed
+                          and r.curtailment.control_mode == control_mode and len(list(asked.dr_targets)) == targets)
+    try:
+        publisher.publish(mode, "dry_run", retain=True)  # what Home Assistant's select and switch send: retained
+        publisher.publish(kill, "ON", retain=True)
+        publisher.publish(feed, {"limit_kw": 550, "end": end}, retain=True)
+        running.next_result(state(True, "dry_run", 1), timeout=10, what="killed, dry_run, 550 kW")
+        publisher.publish(feed, 0)  # live, not retained: a script, a utility's withdrawal
+        publisher.publish(kill, "OFF")
+        publisher.publish(mode, "on")
+        running.next_result(state(False, "on", 0), timeout=10, what="the live commands applied")
+        stats = running.bridge.ingest.stats
+        handled = stats()["accepted_total"] + stats()["dropped_total"]
+        broker.restart()
+        running.next_result(lambda r: stats()["accepted_total"] + stats()["dropped_total"] >= handled + 3, timeout=30,
+                            what="the retained commands handed again after the broker's restart")
+        for _ in range(2):  # the replays handed to the loop before this cycle's plan: nothing came back
+            result = running.next_result(timeout=5)
+            assert state(False, "on", 0)(result), (result.curtailment.killed, result.curtailment.control_mode)
+        assert running.bridge.connection.connects >= 2
+        assert running.bridge.ingest.stats()["dropped"] == {"replayed": 3}
+    finally:
+        running.close()
+        publisher.close()
+    audit = [json.loads(line) for line in
+             (pipeline.commands_path(running.config).parent / "curtailment-actions.jsonl").read_text().splitlines()]
+    commands = [(a["who"], a["action"], a["command"]) for a in audit if a["who"].startswith("MQTT ")]
+    assert commands == [(f"MQTT {mode}", "control_mode", "the config's -> dry_run"),
+                        (f"MQTT {kill}", "kill_switch", "OFF -> ON"),
+                        (f"MQTT {feed}", "dr_target", f"none -> limit 550 kW until {end}"),
+                        (f"MQTT {feed}", "dr_target", f"limit 550 kW until {end} -> none (withdrawn)"),
+                        (f"MQTT {kill}", "kill_switch", "ON -> OFF"),
+                        (f"MQTT {mode}", "control_mode", "dry_run -> on")]
+    assert fleet.commands() == []  # no price: a stale plan, nothing sent

@@ -6,14 +6,16 @@ plan: tests/collector/test_curtailment_mqtt.py."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from collector.bounded_log import BoundedLog
 from collector.sources import curtailment_commands
 from collector.sources.dr_targets import MAX_PER_SOURCE, DrTargets
 from collector.sources.live_inputs import CurtailmentInputs, LiveInputs
-from collector.sources.mqtt_ingest import MqttIngest
+from collector.sources.mqtt_ingest import MAX_SEEN_COMMANDS, MqttIngest
 from models import MqttConfig
 from models.curtailment import DrTarget
 
@@ -112,3 +114,76 @@ def test_a_version_1_commands_file_is_still_read_and_a_bad_target_in_one_is_refu
                      b'"dr_targets": {"prices/dr": [{"limit_kw": 1, "shed_kw": 2, "end": "2026-12-06T13:00:00Z"}]}}')
     with pytest.raises(ValueError):
         curtailment_commands.load(path)
+
+
+KILL, MODE = "hashfleet/tx1/curtailment/kill/set", "hashfleet/tx1/curtailment/mode/set"
+
+
+def commands_ingest(log_every_s: float = 1.0) -> tuple[MqttIngest, LiveInputs]:
+    cfg = MqttConfig.model_validate({"host": "b", "ingest": [{"topic": FEED, "kind": "dr_target"},
+                                                             {"topic": KILL, "kind": "curtailment_kill"},
+                                                             {"topic": MODE, "kind": "curtailment_mode"}]})
+    logger = logging.getLogger("collector.sources.live_inputs")
+    live = LiveInputs(curtailment=CurtailmentInputs(change_log=BoundedLog(logger, every_s=log_every_s)))
+    return MqttIngest(cfg, "tx1", live, clock=lambda: T0), live
+
+
+def test_a_retained_command_handled_before_is_a_replay_and_never_undoes_what_came_after_it():
+    # Trial O F4: a broker restart (persistence on) handed back a retained 550 kW target withdrawn since, a retained
+    # kill ON turned OFF since and an older retained dry_run: each came back in force. Handled before: ignored.
+    mqtt, live = commands_ingest()
+    target = json.dumps({"limit_kw": 550, "end": (T0 + timedelta(hours=1)).isoformat()}).encode()
+    mqtt.handle(MODE, b"dry_run")  # retained by its publisher: the collector, listening, gets it live
+    mqtt.handle(FEED, target)
+    mqtt.handle(KILL, b"ON")
+    mqtt.handle(FEED, b"0")  # live, not retained
+    mqtt.handle(KILL, b"OFF")
+    mqtt.handle(MODE, b"on")
+    for topic, payload in ((FEED, target), (KILL, b"ON"), (MODE, b"dry_run")):  # the reconnect's replays
+        mqtt.handle(topic, payload, retained=True)
+    asked = live.curtailment
+    assert list(asked.dr_targets) == [] and not asked.killed and asked.mode.value == "on"
+    assert mqtt.stats()["dropped"] == {"replayed": 3} and mqtt.counters()["mqtt_refused"] == 3
+    for i in range(MAX_SEEN_COMMANDS + 1):  # garbage on a command topic pushes no command out of memory
+        mqtt.handle(KILL, b"maybe-%d" % i)
+    mqtt.handle(KILL, b"ON", retained=True)
+    assert not asked.killed and mqtt.stats()["dropped"]["replayed"] == 4
+    # First seen retained (at a start), the rules of a first sight hold: more careful only.
+    fresh, live = commands_ingest()
+    fresh.handle(KILL, b"ON", retained=True)
+    fresh.handle(KILL, b"OFF", retained=True)
+    assert live.curtailment.killed and fresh.stats()["dropped"] == {"older": 1}
+
+
+def test_each_change_over_mqtt_is_logged_old_to_new_and_kept_for_the_audit_log(caplog):
+    # Trial O F4: the kill switch OFF and dry_run -> on (writes to miners again) left no log or audit line.
+    mqtt, live = commands_ingest(log_every_s=0)  # (one line per kind a second: the flood bound, tested apart)
+    target = json.dumps({"limit_kw": 550, "end": (T0 + timedelta(hours=1)).isoformat()}).encode()
+    with caplog.at_level("WARNING", logger="collector.sources.live_inputs"):
+        mqtt.handle(KILL, b"ON")
+        mqtt.handle(KILL, b"ON")  # no change: no line
+        mqtt.handle(MODE, b"dry_run")
+        mqtt.handle(FEED, target)
+        mqtt.handle(KILL, b"OFF")
+        mqtt.handle(FEED, b"null")
+    changes, not_kept = live.curtailment.take_changes()
+    assert [(c.topic, c.what, c.old, c.new) for c in changes] == [
+        (KILL, "kill_switch", "OFF", "ON"), (MODE, "control_mode", "the config's", "dry_run"),
+        (FEED, "dr_target", "none", f"limit 550 kW until {(T0 + timedelta(hours=1)).isoformat()}"),
+        (KILL, "kill_switch", "ON", "OFF"),
+        (FEED, "dr_target", f"limit 550 kW until {(T0 + timedelta(hours=1)).isoformat()}", "none (withdrawn)")]
+    assert not_kept == 0 and all(c.ts == T0 for c in changes) and live.curtailment.take_changes() == ([], 0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"curtailment kill switch set over MQTT on {KILL}: ON -> OFF" in lines
+    assert f"curtailment control mode set over MQTT on {MODE}: the config's -> dry_run" in lines
+    assert sum("kill switch" in line for line in lines) == 2
+
+
+def test_a_flood_of_commands_keeps_the_log_and_the_changes_bounded(caplog):
+    mqtt, live = commands_ingest()
+    with caplog.at_level("WARNING", logger="collector.sources.live_inputs"):
+        for i in range(3_000):
+            mqtt.handle(KILL, b"ON" if i % 2 == 0 else b"OFF")
+    changes, not_kept = live.curtailment.take_changes()
+    assert len(changes) == 1_000 and not_kept == 2_000 and not live.curtailment.killed
+    assert len(caplog.records) <= 2  # one line per kind a second

@@ -355,3 +355,19 @@ def test_bounded_log_writes_one_line_per_reason_per_period_with_the_count_held_b
         bounded.warning("a", "bad payload")
     assert [r.getMessage() for r in caplog.records] == [
         "bad payload", "other reason", "bad payload (999 more like this in the last 10 s not logged)"]
+
+
+def test_a_price_stale_on_arrival_is_counted_so_not_with_the_prices_accepted():
+    # Trial O F7: a day-old retained price (not used: the fallback applies) counted `accepted`.
+    cfg = MqttConfig.model_validate({"host": "b", "ingest": [{"topic": "price/power", "kind": "power_price"},
+                                                             {"topic": "price/btc", "kind": "btc_price"}]})
+    live = LiveInputs()
+    ingest = MqttIngest(cfg, "tx1", live, clock=lambda: T0, power_price_max_age_s=300, btc_price_max_age_s=900)
+    day_old = (T0 - timedelta(days=1)).isoformat()
+    ingest.handle("price/power", json.dumps({"usd_per_kwh": 0.01, "ts": day_old}).encode(), retained=True)
+    ingest.handle("price/btc", json.dumps({"usd": 90000, "ts": day_old}).encode(), retained=True)
+    assert ingest.stats()["accepted"] == {"power_price_stale": 1, "btc_price_stale": 1}
+    assert ingest.counters()["mqtt_accepted"] == 0 and ingest.counters()["mqtt_accepted_stale"] == 2
+    ingest.handle("price/power", json.dumps({"usd_per_kwh": 0.02, "ts": (T0 - timedelta(seconds=299)).isoformat()}).encode())
+    assert ingest.stats()["accepted"] == {"power_price_stale": 1, "btc_price_stale": 1, "power_price": 1}
+    assert live.power_price.usd_per_kwh == 0.02 and ingest.counters()["mqtt_accepted"] == 1
