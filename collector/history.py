@@ -20,6 +20,9 @@ of a single cycle, which has no step to take the typical one from, for the colle
 The site's totals are over the miners its cost counted: a miner's cycle that its own cost point marks
 `incomplete` (a hashrate or power reading missing or refused: docs/cost.md) is left out of the site's
 hashrate, power and kWh as it is out of its BTC and money, and counted in the miner's `left_out_pct`.
+A miner's cycle costed on a nameplate estimate of its draw (`estimated_power_w` on its cost point:
+economics.estimate_missing_power) counts that draw in the site's power and kWh, as its cost did, and is
+counted in the miner's `estimated_pct` and the report's `cycles_estimated`.
 
 The spool's files are input like any other: a value this summary reads that is not a finite number
 within what one miner can report (models.hardware, models.sample) or a plausible amount
@@ -59,6 +62,7 @@ class MinerSummary:
     efficiency_j_th: float | None = None
     temp_chip_max_c: float | None = None
     left_out_pct: float = 0.0  # of its cycles, left out of the site's figures (a reading missing or refused)
+    estimated_pct: float = 0.0  # of its cycles, costed on a nameplate estimate of its draw (no power reading)
 
 
 @dataclass
@@ -81,6 +85,7 @@ class Report:
     cash_cost_per_btc: float | None = None
     all_in_cost_per_btc: float | None = None
     cycles_incomplete: int = 0  # cycles whose site figures left a miner out (its left_out_pct says which)
+    cycles_estimated: int = 0  # cycles whose site figures count a miner's estimated draw (its estimated_pct)
     skipped_values: int = 0  # not finite or implausible in the history: left out of every figure
 
     def as_dict(self) -> dict:
@@ -104,6 +109,7 @@ _MINER_BOUNDS = {"hashrate_ths": (0.0, MAX_UNIT_THS), "power_w": (0.0, MAX_UNIT_
 _COST_FIELDS = ("energy_usd_day", "demand_usd_day", "opex_usd_day", "curtailment_credit_usd_day",
                 "depreciation_usd_day", "energy_kwh_day", "btc_per_day_net", "revenue_usd_day")
 _COST_BOUNDS = {name: (-MAX_AMOUNT, MAX_AMOUNT) for name in _COST_FIELDS}
+_ESTIMATE_BOUNDS = {"estimated_power_w": (0.0, MAX_UNIT_W)}  # a miner cost point's estimated draw
 
 
 def _checked(fields: dict, bounds: dict[str, tuple[float, float]]) -> tuple[dict, int]:
@@ -122,6 +128,7 @@ class _MinerSums:
     up: int = 0
     mining: int = 0
     left_out: int = 0
+    estimated: int = 0
     hashrates: int = 0  # cycles with a hashrate reading, and their sum
     hashrate_sum: float = 0.0
     powers: int = 0
@@ -145,21 +152,28 @@ class PeriodSummary:
         self.cost_times = array("q")  # the site's cost points (normally one a second), as summed
         self.cost = {name: array("d") for name in _COST_FIELDS}
         self.cycles_incomplete = 0
+        self.cycles_estimated = 0
         self.skipped = 0
 
     def add_second(self, time: int, points: Iterable[Line]) -> None:
         """The site's points of second `time`: its miner points and its miner and site cost points (one
         per series: duplicates already resolved)."""
-        miners, site_costs, left_out = [], [], set()
+        miners, site_costs, left_out, estimated = [], [], set(), {}
         for p in points:
             if p.measurement == schema.MINER.name:
                 miners.append(p)
             elif p.tags.get("scope") == "site":
                 site_costs.append(p)
-            elif p.tags.get("scope") == "miner" and p.fields.get("incomplete"):
-                left_out.add(p.tags.get("miner", "?"))
+            elif p.tags.get("scope") == "miner":
+                if p.fields.get("incomplete"):
+                    left_out.add(p.tags.get("miner", "?"))
+                elif "estimated_power_w" in p.fields:
+                    fields, skipped = _checked(p.fields, _ESTIMATE_BOUNDS)
+                    self.skipped += skipped
+                    if "estimated_power_w" in fields:
+                        estimated[p.tags.get("miner", "?")] = float(fields["estimated_power_w"])
         if miners:
-            self._add_miners(time, miners, left_out)
+            self._add_miners(time, miners, left_out, estimated)
         for p in site_costs:
             fields, skipped = _checked(p.fields, _COST_BOUNDS)
             self.skipped += skipped
@@ -167,8 +181,10 @@ class PeriodSummary:
             for name, values in self.cost.items():
                 values.append(float(fields.get(name, 0.0)))
             self.cycles_incomplete += bool(fields.get("incomplete"))
+            estimates = p.fields.get("miners_estimated")
+            self.cycles_estimated += isinstance(estimates, (int, float)) and estimates > 0  # (NaN is not)
 
-    def _add_miners(self, time: int, points: list[Line], left_out: set[str]) -> None:
+    def _add_miners(self, time: int, points: list[Line], left_out: set[str], estimated: dict[str, float]) -> None:
         counted_power = 0.0
         for p in points:
             fields, skipped = _checked(p.fields, _MINER_BOUNDS)
@@ -192,9 +208,13 @@ class PeriodSummary:
                 sums.model, sums.model_time = model, time
             if miner in left_out:
                 sums.left_out += 1
+                continue
+            if miner in estimated and "power_w" not in fields:  # (its cost had no reading: it estimated)
+                sums.estimated += 1
+                counted_power += estimated[miner]
             else:
                 counted_power += float(fields.get("power_w", 0.0))
-                self.counted_hashrate += float(fields.get("hashrate_ths", 0.0))
+            self.counted_hashrate += float(fields.get("hashrate_ths", 0.0))
         self.times.append(time)
         self.counted_power.append(counted_power)
 
@@ -211,7 +231,8 @@ class PeriodSummary:
                 miner=miner, model=s.model, cycles=s.cycles, up_pct=100 * s.up / s.cycles,
                 mining_pct=100 * s.mining / s.cycles, hashrate_avg_ths=hashrate, power_avg_w=power,
                 efficiency_j_th=power / hashrate if power is not None and hashrate else None,
-                temp_chip_max_c=s.temp_max, left_out_pct=100 * s.left_out / s.cycles))
+                temp_chip_max_c=s.temp_max, left_out_pct=100 * s.left_out / s.cycles,
+                estimated_pct=100 * s.estimated / s.cycles))
         if cycles:
             times, powers = _in_time_order(self.times, self.counted_power)
             report.power_avg_w = sum(powers) / cycles
@@ -235,6 +256,7 @@ class PeriodSummary:
             report.btc = integrate("btc_per_day_net")
             report.revenue_usd = integrate("revenue_usd_day")
             report.cycles_incomplete = self.cycles_incomplete
+            report.cycles_estimated = self.cycles_estimated
             if report.btc:
                 report.energy_cost_per_btc = report.energy_usd / report.btc
                 report.cash_cost_per_btc = report.cash_usd / report.btc
@@ -251,7 +273,7 @@ def _in_time_order(times: Sequence[int], *columns: Sequence[float]) -> list[Sequ
 
 
 _USED = (schema.MINER.name, schema.COST.name)  # the measurements the summary reads: no other line is parsed
-_READ = {*_MINER_BOUNDS, "state", *_COST_FIELDS, "incomplete"}  # their fields it reads: no other is kept
+_READ = {*_MINER_BOUNDS, "state", *_COST_FIELDS, "incomplete", *_ESTIMATE_BOUNDS, "miners_estimated"}  # their fields it reads: no other is kept
 
 
 class _OpenSeconds:

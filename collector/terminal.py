@@ -114,6 +114,16 @@ def left_out_note(site: CostSample) -> str | None:
     return f"incomplete: {n} miner{'s' if n > 1 else ''} left out ({what}): not in cost, BTC or J/TH"
 
 
+def estimated_note(site: CostSample) -> str | None:
+    """How many of the site's miners are costed on a nameplate draw, not a reading (economics.
+    estimate_missing_power), in one line of at most 80 columns; None when none is."""
+    n = site.miners_estimated
+    if not n:
+        return None
+    return (f"estimated: {n} miner{'s' if n > 1 else ''} costed at nameplate W "
+            f"({site.estimated_power_w / 1000:,.1f} of {site.power_w / 1000:,.1f} kW), not read")
+
+
 def _usd(value: float | None) -> str:
     if value is None:
         return "-"
@@ -122,7 +132,7 @@ def _usd(value: float | None) -> str:
 
 def cost_summary(site: CostSample, network: NetworkState, *, compact: bool = False) -> RenderableType:
     """The site's cost per BTC, the number the product exists for, next to what a BTC sells for, and the
-    miners it leaves out (`left_out_note`). Compact: the costs, the profit, the margin and the break-even
+    miners it leaves out (`left_out_note`) or costs on an estimate (`estimated_note`). Compact: the costs, the profit, the margin and the break-even
     only, with no blank edge lines (80x24 holds the note too)."""
     table = Table(title=f"cost per BTC · BTC ${network.btc_price_usd:,.0f}"
                         f"{' (stale: ' + ', '.join(network.stale) + ')' if network.stale else ''}",
@@ -141,8 +151,8 @@ def cost_summary(site: CostSample, network: NetworkState, *, compact: bool = Fal
     for name in names:
         table.add_column(name, justify="right", no_wrap=compact)
     table.add_row(*(cells[name] for name in names))
-    note = left_out_note(site)
-    return table if note is None else Group(table, Text(note, style="bold yellow"))
+    notes = [Text(note, style="bold yellow") for note in (left_out_note(site), estimated_note(site)) if note]
+    return Group(table, *notes) if notes else table
 
 
 def plain_console(**kwargs) -> Console:
@@ -175,10 +185,12 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
 def history_line(report: Report) -> str:
     up = [m.up_pct for m in report.miners]
     left_out = sum(1 for m in report.miners if m.left_out_pct)
+    estimated = sum(1 for m in report.miners if m.estimated_pct)
     return (f"last hour (local history, {report.cycles} cycles): up {sum(up) / len(up) if up else 0:.1f}% · "
             f"{_fmt(report.facility_energy_kwh, 2)} kWh · cash {_usd(report.cash_usd)} · "
             f"{'-' if report.btc is None else f'{report.btc:.8f}'} BTC · cash {_usd(report.cash_cost_per_btc)}/BTC"
-            + (f" · incomplete: {left_out} miner{'s' if left_out > 1 else ''} left out" if left_out else ""))
+            + (f" · incomplete: {left_out} miner{'s' if left_out > 1 else ''} left out" if left_out else "")
+            + (f" · {estimated} miner{'s' if estimated > 1 else ''} on estimated W" if estimated else ""))
 
 
 def _figures_table(title: str, figures: list[tuple[str, str]], console: Console) -> Table:
@@ -248,6 +260,13 @@ def print_report(report) -> None:
             "cost (a hashrate or power reading missing or refused): "
             + ", ".join(f"{m.miner} ({m.left_out_pct:.0f}% of its cycles"
                         f"{', no power reading' if m.power_avg_w is None else ''})" for m in left_out),
+            style="bold yellow"))
+    estimated = [m for m in report.miners if m.estimated_pct]
+    if estimated:
+        console.print(Text(
+            f"estimated in {report.cycles_estimated} of {report.cycles} cycles: counted at their model's nameplate "
+            "draw scaled by hashrate (no power reading; economics.estimate_missing_power), not a reading: "
+            + ", ".join(f"{m.miner} ({m.estimated_pct:.0f}% of its cycles)" for m in estimated),
             style="bold yellow"))
     if report.skipped_values:
         console.print(f"{report.skipped_values} value(s) in the history were not finite or out of range: skipped")

@@ -169,6 +169,16 @@ class SiteEconomics(Settings):
     capex_by_miner: dict[str, Capex] = Field(default_factory=dict, max_length=100_000,
                                              description="keyed by MinerSample.miner; wins over model")
     curtailment_credit_usd_mwh: float = Field(default=0, ge=0, description="paid per MWh not drawn by soft-off miners")
+    estimate_missing_power: Literal["nameplate"] | None = Field(
+        default=None, description="nameplate: a hashing miner that reports no power is costed at its model's "
+                                  "nameplate draw, scaled by its hashrate (marked miners_estimated) instead of left "
+                                  "out; off (the default): left out (docs/cost.md)")
+
+    @field_validator("estimate_missing_power", mode="before")
+    @classmethod
+    def _off_is_none(cls, value: object) -> object:
+        # YAML reads a bare `off` (or `no`, `false`) as False: the documented default either way.
+        return None if value is False or value == "off" else value
 
     @field_validator("timezone")
     @classmethod
@@ -307,6 +317,9 @@ class CostSample(_Strict):
     miners_mining: int = Field(ge=0)
     miners_left_out: int = Field(ge=0, description="miners without a usable hashrate or power reading: "
                                                    "in no figure but the fixed costs (missing_inputs)")
+    miners_estimated: int = Field(default=0, ge=0, description="miners costed on a nameplate estimate of their draw "
+                                                               "(economics.estimate_missing_power), not a reading")
+    estimated_power_w: float = Field(default=0.0, description="the part of power_w that is those estimates")
     hashrate_ths: float
     power_w: float = Field(description="reported miner draw")
     facility_power_w: float = Field(description="miner draw with PUE or its share of overhead")

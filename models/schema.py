@@ -57,7 +57,8 @@ MINER_BOARD = Measurement("miner_board", ("site", "miner", "board"), {
 # `collector_shard` (not `shard`: an InfluxQL keyword) keeps the roll-ups of a site's shards apart;
 # per-miner points carry the miner's `model` too (one model per miner: no more series), so cost per BTC
 # by model is one query. `incomplete` (0/1) marks a miner left out for a missing or refused reading, and a
-# site or fleet with one; `miners_left_out` (site, fleet) counts them (docs/cost.md).
+# site or fleet with one; `miners_left_out` (site, fleet) counts them (docs/cost.md). `estimated_power_w` on a
+# miner point: its draw is a nameplate estimate (economics.estimate_missing_power); `miners_estimated` counts them.
 # Realized cost per BTC (site scope, every cycle): the last UTC day every pool has closed and credited, its
 # spend over the BTC the pools credited, beside the same day's spend over the BTC expected from reported hashrate.
 REALIZED_COST_FIELDS = (

@@ -94,14 +94,15 @@ def collector_point(
 
 
 MINER_COST = Shape(schema.COST.name, ("site", "scope", "miner", "model"), {
-    **dict.fromkeys(schema.MINER_COST_FIELDS, float), "stale": float, "incomplete": float, "power_meter_gap_w": float})
+    **dict.fromkeys(schema.MINER_COST_FIELDS, float), "stale": float, "incomplete": float, "power_meter_gap_w": float,
+    "estimated_power_w": float})
 _MINER_COST_READINGS = operator.attrgetter(*schema.MINER_COST_FIELDS)
 
 
 def miner_cost_point(cost: CostSample, ts: int, meter_gap_w: float | None = None, model: str | None = None) -> str:
     return MINER_COST.line((cost.site, cost.scope.value, cost.miner, model), (
         *_MINER_COST_READINGS(cost), 1.0 if cost.stale_inputs else 0.0, 1.0 if cost.missing_inputs else 0.0,
-        meter_gap_w), ts)
+        meter_gap_w, cost.estimated_power_w if cost.miners_estimated else None), ts)
 
 
 def rollup_cost_point(cost: CostSample, ts: datetime, shard: str | None = None) -> str:

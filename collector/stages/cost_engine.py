@@ -31,6 +31,7 @@ from models.economics import (
     TouTariff,
 )
 from models.base import is_fresh
+from models.hardware import POWER_FACTOR, nameplate
 from models.sample import MinerSample, MinerState
 
 SECONDS_PER_DAY = 86_400
@@ -168,6 +169,7 @@ class MinerFlows:
     depreciation_usd_month: float
     fixed_share: float
     missing: tuple[str, ...]
+    estimated: bool = False  # power_w is a nameplate estimate (`nameplate_draw_w`), not a reading
 
 
 _HASHING_STATES = (MinerState.MINING, MinerState.ERROR)  # error: answered with a fault, may still hash
@@ -175,6 +177,7 @@ _HASHING_STATES = (MinerState.MINING, MinerState.ERROR)  # error: answered with 
 # model) has no usable reading: its other one is not trusted either, and it counts as incomplete.
 _COST_READINGS = frozenset({"hashrate_ths", "power_w"})
 _BOTH_READINGS = ("hashrate_ths", "power_w")
+_NO_POWER = ("power_w",)
 
 
 def counted_readings(sample: MinerSample) -> tuple[float, float, tuple[str, ...]]:
@@ -190,10 +193,25 @@ def counted_readings(sample: MinerSample) -> tuple[float, float, tuple[str, ...]
             return hashrate, power, ()
         if hashrate is None:
             return 0.0, 0.0, ("hashrate_ths",) if power is not None else _BOTH_READINGS
-        return 0.0, 0.0, ("power_w",)
+        return 0.0, 0.0, _NO_POWER
     if state is MinerState.OFFLINE:
         return 0.0, power or 0.0, ()  # silence is expected: it mines nothing and draws what it reports, if anything
-    return (0.0, power, ()) if power is not None else (0.0, 0.0, ("power_w",))
+    return (0.0, power, ()) if power is not None else (0.0, 0.0, _NO_POWER)
+
+
+def nameplate_draw_w(sample: MinerSample) -> float | None:
+    """What a hashing miner that reports no power draws, estimated from its model's nameplate (docs/cost.md
+    "Estimating a missing draw"); None where its nameplate lacks either figure or is a chain's module
+    (a chain is many modules) or it hashes nothing. Linear in hashrate at the nameplate's J/TH: the hash
+    boards draw most of the power and scale with the hashing they do (a dead board of three takes about
+    a third of the draw with it); capped at POWER_FACTOR x the nameplate watts, the most a power reading
+    of that model may say before the source refuses it, so a hashrate near its own 3x ceiling cannot make
+    a draw no reading would be allowed."""
+    plate = nameplate(sample.model)  # (cached per model string)
+    hashrate = sample.hashrate_ths
+    if plate is None or plate.module or not plate.hashrate_ths or not plate.power_w or not hashrate or hashrate < 0:
+        return None
+    return min(plate.power_w * hashrate / plate.hashrate_ths, POWER_FACTOR * plate.power_w)
 
 
 def miner_flows(
@@ -201,8 +219,15 @@ def miner_flows(
 ) -> MinerFlows:
     """Hashrate, power and expected BTC of one miner. Off, idle and offline miners mine nothing,
     but what power they report still costs; a miner missing a reading (`counted_readings`) counts
-    with neither hashrate nor power, flagged: only its fixed costs remain."""
+    with neither hashrate nor power, flagged: only its fixed costs remain; unless the site opted in to
+    `estimate_missing_power` and it hashes with no power reported (none refused) and its model has a
+    nameplate: then it counts with its nameplate draw, flagged `estimated`."""
     hashrate, power, missing = counted_readings(sample)
+    estimated = False
+    if missing is _NO_POWER and economics.estimate_missing_power and sample.state in _HASHING_STATES:
+        estimate = nameplate_draw_w(sample)
+        if estimate is not None:
+            hashrate, power, missing, estimated = sample.hashrate_ths, estimate, (), True
     pue = economics.pue or 1.0
     if economics.overhead_w is not None:
         facility = power + economics.overhead_w * fixed_share
@@ -224,6 +249,7 @@ def miner_flows(
         depreciation_usd_month=depreciation_usd_month(capex_for(sample, economics), local_day),
         fixed_share=fixed_share,
         missing=missing,
+        estimated=estimated,
     )
 
 
@@ -231,7 +257,7 @@ def miner_flows(
 
 # Fields that add up across miners, sites and the fleet; every other number is derived from them.
 _ADDITIVE_RATES = (
-    "miners", "miners_mining", "miners_left_out", "hashrate_ths", "power_w", "facility_power_w", "btc_per_day",
+    "miners", "miners_mining", "miners_left_out", "miners_estimated", "estimated_power_w", "hashrate_ths", "power_w", "facility_power_w", "btc_per_day",
     "btc_per_day_net", "energy_kwh_day", "energy_usd_day", "demand_usd_day", "curtailment_credit_usd_day",
     "opex_usd_day", "depreciation_usd_day", "revenue_usd_day",
 )
@@ -320,6 +346,8 @@ def _rate_sums(
         "miners": miners,
         "miners_mining": int(flows.mining),
         "miners_left_out": int(bool(flows.missing)),
+        "miners_estimated": int(flows.estimated),
+        "estimated_power_w": flows.power_w if flows.estimated else 0.0,
         "hashrate_ths": flows.hashrate_ths,
         "power_w": flows.power_w,
         "facility_power_w": flows.facility_w,
