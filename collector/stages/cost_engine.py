@@ -257,8 +257,8 @@ def miner_flows(
 
 # Fields that add up across miners, sites and the fleet; every other number is derived from them.
 _ADDITIVE_RATES = (
-    "miners", "miners_mining", "miners_left_out", "miners_estimated", "estimated_power_w", "hashrate_ths", "power_w", "facility_power_w", "btc_per_day",
-    "btc_per_day_net", "energy_kwh_day", "energy_usd_day", "demand_usd_day", "curtailment_credit_usd_day",
+    "miners", "miners_mining", "miners_left_out", "miners_estimated", "estimated_power_w", "hashrate_ths", "power_w",
+    "facility_power_w", "btc_per_day", "btc_per_day_net", "energy_kwh_day", "energy_usd_day", "demand_usd_day", "curtailment_credit_usd_day",
     "opex_usd_day", "depreciation_usd_day", "revenue_usd_day",
 )
 _ADDITIVE_TOTALS = (
