@@ -360,6 +360,17 @@ THERMAL_LIMITS: dict[str, ThermalLimits] = {
                                                  "target"),
     "Bitaxe Gamma": ThermalLimits(75.0, None, "ESP-Miner (skot/ESP-Miner) power management: THROTTLE_TEMP 75 C, "
                                               "where the firmware starts cutting frequency"),
+    # MicroBT: the intake range of its air-cooled units; no citable chip temperature its firmware protects at
+    # was found (codes 350-352, "SMn temperature protecting", name no figure): chips are judged by peers.
+    # M60, M60S+, M60S++, M70S: no intake range found.
+    **dict.fromkeys((f"Whatsminer {m}" for m in ("M30S", "M30S+", "M30S++", "M50", "M50S", "M50S+")), ThermalLimits(
+        None, 35.0, "MicroBT after-sales page (microbt-whatsminer.com/repair_process): required ambient -5 to 35 C "
+                    "for the air-cooled M2x/M3x/M5x series, 1 C less per 300 m above 2,000 m")),
+    **dict.fromkeys(("Whatsminer M50S++", "Whatsminer M60S"), ThermalLimits(
+        None, 35.0, _MANUAL + ": operating temperature -5 to +35 C")),
+    # Bitmain (S19j Pro, S21): no maker's intake range or chip protection temperature was found in a citable
+    # source, and neither stock firmware nor Braiins OS+ reports intake air (their "inlet" sensors are on the
+    # hash board): peers only. Hydro and immersion Whatsminers are rated by water, not air: none here.
 }
 
 
