@@ -158,11 +158,16 @@ def build() -> model.Dashboard:
                                [query(BREAKEVEN_NOW, alias="$tag_site")],
                                "suffix: $/kWh", width=3, decimals=3,
                                description="The power price at which energy cost equals revenue."))
-        .with_panel(stat_panel("Miners left out", [query(_latest({"left out": "miners_left_out"}), alias="$tag_site")],
+        .with_panel(stat_panel("Miners left out, estimated",
+                               [query(_latest({"left out": "miners_left_out"}), alias="$tag_site left out"),
+                                query(_latest({"estimated": "miners_estimated"}), "B", alias="$tag_site estimated")],
                                "none", width=3, decimals=0, steps=LEFT_OUT_STEPS,
-                               description="Miners without a usable hashrate or power reading (an AUC chain reports "
-                                           "no power): left out of every figure here, their BTC as well as their "
-                                           "draw. An outlet meter over MQTT brings them back (docs/cost.md)."))
+                               description="Left out: miners without a usable hashrate or power reading (an AUC chain "
+                                           "reports no power), out of every figure here, their BTC as well as their "
+                                           "draw; an outlet meter over MQTT brings them back. Estimated: miners that "
+                                           "report no power (stock Antminers) costed at their model's nameplate draw "
+                                           "(economics.estimate_missing_power: nameplate), in every figure on an "
+                                           "estimate, not a reading (docs/cost.md)."))
         .with_panel(timeseries_panel(
             "Cost per BTC vs BTC price",
             [query(shards.cost_per_btc(SITE_COST, COST_NOW, bucketed=True), alias="$tag_site $col"),
