@@ -225,10 +225,17 @@ CODE_DRILLS = {
 def other_makes_drilled(tmp_path_factory):
     """Those makes read N cycles with the codes set. The readers read these lists at identification and
     then at most a minute old (wall time), so the codes are set before the collector first reads them."""
+    yield from _drilled(tmp_path_factory, OTHER_MAKES, "127.48.2.1", 13,
+                        {index: {"error_code": code} for index, code, _, _ in CODE_DRILLS.values()})
+
+
+def _drilled(tmp_path_factory, makes: str, base: str, seed: int, faults: dict[int, dict]):
+    """`makes` simulated with `faults` (miner index -> set_faults arguments) set before the collector's first
+    read, read N cycles: the fleet, what the sink captured, and each miner's id by index."""
     clock = ManualClock()
-    with run_fleet(OTHER_MAKES, base="127.48.2.1", seed=13, clock=clock) as fleet:
-        for index, code, _, _ in CODE_DRILLS.values():
-            fleet[index].set_faults(error_code=code)
+    with run_fleet(makes, base=base, seed=seed, clock=clock) as fleet:
+        for index, switches in faults.items():
+            fleet[index].set_faults(**switches)
         captured = Captured()
         built = pipeline.build(_config(fleet.addresses, tmp_path_factory.mktemp("spool"), timeout_s=5.0),
                                sinks=[captured])
@@ -272,23 +279,7 @@ HW_PCT = 20.0
 
 @pytest.fixture(scope="module")
 def hw_drilled(tmp_path_factory):
-    clock = ManualClock()
-    with run_fleet(HW_MAKES, base="127.48.7.1", seed=17, clock=clock) as fleet:
-        for index in HW_FAULTY:
-            fleet[index].set_faults(hw_errors=HW_PCT)
-        captured = Captured()
-        built = pipeline.build(_config(fleet.addresses, tmp_path_factory.mktemp("spool"), timeout_s=5.0),
-                               sinks=[captured])
-
-        async def cycles():
-            await built.start()
-            try:
-                await _run(built, N, clock, captured)
-            finally:
-                await built.stop()
-
-        asyncio.run(cycles())
-        yield fleet, captured, {i: _id(m) for i, m in enumerate(fleet)}
+    yield from _drilled(tmp_path_factory, HW_MAKES, "127.48.7.1", 17, {index: {"hw_errors": HW_PCT} for index in HW_FAULTY})
 
 
 def _last_sample(captured: Captured, miner: str):
