@@ -323,7 +323,9 @@ class PoolEngine:
         """Integrate every worker up to the clock's now; returns now."""
         with self._lock:
             now = self.clock()
-            if now - self._last_t < MIN_ADVANCE_S:
+            # (the first question after the start integrates whatever has passed: a worker hashing since the
+            # start shows a rate at once, as it did before the step)
+            if now <= self._last_t or (now - self._last_t < MIN_ADVANCE_S and self._last_t > self.started_at):
                 return self._last_t
             t0 = self._last_t
             rates = {name: self._reported_rate(worker, t0, now) for name, worker in self.workers.items()}
