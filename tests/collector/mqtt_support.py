@@ -69,8 +69,12 @@ class Subscriber:
 
     def wait_json(self, topic: str, predicate: Callable[[Any], bool] = lambda data: True,
                   timeout: float = WAIT) -> Any:
-        message = self.wait_for(lambda m: m.topic == topic and bool(m.payload) and predicate(json.loads(m.payload)),
-                                timeout, what=f"a message on {topic}")
+        try:
+            message = self.wait_for(lambda m: m.topic == topic and bool(m.payload) and predicate(json.loads(m.payload)),
+                                    timeout, what=f"a message on {topic}")
+        except AssertionError as e:
+            last = [m.payload for m in self.seen if m.topic == topic][-1:]
+            raise AssertionError(f"{e}; the last on that topic: {last[0][:400]!r}" if last else str(e)) from None
         return json.loads(message.payload)
 
     def close(self) -> None:

@@ -85,9 +85,12 @@ class FloodedCollector:
         self.reader.wait_for(lambda m: m.topic == self.topics.status and m.payload == b"online", timeout=30,
                              what=f"status online (collector log: {self.log})")
         publisher = Publisher(self.mosquitto.host, self.mosquitto.port)
-        try:  # retained: the collector gets them whenever its subscription is made
-            publisher.publish_many([(self.telemetry.replace("+", f"m{i}"), TELEMETRY) for i in range(MINERS)],
-                                   retain=True)
+        # Retained, so the collector gets them whenever its subscription is made, and dated: `online` comes before
+        # the subscription, and a retained reading without a ts is dropped (its age unknown), so undated ones
+        # published in between were lost (the miners never reached MINERS in one CI run).
+        dated = {**TELEMETRY, "ts": datetime.now(timezone.utc).isoformat()}
+        try:
+            publisher.publish_many([(self.telemetry.replace("+", f"m{i}"), dated) for i in range(MINERS)], retain=True)
         finally:
             publisher.close()
         self.reader.wait_json(self.topics.site_state, lambda data: data["miners"] == MINERS, timeout=30)
