@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import subprocess
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from simulators.fleet import run_fleet
 from simulators.mqtt_meter import MqttPowerMeter, format_mac
 from tests.collector.sources.tampering_proxy import TamperingProxy, rewrite
 from tests.collector.stages.health_support import Captured
-from tests.support import HASHFLEET
+from tests.support import HASHFLEET, until
 
 SITE = "est"
 STOCK = "s19jpro:2,s21:1"  # each on its own address: the web UI is on port 80
@@ -198,10 +197,8 @@ def test_an_outlet_meter_wins_over_the_estimate(stock, mosquitto, tmp_path):
         await built.start()
         try:
             meter.publish_once()
-            deadline = time.monotonic() + 10
-            while not all(i in live.metered_w for i in ids):  # the ingest applies readings on the loop's thread
-                assert time.monotonic() < deadline, "meter readings did not arrive"
-                await asyncio.sleep(0.02)
+            # the ingest applies readings on the loop's thread
+            await until(lambda: all(i in live.metered_w for i in ids), 10, "the meter's readings")
             await built.run_cycles(cycles=1)
         finally:
             await built.stop()
