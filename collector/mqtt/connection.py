@@ -2,7 +2,7 @@
 
 - username/password, TLS (CA, client certificate), client id, MQTT v5 or 3.1.1;
 - last will: `<prefix>/<site>/status` = `offline`, retained; `online` is published (retained) on
-  every connect, and `offline` on a clean close;
+  every connect, after the subscriptions (so `online` means listening), and `offline` on a clean close;
 - paho's network thread (`loop_start`) reconnects with exponential backoff from 1 s up to
   `reconnect_max_s`; on every connect the subscriptions are made again and every retained message
   sent so far is published again (a broker restarted without persistence has forgotten them);
@@ -331,9 +331,11 @@ class MqttConnection:
             else:
                 self._log.error("refused", "%s; retrying with backoff", describe_refusal(self.address, reason_code))
         else:
-            client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+            # Subscribed first: the broker handles one client's packets in order, so whoever sees `online` may
+            # publish a command at once (not retained) and it is heard.
             if self._subscriptions:
                 client.subscribe(self._subscriptions)
+            client.publish(self.status_topic, ONLINE, qos=1, retain=True)
             again = self._republish_retained()
             log.info("%s MQTT broker %s as %s%s", "reconnected to" if self.connects else "connected to",
                      self.address, self.client_id, f"; {again} retained message(s) published again" if again else "")

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -31,7 +32,7 @@ from tests.collector.mqtt_support import (
     unique,
 )
 
-from collector.mqtt.connection import MqttConnectError
+from collector.mqtt.connection import MqttConnectError, MqttConnection
 from collector.pipeline import MqttBridge
 
 from collector.sinks import home_assistant as discovery
@@ -57,6 +58,38 @@ def test_refused_credentials_give_a_clear_error_naming_the_broker(mosquitto, pro
     assert f"MQTT broker {mosquitto.host}:{mosquitto.auth_port} refused the connection: Not authorized" in message
     assert "MQTT_PASSWORD" in message and BAD_PASSWORD not in message
     assert not bridge.connection.connected and bridge.connection.connects == 0
+
+
+def test_online_is_published_once_subscribed_so_a_command_sent_on_seeing_it_is_heard(mosquitto):
+    # A script that waits for `online` and then publishes a command, not retained, must be heard: the broker
+    # handles one client's packets in order, so the SUBSCRIBE must reach it before the `online`.
+    site = unique("listening")
+    topics = Topics("hashfleet", site)
+    command = f"hashfleet/{site}/cmd"
+    heard: queue.Queue[bytes] = queue.Queue()
+    client_id = unique("listening")
+    log_from = mosquitto.log_path.stat().st_size
+    status = Subscriber(mosquitto.host, mosquitto.port, [topics.status])
+    connection = MqttConnection(MqttConfig(host=mosquitto.host, port=mosquitto.port), client_id=client_id,
+                                status_topic=topics.status, subscriptions=[(command, 1)],
+                                on_message=lambda topic, payload, retained: heard.put(payload))
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    try:
+        connection.start()
+        status.wait_for(lambda m: m.topic == topics.status and m.payload == b"online", what="online")
+        publisher.publish(command, "ON")
+        assert heard.get(timeout=10) == b"ON"
+    finally:
+        publisher.close()
+        connection.close()
+        status.close()
+    with mosquitto.log_path.open("rb") as log:
+        log.seek(log_from)
+        lines = log.read().decode(errors="replace").splitlines()
+    subscribed = next(i for i, line in enumerate(lines) if f"Received SUBSCRIBE from {client_id}" in line)
+    online = next(i for i, line in enumerate(lines)
+                  if f"Received PUBLISH from {client_id}" in line and f"'{topics.status}'" in line)
+    assert subscribed < online, lines[min(subscribed, online):max(subscribed, online) + 1]
 
 
 def test_an_unreachable_broker_at_start_is_not_waited_for_and_is_joined_when_it_comes(mosquitto):
