@@ -28,8 +28,9 @@ server dripping a byte a second costs its own timeout and, with the cap, a bound
 A fast endless answer ends at the cap even when a cancellation is lost (Python 3.11's wait_for can lose
 one when the read it cancels has just completed, and pyasic's detection then reads on).
 
-Not covered (no httpx client of pyasic's settings): pyasic's gRPC (Braiins OS+ on 50051, its own
-HTTP/2 stack), its CGMiner RPC on 4028 (plain sockets: collector/sources/pyasic_rpc.py bounds those), and
+Not covered (no httpx client of pyasic's settings): pyasic's gRPC (Braiins OS+ on 50051, grpclib's own
+HTTP/2 stack: collector/sources/pyasic_grpc.py bounds its messages), its CGMiner RPC on 4028 (plain
+sockets: collector/sources/pyasic_rpc.py bounds those), and
 the Whatsminer `open_api` helper's client to wmt.pyasic.org, which hashfleet never calls.
 """
 

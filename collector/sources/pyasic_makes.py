@@ -7,7 +7,8 @@ into MinerSample (its error list also as fault codes, as the native readers repo
 them). pyasic's own `limit` does not bound concurrency (DESIGN.md section 5); the
 caller bounds it. pyasic's HTTP is bounded in size and kept on the miner's own
 address by collector/sources/pyasic_http.py, its RPC and detection sockets in size and life by
-collector/sources/pyasic_rpc.py; an answer either refused is the sample's reason.
+collector/sources/pyasic_rpc.py, its gRPC messages (BOS+) in size by collector/sources/pyasic_grpc.py;
+an answer any of them refused is the sample's reason.
 
 Every call into pyasic goes through `within`, not asyncio.wait_for: pyasic can lose a cancel (its
 detection's `concurrent_get_first_result`, and Python 3.11's wait_for when the read it cancels has just
@@ -25,7 +26,7 @@ from datetime import datetime
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from collector.sources import plausibility, pyasic_http, pyasic_rpc, reply_values, whatsminer
+from collector.sources import plausibility, pyasic_grpc, pyasic_http, pyasic_rpc, reply_values, whatsminer
 from collector.sources.reply_values import board_named, code
 from models import BoardSample, FaultCode, MinerSample, MinerState, PoolInfo, SampleSource
 from models.base import printable
@@ -59,7 +60,8 @@ def _import_pyasic():
     The warnings its import raises (asyncssh's) are shown once the level is back, where the command
     sends them (the log at DEBUG: collector/commands/__init__.py). Every HTTP exchange pyasic makes
     from then on goes through collector/sources/pyasic_http.py (size caps, no redirect elsewhere), every
-    RPC and detection socket through collector/sources/pyasic_rpc.py (size cap, no longer than its call)."""
+    RPC and detection socket through collector/sources/pyasic_rpc.py (size cap, no longer than its call),
+    every gRPC message through collector/sources/pyasic_grpc.py (size cap)."""
     root = logging.getLogger()
     level = root.level
     with warnings.catch_warnings(record=True) as raised:
@@ -69,6 +71,7 @@ def _import_pyasic():
     root.setLevel(level)
     pyasic_http.install()
     pyasic_rpc.install()
+    pyasic_grpc.install()
     for w in raised:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return pyasic
