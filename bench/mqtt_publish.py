@@ -6,7 +6,8 @@ from bench.curtailment, the price steady so that no miner's plan changes), then 
 (collector.sinks.mqtt_publish.MqttSink) builds each part's and the cycle's messages: its CPU seconds (the
 thread's) are timed, and its messages counted. The connection is not the broker's: the sink's messages
 are what is measured (topics, JSON, discovery), not paho's sending. The first cycle (discovery for every
-miner) is reported apart; warm: the median of the others, and the messages per cycle over them.
+miner) is reported apart; warm: the median of the others, and the messages per cycle over them. `--site TX1`
+(a site not in slug form) adds the clearing of the node ids it had before the site's hash to the first cycle.
 """
 
 from __future__ import annotations
@@ -67,11 +68,11 @@ def cycles(n_miners: int, n_cycles: int) -> list[tuple[list[MinersPart], Cycle]]
     return out
 
 
-def sink_times(made: list[tuple[list[MinersPart], Cycle]]) -> list[tuple[float, int, int]]:
+def sink_times(made: list[tuple[list[MinersPart], Cycle]], site: str = "bench") -> list[tuple[float, int, int]]:
     """Per cycle: the sink's CPU seconds, its messages and their payload bytes."""
     cfg = MqttConfig(host="bench")
     extra = {"interval_s": 10.0} if "interval_s" in inspect.signature(MqttSink).parameters else {}
-    sink = MqttSink(_Counts(), Topics(cfg.topic_prefix, "bench"), cfg,  # type: ignore[arg-type]
+    sink = MqttSink(_Counts(), Topics(cfg.topic_prefix, site), cfg,  # type: ignore[arg-type]
                     curtailment=config({"min_on_s": 0}).curtailment, **extra)
     out = []
     for parts, cycle in made:
@@ -86,17 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--miners", default="1000,10000", help="fleet sizes, comma-separated")
     parser.add_argument("--cycles", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=3, help="each cycle's figure is its fastest run")
+    parser.add_argument("--site", default="bench", help="the site the sink publishes for")
     args = parser.parse_args(argv)
-    print(f"{'miners':>7} {'first cycle ms':>15} {'warm median ms':>15} {'warm max ms':>12} {'msgs/cycle':>11} "
-          f"{'msgs/s @10s':>11} {'kB/cycle':>9}")
+    print(f"{'miners':>7} {'first cycle ms':>15} {'first msgs':>11} {'warm median ms':>15} {'warm max ms':>12} "
+          f"{'msgs/cycle':>11} {'msgs/s @10s':>11} {'kB/cycle':>9}")
     for n in (int(x) for x in args.miners.split(",")):
         made = cycles(n, args.cycles)
-        runs = [sink_times(made) for _ in range(max(1, args.repeat))]
+        runs = [sink_times(made, args.site) for _ in range(max(1, args.repeat))]
         cpu = [min(r[k][0] for r in runs) for k in range(len(made))]
         warm = runs[0][1:]
         msgs = statistics.mean(m for _, m, _ in warm)
         kb = statistics.mean(b for _, _, b in warm) / 1000
-        print(f"{n:>7,} {1000 * cpu[0]:>15.1f} {1000 * statistics.median(cpu[1:]):>15.1f} {1000 * max(cpu[1:]):>12.1f} "
+        print(f"{n:>7,} {1000 * cpu[0]:>15.1f} {runs[0][0][1]:>11,} {1000 * statistics.median(cpu[1:]):>15.1f} "
+              f"{1000 * max(cpu[1:]):>12.1f} "
               f"{msgs:>11,.0f} {msgs / 10:>11,.0f} {kb:>9,.0f}")
     return 0
 

@@ -9,7 +9,9 @@ id. Every sensor carries what Home Assistant needs: `name`, `unique_id`, `state_
 every entity shows unavailable when the collector dies: its last will), `expire_after` (`expire_after_s`:
 the sensor goes unavailable when its state stops coming, even when the last will never fires: a broker
 that dies first and keeps `online`) and `unit_of_measurement`, `device_class` and `state_class` where they
-apply. A text a sensor shows as its state is cut to MAX_STATE_CHARS (`state_text`).
+apply. A text a sensor shows as its state is cut to MAX_STATE_CHARS (`state_text`). The config topics of the
+node ids a site not in slug form had before its hash (`old_site_config_topics`, `old_miner_config_topics`)
+are what the sink clears after an upgrade.
 """
 
 from __future__ import annotations
@@ -214,7 +216,10 @@ def miner_configs(sample: MinerSample, topics: Topics, discovery_prefix: str, *,
 def miner_config_topics(site: str, miner: str, discovery_prefix: str) -> list[str]:
     """The topics of a miner's configs: an empty retained message on each removes the device from
     Home Assistant and the broker."""
-    node_id = miner_node_id(site, miner)
+    return _miner_topics(miner_node_id(site, miner), discovery_prefix)
+
+
+def _miner_topics(node_id: str, discovery_prefix: str) -> list[str]:
     return [*(config_topic(discovery_prefix, node_id, s.object_id) for s in MINER_SENSORS),
             config_topic(discovery_prefix, node_id, PROBLEM, "binary_sensor")]
 
@@ -299,3 +304,45 @@ def miner_plan_config(topics: Topics, miner: str, discovery_prefix: str, *,
     return (config_topic(discovery_prefix, node_id, MINER_PLAN_SENSOR.object_id),
             sensor_config(MINER_PLAN_SENSOR, node_id=node_id, state_topic=topics.miner_plan(miner), device=device,
                           topics=topics, expire_after=expire_after))
+
+
+# --- node ids before the site's hash (5c2fa11) --------------------------------------------------
+# Until then a site's part of its node ids was its slug alone, so a site not in slug form (`TX1`) had
+# `hashfleet_tx1` and `hashfleet_tx1_<miner>`. Its retained configs read the same state and status topics
+# as today's, so Home Assistant showed every device twice, live, until they were cleared.
+
+def old_site_node_id(site: str) -> str | None:
+    """The site's node id under the old rule, or None where it is today's (a site in slug form)."""
+    old = f"hashfleet_{slug(site)}"
+    return None if old == site_node_id(site) else old
+
+
+def old_site_config_topics(topics: Topics, discovery_prefix: str) -> list[str]:
+    """Every config topic the old rule gave the site's own entities (sensors with cost and health,
+    curtailment sensors and controls); empty where the node id has not changed."""
+    old = old_site_node_id(topics.site)
+    if old is None:
+        return []
+    today = [topic for topic, _ in site_configs(topics, discovery_prefix, cost=True, health=True)]
+    today += curtailment_config_topics(topics, discovery_prefix)
+    return [_on_node(topic, old) for topic in today]
+
+
+def _on_node(topic: str, node_id: str) -> str:
+    """A config topic (`<prefix>/<component>/<node_id>/<object_id>/config`) moved to another node id."""
+    head, _, object_id, tail = topic.rsplit("/", 3)
+    return f"{head}/{node_id}/{object_id}/{tail}"
+
+
+def old_miner_config_topics(site: str, miner: str, discovery_prefix: str) -> list[str]:
+    """Every config topic the old rule gave the miner (its sensors, Problem and plan); empty where the node
+    id has not changed, and where the old one is one of today's node ids of this site: a miner named
+    `<site hash>_<x>` had the node id miner `x` has now, and clearing it would delete a live device."""
+    old_site = old_site_node_id(site)
+    if old_site is None:
+        return []
+    old = f"{old_site}_{_miner_slug(miner)}"
+    today = site_node_id(site)
+    if old == today or old.startswith(f"{today}_"):
+        return []
+    return [*_miner_topics(old, discovery_prefix), config_topic(discovery_prefix, old, MINER_PLAN_SENSOR.object_id)]

@@ -19,6 +19,11 @@ the first cycle, the discovery configs of curtailment entities the config no lon
 removed: its sensors, controls and each miner's plan sensor as the miner is first published;
 `mqtt_commands` off, or control `off`: the select, number and switch) are cleared with an empty retained
 message, so Home Assistant keeps no control that nothing listens to.
+
+A site not in slug form (`TX1`) had other node ids before the site's hash (home_assistant.old_site_node_id):
+the site's configs under the old node id are cleared at the first cycle, and each miner's (its sensors,
+Problem and plan) the first time this run publishes the miner: one empty retained message per old config
+topic per run, nothing for a site in slug form.
 """
 
 from __future__ import annotations
@@ -253,6 +258,8 @@ class MqttSink:
         for sample in part.samples:
             if sample.miner not in ids:
                 self._new_id(sample)
+                if self.config.discovery:
+                    out += self._clear_old_node(sample.miner)
                 if self.curtailment is None and self.config.discovery:
                     out += self._clear_plan(sample.miner)
             out.append(Message(self.topics.miner_state(sample.miner), sample.model_dump_json().encode(), qos, retain))
@@ -339,7 +346,8 @@ class MqttSink:
 
     def _clear_gone(self) -> list[Message]:
         """Once, at the first cycle: empty retained messages on the discovery configs of the site's curtailment
-        entities this config does not have (a previous run's), and on the curtailment state without curtailment."""
+        entities this config does not have (a previous run's), on the curtailment state without curtailment,
+        and on the site's configs under its node id before the site's hash, where that differs."""
         if self._gone_cleared or not self.config.discovery:
             return []
         self._gone_cleared = True
@@ -351,7 +359,14 @@ class MqttSink:
             kept = {topic for topic, _ in home_assistant.curtailment_configs(self.topics, prefix,
                                                                             commands=self._commands())}
             gone = [topic for topic in every if topic not in kept]
+        gone += home_assistant.old_site_config_topics(self.topics, prefix)
         return [Message(topic, b"", DISCOVERY_QOS, True) for topic in gone]
+
+    def _clear_old_node(self, miner: str) -> list[Message]:
+        """Empty retained messages on the miner's configs under its node id before the site's hash, where
+        that differs (a site not in slug form): they read the same topics, a second live device in HA."""
+        topics = home_assistant.old_miner_config_topics(self.topics.site, miner, self.config.discovery_prefix)
+        return [Message(topic, b"", DISCOVERY_QOS, True) for topic in topics]
 
     def _clear_plan(self, miner: str) -> list[Message]:
         """Empty retained messages on a miner's plan sensor and plan topic (a previous run's, with curtailment)."""
