@@ -185,3 +185,31 @@ def test_at_most_max_unacked_messages_wait_for_the_broker_and_the_rest_are_skipp
         assert connection.publish(topic, b"{}", qos=1, retain=False)
     finally:
         connection.close()
+
+
+def test_retained_messages_skipped_for_want_of_room_go_out_once_there_is_room(mosquitto):
+    # A discovery config is published once a run: skipped while MAX_UNACKED waited (a 10,000-miner first cycle
+    # skipped ~85,000 of ~110,000 messages), it reached Home Assistant only at a reconnect.
+    prefix = f"hashfleet/{unique('held')}"
+    connection = MqttConnection(MqttConfig(host=mosquitto.host, port=mosquitto.port), client_id=unique("held"),
+                                status_topic=f"{prefix}/status")
+    connection.start()
+    topics = [f"{prefix}/config/{i}" for i in range(MAX_UNACKED + 100)]
+    try:
+        os.kill(mosquitto.pid, signal.SIGSTOP)  # connected, and acknowledging nothing
+        try:
+            sent = [connection.publish(topic, b"{}", qos=1, retain=True) for topic in topics]
+        finally:
+            os.kill(mosquitto.pid, signal.SIGCONT)
+        assert sent.count(False) == 100 and connection.skipped == 100
+        wait_for(lambda: connection.unacked == 0, what="the broker's acknowledgements once it answers")
+
+        assert connection.publish(f"{prefix}/state", b"{}", qos=1, retain=False)  # the next cycle's first message
+        wait_for(lambda: connection.unacked == 0, what="the held messages' acknowledgements")
+        assert connection.connects == 1  # no reconnect sent them
+    finally:
+        connection.close()
+    mosquitto_sub = require_binary("mosquitto_sub", "mosquitto-clients")
+    retained = subprocess.run([mosquitto_sub, "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", f"{prefix}/config/#",
+                               "--retained-only", "-C", str(len(topics)), "-W", "30", "-F", "%t"], capture_output=True, text=True, timeout=60)
+    assert set(retained.stdout.split()) == set(topics)
