@@ -135,6 +135,41 @@ class Pipeline:
         if self.mqtt is not None:
             self.mqtt.close()
 
+    def saved_state(self, directory: Path) -> str:
+        """One line on what the stages and sinks took up from `directory` as they were built (the start's INFO
+        line: an upgrade that carried everything and one that found nothing must not look alike)."""
+        told, found = [], False
+        for stage in self.stages:
+            if isinstance(stage, CostStage) and stage.totals_path is not None:
+                totals = stage.totals
+                found |= totals is not None
+                if totals is None:
+                    told.append("no cost totals")
+                else:
+                    as_of, month = totals.as_of.isoformat(timespec="seconds"), totals.site_month().all_in_usd
+                    told.append(f"cost totals as of {as_of} (month ${month:,.2f})")
+            elif isinstance(stage, HealthStage) and stage.save_state:
+                days = stage.history_days()
+                found |= days > 0
+                told.append(f"health history {days} day(s)")
+        for sink in self.sinks:
+            if isinstance(sink, CurtailmentControl):
+                owned = len(set(sink.slept) | set(sink.moved))
+                commands = sink.live.curtailment
+                held = [*(["killed"] if commands.killed else []),
+                        *([f"mode {commands.mode.value}"] if commands.mode is not None else []),
+                        *([f"{n} DR target(s)"] if (n := len(list(commands.dr_targets))) else [])]
+                found |= owned > 0 or bool(held)
+                told += [f"control owns {owned} miner(s)", "commands: " + (" / ".join(held) or "none")]
+            elif isinstance(sink, (InfluxSink, LocalHistorySink)):
+                batches = len(sink.spool.batches())
+                found |= batches > 0
+                told.append(f"spool: {batches} batch(es) "
+                            + ("waiting" if isinstance(sink, InfluxSink) else "of history"))
+        if not found:
+            return f"no saved state in {directory}: starting fresh"
+        return f"state from {directory}: " + "; ".join(told)
+
     def close(self) -> None:
         """Close the sinks (a spool's last delivery, bounded in time)."""
         for sink in self.sinks:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from collector import pipeline, service
+from collector import pipeline, service, shard_state
 from collector.commands.common import (
     CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, SITE_OPTION, decimal_option, fail_usage, load_config, miners_list,
 )
@@ -29,6 +29,13 @@ def collect(
     mqtt_miners = cfg.mqtt is not None and any(s.kind == "miner_telemetry" for s in cfg.mqtt.ingest)
     if not cfg.miners and not mqtt_miners:
         fail_usage("no miners configured: pass --miners or set `miners:` in the config file")
+    try:  # a shard's state where a version before dea69e4 kept it: taken up before anything reads it
+        shard_state.take_up_earlier_layout(cfg)
+    except shard_state.StateInUse as e:
+        fail_usage(str(e))
+    except OSError as e:
+        fail_usage(f"spool.directory {cfg.spool.directory}: the state kept there could not be moved into the "
+                   f"shard's directory ({e.strerror or e}{': ' + str(e.filename) if e.filename else ''})")
     try:
         storage = pipeline.storage_sink(cfg)
     except pipeline.SpoolInUseError as e:
@@ -41,6 +48,7 @@ def collect(
     except pipeline.ControlSetupError as e:
         storage.close()
         fail_usage(str(e))
+    pipeline.log.info("%s", built.saved_state(storage.spool.directory))
     try:
         service.run_event_loop(run_until_stopped(built, cycles, after))
     finally:

@@ -94,6 +94,11 @@ class HealthStage:
         self._last_cycle: datetime | None = None  # the last cycle's time: what close() saves as of
         self._cycle: _CycleWork | None = None
 
+    def history_days(self) -> int:
+        """The UTC days the kept history spans (taken up at the start, then added to)."""
+        days = {day.day for memory in self._memory.values() for day in memory.kept.days}
+        return max(days) - min(days) + 1 if days else 0
+
     def one_reading(self) -> None:
         """`hashfleet health` without --since: one cycle, nothing before it. Problems are raised at once,
         and peers are judged by this cycle's values, not the previous cycle's (there is none): each part

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -294,6 +295,8 @@ def test_the_kill_switch_and_the_mode_set_over_mqtt_hold_across_a_restart_until_
     publisher.publish(topics.curtailment_set("kill"), "OFF", retain=True)
     publisher.publish(topics.curtailment_set("mode"), "on", retain=True)
     second = collector(mosquitto, fleet, site, control=control)
+    # the start's line on what it took up (collect logs it) names them
+    assert "control owns 0 miner(s); commands: killed / mode dry_run" in second.pipeline.saved_state(Path("spool"))
     try:
         publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.06})
         for _ in range(3):  # the A1246s lose money: only the kill switch holds them
@@ -384,6 +387,7 @@ def test_demand_response_targets_set_over_mqtt_hold_across_a_restart(mosquitto, 
         first.close()
     publisher.publish(feed, "null", retain=True)  # replayed at the next start: of unknown age
     second = collector(mosquitto, fleet, site, **settings)
+    assert "commands: 2 DR target(s)" in second.pipeline.saved_state(Path("spool"))  # (the start's line)
     try:
         publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})
         assert limited_to(1, 4)(counted(second, "the replayed withdrawal ignored", mqtt_refused=1, mqtt_accepted=1))

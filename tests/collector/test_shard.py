@@ -1,14 +1,21 @@
 """--shard K/N: N collectors split one fleet with no overlap and no gaps."""
 
+import fcntl
+import gzip
 import json
 import os
+import signal
 import subprocess
+from pathlib import Path
 
 import pytest
-from tests.support import HASHFLEET
+from tests.support import HASHFLEET, wait_for
+
+from collector import shard_state
 
 from collector.sources.targets import Target, in_shard
 from models import CollectorConfig
+from collector.stages import running_totals as totals_store
 from simulators.fleet import run_fleet
 
 
@@ -101,3 +108,132 @@ def test_shards_sharing_a_configured_spool_directory_each_keep_their_own(tmp_pat
                          capture_output=True, text=True, timeout=60)
     assert one.returncode == 0, one.stderr
     assert json.loads(one.stdout)["cycles"] >= 1
+
+
+NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925_000, "fees_btc_per_block": 0.02,
+                                          "btc_price_usd": 95_000}}
+
+
+def _to_the_layout_before_dea69e4(spool: Path, shard: str) -> None:
+    """What a version before dea69e4 left: the shard's files (this version's formats, which it reads, written by
+    a real sharded run) in `spool.directory` itself, no shard folder."""
+    below = spool / shard
+    for path in below.iterdir():
+        path.rename(spool / path.name)
+    below.rmdir()
+
+
+def test_a_shard_upgraded_from_before_dea69e4_takes_up_its_state(influxdb, influx_bucket, tmp_path):
+    # Trial Q H1: a shard with spool.directory kept its state in the directory itself before dea69e4; upgraded,
+    # it started from nothing in shard-K-of-N without a word: the miners its control slept stayed asleep, the
+    # spooled batches were never sent, the month's totals started over.
+    spool = tmp_path / "site-spool"
+    influx = {"INFLUX_ORG": influxdb.org, "INFLUX_BUCKET": influx_bucket, "INFLUX_TOKEN": influxdb.token}
+
+    def collect(fleet, price: float, influx_url: str) -> subprocess.CompletedProcess:
+        config = tmp_path / "hashfleet.yaml"
+        config.write_text(json.dumps({
+            "site": "up", "miners": fleet.addresses, "interval_s": 1, "timeout_s": 2,
+            "spool": {"directory": str(spool)}, "network": NETWORK,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": price}, "pue": 1.1},
+            "curtailment": {"min_on_s": 0, "min_off_s": 0, "warmup_s": 0, "hysteresis_usd_kwh": 0,
+                            "control": {"mode": "on", "allow": ["*"]}}}))
+        run = subprocess.run([HASHFLEET, "collect", "--config", str(config), "--shard", "1/1", "--cycles", "3"],
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, **influx, "INFLUX_URL": influx_url})
+        assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+        return run
+
+    with run_fleet("a1246:2,a1566:1", base="127.48.2.1:0", seed=7) as fleet:
+        old = [fleet[0], fleet[1]]  # the A1246s lose money at 0.06 $/kWh, the A15 does not
+        collect(fleet, 0.06, "http://127.0.0.1:9")  # InfluxDB unreachable: the cycles stay in the spool
+        kept = sorted(p.name for p in (spool / "shard-1-of-1").iterdir())
+        # every file the collector keeps is one the take-up knows (only the lock stays)
+        assert sorted(p.name for p in shard_state.kept_here(spool / "shard-1-of-1")) == [n for n in kept if n != "lock"]
+        _to_the_layout_before_dea69e4(spool, "shard-1-of-1")
+        before = totals_store.load(spool / "cost-totals.json")
+        assert [[c.command for c in fleet.commands(m)] for m in old] == [["ascset softoff"]] * 2
+        assert len(list(spool.glob("*.lp.gz"))) == 3
+
+        upgraded = collect(fleet, 0.02, influxdb.url)  # the price has fallen
+
+        assert [[c.command for c in fleet.commands(m)] for m in old] == [["ascset softoff", "ascset softon"]] * 2
+    log = " ".join(upgraded.stderr.split())
+    assert f"moved from {spool} into {spool / 'shard-1-of-1'}: " in log and "3 spool batch file(s)" in log, log
+    assert "Shard 1/1 takes it up as the first shard to start here" in log
+    assert f"state from {spool / 'shard-1-of-1'}: cost totals as of {before.as_of.isoformat(timespec='seconds')}" in log
+    assert "control owns 2 miner(s); commands: none; spool: 3 batch(es) waiting" in log
+    assert sorted(p.name for p in spool.iterdir()) == ["lock", "shard-1-of-1"]
+    after = totals_store.load(spool / "shard-1-of-1" / "cost-totals.json")
+    assert after.month == before.month
+    assert after.site_month().energy_kwh > before.site_month().energy_kwh > 0  # carried on, not started over
+    counts = {r["miner"]: r["count"] for r in influxdb.query("SELECT count(up) FROM miner GROUP BY miner", influx_bucket)}
+    assert list(counts.values()) == [6] * 3  # the 3 spooled cycles sent, and the 3 of the upgraded run
+
+
+def test_a_shard_does_not_take_up_the_state_of_a_collector_still_running_on_the_old_layout(tmp_path):
+    spool = tmp_path / "site-spool"
+    config = tmp_path / "hashfleet.yaml"
+    config.write_text(f"site: old\nspool: {{directory: {spool}}}\n")
+    env = {**os.environ, "INFLUX_URL": "http://127.0.0.1:9", "INFLUX_ORG": "o", "INFLUX_BUCKET": "b",
+           "INFLUX_TOKEN": "t"}
+    with run_fleet("a1246:2", base="127.48.3.1:0", seed=7) as fleet:
+        command = [HASHFLEET, "collect", "--config", str(config), "--miners", ",".join(fleet.addresses),
+                   "--interval", "1"]
+        running = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:  # the layout before dea69e4, live: the collector of the shard, on the directory itself
+            wait_for(lambda: list(spool.glob("*.lp.gz")) and (spool / "lock").read_text().strip() == f"pid {running.pid}",
+                     what="the running collector's lock and first batch")
+            refused = subprocess.run([*command, "--shard", "1/2", "--cycles", "1"], env=env, capture_output=True,
+                                     text=True, timeout=60)
+            assert refused.returncode == 2
+            assert f"holds a collector's state from before shards kept their own (before dea69e4), and pid " \
+                   f"{running.pid} is using it: stop that collector" in " ".join(refused.stderr.split())
+            assert not (spool / "shard-1-of-2").exists()
+        finally:
+            running.send_signal(signal.SIGTERM)
+            _, err = running.communicate(timeout=60)
+        assert running.returncode == 0, err
+        waiting = len(list(spool.glob("*.lp.gz")))
+        first = subprocess.run([*command, "--shard", "1/2", "--cycles", "1"], env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert first.returncode == 0, first.stderr
+        second = subprocess.run([*command, "--shard", "2/2", "--cycles", "1"], env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert second.returncode == 0, second.stderr
+    assert f"into {spool / 'shard-1-of-2'}: health-state.json, {waiting} spool batch file(s)" in first.stderr
+    assert f"health history 1 day(s); spool: {waiting} batch(es) waiting" in first.stderr
+    assert "moved from" not in second.stderr  # the first shard to start took it all
+    assert f"no saved state in {spool / 'shard-2-of-2'}: starting fresh" in second.stderr
+    assert sorted(p.name for p in spool.iterdir()) == ["lock", "shard-1-of-2", "shard-2-of-2"]
+    assert len(list((spool / "shard-1-of-2").glob("*.lp.gz"))) == waiting + 1
+
+
+def test_a_take_up_cut_short_is_finished_by_the_next_start(tmp_path):
+    spool = tmp_path / "site-spool"
+    spool.mkdir()
+    for name in ("cost-totals.json", "cost-totals.json.prev", "curtailment-control.json", "0000000000000001.lp.gz",
+                 "dropped", "health-state.json.unusable.1", "pool-days.json.unusable", "notes.txt", "0000000000000002.lp.tmp"):
+        (spool / name).write_bytes(gzip.compress(name.encode()))
+    config = CollectorConfig.model_validate({"site": "cut", "shard": "2/3", "spool": {"directory": str(spool)}})
+    staging = spool / "shard-2-of-3.taking-up"
+    staging.mkdir()
+    os.link(spool / "cost-totals.json", staging / "cost-totals.json")  # cut short between link and unlink
+    (spool / "curtailment-control.json").rename(staging / "curtailment-control.json")
+    moved = shard_state.take_up_earlier_layout(config)
+    assert moved == ["0000000000000001.lp.gz", "cost-totals.json", "cost-totals.json.prev", "dropped",
+                     "health-state.json.unusable.1", "pool-days.json.unusable"]
+    assert sorted(p.name for p in spool.iterdir()) == ["0000000000000002.lp.tmp", "lock", "notes.txt", "shard-2-of-3"]
+    assert sorted(p.name for p in (spool / "shard-2-of-3").iterdir()) == sorted([*moved, "curtailment-control.json"])
+    assert shard_state.take_up_earlier_layout(config) == []  # then the usual start
+
+
+def test_a_shard_whose_directory_exists_takes_nothing_up(tmp_path):
+    spool = tmp_path / "site-spool"
+    (spool / "shard-1-of-2").mkdir(parents=True)
+    (spool / "cost-totals.json").write_text("{}")
+    with open(spool / "lock", "w") as held:  # not even looked at: nothing to take up
+        fcntl.flock(held, fcntl.LOCK_EX)
+        config = CollectorConfig.model_validate({"site": "s", "shard": "1/2", "spool": {"directory": str(spool)}})
+        assert shard_state.take_up_earlier_layout(config) == []
+    assert (spool / "cost-totals.json").exists()
