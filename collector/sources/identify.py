@@ -71,10 +71,23 @@ NATIVE: dict[str, tuple[Callable[[Any], bool], Callable[[Target, Any], Any]]] = 
 PYASIC_DETECTION_LOG = "pyasic/miners/factory.py"
 
 PYASIC_DETECT_S = 5.0  # pyasic probes with its own 3 s cap; this bounds the whole detection
+# An address whose API answered our `version` is a miner, maybe a slow one, and pyasic's 3 s a step cut it
+# off: a simulated S21 answering each request in 2.5 s was an "AntminerUnknown" without a model, or nothing,
+# and never polled after a restart (trial Q, L3). pyasic detects in up to PYASIC_STEPS steps one after the
+# other (the make, the model, a Whatsminer's firmware); its first sends `version` and `devdetails` at once,
+# which an API answering one connection at a time (as the simulators' do) answers one after the other. So
+# such an address gets 2 x timeout_s a step (at least pyasic's 3 s), PYASIC_STEPS of them in all.
+PYASIC_STEPS = 3
+PYASIC_STEP_S = 3.0  # pyasic's own factory_get_timeout
 
 
 class NoMinerFound(Exception):
     """Nothing recognisable answers at an address; the message says what happened."""
+
+
+class AnswersUnidentified(NoMinerFound):
+    """The address's CGMiner API answered, but identification did not recognise what answers (or did not
+    finish in time): a miner, most likely, to be counted and tried again, never dropped."""
 
 
 class _QuietDetection(logging.Filter):
@@ -122,9 +135,10 @@ def load_pyasic() -> None:
 
 async def identify(target: Target, timeout_s: float = 5.0, gates: Gates | None = None,
                    readers: Mapping[str, str] | None = None) -> Identity:
-    """What answers at `target`; raises NoMinerFound when nothing recognisable does. Takes at most
-    `timeout_s` for the CGMiner probe plus max(timeout_s, PYASIC_DETECT_S) for pyasic's detection
-    and `timeout_s` for a native reader's first rare reads, besides any wait at the `gates`.
+    """What answers at `target`; raises NoMinerFound when nothing recognisable does (AnswersUnidentified when
+    its API answered). Takes at most `timeout_s` for the CGMiner probe plus max(timeout_s, PYASIC_DETECT_S)
+    for pyasic's detection (PYASIC_STEPS x `_patient_step_s` when the probe was answered) and `timeout_s`
+    for a native reader's first rare reads, besides any wait at the `gates`.
     `readers` maps a make to "pyasic" to have pyasic read it instead of its native reader."""
     readers = readers or {}
     if target.port == WEB_PORT:  # a web-only device (Bitaxe): no CGMiner API to ask
@@ -147,9 +161,9 @@ async def identify(target: Target, timeout_s: float = 5.0, gates: Gates | None =
             model = await _chain_model(target, timeout_s)
         if model is not None:
             return Identity(target, AVALON, make=avalon.MAKE, model=model)
-    if target.port != CGMINER_PORT:
-        raise NoMinerFound(why)  # pyasic's detection only knows the standard ports
-    return await _pyasic_identity(target, timeout_s, why, gates, readers)
+    if target.port != CGMINER_PORT:  # pyasic's detection only knows the standard ports
+        raise (AnswersUnidentified if raw else NoMinerFound)(why)
+    return await _pyasic_identity(target, timeout_s, why, gates, readers, answered=bool(raw))
 
 
 def _version_entry(raw: bytes, where: str) -> dict[str, Any]:
@@ -182,13 +196,22 @@ async def _chain_model(target: Target, timeout_s: float) -> str | None:
         return None
 
 
+def _patient_step_s(timeout_s: float) -> float:
+    """pyasic's cap on each detection step for an address whose API answered within `timeout_s`."""
+    return max(PYASIC_STEP_S, 2.0 * timeout_s)
+
+
 async def _pyasic_identity(target: Target, timeout_s: float, why: str, gates: Gates | None,
-                           readers: Mapping[str, str]) -> Identity:
+                           readers: Mapping[str, str], *, answered: bool = False) -> Identity:
+    step_s = _patient_step_s(timeout_s) if answered else None
+    cap_s = PYASIC_STEPS * step_s if step_s is not None else max(timeout_s, PYASIC_DETECT_S)
     async with gates.detect if gates is not None else contextlib.nullcontext():
         with pyasic_http.noting_refusals() as refused:
-            miner = await pyasic_source.detect(target.host, timeout_s=max(timeout_s, PYASIC_DETECT_S))
+            miner = await pyasic_source.detect(target.host, timeout_s=cap_s, step_s=step_s)
     if miner is None:
-        raise NoMinerFound(f"{why}; {refused[0]}" if refused else why)
+        if answered:
+            why = f"{why} within {cap_s:g} s"
+        raise (AnswersUnidentified if answered else NoMinerFound)(f"{why}; {refused[0]}" if refused else why)
     make = str(getattr(miner, "make", None) or "") or None
     model = str(getattr(miner, "model", None) or "") or None
     if target.port == CGMINER_PORT:  # the native readers speak to the port pyasic found the miner on
@@ -204,21 +227,28 @@ async def attempt(target: Target, timeout_s: float, gates: Gates | None = None,
                   readers: Mapping[str, str] | None = None) -> Identity | str:
     """`identify`, never raising: the Identity, or why nothing was identified (a message that
     names the address)."""
+    outcome = await _attempt(target, timeout_s, gates, readers)
+    return outcome if isinstance(outcome, Identity) else str(outcome)
+
+
+async def _attempt(target: Target, timeout_s: float, gates: Gates | None,
+                   readers: Mapping[str, str] | None) -> Identity | NoMinerFound:
     try:
         return await identify(target, timeout_s, gates, readers)
     except NoMinerFound as e:
-        return str(e)
+        return e
     except Exception as e:  # pyasic raises many kinds; one odd address must not stop the others
-        return f"{target.address}: identification failed: {type(e).__name__}: {e}"
+        return NoMinerFound(f"{target.address}: identification failed: {type(e).__name__}: {e}")
 
 
 async def scan(
     targets: list[Target], *, concurrency: int = 256, timeout_s: float = 3.0, detect_concurrency: int = 50,
     on_progress: Callable[[int, int], None] | None = None, on_found: Callable[[Identity], None] | None = None,
-    readers: Mapping[str, str] | None = None,
+    readers: Mapping[str, str] | None = None, on_unidentified: Callable[[Target, str], None] | None = None,
 ) -> list[Identity]:
     """Identify many addresses at once: at most `concurrency` probes and `detect_concurrency` pyasic
-    detections in flight. `on_found` is called with each miner as it is found."""
+    detections in flight. `on_found` is called with each miner as it is found, `on_unidentified` with each
+    address whose API answered but that was not identified, and why."""
     gates = Gates.of(concurrency, min(concurrency, detect_concurrency))
     found: list[Identity | None] = [None] * len(targets)
     queue = enumerate(targets)
@@ -230,12 +260,14 @@ async def scan(
         nonlocal done
         for i, target in queue:
             try:
-                outcome = await attempt(target, timeout_s, gates, readers)
+                outcome = await _attempt(target, timeout_s, gates, readers)
             finally:
                 done += 1
                 if on_progress:
                     on_progress(done, len(targets))
-            if isinstance(outcome, str):
+            if isinstance(outcome, NoMinerFound):
+                if isinstance(outcome, AnswersUnidentified) and on_unidentified:
+                    on_unidentified(target, str(outcome))
                 continue
             found[i] = outcome
             if on_found:

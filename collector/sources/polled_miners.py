@@ -28,7 +28,9 @@ miners (a fleet comes up over a minute or two) or left it without any is scanned
 identify_backoff, doubling with each scan in a row that finds none new, up to rescan_interval_s (`_scan_wait`);
 a range that is really empty costs a handful of scans, then one every rescan_interval_s. Never sooner than its
 last scan took: an address that refuses costs ~2.5 ms of CPU in the scan (pyasic's detection; docs/benchmarks.md),
-a /16 of them ~150 s on this event loop, so a range is scanned at most half the time.
+a /16 of them ~150 s on this event loop, so a range is scanned at most half the time. An address a scan finds
+answering but cannot identify (identify.AnswersUnidentified) is named in the scan's warning and joins the targets
+unidentified: offline ("not identified yet: <why>") each cycle, identified again with backoff, never silently absent.
 """
 
 from __future__ import annotations
@@ -310,17 +312,28 @@ class PolledMiners:
         addresses = [t for t in range_targets(spec) if in_shard(t, self.shard)]
         fresh = [t for t in addresses if t not in self.targets]
         began = time.monotonic()
+        unidentified: list[str] = []
+
+        def answers_unidentified(target: Target, why: str) -> None:
+            unidentified.append(target.address)
+            self._unidentified(target, why)
+
+        # The poll's timeout_s, not less: a miner that answers within it must be found (trial Q, L3).
         identities = await discovery.scan(
-            fresh, concurrency=self.config.concurrency, timeout_s=min(self.config.timeout_s, 3.0),
+            fresh, concurrency=self.config.concurrency, timeout_s=self.config.timeout_s,
             detect_concurrency=self.config.pyasic_concurrency, on_progress=on_progress, on_found=self._found,
-            readers=self.config.readers)
+            readers=self.config.readers, on_unidentified=answers_unidentified)
         took = time.monotonic() - began
         rescan.quiet = 0 if identities else rescan.quiet + 1
         wait = self._scan_wait(rescan.quiet, took)
         log.debug("%s: scanned %d address(es) in %.1f s, %d new miner(s); next scan in %.1f s", spec.text, len(fresh),
                   took, len(identities), wait)
         if identities or wait >= self.config.rescan_interval_s:  # (the quick scans that find none: the line below)
-            log.info("%s: %d miner(s) found", spec.text, len(identities))
+            log.info("%s: %d new miner(s) found (%d polled in the range)", spec.text, len(identities),
+                     sum(t in self.targets and self._known[t].driver is not None for t in addresses))
+        if unidentified:
+            log.warning("%s: %d address(es) answer but were not identified: %s; reported offline (not identified "
+                        "yet) and identified again with backoff", spec.text, len(unidentified), _examples(unidentified))
         if any(t in self.targets for t in addresses):  # (a miner found now is in targets already)
             rescan.told_empty = False
         elif not rescan.told_empty:
@@ -344,6 +357,18 @@ class PolledMiners:
         known = self._known.setdefault(target, _Known())
         if known.driver is None:
             self._identified(known, identity)
+
+    def _unidentified(self, target: Target, why: str) -> None:
+        """A range scan found an address that answers but was not identified: counted from the next cycle on
+        (offline, saying why) and identified again in the background, with backoff as after a failure."""
+        self.targets.add(target)
+        known = self._known.setdefault(target, _Known())
+        if known.driver is not None or known.identifying:
+            return
+        known.failed_identifications += 1
+        known.reason = why
+        self._summary.failed[target.address] = why
+        self._schedule(target, known, time.monotonic() + self._backoff_s(known.failed_identifications))
 
     def _identified(self, known: _Known, identity: discovery.Identity) -> None:
         known.driver, known.pyasic_miner, known.reader = identity.driver, identity.pyasic_miner, identity.reader

@@ -19,6 +19,7 @@ without waiting for it; pyasic_rpc ends its sockets with the call.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import warnings
@@ -102,9 +103,12 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def detect(host: str, timeout_s: float = 10.0) -> Any | None:
-    """pyasic's miner object for `host` (port 4028/80 are pyasic's own), or None."""
+async def detect(host: str, timeout_s: float = 10.0, step_s: float | None = None) -> Any | None:
+    """pyasic's miner object for `host` (port 4028/80 are pyasic's own), or None. `step_s`: how long each of
+    its detection's steps may take, in place of its own `factory_get_timeout` (3 s), for this call only."""
     pyasic = _import_pyasic()
+    _step_aware()
+    step = _STEP_S.set(step_s)
     try:
         return await within(_detection(pyasic).get_miner(host), timeout_s)
     except TimeoutError:
@@ -112,6 +116,36 @@ async def detect(host: str, timeout_s: float = 10.0) -> Any | None:
     except Exception as e:  # pyasic raises many kinds; one odd miner must not stop a scan
         log.debug("%s: pyasic detection failed: %r", host, e)
         return None
+    finally:
+        _STEP_S.reset(step)
+
+
+# One detection's step cap (`detect`'s step_s), in the context its tasks copy; None: pyasic's own setting.
+_STEP_S: contextvars.ContextVar[float | None] = contextvars.ContextVar("pyasic_detection_step_s", default=None)
+
+
+class _DetectionSettings:
+    """pyasic's settings as its detection (pyasic.miners.factory, and only it: reads elsewhere are untouched)
+    sees them: `factory_get_timeout`, its cap on each step, read at each step, from `_STEP_S` where a detection
+    set one (a global setting would make every address's detection as patient as one slow miner's)."""
+
+    def __init__(self, settings: Any) -> None:
+        self._settings = settings
+
+    def get(self, key: str, other: Any = None) -> Any:
+        if key == "factory_get_timeout" and (step := _STEP_S.get()) is not None:
+            return step
+        return self._settings.get(key, other)
+
+    def __getattr__(self, name: str) -> Any:  # transport (pyasic_http's, looked up at each call), update, ...
+        return getattr(self._settings, name)
+
+
+def _step_aware() -> None:
+    from pyasic.miners import factory
+
+    if not isinstance(factory.settings, _DetectionSettings):
+        factory.settings = _DetectionSettings(factory.settings)
 
 
 @functools.cache

@@ -109,7 +109,7 @@ def test_collect_polls_a_range_and_keeps_polling_a_miner_that_goes_silent(tmp_pa
         fleet[1].set_faults(no_answer=True)
         assert proc.wait(timeout=30) == 0
     text = log.read_text()
-    assert "127.43.3.0/30: 2 miner(s) found" in text
+    assert "127.43.3.0/30: 2 new miner(s) found (2 polled in the range)" in text
     assert "cycle 1: 2 miners, 0 failed" in text
     assert "cycle 3: 2 miners, 1 failed" in text  # the silent one is still there, as a failure
 
@@ -168,7 +168,7 @@ def test_the_service_log_survives_pyasic_being_imported(tmp_path):
     with run_fleet("a1246:1", base="127.43.5.1", seed=5):
         result = run("collect", "--miners", "127.43.5.0/30", "--cycles", "1")
     assert result.returncode == 0, result.stderr
-    assert "127.43.5.0/30: 1 miner(s) found" in result.stderr
+    assert "127.43.5.0/30: 1 new miner(s) found (1 polled in the range)" in result.stderr
     assert "cycle 1: 1 miners, 0 failed" in result.stderr
 
 

@@ -5,7 +5,9 @@ pyasic's detection also probes). Each address behaves one way:
 
 - ``trickle``: reads the request and sends one byte every ``trickle_every_s`` seconds, never finishing;
 - ``silent``: accepts, reads the request and never answers;
-- ``reset``: reads the request and resets the connection (RST).
+- ``reset``: reads the request and resets the connection (RST);
+- ``stranger``: answers every request at once, completely, as a CGMiner API of a make nobody knows
+  (`STRANGER_REPLY`): it answers, but neither hashfleet nor pyasic can tell what it is.
 
 Every connection is recorded as it arrives: (monotonic time, the command the client sent, or "?").
 ``release(address)`` closes one address's listener and its connections, so a real (simulated) miner
@@ -23,7 +25,10 @@ from collections.abc import Iterator
 
 from tests.support import ServedInThread
 
-BEHAVIOURS = ("trickle", "silent", "reset")
+BEHAVIOURS = ("trickle", "silent", "reset", "stranger")
+STRANGER_REPLY = json.dumps({
+    "STATUS": [{"STATUS": "S", "When": 1700000000, "Code": 22, "Msg": "versions", "Description": "strangerminer 1.0"}],
+    "VERSION": [{"API": "3.1", "Miner": "strangerminer 1.0", "Type": "Stranger X1"}], "id": 1}).encode() + b"\x00"
 
 
 class _Connection(asyncio.Protocol):
@@ -57,6 +62,9 @@ class _Connection(asyncio.Protocol):
             sock = self.transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
             self.transport.abort()
+        elif self.behaviour == "stranger":
+            self.transport.write(STRANGER_REPLY)  # type: ignore[attr-defined]
+            self.transport.close()
 
     def eof_received(self) -> bool:
         return False

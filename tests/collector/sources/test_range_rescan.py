@@ -65,7 +65,7 @@ def test_a_range_found_empty_at_the_start_finds_its_fleet_within_a_few_cycles_of
     empty = len(scans_before)
     assert 2 <= empty <= 4, scans_before  # scans at 0, 2 and 6 s: ~6 cycles
     assert waits[:empty] == [2.0 * 2 ** k for k in range(empty)], waits
-    assert f"{RANGE}: 3 miner(s) found" in said
+    assert f"{RANGE}: 3 new miner(s) found (3 polled in the range)" in said
     finder = next(i for i, m in enumerate(scans()) if "3 new miner(s)" in m)
     assert waits[finder] == 1.0  # found some: the next scan soon too (more may be booting), doubling from there
     assert all(b == 2 * a for a, b in zip(waits[finder:], waits[finder + 1:])), waits
