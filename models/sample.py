@@ -197,9 +197,10 @@ class MinerSample(Reading):
     @classmethod
     def offline(
         cls, *, miner: str, host: str, port: int, site: str, ts: datetime, source: SampleSource, reason: str,
-        state: MinerState = MinerState.OFFLINE, make: str | None = None,
+        state: MinerState = MinerState.OFFLINE, make: str | None = None, model: str | None = None,
     ) -> MinerSample:
         """The sample for a miner that gave no reading: offline (it did not answer) or, with `state`
-        ERROR, one whose answer was unusable. Numbers empty, the reason kept (at most 500 characters)."""
+        ERROR, one whose answer was unusable. Numbers empty, the reason kept (at most 500 characters); `make`
+        and `model` as last read, where known (one series per miner; capex keyed by model goes on)."""
         return cls(miner=miner, host=host, port=port, site=site, ts=ts, state=state, source=source, make=make,
-                   errors=[reason[:MAX_ERROR_CHARS]])
+                   model=model, errors=[reason[:MAX_ERROR_CHARS]])

@@ -775,7 +775,8 @@ class MqttIngest:
                 else:
                     out.append(MinerSample.offline(miner=miner, host=seen.sample.host, port=seen.sample.port,
                                                    site=self.site, ts=ts, source=SampleSource.MQTT,
-                                                   reason=f"no telemetry over MQTT for {age:.0f} s (by its ts)"))
+                                                   reason=f"no telemetry over MQTT for {age:.0f} s (by its ts)",
+                                                   make=seen.sample.make, model=seen.sample.model))
             self._evict(evicted, ts)
         return out
 

@@ -87,6 +87,10 @@ class _Known:
     pyasic_miner: Any = None
     reader: Any = None  # a native reader's per-miner object (identify.NATIVE)
     miner_id: str | None = None  # kept so an offline miner keeps its MAC-based id
+    # ... and its make and model as last read: its offline samples carry them (one series per miner in InfluxDB,
+    # whose panels group by model; its capex keyed by model goes on depreciating)
+    make: str | None = None
+    model: str | None = None
     error_logged: bool = False  # an unexpected driver error's traceback was logged for this miner
     source: SampleSource = SampleSource.AVALON  # of its offline samples: the driver that last read it
     offline_polls: int = 0  # in a row, while polled
@@ -589,6 +593,10 @@ class PolledMiners:
                 self._hand_back(target, known, sample)
         elif known.offline_polls:
             known.offline_polls = 0
+        if sample.model is not None:
+            known.make, known.model = sample.make, sample.model
+        elif known.model is not None and known.miner_id is not None and sample.miner == known.miner_id:
+            sample = sample.model_copy(update={"make": sample.make or known.make, "model": known.model})
         mac = sample.mac
         if mac:
             if (mac != known.last_mac or known.mac_changes) and self._mac_flaps(known, mac):
@@ -626,7 +634,7 @@ class PolledMiners:
         known, carrier_known = self._known.get(old), self._known.get(carrier)
         if known is None or known.miner_id != miner_id or known.live or not (carrier_known and carrier_known.live):
             return
-        known.miner_id = None  # its samples are stored under its host:port from now on
+        known.miner_id = known.make = known.model = None  # its samples are stored under its host:port from now on
         if old in self._listed:
             log.info("miner %s answers at %s now; %s (listed) is polled under its own address from now on",
                      miner_id, carrier.address, old.address)
@@ -659,7 +667,7 @@ class PolledMiners:
         log.warning("%s; identifying it again", why)
         if known.miner_id is not None and self._carriers.get(known.miner_id) == target:
             del self._carriers[known.miner_id]
-        known.miner_id = known.last_mac = None
+        known.miner_id = known.last_mac = known.make = known.model = None
         known.other_units += 1
         wait = self._backoff_s(known.other_units - 1) if known.other_units > 1 else 0.0
         self._identify_again(target, known, why, time.monotonic() + wait)
@@ -680,8 +688,10 @@ class PolledMiners:
 
     def _offline(self, target: Target, known: _Known, ts: datetime, reason: str,
                  state: MinerState = MinerState.OFFLINE) -> MinerSample:
+        last = known.miner_id is not None
         return MinerSample.offline(miner=known.miner_id or target.address, host=target.host, port=target.port,
-                                   site=self.config.site, ts=ts, source=known.source, reason=reason, state=state)
+                                   site=self.config.site, ts=ts, source=known.source, reason=reason, state=state,
+                                   make=known.make if last else None, model=known.model if last else None)
 
 
 def _discovery_ended(task: asyncio.Task[None]) -> None:

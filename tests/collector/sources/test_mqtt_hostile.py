@@ -339,7 +339,7 @@ def test_silent_ids_are_evicted_and_free_their_slots():
 def test_telemetry_ages_from_its_ts_and_an_older_one_is_ignored():
     ingest, _, _ = make_ingest(telemetry_max_age_s=60)
     dated = lambda seconds_ago: (T0 - timedelta(seconds=seconds_ago)).isoformat()  # noqa: E731
-    feed(ingest, "dev/a/telemetry", {"hashrate_ths": 1.0, "ts": dated(50)})
+    feed(ingest, "dev/a/telemetry", {"hashrate_ths": 1.0, "ts": dated(50), "make": "Bitaxe", "model": "Gamma"})
     feed(ingest, "dev/b/telemetry", {"hashrate_ths": 1.0, "ts": dated(2 * 86400)})  # two days: never mines
     feed(ingest, "dev/a/telemetry", {"hashrate_ths": 9.0, "ts": dated(55)})  # before the one held
     assert ingest.stats()["dropped"] == {"stale": 1, "older": 1} and ingest.stats()["miners"] == 1
@@ -347,6 +347,7 @@ def test_telemetry_ages_from_its_ts_and_an_older_one_is_ignored():
     # 11 s after it arrived, a is 61 s old by its ts: offline (counted from arrival it was mining 49 s more).
     [a] = ingest.cycle_samples(T0 + timedelta(seconds=11), [])
     assert a.state is MinerState.OFFLINE and "61 s" in a.errors[0]
+    assert (a.make, a.model) == ("Bitaxe", "Gamma")  # as last read: one series per miner
 
 
 def test_an_allow_list_drops_every_other_id_and_marks_the_listed_ones_verified():

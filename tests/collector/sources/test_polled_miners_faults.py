@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from tests.support import read_once, wait_for
 
-from collector.sources.polled_miners import PolledMiners
+from collector.sources.polled_miners import OFFLINE_POLLS_BEFORE_REIDENTIFY, PolledMiners
 from models import CollectorConfig, MinerState
 from simulators.clock import ManualClock
 from simulators.fleet import run_fleet
@@ -94,6 +94,31 @@ def test_network_and_wire_faults_give_a_state_and_a_reason(fleet, fault, state, 
     assert sample.state is state
     assert reason in " ".join(sample.errors)
     assert sample.miner == healthy.miner  # a silent miner keeps its MAC-based id
+    assert (sample.make, sample.model) == (healthy.make, healthy.model)  # and its series: one per miner
+
+
+def test_a_silent_miner_of_every_make_keeps_its_make_and_model_until_it_answers_again():
+    # An offline sample without them was a second series in InfluxDB (tags make, model): the Fleet overview's
+    # panels group by model, so a miner back for hours still showed offline there (trial R), and its capex
+    # keyed by model stopped depreciating.
+    with run_fleet("a1246:1,s19jpro:1,bos-s19jpro:1,m50s:1", base="127.40.1.1", seed=5, clock=ManualClock()) as sim:
+        poller = PolledMiners(CollectorConfig(miners=sim.addresses, timeout_s=1.0))
+
+        async def healthy_then_silent():
+            healthy = (await identify_then_poll(poller)).samples
+            for miner in sim:
+                miner.set_faults(no_answer=True)
+            # polled while silent, then handed back to identification ("identifying it again")
+            silent = [(await poller.cycle(TS)).samples for _ in range(OFFLINE_POLLS_BEFORE_REIDENTIFY + 2)]
+            return healthy, silent
+
+        healthy, silent = asyncio.run(healthy_then_silent())
+    known = {s.miner: (s.make, s.model) for s in healthy}
+    assert all(s.state is MinerState.MINING and s.model for s in healthy), healthy
+    for samples in silent:
+        assert {s.miner: (s.make, s.model) for s in samples} == known
+        assert all(s.state is MinerState.OFFLINE for s in samples)
+    assert any("identifying it again" in " ".join(s.errors) for s in silent[-1])
 
 
 def test_bare_nan_is_tolerated(fleet):
