@@ -133,6 +133,16 @@ def read_book(path: Path, read: Callable[[Path], T], *, what: str, lost: str, se
     return book
 
 
+def newer_version(data: object, reads: int, what: str) -> str | None:
+    """Why `data` cannot be read when a newer hashfleet wrote it (a whole `version` above `reads`), else None: a
+    rollback's book is set aside as any unusable one, and its message must not read as damage."""
+    version = data.get("version") if isinstance(data, dict) else None
+    if type(version) is int and version > reads:
+        return (f"a version {version} {what}, written by a newer hashfleet (this one reads version {reads}): rolled "
+                "back? docs/deployment.md, Rolling back")
+    return None
+
+
 def unusable_reason(e: Exception) -> str:
     """Why a state file could not be used, as a log line says it."""
     if isinstance(e, orjson.JSONDecodeError):

@@ -735,6 +735,8 @@ def _shows(sample: MinerSample | None) -> str:
 
 def _checked_state(data: Any) -> tuple[dict[str, float], dict[str, str], dict[str, str], dict[str, float],
                                      list[float]]:
+    if newer := durable_file.newer_version(data, STATE_VERSION, "control state"):
+        raise ValueError(newer)
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         raise ValueError(f"not a version {STATE_VERSION} control state")
     out = []

@@ -74,6 +74,8 @@ def set_aside(path: Path) -> Path | None:
 
 
 def _checked(data: Any) -> SavedCommands:
+    if newer := durable_file.newer_version(data, VERSION, "commands file"):
+        raise ValueError(newer)
     version = data.get("version") if isinstance(data, dict) else None
     if type(version) is not int or set(data) != _KEYS.get(version):
         raise ValueError(f"not a version 1 or {VERSION} commands file")

@@ -178,6 +178,8 @@ class UnusableBook(durable_file.UnusableFile):
 
 
 def _read(book: EfficiencyBook, data: Any) -> None:
+    if newer := durable_file.newer_version(data, VERSION, "efficiency book"):
+        raise UnusableBook(newer)
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise UnusableBook(f"not a version {VERSION} efficiency book")
     as_of = _number(data.get("as_of"), "as_of", 0, _LATEST_S)

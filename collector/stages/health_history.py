@@ -206,6 +206,8 @@ def load(path: Path, now: datetime | None = None, *, set_aside: bool = True) -> 
 
 
 def _read(data: Any, now: datetime) -> tuple[datetime, dict[str, MinerHistory]]:
+    if newer := durable_file.newer_version(data, VERSION, "health history"):
+        raise UnusableHistory(newer)
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise UnusableHistory(f"not a version {VERSION} health history")
     as_of = data.get("as_of")

@@ -175,6 +175,8 @@ def load(path: Path, now: datetime | None = None, *, set_aside: bool = True) -> 
 def _read(data: Any, now: datetime) -> State:
     if not isinstance(data, dict):
         raise UnusableState(f"the file holds a {type(data).__name__}, not an object")
+    if newer := durable_file.newer_version(data, VERSION, "pool books file"):
+        raise UnusableState(newer)
     if data.get("version") != VERSION:
         raise UnusableState(f"version {data.get('version')!r}, expected {VERSION}")
     as_of = None if data.get("as_of") is None else _instant(data["as_of"], "as_of")

@@ -155,6 +155,8 @@ def _amount_problem(value: Any, *, signed: bool) -> str | None:
 def _read(data: Any) -> RunningTotals:
     if not isinstance(data, dict):
         raise UnusableTotals(f"the file holds a {type(data).__name__}, not an object")
+    if newer := durable_file.newer_version(data, VERSION, "totals file"):
+        raise UnusableTotals(newer)
     if data.get("version") != VERSION:
         raise UnusableTotals(f"version {data.get('version')!r}, expected {VERSION}")
     as_of = _instant(data.get("as_of"), "as_of")

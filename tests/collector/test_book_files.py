@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from collector.sinks import curtailment_control
+from collector.sources import curtailment_commands
 from collector.stages import health_history, pool_days
 from collector.stages import running_totals as totals_store
 from collector.stages.cost_engine import advance
@@ -139,6 +141,29 @@ def test_with_both_copies_unusable_the_book_starts_over_and_the_error_names_both
     assert load(path) is None
     assert f"{what} in {path}: it is unusable (not JSON" in caplog.text
     assert f"and so is the previous copy {tmp_path / name}.prev (not JSON" in caplog.text
+
+
+@pytest.mark.parametrize("name", list(BOOKS))
+def test_a_book_a_newer_hashfleet_wrote_is_set_aside_saying_so_not_as_damage(tmp_path, caplog, name):
+    # A rollback (trial Q): an older version called a newer book "unusable" or "not a list of 5 numbers".
+    save, load, what = BOOKS[name]
+    path = tmp_path / name
+    save(path, 1)
+    path.write_bytes(json.dumps({**json.loads(path.read_bytes()), "version": 2}).encode())
+    assert load(path) is None
+    assert (f"{what} in {path}: it is unusable (a version 2 " in caplog.text
+            and "written by a newer hashfleet (this one reads version 1): rolled back?" in caplog.text)
+    assert (tmp_path / f"{name}.unusable.1").exists()
+
+
+def test_a_commands_file_a_newer_hashfleet_wrote_is_named_so():
+    newer = json.dumps({"version": 3, "killed": False, "killed_as_of": None, "mode": None, "dr_targets": {},
+                        "something_new": 1})
+    with pytest.raises(ValueError, match=r"a version 3 commands file, written by a newer hashfleet \(this one reads "
+                                         r"version 2\)"):
+        curtailment_commands._checked(json.loads(newer))
+    with pytest.raises(ValueError, match=r"a version 2 control state, written by a newer hashfleet"):
+        curtailment_control._checked_state({"version": 2, "slept": {}})
 
 
 def test_a_carry_back_its_dates_cannot_take_costs_the_file_not_the_start(tmp_path, caplog):
