@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from collector.sources import cgminer_client as cgminer
+from collector.sources import pyasic_http
 from collector.sources import plausibility
 from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile, next_due
 from collector.sources.reply_values import Checked, board_number, first, mac, text
@@ -89,13 +90,15 @@ class Braiins(RpcReader):
         if left <= 0.05 or self.grpc is None:
             return
         try:
-            async with asyncio.timeout(left):
-                details = await self.grpc.web.get_miner_details()
+            with pyasic_http.noting_refusals() as refused:  # pyasic_grpc notes why it refused a message
+                async with asyncio.timeout(left):
+                    details = await self.grpc.web.get_miner_details()
         except TimeoutError:
             self.grpc_problem = f"{self.host}:50051: no gRPC answer within {left:.3g} s"
             return
         except Exception as e:  # pyasic's gRPC client raises many kinds; a rare call must not cost the poll
-            self.grpc_problem = f"{self.host}:50051: gRPC GetMinerDetails failed ({type(e).__name__})"
+            self.grpc_problem = (f"{self.host}:50051: gRPC GetMinerDetails failed ({type(e).__name__})"
+                                 + (f": {refused[0]}" if refused else ""))
             return
         self.grpc_problem = None
         self.mac, self.firmware, self.expected_ths, self.paused = miner_details(details, self)

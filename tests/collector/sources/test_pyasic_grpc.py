@@ -56,6 +56,8 @@ def test_a_poll_reads_the_good_unit_and_names_each_hostile_grpc_answer(site, tmp
         [warning] = sample["warnings"]
         why = "no gRPC answer within" if mode == "endless" else "gRPC GetMinerDetails failed"  # h2 ends huge headers
         assert warning.startswith(f"{address}:50051: {why}"), (mode, warning)
+        reason = {"huge": "over the 32,768-byte cap", "compressed": "a compressed message"}.get(mode)
+        assert reason is None or reason in warning, (mode, warning)  # why it was refused, not only that it failed
 
 
 def test_a_message_over_the_cap_or_compressed_is_refused_as_pyasic_handles_it_and_the_reason_noted(site):
