@@ -232,7 +232,9 @@ class CollectorConfig(Settings):
     identify_backoff_s: float | None = Field(default=None, gt=0, le=3600,
                                              description="wait before identifying a failed address again (default: "
                                                          "interval_s); doubles after each failure (with jitter) up "
-                                                         "to identify_backoff_max_s")
+                                                         "to identify_backoff_max_s. A miner identified before "
+                                                         "is looked for (one connect) after each first wait, not "
+                                                         "doubled, while nothing listens at its address")
     identify_backoff_max_s: float = Field(default=600.0, gt=0, le=86_400,
                                           description="the longest wait between identifications of an address")
     forget_unseen_miners_h: float = Field(

@@ -10,9 +10,13 @@ polled set once identified, and until then yields a cheap offline sample
 ("not identified yet") each cycle. Addresses that keep failing identification
 are retried with exponential backoff; a known miner that stops answering is
 polled a few more times, then handed back to identification (its offline samples keep its id and say
-"identifying it again"). So is, at once and with a warning, an
-address whose native reader finds another make answering there (a unit swapped at the same address:
-collector.sources.rpc_reader); its samples stop carrying the old unit's id.
+"identifying it again"). Such a miner is the likeliest to come back (a power cut, a switch reboot) and the one
+the operator watches: while nothing accepts a connection at its address it is looked for again after each
+identify_backoff, at a connect's cost (~0.2 ms of CPU, pyasic's detection ~2 ms; docs/benchmarks.md), and
+identified as soon as something does; the backoff doubling up to identify_backoff_max_s counts only
+identifications that failed (trial R, finding 2: up to 296 s offline after a 4-minute outage before).
+An address whose native reader finds another make answering there (a unit swapped at the same address:
+collector.sources.rpc_reader) is handed back at once, with a warning; its samples stop carrying the old unit's id.
 
 A miner that moves (DHCP) is one MAC that stops answering at one target and answers at another: once
 the new one shows it (identified or polled), the old target, which does not answer, no longer carries
@@ -387,10 +391,22 @@ class PolledMiners:
         """Identify one address (never raises): it joins the polled set, or its next try is scheduled."""
         known.identifying = True
         try:
-            outcome = await discovery.attempt(target, self.config.timeout_s, self._identify_gates, self.config.readers)
+            # A miner read here before (handed back) is the likeliest to come back, and watched: while nothing
+            # accepts a connection it is looked for again after identify_backoff (x 1-1.5), at a connect's cost,
+            # not pyasic's detection's; identified as soon as something does (trial R, finding 2).
+            listens = not known.miner_id or await discovery.listening(target, self.config.timeout_s,
+                                                                      self._identify_gates)
+            outcome = await discovery.attempt(target, self.config.timeout_s, self._identify_gates,
+                                              self.config.readers) if listens else None
         finally:
             known.identifying = False
         if known.driver is not None or self._known.get(target) is not known:  # found by a scan, or forgotten, meanwhile
+            return
+        if outcome is None:  # no failure counted: the backoff is for what answers and is not identified
+            known.reason = f"{target.address}: nothing accepts a connection (looked for every " \
+                           f"{self.config.identify_backoff:g} s)"
+            # Spread (a site's power cut hands back thousands at once), never sooner: each look costs a connect.
+            self._schedule(target, known, time.monotonic() + self.config.identify_backoff * random.uniform(1.0, 1.5))
             return
         if isinstance(outcome, discovery.Identity):
             self._identified(known, outcome)
