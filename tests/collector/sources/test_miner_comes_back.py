@@ -23,10 +23,12 @@ CYCLE_S = 0.5  # the interval between the test's cycles (the service's interval_
 BACKOFF_S = 0.25  # identify_backoff_s; identify_backoff_max_s stays at its default, 600 s
 # Back when its next identification by the old backoff is further off than this: then only a quicker look
 # can find it within the bound below (makes the test fail without the fix, whatever the jitter drew).
-BACKOFF_GROWN_S = 2.5
+BACKOFF_GROWN_S = 6.0
 MIN_OUTAGE_CYCLES = 8  # 4 s: the old backoff's 4-5 failed identifications
 MAX_OUTAGE_CYCLES = 40
-CYCLES_TO_COME_BACK = 3  # cycles after it listens again: a look, an identification, a poll (< BACKOFF_GROWN_S)
+# Cycles after it listens again: a look, an identification (pyasic's detection of the Antminer), a poll; a few
+# more than that takes for a loaded machine, still well within BACKOFF_GROWN_S.
+CYCLES_TO_COME_BACK = 6
 
 
 def test_a_known_miner_that_comes_back_after_a_long_outage_is_polled_within_a_few_cycles():
