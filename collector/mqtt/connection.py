@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 _CREDENTIAL_REASONS = {"Not authorized", "Bad user name or password", "Bad authentication method", "Banned"}
 MAX_INFLIGHT = 100  # QoS 1 messages sent and not yet acknowledged; the rest wait in paho's queue
+ROOM_POLL_S = 0.005  # wait_for_room's look at the acknowledgements (a local Mosquitto acknowledges ~16 a ms)
 MAX_UNACKED = 20_000  # messages waiting for the broker's acknowledgement (~50 MB); more are skipped
 
 
@@ -285,6 +286,23 @@ class MqttConnection:
             self._log.warning("publish", "MQTT publish to %s not sent: %s", topic, mqtt.error_string(info.rc))
             return False
         return True
+
+    @property
+    def full(self) -> bool:
+        """MAX_UNACKED messages wait for the broker (as last counted: a hint, read without the lock)."""
+        return len(self._unacked) >= MAX_UNACKED
+
+    def wait_for_room(self, until: float) -> bool:
+        """Wait (this thread, never the event loop's) until fewer than MAX_UNACKED messages wait for the broker,
+        up to the monotonic time `until`; whether there is room. Not while disconnected: nothing would drain."""
+        while True:
+            with self._lock:
+                self._forget_acknowledged()
+                if len(self._unacked) < MAX_UNACKED:
+                    return True
+                if not self._client.is_connected() or time.monotonic() >= until:
+                    return False
+            time.sleep(ROOM_POLL_S)
 
     def _send(self, topic: str, data: bytes, qos: int, retain: bool) -> mqtt.MQTTMessageInfo:
         """paho's publish; a QoS 1+ message it took is watched until acknowledged (under self._lock)."""

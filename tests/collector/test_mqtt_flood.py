@@ -7,10 +7,12 @@ nothing again on a live connection), which stopped its publishing while it staye
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +26,9 @@ from tests.collector.mqtt_support import Publisher, Subscriber, unique
 from tests.servers.process import require_binary
 
 from collector.mqtt.connection import MAX_UNACKED, MqttConnection
+from collector.cycle import Cycle
 from collector.mqtt.topics import Topics
+from collector.sinks.mqtt_publish import MqttSink
 from models import MqttConfig
 
 MINERS = 300  # MQTT miners: every cycle publishes their state and health at QoS 1
@@ -213,3 +217,29 @@ def test_retained_messages_skipped_for_want_of_room_go_out_once_there_is_room(mo
     retained = subprocess.run([mosquitto_sub, "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", f"{prefix}/config/#",
                                "--retained-only", "-C", str(len(topics)), "-W", "30", "-F", "%t"], capture_output=True, text=True, timeout=60)
     assert set(retained.stdout.split()) == set(topics)
+
+
+def test_the_sink_waits_for_room_at_the_broker_within_its_budget_rather_than_skip(mosquitto):
+    # A 10,000-miner cycle is ~30,000 messages and a local Mosquitto acknowledges ~16,000 a second: past
+    # MAX_UNACKED waiting, part of every cycle was skipped (a retained one held for a later cycle).
+    site = unique("room")
+    topics = Topics("hashfleet", site)
+    config = MqttConfig(host=mosquitto.host, port=mosquitto.port)
+    connection = MqttConnection(config, client_id=unique("room"), status_topic=topics.status)
+    connection.start()
+    sink = MqttSink(connection, topics, config, interval_s=40.0)  # a budget of 2.5 s (ROOM_WAIT_MAX_S) a cycle
+    try:
+        # the broker answers again a while into the cycle's write (the scenario's pace, not a readiness wait)
+        resume = threading.Timer(0.5, os.kill, (mosquitto.pid, signal.SIGCONT))
+        os.kill(mosquitto.pid, signal.SIGSTOP)  # connected, and acknowledging nothing
+        try:
+            assert all(connection.publish(f"hashfleet/{site}/x/{i}", b"{}", qos=1, retain=False)
+                       for i in range(MAX_UNACKED))
+            resume.start()
+            asyncio.run(sink.write(Cycle(site, datetime.now(timezone.utc))))
+        finally:
+            resume.cancel()
+            os.kill(mosquitto.pid, signal.SIGCONT)
+        assert connection.skipped == 0  # every message of the cycle went out, none skipped or held
+    finally:
+        connection.close()
