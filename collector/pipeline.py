@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from collector import config as config_loader
-from collector import service
+from collector import service, state_files
 from collector.clock import utc_now
 from collector.cycle import Cycle
 from collector.mqtt.connection import MqttConnection
@@ -196,7 +196,7 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
     economics = config.shard_economics
     if economics is not None and config.network is not None:
         sources.insert(0, NetworkInputs(config.network))
-        totals = config_loader.spool_directory(config) / "cost-totals.json" if service_mode else None
+        totals = config_loader.spool_directory(config) / state_files.COST_TOTALS if service_mode else None
         stages.append(CostStage(config.site, economics, live=live, totals_path=totals,
                                 forget_after_s=config.forget_unseen_miners_h * 3600,
                                 power_correction=truth.correction, measured_pue=truth.measured_pue))
@@ -207,7 +207,7 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
     # file is read by every command and written only by the service.
     stages.append(HealthStage(config.site, economics=economics, layout=SiteLayout.load(config.layout),
                               live=live, truth=truth, save=service_mode,
-                              state_path=config_loader.spool_directory(config) / "health-state.json"))
+                              state_path=config_loader.spool_directory(config) / state_files.HEALTH))
     if mqtt is not None:
         sources.append(mqtt.ingest)
         sinks.append(mqtt.sink)
@@ -215,7 +215,7 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
     if config.pools:  # after the cost stage: it weighs the day's spend the cost stage counted
         stages.append(PoolReconciliation(config.site, config.pools, economics=economics,
                                          settings=config.reconciliation, save=service_mode,
-                                         state_path=config_loader.spool_directory(config) / "pool-days.json"))
+                                         state_path=config_loader.spool_directory(config) / state_files.POOL_DAYS))
     return Pipeline(config, sources, stages, sinks, polled, mqtt)
 
 
@@ -224,7 +224,7 @@ def curtailment_stage(config: CollectorConfig, live: LiveInputs, service_mode: b
     and otherwise (`hashfleet advise`) read from there, never written: advice weighs what the collector
     measured, not nameplates."""
     assert config.curtailment is not None and config.shard_economics is not None
-    path = config_loader.spool_directory(config) / "curtailment-efficiency.json"
+    path = config_loader.spool_directory(config) / state_files.CURTAILMENT_EFFICIENCY
     stage = CurtailmentStage(config.site, config.shard_economics, config.curtailment, live=live,
                              layout=SiteLayout.load(config.layout), state_path=path if service_mode else None)
     if not service_mode and path.exists():
@@ -240,8 +240,8 @@ def curtailment_control(config: CollectorConfig, live: LiveInputs, service_mode:
         return []
     directory = config_loader.spool_directory(config)
     sink = CurtailmentControl(control, config.site, live=live, layout=SiteLayout.load(config.layout),
-                              state_path=directory / "curtailment-control.json",
-                              audit_path=control.audit_log or directory / "curtailment-actions.jsonl")
+                              state_path=directory / state_files.CURTAILMENT_CONTROL,
+                              audit_path=control.audit_log or directory / state_files.CURTAILMENT_ACTIONS)
     live.curtailment.keep_in(commands_path(config))  # the MQTT kill switch survives a restart
     try:
         sink.audit.check()  # type: ignore[union-attr]  # (control acts on nothing it cannot record)
@@ -254,7 +254,7 @@ def curtailment_control(config: CollectorConfig, live: LiveInputs, service_mode:
 def commands_path(config: CollectorConfig) -> Path:
     """Where the service keeps the curtailment commands set over MQTT (collector/sources/curtailment_commands.py):
     with control dry_run or on, read at start and written on every change."""
-    return config_loader.spool_directory(config) / "curtailment-commands.json"
+    return config_loader.spool_directory(config) / state_files.CURTAILMENT_COMMANDS
 
 
 def dr_target_topics(config: MqttConfig, site: str, curtailment: CurtailmentConfig | None) -> frozenset[str]:

@@ -6,11 +6,12 @@ itself (one shard per host). Upgraded, it would start from nothing without a wor
 slept left asleep, spooled batches never sent, the month's totals and the books started over.
 
 So on a shard's first start (its directory not there yet) every file a collector keeps in `<directory>`
-(STATE_FILES, the spool's batches and counters, and the copies kept beside a book) is moved into the shard's
-directory: each with a hard link then an unlink, never over a file; first into `shard-K-of-N.taking-up`,
-renamed into place at the end, so a start cut short is finished by the next one. Only the spool's `lock`
-stays: while a collector holds it (one still running on the old layout) the move is refused. The first
-shard to start takes everything: with the old layout one host ran one shard, whose state it is.
+(the state files named in collector/state_files.py, the spool's batches and counters, and the copies kept beside
+a book) is moved into the shard's directory: each with a hard link then an unlink, never over a file; first
+into `shard-K-of-N.taking-up`, renamed into place at the end, so a start cut short is finished by the next
+one. Only the spool's `lock` stays: while a collector holds it (one still running on the old layout) the
+move is refused. The first shard to start takes everything: with the old layout one host ran one shard,
+whose state it is.
 """
 
 from __future__ import annotations
@@ -21,14 +22,12 @@ import os
 import re
 from pathlib import Path
 
-from collector import config as config_loader
+from collector import config as config_loader, state_files
 from models import CollectorConfig
 
 log = logging.getLogger(__name__)
 
-# What a collector keeps in its spool directory besides the spool's own files (collector/pipeline.py).
-STATE_FILES = ("cost-totals.json", "health-state.json", "pool-days.json", "curtailment-efficiency.json",
-               "curtailment-control.json", "curtailment-commands.json", "curtailment-actions.jsonl")
+# The spool's own files, besides the state files (collector/state_files.py).
 _SPOOL_COUNTERS = ("dropped", "rejected", "lost", "expired")  # collector/sinks/spool.py
 _BATCH = re.compile(r"[0-9]{16}\.lp\.(gz|rejected|bad)").fullmatch  # collector/spool_files.py, and set aside
 # A book's copies (collector/durable_file.py): the one before the last save, and the ones set aside unusable
@@ -47,8 +46,8 @@ def kept_here(directory: Path) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     found = [Path(e.path) for e in entries if e.is_file(follow_symlinks=False) and (
-        e.name in STATE_FILES or e.name in _SPOOL_COUNTERS or _BATCH(e.name)
-        or ((copy := _COPY(e.name)) is not None and copy["book"] in STATE_FILES))]
+        e.name in state_files.ALL or e.name in _SPOOL_COUNTERS or _BATCH(e.name)
+        or ((copy := _COPY(e.name)) is not None and copy["book"] in state_files.ALL))]
     return sorted(found)
 
 
