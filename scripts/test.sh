@@ -3,8 +3,9 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -k avalon -x
 source "$(dirname "$0")/setup.sh"
 # docker-compose (1.29) validates docker-compose.yml; no Docker engine is needed for that.
-# busybox: the secrets script runs under its sh, as in the image; tmux: a real terminal for `watch`.
-apt_install influxdb influxdb-client mosquitto mosquitto-clients docker-compose busybox tmux
+# busybox: the secrets script runs under its sh, as in the image; tmux: a real terminal for `watch`;
+# logrotate: the audit log rotated as docs/curtailment.md configures it.
+apt_install influxdb influxdb-client mosquitto mosquitto-clients docker-compose busybox tmux logrotate
 ensure_venv "[test]"
 # The stack rehearsal runs each service under its own user id, as its container would: those users must
 # reach this checkout. A clone inside `mktemp -d` (mode 0700) is out of their reach, so temporary parent

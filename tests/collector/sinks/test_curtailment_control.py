@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -1045,6 +1046,31 @@ def test_the_audit_log_keeps_what_it_could_not_write_and_writes_it_first_once_it
     log.append([event(5)])
     assert [json.loads(line)["miner"] for line in path.read_text().splitlines()] == ["m2", "m3", "m4", "m5"]
 
+
+
+def test_logrotate_moving_the_audit_log_as_the_docs_configure_it_loses_no_line(tmp_path):
+    """docs/curtailment.md's logrotate stanza, run by the real logrotate on a live AuditLog: the lines
+    before the move stay in the rotated file, the next ones go to a new file (the log is opened per write,
+    so a rotation needs no signal and no copytruncate)."""
+    logrotate = shutil.which("logrotate") or pytest.fail(
+        "`logrotate` is missing: sudo apt-get install logrotate (or run ./scripts/test.sh)", pytrace=False)
+    docs = (Path(__file__).parents[3] / "docs" / "curtailment.md").read_text()
+    stanza = docs.split("/var/lib/hashfleet/spool/*/curtailment-actions.jsonl {", 1)[1].split("```", 1)[0]
+    site = tmp_path / "spool" / "tx1"
+    site.mkdir(parents=True)
+    path = site / "curtailment-actions.jsonl"
+    conf = tmp_path / "hashfleet.logrotate"
+    conf.write_text(f"{tmp_path}/spool/*/curtailment-actions.jsonl {{{stanza}")
+    log = audit_log.AuditLog(path, "tx1")
+    log.check()
+    event = lambda n: ActionEvent(TS, f"m{n}", "sleep", "sent", "why")  # noqa: E731
+    log.append([event(1), event(2)])
+    subprocess.run([logrotate, "--force", "--state", str(tmp_path / "state"), str(conf)], check=True,
+                   capture_output=True, timeout=30)
+    log.append([event(3)])
+    miners = lambda p: [json.loads(line)["miner"] for line in p.read_text().splitlines()]  # noqa: E731
+    assert miners(site / "curtailment-actions.jsonl.1") == ["m1", "m2"]  # (compressed at the next rotation)
+    assert miners(path) == ["m3"] and log.broken is None
 
 @pytest.fixture
 def disk_syncs(monkeypatch):
