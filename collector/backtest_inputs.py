@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import logging
+import statistics
 import math
 from collections import defaultdict
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_CSV_BYTES = 64 * 1024 * 1024
 MAX_PRICE_ROWS = 2_000_000  # a year of 5-minute prices is ~105,000
 PRICE_MIN, PRICE_MAX = -1.0, 20.0  # $/kWh, as the MQTT ingest bounds a live price
+UNIT_SLIP_USD_KWH = 0.001  # $1/MWh: single hours go below it (even negative), a series' median does not
 MAX_ROWS_PER_QUERY = 2_000_000
 
 
@@ -86,6 +88,10 @@ def read_prices_csv(path: Path, *, max_hold_s: float = 7200.0) -> PriceSeries:
         prices.append(price)
     if not times:
         raise BacktestInputError(f"--prices {path}: no prices")
+    typical = statistics.median(prices)
+    if abs(typical) < UNIT_SLIP_USD_KWH:  # real, but not as a series' middle: the slip of a header (trial S)
+        log.warning("--prices %s: its median price is %g %s, below any market's middle: a unit slip (a series "
+                    "of $/kWh under a `usd_per_mwh` header)? Replayed as written", path, typical * scale, unit)
     return PriceSeries(times, prices, max_hold_s=max_hold_s)
 
 
@@ -112,7 +118,10 @@ def _time(text: str) -> int:
         ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if ts.tzinfo is None:
             raise ValueError(f"time {text[:40]!r} has no time zone (write 2025-06-01T12:00:00Z)") from None
-        return int(ts.timestamp())
+        value = ts.timestamp()
+        if not 0 <= value < 1e11:  # (as a unix time: 1970 to the year 5138)
+            raise ValueError(f"time {text[:40]!r} is not between 1970 and the year 5138")
+        return int(value)
     if not math.isfinite(value) or not 0 <= value < 1e11:
         raise ValueError(f"time {text[:40]!r} is not a unix time")
     return int(value)

@@ -22,6 +22,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import yaml
@@ -375,6 +376,8 @@ def test_an_unreachable_influxdb_is_a_runtime_error(tmp_path, start):
     ("not-a-time,30", "not-a-time"),
     (f"{10**12},30", "not a unix time"),
     ("2026-01-01T00:00:00,30", "no time zone"),
+    ("0001-01-01T00:00:00+14:00,30", "is not between 1970 and the year 5138"),  # as a unix time is refused
+    ("9999-12-31T23:59:59-14:00,30", "is not between 1970 and the year 5138"),
     ("1795780800,nan", "'nan' is not a decimal number"),
     ("1795780800,1e300", "is not a price"),
     ("1795780800,", "'' is not a decimal number"),
@@ -403,6 +406,18 @@ def test_a_price_given_twice_for_one_time_is_taken_once(tmp_path):
     series = read_prices_csv(path)
     assert series.times == [1795780000, 1795783600] and series.prices == [0.03, 0.05]
 
+
+def test_a_series_of_dollars_per_kwh_under_a_mwh_header_is_replayed_with_a_warning(tmp_path, start):
+    # 0.05 read as $/MWh is $0.00005/kWh: a run that saves $0 and says nothing was the slip (trial S, L2).
+    env = local_history(tmp_path, history_lines(start)[:1000])
+    right = Path(prices_csv(tmp_path, start))
+    slipped = tmp_path / "slipped.csv"
+    slipped.write_text("time,usd_per_mwh\n" + "".join(f"{start + 3600 * h},{price_at_hour(h):g}\n" for h in range(48)))
+    for path, warned in ((slipped, True), (right, False)):
+        done = subprocess.run([HASHFLEET, "backtest", "--since", "3d", "--config", write_config(tmp_path), "--prices",
+                               str(path)], capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        assert ("a unit slip" in done.stderr and f"--prices {path}" in done.stderr) is warned, done.stderr
 
 def test_a_resolution_under_a_second_is_a_usage_error_worded_as_the_help(tmp_path, start):
     env = local_history(tmp_path, history_lines(start)[:1000])
