@@ -25,8 +25,8 @@ from pathlib import Path
 from statistics import median
 
 from collector.history import spool_points
-from collector.influx_query import InfluxQueryError, get_answer, rows
-from collector.redact import redact_url
+from collector.influx_query import InfluxQueryError, get_answer, rows, tokens
+from collector.redact import hide_secrets, redact_url
 from collector.stages.backtest import Period, PriceSeries, Reading
 from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S
 from models import InfluxConfig, schema
@@ -300,10 +300,18 @@ class InfluxHistory:
         token = config.resolved_read_token()
         if token:
             self._headers["Authorization"] = f"Token {token}"
+        self._secrets = tokens(config)
 
     def query(self, text: str) -> list[dict]:
         """Every row of every series of the answer, as {column or tag: value}; the answer is outside input:
-        capped, bounded in time, and any other shape than InfluxDB's raises InfluxQueryError naming the server."""
+        capped, bounded in time, and any other shape than InfluxDB's raises InfluxQueryError naming the server
+        (the tokens hidden in what it quotes)."""
+        try:
+            return self._query(text)
+        except InfluxQueryError as e:
+            raise InfluxQueryError(hide_secrets(str(e), self._secrets)) from None
+
+    def _query(self, text: str) -> list[dict]:
         where = f"InfluxDB at {redact_url(self.config.url)}"
         params = {"db": self.config.bucket, "q": text, "epoch": "s"}
         status, body = asyncio.run(get_answer(where, f"{self.config.url}/query", params, self._headers,

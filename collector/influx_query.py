@@ -14,7 +14,7 @@ import httpx
 import orjson
 
 from collector import bounded_http
-from collector.redact import redact
+from collector.redact import hide_secrets, redact
 from models import InfluxConfig
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -26,6 +26,28 @@ class InfluxQueryError(Exception):
 
 async def query(config: InfluxConfig, text: str) -> list[dict[str, Any]]:
     """Every row of every series the query returns, as {column: value} with the series' tags in it."""
+    secrets = tokens(config)
+    try:
+        return await _query(config, text)
+    except InfluxQueryError as e:
+        raise InfluxQueryError(hide_secrets(str(e), secrets)) from None
+
+
+def tokens(config: InfluxConfig) -> list[str]:
+    """The tokens this process may send InfluxDB: hidden in whatever is quoted of its answers (a server or
+    proxy may echo the request's headers in an error page)."""
+    found = []
+    for resolve in (config.resolved_read_token, config.resolved_token):
+        try:
+            token = resolve()
+        except (OSError, ValueError):  # one it cannot read is one it does not send
+            continue
+        if token:
+            found.append(token)
+    return found
+
+
+async def _query(config: InfluxConfig, text: str) -> list[dict[str, Any]]:
     headers = {"Accept": "application/json"}
     token = config.resolved_read_token()
     if token:

@@ -34,7 +34,7 @@ from urllib3.exceptions import HTTPError
 
 from collector import line_protocol
 from collector.bounded_log import BoundedLog
-from collector.redact import redact, redact_url
+from collector.redact import hide_secrets, redact, redact_url
 from collector.sinks.spooled import SpooledLines
 from collector.sinks.spool import Spool
 from collector.spool_files import Batch, DamagedBatch, lines_of
@@ -77,6 +77,7 @@ class InfluxWriter:
         token = config.resolved_token()
         if token:
             self._headers["Authorization"] = f"Token {token}"
+        self._secrets = [token]  # hidden in what is quoted of an answer: a proxy's error page may echo headers
 
     def write_gzip(self, body: bytes) -> None:
         """One request: `body` is gzip'd line protocol (at most `batch_size` lines). Returns only on
@@ -98,7 +99,7 @@ class InfluxWriter:
             if answer.status != 204:
                 answer.close()  # a connection that answered wrongly is not reused
             answer.release_conn()
-        text = _CONTROL.sub(" ", detail.decode("utf-8", "replace")).strip()[:300]
+        text = _CONTROL.sub(" ", hide_secrets(detail.decode("utf-8", "replace"), self._secrets)).strip()[:300]
         what = "refused a write" if answer.status >= 300 else "did not confirm a write (only 204 does)"
         raise InfluxWriteError(redact(
             f"InfluxDB at {redact_url(self.config.url)} {what} to bucket {self.config.bucket!r}: "

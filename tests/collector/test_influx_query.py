@@ -57,6 +57,7 @@ class _Liar(BaseHTTPRequestHandler):
                 pass
             return
         status, body = self.server.answer  # type: ignore[attr-defined]
+        body = body.replace(b"{auth}", (self.headers.get("Authorization") or "").encode())  # as a proxy may echo it
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -82,6 +83,23 @@ def _config(server, **more) -> InfluxConfig:
 def _query(server, **more):
     return asyncio.run(influx_query.query(_config(server, **more), "SELECT 1"))
 
+
+@pytest.mark.parametrize("answer", [
+    (401, b'{"code":"unauthorized","message":"refused: Authorization: {auth}"}'),
+    (200, b'{"results":[{"statement_id":0,"error":"bad query from {auth}"}]}'),
+    (502, b"<html>bad gateway; your request: Authorization: {auth}</html>"),
+])
+def test_a_token_the_server_echoes_is_hidden_in_the_error(liar, answer):
+    # (trial T: `health --since` and `backtest --source influx` printed the read token a proxy echoed)
+    liar.answer = answer
+    with pytest.raises(InfluxQueryError) as raised:
+        _query(liar)
+    assert "***" in str(raised.value) and TOKEN[:4] not in str(raised.value), raised.value
+    from collector.backtest_inputs import InfluxHistory
+
+    with pytest.raises(InfluxQueryError) as raised:
+        InfluxHistory(_config(liar)).query("SELECT 1")
+    assert "***" in str(raised.value) and TOKEN[:4] not in str(raised.value), raised.value
 
 @pytest.mark.parametrize(("answer", "said"), [
     ((200, b"<html>proxy</html>"), "not JSON"),

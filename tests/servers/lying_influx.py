@@ -18,6 +18,9 @@ Modes (``LyingInflux.MODES``):
 ``garbage``        not HTTP at all, then the connection closes
 ``hang``           reads the request and never answers (until the server stops)
 
+Apart (``ECHO_MODES``, not retried: InfluxDB's own answer to them is final): ``401 echo`` and ``400 echo``
+answer with the request's headers in the body, as a proxy's or WAF's error page may (the token with them).
+
 ``requests`` counts the requests received (forwarded ones included). With ``max_body`` set, a
 request whose body is larger is answered ``413 Request Entity Too Large`` whatever the mode, as
 InfluxDB does past its ``max-body-size``.
@@ -75,6 +78,11 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
             self.close_connection = True
             return
+        if mode in self.server.ECHO_MODES:
+            echoed = " | ".join(f"{name}: {value}" for name, value in self.headers.items())
+            self._answer(int(mode[:3]), f'{{"code":"invalid","message":"refused; the request was: {echoed}"}}'.encode(),
+                         {"Content-Type": "application/json"})
+            return
         status, payload, headers = {
             "200 text": (200, b"ok", {"Content-Type": "text/plain"}),
             "200 json": (200, b'{"status":"pass"}', {"Content-Type": "application/json"}),
@@ -83,6 +91,9 @@ class _Handler(BaseHTTPRequestHandler):
             "non-utf8 500": (500, b"\xff\xfe\xc3(\x80 broken \xed\xa0\x80", {"Content-Type": "text/plain"}),
             "non-utf8 200": (200, b"\xff\xfe\xc3(\x80", {"Content-Type": "text/plain"}),
         }[mode]
+        self._answer(status, payload, headers)
+
+    def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -111,12 +122,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 class LyingInflux(ThreadingHTTPServer):
     MODES = ("200 text", "200 json", "201", "302", "non-utf8 500", "non-utf8 200", "endless 200", "garbage", "hang")
+    ECHO_MODES = ("401 echo", "400 echo")
     daemon_threads = True
 
     def __init__(self, mode: str = "200 text", host: str = "127.0.0.1") -> None:
         super().__init__((host, 0), _Handler)
-        if mode not in self.MODES:
-            raise ValueError(f"mode {mode!r} not one of {self.MODES}")
+        if mode not in self.MODES + self.ECHO_MODES:
+            raise ValueError(f"mode {mode!r} not one of {self.MODES + self.ECHO_MODES}")
         self.mode = mode
         self.forward_to: str | None = None
         self.max_body: int | None = None

@@ -85,6 +85,19 @@ def test_a_stop_while_influxdb_is_failing_leaves_the_batches_on_disk_without_try
     assert "is failing: 1 batch(es) stay in the spool for the next start" in caplog.text
 
 
+@pytest.mark.parametrize("mode", LyingInflux.ECHO_MODES)
+def test_a_token_echoed_in_an_error_page_is_hidden_in_the_write_error(mode):
+    token = "WriteTokenAAAA1111bbbb"  # (trial T: a proxy answering with the request's headers printed it whole)
+    with LyingInflux(mode) as liar:
+        writer = InfluxWriter(InfluxConfig(url=liar.url, bucket="b", token=token, timeout_s=1))
+        try:
+            with pytest.raises(InfluxWriteError) as err:
+                writer.write_lines(ONE_LINE)
+        finally:
+            writer.close()
+    assert f"HTTP {mode[:3]}" in str(err.value) and "Authorization: Token ***" in str(err.value), err.value
+    assert token[:4] not in str(err.value)
+
 async def until(condition, what: str = "condition", timeout: float = 30.0, wake: InfluxSink | None = None) -> None:
     """Wait for `condition`; with `wake`, a cycle ends every 0.1 s meanwhile (each cuts a retry backoff short)."""
     deadline = time.monotonic() + timeout
