@@ -16,6 +16,7 @@ from collector import pipeline, service
 from collector.commands.common import CONFIG_OPTION, SHARD_OPTION, SITE_OPTION, fail_usage, load_config
 from collector.cycle import Cycle
 from collector.redact import redact_url
+from collector.sources.network import NetworkInputs
 from collector.sources.pools import PoolSource
 from collector.stages.pool_reconciliation import PoolReconciliation
 from collector.terminal import plain_console
@@ -49,9 +50,13 @@ async def _read(cfg: CollectorConfig) -> dict[str, Any]:
     await built.start()
     try:
         now = service.cycle_timestamp()
-        sources = [s for s in built.sources if isinstance(s, PoolSource)]
-        await asyncio.gather(*(s.refresh(now, days=True) for s in sources))
         cycle = Cycle(cfg.site, now)
+        for network in (s for s in built.sources if isinstance(s, NetworkInputs)):
+            await network.announce(cycle)  # the network figures the pools' figures are checked against
+        sources = [s for s in built.sources if isinstance(s, PoolSource)]
+        for source in sources:
+            source.network = cycle.network
+        await asyncio.gather(*(s.refresh(now, days=True) for s in sources))
         await service.run_cycle(cycle, built.sources, built.stages, [])
     finally:
         await built.stop()

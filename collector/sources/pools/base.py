@@ -9,6 +9,11 @@ round (outage, 429, a changed schema, a hostile reply) keeps the last good value
 says why in `error`: nothing is ever replaced by zeros. Days absent from a reply stay absent: a day the
 pool has not closed is partial or missing, never zero.
 
+Past the caps (models/pool.py), each figure is checked for plausibility (`_plausible`), and one that fails
+costs that figure only (that worker, that day), logged once and counted in `refused`: a worker of another
+account (its name not `<account>.`), a worker above a tenth of the network's hashrate, a day's credit over
+PLAUSIBLE_CREDIT_FACTOR times what the account's hashrate earns at the network's difficulty and fees.
+
 A pool module (braiins.py, ocean.py, f2pool.py, solo.py) says how to read its API: `read_workers` and
 `read_days`, and its auth header.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,7 +31,9 @@ from pydantic import ValidationError
 from collector import clock
 from collector.redact import redact_url
 from collector.sources.pools.client import PoolBackingOff, PoolClient, PoolError, PoolReplyError
+from collector.stages.cost_engine import TWO_POW_32, btc_per_day, network_subsidy_btc
 from models.config import POOL_MIN_INTERVAL_S, PoolConfig
+from models.economics import NetworkState
 from models.pool import MAX_WORKERS, DayStatus, PoolDay, PoolKind, PoolSnapshot, PoolWorker
 
 if TYPE_CHECKING:
@@ -34,6 +42,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEP_DAYS = 35  # days of earnings held (each a few numbers): a month's view and then some
+BLOCK_S = 600  # the chain's target spacing: the network's hashrate is difficulty x 2^32 / 600 s
+# One pool worker is one stratum connection, at most a farm proxy for a whole site: the largest sites are
+# about a gigawatt, ~50 EH/s even at 20 J/TH, a twentieth of the ~1 ZH/s network of 2026. Above a tenth
+# is a wrong unit (the trial's "Eh/s" for Th/s), not a site.
+MAX_WORKER_NETWORK_SHARE = 0.1
+# A day's credit against what the account's peak hashrate earns at today's network figures: fees can
+# reach a few times the subsidy on a rare day (x4), TIDES pays per pool block (a lucky day several
+# blocks over its mean, x5), the site may have been larger that day than at its peak since (x5). A
+# credit past 100x is a wrong unit or decimal (the trial's 1,000x), not luck; smaller gaps are the
+# reconciliation's to report.
+PLAUSIBLE_CREDIT_FACTOR = 100.0
 
 
 class PoolSource:
@@ -62,6 +81,10 @@ class PoolSource:
         self._task: asyncio.Task[None] | None = None
         self.error: str | None = None
         self.rounds = 0  # rounds that read every part they set out to read
+        self.network: NetworkState | None = None  # the latest cycle's (announce), for the plausibility checks
+        self.refused: Counter[str] = Counter()  # figures refused by the plausibility checks, by reason
+        self._warned: set[tuple[str, str]] = set()  # each refused figure is logged once
+        self._peak_ths: dict[date, float] = {}  # the account's hashrate per UTC day, its highest read
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {redact_url(self.config.base_url)!r})"
@@ -95,6 +118,7 @@ class PoolSource:
     async def announce(self, cycle: Cycle) -> None:
         """Start a round in the background when one is due (never waited for); the latest snapshot goes in."""
         now = cycle.ts
+        self.network = cycle.network or self.network
         elapsed = None if self._last_round is None else (now - self._last_round).total_seconds()
         # After a failed round, again as soon as the backoff (or Retry-After) has passed, not a whole refresh_s later.
         retry = self.error is not None and self.client.waiting_s == 0
@@ -132,12 +156,12 @@ class PoolSource:
             workers = await self.read_workers(now)
             if len(workers) > MAX_WORKERS:
                 raise PoolReplyError(f"{len(workers):,} workers, over the {MAX_WORKERS:,} cap")
-            self._workers, self._workers_as_of = workers, now
+            self._workers, self._workers_as_of = self._plausible_workers(workers, now), now
             if want_days:
                 part = "earnings"
                 window = [(now - timedelta(days=i)).date() for i in reversed(range(self.config.days_back))]
                 read = await self.read_days(now, window)
-                self._merge_days(read, window, now)
+                self._merge_days(self._plausible_days(read), window, now)
                 self._last_days = now
         except PoolBackingOff as e:
             log.debug("%s", e)
@@ -174,6 +198,58 @@ class PoolSource:
         kept = (f"keeping the workers read at {self._workers_as_of.isoformat()} (stale after {self.config.max_age_s:g} s)"
                 if self._workers_as_of else "nothing read yet: no pool figures for it")
         (log.warning if first else log.info)("pool %s: reading %s failed: %s; %s", self.name, part, message, kept)
+
+    # -- plausibility -------------------------------------------------------------------------------
+
+    def refuse(self, reason: str, what: str, message: str) -> None:
+        """Count a refused figure; log it the first time (`what` names it: a worker, a day)."""
+        self.refused[reason] += 1
+        if (reason, what) not in self._warned:
+            self._warned.add((reason, what))
+            log.warning("pool %s: %s refused: %s", self.name, what, message)
+
+    def _plausible_workers(self, workers: list[PoolWorker], now: datetime) -> list[PoolWorker]:
+        prefix = f"{self.account}.".casefold()
+        network = self.network
+        most = None if network is None else (
+            MAX_WORKER_NETWORK_SHARE * network.difficulty * TWO_POW_32 / BLOCK_S / 1e12)
+        kept = []
+        for w in workers:
+            if not (w.name.casefold().startswith(prefix) or w.name.casefold() == self.account.casefold()):
+                self.refuse("other_account_worker", f"worker {w.name!r}",
+                            f"not of account {self.account!r} (the pool names workers <account>.<worker>)")
+                continue
+            ths = max(v or 0.0 for v in (w.hashrate_ths, w.hashrate_24h_ths, w.reported_hashrate_ths))
+            if most is not None and ths > most:
+                self.refuse("implausible_worker", f"worker {w.name!r}",
+                            f"{ths:,.0f} TH/s, over {MAX_WORKER_NETWORK_SHARE:.0%} of the network's {most / MAX_WORKER_NETWORK_SHARE:,.0f} "
+                            "TH/s (a wrong hashrate unit?)")
+                continue
+            kept.append(w)
+        total = sum(max(w.hashrate_ths or 0.0, w.hashrate_24h_ths or 0.0) for w in kept)
+        today = now.date()
+        self._peak_ths[today] = max(total, self._peak_ths.get(today, 0.0))
+        oldest = today - timedelta(days=KEEP_DAYS)
+        self._peak_ths = {d: v for d, v in self._peak_ths.items() if d >= oldest}
+        return kept
+
+    def _plausible_days(self, days: list[PoolDay]) -> list[PoolDay]:
+        """Days whose credit the account's hashrate could have earned; unknown (no network figures, no
+        hashrate read: a site curtailed since its start) is not refused."""
+        network, peak = self.network, max(self._peak_ths.values(), default=0.0)
+        if network is None or peak <= 0:
+            return days
+        earns = btc_per_day(peak, network.difficulty, network_subsidy_btc(network), network.fees_btc_per_block)
+        kept = []
+        for day in days:
+            if day.credited_btc is not None and day.credited_btc > PLAUSIBLE_CREDIT_FACTOR * earns:
+                self.refuse("implausible_credit", f"{day.day} credit",
+                            f"{day.credited_btc:.8f} BTC is {day.credited_btc / earns:,.0f}x the {earns:.8f} BTC "
+                            f"{peak:,.1f} TH/s (the account's peak) earns a day at difficulty {network.difficulty:.4g}"
+                            f" (over {PLAUSIBLE_CREDIT_FACTOR:g}x: a wrong unit or decimal?)")
+                continue
+            kept.append(day)
+        return kept
 
     def _merge_days(self, read: list[PoolDay], window: list[date], now: datetime) -> None:
         # Outside the window: as last read; a closed day the pool no longer lists stays closed.

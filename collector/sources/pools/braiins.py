@@ -8,7 +8,8 @@
 The token goes in `Pool-Auth-Token`; the API documents about one request per five seconds as safe
 (PoolConfig.min_interval). Hashrates come in the unit `hash_rate_unit` names; BTC as decimal strings.
 Credited per day: total_reward less referral_reward (what referring others earned is not this site's
-mining; BOS+ fee refunds and referral bonuses are).
+mining; BOS+ fee refunds and referral bonuses are). A day with two rows, or a referral_reward over its
+total, is refused (which figure holds is not known), that day only.
 """
 
 from __future__ import annotations
@@ -56,17 +57,27 @@ class BraiinsSource(PoolSource):
         rows = arr(key(obj(key(reply, "btc", "rewards"), "rewards.btc"), "daily_rewards", "rewards.btc"),
                    "rewards.btc.daily_rewards")
         out: dict[date, PoolDay] = {}
+        refused: set[date] = set()  # a day refused is not read again from the profile either
         for i, raw in enumerate(rows):
             where = f"daily_rewards[{i}]"
             row = obj(raw, where)
             day = utc_day(key(row, "date", where), f"{where}.date", now)
             if day not in days or row.get("calculation_date") is None:
                 continue  # outside what was asked, or not calculated yet: not closed
-            credited = num(key(row, "total_reward", where), f"{where}.total_reward")
-            credited -= opt_num(row, "referral_reward", where) or 0.0
-            out[day] = PoolDay(day=day, status=DayStatus.CLOSED, credited_btc=max(0.0, credited))
+            total = num(key(row, "total_reward", where), f"{where}.total_reward")
+            referral = opt_num(row, "referral_reward", where) or 0.0
+            if day in out or day in refused:  # which row holds is not known: neither
+                self.refuse("duplicate_day", f"{day} credit", f"two daily_rewards rows for the day ({where})")
+                out.pop(day, None)
+                refused.add(day)
+            elif referral > total:  # a part larger than its whole: the row is wrong, not a zero credit
+                self.refuse("implausible_credit", f"{day} credit",
+                            f"referral_reward {referral:.8f} over total_reward {total:.8f} BTC ({where})")
+                refused.add(day)
+            else:
+                out[day] = PoolDay(day=day, status=DayStatus.CLOSED, credited_btc=total - referral)
         today = days[-1]
-        if today not in out:
+        if today not in out and today not in refused:
             profile = obj(key(obj(await self.client.get("/accounts/profile/json/btc/"), "profile"), "btc", "profile"),
                           "profile.btc")
             out[today] = PoolDay(day=today, status=DayStatus.PARTIAL,
