@@ -292,6 +292,7 @@ class CurtailmentControl:
         changes, not_kept = self.live.curtailment.take_changes()
         if self.audit is not None and (changes or not_kept):
             self.audit.append_commands(changes, not_kept)
+        self.live.curtailment.save_pending()  # (and what they set is on disk before they allow a send)
 
     def _left_open(self) -> list[ActionEvent]:
         """An action the stop leaves open, as the audit's last word on it: a command that had not answered

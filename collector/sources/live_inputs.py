@@ -10,7 +10,8 @@ refuses those, and this holds if the clock steps back.
 The kill switch, the control mode and the demand-response targets set over MQTT are kept on disk when
 control is dry_run or on (CurtailmentInputs.keep_in, collector/sources/curtailment_commands.py): a kill
 switch stays on until someone turns it off, and a utility's limit until its end or its withdrawal, whatever
-the restarts and whatever the broker kept. Demand-response targets are kept apart by source
+the restarts and whatever the broker kept (saved at most every SAVE_EVERY_S, always before a cycle's
+sends). Demand-response targets are kept apart by source
 (collector/sources/dr_targets.py), so one source's message never loosens another's target.
 
 Every change asked over MQTT and made (the kill switch, the control mode, a topic's demand-response targets
@@ -22,7 +23,10 @@ on record.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +75,12 @@ def _targets_text(targets: tuple[DrTarget, ...]) -> str:
     return shown + (f" (+{len(targets) - 3} more)" if len(targets) > 3 else "")
 
 
+# Commands are saved at most this often: a flood of valid ones (anyone who may publish them) was a synced
+# write each, on the event loop: 20,000 toggles held the cycles 16 s (trial T). The last is saved this long
+# after at most (a timer), and before each cycle's sends and at stop (save_pending).
+SAVE_EVERY_S = 0.5
+
+
 @dataclass
 class CurtailmentInputs:
     """What MQTT (Home Assistant's entities, a utility's feed) asks of curtailment (docs/curtailment.md)."""
@@ -87,6 +97,8 @@ class CurtailmentInputs:
     changes_not_kept: int = 0
     # at most a line a second per kind of change: a flood of commands must not flood the log
     change_log: BoundedLog = field(default_factory=lambda: BoundedLog(log, every_s=1.0), repr=False)
+    _saved_at: float = field(default=-math.inf, repr=False)  # time.monotonic() of the last save
+    _unsaved: bool = field(default=False, repr=False)  # a change waits for its save (SAVE_EVERY_S)
 
     def switch_kill(self, killed: bool, now: datetime, *, replayed: bool = False, topic: str = "") -> bool:
         """The kill switch set over MQTT (on `topic`); False (ignored) for OFF `replayed` by the broker (a
@@ -200,10 +212,30 @@ class CurtailmentInputs:
                                           datetime.now(timezone.utc))
         return gone, refused
 
+    def save_pending(self) -> None:
+        """Save a change still waiting (SAVE_EVERY_S): before a cycle's sends, and at stop."""
+        if self._unsaved:
+            self._write()
+
     def _save(self) -> None:
-        if self.saved_in is not None:
-            curtailment_commands.save(self.saved_in, SavedCommands(self.killed, self.killed_as_of, self.mode,
-                                                                   self.dr_targets.held()))
+        if self.saved_in is None:
+            return
+        since = time.monotonic() - self._saved_at
+        if since >= SAVE_EVERY_S:
+            self._write()
+        elif not self._unsaved:
+            try:
+                asyncio.get_running_loop().call_later(SAVE_EVERY_S - since, self.save_pending)
+            except RuntimeError:  # no loop running (`hashfleet advise`): nothing else would save it
+                self._write()
+                return
+            self._unsaved = True
+
+    def _write(self) -> None:
+        assert self.saved_in is not None
+        self._unsaved, self._saved_at = False, time.monotonic()
+        curtailment_commands.save(self.saved_in, SavedCommands(self.killed, self.killed_as_of, self.mode,
+                                                               self.dr_targets.held()))
 
 
 @dataclass

@@ -30,7 +30,7 @@ from models import CollectorConfig, LivePowerPrice
 from models.curtailment import ActionEvent
 from simulators.fleet import run_fleet
 from tests.collector.mqtt_support import CaptureSink
-from tests.support import HASHFLEET, TS, fill, small_disk, wait_for
+from tests.support import HASHFLEET, TS, fill, small_disk, until, wait_for
 
 NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
                                           "btc_price_usd": 95000}}
@@ -1115,6 +1115,27 @@ def test_a_kill_switch_set_over_mqtt_is_on_disk_once_saved(tmp_path, disk_syncs)
     assert replaced == [(str(path.with_suffix(".tmp")), str(path))] and synced[0] == str(path.with_suffix(".tmp"))
     assert curtailment_commands.load(path) == saved
 
+
+def test_a_flood_of_commands_over_mqtt_is_saved_a_few_times_and_its_last_word_reaches_the_disk(tmp_path, disk_syncs):
+    # Each change was a synced write on the event loop: 20,000 kill-switch toggles held the cycles 16 s (trial T).
+    from collector.sources.live_inputs import CurtailmentInputs
+
+    synced, replaced = disk_syncs
+    path = tmp_path / "curtailment-commands.json"
+    inputs = CurtailmentInputs()
+    inputs.keep_in(path)
+    last = datetime(2026, 12, 7, 4, 0, 0, tzinfo=timezone.utc)
+
+    async def flood() -> None:
+        for i in range(2001):  # ON, OFF, ..., ON
+            inputs.switch_kill(i % 2 == 0, last.replace(second=0, microsecond=i), topic="hashfleet/s/curtailment/kill/set")
+        await until(lambda: (saved := curtailment_commands.load(path)) is not None and
+                    saved.killed_as_of == last.replace(microsecond=2000), 10, "the last toggle on disk")
+
+    asyncio.run(flood())
+    writes = [src for src, dst in replaced if dst == str(path)]
+    assert 1 <= len(writes) <= 3 and all(src in synced for src in writes), writes  # (2,001 before)
+    assert curtailment_commands.load(path).killed
 
 @pytest.mark.parametrize("mode", ["²", "٣", "1²", "", "-1", " 1"])
 def test_a_work_mode_that_is_not_ascii_digits_is_never_sent(mode):
