@@ -62,7 +62,7 @@ def previous(path: Path) -> Path:
 def _replace(path: Path, data: bytes, *, synced: bool) -> None:
     temp = path.with_suffix(".tmp")
     try:
-        with open(temp, "wb") as f:
+        with open(regular_file.create_new(temp), "wb") as f:  # (fresh: never written through a link put there)
             f.write(data)
             if synced:
                 f.flush()

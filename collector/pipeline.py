@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from collector import config as config_loader
-from collector import service, state_files
+from collector import own_folder, service, state_files
 from collector.clock import utc_now
 from collector.cycle import Cycle
 from collector.mqtt.connection import MqttConnection
@@ -287,7 +287,7 @@ def storage_sink(config: CollectorConfig) -> InfluxSink | LocalHistorySink:
                     "reads it)", directory, config.spool.retention_h, config.spool.max_mb)
         return LocalHistorySink(Spool(directory, max_bytes=max_bytes, retention_s=config.spool.retention_h * 3600),
                                 interval_s=config.interval_s)
-    except SpoolInUse as e:
+    except (SpoolInUse, own_folder.UnsafeFolder) as e:
         raise SpoolInUseError(str(e)) from None
     except OSError as e:
         raise SpoolInUseError(f"spool directory {directory}: {e.strerror or e}") from None

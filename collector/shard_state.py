@@ -22,7 +22,8 @@ import os
 import re
 from pathlib import Path
 
-from collector import config as config_loader, state_files
+from collector import config as config_loader, own_folder, state_files
+from collector.sinks.spool import open_lock
 from models import CollectorConfig
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def take_up_earlier_layout(config: CollectorConfig) -> list[str]:
         return []  # (the usual start)
     if not kept_here(parent) and not staging.exists():
         return []
-    with open(parent / "lock", "a+") as lock:  # the spool's lock (collector/sinks/spool.py): held by a live collector
+    own_folder.check(parent)
+    with open_lock(parent / "lock") as lock:  # the spool's lock (collector/sinks/spool.py): held by a live collector
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from collector import pipeline, service, shard_state
+from collector import own_folder, pipeline, service, shard_state
 from collector.commands.common import (
     CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, SITE_OPTION, decimal_option, fail_usage, load_config, miners_list,
 )
@@ -31,7 +31,7 @@ def collect(
         fail_usage("no miners configured: pass --miners or set `miners:` in the config file")
     try:  # a shard's state where a version before dea69e4 kept it: taken up before anything reads it
         shard_state.take_up_earlier_layout(cfg)
-    except shard_state.StateInUse as e:
+    except (shard_state.StateInUse, own_folder.UnsafeFolder) as e:
         fail_usage(str(e))
     except OSError as e:
         fail_usage(f"spool.directory {cfg.spool.directory}: the state kept there could not be moved into the "

@@ -53,7 +53,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from collector import durable_file
+from collector import durable_file, own_folder, regular_file
 from collector.bounded_log import BoundedLog
 from collector.line_protocol import line_time
 from collector.spool_files import NUMBERED_NAME, OWN_TEMP_NAME, Batch, DamagedBatch, list_batches, misnumbered, strays
@@ -118,7 +118,7 @@ class Spool:
         self._drops = BoundedLog(log, every_s=UNDELIVERED_DROPPED_EVERY_S if retention_s is None
                                  else HISTORY_TRIMMED_EVERY_S)
         self.appended_bytes = 0  # by this process, for the local history's estimate of what the budget holds
-        self.directory.mkdir(parents=True, exist_ok=True)
+        own_folder.make(self.directory)  # (UnsafeFolder: another user could plant links or forged state in it)
         self._owner = self._take_ownership()
         # Appends run in worker threads, delivery in another: every change to the directory holds this
         # lock, so the budget's scan never meets a batch acknowledged half-way through it.
@@ -156,7 +156,7 @@ class Spool:
 
     def _take_ownership(self):
         """One writer per spool directory, held for the life of the process (released on exit or crash)."""
-        handle = open(self.directory / "lock", "a+")
+        handle = open_lock(self.directory / "lock")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -287,7 +287,7 @@ class Spool:
         with self._lock:
             temp = batch.path.with_suffix(".tmp")
             try:
-                with open(temp, "wb") as f:
+                with open(regular_file.create_new(temp), "wb") as f:
                     f.write(data)
                 os.replace(temp, target)
             except OSError as e:
@@ -397,7 +397,9 @@ class Spool:
 
     def _read_counter(self, name: str) -> int:
         try:
-            return int((self.directory / name).read_text().strip() or 0)
+            fd = regular_file.open_regular(self.directory / name, os.O_RDONLY)
+            with open(fd, "rb") as f:
+                return int(f.read(64).strip() or 0)
         except FileNotFoundError:
             return 0
         except (OSError, ValueError) as e:
@@ -409,11 +411,18 @@ class Spool:
         which the collector point reports, stays right)."""
         temp = self.directory / f"{name}.tmp"
         try:
-            temp.write_text(str(value))
+            with open(regular_file.create_new(temp), "w") as f:
+                f.write(str(value))
             os.replace(temp, self.directory / name)
         except OSError as e:
             temp.unlink(missing_ok=True)
             log.warning("spool %s: counter %r not saved (%s)", self.directory, name, e.strerror or e)
+
+
+def open_lock(path: Path):
+    """The spool's lock file, read-write, made if absent; OSError if it is not a regular file (a link planted
+    there is never written through)."""
+    return open(regular_file.open_regular(path, os.O_RDWR | os.O_CREAT), "r+")
 
 
 def _utc(t: float) -> str:
