@@ -110,7 +110,8 @@ REALIZED_BY_DAY = (f'SELECT last("realized_all_in_cost_per_btc") AS "realized al
                    f'last("expected_all_in_cost_per_btc") AS "expected all-in" FROM "{schema.POOL_DAY}" '
                    f'WHERE {_CLOSED_SITE_DAY} AND $timeFilter GROUP BY time(1d), "site" fill(none)')
 GAP_STEPS = {"offline": "offline_btc", "curtailed": "curtailed_btc", "over-reported": "over_report_btc",
-             "unmatched": "unmatched_btc", "rejected/stale": "rejected_stale_btc", "luck": "luck_btc",
+             "unmatched": "unmatched_btc", "rejected/stale": "rejected_stale_btc", "unobserved": "unobserved_btc",
+             "luck": "luck_btc",
              "fee": "fee_btc"}
 GAP_BY_POOL = ('SELECT last("potential_btc") AS "potential", last("expected_btc") AS "expected", '
                + ", ".join(f'last("{field}") AS "{name}"' for name, field in GAP_STEPS.items())

@@ -11,12 +11,16 @@ step measured on its own; luck is what is left:
   - over_report      reported, but never reached the pool (pool-side accepted + rejected below it)
   - unmatched        miners no pool worker matches, less pool workers no miner matches
   - rejected_stale   work the pool refused
-  = accepted         pool-side accepted work, at its expected value
-  - luck             accepted less what the pool paid before its fee (the residual)
+  = accepted         pool-side accepted work, at its expected value, over the seconds the collector observed
+  - unobserved       the accepted work of the seconds it did not (down, a clock step), at its rate over those
+                     it did: negative, credit no observed work stands for (None below MIN_COVERAGE)
+  - luck             accepted and unobserved less what the pool paid before its fee (the residual)
   - fee              the pool's fee
   = credited         what the pool credited (per worker: the account's split by accepted work: derived)
 
-gap = potential - credited. Every figure is finite (a ValidationError otherwise, never a point).
+gap = potential - credited. Every figure is finite (a ValidationError otherwise, never a point). A day the
+collector saw less than MIN_COVERAGE of (collector/stages/pool_reconciliation.py) has no unobserved, luck, gap
+or realized cost: None, the unobserved hours are never counted as zero.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Breakdown(_Figures):
     unmatched_btc: float = 0.0
     rejected_stale_btc: float = 0.0
     accepted_btc: float | None = None
+    unobserved_btc: float | None = None
     luck_btc: float | None = None
     fee_btc: float | None = None
     credited_btc: float | None = None
@@ -54,7 +59,8 @@ class Breakdown(_Figures):
         """The steps of the waterfall that make up the gap."""
         return {"offline_btc": self.offline_btc, "curtailed_btc": self.curtailed_btc,
                 "over_report_btc": self.over_report_btc, "unmatched_btc": self.unmatched_btc,
-                "rejected_stale_btc": self.rejected_stale_btc, "luck_btc": self.luck_btc, "fee_btc": self.fee_btc}
+                "rejected_stale_btc": self.rejected_stale_btc, "unobserved_btc": self.unobserved_btc,
+                "luck_btc": self.luck_btc, "fee_btc": self.fee_btc}
 
 
 class WorkerDay(Breakdown):
@@ -95,7 +101,7 @@ class SiteDay(Breakdown):
     status: DayStatus
     complete: bool = Field(default=True, description="every pool's credit is known (no ckpool, none missing)")
     pools: list[str] = Field(default_factory=list)
-    coverage: float = 0.0
+    coverage: float = Field(default=0.0, description="share of the day the collector observed")
     expected_net_btc: float = Field(default=0.0, description="expected less the configured pool fee (the cost engine's)")
     all_in_usd: float | None = None
     cash_usd: float | None = None

@@ -119,8 +119,8 @@ POOL = Measurement("pool", ("site", "pool", "scope", "worker"), {
 # One point per UTC day (timestamped at its 00:00 UTC, rewritten as the day's figures change) per worker,
 # account (tag `pool`) and site: the waterfall of models/reconciliation.py, and realized cost (site).
 POOL_DAY_BREAKDOWN = ("potential_btc", "offline_btc", "curtailed_btc", "expected_btc", "over_report_btc",
-                      "unmatched_btc", "rejected_stale_btc", "accepted_btc", "luck_btc", "fee_btc", "credited_btc",
-                      "gap_btc")
+                      "unmatched_btc", "rejected_stale_btc", "accepted_btc", "unobserved_btc", "luck_btc", "fee_btc",
+                      "credited_btc", "gap_btc")
 POOL_DAY = Measurement("pool_day", ("site", "pool", "scope", "worker"), {
     **dict.fromkeys(POOL_DAY_BREAKDOWN, float),
     "status": str, "closed": float, "complete": float, "derived": float, "coverage": float,

@@ -18,7 +18,7 @@ from collector.cycle import Cycle
 from collector.redact import redact_url
 from collector.sources.network import NetworkInputs
 from collector.sources.pools import PoolSource
-from collector.stages.pool_reconciliation import PoolReconciliation
+from collector.stages.pool_reconciliation import MIN_COVERAGE, PoolReconciliation
 from collector.terminal import plain_console
 from models import CollectorConfig
 from models.reconciliation import AccountDay, Breakdown, SiteDay
@@ -78,17 +78,28 @@ def _result(cycle: Cycle, sources: list[PoolSource], stage: PoolReconciliation) 
             "workers": [{**w.model_dump(mode="json"), "miners": miners.get(w.name, [])} for w in snap.workers or []],
             "days": [d.model_dump(mode="json") for d in snap.days],
         })
-    last = stage.last_closed()
+    last = stage.last_closed(with_realized=False)
     reconciliation = None
     if last is not None:
         accounts = stage.state.results.get(last.day)
-        reconciliation = {"site": last.model_dump(mode="json"),
+        reconciliation = {"site": last.model_dump(mode="json"), "coverage_note": coverage_note(last),
                           "accounts": [a.model_dump(mode="json") for a in (accounts.accounts.values() if accounts else [])]}
     return {
         "site": cycle.site, "ts": cycle.ts.isoformat(), "pools": out_pools,
         "matching": report.matching.model_dump(mode="json") if report else None,
         "reconciliation": reconciliation,
     }
+
+
+def coverage_note(site: SiteDay) -> str:
+    """How much of the day the collector saw, and what that does to the day's figures."""
+    seen = f"the collector saw {site.coverage:.1%} of the day"
+    if site.coverage >= 1.0:
+        return seen
+    if site.coverage >= MIN_COVERAGE:
+        return f"{seen}: the rest is taken at the observed hours' rate (spend, unobserved work)"
+    return (f"{seen}, under {MIN_COVERAGE:.0%}: no realized cost per BTC, luck or gap (the unobserved hours' "
+            "spend and work are not known); the cost headline keeps the last day that has one")
 
 
 def _btc(value: float | None) -> str:
@@ -130,6 +141,7 @@ def _print(result: dict[str, Any]) -> None:
     accounts = [AccountDay.model_validate(a) for a in reconciliation["accounts"]]
     console.print(_waterfall(f"{site.day} (UTC), site {site.site}: {site.status.value}", [("site", site)]
                              + [(a.pool, a) for a in accounts]))
+    console.print(reconciliation["coverage_note"])
     if site.realized_all_in_cost_per_btc is not None:
         console.print(f"realized all-in cost per BTC {site.realized_all_in_cost_per_btc:,.0f} USD "
                       f"(expected {site.expected_all_in_cost_per_btc or 0:,.0f}); cash "
@@ -142,7 +154,7 @@ def _print(result: dict[str, Any]) -> None:
 
 
 _STEPS = ("potential_btc", "offline_btc", "curtailed_btc", "expected_btc", "over_report_btc", "unmatched_btc",
-          "rejected_stale_btc", "accepted_btc", "luck_btc", "fee_btc", "credited_btc", "gap_btc")
+          "rejected_stale_btc", "accepted_btc", "unobserved_btc", "luck_btc", "fee_btc", "credited_btc", "gap_btc")
 
 
 def _waterfall(title: str, rows: list[tuple[str | Text, Breakdown]]) -> Table:
