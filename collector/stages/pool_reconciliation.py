@@ -410,8 +410,10 @@ class PoolReconciliation:
                 continue
             for pday in snap.days:
                 book = self.state.days.get(pday.day)
-                if book is None or pday.day > cycle.ts.date():
-                    continue  # no miner history for that day here: nothing to weigh it against
+                if book is None or pday.day > cycle.ts.date() or not (book.miners or book.pools):
+                    # no miner history for that day here, or only its site totals (its per-miner books dropped
+                    # once reconciled, _prune): nothing to weigh it against, its results stay as they are
+                    continue
                 signature = (pday, snap.days_as_of if pday.status is DayStatus.PARTIAL else None)
                 if self._reconciled.get((name, pday.day)) == signature:
                     continue

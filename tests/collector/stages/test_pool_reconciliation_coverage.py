@@ -8,7 +8,9 @@ tests/pool_site.py's SCENARIO (simulated miners over TCP, simulated pools over H
   pools' (1.07) with the unobserved half hour's work its own step (without: $1,030/BTC too low, -2.5 % luck);
 - DOWN: the collector down 06:00-18:00 (50 % seen): no realized cost per BTC, luck or gap (without: half the
   true cost per BTC and luck -100 % of expected), the cost headline keeps STEP's, and `hashfleet pools`
-  shows the day with its coverage and why there is no realized figure.
+  shows the day with its coverage and why there is no realized figure;
+- and FULL, whose per-miner books were dropped before the restart, keeps its reconciliation (it was done
+  again from nothing: accepted 0, luck -100 %).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import timedelta
 import pytest
 import yaml
 
+from collector.stages import pool_days
 from collector.stages.pool_reconciliation import MIN_COVERAGE
 from models import schema
 from models.pool import DayStatus
@@ -104,6 +107,7 @@ def test_a_day_stepped_half_an_hour_keeps_its_realized_cost_and_luck(days_run):
     assert step.unobserved_btc == pytest.approx(-step.accepted_btc * UNSEEN_S / (86_400 - UNSEEN_S), rel=1e-6)
     whole_day = step.accepted_btc - step.unobserved_btc
     assert step.luck_btc == pytest.approx(-(LUCK - 1) * whole_day, rel=0.005 * LUCK / (LUCK - 1))
+    assert step.luck_btc / whole_day == pytest.approx(full.luck_btc / full.accepted_btc, abs=0.005)
     for figures in [step, *accounts.values(), *(w for a in accounts.values() for w in a.workers)]:
         _steps_add_up(figures)
 
@@ -119,6 +123,19 @@ def test_a_day_seen_half_has_no_realized_cost_luck_or_gap(days_run):
     for figures in [down, *accounts.values(), *(w for a in accounts.values() for w in a.workers)]:
         assert figures.luck_btc is None and figures.gap_btc is None and figures.unobserved_btc is None
         assert figures.credited_btc is not None
+
+
+def test_a_restart_leaves_a_day_whose_books_were_dropped_as_it_was_reconciled(days_run):
+    # FULL's per-miner books are dropped once it is reconciled and a day old; the pools still list it, and
+    # the restarted collector reconciled it again from nothing: accepted 0, luck -100 % of credited
+    site, _, _, _ = days_run
+    full, accounts = _closed(site, FULL)
+    assert full.accepted_btc > 0 and full.luck_btc == pytest.approx(-(LUCK - 1) * full.accepted_btc,
+                                                             rel=0.005 * LUCK / (LUCK - 1))
+    assert all(a.accepted_btc > 0 for a in accounts.values())
+    kept = pool_days.load(site.workdir / "spool" / "pool-days.json", set_aside=False).results[FULL]
+    assert kept.site.accepted_btc == pytest.approx(full.accepted_btc)
+    assert all(a.accepted_btc > 0 for a in kept.accounts.values())
 
 
 def test_the_cost_headline_keeps_the_last_day_seen_enough(days_run):
