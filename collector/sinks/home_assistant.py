@@ -9,13 +9,14 @@ id. Every sensor carries what Home Assistant needs: `name`, `unique_id`, `state_
 every entity shows unavailable when the collector dies: its last will), `expire_after` (`expire_after_s`:
 the sensor goes unavailable when its state stops coming, even when the last will never fires: a broker
 that dies first and keeps `online`) and `unit_of_measurement`, `device_class` and `state_class` where they
-apply. A text a sensor shows as its state is cut to MAX_STATE_CHARS (`state_text`). The config topics of the
-node ids a site not in slug form had before its hash (`old_site_config_topics`, `old_miner_config_topics`)
-are what the sink clears after an upgrade.
+apply. A text a sensor shows as its state is cut to MAX_STATE_CHARS (`state_text`). The node ids a site not in
+slug form had before its hash (`old_site_node_id`, `old_miner_node_id`) are where the sink looks for its old
+configs after an upgrade, and `config_reads_under` tells which retained config there is this site's.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -309,7 +310,13 @@ def miner_plan_config(topics: Topics, miner: str, discovery_prefix: str, *,
 # --- node ids before the site's hash (5c2fa11) --------------------------------------------------
 # Until then a site's part of its node ids was its slug alone, so a site not in slug form (`TX1`) had
 # `hashfleet_tx1` and `hashfleet_tx1_<miner>`. Its retained configs read the same state and status topics
-# as today's, so Home Assistant showed every device twice, live, until they were cleared.
+# as today's, so Home Assistant showed every device twice, live, until they were cleared. Those node ids
+# are today's of a site named `tx1` (a slug folds case): a config under one is this site's only when the
+# topics it reads are under this site's root (`config_reads_under`).
+
+MAX_CONFIG_BYTES = 16 * 1024  # a retained config read before clearing it (ours: ~1 KB with a 256-character id)
+_TOPIC_KEYS = ("_topic", "_t")  # state_topic, command_topic, ... and Home Assistant's abbreviations (stat_t)
+
 
 def old_site_node_id(site: str) -> str | None:
     """The site's node id under the old rule, or None where it is today's (a site in slug form)."""
@@ -317,32 +324,52 @@ def old_site_node_id(site: str) -> str | None:
     return None if old == site_node_id(site) else old
 
 
-def old_site_config_topics(topics: Topics, discovery_prefix: str) -> list[str]:
-    """Every config topic the old rule gave the site's own entities (sensors with cost and health,
-    curtailment sensors and controls); empty where the node id has not changed."""
-    old = old_site_node_id(topics.site)
-    if old is None:
-        return []
-    today = [topic for topic, _ in site_configs(topics, discovery_prefix, cost=True, health=True)]
-    today += curtailment_config_topics(topics, discovery_prefix)
-    return [_on_node(topic, old) for topic in today]
-
-
-def _on_node(topic: str, node_id: str) -> str:
-    """A config topic (`<prefix>/<component>/<node_id>/<object_id>/config`) moved to another node id."""
-    head, _, object_id, tail = topic.rsplit("/", 3)
-    return f"{head}/{node_id}/{object_id}/{tail}"
-
-
-def old_miner_config_topics(site: str, miner: str, discovery_prefix: str) -> list[str]:
-    """Every config topic the old rule gave the miner (its sensors, Problem and plan); empty where the node
-    id has not changed, and where the old one is one of today's node ids of this site: a miner named
-    `<site hash>_<x>` had the node id miner `x` has now, and clearing it would delete a live device."""
+def old_miner_node_id(site: str, miner: str) -> str | None:
+    """The miner's node id under the old rule; None where it has not changed, and where the old one is one of
+    today's node ids of this site: a miner named `<site hash>_<x>` had the node id miner `x` has now (its
+    configs read this site's topics too, and clearing them would delete a live device)."""
     old_site = old_site_node_id(site)
     if old_site is None:
-        return []
+        return None
     old = f"{old_site}_{_miner_slug(miner)}"
     today = site_node_id(site)
-    if old == today or old.startswith(f"{today}_"):
-        return []
-    return [*_miner_topics(old, discovery_prefix), config_topic(discovery_prefix, old, MINER_PLAN_SENSOR.object_id)]
+    return None if old == today or old.startswith(f"{today}_") else old
+
+
+def node_configs_filter(discovery_prefix: str, node_id: str) -> str:
+    """The topic filter of every config under `node_id` (any component, any object id)."""
+    return f"{discovery_prefix}/+/{node_id}/+/config"
+
+
+def config_reads_under(payload: bytes, root: str) -> bool:
+    """Whether a retained discovery config (anyone's: hostile until checked) reads topics under `root` alone:
+    at most MAX_CONFIG_BYTES of JSON, an object, with at least one topic (`~` expanded) and every one of them,
+    availability's included, under `root/`. Anything else is someone else's, or not a config: left alone."""
+    if len(payload) > MAX_CONFIG_BYTES:
+        return False
+    try:
+        config = json.loads(payload)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return False
+    if not isinstance(config, dict):
+        return False
+    base = config.get("~")
+    topics = [value for key, value in config.items() if key.endswith(_TOPIC_KEYS)]
+    availability = config.get("availability", config.get("avty", []))
+    if not isinstance(availability, list):
+        return False
+    topics += [item.get("topic", item.get("t")) if isinstance(item, dict) else item for item in availability]
+    if not topics:
+        return False
+    under = f"{root}/"
+    for topic in topics:
+        if not isinstance(topic, str):
+            return False
+        if isinstance(base, str):  # Home Assistant's shorthand: `~` at either end stands for the base topic
+            if topic.startswith("~"):
+                topic = base + topic[1:]
+            elif topic.endswith("~"):
+                topic = topic[:-1] + base
+        if not topic.startswith(under):
+            return False
+    return True

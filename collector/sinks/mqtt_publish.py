@@ -20,10 +20,11 @@ removed: its sensors, controls and each miner's plan sensor as the miner is firs
 `mqtt_commands` off, or control `off`: the select, number and switch) are cleared with an empty retained
 message, so Home Assistant keeps no control that nothing listens to.
 
-A site not in slug form (`TX1`) had other node ids before the site's hash (home_assistant.old_site_node_id):
-the site's configs under the old node id are cleared at the first cycle, and each miner's (its sensors,
-Problem and plan) the first time this run publishes the miner: one empty retained message per old config
-topic per run, nothing for a site in slug form.
+A site not in slug form (`TX1`) had other node ids before the site's hash (home_assistant.old_site_node_id),
+and they are today's of a site `tx1` that may share the broker. So the sink looks at what the broker holds
+retained under them (MqttConnection.look_retained, once a run: the site's old node at the first cycle, a
+miner's when this run first publishes it) and clears, with an empty retained message, only the configs that
+read this site's topics (home_assistant.config_reads_under); nothing is looked at for a site in slug form.
 """
 
 from __future__ import annotations
@@ -272,11 +273,12 @@ class MqttSink:
         qos, retain = self.config.qos, self.config.retain
         out = self._miner_discovery(part.samples, health=part.health is not None)
         ids = self._ids
+        old_nodes = []
         for sample in part.samples:
             if sample.miner not in ids:
                 self._new_id(sample)
                 if self.config.discovery:
-                    out += self._clear_old_node(sample.miner)
+                    old_nodes.append(home_assistant.old_miner_node_id(self.topics.site, sample.miner))
                 if self.curtailment is None and self.config.discovery:
                     out += self._clear_plan(sample.miner)
             out.append(Message(self.topics.miner_state(sample.miner), sample.model_dump_json().encode(), qos, retain))
@@ -287,6 +289,7 @@ class MqttSink:
         for health in part.health or ():
             out.append(Message(self.topics.miner_health(health.miner), _json(miner_health_payload(health, part.ts)),
                                qos, retain))
+        self._look_at_old_nodes(old_nodes)
         return out
 
     def _new_id(self, sample: MinerSample) -> None:
@@ -363,8 +366,8 @@ class MqttSink:
 
     def _clear_gone(self) -> list[Message]:
         """Once, at the first cycle: empty retained messages on the discovery configs of the site's curtailment
-        entities this config does not have (a previous run's), on the curtailment state without curtailment,
-        and on the site's configs under its node id before the site's hash, where that differs."""
+        entities this config does not have (a previous run's), and on the curtailment state without curtailment;
+        and a look at the site's node id before the site's hash, where that differs (_look_at_old_nodes)."""
         if self._gone_cleared or not self.config.discovery:
             return []
         self._gone_cleared = True
@@ -376,14 +379,23 @@ class MqttSink:
             kept = {topic for topic, _ in home_assistant.curtailment_configs(self.topics, prefix,
                                                                             commands=self._commands())}
             gone = [topic for topic in every if topic not in kept]
-        gone += home_assistant.old_site_config_topics(self.topics, prefix)
+        self._look_at_old_nodes([home_assistant.old_site_node_id(self.topics.site)])
         return [Message(topic, b"", DISCOVERY_QOS, True) for topic in gone]
 
-    def _clear_old_node(self, miner: str) -> list[Message]:
-        """Empty retained messages on the miner's configs under its node id before the site's hash, where
-        that differs (a site not in slug form): they read the same topics, a second live device in HA."""
-        topics = home_assistant.old_miner_config_topics(self.topics.site, miner, self.config.discovery_prefix)
-        return [Message(topic, b"", DISCOVERY_QOS, True) for topic in topics]
+    def _look_at_old_nodes(self, node_ids: list[str | None]) -> None:
+        """Have the connection look at the configs retained under these node ids before the site's hash (None:
+        unchanged); _clear_if_ours clears this site's. Their configs read the same topics as today's: a second
+        live device in Home Assistant, a sum of hashrate counted twice."""
+        prefix = self.config.discovery_prefix
+        filters = [home_assistant.node_configs_filter(prefix, node_id) for node_id in node_ids if node_id is not None]
+        if filters:
+            self.connection.look_retained(filters, self._clear_if_ours)
+
+    def _clear_if_ours(self, topic: str, payload: bytes) -> None:
+        """A config retained under an old node id (paho's thread): cleared when it reads this site's topics; one
+        that reads another's (site `tx1`'s, whose node ids these are today), or is not a config, is left."""
+        if home_assistant.config_reads_under(payload, self.topics.root):
+            self.connection.publish(topic, b"", qos=DISCOVERY_QOS, retain=True)
 
     def _clear_plan(self, miner: str) -> list[Message]:
         """Empty retained messages on a miner's plan sensor and plan topic (a previous run's, with curtailment)."""

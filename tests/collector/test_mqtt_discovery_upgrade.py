@@ -3,16 +3,23 @@ Mosquitto and simulated miners over TCP, wired as `hashfleet collect` wires MQTT
 
 Before 5c2fa11 a site's part of its node ids was its slug alone: site `TX1` had `hashfleet_tx1` and
 `hashfleet_tx1_<mac>`; now `hashfleet_tx1_<hash>...`. The old retained configs read the same state and status
-topics, so Home Assistant showed every device twice, live. The collector clears them itself (one empty
-retained message per old config topic, once per run); a site in slug form kept its node ids and clears nothing.
+topics, so Home Assistant showed every device twice, live. The collector looks at what the broker holds under
+the old node ids, once per run, and clears (one empty retained message) the configs that read its own topics;
+those node ids are today's of a site named `tx1`, whose configs read `hashfleet/tx1/...` and are left, like
+anything else found there. A site in slug form kept its node ids and looks at nothing.
 """
 
 from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
 from collector.mqtt.topics import Topics, fingerprint, slug
 from collector.sinks import home_assistant as discovery
+from models import MinerSample, MinerState, SampleSource
 from simulators.fleet import run_fleet
 from simulators.mqtt_meter import format_mac
 from tests.collector.mqtt_support import NETWORK, Publisher, RunningCollector, Subscriber, mqtt_config, unique
@@ -60,8 +67,11 @@ def fleet():
         yield sims
 
 
-def run_cycles(mosquitto, fleet, site: str, watcher: Subscriber, cycles: int = 3) -> None:
-    """The collector with curtailment (every entity announced) for `cycles` cycles published."""
+def run_cycles(mosquitto, fleet, site: str, watcher: Subscriber, cycles: int = 3, *,
+               cleared: list[str] = ()) -> None:
+    """The collector with curtailment (every entity announced) for `cycles` cycles published, and until the
+    watcher has seen the `cleared` topics cleared (the look at the old node ids is the connection's, apart from
+    the cycles)."""
     topics = Topics("hashfleet", site)
     running = RunningCollector({
         "site": site, "miners": fleet.addresses, "interval_s": 1, "timeout_s": 2, "economics": ECONOMICS,
@@ -70,8 +80,25 @@ def run_cycles(mosquitto, fleet, site: str, watcher: Subscriber, cycles: int = 3
         for _ in range(cycles):
             running.next_result(lambda r: r.curtailment is not None)
         watcher.wait_json(topics.site_state)
+        for topic in cleared:
+            watcher.wait_for(lambda m: m.topic == topic and not m.payload, what=f"{topic} cleared")
     finally:
         running.close()
+
+
+def watch(mosquitto, site: str) -> Subscriber:
+    return Subscriber(mosquitto.host, mosquitto.port, ["homeassistant/#", f"hashfleet/{site}/#", f"marker/{site}"])
+
+
+def drained(mosquitto, watcher: Subscriber, site: str) -> list:
+    """Every message the watcher (`watch`) got, up to a marker published now."""
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    try:
+        publisher.publish(f"marker/{site}", "end")
+        watcher.wait_for(lambda m: m.topic == f"marker/{site}", what="the marker")
+    finally:
+        publisher.close()
+    return watcher.seen
 
 
 def test_an_upgraded_site_not_in_slug_form_clears_the_old_node_ids_configs_once(mosquitto, fleet):
@@ -91,9 +118,10 @@ def test_an_upgraded_site_not_in_slug_form_clears_the_old_node_ids_configs_once(
     retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, filters)
     assert set(old) <= set(retained)  # the broker holds what the old version left
 
-    watcher = Subscriber(mosquitto.host, mosquitto.port, [*filters, f"hashfleet/{site}/#"])
+    watcher = watch(mosquitto, site)
     try:
-        run_cycles(mosquitto, fleet, site, watcher)
+        run_cycles(mosquitto, fleet, site, watcher, cleared=list(old))
+        seen = drained(mosquitto, watcher, site)
     finally:
         watcher.close()
     retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, filters)
@@ -106,35 +134,126 @@ def test_an_upgraded_site_not_in_slug_form_clears_the_old_node_ids_configs_once(
         new.append(discovery.miner_plan_config(topics, mac, "homeassistant")[0])
     assert set(new) <= set(retained), sorted(set(new) - set(retained))
     # Bounded: one empty message per old config topic over three cycles, none anywhere else.
-    cleared = [m.topic for m in watcher.seen if m.topic.startswith("homeassistant/") and not m.payload]
+    cleared = [m.topic for m in seen if m.topic.startswith("homeassistant/") and not m.payload]
     assert sorted(cleared) == sorted(old)
 
 
 def test_a_site_in_slug_form_clears_nothing(mosquitto, fleet):
     site = unique("tx")
-    watcher = Subscriber(mosquitto.host, mosquitto.port, ["homeassistant/#", f"hashfleet/{site}/#"])
+    watcher = watch(mosquitto, site)
     try:
         run_cycles(mosquitto, fleet, site, watcher)
+        seen = drained(mosquitto, watcher, site)
     finally:
         watcher.close()
     node = discovery.site_node_id(site)
     assert node == f"hashfleet_{site}"
-    assert [m for m in watcher.seen if m.topic.startswith("homeassistant/") and node in m.topic and m.payload]
-    assert not [m.topic for m in watcher.seen if m.topic.startswith("homeassistant/") and not m.payload]
+    assert [m for m in seen if m.topic.startswith("homeassistant/") and node in m.topic and m.payload]
+    assert not [m.topic for m in seen if m.topic.startswith("homeassistant/") and not m.payload]
 
 
 def test_a_miner_named_after_the_sites_hash_does_not_get_a_live_device_cleared():
     # Old node id `hashfleet_tx1_<miner slug>`: a miner (an MQTT publisher names itself) called
     # `<hash of TX1>_aa_bb_cc_dd_ee_ff` had the node id the polled miner AA:BB:... has now, and one called
-    # `<hash>` the site's own: clearing those would delete live devices.
+    # `<hash>` the site's own: its configs read this site's topics too, so no look may be made there.
     site = "TX1"
     hashed = fingerprint(site)
-    assert discovery.old_miner_config_topics(site, f"{hashed}_aa_bb_cc_dd_ee_ff", "homeassistant") == []
-    assert discovery.old_miner_config_topics(site, hashed, "homeassistant") == []
-    assert discovery.old_miner_config_topics(site, "AA:BB:CC:DD:EE:FF", "homeassistant") == [
-        f"homeassistant/{component}/hashfleet_tx1_aa_bb_cc_dd_ee_ff/{object_id}/config"
-        for component, object_id in (*(("sensor", o) for o in ("hashrate", "power", "efficiency", "temp_chip_max",
-                                                                 "state")), ("binary_sensor", "problem"),
-                                     ("sensor", "plan"))]
-    assert discovery.old_miner_config_topics("tx1", "AA:BB:CC:DD:EE:FF", "homeassistant") == []
-    assert discovery.old_site_config_topics(Topics("hashfleet", "tx1"), "homeassistant") == []
+    assert discovery.old_miner_node_id(site, f"{hashed}_aa_bb_cc_dd_ee_ff") is None
+    assert discovery.old_miner_node_id(site, hashed) is None
+    assert discovery.old_miner_node_id(site, "AA:BB:CC:DD:EE:FF") == "hashfleet_tx1_aa_bb_cc_dd_ee_ff"
+    assert discovery.node_configs_filter("homeassistant", "hashfleet_tx1_aa_bb_cc_dd_ee_ff") == \
+        "homeassistant/+/hashfleet_tx1_aa_bb_cc_dd_ee_ff/+/config"
+    assert discovery.old_miner_node_id("tx1", "AA:BB:CC:DD:EE:FF") is None
+    assert discovery.old_site_node_id("tx1") is None
+
+
+def publish_retained(mosquitto, messages: dict[str, Any]) -> None:
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    try:
+        publisher.publish_many(list(messages.items()), retain=True)
+    finally:
+        publisher.close()
+
+
+def tx1_configs(site: str, miner: str) -> dict[str, Any]:
+    """What a collector for site `site` (in slug form) retains today for its site device and one miner,
+    built by today's code: its node ids are those `site.upper()` had before 5c2fa11."""
+    topics = Topics("hashfleet", site)
+    sample = MinerSample(miner=miner, host="10.0.0.9", site=site, ts=datetime.now(timezone.utc),
+                         state=MinerState.MINING, source=SampleSource.MQTT, model="S19")
+    pairs = discovery.site_configs(topics, "homeassistant", cost=True, health=True)
+    pairs += discovery.curtailment_configs(topics, "homeassistant", commands=True)
+    pairs += discovery.miner_configs(sample, topics, "homeassistant")
+    pairs += [discovery.miner_problem_config(sample, topics, "homeassistant"),
+              discovery.miner_plan_config(topics, miner, "homeassistant")]
+    return {topic: json.dumps(payload).encode() for topic, payload in pairs}
+
+
+def test_a_site_tx1_on_the_same_broker_keeps_its_devices_when_TX1_starts(mosquitto, fleet):
+    site = unique("TX")
+    low = site.lower()  # site `tx1`: in slug form, its node ids today are `TX1`'s before the hash
+    macs = [format_mac(m.mac) for m in fleet.miners]
+    theirs = tx1_configs(low, macs[0])  # a miner id both sites have: TX1's first miner's old node id
+    old_node = f"hashfleet_{slug(site)}"
+    assert discovery.site_node_id(low) == old_node == discovery.old_site_node_id(site)
+    assert f"homeassistant/sensor/{old_node}_{slug(macs[0])}/hashrate/config" in theirs
+    # TX1's own leftovers beside them: its second miner's old configs and an entity of an older version on the
+    # site's old node (cleared: the look at each node ran).
+    own = {t: c for t, c in old_configs(site, macs[1:]).items() if f"_{slug(macs[1])}/" in t}
+    own[f"homeassistant/sensor/{old_node}/retired_entity/config"] = {
+        "name": "retired", "state_topic": Topics("hashfleet", site).site_state}
+    publish_retained(mosquitto, {**theirs, **own})
+
+    watcher = watch(mosquitto, site)
+    try:
+        run_cycles(mosquitto, fleet, site, watcher, cleared=list(own))
+        seen = drained(mosquitto, watcher, site)
+    finally:
+        watcher.close()
+    retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, ["homeassistant/#"])
+    assert {t: retained.get(t) for t in theirs} == theirs  # tx1's site device and miner, untouched
+    assert not set(own) & set(retained)
+    cleared = [m.topic for m in seen if m.topic.startswith("homeassistant/") and not m.payload]
+    assert sorted(cleared) == sorted(own)
+
+
+def test_hostile_retained_payloads_on_the_old_topics_are_left_and_cost_nothing_else(mosquitto, fleet):
+    site = unique("TX")
+    topics = Topics("hashfleet", site)
+    macs = [format_mac(m.mac) for m in fleet.miners]
+    old = old_configs(site, macs)
+    node = f"hashfleet_{slug(site)}_{slug(macs[0])}"
+    ours = {"name": "x", "state_topic": topics.miner_state(macs[0]),
+            "availability": [{"topic": topics.status}]}
+    hostile = {  # on the first miner's old node, in the place of its own old configs
+        f"homeassistant/sensor/{node}/hashrate/config": json.dumps({**ours, "pad": "x" * 20_000}).encode(),
+        f"homeassistant/sensor/{node}/power/config": b"\xff\xfe not JSON {",
+        f"homeassistant/sensor/{node}/efficiency/config": json.dumps(
+            {**ours, "state_topic": "hashfleet/elsewhere/state", "availability": []}).encode(),
+        f"homeassistant/sensor/{node}/temp_chip_max/config": json.dumps([ours]).encode(),
+        f"homeassistant/sensor/{node}/state/config": json.dumps(
+            {**ours, "availability": [{"topic": "hashfleet/elsewhere/status"}]}).encode(),
+        f"homeassistant/sensor/{node}/plan/config": b"[" * 8000 + b"]" * 8000,
+        f"homeassistant/sensor/{node}/no_topics/config": b'{"name": "nothing read"}',
+    }
+    own = {t: c for t, c in old.items() if t not in hostile}  # the rest, the site's 19 too: cleared
+    assert len(own) == 19 + 7 + 1
+    publish_retained(mosquitto, {**hostile, **own})
+
+    watcher = watch(mosquitto, site)
+    try:
+        run_cycles(mosquitto, fleet, site, watcher, cleared=list(own))
+        seen = drained(mosquitto, watcher, site)
+    finally:
+        watcher.close()
+    retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, ["homeassistant/#"])
+    assert {t: retained.get(t) for t in hostile} == hostile
+    assert not set(own) & set(retained)
+    cleared = [m.topic for m in seen if m.topic.startswith("homeassistant/") and not m.payload]
+    assert sorted(cleared) == sorted(own)
+    # Nothing else went: today's configs are all there.
+    new = [t for t, _ in discovery.site_configs(topics, "homeassistant", cost=True, health=True)]
+    new += discovery.curtailment_config_topics(topics, "homeassistant")
+    for mac in macs:
+        new += discovery.miner_config_topics(site, mac, "homeassistant")
+    assert set(new) <= set(retained), sorted(set(new) - set(retained))

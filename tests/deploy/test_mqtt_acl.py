@@ -155,6 +155,8 @@ def _check(rules) -> None:
     for topic in own:
         assert _may(rules, "hashfleet", "write", topic), topic
         assert not _may(rules, "devices", "write", topic) and not _may(rules, "homeassistant", "write", topic), topic
+    old_config = "homeassistant/sensor/hashfleet_tx1/power/config"  # TX1's before the site's hash
+    assert _may(rules, "hashfleet", "read", old_config), "the collector cannot read its old configs to clear them"
     assert _may(rules, "devices", "write", "devices/bitaxe-7/telemetry") and _may(rules, "hashfleet", "read",
                                                                                  "devices/bitaxe-7/telemetry")
     assert not _may(rules, "devices", "write", "prices/power") and _may(rules, "homeassistant", "write", "prices/power")
