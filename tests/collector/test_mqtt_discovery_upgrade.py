@@ -12,6 +12,8 @@ anything else found there. A site in slug form kept its node ids and looks at no
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -175,6 +177,17 @@ def publish_retained(mosquitto, messages: dict[str, Any]) -> None:
         publisher.close()
 
 
+@contextmanager
+def retained_for_this_test(mosquitto, messages: dict[str, Any]) -> Iterator[None]:
+    """`messages` retained on the broker, cleared once the test is over: the broker is the session's, and
+    other tests read every config under homeassistant/ (a hostile one would fail them)."""
+    publish_retained(mosquitto, messages)
+    try:
+        yield
+    finally:
+        publish_retained(mosquitto, {topic: b"" for topic in messages})
+
+
 def tx1_configs(site: str, miner: str) -> dict[str, Any]:
     """What a collector for site `site` (in slug form) retains today for its site device and one miner,
     built by today's code: its node ids are those `site.upper()` had before 5c2fa11."""
@@ -202,15 +215,14 @@ def test_a_site_tx1_on_the_same_broker_keeps_its_devices_when_TX1_starts(mosquit
     own = {t: c for t, c in old_configs(site, macs[1:]).items() if f"_{slug(macs[1])}/" in t}
     own[f"homeassistant/sensor/{old_node}/retired_entity/config"] = {
         "name": "retired", "state_topic": Topics("hashfleet", site).site_state}
-    publish_retained(mosquitto, {**theirs, **own})
-
-    watcher = watch(mosquitto, site)
-    try:
-        run_cycles(mosquitto, fleet, site, watcher, cleared=list(own))
-        seen = drained(mosquitto, watcher, site)
-    finally:
-        watcher.close()
-    retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, ["homeassistant/#"])
+    with retained_for_this_test(mosquitto, {**theirs, **own}):
+        watcher = watch(mosquitto, site)
+        try:
+            run_cycles(mosquitto, fleet, site, watcher, cleared=list(own))
+            seen = drained(mosquitto, watcher, site)
+        finally:
+            watcher.close()
+        retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, ["homeassistant/#"])
     assert {t: retained.get(t) for t in theirs} == theirs  # tx1's site device and miner, untouched
     assert not set(own) & set(retained)
     cleared = [m.topic for m in seen if m.topic.startswith("homeassistant/") and not m.payload]
@@ -238,15 +250,14 @@ def test_hostile_retained_payloads_on_the_old_topics_are_left_and_cost_nothing_e
     }
     own = {t: c for t, c in old.items() if t not in hostile}  # the rest, the site's 19 too: cleared
     assert len(own) == 19 + 7 + 1
-    publish_retained(mosquitto, {**hostile, **own})
-
-    watcher = watch(mosquitto, site)
-    try:
-        run_cycles(mosquitto, fleet, site, watcher, cleared=list(own))
-        seen = drained(mosquitto, watcher, site)
-    finally:
-        watcher.close()
-    retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, ["homeassistant/#"])
+    with retained_for_this_test(mosquitto, {**hostile, **own}):
+        watcher = watch(mosquitto, site)
+        try:
+            run_cycles(mosquitto, fleet, site, watcher, cleared=list(own))
+            seen = drained(mosquitto, watcher, site)
+        finally:
+            watcher.close()
+        retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, ["homeassistant/#"])
     assert {t: retained.get(t) for t in hostile} == hostile
     assert not set(own) & set(retained)
     cleared = [m.topic for m in seen if m.topic.startswith("homeassistant/") and not m.payload]
