@@ -346,6 +346,13 @@ class ThermalLimits:
     chip_hot_c: float | None
     ambient_max_c: float | None
     source: str
+    chip_stop_c: float | None = None  # where the firmware stops mining (a unit's own configuration only)
+    own: bool = False  # the chip figures are the unit's own (its firmware's configuration), not its model's
+
+    @property
+    def hot_text(self) -> str:
+        """The hot limit as evidence names it."""
+        return f"its own hot limit {self.chip_hot_c:g} C" if self.own else f"the model's {self.chip_hot_c:g} C"
 
 
 # Keyed by Nameplate.model. docs/health.md ("Thresholds") quotes the same figures and sources.
@@ -378,3 +385,14 @@ def thermal_limits(model: str | None) -> ThermalLimits | None:
     """The thermal limits of a model as a miner reports it, or None (not catalogued, or no source)."""
     plate = nameplate(model)
     return None if plate is None else THERMAL_LIMITS.get(plate.model)
+
+
+def unit_thermal_limits(model_limits: ThermalLimits | None, hot_c: float | None,
+                        stop_c: float | None) -> ThermalLimits | None:
+    """A unit's limits: its own chip figures where its firmware gave them (a Braiins OS+ unit's hot and
+    dangerous temperatures, set by its operator: MinerSample.chip_hot_limit_c) before its model's; the
+    model's intake rating kept. A hot figure not under the stop figure is no limit (the source checks it too)."""
+    if hot_c is None or (stop_c is not None and hot_c >= stop_c):
+        return model_limits
+    return ThermalLimits(hot_c, model_limits.ambient_max_c if model_limits is not None else None,
+                         "the unit's own configuration", chip_stop_c=stop_c, own=True)

@@ -37,11 +37,16 @@ TEMP_MIN_C, TEMP_MAX_C = -273.15, 1000.0
 # M60S and M50S++ for intake from -5 C (product manuals, October 2024) and no miner's electronics are rated below
 # the industrial -40 C. -273 and below is firmware's "no sensor": absent, not refused.
 SENSOR_MIN_C, SENSOR_MAX_C = -40.0, 150.0
+# What a unit's own chip temperature limits (its firmware's configuration: Braiins OS+'s hot and dangerous
+# temperatures) can be: below 30 C no chip mines (healthy ones run at 60-90 C), and 130 C is past every
+# chip protection above (Braiins OS+ ships 100/110 C). A figure outside is refused: the unit has no limit of its own.
+CHIP_LIMIT_MIN_C, CHIP_LIMIT_MAX_C = 30.0, 130.0
 
 _LIST_FIELDS = frozenset({"fans_rpm", "boards", "errors", "warnings", "fault_codes", "unusable"})
 _Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 _Error = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
 _Temp = Annotated[float, Field(ge=TEMP_MIN_C, le=TEMP_MAX_C)]
+_ChipLimit = Annotated[float, Field(ge=CHIP_LIMIT_MIN_C, le=CHIP_LIMIT_MAX_C)]
 _INF = float("inf")
 
 
@@ -137,6 +142,13 @@ class MinerSample(Reading):
     temp_env_c: _Temp | None = None
     temp_chip_max_c: _Temp | None = None
     temp_board_max_c: _Temp | None = None
+    chip_hot_limit_c: _ChipLimit | None = Field(
+        default=None, description="the unit's own hot chip temperature, as its firmware is configured (Braiins OS+ "
+                                  "hot_temperature: fans at full, power scaled down); health's hot limit for it, "
+                                  "before its model's")
+    chip_stop_limit_c: _ChipLimit | None = Field(
+        default=None, description="the unit's own chip temperature at which its firmware stops mining (Braiins OS+ "
+                                  "dangerous_temperature); over chip_hot_limit_c when both are given")
     fans_rpm: list[Annotated[int, Field(ge=0, le=MAX_FAN_RPM)]] = Field(default_factory=list, max_length=MAX_FANS)
     boards: list[BoardSample] = Field(default_factory=list, max_length=MAX_BOARDS)
     pool: PoolInfo | None = None

@@ -15,7 +15,8 @@ Wire facts kept here (BOS+ 23.x-25.x, as pyasic 0.79 reads it):
 - gRPC (`braiins.bos.v1`, HTTP/2 without TLS): `AuthenticationService/Login` (root / root by
   default here) returns the token in the `authorization` response header; every other call
   pyasic makes carries it and is refused UNAUTHENTICATED without it. Read: MinerService
-  GetMinerDetails / GetMinerStats / GetHashboards, CoolingService GetCoolingState, PoolService
+  GetMinerDetails / GetMinerStats / GetHashboards, CoolingService GetCoolingState, ConfigurationService
+  GetMinerConfiguration (its cooling configuration only), PoolService
   GetPoolGroups, PerformanceService GetActivePerformanceMode, ActionsService
   GetLocateDeviceStatus. Write: ActionsService PauseMining / ResumeMining / SetLocateDeviceStatus,
   PerformanceService SetPowerTarget; each is logged in `Braiins.actions`.
@@ -209,6 +210,14 @@ class Braiins:
             highest_temperature=pb.TemperatureSensor(location=pb.SENSOR_LOCATION_CHIP,
                                                      temperature=pb.Temperature(degree_c=float(hottest))))
 
+    def configuration(self, s: Snapshot) -> pb.GetMinerConfigurationResponse:
+        """The cooling configuration, automatic, with the model's limits (as BOS+ ships them: specs._braiins)."""
+        spec = self.spec
+        return pb.GetMinerConfigurationResponse(temperature=pb.CoolingConfiguration(auto=pb.CoolingAutoMode(
+            target_temperature=pb.Temperature(float(spec.target_temp_c)),
+            hot_temperature=pb.Temperature(float(spec.overheat_c)),
+            dangerous_temperature=pb.Temperature(float(spec.dangerous_c)))))
+
     def pool_groups(self, s: Snapshot) -> pb.GetPoolGroupsResponse:
         pools = []
         for i, pool in enumerate(self.pools):
@@ -246,6 +255,7 @@ class _GrpcService:
             "MinerService/GetMinerStats": (pb.GetMinerStatsResponse, fw.miner_stats),
             "MinerService/GetHashboards": (pb.GetHashboardsResponse, fw.hashboards),
             "CoolingService/GetCoolingState": (pb.GetCoolingStateResponse, fw.cooling),
+            "ConfigurationService/GetMinerConfiguration": (pb.GetMinerConfigurationResponse, fw.configuration),
             "PoolService/GetPoolGroups": (pb.GetPoolGroupsResponse, fw.pool_groups),
             "PerformanceService/GetActivePerformanceMode": (pb.PerformanceMode, fw.performance_mode),
             "ActionsService/GetLocateDeviceStatus": (
@@ -495,7 +505,7 @@ def _temps(ctx: _Rpc) -> dict[str, Any]:
 def _tempctrl(ctx: _Rpc) -> dict[str, Any]:
     spec = ctx.fw.spec
     return ctx.reply(200, "Temperature control", "TEMPCTRL",
-                     [{"Dangerous": spec.overheat_c + 5, "Hot": spec.overheat_c, "Mode": "Automatic",
+                     [{"Dangerous": spec.dangerous_c, "Hot": spec.overheat_c, "Mode": "Automatic",
                        "Target": spec.target_temp_c}])
 
 

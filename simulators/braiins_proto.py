@@ -226,6 +226,37 @@ class GetCoolingStateResponse(betterproto.Message):
     highest_temperature: TemperatureSensor = betterproto.message_field(2)
 
 
+@dataclass(eq=False, repr=False)
+class CoolingAutoMode(betterproto.Message):
+    target_temperature: Temperature = betterproto.message_field(1)
+    hot_temperature: Temperature = betterproto.message_field(2)  # fans at 100 %
+    dangerous_temperature: Temperature = betterproto.message_field(3)  # bosminer stops
+
+
+@dataclass(eq=False, repr=False)
+class CoolingManualMode(betterproto.Message):
+    fan_speed_ratio: float | None = betterproto.double_field(1, optional=True)
+    hot_temperature: Temperature = betterproto.message_field(2)
+    dangerous_temperature: Temperature = betterproto.message_field(3)
+    target_temperature: Temperature = betterproto.message_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class CoolingConfiguration(betterproto.Message):
+    auto: CoolingAutoMode = betterproto.message_field(2, group="mode")
+    manual: CoolingManualMode = betterproto.message_field(3, group="mode")
+
+
+# -- configuration.proto ----------------------------------------------------------------------------
+
+
+@dataclass(eq=False, repr=False)
+class GetMinerConfigurationResponse(betterproto.Message):
+    """Only the cooling configuration (field 2); pool groups, tuner, DPS and hash boards are not served."""
+
+    temperature: CoolingConfiguration = betterproto.message_field(2)
+
+
 # -- pool.proto -------------------------------------------------------------------------------------
 
 

@@ -641,7 +641,8 @@ class MinerPhysics:
         elif f.overheat == "shutdown":
             duty = 1.0
             cool = math.exp(-max(0.0, now - self.overheat_since) / SHUTDOWN_COOL_S)
-            chip_avg = amb + (spec.overheat_c + 2.0 - amb) * cool
+            trip_c = max(spec.overheat_c, spec.dangerous_c)  # the protection that stopped it
+            chip_avg = amb + (trip_c + 2.0 - amb) * cool
         elif throttled:
             duty = 1.0
             chip_avg = spec.overheat_c - 6.0 + 0.8 * self._noise(11, now, 20.0)

@@ -100,6 +100,9 @@ class ModelSpec:
     small_cores: int = 0  # Bitaxe smallCoreCount: expected MH/s = small_cores x chips x freq_mhz
     core_mv: int = 0  # Bitaxe coreVoltage
     power_step_w: float = 1.0  # resolution of the power reading (a Bitaxe's INA260 reads centiwatts)
+    # Braiins OS+: chip temperature at which bosminer stops (its cooling configuration's dangerous_temperature;
+    # `overheat_c` is its hot_temperature, where it throttles). 0: `overheat_c` is the only protection.
+    dangerous_c: int = 0
     # Avalon firmware differences (defaults keep the first simulated models as they were).
     mode_key: Literal["WORKMODE", "WORKLEVEL"] = "WORKMODE"  # Nano 3: the level is the mode
     has_ghsspd: bool = True  # False: no live rate in the device string, only summary MHS (A10 2019, 7xx-9xx)
@@ -232,8 +235,13 @@ def _antminer(**fields: Any) -> ModelSpec:
         fans=4,
         boards=3,
         default_mode=0,
-        target_temp_c=75,
-        overheat_c=95,
+        # Braiins OS+'s default temperature limits: target 89, hot 100 (fans at 100 %), dangerous 110 C (bosminer
+        # shuts down): Braiins OS+ documentation, Configuration, "Default temperature limits" and bosminer.toml
+        # `[temp_control]` (github.com/tgr-braiins/braiins-os-docs, braiins-os-plus-en/source/Configuration/
+        # index_configuration.rst). Served as GetMinerConfiguration's cooling `auto` mode and RPC `tempctrl`.
+        target_temp_c=89,
+        overheat_c=100,
+        dangerous_c=110,
         chip_spread_c=3.5,
         hw_error_pct=0.02,
         **fields,
@@ -300,8 +308,13 @@ def _braiins(**fields: Any) -> ModelSpec:
         fans=4,
         boards=3,
         default_mode=0,
-        target_temp_c=75,
-        overheat_c=95,
+        # Braiins OS+'s default temperature limits: target 89, hot 100 (fans at 100 %), dangerous 110 C (bosminer
+        # shuts down): Braiins OS+ documentation, Configuration, "Default temperature limits" and bosminer.toml
+        # `[temp_control]` (github.com/tgr-braiins/braiins-os-docs, braiins-os-plus-en/source/Configuration/
+        # index_configuration.rst). Served as GetMinerConfiguration's cooling `auto` mode and RPC `tempctrl`.
+        target_temp_c=89,
+        overheat_c=100,
+        dangerous_c=110,
         chip_spread_c=3.5,
         hw_error_pct=0.02,
         **fields,

@@ -9,7 +9,15 @@ unit draws and its limit and each chain's tuner state (pyasic's errors; fault co
 each on a new HTTP/2 connection, and a login. What only gRPC carries changes rarely: the MAC (the miner's id), the
 firmware string and the nominal hashrate come from `GetMinerDetails` through pyasic's own gRPC
 client (its login, its password setting) at identification and every ten minutes, and its pause
-state (`status`) while the unit does not hash (collector.sources.profile).
+state (`status`) while the unit does not hash (collector.sources.profile). At the same rare times (after a
+good `GetMinerDetails`, never per poll) its own chip limits: `GetMinerConfiguration` (ConfigurationService,
+bos-plus-api 1.11.0 proto/bos/v1/configuration.proto) carries the cooling configuration (`temperature`, a
+CoolingConfiguration, cooling.proto) whose mode `auto` or `manual` holds the operator's hot_temperature
+(fans at full; Dynamic Power Scaling steps the power down) and dangerous_temperature (bosminer stops).
+They become the sample's chip_hot_limit_c / chip_stop_limit_c (health's limits for this unit) only when
+both are finite, CHIP_LIMIT_MIN_C..CHIP_LIMIT_MAX_C and hot under dangerous; otherwise, or when the read
+fails, the unit has no limit of its own and its warning says why. pyasic 0.79's bindings have no
+immersion or hydro mode (fields 5, 6): a unit in either has none either.
 
 Where pyasic 0.79 reads BOS+ differently: a paused unit is `soft_off` (pyasic: idle); the firmware
 string is kept whole ("2025-08-06-0-3881c51d-25.07-plus"; pyasic keeps "25.07").
@@ -32,7 +40,8 @@ from collector.sources.profile import IDENTITY_EVERY_S, STATUS_EVERY_S, Profile,
 from collector.sources.reply_values import Checked, board_number, first, mac, text
 from collector.sources.rpc_reader import OtherUnit, RpcReader
 from models import BoardSample, FaultCode, MinerSample, MinerState, SampleSource
-from models.sample import MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM, MAX_FANS, MAX_UPTIME_S
+from models.sample import CHIP_LIMIT_MAX_C, CHIP_LIMIT_MIN_C, MAX_BOARDS, MAX_CHIPS_PER_BOARD, MAX_ERRORS, MAX_FAN_RPM
+from models.sample import MAX_FANS, MAX_UPTIME_S
 from models.sample import state_with_refusals
 
 # The one request a poll sends; `_read_rpc` reads exactly these sections.
@@ -48,7 +57,8 @@ CODES_KEY = "TunerChainStatus"  # FaultCode.key of a chain's tuner state (a text
 class Braiins(RpcReader):
     """One identified Braiins OS+ unit; `grpc` is pyasic's miner object, used for the rare gRPC reads."""
 
-    __slots__ = ("grpc", "firmware", "expected_ths", "paused", "grpc_problem")
+    __slots__ = ("grpc", "firmware", "expected_ths", "paused", "grpc_problem", "hot_limit_c", "stop_limit_c",
+                 "limits_problem")
     poll_command = POLL_COMMAND
 
     def __init__(self, host: str, port: int, profile: Profile, grpc: Any) -> None:
@@ -58,10 +68,14 @@ class Braiins(RpcReader):
         self.expected_ths: float | None = None
         self.paused: bool | None = None
         self.grpc_problem: str | None = None
+        self.hot_limit_c: float | None = None  # its own chip limits (cooling configuration), both or neither
+        self.stop_limit_c: float | None = None
+        self.limits_problem: str | None = None  # why it has none, when a read of them failed or was refused
 
     async def prepare(self, timeout_s: float) -> None:
-        """At identification: MAC, firmware, nominal hashrate over gRPC. A failure is kept as a warning."""
-        await self._details(time.monotonic() + timeout_s)
+        """At identification: MAC, firmware, nominal hashrate and its chip limits over gRPC. A failure is
+        kept as a warning."""
+        await self._details(time.monotonic() + timeout_s, limits=True)
         self.schedule()
 
     def read(self, reply: dict[str, Any]) -> _Reading:
@@ -79,29 +93,58 @@ class Braiins(RpcReader):
         changed, self.shape = self.shape is not None and shape != self.shape, shape
         if reading.hashing:
             self.paused = None
-        if now >= self.identity_due or (not reading.hashing and (self.paused is None or changed
-                                                                  or now >= self.status_due)):
+        identity = now >= self.identity_due
+        if identity or (not reading.hashing and (self.paused is None or changed or now >= self.status_due)):
             self.identity_due = next_due(now, IDENTITY_EVERY_S)
             self.status_due = next_due(now, STATUS_EVERY_S)
-            await self._details(deadline)
+            await self._details(deadline, limits=identity)
 
-    async def _details(self, deadline: float) -> None:
+    async def _details(self, deadline: float, limits: bool = False) -> None:
+        """GetMinerDetails; with `limits` (identification, every IDENTITY_EVERY_S) then the chip limits,
+        which a failure of either leaves none."""
         left = deadline - time.monotonic()
         if left <= 0.05 or self.grpc is None:
             return
         try:
-            with pyasic_http.noting_refusals() as refused:  # pyasic_grpc notes why it refused a message
-                async with asyncio.timeout(left):
-                    details = await self.grpc.web.get_miner_details()
-        except TimeoutError:
-            self.grpc_problem = f"{self.host}:50051: no gRPC answer within {left:.3g} s"
-            return
-        except Exception as e:  # pyasic's gRPC client raises many kinds; a rare call must not cost the poll
-            self.grpc_problem = (f"{self.host}:50051: gRPC GetMinerDetails failed ({type(e).__name__})"
-                                 + (f": {refused[0]}" if refused else ""))
+            details = await self._call("GetMinerDetails", self.grpc.web.get_miner_details, left)
+        except _CallFailed as e:
+            self.grpc_problem = str(e)
+            if limits:
+                self._set_limits(None, None, None)  # the warning of the failed call says so
             return
         self.grpc_problem = None
         self.mac, self.firmware, self.expected_ths, self.paused = miner_details(details, self)
+        if limits:
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0.05:
+                    raise _CallFailed(f"{self.host}:50051: no time left for GetMinerConfiguration")
+                config = await self._call("GetMinerConfiguration", self.grpc.web.get_miner_configuration, left)
+            except _CallFailed as e:
+                self._set_limits(None, None, str(e))
+                return
+            hot, stop, why = cooling_limits(config)
+            self._set_limits(hot, stop, why and f"{self.host}:50051: {why}")
+
+    async def _call(self, name: str, call: Any, left: float) -> Any:
+        """One pyasic gRPC call within `left` seconds; _CallFailed says why not."""
+        try:
+            with pyasic_http.noting_refusals() as refused:  # pyasic_grpc notes why it refused a message
+                async with asyncio.timeout(left):
+                    return await call()
+        except TimeoutError:
+            raise _CallFailed(f"{self.host}:50051: no gRPC answer within {left:.3g} s") from None
+        except Exception as e:  # pyasic's gRPC client raises many kinds; a rare call must not cost the poll
+            raise _CallFailed(f"{self.host}:50051: gRPC {name} failed ({type(e).__name__})"
+                              + (f": {refused[0]}" if refused else "")) from None
+
+    def _set_limits(self, hot: float | None, stop: float | None, problem: str | None) -> None:
+        self.hot_limit_c, self.stop_limit_c = hot, stop
+        self.limits_problem = None if problem is None else f"{problem}: no chip temperature limits of its own"
+
+
+class _CallFailed(Exception):
+    """A gRPC call that gave nothing: its text is the miner's warning."""
 
 
 def miner_details(details: Any, known: Braiins) -> tuple[str | None, str | None, float | None, bool | None]:
@@ -109,10 +152,7 @@ def miner_details(details: Any, known: Braiins) -> tuple[str | None, str | None,
     the proto's own field names; what is missing or unusable keeps the value known before."""
     if not isinstance(details, dict):
         return known.mac, known.firmware, known.expected_ths, known.paused
-
-    def get(parent: Any, camel: str, snake: str) -> Any:
-        return parent.get(camel, parent.get(snake)) if isinstance(parent, dict) else None
-
+    get = _get
     found_mac = mac(text(get(details, "macAddress", "mac_address"))) or known.mac
     firmware = text(get(get(details, "bosVersion", "bos_version"), "current", "current")) or known.firmware
     gigahash = get(get(details, "stickerHashrate", "sticker_hashrate"), "gigahashPerSecond", "gigahash_per_second")
@@ -125,6 +165,36 @@ def miner_details(details: Any, known: Braiins) -> tuple[str | None, str | None,
     except (TypeError, ValueError):
         paused = None
     return found_mac, firmware, expected, paused
+
+
+def cooling_limits(config: Any) -> tuple[float | None, float | None, str | None]:
+    """(hot C, dangerous C, None) from `GetMinerConfiguration` as a dict (pyasic's camelCase or the proto's
+    names): its cooling configuration's mode `auto` or `manual`, each of which carries hot_temperature and
+    dangerous_temperature (bos-plus-api proto/bos/v1/cooling.proto). (None, None, why) when either is
+    missing, no finite number, outside CHIP_LIMIT_MIN_C..CHIP_LIMIT_MAX_C, or hot is not under dangerous."""
+    cooling = _get(config, "temperature", "temperature")
+    mode = next((name for name in ("auto", "manual") if isinstance(_get(cooling, name, name), dict)), None)
+    if mode is None:
+        return None, None, "GetMinerConfiguration carries no cooling mode with temperatures (auto, manual)"
+    found, limits = _get(cooling, mode, mode), []
+    for camel, snake in (("hotTemperature", "hot_temperature"), ("dangerousTemperature", "dangerous_temperature")):
+        raw = _get(_get(found, camel, snake), "degreeC", "degree_c")
+        what = f"GetMinerConfiguration: cooling {mode} {snake}"
+        if raw is None:
+            return None, None, f"{what} missing"
+        if type(raw) not in (float, int):  # a protobuf double: never text or a switch
+            return None, None, f"{what} is not a number (a {type(raw).__name__})"
+        if not CHIP_LIMIT_MIN_C <= raw <= CHIP_LIMIT_MAX_C:  # NaN fails this too
+            return None, None, f"{what} {raw:g} C is outside {CHIP_LIMIT_MIN_C:g}..{CHIP_LIMIT_MAX_C:g} C"
+        limits.append(float(raw))
+    hot, stop = limits
+    if hot >= stop:
+        return None, None, f"GetMinerConfiguration: cooling {mode} hot_temperature {hot:g} C is not under dangerous {stop:g} C"
+    return hot, stop, None
+
+
+def _get(parent: Any, camel: str, snake: str) -> Any:
+    return parent.get(camel, parent.get(snake)) if isinstance(parent, dict) else None
 
 
 # -- the RPC reading ------------------------------------------------------------------------------
@@ -282,10 +352,17 @@ def _sample(r: _Reading, miner: Braiins, *, site: str, ts: datetime) -> MinerSam
         temp_chip_max_c=max((b.temp_chip_max_c for b in r.boards if b.temp_chip_max_c is not None), default=None),
         temp_board_max_c=r.board_temp_max, fans_rpm=r.fans, boards=r.boards, pool=r.pool, uptime_s=r.uptime,
         hw_error_pct=r.hw_error_pct, errors=errors, unusable=unusable, fault_codes=r.codes,
-        warnings=[f"{miner.grpc_problem}; MAC, firmware, nominal hashrate and pause state as last read"]
-        if miner.grpc_problem else [],
+        chip_hot_limit_c=miner.hot_limit_c, chip_stop_limit_c=miner.stop_limit_c, warnings=_warnings(miner),
     )
     return plausibility.check(sample)
+
+
+def _warnings(miner: Braiins) -> list[str]:
+    """What its gRPC reads could not give: one warning."""
+    if miner.grpc_problem:
+        return [f"{miner.grpc_problem}; MAC, firmware, nominal hashrate and pause state as last read"
+                + ("" if miner.hot_limit_c is not None else "; no chip temperature limits of its own")]
+    return [miner.limits_problem] if miner.limits_problem else []
 
 
 def _unread(miner_id: str, miner: Braiins, site: str, ts: datetime, reason: str, state: MinerState) -> MinerSample:

@@ -36,7 +36,7 @@ from collector.stages.health_signals import Context, Finding, MinerMemory, PeerS
 from collector.stages.power_truth import PowerTruth
 from models import CostSample, MinerSample, MinerState, SiteEconomics
 from models.config import Place
-from models.hardware import nameplate, thermal_limits
+from models.hardware import nameplate, thermal_limits, unit_thermal_limits
 from models.health import NOWHERE, Cause, MinerHealth, Problem, Severity, Signal, SiteHealth, queue_order
 from models.sample import MAX_TEXT_CHARS
 
@@ -60,6 +60,8 @@ HEALTHY_POINT_S = 60.0
 # States whose live hashrate measures the shortfall: mining, and in fault (error), where 0 TH/s is a unit
 # that stopped. An idle unit's loss is its `idle` finding's; one asleep on purpose loses nothing.
 _READ_LIVE = (MinerState.MINING, MinerState.ERROR)
+# Stopped without being asked: in fault, or idle (Braiins OS+ past its dangerous temperature reads idle).
+_STOPS = (MinerState.ERROR, MinerState.IDLE)
 
 
 class HealthStage:
@@ -174,6 +176,8 @@ class HealthStage:
         model = sample.model or kept.model
         place = self._places.get(miner) or self._place(sample)
         plate, limits = self._models.get(model) or self._model(model)
+        if sample.chip_hot_limit_c is not None:  # its firmware's own figures (Braiins OS+) before its model's
+            limits = unit_thermal_limits(limits, sample.chip_hot_limit_c, sample.chip_stop_limit_c)
         rated = sample.expected_hashrate_ths or _expected(plate, kept)  # the firmware's figure, else the nameplate's
         expected = _usual(kept.healthy_ths, rated)  # what it makes when well: the loss is measured from there
         metered = self.live.metered_power(last_here or miner, work.now) if self.live.metered_w else None
@@ -221,7 +225,7 @@ class HealthStage:
             shortfall = max(0.0, expected - hashrate)
         else:
             shortfall = 0.0
-        if state is MinerState.ERROR and hashrate == 0.0:
+        if state in _STOPS and hashrate == 0.0:
             if chip is not None and (memory.stopped_chip_c is None or chip > memory.stopped_chip_c):
                 memory.stopped_chip_c = chip
         elif hashrate and memory.stopped_chip_c is not None:

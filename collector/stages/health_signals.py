@@ -54,7 +54,7 @@ OUTLIER_MADS = 5.0
 OUTLIER_MIN_C = 8.0
 MIN_PEERS = 5
 MAD_TO_SIGMA = 1.4826
-CRITICAL_OVER_C = 5.0  # a chip this far over the model's hot limit is critical
+CRITICAL_OVER_C = 5.0  # a chip this far over its hot limit is critical (or at the unit's own stop figure)
 # Power: more than this over its own power limit; a J/TH outside this factor of the nameplate's.
 OVER_LIMIT_SHARE = 1.10
 EFFICIENCY_FACTOR = 2.0
@@ -124,7 +124,8 @@ class MinerMemory:
     pool_base: tuple[int, int, int] | None = None  # accepted, rejected, stale at the window's start
     reject_pct: float | None = None  # of the last full window
     streaks: dict[str, int] = field(default_factory=dict)  # problem key -> consecutive cycles seen
-    # The hottest chip read since it stopped hashing in fault, until it hashes again: once the unit stops,
+    # The hottest chip read since it stopped hashing (in fault, or idle unasked: a Braiins OS+ unit past its
+    # dangerous temperature), until it hashes again: once the unit stops,
     # its chips cool within minutes, and this is what still says the stop was heat's (root_cause).
     stopped_chip_c: float | None = None
     slot: int = 0  # a stable number of its id: which cycle in a few is its turn (health.HEALTHY_POINT_EVERY)
@@ -382,15 +383,20 @@ def fans(sample: MinerSample, ctx: Context) -> list[Finding]:
 
 
 def temperatures(sample: MinerSample, ctx: Context, doubtful: set[str]) -> list[Finding]:
-    """Hottest chip against the model's limit and against its peers; intake air against the rating."""
+    """Hottest chip against its hot limit (the unit's own, else its model's) and against its peers; intake
+    air against the rating."""
     if sample.state is not MinerState.MINING:
         return []
     out = []
     chip = sample.temp_chip_max_c if "temp_chip_max_c" not in doubtful else None
     limits, peers = ctx.limits, ctx.peers
     if chip is not None and limits is not None and limits.chip_hot_c is not None and chip > limits.chip_hot_c:
-        severity = Severity.CRITICAL if chip >= limits.chip_hot_c + CRITICAL_OVER_C else Severity.WARNING
-        out.append(Finding(Signal.CHIP_HOT, severity, f"hottest chip {chip:g} C, over the model's {limits.chip_hot_c:g} C",
+        critical = limits.chip_hot_c + CRITICAL_OVER_C
+        if limits.chip_stop_c is not None:  # the firmware stops there: critical by then at the latest
+            critical = min(critical, limits.chip_stop_c)
+        severity = Severity.CRITICAL if chip >= critical else Severity.WARNING
+        out.append(Finding(Signal.CHIP_HOT, severity, f"hottest chip {chip:g} C, over {limits.hot_text}"
+                           + (f" (it stops at {limits.chip_stop_c:g} C)" if limits.chip_stop_c is not None else ""),
                            value=chip, limit=limits.chip_hot_c))
     elif (chip is not None and peers is not None and peers.count >= MIN_PEERS and peers.temp_median is not None
           and peers.temp_spread is not None):

@@ -5,7 +5,8 @@ Each signal has its usual cause; a few are decided by what else the miner shows 
 a hot chip with a failing fan is the fan's (thermal, fan), with hot intake air the room's (thermal,
 ambient), a shortfall too but only when its chips may be throttled (`cooling_may_throttle`); a reboot
 loop with PSU codes or a draw its limits contradict is power's, with hot chips thermal's, else the
-firmware's; a unit stopped in fault whose chips read hot since it stopped is heat's; an error code by
+firmware's; a unit stopped in fault (or idle unasked) whose chips read hot since it stopped is heat's
+(hot: its own limit where its firmware gave one, else its model's); an error code by
 what its published meaning names. docs/health.md ("Root cause") has the table.
 """
 
@@ -56,7 +57,7 @@ _MEANING_WORDS: tuple[tuple[tuple[str, ...], Cause], ...] = (
 )
 # A meter reading below this share of the miner's usual draw: the miner has no power, the network is innocent.
 NO_POWER_SHARE = 0.05
-NEAR_HOT_C = 3.0  # a chip this close under the model's hot limit runs hot: firmware throttles to hold it there
+NEAR_HOT_C = 3.0  # a chip this close under its hot limit runs hot: firmware throttles to hold it there
 
 
 def classify(findings: Sequence[Finding], sample: MinerSample, ctx: Context) -> list[tuple[Finding, Cause, str]]:
@@ -80,6 +81,9 @@ def _cause(finding: Finding, findings: Sequence[Finding], signals: set[Signal], 
         pool = sample.pool
         if Signal.NO_POOL in signals or (pool is not None and pool.active is False):
             return Cause.POOL, f"{evidence}; no pool alive"
+        stopped_hot = _stopped_hot(sample, ctx)
+        if stopped_hot is not None:  # Braiins OS+ stopped past its dangerous temperature
+            return Cause.THERMAL, f"{evidence}; {stopped_hot}"
         return Cause.FIRMWARE, f"{evidence}; its pool is not said to be down"
     if signals & _FANS and (signal in (Signal.CHIP_HOT, Signal.TEMP_OUTLIER)
                             or (signal is Signal.HASHRATE_LOW and cooling_may_throttle(sample, ctx))):
@@ -160,25 +164,28 @@ def _temperatures_judged(sample: MinerSample, ctx: Context) -> bool:
 
 def cooling_may_throttle(sample: MinerSample, ctx: Context) -> bool:
     """Whether a failing fan or hot intake air can be what holds its hashrate back: its hottest chip near
-    the model's hot limit (a throttling firmware holds it just under), or its temperatures not judged
+    its hot limit (a throttling firmware holds it just under), or its temperatures not judged
     (then it may be). Chips judged and not hot are not throttled: the other fans make up for a slow one."""
     return _near_hot(sample, ctx) or not _temperatures_judged(sample, ctx)
 
 
 def _near_hot(sample: MinerSample, ctx: Context) -> bool:
-    """The hottest chip within NEAR_HOT_C of the model's hot limit: a throttling firmware holds it just under."""
+    """The hottest chip within NEAR_HOT_C of its hot limit: a throttling firmware holds it just under."""
     limits, chip = ctx.limits, sample.temp_chip_max_c
     return (chip is not None and limits is not None and limits.chip_hot_c is not None
             and chip >= limits.chip_hot_c - NEAR_HOT_C)
 
 
 def _stopped_hot(sample: MinerSample, ctx: Context) -> str | None:
-    """Why a unit in fault that hashes nothing stopped, when its chips say heat: the hottest chip read since
-    it stopped (remembered: they cool within minutes of the stop) near or over the model's hot limit. The
+    """Why a unit in fault (or idle unasked: Braiins OS+ past its dangerous temperature) that hashes nothing
+    stopped, when its chips say heat: the hottest chip read since it stopped (remembered: they cool within
+    minutes of the stop) near or over its hot limit (the unit's own, else the model's). The
     codes of most firmware have no published meaning (docs/avalon.md s5): the chips are the evidence."""
     hottest, limits = ctx.memory.stopped_chip_c, ctx.limits
-    if (hottest is None or sample.state is not MinerState.ERROR or limits is None or limits.chip_hot_c is None
-            or hottest < limits.chip_hot_c - NEAR_HOT_C):
+    if (hottest is None or sample.state not in (MinerState.ERROR, MinerState.IDLE) or limits is None
+            or limits.chip_hot_c is None or hottest < limits.chip_hot_c - NEAR_HOT_C):
         return None
-    return (f"in fault since its chips read {hottest:g} C (the model's hot limit {limits.chip_hot_c:g} C): stopped "
+    since = "in fault" if sample.state is MinerState.ERROR else "stopped"
+    whose = "its own" if limits.own else "the model's"
+    return (f"{since} since its chips read {hottest:g} C ({whose} hot limit {limits.chip_hot_c:g} C): stopped "
             "by heat, look at its cooling")

@@ -8,6 +8,14 @@ Modes (what `GetMinerDetails` gets; every other call but the login gets UNIMPLEM
 - ``compressed``: one message flagged compressed (never asked for: grpclib sends no grpc-accept-encoding);
 - ``huge_headers``: response headers of 1 MiB (HEADERS then CONTINUATION frames), never a message.
 
+Modes whose `GetMinerDetails` is honest (an empty message: every field at its default) and whose
+`GetMinerConfiguration` (a unit's cooling configuration: its own chip temperature limits) is not:
+- ``cooling_nan``: hot and dangerous temperatures NaN;
+- ``cooling_inverted``: hot 110 C over dangerous 100 C;
+- ``cooling_absurd``: hot 5,000 C, dangerous 1e308 C;
+- ``cooling_none``: manual mode with no temperatures at all;
+- ``cooling_huge``: a message declaring HUGE_BYTES, as ``huge``.
+
 The login answers as BOS+ does (the token in the `authorization` response header). Every request's path
 is recorded as it arrives (``requests(address)``).
 """
@@ -25,10 +33,30 @@ import h2.exceptions
 from tests.support import ServedInThread
 
 PORT = 50051
-MODES = ("huge", "endless", "compressed", "huge_headers")
 HUGE_BYTES = 1 << 30
 LOGIN = "/braiins.bos.v1.AuthenticationService/Login"
 DETAILS = "/braiins.bos.v1.MinerService/GetMinerDetails"
+CONFIG = "/braiins.bos.v1.ConfigurationService/GetMinerConfiguration"
+
+
+def _cooling(mode: str, hot: float | None = None, dangerous: float | None = None) -> bytes:
+    """A GetMinerConfigurationResponse carrying only a cooling configuration (simulators/braiins_proto.py)."""
+    from simulators import braiins_proto as pb
+
+    temps = {} if hot is None else {"hot_temperature": pb.Temperature(hot),
+                                    "dangerous_temperature": pb.Temperature(dangerous)}
+    modes = {"auto": pb.CoolingAutoMode, "manual": pb.CoolingManualMode}
+    return bytes(pb.GetMinerConfigurationResponse(temperature=pb.CoolingConfiguration(**{mode: modes[mode](**temps)})))
+
+
+COOLING = {  # mode -> what GetMinerConfiguration answers (None: as `huge`)
+    "cooling_nan": _cooling("auto", float("nan"), float("nan")),
+    "cooling_inverted": _cooling("auto", 110.0, 100.0),
+    "cooling_absurd": _cooling("auto", 5000.0, 1e308),
+    "cooling_none": _cooling("manual"),
+    "cooling_huge": None,
+}
+MODES = ("huge", "endless", "compressed", "huge_headers", *COOLING)
 _EMPTY_MESSAGE = b"\x00\x00\x00\x00\x00"  # not compressed, length 0: every field at its default
 _ZEROS = bytes(65536)
 
@@ -83,6 +111,15 @@ class _Connection(asyncio.Protocol):
             self.h2.send_headers(stream_id, [*head, ("authorization", "hostile-token")])
             self.h2.send_data(stream_id, _EMPTY_MESSAGE)
             self.h2.send_headers(stream_id, [("grpc-status", "0")], end_stream=True)
+        elif self.mode in COOLING and path in (DETAILS, CONFIG):
+            payload = COOLING[self.mode] if path == CONFIG else b""
+            self.h2.send_headers(stream_id, head)
+            if payload is None:
+                self.h2.send_data(stream_id, struct.pack(">?I", False, HUGE_BYTES))
+                self.pumped[stream_id] = _ZEROS
+            else:
+                self.h2.send_data(stream_id, _message(payload))
+                self.h2.send_headers(stream_id, [("grpc-status", "0")], end_stream=True)
         elif path != DETAILS:
             self.h2.send_headers(stream_id, [*head, ("grpc-status", "12")], end_stream=True)  # UNIMPLEMENTED
         elif self.mode == "huge_headers":
