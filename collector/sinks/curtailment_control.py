@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -177,8 +178,14 @@ def control_mode(config: ControlConfig, asked: CurtailmentInputs) -> ControlMode
 def kill_switch(config: ControlConfig, asked: CurtailmentInputs) -> str | None:
     """Which kill switch is on (nothing is sent), or None."""
     path = config.kill_switch_file
-    if path is not None and path.exists():
-        return f"kill switch file {path} exists"
+    if path is not None:
+        try:
+            os.lstat(path)  # whatever is there, a dangling or looping link too (exists() follows it: False)
+            return f"kill switch file {path} exists"
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # it may be there: nothing is sent until it can be told (trial T)
+            return f"kill switch file {path} cannot be checked ({e.strerror or e}): taken as ON"
     if asked.killed:
         return "kill switch ON over MQTT"
     return None

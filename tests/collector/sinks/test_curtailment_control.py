@@ -661,6 +661,32 @@ def test_a_kill_switch_file_stops_every_send_and_the_audit_says_so(fleet, tmp_pa
     assert [(line["result"], line["why"]) for line in audit(cfg)] == [("skipped", f"kill switch file {kill} exists")]
 
 
+@pytest.mark.parametrize("entry", ["dangling link", "looping link", "a folder that loops", "a file for a folder"])
+def test_a_kill_switch_file_that_cannot_be_followed_or_checked_still_stops_every_send(fleet, tmp_path, entry):
+    # Path.exists() follows links and swallows errors: a link leading nowhere read as "no kill switch", and
+    # a name that cannot be checked (a folder the collector may not search, as these) raised every cycle,
+    # unaudited (trial T, 6).
+    kill = tmp_path / "stop"
+    said = f"kill switch file {kill} exists"
+    if entry == "dangling link":
+        kill.symlink_to(tmp_path / "nowhere")
+    elif entry == "looping link":
+        kill.symlink_to(kill)
+    elif entry == "a folder that loops":
+        (tmp_path / "loop").symlink_to(tmp_path / "loop")
+        kill = tmp_path / "loop" / "stop"
+        said = f"kill switch file {kill} cannot be checked (Too many levels of symbolic links): taken as ON"
+    else:
+        (tmp_path / "file").touch()
+        kill = tmp_path / "file" / "stop"
+        said = f"kill switch file {kill} cannot be checked (Not a directory): taken as ON"
+    cfg = config(fleet, f"ctl-kill-{entry[:6].replace(' ', '')}", price=SPIKE,
+                 control={"mode": "on", "allow": ["*"], "kill_switch_file": str(kill)})
+    cycles = run(cfg, 3)
+    assert fleet.commands() == []
+    assert cycles[-1].curtailment.killed
+    assert [(line["result"], line["why"]) for line in audit(cfg)] == [("skipped", said)]
+
 def test_a_stale_price_means_no_action(fleet):
     # A live tariff and no price feed: the plan runs on the fallback price, flagged stale, and holds.
     cfg = config(fleet, "ctl-stale", price=None, control={"mode": "on", "allow": ["*"]})
