@@ -242,6 +242,7 @@ def curtailment_control(config: CollectorConfig, live: LiveInputs, service_mode:
     sink = CurtailmentControl(control, config.site, live=live, layout=SiteLayout.load(config.layout),
                               state_path=directory / state_files.CURTAILMENT_CONTROL,
                               audit_path=control.audit_log or directory / state_files.CURTAILMENT_ACTIONS)
+    live.curtailment.mode_cap = control.mode
     live.curtailment.keep_in(commands_path(config))  # the MQTT kill switch survives a restart
     try:
         sink.audit.check()  # type: ignore[union-attr]  # (control acts on nothing it cannot record)

@@ -92,6 +92,7 @@ class CurtailmentInputs:
     killed: bool = False  # the kill switch topic: nothing is sent while it is ON
     killed_as_of: datetime | None = None
     saved_in: Path | None = None  # where the commands above are kept across restarts (keep_in)
+    mode_cap: ControlMode | None = None  # the config's control mode: a mode asked above it is kept, not in force
     # changes made over MQTT, for the audit log (take_changes), and how many more were not kept
     changes: list[CommandChange] = field(default_factory=list)
     changes_not_kept: int = 0
@@ -123,7 +124,10 @@ class CurtailmentInputs:
         self.mode = mode
         self._save()
         if was is not mode:
-            self._changed(now, topic, "control_mode", was.value if was is not None else "the config's", mode.value)
+            cap = self.mode_cap
+            said = mode.value if cap is None or mode.rank <= cap.rank else (
+                f"{mode.value}, over the config's {cap.value}: control stays {cap.value}")
+            self._changed(now, topic, "control_mode", was.value if was is not None else "the config's", said)
         return True
 
     def take_dr_target(self, source: str, target: DrTarget, now: datetime, *, replace: bool = False,

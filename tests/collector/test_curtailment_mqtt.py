@@ -272,6 +272,11 @@ def test_home_assistant_entities_set_the_mode_under_the_configs_ceiling_the_limi
         publisher.close()
         watcher.close()
     assert fleet.commands() == []  # dry_run, then off, then killed: nothing was ever sent
+    # The audit says what was in force: `on` asked, the config's dry_run kept (it read "-> on", applied: trial T, 5).
+    audit = [json.loads(line) for line in
+             (pipeline.commands_path(running.config).parent / "curtailment-actions.jsonl").read_text().splitlines()]
+    modes = [a["command"] for a in audit if a["action"] == "control_mode"]
+    assert modes[:2] == ["the config's -> on, over the config's dry_run: control stays dry_run", "on -> off"], modes
 
 
 def test_the_kill_switch_and_the_mode_set_over_mqtt_hold_across_a_restart_until_turned_off(mosquitto, fleet):
