@@ -301,6 +301,7 @@ class MqttBridge:
                  curtailment: CurtailmentConfig | None = None, btc_price_max_age_s: float = 900.0,
                  interval_s: float = 10.0, power_price_max_age_s: float | None = None) -> None:
         self.config = config
+        self.curtailment = curtailment
         self.topics = Topics(config.topic_prefix, site)
         self.live = live or LiveInputs(meter_max_age_s=config.meter_max_age_s)
         self.live.facility_keys = frozenset(key for sub in config.ingest for key in sub.facility)
@@ -317,11 +318,33 @@ class MqttBridge:
 
     async def start(self) -> None:
         """Bind the ingest to the running loop and connect (waits for the first CONNACK, bounded)."""
+        if warning := unguarded_commands(self.config, self.curtailment):
+            log.warning("%s", warning)
         self.ingest.bind(asyncio.get_running_loop())
         await asyncio.to_thread(self.connection.start)
 
     def close(self) -> None:
         self.connection.close()
+
+
+def unguarded_commands(config: MqttConfig, curtailment: CurtailmentConfig | None) -> str | None:
+    """A warning when MQTT may steer curtailment control (its kill switch; with mqtt_commands the mode and a
+    demand-response limit; demand-response targets) and nothing says who may: no username (an anonymous
+    broker lets anyone publish them, trial T). (Not TLS: the stack's collector reaches its broker over the
+    compose network, and docs/deployment.md says what a broker published on the LAN needs.)"""
+    if curtailment is None or curtailment.control.mode is ControlMode.OFF:
+        return None
+    steer = ["its kill switch"]
+    if curtailment.control.mqtt_commands:
+        steer += ["its mode (down to off)", "a demand-response limit"]
+    if any(sub.kind is IngestKind.DR_TARGET for sub in config.ingest):
+        steer += ["demand-response targets"]
+    what = f"curtailment control ({curtailment.control.mode.value}) takes {', '.join(steer)} over MQTT"
+    if not config.username:
+        return (f"{what} from broker {config.host}:{config.port} with no username: on a broker that lets anyone "
+                "in, anyone on the network can set them; give the collector a user and the broker an ACL "
+                "(docs/mqtt.md, ACL)")
+    return None
 
 
 def curtailment_subscriptions(topics: Topics, curtailment: CurtailmentConfig | None) -> list[MqttSubscription]:

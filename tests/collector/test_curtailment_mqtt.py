@@ -21,6 +21,7 @@ import pytest
 from collector import pipeline
 from collector.mqtt.topics import Topics
 from collector.sinks import home_assistant as discovery
+from models.curtailment import ControlMode
 from simulators.fleet import run_fleet
 from tests.collector.mqtt_support import NETWORK, Publisher, RunningCollector, Subscriber, mqtt_config, unique
 from tests.servers.mosquitto import MosquittoBroker
@@ -515,3 +516,19 @@ def test_a_broker_restart_hands_back_retained_commands_superseded_since_and_they
                         (f"MQTT {kill}", "kill_switch", "ON -> OFF"),
                         (f"MQTT {mode}", "control_mode", "dry_run -> on")]
     assert fleet.commands() == []  # no price: a stale plan, nothing sent
+
+
+def test_commands_taken_from_a_broker_with_no_username_are_warned_about_at_start(mosquitto, fleet, caplog):
+    # An anonymous broker lets anyone on the network set the kill switch, the mode and a 0.5 kW limit that
+    # sleeps the fleet: nothing said so (trial T, 4).
+    site = unique("anon")
+    running = collector(mosquitto, fleet, site, control={"mode": "dry_run", "allow": ["*"], "mqtt_commands": True})
+    running.close()
+    said = [r.getMessage() for r in caplog.records if "with no username" in r.getMessage()]
+    assert len(said) == 1 and "its kill switch, its mode (down to off), a demand-response limit" in said[0], said
+    assert f"{mosquitto.host}:{mosquitto.port}" in said[0]
+    mqtt = running.config.mqtt
+    curtailment = running.config.curtailment
+    assert pipeline.unguarded_commands(mqtt.model_copy(update={"username": "hashfleet"}), curtailment) is None
+    off = curtailment.model_copy(update={"control": curtailment.control.model_copy(update={"mode": ControlMode.OFF})})
+    assert pipeline.unguarded_commands(mqtt, off) is None  # nothing listened to: nothing to steer
