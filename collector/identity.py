@@ -27,6 +27,7 @@ from models.sample import MAX_ERRORS
 log = logging.getLogger(__name__)
 
 MAX_CLASHES = 10_000  # ids in dispute remembered at once; each holds a few addresses
+DUPLICATE_ID = "duplicate miner id"  # how the error each address in a clash carries begins (`disputed`)
 _MAX_RIVALS = 8  # addresses named per id
 
 
@@ -69,11 +70,11 @@ class DuplicateIds:
                 # The first claim this cycle only remembered the id (its sample is out under it): this
                 # live miner gets it from the next cycle on.
                 self._clashes[miner] = _Clash(owner=address, shows=True, last=sample.ts)
-                return _with_error(sample, f"duplicate miner id {miner}: {first}, which did not answer, had it "
+                return _with_error(sample, f"{DUPLICATE_ID} {miner}: {first}, which did not answer, had it "
                                            f"this cycle; this miner is stored under its address {address} this "
                                            "cycle and keeps the id from the next", miner=address)
             clash = self._clashes[miner] = _Clash(owner=first, shows=self._shown.get(miner) == first)
-            log.warning("duplicate miner id %s: reported by %s and by %s; the second is stored under its address "
+            log.warning(DUPLICATE_ID + " %s: reported by %s and by %s; the second is stored under its address "
                         "(logged once while it lasts)", miner, first, address)
         if first != address:
             clash.last = sample.ts
@@ -82,18 +83,18 @@ class DuplicateIds:
             if not clash.rivals:
                 return sample
             others = ", ".join(sorted(clash.rivals))
-            return _with_error(sample, f"duplicate miner id {miner}: also reported by {others}, stored under "
+            return _with_error(sample, f"{DUPLICATE_ID} {miner}: also reported by {others}, stored under "
                                        "their own address")
         if shows and not clash.shows:  # the owner stopped answering: the live miner takes the id over
             clash.owner, clash.shows, clash.rivals = address, True, set()
             if first == address:  # nothing went out under the id yet this cycle
                 return sample
-            return _with_error(sample, f"duplicate miner id {miner}: {first}, which did not answer, had it this "
+            return _with_error(sample, f"{DUPLICATE_ID} {miner}: {first}, which did not answer, had it this "
                                        f"cycle; this miner is stored under its address {address} this cycle and "
                                        "keeps the id from the next", miner=address)
         if len(clash.rivals) < _MAX_RIVALS:
             clash.rivals.add(address)
-        return _with_error(sample, f"duplicate miner id {miner}: {clash.owner} reports it too and keeps it; this "
+        return _with_error(sample, f"{DUPLICATE_ID} {miner}: {clash.owner} reports it too and keeps it; this "
                                    f"miner is stored under its address {address}", miner=address)
 
     def _start(self, ts: datetime) -> None:
@@ -108,3 +109,9 @@ class DuplicateIds:
 def _with_error(sample: MinerSample, error: str, **update: str) -> MinerSample:
     errors = [*sample.errors, error][-MAX_ERRORS:]
     return sample.model_copy(update={"errors": errors, **update})
+
+
+def disputed(sample: MinerSample) -> bool:
+    """Whether another address claims this sample's id (a clone, or a device on the LAN answering with a real
+    miner's MAC): which one is the miner is not known."""
+    return any(error.startswith(DUPLICATE_ID) for error in sample.errors)

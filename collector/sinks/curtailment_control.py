@@ -61,6 +61,7 @@ import orjson
 from collector import clock, durable_file
 from collector.bounded_log import BoundedLog
 from collector.cycle import Cycle, MinersPart
+from collector.identity import disputed
 from collector.layout import SiteLayout
 from collector.sinks import miner_commands
 from collector.sinks.audit_log import AuditLog
@@ -362,9 +363,16 @@ class CurtailmentControl:
         dry = self._dry if mode is ControlMode.DRY_RUN else None
         slept, moved = (self.slept, self.moved) if dry is None else (dry.slept, dry.moved)
         wanted: list[tuple[int, float, str, str, str, MinerSample]] = []  # (order, kW, action, want, miner)
+        # Ids two addresses claim (a clone, a device answering with a miner's MAC): which is the miner is not
+        # known. The first holder carries the error only from the clash's second cycle: its rival names the id.
+        contested = {s.mac for s in samples.values() if s.errors and s.mac and disputed(s)}
+        disputed_ids = []
         for miner, want in plan.keys.items():
             sample = samples.get(miner)
             if sample is None or miner in self._pending or self.failed.get(miner, 0.0) > now:
+                continue
+            if sample.mac in contested or (sample.errors and disputed(sample)):
+                disputed_ids.append(miner)
                 continue
             if dry is not None:
                 sample = dry.seen(sample)
@@ -375,6 +383,11 @@ class CurtailmentControl:
             kw = (a.kw - a.kw_always_on) if a is not None and want == SLEEP else 0.0
             order = {"sleep": 0, "mode": 1, "wake": 2}[action]
             wanted.append((order, kw, action, want, miner, sample))
+        if disputed_ids:
+            self._waiting_log.warning(
+                "disputed", "curtailment control: nothing sent to %d miner(s) whose id another address claims too "
+                "(duplicate miner id: which one is the miner is not known), e.g. %s; resolve the clash to act on "
+                "them", len(disputed_ids), ", ".join(disputed_ids[:5]))
         wanted.sort(key=lambda w: (w[0], w[1]))
         if len(wanted) > budget:  # the plan moves faster than control may: say so (its savings assume it kept up)
             self._waiting_log.warning(
@@ -639,8 +652,8 @@ class CurtailmentControl:
             if pending.step != "resend":
                 continue
             sample = samples.get(miner)
-            if sample is None or sample.state in (MinerState.OFFLINE, MinerState.ERROR):
-                pending.step = "sent"  # wait for a reading of it
+            if sample is None or sample.state in (MinerState.OFFLINE, MinerState.ERROR) or disputed(sample):
+                pending.step = "sent"  # wait for a reading of it (one whose id is not in dispute)
                 continue
             if not self.allowed(sample):  # it moved (DHCP) to an address the allowlist does not name
                 del self._pending[miner]

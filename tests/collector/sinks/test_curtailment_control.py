@@ -26,6 +26,7 @@ from collector.sinks import audit_log, curtailment_control
 from collector.sources import curtailment_commands
 from collector.sinks.miner_commands import avalon_parameter, read_avalon_reply
 from collector.sinks.points import curtailment_lines
+from collector.stages.curtailment_rules import SLEEP
 from models import CollectorConfig, LivePowerPrice
 from models.curtailment import ActionEvent
 from simulators.fleet import run_fleet
@@ -686,6 +687,21 @@ def test_a_kill_switch_file_that_cannot_be_followed_or_checked_still_stops_every
     assert fleet.commands() == []
     assert cycles[-1].curtailment.killed
     assert [(line["result"], line["why"]) for line in audit(cfg)] == [("skipped", said)]
+
+def test_nothing_is_sent_to_a_miner_whose_id_another_address_claims_too(caplog):
+    # A device on the LAN answering with a real miner's MAC took its id, and control would have acted on
+    # whichever address held it (trial T, 7). The same seed and index give the same MAC: two units, one id.
+    with run_fleet("a1246:1", base="127.48.7.1:0", seed=23) as one, \
+            run_fleet("a1246:1", base="127.48.7.2:0", seed=23) as clone:
+        assert one[0].mac == clone[0].mac
+        both = type("Both", (), {"addresses": [*one.addresses, *clone.addresses]})()
+        cfg = config(both, "ctl-clone", price=SPIKE, control={"mode": "on", "allow": ["*"]})
+        cycles = run(cfg, 4)
+        sent = one.commands() + clone.commands()
+    plan = cycles[-1].curtailment
+    assert plan is not None and SLEEP in plan.keys.values()  # the plan wants them asleep: control holds back
+    assert sent == [] and not [line for line in audit(cfg) if line["result"] in ("sent", "accepted")]
+    assert any("whose id another address claims too" in r.getMessage() for r in caplog.records)
 
 def test_a_stale_price_means_no_action(fleet):
     # A live tariff and no price feed: the plan runs on the fallback price, flagged stale, and holds.
