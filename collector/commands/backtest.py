@@ -7,7 +7,7 @@ import dataclasses
 import itertools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -16,6 +16,7 @@ from rich.text import Text
 
 from collector import backtest_inputs as inputs
 from collector import config as config_loader
+from collector import terminal
 from collector.commands.common import CONFIG_OPTION, SITE_OPTION, fail_usage, load_config, parse_period
 from collector.influx_query import InfluxQueryError
 from collector.layout import SiteLayout, curtailment_groups
@@ -59,27 +60,9 @@ def backtest(
             layout.place_of(miner), groups.always_on, groups.shed_whole))
     end = int(time.time())
     start = end - seconds
-    stored: list[tuple[int, float]] = []
-    try:
-        series = inputs.read_prices_csv(prices) if prices is not None else None
-        if source == "influx" or (source == "auto" and cfg.influx is not None):
-            if cfg.influx is None:
-                fail_usage("--source influx needs InfluxDB (INFLUX_URL, INFLUX_BUCKET, INFLUX_TOKEN or the config)")
-            history = inputs.InfluxHistory(cfg.influx)
-            periods = _nonempty(history.periods(cfg.site, start, end, step, cfg.interval_s, stored), cfg.site, since)
-            if series is None:
-                periods = list(periods)  # the stored prices arrive with the history
-                series = _stored(stored)
-        else:
-            directory = config_loader.spool_directory(cfg)
-            if not directory.is_dir():
-                fail_usage(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet collect` without "
-                           "InfluxDB first, or pass --config/--site)")
-            periods = _nonempty(inputs.local_periods(directory, cfg.site, start, end, step, cfg.interval_s), cfg.site,
-                                since)
-            if series is None:
-                series = _stored(inputs.local_prices(directory, cfg.site, start, end))
-        result = replay(periods, series, chosen, pue=cfg.economics.pue or 1.0, pool_fee_pct=cfg.economics.pool_fee_pct)
+    try:  # (errors said once the bar is gone: it is drawn over the last line of the terminal)
+        with terminal.progress(f"replaying the last {since}", max(1, -(-seconds // step))) as advance:
+            result = _replay(cfg, prices, source, chosen, since, start, end, step, advance)
     except inputs.BacktestInputError as e:
         fail_usage(str(e))
     except InfluxQueryError as e:  # the server, not the usage: a runtime failure
@@ -94,6 +77,43 @@ def backtest(
         typer.echo(json.dumps({"site": cfg.site, "resolution_s": step, **result.as_dict()}))
     else:
         print_result(result, cfg, step)
+
+
+def _replay(cfg: CollectorConfig, prices: Path | None, source: str, chosen: Strategy, since: str, start: int, end: int,
+            step: int, advance: Callable[[int], None]) -> BacktestResult:
+    """Read the history (InfluxDB or the local spool, streamed) and the prices, and replay them: BacktestInputError
+    for what the user can mend (exit 2), InfluxQueryError for a server that fails (exit 1)."""
+    assert cfg.economics is not None
+    stored: list[tuple[int, float]] = []
+    series = inputs.read_prices_csv(prices) if prices is not None else None
+    if source == "influx" or (source == "auto" and cfg.influx is not None):
+        if cfg.influx is None:
+            raise inputs.BacktestInputError("--source influx needs InfluxDB (INFLUX_URL, INFLUX_BUCKET, INFLUX_TOKEN "
+                                            "or the config)")
+        history = inputs.InfluxHistory(cfg.influx)
+        periods = _nonempty(history.periods(cfg.site, start, end, step, cfg.interval_s, stored), cfg.site, since)
+        periods = _advancing(periods, start, step, advance)
+        if series is None:
+            periods = iter(list(periods))  # the stored prices arrive with the history
+            series = _stored(stored)
+    else:
+        directory = config_loader.spool_directory(cfg)
+        if not directory.is_dir():
+            raise inputs.BacktestInputError(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet "
+                                            "collect` without InfluxDB first, or pass --config/--site)")
+        periods = _nonempty(inputs.local_periods(directory, cfg.site, start, end, step, cfg.interval_s), cfg.site,
+                            since)
+        periods = _advancing(periods, start, step, advance)
+        if series is None:
+            series = _stored(inputs.local_prices(directory, cfg.site, start, end))
+    return replay(periods, series, chosen, pue=cfg.economics.pue or 1.0, pool_fee_pct=cfg.economics.pool_fee_pct)
+
+
+def _advancing(periods: Iterator[Period], start: int, step: int, advance: Callable[[int], None]) -> Iterator[Period]:
+    """`periods`, the progress bar moved to each as it is read (a week of a large site reads for minutes)."""
+    for period in periods:
+        advance((period.ts - start) // step + 1)
+        yield period
 
 
 def _strategy(text: str | None, curtailment: CurtailmentConfig) -> Strategy:
@@ -127,11 +147,11 @@ def _strategy(text: str | None, curtailment: CurtailmentConfig) -> Strategy:
 
 
 def _nonempty(periods: Iterator[Period], site: str, since: str) -> Iterator[Period]:
-    """`periods`, once at least one is known to come: else a usage error that says there is no history (before
+    """`periods`, once at least one is known to come: else BacktestInputError saying there is no history (before
     any word about prices)."""
     first = next(periods, None)
     if first is None:
-        fail_usage(f"no history of site {site!r} in the last {since} (check --site and --since)")
+        raise inputs.BacktestInputError(f"no history of site {site!r} in the last {since} (check --site and --since)")
     return itertools.chain((first,), periods)
 
 

@@ -33,7 +33,7 @@ from collector.sinks.spool import Spool
 from collector.stages.backtest import Period, PriceSeries, Reading, Strategy, replay
 from collector.stages.curtailment_rules import Rules
 from models.curtailment import DrTarget
-from tests.support import HASHFLEET
+from tests.support import HASHFLEET, Pane, wait_for
 
 SITE = "bt"
 SPIKE_HOURS = {10, 11, 12, 13}
@@ -418,6 +418,30 @@ def test_a_series_of_dollars_per_kwh_under_a_mwh_header_is_replayed_with_a_warni
                                str(path)], capture_output=True, text=True, timeout=60, env=env)
         assert done.returncode == 0, done.stderr
         assert ("a unit slip" in done.stderr and f"--prices {path}" in done.stderr) is warned, done.stderr
+
+def test_a_backtest_in_a_terminal_shows_its_progress_and_leaves_only_the_result(tmp_path, start):
+    # A week of a large site replays for minutes: it said nothing meanwhile (trial S, L1). Everything the
+    # terminal is sent is kept (tmux pipe-pane), the bar's frames too: they are erased once it ends.
+    env = local_history(tmp_path, history_lines(start))
+    config, prices = write_config(tmp_path), prices_csv(tmp_path, start)
+    go, done, sent = tmp_path / "go", tmp_path / "done", tmp_path / "sent.log"
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/bin/sh\nwhile [ ! -e {go} ]; do sleep 0.05; done\n"
+                      f"HASHFLEET_SPOOL_DIR='{env['HASHFLEET_SPOOL_DIR']}' PATH='{os.environ['PATH']}' {HASHFLEET} "
+                      f"backtest --since 3d --resolution 1m --config {config} --prices {prices}; touch {done}\n")
+    script.chmod(0o755)
+    pane = Pane(tmp_path / "tmux.sock", str(script), width=100, height=30)
+    try:
+        subprocess.run([*pane.tmux, "pipe-pane", "-t", "watch", "-o", f"cat >> {sent}"], check=True, timeout=10)
+        go.touch()  # (the script starts once everything it writes is kept)
+        wait_for(done.exists, 120, "the backtest to end")
+        screen = "\n".join(pane.screen())
+    finally:
+        pane.close()
+    frames = sent.read_bytes().decode("utf-8", "replace")
+    total = 3 * 24 * 60  # periods of 1 minute in 3 days
+    assert "replaying the last 3d" in frames and f"/{total}" in frames, frames[-2000:]
+    assert "replaying the last" not in screen and "net" in screen, screen  # the bar is gone, the table stays
 
 def test_a_resolution_under_a_second_is_a_usage_error_worded_as_the_help(tmp_path, start):
     env = local_history(tmp_path, history_lines(start)[:1000])
