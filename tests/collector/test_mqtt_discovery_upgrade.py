@@ -202,6 +202,22 @@ def tx1_configs(site: str, miner: str) -> dict[str, Any]:
     return {topic: json.dumps(payload).encode() for topic, payload in pairs}
 
 
+def start_beside(mosquitto, fleet, site: str, *, others: dict[str, Any], own: dict[str, Any]) -> dict[str, bytes]:
+    """Site `site` run a few cycles with `others` (not its own) and `own` (its old configs) retained beside it:
+    exactly its own are cleared, one empty message each. What the broker then holds, by topic."""
+    with retained_for_this_test(mosquitto, {**others, **own}):
+        watcher = watch(mosquitto, site)
+        try:
+            run_cycles(mosquitto, fleet, site, watcher, cleared=list(own))
+            seen = drained(mosquitto, watcher, site)
+        finally:
+            watcher.close()
+        retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, ["homeassistant/#"])
+    assert not set(own) & set(retained)
+    cleared = [m.topic for m in seen if m.topic.startswith("homeassistant/") and not m.payload]
+    assert sorted(cleared) == sorted(own)
+    return retained
+
 def test_a_site_tx1_on_the_same_broker_keeps_its_devices_when_TX1_starts(mosquitto, fleet):
     site = unique("TX")
     low = site.lower()  # site `tx1`: in slug form, its node ids today are `TX1`'s before the hash
@@ -215,18 +231,8 @@ def test_a_site_tx1_on_the_same_broker_keeps_its_devices_when_TX1_starts(mosquit
     own = {t: c for t, c in old_configs(site, macs[1:]).items() if f"_{slug(macs[1])}/" in t}
     own[f"homeassistant/sensor/{old_node}/retired_entity/config"] = {
         "name": "retired", "state_topic": Topics("hashfleet", site).site_state}
-    with retained_for_this_test(mosquitto, {**theirs, **own}):
-        watcher = watch(mosquitto, site)
-        try:
-            run_cycles(mosquitto, fleet, site, watcher, cleared=list(own))
-            seen = drained(mosquitto, watcher, site)
-        finally:
-            watcher.close()
-        retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, ["homeassistant/#"])
+    retained = start_beside(mosquitto, fleet, site, others=theirs, own=own)
     assert {t: retained.get(t) for t in theirs} == theirs  # tx1's site device and miner, untouched
-    assert not set(own) & set(retained)
-    cleared = [m.topic for m in seen if m.topic.startswith("homeassistant/") and not m.payload]
-    assert sorted(cleared) == sorted(own)
 
 
 def test_hostile_retained_payloads_on_the_old_topics_are_left_and_cost_nothing_else(mosquitto, fleet):
@@ -250,18 +256,8 @@ def test_hostile_retained_payloads_on_the_old_topics_are_left_and_cost_nothing_e
     }
     own = {t: c for t, c in old.items() if t not in hostile}  # the rest, the site's 19 too: cleared
     assert len(own) == 19 + 7 + 1
-    with retained_for_this_test(mosquitto, {**hostile, **own}):
-        watcher = watch(mosquitto, site)
-        try:
-            run_cycles(mosquitto, fleet, site, watcher, cleared=list(own))
-            seen = drained(mosquitto, watcher, site)
-        finally:
-            watcher.close()
-        retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, ["homeassistant/#"])
+    retained = start_beside(mosquitto, fleet, site, others=hostile, own=own)
     assert {t: retained.get(t) for t in hostile} == hostile
-    assert not set(own) & set(retained)
-    cleared = [m.topic for m in seen if m.topic.startswith("homeassistant/") and not m.payload]
-    assert sorted(cleared) == sorted(own)
     # Nothing else went: today's configs are all there.
     new = [t for t, _ in discovery.site_configs(topics, "homeassistant", cost=True, health=True)]
     new += discovery.curtailment_config_topics(topics, "homeassistant")
