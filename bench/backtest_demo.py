@@ -91,7 +91,8 @@ def write_history(directory: Path, start: int, hours: int = HOURS, step: int = 3
     units = [(f"{model.split()[-1]}-{i}", model, ths * rng.uniform(0.95, 1.03), w * rng.uniform(0.98, 1.04))
              for model, ths, w in FLEET for i in range(10)]
     spool = Spool(directory, retention_s=40 * 86400)
-    from collector.stages.cost_engine import hashprice_usd_ph_day, subsidy_btc
+    from collector.network_revenue import subsidy_btc
+    from collector.stages.cost_engine import hashprice_usd_ph_day
 
     hashprice = hashprice_usd_ph_day(NETWORK["difficulty"], subsidy_btc(NETWORK["height"]),
                                      NETWORK["fees_btc_per_block"], NETWORK["btc_price_usd"])

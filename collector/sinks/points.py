@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from collector.line_protocol import Shape, encode, seconds
 from collector.redact import redact_url
-from collector.stages.cost_engine import network_hashprice, network_subsidy_btc
+from collector.network_revenue import network_subsidy_btc
+from collector.stages.cost_engine import network_hashprice
 from models.curtailment import CurtailmentPlan
 from models import CostSample, MinerSample, NetworkState
 from models import schema

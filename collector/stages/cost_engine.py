@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from collector.network_revenue import SECONDS_PER_DAY, btc_per_day, network_subsidy_btc
 from models.economics import (
     Capex,
     CostSample,
@@ -34,12 +35,8 @@ from models.base import is_fresh
 from models.hardware import POWER_FACTOR, nameplate
 from models.sample import MinerSample, MinerState
 
-SECONDS_PER_DAY = 86_400
-TWO_POW_32 = 2**32
 # Monthly figures become a daily rate with the average month, so rates do not jump on the 1st.
 DAYS_PER_MONTH = 365.25 / 12
-HALVING_INTERVAL_BLOCKS = 210_000
-INITIAL_SUBSIDY_SAT = 50 * 100_000_000
 # Running-totals key for what no present miner carries: a site's fixed costs while it has no
 # miners, and what miners unseen for longer than `forget_after_s` spent (MinerSample.miner is never "").
 UNALLOCATED = ""
@@ -47,28 +44,7 @@ UNALLOCATED = ""
 UTC = timezone.utc
 
 
-# --- network revenue ---------------------------------------------------------------------------
-
-
-def subsidy_btc(height: int) -> float:
-    """Block subsidy at `height`: 50 BTC halved every 210,000 blocks (3.125 BTC from 840,000)."""
-    if height < 0:
-        raise ValueError(f"height must be >= 0, got {height}")
-    halvings = height // HALVING_INTERVAL_BLOCKS
-    # Consensus halves satoshis with a right shift, so the subsidy reaches exactly 0.
-    return (INITIAL_SUBSIDY_SAT >> halvings) / 1e8 if halvings < 64 else 0.0
-
-
-def network_subsidy_btc(network: NetworkState) -> float:
-    if network.subsidy_btc is not None:
-        return network.subsidy_btc
-    assert network.height is not None  # NetworkState requires one of the two
-    return subsidy_btc(network.height)
-
-
-def btc_per_day(hashrate_ths: float, difficulty: float, subsidy_btc: float, fees_btc: float) -> float:
-    """Expected BTC a day: H/s x 86,400 x (subsidy + mean fees per block) / (difficulty x 2^32)."""
-    return hashrate_ths * 1e12 * SECONDS_PER_DAY * (subsidy_btc + fees_btc) / (difficulty * TWO_POW_32)
+# --- network revenue (the formulas: collector/network_revenue.py) ------------------------------
 
 
 def hashprice_usd_ph_day(difficulty: float, subsidy_btc: float, fees_btc: float, btc_price_usd: float) -> float:

@@ -34,7 +34,7 @@ from collector import clock
 from collector.cycle import Cycle, MinersPart
 from collector.stages import pool_days
 from collector.stages.pool_records import pool_records, realized_cost_record
-from collector.stages.cost_engine import SECONDS_PER_DAY, btc_per_day, network_subsidy_btc
+from collector.network_revenue import SECONDS_PER_DAY, btc_per_day, network_subsidy_btc
 from collector.stages.pool_days import (
     M,
     P,

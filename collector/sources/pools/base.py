@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from collector import clock
 from collector.redact import redact_url
 from collector.sources.pools.client import PoolBackingOff, PoolClient, PoolError, PoolReplyError
-from collector.stages.cost_engine import TWO_POW_32, btc_per_day, network_subsidy_btc
+from collector.network_revenue import btc_per_day, network_hashrate_ths, network_subsidy_btc
 from models.config import POOL_MIN_INTERVAL_S, PoolConfig
 from models.economics import NetworkState
 from models.pool import MAX_WORKERS, DayStatus, PoolDay, PoolKind, PoolSnapshot, PoolWorker
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEP_DAYS = 35  # days of earnings held (each a few numbers): a month's view and then some
-BLOCK_S = 600  # the chain's target spacing: the network's hashrate is difficulty x 2^32 / 600 s
 # One pool worker is one stratum connection, at most a farm proxy for a whole site: the largest sites are
 # about a gigawatt, ~50 EH/s even at 20 J/TH, a twentieth of the ~1 ZH/s network of 2026. Above a tenth
 # is a wrong unit (the trial's "Eh/s" for Th/s), not a site.
@@ -211,8 +210,7 @@ class PoolSource:
     def _plausible_workers(self, workers: list[PoolWorker], now: datetime) -> list[PoolWorker]:
         prefix = f"{self.account}.".casefold()
         network = self.network
-        most = None if network is None else (
-            MAX_WORKER_NETWORK_SHARE * network.difficulty * TWO_POW_32 / BLOCK_S / 1e12)
+        most = None if network is None else MAX_WORKER_NETWORK_SHARE * network_hashrate_ths(network)
         kept = []
         for w in workers:
             if not (w.name.casefold().startswith(prefix) or w.name.casefold() == self.account.casefold()):

@@ -20,11 +20,11 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from urllib.parse import quote
 
+from collector.network_revenue import BLOCK_S
 from collector.sources.pools.base import PoolSource, worker
 from collector.sources.pools.reply import arr, iso_time, key, num, obj, si_hashrate_ths, text, unix_time
 from models.pool import DayStatus, PoolDay, PoolKind, PoolWorker
 
-BLOCK_S = 600  # the chain's target spacing: a block's age from its depth below the tip
 
 
 class PublicPoolSource(PoolSource):
@@ -57,7 +57,7 @@ class PublicPoolSource(PoolSource):
             if row.get("minerAddress") != self.account:
                 continue
             depth = max(0.0, tip - num(key(row, "height", where), f"{where}.height"))
-            day = (now - timedelta(seconds=depth * BLOCK_S)).date()
+            day = (now - timedelta(seconds=depth * BLOCK_S)).date()  # (a block's age from its depth below the tip)
             blocks[day] = blocks.get(day, 0) + 1
         today = days[-1]
         return [PoolDay(day=day, status=DayStatus.PARTIAL if day == today else DayStatus.CLOSED, blocks=blocks.get(day, 0))

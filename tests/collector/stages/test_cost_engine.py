@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
+from collector.network_revenue import subsidy_btc
 from collector.stages.cost_engine import (
     DAYS_PER_MONTH,
     StepBack,
@@ -22,7 +23,6 @@ from collector.stages.cost_engine import (
     miner_cost,
     power_price_at,
     site_cost,
-    subsidy_btc,
 )
 from models import (
     Capex,
