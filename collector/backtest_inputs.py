@@ -25,8 +25,8 @@ from pathlib import Path
 from statistics import median
 
 from collector.history import spool_points
-from collector.influx_query import InfluxQueryError, get_answer, rows, tokens
-from collector.redact import hide_secrets, redact_url
+from collector.influx_query import InfluxQueryError, get_answer, quoted, rows, tokens
+from collector.redact import redact_url
 from collector.stages.backtest import Period, PriceSeries, Reading
 from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S
 from models import InfluxConfig, schema
@@ -306,24 +306,18 @@ class InfluxHistory:
         """Every row of every series of the answer, as {column or tag: value}; the answer is outside input:
         capped, bounded in time, and any other shape than InfluxDB's raises InfluxQueryError naming the server
         (the tokens hidden in what it quotes)."""
-        try:
-            return self._query(text)
-        except InfluxQueryError as e:
-            raise InfluxQueryError(hide_secrets(str(e), self._secrets)) from None
-
-    def _query(self, text: str) -> list[dict]:
         where = f"InfluxDB at {redact_url(self.config.url)}"
         params = {"db": self.config.bucket, "q": text, "epoch": "s"}
         status, body = asyncio.run(get_answer(where, f"{self.config.url}/query", params, self._headers,
                                               self.deadline_s, self.connect_s))
         if status != 200:
-            raise InfluxQueryError(f"{where} answered HTTP {status}: {body[:200].decode('utf-8', 'replace')} "
+            raise InfluxQueryError(f"{where} answered HTTP {status}: {quoted(body, self._secrets, 200)} "
                                    f"(a read token for bucket {self.config.bucket!r}?)")
         try:
             data = json.loads(body)
         except ValueError:
             raise InfluxQueryError(f"{where}: the answer is not JSON") from None
-        found = rows(data, where)
+        found = rows(data, where, self._secrets)
         if len(found) > MAX_ROWS_PER_QUERY:
             raise InfluxQueryError(f"{where}: more than {MAX_ROWS_PER_QUERY:,} rows a day: use a coarser --resolution")
         return found

@@ -26,11 +26,30 @@ class InfluxQueryError(Exception):
 
 async def query(config: InfluxConfig, text: str) -> list[dict[str, Any]]:
     """Every row of every series the query returns, as {column: value} with the series' tags in it."""
+    headers = {"Accept": "application/json"}
+    token = config.resolved_read_token()
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    where = redact(f"{config.url}/query")
+    status, body = await get_answer(where, f"{config.url}/query", {"db": config.bucket, "q": text, "epoch": "s"},
+                                    headers, config.timeout_s)
     secrets = tokens(config)
     try:
-        return await _query(config, text)
-    except InfluxQueryError as e:
-        raise InfluxQueryError(hide_secrets(str(e), secrets)) from None
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InfluxQueryError(f"{where}: HTTP {status}, not JSON: {quoted(body, secrets, 120)!r}") from None
+    if status != 200 or not isinstance(data, dict):
+        message = data.get("error") or data.get("message") if isinstance(data, dict) else None
+        raise InfluxQueryError(f"{where}: HTTP {status}: {quoted(str(message), secrets, 300)} (check "
+                               "influx.read_token and the bucket's database mapping)")
+    return rows(data, where, secrets)
+
+
+def quoted(answer: str | bytes, secrets: list[str], most: int) -> str:
+    """A piece of an answer for a message: at most `most` characters, the tokens in it hidden (a server or
+    proxy may echo the request's headers), before it is cut."""
+    text = answer.decode("utf-8", "replace") if isinstance(answer, bytes) else answer
+    return hide_secrets(text, secrets)[:most]
 
 
 def tokens(config: InfluxConfig) -> list[str]:
@@ -45,25 +64,6 @@ def tokens(config: InfluxConfig) -> list[str]:
         if token:
             found.append(token)
     return found
-
-
-async def _query(config: InfluxConfig, text: str) -> list[dict[str, Any]]:
-    headers = {"Accept": "application/json"}
-    token = config.resolved_read_token()
-    if token:
-        headers["Authorization"] = f"Token {token}"
-    where = redact(f"{config.url}/query")
-    status, body = await get_answer(where, f"{config.url}/query", {"db": config.bucket, "q": text, "epoch": "s"},
-                                    headers, config.timeout_s)
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InfluxQueryError(f"{where}: HTTP {status}, not JSON: {bytes(body[:120])!r}") from None
-    if status != 200 or not isinstance(data, dict):
-        message = data.get("error") or data.get("message") if isinstance(data, dict) else None
-        raise InfluxQueryError(f"{where}: HTTP {status}: {str(message)[:300]} (check influx.read_token and the "
-                               "bucket's database mapping)")
-    return rows(data, where)
 
 
 async def get_answer(where: str, url: str, params: dict[str, str], headers: dict[str, str], deadline_s: float,
@@ -83,8 +83,9 @@ async def get_answer(where: str, url: str, params: dict[str, str], headers: dict
     return answer.status_code, body
 
 
-def rows(data: Any, where: str) -> list[dict[str, Any]]:
-    """The rows of InfluxDB's JSON answer `data` (from the server at `where`); any other shape is refused."""
+def rows(data: Any, where: str, secrets: list[str]) -> list[dict[str, Any]]:
+    """The rows of InfluxDB's JSON answer `data` (from the server at `where`); any other shape is refused, an
+    error it reports quoted with `secrets` hidden."""
     if not isinstance(data, dict) or not isinstance(data.get("results") or [], list):
         raise InfluxQueryError(f"{where}: not InfluxDB's answer")
     out = []
@@ -92,7 +93,7 @@ def rows(data: Any, where: str) -> list[dict[str, Any]]:
         if not isinstance(result, dict):
             raise InfluxQueryError(f"{where}: not InfluxDB's answer")
         if "error" in result:
-            raise InfluxQueryError(f"{where}: {str(result['error'])[:300]}")
+            raise InfluxQueryError(f"{where}: {quoted(str(result['error']), secrets, 300)}")
         series_list = result.get("series") or []
         if not isinstance(series_list, list):
             raise InfluxQueryError(f"{where}: not InfluxDB's answer")
