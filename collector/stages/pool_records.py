@@ -77,7 +77,7 @@ def pool_records(report: PoolReport, site: str) -> list[Record]:
         records.append(Record(schema.POOL, {"site": site, "scope": "site"}, {
             "miners_unmatched": float(report.matching.miners_unmatched),
             "workers_unmatched": float(sum(report.matching.workers_unmatched.values()))}, ts))
-    for w in report.workers_now:  # up to one a miner, each time a pool is read
+    for w in report.workers_now:  # up to one a miner and MAX_LISTED unmatched, each time a pool is read
         reported = w.reported_hashrate_ths
         ratio = w.hashrate_ths / reported if w.hashrate_ths is not None and reported else None
         records.append(Record(schema.POOL, {"site": site, "pool": w.pool, "scope": "worker", "worker": w.worker}, {

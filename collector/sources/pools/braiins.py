@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from collector.sources.pools.base import PoolSource, worker
+from collector.sources.pools.base import PoolSource, paced, worker
 from collector.sources.pools.reply import arr, key, num, obj, opt_num, text, unit_ths, unix_time, utc_day
 from models.pool import DayStatus, PoolDay, PoolKind, PoolWorker
 
@@ -38,7 +38,7 @@ class BraiinsSource(PoolSource):
         reply = obj(await self.client.get("/accounts/workers/json/btc/"), "workers")
         workers = obj(key(obj(key(reply, "btc", "workers"), "workers.btc"), "workers", "workers.btc"), "workers.btc.workers")
         out = []
-        for name, raw in workers.items():
+        async for name, raw in paced(workers.items()):
             where = f"workers[{name[:60]!r}]"
             w = obj(raw, where)
             unit = unit_ths(key(w, "hash_rate_unit", where), f"{where}.hash_rate_unit")

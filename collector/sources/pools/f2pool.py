@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from collector.sources.pools.base import PoolSource, worker
+from collector.sources.pools.base import PoolSource, paced, worker
 from collector.sources.pools.client import PoolReplyError
 from collector.sources.pools.reply import arr, key, num, obj, opt_num, text, unix_time, utc_day
 from models.pool import DayStatus, PoolDay, PoolKind, PoolWorker
@@ -44,7 +44,7 @@ class F2PoolSource(PoolSource):
     async def read_workers(self, now: datetime) -> list[PoolWorker]:
         reply = _reply(await self.client.post("/hash_rate/worker/list", self._body()), "worker/list", "workers")
         out = []
-        for i, raw in enumerate(arr(key(reply, "workers", "worker/list"), "workers")):
+        async for i, raw in paced(enumerate(arr(key(reply, "workers", "worker/list"), "workers"))):
             where = f"workers[{i}]"
             info = obj(key(obj(raw, where), "hash_rate_info", where), f"{where}.hash_rate_info")
             name = text(key(info, "name", where), f"{where}.name")

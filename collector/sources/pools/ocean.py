@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from collector.sources.pools.base import PoolSource, worker
+from collector.sources.pools.base import PoolSource, paced, worker
 from collector.sources.pools.client import PoolReplyError
 from collector.sources.pools.reply import arr, iso_time, key, num, obj, opt_num, unix_time
 from models.pool import DayStatus, PoolDay, PoolKind, PoolWorker
@@ -49,7 +49,7 @@ class OceanSource(PoolSource):
                              "user_hashrate_full"), "user_hashrate_full.result")
         workers = obj(key(result, "workers", "result"), "result.workers")
         out = []
-        for name, raw in workers.items():
+        async for name, raw in paced(workers.items()):
             where = f"workers[{name[:60]!r}]"
             entries = arr(raw, where)
             if not entries:
