@@ -309,6 +309,8 @@ class PoolReconciliation:
         if len(rows) <= MAX_LISTED:
             return rows, None
         matched = {i for key in self._miners_now for i in by_key.get(key, ())}
+        if len(rows) - len(matched) <= MAX_LISTED:  # a site's own account: every worker, as read
+            return rows, None
         listed = set(matched)
         unmatched = 0
         for i in range(len(rows)):
@@ -318,8 +320,6 @@ class PoolReconciliation:
                 listed.add(i)
                 unmatched += 1
         booked = [rows[i] for i in sorted(listed)]
-        if len(booked) == len(rows):
-            return booked, None
         # The rest's sums: what the whole account hashes at most (a hostile sum past the network would make
         # the saved books unreadable: pool_days' caps).
         others = tuple(min(MAX_HASHRATE_THS, max(0.0, total - part)) for total, part in zip(totals, _sums(booked),
