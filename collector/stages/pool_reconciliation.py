@@ -123,6 +123,7 @@ class PoolReconciliation:
         self._reconciled: dict[tuple[str, date], tuple[object, ...]] = {}  # what each account-day was made from
         self._since_read: dict[tuple[str, str], list[float]] = {}  # (pool, worker) -> [reported TH·s, seconds]
         self._prepared_workers: dict[str, _Prepared] = {}
+        self._booked_rows: dict[str, tuple[list[_Row], int, datetime, tuple[list[_Row], tuple[float, ...] | None]]] = {}
         self._matching_key: tuple[object, ...] | None = None  # what the last matching was made from
         self._matching_at: datetime | None = None
         self._last_matching = Matching()
@@ -161,7 +162,7 @@ class PoolReconciliation:
             self._miner(sample)
 
     def finish(self, cycle: Cycle) -> None:
-        self._pools(cycle.pools)
+        self._pools(cycle.pools, cycle.ts)
         self._spend(cycle)
         report = PoolReport(ts=cycle.ts)
         report.matching = self._current_matching(cycle)
@@ -243,14 +244,14 @@ class PoolReconciliation:
             return now[0] - last[0], now[1] - last[1], now[2] - last[2]
         return now  # the counters restarted (a reboot): what they hold is new since
 
-    def _pools(self, pools: Mapping[str, PoolSnapshot]) -> None:
+    def _pools(self, pools: Mapping[str, PoolSnapshot], now: datetime) -> None:
         # Every worker of every fresh pool, every cycle: the workers' fixed parts are prepared once per read.
         total_s = sum(piece[1] for piece in self._pieces)
         reported_now, miners_now = self._reported_now, self._miners_now
         for name, snap in pools.items():
             if snap.stale or not snap.workers:
                 continue
-            rows, others = self._booked(name, snap.workers)
+            rows, others = self._booked(name, snap.workers, now)
             for worker, key, ths, rejected, stale in rows:
                 reported = reported_now.get(key, 0.0)
                 if key in miners_now:  # the mean since the read is only written for a worker with miners
@@ -302,12 +303,23 @@ class PoolReconciliation:
         self._prepared_workers[pool] = prepared
         return prepared
 
-    def _booked(self, pool: str, workers: list[PoolWorker]) -> tuple[list[_Row], tuple[float, ...] | None]:
+    def _booked(self, pool: str, workers: list[PoolWorker], now: datetime) -> tuple[list[_Row], tuple[float, ...] | None]:
         """The rows booked worker by worker this cycle (those miners report and the first MAX_LISTED others),
-        and the sums of the rest (None: no rest): found from the miners' names, not by a pass over every worker."""
+        and the sums of the rest (None: no rest): found from the miners' names, not by a pass over every worker;
+        made again as the matching is (a new read, the miners' users changed in number, or a minute)."""
         _, rows, by_key, totals = self._prepared(pool, workers)
         if len(rows) <= MAX_LISTED:
             return rows, None
+        cached = self._booked_rows.get(pool)
+        if cached is not None and cached[0] is rows and cached[1] == len(self._miners_now) and \
+                (now - cached[2]).total_seconds() < 60:
+            return cached[3]
+        result = self._split(rows, by_key, totals)
+        self._booked_rows[pool] = (rows, len(self._miners_now), now, result)
+        return result
+
+    def _split(self, rows: list[_Row], by_key: dict[str, list[int]],
+               totals: tuple[float, ...]) -> tuple[list[_Row], tuple[float, ...] | None]:
         matched = {i for key in self._miners_now for i in by_key.get(key, ())}
         if len(rows) - len(matched) <= MAX_LISTED:  # a site's own account: every worker, as read
             return rows, None
