@@ -291,15 +291,23 @@ class PoolReconciliation:
         if cached is not None and cached[0] is workers:
             return cached
         rows: list[_Row] = []
-        by_key: dict[str, list[int]] = defaultdict(list)
-        for w in workers:
-            if w.hashrate_ths is None:
+        by_key: dict[str, list[int]] = {}
+        for w in workers:  # up to 100,000 of them once a read: plain locals
+            ths = w.hashrate_ths
+            if ths is None:
                 continue
-            rated = w.rejected_ths is not None or w.stale_ths is not None
-            by_key[w.name.lower()].append(len(rows))
-            rows.append((w.name, w.name.lower(), w.hashrate_ths, (w.rejected_ths or 0.0) if rated else None,
-                         (w.stale_ths or 0.0) if rated else None))
-        prepared = (workers, rows, dict(by_key), _sums(rows))
+            name, rejected, stale = w.name, w.rejected_ths, w.stale_ths
+            key = name.lower()
+            same = by_key.get(key)
+            if same is None:
+                by_key[key] = [len(rows)]
+            else:
+                same.append(len(rows))
+            if rejected is None and stale is None:
+                rows.append((name, key, ths, None, None))
+            else:
+                rows.append((name, key, ths, rejected or 0.0, stale or 0.0))
+        prepared = (workers, rows, by_key, _sums(rows))
         self._prepared_workers[pool] = prepared
         return prepared
 
