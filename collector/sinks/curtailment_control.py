@@ -513,11 +513,16 @@ class CurtailmentControl:
                 self.failed[miner] = now + self.config.failed_backoff_s
                 if _usable(sample):  # it did not take: not control's to undo (with no reading, it may have)
                     self._disown(miner, pending)
-                events.append(ActionEvent(_utc(now), miner, pending.action, "unconfirmed", pending.reason,
-                                          f"after {pending.attempt} attempt(s) the poll shows "
-                                          f"{_shows(sample) if sample else 'nothing'}; left alone for "
-                                          f"{self.config.failed_backoff_s:g} s", pending.command, pending.host,
-                                          pending.kw, pending.attempt, mode.value))
+                event = ActionEvent(_utc(now), miner, pending.action, "unconfirmed", pending.reason,
+                                    f"after {pending.attempt} attempt(s) the poll shows "
+                                    f"{_shows(sample) if sample else 'nothing'}; left alone for "
+                                    f"{self.config.failed_backoff_s:g} s", pending.command, pending.host,
+                                    pending.kw, pending.attempt, mode.value)
+                events.append(event)
+                # (the audit has each; a unit that accepts a command and ignores it is tried again after every
+                # backoff, for good: the log says so too, at most every 10 minutes)
+                self._waiting_log.warning("unconfirmed", "curtailment control: %s (%s) did not %s: %s",
+                                          miner, pending.host, pending.action, event.detail)
             else:
                 pending.step = "resend"
         return events

@@ -713,7 +713,7 @@ def test_a_stale_price_means_no_action(fleet):
     assert "no fresh live price" in audit(cfg)[0]["why"]
 
 
-def test_a_change_the_next_poll_does_not_show_is_retried_then_reported_unconfirmed(fleet):
+def test_a_change_the_next_poll_does_not_show_is_retried_then_reported_unconfirmed(fleet, caplog):
     # This A1246's firmware keeps reporting SoftOFF[0] whatever it is told (it idles, but never says soft-off).
     fleet[0].set_faults(device_keys={"SoftOFF": "0", "GHSspd": "88000.00"})
     cfg = config(fleet, "ctl-unconfirmed", price=SPIKE,
@@ -724,6 +724,9 @@ def test_a_change_the_next_poll_does_not_show_is_retried_then_reported_unconfirm
     assert results.count("unconfirmed") == 1 and "confirmed" not in results
     unconfirmed = next(line for line in audit(cfg) if line["result"] == "unconfirmed")
     assert "the poll shows state idle" in unconfirmed["detail"] and unconfirmed["attempt"] == 2
+    # and the log says so (it was only in the audit: a unit ignoring curtailment went unnoticed, trial V)
+    said = [r.getMessage() for r in caplog.records if "did not sleep" in r.getMessage()]
+    assert len(said) == 1 and fleet[0].address.split(":")[0] in said[0] and unconfirmed["detail"] in said[0], said
 
 
 # --- the replies real firmware sends -------------------------------------------------------------
