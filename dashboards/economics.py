@@ -285,8 +285,9 @@ def _curtailment_row(board: dash.Dashboard) -> dash.Dashboard:
         .with_panel(stat_panel("Saved since start", [query(
             f'SELECT last("saved_usd_total") AS "saved" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
             'GROUP BY "site"', alias="$tag_site")], usd, width=6, decimals=2,
-            description="The plan's saving against always-on, integrated cycle by cycle since the collector kept it "
-                        "(stale cycles not counted)."))
+            description="What the miners saved against always-on where the polls showed them as the plan had them, "
+                        "integrated cycle by cycle since the collector kept it (stale cycles not counted; with control "
+                        "off or in dry_run, what was followed by hand)."))
         .with_panel(stat_panel("Miners asleep (plan)", [query(
             f'SELECT last("miners_sleep") AS "asleep" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
             'GROUP BY "site"', alias="$tag_site")], "none", width=6, decimals=0))
@@ -303,8 +304,11 @@ def _curtailment_row(board: dash.Dashboard) -> dash.Dashboard:
             description="Tariff, live feed or its fallback (a stale price: the plan holds). What `hashfleet backtest` "
                         "replays without --prices."))
         .with_panel(timeseries_panel("Miners the plan curtails", [
-            query(series({"asleep": "miners_sleep", "lower mode": "miners_lower", "changes": "changes"}, "max"),
-                  alias="$tag_site $col")], "none", fill=10, stack=False))
+            query(series({"asleep": "miners_sleep", "lower mode": "miners_lower", "changes": "changes",
+                          "off plan": "miners_off_plan"}, "max"),
+                  alias="$tag_site $col")], "none", fill=10, stack=False,
+            description="Off plan: miners the polls show otherwise than the plan has them (control off, dry_run or "
+                        "killed, off the allowlist, or a miner ignoring a command)."))
         .with_panel(timeseries_panel("Saved vs always-on per day", [
             query(series({"saved": "saved_usd_day"}), alias="$tag_site $col")], usd, fill=10))
         .with_panel(table_panel(

@@ -263,6 +263,7 @@ class CurtailmentPlan:
     changes: int = 0
     held: int = 0
     deferred: int = 0  # changes the ramp limit kept for later cycles
+    miners_off_plan: int = 0  # the polls show them otherwise than the plan had them (and has them now)
     planned_kw: float = 0.0  # the site's facility kW if the plan is followed (other miners and overhead included)
     always_on_kw: float = 0.0  # ... if every planned miner ran as usual
     dr_target: DrTarget | None = None

@@ -133,6 +133,9 @@ class _Miner:
     queued: tuple | None = None  # its entry in the ramp's order (it holds the miner: dropped when it goes)
     queued_in: object = None  # the epoch it waits in
     queued_no: int = 0  # the cycle it last waited in
+    # the option its poll showed when that was not the one the plan had it in (`seen_in`: that cycle's number)
+    seen: str = ""
+    seen_in: int = 0
 
 
 REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
@@ -209,6 +212,7 @@ class CurtailmentStage:
         self._other_kw = 0.0
         self._queue: list[tuple] = []  # the changes deferred in `part` this cycle, in the ramp's order's terms
         self._waiting: list[tuple] = []  # ... the ones still waiting after the last cycle, in the ramp's order
+        self._off: list[_Miner] = []  # the miners this cycle's polls show otherwise than the plan had them
 
     # -- the stage ------------------------------------------------------------------------------
 
@@ -217,7 +221,7 @@ class CurtailmentStage:
         if self._last_ts is not None and now < self._last_ts:
             self._clock_went_back(self._last_ts - now)
             self._last_ts = now
-        self._this, self._shares, self._keys, self._other_kw, self._queue = [], [], {}, 0.0, []
+        self._this, self._shares, self._keys, self._other_kw, self._queue, self._off = [], [], {}, 0.0, [], []
         self._prices, self._targets = None, ()
         self._cycle_no += 1
         self._promotions = PROMOTIONS_PER_CYCLE
@@ -264,7 +268,7 @@ class CurtailmentStage:
         # sees it as the change first: it comes before the ramp).
         queue_changes = self._ramp is not None and self._target is None
         min_on, min_off = rules.min_on_s, rules.min_off_s
-        miners, learn, this, shares, keys = self._miners, self.book.learn, self._this, self._shares, self._keys
+        miners, learn, this, shares, keys, off = self._miners, self.book.learn, self._this, self._shares, self._keys, self._off
         mining, soft_off, idle, avalon_source = MinerState.MINING, MinerState.SOFT_OFF, MinerState.IDLE, SampleSource.AVALON
         idle_may_sleep = IDLE_MAY_BE_ASLEEP
         for sample in part.samples:
@@ -315,6 +319,9 @@ class CurtailmentStage:
                     this.append(rec)
                     if prices is None:
                         continue
+                    if (mode if state is mining else SLEEP) != current:  # not as the plan had it (_followed)
+                        rec.seen, rec.seen_in = (mode if state is mining else SLEEP), cycle_no
+                        off.append(rec)
                     rec.was_dr = rec.dr
                     if rec.memo is epoch and rec.plan == current:  # as last cycle (its options too: see refresh)
                         shares.append(rec.share)
@@ -398,6 +405,8 @@ class CurtailmentStage:
             rec.queued = rec.queued_in = rec.waiting_in = None  # (its place in the ramp's order is void)
             if this and this[-1] is rec:
                 this.pop()
+            if self._off and self._off[-1] is rec:
+                self._off.pop()
             if self._queue and self._queue[-1][4] is rec:
                 self._queue.pop()
         del shares[len(this):]
@@ -644,6 +653,7 @@ class CurtailmentStage:
             self._limit_ramp(recs, prices, now, plan)
         shares = self._shares
         totals = [sum(column) for column in zip(*shares)] if shares else [0.0] * 5 + [0] * 5 + [0.0]
+        followed = self._followed(recs, totals)  # (before the changes below move the plan's options)
         if totals[CHANGED]:
             for rec in recs:
                 if rec.share[CHANGED]:
@@ -657,18 +667,57 @@ class CurtailmentStage:
         plan.always_on_kw = totals[KW_USUAL] + self._other_kw + overhead_kw
         saved_h, energy_kw, btc_h = totals[SAVED_H], totals[ENERGY_KW], totals[BTC_H]
         plan.saved_usd_day, plan.energy_saved_kwh_day, plan.btc_forgone_day = saved_h * 24, energy_kw * 24, btc_h * 24
+        plan.miners_off_plan = followed[3]
         saved = self.book.saved
         gap = None if self._last_ts is None else now - self._last_ts
         if not saved.since:
             saved.since = now
         if gap is not None and 0 < gap <= MAX_INTEGRATION_GAP_S and not stale:
-            saved.usd += saved_h * gap / 3600
-            saved.kwh += energy_kw * gap / 3600
-            saved.btc += btc_h * gap / 3600
+            saved.usd += followed[0] * gap / 3600
+            saved.kwh += followed[1] * gap / 3600
+            saved.btc += followed[2] * gap / 3600
         self._last_ts = now
         plan.saved_usd_total, plan.energy_saved_kwh_total, plan.btc_forgone_total = saved.usd, saved.kwh, saved.btc
         plan.saved_since = saved.since
         return plan
+
+    def _followed(self, recs: list[_Miner], totals: list) -> tuple[float, float, float, int]:
+        """What the miners saved against always-on as this cycle's polls show them ($/h, kW, BTC/h), and how
+        many of them the polls show otherwise than their plan: the running totals count what the miners did,
+        not what the plan said (with control off or in dry_run, killed, or a miner that ignores a command, the
+        two part). A miner is credited the option it was seen in when that is the one the plan had it in or
+        the one it plans now (a change this cycle: the poll shows it before the change), else nothing: an
+        operator's own stops are not the plan's savings, nor the plan's sleeps a miner kept mining through."""
+        saved_h, energy_kw, btc_h = totals[SAVED_H], totals[ENERGY_KW], totals[BTC_H]
+        cycle_no = self._cycle_no
+        # Off its plan and not in the new one either: credited nothing.
+        astray = [rec.share for rec in self._off if rec.seen != rec.plan]
+        off_plan = len(astray)
+        if totals[CHANGED]:  # changed, seen as the plan had it: credited that option (a sleep from its usual mode: none)
+            for rec in recs:
+                if rec.share[CHANGED] and rec.seen_in != cycle_no:
+                    astray.append(rec.share)
+                    c = rec.candidate
+                    if c is not None and c.current != c.runs[rec.usual][0]:
+                        was = self._saving_of(rec, c, c.current)
+                        saved_h, energy_kw, btc_h = saved_h + was[0], energy_kw + was[1], btc_h + was[2]
+        if astray:
+            saved_h -= sum(map(itemgetter(SAVED_H), astray))
+            energy_kw -= sum(map(itemgetter(ENERGY_KW), astray))
+            btc_h -= sum(map(itemgetter(BTC_H), astray))
+        return saved_h, energy_kw, btc_h, off_plan
+
+    def _saving_of(self, rec: _Miner, c: Candidate, key: str) -> tuple[float, float, float]:
+        """A miner's saving against its usual mode in option `key` ($/h, kW, BTC/h); nothing for an option it
+        no longer has."""
+        runs = c.runs
+        index = len(runs) if key == SLEEP else _index(runs, key)
+        if index < 0:
+            return 0.0, 0.0, 0.0
+        worth = self._worth(rec, c)
+        _, ths_usual, kw_usual = runs[rec.usual]
+        kw, ths = (c.sleep_kw, 0.0) if index == len(runs) else (runs[index][2], runs[index][1])
+        return worth[index] - worth[rec.usual], kw_usual - kw, (ths_usual - ths) * self._btc_th_h
 
     def _reason(self, c: Candidate, key: str, why: str, prices: Prices, target: DrTarget | None) -> str:
         # Words that are the same for every miner this epoch (held for stale inputs, shed for the target,

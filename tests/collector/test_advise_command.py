@@ -135,7 +135,8 @@ def test_a_schedule_targets_reason_reaches_the_plan_printable(tmp_path):
     assert target["source"] == "schedule" and target["reason"] == "4CP [2J AUDIT forged line "
 
 
-def test_advise_weighs_what_the_collector_measured_and_leaves_its_book_as_it_was(tmp_path):
+@pytest.mark.parametrize("control", ["on", "off"])
+def test_advise_weighs_what_the_collector_measured_and_leaves_its_book_as_it_was(tmp_path, control):
     config = tmp_path / "hashfleet.yaml"
     spool = tmp_path / "spool"
     env = {**os.environ, "HASHFLEET_SPOOL_DIR": str(spool)}
@@ -143,14 +144,18 @@ def test_advise_weighs_what_the_collector_measured_and_leaves_its_book_as_it_was
         config.write_text(yaml.safe_dump({
             "site": "adv-book", "miners": fleet.addresses, "interval_s": 1,
             "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.5}, "pue": 1.1}, "network": NETWORK,
-            "curtailment": {"warmup_s": 0, "min_samples": 2}}))
+            "curtailment": {"warmup_s": 0, "min_samples": 2,
+                            "control": {"mode": control, "allow": ["*"]}}}))
         collect = subprocess.run([HASHFLEET, "collect", "--config", str(config), "--cycles", "4"],
                                  capture_output=True, text=True, timeout=120, env=env)
         assert collect.returncode == 0, collect.stderr
         book_path = spool / "adv-book" / "curtailment-efficiency.json"
         book = book_path.read_bytes()
         saved_usd = json.loads(book)["saved"][1]
-        assert saved_usd > 0.001  # both were advised to sleep at 0.5 $/kWh for three intervals
+        if control == "on":
+            assert saved_usd > 0.001  # both slept at 0.5 $/kWh from the first cycle: two intervals counted
+        else:  # advised to sleep, never slept: the running savings count what the miners did
+            assert saved_usd == 0.0
         advice = subprocess.run([HASHFLEET, "advise", "--config", str(config), "--json"], capture_output=True,
                                 text=True, timeout=120, env=env)
         assert advice.returncode == 0, advice.stderr

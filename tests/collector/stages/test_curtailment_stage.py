@@ -429,3 +429,36 @@ def test_a_natively_read_miner_stopped_idle_is_not_planned_one_read_by_pyasic_co
     plan = site.cycle(fleet_at, 0.02)
     assert "x0" not in plan.keys  # stopped, not asleep: nothing to plan
     assert plan.keys["x1"] == "default"  # asleep (pyasic reads a sleep as idle), advised to wake at this price
+
+
+def test_the_running_savings_count_what_the_miners_did_not_what_the_plan_said():
+    # Trial V: the totals followed the plan; a miner that kept mining through its sleep (control killed, off,
+    # in dry_run, not allowlisted, or a unit ignoring soft-off) was credited as asleep, and a spike's first
+    # cycle credited the sleeps for the interval before them.
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0, warmup_s=0))
+    a1246 = "AvalonMiner 1246"
+
+    def polled(m0: MinerState, m1: MinerState):
+        return lambda ts: [sample(0, a1246, ts, state=m0), sample(1, a1246, ts, state=m1)]
+
+    mining, asleep = MinerState.MINING, MinerState.SOFT_OFF
+    site.cycle(polled(mining, mining), 0.02)
+    spike = site.cycle(polled(mining, mining), 0.06)  # both planned asleep; the poll was before
+    assert spike.keys == {"m0": SLEEP, "m1": SLEEP} and spike.changes == 2 and spike.saved_usd_day > 0
+    assert spike.saved_usd_total == 0.0 and spike.miners_off_plan == 0
+    totals = [spike.saved_usd_total]
+    for _ in range(2):  # m0 sleeps, m1 keeps mining
+        plan = site.cycle(polled(asleep, mining), 0.06)
+        assert plan.miners_sleep == 2 and plan.miners_off_plan == 1
+        totals.append(plan.saved_usd_total)
+    one_miner_h = plan.saved_usd_day / 2 / 24  # (the two are alike: each half the plan's saving)
+    assert totals[1] - totals[0] == pytest.approx(one_miner_h * 10 / 3600, rel=1e-9)
+    assert totals[2] - totals[1] == pytest.approx(one_miner_h * 10 / 3600, rel=1e-9)
+    # The price falls: both planned awake. m0 was asleep for the interval before (credited its sleep at this
+    # price: a loss), m1 running as the new plan has it (nothing).
+    cheap = site.cycle(polled(asleep, mining), 0.02)
+    assert cheap.keys == {"m0": "0", "m1": "0"} and cheap.miners_off_plan == 0
+    kw, ths = 3420 * 1.1 / 1000, 90.0
+    sleep_h = kw * 0.02 - ths * cheap.revenue_usd_th_day / 24  # saved asleep against running, $/h
+    assert sleep_h < 0
+    assert cheap.saved_usd_total - totals[2] == pytest.approx(sleep_h * 10 / 3600, rel=1e-6)
