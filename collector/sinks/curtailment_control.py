@@ -389,7 +389,7 @@ class CurtailmentControl:
                 "(duplicate miner id: which one is the miner is not known), e.g. %s; resolve the clash to act on "
                 "them", len(disputed_ids), ", ".join(disputed_ids[:5]))
         wanted.sort(key=lambda w: (w[0], w[1]))
-        if len(wanted) > budget:  # the plan moves faster than control may: say so (its savings assume it kept up)
+        if len(wanted) > budget:  # the plan moves faster than control may: say so (its rate of savings assumes it kept up)
             self._waiting_log.warning(
                 "budget", "curtailment control: %d change(s) the plan wants wait for the action limits "
                 "(max_actions_per_cycle %d, max_actions_per_hour %d: %d sent in the last hour)%s",
