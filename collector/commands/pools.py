@@ -54,9 +54,7 @@ async def _read(cfg: CollectorConfig) -> dict[str, Any]:
         for network in (s for s in built.sources if isinstance(s, NetworkInputs)):
             await network.announce(cycle)  # the network figures the pools' figures are checked against
         sources = [s for s in built.sources if isinstance(s, PoolSource)]
-        for source in sources:
-            source.network = cycle.network
-        await asyncio.gather(*(s.refresh(now, days=True) for s in sources))
+        await asyncio.gather(*(s.refresh(now, days=True, network=cycle.network) for s in sources))
         await service.run_cycle(cycle, built.sources, built.stages, [])
     finally:
         await built.stop()

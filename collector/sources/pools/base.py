@@ -152,10 +152,12 @@ class PoolSource:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def refresh(self, now: datetime, *, days: bool | None = None) -> bool:
+    async def refresh(self, now: datetime, *, days: bool | None = None, network: NetworkState | None = None) -> bool:
         """One round: the workers, and the days when due (or `days`). A failure is logged and kept in
-        `error`; the last good values stay. True when everything asked for was read."""
+        `error`; the last good values stay. True when everything asked for was read. `network`: the figures
+        the replies are checked against, when not from a cycle (`announce` keeps the latest cycle's)."""
         self._last_round = now
+        self.network = network or self.network
         want_days = days if days is not None else clock.due(
             None if self._last_days is None else (now - self._last_days).total_seconds(), self.config.days_refresh_s)
         part = "workers"
