@@ -250,6 +250,7 @@ CURTAILMENT_SENSORS = (  # from <prefix>/<site>/curtailment/state
     Sensor("curtailment_asleep", "Miners asleep (plan)", "miners_sleep", icon="mdi:power-sleep", precision=0),
     Sensor("curtailment_shed", "Power shed (plan)", "shed_kw", "kW", "power", precision=1),
     Sensor("curtailment_saved", "Saved vs always-on", "saved_usd_day", "USD/d", icon="mdi:cash-plus", precision=2),
+    Sensor("curtailment_off_plan", "Miners off plan", "miners_off_plan", icon="mdi:alert-circle-outline", precision=0),
     Sensor("curtailment_control", "Curtailment control mode", "control_mode", device_class="enum", state_class=None,
            icon="mdi:remote", options=CONTROL_MODES),
 )

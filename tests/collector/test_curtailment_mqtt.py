@@ -251,6 +251,13 @@ def test_home_assistant_entities_set_the_mode_under_the_configs_ceiling_the_limi
         limited = running.next_result(lambda r: r.curtailment is not None and r.curtailment.dr_target is not None,
                                       timeout=10, what="a demand-response limit")
         assert limited.curtailment.dr_target.limit_kw == 8 and limited.curtailment.planned_kw <= 8
+        # dry_run: the miners shed for it keep mining, off the plan, and Home Assistant's sensor says so
+        off = running.next_result(lambda r: r.curtailment is not None and r.curtailment.miners_off_plan > 0,
+                                  timeout=10, what="miners off plan in dry_run")
+        assert off.curtailment.miners_off_plan <= off.curtailment.miners_sleep
+        sensor = watcher.wait_json(f"homeassistant/sensor/{node}/curtailment_off_plan/config")
+        assert sensor["state_topic"] == topics.curtailment_state and "miners_off_plan" in sensor["value_template"]
+        assert watcher.wait_json(topics.curtailment_state, lambda d: d["miners_off_plan"] > 0)
         publisher.publish(topics.curtailment_set("kill"), "ON")
         killed = running.next_result(lambda r: r.curtailment is not None and r.curtailment.killed, timeout=10,
                                      what="the kill switch")
