@@ -88,19 +88,21 @@ def run_cycles(mosquitto, fleet, site: str, watcher: Subscriber, cycles: int = 3
         running.close()
 
 
-def watch(mosquitto, site: str) -> Subscriber:
-    return Subscriber(mosquitto.host, mosquitto.port, ["homeassistant/#", f"hashfleet/{site}/#", f"marker/{site}"])
-
-
-def drained(mosquitto, watcher: Subscriber, site: str) -> list:
-    """Every message the watcher (`watch`) got, up to a marker published now."""
-    publisher = Publisher(mosquitto.host, mosquitto.port)
+def run_watched(mosquitto, fleet, site: str, *, cleared: list[str] = ()) -> list:
+    """`run_cycles` watched: every message under homeassistant/ and the site's topics while it ran, up to a
+    marker published after it."""
+    watcher = Subscriber(mosquitto.host, mosquitto.port, ["homeassistant/#", f"hashfleet/{site}/#", f"marker/{site}"])
     try:
-        publisher.publish(f"marker/{site}", "end")
-        watcher.wait_for(lambda m: m.topic == f"marker/{site}", what="the marker")
+        run_cycles(mosquitto, fleet, site, watcher, cleared=cleared)
+        publisher = Publisher(mosquitto.host, mosquitto.port)
+        try:
+            publisher.publish(f"marker/{site}", "end")
+            watcher.wait_for(lambda m: m.topic == f"marker/{site}", what="the marker")
+        finally:
+            publisher.close()
+        return watcher.seen
     finally:
-        publisher.close()
-    return watcher.seen
+        watcher.close()
 
 
 def test_an_upgraded_site_not_in_slug_form_clears_the_old_node_ids_configs_once(mosquitto, fleet):
@@ -120,12 +122,7 @@ def test_an_upgraded_site_not_in_slug_form_clears_the_old_node_ids_configs_once(
     retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, filters)
     assert set(old) <= set(retained)  # the broker holds what the old version left
 
-    watcher = watch(mosquitto, site)
-    try:
-        run_cycles(mosquitto, fleet, site, watcher, cleared=list(old))
-        seen = drained(mosquitto, watcher, site)
-    finally:
-        watcher.close()
+    seen = run_watched(mosquitto, fleet, site, cleared=list(old))
     retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, filters)
     assert not set(old) & set(retained), sorted(set(old) & set(retained))
     # Today's configs are there: the site's (with cost, health and curtailment) and each miner's.
@@ -142,12 +139,7 @@ def test_an_upgraded_site_not_in_slug_form_clears_the_old_node_ids_configs_once(
 
 def test_a_site_in_slug_form_clears_nothing(mosquitto, fleet):
     site = unique("tx")
-    watcher = watch(mosquitto, site)
-    try:
-        run_cycles(mosquitto, fleet, site, watcher)
-        seen = drained(mosquitto, watcher, site)
-    finally:
-        watcher.close()
+    seen = run_watched(mosquitto, fleet, site)
     node = discovery.site_node_id(site)
     assert node == f"hashfleet_{site}"
     assert [m for m in seen if m.topic.startswith("homeassistant/") and node in m.topic and m.payload]
@@ -206,12 +198,7 @@ def start_beside(mosquitto, fleet, site: str, *, others: dict[str, Any], own: di
     """Site `site` run a few cycles with `others` (not its own) and `own` (its old configs) retained beside it:
     exactly its own are cleared, one empty message each. What the broker then holds, by topic."""
     with retained_for_this_test(mosquitto, {**others, **own}):
-        watcher = watch(mosquitto, site)
-        try:
-            run_cycles(mosquitto, fleet, site, watcher, cleared=list(own))
-            seen = drained(mosquitto, watcher, site)
-        finally:
-            watcher.close()
+        seen = run_watched(mosquitto, fleet, site, cleared=list(own))
         retained, _ = retained_until_marker(mosquitto.host, mosquitto.port, ["homeassistant/#"])
     assert not set(own) & set(retained)
     cleared = [m.topic for m in seen if m.topic.startswith("homeassistant/") and not m.payload]
