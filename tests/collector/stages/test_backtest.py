@@ -20,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+import tracemalloc
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collector.backtest_inputs import read_prices_csv
+from collector.backtest_inputs import BacktestInputError, read_prices_csv
 from collector.line_protocol import encode
 from collector.sinks.spool import Spool
 from collector.stages.backtest import Period, PriceSeries, Reading, Strategy, replay
@@ -404,7 +405,41 @@ def test_a_price_given_twice_for_one_time_is_taken_once(tmp_path):
     path = tmp_path / "prices.csv"
     path.write_text("time,usd_per_kwh\n1795780000,0.03\n1795780000,0.03\n1795783600,0.05\n")
     series = read_prices_csv(path)
-    assert series.times == [1795780000, 1795783600] and series.prices == [0.03, 0.05]
+    assert list(series.times) == [1795780000, 1795783600] and list(series.prices) == [0.03, 0.05]
+
+
+def test_a_file_out_of_time_order_is_sorted_and_a_time_given_twice_still_named(tmp_path):
+    path = tmp_path / "prices.csv"
+    path.write_text("time,usd_per_kwh\n1795783600,0.05\n1795780000,0.03\n1795787200,0.04\n1795783600,0.05\n")
+    series = read_prices_csv(path)
+    assert list(series.times) == [1795780000, 1795783600, 1795787200] and list(series.prices) == [0.03, 0.05, 0.04]
+    path.write_text("time,usd_per_kwh\n1795783600,0.05\n1795780000,0.03\n1795787200,0.04\n1795783600,0.06\n")
+    with pytest.raises(BacktestInputError, match="line 5: '1795783600' has a price on line 2 already"):
+        read_prices_csv(path)
+
+
+def test_invalid_utf_8_in_a_price_file_names_its_line(tmp_path):
+    path = tmp_path / "prices.csv"
+    path.write_bytes("\ufefftime,usd_per_kwh\n1795780000,0.03\n".encode() + b"1795783600,0.0\xff5\n")
+    with pytest.raises(BacktestInputError, match=r"line 3: not UTF-8 text \(byte 15 of the line\)"):
+        read_prices_csv(path)
+
+
+def test_a_large_price_file_is_read_without_holding_it_several_times_over(tmp_path):
+    # 2,000,000 rows (the cap) peaked at 686 MB (trial S): the text decoded whole, a dict of tuples, sorted pairs.
+    path = tmp_path / "prices.csv"
+    with path.open("w") as f:
+        f.write("time,usd_per_kwh\n")
+        f.writelines(f"{1_700_000_000 + 300 * i},{0.01 + i % 977 / 10000:.5f}\n" for i in range(500_000))
+    tracemalloc.start()
+    try:
+        series = read_prices_csv(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(series) == 500_000 and series.at(1_700_000_000 + 300 * 499_999) == pytest.approx(0.01 + 499_999 % 977 / 10000)
+    # (the read's buffer is sized to the 64 MB cap: 67 MB peak now, 149 MB before)
+    assert peak < 100e6, f"{peak / 1e6:.0f} MB for a {path.stat().st_size / 1e6:.1f} MB file"
 
 
 def test_a_series_of_dollars_per_kwh_under_a_mwh_header_is_replayed_with_a_warning(tmp_path, start):
