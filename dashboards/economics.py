@@ -48,6 +48,9 @@ def _per_day(fields: dict[str, str]) -> str:
 
 
 COST_NOW = {"all-in": "all-in", "cash": "cash", "energy": "energy"}
+# The site's facility draw as polled, kW (each shard's mean per bucket, summed): beside the plan's.
+DRAWN_KW = shards.over_shards(schema.COST.name, SITE_COST, {"drawn": 'mean("facility_power_w") / 1000'},
+                              {"drawn (polls)": 'sum("drawn")'}, bucketed=True)
 # The rest of the cost engine's ratios, from the site's sums (collector/stages/cost_engine.py, _derive).
 BREAKEVEN_NOW = shards.over_shards(
     schema.COST.name, SITE_COST, {"revenue": 'last("revenue_usd_day")', "kwh": 'last("energy_kwh_day")'},
@@ -277,11 +280,12 @@ def _curtailment_row(board: dash.Dashboard) -> dash.Dashboard:
 
     return (
         board.with_row(dash.Row("Curtailment"))
-        .with_panel(stat_panel("Saved vs always-on", [query(
+        .with_panel(stat_panel("Plan saves vs always-on", [query(
             f'SELECT last("saved_usd_day") AS "now" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
             'GROUP BY "site"', alias="$tag_site")], usd, width=6, decimals=2,
             description="What following the plan earns more than running every miner always on, at the price now "
-                        "(a day's rate); the plan's own margins, not a bill."))
+                        "(a day's rate); the plan's own margins, not a bill. With control off or in dry_run nobody "
+                        "follows it (Saved since start stays at what was followed by hand; Miners off plan)."))
         .with_panel(stat_panel("Saved since start", [query(
             f'SELECT last("saved_usd_total") AS "saved" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
             'GROUP BY "site"', alias="$tag_site")], usd, width=6, decimals=2,
@@ -296,8 +300,10 @@ def _curtailment_row(board: dash.Dashboard) -> dash.Dashboard:
             'GROUP BY "site"', alias="$tag_site")], "suffix: kW", width=6, decimals=1))
         .with_panel(timeseries_panel("Planned vs always-on draw", [
             query(series({"planned": "planned_kw", "always-on": "always_on_kw", "DR limit": "dr_limit_kw"}),
-                  alias="$tag_site $col")], "suffix: kW", fill=0,
-            description="Facility kW if the plan is followed, against every miner running as usual."))
+                  alias="$tag_site $col"),
+            query(DRAWN_KW, alias="$tag_site $col")], "suffix: kW", fill=0,
+            description="Facility kW if the plan is followed, against every miner running as usual, and what the "
+                        "polls show drawn (the cost engine's facility power: miners with PUE and overhead)."))
         .with_panel(timeseries_panel("Power price the cycles used", [
             query(f'SELECT mean("usd_per_kwh") AS "price" FROM "{schema.POWER_PRICE}" WHERE {SITE} AND $timeFilter '
                   f'{BUCKET}, "site", "source" fill(none)', alias="$tag_site $tag_source")], "suffix: $/kWh", fill=0,
@@ -309,8 +315,10 @@ def _curtailment_row(board: dash.Dashboard) -> dash.Dashboard:
                   alias="$tag_site $col")], "none", fill=10, stack=False,
             description="Off plan: miners the polls show otherwise than the plan has them (control off, dry_run or "
                         "killed, off the allowlist, or a miner ignoring a command)."))
-        .with_panel(timeseries_panel("Saved vs always-on per day", [
-            query(series({"saved": "saved_usd_day"}), alias="$tag_site $col")], usd, fill=10))
+        .with_panel(timeseries_panel("Plan saves vs always-on per day", [
+            query(series({"saved": "saved_usd_day"}), alias="$tag_site $col")], usd, fill=10,
+            description="The plan's rate over time (what following it saves a day at each cycle's price), whether "
+                        "or not the miners followed it: Saved since start counts what they did."))
         .with_panel(table_panel(
             "Miners the plan does not run as usual", [query(CURTAILED_NOW, table_format=True)], width=24,
             transformations=[transform("filterByValue", {"type": "exclude", "match": "any", "filters": [

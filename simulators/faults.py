@@ -47,6 +47,7 @@ class Faults:
     dead_boards: frozenset[int] = field(default_factory=frozenset)
     overheat: Overheat | None = None  # "throttle": hashing slower; "shutdown": not hashing
     soft_off: bool = False  # also set/cleared by `ascset|0,softoff|softon,...`
+    ignores_soft_off: bool = False  # the firmware accepts a soft-off (or sleep, pause) command and keeps mining
     ambient_c: float | None = None  # override the site ambient (heat wave)
     chips_dying: tuple[tuple[int, float], ...] = ()  # (board, chips lost per fault day), per board
     fan_failing: tuple[int, float] | None = None  # (fan, % of its rpm lost per fault day)

@@ -101,6 +101,8 @@ class SimulatedMiner:
         with self._lock:
             self._due()
             phys = self._physics
+            if on and phys.faults.ignores_soft_off:
+                return  # (answered as done all the same)
             phys.set_faults(phys.faults.with_changes(soft_off=on), self._clock())
 
     def set_soft_off_at(self, on: bool, at: float) -> None:
@@ -118,6 +120,8 @@ class SimulatedMiner:
         at, on = self._soft_off_at
         self._soft_off_at = None
         phys = self._physics
+        if on and phys.faults.ignores_soft_off:
+            return
         # At its time, or now for a time before the physics' last step (it cannot undo what it integrated).
         phys.set_faults(phys.faults.with_changes(soft_off=on), at if at >= phys.last_t else self._clock())
 

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from collector import pipeline, service
-from collector.sinks.curtailment_control import control_mode, kill_switch
+from collector.sources.live_inputs import control_mode, kill_switch
 from collector.sources import curtailment_commands
 from collector.sources.live_inputs import CurtailmentInputs
 from collector.commands.common import (

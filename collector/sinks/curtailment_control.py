@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -65,7 +64,7 @@ from collector.identity import disputed
 from collector.layout import SiteLayout
 from collector.sinks import miner_commands
 from collector.sinks.audit_log import AuditLog
-from collector.sources.live_inputs import CurtailmentInputs, LiveInputs
+from collector.sources.live_inputs import LiveInputs, control_mode, kill_switch
 from models.curtailment import ActionEvent, CurtailmentPlan, MinerAdvice
 from collector.stages.curtailment_rules import DEFAULT_MODE, SLEEP
 from models import MinerSample, MinerState, SampleSource
@@ -166,30 +165,6 @@ class _DryRun:
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(int(ts), timezone.utc)
-
-
-def control_mode(config: ControlConfig, asked: CurtailmentInputs) -> ControlMode:
-    """The config's mode, or lower when Home Assistant asked for lower (never higher)."""
-    mode = asked.mode if config.mqtt_commands else None
-    if mode is not None and mode.rank < config.mode.rank:
-        return mode
-    return config.mode
-
-
-def kill_switch(config: ControlConfig, asked: CurtailmentInputs) -> str | None:
-    """Which kill switch is on (nothing is sent), or None."""
-    path = config.kill_switch_file
-    if path is not None:
-        try:
-            os.lstat(path)  # whatever is there, a dangling or looping link too (exists() follows it: False)
-            return f"kill switch file {path} exists"
-        except FileNotFoundError:
-            pass
-        except OSError as e:  # it may be there: nothing is sent until it can be told (trial T)
-            return f"kill switch file {path} cannot be checked ({e.strerror or e}): taken as ON"
-    if asked.killed:
-        return "kill switch ON over MQTT"
-    return None
 
 
 class CurtailmentControl:

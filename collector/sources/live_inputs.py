@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,7 +38,7 @@ from collector.sources.curtailment_commands import SavedCommands
 from collector.sources.dr_targets import DrTargets
 from models.base import is_fresh, printable
 from models import LivePowerPrice
-from models.curtailment import ControlMode, DrTarget
+from models.curtailment import ControlConfig, ControlMode, DrTarget
 
 log = logging.getLogger(__name__)
 
@@ -273,3 +274,27 @@ class LiveInputs:
         if any(r is None or not is_fresh(r.as_of, now, self.meter_max_age_s) for r in readings):
             return None
         return sum(r.watts for r in readings)  # type: ignore[union-attr]
+
+
+def control_mode(config: ControlConfig, asked: CurtailmentInputs) -> ControlMode:
+    """The config's mode, or lower when Home Assistant asked for lower (never higher)."""
+    mode = asked.mode if config.mqtt_commands else None
+    if mode is not None and mode.rank < config.mode.rank:
+        return mode
+    return config.mode
+
+
+def kill_switch(config: ControlConfig, asked: CurtailmentInputs) -> str | None:
+    """Which kill switch is on (nothing is sent), or None."""
+    path = config.kill_switch_file
+    if path is not None:
+        try:
+            os.lstat(path)  # whatever is there, a dangling or looping link too (exists() follows it: False)
+            return f"kill switch file {path} exists"
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # it may be there: nothing is sent until it can be told (trial T)
+            return f"kill switch file {path} cannot be checked ({e.strerror or e}): taken as ON"
+    if asked.killed:
+        return "kill switch ON over MQTT"
+    return None

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from collector.cycle import Cycle, MinersPart
 from collector.layout import SiteLayout, curtailment_groups
-from collector.sources.live_inputs import LiveInputs
+from collector.sources.live_inputs import LiveInputs, control_mode, kill_switch
 from collector.stages import cost_engine
 from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S  # a longer gap (collector down) is not counted in the savings
 from collector.stages.curtailment_rules import (
@@ -48,7 +48,7 @@ from collector.stages.curtailment_rules import (
 from collector.stages.efficiency_book import EfficiencyBook, MinerBook
 from models import FlatTariff, MinerSample, MinerState, SampleSource, SiteEconomics, TouTariff
 from models.base import read_capped
-from models.curtailment import CurtailmentConfig, CurtailmentPlan, DrSchedule, DrTarget, MinerAdvice
+from models.curtailment import ControlMode, CurtailmentConfig, CurtailmentPlan, DrSchedule, DrTarget, MinerAdvice
 from models.hardware import nameplate
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,8 @@ class _Miner:
     # the option its poll showed when that was not the one the plan had it in (`seen_in`: that cycle's number)
     seen: str = ""
     seen_in: int = 0
+    seen_kw: float | None = None  # its facility kW at that poll
+    off_polls: int = 0  # the polls in a row it was seen off its plan
 
 
 REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
@@ -204,6 +206,7 @@ class CurtailmentStage:
         self._targets: tuple[DrTarget, ...] = ()
         self._stale_reason = ""
         self._price_words = ""
+        self._acting = False  # control is `on` with no kill switch, and a demand-response target is active
         self._btc_th_h = 0.0
         self._promotions = 0
         self._this: list[_Miner] = []
@@ -222,7 +225,7 @@ class CurtailmentStage:
             self._clock_went_back(self._last_ts - now)
             self._last_ts = now
         self._this, self._shares, self._keys, self._other_kw, self._queue, self._off = [], [], {}, 0.0, [], []
-        self._prices, self._targets = None, ()
+        self._prices, self._targets, self._acting = None, (), False
         self._cycle_no += 1
         self._promotions = PROMOTIONS_PER_CYCLE
         network = cycle.network
@@ -255,6 +258,9 @@ class CurtailmentStage:
             self._texts = {}
         self._prices, self._target, self._targets = prices, target, targets
         self._price_words = price_words(prices)
+        # Control acting on the plan: a miner that does not follow it is then not counted as shed (_unfollowed).
+        control, asked = self.config.control, self.live.curtailment
+        self._acting = bool(targets) and control_mode(control, asked) is ControlMode.ON and kill_switch(control, asked) is None
 
     def part(self, cycle: Cycle, part: MinersPart) -> None:
         # One pass a miner, inline: this loop runs 10,000 times a cycle (bench.curtailment).
@@ -320,7 +326,9 @@ class CurtailmentStage:
                     if prices is None:
                         continue
                     if (mode if state is mining else SLEEP) != current:  # not as the plan had it (_followed)
+                        rec.off_polls = rec.off_polls + 1 if rec.seen_in == cycle_no - 1 else 1
                         rec.seen, rec.seen_in = (mode if state is mining else SLEEP), cycle_no
+                        rec.seen_kw = sample.power_w * pue / 1000 if sample.power_w is not None else None
                         off.append(rec)
                     rec.was_dr = rec.dr
                     if rec.memo is epoch and rec.plan == current:  # as last cycle (its options too: see refresh)
@@ -705,6 +713,8 @@ class CurtailmentStage:
             saved_h -= sum(map(itemgetter(SAVED_H), astray))
             energy_kw -= sum(map(itemgetter(ENERGY_KW), astray))
             btc_h -= sum(map(itemgetter(BTC_H), astray))
+            # (nothing credited leaves the rounding of the sums less the same sums: -0.0, -2.8e-24 BTC; trial W)
+            saved_h, energy_kw, btc_h = (0.0 if abs(x) < 1e-12 else x for x in (saved_h, energy_kw, btc_h))
         return saved_h, energy_kw, btc_h, off_plan
 
     def _saving_of(self, rec: _Miner, c: Candidate, key: str) -> tuple[float, float, float]:
@@ -772,13 +782,16 @@ class CurtailmentStage:
         # _plan_miner held them. The kW still to shed first (what is planned, what the held ones shed); with a
         # limit and a shed both active, the more that either needs, so both hold (that one is the plan's).
         shares = self._shares
+        unfollowed = self._unfollowed()
+        over_kw = sum(max(0.0, kw - rec.share[KW_PLAN]) for rec, kw in unfollowed)
+        not_shed_kw = sum(rec.share[DR_HELD_KW] for rec, _ in unfollowed)
         needs = []
         for target in targets:
             if target.limit_kw is not None:
-                needs.append((sum(map(itemgetter(KW_PLAN), shares), self._other_kw + overhead_kw) - target.limit_kw,
-                              target))
+                needs.append((sum(map(itemgetter(KW_PLAN), shares), self._other_kw + overhead_kw + over_kw)
+                              - target.limit_kw, target))
             else:
-                needs.append((target.shed_kw - sum(map(itemgetter(DR_HELD_KW), shares), 0.0), target))  # type: ignore[operator]
+                needs.append((target.shed_kw - sum(map(itemgetter(DR_HELD_KW), shares), 0.0) + not_shed_kw, target))  # type: ignore[operator]
         need, plan.dr_target = max(needs, key=itemgetter(0))
         plan.dr_need_kw = max(0.0, need)
         if need < 0:
@@ -793,6 +806,23 @@ class CurtailmentStage:
         for item in cover.chosen:
             for rec in members[item]:
                 self._replan(rec, SLEEP, "dr", True)
+
+    def _unfollowed(self) -> list[tuple[_Miner, float]]:
+        """With control acting (`on`, no kill switch), the miners that have not followed their plan at two polls
+        in a row (one that ignores soft-off; control retries it, then leaves it alone for a while), each with the
+        facility kW its poll shows: demand response counts that draw, not the plan's, and sheds others in its place
+        (released once it follows). A miner's first poll off its plan is the usual lag of a command; in dry_run,
+        off or killed nobody acts, and the plan is the advice as if followed."""
+        if not self._acting:
+            return []
+        out = []
+        for rec in self._off:
+            if rec.off_polls >= 2 and rec.seen != rec.plan:
+                kw, c = rec.seen_kw, rec.candidate
+                if kw is None and c is not None:  # (no power reading: the option it is in, as measured)
+                    kw = c.sleep_kw if rec.seen == SLEEP else (kw_of(c, rec.seen) or c.runs[rec.usual][2])
+                out.append((rec, kw or 0.0))
+        return out
 
     def _sheddable(self, recs: list[_Miner]) -> Iterator[tuple[_Miner, float, float, str | None]]:
         """The miners running in the plan that demand response may shed: each with the profit per hour it

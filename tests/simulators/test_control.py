@@ -102,6 +102,27 @@ def test_softoff_drops_to_idle_watts_on_the_next_poll_and_softon_ramps_back(sim,
     assert int(awake["PS"].split()[-1]) == pytest.approx(m.spec.nominal_power_w, rel=0.08)
 
 
+@pytest.mark.parametrize("key", ["a1246", "s19jpro"])
+def test_a_unit_that_ignores_soft_off_answers_it_as_done_and_keeps_mining(sim, key):
+    m = unit(sim, key)
+    m.set_faults(ignores_soft_off=True)
+    if key == "a1246":
+        status = ascset(m, f"0,softoff,1:{int(sim.clock())}")
+        assert (status["STATUS"], status["Code"]) == ("I", 118) and "success softoff" in status["Msg"]
+        sim.clock.advance(5)
+        dev = estats(m)
+        assert dev["SoftOFF"] == "0" and float(dev["GHSspd"]) / 1000 == pytest.approx(m.spec.nominal_ths, rel=0.08)
+    else:
+        assert pyasic_call(m.host, lambda miner: miner.stop_mining()) is True
+        sim.clock.advance(5)
+        _, data = pyasic_data(m.host)
+        assert data.is_mining is True and float(data.hashrate) == pytest.approx(m.spec.nominal_ths, rel=0.08)
+    assert not m.truth().soft_off
+    m.set_faults(ignores_soft_off=False)  # the switch cleared, the next soft-off takes
+    m.set_soft_off(True)
+    assert m.truth().soft_off
+
+
 def test_work_mode_moves_power_and_hashrate_to_the_modes_figures(sim):
     q = unit(sim, "q")
     assert (ascset(q, "0,workmode,set,0")["STATUS"], ascset(q, "0,workmode,get")["Msg"]) == ("S", "ASC 0 set info: WORKMODE[0]")

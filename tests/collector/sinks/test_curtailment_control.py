@@ -729,6 +729,31 @@ def test_a_change_the_next_poll_does_not_show_is_retried_then_reported_unconfirm
     assert len(said) == 1 and fleet[0].address.split(":")[0] in said[0] and unconfirmed["detail"] in said[0], said
 
 
+def test_a_demand_response_limit_is_met_in_the_polls_when_shed_miners_ignore_their_sleep(fleet, tmp_path):
+    # Trial W: an A1246 that accepts soft-off and keeps mining left the site over its limit for the whole window
+    # while the plan counted it as shed (`dr_met` true); now, once it has not followed at two polls, the plan
+    # sheds another in its place. Here both A1246s ignore it: in the end an A1566 is shed too.
+    for i in OLD:
+        fleet[i].set_faults(ignores_soft_off=True)
+    schedule = tmp_path / "dr.yaml"
+    end = datetime.fromtimestamp(time.time() + 3600, timezone.utc).isoformat()
+    schedule.write_text(f"targets:\n  - limit_kw: 13\n    end: '{end}'\n    reason: 4CP\n")  # of 15.6 kW
+    cfg = config(fleet, "ctl-dr-ignored", price=CHEAP, control={"mode": "on", "allow": ["*"]},
+                 dr_schedule=str(schedule))
+    try:
+        results = run(cfg, 9)
+    finally:
+        for i in OLD:
+            fleet[i].set_faults(ignores_soft_off=False)
+    assert all(commands(fleet, i) and set(commands(fleet, i)) == {"ascset softoff"} for i in OLD)
+    assert [i for i in (2, 3) if commands(fleet, i) == ["ascset softoff"]], "no A1566 shed in their place"
+    last = results[-1]
+    drawn_kw = sum(s.power_w for s in last.samples if s.power_w is not None) * 1.1 / 1000
+    assert drawn_kw <= 13 and last.curtailment.dr_met, (drawn_kw, last.curtailment)
+    # The polls under the limit from the cycle after the A1566's sleep on: it took 2 polls per ignored miner.
+    assert last.curtailment.miners_off_plan == 2
+
+
 # --- the replies real firmware sends -------------------------------------------------------------
 
 def test_avalon_reply_variants_are_read_as_the_firmware_means_them():
