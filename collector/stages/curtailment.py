@@ -17,7 +17,9 @@ tests/collector/stages/test_curtailment_shortcuts.py holds every shortcut to the
 
 The plan is advice: this stage changes no miner. The control sink (collector/sinks/curtailment_control.py)
 acts on it when, and only as far as, the config allows. On a stale power price or stale network data
-the plan holds: nothing changes until the inputs are fresh again.
+the plan holds: nothing changes until the inputs are fresh again. Each miner's poll is compared with the
+option the plan had it in: the running savings credit only what the polls show done (`_followed`), and
+while control acts, demand response counts the real draw of a miner that does not follow (`_unfollowed`).
 
 The plan goes into `cycle.curtailment` for the sinks: InfluxDB (`curtailment`, `power_price` and
 `action` points, models/schema.py), MQTT and Home Assistant, the terminal (`hashfleet advise`).
