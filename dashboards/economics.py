@@ -48,9 +48,6 @@ def _per_day(fields: dict[str, str]) -> str:
 
 
 COST_NOW = {"all-in": "all-in", "cash": "cash", "energy": "energy"}
-# The site's facility draw as polled, kW (each shard's mean per bucket, summed): beside the plan's.
-DRAWN_KW = shards.over_shards(schema.COST.name, SITE_COST, {"drawn": 'mean("facility_power_w") / 1000'},
-                              {"drawn (polls)": 'sum("drawn")'}, bucketed=True)
 # The rest of the cost engine's ratios, from the site's sums (collector/stages/cost_engine.py, _derive).
 BREAKEVEN_NOW = shards.over_shards(
     schema.COST.name, SITE_COST, {"revenue": 'last("revenue_usd_day")', "kwh": 'last("energy_kwh_day")'},
@@ -299,11 +296,10 @@ def _curtailment_row(board: dash.Dashboard) -> dash.Dashboard:
             f'SELECT last("shed_kw") AS "shed" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
             'GROUP BY "site"', alias="$tag_site")], "suffix: kW", width=6, decimals=1))
         .with_panel(timeseries_panel("Planned vs always-on draw", [
-            query(series({"planned": "planned_kw", "always-on": "always_on_kw", "DR limit": "dr_limit_kw"}),
-                  alias="$tag_site $col"),
-            query(DRAWN_KW, alias="$tag_site $col")], "suffix: kW", fill=0,
+            query(series({"planned": "planned_kw", "always-on": "always_on_kw", "drawn (polls)": "drawn_kw",
+                          "DR limit": "dr_limit_kw"}), alias="$tag_site $col")], "suffix: kW", fill=0,
             description="Facility kW if the plan is followed, against every miner running as usual, and what the "
-                        "polls show drawn (the cost engine's facility power: miners with PUE and overhead)."))
+                        "polls show drawn: the figure a demand-response limit is met by."))
         .with_panel(timeseries_panel("Power price the cycles used", [
             query(f'SELECT mean("usd_per_kwh") AS "price" FROM "{schema.POWER_PRICE}" WHERE {SITE} AND $timeFilter '
                   f'{BUCKET}, "site", "source" fill(none)', alias="$tag_site $tag_source")], "suffix: $/kWh", fill=0,

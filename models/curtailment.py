@@ -266,6 +266,7 @@ class CurtailmentPlan:
     miners_off_plan: int = 0  # the polls show them otherwise than the plan had them (and has them now)
     planned_kw: float = 0.0  # the site's facility kW if the plan is followed (other miners and overhead included)
     always_on_kw: float = 0.0  # ... if every planned miner ran as usual
+    drawn_kw: float = 0.0  # ... as this cycle's polls show it (a limit it is over is not met, whatever the plan)
     dr_target: DrTarget | None = None
     dr_need_kw: float = 0.0
     dr_met: bool = True

@@ -159,7 +159,7 @@ HEALTH = Measurement("health", ("site", "scope", "miner", "model", "cause", "sig
 CURTAILMENT_SITE_FIELDS = (
     "price_usd_kwh", "revenue_usd_th_day", "stale", "strategy", "control_mode",
     "miners_planned", "miners_run", "miners_sleep", "miners_lower", "changes", "held", "deferred",
-    "miners_off_plan", "planned_kw", "always_on_kw", "shed_kw", "dr_limit_kw", "dr_shed_kw", "dr_need_kw", "dr_met",
+    "miners_off_plan", "planned_kw", "always_on_kw", "drawn_kw", "shed_kw", "dr_limit_kw", "dr_shed_kw", "dr_need_kw", "dr_met",
     "dr_gap_usd_h", "saved_usd_day", "energy_saved_kwh_day", "btc_forgone_day", "saved_usd_total", "energy_saved_kwh_total",
     "btc_forgone_total",
 )

@@ -230,7 +230,7 @@ def print_plan(plan: CurtailmentPlan, cycle: Cycle, targets: list[tuple[DrTarget
         console.print(f"demand-response target {held}: {printable(describe_dr_target(target))} "
                       f"(from {source} {printable(where['from'])}{saved})")
     if plan.dr_target is not None:
-        met = "met" if plan.dr_met else "NOT met (not enough to shed)"
+        met = "met" if plan.dr_met else "NOT met (not enough to shed, or the polls still over the limit)"
         if plan.dr_met and plan.dr_gap_usd_h > 0:
             met += f" (the search stopped early: at most {plan.dr_gap_usd_h:.4f} $/h dearer than the cheapest)"
         console.print(f"demand response: {plan.dr_need_kw:.1f} kW to shed, {met}")

@@ -202,6 +202,7 @@ def plan_summary(plan: CurtailmentPlan) -> dict[str, Any]:
         "miners_run": plan.miners_run, "miners_sleep": plan.miners_sleep, "miners_lower": plan.miners_lower,
         "changes": plan.changes, "held": plan.held, "deferred": plan.deferred,
         "miners_off_plan": plan.miners_off_plan, "planned_kw": round(plan.planned_kw, 3), "always_on_kw": round(plan.always_on_kw, 3),
+        "drawn_kw": round(plan.drawn_kw, 3),
         "shed_kw": round(plan.shed_kw, 3),
         "dr_limit_kw": dr.limit_kw if dr is not None else None, "dr_shed_kw": dr.shed_kw if dr is not None else None,
         "dr_until": _iso(dr.end) if dr is not None else None, "dr_met": plan.dr_met if dr is not None else None,

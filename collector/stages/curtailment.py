@@ -19,7 +19,8 @@ The plan is advice: this stage changes no miner. The control sink (collector/sin
 acts on it when, and only as far as, the config allows. On a stale power price or stale network data
 the plan holds: nothing changes until the inputs are fresh again. Each miner's poll is compared with the
 option the plan had it in: the running savings credit only what the polls show done (`_followed`), and
-while control acts, demand response counts the real draw of a miner that does not follow (`_unfollowed`).
+demand response counts the real draw of a miner control could not move (`_unfollowed`: what control
+reported of the last plan, `ActionEvent`s the control sink appends to it).
 
 The plan goes into `cycle.curtailment` for the sinks: InfluxDB (`curtailment`, `power_price` and
 `action` points, models/schema.py), MQTT and Home Assistant, the terminal (`hashfleet advise`).
@@ -40,7 +41,7 @@ from pydantic import ValidationError
 
 from collector.cycle import Cycle, MinersPart
 from collector.layout import SiteLayout, curtailment_groups
-from collector.sources.live_inputs import LiveInputs, control_mode, kill_switch
+from collector.sources.live_inputs import LiveInputs
 from collector.stages import cost_engine
 from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S  # a longer gap (collector down) is not counted in the savings
 from collector.stages.curtailment_rules import (
@@ -50,7 +51,7 @@ from collector.stages.curtailment_rules import (
 from collector.stages.efficiency_book import EfficiencyBook, MinerBook
 from models import FlatTariff, MinerSample, MinerState, SampleSource, SiteEconomics, TouTariff
 from models.base import read_capped
-from models.curtailment import ControlMode, CurtailmentConfig, CurtailmentPlan, DrSchedule, DrTarget, MinerAdvice
+from models.curtailment import CurtailmentConfig, CurtailmentPlan, DrSchedule, DrTarget, MinerAdvice
 from models.hardware import nameplate
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ log = logging.getLogger(__name__)
 SAVE_EVERY_S = 300  # the efficiency book is written at most this often (and it is ~100 bytes a miner)
 MAX_SCHEDULE_BYTES = 4 * 1024 * 1024
 IDLE_SAMPLES = 3  # soft-off readings before a miner's measured idle draw is used (else 0)
+GAVE_UP = frozenset(("unconfirmed", "refused"))  # control's results for a change it did not get (ActionEvent)
+# A limit the polls show the site over is `dr_met` false from the poll after this many: the cycle a target
+# begins, and the one that shows its commands' lag, are over by nature.
+POLLS_TO_MEET = 2
 # Sources that read a sleeping miner as idle: a native reader tells a sleep (soft_off) from a stop in a fault.
 IDLE_MAY_BE_ASLEEP = frozenset((SampleSource.PYASIC, SampleSource.MQTT))
 
@@ -139,7 +144,7 @@ class _Miner:
     seen: str = ""
     seen_in: int = 0
     seen_kw: float | None = None  # its facility kW at that poll
-    off_polls: int = 0  # the polls in a row it was seen off its plan
+    balked: bool = False  # control reported its change unconfirmed or refused, and it has not followed since
 
 
 REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
@@ -208,7 +213,9 @@ class CurtailmentStage:
         self._targets: tuple[DrTarget, ...] = ()
         self._stale_reason = ""
         self._price_words = ""
-        self._acting = False  # control is `on` with no kill switch, and a demand-response target is active
+        self._drawn_w = 0.0  # the planned miners' draw as polled this cycle, W
+        self._polled_over = 0  # cycles in a row the polls showed the site over a demand-response limit
+        self._last_plan: CurtailmentPlan | None = None  # (control's events on it: `begin`)
         self._btc_th_h = 0.0
         self._promotions = 0
         self._this: list[_Miner] = []
@@ -227,7 +234,7 @@ class CurtailmentStage:
             self._clock_went_back(self._last_ts - now)
             self._last_ts = now
         self._this, self._shares, self._keys, self._other_kw, self._queue, self._off = [], [], {}, 0.0, [], []
-        self._prices, self._targets, self._acting = None, (), False
+        self._prices, self._targets, self._drawn_w = None, (), 0.0
         self._cycle_no += 1
         self._promotions = PROMOTIONS_PER_CYCLE
         network = cycle.network
@@ -260,9 +267,14 @@ class CurtailmentStage:
             self._texts = {}
         self._prices, self._target, self._targets = prices, target, targets
         self._price_words = price_words(prices)
-        # Control acting on the plan: a miner that does not follow it is then not counted as shed (_unfollowed).
-        control, asked = self.config.control, self.live.curtailment
-        self._acting = bool(targets) and control_mode(control, asked) is ControlMode.ON and kill_switch(control, asked) is None
+        # What control reported of last cycle's plan (its sink appends its events to it): a change it gave up on.
+        last, self._last_plan = self._last_plan, None
+        if last is not None:
+            for event in last.events:
+                if event.result in GAVE_UP and event.action in ("sleep", "mode"):
+                    rec = self._miners.get(event.miner)
+                    if rec is not None:
+                        rec.balked = True
 
     def part(self, cycle: Cycle, part: MinersPart) -> None:
         # One pass a miner, inline: this loop runs 10,000 times a cycle (bench.curtailment).
@@ -277,6 +289,7 @@ class CurtailmentStage:
         queue_changes = self._ramp is not None and self._target is None
         min_on, min_off = rules.min_on_s, rules.min_off_s
         miners, learn, this, shares, keys, off = self._miners, self.book.learn, self._this, self._shares, self._keys, self._off
+        drawn_w = 0.0
         mining, soft_off, idle, avalon_source = MinerState.MINING, MinerState.SOFT_OFF, MinerState.IDLE, SampleSource.AVALON
         idle_may_sleep = IDLE_MAY_BE_ASLEEP
         for sample in part.samples:
@@ -327,11 +340,14 @@ class CurtailmentStage:
                     this.append(rec)
                     if prices is None:
                         continue
+                    if sample.power_w is not None:
+                        drawn_w += sample.power_w
                     if (mode if state is mining else SLEEP) != current:  # not as the plan had it (_followed)
-                        rec.off_polls = rec.off_polls + 1 if rec.seen_in == cycle_no - 1 else 1
                         rec.seen, rec.seen_in = (mode if state is mining else SLEEP), cycle_no
                         rec.seen_kw = sample.power_w * pue / 1000 if sample.power_w is not None else None
                         off.append(rec)
+                    elif rec.balked:  # it follows now
+                        rec.balked = False
                     rec.was_dr = rec.dr
                     if rec.memo is epoch and rec.plan == current:  # as last cycle (its options too: see refresh)
                         shares.append(rec.share)
@@ -405,6 +421,7 @@ class CurtailmentStage:
                     self._other_kw += sample.power_w * pue / 1000
             except Exception:  # a bug or an input no check caught: this miner's plan, never the others'
                 self._miner_failed(sample.miner)
+        self._drawn_w += drawn_w
 
     def _miner_failed(self, miner: str) -> None:
         """One miner's planning raised: it is left out of this cycle's plan (nothing acts on it) and planned
@@ -431,7 +448,7 @@ class CurtailmentStage:
             cycle.curtailment = None
             return
         now = cycle.ts.timestamp()
-        cycle.curtailment = self._plan(cycle, prices, now)
+        cycle.curtailment = self._last_plan = self._plan(cycle, prices, now)
         self._this, self._shares, self._keys = [], [], {}
         self._forget(now)
         self._save(now)
@@ -667,7 +684,7 @@ class CurtailmentStage:
         if totals[CHANGED]:
             for rec in recs:
                 if rec.share[CHANGED]:
-                    rec.key, rec.since = rec.plan, now
+                    rec.key, rec.since, rec.balked = rec.plan, now, False
         plan.keys = self._keys
         plan.advice = [rec.advice for rec in recs if rec.advised]  # type: ignore[misc]
         plan.miners_sleep, plan.miners_run, plan.miners_lower = totals[ASLEEP], totals[RUNNING], totals[LOWER]
@@ -675,6 +692,11 @@ class CurtailmentStage:
         plan.miners_planned = len(recs)
         plan.planned_kw = totals[KW_PLAN] + self._other_kw + overhead_kw
         plan.always_on_kw = totals[KW_USUAL] + self._other_kw + overhead_kw
+        plan.drawn_kw = self._drawn_w * self._pue / 1000 + self._other_kw + overhead_kw
+        limits = [t.limit_kw for t in self._targets if t.limit_kw is not None]
+        self._polled_over = self._polled_over + 1 if limits and plan.drawn_kw > min(limits) else 0
+        if self._polled_over > POLLS_TO_MEET:  # the polls still over the limit: not met, whatever the cover says
+            plan.dr_met = False
         saved_h, energy_kw, btc_h = totals[SAVED_H], totals[ENERGY_KW], totals[BTC_H]
         plan.saved_usd_day, plan.energy_saved_kwh_day, plan.btc_forgone_day = saved_h * 24, energy_kw * 24, btc_h * 24
         plan.miners_off_plan = followed[3]
@@ -797,7 +819,10 @@ class CurtailmentStage:
         need, plan.dr_target = max(needs, key=itemgetter(0))
         plan.dr_need_kw = max(0.0, need)
         if need < 0:
-            self._release(recs, -need, prices)
+            # Released only while the cover keeps a margin: else the learnt and polled kW's drift swaps two miners
+            # back and forth around a need of a few watts (trial X).
+            margin = max(0.1, 0.01 * (target.limit_kw if target.limit_kw is not None else target.shed_kw or 0.0))
+            self._release(recs, -need - margin, prices)
             return
         if need == 0:
             return
@@ -810,16 +835,15 @@ class CurtailmentStage:
                 self._replan(rec, SLEEP, "dr", True)
 
     def _unfollowed(self) -> list[tuple[_Miner, float]]:
-        """With control acting (`on`, no kill switch), the miners that have not followed their plan at two polls
-        in a row (one that ignores soft-off; control retries it, then leaves it alone for a while), each with the
-        facility kW its poll shows: demand response counts that draw, not the plan's, and sheds others in its place
-        (released once it follows). A miner's first poll off its plan is the usual lag of a command; in dry_run,
-        off or killed nobody acts, and the plan is the advice as if followed."""
-        if not self._acting:
-            return []
+        """The miners control tried to move and gave up on (its change `unconfirmed` after its retries, or
+        `refused`) that the polls still show off their plan, each with the facility kW its poll shows: demand
+        response counts that draw, not the plan's, and sheds others in its place (released once it follows).
+        Only those: a miner waiting for the action limits or the ramp, or in a command's usual lag, is on its
+        way (counting it sheds a replacement, which waits too: the whole site, trial X); in dry_run or off
+        control tries nothing, and the plan is the advice as if followed."""
         out = []
         for rec in self._off:
-            if rec.off_polls >= 2 and rec.seen != rec.plan:
+            if rec.balked and rec.seen != rec.plan:
                 kw, c = rec.seen_kw, rec.candidate
                 if kw is None and c is not None:  # (no power reading: the option it is in, as measured)
                     kw = c.sleep_kw if rec.seen == SLEEP else (kw_of(c, rec.seen) or c.runs[rec.usual][2])

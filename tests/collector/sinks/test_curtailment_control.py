@@ -729,29 +729,50 @@ def test_a_change_the_next_poll_does_not_show_is_retried_then_reported_unconfirm
     assert len(said) == 1 and fleet[0].address.split(":")[0] in said[0] and unconfirmed["detail"] in said[0], said
 
 
-def test_a_demand_response_limit_is_met_in_the_polls_when_shed_miners_ignore_their_sleep(fleet, tmp_path):
-    # Trial W: an A1246 that accepts soft-off and keeps mining left the site over its limit for the whole window
-    # while the plan counted it as shed (`dr_met` true); now, once it has not followed at two polls, the plan
-    # sheds another in its place. Here both A1246s ignore it: in the end an A1566 is shed too.
-    for i in OLD:
-        fleet[i].set_faults(ignores_soft_off=True)
+@pytest.fixture
+def full_power():
+    """A fleet of its own, every miner at full power: the module's wakes those earlier tests slept, and a woken
+    Avalon ramps for 60 s (the demand-response tests weigh the draw the polls show)."""
+    with run_fleet(FLEET, base="127.48.1.1:0", seed=23) as fleet:
+        yield fleet
+
+
+def dr_schedule(tmp_path: Path, limit_kw: float) -> str:
     schedule = tmp_path / "dr.yaml"
     end = datetime.fromtimestamp(time.time() + 3600, timezone.utc).isoformat()
-    schedule.write_text(f"targets:\n  - limit_kw: 13\n    end: '{end}'\n    reason: 4CP\n")  # of 15.6 kW
-    cfg = config(fleet, "ctl-dr-ignored", price=CHEAP, control={"mode": "on", "allow": ["*"]},
-                 dr_schedule=str(schedule))
-    try:
-        results = run(cfg, 9)
-    finally:
-        for i in OLD:
-            fleet[i].set_faults(ignores_soft_off=False)
-    assert all(commands(fleet, i) and set(commands(fleet, i)) == {"ascset softoff"} for i in OLD)
-    assert [i for i in (2, 3) if commands(fleet, i) == ["ascset softoff"]], "no A1566 shed in their place"
-    last = results[-1]
-    drawn_kw = sum(s.power_w for s in last.samples if s.power_w is not None) * 1.1 / 1000
-    assert drawn_kw <= 13 and last.curtailment.dr_met, (drawn_kw, last.curtailment)
-    # The polls under the limit from the cycle after the A1566's sleep on: it took 2 polls per ignored miner.
-    assert last.curtailment.miners_off_plan == 2
+    schedule.write_text(f"targets:\n  - limit_kw: {limit_kw}\n    end: '{end}'\n    reason: 4CP\n")
+    return str(schedule)
+
+
+def test_a_demand_response_limit_is_met_in_the_polls_when_shed_miners_ignore_their_sleep(full_power, tmp_path):
+    # Trial W: an A1246 that accepts soft-off and keeps mining left the site over its limit for the whole window
+    # while the plan counted it as shed (`dr_met` true); now, once control reports it unconfirmed, the plan sheds
+    # another in its place. Here both A1246s ignore it: in the end an A1566 is shed too.
+    fleet = full_power
+    for i in OLD:
+        fleet[i].set_faults(ignores_soft_off=True)
+    cfg = config(fleet, "ctl-dr-ignored", price=CHEAP, control={"mode": "on", "allow": ["*"], "confirm_retries": 0},
+                 dr_schedule=dr_schedule(tmp_path, 13))  # of 15.6 kW: one A1246 would do
+    results = run(cfg, 9)
+    assert all(commands(fleet, i) == ["ascset softoff"] for i in OLD), [commands(fleet, i) for i in OLD]
+    assert [i for i in (2, 3) if commands(fleet, i) == ["ascset softoff"]], [commands(fleet, i) for i in range(4)]
+    last = results[-1].curtailment
+    assert last.drawn_kw <= 13 and last.dr_met and last.miners_off_plan == 2, last
+    drawn_kw = sum(s.power_w for s in results[-1].samples if s.power_w is not None) * 1.1 / 1000
+    assert drawn_kw == pytest.approx(last.drawn_kw)
+
+
+def test_a_demand_response_limit_under_action_limits_sheds_what_it_needs_not_more(full_power, tmp_path):
+    # Trial X: with one action a cycle, the miners waiting their turn counted as not following, the plan shed
+    # replacements (which waited too), and a 45 kW limit planned the whole 74 kW site off.
+    fleet = full_power
+    cfg = config(fleet, "ctl-dr-budget", price=CHEAP, control={"mode": "on", "allow": ["*"], "max_actions_per_cycle": 1},
+                 dr_schedule=dr_schedule(tmp_path, 4.5))  # of 15.6 kW: three miners to shed, one sent a cycle
+    results = run(cfg, 7)
+    asleep = [r.curtailment.miners_sleep for r in results]
+    assert asleep[0] == 3 and max(asleep) == 3, asleep
+    assert sum(len(commands(fleet, i)) for i in range(4)) == 3  # one sleep a cycle, no replacement, no wake
+    assert results[-1].curtailment.drawn_kw <= 4.5 and results[-1].curtailment.dr_met
 
 
 # --- the replies real firmware sends -------------------------------------------------------------
