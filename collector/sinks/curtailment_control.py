@@ -237,7 +237,7 @@ class CurtailmentControl:
             # one a cycle, shared: new actions first, then retries (retries count); dry_run's own in dry_run
             budget = self._budget(now, self.sent if self._dry is None else self._dry.sent)
             started = self._act(plan, samples, now, mode, budget)
-            events += started + self._resend(samples, now, mode, budget - len(started))
+            events += started + self._resend(plan, samples, now, mode, budget - len(started))
         plan.events.extend(events)
         # The commands started above leave once this returns to the loop (nothing here awaits): by then the audit
         # has their lines and the state file what is in flight, both synced, so a kill or a power cut after a
@@ -625,15 +625,29 @@ class CurtailmentControl:
             self.moved.pop(miner, None)
             self.moved_to.pop(miner, None)
 
-    def _resend(self, samples: dict[str, MinerSample], now: float, mode: ControlMode,
+    def _resend(self, plan: CurtailmentPlan, samples: dict[str, MinerSample], now: float, mode: ControlMode,
                 budget: int) -> list[ActionEvent]:
         events = []
+        advice = None
         for miner, pending in list(self._pending.items()):
             if pending.step != "resend":
                 continue
             sample = samples.get(miner)
             if sample is None or sample.state in (MinerState.OFFLINE, MinerState.ERROR) or disputed(sample):
                 pending.step = "sent"  # wait for a reading of it (one whose id is not in dispute)
+                continue
+            if advice is None:
+                advice = {a.miner: a for a in plan.advice}
+            wanted, said = plan.keys.get(miner), advice.get(miner)
+            if wanted is not None and (wanted != pending.want or (wanted == SLEEP and said is not None and said.held)):
+                # The plan no longer wants it (a target ended, the price fell): a retry would act on a past reason
+                # (trial Y: a sleep sent twice after its demand-response window, citing it). A miner the plan left
+                # out this cycle (read idle after a soft-off it half took) is retried as before.
+                del self._pending[miner]
+                self._disown(miner, pending)  # (it did not take)
+                events.append(ActionEvent(_utc(now), miner, pending.action, "skipped", pending.reason,
+                                          "not sent again: the plan no longer wants it", pending.command, sample.host,
+                                          pending.kw, pending.attempt, mode.value))
                 continue
             if not self.allowed(sample):  # it moved (DHCP) to an address the allowlist does not name
                 del self._pending[miner]

@@ -550,6 +550,22 @@ def on_and_dry_run(fleet, site: str, prices: list[float], control: dict, plans: 
     return runs[0], runs[1]
 
 
+def test_a_retry_the_plan_no_longer_wants_is_not_sent(fleet):
+    # Trial Y: control retried a demand-response sleep 2 and 5 s after its target had ended, citing it. Here the
+    # price falls the cycle after a sleep an A1246 ignored: the retry would sleep a miner the plan wants running.
+    fleet[0].set_faults(ignores_soft_off=True)
+    try:
+        each_cycle_at(fleet, "ctl-retry-moot", [SPIKE, CHEAP, CHEAP, CHEAP], {"mode": "on", "allow": ["*"]})
+    finally:
+        fleet[0].set_faults(ignores_soft_off=False)
+    assert commands(fleet, 0) == ["ascset softoff"]
+    assert commands(fleet, 1) == ["ascset softoff", "ascset softon"]  # the one that slept is woken
+    skipped = [line for line in audit(config(fleet, "ctl-retry-moot-on", price=None, control=None))
+               if line["result"] == "skipped"]
+    assert [(line["action"], line["detail"]) for line in skipped] == [
+        ("sleep", "not sent again: the plan no longer wants it")], skipped
+
+
 def test_dry_run_announces_what_on_sends_within_the_same_limits(fleet, caplog):
     # Every miner losing money, more of them than the hour allows: dry_run once took no budget from the hour
     # (a 2,000-miner trial announced 440 sleeps in 7 minutes under max_actions_per_hour 120).
