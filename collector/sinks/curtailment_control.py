@@ -28,7 +28,8 @@ Safety, in the order it is checked:
   that backoff (`released`) and the plan decides the miner anew;
 - at most `max_actions_per_cycle` sends a cycle and `max_actions_per_hour` an hour (retries count);
 - every change is confirmed on the next poll (state soft_off / not soft_off, or the work mode), sent
-  again up to `confirm_retries` times, then reported `unconfirmed` and the miner left alone.
+  again up to `confirm_retries` times while the plan still wants it, then reported `unconfirmed` and the
+  miner left alone.
 
 Every step is an ActionEvent (who, what, when, why, result) in the audit log (collector/sinks/audit_log.py)
 and in the cycle's plan, so InfluxDB (`action`) and MQTT carry it too. The operator's commands over MQTT
