@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self, TypeVar
 
@@ -217,6 +218,36 @@ def read_once(address: str, ts: datetime = TS, *, timeout_s: float = 3.0):
 
     [sample] = asyncio.run(identify_then_poll()).samples
     return sample
+
+
+@contextmanager
+def json_by_path(replies: dict[str, object], address: tuple[str, int] = ("127.0.0.1", 0)) -> Iterator[ThreadingHTTPServer]:
+    """An HTTP server in a daemon thread answering a GET of each path in `replies` (its query and a trailing
+    slash ignored) with that reply: bytes as they are, anything else as JSON. Replies are looked up at each
+    request (`server.replies`: a test may change them between requests); shut down and closed on leaving."""
+
+    class ByPath(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            reply = server.replies[self.path.split("?")[0].rstrip("/")]
+            body = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(address, ByPath)
+    server.daemon_threads = True
+    server.replies = replies  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class ServedInThread:

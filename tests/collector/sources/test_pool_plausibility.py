@@ -6,13 +6,12 @@ counted; the account's other workers and days, and the other pools, are read as 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.support import json_by_path
 
 from collector.sources.pools import SOURCES
 from models.config import PoolConfig
@@ -39,23 +38,6 @@ def day_row(days_ago: int, total: str = CREDIT, referral: str = "0") -> dict:
             "calculation_date": int(TODAY.timestamp()) - days_ago * DAY_S + 2 * DAY_S // 24}
 
 
-class _Pool(BaseHTTPRequestHandler):
-    """Braiins's paths, each answering what the test put in `replies` (the honest site by default)."""
-    replies: dict[str, dict] = {}
-
-    def do_GET(self) -> None:  # noqa: N802
-        path = self.path.split("?")[0].rstrip("/")
-        body = json.dumps(self.replies[path]).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 def honest() -> dict[str, dict]:
     return {
         "/accounts/workers/json/btc": {"btc": {"workers": {name: worker() for name in MINERS}}},
@@ -67,13 +49,8 @@ def honest() -> dict[str, dict]:
 
 @pytest.fixture
 def pool():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Pool)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Pool.replies = honest()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with json_by_path(honest()) as server:
+        yield server
 
 
 def braiins(server, name="hostile"):
@@ -107,7 +84,7 @@ def test_the_honest_site_is_read_whole(pool):
 
 
 def test_workers_of_another_account_are_refused_counted_and_logged_once(pool, caplog):
-    _Pool.replies["/accounts/workers/json/btc"]["btc"]["workers"].update(
+    pool.replies["/accounts/workers/json/btc"]["btc"]["workers"].update(
         {f"victim.rig{i}": worker(5e8) for i in range(3)})  # 500,000 TH/s each, under another account
     src = braiins(pool)
     assert rounds(src, 2), src.error
@@ -117,7 +94,7 @@ def test_workers_of_another_account_are_refused_counted_and_logged_once(pool, ca
 
 
 def test_a_worker_in_the_wrong_unit_is_refused_alone(pool, caplog):
-    _Pool.replies["/accounts/workers/json/btc"]["btc"]["workers"][MINERS[0]] = worker(90.0, unit="Eh/s")
+    pool.replies["/accounts/workers/json/btc"]["btc"]["workers"][MINERS[0]] = worker(90.0, unit="Eh/s")
     src = braiins(pool)
     assert rounds(src), src.error
     assert [w.name for w in src.snapshot(NOW).workers] == MINERS[1:]
@@ -127,7 +104,7 @@ def test_a_worker_in_the_wrong_unit_is_refused_alone(pool, caplog):
 
 
 def test_a_credit_1000x_too_high_costs_that_day_only(pool, caplog):
-    _Pool.replies["/accounts/rewards/json/btc"]["btc"]["daily_rewards"][0]["total_reward"] = "0.48119"
+    pool.replies["/accounts/rewards/json/btc"]["btc"]["daily_rewards"][0]["total_reward"] = "0.48119"
     src = braiins(pool)
     assert rounds(src, 2), src.error
     days = {d.day: d for d in src.snapshot(NOW).days}
@@ -141,7 +118,7 @@ def test_a_credit_1000x_too_high_costs_that_day_only(pool, caplog):
 
 
 def test_two_rows_for_one_day_refuse_that_day(pool, caplog):
-    _Pool.replies["/accounts/rewards/json/btc"]["btc"]["daily_rewards"].append(day_row(1, total="0.00000001"))
+    pool.replies["/accounts/rewards/json/btc"]["btc"]["daily_rewards"].append(day_row(1, total="0.00000001"))
     src = braiins(pool)
     assert rounds(src), src.error
     days = {d.day: d for d in src.snapshot(NOW).days}
@@ -151,7 +128,7 @@ def test_two_rows_for_one_day_refuse_that_day(pool, caplog):
 
 
 def test_a_referral_over_its_total_refuses_that_day(pool, caplog):
-    _Pool.replies["/accounts/rewards/json/btc"]["btc"]["daily_rewards"][0]["referral_reward"] = "0.001"
+    pool.replies["/accounts/rewards/json/btc"]["btc"]["daily_rewards"][0]["referral_reward"] = "0.001"
     src = braiins(pool)
     assert rounds(src), src.error
     days = {d.day: d for d in src.snapshot(NOW).days}
@@ -162,6 +139,6 @@ def test_a_referral_over_its_total_refuses_that_day(pool, caplog):
 def test_a_refused_day_keeps_the_day_as_last_read(pool):
     src = braiins(pool)
     assert rounds(src), src.error
-    _Pool.replies["/accounts/rewards/json/btc"]["btc"]["daily_rewards"][0]["total_reward"] = "0.48119"
+    pool.replies["/accounts/rewards/json/btc"]["btc"]["daily_rewards"][0]["total_reward"] = "0.48119"
     assert rounds(src), src.error
     assert src.snapshot(NOW).day((TODAY - timedelta(days=1)).date()).credited_btc == 0.00048119

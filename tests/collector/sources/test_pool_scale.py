@@ -11,12 +11,10 @@ import asyncio
 import gzip
 import json
 import os
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.support import HASHFLEET, run_measured
+from tests.support import HASHFLEET, json_by_path, run_measured
 
 from collector.line_protocol import parse_line
 from collector.sources.pools import SOURCES
@@ -45,35 +43,20 @@ def _body(ours: list[str]) -> bytes:
     return body
 
 
-def _server(body: bytes) -> ThreadingHTTPServer:
+def _replies(body: bytes) -> dict[str, object]:
     now = int(time.time())
-    days = json.dumps({"btc": {"daily_rewards": [
+    days = {"btc": {"daily_rewards": [
         {"date": now // 86_400 * 86_400 - 86_400, "total_reward": "0.00048119", "referral_reward": "0",
-         "calculation_date": now // 86_400 * 86_400}]}}).encode()
-    replies = {"/accounts/workers/json/btc": body, "/accounts/rewards/json/btc": days,
-               "/accounts/profile/json/btc": b'{"btc": {"today_reward": "0.0001"}}',
-               "/accounts/payouts/json/btc": b'{"onchain": [], "lightning": []}'}
-
-    class Pool(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            reply = replies[self.path.split("?")[0].rstrip("/")]
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    return ThreadingHTTPServer(POOL, Pool)
+         "calculation_date": now // 86_400 * 86_400}]}}
+    return {"/accounts/workers/json/btc": body, "/accounts/rewards/json/btc": days,
+            "/accounts/profile/json/btc": {"btc": {"today_reward": "0.0001"}},
+            "/accounts/payouts/json/btc": {"onchain": [], "lightning": []}}
 
 
 def test_an_account_of_100000_workers_costs_no_cycle_and_bounded_memory(tmp_path):
     with run_fleet("a1246:3", base=f"{FLEET}:0", seed=3) as fleet:
         ours = [pool_user(m) for m in fleet.miners]
-        server = _server(_body(ours))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        pool = json_by_path(_replies(_body(ours)), POOL)
         (tmp_path / "token").write_text("t" * 32)
         config = tmp_path / "c.yaml"
         config.write_text(
@@ -86,12 +69,9 @@ def test_an_account_of_100000_workers_costs_no_cycle_and_bounded_memory(tmp_path
             f" token_file: {tmp_path / 'token'}, min_interval_s: 0, refresh_s: {INTERVAL_S},"
             f" days_refresh_s: {INTERVAL_S}}}\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "MQTT_"))}
-        try:
+        with pool:
             code, _, err, peak_mb = run_measured([HASHFLEET, "collect", "--config", str(config), "--cycles",
                                                   str(CYCLES)], tmp_path, env=env, timeout=240)
-        finally:
-            server.shutdown()
-            server.server_close()
     assert code == 0, err[-3000:]
     points = [parse_line(line) for path in sorted((tmp_path / "spool").rglob("*.lp.gz"))
               for line in gzip.decompress(path.read_bytes()).decode().splitlines()]
@@ -118,8 +98,6 @@ def test_an_account_of_100000_workers_costs_no_cycle_and_bounded_memory(tmp_path
 def test_reading_100000_workers_gives_the_event_loop_its_turns():
     # The reply's workers are built and checked in steps (PACE_WORKERS), each followed by a turn of the loop
     # for the cycle's other work; the code before built all 100,000 (~1 s) and only then let the loop run.
-    server = _server(_body(["hashfleet.a1"]))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     source = SOURCES[PoolKind.BRAIINS](PoolConfig(kind="braiins", name="shared", url=f"http://{POOL[0]}:{POOL[1]}",
                                                   account="hashfleet", min_interval_s=0), token="t" * 32)
     turns, at_reply = [0], []
@@ -144,11 +122,8 @@ def test_reading_100000_workers_gives_the_event_loop_its_turns():
         await source.close()
         return turns[0] - at_reply[0]
 
-    try:
+    with json_by_path(_replies(_body(["hashfleet.a1"])), POOL):
         between = asyncio.run(read())
-    finally:
-        server.shutdown()
-        server.server_close()
     assert len(source.snapshot(datetime.now(UTC)).workers) == MAX_WORKERS
     # a turn every PACE_WORKERS built, and again every PACE_WORKERS checked
     assert between >= 2 * (MAX_WORKERS // PACE_WORKERS - 1), between
