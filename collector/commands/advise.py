@@ -21,9 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from collector import pipeline, service
-from collector.sources.live_inputs import control_mode, kill_switch
 from collector.sources import curtailment_commands
-from collector.sources.live_inputs import CurtailmentInputs
+from collector.sources.live_inputs import CurtailmentInputs, control_mode, kill_switch
 from collector.commands.common import (
     CONFIG_OPTION, MINERS_OPTION, SITE_OPTION, decimal_option, fail_usage, load_config, miners_list,
 )
