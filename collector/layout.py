@@ -74,6 +74,36 @@ def curtailment_groups(place: Place | None, always_on: list[str], shed_whole: li
     return any(name in names for name in always_on), next((name for name in shed_whole if name in names), None)
 
 
+class Allowlist:
+    """The miners a control allowlist names (`curtailment.control.allow`): by id, address (host or host:port),
+    MAC, or the group, container, row or rack the layout puts them in; `*` names every miner. The control
+    sink sends only to these, and the plan's demand response sheds only these while control acts."""
+
+    MAX_CACHED = 200_000
+
+    def __init__(self, allow: list[str], layout: SiteLayout) -> None:
+        self.layout = layout
+        self.names_all = "*" in allow
+        self._names = {a.strip().upper() for a in allow}
+        # Cached by everything the verdict depends on: a miner that moves (DHCP) keeps its id, not its verdict.
+        self._cache: dict[tuple[str, str, int, str | None], bool] = {}  # (id, host, port, MAC)
+
+    def allows(self, sample: MinerSample) -> bool:
+        key = (sample.miner, sample.host, sample.port, sample.mac)
+        known = self._cache.get(key)
+        if known is not None:
+            return known
+        names = {sample.miner, sample.host, f"{sample.host}:{sample.port}", sample.mac or ""}
+        place = self.layout.place(sample)
+        if place is not None:
+            names.update(place.groups)
+            names.update(n for n in (place.container, place.row, place.rack) if n)
+        ok = self.names_all or any(name.strip().upper() in self._names for name in names if name)
+        if len(self._cache) < self.MAX_CACHED:
+            self._cache[key] = ok
+        return ok
+
+
 def read_csv(path: Path) -> dict[str, Place]:
     try:
         text = read_capped(path, MAX_CSV_BYTES).decode("utf-8-sig")

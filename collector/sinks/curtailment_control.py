@@ -62,7 +62,7 @@ from collector import clock, durable_file
 from collector.bounded_log import BoundedLog
 from collector.cycle import Cycle, MinersPart
 from collector.identity import disputed
-from collector.layout import SiteLayout
+from collector.layout import Allowlist, SiteLayout
 from collector.sinks import miner_commands
 from collector.sinks.audit_log import AuditLog
 from collector.sources.live_inputs import LiveInputs, control_mode, kill_switch
@@ -181,9 +181,7 @@ class CurtailmentControl:
         self.state_path = state_path
         self.audit = AuditLog(audit_path, site) if audit_path is not None else None
         self._clock = clock
-        self._allow_all = "*" in config.allow
-        self._allow = {a.strip().upper() for a in config.allow}
-        self._allowed_cache: dict[tuple[str, str, int, str | None], bool] = {}  # (id, host, port, MAC)
+        self.allowlist = Allowlist(config.allow, self.layout)
         self._pyasic = miner_commands.PyasicMiners()
         self._pending: dict[str, _Pending] = {}
         self._results: list[ActionEvent] = []  # replies that came back since the last cycle
@@ -314,22 +312,6 @@ class CurtailmentControl:
                 return f"the audit log cannot be written ({self.audit.broken}): nothing is done that it would not record"
         return None
 
-    def allowed(self, sample: MinerSample) -> bool:
-        # Cached by everything the verdict depends on: a miner that moves (DHCP) keeps its id, not its verdict.
-        key = (sample.miner, sample.host, sample.port, sample.mac)
-        known = self._allowed_cache.get(key)
-        if known is not None:
-            return known
-        names = {sample.miner, sample.host, f"{sample.host}:{sample.port}", sample.mac or ""}
-        place = self.layout.place(sample)
-        if place is not None:
-            names.update(place.groups)
-            names.update(n for n in (place.container, place.row, place.rack) if n)
-        ok = self._allow_all or any(name.strip().upper() in self._allow for name in names if name)
-        if len(self._allowed_cache) < MAX_TRACKED:
-            self._allowed_cache[key] = ok
-        return ok
-
     # -- deciding and sending -------------------------------------------------------------------
 
     def _act(self, plan: CurtailmentPlan, samples: dict[str, MinerSample], now: float, mode: ControlMode,
@@ -354,7 +336,7 @@ class CurtailmentControl:
                 sample = dry.seen(sample)
             a = advice.get(miner)
             action = self._action(sample, want, a, slept, moved)
-            if action is None or not self.allowed(sample):
+            if action is None or not self.allowlist.allows(sample):
                 continue
             kw = (a.kw - a.kw_always_on) if a is not None and want == SLEEP else 0.0
             order = {"sleep": 0, "mode": 1, "wake": 2}[action]
@@ -650,7 +632,7 @@ class CurtailmentControl:
                                           "not sent again: the plan no longer wants it", pending.command, sample.host,
                                           pending.kw, pending.attempt, mode.value))
                 continue
-            if not self.allowed(sample):  # it moved (DHCP) to an address the allowlist does not name
+            if not self.allowlist.allows(sample):  # it moved (DHCP) to an address the allowlist does not name
                 del self._pending[miner]
                 self._disown(miner, pending)  # (unconfirmed: it did not take)
                 events.append(ActionEvent(_utc(now), miner, pending.action, "skipped", pending.reason,

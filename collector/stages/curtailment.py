@@ -40,8 +40,8 @@ import yaml
 from pydantic import ValidationError
 
 from collector.cycle import Cycle, MinersPart
-from collector.layout import SiteLayout, curtailment_groups
-from collector.sources.live_inputs import LiveInputs
+from collector.layout import Allowlist, SiteLayout, curtailment_groups
+from collector.sources.live_inputs import LiveInputs, control_mode
 from collector.stages import cost_engine
 from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S  # a longer gap (collector down) is not counted in the savings
 from collector.stages.curtailment_rules import (
@@ -51,7 +51,7 @@ from collector.stages.curtailment_rules import (
 from collector.stages.efficiency_book import EfficiencyBook, MinerBook
 from models import FlatTariff, MinerSample, MinerState, SampleSource, SiteEconomics, TouTariff
 from models.base import read_capped
-from models.curtailment import CurtailmentConfig, CurtailmentPlan, DrSchedule, DrTarget, MinerAdvice
+from models.curtailment import ControlMode, CurtailmentConfig, CurtailmentPlan, DrSchedule, DrTarget, MinerAdvice
 from models.hardware import nameplate
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,7 @@ class _Miner:
     seen_in: int = 0
     seen_kw: float | None = None  # its facility kW at that poll
     balked: bool = False  # control reported its change unconfirmed or refused, and it has not followed since
+    controllable: bool = True  # on control's allowlist (as of its last refresh)
 
 
 REFRESH_CYCLES = 30  # a miner's options (measured efficiency per mode) are remade this often, staggered
@@ -178,6 +179,7 @@ class CurtailmentStage:
         self.config = config
         self.live = live or LiveInputs()
         self.layout = layout or SiteLayout({})
+        self.allowlist = Allowlist(config.control.allow, self.layout)
         self.state_path = state_path
         self.forget_after_s = forget_after_s
         self.dr_override = dr_override
@@ -216,6 +218,7 @@ class CurtailmentStage:
         self._drawn_w = 0.0  # the planned miners' draw as polled this cycle, W
         self._polled_over = 0  # cycles in a row the polls showed the site over a demand-response limit
         self._last_plan: CurtailmentPlan | None = None  # (control's events on it: `begin`)
+        self._control_acts = False  # control is dry_run or on this cycle: only its allowlist moves
         self._btc_th_h = 0.0
         self._promotions = 0
         self._this: list[_Miner] = []
@@ -235,6 +238,7 @@ class CurtailmentStage:
             self._last_ts = now
         self._this, self._shares, self._keys, self._other_kw, self._queue, self._off = [], [], {}, 0.0, [], []
         self._prices, self._targets, self._drawn_w = None, (), 0.0
+        self._control_acts = control_mode(self.config.control, self.live.curtailment) is not ControlMode.OFF
         self._cycle_no += 1
         self._promotions = PROMOTIONS_PER_CYCLE
         network = cycle.network
@@ -325,6 +329,7 @@ class CurtailmentStage:
                             continue
                         if rec.refreshed <= cycle_no - REFRESH_CYCLES or rec.refreshed > cycle_no:
                             rec.refreshed = cycle_no
+                        rec.controllable = self.allowlist.allows(sample)
                         if rec.key != SLEEP and not any(r[0] == rec.key for r in c.runs):
                             # The mode the plan had it in is no longer one of its options (its mode was changed
                             # by hand during the warm-up): the plan starts again from what it is doing.
@@ -821,7 +826,8 @@ class CurtailmentStage:
         if need < 0:
             # Released only while the cover keeps a margin: else the learnt and polled kW's drift swaps two miners
             # back and forth around a need of a few watts (trial X).
-            margin = max(0.1, 0.01 * (target.limit_kw if target.limit_kw is not None else target.shed_kw or 0.0))
+            met = plan.dr_target
+            margin = max(0.1, 0.01 * (met.limit_kw if met.limit_kw is not None else met.shed_kw or 0.0))
             self._release(recs, -need - margin, prices)
             return
         if need == 0:
@@ -835,15 +841,17 @@ class CurtailmentStage:
                 self._replan(rec, SLEEP, "dr", True)
 
     def _unfollowed(self) -> list[tuple[_Miner, float]]:
-        """The miners control tried to move and gave up on (its change `unconfirmed` after its retries, or
-        `refused`) that the polls still show off their plan, each with the facility kW its poll shows: demand
-        response counts that draw, not the plan's, and sheds others in its place (released once it follows).
+        """The miners the polls show off their plan that control will not move, each with the facility kW its
+        poll shows: demand response counts that draw, not the plan's, and sheds others in its place (released
+        once it follows). Those control tried to move and gave up on (its change `unconfirmed` after its
+        retries, or `refused`), and, while control acts (dry_run rehearses on), those off its allowlist.
         Only those: a miner waiting for the action limits or the ramp, or in a command's usual lag, is on its
-        way (counting it sheds a replacement, which waits too: the whole site, trial X); in dry_run or off
-        control tries nothing, and the plan is the advice as if followed."""
+        way (counting it sheds a replacement, which waits too: the whole site, trial X); with control off the
+        plan is the advice as if followed."""
         out = []
+        acts = self._control_acts
         for rec in self._off:
-            if rec.balked and rec.seen != rec.plan:
+            if (rec.balked or (acts and not rec.controllable)) and rec.seen != rec.plan:
                 kw, c = rec.seen_kw, rec.candidate
                 if kw is None and c is not None:  # (no power reading: the option it is in, as measured)
                     kw = c.sleep_kw if rec.seen == SLEEP else (kw_of(c, rec.seen) or c.runs[rec.usual][2])
@@ -852,10 +860,12 @@ class CurtailmentStage:
 
     def _sheddable(self, recs: list[_Miner]) -> Iterator[tuple[_Miner, float, float, str | None]]:
         """The miners running in the plan that demand response may shed: each with the profit per hour it
-        loses asleep, the kW it frees and its shed-whole group (curtailment_rules.shed_items)."""
+        loses asleep, the kW it frees and its shed-whole group (curtailment_rules.shed_items). While control
+        acts, only those on its allowlist: a miner it will not touch sheds nothing, however cheap."""
+        only_allowed = self._control_acts
         for rec in recs:
             c = rec.candidate
-            if rec.plan == SLEEP or c.always_on:  # type: ignore[union-attr]
+            if rec.plan == SLEEP or c.always_on or (only_allowed and not rec.controllable):  # type: ignore[union-attr]
                 continue
             worth = self._worth(rec, c)  # type: ignore[arg-type]
             yield rec, worth[rec.index] - worth[-1], rec.share[KW_PLAN] - c.sleep_kw, c.group  # type: ignore[union-attr]

@@ -791,6 +791,43 @@ def test_a_demand_response_limit_under_action_limits_sheds_what_it_needs_not_mor
     assert results[-1].curtailment.drawn_kw <= 4.5 and results[-1].curtailment.dr_met
 
 
+def test_demand_response_sheds_only_what_control_may_touch_while_it_acts(full_power, tmp_path):
+    # The cheapest kW to shed are an A1246's, but only the A1566s are on the allowlist: with control on (and in
+    # dry_run, its rehearsal) the plan sheds an A1566, which control sends; before, it planned an A1246 that
+    # control would never touch, and the site stayed over its limit all window with nothing else shed.
+    fleet = full_power
+    new = [fleet[i].address for i in (2, 3)]
+    schedule = dr_schedule(tmp_path, 13)  # of 15.6 kW: any one miner will do
+    shed = {}
+    for mode in ("off", "dry_run"):
+        [first] = run(config(fleet, f"ctl-dr-allow-{mode}", price=CHEAP, control={"mode": mode, "allow": new},
+                             dr_schedule=schedule), 1)
+        shed[mode] = [i for i in range(4) if first.curtailment.keys.get(miner_id(fleet[i])) == SLEEP]
+    assert shed["off"] in ([0], [1]) and shed["dry_run"] in ([2], [3]), shed  # the advice as if followed: an A1246
+    assert commands(fleet) == []
+    results = run(config(fleet, "ctl-dr-allow-on", price=CHEAP, control={"mode": "on", "allow": new},
+                         dr_schedule=schedule), 4)
+    assert [commands(fleet, i) for i in OLD] == [[], []]
+    assert sorted(len(commands(fleet, i)) for i in (2, 3)) == [0, 1], commands(fleet)
+    last = results[-1].curtailment
+    assert last.drawn_kw <= 13 and last.dr_met, last
+
+
+def test_demand_response_counts_the_draw_of_miners_the_plan_sleeps_but_control_may_not_touch(full_power, tmp_path):
+    # At this price the rules sleep both A1246s, which leaves the plan under a 13 kW limit; but they are off the
+    # allowlist, so they keep mining: the plan counts their polled draw and sheds an A1566 instead (before, it
+    # counted them asleep, shed nothing, and the site drew 15.6 kW against 13 all window).
+    fleet = full_power
+    cfg = config(fleet, "ctl-dr-allow-spike", price=SPIKE,
+                 control={"mode": "on", "allow": [fleet[i].address for i in (2, 3)]}, dr_schedule=dr_schedule(tmp_path, 13))
+    results = run(cfg, 5)
+    assert [commands(fleet, i) for i in OLD] == [[], []]
+    assert sorted(len(commands(fleet, i)) for i in (2, 3)) == [0, 1], commands(fleet)
+    assert all(results[-1].curtailment.keys[miner_id(fleet[i])] == SLEEP for i in OLD)  # still the advice
+    last = results[-1].curtailment
+    assert last.drawn_kw <= 13 and last.dr_met and last.miners_off_plan == 2, last
+
+
 # --- the replies real firmware sends -------------------------------------------------------------
 
 def test_avalon_reply_variants_are_read_as_the_firmware_means_them():
