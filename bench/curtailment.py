@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         small.write_text(yaml.safe_dump({"targets": [{"shed_kw": 10, "start": dr_from, "end": until}]}))
         large = Path(tmp, "dr-5pct.yaml")
         large.write_text(yaml.safe_dump({"targets": [{"shed_kw": round(kw * 0.05, 1), "start": dr_from, "end": until}]}))
+        limit = Path(tmp, "dr-limit.yaml")
+        limit.write_text(yaml.safe_dump({"targets": [{"limit_kw": round(kw * 0.95, 1), "start": dr_from, "end": until}]}))
         advice = {"min_on_s": 0, "min_off_s": 0, "warmup_s": 0}
         steady = [0.045] * n
         spike = [0.045] * 3 + [1.0] * (n - 3)
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             ("measured efficiencies replace nameplates", steady, {**advice, "min_samples": 4}),
             ("demand response: shed 10 kW", steady, {**advice, "dr_schedule": str(small)}),
             (f"demand response: shed {kw * 0.05:,.0f} kW (5 %)", steady, {**advice, "dr_schedule": str(large)}),
+            (f"demand response: limit {kw * 0.95:,.0f} kW (95 %)", steady, {**advice, "dr_schedule": str(limit)}),
             ("the spike, a ramp of 2,000 kW/min", spike, {**advice, "ramp_kw_per_min": 2000}),
         ]
         if not any(args.only in name for name, _, _ in scenarios):
