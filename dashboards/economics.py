@@ -16,7 +16,7 @@ from grafana_foundation_sdk.models import common, dashboard as model
 from dashboards import shards
 from dashboards.common import (
     BUCKET, MINER_COST, SITE, SITE_COST, finish, new_dashboard, query, site_variable, stat_panel, table_panel,
-    thresholds, timeseries_panel, transform,
+    text_stat, thresholds, timeseries_panel, transform,
 )
 from dashboards.alerts import POOL_SHORTFALL_ALERT
 from models import schema
@@ -277,24 +277,38 @@ def _curtailment_row(board: dash.Dashboard) -> dash.Dashboard:
 
     return (
         board.with_row(dash.Row("Curtailment"))
+        .with_panel(text_stat("Control", query(
+            f'SELECT last("control_mode") AS "control" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
+            'GROUP BY "site"', alias="$tag_site"), mappings=[model.ValueMap(options={
+                "off": model.ValueMappingResult(text="off: advice only", color="text", index=0),
+                "dry_run": model.ValueMappingResult(text="dry run: nothing sent", color="blue", index=1),
+                "on": model.ValueMappingResult(text="on", color="green", index=2)})],
+            description="Curtailment control's mode as the last cycle ran it (curtailment.control.mode, or lower "
+                        "when Home Assistant asked): off and dry_run send nothing, so the plan is advice."))
+        .with_panel(text_stat("Kill switch", query(
+            f'SELECT last("killed") AS "killed" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
+            'GROUP BY "site"', alias="$tag_site"), mappings=[model.ValueMap(options={
+                "0": model.ValueMappingResult(text="off", color="green", index=0),
+                "1": model.ValueMappingResult(text="ON: nothing sent", color="red", index=1)})],
+            description="A kill switch on (the kill_switch_file exists, or ON over MQTT): control sends nothing."))
         .with_panel(stat_panel("Plan saves vs always-on", [query(
             f'SELECT last("saved_usd_day") AS "now" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
-            'GROUP BY "site"', alias="$tag_site")], usd, width=6, decimals=2,
+            'GROUP BY "site"', alias="$tag_site")], usd, width=4, decimals=2,
             description="What following the plan earns more than running every miner always on, at the price now "
                         "(a day's rate); the plan's own margins, not a bill. With control off or in dry_run nobody "
                         "follows it (Saved since start stays at what was followed by hand; Miners off plan)."))
         .with_panel(stat_panel("Saved since start", [query(
             f'SELECT last("saved_usd_total") AS "saved" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
-            'GROUP BY "site"', alias="$tag_site")], usd, width=6, decimals=2,
+            'GROUP BY "site"', alias="$tag_site")], usd, width=4, decimals=2,
             description="What the miners saved against always-on where the polls showed them as the plan had them, "
                         "integrated cycle by cycle since the collector kept it (stale cycles not counted; with control "
                         "off or in dry_run, what was followed by hand)."))
         .with_panel(stat_panel("Miners asleep (plan)", [query(
             f'SELECT last("miners_sleep") AS "asleep" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
-            'GROUP BY "site"', alias="$tag_site")], "none", width=6, decimals=0))
+            'GROUP BY "site"', alias="$tag_site")], "none", width=4, decimals=0))
         .with_panel(stat_panel("Power shed (plan)", [query(
             f'SELECT last("shed_kw") AS "shed" FROM "{schema.CURTAILMENT}" WHERE {PLAN} AND $timeFilter '
-            'GROUP BY "site"', alias="$tag_site")], "suffix: kW", width=6, decimals=1))
+            'GROUP BY "site"', alias="$tag_site")], "suffix: kW", width=4, decimals=1))
         .with_panel(timeseries_panel("Planned vs always-on draw", [
             query(series({"planned": "planned_kw", "always-on": "always_on_kw", "drawn (polls)": "drawn_kw",
                           "DR limit": "dr_limit_kw"}), alias="$tag_site $col")], "suffix: kW", fill=0,

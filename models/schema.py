@@ -157,7 +157,7 @@ HEALTH = Measurement("health", ("site", "scope", "miner", "model", "cause", "sig
 # every cycle; scope `miner`: each miner the plan does not simply leave running as usual (asleep, another
 # work mode) and each one whose plan changed, so the last point of a miner is its plan now.
 CURTAILMENT_SITE_FIELDS = (
-    "price_usd_kwh", "revenue_usd_th_day", "stale", "strategy", "control_mode",
+    "price_usd_kwh", "revenue_usd_th_day", "stale", "strategy", "control_mode", "killed",
     "miners_planned", "miners_run", "miners_sleep", "miners_lower", "changes", "held", "deferred",
     "miners_off_plan", "planned_kw", "always_on_kw", "drawn_kw", "shed_kw", "dr_limit_kw", "dr_shed_kw", "dr_need_kw", "dr_met",
     "dr_gap_usd_h", "saved_usd_day", "energy_saved_kwh_day", "btc_forgone_day", "saved_usd_total", "energy_saved_kwh_total",
@@ -168,7 +168,7 @@ CURTAILMENT_MINER_FIELDS = (
     "changed", "held", "dr",
 )
 _CURTAILMENT_TYPES: dict[str, type] = {
-    "stale": int, "strategy": str, "control_mode": str, "miners_planned": int, "miners_run": int,
+    "stale": int, "strategy": str, "control_mode": str, "killed": int, "miners_planned": int, "miners_run": int,
     "miners_sleep": int, "miners_lower": int, "changes": int, "held": int, "deferred": int, "miners_off_plan": int, "dr_met": int,
     "action": str, "mode": str, "reason": str, "changed": int, "dr": int,
 }

@@ -241,7 +241,7 @@ def curtailment_lines(plan: CurtailmentPlan) -> list[str]:
     site = encode(schema.CURTAILMENT.name, {"site": plan.site, "scope": "site"}, {
         "price_usd_kwh": plan.price_usd_kwh, "revenue_usd_th_day": plan.revenue_usd_th_day,
         "stale": int(plan.stale), "strategy": plan.strategy, "control_mode": plan.control_mode,
-        "miners_planned": plan.miners_planned, "miners_run": plan.miners_run, "miners_sleep": plan.miners_sleep,
+        "killed": int(plan.killed), "miners_planned": plan.miners_planned, "miners_run": plan.miners_run, "miners_sleep": plan.miners_sleep,
         "miners_lower": plan.miners_lower, "changes": plan.changes, "held": plan.held, "deferred": plan.deferred,
         "miners_off_plan": plan.miners_off_plan, "planned_kw": plan.planned_kw, "always_on_kw": plan.always_on_kw, "drawn_kw": plan.drawn_kw, "shed_kw": plan.shed_kw,
         "dr_limit_kw": dr.limit_kw if dr is not None else None, "dr_shed_kw": dr.shed_kw if dr is not None else None,

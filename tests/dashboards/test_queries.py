@@ -424,6 +424,10 @@ def test_curtailment_panels_show_the_dear_site_asleep_and_the_cheap_one_running(
     assert {r["site"] for r in rows if r["action"] == "sleep"} == {"dear"}
     actions = _run(influxdb, filled, "economics", "Curtailment control actions")
     assert actions and {r["result"] for r in actions} == {"dry_run"} and {r["site"] for r in actions} == {"dear"}
+    # control's mode and kill switch as the cycles ran them (trial W: no panel showed either)
+    assert {r["site"]: r["control"] for r in _run(influxdb, filled, "economics", "Control")} == {
+        "cheap": "dry_run", "dear": "dry_run"}
+    assert {r["site"]: r["killed"] for r in _run(influxdb, filled, "economics", "Kill switch")} == {"cheap": 0, "dear": 0}
 
 
 # --- Maintenance ---------------------------------------------------------------------------------

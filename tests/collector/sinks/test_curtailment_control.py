@@ -676,6 +676,8 @@ def test_a_kill_switch_file_stops_every_send_and_the_audit_says_so(fleet, tmp_pa
     assert fleet.commands() == []
     assert cycles[-1].curtailment.killed
     assert [(line["result"], line["why"]) for line in audit(cfg)] == [("skipped", f"kill switch file {kill} exists")]
+    site_line = next(line for line in curtailment_lines(cycles[-1].curtailment) if "scope=site" in line)
+    assert "killed=1i" in site_line and 'control_mode="on"' in site_line  # (Grafana's Control and Kill switch)
 
 
 @pytest.mark.parametrize("entry", ["dangling link", "looping link", "a folder that loops", "a file for a folder"])
