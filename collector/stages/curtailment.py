@@ -351,7 +351,7 @@ class CurtailmentStage:
                         drawn_w += w
                     if (mode if state is mining else SLEEP) != current:  # not as the plan had it (_followed)
                         rec.seen, rec.seen_in = (mode if state is mining else SLEEP), cycle_no
-                        rec.seen_kw = sample.power_w * pue / 1000 if sample.power_w is not None else None
+                        rec.seen_kw = w * pue / 1000 if w is not None else None
                         off.append(rec)
                     elif rec.balked:  # it follows now
                         rec.balked = False
