@@ -50,7 +50,10 @@ def test_a_poll_reads_the_good_unit_and_names_each_hostile_grpc_answer(site, tmp
     good = samples[GOOD]
     assert good["state"] == "mining" and good["mac"] and good["firmware"] and not good["warnings"], good
     for address, mode in HOSTILE.items():  # each asked, and answered its worst
-        assert site.requests(address) == [LOGIN, DETAILS], (address, site.requests(address))
+        # (once, on a loaded machine, a unit was asked GetMinerDetails a second time: the reader's re-read, not
+        # what this tests; nothing else may reach the hostile server)
+        asked = site.requests(address)
+        assert asked[:2] == [LOGIN, DETAILS] and set(asked[2:]) <= {DETAILS} and len(asked) <= 3, (address, asked)
         sample = samples[address]  # read over RPC all the same; only what gRPC carries is missing
         assert sample["state"] == "mining" and sample["hashrate_ths"] > 50 and sample["mac"] is None, sample
         [warning] = sample["warnings"]
