@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from collector.bounded_log import BoundedLog
 from collector.cycle import Cycle, MinersPart
 from collector.layout import Allowlist, SiteLayout, curtailment_groups
 from collector.sources.live_inputs import LiveInputs, control_mode
@@ -220,6 +221,7 @@ class CurtailmentStage:
         self._polled_over = 0  # cycles in a row the polls showed the site over a demand-response limit
         self._last_plan: CurtailmentPlan | None = None  # (control's events on it: `begin`)
         self._control_acts = False  # control is dry_run or on this cycle: only its allowlist moves
+        self._unmet_log = BoundedLog(log, every_s=600)  # a target not met: said, not only in the plan's fields
         self._btc_th_h = 0.0
         self._promotions = 0
         self._this: list[_Miner] = []
@@ -312,6 +314,8 @@ class CurtailmentStage:
                         # First refresh now; later ones staggered over REFRESH_CYCLES.
                         rec = _Miner(mode if state is mining else SLEEP, 0.0, always_on, group,
                                      refreshed=cycle_no - len(miners) % REFRESH_CYCLES)
+                        if self.book.plans:
+                            self._take_up(rec, sample.miner, now)
                         if len(miners) < 200_000:
                             miners[sample.miner] = rec
                     c = rec.candidate
@@ -429,6 +433,15 @@ class CurtailmentStage:
             except Exception:  # a bug or an input no check caught: this miner's plan, never the others'
                 self._miner_failed(sample.miner)
         self._drawn_w += drawn_w
+
+    def _take_up(self, rec: _Miner, miner: str, now: float) -> None:
+        """A miner's first reading since a start: the plan's hold on it as the last run saved it (the option,
+        since when, held for demand response), when its poll shows it still in that option. Else (a restart
+        mid-window: trial Z) the miners slept for a target were woken as new and others shed in their place,
+        and a minimum time counted from nothing."""
+        kept = self.book.plans.pop(miner, None)
+        if kept is not None and kept[0] == rec.key:
+            rec.since, rec.dr = min(kept[1], now), kept[2]
 
     def _miner_failed(self, miner: str) -> None:
         """One miner's planning raised: it is left out of this cycle's plan (nothing acts on it) and planned
@@ -707,6 +720,12 @@ class CurtailmentStage:
         saved_h, energy_kw, btc_h = totals[SAVED_H], totals[ENERGY_KW], totals[BTC_H]
         plan.saved_usd_day, plan.energy_saved_kwh_day, plan.btc_forgone_day = saved_h * 24, energy_kw * 24, btc_h * 24
         plan.miners_off_plan = followed[3]
+        if self._targets and not plan.dr_met and plan.dr_target is not None:
+            self._unmet_log.warning(
+                "unmet", "demand response %s is not met: %.1f kW drawn as polled, %.1f kW planned, need %.1f kW; %d "
+                "miner(s) off their plan (control off or in dry_run, a kill switch, miners that do not follow), or not "
+                "enough the plan may shed (logged at most every 10 minutes)", describe_dr_target(plan.dr_target),
+                plan.drawn_kw, plan.planned_kw, plan.dr_need_kw, plan.miners_off_plan)
         saved = self.book.saved
         gap = None if self._last_ts is None else now - self._last_ts
         if not saved.since:
@@ -841,6 +860,8 @@ class CurtailmentStage:
         for item in cover.chosen:
             for rec in members[item]:
                 self._replan(rec, SLEEP, "dr", True)
+        if cover.chosen:  # saved at this cycle's end: a restart (a crash too) keeps them shed (`_take_up`)
+            self._last_save = float("-inf")
 
     def _drift_kw(self, recs: list[_Miner]) -> float:
         """How much more the miners that stay as they were draw in the polls than in the plan, kW (never less
@@ -1084,10 +1105,14 @@ class CurtailmentStage:
         self.save()
 
     def save(self) -> None:
-        """Write the efficiency book now (also on stop)."""
+        """Write the efficiency book now (also on stop), with the plan's hold on the miners a restart would lose
+        track of (`_take_up`): asleep, held for demand response, or changed within its minimum times."""
         if self.state_path is None:
             return
         self._last_save = time.monotonic()
+        recent = (self._last_ts or time.time()) - max(self.config.min_on_s, self.config.min_off_s)
+        self.book.plans = {miner: (rec.key, rec.since, rec.dr) for miner, rec in self._miners.items()
+                           if rec.key == SLEEP or rec.dr or rec.since > recent}
         try:
             self.book.save(self.state_path)
         except OSError as e:

@@ -14,7 +14,9 @@ number, an id or mode that is too long, too many miners or modes, or a date past
 and the `.prev` copy read instead; when that is unusable too learning starts over (the nameplate
 stands in meanwhile). A book dated ahead of the clock (stepped back since, or behind now) is kept,
 its dates moved back with the clock (logged). The running "saved vs always-on" totals live in the
-same file.
+same file, and the plan's hold on the miners it would lose track of at a restart (`plans`: each miner asleep,
+held for demand response, or changed within its minimum times: its option, since when, and whether demand
+response holds it), so a restart in a demand-response window does not wake the miners slept for it.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class EfficiencyBook:
     def __init__(self) -> None:
         self.miners: dict[str, MinerBook] = {}
         self.saved = SavedTotals()
+        # miner -> (the plan's option: a mode, or "" asleep; since, unix s; held for demand response), as the
+        # curtailment stage left them at the last save (it takes each up at the miner's first reading)
+        self.plans: dict[str, tuple[str, float, bool]] = {}
 
     def learn(self, sample: MinerSample, now: float, mode: str, warmup_s: float) -> MinerBook:
         # Every reading of every miner comes here each cycle: the steady path is kept short
@@ -142,6 +147,7 @@ class EfficiencyBook:
             "miners": {miner: {"seen": b.seen, "idle": [b.idle.n, b.idle.w],
                                "modes": {m: [s.n, s.ths, s.w] for m, s in b.modes.items()}}
                        for miner, b in self.miners.items()},
+            "plans": {miner: [key, since, dr] for miner, (key, since, dr) in self.plans.items()},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         durable_file.replace(path, orjson.dumps(data))
@@ -171,6 +177,7 @@ class EfficiencyBook:
             self.saved.since = max(0.0, self.saved.since - step)
         for book in self.miners.values():
             book.seen = max(0.0, book.seen - step)
+        self.plans = {miner: (key, max(0.0, since - step), dr) for miner, (key, since, dr) in self.plans.items()}
 
 
 class UnusableBook(durable_file.UnusableFile):
@@ -216,6 +223,18 @@ def _read(book: EfficiencyBook, data: Any) -> None:
             mb.modes[mode] = ModeStat(_count(stat[0], miner), _number(stat[1], f"{where} TH/s", 0, MAX_UNIT_THS),
                                       _number(stat[2], f"{where} watts", 0, MAX_UNIT_W))
         book.miners[miner] = mb
+    plans = data.get("plans", {})  # (a book saved before plans were kept has none)
+    if not isinstance(plans, dict) or len(plans) > MAX_MINERS:
+        raise UnusableBook(f"plans is not an object of at most {MAX_MINERS} miners")
+    for miner, plan in plans.items():
+        where = f"plans[{miner[:40]!r}]"
+        if not miner or len(miner) > MAX_KEY_CHARS:
+            raise UnusableBook(f"{where}: the miner id is empty or longer than {MAX_KEY_CHARS}")
+        if (not isinstance(plan, list) or len(plan) != 3 or not isinstance(plan[0], str) or len(plan[0]) > 64
+                or not isinstance(plan[2], bool)):
+            raise UnusableBook(f"{where} is not [option (a mode of at most 64 characters, or \"\" asleep), since, "
+                               "held for demand response (true/false)]")
+        book.plans[miner] = (plan[0], _number(plan[1], f"{where} since", 0, as_of + MAX_CLOCK_SKEW_S), plan[2])
 
 
 def _number(value: Any, what: str, low: float, high: float) -> float:

@@ -793,6 +793,20 @@ def test_a_demand_response_limit_under_action_limits_sheds_what_it_needs_not_mor
     assert results[-1].curtailment.drawn_kw <= 4.5 and results[-1].curtailment.dr_met
 
 
+def test_a_restart_in_a_demand_response_window_sends_nothing_new(full_power, tmp_path):
+    # Trial Z: at the first cycle after a restart the miner slept for the limit was woken (the price says run)
+    # and another shed in its place: two commands, and a wake that ignored min_off_s.
+    fleet = full_power
+    cfg = config(fleet, "ctl-dr-restart", price=CHEAP, control={"mode": "on", "allow": ["*"]},
+                 dr_schedule=dr_schedule(tmp_path, 13))  # of 15.6 kW: one A1246
+    run(cfg, 3)
+    sent = [commands(fleet, i) for i in range(4)]
+    assert sorted(map(len, sent)) == [0, 0, 0, 1] and sent.index(["ascset softoff"]) in OLD, sent
+    results = run(cfg, 3)  # the service again, mid-window
+    assert [commands(fleet, i) for i in range(4)] == sent
+    assert all(r.curtailment.changes == 0 and r.curtailment.drawn_kw <= 13 and r.curtailment.dr_met for r in results)
+
+
 def test_demand_response_sheds_only_what_control_may_touch_while_it_acts(full_power, tmp_path):
     # The cheapest kW to shed are an A1246's, but only the A1566s are on the allowlist: with control on (and in
     # dry_run, its rehearsal) the plan sheds an A1566, which control sends; before, it planned an A1246 that

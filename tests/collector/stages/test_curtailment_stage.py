@@ -299,6 +299,7 @@ def _valid_file(path):
 @pytest.mark.parametrize("attack", [
     "nan_watts", "negative_hashrate", "huge_count", "float_count", "as_of_past_2100", "too_many_modes",
     "long_mode", "not_an_object", "string_watts", "watts_beyond_any_miner",
+    "plan_not_a_list", "plan_since_a_string", "plan_since_ahead", "plan_dr_not_a_bool", "plan_long_mode", "plans_a_list",
 ])
 def test_an_unusable_state_file_is_set_aside_and_learning_starts_over(tmp_path, attack, caplog):
     path = tmp_path / "curtailment-efficiency.json"
@@ -327,12 +328,63 @@ def test_an_unusable_state_file_is_set_aside_and_learning_starts_over(tmp_path, 
             entry["modes"]["0"][2] = "3650"
         elif attack == "watts_beyond_any_miner":
             entry["modes"]["0"][2] = 1e9
+        elif attack.startswith("plan"):  # the plan's hold on a miner across a restart
+            plan = ["", data["as_of"] - 60, True]
+            if attack == "plan_not_a_list":
+                plan = {"key": ""}
+            elif attack == "plan_since_a_string":
+                plan[1] = "yesterday"
+            elif attack == "plan_since_ahead":
+                plan[1] = data["as_of"] + 86400
+            elif attack == "plan_dr_not_a_bool":
+                plan[2] = 1
+            elif attack == "plan_long_mode":
+                plan[0] = "x" * 500
+            data["plans"] = [plan] if attack == "plans_a_list" else {"m0": plan}
         path.write_text(json.dumps(data))
     site = Site(CurtailmentConfig(), state_path=path)
     assert site.stage.book.miners == {}
     assert (tmp_path / "curtailment-efficiency.json.unusable.1").exists()
     assert "learning starts over" in caplog.text
     site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts)], 0.02)  # and the stage works on
+
+
+def test_a_restart_in_a_demand_response_window_keeps_the_miners_shed_for_it(tmp_path):
+    # Trial Z: the miners asleep for a target were kept in memory only: after a restart they were planned by the
+    # price (woken) and others shed in their place, 6 commands for a 3-miner shed; with min_off_s 900 too.
+    path = tmp_path / "curtailment-efficiency.json"
+    config = CurtailmentConfig(min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0, warmup_s=0)
+    limit = DrTarget(limit_kw=19.5, end=TS + timedelta(hours=1), reason="4CP")
+    models = list(MODELS)
+
+    def polled(asleep: set[str]):
+        return lambda ts: [sample(i, models[i % 3], ts, state=MinerState.SOFT_OFF if f"m{i}" in asleep else MinerState.MINING)
+                           for i in range(6)]
+
+    site = Site(config, state_path=path, dr_override=limit)
+    shed = {m for m, k in site.cycle(polled(set()), 0.02).keys.items() if k == SLEEP}
+    assert shed in ({"m2"}, {"m5"})
+    kept = json.loads(path.read_text())["plans"]  # saved at the shed's cycle: a crash keeps it too
+    assert {m for m, (key, _, dr) in kept.items() if key == "" and dr} == shed
+    after = Site(config, state_path=path, dr_override=limit)  # a restart (no stop: the cycle's own save)
+    after.k = site.k  # (the next tick)
+    for _ in range(3):
+        plan = after.cycle(polled(shed), 0.02)
+        assert {m for m, k in plan.keys.items() if k == SLEEP} == shed and plan.changes == 0 and plan.dr_met, plan.keys
+
+
+def test_a_minimum_off_time_goes_on_counting_across_a_restart(tmp_path):
+    path = tmp_path / "curtailment-efficiency.json"
+    config = CurtailmentConfig(min_on_s=0, min_off_s=900, hysteresis_usd_kwh=0, warmup_s=0)
+    a1246 = lambda state: lambda ts: [sample(0, "AvalonMiner 1246", ts, state=state)]  # noqa: E731
+    site = Site(config, state_path=path)
+    assert site.cycle(a1246(MinerState.MINING), 0.06).keys == {"m0": SLEEP}  # above its break-even (~0.040)
+    site.stage.close()
+    after = Site(config, state_path=path)
+    after.k = site.k  # (the next tick)
+    plan = after.cycle(a1246(MinerState.SOFT_OFF), 0.02)  # 10 s later the price falls: held, 890 s to go
+    assert plan.keys == {"m0": SLEEP} and plan.held == 1, plan.advice
+    assert "minimum off time (10 of 900 s)" in plan.advice[0].reason
 
 
 def test_a_mode_changed_by_hand_during_warm_up_is_planned_from_what_the_miner_does(caplog):
@@ -527,6 +579,16 @@ def test_a_limit_is_held_to_the_polled_draw_when_the_miners_draw_more_than_the_p
         plan = site.cycle(polled(gone, 1.03), 0.02)
         assert {m for m, k in plan.keys.items() if k == SLEEP} == {f"m{i}" for i in gone} and plan.changes == 0
         assert plan.drawn_kw <= 23.0 and plan.dr_met
+
+
+def test_a_limit_not_met_is_said_in_the_log_once_not_every_cycle(caplog):
+    # Trial Z: a limit not met (there: more than the allowed miners could shed) was in the fields only, never the log.
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0, warmup_s=0),
+                dr_override=DrTarget(limit_kw=0.2, end=TS + timedelta(hours=1), reason="utility call 7"))
+    plans = [site.cycle(fleet(), 0.02) for _ in range(4)]  # every miner planned asleep; nobody follows (control off)
+    assert [p.dr_met for p in plans] == [True, True, False, False] and plans[-1].miners_sleep == 6
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "is not met" in r.getMessage()]
+    assert len(said) == 1 and "site at most 0.2 kW" in said[0] and "(utility call 7)" in said[0], said
 
 
 def test_running_savings_nobody_followed_are_exactly_zero_not_rounding_residue():
