@@ -222,6 +222,7 @@ class CurtailmentStage:
         self._last_plan: CurtailmentPlan | None = None  # (control's events on it: `begin`)
         self._control_acts = False  # control is dry_run or on this cycle: only its allowlist moves
         self._unmet_log = BoundedLog(log, every_s=600)  # a target not met: said, not only in the plan's fields
+        self._taken_up = [0, 0]  # miners whose saved hold was taken up this cycle (`_take_up`), of them for a target
         self._btc_th_h = 0.0
         self._promotions = 0
         self._this: list[_Miner] = []
@@ -442,6 +443,8 @@ class CurtailmentStage:
         kept = self.book.plans.pop(miner, None)
         if kept is not None and kept[0] == rec.key:
             rec.since, rec.dr = min(kept[1], now), kept[2]
+            self._taken_up[0] += 1
+            self._taken_up[1] += kept[2]
 
     def _miner_failed(self, miner: str) -> None:
         """One miner's planning raised: it is left out of this cycle's plan (nothing acts on it) and planned
@@ -469,6 +472,10 @@ class CurtailmentStage:
             return
         now = cycle.ts.timestamp()
         cycle.curtailment = self._last_plan = self._plan(cycle, prices, now)
+        if self._taken_up[0]:
+            log.info("curtailment: the plan's hold on %d miner(s) taken up as saved before the start (%d asleep for "
+                     "demand response)", *self._taken_up)
+            self._taken_up = [0, 0]
         self._this, self._shares, self._keys = [], [], {}
         self._forget(now)
         self._save(now)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import math
 from datetime import timedelta
 
@@ -349,7 +350,7 @@ def test_an_unusable_state_file_is_set_aside_and_learning_starts_over(tmp_path, 
     site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts)], 0.02)  # and the stage works on
 
 
-def test_a_restart_in_a_demand_response_window_keeps_the_miners_shed_for_it(tmp_path):
+def test_a_restart_in_a_demand_response_window_keeps_the_miners_shed_for_it(tmp_path, caplog):
     # Trial Z: the miners asleep for a target were kept in memory only: after a restart they were planned by the
     # price (woken) and others shed in their place, 6 commands for a 3-miner shed; with min_off_s 900 too.
     path = tmp_path / "curtailment-efficiency.json"
@@ -368,9 +369,13 @@ def test_a_restart_in_a_demand_response_window_keeps_the_miners_shed_for_it(tmp_
     assert {m for m, (key, _, dr) in kept.items() if key == "" and dr} == shed
     after = Site(config, state_path=path, dr_override=limit)  # a restart (no stop: the cycle's own save)
     after.k = site.k  # (the next tick)
+    caplog.set_level(logging.INFO, "collector.stages.curtailment")
     for _ in range(3):
         plan = after.cycle(polled(shed), 0.02)
         assert {m for m, k in plan.keys.items() if k == SLEEP} == shed and plan.changes == 0 and plan.dr_met, plan.keys
+    said = [r.getMessage() for r in caplog.records if "taken up as saved" in r.getMessage()]
+    assert said == ["curtailment: the plan's hold on 1 miner(s) taken up as saved before the start (1 asleep for "
+                    "demand response)"], said  # once, at the start
 
 
 def test_a_minimum_off_time_goes_on_counting_across_a_restart(tmp_path):
