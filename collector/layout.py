@@ -89,6 +89,8 @@ class Allowlist:
         self._cache: dict[tuple[str, str, int, str | None], bool] = {}  # (id, host, port, MAC)
 
     def allows(self, sample: MinerSample) -> bool:
+        if self.names_all or not self._names:  # (`*`, or none: control off; the stage asks of every miner)
+            return self.names_all
         key = (sample.miner, sample.host, sample.port, sample.mac)
         known = self._cache.get(key)
         if known is not None:
@@ -98,7 +100,7 @@ class Allowlist:
         if place is not None:
             names.update(place.groups)
             names.update(n for n in (place.container, place.row, place.rack) if n)
-        ok = self.names_all or any(name.strip().upper() in self._names for name in names if name)
+        ok = any(name.strip().upper() in self._names for name in names if name)
         if len(self._cache) < self.MAX_CACHED:
             self._cache[key] = ok
         return ok

@@ -144,8 +144,7 @@ class _Miner:
     # the option its poll showed when that was not the one the plan had it in (`seen_in`: that cycle's number)
     seen: str = ""
     seen_in: int = 0
-    seen_kw: float | None = None  # its facility kW at that poll
-    polled_w: float | None = None  # its power as this cycle's poll shows it, W
+    polled_w: float | None = None  # its power as this cycle's poll shows it, W (for one seen off plan: there)
     balked: bool = False  # control reported its change unconfirmed or refused, and it has not followed since
     controllable: bool = True  # on control's allowlist (as of its last refresh)
 
@@ -356,7 +355,6 @@ class CurtailmentStage:
                         drawn_w += w
                     if (mode if state is mining else SLEEP) != current:  # not as the plan had it (_followed)
                         rec.seen, rec.seen_in = (mode if state is mining else SLEEP), cycle_no
-                        rec.seen_kw = w * pue / 1000 if w is not None else None
                         off.append(rec)
                     elif rec.balked:  # it follows now
                         rec.balked = False
@@ -895,7 +893,8 @@ class CurtailmentStage:
         acts = self._control_acts
         for rec in self._off:
             if (rec.balked or (acts and not rec.controllable)) and rec.seen != rec.plan:
-                kw, c = rec.seen_kw, rec.candidate
+                w, c = rec.polled_w, rec.candidate
+                kw = w * self._pue / 1000 if w is not None else None
                 if kw is None and c is not None:  # (no power reading: the option it is in, as measured)
                     kw = c.sleep_kw if rec.seen == SLEEP else (kw_of(c, rec.seen) or c.runs[rec.usual][2])
                 out.append((rec, kw or 0.0))
