@@ -205,7 +205,7 @@ class CurtailmentStage:
         self._last_ts: float | None = None
         self._last_save = float("-inf")  # the first cycle writes the book: a new file shows at once
         self._last_forget = 0.0
-        self._inputs: tuple | None = None  # (prices, target, stale reason) of the last epoch
+        self._inputs: tuple | None = None  # (prices, target, stale reason, control acts) of the last epoch
         self._epoch: object = object()  # a new one whenever those change: every miner is planned anew
         self._texts: dict[str, str] = {}  # reasons worded alike for every miner, this epoch (_reason)
         self._rates: tuple | None = None  # (revenue per TH-hour, credit per kWh) of the last revenue epoch
@@ -268,8 +268,9 @@ class CurtailmentStage:
         rates = (prices.revenue_usd_th_h, prices.credit_usd_kwh)
         if rates != self._rates:
             self._rates, self._rates_epoch = rates, object()
-        if last is None or last[0] is not prices or last[1] != targets or last[2] != self._stale_reason:
-            self._inputs = (prices, targets, self._stale_reason)
+        if (last is None or last[0] is not prices or last[1] != targets or last[2] != self._stale_reason
+                or last[3] != self._control_acts):  # (control's switch moves the ramp's order: _ramp_order)
+            self._inputs = (prices, targets, self._stale_reason, self._control_acts)
             self._epoch = object()
             self._texts = {}
         self._prices, self._target, self._targets = prices, target, targets
@@ -674,7 +675,8 @@ class CurtailmentStage:
         # Its place in the ramp's order as `_limit_ramp` makes it for a change planned before the ramp.
         index = 1 if key == SLEEP else 0
         delta = (c.sleep_kw - c.runs[0][2]) if key == SLEEP else (c.runs[0][2] - c.sleep_kw)
-        urgency, ratio = _ramp_order(False, key, c.current, worth[index] - worth[1 - index], delta)
+        urgency, ratio = _ramp_order(False, key, c.current, worth[index] - worth[1 - index], delta,
+                                     self._control_acts and not rec.controllable)
         rec.wants = key
         self._defer_one_run(rec, c, worth)
         rec.queued = entry = (urgency, ratio, rec.pos, delta, rec)
@@ -950,7 +952,7 @@ class CurtailmentStage:
         assert ramp is not None
         pending = []
         margin = self._margin_same  # the rules' profit is the worth the plan was made with
-        epoch = self._epoch
+        epoch, acts = self._epoch, self._control_acts
         for rec in recs:
             if not rec.share[CHANGED]:
                 continue
@@ -969,7 +971,7 @@ class CurtailmentStage:
                 gain = worth[rec.index] - worth[now_at] if now_at >= 0 else float("inf")  # type: ignore[index]
             else:
                 gain = profit_h(c, key, prices, self.rules) - profit_h(c, current, prices, self.rules)
-            urgency, ratio = _ramp_order(rec.dr, key, current, gain, delta)
+            urgency, ratio = _ramp_order(rec.dr, key, current, gain, delta, acts and not rec.controllable)
             pending.append((urgency, ratio, rec.pos, delta, rec))
             if rec.why == CHANGE:  # the rules' own change (not demand response's): kept if deferred
                 rec.waiting = (key, rec.index, rec.share, (urgency, ratio, delta))
@@ -1138,10 +1140,13 @@ def _one_run_share(c: Candidate, worth: list[float], index: int, btc_th_h: float
     return kw, kw, 0.0, 0.0, 0.0, False, True, False, held, changed, 0.0
 
 
-def _ramp_order(dr: bool, key: str, current: str, gain: float, delta: float) -> tuple[int, float]:
+def _ramp_order(dr: bool, key: str, current: str, gain: float, delta: float, advice_only: bool = False) -> tuple[int, float]:
     """A change's place in the ramp's order: demand response's first, then sleeps, changes of mode, wakes;
-    within each the most gained per kW moved first (`gain` $/h, `delta` kW)."""
-    return (0 if dr else 1 if key == SLEEP else 2 if current != SLEEP else 3), -gain / max(abs(delta), 1e-9)
+    within each the most gained per kW moved first (`gain` $/h, `delta` kW). While control acts, the changes
+    it will make come before the advice for miners off its allowlist (`advice_only`): else a partial allowlist's
+    miners waited behind changes nobody makes, up to the whole spike (trial X)."""
+    return ((0 if dr else 1 if key == SLEEP else 2 if current != SLEEP else 3) + (4 if advice_only else 0),
+            -gain / max(abs(delta), 1e-9))
 
 
 def _index(runs: tuple[tuple[str, float, float], ...], mode: str) -> int:

@@ -2,7 +2,8 @@
 are as last cycle keeps its plan whole, a miner running as usual is settled inline, reasons worded
 alike for every miner are made once. None of that may change a plan.
 Random fleets and price paths (work modes, soft-off and idle miners, miners missing a cycle, stale
-prices, demand-response targets, shed-whole and always-on groups, ramps, both strategies) are planned
+prices, demand-response targets, shed-whole and always-on groups, ramps, both strategies, control acting
+on an allowlist and switched over MQTT) are planned
 twice, by the stage and by the same stage with every shortcut off, and must agree on every field."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collector.sources.live_inputs import LiveInputs
 from collector.stages.curtailment import CurtailmentStage
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource, SiteEconomics
 from models.config import Place
-from models.curtailment import CurtailmentConfig, DrTarget
+from models.curtailment import ControlMode, CurtailmentConfig, DrTarget
 from tests.support import TS, deliver
 
 NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
@@ -64,6 +65,9 @@ def _scenario(rnd: random.Random):
         covered = rnd.sample(sorted(MODELS), rnd.randint(1, len(MODELS)))
         config["work_modes"] = {m: [{"mode": k, "hashrate_ths": ths * f, "power_w": w * f ** 1.4}
                                     for k, f in MODES.items()] for m, (ths, w) in MODELS.items() if m in covered}
+    if rnd.random() < 0.3:  # control acts on some miners: the cover and the ramp's order heed its allowlist
+        allow = [f"10.0.0.{i}" for i in range(n) if rnd.random() < 0.5] + (["pdu-a"] if rnd.random() < 0.3 else [])
+        config["control"] = {"mode": rnd.choice(["on", "dry_run"]), "allow": allow or ["m0"], "mqtt_commands": True}
     target = None
     r = rnd.random()
     start, end = TS + timedelta(seconds=10 * rnd.randint(0, 5)), TS + timedelta(seconds=10 * rnd.randint(6, 30))
@@ -142,6 +146,10 @@ def _compare(rnd, miners, layout, config, target, economics, prices=None):
         age_s = 3600 if rnd.random() < (0.08 if prices is None else 0.02) else 0  # the fallback price: stale
         if rnd.random() < 0.1:
             modes[rnd.randrange(len(miners))] = rnd.choice(list(MODES))  # a mode changed by hand
+        if config.control.mqtt_commands and rnd.random() < 0.15:  # Home Assistant switches control down, or back
+            asked = rnd.choice([None, ControlMode.OFF, ControlMode.DRY_RUN])
+            for live, _ in sites:
+                live.curtailment.mode = asked
         samples = _samples(rnd, miners, modes, ts)
         plans = []
         for live, stage in sites:
