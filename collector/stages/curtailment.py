@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -159,6 +160,7 @@ RAMP_CHANGE = f"ramp:{CHANGE}"  # a change the rules wanted, deferred by the ram
 RAMPED = frozenset((RAMP_CHANGE, "ramp:dr"))
 HELD = frozenset((HYSTERESIS, MIN_ON, MIN_OFF, *RAMPED))
 _RAMP_WHY = {CHANGE: RAMP_CHANGE, "dr": "ramp:dr"}  # why a change the ramp deferred was planned
+NOT_PACED = 4  # the ramp's order from here on (_ramp_order): advice nobody here carries out, let through unpaced
 ASLEEP_WORDS = "asleep"  # the key of a sleeping miner's words in `_texts` (the same for every one)
 TIMED = frozenset((MIN_ON, MIN_OFF))  # holds whose words say how long they have held: worded anew each cycle
 # A miner's share of the plan's figures (_Miner.share): kW planned, kW as usual, profit per hour saved,
@@ -890,17 +892,28 @@ class CurtailmentStage:
         retries, or `refused`), and, while control acts (dry_run rehearses on), those off its allowlist.
         Only those: a miner waiting for the action limits or the ramp, or in a command's usual lag, is on its
         way (counting it sheds a replacement, which waits too: the whole site, trial X); with control off the
-        plan is the advice as if followed."""
-        out = []
+        plan is the advice as if followed. While control acts, also a miner off its allowlist that the polls show
+        as the plan had it and that the rules plan otherwise this cycle: it stays where it is (trial ZA: the price
+        rules' sleeps of off-list miners, advice nobody carries out, were counted as meeting a limit, need 0,
+        the site 14-22 kW over all window)."""
         acts = self._control_acts
-        for rec in self._off:
-            if (rec.balked or (acts and not rec.controllable)) and rec.seen != rec.plan:
-                w, c = rec.polled_w, rec.candidate
-                kw = w * self._pue / 1000 if w is not None else None
-                if kw is None and c is not None:  # (no power reading: the option it is in, as measured)
-                    kw = c.sleep_kw if rec.seen == SLEEP else (kw_of(c, rec.seen) or c.runs[rec.usual][2])
-                out.append((rec, kw or 0.0))
+        out = [(rec, self._polled_kw(rec, rec.seen)) for rec in self._off
+               if (rec.balked or (acts and not rec.controllable)) and rec.seen != rec.plan]
+        if acts and not self.allowlist.names_all:
+            cycle_no = self._cycle_no
+            out += [(rec, self._polled_kw(rec, rec.key)) for rec in self._this
+                    if not rec.controllable and rec.plan != rec.key and rec.seen_in != cycle_no]
         return out
+
+    def _polled_kw(self, rec: _Miner, seen: str) -> float:
+        """A miner's facility kW as this cycle's poll shows it in option `seen` (no power reading: that option's,
+        as measured)."""
+        w, c = rec.polled_w, rec.candidate
+        if w is not None:
+            return w * self._pue / 1000
+        if c is None:
+            return 0.0
+        return c.sleep_kw if seen == SLEEP else (kw_of(c, seen) or c.runs[rec.usual][2])
 
     def _sheddable(self, recs: list[_Miner]) -> Iterator[tuple[_Miner, float, float, str | None]]:
         """The miners running in the plan that demand response may shed: each with the profit per hour it
@@ -995,9 +1008,10 @@ class CurtailmentStage:
         # twice as fast as comparing tuples (a spike puts every miner here).
         for field in (2, 1, 0):
             pending.sort(key=itemgetter(field))
-        sizes = list(map(abs, map(itemgetter(3), pending)))
-        ramp.refill(self._elapsed(now), max(sizes))
-        let_go = ramp.spend_in_order(sizes)
+        paced = bisect_left(pending, NOT_PACED, key=itemgetter(0))  # (the rest: advice for miners control won't touch)
+        sizes = list(map(abs, map(itemgetter(3), pending[:paced])))
+        ramp.refill(self._elapsed(now), max(sizes, default=0.0))
+        let_go = ramp.spend_in_order(sizes) + list(range(paced, len(pending)))
         for i in let_go:
             self._let_go(pending[i][4])  # (one deferred in its part waits no more: its queued_in is cleared)
         # The rest wait: the ones deferred in their part as they are, the others deferred now.
@@ -1142,10 +1156,12 @@ def _one_run_share(c: Candidate, worth: list[float], index: int, btc_th_h: float
 
 def _ramp_order(dr: bool, key: str, current: str, gain: float, delta: float, advice_only: bool = False) -> tuple[int, float]:
     """A change's place in the ramp's order: demand response's first, then sleeps, changes of mode, wakes;
-    within each the most gained per kW moved first (`gain` $/h, `delta` kW). While control acts, the changes
-    it will make come before the advice for miners off its allowlist (`advice_only`): else a partial allowlist's
-    miners waited behind changes nobody makes, up to the whole spike (trial X)."""
-    return ((0 if dr else 1 if key == SLEEP else 2 if current != SLEEP else 3) + (4 if advice_only else 0),
+    within each the most gained per kW moved first (`gain` $/h, `delta` kW). While control acts, a change for a
+    miner off its allowlist (`advice_only`) is advice nobody here carries out: last, and not paced (NOT_PACED,
+    `_limit_ramp`). Paced, such changes took the budget from the allowlisted miners' (trial X; trial ZA: a
+    smaller off-list change fitting first, cycle after cycle, 1 of 8 allowlisted miners asleep 135 s into a
+    spike the ramp allowed 7 in)."""
+    return ((0 if dr else 1 if key == SLEEP else 2 if current != SLEEP else 3) + (NOT_PACED if advice_only else 0),
             -gain / max(abs(delta), 1e-9))
 
 

@@ -606,19 +606,20 @@ def test_a_miner_the_ramp_holds_asleep_after_the_price_falls_is_not_slept(fleet)
     assert dry == on
 
 
-def test_under_a_ramp_the_changes_control_makes_go_before_advice_for_miners_off_its_allowlist(fleet):
+def test_under_a_ramp_the_budget_goes_to_the_changes_control_makes_not_to_advice_for_miners_off_its_allowlist(fleet):
     # Every miner loses at 1 $/kWh; a 5 kW/min ramp lets one sleep through in this run (~3.7 kW an A1246, ~4 kW
-    # an A15: 4 kW/min let only an A1246 fit, first or not). The A1246s lose the most per kW, but only the A15s
-    # are on the allowlist: the ramp's budget went to an A1246's sleep, which control never sends, and the A15s
-    # waited behind it (trial X: a partial allowlist's miners waited behind advice nobody carries out, up to the
-    # whole spike). With control off the advice keeps its order.
+    # an A15). The A1246s lose the most per kW, but only the A15s are on the allowlist: the ramp's budget went to
+    # an A1246's sleep, which control never sends, and the A15s waited behind it (trial X; trial ZA: off-list
+    # sleeps smaller than an A15's fitted first cycle after cycle). Now the off-list advice is not paced (nobody
+    # here carries it out) and the budget is the A15s'. With control off the whole plan is advice, paced.
     allow = [fleet[i].address for i in (2, 3)]
     plans: list = []
     on, dry = on_and_dry_run(fleet, "ctl-ramp-allow", [1.0] * 3, {"allow": allow}, plans, ramp_kw_per_min=5)
     assert on == [[("a1566", "sleep")], [], []]
     assert dry == on
-    asleep = [m for m, key in plans[0].keys.items() if key == SLEEP]
-    assert len(asleep) == 1 and asleep[0] in {miner_id(fleet[i]) for i in (2, 3)} and plans[0].deferred == 3
+    asleep = {m for m, key in plans[0].keys.items() if key == SLEEP}
+    old = {miner_id(fleet[i]) for i in OLD}
+    assert old < asleep and len(asleep - old) == 1 and plans[0].deferred == 1, plans[0]  # the advice at once
     [advice] = run(config(fleet, "ctl-ramp-allow-off", price=1.0, control=None, ramp_kw_per_min=5), 1)
     assert [m for m, key in advice.curtailment.keys.items() if key == SLEEP] in ([miner_id(fleet[i])] for i in OLD)
 

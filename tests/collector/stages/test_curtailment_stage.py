@@ -257,6 +257,43 @@ def test_the_ramps_order_sheds_first_and_wakes_last_the_most_gained_per_kw_first
     assert [name for name, _ in order] == ["dr", "sleep, large gain", "sleep, small gain", "mode", "wake"]
 
 
+@pytest.mark.parametrize("mode", ["on", "dry_run", "off"])
+def test_the_ramp_paces_the_changes_control_makes_not_advice_for_miners_off_its_allowlist(mode):
+    # Trial ZA: only the A15s (4.0 kW) on the allowlist, a 1.2 kW/min ramp, every miner losing. Paced, the off-list
+    # A1466s' and A1246s' sleeps (3.6, 3.8 kW: advice control never sends) fitted the refilling budget before an
+    # A15's, cycle after cycle: the first A15 slept after all four (the trial: 1 of 8 asleep 135 s into a spike
+    # the ramp allowed 7 in). Now their advice goes through at once, unpaced, and the budget is the A15s'.
+    # With control off, the plan is advice for every miner and all of it is paced.
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, ramp_kw_per_min=1.2,
+                                  control={"mode": mode, "allow": ["m0", "m3"]} if mode != "off" else {}))
+    site.cycle(fleet(), 0.02)
+    plans = [site.cycle(fleet(), 1.0) for _ in range(24)]
+    asleep = [{m for m, key in p.keys.items() if key == SLEEP} for p in plans]
+    if mode == "off":
+        assert asleep[0] == set() and all(len(b - a) <= 1 for a, b in zip(asleep, asleep[1:])), asleep
+        return
+    assert asleep[0] == {"m1", "m2", "m4", "m5"} and plans[0].deferred == 2  # the off-list advice at once
+    first = next(k for k, names in enumerate(asleep) if names & {"m0", "m3"})
+    # The budget, 1.2 kW before the spike and 0.2 kW more a cycle, reaches an A15's 4.015 kW in the spike's 15th
+    # cycle; then one A15, not both, in the 24.
+    assert first == 14 and len(asleep[-1] & {"m0", "m3"}) == 1, asleep
+
+
+@pytest.mark.parametrize("ramp", [None, 12])
+def test_a_limit_counts_the_draw_of_off_list_miners_the_rules_plan_asleep(ramp):
+    # Trial ZA: at 0.05 $/kWh the rules sleep the A1246s, off control's allowlist: advice control never sends. The
+    # cover counted them asleep, as meeting a 20 kW limit (need 0): with a ramp deferring their sleeps cycle after
+    # cycle, the site stayed 14-22 kW over the whole window; without one, for a cycle. Now they count at their
+    # polled draw at once, and an allowlisted A15 is shed in the limit's first cycle.
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0, warmup_s=0, ramp_kw_per_min=ramp,
+                                  control={"mode": "on", "allow": ["m0", "m1", "m3", "m4"]}),
+                dr_override=DrTarget(limit_kw=20.0, end=TS + timedelta(hours=1), reason="4CP"))
+    plan = site.cycle(fleet(), 0.05)  # 22.66 kW polled; 15.1 kW with the A1246s asleep as the rules plan them
+    shed = {m for m, key in plan.keys.items() if key == SLEEP} - {"m2", "m5"}
+    assert plan.dr_need_kw == pytest.approx(22.66 - 20.0, abs=0.01) and len(shed) == 1 and shed <= {"m1", "m4"}, plan
+    assert all(a.dr for a in plan.advice if a.miner in shed)
+
+
 def test_a_change_the_ramp_defers_says_why_it_was_wanted():
     # A deferred sleep's reason is the price above the miner's break-even; a deferred wake's, below it (it said
     # "mode 0 earns 0.000 $/h more than mode 0", and "above" for a wake), the next cycle's the same.
