@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from collector.bounded_log import BoundedLog
 from collector.cycle import Cycle, MinersPart
 from collector.layout import Allowlist, SiteLayout, curtailment_groups
-from collector.sources.live_inputs import LiveInputs, control_mode
+from collector.sources.live_inputs import LiveInputs, control_mode, kill_switch
 from collector.stages import cost_engine
 from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S  # a longer gap (collector down) is not counted in the savings
 from collector.stages.curtailment_rules import (
@@ -222,6 +222,8 @@ class CurtailmentStage:
         self._polled_over = 0  # cycles in a row the polls showed the site over a demand-response limit
         self._last_plan: CurtailmentPlan | None = None  # (control's events on it: `begin`)
         self._control_acts = False  # control is dry_run or on this cycle: only its allowlist moves
+        self._sending: bool | None = None  # control sends this cycle (on, no kill switch); None before the first
+        self._rebase = False  # control sends again after cycles it did not: the plan starts from the polls (`part`)
         self._unmet_log = BoundedLog(log, every_s=600)  # a target not met: said, not only in the plan's fields
         self._taken_up = [0, 0]  # miners whose saved hold was taken up this cycle (`_take_up`), of them for a target
         self._btc_th_h = 0.0
@@ -243,7 +245,10 @@ class CurtailmentStage:
             self._last_ts = now
         self._this, self._shares, self._keys, self._other_kw, self._queue, self._off = [], [], {}, 0.0, [], []
         self._prices, self._targets, self._drawn_w = None, (), 0.0
-        self._control_acts = control_mode(self.config.control, self.live.curtailment) is not ControlMode.OFF
+        mode = control_mode(self.config.control, self.live.curtailment)
+        self._control_acts = mode is not ControlMode.OFF
+        sending = mode is ControlMode.ON and kill_switch(self.config.control, self.live.curtailment) is None
+        self._rebase, self._sending = sending and self._sending is False, sending
         self._cycle_no += 1
         self._promotions = PROMOTIONS_PER_CYCLE
         network = cycle.network
@@ -271,7 +276,7 @@ class CurtailmentStage:
         if rates != self._rates:
             self._rates, self._rates_epoch = rates, object()
         if (last is None or last[0] is not prices or last[1] != targets or last[2] != self._stale_reason
-                or last[3] != self._control_acts):  # (control's switch moves the ramp's order: _ramp_order)
+                or last[3] != self._control_acts or self._rebase):  # (control's switch moves the ramp's order)
             self._inputs = (prices, targets, self._stale_reason, self._control_acts)
             self._epoch = object()
             self._texts = {}
@@ -299,6 +304,7 @@ class CurtailmentStage:
         queue_changes = self._ramp is not None and self._target is None
         min_on, min_off = rules.min_on_s, rules.min_off_s
         miners, learn, this, shares, keys, off = self._miners, self.book.learn, self._this, self._shares, self._keys, self._off
+        rebase = self._rebase
         drawn_w = 0.0
         mining, soft_off, idle, avalon_source = MinerState.MINING, MinerState.SOFT_OFF, MinerState.IDLE, SampleSource.AVALON
         idle_may_sleep = IDLE_MAY_BE_ASLEEP
@@ -357,8 +363,14 @@ class CurtailmentStage:
                     if w is not None:
                         drawn_w += w
                     if (mode if state is mining else SLEEP) != current:  # not as the plan had it (_followed)
-                        rec.seen, rec.seen_in = (mode if state is mining else SLEEP), cycle_no
-                        off.append(rec)
+                        if rebase and rec.controllable:
+                            # Control sends again (on, after off, dry_run or a kill switch): what the plan moved
+                            # while nothing was sent is planned anew from where the miner is, through the ramp;
+                            # else the whole backlog was sent at once (trial ZA: 17.7 kW in 6 s at 12 kW/min).
+                            current = c.current = rec.key = mode if state is mining else SLEEP
+                        else:
+                            rec.seen, rec.seen_in = (mode if state is mining else SLEEP), cycle_no
+                            off.append(rec)
                     elif rec.balked:  # it follows now
                         rec.balked = False
                     rec.was_dr = rec.dr

@@ -624,6 +624,29 @@ def test_under_a_ramp_the_budget_goes_to_the_changes_control_makes_not_to_advice
     assert [m for m, key in advice.curtailment.keys.items() if key == SLEEP] in ([miner_id(fleet[i])] for i in OLD)
 
 
+def test_lifting_the_kill_switch_mid_ramp_does_not_send_the_backlog_at_once(fleet, tmp_path):
+    # Trial ZA: killed through a spike, the plan let 3 sleeps through a 12 kW/min ramp (its minute's budget), none
+    # sent; lifted, control sent all 3 in that cycle. Now what the plan moved while nothing was sent is planned
+    # anew from the polls, through the ramp: its budget, spent while killed, lets nothing through for a while.
+    stop = tmp_path / "stop"
+    stop.touch()
+    cfg = config(fleet, "ctl-kill-backlog", price=1.0, control={"mode": "on", "allow": ["*"],
+                                                                "kill_switch_file": str(stop)}, ramp_kw_per_min=12)
+    plans: list = []
+
+    def step(cycle) -> None:
+        plans.append(cycle.curtailment)
+        if len(plans) == 3:
+            stop.unlink()
+
+    pipeline = build(cfg, sinks=[_Site(step)], service_mode=True)
+    asyncio.run(pipeline.run(cycles=6))
+    pipeline.close()
+    assert len({m for m, key in plans[2].keys.items() if key == SLEEP}) == 3 and plans[2].killed  # the backlog
+    assert fleet.commands() == [] and not plans[3].killed, commands(fleet)
+    assert all(p.changes == 0 for p in plans[3:]) and plans[3].deferred == 4
+
+
 def test_dry_runs_books_forget_the_oldest_miners_beyond_their_bound(monkeypatch):
     # Miner churn (ids that come and go) must not grow dry_run's books without limit.
     from collections import deque

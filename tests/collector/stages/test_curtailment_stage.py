@@ -21,7 +21,7 @@ from collector.stages.curtailment_rules import SLEEP
 from collector.layout import SiteLayout
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource, SiteEconomics
 from models.config import Place
-from models.curtailment import ActionEvent, CurtailmentConfig, DrTarget
+from models.curtailment import ActionEvent, ControlMode, CurtailmentConfig, DrTarget
 from tests.support import TS, deliver
 
 NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925000, "fees_btc_per_block": 0.02,
@@ -292,6 +292,40 @@ def test_a_limit_counts_the_draw_of_off_list_miners_the_rules_plan_asleep(ramp):
     shed = {m for m, key in plan.keys.items() if key == SLEEP} - {"m2", "m5"}
     assert plan.dr_need_kw == pytest.approx(22.66 - 20.0, abs=0.01) and len(shed) == 1 and shed <= {"m1", "m4"}, plan
     assert all(a.dr for a in plan.advice if a.miner in shed)
+
+
+@pytest.mark.parametrize("paused_by", ["kill switch", "dry_run"])
+def test_a_backlog_the_plan_let_go_while_nothing_was_sent_goes_through_the_ramp_again(paused_by, tmp_path):
+    # Trial ZA: while the kill switch was on (or control in dry_run), the plan went on letting changes through the
+    # ramp that nobody sent; when it was lifted, control sent the whole backlog at once (17.7 kW in 6 s at a
+    # 12 kW/min ramp). Now the cycle control starts sending again, what the polls show otherwise than the plan
+    # is planned anew from where each miner is, through the ramp.
+    stop = tmp_path / "stop"
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, ramp_kw_per_min=12, control={
+        "mode": "on", "allow": ["*"], "kill_switch_file": str(stop), "mqtt_commands": True}))
+    site.cycle(fleet(3), 0.02)
+    if paused_by == "kill switch":
+        stop.touch()
+    else:
+        site.live.curtailment.mode = ControlMode.DRY_RUN  # Home Assistant's control-mode entity
+    paused = [site.cycle(fleet(3), 1.0) for _ in range(12)]  # nobody sends: every miner polled mining
+    backlog = {m for m, key in paused[-1].keys.items() if key == SLEEP}
+    assert len(backlog) >= 7, backlog  # what the ramp let through in 2 minutes, nothing of it done
+    stop.unlink(missing_ok=True)
+    site.live.curtailment.mode = None
+    asleep: set[str] = set()
+    sent = []
+    for _ in range(20):  # control sends now: each poll shows what the plan before it asked
+        polled = lambda ts, asleep=frozenset(asleep): [  # noqa: E731
+            s.model_copy(update={"state": MinerState.SOFT_OFF, "hashrate_ths": 0.0, "power_w": 70.0})
+            if s.miner in asleep else s for s in fleet(3)(ts)]
+        plan = site.cycle(polled, 1.0)
+        wanted = {m for m, key in plan.keys.items() if key == SLEEP}
+        sent.append(len(wanted - asleep))  # what control would send this cycle
+        asleep = wanted
+    # 12 kW a minute: ~3.8 kW sleeps one every other cycle once the budget spent while paused refills (before:
+    # the whole backlog in the first cycle), until every miner is asleep.
+    assert sent[0] <= 1 and max(sent) <= 1 and sum(sent[:6]) <= 3 and len(asleep) == 9, sent
 
 
 def test_a_change_the_ramp_defers_says_why_it_was_wanted():
