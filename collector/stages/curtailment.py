@@ -61,7 +61,9 @@ log = logging.getLogger(__name__)
 SAVE_EVERY_S = 300  # the efficiency book is written at most this often (and it is ~100 bytes a miner)
 MAX_SCHEDULE_BYTES = 4 * 1024 * 1024
 IDLE_SAMPLES = 3  # soft-off readings before a miner's measured idle draw is used (else 0)
-GAVE_UP = frozenset(("unconfirmed", "refused"))  # control's results for a change it did not get (ActionEvent)
+# control's results (ActionEvent) for a change it did not get, or one an operator took back (left alone for its
+# backoff): the miner stays as the poll shows it, and demand response counts it there
+GAVE_UP = frozenset(("unconfirmed", "refused", "taken_back"))
 # A limit the polls show the site over is `dr_met` false from the poll after this many: the cycle a target
 # begins, and the one that shows its commands' lag, are over by nature.
 POLLS_TO_MEET = 2
@@ -146,7 +148,7 @@ class _Miner:
     seen: str = ""
     seen_in: int = 0
     polled_w: float | None = None  # its power as this cycle's poll shows it, W (for one seen off plan: there)
-    balked: bool = False  # control reported its change unconfirmed or refused, and it has not followed since
+    balked: bool = False  # control reported its change unconfirmed, refused or taken back, and it has not followed since
     controllable: bool = True  # on control's allowlist (as of its last refresh)
 
 
@@ -363,7 +365,7 @@ class CurtailmentStage:
                     if w is not None:
                         drawn_w += w
                     if (mode if state is mining else SLEEP) != current:  # not as the plan had it (_followed)
-                        if rebase and rec.controllable:
+                        if rebase and rec.controllable and not rec.balked:
                             # Control sends again (on, after off, dry_run or a kill switch): what the plan moved
                             # while nothing was sent is planned anew from where the miner is, through the ramp;
                             # else the whole backlog was sent at once (trial ZA: 17.7 kW in 6 s at 12 kW/min).

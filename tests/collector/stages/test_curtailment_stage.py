@@ -633,6 +633,45 @@ def test_a_miner_shed_for_a_limit_that_control_could_not_move_is_replaced(contro
     assert still.changes == 0 and still.dr_met
 
 
+def _polled_asleep(asleep: set[int]):
+    models = list(MODELS)
+    return lambda ts: [sample(i, models[i % 3], ts, state=MinerState.SOFT_OFF if i in asleep else MinerState.MINING)
+                       for i in range(6)]
+
+
+def test_a_shed_miner_an_operator_took_back_is_replaced():
+    # An operator wakes by hand the A1246 control shed for a limit: control lets it go for its backoff
+    # (`taken_back`) and will not sleep it again; the plan counted it as shed (on its way), the site over the limit
+    # with nothing else shed.
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0, warmup_s=0,
+                                  control={"mode": "on", "allow": ["*"]}),
+                dr_override=DrTarget(limit_kw=19.5, end=TS + timedelta(hours=1), reason="4CP"))
+    first = site.cycle(_polled_asleep(set()), 0.02)
+    assert {m for m, k in first.keys.items() if k == SLEEP} == {"m2"}
+    plan = site.cycle(_polled_asleep({2}), 0.02)  # control slept it
+    plan.events.append(ActionEvent(plan.ts, "m2", "sleep", "taken_back", "an operator took it back", "..."))
+    plan = site.cycle(_polled_asleep(set()), 0.02)  # the operator's hand: m2 mining again
+    assert {m for m, k in plan.keys.items() if k == SLEEP} == {"m2", "m5"} and plan.dr_need_kw > 0, plan
+
+
+def test_a_miner_an_operator_took_back_while_killed_is_not_planned_anew_when_control_resumes(tmp_path):
+    # Trial ZA2 (LOW): woken by hand while the kill switch was on, a miner control had slept for the price was
+    # planned anew at the lift, its sleep through the ramp again: budget spent on a change control leaves alone
+    # for its backoff.
+    stop = tmp_path / "stop"
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0, warmup_s=0, control={
+        "mode": "on", "allow": ["*"], "kill_switch_file": str(stop)}))
+    first = site.cycle(_polled_asleep(set()), 0.06)  # the A1246s lose money
+    assert {m for m, k in first.keys.items() if k == SLEEP} == {"m2", "m5"}
+    plan = site.cycle(_polled_asleep({2, 5}), 0.06)
+    stop.touch()
+    plan.events.append(ActionEvent(plan.ts, "m2", "sleep", "taken_back", "an operator took it back", "..."))
+    site.cycle(_polled_asleep({5}), 0.06)  # killed; the operator's hand on m2
+    stop.unlink()
+    resumed = site.cycle(_polled_asleep({5}), 0.06)
+    assert resumed.changes == 0 and resumed.miners_off_plan == 1, resumed
+
+
 def test_a_limit_is_held_to_the_polled_draw_when_the_miners_draw_more_than_the_plan_learnt():
     # Trial Y: the plan's kW are learnt (and remade every 30 cycles): a site drawing a little more than its
     # figures stayed 0.01-0.21 kW over a limit for up to 13 cycles with nothing shed (`dr_need_kw` 0).
