@@ -6,7 +6,8 @@ times. The rules (DESIGN.md: no future timestamps; one bad input costs that inpu
 - Cycles (`CycleClock`) are stamped in whole seconds, each after the last, so a re-sent point
   overwrites itself and never another cycle. Keeping that order costs at most MAX_STAMP_AHEAD
   ahead of the clock (a timer firing a hair early, a restart in the second after the last spooled
-  cycle). A clock further behind the last cycle than that was stepped back: a WARNING says so, once
+  cycle); the commands that read the history up to now read that far ahead too (`history_until`).
+  A clock further behind the last cycle than that was stepped back: a WARNING says so, once
   per step and with how far, and cycles are stamped with the clock again. Until it has caught up,
   the points written while it was ahead stay where they are, and a cycle that lands on the very
   second of one of them replaces it (InfluxDB keeps one point per series and timestamp). Stamping
@@ -66,6 +67,13 @@ class CycleClock:
                             ts.isoformat(), behind, self._last_was, last.isoformat())
         self.last, self._last_was = ts, "the last cycle"
         return ts
+
+
+def history_until(now: float) -> int:
+    """The newest second a reader of the history "up to now" asks for: the clock's (`now`, epoch seconds)
+    plus MAX_STAMP_AHEAD, as far ahead as CycleClock stamps a restart's cycles. Up to the clock's second
+    only, a report run just after such a restart left its newest cycles out."""
+    return int(now) + int(MAX_STAMP_AHEAD.total_seconds())
 
 
 def implausible(as_of: datetime) -> str | None:

@@ -17,6 +17,7 @@ from rich.text import Text
 from collector import backtest_inputs as inputs
 from collector import config as config_loader
 from collector import terminal
+from collector.clock import history_until
 from collector.commands.common import CONFIG_OPTION, SITE_OPTION, fail_usage, load_config, parse_period
 from collector.influx_query import InfluxQueryError
 from collector.layout import SiteLayout, curtailment_groups
@@ -58,7 +59,8 @@ def backtest(
         layout, groups = SiteLayout.load(cfg.layout), curtailment.groups
         chosen = dataclasses.replace(chosen, groups=lambda miner: curtailment_groups(
             layout.place_of(miner), groups.always_on, groups.shed_whole))
-    end = int(time.time())
+    now = time.time()
+    end = history_until(now)
     start = end - seconds
     try:  # (errors said once the bar is gone: it is drawn over the last line of the terminal)
         with terminal.progress(f"replaying the last {since}", max(1, -(-seconds // step))) as advance:
@@ -72,7 +74,7 @@ def backtest(
         fail_usage(f"nothing to replay: no history of site {cfg.site!r} in the last {since} with a price "
                    f"({_count(result.periods_without_price, 'period')} had none)")
     if result.end is not None:
-        result.end = min(result.end, end)  # the last period is cut short by now: not an end in the future
+        result.end = min(result.end, int(now))  # the last period is cut short by now: not an end in the future
     if as_json:
         typer.echo(json.dumps({"site": cfg.site, "resolution_s": step, **result.as_dict()}))
     else:

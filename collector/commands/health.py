@@ -18,6 +18,7 @@ from pathlib import Path
 import typer
 
 from collector import health_report, history, pipeline, service
+from collector.clock import history_until
 from collector.commands.collect import run_until_stopped
 from collector.commands.common import (
     CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, SITE_OPTION, fail_usage, load_config, local_history, miners_list,
@@ -51,7 +52,7 @@ def health(
         report = _live(cfg)
     else:
         seconds = parse_period("--since", since, "24h or 7d")
-        end = int(time.time())
+        end = history_until(time.time())
         report = _recorded(cfg, end - seconds, end, since)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))

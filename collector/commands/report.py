@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from collector import history, terminal
+from collector.clock import history_until
 from collector.commands.common import (
     SHARD_OPTION, SITE_OPTION, fail_usage, load_config, local_history, parse_period, shards_hint,
 )
@@ -25,7 +26,7 @@ def report(
     cfg = load_config(config, pools=False, site=site, shard=shard)
     seconds = parse_period("--since", since)
     directory = local_history(cfg)
-    end = int(time.time())
+    end = history_until(time.time())
     summary = history.from_spool(directory, cfg.site, end - seconds, end, interval_s=cfg.interval_s)
     if not summary.cycles:  # (not a table of dashes)
         fail_usage(f"no local history of site {cfg.site!r} in the last {since} in {directory}{shards_hint(cfg)}")

@@ -12,6 +12,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.logging import RichHandler
 
+from collector.clock import history_until
 from collector.cycle import Cycle, MinersPart
 from collector.history import Report, from_spool
 from collector.terminal import COMPACT_BELOW, by_address, cost_summary, fleet_table, history_line, plain_console
@@ -84,7 +85,7 @@ class LiveView:
             return
         self._history_read_at = now
         self._history = await asyncio.to_thread(from_spool, self.history_dir, site, int(now - self.HISTORY_S),
-                                                int(now), interval_s=self.interval_s)
+                                                history_until(now), interval_s=self.interval_s)
 
     def close(self) -> None:
         if self._log_handlers is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from collector import pipeline
-from collector.clock import CycleClock
+from collector.clock import MAX_STAMP_AHEAD, CycleClock
 from collector.line_protocol import parse_line
 from collector.sinks.spool import Spool
 from collector.spool_files import list_batches
@@ -379,3 +379,43 @@ def test_a_state_file_dated_past_any_clock_is_set_aside(tmp_path, store):
     save(path, datetime(2100, 1, 2, tzinfo=UTC))
     assert load(path, NOW) is None
     assert (tmp_path / "state.json.unusable.1").exists()
+
+
+def test_cycles_a_restart_stamped_ahead_of_the_clock_are_read_by_report_health_and_backtest(tmp_path):
+    """A restart within a second of the last spooled cycle stamps its cycles up to MAX_STAMP_AHEAD ahead of
+    the clock (CycleClock). `report`, `health --since` and `backtest` run right after read up to the clock's
+    second: they left those cycles out (a report's count one short, now and then, in test_damaged_spool).
+    Here real history from `hashfleet collect`, then one cycle of it stamped that far ahead, its miner
+    renamed so that each command shows whether it read it."""
+    spool, site = tmp_path / "spool", tmp_path / "spool" / "s3"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"site: s3\neconomics: {{tariff: {{kind: flat, usd_per_kwh: 0.06}}}}\nnetwork: {json.dumps(NETWORK)}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+    env["HASHFLEET_SPOOL_DIR"] = str(spool)
+    with run_fleet("a1566:1", base="127.58.2.1", seed=3) as fleet:
+        run = subprocess.run([HASHFLEET, "collect", "--config", str(config), "--miners", fleet.addresses[0], "--cycles", "1"],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    [collected] = list_batches(site)
+    lines = collected.read()
+    [miner] = {p.tags["miner"] for p in map(parse_line, lines) if "miner" in p.tags}
+    ahead = int(time.time()) + int(MAX_STAMP_AHEAD.total_seconds())
+    restarted = [line.replace(f"miner={miner}", "miner=restarted").rsplit(" ", 1)[0] + f" {ahead}" for line in lines]
+    batch = Spool(site)
+    try:
+        batch.append(restarted)
+    finally:
+        batch.close()
+    prices = tmp_path / "prices.csv"
+    prices.write_text("time,usd_per_kwh\n" + "".join(f"{ahead + h * 3600},0.06\n" for h in range(-2, 2)))
+    common = ["--config", str(config), "--since", "1h", "--json"]
+    read = {name: subprocess.run([HASHFLEET, *args, *common], capture_output=True, text=True, timeout=120, env=env)
+            for name, args in (("report", ["report"]), ("health", ["health"]),
+                               ("backtest", ["backtest", "--source", "local", "--prices", str(prices),
+                                             "--resolution", "5m"]))}
+    for name, done in read.items():
+        assert done.returncode == 0, (name, done.stderr)
+    report = json.loads(read["report"].stdout)
+    assert report["cycles"] == 2 and {m["miner"] for m in report["miners"]} == {miner, "restarted"}
+    assert json.loads(read["health"].stdout)["cycles"] == 2
+    assert json.loads(read["backtest"].stdout)["miners"] == 2
