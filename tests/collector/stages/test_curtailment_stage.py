@@ -421,20 +421,21 @@ def test_an_unusable_state_file_is_set_aside_and_learning_starts_over(tmp_path, 
     site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts)], 0.02)  # and the stage works on
 
 
+def _polled_asleep(asleep: set[str]):
+    """Six miners (m0..m5, the three MODELS in turn) polled mining, those named in `asleep` soft-off."""
+    models = list(MODELS)
+    return lambda ts: [sample(i, models[i % 3], ts, state=MinerState.SOFT_OFF if f"m{i}" in asleep else MinerState.MINING)
+                       for i in range(6)]
+
+
 def test_a_restart_in_a_demand_response_window_keeps_the_miners_shed_for_it(tmp_path, caplog):
     # Trial Z: the miners asleep for a target were kept in memory only: after a restart they were planned by the
     # price (woken) and others shed in their place, 6 commands for a 3-miner shed; with min_off_s 900 too.
     path = tmp_path / "curtailment-efficiency.json"
     config = CurtailmentConfig(min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0, warmup_s=0)
     limit = DrTarget(limit_kw=19.5, end=TS + timedelta(hours=1), reason="4CP")
-    models = list(MODELS)
-
-    def polled(asleep: set[str]):
-        return lambda ts: [sample(i, models[i % 3], ts, state=MinerState.SOFT_OFF if f"m{i}" in asleep else MinerState.MINING)
-                           for i in range(6)]
-
     site = Site(config, state_path=path, dr_override=limit)
-    shed = {m for m, k in site.cycle(polled(set()), 0.02).keys.items() if k == SLEEP}
+    shed = {m for m, k in site.cycle(_polled_asleep(set()), 0.02).keys.items() if k == SLEEP}
     assert shed in ({"m2"}, {"m5"})
     kept = json.loads(path.read_text())["plans"]  # saved at the shed's cycle: a crash keeps it too
     assert {m for m, (key, _, dr) in kept.items() if key == "" and dr} == shed
@@ -442,7 +443,7 @@ def test_a_restart_in_a_demand_response_window_keeps_the_miners_shed_for_it(tmp_
     after.k = site.k  # (the next tick)
     caplog.set_level(logging.INFO, "collector.stages.curtailment")
     for _ in range(3):
-        plan = after.cycle(polled(shed), 0.02)
+        plan = after.cycle(_polled_asleep(shed), 0.02)
         assert {m for m, k in plan.keys.items() if k == SLEEP} == shed and plan.changes == 0 and plan.dr_met, plan.keys
     said = [r.getMessage() for r in caplog.records if "taken up as saved" in r.getMessage()]
     assert said == ["curtailment: the plan's hold on 1 miner(s) taken up as saved before the start (1 asleep for "
@@ -601,21 +602,16 @@ def test_a_miner_shed_for_a_limit_that_control_could_not_move_is_replaced(contro
     site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0, hysteresis_usd_kwh=0, warmup_s=0),
                 dr_override=DrTarget(limit_kw=19.5, end=TS + timedelta(hours=1), reason="4CP"))
     models = list(MODELS)
-
-    def polled(asleep: set[int]):
-        return lambda ts: [sample(i, models[i % 3], ts, state=MinerState.SOFT_OFF if i in asleep else MinerState.MINING)
-                           for i in range(6)]
-
-    first = site.cycle(polled(set()), 0.02)  # 22.7 kW running: one A1246 (3.8 kW) is the cheapest cover
+    first = site.cycle(_polled_asleep(set()), 0.02)  # 22.7 kW running: one A1246 (3.8 kW) is the cheapest cover
     assert {m for m, k in first.keys.items() if k == SLEEP} == {"m2"} and first.dr_met
     assert first.drawn_kw == pytest.approx(first.always_on_kw)
     for _ in range(3):  # m2 still mining: in flight, or waiting for the action limits
-        plan = site.cycle(polled(set()), 0.02)
+        plan = site.cycle(_polled_asleep(set()), 0.02)
         assert {m for m, k in plan.keys.items() if k == SLEEP} == {"m2"} and plan.miners_off_plan == 1
     assert not plan.dr_met  # the third poll over the limit: not met, whatever the plan's cover
     if control_gave_up:  # what the control sink appends to the plan it acted on
         plan.events.append(ActionEvent(plan.ts, "m2", "sleep", "unconfirmed", "4CP", "after 3 attempt(s) ..."))
-    plan = site.cycle(polled(set()), 0.02)
+    plan = site.cycle(_polled_asleep(set()), 0.02)
     asleep = {m for m, k in plan.keys.items() if k == SLEEP}
     if not control_gave_up:
         assert asleep == {"m2"} and plan.dr_need_kw == 0
@@ -623,20 +619,14 @@ def test_a_miner_shed_for_a_limit_that_control_could_not_move_is_replaced(contro
     assert asleep == {"m2", "m5"} and plan.dr_need_kw > 0  # the other A1246 shed in its place
     drawn = sum(MODELS[models[i % 3]][1] for i in range(6) if i != 5) * 1.1 / 1000  # m2 mining, m5 asleep
     assert drawn <= 19.5
-    followed = site.cycle(polled({5}), 0.02)
+    followed = site.cycle(_polled_asleep({"m5"}), 0.02)
     assert {m for m, k in followed.keys.items() if k == SLEEP} == {"m2", "m5"} and followed.drawn_kw <= 19.5
     # m2 sleeps at last: one of the two is more than the limit needs, and is let go; then nothing moves
-    after = site.cycle(polled({2, 5}), 0.02)
+    after = site.cycle(_polled_asleep({"m2", "m5"}), 0.02)
     assert len({m for m, k in after.keys.items() if k == SLEEP} & {"m2", "m5"}) == 1 and after.dr_met
-    kept = {i for i in (2, 5) if after.keys[f"m{i}"] == SLEEP}
-    still = site.cycle(polled(kept), 0.02)
+    kept = {m for m in ("m2", "m5") if after.keys[m] == SLEEP}
+    still = site.cycle(_polled_asleep(kept), 0.02)
     assert still.changes == 0 and still.dr_met
-
-
-def _polled_asleep(asleep: set[int]):
-    models = list(MODELS)
-    return lambda ts: [sample(i, models[i % 3], ts, state=MinerState.SOFT_OFF if i in asleep else MinerState.MINING)
-                       for i in range(6)]
 
 
 def test_a_shed_miner_an_operator_took_back_is_replaced():
@@ -648,7 +638,7 @@ def test_a_shed_miner_an_operator_took_back_is_replaced():
                 dr_override=DrTarget(limit_kw=19.5, end=TS + timedelta(hours=1), reason="4CP"))
     first = site.cycle(_polled_asleep(set()), 0.02)
     assert {m for m, k in first.keys.items() if k == SLEEP} == {"m2"}
-    plan = site.cycle(_polled_asleep({2}), 0.02)  # control slept it
+    plan = site.cycle(_polled_asleep({"m2"}), 0.02)  # control slept it
     plan.events.append(ActionEvent(plan.ts, "m2", "sleep", "taken_back", "an operator took it back", "..."))
     plan = site.cycle(_polled_asleep(set()), 0.02)  # the operator's hand: m2 mining again
     assert {m for m, k in plan.keys.items() if k == SLEEP} == {"m2", "m5"} and plan.dr_need_kw > 0, plan
@@ -663,12 +653,12 @@ def test_a_miner_an_operator_took_back_while_killed_is_not_planned_anew_when_con
         "mode": "on", "allow": ["*"], "kill_switch_file": str(stop)}))
     first = site.cycle(_polled_asleep(set()), 0.06)  # the A1246s lose money
     assert {m for m, k in first.keys.items() if k == SLEEP} == {"m2", "m5"}
-    plan = site.cycle(_polled_asleep({2, 5}), 0.06)
+    plan = site.cycle(_polled_asleep({"m2", "m5"}), 0.06)
     stop.touch()
     plan.events.append(ActionEvent(plan.ts, "m2", "sleep", "taken_back", "an operator took it back", "..."))
-    site.cycle(_polled_asleep({5}), 0.06)  # killed; the operator's hand on m2
+    site.cycle(_polled_asleep({"m5"}), 0.06)  # killed; the operator's hand on m2
     stop.unlink()
-    resumed = site.cycle(_polled_asleep({5}), 0.06)
+    resumed = site.cycle(_polled_asleep({"m5"}), 0.06)
     assert resumed.changes == 0 and resumed.miners_off_plan == 1, resumed
 
 
