@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 
 from collector.commands import advise, backtest, collect, cost, grafana, health, poll, pools, report, scan, watch
+from collector.commands.common import fail_usage
 from collector.redact import RedactingFilter, traceback_text
 from models.base import printable
 
@@ -28,11 +29,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 
 @app.callback()
 def _root(
     log_level: str = typer.Option("INFO", "--log-level", envvar="HASHFLEET_LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
+    if log_level.upper() not in LOG_LEVELS:  # (logging's own refusal is a traceback: a service crash-looping)
+        fail_usage(f"--log-level (or HASHFLEET_LOG_LEVEL) {printable(log_level)!r}: one of {', '.join(LOG_LEVELS)}")
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # whatever a library logs, URL credentials stay hidden

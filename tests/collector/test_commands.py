@@ -138,6 +138,18 @@ def test_watch_without_miners_is_a_usage_error():
     assert result.returncode == 2 and "no miners to watch" in result.stderr
 
 
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_log_level_logging_does_not_know_is_a_usage_error_naming_it(how):
+    # Trial ZB, H1: a traceback and exit 1 (logging's ValueError): one typo in a unit file, a crash loop.
+    env = {**os.environ, "HASHFLEET_LOG_LEVEL": "verbose"} if how == "environment" else os.environ
+    flag = ["--log-level", "verbose"] if how == "flag" else []
+    result = subprocess.run([HASHFLEET, *flag, "watch"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr == "hashfleet: --log-level (or HASHFLEET_LOG_LEVEL) 'verbose': one of DEBUG, INFO, WARNING, ERROR\n"
+    quiet = subprocess.run([HASHFLEET, "--log-level", "warning", "watch"], capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 2 and "no miners to watch" in quiet.stderr  # any case, as before
+
+
 def test_help_lists_the_commands():
     result = run("--help")
     assert result.returncode == 0
