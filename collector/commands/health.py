@@ -57,7 +57,7 @@ def health(
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
-        _print(report, top)
+        _print(report, top, priced=cfg.economics is not None)
 
 
 def _live(cfg) -> health_report.HealthReport:
@@ -122,7 +122,9 @@ def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:,.2f}"
 
 
-def _print(report: health_report.HealthReport, top: int) -> None:
+def _print(report: health_report.HealthReport, top: int, *, priced: bool) -> None:
+    """`priced`: the config has economics (without, no figure is priced; with, a problem is not when nothing
+    is known to price it by: a miner never seen mining, no network state)."""
     from rich.text import Text
 
     console = plain_console()
@@ -137,7 +139,8 @@ def _print(report: health_report.HealthReport, top: int) -> None:
         + f": {len(report.problems)} problem(s)"
         + (f" ({len(report.problems) - closed} open, {closed} closed during the period)" if closed else "")
         + f", {dollars} lost per day" + ("" if live else " over the period")
-        + (" (not priced: no economics)" if report.usd_lost_day is None else "")
+        + (f" (not priced: {'the usual hashrate or the cost figures not known yet' if priced else 'no economics'})"
+           if report.usd_lost_day is None else "")
         + (f", {report.unprofitable} miner(s) costing more to run than they earn" if report.unprofitable else "")))
     if report.by_cause:
         console.print("by root cause: " + ", ".join(f"{cause} {n}" for cause, n in report.by_cause.items()))

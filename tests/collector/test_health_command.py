@@ -162,7 +162,17 @@ def test_health_without_economics_prices_nothing_not_zero(tmp_path):
     assert "board_dead" in [p["signal"] for p in report["problems"]]
     assert all(p["usd_lost_day"] is None for p in report["problems"]) and report["usd_lost_day"] is None
     assert table.returncode == 0, table.stderr
-    assert "$0.00" not in table.stdout and "- lost per day" in table.stdout
+    assert "$0.00" not in table.stdout and "- lost per day (not priced: no economics)" in table.stdout
+
+
+def test_health_with_economics_and_only_a_miner_never_identified_says_why_it_is_not_priced(tmp_path):
+    # Trial ZB, M3: "(not priced: no economics)" with economics configured: the operator checked a config
+    # that was fine. A miner that never answered has no usual hashrate to price its loss by.
+    config = _config(tmp_path, ["127.66.7.9:1"])  # nothing listens there
+    table = _run("health", "--config", str(config), env=_environment(tmp_path))
+    assert table.returncode == 0, table.stderr
+    assert "1 problem(s), - lost per day (not priced: the usual hashrate or the cost figures not known yet)" \
+        in " ".join(table.stdout.split()), table.stdout
 
 
 def test_health_since_reads_the_local_history(tmp_path):
