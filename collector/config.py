@@ -126,6 +126,9 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
         for given, other in (("password", "password_file"), ("password_file", "password")):
             if given in mqtt_env and other not in mqtt_env:
                 raw["mqtt"].pop(other, None)
+    # The file's own values a flag replaces: checked all the same (a bad one would be found only by the first
+    # run without the flag: a service refused at its start after a test run with the flag had passed).
+    replaced = {key: raw[key] for key, value in (overrides or {}).items() if value is not None and key in raw}
     for key, value in (overrides or {}).items():
         if value is not None:
             raw[key] = value
@@ -134,6 +137,11 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
     # A secret file an environment variable named: its errors name the variable, not the config file.
     from_env = {f"influx.{field}": var for var, field in (*INFLUX_ENV.items(), *INFLUX_READ_ENV.items())
                 if env.get(var)} | {f"mqtt.{field}": var for var, field in MQTT_ENV.items() if env.get(var)}
+    try:
+        CollectorConfig.model_validate(replaced)
+    except ValidationError as e:
+        raise ConfigError(_describe(source, e, from_env=from_env) + "\n  (a flag replaces it on this run, "
+                          "but the file must hold a valid value for every run without the flag)") from None
     try:
         config = CollectorConfig.model_validate(raw)
         if config.influx is not None:
@@ -282,7 +290,8 @@ def _describe(source: str, error: ValidationError, flags: set[str] = frozenset()
     """The problems, each named where its value came from: the file (`source`), a flag, or an environment
     variable (`from_env`: field -> variable)."""
     from_env = from_env or {}
-    lines = [f"{source}: invalid configuration ({error.error_count()} problem(s))"]
+    lines = []
+    in_file = False  # a problem with a value the file holds (else the header does not name the file)
     for item in error.errors()[:20]:
         loc = [str(p) for p in item["loc"]]
         field = ".".join(loc) or "(top level)"
@@ -296,6 +305,8 @@ def _describe(source: str, error: ValidationError, flags: set[str] = frozenset()
             wanted = {"influx": INFLUX_ENV, "mqtt": MQTT_ENV}.get(loc[0], {})
             var = next((v for v, f in wanted.items() if f == loc[1]), None)
             field = f"{field} ({', '.join(given)} set in the environment{f', {var} is not' if var else ''})"
+        else:
+            in_file = True
         value = item.get("input")
         if _SECRET_FIELDS & set(loc) or item["type"] == "missing" or isinstance(value, dict):
             shown = ""
@@ -307,7 +318,9 @@ def _describe(source: str, error: ValidationError, flags: set[str] = frozenset()
         lines.append(_clip(redact(f"  {field}: {item['msg']}{shown}"), 400))
     if error.error_count() > 20:
         lines.append(f"  ... and {error.error_count() - 20} more")
-    return "\n".join(lines)
+        in_file = True
+    header = f"invalid configuration ({error.error_count()} problem(s))"
+    return "\n".join([f"{source}: {header}" if in_file else header, *lines])
 
 
 def _clip(text: str, limit: int) -> str:

@@ -160,6 +160,23 @@ def test_a_bad_flag_is_named_as_the_flag_not_blamed_on_the_config_file(tmp_path,
     path.write_text("miners: [127.0.0.1]\n")
     result = run("collect", "--config", str(path), "--cycles", "1", *args)
     assert result.returncode == 2 and named in result.stderr, result.stderr
+    assert result.stderr.startswith("hashfleet: invalid configuration (1 problem(s))\n")  # (trial ZB: "c.yaml: ...")
+    assert str(path) not in result.stderr
+
+
+@pytest.mark.parametrize(("line", "flag"), [("interval_s: ten", {"interval_s": 3}), ("site: ..", {"site": "s1"}),
+                                            ("shard: 3/2", {"shard": "1/2"}), ("miners: 7", {"miners": ["127.0.0.1"]})])
+def test_a_bad_value_in_the_file_is_refused_when_a_flag_replaces_it(tmp_path, line, flag):
+    # Trial ZB, M2: `collect --interval 3` ran on `interval_s: ten`; the service, started without the flag,
+    # was refused: a test run with the flag proved nothing of the file.
+    path = tmp_path / "c.yaml"
+    path.write_text(line + "\n")
+    with pytest.raises(config.ConfigError) as refused:
+        config.load(path, flag, environ={})
+    key = line.partition(":")[0]
+    assert str(refused.value).startswith(f"{path}: invalid configuration (1 problem(s))\n  {key}: ")
+    assert "a flag replaces it on this run" in str(refused.value)
+    assert config.load(None, flag, environ={})  # the flag's value itself is good
 
 
 def test_the_documented_economics_block_depreciates_the_miner_it_names(tmp_path, caplog):
