@@ -30,8 +30,8 @@ from collector.cycle import Cycle, MinersPart
 from collector.sinks.mqtt_publish import plan_summary
 from collector.stages.curtailment import CurtailmentStage, describe_dr_target
 from collector.stages.curtailment_rules import SLEEP
-from collector.terminal import plain_console, printable
-from models import CollectorConfig, FlatTariff, MinerState
+from collector.terminal import by_address, plain_console, printable
+from models import CollectorConfig, FlatTariff, MinerSample, MinerState
 from models.curtailment import ControlMode, CurtailmentConfig, CurtailmentPlan, DrTarget
 from models.mqtt import IngestKind
 
@@ -115,12 +115,25 @@ def advise(
     if offline := sum(s.state is MinerState.OFFLINE for s in cycle.samples):
         notes.append(f"{offline} of {len(cycle.samples)} miner(s) did not answer or were not identified in this one "
                      f"cycle (the log above says why): the plan leaves them out")
+    if unplanned := [s for s in cycle.samples if s.state is not MinerState.OFFLINE and s.miner not in plan.keys]:
+        # (trial ZB: a 741 chain, no power read and no nameplate, was missing from the table without a word)
+        named = ", ".join(_miner_at(s) + f" ({printable(s.model or 'model unknown')}, {s.state.value})"
+                          for s in by_address(unplanned)[:5])
+        notes.append(f"{len(unplanned)} miner(s) that answered are not in the plan: each needs to be mining or asleep, "
+                     f"with a hashrate and a power read or from its model's nameplate: {named}"
+                     + (f" and {len(unplanned) - 5} more" if len(unplanned) > 5 else ""))
     targets = active_targets(stage, plan, "--limit-kw" if limit_kw is not None else "--shed-kw", cfg)
     if as_json:
         sys.stdout.write(json.dumps({**plan_json(plan, cycle), "notes": notes, "dr_targets": [
             {**target.model_dump(mode="json"), **where} for target, where in targets]}) + "\n")
     else:
         print_plan(plan, cycle, targets, notes)
+
+
+def _miner_at(sample: MinerSample) -> str:
+    """The miner's id and address (once, where the id is its address: a miner without a MAC)."""
+    address = f"{sample.host}:{sample.port}"
+    return address if sample.miner == address else f"{printable(sample.miner)} at {address}"
 
 
 def take_up_saved_commands(cfg: CollectorConfig, inputs: CurtailmentInputs) -> list[str]:

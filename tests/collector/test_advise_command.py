@@ -315,3 +315,24 @@ def test_advise_says_how_many_miners_its_one_cycle_left_out(tmp_path):
     assert plan["miners_run"] == 2
     assert "1 of 3 miner(s) did not answer or were not identified in this one cycle (the log above says why): the " \
            "plan leaves them out" in plan["notes"]
+
+
+def test_a_miner_that_answered_but_cannot_be_planned_is_named_in_a_note(tmp_path):
+    # Trial ZB, M4: an AvalonMiner 741 chain (no power reading, no nameplate draw) was missing from the plan's
+    # table, the count one short, with no word; one that did not answer had its note.
+    config = tmp_path / "hashfleet.yaml"
+    with run_fleet("a1566:1,avchain:1", base="127.50.9.1:0", seed=5) as fleet:
+        config.write_text(yaml.safe_dump({
+            "site": "adv", "miners": fleet.addresses, "interval_s": 2,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}, "pue": 1.1}, "network": NETWORK}))
+        env = {**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool"), "COLUMNS": "300"}
+        run = lambda *args: subprocess.run([HASHFLEET, "advise", "--config", str(config), *args],  # noqa: E731
+                                           capture_output=True, text=True, timeout=120, env=env)
+        as_json, table = run("--json"), run()
+    assert as_json.returncode == 0 and table.returncode == 0, as_json.stderr + table.stderr
+    plan = json.loads(as_json.stdout)
+    assert [m["address"] for m in plan["miners"]] == [fleet[0].address]
+    [note] = [n for n in plan["notes"] if "not in the plan" in n]
+    assert note.startswith("1 miner(s) that answered are not in the plan: ")
+    assert note.endswith(f": {fleet[1].address} (AvalonMiner 741 chain, mining)")  # (its id is its address)
+    assert note in " ".join(table.stdout.split())
