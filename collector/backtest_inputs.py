@@ -158,7 +158,8 @@ class _Acc:
     seen_s: float = 0.0
     mining_s: float = 0.0
     ths_s: float = 0.0  # TH/s x seconds mining
-    w_s: float = 0.0  # W x seconds mining
+    powered_s: float = 0.0  # of the seconds mining, those with a power reading
+    w_s: float = 0.0  # W x seconds mining with a power reading
     other_s: float = 0.0
     other_w_s: float = 0.0  # W x seconds read but not mining
 
@@ -186,10 +187,12 @@ class _Buckets:
         if state in (None, "offline") or seconds <= 0:
             return
         acc.seen_s += seconds
-        if state == "mining" and ths and w:
+        if state == "mining" and ths:  # (with no power reading too: mining, its draw unknown)
             acc.mining_s += seconds
             acc.ths_s += ths * seconds
-            acc.w_s += w * seconds
+            if w:
+                acc.powered_s += seconds
+                acc.w_s += w * seconds
         elif w is not None:
             acc.other_s += seconds
             acc.other_w_s += w * seconds
@@ -210,7 +213,7 @@ class _Buckets:
             self._last_network = network
             readings = tuple(
                 Reading(miner, a.seen_s, a.mining_s, a.ths_s / a.mining_s if a.mining_s else 0.0,
-                        a.w_s / a.mining_s if a.mining_s else 0.0, a.other_w_s / a.other_s if a.other_s else 0.0)
+                        a.w_s / a.powered_s if a.powered_s else 0.0, a.other_w_s / a.other_s if a.other_s else 0.0)
                 for miner, a in accs.items() if a.seen_s > 0)
             yield Period(start, float(self.resolution), network[0], network[1], readings,
                          None if span is None else (span[0], span[1]))
@@ -387,11 +390,14 @@ class InfluxHistory:
             for row in self.query(f'SELECT count("up") AS "n" FROM "{m}" WHERE {where_site} AND "up" = 1 AND {when} {group}'):
                 acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
                 acc.seen_s = seconds(row, _count(row, "n", where))
-            for row in self.query(f'SELECT count("hashrate_ths") AS "n", mean("hashrate_ths") AS "ths", mean("power_w") AS "w" '
-                                  f'FROM "{m}" WHERE {where_site} AND "hashrate_ths" > 0 AND {when} {group}'):
+            for row in self.query(f'SELECT count("hashrate_ths") AS "n", mean("hashrate_ths") AS "ths", count("power_w") '
+                                  f'AS "np", mean("power_w") AS "w" FROM "{m}" WHERE {where_site} AND "hashrate_ths" > 0 '
+                                  f'AND {when} {group}'):
                 acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
                 acc.mining_s = seconds(row, _count(row, "n", where))
-                acc.ths_s, acc.w_s = _mean(row, "ths", where) * acc.mining_s, _mean(row, "w", where) * acc.mining_s
+                # of those, the readings with a power (a count of none may come back null)
+                acc.powered_s = seconds(row, _count(row, "np", where)) if row.get("np") is not None else 0.0
+                acc.ths_s, acc.w_s = _mean(row, "ths", where) * acc.mining_s, _mean(row, "w", where) * acc.powered_s
             for row in self.query(f'SELECT count("power_w") AS "n", mean("power_w") AS "w" FROM "{m}" WHERE {where_site} '
                                   f'AND "up" = 1 AND "hashrate_ths" = 0 AND {when} {group}'):
                 acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())

@@ -199,6 +199,10 @@ def print_result(result: BacktestResult, cfg: CollectorConfig, step: int) -> Non
     console.print(f"saved {result.cost_saved_usd:,.2f} $ on electricity ({share}"
                   f"{result.energy_saved_kwh:,.1f} kWh), forwent {result.revenue_forgone_usd:,.2f} $ of revenue "
                   f"({result.btc_forgone:.6f} BTC): net {result.net_usd:+,.2f} $")
+    if result.miners_without_power:
+        console.print(f"note: {_count(result.miners_without_power, 'miner')} mined with no power reading: counted "
+                      "mining and earning, left as they were by the strategy, their energy in neither column",
+                      style="yellow")
 
 
 def _fmt(value: float | None, digits: int, *, sign: bool = False) -> str:

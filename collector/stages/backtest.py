@@ -15,6 +15,10 @@ strategy cannot make a dead miner hash.
     BTC forgone      what they would not have mined, from the network's hashprice at the time, less pool fee
     net              cost saved - revenue forgone (USD)
     uptime           miner-hours mining / miner-hours seen, as happened and under the strategy
+
+A miner that mined with no power reading (a stock Antminer, an AvalonMiner 7xx chain) counts as mining
+and earning; its draw unknown, the strategy leaves it as it was (the live plan does too) and its energy
+is in neither outcome (`miners_without_power` says how many).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class Reading:
     seen_s: float  # seconds it was read (answered)
     mining_s: float  # of those, seconds mining
     ths: float  # mean hashrate while mining
-    w: float  # mean wall watts while mining
+    w: float  # mean wall watts while mining (0: no power reading: the strategy cannot weigh it)
     other_w: float = 0.0  # mean watts while read but not mining (soft-off, idle)
 
 
@@ -144,6 +148,7 @@ class BacktestResult:
     periods: int = 0
     periods_without_price: int = 0
     miners: int = 0
+    miners_without_power: int = 0  # mined with no power reading: never slept, their energy not counted
     actual: Outcome = field(default_factory=Outcome)
     with_strategy: Outcome = field(default_factory=Outcome)
     sleeps: int = 0  # times the strategy put a miner to sleep
@@ -176,7 +181,8 @@ class BacktestResult:
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"strategy": self.strategy, "start": self.start, "end": self.end,
                                   "periods": self.periods, "periods_without_price": self.periods_without_price,
-                                  "miners": self.miners, "sleeps": self.sleeps}
+                                  "miners": self.miners, "miners_without_power": self.miners_without_power,
+                                  "sleeps": self.sleeps}
         for name, outcome in (("actual", self.actual), ("with_strategy", self.with_strategy)):
             out[name] = {**asdict(outcome), "uptime_pct": outcome.uptime_pct,
                          "price_paid_usd_kwh": outcome.price_paid_usd_kwh}
@@ -193,6 +199,7 @@ def replay(periods: Iterable[Period], prices: PriceSeries, strategy: Strategy, *
     state: dict[str, list] = {}  # miner -> [option, seconds in it]
     measured: dict[str, list[float]] = {}  # miner -> [mining seconds, TH*s, W*s]: efficiency learnt so far
     miners: set[str] = set()
+    unpowered: set[str] = set()
     placed: dict[str, tuple[bool, str | None]] = {}
     net = 1 - pool_fee_pct / 100
     for whole in periods:
@@ -212,14 +219,14 @@ def replay(periods: Iterable[Period], prices: PriceSeries, strategy: Strategy, *
                 int(t0), whole.seconds * share, whole.hashprice_usd_ph_day, whole.btc_price_usd,
                 tuple(Reading(r.miner, r.seen_s * share, r.mining_s * share, r.ths, r.w, r.other_w)
                       for r in whole.readings))
-            _replay_part(period, price, strategy, result, state, measured, miners, placed, net, pue)
-    result.miners = len(miners)
+            _replay_part(period, price, strategy, result, state, measured, miners, unpowered, placed, net, pue)
+    result.miners, result.miners_without_power = len(miners), len(unpowered)
     return result
 
 
 def _replay_part(period: Period, price: float, strategy: Strategy, result: BacktestResult, state: dict[str, list],
-                 measured: dict[str, list[float]], miners: set[str], placed: dict[str, tuple[bool, str | None]],
-                 net: float, pue: float) -> None:
+                 measured: dict[str, list[float]], miners: set[str], unpowered: set[str],
+                 placed: dict[str, tuple[bool, str | None]], net: float, pue: float) -> None:
     """One period (or the part of one at one price): the strategy decides, both outcomes are counted."""
     revenue_th_h = period.hashprice_usd_ph_day / 1000 / 24 * net
     p = Prices(price, revenue_th_h)
@@ -228,6 +235,9 @@ def _replay_part(period: Period, price: float, strategy: Strategy, result: Backt
     for r in period.readings:
         miners.add(r.miner)
         if r.mining_s <= 0 or r.ths <= 0:
+            continue
+        if r.w <= 0:  # its draw unknown (a stock Antminer, a 741 chain): as the live plan, the strategy leaves it be
+            unpowered.add(r.miner)
             continue
         m = measured.get(r.miner)
         ths, w = (m[1] / m[0], m[2] / m[0]) if m and m[0] else (r.ths, r.w)

@@ -196,6 +196,45 @@ def test_backtest_command_reads_influxdb_over_influxql(tmp_path, start, influxdb
         assert result[name] == pytest.approx(value, rel=0.01), name
 
 
+def unpowered_lines(start: int) -> list[str]:
+    """A third miner, C (50 TH/s), mining all along with no power reading (a stock Antminer, a 741 chain)."""
+    return [encode("miner", {"site": SITE, "miner": "C", "model": "Y"}, {"hashrate_ths": 50.0, "state": "mining", "up": 1},
+                   start + 60 * k) for k in range(48 * 60)]
+
+
+def test_a_miner_mining_with_no_power_reading_counts_as_mining_and_is_left_as_it_was():
+    c = Reading("C", 300, 300, 50.0, 0.0)  # no power reading: its draw unknown
+    with_c = [Period(p.ts, p.seconds, p.hashprice_usd_ph_day, p.btc_price_usd, (*p.readings, c)) for p in periods(0)]
+    result = replay(with_c, hourly(0), Strategy("strike", Rules("strike", 0.10)))
+    check(result, STRIKE)  # C's energy in neither outcome
+    assert result.actual.uptime_pct == 100 and result.with_strategy.uptime_pct == pytest.approx(100 * (2 * 44 + 48) / 144)
+    assert result.miners == 3 and result.miners_without_power == 1 and result.sleeps == 2  # A and B, never C
+    assert result.actual.revenue_usd == pytest.approx(350 * 48 * 50 / 1000 / 24)  # C's earnings counted
+
+
+@pytest.mark.parametrize("source", ["local", "influx"])
+def test_the_backtest_counts_a_miner_with_no_power_reading_alike_from_either_history(tmp_path, start, source, request):
+    # Trial ZB, M5: from the local history a miner mining with no power reading counted as read but not mining
+    # (uptime 83 % where `report` said 100 %); from InfluxDB as mining at 0 W, a miner the strategy weighed as free.
+    lines = history_lines(start, with_prices=True) + unpowered_lines(start)
+    if source == "local":
+        env = local_history(tmp_path, lines)
+    else:
+        influxdb, bucket = request.getfixturevalue("influxdb"), request.getfixturevalue("influx_bucket")
+        influxdb.write(bucket, lines)
+        env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_BUCKET": bucket, "INFLUX_TOKEN": influxdb.token,
+               "INFLUX_ORG": influxdb.org, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+    args = ["--config", write_config(tmp_path), "--strategy", "strike:0.10", "--source", source]
+    result = run_backtest(args, env)
+    for name, value in STRIKE.items():
+        assert result[name] == pytest.approx(value, rel=0.01), json.dumps(result)
+    assert result["miners"] == 3 and result["miners_without_power"] == 1
+    assert result["actual"]["uptime_pct"] == pytest.approx(100, rel=0.01)
+    table = subprocess.run([HASHFLEET, "backtest", "--since", "3d", *args], capture_output=True, text=True, timeout=120,
+                           env=env)
+    assert table.returncode == 0 and "note: 1 miner mined with no power reading" in " ".join(table.stdout.split())
+
+
 def test_a_short_history_is_reported_as_it_is(tmp_path):
     now = int(time.time())
     t0 = now - 300
