@@ -155,6 +155,9 @@ class Capex(Settings):
         return self
 
 
+MAX_PUE = 3.0
+
+
 class SiteEconomics(Settings):
     timezone: str = Field(default="UTC", description="IANA name; time-of-use bands, days and months are local to it")
     tariff: Tariff
@@ -179,6 +182,16 @@ class SiteEconomics(Settings):
     def _off_is_none(cls, value: object) -> object:
         # YAML reads a bare `off` (or `no`, `false`) as False: the documented default either way.
         return None if value is False or value == "off" else value
+
+    @field_validator("pue")
+    @classmethod
+    def _pue_a_ratio(cls, pue: float | None) -> float | None:
+        # No site draws three times its miners' power (air-cooled mining runs ~1.02-1.15); more is a percent
+        # or a typo (trial ZB: `pue: 108` was taken, the cost per BTC 100 times over and no word said).
+        if pue is not None and pue > MAX_PUE:
+            raise ValueError(f"a PUE is facility power / miner power, e.g. 1.08 for 8 % overhead, at most {MAX_PUE:g} "
+                             f"(got {pue:g}: a percent?)")
+        return pue
 
     @field_validator("timezone")
     @classmethod

@@ -161,6 +161,18 @@ def test_a_switch_where_a_number_belongs_is_refused(tmp_path, text, field):
     assert_refused(collect("--config", str(write(tmp_path, text)), "--cycles", "1"), field)
 
 
+@pytest.mark.parametrize("pue", [108, 3.5])
+def test_a_pue_no_site_draws_is_refused_as_a_percent_or_a_typo(tmp_path, pue):
+    # Trial ZB, L6: `pue: 108` (a percent) was taken: every cost 100 times over, a margin of -7350 %, no word.
+    text = (f"miners: [127.0.0.1]\neconomics: {{tariff: {{kind: flat, usd_per_kwh: 0.05}}, pue: {pue}}}\n"
+            "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(write(tmp_path, text), environ={})
+    assert f"economics.pue: Value error, a PUE is facility power / miner power, e.g. 1.08 for 8 % overhead, at most 3 " \
+           f"(got {pue:g}: a percent?)" in str(caught.value)
+    assert config.load(write(tmp_path, text.replace(f"pue: {pue}", "pue: 3")), environ={}).economics.pue == 3
+
+
 def test_merge_keys_and_aliases_are_no_duplicates(tmp_path):
     text = ("defaults: &d {max_mb: 10}\nminers: [127.0.0.1]\nspool: {<<: *d, retention_h: 24}\n")
     with pytest.raises(config.ConfigError) as caught:  # (`defaults` is not a setting: the model says so)
