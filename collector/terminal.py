@@ -39,11 +39,15 @@ COMPACT_BELOW = 120  # columns: a terminal narrower than this gets the compact t
 NO_TERMINAL_WIDTH = 10_000
 
 
+NOTE_CHARS = 60  # of a miner's errors in the note column on a terminal (one line a row); whole through a pipe
+
+
 def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int | None = None,
-                cost: CostSample | None = None) -> Table:
+                cost: CostSample | None = None, note_chars: int | None = NOTE_CHARS) -> Table:
     """One row a miner and the fleet's totals. Compact (80 columns): no MAC, average or note column, one
     line a row (the address identifies a miner on the floor and in the view; a long model name is cut).
     `shown`: rows for the first `shown` miners only and one that counts the rest (the totals count all).
+    `note_chars`: of each miner's errors, shown in its note (None: all).
     With the site's `cost`, the fleet's J/TH is the cost's: over the miners and watts its break-even uses."""
     table = Table(show_footer=True, box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, pad_edge=not compact)
     if not compact:
@@ -71,7 +75,7 @@ def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int
             row = [printable(s.miner), *row, _fmt(s.hashrate_avg_ths)]
         row += [_fmt(s.power_w, 0), _fmt(s.efficiency_j_th), _fmt(s.temp_chip_max_c, 0)]
         if not compact:
-            row.append(printable("; ".join(s.errors)[:60]))  # the sources clean a miner's words; this too
+            row.append(printable("; ".join(s.errors)[:note_chars]))  # the sources clean a miner's words; this too
         table.add_row(*row)
     if len(rows) < len(samples):
         trouble = sum(map(_needs_eyes, samples)) - sum(map(_needs_eyes, rows))
@@ -168,7 +172,9 @@ def plain_console(**kwargs) -> Console:
 
 def print_table(samples: list[MinerSample]) -> None:
     console = plain_console()
-    console.print(fleet_table(samples, compact=console.is_terminal and console.width < COMPACT_BELOW))
+    terminal = console.is_terminal
+    console.print(fleet_table(samples, compact=terminal and console.width < COMPACT_BELOW,
+                              note_chars=NOTE_CHARS if terminal else None))
 
 
 @contextmanager

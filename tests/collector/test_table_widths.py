@@ -39,9 +39,10 @@ def test_poll_health_and_advise_through_a_pipe_print_every_table_whole(tmp_path)
                           "economics: {tariff: {kind: flat, usd_per_kwh: 0.03}}\n"
                           "network: {source: static, static: {difficulty: 1.5e14, height: 925000,"
                           " btc_price_usd: 95000}}\n")
+        nobody = "127.46.0.99:1"  # nothing listens: its note, the reason, is longer than a terminal's 60 characters
         samples = [MinerSample.model_validate_json(line)
-                   for line in through_a_pipe("poll", *fleet.addresses, "--json", env=env).splitlines()]
-        poll = through_a_pipe("poll", *fleet.addresses, env=env)
+                   for line in through_a_pipe("poll", *fleet.addresses, nobody, "--json", env=env).splitlines()]
+        poll = through_a_pipe("poll", *fleet.addresses, nobody, env=env)
         health = through_a_pipe("health", "--config", str(config), env=env)
         advise = through_a_pipe("advise", "--config", str(config), "--price", "0.06", env=env)
     for name, stdout in (("poll", poll), ("health", health), ("advise", advise)):
@@ -50,8 +51,10 @@ def test_poll_health_and_advise_through_a_pipe_print_every_table_whole(tmp_path)
     rows = table_rows(poll)
     assert len(rows) == len(samples) + 1, poll
     for s in samples:
-        assert any(s.miner in row and f"{s.host}:{s.port}" in row and s.model in row for row in rows), poll
+        assert any(s.miner in row and f"{s.host}:{s.port}" in row and (s.model or "-") in row for row in rows), poll
     assert "TH/s avg" in poll and "note" in poll and "GHSspd[x] is not a number" in poll, poll
+    [offline] = [s for s in samples if s.port == 1]
+    assert len("; ".join(offline.errors)) > 60 and "; ".join(offline.errors) in poll, poll  # (trial ZB: cut at 60)
     broken = next(s for s in samples if s.port == fleet[1].port)
     assert len(table_rows(health)) == 1 and broken.miner in table_rows(health)[0], health
     assert table_rows(advise) and all(any(s.miner in row and f"{s.host}:{s.port}" in row for s in samples)
