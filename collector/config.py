@@ -110,6 +110,7 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
     source = str(path) if path else "command line"
     raw: dict[str, Any] = _read_yaml(path) if path else {}
 
+    _warn_secrets_in_file(source, raw)
     influx_env = {field: env[var] for var, field in INFLUX_ENV.items() if env.get(var)}
     if influx_env:
         raw["influx"] = {**_section(raw, "influx", source), **influx_env}
@@ -171,6 +172,22 @@ def _warn_uncatalogued_capex(source: str, config: CollectorConfig) -> None:
     if unknown:
         log.warning("%s: economics.capex_by_model: %s name(s) no model in the catalogue: each applies only to a "
                     "miner that reports exactly that model (see `hashfleet scan`)", source, _short.repr(unknown))
+
+
+# Secrets the config file may hold but should not (the docs say so), and where they belong instead.
+_SECRETS_IN_FILE = (("influx", "token", "INFLUX_TOKEN, or influx.token_file / INFLUX_TOKEN_FILE"),
+                    ("influx", "read_token", "INFLUX_READ_TOKEN, or influx.read_token_file / INFLUX_READ_TOKEN_FILE"),
+                    ("mqtt", "password", "MQTT_PASSWORD, or mqtt.password_file / MQTT_PASSWORD_FILE"))
+
+
+def _warn_secrets_in_file(source: str, raw: dict[str, Any]) -> None:
+    """A secret written into the config file works, but whoever may read the file (a backup, a repository, a
+    support ticket) has it: said at load, naming the field, never the value (trial ZB: taken silently)."""
+    for section, key, instead in _SECRETS_IN_FILE:
+        part = raw.get(section)
+        if isinstance(part, dict) and part.get(key):
+            log.warning("%s: %s.%s is written in the config file: whoever reads the file has it; set %s (a file only "
+                        "the collector can read) instead", source, section, key, instead)
 
 
 def _section(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:

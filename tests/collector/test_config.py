@@ -41,6 +41,26 @@ def test_environment_overrides_the_influx_section(tmp_path):
     assert cfg.influx.resolved_token() == "from-env"
 
 
+def test_a_secret_written_into_the_config_file_is_warned_of_by_name_never_by_value(tmp_path, caplog):
+    # Trial ZB, L2: the docs say never to put them there (pools' tokens are refused); these were taken silently.
+    path = tmp_path / "c.yaml"
+    path.write_text("influx: {url: 'http://x:8086', token: s3cret-token, read_token: s3cret-read}\n"
+                    "mqtt: {host: broker, username: u, password: s3cret-pass}\n")
+    with caplog.at_level(logging.WARNING, logger="collector.config"):
+        cfg = config.load(path, environ={})
+    assert cfg.influx.resolved_token() == "s3cret-token"  # it still works
+    said = [r.getMessage() for r in caplog.records]
+    assert [m.split(": ", 1)[1].split(" is written")[0] for m in said] == ["influx.token", "influx.read_token",
+                                                                         "mqtt.password"]
+    assert "set INFLUX_TOKEN, or influx.token_file / INFLUX_TOKEN_FILE" in said[0]
+    assert "s3cret" not in caplog.text
+    caplog.clear()
+    path.write_text("influx: {url: 'http://x:8086'}\nmqtt: {host: broker, username: u}\n")
+    with caplog.at_level(logging.WARNING, logger="collector.config"):
+        config.load(path, environ={"INFLUX_TOKEN": "s3cret-token", "MQTT_PASSWORD": "s3cret-pass"})
+    assert not caplog.records  # from the environment: where they belong
+
+
 @pytest.mark.parametrize(("text", "field", "problem"), [
     ("interval_s: -5\n", "interval_s", "greater than or equal to 1"),
     ("influx:\n  url: influxdb:8086\n", "influx.url", "must be an http(s) URL"),
