@@ -19,10 +19,10 @@ import os
 import re
 import reprlib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from collector.redact import redact, redact_url
 from models import CollectorConfig
@@ -111,6 +111,8 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
     raw: dict[str, Any] = _read_yaml(path) if path else {}
 
     _warn_secrets_in_file(source, raw)
+    if path:
+        _from_the_files_folder(raw, CollectorConfig, Path(os.path.abspath(path)).parent)
     influx_env = {field: env[var] for var, field in INFLUX_ENV.items() if env.get(var)}
     if influx_env:
         raw["influx"] = {**_section(raw, "influx", source), **influx_env}
@@ -188,6 +190,43 @@ def _warn_secrets_in_file(source: str, raw: dict[str, Any]) -> None:
         if isinstance(part, dict) and part.get(key):
             log.warning("%s: %s.%s is written in the config file: whoever reads the file has it; set %s (a file only "
                         "the collector can read) instead", source, section, key, instead)
+
+
+def _from_the_files_folder(raw: Any, model: type[BaseModel], folder: Path) -> None:
+    """Each path the file gives relative (a `Path` field of `model`, at any depth) made relative to the file's
+    folder, as docker compose does, not to wherever the command was started: `collect` run from one folder and
+    `report` from another read two histories, without a word (trial ZB). Paths from the environment or flags
+    stay relative to the working directory, as a shell's do."""
+    if not isinstance(raw, dict):
+        return
+    for name, field in model.model_fields.items():
+        value = raw.get(field.alias or name)
+        if value is None:
+            continue
+        kinds = _kinds(field.annotation)
+        if Path in kinds and isinstance(value, str) and value and not Path(value).is_absolute():
+            raw[field.alias or name] = str(folder / value)
+            continue
+        for kind in kinds:
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                for item in (value if isinstance(value, list) else [value]):
+                    _from_the_files_folder(item, kind, folder)
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    """The types an annotation may hold: Path | None -> {Path, NoneType}; list[Pool] -> {Pool, list}."""
+    found, todo = set(), [annotation]
+    while todo:
+        kind = todo.pop()
+        args = get_args(kind)
+        if args:
+            todo.extend(args)
+            origin = get_origin(kind)
+            if isinstance(origin, type):
+                found.add(origin)
+        else:
+            found.add(kind)
+    return found
 
 
 def _section(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:

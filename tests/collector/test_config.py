@@ -4,6 +4,7 @@ import logging
 import os
 import subprocess
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from tests.support import HASHFLEET
@@ -39,6 +40,38 @@ def test_environment_overrides_the_influx_section(tmp_path):
     cfg = config.load(path, environ={"INFLUX_URL": "http://env:8086", "INFLUX_TOKEN": "from-env", "INFLUX_BUCKET": "b"})
     assert cfg.influx.url == "http://env:8086" and cfg.influx.bucket == "b"
     assert cfg.influx.resolved_token() == "from-env"
+
+
+def test_a_relative_path_in_the_file_is_from_the_files_folder_and_one_from_the_environment_from_the_shell(
+        tmp_path, monkeypatch):
+    # Trial ZB, M1: relative to wherever the command was started: `collect` from one folder and `report` from
+    # another read two histories, without a word; a relative token_file was found from one folder only.
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "tok").write_text("from-the-folder\n")
+    (folder / "pw").write_text("mqtt-pass\n")
+    path = folder / "c.yaml"
+    path.write_text("spool: {directory: relspool}\ninflux: {url: 'http://x:8086', token_file: tok}\n"
+                    "mqtt: {host: broker, username: u, password_file: pw}\nlayout: {csv: places.csv}\n"
+                    "pools: [{kind: ocean, account: bc1qexample, token_file: ../pool-token}]\n"
+                    "economics: {tariff: {kind: flat, usd_per_kwh: 0.05}}\n"
+                    "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n"
+                    "curtailment: {dr_schedule: dr.yaml, control: {kill_switch_file: /run/stop, audit_log: a/audit.jsonl}}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = config.load(Path("..") / "etc" / "c.yaml", pools=False, environ={})
+    assert cfg.spool.directory == folder / "relspool" and cfg.influx.resolved_token() == "from-the-folder"
+    assert cfg.mqtt.resolved_password() == "mqtt-pass" and cfg.layout.csv == folder / "places.csv"
+    assert cfg.curtailment.dr_schedule == folder / "dr.yaml"
+    assert cfg.curtailment.control.audit_log == folder / "a" / "audit.jsonl"
+    assert cfg.curtailment.control.kill_switch_file == Path("/run/stop")  # an absolute one as it is
+    (tmp_path / "pool-token").write_text("pool-secret\n")
+    [pool] = config.load(path, environ={}).pools
+    assert pool.token_file == folder / ".." / "pool-token"
+    (elsewhere / "tok2").write_text("from-the-shell\n")
+    from_env = config.load(path, environ={"INFLUX_TOKEN_FILE": "tok2", "HASHFLEET_SPOOL_DIR": "x"})
+    assert from_env.influx.resolved_token() == "from-the-shell"
 
 
 def test_a_secret_written_into_the_config_file_is_warned_of_by_name_never_by_value(tmp_path, caplog):
