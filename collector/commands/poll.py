@@ -11,6 +11,7 @@ from collector import pipeline, service, terminal
 from collector.commands.common import CONFIG_OPTION, SITE_OPTION, load_config
 from collector.cycle import Cycle
 from collector.identity import DuplicateIds
+from models import MinerState
 
 
 def poll(
@@ -23,7 +24,7 @@ def poll(
     config_file: Path | None = CONFIG_OPTION,
 ) -> None:
     """Poll miners once and print what they report (the addresses given; from a config file, its other
-    settings, e.g. `readers`)."""
+    settings, e.g. `readers`). Exit 1 when none answered."""
     config = load_config(config_file, pools=False, miners=addresses, timeout_s=timeout, site=site)
     polled = terminal.by_address(service.run_event_loop(_poll_once(pipeline.build(config))).samples)
     ids = DuplicateIds()  # one id per miner, as `collect` has it: of two addresses showing one MAC, the first keeps it
@@ -33,6 +34,10 @@ def poll(
             sys.stdout.write(sample.model_dump_json() + "\n")
     else:
         terminal.print_table(samples)
+    if not any(s.state is not MinerState.OFFLINE for s in samples):
+        # what was read is printed; the exit says none answered (a cron check, as `advise` does: trial ZB)
+        typer.echo(f"hashfleet: no miner answered ({len(samples)} polled)", err=True)
+        raise typer.Exit(1)
 
 
 async def _poll_once(built: pipeline.Pipeline) -> Cycle:

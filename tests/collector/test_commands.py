@@ -64,7 +64,7 @@ def test_poll_waits_the_configs_timeout_unless_timeout_is_given(tmp_path):
         for name, args in (("config", ["--config", str(config)]), ("flag", ["--config", str(config), "--timeout", "2"]),
                            ("default", [])):
             result = run("poll", address, "--json", *args)
-            assert result.returncode == 0, result.stderr
+            assert result.returncode == 1, result.stderr  # (none answered)
             [error] = MinerSample.model_validate_json(result.stdout).errors
             waits[name] = error.rsplit("no complete answer within ", 1)[1]
     assert waits == {"config": "1 s", "flag": "2 s", "default": "5 s"}
@@ -87,6 +87,16 @@ def test_a_dns_name_that_resolves_to_no_address_is_an_offline_sample_not_silence
     assert named.errors == ["no-such-miner.invalid: DNS name resolves to no address"]
     [(_, resolved)] = samples.items()
     assert resolved.host == "127.0.0.1" and resolved.state is MinerState.MINING
+
+
+def test_poll_exits_1_when_no_miner_answered_and_still_prints_what_it_read():
+    # Trial ZB, L5: exit 0 with every row offline; `advise` exits 1 then: a cron check could not tell.
+    with run_fleet("a1566:1", base="127.43.9.1", seed=1) as fleet:
+        one_up = run("poll", fleet[0].address, "127.43.9.9", "--json")
+        none_up = run("poll", "127.43.9.9", "127.43.9.8", "--json")
+    assert one_up.returncode == 0, one_up.stderr
+    assert none_up.returncode == 1 and none_up.stderr.endswith("hashfleet: no miner answered (2 polled)\n"), none_up.stderr
+    assert [MinerSample.model_validate_json(line).state for line in none_up.stdout.splitlines()] == [MinerState.OFFLINE] * 2
 
 
 def test_scan_finds_miners_in_a_range_with_make_and_model():
