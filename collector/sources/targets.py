@@ -113,6 +113,10 @@ def _checked_name(host: str, text: str) -> str:
     if not _HOST_NAME.fullmatch(ascii_host):
         raise TargetError(f"{text!r}: not a host name (labels of letters, digits, '-' or '_', 1-63 characters each, "
                           "separated by dots)")
+    if ascii_host.rstrip(".").rpartition(".")[2].isdigit():  # no top-level domain is all digits (RFC 3696)
+        # a mistyped address (127.10.0.300, 10.0.0): else looked up as a name, "resolves to no address" each cycle
+        raise TargetError(f"{text!r}: not an IPv4 address (four numbers 0-255) and not a host name (a name's last "
+                          "label is never all digits)")
     return host
 
 

@@ -142,7 +142,8 @@ def test_an_ipv6_address_is_a_usage_error_not_a_traceback(command, address):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("name", ["rack7..site.local", "x" * 64 + ".site.local", "miner 7.local", "."])
+@pytest.mark.parametrize("name", ["rack7..site.local", "x" * 64 + ".site.local", "miner 7.local", ".",
+                                  "127.10.0.300", "10.0.0", "10.0.0.1.5"])  # (trial ZB, L4: looked up as names)
 def test_a_malformed_host_name_is_a_config_error_naming_it(tmp_path, name):
     # It passed the config check, then every re-scan failed on it with an IDNA UnicodeError: the ranges and
     # names listed with it were never polled (0 miners, every cycle, exit 0).
