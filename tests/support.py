@@ -32,6 +32,13 @@ HASHFLEET = str(Path(sys.executable).with_name("hashfleet"))
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
 
+def local_history_env(spool: Path) -> dict[str, str]:
+    """The environment of a `hashfleet` command keeping its history in `spool`, with no InfluxDB."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
+    env["HASHFLEET_SPOOL_DIR"] = str(spool)
+    return env
+
+
 def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.1) -> T:
     """Poll `condition` until it returns something truthy and return that; AssertionError naming
     `what` after `timeout` seconds."""

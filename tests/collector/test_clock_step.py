@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import subprocess
 import time
 from datetime import datetime, timedelta, timezone
@@ -28,7 +27,7 @@ from collector.stages.cost_engine import advance, carried_back
 from collector.stages.efficiency_book import EfficiencyBook
 from models import CollectorConfig, FlatTariff, MinerSample, MinerState, NetworkState, SampleSource, SiteEconomics
 from simulators.fleet import run_fleet
-from tests.support import HASHFLEET
+from tests.support import HASHFLEET, local_history_env
 
 UTC = timezone.utc
 ECONOMICS = SiteEconomics(tariff=FlatTariff(usd_per_kwh=0.06))
@@ -122,8 +121,7 @@ def test_a_restart_after_the_clock_was_stepped_back_keeps_the_totals_and_stamps_
         batch.close()
     config = tmp_path / "c.yaml"
     config.write_text(f"site: s2\neconomics: {{tariff: {{kind: flat, usd_per_kwh: 0.06}}}}\nnetwork: {json.dumps(NETWORK)}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
-    env["HASHFLEET_SPOOL_DIR"] = str(spool)
+    env = local_history_env(spool)
     with run_fleet("a1566:1", base="127.58.1.1", seed=2) as fleet:
         run = subprocess.run([HASHFLEET, "collect", "--config", str(config), "--miners", fleet.addresses[0],
                               "--cycles", "2", "--interval", "1"], capture_output=True, text=True, timeout=120, env=env)
@@ -390,8 +388,7 @@ def test_cycles_a_restart_stamped_ahead_of_the_clock_are_read_by_report_health_a
     spool, site = tmp_path / "spool", tmp_path / "spool" / "s3"
     config = tmp_path / "c.yaml"
     config.write_text(f"site: s3\neconomics: {{tariff: {{kind: flat, usd_per_kwh: 0.06}}}}\nnetwork: {json.dumps(NETWORK)}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
-    env["HASHFLEET_SPOOL_DIR"] = str(spool)
+    env = local_history_env(spool)
     with run_fleet("a1566:1", base="127.58.2.1", seed=3) as fleet:
         run = subprocess.run([HASHFLEET, "collect", "--config", str(config), "--miners", fleet.addresses[0], "--cycles", "1"],
                              capture_output=True, text=True, timeout=120, env=env)

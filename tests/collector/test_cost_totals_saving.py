@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ from collector.stages import running_totals as totals_store
 from collector.stages.cost_stage import SAVE_EVERY_S
 from models import CollectorConfig
 from simulators.fleet import run_fleet
-from tests.support import HASHFLEET
+from tests.support import HASHFLEET, local_history_env
 
 UTC = timezone.utc
 NETWORK = {"source": "static", "static": {"difficulty": 1.5e14, "height": 925_000, "fees_btc_per_block": 0.02,
@@ -109,8 +108,7 @@ def test_hashfleet_collect_ends_with_the_file_holding_the_last_cycles_totals(tmp
     spool, site = tmp_path / "spool", tmp_path / "spool" / "s3"
     config = tmp_path / "c.yaml"
     config.write_text(f"site: s3\neconomics: {json.dumps(ECONOMICS)}\nnetwork: {json.dumps(NETWORK)}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUX_")}
-    env["HASHFLEET_SPOOL_DIR"] = str(spool)
+    env = local_history_env(spool)
     with run_fleet("a1566:1", base="127.74.1.1", seed=4) as fleet:
         run = subprocess.run([HASHFLEET, "collect", "--config", str(config), "--miners", fleet.addresses[0],
                               "--cycles", "3", "--interval", "1"], capture_output=True, text=True, timeout=120, env=env)
