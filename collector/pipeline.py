@@ -205,9 +205,12 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
             sinks[:0] = curtailment_control(config, live, service_mode)  # first: the other sinks see its actions
     # After the cost stage: it prices each miner's problems with the part's cost figures. Its history
     # file is read by every command and written only by the service.
-    stages.append(HealthStage(config.site, economics=economics, layout=SiteLayout.load(config.layout),
-                              live=live, truth=truth, save=service_mode,
-                              state_path=config_loader.spool_directory(config) / state_files.HEALTH))
+    health = HealthStage(config.site, economics=economics, layout=SiteLayout.load(config.layout), live=live,
+                         truth=truth, save=service_mode,
+                         state_path=config_loader.spool_directory(config) / state_files.HEALTH)
+    stages.append(health)
+    # A unit down at the start is no empty address of a range: reported offline where it last answered.
+    polled.expect_where_answered(health.answered_at(time.time() - config.forget_unseen_miners_h * 3600))
     if mqtt is not None:
         sources.append(mqtt.ingest)
         sinks.append(mqtt.sink)

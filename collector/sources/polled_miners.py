@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import ipaddress
 import logging
 import random
 import time
@@ -205,6 +206,28 @@ class PolledMiners:
             if spec.kind == "address":
                 self._listed.add(Target(spec.text, spec.port))
                 self._add(Target(spec.text, spec.port))
+
+    def expect_where_answered(self, units: dict[str, tuple[str, str | None]]) -> None:
+        """Before the first cycle: each address inside a configured range where the site's history last read a
+        unit (address -> its id and model: collector.stages.health) is polled as one whose unit stopped
+        answering: reported offline under its id, looked for again, until something answers there (or the
+        unit answers elsewhere: `_lost_id`). A range's scan passes over an address that does not answer: a
+        unit down at a (re)start was missing from the repair queue, "0 problems" (trial ZC, H1)."""
+        ranges = [(ipaddress.ip_network(s.text), s.port) for s in self.specs if s.kind == "range"]
+        for address, (miner_id, model) in units.items():
+            host, _, port = address.rpartition(":")
+            try:
+                ip, number = ipaddress.ip_address(host), int(port)
+            except ValueError:  # (a name, or no port: not a range's)
+                continue
+            target = Target(host, number)
+            if target in self.targets or not any(ip in net and number == at for net, at in ranges):
+                continue
+            self._add(target)
+            if target in self.targets:  # (in this collector's shard)
+                known = self._known[target]
+                known.model = model
+                self._took_id(target, known, miner_id)
 
     async def start(self) -> None:
         """Before the first cycle: import pyasic if any address may need its detection (its import

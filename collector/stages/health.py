@@ -96,6 +96,16 @@ class HealthStage:
         self._last_cycle: datetime | None = None  # the last cycle's time: what close() saves as of
         self._cycle: _CycleWork | None = None
 
+    def answered_at(self, since_s: float) -> dict[str, tuple[str, str | None]]:
+        """Address -> (id, model) of the unit the saved history last read there, for those that answered there
+        since `since_s` (epoch seconds): where the collector expects a miner after a restart."""
+        out = {}
+        for address, miner in self._last_at.items():
+            memory = self._memory.get(miner)
+            if memory is not None and (answered := memory.kept.answered_s) is not None and answered >= since_s:
+                out[address] = (miner, memory.kept.model)
+        return out
+
     def history_days(self) -> int:
         """The UTC days the kept history spans (taken up at the start, then added to)."""
         days = {day.day for memory in self._memory.values() for day in memory.kept.days}
@@ -371,7 +381,7 @@ class HealthStage:
             kept.expected_ths = sample.expected_hashrate_ths
         # Under the MAC it showed: not a rival of a duplicate id nor a MAC that flaps (both under the address)
         if sample.mac is not None and sample.miner != (address := _address(sample)):
-            kept.address = address
+            kept.address, kept.answered_s = address, work.now_s
         healthy = (not problems and not found and sample.state is MinerState.MINING and settled and hashrate
                    and power_now is not None and power_now > 0
                    and (expected is None or hashrate >= (1 - checks.SHORTFALL_SHARE / 2) * expected))

@@ -99,6 +99,7 @@ class MinerHistory:
     baseline_w: float | None = None  # draw when healthy (EWMA)
     healthy_ths: float | None = None  # hashrate when healthy (EWMA)
     address: str | None = None  # host:port it was last read at showing its MAC: who was there, after a restart
+    answered_s: float | None = None  # when it last answered there (seen_s counts its offline samples too)
 
     def add(self, sample: MinerSample, day: int) -> None:
         """One cycle's sample into today's sums; a new day closes the last and works out the trends."""
@@ -183,7 +184,7 @@ def save(path: Path, miners: dict[str, MinerHistory], now: datetime) -> None:
     data = {"version": VERSION, "as_of": now.isoformat(), "miners": {
         miner: {"days": [d.row() for d in h.days], "seen": h.seen_s, "model": h.model,
                 "expected_ths": h.expected_ths, "baseline_w": h.baseline_w, "healthy_ths": h.healthy_ths,
-                "address": h.address}
+                "address": h.address, "answered": h.answered_s}
         for miner, h in miners.items()}}
     durable_file.replace(path, orjson.dumps(data))
 
@@ -199,6 +200,8 @@ def load(path: Path, now: datetime | None = None, *, set_aside: bool = True) -> 
         if step > 0:
             for history in miners.values():
                 history.seen_s = max(0.0, history.seen_s - step)
+                if history.answered_s is not None:
+                    history.answered_s = max(0.0, history.answered_s - step)
         return miners
 
     return durable_file.read_book(path, read, what="health history", lost="trends start over",
@@ -233,7 +236,10 @@ def _read(data: Any, now: datetime) -> tuple[datetime, dict[str, MinerHistory]]:
                                expected_ths=_optional(raw.get("expected_ths"), "expected_ths", miner),
                                baseline_w=_optional(raw.get("baseline_w"), "baseline_w", miner),
                                healthy_ths=_optional(raw.get("healthy_ths"), "healthy_ths", miner),
-                               address=_text(raw.get("address"), miner, "address", MAX_ADDRESS_CHARS))
+                               address=_text(raw.get("address"), miner, "address", MAX_ADDRESS_CHARS),
+                               # (absent from a file older versions saved)
+                               answered_s=None if raw.get("answered") is None else _number(
+                                   raw.get("answered"), "answered", miner, high=latest.timestamp() + MAX_CLOCK_SKEW_S))
         last = 0
         for row in raw["days"]:
             day = _day(row, miner, today)

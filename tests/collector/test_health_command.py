@@ -388,3 +388,28 @@ def test_health_since_from_influxdb_takes_the_site_from_hashfleet_site_and_a_sit
         answer = _run("health", *nothing, env=env)
         assert answer.returncode == 2 and "no recorded health of site" in answer.stderr, answer.stdout + answer.stderr
         assert answer.stdout == ""
+
+
+def test_a_unit_down_at_a_restart_in_a_range_is_offline_in_the_queue_where_it_last_answered(tmp_path):
+    # Trial ZC, H1: with a range in `miners:` a unit that did not answer at the start was passed over by the
+    # scan as an empty address: "0 problem(s), $0.00" from `health` and a restarted `collect`, while listed one
+    # by one the same units were offline at $6 a day each.
+    with run_fleet("a1566:3", base="127.66.8.1", seed=4) as fleet:
+        config = tmp_path / "hashfleet.yaml"
+        config.write_text(yaml.safe_dump({"site": "h1", "miners": ["127.66.8.0/29"], "interval_s": 1,
+                                          "economics": ECONOMICS, "network": NETWORK}))
+        env = _environment(tmp_path)
+        collected = _run("collect", "--config", str(config), "--cycles", "2", env=env)
+        assert collected.returncode == 0, collected.stderr
+        down = fleet[1]
+        down.set_faults(no_answer=True)  # the power goes before the restart
+        now = _run("health", "--config", str(config), "--json", env=env)
+        restarted = _run("collect", "--config", str(config), "--cycles", "2", env=env)
+        since = _run("health", "--config", str(config), "--since", "1h", "--json", env=env)
+    assert now.returncode == 0 and restarted.returncode == 0 and since.returncode == 0, now.stderr + restarted.stderr
+    mac = format_mac(down.mac)
+    for report in (json.loads(now.stdout), json.loads(since.stdout)):
+        [offline] = [p for p in report["problems"] if p["signal"] == "offline"]
+        assert offline["miner"] == mac and offline["address"] == down.address and offline["open"] is not False
+        assert offline["usd_lost_day"] > 1 and offline["lost_ths"] > 100  # an A15: ~194 TH/s, priced
+        assert {p["miner"] for p in report["problems"]} == {mac}  # the units that answer: no problem

@@ -22,7 +22,9 @@ import yaml
 from tests.collector.sources.hostile_server import HostileServer
 from tests.support import HASHFLEET, wait_for
 
-from collector import pipeline
+from collector import config as config_loader
+from collector import pipeline, state_files
+from collector.stages import health_history
 from collector.cycle import Cycle, MinersPart
 from collector.sources.polled_miners import OFFLINE_POLLS_BEFORE_REIDENTIFY, PolledMiners
 from collector.sources import cgminer_client as cgminer
@@ -300,3 +302,31 @@ def test_a_range_scan_holds_as_many_identifications_at_once_as_its_concurrency()
     gc.collect()
     assert found == [] and len(alive) == len(targets)
     assert max(alive) < 32 * 8, max(alive)  # a task an address: from 2,048 down
+
+
+def test_only_a_unit_that_answered_lately_at_an_address_of_a_configured_range_is_expected_there(tmp_path):
+    # Trial ZC, H1 (the fix's bounds): a unit gone longer than forget_unseen_miners_h, one read outside the ranges
+    # configured now or at another port, and one from a file older versions saved (no answer time: its seen time
+    # counts its offline samples too, a dead unit's for ever) are not looked for; a shard looks for its own only.
+    now = time.time()
+    history = health_history.MinerHistory
+    kept = {
+        "AA": history(seen_s=now - 60, answered_s=now - 60, address="10.0.0.1:4028", model="AvalonMiner 15-194"),
+        "BB": history(seen_s=now - 60, answered_s=now - 2 * 86_400, address="10.0.0.2:4028"),  # gone two days
+        "CC": history(seen_s=now - 60, answered_s=now - 60, address="10.9.0.1:4028"),  # outside the ranges now
+        "DD": history(seen_s=now - 60, answered_s=None, address="10.0.0.3:4028"),  # an older file's
+        "EE": history(seen_s=now - 60, answered_s=now - 60, address="10.0.0.4:4029"),  # another port
+    }
+
+    def built(shard: str | None = None) -> PolledMiners:
+        config = CollectorConfig(miners=["10.0.0.0/29"], forget_unseen_miners_h=24, shard=shard,
+                                 spool={"directory": tmp_path})
+        folder = config_loader.spool_directory(config)
+        folder.mkdir(parents=True, exist_ok=True)
+        health_history.save(folder / state_files.HEALTH, kept, datetime.now(timezone.utc))
+        return pipeline.build(config).polled
+
+    polled = built()
+    assert {t.address: polled._known[t].miner_id for t in polled.targets} == {"10.0.0.1:4028": "AA"}
+    assert polled._known[next(iter(polled.targets))].model == "AvalonMiner 15-194"
+    assert sorted(len(built(f"{k}/2").targets) for k in (1, 2)) == [0, 1]  # one shard looks for it
