@@ -302,8 +302,12 @@ class PolledMiners:
         """Resolve DNS names, scan ranges, and identify every address not identified yet, now: what
         a one-shot poll (`hashfleet poll`) does before its cycle. The service does the same work in
         the background instead (`discover`), so that it never holds up a cycle."""
-        await self._rescan(on_progress)
-        pending = [(t, k) for t in sorted(self.targets) if (k := self._known[t]).driver is None and not k.identifying]
+        # After `start` (advise, health): what its first round scanned and tried is not done twice, a range's
+        # silent addresses costing their timeouts again and each failure said twice (trial ZB, L8).
+        await self._rescan(on_progress, due_only=True)
+        now = time.monotonic()
+        pending = [(t, k) for t in sorted(self.targets)
+                   if (k := self._known[t]).driver is None and not k.identifying and k.retry_at <= now]
         await asyncio.gather(*(self._identify(t, k) for t, k in pending))
 
     async def _rescan(self, on_progress=None, *, due_only: bool = False) -> None:

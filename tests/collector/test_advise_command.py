@@ -336,3 +336,23 @@ def test_a_miner_that_answered_but_cannot_be_planned_is_named_in_a_note(tmp_path
     assert note.startswith("1 miner(s) that answered are not in the plan: ")
     assert note.endswith(f": {fleet[1].address} (AvalonMiner 741 chain, mining)")  # (its id is its address)
     assert note in " ".join(table.stdout.split())
+
+
+def test_an_address_that_does_not_answer_is_tried_and_told_of_once(tmp_path):
+    # Trial ZB, L8: advise identified every address again after the start's first round had: each failure logged
+    # twice, and a range's silent addresses would have cost their timeouts twice.
+    config = tmp_path / "hashfleet.yaml"
+    with run_fleet("a1566:1", base="127.50.10.1", seed=5) as fleet:
+        config.write_text(yaml.safe_dump({
+            "site": "adv", "miners": [fleet.addresses[0], "127.50.10.9"], "interval_s": 2,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}, "pue": 1.1}, "network": NETWORK}))
+        env = {**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+        done = subprocess.run([HASHFLEET, "advise", "--config", str(config), "--json"], capture_output=True, text=True,
+                              timeout=120, env=env)
+        ranged = subprocess.run([HASHFLEET, "--log-level", "DEBUG", "advise", "--config", str(config), "--json",
+                                 "--miners", "127.50.10.0/29"], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("did not identify as a miner") == 1, done.stderr
+    assert "127.50.10.9:4028" in done.stderr and json.loads(done.stdout)["miners_planned"] == 1
+    assert ranged.returncode == 0 and json.loads(ranged.stdout)["miners_planned"] == 1, ranged.stderr
+    assert ranged.stderr.count("127.50.10.0/29: scanned ") == 1, ranged.stderr  # (its silent addresses once)
