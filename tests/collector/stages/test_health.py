@@ -466,6 +466,19 @@ def test_power_over_its_own_limit_and_out_of_the_models_range():
     assert site.problems()["power_out_of_range"].cause is Cause.POWER
 
 
+def test_a_reading_over_its_limit_that_the_meter_says_is_high_is_a_reading_problem_not_an_overdraw():
+    # Trial ZC: a drifting PSU reading showed both `power_mismatch` and `power_over_limit` (an overdraw).
+    from collector.sources.live_inputs import MeterReading
+
+    site = Site()
+    site.live.metered_w["m1"] = MeterReading(3500.0, site.ts)  # (the model's units report what their meters read)
+    site.cycles(2, a15(power_w=4300.0, uptime_s=86_400))  # limit 3760 W; the meter: 3500 W
+    assert set(site.problems()) == {"power_mismatch"}, site.problems()
+    site.live.metered_w["m1"] = MeterReading(4300.0, site.ts)  # the meter agrees: an overdraw indeed
+    site.cycles(2, a15(power_w=4300.0, uptime_s=86_400))
+    assert set(site.problems()) == {"power_over_limit"}, site.problems()
+
+
 def test_a_shortfall_nothing_explains_is_named_as_such():
     site = Site()
     site.cycles(2, a15(hashrate_ths=150.0))
