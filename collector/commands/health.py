@@ -144,9 +144,9 @@ def _print(report: health_report.HealthReport, top: int, *, priced: bool) -> Non
         + (f", {report.unprofitable} miner(s) costing more to run than they earn" if report.unprofitable else "")))
     if report.by_cause:
         console.print("by root cause: " + ", ".join(f"{cause} {n}" for cause, n in report.by_cause.items()))
-    if report.chips_lost:
-        console.print(f"chips lost: {report.chips_lost:+.0f} (dead {report.chips_dead_first:.0f} -> "
-                      f"{report.chips_dead_last:.0f})")
+    if report.chips_lost:  # (fewer dead at the end: boards repaired or swapped, not "-176 lost")
+        console.print(f"chips {'lost' if report.chips_lost > 0 else 'back'}: {abs(report.chips_lost):.0f} (dead "
+                      f"{report.chips_dead_first:.0f} -> {report.chips_dead_last:.0f})")
     if report.measured_pue is not None:
         console.print(f"measured PUE (facility meter): {report.measured_pue:.3f}")
     for model, factor in report.power_corrections.items():

@@ -413,3 +413,20 @@ def test_a_unit_down_at_a_restart_in_a_range_is_offline_in_the_queue_where_it_la
         assert offline["miner"] == mac and offline["address"] == down.address and offline["open"] is not False
         assert offline["usd_lost_day"] > 1 and offline["lost_ths"] > 100  # an A15: ~194 TH/s, priced
         assert {p["miner"] for p in report["problems"]} == {mac}  # the units that answer: no problem
+
+
+def test_health_since_says_chips_came_back_not_a_negative_loss(tmp_path):
+    # Trial ZC, L3: "chips lost: -176" over a period in which boards were repaired.
+    from collector.sinks.spool import Spool
+
+    t = int(time.time()) - 100
+    spool = Spool(tmp_path / "spool" / "h1")
+    try:
+        spool.append([f"health,site=h1,scope=site problems=0i,usd_lost_day=0.0,chips_dead={dead}i {t + s}"
+                      for dead, s in ((178, 0), (90, 10), (2, 20))])
+    finally:
+        spool.close()
+    env = _environment(tmp_path)
+    back = _run("health", "--site", "h1", "--since", "10m", env=env)
+    assert back.returncode == 0, back.stderr
+    assert "chips back: 176 (dead 178 -> 2)" in back.stdout and "-176" not in back.stdout, back.stdout
