@@ -304,6 +304,9 @@ class HealthStage:
                                                          [f for f, _, _ in items])
         else:
             saved_w = _saved_w(memory.kept.baseline_w, power_now, plate, expected)
+            if not saved_w and memory.kept.baseline_w is None and not _plate_w(plate, expected) and power_now:
+                saved_w = _saved_from_draw_now(power_now, expected, [f for f, _, _ in items])
+                estimated_from = "its draw now" if saved_w else None
             if ramping and shortfall > 0 and any(f.signal is Signal.REBOOTS for f, _, _ in items):
                 # The ramp's lower draw goes with the ramp's shortfall, which the loop's figure holds (priced
                 # with no energy saved): the other problems are credited only their share of the watts.
@@ -311,7 +314,8 @@ class HealthStage:
                 saved_w *= min(1.0, named / shortfall)
         dollars = health_dollars.price([f for f, _, _ in items], prices, saved_w, expected)
         if estimated_from is not None:
-            items = [(f, cause, f"{evidence}; energy saved estimated from {estimated_from}: no power reading"
+            unknown = "no usual draw known yet" if power_now is not None else "no power reading"
+            items = [(f, cause, f"{evidence}; energy saved estimated from {estimated_from}: {unknown}"
                       if f.lost_ths > 0 and not f.extra_loss else evidence) for f, cause, evidence in items]
         return tuple(Problem(sample.miner, f.signal, cause, f.severity, evidence, f.value, f.limit, f.part,
                              f.lost_ths, usd) for (f, cause, evidence), usd in zip(items, dollars))
@@ -620,12 +624,33 @@ def _saved_w(baseline_w: float | None, power_now: float | None, plate, expected:
     _estimated_saved_w)."""
     if power_now is None:
         return 0.0
-    if baseline_w is None and plate is not None and getattr(plate, "power_w", None) and getattr(
-            plate, "hashrate_ths", None) and expected:
-        baseline_w = plate.power_w * expected / plate.hashrate_ths
+    if baseline_w is None:
+        baseline_w = _plate_w(plate, expected)
     if baseline_w is None:
         return 0.0
     return max(0.0, baseline_w - power_now)
+
+
+def _plate_w(plate, expected: float | None) -> float | None:
+    """Its nameplate's draw at its expected hashrate (None: no nameplate with both figures)."""
+    power_w, ths = getattr(plate, "power_w", None), getattr(plate, "hashrate_ths", None)
+    return power_w * expected / ths if power_w and ths and expected else None
+
+
+MIN_HASHING_SHARE = 0.25  # of its expected hashrate, what must still hash to take its usual draw from its draw now
+
+
+def _saved_from_draw_now(power_now: float, expected: float | None, findings: Sequence[Finding]) -> float:
+    """Watts its problems saved when neither a learned usual draw nor a nameplate says what it draws healthy
+    (a model catalogued without figures, before its draw is learned): its draw follows its hashrate as in
+    `_estimated_saved_w`, so what still hashes drew `power_now` for the share it kept. Nothing when less than
+    MIN_HASHING_SHARE still hashes (the fans and controller are then too much of the draw to scale it).
+    Counting nothing saved made a dead board on a unit that runs at a loss read as a loss to fix (trial ZC M1:
+    +$0.67 a day on an A1066 until its draw was learned, -$0.73 after)."""
+    lost = sum(f.lost_ths for f in findings if not f.extra_loss and f.signal is not Signal.BOARD_WEAK)
+    if not expected or lost <= 0 or lost > expected * (1.0 - MIN_HASHING_SHARE):
+        return 0.0
+    return power_now * lost / (expected - lost)
 
 
 STOPPED_DRAW_SHARE = 0.03  # of its usual draw, what a unit hashing nothing still draws: fans, controller
@@ -639,13 +664,13 @@ def _estimated_saved_w(baseline_w: float | None, plate, expected: float | None,
     A weak board draws its full power; a unit that hashes nothing still runs its fans and controller
     (STOPPED_DRAW_SHARE). With the source of the usual draw; (0, None) when its model has no nameplate
     with both figures, or nothing is lost: no energy saving is assumed then."""
-    power_w, ths = getattr(plate, "power_w", None), getattr(plate, "hashrate_ths", None)
-    if not (power_w and ths and expected):
+    plate_w = _plate_w(plate, expected)
+    if not plate_w or not expected:
         return 0.0, None
     lost = sum(f.lost_ths for f in findings if not f.extra_loss and f.signal is not Signal.BOARD_WEAK)
     if lost <= 0:
         return 0.0, None
-    usual_w, source = (baseline_w, "its usual draw") if baseline_w else (power_w * expected / ths, "the nameplate")
+    usual_w, source = (baseline_w, "its usual draw") if baseline_w else (plate_w, "the nameplate")
     return usual_w * min(lost / expected, 1.0 - STOPPED_DRAW_SHARE), source
 
 

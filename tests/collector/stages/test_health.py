@@ -375,6 +375,32 @@ def test_a_model_with_no_nameplate_and_no_power_reading_is_priced_with_nothing_s
     assert "energy saved" not in board_dead.evidence
 
 
+def test_a_model_with_no_nameplate_is_credited_what_its_lost_hashrate_drew_from_its_draw_now():
+    # Trial ZC (M1): an A1066 (catalogued without figures) with a board dead from its first reading was priced
+    # with nothing saved (+$0.67 a day: its whole revenue) where, once its usual draw was learned, the same
+    # board read -$0.73 (the unit runs at a loss). Its draw now follows the hashrate still hashing: 2400 W for
+    # two boards of three, so the dead one drew 1200 W.
+    site = Site()
+    dead = with_board(a15(model="Nobody's X1", power_w=2400.0, hashrate_ths=194 * 2 / 3), 2, chips_ok=0,
+                      hashrate_avg_ths=0.0)
+    site.cycles(2, dead)
+    board_dead = site.problems()["board_dead:2"]
+    assert board_dead.usd_lost_day == pytest.approx(194 / 3 * _NET_TH_DAY - 1200 * _ENERGY_W_DAY, rel=1e-6)
+    assert board_dead.evidence.endswith("; energy saved estimated from its draw now: no usual draw known yet")
+
+
+def test_a_model_with_no_nameplate_mostly_stopped_is_priced_with_nothing_saved():
+    # Under a quarter of it hashing, its fans and controller are too much of its draw now to scale it up.
+    site = Site()
+    dead = with_board(with_board(a15(model="Nobody's X1", power_w=1300.0, hashrate_ths=194 / 6), 1, chips_ok=0,
+                                 hashrate_avg_ths=0.0), 2, chips_ok=0, hashrate_avg_ths=0.0)
+    site.cycles(2, dead)
+    problems = site.problems()
+    assert sum(p.usd_lost_day for p in problems.values()) == pytest.approx(
+        sum(p.lost_ths for p in problems.values()) * _NET_TH_DAY, rel=1e-6)
+    assert not any("energy saved" in p.evidence for p in problems.values())
+
+
 def test_a_refused_power_reading_costs_that_reading_only_the_fault_is_priced_from_its_usual_draw():
     # A unit that read 3600 W while healthy, then a board dies and its power reading is refused (a value
     # no unit can draw): the saving is its usual draw's third, not the refused figure's, nor nothing.
