@@ -123,11 +123,13 @@ def advise(
                      f"with a hashrate and a power read or from its model's nameplate: {named}"
                      + (f" and {len(unplanned) - 5} more" if len(unplanned) > 5 else ""))
     targets = active_targets(stage, plan, "--limit-kw" if limit_kw is not None else "--shed-kw", cfg)
+    # A miner left running as usual has no advice: its figures as its advice would give them (trial ZB: "-").
+    usual = {miner: figures for miner in plan.keys if (figures := stage.usual_figures(miner)) is not None}
     if as_json:
-        sys.stdout.write(json.dumps({**plan_json(plan, cycle), "notes": notes, "dr_targets": [
+        sys.stdout.write(json.dumps({**plan_json(plan, cycle, usual), "notes": notes, "dr_targets": [
             {**target.model_dump(mode="json"), **where} for target, where in targets]}) + "\n")
     else:
-        print_plan(plan, cycle, targets, notes)
+        print_plan(plan, cycle, targets, notes, usual)
 
 
 def _miner_at(sample: MinerSample) -> str:
@@ -210,22 +212,31 @@ async def _one_cycle(built: pipeline.Pipeline) -> None:
         await built.stop()
 
 
-def plan_json(plan: CurtailmentPlan, cycle: Cycle) -> dict:
-    advice = {a.miner: a for a in plan.advice}
-    hosts = {s.miner: f"{s.host}:{s.port}" for s in cycle.samples}
+def plan_json(plan: CurtailmentPlan, cycle: Cycle, usual: dict[str, tuple]) -> dict:
+    """The plan's summary and a row a miner; `usual`: the figures of each miner left running as usual
+    (CurtailmentStage.usual_figures)."""
+    advice, hosts = {a.miner: a for a in plan.advice}, _addresses(cycle)
     miners = []
     for miner, key in sorted(plan.keys.items()):
         a = advice.get(miner)
+        if a is not None:
+            kw, kw_always_on, margin, j_th = a.kw, a.kw_always_on, a.margin_usd_kwh, a.efficiency_j_th
+        else:
+            kw, margin, j_th = usual.get(miner, (None, None, None))
+            kw_always_on = kw
         miners.append({"miner": miner, "address": hosts.get(miner), "action": a.action if a else "run",
                        "mode": (a.key if a else key) or None, "reason": a.reason if a else "running as usual",
-                       "kw": a.kw if a else None, "kw_always_on": a.kw_always_on if a else None,
-                       "margin_usd_kwh": a.margin_usd_kwh if a else None,
-                       "efficiency_j_th": a.efficiency_j_th if a else None, "held": a.held if a else False,
-                       "dr": a.dr if a else False})
+                       "kw": kw, "kw_always_on": kw_always_on, "margin_usd_kwh": margin, "efficiency_j_th": j_th,
+                       "held": a.held if a else False, "dr": a.dr if a else False})
     return {**plan_summary(plan), "miners": miners}
 
 
-def print_plan(plan: CurtailmentPlan, cycle: Cycle, targets: list[tuple[DrTarget, dict]], notes: list[str]) -> None:
+def _addresses(cycle: Cycle) -> dict[str, str]:
+    return {s.miner: f"{s.host}:{s.port}" for s in cycle.samples}
+
+
+def print_plan(plan: CurtailmentPlan, cycle: Cycle, targets: list[tuple[DrTarget, dict]], notes: list[str],
+               usual: dict[str, tuple]) -> None:
     console = plain_console()
     console.print(Text.assemble((f"site {plan.site}", "bold"), f" at {plan.price_usd_kwh:.4f} $/kWh ({plan.price_source}); "
                                 f"strategy {plan.strategy}; one TH/s earns {plan.revenue_usd_th_day:.4f} $/day"))
@@ -250,14 +261,14 @@ def print_plan(plan: CurtailmentPlan, cycle: Cycle, targets: list[tuple[DrTarget
     table = Table()
     for column in ("miner", "address", "advice", "J/TH", "margin $/kWh", "kW", "why"):
         table.add_column(column, justify="right" if column in ("J/TH", "margin $/kWh", "kW") else "left")
-    hosts = {s.miner: f"{s.host}:{s.port}" for s in cycle.samples}
+    hosts = _addresses(cycle)
     for miner, key in sorted(plan.keys.items(), key=lambda kv: (advice.get(kv[0]) is None, kv[0])):
         a = advice.get(miner)
         what = "run" if a is None else ("sleep" if a.key == SLEEP else f"{a.action} (mode {a.key})")
-        table.add_row(miner, hosts.get(miner, ""), what,
-                      "-" if a is None or a.efficiency_j_th is None else f"{a.efficiency_j_th:.1f}",
-                      "-" if a is None or a.margin_usd_kwh is None else f"{a.margin_usd_kwh:+.4f}",
-                      "-" if a is None else f"{a.kw:.2f}", "running as usual" if a is None else printable(a.reason))
+        kw, margin, j_th = (a.kw, a.margin_usd_kwh, a.efficiency_j_th) if a else usual.get(miner, (None, None, None))
+        table.add_row(miner, hosts.get(miner, ""), what, "-" if j_th is None else f"{j_th:.1f}",
+                      "-" if margin is None else f"{margin:+.4f}", "-" if kw is None else f"{kw:.2f}",
+                      "running as usual" if a is None else printable(a.reason))
     console.print(table)
     console.print(f"{plan.miners_run} run ({plan.miners_lower} in another mode), {plan.miners_sleep} sleep; "
                   f"{plan.planned_kw:.1f} kW planned of {plan.always_on_kw:.1f} kW always-on; "

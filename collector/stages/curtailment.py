@@ -833,6 +833,18 @@ class CurtailmentStage:
         inputs), as `hashfleet advise` names them."""
         return self._targets
 
+    def usual_figures(self, miner: str) -> tuple[float, float | None, float | None] | None:
+        """A planned miner's facility kW, margin ($/kWh: its usual mode's break-even less the price) and J/TH
+        running as usual, at this cycle's prices, as its advice would give them: what `hashfleet advise` shows
+        for a miner the plan leaves running (the stage makes no advice for that commonest plan). None: not
+        planned this cycle."""
+        rec, prices = self._miners.get(miner), self._prices
+        if rec is None or rec.candidate is None or prices is None:
+            return None
+        _, ths, kw = rec.candidate.runs[rec.usual]
+        return (kw, ths * prices.revenue_usd_th_h / kw - prices.usd_kwh if kw > 0 else None,
+                1000 * kw / self._pue / ths if ths else None)
+
     def _dr_targets(self, at: datetime) -> tuple[DrTarget, ...]:
         """The demand-response targets in force at `at`, whatever their source (`advise`, MQTT, the schedule
         file) or order: the strictest active limit (the lowest limit_kw) and the strictest active shed (the

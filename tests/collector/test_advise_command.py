@@ -40,6 +40,14 @@ def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_
         assert "above its break-even" in old["reason"] and old["efficiency_j_th"] > 30
         assert plan["price_usd_kwh"] == 0.06 and plan["miners_sleep"] == 1 and plan["saved_usd_day"] > 0
         assert plan["price_source"] == "--price"  # a what-if, not the tariff
+        # A miner left running has its figures too, as its advice would give them (trial ZB: "-" for each).
+        for running in (m for m in plan["miners"] if m["action"] == "run"):
+            assert running["reason"] == "running as usual" and 10 < running["efficiency_j_th"] < 25, running
+            assert running["margin_usd_kwh"] > 0 > old["margin_usd_kwh"]  # why one runs and the other sleeps
+            assert running["kw"] == running["kw_always_on"] and 3 < running["kw"] < 5, running
+            # break-even = revenue per kWh: the same TH/s revenue for both, so inversely as their J/TH
+            assert (running["margin_usd_kwh"] + 0.06) * running["efficiency_j_th"] == pytest.approx(
+                (old["margin_usd_kwh"] + 0.06) * old["efficiency_j_th"], rel=1e-6)
 
         limited = run("--json", "--limit-kw", "5")
         assert limited.returncode == 0, limited.stderr
@@ -56,6 +64,8 @@ def test_advise_shows_the_plan_at_a_price_and_a_demand_response_limit_and_sends_
 
         table = run("--price", "0.06")
         assert table.returncode == 0 and "sleep" in table.stdout and "break-even" in table.stdout
+        usual_rows = [line for line in table.stdout.splitlines() if "running as usual" in line]
+        assert len(usual_rows) == 2 and not any(" - " in row for row in usual_rows), table.stdout
         assert fleet.commands() == []
 
         # Numbers as people write them: 0_05 is a typo, not 5 $/kWh; nan is no limit (not "negative").
