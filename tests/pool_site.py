@@ -144,12 +144,14 @@ class PooledSite:
 
 @contextmanager
 def pooled_site(workdir: Path, *, start: float, site: str = "pooled", miners_base: str = "127.91.0.1",
-                pools_base: str = "127.92.0.1:0", influx: InfluxConfig | None = None) -> Iterator[PooledSite]:
-    """SCENARIO's fleet and pools, the clock at `start` (the miners already hashing)."""
+                pools_base: str = "127.92.0.1:0", influx: InfluxConfig | None = None,
+                simulated: str = SIMULATED) -> Iterator[PooledSite]:
+    """SCENARIO's fleet and pools, the clock at `start` (the miners already hashing); `simulated`: the pools
+    served (miner i on the i mod n-th)."""
     clock = ManualClock(start - 1800)  # the miners boot half an hour before, past their ramp
     with run_fleet(FLEET, base=miners_base, clock=clock, seed=11) as fleet:
         clock.advance(1800)
-        with run_pools(fleet, SIMULATED, base=pools_base, network=NET, seed=5) as pools:
+        with run_pools(fleet, simulated, base=pools_base, network=NET, seed=5) as pools:
             users = [pool_user(m) for m in fleet.miners]
             for user in users:
                 pools.pool_of(user).engine.configure(user, luck=LUCK)

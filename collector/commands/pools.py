@@ -77,16 +77,33 @@ def _result(cycle: Cycle, sources: list[PoolSource], stage: PoolReconciliation) 
             "days": [d.model_dump(mode="json") for d in snap.days],
         })
     last = stage.last_closed(with_realized=False)
-    reconciliation = None
-    if last is not None:
+    reconciliation, note = None, None
+    if last is None:
+        note = _why_none_closed(stage)
+    else:
         accounts = stage.state.results.get(last.day)
+        configured = {source.account.lower() for source in sources}
         reconciliation = {"site": last.model_dump(mode="json"), "coverage_note": coverage_note(last),
-                          "accounts": [a.model_dump(mode="json") for a in (accounts.accounts.values() if accounts else [])]}
+                          "accounts": [a.model_dump(mode="json") for a in (accounts.accounts.values() if accounts else [])],
+                          "miners_no_pool_lists": [
+                              {"miner": miner, "user": user, "expected_btc": btc,
+                               "account_configured": user.split(".")[0].lower() in configured}
+                              for miner, user, btc in stage.miners_no_pool_lists(last.day) or []]}
     return {
         "site": cycle.site, "ts": cycle.ts.isoformat(), "pools": out_pools,
         "matching": report.matching.model_dump(mode="json") if report else None,
-        "reconciliation": reconciliation,
+        "reconciliation": reconciliation, "reconciliation_note": note,
     }
+
+
+def _why_none_closed(stage: PoolReconciliation) -> str:
+    """Why no day is shown: no books kept yet, or the days kept and how far each pool has taken them."""
+    kept = sorted(stage.state.results)[-2:]
+    if not kept:
+        return "no closed day reconciled yet: the collector keeps the books (hashfleet collect)"
+    days = "; ".join(f"{day}: " + (", ".join(f"{a.pool} {a.status.value}" for a in stage.state.results[day].accounts.values())
+                                   or "no pool's day yet") for day in kept)
+    return f"no day every pool has closed yet ({days})"
 
 
 def coverage_note(site: SiteDay) -> str:
@@ -133,13 +150,18 @@ def _print(result: dict[str, Any]) -> None:
                   + "".join(f"\n  {w['pool']}: {w['worker']}" for w in workers[:50]))
     reconciliation = result["reconciliation"]
     if reconciliation is None:
-        console.print("no closed day reconciled yet (the collector keeps the books: hashfleet collect)")
+        console.print(result["reconciliation_note"])
         return
     site = SiteDay.model_validate(reconciliation["site"])
     accounts = [AccountDay.model_validate(a) for a in reconciliation["accounts"]]
     console.print(_waterfall(f"{site.day} (UTC), site {site.site}: {site.status.value}", [("site", site)]
                              + [(a.pool, a) for a in accounts]))
     console.print(reconciliation["coverage_note"])
+    _print_unmatched(site, accounts, reconciliation["miners_no_pool_lists"], [p["account"] for p in result["pools"]])
+    if not site.complete:
+        silent = ", ".join(a.pool for a in accounts if not a.credit_published) or "a pool"
+        console.print(f"no credited total, luck or realized cost per BTC for the site: {silent} publishes no credit "
+                      "(each pool's own steps are above)")
     if site.realized_all_in_cost_per_btc is not None:
         console.print(f"realized all-in cost per BTC {site.realized_all_in_cost_per_btc:,.0f} USD "
                       f"(expected {site.expected_all_in_cost_per_btc or 0:,.0f}); cash "
@@ -149,6 +171,25 @@ def _print(result: dict[str, Any]) -> None:
             console.print(_waterfall(f"{account.pool}: workers (credit split by accepted work: derived)",
                                      [(Text.assemble(w.worker, (" over-reporting" if w.over_reporting else "", "red")), w)
                                       for w in account.workers]))
+
+
+def _print_unmatched(site: SiteDay, accounts: list[AccountDay], miners: list[dict], configured: list[str]) -> None:
+    """The site's `unmatched` step in its two parts, netted in the table: the BTC expected from miners no
+    configured pool lists (each named, and whether its account is one configured), and the pool work no miner
+    reports."""
+    expected_off_pools = site.expected_btc - sum(a.expected_btc for a in accounts)
+    pool_work = -sum(a.unmatched_btc for a in accounts)
+    if expected_off_pools <= 0 and pool_work <= 0:
+        return
+    console = plain_console()
+    console.print(f"unmatched {_btc(site.unmatched_btc)} BTC = {_btc(expected_off_pools)} expected from miners no "
+                  f"configured pool lists, less {_btc(pool_work)} of pool work no miner reports")
+    accounts_text = ", ".join(sorted(set(configured)))
+    for m in miners[:50]:
+        where = "" if m["account_configured"] else (
+            f": account {m['user'].split('.')[0]!r} is none of the configured ({accounts_text}), its work credited elsewhere")
+        console.print(f"  {m['miner']} ({m['user'] or 'no pool user'}): {_btc(m['expected_btc'])} BTC expected{where}",
+                      style="yellow")
 
 
 _STEPS = ("potential_btc", "offline_btc", "curtailed_btc", "expected_btc", "over_report_btc", "unmatched_btc",

@@ -182,6 +182,7 @@ def test_pools_says_which_pool_could_not_be_read_and_exits_1(tmp_path):
     out = json.loads(result.stdout)
     assert out["pools"][0]["error"] and out["pools"][0]["stale"] and out["pools"][0]["workers"] == []
     assert out["reconciliation"] is None
+    assert out["reconciliation_note"] == "no closed day reconciled yet: the collector keeps the books (hashfleet collect)"
 
 
 def test_the_service_log_survives_pyasic_being_imported(tmp_path):

@@ -14,17 +14,21 @@ fee and luck must each agree within 0.5 % of the worker's expected BTC.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
+from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
 
+from collector.commands.pools import _print_unmatched
 from collector.stages import pool_days
 from models import InfluxConfig
 from models.pool import DayStatus
+from models.reconciliation import AccountDay, SiteDay
 from simulators.pools import pool_user
 from tests.pool_site import (
     CONFIGURED, GHOST, LUCK, OVER_REPORTER, PER_THS_S, SHUTDOWN, SOFT_OFF, STEP_S, close_to, last_full_day, midnight,
@@ -167,6 +171,30 @@ def test_unmatched_on_both_sides_are_listed_and_weighed(day_run):
     ghost = truth[GHOST]
     ghost_delivered = (ghost.accepted_ths + ghost.rejected_ths + ghost.stale_ths) * PER_THS_S
     assert close_to(day.unmatched_btc, ocean_expected - ghost_delivered, ocean_expected)
+    # Netted in the site's step, each part said apart by `pools`, the miner with the BTC it was expected to earn
+    # (trial ZD, H2: a miner hashing for a mistyped account was named with no amount, read as 2 % unmatched).
+    [listed] = json.loads(command.stdout)["reconciliation"]["miners_no_pool_lists"]
+    assert listed["user"] == pool_user(ocean_miner) and listed["account_configured"] is True  # same account name
+    assert close_to(listed["expected_btc"], ocean_expected, ocean_expected)
+    table = subprocess.run([HASHFLEET, "pools", "--config", str(site.workdir / "hashfleet.yaml")], capture_output=True,
+                           text=True, timeout=120, env={**os.environ, "COLUMNS": "300"})
+    assert f"{listed['expected_btc']:.8f} expected from miners no configured pool lists, less " in table.stdout
+    assert f"({pool_user(ocean_miner)}): {listed['expected_btc']:.8f} BTC expected\n" in table.stdout, table.stdout
+
+
+def test_a_miner_whose_account_is_none_configured_is_said_to_hash_for_someone_else():
+    site = SiteDay(site="s", day=DAY, status=DayStatus.CLOSED, expected_btc=3e-4, unmatched_btc=0.5e-4)
+    account = AccountDay(pool="braiins", kind="braiins", account="hashfleet", day=DAY, status=DayStatus.CLOSED,
+                         expected_btc=2e-4, unmatched_btc=-0.5e-4)
+    miners = [{"miner": "AA:BB", "user": "hashflet.1afdf5", "expected_btc": 1e-4, "account_configured": False}]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        _print_unmatched(site, [account], miners, ["hashfleet"])
+    assert out.getvalue().splitlines() == [
+        "unmatched 0.00005000 BTC = 0.00010000 expected from miners no configured pool lists, less 0.00005000 of "
+        "pool work no miner reports",
+        "  AA:BB (hashflet.1afdf5): 0.00010000 BTC expected: account 'hashflet' is none of the configured "
+        "(hashfleet), its work credited elsewhere"]
 
 
 def test_a_restart_half_way_keeps_the_day(day_run):
@@ -271,6 +299,56 @@ def test_a_pool_that_cannot_be_read_is_named_beside_the_miners_counted_unmatched
     assert matching.pools_unread == ["f2pool"] and matching.miners_unmatched >= 1
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("pool matching"))
     assert "not read yet: f2pool, whose miners are counted unmatched until it is" in line, line
+
+
+def test_a_pool_that_publishes_no_credit_leaves_the_other_pools_day_shown(tmp_path):
+    # Trial ZD (H1): with a ckpool account beside Braiins and F2Pool, `pools` said "no closed day reconciled yet
+    # (... hashfleet collect)" and --json `reconciliation: null` for ever, every pool's day closed: the site's day
+    # counted only once every pool published its credit, and ckpool publishes none. Now the closed day is shown,
+    # each pool's steps with it, and the site's credit, luck and realized cost are said to be unknown, and why.
+    day = last_full_day(ended_hours_ago=4)
+    (tmp_path / "spool").mkdir()  # (no storage sink here to make it)
+    with pooled_site(tmp_path, start=midnight(day) + 300, miners_base="127.91.2.1", pools_base="127.92.2.1:0",
+                     simulated="braiins,f2pool,ocean,ckpool") as site:
+        ckpool = site.pools["ckpool"]
+        pools = [p.model_dump(mode="json", exclude_none=True) for p in site.config().pools] + [
+            {"kind": "ckpool", "url": ckpool.url, "account": ckpool.account, "min_interval_s": 0,
+             "days_refresh_s": 3600}]
+        config = site.config(pools=pools)
+
+        async def run(until: float) -> None:
+            built = site.build(config)
+            await built.start()
+            try:
+                await site.run(built, until)
+            finally:
+                await built.stop()
+                built.close()
+
+        config_path = tmp_path / "hashfleet.yaml"
+        config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+        env = {**os.environ, "HASHFLEET_LOG_LEVEL": "WARNING", "COLUMNS": "300"}
+        asyncio.run(run(midnight(day) + 6 * 3600))  # the day under way: none closed, the books say how far
+        early = subprocess.run([HASHFLEET, "pools", "--config", str(config_path)], env=env,
+                               capture_output=True, text=True, timeout=120)
+        asyncio.run(run(midnight(day) + 27 * 3600))
+        as_json = subprocess.run([HASHFLEET, "pools", "--config", str(config_path), "--json"], env=env,
+                                 capture_output=True, text=True, timeout=120)
+        table = subprocess.run([HASHFLEET, "pools", "--config", str(config_path)], env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert as_json.returncode == 0, as_json.stderr
+    reconciliation = json.loads(as_json.stdout)["reconciliation"]
+    assert reconciliation is not None and reconciliation["site"]["day"] == day.isoformat()
+    assert reconciliation["site"]["complete"] is False and reconciliation["site"]["credited_btc"] is None
+    accounts = {a["pool"]: a for a in reconciliation["accounts"]}
+    assert set(accounts) == {"braiins", "f2pool", "ckpool"}
+    assert accounts["braiins"]["credited_btc"] > 0 and accounts["ckpool"]["credited_btc"] is None
+    assert accounts["ckpool"]["accepted_btc"] > 0  # its pool-side work still reconciled
+    assert table.returncode == 0, table.stderr
+    assert "no closed day reconciled yet" not in table.stdout
+    assert "ckpool publishes no credit" in table.stdout, table.stdout
+    assert early.returncode == 0, early.stderr
+    assert f"no day every pool has closed yet ({day}: braiins partial" in early.stdout, early.stdout
 
 
 # --- the books on disk ------------------------------------------------------------------------------
