@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
 FAILURE_CHANGES_EVERY_S = 60.0  # while failing, a new reason is logged at most this often
+# While failing, the failure is said again this often, with what the spool holds (trial ZE: a refused token was
+# logged once, then only "cycle N: ... 0 failed" lines until the spool's budget dropped data).
+STILL_FAILING_EVERY_S = 300.0
+AUTH_REFUSED = {401, 403}  # the token: its file is read again before the next try (re-minted, or restored)
 NOT_RETRYABLE = {400, 413, 422}  # the request itself is wrong: sending it again as it is cannot help
 MAX_ANSWER_BYTES = 4096  # of an answer's body, read for the error message; the rest is never read
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -74,10 +78,30 @@ class InfluxWriter:
         self._url = f"{config.url}/api/v2/write?{query}"
         self._headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8",
                          "User-Agent": "hashfleet"}
-        token = config.resolved_token()
+        self._secrets: list[str] = []  # hidden in what is quoted of an answer: a proxy's error page may echo headers
+        self._use_token(config.resolved_token())
+
+    def _use_token(self, token: str) -> None:
         if token:
             self._headers["Authorization"] = f"Token {token}"
-        self._secrets = [token]  # hidden in what is quoted of an answer: a proxy's error page may echo headers
+        self._secrets = [*self._secrets[-3:], token]
+
+    def reload_token(self) -> bool:
+        """Read the token file again (InfluxDB refused the token: it may have been minted anew, or restored
+        with the database): True when it holds another token, which the next write uses."""
+        if self.config.token_file is None:
+            return False
+        try:
+            token = self.config.resolved_token()
+        except ValueError as e:  # (names the file, never its contents)
+            log.error("InfluxDB token not read again: %s", e)
+            return False
+        if token == self._secrets[-1]:
+            return False
+        self._use_token(token)
+        log.warning("InfluxDB refused the token: %s holds another one now, used from the next write",
+                    self.config.token_file)
+        return True
 
     def write_gzip(self, body: bytes) -> None:
         """One request: `body` is gzip'd line protocol (at most `batch_size` lines). Returns only on
@@ -101,9 +125,13 @@ class InfluxWriter:
             answer.release_conn()
         text = _CONTROL.sub(" ", hide_secrets(detail.decode("utf-8", "replace"), self._secrets)).strip()[:300]
         what = "refused a write" if answer.status >= 300 else "did not confirm a write (only 204 does)"
+        hint = ""
+        if answer.status in AUTH_REFUSED and not self.reload_token():
+            hint = (f" (the token, from {self.config.token_file}, is read again at each try)" if self.config.token_file
+                    else " (check influx.token or INFLUX_TOKEN)")
         raise InfluxWriteError(redact(
             f"InfluxDB at {redact_url(self.config.url)} {what} to bucket {self.config.bucket!r}: "
-            f"HTTP {answer.status} {answer.reason or ''}: {text}"), retryable=answer.status not in NOT_RETRYABLE)
+            f"HTTP {answer.status} {answer.reason or ''}: {text}{hint}"), retryable=answer.status not in NOT_RETRYABLE)
 
     def write_lines(self, lines: list[str]) -> None:
         self.write_gzip(gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=1))
@@ -123,6 +151,7 @@ class InfluxSink(SpooledLines):
         self._delivery: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None  # a new batch cuts a retry backoff short
         self._failing_since: float | None = None
+        self._still_said = 0.0  # monotonic time the failure was last said again (STILL_FAILING_EVERY_S)
         self._failure_said = ""  # the failure last logged while failing: a new one is logged too (bounded)
         self._changes = BoundedLog(log, every_s=FAILURE_CHANGES_EVERY_S)
 
@@ -249,8 +278,14 @@ class InfluxSink(SpooledLines):
 
     def _note_failure(self, error: Exception) -> None:
         first = self._failing_since is None
+        now = time.monotonic()
         if first:
-            self._failing_since = time.monotonic()
+            self._failing_since = self._still_said = now
+        elif now - self._still_said >= STILL_FAILING_EVERY_S:
+            self._still_said = now
+            log.error("InfluxDB still failing after %.0f min (%s): %d batch(es), %.1f of the spool's %.0f MB "
+                      "(spool.max_mb) held; past it the oldest are dropped", (now - self._failing_since) / 60, error,
+                      self.spool.depth, self.spool.bytes_held() / 1e6, self.spool.max_bytes / 1e6)
         if not isinstance(error, InfluxWriteError):
             self.delivery_errors += 1
             log.error("InfluxDB delivery failed unexpectedly (%s: %s); batches stay in the spool (%s) and are "

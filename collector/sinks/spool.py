@@ -219,6 +219,10 @@ class Spool:
     def depth(self) -> int:
         return len(self.batches())
 
+    def bytes_held(self) -> int:
+        """Bytes of the batches waiting (what counts against `max_bytes`)."""
+        return sum(st.st_size for _, st in _with_stats(self.batches()))
+
     @property
     def rejected_batches(self) -> int:
         """Batches InfluxDB refused as malformed, kept aside as `<seq>.lp.rejected` for inspection."""

@@ -82,7 +82,8 @@ def main() -> int:
         print(f"unhealthy: InfluxDB refused the query: {str(results[0]['error'])[:300]}")
         return 1
     if not results[0].get("series"):
-        print(f"unhealthy: no collector point for site {site!r} in bucket {bucket!r} in the last {max_age} s")
+        print(f"unhealthy: no collector point for site {site!r} in bucket {bucket!r} in the last {max_age} s (the "
+              "collector's log says why its writes fail: docker compose logs collector)")
         return 1
     print("healthy")
     return 0

@@ -6,10 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from collector.sinks import influx
 from collector.sinks.influx import InfluxSink, InfluxWriteError, InfluxWriter
 from collector.sinks.spool import Spool
 from models import BoardSample, InfluxConfig, MinerSample, MinerState, PoolInfo, SampleSource
-from tests.support import deliver
+from tests.support import deliver, until
 
 TS = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -210,6 +211,53 @@ def test_the_delivery_task_lives_through_an_unexpected_error_and_delivers_after_
         sink.close()
     assert sink.delivered_batches == 1 and influxdb.query("SELECT up FROM miner", influx_bucket)[0]["up"] == 1
     assert "delivery failed unexpectedly (FileNotFoundError" in caplog.text
+
+
+def test_a_token_refused_is_read_again_from_its_file_and_delivery_goes_on_without_a_restart(
+        influxdb, influx_bucket, tmp_path, caplog):
+    # Trial ZE (M1, M5): a write token InfluxDB refuses (re-minted, or the database restored with its old
+    # authorizations) held every batch in the spool until someone restarted the collector. Its file is read
+    # again at each refused try: once it holds a token InfluxDB takes, the spool drains.
+    token_file = tmp_path / "influx_token"
+    token_file.write_text("an-old-token-it-refuses\n")
+    config = InfluxConfig(url=influxdb.url, org=influxdb.org, bucket=influx_bucket, token_file=token_file)
+    sink = InfluxSink(config, Spool(tmp_path / "spool"))
+
+    async def scenario():
+        sink.spool.append([f"miner,site=s1,miner=a up=1i {int(TS.timestamp())}"])
+        sink.appended(cycle_end=True)
+        await until(lambda: sink._failing_since is not None, 30, "the refused write")  # noqa: SLF001
+        token_file.write_text(influxdb.token + "\n")
+        sink.appended(cycle_end=True)  # (the next cycle's end cuts the backoff short)
+        await until(lambda: sink.spool.depth == 0, 30, "the spool drained")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sink.close()
+    assert influxdb.query("SELECT up FROM miner", influx_bucket)[0]["up"] == 1
+    assert "is read again at each try" in caplog.text and "holds another one now" in caplog.text
+    assert "an-old-token" not in caplog.text and influxdb.token not in caplog.text
+
+
+def test_while_influxdb_fails_the_failure_is_said_again_with_what_the_spool_holds(tmp_path, caplog, monkeypatch):
+    # Trial ZE (M1): the failure was logged once, then only "cycle N: ... 0 failed" lines until the spool's budget
+    # dropped data. It is said again every STILL_FAILING_EVERY_S (here at each try) with the spool's share.
+    monkeypatch.setattr(influx, "STILL_FAILING_EVERY_S", 0.0)
+    sink = InfluxSink(InfluxConfig(url="http://127.0.0.1:9", bucket="b", token="t", timeout_s=2),
+                      Spool(tmp_path / "spool", max_bytes=10 << 20))
+
+    async def scenario():
+        sink.spool.append(["miner,site=s1,miner=a up=1i 1700000000"])
+        sink.appended(cycle_end=True)
+        await until(lambda: "still failing" in caplog.text, 30, "the failure said again")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sink.close()
+    line = next(r.getMessage() for r in caplog.records if "still failing" in r.getMessage())
+    assert "127.0.0.1:9 unreachable" in line and "1 batch(es)" in line and "of the spool's 10 MB (spool.max_mb)" in line
 
 
 def test_a_delivery_task_that_ended_abnormally_is_logged_and_started_again(influxdb, influx_bucket, tmp_path,
