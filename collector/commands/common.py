@@ -103,7 +103,10 @@ def parse_period(option: str, text: str, example: str = "90m, 24h or 7d") -> int
 SITE_OPTION = typer.Option(None, "--site", envvar="HASHFLEET_SITE",
                            help="Site name (default: the config's `site`, else `default`).")
 MINERS_OPTION = typer.Option(None, "--miners", help="Comma-separated addresses, CIDR ranges or DNS names.")
-CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config (see hashfleet.example.yaml).")
+# From the environment too: the compose stack sets HASHFLEET_CONFIG in the collector's container, so
+# `docker compose exec collector hashfleet health` reads the stack's config (it said "no miners to read": trial ZE).
+CONFIG_OPTION = typer.Option(None, "--config", "-c", envvar="HASHFLEET_CONFIG",
+                             help="YAML config (see hashfleet.example.yaml).")
 
 
 def miners_list(miners: str | None) -> list[str] | None:

@@ -16,7 +16,8 @@ from collector.commands.common import (
 
 
 def report(
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (site and spool settings)."),
+    config: Path | None = typer.Option(None, "--config", "-c", envvar="HASHFLEET_CONFIG",
+                                       help="YAML config (site and spool settings)."),
     site: str | None = SITE_OPTION,
     since: str = typer.Option("24h", "--since", help="Period to summarise: e.g. 90m, 24h, 7d."),
     shard: str | None = SHARD_OPTION,

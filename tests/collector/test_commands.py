@@ -160,6 +160,23 @@ def test_a_log_level_logging_does_not_know_is_a_usage_error_naming_it(how):
     assert quiet.returncode == 2 and "no miners to watch" in quiet.stderr  # any case, as before
 
 
+def test_the_config_file_may_come_from_the_environment(tmp_path):
+    # Trial ZE (L4): `docker compose exec collector hashfleet health` said "no miners to read": only `collect`'s
+    # command line named the config. The stack sets HASHFLEET_CONFIG; every command reads it; a flag wins.
+    config = tmp_path / "site.yaml"
+    config.write_text("miners: [127.0.0.1]\ninterval_s: ten\n")
+    env = {**os.environ, "HASHFLEET_CONFIG": str(config)}
+    for command in (["watch"], ["health"], ["report"], ["poll", "127.0.0.1"], ["advise"], ["pools"], ["backtest"], ["collect"]):
+        result = subprocess.run([HASHFLEET, *command], capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 2 and str(config) in result.stderr and "interval_s" in result.stderr, (
+            command, result.stderr)
+    other = tmp_path / "other.yaml"
+    other.write_text("miners: [127.0.0.1]\npools: []\n")
+    flag = subprocess.run([HASHFLEET, "pools", "--config", str(other)], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert flag.returncode == 2 and "no pools configured" in flag.stderr, flag.stderr
+
+
 def test_help_lists_the_commands():
     result = run("--help")
     assert result.returncode == 0
