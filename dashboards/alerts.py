@@ -33,6 +33,12 @@ POOL_SHORTFALL_ALERT = 0.05
 POOL_SHORTFALL_FOR = "1h"
 POOL_SHORTFALL_WINDOW_S = 3600
 HEALTH_USD_ALERT = 1.0  # an open problem losing more than this many dollars a day (docs/health.md)
+# A site that wrote a collector point within the day and none in the last SILENT_WINDOW_M minutes (for
+# SILENT_FOR more): its collector is down or cannot write. Docker does not restart an unhealthy container, and
+# with several sites in one InfluxDB a silent one left no series to alert on (trial ZE). Assumes a cycle interval
+# well under the window.
+SILENT_WINDOW_M = 10
+SILENT_FOR = "5m"
 # Where the miner stands, as the health points' place tags say (empty parts left out).
 _PLACE = ("{{ with $labels.container }}{{ . }} {{ end }}{{ with $labels.row }}row {{ . }} {{ end }}"
           "{{ with $labels.rack }}rack {{ . }} {{ end }}")
@@ -132,6 +138,20 @@ def rules() -> list[alerting.Rule]:
                            f'AND $timeFilter GROUP BY {_PROBLEM_TAGS}', 300),
             _reduce("B", "A"),
             _threshold("C", "B", "gt", 1.5),
+        ]),
+        _rule("hashfleet-collector-silent", "Collector silent",
+              f"Site {{{{ $labels.site }}}}: no collector point in {SILENT_WINDOW_M} minutes (it wrote within the "
+              "day): the collector is down or cannot write to InfluxDB (its log says why: docker compose logs "
+              "collector).", "critical", SILENT_FOR)
+        .condition("C").no_data_state("OK")
+        .queries([
+            # Points a minute over the day, fill(0): a site with none lately has zeros to average, not no series
+            # (an outer time filter on a subquery left no rows at all in InfluxDB 1.6). The last value is the
+            # mean of the last SILENT_WINDOW_M minutes: under 1/(2 x window) only when none of them has a point.
+            _influxql("A", f'SELECT moving_average(count("poll_duration_s"), {SILENT_WINDOW_M}) AS "per_minute" '
+                           f'FROM "{schema.COLLECTOR}" WHERE $timeFilter GROUP BY time(1m), "site" fill(0)', 86400),
+            _reduce("B", "A"),
+            _threshold("C", "B", "lt", 0.5 / SILENT_WINDOW_M),
         ]),
         _rule("hashfleet-shard-written-twice", "Two collectors write one shard",
               "Site {{ $labels.site }}{{ with $labels.collector_shard }} shard {{ . }}{{ end }}: more than one "

@@ -137,7 +137,8 @@ def test_alert_rules_use_the_provisioned_data_source_and_existing_refs():
                         assert name in refs, f"{rule['uid']}: {step['refId']} reads unknown {name}"
     assert titles == {"Miner offline", "Hottest chip above threshold", "Hashrate below expected",
                       "All-in cost per BTC above BTC price", "Pool sees less than the miner reports",
-                      "Problem losing money", "Critical hardware problem", "Two collectors write one shard"}
+                      "Problem losing money", "Critical hardware problem", "Two collectors write one shard",
+                      "Collector silent"}
     # What the docs say is provisioned (README said 7 rules when there were 8).
     readme = " ".join((ROOT / "README.md").read_text().split())
     baked = re.search(r"(\d+) dashboards \([^)]*\) and (\d+) alert rules baked in", readme)

@@ -380,6 +380,28 @@ def test_realized_cost_is_on_the_pooled_site_only(influxdb, filled: Site):
     assert set(realized) == {POOLED} and realized[POOLED] > 0
 
 
+def test_the_silent_collector_alert_fires_for_the_site_that_stopped_writing_only(influxdb):
+    # Trial ZE (M3): with several sites in one InfluxDB a site whose collector stopped writing left no series,
+    # nothing alerted (Docker does not restart an unhealthy container). Three sites: one writing every 10 s, one
+    # that stopped 20 minutes ago, one that stopped yesterday (past the rule's day: decommissioned, not alerted),
+    # and one whose cycles are 5 minutes apart (not silent).
+    database = "t_silent_" + uuid.uuid4().hex[:8]
+    influxdb.create_database(database)
+    now = int(time.time())
+    line = "collector,site={} poll_duration_s=0.5,miners_polled=3i {}"
+    lines = [line.format("lively", now - k * 10) for k in range(180)]
+    lines += [line.format("stopped", now - 20 * 60 - k * 10) for k in range(180)]
+    lines += [line.format("gone", now - 25 * 3600 - k * 10) for k in range(180)]
+    lines += [line.format("slow", now - 290 - k * 300) for k in range(12)]
+    influxdb.write(database, lines)
+    try:
+        rule = _provisioned_rules()["hashfleet-collector-silent"]
+        fired = _evaluate(influxdb, database, rule, (now + 1) * 1000)
+    finally:
+        influxdb.drop_database(database)
+    assert {dict(labels)["site"] for labels in fired} == {"stopped"}
+
+
 def test_every_alert_query_returns_rows(influxdb, filled: Site):
     now_ms = int(time.time() * 1000) + 1000
     for uid, rule in _provisioned_rules().items():
