@@ -34,6 +34,8 @@ class PoolKind(StrEnum):
 
 
 SOLO_KINDS = frozenset({PoolKind.PUBLICPOOL, PoolKind.CKPOOL})
+# Full pay per share: the pool pays every accepted share its expected value less its fee, whatever blocks it finds.
+FPPS_KINDS = frozenset({PoolKind.BRAIINS, PoolKind.F2POOL})
 
 
 class DayStatus(StrEnum):

@@ -21,6 +21,7 @@ from collector.sources.pools import PoolSource
 from collector.stages.pool_reconciliation import MIN_COVERAGE, PoolReconciliation
 from collector.terminal import plain_console
 from models import CollectorConfig
+from models.pool import FPPS_KINDS
 from models.reconciliation import AccountDay, Breakdown, SiteDay
 
 
@@ -88,7 +89,9 @@ def _result(cycle: Cycle, sources: list[PoolSource], stage: PoolReconciliation) 
                           "miners_no_pool_lists": [
                               {"miner": miner, "user": user, "expected_btc": btc,
                                "account_configured": user.split(".")[0].lower() in configured}
-                              for miner, user, btc in stage.miners_no_pool_lists(last.day) or []]}
+                              for miner, user, btc in stage.miners_no_pool_lists(last.day) or []],
+                          "fpps_paid_short_pct": {a.pool: paid_short_pct(a) for a in accounts.accounts.values()
+                                                  if a.kind in FPPS_KINDS} if accounts else {}}
     return {
         "site": cycle.site, "ts": cycle.ts.isoformat(), "pools": out_pools,
         "matching": report.matching.model_dump(mode="json") if report else None,
@@ -99,6 +102,10 @@ def _result(cycle: Cycle, sources: list[PoolSource], stage: PoolReconciliation) 
 def _why_none_closed(stage: PoolReconciliation) -> str:
     """Why no day is shown: no books kept yet, or the days kept and how far each pool has taken them."""
     kept = sorted(stage.state.results)[-2:]
+    if not kept and stage.state.days:
+        days = sorted(stage.state.days)
+        return (f"no pool's day reconciled yet: the collector's books hold {days[0]}" +
+                (f" to {days[-1]}" if len(days) > 1 else "") + " (a day is reconciled once a pool lists it)")
     if not kept:
         return "no closed day reconciled yet: the collector keeps the books (hashfleet collect)"
     days = "; ".join(f"{day}: " + (", ".join(f"{a.pool} {a.status.value}" for a in stage.state.results[day].accounts.values())
@@ -158,6 +165,13 @@ def _print(result: dict[str, Any]) -> None:
                              + [(a.pool, a) for a in accounts]))
     console.print(reconciliation["coverage_note"])
     _print_unmatched(site, accounts, reconciliation["miners_no_pool_lists"], [p["account"] for p in result["pools"]])
+    for account in accounts:
+        short = paid_short_pct(account)
+        if short is not None and short > FPPS_SHORT_PCT:
+            console.print(f"{account.pool} paid {short:.1f} % less than its accepted work is worth after its "
+                          f"{100 * (account.fee_rate or 0):g} % fee: an FPPS pool pays every accepted share, so its fee "
+                          "is higher than that or it paid short (check the pool's fee and the account's earnings; "
+                          "`fee_pct` in its config sets the fee assumed)", style="yellow")
     if not site.complete:
         silent = ", ".join(a.pool for a in accounts if not a.credit_published) or "a pool"
         console.print(f"no credited total, luck or realized cost per BTC for the site: {silent} publishes no credit "
@@ -171,6 +185,19 @@ def _print(result: dict[str, Any]) -> None:
             console.print(_waterfall(f"{account.pool}: workers (credit split by accepted work: derived)",
                                      [(Text.assemble(w.worker, (" over-reporting" if w.over_reporting else "", "red")), w)
                                       for w in account.workers]))
+
+
+FPPS_SHORT_PCT = 0.5  # of the accepted work's worth: an FPPS account paid this much less is said (the steps' noise is ~0.2 %)
+
+
+def paid_short_pct(account: AccountDay) -> float | None:
+    """How much less an FPPS account was paid than its accepted work is worth after the fee, in % of that work
+    (its luck step, which an FPPS pool has none of: trial ZD, a pool taking 3 % where 2 % was assumed, or paying
+    a worker 5 % short, showed only as "luck"). None: not FPPS, or not known."""
+    if account.kind not in FPPS_KINDS or account.luck_btc is None or account.accepted_btc is None:
+        return None
+    seen = account.accepted_btc - (account.unobserved_btc or 0.0)
+    return 100 * account.luck_btc / seen if seen > 0 else None
 
 
 def _print_unmatched(site: SiteDay, accounts: list[AccountDay], miners: list[dict], configured: list[str]) -> None:

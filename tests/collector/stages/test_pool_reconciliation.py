@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from collector.commands.pools import _print_unmatched
+from collector.commands.pools import _print_unmatched, _why_none_closed
 from collector.stages import pool_days
 from models import InfluxConfig
 from models.pool import DayStatus
@@ -308,9 +308,13 @@ def test_a_pool_that_publishes_no_credit_leaves_the_other_pools_day_shown(tmp_pa
     # each pool's steps with it, and the site's credit, luck and realized cost are said to be unknown, and why.
     day = last_full_day(ended_hours_ago=4)
     (tmp_path / "spool").mkdir()  # (no storage sink here to make it)
-    with pooled_site(tmp_path, start=midnight(day) + 300, miners_base="127.91.2.1", pools_base="127.92.2.1:0",
+    with pooled_site(tmp_path, start=midnight(day) - 600, miners_base="127.91.2.1", pools_base="127.92.2.1:0",
                      simulated="braiins,f2pool,ocean,ckpool") as site:
         ckpool = site.pools["ckpool"]
+        braiins = site.pools["braiins"].engine
+        braiins.fee = 0.03  # (trial ZD M1) the pool takes 3 % where the config assumes 2 %, and no luck: paid short
+        for user in list(braiins.workers):
+            braiins.configure(user, luck=1.0)
         pools = [p.model_dump(mode="json", exclude_none=True) for p in site.config().pools] + [
             {"kind": "ckpool", "url": ckpool.url, "account": ckpool.account, "min_interval_s": 0,
              "days_refresh_s": 3600}]
@@ -328,7 +332,7 @@ def test_a_pool_that_publishes_no_credit_leaves_the_other_pools_day_shown(tmp_pa
         config_path = tmp_path / "hashfleet.yaml"
         config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
         env = {**os.environ, "HASHFLEET_LOG_LEVEL": "WARNING", "COLUMNS": "300"}
-        asyncio.run(run(midnight(day) + 6 * 3600))  # the day under way: none closed, the books say how far
+        asyncio.run(run(midnight(day) + 1800))  # before the pools settle the day before: none closed yet
         early = subprocess.run([HASHFLEET, "pools", "--config", str(config_path)], env=env,
                                capture_output=True, text=True, timeout=120)
         asyncio.run(run(midnight(day) + 27 * 3600))
@@ -347,8 +351,27 @@ def test_a_pool_that_publishes_no_credit_leaves_the_other_pools_day_shown(tmp_pa
     assert table.returncode == 0, table.stderr
     assert "no closed day reconciled yet" not in table.stdout
     assert "ckpool publishes no credit" in table.stdout, table.stdout
+    # An FPPS pool pays every accepted share: a fee above the one assumed shows as luck, and is said.
+    short = reconciliation["fpps_paid_short_pct"]
+    assert short["braiins"] == pytest.approx(100 * (0.98 - 0.97) / 0.98, abs=0.3) and short["f2pool"] < 0, short
+    assert f"braiins paid {short['braiins']:.1f} % less than its accepted work is worth after its 2 % fee" in table.stdout
+    assert "f2pool paid" not in table.stdout
     assert early.returncode == 0, early.stderr
-    assert f"no day every pool has closed yet ({day}: braiins partial" in early.stdout, early.stdout
+    assert f"no day every pool has closed yet ({day - timedelta(days=1)}: braiins partial" in early.stdout, early.stdout
+
+
+def test_with_no_day_reconciled_pools_says_whether_books_are_kept_and_which_days():
+    # (Trial ZD: it always said to run `collect`, the collector running beside it.)
+    from types import SimpleNamespace
+
+    state = pool_days.State(as_of=datetime(2026, 1, 3, tzinfo=UTC))
+    assert _why_none_closed(SimpleNamespace(state=state)) == (
+        "no closed day reconciled yet: the collector keeps the books (hashfleet collect)")
+    state.day(datetime(2026, 1, 2).date()).miner("m1", "acct.w1")[0] = 300.0
+    state.day(datetime(2026, 1, 3).date()).miner("m1", "acct.w1")[0] = 300.0
+    assert _why_none_closed(SimpleNamespace(state=state)) == (
+        "no pool's day reconciled yet: the collector's books hold 2026-01-02 to 2026-01-03 (a day is reconciled "
+        "once a pool lists it)")
 
 
 # --- the books on disk ------------------------------------------------------------------------------
