@@ -308,7 +308,7 @@ def test_a_pool_that_publishes_no_credit_leaves_the_other_pools_day_shown(tmp_pa
     # each pool's steps with it, and the site's credit, luck and realized cost are said to be unknown, and why.
     day = last_full_day(ended_hours_ago=4)
     (tmp_path / "spool").mkdir()  # (no storage sink here to make it)
-    with pooled_site(tmp_path, start=midnight(day) - 600, miners_base="127.91.2.1", pools_base="127.92.2.1:0",
+    with pooled_site(tmp_path, start=midnight(day) - 600, miners_base="127.91.3.1", pools_base="127.92.3.1:0",
                      simulated="braiins,f2pool,ocean,ckpool") as site:
         ckpool = site.pools["ckpool"]
         braiins = site.pools["braiins"].engine
