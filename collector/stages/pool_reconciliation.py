@@ -33,6 +33,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from collector import clock
+from collector.bounded_log import BoundedLog
 from collector.cycle import Cycle, MinersPart
 from collector.stages import pool_days
 from collector.stages.pool_records import pool_records, realized_cost_record
@@ -67,6 +68,7 @@ from collector.stages.pool_days import (
     State,
 )
 from models import MinerSample, MinerState, SiteEconomics
+from models.base import printable
 from models.config import PoolConfig, ReconciliationConfig
 from models.pool import MAX_HASHRATE_THS, SOLO_KINDS, DayStatus, PoolDay, PoolKind, PoolSnapshot, PoolWorker
 from models.reconciliation import (
@@ -99,6 +101,11 @@ MIN_POOL_S_TO_NAME = 3600.0  # a worker is named over-reporting only after an ho
 # gap are not known (a collector down 12 h made realized cost half the true figure and luck -100 %): at worst,
 # hours that spent or earned nothing, the estimate is 1/0.95 - 1 = 5.3 % off.
 MIN_COVERAGE = 0.95
+# A worker's pool-side rate this many times what the miners reporting it hash is a wrong unit in the pool's
+# answer, not over-reporting the other way (honest pool-side rates sit within a few per cent of the miners', a
+# 5-minute average within a few times): its pool figures are left out while it lasts. The source's own check
+# (a tenth of the network) let 90 "Eh/s" for an Avalon's 90 TH/s through as 90,000,000 TH/s (trial ZD, M2).
+WRONG_UNIT_FACTOR = 100.0
 _HASHING = (MinerState.MINING, MinerState.ERROR)
 
 
@@ -129,6 +136,7 @@ class PoolReconciliation:
         self._last_matching = Matching()
         self._read_at: dict[str, datetime | None] = {}  # pool -> workers_as_of of the last snapshot shown
         self._unmatched_logged: tuple[int, int] | None = None
+        self._wrong_units = BoundedLog(log, every_s=600.0)
 
     # -- Stage -----------------------------------------------------------------------------------
 
@@ -252,8 +260,14 @@ class PoolReconciliation:
             if snap.stale or not snap.workers:
                 continue
             rows, others = self._booked(name, snap.workers, now)
+            wrong = 0
             for worker, key, ths, rejected, stale in rows:
                 reported = reported_now.get(key, 0.0)
+                if ths > WRONG_UNIT_FACTOR * reported > 0:
+                    wrong += 1
+                    if wrong == 1:
+                        example = (worker, ths, reported)
+                    continue
                 if key in miners_now:  # the mean since the read is only written for a worker with miners
                     since = self._since_read.get((name, worker))
                     if since is None:
@@ -273,6 +287,12 @@ class PoolReconciliation:
                         book[RATED_POOL_BTC] += ths * seconds * per_ths_s
                         book[REJECTED_BTC] += rejected * seconds * per_ths_s
                         book[STALE_BTC] += stale * seconds * per_ths_s  # type: ignore[operator]
+            if wrong:
+                worker, ths, reported = example
+                self._wrong_units.warning(name, "pool %s: %d worker(s) at over %gx what their miners hash, e.g. %s at "
+                                          "%.4g TH/s against %.4g TH/s: a wrong unit in the pool's answer; their "
+                                          "pool-side figures are left out while it lasts", name, wrong,
+                                          WRONG_UNIT_FACTOR, printable(worker[:80]), ths, reported)
             if others is not None:
                 ths, rated, rejected, stale = others
                 for day_book, seconds, per_ths_s, _ in self._books:

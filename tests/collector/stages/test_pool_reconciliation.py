@@ -24,17 +24,22 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
+from collector import service
 from collector.commands.pools import _print_unmatched, _why_none_closed
+from collector.cycle import Cycle
+from collector.sources.network import NetworkInputs
 from collector.stages import pool_days
-from models import InfluxConfig
-from models.pool import DayStatus
+from collector.stages.pool_reconciliation import PoolReconciliation
+from models import InfluxConfig, MinerSample, MinerState, NetworkFeedConfig, PoolInfo, SampleSource
+from models.config import PoolConfig
+from models.pool import DayStatus, PoolKind, PoolSnapshot, PoolWorker
 from models.reconciliation import AccountDay, SiteDay
 from simulators.pools import pool_user
 from tests.pool_site import (
     CONFIGURED, GHOST, LUCK, OVER_REPORTER, PER_THS_S, SHUTDOWN, SOFT_OFF, STEP_S, close_to, last_full_day, midnight,
     pooled_site,
 )
-from tests.support import HASHFLEET
+from tests.support import HASHFLEET, Samples
 
 # The run goes on to 03:00 the day after (RUN_END_H): every simulated time it writes, the books' `as_of`
 # included, must be past by then (a book from the future is refused on load), whatever the hour it runs.
@@ -372,6 +377,52 @@ def test_with_no_day_reconciled_pools_says_whether_books_are_kept_and_which_days
     assert _why_none_closed(SimpleNamespace(state=state)) == (
         "no pool's day reconciled yet: the collector's books hold 2026-01-02 to 2026-01-03 (a day is reconciled "
         "once a pool lists it)")
+
+
+class _PoolRead:
+    """A source of one pool snapshot (what a pool source puts on the cycle)."""
+
+    def __init__(self, snapshot: PoolSnapshot) -> None:
+        self.snapshot = snapshot
+
+    async def start(self) -> None: ...
+
+    async def announce(self, cycle) -> None:
+        cycle.pools[self.snapshot.pool] = self.snapshot
+
+    async def collect(self, cycle) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def test_a_worker_in_a_wrong_unit_is_left_out_of_the_books_the_others_kept(caplog):
+    # Trial ZD (M2): a Braiins answer saying "Eh/s" of a worker's 90 (TH/s) was taken as 90,000,000 TH/s: under
+    # the source's check (a tenth of the network), its accepted work and the account's credit check inflated.
+    ts = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    config = PoolConfig.model_validate({"kind": "braiins", "account": "acct"})
+    stage = PoolReconciliation("s1", [config])
+    miners = [MinerSample(miner=f"m{i}", host=f"10.0.0.{i}", port=4028, site="s1", ts=ts, state=MinerState.MINING,
+                          source=SampleSource.AVALON, hashrate_ths=90.0, power_w=3400.0,
+                          pool=PoolInfo(user=f"acct.{name}", accepted=1000, active=True))
+              for i, name in enumerate(("honest", "wrong"))]
+    snapshot = PoolSnapshot(pool=config.label, kind=PoolKind.BRAIINS, account="acct", stale=False, workers_as_of=ts,
+                            workers=[PoolWorker(name="acct.honest", hashrate_ths=89.0),
+                                     PoolWorker(name="acct.wrong", hashrate_ths=90e6)])
+    network = {"source": "static", "static": {"difficulty": 1.2e14, "height": 900_000, "fees_btc_per_block": 0.03,
+                                              "btc_price_usd": 95_000}}
+
+    async def two_cycles():
+        inputs = NetworkInputs(NetworkFeedConfig.model_validate(network))
+        for k in range(2):
+            cycle = Cycle("s1", ts + timedelta(seconds=10 * k))
+            await service.run_cycle(cycle, [inputs, Samples(miners), _PoolRead(snapshot)], [stage], [])
+
+    with caplog.at_level("WARNING", logger="collector.stages.pool_reconciliation"):
+        asyncio.run(two_cycles())
+    books = stage.state.days[ts.date()].pools
+    assert books[(config.label, "acct.honest")][pool_days.P["pool_ths_s"]] == pytest.approx(89.0 * 10)
+    assert (config.label, "acct.wrong") not in books
+    assert "1 worker(s) at over 100x what their miners hash, e.g. acct.wrong at 9e+07 TH/s against 90 TH/s" in caplog.text
 
 
 # --- the books on disk ------------------------------------------------------------------------------
