@@ -481,6 +481,20 @@ def test_a_token_the_pool_echoes_is_masked_in_errors_and_logs(hostile, fresh, ca
     assert TOKEN[:SECRET_START] not in text, text
 
 
+def test_a_worker_name_that_quotes_the_token_is_refused_and_shown_nowhere(hostile, fresh, caplog):
+    # Trial ZD (L1): a pool or proxy putting the token into a worker's name had it printed whole in the `pools`
+    # table, the matching log line and the `worker` tag: only errors were masked.
+    _, _, clock = fresh
+    caplog.set_level(logging.DEBUG)
+    body = _worker("1").replace(b'"hashfleet.a1"', b'"hashfleet.{token}"')
+    _Hostile.reply, _Hostile.trickle = (200, {}, body), False
+    src = braiins_at(hostile, token=TOKEN)
+    assert read(src, at(clock), days=False)
+    assert src.snapshot(at(clock)).workers == [] and src.refused["token_in_worker"] == 1
+    text = caplog.text + repr(src.snapshot(at(clock)).model_dump())
+    assert "quotes the API token" in caplog.text and TOKEN[:SECRET_START] not in text, text
+
+
 def test_a_missing_token_is_a_config_error_naming_where_to_put_it(tmp_path):
     from collector import config as config_loader
 
