@@ -223,7 +223,7 @@ class PoolSource:
         most = None if network is None else MAX_WORKER_NETWORK_SHARE * network_hashrate_ths(network)
         kept = []
         async for w in paced(workers):
-            if self.client.masked(w.name) != w.name:  # a pool or proxy echoing the request's token into a name
+            if self.client.quotes_token(w.name):  # a pool or proxy echoing the request's token into a name
                 self.refuse("token_in_worker", "a worker", "its name quotes the API token (an echo): not shown")
                 continue
             if not (w.name.casefold().startswith(prefix) or w.name.casefold() == self.account.casefold()):

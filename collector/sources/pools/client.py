@@ -127,6 +127,10 @@ class PoolClient:
         """`text` (an error that may quote what the pool answered) without the token."""
         return mask(text, self._token)
 
+    def quotes_token(self, text: str) -> bool:
+        """`text` holds the whole token: an echo of the request (a name that only starts alike is a name)."""
+        return bool(self._token) and self._token in text
+
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()

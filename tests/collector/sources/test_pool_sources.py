@@ -491,6 +491,12 @@ def test_a_worker_name_that_quotes_the_token_is_refused_and_shown_nowhere(hostil
     src = braiins_at(hostile, token=TOKEN)
     assert read(src, at(clock), days=False)
     assert src.snapshot(at(clock)).workers == [] and src.refused["token_in_worker"] == 1
+    # A name that only starts like the token (a MAC's hex digits) is a name: kept.
+    alike = _worker("1").replace(b'"hashfleet.a1"', f'"hashfleet.{TOKEN[:6]}"'.encode())
+    _Hostile.reply = (200, {}, alike)
+    kept = braiins_at(hostile, token=TOKEN)
+    assert read(kept, at(clock), days=False)
+    assert [w.name for w in kept.snapshot(at(clock)).workers] == [f"hashfleet.{TOKEN[:6]}"]
     text = caplog.text + repr(src.snapshot(at(clock)).model_dump())
     assert "quotes the API token" in caplog.text and TOKEN[:SECRET_START] not in text, text
 
