@@ -67,6 +67,8 @@ def _result(cycle: Cycle, sources: list[PoolSource], stage: PoolReconciliation) 
     report = cycle.pool_report
     matched = report.matching.matched if report else {}
     out_pools = []
+    hashing = {s.miner: s.hashrate_ths for s in cycle.samples if s.hashrate_ths is not None and not (
+        s.unusable and "hashrate_ths" in s.unusable)}
     for source in sources:
         snap = cycle.pools[source.name]
         miners = matched.get(source.name, {})
@@ -74,7 +76,9 @@ def _result(cycle: Cycle, sources: list[PoolSource], stage: PoolReconciliation) 
             "pool": source.name, "kind": source.kind.value, "url": redact_url(source.config.base_url),
             "account": source.account, "stale": snap.stale, "error": snap.error,
             "workers_as_of": snap.workers_as_of, "days_as_of": snap.days_as_of,
-            "workers": [{**w.model_dump(mode="json"), "miners": miners.get(w.name, [])} for w in snap.workers or []],
+            # (beside the pool's rate, what the miners reporting the worker hash now: trial ZD)
+            "workers": [{**w.model_dump(mode="json"), "miners": miners.get(w.name, []),
+                         "miners_ths": _miners_ths(miners.get(w.name, []), hashing)} for w in snap.workers or []],
             "days": [d.model_dump(mode="json") for d in snap.days],
         })
     last = stage.last_closed(with_realized=False)
@@ -113,6 +117,12 @@ def _why_none_closed(stage: PoolReconciliation) -> str:
     return f"no day every pool has closed yet ({days})"
 
 
+def _miners_ths(miners: list[str], hashing: dict[str, float]) -> float | None:
+    """What the miners reporting a worker hash now (None: none of them read)."""
+    rates = [hashing[m] for m in miners if m in hashing]
+    return sum(rates) if rates else None
+
+
 def coverage_note(site: SiteDay) -> str:
     """How much of the day the collector saw, and what that does to the day's figures."""
     seen = f"the collector saw {site.coverage:.1%} of the day"
@@ -137,11 +147,12 @@ def _print(result: dict[str, Any]) -> None:
     for pool in result["pools"]:
         state = Text(pool["error"], style="red") if pool["error"] else ("stale" if pool["stale"] else "ok")
         table = Table(title=Text.assemble(f"{pool['pool']} ({pool['kind']}) {pool['url']} account {pool['account']}: ", state))
-        for column in ("worker", "pool TH/s", "24 h TH/s", "rejected TH/s", "last share", "miners"):
+        for column in ("worker", "pool TH/s", "24 h TH/s", "rejected TH/s", "last share", "miners", "miners TH/s"):
             table.add_column(column)
         for w in pool["workers"]:
             table.add_row(w["name"], _ths(w["hashrate_ths"]), _ths(w["hashrate_24h_ths"]), _ths(w["rejected_ths"]),
-                          str(w["last_share"] or "-"), ", ".join(w["miners"]) or Text("unmatched", style="yellow"))
+                          str(w["last_share"] or "-"), ", ".join(w["miners"]) or Text("unmatched", style="yellow"),
+                          _ths(w["miners_ths"]))
         console.print(table)
         if pool["days"]:
             console.print("  days: " + "; ".join(

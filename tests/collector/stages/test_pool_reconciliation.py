@@ -261,6 +261,9 @@ def test_the_pools_command_shows_the_pools_the_matching_and_the_last_closed_day(
     braiins = out["pools"][0]
     listed = {w["name"]: w["miners"] for w in braiins["workers"]}
     assert listed[GHOST] == [] and all(listed[u] for u in listed if u != GHOST)
+    # what the matched miners hash now, beside the pool's figure (trial ZD: only the pool's was shown)
+    hashing = {w["name"]: w["miners_ths"] for w in braiins["workers"]}
+    assert hashing[GHOST] is None and all(hashing[u] > 10 for u in hashing if u != GHOST), hashing
     assert [(u["pool"], u["worker"]) for u in out["matching"]["unmatched_workers"]] == [("braiins", GHOST)]
     assert len(out["matching"]["unmatched_miners"]) == 1
     assert out["reconciliation"]["site"]["day"] == DAY.isoformat()
