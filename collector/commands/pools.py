@@ -21,7 +21,7 @@ from collector.sources.pools import PoolSource
 from collector.stages.pool_reconciliation import MIN_COVERAGE, PoolReconciliation
 from collector.terminal import plain_console
 from models import CollectorConfig
-from models.pool import FPPS_KINDS
+from models.pool import FPPS_KINDS, SOLO_KINDS, PoolKind
 from models.reconciliation import AccountDay, Breakdown, SiteDay
 
 
@@ -177,6 +177,12 @@ def _print(result: dict[str, Any]) -> None:
     console.print(reconciliation["coverage_note"])
     _print_unmatched(site, accounts, reconciliation["miners_no_pool_lists"], [p["account"] for p in result["pools"]])
     for account in accounts:
+        if account.kind is PoolKind.OCEAN:
+            console.print(f"{account.pool} (TIDES) pays per pool block: its luck is which blocks fell in the day (the "
+                          "day's last shares are paid in the next day's blocks), not a shortfall on its own")
+        elif account.kind in SOLO_KINDS and account.credit_published:
+            console.print(f"{account.pool} (solo) is credited only when it finds a block: the site's credited BTC and "
+                          "realized cost per BTC swing with that lottery")
         short = paid_short_pct(account)
         if short is not None and short > FPPS_SHORT_PCT:
             console.print(f"{account.pool} paid {short:.1f} % less than its accepted work is worth after its "

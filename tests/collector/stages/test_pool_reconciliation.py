@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from collector import service
-from collector.commands.pools import _print_unmatched, _why_none_closed
+from collector.commands.pools import _print, _print_unmatched, _why_none_closed
 from collector.cycle import Cycle
 from collector.sources.network import NetworkInputs
 from collector.stages import pool_days
@@ -366,6 +366,23 @@ def test_a_pool_that_publishes_no_credit_leaves_the_other_pools_day_shown(tmp_pa
     assert "f2pool paid" not in table.stdout
     assert early.returncode == 0, early.stderr
     assert f"no day every pool has closed yet ({day - timedelta(days=1)}: braiins partial" in early.stdout, early.stdout
+
+
+def test_a_tides_or_solo_accounts_luck_is_said_to_be_what_it_is():
+    # Trial ZD (L4, L5): OCEAN's first day read -16 % "luck" (shares paid in the next day's block) and a solo pool
+    # that found no block set the site's realized cost at $142k a BTC, each without a word.
+    site = SiteDay(site="s", day=DAY, status=DayStatus.CLOSED, expected_btc=3e-4)
+    accounts = [AccountDay(pool=kind.value, kind=kind, account="a", day=DAY, status=DayStatus.CLOSED,
+                           credit_published=kind is not PoolKind.CKPOOL)
+                for kind in (PoolKind.OCEAN, PoolKind.PUBLICPOOL, PoolKind.CKPOOL, PoolKind.BRAIINS)]
+    result = {"pools": [], "matching": None, "reconciliation_note": None, "reconciliation": {
+        "site": site.model_dump(mode="json"), "coverage_note": "", "miners_no_pool_lists": [],
+        "accounts": [a.model_dump(mode="json") for a in accounts]}}
+    out = io.StringIO()
+    with redirect_stdout(out):
+        _print(result)
+    lines = out.getvalue().splitlines()
+    assert [line.split(" ")[0] for line in lines if "TIDES" in line or "(solo)" in line] == ["ocean", "publicpool"]
 
 
 def test_with_no_day_reconciled_pools_says_whether_books_are_kept_and_which_days():
