@@ -503,6 +503,19 @@ def test_a_reading_over_its_limit_that_the_meter_says_is_high_is_a_reading_probl
     site.live.metered_w["m1"] = MeterReading(4300.0, site.ts)  # the meter agrees: an overdraw indeed
     site.cycles(2, a15(power_w=4300.0, uptime_s=86_400))
     assert set(site.problems()) == {"power_over_limit"}, site.problems()
+    assert "check its power reading" not in site.problems()["power_over_limit"].evidence
+
+
+def test_a_reading_over_its_limit_with_no_meter_while_it_hashes_as_usual_says_to_check_the_reading():
+    # Trial ZC: in a one-shot `health` (no meter) a drifting PSU reading showed as an overdraw only. The firmware
+    # holds its draw to its limit: hashing as usual, the reading is the likelier fault, and the row says so.
+    site = Site()
+    site.cycles(2, a15(power_w=4300.0))  # limit 3760 W, 194 of 194 TH/s
+    assert site.problems()["power_over_limit"].evidence.endswith(
+        "; no meter reads it and it hashes as usual: check its power reading (PSU) before its draw")
+    site = Site()
+    site.cycles(2, a15(power_w=4300.0, hashrate_ths=150.0))  # short of its usual: it may well be overdrawing
+    assert "check its power reading" not in site.problems()["power_over_limit"].evidence
 
 
 def test_a_shortfall_nothing_explains_is_named_as_such():
