@@ -48,6 +48,8 @@ _FANS = frozenset({Signal.FAN_STOPPED, Signal.FAN_SLOW})
 _HOT_CHIPS = frozenset({Signal.CHIP_HOT, Signal.TEMP_OUTLIER})
 _HEAT = _HOT_CHIPS | {Signal.AMBIENT_HOT}
 _POWER = frozenset({Signal.POWER_OVER_LIMIT, Signal.POWER_OUT_OF_RANGE, Signal.POWER_MISMATCH})
+_BOARD_PARTS = frozenset({Signal.BOARD_DEAD, Signal.CHIPS_DEAD, Signal.BOARD_WEAK, Signal.CHIPS_LOSING,
+                          Signal.BOARD_DEGRADING})
 # Words of a code's published meaning (models.FaultCode.meaning) and the cause they name, first match wins.
 _MEANING_WORDS: tuple[tuple[tuple[str, ...], Cause], ...] = (
     (("psu", "volt", "power", "pg", "over current", "pmu", "vcore"), Cause.POWER),
@@ -61,9 +63,25 @@ NEAR_HOT_C = 3.0  # a chip this close under its hot limit runs hot: firmware thr
 
 
 def classify(findings: Sequence[Finding], sample: MinerSample, ctx: Context) -> list[tuple[Finding, Cause, str]]:
-    """Each finding with its cause and the evidence that named it (its own, plus what decided it)."""
+    """Each finding with its cause and the evidence that named it (its own, plus what decided it). A hash
+    board's code on a board another finding names (dead, weak, losing chips) is that finding's evidence, not
+    a row of its own: one bad part, one row (trial ZC: every dead Avalon board came with a $0 `ECHU 4` row)."""
     signals = {f.signal for f in findings}
-    return [(f, *_cause(f, findings, signals, sample, ctx)) for f in findings]
+    boards = {f.part: f for f in findings if f.signal in _BOARD_PARTS and f.part is not None}
+    codes: dict[int, list[str]] = {}
+    out = []
+    for f in findings:
+        if f.signal is Signal.FAULT_CODE and f.part in boards and _code_cause(f)[0] is Cause.BOARD:
+            codes.setdefault(f.part, []).append(f.evidence.removeprefix(f"board {f.part}: "))  # type: ignore[arg-type]
+            continue
+        out.append(f)
+    classified = []
+    for f in out:
+        cause, evidence = _cause(f, findings, signals, sample, ctx)
+        if f.signal in _BOARD_PARTS and f.part in codes:
+            evidence = f"{evidence}; its firmware says {', '.join(codes[f.part])}"
+        classified.append((f, cause, evidence))
+    return classified
 
 
 def _cause(finding: Finding, findings: Sequence[Finding], signals: set[Signal], sample: MinerSample,

@@ -483,6 +483,22 @@ def test_codes_the_driver_only_wrote_as_text_are_kept_raw_without_the_healthy_va
                                                            ("ECMM", 2, FaultSeverity.UNKNOWN)]
 
 
+def test_a_boards_code_is_the_evidence_of_that_boards_problem_not_a_row_of_its_own():
+    # Trial ZC (M3): every dead Avalon board came with a second, $0 row for the same board's ECHU code. One bad
+    # part is one row; a code on a board nothing else names keeps its own row.
+    site = Site()
+    code = FaultCode(key="ECHU", code=4, board=1)  # as the Avalon driver decodes it, meaning not published
+    dead = with_board(a15(hashrate_ths=194 * 2 / 3, fault_codes=[code]), 1, chips_ok=0, hashrate_avg_ths=0.0)
+    site.cycles(2, dead)
+    problems = site.problems()
+    assert set(problems) == {"board_dead:1"}, problems
+    assert problems["board_dead:1"].evidence.endswith("; its firmware says ECHU 4: meaning not published"), (
+        problems["board_dead:1"].evidence)
+    site = Site()
+    site.cycles(2, a15(fault_codes=[code]))
+    assert set(site.problems()) == {"fault_code:1"}
+
+
 def test_power_over_its_own_limit_and_out_of_the_models_range():
     site = Site()
     site.cycles(2, a15(power_w=4300.0))  # limit 3760 W
