@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import orjson
 
-from collector.redact import mask, redact, redact_url
+from collector.redact import SECRET_START, mask, redact, redact_url
 
 # What the client asks for, and all it inflates (RFC 9110: deflate is the zlib format).
 ACCEPT_ENCODING = "gzip, deflate"
@@ -129,7 +129,7 @@ class PoolClient:
 
     def quotes_token(self, text: str) -> bool:
         """`text` holds the whole token: an echo of the request (a name that only starts alike is a name)."""
-        return bool(self._token) and self._token in text
+        return bool(self._token) and len(self._token) >= SECRET_START and self._token in text  # (as `mask`)
 
     async def aclose(self) -> None:
         if self._http is not None:
