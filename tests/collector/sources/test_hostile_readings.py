@@ -47,8 +47,12 @@ def collect(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           env={**os.environ, **(env or {})})
 
 
-def site_cost_of(samples: list[MinerSample], ts: datetime) -> float:
+def site_cost_of(samples: list[MinerSample], ts: datetime, site_miners: int | None = None) -> float:
+    """The site's all-in cost per BTC from `samples` alone, each carrying its share of the fixed costs of a
+    site of `site_miners` (the miners left out carry none of theirs: docs/cost.md)."""
     economics = SiteEconomics.model_validate(ECONOMICS)
+    if site_miners is not None:
+        economics = economics.model_copy(update={"opex_usd_month": economics.opex_usd_month * len(samples) / site_miners})
     network = NetworkFeedConfig.model_validate(NETWORK).static
     return cost.site_cost("lab", samples, economics, network, ts).site.all_in_cost_per_btc
 
@@ -110,8 +114,8 @@ def test_hostile_replies_cost_only_their_own_fields_and_good_miners_keep_points_
         readings = [next(r for r in by_miner[m] if r["time"] == site["time"]) for m in costed]
         alone = [MinerSample(miner=m, host="x", site="lab", ts=ts, state=MinerState.MINING, source=SampleSource.AVALON,
                              hashrate_ths=r["hashrate_ths"], power_w=r["power_w"]) for m, r in zip(costed, readings)]
-        assert site["all_in_cost_per_btc"] == pytest.approx(site_cost_of(alone, ts), rel=1e-9)
-        assert 0 < site["all_in_cost_per_btc"] < 1e7  # (opex of $3,000 a month over 3 miners: ~$0.4 million)
+        assert site["all_in_cost_per_btc"] == pytest.approx(site_cost_of(alone, ts, len(fleet.miners)), rel=1e-9)
+        assert 0 < site["all_in_cost_per_btc"] < 1e7
         assert site["incomplete"] == 1 and site["miners"] == len(fleet.miners)
 
 

@@ -234,14 +234,20 @@ def test_mining_miner_without_power_reading_is_flagged_incomplete() -> None:
 ], ids=["no power", "no hashrate", "idle, no power"])
 def test_a_miner_missing_a_reading_is_left_out_of_the_sites_btc_power_and_energy_alike(blind) -> None:
     # Its BTC at 0 W made the site's cost per BTC look cheaper than any miner's (the demo's AUC chain: 69 TH/s
-    # of revenue for free), while the J/TH shown beside it left it out: two figures over different miners.
-    economics = SiteEconomics(tariff=FlatTariff(usd_per_kwh=0.05), pue=1.1, opex_usd_month=3_000)
+    # of revenue for free), while the J/TH shown beside it left it out: two figures over different miners. Its
+    # share of the fixed costs is left out with it (trial ZF: the site's whole opex and the left-out miners'
+    # depreciation over the others' BTC put a site's all-in cost per BTC 16 % high): the figures are those of
+    # the other two, each carrying its share of the three miners' fixed costs.
+    economics = SiteEconomics(tariff=FlatTariff(usd_per_kwh=0.05), pue=1.1, opex_usd_month=3_000,
+                              capex_by_model={"Antminer S21": {"price_usd": 3_650, "life_months": 36}})
     seen = [miner("a", hashrate_ths=200, power_w=3500),
             miner("off", state=MinerState.SOFT_OFF, hashrate_ths=0, power_w=60)]
     with_blind = site_cost("s1", [*seen, blind], economics, NETWORK, T0)
-    site, alone = with_blind.site, site_cost("s1", seen, economics, NETWORK, T0).site
+    two_thirds = economics.model_copy(update={"opex_usd_month": 2_000})
+    site, alone = with_blind.site, site_cost("s1", seen, two_thirds, NETWORK, T0).site
     for name in ("hashrate_ths", "power_w", "btc_per_day_net", "energy_kwh_day", "revenue_usd_day", "opex_usd_day",
-                 "energy_cost_per_btc", "all_in_cost_per_btc", "breakeven_power_price", "efficiency_j_th"):
+                 "depreciation_usd_day", "energy_cost_per_btc", "cash_cost_per_btc", "all_in_cost_per_btc",
+                 "breakeven_power_price", "efficiency_j_th"):
         assert getattr(site, name) == pytest.approx(getattr(alone, name), rel=1e-12), name
     assert site.efficiency_j_th == pytest.approx((3500 + 60) / 200)  # the soft-off miner's draw counts
     # The break-even is the J/TH shown: net hashprice / (0.024 x J/TH x PUE).
@@ -251,11 +257,13 @@ def test_a_miner_missing_a_reading_is_left_out_of_the_sites_btc_power_and_energy
     assert site.missing_inputs and set(site.missing_inputs) <= {"hashrate_ths", "power_w"}
     own = with_blind.miners[-1]
     assert (own.hashrate_ths, own.power_w, own.btc_per_day_net, own.margin_pct) == (0, 0, 0, None)
-    assert own.opex_usd_day == pytest.approx(1_000 / DAYS_PER_MONTH)  # it still carries its fixed costs
+    assert own.opex_usd_day == own.depreciation_usd_day == 0  # not in cost: its fixed costs neither
     # What was really spent and mined leaves it out the same way.
     t1 = T0 + timedelta(minutes=10)
-    books, books_alone = (advance(None, s, economics, NETWORK, T0, t1).site_today() for s in ([*seen, blind], seen))
-    assert (books.btc, books.energy_kwh) == pytest.approx((books_alone.btc, books_alone.energy_kwh), rel=1e-12)
+    books = advance(None, [*seen, blind], economics, NETWORK, T0, t1).site_today()
+    books_alone = advance(None, seen, two_thirds, NETWORK, T0, t1).site_today()
+    assert (books.btc, books.energy_kwh, books.cash_usd, books.all_in_usd) == pytest.approx(
+        (books_alone.btc, books_alone.energy_kwh, books_alone.cash_usd, books_alone.all_in_usd), rel=1e-12)
     # The fleet: the sums of its sites, every ratio from them.
     other = site_cost("s2", [miner("b", site="s2", hashrate_ths=100, power_w=3000)], FLAT, NETWORK, T0).site
     fleet = fleet_cost([site, other], T0)
@@ -623,7 +631,8 @@ def test_a_miner_with_a_refused_reading_counts_as_no_reading_and_the_site_as_inc
     liar = miner("liar", hashrate_ths=None, power_w=3500.0).refused(
         {"hashrate_ths": "hashrate_ths 1e+297 TH/s is more than 3x the Antminer S21 nameplate"})
     with_liar = site_cost("s1", [*good, liar], economics, NETWORK, T0)
-    alone = site_cost("s1", good, economics, NETWORK, T0)
+    # the other two as they are: each with its share of the three miners' fixed costs
+    alone = site_cost("s1", good, economics.model_copy(update={"opex_usd_month": 2_000}), NETWORK, T0)
     assert with_liar.site.all_in_cost_per_btc == pytest.approx(alone.site.all_in_cost_per_btc, rel=1e-12)
     assert with_liar.site.power_w == alone.site.power_w  # its (plausible) power is not trusted either
     liar_cost = with_liar.miners[-1]
