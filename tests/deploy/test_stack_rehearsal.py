@@ -221,13 +221,13 @@ def stack(influxdb) -> Iterator[Stack]:
         spool.mkdir()
         os.chown(spool, UIDS["collector"], UIDS["collector"])
         collector = services["collector"]
-        env = {k: _adapt(str(v), {SECRETS: str(secrets), "http://influxdb:8086": shim.url})
+        config = {"/etc/hashfleet/hashfleet.yaml": str(ROOT / "deploy/collector/hashfleet.yaml")}  # (in the image)
+        env = {k: _adapt(str(v), {SECRETS: str(secrets), "http://influxdb:8086": shim.url, **config})
                for k, v in collector["environment"].items()}
         env.update({"MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(mqtt_port)})  # service name -> address
         env.update({"PATH": os.environ["PATH"], "HOME": "/nonexistent", "HASHFLEET_SPOOL_DIR": str(spool),
                     "PYTHONPATH": str(ROOT)})  # (the image has this checkout installed)
-        command = [_adapt(_literal(a), {"/etc/hashfleet/hashfleet.yaml": str(ROOT / "deploy/collector/hashfleet.yaml")})
-                   for a in collector["command"]]
+        command = [_adapt(_literal(a), config) for a in collector["command"]]
         collect = _as(UIDS["collector"], [HASHFLEET, *command, "--cycles", "2"], env=env, timeout=180)
         yield Stack(root, secrets, services, bucket, shim, mqtt_port, health_port, simulators, collect, env, init,
                     hook)
