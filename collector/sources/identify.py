@@ -120,6 +120,7 @@ class Identity:
     pyasic_miner: Any = None  # what pyasic reads (driver PYASIC)
     miner_id: str | None = None  # the MAC-based id its samples carry, when identification learnt the MAC
     reader: Any = None  # a native reader's per-miner object (ANTMINER, WHATSMINER, BRAIINS): `await reader.poll(...)`
+    model_told: bool = True  # False: pyasic's detection fell back to the make's own class (`_model_untold`)
 
 
 def may_need_pyasic(targets: list[Target]) -> bool:
@@ -220,7 +221,16 @@ async def _pyasic_identity(target: Target, timeout_s: float, why: str, gates: Ga
                 reader = make_reader(target, miner)
                 await reader.prepare(timeout_s)
                 return Identity(target, name, make=make, model=model, reader=reader, miner_id=reader.mac)
-    return Identity(target, PYASIC, make=make, model=model, pyasic_miner=miner)
+    return Identity(target, PYASIC, make=make, model=model, pyasic_miner=miner, model_told=not _model_untold(miner))
+
+
+def _model_untold(miner: Any) -> bool:
+    """pyasic's detection fell back to a make's own class: the make answered, its model did not (a reply it
+    could not read just then, or a model it does not know); such a class reads less (a bare BitAxe: no
+    temperatures, fans or boards)."""
+    from pyasic.miners.factory import MINER_CLASSES
+
+    return any(type(miner) is classes.get(None) for classes in MINER_CLASSES.values())
 
 
 async def listening(target: Target, timeout_s: float, gates: Gates | None = None) -> bool:

@@ -435,6 +435,13 @@ class PolledMiners:
             # Spread (a site's power cut hands back thousands at once), never sooner: each look costs a connect.
             self._schedule(target, known, time.monotonic() + self.config.identify_backoff * random.uniform(1.0, 1.5))
             return
+        if isinstance(outcome, discovery.Identity) and not outcome.model_told and known.model is not None:
+            # Read as a known model before: a make's bare class now is a reply it could not read just then, not a
+            # better answer (trial ZF: a Bitaxe identified again while its replies were broken was read with no
+            # temperatures, fans or boards until a restart). Tried again, with backoff, offline meanwhile saying why
+            # (a unit of a model pyasic does not know swapped in here is read once the collector restarts).
+            outcome = (f"{target.address}: answers as {outcome.make or 'a miner'} but did not tell its model this "
+                       f"time (read as {known.model} before): identified again")
         if isinstance(outcome, discovery.Identity):
             self._identified(known, outcome)
             label = " ".join(x for x in (outcome.make, outcome.model) if x) or outcome.driver
