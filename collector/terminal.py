@@ -61,7 +61,9 @@ def fleet_table(samples: list[MinerSample], *, compact: bool = False, shown: int
     table.add_column("TH/s", justify="right", footer=_fmt(hashrate), no_wrap=True)
     if not compact:
         table.add_column("TH/s avg", justify="right")
-    table.add_column("W", justify="right", footer=_fmt(power, 0), no_wrap=True)
+    # Hashing miners that read no power are in the TH/s above and not in these watts: at least this much.
+    unread = any(s.power_w is None and s.hashrate_ths for s in samples)
+    table.add_column("W", justify="right", footer=("≥" if unread else "") + _fmt(power, 0), no_wrap=True)
     table.add_column("J/TH", justify="right", footer=_fmt(cost.efficiency_j_th if cost else _efficiency(samples)),
                      no_wrap=True)
     table.add_column("chip °C" if not compact else "°C", justify="right", no_wrap=True,

@@ -932,3 +932,8 @@ def test_the_poll_tables_fleet_efficiency_leaves_out_a_miner_with_no_power_readi
                                miner("no hashrate", hashrate_ths=None, power_w=3000)]))
     footer = next(line for line in console.export_text().splitlines() if "fleet" in line)
     assert " 17.5 " in footer  # 3,500 W / 200 TH/s (counted as 0 W it read 10.0)
+    # The watts are at least that: the blind miner's TH/s is in the fleet's, its draw is not (trial ZF M2).
+    assert " ≥6,500 " in footer and " 350.0 " in footer, footer
+    console = Console(width=200, record=True)
+    console.print(fleet_table([miner("a", hashrate_ths=200, power_w=3500)]))
+    assert " 3,500 " in next(line for line in console.export_text().splitlines() if "fleet" in line)
