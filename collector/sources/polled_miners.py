@@ -410,6 +410,12 @@ class PolledMiners:
         known.source = _SOURCES.get(identity.driver, SampleSource.PYASIC)
         known.failed_identifications = known.offline_polls = 0
         known.reason = ""
+        if not identity.model_told:
+            # (trial ZF: a stock Antminer of a model pyasic does not know was read without MAC, temperatures, fans
+            # or boards, and nothing said so)
+            log.warning("%s: identified as %s without its model (pyasic knows none of that name, or could not read "
+                        "it just then): read through pyasic's generic class for the make, which reads less (often no "
+                        "MAC, temperatures, fans or boards)", identity.target.address, identity.make or "a miner")
         if identity.miner_id and identity.miner_id != known.miner_id:
             # Offline before its first poll, it still carries its MAC-based id.
             self._took_id(identity.target, known, identity.miner_id)

@@ -57,3 +57,20 @@ def test_a_bitaxe_identified_again_while_its_replies_are_broken_keeps_its_model_
     assert answered and all(s.temp_chip_max_c is not None and s.model == first.model for s in answered), answered
     told = [e for s in broken for e in s.errors if "did not tell its model" in e]
     assert told and f"read as {first.model} before" in told[0], [s.errors for s in broken]
+
+
+def test_a_unit_first_identified_without_its_model_is_read_as_it_is_and_said(caplog):
+    # Identified for the first time while its replies are broken (or a model pyasic does not know): taken as the
+    # make's generic class, which reads less, with a warning naming the address (nothing said so before).
+    with run_fleet("gamma:1", base="127.74.3.9", seed=44) as fleet:
+        unit, address = fleet[0], fleet.addresses[0]
+        unit.set_faults(malformed=True)
+        poller = PolledMiners(CollectorConfig(miners=[address], timeout_s=1.0, identify_backoff_s=0.25))
+
+        async def scenario():
+            await poller.refresh()
+            return (await poller.cycle(TS)).samples
+
+        with caplog.at_level("WARNING", logger="collector.sources.polled_miners"):
+            asyncio.run(scenario())
+    assert f"{address}: identified as" in caplog.text and "without its model" in caplog.text, caplog.text
