@@ -506,6 +506,8 @@ class CurtailmentStage:
         if not plates and not book.modes and book.idle.n < IDLE_SAMPLES and mining:
             # Nothing measured yet (the first cycles, and the warm-up): its nameplate, made once per model.
             runs = self._nameplate_runs(sample.model, mode)
+            if runs is not None and sample.power_w is None:
+                runs = _at_its_hashrate(runs, sample)
             if runs is not None:
                 rec.usual = 0
                 rec.candidate = Candidate(sample.miner, runs, 0.0, rec.key, 0.0, rec.always_on, rec.group)
@@ -1189,6 +1191,24 @@ def _ramp_order(dr: bool, key: str, current: str, gain: float, delta: float, adv
     spike the ramp allowed 7 in)."""
     return ((0 if dr else 1 if key == SLEEP else 2 if current != SLEEP else 3) + (NOT_PACED if advice_only else 0),
             -gain / max(abs(delta), 1e-9))
+
+
+def _at_its_hashrate(runs: tuple[tuple[str, float, float], ...], sample: MinerSample) -> tuple[tuple[str, float, float], ...]:
+    """A miner that reads no power (stock Antminers) is never measured: its nameplate run scaled to the hashrate it
+    reports (its average since boot, else its live rate), at the nameplate's J/TH, as the cost estimates its draw
+    (cost_engine.nameplate_draw_w). One in a lower work mode or with a board lost was planned at its whole nameplate
+    draw: 3.31 kW "running as usual" for an S19j Pro in its low mode at 84 of 104 TH/s (trial ZF, M3), kW a
+    demand-response target counted as shed. Within MIN_SCALE..MAX_SCALE of the nameplate (a rate past it is a
+    reading's, not the unit's)."""
+    ths = sample.hashrate_avg_ths or sample.hashrate_ths
+    (mode, plate_ths, plate_kw), = runs
+    if not ths or not plate_ths:
+        return runs
+    scale = min(MAX_SCALE, max(MIN_SCALE, ths / plate_ths))
+    return ((mode, plate_ths * scale, plate_kw * scale),)
+
+
+MIN_SCALE, MAX_SCALE = 0.25, 1.5
 
 
 def _index(runs: tuple[tuple[str, float, float], ...], mode: str) -> int:

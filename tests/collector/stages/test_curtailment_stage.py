@@ -91,6 +91,22 @@ def test_measured_efficiency_replaces_the_nameplate_once_a_mode_has_enough_readi
     assert site.stage.book.miners["m0"].modes["0"].w == pytest.approx(4600.0)
 
 
+def test_a_miner_that_reads_no_power_is_planned_at_its_nameplate_scaled_to_its_hashrate():
+    # Trial ZF (M3): a stock Antminer (no power on the wire) in its low mode, 84 of 104 TH/s, was planned at its
+    # whole nameplate draw ("running as usual", 3.31 kW): the kW a demand-response target counted as shed. Its
+    # nameplate's J/TH at the hashrate it reports, as the cost estimates its draw; the break-even is the same.
+    def low(ts):
+        return [sample(0, "AvalonMiner 1466", ts, ths=120.0).model_copy(update={"power_w": None}),
+                sample(1, "AvalonMiner 1466", ts)]  # (a nameplate of 150 TH/s, 3230 W)
+    site = Site(CurtailmentConfig(min_on_s=0, min_off_s=0))
+    plan = site.cycle(low, 0.02)
+    run = site.stage._miners["m0"].candidate.runs[0]
+    assert run[1] == pytest.approx(120.0) and run[2] == pytest.approx(3230 * 120 / 150 * 1.1 / 1000)
+    full = site.stage._miners["m1"].candidate.runs[0]
+    assert full[2] / full[1] == pytest.approx(run[2] / run[1])  # the nameplate's J/TH: the same break-even
+    assert plan.always_on_kw == pytest.approx((3230 * 120 / 150 + 3230) * 1.1 / 1000, rel=1e-6)
+
+
 def test_readings_during_warm_up_teach_nothing():
     site = Site(CurtailmentConfig(warmup_s=300))
     site.cycle(lambda ts: [sample(0, "AvalonMiner 15-194", ts, ths=20.0, uptime_s=60)], 0.02)  # ramping after boot
