@@ -21,6 +21,7 @@ from collector.sources.pools import PoolSource
 from collector.stages.pool_reconciliation import MIN_COVERAGE, PoolReconciliation
 from collector.terminal import plain_console
 from models import CollectorConfig
+from models.base import printable
 from models.pool import FPPS_KINDS, SOLO_KINDS, PoolKind
 from models.reconciliation import AccountDay, Breakdown, SiteDay
 
@@ -91,7 +92,7 @@ def _result(cycle: Cycle, sources: list[PoolSource], stage: PoolReconciliation) 
         reconciliation = {"site": last.model_dump(mode="json"), "coverage_note": coverage_note(last),
                           "accounts": [a.model_dump(mode="json") for a in (accounts.accounts.values() if accounts else [])],
                           "miners_no_pool_lists": [
-                              {"miner": miner, "user": user, "expected_btc": btc,
+                              {"miner": miner, "user": user, "expected_btc": btc, "account": user.split(".")[0],
                                "account_configured": user.split(".")[0].lower() in configured}
                               for miner, user, btc in stage.miners_no_pool_lists(last.day) or []],
                           "fpps_paid_short_pct": {a.pool: paid_short_pct(a) for a in accounts.accounts.values()
@@ -229,11 +230,12 @@ def _print_unmatched(site: SiteDay, accounts: list[AccountDay], miners: list[dic
     console.print(f"unmatched {_btc(site.unmatched_btc)} BTC = {_btc(expected_off_pools)} expected from miners no "
                   f"configured pool lists, less {_btc(pool_work)} of pool work no miner reports")
     accounts_text = ", ".join(sorted(set(configured)))
-    for m in miners[:50]:
+    for m in miners[:50]:  # (from the books on disk: shown through printable, as a miner's own text is)
         where = "" if m["account_configured"] else (
-            f": account {m['user'].split('.')[0]!r} is none of the configured ({accounts_text}), its work credited elsewhere")
-        console.print(f"  {m['miner']} ({m['user'] or 'no pool user'}): {_btc(m['expected_btc'])} BTC expected{where}",
-                      style="yellow")
+            f": account {printable(m['account'])!r} is none of the configured ({accounts_text}), its work credited "
+            "elsewhere")
+        console.print(f"  {printable(m['miner'])} ({printable(m['user']) or 'no pool user'}): "
+                      f"{_btc(m['expected_btc'])} BTC expected{where}", style="yellow")
 
 
 _STEPS = ("potential_btc", "offline_btc", "curtailed_btc", "expected_btc", "over_report_btc", "unmatched_btc",

@@ -191,7 +191,11 @@ def test_a_miner_whose_account_is_none_configured_is_said_to_hash_for_someone_el
     site = SiteDay(site="s", day=DAY, status=DayStatus.CLOSED, expected_btc=3e-4, unmatched_btc=0.5e-4)
     account = AccountDay(pool="braiins", kind="braiins", account="hashfleet", day=DAY, status=DayStatus.CLOSED,
                          expected_btc=2e-4, unmatched_btc=-0.5e-4)
-    miners = [{"miner": "AA:BB", "user": "hashflet.1afdf5", "expected_btc": 1e-4, "account_configured": False}]
+    miners = [{"miner": "AA:BB", "user": "hashflet.1afdf5", "expected_btc": 1e-4, "account": "hashflet",
+               "account_configured": False},
+              # a books file that holds a terminal escape and a line break (the books are read from disk)
+              {"miner": "CC:DD\x1b[31m", "user": "evil\x1b[2J.w\nforged", "expected_btc": 0.0, "account": "evil\x1b[2J",
+               "account_configured": False}]
     out = io.StringIO()
     with redirect_stdout(out):
         _print_unmatched(site, [account], miners, ["hashfleet"])
@@ -199,7 +203,10 @@ def test_a_miner_whose_account_is_none_configured_is_said_to_hash_for_someone_el
         "unmatched 0.00005000 BTC = 0.00010000 expected from miners no configured pool lists, less 0.00005000 of "
         "pool work no miner reports",
         "  AA:BB (hashflet.1afdf5): 0.00010000 BTC expected: account 'hashflet' is none of the configured "
-        "(hashfleet), its work credited elsewhere"]
+        "(hashfleet), its work credited elsewhere",
+        "  CC:DD [31m (evil [2J.w forged): 0.00000000 BTC expected: account 'evil [2J' is none of the "
+        "configured (hashfleet), its work credited elsewhere"]
+    assert "\x1b" not in out.getvalue()
 
 
 def test_a_restart_half_way_keeps_the_day(day_run):
