@@ -186,6 +186,8 @@ def build(config: CollectorConfig, *, sinks: Sequence[Sink] = (), service_mode: 
                        power_price_max_age_s=tariff.max_age_s if isinstance(tariff, LiveTariff) else None)
             if service_mode and config.mqtt is not None else None)
     live = mqtt.live if mqtt is not None else LiveInputs()
+    if mqtt is not None:
+        mqtt.ingest.keep_ids_in(config_loader.spool_directory(config) / state_files.MQTT_MINERS)
     polled = PolledMiners(config)
     # Announced in this order: the network state first (costing needs it from the first sample on),
     # MQTT miners after the polled ones (a miner both polled and publishing keeps its poll).

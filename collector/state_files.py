@@ -9,6 +9,7 @@ CURTAILMENT_EFFICIENCY = "curtailment-efficiency.json"
 CURTAILMENT_CONTROL = "curtailment-control.json"
 CURTAILMENT_COMMANDS = "curtailment-commands.json"
 CURTAILMENT_ACTIONS = "curtailment-actions.jsonl"  # the audit log's default place
+MQTT_MINERS = "mqtt-miners.json"  # the MQTT miner ids held: cleared from the broker after a restart too
 
 ALL = (COST_TOTALS, HEALTH, POOL_DAYS, CURTAILMENT_EFFICIENCY, CURTAILMENT_CONTROL, CURTAILMENT_COMMANDS,
-       CURTAILMENT_ACTIONS)
+       CURTAILMENT_ACTIONS, MQTT_MINERS)

@@ -106,8 +106,9 @@ class DrTarget(_Strict):
     """A demand-response target: keep the site's draw at most `limit_kw`, or `shed_kw` below what the
     advice alone would draw, from `start` (default: now) until `end`."""
 
-    limit_kw: float | None = Field(default=None, ge=0, le=10_000_000, allow_inf_nan=False)
-    shed_kw: float | None = Field(default=None, gt=0, le=10_000_000, allow_inf_nan=False)
+    # strict: `true` or "8" from MQTT or a file is no kW figure (lax, `true` was a 1 kW limit: trial ZG)
+    limit_kw: float | None = Field(default=None, ge=0, le=10_000_000, allow_inf_nan=False, strict=True)
+    shed_kw: float | None = Field(default=None, gt=0, le=10_000_000, allow_inf_nan=False, strict=True)
     start: datetime | None = None
     end: datetime
     reason: str | None = Field(default=None, max_length=200, description="e.g. '4CP alert', 'utility call 1234'")
@@ -200,7 +201,7 @@ class CurtailmentConfig(Settings):
 class KillPayload(_Strict):
     """The kill switch over MQTT: `ON` / `OFF` (Home Assistant's switch), `true` / `false`, `1` / `0`, or this object."""
 
-    killed: bool
+    killed: bool = Field(strict=True)  # (lax, "no" and 0.0 were OFF: trial ZG)
 
 
 # --- the plan (made by collector/stages/curtailment.py, carried in the cycle to the sinks) ---------------

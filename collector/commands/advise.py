@@ -183,6 +183,9 @@ def unknown_here(cfg: CollectorConfig, plan: CurtailmentPlan) -> list[str]:
     kinds = {s.kind for s in cfg.mqtt.ingest} if cfg.mqtt is not None else set()
     if IngestKind.BTC_PRICE in kinds:
         notes.append("a live BTC price over MQTT is not known here: the network source's is used")
+    if IngestKind.MINER_TELEMETRY in kinds:  # (trial ZG: 6 miners planned where the service planned 8, unsaid)
+        notes.append("miners that publish their telemetry over MQTT are not in this plan (advise polls; the service "
+                     "also listens): the service's plan counts them too")
     return notes
 
 

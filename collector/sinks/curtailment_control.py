@@ -218,10 +218,10 @@ class CurtailmentControl:
         if plan is None:
             return
         plan.control_mode = mode.value
+        plan.killed = self.killed() is not None  # (shown in mode off too: else Home Assistant's switch read OFF, trial ZG)
         if mode is ControlMode.OFF:
             return
         now = self._now()
-        plan.killed = self.killed() is not None
         events, self._results = self._results, []
         samples = {s.miner: s for s in cycle.samples}
         events += self._confirm(samples, now, mode)

@@ -245,7 +245,8 @@ def site_configs(topics: Topics, discovery_prefix: str, *, cost: bool, health: b
 # --- curtailment (docs/curtailment.md) ---------------------------------------------------------
 
 PLAN_ACTIONS = ("run", "sleep", "lower", "raise")
-CONTROL_MODES = ("off", "dry_run", "on")
+CONTROL_MODES = ("off", "dry_run", "on")  # in the order of ControlMode.rank
+MAX_DR_KW = 10_000_000  # as the collector takes a limit (models.curtailment.DrTarget)
 CURTAILMENT_SENSORS = (  # from <prefix>/<site>/curtailment/state
     Sensor("curtailment_asleep", "Miners asleep (plan)", "miners_sleep", icon="mdi:power-sleep", precision=0),
     Sensor("curtailment_shed", "Power shed (plan)", "shed_kw", "kW", "power", precision=1),
@@ -253,15 +254,19 @@ CURTAILMENT_SENSORS = (  # from <prefix>/<site>/curtailment/state
     Sensor("curtailment_off_plan", "Miners off plan", "miners_off_plan", icon="mdi:alert-circle-outline", precision=0),
     Sensor("curtailment_control", "Curtailment control mode", "control_mode", device_class="enum", state_class=None,
            icon="mdi:remote", options=CONTROL_MODES),
+    # (fallback: the live price is stale, the plan holds; trial ZG: nothing in Home Assistant said so)
+    Sensor("curtailment_price_source", "Power price source", "price_source", device_class="enum", state_class=None,
+           icon="mdi:transmission-tower", options=("tariff", "live", "fallback")),
 )
 MINER_PLAN_SENSOR = Sensor("plan", "Plan", "action", device_class="enum", state_class=None, icon="mdi:power-sleep",
                            options=PLAN_ACTIONS)
 
 
 def curtailment_configs(topics: Topics, discovery_prefix: str, *, commands: bool,
-                        expire_after: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+                        expire_after: int | None = None, mode_cap: str = "on") -> list[tuple[str, dict[str, Any]]]:
     """The site's curtailment sensors; with `commands` (curtailment.control.mqtt_commands) also the control
-    mode (a select), the demand-response limit (a number, kW; 0 clears) and the kill switch (a switch).
+    mode (a select, offering the modes up to the config's `mode_cap`: one above it is not taken), the
+    demand-response limit (a number, kW; 0 clears) and the kill switch (a switch).
     The select and the switch publish retained (`retain`): the broker keeps the latest for the next start
     (the collector keeps them too, collector/sources/live_inputs.py). Home Assistant has no `expire_after`
     for a select, a number or a switch: only the status topic makes them unavailable."""
@@ -272,18 +277,31 @@ def curtailment_configs(topics: Topics, discovery_prefix: str, *, commands: bool
             sensor_config(s, node_id=node_id, state_topic=state, device=device, topics=topics,
                           expire_after=expire_after))
            for s in CURTAILMENT_SENSORS]
+    common = {"state_topic": state, "availability": _availability(topics), "device": device, "origin": ORIGIN}
+    expiring = {"expire_after": expire_after} if expire_after is not None else {}
+    # Whether the plan holds on stale inputs (control then sends nothing), and why; whether a demand-response
+    # target in force is met (unknown with none): trial ZG found neither in Home Assistant.
+    out.append((config_topic(discovery_prefix, node_id, "curtailment_stale", "binary_sensor"), {
+        "name": "Curtailment holding (stale inputs)", "unique_id": f"{node_id}_curtailment_stale",
+        "value_template": "{{ 'ON' if value_json.stale else 'OFF' }}", "device_class": "problem",
+        "json_attributes_topic": state, "json_attributes_template": "{{ {'reason': value_json.stale_reason} | tojson }}",
+        **common, **expiring}))
+    out.append((config_topic(discovery_prefix, node_id, "curtailment_dr_met", "binary_sensor"), {
+        "name": "Demand-response limit met", "unique_id": f"{node_id}_curtailment_dr_met",
+        "value_template": "{% if value_json.dr_met is none %}None{% elif value_json.dr_met %}ON{% else %}OFF{% endif %}",
+        "icon": "mdi:transmission-tower-export", **common, **expiring}))
     if not commands:
         return out
-    common = {"state_topic": state, "availability": _availability(topics), "device": device, "origin": ORIGIN}
     out.append((config_topic(discovery_prefix, node_id, "curtailment_mode", "select"), {
         "name": "Curtailment control", "unique_id": f"{node_id}_curtailment_mode",
         "command_topic": topics.curtailment_set("mode"), "value_template": "{{ value_json.control_mode }}",
-        "options": list(CONTROL_MODES), "icon": "mdi:remote", "retain": True, **common}))
+        "options": list(CONTROL_MODES[:CONTROL_MODES.index(mode_cap) + 1]), "icon": "mdi:remote", "retain": True,
+        **common}))
     out.append((config_topic(discovery_prefix, node_id, "curtailment_dr_limit", "number"), {
         "name": "Demand-response limit", "unique_id": f"{node_id}_curtailment_dr_limit",
         "command_topic": topics.curtailment_set("dr_limit_kw"),
         "value_template": "{{ value_json.dr_limit_kw if value_json.dr_limit_kw is not none else 0 }}",
-        "min": 0, "max": 1_000_000, "step": 1, "mode": "box", "unit_of_measurement": "kW",
+        "min": 0, "max": MAX_DR_KW, "step": 1, "mode": "box", "unit_of_measurement": "kW",
         "icon": "mdi:transmission-tower-export", **common}))
     out.append((config_topic(discovery_prefix, node_id, "curtailment_kill", "switch"), {
         "name": "Curtailment kill switch", "unique_id": f"{node_id}_curtailment_kill",

@@ -331,7 +331,8 @@ class MqttSink:
             self._curtailment_discovered = True
             out += [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in
                     home_assistant.curtailment_configs(self.topics, self.config.discovery_prefix,
-                                                       commands=self._commands(), expire_after=self._expire_after)]
+                                                       commands=self._commands(), expire_after=self._expire_after,
+                                                       mode_cap=self._mode_cap())]
         out.append(Message(self.topics.curtailment_state, _json(plan_summary(plan)), qos, retain))
         advice = {a.miner: a for a in plan.advice}
         published = self._plans
@@ -364,6 +365,9 @@ class MqttSink:
         (collector.pipeline.curtailment_subscriptions)."""
         c = self.curtailment
         return c is not None and c.control.mqtt_commands and c.control.mode is not ControlMode.OFF
+
+    def _mode_cap(self) -> str:
+        return self.curtailment.control.mode.value if self.curtailment is not None else ControlMode.ON.value
 
     def _clear_gone(self) -> list[Message]:
         """Once, at the first cycle: empty retained messages on the discovery configs of the site's curtailment
@@ -432,17 +436,19 @@ class MqttSink:
         return [Message(topic, _json(payload), DISCOVERY_QOS, True) for topic, payload in configs]
 
     def _clear_evicted(self) -> list[Message]:
-        """Empty retained messages on the discovery, state and cost topics of miners the ingest forgot."""
-        return [] if self._evicted is None else self._clear(self._evicted())
+        """Empty retained messages on the discovery, state and cost topics of miners the ingest forgot (this run
+        published them, or the run before: `everything`, as this run's books do not know)."""
+        return [] if self._evicted is None else self._clear(self._evicted(), everything=True)
 
-    def _clear(self, miners: Iterable[str]) -> list[Message]:
-        """Empty retained messages on the discovery, state, cost and plan topics of `miners` (ids gone)."""
+    def _clear(self, miners: Iterable[str], *, everything: bool = False) -> list[Message]:
+        """Empty retained messages on the discovery, state, cost and plan topics of `miners` (ids gone): those
+        this run published, or (`everything`) each a run may have."""
         out = []
         for miner in miners:
             topics = []
-            if self._discovered.pop(miner, None) is not None:
+            if self._discovered.pop(miner, None) is not None or (everything and self.config.discovery):
                 topics += home_assistant.miner_config_topics(self.topics.site, miner, self.config.discovery_prefix)
-            if self._plans.pop(miner, None) is not None:
+            if self._plans.pop(miner, None) is not None or (everything and self.curtailment is not None):
                 topics.append(self.topics.miner_plan(miner))
                 if self.config.discovery:
                     topics.append(home_assistant.miner_plan_config(self.topics, miner, self.config.discovery_prefix)[0])

@@ -36,8 +36,11 @@ Four kinds of topic (models.mqtt.IngestKind):
   Home Assistant's select sends the bare word) and the kill switch (`ON`/`OFF`, true/false, 1/0).
   The composition root subscribes the curtailment command topics only when the config enables them.
   A retained command this process has handled before (the same payload on the same topic: a broker
-  that reconnects or restarts with persistence hands its retained copy again) is a replay: ignored and
-  counted `replayed`, so a reconnect never undoes what came after it (a live OFF after a retained ON).
+  that reconnects or restarts with persistence hands its retained copy again) is a replay: a
+  demand-response target or withdrawal is ignored and counted `replayed`, so a reconnect never undoes
+  what came after it; a kill switch or mode, which may as well be a new publish of the same payload
+  (an ON while the collector was away), is applied where it makes control more careful, else ignored
+  and counted `replayed` (`_careful_only`).
   The commands seen are remembered by topic as a digest, the latest MAX_SEEN_COMMANDS. A retained
   command seen first (at a start) may make control more careful, never less (LiveInputs.curtailment,
   which keeps them across restarts): a retained withdrawal is ignored, a retained bare kW limit
@@ -77,16 +80,19 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import ValidationError
 
-from models.base import is_fresh, number_fields, printable
+from collector import durable_file
+from models.base import is_fresh, number_fields, printable, read_capped
 from collector.sources import dr_targets, plausibility
 from collector.sources.live_inputs import LiveInputs, MeterReading
 from collector.bounded_log import BoundedLog
 from models import LivePowerPrice, MinerSample, MinerState, SampleSource
-from models.sample import BoardSample
+from models.sample import MAX_TEXT_CHARS, BoardSample
 from models.curtailment import ControlMode, DrTarget, KillPayload
 from models.hardware import MAX_UNIT_W
 from models.economics import NetworkState
@@ -111,6 +117,7 @@ ERROR = "error"
 OLDER = "older"  # dated before the one held: ignored
 STALE = "stale"  # telemetry older than telemetry_max_age_s on arrival: it would only make an offline miner
 RETAINED_UNDATED = "retained_undated"  # a retained reading with no ts: its age is unknown
+MAX_IDS_FILE_BYTES = 64 * 1024 * 1024  # the kept ids (keep_ids_in): at most telemetry_max_miners of them
 REPLAYED = "replayed"  # a retained command handled before: a reconnect must not undo what came after it
 STALE_SUFFIX = "_stale"  # accepted (held) but already older than its max age on arrival: not used
 MAX_SEEN_COMMANDS = 10_000  # command payloads remembered (topic, digest): ~100 bytes each
@@ -200,6 +207,36 @@ def _failed_readings(error: ValidationError) -> dict[str, str]:
     return reasons
 
 
+def _kept_ids(path: Path, cap: int) -> list[str]:
+    """The ids `keep_ids_in` saved: ValueError for anything but {"version": 1, "miners": [printable ids]}."""
+    if not path.exists():
+        return []
+    data = orjson.loads(read_capped(path, MAX_IDS_FILE_BYTES))
+    if not isinstance(data, dict) or set(data) != {"version", "miners"} or data["version"] != 1:
+        raise ValueError("not a version 1 file of MQTT miner ids")
+    ids = data["miners"]
+    if (not isinstance(ids, list) or len(ids) > cap
+            or not all(isinstance(m, str) and 0 < len(m) <= MAX_TEXT_CHARS and m.isprintable() for m in ids)):
+        raise ValueError(f"its `miners` is not a list of at most {cap} printable ids")
+    return ids
+
+
+def _careful_only(update: _Update) -> _Update:
+    """A kill switch or control mode this collector handled before, handed again by the broker (a reconnect): the
+    same payload may be a new publish (Home Assistant's ON while the collector was away: retained, as its switch
+    sends it) or the broker's old copy, and MQTT does not say which. Applied where it makes control more careful
+    (an ON, a lower mode: an emergency stop is never lost, trial ZG), ignored where it would loosen it (an OFF
+    never undoes a later ON). A script's OFF published without retain over a retained ON is undone so at each
+    reconnect: publish it retained."""
+    def replayed() -> bool | str | _Dropped:
+        outcome = update()
+        if outcome is False:
+            return _Dropped(REPLAYED, "a retained command this collector handled before, handed again by the broker "
+                                      "(a reconnect): ignored, as it would make control less careful")
+        return outcome
+    return replayed
+
+
 def _bare_number(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -280,6 +317,11 @@ class MqttIngest:
         self._pending: list[MinerSample] = []  # this cycle's MQTT samples, announced, not yet collected
         self._evicted: list[str] = []  # for the sink to clear (take_evicted)
         self._evicted_total = 0
+        # The MQTT miner ids held, kept on disk (keep_ids_in), and the ids the run before held that this one has not
+        # heard from yet (-> when this run started): forgotten after telemetry_evict_after_s as if heard at the start.
+        self._ids_path: Path | None = None
+        self._ids_saved: frozenset[str] = frozenset()
+        self._before: dict[str, datetime] = {}
         self._outlets: dict[str, MeterReading] = {}  # by miner
         self._racks: dict[tuple[int, str], _Rack] = {}  # by (subscription index, rack key)
         self._racks_of: dict[str, set[tuple[int, str]]] = {}  # miner -> racks it is on
@@ -305,6 +347,38 @@ class MqttIngest:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Apply updates on `loop`'s thread from now on."""
         self._loop = loop
+
+    def keep_ids_in(self, path: Path) -> None:
+        """Take up the MQTT miner ids the run before held, from `path`, and keep this run's there: an id invented
+        before a restart (a publisher's one message) had its retained state and Home Assistant device left on the
+        broker for good, the sink clearing only the ids one run forgot (trial ZG). Each is forgotten, and
+        cleared, once silent for telemetry_evict_after_s from this start. The file is hostile input: anything
+        but a list of printable ids within the cap is set aside (logged) and nothing taken up."""
+        self._ids_path = path
+        try:
+            ids = _kept_ids(path, self.config.telemetry_max_miners)
+        except (OSError, ValueError) as e:
+            aside = durable_file.set_aside(path) if path.exists() else None
+            log.error("MQTT miner ids %s are unusable (%s)%s: the ids of the run before are not cleared from the "
+                      "broker", path, str(e)[:200], f"; set aside as {aside}" if aside is not None else "")
+            return
+        now = self._clock()
+        self._before = dict.fromkeys(ids, now)
+        self._ids_saved = frozenset(ids)
+
+    def _save_ids(self) -> None:
+        """The ids held now (and those of the run before not yet forgotten), when they changed (under self._lock)."""
+        if self._ids_path is None:
+            return
+        ids = frozenset(self._telemetry).union(self._before)
+        if ids == self._ids_saved:
+            return
+        try:
+            durable_file.replace_synced(self._ids_path, orjson.dumps({"version": 1, "miners": sorted(ids)}))
+            self._ids_saved = ids
+        except OSError as e:
+            self._log.error("ids_file", "cannot save the MQTT miner ids to %s (a restart would leave the ones "
+                                        "forgotten meanwhile on the broker): %s", self._ids_path, e)
 
     def take_evicted(self) -> list[str]:
         """MQTT miner ids forgotten since the last call (the sink clears their retained topics)."""
@@ -357,7 +431,8 @@ class MqttIngest:
             raise _Dropped(OVERSIZED, f"{len(payload)} bytes, more than max_payload_bytes "
                                       f"({self.config.max_payload_bytes})")
         seen = (topic, hashlib.blake2b(payload, digest_size=16).digest()) if sub.kind in _COMMAND_KINDS else None
-        if retained and seen in self._seen_commands:
+        replay = retained and seen in self._seen_commands
+        if replay and sub.kind not in _WORD_KINDS:
             raise _Dropped(REPLAYED, "a retained command this collector handled before, handed again by the broker "
                                      "(a reconnect): ignored, so it never undoes the commands that came after it")
         try:
@@ -385,7 +460,7 @@ class MqttIngest:
             raise _Dropped(INVALID, _first_errors(e)) from None
         if seen is not None:
             self._remember_command(seen)
-        return sub.kind, update
+        return sub.kind, (_careful_only(update) if replay else update)
 
     def _remember_command(self, seen: tuple[str, bytes]) -> None:
         """A valid command (topic, digest), handled: its retained copy, handed again, is a replay. The latest
@@ -778,7 +853,26 @@ class MqttIngest:
                                                    reason=f"no telemetry over MQTT for {age:.0f} s (by its ts)",
                                                    make=seen.sample.make, model=seen.sample.model))
             self._evict(evicted, ts)
+            if self._before:
+                self._forget_before(ts)
+            self._save_ids()
         return out
+
+    def _forget_before(self, ts: datetime) -> None:
+        """The run before's ids: heard again, held as any; silent since this start for telemetry_evict_after_s,
+        handed to the sink to clear (under self._lock)."""
+        gone = []
+        for miner, since in list(self._before.items()):
+            if miner in self._telemetry:
+                del self._before[miner]
+            elif (ts - since).total_seconds() > self.config.telemetry_evict_after_s:
+                del self._before[miner]
+                gone.append(miner)
+        if gone:
+            log.info("forgot %d MQTT miner id(s) of the run before, silent since this start for more than %g s "
+                     "(mqtt.telemetry_evict_after_s), e.g. %r: their retained topics cleared", len(gone),
+                     self.config.telemetry_evict_after_s, gone[0][:80])
+            self._evicted += gone
 
     def share_racks(self, samples: Iterable[MinerSample], ts: datetime) -> None:
         """Share each rack meter's watts again by the power its miners reported in this cycle (the

@@ -366,3 +366,18 @@ def test_an_address_that_does_not_answer_is_tried_and_told_of_once(tmp_path):
     assert "127.50.10.9:4028" in done.stderr and json.loads(done.stdout)["miners_planned"] == 1
     assert ranged.returncode == 0 and json.loads(ranged.stdout)["miners_planned"] == 1, ranged.stderr
     assert ranged.stderr.count("127.50.10.0/29: scanned ") == 1, ranged.stderr  # (its silent addresses once)
+
+
+def test_advise_says_the_miners_that_publish_over_mqtt_are_not_in_its_plan(tmp_path):
+    # Trial ZG L2: advise planned 6 miners where the service planned 8 (two publish their telemetry over MQTT), and its
+    # notes said nothing of them.
+    config = tmp_path / "hashfleet.yaml"
+    with run_fleet("a1566:1", base="127.50.9.11:0", seed=5) as fleet:
+        config.write_text(yaml.safe_dump({
+            "site": "adv-mqtt", "miners": fleet.addresses, "timeout_s": 2,
+            "economics": {"tariff": {"kind": "flat", "usd_per_kwh": 0.03}}, "network": NETWORK,
+            "mqtt": {"host": "127.0.0.1", "ingest": [{"topic": "feeds/miner/+", "kind": "miner_telemetry"}]}}))
+        plan = advise_json(config, {**os.environ, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")})
+    assert plan["miners_planned"] == 1
+    [note] = plan["notes"]
+    assert "publish their telemetry over MQTT are not in this plan" in note

@@ -5,7 +5,8 @@ Assistant's entities (control mode, demand-response limit, kill switch) are disc
 the config's ceiling and only when the config enables them; hostile command payloads are refused; a days-old BTC price over MQTT leaves the network's stale price
 holding the plan; demand-response targets from a utility's feed and Home Assistant's number hold apart (the
 strictest active wins, whatever comes after it) and across a restart; a broker restarted with persistence hands
-back retained commands superseded since, and they change nothing (each change made is in the audit log)."""
+back retained commands superseded since, and none loosens control, while a kill switch turned on during an outage is
+applied when the broker hands it (each change made is in the audit log)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from models.curtailment import ControlMode
 from simulators.fleet import run_fleet
 from tests.collector.mqtt_support import NETWORK, Publisher, RunningCollector, Subscriber, mqtt_config, unique
 from tests.servers.mosquitto import MosquittoBroker
+from tests.servers.ports import free_ports
 from tests.support import DATA
 
 FLEET = "a1246:2,a1566:2"  # the A1246s break even at ~0.040 $/kWh, the A15s at ~0.081
@@ -229,10 +231,20 @@ def test_home_assistant_entities_set_the_mode_under_the_configs_ceiling_the_limi
     try:
         publisher.publish(f"prices/{site}/power", {"usd_per_kwh": 0.02})
         select = watcher.wait_json(f"homeassistant/select/{node}/curtailment_mode/config")
-        assert select["command_topic"] == topics.curtailment_set("mode") and select["options"] == ["off", "dry_run", "on"]
+        # (the modes up to the config's: `on` offered looked usable and was not taken, trial ZG)
+        assert select["command_topic"] == topics.curtailment_set("mode") and select["options"] == ["off", "dry_run"]
         number = watcher.wait_json(f"homeassistant/number/{node}/curtailment_dr_limit/config")
         switch = watcher.wait_json(f"homeassistant/switch/{node}/curtailment_kill/config")
         assert number["unit_of_measurement"] == "kW" and switch["payload_on"] == "ON"
+        assert number["max"] == 10_000_000  # as the collector takes a limit (it said 1e6)
+        # Whether the plan holds on stale inputs, the price's source, a limit met (trial ZG: none of them in HA).
+        stale = watcher.wait_json(f"homeassistant/binary_sensor/{node}/curtailment_stale/config")
+        source = watcher.wait_json(f"homeassistant/sensor/{node}/curtailment_price_source/config")
+        met = watcher.wait_json(f"homeassistant/binary_sensor/{node}/curtailment_dr_met/config")
+        assert stale["device_class"] == "problem" and "stale_reason" in stale["json_attributes_template"]
+        assert source["options"] == ["tariff", "live", "fallback"] and "dr_met" in met["value_template"]
+        live = watcher.wait_json(topics.curtailment_state, lambda d: d["price_source"] == "live")
+        assert live["stale"] is False and live["price_source"] in source["options"]
         assert switch["retain"] is True and select["retain"] is True  # the broker keeps them for our next start
         assert watcher.wait_json(topics.curtailment_state, lambda d: d["control_mode"] == "dry_run")
         # Each miner's plan: a retained topic and an enum sensor on the miner's device.
@@ -475,9 +487,10 @@ def persistent_broker() -> Iterator[PersistentBroker]:
         broker.close()
 
 
-def test_a_broker_restart_hands_back_retained_commands_superseded_since_and_they_change_nothing(persistent_broker, fleet):
-    # Trial O F4: retained kill ON, mode dry_run and a 550 kW target, then a live OFF, `on` and a withdrawal; the
-    # broker restarted (persistence on) handed the retained ones back and each came back in force, unlogged.
+def test_a_broker_restart_hands_back_retained_commands_superseded_since_and_none_loosens_control(persistent_broker, fleet):
+    # Trial O F4: retained commands superseded by live ones came back in force, unlogged, when the broker restarted
+    # (persistence on). Here the retained ones (kill OFF, mode on, a 550 kW target) would loosen control or put back
+    # a target withdrawn since: each is ignored as a replay.
     broker = persistent_broker
     site = unique("replay")
     topics = Topics("hashfleet", site)
@@ -492,14 +505,14 @@ def test_a_broker_restart_hands_back_retained_commands_superseded_since_and_they
         return lambda r: (r.curtailment is not None and r.curtailment.killed is killed
                           and r.curtailment.control_mode == control_mode and len(list(asked.dr_targets)) == targets)
     try:
-        publisher.publish(mode, "dry_run", retain=True)  # what Home Assistant's select and switch send: retained
-        publisher.publish(kill, "ON", retain=True)
+        publisher.publish(mode, "on", retain=True)  # what Home Assistant's select and switch send: retained
+        publisher.publish(kill, "OFF", retain=True)
         publisher.publish(feed, {"limit_kw": 550, "end": end}, retain=True)
-        running.next_result(state(True, "dry_run", 1), timeout=10, what="killed, dry_run, 550 kW")
+        running.next_result(state(False, "on", 1), timeout=10, what="on, 550 kW")
         publisher.publish(feed, 0)  # live, not retained: a script, a utility's withdrawal
-        publisher.publish(kill, "OFF")
-        publisher.publish(mode, "on")
-        running.next_result(state(False, "on", 0), timeout=10, what="the live commands applied")
+        publisher.publish(kill, "ON")
+        publisher.publish(mode, "dry_run")
+        running.next_result(state(True, "dry_run", 0), timeout=10, what="the live commands applied")
         stats = running.bridge.ingest.stats
         handled = stats()["accepted_total"] + stats()["dropped_total"]
         broker.restart()
@@ -507,7 +520,7 @@ def test_a_broker_restart_hands_back_retained_commands_superseded_since_and_they
                             what="the retained commands handed again after the broker's restart")
         for _ in range(2):  # the replays handed to the loop before this cycle's plan: nothing came back
             result = running.next_result(timeout=5)
-            assert state(False, "on", 0)(result), (result.curtailment.killed, result.curtailment.control_mode)
+            assert state(True, "dry_run", 0)(result), (result.curtailment.killed, result.curtailment.control_mode)
         assert running.bridge.connection.connects >= 2
         assert running.bridge.ingest.stats()["dropped"] == {"replayed": 3}
     finally:
@@ -516,13 +529,49 @@ def test_a_broker_restart_hands_back_retained_commands_superseded_since_and_they
     audit = [json.loads(line) for line in
              (pipeline.commands_path(running.config).parent / "curtailment-actions.jsonl").read_text().splitlines()]
     commands = [(a["who"], a["action"], a["command"]) for a in audit if a["who"].startswith("MQTT ")]
-    assert commands == [(f"MQTT {mode}", "control_mode", "the config's -> dry_run"),
-                        (f"MQTT {kill}", "kill_switch", "OFF -> ON"),
+    assert commands == [(f"MQTT {mode}", "control_mode", "the config's -> on"),
                         (f"MQTT {feed}", "dr_target", f"none -> limit 550 kW until {end}"),
                         (f"MQTT {feed}", "dr_target", f"limit 550 kW until {end} -> none (withdrawn)"),
-                        (f"MQTT {kill}", "kill_switch", "ON -> OFF"),
-                        (f"MQTT {mode}", "control_mode", "dry_run -> on")]
+                        (f"MQTT {kill}", "kill_switch", "OFF -> ON"),
+                        (f"MQTT {mode}", "control_mode", "on -> dry_run")]
     assert fleet.commands() == []  # no price: a stale plan, nothing sent
+
+
+def test_the_kill_switch_turned_on_while_the_collector_was_away_is_applied_when_the_broker_hands_it(persistent_broker, fleet):
+    # Trial ZG H2: Home Assistant's switch ON, then OFF (retained, as it sends them); during a broker outage, ON again,
+    # retained, before the collector reconnected: handed as the broker's copy, the same payload as the first ON, it
+    # was dropped as a replay and control stayed un-killed.
+    broker = persistent_broker
+    site = unique("away")
+    kill = Topics("hashfleet", site).curtailment_set("kill")
+    publisher = Publisher(broker.host, broker.port)
+    running = collector(broker, fleet, site, control={"mode": "dry_run", "allow": ["nobody"], "mqtt_commands": True})
+
+    def killed(value: bool):
+        return lambda r: r.curtailment is not None and r.curtailment.killed is value
+    try:
+        publisher.publish(kill, "ON", retain=True)
+        running.next_result(killed(True), timeout=10, what="killed")
+        publisher.publish(kill, "OFF", retain=True)
+        running.next_result(killed(False), timeout=10, what="on again")
+        publisher.close()
+        connects = running.bridge.connection.connects
+        port = broker.port
+        broker.stop()  # (its retained OFF saved) and started where the collector does not look for it, meanwhile
+        broker.port = free_ports(1, broker.host)[0]
+        broker.start()
+        away = Publisher(broker.host, broker.port)
+        away.publish(kill, "ON", retain=True)
+        away.close()
+        broker.stop()
+        broker.port = port
+        broker.start()
+        result = running.next_result(killed(True), timeout=30, what="the ON published while away, handed at the reconnect")
+        assert running.bridge.connection.connects > connects
+        assert "replayed" not in running.bridge.ingest.stats()["dropped"], result.counters
+    finally:
+        running.close()
+    assert fleet.commands() == []
 
 
 def test_commands_taken_from_a_broker_with_no_username_are_warned_about_at_start(mosquitto, fleet, caplog):

@@ -721,6 +721,18 @@ def test_a_kill_switch_file_stops_every_send_and_the_audit_says_so(fleet, tmp_pa
     assert "killed=1i" in site_line and 'control_mode="on"' in site_line  # (Grafana's Control and Kill switch)
 
 
+def test_a_kill_switch_on_is_shown_on_while_the_mode_asked_is_off(fleet):
+    # Trial ZG M1: with the mode set to off over MQTT, the plan (and so the state topic, Home Assistant's switch,
+    # InfluxDB) said killed false while the switch was on; back to dry_run it read on again.
+    cfg = config(fleet, "ctl-kill-off", price=SPIKE, control={"mode": "dry_run", "allow": ["*"], "mqtt_commands": True})
+    path = config_loader.spool_directory(cfg) / "curtailment-commands.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": 2, "killed": True, "killed_as_of": None, "mode": "off", "dr_targets": {}}))
+    plan = run(cfg, 2)[-1].curtailment
+    assert plan.control_mode == "off" and plan.killed
+    assert fleet.commands() == []
+
+
 @pytest.mark.parametrize("entry", ["dangling link", "looping link", "a folder that loops", "a file for a folder"])
 def test_a_kill_switch_file_that_cannot_be_followed_or_checked_still_stops_every_send(fleet, tmp_path, entry):
     # Path.exists() follows links and swallows errors: a link leading nowhere read as "no kill switch", and

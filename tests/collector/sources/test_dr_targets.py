@@ -128,31 +128,75 @@ def commands_ingest(log_every_s: float = 1.0) -> tuple[MqttIngest, LiveInputs]:
     return MqttIngest(cfg, "tx1", live, clock=lambda: T0), live
 
 
-def test_a_retained_command_handled_before_is_a_replay_and_never_undoes_what_came_after_it():
+def test_a_retained_command_handled_before_is_a_replay_that_never_undoes_what_came_after_it_nor_loosens_control():
     # Trial O F4: a broker restart (persistence on) handed back a retained 550 kW target withdrawn since, a retained
-    # kill ON turned OFF since and an older retained dry_run: each came back in force. Handled before: ignored.
+    # kill OFF turned ON since and an older retained `on`: each came back in force. Handled before: a target or a
+    # withdrawal ignored; a switch or mode only where it makes control more careful.
     mqtt, live = commands_ingest()
     target = json.dumps({"limit_kw": 550, "end": (T0 + timedelta(hours=1)).isoformat()}).encode()
-    mqtt.handle(MODE, b"dry_run")  # retained by its publisher: the collector, listening, gets it live
+    mqtt.handle(MODE, b"on")  # retained by its publisher: the collector, listening, gets it live
     mqtt.handle(FEED, target)
-    mqtt.handle(KILL, b"ON")
-    mqtt.handle(FEED, b"0")  # live, not retained
     mqtt.handle(KILL, b"OFF")
-    mqtt.handle(MODE, b"on")
-    for topic, payload in ((FEED, target), (KILL, b"ON"), (MODE, b"dry_run")):  # the reconnect's replays
+    mqtt.handle(FEED, b"0")  # live, not retained
+    mqtt.handle(KILL, b"ON")
+    mqtt.handle(MODE, b"dry_run")
+    for topic, payload in ((FEED, target), (KILL, b"OFF"), (MODE, b"on")):  # the reconnect's replays
         mqtt.handle(topic, payload, retained=True)
     asked = live.curtailment
-    assert list(asked.dr_targets) == [] and not asked.killed and asked.mode.value == "on"
+    assert list(asked.dr_targets) == [] and asked.killed and asked.mode.value == "dry_run"
     assert mqtt.stats()["dropped"] == {"replayed": 3} and mqtt.counters()["mqtt_refused"] == 3
+    mqtt.handle(KILL, b"OFF")  # live
     for i in range(MAX_SEEN_COMMANDS + 1):  # garbage on a command topic pushes no command out of memory
-        mqtt.handle(KILL, b"maybe-%d" % i)
-    mqtt.handle(KILL, b"ON", retained=True)
-    assert not asked.killed and mqtt.stats()["dropped"]["replayed"] == 4
+        mqtt.handle(FEED, b"maybe-%d" % i)
+    mqtt.handle(FEED, target, retained=True)
+    assert list(asked.dr_targets) == [] and mqtt.stats()["dropped"]["replayed"] == 4
     # First seen retained (at a start), the rules of a first sight hold: more careful only.
     fresh, live = commands_ingest()
     fresh.handle(KILL, b"ON", retained=True)
     fresh.handle(KILL, b"OFF", retained=True)
     assert live.curtailment.killed and fresh.stats()["dropped"] == {"older": 1}
+
+
+def test_a_kill_switch_or_mode_published_again_while_the_collector_was_away_is_applied_where_it_is_more_careful():
+    # Trial ZG H2: Home Assistant's switch ON, OFF (retained, as it sends them), a broker outage, ON again while the
+    # collector reconnected: handed as the broker's retained copy, the same payload as the first ON, it was dropped
+    # as a replay and control stayed un-killed. The same for the mode's select: off, on, then off while away.
+    mqtt, live = commands_ingest()
+    asked = live.curtailment
+    for payload in (b"ON", b"OFF"):
+        mqtt.handle(KILL, payload)
+    for payload in (b"off", b"on"):
+        mqtt.handle(MODE, payload)
+    assert not asked.killed and asked.mode.value == "on"
+    mqtt.handle(KILL, b"ON", retained=True)  # the reconnect: what the broker holds now
+    mqtt.handle(MODE, b"off", retained=True)
+    assert asked.killed and asked.mode.value == "off"
+    assert mqtt.stats()["dropped"] == {} and mqtt.stats()["accepted"] == {"curtailment_kill": 3, "curtailment_mode": 3}
+    changes, _ = asked.take_changes()
+    assert [(c.what, c.old, c.new) for c in changes][-2:] == [("kill_switch", "OFF", "ON"), ("control_mode", "on", "off")]
+    # A loosening one handed again changes nothing: OFF, then a live ON, then the retained OFF.
+    mqtt.handle(KILL, b"OFF")
+    mqtt.handle(KILL, b"ON")
+    mqtt.handle(KILL, b"OFF", retained=True)
+    assert asked.killed and mqtt.stats()["dropped"] == {"replayed": 1}
+
+
+def test_a_target_or_switch_of_the_wrong_type_is_refused_not_read_as_a_figure():
+    # Trial ZG H1: `{"limit_kw": true}` was a 1 kW limit (the plan slept the whole site) and "8" an 8 kW one; LOW 1:
+    # `{"killed": "no"}` turned the switch off. The docs say `true` or "2500" where a number belongs is invalid.
+    mqtt, live = commands_ingest()
+    end = (T0 + timedelta(hours=1)).isoformat()
+    for payload in ({"limit_kw": True, "end": end}, {"limit_kw": "8", "end": end}, {"shed_kw": "3", "end": end}):
+        mqtt.handle(FEED, json.dumps(payload).encode())
+    mqtt.handle(KILL, b"ON")
+    for payload in ({"killed": "no"}, {"killed": 0.0}, {"killed": "OFF"}):
+        mqtt.handle(KILL, json.dumps(payload).encode())
+    asked = live.curtailment
+    assert list(asked.dr_targets) == [] and asked.killed
+    assert mqtt.stats()["dropped"] == {"invalid": 6}
+    mqtt.handle(FEED, json.dumps({"limit_kw": 8, "end": end}).encode())  # a JSON number, whole or not, is one
+    mqtt.handle(KILL, json.dumps({"killed": False}).encode())
+    assert [t.limit_kw for t in asked.dr_targets] == [8.0] and not asked.killed
 
 
 def test_each_change_over_mqtt_is_logged_old_to_new_and_kept_for_the_audit_log(caplog):

@@ -558,6 +558,44 @@ def test_a_flood_of_invented_miner_ids_is_capped_evicted_and_leaves_nothing_behi
             collector.close()
 
 
+def test_ids_invented_before_a_restart_are_cleared_from_the_broker_by_the_run_after(mosquitto):
+    # Trial ZG M2: ids a publisher invented (one message each) kept their retained state and every Home Assistant
+    # config on the broker for good once the collector restarted before evicting them: each run cleared only what
+    # it had forgotten itself. The ids held are kept on disk; the next run forgets the silent ones and clears them.
+    site = unique("ghosts")
+    feeds = f"feeds/{site}"
+    ghosts = ["evil id", "rack1_x", "ghost-3"]
+    watched = ["homeassistant/+/+/+/config", f"hashfleet/{site}/miner/+/+"]
+    nodes = [discovery.miner_node_id(site, ghost) for ghost in ghosts]
+
+    def ghost_topics() -> list[str]:
+        return sorted(m.topic for m in _retained(mosquitto, watched, f"markers/{site}")
+                      if any(node in m.topic for node in nodes) or any(f"/miner/{g}/" in m.topic for g in ghosts))
+    with run_fleet("nano3s:1", base="127.45.6.49:0", seed=34) as fleet:
+        first = _flood_collector(mosquitto, site, feeds, fleet, telemetry_evict_after_s=3600)
+        publisher = Publisher(mosquitto.host, mosquitto.port)
+        try:
+            publisher.publish_many([(f"{feeds}/miner/{g}", {"hashrate_ths": 5.0, "power_w": 90.0}) for g in ghosts])
+            first.next_result(lambda r: len(r.samples) == 4, what="the invented ids in a cycle")
+            first.next_result()  # (their discovery published with that cycle's messages)
+        finally:
+            first.close()
+        left = ghost_topics()
+        assert len(left) >= 3 * 6, left  # each id's state, cost and Home Assistant configs, retained
+        second = _flood_collector(mosquitto, site, feeds, fleet, telemetry_max_age_s=1, telemetry_evict_after_s=2)
+        try:
+            second.next_result(lambda r: second.bridge.ingest.stats()["evicted_total"] == 0 and r.cost is not None)
+            assert second.bridge.ingest.stats()["miners"] == 0
+            second.next_result(lambda r: not second.bridge.ingest._before, timeout=20, what="the run before's ids forgotten")
+            second.next_result()  # (the empty retained messages go out with the next cycle's)
+            assert ghost_topics() == []
+            publisher.publish(f"{feeds}/miner/ghost-3", {"hashrate_ths": 5.0})  # an id heard again is held as any
+            second.next_result(lambda r: any(s.miner == "ghost-3" for s in r.samples), what="ghost-3 back")
+        finally:
+            second.close()
+            publisher.close()
+
+
 def test_with_an_allow_list_only_listed_mqtt_miners_join_and_share_the_fixed_costs(mosquitto):
     site = unique("allow")
     feeds = f"feeds/{site}"
