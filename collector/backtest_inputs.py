@@ -18,20 +18,22 @@ import logging
 import statistics
 import math
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import pairwise
 from pathlib import Path
 from statistics import median
 
-from collector.history import spool_points
+from collector.history import spool_points_once
 from collector.influx_query import InfluxQueryError, get_answer, quoted, rows, tokens
 from collector.redact import redact_url
 from collector.stages.backtest import Period, PriceSeries, Reading
 from collector.stages.cost_stage import MAX_INTEGRATION_GAP_S
 from models import InfluxConfig, schema
 from models.base import parse_decimal, read_capped
+from models.hardware import MAX_UNIT_THS, MAX_UNIT_W
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ MAX_PRICE_ROWS = 2_000_000  # a year of 5-minute prices is ~105,000
 PRICE_MIN, PRICE_MAX = -1.0, 20.0  # $/kWh, as the MQTT ingest bounds a live price
 UNIT_SLIP_USD_KWH = 0.001  # $1/MWh: single hours go below it (even negative), a series' median does not
 MAX_ROWS_PER_QUERY = 2_000_000
+# A stored network figure past these is no market's (a bad writer, a damaged file): left out as unread.
+MAX_HASHPRICE = 1e7  # $/PH/day (its highest ever, 2017, was ~$1,000 a TH/day: 1e6 $/PH/day)
+MAX_BTC_USD = 1e8
 
 
 class BacktestInputError(ValueError):
@@ -103,7 +108,27 @@ def read_prices_csv(path: Path, *, max_hold_s: float = 7200.0) -> PriceSeries:
     if abs(typical) < UNIT_SLIP_USD_KWH:  # real, but not as a series' middle: the slip of a header (trial S)
         log.warning("--prices %s: its median price is %g %s, below any market's middle: a unit slip (a series "
                     "of $/kWh under a `usd_per_mwh` header)? Replayed as written", path, typical * scale, unit)
+    _say_missing_rows(path, times, lines, max_hold_s)
     return PriceSeries(times, prices, max_hold_s=max_hold_s)
+
+
+def _say_missing_rows(path: Path, times: array, lines: array, max_hold_s: float) -> None:
+    """Warn of the gaps longer than the file's own step (the median time between its rows): a row missing there
+    (an export in local time loses an hour at a DST change) lets the price before it hold across, up to
+    `max_hold_s`; a spike so stretched made savings 62 % high, unsaid (trial ZH)."""
+    if len(times) < 3:
+        return
+    order = sorted(range(len(times)), key=times.__getitem__) if any(a >= b for a, b in pairwise(times)) else None
+    ordered = array("q", (times[i] for i in order)) if order is not None else times
+    step = statistics.median(b - a for a, b in pairwise(ordered[:10_001]))  # (the file's rhythm: its first rows)
+    gaps = [i for i, (a, b) in enumerate(pairwise(ordered), 1) if b - a > 1.5 * step]
+    if not gaps or step <= 0:
+        return
+    line_of = (lambda i: lines[order[i]]) if order is not None else (lambda i: lines[i])
+    shown = ", ".join(f"after line {line_of(i - 1)} ({(ordered[i] - ordered[i - 1]) / 3600:g} h)" for i in gaps[:5])
+    log.warning("--prices %s: %d gap(s) longer than the file's step of %g s: %s%s; the price before each gap holds "
+                "across it, for at most %g h (then none: periods without a price are not replayed)", path, len(gaps),
+                step, shown, ", ..." if len(gaps) > 5 else "", max_hold_s / 3600)
 
 
 def _lines(data: bytes, path: Path) -> Iterator[str]:
@@ -222,22 +247,29 @@ class _Buckets:
 class _Weights:
     """What each stored reading of the local spool stands for, from the timestamps (not the config's
     interval, which the history may not have been collected at): the time until that miner's next
-    reading, as the collector's cost stage integrates; a gap over MAX_INTEGRATION_GAP_S (the collector
-    was down) counts one cycle step, and so does a miner's last reading. The cycle step is the site's
-    last observed spacing between cycles (one at most MAX_INTEGRATION_GAP_S apart), `interval_s` only
-    while none is known. Readings arrive in time order; each waits for its miner's next one."""
+    reading, as `hashfleet report` integrates (collector/history.py); a gap over three cycle steps (the
+    collector was down: nothing is known of it), and a miner's last reading, count one cycle step. The
+    cycle step is the median of the site's last STEPS spacings between cycles (each at most
+    MAX_INTEGRATION_GAP_S), `interval_s` while none is known: an outage does not move it, a new interval
+    does within a few cycles. (The cost stage's running totals bridge up to MAX_INTEGRATION_GAP_S: a 90 s stop
+    at a 3 s interval counted as mining made the backtest's energy 40 % over the report's, trial ZH.)
+    Readings arrive in time order; each waits for its miner's next one."""
+
+    STEPS = 15
 
     def __init__(self, buckets: _Buckets, interval_s: float) -> None:
         self.buckets = buckets
-        self.step: float | None = None
-        self.fallback = interval_s
+        self.step: float = interval_s
+        self._spacings: deque[int] = deque(maxlen=self.STEPS)
         self._last_cycle: int | None = None
         self.pending: dict[str, tuple[int, str | None, float | None, float | None]] = {}
 
     def reading(self, ts: int, miner: str, state: str | None, ths: float | None, w: float | None) -> None:
-        if self._last_cycle is not None and 0 < ts - self._last_cycle <= MAX_INTEGRATION_GAP_S:
-            self.step = float(ts - self._last_cycle)
-        if self._last_cycle is None or ts > self._last_cycle:
+        last = self._last_cycle
+        if last is None or ts > last:
+            if last is not None and ts - last <= MAX_INTEGRATION_GAP_S:
+                self._spacings.append(ts - last)
+                self.step = float(median(self._spacings))
             self._last_cycle = ts
         before = self.pending.get(miner)
         if before is not None and ts < before[0]:  # out of order: it stands for one step of its own
@@ -255,38 +287,50 @@ class _Weights:
 
     def _add(self, miner: str, reading: tuple[int, str | None, float | None, float | None], until: int | None) -> None:
         ts, state, ths, w = reading
-        step = self.step if self.step is not None else self.fallback
+        step = self.step
         gap = None if until is None else until - ts
-        seconds = gap if gap is not None and gap <= MAX_INTEGRATION_GAP_S else step if gap is None else min(gap, step)
+        seconds = gap if gap is not None and gap <= min(MAX_INTEGRATION_GAP_S, 3 * step) else step
         self.buckets.miner(ts, miner, state, ths, w, seconds)
 
 
-def local_prices(directory: Path, site: str, start: int, end: int) -> list[tuple[int, float]]:
-    """The power prices the collector stored in the local spool (not the fallback ones)."""
+def _series(p) -> tuple[str, str | None, str | None]:
+    return p.measurement, p.tags.get("site"), p.tags.get("miner")
+
+
+def local_prices(directory: Path, site: str, start: int, end: int,
+                 skipped: Counter[str] | None = None) -> list[tuple[int, float]]:
+    """The power prices the collector stored in the local spool (not the fallback ones); one outside the
+    live price's bounds is counted in `skipped` and left out."""
     prices = []
-    for p in spool_points(directory, start, (schema.POWER_PRICE.name,)):
-        if start <= p.time <= end and p.tags.get("site") == site and not p.fields.get("stale"):
-            price = _num(p.fields.get("usd_per_kwh"))
+    for p in spool_points_once(directory, start, end, (schema.POWER_PRICE.name,), _series):
+        if p.tags.get("site") == site and not p.fields.get("stale"):
+            price = _within(p.fields.get("usd_per_kwh"), PRICE_MIN, PRICE_MAX, "usd_per_kwh", skipped)
             if price is not None:
                 prices.append((p.time, price))
     return prices
 
 
 def local_periods(directory: Path, site: str, start: int, end: int, resolution_s: int,
-                  interval_s: float) -> Iterator[Period]:
+                  interval_s: float, skipped: Counter[str] | None = None) -> Iterator[Period]:
     """Periods from the local spool, streamed: batches are in time order, so a bucket is done once the
-    history has moved past it by a bucket and by MAX_INTEGRATION_GAP_S (its readings' weights known)."""
+    history has moved past it by a bucket and by MAX_INTEGRATION_GAP_S (its readings' weights known). Each
+    miner's point of a second counts once (a copied batch: `spool_points_once`); a value no miner or market
+    gives (over a unit's ceilings, not finite) is left out as if not read, and counted in `skipped` by field,
+    as `hashfleet report` skips it: one such reading made a month's figures NaN (trial ZH)."""
     buckets = _Buckets(resolution_s)
     weights = _Weights(buckets, interval_s)
     newest = 0
-    for p in spool_points(directory, start, (schema.MINER.name, schema.NETWORK.name)):
-        if not start <= p.time <= end or p.tags.get("site") != site:
+    for p in spool_points_once(directory, start, end, (schema.MINER.name, schema.NETWORK.name), _series):
+        if p.tags.get("site") != site:
             continue
+        fields = p.fields
         if p.measurement == schema.MINER.name:
-            weights.reading(p.time, p.tags.get("miner", "?"), _str(p.fields.get("state")),
-                            _num(p.fields.get("hashrate_ths")), _num(p.fields.get("power_w")))
+            weights.reading(p.time, p.tags.get("miner", "?"), _str(fields.get("state")),
+                            _within(fields.get("hashrate_ths"), 0.0, MAX_UNIT_THS, "hashrate_ths", skipped),
+                            _within(fields.get("power_w"), 0.0, MAX_UNIT_W, "power_w", skipped))
         else:
-            hashprice, btc = _num(p.fields.get("hashprice_usd_ph_day")), _num(p.fields.get("btc_price_usd"))
+            hashprice = _within(fields.get("hashprice_usd_ph_day"), 0.0, MAX_HASHPRICE, "hashprice_usd_ph_day", skipped)
+            btc = _within(fields.get("btc_price_usd"), 0.0, MAX_BTC_USD, "btc_price_usd", skipped)
             if hashprice is not None and btc:
                 buckets.network[buckets.bucket(p.time)] = (hashprice, btc)
         if p.time > newest:
@@ -302,6 +346,18 @@ def _num(value: object) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
+
+
+def _within(value: object, low: float, high: float, name: str, skipped: Counter[str] | None) -> float | None:
+    """`value` as a number in [low, high]; None when absent, and when not such a number (counted in `skipped`)."""
+    if value is None:
+        return None
+    number = _num(value)
+    if number is None or not low <= number <= high:
+        if skipped is not None:
+            skipped[name] += 1
+        return None
+    return number
 
 
 def _str(value: object) -> str | None:
@@ -347,8 +403,13 @@ class InfluxHistory:
         return found
 
     def periods(self, site: str, start: int, end: int, resolution_s: int, interval_s: float,
-                prices: list[tuple[int, float]]) -> Iterator[Period]:
+                prices: list[tuple[int, float]], skipped: Counter[str] | None = None) -> Iterator[Period]:
         """Periods a day at a time; the stored power prices are appended to `prices` as they are read.
+
+        A value no miner gives is left out as in the local history: a hashrate over a unit's ceiling by the
+        query (that reading is not counted mining), a bucket's mean draw past a unit's (one reading of 1e308
+        in it) as that bucket's draw unread, and a price or network figure past its bounds as unread; each
+        counted in `skipped` by field (for InfluxDB, the miner's bucket).
 
         InfluxDB answers counts of readings per bucket; each counts for the miner's cycle step in that
         bucket, measured from the timestamps (the median time between its readings, gaps over
@@ -390,28 +451,36 @@ class InfluxHistory:
             for row in self.query(f'SELECT count("up") AS "n" FROM "{m}" WHERE {where_site} AND "up" = 1 AND {when} {group}'):
                 acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
                 acc.seen_s = seconds(row, _count(row, "n", where))
+            mining = f'"hashrate_ths" > 0 AND "hashrate_ths" <= {MAX_UNIT_THS:g}'
+            if skipped is not None:
+                for row in self.query(f'SELECT count("hashrate_ths") AS "n" FROM "{m}" WHERE {where_site} AND '
+                                      f'"hashrate_ths" > {MAX_UNIT_THS:g} AND {when}'):
+                    skipped["hashrate_ths"] += _count(row, "n", where)
             for row in self.query(f'SELECT count("hashrate_ths") AS "n", mean("hashrate_ths") AS "ths", count("power_w") '
-                                  f'AS "np", mean("power_w") AS "w" FROM "{m}" WHERE {where_site} AND "hashrate_ths" > 0 '
+                                  f'AS "np", mean("power_w") AS "w" FROM "{m}" WHERE {where_site} AND {mining} '
                                   f'AND {when} {group}'):
                 acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
                 acc.mining_s = seconds(row, _count(row, "n", where))
                 # of those, the readings with a power (a count of none may come back null)
-                acc.powered_s = seconds(row, _count(row, "np", where)) if row.get("np") is not None else 0.0
-                acc.ths_s, acc.w_s = _mean(row, "ths", where) * acc.mining_s, _mean(row, "w", where) * acc.powered_s
+                w = _mean_within(row, "w", where, MAX_UNIT_W, "power_w", skipped)
+                acc.powered_s = seconds(row, _count(row, "np", where)) if row.get("np") is not None and w else 0.0
+                acc.ths_s, acc.w_s = _mean(row, "ths", where) * acc.mining_s, (w or 0.0) * acc.powered_s
             for row in self.query(f'SELECT count("power_w") AS "n", mean("power_w") AS "w" FROM "{m}" WHERE {where_site} '
                                   f'AND "up" = 1 AND "hashrate_ths" = 0 AND {when} {group}'):
                 acc = buckets.miners[_ts(row, where)].setdefault(_tag(row, "miner", where), _Acc())
-                acc.other_s = seconds(row, _count(row, "n", where))
-                acc.other_w_s = _mean(row, "w", where) * acc.other_s
+                w = _mean_within(row, "w", where, MAX_UNIT_W, "power_w", skipped)
+                acc.other_s = seconds(row, _count(row, "n", where)) if w is not None else 0.0
+                acc.other_w_s = (w or 0.0) * acc.other_s
             for row in self.query(f'SELECT last("hashprice_usd_ph_day") AS "hashprice", last("btc_price_usd") AS "btc" '
                                   f'FROM "{schema.NETWORK.name}" WHERE {where_site} AND {when} '
                                   f'GROUP BY time({resolution_s}s) fill(none)'):
-                hashprice, btc = _num(row.get("hashprice")), _num(row.get("btc"))
+                hashprice = _within(row.get("hashprice"), 0.0, MAX_HASHPRICE, "hashprice_usd_ph_day", skipped)
+                btc = _within(row.get("btc"), 0.0, MAX_BTC_USD, "btc_price_usd", skipped)
                 if hashprice is not None and btc:
                     buckets.network[_ts(row, where)] = (hashprice, btc)
             for row in self.query(f'SELECT mean("usd_per_kwh") AS "price" FROM "{schema.POWER_PRICE.name}" WHERE '
                                   f'{where_site} AND "stale" = 0 AND {when} GROUP BY time({price_step}s) fill(none)'):
-                price = _num(row.get("price"))
+                price = _within(row.get("price"), PRICE_MIN, PRICE_MAX, "usd_per_kwh", skipped)
                 if price is not None:
                     prices.append((_ts(row, where), price))
             buckets._last_network = self._last_network
@@ -453,6 +522,15 @@ def _mean(row: dict, name: str, where: str) -> float:
     if number is None:
         raise InfluxQueryError(f"{where}: a mean {str(value)[:40]!r} that is not a finite number")
     return number
+
+
+def _mean_within(row: dict, name: str, where: str, high: float, field: str, skipped: Counter[str] | None) -> float | None:
+    """A bucket's mean beside a count, 0.0 for none; None, counted in `skipped`, when past one unit's `high`
+    or not finite (InfluxDB's mean of a 1e308 and a real reading: inf)."""
+    value = row.get(name)
+    if value is None:
+        return 0.0
+    return _within(value, 0.0, high, field, skipped)
 
 
 def _quote(text: str) -> str:

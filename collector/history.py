@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
@@ -68,9 +68,11 @@ class MinerSummary:
 @dataclass
 class Report:
     site: str
-    start: int  # unix seconds
+    start: int  # unix seconds: the period asked
     end: int
     cycles: int
+    first_cycle: int | None = None  # unix seconds: the history found in it (a --since longer than the history)
+    last_cycle: int | None = None
     miners: list[MinerSummary] = field(default_factory=list)
     hashrate_avg_ths: float | None = None  # of the miners the cost counted, cycle by cycle
     power_avg_w: float | None = None  # their reported draw
@@ -234,6 +236,7 @@ class PeriodSummary:
                 temp_chip_max_c=s.temp_max, left_out_pct=100 * s.left_out / s.cycles,
                 estimated_pct=100 * s.estimated / s.cycles))
         if cycles:
+            report.first_cycle, report.last_cycle = min(self.times), max(self.times)
             times, powers = _in_time_order(self.times, self.counted_power)
             report.power_avg_w = sum(powers) / cycles
             report.hashrate_avg_ths = self.counted_hashrate / cycles
@@ -322,15 +325,15 @@ def from_spool(directory: Path, site: str, start: int, end: int, *, interval_s: 
     return summary.report()
 
 
-def _last_batch_of_each_second(directory: Path, start: int, end: int,
-                               damaged: list[str]) -> tuple[list[Batch], dict[int, int]]:
+def _last_batch_of_each_second(directory: Path, start: int, end: int, damaged: list[str],
+                               measurements: tuple[str, ...] = _USED) -> tuple[list[Batch], dict[int, int]]:
     """The batches to read (readable, written since `start`) and, for each second in the period that their
-    miner and cost lines carry, the sequence number of the last batch that writes it. Nothing is parsed:
+    lines of `measurements` carry, the sequence number of the last batch that writes it. Nothing is parsed:
     a line's time is its last word (the time parse_line reads, for every line it reads). Damaged batches
     are named in `damaged`."""
     batches: list[Batch] = []
     last: dict[int, int] = {}
-    for batch, texts in _batch_lines(list_batches(directory), start, _USED, damaged):
+    for batch, texts in _batch_lines(list_batches(directory), start, measurements, damaged):
         batches.append(batch)
         for text in texts:
             second = line_time(text)  # (None: not a line; the second pass counts it)
@@ -353,6 +356,47 @@ def spool_points(directory: Path, start: int, measurements: tuple[str, ...] = ()
                 yield parse_line(text)
             except LineProtocolError:
                 bad += 1
+    if bad:
+        log.warning("%d unreadable line(s) in %s skipped", bad, directory)
+    _say_damaged(directory, damaged)
+
+
+def spool_points_once(directory: Path, start: int, end: int, measurements: tuple[str, ...],
+                      series: Callable[[Line], Hashable]) -> Iterator[Line]:
+    """The points of `measurements` in the local history from `start` to `end`, streamed in the order written,
+    each `series`' point of a second once: a copied batch, or a cycle written again on the same second after the
+    clock was stepped back, counts once, the first written (a backtest replaying a copied batch counted its
+    hours twice: trial ZH). `from_spool`, which sums rather than streams, keeps InfluxDB's last write instead:
+    the two differ only for a second written twice with other values. Memory: the series seen of each second
+    that a later batch writes too, until that batch is read (a first pass finds the last batch of each second)."""
+    damaged: list[str] = []
+    _skip_strays(directory)
+    batches, last_batch = _last_batch_of_each_second(directory, start, end, damaged, measurements)
+    seen: dict[int, set[Hashable]] = {}  # second -> its series read so far, while a later batch writes it too
+    closing: dict[int, list[int]] = {}  # batch -> the seconds in `seen` it is the last to write
+    bad = 0
+    for batch, texts in _batch_lines(batches, start, measurements):
+        for text in texts:
+            try:
+                p = parse_line(text)
+            except LineProtocolError:
+                bad += 1
+                continue
+            if not start <= p.time <= end:
+                continue
+            read = seen.get(p.time)
+            if read is None and last_batch.get(p.time, batch.seq) == batch.seq:
+                yield p  # (no other batch writes this second: nothing to remember)
+                continue
+            if read is None:
+                read = seen[p.time] = set()
+                closing.setdefault(last_batch[p.time], []).append(p.time)
+            key = series(p)
+            if key not in read:
+                read.add(key)
+                yield p
+        for second in closing.pop(batch.seq, ()):
+            del seen[second]
     if bad:
         log.warning("%d unreadable line(s) in %s skipped", bad, directory)
     _say_damaged(directory, damaged)

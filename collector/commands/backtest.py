@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -62,9 +63,10 @@ def backtest(
     now = time.time()
     end = history_until(now)
     start = end - seconds
+    skipped: Counter[str] = Counter()
     try:  # (errors said once the bar is gone: it is drawn over the last line of the terminal)
         with terminal.progress(f"replaying the last {since}", max(1, -(-seconds // step))) as advance:
-            result = _replay(cfg, prices, source, chosen, since, start, end, step, advance)
+            result = _replay(cfg, prices, source, chosen, since, start, end, step, advance, skipped)
     except inputs.BacktestInputError as e:
         fail_usage(str(e))
     except InfluxQueryError as e:  # the server, not the usage: a runtime failure
@@ -76,13 +78,14 @@ def backtest(
     if result.end is not None:
         result.end = min(result.end, int(now))  # the last period is cut short by now: not an end in the future
     if as_json:
-        typer.echo(json.dumps({"site": cfg.site, "resolution_s": step, **result.as_dict()}))
+        typer.echo(json.dumps({"site": cfg.site, "resolution_s": step, **result.as_dict(),
+                               "skipped_values": dict(sorted(skipped.items()))}))
     else:
-        print_result(result, cfg, step)
+        print_result(result, cfg, step, skipped)
 
 
 def _replay(cfg: CollectorConfig, prices: Path | None, source: str, chosen: Strategy, since: str, start: int, end: int,
-            step: int, advance: Callable[[int], None]) -> BacktestResult:
+            step: int, advance: Callable[[int], None], skipped: Counter[str]) -> BacktestResult:
     """Read the history (InfluxDB or the local spool, streamed) and the prices, and replay them: BacktestInputError
     for what the user can mend (exit 2), InfluxQueryError for a server that fails (exit 1)."""
     assert cfg.economics is not None
@@ -93,7 +96,8 @@ def _replay(cfg: CollectorConfig, prices: Path | None, source: str, chosen: Stra
             raise inputs.BacktestInputError("--source influx needs InfluxDB (INFLUX_URL, INFLUX_BUCKET, INFLUX_TOKEN "
                                             "or the config)")
         history = inputs.InfluxHistory(cfg.influx)
-        periods = _nonempty(history.periods(cfg.site, start, end, step, cfg.interval_s, stored), cfg.site, since)
+        periods = _nonempty(history.periods(cfg.site, start, end, step, cfg.interval_s, stored, skipped), cfg.site,
+                            since)
         periods = _advancing(periods, start, step, advance)
         if series is None:
             periods = iter(list(periods))  # the stored prices arrive with the history
@@ -103,11 +107,11 @@ def _replay(cfg: CollectorConfig, prices: Path | None, source: str, chosen: Stra
         if not directory.is_dir():
             raise inputs.BacktestInputError(f"no local history for site {cfg.site!r} in {directory} (run `hashfleet "
                                             "collect` without InfluxDB first, or pass --config/--site)")
-        periods = _nonempty(inputs.local_periods(directory, cfg.site, start, end, step, cfg.interval_s), cfg.site,
-                            since)
+        periods = _nonempty(inputs.local_periods(directory, cfg.site, start, end, step, cfg.interval_s, skipped),
+                            cfg.site, since)
         periods = _advancing(periods, start, step, advance)
         if series is None:
-            series = _stored(inputs.local_prices(directory, cfg.site, start, end))
+            series = _stored(inputs.local_prices(directory, cfg.site, start, end, skipped))
     return replay(periods, series, chosen, pue=cfg.economics.pue or 1.0, pool_fee_pct=cfg.economics.pool_fee_pct)
 
 
@@ -168,13 +172,16 @@ def _stored(prices: list[tuple[int, float]]) -> PriceSeries:
     return PriceSeries([t for t, _ in prices], [p for _, p in prices])
 
 
-def print_result(result: BacktestResult, cfg: CollectorConfig, step: int) -> None:
+def print_result(result: BacktestResult, cfg: CollectorConfig, step: int, skipped: Counter[str] | None = None) -> None:
     console = plain_console()
     if result.start is not None and result.end is not None:
         console.print(Text.assemble(
             ("backtest", "bold"), f" site {cfg.site}: {inputs.utc(result.start)} to {inputs.utc(result.end)}, "
-            f"{_count(result.periods, 'period')} of {step} s ({result.periods_without_price} without a price), "
-            f"{_count(result.miners, 'miner')}"))
+            f"{_count(result.periods, 'period')} of {step} s replayed"
+            # (read "48 periods (24 without a price)" as 24 of the 48: trial ZH)
+            + (f", {result.periods_without_price} more without a price, not replayed"
+               if result.periods_without_price else "")
+            + f", {_count(result.miners, 'miner')}"))
     console.print(f"strategy: {result.strategy}")
     a, s = result.actual, result.with_strategy
     table = Table()
@@ -199,6 +206,10 @@ def print_result(result: BacktestResult, cfg: CollectorConfig, step: int) -> Non
     console.print(f"saved {result.cost_saved_usd:,.2f} $ on electricity ({share}"
                   f"{result.energy_saved_kwh:,.1f} kWh), forwent {result.revenue_forgone_usd:,.2f} $ of revenue "
                   f"({result.btc_forgone:.6f} BTC): net {result.net_usd:+,.2f} $")
+    if skipped:
+        fields = ", ".join(f"{name} {n:,}" for name, n in sorted(skipped.items()))
+        console.print(f"note: {sum(skipped.values()):,} stored value(s) not finite or beyond what one miner or market "
+                      f"gives, left out as unread ({fields})", style="yellow")
     if result.miners_without_power:
         console.print(f"note: {_count(result.miners_without_power, 'miner')} mined with no power reading: counted "
                       "mining and earning, left as they were by the strategy, their energy in neither column",
@@ -208,4 +219,5 @@ def print_result(result: BacktestResult, cfg: CollectorConfig, step: int) -> Non
 def _fmt(value: float | None, digits: int, *, sign: bool = False) -> str:
     if value is None:
         return "-"
+    value = round(value, digits) + 0.0  # (no "-0.0000": a negative that rounds to nothing, or -0.0, is 0)
     return f"{value:+,.{digits}f}" if sign else f"{value:,.{digits}f}"

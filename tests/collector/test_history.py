@@ -463,3 +463,25 @@ def test_a_period_of_one_cycle_counts_one_interval_of_energy_and_money(tmp_path)
     assert data["energy_usd"] == pytest.approx(86.4 * 30 / 86400)
     assert data["btc"] == pytest.approx(0.00864 * 30 / 86400)
     assert data["energy_cost_per_btc"] == pytest.approx(10_000)
+
+
+def test_a_period_asked_longer_than_the_history_is_reported_with_the_history_it_holds(tmp_path):
+    # Trial ZH M4: six hours of history and `report --since 90d` titled the table with the 90 days asked, its JSON
+    # start and end too; only "360 cycles" hinted at six hours. The history's first and last cycles are said.
+    site = tmp_path / "spool" / "x1"
+    site.mkdir(parents=True)
+    now = int(time.time())
+    first = now - 6 * 3600
+    lines = [f'miner,site=x1,miner=m1,model=A1566 hashrate_ths=190,power_w=3600,up=1i,state="mining" {t}'
+             for t in range(first, now - 60, 60)]
+    (site / f"{1:016d}.lp.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    run = hashfleet("report", "--site", "x1", "--since", "90d", "--json", spool=tmp_path / "spool")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert (data["first_cycle"], data["last_cycle"]) == (first, range(first, now - 60, 60)[-1])
+    assert data["end"] - data["start"] == 90 * 86400
+    table = hashfleet("report", "--site", "x1", "--since", "90d", spool=tmp_path / "spool")
+    assert table.returncode == 0, table.stderr
+    said = " ".join(table.stdout.split())
+    shown = time.strftime("%Y-%m-%d %H:%M", time.gmtime(first))
+    assert f"history {shown} – " in said and "of the period asked" in said, said

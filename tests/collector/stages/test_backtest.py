@@ -642,3 +642,99 @@ def test_a_header_the_http_client_refuses_is_an_error_without_the_token(monkeypa
         with pytest.raises(InfluxQueryError) as err:
             history.query("SELECT 1")
     assert "could not be sent" in str(err.value) and "SECRET" not in str(err.value)
+
+
+# --- hostile or doubled history (trial ZH) ------------------------------------------------------
+
+def test_a_copied_batch_or_an_hour_written_twice_counts_once(tmp_path, start):
+    # Trial ZH H1: a copied batch doubled the savings; the spike hour written again as a batch of its own made them
+    # 62 % high, exit 0 and no word. `hashfleet report` counted each once.
+    lines = history_lines(start, with_prices=True)
+    spike = [line for line in lines if start + 3600 * 10 <= int(line.rsplit(" ", 1)[1]) < start + 3600 * 11]
+    for copies, name in ((lines + spike, "hour"), (lines + lines, "whole")):
+        env = local_history(tmp_path / name, copies)
+        result = run_backtest(["--config", write_config(tmp_path), "--prices", prices_csv(tmp_path, start),
+                               "--strategy", "strike:0.10"], env)
+        for key, value in STRIKE.items():
+            assert result[key] == pytest.approx(value, rel=0.01), (name, key)
+        assert result["periods"] == 48 * 12, name  # (5-minute periods)
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+@pytest.mark.parametrize("source", ["local", "influx"])
+def test_a_reading_no_miner_gives_costs_that_reading_not_the_backtest(tmp_path, start, source, request):
+    # Trial ZH H2: one stored power_w (or hashrate_ths) of 1e308 made the whole month NaN, exit 0, and --json wrote
+    # NaN and Infinity (not JSON). `hashfleet report` skips such values; so does the backtest now, and says so.
+    lines = history_lines(start, with_prices=True)
+    t = start + 3600 * 20
+    lines += [encode("miner", {"site": SITE, "miner": "A", "model": "X"},
+                     {"hashrate_ths": 100.0, "power_w": 1e308, "state": "mining", "up": 1}, t + 30),
+              encode("miner", {"site": SITE, "miner": "B", "model": "X"},
+                     {"hashrate_ths": 1e308, "power_w": 3500.0, "state": "mining", "up": 1}, t + 30)]
+    if source == "local":
+        env = local_history(tmp_path, lines)
+    else:
+        influxdb, bucket = request.getfixturevalue("influxdb"), request.getfixturevalue("influx_bucket")
+        influxdb.write(bucket, lines)
+        env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_BUCKET": bucket, "INFLUX_TOKEN": influxdb.token,
+               "INFLUX_ORG": influxdb.org, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+    done = subprocess.run([HASHFLEET, "backtest", "--since", "3d", "--json", "--config", write_config(tmp_path),
+                           "--prices", prices_csv(tmp_path, start), "--strategy", "strike:0.10", "--source", source],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout, parse_constant=_no_constants)
+    for key, value in STRIKE.items():
+        assert result[key] == pytest.approx(value, rel=0.01), key
+    if source == "local":
+        assert result["skipped_values"] == {"hashrate_ths": 1, "power_w": 1}
+    else:  # (InfluxDB: the reading past a unit's hashrate by the query; the bucket whose mean draw it spoils)
+        assert result["skipped_values"] == {"hashrate_ths": 1, "power_w": 1}
+    table = subprocess.run([HASHFLEET, "backtest", "--since", "3d", "--config", write_config(tmp_path),
+                            "--prices", prices_csv(tmp_path, start), "--strategy", "strike:0.10", "--source", source],
+                           capture_output=True, text=True, timeout=120, env=env)
+    said = " ".join(table.stdout.split())
+    assert "2 stored value(s) not finite or beyond what one miner or market gives" in said and "nan" not in said
+    assert "periods of 300 s replayed, 2 miners" in said
+
+
+def test_a_figure_that_rounds_to_nothing_is_shown_without_a_minus():
+    # Trial ZH L5: "price paid -0.0000", "BTC -0.000000".
+    from collector.commands.backtest import _fmt
+    assert (_fmt(-0.00001, 4), _fmt(-0.0, 2, sign=True), _fmt(-0.0307, 4)) == ("0.0000", "+0.00", "-0.0307")
+
+
+def test_the_collector_down_a_few_minutes_is_not_counted_as_mining_as_report_counts_it(tmp_path, recent):
+    # Trial ZH M1: with the collector stopped 90 s at a 3 s interval, the backtest's "as happened" counted the stop as
+    # mining (any gap up to 600 s): 2.09 kWh where `hashfleet report` said 1.49. A gap over three cycle steps counts
+    # one step, as the report counts it: half an hour, 5 minutes down, half an hour.
+    lines = history(recent, 3, 600) + history(recent + 1800 + 300, 3, 600)
+    env = local_history(tmp_path, lines)
+    config = write_config(tmp_path, interval_s=3)
+    result = run_backtest(["--config", config, "--prices", flat_prices(tmp_path, recent), "--strategy", "strike:10"],
+                          env)
+    assert result["actual"]["energy_kwh"] == pytest.approx(6.5 * 1.0, rel=0.005)  # 6.5 kW x 1,200 x 3 s
+    done = subprocess.run([HASHFLEET, "report", "--config", config, "--since", "1d", "--json"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["energy_kwh"] == pytest.approx(result["actual"]["energy_kwh"], rel=0.005)
+
+
+def test_a_row_missing_from_a_price_file_is_warned_of_where_its_price_before_holds_across(tmp_path, caplog):
+    # Trial ZH M2: the 16:00 row missing after a 15:00 spike held the spike two hours, savings 62 % high, unsaid.
+    path = tmp_path / "hourly.csv"
+    rows = [(h, 0.50 if h == 15 else 0.04) for h in range(24) if h != 16]
+    path.write_text("time,usd_per_kwh\n" + "".join(f"{1_765_000_800 + 3600 * h},{p}\n" for h, p in rows))
+    with caplog.at_level("WARNING"):
+        series = read_prices_csv(path)
+    assert series.at(1_765_000_800 + 3600 * 16 + 10) == 0.50  # (as documented: at most two hours)
+    [said] = [r.getMessage() for r in caplog.records if "gap" in r.getMessage()]
+    assert "1 gap(s) longer than the file's step of 3600 s: after line 17 (2 h)" in said, said
+    caplog.clear()
+    regular = tmp_path / "regular.csv"
+    regular.write_text("time,usd_per_kwh\n" + "".join(f"{1_765_000_800 + 3600 * h},0.04\n" for h in range(24)))
+    with caplog.at_level("WARNING"):
+        read_prices_csv(regular)
+    assert not caplog.records
