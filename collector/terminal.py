@@ -268,6 +268,13 @@ def print_report(report) -> None:
         ("energy $", _usd(report.energy_usd)), ("cash $", _usd(report.cash_usd)), ("all-in $", _usd(report.all_in_usd)),
         ("energy $/BTC", _usd(report.energy_cost_per_btc)), ("cash $/BTC", _usd(report.cash_cost_per_btc)),
         ("all-in $/BTC", _usd(report.all_in_cost_per_btc))], console))
+    partial = [m for m in report.miners if m.cycles < report.cycles]
+    if partial:  # (trial ZH: a miner removed halfway read "100.0 up %", of its own cycles, with no word)
+        console.print(Text(
+            f"read in fewer than the site's {report.cycles} cycles (added, removed or renamed in the period; its "
+            "percentages are of its own cycles): "
+            + ", ".join(f"{m.miner} ({m.cycles})" for m in partial[:10])
+            + (f", and {len(partial) - 10} more" if len(partial) > 10 else ""), style="yellow"))
     left_out = [m for m in report.miners if m.left_out_pct]
     if left_out:
         console.print(Text(

@@ -191,7 +191,9 @@ async def poll(
     if data.hashrate is None and data.uptime is None and not data.mac:
         if refused:
             return _unread(miner_id, host, port, site, ts, f"{host}: {refused[0]}")
-        return _offline(miner_id, host, port, site, ts, f"{host}: no answer on pyasic's ports (RPC 4028, web 80)")
+        # (pyasic hides which: "no answer" was said of a unit answering malformed replies too, trial ZF)
+        return _offline(miner_id, host, port, site, ts, f"{host}: nothing read through pyasic (RPC 4028, web 80): no "
+                                                        "answer, or one it could not read")
     sample = from_miner_data(data, host=host, port=port, site=site, ts=ts, make=_make_of(miner))
     if known_id and not sample.mac:
         sample = sample.model_copy(update={"miner": known_id})

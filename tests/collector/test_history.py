@@ -485,3 +485,20 @@ def test_a_period_asked_longer_than_the_history_is_reported_with_the_history_it_
     said = " ".join(table.stdout.split())
     shown = time.strftime("%Y-%m-%d %H:%M", time.gmtime(first))
     assert f"history {shown} – " in said and "of the period asked" in said, said
+
+
+def test_a_miner_read_in_part_of_the_period_is_named_with_its_cycles(tmp_path):
+    # Trial ZH L3: a miner removed halfway showed "100.0 up %" (of its own cycles) and nothing said it was gone.
+    site = tmp_path / "spool" / "x1"
+    site.mkdir(parents=True)
+    now = int(time.time())
+    times = range(now - 3600, now - 60, 60)
+    lines = [f'miner,site=x1,miner={m},model=A1566 hashrate_ths=190,power_w=3600,up=1i,state="mining" {t}'
+             for t in times for m in (("m1", "m2") if t < now - 1800 else ("m1",))]
+    (site / f"{1:016d}.lp.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    table = hashfleet("report", "--site", "x1", "--since", "2h", spool=tmp_path / "spool")
+    assert table.returncode == 0, table.stderr
+    said = " ".join(table.stdout.split())
+    m2 = sum(1 for t in times if t < now - 1800)
+    assert f"read in fewer than the site's {len(times)} cycles" in said and f"m2 ({m2})" in said, said
+    assert "m1 (" not in said
