@@ -26,6 +26,8 @@ from simulators.fleet import run_fleet
 from simulators.mqtt_meter import format_mac
 from tests.collector.mqtt_support import NETWORK, Publisher, RunningCollector, Subscriber, mqtt_config, unique
 from tests.collector.test_mqtt_availability import retained_until_marker
+from tests.servers.fixtures import _finish, _start
+from tests.servers.mosquitto import MosquittoBroker
 
 ECONOMICS = {"tariff": {"kind": "flat", "usd_per_kwh": 0.05}, "pue": 1.1}
 CURTAILMENT = {"min_on_s": 0, "min_off_s": 0, "warmup_s": 0,
@@ -61,6 +63,18 @@ def old_configs(site: str, miners: list[str]) -> dict[str, dict]:
                 "name": object_id, "unique_id": f"{node}_{object_id}", "state_topic": topics.miner_state(miner),
                 "availability": availability, "device": {"identifiers": [node], "via_device": site_node}}
     return out
+
+
+@pytest.fixture(scope="module")
+def mosquitto():
+    """A broker of this module's own: its watchers subscribe to `homeassistant/#`, and on the session's shared
+    broker every retained config the tests before left came first (after the curtailment and MQTT suites, more
+    than its watchers read in their 10 s: four tests timed out when run after them)."""
+    server = _start(MosquittoBroker)
+    try:
+        yield server
+    finally:
+        _finish(server)
 
 
 @pytest.fixture(scope="module")
