@@ -366,12 +366,10 @@ class MqttIngest:
         self._before = dict.fromkeys(ids, now)
         self._ids_saved = frozenset(ids)
 
-    def _save_ids(self) -> None:
-        """The ids held now (and those of the run before not yet forgotten), when they changed (under self._lock)."""
-        if self._ids_path is None:
-            return
-        ids = frozenset(self._telemetry).union(self._before)
-        if ids == self._ids_saved:
+    def _save_ids(self, ids: frozenset[str]) -> None:
+        """The ids held now (and those of the run before not yet forgotten), when they changed: written outside
+        self._lock (a synced write must not hold up the messages paho's thread applies)."""
+        if self._ids_path is None or ids == self._ids_saved:
             return
         try:
             durable_file.replace_synced(self._ids_path, orjson.dumps({"version": 1, "miners": sorted(ids)}))
@@ -855,7 +853,8 @@ class MqttIngest:
             self._evict(evicted, ts)
             if self._before:
                 self._forget_before(ts)
-            self._save_ids()
+            ids = frozenset(self._telemetry).union(self._before) if self._ids_path is not None else frozenset()
+        self._save_ids(ids)
         return out
 
     def _forget_before(self, ts: datetime) -> None:
