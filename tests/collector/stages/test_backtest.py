@@ -212,18 +212,22 @@ def test_a_miner_mining_with_no_power_reading_counts_as_mining_and_is_left_as_it
     assert result.actual.revenue_usd == pytest.approx(350 * 48 * 50 / 1000 / 24)  # C's earnings counted
 
 
+def history_in(source: str, tmp_path, lines: list[str], request) -> dict:
+    """`lines` in the local spool or the real InfluxDB (`source`); the environment that reads them."""
+    if source == "local":
+        return local_history(tmp_path, lines)
+    influxdb, bucket = request.getfixturevalue("influxdb"), request.getfixturevalue("influx_bucket")
+    influxdb.write(bucket, lines)
+    return {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_BUCKET": bucket, "INFLUX_TOKEN": influxdb.token,
+            "INFLUX_ORG": influxdb.org, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+
+
 @pytest.mark.parametrize("source", ["local", "influx"])
 def test_the_backtest_counts_a_miner_with_no_power_reading_alike_from_either_history(tmp_path, start, source, request):
     # Trial ZB, M5: from the local history a miner mining with no power reading counted as read but not mining
     # (uptime 83 % where `report` said 100 %); from InfluxDB as mining at 0 W, a miner the strategy weighed as free.
     lines = history_lines(start, with_prices=True) + unpowered_lines(start)
-    if source == "local":
-        env = local_history(tmp_path, lines)
-    else:
-        influxdb, bucket = request.getfixturevalue("influxdb"), request.getfixturevalue("influx_bucket")
-        influxdb.write(bucket, lines)
-        env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_BUCKET": bucket, "INFLUX_TOKEN": influxdb.token,
-               "INFLUX_ORG": influxdb.org, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+    env = history_in(source, tmp_path, lines, request)
     args = ["--config", write_config(tmp_path), "--strategy", "strike:0.10", "--source", source]
     result = run_backtest(args, env)
     for name, value in STRIKE.items():
@@ -674,13 +678,7 @@ def test_a_reading_no_miner_gives_costs_that_reading_not_the_backtest(tmp_path, 
                      {"hashrate_ths": 100.0, "power_w": 1e308, "state": "mining", "up": 1}, t + 30),
               encode("miner", {"site": SITE, "miner": "B", "model": "X"},
                      {"hashrate_ths": 1e308, "power_w": 3500.0, "state": "mining", "up": 1}, t + 30)]
-    if source == "local":
-        env = local_history(tmp_path, lines)
-    else:
-        influxdb, bucket = request.getfixturevalue("influxdb"), request.getfixturevalue("influx_bucket")
-        influxdb.write(bucket, lines)
-        env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_BUCKET": bucket, "INFLUX_TOKEN": influxdb.token,
-               "INFLUX_ORG": influxdb.org, "HASHFLEET_SPOOL_DIR": str(tmp_path / "spool")}
+    env = history_in(source, tmp_path, lines, request)
     done = subprocess.run([HASHFLEET, "backtest", "--since", "3d", "--json", "--config", write_config(tmp_path),
                            "--prices", prices_csv(tmp_path, start), "--strategy", "strike:0.10", "--source", source],
                           capture_output=True, text=True, timeout=120, env=env)
