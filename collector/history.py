@@ -73,6 +73,7 @@ class Report:
     cycles: int
     first_cycle: int | None = None  # unix seconds: the history found in it (a --since longer than the history)
     last_cycle: int | None = None
+    shard: str | None = None  # "K/N": one shard's history, its miners only (`collect --shard`)
     miners: list[MinerSummary] = field(default_factory=list)
     hashrate_avg_ths: float | None = None  # of the miners the cost counted, cycle by cycle
     power_avg_w: float | None = None  # their reported draw

@@ -247,13 +247,14 @@ def print_report(report) -> None:
     console = plain_console()
     start = datetime.fromtimestamp(report.start, timezone.utc)
     end = datetime.fromtimestamp(report.end, timezone.utc)
-    title = f"site {report.site} · {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC · {report.cycles} cycles"
+    site = f"site {report.site}" + (f" shard {report.shard} (its miners only)" if report.shard else "")
+    title = f"{site} · {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC · {report.cycles} cycles"
     if report.first_cycle is not None and report.last_cycle is not None:
         # The history found, when it covers less than the period asked (trial ZH: 6 hours read as `--since 90d`'s).
         first = datetime.fromtimestamp(report.first_cycle, timezone.utc)
         last = datetime.fromtimestamp(report.last_cycle, timezone.utc)
         if (first - start).total_seconds() > 3600 or (end - last).total_seconds() > 3600:
-            title = (f"site {report.site} · history {first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} UTC, "
+            title = (f"{site} · history {first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} UTC, "
                      f"{report.cycles} cycles, of the period asked {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC")
     table = _report_miners(report, title)
     if not _fits(console, table):

@@ -29,6 +29,7 @@ def report(
     directory = local_history(cfg)
     end = history_until(time.time())
     summary = history.from_spool(directory, cfg.site, end - seconds, end, interval_s=cfg.interval_s)
+    summary.shard = cfg.shard  # (a shard's report read as the site's: trial ZI)
     if not summary.cycles:  # (not a table of dashes)
         fail_usage(f"no local history of site {cfg.site!r} in the last {since} in {directory}{shards_hint(cfg)}")
     if as_json:

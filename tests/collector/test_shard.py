@@ -92,6 +92,10 @@ def test_shards_sharing_a_configured_spool_directory_each_keep_their_own(tmp_pat
     report = subprocess.run([HASHFLEET, "report", "--config", str(config), "--shard", "2/2", "--since", "1h", "--json"],
                             capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["shard"] == "2/2"  # (a shard's report read as the site's: trial ZI M4)
+    table = subprocess.run([HASHFLEET, "report", "--config", str(config), "--shard", "2/2", "--since", "1h"],
+                           capture_output=True, text=True, timeout=60)
+    assert "site big shard 2/2 (its miners only)" in " ".join(table.stdout.split()), table.stdout
     # Without --shard it said "no local history of site 'big'", though both shards hold the period.
     site_wide = subprocess.run([HASHFLEET, "report", "--config", str(config), "--since", "1h"],
                                capture_output=True, text=True, timeout=60)
@@ -237,3 +241,22 @@ def test_a_shard_whose_directory_exists_takes_nothing_up(tmp_path):
         config = CollectorConfig.model_validate({"site": "s", "shard": "1/2", "spool": {"directory": str(spool)}})
         assert shard_state.take_up_earlier_layout(config) == []
     assert (spool / "cost-totals.json").exists()
+
+
+def test_a_shard_with_curtailment_says_at_its_start_that_it_plans_its_miners_alone(tmp_path):
+    # Trial ZI H1: three shards each compared their ~29 kW with the site's 60 kW limit and said "met" (86 kW drawn),
+    # and nothing at a start said curtailment is not shard-aware.
+    config = tmp_path / "hashfleet.yaml"
+    config.write_text(f"site: cur\ntimeout_s: 1\nspool: {{directory: {tmp_path / 'spool'}}}\n"
+                      "economics: {tariff: {kind: flat, usd_per_kwh: 0.05}}\n"
+                      "network: {source: static, static: {difficulty: 1.5e14, height: 925000, btc_price_usd: 95000}}\n"
+                      "curtailment: {}\n")
+    runs = {shard: subprocess.run([HASHFLEET, "collect", "--config", str(config), "--miners", "127.48.9.1:4028",
+                                   "--cycles", "1", "--interval", "1", *shard],
+                                  capture_output=True, text=True, timeout=60)
+            for shard in ((), ("--shard", "1/2"))}
+    for shard, run in runs.items():
+        assert run.returncode == 0, run.stderr
+    said = " ".join(runs[("--shard", "1/2")].stderr.split())
+    assert "curtailment on shard 1/2 plans this shard's miners alone" in said, said
+    assert "plans this shard's miners alone" not in runs[()].stderr
