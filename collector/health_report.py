@@ -64,6 +64,7 @@ class HealthReport:
     chips_dead_first: float | None = None
     chips_dead_last: float | None = None
     unprofitable: int | None = None
+    unprofitable_miners: list[str] = field(default_factory=list)  # which (one cycle, now: trial ZJ found none named)
     measured_pue: float | None = None
     by_cause: dict[str, int] = field(default_factory=dict)
     power_corrections: dict[str, float] = field(default_factory=dict)
@@ -134,6 +135,7 @@ def from_cycle(site: SiteHealth, miners: list[MinerHealth]) -> HealthReport:
     return HealthReport(site=site.site, source="live", cycles=1, problems=seen, usd_lost_day=site.usd_lost_day,
                         chips_dead_first=float(site.chips_dead), chips_dead_last=float(site.chips_dead),
                         unprofitable=site.unprofitable, measured_pue=site.measured_pue,
+                        unprofitable_miners=sorted(h.miner for h in miners if h.unprofitable),
                         by_cause={c.value: n for c, n in sorted(site.by_cause.items())},
                         power_corrections={m: f for m, (f, _, _) in site.power_corrections.items()},
                         miners=site.miners)

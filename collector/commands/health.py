@@ -29,7 +29,7 @@ from collector.influx_query import InfluxQueryError
 from collector.redact import redact_url
 from collector.stages.health import HealthStage
 from collector.terminal import COMPACT_BELOW, plain_console, printable
-from models import schema
+from models import MinerState, schema
 
 
 def health(
@@ -75,7 +75,13 @@ def _live(cfg) -> health_report.HealthReport:
     if capture.cycle is None or capture.cycle.health is None:
         typer.echo("hashfleet: the cycle produced no health figures (see the log above)", err=True)
         raise typer.Exit(1)
-    return health_report.from_cycle(capture.cycle.health, [h for part in capture.parts for h in part.health or ()])
+    report = health_report.from_cycle(capture.cycle.health, [h for part in capture.parts for h in part.health or ()])
+    if not report.problems and not any(s.state is not MinerState.OFFLINE for s in capture.cycle.samples):
+        # A range nobody answers in (its empty addresses are no miners, so no offline problems) read "no problems",
+        # exit 0 (trial ZJ); advise and poll say so and exit 1. A named address that does not answer is a problem.
+        typer.echo("hashfleet: no miner answered (see the log above): nothing to judge; check the addresses", err=True)
+        raise typer.Exit(1)
+    return report
 
 
 def _recorded(cfg, start: int, end: int, since: str) -> health_report.HealthReport:
@@ -151,6 +157,11 @@ def _print(report: health_report.HealthReport, top: int, *, priced: bool) -> Non
         console.print(f"measured PUE (facility meter): {report.measured_pue:.3f}")
     for model, factor in report.power_corrections.items():
         console.print(f"power correction {model}: metered = {factor:.3f} x reported")
+    if report.unprofitable_miners:
+        shown = report.unprofitable_miners[:20]
+        console.print("costing more to run than they earn: " + ", ".join(shown)
+                      + (f", and {len(report.unprofitable_miners) - len(shown)} more" if len(report.unprofitable_miners) > 20 else "")
+                      + " (`hashfleet advise` weighs sleeping them)")
     if not report.problems:
         console.print("no problems")
         return

@@ -430,3 +430,21 @@ def test_health_since_says_chips_came_back_not_a_negative_loss(tmp_path):
     back = _run("health", "--site", "h1", "--since", "10m", env=env)
     assert back.returncode == 0, back.stderr
     assert "chips back: 176 (dead 178 -> 2)" in back.stdout and "-176" not in back.stdout, back.stdout
+
+
+def test_health_names_the_miners_costing_more_than_they_earn_and_a_range_nobody_answers_in_is_an_error(tmp_path):
+    # Trial ZJ M1: "2 miner(s) costing more to run than they earn", then "no problems", and neither the table nor
+    # --json said which. M2: a range with nothing listening read "0 problem(s) ... no problems", exit 0.
+    with run_fleet("a1246:1,a1566:1", base="127.66.9.1:0", seed=4) as fleet:
+        config = _config(tmp_path, fleet.addresses, economics={**ECONOMICS, "tariff": {"kind": "flat",
+                                                                                       "usd_per_kwh": 0.06}})
+        env = _environment(tmp_path)
+        as_json = _run("health", "--config", str(config), "--json", env=env)
+        table = _run("health", "--config", str(config), env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    a1246 = format_mac(fleet[0].mac)  # ~38 J/TH: its power costs more than it mines at 0.06 $/kWh
+    assert report["unprofitable"] == 1 and report["unprofitable_miners"] == [a1246]
+    assert f"costing more to run than they earn: {a1246}" in " ".join(table.stdout.split()), table.stdout
+    nobody = _run("health", "--miners", "127.66.9.32/29", "--json", env=env)
+    assert nobody.returncode == 1 and "no miner answered" in nobody.stderr and not nobody.stdout
