@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from models.base import Settings, http_url
 from models.base import Strict as _Strict
@@ -41,9 +41,22 @@ class Weekday(StrEnum):
 _WEEKDAY_INDEX = {day: i for i, day in enumerate(Weekday)}
 
 
+MAX_TARIFF_USD_KWH = 20.0  # as a live price is bounded (mqtt.power_price_max_usd_kwh's default)
+
+
+def _per_kwh(value: float) -> float:
+    if value > MAX_TARIFF_USD_KWH:  # (45 read as $/kWh made every cost per BTC $98M, unsaid: trial ZJ)
+        raise ValueError(f"{value:g} $/kWh is above any power price (at most {MAX_TARIFF_USD_KWH:g}): a $/MWh "
+                         f"figure? write {value / 1000:g}")
+    return value
+
+
+UsdPerKwh = Annotated[float, Field(ge=0), AfterValidator(_per_kwh)]
+
+
 class FlatTariff(Settings):
     kind: Literal["flat"] = "flat"
-    usd_per_kwh: float = Field(ge=0)
+    usd_per_kwh: UsdPerKwh
 
 
 class TouBand(Settings):
@@ -52,7 +65,7 @@ class TouBand(Settings):
     start_hour: int = Field(ge=0, le=23)
     end_hour: int = Field(ge=1, le=24, description="exclusive; 24 means midnight at the end of the day")
     days: list[Weekday] = Field(default_factory=lambda: list(Weekday), min_length=1, max_length=7)
-    usd_per_kwh: float = Field(ge=0)
+    usd_per_kwh: UsdPerKwh
 
     @field_validator("days", mode="before")
     @classmethod
@@ -111,7 +124,7 @@ class LiveTariff(Settings):
     """A price fed at run time (MQTT, later); the fallback is used, and flagged, when the feed is old or absent."""
 
     kind: Literal["live"] = "live"
-    fallback_usd_per_kwh: float = Field(ge=0)
+    fallback_usd_per_kwh: UsdPerKwh
     max_age_s: float = Field(default=900, gt=0)
 
 

@@ -99,6 +99,9 @@ def test_a_secret_written_into_the_config_file_is_warned_of_by_name_never_by_val
     ("influx:\n  url: influxdb:8086\n", "influx.url", "must be an http(s) URL"),
     ("sitee: x\n", "sitee", "Extra inputs are not permitted"),
     ("miners: [1.2.3.4]\nconcurrency: lots\n", "concurrency", "valid integer"),
+    # trial ZJ M3: a $/MWh figure as $/kWh made every cost per BTC $98M, unsaid
+    ("economics: {tariff: {kind: flat, usd_per_kwh: 45}}\n", "usd_per_kwh", "a $/MWh figure? write 0.045"),
+    ("economics: {tariff: {kind: live, fallback_usd_per_kwh: 38}}\n", "fallback_usd_per_kwh", "write 0.038"),
 ])
 def test_invalid_field_is_named_with_the_file_and_exit_code_2(tmp_path, text, field, problem):
     path = tmp_path / "broken.yaml"
