@@ -129,6 +129,10 @@ class InfluxWriter:
         if answer.status in AUTH_REFUSED and not self.reload_token():
             hint = (f" (the token, from {self.config.token_file}, is read again at each try)" if self.config.token_file
                     else " (check influx.token or INFLUX_TOKEN)")
+        elif answer.status == 404 and "bucket" not in text.lower():  # (2.x's missing bucket says so: not this)
+            # InfluxDB 1.6/1.7 (Debian's `apt install influxdb`) has no /api/v2/write: a bare "404 page not found"
+            # (trial ZJ)
+            hint = " (no /api/v2/write there: InfluxDB 1.8+ or 2.x is needed, docs/deployment.md)"
         raise InfluxWriteError(redact(
             f"InfluxDB at {redact_url(self.config.url)} {what} to bucket {self.config.bucket!r}: "
             f"HTTP {answer.status} {answer.reason or ''}: {text}{hint}"), retryable=answer.status not in NOT_RETRYABLE)
