@@ -175,8 +175,13 @@ def plain_console(**kwargs) -> Console:
 def print_table(samples: list[MinerSample]) -> None:
     console = plain_console()
     terminal = console.is_terminal
-    console.print(fleet_table(samples, compact=terminal and console.width < COMPACT_BELOW,
-                              note_chars=NOTE_CHARS if terminal else None))
+    compact = terminal and console.width < COMPACT_BELOW
+    console.print(fleet_table(samples, compact=compact, note_chars=NOTE_CHARS if terminal else None))
+    if compact:  # (no note column: a mistyped address read just "offline" on an 80- or 100-column terminal, trial ZJ)
+        for s in samples:
+            if s.errors:
+                console.print(Text(f"{s.host}:{s.port}: " + printable("; ".join(s.errors)[:NOTE_CHARS]), no_wrap=True,
+                                   overflow="ellipsis"))
 
 
 @contextmanager

@@ -148,3 +148,22 @@ def test_a_model_name_with_control_characters_cannot_split_a_row_or_paint_the_te
         rows = [line for line in text.splitlines() if "10.0.0.1" in line or "FAKE" in line]
         assert len(rows) == 1 and "FAKE ROW" in rows[0] and "\x1b" not in text and "[31m" in rows[0], text
     assert printable(hostile) == "S19 [31m FAKE ROW x"
+
+
+def test_poll_on_a_narrow_terminal_still_says_why_an_address_is_offline(tmp_path):
+    # Trial ZJ M5: below 120 columns the compact table has no note column, so a mistyped address read just
+    # "offline"; through a pipe the same row said "connection refused (nothing listens on the API port)".
+    script = f"{shlex.join([HASHFLEET, 'poll', '127.67.0.9:1', '--timeout', '1'])}; echo poll ended $?; exec cat"
+    command = " ".join(["env", "COLUMNS=", "LINES=", "sh", "-c", shlex.quote(script)])
+    pane = Pane(tmp_path / "tmux.sock", command, width=100, height=30)
+
+    def ended() -> list[str] | None:
+        screen = pane.screen()
+        return screen if any("poll ended" in line for line in screen) else None
+
+    try:
+        screen = wait_for(ended, timeout=60, what="`hashfleet poll` on a 100x30 terminal")
+    finally:
+        pane.close()
+    text = "\n".join(screen)
+    assert "offline" in text and any(line.startswith("127.67.0.9:1: ") and "refused" in line for line in screen), text
