@@ -94,7 +94,10 @@ class LiveView:
                 root.removeHandler(handler)
             for handler in self._log_handlers:
                 root.addHandler(handler)
-        self._live.stop()
+        try:
+            self._live.stop()
+        except OSError:  # the terminal is gone (closed window, SIGHUP): its last redraw has nowhere to go (trial ZJ)
+            pass
 
 
 def _log_through(console: Console) -> list[logging.Handler]:

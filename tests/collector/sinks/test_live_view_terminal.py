@@ -140,3 +140,27 @@ def test_watch_computes_the_break_even_on_the_j_th_it_shows_and_says_what_it_lea
     net_th_day = hashprice / 1000 * 0.98
     assert float(cost["break-even $/kWh"]) == pytest.approx(net_th_day / (0.024 * j_th * 1.1), rel=0.01)
     assert "incomplete: 1 miner left out (no power reading)" in watched.stdout
+
+
+
+class _GoneTerminal:
+    """What writing to a terminal that was closed (SIGHUP) gives: EIO."""
+
+    def write(self, text: str) -> int:
+        raise OSError(5, "Input/output error")
+
+    def flush(self) -> None:
+        raise OSError(5, "Input/output error")
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_watch_whose_terminal_is_closed_stops_without_a_traceback():
+    # Trial ZJ L6: the terminal closed (tmux killed, SIGHUP): `stopped after 3 cycle(s)`, then a traceback ending in
+    # OSError EIO from the live view's last redraw (rich's Live.stop) to a terminal that was gone.
+    from collector.sinks.live_view import LiveView
+    view = LiveView()
+    view._live.console.file = _GoneTerminal()
+    view._live.update("a last frame", refresh=False)
+    view.close()  # raised OSError
