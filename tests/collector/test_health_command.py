@@ -448,3 +448,20 @@ def test_health_names_the_miners_costing_more_than_they_earn_and_a_range_nobody_
     assert f"costing more to run than they earn: {a1246}" in " ".join(table.stdout.split()), table.stdout
     nobody = _run("health", "--miners", "127.66.9.32/29", "--json", env=env)
     assert nobody.returncode == 1 and "no miner answered" in nobody.stderr and not nobody.stdout
+
+
+def test_health_since_from_influxdb_after_a_re_split_counts_the_shards_writing_now(influxdb, influx_bucket, tmp_path):
+    # Trial ZI M2: three shards, then two (a re-split): `health --since 1h` summed every shard of the period,
+    # 48 miners and 16 unprofitable where the site had 24 and 8.
+    t = int(time.time()) - 3000
+    old = [f"health,site=h2,scope=site,collector_shard={k}/3 problems=0i,miners=8i,unprofitable=3i,usd_lost_day=0 "
+           f"{t + s}" for k in (1, 2, 3) for s in (0, 60)]
+    new = [f"health,site=h2,scope=site,collector_shard={k}/2 problems=0i,miners=12i,unprofitable=4i,usd_lost_day=0 "
+           f"{t + 1200 + s}" for k in (1, 2) for s in (0, 60, 1200)]
+    influxdb.write(influx_bucket, old + new)
+    env = _environment(tmp_path, INFLUX_URL=influxdb.url, INFLUX_ORG=influxdb.org, INFLUX_BUCKET=influx_bucket,
+                       INFLUX_TOKEN=influxdb.token)
+    done = _run("health", "--site", "h2", "--since", "1h", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["miners"], report["unprofitable"]) == (24, 8)
