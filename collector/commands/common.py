@@ -56,6 +56,9 @@ def shards_hint(cfg: CollectorConfig) -> str:
     """Where the history is when the site is collected in shards: each keeps its own, read one at a time.
     (Their reports are not added up here: shards poll at their own instants, and after a change of N or
     with a shard stopped, old and new shards' averages would be summed over different spans.)"""
+    if cfg.influx is not None:  # (it sent a site writing to InfluxDB to --shard, which then found nothing: trial ZI)
+        return ("; this config writes to InfluxDB, which holds the history instead: the dashboards, and `hashfleet "
+                "health --since` from it")
     shards = config_loader.shard_spools(cfg) if cfg.shard is None else {}
     if not shards:
         return ""

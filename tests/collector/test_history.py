@@ -134,6 +134,11 @@ def test_report_leaves_a_miner_without_power_out_of_the_site_totals_as_the_cost_
 def test_report_without_history_says_where_it_looked(tmp_path):
     result = hashfleet("report", "--site", "nowhere", spool=tmp_path / "empty")
     assert result.returncode == 2 and "no local history for site 'nowhere'" in result.stderr
+    # Trial ZI L1: a site writing to InfluxDB was sent to --shard, which found nothing either.
+    config = tmp_path / "influx.yaml"
+    config.write_text("site: nowhere\ninflux: {url: 'http://127.0.0.1:9', bucket: b, token: t}\n")
+    told = hashfleet("report", "--config", str(config), spool=tmp_path / "empty")
+    assert told.returncode == 2 and "writes to InfluxDB, which holds the history instead" in " ".join(told.stderr.split())
 
 
 def test_report_rejects_a_bad_period(tmp_path):
