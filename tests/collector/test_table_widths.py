@@ -93,24 +93,28 @@ def test_report_through_a_pipe_prints_both_tables_whole(history):
     assert _usd(summary["cash_cost_per_btc"]) in totals and _usd(summary["all_in_cost_per_btc"]) in totals, report
 
 
-def test_report_on_an_80_column_terminal_keeps_every_id_and_total_readable(history, tmp_path):
-    summary = json.loads(through_a_pipe(*REPORT, "--json", env=history))
-    # The report stays on screen: `cat` holds the terminal open after it, reading the terminal.
-    script = f"{shlex.join([HASHFLEET, *REPORT])}; echo report ended $?; exec cat"
-    command = " ".join(["env", f"HASHFLEET_SPOOL_DIR={shlex.quote(history['HASHFLEET_SPOOL_DIR'])}", "COLUMNS=",
-                        "LINES=", "sh", "-c", shlex.quote(script)])
-    pane = Pane(tmp_path / "tmux.sock", command, width=80, height=40)
+def on_a_terminal(tmp_path, args: list[str], width: int, height: int, *env: str) -> list[str]:
+    """The screen of a `width` x `height` terminal (a tmux pane) once `hashfleet ARGS` has ended there: `cat` holds
+    the terminal open after it, reading the terminal."""
+    script = f"{shlex.join([HASHFLEET, *args])}; echo command ended $?; exec cat"
+    command = " ".join(["env", *env, "COLUMNS=", "LINES=", "sh", "-c", shlex.quote(script)])
+    pane = Pane(tmp_path / "tmux.sock", command, width=width, height=height)
 
     def ended() -> list[str] | None:
         screen = pane.screen()
-        return screen if any("report ended" in line for line in screen) else None
+        return screen if any("command ended" in line for line in screen) else None
 
     try:
-        screen = wait_for(ended, timeout=60, what="`hashfleet report` on an 80x40 terminal")
+        return wait_for(ended, timeout=60, what=f"`hashfleet {args[0]}` on a {width}x{height} terminal")
     finally:
         pane.close()
+
+
+def test_report_on_an_80_column_terminal_keeps_every_id_and_total_readable(history, tmp_path):
+    summary = json.loads(through_a_pipe(*REPORT, "--json", env=history))
+    screen = on_a_terminal(tmp_path, REPORT, 80, 40, f"HASHFLEET_SPOOL_DIR={shlex.quote(history['HASHFLEET_SPOOL_DIR'])}")
     text = "\n".join(screen)
-    assert "report ended 0" in text, text
+    assert "command ended 0" in text, text
     # Every miner's id whole on one line; each figure of the site's totals whole, its name whole (in a row of
     # six under their names, or one line a figure: whichever fits).
     for m in summary["miners"]:
@@ -153,17 +157,6 @@ def test_a_model_name_with_control_characters_cannot_split_a_row_or_paint_the_te
 def test_poll_on_a_narrow_terminal_still_says_why_an_address_is_offline(tmp_path):
     # Trial ZJ M5: below 120 columns the compact table has no note column, so a mistyped address read just
     # "offline"; through a pipe the same row said "connection refused (nothing listens on the API port)".
-    script = f"{shlex.join([HASHFLEET, 'poll', '127.67.0.9:1', '--timeout', '1'])}; echo poll ended $?; exec cat"
-    command = " ".join(["env", "COLUMNS=", "LINES=", "sh", "-c", shlex.quote(script)])
-    pane = Pane(tmp_path / "tmux.sock", command, width=100, height=30)
-
-    def ended() -> list[str] | None:
-        screen = pane.screen()
-        return screen if any("poll ended" in line for line in screen) else None
-
-    try:
-        screen = wait_for(ended, timeout=60, what="`hashfleet poll` on a 100x30 terminal")
-    finally:
-        pane.close()
+    screen = on_a_terminal(tmp_path, ["poll", "127.67.0.9:1", "--timeout", "1"], 100, 30)
     text = "\n".join(screen)
     assert "offline" in text and any(line.startswith("127.67.0.9:1: ") and "refused" in line for line in screen), text
