@@ -14,6 +14,8 @@ piece of a value.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import logging
 import os
 import re
@@ -213,6 +215,21 @@ def _from_the_files_folder(raw: Any, model: type[BaseModel], folder: Path) -> No
                     _from_the_files_folder(item, kind, folder)
 
 
+@functools.cache
+def _known_names() -> tuple[str, ...]:
+    """Every key a config may hold, at any depth (its fields and their aliases): what a mistyped one is likely."""
+    names, seen, todo = set(), set(), [CollectorConfig]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            names.update(n for n in (name, field.alias) if n)
+            todo.extend(k for k in _kinds(field.annotation) if isinstance(k, type) and issubclass(k, BaseModel))
+    return tuple(sorted(names))
+
+
 def _kinds(annotation: Any) -> set[Any]:
     """The types an annotation may hold: Path | None -> {Path, NoneType}; list[Pool] -> {Pool, list}."""
     found, todo = set(), [annotation]
@@ -371,7 +388,11 @@ def _describe(source: str, error: ValidationError, flags: set[str] = frozenset()
             shown = f" (got {_short.repr(redact_url(base))})"
         else:
             shown = f" (got {_short.repr(value)})"
-        lines.append(_clip(redact(f"  {field}: {item['msg']}{shown}"), 400))
+        hint = ""
+        if item["type"] == "extra_forbidden" and loc and (near := difflib.get_close_matches(
+                loc[-1], _known_names(), n=1, cutoff=0.75)):
+            hint = f"; did you mean {near[0]!r}?"  # (`interval: 10` for interval_s, `tarrif`: trial ZJ)
+        lines.append(_clip(redact(f"  {field}: {item['msg']}{hint}{shown}"), 400))
     if error.error_count() > 20:
         lines.append(f"  ... and {error.error_count() - 20} more")
         in_file = True

@@ -97,7 +97,9 @@ def test_a_secret_written_into_the_config_file_is_warned_of_by_name_never_by_val
 @pytest.mark.parametrize(("text", "field", "problem"), [
     ("interval_s: -5\n", "interval_s", "greater than or equal to 1"),
     ("influx:\n  url: influxdb:8086\n", "influx.url", "must be an http(s) URL"),
-    ("sitee: x\n", "sitee", "Extra inputs are not permitted"),
+    ("sitee: x\n", "sitee", "Extra inputs are not permitted; did you mean 'site'?"),
+    ("interval: 10\n", "interval", "did you mean 'interval_s'?"),  # (trial ZJ L4)
+    ("economics: {tarrif: {kind: flat, usd_per_kwh: 0.05}}\n", "economics.tarrif", "did you mean 'tariff'?"),
     ("miners: [1.2.3.4]\nconcurrency: lots\n", "concurrency", "valid integer"),
     # trial ZJ M3: a $/MWh figure as $/kWh made every cost per BTC $98M, unsaid
     ("economics: {tariff: {kind: flat, usd_per_kwh: 45}}\n", "usd_per_kwh", "a $/MWh figure? write 0.045"),
