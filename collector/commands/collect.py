@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from collector import own_folder, pipeline, service, shard_state
+from collector.sources.targets import in_shard, listed_targets, parse_specs
 from collector.commands.common import (
     CONFIG_OPTION, MINERS_OPTION, SHARD_OPTION, SITE_OPTION, decimal_option, fail_usage, load_config, miners_list,
 )
@@ -49,6 +50,12 @@ def collect(
         storage.close()
         fail_usage(str(e))
     pipeline.log.info("%s", built.saved_state(storage.spool.directory))
+    if cfg.shard is not None:  # (a shard's log never said which it is nor what it owns: trial ZI L3)
+        listed = listed_targets(parse_specs(cfg.miners))
+        owned = sum(in_shard(t, cfg.shard_k_n) for t in listed)
+        (pipeline.log.info if owned else pipeline.log.warning)(
+            "shard %s: %d of the %d address(es) listed (ranges' addresses included) are this shard's%s", cfg.shard,
+            owned, len(listed), "" if owned else ": it polls nothing but what it may find by DNS or MQTT (check N)")
     if cfg.shard is not None and cfg.curtailment is not None:
         # Not shard-aware (README, Beyond one machine): trial ZI's 60 kW limit read "met" from each of three
         # shards drawing ~29 kW while the site drew 86 kW.

@@ -243,7 +243,7 @@ def test_a_shard_whose_directory_exists_takes_nothing_up(tmp_path):
     assert (spool / "cost-totals.json").exists()
 
 
-def test_a_shard_with_curtailment_says_at_its_start_that_it_plans_its_miners_alone(tmp_path):
+def test_a_shard_says_at_its_start_what_it_owns_and_with_curtailment_that_it_plans_its_miners_alone(tmp_path):
     # Trial ZI H1: three shards each compared their ~29 kW with the site's 60 kW limit and said "met" (86 kW drawn),
     # and nothing at a start said curtailment is not shard-aware.
     config = tmp_path / "hashfleet.yaml"
@@ -259,4 +259,12 @@ def test_a_shard_with_curtailment_says_at_its_start_that_it_plans_its_miners_alo
         assert run.returncode == 0, run.stderr
     said = " ".join(runs[("--shard", "1/2")].stderr.split())
     assert "curtailment on shard 1/2 plans this shard's miners alone" in said, said
+    # Trial ZI L3: a shard's log never said which it is nor what it owns; one that owns nothing ran without a word.
+    owned = int(in_shard(Target("127.48.9.1", 4028), (1, 2)))
+    assert f"shard 1/2: {owned} of the 1 address(es) listed" in said, said
+    empty = next(k for k in (1, 2) if not in_shard(Target("127.48.9.1", 4028), (k, 2)))
+    run = subprocess.run([HASHFLEET, "collect", "--config", str(config), "--miners", "127.48.9.1:4028", "--cycles", "1",
+                          "--interval", "1", "--shard", f"{empty}/2"], capture_output=True, text=True, timeout=60)
+    [line] = [line for line in run.stderr.splitlines() if f"shard {empty}/2: 0 of the 1" in line]
+    assert "WARNING" in line and "polls nothing" in line, line
     assert "plans this shard's miners alone" not in runs[()].stderr
